@@ -1,0 +1,71 @@
+"""Composition root: turns Settings into a running set of services (the store and what uses it)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from app.services.fixtures import LoadReport, load_fixtures
+from app.services.ingestion import IngestionPolicy
+from app.services.ports import ProfileStore
+from app.settings import Settings
+from app.store import open_store
+
+log = logging.getLogger("cdp")
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    store: ProfileStore
+    ingestion: IngestionPolicy
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def start(settings: Settings) -> Services:
+    store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
+    services = Services(
+        settings=settings,
+        store=store,
+        ingestion=IngestionPolicy(
+            max_batch_size=settings.max_batch_size,
+            idempotency_ttl=timedelta(days=settings.idempotency_ttl_days),
+        ),
+    )
+    if settings.seed_fixtures and store.backend == "sqlite" and await _is_empty(store):
+        await seed(services)
+    return services
+
+
+async def _is_empty(store: ProfileStore) -> bool:
+    return await store.count_profiles() == 0 and await store.count_products() == 0
+
+
+async def seed(services: Services) -> LoadReport | None:
+    directory = services.settings.fixtures_dir
+    if not directory.is_dir():
+        log.warning("no fixtures folder at %s: starting with an empty store", directory)
+        return None
+    log.info("empty embedded store: loading the demo data set from %s (first start only)", directory)
+    started = time.monotonic()
+    last_logged = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == total or time.monotonic() - last_logged[0] > 2:
+            last_logged[0] = time.monotonic()
+            log.info("  %s: %d/%d", stage, done, total)
+
+    report = await load_fixtures(services.store, directory, progress)
+    log.info(
+        "demo data loaded in %.1f s: %d products, %d CRM profiles, %d events (%d rejected)",
+        time.monotonic() - started,
+        report.products,
+        report.profiles,
+        report.events_accepted,
+        report.events_rejected,
+    )
+    return report

@@ -1,0 +1,131 @@
+"""What one event does to a profile: counters, first/last times, history and the fields it carries.
+
+The result is a `ProfileChange`, so the whole effect of an event (stats and the history append)
+lands in one single-document update.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.domain.events import Channel, Event, EventType, to_minor_units
+from app.domain.identifiers import Identifier
+from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Profile
+from app.domain.profile_change import CappedPush, ProfileChange
+
+# A visit is a run of web/app activity with no gap longer than this (the usual analytics session).
+VISIT_GAP = timedelta(minutes=30)
+_VISIT_CHANNELS = {Channel.WEB, Channel.MOBILE}
+_VISIT_TYPES = {EventType.PAGE_VIEW, EventType.PRODUCT_VIEW, EventType.ADD_TO_CART}
+
+_COUNTERS: dict[EventType, str] = {
+    EventType.PAGE_VIEW: "stats.pageViews",
+    EventType.PRODUCT_VIEW: "stats.productViews",
+    EventType.ADD_TO_CART: "stats.addToCarts",
+    EventType.CART_ABANDONED: "stats.cartAbandons",
+    EventType.ORDER_COMPLETED: "stats.orders",
+    EventType.ORDER_RETURNED: "stats.returns",
+    EventType.EMAIL_OPEN: "stats.emailOpens",
+    EventType.EMAIL_CLICK: "stats.emailClicks",
+    EventType.EMAIL_REPLY: "stats.emailReplies",
+    EventType.SUPPORT_CONTACT: "stats.supportContacts",
+    EventType.SURVEY_RESPONSE: "stats.surveyResponses",
+}
+
+_IDENTITY_FIELDS = ("firstName", "lastName", "birthDate", "gender", "language", "company", "jobTitle")
+
+
+def interaction_document(event: Event) -> dict[str, Any]:
+    return {
+        "messageId": event.message_id,
+        "type": str(event.type),
+        "channel": str(event.channel),
+        "timestamp": event.timestamp,
+        "properties": event.properties,
+    }
+
+
+RECENT_ORDER = {"timestamp": -1, "messageId": -1}
+
+
+def change_for_event(
+    profile: Profile, event: Event, new_identifiers: list[Identifier], *, at: datetime
+) -> ProfileChange:
+    change = ProfileChange()
+    stats = profile.stats
+    ts = event.timestamp
+    change.inc["stats.eventsTotal"] = 1
+    change.inc[f"stats.channels.{event.channel}"] = 1
+    change.min["stats.firstSeenAt"] = ts
+    change.max["stats.lastSeenAt"] = ts
+    counter = _COUNTERS.get(event.type)
+    if counter:
+        change.inc[counter] = 1
+    change.push["recent"] = CappedPush([interaction_document(event)], RECENT_ORDER, RECENT_INTERACTIONS_CAP)
+    if new_identifiers:
+        change.append["identifiers"] = identifier_records(new_identifiers, at=at, source=str(event.channel))
+
+    if event.type in _VISIT_TYPES and event.channel in _VISIT_CHANNELS:
+        if stats.last_visit_at is None or abs(ts - stats.last_visit_at) > VISIT_GAP:
+            change.inc["stats.visits"] = 1
+        change.max["stats.lastVisitAt"] = ts
+
+    props = event.properties
+    match event.type:
+        case EventType.ORDER_COMPLETED:
+            change.inc["stats.revenueCents"] = to_minor_units(props["total"])
+            change.inc["stats.itemsPurchased"] = sum(line["quantity"] for line in props.get("lines", []))
+            change.max["stats.lastOrderAt"] = ts
+            change.min["stats.firstOrderAt"] = ts
+        case EventType.ORDER_RETURNED:
+            change.inc["stats.returnedCents"] = to_minor_units(props["amount"])
+        case EventType.CART_ABANDONED:
+            change.max["stats.lastCartAbandonAt"] = ts
+        case EventType.SURVEY_RESPONSE:
+            _survey(profile, event, change)
+        case EventType.CONSENT_UPDATE:
+            current = profile.consents.get(props["purpose"])
+            if current is None or ts >= current.at:
+                change.set[f"consents.{props['purpose']}"] = {
+                    "granted": props["granted"],
+                    "source": str(event.channel),
+                    "at": ts,
+                }
+        case EventType.IDENTIFY:
+            _identify(profile, event, change)
+        case _:
+            pass
+    return change.stamped(at)
+
+
+def identifier_records(identifiers: list[Identifier], *, at: datetime, source: str | None) -> list[dict[str, Any]]:
+    return [{"type": i.type, "value": i.value, "addedAt": at, "source": source} for i in identifiers]
+
+
+def _survey(profile: Profile, event: Event, change: ProfileChange) -> None:
+    props = event.properties
+    quality = profile.qualitative
+    if "nps" in props and (quality.nps_at is None or event.timestamp >= quality.nps_at):
+        change.set["qualitative.npsScore"] = props["nps"]
+        change.set["qualitative.npsAt"] = event.timestamp
+    if "rating" in props:
+        change.inc["qualitative.ratingCount"] = 1
+        change.inc["qualitative.ratingSum"] = props["rating"]
+        rating = {"rating": props["rating"], "at": event.timestamp}
+        rating.update({k: props[k] for k in ("productId", "comment") if k in props})
+        change.push["qualitative.ratings"] = CappedPush([rating], {"at": -1}, RECENT_RATINGS_CAP)
+
+
+def _identify(profile: Profile, event: Event, change: ProfileChange) -> None:
+    props = event.properties
+    for name in _IDENTITY_FIELDS:
+        if name in props:
+            change.set[name] = props[name]
+    address = props.get("address")
+    if address:
+        known = [a.model_dump(by_alias=True, exclude_none=True) for a in profile.addresses]
+        if address not in known:
+            change.set["addresses"] = [address, *known]
+    for key, value in (props.get("traits") or {}).items():
+        change.set[f"traits.{key}"] = value

@@ -1,0 +1,238 @@
+"""Events as the server accepts them: types, channels, and the properties each type must carry.
+
+`parse_event` turns raw input into an `Event` or raises `InvalidInput` naming the field, so that the
+ingestion service can report `REJECTED` with a reason and write nothing for that event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.domain.clock import utc_ms
+from app.domain.errors import InvalidInput
+from app.domain.identifiers import Identifier, normalise
+
+
+class EventType(StrEnum):
+    IDENTIFY = "identify"
+    PAGE_VIEW = "page_view"
+    PRODUCT_VIEW = "product_view"
+    ADD_TO_CART = "add_to_cart"
+    CART_ABANDONED = "cart_abandoned"
+    ORDER_COMPLETED = "order_completed"
+    ORDER_RETURNED = "order_returned"
+    EMAIL_OPEN = "email_open"
+    EMAIL_CLICK = "email_click"
+    EMAIL_REPLY = "email_reply"
+    SUPPORT_CONTACT = "support_contact"
+    SURVEY_RESPONSE = "survey_response"
+    CONSENT_UPDATE = "consent_update"
+
+
+class Channel(StrEnum):
+    WEB = "web"
+    MOBILE = "mobile"
+    EMAIL = "email"
+    STORE = "store"
+    CALL_CENTER = "call_center"
+    CUSTOMER_SERVICE = "customer_service"
+
+
+MAX_MESSAGE_ID_LENGTH = 128
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+
+class _Properties(BaseModel):
+    # Free-form keys are kept: every business sends its own extras.
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+
+class _Address(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    kind: str | None = None
+    street: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    region: str | None = None
+    country: str | None = Field(default=None, min_length=2, max_length=2)
+
+
+class IdentifyProperties(_Properties):
+    firstName: str | None = None
+    lastName: str | None = None
+    birthDate: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    gender: str | None = None
+    language: str | None = None
+    company: str | None = None
+    jobTitle: str | None = None
+    address: _Address | None = None
+    traits: dict[str, Any] | None = None
+
+
+class PageViewProperties(_Properties):
+    url: str = Field(min_length=1)
+
+
+class ProductViewProperties(_Properties):
+    productId: str = Field(min_length=1)
+    price: float | None = Field(default=None, ge=0)
+
+
+class AddToCartProperties(_Properties):
+    productId: str = Field(min_length=1)
+    quantity: int = Field(default=1, ge=1)
+    price: float | None = Field(default=None, ge=0)
+
+
+class CartAbandonedProperties(_Properties):
+    value: float | None = Field(default=None, ge=0)
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    productId: str = Field(min_length=1)
+    quantity: int = Field(default=1, ge=1)
+    price: float = Field(ge=0)
+
+
+class OrderCompletedProperties(_Properties):
+    orderId: str = Field(min_length=1)
+    total: float = Field(ge=0)
+    lines: list[OrderLine] = Field(default_factory=list)
+
+
+class OrderReturnedProperties(_Properties):
+    orderId: str = Field(min_length=1)
+    amount: float = Field(ge=0)
+
+
+class EmailProperties(_Properties):
+    campaignId: str = Field(min_length=1)
+
+
+class SupportContactProperties(_Properties):
+    satisfaction: int | None = Field(default=None, ge=1, le=5)
+
+
+class SurveyResponseProperties(_Properties):
+    nps: int | None = Field(default=None, ge=0, le=10)
+    rating: int | None = Field(default=None, ge=1, le=5)
+
+    @model_validator(mode="after")
+    def _needs_an_answer(self) -> SurveyResponseProperties:
+        if self.nps is None and self.rating is None:
+            raise ValueError("a survey response needs `nps` (0-10) or `rating` (1-5)")
+        return self
+
+
+class ConsentUpdateProperties(_Properties):
+    purpose: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    granted: bool
+
+
+PROPERTIES_BY_TYPE: dict[EventType, type[_Properties]] = {
+    EventType.IDENTIFY: IdentifyProperties,
+    EventType.PAGE_VIEW: PageViewProperties,
+    EventType.PRODUCT_VIEW: ProductViewProperties,
+    EventType.ADD_TO_CART: AddToCartProperties,
+    EventType.CART_ABANDONED: CartAbandonedProperties,
+    EventType.ORDER_COMPLETED: OrderCompletedProperties,
+    EventType.ORDER_RETURNED: OrderReturnedProperties,
+    EventType.EMAIL_OPEN: EmailProperties,
+    EventType.EMAIL_CLICK: EmailProperties,
+    EventType.EMAIL_REPLY: EmailProperties,
+    EventType.SUPPORT_CONTACT: SupportContactProperties,
+    EventType.SURVEY_RESPONSE: SurveyResponseProperties,
+    EventType.CONSENT_UPDATE: ConsentUpdateProperties,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RawIdentifier:
+    type: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """An event as a client sent it, before any validation."""
+
+    message_id: str
+    type: str
+    channel: str
+    timestamp: datetime
+    identifiers: list[RawIdentifier]
+    properties: Any  # validated against the event type's model; anything else is rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    message_id: str
+    type: EventType
+    channel: Channel
+    timestamp: datetime
+    identifiers: list[Identifier]
+    properties: dict[str, Any]
+
+
+def parse_event(raw: RawEvent, *, now: datetime) -> Event:
+    message_id = raw.message_id.strip()
+    if not message_id or len(message_id) > MAX_MESSAGE_ID_LENGTH:
+        raise InvalidInput(f"messageId must be 1-{MAX_MESSAGE_ID_LENGTH} characters", field="messageId")
+    try:
+        event_type = EventType(raw.type)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown event type {raw.type!r}; expected one of {', '.join(EventType)}", field="type"
+        ) from None
+    try:
+        channel = Channel(raw.channel)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown channel {raw.channel!r}; expected one of {', '.join(Channel)}", field="channel"
+        ) from None
+    timestamp = utc_ms(raw.timestamp)
+    if timestamp > now + MAX_FUTURE_SKEW:
+        raise InvalidInput("timestamp is in the future", field="timestamp")
+    if not raw.identifiers:
+        raise InvalidInput("an event needs at least one identifier", field="identifiers")
+    identifiers = normalise_all(raw.identifiers)
+    model = PROPERTIES_BY_TYPE[event_type]
+    try:
+        properties = model.model_validate(raw.properties).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise InvalidInput(_first_error(exc, prefix="properties"), field=_first_error_path(exc, "properties")) from None
+    return Event(message_id, event_type, channel, timestamp, identifiers, properties)
+
+
+def normalise_all(raw: list[RawIdentifier], *, field: str = "identifiers") -> list[Identifier]:
+    """Normalise and de-duplicate identifiers, keeping the caller's order."""
+    seen: dict[str, Identifier] = {}
+    for index, item in enumerate(raw):
+        identifier = normalise(item.type, item.value, field=f"{field}[{index}]")
+        seen.setdefault(identifier.key, identifier)
+    return list(seen.values())
+
+
+def _first_error_path(exc: ValidationError, prefix: str) -> str:
+    location = exc.errors()[0]["loc"]
+    parts = [prefix]
+    for part in location:
+        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    return "".join(parts).replace(".[", "[")
+
+
+def _first_error(exc: ValidationError, *, prefix: str) -> str:
+    error = exc.errors()[0]
+    return f"{_first_error_path(exc, prefix)}: {error['msg']}"
+
+
+def to_minor_units(amount: float) -> int:
+    """Money is summed in cents: float totals drift, integers do not."""
+    return int((Decimal(str(amount)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))

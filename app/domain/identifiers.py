@@ -1,0 +1,104 @@
+"""Identifiers: the types we know, how their values are normalised, and the identity key.
+
+An identity key is `"<type>:<normalised value>"`; it is the primary key of the `identities`
+collection, so two profiles can never claim the same identifier.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from app.domain.errors import InvalidInput
+
+
+class KnownIdentifierType(StrEnum):
+    CUSTOMER_ID = "customerId"
+    EMAIL = "email"
+    PHONE = "phone"
+    LOYALTY_ID = "loyaltyId"
+    DEVICE_ID = "deviceId"
+    ANONYMOUS_ID = "anonymousId"
+
+
+# Strongest first: an event whose identifiers point at several profiles goes to the profile of
+# the strongest one. Custom types rank after loyaltyId and before the device/anonymous ones.
+STRENGTH_ORDER: tuple[str, ...] = (
+    KnownIdentifierType.CUSTOMER_ID,
+    KnownIdentifierType.EMAIL,
+    KnownIdentifierType.PHONE,
+    KnownIdentifierType.LOYALTY_ID,
+    KnownIdentifierType.DEVICE_ID,
+    KnownIdentifierType.ANONYMOUS_ID,
+)
+_CUSTOM_RANK = STRENGTH_ORDER.index(KnownIdentifierType.LOYALTY_ID) + 0.5
+
+_CUSTOM_TYPE = re.compile(r"^[a-z][A-Za-z0-9_]{1,39}$")
+MAX_VALUE_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    type: str
+    value: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.type}:{self.value}"
+
+    @property
+    def strength(self) -> float:
+        """Lower is stronger."""
+        if self.type in STRENGTH_ORDER:
+            return STRENGTH_ORDER.index(self.type)
+        return _CUSTOM_RANK
+
+
+def normalise(type_: str, value: str, *, field: str = "identifier", default_region: str | None = None) -> Identifier:
+    """Validate an identifier and return it in canonical form, or raise InvalidInput naming `field`."""
+    type_ = type_.strip()
+    if type_ not in STRENGTH_ORDER and not _CUSTOM_TYPE.match(type_):
+        raise InvalidInput(
+            f"unknown identifier type {type_!r}: use one of {', '.join(STRENGTH_ORDER)} "
+            "or a custom name of 2-40 letters, digits or underscores starting with a lower-case letter",
+            field=f"{field}.type",
+        )
+    stripped = value.strip()
+    if not stripped:
+        raise InvalidInput("identifier value must not be empty", field=f"{field}.value")
+    if len(stripped) > MAX_VALUE_LENGTH:
+        raise InvalidInput(f"identifier value is longer than {MAX_VALUE_LENGTH} characters", field=f"{field}.value")
+    if type_ == KnownIdentifierType.EMAIL:
+        return Identifier(type_, _normalise_email(stripped, field=f"{field}.value"))
+    if type_ == KnownIdentifierType.PHONE:
+        return Identifier(type_, _normalise_phone(stripped, field=f"{field}.value", default_region=default_region))
+    return Identifier(type_, stripped)
+
+
+def _normalise_email(value: str, *, field: str) -> str:
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"{value!r} is not a valid email address: {exc}", field=field) from None
+    # The domain part is case-insensitive by standard; the local part is in practice too, and
+    # lower-casing it is what every CDP does so that "Emma@x.com" and "emma@x.com" are one person.
+    return result.normalized.lower()
+
+
+def _normalise_phone(value: str, *, field: str, default_region: str | None) -> str:
+    try:
+        parsed = phonenumbers.parse(value, default_region)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_valid_number(parsed):
+        hint = "" if default_region else " (give it in international form, e.g. +33 6 12 34 56 78)"
+        raise InvalidInput(f"{value!r} is not a valid phone number{hint}", field=field)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def strongest(identifiers: list[Identifier]) -> Identifier:
+    return min(identifiers, key=lambda i: (i.strength, i.key))

@@ -1,0 +1,151 @@
+"""The customer profile as stored: one document per customer, identical in both backends.
+
+Field names are the document keys (camelCase, as in MongoDB); Python code uses snake_case through
+pydantic aliases. Derived values (average order value, revenue in currency units) are computed on
+read, never stored, so they cannot drift from the counters they come from.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from datetime import datetime as _datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from app.domain.clock import utc_ms
+
+# Every stored time is aware UTC with millisecond precision, whichever backend it came from
+# (BSON dates read back naive from some drivers and fakes, and carry milliseconds only).
+datetime = Annotated[_datetime, AfterValidator(utc_ms)]
+
+RECENT_INTERACTIONS_CAP = 50
+RECENT_RATINGS_CAP = 20
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class IdentifierRecord(_Document):
+    type: str
+    value: str
+    added_at: datetime
+    source: str | None = None
+
+
+class Address(_Document):
+    kind: str | None = None
+    street: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    region: str | None = None
+    country: str | None = None
+
+
+class Consent(_Document):
+    granted: bool
+    source: str | None = None
+    at: datetime
+
+
+class Rating(_Document):
+    rating: int
+    at: datetime
+    product_id: str | None = None
+    comment: str | None = None
+
+
+class Qualitative(_Document):
+    nps_score: int | None = None
+    nps_at: datetime | None = None
+    rating_count: int = 0
+    rating_sum: int = 0
+    ratings: list[Rating] = Field(default_factory=list)
+    preferences: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def average_rating(self) -> float | None:
+        return round(self.rating_sum / self.rating_count, 2) if self.rating_count else None
+
+
+class Stats(_Document):
+    events_total: int = 0
+    orders: int = 0
+    revenue_cents: int = 0
+    items_purchased: int = 0
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+    returns: int = 0
+    returned_cents: int = 0
+    add_to_carts: int = 0
+    cart_abandons: int = 0
+    last_cart_abandon_at: datetime | None = None
+    email_opens: int = 0
+    email_clicks: int = 0
+    email_replies: int = 0
+    visits: int = 0
+    last_visit_at: datetime | None = None
+    page_views: int = 0
+    product_views: int = 0
+    support_contacts: int = 0
+    survey_responses: int = 0
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    channels: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def average_order_value_cents(self) -> int | None:
+        return round(self.revenue_cents / self.orders) if self.orders else None
+
+
+class Interaction(_Document):
+    message_id: str
+    type: str
+    channel: str
+    timestamp: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Profile(_Document):
+    id: str = Field(alias="_id")
+    identifiers: list[IdentifierRecord] = Field(default_factory=list)
+    first_name: str | None = None
+    last_name: str | None = None
+    birth_date: date | None = None
+    gender: str | None = None
+    language: str | None = None
+    addresses: list[Address] = Field(default_factory=list)
+    company: str | None = None
+    job_title: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+    qualitative: Qualitative = Field(default_factory=Qualitative)
+    consents: dict[str, Consent] = Field(default_factory=dict)
+    stats: Stats = Field(default_factory=Stats)
+    rfm: dict[str, Any] | None = None
+    segments: list[str] = Field(default_factory=list)
+    recent: list[Interaction] = Field(default_factory=list)
+    version: int = 0
+    created_at: datetime
+    updated_at: datetime
+    merged_into: str | None = None
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Profile:
+        return cls.model_validate(document)
+
+    def to_document(self) -> dict[str, Any]:
+        """The stored form: camelCase keys, no nulls (a missing field reads as null in MongoDB and
+        `$max`/`$min` then simply set it), Python dates and datetimes (each store encodes them)."""
+        document = self.model_dump(by_alias=True, exclude_none=True)
+        if self.birth_date is not None:
+            document["birthDate"] = self.birth_date.isoformat()
+        return document
+
+    def identifier_keys(self) -> set[str]:
+        return {f"{record.type}:{record.value}" for record in self.identifiers}
+
+
+def new_profile(profile_id: str, at: _datetime) -> Profile:
+    return Profile(_id=profile_id, created_at=at, updated_at=at)

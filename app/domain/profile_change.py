@@ -1,0 +1,79 @@
+"""A single-document profile update, expressed once and applied by every backend.
+
+MongoDB runs it natively as one `update_one` (`$set`, `$inc`, `$max`, `$min`, `$push` with
+`$each`/`$sort`/`$slice`); the embedded store and new-profile creation run `apply_change`, which
+implements the same operators on a plain document. The contract tests hold the two to each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class CappedPush:
+    """Append `items` to a list, keep it sorted by `sort` (key → 1 or -1), keep the first `cap`."""
+
+    items: list[dict[str, Any]]
+    sort: dict[str, int]
+    cap: int
+
+
+@dataclass(slots=True)
+class ProfileChange:
+    set: dict[str, Any] = field(default_factory=dict)
+    inc: dict[str, int] = field(default_factory=dict)
+    max: dict[str, datetime] = field(default_factory=dict)
+    min: dict[str, datetime] = field(default_factory=dict)
+    push: dict[str, CappedPush] = field(default_factory=dict)
+    append: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (self.set or self.inc or self.max or self.min or self.push or self.append)
+
+    def stamped(self, at: datetime) -> ProfileChange:
+        """Every write bumps `version` (optimistic concurrency) and `updatedAt`."""
+        self.inc["version"] = self.inc.get("version", 0) + 1
+        self.set["updatedAt"] = at
+        return self
+
+
+def apply_change(document: dict[str, Any], change: ProfileChange) -> dict[str, Any]:
+    """Apply `change` to `document` in place, with MongoDB's semantics for each operator."""
+    for path, value in change.set.items():
+        parent, key = _parent(document, path)
+        parent[key] = value
+    for path, amount in change.inc.items():
+        parent, key = _parent(document, path)
+        parent[key] = (parent.get(key) or 0) + amount
+    for path, value in change.max.items():
+        parent, key = _parent(document, path)
+        if parent.get(key) is None or value > parent[key]:
+            parent[key] = value
+    for path, value in change.min.items():
+        parent, key = _parent(document, path)
+        if parent.get(key) is None or value < parent[key]:
+            parent[key] = value
+    for path, items in change.append.items():
+        parent, key = _parent(document, path)
+        parent[key] = [*(parent.get(key) or []), *items]
+    for path, push in change.push.items():
+        parent, key = _parent(document, path)
+        merged = [*(parent.get(key) or []), *push.items]
+        for sort_key, direction in reversed(push.sort.items()):
+            merged.sort(key=lambda item, k=sort_key: item[k], reverse=direction < 0)
+        parent[key] = merged[: push.cap]
+    return document
+
+
+def _parent(document: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    *parents, key = path.split(".")
+    node = document
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        node = child
+    return node, key

@@ -1,0 +1,102 @@
+"""Direct profile writes (a CRM import): what may be set, validated before anything is written."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.domain.clock import now
+from app.domain.errors import InvalidInput
+from app.domain.events import RawIdentifier, normalise_all
+from app.domain.identifiers import Identifier
+from app.domain.profile_change import ProfileChange
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def check_keys(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Free-form keys become document paths: no dots, no `$`, nothing a database would read as syntax."""
+    for key in values or {}:
+        if not _KEY.match(key):
+            raise ValueError(f"key {key!r} must be 1-64 letters, digits or underscores, not starting with a digit")
+    return values
+
+
+class AddressInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    kind: str | None = Field(default=None, max_length=32)
+    street: str | None = Field(default=None, max_length=200)
+    city: str | None = Field(default=None, max_length=100)
+    postcode: str | None = Field(default=None, max_length=20)
+    region: str | None = Field(default=None, max_length=100)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+
+
+class ProfileFields(BaseModel):
+    """Everything `upsertProfile` may set besides identifiers. Absent (None) means unchanged."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    birth_date: date | None = None
+    gender: str | None = Field(default=None, max_length=32)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    company: str | None = Field(default=None, max_length=200)
+    job_title: str | None = Field(default=None, max_length=200)
+    addresses: list[AddressInput] | None = Field(default=None, max_length=20)
+    traits: dict[str, Any] | None = None
+    preferences: dict[str, Any] | None = None
+
+    _keys = field_validator("traits", "preferences")(check_keys)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_in_future(cls, value: date | None) -> date | None:
+        if value is not None and (value > now().date() or value.year < 1900):
+            raise ValueError("birth date must be between 1900-01-01 and today")
+        return value
+
+
+_FIELD_PATHS = {
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "gender": "gender",
+    "language": "language",
+    "company": "company",
+    "job_title": "jobTitle",
+}
+
+
+def parse_profile_input(
+    identifiers: list[RawIdentifier], fields: dict[str, Any]
+) -> tuple[list[Identifier], ProfileFields]:
+    if not identifiers:
+        raise InvalidInput("a profile needs at least one identifier", field="identifiers")
+    normalised = normalise_all(identifiers)
+    try:
+        parsed = ProfileFields.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = ".".join(str(p) for p in error["loc"])
+        raise InvalidInput(f"{path}: {error['msg']}", field=path) from None
+    return normalised, parsed
+
+
+def change_for_fields(fields: ProfileFields) -> ProfileChange:
+    change = ProfileChange()
+    for name, path in _FIELD_PATHS.items():
+        value = getattr(fields, name)
+        if value is not None:
+            change.set[path] = value
+    if fields.birth_date is not None:
+        change.set["birthDate"] = fields.birth_date.isoformat()
+    if fields.addresses is not None:
+        change.set["addresses"] = [a.model_dump(exclude_none=True) for a in fields.addresses]
+    for key, value in (fields.traits or {}).items():
+        change.set[f"traits.{key}"] = value
+    for key, value in (fields.preferences or {}).items():
+        change.set[f"qualitative.preferences.{key}"] = value
+    return change

@@ -1,0 +1,57 @@
+"""Typed queries over profiles and interactions. Stores translate these, and only these, into
+database queries: no client-supplied operator ever reaches a backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class StatsField(StrEnum):
+    """Stats a profile list can be filtered on (document path under `stats`)."""
+
+    ORDERS = "orders"
+    REVENUE_CENTS = "revenueCents"
+    RETURNS = "returns"
+    CART_ABANDONS = "cartAbandons"
+    EMAIL_OPENS = "emailOpens"
+    EMAIL_CLICKS = "emailClicks"
+    VISITS = "visits"
+    PAGE_VIEWS = "pageViews"
+    PRODUCT_VIEWS = "productViews"
+    SUPPORT_CONTACTS = "supportContacts"
+    EVENTS_TOTAL = "eventsTotal"
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRange:
+    field: StatsField
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileFilter:
+    identifier_type: str | None = None
+    name_prefix: str | None = None  # matches first or last name, case-insensitively
+    city: str | None = None  # exact, case-insensitive
+    segment: str | None = None
+    stats: tuple[StatsRange, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionPosition:
+    """Where a page of history stops: interactions are ordered newest first by (timestamp, messageId)."""
+
+    timestamp: datetime
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionFilter:
+    types: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+
+    def matches(self, type_: str, channel: str) -> bool:
+        return (not self.types or type_ in self.types) and (not self.channels or channel in self.channels)

@@ -1,0 +1,64 @@
+"""The ASGI application: GraphQL (HTTP and WebSocket), the playground's assets, health probes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from app.bootstrap import Services, start
+from app.domain.errors import StoreUnavailable
+from app.settings import Settings
+from graphql_schema.http import GraphQLApp
+from graphql_schema.playground import ASSETS_PATH, STATIC_DIR
+
+log = logging.getLogger("cdp")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    holder: dict[str, Services] = {}
+
+    def services() -> Services:
+        return holder["services"]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        holder["services"] = await start(settings)
+        log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
+        try:
+            yield
+        finally:
+            await holder["services"].close()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await services().store.ping()
+        except (StoreUnavailable, KeyError) as exc:
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ready", "store": services().store.backend})
+
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/graphql")
+
+    graphql = GraphQLApp(services, settings)
+    return Starlette(
+        routes=[
+            Route("/", root),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Mount(ASSETS_PATH, app=StaticFiles(directory=STATIC_DIR), name="playground-assets"),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,88 @@
+"""Event ingestion: validate each event, drop replays, resolve the customer, apply the event.
+
+Each event is its own unit of work (one bad or duplicate event never fails the batch); the batch
+is made durable as a whole before the results are returned, so ACCEPTED means stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from app.domain import clock
+from app.domain.errors import InvalidInput, LimitExceeded
+from app.domain.event_effects import change_for_event, interaction_document
+from app.domain.events import Event, RawEvent, parse_event
+from app.domain.identifiers import Identifier
+from app.domain.profile import Profile
+from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
+from app.services.profile_writes import with_retries, write_to_resolved_profile
+
+
+class EventStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    DUPLICATE = "DUPLICATE"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    message_id: str
+    status: EventStatus
+    profile_id: str | None = None
+    reason: str | None = None
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestionPolicy:
+    max_batch_size: int = 1000
+    idempotency_ttl: timedelta = timedelta(days=30)
+
+
+async def ingest_events(
+    store: ProfileStore, raw_events: Sequence[RawEvent], policy: IngestionPolicy = IngestionPolicy()
+) -> list[EventOutcome]:
+    if len(raw_events) > policy.max_batch_size:
+        raise LimitExceeded(
+            f"a batch holds at most {policy.max_batch_size} events, got {len(raw_events)}", field="events"
+        )
+    at = clock.now()
+    outcomes: list[EventOutcome] = []
+    async with store.batch():
+        for index, raw in enumerate(raw_events):
+            try:
+                event = parse_event(raw, now=at)
+            except InvalidInput as exc:
+                outcomes.append(_rejected(raw.message_id, exc, index))
+                continue
+            outcomes.append(await _ingest_one(store, event, at, policy))
+    return outcomes
+
+
+def _rejected(message_id: str, exc: InvalidInput, index: int) -> EventOutcome:
+    field = f"events[{index}].{exc.field}" if exc.field else f"events[{index}]"
+    return EventOutcome(message_id, EventStatus.REJECTED, reason=f"{field}: {exc.message}", field=field)
+
+
+async def _ingest_one(store: ProfileStore, event: Event, at: datetime, policy: IngestionPolicy) -> EventOutcome:
+    async def work(tx: StoreTransaction) -> str:
+        # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
+        if await tx.message_seen(event.message_id):
+            raise MessageAlreadyProcessed(event.message_id)
+
+        def build(profile: Profile, additions: list[Identifier]):  # type: ignore[no-untyped-def]
+            return change_for_event(profile, event, additions, at=at)
+
+        profile, _ = await write_to_resolved_profile(tx, event.identifiers, build, at=at)
+        await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
+        await tx.append_interaction(profile.id, interaction_document(event))
+        return profile.id
+
+    try:
+        profile_id = await with_retries(store, work)
+    except MessageAlreadyProcessed:
+        return EventOutcome(event.message_id, EventStatus.DUPLICATE, reason="messageId already processed")
+    return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=profile_id)

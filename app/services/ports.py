@@ -1,0 +1,102 @@
+"""The storage interface the services depend on. Both backends (app/store/mongo, app/store/sqlite)
+implement it, and the storage contract tests hold them to the same behaviour.
+
+It speaks the domain: profiles, identities, interactions, processed messages. Writes that must
+happen together run inside `run_in_transaction`, whose unit of work may be re-run after a
+transient conflict, so it must have no side effects outside the transaction it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from app.domain.identifiers import Identifier
+from app.domain.profile import Interaction, Profile
+from app.domain.profile_change import ProfileChange
+from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
+
+T = TypeVar("T")
+
+
+class IdentityTaken(Exception):
+    """Another profile claimed the identifier first (its key is the identities primary key)."""
+
+    def __init__(self, key: str, owner: str | None) -> None:
+        super().__init__(f"identifier {key} already belongs to {owner}")
+        self.key = key
+        self.owner = owner
+
+
+class MessageAlreadyProcessed(Exception):
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"message {message_id} was already processed")
+        self.message_id = message_id
+
+
+class VersionConflict(Exception):
+    """The profile changed (or vanished) since the caller read the version it expected."""
+
+
+class StoreTransaction(Protocol):
+    async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
+        """identity key → profile id, for the keys that are claimed."""
+
+    async def claim_identities(self, profile_id: str, identifiers: Sequence[Identifier], at: datetime) -> None:
+        """Point each identifier at `profile_id`; raise IdentityTaken if one is claimed already."""
+
+    async def get_profile(self, profile_id: str) -> Profile | None: ...
+
+    async def insert_profile(self, profile: Profile) -> None: ...
+
+    async def update_profile(
+        self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
+    ) -> None:
+        """Apply `change` in one single-document update; VersionConflict if the version moved."""
+
+    async def record_message(self, message_id: str, profile_id: str, expires_at: datetime) -> None:
+        """Remember a processed message id; MessageAlreadyProcessed if it is known."""
+
+    async def message_seen(self, message_id: str) -> bool: ...
+
+    async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
+        """Keep the full history beyond the embedded `recent` list."""
+
+
+class ProfileStore(Protocol):
+    backend: str
+
+    async def ping(self) -> None:
+        """Raise if the store cannot serve requests."""
+
+    async def close(self) -> None: ...
+
+    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T: ...
+
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        """Group transactions that may be made durable together (one commit for the embedded store)."""
+
+    async def get_profile(self, profile_id: str) -> Profile | None: ...
+
+    async def find_profile_by_identity(self, key: str) -> Profile | None: ...
+
+    async def list_profiles(self, query: ProfileFilter, *, after: str | None, limit: int) -> list[Profile]:
+        """Live (not merged-away) profiles ordered by id, strictly after `after`."""
+
+    async def count_profiles(self) -> int: ...
+
+    async def list_interactions(
+        self,
+        profile_id: str,
+        *,
+        before: InteractionPosition | None,
+        where: InteractionFilter,
+        limit: int,
+    ) -> list[Interaction]:
+        """A profile's full history, newest first, strictly older than `before`."""
+
+    async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int: ...
+
+    async def count_products(self) -> int: ...

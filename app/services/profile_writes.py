@@ -1,0 +1,70 @@
+"""The write path every profile change shares: resolve identifiers to a profile inside a
+transaction, create it or update it in one document write, and retry when a concurrent writer
+claimed an identifier or moved the version first."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
+
+from app.domain.errors import Conflict
+from app.domain.identifiers import Identifier
+from app.domain.identity_resolution import Resolution, resolve
+from app.domain.profile import Profile, new_profile
+from app.domain.profile_change import ProfileChange, apply_change
+from app.services.ports import IdentityTaken, ProfileStore, StoreTransaction, VersionConflict
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 8
+MAX_MERGE_HOPS = 16
+
+# Builds the change for a profile, given the identifiers the write adds to it.
+ChangeBuilder = Callable[[Profile, list[Identifier]], ProfileChange]
+
+
+def new_profile_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def with_retries(store: ProfileStore, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+    """Run `work` in a transaction; a lost race on an identifier or a version is simply re-run."""
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            return await store.run_in_transaction(work)
+        except (IdentityTaken, VersionConflict):
+            continue
+    raise Conflict("the profile kept changing under this write; retry it")
+
+
+async def live_profile(tx: StoreTransaction, profile_id: str) -> Profile | None:
+    """The profile, following `mergedInto` from a merged-away one to the survivor."""
+    for _ in range(MAX_MERGE_HOPS):
+        profile = await tx.get_profile(profile_id)
+        if profile is None or profile.merged_into is None:
+            return profile
+        profile_id = profile.merged_into
+    return None
+
+
+async def write_to_resolved_profile(
+    tx: StoreTransaction, identifiers: list[Identifier], build: ChangeBuilder, *, at: datetime
+) -> tuple[Profile, Resolution]:
+    """Resolve `identifiers` and apply the change `build` makes; returns the profile as written."""
+    resolution = resolve(identifiers, await tx.owners_of([i.key for i in identifiers]))
+    profile = await live_profile(tx, resolution.profile_id) if resolution.profile_id else None
+    if profile is None:
+        fresh = new_profile(new_profile_id(), at)
+        document = apply_change(fresh.to_document(), build(fresh, identifiers))
+        created = Profile.from_document(document)
+        await tx.claim_identities(created.id, identifiers, at)
+        await tx.insert_profile(created)
+        return created, resolution
+    known = profile.identifier_keys()
+    additions = [i for i in resolution.unclaimed if i.key not in known]
+    await tx.claim_identities(profile.id, additions, at)
+    change = build(profile, additions)
+    await tx.update_profile(profile.id, change, expected_version=profile.version)
+    document = apply_change(profile.to_document(), change)
+    return Profile.from_document(document), resolution

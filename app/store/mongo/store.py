@@ -1,0 +1,270 @@
+"""The MongoDB backend, through PyMongo's native asyncio API (`AsyncMongoClient`).
+
+Multi-document writes run in transactions, so MongoDB must be a replica set (a single-node one is
+enough, see docker-compose.yml); `ping` says so plainly when it is not. The client is created with
+majority write concern and retryable writes: an event reported ACCEPTED is on a majority of nodes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from app.domain.clock import now
+from app.domain.errors import StoreUnavailable
+from app.domain.identifiers import Identifier
+from app.domain.profile import Interaction, Profile
+from app.domain.profile_change import ProfileChange
+from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
+from app.services.ports import IdentityTaken, MessageAlreadyProcessed, StoreTransaction, VersionConflict
+
+T = TypeVar("T")
+BUCKET_SIZE = 200
+
+
+def update_document(change: ProfileChange) -> dict[str, Any]:
+    """The `update_one` document for a ProfileChange: one atomic single-document update."""
+    update: dict[str, Any] = {}
+    for operator, values in (("$set", change.set), ("$inc", change.inc), ("$max", change.max), ("$min", change.min)):
+        if values:
+            update[operator] = dict(values)
+    pushes: dict[str, Any] = {path: {"$each": items} for path, items in change.append.items()}
+    for path, push in change.push.items():
+        pushes[path] = {"$each": push.items, "$sort": dict(push.sort), "$slice": push.cap}
+    if pushes:
+        update["$push"] = pushes
+    return update
+
+
+def profile_query(query: ProfileFilter) -> dict[str, Any]:
+    """Translate a typed ProfileFilter: every operator here is written by us, values are escaped."""
+    clauses: list[dict[str, Any]] = [{"mergedInto": None}]
+    if query.identifier_type:
+        clauses.append({"identifiers.type": query.identifier_type})
+    if query.name_prefix:
+        prefix = {"$regex": "^" + re.escape(query.name_prefix), "$options": "i"}
+        clauses.append({"$or": [{"firstName": prefix}, {"lastName": prefix}]})
+    if query.city:
+        clauses.append({"addresses.city": {"$regex": "^" + re.escape(query.city) + "$", "$options": "i"}})
+    if query.segment:
+        clauses.append({"segments": query.segment})
+    for bound in query.stats:
+        condition: dict[str, float] = {}
+        if bound.min is not None:
+            condition["$gte"] = bound.min
+        if bound.max is not None:
+            condition["$lte"] = bound.max
+        if condition:
+            clauses.append({f"stats.{bound.field.value}": condition})
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class MongoTransaction(StoreTransaction):
+    def __init__(self, db: Any, session: Any) -> None:
+        self._db = db
+        self._session = session
+
+    async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        cursor = self._db.identities.find({"_id": {"$in": list(keys)}}, {"profileId": 1}, session=self._session)
+        return {doc["_id"]: doc["profileId"] for doc in await cursor.to_list(None)}
+
+    async def claim_identities(self, profile_id: str, identifiers: Sequence[Identifier], at: datetime) -> None:
+        if not identifiers:
+            return
+        documents = [{"_id": i.key, "profileId": profile_id, "type": i.type, "createdAt": at} for i in identifiers]
+        try:
+            await self._db.identities.insert_many(documents, ordered=True, session=self._session)
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            # The transaction is aborted by the error: the caller re-reads the owners in a new one.
+            key = _duplicate_key(exc) or identifiers[0].key
+            raise IdentityTaken(key, None) from None
+
+    async def get_profile(self, profile_id: str) -> Profile | None:
+        document = await self._db.profiles.find_one({"_id": profile_id}, session=self._session)
+        return Profile.from_document(document) if document else None
+
+    async def insert_profile(self, profile: Profile) -> None:
+        await self._db.profiles.insert_one(profile.to_document(), session=self._session)
+
+    async def update_profile(
+        self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
+    ) -> None:
+        selector: dict[str, Any] = {"_id": profile_id}
+        if expected_version is not None:
+            selector["version"] = expected_version
+        result = await self._db.profiles.update_one(selector, update_document(change), session=self._session)
+        if result.matched_count != 1:
+            raise VersionConflict(profile_id)
+
+    async def record_message(self, message_id: str, profile_id: str, expires_at: datetime) -> None:
+        try:
+            await self._db.processed_messages.insert_one(
+                {"_id": message_id, "profileId": profile_id, "expiresAt": expires_at}, session=self._session
+            )
+        except DuplicateKeyError:
+            raise MessageAlreadyProcessed(message_id) from None
+
+    async def message_seen(self, message_id: str) -> bool:
+        found = await self._db.processed_messages.find_one(
+            {"_id": message_id, "expiresAt": {"$gt": now()}}, {"_id": 1}, session=self._session
+        )
+        return found is not None
+
+    async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
+        # Bucket pattern: the full history lives in per-profile documents of at most BUCKET_SIZE
+        # interactions, so no document grows without bound whatever a customer does.
+        timestamp = interaction["timestamp"]
+        await self._db.interactions.update_one(
+            {"profileId": profile_id, "count": {"$lt": BUCKET_SIZE}},
+            {
+                "$push": {"items": interaction},
+                "$inc": {"count": 1},
+                "$min": {"minTs": timestamp},
+                "$max": {"maxTs": timestamp},
+                "$setOnInsert": {"profileId": profile_id},
+            },
+            upsert=True,
+            session=self._session,
+        )
+
+
+def _duplicate_key(exc: PyMongoError) -> str | None:
+    details = getattr(exc, "details", None) or {}
+    errors = details.get("writeErrors") or [details]
+    key_value = (errors[0] or {}).get("keyValue") or {}
+    value = key_value.get("_id")
+    return value if isinstance(value, str) else None
+
+
+class MongoStore:
+    backend = "mongodb"
+
+    def __init__(self, client: Any, database: str) -> None:
+        self._client = client
+        self._db = client[database]
+
+    @classmethod
+    def connect(cls, url: str, database: str, *, timeout_ms: int = 5000) -> MongoStore:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url,
+            tz_aware=True,
+            w="majority",
+            retryWrites=True,
+            retryReads=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            appname="cdp-core",
+        )
+        return cls(client, database)
+
+    async def ensure_indexes(self) -> None:
+        db = self._db
+        await db.identities.create_indexes([IndexModel([("profileId", ASCENDING)])])
+        await db.interactions.create_indexes(
+            [
+                IndexModel([("profileId", ASCENDING), ("count", ASCENDING)]),
+                IndexModel([("profileId", ASCENDING), ("maxTs", DESCENDING)]),
+            ]
+        )
+        await db.processed_messages.create_indexes([IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)])
+        await db.profiles.create_indexes(
+            [
+                IndexModel([("mergedInto", ASCENDING), ("_id", ASCENDING)]),
+                IndexModel([("identifiers.type", ASCENDING)]),
+                IndexModel([("lastName", ASCENDING)]),
+                IndexModel([("addresses.city", ASCENDING)]),
+                IndexModel([("segments", ASCENDING)]),
+            ]
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def ping(self) -> None:
+        try:
+            hello = await self._db.command("hello")
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"MongoDB is not reachable ({type(exc).__name__})") from exc
+        if not hello.get("setName") and hello.get("msg") != "isdbgrid":
+            raise StoreUnavailable(
+                "MongoDB must run as a replica set (a single node started with --replSet is enough): "
+                "merges and ingestion use transactions"
+            )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    # -- writes ------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        yield  # each transaction commits with majority write concern on its own
+
+    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+        async with self._client.start_session() as session:
+            result: T = await session.with_transaction(lambda s: work(MongoTransaction(self._db, s)))
+            return result
+
+    async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int:
+        for product in products:
+            await self._db.products.replace_one({"_id": product["_id"]}, product, upsert=True)
+        return len(products)
+
+    # -- reads -------------------------------------------------------------------------------
+    async def get_profile(self, profile_id: str) -> Profile | None:
+        document = await self._db.profiles.find_one({"_id": profile_id})
+        return Profile.from_document(document) if document else None
+
+    async def find_profile_by_identity(self, key: str) -> Profile | None:
+        identity = await self._db.identities.find_one({"_id": key})
+        if identity is None:
+            return None
+        return await self.get_profile(identity["profileId"])
+
+    async def list_profiles(self, query: ProfileFilter, *, after: str | None, limit: int) -> list[Profile]:
+        selector = profile_query(query)
+        if after is not None:
+            selector = {"$and": [selector, {"_id": {"$gt": after}}]}
+        cursor = self._db.profiles.find(selector).sort("_id", ASCENDING).limit(limit)
+        return [Profile.from_document(document) for document in await cursor.to_list(None)]
+
+    async def count_profiles(self) -> int:
+        return int(await self._db.profiles.count_documents({"mergedInto": None}))
+
+    async def list_interactions(
+        self,
+        profile_id: str,
+        *,
+        before: InteractionPosition | None,
+        where: InteractionFilter,
+        limit: int,
+    ) -> list[Interaction]:
+        bucket_match: dict[str, Any] = {"profileId": profile_id}
+        item_match: dict[str, Any] = {}
+        if before is not None:
+            bucket_match["minTs"] = {"$lte": before.timestamp}
+            item_match["$or"] = [
+                {"timestamp": {"$lt": before.timestamp}},
+                {"timestamp": before.timestamp, "messageId": {"$lt": before.message_id}},
+            ]
+        if where.types:
+            item_match["type"] = {"$in": sorted(where.types)}
+        if where.channels:
+            item_match["channel"] = {"$in": sorted(where.channels)}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": bucket_match},
+            {"$unwind": "$items"},
+            {"$replaceRoot": {"newRoot": "$items"}},
+        ]
+        if item_match:
+            pipeline.append({"$match": item_match})
+        pipeline += [{"$sort": {"timestamp": -1, "messageId": -1}}, {"$limit": limit}]
+        cursor = await self._db.interactions.aggregate(pipeline)
+        return [Interaction.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def count_products(self) -> int:
+        return int(await self._db.products.count_documents({}))

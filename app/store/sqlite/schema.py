@@ -1,0 +1,40 @@
+"""Tables of the embedded store. They mirror the MongoDB collections: a profile is a JSON document,
+identities are keyed by `"<type>:<normalised value>"`, and the history is one row per interaction
+(SQLite has no document size limit, so the bucket pattern MongoDB needs buys nothing here)."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+STATEMENTS = (
+    """CREATE TABLE IF NOT EXISTS profiles (
+        id TEXT PRIMARY KEY,
+        doc TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        merged_into TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS identities (
+        key TEXT PRIMARY KEY,
+        profile_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS identities_by_profile ON identities(profile_id, type)",
+    """CREATE TABLE IF NOT EXISTS interactions (
+        profile_id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (profile_id, ts, message_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS processed_messages (
+        message_id TEXT PRIMARY KEY,
+        profile_id TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS processed_messages_by_expiry ON processed_messages(expires_at)",
+    "CREATE TABLE IF NOT EXISTS products (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)

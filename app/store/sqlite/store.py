@@ -1,0 +1,253 @@
+"""The embedded store: SQLite from the standard library, WAL mode, one file under `data/`.
+
+Calls run on the event loop and are kept short (indexed lookups, one transaction per event or per
+batch). One connection writes, under an asyncio lock; a second one reads, and in WAL mode it sees
+only committed data, so a batch in progress is never visible half-done. `synchronous=FULL` makes a
+commit durable before it returns: an event reported ACCEPTED survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from app.domain.clock import now, to_iso
+from app.domain.identifiers import Identifier
+from app.domain.profile import Interaction, Profile
+from app.domain.profile_change import CappedPush, ProfileChange, apply_change
+from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
+from app.services.ports import IdentityTaken, MessageAlreadyProcessed, StoreTransaction, VersionConflict
+from app.store.documents import dumps, jsonable, loads
+from app.store.sqlite.profile_filter import where_clause
+from app.store.sqlite.schema import STATEMENTS
+
+T = TypeVar("T")
+_PURGE_EVERY_SECONDS = 3600.0
+
+
+class SQLiteTransaction(StoreTransaction):
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = self._db.execute(f"SELECT key, profile_id FROM identities WHERE key IN ({marks})", list(keys))
+        return dict(rows.fetchall())
+
+    async def claim_identities(self, profile_id: str, identifiers: Sequence[Identifier], at: datetime) -> None:
+        for identifier in identifiers:
+            try:
+                self._db.execute(
+                    "INSERT INTO identities (key, profile_id, type, created_at) VALUES (?, ?, ?, ?)",
+                    (identifier.key, profile_id, identifier.type, to_iso(at)),
+                )
+            except sqlite3.IntegrityError:
+                row = self._db.execute("SELECT profile_id FROM identities WHERE key = ?", (identifier.key,)).fetchone()
+                raise IdentityTaken(identifier.key, row[0] if row else None) from None
+
+    async def get_profile(self, profile_id: str) -> Profile | None:
+        row = self._db.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()
+        return Profile.from_document(loads(row[0])) if row else None
+
+    async def insert_profile(self, profile: Profile) -> None:
+        document = profile.to_document()
+        self._db.execute(
+            "INSERT INTO profiles (id, doc, version, merged_into) VALUES (?, ?, ?, ?)",
+            (profile.id, dumps(document), profile.version, profile.merged_into),
+        )
+
+    async def update_profile(
+        self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
+    ) -> None:
+        row = self._db.execute("SELECT doc, version FROM profiles WHERE id = ?", (profile_id,)).fetchone()
+        if row is None or (expected_version is not None and row[1] != expected_version):
+            raise VersionConflict(profile_id)
+        document = apply_change(loads(row[0]), jsonable_change(change))
+        self._db.execute(
+            "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ?",
+            (dumps(document), document["version"], document.get("mergedInto"), profile_id),
+        )
+
+    async def record_message(self, message_id: str, profile_id: str, expires_at: datetime) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO processed_messages (message_id, profile_id, expires_at) VALUES (?, ?, ?)",
+                (message_id, profile_id, to_iso(expires_at)),
+            )
+        except sqlite3.IntegrityError:
+            raise MessageAlreadyProcessed(message_id) from None
+
+    async def message_seen(self, message_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM processed_messages WHERE message_id = ? AND expires_at > ?", (message_id, to_iso(now()))
+        ).fetchone()
+        return row is not None
+
+    async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                profile_id,
+                to_iso(interaction["timestamp"]),
+                interaction["messageId"],
+                interaction["type"],
+                interaction["channel"],
+                dumps(interaction),
+            ),
+        )
+
+
+def jsonable_change(change: ProfileChange) -> ProfileChange:
+    """The change with its values as they read back from JSON, to apply to a document read from JSON."""
+    return ProfileChange(
+        set=jsonable(change.set),
+        inc=dict(change.inc),
+        max=jsonable(change.max),
+        min=jsonable(change.min),
+        push={path: CappedPush(jsonable(p.items), p.sort, p.cap) for path, p in change.push.items()},
+        append=jsonable(change.append),
+    )
+
+
+class SQLiteStore:
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        for statement in STATEMENTS:
+            self._writer.execute(statement)
+        self._reader = self._connect()
+        self._reader.execute("PRAGMA query_only=ON")
+        self._write_lock = asyncio.Lock()
+        self._in_batch: ContextVar[bool] = ContextVar(f"sqlite-batch-{id(self)}", default=False)
+        self._last_purge = 0.0
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout=5000")
+        connection.execute("PRAGMA synchronous=FULL")
+        return connection
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def ping(self) -> None:
+        self._reader.execute("SELECT 1").fetchone()
+
+    async def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Report every SQL statement run on the read connection (tests count round trips with it)."""
+        self._reader.set_trace_callback(callback)
+
+    # -- writes ------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        if self._in_batch.get():
+            yield
+            return
+        async with self._write_lock:
+            self._purge_expired_messages()
+            self._writer.execute("BEGIN IMMEDIATE")
+            token = self._in_batch.set(True)
+            try:
+                yield
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            else:
+                self._writer.execute("COMMIT")
+            finally:
+                self._in_batch.reset(token)
+
+    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+        if self._in_batch.get():
+            # Inside a batch each unit of work is a savepoint: it rolls back alone, commits with the batch.
+            self._writer.execute("SAVEPOINT unit")
+            try:
+                result = await work(SQLiteTransaction(self._writer))
+            except BaseException:
+                self._writer.execute("ROLLBACK TO unit")
+                self._writer.execute("RELEASE unit")
+                raise
+            self._writer.execute("RELEASE unit")
+            return result
+        async with self.batch():
+            return await self.run_in_transaction(work)
+
+    def _purge_expired_messages(self) -> None:
+        if time.monotonic() - self._last_purge < _PURGE_EVERY_SECONDS:
+            return
+        self._last_purge = time.monotonic()
+        self._writer.execute("DELETE FROM processed_messages WHERE expires_at <= ?", (to_iso(now()),))
+
+    async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int:
+        async with self.batch():
+            self._writer.executemany(
+                "INSERT INTO products (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+                [(product["_id"], dumps(product)) for product in products],
+            )
+        return len(products)
+
+    # -- reads -------------------------------------------------------------------------------
+    async def get_profile(self, profile_id: str) -> Profile | None:
+        row = self._reader.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()
+        return Profile.from_document(loads(row[0])) if row else None
+
+    async def find_profile_by_identity(self, key: str) -> Profile | None:
+        row = self._reader.execute(
+            "SELECT p.doc FROM identities i JOIN profiles p ON p.id = i.profile_id WHERE i.key = ?", (key,)
+        ).fetchone()
+        return Profile.from_document(loads(row[0])) if row else None
+
+    async def list_profiles(self, query: ProfileFilter, *, after: str | None, limit: int) -> list[Profile]:
+        clause, params = where_clause(query)
+        if after is not None:
+            clause += " AND p.id > ?"
+            params.append(after)
+        rows = self._reader.execute(
+            f"SELECT p.doc FROM profiles p WHERE {clause} ORDER BY p.id LIMIT ?", [*params, limit]
+        ).fetchall()
+        return [Profile.from_document(loads(row[0])) for row in rows]
+
+    async def count_profiles(self) -> int:
+        return int(self._reader.execute("SELECT count(*) FROM profiles WHERE merged_into IS NULL").fetchone()[0])
+
+    async def list_interactions(
+        self,
+        profile_id: str,
+        *,
+        before: InteractionPosition | None,
+        where: InteractionFilter,
+        limit: int,
+    ) -> list[Interaction]:
+        sql = ["SELECT doc FROM interactions WHERE profile_id = ?"]
+        params: list[Any] = [profile_id]
+        if before is not None:
+            sql.append("AND (ts, message_id) < (?, ?)")
+            params += [to_iso(before.timestamp), before.message_id]
+        for column, values in (("type", where.types), ("channel", where.channels)):
+            if values:
+                sql.append(f"AND {column} IN ({','.join('?' * len(values))})")
+                params += sorted(values)
+        sql.append("ORDER BY ts DESC, message_id DESC LIMIT ?")
+        params.append(limit)
+        rows = self._reader.execute(" ".join(sql), params).fetchall()
+        return [Interaction.model_validate(loads(row[0])) for row in rows]
+
+    async def count_products(self) -> int:
+        return int(self._reader.execute("SELECT count(*) FROM products").fetchone()[0])

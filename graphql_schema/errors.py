@@ -1,0 +1,51 @@
+"""The one place where errors become GraphQL errors.
+
+Domain errors keep their message and get `extensions.code` (and `extensions.field` when they name
+one). GraphQL syntax and validation errors get a code too. Anything else is masked: the client gets
+"Internal server error" and an `errorId` that finds the full log line; no stack trace, no database
+message ever leaves the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from app.domain.errors import DomainError
+
+log = logging.getLogger("cdp.graphql")
+
+
+def to_graphql_error(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    if isinstance(original, DomainError):
+        extensions = {"code": original.code}
+        if original.field:
+            extensions["field"] = original.field
+        return GraphQLError(original.message, error.nodes, error.source, error.positions, error.path, None, extensions)
+    if original is None:
+        code = (error.extensions or {}).get("code") or (
+            "GRAPHQL_PARSE_FAILED" if error.message.startswith("Syntax Error") else "GRAPHQL_VALIDATION_FAILED"
+        )
+        return GraphQLError(
+            error.message, error.nodes, error.source, error.positions, error.path, None, {**(error.extensions or {}), "code": code}
+        )
+    error_id = uuid.uuid4().hex[:12]
+    log.error("unexpected error %s at %s", error_id, error.path, exc_info=original)
+    return GraphQLError(
+        "Internal server error",
+        error.nodes,
+        error.source,
+        error.positions,
+        error.path,
+        None,
+        {"code": "INTERNAL_SERVER_ERROR", "errorId": error_id},
+    )
+
+
+class ErrorCodes(MaskErrors):
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [to_graphql_error(error) for error in errors]

@@ -1,0 +1,138 @@
+"""GraphQL inputs, and their translation into the domain's raw input types."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.domain.errors import InvalidInput
+from app.domain.events import RawEvent, RawIdentifier
+from app.domain.profile_query import ProfileFilter, StatsField, StatsRange
+
+
+@strawberry.input
+class IdentifierInput:
+    type: str = strawberry.field(description="email, phone, customerId, anonymousId, deviceId, loyaltyId or a custom type")
+    value: str
+
+
+@strawberry.input(description="One event from any channel. `messageId` makes re-sending it harmless.")
+class EventInput:
+    message_id: str
+    type: str = strawberry.field(description="identify, page_view, product_view, add_to_cart, cart_abandoned, …")
+    channel: str = strawberry.field(description="web, mobile, email, store, call_center or customer_service")
+    timestamp: datetime
+    identifiers: list[IdentifierInput]
+    properties: JSON | None = None
+
+    def to_raw(self) -> RawEvent:
+        return RawEvent(
+            message_id=self.message_id,
+            type=self.type,
+            channel=self.channel,
+            timestamp=self.timestamp,
+            identifiers=raw_identifiers(self.identifiers),
+            properties=self.properties if self.properties is not None else {},
+        )
+
+
+def raw_identifiers(identifiers: list[IdentifierInput]) -> list[RawIdentifier]:
+    return [RawIdentifier(i.type, i.value) for i in identifiers]
+
+
+@strawberry.input
+class AddressInput:
+    kind: str | None = None
+    street: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    region: str | None = None
+    country: str | None = strawberry.field(default=None, description="ISO 3166-1 alpha-2, e.g. FR")
+
+
+@strawberry.input(description="A direct profile write (CRM import). Omitted fields stay as they are.")
+class ProfileInput:
+    identifiers: list[IdentifierInput]
+    first_name: str | None = None
+    last_name: str | None = None
+    birth_date: date | None = None
+    gender: str | None = None
+    language: str | None = None
+    company: str | None = None
+    job_title: str | None = None
+    addresses: list[AddressInput] | None = None
+    traits: JSON | None = None
+    preferences: JSON | None = None
+
+    def fields(self) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "birth_date": self.birth_date,
+            "gender": self.gender,
+            "language": self.language,
+            "company": self.company,
+            "job_title": self.job_title,
+            "traits": self.traits,
+            "preferences": self.preferences,
+        }
+        if self.addresses is not None:
+            values["addresses"] = [vars(a) for a in self.addresses]
+        return {k: v for k, v in values.items() if v is not None}
+
+
+@strawberry.enum
+class StatsFilterField(Enum):
+    ORDERS = "orders"
+    REVENUE = "revenue"
+    RETURNS = "returns"
+    CART_ABANDONS = "cartAbandons"
+    EMAIL_OPENS = "emailOpens"
+    EMAIL_CLICKS = "emailClicks"
+    VISITS = "visits"
+    PAGE_VIEWS = "pageViews"
+    PRODUCT_VIEWS = "productViews"
+    SUPPORT_CONTACTS = "supportContacts"
+    EVENTS_TOTAL = "eventsTotal"
+
+
+@strawberry.input
+class StatsRangeInput:
+    field: StatsFilterField
+    min: float | None = None
+    max: float | None = None
+
+
+@strawberry.input(description="Typed filters, combined with AND.")
+class ProfileFilterInput:
+    identifier_type: str | None = strawberry.field(default=None, description="has an identifier of this type")
+    name: str | None = strawberry.field(default=None, description="first or last name starts with (any case)")
+    city: str | None = None
+    segment: strawberry.ID | None = None
+    stats: list[StatsRangeInput] | None = None
+
+    def to_domain(self) -> ProfileFilter:
+        ranges = []
+        for index, bound in enumerate(self.stats or []):
+            if bound.min is None and bound.max is None:
+                raise InvalidInput("give min, max or both", field=f"filter.stats[{index}]")
+            if bound.field is StatsFilterField.REVENUE:
+                # Revenue is kept in cents; the API speaks currency units.
+                ranges.append(StatsRange(StatsField.REVENUE_CENTS, _cents(bound.min), _cents(bound.max)))
+            else:
+                ranges.append(StatsRange(StatsField(bound.field.value), bound.min, bound.max))
+        return ProfileFilter(
+            identifier_type=self.identifier_type,
+            name_prefix=self.name.strip() if self.name and self.name.strip() else None,
+            city=self.city.strip() if self.city and self.city.strip() else None,
+            segment=self.segment,
+            stats=tuple(ranges),
+        )
+
+
+def _cents(amount: float | None) -> float | None:
+    return None if amount is None else amount * 100

@@ -1,0 +1,51 @@
+"""Query resolvers: parse arguments, call one service, map the result."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.domain.profile_query import ProfileFilter
+from app.services import profiles
+from graphql_schema.context import Info
+from graphql_schema.inputs import ProfileFilterInput
+from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
+from graphql_schema.types.profile import Profile
+
+PROFILE_CURSOR = "profile"
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A profile by id; an id merged away resolves to the surviving profile.")
+    async def profile(self, info: Info, id: strawberry.ID) -> Profile | None:
+        found = await profiles.get_profile(info.context.services.store, str(id))
+        return Profile.from_domain(found) if found else None
+
+    @strawberry.field(description="A profile by one of its identifiers, normalised as on ingestion.")
+    async def profile_by_identifier(self, info: Info, type: str, value: str) -> Profile | None:
+        found = await profiles.get_profile_by_identifier(info.context.services.store, type, value)
+        return Profile.from_domain(found) if found else None
+
+    @strawberry.field(description="Profiles ordered by id, with typed filters and cursor pagination.")
+    async def profiles(
+        self,
+        info: Info,
+        filter: ProfileFilterInput | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> Connection[Profile]:
+        services = info.context.services
+        page = await profiles.list_profiles(
+            services.store,
+            filter.to_domain() if filter else ProfileFilter(),
+            first=first,
+            after=decode_cursor(PROFILE_CURSOR, after) if after else None,
+            max_page_size=services.settings.max_page_size,
+        )
+        return connection(
+            page.profiles,
+            has_next=page.has_next,
+            has_previous=after is not None,
+            cursor=lambda p: encode_cursor(PROFILE_CURSOR, p.id),
+            node=Profile.from_domain,
+        )

@@ -1,0 +1,245 @@
+"""GraphQL types of a customer profile, mapped from the domain Profile."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.domain import profile as domain
+from app.domain.clock import to_iso
+from app.domain.errors import InvalidInput
+from app.domain.profile_query import InteractionFilter, InteractionPosition
+from app.services.history import interactions_page
+from graphql_schema.context import Info
+from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
+
+INTERACTION_CURSOR = "interaction"
+
+
+def _money(cents: int | None) -> float | None:
+    return None if cents is None else cents / 100
+
+
+@strawberry.type
+class Identifier:
+    type: str
+    value: str
+    added_at: datetime
+    source: str | None
+
+
+@strawberry.type
+class Address:
+    kind: str | None
+    street: str | None
+    city: str | None
+    postcode: str | None
+    region: str | None
+    country: str | None
+
+
+@strawberry.type
+class Consent:
+    purpose: str
+    granted: bool
+    source: str | None
+    at: datetime
+
+
+@strawberry.type
+class Rating:
+    rating: int
+    at: datetime
+    product_id: str | None
+    comment: str | None
+
+
+@strawberry.type
+class Qualitative:
+    nps_score: int | None
+    nps_at: datetime | None
+    average_rating: float | None
+    rating_count: int
+    ratings: list[Rating]
+    preferences: JSON
+
+
+@strawberry.type
+class ChannelCount:
+    channel: str
+    count: int
+
+
+@strawberry.type(description="Counters and totals kept up to date on every event. Amounts are in currency units.")
+class Stats:
+    events_total: int
+    orders: int
+    revenue: float
+    average_order_value: float | None
+    items_purchased: int
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+    returns: int
+    returned_amount: float
+    add_to_carts: int
+    cart_abandons: int
+    last_cart_abandon_at: datetime | None
+    email_opens: int
+    email_clicks: int
+    email_replies: int
+    visits: int
+    page_views: int
+    product_views: int
+    support_contacts: int
+    survey_responses: int
+    first_seen_at: datetime | None
+    last_seen_at: datetime | None
+    channels: list[ChannelCount]
+
+    @classmethod
+    def from_domain(cls, stats: domain.Stats) -> Stats:
+        return cls(
+            events_total=stats.events_total,
+            orders=stats.orders,
+            revenue=stats.revenue_cents / 100,
+            average_order_value=_money(stats.average_order_value_cents),
+            items_purchased=stats.items_purchased,
+            first_order_at=stats.first_order_at,
+            last_order_at=stats.last_order_at,
+            returns=stats.returns,
+            returned_amount=stats.returned_cents / 100,
+            add_to_carts=stats.add_to_carts,
+            cart_abandons=stats.cart_abandons,
+            last_cart_abandon_at=stats.last_cart_abandon_at,
+            email_opens=stats.email_opens,
+            email_clicks=stats.email_clicks,
+            email_replies=stats.email_replies,
+            visits=stats.visits,
+            page_views=stats.page_views,
+            product_views=stats.product_views,
+            support_contacts=stats.support_contacts,
+            survey_responses=stats.survey_responses,
+            first_seen_at=stats.first_seen_at,
+            last_seen_at=stats.last_seen_at,
+            channels=[ChannelCount(channel=c, count=n) for c, n in sorted(stats.channels.items())],
+        )
+
+
+@strawberry.type
+class Interaction:
+    message_id: str
+    type: str
+    channel: str
+    timestamp: datetime
+    properties: JSON
+
+    @classmethod
+    def from_domain(cls, interaction: domain.Interaction) -> Interaction:
+        return cls(
+            message_id=interaction.message_id,
+            type=interaction.type,
+            channel=interaction.channel,
+            timestamp=interaction.timestamp,
+            properties=interaction.properties,
+        )
+
+
+def interaction_cursor(interaction: domain.Interaction) -> str:
+    return encode_cursor(INTERACTION_CURSOR, f"{to_iso(interaction.timestamp)}|{interaction.message_id}")
+
+
+def interaction_position(cursor: str) -> InteractionPosition:
+    stamp, _, message_id = decode_cursor(INTERACTION_CURSOR, cursor).partition("|")
+    try:
+        return InteractionPosition(datetime.fromisoformat(stamp.replace("Z", "+00:00")), message_id)
+    except ValueError:
+        raise InvalidInput("not a cursor from this list: pass an endCursor you received", field="after") from None
+
+
+@strawberry.type(description="One customer: identity, descriptive, behavioural and qualitative data.")
+class Profile:
+    profile: strawberry.Private[domain.Profile]
+    id: strawberry.ID
+    identifiers: list[Identifier]
+    first_name: str | None
+    last_name: str | None
+    birth_date: date | None
+    gender: str | None
+    language: str | None
+    addresses: list[Address]
+    company: str | None
+    job_title: str | None
+    traits: JSON
+    qualitative: Qualitative
+    consents: list[Consent]
+    stats: Stats
+    segments: list[strawberry.ID]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field(description="The customer's history, newest first, across every channel.")
+    async def interactions(
+        self,
+        info: Info,
+        first: int = 10,
+        after: str | None = None,
+        types: list[str] | None = None,
+        channels: list[str] | None = None,
+    ) -> Connection[Interaction]:
+        settings = info.context.services.settings
+        page = await interactions_page(
+            info.context.services.store,
+            self.profile,
+            first=first,
+            after=interaction_position(after) if after else None,
+            where=InteractionFilter(frozenset(types or ()), frozenset(channels or ())),
+            max_page_size=settings.max_page_size,
+        )
+        return connection(
+            page.interactions,
+            has_next=page.has_next,
+            has_previous=after is not None,
+            cursor=interaction_cursor,
+            node=Interaction.from_domain,
+        )
+
+    @classmethod
+    def from_domain(cls, profile: domain.Profile) -> Profile:
+        quality = profile.qualitative
+        return cls(
+            profile=profile,
+            id=strawberry.ID(profile.id),
+            identifiers=[
+                Identifier(type=i.type, value=i.value, added_at=i.added_at, source=i.source)
+                for i in profile.identifiers
+            ],
+            first_name=profile.first_name,
+            last_name=profile.last_name,
+            birth_date=profile.birth_date,
+            gender=profile.gender,
+            language=profile.language,
+            addresses=[Address(**a.model_dump()) for a in profile.addresses],
+            company=profile.company,
+            job_title=profile.job_title,
+            traits=profile.traits,
+            qualitative=Qualitative(
+                nps_score=quality.nps_score,
+                nps_at=quality.nps_at,
+                average_rating=quality.average_rating,
+                rating_count=quality.rating_count,
+                ratings=[Rating(**r.model_dump()) for r in quality.ratings],
+                preferences=quality.preferences,
+            ),
+            consents=[
+                Consent(purpose=purpose, granted=c.granted, source=c.source, at=c.at)
+                for purpose, c in sorted(profile.consents.items())
+            ],
+            stats=Stats.from_domain(profile.stats),
+            segments=[strawberry.ID(s) for s in profile.segments],
+            version=profile.version,
+            created_at=profile.created_at,
+            updated_at=profile.updated_at,
+        )
