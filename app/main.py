@@ -21,15 +21,19 @@ from graphql_schema.playground import ASSETS_PATH, STATIC_DIR
 log = logging.getLogger("cdp")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    settings = settings or Settings()
-    holder: dict[str, Services] = {}
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
+    """The application; with `services` given (tests) it uses them and leaves their lifetime to the caller."""
+    settings = services.settings if services else settings or Settings()
+    holder: dict[str, Services] = {"services": services} if services else {}
 
     def services() -> Services:
         return holder["services"]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if services is not None:
+            yield
+            return
         holder["services"] = await start(settings)
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
         try:

@@ -12,11 +12,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.domain.clock import utc_ms
 from app.domain.errors import InvalidInput
 from app.domain.identifiers import Identifier, normalise
+from app.domain.keys import check_keys
 
 
 class EventType(StrEnum):
@@ -73,6 +74,8 @@ class IdentifyProperties(_Properties):
     jobTitle: str | None = None
     address: _Address | None = None
     traits: dict[str, Any] | None = None
+
+    _trait_keys = field_validator("traits")(check_keys)
 
 
 class PageViewProperties(_Properties):

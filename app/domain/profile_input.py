@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 
@@ -12,18 +11,8 @@ from app.domain.clock import now
 from app.domain.errors import InvalidInput
 from app.domain.events import RawIdentifier, normalise_all
 from app.domain.identifiers import Identifier
+from app.domain.keys import check_keys
 from app.domain.profile_change import ProfileChange
-
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-
-
-def check_keys(values: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Free-form keys become document paths: no dots, no `$`, nothing a database would read as syntax."""
-    for key in values or {}:
-        if not _KEY.match(key):
-            raise ValueError(f"key {key!r} must be 1-64 letters, digits or underscores, not starting with a digit")
-    return values
-
 
 class AddressInput(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)

@@ -3,7 +3,8 @@ the MongoDB store uses, so the store's real query code runs in tests without a s
 
 mongomock-ng implements a transaction by snapshotting the collections it touches; two interleaved
 transactions would overwrite each other's snapshot, so transactions here run one at a time (a real
-server would isolate them instead). `hello` answers as a replica-set member.
+server would isolate them instead). `hello` answers as a replica-set member. mongomock-ng sorts a
+`$push` by one key only; `update_one` here finishes a compound `$sort` as MongoDB does.
 """
 
 from __future__ import annotations
@@ -83,6 +84,30 @@ class FakeCollection:
     async def aggregate(self, pipeline: list[dict[str, Any]], **kwargs: Any) -> FakeCursor:
         return FakeCursor(self._c.aggregate(pipeline, **_unwrap(kwargs)))
 
+    async def update_one(self, selector: dict[str, Any], update: dict[str, Any], **kwargs: Any) -> Any:
+        kwargs = _unwrap(kwargs)
+        compound = {
+            path: spec
+            for path, spec in update.get("$push", {}).items()
+            if isinstance(spec, dict) and isinstance(spec.get("$sort"), dict) and len(spec["$sort"]) > 1
+        }
+        if not compound:
+            return self._c.update_one(selector, update, **kwargs)
+        plain = {**update, "$push": {**update["$push"], **{p: {"$each": s["$each"]} for p, s in compound.items()}}}
+        result = self._c.update_one(selector, plain, **kwargs)
+        if result.matched_count:
+            session = kwargs.get("session")
+            target = result.upserted_id or selector["_id"]  # the store sorts only profiles, by _id
+            document = self._c.find_one({"_id": target}, session=session)
+            fixed = {}
+            for path, spec in compound.items():
+                items = list(_get(document, path))
+                for key, direction in reversed(list(spec["$sort"].items())):
+                    items.sort(key=lambda item, k=key: item[k], reverse=direction < 0)
+                fixed[path] = items[: spec["$slice"]] if "$slice" in spec else items
+            self._c.update_one({"_id": document["_id"]}, {"$set": fixed}, session=session)
+        return result
+
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         method = getattr(self._c, name)
 
@@ -90,6 +115,12 @@ class FakeCollection:
             return method(*args, **_unwrap(kwargs))
 
         return call
+
+
+def _get(document: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        document = document[part]
+    return document
 
 
 class FakeDatabase:

@@ -84,8 +84,7 @@ class MongoTransaction(StoreTransaction):
             await self._db.identities.insert_many(documents, ordered=True, session=self._session)
         except (DuplicateKeyError, BulkWriteError) as exc:
             # The transaction is aborted by the error: the caller re-reads the owners in a new one.
-            key = _duplicate_key(exc) or identifiers[0].key
-            raise IdentityTaken(key, None) from None
+            raise IdentityTaken(identifiers[_failed_index(exc)].key, None) from None
 
     async def get_profile(self, profile_id: str) -> Profile | None:
         document = await self._db.profiles.find_one({"_id": profile_id}, session=self._session)
@@ -136,12 +135,11 @@ class MongoTransaction(StoreTransaction):
         )
 
 
-def _duplicate_key(exc: PyMongoError) -> str | None:
+def _failed_index(exc: PyMongoError) -> int:
+    """Which document of an ordered insert_many hit the duplicate key."""
     details = getattr(exc, "details", None) or {}
-    errors = details.get("writeErrors") or [details]
-    key_value = (errors[0] or {}).get("keyValue") or {}
-    value = key_value.get("_id")
-    return value if isinstance(value, str) else None
+    errors = details.get("writeErrors") or [{}]
+    return int(errors[0].get("index", 0))
 
 
 class MongoStore:

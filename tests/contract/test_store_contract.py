@@ -1,0 +1,216 @@
+"""The storage contract: every backend behaves the same behind the ProfileStore interface."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from app.domain.event_effects import RECENT_ORDER
+from app.domain.identifiers import Identifier
+from app.domain.profile import IdentifierRecord, Profile, new_profile
+from app.domain.profile_change import CappedPush, ProfileChange
+from app.domain.profile_query import (
+    InteractionFilter,
+    InteractionPosition,
+    ProfileFilter,
+    StatsField,
+    StatsRange,
+)
+from app.services.ports import IdentityTaken, MessageAlreadyProcessed, ProfileStore, StoreTransaction, VersionConflict
+from tests.builders import BASE_TIME
+
+EMMA = Identifier("email", "emma@example.com")
+
+
+async def _create(store: ProfileStore, profile_id: str, *identifiers: Identifier, **fields: object) -> Profile:
+    records = [IdentifierRecord(type=i.type, value=i.value, added_at=BASE_TIME) for i in identifiers]
+    profile = new_profile(profile_id, BASE_TIME).model_copy(update={"identifiers": records, **fields})
+
+    async def work(tx: StoreTransaction) -> None:
+        await tx.claim_identities(profile_id, list(identifiers), BASE_TIME)
+        await tx.insert_profile(profile)
+
+    await store.run_in_transaction(work)
+    return profile
+
+
+async def test_inserted_profile_reads_back_equal(store: ProfileStore) -> None:
+    created = await _create(store, "p1", EMMA, first_name="Emma", traits={"tier": "gold", "kids": [1, 2]})
+    assert await store.get_profile("p1") == created
+    assert await store.get_profile("missing") is None
+
+
+async def test_an_identifier_belongs_to_one_profile_only(store: ProfileStore) -> None:
+    await _create(store, "p1", EMMA)
+    with pytest.raises(IdentityTaken) as taken:
+        await _create(store, "p2", Identifier("phone", "+33612345678"), EMMA)
+    assert taken.value.key == EMMA.key
+    # The failed transaction left nothing behind: neither the profile nor its other identifier.
+    assert await store.get_profile("p2") is None
+    assert await store.find_profile_by_identity("phone:+33612345678") is None
+
+    async def owners(tx: StoreTransaction) -> dict[str, str]:
+        return await tx.owners_of([EMMA.key, "phone:+33612345678"])
+
+    assert await store.run_in_transaction(owners) == {EMMA.key: "p1"}
+
+
+async def test_find_by_identity_returns_the_owning_profile(store: ProfileStore) -> None:
+    await _create(store, "p1", EMMA, first_name="Emma")
+    found = await store.find_profile_by_identity(EMMA.key)
+    assert found is not None and found.first_name == "Emma"
+    assert await store.find_profile_by_identity("email:nobody@example.com") is None
+
+
+async def test_update_applies_all_operators_in_one_write(store: ProfileStore) -> None:
+    await _create(store, "p1", EMMA)
+    later = BASE_TIME + timedelta(days=1)
+    change = ProfileChange(
+        set={"firstName": "Emma", "traits.tier": "gold"},
+        inc={"stats.orders": 2, "stats.channels.store": 1},
+        max={"stats.lastSeenAt": later},
+        min={"stats.firstSeenAt": later},
+        push={"recent": CappedPush([_interaction("m1", later)], RECENT_ORDER, 50)},
+        append={"identifiers": [{"type": "email", "value": "e@x.com", "addedAt": later}]},
+    ).stamped(later)
+
+    async def work(tx: StoreTransaction) -> None:
+        await tx.update_profile("p1", change, expected_version=0)
+
+    await store.run_in_transaction(work)
+    profile = await store.get_profile("p1")
+    assert profile is not None
+    assert (profile.first_name, profile.traits, profile.version) == ("Emma", {"tier": "gold"}, 1)
+    assert (profile.stats.orders, profile.stats.channels) == (2, {"store": 1})
+    assert profile.stats.last_seen_at == later == profile.stats.first_seen_at
+    assert profile.updated_at == later
+    assert [i.message_id for i in profile.recent] == ["m1"]
+    assert [i.value for i in profile.identifiers] == ["emma@example.com", "e@x.com"]
+
+
+async def test_stale_version_is_refused_and_changes_nothing(store: ProfileStore) -> None:
+    await _create(store, "p1", EMMA)
+
+    async def stale(tx: StoreTransaction) -> None:
+        await tx.update_profile("p1", ProfileChange(set={"firstName": "X"}).stamped(BASE_TIME), expected_version=7)
+
+    with pytest.raises(VersionConflict):
+        await store.run_in_transaction(stale)
+    profile = await store.get_profile("p1")
+    assert profile is not None and profile.first_name is None and profile.version == 0
+
+
+async def test_recent_list_is_capped_keeping_the_newest(store: ProfileStore) -> None:
+    await _create(store, "p1", EMMA)
+    for minute in [5, 1, 9, 3, 7]:
+        item = _interaction(f"m{minute}", BASE_TIME + timedelta(minutes=minute))
+
+        async def work(tx: StoreTransaction, item: dict = item) -> None:  # type: ignore[type-arg]
+            await tx.update_profile("p1", ProfileChange(push={"recent": CappedPush([item], RECENT_ORDER, 3)}))
+
+        await store.run_in_transaction(work)
+    profile = await store.get_profile("p1")
+    assert profile is not None
+    assert [i.message_id for i in profile.recent] == ["m9", "m7", "m5"]
+
+
+async def test_a_failing_unit_of_work_writes_nothing(store: ProfileStore) -> None:
+    async def work(tx: StoreTransaction) -> None:
+        await tx.claim_identities("p1", [EMMA], BASE_TIME)
+        await tx.insert_profile(new_profile("p1", BASE_TIME))
+        await tx.record_message("m1", "p1", BASE_TIME + timedelta(days=1))
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await store.run_in_transaction(work)
+    assert await store.get_profile("p1") is None
+    assert await store.find_profile_by_identity(EMMA.key) is None
+    assert await store.count_profiles() == 0
+
+
+async def test_a_message_id_is_recorded_once(store: ProfileStore) -> None:
+    expires = BASE_TIME + timedelta(days=36500)
+
+    async def record(tx: StoreTransaction) -> bool:
+        seen_before = await tx.message_seen("m1")
+        await tx.record_message("m1", "p1", expires)
+        return seen_before
+
+    assert await store.run_in_transaction(record) is False
+    with pytest.raises(MessageAlreadyProcessed):
+        await store.run_in_transaction(record)
+
+
+async def test_history_pages_newest_first_with_filters_and_positions(store: ProfileStore) -> None:
+    items = [
+        _interaction(f"m{i:03d}", BASE_TIME + timedelta(minutes=i // 2), type_="page_view" if i % 3 else "email_open")
+        for i in range(450)
+    ]
+
+    async def work(tx: StoreTransaction) -> None:
+        for item in items:
+            await tx.append_interaction("p1", item)
+
+    await store.run_in_transaction(work)
+    expected = sorted(items, key=lambda i: (i["timestamp"], i["messageId"]), reverse=True)
+    first = await store.list_interactions("p1", before=None, where=InteractionFilter(), limit=10)
+    assert [i.message_id for i in first] == [i["messageId"] for i in expected[:10]]
+    last = first[-1]
+    page = await store.list_interactions(
+        "p1", before=InteractionPosition(last.timestamp, last.message_id), where=InteractionFilter(), limit=500
+    )
+    assert [i.message_id for i in page] == [i["messageId"] for i in expected[10:]]
+    emails = await store.list_interactions(
+        "p1", before=None, where=InteractionFilter(types=frozenset({"email_open"})), limit=1000
+    )
+    assert [i.message_id for i in emails] == [i["messageId"] for i in expected if i["type"] == "email_open"]
+    assert await store.list_interactions("other", before=None, where=InteractionFilter(), limit=5) == []
+
+
+async def test_profiles_list_in_id_order_with_typed_filters(store: ProfileStore) -> None:
+    await _create(store, "p1", EMMA, first_name="Emma", last_name="Martin")
+    await _create(store, "p2", Identifier("phone", "+33612345678"), first_name="Jean", last_name="Emmanuel")
+    await _create(store, "p3", Identifier("customerId", "C3"), first_name="Zoé")
+
+    async def bump(tx: StoreTransaction) -> None:
+        await tx.update_profile("p2", ProfileChange(inc={"stats.orders": 3}, set={"addresses": [{"city": "Lyon"}]}))
+        await tx.update_profile("p3", ProfileChange(set={"segments": ["vip"], "mergedInto": None}))
+
+    await store.run_in_transaction(bump)
+
+    async def ids(query: ProfileFilter, after: str | None = None, limit: int = 10) -> list[str]:
+        return [p.id for p in await store.list_profiles(query, after=after, limit=limit)]
+
+    assert await ids(ProfileFilter()) == ["p1", "p2", "p3"]
+    assert await ids(ProfileFilter(), after="p1", limit=1) == ["p2"]
+    assert await ids(ProfileFilter(name_prefix="emm")) == ["p1", "p2"]
+    assert await ids(ProfileFilter(name_prefix="%")) == []
+    assert await ids(ProfileFilter(identifier_type="phone")) == ["p2"]
+    assert await ids(ProfileFilter(city="LYON")) == ["p2"]
+    assert await ids(ProfileFilter(segment="vip")) == ["p3"]
+    assert await ids(ProfileFilter(stats=(StatsRange(StatsField.ORDERS, min=1),))) == ["p2"]
+    assert await ids(ProfileFilter(stats=(StatsRange(StatsField.ORDERS, max=0),))) == ["p1", "p3"]
+    assert await store.count_profiles() == 3
+
+
+async def test_merged_away_profiles_are_not_listed(store: ProfileStore) -> None:
+    await _create(store, "p1", EMMA)
+    await _create(store, "p2", Identifier("customerId", "C2"))
+
+    async def merge(tx: StoreTransaction) -> None:
+        await tx.update_profile("p2", ProfileChange(set={"mergedInto": "p1"}))
+
+    await store.run_in_transaction(merge)
+    assert [p.id for p in await store.list_profiles(ProfileFilter(), after=None, limit=10)] == ["p1"]
+    assert await store.count_profiles() == 1
+
+
+async def test_products_upsert_replaces_by_id(store: ProfileStore) -> None:
+    await store.upsert_products([{"_id": "sku-1", "price": 10.0}, {"_id": "sku-2", "price": 5.0}])
+    await store.upsert_products([{"_id": "sku-1", "price": 12.0}])
+    assert await store.count_products() == 2
+
+
+def _interaction(message_id: str, at: object, type_: str = "page_view") -> dict[str, object]:
+    return {"messageId": message_id, "type": type_, "channel": "web", "timestamp": at, "properties": {"url": "/"}}

@@ -1,0 +1,227 @@
+"""Ingestion through the service layer, on every storage backend."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from app.domain import clock
+from app.domain.errors import LimitExceeded
+from app.domain.events import EventType
+from app.domain.profile import RECENT_INTERACTIONS_CAP, Profile
+from app.services import profiles
+from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.ports import ProfileStore
+from tests.builders import PROPERTIES, event
+
+EXPECTED_STATS = {
+    "identify": {},
+    "page_view": {"page_views": 1, "visits": 1},
+    "product_view": {"product_views": 1, "visits": 1},
+    "add_to_cart": {"add_to_carts": 1, "visits": 1},
+    "cart_abandoned": {"cart_abandons": 1},
+    "order_completed": {"orders": 1, "revenue_cents": 5990, "items_purchased": 2},
+    "order_returned": {"returns": 1, "returned_cents": 2995},
+    "email_open": {"email_opens": 1},
+    "email_click": {"email_clicks": 1},
+    "email_reply": {"email_replies": 1},
+    "support_contact": {"support_contacts": 1},
+    "survey_response": {"survey_responses": 1},
+    "consent_update": {},
+}
+
+
+async def _emma(store: ProfileStore) -> Profile:
+    profile = await profiles.get_profile_by_identifier(store, "email", "emma@example.com")
+    assert profile is not None
+    return profile
+
+
+def test_every_event_type_has_an_expectation() -> None:
+    assert set(EXPECTED_STATS) == {t.value for t in EventType} == set(PROPERTIES)
+
+
+@pytest.mark.parametrize("event_type", list(EXPECTED_STATS))
+async def test_each_event_type_lands_in_stats_and_history(store: ProfileStore, event_type: str) -> None:
+    sent = event(event_type, channel="mobile")
+    [outcome] = await ingest_events(store, [sent])
+    assert outcome.status is EventStatus.ACCEPTED, outcome.reason
+    profile = await _emma(store)
+    stats = profile.stats.model_dump()
+    for name, value in EXPECTED_STATS[event_type].items():
+        assert stats[name] == value, name
+    untouched = {"orders", "page_views", "email_opens", "returns", "cart_abandons", "support_contacts"}
+    for name in untouched - set(EXPECTED_STATS[event_type]):
+        assert stats[name] == 0, name
+    assert stats["events_total"] == 1
+    assert stats["channels"] == {"mobile": 1}
+    assert stats["first_seen_at"] == stats["last_seen_at"] == sent.timestamp
+    assert [(i.message_id, i.type) for i in profile.recent] == [(sent.message_id, event_type)]
+    assert profile.recent[0].properties == sent.properties
+
+
+async def test_qualitative_and_identity_events_fill_their_fields(store: ProfileStore) -> None:
+    await ingest_events(
+        store,
+        [
+            event("identify"),
+            event("survey_response", properties={"nps": 3, "rating": 2, "comment": "late"}, minutes=1),
+            event("survey_response", properties={"nps": 10}, minutes=-60),  # older answer arrives late
+            event("consent_update", properties={"purpose": "sms_marketing", "granted": True}, minutes=2),
+            event("consent_update", properties={"purpose": "sms_marketing", "granted": False}, minutes=-5),
+        ],
+    )
+    profile = await _emma(store)
+    assert (profile.first_name, profile.last_name, profile.traits) == ("Emma", "Martin", {"tier": "gold"})
+    assert profile.qualitative.nps_score == 3  # the newest answer wins, whatever the arrival order
+    assert profile.qualitative.average_rating == 2.0
+    assert profile.consents["sms_marketing"].granted is True
+
+
+async def test_money_is_summed_exactly(store: ProfileStore) -> None:
+    orders = [event("order_completed", properties={"orderId": f"o{i}", "total": 0.1}) for i in range(30)]
+    await ingest_events(store, orders)
+    assert (await _emma(store)).stats.revenue_cents == 300
+
+
+async def test_a_replayed_event_is_a_duplicate_and_changes_nothing(store: ProfileStore) -> None:
+    order = event("order_completed")
+    [first] = await ingest_events(store, [order])
+    before = await _emma(store)
+    outcomes = await ingest_events(store, [order, order])
+    assert [o.status for o in outcomes] == [EventStatus.DUPLICATE, EventStatus.DUPLICATE]
+    assert outcomes[0].reason == "messageId already processed"
+    assert await _emma(store) == before
+    assert first.status is EventStatus.ACCEPTED
+
+
+async def test_the_same_message_twice_in_one_batch_counts_once(store: ProfileStore) -> None:
+    order = event("order_completed")
+    outcomes = await ingest_events(store, [order, order])
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED, EventStatus.DUPLICATE]
+    assert (await _emma(store)).stats.orders == 1
+
+
+async def test_concurrent_batches_naming_a_new_email_create_one_profile(store: ProfileStore) -> None:
+    batches = [
+        [event("page_view", identifiers=[("email", " NEW@Example.com"), ("anonymousId", f"anon-{n}")])]
+        for n in range(12)
+    ]
+    results = await asyncio.gather(*(ingest_events(store, batch) for batch in batches))
+    owners = {outcome.profile_id for [outcome] in results}
+    assert len(owners) == 1
+    assert await store.count_profiles() == 1
+    profile = await profiles.get_profile_by_identifier(store, "email", "new@example.com")
+    assert profile is not None and profile.stats.page_views == 12
+    assert len(profile.identifiers) == 13
+
+
+async def test_identifiers_stitch_an_anonymous_visitor_to_the_known_customer(store: ProfileStore) -> None:
+    await ingest_events(store, [event("page_view", identifiers=[("anonymousId", "anon-1")])])
+    await ingest_events(store, [event("identify", identifiers=[("anonymousId", "anon-1"), ("email", "emma@example.com")])])
+    await ingest_events(store, [event("order_completed", email="emma@example.com")])
+    anonymous = await profiles.get_profile_by_identifier(store, "anonymousId", "anon-1")
+    assert anonymous == await _emma(store)
+    assert anonymous is not None and (anonymous.stats.page_views, anonymous.stats.orders) == (1, 1)
+    assert await store.count_profiles() == 1
+
+
+async def test_identifiers_of_two_profiles_send_the_event_to_the_strongest_one(store: ProfileStore) -> None:
+    [by_phone] = await ingest_events(store, [event("page_view", identifiers=[("phone", "+33612345678")])])
+    [by_customer] = await ingest_events(store, [event("page_view", identifiers=[("customerId", "C1")])])
+    [both] = await ingest_events(
+        store,
+        [event("order_completed", identifiers=[("phone", "+33 6 12 34 56 78"), ("customerId", "C1"), ("deviceId", "d1")])],
+    )
+    assert both.profile_id == by_customer.profile_id != by_phone.profile_id
+    phone_owner = await profiles.get_profile_by_identifier(store, "phone", "+33612345678")
+    assert phone_owner is not None and phone_owner.id == by_phone.profile_id  # left unmerged, not stolen
+    customer = await profiles.get_profile_by_identifier(store, "deviceId", "d1")
+    assert customer is not None and customer.id == by_customer.profile_id and customer.stats.orders == 1
+
+
+async def test_history_beyond_the_embedded_list_pages_in_order(store: ProfileStore) -> None:
+    from app.domain.profile_query import InteractionFilter
+    from app.services.history import interactions_page, position_of
+
+    sent = [event("page_view" if i % 4 else "email_open", minutes=i * 7 % 300 + i / 1000) for i in range(130)]
+    await ingest_events(store, sent)
+    profile = await _emma(store)
+    assert len(profile.recent) == RECENT_INTERACTIONS_CAP
+    expected = [e.message_id for e in sorted(sent, key=lambda e: (e.timestamp, e.message_id), reverse=True)]
+    assert [i.message_id for i in profile.recent] == expected[:RECENT_INTERACTIONS_CAP]
+
+    async def walk(where: InteractionFilter, first: int) -> list[str]:
+        seen: list[str] = []
+        after = None
+        while True:
+            page = await interactions_page(store, profile, first=first, after=after, where=where, max_page_size=100)
+            seen += [i.message_id for i in page.interactions]
+            if not page.has_next:
+                return seen
+            after = position_of(page.interactions[-1])
+
+    assert await walk(InteractionFilter(), 17) == expected
+    emails = [e.message_id for e in sorted(sent, key=lambda e: (e.timestamp, e.message_id), reverse=True) if e.type == "email_open"]
+    assert await walk(InteractionFilter(types=frozenset({"email_open"})), 5) == emails
+
+
+BAD_EVENTS = [
+    pytest.param(event("teleport"), "events[0].type", "unknown event type", id="unknown-type"),
+    pytest.param(event(channel="pigeon"), "events[0].channel", "unknown channel", id="unknown-channel"),
+    pytest.param(event(identifiers=[]), "events[0].identifiers", "at least one identifier", id="no-identifiers"),
+    pytest.param(event(email="emma@"), "events[0].identifiers[0].value", "not a valid email", id="malformed-email"),
+    pytest.param(
+        event("order_completed", properties={"orderId": "o1"}), "events[0].properties.total", "Field required", id="missing-total"
+    ),
+    pytest.param(
+        event("order_completed", properties={"orderId": "o1", "total": "lots"}),
+        "events[0].properties.total",
+        "valid number",
+        id="wrong-type",
+    ),
+    pytest.param(
+        event("order_completed", properties={"orderId": "o1", "total": -5}),
+        "events[0].properties.total",
+        "greater than or equal",
+        id="negative-amount",
+    ),
+    pytest.param(event(properties=["not", "an", "object"]), "events[0].properties", "valid dictionary", id="properties-list"),
+    pytest.param(
+        event(at=clock.now() + timedelta(days=1)), "events[0].timestamp", "in the future", id="future-timestamp"
+    ),
+    pytest.param(event(message_id="  "), "events[0].messageId", "messageId", id="blank-message-id"),
+    pytest.param(
+        event("identify", properties={"traits": {"a.b": 1}}), "events[0].properties.traits", "key 'a.b'", id="dotted-trait"
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "field", "message"), BAD_EVENTS)
+async def test_bad_events_are_rejected_with_a_reason_and_write_nothing(
+    store: ProfileStore, bad: object, field: str, message: str
+) -> None:
+    [outcome] = await ingest_events(store, [bad])  # type: ignore[list-item]
+    assert outcome.status is EventStatus.REJECTED
+    assert outcome.field == field
+    assert outcome.reason is not None and message in outcome.reason and outcome.reason.startswith(field)
+    assert await store.count_profiles() == 0
+
+
+async def test_a_rejected_event_does_not_fail_the_batch_or_burn_its_message_id(store: ProfileStore) -> None:
+    bad = event("order_completed", properties={"orderId": "o1"}, message_id="m-fixed")
+    outcomes = await ingest_events(store, [event("page_view"), bad, event("email_open")])
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED, EventStatus.REJECTED, EventStatus.ACCEPTED]
+    fixed = event("order_completed", message_id="m-fixed")
+    [retry] = await ingest_events(store, [fixed])
+    assert retry.status is EventStatus.ACCEPTED
+    assert (await _emma(store)).stats.orders == 1
+
+
+async def test_a_batch_over_the_limit_is_refused_whole(store: ProfileStore) -> None:
+    with pytest.raises(LimitExceeded, match="at most 3 events") as refused:
+        await ingest_events(store, [event() for _ in range(4)], IngestionPolicy(max_batch_size=3))
+    assert refused.value.field == "events"
+    assert await store.count_profiles() == 0
