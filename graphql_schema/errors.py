@@ -26,7 +26,9 @@ def to_graphql_error(error: GraphQLError) -> GraphQLError:
         if original.field:
             extensions["field"] = original.field
         return GraphQLError(original.message, error.nodes, error.source, error.positions, error.path, None, extensions)
-    if original is None:
+    if original is None or (error.path is None and error.message.startswith("Variable '$")):
+        # Syntax, validation and variable-coercion errors: graphql-core wrote the message about the
+        # client's own document, so it is safe and useful to return as is.
         code = (error.extensions or {}).get("code") or (
             "GRAPHQL_PARSE_FAILED" if error.message.startswith("Syntax Error") else "GRAPHQL_VALIDATION_FAILED"
         )

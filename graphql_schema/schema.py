@@ -4,9 +4,16 @@ regenerate with `python -m graphql_schema.export`)."""
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
+from strawberry.types import ExecutionContext
 
 from graphql_schema.errors import ErrorCodes
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, extensions=[ErrorCodes])
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Client mistakes are not server errors: ErrorCodes logs the unexpected ones, with their id."""
+
+
+schema = Schema(query=Query, mutation=Mutation, extensions=[ErrorCodes])
