@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = services.settings if services else settings or Settings()
     holder: dict[str, Services] = {"services": services} if services else {}
 
-    def services() -> Services:
+    def current() -> Services:
         return holder["services"]
 
     @asynccontextmanager
@@ -46,15 +46,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     async def readyz(request: Request) -> Response:
         try:
-            await services().store.ping()
+            await current().store.ping()
         except (StoreUnavailable, KeyError) as exc:
             return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ready", "store": services().store.backend})
+        return JSONResponse({"status": "ready", "store": current().store.backend})
 
     async def root(request: Request) -> Response:
         return RedirectResponse("/graphql")
 
-    graphql = GraphQLApp(services, settings)
+    graphql = GraphQLApp(current, settings)
     return Starlette(
         routes=[
             Route("/", root),
