@@ -1,0 +1,124 @@
+"""The offline GraphiQL playground: the vendored browser assets and the HTML page that loads them.
+
+This module owns the playground page only. The server decides where it appears: it mounts
+``STATIC_DIR`` with Starlette's ``StaticFiles`` at ``ASSETS_PATH`` and answers a browser's
+``GET <graphql_path>`` (``Accept: text/html``) with ``playground_html(graphql_path)``.
+Every script and stylesheet comes from ``STATIC_DIR`` (GraphiQL 3, React 18, graphql-ws; versions
+and licences in ``static/VERSIONS.txt``, re-downloaded by ``vendor_assets.sh``), so the page works
+on a machine with no internet access. Queries and mutations go over HTTP POST to ``graphql_path``;
+subscriptions use the ``graphql-transport-ws`` WebSocket protocol on the same path.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Final
+
+__all__ = ["ASSETS_PATH", "DEFAULT_QUERY", "STATIC_DIR", "playground_html"]
+
+STATIC_DIR: Final[Path] = Path(__file__).resolve().parent / "static"
+"""The vendored assets; shipped as package data (``playground/static/*``, no sub-folders)."""
+
+ASSETS_PATH: Final = "/playground-assets"
+"""URL prefix where the server mounts ``STATIC_DIR`` (``Mount(ASSETS_PATH, StaticFiles(...))``)."""
+
+DEFAULT_QUERY: Final = """\
+# Welcome to the CDP playground. Try:
+query Customer {
+  profileByIdentifier(type: "email", value: "emma.martin@example.com") {
+    id firstName lastName
+    stats { orders revenue lastSeenAt }
+    interactions(first: 5) { edges { node { type channel timestamp } } }
+  }
+}
+"""
+"""The text a fresh query editor starts with (GraphiQL keeps the user's own tabs after that)."""
+
+_STYLESHEETS: Final = ("graphiql.min.css",)
+# Order matters: GraphiQL's UMD build reads the React and ReactDOM globals when it loads.
+_SCRIPTS: Final = (
+    "react.production.min.js",
+    "react-dom.production.min.js",
+    "graphql-ws.min.js",
+    "graphiql.min.js",
+)
+
+_PAGE: Final = """\
+<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <meta name="robots" content="noindex">
+    <title>{title}</title>
+    <link rel="icon" href="data:,">
+{stylesheets}
+    <style>
+      html, body {{ height: 100%; margin: 0; overflow: hidden; }}
+      #graphiql {{ height: 100vh; }}
+    </style>
+  </head>
+  <body>
+    <div id="graphiql">
+      <noscript>The GraphQL playground needs JavaScript.</noscript>
+    </div>
+{scripts}
+    <script>
+      (function () {{
+        "use strict";
+        var graphqlPath = {graphql_path};
+        var wsScheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+        var subscriptionUrl = wsScheme + "//" + window.location.host + graphqlPath;
+        // graphql-ws connects lazily: no socket is opened until a subscription runs.
+        var wsClient = graphqlWs.createClient({{ url: subscriptionUrl }});
+        var fetcher = GraphiQL.createFetcher({{
+          url: graphqlPath,
+          subscriptionUrl: subscriptionUrl,
+          wsClient: wsClient
+        }});
+        var root = ReactDOM.createRoot(document.getElementById("graphiql"));
+        root.render(React.createElement(GraphiQL, {{
+          fetcher: fetcher,
+          defaultQuery: {default_query}
+        }}));
+      }})();
+    </script>
+  </body>
+</html>
+"""
+
+
+def _js_literal(value: str) -> str:
+    """``value`` as a JavaScript string literal that is also safe inside an HTML ``<script>``."""
+    return (
+        json.dumps(value)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def playground_html(graphql_path: str = "/graphql", title: str = "CDP GraphQL playground") -> str:
+    """Return the complete GraphiQL page for the endpoint at ``graphql_path`` on the page's origin.
+
+    HTTP requests go to ``graphql_path``; subscriptions go to ``ws://`` (``wss://`` on an https
+    page) + the page's host + ``graphql_path``. The page loads its assets from ``ASSETS_PATH``.
+    GraphiQL's headers editor is left as is, so an ``Authorization`` header can be added there.
+    """
+    if not graphql_path.startswith("/") or graphql_path.startswith("//"):
+        raise ValueError(f"graphql_path must be an absolute path on this origin, got {graphql_path!r}")
+    stylesheets = "\n".join(
+        f'    <link rel="stylesheet" href="{html.escape(f"{ASSETS_PATH}/{name}")}">' for name in _STYLESHEETS
+    )
+    scripts = "\n".join(f'    <script src="{html.escape(f"{ASSETS_PATH}/{name}")}"></script>' for name in _SCRIPTS)
+    return _PAGE.format(
+        title=html.escape(title),
+        stylesheets=stylesheets,
+        scripts=scripts,
+        graphql_path=_js_literal(graphql_path),
+        default_query=_js_literal(DEFAULT_QUERY),
+    )

@@ -1,0 +1,356 @@
+"""Browser check of the offline GraphiQL playground served by the real server.
+
+Starts ``python -m app serve`` on a free port (fresh SQLite file, no fixtures), opens
+``/graphql`` in headless Chromium driven over the DevTools protocol, and checks that GraphiQL
+rendered, that a query typed into the editor runs, and that the page fetched nothing from any
+host but the server itself (all assets are vendored). Leaves a screenshot in
+``tests/artifacts/playground.png`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import inspect
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+TESTS_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = TESTS_DIR.parent
+SCREENSHOT = TESTS_DIR / "artifacts" / "playground.png"
+SERVER_HOST = "127.0.0.1"
+SERVER_START_TIMEOUT = 30.0
+BROWSER_START_TIMEOUT = 20.0
+PAGE_TIMEOUT = 20.0
+
+# No proxy, even if the environment sets one: every request here goes to 127.0.0.1.
+_LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+# websockets >= 15 honours proxy environment variables unless told otherwise; older ones never do.
+_NO_PROXY: dict[str, Any] = {"proxy": None} if "proxy" in inspect.signature(connect).parameters else {}
+
+# CodeMirror 5 instances behind GraphiQL's query and response editors.
+QUERY_EDITOR = "document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror"
+RESULT_TEXT = (
+    "(() => { const el = document.querySelector('.graphiql-response .CodeMirror');"
+    " return el && el.CodeMirror ? el.CodeMirror.getValue() : ''; })()"
+)
+# GraphiQL parses the query editor's text after a short debounce and stores the result on the
+# editor (`documentAST`, `operationName`); the execute button sends what was parsed last, so a
+# click right after `setValue` would run the previous text. Wait until the parse caught up.
+QUERY_PARSED = (
+    f"(() => {{ const cm = {QUERY_EDITOR}; const ast = cm.documentAST;"
+    " return !!(ast && ast.loc && ast.loc.source.body === cm.getValue()); })()"
+)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((SERVER_HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop ``process`` and everything it started (it leads its own session / process group)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+    else:
+        # The leader is gone; make sure no child (renderer, worker) is left behind.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return text[-limit:] or "(empty)"
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with _LOCAL_HTTP.open(url, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, b""
+
+
+@pytest.fixture
+def server_url(tmp_path: Path) -> Iterator[str]:
+    """The base URL of a freshly started ``python -m app serve``; the server is killed afterwards."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3",
+        "CDP_SEED_FIXTURES": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "app", "serve", "--host", SERVER_HOST, "--port", str(port)]
+    stdout_path, stderr_path = tmp_path / "server.stdout", tmp_path / "server.stderr"
+    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=stdout, stderr=stderr, start_new_session=True
+        )
+    base_url = f"http://{SERVER_HOST}:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        last_error = "no answer yet"
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"`{' '.join(command)}` exited with status {process.returncode} before "
+                    f"/healthz answered; server stderr:\n{_tail(stderr_path)}"
+                )
+            try:
+                status, _ = _get(f"{base_url}/healthz", timeout=1.0)
+            except OSError as error:  # refused / reset / timed out while it starts
+                last_error = repr(error)
+            else:
+                if status == 200:
+                    break
+                last_error = f"HTTP {status}"
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"GET {base_url}/healthz did not return 200 within {SERVER_START_TIMEOUT:.0f} s "
+                    f"(last: {last_error}); server stderr:\n{_tail(stderr_path)}"
+                )
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def devtools_url(tmp_path: Path) -> Iterator[str]:
+    """The DevTools HTTP endpoint of a fresh headless Chromium; the browser is killed afterwards."""
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed: apt-get install chromium")
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--no-proxy-server",
+        "--window-size=1280,900",
+        "--remote-debugging-port=0",  # Chromium picks a port and writes it to DevToolsActivePort
+        "about:blank",
+    ]
+    stderr_path = tmp_path / "chromium.stderr"
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    try:
+        active_port = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + BROWSER_START_TIMEOUT
+        while not (active_port.exists() and active_port.read_text().strip()):
+            if process.poll() is not None:
+                pytest.fail(f"chromium exited with status {process.returncode}:\n{_tail(stderr_path)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"chromium did not open its DevTools port:\n{_tail(stderr_path)}")
+            time.sleep(0.05)
+        port = int(active_port.read_text().split()[0])
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(process)
+
+
+# --- DevTools protocol ------------------------------------------------------------------------
+
+
+class DevTools:
+    """A minimal Chrome DevTools protocol client for one page target."""
+
+    def __init__(self, websocket: ClientConnection) -> None:
+        self._websocket = websocket
+        self._next_id = 0
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.events: list[dict[str, Any]] = []
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open_page(cls, devtools_url: str) -> AsyncIterator[DevTools]:
+        page_websocket_url = await asyncio.to_thread(_page_websocket_url, devtools_url)
+        async with connect(page_websocket_url, max_size=None, **_NO_PROXY) as websocket:
+            client = cls(websocket)
+            try:
+                yield client
+            finally:
+                client._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await client._reader
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self._websocket:
+                message: dict[str, Any] = json.loads(raw)
+                if "id" in message:
+                    future = self._pending.pop(message["id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                else:
+                    self.events.append(message)
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("DevTools connection closed"))
+
+    async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._next_id += 1
+        message_id = self._next_id
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[message_id] = future
+        await self._websocket.send(json.dumps({"id": message_id, "method": method, "params": params or {}}))
+        reply = await asyncio.wait_for(future, timeout=PAGE_TIMEOUT)
+        if "error" in reply:
+            raise AssertionError(f"DevTools {method} failed: {reply['error']}")
+        result: dict[str, Any] = reply.get("result", {})
+        return result
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in result:
+            raise AssertionError(f"page script failed: {expression}\n{result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, what: str, *, show: str | None = None) -> Any:
+        """Poll ``expression`` until it is truthy and return its value.
+
+        On timeout the error names ``what`` and, if given, the value of the ``show`` expression.
+        """
+        deadline = time.monotonic() + PAGE_TIMEOUT
+        while True:
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                shown = f"; {show} = {await self.evaluate(show)!r}" if show else ""
+                raise AssertionError(
+                    f"timed out after {PAGE_TIMEOUT:.0f} s waiting for {what}{shown}; "
+                    f"page errors: {self.page_errors() or 'none'}"
+                )
+            await asyncio.sleep(0.1)
+
+    def params(self, method: str) -> list[dict[str, Any]]:
+        return [event["params"] for event in self.events if event.get("method") == method]
+
+    def page_errors(self) -> list[str]:
+        errors = [
+            str(params["exceptionDetails"].get("exception", {}).get("description") or params["exceptionDetails"])
+            for params in self.params("Runtime.exceptionThrown")
+        ]
+        errors += [
+            f"console.error: {[arg.get('value', arg.get('description')) for arg in params.get('args', [])]}"
+            for params in self.params("Runtime.consoleAPICalled")
+            if params.get("type") == "error"
+        ]
+        return errors
+
+    async def screenshot(self, path: Path) -> None:
+        shot = await self.send("Page.captureScreenshot", {"format": "png"})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def _page_websocket_url(devtools_url: str) -> str:
+    deadline = time.monotonic() + BROWSER_START_TIMEOUT
+    while True:
+        with contextlib.suppress(OSError):
+            status, body = _get(f"{devtools_url}/json/list")
+            pages = [target for target in json.loads(body or b"[]") if target.get("type") == "page"]
+            if status == 200 and pages:
+                url: str = pages[0]["webSocketDebuggerUrl"]
+                return url
+        if time.monotonic() > deadline:
+            raise AssertionError(f"chromium at {devtools_url} has no page target")
+        time.sleep(0.1)
+
+
+# --- the check --------------------------------------------------------------------------------
+
+
+async def test_playground_renders_and_runs_a_query(devtools_url: str, server_url: str) -> None:
+    async with DevTools.open_page(devtools_url) as page:
+        await page.send("Network.enable")
+        await page.send("Runtime.enable")
+        await page.send("Page.enable")
+        try:
+            # A browser navigation sends `Accept: text/html,...`, which is what makes the server
+            # answer GET /graphql with the playground page instead of a GraphQL response.
+            navigation = await page.send("Page.navigate", {"url": f"{server_url}/graphql"})
+            assert "errorText" not in navigation, f"navigation failed: {navigation}"
+
+            await page.wait_for("!!document.querySelector('.graphiql-container')", "GraphiQL to render")
+            await page.wait_for(
+                "!!document.querySelector('.graphiql-query-editor .CodeMirror')?.CodeMirror",
+                "the query editor",
+            )
+            await page.wait_for(QUERY_PARSED, "GraphiQL to parse the default query")
+            default_query = await page.evaluate(f"{QUERY_EDITOR}.getValue()")
+            assert "profileByIdentifier" in default_query, default_query
+
+            await page.evaluate(f"{QUERY_EDITOR}.setValue('{{ __typename }}')")
+            await page.wait_for(QUERY_PARSED, "GraphiQL to parse `{ __typename }`")
+            await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
+            result = await page.wait_for(
+                f"""(() => {{
+                    const text = {RESULT_TEXT};
+                    return text.includes('"__typename": "Query"') ? text : null;
+                }})()""",
+                'the result pane to show "__typename": "Query"',
+                show=RESULT_TEXT,
+            )
+            assert json.loads(result) == {"data": {"__typename": "Query"}}
+        finally:
+            # Also on failure: the screenshot is the quickest way to see what went wrong.
+            with contextlib.suppress(Exception):
+                await page.screenshot(SCREENSHOT)
+
+        requested = [params["request"]["url"] for params in page.params("Network.requestWillBeSent")]
+        requested += [params["url"] for params in page.params("Network.webSocketCreated")]
+        foreign = [
+            url
+            for url in requested
+            if urlsplit(url).scheme in {"http", "https", "ws", "wss"} and urlsplit(url).hostname != SERVER_HOST
+        ]
+        assert not foreign, f"the playground fetched from other hosts: {foreign}"
+        assert f"{server_url}/playground-assets/graphiql.min.js" in requested, requested
+
+        failed = [(params.get("type"), params.get("errorText")) for params in page.params("Network.loadingFailed")]
+        assert not failed, f"requests failed: {failed}"
+        exceptions = page.params("Runtime.exceptionThrown")
+        assert not exceptions, f"uncaught errors in the page: {page.page_errors()}"
