@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from app.settings import Settings
 
@@ -30,7 +30,9 @@ def serve(
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings.model_copy(update=overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console.print(f"[bold]CDP core[/] on http://{settings.host}:{settings.port}/graphql  (store: {_describe(settings)})")
+    console.print(
+        f"[bold]CDP core[/] on http://{settings.host}:{settings.port}/graphql  (store: {_describe(settings)})"
+    )
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on"
     )
@@ -48,10 +50,13 @@ def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_ok
         store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
         try:
             with Progress(
-                TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description:>9}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
                 console=console,
             ) as bar:
-                tasks: dict[str, int] = {}
+                tasks: dict[str, TaskID] = {}
 
                 def progress(stage: str, done: int, total: int) -> None:
                     if stage not in tasks:

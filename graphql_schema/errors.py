@@ -33,7 +33,13 @@ def to_graphql_error(error: GraphQLError) -> GraphQLError:
             "GRAPHQL_PARSE_FAILED" if error.message.startswith("Syntax Error") else "GRAPHQL_VALIDATION_FAILED"
         )
         return GraphQLError(
-            error.message, error.nodes, error.source, error.positions, error.path, None, {**(error.extensions or {}), "code": code}
+            error.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            None,
+            {**(error.extensions or {}), "code": code},
         )
     error_id = uuid.uuid4().hex[:12]
     log.error("unexpected error %s at %s", error_id, error.path, exc_info=original)

@@ -16,7 +16,9 @@ from app.domain.profile_query import ProfileFilter, StatsField, StatsRange
 
 @strawberry.input
 class IdentifierInput:
-    type: str = strawberry.field(description="email, phone, customerId, anonymousId, deviceId, loyaltyId or a custom type")
+    type: str = strawberry.field(
+        description="email, phone, customerId, anonymousId, deviceId, loyaltyId or a custom type"
+    )
     value: str
 
 

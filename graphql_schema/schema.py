@@ -11,6 +11,7 @@ from graphql_schema.errors import ErrorCodes
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 
+
 class Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Client mistakes are not server errors: ErrorCodes logs the unexpected ones, with their id."""

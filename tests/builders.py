@@ -17,7 +17,11 @@ PROPERTIES: dict[str, dict[str, Any]] = {
     "product_view": {"productId": "sku-1", "price": 20.0},
     "add_to_cart": {"productId": "sku-1", "quantity": 2},
     "cart_abandoned": {"cartId": "c1", "value": 40.0},
-    "order_completed": {"orderId": "o1", "total": 59.9, "lines": [{"productId": "sku-1", "quantity": 2, "price": 29.95}]},
+    "order_completed": {
+        "orderId": "o1",
+        "total": 59.9,
+        "lines": [{"productId": "sku-1", "quantity": 2, "price": 29.95}],
+    },
     "order_returned": {"orderId": "o1", "amount": 29.95},
     "email_open": {"campaignId": "spring"},
     "email_click": {"campaignId": "spring", "url": "/sale"},

@@ -39,7 +39,9 @@ def running_server(env: dict[str, str], *, cwd: Path = ROOT, timeout: float = 60
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"server exited with {process.returncode}:\n{process.stdout.read() if process.stdout else ''}")
+                raise AssertionError(
+                    f"server exited with {process.returncode}:\n{process.stdout.read() if process.stdout else ''}"
+                )
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break

@@ -9,5 +9,12 @@ def test_exported_sdl_matches_the_code() -> None:
 
 def test_contract_names_from_the_product_brief_exist() -> None:
     text = sdl()
-    for name in ["profile(id:", "profileByIdentifier(", "profiles(", "ingestEvents(", "upsertProfile(", "interactions("]:
+    for name in [
+        "profile(id:",
+        "profileByIdentifier(",
+        "profiles(",
+        "ingestEvents(",
+        "upsertProfile(",
+        "interactions(",
+    ]:
         assert name in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 
@@ -63,7 +64,7 @@ def apply_change(document: dict[str, Any], change: ProfileChange) -> dict[str, A
         parent, key = _parent(document, path)
         merged = [*(parent.get(key) or []), *push.items]
         for sort_key, direction in reversed(push.sort.items()):
-            merged.sort(key=lambda item, k=sort_key: item[k], reverse=direction < 0)
+            merged.sort(key=itemgetter(sort_key), reverse=direction < 0)
         parent[key] = merged[: push.cap]
     return document
 

@@ -14,6 +14,7 @@ from app.domain.identifiers import Identifier
 from app.domain.keys import check_keys
 from app.domain.profile_change import ProfileChange
 
+
 class AddressInput(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     kind: str | None = Field(default=None, max_length=32)

@@ -14,7 +14,7 @@ import orjson
 def decode(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1:
-            (key, inner), = value.items()
+            ((key, inner),) = value.items()
             if key == "$date":
                 text = inner["$numberLong"] if isinstance(inner, dict) else inner
                 if isinstance(text, str) and not text.lstrip("-").isdigit():

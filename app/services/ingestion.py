@@ -17,6 +17,7 @@ from app.domain.event_effects import change_for_event, interaction_document
 from app.domain.events import Event, RawEvent, parse_event
 from app.domain.identifiers import Identifier
 from app.domain.profile import Profile
+from app.domain.profile_change import ProfileChange
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
@@ -73,7 +74,7 @@ async def _ingest_one(store: ProfileStore, event: Event, at: datetime, policy: I
         if await tx.message_seen(event.message_id):
             raise MessageAlreadyProcessed(event.message_id)
 
-        def build(profile: Profile, additions: list[Identifier]):  # type: ignore[no-untyped-def]
+        def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             return change_for_event(profile, event, additions, at=at)
 
         profile, _ = await write_to_resolved_profile(tx, event.identifiers, build, at=at)

@@ -11,6 +11,7 @@ from app.domain.event_effects import identifier_records
 from app.domain.events import RawIdentifier
 from app.domain.identifiers import Identifier, normalise
 from app.domain.profile import Profile
+from app.domain.profile_change import ProfileChange
 from app.domain.profile_input import change_for_fields, parse_profile_input
 from app.domain.profile_query import ProfileFilter
 from app.services.ports import ProfileStore, StoreTransaction
@@ -54,15 +55,13 @@ async def list_profiles(
     return Page(profiles[:first], len(profiles) > first)
 
 
-async def upsert_profile(
-    store: ProfileStore, identifiers: list[RawIdentifier], fields: dict[str, Any]
-) -> Profile:
+async def upsert_profile(store: ProfileStore, identifiers: list[RawIdentifier], fields: dict[str, Any]) -> Profile:
     """Find the customer by identifiers (or create them) and set the given fields."""
     normalised, parsed = parse_profile_input(identifiers, fields)
     at = clock.now()
 
     async def work(tx: StoreTransaction) -> Profile:
-        def build(profile: Profile, additions: list[Identifier]):  # type: ignore[no-untyped-def]
+        def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             change = change_for_fields(parsed)
             if additions:
                 change.append["identifiers"] = identifier_records(additions, at=at, source="upsert")

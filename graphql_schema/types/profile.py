@@ -142,7 +142,7 @@ class Interaction:
             type=interaction.type,
             channel=interaction.channel,
             timestamp=interaction.timestamp,
-            properties=interaction.properties,
+            properties=JSON(interaction.properties),
         )
 
 
@@ -224,14 +224,14 @@ class Profile:
             addresses=[Address(**a.model_dump()) for a in profile.addresses],
             company=profile.company,
             job_title=profile.job_title,
-            traits=profile.traits,
+            traits=JSON(profile.traits),
             qualitative=Qualitative(
                 nps_score=quality.nps_score,
                 nps_at=quality.nps_at,
                 average_rating=quality.average_rating,
                 rating_count=quality.rating_count,
                 ratings=[Rating(**r.model_dump()) for r in quality.ratings],
-                preferences=quality.preferences,
+                preferences=JSON(quality.preferences),
             ),
             consents=[
                 Consent(purpose=purpose, granted=c.granted, source=c.source, at=c.at)

@@ -17,7 +17,13 @@ from app.domain.profile_query import (
     StatsField,
     StatsRange,
 )
-from app.services.ports import IdentityTaken, MessageAlreadyProcessed, ProfileStore, StoreTransaction, VersionConflict
+from app.services.ports import (
+    IdentityTaken,
+    MessageAlreadyProcessed,
+    ProfileStore,
+    StoreTransaction,
+    VersionConflict,
+)
 from tests.builders import BASE_TIME
 
 EMMA = Identifier("email", "emma@example.com")

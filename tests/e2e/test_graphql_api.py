@@ -173,7 +173,13 @@ async def test_upsert_creates_then_updates_the_same_profile(gql: GraphQL) -> Non
     ]
     updated = await gql(
         UPSERT,
-        {"input": {"identifiers": [{"type": "phone", "value": "+33612345678"}], "lastName": "Martin", "traits": {"kids": 2}}},
+        {
+            "input": {
+                "identifiers": [{"type": "phone", "value": "+33612345678"}],
+                "lastName": "Martin",
+                "traits": {"kids": 2},
+            }
+        },
     )
     again = updated["data"]["upsertProfile"]
     assert again["id"] == profile["id"]
@@ -190,7 +196,10 @@ async def test_upsert_with_bad_input_names_the_field_and_writes_nothing(gql: Gra
         ({"identifiers": [{"type": "customerId", "value": "C9"}], "birthDate": "2999-01-01"}, "birth_date"),
         ({"identifiers": [{"type": "customerId", "value": "C9"}], "language": "French!"}, "language"),
         ({"identifiers": [{"type": "customerId", "value": "C9"}], "traits": {"$where": 1}}, "traits"),
-        ({"identifiers": [{"type": "customerId", "value": "C9"}], "addresses": [{"country": "France"}]}, "addresses.0.country"),
+        (
+            {"identifiers": [{"type": "customerId", "value": "C9"}], "addresses": [{"country": "France"}]},
+            "addresses.0.country",
+        ),
     ]
     for payload, field in cases:
         body = await gql(UPSERT, {"input": payload})
@@ -211,7 +220,9 @@ query List($filter: ProfileFilterInput, $first: Int!, $after: String) {
 
 async def test_profiles_connection_pages_with_typed_filters(gql: GraphQL) -> None:
     for n in range(7):
-        await gql(UPSERT, {"input": {"identifiers": [{"type": "customerId", "value": f"C{n}"}], "firstName": f"Ann{n}"}})
+        await gql(
+            UPSERT, {"input": {"identifiers": [{"type": "customerId", "value": f"C{n}"}], "firstName": f"Ann{n}"}}
+        )
         if n % 2:
             await gql(
                 INGEST,

@@ -22,7 +22,9 @@ async def traced(sqlite_store: SQLiteStore) -> AsyncIterator[tuple[httpx.AsyncCl
     statements: list[str] = []
     sqlite_store.trace(statements.append)
     services = Services(settings=Settings(seed_fixtures=False), store=sqlite_store, ingestion=IngestionPolicy())
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(services=services)), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(services=services)), base_url="http://t"
+    ) as c:
         yield c, statements
 
 

@@ -17,7 +17,13 @@ def _write_fixtures(directory: Path) -> None:
     directory.mkdir()
     (directory / "products.jsonl").write_text(json.dumps({"_id": "sku-1", "name": "Hat", "price": 9.5}) + "\n")
     (directory / "profiles.jsonl").write_text(
-        json.dumps({"_id": "crm-1", "identifiers": [{"type": "email", "value": "Emma.Martin@Example.com"}], "firstName": "Emma"})
+        json.dumps(
+            {
+                "_id": "crm-1",
+                "identifiers": [{"type": "email", "value": "Emma.Martin@Example.com"}],
+                "firstName": "Emma",
+            }
+        )
         + "\n"
     )
     events = [
@@ -50,7 +56,9 @@ def test_first_start_seeds_the_embedded_store_and_data_survives_a_restart(tmp_pa
         body = _post(url, EMMA_QUERY)
         assert body["data"]["profileByIdentifier"]["firstName"] == "Emma"
         assert body["data"]["profileByIdentifier"]["stats"]["orders"] == 3
-        _post(url, 'mutation { upsertProfile(input: {identifiers: [{type: "email", value: "emma.martin@example.com"}], lastName: "Martin"}) { id } }')
+        emma = '{type: "email", value: "emma.martin@example.com"}'
+        upsert = f'upsertProfile(input: {{identifiers: [{emma}], lastName: "Martin"}})'
+        _post(url, f"mutation {{ {upsert} {{ id }} }}")
 
     # Second start: the store is not empty, so nothing is loaded again; what was written is still there.
     (fixtures / "events.jsonl").write_text("")

@@ -120,7 +120,9 @@ async def test_concurrent_batches_naming_a_new_email_create_one_profile(store: P
 
 async def test_identifiers_stitch_an_anonymous_visitor_to_the_known_customer(store: ProfileStore) -> None:
     await ingest_events(store, [event("page_view", identifiers=[("anonymousId", "anon-1")])])
-    await ingest_events(store, [event("identify", identifiers=[("anonymousId", "anon-1"), ("email", "emma@example.com")])])
+    await ingest_events(
+        store, [event("identify", identifiers=[("anonymousId", "anon-1"), ("email", "emma@example.com")])]
+    )
     await ingest_events(store, [event("order_completed", email="emma@example.com")])
     anonymous = await profiles.get_profile_by_identifier(store, "anonymousId", "anon-1")
     assert anonymous == await _emma(store)
@@ -133,7 +135,12 @@ async def test_identifiers_of_two_profiles_send_the_event_to_the_strongest_one(s
     [by_customer] = await ingest_events(store, [event("page_view", identifiers=[("customerId", "C1")])])
     [both] = await ingest_events(
         store,
-        [event("order_completed", identifiers=[("phone", "+33 6 12 34 56 78"), ("customerId", "C1"), ("deviceId", "d1")])],
+        [
+            event(
+                "order_completed",
+                identifiers=[("phone", "+33 6 12 34 56 78"), ("customerId", "C1"), ("deviceId", "d1")],
+            )
+        ],
     )
     assert both.profile_id == by_customer.profile_id != by_phone.profile_id
     phone_owner = await profiles.get_profile_by_identifier(store, "phone", "+33612345678")
@@ -164,7 +171,11 @@ async def test_history_beyond_the_embedded_list_pages_in_order(store: ProfileSto
             after = position_of(page.interactions[-1])
 
     assert await walk(InteractionFilter(), 17) == expected
-    emails = [e.message_id for e in sorted(sent, key=lambda e: (e.timestamp, e.message_id), reverse=True) if e.type == "email_open"]
+    emails = [
+        e.message_id
+        for e in sorted(sent, key=lambda e: (e.timestamp, e.message_id), reverse=True)
+        if e.type == "email_open"
+    ]
     assert await walk(InteractionFilter(types=frozenset({"email_open"})), 5) == emails
 
 
@@ -174,7 +185,10 @@ BAD_EVENTS = [
     pytest.param(event(identifiers=[]), "events[0].identifiers", "at least one identifier", id="no-identifiers"),
     pytest.param(event(email="emma@"), "events[0].identifiers[0].value", "not a valid email", id="malformed-email"),
     pytest.param(
-        event("order_completed", properties={"orderId": "o1"}), "events[0].properties.total", "Field required", id="missing-total"
+        event("order_completed", properties={"orderId": "o1"}),
+        "events[0].properties.total",
+        "Field required",
+        id="missing-total",
     ),
     pytest.param(
         event("order_completed", properties={"orderId": "o1", "total": "lots"}),
@@ -188,13 +202,18 @@ BAD_EVENTS = [
         "greater than or equal",
         id="negative-amount",
     ),
-    pytest.param(event(properties=["not", "an", "object"]), "events[0].properties", "valid dictionary", id="properties-list"),
+    pytest.param(
+        event(properties=["not", "an", "object"]), "events[0].properties", "valid dictionary", id="properties-list"
+    ),
     pytest.param(
         event(at=clock.now() + timedelta(days=1)), "events[0].timestamp", "in the future", id="future-timestamp"
     ),
     pytest.param(event(message_id="  "), "events[0].messageId", "messageId", id="blank-message-id"),
     pytest.param(
-        event("identify", properties={"traits": {"a.b": 1}}), "events[0].properties.traits", "key 'a.b'", id="dotted-trait"
+        event("identify", properties={"traits": {"a.b": 1}}),
+        "events[0].properties.traits",
+        "key 'a.b'",
+        id="dotted-trait",
     ),
 ]
 

@@ -26,8 +26,7 @@ def where_clause(query: ProfileFilter) -> tuple[str, list[Any]]:
         params += [_like_prefix(query.name_prefix)] * 2
     if query.city:
         clauses.append(
-            "EXISTS (SELECT 1 FROM json_each(p.doc, '$.addresses') a "
-            "WHERE lower(json_extract(a.value, '$.city')) = ?)"
+            "EXISTS (SELECT 1 FROM json_each(p.doc, '$.addresses') a WHERE lower(json_extract(a.value, '$.city')) = ?)"
         )
         params.append(query.city.lower())
     if query.segment:
