@@ -69,6 +69,9 @@ class ProfileInput:
     addresses: list[AddressInput] | None = None
     traits: JSON | None = None
     preferences: JSON | None = None
+    source: str = strawberry.field(
+        default="upsert", description="Where this data comes from (e.g. crm): ranked by the SOURCE_PRIORITY merge rule"
+    )
 
     def fields(self) -> dict[str, Any]:
         values: dict[str, Any] = {

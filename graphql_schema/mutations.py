@@ -26,6 +26,6 @@ class Mutation:
     @strawberry.mutation(description="Create or update the profile its identifiers resolve to.")
     async def upsert_profile(self, info: Info, input: ProfileInput) -> Profile:
         profile = await profiles.upsert_profile(
-            info.context.services.store, raw_identifiers(input.identifiers), input.fields()
+            info.context.services.store, raw_identifiers(input.identifiers), input.fields(), source=input.source
         )
         return Profile.from_domain(profile)

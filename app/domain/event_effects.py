@@ -1,7 +1,8 @@
 """What one event does to a profile: counters, first/last times, history and the fields it carries.
 
 The result is a `ProfileChange`, so the whole effect of an event (stats and the history append)
-lands in one single-document update.
+lands in one single-document update. `behaviour_change` is the part that depends only on the
+history, which is what rebuilding a profile after a merge or an unmerge replays.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from app.domain.events import Channel, Event, EventType, to_minor_units
 from app.domain.identifiers import Identifier
-from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Profile
+from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
 from app.domain.profile_change import CappedPush, ProfileChange
 
 # A visit is a run of web/app activity with no gap longer than this (the usual analytics session).
@@ -33,25 +34,52 @@ _COUNTERS: dict[EventType, str] = {
     EventType.SURVEY_RESPONSE: "stats.surveyResponses",
 }
 
-_IDENTITY_FIELDS = ("firstName", "lastName", "birthDate", "gender", "language", "company", "jobTitle")
+IDENTITY_FIELDS = ("firstName", "lastName", "birthDate", "gender", "language", "company", "jobTitle")
+RECENT_ORDER = {"timestamp": -1, "messageId": -1}
 
 
-def interaction_document(event: Event) -> dict[str, Any]:
+def interaction_document(event: Event, *, origin: str, received_at: datetime) -> dict[str, Any]:
     return {
         "messageId": event.message_id,
         "type": str(event.type),
         "channel": str(event.channel),
         "timestamp": event.timestamp,
         "properties": event.properties,
+        "origin": origin,
+        "receivedAt": received_at,
+        "identifiers": [i.key for i in event.identifiers],
     }
 
 
-RECENT_ORDER = {"timestamp": -1, "messageId": -1}
+def event_of(interaction: Interaction) -> Event:
+    """The event an interaction recorded (its identifiers are not needed to replay behaviour)."""
+    return Event(
+        message_id=interaction.message_id,
+        type=EventType(interaction.type),
+        channel=Channel(interaction.channel),
+        timestamp=interaction.timestamp,
+        identifiers=[],
+        properties=interaction.properties,
+    )
 
 
 def change_for_event(
     profile: Profile, event: Event, new_identifiers: list[Identifier], *, at: datetime
 ) -> ProfileChange:
+    change = behaviour_change(profile, event)
+    change.push["recent"] = CappedPush(
+        [interaction_document(event, origin=profile.id, received_at=at)], RECENT_ORDER, RECENT_INTERACTIONS_CAP
+    )
+    if new_identifiers:
+        change.append["identifiers"] = identifier_records(new_identifiers, at=at, source=str(event.channel))
+    if event.type is EventType.IDENTIFY:
+        _identify(profile, event, change)
+    return change.stamped(at)
+
+
+def behaviour_change(profile: Profile, event: Event) -> ProfileChange:
+    """Counters, first/last times, visits, survey answers and consents: everything an event adds
+    that follows from the history alone."""
     change = ProfileChange()
     stats = profile.stats
     ts = event.timestamp
@@ -62,9 +90,6 @@ def change_for_event(
     counter = _COUNTERS.get(event.type)
     if counter:
         change.inc[counter] = 1
-    change.push["recent"] = CappedPush([interaction_document(event)], RECENT_ORDER, RECENT_INTERACTIONS_CAP)
-    if new_identifiers:
-        change.append["identifiers"] = identifier_records(new_identifiers, at=at, source=str(event.channel))
 
     if event.type in _VISIT_TYPES and event.channel in _VISIT_CHANNELS:
         if stats.last_visit_at is None or abs(ts - stats.last_visit_at) > VISIT_GAP:
@@ -92,11 +117,9 @@ def change_for_event(
                     "source": str(event.channel),
                     "at": ts,
                 }
-        case EventType.IDENTIFY:
-            _identify(profile, event, change)
         case _:
             pass
-    return change.stamped(at)
+    return change
 
 
 def identifier_records(identifiers: list[Identifier], *, at: datetime, source: str | None) -> list[dict[str, Any]]:
@@ -119,13 +142,14 @@ def _survey(profile: Profile, event: Event, change: ProfileChange) -> None:
 
 def _identify(profile: Profile, event: Event, change: ProfileChange) -> None:
     props = event.properties
-    for name in _IDENTITY_FIELDS:
+    source = str(event.channel)
+    for name in IDENTITY_FIELDS:
         if name in props:
-            change.set[name] = props[name]
+            change.set_field(name, props[name], at=event.timestamp, source=source)
     address = props.get("address")
     if address:
         known = [a.model_dump(by_alias=True, exclude_none=True) for a in profile.addresses]
         if address not in known:
-            change.set["addresses"] = [address, *known]
+            change.set_field("addresses", [address, *known], at=event.timestamp, source=source)
     for key, value in (props.get("traits") or {}).items():
-        change.set[f"traits.{key}"] = value
+        change.set_field(f"traits.{key}", value, at=event.timestamp, source=source)

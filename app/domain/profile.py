@@ -106,6 +106,11 @@ class Interaction(_Document):
     channel: str
     timestamp: datetime
     properties: dict[str, Any] = Field(default_factory=dict)
+    # Where the event first landed, when, and the identifier keys it carried: what an unmerge
+    # needs to send each interaction back to the right profile.
+    origin: str | None = None
+    received_at: datetime | None = None
+    identifiers: list[str] = Field(default_factory=list)
 
 
 class Profile(_Document):
@@ -123,6 +128,10 @@ class Profile(_Document):
     qualitative: Qualitative = Field(default_factory=Qualitative)
     consents: dict[str, Consent] = Field(default_factory=dict)
     stats: Stats = Field(default_factory=Stats)
+    # When and from where each identity/descriptive field was last set (`traits:<name>` for traits):
+    # what the merge reconciliation rules MOST_RECENT, OLDEST and SOURCE_PRIORITY decide on.
+    field_times: dict[str, datetime] = Field(default_factory=dict)
+    field_sources: dict[str, str] = Field(default_factory=dict)
     rfm: dict[str, Any] | None = None
     segments: list[str] = Field(default_factory=list)
     recent: list[Interaction] = Field(default_factory=list)

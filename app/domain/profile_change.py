@@ -34,11 +34,24 @@ class ProfileChange:
     def is_empty(self) -> bool:
         return not (self.set or self.inc or self.max or self.min or self.push or self.append)
 
+    def set_field(self, path: str, value: Any, *, at: datetime, source: str) -> None:
+        """Set an identity or descriptive field and remember when and from where: the merge
+        reconciliation rules (MOST_RECENT, OLDEST, SOURCE_PRIORITY) decide on that."""
+        self.set[path] = value
+        key = provenance_key(path)
+        self.set[f"fieldTimes.{key}"] = at
+        self.set[f"fieldSources.{key}"] = source
+
     def stamped(self, at: datetime) -> ProfileChange:
         """Every write bumps `version` (optimistic concurrency) and `updatedAt`."""
         self.inc["version"] = self.inc.get("version", 0) + 1
         self.set["updatedAt"] = at
         return self
+
+
+def provenance_key(path: str) -> str:
+    """`traits.tier` → `traits:tier`: one key in `fieldTimes`, not a nested path."""
+    return path.replace(".", ":")
 
 
 def apply_change(document: dict[str, Any], change: ProfileChange) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -75,18 +75,19 @@ def parse_profile_input(
     return normalised, parsed
 
 
-def change_for_fields(fields: ProfileFields) -> ProfileChange:
+def change_for_fields(fields: ProfileFields, *, at: datetime, source: str) -> ProfileChange:
     change = ProfileChange()
     for name, path in _FIELD_PATHS.items():
         value = getattr(fields, name)
         if value is not None:
-            change.set[path] = value
+            change.set_field(path, value, at=at, source=source)
     if fields.birth_date is not None:
-        change.set["birthDate"] = fields.birth_date.isoformat()
+        change.set_field("birthDate", fields.birth_date.isoformat(), at=at, source=source)
     if fields.addresses is not None:
-        change.set["addresses"] = [a.model_dump(exclude_none=True) for a in fields.addresses]
+        addresses = [a.model_dump(exclude_none=True) for a in fields.addresses]
+        change.set_field("addresses", addresses, at=at, source=source)
     for key, value in (fields.traits or {}).items():
-        change.set[f"traits.{key}"] = value
+        change.set_field(f"traits.{key}", value, at=at, source=source)
     for key, value in (fields.preferences or {}).items():
         change.set[f"qualitative.preferences.{key}"] = value
     return change

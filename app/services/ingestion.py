@@ -79,7 +79,7 @@ async def _ingest_one(store: ProfileStore, event: Event, at: datetime, policy: I
 
         profile, _ = await write_to_resolved_profile(tx, event.identifiers, build, at=at)
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
-        await tx.append_interaction(profile.id, interaction_document(event))
+        await tx.append_interaction(profile.id, interaction_document(event, origin=profile.id, received_at=at))
         return profile.id
 
     try:

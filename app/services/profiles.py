@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from app.domain.profile_input import change_for_fields, parse_profile_input
 from app.domain.profile_query import ProfileFilter
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_writes import MAX_MERGE_HOPS, with_retries, write_to_resolved_profile
+
+SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +58,21 @@ async def list_profiles(
     return Page(profiles[:first], len(profiles) > first)
 
 
-async def upsert_profile(store: ProfileStore, identifiers: list[RawIdentifier], fields: dict[str, Any]) -> Profile:
-    """Find the customer by identifiers (or create them) and set the given fields."""
+async def upsert_profile(
+    store: ProfileStore, identifiers: list[RawIdentifier], fields: dict[str, Any], *, source: str = "upsert"
+) -> Profile:
+    """Find the customer by identifiers (or create them) and set the given fields; `source` (a CRM,
+    a form…) is what the SOURCE_PRIORITY merge rule ranks."""
     normalised, parsed = parse_profile_input(identifiers, fields)
+    if not SOURCE.match(source):
+        raise InvalidInput("source must be 1-32 lower-case letters, digits or underscores", field="source")
     at = clock.now()
 
     async def work(tx: StoreTransaction) -> Profile:
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
-            change = change_for_fields(parsed)
+            change = change_for_fields(parsed, at=at, source=source)
             if additions:
-                change.append["identifiers"] = identifier_records(additions, at=at, source="upsert")
+                change.append["identifiers"] = identifier_records(additions, at=at, source=source)
             return change.stamped(at)
 
         profile, _ = await write_to_resolved_profile(tx, normalised, build, at=at)
