@@ -15,6 +15,8 @@ class Context:
     services: Services
     request: Any = None
     response: Any = None
+    # Who is acting, for the audit log (merges). API keys will name the caller; until then, "api".
+    actor: str = "api"
 
 
 Info = StrawberryInfo[Context, None]

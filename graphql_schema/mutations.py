@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import strawberry
 
-from app.services import profiles
+from app.services import merging, profiles
 from app.services.ingestion import ingest_events
 from graphql_schema.context import Info
 from graphql_schema.inputs import EventInput, ProfileInput, raw_identifiers
 from graphql_schema.types.ingestion import IngestResult
+from graphql_schema.types.merge import MergeResult, UnmergeResult
+from graphql_schema.types.merge_record import Merge
 from graphql_schema.types.profile import Profile
 
 
@@ -23,9 +25,38 @@ class Mutation:
         outcomes = await ingest_events(services.store, [e.to_raw() for e in events], services.ingestion)
         return IngestResult.from_outcomes(outcomes)
 
+    @strawberry.mutation(
+        description="Merge duplicates into the survivor: identifiers united, fields reconciled by the merge "
+        "rules, histories joined, stats recomputed. Merged ids keep resolving to the survivor."
+    )
+    async def merge_profiles(
+        self, info: Info, survivor_id: strawberry.ID, merged_ids: list[strawberry.ID], reason: str
+    ) -> MergeResult:
+        services = info.context.services
+        record, profile = await merging.merge_profiles(
+            services.store,
+            str(survivor_id),
+            [str(i) for i in merged_ids],
+            reason=reason,
+            actor=info.context.actor,
+            policy=services.ingestion.identity,
+        )
+        return MergeResult(merge=Merge.from_domain(record), profile=Profile.from_domain(profile))
+
+    @strawberry.mutation(description="Undo a merge: the profiles come back, with what arrived since routed to each.")
+    async def unmerge_profile(self, info: Info, merge_id: strawberry.ID) -> UnmergeResult:
+        record, profiles = await merging.unmerge_profile(
+            info.context.services.store, str(merge_id), actor=info.context.actor
+        )
+        return UnmergeResult(merge=Merge.from_domain(record), profiles=[Profile.from_domain(p) for p in profiles])
+
     @strawberry.mutation(description="Create or update the profile its identifiers resolve to.")
     async def upsert_profile(self, info: Info, input: ProfileInput) -> Profile:
         profile = await profiles.upsert_profile(
-            info.context.services.store, raw_identifiers(input.identifiers), input.fields(), source=input.source
+            info.context.services.store,
+            raw_identifiers(input.identifiers),
+            input.fields(),
+            source=input.source,
+            policy=info.context.services.ingestion.identity,
         )
         return Profile.from_domain(profile)

@@ -24,18 +24,18 @@ RECENT_INTERACTIONS_CAP = 50
 RECENT_RATINGS_CAP = 20
 
 
-class _Document(BaseModel):
+class StoredModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-class IdentifierRecord(_Document):
+class IdentifierRecord(StoredModel):
     type: str
     value: str
     added_at: datetime
     source: str | None = None
 
 
-class Address(_Document):
+class Address(StoredModel):
     kind: str | None = None
     street: str | None = None
     city: str | None = None
@@ -44,20 +44,20 @@ class Address(_Document):
     country: str | None = None
 
 
-class Consent(_Document):
+class Consent(StoredModel):
     granted: bool
     source: str | None = None
     at: datetime
 
 
-class Rating(_Document):
+class Rating(StoredModel):
     rating: int
     at: datetime
     product_id: str | None = None
     comment: str | None = None
 
 
-class Qualitative(_Document):
+class Qualitative(StoredModel):
     nps_score: int | None = None
     nps_at: datetime | None = None
     rating_count: int = 0
@@ -70,7 +70,7 @@ class Qualitative(_Document):
         return round(self.rating_sum / self.rating_count, 2) if self.rating_count else None
 
 
-class Stats(_Document):
+class Stats(StoredModel):
     events_total: int = 0
     orders: int = 0
     revenue_cents: int = 0
@@ -100,7 +100,7 @@ class Stats(_Document):
         return round(self.revenue_cents / self.orders) if self.orders else None
 
 
-class Interaction(_Document):
+class Interaction(StoredModel):
     message_id: str
     type: str
     channel: str
@@ -113,7 +113,7 @@ class Interaction(_Document):
     identifiers: list[str] = Field(default_factory=list)
 
 
-class Profile(_Document):
+class Profile(StoredModel):
     id: str = Field(alias="_id")
     identifiers: list[IdentifierRecord] = Field(default_factory=list)
     first_name: str | None = None

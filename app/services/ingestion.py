@@ -7,7 +7,7 @@ is made durable as a whole before the results are returned, so ACCEPTED means st
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -18,6 +18,7 @@ from app.domain.events import Event, RawEvent, parse_event
 from app.domain.identifiers import Identifier
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
+from app.services.identity_policy import IdentityPolicy
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
@@ -41,6 +42,7 @@ class EventOutcome:
 class IngestionPolicy:
     max_batch_size: int = 1000
     idempotency_ttl: timedelta = timedelta(days=30)
+    identity: IdentityPolicy = field(default_factory=IdentityPolicy)
 
 
 async def ingest_events(
@@ -56,10 +58,11 @@ async def ingest_events(
         for index, raw in enumerate(raw_events):
             try:
                 event = parse_event(raw, now=at)
+                usable = policy.identity.usable(event.identifiers)
             except InvalidInput as exc:
                 outcomes.append(_rejected(raw.message_id, exc, index))
                 continue
-            outcomes.append(await _ingest_one(store, event, at, policy))
+            outcomes.append(await _ingest_one(store, event, usable, at, policy))
     return outcomes
 
 
@@ -68,7 +71,9 @@ def _rejected(message_id: str, exc: InvalidInput, index: int) -> EventOutcome:
     return EventOutcome(message_id, EventStatus.REJECTED, reason=f"{field}: {exc.message}", field=field)
 
 
-async def _ingest_one(store: ProfileStore, event: Event, at: datetime, policy: IngestionPolicy) -> EventOutcome:
+async def _ingest_one(
+    store: ProfileStore, event: Event, identifiers: list[Identifier], at: datetime, policy: IngestionPolicy
+) -> EventOutcome:
     async def work(tx: StoreTransaction) -> str:
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
         if await tx.message_seen(event.message_id):
@@ -77,7 +82,9 @@ async def _ingest_one(store: ProfileStore, event: Event, at: datetime, policy: I
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             return change_for_event(profile, event, additions, at=at)
 
-        profile, _ = await write_to_resolved_profile(tx, event.identifiers, build, at=at)
+        profile, _ = await write_to_resolved_profile(
+            tx, identifiers, build, at=at, policy=policy.identity, message_id=event.message_id
+        )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
         await tx.append_interaction(profile.id, interaction_document(event, origin=profile.id, received_at=at))
         return profile.id

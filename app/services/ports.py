@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from app.domain.identifiers import Identifier
+from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
@@ -64,6 +65,37 @@ class StoreTransaction(Protocol):
     async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
         """Keep the full history beyond the embedded `recent` list."""
 
+    # -- merges ------------------------------------------------------------------------------
+    async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:
+        """Write the whole document; VersionConflict if the stored version is not `expected_version`."""
+
+    async def history(self, profile_id: str) -> list[Interaction]:
+        """Every interaction of the profile, in no particular order."""
+
+    async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None: ...
+
+    async def assign_history(self, owner_id: str, moves: dict[str, str]) -> None:
+        """Move the interactions of `owner_id` named by message id to the profile each maps to."""
+
+    async def identities_of(self, profile_id: str) -> dict[str, datetime]:
+        """identity key → when it was claimed, for the identifiers pointing at the profile."""
+
+    async def reassign_identities(self, from_ids: Sequence[str], to_id: str) -> dict[str, str]:
+        """Point every identifier of `from_ids` at `to_id`; returns key → previous owner."""
+
+    async def set_identity_owner(self, keys: Sequence[str], owner_id: str) -> None: ...
+
+    async def insert_merge(self, record: MergeRecord) -> None: ...
+
+    async def get_merge(self, merge_id: str) -> MergeRecord | None: ...
+
+    async def replace_merge(self, record: MergeRecord) -> None: ...
+
+    async def merges_of(self, profile_id: str) -> list[MergeRecord]:
+        """Merges the profile took part in, as survivor or as merged, oldest first."""
+
+    async def record_refusal(self, refusal: MergeRefusal) -> None: ...
+
 
 class ProfileStore(Protocol):
     backend: str
@@ -98,5 +130,9 @@ class ProfileStore(Protocol):
         """A profile's full history, newest first, strictly older than `before`."""
 
     async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int: ...
+
+    async def merges_of(self, profile_id: str) -> list[MergeRecord]: ...
+
+    async def refusals_of(self, profile_id: str) -> list[MergeRefusal]: ...
 
     async def count_products(self) -> int: ...

@@ -12,8 +12,11 @@ from typing import TypeVar
 from app.domain.errors import Conflict
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import Resolution, resolve
+from app.domain.merge import MergeRefusal
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import ProfileChange, apply_change
+from app.services.identity_policy import IdentityPolicy
+from app.services.merge_steps import merge_in_transaction, new_refusal_id
 from app.services.ports import IdentityTaken, ProfileStore, StoreTransaction, VersionConflict
 
 T = TypeVar("T")
@@ -49,11 +52,20 @@ async def live_profile(tx: StoreTransaction, profile_id: str) -> Profile | None:
 
 
 async def write_to_resolved_profile(
-    tx: StoreTransaction, identifiers: list[Identifier], build: ChangeBuilder, *, at: datetime
+    tx: StoreTransaction,
+    identifiers: list[Identifier],
+    build: ChangeBuilder,
+    *,
+    at: datetime,
+    policy: IdentityPolicy,
+    message_id: str | None = None,
 ) -> tuple[Profile, Resolution]:
-    """Resolve `identifiers` and apply the change `build` makes; returns the profile as written."""
+    """Resolve `identifiers` (merging the profiles they name when protection allows) and apply the
+    change `build` makes; returns the profile as written."""
     resolution = resolve(identifiers, await tx.owners_of([i.key for i in identifiers]))
     profile = await live_profile(tx, resolution.profile_id) if resolution.profile_id else None
+    if profile is not None and resolution.other_profiles and policy.protection.automatic_merges:
+        profile = await _merge_linked(tx, profile, resolution, at=at, policy=policy, message_id=message_id)
     if profile is None:
         fresh = new_profile(new_profile_id(), at)
         document = apply_change(fresh.to_document(), build(fresh, identifiers))
@@ -68,3 +80,35 @@ async def write_to_resolved_profile(
     await tx.update_profile(profile.id, change, expected_version=profile.version)
     document = apply_change(profile.to_document(), change)
     return Profile.from_document(document), resolution
+
+
+async def _merge_linked(
+    tx: StoreTransaction,
+    target: Profile,
+    resolution: Resolution,
+    *,
+    at: datetime,
+    policy: IdentityPolicy,
+    message_id: str | None,
+) -> Profile:
+    """The identifiers of one event or upsert belong to several profiles: they are one person."""
+    others: dict[str, Profile] = {}
+    for profile_id in sorted(resolution.other_profiles):
+        other = await live_profile(tx, profile_id)
+        if other is not None and other.id != target.id:
+            others[other.id] = other
+    if not others:
+        return target
+    refusal = policy.protection.refusal([target, *others.values()], resolution.unclaimed)
+    if refusal is not None:
+        await tx.record_refusal(
+            MergeRefusal(
+                _id=new_refusal_id(), at=at, profile_ids=[target.id, *others], reason=refusal, message_id=message_id
+            )
+        )
+        return target
+    reason = "automatic: one " + ("event" if message_id else "write") + " named identifiers of each profile"
+    _, merged = await merge_in_transaction(
+        tx, target, list(others.values()), reason=reason, actor="system", at=at, rules=policy.rules, automatic=True
+    )
+    return merged

@@ -15,6 +15,7 @@ from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_input import change_for_fields, parse_profile_input
 from app.domain.profile_query import ProfileFilter
+from app.services.identity_policy import IdentityPolicy
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_writes import MAX_MERGE_HOPS, with_retries, write_to_resolved_profile
 
@@ -59,11 +60,18 @@ async def list_profiles(
 
 
 async def upsert_profile(
-    store: ProfileStore, identifiers: list[RawIdentifier], fields: dict[str, Any], *, source: str = "upsert"
+    store: ProfileStore,
+    identifiers: list[RawIdentifier],
+    fields: dict[str, Any],
+    *,
+    source: str = "upsert",
+    policy: IdentityPolicy | None = None,
 ) -> Profile:
     """Find the customer by identifiers (or create them) and set the given fields; `source` (a CRM,
     a form…) is what the SOURCE_PRIORITY merge rule ranks."""
     normalised, parsed = parse_profile_input(identifiers, fields)
+    policy = policy or IdentityPolicy()
+    usable = policy.usable(normalised)
     if not SOURCE.match(source):
         raise InvalidInput("source must be 1-32 lower-case letters, digits or underscores", field="source")
     at = clock.now()
@@ -75,7 +83,7 @@ async def upsert_profile(
                 change.append["identifiers"] = identifier_records(additions, at=at, source=source)
             return change.stamped(at)
 
-        profile, _ = await write_to_resolved_profile(tx, normalised, build, at=at)
+        profile, _ = await write_to_resolved_profile(tx, usable, build, at=at, policy=policy)
         return profile
 
     async with store.batch():

@@ -11,9 +11,11 @@ from app.domain import profile as domain
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput
 from app.domain.profile_query import InteractionFilter, InteractionPosition
+from app.services import merging
 from app.services.history import interactions_page
 from graphql_schema.context import Info
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
+from graphql_schema.types.merge_record import Merge, MergeRefusal
 
 INTERACTION_CURSOR = "interaction"
 
@@ -205,6 +207,16 @@ class Profile:
             cursor=interaction_cursor,
             node=Interaction.from_domain,
         )
+
+    @strawberry.field(description="Every merge and unmerge this profile took part in, oldest first.")
+    async def merge_history(self, info: Info) -> list[Merge]:
+        records = await merging.merge_history(info.context.services.store, self.profile.id)
+        return [Merge.from_domain(r) for r in records]
+
+    @strawberry.field(description="Automatic merges that merge protection refused for this profile.")
+    async def merge_refusals(self, info: Info) -> list[MergeRefusal]:
+        refusals = await merging.merge_refusals(info.context.services.store, self.profile.id)
+        return [MergeRefusal.from_domain(r) for r in refusals]
 
     @classmethod
     def from_domain(cls, profile: domain.Profile) -> Profile:

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from app.domain.clock import now
+from app.domain.clock import now, utc_ms
 from app.domain.errors import StoreUnavailable
 from app.domain.identifiers import Identifier
+from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
@@ -134,6 +135,82 @@ class MongoTransaction(StoreTransaction):
             session=self._session,
         )
 
+    # -- merges ------------------------------------------------------------------------------
+    async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:
+        result = await self._db.profiles.replace_one(
+            {"_id": profile.id, "version": expected_version}, profile.to_document(), session=self._session
+        )
+        if result.matched_count != 1:
+            raise VersionConflict(profile.id)
+
+    async def history(self, profile_id: str) -> list[Interaction]:
+        cursor = self._db.interactions.find({"profileId": profile_id}, session=self._session)
+        return [Interaction.model_validate(item) for bucket in await cursor.to_list(None) for item in bucket["items"]]
+
+    async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None:
+        await self._db.interactions.update_many(
+            {"profileId": {"$in": list(from_ids)}}, {"$set": {"profileId": to_id}}, session=self._session
+        )
+
+    async def assign_history(self, owner_id: str, moves: dict[str, str]) -> None:
+        # Buckets mix items of several origins after a merge: rewrite the owner's buckets, split.
+        cursor = self._db.interactions.find({"profileId": owner_id}, session=self._session)
+        by_owner: dict[str, list[dict[str, Any]]] = {}
+        for bucket in await cursor.to_list(None):
+            for item in bucket["items"]:
+                by_owner.setdefault(moves.get(item["messageId"], owner_id), []).append(item)
+        await self._db.interactions.delete_many({"profileId": owner_id}, session=self._session)
+        buckets = [
+            _bucket(profile_id, items[start : start + BUCKET_SIZE])
+            for profile_id, items in by_owner.items()
+            for start in range(0, len(items), BUCKET_SIZE)
+        ]
+        if buckets:
+            await self._db.interactions.insert_many(buckets, session=self._session)
+
+    async def identities_of(self, profile_id: str) -> dict[str, datetime]:
+        cursor = self._db.identities.find({"profileId": profile_id}, session=self._session)
+        return {doc["_id"]: utc_ms(doc["createdAt"]) for doc in await cursor.to_list(None)}
+
+    async def reassign_identities(self, from_ids: Sequence[str], to_id: str) -> dict[str, str]:
+        selector = {"profileId": {"$in": list(from_ids)}}
+        cursor = self._db.identities.find(selector, {"profileId": 1}, session=self._session)
+        moved = {doc["_id"]: doc["profileId"] for doc in await cursor.to_list(None)}
+        await self._db.identities.update_many(selector, {"$set": {"profileId": to_id}}, session=self._session)
+        return moved
+
+    async def set_identity_owner(self, keys: Sequence[str], owner_id: str) -> None:
+        await self._db.identities.update_many(
+            {"_id": {"$in": list(keys)}}, {"$set": {"profileId": owner_id}}, session=self._session
+        )
+
+    async def insert_merge(self, record: MergeRecord) -> None:
+        await self._db.merges.insert_one(record.to_document(), session=self._session)
+
+    async def get_merge(self, merge_id: str) -> MergeRecord | None:
+        document = await self._db.merges.find_one({"_id": merge_id}, session=self._session)
+        return MergeRecord.from_document(document) if document else None
+
+    async def replace_merge(self, record: MergeRecord) -> None:
+        await self._db.merges.replace_one({"_id": record.id}, record.to_document(), session=self._session)
+
+    async def merges_of(self, profile_id: str) -> list[MergeRecord]:
+        return await merges_of(self._db, profile_id, session=self._session)
+
+    async def record_refusal(self, refusal: MergeRefusal) -> None:
+        await self._db.merge_refusals.insert_one(refusal.to_document(), session=self._session)
+
+
+def _bucket(profile_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    stamps = [item["timestamp"] for item in items]
+    return {"profileId": profile_id, "count": len(items), "minTs": min(stamps), "maxTs": max(stamps), "items": items}
+
+
+async def merges_of(db: Any, profile_id: str, *, session: Any = None) -> list[MergeRecord]:
+    selector = {"$or": [{"survivorId": profile_id}, {"mergedIds": profile_id}]}
+    cursor = db.merges.find(selector, session=session).sort([("at", ASCENDING), ("_id", ASCENDING)])
+    return [MergeRecord.from_document(document) for document in await cursor.to_list(None)]
+
 
 def _failed_index(exc: PyMongoError) -> int:
     """Which document of an ordered insert_many hit the duplicate key."""
@@ -172,6 +249,10 @@ class MongoStore:
             ]
         )
         await db.processed_messages.create_indexes([IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)])
+        await db.merges.create_indexes(
+            [IndexModel([("survivorId", ASCENDING)]), IndexModel([("mergedIds", ASCENDING)])]
+        )
+        await db.merge_refusals.create_indexes([IndexModel([("profileIds", ASCENDING)])])
         await db.profiles.create_indexes(
             [
                 IndexModel([("mergedInto", ASCENDING), ("_id", ASCENDING)]),
@@ -266,3 +347,10 @@ class MongoStore:
 
     async def count_products(self) -> int:
         return int(await self._db.products.count_documents({}))
+
+    async def merges_of(self, profile_id: str) -> list[MergeRecord]:
+        return await merges_of(self._db, profile_id)
+
+    async def refusals_of(self, profile_id: str) -> list[MergeRefusal]:
+        cursor = self._db.merge_refusals.find({"profileIds": profile_id}).sort([("at", ASCENDING), ("_id", ASCENDING)])
+        return [MergeRefusal.model_validate(document) for document in await cursor.to_list(None)]

@@ -37,4 +37,16 @@ STATEMENTS = (
     "CREATE INDEX IF NOT EXISTS processed_messages_by_expiry ON processed_messages(expires_at)",
     "CREATE TABLE IF NOT EXISTS products (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS merges (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS merge_members (
+        profile_id TEXT NOT NULL,
+        merge_id TEXT NOT NULL,
+        PRIMARY KEY (profile_id, merge_id)
+    ) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS merge_refusals (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS merge_refusal_members (
+        profile_id TEXT NOT NULL,
+        refusal_id TEXT NOT NULL,
+        PRIMARY KEY (profile_id, refusal_id)
+    ) WITHOUT ROWID""",
 )

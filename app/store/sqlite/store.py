@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from app.domain.clock import now, to_iso
 from app.domain.identifiers import Identifier
+from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import CappedPush, ProfileChange, apply_change
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
@@ -105,6 +106,87 @@ class SQLiteTransaction(StoreTransaction):
                 dumps(interaction),
             ),
         )
+
+    # -- merges ------------------------------------------------------------------------------
+    async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:
+        cursor = self._db.execute(
+            "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ? AND version = ?",
+            (dumps(profile.to_document()), profile.version, profile.merged_into, profile.id, expected_version),
+        )
+        if cursor.rowcount != 1:
+            raise VersionConflict(profile.id)
+
+    async def history(self, profile_id: str) -> list[Interaction]:
+        rows = self._db.execute("SELECT doc FROM interactions WHERE profile_id = ?", (profile_id,)).fetchall()
+        return [Interaction.model_validate(loads(row[0])) for row in rows]
+
+    async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None:
+        marks = ",".join("?" * len(from_ids))
+        self._db.execute(f"UPDATE interactions SET profile_id = ? WHERE profile_id IN ({marks})", [to_id, *from_ids])
+
+    async def assign_history(self, owner_id: str, moves: dict[str, str]) -> None:
+        self._db.executemany(
+            "UPDATE interactions SET profile_id = ? WHERE profile_id = ? AND message_id = ?",
+            [(target, owner_id, message_id) for message_id, target in moves.items()],
+        )
+
+    async def identities_of(self, profile_id: str) -> dict[str, datetime]:
+        rows = self._db.execute("SELECT key, created_at FROM identities WHERE profile_id = ?", (profile_id,))
+        return {key: datetime.fromisoformat(created.replace("Z", "+00:00")) for key, created in rows.fetchall()}
+
+    async def reassign_identities(self, from_ids: Sequence[str], to_id: str) -> dict[str, str]:
+        marks = ",".join("?" * len(from_ids))
+        moved = dict(
+            self._db.execute(f"SELECT key, profile_id FROM identities WHERE profile_id IN ({marks})", list(from_ids))
+        )
+        self._db.execute(f"UPDATE identities SET profile_id = ? WHERE profile_id IN ({marks})", [to_id, *from_ids])
+        return moved
+
+    async def set_identity_owner(self, keys: Sequence[str], owner_id: str) -> None:
+        self._db.executemany("UPDATE identities SET profile_id = ? WHERE key = ?", [(owner_id, k) for k in keys])
+
+    async def insert_merge(self, record: MergeRecord) -> None:
+        self._db.execute("INSERT INTO merges (id, doc) VALUES (?, ?)", (record.id, dumps(record.to_document())))
+        self._db.executemany(
+            "INSERT OR IGNORE INTO merge_members (profile_id, merge_id) VALUES (?, ?)",
+            [(pid, record.id) for pid in [record.survivor_id, *record.merged_ids]],
+        )
+
+    async def get_merge(self, merge_id: str) -> MergeRecord | None:
+        row = self._db.execute("SELECT doc FROM merges WHERE id = ?", (merge_id,)).fetchone()
+        return MergeRecord.from_document(loads(row[0])) if row else None
+
+    async def replace_merge(self, record: MergeRecord) -> None:
+        self._db.execute("UPDATE merges SET doc = ? WHERE id = ?", (dumps(record.to_document()), record.id))
+
+    async def merges_of(self, profile_id: str) -> list[MergeRecord]:
+        return merges_of(self._db, profile_id)
+
+    async def record_refusal(self, refusal: MergeRefusal) -> None:
+        self._db.execute(
+            "INSERT INTO merge_refusals (id, doc) VALUES (?, ?)", (refusal.id, dumps(refusal.to_document()))
+        )
+        self._db.executemany(
+            "INSERT OR IGNORE INTO merge_refusal_members (profile_id, refusal_id) VALUES (?, ?)",
+            [(pid, refusal.id) for pid in refusal.profile_ids],
+        )
+
+
+def merges_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRecord]:
+    rows = db.execute(
+        "SELECT m.doc FROM merge_members mm JOIN merges m ON m.id = mm.merge_id WHERE mm.profile_id = ?",
+        (profile_id,),
+    ).fetchall()
+    return sorted((MergeRecord.from_document(loads(row[0])) for row in rows), key=lambda r: (r.at, r.id))
+
+
+def refusals_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRefusal]:
+    rows = db.execute(
+        "SELECT r.doc FROM merge_refusal_members rm JOIN merge_refusals r ON r.id = rm.refusal_id "
+        "WHERE rm.profile_id = ?",
+        (profile_id,),
+    ).fetchall()
+    return sorted((MergeRefusal.model_validate(loads(row[0])) for row in rows), key=lambda r: (r.at, r.id))
 
 
 def jsonable_change(change: ProfileChange) -> ProfileChange:
@@ -251,3 +333,9 @@ class SQLiteStore:
 
     async def count_products(self) -> int:
         return int(self._reader.execute("SELECT count(*) FROM products").fetchone()[0])
+
+    async def merges_of(self, profile_id: str) -> list[MergeRecord]:
+        return merges_of(self._reader, profile_id)
+
+    async def refusals_of(self, profile_id: str) -> list[MergeRefusal]:
+        return refusals_of(self._reader, profile_id)

@@ -1,0 +1,37 @@
+"""Rebuild what a profile derives from its history (counters, first/last times, visits, survey
+answers, consent events, the embedded recent list) by replaying its interactions in time order.
+
+Merges and unmerges use it, so a merged profile counts every event exactly once and an unmerged one
+counts exactly its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from app.domain.event_effects import behaviour_change, event_of
+from app.domain.profile import RECENT_INTERACTIONS_CAP, Interaction, Profile, Qualitative, Stats
+from app.domain.profile_change import apply_change
+
+
+def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Profile:
+    """`base` with stats, survey answers and recent history recomputed from `interactions`.
+
+    Identity fields, traits, preferences and consents given directly stay as in `base`; consent
+    events in the history apply on top of them, newest decision per purpose winning.
+    """
+    ordered = sorted(interactions, key=lambda i: (i.timestamp, i.message_id))
+    state = base.model_copy(
+        update={
+            "stats": Stats(),
+            "qualitative": Qualitative(preferences=base.qualitative.preferences),
+            "recent": [],
+        },
+        deep=True,
+    )
+    document = state.to_document()
+    for interaction in ordered:
+        apply_change(document, behaviour_change(state, event_of(interaction)))
+        state = Profile.from_document(document)
+    newest = list(reversed(ordered))[:RECENT_INTERACTIONS_CAP]
+    return state.model_copy(update={"recent": newest})

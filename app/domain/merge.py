@@ -1,0 +1,129 @@
+"""Merging profiles and undoing it: the audit record, the merged survivor, the tombstones.
+
+A merge record keeps what an unmerge needs: the documents as they were, and which identifiers moved
+from which profile. Merged-away profiles become tombstones that keep no personal data, only
+`mergedInto`, so old ids keep resolving to the survivor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from app.domain.history_rebuild import rebuild_behaviour
+from app.domain.profile import Consent, IdentifierRecord, Interaction, Profile, StoredModel
+from app.domain.profile import datetime as stored_datetime
+from app.domain.profile_change import provenance_key
+from app.domain.reconciliation import ReconciliationRules, reconciled_fields
+
+
+class MergeStatus(StrEnum):
+    MERGED = "MERGED"
+    UNMERGED = "UNMERGED"
+
+
+class MergeRecord(StoredModel):
+    id: str = Field(alias="_id")
+    survivor_id: str
+    merged_ids: list[str]
+    at: stored_datetime
+    reason: str
+    actor: str
+    automatic: bool = False
+    status: MergeStatus = MergeStatus.MERGED
+    unmerged_at: stored_datetime | None = None
+    unmerged_by: str | None = None
+    # Documents of the survivor and the merged profiles as they were just before the merge.
+    snapshots: list[dict[str, Any]] = Field(default_factory=list)
+    # identity key → the profile it belonged to before the merge.
+    moved_identities: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> MergeRecord:
+        return cls.model_validate(document)
+
+    def to_document(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+    def snapshot_of(self, profile_id: str) -> Profile:
+        for document in self.snapshots:
+            if document["_id"] == profile_id:
+                return Profile.from_document(document)
+        raise KeyError(profile_id)
+
+
+class MergeRefusal(StoredModel):
+    """An automatic merge that merge protection refused; the event still landed on one profile."""
+
+    id: str = Field(alias="_id")
+    at: stored_datetime
+    profile_ids: list[str]
+    reason: str
+    message_id: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def merged_profile(
+    survivor: Profile,
+    others: Sequence[Profile],
+    history: Sequence[Interaction],
+    rules: ReconciliationRules,
+    *,
+    at: datetime,
+) -> Profile:
+    """The survivor after absorbing `others`: identifiers united, fields reconciled by `rules`,
+    consents newest-first per purpose, and everything derived from history replayed once."""
+    everyone = [survivor, *others]
+    identifiers: dict[str, IdentifierRecord] = {}
+    for profile in everyone:
+        for record in profile.identifiers:
+            identifiers.setdefault(f"{record.type}:{record.value}", record)
+    consents: dict[str, Consent] = {}
+    for profile in everyone:
+        for purpose, consent in profile.consents.items():
+            if purpose not in consents or consent.at > consents[purpose].at:
+                consents[purpose] = consent
+    preferences: dict[str, Any] = {}
+    for profile in reversed(everyone):
+        preferences.update(profile.qualitative.preferences)
+
+    document = survivor.to_document()
+    for path in ("traits", "fieldTimes", "fieldSources", "addresses"):
+        document.pop(path, None)
+    for path, decision in reconciled_fields(everyone, rules).items():
+        head, _, tail = path.partition(".")
+        if tail:
+            document.setdefault(head, {})[tail] = decision.value
+        else:
+            document[head] = decision.value
+        document.setdefault("fieldTimes", {})[provenance_key(path)] = decision.at
+        if decision.source:
+            document.setdefault("fieldSources", {})[provenance_key(path)] = decision.source
+    base = Profile.from_document(document).model_copy(
+        update={
+            "identifiers": list(identifiers.values()),
+            "consents": consents,
+            "segments": list(dict.fromkeys(s for p in everyone for s in p.segments)),
+            "created_at": min(p.created_at for p in everyone),
+            "updated_at": at,
+            "version": survivor.version + 1,
+        }
+    )
+    base.qualitative.preferences = preferences
+    return rebuild_behaviour(base, history)
+
+
+def tombstone(profile: Profile, survivor_id: str, *, at: datetime) -> Profile:
+    return Profile(
+        _id=profile.id,
+        merged_into=survivor_id,
+        created_at=profile.created_at,
+        updated_at=at,
+        version=profile.version + 1,
+    )

@@ -1,0 +1,58 @@
+"""The writes of one merge, inside the caller's transaction: shared by merges a steward asks for
+and by automatic merges during ingestion. Being one transaction, a merge interrupted at any step
+(error, crash, killed process) leaves nothing half-done: the backend rolls it back whole."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from app.domain.merge import MergeRecord, merged_profile, tombstone
+from app.domain.profile import Interaction, Profile
+from app.domain.reconciliation import ReconciliationRules
+from app.services.ports import StoreTransaction
+
+
+def new_merge_id() -> str:
+    return "mrg_" + uuid.uuid4().hex
+
+
+def new_refusal_id() -> str:
+    return "ref_" + uuid.uuid4().hex
+
+
+async def merge_in_transaction(
+    tx: StoreTransaction,
+    survivor: Profile,
+    others: Sequence[Profile],
+    *,
+    reason: str,
+    actor: str,
+    at: datetime,
+    rules: ReconciliationRules,
+    automatic: bool,
+) -> tuple[MergeRecord, Profile]:
+    history: list[Interaction] = []
+    for profile in [survivor, *others]:
+        history += await tx.history(profile.id)
+    merged = merged_profile(survivor, others, history, rules, at=at)
+    other_ids = [o.id for o in others]
+    moved = await tx.reassign_identities(other_ids, survivor.id)
+    await tx.reassign_history(other_ids, survivor.id)
+    for other in others:
+        await tx.replace_profile(tombstone(other, survivor.id, at=at), expected_version=other.version)
+    await tx.replace_profile(merged, expected_version=survivor.version)
+    record = MergeRecord(
+        _id=new_merge_id(),
+        survivor_id=survivor.id,
+        merged_ids=other_ids,
+        at=at,
+        reason=reason,
+        actor=actor,
+        automatic=automatic,
+        snapshots=[p.to_document() for p in [survivor, *others]],
+        moved_identities=moved,
+    )
+    await tx.insert_merge(record)
+    return record, merged

@@ -1,0 +1,237 @@
+"""Merges a steward asks for, and unmerges: undo a merge, however much happened since.
+
+An unmerge restores the profiles as they were before the merge, then routes each interaction to
+the profile it belongs to: what a merged profile brought goes back to it, and what arrived after the
+merge goes where its identifiers point now that they are separated again. Everything derived from
+history is rebuilt from the interactions each profile ends with.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from app.domain import clock
+from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.event_effects import IDENTITY_FIELDS
+from app.domain.history_rebuild import rebuild_behaviour
+from app.domain.identifiers import Identifier, strongest
+from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
+from app.domain.profile import Consent, Interaction, Profile
+from app.domain.profile_change import provenance_key
+from app.services.identity_policy import IdentityPolicy
+from app.services.merge_steps import merge_in_transaction
+from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_writes import MAX_MERGE_HOPS, live_profile, with_retries
+
+MAX_REASON_LENGTH = 500
+
+
+async def merge_profiles(
+    store: ProfileStore,
+    survivor_id: str,
+    merged_ids: Sequence[str],
+    *,
+    reason: str,
+    actor: str,
+    policy: IdentityPolicy,
+) -> tuple[MergeRecord, Profile]:
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"give a reason of 1-{MAX_REASON_LENGTH} characters", field="reason")
+    if not merged_ids:
+        raise InvalidInput("name at least one profile to merge into the survivor", field="mergedIds")
+    at = clock.now()
+
+    async def work(tx: StoreTransaction) -> tuple[MergeRecord, Profile]:
+        survivor = await live_profile(tx, survivor_id)
+        if survivor is None:
+            raise NotFound(f"no profile {survivor_id}", field="survivorId")
+        others: dict[str, Profile] = {}
+        for index, merged_id in enumerate(merged_ids):
+            other = await live_profile(tx, merged_id)
+            if other is None:
+                raise NotFound(f"no profile {merged_id}", field=f"mergedIds[{index}]")
+            if other.id == survivor.id:
+                raise InvalidInput(
+                    f"{merged_id} is the survivor (or already merged into it): a profile cannot merge with itself",
+                    field=f"mergedIds[{index}]",
+                )
+            others[other.id] = other
+        return await merge_in_transaction(
+            tx, survivor, list(others.values()), reason=reason, actor=actor, at=at, rules=policy.rules, automatic=False
+        )
+
+    async with store.batch():
+        return await with_retries(store, work)
+
+
+async def unmerge_profile(store: ProfileStore, merge_id: str, *, actor: str) -> tuple[MergeRecord, list[Profile]]:
+    at = clock.now()
+
+    async def work(tx: StoreTransaction) -> tuple[MergeRecord, list[Profile]]:
+        record = await tx.get_merge(merge_id)
+        if record is None:
+            raise NotFound(f"no merge {merge_id}", field="mergeId")
+        if record.status is MergeStatus.UNMERGED:
+            raise Conflict(f"merge {merge_id} was already undone at {record.unmerged_at}", field="mergeId")
+        survivor = await tx.get_profile(record.survivor_id)
+        assert survivor is not None, "a merge's survivor is never deleted while the merge stands"
+        if survivor.merged_into is not None:
+            later = [
+                m.id for m in await tx.merges_of(survivor.id) if survivor.id in m.merged_ids and m.status == "MERGED"
+            ]
+            raise Conflict(
+                f"profile {survivor.id} was itself merged afterwards ({', '.join(later)}): undo that merge first",
+                field="mergeId",
+            )
+        tombstones = {}
+        for merged_id in record.merged_ids:
+            tomb = await tx.get_profile(merged_id)
+            if tomb is None or tomb.merged_into != survivor.id:
+                raise Conflict(f"profile {merged_id} is no longer merged into {survivor.id}", field="mergeId")
+            tombstones[merged_id] = tomb
+        restored = await _unmerge(tx, record, survivor, tombstones, at=at)
+        record = record.model_copy(update={"status": MergeStatus.UNMERGED, "unmerged_at": at, "unmerged_by": actor})
+        await tx.replace_merge(record)
+        return record, restored
+
+    async with store.batch():
+        return await with_retries(store, work)
+
+
+async def merge_history(store: ProfileStore, profile_id: str) -> list[MergeRecord]:
+    return await store.merges_of(profile_id)
+
+
+async def merge_refusals(store: ProfileStore, profile_id: str) -> list[MergeRefusal]:
+    return await store.refusals_of(profile_id)
+
+
+async def _unmerge(
+    tx: StoreTransaction, record: MergeRecord, survivor: Profile, tombstones: dict[str, Profile], *, at: datetime
+) -> list[Profile]:
+    survivor_keys = await tx.identities_of(survivor.id)
+    history = await tx.history(survivor.id)
+    owners = await _route(tx, record, history, set(survivor_keys))
+
+    # Identifiers go back where they came from; one first claimed after the merge follows the
+    # interactions that brought it, when they all went to the same merged profile.
+    by_previous_owner: dict[str, list[str]] = defaultdict(list)
+    for key, previous in record.moved_identities.items():
+        by_previous_owner[previous].append(key)
+    carriers: dict[str, set[str]] = defaultdict(set)
+    for interaction in history:
+        for key in interaction.identifiers:
+            carriers[key].add(owners[interaction.message_id])
+    for key, claimed_at in survivor_keys.items():
+        if key not in record.moved_identities and claimed_at > record.at and len(carriers[key]) == 1:
+            (owner,) = carriers[key]
+            if owner != survivor.id:
+                by_previous_owner[owner].append(key)
+    for owner, keys in by_previous_owner.items():
+        await tx.set_identity_owner(keys, owner)
+    leaving = {key for keys in by_previous_owner.values() for key in keys}
+
+    await tx.assign_history(survivor.id, {mid: owner for mid, owner in owners.items() if owner != survivor.id})
+    history_of: dict[str, list[Interaction]] = defaultdict(list)
+    for interaction in history:
+        history_of[owners[interaction.message_id]].append(interaction)
+
+    restored: list[Profile] = []
+    for merged_id, tomb in tombstones.items():
+        snapshot = record.snapshot_of(merged_id)
+        own_keys = set(by_previous_owner[merged_id])
+        extra = [r for r in survivor.identifiers if _key(r) in own_keys and _key(r) not in snapshot.identifier_keys()]
+        base = snapshot.model_copy(update={"identifiers": [*snapshot.identifiers, *extra], "updated_at": at})
+        profile = rebuild_behaviour(base, history_of[merged_id]).model_copy(update={"version": tomb.version + 1})
+        await tx.replace_profile(profile, expected_version=tomb.version)
+        restored.append(profile)
+
+    base = _survivor_base(record, survivor, leaving, at=at)
+    profile = rebuild_behaviour(base, history_of[survivor.id]).model_copy(update={"version": survivor.version + 1})
+    await tx.replace_profile(profile, expected_version=survivor.version)
+    return [profile, *restored]
+
+
+async def _route(
+    tx: StoreTransaction, record: MergeRecord, history: list[Interaction], survivor_keys: set[str]
+) -> dict[str, str]:
+    """message id → the profile each interaction belongs to once the merge is undone."""
+    members = {record.survivor_id, *record.merged_ids}
+    resolved: dict[str, str] = {}
+
+    async def owner_of_origin(origin: str) -> str:
+        # An origin may be a profile merged into one of the members by an earlier merge.
+        profile_id = origin
+        for _ in range(MAX_MERGE_HOPS):
+            if profile_id in members:
+                return profile_id
+            profile = await tx.get_profile(profile_id)
+            if profile is None or profile.merged_into is None:
+                break
+            profile_id = profile.merged_into
+        return record.survivor_id
+
+    owners: dict[str, str] = {}
+    for interaction in history:
+        origin = interaction.origin or record.survivor_id
+        arrived_after = interaction.received_at is not None and interaction.received_at > record.at
+        if origin == record.survivor_id and arrived_after:
+            owners[interaction.message_id] = _owner_by_identifiers(record, interaction, survivor_keys)
+        else:
+            if origin not in resolved:
+                resolved[origin] = await owner_of_origin(origin)
+            owners[interaction.message_id] = resolved[origin]
+    return owners
+
+
+def _owner_by_identifiers(record: MergeRecord, interaction: Interaction, survivor_keys: set[str]) -> str:
+    """Where an event that arrived after the merge goes: the owner of its strongest identifier."""
+    owner_of: dict[str, str] = {}
+    for key in interaction.identifiers:
+        if key in record.moved_identities:
+            owner_of[key] = record.moved_identities[key]
+        elif key in survivor_keys:
+            owner_of[key] = record.survivor_id
+    if not owner_of:
+        return record.survivor_id
+    identifiers = [Identifier(*key.split(":", 1)) for key in owner_of]
+    return owner_of[strongest(identifiers).key]
+
+
+def _key(record: Any) -> str:
+    return f"{record.type}:{record.value}"
+
+
+def _survivor_base(record: MergeRecord, current: Profile, leaving: set[str], *, at: datetime) -> Profile:
+    """The survivor as it was before the merge, keeping what was set on it after the merge."""
+    snapshot = record.snapshot_of(current.id)
+    document = snapshot.to_document()
+    now = current.to_document()
+    paths = [*IDENTITY_FIELDS, "addresses", *(f"traits.{name}" for name in current.traits)]
+    for path in paths:
+        key = provenance_key(path)
+        changed_at = current.field_times.get(key)
+        if changed_at is None or changed_at <= record.at:
+            continue
+        head, _, tail = path.partition(".")
+        value = now.get(head, {}).get(tail) if tail else now.get(head)
+        if tail:
+            document.setdefault("traits", {})[tail] = value
+        else:
+            document[head] = value
+        document.setdefault("fieldTimes", {})[key] = changed_at
+        if key in current.field_sources:
+            document.setdefault("fieldSources", {})[key] = current.field_sources[key]
+    consents: dict[str, Consent] = dict(snapshot.consents)
+    for purpose, consent in current.consents.items():
+        if consent.at > record.at:
+            consents[purpose] = consent
+    kept_identifiers = [r for r in current.identifiers if _key(r) not in leaving]
+    base = Profile.from_document(document)
+    return base.model_copy(
+        update={"identifiers": kept_identifiers, "consents": consents, "updated_at": at, "merged_into": None}
+    )
