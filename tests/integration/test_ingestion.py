@@ -10,8 +10,10 @@ import pytest
 from app.domain import clock
 from app.domain.errors import LimitExceeded
 from app.domain.events import EventType
+from app.domain.merge_protection import MergeProtection
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Profile
 from app.services import profiles
+from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
 from tests.builders import PROPERTIES, event
@@ -130,7 +132,10 @@ async def test_identifiers_stitch_an_anonymous_visitor_to_the_known_customer(sto
     assert await store.count_profiles() == 1
 
 
-async def test_identifiers_of_two_profiles_send_the_event_to_the_strongest_one(store: ProfileStore) -> None:
+async def test_with_automatic_merges_off_two_profiles_stay_apart_and_the_strongest_gets_the_event(
+    store: ProfileStore,
+) -> None:
+    no_merges = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(automatic_merges=False)))
     [by_phone] = await ingest_events(store, [event("page_view", identifiers=[("phone", "+33612345678")])])
     [by_customer] = await ingest_events(store, [event("page_view", identifiers=[("customerId", "C1")])])
     [both] = await ingest_events(
@@ -141,6 +146,7 @@ async def test_identifiers_of_two_profiles_send_the_event_to_the_strongest_one(s
                 identifiers=[("phone", "+33 6 12 34 56 78"), ("customerId", "C1"), ("deviceId", "d1")],
             )
         ],
+        no_merges,
     )
     assert both.profile_id == by_customer.profile_id != by_phone.profile_id
     phone_owner = await profiles.get_profile_by_identifier(store, "phone", "+33612345678")

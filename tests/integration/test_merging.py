@@ -1,0 +1,221 @@
+"""Merges and unmerges through the service layer, on every storage backend."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.merge_protection import MergeProtection
+from app.domain.profile import Profile
+from app.domain.profile_query import InteractionFilter
+from app.services import merging, profiles
+from app.services.identity_policy import IdentityPolicy
+from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.ports import ProfileStore
+from tests.builders import event
+
+POLICY = IdentityPolicy()
+NO_AUTO = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(automatic_merges=False)))
+
+
+async def _customer(store: ProfileStore, ids: list[tuple[str, str]], *events: Any) -> Profile:
+    outcomes = await ingest_events(store, [event(e, identifiers=ids) for e in events], NO_AUTO)
+    assert {o.status for o in outcomes} == {EventStatus.ACCEPTED}
+    profile = await profiles.get_profile_by_identifier(store, *ids[0])
+    assert profile is not None
+    return profile
+
+
+async def _two_duplicates(store: ProfileStore) -> tuple[Profile, Profile]:
+    web = await _customer(store, [("email", "emma@example.com")], "identify", "page_view", "order_completed")
+    shop = await _customer(
+        store,
+        [("phone", "+33612345678"), ("loyaltyId", "L1")],
+        "order_completed",
+        "order_returned",
+        "consent_update",
+    )
+    return web, shop
+
+
+async def _history(store: ProfileStore, profile_id: str) -> list[str]:
+    items = await store.list_interactions(profile_id, before=None, where=InteractionFilter(), limit=10_000)
+    return [i.message_id for i in items]
+
+
+def _comparable(profile: Profile | None) -> dict[str, Any]:
+    assert profile is not None
+    document = profile.to_document()
+    for volatile in ("version", "updatedAt"):
+        document.pop(volatile)
+    document["identifiers"] = sorted(document["identifiers"], key=lambda r: (r["type"], r["value"]))
+    return document
+
+
+async def test_merge_unites_identifiers_history_and_stats_counting_each_event_once(store: ProfileStore) -> None:
+    web, shop = await _two_duplicates(store)
+    record, merged = await merging.merge_profiles(
+        store, web.id, [shop.id], reason="same person", actor="tester", policy=POLICY
+    )
+    assert (record.survivor_id, record.merged_ids, record.actor) == (web.id, [shop.id], "tester")
+    assert merged.id == web.id
+    assert {(i.type, i.value) for i in merged.identifiers} == {
+        ("email", "emma@example.com"),
+        ("phone", "+33612345678"),
+        ("loyaltyId", "L1"),
+    }
+    assert (merged.stats.orders, merged.stats.returns, merged.stats.events_total) == (2, 1, 6)
+    assert merged.stats.revenue_cents == web.stats.revenue_cents + shop.stats.revenue_cents
+    assert merged.first_name == "Emma" and merged.consents["email_marketing"].granted is True
+    assert sorted(await _history(store, web.id)) == sorted(
+        await _history(store, web.id) + await _history(store, shop.id)
+    )
+    assert len(await _history(store, web.id)) == 6
+    assert len(merged.recent) == 6
+    stored = await store.get_profile(web.id)
+    assert stored == merged
+
+
+async def test_merged_ids_and_their_identifiers_resolve_to_the_survivor(store: ProfileStore) -> None:
+    web, shop = await _two_duplicates(store)
+    await merging.merge_profiles(store, web.id, [shop.id], reason="dup", actor="t", policy=POLICY)
+    assert (await profiles.get_profile(store, shop.id)).id == web.id  # type: ignore[union-attr]
+    by_phone = await profiles.get_profile_by_identifier(store, "phone", "+33 6 12 34 56 78")
+    assert by_phone is not None and by_phone.id == web.id
+    tomb = await store.get_profile(shop.id)
+    assert tomb is not None and tomb.merged_into == web.id
+    assert (tomb.first_name, tomb.identifiers, tomb.recent) == (None, [], [])  # no personal data left behind
+    [outcome] = await ingest_events(store, [event("email_open", identifiers=[("loyaltyId", "L1")])])
+    assert outcome.profile_id == web.id
+
+
+async def test_merging_into_a_tombstone_follows_it(store: ProfileStore) -> None:
+    web, shop = await _two_duplicates(store)
+    third = await _customer(store, [("deviceId", "d9")], "page_view")
+    await merging.merge_profiles(store, web.id, [shop.id], reason="dup", actor="t", policy=POLICY)
+    _, merged = await merging.merge_profiles(store, shop.id, [third.id], reason="dup", actor="t", policy=POLICY)
+    assert merged.id == web.id and merged.stats.events_total == 7
+
+
+@pytest.mark.parametrize(
+    ("survivor", "merged", "error", "field"),
+    [
+        pytest.param("web", ["web"], InvalidInput, "mergedIds[0]", id="itself"),
+        pytest.param("web", ["nope"], NotFound, "mergedIds[0]", id="unknown-merged"),
+        pytest.param("nope", ["web"], NotFound, "survivorId", id="unknown-survivor"),
+        pytest.param("web", [], InvalidInput, "mergedIds", id="nothing-to-merge"),
+    ],
+)
+async def test_bad_merges_are_clear_errors_and_write_nothing(
+    store: ProfileStore, survivor: str, merged: list[str], error: type[Exception], field: str
+) -> None:
+    web, shop = await _two_duplicates(store)
+    ids = {"web": web.id, "shop": shop.id}
+    with pytest.raises(error) as raised:
+        await merging.merge_profiles(
+            store, ids.get(survivor, survivor), [ids.get(m, m) for m in merged], reason="r", actor="t", policy=POLICY
+        )
+    assert raised.value.field == field  # type: ignore[attr-defined]
+    assert await store.get_profile(web.id) == web and await store.get_profile(shop.id) == shop
+    assert await merging.merge_history(store, web.id) == []
+
+
+async def test_merge_then_unmerge_gives_back_the_same_profiles(store: ProfileStore) -> None:
+    web, shop = await _two_duplicates(store)
+    histories = {p.id: sorted(await _history(store, p.id)) for p in (web, shop)}
+    record, _ = await merging.merge_profiles(store, web.id, [shop.id], reason="oops", actor="t", policy=POLICY)
+    undone, restored = await merging.unmerge_profile(store, record.id, actor="steward")
+    assert undone.status == "UNMERGED" and undone.unmerged_by == "steward"
+    assert [p.id for p in restored] == [web.id, shop.id]
+    for before in (web, shop):
+        after = await store.get_profile(before.id)
+        assert _comparable(after) == _comparable(before)
+        assert sorted(await _history(store, before.id)) == histories[before.id]
+    assert (await profiles.get_profile_by_identifier(store, "phone", "+33612345678")).id == shop.id  # type: ignore[union-attr]
+    kinds = [(r.id, r.status) for r in await merging.merge_history(store, shop.id)]
+    assert kinds == [(record.id, "UNMERGED")]
+
+
+async def test_unmerge_routes_what_arrived_after_the_merge_by_its_identifiers(store: ProfileStore) -> None:
+    web, shop = await _two_duplicates(store)
+    record, _ = await merging.merge_profiles(store, web.id, [shop.id], reason="oops", actor="t", policy=POLICY)
+    later = [
+        event("order_completed", identifiers=[("loyaltyId", "L1"), ("deviceId", "pos-7")], message_id="after-shop"),
+        event("page_view", identifiers=[("email", "emma@example.com")], message_id="after-web"),
+    ]
+    await ingest_events(store, later)
+    _, [survivor, restored] = await merging.unmerge_profile(store, record.id, actor="t")
+    assert "after-shop" in await _history(store, shop.id) and "after-web" in await _history(store, web.id)
+    assert (restored.stats.orders, survivor.stats.orders) == (2, 1)
+    assert (restored.stats.events_total, survivor.stats.events_total) == (4, 4)
+    device = await profiles.get_profile_by_identifier(store, "deviceId", "pos-7")
+    assert device is not None and device.id == shop.id  # the new identifier followed its event
+
+
+async def test_unmerge_is_refused_twice_and_after_a_later_merge_of_the_survivor(store: ProfileStore) -> None:
+    web, shop = await _two_duplicates(store)
+    third = await _customer(store, [("customerId", "C3")], "page_view")
+    record, _ = await merging.merge_profiles(store, web.id, [shop.id], reason="r", actor="t", policy=POLICY)
+    later, _ = await merging.merge_profiles(store, third.id, [web.id], reason="r", actor="t", policy=POLICY)
+    with pytest.raises(Conflict, match=later.id):
+        await merging.unmerge_profile(store, record.id, actor="t")
+    await merging.unmerge_profile(store, later.id, actor="t")
+    await merging.unmerge_profile(store, record.id, actor="t")
+    with pytest.raises(Conflict, match="already undone"):
+        await merging.unmerge_profile(store, record.id, actor="t")
+    with pytest.raises(NotFound):
+        await merging.unmerge_profile(store, "mrg_nope", actor="t")
+    assert _comparable(await store.get_profile(shop.id)) == _comparable(shop)
+
+
+async def test_an_event_naming_two_profiles_merges_them(store: ProfileStore) -> None:
+    web, shop = await _two_duplicates(store)
+    [outcome] = await ingest_events(
+        store, [event("order_completed", identifiers=[("email", "emma@example.com"), ("phone", "+33612345678")])]
+    )
+    assert outcome.profile_id == web.id  # email is stronger than phone: its profile survives
+    merged = await store.get_profile(web.id)
+    assert merged is not None and merged.stats.orders == 3 and merged.stats.events_total == 7
+    [record] = await merging.merge_history(store, shop.id)
+    assert record.automatic and record.actor == "system" and record.merged_ids == [shop.id]
+
+
+async def test_protection_refuses_a_merge_past_the_identifier_limit_and_records_why(store: ProfileStore) -> None:
+    first = await _customer(store, [("customerId", "C1")], "page_view")
+    second = await _customer(store, [("customerId", "C2")], "page_view")
+    [outcome] = await ingest_events(
+        store, [event("order_completed", identifiers=[("customerId", "C2"), ("customerId", "C1")], message_id="m-x")]
+    )
+    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id in {first.id, second.id}
+    assert await store.count_profiles() == 2
+    [refusal] = await merging.merge_refusals(store, first.id)
+    assert refusal.reason == "the merged profile would hold 2 customerId identifiers (limit 1)"
+    assert refusal.message_id == "m-x" and set(refusal.profile_ids) == {first.id, second.id}
+
+
+async def test_blocklisted_values_never_link_and_alone_are_rejected(store: ProfileStore) -> None:
+    a = await _customer(store, [("email", "emma@example.com")], "page_view")
+    [linked] = await ingest_events(
+        store, [event("page_view", identifiers=[("email", "test@test.com"), ("deviceId", "d1")])]
+    )
+    [other] = await ingest_events(
+        store, [event("page_view", identifiers=[("email", "test@test.com"), ("deviceId", "d2")])]
+    )
+    assert linked.profile_id != other.profile_id and a.id not in {linked.profile_id, other.profile_id}
+    [alone] = await ingest_events(store, [event("page_view", identifiers=[("email", "TEST@test.com")])])
+    assert alone.status is EventStatus.REJECTED and alone.reason is not None and "blocklist" in alone.reason
+
+
+async def test_concurrent_merges_touching_one_profile_lose_nothing(store: ProfileStore) -> None:
+    hub = await _customer(store, [("customerId", "HUB")], "order_completed")
+    spokes = [await _customer(store, [("deviceId", f"d{n}")], "page_view", "email_open") for n in range(4)]
+    results = await asyncio.gather(
+        *(merging.merge_profiles(store, hub.id, [s.id], reason="r", actor="t", policy=POLICY) for s in spokes)
+    )
+    assert len({record.id for record, _ in results}) == 4
+    final = await store.get_profile(hub.id)
+    assert final is not None and final.stats.events_total == 9 and len(final.identifiers) == 5
+    assert len(await _history(store, hub.id)) == 9
