@@ -42,9 +42,11 @@ def serve(
 def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_okay=False)) -> None:
     """Load products.jsonl, profiles.jsonl and events.jsonl from DIRECTORY into the configured store."""
     from app.services.fixtures import load_fixtures
+    from app.services.ingestion import IngestionPolicy
     from app.store import open_store
 
     settings = Settings()
+    policy = IngestionPolicy(max_batch_size=settings.max_batch_size, identity=settings.identity_policy())
 
     async def run() -> None:
         store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
@@ -63,7 +65,7 @@ def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_ok
                         tasks[stage] = bar.add_task(stage, total=total)
                     bar.update(tasks[stage], completed=done)
 
-                report = await load_fixtures(store, directory, progress)
+                report = await load_fixtures(store, directory, policy, progress)
         finally:
             await store.close()
         console.print(

@@ -34,6 +34,7 @@ async def start(settings: Settings) -> Services:
         ingestion=IngestionPolicy(
             max_batch_size=settings.max_batch_size,
             idempotency_ttl=timedelta(days=settings.idempotency_ttl_days),
+            identity=settings.identity_policy(),
         ),
     )
     if settings.seed_fixtures and store.backend == "sqlite" and await _is_empty(store):
@@ -59,7 +60,7 @@ async def seed(services: Services) -> LoadReport | None:
             last_logged[0] = time.monotonic()
             log.info("  %s: %d/%d", stage, done, total)
 
-    report = await load_fixtures(services.store, directory, progress)
+    report = await load_fixtures(services.store, directory, services.ingestion, progress)
     log.info(
         "demo data loaded in %.1f s: %d products, %d CRM profiles, %d events (%d rejected)",
         time.monotonic() - started,

@@ -8,6 +8,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection
+from app.domain.reconciliation import ReconciliationRules, Rule
+from app.services.identity_policy import IdentityPolicy
+
 EMBEDDED_DATABASE_URL = "sqlite:///data/cdp.sqlite3"
 
 
@@ -28,3 +32,25 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1, le=1000)
     idempotency_ttl_days: int = Field(default=30, ge=1)
     log_level: str = "info"
+    # Identity resolution (README "Identity resolution"). JSON in the environment, e.g.
+    # CDP_MERGE_LIMITS='{"customerId": 1, "email": 3}'.
+    auto_merge: bool = Field(default=True, description="Merge profiles that one event's identifiers link.")
+    merge_limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    merge_blocklist: list[str] = Field(default_factory=lambda: sorted(DEFAULT_BLOCKLIST))
+    merge_rules: dict[str, Rule] = Field(default_factory=dict, description="Per field; addresses default to UNION.")
+    merge_default_rule: Rule = Rule.MOST_RECENT
+    merge_source_priority: list[str] = Field(default_factory=lambda: list(ReconciliationRules().source_priority))
+
+    def identity_policy(self) -> IdentityPolicy:
+        return IdentityPolicy(
+            rules=ReconciliationRules(
+                by_field={"addresses": Rule.UNION, **self.merge_rules},
+                default=self.merge_default_rule,
+                source_priority=tuple(self.merge_source_priority),
+            ),
+            protection=MergeProtection(
+                limits=dict(self.merge_limits),
+                blocklist=frozenset(self.merge_blocklist),
+                automatic_merges=self.auto_merge,
+            ),
+        )

@@ -4,7 +4,7 @@ products, then CRM profiles through upsert, then events through ingestion, with 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,9 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
-async def load_fixtures(store: ProfileStore, directory: Path, progress: Progress | None = None) -> LoadReport:
+async def load_fixtures(
+    store: ProfileStore, directory: Path, policy: IngestionPolicy, progress: Progress | None = None
+) -> LoadReport:
     report = LoadReport()
     report_progress = progress or (lambda stage, done, total: None)
     products = directory / "products.jsonl"
@@ -67,7 +69,9 @@ async def load_fixtures(store: ProfileStore, directory: Path, progress: Progress
         for document in read_lines(profiles):
             fields = {k: v for k, v in document.items() if k not in ("_id", "identifiers")}
             fields = _snake_case(fields)
-            await upsert_profile(store, _identifiers(document["identifiers"]), fields)
+            await upsert_profile(
+                store, _identifiers(document["identifiers"]), fields, source="crm", policy=policy.identity
+            )
             report.profiles += 1
             if report.profiles % 100 == 0 or report.profiles == total:
                 report_progress("profiles", report.profiles, total)
@@ -75,7 +79,7 @@ async def load_fixtures(store: ProfileStore, directory: Path, progress: Progress
     if events.exists():
         total = _count_lines(events)
         done = 0
-        policy = IngestionPolicy(max_batch_size=EVENT_BATCH)
+        policy = replace(policy, max_batch_size=EVENT_BATCH)
         for batch in _batches(read_lines(events), EVENT_BATCH):
             for outcome in await ingest_events(store, [raw_event(d) for d in batch], policy):
                 if outcome.status is EventStatus.ACCEPTED:
