@@ -1,0 +1,60 @@
+"""`python -m bench [BENCHMARK] [options]`: with no benchmark named, run them all.
+
+Each benchmark is a module with `add_arguments(parser)` and `run(args)`, registered in BENCHMARKS;
+later ones (identity matching, segment subscriptions) are added there as sub-commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import foundation
+
+
+@dataclass(frozen=True, slots=True)
+class Benchmark:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "foundation": Benchmark(
+        "store build, ingest throughput and profileByIdentifier latency, each beside its floor",
+        foundation.add_arguments,
+        foundation.run,
+    ),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = main.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    for name, benchmark in BENCHMARKS.items():
+        sub = commands.add_parser(name, help=benchmark.help, description=benchmark.help)
+        benchmark.add_arguments(sub)
+    commands.add_parser("all", help="every benchmark with its default (full) settings (the default)")
+    return main
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.benchmark in (None, "all"):
+        for name, benchmark in BENCHMARKS.items():
+            sub = argparse.ArgumentParser(prog=f"python -m bench {name}")
+            benchmark.add_arguments(sub)
+            benchmark.run(sub.parse_args([]))
+        return
+    BENCHMARKS[args.benchmark].run(args)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        sys.exit(130)
