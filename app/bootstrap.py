@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from app.services.fixtures import LoadReport, load_fixtures
 from app.services.ingestion import IngestionPolicy
+from app.services.match_index import ensure_blocking_keys
 from app.services.ports import ProfileStore
 from app.settings import Settings
 from app.store import open_store
@@ -37,6 +38,9 @@ async def start(settings: Settings) -> Services:
             identity=settings.identity_policy(),
         ),
     )
+    rekeyed = await ensure_blocking_keys(store)
+    if rekeyed:
+        log.info("blocking-key index rebuilt for %d profiles (fuzzy merge candidates)", rekeyed)
     if settings.seed_fixtures and store.backend == "sqlite" and await _is_empty(store):
         await seed(services)
     return services

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     merge_rules: dict[str, Rule] = Field(default_factory=dict, description="Per field; addresses default to UNION.")
     merge_default_rule: Rule = Rule.MOST_RECENT
     merge_source_priority: list[str] = Field(default_factory=lambda: list(ReconciliationRules().source_priority))
+    fuzzy_merge_score: float | None = Field(
+        default=None, gt=0, le=1, description="Merge fuzzy look-alikes scoring at least this; unset: never."
+    )
 
     def identity_policy(self) -> IdentityPolicy:
         return IdentityPolicy(
@@ -53,4 +56,5 @@ class Settings(BaseSettings):
                 blocklist=frozenset(self.merge_blocklist),
                 automatic_merges=self.auto_merge,
             ),
+            fuzzy_merge_score=self.fuzzy_merge_score,
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from app.services.profiles import get_profile_by_identifier
+from app.services.profile_reads import get_profile_by_identifier
 from app.store.sqlite.store import SQLiteStore
 from bench.common import CpuMeter, Latencies, loop_factory
 

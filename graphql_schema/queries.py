@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import strawberry
 
+from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.profile_query import ProfileFilter
-from app.services import profiles
+from app.services import match_candidates, profile_reads, profiles
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
+from graphql_schema.types.merge_candidate import MergeCandidate
 from graphql_schema.types.profile import Profile
 
 PROFILE_CURSOR = "profile"
@@ -18,13 +20,34 @@ PROFILE_CURSOR = "profile"
 class Query:
     @strawberry.field(description="A profile by id; an id merged away resolves to the surviving profile.")
     async def profile(self, info: Info, id: strawberry.ID) -> Profile | None:
-        found = await profiles.get_profile(info.context.services.store, str(id))
+        found = await profile_reads.get_profile(info.context.services.store, str(id))
         return Profile.from_domain(found) if found else None
 
     @strawberry.field(description="A profile by one of its identifiers, normalised as on ingestion.")
     async def profile_by_identifier(self, info: Info, type: str, value: str) -> Profile | None:
-        found = await profiles.get_profile_by_identifier(info.context.services.store, type, value)
+        found = await profile_reads.get_profile_by_identifier(info.context.services.store, type, value)
         return Profile.from_domain(found) if found else None
+
+    @strawberry.field(
+        description="Fuzzy merge candidates, best first: for one profile when profileId is given, else over "
+        "the whole store (a steward's review list). Found through blocking keys, scored on names, birth date, "
+        "addresses, emails and phones. minScore defaults to the calibrated threshold."
+    )
+    async def merge_candidates(
+        self,
+        info: Info,
+        profile_id: strawberry.ID | None = None,
+        min_score: float = DEFAULT_MIN_SCORE,
+        first: int = 20,
+    ) -> list[MergeCandidate]:
+        store = info.context.services.store
+        if profile_id is None:
+            found = await match_candidates.candidates_in_store(store, min_score=min_score, first=first)
+        else:
+            found = await match_candidates.candidates_for_profile(
+                store, str(profile_id), min_score=min_score, first=first
+            )
+        return [MergeCandidate.from_domain(c) for c in found]
 
     @strawberry.field(description="Profiles ordered by id, with typed filters and cursor pagination.")
     async def profiles(

@@ -134,6 +134,9 @@ class Profile(StoredModel):
     field_sources: dict[str, str] = Field(default_factory=dict)
     rfm: dict[str, Any] | None = None
     segments: list[str] = Field(default_factory=list)
+    # Derived from the identity fields on every write (app/domain/matching/index.py): what the stores
+    # index so that fuzzy merge candidates are found by key, never by comparing all pairs.
+    blocking_keys: list[str] = Field(default_factory=list)
     recent: list[Interaction] = Field(default_factory=list)
     version: int = 0
     created_at: datetime

@@ -14,6 +14,9 @@ from app.domain.reconciliation import ReconciliationRules
 class IdentityPolicy:
     rules: ReconciliationRules = field(default_factory=ReconciliationRules)
     protection: MergeProtection = field(default_factory=MergeProtection)
+    # Merge fuzzy look-alikes scoring at least this after each write (None: never; candidates are
+    # then only listed by `mergeCandidates` for a steward to review).
+    fuzzy_merge_score: float | None = None
 
     def usable(self, identifiers: list[Identifier], *, field: str = "identifiers") -> list[Identifier]:
         """The identifiers that may link profiles; blocklisted values never do."""

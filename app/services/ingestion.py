@@ -19,6 +19,7 @@ from app.domain.identifiers import Identifier
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.services.identity_policy import IdentityPolicy
+from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
@@ -63,6 +64,8 @@ async def ingest_events(
                 outcomes.append(_rejected(raw.message_id, exc, index))
                 continue
             outcomes.append(await _ingest_one(store, event, usable, at, policy))
+    # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.
+    await merge_lookalikes(store, [o.profile_id for o in outcomes if o.profile_id], policy.identity)
     return outcomes
 
 

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from app.domain.matching.index import refresh_keys
 from app.domain.merge import MergeRecord, merged_profile, tombstone
 from app.domain.profile import Interaction, Profile
 from app.domain.reconciliation import ReconciliationRules
@@ -36,12 +37,12 @@ async def merge_in_transaction(
     history: list[Interaction] = []
     for profile in [survivor, *others]:
         history += await tx.history(profile.id)
-    merged = merged_profile(survivor, others, history, rules, at=at)
+    merged = refresh_keys(merged_profile(survivor, others, history, rules, at=at))
     other_ids = [o.id for o in others]
     moved = await tx.reassign_identities(other_ids, survivor.id)
     await tx.reassign_history(other_ids, survivor.id)
     for other in others:
-        await tx.replace_profile(tombstone(other, survivor.id, at=at), expected_version=other.version)
+        await tx.replace_profile(refresh_keys(tombstone(other, survivor.id, at=at)), expected_version=other.version)
     await tx.replace_profile(merged, expected_version=survivor.version)
     record = MergeRecord(
         _id=new_merge_id(),

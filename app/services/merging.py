@@ -18,6 +18,7 @@ from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.event_effects import IDENTITY_FIELDS
 from app.domain.history_rebuild import rebuild_behaviour
 from app.domain.identifiers import Identifier, strongest
+from app.domain.matching.index import refresh_keys
 from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
 from app.domain.profile import Consent, Interaction, Profile
 from app.domain.profile_change import provenance_key
@@ -146,12 +147,16 @@ async def _unmerge(
         own_keys = set(by_previous_owner[merged_id])
         extra = [r for r in survivor.identifiers if _key(r) in own_keys and _key(r) not in snapshot.identifier_keys()]
         base = snapshot.model_copy(update={"identifiers": [*snapshot.identifiers, *extra], "updated_at": at})
-        profile = rebuild_behaviour(base, history_of[merged_id]).model_copy(update={"version": tomb.version + 1})
+        profile = refresh_keys(
+            rebuild_behaviour(base, history_of[merged_id]).model_copy(update={"version": tomb.version + 1})
+        )
         await tx.replace_profile(profile, expected_version=tomb.version)
         restored.append(profile)
 
     base = _survivor_base(record, survivor, leaving, at=at)
-    profile = rebuild_behaviour(base, history_of[survivor.id]).model_copy(update={"version": survivor.version + 1})
+    profile = refresh_keys(
+        rebuild_behaviour(base, history_of[survivor.id]).model_copy(update={"version": survivor.version + 1})
+    )
     await tx.replace_profile(profile, expected_version=survivor.version)
     return [profile, *restored]
 

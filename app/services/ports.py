@@ -8,7 +8,7 @@ transient conflict, so it must have no side effects outside the transaction it i
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -136,3 +136,18 @@ class ProfileStore(Protocol):
     async def refusals_of(self, profile_id: str) -> list[MergeRefusal]: ...
 
     async def count_products(self) -> int: ...
+
+    # -- fuzzy matching: the blocking-key index (Profile.blocking_keys) -------------------------
+    async def profiles_sharing_keys(self, keys: Sequence[str], *, limit: int) -> list[Profile]:
+        """At most `limit` live profiles holding any of `keys`, as match views (identity fields only,
+        see app/domain/matching/index.py)."""
+
+    async def match_views(self, profile_ids: Sequence[str]) -> list[Profile]:
+        """The live ones of `profile_ids` as match views, in no particular order."""
+
+    def blocking_groups(self) -> AsyncIterator[tuple[str, list[str]]]:
+        """Every key held by two or more live profiles, with their ids (sorted), in key order."""
+
+    async def read_meta(self, key: str) -> str | None: ...
+
+    async def write_meta(self, key: str, value: str) -> None: ...

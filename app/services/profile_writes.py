@@ -12,6 +12,7 @@ from typing import TypeVar
 from app.domain.errors import Conflict
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import Resolution, resolve
+from app.domain.matching.index import index_change, refresh_keys
 from app.domain.merge import MergeRefusal
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import ProfileChange, apply_change
@@ -69,7 +70,7 @@ async def write_to_resolved_profile(
     if profile is None:
         fresh = new_profile(new_profile_id(), at)
         document = apply_change(fresh.to_document(), build(fresh, identifiers))
-        created = Profile.from_document(document)
+        created = refresh_keys(Profile.from_document(document))
         await tx.claim_identities(created.id, identifiers, at)
         await tx.insert_profile(created)
         return created, resolution
@@ -77,9 +78,9 @@ async def write_to_resolved_profile(
     additions = [i for i in resolution.unclaimed if i.key not in known]
     await tx.claim_identities(profile.id, additions, at)
     change = build(profile, additions)
+    written = index_change(Profile.from_document(apply_change(profile.to_document(), change)), change)
     await tx.update_profile(profile.id, change, expected_version=profile.version)
-    document = apply_change(profile.to_document(), change)
-    return Profile.from_document(document), resolution
+    return written, resolution
 
 
 async def _merge_linked(

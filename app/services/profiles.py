@@ -10,14 +10,16 @@ from app.domain import clock
 from app.domain.errors import InvalidInput
 from app.domain.event_effects import identifier_records
 from app.domain.events import RawIdentifier
-from app.domain.identifiers import Identifier, normalise
+from app.domain.identifiers import Identifier
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_input import change_for_fields, parse_profile_input
 from app.domain.profile_query import ProfileFilter
 from app.services.identity_policy import IdentityPolicy
+from app.services.match_candidates import merge_lookalikes
 from app.services.ports import ProfileStore, StoreTransaction
-from app.services.profile_writes import MAX_MERGE_HOPS, with_retries, write_to_resolved_profile
+from app.services.profile_reads import get_profile
+from app.services.profile_writes import with_retries, write_to_resolved_profile
 
 SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -26,24 +28,6 @@ SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 class Page:
     profiles: list[Profile]
     has_next: bool
-
-
-async def get_profile(store: ProfileStore, profile_id: str) -> Profile | None:
-    profile = await store.get_profile(profile_id)
-    return await _follow_merges(store, profile)
-
-
-async def get_profile_by_identifier(store: ProfileStore, type_: str, value: str) -> Profile | None:
-    identifier = normalise(type_, value, field="identifier")
-    return await _follow_merges(store, await store.find_profile_by_identity(identifier.key))
-
-
-async def _follow_merges(store: ProfileStore, profile: Profile | None) -> Profile | None:
-    for _ in range(MAX_MERGE_HOPS):
-        if profile is None or profile.merged_into is None:
-            return profile
-        profile = await store.get_profile(profile.merged_into)
-    return None
 
 
 def check_page_size(first: int, *, maximum: int, field: str = "first") -> None:
@@ -87,4 +71,7 @@ async def upsert_profile(
         return profile
 
     async with store.batch():
-        return await with_retries(store, work)
+        written = await with_retries(store, work)
+    if await merge_lookalikes(store, [written.id], policy):
+        return await get_profile(store, written.id) or written
+    return written

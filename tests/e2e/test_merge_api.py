@@ -23,7 +23,7 @@ query($id: ID!) { profile(id: $id) { id mergeHistory { id status survivor merged
 """
 
 
-async def _profile(gql: GraphQL, value: str, **fields: str) -> str:
+async def _profile(gql: GraphQL, value: str, **fields: object) -> str:
     body = await gql(UPSERT, {"input": {"identifiers": [{"type": "email", "value": value}], **fields}})
     return str(body["data"]["upsertProfile"]["id"])
 
@@ -62,3 +62,33 @@ async def test_merge_errors_carry_codes_and_fields(gql: GraphQL) -> None:
     assert no_reason["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "reason"}
     missing = await gql(UNMERGE, {"id": "mrg_missing"})
     assert missing["errors"][0]["extensions"] == {"code": "NOT_FOUND", "field": "mergeId"}
+
+
+CANDIDATES = """
+query($id: ID, $min: Float, $first: Int) {
+  mergeCandidates(profileId: $id, minScore: $min, first: $first) {
+    score a { id firstName lastName } b { id firstName lastName } reasons { field method similarity }
+  }
+}
+"""
+
+
+async def test_merge_candidates_for_one_profile_and_for_the_store(gql: GraphQL) -> None:
+    person = {"birthDate": "1980-03-12", "addresses": [{"street": "12 rue Victor Hugo", "postcode": "69002"}]}
+    jean = await _profile(gql, "jean.dupont@gmail.com", firstName="Jean", lastName="Dupont", **person)
+    typo = await _profile(gql, "jd@orange.fr", firstName="Jean", lastName="Dupond", **person)
+    await _profile(gql, "lucia@libero.it", firstName="Lucia", lastName="Romano", birthDate="1992-07-30")
+
+    one = (await gql(CANDIDATES, {"id": jean}))["data"]["mergeCandidates"]
+    assert [(c["a"]["id"], c["b"]["id"]) for c in one] == [(jean, typo)]
+    assert one[0]["b"]["lastName"] == "Dupond" and 0.9 <= one[0]["score"] <= 1
+    assert {"lastName", "birthDate"} <= {r["field"] for r in one[0]["reasons"]}
+
+    store_wide = (await gql(CANDIDATES, {}))["data"]["mergeCandidates"]
+    assert [{c["a"]["id"], c["b"]["id"]} for c in store_wide] == [{jean, typo}]
+
+    bad = await gql(CANDIDATES, {"id": jean, "min": 2.0})
+    assert bad["data"] is None
+    assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "minScore"}
+    missing = await gql(CANDIDATES, {"id": "nope"})
+    assert missing["errors"][0]["extensions"] == {"code": "NOT_FOUND", "field": "profileId"}

@@ -82,6 +82,7 @@ class FakeCollection:
         return FakeCursor(self._c.find(*args, **_unwrap(kwargs)))
 
     async def aggregate(self, pipeline: list[dict[str, Any]], **kwargs: Any) -> FakeCursor:
+        kwargs.pop("allowDiskUse", None)  # memory is the only place the fake has (it warns otherwise)
         return FakeCursor(self._c.aggregate(pipeline, **_unwrap(kwargs)))
 
     async def update_one(self, selector: dict[str, Any], update: dict[str, Any], **kwargs: Any) -> Any:

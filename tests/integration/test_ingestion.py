@@ -12,7 +12,7 @@ from app.domain.errors import LimitExceeded
 from app.domain.events import EventType
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Profile
-from app.services import profiles
+from app.services import profile_reads
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
@@ -36,7 +36,7 @@ EXPECTED_STATS = {
 
 
 async def _emma(store: ProfileStore) -> Profile:
-    profile = await profiles.get_profile_by_identifier(store, "email", "emma@example.com")
+    profile = await profile_reads.get_profile_by_identifier(store, "email", "emma@example.com")
     assert profile is not None
     return profile
 
@@ -115,7 +115,7 @@ async def test_concurrent_batches_naming_a_new_email_create_one_profile(store: P
     owners = {outcome.profile_id for [outcome] in results}
     assert len(owners) == 1
     assert await store.count_profiles() == 1
-    profile = await profiles.get_profile_by_identifier(store, "email", "new@example.com")
+    profile = await profile_reads.get_profile_by_identifier(store, "email", "new@example.com")
     assert profile is not None and profile.stats.page_views == 12
     assert len(profile.identifiers) == 13
 
@@ -126,7 +126,7 @@ async def test_identifiers_stitch_an_anonymous_visitor_to_the_known_customer(sto
         store, [event("identify", identifiers=[("anonymousId", "anon-1"), ("email", "emma@example.com")])]
     )
     await ingest_events(store, [event("order_completed", email="emma@example.com")])
-    anonymous = await profiles.get_profile_by_identifier(store, "anonymousId", "anon-1")
+    anonymous = await profile_reads.get_profile_by_identifier(store, "anonymousId", "anon-1")
     assert anonymous == await _emma(store)
     assert anonymous is not None and (anonymous.stats.page_views, anonymous.stats.orders) == (1, 1)
     assert await store.count_profiles() == 1
@@ -149,9 +149,9 @@ async def test_with_automatic_merges_off_two_profiles_stay_apart_and_the_stronge
         no_merges,
     )
     assert both.profile_id == by_customer.profile_id != by_phone.profile_id
-    phone_owner = await profiles.get_profile_by_identifier(store, "phone", "+33612345678")
+    phone_owner = await profile_reads.get_profile_by_identifier(store, "phone", "+33612345678")
     assert phone_owner is not None and phone_owner.id == by_phone.profile_id  # left unmerged, not stolen
-    customer = await profiles.get_profile_by_identifier(store, "deviceId", "d1")
+    customer = await profile_reads.get_profile_by_identifier(store, "deviceId", "d1")
     assert customer is not None and customer.id == by_customer.profile_id and customer.stats.orders == 1
 
 

@@ -11,7 +11,7 @@ from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
 from app.domain.profile_query import InteractionFilter
-from app.services import merging, profiles
+from app.services import merging, profile_reads
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
@@ -24,7 +24,7 @@ NO_AUTO = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(aut
 async def _customer(store: ProfileStore, ids: list[tuple[str, str]], *events: Any) -> Profile:
     outcomes = await ingest_events(store, [event(e, identifiers=ids) for e in events], NO_AUTO)
     assert {o.status for o in outcomes} == {EventStatus.ACCEPTED}
-    profile = await profiles.get_profile_by_identifier(store, *ids[0])
+    profile = await profile_reads.get_profile_by_identifier(store, *ids[0])
     assert profile is not None
     return profile
 
@@ -82,8 +82,8 @@ async def test_merge_unites_identifiers_history_and_stats_counting_each_event_on
 async def test_merged_ids_and_their_identifiers_resolve_to_the_survivor(store: ProfileStore) -> None:
     web, shop = await _two_duplicates(store)
     await merging.merge_profiles(store, web.id, [shop.id], reason="dup", actor="t", policy=POLICY)
-    assert (await profiles.get_profile(store, shop.id)).id == web.id  # type: ignore[union-attr]
-    by_phone = await profiles.get_profile_by_identifier(store, "phone", "+33 6 12 34 56 78")
+    assert (await profile_reads.get_profile(store, shop.id)).id == web.id  # type: ignore[union-attr]
+    by_phone = await profile_reads.get_profile_by_identifier(store, "phone", "+33 6 12 34 56 78")
     assert by_phone is not None and by_phone.id == web.id
     tomb = await store.get_profile(shop.id)
     assert tomb is not None and tomb.merged_into == web.id
@@ -134,7 +134,7 @@ async def test_merge_then_unmerge_gives_back_the_same_profiles(store: ProfileSto
         after = await store.get_profile(before.id)
         assert _comparable(after) == _comparable(before)
         assert sorted(await _history(store, before.id)) == histories[before.id]
-    assert (await profiles.get_profile_by_identifier(store, "phone", "+33612345678")).id == shop.id  # type: ignore[union-attr]
+    assert (await profile_reads.get_profile_by_identifier(store, "phone", "+33612345678")).id == shop.id  # type: ignore[union-attr]
     kinds = [(r.id, r.status) for r in await merging.merge_history(store, shop.id)]
     assert kinds == [(record.id, "UNMERGED")]
 
@@ -151,7 +151,7 @@ async def test_unmerge_routes_what_arrived_after_the_merge_by_its_identifiers(st
     assert "after-shop" in await _history(store, shop.id) and "after-web" in await _history(store, web.id)
     assert (restored.stats.orders, survivor.stats.orders) == (2, 1)
     assert (restored.stats.events_total, survivor.stats.events_total) == (4, 4)
-    device = await profiles.get_profile_by_identifier(store, "deviceId", "pos-7")
+    device = await profile_reads.get_profile_by_identifier(store, "deviceId", "pos-7")
     assert device is not None and device.id == shop.id  # the new identifier followed its event
 
 

@@ -8,7 +8,7 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
-from app.services import profiles
+from app.services import profile_reads
 from app.services.ingestion import EventStatus, ingest_events
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
@@ -44,6 +44,6 @@ async def test_two_processes_creating_the_same_customer_make_one_profile(tmp_pat
     assert accepted == [20, 20]
     store = SQLiteStore(path)
     assert await store.count_profiles() == 1
-    profile = await profiles.get_profile_by_identifier(store, "email", "race@example.com")
+    profile = await profile_reads.get_profile_by_identifier(store, "email", "race@example.com")
     assert profile is not None and profile.stats.page_views == 40 and len(profile.identifiers) == 41
     await store.close()

@@ -19,6 +19,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from app.domain.clock import now, utc_ms
 from app.domain.errors import StoreUnavailable
 from app.domain.identifiers import Identifier
+from app.domain.matching.index import MATCH_VIEW_FIELDS, match_view
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
@@ -27,6 +28,7 @@ from app.services.ports import IdentityTaken, MessageAlreadyProcessed, StoreTran
 
 T = TypeVar("T")
 BUCKET_SIZE = 200
+_MATCH_PROJECTION = dict.fromkeys(MATCH_VIEW_FIELDS, 1)
 
 
 def update_document(change: ProfileChange) -> dict[str, Any]:
@@ -260,6 +262,7 @@ class MongoStore:
                 IndexModel([("lastName", ASCENDING)]),
                 IndexModel([("addresses.city", ASCENDING)]),
                 IndexModel([("segments", ASCENDING)]),
+                IndexModel([("blockingKeys", ASCENDING)]),  # multikey: fuzzy merge candidates by key
             ]
         )
 
@@ -347,6 +350,39 @@ class MongoStore:
 
     async def count_products(self) -> int:
         return int(await self._db.products.count_documents({}))
+
+    # -- fuzzy matching ----------------------------------------------------------------------
+    async def profiles_sharing_keys(self, keys: Sequence[str], *, limit: int) -> list[Profile]:
+        if not keys:
+            return []
+        cursor = self._db.profiles.find(
+            {"blockingKeys": {"$in": list(keys)}, "mergedInto": None}, _MATCH_PROJECTION
+        ).limit(limit)
+        return [match_view(document) for document in await cursor.to_list(None)]
+
+    async def match_views(self, profile_ids: Sequence[str]) -> list[Profile]:
+        cursor = self._db.profiles.find({"_id": {"$in": list(profile_ids)}, "mergedInto": None}, _MATCH_PROJECTION)
+        return [match_view(document) for document in await cursor.to_list(None)]
+
+    async def blocking_groups(self) -> AsyncIterator[tuple[str, list[str]]]:
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"mergedInto": None, "blockingKeys.1": {"$exists": True}}},
+            {"$project": {"blockingKeys": 1}},
+            {"$unwind": "$blockingKeys"},
+            {"$group": {"_id": "$blockingKeys", "ids": {"$push": "$_id"}}},
+            {"$match": {"ids.1": {"$exists": True}}},
+            {"$sort": {"_id": ASCENDING}},
+        ]
+        cursor = await self._db.profiles.aggregate(pipeline, allowDiskUse=True)
+        async for group in cursor:
+            yield group["_id"], sorted(group["ids"])
+
+    async def read_meta(self, key: str) -> str | None:
+        found = await self._db.meta.find_one({"_id": key})
+        return str(found["value"]) if found else None
+
+    async def write_meta(self, key: str, value: str) -> None:
+        await self._db.meta.replace_one({"_id": key}, {"_id": key, "value": value}, upsert=True)
 
     async def merges_of(self, profile_id: str) -> list[MergeRecord]:
         return await merges_of(self._db, profile_id)

@@ -49,4 +49,11 @@ STATEMENTS = (
         refusal_id TEXT NOT NULL,
         PRIMARY KEY (profile_id, refusal_id)
     ) WITHOUT ROWID""",
+    # Blocking keys of live profiles (Profile.blocking_keys): fuzzy merge candidates are found by key.
+    """CREATE TABLE IF NOT EXISTS blocking_keys (
+        key TEXT NOT NULL,
+        profile_id TEXT NOT NULL,
+        PRIMARY KEY (key, profile_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS blocking_keys_by_profile ON blocking_keys(profile_id)",
 )

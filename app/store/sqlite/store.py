@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from app.domain.clock import now, to_iso
 from app.domain.identifiers import Identifier
+from app.domain.matching.index import match_view
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import CappedPush, ProfileChange, apply_change
@@ -31,6 +32,8 @@ from app.store.sqlite.schema import STATEMENTS
 
 T = TypeVar("T")
 _PURGE_EVERY_SECONDS = 3600.0
+_IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
+_GROUPS_PER_QUERY = 1000
 
 
 class SQLiteTransaction(StoreTransaction):
@@ -65,6 +68,7 @@ class SQLiteTransaction(StoreTransaction):
             "INSERT INTO profiles (id, doc, version, merged_into) VALUES (?, ?, ?, ?)",
             (profile.id, dumps(document), profile.version, profile.merged_into),
         )
+        _index_keys(self._db, profile.id, profile.blocking_keys)
 
     async def update_profile(
         self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
@@ -77,6 +81,8 @@ class SQLiteTransaction(StoreTransaction):
             "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ?",
             (dumps(document), document["version"], document.get("mergedInto"), profile_id),
         )
+        if "blockingKeys" in change.set:
+            _index_keys(self._db, profile_id, document["blockingKeys"])
 
     async def record_message(self, message_id: str, profile_id: str, expires_at: datetime) -> None:
         try:
@@ -115,6 +121,7 @@ class SQLiteTransaction(StoreTransaction):
         )
         if cursor.rowcount != 1:
             raise VersionConflict(profile.id)
+        _index_keys(self._db, profile.id, profile.blocking_keys)
 
     async def history(self, profile_id: str) -> list[Interaction]:
         rows = self._db.execute("SELECT doc FROM interactions WHERE profile_id = ?", (profile_id,)).fetchall()
@@ -170,6 +177,12 @@ class SQLiteTransaction(StoreTransaction):
             "INSERT OR IGNORE INTO merge_refusal_members (profile_id, refusal_id) VALUES (?, ?)",
             [(pid, refusal.id) for pid in refusal.profile_ids],
         )
+
+
+def _index_keys(db: sqlite3.Connection, profile_id: str, keys: Sequence[str]) -> None:
+    """Keep the `blocking_keys` table equal to the profile's `blockingKeys`, in the same transaction."""
+    db.execute("DELETE FROM blocking_keys WHERE profile_id = ?", (profile_id,))
+    db.executemany("INSERT INTO blocking_keys (key, profile_id) VALUES (?, ?)", [(key, profile_id) for key in keys])
 
 
 def merges_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRecord]:
@@ -333,6 +346,55 @@ class SQLiteStore:
 
     async def count_products(self) -> int:
         return int(self._reader.execute("SELECT count(*) FROM products").fetchone()[0])
+
+    # -- fuzzy matching ----------------------------------------------------------------------
+    async def profiles_sharing_keys(self, keys: Sequence[str], *, limit: int) -> list[Profile]:
+        if not keys:
+            return []
+        rows = self._reader.execute(
+            "SELECT p.doc FROM profiles p WHERE p.merged_into IS NULL AND p.id IN "
+            f"(SELECT profile_id FROM blocking_keys WHERE key IN ({','.join('?' * len(keys))})) LIMIT ?",
+            [*keys, limit],
+        ).fetchall()
+        return [match_view(loads(row[0])) for row in rows]
+
+    async def match_views(self, profile_ids: Sequence[str]) -> list[Profile]:
+        found: list[Profile] = []
+        for start in range(0, len(profile_ids), _IDS_PER_QUERY):
+            chunk = profile_ids[start : start + _IDS_PER_QUERY]
+            rows = self._reader.execute(
+                f"SELECT doc FROM profiles WHERE merged_into IS NULL AND id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            found += [match_view(loads(row[0])) for row in rows]
+        return found
+
+    async def blocking_groups(self) -> AsyncIterator[tuple[str, list[str]]]:
+        # Read in pages by key so that no call holds the event loop (or a read snapshot) for long.
+        after = ""
+        while True:
+            rows = self._reader.execute(
+                "SELECT key, json_group_array(profile_id) FROM blocking_keys WHERE key > ? "
+                "GROUP BY key HAVING count(*) > 1 ORDER BY key LIMIT ?",
+                (after, _GROUPS_PER_QUERY),
+            ).fetchall()
+            for key, members in rows:
+                yield key, sorted(loads(members))
+            if len(rows) < _GROUPS_PER_QUERY:
+                return
+            after = rows[-1][0]
+            await asyncio.sleep(0)
+
+    async def read_meta(self, key: str) -> str | None:
+        row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    async def write_meta(self, key: str, value: str) -> None:
+        async with self.batch():
+            self._writer.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     async def merges_of(self, profile_id: str) -> list[MergeRecord]:
         return merges_of(self._reader, profile_id)

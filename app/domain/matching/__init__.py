@@ -1,0 +1,31 @@
+"""Fuzzy identity matching: which profiles probably belong to one person although they share no
+identifier. Pure Python over jellyfish; the services feed it profiles fetched by blocking key.
+
+- `fields`: `MatchFields`, the normalised view of a profile (`match_fields`);
+- `blocking`: `blocking_keys`, the short index keys that find look-alikes without comparing all pairs;
+- `scoring`: `score_pair`, per-field comparisons combined into one calibrated score with reasons;
+- `candidates`: `candidates_for` and `DEFAULT_MIN_SCORE`, what `mergeCandidates` returns;
+- `nicknames`: given names that spelling similarity cannot relate (Bill/William, Paco/Francisco).
+"""
+
+from __future__ import annotations
+
+from app.domain.matching.blocking import MAX_BLOCKING_KEYS, blocking_keys
+from app.domain.matching.candidates import DEFAULT_MIN_SCORE, Candidate, candidates_for
+from app.domain.matching.fields import MatchAddress, MatchFields, match_fields, normalised_fields
+from app.domain.matching.scoring import MatchReason, MatchScore, score_pair
+
+__all__ = [
+    "DEFAULT_MIN_SCORE",
+    "MAX_BLOCKING_KEYS",
+    "Candidate",
+    "MatchAddress",
+    "MatchFields",
+    "MatchReason",
+    "MatchScore",
+    "blocking_keys",
+    "candidates_for",
+    "match_fields",
+    "normalised_fields",
+    "score_pair",
+]

@@ -1,0 +1,189 @@
+"""What the matcher reads from a profile: names, birth date, emails, phones and addresses, each in
+one canonical form (lower case, accents folded, punctuation gone, abbreviations expanded), plus the
+derived codes every comparison needs, computed once per profile rather than once per pair."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+import jellyfish
+
+from app.domain.identifiers import KnownIdentifierType
+from app.domain.profile import Address, Profile
+
+# Letters that Unicode decomposition leaves alone, spelt the way people type them without the key.
+_LETTERS = str.maketrans(
+    {"æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "\u0131": "i"}
+)  # u0131: dotless i
+# Apostrophes join (O'Brien → obrien, D'Angelo → dangelo): people type them with or without.
+_JOINING = re.compile("['\u2019`\u00b4.]")  # ' and its typographic, grave and acute look-alikes
+_SEPARATING = re.compile(r"[^a-z0-9]+")
+_NUMBER = re.compile(r"\d+")
+
+# Street-type abbreviations as written in the seven markets we serve, expanded so that "12 r. Victor
+# Hugo" and "12 rue Victor Hugo", or "Hauptstr. 5" and "Hauptstraße 5", compare equal.
+_STREET_WORDS = {
+    "st": "street",
+    "rd": "road",
+    "ave": "avenue",
+    "av": "avenue",
+    "ln": "lane",
+    "dr": "drive",
+    "sq": "square",
+    "r": "rue",
+    "bd": "boulevard",
+    "bld": "boulevard",
+    "blvd": "boulevard",
+    "pl": "place",
+    "ch": "chemin",
+    "imp": "impasse",
+    "str": "strasse",
+    "c": "calle",
+    "cl": "calle",
+    "avda": "avenida",
+    "pza": "plaza",
+    "v": "via",
+    "cso": "corso",
+}
+# Compound German and Dutch street names abbreviate their suffix: Goethestr. → goethestrasse.
+_STREET_SUFFIX = re.compile(r"(?<=[a-z]{3})str$")
+
+
+def fold(text: str) -> str:
+    """Lower case, accents and ligatures folded to ASCII, apostrophes and dots removed, every other
+    run of punctuation or space a single space."""
+    lowered = text.casefold().translate(_LETTERS)  # casefold also turns ß into ss
+    decomposed = unicodedata.normalize("NFKD", lowered)
+    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _SEPARATING.sub(" ", _JOINING.sub("", ascii_only)).strip()
+
+
+def fold_name(text: str | None) -> str:
+    return " ".join(t for t in fold(text or "").split() if not t.isdigit())
+
+
+@dataclass(frozen=True, slots=True)
+class MatchAddress:
+    number: str  # the house number without its suffix ("12bis" → "12"), "" when none
+    street: str  # street words, abbreviations expanded, number removed
+    city: str
+    postcode: str  # upper case, letters and digits only ("SW11 4NP" → "SW114NP")
+    country: str
+
+
+def match_address(address: Address) -> MatchAddress | None:
+    street = fold(address.street or "")
+    number_found = _NUMBER.search(street)
+    words = [_expand_street_word(w) for w in street.split() if not any(ch.isdigit() for ch in w)]
+    city = fold(address.city or "")
+    postcode = re.sub(r"[^A-Z0-9]", "", (address.postcode or "").upper())
+    if not (words or city or postcode):
+        return None
+    return MatchAddress(
+        number=number_found.group() if number_found else "",
+        street=" ".join(words),
+        city=city,
+        postcode=postcode,
+        country=(address.country or "").strip().upper(),
+    )
+
+
+def _expand_street_word(word: str) -> str:
+    return _STREET_WORDS.get(word) or _STREET_SUFFIX.sub("strasse", word)
+
+
+def email_local_part(email: str) -> str:
+    """The mailbox part that survives provider quirks: no +tag, no dots, underscores or hyphens."""
+    local = email.partition("@")[0].partition("+")[0]
+    return re.sub(r"[._\-]", "", local)
+
+
+def phone_tail(phone: str) -> str:
+    """The last 8 digits: the subscriber number, whatever country code or trunk prefix was typed."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return digits[-8:]
+
+
+def _phonetic(name: str) -> str:
+    return jellyfish.metaphone(name.replace(" ", "")) if name else ""
+
+
+@dataclass(frozen=True, slots=True)
+class MatchFields:
+    """A profile as the matcher sees it. Build it with `match_fields` (or `normalised_fields` for raw
+    values); the derived fields below are filled in from the six given ones."""
+
+    first_name: str
+    last_name: str
+    birth_date: date | None
+    emails: tuple[str, ...]
+    phones: tuple[str, ...]
+    addresses: tuple[MatchAddress, ...]
+    first_joined: str = field(init=False, repr=False, compare=False)  # "jean pierre" → "jeanpierre"
+    last_joined: str = field(init=False, repr=False, compare=False)
+    first_phonetic: str = field(init=False, repr=False, compare=False)  # Metaphone of first_joined
+    last_phonetic: str = field(init=False, repr=False, compare=False)
+    email_locals: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    phone_tails: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    order_key: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # object.__setattr__: the documented way to fill derived fields of a frozen dataclass.
+        set_ = object.__setattr__
+        set_(self, "first_joined", self.first_name.replace(" ", ""))
+        set_(self, "last_joined", self.last_name.replace(" ", ""))
+        set_(self, "first_phonetic", _phonetic(self.first_name))
+        set_(self, "last_phonetic", _phonetic(self.last_name))
+        set_(self, "email_locals", tuple(email_local_part(e) for e in self.emails))
+        set_(self, "phone_tails", tuple(phone_tail(p) for p in self.phones))
+        # A total order over everything compared, so that score_pair can put any pair in one
+        # canonical order and be symmetric by construction.
+        set_(
+            self,
+            "order_key",
+            (
+                self.last_name,
+                self.first_name,
+                self.birth_date.isoformat() if self.birth_date else "",
+                "|".join(self.emails),
+                "|".join(self.phones),
+                "|".join(f"{a.number},{a.street},{a.city},{a.postcode},{a.country}" for a in self.addresses),
+            ),
+        )
+
+
+def normalised_fields(
+    *,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    birth_date: date | None = None,
+    emails: Iterable[str] = (),
+    phones: Iterable[str] = (),
+    addresses: Iterable[Address] = (),
+) -> MatchFields:
+    """MatchFields from raw values. Emails and phones are expected already normalised by
+    `app.domain.identifiers.normalise` (as stored on a profile); they are only trimmed and lower-cased."""
+    found = [match_address(a) for a in addresses]
+    return MatchFields(
+        first_name=fold_name(first_name),
+        last_name=fold_name(last_name),
+        birth_date=birth_date,
+        emails=tuple(sorted({e.strip().lower() for e in emails if e.strip()})),
+        phones=tuple(sorted({p.strip() for p in phones if p.strip()})),
+        addresses=tuple(dict.fromkeys(a for a in found if a is not None)),
+    )
+
+
+def match_fields(profile: Profile) -> MatchFields:
+    return normalised_fields(
+        first_name=profile.first_name,
+        last_name=profile.last_name,
+        birth_date=profile.birth_date,
+        emails=(r.value for r in profile.identifiers if r.type == KnownIdentifierType.EMAIL),
+        phones=(r.value for r in profile.identifiers if r.type == KnownIdentifierType.PHONE),
+        addresses=profile.addresses,
+    )

@@ -1,0 +1,355 @@
+"""How alike two profiles are: one comparison per field, each giving an agreement level with a
+Fellegi-Sunter weight (log2 of how much likelier that level is for two records of one person than
+for two different people), summed with a prior and mapped to a score in [0, 1] by a logistic.
+
+A missing value adds nothing either way. Weights are set from how often each level occurs for true
+duplicates and for look-alikes (namesakes, households, people born the same day), not fitted to one
+data set; the benchmark in `bench/identity_matching.py` checks them against generated people.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import jellyfish
+
+from app.domain.matching.fields import MatchAddress, MatchFields
+from app.domain.matching.nicknames import are_nicknames
+
+# Two profiles picked among blocking candidates are different people far more often than not: with
+# no evidence at all the odds are 2^-12 (1 in 4,096). A shared email (+16) alone then gives 0.94, a
+# shared phone (+13) 0.67, a full name (+9.5) alone 0.15, a full name and birth date 0.99.
+PRIOR_BITS = -12.0
+# A shared email or phone is what a household shares too (a family address, a home landline). When
+# the given names or birth dates contradict each other, the shared contact point says "same
+# household", not "same person", and counts for at most this much.
+HOUSEHOLD_CONTACT_BITS = 4.0
+# Bits lost when the names only agree crossed (first name in one record, last name in the other):
+# a data-entry slip, rarer than two people whose first and last names mirror one another.
+SWAPPED_NAMES_BITS = -1.0
+
+# Jaro-Winkler bands: 0.92 and up is a typo or a spelling variant (Meyer/Meier, Smith/Smyth); 0.85
+# to 0.92 is two edits or a short name with one; below, different names.
+CLOSE = 0.92
+NEAR = 0.85
+
+GIVEN_NAME_BITS = {
+    "exact": 5.0,
+    "nickname": 4.0,
+    "shortForm": 3.5,
+    "metaphone": 3.0,
+    "jaroWinkler": 3.0,
+    "jaroWinklerNear": 1.0,
+    "initial": 1.0,
+    # Rare for one person (an unknown nickname, a name changed at naturalisation); the norm for
+    # siblings, spouses and twins, who share everything else.
+    "different": -7.0,
+}
+SURNAME_BITS = {
+    # Weak on purpose: among candidates a shared surname is common (families, Garcia, Müller, Smith).
+    "exact": 4.5,
+    "tokens": 3.5,  # one part of a compound surname: "Garcia Lopez" and "Garcia", "van den Berg" and "Berg"
+    "metaphone": 3.0,
+    "jaroWinkler": 3.0,
+    "jaroWinklerNear": 1.0,
+    "different": -4.0,  # married names change: milder than a different given name
+}
+BIRTH_DATE_BITS = {
+    "exact": 9.0,  # about 1 in 20,000 people share a birth date
+    "dayMonthSwap": 6.0,  # 03/04 typed for 04/03: American and European orders mixed up
+    "damerauLevenshtein": 4.0,  # one digit typed wrong or two swapped
+    "different": -10.0,  # a true duplicate with an unrelated birth date is a rare entry error
+}
+EMAIL_BITS = {
+    "exact": 16.0,
+    "sameMailbox": 15.0,  # same provider, same address once dots and +tags are dropped
+    "damerauLevenshtein": 5.0,  # one typo in a long address
+    "localPart": 4.0,  # the same "jean.dupont" at two providers: namesakes pick the same one too
+    "different": -1.0,  # people keep several addresses: weak evidence against
+}
+PHONE_BITS = {
+    "exact": 13.0,  # weaker than an email: landlines are shared, numbers are recycled
+    "lastDigits": 11.0,  # same subscriber number under another country code
+    "damerauLevenshtein": 5.0,
+    "different": -1.5,
+}
+ADDRESS_BITS = {
+    "sameAddress": 5.0,  # a household shares it: strong only with the names
+    "sameStreet": 3.0,  # no house number on one side
+    "sameStreetOtherNumber": 1.5,
+    "samePostcode": 1.0,
+    "sameCity": 0.3,
+    "different": -1.5,  # people move
+}
+
+MIN_EMAIL_LENGTH_FOR_TYPO = 10
+MIN_LOCAL_PART = 5
+# Mailboxes of companies or roles, not people: a shared one says nothing about identity.
+GENERIC_LOCAL_PARTS = frozenset(
+    {"info", "contact", "admin", "office", "mail", "email", "hello", "sales", "support", "noreply", "test"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchReason:
+    field: str
+    method: str
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class MatchScore:
+    score: float
+    reasons: list[MatchReason]
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    method: str
+    similarity: float
+    bits: float
+
+
+def score_pair(a: MatchFields, b: MatchFields) -> MatchScore:
+    """Score two profiles. Symmetric by construction: the pair is put in one canonical order first,
+    so no comparator (Jaro-Winkler's matching window is one) can make score(a, b) != score(b, a)."""
+    if b.order_key < a.order_key:
+        a, b = b, a
+    reasons: list[MatchReason] = []
+    bits = PRIOR_BITS + _names(a, b, reasons)
+    born = _birth_date(a.birth_date, b.birth_date)
+    if born is not None:
+        reasons.append(MatchReason("birthDate", born.method, born.similarity))
+        bits += born.bits
+    contradicted = (born is not None and born.method == "different") or any(
+        r.field == "firstName" and r.method == "different" for r in reasons
+    )
+    for field, level in (("email", _emails(a, b)), ("phone", _phones(a, b))):
+        if level is not None:
+            reasons.append(MatchReason(field, level.method, level.similarity))
+            bits += min(level.bits, HOUSEHOLD_CONTACT_BITS) if contradicted else level.bits
+    bits += _addresses(a.addresses, b.addresses, reasons)
+    return MatchScore(_logistic(bits), reasons)
+
+
+def _logistic(bits: float) -> float:
+    bits = max(-60.0, min(60.0, bits))
+    return 1.0 / (1.0 + math.pow(2.0, -bits))
+
+
+def _jaro_winkler(x: str, y: str) -> float:
+    similarity: float = jellyfish.jaro_winkler_similarity(x, y) if x <= y else jellyfish.jaro_winkler_similarity(y, x)
+    return similarity
+
+
+# -- names ----------------------------------------------------------------------------------------
+def _names(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> float:
+    given = _given_name(a.first_name, a.first_joined, a.first_phonetic, b.first_name, b.first_joined, b.first_phonetic)
+    surname = _surname(a.last_name, a.last_joined, a.last_phonetic, b.last_name, b.last_joined, b.last_phonetic)
+    straight = (given.bits if given else 0.0) + (surname.bits if surname else 0.0)
+    # Crossed names are looked at only when the straight reading has a disagreement to explain.
+    if (given is None or given.method != "different") and (surname is None or surname.method != "different"):
+        return _keep(reasons, given, surname, straight)
+    crossed_given = _given_name(
+        a.first_name, a.first_joined, a.first_phonetic, b.last_name, b.last_joined, b.last_phonetic
+    )
+    crossed_surname = _surname(
+        a.last_name, a.last_joined, a.last_phonetic, b.first_name, b.first_joined, b.first_phonetic
+    )
+    if crossed_given is None or crossed_surname is None:
+        return _keep(reasons, given, surname, straight)
+    if "different" in (crossed_given.method, crossed_surname.method):
+        return _keep(reasons, given, surname, straight)
+    crossed = crossed_given.bits + crossed_surname.bits + SWAPPED_NAMES_BITS
+    if crossed <= straight:
+        return _keep(reasons, given, surname, straight)
+    reasons.append(MatchReason("name", "firstLastSwapped", 1.0))
+    return _keep(reasons, crossed_given, crossed_surname, crossed)
+
+
+def _keep(reasons: list[MatchReason], given: _Level | None, surname: _Level | None, bits: float) -> float:
+    if given is not None:
+        reasons.append(MatchReason("firstName", given.method, given.similarity))
+    if surname is not None:
+        reasons.append(MatchReason("lastName", surname.method, surname.similarity))
+    return bits
+
+
+def _given_name(x: str, x_joined: str, x_code: str, y: str, y_joined: str, y_code: str) -> _Level | None:
+    if not x_joined or not y_joined:
+        return None
+    if x_joined == y_joined:
+        return _Level("exact", 1.0, GIVEN_NAME_BITS["exact"])
+    if len(x_joined) == 1 or len(y_joined) == 1:  # "J." against "Jean"
+        if x_joined[0] == y_joined[0]:
+            return _Level("initial", 1.0, GIVEN_NAME_BITS["initial"])
+        return _Level("different", 0.0, GIVEN_NAME_BITS["different"])
+    if are_nicknames(x, y) or _token_nicknames(x, y):
+        return _Level("nickname", 1.0, GIVEN_NAME_BITS["nickname"])
+    similarity = _jaro_winkler(x_joined, y_joined)
+    if _short_form(x, x_joined, y, y_joined):
+        return _Level("shortForm", similarity, GIVEN_NAME_BITS["shortForm"])
+    return _spelling(similarity, x_code, y_code, GIVEN_NAME_BITS)
+
+
+def _token_nicknames(x: str, y: str) -> bool:
+    # Compound given names: "Jean-Baptiste" against "JB" is in the table; "Maria Pilar" against
+    # "Pili" needs a look at each part.
+    if " " not in x and " " not in y:
+        return False
+    return any(are_nicknames(p, q) or p == q for p in x.split() for q in y.split())
+
+
+def _short_form(x: str, x_joined: str, y: str, y_joined: str) -> bool:
+    shorter, longer = (x_joined, y_joined) if len(x_joined) <= len(y_joined) else (y_joined, x_joined)
+    if len(shorter) >= 3 and longer.startswith(shorter):  # Alex/Alexander, Max/Maximilian
+        return True
+    return _token_subset(x, y)
+
+
+def _token_subset(x: str, y: str) -> bool:
+    """One compound name holds every part of the other: "Marie Claire"/"Marie", "Garcia Lopez"/"Garcia"."""
+    xs, ys = x.split(), y.split()
+    if len(xs) == len(ys):
+        return False
+    small, large = (xs, ys) if len(xs) < len(ys) else (ys, xs)
+    return all(len(part) >= 3 and part in large for part in small)
+
+
+def _surname(x: str, x_joined: str, x_code: str, y: str, y_joined: str, y_code: str) -> _Level | None:
+    if not x_joined or not y_joined:
+        return None
+    if x_joined == y_joined:
+        return _Level("exact", 1.0, SURNAME_BITS["exact"])
+    similarity = _jaro_winkler(x_joined, y_joined)
+    if _token_subset(x, y):
+        return _Level("tokens", similarity, SURNAME_BITS["tokens"])
+    return _spelling(similarity, x_code, y_code, SURNAME_BITS)
+
+
+def _spelling(similarity: float, x_code: str, y_code: str, bits: dict[str, float]) -> _Level:
+    if similarity >= CLOSE:
+        return _Level("jaroWinkler", similarity, bits["jaroWinkler"])
+    if len(x_code) >= 2 and x_code == y_code:  # sounds the same: Meyer/Maier, Thompson/Tomson
+        return _Level("metaphone", similarity, bits["metaphone"])
+    if similarity >= NEAR:
+        return _Level("jaroWinkler", similarity, bits["jaroWinklerNear"])
+    return _Level("different", similarity, bits["different"])
+
+
+# -- birth date -----------------------------------------------------------------------------------
+def _birth_date(x: date | None, y: date | None) -> _Level | None:
+    if x is None or y is None:
+        return None
+    if x == y:
+        return _Level("exact", 1.0, BIRTH_DATE_BITS["exact"])
+    if x.year == y.year and x.month == y.day and x.day == y.month:
+        return _Level("dayMonthSwap", 0.9, BIRTH_DATE_BITS["dayMonthSwap"])
+    distance = jellyfish.damerau_levenshtein_distance(x.strftime("%Y%m%d"), y.strftime("%Y%m%d"))
+    if distance == 1:
+        return _Level("damerauLevenshtein", 1 - distance / 8, BIRTH_DATE_BITS["damerauLevenshtein"])
+    return _Level("different", max(0.0, 1 - distance / 8), BIRTH_DATE_BITS["different"])
+
+
+# -- emails and phones ----------------------------------------------------------------------------
+def _emails(a: MatchFields, b: MatchFields) -> _Level | None:
+    if not a.emails or not b.emails:
+        return None
+    best = _Level("different", 0.0, EMAIL_BITS["different"])
+    for x, x_local in zip(a.emails, a.email_locals, strict=True):
+        for y, y_local in zip(b.emails, b.email_locals, strict=True):
+            level = _email(x, x_local, y, y_local)
+            if level.bits > best.bits:
+                best = level
+    return best
+
+
+def _email(x: str, x_local: str, y: str, y_local: str) -> _Level:
+    if x == y:
+        return _Level("exact", 1.0, EMAIL_BITS["exact"])
+    meaningful = len(x_local) >= MIN_LOCAL_PART and x_local not in GENERIC_LOCAL_PARTS
+    if x_local == y_local and meaningful:
+        if x.rpartition("@")[2] == y.rpartition("@")[2]:
+            return _Level("sameMailbox", 1.0, EMAIL_BITS["sameMailbox"])
+        return _Level("localPart", 0.5, EMAIL_BITS["localPart"])
+    if min(len(x), len(y)) >= MIN_EMAIL_LENGTH_FOR_TYPO and abs(len(x) - len(y)) <= 1:
+        distance = jellyfish.damerau_levenshtein_distance(x, y)
+        if distance == 1:
+            return _Level("damerauLevenshtein", 1 - distance / max(len(x), len(y)), EMAIL_BITS["damerauLevenshtein"])
+    return _Level("different", 0.0, EMAIL_BITS["different"])
+
+
+def _phones(a: MatchFields, b: MatchFields) -> _Level | None:
+    if not a.phones or not b.phones:
+        return None
+    best = _Level("different", 0.0, PHONE_BITS["different"])
+    for x, x_tail in zip(a.phones, a.phone_tails, strict=True):
+        for y, y_tail in zip(b.phones, b.phone_tails, strict=True):
+            level = _phone(x, x_tail, y, y_tail)
+            if level.bits > best.bits:
+                best = level
+    return best
+
+
+def _phone(x: str, x_tail: str, y: str, y_tail: str) -> _Level:
+    if x == y:
+        return _Level("exact", 1.0, PHONE_BITS["exact"])
+    if len(x_tail) == 8 and x_tail == y_tail:
+        return _Level("lastDigits", 0.9, PHONE_BITS["lastDigits"])
+    if abs(len(x) - len(y)) <= 1:
+        distance = jellyfish.damerau_levenshtein_distance(x, y)
+        if distance == 1:
+            return _Level("damerauLevenshtein", 1 - distance / max(len(x), len(y)), PHONE_BITS["damerauLevenshtein"])
+    return _Level("different", 0.0, PHONE_BITS["different"])
+
+
+# -- addresses ------------------------------------------------------------------------------------
+def _addresses(xs: tuple[MatchAddress, ...], ys: tuple[MatchAddress, ...], reasons: list[MatchReason]) -> float:
+    if not xs or not ys:
+        return 0.0
+    best: tuple[float, list[MatchReason]] | None = None
+    for x in xs:
+        for y in ys:
+            found = _address(x, y)
+            if best is None or found[0] > best[0]:
+                best = found
+    assert best is not None
+    reasons.extend(best[1])
+    return best[0]
+
+
+def _address(x: MatchAddress, y: MatchAddress) -> tuple[float, list[MatchReason]]:
+    parts: list[MatchReason] = []
+    same_postcode = bool(x.postcode) and x.postcode == y.postcode
+    if x.postcode and y.postcode:
+        parts.append(MatchReason("address.postcode", "exact", 1.0 if same_postcode else 0.0))
+    street = _jaro_winkler(x.street, y.street) if x.street and y.street else None
+    if street is not None:
+        parts.append(MatchReason("address.street", "jaroWinkler", street))
+    same_number = bool(x.number) and x.number == y.number
+    if x.number and y.number:
+        parts.append(MatchReason("address.streetNumber", "exact", 1.0 if same_number else 0.0))
+    city = _jaro_winkler(x.city, y.city) if x.city and y.city else None
+    if city is not None:
+        parts.append(MatchReason("address.city", "jaroWinkler", city))
+    # A postcode typo is forgiven when the city agrees, and a misspelt city when the postcode does.
+    place = same_postcode or (city is not None and city >= CLOSE)
+    if street is not None and street >= CLOSE and place:
+        if same_number:
+            level = "sameAddress"
+        elif x.number and y.number:
+            level = "sameStreetOtherNumber"
+        else:
+            level = "sameStreet"
+    elif same_postcode:
+        level = "samePostcode"
+    elif city is not None and city >= CLOSE:
+        level = "sameCity"
+    elif street is None and city is None and not (x.postcode and y.postcode):
+        return 0.0, parts  # nothing comparable: neither for nor against
+    else:
+        level = "different"
+    similarity = sum(p.similarity for p in parts) / len(parts)
+    return ADDRESS_BITS[level], [MatchReason("address", level, similarity), *parts]

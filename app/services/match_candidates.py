@@ -1,0 +1,140 @@
+"""Fuzzy merge candidates: profiles that probably belong to one person although they share no
+identifier. Look-alikes are found through the blocking-key index the stores keep on every write
+(never by comparing all pairs), then scored by `app.domain.matching`.
+
+- `candidates_for_profile`: one profile against the profiles sharing one of its keys (milliseconds);
+- `candidates_in_store`: every key group of the store, each pair scored once (a steward's review
+  list; its cost grows with the number of profiles sharing keys, not with the square of the store);
+- `merge_lookalikes`: the optional automatic merge above `IdentityPolicy.fuzzy_merge_score`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from app.domain.errors import InvalidInput, NotFound
+from app.domain.matching import DEFAULT_MIN_SCORE, Candidate, MatchFields, candidates_for, match_fields, score_pair
+from app.domain.merge import MergeRefusal
+from app.domain.profile import Profile
+from app.services.identity_policy import IdentityPolicy
+from app.services.merge_steps import new_refusal_id
+from app.services.merging import merge_profiles
+from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_reads import get_profile
+from app.services.profile_writes import with_retries
+
+log = logging.getLogger("cdp.matching")
+
+# A profile is compared with at most this many look-alikes, and a whole-store run skips key groups
+# larger than MAX_GROUP_SIZE (a key that common says nothing about identity): both keep the cost
+# bounded whatever the data. The blocking keys are designed so that real groups stay far below.
+MAX_LOOKALIKES = 500
+MAX_GROUP_SIZE = 500
+MAX_CANDIDATES = 1000
+
+
+def check_request(min_score: float, first: int) -> None:
+    if not 0.0 < min_score <= 1.0:
+        raise InvalidInput(f"minScore must be in (0, 1], got {min_score}", field="minScore")
+    if not 1 <= first <= MAX_CANDIDATES:
+        raise InvalidInput(f"first must be between 1 and {MAX_CANDIDATES}, got {first}", field="first")
+
+
+async def candidates_for_profile(
+    store: ProfileStore, profile_id: str, *, min_score: float = DEFAULT_MIN_SCORE, first: int = 20
+) -> list[Candidate]:
+    """The best look-alikes of one profile (a merged-away id stands for its survivor), best first."""
+    check_request(min_score, first)
+    profile = await _live(store, profile_id)
+    others = await store.profiles_sharing_keys(profile.blocking_keys, limit=MAX_LOOKALIKES)
+    pairs = ((other.id, match_fields(other)) for other in others)
+    return candidates_for(match_fields(profile), profile.id, pairs, min_score)[:first]
+
+
+async def candidates_in_store(
+    store: ProfileStore, *, min_score: float = DEFAULT_MIN_SCORE, first: int = 100
+) -> list[Candidate]:
+    """The best candidate pairs of the whole store, best first; in each pair `a` sorts before `b`."""
+    check_request(min_score, first)
+    fields: dict[str, MatchFields] = {}
+    scored: set[tuple[str, str]] = set()
+    found: list[Candidate] = []
+    skipped = 0
+    async for _key, ids in store.blocking_groups():
+        if len(ids) > MAX_GROUP_SIZE:
+            skipped += 1
+            continue
+        missing = [profile_id for profile_id in ids if profile_id not in fields]
+        if missing:
+            fields.update((view.id, match_fields(view)) for view in await store.match_views(missing))
+        present = [profile_id for profile_id in ids if profile_id in fields]
+        for index, a in enumerate(present):
+            for b in present[index + 1 :]:
+                if (a, b) in scored:
+                    continue
+                scored.add((a, b))
+                result = score_pair(fields[a], fields[b])
+                if result.score >= min_score:
+                    found.append(Candidate(a, b, result.score, result.reasons))
+    if skipped:
+        log.warning("merge candidates: skipped %d blocking keys shared by over %d profiles", skipped, MAX_GROUP_SIZE)
+    found.sort(key=lambda c: (-c.score, c.a, c.b))
+    return found[:first]
+
+
+async def merge_lookalikes(store: ProfileStore, profile_ids: Sequence[str], policy: IdentityPolicy) -> int:
+    """Merge each profile with the look-alikes scoring at least `policy.fuzzy_merge_score` (when set):
+    the oldest profile survives; merge protection applies as to any automatic merge. Returns merges."""
+    threshold = policy.fuzzy_merge_score
+    if threshold is None:
+        return 0
+    merges = 0
+    for profile_id in dict.fromkeys(profile_ids):
+        try:
+            found = await candidates_for_profile(store, profile_id, min_score=threshold, first=MAX_CANDIDATES)
+        except NotFound:  # merged away by an earlier iteration
+            continue
+        if not found:
+            continue
+        group = [await _live(store, profile_id), *[await _live(store, c.b) for c in found]]
+        members = list({p.id: p for p in group}.values())
+        if len(members) < 2:
+            continue
+        if await _refused(store, members, policy):
+            continue
+        survivor, *others = sorted(members, key=lambda p: (p.created_at, p.id))
+        best = max(c.score for c in found)
+        await merge_profiles(
+            store,
+            survivor.id,
+            [o.id for o in others],
+            reason=f"automatic: fuzzy match (score {best:.3f} >= {threshold})",
+            actor="system",
+            policy=policy,
+        )
+        merges += 1
+    return merges
+
+
+async def _refused(store: ProfileStore, members: list[Profile], policy: IdentityPolicy) -> bool:
+    refusal = policy.protection.refusal(members, [])
+    if refusal is None:
+        return False
+    at = max(p.updated_at for p in members)
+
+    async def record(tx: StoreTransaction) -> None:
+        await tx.record_refusal(
+            MergeRefusal(_id=new_refusal_id(), at=at, profile_ids=[p.id for p in members], reason=refusal)
+        )
+
+    async with store.batch():
+        await with_retries(store, record)
+    return True
+
+
+async def _live(store: ProfileStore, profile_id: str) -> Profile:
+    profile = await get_profile(store, profile_id)
+    if profile is None:
+        raise NotFound(f"no profile {profile_id}", field="profileId")
+    return profile

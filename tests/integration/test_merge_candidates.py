@@ -1,0 +1,177 @@
+"""Fuzzy merge candidates through the services, on every storage backend: the blocking-key index is
+kept by every kind of profile write, candidates are found through it, and the optional automatic
+fuzzy merge respects merge protection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.domain.errors import InvalidInput, NotFound
+from app.domain.events import RawIdentifier
+from app.domain.matching.index import KEYS_VERSION, keys_of
+from app.domain.merge_protection import MergeProtection
+from app.domain.profile import Profile
+from app.domain.profile_change import ProfileChange
+from app.services import match_candidates, match_index, merging, profile_reads, profiles
+from app.services.identity_policy import IdentityPolicy
+from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.ports import ProfileStore, StoreTransaction
+from tests.builders import event
+
+NO_AUTO = IdentityPolicy(protection=MergeProtection(automatic_merges=False))
+FUZZY = IdentityPolicy(fuzzy_merge_score=0.9)
+
+JEAN = {
+    "first_name": "Jean",
+    "last_name": "Dupont",
+    "birth_date": "1980-03-12",
+    "addresses": [{"street": "12 rue Victor Hugo", "city": "Lyon", "postcode": "69002", "country": "FR"}],
+}
+# The same man typed again in a shop: a surname typo, day and month swapped, the street abbreviated,
+# another mailbox. No identifier in common.
+JEAN_AGAIN = {
+    "first_name": "Jean",
+    "last_name": "Dupond",
+    "birth_date": "1980-12-03",
+    "addresses": [{"street": "12 r. Victor Hugo", "city": "Lyon", "postcode": "69002", "country": "FR"}],
+}
+STRANGER = {
+    "first_name": "Lucia",
+    "last_name": "Romano",
+    "birth_date": "1992-07-30",
+    "addresses": [{"street": "Via Roma 3", "city": "Milano", "postcode": "20121", "country": "IT"}],
+}
+
+
+async def _upsert(
+    store: ProfileStore, email: str, fields: dict[str, Any], policy: IdentityPolicy = NO_AUTO, **extra: str
+) -> Profile:
+    identifiers = [RawIdentifier("email", email), *(RawIdentifier(t, v) for t, v in extra.items())]
+    return await profiles.upsert_profile(store, identifiers, fields, source="crm", policy=policy)
+
+
+async def _stored(store: ProfileStore, profile_id: str) -> Profile:
+    profile = await store.get_profile(profile_id)
+    assert profile is not None
+    return profile
+
+
+async def test_every_write_keeps_the_keys_of_the_fields(store: ProfileStore) -> None:
+    created = await _upsert(store, "jean.dupont@gmail.com", JEAN)
+    stored = await _stored(store, created.id)
+    assert stored.blocking_keys and stored.blocking_keys == keys_of(stored)
+    assert [p.id for p in await store.profiles_sharing_keys(stored.blocking_keys, limit=10)] == [created.id]
+
+    # An update that moves the keys: the old ones no longer find the profile, the new ones do.
+    await _upsert(store, "jean.dupont@gmail.com", {"last_name": "Lefebvre", "birth_date": "1975-01-20"})
+    updated = await _stored(store, created.id)
+    assert updated.blocking_keys == keys_of(updated) and updated.blocking_keys != stored.blocking_keys
+    gone = sorted(set(stored.blocking_keys) - set(updated.blocking_keys))
+    assert gone and await store.profiles_sharing_keys(gone, limit=10) == []
+
+    # An event that changes no identity field leaves the keys alone (and is not re-keyed).
+    outcomes = await ingest_events(store, [event("page_view", email="jean.dupont@gmail.com")], IngestionPolicy())
+    assert outcomes[0].status is EventStatus.ACCEPTED
+    assert (await _stored(store, created.id)).blocking_keys == updated.blocking_keys
+
+
+async def test_candidates_for_one_profile_find_the_typo_duplicate_and_say_why(store: ProfileStore) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN)
+    again = await _upsert(store, "j.dupond@orange.fr", JEAN_AGAIN)
+    await _upsert(store, "lucia.romano@libero.it", STRANGER)
+
+    found = await match_candidates.candidates_for_profile(store, jean.id)
+    assert [(c.a, c.b) for c in found] == [(jean.id, again.id)]
+    assert 0.9 <= found[0].score <= 1.0
+    fields = {r.field for r in found[0].reasons}
+    assert {"lastName", "birthDate"} <= fields, found[0].reasons
+    assert all(r.method and 0.0 <= r.similarity <= 1.0 for r in found[0].reasons)
+
+    # Symmetric, and the whole-store list holds the pair once.
+    assert [(c.a, c.b) for c in await match_candidates.candidates_for_profile(store, again.id)] == [(again.id, jean.id)]
+    everywhere = await match_candidates.candidates_in_store(store)
+    assert [{c.a, c.b} for c in everywhere] == [{jean.id, again.id}]
+
+
+async def test_a_merge_retires_the_tombstone_keys_and_an_unmerge_restores_them(store: ProfileStore) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN)
+    again = await _upsert(store, "j.dupond@orange.fr", JEAN_AGAIN)
+    keys_before = (await _stored(store, again.id)).blocking_keys
+    record, _ = await merging.merge_profiles(
+        store, jean.id, [again.id], reason="same man", actor="steward", policy=NO_AUTO
+    )
+    tomb = await _stored(store, again.id)
+    assert tomb.merged_into == jean.id and tomb.blocking_keys == []
+    stored_survivor = await _stored(store, jean.id)
+    assert stored_survivor.blocking_keys == keys_of(stored_survivor)
+    assert set(keys_before) & set(stored_survivor.blocking_keys)  # the survivor now holds both mailboxes
+    assert await match_candidates.candidates_for_profile(store, jean.id) == []
+    assert await match_candidates.candidates_in_store(store) == []
+    # The merged-away id stands for its survivor.
+    assert await match_candidates.candidates_for_profile(store, again.id) == []
+
+    await merging.unmerge_profile(store, record.id, actor="steward")
+    restored = await _stored(store, again.id)
+    assert restored.blocking_keys == keys_before
+    assert [(c.a, c.b) for c in await match_candidates.candidates_for_profile(store, jean.id)] == [(jean.id, again.id)]
+
+
+async def test_bad_requests_are_refused_clearly(store: ProfileStore) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN)
+    with pytest.raises(InvalidInput, match="minScore") as bad_score:
+        await match_candidates.candidates_for_profile(store, jean.id, min_score=1.5)
+    assert bad_score.value.field == "minScore"
+    with pytest.raises(InvalidInput, match="first"):
+        await match_candidates.candidates_in_store(store, first=0)
+    with pytest.raises(NotFound, match="no profile nope"):
+        await match_candidates.candidates_for_profile(store, "nope")
+
+
+async def test_automatic_fuzzy_merge_above_the_configured_score(store: ProfileStore) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN, policy=FUZZY)
+    written = await _upsert(store, "j.dupond@orange.fr", JEAN_AGAIN, policy=FUZZY)
+    assert written.id == jean.id  # the older profile survives and the write answers with it
+    survivor = await profile_reads.get_profile_by_identifier(store, "email", "j.dupond@orange.fr")
+    assert survivor is not None and survivor.id == jean.id
+    (record,) = await store.merges_of(jean.id)
+    assert record.automatic is False and record.actor == "system" and "fuzzy match" in record.reason
+
+    # A stranger is not merged; nor is anyone when the setting is off.
+    lucia = await _upsert(store, "lucia.romano@libero.it", STRANGER, policy=FUZZY)
+    assert (await _stored(store, lucia.id)).merged_into is None
+    again = await _upsert(store, "lucia.r@gmail.com", STRANGER, policy=NO_AUTO)
+    assert (await _stored(store, again.id)).merged_into is None
+
+
+async def test_automatic_fuzzy_merge_respects_merge_protection(store: ProfileStore) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN, policy=FUZZY, customerId="C1")
+    again = await _upsert(store, "j.dupond@orange.fr", JEAN_AGAIN, policy=FUZZY, customerId="C2")
+    assert again.id != jean.id
+    assert (await _stored(store, again.id)).merged_into is None
+    (refusal,) = await store.refusals_of(jean.id)
+    assert set(refusal.profile_ids) == {jean.id, again.id} and "customerId" in refusal.reason
+
+
+async def test_start_up_rekeys_profiles_written_without_keys(store: ProfileStore) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN)
+    again = await _upsert(store, "j.dupond@orange.fr", JEAN_AGAIN)
+    expected = {p: (await _stored(store, p)).blocking_keys for p in (jean.id, again.id)}
+
+    async def forget(tx: StoreTransaction) -> None:  # as written by a version without the index
+        for profile_id in expected:
+            await tx.update_profile(profile_id, ProfileChange(set={"blockingKeys": []}))
+
+    await store.run_in_transaction(forget)
+    assert await match_candidates.candidates_for_profile(store, jean.id) == []
+    await store.write_meta(match_index.META_KEY, KEYS_VERSION)
+    assert await match_index.ensure_blocking_keys(store) == 0  # the version mark says: nothing to do
+
+    await store.write_meta(match_index.META_KEY, "0")
+    checked: list[int] = []
+    assert await match_index.ensure_blocking_keys(store, checked.append) == 2
+    assert checked == [2]
+    assert {p: (await _stored(store, p)).blocking_keys for p in expected} == expected
+    assert len(await match_candidates.candidates_for_profile(store, jean.id)) == 1
+    assert await match_index.ensure_blocking_keys(store) == 0
