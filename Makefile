@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check app graphql_schema tests bench
+	$(BIN)/ruff check app graphql_schema tests bench fixtures
 	$(BIN)/mypy app graphql_schema
 
 fixtures: $(STAMP)

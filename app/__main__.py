@@ -66,12 +66,20 @@ def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_ok
                     bar.update(tasks[stage], completed=done)
 
                 report = await load_fixtures(store, directory, policy, progress)
+        except ValueError as exc:  # a line that is not JSON: the message names file and line
+            console.print(f"[red]stopped: {exc}[/red]")
+            raise typer.Exit(1) from None
         finally:
             await store.close()
         console.print(
             f"loaded {report.products} products, {report.profiles} profiles, {report.events_accepted} events "
-            f"({report.events_duplicate} already present, {report.events_rejected} rejected) into {_describe(settings)}"
+            f"({report.events_duplicate} already present; rejected: {report.profiles_rejected} profiles, "
+            f"{report.events_rejected} events) into {_describe(settings)}"
         )
+        for problem in report.problems:
+            console.print(f"[red]  {problem}[/red]", highlight=False)
+        if report.profiles_rejected or report.events_rejected:
+            raise typer.Exit(1)
 
     asyncio.run(run())
 

@@ -4,11 +4,13 @@ products, then CRM profiles through upsert, then events through ingestion, with 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from app.domain.errors import InvalidInput
 from app.domain.events import RawEvent, RawIdentifier
 from app.services.extended_json import read_lines
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
@@ -17,6 +19,7 @@ from app.services.profiles import upsert_profile
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EVENT_BATCH = 500
+MAX_PROBLEMS = 20
 
 
 @dataclass(slots=True)
@@ -26,6 +29,13 @@ class LoadReport:
     events_accepted: int = 0
     events_duplicate: int = 0
     events_rejected: int = 0
+    profiles_rejected: int = 0
+    # What was refused, as "file:line: reason" (the first MAX_PROBLEMS): a data file has a bug, say where.
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
 
 
 def _identifiers(raw: list[dict[str, Any]]) -> list[RawIdentifier]:
@@ -33,6 +43,12 @@ def _identifiers(raw: list[dict[str, Any]]) -> list[RawIdentifier]:
 
 
 def raw_event(document: dict[str, Any]) -> RawEvent:
+    """The event a file line holds; InvalidInput when it lacks what every event has."""
+    missing = [key for key in ("type", "channel", "timestamp") if key not in document]
+    if missing or not (document.get("messageId") or document.get("_id")):
+        raise InvalidInput(f"missing {', '.join(missing or ['messageId (or _id)'])}")
+    if not isinstance(document["timestamp"], datetime):
+        raise InvalidInput('timestamp must be an ISO-8601 date in {"$date": …}', field="timestamp")
     return RawEvent(
         message_id=str(document.get("messageId") or document["_id"]),
         type=str(document["type"]),
@@ -66,28 +82,46 @@ async def load_fixtures(
     profiles = directory / "profiles.jsonl"
     if profiles.exists():
         total = _count_lines(profiles)
-        for document in read_lines(profiles):
+        for line, document in enumerate(read_lines(profiles), start=1):
             fields = {k: v for k, v in document.items() if k not in ("_id", "identifiers")}
-            fields = _snake_case(fields)
-            await upsert_profile(
-                store, _identifiers(document["identifiers"]), fields, source="crm", policy=policy.identity
-            )
-            report.profiles += 1
-            if report.profiles % 100 == 0 or report.profiles == total:
-                report_progress("profiles", report.profiles, total)
+            try:
+                await upsert_profile(
+                    store,
+                    _identifiers(document.get("identifiers", [])),
+                    _snake_case(fields),
+                    source="crm",
+                    policy=policy.identity,
+                )
+            except InvalidInput as exc:
+                report.profiles_rejected += 1
+                report.problem(f"profiles.jsonl:{line}: {exc.field + ': ' if exc.field else ''}{exc.message}")
+            else:
+                report.profiles += 1
+            if line % 100 == 0 or line == total:
+                report_progress("profiles", line, total)
     events = directory / "events.jsonl"
     if events.exists():
         total = _count_lines(events)
         done = 0
         policy = replace(policy, max_batch_size=EVENT_BATCH)
         for batch in _batches(read_lines(events), EVENT_BATCH):
-            for outcome in await ingest_events(store, [raw_event(d) for d in batch], policy):
+            lines: list[int] = []
+            raws: list[RawEvent] = []
+            for offset, document in enumerate(batch):
+                try:
+                    raws.append(raw_event(document))
+                    lines.append(done + offset + 1)
+                except InvalidInput as exc:
+                    report.events_rejected += 1
+                    report.problem(f"events.jsonl:{done + offset + 1}: {exc.message}")
+            for line, outcome in zip(lines, await ingest_events(store, raws, policy), strict=True):
                 if outcome.status is EventStatus.ACCEPTED:
                     report.events_accepted += 1
                 elif outcome.status is EventStatus.DUPLICATE:
                     report.events_duplicate += 1
                 else:
                     report.events_rejected += 1
+                    report.problem(f"events.jsonl:{line}: {outcome.reason}")
             done += len(batch)
             report_progress("events", done, total)
     return report
