@@ -114,14 +114,16 @@ async def load_fixtures(
                 except InvalidInput as exc:
                     report.events_rejected += 1
                     report.problem(f"events.jsonl:{done + offset + 1}: {exc.message}")
-            for line, outcome in zip(lines, await ingest_events(store, raws, policy), strict=True):
+            outcomes = await ingest_events(store, raws, policy)
+            for index, (line, outcome) in enumerate(zip(lines, outcomes, strict=True)):
                 if outcome.status is EventStatus.ACCEPTED:
                     report.events_accepted += 1
                 elif outcome.status is EventStatus.DUPLICATE:
                     report.events_duplicate += 1
                 else:
                     report.events_rejected += 1
-                    report.problem(f"events.jsonl:{line}: {outcome.reason}")
+                    # The reason names the event by its place in the batch: the line says it here.
+                    report.problem(f"events.jsonl:{line}: {(outcome.reason or '').removeprefix(f'events[{index}].')}")
             done += len(batch)
             report_progress("events", done, total)
     return report

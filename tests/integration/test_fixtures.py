@@ -116,3 +116,40 @@ async def test_the_near_duplicates_are_merge_candidates(loaded: tuple[SQLiteStor
         candidates = await match_candidates.candidates_for_profile(store, copy.id)
         found += original.id in {c.b for c in candidates}
     assert found >= len(duplicates) - 1, f"only {found} of {len(duplicates)} near-duplicates found"
+
+
+async def test_bad_lines_are_reported_by_file_and_line_and_write_nothing(tmp_path: Path) -> None:
+    good = {"_id": "C1", "identifiers": [{"type": "email", "value": "ok@example.com"}], "firstName": "Ok"}
+    bad = {"_id": "C2", "identifiers": [{"type": "email", "value": "not-an-email"}], "firstName": "Bad"}
+    (tmp_path / "profiles.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    event = {
+        "_id": "m1",
+        "type": "page_view",
+        "channel": "web",
+        "timestamp": {"$date": "2026-01-01T10:00:00.000Z"},
+        "identifiers": [{"type": "email", "value": "late@example.com"}],
+        "properties": {"url": "/"},
+    }
+    no_type = {k: v for k, v in event.items() if k != "type"} | {"_id": "m2"}
+    wrong_channel = event | {"_id": "m3", "channel": "fax"}
+    lines = [event, no_type, wrong_channel]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+    try:
+        report = await load_fixtures(store, tmp_path, IngestionPolicy())
+        assert (report.profiles, report.profiles_rejected, report.events_accepted, report.events_rejected) == (
+            1,
+            1,
+            1,
+            2,
+        )
+        assert report.problems[0].startswith("profiles.jsonl:2: identifiers[0].value")
+        assert report.problems[1:] == [
+            "events.jsonl:2: missing type",
+            "events.jsonl:3: channel: unknown channel 'fax'; expected one of web, mobile, email, store, "
+            "call_center, customer_service",
+        ]
+        assert await store.count_profiles() == 2  # ok@ and late@: nothing of the bad lines
+        assert await profile_reads.get_profile_by_identifier(store, "email", "late@example.com") is not None
+    finally:
+        await store.close()
