@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import foundation
+from bench import foundation, identity_matching
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "store build, ingest throughput and profileByIdentifier latency, each beside its floor",
         foundation.add_arguments,
         foundation.run,
+    ),
+    "identity": Benchmark(
+        "fuzzy merge candidates: precision, recall and F1 on synthetic people; whole-store and one-profile cost",
+        identity_matching.add_arguments,
+        identity_matching.run,
     ),
 }
 

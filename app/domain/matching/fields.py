@@ -102,6 +102,20 @@ def email_local_part(email: str) -> str:
     return re.sub(r"[._\-]", "", local)
 
 
+# Providers that deliver "j.dupont", "jdupont" and "j.d.upont" to one mailbox. Elsewhere a dot, an
+# underscore or a hyphen makes another address, which a namesake may well hold.
+_DOTLESS_PROVIDERS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox(email: str) -> str:
+    """The mailbox an address delivers to: no +tag, and no dots where the provider ignores them."""
+    local, _, domain = email.lower().partition("@")
+    local = local.partition("+")[0]
+    if domain in _DOTLESS_PROVIDERS:
+        return f"{local.replace('.', '')}@{_DOTLESS_PROVIDERS[domain]}"
+    return f"{local}@{domain}"
+
+
 def phone_tail(phone: str) -> str:
     """The last 8 digits: the subscriber number, whatever country code or trunk prefix was typed."""
     digits = "".join(ch for ch in phone if ch.isdigit())
@@ -128,6 +142,7 @@ class MatchFields:
     first_phonetic: str = field(init=False, repr=False, compare=False)  # Metaphone of first_joined
     last_phonetic: str = field(init=False, repr=False, compare=False)
     email_locals: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    mailboxes: tuple[str, ...] = field(init=False, repr=False, compare=False)
     phone_tails: tuple[str, ...] = field(init=False, repr=False, compare=False)
     order_key: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -139,6 +154,7 @@ class MatchFields:
         set_(self, "first_phonetic", _phonetic(self.first_name))
         set_(self, "last_phonetic", _phonetic(self.last_name))
         set_(self, "email_locals", tuple(email_local_part(e) for e in self.emails))
+        set_(self, "mailboxes", tuple(mailbox(e) for e in self.emails))
         set_(self, "phone_tails", tuple(phone_tail(p) for p in self.phones))
         # A total order over everything compared, so that score_pair can put any pair in one
         # canonical order and be symmetric by construction.

@@ -22,9 +22,9 @@ from app.domain.matching.nicknames import are_nicknames
 # no evidence at all the odds are 2^-12 (1 in 4,096). A shared email (+16) alone then gives 0.94, a
 # shared phone (+13) 0.67, a full name (+9.5) alone 0.15, a full name and birth date 0.99.
 PRIOR_BITS = -12.0
-# A shared email or phone is what a household shares too (a family address, a home landline). When
-# the given names or birth dates contradict each other, the shared contact point says "same
-# household", not "same person", and counts for at most this much.
+# A shared email, phone or address is what a household shares too (a family mailbox, a landline,
+# the home). When the given names or birth dates contradict each other, all of it together says
+# "same household", not "same person", and counts for at most this much: twins stay apart.
 HOUSEHOLD_CONTACT_BITS = 4.0
 # Bits lost when the names only agree crossed (first name in one record, last name in the other):
 # a data-entry slip, rarer than two people whose first and last names mirror one another.
@@ -64,7 +64,7 @@ BIRTH_DATE_BITS = {
 }
 EMAIL_BITS = {
     "exact": 16.0,
-    "sameMailbox": 15.0,  # same provider, same address once dots and +tags are dropped
+    "sameMailbox": 15.0,  # one mailbox: +tags dropped, and dots where the provider ignores them (Gmail)
     "damerauLevenshtein": 5.0,  # one typo in a long address
     "localPart": 4.0,  # the same "jean.dupont" at two providers: namesakes pick the same one too
     "different": -1.0,  # people keep several addresses: weak evidence against
@@ -76,7 +76,7 @@ PHONE_BITS = {
     "different": -1.5,
 }
 ADDRESS_BITS = {
-    "sameAddress": 5.0,  # a household shares it: strong only with the names
+    "sameAddress": 6.5,  # a household shares it: strong only with the names (a full name and this: 0.94)
     "sameStreet": 3.0,  # no house number on one side
     "sameStreetOtherNumber": 1.5,
     "samePostcode": 1.0,
@@ -126,11 +126,13 @@ def score_pair(a: MatchFields, b: MatchFields) -> MatchScore:
     contradicted = (born is not None and born.method == "different") or any(
         r.field == "firstName" and r.method == "different" for r in reasons
     )
+    shared = 0.0  # what a household shares: contact points and the address
     for field, level in (("email", _emails(a, b)), ("phone", _phones(a, b))):
         if level is not None:
             reasons.append(MatchReason(field, level.method, level.similarity))
-            bits += min(level.bits, HOUSEHOLD_CONTACT_BITS) if contradicted else level.bits
-    bits += _addresses(a.addresses, b.addresses, reasons)
+            shared += level.bits
+    shared += _addresses(a.addresses, b.addresses, reasons)
+    bits += min(shared, HOUSEHOLD_CONTACT_BITS) if contradicted else shared
     return MatchScore(_logistic(bits), reasons)
 
 
@@ -258,21 +260,21 @@ def _emails(a: MatchFields, b: MatchFields) -> _Level | None:
     if not a.emails or not b.emails:
         return None
     best = _Level("different", 0.0, EMAIL_BITS["different"])
-    for x, x_local in zip(a.emails, a.email_locals, strict=True):
-        for y, y_local in zip(b.emails, b.email_locals, strict=True):
-            level = _email(x, x_local, y, y_local)
+    for x, x_local, x_box in zip(a.emails, a.email_locals, a.mailboxes, strict=True):
+        for y, y_local, y_box in zip(b.emails, b.email_locals, b.mailboxes, strict=True):
+            level = _email(x, x_local, x_box, y, y_local, y_box)
             if level.bits > best.bits:
                 best = level
     return best
 
 
-def _email(x: str, x_local: str, y: str, y_local: str) -> _Level:
+def _email(x: str, x_local: str, x_box: str, y: str, y_local: str, y_box: str) -> _Level:
     if x == y:
         return _Level("exact", 1.0, EMAIL_BITS["exact"])
+    if x_box == y_box:
+        return _Level("sameMailbox", 1.0, EMAIL_BITS["sameMailbox"])
     meaningful = len(x_local) >= MIN_LOCAL_PART and x_local not in GENERIC_LOCAL_PARTS
-    if x_local == y_local and meaningful:
-        if x.rpartition("@")[2] == y.rpartition("@")[2]:
-            return _Level("sameMailbox", 1.0, EMAIL_BITS["sameMailbox"])
+    if x_local == y_local and meaningful:  # the same handle, told apart only by separators or provider
         return _Level("localPart", 0.5, EMAIL_BITS["localPart"])
     if min(len(x), len(y)) >= MIN_EMAIL_LENGTH_FOR_TYPO and abs(len(x) - len(y)) <= 1:
         distance = jellyfish.damerau_levenshtein_distance(x, y)

@@ -1,0 +1,192 @@
+"""The identity-matching benchmark: how well and how fast fuzzy merge candidates are found.
+
+    python -m bench identity            # 5,000 people for quality; 5,000 and 100,000 profiles for timing
+    python -m bench identity --quick    # 2,000 people; 20,000 profiles
+
+Data: `bench/people` generates synthetic people (several European countries, namesakes, households,
+twins) and 1-4 noisy records each; ground truth is the person behind each record, so every pair of
+records of one person is a true pair, whether blocking surfaces it or not.
+
+1. Quality in memory: records keyed by `blocking_keys`, every pair sharing a key scored once with
+   `score_pair`: precision, recall and F1 at several thresholds, beside blocking's own recall.
+2. Quality through the product: the records written to an embedded store (blocking keys indexed as
+   on every write), `mergeCandidates(profileId)` asked for each one: P/R/F1 at the default threshold.
+3. Cost: whole-store candidates at 5,000 and 100,000 profiles, and one profile's candidates
+   p50/p99 at 100,000, beside the floor of reading the same profile by id.
+The threshold is tuned on seed 1 (`--seed 1`); the reported run uses another seed (default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import phonenumbers
+
+from app.domain.identifiers import normalise
+from app.domain.matching import DEFAULT_MIN_SCORE, blocking_keys, match_fields, score_pair
+from app.domain.profile import Address, IdentifierRecord, Profile
+from app.services.ports import ProfileStore
+from bench.common import Latencies, fmt_s, heading, machine_lines, run_async, say, table, temp_dir
+from bench.identity_store import (
+    Quality,
+    build_store,
+    one_profile_latencies,
+    store_quality,
+    true_pairs,
+    whole_store_seconds,
+)
+from bench.people.population import Record, people, records
+
+CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+FULL = {"people": 5_000, "scale": 100_000, "lookups": 2_000}
+QUICK = {"people": 2_000, "scale": 20_000, "lookups": 500}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
+    parser.add_argument("--seed", type=int, default=2, help="population seed (thresholds were tuned on 1)")
+    parser.add_argument("--people", type=int, help="people for the quality runs")
+    parser.add_argument("--scale", type=int, help="profiles for the large timing run")
+
+
+def run(args: argparse.Namespace) -> None:
+    sizes = QUICK if args.quick else FULL
+    count = args.people or sizes["people"]
+    scale = args.scale or sizes["scale"]
+    heading("CDP core: identity matching benchmark")
+    for name, value in machine_lines():
+        say(f"  {name:<9} {value}")
+    started = time.perf_counter()
+    population = people(count, args.seed)
+    found = records(population, args.seed)
+    profiles = [to_profile(f"r{i:07d}", record) for i, record in enumerate(found)]
+    truth = {p.id: str(r.person) for p, r in zip(profiles, found, strict=True)}
+    say(f"\n  {count:,} people (seed {args.seed}) -> {len(profiles):,} records; {len(true_pairs(truth)):,} true pairs")
+    in_memory(profiles, truth)
+    run_async(through_the_store(profiles, truth, scale=scale, lookups=sizes["lookups"], seed=args.seed))
+    heading("Total")
+    say(f"  run time {fmt_s(time.perf_counter() - started)}")
+
+
+def to_profile(profile_id: str, record: Record) -> Profile:
+    """A record as a connector would write it: identifiers normalised, the phone read in its country."""
+    identifiers = [
+        IdentifierRecord(type="email", value=normalise("email", e).value, added_at=CREATED) for e in record.emails
+    ]
+    for phone in record.phones:
+        e164 = phonenumbers.format_number(
+            phonenumbers.parse(phone, record.country), phonenumbers.PhoneNumberFormat.E164
+        )
+        identifiers.append(IdentifierRecord(type="phone", value=e164, added_at=CREATED))
+    addresses = (
+        [Address(street=record.street, city=record.city, postcode=record.postcode, country=record.country)]
+        if record.street or record.city or record.postcode
+        else []
+    )
+    return Profile(
+        _id=profile_id,
+        first_name=record.first_name,
+        last_name=record.last_name,
+        birth_date=record.birth_date,
+        identifiers=identifiers,
+        addresses=addresses,
+        created_at=CREATED,
+        updated_at=CREATED,
+    )
+
+
+# -- 1. in memory ---------------------------------------------------------------------------------
+def in_memory(profiles: Sequence[Profile], truth: dict[str, str]) -> None:
+    heading("1. Quality in memory: blocking keys, then score_pair on each pair sharing a key")
+    began = time.perf_counter()
+    fields = {p.id: match_fields(p) for p in profiles}
+    blocks: dict[str, list[str]] = defaultdict(list)
+    for profile_id, f in fields.items():
+        for key in blocking_keys(f):
+            blocks[key].append(profile_id)
+    keyed = time.perf_counter()
+    scores: dict[frozenset[str], float] = {}
+    for members in blocks.values():
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                pair = frozenset((a, b))
+                if pair not in scores:
+                    scores[pair] = score_pair(fields[a], fields[b]).score
+    scored = time.perf_counter()
+    expected = true_pairs(truth)
+    n = len(profiles)
+    sizes = sorted((len(m) for m in blocks.values()), reverse=True)
+    say(f"  {len(blocks):,} keys; largest blocks {sizes[:5]}; {len(scores):,} pairs scored of {n * (n - 1) // 2:,}")
+    say(
+        f"  blocking recall: {len(expected & scores.keys()) / len(expected):.4f} of true pairs share a key; "
+        f"keys {fmt_s(keyed - began)}, scoring {fmt_s(scored - keyed)} "
+        f"({(scored - keyed) / max(1, len(scores)) * 1e6:.1f} µs/pair)"
+    )
+    rows = []
+    for threshold in sorted({*THRESHOLDS, DEFAULT_MIN_SCORE}):
+        found = {pair for pair, score in scores.items() if score >= threshold}
+        quality = Quality(len(expected), len(found), len(found & expected))
+        mark = "  <- default" if threshold == DEFAULT_MIN_SCORE else ""
+        rows.append([f"{threshold:.2f}{mark}", f"{quality.precision:.4f}", f"{quality.recall:.4f}", f"{quality.f1:.4f}",
+                     f"{quality.found_pairs:,}", f"{quality.found_pairs - quality.correct_pairs:,}"])  # fmt: skip
+    table(["minScore", "precision", "recall", "F1", "pairs found", "wrong pairs"], rows)
+
+
+# -- 2 and 3. through the store -------------------------------------------------------------------
+async def through_the_store(
+    profiles: Sequence[Profile], truth: dict[str, str], *, scale: int, lookups: int, seed: int
+) -> None:
+    heading("2. Quality through the product: mergeCandidates(profileId) for every profile, embedded store")
+    with temp_dir() as directory:
+        store, built = await build_store(profiles, directory / "quality")
+        try:
+            began = time.perf_counter()
+            quality = await store_quality(store, truth)
+            elapsed = time.perf_counter() - began
+        finally:
+            await store.close()
+    say(f"  store written in {fmt_s(built)}; {len(profiles):,} mergeCandidates calls in {fmt_s(elapsed)}")
+    say(
+        f"  at the default minScore {DEFAULT_MIN_SCORE}: precision {quality.precision:.4f}, recall "
+        f"{quality.recall:.4f}, F1 {quality.f1:.4f} ({quality.found_pairs - quality.correct_pairs:,} wrong of "
+        f"{quality.found_pairs:,} pairs found; {quality.true_pairs:,} true pairs)"
+    )
+
+    heading("3. Cost: whole-store candidates, and one profile's candidates beside reading it by id")
+    rows = []
+    for size in (5_000, scale):
+        population = people(size // 2 + 100, seed + 1000)  # about 2.15 records a person
+        sample = [to_profile(f"s{i:07d}", r) for i, r in enumerate(records(population, seed + 1000)[:size])]
+        with temp_dir() as directory:
+            store, built = await build_store(sample, directory / f"scale{size}")
+            try:
+                whole, pairs = await whole_store_seconds(store)
+                picks = random.Random(seed).sample([p.id for p in sample], min(lookups, len(sample)))
+                one = await one_profile_latencies(store, picks)
+                floor = await _read_latencies(store, picks)
+            finally:
+                await store.close()
+        rows.append([f"{len(sample):,}", fmt_s(built), fmt_s(whole), f"{pairs:,}", f"{one.pct_ms(50):.2f}",
+                     f"{one.pct_ms(99):.2f}", f"{floor.pct_ms(50):.2f}", f"{floor.pct_ms(99):.2f}"])  # fmt: skip
+    table(
+        ["profiles", "write", "whole store", "pairs >= min", "one p50 ms", "one p99 ms", "get p50 ms", "get p99 ms"],
+        rows,
+    )
+    say("  whole store: candidates_in_store (first 1,000 pairs kept; every key group is scored)")
+    say("  one: candidates_for_profile (mergeCandidates(profileId)); get: the same profile read by id, its floor")
+
+
+async def _read_latencies(store: ProfileStore, picks: Sequence[str]) -> Latencies:
+    samples = []
+    began = time.perf_counter()
+    for profile_id in picks:
+        started = time.perf_counter()
+        await store.get_profile(profile_id)
+        samples.append(time.perf_counter() - started)
+    return Latencies(samples, wall_s=time.perf_counter() - began)

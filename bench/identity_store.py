@@ -1,0 +1,109 @@
+"""Fuzzy matching through the real services and the embedded store: what `mergeCandidates` costs
+and finds, as opposed to the in-memory blocking of `bench/identity_matching.py`.
+
+    store = await build_store(profiles, directory)     # written with their blocking keys
+    await store_quality(store, truth)                  # P/R/F1 of mergeCandidates(profileId) over all
+    await store_timings(store, sample)                 # whole store, and one profile p50/p99
+
+`truth` maps each profile id to the id of the person it belongs to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.domain.matching import DEFAULT_MIN_SCORE
+from app.domain.matching.index import refresh_keys
+from app.domain.profile import Profile
+from app.services import match_candidates
+from app.services.ports import ProfileStore, StoreTransaction
+from app.store.sqlite.store import SQLiteStore
+from bench.common import Latencies, say
+
+WRITE_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    true_pairs: int
+    found_pairs: int
+    correct_pairs: int
+
+    @property
+    def precision(self) -> float:
+        return self.correct_pairs / self.found_pairs if self.found_pairs else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.correct_pairs / self.true_pairs if self.true_pairs else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+async def build_store(profiles: Sequence[Profile], directory: Path) -> tuple[SQLiteStore, float]:
+    """An embedded store holding `profiles` with their blocking keys; returns it and the seconds taken."""
+    store = SQLiteStore(directory / "identity.sqlite3")
+    started = time.perf_counter()
+    for start in range(0, len(profiles), WRITE_BATCH):
+        async with store.batch():
+            for profile in profiles[start : start + WRITE_BATCH]:
+                await store.run_in_transaction(_insert(refresh_keys(profile)))
+    return store, time.perf_counter() - started
+
+
+def _insert(profile: Profile) -> Callable[[StoreTransaction], Awaitable[None]]:
+    async def work(tx: StoreTransaction) -> None:
+        await tx.insert_profile(profile)
+
+    return work
+
+
+def true_pairs(truth: dict[str, str]) -> set[frozenset[str]]:
+    by_person: dict[str, list[str]] = {}
+    for profile_id, person in truth.items():
+        by_person.setdefault(person, []).append(profile_id)
+    return {frozenset((a, b)) for ids in by_person.values() for i, a in enumerate(ids) for b in ids[i + 1 :]}
+
+
+async def store_quality(store: ProfileStore, truth: dict[str, str], min_score: float = DEFAULT_MIN_SCORE) -> Quality:
+    """Ask `mergeCandidates(profileId)` for every profile and score the union of pairs it returns."""
+    expected = true_pairs(truth)
+    found: set[frozenset[str]] = set()
+    for profile_id in truth:
+        for candidate in await match_candidates.candidates_for_profile(
+            store, profile_id, min_score=min_score, first=match_candidates.MAX_CANDIDATES
+        ):
+            found.add(frozenset((candidate.a, candidate.b)))
+    return Quality(len(expected), len(found), len(found & expected))
+
+
+async def whole_store_seconds(store: ProfileStore, min_score: float = DEFAULT_MIN_SCORE) -> tuple[float, int]:
+    started = time.perf_counter()
+    found = await match_candidates.candidates_in_store(
+        store, min_score=min_score, first=match_candidates.MAX_CANDIDATES
+    )
+    return time.perf_counter() - started, len(found)
+
+
+async def one_profile_latencies(store: ProfileStore, sample: Sequence[str]) -> Latencies:
+    samples: list[float] = []
+    began = time.perf_counter()
+    for profile_id in sample:
+        started = time.perf_counter()
+        await match_candidates.candidates_for_profile(store, profile_id)
+        samples.append(time.perf_counter() - started)
+    return Latencies(samples, wall_s=time.perf_counter() - began)
+
+
+def report_quality(label: str, quality: Quality) -> None:
+    say(
+        f"  {label}: precision {quality.precision:.4f}, recall {quality.recall:.4f}, F1 {quality.f1:.4f} "
+        f"({quality.correct_pairs:,} of {quality.found_pairs:,} pairs found are true; "
+        f"{quality.true_pairs:,} true pairs)"
+    )

@@ -1,0 +1,128 @@
+"""The fuzzy matcher on its own: per-field comparisons, look-alikes it must not merge, blocking keys
+and the index kept on profiles."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from app.domain.matching import (
+    DEFAULT_MIN_SCORE,
+    MAX_BLOCKING_KEYS,
+    MatchFields,
+    blocking_keys,
+    normalised_fields,
+    score_pair,
+)
+from app.domain.matching.index import index_change, keys_of, refresh_keys
+from app.domain.profile import Address, IdentifierRecord, Profile
+from app.domain.profile_change import ProfileChange
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+LYON = Address(street="12 rue Victor Hugo", city="Lyon", postcode="69002", country="FR")
+
+
+def person(**fields: object) -> MatchFields:
+    values: dict[str, object] = {
+        "first_name": "Jean",
+        "last_name": "Dupont",
+        "birth_date": date(1980, 3, 12),
+        "emails": ["jean.dupont@orange.fr"],
+        "addresses": [LYON],
+    }
+    return normalised_fields(**(values | fields))  # type: ignore[arg-type]
+
+
+def methods(a: MatchFields, b: MatchFields) -> dict[str, str]:
+    return {r.field: r.method for r in score_pair(a, b).reasons}
+
+
+def test_a_surname_typo_and_another_mailbox_still_match() -> None:
+    typo = person(last_name="Dupnot", emails=["jd1980@gmail.com"])
+    result = score_pair(person(), typo)
+    assert result.score >= DEFAULT_MIN_SCORE
+    assert methods(person(), typo)["lastName"] in {"jaroWinkler", "metaphone"}
+    assert all(0.0 <= r.similarity <= 1.0 for r in result.reasons)
+
+
+def test_day_and_month_swapped_is_recognised() -> None:
+    swapped = person(birth_date=date(1980, 12, 3), emails=[])
+    assert methods(person(), swapped)["birthDate"] == "dayMonthSwap"
+    assert score_pair(person(), swapped).score >= DEFAULT_MIN_SCORE
+
+
+def test_a_nickname_is_the_same_given_name() -> None:
+    bill = person(first_name="Bill", last_name="Walker", emails=[])
+    william = person(first_name="William", last_name="Walker", emails=[])
+    assert methods(bill, william)["firstName"] == "nickname"
+    assert score_pair(bill, william).score >= DEFAULT_MIN_SCORE
+
+
+def test_namesakes_born_on_other_days_are_not_candidates() -> None:
+    other = person(birth_date=date(1975, 7, 30), emails=["jean.dupont@free.fr"], addresses=[])
+    assert score_pair(person(), other).score < DEFAULT_MIN_SCORE
+
+
+def test_twins_sharing_everything_but_the_given_name_are_not_candidates() -> None:
+    family_mail = ["dupont.famille@orange.fr"]
+    paul = person(first_name="Paul", emails=family_mail)
+    jean = person(emails=family_mail)
+    assert methods(jean, paul)["firstName"] == "different"
+    assert score_pair(jean, paul).score < DEFAULT_MIN_SCORE
+
+
+def test_gmail_ignores_dots_other_providers_do_not() -> None:
+    base = {"first_name": None, "last_name": None, "birth_date": None, "addresses": []}
+    dotted = person(**base, emails=["jean.dupont@gmail.com"])
+    assert methods(dotted, person(**base, emails=["jeandupont@googlemail.com"]))["email"] == "sameMailbox"
+    underscore = person(**base, emails=["jean_dupont@gmail.com"])
+    assert methods(dotted, underscore)["email"] == "localPart"  # two accounts namesakes may hold
+    assert methods(person(**base, emails=["jean.dupont+shop@orange.fr"]), person(**base))["email"] == "sameMailbox"
+
+
+def test_scores_are_symmetric() -> None:
+    a = person(first_name="Jean-Pierre", emails=["jp@orange.fr"])
+    b = person(first_name="Jean Pierre", last_name="Dupond", birth_date=date(1980, 12, 3))
+    assert score_pair(a, b) == score_pair(b, a)
+
+
+def test_typo_duplicates_share_a_blocking_key_and_keys_stay_few() -> None:
+    a = person()
+    for duplicate in (
+        person(last_name="Dupnot"),
+        person(first_name="Dupont", last_name="Jean"),  # names swapped
+        person(birth_date=None, emails=["jean.dupont@gmail.com"], addresses=[]),
+    ):
+        assert blocking_keys(a) & blocking_keys(duplicate), duplicate
+    crowded = person(
+        emails=[f"mailbox{i}@example.org" for i in range(20)],
+        phones=[f"+3361234{i:04d}" for i in range(20)],
+        addresses=[Address(street=f"{i} rue Haute", postcode=f"690{i:02d}") for i in range(20)],
+    )
+    assert len(blocking_keys(crowded)) <= MAX_BLOCKING_KEYS
+
+
+def _profile(**fields: object) -> Profile:
+    values: dict[str, object] = {
+        "_id": "p1",
+        "first_name": "Jean",
+        "last_name": "Dupont",
+        "birth_date": date(1980, 3, 12),
+        "identifiers": [IdentifierRecord(type="email", value="jean.dupont@orange.fr", added_at=AT)],
+        "created_at": AT,
+        "updated_at": AT,
+    }
+    return Profile.model_validate(values | fields)
+
+
+def test_the_index_follows_identity_fields_only() -> None:
+    profile = refresh_keys(_profile())
+    assert profile.blocking_keys == keys_of(profile) != []
+
+    behaviour = ProfileChange(inc={"stats.orders": 1})
+    assert index_change(profile, behaviour) is profile and "blockingKeys" not in behaviour.set
+
+    renamed = ProfileChange(set={"lastName": "Lefebvre"})
+    after = index_change(profile.model_copy(update={"last_name": "Lefebvre"}), renamed)
+    assert renamed.set["blockingKeys"] == after.blocking_keys == keys_of(after) != profile.blocking_keys
+
+    assert keys_of(profile.model_copy(update={"merged_into": "p2"})) == []  # tombstones are never candidates
