@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from app.domain.errors import DomainError
+from app.services.ports import ProfileStore
 from app.settings import Settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Customer data platform core.")
@@ -29,6 +32,9 @@ def serve(
     settings = Settings()
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings.model_copy(update=overrides)
+    if problem := settings.binding_problem():
+        console.print(f"[red]refusing to start: {problem}[/red]")
+        raise typer.Exit(2)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console.print(
         f"[bold]CDP core[/] on http://{settings.host}:{settings.port}/graphql  (store: {_describe(settings)})"
@@ -82,6 +88,68 @@ def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_ok
             raise typer.Exit(1)
 
     asyncio.run(run())
+
+
+keys = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke (only hashes are stored).")
+cli.add_typer(keys, name="keys")
+
+
+def _with_store(work: Callable[[ProfileStore], Awaitable[None]]) -> None:
+    from app.store import open_store
+
+    settings = Settings()
+
+    async def run() -> None:
+        store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
+        try:
+            await work(store)
+        except DomainError as exc:
+            console.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(1) from None
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+@keys.command("create")
+def create_key(
+    name: str = typer.Argument(..., help="Who or what uses the key (shown in audit logs as key:NAME)."),
+    scope: list[str] = typer.Option(..., "--scope", "-s", help="Repeat for each scope, e.g. -s read:profiles."),
+) -> None:
+    """Create a key and print its token once: it is stored hashed and cannot be shown again."""
+    from app.services import api_keys
+
+    async def work(store: ProfileStore) -> None:
+        key, token = await api_keys.create_key(store, name, scope)
+        console.print(f"created key {key.id} ({key.name}) with {', '.join(key.scopes)}; its token, shown once:")
+        print(token)  # alone on stdout, for scripts: TOKEN=$(python -m app keys create …)
+
+    _with_store(work)
+
+
+@keys.command("list")
+def list_keys() -> None:
+    """Keys with their scopes and state (never their secrets)."""
+
+    async def work(store: ProfileStore) -> None:
+        for key in await store.list_api_keys():
+            state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
+            print(f"{key.id}  {key.name:<24} {state:<34} {' '.join(key.scopes)}")
+
+    _with_store(work)
+
+
+@keys.command("revoke")
+def revoke_key(key_id: str = typer.Argument(..., help="The key id (cdp_<id>_…), from `keys list`.")) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    from app.services import api_keys
+
+    async def work(store: ProfileStore) -> None:
+        await api_keys.revoke_key(store, key_id)
+        console.print(f"revoked key {key_id}")
+
+    _with_store(work)
 
 
 def _describe(settings: Settings) -> str:

@@ -6,7 +6,11 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
+from app.domain.access import Scope
+from app.domain.errors import Unauthenticated
+from app.services.api_keys import authenticate, create_key
 from app.services.fixtures import LoadReport, load_fixtures
 from app.services.ingestion import IngestionPolicy
 from app.services.match_index import ensure_blocking_keys
@@ -22,6 +26,7 @@ class Services:
     settings: Settings
     store: ProfileStore
     ingestion: IngestionPolicy
+    development_key: str | None = None
 
     async def close(self) -> None:
         await self.store.close()
@@ -38,12 +43,38 @@ async def start(settings: Settings) -> Services:
             identity=settings.identity_policy(),
         ),
     )
+    if (path := settings.development_key_path()) is not None:
+        services.development_key = await development_key(store, path)
+        log.info(
+            "development API key (all scopes, this machine only; also in %s): %s  "
+            "-> send it as the header Authorization: Bearer <key> (playground: Headers tab)",
+            path,
+            services.development_key,
+        )
     rekeyed = await ensure_blocking_keys(store)
     if rekeyed:
         log.info("blocking-key index rebuilt for %d profiles (fuzzy merge candidates)", rekeyed)
     if settings.seed_fixtures and store.backend == "sqlite" and await _is_empty(store):
         await seed(services)
     return services
+
+
+async def development_key(store: ProfileStore, path: Path) -> str:
+    """The local all-scopes key: the one kept in `path` while it is valid, else a new one written there
+    (readable by this user only). The store keeps only its hash, as for every key."""
+    if path.exists():
+        token = path.read_text().strip()
+        try:
+            await authenticate(store, token)
+            return token
+        except Unauthenticated:
+            log.info("the development key in %s is not valid for this store: creating another", path)
+    _, token = await create_key(store, "local-development", list(Scope))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(token + "\n")
+    return token
 
 
 async def _is_empty(store: ProfileStore) -> bool:

@@ -24,6 +24,8 @@ log = logging.getLogger("cdp")
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
     """The application; with `services` given (tests) it uses them and leaves their lifetime to the caller."""
     settings = services.settings if services else settings or Settings()
+    if problem := settings.binding_problem():
+        raise ValueError(problem)
     holder: dict[str, Services] = {"services": services} if services else {}
 
     def current() -> Services:

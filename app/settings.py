@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,15 @@ from app.domain.reconciliation import ReconciliationRules, Rule
 from app.services.identity_policy import IdentityPolicy
 
 EMBEDDED_DATABASE_URL = "sqlite:///data/cdp.sqlite3"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -32,6 +42,16 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1, le=1000)
     idempotency_ttl_days: int = Field(default=30, ge=1)
     log_level: str = "info"
+    auth: bool = Field(
+        default=True,
+        description="API keys required (Authorization: Bearer). CDP_AUTH=off: local use only, refused "
+        "unless the server listens on a loopback address.",
+    )
+    development_key_file: Path | None = Field(
+        default=None,
+        description="Development on a loopback address: where the local all-scopes key is kept (mode 600); "
+        "default: beside the embedded database, or data/dev-api-key.",
+    )
     # Identity resolution (README "Identity resolution"). JSON in the environment, e.g.
     # CDP_MERGE_LIMITS='{"customerId": 1, "email": 3}'.
     auto_merge: bool = Field(default=True, description="Merge profiles that one event's identifiers link.")
@@ -43,6 +63,26 @@ class Settings(BaseSettings):
     fuzzy_merge_score: float | None = Field(
         default=None, gt=0, le=1, description="Merge fuzzy look-alikes scoring at least this; unset: never."
     )
+
+    def development_key_path(self) -> Path | None:
+        """Where the local development key lives, when this configuration has one (development,
+        authentication on, listening on this machine only)."""
+        if not (self.auth and self.environment == "development" and is_loopback(self.host)):
+            return None
+        if self.development_key_file is not None:
+            return self.development_key_file
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///")).parent / "dev-api-key"
+        return Path("data/dev-api-key")
+
+    def binding_problem(self) -> str | None:
+        """Why this configuration must not serve, if it must not: no auth beyond this machine."""
+        if not self.auth and not is_loopback(self.host):
+            return (
+                f"CDP_AUTH=off is for local use only, but the server would listen on {self.host}: "
+                "bind to 127.0.0.1 or turn authentication on (create keys with `python -m app keys create`)"
+            )
+        return None
 
     def identity_policy(self) -> IdentityPolicy:
         return IdentityPolicy(

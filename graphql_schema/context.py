@@ -8,6 +8,7 @@ from typing import Any
 from strawberry.types import Info as StrawberryInfo
 
 from app.bootstrap import Services
+from app.domain.access import Principal, Scope
 
 
 @dataclass(slots=True)
@@ -15,8 +16,18 @@ class Context:
     services: Services
     request: Any = None
     response: Any = None
-    # Who is acting, for the audit log (merges). API keys will name the caller; until then, "api".
-    actor: str = "api"
+    # Who is calling (None: no valid key), and why not when the key was refused.
+    principal: Principal | None = None
+    auth_error: str | None = None
+    connection_params: Any = None  # a WebSocket's connection_init payload
+
+    @property
+    def actor(self) -> str:
+        """The caller as the audit log names it (merges, unmerges)."""
+        return self.principal.name if self.principal else "anonymous"
+
+    def may(self, scope: Scope) -> bool:
+        return self.principal is not None and self.principal.may(scope)
 
 
 Info = StrawberryInfo[Context, None]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import strawberry
 
+from app.domain.access import Scope
 from app.services import merging, profiles
 from app.services.ingestion import ingest_events
 from graphql_schema.context import Info
 from graphql_schema.inputs import EventInput, ProfileInput, raw_identifiers
+from graphql_schema.permissions import requires
 from graphql_schema.types.ingestion import IngestResult
 from graphql_schema.types.merge import MergeResult, UnmergeResult
 from graphql_schema.types.merge_record import Merge
@@ -17,8 +19,9 @@ from graphql_schema.types.profile import Profile
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
+        permission_classes=[requires(Scope.WRITE_EVENTS)],
         description="Ingest a batch of events (at most 1,000). Each gets ACCEPTED, DUPLICATE or REJECTED "
-        "with a reason; one bad event does not fail the others."
+        "with a reason; one bad event does not fail the others.",
     )
     async def ingest_events(self, info: Info, events: list[EventInput]) -> IngestResult:
         services = info.context.services
@@ -26,8 +29,9 @@ class Mutation:
         return IngestResult.from_outcomes(outcomes)
 
     @strawberry.mutation(
+        permission_classes=[requires(Scope.MERGE_PROFILES)],
         description="Merge duplicates into the survivor: identifiers united, fields reconciled by the merge "
-        "rules, histories joined, stats recomputed. Merged ids keep resolving to the survivor."
+        "rules, histories joined, stats recomputed. Merged ids keep resolving to the survivor.",
     )
     async def merge_profiles(
         self, info: Info, survivor_id: strawberry.ID, merged_ids: list[strawberry.ID], reason: str
@@ -43,14 +47,20 @@ class Mutation:
         )
         return MergeResult(merge=Merge.from_domain(record), profile=Profile.from_domain(profile))
 
-    @strawberry.mutation(description="Undo a merge: the profiles come back, with what arrived since routed to each.")
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.MERGE_PROFILES)],
+        description="Undo a merge: the profiles come back, with what arrived since routed to each.",
+    )
     async def unmerge_profile(self, info: Info, merge_id: strawberry.ID) -> UnmergeResult:
         record, profiles = await merging.unmerge_profile(
             info.context.services.store, str(merge_id), actor=info.context.actor
         )
         return UnmergeResult(merge=Merge.from_domain(record), profiles=[Profile.from_domain(p) for p in profiles])
 
-    @strawberry.mutation(description="Create or update the profile its identifiers resolve to.")
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.WRITE_PROFILES)],
+        description="Create or update the profile its identifiers resolve to.",
+    )
     async def upsert_profile(self, info: Info, input: ProfileInput) -> Profile:
         profile = await profiles.upsert_profile(
             info.context.services.store,

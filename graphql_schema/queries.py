@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import strawberry
 
+from app.domain.access import Scope
 from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.profile_query import ProfileFilter
 from app.services import match_candidates, profile_reads, profiles
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
+from graphql_schema.permissions import requires
 from graphql_schema.types.merge_candidate import MergeCandidate
 from graphql_schema.types.profile import Profile
 
@@ -18,20 +20,27 @@ PROFILE_CURSOR = "profile"
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="A profile by id; an id merged away resolves to the surviving profile.")
+    @strawberry.field(
+        permission_classes=[requires(Scope.READ_PROFILES)],
+        description="A profile by id; an id merged away resolves to the surviving profile.",
+    )
     async def profile(self, info: Info, id: strawberry.ID) -> Profile | None:
         found = await profile_reads.get_profile(info.context.services.store, str(id))
         return Profile.from_domain(found) if found else None
 
-    @strawberry.field(description="A profile by one of its identifiers, normalised as on ingestion.")
+    @strawberry.field(
+        permission_classes=[requires(Scope.READ_PROFILES)],
+        description="A profile by one of its identifiers, normalised as on ingestion.",
+    )
     async def profile_by_identifier(self, info: Info, type: str, value: str) -> Profile | None:
         found = await profile_reads.get_profile_by_identifier(info.context.services.store, type, value)
         return Profile.from_domain(found) if found else None
 
     @strawberry.field(
+        permission_classes=[requires(Scope.READ_PROFILES)],
         description="Fuzzy merge candidates, best first: for one profile when profileId is given, else over "
         "the whole store (a steward's review list). Found through blocking keys, scored on names, birth date, "
-        "addresses, emails and phones. minScore defaults to the calibrated threshold."
+        "addresses, emails and phones. minScore defaults to the calibrated threshold.",
     )
     async def merge_candidates(
         self,
@@ -49,7 +58,10 @@ class Query:
             )
         return [MergeCandidate.from_domain(c) for c in found]
 
-    @strawberry.field(description="Profiles ordered by id, with typed filters and cursor pagination.")
+    @strawberry.field(
+        permission_classes=[requires(Scope.READ_PROFILES)],
+        description="Profiles ordered by id, with typed filters and cursor pagination.",
+    )
     async def profiles(
         self,
         info: Info,

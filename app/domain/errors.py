@@ -22,6 +22,18 @@ class LimitExceeded(InvalidInput):
     code = "LIMIT_EXCEEDED"
 
 
+class Unauthenticated(DomainError):
+    """No credentials, or credentials that are not (or no longer) valid."""
+
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(DomainError):
+    """Valid credentials without the scope the operation needs."""
+
+    code = "FORBIDDEN"
+
+
 class NotFound(DomainError):
     code = "NOT_FOUND"
 

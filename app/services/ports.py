@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from app.domain.access import ApiKey
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.profile import Interaction, Profile
@@ -149,5 +150,15 @@ class ProfileStore(Protocol):
         """Every key held by two or more live profiles, with their ids (sorted), in key order."""
 
     async def read_meta(self, key: str) -> str | None: ...
+
+    # -- API keys (hashed secrets) --------------------------------------------------------------
+    async def insert_api_key(self, key: ApiKey) -> None: ...
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def list_api_keys(self) -> list[ApiKey]: ...
+
+    async def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        """Mark the key revoked; False when there is no such key (or it was revoked already)."""
 
     async def write_meta(self, key: str, value: str) -> None: ...

@@ -8,8 +8,10 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.domain import profile as domain
+from app.domain.access import Scope
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput
+from app.domain.pii_mask import mask_identifier, mask_text
 from app.domain.profile_query import InteractionFilter, InteractionPosition
 from app.services import merging
 from app.services.history import interactions_page
@@ -148,6 +150,10 @@ class Interaction:
         )
 
 
+def _personal(info: Info, value: str | None) -> str | None:
+    return value if info.context.may(Scope.READ_PII) else mask_text(value)
+
+
 def interaction_cursor(interaction: domain.Interaction) -> str:
     return encode_cursor(INTERACTION_CURSOR, f"{to_iso(interaction.timestamp)}|{interaction.message_id}")
 
@@ -164,13 +170,8 @@ def interaction_position(cursor: str) -> InteractionPosition:
 class Profile:
     profile: strawberry.Private[domain.Profile]
     id: strawberry.ID
-    identifiers: list[Identifier]
-    first_name: str | None
-    last_name: str | None
-    birth_date: date | None
     gender: str | None
     language: str | None
-    addresses: list[Address]
     company: str | None
     job_title: str | None
     traits: JSON
@@ -181,6 +182,47 @@ class Profile:
     version: int
     created_at: datetime
     updated_at: datetime
+
+    # -- personal data: masked without the read:pii scope (never silently left out) ------------
+    @strawberry.field(description="True when personal data below is masked: the key lacks read:pii.")
+    def pii_masked(self, info: Info) -> bool:
+        return not info.context.may(Scope.READ_PII)
+
+    @strawberry.field(description="Emails and phones masked without read:pii (j***@example.com).")
+    def identifiers(self, info: Info) -> list[Identifier]:
+        pii = info.context.may(Scope.READ_PII)
+        return [
+            Identifier(
+                type=i.type,
+                value=i.value if pii else mask_identifier(i.type, i.value),
+                added_at=i.added_at,
+                source=i.source,
+            )
+            for i in self.profile.identifiers
+        ]
+
+    @strawberry.field
+    def first_name(self, info: Info) -> str | None:
+        return _personal(info, self.profile.first_name)
+
+    @strawberry.field
+    def last_name(self, info: Info) -> str | None:
+        return _personal(info, self.profile.last_name)
+
+    @strawberry.field(description="Null without read:pii (see piiMasked).")
+    def birth_date(self, info: Info) -> date | None:
+        return self.profile.birth_date if info.context.may(Scope.READ_PII) else None
+
+    @strawberry.field(description="Street and postcode masked without read:pii; city and country kept.")
+    def addresses(self, info: Info) -> list[Address]:
+        pii = info.context.may(Scope.READ_PII)
+        found = []
+        for a in self.profile.addresses:
+            values = a.model_dump()
+            if not pii:
+                values |= {"street": mask_text(a.street), "postcode": mask_text(a.postcode)}
+            found.append(Address(**values))
+        return found
 
     @strawberry.field(description="The customer's history, newest first, across every channel.")
     async def interactions(
@@ -224,16 +266,8 @@ class Profile:
         return cls(
             profile=profile,
             id=strawberry.ID(profile.id),
-            identifiers=[
-                Identifier(type=i.type, value=i.value, added_at=i.added_at, source=i.source)
-                for i in profile.identifiers
-            ],
-            first_name=profile.first_name,
-            last_name=profile.last_name,
-            birth_date=profile.birth_date,
             gender=profile.gender,
             language=profile.language,
-            addresses=[Address(**a.model_dump()) for a in profile.addresses],
             company=profile.company,
             job_title=profile.job_title,
             traits=JSON(profile.traits),

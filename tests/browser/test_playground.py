@@ -110,6 +110,7 @@ def server_url(tmp_path: Path) -> Iterator[str]:
         **os.environ,
         "CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3",
         "CDP_SEED_FIXTURES": "false",
+        "CDP_AUTH": "off",  # loopback only: the playground itself is under test, not the keys
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "-m", "app", "serve", "--host", SERVER_HOST, "--port", str(port)]

@@ -35,7 +35,7 @@ async def test_merge_follow_audit_and_undo(gql: GraphQL) -> None:
     result = merged["data"]["mergeProfiles"]
     assert result["merge"]["survivor"] == a and result["merge"]["merged"] == [b]
     assert (result["merge"]["actor"], result["merge"]["automatic"], result["merge"]["status"]) == (
-        "api",
+        "key:tests",
         False,
         "MERGED",
     )
@@ -47,7 +47,7 @@ async def test_merge_follow_audit_and_undo(gql: GraphQL) -> None:
 
     undone = await gql(UNMERGE, {"id": result["merge"]["id"]})
     back = undone["data"]["unmergeProfile"]
-    assert back["merge"] == {"id": result["merge"]["id"], "status": "UNMERGED", "unmergedBy": "api"}
+    assert back["merge"] == {"id": result["merge"]["id"], "status": "UNMERGED", "unmergedBy": "key:tests"}
     assert [(p["id"], p["firstName"]) for p in back["profiles"]] == [(a, "Emma"), (b, None)]
     assert (await gql(HISTORY, {"id": b}))["data"]["profile"]["id"] == b
 

@@ -41,8 +41,9 @@ def _write_fixtures(directory: Path) -> None:
     (directory / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
 
 
-def _post(url: str, query: str) -> dict:  # type: ignore[type-arg]
-    response = httpx.post(f"{url}/graphql", json={"query": query}, timeout=10)
+def _post(url: str, query: str, key: str | None) -> dict:  # type: ignore[type-arg]
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    response = httpx.post(f"{url}/graphql", json={"query": query}, headers=headers, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
@@ -53,17 +54,27 @@ def test_first_start_seeds_the_embedded_store_and_data_survives_a_restart(tmp_pa
     env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_FIXTURES_DIR": str(fixtures)}
     with running_server(env) as url:
         assert httpx.get(f"{url}/readyz").json() == {"status": "ready", "store": "sqlite"}
-        body = _post(url, EMMA_QUERY)
+        # Development on loopback: a local all-scopes key, kept beside the database (owner-only).
+        key_file = tmp_path / "dev-api-key"
+        key = key_file.read_text().strip()
+        assert key.startswith("cdp_") and key_file.stat().st_mode & 0o077 == 0
+        refused = _post(url, EMMA_QUERY, None)
+        assert refused["data"] == {"profileByIdentifier": None}
+        assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        body = _post(url, EMMA_QUERY, key)
         assert body["data"]["profileByIdentifier"]["firstName"] == "Emma"
         assert body["data"]["profileByIdentifier"]["stats"]["orders"] == 3
         emma = '{type: "email", value: "emma.martin@example.com"}'
         upsert = f'upsertProfile(input: {{identifiers: [{emma}], lastName: "Martin"}})'
-        _post(url, f"mutation {{ {upsert} {{ id }} }}")
+        _post(url, f"mutation {{ {upsert} {{ id }} }}", key)
 
     # Second start: the store is not empty, so nothing is loaded again; what was written is still there.
     (fixtures / "events.jsonl").write_text("")
     with running_server(env) as url:
-        profile = _post(url, EMMA_QUERY.replace("firstName", "firstName lastName"))["data"]["profileByIdentifier"]
+        # The same key still works after a restart.
+        assert (tmp_path / "dev-api-key").read_text().strip() == key
+        query = EMMA_QUERY.replace("firstName", "firstName lastName")
+        profile = _post(url, query, key)["data"]["profileByIdentifier"]
         assert (profile["lastName"], profile["stats"]["orders"]) == ("Martin", 3)
         assert [e["node"]["type"] for e in profile["interactions"]["edges"]] == ["order_completed"] * 2
 

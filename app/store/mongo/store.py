@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from app.domain.access import ApiKey
 from app.domain.clock import now, utc_ms
 from app.domain.errors import StoreUnavailable
 from app.domain.identifiers import Identifier
@@ -376,6 +377,21 @@ class MongoStore:
         cursor = await self._db.profiles.aggregate(pipeline, allowDiskUse=True)
         async for group in cursor:
             yield group["_id"], sorted(group["ids"])
+
+    async def insert_api_key(self, key: ApiKey) -> None:
+        await self._db.api_keys.insert_one(key.to_document())
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        found = await self._db.api_keys.find_one({"_id": key_id})
+        return ApiKey.model_validate(found) if found else None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        cursor = self._db.api_keys.find({}).sort("_id", ASCENDING)
+        return [ApiKey.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        result = await self._db.api_keys.update_one({"_id": key_id, "revokedAt": None}, {"$set": {"revokedAt": at}})
+        return bool(result.modified_count == 1)
 
     async def read_meta(self, key: str) -> str | None:
         found = await self._db.meta.find_one({"_id": key})

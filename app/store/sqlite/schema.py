@@ -56,4 +56,5 @@ STATEMENTS = (
         PRIMARY KEY (key, profile_id)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS blocking_keys_by_profile ON blocking_keys(profile_id)",
+    "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",  # hashed secrets only
 )

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.domain.access import ApiKey
 from app.domain.clock import now, to_iso
 from app.domain.identifiers import Identifier
 from app.domain.matching.index import match_view
@@ -384,6 +385,27 @@ class SQLiteStore:
                 return
             after = rows[-1][0]
             await asyncio.sleep(0)
+
+    async def insert_api_key(self, key: ApiKey) -> None:
+        async with self.batch():
+            self._writer.execute("INSERT INTO api_keys (id, doc) VALUES (?, ?)", (key.id, dumps(key.to_document())))
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        row = self._reader.execute("SELECT doc FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        return ApiKey.model_validate(loads(row[0])) if row else None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        rows = self._reader.execute("SELECT doc FROM api_keys ORDER BY id").fetchall()
+        return [ApiKey.model_validate(loads(row[0])) for row in rows]
+
+    async def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        async with self.batch():
+            row = self._writer.execute("SELECT doc FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None or ApiKey.model_validate(loads(row[0])).revoked_at is not None:
+                return False
+            document = loads(row[0]) | {"revokedAt": at}
+            self._writer.execute("UPDATE api_keys SET doc = ? WHERE id = ?", (dumps(document), key_id))
+            return True
 
     async def read_meta(self, key: str) -> str | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

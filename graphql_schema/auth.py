@@ -1,0 +1,40 @@
+"""Who is calling: the API key of a request (`Authorization: Bearer <key>`) or of a WebSocket
+connection (`connection_init` payload), checked once per request or connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.bootstrap import Services
+from app.domain.access import LOCAL_DEVELOPER, Principal
+from app.domain.errors import Unauthenticated
+from app.services.api_keys import authenticate
+
+MISSING = "send an API key: the header Authorization: Bearer <key> (keys: `python -m app keys create`)"
+
+
+async def principal_for(services: Services, credentials: str | None) -> tuple[Principal | None, str | None]:
+    """(principal, None) for valid credentials (anything when authentication is off), else (None, why)."""
+    if not services.settings.auth:
+        return LOCAL_DEVELOPER, None
+    if not credentials:
+        return None, MISSING
+    scheme, _, token = credentials.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None, "the Authorization header must be: Bearer <key>"
+    try:
+        return await authenticate(services.store, token), None
+    except Unauthenticated as exc:
+        return None, exc.message
+
+
+def connection_credentials(params: Any) -> str | None:
+    """The key a WebSocket client sent in `connection_init`: {"Authorization": "Bearer <key>"}
+    (as the playground's Headers tab sends it) or {"apiKey": "<key>"}."""
+    if not isinstance(params, dict):
+        return None
+    for name in ("Authorization", "authorization"):
+        if isinstance(params.get(name), str):
+            return str(params[name])
+    key = params.get("apiKey")
+    return f"Bearer {key}" if isinstance(key, str) else None
