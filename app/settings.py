@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection
+from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.reconciliation import ReconciliationRules, Rule
 from app.services.identity_policy import IdentityPolicy
 
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
     merge_rules: dict[str, Rule] = Field(default_factory=dict, description="Per field; addresses default to UNION.")
     merge_default_rule: Rule = Rule.MOST_RECENT
     merge_source_priority: list[str] = Field(default_factory=lambda: list(ReconciliationRules().source_priority))
+    consent_purposes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PURPOSES), description="What setConsent accepts, e.g. '[\"ads\"]'."
+    )
     fuzzy_merge_score: float | None = Field(
         default=None, gt=0, le=1, description="Merge fuzzy look-alikes scoring at least this; unset: never."
     )

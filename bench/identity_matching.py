@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 import phonenumbers
 
+from app.domain.errors import InvalidInput
 from app.domain.identifiers import normalise
 from app.domain.matching import DEFAULT_MIN_SCORE, blocking_keys, match_fields, score_pair
 from app.domain.profile import Address, IdentifierRecord, Profile
@@ -76,9 +77,12 @@ def run(args: argparse.Namespace) -> None:
 
 def to_profile(profile_id: str, record: Record) -> Profile:
     """A record as a connector would write it: identifiers normalised, the phone read in its country."""
-    identifiers = [
-        IdentifierRecord(type="email", value=normalise("email", e).value, added_at=CREATED) for e in record.emails
-    ]
+    identifiers = []
+    for email in record.emails:
+        try:  # a typo can make an address invalid: the server would refuse it, so it is dropped here too
+            identifiers.append(IdentifierRecord(type="email", value=normalise("email", email).value, added_at=CREATED))
+        except InvalidInput:
+            continue
     for phone in record.phones:
         e164 = phonenumbers.format_number(
             phonenumbers.parse(phone, record.country), phonenumbers.PhoneNumberFormat.E164

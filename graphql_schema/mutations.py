@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from app.domain.access import Scope
-from app.services import merging, profiles
+from app.services import merging, privacy, profiles
 from app.services.ingestion import ingest_events
 from graphql_schema.context import Info
 from graphql_schema.inputs import EventInput, ProfileInput, raw_identifiers
@@ -13,6 +15,7 @@ from graphql_schema.permissions import requires
 from graphql_schema.types.ingestion import IngestResult
 from graphql_schema.types.merge import MergeResult, UnmergeResult
 from graphql_schema.types.merge_record import Merge
+from graphql_schema.types.privacy import Erasure
 from graphql_schema.types.profile import Profile
 
 
@@ -70,3 +73,38 @@ class Mutation:
             policy=info.context.services.ingestion.identity,
         )
         return Profile.from_domain(profile)
+
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.WRITE_PROFILES)],
+        description="Record a consent decision for a purpose (configured: CDP_CONSENT_PURPOSES); kept in "
+        "consentHistory. A consent_update event does the same.",
+    )
+    async def set_consent(
+        self,
+        info: Info,
+        profile_id: strawberry.ID,
+        purpose: str,
+        granted: bool,
+        # `source` is a resolver argument name Strawberry's permission extension reserves.
+        decided_by: Annotated[str, strawberry.argument(name="source", description="Where it was decided")],
+    ) -> Profile:
+        services = info.context.services
+        profile = await privacy.set_consent(
+            services.store,
+            str(profile_id),
+            purpose,
+            granted,
+            decided_by,
+            purposes=tuple(services.settings.consent_purposes),
+        )
+        return Profile.from_domain(profile)
+
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.WRITE_PROFILES)],
+        description="Erase the person (right to be forgotten): the profile, profiles merged into it, identifiers, "
+        "history, consents and merge records. Their identifiers are suppressed: later or replayed events "
+        "and upserts for them are rejected and never recreate the profile. Only an audit receipt remains.",
+    )
+    async def delete_profile(self, info: Info, id: strawberry.ID) -> Erasure:
+        erasure = await privacy.delete_profile(info.context.services.store, str(id), actor=info.context.actor)
+        return Erasure.from_domain(erasure)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.scalars import JSON
 
 from app.domain.access import Scope
 from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.profile_query import ProfileFilter
-from app.services import match_candidates, profile_reads, profiles
+from app.services import match_candidates, privacy, profile_reads, profiles
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
@@ -84,3 +85,11 @@ class Query:
             cursor=lambda p: encode_cursor(PROFILE_CURSOR, p.id),
             node=Profile.from_domain,
         )
+
+    @strawberry.field(
+        permission_classes=[requires(Scope.READ_PII)],
+        description="Everything held about the person as one JSON document (right of access): the profile, "
+        "its full history, consent history, merges and refusals, and the ids of profiles merged into it.",
+    )
+    async def export_profile(self, info: Info, id: strawberry.ID) -> JSON:
+        return JSON(await privacy.export_profile(info.context.services.store, str(id)))

@@ -14,13 +14,15 @@ from enum import StrEnum
 from app.domain import clock
 from app.domain.errors import InvalidInput, LimitExceeded
 from app.domain.event_effects import change_for_event, interaction_document
-from app.domain.events import Event, RawEvent, parse_event
+from app.domain.events import Event, EventType, RawEvent, parse_event
 from app.domain.identifiers import Identifier
+from app.domain.privacy import ConsentDecision
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.services.identity_policy import IdentityPolicy
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
+from app.services.privacy import refuse_suppressed, suppression_secret
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
 
@@ -55,6 +57,7 @@ async def ingest_events(
         )
     at = clock.now()
     outcomes: list[EventOutcome] = []
+    secret = await suppression_secret(store, create=False)  # None until someone is erased
     async with store.batch():
         for index, raw in enumerate(raw_events):
             try:
@@ -63,7 +66,7 @@ async def ingest_events(
             except InvalidInput as exc:
                 outcomes.append(_rejected(raw.message_id, exc, index))
                 continue
-            outcomes.append(await _ingest_one(store, event, usable, at, policy))
+            outcomes.append(await _ingest_one(store, event, usable, at, policy, secret))
     # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.
     await merge_lookalikes(store, [o.profile_id for o in outcomes if o.profile_id], policy.identity)
     return outcomes
@@ -75,12 +78,18 @@ def _rejected(message_id: str, exc: InvalidInput, index: int) -> EventOutcome:
 
 
 async def _ingest_one(
-    store: ProfileStore, event: Event, identifiers: list[Identifier], at: datetime, policy: IngestionPolicy
+    store: ProfileStore,
+    event: Event,
+    identifiers: list[Identifier],
+    at: datetime,
+    policy: IngestionPolicy,
+    secret: str | None,
 ) -> EventOutcome:
     async def work(tx: StoreTransaction) -> str:
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
         if await tx.message_seen(event.message_id):
             raise MessageAlreadyProcessed(event.message_id)
+        await refuse_suppressed(tx, secret, identifiers)
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             return change_for_event(profile, event, additions, at=at)
@@ -90,10 +99,24 @@ async def _ingest_one(
         )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
         await tx.append_interaction(profile.id, interaction_document(event, origin=profile.id, received_at=at))
+        if event.type is EventType.CONSENT_UPDATE:
+            props = event.properties
+            await tx.append_consent(
+                ConsentDecision(
+                    profile_id=profile.id,
+                    purpose=props["purpose"],
+                    granted=props["granted"],
+                    source=str(event.channel),
+                    at=event.timestamp,
+                    message_id=event.message_id,
+                )
+            )
         return profile.id
 
     try:
         profile_id = await with_retries(store, work)
     except MessageAlreadyProcessed:
         return EventOutcome(event.message_id, EventStatus.DUPLICATE, reason="messageId already processed")
+    except InvalidInput as exc:  # an erased person's identifiers: dropped, nothing written
+        return EventOutcome(event.message_id, EventStatus.REJECTED, reason=exc.message, field=exc.field)
     return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=profile_id)

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 from app.domain.access import ApiKey
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal
+from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
@@ -97,6 +98,24 @@ class StoreTransaction(Protocol):
 
     async def record_refusal(self, refusal: MergeRefusal) -> None: ...
 
+    # -- privacy -------------------------------------------------------------------------------
+    async def append_consent(self, decision: ConsentDecision) -> None: ...
+
+    async def tombstones_of(self, profile_id: str) -> list[str]:
+        """Ids of the profiles merged into this one (directly)."""
+
+    async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
+        """Delete the profiles and everything held about them: identities, interactions, blocking keys,
+        processed messages, consent decisions, and merges and refusals they took part in (merge
+        records hold snapshots of personal data). Returns (identifiers, interactions) deleted."""
+
+    async def suppress(self, hashes: Sequence[str], at: datetime) -> None: ...
+
+    async def suppressed(self, hashes: Sequence[str]) -> set[str]:
+        """Those of `hashes` on the suppression list."""
+
+    async def record_erasure(self, erasure: Erasure) -> None: ...
+
 
 class ProfileStore(Protocol):
     backend: str
@@ -162,3 +181,9 @@ class ProfileStore(Protocol):
         """Mark the key revoked; False when there is no such key (or it was revoked already)."""
 
     async def write_meta(self, key: str, value: str) -> None: ...
+
+    async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
+        """Every consent decision recorded on these profiles, newest first."""
+
+    async def erasures(self, *, limit: int) -> list[Erasure]:
+        """The newest erasure audit records."""

@@ -13,11 +13,12 @@ from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput
 from app.domain.pii_mask import mask_identifier, mask_text
 from app.domain.profile_query import InteractionFilter, InteractionPosition
-from app.services import merging
+from app.services import merging, privacy
 from app.services.history import interactions_page
 from graphql_schema.context import Info
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
 from graphql_schema.types.merge_record import Merge, MergeRefusal
+from graphql_schema.types.privacy import ConsentDecision
 
 INTERACTION_CURSOR = "interaction"
 
@@ -249,6 +250,11 @@ class Profile:
             cursor=interaction_cursor,
             node=Interaction.from_domain,
         )
+
+    @strawberry.field(description="Every consent decision, newest first (with those of profiles merged in).")
+    async def consent_history(self, info: Info) -> list[ConsentDecision]:
+        decisions = await privacy.consent_history(info.context.services.store, self.profile)
+        return [ConsentDecision.from_domain(d) for d in decisions]
 
     @strawberry.field(description="Every merge and unmerge this profile took part in, oldest first.")
     async def merge_history(self, info: Info) -> list[Merge]:

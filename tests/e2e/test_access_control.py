@@ -45,6 +45,12 @@ OPERATIONS: dict[str, tuple[Scope, str]] = {
         'mutation { mergeProfiles(survivorId: "a", mergedIds: ["b"], reason: "r") { merge { id } } }',
     ),
     "unmergeProfile": (Scope.MERGE_PROFILES, 'mutation { unmergeProfile(mergeId: "m") { merge { id } } }'),
+    "setConsent": (
+        Scope.WRITE_PROFILES,
+        'mutation { setConsent(profileId: "p", purpose: "analytics", granted: true, source: "form") { id } }',
+    ),
+    "deleteProfile": (Scope.WRITE_PROFILES, 'mutation { deleteProfile(id: "p") { id } }'),
+    "exportProfile": (Scope.READ_PII, '{ exportProfile(id: "p") }'),
 }
 
 

@@ -22,6 +22,7 @@ from app.domain.errors import StoreUnavailable
 from app.domain.identifiers import Identifier
 from app.domain.matching.index import MATCH_VIEW_FIELDS, match_view
 from app.domain.merge import MergeRecord, MergeRefusal
+from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
@@ -203,6 +204,46 @@ class MongoTransaction(StoreTransaction):
     async def record_refusal(self, refusal: MergeRefusal) -> None:
         await self._db.merge_refusals.insert_one(refusal.to_document(), session=self._session)
 
+    # -- privacy -------------------------------------------------------------------------------
+    async def append_consent(self, decision: ConsentDecision) -> None:
+        await self._db.consent_log.insert_one(
+            decision.model_dump(by_alias=True, exclude_none=True), session=self._session
+        )
+
+    async def tombstones_of(self, profile_id: str) -> list[str]:
+        cursor = self._db.profiles.find({"mergedInto": profile_id}, {"_id": 1}, session=self._session).sort("_id", 1)
+        return [document["_id"] for document in await cursor.to_list(None)]
+
+    async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
+        ids = {"$in": list(profile_ids)}
+        session = self._session
+        await self._db.merges.delete_many({"$or": [{"survivorId": ids}, {"mergedIds": ids}]}, session=session)
+        await self._db.merge_refusals.delete_many({"profileIds": ids}, session=session)
+        identifiers = await self._db.identities.delete_many({"profileId": ids}, session=session)
+        interactions = 0
+        for bucket in await self._db.interactions.find({"profileId": ids}, {"count": 1}, session=session).to_list(None):
+            interactions += int(bucket.get("count", 0))
+        await self._db.interactions.delete_many({"profileId": ids}, session=session)
+        for collection in (self._db.processed_messages, self._db.consent_log):
+            await collection.delete_many({"profileId": ids}, session=session)
+        await self._db.profiles.delete_many({"_id": ids}, session=session)
+        return int(identifiers.deleted_count), interactions
+
+    async def suppress(self, hashes: Sequence[str], at: datetime) -> None:
+        for value in hashes:
+            await self._db.suppressions.update_one(
+                {"_id": value}, {"$setOnInsert": {"at": at}}, upsert=True, session=self._session
+            )
+
+    async def suppressed(self, hashes: Sequence[str]) -> set[str]:
+        if not hashes:
+            return set()
+        cursor = self._db.suppressions.find({"_id": {"$in": list(hashes)}}, {"_id": 1}, session=self._session)
+        return {document["_id"] for document in await cursor.to_list(None)}
+
+    async def record_erasure(self, erasure: Erasure) -> None:
+        await self._db.erasures.insert_one(erasure.model_dump(by_alias=True), session=self._session)
+
 
 def _bucket(profile_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     stamps = [item["timestamp"] for item in items]
@@ -256,6 +297,8 @@ class MongoStore:
             [IndexModel([("survivorId", ASCENDING)]), IndexModel([("mergedIds", ASCENDING)])]
         )
         await db.merge_refusals.create_indexes([IndexModel([("profileIds", ASCENDING)])])
+        await db.consent_log.create_indexes([IndexModel([("profileId", ASCENDING), ("at", DESCENDING)])])
+        await db.processed_messages.create_indexes([IndexModel([("profileId", ASCENDING)])])
         await db.profiles.create_indexes(
             [
                 IndexModel([("mergedInto", ASCENDING), ("_id", ASCENDING)]),
@@ -392,6 +435,17 @@ class MongoStore:
     async def revoke_api_key(self, key_id: str, at: datetime) -> bool:
         result = await self._db.api_keys.update_one({"_id": key_id, "revokedAt": None}, {"$set": {"revokedAt": at}})
         return bool(result.modified_count == 1)
+
+    async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
+        # Newest first; decisions of one millisecond in the order they were made (ObjectIds grow).
+        cursor = self._db.consent_log.find({"profileId": {"$in": list(profile_ids)}}).sort(
+            [("at", DESCENDING), ("_id", DESCENDING)]
+        )
+        return [ConsentDecision.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def erasures(self, *, limit: int) -> list[Erasure]:
+        cursor = self._db.erasures.find({}).sort("at", DESCENDING).limit(limit)
+        return [Erasure.model_validate(document) for document in await cursor.to_list(None)]
 
     async def read_meta(self, key: str) -> str | None:
         found = await self._db.meta.find_one({"_id": key})

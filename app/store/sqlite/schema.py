@@ -57,4 +57,9 @@ STATEMENTS = (
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS blocking_keys_by_profile ON blocking_keys(profile_id)",
     "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",  # hashed secrets only
+    "CREATE TABLE IF NOT EXISTS consent_log (profile_id TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS consent_log_by_profile ON consent_log(profile_id, at)",
+    # Keyed hashes of erased people's identifier keys (app/domain/privacy.py): never personal data.
+    "CREATE TABLE IF NOT EXISTS suppressions (hash TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS erasures (id TEXT PRIMARY KEY, at TEXT NOT NULL, doc TEXT NOT NULL)",
 )

@@ -23,6 +23,7 @@ from app.domain.clock import now, to_iso
 from app.domain.identifiers import Identifier
 from app.domain.matching.index import match_view
 from app.domain.merge import MergeRecord, MergeRefusal
+from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import CappedPush, ProfileChange, apply_change
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
@@ -177,6 +178,57 @@ class SQLiteTransaction(StoreTransaction):
         self._db.executemany(
             "INSERT OR IGNORE INTO merge_refusal_members (profile_id, refusal_id) VALUES (?, ?)",
             [(pid, refusal.id) for pid in refusal.profile_ids],
+        )
+
+    # -- privacy -------------------------------------------------------------------------------
+    async def append_consent(self, decision: ConsentDecision) -> None:
+        self._db.execute(
+            "INSERT INTO consent_log (profile_id, at, doc) VALUES (?, ?, ?)",
+            (decision.profile_id, to_iso(decision.at), dumps(decision.model_dump(by_alias=True, exclude_none=True))),
+        )
+
+    async def tombstones_of(self, profile_id: str) -> list[str]:
+        rows = self._db.execute("SELECT id FROM profiles WHERE merged_into = ? ORDER BY id", (profile_id,))
+        return [row[0] for row in rows.fetchall()]
+
+    async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
+        ids = list(profile_ids)
+        marks = ",".join("?" * len(ids))
+        db = self._db
+        merge_ids = [r[0] for r in db.execute(f"SELECT merge_id FROM merge_members WHERE profile_id IN ({marks})", ids)]
+        refusal_ids = [
+            r[0] for r in db.execute(f"SELECT refusal_id FROM merge_refusal_members WHERE profile_id IN ({marks})", ids)
+        ]
+        for table, key, values in (
+            ("merges", "id", merge_ids),
+            ("merge_members", "merge_id", merge_ids),
+            ("merge_refusals", "id", refusal_ids),
+            ("merge_refusal_members", "refusal_id", refusal_ids),
+        ):
+            if values:
+                db.execute(f"DELETE FROM {table} WHERE {key} IN ({','.join('?' * len(values))})", values)
+        identifiers = db.execute(f"DELETE FROM identities WHERE profile_id IN ({marks})", ids).rowcount
+        interactions = db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", ids).rowcount
+        for table in ("blocking_keys", "processed_messages", "consent_log"):
+            db.execute(f"DELETE FROM {table} WHERE profile_id IN ({marks})", ids)
+        db.execute(f"DELETE FROM profiles WHERE id IN ({marks})", ids)
+        return identifiers, interactions
+
+    async def suppress(self, hashes: Sequence[str], at: datetime) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO suppressions (hash, at) VALUES (?, ?)", [(h, to_iso(at)) for h in hashes]
+        )
+
+    async def suppressed(self, hashes: Sequence[str]) -> set[str]:
+        if not hashes:
+            return set()
+        marks = ",".join("?" * len(hashes))
+        return {r[0] for r in self._db.execute(f"SELECT hash FROM suppressions WHERE hash IN ({marks})", list(hashes))}
+
+    async def record_erasure(self, erasure: Erasure) -> None:
+        self._db.execute(
+            "INSERT INTO erasures (id, at, doc) VALUES (?, ?, ?)",
+            (erasure.id, to_iso(erasure.at), dumps(erasure.model_dump(by_alias=True))),
         )
 
 
@@ -406,6 +458,20 @@ class SQLiteStore:
             document = loads(row[0]) | {"revokedAt": at}
             self._writer.execute("UPDATE api_keys SET doc = ? WHERE id = ?", (dumps(document), key_id))
             return True
+
+    async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
+        if not profile_ids:
+            return []
+        rows = self._reader.execute(
+            f"SELECT doc FROM consent_log WHERE profile_id IN ({','.join('?' * len(profile_ids))}) "
+            "ORDER BY at DESC, rowid DESC",
+            list(profile_ids),
+        ).fetchall()
+        return [ConsentDecision.model_validate(loads(row[0])) for row in rows]
+
+    async def erasures(self, *, limit: int) -> list[Erasure]:
+        rows = self._reader.execute("SELECT doc FROM erasures ORDER BY at DESC LIMIT ?", (limit,)).fetchall()
+        return [Erasure.model_validate(loads(row[0])) for row in rows]
 
     async def read_meta(self, key: str) -> str | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

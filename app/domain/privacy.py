@@ -1,0 +1,65 @@
+"""Privacy rights: consent decisions with their history, erasure, and the suppression list that
+keeps an erased person from coming back.
+
+The suppression list holds keyed hashes (HMAC-SHA256 with a secret kept by the store) of the
+erased person's identifier keys: enough to recognise their identifiers on a late or replayed event,
+useless for finding out who they were (a plain hash of an email is reversed by a dictionary).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime
+
+from pydantic import Field
+
+from app.domain.errors import InvalidInput
+from app.domain.profile import StoredModel
+
+DEFAULT_PURPOSES = ("email_marketing", "sms_marketing", "personalisation", "analytics", "profiling")
+SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}$")
+
+
+class ConsentDecision(StoredModel):
+    """One decision, kept forever (the current state per purpose lives on the profile)."""
+
+    profile_id: str
+    purpose: str
+    granted: bool
+    source: str
+    at: datetime
+    message_id: str | None = None  # when it came as a consent_update event
+
+
+class Erasure(StoredModel):
+    """The audit record of an erasure: when, by whom, how much; no personal data."""
+
+    id: str = Field(alias="_id")
+    at: datetime
+    actor: str
+    profiles: int
+    identifiers: int
+    interactions: int
+
+
+def check_purpose(purpose: str, purposes: tuple[str, ...]) -> str:
+    if purpose not in purposes:
+        raise InvalidInput(f"unknown purpose {purpose!r}; expected one of {', '.join(purposes)}", field="purpose")
+    return purpose
+
+
+def check_source(source: str) -> str:
+    if not SOURCE.match(source):
+        raise InvalidInput("source: 1-64 letters, digits, spaces or . _ : / -", field="source")
+    return source
+
+
+def new_suppression_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def suppression_hash(secret: str, identity_key: str) -> str:
+    return hmac.new(bytes.fromhex(secret), identity_key.encode(), hashlib.sha256).hexdigest()

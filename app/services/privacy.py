@@ -1,0 +1,181 @@
+"""Privacy rights: consent decisions, the export of everything held about a person, and erasure
+that also keeps the person from coming back through late or replayed events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.domain import clock
+from app.domain.clock import to_iso
+from app.domain.errors import InvalidInput, NotFound
+from app.domain.identifiers import Identifier
+from app.domain.merge import MergeStatus
+from app.domain.privacy import (
+    ConsentDecision,
+    Erasure,
+    check_purpose,
+    check_source,
+    new_suppression_secret,
+    suppression_hash,
+)
+from app.domain.profile import Interaction, Profile
+from app.domain.profile_change import ProfileChange
+from app.domain.profile_query import InteractionFilter, InteractionPosition
+from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_reads import get_profile
+from app.services.profile_writes import live_profile, with_retries
+
+SUPPRESSION_SECRET = "suppressionSecret"
+MAX_MERGED = 1000  # profiles one person's merges may have folded in: a bound, not a limit met in practice
+EXPORT_PAGE = 1000
+
+
+# -- consent ----------------------------------------------------------------------------------
+async def set_consent(
+    store: ProfileStore,
+    profile_id: str,
+    purpose: str,
+    granted: bool,
+    source: str,
+    *,
+    purposes: tuple[str, ...],
+) -> Profile:
+    """Record a consent decision (the current state per purpose, and the decision in the history)."""
+    check_purpose(purpose, purposes)
+    check_source(source)
+    at = clock.now()
+
+    async def work(tx: StoreTransaction) -> Profile:
+        profile = await live_profile(tx, profile_id)
+        if profile is None:
+            raise NotFound(f"no profile {profile_id}", field="profileId")
+        change = ProfileChange(set={f"consents.{purpose}": {"granted": granted, "source": source, "at": at}})
+        await tx.update_profile(profile.id, change.stamped(at), expected_version=profile.version)
+        await tx.append_consent(
+            ConsentDecision(profile_id=profile.id, purpose=purpose, granted=granted, source=source, at=at)
+        )
+        found = await tx.get_profile(profile.id)
+        assert found is not None
+        return found
+
+    async with store.batch():
+        return await with_retries(store, work)
+
+
+async def consent_history(store: ProfileStore, profile: Profile) -> list[ConsentDecision]:
+    """The profile's decisions and those of the profiles merged into it, newest first."""
+    return await store.consent_history(await merged_family(store, profile.id))
+
+
+async def merged_family(store: ProfileStore, profile_id: str) -> list[str]:
+    """The profile and every profile merged into it, directly or through earlier merges."""
+    family, queue = [profile_id], [profile_id]
+    while queue and len(family) < MAX_MERGED:
+        current = queue.pop()
+        for record in await store.merges_of(current):
+            if record.status is MergeStatus.MERGED and record.survivor_id == current:
+                fresh = [i for i in record.merged_ids if i not in family]
+                family += fresh
+                queue += fresh
+    return family
+
+
+# -- export -----------------------------------------------------------------------------------
+async def export_profile(store: ProfileStore, profile_id: str) -> dict[str, Any]:
+    """Everything held about the person, as one JSON document (right of access, portability)."""
+    profile = await get_profile(store, profile_id)
+    if profile is None:
+        raise NotFound(f"no profile {profile_id}", field="id")
+    interactions: list[Interaction] = []
+    before: InteractionPosition | None = None
+    while page := await store.list_interactions(
+        profile.id, before=before, where=InteractionFilter(), limit=EXPORT_PAGE
+    ):
+        interactions += page
+        before = InteractionPosition(page[-1].timestamp, page[-1].message_id)
+        if len(page) < EXPORT_PAGE:
+            break
+    family = await merged_family(store, profile.id)
+    merges = {m.id: m for member in family for m in await store.merges_of(member)}
+    refusals = {r.id: r for member in family for r in await store.refusals_of(member)}
+    # The recent list is a copy of the newest history (which follows in full); blocking keys are index data.
+    document = _json(profile, exclude={"recent", "blocking_keys"})
+    return {
+        "exportedAt": to_iso(clock.now()),
+        "profile": document,
+        "mergedProfileIds": family[1:],
+        "interactions": [_json(i) for i in interactions],
+        "consentHistory": [_json(d) for d in await store.consent_history(family)],
+        "merges": [_json(m) for m in merges.values()],
+        "mergeRefusals": [_json(r) for r in refusals.values()],
+        "segmentHistory": [],
+    }
+
+
+def _json(model: BaseModel, *, exclude: set[str] | None = None) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
+
+
+# -- erasure ----------------------------------------------------------------------------------
+async def suppression_secret(store: ProfileStore, *, create: bool) -> str | None:
+    secret = await store.read_meta(SUPPRESSION_SECRET)
+    if secret is None and create:
+        await store.write_meta(SUPPRESSION_SECRET, new_suppression_secret())
+        secret = await store.read_meta(SUPPRESSION_SECRET)  # whoever wrote first wins
+    return secret
+
+
+def suppression_hashes(secret: str, keys: Sequence[str]) -> list[str]:
+    return [suppression_hash(secret, key) for key in keys]
+
+
+async def delete_profile(store: ProfileStore, profile_id: str, *, actor: str) -> Erasure:
+    """Erase the person: the profile, the profiles merged into it, their identities, history,
+    consents, merges; keep an audit record without personal data; suppress their identifiers."""
+    secret = await suppression_secret(store, create=True)
+    assert secret is not None
+    at = clock.now()
+
+    async def work(tx: StoreTransaction) -> Erasure:
+        profile = await live_profile(tx, profile_id)
+        if profile is None:
+            raise NotFound(f"no profile {profile_id}", field="id")
+        family, queue = [profile.id], [profile.id]
+        while queue and len(family) < MAX_MERGED:
+            for tomb in await tx.tombstones_of(queue.pop()):
+                if tomb not in family:
+                    family.append(tomb)
+                    queue.append(tomb)
+        keys = {f"{r.type}:{r.value}" for r in profile.identifiers}
+        for member in family:
+            keys |= set(await tx.identities_of(member))
+        await tx.suppress(suppression_hashes(secret, sorted(keys)), at)
+        identifiers, interactions = await tx.erase(family)
+        erasure = Erasure(
+            _id="era_" + uuid.uuid4().hex,
+            at=at,
+            actor=actor,
+            profiles=len(family),
+            identifiers=max(identifiers, len(keys)),
+            interactions=interactions,
+        )
+        await tx.record_erasure(erasure)
+        return erasure
+
+    async with store.batch():
+        return await with_retries(store, work)
+
+
+async def refuse_suppressed(tx: StoreTransaction, secret: str | None, identifiers: Sequence[Identifier]) -> None:
+    """InvalidInput when any identifier belongs to an erased person: their data never comes back."""
+    if secret is None or not identifiers:
+        return
+    if await tx.suppressed(suppression_hashes(secret, [i.key for i in identifiers])):
+        raise InvalidInput(
+            "these identifiers belong to a person whose data was erased: nothing is recorded for them",
+            field="identifiers",
+        )

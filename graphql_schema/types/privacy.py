@@ -1,0 +1,49 @@
+"""GraphQL types of privacy rights: consent decisions and erasure receipts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from app.domain import privacy as domain
+
+
+@strawberry.type(description="One consent decision, as recorded (the profile's consents show the current state).")
+class ConsentDecision:
+    purpose: str
+    granted: bool
+    source: str
+    at: datetime
+    message_id: str | None
+
+    @classmethod
+    def from_domain(cls, decision: domain.ConsentDecision) -> ConsentDecision:
+        return cls(
+            purpose=decision.purpose,
+            granted=decision.granted,
+            source=decision.source,
+            at=decision.at,
+            message_id=decision.message_id,
+        )
+
+
+@strawberry.type(description="The receipt of an erasure: what was deleted, never whose data it was.")
+class Erasure:
+    id: strawberry.ID
+    at: datetime
+    actor: str
+    profiles: int
+    identifiers: int
+    interactions: int
+
+    @classmethod
+    def from_domain(cls, erasure: domain.Erasure) -> Erasure:
+        return cls(
+            id=strawberry.ID(erasure.id),
+            at=erasure.at,
+            actor=erasure.actor,
+            profiles=erasure.profiles,
+            identifiers=erasure.identifiers,
+            interactions=erasure.interactions,
+        )

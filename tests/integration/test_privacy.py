@@ -1,0 +1,118 @@
+"""Consent, export and erasure through the services, on every storage backend."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.domain.errors import InvalidInput, NotFound
+from app.domain.events import RawIdentifier
+from app.domain.privacy import DEFAULT_PURPOSES
+from app.services import merging, privacy, profile_reads, profiles
+from app.services.identity_policy import IdentityPolicy
+from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.ports import ProfileStore
+from tests.builders import event
+
+PURPOSES = DEFAULT_PURPOSES
+
+
+async def _customer(store: ProfileStore, *types: str, email: str = "emma@example.com") -> str:
+    outcomes = await ingest_events(store, [event(t, email=email, minutes=n) for n, t in enumerate(types)])
+    assert {o.status for o in outcomes} == {EventStatus.ACCEPTED}
+    profile = await profile_reads.get_profile_by_identifier(store, "email", email)
+    assert profile is not None
+    return profile.id
+
+
+async def test_set_consent_keeps_the_state_and_the_history(store: ProfileStore) -> None:
+    profile_id = await _customer(store, "page_view", "consent_update")  # email_marketing granted by event
+    await privacy.set_consent(store, profile_id, "email_marketing", False, "preference centre", purposes=PURPOSES)
+    profile = await privacy.set_consent(store, profile_id, "analytics", True, "cookie banner", purposes=PURPOSES)
+    assert not profile.consents["email_marketing"].granted and profile.consents["analytics"].granted
+    assert profile.consents["email_marketing"].source == "preference centre"
+
+    history = await privacy.consent_history(store, profile)
+    assert [(d.purpose, d.granted, d.source) for d in history] == [
+        ("analytics", True, "cookie banner"),
+        ("email_marketing", False, "preference centre"),
+        ("email_marketing", True, "web"),  # the consent_update event, with its message id
+    ]
+    assert history[-1].message_id is not None and history[0].at >= history[1].at >= history[2].at
+
+
+async def test_bad_consent_requests_write_nothing(store: ProfileStore) -> None:
+    profile_id = await _customer(store, "page_view")
+    before = await store.get_profile(profile_id)
+    with pytest.raises(InvalidInput, match="unknown purpose 'ads'") as unknown:
+        await privacy.set_consent(store, profile_id, "ads", True, "form", purposes=PURPOSES)
+    assert unknown.value.field == "purpose"
+    with pytest.raises(InvalidInput, match="source"):
+        await privacy.set_consent(store, profile_id, "analytics", True, "", purposes=PURPOSES)
+    with pytest.raises(NotFound):
+        await privacy.set_consent(store, "nobody", "analytics", True, "form", purposes=PURPOSES)
+    after = await store.get_profile(profile_id)
+    assert after == before and await store.consent_history([profile_id]) == []
+
+
+async def test_export_holds_everything_about_the_person(store: ProfileStore) -> None:
+    web = await _customer(store, "identify", "page_view", "order_completed", "consent_update")
+    shop = await _customer(store, "order_completed", "support_contact", email="e.martin@example.com")
+    await merging.merge_profiles(store, web, [shop], reason="same person", actor="steward", policy=IdentityPolicy())
+
+    exported = await privacy.export_profile(store, shop)  # a merged-away id stands for the person
+    json.dumps(exported)  # one JSON document
+    assert exported["profile"]["_id"] == web and exported["mergedProfileIds"] == [shop]
+    assert {i["value"] for i in exported["profile"]["identifiers"]} == {"emma@example.com", "e.martin@example.com"}
+    assert len(exported["interactions"]) == 6 and "recent" not in exported["profile"]
+    assert [d["purpose"] for d in exported["consentHistory"]] == ["email_marketing"]
+    assert [m["survivorId"] for m in exported["merges"]] == [web]
+    with pytest.raises(NotFound):
+        await privacy.export_profile(store, "nobody")
+
+
+async def test_erasure_forgets_the_person_for_good(store: ProfileStore) -> None:
+    old_events = [event(t, email="emma@example.com", minutes=n) for n, t in enumerate(["identify", "order_completed"])]
+    assert {o.status for o in await ingest_events(store, old_events)} == {EventStatus.ACCEPTED}
+    emma = await profile_reads.get_profile_by_identifier(store, "email", "emma@example.com")
+    assert emma is not None
+    other = await _customer(store, "page_view", email="someone.else@example.com")
+
+    erasure = await privacy.delete_profile(store, emma.id, actor="dpo")
+    assert (erasure.profiles, erasure.identifiers, erasure.interactions, erasure.actor) == (1, 1, 2, "dpo")
+    assert "emma" not in json.dumps(erasure.model_dump(mode="json"))
+    assert [e.id for e in await store.erasures(limit=5)] == [erasure.id]
+    assert await store.get_profile(emma.id) is None
+    assert await profile_reads.get_profile_by_identifier(store, "email", "emma@example.com") is None
+    assert await store.count_profiles() == 1
+
+    # Replayed and late events for her are dropped and never recreate the profile; others still land.
+    replayed = await ingest_events(store, [*old_events, event("page_view", email="Emma@Example.com ", minutes=9)])
+    assert {o.status for o in replayed} == {EventStatus.REJECTED}
+    assert "erased" in (replayed[0].reason or "") and replayed[0].field == "identifiers"
+    assert (await ingest_events(store, [event("page_view", email="someone.else@example.com")]))[0].profile_id == other
+    with pytest.raises(InvalidInput, match="erased"):
+        await profiles.upsert_profile(store, [RawIdentifier("email", "emma@example.com")], {"first_name": "Emma"})
+    assert await store.count_profiles() == 1
+    with pytest.raises(NotFound):
+        await privacy.delete_profile(store, emma.id, actor="dpo")
+
+
+async def test_erasure_survives_an_earlier_merge(store: ProfileStore) -> None:
+    web = await _customer(store, "identify", "page_view")
+    phone_event = event("order_completed", identifiers=[("phone", "+33612345678")])
+    shop_outcome = (await ingest_events(store, [phone_event], IngestionPolicy()))[0]
+    assert shop_outcome.profile_id is not None
+    await merging.merge_profiles(
+        store, web, [shop_outcome.profile_id], reason="same person", actor="steward", policy=IdentityPolicy()
+    )
+
+    erasure = await privacy.delete_profile(store, shop_outcome.profile_id, actor="dpo")  # the merged-away id
+    assert (erasure.profiles, erasure.identifiers) == (2, 2)
+    for profile_id in (web, shop_outcome.profile_id):
+        assert await store.get_profile(profile_id) is None
+        assert await store.merges_of(profile_id) == []  # merge records held snapshots of her data
+    assert await store.count_profiles() == 0
+    again = await ingest_events(store, [event("page_view", identifiers=[("phone", "+33 6 12 34 56 78")])])
+    assert again[0].status is EventStatus.REJECTED and await store.count_profiles() == 0
