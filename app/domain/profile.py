@@ -100,6 +100,17 @@ class Stats(StoredModel):
         return round(self.revenue_cents / self.orders) if self.orders else None
 
 
+class Rfm(StoredModel):
+    """Recency, frequency and monetary scores (1-5, 5 best) and the named RFM segment they place the
+    customer in; written by the computed-traits job, absent until it has run."""
+
+    recency_score: int | None = None
+    frequency_score: int | None = None
+    monetary_score: int | None = None
+    segment: str | None = None
+    computed_at: datetime | None = None
+
+
 class Interaction(StoredModel):
     message_id: str
     type: str
@@ -132,7 +143,7 @@ class Profile(StoredModel):
     # what the merge reconciliation rules MOST_RECENT, OLDEST and SOURCE_PRIORITY decide on.
     field_times: dict[str, datetime] = Field(default_factory=dict)
     field_sources: dict[str, str] = Field(default_factory=dict)
-    rfm: dict[str, Any] | None = None
+    rfm: Rfm | None = None
     segments: list[str] = Field(default_factory=list)
     # Derived from the identity fields on every write (app/domain/matching/index.py): what the stores
     # index so that fuzzy merge candidates are found by key, never by comparing all pairs.
