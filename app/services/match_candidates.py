@@ -26,11 +26,11 @@ from app.services.profile_writes import with_retries
 
 log = logging.getLogger("cdp.matching")
 
-# A profile is compared with at most this many look-alikes, and a whole-store run skips key groups
-# larger than MAX_GROUP_SIZE (a key that common says nothing about identity): both keep the cost
-# bounded whatever the data. The blocking keys are designed so that real groups stay far below.
-MAX_LOOKALIKES = 500
-MAX_GROUP_SIZE = 500
+# Keys shared by more than MAX_BLOCK_SIZE profiles are passed over ("block purging": a key that
+# common says nothing about identity, e.g. a default birth date typed by a shop), and a profile is
+# compared with at most MAX_LOOKALIKES others: the cost stays bounded whatever the data.
+MAX_BLOCK_SIZE = 300
+MAX_LOOKALIKES = 1000
 MAX_CANDIDATES = 1000
 
 
@@ -47,7 +47,7 @@ async def candidates_for_profile(
     """The best look-alikes of one profile (a merged-away id stands for its survivor), best first."""
     check_request(min_score, first)
     profile = await _live(store, profile_id)
-    others = await store.profiles_sharing_keys(profile.blocking_keys, limit=MAX_LOOKALIKES)
+    others = await store.profiles_sharing_keys(profile.blocking_keys, max_block=MAX_BLOCK_SIZE, limit=MAX_LOOKALIKES)
     pairs = ((other.id, match_fields(other)) for other in others)
     return candidates_for(match_fields(profile), profile.id, pairs, min_score)[:first]
 
@@ -62,7 +62,7 @@ async def candidates_in_store(
     found: list[Candidate] = []
     skipped = 0
     async for _key, ids in store.blocking_groups():
-        if len(ids) > MAX_GROUP_SIZE:
+        if len(ids) > MAX_BLOCK_SIZE:
             skipped += 1
             continue
         missing = [profile_id for profile_id in ids if profile_id not in fields]
@@ -78,7 +78,7 @@ async def candidates_in_store(
                 if result.score >= min_score:
                     found.append(Candidate(a, b, result.score, result.reasons))
     if skipped:
-        log.warning("merge candidates: skipped %d blocking keys shared by over %d profiles", skipped, MAX_GROUP_SIZE)
+        log.info("merge candidates: passed over %d blocking keys shared by over %d profiles", skipped, MAX_BLOCK_SIZE)
     found.sort(key=lambda c: (-c.score, c.a, c.b))
     return found[:first]
 

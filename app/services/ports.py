@@ -158,9 +158,10 @@ class ProfileStore(Protocol):
     async def count_products(self) -> int: ...
 
     # -- fuzzy matching: the blocking-key index (Profile.blocking_keys) -------------------------
-    async def profiles_sharing_keys(self, keys: Sequence[str], *, limit: int) -> list[Profile]:
+    async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[Profile]:
         """At most `limit` live profiles holding any of `keys`, as match views (identity fields only,
-        see app/domain/matching/index.py)."""
+        see app/domain/matching/index.py). Keys held by more than `max_block` profiles are passed
+        over: a key that common says nothing about identity, and would make the query slow."""
 
     async def match_views(self, profile_ids: Sequence[str]) -> list[Profile]:
         """The live ones of `profile_ids` as match views, in no particular order."""

@@ -857,3 +857,58 @@ NICKNAMES: dict[str, tuple[str, ...]] = {
     "Catherine": ("Cathy",),
     "Christophe": ("Chris",),
 }
+
+
+# Surnames beyond the common ones: in a real country the 40 most common surnames are a few percent
+# of the population and the rest is a long tail. The tail is built from syllables that sound like
+# each country's names (head + optional middle + ending), deterministic and thousands strong.
+_LONG_TAIL: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "FR": (
+        ("Bou", "Cha", "Del", "Dur", "Fa", "Ga", "La", "Le", "Ma", "Mo", "Pe", "Ri", "Ro", "Sa", "Ta", "Va", "Ber",
+         "Gui", "Mar", "Lam"),
+        ("", "r", "l", "n", "ss", "v", "ch", "d", "g", "m"),
+        ("ard", "et", "ier", "on", "eau", "in", "ot", "and", "ais", "elle", "ault", "ette", "ineau", "eron", "ac"),
+    ),
+    "DE": (
+        ("Schn", "Wal", "Bra", "Kr", "Ha", "Lin", "Ro", "Ste", "We", "Ba", "Eh", "Fr", "Gr", "Ho", "Ka", "Lo", "Mu",
+         "Ri", "Sei", "Zi"),
+        ("", "l", "n", "r", "t", "del", "ck", "s", "m", "b"),
+        ("mann", "er", "ner", "berg", "bauer", "stein", "hoff", "ke", "ert", "ling", "hardt", "meier", "mayer", "wald",
+         "feld"),
+    ),
+    "ES": (
+        ("Al", "Bel", "Ca", "Cas", "Del", "Es", "Ga", "Her", "Lo", "Mar", "Mo", "Na", "Or", "Pa", "Que", "Ro", "Sal",
+         "Te", "Va", "Zu"),
+        ("", "r", "l", "n", "d", "ll", "rr", "t", "b", "z"),
+        ("ez", "era", "ado", "ano", "ino", "ales", "ón", "ero", "illa", "ares", "ondo", "eda", "aga", "ejo", "uez"),
+    ),
+    "IT": (
+        ("Al", "Bel", "Ca", "Cas", "De", "Fa", "Ga", "Lo", "Ma", "Mo", "Pa", "Pe", "Ro", "Sa", "Ta", "Vi", "Ber",
+         "Cor", "Fer", "Ser"),
+        ("", "r", "l", "n", "d", "ll", "rr", "t", "b", "z"),
+        ("ini", "etti", "ucci", "elli", "one", "ari", "esi", "otti", "ano", "azzi", "ello", "ardi", "ieri", "oni",
+         "ato"),
+    ),
+    "NL": (
+        ("Ba", "Bo", "De", "Gr", "Ha", "Ho", "Ja", "Ke", "Ko", "Me", "Pe", "Ro", "Sch", "Ve", "Wi", "Zw", "Bl", "Dr",
+         "Kl", "St"),
+        ("", "ek", "l", "n", "r", "s", "ter", "ver", "m", "d"),
+        ("ink", "ers", "man", "stra", "huis", "kamp", "horst", "veld", "sma", "ens", "ma", "ing", "berg", "hout",
+         "dijk"),
+    ),
+    "GB": (
+        ("Ash", "Bar", "Bro", "Cal", "Dar", "Fair", "Gold", "Hart", "Kings", "Lang", "Mor", "North", "Pem", "Rad",
+         "Shel", "Stan", "Thorn", "Wal", "Wes", "Whit"),
+        ("", "b", "l", "n", "r", "ing", "er", "s", "w", "d"),
+        ("ton", "ley", "field", "wood", "ford", "by", "worth", "well", "ham", "brook", "croft", "more", "ridge",
+         "stone", "combe"),
+    ),
+}  # fmt: skip
+_LONG_TAIL["US"] = _LONG_TAIL["GB"]
+# How often a surname comes from the long tail rather than the common list.
+LONG_TAIL_SHARE = 0.75
+
+
+def long_tail_surname(rng: random.Random, country: str) -> str:
+    heads, middles, endings = _LONG_TAIL[country]
+    return rng.choice(heads) + rng.choice(middles) + rng.choice(endings)

@@ -27,7 +27,7 @@ from datetime import date, timedelta
 import phonenumbers
 
 from app.domain.matching.fields import mailbox
-from bench.people.names import COUNTRIES, NICKNAMES, Country
+from bench.people.names import COUNTRIES, LONG_TAIL_SHARE, NICKNAMES, Country, long_tail_surname
 
 TODAY = date(2026, 1, 1)
 
@@ -147,11 +147,16 @@ class _Draw:
         return rng.choices(names, cum_weights=weights)[0]
 
     def surname(self, rng: random.Random, country: str) -> str:
-        names, weights = self.last[country]
-        name = rng.choices(names, cum_weights=weights)[0]
+        name = self._one_surname(rng, country)
         if COUNTRIES[country].double_surname:
-            name = f"{name} {rng.choices(names, cum_weights=weights)[0]}"
+            name = f"{name} {self._one_surname(rng, country)}"
         return name
+
+    def _one_surname(self, rng: random.Random, country: str) -> str:
+        if rng.random() < LONG_TAIL_SHARE:
+            return long_tail_surname(rng, country)
+        names, weights = self.last[country]
+        return rng.choices(names, cum_weights=weights)[0]
 
 
 def _cumulative(weights: list[float]) -> list[float]:
@@ -201,8 +206,10 @@ def _household_member(
         birth = head.birth
     elif relation < 0.6:  # partner
         birth = _clamp(head.birth + timedelta(days=rng.randint(-6 * 365, 6 * 365)))
-    else:  # child or parent
-        birth = _clamp(head.birth + timedelta(days=rng.choice((-1, 1)) * rng.randint(22 * 365, 38 * 365)))
+    else:  # child or parent: a child too young to be a customer is the head's parent instead
+        gap = timedelta(days=rng.randint(22 * 365, 38 * 365))
+        child = head.birth + gap
+        birth = _clamp(child if child <= ADULT_BORN_BY and rng.random() < 0.5 else head.birth - gap)
     emails = _emails(rng, head.country, first, last, birth, taken, 2 if rng.random() < model.second_email else 1)
     if rng.random() < model.shared_family_email:
         emails = (head.emails[0], *emails)
@@ -218,8 +225,11 @@ def _birth_date(rng: random.Random) -> date:
     return _clamp(TODAY - timedelta(days=int(age * 365.25) + rng.randint(0, 364)))
 
 
+ADULT_BORN_BY = date(2008, 1, 1)
+
+
 def _clamp(born: date) -> date:
-    return max(date(1935, 1, 1), min(date(2008, 1, 1), born))
+    return max(date(1935, 1, 1), min(ADULT_BORN_BY, born))
 
 
 def _place(rng: random.Random, country: str) -> Place:

@@ -62,14 +62,16 @@ async def test_every_write_keeps_the_keys_of_the_fields(store: ProfileStore) -> 
     created = await _upsert(store, "jean.dupont@gmail.com", JEAN)
     stored = await _stored(store, created.id)
     assert stored.blocking_keys and stored.blocking_keys == keys_of(stored)
-    assert [p.id for p in await store.profiles_sharing_keys(stored.blocking_keys, limit=10)] == [created.id]
+    assert [p.id for p in await store.profiles_sharing_keys(stored.blocking_keys, max_block=10, limit=10)] == [
+        created.id
+    ]
 
     # An update that moves the keys: the old ones no longer find the profile, the new ones do.
     await _upsert(store, "jean.dupont@gmail.com", {"last_name": "Lefebvre", "birth_date": "1975-01-20"})
     updated = await _stored(store, created.id)
     assert updated.blocking_keys == keys_of(updated) and updated.blocking_keys != stored.blocking_keys
     gone = sorted(set(stored.blocking_keys) - set(updated.blocking_keys))
-    assert gone and await store.profiles_sharing_keys(gone, limit=10) == []
+    assert gone and await store.profiles_sharing_keys(gone, max_block=10, limit=10) == []
 
     # An event that changes no identity field leaves the keys alone (and is not re-keyed).
     outcomes = await ingest_events(store, [event("page_view", email="jean.dupont@gmail.com")], IngestionPolicy())
@@ -175,3 +177,17 @@ async def test_start_up_rekeys_profiles_written_without_keys(store: ProfileStore
     assert {p: (await _stored(store, p)).blocking_keys for p in expected} == expected
     assert len(await match_candidates.candidates_for_profile(store, jean.id)) == 1
     assert await match_index.ensure_blocking_keys(store) == 0
+
+
+async def test_keys_shared_by_too_many_profiles_are_passed_over(store: ProfileStore) -> None:
+    namesakes = [
+        await _upsert(store, f"jean.dupont{n}@example.org", {"first_name": "Jean", "last_name": "Dupont"})
+        for n in range(4)
+    ]
+    key_sets = [set((await _stored(store, p.id)).blocking_keys) for p in namesakes]
+    shared = sorted(set.intersection(*key_sets))
+    assert shared  # the name keys
+    found = await store.profiles_sharing_keys(shared, max_block=4, limit=10)
+    assert sorted(p.id for p in found) == sorted(p.id for p in namesakes)
+    assert await store.profiles_sharing_keys(shared, max_block=3, limit=10) == []
+    assert len(await store.profiles_sharing_keys(shared, max_block=4, limit=2)) == 2

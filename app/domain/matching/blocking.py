@@ -5,8 +5,9 @@ Each key tolerates a different kind of noise, so that two records of one person 
 key even when one of them has a typo, a nickname, swapped names or a missing field; and each is
 narrow enough that few unrelated people share it. Keys are prefixed by their kind:
 
-- `n:` Metaphone of the surname + first letter of the given name, and the same read crossed (given
-  name's Metaphone + surname initial) so that swapped first/last names still meet;
+- `n:` Metaphone of the surname + first letter of the given name: survives a given-name typo or nickname;
+- `s:` the Metaphones of both names in sorted order: the same key whichever field holds which, so
+  swapped first/last names meet (narrower than a given name + initial, which common given names flood);
 - `y:` Metaphone of the given name + birth year: survives a surname typo or a married name;
 - `b:` birth date with day and month in ascending order (so a day/month swap gives the same key)
   + the given-name initial, and again + the surname initial;
@@ -33,8 +34,9 @@ def blocking_keys(fields: MatchFields) -> frozenset[str]:
     given_initial, surname_initial = fields.first_joined[:1], fields.last_joined[:1]
     if fields.last_phonetic and given_initial:
         keys.add(f"n:{fields.last_phonetic[:_PHONETIC_LENGTH]}{given_initial}")
-    if fields.first_phonetic and surname_initial:
-        keys.add(f"n:{fields.first_phonetic[:_PHONETIC_LENGTH]}{surname_initial}")
+    if fields.first_phonetic and fields.last_phonetic:
+        pair = sorted((fields.first_phonetic[:_PHONETIC_LENGTH], fields.last_phonetic[:_PHONETIC_LENGTH]))
+        keys.add(f"s:{pair[0]}|{pair[1]}")
     if fields.birth_date is not None:
         born = fields.birth_date
         if fields.first_phonetic:

@@ -396,12 +396,19 @@ class MongoStore:
         return int(await self._db.products.count_documents({}))
 
     # -- fuzzy matching ----------------------------------------------------------------------
-    async def profiles_sharing_keys(self, keys: Sequence[str], *, limit: int) -> list[Profile]:
+    async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[Profile]:
         if not keys:
             return []
-        cursor = self._db.profiles.find(
-            {"blockingKeys": {"$in": list(keys)}, "mergedInto": None}, _MATCH_PROJECTION
-        ).limit(limit)
+        usable = []
+        for key in keys:  # each count stops at max_block + 1: a flooded key costs no more than that
+            held = await self._db.profiles.count_documents({"blockingKeys": key}, limit=max_block + 1)
+            if held <= max_block:
+                usable.append(key)
+        if not usable:
+            return []
+        cursor = self._db.profiles.find({"blockingKeys": {"$in": usable}, "mergedInto": None}, _MATCH_PROJECTION).limit(
+            limit
+        )
         return [match_view(document) for document in await cursor.to_list(None)]
 
     async def match_views(self, profile_ids: Sequence[str]) -> list[Profile]:

@@ -401,13 +401,15 @@ class SQLiteStore:
         return int(self._reader.execute("SELECT count(*) FROM products").fetchone()[0])
 
     # -- fuzzy matching ----------------------------------------------------------------------
-    async def profiles_sharing_keys(self, keys: Sequence[str], *, limit: int) -> list[Profile]:
+    async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[Profile]:
         if not keys:
             return []
+        marks = ",".join("?" * len(keys))
         rows = self._reader.execute(
+            f"WITH usable AS (SELECT key FROM blocking_keys WHERE key IN ({marks}) GROUP BY key HAVING count(*) <= ?) "
             "SELECT p.doc FROM profiles p WHERE p.merged_into IS NULL AND p.id IN "
-            f"(SELECT profile_id FROM blocking_keys WHERE key IN ({','.join('?' * len(keys))})) LIMIT ?",
-            [*keys, limit],
+            "(SELECT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable)) LIMIT ?",
+            [*keys, max_block, limit],
         ).fetchall()
         return [match_view(loads(row[0])) for row in rows]
 
