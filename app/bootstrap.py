@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from app.services.fixtures import LoadReport, load_fixtures
 from app.services.ingestion import IngestionPolicy
 from app.services.match_index import ensure_blocking_keys
 from app.services.ports import ProfileStore
+from app.services.segment_bus import SegmentBus
+from app.services.segments import SegmentEngine
 from app.settings import Settings
 from app.store import open_store
 
@@ -27,6 +29,13 @@ class Services:
     store: ProfileStore
     ingestion: IngestionPolicy
     development_key: str | None = None
+    bus: SegmentBus = field(default_factory=SegmentBus)
+    segments: SegmentEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.segments = SegmentEngine(self.store, self.bus)
+        if self.ingestion.on_landed is None:  # segments hear of every event batch once it is durable
+            self.ingestion = replace(self.ingestion, on_landed=self.segments.events_landed)
 
     async def close(self) -> None:
         await self.store.close()

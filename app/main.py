@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.bootstrap import Services, start
 from app.domain.errors import StoreUnavailable
+from app.services.segments import keep_checking
 from app.settings import Settings
 from graphql_schema.http import GraphQLApp
 from graphql_schema.playground import ASSETS_PATH, STATIC_DIR
@@ -38,9 +40,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return
         holder["services"] = await start(settings)
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
+        checks = asyncio.create_task(
+            keep_checking(holder["services"].segments, every_seconds=settings.segment_check_seconds)
+        )
         try:
             yield
         finally:
+            checks.cancel()
+            await asyncio.gather(checks, return_exceptions=True)
             await holder["services"].close()
 
     async def healthz(request: Request) -> Response:

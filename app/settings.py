@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     consent_purposes: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PURPOSES), description="What setConsent accepts, e.g. '[\"ads\"]'."
     )
+    segment_check_seconds: float = Field(
+        default=5.0, gt=0, description="How often time-window segment exits are looked for (they are due-dated)."
+    )
     fuzzy_merge_score: float | None = Field(
         default=None, gt=0, le=1, description="Merge fuzzy look-alikes scoring at least this; unset: never."
     )

@@ -9,6 +9,7 @@ import strawberry
 from app.domain.access import Scope
 from app.services import merging, privacy, profiles
 from app.services.ingestion import ingest_events
+from app.services.segments import Evaluation
 from graphql_schema.context import Info
 from graphql_schema.inputs import EventInput, ProfileInput, raw_identifiers
 from graphql_schema.permissions import requires
@@ -17,6 +18,7 @@ from graphql_schema.types.merge import MergeResult, UnmergeResult
 from graphql_schema.types.merge_record import Merge
 from graphql_schema.types.privacy import Erasure
 from graphql_schema.types.profile import Profile
+from graphql_schema.types.segment import Segment, SegmentEvaluation, SegmentInput
 
 
 @strawberry.type
@@ -48,6 +50,7 @@ class Mutation:
             actor=info.context.actor,
             policy=services.ingestion.identity,
         )
+        await services.segments.changed([record.survivor_id, *record.merged_ids], "merge")
         return MergeResult(merge=Merge.from_domain(record), profile=Profile.from_domain(profile))
 
     @strawberry.mutation(
@@ -58,6 +61,7 @@ class Mutation:
         record, profiles = await merging.unmerge_profile(
             info.context.services.store, str(merge_id), actor=info.context.actor
         )
+        await info.context.services.segments.changed([p.id for p in profiles], "unmerge")
         return UnmergeResult(merge=Merge.from_domain(record), profiles=[Profile.from_domain(p) for p in profiles])
 
     @strawberry.mutation(
@@ -72,6 +76,7 @@ class Mutation:
             source=input.source,
             policy=info.context.services.ingestion.identity,
         )
+        await info.context.services.segments.changed([profile.id], "profile updated")
         return Profile.from_domain(profile)
 
     @strawberry.mutation(
@@ -97,6 +102,7 @@ class Mutation:
             decided_by,
             purposes=tuple(services.settings.consent_purposes),
         )
+        await services.segments.changed([profile.id], "consent", paths=["consents"])
         return Profile.from_domain(profile)
 
     @strawberry.mutation(
@@ -108,3 +114,33 @@ class Mutation:
     async def delete_profile(self, info: Info, id: strawberry.ID) -> Erasure:
         erasure = await privacy.delete_profile(info.context.services.store, str(id), actor=info.context.actor)
         return Erasure.from_domain(erasure)
+
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.ADMIN_SEGMENTS)],
+        description="Define a segment; it is evaluated over every profile at once, then kept up to date.",
+    )
+    async def create_segment(self, info: Info, input: SegmentInput) -> SegmentEvaluation:
+        return _evaluation(await info.context.services.segments.create(input.fields()))
+
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.ADMIN_SEGMENTS)],
+        description="Change a segment's definition; members are re-evaluated (ENTERED/EXITED for the difference).",
+    )
+    async def update_segment(self, info: Info, id: strawberry.ID, input: SegmentInput) -> SegmentEvaluation:
+        return _evaluation(await info.context.services.segments.update(str(id), input.fields()))
+
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.ADMIN_SEGMENTS)],
+        description="Delete a segment: its members leave it (EXITED). Returns how many left.",
+    )
+    async def delete_segment(self, info: Info, id: strawberry.ID) -> int:
+        return await info.context.services.segments.delete(str(id))
+
+
+def _evaluation(result: Evaluation) -> SegmentEvaluation:
+    return SegmentEvaluation(
+        segment=Segment.from_domain(result.segment),
+        entered=result.entered,
+        exited=result.exited,
+        members=result.members,
+    )

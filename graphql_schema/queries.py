@@ -9,12 +9,14 @@ from app.domain.access import Scope
 from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.profile_query import ProfileFilter
 from app.services import match_candidates, privacy, profile_reads, profiles
+from app.services.profiles import check_page_size
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
 from graphql_schema.permissions import requires
 from graphql_schema.types.merge_candidate import MergeCandidate
 from graphql_schema.types.profile import Profile
+from graphql_schema.types.segment import Segment, SegmentMembershipEvent
 
 PROFILE_CURSOR = "profile"
 
@@ -93,3 +95,31 @@ class Query:
     )
     async def export_profile(self, info: Info, id: strawberry.ID) -> JSON:
         return JSON(await privacy.export_profile(info.context.services.store, str(id)))
+
+    @strawberry.field(permission_classes=[requires(Scope.READ_PROFILES)], description="A segment by id.")
+    async def segment(self, info: Info, id: strawberry.ID) -> Segment | None:
+        found = await info.context.services.store.get_segment(str(id))
+        return Segment.from_domain(found) if found else None
+
+    @strawberry.field(permission_classes=[requires(Scope.READ_PROFILES)], description="Every segment, by id.")
+    async def segments(self, info: Info) -> list[Segment]:
+        return [Segment.from_domain(s) for s in await info.context.services.store.list_segments()]
+
+    @strawberry.field(
+        permission_classes=[requires(Scope.READ_PROFILES)],
+        description="Membership changes, newest first, of a segment, a profile or both (at most 500).",
+    )
+    async def segment_history(
+        self,
+        info: Info,
+        segment_id: strawberry.ID | None = None,
+        profile_id: strawberry.ID | None = None,
+        last: int = 50,
+    ) -> list[SegmentMembershipEvent]:
+        check_page_size(last, maximum=500, field="last")
+        events = await info.context.services.store.segment_events(
+            segment_id=str(segment_id) if segment_id else None,
+            profile_id=str(profile_id) if profile_id else None,
+            limit=last,
+        )
+        return [SegmentMembershipEvent.from_domain(e) for e in events]

@@ -10,6 +10,7 @@ from strawberry.types import ExecutionContext
 from graphql_schema.errors import ErrorCodes
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
+from graphql_schema.subscriptions import Subscription
 
 
 class Schema(strawberry.Schema):
@@ -17,4 +18,4 @@ class Schema(strawberry.Schema):
         """Client mistakes are not server errors: ErrorCodes logs the unexpected ones, with their id."""
 
 
-schema = Schema(query=Query, mutation=Mutation, extensions=[ErrorCodes])
+schema = Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[ErrorCodes])

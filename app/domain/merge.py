@@ -109,7 +109,9 @@ def merged_profile(
         update={
             "identifiers": list(identifiers.values()),
             "consents": consents,
-            "segments": list(dict.fromkeys(s for p in everyone for s in p.segments)),
+            # Memberships change only through re-evaluation, which records each change (and tells
+            # subscribers): the survivor keeps its own until then.
+            "segments": list(survivor.segments),
             "created_at": min(p.created_at for p in everyone),
             "updated_at": at,
             "version": survivor.version + 1,
@@ -126,4 +128,5 @@ def tombstone(profile: Profile, survivor_id: str, *, at: datetime) -> Profile:
         created_at=profile.created_at,
         updated_at=at,
         version=profile.version + 1,
+        segments=profile.segments,  # left by re-evaluation, which records each exit
     )

@@ -6,7 +6,7 @@ is made durable as a whole before the results are returned, so ACCEPTED means st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -41,11 +41,16 @@ class EventOutcome:
     field: str | None = None
 
 
+# Told, after a batch is durable, which profiles changed and with which event types (segments listen).
+EventsLanded = Callable[[dict[str, set[str]]], Awaitable[object]]
+
+
 @dataclass(frozen=True, slots=True)
 class IngestionPolicy:
     max_batch_size: int = 1000
     idempotency_ttl: timedelta = timedelta(days=30)
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
+    on_landed: EventsLanded | None = None
 
 
 async def ingest_events(
@@ -69,6 +74,13 @@ async def ingest_events(
             outcomes.append(await _ingest_one(store, event, usable, at, policy, secret))
     # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.
     await merge_lookalikes(store, [o.profile_id for o in outcomes if o.profile_id], policy.identity)
+    if policy.on_landed is not None:
+        landed: dict[str, set[str]] = {}
+        for raw, outcome in zip(raw_events, outcomes, strict=True):
+            if outcome.status is EventStatus.ACCEPTED and outcome.profile_id:
+                landed.setdefault(outcome.profile_id, set()).add(raw.type)
+        if landed:
+            await policy.on_landed(landed)
     return outcomes
 
 

@@ -147,15 +147,20 @@ async def _unmerge(
         own_keys = set(by_previous_owner[merged_id])
         extra = [r for r in survivor.identifiers if _key(r) in own_keys and _key(r) not in snapshot.identifier_keys()]
         base = snapshot.model_copy(update={"identifiers": [*snapshot.identifiers, *extra], "updated_at": at})
+        # Memberships stay as stored (the tombstone's) until re-evaluation records each change.
         profile = refresh_keys(
-            rebuild_behaviour(base, history_of[merged_id]).model_copy(update={"version": tomb.version + 1})
+            rebuild_behaviour(base, history_of[merged_id]).model_copy(
+                update={"version": tomb.version + 1, "segments": tomb.segments}
+            )
         )
         await tx.replace_profile(profile, expected_version=tomb.version)
         restored.append(profile)
 
     base = _survivor_base(record, survivor, leaving, at=at)
     profile = refresh_keys(
-        rebuild_behaviour(base, history_of[survivor.id]).model_copy(update={"version": survivor.version + 1})
+        rebuild_behaviour(base, history_of[survivor.id]).model_copy(
+            update={"version": survivor.version + 1, "segments": survivor.segments}
+        )
     )
     await tx.replace_profile(profile, expected_version=survivor.version)
     return [profile, *restored]

@@ -20,6 +20,8 @@ from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
+from app.domain.segments.conditions import Condition
+from app.domain.segments.segment import Segment, SegmentEvent
 
 T = TypeVar("T")
 
@@ -116,6 +118,12 @@ class StoreTransaction(Protocol):
 
     async def record_erasure(self, erasure: Erasure) -> None: ...
 
+    # -- segments --------------------------------------------------------------------------------
+    async def insert_segment_event(self, event: SegmentEvent) -> None: ...
+
+    async def schedule_check(self, profile_id: str, segment_id: str, due_at: datetime | None) -> None:
+        """Re-evaluate the membership at `due_at` (None: no time-based check is needed any more)."""
+
 
 class ProfileStore(Protocol):
     backend: str
@@ -185,6 +193,33 @@ class ProfileStore(Protocol):
 
     async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
         """Every consent decision recorded on these profiles, newest first."""
+
+    async def save_segment(self, segment: Segment) -> None:
+        """Insert or replace."""
+
+    async def get_segment(self, segment_id: str) -> Segment | None: ...
+
+    async def list_segments(self) -> list[Segment]: ...
+
+    async def delete_segment(self, segment_id: str) -> None: ...
+
+    async def matching_profile_ids(self, tree: Condition, *, now: datetime) -> list[str]:
+        """Live profiles for which `tree` holds at `now`, by a query built from the validated tree."""
+
+    async def member_ids(self, segment_id: str) -> list[str]:
+        """Live profiles whose `segments` list holds the segment."""
+
+    async def count_members(self, segment_id: str) -> int: ...
+
+    async def segment_events(
+        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int
+    ) -> list[SegmentEvent]:
+        """Membership changes, newest first."""
+
+    async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
+        """(profile id, segment id) of the time-based checks due at `now`, oldest first."""
+
+    async def next_check_at(self) -> datetime | None: ...
 
     async def erasures(self, *, limit: int) -> list[Erasure]:
         """The newest erasure audit records."""

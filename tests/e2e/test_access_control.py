@@ -23,6 +23,7 @@ from app.store.sqlite.store import SQLiteStore
 from graphql_schema.mutations import Mutation
 from graphql_schema.permissions import ScopeRequired
 from graphql_schema.queries import Query
+from graphql_schema.subscriptions import Subscription
 from tests.server_process import running_server
 
 # Every root field, the scope it needs, and a document that calls it. A new field without an entry
@@ -51,12 +52,28 @@ OPERATIONS: dict[str, tuple[Scope, str]] = {
     ),
     "deleteProfile": (Scope.WRITE_PROFILES, 'mutation { deleteProfile(id: "p") { id } }'),
     "exportProfile": (Scope.READ_PII, '{ exportProfile(id: "p") }'),
+    "segment": (Scope.READ_PROFILES, '{ segment(id: "s") { id } }'),
+    "segments": (Scope.READ_PROFILES, "{ segments { id } }"),
+    "segmentHistory": (Scope.READ_PROFILES, "{ segmentHistory { id } }"),
+    "createSegment": (
+        Scope.ADMIN_SEGMENTS,
+        'mutation { createSegment(input: {name: "Buyers", condition: {compare: {path: "stats.orders", op: "gte", '
+        "value: 1}}}) { members } }",
+    ),
+    "updateSegment": (
+        Scope.ADMIN_SEGMENTS,
+        'mutation { updateSegment(id: "s", input: {name: "x", condition: {hasIdentifier: {type: "email"}}}) '
+        "{ members } }",
+    ),
+    "deleteSegment": (Scope.ADMIN_SEGMENTS, 'mutation { deleteSegment(id: "s") }'),
 }
+# Subscriptions run over WebSocket only; their scope is checked in tests/e2e/test_segment_subscriptions.py.
+SUBSCRIPTIONS: dict[str, Scope] = {"segmentMembershipChanged": Scope.SUBSCRIBE}
 
 
 def _root_fields() -> dict[str, list[type]]:
     found: dict[str, list[type]] = {}
-    for root in (Query, Mutation):
+    for root in (Query, Mutation, Subscription):
         for field in root.__strawberry_definition__.fields:  # type: ignore[attr-defined]
             name = field.graphql_name or _camel(field.python_name)
             found[name] = [p for p in field.permission_classes if issubclass(p, ScopeRequired)]
@@ -70,9 +87,10 @@ def _camel(name: str) -> str:
 
 def test_every_root_field_declares_its_scope() -> None:
     fields = _root_fields()
-    assert set(fields) == set(OPERATIONS), "add the new field to OPERATIONS with its scope"
+    declared = {name: scope for name, (scope, _) in OPERATIONS.items()} | SUBSCRIPTIONS
+    assert set(fields) == set(declared), "add the new field to OPERATIONS (or SUBSCRIPTIONS) with its scope"
     for name, permissions in fields.items():
-        assert [p.scope for p in permissions] == [OPERATIONS[name][0]], name  # type: ignore[attr-defined]
+        assert [p.scope for p in permissions] == [declared[name]], name  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -26,7 +26,10 @@ from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
+from app.domain.segments.conditions import Condition
+from app.domain.segments.segment import Segment, SegmentEvent
 from app.services.ports import IdentityTaken, MessageAlreadyProcessed, StoreTransaction, VersionConflict
+from app.store.mongo.segment_query import membership_pipeline
 
 T = TypeVar("T")
 BUCKET_SIZE = 200
@@ -224,8 +227,9 @@ class MongoTransaction(StoreTransaction):
         for bucket in await self._db.interactions.find({"profileId": ids}, {"count": 1}, session=session).to_list(None):
             interactions += int(bucket.get("count", 0))
         await self._db.interactions.delete_many({"profileId": ids}, session=session)
-        for collection in (self._db.processed_messages, self._db.consent_log):
+        for collection in (self._db.processed_messages, self._db.consent_log, self._db.segment_events):
             await collection.delete_many({"profileId": ids}, session=session)
+        await self._db.segment_checks.delete_many({"profileId": ids}, session=session)
         await self._db.profiles.delete_many({"_id": ids}, session=session)
         return int(identifiers.deleted_count), interactions
 
@@ -240,6 +244,17 @@ class MongoTransaction(StoreTransaction):
             return set()
         cursor = self._db.suppressions.find({"_id": {"$in": list(hashes)}}, {"_id": 1}, session=self._session)
         return {document["_id"] for document in await cursor.to_list(None)}
+
+    async def insert_segment_event(self, event: SegmentEvent) -> None:
+        await self._db.segment_events.insert_one(event.model_dump(by_alias=True), session=self._session)
+
+    async def schedule_check(self, profile_id: str, segment_id: str, due_at: datetime | None) -> None:
+        key = {"_id": f"{profile_id}|{segment_id}"}
+        if due_at is None:
+            await self._db.segment_checks.delete_one(key, session=self._session)
+        else:
+            document = {"profileId": profile_id, "segmentId": segment_id, "dueAt": due_at}
+            await self._db.segment_checks.replace_one(key, key | document, upsert=True, session=self._session)
 
     async def record_erasure(self, erasure: Erasure) -> None:
         await self._db.erasures.insert_one(erasure.model_dump(by_alias=True), session=self._session)
@@ -298,6 +313,10 @@ class MongoStore:
         )
         await db.merge_refusals.create_indexes([IndexModel([("profileIds", ASCENDING)])])
         await db.consent_log.create_indexes([IndexModel([("profileId", ASCENDING), ("at", DESCENDING)])])
+        await db.segment_events.create_indexes(
+            [IndexModel([("segmentId", ASCENDING), ("at", DESCENDING)]), IndexModel([("profileId", ASCENDING)])]
+        )
+        await db.segment_checks.create_indexes([IndexModel([("dueAt", ASCENDING)]), IndexModel([("profileId", 1)])])
         await db.processed_messages.create_indexes([IndexModel([("profileId", ASCENDING)])])
         await db.profiles.create_indexes(
             [
@@ -449,6 +468,49 @@ class MongoStore:
             [("at", DESCENDING), ("_id", DESCENDING)]
         )
         return [ConsentDecision.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def save_segment(self, segment: Segment) -> None:
+        document = segment.model_dump(by_alias=True)
+        await self._db.segments.replace_one({"_id": segment.id}, document, upsert=True)
+
+    async def get_segment(self, segment_id: str) -> Segment | None:
+        found = await self._db.segments.find_one({"_id": segment_id})
+        return Segment.model_validate(found) if found else None
+
+    async def list_segments(self) -> list[Segment]:
+        cursor = self._db.segments.find({}).sort("_id", ASCENDING)
+        return [Segment.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def delete_segment(self, segment_id: str) -> None:
+        await self._db.segments.delete_one({"_id": segment_id})
+        await self._db.segment_checks.delete_many({"segmentId": segment_id})
+
+    async def matching_profile_ids(self, tree: Condition, *, now: datetime) -> list[str]:
+        cursor = await self._db.profiles.aggregate(membership_pipeline(tree, now=now), allowDiskUse=True)
+        return sorted(document["_id"] for document in await cursor.to_list(None))
+
+    async def member_ids(self, segment_id: str) -> list[str]:
+        cursor = self._db.profiles.find({"segments": segment_id, "mergedInto": None}, {"_id": 1}).sort("_id", 1)
+        return [document["_id"] for document in await cursor.to_list(None)]
+
+    async def count_members(self, segment_id: str) -> int:
+        return int(await self._db.profiles.count_documents({"segments": segment_id, "mergedInto": None}))
+
+    async def segment_events(
+        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int
+    ) -> list[SegmentEvent]:
+        selector = {k: v for k, v in (("segmentId", segment_id), ("profileId", profile_id)) if v is not None}
+        cursor = self._db.segment_events.find(selector).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+        return [SegmentEvent.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
+        cursor = self._db.segment_checks.find({"dueAt": {"$lte": now}}).sort("dueAt", ASCENDING).limit(limit)
+        return [(document["profileId"], document["segmentId"]) for document in await cursor.to_list(None)]
+
+    async def next_check_at(self) -> datetime | None:
+        cursor = self._db.segment_checks.find({}, {"dueAt": 1}).sort("dueAt", ASCENDING).limit(1)
+        found = await cursor.to_list(None)
+        return found[0]["dueAt"] if found else None
 
     async def erasures(self, *, limit: int) -> list[Erasure]:
         cursor = self._db.erasures.find({}).sort("at", DESCENDING).limit(limit)

@@ -30,7 +30,7 @@ def where_clause(query: ProfileFilter) -> tuple[str, list[Any]]:
         )
         params.append(query.city.lower())
     if query.segment:
-        clauses.append("EXISTS (SELECT 1 FROM json_each(p.doc, '$.segments') s WHERE s.value = ?)")
+        clauses.append("EXISTS (SELECT 1 FROM segment_members sm WHERE sm.profile_id = p.id AND sm.segment_id = ?)")
         params.append(query.segment)
     for bound in query.stats:
         # The field name comes from a closed enum, never from the client's text.

@@ -62,4 +62,23 @@ STATEMENTS = (
     # Keyed hashes of erased people's identifier keys (app/domain/privacy.py): never personal data.
     "CREATE TABLE IF NOT EXISTS suppressions (hash TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS erasures (id TEXT PRIMARY KEY, at TEXT NOT NULL, doc TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS segments (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+    # Mirrors each profile's `segments` list (kept by every profile write): members by segment, indexed.
+    """CREATE TABLE IF NOT EXISTS segment_members (
+        segment_id TEXT NOT NULL,
+        profile_id TEXT NOT NULL,
+        PRIMARY KEY (segment_id, profile_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS segment_members_by_profile ON segment_members(profile_id)",
+    """CREATE TABLE IF NOT EXISTS segment_events (
+        id TEXT PRIMARY KEY, segment_id TEXT NOT NULL, profile_id TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS segment_events_by_segment ON segment_events(segment_id, at)",
+    "CREATE INDEX IF NOT EXISTS segment_events_by_profile ON segment_events(profile_id, at)",
+    # When time alone may change a membership (an event leaving a window): re-evaluate then.
+    """CREATE TABLE IF NOT EXISTS segment_checks (
+        profile_id TEXT NOT NULL, segment_id TEXT NOT NULL, due_at TEXT NOT NULL,
+        PRIMARY KEY (profile_id, segment_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS segment_checks_by_due ON segment_checks(due_at)",
 )

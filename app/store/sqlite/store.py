@@ -27,10 +27,13 @@ from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import CappedPush, ProfileChange, apply_change
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
+from app.domain.segments.conditions import Condition
+from app.domain.segments.segment import Segment, SegmentEvent
 from app.services.ports import IdentityTaken, MessageAlreadyProcessed, StoreTransaction, VersionConflict
 from app.store.documents import dumps, jsonable, loads
 from app.store.sqlite.profile_filter import where_clause
 from app.store.sqlite.schema import STATEMENTS
+from app.store.sqlite.segment_query import where_clause as segment_where
 
 T = TypeVar("T")
 _PURGE_EVERY_SECONDS = 3600.0
@@ -71,6 +74,7 @@ class SQLiteTransaction(StoreTransaction):
             (profile.id, dumps(document), profile.version, profile.merged_into),
         )
         _index_keys(self._db, profile.id, profile.blocking_keys)
+        _mirror_segments(self._db, profile.id, profile.segments)
 
     async def update_profile(
         self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
@@ -85,6 +89,8 @@ class SQLiteTransaction(StoreTransaction):
         )
         if "blockingKeys" in change.set:
             _index_keys(self._db, profile_id, document["blockingKeys"])
+        if "segments" in change.set:
+            _mirror_segments(self._db, profile_id, document["segments"])
 
     async def record_message(self, message_id: str, profile_id: str, expires_at: datetime) -> None:
         try:
@@ -124,6 +130,7 @@ class SQLiteTransaction(StoreTransaction):
         if cursor.rowcount != 1:
             raise VersionConflict(profile.id)
         _index_keys(self._db, profile.id, profile.blocking_keys)
+        _mirror_segments(self._db, profile.id, profile.segments)
 
     async def history(self, profile_id: str) -> list[Interaction]:
         rows = self._db.execute("SELECT doc FROM interactions WHERE profile_id = ?", (profile_id,)).fetchall()
@@ -209,7 +216,8 @@ class SQLiteTransaction(StoreTransaction):
                 db.execute(f"DELETE FROM {table} WHERE {key} IN ({','.join('?' * len(values))})", values)
         identifiers = db.execute(f"DELETE FROM identities WHERE profile_id IN ({marks})", ids).rowcount
         interactions = db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", ids).rowcount
-        for table in ("blocking_keys", "processed_messages", "consent_log"):
+        for table in ("blocking_keys", "processed_messages", "consent_log", "segment_members", "segment_events",
+                      "segment_checks"):  # fmt: skip
             db.execute(f"DELETE FROM {table} WHERE profile_id IN ({marks})", ids)
         db.execute(f"DELETE FROM profiles WHERE id IN ({marks})", ids)
         return identifiers, interactions
@@ -225,11 +233,36 @@ class SQLiteTransaction(StoreTransaction):
         marks = ",".join("?" * len(hashes))
         return {r[0] for r in self._db.execute(f"SELECT hash FROM suppressions WHERE hash IN ({marks})", list(hashes))}
 
+    async def insert_segment_event(self, event: SegmentEvent) -> None:
+        self._db.execute(
+            "INSERT INTO segment_events (id, segment_id, profile_id, at, doc) VALUES (?, ?, ?, ?, ?)",
+            (event.id, event.segment_id, event.profile_id, to_iso(event.at), dumps(event.model_dump(by_alias=True))),
+        )
+
+    async def schedule_check(self, profile_id: str, segment_id: str, due_at: datetime | None) -> None:
+        if due_at is None:
+            self._db.execute(
+                "DELETE FROM segment_checks WHERE profile_id = ? AND segment_id = ?", (profile_id, segment_id)
+            )
+        else:
+            self._db.execute(
+                "INSERT INTO segment_checks (profile_id, segment_id, due_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(profile_id, segment_id) DO UPDATE SET due_at = excluded.due_at",
+                (profile_id, segment_id, to_iso(due_at)),
+            )
+
     async def record_erasure(self, erasure: Erasure) -> None:
         self._db.execute(
             "INSERT INTO erasures (id, at, doc) VALUES (?, ?, ?)",
             (erasure.id, to_iso(erasure.at), dumps(erasure.model_dump(by_alias=True))),
         )
+
+
+def _mirror_segments(db: sqlite3.Connection, profile_id: str, segments: Sequence[str]) -> None:
+    db.execute("DELETE FROM segment_members WHERE profile_id = ?", (profile_id,))
+    db.executemany(
+        "INSERT INTO segment_members (segment_id, profile_id) VALUES (?, ?)", [(s, profile_id) for s in segments]
+    )
 
 
 def _index_keys(db: sqlite3.Connection, profile_id: str, keys: Sequence[str]) -> None:
@@ -470,6 +503,72 @@ class SQLiteStore:
             list(profile_ids),
         ).fetchall()
         return [ConsentDecision.model_validate(loads(row[0])) for row in rows]
+
+    async def save_segment(self, segment: Segment) -> None:
+        async with self.batch():
+            self._writer.execute(
+                "INSERT INTO segments (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+                (segment.id, dumps(segment.model_dump(by_alias=True))),
+            )
+
+    async def get_segment(self, segment_id: str) -> Segment | None:
+        row = self._reader.execute("SELECT doc FROM segments WHERE id = ?", (segment_id,)).fetchone()
+        return Segment.model_validate(loads(row[0])) if row else None
+
+    async def list_segments(self) -> list[Segment]:
+        return [
+            Segment.model_validate(loads(r[0])) for r in self._reader.execute("SELECT doc FROM segments ORDER BY id")
+        ]
+
+    async def delete_segment(self, segment_id: str) -> None:
+        async with self.batch():
+            self._writer.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
+            self._writer.execute("DELETE FROM segment_checks WHERE segment_id = ?", (segment_id,))
+
+    async def matching_profile_ids(self, tree: Condition, *, now: datetime) -> list[str]:
+        clause, params = segment_where(tree, now=now)
+        return [r[0] for r in self._reader.execute(f"SELECT p.id FROM profiles p WHERE {clause} ORDER BY p.id", params)]
+
+    async def member_ids(self, segment_id: str) -> list[str]:
+        rows = self._reader.execute(
+            "SELECT sm.profile_id FROM segment_members sm JOIN profiles p ON p.id = sm.profile_id "
+            "WHERE sm.segment_id = ? AND p.merged_into IS NULL ORDER BY sm.profile_id",
+            (segment_id,),
+        )
+        return [r[0] for r in rows]
+
+    async def count_members(self, segment_id: str) -> int:
+        row = self._reader.execute(
+            "SELECT count(*) FROM segment_members sm JOIN profiles p ON p.id = sm.profile_id "
+            "WHERE sm.segment_id = ? AND p.merged_into IS NULL",
+            (segment_id,),
+        ).fetchone()
+        return int(row[0])
+
+    async def segment_events(
+        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int
+    ) -> list[SegmentEvent]:
+        clauses, params = ["1 = 1"], []
+        for column, value in (("segment_id", segment_id), ("profile_id", profile_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        rows = self._reader.execute(
+            f"SELECT doc FROM segment_events WHERE {' AND '.join(clauses)} ORDER BY at DESC, rowid DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [SegmentEvent.model_validate(loads(r[0])) for r in rows]
+
+    async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
+        rows = self._reader.execute(
+            "SELECT profile_id, segment_id FROM segment_checks WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+            (to_iso(now), limit),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def next_check_at(self) -> datetime | None:
+        row = self._reader.execute("SELECT min(due_at) FROM segment_checks").fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
 
     async def erasures(self, *, limit: int) -> list[Erasure]:
         rows = self._reader.execute("SELECT doc FROM erasures ORDER BY at DESC LIMIT ?", (limit,)).fetchall()

@@ -1,0 +1,84 @@
+"""A segment as stored, and the membership changes it produces.
+
+The condition is kept as the client gave it (plain input, validated on every write) and parsed into a
+tree when used, so that the stored form never depends on the tree's Python types. A segment used for
+a consent purpose (`purpose`) only ever holds profiles that granted it: the purpose is one more
+`consentGranted` leaf of the tree, so the batch query and the real-time predicate both honour it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from app.domain.errors import InvalidInput
+from app.domain.profile import StoredModel
+from app.domain.segments.catalogue import PathCatalogue, ValueType, is_purpose
+from app.domain.segments.conditions import And, Condition, ConsentGranted
+from app.domain.segments.parser import parse_condition
+
+NAME = re.compile(r"^\S.{0,99}$")
+TRAIT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class MembershipChange(StrEnum):
+    ENTERED = "ENTERED"
+    EXITED = "EXITED"
+
+
+class Segment(StoredModel):
+    id: str = Field(alias="_id")
+    name: str
+    description: str | None = None
+    condition: dict[str, Any]
+    purpose: str | None = None
+    traits: dict[str, ValueType] = Field(default_factory=dict)  # declared trait names the condition may use
+    created_at: datetime
+    updated_at: datetime
+    evaluated_at: datetime | None = None
+
+    def tree(self) -> Condition:
+        """The condition as a validated tree, with the consent purpose as a leaf when there is one."""
+        tree = parse_condition(self.condition, PathCatalogue(traits=self.traits))
+        return And((tree, ConsentGranted(self.purpose))) if self.purpose else tree
+
+
+class SegmentEvent(StoredModel):
+    id: str = Field(alias="_id")
+    segment_id: str
+    profile_id: str
+    change: MembershipChange
+    at: datetime
+    cause: str
+
+
+def checked_segment(segment: Segment) -> Condition:
+    """Validate a segment about to be stored; returns its tree."""
+    if not NAME.match(segment.name):
+        raise InvalidInput("name: 1-100 characters, not starting with a space", field="name")
+    if segment.purpose is not None and not is_purpose(segment.purpose):
+        raise InvalidInput("purpose: lower-case letters, digits or underscores", field="purpose")
+    for trait in segment.traits:
+        if not TRAIT.match(trait):
+            raise InvalidInput(f"trait name {trait!r} is not a plain name", field="traits")
+    return segment.tree()
+
+
+def parse_traits(raw: Any) -> dict[str, ValueType]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidInput('traits: an object of name → type, e.g. {"tier": "string"}', field="traits")
+    declared: dict[str, ValueType] = {}
+    for name, kind in raw.items():
+        try:
+            declared[str(name)] = ValueType(kind)
+        except ValueError:
+            raise InvalidInput(
+                f"traits.{name}: type must be one of {', '.join(t.value for t in ValueType)}", field=f"traits.{name}"
+            ) from None
+    return declared

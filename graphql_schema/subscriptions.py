@@ -1,0 +1,39 @@
+"""Subscription resolvers: real-time segment membership changes over graphql-transport-ws."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+from starlette.websockets import WebSocket
+
+from app.domain.access import Scope
+from app.services.segment_bus import SlowSubscriber
+from graphql_schema.context import Info
+from graphql_schema.permissions import requires
+from graphql_schema.types.segment import SegmentMembershipEvent
+
+SLOW_SUBSCRIBER_CLOSE = 4029  # 4xxx: application-defined close codes
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        permission_classes=[requires(Scope.SUBSCRIBE)],
+        description="Profiles entering and leaving segments as it happens; filter by segment, profile or both. "
+        "A subscriber that falls 1,000 changes behind is disconnected (close 4029) rather than buffered forever.",
+    )
+    async def segment_membership_changed(
+        self, info: Info, segment_id: strawberry.ID | None = None, profile_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[SegmentMembershipEvent, None]:
+        bus = info.context.services.bus
+        try:
+            async for event in bus.listen(
+                str(segment_id) if segment_id else None, str(profile_id) if profile_id else None
+            ):
+                yield SegmentMembershipEvent.from_domain(event)
+        except SlowSubscriber:
+            socket = info.context.request
+            if isinstance(socket, WebSocket):  # a close reason must fit in 123 bytes
+                await socket.close(code=SLOW_SUBSCRIBER_CLOSE, reason=f"too slow: over {bus.max_queue} changes unread")
+            raise

@@ -1,0 +1,136 @@
+"""GraphQL types of segments and of their membership changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.domain.profile_query import ProfileFilter
+from app.domain.segments import segment as domain
+from app.services import profile_reads, profiles
+from graphql_schema.context import Info
+from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
+from graphql_schema.types.profile import Profile
+
+MEMBER_CURSOR = "member"
+
+
+@strawberry.enum
+class MembershipChange(Enum):
+    ENTERED = "ENTERED"
+    EXITED = "EXITED"
+
+
+@strawberry.type(description="An audience defined by a condition tree, kept up to date on every profile change.")
+class Segment:
+    segment: strawberry.Private[domain.Segment]
+    id: strawberry.ID
+    name: str
+    description: str | None
+    condition: JSON = strawberry.field(description="The condition tree as given (see README: Segments).")
+    purpose: str | None = strawberry.field(description="Consent purpose: only profiles that granted it are members.")
+    traits: JSON
+    created_at: datetime
+    updated_at: datetime
+    evaluated_at: datetime | None
+
+    @strawberry.field(description="How many live profiles are members now.")
+    async def count(self, info: Info) -> int:
+        return await info.context.services.store.count_members(self.segment.id)
+
+    @strawberry.field(description="Members ordered by id, with cursor pagination.")
+    async def members(self, info: Info, first: int = 20, after: str | None = None) -> Connection[Profile]:
+        services = info.context.services
+        page = await profiles.list_profiles(
+            services.store,
+            ProfileFilter(segment=self.segment.id),
+            first=first,
+            after=decode_cursor(MEMBER_CURSOR, after) if after else None,
+            max_page_size=services.settings.max_page_size,
+        )
+        return connection(
+            page.profiles,
+            has_next=page.has_next,
+            has_previous=after is not None,
+            cursor=lambda p: encode_cursor(MEMBER_CURSOR, p.id),
+            node=Profile.from_domain,
+        )
+
+    @classmethod
+    def from_domain(cls, segment: domain.Segment) -> Segment:
+        return cls(
+            segment=segment,
+            id=strawberry.ID(segment.id),
+            name=segment.name,
+            description=segment.description,
+            condition=JSON(segment.condition),
+            purpose=segment.purpose,
+            traits=JSON({name: str(kind) for name, kind in segment.traits.items()}),
+            created_at=segment.created_at,
+            updated_at=segment.updated_at,
+            evaluated_at=segment.evaluated_at,
+        )
+
+
+@strawberry.type(description="A profile entering or leaving a segment, and why.")
+class SegmentMembershipEvent:
+    event: strawberry.Private[domain.SegmentEvent]
+    id: strawberry.ID
+    segment_id: strawberry.ID
+    profile_id: strawberry.ID
+    change: MembershipChange
+    at: datetime
+    cause: str
+
+    @strawberry.field
+    async def segment(self, info: Info) -> Segment | None:
+        found = await info.context.services.store.get_segment(self.event.segment_id)
+        return Segment.from_domain(found) if found else None
+
+    @strawberry.field(description="The profile as it is now (null once erased).")
+    async def profile(self, info: Info) -> Profile | None:
+        found = await profile_reads.get_profile(info.context.services.store, self.event.profile_id)
+        return Profile.from_domain(found) if found else None
+
+    @classmethod
+    def from_domain(cls, event: domain.SegmentEvent) -> SegmentMembershipEvent:
+        return cls(
+            event=event,
+            id=strawberry.ID(event.id),
+            segment_id=strawberry.ID(event.segment_id),
+            profile_id=strawberry.ID(event.profile_id),
+            change=MembershipChange(event.change.value),
+            at=event.at,
+            cause=event.cause,
+        )
+
+
+@strawberry.type(description="What a segment's evaluation over the whole store changed.")
+class SegmentEvaluation:
+    segment: Segment
+    entered: int
+    exited: int
+    members: int
+
+
+@strawberry.input(description="A segment definition; `condition` is a tree (see README: Segments).")
+class SegmentInput:
+    name: str
+    condition: JSON
+    description: str | None = None
+    purpose: str | None = strawberry.field(default=None, description="Consent purpose the segment is used for.")
+    traits: JSON | None = strawberry.field(
+        default=None, description='Trait names the condition uses, with their type: {"tier": "string"}.'
+    )
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "condition": self.condition,
+            "description": self.description,
+            "purpose": self.purpose,
+            "traits": self.traits,
+        }

@@ -1,0 +1,179 @@
+"""Segments through the services, on every storage backend: batch evaluation, real-time changes after
+each kind of profile change, time-window exits without a new event, and bad definitions refused."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from app.bootstrap import Services
+from app.domain import clock
+from app.domain.errors import Conflict, InvalidInput
+from app.domain.segments.segment import MembershipChange
+from app.services import merging, privacy
+from app.services.identity_policy import IdentityPolicy
+from app.services.ingestion import IngestionPolicy, ingest_events
+from app.services.ports import ProfileStore
+from app.services.segment_bus import SegmentBus, SlowSubscriber
+from app.settings import Settings
+from tests.builders import event
+
+BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 1}}}
+
+
+@pytest.fixture
+def services(store: ProfileStore) -> Services:
+    return Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
+
+
+async def _land(services: Services, *events: object) -> list[str]:
+    outcomes = await ingest_events(services.store, list(events), services.ingestion)  # type: ignore[arg-type]
+    return [o.profile_id or "" for o in outcomes]
+
+
+def _changes(events: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+    return [(e.profile_id, e.change.value) for e in events]
+
+
+async def test_a_new_segment_is_evaluated_over_everyone_then_kept_up_to_date(services: Services) -> None:
+    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
+    (browser,) = await _land(services, event("page_view", email="browser@example.com"))
+    progress: list[tuple[int, int]] = []
+
+    result = await services.segments.create(BUYERS, progress=lambda done, total: progress.append((done, total)))
+    segment = result.segment
+    assert (result.entered, result.exited, result.members) == (1, 0, 1)
+    assert progress[-1] == (1, 1)
+    assert await services.store.member_ids(segment.id) == [buyer]
+    (entered,) = await services.store.segment_events(segment_id=segment.id, limit=10)
+    assert (entered.profile_id, entered.change, entered.cause) == (buyer, MembershipChange.ENTERED, "segment created")
+
+    # An event that changes membership is applied at once, with its cause.
+    await _land(services, event("order_completed", email="browser@example.com", minutes=5))
+    assert sorted(await services.store.member_ids(segment.id)) == sorted([buyer, browser])
+    newest = (await services.store.segment_events(profile_id=browser, limit=1))[0]
+    assert (newest.change, newest.cause) == (MembershipChange.ENTERED, "event")
+    assert segment.id in ((await services.store.get_profile(browser)) or pytest.fail()).segments
+
+    # Re-running the evaluation changes nothing: it is idempotent, so an interrupted one is resumed by it.
+    again = await services.segments.evaluate(segment, cause="re-run")
+    assert (again.entered, again.exited, again.members) == (0, 0, 2)
+
+
+async def test_updating_a_segment_applies_the_difference(services: Services) -> None:
+    (one,) = await _land(services, event("order_completed", email="one@example.com"))
+    two = (await _land(services, *(event("order_completed", email="two@example.com", minutes=m) for m in (1, 2))))[0]
+    segment = (await services.segments.create(BUYERS)).segment
+    twice = {"name": "Twice", "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 2}}}
+    result = await services.segments.update(segment.id, twice)
+    assert (result.entered, result.exited) == (0, 1)
+    assert await services.store.member_ids(segment.id) == [two]
+    assert _changes(await services.store.segment_events(profile_id=one, limit=5))[0] == (one, "EXITED")
+
+
+async def test_bad_definitions_are_refused_with_the_place_named_and_nothing_stored(services: Services) -> None:
+    typo = {
+        "name": "Typo",
+        "condition": {"and": [BUYERS["condition"], {"compare": {"path": "stats.ordres", "op": "gt", "value": 1}}]},
+    }
+    with pytest.raises(InvalidInput, match=r"stats\.ordres.*did you mean stats\.orders") as refused:
+        await services.segments.create(typo)
+    assert refused.value.field == "condition.and[1].compare.path"
+    with pytest.raises(InvalidInput, match="no segment seg_missing"):
+        await services.segments.create({"name": "Ref", "condition": {"inSegment": {"segmentId": "seg_missing"}}})
+    with pytest.raises(InvalidInput, match="name"):
+        await services.segments.create({"name": " ", "condition": BUYERS["condition"]})
+    assert await services.store.list_segments() == []
+
+    base = (await services.segments.create(BUYERS)).segment
+    loyal = (await services.segments.create({"name": "L", "condition": {"inSegment": {"segmentId": base.id}}})).segment
+    cycle = {"name": "Buyers", "condition": {"inSegment": {"segmentId": loyal.id}}}
+    with pytest.raises(InvalidInput, match="cannot contain itself"):
+        await services.segments.update(base.id, cycle)
+    with pytest.raises(Conflict, match="use this segment"):
+        await services.segments.delete(base.id)
+
+
+async def test_consent_purpose_merge_and_unmerge_move_memberships(services: Services) -> None:
+    mailable = {**BUYERS, "name": "Mailable buyers", "purpose": "email_marketing"}
+    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
+    segment = (await services.segments.create(mailable)).segment
+    assert await services.store.member_ids(segment.id) == []  # no consent recorded is no consent
+
+    await privacy.set_consent(services.store, buyer, "email_marketing", True, "form", purposes=("email_marketing",))
+    await services.segments.changed([buyer], "consent", paths=["consents"])
+    assert await services.store.member_ids(segment.id) == [buyer]
+
+    (shop,) = await _land(services, event("page_view", identifiers=[("phone", "+33612345678")]))
+    record, _ = await merging.merge_profiles(
+        services.store, shop, [buyer], reason="same", actor="steward", policy=IdentityPolicy()
+    )
+    await services.segments.changed([shop, buyer], "merge")
+    assert await services.store.member_ids(segment.id) == [shop]  # the survivor has the order and the consent
+    await merging.unmerge_profile(services.store, record.id, actor="steward")
+    await services.segments.changed([shop, buyer], "unmerge")
+    assert await services.store.member_ids(segment.id) == [buyer]
+    assert [c for _, c in _changes(await services.store.segment_events(profile_id=shop, limit=5))] == [
+        "EXITED",
+        "ENTERED",
+    ]
+
+
+async def test_a_time_window_exit_happens_without_a_new_event(services: Services) -> None:
+    now = clock.now()
+    abandoned = event("cart_abandoned", email="cart@example.com", at=now - timedelta(days=1) + timedelta(seconds=1.5))
+    (profile_id,) = await _land(services, abandoned)
+    recent = {
+        "name": "Abandoned a cart today",
+        "condition": {"event": {"type": "cart_abandoned", "atLeast": 1, "withinDays": 1}},
+    }
+    segment = (await services.segments.create(recent)).segment
+    assert await services.store.member_ids(segment.id) == [profile_id]
+    due = await services.store.next_check_at()
+    assert due is not None and due <= now + timedelta(seconds=3)
+
+    assert await services.segments.run_due_checks() == 0  # not yet
+    await asyncio.sleep(max(0.0, (due - clock.now()).total_seconds()) + 0.1)
+    assert await services.segments.run_due_checks() == 1
+    assert await services.store.member_ids(segment.id) == []
+    (exited,) = await services.store.segment_events(profile_id=profile_id, limit=1)
+    assert (exited.change, exited.cause) == (MembershipChange.EXITED, "time window passed")
+    assert await services.store.next_check_at() is None
+
+
+async def test_deleting_a_segment_lets_its_members_go(services: Services) -> None:
+    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
+    segment = (await services.segments.create(BUYERS)).segment
+    assert await services.segments.delete(segment.id) == 1
+    assert await services.store.get_segment(segment.id) is None
+    assert segment.id not in ((await services.store.get_profile(buyer)) or pytest.fail()).segments
+    assert _changes(await services.store.segment_events(segment_id=segment.id, limit=5))[0] == (buyer, "EXITED")
+
+
+async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off() -> None:
+    bus = SegmentBus(max_queue=2)
+    heard: list[str] = []
+
+    async def listen() -> None:
+        async for change in bus.listen("seg_1", None):
+            heard.append(change.profile_id)
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    from app.domain.segments.segment import SegmentEvent
+
+    def change(profile_id: str, segment_id: str = "seg_1") -> SegmentEvent:
+        return SegmentEvent(
+            _id=f"e-{profile_id}", segment_id=segment_id, profile_id=profile_id,
+            change=MembershipChange.ENTERED, at=clock.now(), cause="test",
+        )  # fmt: skip
+
+    bus.publish_committed([change("a"), change("b", "seg_2")])
+    await asyncio.sleep(0.01)
+    assert heard == ["a"] and bus.active == 1
+    bus.publish_committed([change(str(n)) for n in range(5)])  # faster than the listener reads: cut off
+    with pytest.raises(SlowSubscriber, match="too slow"):
+        await asyncio.wait_for(listener, 1)
+    assert bus.active == 0
