@@ -1,0 +1,91 @@
+"""segmentMembershipChanged over a real WebSocket (graphql-transport-ws, the `websockets` client)
+against a real server process: a change made over HTTP reaches the subscriber; a key without the
+`subscribe` scope is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from tests.server_process import ROOT, running_server
+
+SUBSCRIBE = """subscription($segment: ID) {
+  segmentMembershipChanged(segmentId: $segment) { change cause segmentId profile { id firstName } segment { name } }
+}"""
+CREATE = """mutation { createSegment(input: {name: "Buyers",
+  condition: {compare: {path: "stats.orders", op: "gte", value: 1}}}) { segment { id } members } }"""
+ORDER = """mutation { ingestEvents(events: [{messageId: "o-1", type: "order_completed", channel: "web",
+  timestamp: "2026-11-01T10:00:00Z", identifiers: [{type: "email", value: "nora@example.com"}],
+  properties: {orderId: "A-1", total: 10}}]) { accepted } }"""
+
+
+async def _open(url: str, token: str) -> ClientConnection:
+    ws = await connect(url, subprotocols=[Subprotocol("graphql-transport-ws")])
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    return ws
+
+
+def _post(url: str, token: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = httpx.post(
+        f"{url}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_membership_change_reaches_the_subscriber(tmp_path: Path) -> None:
+    env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false"}
+    with running_server(env) as url:
+        token = (tmp_path / "dev-api-key").read_text().strip()
+        segment_id = _post(url, token, CREATE)["data"]["createSegment"]["segment"]["id"]
+        ws = await _open(url.replace("http", "ws") + "/graphql", token)
+        try:
+            payload = {"query": SUBSCRIBE, "variables": {"segment": segment_id}}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            await asyncio.sleep(0.2)  # the subscription is registered before the change is made
+            assert _post(url, token, ORDER)["data"]["ingestEvents"]["accepted"] == 1
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert message["type"] == "next", message
+            change = message["payload"]["data"]["segmentMembershipChanged"]
+            assert (change["change"], change["cause"], change["segmentId"]) == ("ENTERED", "event", segment_id)
+            assert change["segment"] == {"name": "Buyers"} and change["profile"]["id"]
+        finally:
+            await ws.close()
+
+        # A key without the subscribe scope may connect (it could query) but not subscribe.
+        reader = _keys_create(tmp_path)
+        ws = await _open(url.replace("http", "ws") + "/graphql", reader)
+        try:
+            await ws.send(json.dumps({"id": "2", "type": "subscribe", "payload": {"query": SUBSCRIBE}}))
+            refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert refused["type"] in ("error", "next"), refused
+            errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+            assert errors[0]["extensions"]["code"] == "FORBIDDEN"
+        finally:
+            await ws.close()
+
+
+def _keys_create(tmp_path: Path) -> str:
+    """A read-only key, made with the CLI as an operator would."""
+    created = subprocess.run(
+        [sys.executable, "-m", "app", "keys", "create", "dashboard", "-s", "read:profiles"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return created.stdout.strip()
