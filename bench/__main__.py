@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import foundation, identity_matching
+from bench import foundation, identity_matching, segments
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "fuzzy merge candidates: precision, recall and F1 on synthetic people; whole-store and one-profile cost",
         identity_matching.add_arguments,
         identity_matching.run,
+    ),
+    "segments": Benchmark(
+        "segment membership delivery to many WebSocket subscribers (p50/p99) and batch evaluation at scale",
+        segments.add_arguments,
+        segments.run,
     ),
 }
 
