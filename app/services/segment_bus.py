@@ -26,17 +26,34 @@ class SlowSubscriber(Exception):
         )
 
 
+_OVERFLOW = object()  # what a cut-off subscriber finds at the end of its queue
+
+
 @dataclass(eq=False)
 class Subscription:
     segment_id: str | None
     profile_id: str | None
-    queue: asyncio.Queue[SegmentEvent]
-    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    limit: int
+    # One slot more than the limit: room for the marker that tells the reader it was cut off.
+    queue: asyncio.Queue[object] = field(init=False)
+    overflowed: bool = False
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.limit + 1)
 
     def wants(self, event: SegmentEvent) -> bool:
         return (self.segment_id is None or self.segment_id == event.segment_id) and (
             self.profile_id is None or self.profile_id == event.profile_id
         )
+
+    def offer(self, event: SegmentEvent) -> bool:
+        """Queue the event; False (and the reader told) when the reader is `limit` changes behind."""
+        if self.queue.qsize() >= self.limit:
+            self.overflowed = True
+            self.queue.put_nowait(_OVERFLOW)
+            return False
+        self.queue.put_nowait(event)
+        return True
 
 
 class SegmentBus:
@@ -58,28 +75,18 @@ class SegmentBus:
     def deliver(self, events: Iterable[SegmentEvent]) -> None:
         for event in events:
             for subscription in list(self._subscriptions):
-                if not subscription.wants(event):
-                    continue
-                try:
-                    subscription.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    subscription.overflowed.set()
+                if subscription.wants(event) and not subscription.offer(event):
                     self._subscriptions.discard(subscription)
 
     async def listen(self, segment_id: str | None, profile_id: str | None) -> AsyncIterator[SegmentEvent]:
-        subscription = Subscription(segment_id, profile_id, asyncio.Queue(self.max_queue))
+        subscription = Subscription(segment_id, profile_id, self.max_queue)
         self._subscriptions.add(subscription)
         try:
             while True:
-                if subscription.overflowed.is_set():
-                    raise SlowSubscriber(subscription.queue.qsize())
-                getter = asyncio.ensure_future(subscription.queue.get())
-                cut = asyncio.ensure_future(subscription.overflowed.wait())
-                done, _ = await asyncio.wait({getter, cut}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    cut.cancel()
-                    yield getter.result()
-                else:
-                    getter.cancel()
+                item = await subscription.queue.get()
+                if item is _OVERFLOW:
+                    raise SlowSubscriber(self.max_queue)
+                assert isinstance(item, SegmentEvent)
+                yield item
         finally:
             self._subscriptions.discard(subscription)
