@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from app.domain.access import Scope
 from app.domain.errors import Unauthenticated
 from app.services.api_keys import authenticate, create_key
-from app.services.fixtures import LoadReport, load_fixtures
+from app.services.fixtures import LoadReport, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
 from app.services.match_index import ensure_blocking_keys
 from app.services.ports import ProfileStore
@@ -105,6 +106,12 @@ async def seed(services: Services) -> LoadReport | None:
             log.info("  %s: %d/%d", stage, done, total)
 
     report = await load_fixtures(services.store, directory, services.ingestion, progress)
+
+    async def create_segment(fields: dict[str, Any], segment_id: str) -> object:
+        return await services.segments.create(fields, segment_id=segment_id)
+
+    segments = await load_segments(create_segment, directory)
+    log.info("%d demo segments defined and evaluated", segments)
     log.info(
         "demo data loaded in %.1f s: %d products, %d CRM profiles, %d events (%d rejected)",
         time.monotonic() - started,

@@ -3,7 +3,7 @@ products, then CRM profiles through upsert, then events through ingestion, with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
@@ -139,3 +139,18 @@ _SNAKE = {
 
 def _snake_case(fields: dict[str, Any]) -> dict[str, Any]:
     return {_SNAKE.get(key, key): value for key, value in fields.items()}
+
+
+async def load_segments(create: Callable[[dict[str, Any], str], Awaitable[object]], directory: Path) -> int:
+    """Define the demo segments of `segments.jsonl` (each evaluated over the store as it is created)."""
+    path = directory / "segments.jsonl"
+    if not path.exists():
+        return 0
+    count = 0
+    for line, document in enumerate(read_lines(path), start=1):
+        try:
+            await create({k: v for k, v in document.items() if k != "_id"}, str(document["_id"]))
+        except InvalidInput as exc:
+            raise InvalidInput(f"segments.jsonl:{line}: {exc.message}", field=exc.field) from None
+        count += 1
+    return count

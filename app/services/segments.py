@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -38,6 +39,7 @@ from app.services.segment_bus import SegmentBus
 Progress = Callable[[int, int], None]  # (changes applied, changes to apply)
 ChangeHook = Callable[[Iterable[str], str], Awaitable[None]]
 log = logging.getLogger("cdp.segments")
+SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # as an inSegment leaf accepts it
 WRITE_BATCH = 200
 # What an event of each type may change besides stats, identifiers and the recent list.
 IDENTITY_PATHS = ("firstName", "lastName", "birthDate", "gender", "language", "company", "jobTitle", "addresses")
@@ -76,9 +78,16 @@ class SegmentEngine:
         self.bus = bus
 
     # -- definitions ---------------------------------------------------------------------------
-    async def create(self, fields: dict[str, Any], progress: Progress | None = None) -> Evaluation:
+    async def create(
+        self, fields: dict[str, Any], progress: Progress | None = None, *, segment_id: str | None = None
+    ) -> Evaluation:
+        """A new segment; `segment_id` gives it a chosen id (the demo data's are readable)."""
         at = clock.now()
-        segment = _segment(new_segment_id(), fields, created_at=at, updated_at=at)
+        if segment_id is not None and not SEGMENT_ID.match(segment_id):
+            raise InvalidInput("id: 1-128 letters, digits, dashes or underscores", field="id")
+        if segment_id is not None and await self.store.get_segment(segment_id) is not None:
+            raise Conflict(f"segment {segment_id} exists already", field="id")
+        segment = _segment(segment_id or new_segment_id(), fields, created_at=at, updated_at=at)
         await self._check(segment)
         await self.store.save_segment(segment)
         return await self.evaluate(segment, cause="segment created", progress=progress)

@@ -11,13 +11,15 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from app.bootstrap import Services
 from app.domain.events import Channel, EventType
 from app.services import match_candidates, profile_reads
-from app.services.fixtures import LoadReport, load_fixtures
+from app.services.fixtures import LoadReport, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
@@ -116,6 +118,22 @@ async def test_the_near_duplicates_are_merge_candidates(loaded: tuple[SQLiteStor
         candidates = await match_candidates.candidates_for_profile(store, copy.id)
         found += original.id in {c.b for c in candidates}
     assert found >= len(duplicates) - 1, f"only {found} of {len(duplicates)} near-duplicates found"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_demo_segments_are_defined_and_have_members(loaded: tuple[SQLiteStore, LoadReport]) -> None:
+    store, _ = loaded
+    services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
+
+    async def create(fields: dict[str, Any], segment_id: str) -> object:
+        return await services.segments.create(fields, segment_id=segment_id)
+
+    assert await load_segments(create, FIXTURES) == 5
+    counts = {s.id: await store.count_members(s.id) for s in await store.list_segments()}
+    assert counts["nps-detractors"] > 0 and counts["email-engaged"] > 0 and counts["at-risk"] > 0, counts
+    for profile_id in await store.member_ids("email-engaged"):
+        profile = await store.get_profile(profile_id)
+        assert profile is not None and profile.consents["email_marketing"].granted
 
 
 async def test_bad_lines_are_reported_by_file_and_line_and_write_nothing(tmp_path: Path) -> None:
