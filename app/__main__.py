@@ -152,6 +152,46 @@ def revoke_key(key_id: str = typer.Argument(..., help="The key id (cdp_<id>_…)
     _with_store(work)
 
 
+traits = typer.Typer(no_args_is_help=True, help="Computed traits: RFM, engagement, preferences, next order.")
+cli.add_typer(traits, name="traits")
+
+
+@traits.command("recompute")
+def recompute_traits(
+    restart: bool = typer.Option(False, help="Start over even if an interrupted job could be resumed."),
+) -> None:
+    """Recompute every profile's computed traits, with progress; an interrupted run resumes where it stopped."""
+    from app.services import traits as job
+    from app.services.segment_bus import SegmentBus
+    from app.services.segments import SegmentEngine
+
+    async def work(store: ProfileStore) -> None:
+        with Progress(
+            TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(phase, total=total)
+                bar.update(tasks[phase], completed=done, total=total)
+
+            result = await job.recompute_traits(
+                store,
+                progress=progress,
+                restart=restart,
+                on_written=job.refresh_segments(SegmentEngine(store, SegmentBus())),
+            )
+        b = result.boundaries
+        console.print(
+            f"job {result.job_id}{' (resumed)' if result.resumed else ''}: traits of {result.processed} profiles "
+            f"in {result.duration_seconds:.1f} s; {b.customers} customers, RFM cuts for scores 2-5: recency days "
+            f"{list(b.recency.cuts)}, orders {list(b.frequency.cuts)}, net spend (cents) {list(b.monetary.cuts)}"
+        )
+
+    _with_store(work)
+
+
 def _describe(settings: Settings) -> str:
     url = settings.database_url
     return "embedded " + url.removeprefix("sqlite:///") if url.startswith("sqlite") else "MongoDB"

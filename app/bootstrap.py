@@ -61,6 +61,8 @@ async def start(settings: Settings) -> Services:
             path,
             services.development_key,
         )
+    if store.backend == "mongodb":  # every process hears every change through the change stream
+        services.bus.local_delivery = False
     rekeyed = await ensure_blocking_keys(store)
     if rekeyed:
         log.info("blocking-key index rebuilt for %d profiles (fuzzy merge candidates)", rekeyed)

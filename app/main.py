@@ -15,7 +15,9 @@ from starlette.staticfiles import StaticFiles
 
 from app.bootstrap import Services, start
 from app.domain.errors import StoreUnavailable
+from app.services.segment_watch import watch
 from app.services.segments import keep_checking
+from app.services.traits import keep_recomputing, refresh_segments
 from app.settings import Settings
 from graphql_schema.http import GraphQLApp
 from graphql_schema.playground import ASSETS_PATH, STATIC_DIR
@@ -43,11 +45,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         checks = asyncio.create_task(
             keep_checking(holder["services"].segments, every_seconds=settings.segment_check_seconds)
         )
+        background = [checks, *_traits_schedule(holder["services"])]
+        if not holder["services"].bus.local_delivery:  # MongoDB: hear every process's changes
+            running = holder["services"]
+            background.append(asyncio.create_task(watch(running.store, running.bus, instance=settings.instance_name)))
         try:
             yield
         finally:
-            checks.cancel()
-            await asyncio.gather(checks, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await holder["services"].close()
 
     async def healthz(request: Request) -> Response:
@@ -75,3 +82,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         ],
         lifespan=lifespan,
     )
+
+
+def _traits_schedule(services: Services) -> list[asyncio.Task[None]]:
+    """Computed traits every CDP_TRAITS_EVERY_MINUTES (0: off); an interrupted job resumes at start."""
+    every = services.settings.traits_every_minutes
+    if every <= 0:
+        return []
+    run = keep_recomputing(services.store, every_minutes=every, on_written=refresh_segments(services.segments))
+    return [asyncio.create_task(run)]

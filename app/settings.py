@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -64,11 +65,21 @@ class Settings(BaseSettings):
     consent_purposes: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PURPOSES), description="What setConsent accepts, e.g. '[\"ads\"]'."
     )
+    instance_name: str = Field(
+        default_factory=socket.gethostname,
+        description="This server process among several on one MongoDB (its change-stream resume point).",
+    )
     segment_check_seconds: float = Field(
         default=5.0, gt=0, description="How often time-window segment exits are looked for (they are due-dated)."
     )
     fuzzy_merge_score: float | None = Field(
         default=None, gt=0, le=1, description="Merge fuzzy look-alikes scoring at least this; unset: never."
+    )
+    traits_every_minutes: float = Field(
+        default=60, ge=0, description="Recompute computed traits (RFM, engagement, …) this often; 0: never."
+    )
+    recommendations_exclude_days: int = Field(
+        default=30, ge=0, description="Products the customer bought within this many days are not recommended."
     )
 
     def development_key_path(self) -> Path | None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import strawberry
 
 from app.domain.access import Scope
-from app.services import merging, privacy, profiles
+from app.services import merging, privacy, profiles, recommendations, traits
 from app.services.ingestion import ingest_events
 from app.services.segments import Evaluation
 from graphql_schema.context import Info
@@ -17,8 +17,10 @@ from graphql_schema.types.ingestion import IngestResult
 from graphql_schema.types.merge import MergeResult, UnmergeResult
 from graphql_schema.types.merge_record import Merge
 from graphql_schema.types.privacy import Erasure
+from graphql_schema.types.product import Product, ProductInput
 from graphql_schema.types.profile import Profile
 from graphql_schema.types.segment import Segment, SegmentEvaluation, SegmentInput
+from graphql_schema.types.traits import TraitsJob
 
 
 @strawberry.type
@@ -135,6 +137,27 @@ class Mutation:
     )
     async def delete_segment(self, info: Info, id: strawberry.ID) -> int:
         return await info.context.services.segments.delete(str(id))
+
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.ADMIN_SEGMENTS)],
+        description="Recompute every profile's computed traits (RFM, engagement, preferred categories, next order) "
+        "and the products' best-seller and co-purchase signals. Continues an interrupted job unless restart.",
+    )
+    async def recompute_traits(self, info: Info, restart: bool = False) -> TraitsJob:
+        services = info.context.services
+        result = await traits.recompute_traits(
+            services.store, restart=restart, on_written=traits.refresh_segments(services.segments)
+        )
+        return TraitsJob.from_domain(result)
+
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.WRITE_PROFILES)],
+        description="Create or update catalogue products (at most 1,000). All are validated before any is "
+        "written; a changed price is appended to the price history.",
+    )
+    async def upsert_products(self, info: Info, products: list[ProductInput]) -> list[Product]:
+        written = await recommendations.upsert_products(info.context.services.store, [p.fields() for p in products])
+        return [Product.from_domain(p) for p in written]
 
 
 def _evaluation(result: Evaluation) -> SegmentEvaluation:

@@ -8,13 +8,14 @@ from strawberry.scalars import JSON
 from app.domain.access import Scope
 from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.profile_query import ProfileFilter
-from app.services import match_candidates, privacy, profile_reads, profiles
+from app.services import match_candidates, privacy, profile_reads, profiles, recommendations
 from app.services.profiles import check_page_size
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
 from graphql_schema.permissions import requires
 from graphql_schema.types.merge_candidate import MergeCandidate
+from graphql_schema.types.product import Recommendation
 from graphql_schema.types.profile import Profile
 from graphql_schema.types.segment import Segment, SegmentMembershipEvent
 
@@ -87,6 +88,23 @@ class Query:
             cursor=lambda p: encode_cursor(PROFILE_CURSOR, p.id),
             node=Profile.from_domain,
         )
+
+    @strawberry.field(
+        permission_classes=[requires(Scope.READ_PROFILES)],
+        description="Products to show the customer, best first (at most 50), each with the reasons it was picked: "
+        "in-stock products from their preferred categories and from what customers who bought the same products "
+        "also bought, new items boosted, recent purchases left out. Without the personalisation consent: "
+        "best sellers only, and each item says so.",
+    )
+    async def recommendations(self, info: Info, profile_id: strawberry.ID, first: int = 10) -> list[Recommendation]:
+        services = info.context.services
+        found = await recommendations.recommendations(
+            services.store,
+            str(profile_id),
+            first=first,
+            exclude_days=services.settings.recommendations_exclude_days,
+        )
+        return [Recommendation.from_domain(r) for r in found]
 
     @strawberry.field(
         permission_classes=[requires(Scope.READ_PII)],

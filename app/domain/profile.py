@@ -111,6 +111,31 @@ class Rfm(StoredModel):
     computed_at: datetime | None = None
 
 
+class Engagement(StoredModel):
+    """Activity rates since the customer was first seen (a span of at least a week, or a month for
+    email). Campaign sends are not ingested, so an open rate per email received cannot be known:
+    email engagement is opens per month and the share of opens followed by a click."""
+
+    email_opens_per_month: float = 0.0
+    email_click_to_open_rate: float | None = None
+    visits_per_week: float = 0.0
+    events_per_week: dict[str, float] = Field(default_factory=dict)  # by channel
+
+
+class CategoryAffinity(StoredModel):
+    category: str
+    score: float  # share of the customer's weighted views, cart adds and purchases
+
+
+class ComputedTraits(StoredModel):
+    """Traits derived by the computed-traits job (app/services/traits.py) besides `rfm`."""
+
+    engagement: Engagement = Field(default_factory=Engagement)
+    preferred_categories: list[CategoryAffinity] = Field(default_factory=list)
+    next_order_at: datetime | None = None
+    computed_at: datetime | None = None
+
+
 class Interaction(StoredModel):
     message_id: str
     type: str
@@ -144,6 +169,7 @@ class Profile(StoredModel):
     field_times: dict[str, datetime] = Field(default_factory=dict)
     field_sources: dict[str, str] = Field(default_factory=dict)
     rfm: Rfm | None = None
+    computed: ComputedTraits | None = None
     segments: list[str] = Field(default_factory=list)
     # Derived from the identity fields on every write (app/domain/matching/index.py): what the stores
     # index so that fuzzy merge candidates are found by key, never by comparing all pairs.

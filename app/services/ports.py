@@ -17,6 +17,7 @@ from app.domain.access import ApiKey
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
+from app.domain.products import CoPurchase, Product
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
@@ -165,6 +166,16 @@ class ProfileStore(Protocol):
 
     async def count_products(self) -> int: ...
 
+    async def get_products(self, product_ids: Sequence[str]) -> list[Product]:
+        """The known ones of `product_ids`, in no particular order."""
+
+    async def best_sellers(self, category: str | None, *, limit: int) -> list[Product]:
+        """In-stock products (of `category` when given), most `sales` first, then by id."""
+
+    async def set_product_signals(self, signals: dict[str, tuple[int, list[CoPurchase]]]) -> None:
+        """Set each product's `sales` and `alsoBought` (id → (sales, links)); every other product's
+        are reset, so the table is exactly the one the traits job computed."""
+
     # -- fuzzy matching: the blocking-key index (Profile.blocking_keys) -------------------------
     async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[Profile]:
         """At most `limit` live profiles holding any of `keys`, as match views (identity fields only,
@@ -220,6 +231,10 @@ class ProfileStore(Protocol):
         """(profile id, segment id) of the time-based checks due at `now`, oldest first."""
 
     async def next_check_at(self) -> datetime | None: ...
+
+    def watch_segment_events(self, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
+        """Membership changes as they commit, with the token to resume after each (MongoDB change
+        stream). The embedded store serves one process and has no such stream: it raises."""
 
     async def erasures(self, *, limit: int) -> list[Erasure]:
         """The newest erasure audit records."""

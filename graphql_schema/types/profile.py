@@ -19,6 +19,7 @@ from graphql_schema.context import Info
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
 from graphql_schema.types.merge_record import Merge, MergeRefusal
 from graphql_schema.types.privacy import ConsentDecision
+from graphql_schema.types.traits import ComputedTraits, Rfm
 
 INTERACTION_CURSOR = "interaction"
 
@@ -179,6 +180,8 @@ class Profile:
     qualitative: Qualitative
     consents: list[Consent]
     stats: Stats
+    rfm: Rfm | None
+    computed: ComputedTraits | None
     segments: list[strawberry.ID]
     version: int
     created_at: datetime
@@ -290,6 +293,8 @@ class Profile:
                 for purpose, c in sorted(profile.consents.items())
             ],
             stats=Stats.from_domain(profile.stats),
+            rfm=Rfm.from_domain(profile.rfm) if profile.rfm else None,
+            computed=ComputedTraits.from_domain(profile.computed) if profile.computed else None,
             segments=[strawberry.ID(s) for s in profile.segments],
             version=profile.version,
             created_at=profile.created_at,

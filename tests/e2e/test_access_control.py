@@ -66,6 +66,13 @@ OPERATIONS: dict[str, tuple[Scope, str]] = {
         "{ members } }",
     ),
     "deleteSegment": (Scope.ADMIN_SEGMENTS, 'mutation { deleteSegment(id: "s") }'),
+    "recomputeTraits": (Scope.ADMIN_SEGMENTS, "mutation { recomputeTraits { processed } }"),
+    "upsertProducts": (
+        Scope.WRITE_PROFILES,
+        'mutation { upsertProducts(products: [{id: "sku-1", name: "Boot", category: "shoes", price: 80, stock: 2}]) '
+        "{ id } }",
+    ),
+    "recommendations": (Scope.READ_PROFILES, '{ recommendations(profileId: "p") { score } }'),
 }
 # Subscriptions run over WebSocket only; their scope is checked in tests/e2e/test_segment_subscriptions.py.
 SUBSCRIPTIONS: dict[str, Scope] = {"segmentMembershipChanged": Scope.SUBSCRIBE}

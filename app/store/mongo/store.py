@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
+from bson import json_util
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
@@ -23,6 +24,7 @@ from app.domain.identifiers import Identifier
 from app.domain.matching.index import MATCH_VIEW_FIELDS, match_view
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
+from app.domain.products import CoPurchase, Product
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
@@ -318,6 +320,9 @@ class MongoStore:
         )
         await db.segment_checks.create_indexes([IndexModel([("dueAt", ASCENDING)]), IndexModel([("profileId", 1)])])
         await db.processed_messages.create_indexes([IndexModel([("profileId", ASCENDING)])])
+        await db.products.create_indexes(  # recommendations: in-stock best sellers, of a category
+            [IndexModel([("category", ASCENDING), ("sales", DESCENDING)]), IndexModel([("sales", DESCENDING)])]
+        )
         await db.profiles.create_indexes(
             [
                 IndexModel([("mergedInto", ASCENDING), ("_id", ASCENDING)]),
@@ -414,6 +419,24 @@ class MongoStore:
     async def count_products(self) -> int:
         return int(await self._db.products.count_documents({}))
 
+    async def get_products(self, product_ids: Sequence[str]) -> list[Product]:
+        cursor = self._db.products.find({"_id": {"$in": list(dict.fromkeys(product_ids))}})
+        return [Product.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def best_sellers(self, category: str | None, *, limit: int) -> list[Product]:
+        selector: dict[str, Any] = {"stock": {"$gt": 0}}
+        if category is not None:
+            selector["category"] = category
+        cursor = self._db.products.find(selector).sort([("sales", DESCENDING), ("_id", ASCENDING)]).limit(limit)
+        return [Product.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def set_product_signals(self, signals: dict[str, tuple[int, list[CoPurchase]]]) -> None:
+        # Derived data, rewritten whole by each traits job: no transaction needed, a rerun repairs it.
+        await self._db.products.update_many({"_id": {"$nin": list(signals)}}, {"$set": {"sales": 0, "alsoBought": []}})
+        for product_id, (sales, links) in signals.items():
+            also = [link.model_dump(by_alias=True) for link in links]
+            await self._db.products.update_one({"_id": product_id}, {"$set": {"sales": sales, "alsoBought": also}})
+
     # -- fuzzy matching ----------------------------------------------------------------------
     async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[Profile]:
         if not keys:
@@ -506,6 +529,13 @@ class MongoStore:
     async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
         cursor = self._db.segment_checks.find({"dueAt": {"$lte": now}}).sort("dueAt", ASCENDING).limit(limit)
         return [(document["profileId"], document["segmentId"]) for document in await cursor.to_list(None)]
+
+    async def watch_segment_events(self, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
+        pipeline = [{"$match": {"operationType": "insert"}}]
+        resume_after = json_util.loads(resume_token) if resume_token else None
+        async with await self._db.segment_events.watch(pipeline, resume_after=resume_after) as stream:
+            async for change in stream:
+                yield json_util.dumps(change["_id"]), SegmentEvent.model_validate(change["fullDocument"])
 
     async def next_check_at(self) -> datetime | None:
         cursor = self._db.segment_checks.find({}, {"dueAt": 1}).sort("dueAt", ASCENDING).limit(1)

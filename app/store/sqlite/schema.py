@@ -36,6 +36,9 @@ STATEMENTS = (
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS processed_messages_by_expiry ON processed_messages(expires_at)",
     "CREATE TABLE IF NOT EXISTS products (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+    # Recommendations: in-stock best sellers of a category (fields of the JSON document, indexed).
+    "CREATE INDEX IF NOT EXISTS products_by_category ON products(json_extract(doc, '$.category'), "
+    "json_extract(doc, '$.sales'))",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS merges (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS merge_members (

@@ -24,6 +24,7 @@ from app.domain.identifiers import Identifier
 from app.domain.matching.index import match_view
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
+from app.domain.products import CoPurchase, Product
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import CappedPush, ProfileChange, apply_change
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
@@ -433,6 +434,38 @@ class SQLiteStore:
     async def count_products(self) -> int:
         return int(self._reader.execute("SELECT count(*) FROM products").fetchone()[0])
 
+    async def get_products(self, product_ids: Sequence[str]) -> list[Product]:
+        ids = list(dict.fromkeys(product_ids))
+        found: list[Product] = []
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            rows = self._reader.execute(f"SELECT doc FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found += [Product.model_validate(loads(row[0])) for row in rows]
+        return found
+
+    async def best_sellers(self, category: str | None, *, limit: int) -> list[Product]:
+        clause, params = "json_extract(doc, '$.stock') > 0", []
+        if category is not None:
+            clause += " AND json_extract(doc, '$.category') = ?"
+            params.append(category)
+        rows = self._reader.execute(
+            f"SELECT doc FROM products WHERE {clause} "
+            "ORDER BY coalesce(json_extract(doc, '$.sales'), 0) DESC, id LIMIT ?",
+            [*params, limit],
+        )
+        return [Product.model_validate(loads(row[0])) for row in rows]
+
+    async def set_product_signals(self, signals: dict[str, tuple[int, list[CoPurchase]]]) -> None:
+        async with self.batch():
+            self._writer.execute("UPDATE products SET doc = json_set(doc, '$.sales', 0, '$.alsoBought', json('[]'))")
+            self._writer.executemany(
+                "UPDATE products SET doc = json_set(doc, '$.sales', ?, '$.alsoBought', json(?)) WHERE id = ?",
+                [
+                    (sales, dumps([link.model_dump(by_alias=True) for link in links]), product_id)
+                    for product_id, (sales, links) in signals.items()
+                ],
+            )
+
     # -- fuzzy matching ----------------------------------------------------------------------
     async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[Profile]:
         if not keys:
@@ -565,6 +598,10 @@ class SQLiteStore:
             (to_iso(now), limit),
         )
         return [(r[0], r[1]) for r in rows]
+
+    async def watch_segment_events(self, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
+        raise NotImplementedError("the embedded store serves one process: changes are delivered in-process")
+        yield  # pragma: no cover - makes this an async generator
 
     async def next_check_at(self) -> datetime | None:
         row = self._reader.execute("SELECT min(due_at) FROM segment_checks").fetchone()

@@ -1,0 +1,54 @@
+"""All computed traits of one profile, given the base's RFM boundaries: what the traits job writes.
+
+A profile whose owner refused the `profiling` consent gets none (and loses those it had): RFM scores,
+engagement rates and preferences are profiling. Without an explicit refusal they are computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from app.domain.profile import ComputedTraits, Interaction, Profile, Rfm
+from app.domain.traits.engagement import engagement
+from app.domain.traits.next_order import next_order_at
+from app.domain.traits.preferences import preferred_categories
+from app.domain.traits.rfm import PROSPECT, RfmBoundaries, rfm_values, segment_name
+
+PROFILING = "profiling"
+
+
+def profiling_refused(profile: Profile) -> bool:
+    consent = profile.consents.get(PROFILING)
+    return consent is not None and not consent.granted
+
+
+def computed_traits(
+    profile: Profile,
+    interactions: Iterable[Interaction],
+    category_of: Mapping[str, str],
+    boundaries: RfmBoundaries,
+    *,
+    as_of: datetime,
+) -> tuple[Rfm | None, ComputedTraits | None]:
+    if profiling_refused(profile):
+        return None, None
+    values = rfm_values(profile.stats, as_of=as_of)
+    if values is None:
+        rfm = Rfm(segment=PROSPECT, computed_at=as_of)
+    else:
+        recency, frequency, monetary = boundaries.scores(values)
+        rfm = Rfm(
+            recency_score=recency,
+            frequency_score=frequency,
+            monetary_score=monetary,
+            segment=segment_name(recency, frequency, monetary),
+            computed_at=as_of,
+        )
+    computed = ComputedTraits(
+        engagement=engagement(profile.stats, as_of=as_of),
+        preferred_categories=preferred_categories(interactions, category_of, as_of=as_of),
+        next_order_at=next_order_at(profile.stats),
+        computed_at=as_of,
+    )
+    return rfm, computed

@@ -1,0 +1,267 @@
+"""The computed-traits job: RFM scores and segment, engagement, preferred categories and the next
+order for every live profile, plus the best-seller and co-purchase signals on products.
+
+Pass 1 ("survey") reads every live profile's order stats, page by page, for the quintile
+boundaries, and counts sales and co-purchases; it is read-only until it writes the product signals
+at its end, so an interruption there simply starts it over. Pass 2 ("profiles") writes each
+profile's traits, one single-document update per profile, and saves a resume point (job id, as-of
+time, boundaries, last profile id) in the store's meta after each page: a job interrupted in pass 2
+continues after the last saved page, with the same boundaries, when it is run again.
+
+Traits are derived data: their write bumps neither `version` nor `updatedAt`, so that an ingestion
+or merge holding an expected version never conflicts with the job (the job writes only `rfm` and
+`computed`, which nothing else writes, so no one's update is lost either way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.domain import clock
+from app.domain.errors import Conflict
+from app.domain.products import CoPurchase
+from app.domain.profile import Interaction, Profile
+from app.domain.profile_change import ProfileChange
+from app.domain.profile_query import ProfileFilter
+from app.domain.traits.co_purchase import CoPurchases
+from app.domain.traits.computed import computed_traits, profiling_refused
+from app.domain.traits.orders import purchases, unique
+from app.domain.traits.preferences import products_mentioned
+from app.domain.traits.rfm import RfmBase, RfmBoundaries, rfm_values
+from app.services.order_history import orders_of
+from app.services.ports import ProfileStore, StoreTransaction
+from app.services.segments import SegmentEngine
+
+META_KEY = "traitsJob"
+PAGE_SIZE = 200
+SALES_DAYS = 90  # best sellers: units sold in this many days before the job
+TRAIT_PATHS = ("rfm", "computed")
+
+Progress = Callable[[str, int, int], None]  # (phase: "survey" or "profiles", profiles done, profiles in all)
+Written = Callable[[list[str]], Awaitable[object]]  # told the ids of each page written (segments re-evaluate)
+log = logging.getLogger("cdp.traits")
+_running: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, slots=True)
+class TraitsJobResult:
+    job_id: str
+    processed: int  # profiles whose traits this run wrote (a resumed run: those after the resume point)
+    total_processed: int  # over the whole job, runs before an interruption included
+    resumed: bool
+    as_of: datetime
+    duration_seconds: float
+    boundaries: RfmBoundaries
+
+
+@dataclass(slots=True)
+class _ResumePoint:
+    job_id: str
+    as_of: datetime
+    boundaries: RfmBoundaries
+    after: str | None = None
+    processed: int = 0
+
+    def to_json(self, status: str, **extra: Any) -> str:
+        return json.dumps(
+            {
+                "status": status,
+                "jobId": self.job_id,
+                "asOf": clock.to_iso(self.as_of),
+                "boundaries": self.boundaries.to_json(),
+                "after": self.after,
+                "processed": self.processed,
+                **extra,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> _ResumePoint:
+        data = json.loads(text)
+        return cls(
+            job_id=data["jobId"],
+            as_of=datetime.fromisoformat(data["asOf"].replace("Z", "+00:00")),
+            boundaries=RfmBoundaries.from_json(data["boundaries"]),
+            after=data.get("after"),
+            processed=int(data.get("processed", 0)),
+        )
+
+
+async def unfinished_job(store: ProfileStore) -> str | None:
+    """The id of a job interrupted in pass 2, if there is one."""
+    text = await store.read_meta(META_KEY)
+    if not text or json.loads(text).get("status") != "running":
+        return None
+    return str(json.loads(text)["jobId"])
+
+
+async def recompute_traits(
+    store: ProfileStore,
+    *,
+    progress: Progress | None = None,
+    on_written: Written | None = None,
+    restart: bool = False,
+    page_size: int = PAGE_SIZE,
+) -> TraitsJobResult:
+    """Run the job, continuing an interrupted one unless `restart`. One job at a time per store in
+    this process: a second call meanwhile gets Conflict."""
+    lock = _running.setdefault(store, asyncio.Lock())
+    if lock.locked():
+        raise Conflict("a computed-traits job is already running; try again when it ends")
+    async with lock:
+        started = time.monotonic()
+        text = None if restart else await store.read_meta(META_KEY)
+        resumed = bool(text) and json.loads(text or "{}").get("status") == "running"
+        if resumed:
+            point = _ResumePoint.from_json(text or "")
+            log.info("resuming computed-traits job %s after profile %s", point.job_id, point.after)
+        else:
+            as_of = clock.now()
+            point = _ResumePoint(
+                "traits_" + uuid.uuid4().hex[:16], as_of, await _survey(store, as_of, page_size, progress)
+            )
+            await store.write_meta(META_KEY, point.to_json("running"))
+        already = point.processed
+        await _write_traits(store, point, page_size, progress, on_written)
+        duration = round(time.monotonic() - started, 3)
+        await store.write_meta(
+            META_KEY, point.to_json("done", finishedAt=clock.to_iso(clock.now()), durationSeconds=duration)
+        )
+        return TraitsJobResult(
+            job_id=point.job_id,
+            processed=point.processed - already,
+            total_processed=point.processed,
+            resumed=resumed,
+            as_of=point.as_of,
+            duration_seconds=duration,
+            boundaries=point.boundaries,
+        )
+
+
+async def _survey(store: ProfileStore, as_of: datetime, page_size: int, progress: Progress | None) -> RfmBoundaries:
+    """Pass 1: the base's RFM distribution, sales in the last SALES_DAYS and co-purchases."""
+    base, together, sales = RfmBase(), CoPurchases(), dict[str, int]()
+    since = as_of - timedelta(days=SALES_DAYS)
+    total, done, after = await store.count_profiles(), 0, None
+    while page := await store.list_profiles(ProfileFilter(), after=after, limit=page_size):
+        for profile in page:
+            values = rfm_values(profile.stats, as_of=as_of)
+            if values is None or profiling_refused(profile):
+                continue
+            base.add(values)
+            bought = purchases(await orders_of(store, profile))
+            together.add_customer(p.product_id for p in bought)
+            for purchase in bought:
+                if purchase.at >= since:
+                    sales[purchase.product_id] = sales.get(purchase.product_id, 0) + purchase.quantity
+        done, after = done + len(page), page[-1].id
+        if progress is not None:
+            progress("survey", done, max(total, done))
+    links = together.links()
+    await store.set_product_signals(
+        {
+            product_id: (
+                sales.get(product_id, 0),
+                [CoPurchase(product_id=o, count=n) for o, n in links.get(product_id, [])],
+            )
+            for product_id in sales.keys() | links.keys()
+        }
+    )
+    return base.boundaries()
+
+
+async def _write_traits(
+    store: ProfileStore, point: _ResumePoint, page_size: int, progress: Progress | None, on_written: Written | None
+) -> None:
+    """Pass 2: each profile's traits, a page at a time, saving the resume point after each page."""
+    total = await store.count_profiles()
+    categories: dict[str, str] = {}  # product id → category, read once per job
+    while page := await store.list_profiles(ProfileFilter(), after=point.after, limit=page_size):
+        histories = {p.id: unique([*p.recent, *await orders_of(store, p)]) for p in page}
+        await _learn_categories(store, categories, histories.values())
+        changes = [(p.id, _change(p, histories[p.id], categories, point)) for p in page]
+        written: list[str] = []
+        async with store.batch():
+            for profile_id, change in changes:
+                if await store.run_in_transaction(_write(profile_id, change)):
+                    written.append(profile_id)
+        point.after, point.processed = page[-1].id, point.processed + len(written)
+        await store.write_meta(META_KEY, point.to_json("running"))
+        if on_written is not None and written:
+            await on_written(written)
+        if progress is not None:
+            progress("profiles", point.processed, max(total, point.processed))
+
+
+async def _learn_categories(store: ProfileStore, categories: dict[str, str], histories: Any) -> None:
+    wanted = {i for history in histories for i in products_mentioned(history)} - categories.keys()
+    for product in await store.get_products(sorted(wanted)):
+        categories[product.id] = product.category
+
+
+def _change(
+    profile: Profile, history: Sequence[Interaction], categories: dict[str, str], point: _ResumePoint
+) -> ProfileChange:
+    rfm, computed = computed_traits(profile, history, categories, point.boundaries, as_of=point.as_of)
+    # Not stamped (no version bump, updatedAt unchanged): derived data, see the module docstring.
+    return ProfileChange(
+        set={
+            "rfm": rfm.model_dump(by_alias=True, exclude_none=True) if rfm else None,
+            "computed": computed.model_dump(by_alias=True, exclude_none=True) if computed else None,
+        }
+    )
+
+
+def _write(profile_id: str, change: ProfileChange) -> Callable[[StoreTransaction], Awaitable[bool]]:
+    async def work(tx: StoreTransaction) -> bool:
+        current = await tx.get_profile(profile_id)
+        if current is None or current.merged_into is not None:
+            return False  # erased or merged away since the page was read: nothing to describe
+        await tx.update_profile(profile_id, change)
+        return True
+
+    return work
+
+
+def refresh_segments(engine: SegmentEngine) -> Written:
+    """Segments whose conditions read `rfm.*` or `computed.*` follow the new traits."""
+
+    async def written(profile_ids: list[str]) -> None:
+        await engine.changed(profile_ids, "traits recomputed", paths=TRAIT_PATHS)
+
+    return written
+
+
+async def keep_recomputing(store: ProfileStore, *, every_minutes: float, on_written: Written | None = None) -> None:
+    """The schedule the server runs: an interrupted job is resumed at once, then a job every
+    `every_minutes`. Failures are logged and retried at the next round."""
+    try:
+        interrupted = await unfinished_job(store) is not None
+    except Exception:  # the store is not answering yet: wait for the first round
+        interrupted = False
+    if not interrupted:
+        await asyncio.sleep(every_minutes * 60)
+    while True:
+        try:
+            result = await recompute_traits(store, on_written=on_written)
+            log.info(
+                "computed traits of %d profiles in %.1f s (job %s%s)",
+                result.processed,
+                result.duration_seconds,
+                result.job_id,
+                ", resumed" if result.resumed else "",
+            )
+        except Conflict:
+            log.info("computed-traits job already running: this round is skipped")
+        except Exception:
+            log.exception("computed-traits job failed; it resumes at the next round")
+        await asyncio.sleep(every_minutes * 60)

@@ -1,0 +1,287 @@
+"""Computed traits: RFM quintiles and segment names (pure), and the job on every storage backend:
+what it writes, its progress, resuming after an interruption, and the profiling consent."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from app.domain import clock
+from app.domain.errors import Conflict
+from app.domain.traits.rfm import PROSPECT, SEGMENTS, Quintiles, RfmBase, RfmBoundaries, RfmValues, segment_name
+from app.services import recommendations, traits
+from app.services.ingestion import IngestionPolicy, ingest_events
+from app.services.ports import ProfileStore
+from app.services.segment_bus import SegmentBus
+from app.services.segments import SegmentEngine
+from tests.builders import event
+from tests.faults import FaultyStore, InjectedFault
+
+# -- quintiles ---------------------------------------------------------------------------------
+
+
+def _scores(values: list[int], *, higher_is_better: bool = True) -> list[int]:
+    counts: dict[int, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    quintiles = Quintiles.of(counts, higher_is_better=higher_is_better)
+    return [quintiles.score(v) for v in values]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param(list(range(10)), [1, 1, 2, 2, 3, 3, 4, 4, 5, 5], id="ten-distinct-values-two-per-quintile"),
+        pytest.param([10, 20, 30, 40, 50], [1, 2, 3, 4, 5], id="five-distinct-values"),
+        pytest.param([7], [3], id="a-lone-customer-is-average"),
+        pytest.param([4, 4, 4, 4], [3, 3, 3, 3], id="all-tied-all-average"),
+        pytest.param([1, 9], [2, 4], id="two-customers"),
+        pytest.param([1, 1, 1, 1, 1, 1, 2, 2, 5, 5], [2] * 6 + [4, 4, 5, 5], id="ties-share-one-score"),
+    ],
+)
+def test_quintile_scores_give_equal_values_equal_scores(values: list[int], expected: list[int]) -> None:
+    assert _scores(values) == expected
+
+
+def test_recency_scores_fewer_days_higher() -> None:
+    assert _scores([0, 10, 100, 200, 400], higher_is_better=False) == [5, 4, 3, 2, 1]
+
+
+def test_values_between_or_beyond_the_cuts_score_by_the_cuts() -> None:
+    quintiles = Quintiles.of({1: 6, 2: 2, 5: 2})
+    assert quintiles.cuts == (1, 2, 2, 5)
+    assert [quintiles.score(v) for v in (0, 1, 3, 4, 5, 99)] == [1, 2, 4, 4, 5, 5]
+
+
+def test_an_empty_base_has_no_cuts_and_boundaries_survive_json() -> None:
+    assert RfmBase().boundaries().recency.cuts == (None, None, None, None)
+    boundaries = RfmBoundaries.of([RfmValues(3, 2, 5000), RfmValues(40, 1, 1200), RfmValues(300, 6, 90000)])
+    assert RfmBoundaries.from_json(json.loads(json.dumps(boundaries.to_json()))) == boundaries
+    assert boundaries.scores(RfmValues(3, 6, 90000)) == (5, 5, 5)
+
+
+# -- segment names -----------------------------------------------------------------------------
+
+
+def test_every_score_combination_has_exactly_one_segment() -> None:
+    for r, f, m in itertools.product(range(1, 6), repeat=3):
+        fm = (f + m + 1) // 2
+        assert sum(1 for _, rs, fms in SEGMENTS if r in rs and fm in fms) == 1, (r, f, m)
+
+
+@pytest.mark.parametrize(
+    ("scores", "name"),
+    [
+        ((5, 5, 5), "Champions"),
+        ((5, 4, 3), "Champions"),
+        ((4, 4, 5), "Loyal"),
+        ((5, 2, 3), "Potential loyalist"),
+        ((5, 1, 1), "New"),
+        ((4, 1, 1), "Promising"),
+        ((3, 3, 3), "Needs attention"),
+        ((3, 1, 2), "About to sleep"),
+        ((1, 5, 5), "Cannot lose them"),
+        ((2, 4, 3), "At risk"),
+        ((2, 1, 2), "Hibernating"),
+        ((1, 1, 1), "Lost"),
+    ],
+)
+def test_segment_names_follow_the_table(scores: tuple[int, int, int], name: str) -> None:
+    assert segment_name(*scores) == name
+
+
+# -- the job -----------------------------------------------------------------------------------
+
+START = clock.now()  # one instant for every order of a test, so that intervals are exact
+
+
+def _order(email: str, days_ago: float, order_id: str, lines: list[tuple[str, int]], total: float) -> Any:
+    return event(
+        "order_completed",
+        email=email,
+        at=START - timedelta(days=days_ago),
+        properties={
+            "orderId": order_id,
+            "total": total,
+            "lines": [{"productId": p, "quantity": q, "price": total / len(lines)} for p, q in lines],
+        },
+    )
+
+
+async def _land(store: ProfileStore, *events: Any) -> list[str]:
+    outcomes = await ingest_events(store, list(events), IngestionPolicy())
+    assert all(o.profile_id for o in outcomes), outcomes
+    return [o.profile_id or "" for o in outcomes]
+
+
+async def _catalogue(store: ProfileStore) -> None:
+    await recommendations.upsert_products(
+        store,
+        [
+            {"id": "shoe-1", "name": "Runner", "category": "shoes", "price": 80, "stock": 5},
+            {"id": "bag-1", "name": "Tote", "category": "bags", "price": 40, "stock": 5},
+        ],
+    )
+
+
+async def _base(store: ProfileStore) -> dict[str, str]:
+    """Five buyers from best (recent, frequent, big) to worst, and one browser who never ordered."""
+    await _catalogue(store)
+    ids: dict[str, str] = {}
+    for rank in range(5):
+        email = f"buyer{rank}@example.com"
+        orders = [
+            _order(email, days_ago=10 + 50 * rank + 7 * n, order_id=f"o{rank}-{n}", lines=[("bag-1", 1)], total=100.0)
+            for n in range(5 - rank)
+        ]
+        ids[email] = (await _land(store, *orders))[0]
+    browse = event(
+        "product_view",
+        email="browser@example.com",
+        at=clock.now() - timedelta(days=2),
+        properties={"productId": "shoe-1", "category": "shoes"},
+    )
+    ids["browser@example.com"] = (await _land(store, browse))[0]
+    return ids
+
+
+async def test_the_job_scores_names_and_describes_every_profile(store: ProfileStore) -> None:
+    ids = await _base(store)
+    before = {pid: (await store.get_profile(pid)) for pid in ids.values()}
+
+    result = await traits.recompute_traits(store)
+
+    assert (result.processed, result.total_processed, result.resumed) == (6, 6, False)
+    assert result.boundaries.customers == 5
+    best = await store.get_profile(ids["buyer0@example.com"])
+    worst = await store.get_profile(ids["buyer4@example.com"])
+    browser = await store.get_profile(ids["browser@example.com"])
+    assert best and worst and browser and best.rfm and worst.rfm and browser.rfm and best.computed
+    assert (best.rfm.recency_score, best.rfm.frequency_score, best.rfm.monetary_score) == (5, 5, 5)
+    assert best.rfm.segment == "Champions"
+    assert (worst.rfm.recency_score, worst.rfm.frequency_score, worst.rfm.segment) == (1, 1, "Lost")
+    assert browser.rfm.segment == PROSPECT and browser.rfm.recency_score is None
+    # five orders a week apart: the next one is predicted a week after the last
+    assert best.stats.last_order_at and best.computed.next_order_at
+    assert best.computed.next_order_at - best.stats.last_order_at == timedelta(days=7)
+    assert worst.computed and worst.computed.next_order_at is None  # a single order: no interval
+    assert [a.category for a in best.computed.preferred_categories] == ["bags"]  # from the catalogue
+    assert browser.computed and [a.category for a in browser.computed.preferred_categories] == ["shoes"]
+    assert browser.computed.engagement.visits_per_week == pytest.approx(1 / 1, rel=0.01)  # at least a week
+    # derived data: the version optimistic writers hold is untouched
+    for pid, old in before.items():
+        now = await store.get_profile(pid)
+        assert old and now and (now.version, now.updated_at) == (old.version, old.updated_at)
+
+
+async def test_the_job_reports_progress_for_each_pass(store: ProfileStore) -> None:
+    await _base(store)
+    seen: list[tuple[str, int, int]] = []
+
+    await traits.recompute_traits(store, progress=lambda *p: seen.append(p), page_size=4)
+
+    assert seen == [("survey", 4, 6), ("survey", 6, 6), ("profiles", 4, 6), ("profiles", 6, 6)]
+
+
+async def test_an_interrupted_job_resumes_after_the_last_saved_page(store: ProfileStore) -> None:
+    ids = await _base(store)
+    faulty = FaultyStore(store, writes=3)  # page 1 (2 profiles) is written, page 2 fails on its 2nd profile
+
+    with pytest.raises(InjectedFault):
+        await traits.recompute_traits(faulty, page_size=2)  # type: ignore[arg-type]
+
+    saved = json.loads(await store.read_meta(traits.META_KEY) or "{}")
+    assert (saved["status"], saved["processed"]) == ("running", 2)
+    written: list[str] = []
+    phases: set[str] = set()
+
+    async def record(profile_ids: list[str]) -> None:
+        written.extend(profile_ids)
+
+    result = await traits.recompute_traits(
+        store, page_size=2, on_written=record, progress=lambda phase, *_: phases.add(phase)
+    )
+
+    assert result.resumed and result.job_id == saved["jobId"]
+    assert (result.processed, result.total_processed) == (4, 6)
+    assert result.boundaries.to_json() == saved["boundaries"]  # the same quintiles for the whole job
+    assert phases == {"profiles"}  # the survey is not run again
+    assert written == sorted(ids.values())[2:]
+    for pid in ids.values():
+        profile = await store.get_profile(pid)
+        assert profile and profile.rfm and profile.rfm.computed_at == result.as_of
+    assert json.loads(await store.read_meta(traits.META_KEY) or "{}")["status"] == "done"
+    assert not (await traits.recompute_traits(store)).resumed  # a finished job is not resumed
+
+
+async def test_only_one_job_runs_at_a_time(store: ProfileStore) -> None:
+    await _base(store)
+    refused: list[Exception] = []
+
+    async def meanwhile(profile_ids: list[str]) -> None:
+        try:
+            await traits.recompute_traits(store)
+        except Conflict as exc:
+            refused.append(exc)
+
+    await traits.recompute_traits(store, on_written=meanwhile)
+    assert len(refused) == 1
+
+
+async def test_a_refused_profiling_consent_gets_no_traits(store: ProfileStore) -> None:
+    ids = await _base(store)
+    refusal = event("consent_update", email="buyer0@example.com", properties={"purpose": "profiling", "granted": False})
+    await _land(store, refusal)
+
+    result = await traits.recompute_traits(store)
+
+    refused = await store.get_profile(ids["buyer0@example.com"])
+    assert refused and refused.rfm is None and refused.computed is None
+    assert result.boundaries.customers == 4  # not part of the base either
+
+
+async def test_the_job_keeps_best_sellers_and_co_purchases_on_products(store: ProfileStore) -> None:
+    await _catalogue(store)
+    await _land(store, _order("a@example.com", 3, "a1", [("shoe-1", 1), ("bag-1", 2)], 160.0))
+    await _land(store, _order("b@example.com", 200, "b1", [("bag-1", 1)], 40.0))  # too old to count as a sale
+
+    await traits.recompute_traits(store)
+
+    shoe, bag = sorted(await store.get_products(["shoe-1", "bag-1"]), key=lambda p: p.id, reverse=True)
+    assert (shoe.sales, bag.sales) == (1, 2)
+    assert [(link.product_id, link.count) for link in shoe.also_bought] == [("bag-1", 1)]
+    assert [p.id for p in await store.best_sellers(None, limit=5)] == ["bag-1", "shoe-1"]
+    assert [p.id for p in await store.best_sellers("shoes", limit=5)] == ["shoe-1"]
+
+
+async def test_segments_reading_rfm_follow_the_job(store: ProfileStore) -> None:
+    ids = await _base(store)
+    engine = SegmentEngine(store, SegmentBus())
+    lost = {"name": "Lost", "condition": {"compare": {"path": "rfm.segment", "op": "eq", "value": "Lost"}}}
+    segment = (await engine.create(lost)).segment
+    assert await store.member_ids(segment.id) == []  # no traits yet
+
+    await traits.recompute_traits(store, on_written=traits.refresh_segments(engine))
+
+    assert await store.member_ids(segment.id) == [ids["buyer4@example.com"]]
+
+
+async def test_the_schedule_resumes_an_interrupted_job_at_once(store: ProfileStore) -> None:
+    await _base(store)
+    with pytest.raises(InjectedFault):
+        await traits.recompute_traits(FaultyStore(store, writes=1), page_size=2)  # type: ignore[arg-type]
+    schedule = asyncio.create_task(traits.keep_recomputing(store, every_minutes=60))
+    try:
+        for _ in range(200):
+            if json.loads(await store.read_meta(traits.META_KEY) or "{}")["status"] == "done":
+                break
+            await asyncio.sleep(0.01)
+        assert json.loads(await store.read_meta(traits.META_KEY) or "{}")["processed"] == 6
+    finally:
+        schedule.cancel()
+        await asyncio.gather(schedule, return_exceptions=True)
