@@ -18,6 +18,7 @@ from app.services.match_index import ensure_blocking_keys
 from app.services.ports import ProfileStore
 from app.services.segment_bus import SegmentBus
 from app.services.segments import SegmentEngine
+from app.services.traits import recompute_traits
 from app.settings import Settings
 from app.store import open_store
 
@@ -108,6 +109,8 @@ async def seed(services: Services) -> LoadReport | None:
             log.info("  %s: %d/%d", stage, done, total)
 
     report = await load_fixtures(services.store, directory, services.ingestion, progress)
+    traits = await recompute_traits(services.store, restart=True)  # the VIP demo segment reads RFM
+    log.info("computed traits for %d profiles", traits.processed)
 
     async def create_segment(fields: dict[str, Any], segment_id: str) -> object:
         return await services.segments.create(fields, segment_id=segment_id)
