@@ -8,15 +8,15 @@ from strawberry.scalars import JSON
 from app.domain.access import Scope
 from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.profile_query import ProfileFilter
-from app.services import match_candidates, privacy, profile_reads, profiles, recommendations
+from app.services import match_candidates, privacy, profile_reads, recommendations
 from app.services.profiles import check_page_size
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
-from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
+from graphql_schema.pagination import Connection
 from graphql_schema.permissions import requires
 from graphql_schema.types.merge_candidate import MergeCandidate
 from graphql_schema.types.product import Recommendation
-from graphql_schema.types.profile import Profile
+from graphql_schema.types.profile import Profile, profile_connection
 from graphql_schema.types.segment import Segment, SegmentMembershipEvent
 
 PROFILE_CURSOR = "profile"
@@ -73,21 +73,8 @@ class Query:
         first: int = 20,
         after: str | None = None,
     ) -> Connection[Profile]:
-        services = info.context.services
-        page = await profiles.list_profiles(
-            services.store,
-            filter.to_domain() if filter else ProfileFilter(),
-            first=first,
-            after=decode_cursor(PROFILE_CURSOR, after) if after else None,
-            max_page_size=services.settings.max_page_size,
-        )
-        return connection(
-            page.profiles,
-            has_next=page.has_next,
-            has_previous=after is not None,
-            cursor=lambda p: encode_cursor(PROFILE_CURSOR, p.id),
-            node=Profile.from_domain,
-        )
+        query = filter.to_domain() if filter else ProfileFilter()
+        return await profile_connection(info, query, first=first, after=after, cursor_name=PROFILE_CURSOR)
 
     @strawberry.field(
         permission_classes=[requires(Scope.READ_PROFILES)],

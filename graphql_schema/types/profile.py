@@ -12,8 +12,8 @@ from app.domain.access import Scope
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput
 from app.domain.pii_mask import mask_identifier, mask_text
-from app.domain.profile_query import InteractionFilter, InteractionPosition
-from app.services import merging, privacy
+from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
+from app.services import merging, privacy, profiles
 from app.services.history import interactions_page
 from graphql_schema.context import Info
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
@@ -300,3 +300,24 @@ class Profile:
             created_at=profile.created_at,
             updated_at=profile.updated_at,
         )
+
+
+async def profile_connection(
+    info: Info, query: ProfileFilter, *, first: int, after: str | None, cursor_name: str
+) -> Connection[Profile]:
+    """A page of live profiles matching `query`, ordered by id, as a Relay connection."""
+    services = info.context.services
+    page = await profiles.list_profiles(
+        services.store,
+        query,
+        first=first,
+        after=decode_cursor(cursor_name, after) if after else None,
+        max_page_size=services.settings.max_page_size,
+    )
+    return connection(
+        page.profiles,
+        has_next=page.has_next,
+        has_previous=after is not None,
+        cursor=lambda p: encode_cursor(cursor_name, p.id),
+        node=Profile.from_domain,
+    )

@@ -10,10 +10,10 @@ from strawberry.scalars import JSON
 
 from app.domain.profile_query import ProfileFilter
 from app.domain.segments import segment as domain
-from app.services import profile_reads, profiles
+from app.services import profile_reads
 from graphql_schema.context import Info
-from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
-from graphql_schema.types.profile import Profile
+from graphql_schema.pagination import Connection
+from graphql_schema.types.profile import Profile, profile_connection
 
 MEMBER_CURSOR = "member"
 
@@ -43,21 +43,8 @@ class Segment:
 
     @strawberry.field(description="Members ordered by id, with cursor pagination.")
     async def members(self, info: Info, first: int = 20, after: str | None = None) -> Connection[Profile]:
-        services = info.context.services
-        page = await profiles.list_profiles(
-            services.store,
-            ProfileFilter(segment=self.segment.id),
-            first=first,
-            after=decode_cursor(MEMBER_CURSOR, after) if after else None,
-            max_page_size=services.settings.max_page_size,
-        )
-        return connection(
-            page.profiles,
-            has_next=page.has_next,
-            has_previous=after is not None,
-            cursor=lambda p: encode_cursor(MEMBER_CURSOR, p.id),
-            node=Profile.from_domain,
-        )
+        query = ProfileFilter(segment=self.segment.id)
+        return await profile_connection(info, query, first=first, after=after, cursor_name=MEMBER_CURSOR)
 
     @classmethod
     def from_domain(cls, segment: domain.Segment) -> Segment:

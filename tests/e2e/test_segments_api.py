@@ -1,0 +1,44 @@
+"""Segments over GraphQL: define, list members, read history, refuse a bad tree with the place named."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import GraphQL
+
+UPSERT = """mutation($email: String!, $tier: String!) {
+  upsertProfile(input: {identifiers: [{type: "email", value: $email}], traits: {tier: $tier}}) { id } }"""
+CREATE = """mutation($condition: JSON!) {
+  createSegment(input: {name: "Gold", traits: {tier: "string"}, condition: $condition}) {
+    segment { id name count members(first: 1) { edges { node { id } } pageInfo { hasNextPage endCursor } } }
+    entered members } }"""
+NEXT = """query($id: ID!, $after: String) { segment(id: $id) { members(first: 1, after: $after) {
+  edges { node { id } } pageInfo { hasNextPage } } } }"""
+HISTORY = "query($id: ID!) { segmentHistory(segmentId: $id) { change cause profileId } }"
+GOLD = {"compare": {"path": "traits.tier", "op": "eq", "value": "gold"}}
+
+
+async def test_define_page_members_and_read_history(gql: GraphQL) -> None:
+    ids = [
+        (await gql(UPSERT, {"email": f"{name}@example.com", "tier": tier}))["data"]["upsertProfile"]["id"]
+        for name, tier in (("ann", "gold"), ("bob", "gold"), ("cy", "silver"))
+    ]
+    created = (await gql(CREATE, {"condition": GOLD}))["data"]["createSegment"]
+    assert (created["entered"], created["members"], created["segment"]["count"]) == (2, 2, 2)
+    first_page = created["segment"]["members"]
+    assert first_page["pageInfo"]["hasNextPage"] is True
+    second = await gql(NEXT, {"id": created["segment"]["id"], "after": first_page["pageInfo"]["endCursor"]})
+    page_two = second["data"]["segment"]["members"]
+    members = {first_page["edges"][0]["node"]["id"], page_two["edges"][0]["node"]["id"]}
+    assert members == set(ids[:2]) and page_two["pageInfo"]["hasNextPage"] is False
+
+    await gql(UPSERT, {"email": "cy@example.com", "tier": "gold"})  # a change that makes a member
+    history = (await gql(HISTORY, {"id": created["segment"]["id"]}))["data"]["segmentHistory"]
+    assert history[0] == {"change": "ENTERED", "cause": "profile updated", "profileId": ids[2]}
+    assert len(history) == 3
+
+
+async def test_a_bad_tree_names_the_place(gql: GraphQL) -> None:
+    bad = {"and": [GOLD, {"compare": {"path": "stats.ordres", "op": "gt", "value": 1}}]}
+    body = await gql(CREATE, {"condition": bad})
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "condition.and[1].compare.path"}
+    assert "did you mean stats.orders" in body["errors"][0]["message"]
+    assert (await gql("{ segments { id } }"))["data"]["segments"] == []
