@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1, le=1000)
     idempotency_ttl_days: int = Field(default=30, ge=1)
     log_level: str = "info"
+    # Hostile queries (README "Limits"): refused before execution with the code LIMIT_EXCEEDED.
+    max_query_depth: int = Field(default=12, ge=2, le=100)
+    max_query_aliases: int = Field(default=30, ge=0, le=10_000)
+    max_query_tokens: int = Field(default=2000, ge=50, le=1_000_000)
+    max_query_cost: int = Field(default=10_000, ge=10, description="Fields counted with page sizes multiplied down.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
+    introspection: bool | None = Field(default=None, description="Unset: on in development, off in production.")
+    ws_init_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="connection_init wait (4408).")
+    max_subscriptions_per_connection: int = Field(default=20, ge=1, le=1000)
     auth: bool = Field(
         default=True,
         description="API keys required (Authorization: Bearer). CDP_AUTH=off: local use only, refused "
@@ -81,6 +90,10 @@ class Settings(BaseSettings):
     recommendations_exclude_days: int = Field(
         default=30, ge=0, description="Products the customer bought within this many days are not recommended."
     )
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.introspection if self.introspection is not None else self.environment == "development"
 
     def development_key_path(self) -> Path | None:
         """Where the local development key lives, when this configuration has one (development,

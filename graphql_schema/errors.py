@@ -15,6 +15,7 @@ from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from app.domain.errors import DomainError
+from graphql_schema.limits import LIMIT_EXCEEDED, is_limit_message
 
 log = logging.getLogger("cdp.graphql")
 
@@ -30,7 +31,11 @@ def to_graphql_error(error: GraphQLError) -> GraphQLError:
         # Syntax, validation and variable-coercion errors: graphql-core wrote the message about the
         # client's own document, so it is safe and useful to return as is.
         code = (error.extensions or {}).get("code") or (
-            "GRAPHQL_PARSE_FAILED" if error.message.startswith("Syntax Error") else "GRAPHQL_VALIDATION_FAILED"
+            LIMIT_EXCEEDED
+            if is_limit_message(error.message)
+            else "GRAPHQL_PARSE_FAILED"
+            if error.message.startswith("Syntax Error")
+            else "GRAPHQL_VALIDATION_FAILED"
         )
         return GraphQLError(
             error.message,

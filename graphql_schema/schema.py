@@ -1,13 +1,16 @@
 """The Strawberry schema. `schema.graphql` beside this file is its exported SDL (kept in sync by a test;
-regenerate with `python -m graphql_schema.export`)."""
+regenerate with `python -m graphql_schema.export`). The server builds its own with the configured
+query limits (`build_schema`); the types are the same."""
 
 from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from graphql_schema.errors import ErrorCodes
+from graphql_schema.limits import QueryLimits, limit_extensions
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 from graphql_schema.subscriptions import Subscription
@@ -18,4 +21,15 @@ class Schema(strawberry.Schema):
         """Client mistakes are not server errors: ErrorCodes logs the unexpected ones, with their id."""
 
 
-schema = Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[ErrorCodes])
+def build_schema(limits: QueryLimits) -> Schema:
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[*limit_extensions(limits), ErrorCodes],
+        # "Did you mean …?" would spell out the schema that switching introspection off hides.
+        config=StrawberryConfig(disable_field_suggestions=not limits.introspection),
+    )
+
+
+schema = build_schema(QueryLimits())
