@@ -77,6 +77,18 @@ async def test_everything_loads_and_nothing_is_rejected(loaded: tuple[SQLiteStor
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_every_event_type_and_channel_is_in_the_stored_history(loaded: tuple[SQLiteStore, LoadReport]) -> None:
+    store, report = loaded
+    with sqlite3.connect(store.path) as db:
+        types = {row[0] for row in db.execute("SELECT DISTINCT type FROM interactions")}
+        channels = {row[0] for row in db.execute("SELECT DISTINCT channel FROM interactions")}
+        stored = db.execute("SELECT count(*) FROM interactions").fetchone()[0]
+    assert types == set(EventType)
+    assert channels == set(Channel)
+    assert stored == report.events_accepted
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_the_readme_customer_and_stitched_channels(loaded: tuple[SQLiteStore, LoadReport]) -> None:
     store, _ = loaded
     emma = await profile_reads.get_profile_by_identifier(store, "email", "Emma.Martin@Example.com ")
