@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from app.domain.errors import DomainError
+from app.observability.logs import configure as configure_logs
 from app.services.ports import ProfileStore
 from app.settings import Settings
 
@@ -35,12 +35,20 @@ def serve(
     if problem := settings.binding_problem():
         console.print(f"[red]refusing to start: {problem}[/red]")
         raise typer.Exit(2)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(settings.log_level, settings.log_style)
     console.print(
         f"[bold]CDP core[/] on http://{settings.host}:{settings.port}/graphql  (store: {_describe(settings)})"
     )
+    # uvicorn logs through our handlers (log_config=None); our middleware writes the access lines.
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on"
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
 

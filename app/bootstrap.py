@@ -11,6 +11,7 @@ from typing import Any
 
 from app.domain.access import Scope
 from app.domain.errors import Unauthenticated
+from app.observability.metrics import Metrics
 from app.services.api_keys import authenticate, create_key
 from app.services.fixtures import LoadReport, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
@@ -32,10 +33,13 @@ class Services:
     ingestion: IngestionPolicy
     development_key: str | None = None
     bus: SegmentBus = field(default_factory=SegmentBus)
+    metrics: Metrics = field(default_factory=Metrics)
     segments: SegmentEngine = field(init=False)
 
     def __post_init__(self) -> None:
         self.segments = SegmentEngine(self.store, self.bus)
+        self.metrics.watch_subscriptions(lambda: self.bus.active)
+        self.bus.observer = lambda event: self.metrics.segment_changes.labels(event.change.value).inc()
         if self.ingestion.on_landed is None:  # segments hear of every event batch once it is durable
             self.ingestion = replace(self.ingestion, on_landed=self.segments.events_landed)
 

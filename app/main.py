@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -15,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.bootstrap import Services, start
 from app.domain.errors import StoreUnavailable
+from app.observability.requests import RequestObservation
 from app.services.segment_watch import watch
 from app.services.segments import keep_checking
 from app.services.traits import keep_recomputing, refresh_segments
@@ -70,18 +72,25 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def root(request: Request) -> Response:
         return RedirectResponse("/graphql")
 
+    async def metrics(request: Request) -> Response:
+        return Response(current().metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     graphql = GraphQLApp(current, settings)
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", root),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount(ASSETS_PATH, app=StaticFiles(directory=STATIC_DIR), name="playground-assets"),
         ],
         lifespan=lifespan,
     )
+    # Outermost: every request gets its id before anything logs, and is counted whatever happens.
+    app.add_middleware(RequestObservation, metrics=lambda: holder["services"].metrics if holder else None)
+    return app
 
 
 def _traits_schedule(services: Services) -> list[asyncio.Task[None]]:

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1, le=1000)
     idempotency_ttl_days: int = Field(default=30, ge=1)
     log_level: str = "info"
+    shutdown_grace_seconds: int = Field(
+        default=20, ge=1, description="On SIGTERM: how long in-flight requests may take before the server stops."
+    )
+    log_format: Literal["json", "text"] | None = Field(
+        default=None, description="Unset: json in production, text in development."
+    )
     # Hostile queries (README "Limits"): refused before execution with the code LIMIT_EXCEEDED.
     max_query_depth: int = Field(default=12, ge=2, le=100)
     max_query_aliases: int = Field(default=30, ge=0, le=10_000)
@@ -90,6 +96,10 @@ class Settings(BaseSettings):
     recommendations_exclude_days: int = Field(
         default=30, ge=0, description="Products the customer bought within this many days are not recommended."
     )
+
+    @property
+    def log_style(self) -> str:
+        return self.log_format or ("json" if self.environment == "production" else "text")
 
     @property
     def introspection_enabled(self) -> bool:

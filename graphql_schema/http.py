@@ -73,7 +73,12 @@ class GraphQLApp(GraphQL[Context, None]):
             finally:
                 _answer_as.reset(token)
             return
-        await super().__call__(scope, receive, send)
+        services = self._services()
+        services.metrics.websockets.inc()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            services.metrics.websockets.dec()
 
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response

@@ -32,7 +32,10 @@ class Mutation:
     )
     async def ingest_events(self, info: Info, events: list[EventInput]) -> IngestResult:
         services = info.context.services
-        outcomes = await ingest_events(services.store, [e.to_raw() for e in events], services.ingestion)
+        raws = [e.to_raw() for e in events]
+        outcomes = await ingest_events(services.store, raws, services.ingestion)
+        for raw, outcome in zip(raws, outcomes, strict=True):
+            services.metrics.events.labels(raw.type[:32], outcome.status.value).inc()
         return IngestResult.from_outcomes(outcomes)
 
     @strawberry.mutation(
@@ -52,6 +55,7 @@ class Mutation:
             actor=info.context.actor,
             policy=services.ingestion.identity,
         )
+        services.metrics.merges.labels("merge").inc()
         await services.segments.changed([record.survivor_id, *record.merged_ids], "merge")
         return MergeResult(merge=Merge.from_domain(record), profile=Profile.from_domain(profile))
 
@@ -63,6 +67,7 @@ class Mutation:
         record, profiles = await merging.unmerge_profile(
             info.context.services.store, str(merge_id), actor=info.context.actor
         )
+        info.context.services.metrics.merges.labels("unmerge").inc()
         await info.context.services.segments.changed([p.id for p in profiles], "unmerge")
         return UnmergeResult(merge=Merge.from_domain(record), profiles=[Profile.from_domain(p) for p in profiles])
 

@@ -12,6 +12,7 @@ from strawberry.types import ExecutionContext
 from graphql_schema.errors import ErrorCodes
 from graphql_schema.limits import QueryLimits, limit_extensions
 from graphql_schema.mutations import Mutation
+from graphql_schema.operation_metrics import OperationMetrics
 from graphql_schema.queries import Query
 from graphql_schema.subscriptions import Subscription
 
@@ -26,7 +27,7 @@ def build_schema(limits: QueryLimits) -> Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[*limit_extensions(limits), ErrorCodes],
+        extensions=[*limit_extensions(limits), OperationMetrics, ErrorCodes],
         # "Did you mean …?" would spell out the schema that switching introspection off hides.
         config=StrawberryConfig(disable_field_suggestions=not limits.introspection),
     )

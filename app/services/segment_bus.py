@@ -10,7 +10,7 @@ every change, whichever process made it); see app/services/segment_watch.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from app.domain.segments.segment import SegmentEvent
@@ -62,6 +62,7 @@ class SegmentBus:
         # False with MongoDB: the change-stream watcher delivers, local publishing would deliver twice.
         self.local_delivery = local_delivery
         self._subscriptions: set[Subscription] = set()
+        self.observer: Callable[[SegmentEvent], object] | None = None  # told of each change made here
 
     @property
     def active(self) -> int:
@@ -69,6 +70,10 @@ class SegmentBus:
 
     def publish_committed(self, events: Iterable[SegmentEvent]) -> None:
         """Changes this process committed."""
+        events = list(events)
+        if self.observer is not None:
+            for event in events:
+                self.observer(event)
         if self.local_delivery:
             self.deliver(events)
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from app.domain.access import ApiKey
 from app.domain.clock import now, to_iso
+from app.domain.errors import StoreUnavailable
 from app.domain.identifiers import Identifier
 from app.domain.matching.index import match_view
 from app.domain.merge import MergeRecord, MergeRefusal
@@ -326,7 +327,10 @@ class SQLiteStore:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def ping(self) -> None:
-        self._reader.execute("SELECT 1").fetchone()
+        try:
+            self._reader.execute("SELECT count(*) FROM meta").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the embedded store cannot be read ({type(exc).__name__}: {exc})") from exc
 
     async def close(self) -> None:
         self._reader.close()

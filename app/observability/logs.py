@@ -1,0 +1,49 @@
+"""Structured logs: one JSON object per line, each carrying the id of the request it belongs to
+(`X-Request-Id`, taken from the client when sane, else made here, and echoed in the response)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def accept_or_make(offered: str | None) -> str:
+    """The client's request id when it is a short plain token, else a new one (ids end up in logs)."""
+    return offered if offered and _SANE_ID.match(offered) else uuid.uuid4().hex[:16]
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (current := request_id.get()) is not None:
+            line["requestId"] = current
+        for key in ("method", "path", "status", "durationMs", "errorId"):
+            if hasattr(record, key):
+                line[key] = getattr(record, key)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure(level: str, fmt: str) -> None:
+    """`fmt` "json" (one object per line) or "text" (for a developer's terminal)."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

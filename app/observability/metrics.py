@@ -1,0 +1,49 @@
+"""Prometheus metrics, one registry per server (tests build many servers in one process). The
+transport records requests and operations; the segment bus reports membership changes; gauges read
+live values (subscriptions, connections) when scraped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Seconds: a profile read takes milliseconds, an event batch tens to hundreds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "cdp_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.operation_seconds = Histogram(
+            "cdp_graphql_operation_seconds",
+            "GraphQL operation latency by type and name",
+            ["type", "name"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "cdp_events_ingested", "Ingested events by type and result", ["type", "result"], registry=self.registry
+        )
+        self.merges = Counter(
+            "cdp_merges", "Merges and unmerges asked for by clients", ["kind"], registry=self.registry
+        )
+        self.segment_changes = Counter(
+            "cdp_segment_membership_changes", "Segment entries and exits", ["change"], registry=self.registry
+        )
+        self.subscriptions = Gauge(
+            "cdp_active_subscriptions", "Open segment subscriptions in this process", registry=self.registry
+        )
+        self.websockets = Gauge("cdp_websocket_connections", "Open WebSocket connections", registry=self.registry)
+
+    def watch_subscriptions(self, count: Callable[[], int]) -> None:
+        self.subscriptions.set_function(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,87 @@
+"""What operators see: Prometheus metrics that move with the traffic, and JSON log lines that carry
+the request's id (taken from the client when sane, echoed back)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+
+import httpx
+
+from app.bootstrap import Services
+from app.main import create_app
+from app.observability.logs import JsonFormatter
+from app.services.ingestion import IngestionPolicy
+from app.settings import Settings
+from app.store.sqlite.store import SQLiteStore
+from tests.e2e.conftest import GraphQL
+
+INGEST = """mutation { ingestEvents(events: [
+  {messageId: "m-1", type: "page_view", channel: "web", timestamp: "2026-11-01T10:00:00Z",
+   identifiers: [{type: "email", value: "ann@example.com"}], properties: {url: "/"}},
+  {messageId: "m-2", type: "warp", channel: "web", timestamp: "2026-11-01T10:00:00Z",
+   identifiers: [{type: "email", value: "ann@example.com"}], properties: {}}]) { accepted } }"""
+SEGMENT = """mutation { createSegment(input: {name: "Anyone", condition: {hasIdentifier: {type: "email"}}}) {
+  members } }"""
+
+
+def _value(text: str, metric: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(metric + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_move_with_the_traffic(client: httpx.AsyncClient, gql: GraphQL) -> None:
+    before = (await client.get("/metrics")).text
+    await gql(INGEST)
+    await gql(SEGMENT)
+    await gql("query Lookup { segments { id } }")
+    after = await client.get("/metrics")
+    assert after.status_code == 200 and after.headers["content-type"].startswith("text/plain")
+    text = after.text
+
+    def moved(metric: str, **labels: str) -> float:
+        return _value(text, metric, **labels) - _value(before, metric, **labels)
+
+    assert moved("cdp_events_ingested_total", type="page_view", result="ACCEPTED") == 1
+    assert moved("cdp_events_ingested_total", type="warp", result="REJECTED") == 1
+    assert moved("cdp_segment_membership_changes_total", change="ENTERED") == 1
+    assert moved("cdp_graphql_operation_seconds_count", type="query", name="Lookup") == 1
+    assert moved("cdp_http_requests_total", method="POST", route="/graphql", status="200") == 3
+    assert re.search(r"^cdp_active_subscriptions 0\.0$", text, re.M)
+
+
+async def test_log_lines_carry_the_request_id(client: httpx.AsyncClient) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("cdp.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        given = await client.get("/healthz", headers={"x-request-id": "abc-123"})
+        made = await client.get("/healthz", headers={"x-request-id": "no spaces or\nnewlines please"})
+    finally:
+        access.removeHandler(handler)
+    assert given.headers["x-request-id"] == "abc-123"
+    assert re.fullmatch(r"[0-9a-f]{16}", made.headers["x-request-id"])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["requestId"], line["path"], line["status"]) for line in lines] == [
+        ("abc-123", "/healthz", 200),
+        (made.headers["x-request-id"], "/healthz", 200),
+    ]
+    assert all(line["level"] == "info" and line["durationMs"] >= 0 for line in lines)
+
+
+async def test_readyz_says_when_the_store_cannot_answer(sqlite_store: SQLiteStore) -> None:
+    services = Services(settings=Settings(seed_fixtures=False), store=sqlite_store, ingestion=IngestionPolicy())
+    transport = httpx.ASGITransport(app=create_app(services=services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        assert (await http.get("/readyz")).json() == {"status": "ready", "store": "sqlite"}
+        await sqlite_store.close()  # the database is gone from under the server
+        down = await http.get("/readyz")
+        assert down.status_code == 503 and down.json()["status"] == "unavailable"
+        assert (await http.get("/healthz")).status_code == 200  # the process itself is fine
