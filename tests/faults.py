@@ -4,9 +4,11 @@ a budget, and the write past it fails (or kills the process) before it reaches t
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from app.domain.errors import StoreUnavailable
 from app.services.ports import ProfileStore, StoreTransaction
 
 T = TypeVar("T")
@@ -76,3 +78,50 @@ class FaultyStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+class FlakyStore:
+    """The backend as a bad network makes it: any call, outside or inside a transaction, fails now and
+    then with StoreUnavailable, before it reaches the database or (for writes) after it did and the
+    acknowledgement was lost. Seeded, so a failing run can be replayed. `rate` 0 turns it off."""
+
+    def __init__(self, inner: ProfileStore, rate: float, seed: int = 1) -> None:
+        self._inner = inner
+        self.rate = rate
+        self._random = random.Random(seed)
+        self.injected = 0
+
+    def _fail(self) -> bool:
+        if self.rate and self._random.random() < self.rate:
+            self.injected += 1
+            return True
+        return False
+
+    def _flaky(self, name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        async def flaky(*args: Any, **kwargs: Any) -> Any:
+            if self._fail():
+                raise StoreUnavailable(f"injected: {name} never reached the store")
+            result = await call(*args, **kwargs)
+            if name in WRITES and self._fail():
+                raise StoreUnavailable(f"injected: the acknowledgement of {name} was lost")
+            return result
+
+        return flaky
+
+    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+        return await self._inner.run_in_transaction(lambda tx: work(_FlakyTransaction(tx, self)))  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if name in ("batch", "blocking_groups", "watch_segment_events", "close", "backend") or not callable(attribute):
+            return attribute
+        return self._flaky(name, attribute)
+
+
+class _FlakyTransaction:
+    def __init__(self, inner: StoreTransaction, store: FlakyStore) -> None:
+        self._inner = inner
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return self._store._flaky(name, getattr(self._inner, name))

@@ -6,13 +6,14 @@ is made durable as a whole before the results are returned, so ACCEPTED means st
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.domain import clock
-from app.domain.errors import InvalidInput, LimitExceeded
+from app.domain.errors import InvalidInput, LimitExceeded, StoreUnavailable
 from app.domain.event_effects import change_for_event, interaction_document
 from app.domain.events import Event, EventType, RawEvent, parse_event
 from app.domain.identifiers import Identifier
@@ -24,6 +25,8 @@ from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed, suppression_secret
 from app.services.profile_writes import with_retries, write_to_resolved_profile
+
+log = logging.getLogger("cdp.ingestion")
 
 
 class EventStatus(StrEnum):
@@ -80,7 +83,10 @@ async def ingest_events(
             if outcome.status is EventStatus.ACCEPTED and outcome.profile_id:
                 landed.setdefault(outcome.profile_id, set()).add(raw.type)
         if landed:
-            await policy.on_landed(landed)
+            try:
+                await policy.on_landed(landed)
+            except StoreUnavailable:  # the events are durable: report them so; the next change catches up
+                log.exception("segments not updated after an ingested batch; they catch up on the next change")
     return outcomes
 
 

@@ -4,12 +4,13 @@ claimed an identifier or moved the version first."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
-from app.domain.errors import Conflict
+from app.domain.errors import Conflict, StoreUnavailable
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import Resolution, resolve
 from app.domain.matching.index import index_change, refresh_keys
@@ -22,6 +23,8 @@ from app.services.ports import IdentityTaken, ProfileStore, StoreTransaction, Ve
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 8
+STORE_ATTEMPTS = 3
+STORE_BACKOFF_SECONDS = 0.05
 MAX_MERGE_HOPS = 16
 
 # Builds the change for a profile, given the identifiers the write adds to it.
@@ -33,12 +36,20 @@ def new_profile_id() -> str:
 
 
 async def with_retries(store: ProfileStore, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
-    """Run `work` in a transaction; a lost race on an identifier or a version is simply re-run."""
-    for _ in range(MAX_ATTEMPTS):
+    """Run `work` in a transaction; a lost race on an identifier or a version is simply re-run, and so
+    is a transaction the store could not complete (it rolled back whole, so re-running is safe), after
+    a short backoff and at most STORE_ATTEMPTS times before STORE_UNAVAILABLE reaches the caller."""
+    unavailable = 0
+    for _ in range(MAX_ATTEMPTS + STORE_ATTEMPTS):
         try:
             return await store.run_in_transaction(work)
         except (IdentityTaken, VersionConflict):
             continue
+        except StoreUnavailable:
+            unavailable += 1
+            if unavailable >= STORE_ATTEMPTS:
+                raise
+            await asyncio.sleep(STORE_BACKOFF_SECONDS * 2 ** (unavailable - 1))
     raise Conflict("the profile kept changing under this write; retry it")
 
 
