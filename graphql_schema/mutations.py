@@ -7,7 +7,7 @@ from typing import Annotated
 import strawberry
 
 from app.domain.access import Scope
-from app.services import merging, privacy, profiles, recommendations, traits
+from app.services import merging, privacy, profile_reads, profiles, recommendations, traits
 from app.services.ingestion import ingest_events
 from app.services.segments import Evaluation
 from graphql_schema.context import Info
@@ -119,7 +119,11 @@ class Mutation:
         "and upserts for them are rejected and never recreate the profile. Only an audit receipt remains.",
     )
     async def delete_profile(self, info: Info, id: strawberry.ID) -> Erasure:
-        erasure = await privacy.delete_profile(info.context.services.store, str(id), actor=info.context.actor)
+        services = info.context.services
+        before = await profile_reads.get_profile(services.store, str(id))
+        erasure = await privacy.delete_profile(services.store, str(id), actor=info.context.actor)
+        if before is not None:
+            services.segments.erased(before)
         return Erasure.from_domain(erasure)
 
     @strawberry.mutation(

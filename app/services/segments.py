@@ -198,6 +198,23 @@ class SegmentEngine:
             events += await self.changed([profile_id], "event", event_types=types, paths=paths)
         return events
 
+    def erased(self, profile: Profile) -> list[SegmentEvent]:
+        """Tell subscribers the erased person left their segments. Not recorded: the history of an
+        erased person is deleted with them."""
+        events = [
+            SegmentEvent(
+                _id=_event_id(),
+                segment_id=segment_id,
+                profile_id=profile.id,
+                change=MembershipChange.EXITED,
+                at=clock.now(),
+                cause="profile erased",
+            )
+            for segment_id in profile.segments
+        ]
+        self.bus.publish_committed(events)
+        return events
+
     async def run_due_checks(self, *, limit: int = 500) -> int:
         """Re-evaluate memberships whose time window moved on; returns how many checks ran."""
         at = clock.now()

@@ -177,3 +177,25 @@ async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off() ->
     with pytest.raises(SlowSubscriber, match="too slow"):
         await asyncio.wait_for(listener, 1)
     assert bus.active == 0
+
+
+async def test_an_erased_member_leaves_with_an_unrecorded_exit(services: Services) -> None:
+    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
+    segment = (await services.segments.create(BUYERS)).segment
+    heard: list[tuple[str, str, str]] = []
+
+    async def listen() -> None:
+        async for change in services.bus.listen(segment.id, None):
+            heard.append((change.profile_id, change.change.value, change.cause))
+            return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    profile = await services.store.get_profile(buyer)
+    assert profile is not None
+    await privacy.delete_profile(services.store, buyer, actor="dpo")
+    services.segments.erased(profile)
+    await asyncio.wait_for(listener, 1)
+    assert heard == [(buyer, "EXITED", "profile erased")]
+    assert await services.store.member_ids(segment.id) == []
+    assert await services.store.segment_events(profile_id=buyer, limit=5) == []  # nothing kept about her
