@@ -112,7 +112,9 @@ async def export_profile(store: ProfileStore, profile_id: str) -> dict[str, Any]
         "consentHistory": [_json(d) for d in await store.consent_history(family)],
         "merges": [_json(m) for m in merges.values()],
         "mergeRefusals": [_json(r) for r in refusals.values()],
-        "segmentHistory": [],
+        "segmentHistory": [
+            _json(e) for member in family for e in await store.segment_events(profile_id=member, limit=EXPORT_PAGE)
+        ],
     }
 
 

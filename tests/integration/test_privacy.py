@@ -68,6 +68,7 @@ async def test_export_holds_everything_about_the_person(store: ProfileStore) -> 
     assert len(exported["interactions"]) == 6 and "recent" not in exported["profile"]
     assert [d["purpose"] for d in exported["consentHistory"]] == ["email_marketing"]
     assert [m["survivorId"] for m in exported["merges"]] == [web]
+    assert exported["segmentHistory"] == []  # no segments defined here; see test_segments for entries
     with pytest.raises(NotFound):
         await privacy.export_profile(store, "nobody")
 

@@ -61,6 +61,10 @@ async def test_a_new_segment_is_evaluated_over_everyone_then_kept_up_to_date(ser
     again = await services.segments.evaluate(segment, cause="re-run")
     assert (again.entered, again.exited, again.members) == (0, 0, 2)
 
+    # The person's export holds their segment history.
+    exported = await privacy.export_profile(services.store, buyer)
+    assert [(e["segmentId"], e["change"]) for e in exported["segmentHistory"]] == [(segment.id, "ENTERED")]
+
 
 async def test_updating_a_segment_applies_the_difference(services: Services) -> None:
     (one,) = await _land(services, event("order_completed", email="one@example.com"))
