@@ -25,7 +25,9 @@ ASSETS_PATH: Final = "/playground-assets"
 """URL prefix where the server mounts ``STATIC_DIR`` (``Mount(ASSETS_PATH, StaticFiles(...))``)."""
 
 DEFAULT_QUERY: Final = """\
-# Welcome to the CDP playground. Try:
+# Welcome to the CDP playground. Every call needs an API key: open Headers below and paste
+#   {"Authorization": "Bearer <key>"}
+# (`make run` prints a development key and keeps it in data/dev-api-key). Then try:
 query Customer {
   profileByIdentifier(type: "email", value: "emma.martin@example.com") {
     id firstName lastName
