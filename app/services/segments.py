@@ -185,9 +185,13 @@ class SegmentEngine:
         if not segments:
             return []
         affected = [c for c in segments if paths is None or c.deps.affected_by([*paths, "segments"], event_types)]
+        if not affected:
+            return []
         events: list[SegmentEvent] = []
-        for profile_id in dict.fromkeys(profile_ids):
-            events += await self._reevaluate(profile_id, affected if paths is not None else segments, cause)
+        async with self.store.batch():  # one commit for the whole change, whatever it touched
+            for profile_id in dict.fromkeys(profile_ids):
+                events += await self._reevaluate(profile_id, affected, cause)
+        self.bus.publish_committed(events)
         return events
 
     async def events_landed(self, landed: dict[str, set[str]]) -> list[SegmentEvent]:
@@ -220,14 +224,21 @@ class SegmentEngine:
         at = clock.now()
         due = await self.store.due_checks(at, limit=limit)
         by_id = {s.id: _compile(s) for s in await self.store.list_segments()}
-        for profile_id, segment_id in due:
-            compiled = by_id.get(segment_id)
-            await self._reevaluate(profile_id, [compiled] if compiled else [], "time window passed", clear=segment_id)
+        events: list[SegmentEvent] = []
+        async with self.store.batch():
+            for profile_id, segment_id in due:
+                compiled = by_id.get(segment_id)
+                events += await self._reevaluate(
+                    profile_id, [compiled] if compiled else [], "time window passed", clear=segment_id
+                )
+        self.bus.publish_committed(events)
         return len(due)
 
     async def _reevaluate(
         self, profile_id: str, segments: list[_Compiled], cause: str, *, clear: str | None = None
     ) -> list[SegmentEvent]:
+        """The membership changes of one profile, written in the caller's batch; the caller publishes
+        them once that batch committed."""
         at = clock.now()
         profile = await self.store.get_profile(profile_id)
         events: list[SegmentEvent] = []
@@ -235,24 +246,22 @@ class SegmentEngine:
             return events
         memberships = set(profile.segments)
         activity: Activity | None = None
-        async with self.store.batch():
-            if clear is not None:
-                await self.store.run_in_transaction(_unschedule(profile.id, clear))
-            for compiled in segments:
-                if profile.merged_into is not None:
-                    member = False  # a merged-away profile belongs to nothing: its survivor does
-                else:
-                    activity = activity or await _activity(self.store, profile, compiled.tree, at)
-                    member, activity = await _holds(self.store, profile, compiled.tree, activity, memberships, at)
-                if member != (compiled.segment.id in memberships):
-                    event = await with_retries(self.store, _transition(profile.id, compiled.segment.id, member, cause))
-                    if event is not None:
-                        events.append(event)
-                    memberships.symmetric_difference_update({compiled.segment.id})
-                if compiled.deps.window is not None and activity is not None and profile.merged_into is None:
-                    due = next_change(compiled.tree, activity, now=at)
-                    await self.store.run_in_transaction(_scheduler(profile.id, compiled.segment.id, due))
-        self.bus.publish_committed(events)
+        if clear is not None:
+            await self.store.run_in_transaction(_unschedule(profile.id, clear))
+        for compiled in segments:
+            if profile.merged_into is not None:
+                member = False  # a merged-away profile belongs to nothing: its survivor does
+            else:
+                activity = activity or await _activity(self.store, profile, compiled.tree, at)
+                member, activity = await _holds(self.store, profile, compiled.tree, activity, memberships, at)
+            if member != (compiled.segment.id in memberships):
+                event = await with_retries(self.store, _transition(profile.id, compiled.segment.id, member, cause))
+                if event is not None:
+                    events.append(event)
+                memberships.symmetric_difference_update({compiled.segment.id})
+            if compiled.deps.window is not None and activity is not None and profile.merged_into is None:
+                due = next_change(compiled.tree, activity, now=at)
+                await self.store.run_in_transaction(_scheduler(profile.id, compiled.segment.id, due))
         return events
 
     async def _schedule(self, compiled: _Compiled, profile_id: str, at: datetime) -> None:
