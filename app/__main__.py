@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def serve(
     """Serve GraphQL at http://HOST:PORT/graphql (the playground opens there in a browser)."""
     import uvicorn
 
+    from app.graceful_shutdown import GracefulServer
     from app.main import create_app
 
     settings = Settings()
@@ -36,12 +38,15 @@ def serve(
         console.print(f"[red]refusing to start: {problem}[/red]")
         raise typer.Exit(2)
     configure_logs(settings.log_level, settings.log_style)
-    console.print(
-        f"[bold]CDP core[/] on http://{settings.host}:{settings.port}/graphql  (store: {_describe(settings)})"
-    )
+    where = f"http://{settings.host}:{settings.port}/graphql"
+    if settings.log_style == "json":  # stderr carries only JSON lines then, for the log collector
+        logging.getLogger("cdp").info("CDP core on %s (store: %s)", where, _describe(settings))
+    else:
+        console.print(f"[bold]CDP core[/] on {where}  (store: {_describe(settings)})")
+    app = create_app(settings)
     # uvicorn logs through our handlers (log_config=None); our middleware writes the access lines.
-    uvicorn.run(
-        create_app(settings),
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -50,6 +55,10 @@ def serve(
         lifespan="on",
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+    server = GracefulServer(config, websockets=app.state.open_websockets)
+    server.run()
+    if not server.started:  # as uvicorn.run does: the port was taken, or the application did not start
+        raise typer.Exit(3)
 
 
 @cli.command()

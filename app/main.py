@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.bootstrap import Services, start
 from app.domain.errors import StoreUnavailable
+from app.graceful_shutdown import OpenWebSockets
 from app.observability.requests import RequestObservation
 from app.services.segment_watch import watch
 from app.services.segments import keep_checking
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return Response(current().metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     graphql = GraphQLApp(current, settings)
+    open_websockets = OpenWebSockets()  # closed with 1001 when the server stops (see app/__main__.py)
     app = Starlette(
         routes=[
             Route("/", root),
@@ -83,13 +85,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
+            WebSocketRoute("/graphql", open_websockets.track(graphql)),
             Mount(ASSETS_PATH, app=StaticFiles(directory=STATIC_DIR), name="playground-assets"),
         ],
         lifespan=lifespan,
     )
     # Outermost: every request gets its id before anything logs, and is counted whatever happens.
     app.add_middleware(RequestObservation, metrics=lambda: holder["services"].metrics if holder else None)
+    app.state.open_websockets = open_websockets
     return app
 
 

@@ -47,7 +47,7 @@ def to_graphql_error(error: GraphQLError) -> GraphQLError:
             {**(error.extensions or {}), "code": code},
         )
     error_id = uuid.uuid4().hex[:12]
-    log.error("unexpected error %s at %s", error_id, error.path, exc_info=original)
+    log.error("unexpected error %s at %s", error_id, error.path, exc_info=original, extra={"errorId": error_id})
     return GraphQLError(
         "Internal server error",
         error.nodes,

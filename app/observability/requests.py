@@ -1,5 +1,6 @@
-"""An ASGI middleware around the whole server: a request id per HTTP request (in every log line of
-the request and in the `X-Request-Id` response header), an access log line, and the request counter."""
+"""An ASGI middleware around the whole server: a request id per HTTP request or WebSocket connection
+(in every log line written meanwhile and in the `X-Request-Id` response header), an access log line
+and the request counter for HTTP."""
 
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ class RequestObservation:
     async def __call__(
         self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
     ) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        current = accept_or_make(headers.get("x-request-id"))
+        current = accept_or_make(_offered_id(scope))
         token = request_id.set(current)
         started = time.perf_counter()
         status = 500
@@ -64,3 +67,28 @@ class RequestObservation:
                 },
             )
             request_id.reset(token)
+
+    async def _websocket(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        """One id for the whole connection: every line logged while it is open (its subscriptions'
+        masked errors included) carries it, and the handshake's response header says it."""
+        current = accept_or_make(_offered_id(scope))
+        token = request_id.set(current)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", current.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+
+
+def _offered_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"x-request-id":
+            return str(value.decode("latin-1"))
+    return None

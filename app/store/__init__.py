@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from app.services.ports import ProfileStore
+from app.store.retrying import RetryingStore, mongo_unreachable, sqlite_unreachable
 
 
 async def open_store(url: str, *, mongodb_database: str = "cdp") -> ProfileStore:
-    """`sqlite:///path/to/file.sqlite3` (embedded) or `mongodb://…` / `mongodb+srv://…`."""
+    """`sqlite:///path/to/file.sqlite3` (embedded) or `mongodb://…` / `mongodb+srv://…`, with reads
+    retried and driver failures reported as StoreUnavailable (app/store/retrying.py)."""
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from app.store.mongo.store import MongoStore
 
         store = MongoStore.connect(url, mongodb_database)
         await store.ping()
         await store.ensure_indexes()
-        return store
+        return RetryingStore(store, unreachable=mongo_unreachable)
     if url.startswith("sqlite:///"):
         from app.store.sqlite.store import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite:///"))
+        return RetryingStore(SQLiteStore(url.removeprefix("sqlite:///")), unreachable=sqlite_unreachable)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///<file> or mongodb://<host>/…")

@@ -1,0 +1,163 @@
+"""Structured logs: a server in JSON mode writes nothing but JSON objects, one a line, and every line
+written while a request is served carries that request's id, the masked-error line included (with
+the errorId the client was given); a WebSocket connection has one id, in its handshake and its lines."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from app.bootstrap import Services
+from app.main import create_app
+from app.observability.logs import JsonFormatter
+from app.services.ingestion import IngestionPolicy
+from app.settings import Settings
+from app.store.sqlite.store import SQLiteStore
+from tests.server_process import ROOT, free_port
+
+
+class _BrokenReads:
+    """The store, with profile reads failing the way a bug would: not a domain error, so masked."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self._inner = inner
+
+    async def get_profile(self, profile_id: str) -> None:
+        raise RuntimeError(f"secret database detail about {profile_id}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@contextmanager
+def _captured_lines(name: str = "cdp") -> Iterator[io.StringIO]:
+    """What logger `name` writes meanwhile, at INFO and up, as the JSON formatter writes it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def test_the_masked_error_line_carries_the_request_id_and_the_error_id(sqlite_store: SQLiteStore) -> None:
+    services = Services(
+        settings=Settings(seed_fixtures=False, auth=False),
+        store=_BrokenReads(sqlite_store),  # type: ignore[arg-type]
+        ingestion=IngestionPolicy(),
+    )
+    transport = httpx.ASGITransport(app=create_app(services=services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        with _captured_lines() as stream:
+            response = await http.post(
+                "/graphql", json={"query": '{ profile(id: "p-1") { id } }'}, headers={"x-request-id": "req-masked-1"}
+            )
+    error = response.json()["errors"][0]
+    assert error["message"] == "Internal server error" and "secret" not in response.text
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert {line["requestId"] for line in lines} == {"req-masked-1"}
+    [masked] = [line for line in lines if line["logger"] == "cdp.graphql"]
+    assert masked["level"] == "error" and masked["errorId"] == error["extensions"]["errorId"]
+    assert "RuntimeError: secret database detail about p-1" in masked["exception"]
+    [access] = [line for line in lines if line["logger"] == "cdp.access"]
+    assert (access["path"], access["status"]) == ("/graphql", 200)
+
+
+async def test_a_websocket_connection_has_one_id_in_its_handshake_and_its_log_lines(sqlite_store: SQLiteStore) -> None:
+    services = Services(
+        settings=Settings(seed_fixtures=False, auth=False), store=sqlite_store, ingestion=IngestionPolicy()
+    )
+    port = free_port()
+    # log_config=None: uvicorn leaves the logging set-up alone; the capture below sets uvicorn.error to INFO.
+    config = uvicorn.Config(create_app(services=services), host="127.0.0.1", port=port, lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
+    with _captured_lines("uvicorn.error") as stream:
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                await asyncio.sleep(0.05)
+            ws = await connect(
+                f"ws://127.0.0.1:{port}/graphql",
+                subprotocols=[Subprotocol("graphql-transport-ws")],
+                additional_headers={"X-Request-Id": "ws-conn-9"},
+            )
+            await ws.close()
+        finally:
+            server.should_exit = True
+            await task
+    assert ws.response is not None and ws.response.headers["x-request-id"] == "ws-conn-9"
+    accepted = [json.loads(line) for line in stream.getvalue().splitlines() if "[accepted]" in line]
+    assert [line["requestId"] for line in accepted] == ["ws-conn-9"]
+
+
+def test_a_server_in_json_mode_writes_only_json_lines_and_each_request_line_names_its_request(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = {
+        "CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3",
+        "CDP_SEED_FIXTURES": "false",
+        "CDP_AUTH": "off",
+        "CDP_LOG_FORMAT": "json",
+    }
+    output = tmp_path / "server.log"
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/healthz", timeout=1, headers={"x-request-id": "probe"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, output.read_text()
+                time.sleep(0.1)
+        given = httpx.post(
+            f"{url}/graphql", json={"query": "{ segments { id } }"}, headers={"x-request-id": "req-from-client-7"}
+        )
+        made = httpx.post(f"{url}/graphql", json={"query": "{ segments { id } }"})
+        assert given.status_code == made.status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+    text = output.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]  # every line parses, the start banner included
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    requests = [
+        (line.get("requestId"), line["path"], line["status"]) for line in lines if line["logger"] == "cdp.access"
+    ]
+    assert ("req-from-client-7", "/graphql", 200) in requests
+    assert (made.headers["x-request-id"], "/graphql", 200) in requests
+    assert given.headers["x-request-id"] == "req-from-client-7"
+    assert any(line["message"].startswith("CDP core on http://127.0.0.1:") for line in lines)
+    assert any(line["message"] == "Shutting down" for line in lines)

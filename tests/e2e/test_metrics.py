@@ -1,0 +1,108 @@
+"""Prometheus metrics beyond requests and events (tests/e2e/test_observability.py): merges and unmerges
+that happened (not the ones refused), and open WebSocket connections and subscriptions, which go back
+down when the client leaves. Counters are read as differences: other servers in this test process
+have their own registries, but a difference also says exactly what one request did."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from app.bootstrap import Services
+from app.main import create_app
+from app.services.ingestion import IngestionPolicy
+from app.settings import Settings
+from app.store.sqlite.store import SQLiteStore
+from tests.e2e.conftest import GraphQL
+from tests.server_process import free_port
+
+UPSERT = """mutation($input: ProfileInput!) { upsertProfile(input: $input) { id } }"""
+MERGE = """mutation($survivor: ID!, $merged: [ID!]!) {
+  mergeProfiles(survivorId: $survivor, mergedIds: $merged, reason: "same person") { merge { id } } }"""
+UNMERGE = """mutation($id: ID!) { unmergeProfile(mergeId: $id) { merge { status } } }"""
+
+
+def _sample(text: str, metric: str) -> float:
+    """The value of one sample line, e.g. `cdp_merges_total{kind="merge"}`; 0 when not yet exposed."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == metric:
+            return float(value)
+    return 0.0
+
+
+async def test_merges_and_unmerges_that_happened_are_counted(client: httpx.AsyncClient, gql: GraphQL) -> None:
+    ids = [
+        (await gql(UPSERT, {"input": {"identifiers": [{"type": "email", "value": email}]}}))["data"]["upsertProfile"]
+        for email in ("emma@example.com", "e.martin@example.com")
+    ]
+    before = (await client.get("/metrics")).text
+    refused = await gql(MERGE, {"survivor": ids[0]["id"], "merged": ["nobody"]})
+    assert refused["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    merge_id = (await gql(MERGE, {"survivor": ids[0]["id"], "merged": [ids[1]["id"]]}))["data"]["mergeProfiles"]
+    assert (await gql(UNMERGE, {"id": merge_id["merge"]["id"]}))["data"]["unmergeProfile"]["merge"]["status"] == (
+        "UNMERGED"
+    )
+    after = (await client.get("/metrics")).text
+    for kind in ("merge", "unmerge"):
+        metric = f'cdp_merges_total{{kind="{kind}"}}'
+        assert _sample(after, metric) - _sample(before, metric) == 1, kind
+
+
+@pytest.fixture
+async def served(sqlite_store: SQLiteStore) -> AsyncIterator[str]:
+    services = Services(
+        settings=Settings(seed_fixtures=False, auth=False), store=sqlite_store, ingestion=IngestionPolicy()
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services=services), host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _gauges(http: httpx.AsyncClient, until: tuple[float, float]) -> tuple[float, float]:
+    """(connections, subscriptions), once they read `until` (the server registers and drops them
+    asynchronously) or after two seconds."""
+    for _ in range(40):
+        text = (await http.get("/metrics")).text
+        seen = (_sample(text, "cdp_websocket_connections"), _sample(text, "cdp_active_subscriptions"))
+        if seen == until:
+            break
+        await asyncio.sleep(0.05)
+    return seen
+
+
+async def test_open_subscriptions_show_in_the_gauges_and_leave_them_when_the_client_goes(served: str) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{served}") as http:
+        assert re.search(r"^# TYPE cdp_active_subscriptions gauge$", (await http.get("/metrics")).text, re.M)
+        assert await _gauges(http, (0, 0)) == (0, 0)
+        ws = await connect(f"ws://{served}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")])
+        try:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            assert await _gauges(http, (1, 0)) == (1, 0)  # connected, nothing subscribed yet
+            for n in ("1", "2"):
+                payload = {"query": "subscription { segmentMembershipChanged { change } }"}
+                await ws.send(json.dumps({"id": n, "type": "subscribe", "payload": payload}))
+            assert await _gauges(http, (1, 2)) == (1, 2)
+            await ws.send(json.dumps({"id": "1", "type": "complete"}))
+            assert await _gauges(http, (1, 1)) == (1, 1)
+        finally:
+            await ws.close()
+        assert await _gauges(http, (0, 0)) == (0, 0)
