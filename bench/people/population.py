@@ -12,8 +12,9 @@ Each person then gets 1-4 records, each independently noised by `NoiseModel` (ra
 benchmark): typos (keyboard neighbour, deletion, transposition, doubled letter; first letter rarely),
 phonetic misspellings, nicknames and short forms, swapped first/last names, initials, married names,
 dropped second surnames, transliterations (ü → ue), accents dropped, letter case; day/month swapped
-and one-digit typos in birth dates; missing fields; another email, phone or an old address; street
-abbreviations, typos in street, postcode and city; phones in national or international format.
+and one-digit typos in birth dates; missing fields; another email, phone or an old address; the same
+mailbox at another provider, with a +tag or (Gmail) with dots added or dropped; street abbreviations,
+typos in street, postcode and city; phones in national or international format, one digit mistyped.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class NoiseModel:
     birth_date_typo: float = 0.03
     email_missing: float = 0.12
     other_email: float = 0.15  # when the person has a second address
+    email_provider_change: float = 0.04  # the same local part at another provider of the country
+    email_plus_tag: float = 0.03  # "jean.dupont+shop@..."
+    email_dots: float = 0.15  # at Gmail, which ignores them: "jeandupont" for "jean.dupont" or back
     email_typo: float = 0.02
     email_case: float = 0.2
     phone_missing: float = 0.25
@@ -173,11 +177,19 @@ def people(count: int, seed: int, model: PopulationModel | None = None) -> list[
     draw = _Draw()
     taken: set[str] = set()
     found: list[Person] = []
+    households: dict[int, list[Person]] = {}  # by the number of the person who founded it
+    household_of: list[int] = []
     while len(found) < count:
         number = len(found)
         if found and rng.random() < model.household_member:
-            found.append(_household_member(rng, draw, model, number, rng.choice(found), taken))
+            home = household_of[rng.randrange(number)]
+            member = _household_member(rng, draw, model, number, households[home], taken)
+            found.append(member)
+            households[home].append(member)
+            household_of.append(home)
             continue
+        households[number] = []
+        household_of.append(number)
         country = rng.choices(draw.countries, weights=draw.country_weights)[0]
         female = rng.random() < 0.5
         first, last = draw.first_name(rng, country, female), draw.surname(rng, country)
@@ -188,28 +200,32 @@ def people(count: int, seed: int, model: PopulationModel | None = None) -> list[
         emails = _emails(rng, country, first, last, birth, taken, 2 if rng.random() < model.second_email else 1)
         phones = tuple(_phone(rng, country) for _ in range(2 if rng.random() < model.second_phone else 1))
         found.append(Person(number, country, female, first, last, birth, places, emails, phones))
+        households[number].append(found[-1])
     return found
 
 
 def _household_member(
-    rng: random.Random, draw: _Draw, model: PopulationModel, number: int, head: Person, taken: set[str]
+    rng: random.Random, draw: _Draw, model: PopulationModel, number: int, household: list[Person], taken: set[str]
 ) -> Person:
+    head = rng.choice(household)  # the member this one is related to (partner, child, parent or twin)
+    names = {member.first for member in household}
     female = rng.random() < 0.5
     first = draw.first_name(rng, head.country, female)
-    for _ in range(20):  # bounded: parents do not give two of their children (or themselves) one name
-        if first != head.first:
+    for _ in range(50):  # bounded: parents do not give two of their children (or themselves) one name
+        if first not in names:
             break
         first = draw.first_name(rng, head.country, female)
     last = head.last if rng.random() < model.same_surname_in_household else draw.surname(rng, head.country)
     relation = rng.random()
     if relation < model.twin:
         birth = head.birth
-    elif relation < 0.6:  # partner
-        birth = _clamp(head.birth + timedelta(days=rng.randint(-6 * 365, 6 * 365)))
-    else:  # child or parent: a child too young to be a customer is the head's parent instead
+    elif relation < 0.6:  # partner: a few years apart, on whichever side stays within adult ages
+        offset = timedelta(days=rng.randint(-6 * 365, 6 * 365))
+        birth = head.birth + offset if _adult(head.birth + offset) else head.birth - offset
+    else:  # child or parent, whichever is of customer age (both: either); never clamped to one date
         gap = timedelta(days=rng.randint(22 * 365, 38 * 365))
-        child = head.birth + gap
-        birth = _clamp(child if child <= ADULT_BORN_BY and rng.random() < 0.5 else head.birth - gap)
+        options = [born for born in (head.birth + gap, head.birth - gap) if _adult(born)]
+        birth = rng.choice(options) if options else head.birth + timedelta(days=rng.randint(-3 * 365, 3 * 365))
     emails = _emails(rng, head.country, first, last, birth, taken, 2 if rng.random() < model.second_email else 1)
     if rng.random() < model.shared_family_email:
         emails = (head.emails[0], *emails)
@@ -222,14 +238,15 @@ def _household_member(
 def _birth_date(rng: random.Random) -> date:
     # Adults 18 to 85, fewer at the ends, as in a retailer's customer base.
     age = min(85.0, max(18.0, rng.gauss(44, 15)))
-    return _clamp(TODAY - timedelta(days=int(age * 365.25) + rng.randint(0, 364)))
+    return TODAY - timedelta(days=int(age * 365.25) + rng.randint(0, 364))
 
 
 ADULT_BORN_BY = date(2008, 1, 1)
+OLDEST_BORN = date(1935, 1, 1)
 
 
-def _clamp(born: date) -> date:
-    return max(date(1935, 1, 1), min(ADULT_BORN_BY, born))
+def _adult(born: date) -> bool:
+    return OLDEST_BORN <= born <= ADULT_BORN_BY
 
 
 def _place(rng: random.Random, country: str) -> Place:
@@ -388,6 +405,15 @@ def _record(rng: random.Random, person: Person, noise: NoiseModel) -> Record:
         email = person.emails[0]
         if len(person.emails) > 1 and chance(noise.other_email, "otherEmail"):
             email = rng.choice(person.emails[1:])
+        local, _, domain = email.partition("@")
+        if chance(noise.email_provider_change, "emailProviderChange"):
+            domains = [d for d, _ in COUNTRIES[person.country].email_domains if d != domain]
+            domain = rng.choice(domains)
+        if domain == "gmail.com" and chance(noise.email_dots, "emailDots"):
+            local = _toggle_dots(rng, local)
+        if chance(noise.email_plus_tag, "emailPlusTag"):
+            local = f"{local}+{rng.choice(_PLUS_TAGS)}"
+        email = f"{local}@{domain}"
         if chance(noise.email_typo, "emailTypo"):
             local, _, domain = email.partition("@")
             email = f"{typo(rng, local)}@{domain}"
@@ -423,6 +449,20 @@ def _record(rng: random.Random, person: Person, noise: NoiseModel) -> Record:
     return Record(
         person.number, person.country, first, last, birth, emails, phones, street, city, postcode, tuple(applied)
     )
+
+
+_PLUS_TAGS = ("shop", "news", "promo", "orders", "store", "2024", "amazon", "web")
+
+
+def _toggle_dots(rng: random.Random, local: str) -> str:
+    """The dots of a Gmail address dropped, or one added between two letters where there was none."""
+    if "." in local:
+        return local.replace(".", "")
+    letters = [i for i in range(1, len(local)) if local[i - 1].isalpha() and local[i].isalpha()]
+    if not letters:
+        return local
+    at = rng.choice(letters)
+    return f"{local[:at]}.{local[at:]}"
 
 
 def _transliterate(name: str) -> str:

@@ -126,3 +126,60 @@ def test_the_index_follows_identity_fields_only() -> None:
     assert renamed.set["blockingKeys"] == after.blocking_keys == keys_of(after) != profile.blocking_keys
 
     assert keys_of(profile.model_copy(update={"merged_into": "p2"})) == []  # tombstones are never candidates
+
+
+def test_twins_named_as_brother_and_sister_are_not_candidates() -> None:
+    home = {"phones": ["+33478123456"], "emails": [], "birth_date": date(1990, 5, 6)}
+    daniel, daniela = person(first_name="Daniel", **home), person(first_name="Daniela", **home)
+    assert methods(daniel, daniela)["firstName"] == "variant"
+    assert score_pair(daniel, daniela).score < DEFAULT_MIN_SCORE
+
+
+def test_given_names_that_only_sound_alike_are_other_people() -> None:
+    peter, petra = person(first_name="Peter", birth_date=None, emails=[]), person(first_name="Petra", birth_date=None)
+    assert methods(peter, petra)["firstName"] == "different"
+    assert score_pair(peter, petra).score < DEFAULT_MIN_SCORE
+
+
+def test_a_feminine_form_is_not_a_short_form() -> None:
+    assert methods(person(first_name="Rosa"), person(first_name="Rosalind"))["firstName"] == "shortForm"
+    assert methods(person(first_name="Jan"), person(first_name="Janine"))["firstName"] != "shortForm"
+
+
+def test_one_typo_in_a_short_given_name_is_no_contradiction() -> None:
+    jan = person(first_name="Jan", last_name="de Vries", birth_date=None, phones=["+31655985447"])
+    typed = person(first_name="Jsn", last_name="de Vries", phones=["+31655985447"])
+    assert methods(jan, typed)["firstName"] == "damerauLevenshtein"
+    assert score_pair(jan, typed).score >= DEFAULT_MIN_SCORE
+
+
+def test_swapped_names_meet_even_through_a_nickname() -> None:
+    swapped = person(first_name="Lopez", last_name="Billy", phones=["+16179959944"], emails=[])
+    william = person(first_name="William", last_name="Lopez", phones=["+16179959944"], emails=[])
+    found = methods(swapped, william)
+    assert found["name"] == "firstLastSwapped" and found["firstName"] == "nickname"
+    assert score_pair(swapped, william).score >= DEFAULT_MIN_SCORE
+    assert blocking_keys(swapped) & blocking_keys(william)
+
+
+def test_reasons_name_each_field_with_its_method_and_a_similarity() -> None:
+    other = person(
+        first_name="Jean",
+        last_name="Dupond",
+        birth_date=date(1980, 12, 3),
+        phones=["+33612345678"],
+        addresses=[Address(street="12 r. Victor Hugo", city="Lyon", postcode="69002", country="FR")],
+    )
+    reasons = {r.field: r for r in score_pair(person(), other).reasons}
+    assert {"firstName", "lastName", "birthDate", "email", "address", "address.street"} <= reasons.keys()
+    assert "phone" not in reasons  # missing on one side: no evidence either way, so no reason
+    assert (reasons["birthDate"].method, reasons["address"].method) == ("dayMonthSwap", "sameAddress")
+    assert reasons["address.street"].similarity == 1.0  # "r." is read as "rue"
+    assert 0.9 < reasons["lastName"].similarity < 1.0
+    assert all(0.0 <= r.similarity <= 1.0 for r in reasons.values())
+
+
+def test_swapped_day_and_month_and_nicknames_share_a_blocking_key() -> None:
+    assert blocking_keys(person()) & blocking_keys(person(birth_date=date(1980, 12, 3), emails=[], addresses=[]))
+    bill = person(first_name="Bill", last_name="Walker", emails=[], addresses=[])
+    assert blocking_keys(bill) & blocking_keys(person(first_name="William", last_name="Walker", emails=[]))

@@ -10,6 +10,7 @@ data set; the benchmark in `bench/identity_matching.py` checks them against gene
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -23,8 +24,9 @@ from app.domain.matching.nicknames import are_nicknames
 # shared phone (+13) 0.67, a full name (+9.5) alone 0.15, a full name and birth date 0.99.
 PRIOR_BITS = -12.0
 # A shared email, phone or address is what a household shares too (a family mailbox, a landline,
-# the home). When the given names or birth dates contradict each other, all of it together says
-# "same household", not "same person", and counts for at most this much: twins stay apart.
+# the home), and twins a birth date. When the given names or birth dates contradict each other, all
+# of it together says "same household", not "same person", and counts for at most this much: twins
+# stay apart.
 HOUSEHOLD_CONTACT_BITS = 4.0
 # Bits lost when the names only agree crossed (first name in one record, last name in the other):
 # a data-entry slip, rarer than two people whose first and last names mirror one another.
@@ -39,10 +41,15 @@ GIVEN_NAME_BITS = {
     "exact": 5.0,
     "nickname": 4.0,
     "shortForm": 3.5,
-    "metaphone": 3.0,
     "jaroWinkler": 3.0,
-    "jaroWinklerNear": 1.0,
+    # One letter typed wrong, dropped or swapped in a short name (Jan/Jsn, Ava/Aa, Lea/Lsa), which
+    # Jaro-Winkler scores low: weak evidence for, but no contradiction either.
+    "damerauLevenshtein": 1.0,
     "initial": 1.0,
+    # The same name but its ending (Daniel/Daniela, Marie/Maria, Louis/Louise, Jean/Jeanne): the
+    # feminine and masculine forms of one name, or two names of one family, far more often than a
+    # typo. Siblings and twins are named so: it contradicts nearly as much as a different name.
+    "variant": -6.0,
     # Rare for one person (an unknown nickname, a name changed at naturalisation); the norm for
     # siblings, spouses and twins, who share everything else.
     "different": -7.0,
@@ -51,22 +58,33 @@ SURNAME_BITS = {
     # Weak on purpose: among candidates a shared surname is common (families, Garcia, Müller, Smith).
     "exact": 4.5,
     "tokens": 3.5,  # one part of a compound surname: "Garcia Lopez" and "Garcia", "van den Berg" and "Berg"
-    "metaphone": 3.0,
+    "metaphone": 1.5,  # sounds alike but spelt apart (Martin/Marten): as often another family as a misspelling
     "jaroWinkler": 3.0,
     "jaroWinklerNear": 1.0,
+    "damerauLevenshtein": 2.0,  # one edit that Jaro-Winkler scores low (Berdard/Verdard: the first letter)
     "different": -4.0,  # married names change: milder than a different given name
 }
 BIRTH_DATE_BITS = {
-    "exact": 9.0,  # about 1 in 20,000 people share a birth date
-    "dayMonthSwap": 6.0,  # 03/04 typed for 04/03: American and European orders mixed up
-    "damerauLevenshtein": 4.0,  # one digit typed wrong or two swapped
+    # About 1 in 20,000 people share a birth date (14 bits), discounted by a third like the levels
+    # below: twins and people born the same day gather in the blocks this is scored in.
+    "exact": 9.0,
+    # 03/04 typed for 04/03 (American and European orders mixed up): as rare a coincidence as the
+    # same date, but a slip only a few duplicates make.
+    "dayMonthSwap": 5.5,
+    # One digit typed wrong or two swapped: some fifty dates lie one edit away from any date, so
+    # fifty times likelier than the same date between strangers, and a slip a few duplicates make.
+    "damerauLevenshtein": 3.0,
     "different": -10.0,  # a true duplicate with an unrelated birth date is a rare entry error
 }
 EMAIL_BITS = {
     "exact": 16.0,
     "sameMailbox": 15.0,  # one mailbox: +tags dropped, and dots where the provider ignores them (Gmail)
     "damerauLevenshtein": 5.0,  # one typo in a long address
-    "localPart": 4.0,  # the same "jean.dupont" at two providers: namesakes pick the same one too
+    # The same "jean.dupont" at two providers: derived from the name, so it adds little to a name
+    # that already agrees (namesakes pick the same handle)...
+    "localPart": 1.0,
+    # ... unless the handle carries digits ("jdupont84"), which people add to make it theirs.
+    "localPartWithDigits": 6.0,
     "different": -1.0,  # people keep several addresses: weak evidence against
 }
 PHONE_BITS = {
@@ -77,12 +95,16 @@ PHONE_BITS = {
 }
 ADDRESS_BITS = {
     "sameAddress": 6.5,  # a household shares it: strong only with the names (a full name and this: 0.94)
-    "sameStreet": 3.0,  # no house number on one side
-    "sameStreetOtherNumber": 1.5,
+    "sameStreet": 4.0,  # no house number on one side
+    "sameStreetOtherNumber": 0.0,  # neighbours
     "samePostcode": 1.0,
-    "sameCity": 0.3,
+    "sameCity": 0.0,
     "different": -1.5,  # people move
 }
+
+# Name levels that say "another name": they make the crossed reading worth a look, and a given name
+# at one of them makes everything else shared count as a household's.
+DISAGREEING_NAMES = frozenset({"different", "variant"})
 
 MIN_EMAIL_LENGTH_FOR_TYPO = 10
 MIN_LOCAL_PART = 5
@@ -119,14 +141,16 @@ def score_pair(a: MatchFields, b: MatchFields) -> MatchScore:
         a, b = b, a
     reasons: list[MatchReason] = []
     bits = PRIOR_BITS + _names(a, b, reasons)
+    other_given_name = any(r.field == "firstName" and r.method in DISAGREEING_NAMES for r in reasons)
+    shared = 0.0  # what a household shares: contact points and the address, and twins a birth date too
     born = _birth_date(a.birth_date, b.birth_date)
     if born is not None:
         reasons.append(MatchReason("birthDate", born.method, born.similarity))
-        bits += born.bits
-    contradicted = (born is not None and born.method == "different") or any(
-        r.field == "firstName" and r.method == "different" for r in reasons
-    )
-    shared = 0.0  # what a household shares: contact points and the address
+        if other_given_name and born.bits > 0:
+            shared += born.bits
+        else:
+            bits += born.bits
+    contradicted = other_given_name or (born is not None and born.method == "different")
     for field, level in (("email", _emails(a, b)), ("phone", _phones(a, b))):
         if level is not None:
             reasons.append(MatchReason(field, level.method, level.similarity))
@@ -148,27 +172,40 @@ def _jaro_winkler(x: str, y: str) -> float:
 
 # -- names ----------------------------------------------------------------------------------------
 def _names(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> float:
-    given = _given_name(a.first_name, a.first_joined, a.first_phonetic, b.first_name, b.first_joined, b.first_phonetic)
+    given = _given_name(a.first_name, a.first_joined, b.first_name, b.first_joined)
     surname = _surname(a.last_name, a.last_joined, a.last_phonetic, b.last_name, b.last_joined, b.last_phonetic)
     straight = (given.bits if given else 0.0) + (surname.bits if surname else 0.0)
     # Crossed names are looked at only when the straight reading has a disagreement to explain.
-    if (given is None or given.method != "different") and (surname is None or surname.method != "different"):
+    if not (_disagrees(given) or _disagrees(surname)):
         return _keep(reasons, given, surname, straight)
-    crossed_given = _given_name(
-        a.first_name, a.first_joined, a.first_phonetic, b.last_name, b.last_joined, b.last_phonetic
-    )
-    crossed_surname = _surname(
-        a.last_name, a.last_joined, a.last_phonetic, b.first_name, b.first_joined, b.first_phonetic
-    )
-    if crossed_given is None or crossed_surname is None:
-        return _keep(reasons, given, surname, straight)
-    if "different" in (crossed_given.method, crossed_surname.method):
-        return _keep(reasons, given, surname, straight)
-    crossed = crossed_given.bits + crossed_surname.bits + SWAPPED_NAMES_BITS
-    if crossed <= straight:
+    # Which field of which record holds the given name depends on which record was swapped: both
+    # readings are tried, each comparing given name with given name (so Billy/William still meet).
+    best: tuple[float, _Level, _Level] | None = None
+    for crossed_given, crossed_surname in (
+        (
+            _given_name(a.first_name, a.first_joined, b.last_name, b.last_joined),
+            _surname(a.last_name, a.last_joined, a.last_phonetic, b.first_name, b.first_joined, b.first_phonetic),
+        ),
+        (
+            _given_name(a.last_name, a.last_joined, b.first_name, b.first_joined),
+            _surname(a.first_name, a.first_joined, a.first_phonetic, b.last_name, b.last_joined, b.last_phonetic),
+        ),
+    ):
+        if crossed_given is None or crossed_surname is None:
+            continue
+        if _disagrees(crossed_given) or _disagrees(crossed_surname):
+            continue
+        crossed = crossed_given.bits + crossed_surname.bits + SWAPPED_NAMES_BITS
+        if best is None or crossed > best[0]:
+            best = (crossed, crossed_given, crossed_surname)
+    if best is None or best[0] <= straight:
         return _keep(reasons, given, surname, straight)
     reasons.append(MatchReason("name", "firstLastSwapped", 1.0))
-    return _keep(reasons, crossed_given, crossed_surname, crossed)
+    return _keep(reasons, best[1], best[2], best[0])
+
+
+def _disagrees(level: _Level | None) -> bool:
+    return level is not None and level.method in DISAGREEING_NAMES
 
 
 def _keep(reasons: list[MatchReason], given: _Level | None, surname: _Level | None, bits: float) -> float:
@@ -179,7 +216,7 @@ def _keep(reasons: list[MatchReason], given: _Level | None, surname: _Level | No
     return bits
 
 
-def _given_name(x: str, x_joined: str, x_code: str, y: str, y_joined: str, y_code: str) -> _Level | None:
+def _given_name(x: str, x_joined: str, y: str, y_joined: str) -> _Level | None:
     if not x_joined or not y_joined:
         return None
     if x_joined == y_joined:
@@ -191,9 +228,36 @@ def _given_name(x: str, x_joined: str, x_code: str, y: str, y_joined: str, y_cod
     if are_nicknames(x, y) or _token_nicknames(x, y):
         return _Level("nickname", 1.0, GIVEN_NAME_BITS["nickname"])
     similarity = _jaro_winkler(x_joined, y_joined)
+    if _other_ending(x_joined, y_joined):
+        return _Level("variant", similarity, GIVEN_NAME_BITS["variant"])
     if _short_form(x, x_joined, y, y_joined):
         return _Level("shortForm", similarity, GIVEN_NAME_BITS["shortForm"])
-    return _spelling(similarity, x_code, y_code, GIVEN_NAME_BITS)
+    if similarity >= CLOSE:
+        return _Level("jaroWinkler", similarity, GIVEN_NAME_BITS["jaroWinkler"])
+    if jellyfish.damerau_levenshtein_distance(x_joined, y_joined) == 1:
+        return _Level("damerauLevenshtein", similarity, GIVEN_NAME_BITS["damerauLevenshtein"])
+    # Unlike surnames, given names that merely sound alike or look alike are mostly other names
+    # (Peter/Petra, Maria/Martina, Jan/Jean): another given name, whatever the phonetic code says.
+    return _Level("different", similarity, GIVEN_NAME_BITS["different"])
+
+
+_DOUBLED = re.compile(r"(.)\1+")
+# What turns a name into another form of it: Jan/Janine, Paul/Pauline, Maria/Marie, Jean/Jeanne.
+_NAME_ENDINGS = frozenset(
+    {"", "a", "e", "i", "o", "y", "ia", "ie", "io", "na", "ne", "ina", "ine", "ita", "ette", "elle"}
+)
+
+
+def _other_ending(x: str, y: str) -> bool:
+    """Two forms of one name that differ in their ending only (Daniel/Daniela, Marie/Maria, Jean/Jeanne):
+    after the longest common start, each keeps one of `_NAME_ENDINGS`. A doubled or dropped letter
+    alone (Ana/Anna) is not, nor letters swapped or mistyped at the end (Marai/Maria, Isabeloe)."""
+    if _DOUBLED.sub(r"\1", x) == _DOUBLED.sub(r"\1", y):
+        return False
+    common = 0
+    while common < min(len(x), len(y)) and x[common] == y[common]:
+        common += 1
+    return common >= 2 and x[common:] in _NAME_ENDINGS and y[common:] in _NAME_ENDINGS
 
 
 def _token_nicknames(x: str, y: str) -> bool:
@@ -207,7 +271,7 @@ def _token_nicknames(x: str, y: str) -> bool:
 def _short_form(x: str, x_joined: str, y: str, y_joined: str) -> bool:
     shorter, longer = (x_joined, y_joined) if len(x_joined) <= len(y_joined) else (y_joined, x_joined)
     if len(shorter) >= 3 and longer.startswith(shorter):  # Alex/Alexander, Max/Maximilian
-        return True
+        return not _other_ending(shorter, longer)
     return _token_subset(x, y)
 
 
@@ -228,16 +292,18 @@ def _surname(x: str, x_joined: str, x_code: str, y: str, y_joined: str, y_code: 
     similarity = _jaro_winkler(x_joined, y_joined)
     if _token_subset(x, y):
         return _Level("tokens", similarity, SURNAME_BITS["tokens"])
-    return _spelling(similarity, x_code, y_code, SURNAME_BITS)
+    return _spelling(x_joined, y_joined, similarity, x_code, y_code, SURNAME_BITS)
 
 
-def _spelling(similarity: float, x_code: str, y_code: str, bits: dict[str, float]) -> _Level:
+def _spelling(x: str, y: str, similarity: float, x_code: str, y_code: str, bits: dict[str, float]) -> _Level:
     if similarity >= CLOSE:
         return _Level("jaroWinkler", similarity, bits["jaroWinkler"])
     if len(x_code) >= 2 and x_code == y_code:  # sounds the same: Meyer/Maier, Thompson/Tomson
         return _Level("metaphone", similarity, bits["metaphone"])
     if similarity >= NEAR:
         return _Level("jaroWinkler", similarity, bits["jaroWinklerNear"])
+    if jellyfish.damerau_levenshtein_distance(x, y) == 1:
+        return _Level("damerauLevenshtein", similarity, bits["damerauLevenshtein"])
     return _Level("different", similarity, bits["different"])
 
 
@@ -275,7 +341,8 @@ def _email(x: str, x_local: str, x_box: str, y: str, y_local: str, y_box: str) -
         return _Level("sameMailbox", 1.0, EMAIL_BITS["sameMailbox"])
     meaningful = len(x_local) >= MIN_LOCAL_PART and x_local not in GENERIC_LOCAL_PARTS
     if x_local == y_local and meaningful:  # the same handle, told apart only by separators or provider
-        return _Level("localPart", 0.5, EMAIL_BITS["localPart"])
+        with_digits = any(ch.isdigit() for ch in x_local)
+        return _Level("localPart", 0.5, EMAIL_BITS["localPartWithDigits" if with_digits else "localPart"])
     if min(len(x), len(y)) >= MIN_EMAIL_LENGTH_FOR_TYPO and abs(len(x) - len(y)) <= 1:
         distance = jellyfish.damerau_levenshtein_distance(x, y)
         if distance == 1:
