@@ -48,13 +48,17 @@ def is_limit_message(message: str) -> bool:
 
 
 def limit_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]]:
-    rules: list[type[ASTValidationRule]] = [cost_rule(limits.max_cost, limits.page_size)]
+    """The rule classes are made here once, not per request: the validation cache
+    (graphql_schema/document_cache.py) is keyed by them, and new ones each time would never hit it."""
+    rules: list[type[ASTValidationRule]] = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+        cost_rule(limits.max_cost, limits.page_size),
+    ]
     if not limits.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     return [
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),  # a parse option: part of the cache key
         lambda: AddValidationRules(rules),
     ]
 

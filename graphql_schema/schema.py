@@ -9,6 +9,7 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from graphql_schema.document_cache import document_caches
 from graphql_schema.errors import ErrorCodes
 from graphql_schema.limits import QueryLimits, limit_extensions
 from graphql_schema.mutations import Mutation
@@ -27,7 +28,7 @@ def build_schema(limits: QueryLimits) -> Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[*limit_extensions(limits), OperationMetrics, ErrorCodes],
+        extensions=[*limit_extensions(limits), *document_caches(), OperationMetrics, ErrorCodes],
         # "Did you mean …?" would spell out the schema that switching introspection off hides.
         config=StrawberryConfig(disable_field_suggestions=not limits.introspection),
     )

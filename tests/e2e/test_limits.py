@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from strawberry.extensions.validation_cache import _get_validate_cache
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -20,6 +21,7 @@ from app.main import create_app
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
+from graphql_schema.document_cache import DOCUMENTS_CACHED
 from tests.server_process import running_server
 
 
@@ -149,3 +151,19 @@ async def test_websocket_init_timeout_and_subscription_cap(tmp_path: Path) -> No
                 await ws.send(json.dumps({"id": str(number), "type": "subscribe", "payload": subscription}))
             refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert refused["id"] == "2" and refused["type"] == "error", refused
+
+
+async def test_a_repeated_document_is_validated_once_and_refused_every_time(client: httpx.AsyncClient) -> None:
+    # The validation cache is keyed by the rule classes: limiters rebuilt per request would never hit it.
+    validations = _get_validate_cache(DOCUMENTS_CACHED)
+    costly = "{ profiles(first: 100000) { edges { cursor } } } # sent only by this test"
+    for copy in range(3):
+        misses = validations.cache_info().misses
+        codes, message = await _codes(client, costly)
+        assert codes == {"LIMIT_EXCEEDED"} and "query cost" in message
+        assert validations.cache_info().misses == misses + (1 if copy == 0 else 0)
+    for _ in range(2):
+        misses = validations.cache_info().misses
+        codes, _message = await _codes(client, "{ profile(id: ")  # a syntax error each time, nothing to validate
+        assert codes == {"GRAPHQL_PARSE_FAILED"}
+        assert validations.cache_info().misses == misses
