@@ -28,6 +28,7 @@ def serve(
     """Serve GraphQL at http://HOST:PORT/graphql (the playground opens there in a browser)."""
     import uvicorn
 
+    from app.collector import tune_for_serving
     from app.graceful_shutdown import GracefulServer
     from app.main import create_app
 
@@ -44,6 +45,7 @@ def serve(
     else:
         console.print(f"[bold]CDP core[/] on {where}  (store: {_describe(settings)})")
     app = create_app(settings)
+    tune_for_serving()
     # uvicorn logs through our handlers (log_config=None); our middleware writes the access lines.
     config = uvicorn.Config(
         app,

@@ -15,6 +15,7 @@ from graphql_schema.limits import QueryLimits, limit_extensions
 from graphql_schema.mutations import Mutation
 from graphql_schema.operation_metrics import OperationMetrics
 from graphql_schema.queries import Query
+from graphql_schema.shared_events import SharedEventExecution
 from graphql_schema.subscriptions import Subscription
 
 
@@ -29,6 +30,8 @@ def build_schema(limits: QueryLimits) -> Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=[*limit_extensions(limits), *document_caches(), OperationMetrics, ErrorCodes],
+        # A subscription event is executed once for every subscriber asking the same (shared_events.py).
+        execution_context_class=SharedEventExecution,
         # "Did you mean …?" would spell out the schema that switching introspection off hides.
         config=StrawberryConfig(disable_field_suggestions=not limits.introspection),
     )

@@ -11,6 +11,7 @@ from app.domain.access import Scope
 from app.services.segment_bus import SlowSubscriber
 from graphql_schema.context import Info
 from graphql_schema.permissions import requires
+from graphql_schema.shared_events import shared_payload
 from graphql_schema.types.segment import SegmentMembershipEvent
 
 SLOW_SUBSCRIBER_CLOSE = 4029  # 4xxx: application-defined close codes
@@ -31,7 +32,7 @@ class Subscription:
             async for event in bus.listen(
                 str(segment_id) if segment_id else None, str(profile_id) if profile_id else None
             ):
-                yield SegmentMembershipEvent.from_domain(event)
+                yield shared_payload(event.id, SegmentMembershipEvent.from_domain, event)
         except SlowSubscriber:
             socket = info.context.request
             if isinstance(socket, WebSocket):  # a close reason must fit in 123 bytes

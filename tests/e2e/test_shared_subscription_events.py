@@ -1,0 +1,133 @@
+"""One execution of a membership change for the subscribers who asked the same thing
+(graphql_schema/shared_events.py), over real WebSockets: many subscribers with one document and key
+cost one profile read, yet each gets the answer its own key and document entitle it to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from app.bootstrap import Services
+from app.main import create_app
+from app.services import api_keys
+from app.services.ingestion import IngestionPolicy
+from app.settings import Settings
+from app.store.sqlite.store import SQLiteStore
+from tests.server_process import free_port
+
+WATCH = """subscription($segment: ID) {
+  segmentMembershipChanged(segmentId: $segment) { change profile { id piiMasked identifiers { value } } } }"""
+WATCH_NAMES = """subscription($segment: ID) {
+  segmentMembershipChanged(segmentId: $segment) { change profile { firstName } } }"""
+CREATE = """mutation { createSegment(input: {name: "Buyers",
+  condition: {compare: {path: "stats.orders", op: "gte", value: 1}}}) { segment { id } } }"""
+ORDER = """mutation($id: String!, $email: String!) { ingestEvents(events: [{messageId: $id, type: "order_completed",
+  channel: "web", timestamp: "2026-11-01T10:00:00Z", identifiers: [{type: "email", value: $email}],
+  properties: {orderId: $id, total: 10}}]) { accepted } }"""
+SUBSCRIBERS = 20
+
+
+class CountedReads:
+    """The real store, counting profile reads by id (what a `profile` selection costs)."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self._inner = inner
+        self.reads: Counter[str] = Counter()
+
+    async def get_profile(self, profile_id: str) -> Any:
+        self.reads[profile_id] += 1
+        return await self._inner.get_profile(profile_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture
+async def served(sqlite_store: SQLiteStore) -> AsyncIterator[tuple[str, CountedReads, dict[str, str]]]:
+    store = CountedReads(sqlite_store)
+    keys = {}
+    for name, scopes in (("full", ["read:profiles", "read:pii", "subscribe", "admin:segments", "write:events"]),
+                         ("masked", ["read:profiles", "subscribe"])):  # fmt: skip
+        keys[name] = (await api_keys.create_key(sqlite_store, name, scopes))[1]
+    services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())  # type: ignore[arg-type]
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services=services), host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        yield f"127.0.0.1:{port}", store, keys
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _subscribe(address: str, token: str, query: str, segment_id: str) -> ClientConnection:
+    ws = await connect(f"ws://{address}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")])
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    payload = {"query": query, "variables": {"segment": segment_id}}
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+    return ws
+
+
+async def _order(http: httpx.AsyncClient, message_id: str, email: str) -> int:
+    body = (await http.post("/graphql", json={"query": ORDER, "variables": {"id": message_id, "email": email}})).json()
+    accepted: int = body["data"]["ingestEvents"]["accepted"]
+    return accepted
+
+
+async def _next(ws: ClientConnection) -> dict[str, Any]:
+    message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert message["type"] == "next", message
+    data: dict[str, Any] = message["payload"]["data"]["segmentMembershipChanged"]
+    return data
+
+
+async def test_subscribers_asking_the_same_share_one_execution_and_each_key_sees_what_it_may(
+    served: tuple[str, CountedReads, dict[str, str]],
+) -> None:
+    address, store, keys = served
+    async with httpx.AsyncClient(
+        base_url=f"http://{address}", headers={"authorization": f"Bearer {keys['full']}"}
+    ) as http:
+        segment_id = (await http.post("/graphql", json={"query": CREATE})).json()["data"]["createSegment"]["segment"][
+            "id"
+        ]
+        # What the server itself reads of a profile entering the segment, with nobody subscribed.
+        assert await _order(http, "o-0", "zoe@example.com") == 1
+        await asyncio.sleep(0.2)
+        own_reads = sum(store.reads.values())
+        assert own_reads <= 2
+        same = [await _subscribe(address, keys["full"], WATCH, segment_id) for _ in range(SUBSCRIBERS)]
+        masked = await _subscribe(address, keys["masked"], WATCH, segment_id)
+        names = await _subscribe(address, keys["full"], WATCH_NAMES, segment_id)
+        try:
+            await asyncio.sleep(0.3)  # every subscription is registered before the change is made
+            assert await _order(http, "o-1", "nora@example.com") == 1
+            answers = [await _next(ws) for ws in same]
+            seen_masked, seen_names = await _next(masked), await _next(names)
+        finally:
+            await asyncio.gather(*(ws.close() for ws in [*same, masked, names]))
+
+    [profile_id] = {answer["profile"]["id"] for answer in answers}
+    expected = {"id": profile_id, "piiMasked": False, "identifiers": [{"value": "nora@example.com"}]}
+    assert all(answer == {"change": "ENTERED", "profile": expected} for answer in answers)
+    # Another key: its own execution, with personal data masked as that key requires.
+    assert seen_masked["profile"]["id"] == profile_id and seen_masked["profile"]["piiMasked"] is True
+    assert "nora@" not in json.dumps(seen_masked)
+    # Another document: its own selection.
+    assert seen_names == {"change": "ENTERED", "profile": {"firstName": None}}
+    # Twenty-two subscribers, three distinct (document, key) pairs: three reads of the profile, not 22.
+    assert store.reads[profile_id] == own_reads + 3
