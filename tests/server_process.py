@@ -1,17 +1,23 @@
-"""Run the real server (`python -m app serve`) as a subprocess for end-to-end tests."""
+"""Run the real server (`python -m app serve`) as a subprocess for end-to-end tests, or the application
+in this process behind a real socket (`serving`)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
+import uvicorn
+
+from app.bootstrap import Services
+from app.main import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,3 +66,22 @@ def running_server(env: dict[str, str], *, cwd: Path = ROOT, timeout: float = 60
             process.wait()
         if process.stdout:
             process.stdout.close()
+
+
+@asynccontextmanager
+async def serving(services: Services) -> AsyncIterator[str]:
+    """The application over `services`, served by uvicorn on a free loopback port in this event loop
+    (a real socket, unlike ASGITransport: what WebSocket clients and concurrent HTTP clients need);
+    yields `host:port`."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services=services), host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -12,17 +12,15 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from app.bootstrap import Services
-from app.main import create_app
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.e2e.conftest import GraphQL
-from tests.server_process import free_port
+from tests.server_process import serving
 
 UPSERT = """mutation($input: ProfileInput!) { upsertProfile(input: $input) { id } }"""
 MERGE = """mutation($survivor: ID!, $merged: [ID!]!) {
@@ -62,18 +60,8 @@ async def served(sqlite_store: SQLiteStore) -> AsyncIterator[str]:
     services = Services(
         settings=Settings(seed_fixtures=False, auth=False), store=sqlite_store, ingestion=IngestionPolicy()
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(services=services), host="127.0.0.1", port=port, log_level="error", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(services) as address:
+        yield address
 
 
 async def _gauges(http: httpx.AsyncClient, until: tuple[float, float]) -> tuple[float, float]:

@@ -12,17 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from app.bootstrap import Services
-from app.main import create_app
 from app.services import api_keys
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
-from tests.server_process import free_port
+from tests.server_process import serving
 
 WATCH = """subscription($segment: ID) {
   segmentMembershipChanged(segmentId: $segment) { change profile { id piiMasked identifiers { value } } } }"""
@@ -59,18 +57,8 @@ async def served(sqlite_store: SQLiteStore) -> AsyncIterator[tuple[str, CountedR
                          ("masked", ["read:profiles", "subscribe"])):  # fmt: skip
         keys[name] = (await api_keys.create_key(sqlite_store, name, scopes))[1]
     services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())  # type: ignore[arg-type]
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(services=services), host="127.0.0.1", port=port, log_level="error", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    try:
-        yield f"127.0.0.1:{port}", store, keys
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(services) as address:
+        yield address, store, keys
 
 
 async def _subscribe(address: str, token: str, query: str, segment_id: str) -> ClientConnection:

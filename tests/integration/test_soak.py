@@ -15,16 +15,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 
 from app.bootstrap import Services
-from app.main import create_app
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.retrying import RetryingStore, sqlite_unreachable
 from app.store.sqlite.store import SQLiteStore
 from tests.faults import FlakyStore
-from tests.server_process import free_port
+from tests.server_process import serving
 
 SECONDS = float(os.environ.get("CDP_SOAK_SECONDS", "60"))
 CLIENTS = 20
@@ -41,18 +39,8 @@ async def flaky_server(sqlite_store: SQLiteStore) -> AsyncIterator[tuple[str, Fl
     store = RetryingStore(flaky, unreachable=sqlite_unreachable)  # type: ignore[arg-type]
     settings = Settings(seed_fixtures=False, auth=False)
     services = Services(settings=settings, store=store, ingestion=IngestionPolicy())
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(services=services), host="127.0.0.1", port=port, log_level="error", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", flaky
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(services) as address:
+        yield f"http://{address}", flaky
 
 
 async def _client(url: str, number: int, deadline: float, accepted: set[str], stats: dict[str, int]) -> None:
