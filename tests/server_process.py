@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 import httpx
 import uvicorn
@@ -28,35 +29,48 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def running_server(env: dict[str, str], *, cwd: Path = ROOT, timeout: float = 60) -> Iterator[str]:
-    """Start the server, wait for /healthz, yield its base URL, and always stop it."""
-    port = free_port()
+def start_server(
+    env: dict[str, str], port: int, *, output: IO[Any] | int = subprocess.DEVNULL, cwd: Path = ROOT, timeout: float = 60
+) -> subprocess.Popen[Any]:
+    """Start `python -m app serve` on loopback `port` (stdout and stderr to `output`) and return the
+    process once /healthz answers; a server that exits or does not answer in time fails the test."""
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            said = process.stdout.read() if process.stdout else _written(output)
+            raise AssertionError(f"server exited with {process.returncode}:\n{said}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError("server did not answer /healthz in time")
+        time.sleep(0.1)
+
+
+def _written(output: IO[Any] | int) -> str:
+    name = getattr(output, "name", None)
+    return Path(name).read_text() if isinstance(name, str) else "(output not kept)"
+
+
+@contextmanager
+def running_server(env: dict[str, str], *, cwd: Path = ROOT, timeout: float = 60) -> Iterator[str]:
+    """Start the server, wait for /healthz, yield its base URL, and always stop it."""
+    port = free_port()
+    process = start_server(env, port, output=subprocess.PIPE, cwd=cwd, timeout=timeout)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"server exited with {process.returncode}:\n{process.stdout.read() if process.stdout else ''}"
-                )
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not answer /healthz in time")
-            time.sleep(0.1)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         try:

@@ -8,11 +8,7 @@ import asyncio
 import io
 import json
 import logging
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +25,7 @@ from app.observability.logs import JsonFormatter
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
-from tests.server_process import ROOT, free_port
+from tests.server_process import free_port, start_server
 
 
 class _BrokenReads:
@@ -124,23 +120,9 @@ def test_a_server_in_json_mode_writes_only_json_lines_and_each_request_line_name
     }
     output = tmp_path / "server.log"
     with output.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_server(env, port, output=sink, timeout=30)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", timeout=1, headers={"x-request-id": "probe"})
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None, output.read_text()
-                time.sleep(0.1)
         given = httpx.post(
             f"{url}/graphql", json={"query": "{ segments { id } }"}, headers={"x-request-id": "req-from-client-7"}
         )

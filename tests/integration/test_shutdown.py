@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.server_process import ROOT, free_port, running_server
+from tests.server_process import free_port, running_server, start_server
 
 BATCH = """mutation($events: [EventInput!]!) { ingestEvents(events: $events) { accepted rejected } }"""
 
@@ -37,29 +33,10 @@ def _events(count: int) -> list[dict[str, object]]:
     ]
 
 
-def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("server did not start")
-
-
 async def test_sigterm_finishes_the_batch_in_flight_and_closes_subscriptions(tmp_path: Path) -> None:
     env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false", "CDP_AUTH": "off"}
     port = free_port()
-    process = _start(env, port)
+    process = start_server(env, port, timeout=30)
     try:
         ws = await connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")])
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
