@@ -100,7 +100,9 @@ class RetryingStore:
         attribute = getattr(self.inner, name)
         if not inspect.iscoroutinefunction(attribute):  # `backend`, streams, ...: as they are
             return attribute
-        return self._retried(name, attribute, self._attempts if name in READS else 1)
+        retried = self._retried(name, attribute, self._attempts if name in READS else 1)
+        setattr(self, name, retried)  # every store call comes here: wrap each method once, not per call
+        return retried
 
     def _unavailable(self, name: str, exc: BaseException) -> StoreUnavailable | None:
         if isinstance(exc, StoreUnavailable):
