@@ -135,6 +135,18 @@ def test_twins_named_as_brother_and_sister_are_not_candidates() -> None:
     assert score_pair(daniel, daniela).score < DEFAULT_MIN_SCORE
 
 
+def test_a_letter_dropped_at_the_end_of_a_given_name_is_a_typo_when_the_mailbox_is_shared() -> None:
+    # Siblings named Giulio and Giulia share a home and a landline, seldom a mailbox.
+    mailbox = {"emails": ["giuliabertone@libero.it"], "phones": ["+393498628442"], "birth_date": date(2007, 2, 13)}
+    giulia, typed = person(first_name="Giulia", **mailbox), person(first_name="Giuli", **mailbox)
+    assert methods(giulia, typed)["firstName"] == "variant"
+    assert score_pair(giulia, typed).score >= DEFAULT_MIN_SCORE
+    landline = {**mailbox, "emails": []}
+    assert score_pair(person(first_name="Giulia", **landline), person(first_name="Giuli", **landline)).score < (
+        DEFAULT_MIN_SCORE
+    )
+
+
 def test_given_names_that_only_sound_alike_are_other_people() -> None:
     peter, petra = person(first_name="Peter", birth_date=None, emails=[]), person(first_name="Petra", birth_date=None)
     assert methods(peter, petra)["firstName"] == "different"

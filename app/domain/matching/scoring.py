@@ -106,6 +106,9 @@ ADDRESS_BITS = {
 # at one of them makes everything else shared count as a household's.
 DISAGREEING_NAMES = frozenset({"different", "variant"})
 
+# Email levels that mean one mailbox (what a person rarely shares, unlike a home or a landline).
+ONE_MAILBOX = frozenset({"exact", "sameMailbox"})
+
 MIN_EMAIL_LENGTH_FOR_TYPO = 10
 MIN_LOCAL_PART = 5
 # Mailboxes of companies or roles, not people: a shared one says nothing about identity.
@@ -141,7 +144,8 @@ def score_pair(a: MatchFields, b: MatchFields) -> MatchScore:
         a, b = b, a
     reasons: list[MatchReason] = []
     bits = PRIOR_BITS + _names(a, b, reasons)
-    other_given_name = any(r.field == "firstName" and r.method in DISAGREEING_NAMES for r in reasons)
+    given = next((r.method for r in reasons if r.field == "firstName"), None)
+    other_given_name = given in DISAGREEING_NAMES
     shared = 0.0  # what a household shares: contact points and the address, and twins a birth date too
     born = _birth_date(a.birth_date, b.birth_date)
     if born is not None:
@@ -150,12 +154,18 @@ def score_pair(a: MatchFields, b: MatchFields) -> MatchScore:
             shared += born.bits
         else:
             bits += born.bits
-    contradicted = other_given_name or (born is not None and born.method == "different")
-    for field, level in (("email", _emails(a, b)), ("phone", _phones(a, b))):
+    other_birth_date = born is not None and born.method == "different"
+    email = _emails(a, b)
+    for field, level in (("email", email), ("phone", _phones(a, b))):
         if level is not None:
             reasons.append(MatchReason(field, level.method, level.similarity))
             shared += level.bits
     shared += _addresses(a.addresses, b.addresses, reasons)
+    # A given name differing in its ending only is a sibling's (Daniel/Daniela) or a letter dropped
+    # (Giulia/Giula). Siblings share a home, a landline and, twins, a birth date, but seldom a mailbox:
+    # with one in common the ending reads as a typo (its own bits still count against).
+    typo_in_ending = given == "variant" and email is not None and email.method in ONE_MAILBOX
+    contradicted = (other_given_name and not typo_in_ending) or other_birth_date
     bits += min(shared, HOUSEHOLD_CONTACT_BITS) if contradicted else shared
     return MatchScore(_logistic(bits), reasons)
 
