@@ -2,9 +2,11 @@
 identifier. Look-alikes are found through the blocking-key index the stores keep on every write
 (never by comparing all pairs), then scored by `app.domain.matching`.
 
-- `candidates_for_profile`: one profile against the profiles sharing one of its keys (milliseconds);
-- `candidates_in_store`: every key group of the store, each pair scored once (a steward's review
-  list; its cost grows with the number of profiles sharing keys, not with the square of the store);
+- `candidates_for_profile`: one profile against the profiles sharing one of its keys, then against
+  theirs, for the profiles linked to it through one of its candidates (milliseconds);
+- `candidates_in_store`: every key group of the store, each pair scored once, then the links (a
+  steward's review list; its cost grows with the number of profiles sharing keys, not with the
+  square of the store);
 - `merge_lookalikes`: the optional automatic merge above `IdentityPolicy.fuzzy_merge_score`.
 """
 
@@ -14,7 +16,16 @@ import logging
 from collections.abc import Sequence
 
 from app.domain.errors import InvalidInput, NotFound
-from app.domain.matching import DEFAULT_MIN_SCORE, Candidate, MatchFields, candidates_for, match_fields, score_pair
+from app.domain.matching import (
+    DEFAULT_MIN_SCORE,
+    Candidate,
+    MatchFields,
+    candidates_for,
+    linked_pairs,
+    match_fields,
+    score_pair,
+    with_links,
+)
 from app.domain.merge import MergeRefusal
 from app.domain.profile import Profile
 from app.services.identity_policy import IdentityPolicy
@@ -32,6 +43,11 @@ log = logging.getLogger("cdp.matching")
 MAX_BLOCK_SIZE = 300
 MAX_LOOKALIKES = 1000
 MAX_CANDIDATES = 1000
+# Links are followed through a profile's best candidates only, one lookup each, and only through the
+# narrow keys of each (a birth date, a mailbox, a phone, an address): a candidate's candidate is one
+# only when it shares more than a name with it, and the name blocks were read for the profile itself.
+MAX_LINKED_THROUGH = 10
+MAX_LINK_BLOCK = 50
 
 
 def check_request(min_score: float, first: int) -> None:
@@ -44,12 +60,35 @@ def check_request(min_score: float, first: int) -> None:
 async def candidates_for_profile(
     store: ProfileStore, profile_id: str, *, min_score: float = DEFAULT_MIN_SCORE, first: int = 20
 ) -> list[Candidate]:
-    """The best look-alikes of one profile (a merged-away id stands for its survivor), best first."""
+    """The best look-alikes of one profile (a merged-away id stands for its survivor), best first:
+    those sharing a key with it, and those linked to it through one of them."""
     check_request(min_score, first)
     profile = await _live(store, profile_id)
-    others = await store.profiles_sharing_keys(profile.blocking_keys, max_block=MAX_BLOCK_SIZE, limit=MAX_LOOKALIKES)
-    pairs = ((other.id, match_fields(other)) for other in others)
-    return candidates_for(match_fields(profile), profile.id, pairs, min_score)[:first]
+    views = {profile.id: profile}
+    fields = {profile.id: match_fields(profile)}
+    neighbours = {profile.id: await _lookalikes(store, profile, views, fields, min_score, MAX_BLOCK_SIZE)}
+    for candidate in neighbours[profile.id][:MAX_LINKED_THROUGH]:
+        linked = views[candidate.b]
+        neighbours[linked.id] = await _lookalikes(store, linked, views, fields, min_score, MAX_LINK_BLOCK)
+    return with_links(profile.id, neighbours, fields, min_score)[:first]
+
+
+async def _lookalikes(
+    store: ProfileStore,
+    profile: Profile,
+    views: dict[str, Profile],
+    fields: dict[str, MatchFields],
+    min_score: float,
+    max_block: int,
+) -> list[Candidate]:
+    """`profile`'s candidates among the profiles sharing one of its keys held by at most `max_block`
+    profiles; those read are added to `views` and `fields`."""
+    found = await store.profiles_sharing_keys(profile.blocking_keys, max_block=max_block, limit=MAX_LOOKALIKES)
+    for other in found:
+        if other.id not in fields:
+            views[other.id] = other
+            fields[other.id] = match_fields(other)
+    return candidates_for(fields[profile.id], profile.id, ((other.id, fields[other.id]) for other in found), min_score)
 
 
 async def candidates_in_store(
@@ -79,8 +118,7 @@ async def candidates_in_store(
                     found.append(Candidate(a, b, result.score, result.reasons))
     if skipped:
         log.info("merge candidates: passed over %d blocking keys shared by over %d profiles", skipped, MAX_BLOCK_SIZE)
-    found.sort(key=lambda c: (-c.score, c.a, c.b))
-    return found[:first]
+    return sorted(linked_pairs(found, fields, min_score), key=lambda c: (-c.score, c.a, c.b))[:first]
 
 
 async def merge_lookalikes(store: ProfileStore, profile_ids: Sequence[str], policy: IdentityPolicy) -> int:

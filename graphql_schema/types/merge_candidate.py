@@ -27,6 +27,7 @@ class MergeCandidate:
     b_id: strawberry.ID
     score: float = strawberry.field(description="Probability-like score in [0, 1]; pairs are listed best first.")
     reasons: list[MatchReason]
+    via_id: strawberry.ID | None = None
 
     @strawberry.field(description="The profile candidates were asked for (or the first of the pair).")
     async def a(self, info: Info) -> Profile | None:
@@ -36,6 +37,14 @@ class MergeCandidate:
     async def b(self, info: Info) -> Profile | None:
         return await _profile(info, self.b_id)
 
+    @strawberry.field(
+        description="For a pair linked through a third profile that each of the two resembles: that "
+        "profile (the score is then the product of both resemblances; reason `profile linkedThrough`). "
+        "Null when the two were compared directly."
+    )
+    async def via(self, info: Info) -> Profile | None:
+        return await _profile(info, self.via_id) if self.via_id else None
+
     @classmethod
     def from_domain(cls, candidate: matching.Candidate) -> MergeCandidate:
         return cls(
@@ -43,6 +52,7 @@ class MergeCandidate:
             b_id=strawberry.ID(candidate.b),
             score=round(candidate.score, 4),
             reasons=[MatchReason.from_domain(r) for r in candidate.reasons],
+            via_id=strawberry.ID(candidate.via) if candidate.via else None,
         )
 
 

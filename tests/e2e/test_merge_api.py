@@ -73,6 +73,11 @@ query($id: ID, $min: Float, $first: Int) {
 """
 
 
+LINKED = """
+query($first: Int) { mergeCandidates(first: $first) { score viaId via { id } reasons { field method } } }
+"""
+
+
 async def test_merge_candidates_for_one_profile_and_for_the_store(gql: GraphQL) -> None:
     person = {"birthDate": "1980-03-12", "addresses": [{"street": "12 rue Victor Hugo", "postcode": "69002"}]}
     jean = await _profile(gql, "jean.dupont@gmail.com", firstName="Jean", lastName="Dupont", **person)
@@ -86,6 +91,27 @@ async def test_merge_candidates_for_one_profile_and_for_the_store(gql: GraphQL) 
 
     store_wide = (await gql(CANDIDATES, {}))["data"]["mergeCandidates"]
     assert [{c["a"]["id"], c["b"]["id"]} for c in store_wide] == [{jean, typo}]
+
+    # A third record holding both mailboxes (typed otherwise) links two alike only by name: `via` names it.
+    await _profile(gql, "lucia.romano@gmail.com", firstName="Lucia", lastName="Romano")
+    await _profile(gql, "lromano+shop@libero.it", firstName="Lucia", lastName="Romano")
+    card = await gql(
+        UPSERT,
+        {
+            "input": {
+                "firstName": "Lucia",
+                "lastName": "Romano",
+                "identifiers": [
+                    {"type": "email", "value": "luciaromano@gmail.com"},
+                    {"type": "email", "value": "lromano@libero.it"},
+                ],
+            }
+        },
+    )
+    linked = (await gql(LINKED, {"first": 10}))["data"]["mergeCandidates"]
+    card_id = card["data"]["upsertProfile"]["id"]
+    assert [c["viaId"] for c in linked].count(card_id) == 1
+    assert [c["via"]["id"] for c in linked if c["via"]] == [card_id]
 
     bad = await gql(CANDIDATES, {"id": jean, "min": 2.0})
     assert bad["data"] is None

@@ -10,6 +10,7 @@ import pytest
 
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.events import RawIdentifier
+from app.domain.matching import DEFAULT_MIN_SCORE, match_fields, score_pair
 from app.domain.matching.index import KEYS_VERSION, keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
@@ -95,6 +96,31 @@ async def test_candidates_for_one_profile_find_the_typo_duplicate_and_say_why(st
     assert [(c.a, c.b) for c in await match_candidates.candidates_for_profile(store, again.id)] == [(again.id, jean.id)]
     everywhere = await match_candidates.candidates_in_store(store)
     assert [{c.a, c.b} for c in everywhere] == [{jean.id, again.id}]
+
+
+async def test_records_alike_only_by_name_are_linked_through_a_third(store: ProfileStore) -> None:
+    # One woman three times: in a shop with her Gmail address, online with her Orange one, and in the
+    # loyalty programme with both mailboxes typed otherwise (no dot; a +tag): no identifier in common.
+    isabelle = {"first_name": "Isabelle", "last_name": "Chaet"}
+    shop = await _upsert(store, "isabelle.chaet@gmail.com", isabelle | {"birth_date": "1969-06-17"})
+    online = await _upsert(store, "ichaet@orange.fr", isabelle)
+    both = [RawIdentifier("email", "isabellechaet@gmail.com"), RawIdentifier("email", "ichaet+fid@orange.fr")]
+    loyalty = await profiles.upsert_profile(store, both, isabelle, source="crm", policy=NO_AUTO)
+    assert score_pair(match_fields(shop), match_fields(online)).score < DEFAULT_MIN_SCORE  # namesakes alone
+
+    found = {c.b: c for c in await match_candidates.candidates_for_profile(store, shop.id)}
+    assert set(found) == {loyalty.id, online.id}
+    assert found[loyalty.id].via is None
+    link = found[online.id]
+    assert link.via == loyalty.id and link.score >= 0.99
+    assert ("profile", "linkedThrough") in {(r.field, r.method) for r in link.reasons}
+
+    everywhere = {(c.a, c.b): c.via for c in await match_candidates.candidates_in_store(store)}
+    assert everywhere == {
+        tuple(sorted((shop.id, loyalty.id))): None,
+        tuple(sorted((online.id, loyalty.id))): None,
+        tuple(sorted((shop.id, online.id))): loyalty.id,
+    }
 
 
 async def test_a_merge_retires_the_tombstone_keys_and_an_unmerge_restores_them(store: ProfileStore) -> None:

@@ -5,6 +5,7 @@ identifier. Pure Python over jellyfish; the services feed it profiles fetched by
 - `blocking`: `blocking_keys`, the short index keys that find look-alikes without comparing all pairs;
 - `scoring`: `score_pair`, per-field comparisons combined into one calibrated score with reasons;
 - `candidates`: `candidates_for` and `DEFAULT_MIN_SCORE`, what `mergeCandidates` returns;
+- `links`: `with_links` and `linked_pairs`, profiles linked through a third one they both resemble;
 - `nicknames`: given names that spelling similarity cannot relate (Bill/William, Paco/Francisco).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from app.domain.matching.blocking import MAX_BLOCKING_KEYS, blocking_keys
 from app.domain.matching.candidates import DEFAULT_MIN_SCORE, Candidate, candidates_for
 from app.domain.matching.fields import MatchAddress, MatchFields, match_fields, normalised_fields
+from app.domain.matching.links import linked_pairs, with_links
 from app.domain.matching.scoring import MatchReason, MatchScore, score_pair
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "MatchScore",
     "blocking_keys",
     "candidates_for",
+    "linked_pairs",
     "match_fields",
     "normalised_fields",
     "score_pair",
+    "with_links",
 ]

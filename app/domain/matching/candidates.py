@@ -12,7 +12,7 @@ from app.domain.matching.scoring import MatchReason, score_pair
 # Calibrated by `python -m bench identity --seed 1` and reported on seed 2: the highest threshold whose
 # F1 is within 0.001 of the best F1 among thresholds keeping precision above 0.995 (a wrong merge
 # costs more than a missed one: lower thresholds add few true pairs for several wrong ones).
-DEFAULT_MIN_SCORE = 0.3
+DEFAULT_MIN_SCORE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,7 @@ class Candidate:
     b: str
     score: float
     reasons: list[MatchReason]
+    via: str | None = None  # a linked pair: the profile both resemble (see `links`)
 
 
 def candidates_for(
@@ -35,5 +36,8 @@ def candidates_for(
         scored = score_pair(target, other)
         if scored.score >= min_score:
             found.append(Candidate(target_id, other_id, scored.score, scored.reasons))
-    found.sort(key=lambda c: (-c.score, c.b))
-    return found
+    return best_first(found)
+
+
+def best_first(candidates: Iterable[Candidate]) -> list[Candidate]:
+    return sorted(candidates, key=lambda c: (-c.score, c.b))
