@@ -44,8 +44,10 @@ MAX_BLOCK_SIZE = 300
 MAX_LOOKALIKES = 1000
 MAX_CANDIDATES = 1000
 # Links are followed through a profile's best candidates only, one lookup each, and only through the
-# narrow keys of each (a birth date, a mailbox, a phone, an address): a candidate's candidate is one
-# only when it shares more than a name with it, and the name blocks were read for the profile itself.
+# narrow keys of each (held by at most MAX_LINK_BLOCK profiles: a birth date, a mailbox, a phone, an
+# address, a rare name): the wide name blocks were read for the profile itself, and a candidate's
+# candidate mostly shares more than a name with it. `candidates_in_store` follows every key, so it
+# may list a few links more.
 MAX_LINKED_THROUGH = 10
 MAX_LINK_BLOCK = 50
 
