@@ -130,14 +130,18 @@ class RetryingStore:
 
         return retried
 
+    def _raise_unavailable(self, name: str, exc: BaseException) -> None:
+        """Raise the StoreUnavailable a driver's outage `exc` stands for; return for anything else."""
+        unavailable = self._unavailable(name, exc)
+        if unavailable is not None and unavailable is not exc:
+            raise unavailable from exc
+
     async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
         try:
             return await self.inner.run_in_transaction(work)
         except Exception as exc:
-            unavailable = self._unavailable("a transaction", exc)
-            if unavailable is None or unavailable is exc:
-                raise
-            raise unavailable from exc
+            self._raise_unavailable("a transaction", exc)
+            raise
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
@@ -145,7 +149,5 @@ class RetryingStore:
             async with self.inner.batch():
                 yield
         except Exception as exc:  # the commit at the end of an embedded batch can fail too
-            unavailable = self._unavailable("a batch", exc)
-            if unavailable is None or unavailable is exc:
-                raise
-            raise unavailable from exc
+            self._raise_unavailable("a batch", exc)
+            raise
