@@ -26,8 +26,8 @@ ONLINE = normalised_fields(first_name="Isabelle", last_name="Chaet", emails=["is
 LOYALTY = normalised_fields(
     first_name="Isabelle", last_name="Chaet", phones=["+33661389731"], emails=["isabelle.chaet@hotmail.fr"]
 )
-# Her daughter Ines, who shares the family mailbox; the loyalty record knows that mailbox, and an
-# initial that fits both of them.
+# Her daughter Ines, who shares the family mailbox; a family card holds that mailbox and Isabelle's
+# phone, under an initial that fits both of them.
 FAMILY_CARD = normalised_fields(
     first_name="I.", last_name="Chaet", phones=["+33661389731"], emails=["chaet.famille@orange.fr"]
 )
