@@ -238,3 +238,8 @@ class ProfileStore(Protocol):
 
     async def erasures(self, *, limit: int) -> list[Erasure]:
         """The newest erasure audit records."""
+
+    async def wipe_deleted(self) -> None:
+        """Leave what was deleted unreadable in the store's own files, not merely unreferenced (after an
+        erasure). The embedded store overwrites deleted content and empties its write-ahead log; a
+        MongoDB server's files and oplog are its operator's to manage (SECURITY.md)."""

@@ -3,6 +3,7 @@ that also keeps the person from coming back through late or replayed events."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +12,7 @@ from pydantic import BaseModel
 
 from app.domain import clock
 from app.domain.clock import to_iso
-from app.domain.errors import InvalidInput, NotFound
+from app.domain.errors import InvalidInput, NotFound, StoreUnavailable
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeStatus
 from app.domain.privacy import (
@@ -28,6 +29,8 @@ from app.domain.profile_query import InteractionFilter, InteractionPosition
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_reads import get_profile
 from app.services.profile_writes import live_profile, with_retries
+
+log = logging.getLogger("cdp.privacy")
 
 SUPPRESSION_SECRET = "suppressionSecret"
 MAX_MERGED = 1000  # profiles one person's merges may have folded in: a bound, not a limit met in practice
@@ -169,7 +172,12 @@ async def delete_profile(store: ProfileStore, profile_id: str, *, actor: str) ->
         return erasure
 
     async with store.batch():
-        return await with_retries(store, work)
+        erasure = await with_retries(store, work)
+    try:
+        await store.wipe_deleted()
+    except StoreUnavailable:  # the erasure is committed; the next one's wipe covers this one too
+        log.warning("erasure %s committed, but the store's files could not be wiped now", erasure.id)
+    return erasure
 
 
 async def refuse_suppressed(tx: StoreTransaction, secret: str | None, identifiers: Sequence[Identifier]) -> None:

@@ -13,6 +13,7 @@ from app.services import merging, privacy, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
+from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 
 PURPOSES = DEFAULT_PURPOSES
@@ -117,3 +118,29 @@ async def test_erasure_survives_an_earlier_merge(store: ProfileStore) -> None:
     assert await store.count_profiles() == 0
     again = await ingest_events(store, [event("page_view", identifiers=[("phone", "+33 6 12 34 56 78")])])
     assert again[0].status is EventStatus.REJECTED and await store.count_profiles() == 0
+
+
+async def test_erasure_leaves_nothing_readable_in_the_database_files(sqlite_store: SQLiteStore) -> None:
+    """Deleted rows linger in free pages and in the write-ahead log unless they are overwritten: the
+    erased person's email and name must be found in none of the store's files, read as raw bytes."""
+    store = sqlite_store
+    email, surname = "zanzibar.quixote@example.com", "Quixotissimo"
+    identify = event("identify", email=email, properties={"firstName": "Zanzibar", "lastName": surname})
+    others = [event("page_view", email=f"someone{n}@example.com", properties={"url": f"/p/{n}"}) for n in range(50)]
+    outcomes = await ingest_events(store, [identify, event("order_completed", email=email, minutes=1), *others])
+    assert {o.status for o in outcomes} == {EventStatus.ACCEPTED}
+    await profiles.upsert_profile(
+        store, [RawIdentifier("email", email)], {"addresses": [{"street": f"1 rue {surname}", "city": "Lyon"}]}
+    )
+    files = sorted(store.path.parent.glob(store.path.name + "*"))
+    assert any(surname.encode() in f.read_bytes() for f in files)  # the person is on disk before
+
+    profile_id = outcomes[0].profile_id
+    assert profile_id is not None
+    await privacy.delete_profile(store, profile_id, actor="dpo")
+
+    for path in sorted(store.path.parent.glob(store.path.name + "*")):
+        content = path.read_bytes()
+        for secret in (email, surname):
+            assert secret.encode() not in content, f"{secret} is still readable in {path.name}"
+    assert await store.count_profiles() == 50  # the others are untouched

@@ -44,6 +44,7 @@ NOT_RETRIED = {  # writes (a retry could apply them twice), the lifecycle, and s
     "save_segment",
     "delete_segment",
     "watch_segment_events",
+    "wipe_deleted",
 }
 
 

@@ -546,6 +546,9 @@ class MongoStore:
         cursor = self._db.erasures.find({}).sort("at", DESCENDING).limit(limit)
         return [Erasure.model_validate(document) for document in await cursor.to_list(None)]
 
+    async def wipe_deleted(self) -> None:
+        """Nothing the driver can ask for: the server's files, journal and oplog are the operator's."""
+
     async def read_meta(self, key: str) -> str | None:
         found = await self._db.meta.find_one({"_id": key})
         return str(found["value"]) if found else None

@@ -9,6 +9,7 @@ commit durable before it returns: an event reported ACCEPTED survives a crash.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -38,6 +39,7 @@ from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
 
 T = TypeVar("T")
+log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
 _IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 _GROUPS_PER_QUERY = 1000
@@ -323,6 +325,9 @@ class SQLiteStore:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout=5000")
         connection.execute("PRAGMA synchronous=FULL")
+        # Deleted content is overwritten with zeros, not left in free pages: an erasure must leave the
+        # person readable nowhere in the file (see wipe_deleted for the write-ahead log).
+        connection.execute("PRAGMA secure_delete=ON")
         return connection
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -614,6 +619,14 @@ class SQLiteStore:
     async def erasures(self, *, limit: int) -> list[Erasure]:
         rows = self._reader.execute("SELECT doc FROM erasures ORDER BY at DESC LIMIT ?", (limit,)).fetchall()
         return [Erasure.model_validate(loads(row[0])) for row in rows]
+
+    async def wipe_deleted(self) -> None:
+        # The write-ahead log still holds the pages as they were before the delete until a checkpoint
+        # copies the new ones into the database file; TRUNCATE then empties the log file.
+        async with self._write_lock:
+            busy, _, _ = self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:  # a reader in another process held the log past busy_timeout: the next checkpoint wipes it
+            log.warning("write-ahead log not emptied after an erasure: another connection was reading")
 
     async def read_meta(self, key: str) -> str | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
