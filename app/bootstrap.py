@@ -12,7 +12,7 @@ from typing import Any
 from app.domain.access import Scope
 from app.domain.errors import Unauthenticated
 from app.observability.metrics import Metrics
-from app.services.api_keys import authenticate, create_key
+from app.services.api_keys import authenticate, create_key, revoke_key
 from app.services.fixtures import LoadReport, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
 from app.services.match_index import ensure_blocking_keys
@@ -82,10 +82,15 @@ async def development_key(store: ProfileStore, path: Path) -> str:
     if path.exists():
         token = path.read_text().strip()
         try:
-            await authenticate(store, token)
-            return token
+            principal = await authenticate(store, token)
         except Unauthenticated:
             log.info("the development key in %s is not valid for this store: creating another", path)
+        else:
+            if principal.scopes == frozenset(Scope):
+                return token
+            log.info("the development key in %s lacks scopes added since it was made: creating another", path)
+            assert principal.key_id is not None
+            await revoke_key(store, principal.key_id)
     _, token = await create_key(store, "local-development", list(Scope))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)

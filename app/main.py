@@ -18,6 +18,7 @@ from app.bootstrap import Services, start
 from app.domain.errors import StoreUnavailable
 from app.graceful_shutdown import OpenWebSockets
 from app.observability.requests import RequestObservation
+from app.services.key_revocations import watch_revocations
 from app.services.segment_watch import watch
 from app.services.segments import keep_checking
 from app.services.traits import keep_recomputing, refresh_segments
@@ -49,6 +50,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             keep_checking(holder["services"].segments, every_seconds=settings.segment_check_seconds)
         )
         background = [checks, *_traits_schedule(holder["services"])]
+        revocations = watch_revocations(
+            holder["services"].store, graphql.sockets.close_revoked, every_seconds=settings.key_check_seconds
+        )
+        background.append(asyncio.create_task(revocations))
         if not holder["services"].bus.local_delivery:  # MongoDB: hear every process's changes
             running = holder["services"]
             background.append(asyncio.create_task(watch(running.store, running.bus, instance=settings.instance_name)))

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         description="API keys required (Authorization: Bearer). CDP_AUTH=off: local use only, refused "
         "unless the server listens on a loopback address.",
     )
+    key_check_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="How often each process looks for revoked keys to close their sockets."
+    )
     development_key_file: Path | None = Field(
         default=None,
         description="Development on a loopback address: where the local all-scopes key is kept (mode 600); "

@@ -21,6 +21,7 @@ from app.bootstrap import Services
 from app.settings import Settings
 from graphql_schema.auth import connection_credentials, principal_for
 from graphql_schema.context import Context
+from graphql_schema.key_sockets import SocketsByKey
 from graphql_schema.limits import QueryLimits
 from graphql_schema.playground import playground_html
 from graphql_schema.schema import build_schema
@@ -58,6 +59,7 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self._services = services
         self._max_body = settings.max_body_bytes
+        self.sockets = SocketsByKey()  # closed when their key is revoked (app/main.py watches)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -102,6 +104,8 @@ class GraphQLApp(GraphQL[Context, None]):
             context.principal, context.auth_error = await principal_for(context.services, credentials)
             if context.principal is None:
                 raise ConnectionRejectionError({"message": context.auth_error})
+        if context.principal.key_id is not None and isinstance(context.request, WebSocket):
+            self.sockets.add(context.principal.key_id, context.request)
         unset: UnsetType = UNSET
         return unset
 

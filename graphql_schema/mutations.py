@@ -7,12 +7,13 @@ from typing import Annotated
 import strawberry
 
 from app.domain.access import Scope
-from app.services import merging, privacy, profile_reads, profiles, recommendations, traits
+from app.services import api_keys, merging, privacy, profile_reads, profiles, recommendations, traits
 from app.services.ingestion import ingest_events
 from app.services.segments import Evaluation
 from graphql_schema.context import Info
 from graphql_schema.inputs import EventInput, ProfileInput, raw_identifiers
 from graphql_schema.permissions import requires
+from graphql_schema.types.api_key import ApiKey, CreatedApiKey
 from graphql_schema.types.ingestion import IngestResult
 from graphql_schema.types.merge import MergeResult, UnmergeResult
 from graphql_schema.types.merge_record import Merge
@@ -87,7 +88,7 @@ class Mutation:
         return Profile.from_domain(profile)
 
     @strawberry.mutation(
-        permission_classes=[requires(Scope.WRITE_PROFILES)],
+        permission_classes=[requires(Scope.WRITE_CONSENT)],
         description="Record a consent decision for a purpose (configured: CDP_CONSENT_PURPOSES); kept in "
         "consentHistory. A consent_update event does the same.",
     )
@@ -113,7 +114,7 @@ class Mutation:
         return Profile.from_domain(profile)
 
     @strawberry.mutation(
-        permission_classes=[requires(Scope.WRITE_PROFILES)],
+        permission_classes=[requires(Scope.PRIVACY_ERASE)],
         description="Erase the person (right to be forgotten): the profile, profiles merged into it, identifiers, "
         "history, consents and merge records. Their identifiers are suppressed: later or replayed events "
         "and upserts for them are rejected and never recreate the profile. Only an audit receipt remains.",
@@ -131,14 +132,18 @@ class Mutation:
         description="Define a segment; it is evaluated over every profile at once, then kept up to date.",
     )
     async def create_segment(self, info: Info, input: SegmentInput) -> SegmentEvaluation:
-        return _evaluation(await info.context.services.segments.create(input.fields()))
+        segments = info.context.services.segments
+        return _evaluation(await segments.create(input.fields(), personal_filters=info.context.may(Scope.READ_PII)))
 
     @strawberry.mutation(
         permission_classes=[requires(Scope.ADMIN_SEGMENTS)],
         description="Change a segment's definition; members are re-evaluated (ENTERED/EXITED for the difference).",
     )
     async def update_segment(self, info: Info, id: strawberry.ID, input: SegmentInput) -> SegmentEvaluation:
-        return _evaluation(await info.context.services.segments.update(str(id), input.fields()))
+        segments = info.context.services.segments
+        return _evaluation(
+            await segments.update(str(id), input.fields(), personal_filters=info.context.may(Scope.READ_PII))
+        )
 
     @strawberry.mutation(
         permission_classes=[requires(Scope.ADMIN_SEGMENTS)],
@@ -167,6 +172,22 @@ class Mutation:
     async def upsert_products(self, info: Info, products: list[ProductInput]) -> list[Product]:
         written = await recommendations.upsert_products(info.context.services.store, [p.fields() for p in products])
         return [Product.from_domain(p) for p in written]
+
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.ADMIN_KEYS)],
+        description="Create an API key with the given scopes (README: Access control). The token is in the "
+        "answer once and never again; only its hash is stored.",
+    )
+    async def create_api_key(self, info: Info, name: str, scopes: list[str]) -> CreatedApiKey:
+        key, token = await api_keys.create_key(info.context.services.store, name, scopes)
+        return CreatedApiKey(key=ApiKey.from_domain(key), token=token)
+
+    @strawberry.mutation(
+        permission_classes=[requires(Scope.ADMIN_KEYS)],
+        description="Revoke an API key: refused from its next request on, its open subscriptions closed (4403).",
+    )
+    async def revoke_api_key(self, info: Info, id: strawberry.ID) -> ApiKey:
+        return ApiKey.from_domain(await api_keys.revoke_key(info.context.services.store, str(id)))
 
 
 def _evaluation(result: Evaluation) -> SegmentEvaluation:

@@ -7,13 +7,15 @@ from strawberry.scalars import JSON
 
 from app.domain.access import Scope
 from app.domain.matching import DEFAULT_MIN_SCORE
+from app.domain.pii_mask import refuse_personal_filter
 from app.domain.profile_query import ProfileFilter
-from app.services import match_candidates, privacy, profile_reads, recommendations
+from app.services import api_keys, match_candidates, privacy, profile_reads, recommendations
 from app.services.profiles import check_page_size
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
 from graphql_schema.pagination import Connection
 from graphql_schema.permissions import requires
+from graphql_schema.types.api_key import ApiKey
 from graphql_schema.types.merge_candidate import MergeCandidate
 from graphql_schema.types.product import Recommendation
 from graphql_schema.types.profile import Profile, profile_connection
@@ -74,6 +76,8 @@ class Query:
         after: str | None = None,
     ) -> Connection[Profile]:
         query = filter.to_domain() if filter else ProfileFilter()
+        if not info.context.may(Scope.READ_PII):
+            refuse_personal_filter(query.compared_paths(), field="filter")
         return await profile_connection(info, query, first=first, after=after, cursor_name=PROFILE_CURSOR)
 
     @strawberry.field(
@@ -94,7 +98,7 @@ class Query:
         return [Recommendation.from_domain(r) for r in found]
 
     @strawberry.field(
-        permission_classes=[requires(Scope.READ_PII)],
+        permission_classes=[requires(Scope.READ_PROFILES), requires(Scope.READ_PII)],
         description="Everything held about the person as one JSON document (right of access): the profile, "
         "its full history, consent history, merges and refusals, and the ids of profiles merged into it.",
     )
@@ -128,3 +132,10 @@ class Query:
             limit=last,
         )
         return [SegmentMembershipEvent.from_domain(e) for e in events]
+
+    @strawberry.field(
+        permission_classes=[requires(Scope.ADMIN_KEYS)],
+        description="Every API key, revoked ones included (never their secrets).",
+    )
+    async def api_keys(self, info: Info) -> list[ApiKey]:
+        return [ApiKey.from_domain(k) for k in await api_keys.list_keys(info.context.services.store)]

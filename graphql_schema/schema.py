@@ -9,6 +9,7 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from graphql_schema.data_scopes import DataScopes
 from graphql_schema.document_cache import document_caches
 from graphql_schema.errors import ErrorCodes
 from graphql_schema.limits import QueryLimits, limit_extensions
@@ -29,7 +30,7 @@ def build_schema(limits: QueryLimits) -> Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[*limit_extensions(limits), *document_caches(), OperationMetrics, ErrorCodes],
+        extensions=[*limit_extensions(limits), *document_caches(), DataScopes, OperationMetrics, ErrorCodes],
         # A subscription event is executed once for every subscriber asking the same (shared_events.py).
         execution_context_class=SharedEventExecution,
         # "Did you mean …?" would spell out the schema that switching introspection off hides.

@@ -21,10 +21,14 @@ TOKEN_PREFIX = "cdp"
 
 
 class Scope(StrEnum):
+    """What a key may do; README "Access control" says exactly what each one allows."""
+
     READ_PROFILES = "read:profiles"
     READ_PII = "read:pii"
     WRITE_EVENTS = "write:events"
     WRITE_PROFILES = "write:profiles"
+    WRITE_CONSENT = "write:consent"
+    PRIVACY_ERASE = "privacy:erase"
     MERGE_PROFILES = "merge:profiles"
     ADMIN_SEGMENTS = "admin:segments"
     ADMIN_KEYS = "admin:keys"

@@ -1,7 +1,19 @@
 """Masked personal data, for callers without the `read:pii` scope: enough to recognise a record
-(`j***@example.com`, `+33*******78`, `E***`), never enough to contact or identify the person."""
+(`j***@example.com`, `+33*******78`, `E***`), never enough to contact or identify the person.
+
+One rule for every place personal data leaves the server: the profile's own fields, and free-form
+data (event properties, traits, preferences) by the keys that name personal data and by values
+shaped like an email address, at any depth.
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from app.domain.access import Scope
+from app.domain.errors import Forbidden
 
 MASK = "***"
 
@@ -28,3 +40,70 @@ def mask_identifier(type_: str, value: str) -> str:
     if type_ == "phone":
         return mask_phone(value)
     return value  # customer ids, device and anonymous ids are pseudonymous keys, not personal data
+
+
+def _masked_string(mask: Callable[[str], str | None]) -> Callable[[Any], Any]:
+    return lambda value: mask(value) if isinstance(value, str) else mask_personal(value)
+
+
+def _withheld(value: Any) -> None:
+    return None
+
+
+# Keys that name personal data in free-form documents, compared without case, `_` or `-`
+# (first_name, firstName and First-Name alike); the value is masked as the profile's own field is.
+_NAMES = ("firstname", "lastname", "fullname", "givenname", "familyname", "surname", "middlename")
+_BIRTH_DATES = ("birthdate", "dateofbirth", "dob", "birthday")
+_EMAILS = ("email", "emailaddress")
+_PHONES = ("phone", "phonenumber", "mobile", "mobilephone", "telephone")
+_ADDRESSES = ("address", "street", "street2", "line1", "line2", "addressline1", "addressline2", "postcode",
+              "postalcode", "zip", "zipcode")  # fmt: skip
+_BY_KEY: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(_NAMES, _masked_string(mask_text)),
+    **dict.fromkeys(_BIRTH_DATES, _withheld),
+    **dict.fromkeys(_EMAILS, _masked_string(mask_email)),
+    **dict.fromkeys(_PHONES, _masked_string(mask_phone)),
+    **dict.fromkeys(_ADDRESSES, _masked_string(mask_text)),
+}
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _normal_key(key: str) -> str:
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def mask_personal(value: Any) -> Any:
+    """A copy of a free-form JSON value with its personal data masked: values under personal keys
+    (an `address` object is masked inside, keeping its city and country as the profile's addresses
+    do), and any string shaped like an email address. Everything else is left as it was."""
+    if isinstance(value, dict):
+        masked: dict[str, Any] = {}
+        for key, item in value.items():
+            rule = _BY_KEY.get(_normal_key(key)) if isinstance(key, str) else None
+            masked[key] = rule(item) if rule is not None else mask_personal(item)
+        return masked
+    if isinstance(value, list):
+        return [mask_personal(item) for item in value]
+    if isinstance(value, str) and "@" in value and _EMAIL.search(value):
+        return _EMAIL.sub(lambda match: mask_email(match.group(0)), value)
+    return value
+
+
+# Profile paths holding personal data (as segment conditions name them): filtering on one reveals it,
+# a letter at a time, to a key that may not read it.
+PERSONAL_PATHS = frozenset({"firstName", "lastName", "birthDate", "addresses.street", "addresses.postcode"})
+
+
+def is_personal_path(path: str) -> bool:
+    """A profile path, or an event property (`properties.<key>`), that holds personal data."""
+    head, _, key = path.partition(".")
+    return path in PERSONAL_PATHS or (head == "properties" and _normal_key(key) in _BY_KEY)
+
+
+def refuse_personal_filter(paths: Iterable[str], *, field: str) -> None:
+    """Forbidden when a filter of a key without read:pii compares personal data."""
+    for path in paths:
+        if is_personal_path(path):
+            raise Forbidden(
+                f"{field} compares {path}, personal data: that needs the scope {Scope.READ_PII}", field=field
+            )

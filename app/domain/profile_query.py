@@ -39,6 +39,10 @@ class ProfileFilter:
     segment: str | None = None
     stats: tuple[StatsRange, ...] = field(default_factory=tuple)
 
+    def compared_paths(self) -> list[str]:
+        """The profile paths whose values the filter compares (personal ones need read:pii)."""
+        return ["firstName", "lastName"] if self.name_prefix else []
+
 
 @dataclass(frozen=True, slots=True)
 class InteractionPosition:

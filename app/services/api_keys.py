@@ -37,9 +37,18 @@ async def create_key(store: ProfileStore, name: str, scopes: Iterable[str]) -> t
     return key, token
 
 
-async def revoke_key(store: ProfileStore, key_id: str) -> None:
+async def revoke_key(store: ProfileStore, key_id: str) -> ApiKey:
+    """Revoke the key at once: it is refused on its next request, and its open subscriptions are
+    closed within seconds in every process (app/services/key_revocations.py)."""
     if not await store.revoke_api_key(key_id, clock.now()):
         raise NotFound(f"no active key {key_id}", field="keyId")
+    revoked = await store.get_api_key(key_id)
+    assert revoked is not None  # revoked, not deleted
+    return revoked
+
+
+async def list_keys(store: ProfileStore) -> list[ApiKey]:
+    return await store.list_api_keys()
 
 
 async def authenticate(store: ProfileStore, token: str) -> Principal:

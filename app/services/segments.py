@@ -25,10 +25,11 @@ from typing import Any
 
 from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.pii_mask import refuse_personal_filter
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition
-from app.domain.segments.conditions import Condition
+from app.domain.segments.conditions import Condition, compared_paths
 from app.domain.segments.dependencies import Dependencies, dependencies, next_change
 from app.domain.segments.predicate import Activity, ActivityTooShort, longest_window, predicate
 from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent, checked_segment, parse_traits
@@ -79,22 +80,40 @@ class SegmentEngine:
 
     # -- definitions ---------------------------------------------------------------------------
     async def create(
-        self, fields: dict[str, Any], progress: Progress | None = None, *, segment_id: str | None = None
+        self,
+        fields: dict[str, Any],
+        progress: Progress | None = None,
+        *,
+        segment_id: str | None = None,
+        personal_filters: bool = True,
     ) -> Evaluation:
-        """A new segment; `segment_id` gives it a chosen id (the demo data's are readable)."""
+        """A new segment; `segment_id` gives it a chosen id (the demo data's are readable).
+        Without `personal_filters` (a key without read:pii) a condition comparing personal data is
+        refused: the members' count would reveal it."""
         at = clock.now()
         if segment_id is not None and not SEGMENT_ID.match(segment_id):
             raise InvalidInput("id: 1-128 letters, digits, dashes or underscores", field="id")
         if segment_id is not None and await self.store.get_segment(segment_id) is not None:
             raise Conflict(f"segment {segment_id} exists already", field="id")
         segment = _segment(segment_id or new_segment_id(), fields, created_at=at, updated_at=at)
+        if not personal_filters:
+            refuse_personal_filter(compared_paths(segment.tree()), field="condition")
         await self._check(segment)
         await self.store.save_segment(segment)
         return await self.evaluate(segment, cause="segment created", progress=progress)
 
-    async def update(self, segment_id: str, fields: dict[str, Any], progress: Progress | None = None) -> Evaluation:
+    async def update(
+        self,
+        segment_id: str,
+        fields: dict[str, Any],
+        progress: Progress | None = None,
+        *,
+        personal_filters: bool = True,
+    ) -> Evaluation:
         current = await self._get(segment_id)
         segment = _segment(segment_id, fields, created_at=current.created_at, updated_at=clock.now())
+        if not personal_filters:
+            refuse_personal_filter(compared_paths(segment.tree()), field="condition")
         await self._check(segment)
         await self.store.save_segment(segment)
         return await self.evaluate(segment, cause="segment updated", progress=progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -11,7 +12,7 @@ from app.domain import profile as domain
 from app.domain.access import Scope
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput
-from app.domain.pii_mask import mask_identifier, mask_text
+from app.domain.pii_mask import mask_identifier, mask_personal, mask_text
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.services import merging, privacy, profiles
 from app.services.history import interactions_page
@@ -22,6 +23,7 @@ from graphql_schema.types.privacy import ConsentDecision
 from graphql_schema.types.traits import ComputedTraits, Rfm
 
 INTERACTION_CURSOR = "interaction"
+T = TypeVar("T")
 
 
 def _money(cents: int | None) -> float | None:
@@ -59,7 +61,11 @@ class Rating:
     rating: int
     at: datetime
     product_id: str | None
-    comment: str | None
+    written: strawberry.Private[str | None]
+
+    @strawberry.field(description="As written; email addresses in it masked without read:pii.")
+    def comment(self, info: Info) -> str | None:
+        return _visible(info, self.written)
 
 
 @strawberry.type
@@ -69,7 +75,11 @@ class Qualitative:
     average_rating: float | None
     rating_count: int
     ratings: list[Rating]
-    preferences: JSON
+    stated: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field(description="Stated preferences; personal data in them masked without read:pii.")
+    def preferences(self, info: Info) -> JSON:
+        return JSON(_visible(info, self.stated))
 
 
 @strawberry.type
@@ -139,7 +149,11 @@ class Interaction:
     type: str
     channel: str
     timestamp: datetime
-    properties: JSON
+    carried: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field(description="As the event carried them; personal data masked without read:pii.")
+    def properties(self, info: Info) -> JSON:
+        return JSON(_visible(info, self.carried))
 
     @classmethod
     def from_domain(cls, interaction: domain.Interaction) -> Interaction:
@@ -148,12 +162,17 @@ class Interaction:
             type=interaction.type,
             channel=interaction.channel,
             timestamp=interaction.timestamp,
-            properties=JSON(interaction.properties),
+            carried=interaction.properties,
         )
 
 
 def _personal(info: Info, value: str | None) -> str | None:
     return value if info.context.may(Scope.READ_PII) else mask_text(value)
+
+
+def _visible(info: Info, value: T) -> T:
+    """Free-form data as it leaves the server: as stored for read:pii, else with personal data masked."""
+    return value if info.context.may(Scope.READ_PII) else cast(T, mask_personal(value))
 
 
 def interaction_cursor(interaction: domain.Interaction) -> str:
@@ -176,7 +195,6 @@ class Profile:
     language: str | None
     company: str | None
     job_title: str | None
-    traits: JSON
     qualitative: Qualitative
     consents: list[Consent]
     stats: Stats
@@ -188,6 +206,10 @@ class Profile:
     updated_at: datetime
 
     # -- personal data: masked without the read:pii scope (never silently left out) ------------
+    @strawberry.field(description="Free-form traits of this business; personal data in them masked without read:pii.")
+    def traits(self, info: Info) -> JSON:
+        return JSON(_visible(info, self.profile.traits))
+
     @strawberry.field(description="True when personal data below is masked: the key lacks read:pii.")
     def pii_masked(self, info: Info) -> bool:
         return not info.context.may(Scope.READ_PII)
@@ -279,7 +301,6 @@ class Profile:
             language=profile.language,
             company=profile.company,
             job_title=profile.job_title,
-            traits=JSON(profile.traits),
             qualitative=Qualitative(
                 nps_score=quality.nps_score,
                 nps_at=quality.nps_at,

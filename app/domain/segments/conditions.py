@@ -139,3 +139,14 @@ def walk(tree: Condition) -> Iterator[Condition]:
 def event_leaves(tree: Condition) -> list[EventCount]:
     """The distinct event leaves, in tree order (equal leaves are computed once)."""
     return list(dict.fromkeys(node for node in walk(tree) if isinstance(node, EventCount)))
+
+
+def compared_paths(tree: Condition) -> list[str]:
+    """The document paths the tree compares values of (profile paths and event properties)."""
+    found = []
+    for node in walk(tree):
+        if isinstance(node, Compare):
+            found.append(node.path.path)
+        elif isinstance(node, EventCount) and node.where is not None:
+            found.append(node.where.path.path)
+    return found
