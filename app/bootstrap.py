@@ -56,6 +56,7 @@ async def start(settings: Settings) -> Services:
             max_batch_size=settings.max_batch_size,
             idempotency_ttl=timedelta(days=settings.idempotency_ttl_days),
             identity=settings.identity_policy(),
+            limits=settings.event_limits(),
         ),
     )
     if (path := settings.development_key_path()) is not None:

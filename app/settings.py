@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
 from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection
 from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.reconciliation import ReconciliationRules, Rule
@@ -43,6 +44,17 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=1000, ge=1, le=10_000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
     idempotency_ttl_days: int = Field(default=30, ge=1)
+    # Event data (README "Limits"): an event past one is REJECTED naming the field; its batch goes on.
+    max_event_properties_bytes: int = Field(
+        default=65_536, ge=1024, le=1_048_576, description="An event's properties as compact UTF-8 JSON."
+    )
+    max_event_string_length: int = Field(
+        default=8_192, ge=64, le=1_048_576, description="Any string or key in an event's properties (characters)."
+    )
+    max_event_depth: int = Field(
+        default=16, ge=3, le=MAX_STORED_DEPTH, description="Nesting of an event's properties (the object is level 1)."
+    )
+    max_event_array_items: int = Field(default=1_000, ge=1, le=100_000, description="Items in any list of properties.")
     log_level: str = "info"
     shutdown_grace_seconds: int = Field(
         default=20, ge=1, description="On SIGTERM: how long in-flight requests may take before the server stops."
@@ -127,6 +139,14 @@ class Settings(BaseSettings):
                 "bind to 127.0.0.1 or turn authentication on (create keys with `python -m app keys create`)"
             )
         return None
+
+    def event_limits(self) -> EventLimits:
+        return EventLimits(
+            max_properties_bytes=self.max_event_properties_bytes,
+            max_string_length=self.max_event_string_length,
+            max_depth=self.max_event_depth,
+            max_array_items=self.max_event_array_items,
+        )
 
     def identity_policy(self) -> IdentityPolicy:
         return IdentityPolicy(

@@ -1,7 +1,9 @@
 """Events as the server accepts them: types, channels, and the properties each type must carry.
 
 `parse_event` turns raw input into an `Event` or raises `InvalidInput` naming the field, so that the
-ingestion service can report `REJECTED` with a reason and write nothing for that event.
+ingestion service can report `REJECTED` with a reason and write nothing for that event. Every value
+is checked against the event limits (app/domain/event_limits.py) first, and numbers the server sums
+or shows as GraphQL Int are bounded here, so no accepted event can fail a store or a later read.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.domain.clock import utc_ms
 from app.domain.errors import InvalidInput
+from app.domain.event_limits import MAX_AMOUNT, MAX_GRAPHQL_INT, EventLimits, check_properties, is_valid_unicode
 from app.domain.identifiers import Identifier, normalise
 from app.domain.keys import check_keys
 
@@ -47,6 +50,11 @@ class Channel(StrEnum):
 
 MAX_MESSAGE_ID_LENGTH = 128
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+# Money is summed into 64-bit cents and shown as Float; quantities are summed and shown as GraphQL Int.
+Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_GRAPHQL_INT)]
+DEFAULT_LIMITS = EventLimits()
 
 
 class _Properties(BaseModel):
@@ -84,35 +92,35 @@ class PageViewProperties(_Properties):
 
 class ProductViewProperties(_Properties):
     productId: str = Field(min_length=1)
-    price: float | None = Field(default=None, ge=0)
+    price: Amount | None = None
 
 
 class AddToCartProperties(_Properties):
     productId: str = Field(min_length=1)
-    quantity: int = Field(default=1, ge=1)
-    price: float | None = Field(default=None, ge=0)
+    quantity: Quantity = 1
+    price: Amount | None = None
 
 
 class CartAbandonedProperties(_Properties):
-    value: float | None = Field(default=None, ge=0)
+    value: Amount | None = None
 
 
 class OrderLine(BaseModel):
     model_config = ConfigDict(extra="allow")
     productId: str = Field(min_length=1)
-    quantity: int = Field(default=1, ge=1)
-    price: float = Field(ge=0)
+    quantity: Quantity = 1
+    price: Amount
 
 
 class OrderCompletedProperties(_Properties):
     orderId: str = Field(min_length=1)
-    total: float = Field(ge=0)
+    total: Amount
     lines: list[OrderLine] = Field(default_factory=list)
 
 
 class OrderReturnedProperties(_Properties):
     orderId: str = Field(min_length=1)
-    amount: float = Field(ge=0)
+    amount: Amount
 
 
 class EmailProperties(_Properties):
@@ -184,10 +192,12 @@ class Event:
     properties: dict[str, Any]
 
 
-def parse_event(raw: RawEvent, *, now: datetime) -> Event:
+def parse_event(raw: RawEvent, *, now: datetime, limits: EventLimits = DEFAULT_LIMITS) -> Event:
     message_id = raw.message_id.strip()
     if not message_id or len(message_id) > MAX_MESSAGE_ID_LENGTH:
         raise InvalidInput(f"messageId must be 1-{MAX_MESSAGE_ID_LENGTH} characters", field="messageId")
+    if not is_valid_unicode(message_id):
+        raise InvalidInput("messageId is not valid Unicode (it holds a lone surrogate)", field="messageId")
     try:
         event_type = EventType(raw.type)
     except ValueError:
@@ -200,17 +210,21 @@ def parse_event(raw: RawEvent, *, now: datetime) -> Event:
         raise InvalidInput(
             f"unknown channel {raw.channel!r}; expected one of {', '.join(Channel)}", field="channel"
         ) from None
-    timestamp = utc_ms(raw.timestamp)
+    try:
+        timestamp = utc_ms(raw.timestamp)
+    except OverflowError:  # year 1 or 9999 with an offset: no such time in UTC
+        raise InvalidInput("timestamp is out of range", field="timestamp") from None
     if timestamp > now + MAX_FUTURE_SKEW:
         raise InvalidInput("timestamp is in the future", field="timestamp")
     if not raw.identifiers:
         raise InvalidInput("an event needs at least one identifier", field="identifiers")
     identifiers = normalise_all(raw.identifiers)
+    check_properties(raw.properties, limits)
     model = PROPERTIES_BY_TYPE[event_type]
     try:
         properties = model.model_validate(raw.properties).model_dump(exclude_none=True)
     except ValidationError as exc:
-        raise InvalidInput(_first_error(exc, prefix="properties"), field=_first_error_path(exc, "properties")) from None
+        raise InvalidInput(exc.errors()[0]["msg"], field=_first_error_path(exc, "properties")) from None
     return Event(message_id, event_type, channel, timestamp, identifiers, properties)
 
 
@@ -229,11 +243,6 @@ def _first_error_path(exc: ValidationError, prefix: str) -> str:
     for part in location:
         parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
     return "".join(parts).replace(".[", "[")
-
-
-def _first_error(exc: ValidationError, *, prefix: str) -> str:
-    error = exc.errors()[0]
-    return f"{_first_error_path(exc, prefix)}: {error['msg']}"
 
 
 def to_minor_units(amount: float) -> int:

@@ -14,6 +14,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from app.domain.errors import InvalidInput
+from app.domain.event_limits import is_valid_unicode
 
 
 class KnownIdentifierType(StrEnum):
@@ -72,6 +73,8 @@ def normalise(type_: str, value: str, *, field: str = "identifier", default_regi
         raise InvalidInput("identifier value must not be empty", field=f"{field}.value")
     if len(stripped) > MAX_VALUE_LENGTH:
         raise InvalidInput(f"identifier value is longer than {MAX_VALUE_LENGTH} characters", field=f"{field}.value")
+    if not is_valid_unicode(stripped):  # it would become a key no store can write (nor look up)
+        raise InvalidInput("identifier value is not valid Unicode (it holds a lone surrogate)", field=f"{field}.value")
     if type_ == KnownIdentifierType.EMAIL:
         return Identifier(type_, _normalise_email(stripped, field=f"{field}.value"))
     if type_ == KnownIdentifierType.PHONE:

@@ -1,20 +1,25 @@
 """Event ingestion: validate each event, drop replays, resolve the customer, apply the event.
 
-Each event is its own unit of work (one bad or duplicate event never fails the batch); the batch
-is made durable as a whole before the results are returned, so ACCEPTED means stored.
+Each event is judged alone: data past the event limits is refused before anything is written, and
+each event is its own unit of work (a savepoint in the embedded store, a transaction in MongoDB), so
+one bad, duplicate or unstorable event never fails the batch. Only what is not the event's fault (the
+store being unavailable) fails the batch. The batch is made durable as a whole before the results
+are returned, so ACCEPTED means stored.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.domain import clock
-from app.domain.errors import InvalidInput, LimitExceeded, StoreUnavailable
+from app.domain.errors import DomainError, InvalidInput, LimitExceeded, StoreUnavailable
 from app.domain.event_effects import change_for_event, interaction_document
+from app.domain.event_limits import EventLimits, shown
 from app.domain.events import Event, EventType, RawEvent, parse_event
 from app.domain.identifiers import Identifier
 from app.domain.privacy import ConsentDecision
@@ -53,6 +58,7 @@ class IngestionPolicy:
     max_batch_size: int = 1000
     idempotency_ttl: timedelta = timedelta(days=30)
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
+    limits: EventLimits = field(default_factory=EventLimits)
     on_landed: EventsLanded | None = None
 
 
@@ -68,13 +74,7 @@ async def ingest_events(
     secret = await suppression_secret(store, create=False)  # None until someone is erased
     async with store.batch():
         for index, raw in enumerate(raw_events):
-            try:
-                event = parse_event(raw, now=at)
-                usable = policy.identity.usable(event.identifiers)
-            except InvalidInput as exc:
-                outcomes.append(_rejected(raw.message_id, exc, index))
-                continue
-            outcomes.append(await _ingest_one(store, event, usable, at, policy, secret))
+            outcomes.append(await _judge(store, raw, index, at, policy, secret))
     # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.
     await merge_lookalikes(store, [o.profile_id for o in outcomes if o.profile_id], policy.identity)
     if policy.on_landed is not None:
@@ -90,9 +90,38 @@ async def ingest_events(
     return outcomes
 
 
+async def _judge(
+    store: ProfileStore, raw: RawEvent, index: int, at: datetime, policy: IngestionPolicy, secret: str | None
+) -> EventOutcome:
+    """The outcome of one event; whatever is wrong with this event alone is its own REJECTED."""
+    try:
+        try:
+            event = parse_event(raw, now=at, limits=policy.limits)
+            usable = policy.identity.usable(event.identifiers)
+        except InvalidInput as exc:
+            return _rejected(raw.message_id, exc, index)
+        return await _ingest_one(store, event, usable, at, policy, secret)
+    except DomainError:  # the store unavailable, a write that kept conflicting: not this event's fault
+        raise
+    except Exception:
+        # A value the checks above missed, or a bug of ours: its unit of work rolled back whole, so
+        # the event is refused alone; the traceback is logged under an id the client is given.
+        error_id = uuid.uuid4().hex[:12]
+        log.exception(
+            "event %d (messageId %r) could not be stored: error id %s",
+            index,
+            shown(raw.message_id),
+            error_id,
+            extra={"errorId": error_id},
+        )
+        field = f"events[{index}]"
+        reason = f"{field}: could not be stored (error id {error_id})"
+        return EventOutcome(shown(raw.message_id), EventStatus.REJECTED, reason=reason, field=field)
+
+
 def _rejected(message_id: str, exc: InvalidInput, index: int) -> EventOutcome:
     field = f"events[{index}].{exc.field}" if exc.field else f"events[{index}]"
-    return EventOutcome(message_id, EventStatus.REJECTED, reason=f"{field}: {exc.message}", field=field)
+    return EventOutcome(shown(message_id), EventStatus.REJECTED, reason=f"{field}: {exc.message}", field=field)
 
 
 async def _ingest_one(

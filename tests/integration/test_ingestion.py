@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
 
 import pytest
 
 from app.domain import clock
 from app.domain.errors import LimitExceeded
-from app.domain.events import EventType
+from app.domain.event_limits import EventLimits
+from app.domain.events import EventType, RawEvent
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Profile
 from app.services import profile_reads
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
-from app.services.ports import ProfileStore
+from app.services.ports import ProfileStore, StoreTransaction
 from tests.builders import PROPERTIES, event
+
+T = TypeVar("T")
 
 EXPECTED_STATS = {
     "identify": {},
@@ -250,3 +255,258 @@ async def test_a_batch_over_the_limit_is_refused_whole(store: ProfileStore) -> N
         await ingest_events(store, [event() for _ in range(4)], IngestionPolicy(max_batch_size=3))
     assert refused.value.field == "events"
     assert await store.count_profiles() == 0
+
+
+# -- bounds on event data, and every event judged alone (issue 12, items 4, 12, 13) ----------------
+
+
+def _nested(levels: int) -> dict[str, object]:
+    """`levels` objects, each holding the next under "a"."""
+    value: dict[str, object] = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def _order(**changes: object) -> dict[str, object]:
+    return {**PROPERTIES["order_completed"], **changes}
+
+
+def _line(**changes: object) -> dict[str, object]:
+    return {"productId": "sku-1", "quantity": 1, "price": 1.0, **changes}
+
+
+# (the bad event, the field its rejection names, words of the reason). Each goes between two good
+# events of the same customer, Emma.
+BAD_DATA = [
+    pytest.param(
+        event(properties={"url": "/" + "x" * 8192}), "properties.url", "at most 8,192 characters", id="long-url"
+    ),
+    pytest.param(
+        event(properties={"url": "/", "meta": {"notes": ["ok", "x" * 9000]}}),
+        "properties.meta.notes[1]",
+        "at most 8,192 characters",
+        id="long-string-deep-inside",
+    ),
+    pytest.param(
+        event(properties={"url": "/", "k" * 8193: 1}),
+        "properties",
+        "a key of more than 8,192 characters",
+        id="long-key",
+    ),
+    pytest.param(
+        event(properties={"url": "/", "x": _nested(16)}),
+        "properties.x" + ".a" * 15,
+        "nested deeper than 16 levels",
+        id="17-levels",
+    ),
+    pytest.param(
+        event(properties={"url": "/", "x": _nested(299)}),
+        "properties.x" + ".a" * 15,
+        "nested deeper than 16 levels",
+        id="300-levels",
+    ),
+    pytest.param(
+        event(properties={"url": "/", "tags": list(range(1001))}),
+        "properties.tags",
+        "at most 1,000 items",
+        id="long-array",
+    ),
+    pytest.param(
+        event(properties={"url": "/", "blocks": ["x" * 8000] * 9}),
+        "properties",
+        "at most 65,536 bytes",
+        id="too-large",
+    ),
+    pytest.param(
+        event("order_completed", properties=_order(total=1e18)),
+        "properties.total",
+        "less than or equal to 1000000000",
+        id="total-1e18",
+    ),
+    pytest.param(
+        event("order_completed", properties=_order(total=1e300)),
+        "properties.total",
+        "less than or equal to 1000000000",
+        id="total-1e300",
+    ),
+    pytest.param(
+        event("order_completed", properties=_order(total=float("inf"))),
+        "properties.total",
+        "finite number",
+        id="total-infinity",
+    ),
+    pytest.param(
+        event("order_completed", properties=_order(total=float("nan"))),
+        "properties.total",
+        "finite number",
+        id="total-nan",
+    ),
+    pytest.param(
+        event("order_completed", properties=_order(lines=[_line(), _line(quantity=3_000_000_000)])),
+        "properties.lines[1].quantity",
+        "less than or equal to 2147483647",
+        id="quantity-beyond-int",
+    ),
+    pytest.param(
+        event("add_to_cart", properties={"productId": "sku-1", "quantity": 2**31}),
+        "properties.quantity",
+        "less than or equal to 2147483647",
+        id="cart-quantity-beyond-int",
+    ),
+    pytest.param(
+        event("product_view", properties={"productId": "sku-1", "price": float("-inf")}),
+        "properties.price",
+        "finite number",
+        id="price-minus-infinity",
+    ),
+    pytest.param(
+        event(properties={"url": "/", "score": float("inf")}),
+        "properties.score",
+        "finite number",
+        id="free-form-infinity",
+    ),
+    pytest.param(
+        event(properties={"url": "/", "big": 10**19}),
+        "properties.big",
+        "64 bits",
+        id="free-form-integer-beyond-64-bit",
+    ),
+    pytest.param(
+        event(identifiers=[("email", "emma@example.com"), ("customerId", "c-\ud800")]),
+        "identifiers[1].value",
+        "not valid Unicode",
+        id="surrogate-in-identifier",
+    ),
+    pytest.param(event(message_id="m-\ud800"), "messageId", "not valid Unicode", id="surrogate-in-message-id"),
+    pytest.param(
+        event(properties={"url": "/\ud800"}), "properties.url", "not valid Unicode", id="surrogate-in-property"
+    ),
+    pytest.param(
+        event(properties={"url": "/", "x\udfff": 1}),
+        "properties",
+        "a key that is not valid Unicode",
+        id="surrogate-key",
+    ),
+    pytest.param(event(properties={"url": "/", "meta": {"a\x00b": 1}}), "properties.meta", "NUL", id="nul-in-key"),
+    pytest.param(
+        event(at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))),
+        "timestamp",
+        "out of range",
+        id="timestamp-before-year-1-in-utc",
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "field", "words"), BAD_DATA)
+async def test_an_event_beyond_the_bounds_is_rejected_alone_and_the_rest_of_its_batch_lands(
+    store: ProfileStore, bad: RawEvent, field: str, words: str
+) -> None:
+    before, after = event("page_view"), event("email_open")
+    outcomes = await ingest_events(store, [before, bad, after])
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED, EventStatus.REJECTED, EventStatus.ACCEPTED]
+    rejected = outcomes[1]
+    assert rejected.field == f"events[1].{field}"
+    assert rejected.reason == f"events[1].{field}: {rejected.reason.split(': ', 1)[1]}"
+    assert words in rejected.reason
+    assert len(rejected.reason) < 300  # names the field, never echoes the value
+    rejected.message_id.encode()  # what goes back to the client is valid text
+    profile = await _emma(store)
+    assert [i.message_id for i in profile.recent] == [after.message_id, before.message_id]
+    assert profile.stats.events_total == 2
+    assert [(i.type, i.value) for i in profile.identifiers] == [("email", "emma@example.com")]
+    assert await store.count_profiles() == 1
+
+
+async def test_event_limits_come_from_the_policy(store: ProfileStore) -> None:
+    tight = IngestionPolicy(limits=EventLimits(max_string_length=10, max_depth=2, max_array_items=2))
+    outcomes = await ingest_events(
+        store,
+        [
+            event(properties={"url": "/" + "x" * 9}),
+            event(properties={"url": "/" + "x" * 10}),
+            event(properties={"url": "/", "x": {"y": 1}}),
+            event(properties={"url": "/", "x": {"y": {}}}),
+            event(properties={"url": "/", "x": [1, 2]}),
+            event(properties={"url": "/", "x": [1, 2, 3]}),
+        ],
+        tight,
+    )
+    assert [(o.status, o.field) for o in outcomes] == [
+        (EventStatus.ACCEPTED, None),
+        (EventStatus.REJECTED, "events[1].properties.url"),
+        (EventStatus.ACCEPTED, None),
+        (EventStatus.REJECTED, "events[3].properties.x.y"),
+        (EventStatus.ACCEPTED, None),
+        (EventStatus.REJECTED, "events[5].properties.x"),
+    ]
+
+
+async def test_data_at_the_bounds_is_accepted_and_reads_back_as_sent(store: ProfileStore) -> None:
+    at_the_bounds = {
+        "url": "/" + "é" * 8191,
+        "x": _nested(15),
+        "tags": list(range(1000)),
+        "big": -(2**63),
+        "ratio": 1e300,
+    }
+    order = _order(total=1_000_000_000, lines=[_line(quantity=2**31 - 1)])
+    outcomes = await ingest_events(store, [event(properties=at_the_bounds), event("order_completed", properties=order)])
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED, EventStatus.ACCEPTED], outcomes
+    profile = await _emma(store)
+    assert profile.recent[-1].properties == at_the_bounds
+    assert (profile.stats.revenue_cents, profile.stats.items_purchased) == (100_000_000_000, 2**31 - 1)
+
+
+class _Poisoned:
+    """The backend, with the history append of one message failing as a bug of ours would: after the
+    profile, its identifiers and the messageId were written in the same unit of work."""
+
+    def __init__(self, inner: ProfileStore, message_id: str) -> None:
+        self._inner = inner
+        self._message_id = message_id
+
+    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+        poisoned = self._message_id
+
+        class Transaction:
+            def __init__(self, tx: StoreTransaction) -> None:
+                self._tx = tx
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._tx, name)
+
+            async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
+                await self._tx.append_interaction(profile_id, interaction)
+                if interaction["messageId"] == poisoned:
+                    raise TypeError("an unexpected failure of ours")
+
+        return await self._inner.run_in_transaction(lambda tx: work(Transaction(tx)))  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_an_event_the_store_fails_on_unexpectedly_rolls_back_alone_with_an_error_id(
+    store: ProfileStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = [event("page_view"), event("email_open")]
+    poisoned = event("order_completed", identifiers=[("email", "emma@example.com"), ("customerId", "c-9")])
+    outcomes = await ingest_events(
+        _Poisoned(store, poisoned.message_id),  # type: ignore[arg-type]
+        [good[0], poisoned, good[1]],
+    )
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED, EventStatus.REJECTED, EventStatus.ACCEPTED]
+    failed = outcomes[1]
+    assert failed.field == "events[1]"
+    assert failed.reason is not None and failed.reason.startswith("events[1]: could not be stored (error id ")
+    assert "TypeError" not in failed.reason
+    [logged] = [r for r in caplog.records if getattr(r, "errorId", None)]
+    assert logged.exc_info is not None and logged.errorId in failed.reason  # type: ignore[attr-defined]
+    # Nothing of the failed event stayed: no order, no identifier, no history, its messageId unspent.
+    profile = await _emma(store)
+    assert (profile.stats.orders, profile.stats.events_total) == (0, 2)
+    assert [i.message_id for i in profile.recent] == [good[1].message_id, good[0].message_id]
+    assert await profile_reads.get_profile_by_identifier(store, "customerId", "c-9") is None
+    [again] = await ingest_events(store, [poisoned])
+    assert again.status is EventStatus.ACCEPTED
