@@ -15,10 +15,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from app.domain.clock import utc_ms
+from app.domain.event_limits import readable
 
 # Every stored time is aware UTC with millisecond precision, whichever backend it came from
 # (BSON dates read back naive from some drivers and fakes, and carry milliseconds only).
 datetime = Annotated[_datetime, AfterValidator(utc_ms)]
+# Free-form JSON (event properties, traits, preferences), read with anything nested deeper than any
+# write accepts cut: an older version stored such data, and it must not make every read fail.
+FreeForm = Annotated[dict[str, Any], AfterValidator(readable)]
 
 RECENT_INTERACTIONS_CAP = 50
 RECENT_RATINGS_CAP = 20
@@ -63,7 +67,7 @@ class Qualitative(StoredModel):
     rating_count: int = 0
     rating_sum: int = 0
     ratings: list[Rating] = Field(default_factory=list)
-    preferences: dict[str, Any] = Field(default_factory=dict)
+    preferences: FreeForm = Field(default_factory=dict)
 
     @property
     def average_rating(self) -> float | None:
@@ -141,7 +145,7 @@ class Interaction(StoredModel):
     type: str
     channel: str
     timestamp: datetime
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: FreeForm = Field(default_factory=dict)
     # Where the event first landed, when, and the identifier keys it carried: what an unmerge
     # needs to send each interaction back to the right profile.
     origin: str | None = None
@@ -160,7 +164,7 @@ class Profile(StoredModel):
     addresses: list[Address] = Field(default_factory=list)
     company: str | None = None
     job_title: str | None = None
-    traits: dict[str, Any] = Field(default_factory=dict)
+    traits: FreeForm = Field(default_factory=dict)
     qualitative: Qualitative = Field(default_factory=Qualitative)
     consents: dict[str, Consent] = Field(default_factory=dict)
     stats: Stats = Field(default_factory=Stats)

@@ -1,0 +1,246 @@
+"""Bad event data through HTTP, sent as a hostile or buggy client would: JSON variables as Python's
+json module reads them (Infinity, NaN, lone surrogates, huge numbers, deep nesting). Each bad event
+is its own REJECTED naming the field, the rest of the batch lands, and no stored value, even one
+written by an older version, can make a profile's reads fail."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.bootstrap import start
+from app.domain.event_effects import RECENT_ORDER
+from app.domain.identifiers import Identifier
+from app.domain.profile import RECENT_INTERACTIONS_CAP, new_profile
+from app.domain.profile_change import CappedPush, ProfileChange
+from app.main import create_app
+from app.services.ports import ProfileStore, StoreTransaction
+from app.settings import Settings
+
+INGEST = """
+mutation Ingest($events: [EventInput!]!) {
+  ingestEvents(events: $events) {
+    accepted rejected
+    results { messageId status reason field }
+  }
+}
+"""
+
+# The query a frontend sends to personalise a page.
+PERSONALISATION = """
+query Personalise($type: String!, $value: String!) {
+  profileByIdentifier(type: $type, value: $value) {
+    id
+    stats { orders itemsPurchased pageViews eventsTotal revenue channels { channel count } }
+    interactions(first: 10) { edges { node { messageId properties } } }
+  }
+}
+"""
+
+EXPORT = "query Export($id: ID!) { exportProfile(id: $id) }"
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def _event(message_id: str, type_: str = "page_view", **changes: Any) -> dict[str, Any]:
+    properties = {
+        "page_view": {"url": "/home"},
+        "order_completed": {
+            "orderId": "o1",
+            "total": 20.5,
+            "lines": [{"productId": "p1", "quantity": 2, "price": 10.25}],
+        },
+    }
+    return {
+        "messageId": message_id,
+        "type": type_,
+        "channel": "web",
+        "timestamp": "2026-05-01T10:00:00Z",
+        "identifiers": [{"type": "email", "value": "emma@example.com"}],
+        "properties": properties.get(type_, {}),
+        **changes,
+    }
+
+
+def _order(**changes: Any) -> dict[str, Any]:
+    return {**_event("x", "order_completed")["properties"], **changes}
+
+
+async def _post(client: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> httpx.Response:
+    # json.dumps as Python writes it: Infinity and NaN as such, a lone surrogate as "\\ud800".
+    body = json.dumps({"query": query, "variables": variables})
+    return await client.post("/graphql", content=body, headers={"content-type": "application/json"})
+
+
+async def _read(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await _post(client, PERSONALISATION, {"type": "email", "value": "emma@example.com"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    profile: dict[str, Any] = body["data"]["profileByIdentifier"]
+    return profile
+
+
+BAD_EVENTS = [
+    pytest.param(_event("bad", "order_completed", properties=_order(total=1e18)), "properties.total", id="total-1e18"),
+    pytest.param(
+        _event("bad", "order_completed", properties=_order(total=1e300)), "properties.total", id="total-1e300"
+    ),
+    pytest.param(
+        _event("bad", "order_completed", properties=_order(total=float("inf"))), "properties.total", id="infinity"
+    ),
+    pytest.param(_event("bad", "order_completed", properties=_order(total=float("nan"))), "properties.total", id="nan"),
+    pytest.param(
+        _event(
+            "bad",
+            "order_completed",
+            properties=_order(lines=[{"productId": "p", "quantity": 3_000_000_000, "price": 1}]),
+        ),
+        "properties.lines[0].quantity",
+        id="quantity-3e9",
+    ),
+    pytest.param(
+        _event(
+            "bad",
+            identifiers=[{"type": "email", "value": "emma@example.com"}, {"type": "customerId", "value": "\ud800"}],
+        ),
+        "identifiers[1].value",
+        id="surrogate-in-identifier",
+    ),
+    pytest.param(_event("bad", properties={"url": "/\ud800"}), "properties.url", id="surrogate-in-property"),
+    pytest.param(
+        _event("bad", properties={"url": "/", "x": _nested(300)}), "properties.x" + ".a" * 15, id="300-levels"
+    ),
+    pytest.param(_event("bad", properties={"url": "/" + "x" * 900_000}), "properties.url", id="900-KB-url"),
+    pytest.param(_event("bad", timestamp="0001-01-01T00:00:00+01:00"), "timestamp", id="timestamp-out-of-range"),
+    pytest.param(_event("bad", properties={"url": "/", "ids": list(range(5000))}), "properties.ids", id="5000-items"),
+]
+
+
+@pytest.mark.parametrize(("bad", "field"), BAD_EVENTS)
+async def test_a_bad_event_is_its_own_rejection_and_the_valid_one_beside_it_is_stored(
+    client: httpx.AsyncClient, bad: dict[str, Any], field: str
+) -> None:
+    response = await _post(client, INGEST, {"events": [_event("good"), bad]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    result = body["data"]["ingestEvents"]
+    assert (result["accepted"], result["rejected"]) == (1, 1)
+    good, rejected = result["results"]
+    assert good["status"] == "ACCEPTED"
+    assert (rejected["messageId"], rejected["status"], rejected["field"]) == ("bad", "REJECTED", f"events[1].{field}")
+    assert rejected["reason"].startswith(f"events[1].{field}: ")
+
+    profile = await _read(client)
+    assert [edge["node"]["messageId"] for edge in profile["interactions"]["edges"]] == ["good"]
+    assert (profile["stats"]["eventsTotal"], profile["stats"]["orders"]) == (1, 0)
+
+
+async def test_a_retried_batch_lands_once_its_bad_event_is_fixed(client: httpx.AsyncClient) -> None:
+    bad = _event("order-1", "order_completed", properties=_order(total=float("inf")))
+    first = (await _post(client, INGEST, {"events": [_event("view-1"), bad]})).json()["data"]["ingestEvents"]
+    assert [r["status"] for r in first["results"]] == ["ACCEPTED", "REJECTED"]
+    fixed = _event("order-1", "order_completed")
+    again = (await _post(client, INGEST, {"events": [_event("view-1"), fixed]})).json()["data"]["ingestEvents"]
+    assert [r["status"] for r in again["results"]] == ["DUPLICATE", "ACCEPTED"]
+    assert (await _read(client))["stats"]["orders"] == 1
+
+
+async def test_a_page_view_nested_250_levels_is_refused_and_the_profile_still_reads(client: httpx.AsyncClient) -> None:
+    deep = _event("deep", properties={"url": "/", "x": _nested(250)})
+    result = (await _post(client, INGEST, {"events": [_event("good"), deep]})).json()["data"]["ingestEvents"]
+    assert [r["status"] for r in result["results"]] == ["ACCEPTED", "REJECTED"]
+    profile = await _read(client)
+    export = await _post(client, EXPORT, {"id": profile["id"]})
+    assert export.status_code == 200 and "errors" not in export.json(), export.text
+
+
+async def _write_as_an_older_version_could(store: ProfileStore) -> str:
+    """A profile holding what ingestion before the bounds let through: properties nested 249 levels
+    (as deep as the embedded store's encoder takes inside a profile) and counters past GraphQL's Int."""
+    at = datetime(2026, 5, 1, 10, tzinfo=UTC)
+    profile = new_profile("p-legacy", at)
+    deep = {
+        "messageId": "legacy-deep",
+        "type": "page_view",
+        "channel": "web",
+        "timestamp": at,
+        "properties": {"url": "/", "x": _nested(248)},
+        "origin": profile.id,
+        "receivedAt": at,
+        "identifiers": ["email:emma@example.com"],
+    }
+    change = ProfileChange()
+    change.inc.update({"stats.itemsPurchased": 3_000_000_000, "stats.orders": 2**40, "stats.eventsTotal": 2**40})
+    change.inc["stats.channels.web"] = 2**40
+    change.push["recent"] = CappedPush([deep], RECENT_ORDER, RECENT_INTERACTIONS_CAP)
+
+    async def work(tx: StoreTransaction) -> None:
+        await tx.claim_identities(profile.id, [Identifier("email", "emma@example.com")], at)
+        await tx.insert_profile(profile)
+        await tx.update_profile(profile.id, change, expected_version=profile.version)
+        await tx.append_interaction(profile.id, deep)
+
+    await store.run_in_transaction(work)
+    return profile.id
+
+
+async def test_values_stored_before_the_bounds_cannot_make_a_read_fail(
+    client: httpx.AsyncClient, store: ProfileStore
+) -> None:
+    profile_id = await _write_as_an_older_version_could(store)
+
+    profile = await _read(client)
+    stats = profile["stats"]
+    int_max = 2**31 - 1  # GraphQL Int: a counter beyond it reads as the largest Int
+    assert (stats["itemsPurchased"], stats["orders"], stats["eventsTotal"]) == (int_max, int_max, int_max)
+    assert stats["channels"] == [{"channel": "web", "count": int_max}]
+    [edge] = profile["interactions"]["edges"]
+    properties = edge["node"]["properties"]
+    assert properties["url"] == "/"
+    depth, value = 1, properties["x"]
+    while isinstance(value, dict):
+        depth, value = depth + 1, value.get("a", value.get("leaf"))
+    assert depth <= 64 < 249  # the part too deep to be sent is cut, said so, and the rest is served
+    assert isinstance(value, str) and "nested too deep" in value
+
+    export = await _post(client, EXPORT, {"id": profile_id})
+    assert export.status_code == 200, export.text
+    assert "errors" not in export.json(), export.text
+    [interaction] = export.json()["data"]["exportProfile"]["interactions"]
+    assert interaction["messageId"] == "legacy-deep"
+
+
+async def test_the_limits_are_set_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CDP_MAX_EVENT_STRING_LENGTH", "64")
+    monkeypatch.setenv("CDP_MAX_EVENT_ARRAY_ITEMS", "3")
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/cdp.sqlite3", seed_fixtures=False, auth=False)
+    services = await start(settings)
+    try:
+        transport = httpx.ASGITransport(app=create_app(services=services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            events = [
+                _event("fits", properties={"url": "/" + "x" * 63, "ids": [1, 2, 3]}),
+                _event("long", properties={"url": "/" + "x" * 64}),
+                _event("many", properties={"url": "/", "ids": [1, 2, 3, 4]}),
+            ]
+            result = (await _post(client, INGEST, {"events": events})).json()["data"]["ingestEvents"]
+    finally:
+        await services.close()
+    assert [(r["status"], r["reason"]) for r in result["results"]] == [
+        ("ACCEPTED", None),
+        ("REJECTED", "events[1].properties.url: at most 64 characters"),
+        ("REJECTED", "events[2].properties.ids: at most 3 items"),
+    ]
