@@ -83,6 +83,7 @@ def check_properties(properties: Any, limits: EventLimits, *, field: str = "prop
     characters seen exceed the byte bound, so a hostile value costs at most that much work."""
     too_large = InvalidInput(f"at most {limits.max_properties_bytes:,} bytes as JSON", field=field)
     budget = limits.max_properties_bytes
+    at_most = 0
     stack: list[tuple[Any, _Path, int]] = [(properties, None, 1)]
     while stack:
         value, path, depth = stack.pop()
@@ -92,11 +93,13 @@ def check_properties(properties: Any, limits: EventLimits, *, field: str = "prop
         budget -= _size_at_least(value)
         if budget < 0:
             raise too_large
+        at_most += _size_at_most(value)
         if isinstance(value, dict | list):
             children = enumerate(value) if isinstance(value, list) else value.items()
             # Reversed onto the stack: the first failure reported is the first in the document.
             stack.extend((child, (path, key), depth + 1) for key, child in reversed(list(children)))
-    # The walk counted characters, a lower bound; the exact size is the compact UTF-8 JSON.
+    if at_most <= limits.max_properties_bytes:
+        return  # the usual case: even the most each value could take fits, no need to encode
     size = len(json.dumps(properties, ensure_ascii=False, separators=(",", ":"), default=str).encode())
     if size > limits.max_properties_bytes:
         raise too_large
@@ -147,6 +150,18 @@ def _size_at_least(value: Any) -> int:
     if isinstance(value, dict):
         return 2 + sum(len(key) + 3 for key in value)
     return 2
+
+
+def _size_at_most(value: Any) -> int:
+    """An upper bound of the same (a character takes at most 6 bytes, as a \\u escape; a number or a
+    date at most 32 characters)."""
+    if isinstance(value, str):
+        return 6 * len(value) + 2
+    if isinstance(value, dict):
+        return 2 + sum(6 * len(key) + 4 for key in value)
+    if isinstance(value, list):
+        return 2 + len(value)
+    return 32
 
 
 def readable(value: dict[str, Any]) -> dict[str, Any]:
