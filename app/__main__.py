@@ -56,6 +56,8 @@ def serve(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        # A WebSocket frame is held to the HTTP body limit; uvicorn refuses bigger ones before reading them.
+        ws_max_size=settings.max_body_bytes,
     )
     server = GracefulServer(config, websockets=app.state.open_websockets)
     server.run()

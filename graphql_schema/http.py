@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import timedelta
+from typing import Any
 
 import orjson
-from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.bootstrap import Services
+from app.domain.access import Principal
 from app.settings import Settings
-from graphql_schema.auth import connection_credentials, principal_for
+from graphql_schema import request_body
+from graphql_schema.auth import MISSING, connection_credentials, principal_for
 from graphql_schema.context import Context
 from graphql_schema.key_sockets import SocketsByKey
 from graphql_schema.limits import QueryLimits
 from graphql_schema.playground import playground_html
+from graphql_schema.refusals import UNAUTHENTICATED, Refused, refusal
 from graphql_schema.schema import build_schema
+from graphql_schema.transport_ws import TransportWSHandler, with_message_limit
+
+log = logging.getLogger("cdp.graphql")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 ACCEPTABLE = (GRAPHQL_RESPONSE, "application/json", "application/*", "*/*", "text/html")
@@ -44,9 +57,16 @@ def limits_of(settings: Settings) -> QueryLimits:
 
 
 class GraphQLApp(GraphQL[Context, None]):
-    """GraphQL over HTTP as its spec says (405 for a mutation over GET, 406 for an Accept we cannot
-    serve, application/graphql-response+json when asked for), over WebSocket with graphql-transport-ws
-    (connection_init within a few seconds or close 4408, a cap on subscriptions per connection)."""
+    """GraphQL over HTTP as its spec says, SHOULDs included (405 for a mutation over GET, 406 for an
+    Accept we cannot serve, application/graphql-response+json when asked for, and then 400 without
+    `data` for a request that never ran), over WebSocket with graphql-transport-ws (connection_init
+    within a few seconds or close 4408, a cap on subscriptions per connection).
+
+    The API key is checked before anything else: a request without a valid one gets 401 with its
+    body unread, so an anonymous client costs no parsing, validation or cache space. Only the
+    playground page is served to anyone."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(self, services: Callable[[], Services], settings: Settings) -> None:
         super().__init__(
@@ -63,37 +83,114 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            refusal = _refusal(Request(scope), self._max_body)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-            token = _answer_as.set(_media_type(Request(scope)))
-            try:
-                await super().__call__(scope, _bounded(receive, self._max_body), send)
-            except BodyTooLarge:
-                await _too_large(self._max_body)(scope, receive, send)
-            finally:
-                _answer_as.reset(token)
+            request = Request(scope, request_body.bounded(receive, self._max_body))
+            response = await self._answer(request)
+            await response(scope, receive, send)
             return
         services = self._services()
         services.metrics.websockets.inc()
+
+        async def serve(bounded: Receive) -> None:
+            await super(GraphQLApp, self).__call__(scope, bounded, send)
+
         try:
-            await super().__call__(scope, receive, send)
+            await with_message_limit(serve, receive, send, self._max_body)
         finally:
             services.metrics.websockets.dec()
+
+    async def _answer(self, request: Request) -> Response:
+        media_type = _media_type(request)
+        if not self.should_render_graphql_ide(self.request_adapter_class(request)):
+            credentials = request.headers.get("authorization")
+            principal, problem = await principal_for(self._services(), credentials)
+            if principal is None:
+                challenge = 'Bearer error="invalid_token"' if credentials else "Bearer"
+                return refusal(
+                    401,
+                    problem or MISSING,
+                    code=UNAUTHENTICATED,
+                    headers={"www-authenticate": challenge},
+                    media_type=media_type,
+                )
+            _authenticated(request, principal)
+        if refused := _refusal(request, self._max_body):
+            return refused
+        token = _answer_as.set(media_type)
+        try:
+            return await self.run(request)
+        except request_body.BodyTooLarge:
+            return _too_large(self._max_body)
+        except Refused as exc:
+            return exc.response(media_type)
+        except HTTPException as exc:  # what Strawberry refuses itself
+            return refusal(exc.status_code, exc.reason, media_type=media_type)
+        finally:
+            _answer_as.reset(token)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
+        if request.method == "GET":
+            return request_body.from_query({k: v for k, v in request.query_params.items() if isinstance(v, str)})
+        return request_body.from_post(request.content_type, await request.get_body())
+
+    def decode_json(self, data: str | bytes) -> object:  # also what reads WebSocket frames
+        return request_body.decode_json(data)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, except that subscriptions are refused over HTTP (Strawberry allows them for
+        its multipart transport, which is not served here, and would run one as a query) and that a
+        mutation over GET is 405 as the spec says."""
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                raise Refused(400, "subscriptions are served over WebSocket (graphql-transport-ws), not HTTP") from None
+            raise Refused(
+                405, "mutations are not allowed over GET: send them with POST", headers={"allow": "POST"}
+            ) from None
+        except CannotGetOperationTypeError as exc:
+            raise Refused(400, exc.as_http_error_reason()) from None
+        except MissingQueryError:
+            raise Refused(400, 'the request has no GraphQL document: send {"query": "…"}') from None
 
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
     ) -> Response:
-        response = super().create_response(response_data, sub_response)
-        response.headers["content-type"] = _answer_as.get()
+        media_type = _answer_as.get()
+        status = sub_response.status_code or 200
+        if media_type == GRAPHQL_RESPONSE and isinstance(response_data, dict) and _never_ran(response_data):
+            # The spec's SHOULD for this media type: a request that did not run (a document that did not
+            # parse or validate, variables that did not coerce) is 400 and has no data entry.
+            response_data.pop("data", None)
+            status = 400
+        body, encoded = _encoded(response_data)
+        response = Response(body, status_code=status if encoded else 500, media_type=media_type)
+        response.headers.raw.extend(sub_response.headers.raw)
+        response.background = sub_response.background
         return response
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         services = self._services()
-        # A WebSocket's key arrives later, in connection_init (on_ws_connect); a request's in its headers.
-        credentials = request.headers.get("authorization") if isinstance(request, Request) else None
-        principal, problem = await principal_for(services, credentials)
+        if isinstance(request, WebSocket):  # its key arrives later, in connection_init (on_ws_connect)
+            return Context(services=services, request=request, response=response)
+        principal = _principal_of(request)  # checked in _answer (None: the playground page)
+        problem = None if principal else MISSING
         return Context(services=services, request=request, response=response, principal=principal, auth_error=problem)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -112,8 +209,56 @@ class GraphQLApp(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(playground_html(request.url.path))
 
-    def encode_json(self, data: object) -> str:  # orjson: several times faster on large profiles
-        return orjson.dumps(data).decode()
+    def encode_json(self, data: object) -> str:
+        return _encoded(data)[0]
+
+
+def _authenticated(request: Request, principal: Principal) -> None:
+    request.state.principal = principal
+
+
+def _principal_of(request: Request) -> Principal | None:
+    principal = getattr(request.state, "principal", None)
+    return principal if isinstance(principal, Principal) else None
+
+
+def _never_ran(response_data: GraphQLHTTPResponse) -> bool:
+    """No data and only errors without a path: errors of the request, raised before execution."""
+    if response_data.get("data") is not None:
+        return False
+    errors = response_data.get("errors") or []
+    return bool(errors) and all(isinstance(e, dict) and "path" not in e for e in errors)
+
+
+def _encoded(data: object) -> tuple[str, bool]:
+    """(JSON text, True); (a GraphQL error as JSON text, False) when `data` cannot be encoded.
+
+    orjson first (several times faster on large profiles); what it refuses (nesting past 255 levels,
+    an integer past 64 bits) goes to the standard encoder, and what neither can encode becomes an
+    error that finds the log line, never a 500 in text/plain."""
+    try:
+        return orjson.dumps(data).decode(), True
+    except TypeError:
+        pass
+    try:
+        # ASCII escapes: a lone surrogate (which orjson refuses) stays valid JSON text.
+        return json.dumps(data, separators=(",", ":"), allow_nan=False), True
+    except (TypeError, ValueError, RecursionError) as exc:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("response not encodable as JSON %s: %s", error_id, exc, extra={"errorId": error_id})
+        error = {
+            "message": "Internal server error: the answer could not be encoded as JSON",
+            "extensions": {"code": "INTERNAL_SERVER_ERROR", "errorId": error_id},
+        }
+        return _instead(data, error), False
+
+
+def _instead(data: object, error: dict[str, Any]) -> str:
+    """The error in the place of `data`: a graphql-transport-ws message keeps its id and type."""
+    if isinstance(data, dict) and isinstance(data.get("id"), str) and data.get("type") in ("next", "error"):
+        payload: object = [error] if data["type"] == "error" else {"data": None, "errors": [error]}
+        return orjson.dumps({"id": data["id"], "type": data["type"], "payload": payload}).decode()
+    return orjson.dumps({"errors": [error]}).decode()
 
 
 def _accepted(request: Request) -> list[str]:
@@ -126,27 +271,8 @@ def _media_type(request: Request) -> str:
     return GRAPHQL_RESPONSE if GRAPHQL_RESPONSE in _accepted(request) else "application/json"
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-def _bounded(receive: Receive, limit: int) -> Receive:
-    """The request body as sent, refused past `limit` bytes even without a Content-Length."""
-    seen = 0
-
-    async def bounded() -> Message:
-        nonlocal seen
-        message = await receive()
-        seen += len(message.get("body", b""))
-        if seen > limit:
-            raise BodyTooLarge
-        return message
-
-    return bounded
-
-
 def _too_large(limit: int) -> Response:
-    return _problem(413, f"request body over {limit:,} bytes: send smaller batches")
+    return refusal(413, f"request body over {limit:,} bytes: send smaller batches")
 
 
 def _refusal(request: Request, max_body: int) -> Response | None:
@@ -155,32 +281,6 @@ def _refusal(request: Request, max_body: int) -> Response | None:
         return _too_large(max_body)
     accepted = _accepted(request)
     if accepted and not any(media in ACCEPTABLE for media in accepted):
-        return _problem(406, f"cannot answer as {request.headers['accept']}: ask for {GRAPHQL_RESPONSE} or "
-                        "application/json")  # fmt: skip
-    if request.method == "GET" and _is_mutation(request):
-        response = _problem(405, "mutations are not allowed over GET: send them with POST")
-        response.headers["allow"] = "POST"
-        return response
+        return refusal(406, f"cannot answer as {request.headers['accept']}: ask for {GRAPHQL_RESPONSE} or "
+                       "application/json")  # fmt: skip
     return None
-
-
-def _is_mutation(request: Request) -> bool:
-    query = request.query_params.get("query")
-    if not query:
-        return False
-    try:
-        document = parse(query)
-    except GraphQLError:
-        return False  # the normal path reports the syntax error
-    wanted = request.query_params.get("operationName")
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode) and (
-            wanted is None or (definition.name is not None and definition.name.value == wanted)
-        ):
-            return definition.operation is OperationType.MUTATION
-    return False
-
-
-def _problem(status: int, message: str) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")

@@ -58,9 +58,9 @@ def test_first_start_seeds_the_embedded_store_and_data_survives_a_restart(tmp_pa
         key_file = tmp_path / "dev-api-key"
         key = key_file.read_text().strip()
         assert key.startswith("cdp_") and key_file.stat().st_mode & 0o077 == 0
-        refused = _post(url, EMMA_QUERY, None)
-        assert refused["data"] == {"profileByIdentifier": None}
-        assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        refused = httpx.post(f"{url}/graphql", json={"query": EMMA_QUERY}, timeout=10)
+        assert refused.status_code == 401  # without a key, refused before the request is read
+        assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
         body = _post(url, EMMA_QUERY, key)
         assert body["data"]["profileByIdentifier"]["firstName"] == "Emma"
         assert body["data"]["profileByIdentifier"]["stats"]["orders"] == 3

@@ -1,0 +1,106 @@
+"""Reading what a client sent: a request body bounded in bytes, JSON decoded so that no input can crash
+the decoder, and the GraphQL-over-HTTP request shape checked, each mistake a 4xx naming it.
+
+The decoder is the standard library's, not orjson: orjson refuses a whole document for one escaped
+lone surrogate ("\\ud800"), which is valid JSON text, and ingestion judges such a value per event
+(one bad event must not fail its batch). What the standard decoder can crash on (nesting past the
+recursion limit, an integer past Python's digit limit, bytes that are not UTF-8) is turned into the
+same JSONDecodeError as any other malformed text, which every caller already handles.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.types import Message, Receive
+from strawberry.http import GraphQLRequestData
+
+from graphql_schema.refusals import Refused
+
+JSON = "application/json"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def bounded(receive: Receive, limit: int) -> Receive:
+    """The request body as sent, refused past `limit` bytes even without a Content-Length."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise BodyTooLarge
+        return message
+
+    return bounded
+
+
+def decode_json(data: str | bytes) -> object:
+    """`data` as JSON (UTF-8); json.JSONDecodeError, with a message for the client, for anything else."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except UnicodeDecodeError:
+        raise json.JSONDecodeError("not UTF-8 text", "", 0) from None
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deep", "", 0) from None
+    except ValueError:  # the only other one: an integer literal past Python's digit limit
+        raise json.JSONDecodeError("a number with too many digits", "", 0) from None
+
+
+def from_post(content_type: str | None, body: bytes) -> GraphQLRequestData:
+    """The operation a POST's JSON body describes."""
+    media, _, parameters = (content_type or "").partition(";")
+    if media.strip().lower() != JSON:
+        raise Refused(415, f"send the request as {JSON} (Content-Type: {content_type or 'none'})")
+    charset = parameters.strip().lower().removeprefix("charset=").strip('"')
+    if parameters.strip() and charset not in ("utf-8", "utf8"):
+        raise Refused(415, f"send the request as UTF-8 {JSON} (Content-Type: {content_type})")
+    try:
+        return _request_data(decode_json(body))
+    except json.JSONDecodeError as exc:
+        raise Refused(400, f"the request body is not JSON ({exc.msg})") from None
+
+
+def from_query(params: Mapping[str, str]) -> GraphQLRequestData:
+    """The operation a GET's query string describes (`variables` and `extensions` as JSON text)."""
+    fields: dict[str, object] = dict(params)
+    for name in ("variables", "extensions"):
+        text = fields.pop(name, None)
+        if isinstance(text, str) and text:
+            try:
+                fields[name] = decode_json(text)
+            except json.JSONDecodeError as exc:
+                raise Refused(400, f"the {name} parameter is not JSON ({exc.msg})") from None
+    return _request_data(fields)
+
+
+def _request_data(params: object) -> GraphQLRequestData:
+    if isinstance(params, list):
+        raise Refused(400, "batches are not accepted: send one operation per request, as a JSON object")
+    if not isinstance(params, Mapping):
+        raise Refused(400, 'the request must be a JSON object: {"query": "…", "variables": {…}}')
+    query = params.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise Refused(400, 'the request has no GraphQL document: send {"query": "…"}')
+    return GraphQLRequestData(
+        query=query,
+        variables=_optional(params, "variables", dict, "an object"),
+        operation_name=_optional(params, "operationName", str, "a string"),
+        extensions=_optional(params, "extensions", dict, "an object"),
+    )
+
+
+def _optional(params: Mapping[str, Any], name: str, kind: type, described: str) -> Any:
+    value = params.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise Refused(400, f"{name} must be {described} (or absent)")
+    return value

@@ -1,0 +1,93 @@
+"""graphql-transport-ws as served here: every frame a client sends is bounded in bytes by the HTTP body
+limit (one limit for both transports; over it the connection is closed with 1009, "message too big"),
+and must be a message of the protocol, or the connection is closed with 4400 and the reason.
+
+Strawberry's handler reads `message["type"]` and `message["payload"]["query"]` as they come: a frame
+`[1,2]`, a subscribe whose payload is a list, or a `complete` whose id is a list raised out of the
+handler and dropped the socket without a close frame. The shape is checked here first; a subscribe
+sent before the connection is acknowledged is left to Strawberry, which refuses it (4401) before
+anything of it is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.types import Message, Receive, Send
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message as ProtocolMessage
+
+from graphql_schema.context import Context
+
+MESSAGE_TOO_BIG = 1009  # RFC 6455
+
+
+class MessageTooBig(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"message over {limit:,} bytes: send smaller ones")
+        self.reason = str(self)
+
+
+async def with_message_limit(
+    serve: Callable[[Receive], Awaitable[None]], receive: Receive, send: Send, limit: int
+) -> None:
+    """Run `serve` on frames of at most `limit` bytes; a larger one ends it and closes the connection
+    with 1009. (The ASGI server has read the frame already: its own frame limit, uvicorn's
+    `ws_max_size`, keeps that read bounded; this holds under any server.)"""
+
+    async def bounded() -> Message:
+        message = await receive()
+        if message["type"] == "websocket.receive" and _over(message, limit):
+            raise MessageTooBig(limit)
+        return message
+
+    try:
+        await serve(bounded)
+    except MessageTooBig as refused:
+        await send({"type": "websocket.close", "code": MESSAGE_TOO_BIG, "reason": refused.reason})
+
+
+def _over(message: Message, limit: int) -> bool:
+    data = message.get("bytes")
+    if data is not None:
+        return len(data) > limit
+    text: str = message.get("text") or ""
+    # UTF-8 takes 1 to 4 bytes a character: encode only when the count of characters leaves it open.
+    if len(text) > limit:
+        return True
+    return len(text) * 4 > limit and len(text.encode()) > limit
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_message(self, message: ProtocolMessage) -> None:
+        problem = malformed(message, acknowledged=self.connection_acknowledged)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
+
+def malformed(message: Any, *, acknowledged: bool) -> str | None:
+    """Why `message` is not a graphql-transport-ws message we can act on (a close reason, at most 123
+    bytes), or None."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "each message must be a JSON object with a string type"
+    kind = message["type"]
+    if kind == "complete" and not isinstance(message.get("id"), str):
+        return "complete needs the string id of the operation"
+    if kind != "subscribe" or not acknowledged:
+        return None
+    if not isinstance(message.get("id"), str) or not message["id"]:
+        return "subscribe needs a string id"
+    payload = message.get("payload")
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "subscribe needs a payload {query: string, variables?: object}"
+    for name, kind_of, described in (
+        ("variables", dict, "an object"),
+        ("extensions", dict, "an object"),
+        ("operationName", str, "a string"),
+    ):
+        if payload.get(name) is not None and not isinstance(payload[name], kind_of):
+            return f"subscribe: {name} must be {described}"
+    return None
