@@ -24,6 +24,7 @@ from app.services.segments import keep_checking
 from app.services.traits import keep_recomputing, refresh_segments
 from app.settings import Settings
 from graphql_schema.http import GraphQLApp
+from graphql_schema.loopback_only import LoopbackOnly
 from graphql_schema.playground import ASSETS_PATH, STATIC_DIR
 
 log = logging.getLogger("cdp")
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         ],
         lifespan=lifespan,
     )
+    if not settings.auth:  # binding_problem() saw CDP_HOST only: each connection's address is checked too
+        app.add_middleware(LoopbackOnly)
     # Outermost: every request gets its id before anything logs, and is counted whatever happens.
     app.add_middleware(RequestObservation, metrics=lambda: holder["services"].metrics if holder else None)
     app.state.open_websockets = open_websockets

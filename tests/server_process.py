@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -30,12 +30,19 @@ def free_port() -> int:
 
 
 def start_server(
-    env: dict[str, str], port: int, *, output: IO[Any] | int = subprocess.DEVNULL, cwd: Path = ROOT, timeout: float = 60
+    env: dict[str, str],
+    port: int,
+    *,
+    output: IO[Any] | int = subprocess.DEVNULL,
+    cwd: Path = ROOT,
+    timeout: float = 60,
+    command: Sequence[str] | None = None,
 ) -> subprocess.Popen[Any]:
     """Start `python -m app serve` on loopback `port` (stdout and stderr to `output`) and return the
-    process once /healthz answers; a server that exits or does not answer in time fails the test."""
+    process once /healthz answers; a server that exits or does not answer in time fails the test.
+    `command` runs another server instead (e.g. uvicorn itself); it must answer on loopback `port`."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        command or [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         stdout=output,
