@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 
 from app.domain.errors import InvalidInput
 from app.domain.events import RawEvent, RawIdentifier
-from app.domain.profile_query import ProfileFilter, StatsField, StatsRange
+from app.domain.profile_query import MAX_FILTER_TEXT, ProfileFilter, StatsField, StatsRange
 
 
 @strawberry.input
@@ -121,6 +121,16 @@ class ProfileFilterInput:
     stats: list[StatsRangeInput] | None = None
 
     def to_domain(self) -> ProfileFilter:
+        for name, text in (
+            ("identifierType", self.identifier_type),
+            ("name", self.name),
+            ("city", self.city),
+            ("segment", self.segment),
+        ):
+            if text is not None and len(text) > MAX_FILTER_TEXT:
+                raise InvalidInput(
+                    f"filter.{name} is longer than {MAX_FILTER_TEXT} characters ({len(text):,})", field=f"filter.{name}"
+                )
         ranges = []
         for index, bound in enumerate(self.stats or []):
             if bound.min is None and bound.max is None:

@@ -31,6 +31,11 @@ class StatsRange:
     max: float | None = None
 
 
+# Longest text a filter compares (a name prefix, a city, an identifier type, a segment id): longer is
+# no one's name, and SQLite refuses a LIKE pattern past 50,000 bytes with an error of its own.
+MAX_FILTER_TEXT = 256
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileFilter:
     identifier_type: str | None = None
