@@ -1,0 +1,499 @@
+"""The edges of /graphql under hostile or broken clients (issue 12): the key is checked before a request
+is read (item 2), authentication switched off is refused beyond loopback whatever the server was told
+(item 11), malformed requests and frames get a GraphQL error with a code, never `500 text/plain` or a
+dropped socket (item 14), and one message-size limit holds for HTTP and WebSocket (item 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.responses import Response
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
+
+from app.bootstrap import Services
+from app.domain.access import Scope
+from app.main import create_app
+from app.services import api_keys
+from app.services.ingestion import IngestionPolicy, ingest_events
+from app.settings import Settings
+from app.store.sqlite.store import SQLiteStore
+from graphql_schema.http import GraphQLApp
+from tests.builders import event
+from tests.server_process import free_port, running_server, serving, start_server
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+TRANSPORT_WS = [Subprotocol("graphql-transport-ws")]
+PROFILES = "{ profiles(first: 1) { edges { cursor } } }"
+
+
+def _services(store: SQLiteStore, **settings: Any) -> Services:
+    return Services(settings=Settings(seed_fixtures=False, **settings), store=store, ingestion=IngestionPolicy())
+
+
+def _client(services: Services, key: str | None = None, *, base_url: str = "http://127.0.0.1") -> httpx.AsyncClient:
+    """The application in this process; `base_url`'s host is the local address the request arrives on
+    (what an ASGI server reports as scope["server"])."""
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    transport = httpx.ASGITransport(app=create_app(services=services))
+    return httpx.AsyncClient(transport=transport, base_url=base_url, headers=headers)
+
+
+@pytest.fixture
+async def key(sqlite_store: SQLiteStore) -> str:
+    _, token = await api_keys.create_key(sqlite_store, "edge tests", list(Scope))
+    return token
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    """The one GraphQL error of a refused request, after checking the response is GraphQL-shaped JSON."""
+    assert response.headers["content-type"].startswith(("application/json", GRAPHQL_RESPONSE)), response.text
+    body = response.json()
+    assert isinstance(body, dict) and "data" not in body, body
+    [error] = body["errors"]
+    assert error["message"] and error["extensions"]["code"], error
+    return dict(error)
+
+
+# -- Item 2: authentication before any work ------------------------------------------------------------
+
+
+class WatchedBody:
+    """A request body that records whether the server ever asked for it."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+        self.read = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.read = True
+        yield self.content
+
+
+REFUSED_CREDENTIALS = [
+    pytest.param(None, "send an API key", id="no key"),
+    pytest.param("Basic dXNlcjpwYXNz", "Bearer <key>", id="not a bearer token"),
+    pytest.param("Bearer hunter2", "expected cdp_", id="not a key of this server"),
+    pytest.param("Bearer {wrong secret}", "unknown API key", id="a wrong secret"),
+    pytest.param("Bearer {revoked}", "revoked", id="a revoked key"),
+]
+
+
+@pytest.mark.parametrize(("credentials", "reason"), REFUSED_CREDENTIALS)
+async def test_a_request_without_a_valid_key_is_refused_with_401_before_its_body_is_read(
+    sqlite_store: SQLiteStore, credentials: str | None, reason: str
+) -> None:
+    revoked, token = await api_keys.create_key(sqlite_store, "revoked", [Scope.READ_PROFILES])
+    await api_keys.revoke_key(sqlite_store, revoked.id)
+    _, valid = await api_keys.create_key(sqlite_store, "valid", [Scope.READ_PROFILES])
+    wrong = valid[:-4] + ("AAAA" if not valid.endswith("AAAA") else "BBBB")
+    headers = {"content-type": "application/json"}
+    if credentials:
+        headers["authorization"] = credentials.replace("{wrong secret}", wrong).replace("{revoked}", token)
+    body = WatchedBody(json.dumps({"query": PROFILES}).encode())
+    async with _client(_services(sqlite_store)) as client:
+        response = await client.post("/graphql", content=body, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    error = _error(response)
+    assert error["extensions"]["code"] == "UNAUTHENTICATED" and reason in error["message"]
+    assert not body.read
+
+
+KEYLESS_WORK = [
+    pytest.param({"query": PROFILES}, id="a query"),
+    pytest.param({"query": "{ __schema { types { name } } }"}, id="introspection"),
+    pytest.param({"query": "{ __typename }"}, id="a field without a scope"),
+    pytest.param({"query": "{ profiles(first: "}, id="a syntax error"),
+    pytest.param({"query": "{ __typename }", "variables": {"v": "x" * 1_000_000}}, id="a 1 MB string"),
+    pytest.param({"query": 'mutation { deleteSegment(id: "s") }'}, id="a mutation"),
+]
+
+
+@pytest.mark.parametrize("payload", KEYLESS_WORK)
+async def test_an_anonymous_document_is_never_parsed(sqlite_store: SQLiteStore, payload: dict[str, Any]) -> None:
+    body = WatchedBody(json.dumps(payload).encode())
+    async with _client(_services(sqlite_store)) as client:
+        response = await client.post("/graphql", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 401 and _error(response)["extensions"]["code"] == "UNAUTHENTICATED"
+    assert not body.read
+
+
+ANONYMOUS_GETS = [
+    pytest.param("/graphql", {"accept": "text/html"}, 200, id="the playground page"),
+    pytest.param("/healthz", {}, 200, id="the liveness probe"),
+    pytest.param("/readyz", {}, 200, id="the readiness probe"),
+    pytest.param("/metrics", {}, 200, id="the metrics"),
+    pytest.param("/graphql?query=%7B__typename%7D", {"accept": "application/json"}, 401, id="a query over GET"),
+    pytest.param("/graphql?query=%7B__schema%7BqueryType%7Bname%7D%7D%7D", {}, 401, id="introspection over GET"),
+    pytest.param("/graphql?query=%7B", {"accept": "text/html"}, 401, id="a syntax error over GET"),
+]
+
+
+@pytest.mark.parametrize(("path", "headers", "status"), ANONYMOUS_GETS)
+async def test_an_anonymous_client_reaches_the_playground_page_and_the_probes_only(
+    sqlite_store: SQLiteStore, path: str, headers: dict[str, str], status: int
+) -> None:
+    async with _client(_services(sqlite_store)) as client:
+        response = await client.get(path, headers=headers)
+    assert response.status_code == status, response.text
+    if status == 401:
+        assert _error(response)["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_with_authentication_off_a_request_needs_no_key(sqlite_store: SQLiteStore) -> None:
+    async with _client(_services(sqlite_store, auth=False)) as client:
+        response = await client.post("/graphql", json={"query": "{ __typename }"})
+    assert response.status_code == 200 and response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_the_key_is_looked_up_once_per_request(sqlite_store: SQLiteStore, key: str) -> None:
+    statements: list[str] = []
+    sqlite_store.trace(statements.append)
+    async with _client(_services(sqlite_store), key) as client:
+        response = await client.post("/graphql", json={"query": PROFILES})
+    assert response.status_code == 200 and "errors" not in response.json(), response.text
+    assert len([s for s in statements if "api_keys" in s]) == 1, statements
+
+
+@asynccontextmanager
+async def _socket(services: Services) -> AsyncIterator[ClientConnection]:
+    async with serving(services) as address, connect(f"ws://{address}/graphql", subprotocols=TRANSPORT_WS) as ws:
+        yield ws
+
+
+async def _close_of(ws: ClientConnection) -> tuple[int | None, str]:
+    """How the server ended the connection: (close code, reason); (None, "") when it dropped the
+    connection without a close frame. Messages before the close (an ack, a pong) are skipped."""
+    with pytest.raises(ConnectionClosed) as closed:
+        async with asyncio.timeout(20):  # a guard against a hang, not a timing assertion
+            while True:
+                await ws.recv()
+    received = closed.value.rcvd
+    return (received.code, received.reason) if received else (None, "")
+
+
+async def _acknowledged(ws: ClientConnection, key: str) -> None:
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+
+async def test_a_websocket_document_sent_before_the_key_is_refused_unparsed(sqlite_store: SQLiteStore) -> None:
+    async with _socket(_services(sqlite_store)) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": "subscription {"}}))
+        code, _ = await _close_of(ws)
+    assert code == 4401  # not 4400 for the syntax error: the document was never read
+
+
+# -- Item 11: CDP_AUTH=off beyond loopback ----------------------------------------------------------------
+
+LOCAL_ADDRESSES = [
+    pytest.param("http://10.0.0.5:8000", 403, id="a private IPv4 address"),
+    pytest.param("http://192.0.2.7:8000", 403, id="a public IPv4 address"),
+    pytest.param("http://[fd00::5]:8000", 403, id="an IPv6 address"),
+    pytest.param("http://[::ffff:10.0.0.5]:8000", 403, id="an IPv4-mapped IPv6 address"),
+    pytest.param("http://127.0.0.1:8000", 200, id="IPv4 loopback"),
+    pytest.param("http://127.8.9.10:8000", 200, id="elsewhere in 127/8"),
+    pytest.param("http://[::1]:8000", 200, id="IPv6 loopback"),
+]
+
+
+@pytest.mark.parametrize(("base_url", "status"), LOCAL_ADDRESSES)
+async def test_with_authentication_off_a_request_arriving_on_a_network_address_is_refused(
+    sqlite_store: SQLiteStore, base_url: str, status: int
+) -> None:
+    async with _client(_services(sqlite_store, auth=False), base_url=base_url) as client:
+        graphql = await client.post("/graphql", json={"query": "{ __typename }"})
+        metrics = await client.get("/metrics")
+    assert (graphql.status_code, metrics.status_code) == (status, status), graphql.text
+    if status == 403:
+        error = _error(graphql)
+        assert error["extensions"]["code"] == "FORBIDDEN" and "CDP_AUTH=off" in error["message"]
+
+
+async def test_with_authentication_on_a_network_address_serves_as_usual(sqlite_store: SQLiteStore, key: str) -> None:
+    async with _client(_services(sqlite_store), key, base_url="http://10.0.0.5:8000") as client:
+        response = await client.post("/graphql", json={"query": "{ __typename }"})
+    assert response.status_code == 200 and response.json() == {"data": {"__typename": "Query"}}
+
+
+def _own_network_address() -> str | None:
+    """A non-loopback IPv4 address of this machine (one a socket can bind to), if it has one."""
+    candidates = set()
+    with suppress(OSError):
+        candidates |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # UDP: picks the outgoing interface, sends nothing
+            candidates.add(probe.getsockname()[0])
+        except OSError:
+            pass
+    for address in sorted(candidates):
+        if address.startswith("127.") or address == "0.0.0.0":
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((address, 0))
+            except OSError:
+                continue
+        return str(address)
+    return None
+
+
+@contextmanager
+def _uvicorn_factory_on_every_interface(tmp_path: Path, log: Path) -> Iterator[int]:
+    """`uvicorn app.main:create_app --factory --host 0.0.0.0` with CDP_AUTH=off and CDP_HOST unset: the
+    issue's reproduction, where the configuration check saw 127.0.0.1."""
+    port = free_port()
+    env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false", "CDP_AUTH": "off"}
+    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0"]
+    with log.open("w") as output:
+        process = start_server(env, port, output=output, command=[*command, "--port", str(port)])
+        try:
+            yield port
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+async def test_uvicorn_on_every_interface_with_authentication_off_answers_loopback_only(tmp_path: Path) -> None:
+    address = _own_network_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address: the in-process table above covers the rule")
+    log = tmp_path / "server.log"
+    with _uvicorn_factory_on_every_interface(tmp_path, log) as port:
+        async with httpx.AsyncClient(timeout=10) as http:
+            local = await http.post(f"http://127.0.0.1:{port}/graphql", json={"query": "{ __typename }"})
+            assert local.status_code == 200 and local.json() == {"data": {"__typename": "Query"}}
+            for _ in range(2):
+                exposed = await http.post(f"http://{address}:{port}/graphql", json={"query": "{ __typename }"})
+                assert exposed.status_code == 403 and "CDP_AUTH=off" in _error(exposed)["message"]
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"ws://{address}:{port}/graphql", subprotocols=TRANSPORT_WS):
+                pass
+        assert refused.value.response.status_code == 403
+        async with connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=TRANSPORT_WS) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+    said = log.read_text()
+    assert said.count("CDP_AUTH=off") == 1, said  # said loudly, once
+
+
+# -- Item 14: malformed requests -------------------------------------------------------------------------
+
+JSON = "application/json"
+DEEP = b"[" * 10_000 + b"]" * 10_000
+MALFORMED = [
+    pytest.param(b"null", JSON, 400, id="null"),
+    pytest.param(b"42", JSON, 400, id="a number"),
+    pytest.param(b'"x"', JSON, 400, id="a string"),
+    pytest.param(b"[]", JSON, 400, id="an empty batch"),
+    pytest.param(b'[{"query": "{ __typename }"}]', JSON, 400, id="a batch"),
+    pytest.param(b"", JSON, 400, id="no body"),
+    pytest.param(b'{"query": ', JSON, 400, id="truncated JSON"),
+    pytest.param(b'\xff\xfe{\x00"\x00q\x00', JSON, 400, id="bytes that are not UTF-8"),
+    pytest.param(b'{"query": "{ __typename }", "variables": ' + DEEP + b"}", JSON, 400, id="nested 10,000 levels"),
+    pytest.param(b'{"query": "{ __typename }", "variables": [1, 2]}', JSON, 400, id="variables not an object"),
+    pytest.param(b'{"query": "{ __typename }", "extensions": "x"}', JSON, 400, id="extensions not an object"),
+    pytest.param(b'{"query": 42}', JSON, 400, id="query not a string"),
+    pytest.param(b'{"variables": {}}', JSON, 400, id="no query"),
+    pytest.param(b'{"query": "{ __typename }", "operationName": 7}', JSON, 400, id="operationName not a string"),
+    pytest.param(
+        b'{"query": "query($n: Int!) { profiles(first: $n) { edges { cursor } } }", "variables": {"n": '
+        + b"9" * 5000
+        + b"}}",
+        JSON,
+        400,
+        id="a 5,000-digit integer",
+    ),
+    pytest.param(b'{"query": "{ __typename }"}', "text/plain", 415, id="not JSON by its content type"),
+    pytest.param(b'{"query": "{ __typename }"}', None, 415, id="no content type"),
+    pytest.param(
+        b'{"query": "subscription { segmentMembershipChanged { change } }"}', JSON, 400, id="a subscription over POST"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "status"), MALFORMED)
+async def test_a_malformed_request_gets_a_graphql_error_with_a_code(
+    sqlite_store: SQLiteStore, key: str, body: bytes, content_type: str | None, status: int
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    async with _client(_services(sqlite_store), key) as client:
+        response = await client.post("/graphql", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert _error(response)["extensions"]["code"] in {"BAD_REQUEST", "BAD_USER_INPUT"}
+
+
+async def test_a_subscription_over_post_says_where_subscriptions_are_served(
+    sqlite_store: SQLiteStore, key: str
+) -> None:
+    async with _client(_services(sqlite_store), key) as client:
+        response = await client.post("/graphql", json={"query": "subscription { segmentMembershipChanged { change } }"})
+    assert "WebSocket" in _error(response)["message"]
+
+
+async def test_a_mutation_over_get_is_405_after_the_key_is_checked(sqlite_store: SQLiteStore, key: str) -> None:
+    async with _client(_services(sqlite_store), key) as client:
+        response = await client.get("/graphql", params={"query": 'mutation { deleteSegment(id: "s") }'})
+        anonymous = await client.get(
+            "/graphql", params={"query": 'mutation { deleteSegment(id: "s") }'}, headers={"authorization": ""}
+        )
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert _error(response)["extensions"]["code"] == "BAD_REQUEST"
+    assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("name", "a" * 100_000, id="a 100,000-character name"),
+        pytest.param("city", "L" * 300, id="a 300-character city"),
+        pytest.param("identifierType", "t" * 300, id="a 300-character identifier type"),
+        pytest.param("segment", "s" * 300, id="a 300-character segment id"),
+    ],
+)
+async def test_an_overlong_filter_string_is_the_clients_mistake_naming_the_field(
+    sqlite_store: SQLiteStore, key: str, field: str, value: str
+) -> None:
+    await ingest_events(sqlite_store, [event("identify")])  # a row for the database to compare with
+    query = "query($f: ProfileFilterInput) { profiles(first: 5, filter: $f) { edges { cursor } } }"
+    async with _client(_services(sqlite_store), key) as client:
+        response = await client.post("/graphql", json={"query": query, "variables": {"f": {field: value}}})
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": f"filter.{field}"}, error
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(_nested(300), id="nested past orjson's 255 levels"),
+        pytest.param(2**70, id="an integer past 64 bits"),
+        pytest.param("lone \ud800 surrogate", id="a lone surrogate"),
+    ],
+)
+def test_an_answer_the_fast_encoder_refuses_is_encoded_all_the_same(sqlite_store: SQLiteStore, value: Any) -> None:
+    # Stored data cannot reach these any more (ingestion bounds them, reads cut what is deeper), so the
+    # view's encoding is checked itself: the last step of every answer, HTTP and WebSocket.
+    view = GraphQLApp(lambda: _services(sqlite_store), Settings(seed_fixtures=False))
+    response = view.create_response({"data": {"traits": value}}, Response())
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert json.loads(response.body) == {"data": {"traits": value}}
+
+
+def test_an_answer_no_encoder_can_write_is_a_graphql_error_not_text(sqlite_store: SQLiteStore) -> None:
+    view = GraphQLApp(lambda: _services(sqlite_store), Settings(seed_fixtures=False))
+    response = view.create_response({"data": {"traits": _nested(5000)}}, Response())
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    [error] = json.loads(response.body)["errors"]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR" and error["extensions"]["errorId"]
+    message = json.loads(view.encode_json({"id": "7", "type": "next", "payload": {"data": _nested(5000)}}))
+    assert (message["id"], message["type"], message["payload"]["data"]) == ("7", "next", None)
+    assert message["payload"]["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+
+
+# -- Item 14: malformed WebSocket frames ----------------------------------------------------------------
+
+SUBSCRIBE = {
+    "type": "subscribe",
+    "id": "1",
+    "payload": {"query": "subscription { segmentMembershipChanged { change } }"},
+}
+BAD_FRAMES = [
+    pytest.param("[1, 2]", id="a JSON array"),
+    pytest.param("null", id="JSON null"),
+    pytest.param("42", id="a JSON number"),
+    pytest.param('"connection_init"', id="a JSON string"),
+    pytest.param("{not json", id="not JSON"),
+    pytest.param(b"\x00\x01binary", id="a binary frame"),
+    pytest.param('{"type": 5}', id="a type that is not a string"),
+    pytest.param('{"id": "1"}', id="no type"),
+    pytest.param("[" * 10_000 + "]" * 10_000, id="nested 10,000 levels"),
+    pytest.param('{"type": "ping", "payload": {"n": ' + "9" * 5000 + "}}", id="a 5,000-digit number"),
+    pytest.param(json.dumps({**SUBSCRIBE, "payload": [1]}), id="a subscribe whose payload is a list"),
+    pytest.param(json.dumps({**SUBSCRIBE, "payload": {"query": 42}}), id="a subscribe whose query is a number"),
+    pytest.param(json.dumps({**SUBSCRIBE, "id": 1}), id="a subscribe whose id is a number"),
+    pytest.param(
+        json.dumps({**SUBSCRIBE, "payload": {**SUBSCRIBE["payload"], "variables": [1]}}),  # type: ignore[dict-item]
+        id="a subscribe whose variables are a list",
+    ),
+]
+
+
+@pytest.mark.parametrize("frame", BAD_FRAMES)
+async def test_a_malformed_frame_closes_the_connection_with_4400_and_a_reason(
+    sqlite_store: SQLiteStore, key: str, frame: str | bytes
+) -> None:
+    async with _socket(_services(sqlite_store)) as ws:
+        await _acknowledged(ws, key)
+        await ws.send(frame)
+        code, reason = await _close_of(ws)
+    assert (code, bool(reason)) == (4400, True), reason
+
+
+# -- Item 4: one message-size limit for HTTP and WebSocket -----------------------------------------------
+
+LIMIT = 2048
+
+
+def _ping(size: int) -> str:
+    """A ping message of exactly `size` bytes."""
+    frame = json.dumps({"type": "ping", "payload": {"pad": ""}})
+    return frame.replace('"pad": ""', '"pad": "' + "x" * (size - len(frame)) + '"')
+
+
+async def test_a_websocket_message_up_to_the_body_limit_is_read(sqlite_store: SQLiteStore, key: str) -> None:
+    async with _socket(_services(sqlite_store, max_body_bytes=LIMIT)) as ws:
+        await _acknowledged(ws, key)
+        await ws.send(_ping(LIMIT))
+        assert json.loads(await ws.recv())["type"] == "pong"
+
+
+@pytest.mark.parametrize(
+    ("frame", "authenticated"),
+    [
+        pytest.param(_ping(LIMIT + 1), True, id="a text frame one byte over"),
+        pytest.param(_ping(LIMIT - 100).replace("x", "é"), True, id="characters under, UTF-8 bytes over"),
+        pytest.param(b"\x00" * (LIMIT + 1), True, id="a binary frame one byte over"),
+        pytest.param(_ping(LIMIT * 4), False, id="before connection_init"),
+    ],
+)
+async def test_a_websocket_message_over_the_body_limit_closes_the_connection_with_1009(
+    sqlite_store: SQLiteStore, key: str, frame: str | bytes, authenticated: bool
+) -> None:
+    async with _socket(_services(sqlite_store, max_body_bytes=LIMIT)) as ws:
+        if authenticated:
+            await _acknowledged(ws, key)
+        await ws.send(frame)
+        code, reason = await _close_of(ws)
+    assert code == 1009 and f"{LIMIT:,} bytes" in reason, reason
+
+
+async def test_the_served_application_refuses_a_websocket_message_over_one_mebibyte(tmp_path: Path) -> None:
+    env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false"}
+    limit = Settings().max_body_bytes
+    with running_server(env) as url:
+        async with connect(url.replace("http", "ws") + "/graphql", subprotocols=TRANSPORT_WS) as ws:
+            await ws.send(_ping(limit + 1))
+            code, _ = await _close_of(ws)
+        key = (tmp_path / "dev-api-key").read_text().strip()
+        async with httpx.AsyncClient(headers={"authorization": f"Bearer {key}"}) as http:
+            body = await http.post(f"{url}/graphql", content=b" " * (limit + 1), headers={"content-type": JSON})
+    assert (code, body.status_code) == (1009, 413)
