@@ -30,6 +30,13 @@ def _money(cents: int | None) -> float | None:
     return None if cents is None else cents / 100
 
 
+def _count(value: int) -> int:
+    """A counter as a GraphQL Int (signed 32 bits). Ingestion bounds what one event adds, but a total
+    can still outgrow it (or was written before the bounds): it reads as the largest Int, never as a
+    read that fails for good."""
+    return max(-(2**31), min(value, 2**31 - 1))
+
+
 @strawberry.type
 class Identifier:
     type: str
@@ -117,29 +124,29 @@ class Stats:
     @classmethod
     def from_domain(cls, stats: domain.Stats) -> Stats:
         return cls(
-            events_total=stats.events_total,
-            orders=stats.orders,
+            events_total=_count(stats.events_total),
+            orders=_count(stats.orders),
             revenue=stats.revenue_cents / 100,
             average_order_value=_money(stats.average_order_value_cents),
-            items_purchased=stats.items_purchased,
+            items_purchased=_count(stats.items_purchased),
             first_order_at=stats.first_order_at,
             last_order_at=stats.last_order_at,
-            returns=stats.returns,
+            returns=_count(stats.returns),
             returned_amount=stats.returned_cents / 100,
-            add_to_carts=stats.add_to_carts,
-            cart_abandons=stats.cart_abandons,
+            add_to_carts=_count(stats.add_to_carts),
+            cart_abandons=_count(stats.cart_abandons),
             last_cart_abandon_at=stats.last_cart_abandon_at,
-            email_opens=stats.email_opens,
-            email_clicks=stats.email_clicks,
-            email_replies=stats.email_replies,
-            visits=stats.visits,
-            page_views=stats.page_views,
-            product_views=stats.product_views,
-            support_contacts=stats.support_contacts,
-            survey_responses=stats.survey_responses,
+            email_opens=_count(stats.email_opens),
+            email_clicks=_count(stats.email_clicks),
+            email_replies=_count(stats.email_replies),
+            visits=_count(stats.visits),
+            page_views=_count(stats.page_views),
+            product_views=_count(stats.product_views),
+            support_contacts=_count(stats.support_contacts),
+            survey_responses=_count(stats.survey_responses),
             first_seen_at=stats.first_seen_at,
             last_seen_at=stats.last_seen_at,
-            channels=[ChannelCount(channel=c, count=n) for c, n in sorted(stats.channels.items())],
+            channels=[ChannelCount(channel=c, count=_count(n)) for c, n in sorted(stats.channels.items())],
         )
 
 
@@ -306,8 +313,11 @@ class Profile:
                 nps_at=quality.nps_at,
                 average_rating=quality.average_rating,
                 rating_count=quality.rating_count,
-                ratings=[Rating(**r.model_dump()) for r in quality.ratings],
-                preferences=JSON(quality.preferences),
+                ratings=[
+                    Rating(rating=r.rating, at=r.at, product_id=r.product_id, written=r.comment)
+                    for r in quality.ratings
+                ],
+                stated=quality.preferences,
             ),
             consents=[
                 Consent(purpose=purpose, granted=c.granted, source=c.source, at=c.at)
