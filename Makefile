@@ -26,7 +26,17 @@ $(CHROMIUM):
 		echo "chromium is not installed and cannot be installed here: the browser test will say so and skip"; \
 	fi
 
-test: $(STAMP) $(CHROMIUM)
+# The GraphQL-over-HTTP audit test runs the spec's npm package (pinned in tests/http_audit/package-lock.json).
+AUDIT := tests/http_audit
+$(AUDIT)/node_modules/.package-lock.json: $(AUDIT)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(AUDIT) --silent --no-audit --no-fund \
+			|| echo "could not install the GraphQL-over-HTTP audit: its test will say so and fail"; \
+	else \
+		echo "npm is not installed: the GraphQL-over-HTTP audit test will say so"; \
+	fi
+
+test: $(STAMP) $(CHROMIUM) $(AUDIT)/node_modules/.package-lock.json
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
