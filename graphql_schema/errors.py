@@ -4,11 +4,16 @@ Domain errors keep their message and get `extensions.code` (and `extensions.fiel
 one). GraphQL syntax and validation errors get a code too. Anything else is masked: the client gets
 "Internal server error" and an `errorId` that finds the full log line; no stack trace, no database
 message ever leaves the server.
+
+With introspection off, graphql-core's suggestions ("Did you mean 'segments'?") are cut from every
+message here, whichever step wrote them (validation, variable coercion, enum values): they would spell
+out the schema that switching introspection off hides.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 from graphql.error import GraphQLError
@@ -18,9 +23,16 @@ from app.domain.errors import DomainError
 from graphql_schema.limits import LIMIT_EXCEEDED, is_limit_message
 
 log = logging.getLogger("cdp.graphql")
+# graphql-core's one wording for every suggestion (graphql/pyutils/did_you_mean.py): " Did you mean
+# 'a', 'b', or 'c'?", or with words before the names ("the enum value"). Names cannot hold a "?".
+SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 
 
-def to_graphql_error(error: GraphQLError) -> GraphQLError:
+def without_suggestions(message: str) -> str:
+    return SUGGESTION.sub("", message)
+
+
+def to_graphql_error(error: GraphQLError, *, hide_suggestions: bool = False) -> GraphQLError:
     original = error.original_error
     if isinstance(original, DomainError):
         extensions = {"code": original.code}
@@ -38,7 +50,7 @@ def to_graphql_error(error: GraphQLError) -> GraphQLError:
             else "GRAPHQL_VALIDATION_FAILED"
         )
         return GraphQLError(
-            error.message,
+            without_suggestions(error.message) if hide_suggestions else error.message,
             error.nodes,
             error.source,
             error.positions,
@@ -60,8 +72,12 @@ def to_graphql_error(error: GraphQLError) -> GraphQLError:
 
 
 class ErrorCodes(MaskErrors):
+    def __init__(self, *, hide_suggestions: bool = False) -> None:
+        super().__init__()
+        self.hide_suggestions = hide_suggestions
+
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [to_graphql_error(error) for error in errors]
+        return [to_graphql_error(error, hide_suggestions=self.hide_suggestions) for error in errors]
 
     def _process_result(self, result: object) -> None:
         # MaskErrors asks `isinstance` of a runtime-checkable Protocol first, which walks the

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from strawberry.extensions.validation_cache import _get_validate_cache
+from graphql import parse, print_ast
+from strawberry.schema.schema import validate_document
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -21,7 +23,11 @@ from app.main import create_app
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
-from graphql_schema.document_cache import DOCUMENTS_CACHED
+from graphql_schema import document_gate
+from graphql_schema.document_cache import Prepared, PreparedDocuments, weight_of
+from graphql_schema.limits import QueryLimits
+from graphql_schema.page_arguments import PAGE_ARGUMENTS, page_maximum
+from graphql_schema.schema import build_schema
 from tests.server_process import running_server
 
 
@@ -69,7 +75,7 @@ async def test_huge_pages_are_refused_before_execution(client: httpx.AsyncClient
     codes, message = await _codes(client, nested)
     assert codes == {"LIMIT_EXCEEDED"} and "query cost" in message
     codes, message = await _codes(client, "{ profiles(first: 100000) { edges { cursor } } }")
-    assert codes == {"LIMIT_EXCEEDED"} and "query cost" in message
+    assert codes == {"BAD_USER_INPUT"} and message == "first must be between 1 and 100, got 100000"
     codes, message = await _codes(client, "{ profiles(first: 500) { edges { cursor } } }")  # cheap, still too big
     assert codes == {"BAD_USER_INPUT"} and "between 1 and 100" in message
 
@@ -83,7 +89,7 @@ async def test_fragment_cycles_are_refused(client: httpx.AsyncClient) -> None:
 async def test_batched_operations_are_refused(client: httpx.AsyncClient) -> None:
     batch = json.dumps([{"query": "{ segments { id } }"}] * 50)
     response = await client.post("/graphql", content=batch, headers={"content-type": "application/json"})
-    assert response.status_code == 400 and "Batching is not enabled" in response.text
+    assert response.status_code == 400 and "batch" in response.text.lower()
 
 
 async def test_production_hides_the_schema(sqlite_store: SQLiteStore) -> None:
@@ -153,17 +159,229 @@ async def test_websocket_init_timeout_and_subscription_cap(tmp_path: Path) -> No
         assert refused["id"] == "2" and refused["type"] == "error", refused
 
 
-async def test_a_repeated_document_is_validated_once_and_refused_every_time(client: httpx.AsyncClient) -> None:
-    # The validation cache is keyed by the rule classes: limiters rebuilt per request would never hit it.
-    validations = _get_validate_cache(DOCUMENTS_CACHED)
-    costly = "{ profiles(first: 100000) { edges { cursor } } } # sent only by this test"
+async def test_a_repeated_document_is_validated_once_and_refused_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    validations: list[str] = []
+
+    def counted(schema: Any, document: Any, rules: Any) -> Any:
+        validations.append(print_ast(document))
+        return validate_document(schema, document, rules)
+
+    monkeypatch.setattr(document_gate, "validate_document", counted)
+    schema = build_schema(QueryLimits())
+    costly = "{ profiles(first: 100) { edges { node { interactions(first: 100) { edges { cursor } } } } } }"
     for copy in range(3):
-        misses = validations.cache_info().misses
-        codes, message = await _codes(client, costly)
-        assert codes == {"LIMIT_EXCEEDED"} and "query cost" in message
-        assert validations.cache_info().misses == misses + (1 if copy == 0 else 0)
+        result = await schema.execute(costly)
+        assert result.errors and "query cost 20,301" in result.errors[0].message
+        assert (schema.gate.documents.misses, schema.gate.documents.hits) == (1, copy)
+    assert validations == []  # the limits refused it: graphql-core's rules never ran
     for _ in range(2):
-        misses = validations.cache_info().misses
-        codes, _message = await _codes(client, "{ profile(id: ")  # a syntax error each time, nothing to validate
-        assert codes == {"GRAPHQL_PARSE_FAILED"}
-        assert validations.cache_info().misses == misses
+        result = await schema.execute("{ __typename }")
+        assert result.data == {"__typename": "Query"}
+    assert len(validations) == 1
+    for _ in range(2):
+        result = await schema.execute("{ profile(id: ")  # a syntax error, refused from the cache the second time
+        assert result.errors and result.errors[0].message.startswith("Syntax Error")
+    assert (schema.gate.documents.misses, schema.gate.documents.hits) == (3, 4)
+
+
+def test_the_document_cache_is_bounded_by_what_it_holds() -> None:
+    documents = PreparedDocuments(budget=50_000, largest=2_000)
+    texts = [f"{{ a{n}: segments {{ id name }} }}" for n in range(200)]
+    for text in texts:
+        document = parse(text)
+        documents.put(text, text, Prepared(document, weight=weight_of(text, document)))
+    assert documents.held <= 50_000 and 0 < len(documents) < 200
+    assert documents.get(texts[-1]) is not None and documents.get(texts[0]) is None  # the oldest went first
+    big = "{ " + "segments { id } " * 200 + "}"
+    documents.put(big, big, Prepared(parse(big), weight=1))
+    assert documents.get(big) is None  # over `largest` characters: never kept
+    assert weight_of(texts[0], parse(texts[0])) == len(texts[0]) + 600 * 11  # 11 tokens
+
+
+# -- Issue 12, item 1: fragment fan-out is checked without expanding it ------------------------------------
+
+
+def _fan_out(levels: int) -> str:
+    spreads = " ".join(f"fragment F{n} on Query {{ ...F{n + 1} ...F{n + 1} }}" for n in range(levels))
+    return f"query {{ ...F0 }} {spreads} fragment F{levels} on Query {{ __typename }}"
+
+
+async def test_a_fragment_fanning_out_within_the_limits_still_runs(client: httpx.AsyncClient) -> None:
+    # 2^12 = 4,096 __typename selections, all one response field: well within cost and repetition limits
+    # once fragments are counted by what they bring, not spread out.
+    response = await client.post("/graphql", json={"query": _fan_out(3)})
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_fragment_fan_out_over_a_websocket_is_refused_at_once(tmp_path: Path) -> None:
+    # Over WebSocket, 17 levels took 2.1 s; 60 levels would never finish if spreads were expanded.
+    spreads = " ".join(f"fragment S{n} on Subscription {{ ...S{n + 1} ...S{n + 1} }}" for n in range(60))
+    query = (
+        f"subscription {{ ...S0 }} {spreads} fragment S60 on Subscription {{ segmentMembershipChanged {{ change }} }}"
+    )
+    env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false", "CDP_AUTH": "off"}
+    with running_server(env) as url:
+        async with connect(
+            url.replace("http", "ws") + "/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+            refused = json.loads(await asyncio.wait_for(ws.recv(), 30))
+    assert refused["type"] == "error", refused
+    [error] = refused["payload"]
+    assert error["extensions"]["code"] == "LIMIT_EXCEEDED" and error["message"].startswith("query cost ")
+
+
+async def test_a_document_within_every_limit_is_still_validated_by_the_standard_rules(
+    client: httpx.AsyncClient,
+) -> None:
+    codes, message = await _codes(client, "{ segments { id nme } }")
+    assert codes == {"GRAPHQL_VALIDATION_FAILED"} and "Cannot query field 'nme'" in message
+
+
+async def test_a_field_selected_again_and_again_at_one_place_is_refused(client: httpx.AsyncClient) -> None:
+    # graphql-core compares every pair of same-named fields: 400 copies took 1.5 s to validate.
+    codes, message = await _codes(client, "{ " + "segments { id } " * 400 + "}")
+    assert codes == {"LIMIT_EXCEEDED"} and "'segments' is selected 400 times" in message
+    nested = "{ segments { " + "members { edges { cursor } } " * 30 + "} }"  # counted by path through the response
+    codes, message = await _codes(client, nested)
+    assert codes == {"LIMIT_EXCEEDED"} and "'members' is selected 30 times at segments.members" in message
+
+
+# -- Issue 12, item 3: page sizes below 1 or past their field's maximum ------------------------------------
+
+PAGES = [
+    pytest.param("{ profiles(first: 0) { edges { cursor } } }", "first", 100, id="profiles first 0"),
+    pytest.param("{ profiles(first: 101) { edges { cursor } } }", "first", 100, id="profiles first 101"),
+    pytest.param(
+        '{ profile(id: "p") { interactions(first: -100000000) { edges { cursor } } } }', "first", 100, id="negative"
+    ),
+    pytest.param(
+        "{ segments { members(first: " + "9" * 5000 + ") { edges { cursor } } } }", "first", 100, id="5,000 digits"
+    ),
+    pytest.param("{ segmentHistory(last: 501) { id } }", "last", 500, id="segmentHistory last 501"),
+    pytest.param('{ recommendations(profileId: "p", first: 51) { score } }', "first", 50, id="recommendations 51"),
+    pytest.param("{ mergeCandidates(first: 1001) { score } }", "first", 1000, id="mergeCandidates 1001"),
+    pytest.param(
+        "query { segments { ...M } } fragment M on Segment { members(first: -1) { edges { cursor } } }",
+        "first",
+        100,
+        id="in a fragment",
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "argument", "maximum"), PAGES)
+async def test_a_page_out_of_range_is_bad_user_input_before_execution(
+    client: httpx.AsyncClient, query: str, argument: str, maximum: int
+) -> None:
+    response = await client.post("/graphql", json={"query": query})
+    assert response.status_code < 500
+    body = response.json()
+    assert body.get("data") is None, body
+    [error] = body["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": argument}
+    assert error["message"].startswith(f"{argument} must be between 1 and {maximum}, got ")
+
+
+VARIABLE_PAGES = "query($n: Int!, $m: Int = 5) { profiles(first: $n) { edges { node { interactions(first: $m) { edges { node { type } } } } } } }"  # noqa: E501
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        pytest.param({"n": -5}, "first must be between 1 and 100, got -5", id="negative"),
+        pytest.param({"n": 101}, "first must be between 1 and 100, got 101", id="over the limit"),
+        pytest.param({"n": 1, "m": 0}, "first must be between 1 and 100, got 0", id="nested"),
+    ],
+)
+async def test_a_page_given_as_a_variable_is_checked_before_any_resolver(
+    sqlite_store: SQLiteStore, variables: dict[str, int], message: str
+) -> None:
+    statements: list[str] = []
+    sqlite_store.trace(statements.append)
+    async with _client(sqlite_store) as client:
+        response = await client.post("/graphql", json={"query": VARIABLE_PAGES, "variables": variables})
+    body = response.json()
+    assert body.get("data") is None and [e["message"] for e in body["errors"]] == [message], body
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "first"}
+    assert statements == []
+
+
+async def test_variable_pages_cost_what_they_ask_for(client: httpx.AsyncClient) -> None:
+    small = await client.post("/graphql", json={"query": VARIABLE_PAGES, "variables": {"n": 5, "m": 5}})
+    assert small.json() == {"data": {"profiles": {"edges": []}}}
+    big = await client.post("/graphql", json={"query": VARIABLE_PAGES, "variables": {"n": 100, "m": 100}})
+    [error] = big.json()["errors"]
+    assert error["extensions"]["code"] == "LIMIT_EXCEEDED" and error["message"].startswith("query cost 30,301 ")
+    default = await client.post("/graphql", json={"query": VARIABLE_PAGES, "variables": {"n": 100}})  # m: 5
+    assert default.json() == {"data": {"profiles": {"edges": []}}}
+
+
+async def test_the_largest_pages_each_field_allows_are_accepted(client: httpx.AsyncClient) -> None:
+    for query in (
+        "{ profiles(first: 100) { edges { cursor } } }",
+        "{ segmentHistory(last: 500) { id } }",
+        '{ recommendations(profileId: "p", first: 50) { score } }',  # NOT_FOUND: there is no profile p
+        "{ mergeCandidates(first: 1000) { score } }",
+    ):
+        errors = (await client.post("/graphql", json={"query": query})).json().get("errors", [])
+        assert {error["extensions"]["code"] for error in errors} <= {"NOT_FOUND"}, (query, errors)
+
+
+def test_every_paged_field_has_a_maximum() -> None:
+    for type_name, graphql_type in build_schema(QueryLimits())._schema.type_map.items():
+        for field_name, definition in getattr(graphql_type, "fields", {}).items():
+            for argument in PAGE_ARGUMENTS:
+                if argument in getattr(definition, "args", {}):
+                    assert page_maximum(type_name, field_name, argument, page_limit=100) is not None, (
+                        f"{type_name}.{field_name}({argument}) has no maximum in graphql_schema/page_arguments.py"
+                    )
+
+
+# -- Issue 12, item 10: no "did you mean" with introspection off --------------------------------------------
+
+SUGGESTED = [
+    pytest.param({"query": "{ segmnts { id } }"}, id="a field"),
+    pytest.param({"query": '{ profile(idd: "p") { id } }'}, id="an argument"),
+    pytest.param({"query": "{ segmentHistory { chang } }"}, id="a field of a nested type"),
+    pytest.param(
+        {"query": "subscription { segmentMembershipChanged { change @skip(iff: true) } }"}, id="a directive argument"
+    ),
+    pytest.param(
+        {"query": "{ profiles(filter: {stats: [{field: ORDRS, min: 1}]}) { edges { cursor } } }"},
+        id="an enum value",
+    ),
+    pytest.param({"query": '{ profiles(filter: {nam: "x"}) { edges { cursor } } }'}, id="an input field"),
+    pytest.param({"query": "query($f: ProfileFiltrInput) { profiles(filter: $f) { edges { cursor } } }"}, id="a type"),
+    pytest.param(
+        {
+            "query": "query($f: ProfileFilterInput) { profiles(filter: $f) { edges { cursor } } }",
+            "variables": {"f": {"nam": "x"}},
+        },
+        id="a variable's input field",
+    ),
+    pytest.param(
+        {
+            "query": "query($f: ProfileFilterInput) { profiles(filter: $f) { edges { cursor } } }",
+            "variables": {"f": {"stats": [{"field": "ORDRS"}]}},
+        },
+        id="a variable's enum value",
+    ),
+]
+
+
+@pytest.mark.parametrize("body", SUGGESTED)
+async def test_production_suggests_no_names(sqlite_store: SQLiteStore, body: dict[str, Any]) -> None:
+    async with _client(sqlite_store) as development:  # the same mistake in development gets a suggestion
+        said = (await development.post("/graphql", json=body)).json()["errors"]
+    assert any("Did you mean" in error["message"] for error in said), said
+    async with _client(sqlite_store, environment="production") as production:
+        response = await production.post("/graphql", json=body)
+    errors = response.json()["errors"]
+    assert errors and not any("Did you mean" in error["message"] for error in errors), errors
+    # Nothing else is taken out (a value the client sent may be quoted back).
+    assert {re.sub(r" Did you mean [^?]*\?", "", error["message"]) for error in said} == {e["message"] for e in errors}

@@ -1,0 +1,95 @@
+"""A bound on the lists given in the variables, checked before graphql-core coerces them.
+
+Coercion walks every item on the event loop: 100,000 strings for `interactions(types: $t)` held it for
+a good part of a second, and then reached the store. No list argument of this API means more than
+QueryLimits.max_list_items items (an event batch is at most 10,000), so a longer one is refused
+before coercion. Only lists the schema types as lists are counted: a JSON property value (an event's
+`properties`) is the event checks' business, where it is refused for that event alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    type_from_ast,
+)
+
+from graphql_schema.limits import LIMIT_EXCEEDED
+
+
+def list_refusal(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, object] | None,
+    most_items: int,
+) -> GraphQLError | None:
+    """LIMIT_EXCEEDED naming the first variable holding a list longer than `most_items`."""
+    if not variables:
+        return None
+    operation = _operation(document, operation_name)
+    if operation is None:
+        return None  # graphql-core says why
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        declared = type_from_ast(schema, definition.type)
+        if name not in variables or declared is None:
+            continue
+        longest = _longest_list(variables[name], declared, most_items)  # type: ignore[arg-type]
+        if longest > most_items:
+            return GraphQLError(
+                f"variable ${name} holds a list of {longest:,} items; at most {most_items:,} are accepted",
+                definition,
+                extensions={"code": LIMIT_EXCEEDED},
+            )
+    return None
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is None:
+        return operations[0] if len(operations) == 1 else None
+    return next((o for o in operations if o.name is not None and o.name.value == name), None)
+
+
+def _longest_list(value: object, declared: GraphQLInputType, most_items: int) -> int:
+    """The longest list in `value` where the schema expects a list, or the first one longer than
+    `most_items` (iterative: how deep a value nests is the client's choice)."""
+    longest = 0
+    stack: list[tuple[object, GraphQLInputType]] = [(value, declared)]
+    while stack:
+        value, declared = stack.pop()
+        if isinstance(declared, GraphQLNonNull):
+            declared = declared.of_type
+        if isinstance(declared, GraphQLList):
+            if isinstance(value, list):
+                longest = max(longest, len(value))
+                if longest > most_items:
+                    return longest
+                if _may_hold_lists(declared.of_type):
+                    stack.extend((item, declared.of_type) for item in value)
+            else:  # a single value stands for a list of one
+                stack.append((value, declared.of_type))
+        elif isinstance(declared, GraphQLInputObjectType) and isinstance(value, dict):
+            for field_name, field_value in value.items():
+                found = declared.fields.get(field_name)
+                if found is not None:
+                    stack.append((field_value, found.type))
+    return longest
+
+
+def _may_hold_lists(declared: GraphQLInputType) -> bool:
+    while isinstance(declared, (GraphQLNonNull, GraphQLList)):
+        if isinstance(declared, GraphQLList):
+            return True
+        declared = declared.of_type
+    return isinstance(declared, GraphQLInputObjectType)
