@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     max_query_aliases: int = Field(default=30, ge=0, le=10_000)
     max_query_tokens: int = Field(default=2000, ge=50, le=1_000_000)
     max_query_cost: int = Field(default=10_000, ge=10, description="Fields counted with page sizes multiplied down.")
+    max_query_length: int = Field(
+        default=65_536, ge=1024, le=1_048_576, description="Characters of document text, refused before parsing."
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
     introspection: bool | None = Field(default=None, description="Unset: on in development, off in production.")
     ws_init_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="connection_init wait (4408).")

@@ -51,6 +51,7 @@ def limits_of(settings: Settings) -> QueryLimits:
         max_aliases=settings.max_query_aliases,
         max_tokens=settings.max_query_tokens,
         max_cost=settings.max_query_cost,
+        max_length=settings.max_query_length,
         page_size=settings.max_page_size,
         introspection=settings.introspection_enabled,
     )

@@ -385,3 +385,12 @@ async def test_production_suggests_no_names(sqlite_store: SQLiteStore, body: dic
     assert errors and not any("Did you mean" in error["message"] for error in errors), errors
     # Nothing else is taken out (a value the client sent may be quoted back).
     assert {re.sub(r" Did you mean [^?]*\?", "", error["message"]) for error in said} == {e["message"] for e in errors}
+
+
+async def test_the_document_length_limit_is_configured(sqlite_store: SQLiteStore) -> None:
+    query = "{ segments { id } }" + " " * 3000
+    async with _client(sqlite_store, max_query_length=2048) as client:
+        codes, message = await _codes(client, query)
+    assert codes == {"LIMIT_EXCEEDED"} and message.startswith("document of 3,019 characters exceeds the limit of 2,048")
+    async with _client(sqlite_store) as client:
+        assert await _codes(client, query) == (set(), "")
