@@ -11,18 +11,36 @@ from datetime import date
 from datetime import datetime as _datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic.alias_generators import to_camel
 
 from app.domain.clock import utc_ms
 from app.domain.event_limits import readable
 
+# Documents this process built itself (a profile read once, then changed in memory by a batch of
+# events) are loaded with this context: their times are already UTC milliseconds and their free-form
+# data was cut when it was read, so neither is walked again.
+TRUSTED = {"trusted": True}
+
+
+def _trusted(info: ValidationInfo) -> bool:
+    return info.context is TRUSTED
+
+
+def _stored_time(moment: _datetime, info: ValidationInfo) -> _datetime:
+    return moment if _trusted(info) else utc_ms(moment)
+
+
+def _stored_free_form(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    return value if _trusted(info) else readable(value)
+
+
 # Every stored time is aware UTC with millisecond precision, whichever backend it came from
 # (BSON dates read back naive from some drivers and fakes, and carry milliseconds only).
-datetime = Annotated[_datetime, AfterValidator(utc_ms)]
+datetime = Annotated[_datetime, AfterValidator(_stored_time)]
 # Free-form JSON (event properties, traits, preferences), read with anything nested deeper than any
 # write accepts cut: an older version stored such data, and it must not make every read fail.
-FreeForm = Annotated[dict[str, Any], AfterValidator(readable)]
+FreeForm = Annotated[dict[str, Any], AfterValidator(_stored_free_form)]
 
 RECENT_INTERACTIONS_CAP = 50
 RECENT_RATINGS_CAP = 20
@@ -187,6 +205,12 @@ class Profile(StoredModel):
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Profile:
         return cls.model_validate(document)
+
+    @classmethod
+    def from_own_document(cls, document: dict[str, Any]) -> Profile:
+        """A document this process made from a validated profile and validated changes (Python
+        datetimes, already UTC milliseconds): loaded without re-checking what was checked."""
+        return cls.model_validate(document, context=TRUSTED)
 
     def to_document(self) -> dict[str, Any]:
         """The stored form: camelCase keys, no nulls (a missing field reads as null in MongoDB and
