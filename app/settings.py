@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a container's or `taskset`'s share, where the system says)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CDP_", env_file=".env", extra="ignore")
 
@@ -38,6 +46,13 @@ class Settings(BaseSettings):
     mongodb_database: str = "cdp"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(
+        default_factory=usable_cpus,
+        ge=1,
+        le=256,
+        description="Server processes sharing the port, each with its own event loop (default: one per usable "
+        "CPU); 1: a single process.",
+    )
     environment: Literal["development", "production"] = "development"
     seed_fixtures: bool = Field(default=True, description="Load fixtures/ into an empty embedded store on start.")
     fixtures_dir: Path = Path("fixtures")
@@ -130,9 +145,14 @@ class Settings(BaseSettings):
             return None
         if self.development_key_file is not None:
             return self.development_key_file
-        if self.database_url.startswith("sqlite:///"):
-            return Path(self.database_url.removeprefix("sqlite:///")).parent / "dev-api-key"
-        return Path("data/dev-api-key")
+        return self.data_dir() / "dev-api-key"
+
+    def data_dir(self) -> Path:
+        """The folder of the embedded database (or data/ with MongoDB): where this machine's server
+        processes keep what they share beside the store (the development key, start-up locks)."""
+        if self.database_url.startswith("sqlite:///") and self.database_url != "sqlite:///:memory:":
+            return Path(self.database_url.removeprefix("sqlite:///")).parent
+        return Path("data")
 
     def binding_problem(self) -> str | None:
         """Why this configuration must not serve, if it must not: no auth beyond this machine."""

@@ -78,6 +78,17 @@ STATEMENTS = (
     )""",
     "CREATE INDEX IF NOT EXISTS segment_events_by_segment ON segment_events(segment_id, at)",
     "CREATE INDEX IF NOT EXISTS segment_events_by_profile ON segment_events(profile_id, at)",
+    # Every server process follows committed segment events in commit order (segment_feed.py). The
+    # events' own rowids are no position: an erasure deleting the newest row lets the next insert reuse
+    # its rowid, and VACUUM may renumber them. AUTOINCREMENT never reuses a number; triggers keep the
+    # feed beside the events whatever code writes them (stores from before the feed simply start it).
+    """CREATE TABLE IF NOT EXISTS segment_feed (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE
+    )""",
+    """CREATE TRIGGER IF NOT EXISTS segment_feed_on_insert AFTER INSERT ON segment_events
+    BEGIN INSERT OR REPLACE INTO segment_feed (event_id) VALUES (NEW.id); END""",
+    """CREATE TRIGGER IF NOT EXISTS segment_feed_on_delete AFTER DELETE ON segment_events
+    BEGIN DELETE FROM segment_feed WHERE event_id = OLD.id; END""",
     # When time alone may change a membership (an event leaving a window): re-evaluate then.
     """CREATE TABLE IF NOT EXISTS segment_checks (
         profile_id TEXT NOT NULL, segment_id TEXT NOT NULL, due_at TEXT NOT NULL,

@@ -1,0 +1,35 @@
+"""One process at a time, among the server's worker processes on this machine (CDP_WORKERS), for
+start-up work that must happen once: loading the demo data, creating the development key.
+
+An exclusive `flock` on a file beside the data: the operating system releases it when its holder
+exits, however it exits, so a worker killed halfway never leaves the others waiting on a stale lock
+(as a lock file's mere existence would). Taken without blocking and retried after a short sleep, so
+that a waiting task stays cancellable and no thread is left blocked in the kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+RETRY_SECONDS = 0.1
+
+
+@asynccontextmanager
+async def exclusive(path: Path) -> AsyncIterator[None]:
+    """Held by this process alone while the block runs; other processes asking wait their turn."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(RETRY_SECONDS)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
