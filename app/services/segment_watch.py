@@ -1,7 +1,11 @@
-"""With MongoDB, every server process hears every membership change, whichever process made it: a
-change stream on `segment_events` feeds the local bus. The stream's resume token is saved in the
-store (per instance) so that a restarted watcher continues where it stopped and misses nothing
-(as long as the oplog still holds that point)."""
+"""Every server process hears every membership change, whichever process made it: the store's feed
+of committed segment events (a change stream on `segment_events` with MongoDB, the committed rows
+followed by each process with the embedded store) is the only way changes reach the local bus.
+
+With MongoDB the stream's resume token is saved in the store (per instance) so that a restarted
+watcher continues where it stopped and misses nothing (as long as the oplog still holds that point).
+The embedded store's processes keep their position in memory only: a process's subscribers are its
+own, and saving a position every second from every worker would only compete with real writes."""
 
 from __future__ import annotations
 
@@ -21,25 +25,26 @@ def token_key(instance: str) -> str:
     return f"segmentWatchToken:{instance}"
 
 
-async def watch(store: ProfileStore, bus: SegmentBus, *, instance: str) -> None:
-    """Deliver committed changes to the bus until cancelled, resuming after errors."""
-    key = token_key(instance)
+async def watch(store: ProfileStore, bus: SegmentBus, *, instance: str | None) -> None:
+    """Deliver committed changes to the bus until cancelled, resuming after errors. `instance`: where
+    the position is saved across restarts; None: follow from now, the position kept in memory."""
+    key = token_key(instance) if instance is not None else None
+    token = await store.read_meta(key) if key is not None else None
     while True:
-        token = await store.read_meta(key)
         saved_at = time.monotonic()
         try:
             async for position, event in store.watch_segment_events(token):
                 bus.deliver([event])
                 token = position
-                if time.monotonic() - saved_at >= SAVE_EVERY_SECONDS:
+                if key is not None and time.monotonic() - saved_at >= SAVE_EVERY_SECONDS:
                     await store.write_meta(key, token)
                     saved_at = time.monotonic()
         except asyncio.CancelledError:
-            if token:
+            if key is not None and token:
                 await asyncio.shield(store.write_meta(key, token))
             raise
         except Exception:
             log.exception("segment change stream interrupted; resuming in %.0f s", RETRY_SECONDS)
-        if token:
+        if key is not None and token:
             await store.write_meta(key, token)
         await asyncio.sleep(RETRY_SECONDS)
