@@ -44,7 +44,9 @@ def start_server(
     process = subprocess.Popen(
         command or [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        # One worker process unless the test asks for more (tests/integration/test_workers.py): the others
+        # test what one process does, and start faster with one.
+        env={**os.environ, "PYTHONPATH": str(ROOT), "CDP_WORKERS": "1", **env},
         stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
