@@ -1,0 +1,351 @@
+"""The serving benchmark (issue 13): the four targets of a serving path under real load, each beside
+its floor measured in the same run, on whatever the server does today.
+
+    python -m bench serving                                # 100,000 profiles, 60 s mixed load
+    python -m bench serving --profiles 5000 --seconds 10   # a quick run
+
+1. The frontend's personalisation query (issue 14's document): p99 alone and while one client sends
+   batches of 1,000 mixed events as fast as the server takes them, in alternating rounds (medians).
+2. Ingestion over HTTP (batches of 1,000) beside hand-written SQL writing the same rows
+   (bench/sql_ingest_floor.py), alternating rounds.
+3. 50 clients of mixed requests plus WebSocket subscribers for `--seconds` (bench/serving_mixed.py).
+4. First start on an empty store with the demo data (bench/first_start.py).
+
+Load comes from outside the server: wrk (bench/lua/load.lua) and node (bench/node/); the server is
+pinned to one core and the load to the other (taskset). The store of `--profiles` customers is built
+once through the real ingestion service and cached (bench/store_cache.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import first_start, process_tree, serving_mixed, serving_requests, store_cache, subscribers, wrk
+from bench.common import (
+    PROJECT_ROOT,
+    SERVER_LOG_LEVEL,
+    Server,
+    app_server_env,
+    fmt_s,
+    heading,
+    load_average,
+    machine_lines,
+    say,
+    server,
+    table,
+    temp_dir,
+)
+from bench.process_tree import Cores
+from bench.targets import Row, ms, p50_ms, p99_ms, print_rows, times
+
+INGEST_BATCH = 1000
+INGEST_POOL = 40  # distinct 1,000-event bodies (each sent with new message ids every time)
+PROFILE_POOL = 2000
+IDLE_CPU_SHARE = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    profiles: int
+    seconds: int
+    rounds: int
+    round_seconds: int
+    ingest_rounds: int
+    ingest_seconds: int
+    read_connections: int
+    clients: int
+    subscribers: int
+    start_rounds: int
+    seed: int
+    cache_dir: Path
+    rebuild: bool
+    tmp_dir: str | None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profiles", type=int, default=100_000, help="customers in the store (default 100,000)")
+    parser.add_argument("--seconds", type=int, default=60, help="duration of the mixed load (default 60)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of the read test, alone/ingesting (default 4)")
+    parser.add_argument("--round-seconds", type=int, default=10, help="length of each read round (default 10)")
+    parser.add_argument("--ingest-rounds", type=int, default=3, help="rounds of HTTP vs SQL floor (default 3)")
+    parser.add_argument("--ingest-seconds", type=int, default=15, help="HTTP ingestion per round (default 15)")
+    parser.add_argument("--read-connections", type=int, default=1, help="connections of the read test (default 1)")
+    parser.add_argument("--clients", type=int, default=50, help="mixed-load clients (default 50)")
+    parser.add_argument("--subscribers", type=int, default=200, help="WebSocket subscribers (default 200)")
+    parser.add_argument("--start-rounds", type=int, default=3, help="rounds of the first-start test (default 3)")
+    parser.add_argument("--seed", type=int, default=20240601, help="random seed of the requests")
+    parser.add_argument("--cache-dir", type=Path, default=store_cache.default_cache_dir(), help="built stores")
+    parser.add_argument("--rebuild", action="store_true", help="build the store anew even if cached")
+    parser.add_argument("--tmp-dir", help="parent of the temporary directory (default: the system temp dir)")
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    limits = {
+        "profiles": (1000, 2_000_000),
+        "seconds": (5, 3600),
+        "rounds": (1, 100),
+        "round_seconds": (2, 600),
+        "ingest_rounds": (1, 100),
+        "ingest_seconds": (2, 600),
+        "read_connections": (1, 256),
+        "clients": (3, 1000),
+        "subscribers": (0, 10_000),
+        "start_rounds": (0, 20),
+    }
+    for name, (low, high) in limits.items():
+        if not low <= getattr(args, name) <= high:
+            raise SystemExit(f"--{name.replace('_', '-')} must be between {low} and {high}")
+    return Plan(**{name: getattr(args, name) for name in Plan.__dataclass_fields__})
+
+
+def run(args: argparse.Namespace) -> None:
+    plan = plan_from(args)
+    cores = process_tree.plan_cores()
+    started = time.perf_counter()
+    say("CDP core: serving benchmark (issue 13)")
+    say(f"started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; command: python -m bench {' '.join(sys.argv[1:])}")
+    no_wrk, no_node = wrk.missing(), subscribers.missing() if plan.subscribers else "no subscribers asked"
+    workers_env, workers_text = worker_setting()
+    rows: list[Row] = []
+    with temp_dir(plan.tmp_dir) as work:
+        heading("Machine")
+        for name, value in machine_lines(work):
+            say(f"  {name:<9} {value}")
+        say(f"  cores     {cores.describe()}")
+        say(
+            f"  server    `python -m app serve`, log level {SERVER_LOG_LEVEL}, CDP_AUTH=off, 127.0.0.1; "
+            f"workers: {workers_text}"
+        )
+        say(f"  load      {no_wrk or wrk.version()}; subscribers: {no_node or subscribers.versions()}")
+        process_tree.pin_self(cores.load)  # after the header: it reports the cores this process may use
+        cached = store_cache.cached_store(plan.cache_dir, plan.profiles, rebuild=plan.rebuild)
+        served = store_cache.copy_store(cached, work / "served.sqlite3")
+        if no_wrk:
+            for measure, target in (("1. profile query p99 under ingestion", "<= 50 ms"),
+                                    ("2. ingestion over HTTP", ">= 5,000 events/s"),
+                                    ("3. mixed load", "p99 <= 250 ms")):  # fmt: skip
+                rows.append(Row.skipped(measure, target, no_wrk))
+            say(f"\n  SKIPPED targets 1-3: {no_wrk}")
+        else:
+            pool = serving_requests.ingest_bodies(
+                plan.profiles, batches=INGEST_POOL, batch_size=INGEST_BATCH, seed=plan.seed
+            )
+            ingest_file = wrk.write_bodies(work / "ingest-1000.txt", pool)
+            with app_server(served, work, cores, workers_env, "app") as app:
+                rows += reads_under_ingestion(app, work, plan, cores, ingest_file)
+                rows += ingestion(app, cached, work, plan, cores, ingest_file)
+            with app_server(served, work, cores, workers_env, "app-mixed") as app:  # a new process: memory from start
+                rows += serving_mixed.mixed_load(app, served, work, plan, cores, no_node)
+        process_tree.release_self(cores)  # a first start is `make run` on the whole machine
+        rows += first_starts(work, plan)
+    heading("Targets (issue 13), each beside its floor")
+    print_rows(rows)
+    say(f"\n  run time {fmt_s(time.perf_counter() - started)}; load avg at the end {load_average()}")
+
+
+def worker_setting() -> tuple[dict[str, str], str]:
+    """CDP_WORKERS=1 when the server has that setting (single-process figures), else nothing to pass."""
+    from app.settings import Settings
+
+    if "workers" in Settings.model_fields:
+        return {"CDP_WORKERS": "1"}, "1 (CDP_WORKERS=1)"
+    return {}, "1 (the server has no CDP_WORKERS setting: one process)"
+
+
+@contextmanager
+def app_server(database: Path, work: Path, cores: Cores, extra: dict[str, str], name: str) -> Any:
+    env = {**app_server_env(database), **extra}
+    with server(name, ["-m", "app", "serve"], env=env, log_dir=work) as app:
+        threads = process_tree.pin(app.process.pid, cores.server)
+        say(
+            f"\n  server {name}: pid {app.process.pid}, {process_tree.count(app.process.pid)} process(es), "
+            f"{threads} threads pinned to core {cores.server}"
+        )
+        yield app
+
+
+# -- 1. reads while ingesting -----------------------------------------------------------------------
+def reads_under_ingestion(app: Server, work: Path, plan: Plan, cores: Cores, ingest_file: Path) -> list[Row]:
+    heading(
+        f"1. Profile query (issue 14's document) alone and while ingestion runs flat out: {plan.rounds} rounds "
+        f"of {plan.round_seconds} s each"
+    )
+    say(
+        f"  reads: wrk, {plan.read_connections} connection(s), {PROFILE_POOL:,} random existing customers by email; "
+        f"ingestion: wrk, 1 connection, batches of {INGEST_BATCH:,} mixed events (new message ids every request)"
+    )
+    bodies = wrk.write_bodies(
+        work / "profile.txt", serving_requests.profile_bodies(plan.profiles, PROFILE_POOL, plan.seed)
+    )
+    url = f"{app.base_url}/graphql"
+    load = cores.prefix(cores.load)
+
+    def reads(name: str) -> wrk.WrkResult:
+        return wrk.Wrk(name, url, connections=plan.read_connections, seconds=plan.round_seconds, log_dir=work,
+                       bodies=bodies, expect=serving_requests.PROFILE_EXPECT, prefix=load).result()  # fmt: skip
+
+    reads("warm-up")
+    rows: list[list[Any]] = []
+    alone: list[wrk.WrkResult] = []
+    ingesting: list[wrk.WrkResult] = []
+    for number in range(plan.rounds):
+        for kind in ("alone", "ingesting") if number % 2 == 0 else ("ingesting", "alone"):
+            if kind == "alone":
+                result, fed = reads(f"reads-alone-{number}"), None
+                alone.append(result)
+            else:
+                feeder = wrk.Wrk(f"feed-{number}", url, connections=1, seconds=plan.round_seconds + 2, log_dir=work,
+                                 bodies=ingest_file, tag=f"t1r{number}", expect=serving_requests.INGEST_EXPECT,
+                                 prefix=load)  # fmt: skip
+                try:
+                    time.sleep(1.0)  # the first batch is under way before the reads start
+                    result = reads(f"reads-ingesting-{number}")
+                finally:
+                    fed = feeder.result()
+                ingesting.append(result)
+                process_tree.wait_idle(app.process.pid)
+            rows.append([number + 1, kind, result.requests, ms(p50_ms(result)), ms(p99_ms(result)),
+                         ms(result.max_ms if result.requests else math.inf),
+                         f"{fed.events_per_busy_s:,.0f}" if fed else "-", _problems(result, fed)])  # fmt: skip
+    table(["round", "reads", "answered", "p50", "p99", "max", "ingest events/s", "problems"], rows)
+    p99_alone, p99_ingesting = (statistics.median(p99_ms(r) for r in found) for found in (alone, ingesting))
+    p50_alone, p50_ingesting = (statistics.median(p50_ms(r) for r in found) for found in (alone, ingesting))
+    say(
+        f"  medians over rounds: p99 {ms(p99_alone)} alone, {ms(p99_ingesting)} ingesting "
+        f"(p50 {ms(p50_alone)} / {ms(p50_ingesting)}); ingest events/s: whole batches over their request time"
+    )
+    met = p99_ingesting <= 50 and p99_ingesting <= 2 * p99_alone
+    return [
+        Row("1. profile query p99 while ingesting", ms(p99_ingesting), "<= 50 ms and <= 2x alone",
+            f"{ms(p99_alone)} (p99 alone)", times(p99_ingesting, p99_alone), met)
+    ]  # fmt: skip
+
+
+def _problems(*results: wrk.WrkResult | None) -> str:
+    return "; ".join(f"{r.name}: {r.problems()}" for r in results if r is not None and r.problems()) or "none"
+
+
+# -- 2. ingestion ---------------------------------------------------------------------------------
+def ingestion(app: Server, cached: Path, work: Path, plan: Plan, cores: Cores, ingest_file: Path) -> list[Row]:
+    heading(f"2. Ingestion over HTTP beside hand-written SQL: {plan.ingest_rounds} rounds, batches of {INGEST_BATCH:,}")
+    say(
+        f"  HTTP: wrk, 1 connection, ingestEvents for {plan.ingest_seconds} s a round; events/s = events in the "
+        "answers / the answered batches' request time (the batch cut off by the end of the round is left out)"
+    )
+    say(
+        "  floor: bench/sql_ingest_floor.py, its own process on the server's core, on a copy of the same store: the "
+        "same batches (as many as HTTP did that round); per batch, one transaction: replays and identifier owners "
+        "looked up with one query each, new profiles + identities inserted, each touched profile read once, its "
+        "JSON document updated for its events (counters, times, visits, orders, consents, surveys, identify "
+        "fields, 50 newest interactions) and written once, interactions + processed-message keys + consent "
+        "decisions inserted in bulk, one commit (WAL, synchronous=FULL, secure_delete as the server). It skips "
+        "what the server also does: validation, normalisation, merges, blocking keys, segment upkeep"
+    )
+    floor_db = store_cache.copy_store(cached, work / "floor.sqlite3")
+    url = f"{app.base_url}/graphql"
+    http_rates: list[float] = []
+    floor_rates: list[float] = []
+    rows: list[list[Any]] = []
+    for number in range(plan.ingest_rounds):
+        batches = 0
+        for kind in ("http", "floor") if number % 2 == 0 else ("floor", "http"):
+            if kind == "http":
+                result = wrk.Wrk(f"ingest-http-{number}", url, connections=1, seconds=plan.ingest_seconds,
+                                 log_dir=work, bodies=ingest_file, tag=f"t2r{number}",
+                                 expect=serving_requests.INGEST_EXPECT,
+                                 prefix=cores.prefix(cores.load)).result()  # fmt: skip
+                process_tree.wait_idle(app.process.pid)
+                batches = max(batches, result.requests)
+                rate = result.events_per_busy_s
+                http_rates.append(rate)
+                busy = result.requests * result.mean_ms / 1000
+                rows.append([number + 1, "ingestEvents over HTTP", result.events, fmt_s(busy), rate,
+                             result.accepted, result.duplicates, result.rejected, _problems(result)])  # fmt: skip
+            else:
+                count = batches or max(3, plan.ingest_seconds // 2)
+                floor = _sql_floor(floor_db, ingest_file, count, f"t2f{number}", cores)
+                rate = floor["events"] / floor["seconds"]
+                floor_rates.append(rate)
+                rows.append([number + 1, "floor: hand-written SQL", floor["events"], fmt_s(floor["seconds"]), rate,
+                             floor["events"] - floor["duplicates"], floor["duplicates"], 0, "none"])  # fmt: skip
+    table(["round", "path", "events", "time", "events/s", "accepted", "duplicate", "rejected", "problems"], rows)
+    http, floor_rate = statistics.median(http_rates), statistics.median(floor_rates)
+    say(f"  medians over rounds: HTTP {http:,.0f} events/s, floor {floor_rate:,.0f} events/s; HTTP / floor "
+        f"{times(http, floor_rate)}")  # fmt: skip
+    return [
+        Row("2. ingestion over HTTP", f"{http:,.0f} events/s", ">= 5,000 events/s",
+            f"{floor_rate:,.0f} events/s (SQL)", times(http, floor_rate), http >= 5000)
+    ]  # fmt: skip
+
+
+def _sql_floor(database: Path, bodies: Path, batches: int, tag: str, cores: Cores) -> dict[str, Any]:
+    command = [*cores.prefix(cores.server), sys.executable, "-m", "bench.sql_ingest_floor", str(database),
+               str(bodies), "--batches", str(batches), "--tag", tag]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800, cwd=PROJECT_ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"the SQL floor failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- 4. first start ---------------------------------------------------------------------------------
+def first_starts(work: Path, plan: Plan) -> list[Row]:
+    heading(f"4. First start: empty store, demo data seeded, {plan.start_rounds} rounds (polled every 50 ms)")
+    if plan.start_rounds == 0:
+        return [Row.skipped("4. first start", "<= 2 s / <= 10 s", "--start-rounds 0")]
+    say(
+        "  `python -m app serve` as `make run` starts it (default workers, authentication on, CDP_SEED_FIXTURES on, "
+        "not pinned) on a new empty SQLite file; floors: `python -c 'import app.main'` and a bare uvicorn app "
+        "(bench/bare_app.py) to its first /healthz 200; floors and server alternate"
+    )
+    starts: list[first_start.Start] = []
+    bare: list[float] = []
+    imports: list[float] = []
+    rows: list[list[Any]] = []
+    for number in range(plan.start_rounds):
+        for kind in ("floors", "app") if number % 2 == 0 else ("app", "floors"):
+            if kind == "app":
+                start = first_start.app_start(work, number)
+                starts.append(start)
+                rows.append([number + 1, "python -m app serve", _s(start.healthz_s), _s(start.readyz_s),
+                             "-" if start.profiles is None else f"{start.profiles:,}"])  # fmt: skip
+            else:
+                imports.append(first_start.import_time())
+                bare_s = first_start.bare_start(work, number)
+                if bare_s is not None:
+                    bare.append(bare_s)
+                rows.append([number + 1, "floors: import app.main / bare uvicorn", _s(imports[-1]), _s(bare_s), "-"])
+    table(["round", "what", "/healthz 200 (import)", "/readyz 200 (bare /healthz)", "profiles at ready"], rows)
+    healthz = [s.healthz_s for s in starts if s.healthz_s is not None]
+    readyz = [s.readyz_s for s in starts if s.readyz_s is not None]
+    bare_s, import_s = statistics.median(bare) if bare else 0.0, statistics.median(imports)
+    out = []
+    for measure, found, target, floor, floor_text in (
+        ("4a. first start: /healthz 200", healthz, 2.0, bare_s, "bare uvicorn first 200"),
+        ("4b. first start: /readyz 200, demo data in", readyz, 10.0, import_s, "import app.main"),
+    ):
+        if len(found) < len(starts):
+            out.append(
+                Row.skipped(measure, f"<= {target:g} s", f"{len(starts) - len(found)} start(s) never answered 200")
+            )
+            continue
+        value = statistics.median(found)
+        out.append(Row(measure, f"{value:.2f} s", f"<= {target:g} s", f"{floor:.2f} s ({floor_text})",
+                       times(value, floor), value <= target))  # fmt: skip
+    return out
+
+
+def _s(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.2f} s"

@@ -1,0 +1,90 @@
+"""The built store, cached across runs: N customers written once through the real ingestion service
+(bench/dataset.py, minutes for 100,000), kept under a cache directory and copied for each run, so a
+repeated benchmark starts in seconds.
+
+The cache key is the profile count and the text of the files that decide what the store holds (the
+dataset builder, the embedded store's schema and the profile model): a change to any of them builds
+anew; `--rebuild` forces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+from bench import dataset
+from bench.common import PROJECT_ROOT, fmt_s, run_async, say
+
+KEY_FILES = ("bench/dataset.py", "app/store/sqlite/schema.py", "app/domain/profile.py")
+BUILD_BATCH = 1000
+SIDECARS = ("-wal", "-shm")
+
+
+def default_cache_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "cdp-bench-cache"
+
+
+def cache_key(profiles: int) -> str:
+    digest = hashlib.sha256()
+    for name in KEY_FILES:
+        digest.update((PROJECT_ROOT / name).read_bytes())
+    return f"profiles-{profiles}-{digest.hexdigest()[:12]}"
+
+
+def cached_store(cache_dir: Path, profiles: int, *, rebuild: bool) -> Path:
+    """The path of the cached store of `profiles` customers, built first when missing (or asked)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{cache_key(profiles)}.sqlite3"
+    if path.exists() and not rebuild:
+        say(f"  store: {profiles:,} customers from the cache, {path} ({_size_mb(path):,.0f} MB)")
+        return path
+    partial = cache_dir / f"{path.stem}.building-{os.getpid()}.sqlite3"
+    say(f"  store: building {profiles:,} customers through ingest_events (one identify event each) into {partial}")
+    step = max(profiles // 5, 1)
+    reported = [0]
+
+    def progress(done: int, seconds: float) -> None:
+        if done - reported[0] >= step or done == profiles:
+            reported[0] = done
+            say(f"    {done:>9,} / {profiles:,}  {seconds:6.1f} s")
+
+    started = time.perf_counter()
+    try:
+        run_async(
+            dataset.build_store(partial, profiles, batch_size=BUILD_BATCH, run_id=dataset.run_id(), progress=progress)
+        )
+        _checkpoint(partial)
+        partial.replace(path)  # atomic: a concurrent or interrupted build never leaves a half file
+    finally:
+        for leftover in (partial, *(Path(f"{partial}{s}") for s in SIDECARS)):
+            leftover.unlink(missing_ok=True)
+    for stale in cache_dir.glob(f"profiles-{profiles}-*.sqlite3"):
+        if stale != path:
+            stale.unlink()
+    say(f"  store: built in {fmt_s(time.perf_counter() - started)}, cached as {path} ({_size_mb(path):,.0f} MB)")
+    return path
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    """A private copy of the cached store for one server or floor to write to."""
+    shutil.copyfile(source, target)
+    return target
+
+
+def _checkpoint(path: Path) -> None:
+    """Fold the write-ahead log into the main file, so that the one file is the whole store."""
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    left = [s for s in SIDECARS if Path(f"{path}{s}").exists() and Path(f"{path}{s}").stat().st_size]
+    if "-wal" in left:
+        raise RuntimeError(f"the built store {path} still has a write-ahead log: not caching it")
+
+
+def _size_mb(path: Path) -> float:
+    return path.stat().st_size / 1e6
