@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from graphql import parse, print_ast
+from graphql import TokenKind, get_introspection_query, parse, print_ast
 from strawberry.schema.schema import validate_document
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -25,6 +26,7 @@ from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from graphql_schema import document_gate
 from graphql_schema.document_cache import Prepared, PreparedDocuments, weight_of
+from graphql_schema.document_tokens import more_tokens_than
 from graphql_schema.limits import QueryLimits
 from graphql_schema.page_arguments import PAGE_ARGUMENTS, page_maximum
 from graphql_schema.schema import build_schema
@@ -394,3 +396,40 @@ async def test_the_document_length_limit_is_configured(sqlite_store: SQLiteStore
     assert codes == {"LIMIT_EXCEEDED"} and message.startswith("document of 3,019 characters exceeds the limit of 2,048")
     async with _client(sqlite_store) as client:
         assert await _codes(client, query) == (set(), "")
+
+
+async def test_a_new_document_is_prepared_off_the_event_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    schema = build_schema(QueryLimits())
+    threads: list[str] = []
+    prepare_now = schema.gate.prepare_now
+
+    def recorded(text: str, rules: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return prepare_now(text, rules)
+
+    monkeypatch.setattr(schema.gate, "prepare_now", recorded)
+    long = "{ " + " ".join(f"a{n}: __typename" for n in range(20)) + " }"  # over INLINE_LENGTH characters
+    results = await asyncio.gather(*(schema.execute(long) for _ in range(5)))  # five clients at once
+    assert all(result.data == {f"a{n}": "Query" for n in range(20)} for result in results)
+    assert len(threads) == 1 and threads[0].startswith("graphql-documents")  # one preparation, not on the loop
+    assert (await schema.execute("{ __typename }")).data == {"__typename": "Query"}
+    assert threads[1] == threading.current_thread().name  # a tiny one: prepared where it arrived
+
+
+TOKEN_SAMPLES = [
+    '{ a b(x: 1.5e10, y: -3, z: "s\\"t \\u00e9 ü", w: """bl\\"""ock "q" ""x""") ...F @skip(if: $v) } # c {\n',
+    'query Q($a: [Int!]! = [1, 2]) { x(o: {k: "v", l: [true, null, ENUM]}) @include(if: true) { ... on T { y } } }',
+    "#c1\n#c2\r\n{a}",
+    '\ufeff{ a, b,,, c }\n"""\n  a description\n"""\nquery Q { a }',
+    get_introspection_query(descriptions=True),
+    Path(__file__).parents[2].joinpath("graphql_schema", "schema.graphql").read_text(),
+]
+
+
+@pytest.mark.parametrize("document", TOKEN_SAMPLES)
+def test_tokens_are_counted_as_graphql_core_counts_them(document: str) -> None:
+    token = parse(document).loc.start_token.next  # type: ignore[union-attr]
+    count = 0
+    while token is not None and token.kind is not TokenKind.EOF:
+        count, token = count + 1, token.next
+    assert not more_tokens_than(document, count) and more_tokens_than(document, count - 1)
