@@ -4,6 +4,8 @@ segment the ingests move profiles into and out of, for `--seconds`.
 Clients: one wrk process per request class, run at once on the load core: 50% personalisation
 queries, 20% filtered lists, 30% small ingests (batches of 10 mixed events), split by connection;
 a fourth wrk probes /healthz every 100 ms. Subscribers: bench/node/subscribers.mjs (graphql-ws).
+Floors, measured just before: /healthz with no load, and the profile-query class alone against the
+app and against a hand-written endpoint doing the same read (bench/profile_floor_app.py).
 What each subscriber should have heard is what the server recorded: the rows of `segment_events`
 for the segment, read from the store file after the load. Memory: the server tree's RSS sampled
 every second.
@@ -15,6 +17,7 @@ import math
 import sqlite3
 import time
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +26,7 @@ import httpx
 import orjson
 
 from bench import process_tree, serving_requests, wrk
-from bench.common import Server, heading, say, table
+from bench.common import SERVER_LOG_LEVEL, Server, heading, say, server, table
 from bench.process_tree import Cores
 from bench.subscribers import Subscribers, judge
 from bench.targets import Row, ms, p50_ms, p99_ms, times
@@ -36,6 +39,7 @@ SMALL_POOL = 2000
 PROFILE_POOL = 2000
 PROBE_MS = 100
 SETTLE_S = 2.0  # after every subscriber is acknowledged: their subscribe messages are in
+FLOOR_SECONDS = 10
 GRACE_S = 5.0  # after the load: late deliveries still count as heard (not as within 1 s)
 P99_TARGET_MS = 250.0
 HEALTHZ_TARGET_MS = 50.0
@@ -82,9 +86,7 @@ def mixed_load(app: Server, database: Path, work: Path, plan: Plan, cores: Cores
             if warm.get("errors"):
                 raise RuntimeError(f"{name} failed: {warm['errors']}")
     load = cores.prefix(cores.load)
-    idle = wrk.Wrk("healthz-idle", f"{app.base_url}/healthz", connections=1, seconds=min(10, plan.seconds),
-                   log_dir=work, delay_ms=PROBE_MS, prefix=load).result()  # fmt: skip
-    say(f"  /healthz with no load: p50 {idle.p50_ms:.2f} ms, p99 {idle.p99_ms:.2f} ms over {idle.requests} probes")
+    idle = _unloaded(app, database, work, plan, cores, paths["profile query"], split["profile query"])
     listeners: Subscribers | None = None
     if subscribers:
         request = {"query": serving_requests.SUBSCRIPTION, "variables": {"segmentId": segment_id}}
@@ -133,7 +135,7 @@ def mixed_load(app: Server, database: Path, work: Path, plan: Plan, cores: Cores
         "requests cut off at the end)")  # fmt: skip
     say(f"  server RSS: start {_mb(memory[0])}, middle {_mb(memory[len(memory) // 2])}, end {_mb(memory[-1])}, "
         f"max {_mb(max(memory))} ({len(memory)} samples, 1 s apart)")  # fmt: skip
-    out = _rows(results, split, idle, memory)
+    out = _rows(results, split, idle, memory, split["profile query"])
     if heard is None:
         out.append(Row.skipped("3. subscribers: changes heard within 1 s", "every change", no_node or "none asked"))
         return out
@@ -160,17 +162,61 @@ def mixed_load(app: Server, database: Path, work: Path, plan: Plan, cores: Cores
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Unloaded:
+    """The floors of the mixed load, measured on the same machine just before it."""
+
+    healthz: wrk.WrkResult  # the app's /healthz probed every 100 ms, nothing else running
+    profile_app: wrk.WrkResult  # the profile-query class alone on the app, same connections
+    profile_floor: wrk.WrkResult  # the same on the hand-written endpoint (bench/profile_floor_app.py)
+
+
+def _unloaded(
+    app: Server, database: Path, work: Path, plan: Plan, cores: Cores, bodies: Path, connections: int
+) -> Unloaded:
+    load = cores.prefix(cores.load)
+    seconds = min(FLOOR_SECONDS, plan.seconds)
+    healthz = wrk.Wrk("healthz-idle", f"{app.base_url}/healthz", connections=1, seconds=seconds, log_dir=work,
+                      delay_ms=PROBE_MS, prefix=load).result()  # fmt: skip
+
+    def reads(name: str, base_url: str) -> wrk.WrkResult:
+        return wrk.Wrk(name, f"{base_url}/graphql", connections=connections, seconds=seconds, log_dir=work,
+                       bodies=bodies, expect=serving_requests.PROFILE_EXPECT, prefix=load).result()  # fmt: skip
+
+    profile_app = reads("profile-alone", app.base_url)
+    floor_args = ["-m", "bench.profile_floor_app", "--database", str(database), "--log-level", SERVER_LOG_LEVEL]
+    with server("profile-floor", floor_args, env={}, log_dir=work) as floor:
+        process_tree.pin(floor.process.pid, cores.server)
+        reads("profile-floor-warm-up", floor.base_url)
+        profile_floor = reads("profile-floor", floor.base_url)
+    table(
+        ["with nothing else running", "connections", "answered", "req/s", "p50", "p99", "max", "problems"],
+        [[name, n, r.requests, f"{r.per_s:,.0f}", ms(p50_ms(r)), ms(p99_ms(r)), ms(r.max_ms), _problems(r)]
+         for name, n, r in (("/healthz every 100 ms", 1, healthz), ("profile query, the app", connections, profile_app),
+                            ("profile query, hand-written endpoint", connections, profile_floor))],
+    )  # fmt: skip
+    say(
+        "  hand-written endpoint: bench/profile_floor_app.py, the same store calls and JSON with orjson under uvicorn, "
+        "on the same store file and core"
+    )
+    return Unloaded(healthz, profile_app, profile_floor)
+
+
 def _rows(
-    results: dict[str, wrk.WrkResult], split: dict[str, int], idle: wrk.WrkResult, memory: list[int]
+    results: dict[str, wrk.WrkResult], split: dict[str, int], idle: Unloaded, memory: list[int], readers: int
 ) -> list[Row]:
     out = []
     for name in split:
         r = results[name]
+        floor, ratio = "-", "-"
+        if name == "profile query":
+            floor = f"{ms(p99_ms(idle.profile_floor))} (hand-written, {readers} conn., alone)"
+            ratio = times(p99_ms(r), p99_ms(idle.profile_floor))
         out.append(Row(f"3. mixed load: {name} p99 (p50)", f"{ms(p99_ms(r))} ({ms(p50_ms(r))})", "p99 <= 250 ms",
-                       "-", "-", p99_ms(r) <= P99_TARGET_MS and r.failures == 0))  # fmt: skip
-    probe = results["/healthz probe"]
-    out.append(Row("3. mixed load: /healthz p99", ms(p99_ms(probe)), "<= 50 ms", f"{ms(p99_ms(idle))} (no load)",
-                   times(p99_ms(probe), p99_ms(idle)), p99_ms(probe) <= HEALTHZ_TARGET_MS))  # fmt: skip
+                       floor, ratio, p99_ms(r) <= P99_TARGET_MS and r.failures == 0))  # fmt: skip
+    probe, healthz = results["/healthz probe"], idle.healthz
+    out.append(Row("3. mixed load: /healthz p99", ms(p99_ms(probe)), "<= 50 ms", f"{ms(p99_ms(healthz))} (no load)",
+                   times(p99_ms(probe), p99_ms(healthz)), p99_ms(probe) <= HEALTHZ_TARGET_MS))  # fmt: skip
     growth = memory[-1] / memory[0] if memory[0] else 0.0
     out.append(Row("3. mixed load: server RSS start / middle / end",
                    f"{_mb(memory[0])} / {_mb(memory[len(memory) // 2])} / {_mb(memory[-1])}", "flat", "-",
