@@ -78,6 +78,7 @@ class _Part:
 
     measure: Measure = field(default_factory=Measure)
     pages: dict[tuple[str, str, int], PageVariable] = field(default_factory=dict)
+    written: int = 0  # selections written in it (its spreads not followed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,9 @@ class OperationShape:
     operation: OperationDefinitionNode
     measure: Measure
     pages: tuple[PageVariable, ...]
+    # Selections written in the operation and in every fragment it reaches, each fragment once: what
+    # graphql-core's rules walk for this operation (several of them walk the fragments once per operation).
+    walked: int
 
 
 @dataclass(slots=True)
@@ -170,6 +174,17 @@ def spread_names(selections: SelectionSetNode) -> Iterator[str]:
                 stack.append(selection.selection_set)
 
 
+def _reached(spreads: Mapping[str, set[str]], start: set[str]) -> set[str]:
+    """Every fragment reachable from the spreads `start` (iterative)."""
+    reached, todo = set(start), list(start)
+    while todo:
+        for name in spreads.get(todo.pop(), ()):
+            if name not in reached:
+                reached.add(name)
+                todo.append(name)
+    return reached
+
+
 def _cycle(fragments: Mapping[str, FragmentDefinitionNode], names: list[str]) -> GraphQLError:
     # The words of graphql-core's NoFragmentCyclesRule, which would report the same cycle later.
     via = ", ".join(f"'{name}'" for name in names[1:])
@@ -214,12 +229,15 @@ class _Measurer:
             fragment = self.fragments[name]
             part = self.parts[name] = _Part()
             part.measure = self._selection_set(fragment.selection_set, self._type(fragment), part)
+        spreads = {name: set(spread_names(fragment.selection_set)) for name, fragment in self.fragments.items()}
         operations = []
         for definition in self.document.definitions:
             if isinstance(definition, OperationDefinitionNode):
                 part = _Part()
                 part.measure = self._selection_set(definition.selection_set, root_type(self.schema, definition), part)
-                operations.append(OperationShape(definition, part.measure, tuple(part.pages.values())))
+                reached = _reached(spreads, set(spread_names(definition.selection_set)))
+                walked = part.written + sum(self.parts[name].written for name in reached if name in self.parts)
+                operations.append(OperationShape(definition, part.measure, tuple(part.pages.values()), walked))
         return DocumentShape(operations, [], self.page_errors, self.crowded)
 
     def _type(self, fragment: FragmentDefinitionNode) -> GraphQLNamedType | None:
@@ -227,6 +245,7 @@ class _Measurer:
 
     def _selection_set(self, selections: SelectionSetNode, parent: GraphQLNamedType | None, part: _Part) -> Measure:
         total = Measure()
+        part.written += len(selections.selections)
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
                 self._directives(selection, selection.directives)

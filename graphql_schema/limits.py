@@ -129,6 +129,16 @@ def check_document(schema: GraphQLSchema, document: DocumentNode, limits: QueryL
             at_execution[name] = ExecutionChecks(
                 schema, document, limits, found.pages, cost_depends_on_variables=measure.cost > limits.max_cost
             )
+    walked = sum(found.walked for found in shape.operations)
+    if len(shape.operations) > 1 and walked > limits.max_tokens:
+        # One operation walks at most what is written, which the token limit bounds; operations
+        # sharing fragments make graphql-core walk each fragment once per operation.
+        errors.append(
+            _exceeded(
+                f"{len(shape.operations)} operations with the fragments each one spreads amount to {walked:,} "
+                f"selections, over the limit of {limits.max_tokens:,}: send only the operations you run"
+            )
+        )
     if errors:
         return Checked(errors, {})
     # Bounded by the cost limit that just held (field_repeats.py says why): not before.

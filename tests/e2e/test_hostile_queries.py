@@ -109,6 +109,18 @@ CASES = [
         Hostile({"query": _fan_out(20)}, {"LIMIT_EXCEEDED"}, "query cost"), id="fan-out fragments (the issue's)"
     ),
     pytest.param(Hostile({"query": _fan_out(60)}, {"LIMIT_EXCEEDED"}, "query cost"), id="fan-out fragments, 60 levels"),
+    pytest.param(
+        Hostile(
+            {
+                "query": " ".join(f"query Q{n} {{ ...F }}" for n in range(250))
+                + " fragment F on Query { segments { id name description purpose createdAt updatedAt count } }",
+                "operationName": "Q0",
+            },
+            {"LIMIT_EXCEEDED"},
+            "250 operations",
+        ),
+        id="operations sharing a fragment (validated once per operation)",
+    ),
     pytest.param(Hostile({"query": "{ " + "segments " * 3000 + "}"}, {"LIMIT_EXCEEDED"}, "tokens"), id="tokens"),
     pytest.param(
         Hostile({"query": "{ " + "a " * 400_000 + "}"}, {"LIMIT_EXCEEDED"}, "characters"),

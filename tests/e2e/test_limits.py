@@ -237,6 +237,13 @@ async def test_fragment_fan_out_over_a_websocket_is_refused_at_once(tmp_path: Pa
     assert error["extensions"]["code"] == "LIMIT_EXCEEDED" and error["message"].startswith("query cost ")
 
 
+async def test_several_operations_sharing_fragments_still_run(client: httpx.AsyncClient) -> None:
+    operations = " ".join(f"query Q{n} {{ ...F }}" for n in range(5))
+    query = f"{operations} fragment F on Query {{ segments {{ id name }} }}"
+    response = await client.post("/graphql", json={"query": query, "operationName": "Q3"})
+    assert response.json() == {"data": {"segments": []}}
+
+
 async def test_a_document_within_every_limit_is_still_validated_by_the_standard_rules(
     client: httpx.AsyncClient,
 ) -> None:
