@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import foundation, identity_matching, segments, serving
+from bench import foundation, hostile_queries, identity_matching, segments, serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "segment membership delivery to many WebSocket subscribers (p50/p99) and batch evaluation at scale",
         segments.add_arguments,
         segments.run,
+    ),
+    "hostile": Benchmark(
+        "hostile GraphQL documents (OWASP classes, 1 MiB shapes): time to refusal and /healthz latency meanwhile",
+        hostile_queries.add_arguments,
+        hostile_queries.run,
     ),
     "serving": Benchmark(
         "issue 13's targets under load from wrk and graphql-ws: reads while ingesting, HTTP ingestion beside SQL, "
