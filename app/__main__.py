@@ -67,16 +67,15 @@ def serve(
 
 @cli.command()
 def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_okay=False)) -> None:
-    """Load products.jsonl, profiles.jsonl and events.jsonl from DIRECTORY into the configured store."""
+    """Load products.jsonl, profiles.jsonl and events.jsonl from DIRECTORY into the configured store
+    (segments follow, as for the API's writes)."""
+    from app.bootstrap import connect
     from app.services.fixtures import load_fixtures
-    from app.services.ingestion import IngestionPolicy
-    from app.store import open_store
 
     settings = Settings()
-    policy = IngestionPolicy(max_batch_size=settings.max_batch_size, identity=settings.identity_policy())
 
     async def run() -> None:
-        store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
+        services = await connect(settings)  # wired as the server is: segments hear of every write
         try:
             with Progress(
                 TextColumn("{task.description:>9}"),
@@ -92,12 +91,12 @@ def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_ok
                         tasks[stage] = bar.add_task(stage, total=total)
                     bar.update(tasks[stage], completed=done)
 
-                report = await load_fixtures(store, directory, policy, progress)
+                report = await load_fixtures(services.store, directory, services.ingestion, progress)
         except ValueError as exc:  # a line that is not JSON: the message names file and line
             console.print(f"[red]stopped: {exc}[/red]")
             raise typer.Exit(1) from None
         finally:
-            await store.close()
+            await services.close()
         console.print(
             f"loaded {report.products} products, {report.profiles} profiles, {report.events_accepted} events "
             f"({report.events_duplicate} already present; rejected: {report.profiles_rejected} profiles, "
@@ -182,11 +181,11 @@ def recompute_traits(
     restart: bool = typer.Option(False, help="Start over even if an interrupted job could be resumed."),
 ) -> None:
     """Recompute every profile's computed traits, with progress; an interrupted run resumes where it stopped."""
+    from app.bootstrap import Services, ingestion_policy
     from app.services import traits as job
-    from app.services.segment_bus import SegmentBus
-    from app.services.segments import SegmentEngine
 
     async def work(store: ProfileStore) -> None:
+        services = Services(settings=Settings(), store=store, ingestion=ingestion_policy(Settings()))
         with Progress(
             TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         ) as bar:
@@ -201,7 +200,7 @@ def recompute_traits(
                 store,
                 progress=progress,
                 restart=restart,
-                on_written=job.refresh_segments(SegmentEngine(store, SegmentBus())),
+                changes=services.changes,  # segments reading rfm.* or computed.* follow
             )
         b = result.boundaries
         console.print(

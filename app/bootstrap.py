@@ -1,22 +1,27 @@
-"""Composition root: turns Settings into a running set of services (the store and what uses it)."""
+"""Composition root: turns Settings into a running set of services (the store and what uses it),
+wires who hears of profile changes (`Services.changes`), and loads the demo data into a new
+embedded store while the server already answers (`seed_in_background`)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from app.domain.access import Scope
-from app.domain.errors import Unauthenticated
+from app.domain.errors import Conflict, Unauthenticated
 from app.observability.metrics import Metrics
 from app.services.api_keys import authenticate, create_key, revoke_key
-from app.services.fixtures import LoadReport, load_fixtures, load_segments
+from app.services.fixtures import LoadReport, Progress, SeedProgress, count_lines, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
 from app.services.match_index import ensure_blocking_keys
 from app.services.ports import ProfileStore
+from app.services.profile_changes import ProfileChanges
 from app.services.segment_bus import SegmentBus
 from app.services.segments import SegmentEngine
 from app.services.traits import recompute_traits
@@ -24,6 +29,15 @@ from app.settings import Settings
 from app.store import open_store
 
 log = logging.getLogger("cdp")
+
+
+def ingestion_policy(settings: Settings) -> IngestionPolicy:
+    return IngestionPolicy(
+        max_batch_size=settings.max_batch_size,
+        idempotency_ttl=timedelta(days=settings.idempotency_ttl_days),
+        identity=settings.identity_policy(),
+        limits=settings.event_limits(),
+    )
 
 
 @dataclass(slots=True)
@@ -34,31 +48,35 @@ class Services:
     development_key: str | None = None
     bus: SegmentBus = field(default_factory=SegmentBus)
     metrics: Metrics = field(default_factory=Metrics)
+    seeding: SeedProgress = field(default_factory=SeedProgress)
     segments: SegmentEngine = field(init=False)
+    changes: ProfileChanges = field(init=False)
 
     def __post_init__(self) -> None:
         self.segments = SegmentEngine(self.store, self.bus)
         self.metrics.watch_subscriptions(lambda: self.bus.active)
         self.bus.observer = lambda event: self.metrics.segment_changes.labels(event.change.value).inc()
-        if self.ingestion.on_landed is None:  # segments hear of every event batch once it is durable
-            self.ingestion = replace(self.ingestion, on_landed=self.segments.events_landed)
+        # The one wiring of "profiles changed": every write reports here once durable (ingestion
+        # through its policy, the others through their `changes` argument). Segments come first, so
+        # subscribers hear of membership changes before anything slower runs.
+        self.changes = ProfileChanges(self.segments.profiles_changed, self.metrics.profiles_changed)
+        self.ingestion = replace(self.ingestion, changes=self.changes)
 
     async def close(self) -> None:
         await self.store.close()
 
 
-async def start(settings: Settings) -> Services:
+async def connect(settings: Settings) -> Services:
+    """The store `settings` name with every service wired to it (what the command line works with)."""
     store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
-    services = Services(
-        settings=settings,
-        store=store,
-        ingestion=IngestionPolicy(
-            max_batch_size=settings.max_batch_size,
-            idempotency_ttl=timedelta(days=settings.idempotency_ttl_days),
-            identity=settings.identity_policy(),
-            limits=settings.event_limits(),
-        ),
-    )
+    return Services(settings=settings, store=store, ingestion=ingestion_policy(settings))
+
+
+async def start(settings: Settings) -> Services:
+    """The services a server runs, ready to serve; the demo data is loaded afterwards, in the
+    background (`seed_in_background`), so that the server listens at once."""
+    services = await connect(settings)
+    store = services.store
     if (path := settings.development_key_path()) is not None:
         services.development_key = await development_key(store, path)
         log.info(
@@ -72,8 +90,6 @@ async def start(settings: Settings) -> Services:
     rekeyed = await ensure_blocking_keys(store)
     if rekeyed:
         log.info("blocking-key index rebuilt for %d profiles (fuzzy merge candidates)", rekeyed)
-    if settings.seed_fixtures and store.backend == "sqlite" and await _is_empty(store):
-        await seed(services)
     return services
 
 
@@ -100,32 +116,92 @@ async def development_key(store: ProfileStore, path: Path) -> str:
     return token
 
 
-async def _is_empty(store: ProfileStore) -> bool:
-    return await store.count_profiles() == 0 and await store.count_products() == 0
+SEED_META = "demoData"  # "loading" while the demo data goes in, "loaded" once in: an interrupted load resumes
 
 
-async def seed(services: Services) -> LoadReport | None:
+async def needs_seeding(services: Services) -> bool:
+    """A new embedded store (or one whose demo data load was interrupted) with fixtures on."""
+    if not services.settings.seed_fixtures or services.store.backend != "sqlite":
+        return False
+    if await services.store.read_meta(SEED_META) == "loading":
+        return True
+    return await services.store.count_profiles() == 0 and await services.store.count_products() == 0
+
+
+@asynccontextmanager
+async def seed_lock(services: Services) -> AsyncIterator[None]:
+    """Held while this process checks for and loads the demo data. With several worker processes
+    (issue 13, item 2) exactly one may seed: their exclusive seed lock is taken here, and only here.
+    With one process there is nothing to exclude."""
+    yield
+
+
+async def seed_in_background(services: Services) -> None:
+    """The demo data, loaded while the server already serves (the lifespan runs this as a task after
+    `start`): `services.seeding` says how far it got, for /readyz and the playground. A failure is
+    logged with its traceback and kept there; the server goes on with what is in."""
+    progress = services.seeding
+    progress.seeding = True
+    try:
+        progress("waiting for the process loading the demo data", 0, 0)
+        async with seed_lock(services):
+            if await needs_seeding(services):  # again: another process may have loaded it meanwhile
+                await seed(services, progress)
+    except Exception as exc:
+        log.exception("loading the demo data failed; the server serves what is in (see /readyz)")
+        progress.failure = f"{type(exc).__name__}: {exc}"
+    finally:
+        progress.seeding = False
+
+
+async def seed(services: Services, progress: Progress | None = None) -> LoadReport | None:
     directory = services.settings.fixtures_dir
     if not directory.is_dir():
         log.warning("no fixtures folder at %s: starting with an empty store", directory)
         return None
-    log.info("empty embedded store: loading the demo data set from %s (first start only)", directory)
+    log.info(
+        "empty embedded store: loading the demo data set from %s (first start only); the server answers "
+        "meanwhile, /readyz says 503 seeding until it is in",
+        directory,
+    )
+    await services.store.write_meta(SEED_META, "loading")
     started = time.monotonic()
     last_logged = [0.0]
 
-    def progress(stage: str, done: int, total: int) -> None:
+    def step(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
         if done == total or time.monotonic() - last_logged[0] > 2:
             last_logged[0] = time.monotonic()
             log.info("  %s: %d/%d", stage, done, total)
 
-    report = await load_fixtures(services.store, directory, services.ingestion, progress)
-    traits = await recompute_traits(services.store, restart=True)  # the VIP demo segment reads RFM
-    log.info("computed traits for %d profiles", traits.processed)
+    report = await load_fixtures(services.store, directory, services.ingestion, step)
+    try:
+        traits = await recompute_traits(  # the VIP demo segment reads RFM
+            services.store,
+            restart=True,
+            changes=services.changes,
+            progress=lambda _, done, total: step("traits", done, total),
+        )
+        log.info("computed traits for %d profiles", traits.processed)
+    except Conflict:  # the schedule resumed an interrupted job first: it computes them
+        log.info("a computed-traits job is already running: it computes the demo profiles' traits")
+    wanted = count_lines(directory / "segments.jsonl") if (directory / "segments.jsonl").exists() else 0
+    made = [0]
 
     async def create_segment(fields: dict[str, Any], segment_id: str) -> object:
-        return await services.segments.create(fields, segment_id=segment_id)
+        existing = await services.store.get_segment(segment_id)  # an interrupted load made it already
+        result = await (
+            services.segments.evaluate(existing, cause="segment created")
+            if existing
+            else services.segments.create(fields, segment_id=segment_id)
+        )
+        made[0] += 1
+        step("segments", made[0], wanted)
+        return result
 
     segments = await load_segments(create_segment, directory)
+    await services.store.write_meta(SEED_META, "loaded")
     log.info("%d demo segments defined and evaluated", segments)
     log.info(
         "demo data loaded in %.1f s: %d products, %d CRM profiles, %d events (%d rejected)",

@@ -14,14 +14,14 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app.bootstrap import Services, start
+from app.bootstrap import Services, needs_seeding, seed_in_background, start
 from app.domain.errors import StoreUnavailable
 from app.graceful_shutdown import OpenWebSockets
 from app.observability.requests import RequestObservation
 from app.services.key_revocations import watch_revocations
 from app.services.segment_watch import watch
 from app.services.segments import keep_checking
-from app.services.traits import keep_recomputing, refresh_segments
+from app.services.traits import keep_recomputing
 from app.settings import Settings
 from graphql_schema.http import GraphQLApp
 from graphql_schema.loopback_only import LoopbackOnly
@@ -47,10 +47,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return
         holder["services"] = await start(settings)
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
+        background: list[asyncio.Task[None]] = []
+        if await needs_seeding(holder["services"]):  # decided before the first request: /readyz never says ready early
+            holder["services"].seeding.seeding = True
+            background.append(asyncio.create_task(seed_in_background(holder["services"])))
         checks = asyncio.create_task(
             keep_checking(holder["services"].segments, every_seconds=settings.segment_check_seconds)
         )
-        background = [checks, *_traits_schedule(holder["services"])]
+        background += [checks, *_traits_schedule(holder["services"])]
         revocations = watch_revocations(
             holder["services"].store, graphql.sockets.close_revoked, every_seconds=settings.key_check_seconds
         )
@@ -70,9 +74,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        if not holder:
+            return JSONResponse({"status": "unavailable", "reason": "starting"}, status_code=503)
+        seeding = current().seeding
+        if seeding.seeding:
+            return JSONResponse({"status": "seeding", "progress": seeding.to_json()}, status_code=503)
+        if seeding.failure is not None:
+            return JSONResponse(
+                {"status": "seeding failed", "reason": seeding.failure, "progress": seeding.to_json()}, status_code=503
+            )
         try:
             await current().store.ping()
-        except (StoreUnavailable, KeyError) as exc:
+        except StoreUnavailable as exc:
             return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
         return JSONResponse({"status": "ready", "store": current().store.backend})
 
@@ -109,5 +122,5 @@ def _traits_schedule(services: Services) -> list[asyncio.Task[None]]:
     every = services.settings.traits_every_minutes
     if every <= 0:
         return []
-    run = keep_recomputing(services.store, every_minutes=every, on_written=refresh_segments(services.segments))
+    run = keep_recomputing(services.store, every_minutes=every, changes=services.changes)
     return [asyncio.create_task(run)]

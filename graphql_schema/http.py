@@ -208,7 +208,10 @@ class GraphQLApp(GraphQL[Context, None]):
         return unset
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        return HTMLResponse(playground_html(request.url.path))
+        seeding = self._services().seeding
+        return HTMLResponse(
+            playground_html(request.url.path, still_loading=seeding.describe() if seeding.seeding else None)
+        )
 
     def encode_json(self, data: object) -> str:
         return _encoded(data)[0]

@@ -1,4 +1,6 @@
-"""Mutation resolvers: parse input, call one service, map the result."""
+"""Mutation resolvers: parse input, call one service, map the result. Each write service reports the
+profiles it changed to `services.changes`, whose listeners (segments, metrics) the composition root
+wired: resolvers never keep segments up to date themselves."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Annotated
 import strawberry
 
 from app.domain.access import Scope
-from app.services import api_keys, merging, privacy, profile_reads, profiles, recommendations, traits
+from app.services import api_keys, merging, privacy, profiles, recommendations, traits
 from app.services.ingestion import ingest_events
 from app.services.segments import Evaluation
 from graphql_schema.context import Info
@@ -55,9 +57,8 @@ class Mutation:
             reason=reason,
             actor=info.context.actor,
             policy=services.ingestion.identity,
+            changes=services.changes,
         )
-        services.metrics.merges.labels("merge").inc()
-        await services.segments.changed([record.survivor_id, *record.merged_ids], "merge")
         return MergeResult(merge=Merge.from_domain(record), profile=Profile.from_domain(profile))
 
     @strawberry.mutation(
@@ -65,11 +66,10 @@ class Mutation:
         description="Undo a merge: the profiles come back, with what arrived since routed to each.",
     )
     async def unmerge_profile(self, info: Info, merge_id: strawberry.ID) -> UnmergeResult:
+        services = info.context.services
         record, profiles = await merging.unmerge_profile(
-            info.context.services.store, str(merge_id), actor=info.context.actor
+            services.store, str(merge_id), actor=info.context.actor, changes=services.changes
         )
-        info.context.services.metrics.merges.labels("unmerge").inc()
-        await info.context.services.segments.changed([p.id for p in profiles], "unmerge")
         return UnmergeResult(merge=Merge.from_domain(record), profiles=[Profile.from_domain(p) for p in profiles])
 
     @strawberry.mutation(
@@ -77,14 +77,15 @@ class Mutation:
         description="Create or update the profile its identifiers resolve to.",
     )
     async def upsert_profile(self, info: Info, input: ProfileInput) -> Profile:
+        services = info.context.services
         profile = await profiles.upsert_profile(
-            info.context.services.store,
+            services.store,
             raw_identifiers(input.identifiers),
             input.fields(),
             source=input.source,
-            policy=info.context.services.ingestion.identity,
+            policy=services.ingestion.identity,
+            changes=services.changes,
         )
-        await info.context.services.segments.changed([profile.id], "profile updated")
         return Profile.from_domain(profile)
 
     @strawberry.mutation(
@@ -109,8 +110,8 @@ class Mutation:
             granted,
             decided_by,
             purposes=tuple(services.settings.consent_purposes),
+            changes=services.changes,
         )
-        await services.segments.changed([profile.id], "consent", paths=["consents"])
         return Profile.from_domain(profile)
 
     @strawberry.mutation(
@@ -121,10 +122,9 @@ class Mutation:
     )
     async def delete_profile(self, info: Info, id: strawberry.ID) -> Erasure:
         services = info.context.services
-        before = await profile_reads.get_profile(services.store, str(id))
-        erasure = await privacy.delete_profile(services.store, str(id), actor=info.context.actor)
-        if before is not None:
-            services.segments.erased(before)
+        erasure = await privacy.delete_profile(
+            services.store, str(id), actor=info.context.actor, changes=services.changes
+        )
         return Erasure.from_domain(erasure)
 
     @strawberry.mutation(
@@ -159,9 +159,7 @@ class Mutation:
     )
     async def recompute_traits(self, info: Info, restart: bool = False) -> TraitsJob:
         services = info.context.services
-        result = await traits.recompute_traits(
-            services.store, restart=restart, on_written=traits.refresh_segments(services.segments)
-        )
+        result = await traits.recompute_traits(services.store, restart=restart, changes=services.changes)
         return TraitsJob.from_domain(result)
 
     @strawberry.mutation(

@@ -1,12 +1,15 @@
 """Prometheus metrics, one registry per server (tests build many servers in one process). The
-transport records requests and operations; the segment bus reports membership changes; gauges read
-live values (subscriptions, connections) when scraped."""
+transport records requests and operations; `profiles_changed` listens to every profile change
+(app/services/profile_changes.py); the segment bus reports membership changes; gauges read live
+values (subscriptions, connections) when scraped."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from app.services.profile_changes import Cause, ProfilesChanged
 
 # Seconds: a profile read takes milliseconds, an event batch tens to hundreds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -32,7 +35,13 @@ class Metrics:
             "cdp_events_ingested", "Ingested events by type and result", ["type", "result"], registry=self.registry
         )
         self.merges = Counter(
-            "cdp_merges", "Merges and unmerges asked for by clients", ["kind"], registry=self.registry
+            "cdp_merges", "Merges (automatic ones included) and unmerges", ["kind"], registry=self.registry
+        )
+        self.profile_changes = Counter(
+            "cdp_profile_changes",
+            "Profiles changed, by cause (a merge counts each profile)",
+            ["cause"],
+            registry=self.registry,
         )
         self.segment_changes = Counter(
             "cdp_segment_membership_changes", "Segment entries and exits", ["change"], registry=self.registry
@@ -41,6 +50,13 @@ class Metrics:
             "cdp_active_subscriptions", "Open segment subscriptions in this process", registry=self.registry
         )
         self.websockets = Gauge("cdp_websocket_connections", "Open WebSocket connections", registry=self.registry)
+
+    async def profiles_changed(self, changes: Sequence[ProfilesChanged]) -> None:
+        """The listener: every committed write, whoever made it."""
+        for change in changes:
+            self.profile_changes.labels(change.cause.value).inc(len(change.profile_ids))
+            if change.cause in (Cause.MERGE, Cause.UNMERGE):  # one change per merge or unmerge
+                self.merges.labels(change.cause.value).inc()
 
     def watch_subscriptions(self, count: Callable[[], int]) -> None:
         self.subscriptions.set_function(count)

@@ -1,5 +1,6 @@
 """Load the demo data set (fixtures/*.jsonl) through the same services a client would use:
-products, then CRM profiles through upsert, then events through ingestion, with progress."""
+products, then CRM profiles through upsert, then events through ingestion, with progress. Every
+write reports its changes through `policy.changes`, so segments follow as they do for the API."""
 
 from __future__ import annotations
 
@@ -20,6 +21,26 @@ from app.services.profiles import upsert_profile
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EVENT_BATCH = 500
 MAX_PROBLEMS = 20
+
+
+@dataclass(slots=True)
+class SeedProgress:
+    """Where loading the demo data into a new store stands: what /readyz and the playground tell."""
+
+    seeding: bool = False
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    failure: str | None = None  # why it stopped: the server serves what is in, /readyz says so
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.stage, self.done, self.total = stage, done, total
+
+    def to_json(self) -> dict[str, object]:
+        return {"stage": self.stage, "done": self.done, "total": self.total}
+
+    def describe(self) -> str:
+        return f"{self.stage}: {self.done:,} of {self.total:,}" if self.total else self.stage
 
 
 @dataclass(slots=True)
@@ -64,7 +85,7 @@ def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
         yield batch
 
 
-def _count_lines(path: Path) -> int:
+def count_lines(path: Path) -> int:
     with path.open("rb") as handle:
         return sum(1 for line in handle if line.strip())
 
@@ -81,7 +102,7 @@ async def load_fixtures(
         report_progress("products", report.products, report.products)
     profiles = directory / "profiles.jsonl"
     if profiles.exists():
-        total = _count_lines(profiles)
+        total = count_lines(profiles)
         for line, document in enumerate(read_lines(profiles), start=1):
             fields = {k: v for k, v in document.items() if k not in ("_id", "identifiers")}
             try:
@@ -91,6 +112,7 @@ async def load_fixtures(
                     _snake_case(fields),
                     source="crm",
                     policy=policy.identity,
+                    changes=policy.changes,
                 )
             except InvalidInput as exc:
                 report.profiles_rejected += 1
@@ -101,7 +123,7 @@ async def load_fixtures(
                 report_progress("profiles", line, total)
     events = directory / "events.jsonl"
     if events.exists():
-        total = _count_lines(events)
+        total = count_lines(events)
         done = 0
         policy = replace(policy, max_batch_size=EVENT_BATCH)
         for batch in _batches(read_lines(events), EVENT_BATCH):

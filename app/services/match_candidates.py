@@ -32,6 +32,7 @@ from app.services.identity_policy import IdentityPolicy
 from app.services.merge_steps import new_refusal_id
 from app.services.merging import merge_profiles
 from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_changes import UNHEARD, ProfileChanges
 from app.services.profile_reads import get_profile
 from app.services.profile_writes import with_retries
 
@@ -123,7 +124,9 @@ async def candidates_in_store(
     return sorted(linked_pairs(found, fields, min_score), key=lambda c: (-c.score, c.a, c.b))[:first]
 
 
-async def merge_lookalikes(store: ProfileStore, profile_ids: Sequence[str], policy: IdentityPolicy) -> int:
+async def merge_lookalikes(
+    store: ProfileStore, profile_ids: Sequence[str], policy: IdentityPolicy, *, changes: ProfileChanges = UNHEARD
+) -> int:
     """Merge each profile with the look-alikes scoring at least `policy.fuzzy_merge_score` (when set):
     the oldest profile survives; merge protection applies as to any automatic merge. Returns merges."""
     threshold = policy.fuzzy_merge_score
@@ -152,6 +155,7 @@ async def merge_lookalikes(store: ProfileStore, profile_ids: Sequence[str], poli
             reason=f"automatic: fuzzy match (score {best:.3f} >= {threshold})",
             actor="system",
             policy=policy,
+            changes=changes,
         )
         merges += 1
     return merges

@@ -25,6 +25,7 @@ from app.domain.profile_change import provenance_key
 from app.services.identity_policy import IdentityPolicy
 from app.services.merge_steps import merge_in_transaction
 from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 from app.services.profile_writes import MAX_MERGE_HOPS, live_profile, with_retries
 
 MAX_REASON_LENGTH = 500
@@ -38,6 +39,7 @@ async def merge_profiles(
     reason: str,
     actor: str,
     policy: IdentityPolicy,
+    changes: ProfileChanges = UNHEARD,
 ) -> tuple[MergeRecord, Profile]:
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON_LENGTH:
@@ -66,10 +68,14 @@ async def merge_profiles(
         )
 
     async with store.batch():
-        return await with_retries(store, work)
+        record, survivor = await with_retries(store, work)
+    await changes.publish(ProfilesChanged.of(Cause.MERGE, [record.survivor_id, *record.merged_ids]))
+    return record, survivor
 
 
-async def unmerge_profile(store: ProfileStore, merge_id: str, *, actor: str) -> tuple[MergeRecord, list[Profile]]:
+async def unmerge_profile(
+    store: ProfileStore, merge_id: str, *, actor: str, changes: ProfileChanges = UNHEARD
+) -> tuple[MergeRecord, list[Profile]]:
     at = clock.now()
 
     async def work(tx: StoreTransaction) -> tuple[MergeRecord, list[Profile]]:
@@ -100,7 +106,9 @@ async def unmerge_profile(store: ProfileStore, merge_id: str, *, actor: str) -> 
         return record, restored
 
     async with store.batch():
-        return await with_retries(store, work)
+        record, restored = await with_retries(store, work)
+    await changes.publish(ProfilesChanged.of(Cause.UNMERGE, [p.id for p in restored]))
+    return record, restored
 
 
 async def merge_history(store: ProfileStore, profile_id: str) -> list[MergeRecord]:

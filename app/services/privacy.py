@@ -27,6 +27,7 @@ from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition
 from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 from app.services.profile_reads import get_profile
 from app.services.profile_writes import live_profile, with_retries
 
@@ -46,6 +47,7 @@ async def set_consent(
     source: str,
     *,
     purposes: tuple[str, ...],
+    changes: ProfileChanges = UNHEARD,
 ) -> Profile:
     """Record a consent decision (the current state per purpose, and the decision in the history)."""
     check_purpose(purpose, purposes)
@@ -66,7 +68,9 @@ async def set_consent(
         return found
 
     async with store.batch():
-        return await with_retries(store, work)
+        profile = await with_retries(store, work)
+    await changes.publish(ProfilesChanged.of(Cause.CONSENT, [profile.id], paths=["consents"]))
+    return profile
 
 
 async def consent_history(store: ProfileStore, profile: Profile) -> list[ConsentDecision]:
@@ -138,14 +142,16 @@ def suppression_hashes(secret: str, keys: Sequence[str]) -> list[str]:
     return [suppression_hash(secret, key) for key in keys]
 
 
-async def delete_profile(store: ProfileStore, profile_id: str, *, actor: str) -> Erasure:
+async def delete_profile(
+    store: ProfileStore, profile_id: str, *, actor: str, changes: ProfileChanges = UNHEARD
+) -> Erasure:
     """Erase the person: the profile, the profiles merged into it, their identities, history,
     consents, merges; keep an audit record without personal data; suppress their identifiers."""
     secret = await suppression_secret(store, create=True)
     assert secret is not None
     at = clock.now()
 
-    async def work(tx: StoreTransaction) -> Erasure:
+    async def work(tx: StoreTransaction) -> tuple[Erasure, ProfilesChanged]:
         profile = await live_profile(tx, profile_id)
         if profile is None:
             raise NotFound(f"no profile {profile_id}", field="id")
@@ -169,10 +175,13 @@ async def delete_profile(store: ProfileStore, profile_id: str, *, actor: str) ->
             interactions=interactions,
         )
         await tx.record_erasure(erasure)
-        return erasure
+        # Merged-away profiles belong to no segment: only the live one's memberships end.
+        erased = ProfilesChanged(Cause.ERASURE, tuple(family), left_segments={profile.id: tuple(profile.segments)})
+        return erasure, erased
 
     async with store.batch():
-        erasure = await with_retries(store, work)
+        erasure, erased = await with_retries(store, work)
+    await changes.publish(erased)
     try:
         await store.wipe_deleted()
     except StoreUnavailable:  # the erasure is committed; the next one's wipe covers this one too

@@ -19,6 +19,7 @@ from app.services.identity_policy import IdentityPolicy
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed, suppression_secret
+from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 from app.services.profile_reads import get_profile
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
@@ -51,6 +52,7 @@ async def upsert_profile(
     *,
     source: str = "upsert",
     policy: IdentityPolicy | None = None,
+    changes: ProfileChanges = UNHEARD,
 ) -> Profile:
     """Find the customer by identifiers (or create them) and set the given fields; `source` (a CRM,
     a form…) is what the SOURCE_PRIORITY merge rule ranks."""
@@ -76,6 +78,7 @@ async def upsert_profile(
 
     async with store.batch():
         written = await with_retries(store, work)
-    if await merge_lookalikes(store, [written.id], policy):
+    await changes.publish(ProfilesChanged.of(Cause.UPSERT, [written.id]))
+    if await merge_lookalikes(store, [written.id], policy, changes=changes):
         return await get_profile(store, written.id) or written
     return written

@@ -3,9 +3,10 @@
 - `create_segment` / `update_segment` evaluate the segment over the whole store with one query built
   from its validated tree, then apply the difference with the current members (idempotent: an
   interrupted evaluation is finished by running it again), reporting progress.
-- `SegmentEngine.changed(profile_ids, cause, event_types=…, paths=…)` is called after every profile
-  change; it re-evaluates only the segments whose dependencies the change touches, with the
-  in-memory predicate of the same tree, and schedules a check at the instant an event would leave a
+- `SegmentEngine.profiles_changed` listens to every profile change (app/services/profile_changes.py,
+  wired in app/bootstrap.py); `changed(profile_ids, cause, event_types=…, paths=…)` re-evaluates
+  only the segments whose dependencies the change touches, with the in-memory predicate of the same
+  tree, an erased person leaves their segments, and schedules a check at the instant an event would leave a
   window (`run_due_checks`), so exits happen without a new event and without a daily full scan.
 - Every membership change is written with a `segment_events` record in the same transaction and
   published to subscribers once committed.
@@ -18,7 +19,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,21 +35,14 @@ from app.domain.segments.dependencies import Dependencies, dependencies, next_ch
 from app.domain.segments.predicate import Activity, ActivityTooShort, longest_window, predicate
 from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent, checked_segment, parse_traits
 from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_changes import Cause, ProfilesChanged
 from app.services.profile_writes import with_retries
 from app.services.segment_bus import SegmentBus
 
 Progress = Callable[[int, int], None]  # (changes applied, changes to apply)
-ChangeHook = Callable[[Iterable[str], str], Awaitable[None]]
 log = logging.getLogger("cdp.segments")
 SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # as an inSegment leaf accepts it
 WRITE_BATCH = 200
-# What an event of each type may change besides stats, identifiers and the recent list.
-IDENTITY_PATHS = ("firstName", "lastName", "birthDate", "gender", "language", "company", "jobTitle", "addresses")
-EVENT_PATHS: dict[str, tuple[str, ...]] = {
-    "identify": (*IDENTITY_PATHS, "traits"),
-    "consent_update": ("consents",),
-    "survey_response": ("qualitative",),
-}
 HISTORY_PAGE = 500
 
 
@@ -213,27 +207,30 @@ class SegmentEngine:
         self.bus.publish_committed(events)
         return events
 
-    async def events_landed(self, landed: dict[str, set[str]]) -> list[SegmentEvent]:
-        """After an ingested batch: each profile with the event types that landed on it."""
-        events: list[SegmentEvent] = []
-        for profile_id, types in landed.items():
-            paths = {"stats", "identifiers", "recent"}.union(*(EVENT_PATHS.get(t, ()) for t in types))
-            events += await self.changed([profile_id], "event", event_types=types, paths=paths)
-        return events
+    async def profiles_changed(self, changes: Sequence[ProfilesChanged]) -> None:
+        """The listener: memberships follow every committed profile change, whoever wrote it."""
+        for change in changes:
+            if change.cause is Cause.ERASURE:
+                self.erased(change.left_segments)
+            else:
+                await self.changed(
+                    change.profile_ids, change.cause.value, event_types=change.event_types, paths=change.paths
+                )
 
-    def erased(self, profile: Profile) -> list[SegmentEvent]:
-        """Tell subscribers the erased person left their segments. Not recorded: the history of an
-        erased person is deleted with them."""
+    def erased(self, left_segments: Mapping[str, Iterable[str]]) -> list[SegmentEvent]:
+        """Tell subscribers the erased person left their segments (erased profile id → its segments).
+        Not recorded: the history of an erased person is deleted with them."""
         events = [
             SegmentEvent(
                 _id=_event_id(),
                 segment_id=segment_id,
-                profile_id=profile.id,
+                profile_id=profile_id,
                 change=MembershipChange.EXITED,
                 at=clock.now(),
-                cause="profile erased",
+                cause=Cause.ERASURE.value,
             )
-            for segment_id in profile.segments
+            for profile_id, segment_ids in left_segments.items()
+            for segment_id in segment_ids
         ]
         self.bus.publish_committed(events)
         return events

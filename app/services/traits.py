@@ -39,15 +39,14 @@ from app.domain.traits.preferences import products_mentioned
 from app.domain.traits.rfm import RfmBase, RfmBoundaries, rfm_values
 from app.services.order_history import orders_of
 from app.services.ports import ProfileStore, StoreTransaction
-from app.services.segments import SegmentEngine
+from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 
 META_KEY = "traitsJob"
 PAGE_SIZE = 200
 SALES_DAYS = 90  # best sellers: units sold in this many days before the job
-TRAIT_PATHS = ("rfm", "computed")
+TRAIT_PATHS = ("rfm", "computed")  # all the job writes (segments reading neither need not look again)
 
 Progress = Callable[[str, int, int], None]  # (phase: "survey" or "profiles", profiles done, profiles in all)
-Written = Callable[[list[str]], Awaitable[object]]  # told the ids of each page written (segments re-evaluate)
 log = logging.getLogger("cdp.traits")
 _running: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -108,7 +107,7 @@ async def recompute_traits(
     store: ProfileStore,
     *,
     progress: Progress | None = None,
-    on_written: Written | None = None,
+    changes: ProfileChanges = UNHEARD,
     restart: bool = False,
     page_size: int = PAGE_SIZE,
 ) -> TraitsJobResult:
@@ -131,7 +130,7 @@ async def recompute_traits(
             )
             await store.write_meta(META_KEY, point.to_json("running"))
         already = point.processed
-        await _write_traits(store, point, page_size, progress, on_written)
+        await _write_traits(store, point, page_size, progress, changes)
         duration = round(time.monotonic() - started, 3)
         await store.write_meta(
             META_KEY, point.to_json("done", finishedAt=clock.to_iso(clock.now()), durationSeconds=duration)
@@ -180,7 +179,7 @@ async def _survey(store: ProfileStore, as_of: datetime, page_size: int, progress
 
 
 async def _write_traits(
-    store: ProfileStore, point: _ResumePoint, page_size: int, progress: Progress | None, on_written: Written | None
+    store: ProfileStore, point: _ResumePoint, page_size: int, progress: Progress | None, changes: ProfileChanges
 ) -> None:
     """Pass 2: each profile's traits, a page at a time, saving the resume point after each page."""
     total = await store.count_profiles()
@@ -188,16 +187,15 @@ async def _write_traits(
     while page := await store.list_profiles(ProfileFilter(), after=point.after, limit=page_size):
         histories = {p.id: unique([*p.recent, *await orders_of(store, p)]) for p in page}
         await _learn_categories(store, categories, histories.values())
-        changes = [(p.id, _change(p, histories[p.id], categories, point)) for p in page]
+        updates = [(p.id, _change(p, histories[p.id], categories, point)) for p in page]
         written: list[str] = []
         async with store.batch():
-            for profile_id, change in changes:
+            for profile_id, change in updates:
                 if await store.run_in_transaction(_write(profile_id, change)):
                     written.append(profile_id)
         point.after, point.processed = page[-1].id, point.processed + len(written)
         await store.write_meta(META_KEY, point.to_json("running"))
-        if on_written is not None and written:
-            await on_written(written)
+        await changes.publish(ProfilesChanged.of(Cause.TRAITS, written, paths=TRAIT_PATHS))  # each page, as written
         if progress is not None:
             progress("profiles", point.processed, max(total, point.processed))
 
@@ -232,16 +230,7 @@ def _write(profile_id: str, change: ProfileChange) -> Callable[[StoreTransaction
     return work
 
 
-def refresh_segments(engine: SegmentEngine) -> Written:
-    """Segments whose conditions read `rfm.*` or `computed.*` follow the new traits."""
-
-    async def written(profile_ids: list[str]) -> None:
-        await engine.changed(profile_ids, "traits recomputed", paths=TRAIT_PATHS)
-
-    return written
-
-
-async def keep_recomputing(store: ProfileStore, *, every_minutes: float, on_written: Written | None = None) -> None:
+async def keep_recomputing(store: ProfileStore, *, every_minutes: float, changes: ProfileChanges = UNHEARD) -> None:
     """The schedule the server runs: an interrupted job is resumed at once, then a job every
     `every_minutes`. Failures are logged and retried at the next round."""
     try:
@@ -252,7 +241,7 @@ async def keep_recomputing(store: ProfileStore, *, every_minutes: float, on_writ
         await asyncio.sleep(every_minutes * 60)
     while True:
         try:
-            result = await recompute_traits(store, on_written=on_written)
+            result = await recompute_traits(store, changes=changes)
             log.info(
                 "computed traits of %d profiles in %.1f s (job %s%s)",
                 result.processed,

@@ -38,6 +38,11 @@ query Customer {
 """
 """The text a fresh query editor starts with (GraphiQL keeps the user's own tabs after that)."""
 
+_STILL_LOADING: Final = """\
+# The demo data is still loading ({progress}): queries answer with what is in so far.
+# GET /readyz says 200 "ready" once it is all in; the server log shows the progress too.
+"""
+
 _STYLESHEETS: Final = ("graphiql.min.css",)
 # Order matters: GraphiQL's UMD build reads the React and ReactDOM globals when it loads.
 _SCRIPTS: Final = (
@@ -104,8 +109,12 @@ def _js_literal(value: str) -> str:
     )
 
 
-def playground_html(graphql_path: str = "/graphql", title: str = "CDP GraphQL playground") -> str:
+def playground_html(
+    graphql_path: str = "/graphql", title: str = "CDP GraphQL playground", *, still_loading: str | None = None
+) -> str:
     """Return the complete GraphiQL page for the endpoint at ``graphql_path`` on the page's origin.
+    ``still_loading`` (how far the demo data got, while the server loads it) heads the default query,
+    so that a newcomer who finds few customers knows why.
 
     HTTP requests go to ``graphql_path``; subscriptions go to ``ws://`` (``wss://`` on an https
     page) + the page's host + ``graphql_path``. The page loads its assets from ``ASSETS_PATH``.
@@ -122,5 +131,7 @@ def playground_html(graphql_path: str = "/graphql", title: str = "CDP GraphQL pl
         stylesheets=stylesheets,
         scripts=scripts,
         graphql_path=_js_literal(graphql_path),
-        default_query=_js_literal(DEFAULT_QUERY),
+        default_query=_js_literal(
+            DEFAULT_QUERY if still_loading is None else _STILL_LOADING.format(progress=still_loading) + DEFAULT_QUERY
+        ),
     )

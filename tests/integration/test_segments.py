@@ -106,18 +106,17 @@ async def test_consent_purpose_merge_and_unmerge_move_memberships(services: Serv
     segment = (await services.segments.create(mailable)).segment
     assert await services.store.member_ids(segment.id) == []  # no consent recorded is no consent
 
-    await privacy.set_consent(services.store, buyer, "email_marketing", True, "form", purposes=("email_marketing",))
-    await services.segments.changed([buyer], "consent", paths=["consents"])
+    await privacy.set_consent(
+        services.store, buyer, "email_marketing", True, "form", purposes=("email_marketing",), changes=services.changes
+    )
     assert await services.store.member_ids(segment.id) == [buyer]
 
     (shop,) = await _land(services, event("page_view", identifiers=[("phone", "+33612345678")]))
     record, _ = await merging.merge_profiles(
-        services.store, shop, [buyer], reason="same", actor="steward", policy=IdentityPolicy()
+        services.store, shop, [buyer], reason="same", actor="steward", policy=IdentityPolicy(), changes=services.changes
     )
-    await services.segments.changed([shop, buyer], "merge")
     assert await services.store.member_ids(segment.id) == [shop]  # the survivor has the order and the consent
-    await merging.unmerge_profile(services.store, record.id, actor="steward")
-    await services.segments.changed([shop, buyer], "unmerge")
+    await merging.unmerge_profile(services.store, record.id, actor="steward", changes=services.changes)
     assert await services.store.member_ids(segment.id) == [buyer]
     assert [c for _, c in _changes(await services.store.segment_events(profile_id=shop, limit=5))] == [
         "EXITED",
@@ -195,10 +194,7 @@ async def test_an_erased_member_leaves_with_an_unrecorded_exit(services: Service
 
     listener = asyncio.create_task(listen())
     await asyncio.sleep(0)
-    profile = await services.store.get_profile(buyer)
-    assert profile is not None
-    await privacy.delete_profile(services.store, buyer, actor="dpo")
-    services.segments.erased(profile)
+    await privacy.delete_profile(services.store, buyer, actor="dpo", changes=services.changes)
     await asyncio.wait_for(listener, 1)
     assert heard == [(buyer, "EXITED", "profile erased")]
     assert await services.store.member_ids(segment.id) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from app.domain.traits.rfm import PROSPECT, SEGMENTS, Quintiles, RfmBase, RfmBou
 from app.services import recommendations, traits
 from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
+from app.services.profile_changes import ProfileChanges, ProfilesChanged
 from app.services.segment_bus import SegmentBus
 from app.services.segments import SegmentEngine
 from tests.builders import event
@@ -200,11 +202,11 @@ async def test_an_interrupted_job_resumes_after_the_last_saved_page(store: Profi
     written: list[str] = []
     phases: set[str] = set()
 
-    async def record(profile_ids: list[str]) -> None:
-        written.extend(profile_ids)
+    async def record(changes: Sequence[ProfilesChanged]) -> None:
+        written.extend(profile_id for change in changes for profile_id in change.profile_ids)
 
     result = await traits.recompute_traits(
-        store, page_size=2, on_written=record, progress=lambda phase, *_: phases.add(phase)
+        store, page_size=2, changes=ProfileChanges(record), progress=lambda phase, *_: phases.add(phase)
     )
 
     assert result.resumed and result.job_id == saved["jobId"]
@@ -223,13 +225,13 @@ async def test_only_one_job_runs_at_a_time(store: ProfileStore) -> None:
     await _base(store)
     refused: list[Exception] = []
 
-    async def meanwhile(profile_ids: list[str]) -> None:
+    async def meanwhile(changes: Sequence[ProfilesChanged]) -> None:
         try:
             await traits.recompute_traits(store)
         except Conflict as exc:
             refused.append(exc)
 
-    await traits.recompute_traits(store, on_written=meanwhile)
+    await traits.recompute_traits(store, changes=ProfileChanges(meanwhile))
     assert len(refused) == 1
 
 
@@ -266,7 +268,7 @@ async def test_segments_reading_rfm_follow_the_job(store: ProfileStore) -> None:
     segment = (await engine.create(lost)).segment
     assert await store.member_ids(segment.id) == []  # no traits yet
 
-    await traits.recompute_traits(store, on_written=traits.refresh_segments(engine))
+    await traits.recompute_traits(store, changes=ProfileChanges(engine.profiles_changed))
 
     assert await store.member_ids(segment.id) == [ids["buyer4@example.com"]]
 

@@ -1,0 +1,106 @@
+"""The one path for "profiles changed": each write, once durable, reports what it changed here, and
+whoever follows profiles (segment upkeep, metrics, and through segments the subscriptions) listens.
+
+A write never knows its listeners: the composition root (app/bootstrap.py) builds one
+`ProfileChanges` with them and hands it to the services. Listeners cannot fail the write that
+reported: it is committed, so a listener's failure is logged and the next listener still hears.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+log = logging.getLogger("cdp.changes")
+
+
+class Cause(StrEnum):
+    """Why profiles changed (the values are what segment events record as their cause)."""
+
+    EVENT = "event"
+    UPSERT = "profile updated"
+    CONSENT = "consent"
+    MERGE = "merge"
+    UNMERGE = "unmerge"
+    ERASURE = "profile erased"
+    TRAITS = "traits recomputed"
+
+
+# What an event of each type may change besides stats, identifiers and the recent list.
+IDENTITY_PATHS = ("firstName", "lastName", "birthDate", "gender", "language", "company", "jobTitle", "addresses")
+EVENT_PATHS: dict[str, tuple[str, ...]] = {
+    "identify": (*IDENTITY_PATHS, "traits"),
+    "consent_update": ("consents",),
+    "survey_response": ("qualitative",),
+}
+EVERY_EVENT_PATHS = ("stats", "identifiers", "recent")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilesChanged:
+    """One durable write's effect on some profiles."""
+
+    cause: Cause
+    profile_ids: tuple[str, ...]
+    # The stored paths the write touched (camelCase, top level); None: any may have changed.
+    paths: frozenset[str] | None = None
+    event_types: frozenset[str] = frozenset()  # ingestion: the types of the events that landed
+    # Erasure: the segments each erased profile was in. The profile is gone, so no listener could read them.
+    left_segments: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, cause: Cause, profile_ids: Iterable[str], *, paths: Collection[str] | None = None) -> ProfilesChanged:
+        return cls(cause, tuple(dict.fromkeys(profile_ids)), None if paths is None else frozenset(paths))
+
+
+def events_landed(landed: Mapping[str, Collection[str]]) -> list[ProfilesChanged]:
+    """An ingested batch's changes from each profile's landed event types: profiles that received the
+    same types share one change (listeners then handle them together)."""
+    by_types: dict[frozenset[str], list[str]] = {}
+    for profile_id, types in landed.items():
+        by_types.setdefault(frozenset(types), []).append(profile_id)
+    return [
+        ProfilesChanged(
+            Cause.EVENT,
+            tuple(profile_ids),
+            frozenset(EVERY_EVENT_PATHS).union(*(EVENT_PATHS.get(t, ()) for t in types)),
+            types,
+        )
+        for types, profile_ids in by_types.items()
+    ]
+
+
+class Listener(Protocol):
+    """Told of committed changes; what it raises is logged, never given back to the writer."""
+
+    async def __call__(self, changes: Sequence[ProfilesChanged], /) -> object: ...
+
+
+class ProfileChanges:
+    """The fan-out: each listener hears every change, in the order they were given at construction."""
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self, *listeners: Listener) -> None:
+        self._listeners = listeners  # fixed: the composition root wires them once
+
+    async def publish(self, *changes: ProfilesChanged) -> None:
+        changes = tuple(c for c in changes if c.profile_ids)
+        if not changes:
+            return
+        for listener in self._listeners:
+            try:
+                await listener(changes)
+            except Exception:  # the write is durable: report it so; listeners catch up on the next change
+                log.exception(
+                    "a listener failed on %s of %d profiles; the write stands",
+                    "/".join(sorted({c.cause.value for c in changes})),
+                    sum(len(c.profile_ids) for c in changes),
+                )
+
+
+UNHEARD = ProfileChanges()
+"""No listeners: the default for a service called on its own (tests, tools); the server passes its own."""
