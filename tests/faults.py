@@ -28,6 +28,11 @@ WRITES = frozenset(
         "insert_merge",
         "replace_merge",
         "record_refusal",
+        "claim_identity_keys",
+        "write_profiles",
+        "record_messages",
+        "append_interactions",
+        "append_consent",
     }
 )
 

@@ -1,23 +1,27 @@
 """Event ingestion: validate each event, drop replays, resolve the customer, apply the event.
 
 Each event is judged alone: data past the event limits is refused before anything is written, and
-each event is its own unit of work (a savepoint in the embedded store, a transaction in MongoDB), so
-one bad, duplicate or unstorable event never fails the batch. Only what is not the event's fault (the
-store being unavailable) fails the batch. The batch is made durable as a whole before the results
-are returned, so ACCEPTED means stored.
+one bad, duplicate or unstorable event never fails the others. A batch is stored as a batch (one
+read and one write per profile, identities, idempotency keys and history in bulk: see
+app/services/ingestion_batch.py); an event whose identifiers link profiles is stored alone, as its
+own unit of work (a merge, or merge protection's refusal), between the runs before and after it, so
+the results are those of one-at-a-time ingestion. Only what is not an event's fault (the store being
+unavailable) fails the batch. The batch is made durable as a whole before the results are returned
+(one commit in the embedded store), so ACCEPTED means stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.domain import clock
-from app.domain.errors import DomainError, InvalidInput, LimitExceeded
+from app.domain.errors import DomainError, InvalidInput, LimitExceeded, StoreUnavailable
 from app.domain.event_effects import change_for_event, interaction_document
 from app.domain.event_limits import EventLimits, shown
 from app.domain.events import Event, EventType, RawEvent, parse_event
@@ -26,10 +30,10 @@ from app.domain.privacy import ConsentDecision
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.services.identity_policy import IdentityPolicy
+from app.services.ingestion_batch import Landed, Parsed, ingest_run
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed, suppression_secret
-from app.services.profile_changes import UNHEARD, ProfileChanges, events_landed
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
 log = logging.getLogger("cdp.ingestion")
@@ -50,13 +54,17 @@ class EventOutcome:
     field: str | None = None
 
 
+# Told, after a batch is durable, which profiles changed and with which event types (segments listen).
+EventsLanded = Callable[[dict[str, set[str]]], Awaitable[object]]
+
+
 @dataclass(frozen=True, slots=True)
 class IngestionPolicy:
     max_batch_size: int = 1000
     idempotency_ttl: timedelta = timedelta(days=30)
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
     limits: EventLimits = field(default_factory=EventLimits)
-    changes: ProfileChanges = UNHEARD  # told, once a batch is durable, which profiles it changed
+    on_landed: EventsLanded | None = None
 
 
 async def ingest_events(
@@ -67,50 +75,123 @@ async def ingest_events(
             f"a batch holds at most {policy.max_batch_size} events, got {len(raw_events)}", field="events"
         )
     at = clock.now()
-    outcomes: list[EventOutcome] = []
     secret = await suppression_secret(store, create=False)  # None until someone is erased
+    # Validation is CPU work (a millisecond an event at worst): a worker thread does it, not the loop.
+    judged = await asyncio.to_thread(_parse_all, raw_events, at, policy)
+    outcomes: list[EventOutcome | None] = [j if isinstance(j, EventOutcome) else None for j in judged]
+    parsed = [j for j in judged if isinstance(j, Parsed)]
     async with store.batch():
-        for index, raw in enumerate(raw_events):
-            outcomes.append(await _judge(store, raw, index, at, policy, secret))
+        await _ingest_parsed(store, parsed, raw_events, outcomes, at, policy, secret)
+    done = [o for o in outcomes if o is not None]
+    assert len(done) == len(raw_events)
     # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.
-    await merge_lookalikes(
-        store, [o.profile_id for o in outcomes if o.profile_id], policy.identity, changes=policy.changes
-    )
-    landed: dict[str, set[str]] = {}
-    for raw, outcome in zip(raw_events, outcomes, strict=True):
-        if outcome.status is EventStatus.ACCEPTED and outcome.profile_id:
-            landed.setdefault(outcome.profile_id, set()).add(raw.type)
-    await policy.changes.publish(*events_landed(landed))  # listeners' failures are logged, never raised here
-    return outcomes
+    await merge_lookalikes(store, [o.profile_id for o in done if o.profile_id], policy.identity)
+    if policy.on_landed is not None:
+        landed: dict[str, set[str]] = {}
+        for raw, outcome in zip(raw_events, done, strict=True):
+            if outcome.status is EventStatus.ACCEPTED and outcome.profile_id:
+                landed.setdefault(outcome.profile_id, set()).add(raw.type)
+        if landed:
+            try:
+                await policy.on_landed(landed)
+            except StoreUnavailable:  # the events are durable: report them so; the next change catches up
+                log.exception("segments not updated after an ingested batch; they catch up on the next change")
+    return done
 
 
-async def _judge(
-    store: ProfileStore, raw: RawEvent, index: int, at: datetime, policy: IngestionPolicy, secret: str | None
-) -> EventOutcome:
-    """The outcome of one event; whatever is wrong with this event alone is its own REJECTED."""
-    try:
+def _parse_all(raw_events: Sequence[RawEvent], at: datetime, policy: IngestionPolicy) -> list[EventOutcome | Parsed]:
+    """Each event judged alone: its own REJECTED when it is invalid, or ready to be stored."""
+    judged: list[EventOutcome | Parsed] = []
+    for index, raw in enumerate(raw_events):
         try:
             event = parse_event(raw, now=at, limits=policy.limits)
-            usable = policy.identity.usable(event.identifiers)
+            judged.append(Parsed(index, event, policy.identity.usable(event.identifiers)))
         except InvalidInput as exc:
-            return _rejected(raw.message_id, exc, index)
-        return await _ingest_one(store, event, usable, at, policy, secret)
+            judged.append(_rejected(raw.message_id, exc, index))
+        except Exception:  # a value the checks missed, or a bug of ours: this event alone is refused
+            judged.append(_could_not_store(raw, index))
+    return judged
+
+
+async def _ingest_parsed(
+    store: ProfileStore,
+    parsed: Sequence[Parsed],
+    raw_events: Sequence[RawEvent],
+    outcomes: list[EventOutcome | None],
+    at: datetime,
+    policy: IngestionPolicy,
+    secret: str | None,
+) -> None:
+    """Runs of events go through the batch-native path (app/services/ingestion_batch.py); an event
+    that links profiles goes alone through the per-event path, and the next run starts after it."""
+    expires_at = at + policy.idempotency_ttl
+    position = 0
+    while position < len(parsed):
+        rest = parsed[position:]
+
+        async def run(tx: StoreTransaction, rest: Sequence[Parsed] = rest) -> list[Landed]:
+            return await ingest_run(tx, rest, at=at, expires_at=expires_at, secret=secret)
+
+        try:
+            landed = await with_retries(store, run)
+        except DomainError:  # the store unavailable, a write that kept conflicting: not the events' fault
+            raise
+        except Exception:
+            # Something in the run failed that the checks missed: it rolled back whole, and its events
+            # go one by one, so that the faulty one is refused alone, with its traceback logged.
+            log.exception("a run of %d events failed as a whole: ingesting them one by one", len(rest))
+            for item in rest:
+                outcomes[item.index] = await _one_by_one(store, item, raw_events, at, policy, secret)
+            return
+        events = {item.index: item.event for item in rest[: len(landed)]}
+        for decided in landed:
+            outcomes[decided.index] = _outcome(events[decided.index], decided)
+        position += len(landed)
+        if position < len(parsed):
+            item = parsed[position]
+            outcomes[item.index] = await _one_by_one(store, item, raw_events, at, policy, secret)
+            position += 1
+
+
+def _outcome(event: Event, decided: Landed) -> EventOutcome:
+    if decided.duplicate:
+        return EventOutcome(event.message_id, EventStatus.DUPLICATE, reason="messageId already processed")
+    if decided.refused is not None:
+        return EventOutcome(event.message_id, EventStatus.REJECTED, reason=decided.refused, field="identifiers")
+    return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=decided.profile_id)
+
+
+async def _one_by_one(
+    store: ProfileStore,
+    item: Parsed,
+    raw_events: Sequence[RawEvent],
+    at: datetime,
+    policy: IngestionPolicy,
+    secret: str | None,
+) -> EventOutcome:
+    """The per-event path, for an event whatever is wrong with which is its own REJECTED."""
+    try:
+        return await _ingest_one(store, item.event, item.usable, at, policy, secret)
     except DomainError:  # the store unavailable, a write that kept conflicting: not this event's fault
         raise
     except Exception:
         # A value the checks above missed, or a bug of ours: its unit of work rolled back whole, so
         # the event is refused alone; the traceback is logged under an id the client is given.
-        error_id = uuid.uuid4().hex[:12]
-        log.exception(
-            "event %d (messageId %r) could not be stored: error id %s",
-            index,
-            shown(raw.message_id),
-            error_id,
-            extra={"errorId": error_id},
-        )
-        field = f"events[{index}]"
-        reason = f"{field}: could not be stored (error id {error_id})"
-        return EventOutcome(shown(raw.message_id), EventStatus.REJECTED, reason=reason, field=field)
+        return _could_not_store(raw_events[item.index], item.index)
+
+
+def _could_not_store(raw: RawEvent, index: int) -> EventOutcome:
+    error_id = uuid.uuid4().hex[:12]
+    log.exception(
+        "event %d (messageId %r) could not be stored: error id %s",
+        index,
+        shown(raw.message_id),
+        error_id,
+        extra={"errorId": error_id},
+    )
+    field = f"events[{index}]"
+    reason = f"{field}: could not be stored (error id {error_id})"
+    return EventOutcome(shown(raw.message_id), EventStatus.REJECTED, reason=reason, field=field)
 
 
 def _rejected(message_id: str, exc: InvalidInput, index: int) -> EventOutcome:

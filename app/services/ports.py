@@ -8,8 +8,9 @@ transient conflict, so it must have no side effects outside the transaction it i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -46,6 +47,17 @@ class VersionConflict(Exception):
     """The profile changed (or vanished) since the caller read the version it expected."""
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileWrite:
+    """A whole profile document to write, as `Profile.to_document()` gives it (one per profile per
+    batch): inserted when `expected_version` is None, else replaced if the stored version is still
+    `expected_version` (VersionConflict otherwise). `keys_moved`: its blockingKeys changed."""
+
+    document: dict[str, Any]
+    expected_version: int | None
+    keys_moved: bool = True
+
+
 class StoreTransaction(Protocol):
     async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
         """identity key → profile id, for the keys that are claimed."""
@@ -69,6 +81,26 @@ class StoreTransaction(Protocol):
 
     async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
         """Keep the full history beyond the embedded `recent` list."""
+
+    # -- batches: one statement (or one round trip) for many rows --------------------------------
+    async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        """id → profile, for those of `profile_ids` that exist (merged-away ones included)."""
+
+    async def known_messages(self, message_ids: Collection[str]) -> set[str]:
+        """Those of `message_ids` recorded as processed (expired or not: until purged, recording
+        one again fails, so it counts as a duplicate either way)."""
+
+    async def claim_identity_keys(self, claims: Sequence[tuple[Identifier, str]], at: datetime) -> None:
+        """Point each identifier at its profile id; IdentityTaken if one is claimed already."""
+
+    async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
+        """Insert or replace each profile (see ProfileWrite); VersionConflict if one moved."""
+
+    async def record_messages(self, records: Sequence[tuple[str, str]], expires_at: datetime) -> None:
+        """Remember (message id, profile id) pairs; MessageAlreadyProcessed if one is known."""
+
+    async def append_interactions(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """`append_interaction` for each (profile id, interaction), in order."""
 
     # -- merges ------------------------------------------------------------------------------
     async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:

@@ -481,6 +481,11 @@ class _Poisoned:
                 if interaction["messageId"] == poisoned:
                     raise TypeError("an unexpected failure of ours")
 
+            async def append_interactions(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+                await self._tx.append_interactions(items)  # the batch path: its run fails as a whole
+                if any(interaction["messageId"] == poisoned for _, interaction in items):
+                    raise TypeError("an unexpected failure of ours")
+
         return await self._inner.run_in_transaction(lambda tx: work(Transaction(tx)))  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:

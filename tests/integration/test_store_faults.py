@@ -182,11 +182,11 @@ def test_every_store_method_is_either_a_retried_read_or_named_as_not_retried() -
 async def test_a_driver_error_inside_a_transaction_reruns_it_and_the_event_counts_once(
     sqlite_store: SQLiteStore,
 ) -> None:
-    outage = Outage(sqlite_store, sqlite3.OperationalError("disk I/O error"), in_transaction="append_interaction")
+    outage = Outage(sqlite_store, sqlite3.OperationalError("disk I/O error"), in_transaction="append_interactions")
     outage.failures = 1  # after the profile write, before the history append: the whole unit rolls back
     [outcome] = await ingest_events(_retrying(outage), [_order("m-1")])
     assert outcome.status is EventStatus.ACCEPTED
-    assert outage.calls["append_interaction"] == 2
+    assert outage.calls["append_interactions"] == 2
     profile = await sqlite_store.find_profile_by_identity("email:ann@example.com")
     assert profile is not None and profile.stats.orders == 1
     with sqlite3.connect(sqlite_store.path) as db:
@@ -194,11 +194,11 @@ async def test_a_driver_error_inside_a_transaction_reruns_it_and_the_event_count
 
 
 async def test_a_batch_the_store_cannot_take_fails_whole_as_store_unavailable(sqlite_store: SQLiteStore) -> None:
-    outage = Outage(sqlite_store, sqlite3.OperationalError("disk I/O error"), in_transaction="append_interaction")
+    outage = Outage(sqlite_store, sqlite3.OperationalError("disk I/O error"), in_transaction="append_interactions")
     outage.down = True
     with pytest.raises(StoreUnavailable):
         await ingest_events(_retrying(outage), [_order("m-1"), _order("m-2", "bob@example.com")])
-    assert outage.calls["append_interaction"] == 3  # the unit was re-run, boundedly
+    assert outage.calls["append_interactions"] == 3  # the unit was re-run, boundedly
     # Nothing half-written: no profile, no identifier, no message marked as seen.
     assert await sqlite_store.count_profiles() == 0
     assert await sqlite_store.find_profile_by_identity("email:ann@example.com") is None

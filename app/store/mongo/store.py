@@ -8,13 +8,13 @@ majority write concern and retryable writes: an event reported ACCEPTED is on a 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
 from bson import json_util
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from app.domain.access import ApiKey
@@ -30,7 +30,13 @@ from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.domain.segments.conditions import Condition
 from app.domain.segments.segment import Segment, SegmentEvent
-from app.services.ports import IdentityTaken, MessageAlreadyProcessed, StoreTransaction, VersionConflict
+from app.services.ports import (
+    IdentityTaken,
+    MessageAlreadyProcessed,
+    ProfileWrite,
+    StoreTransaction,
+    VersionConflict,
+)
 from app.store.mongo.segment_query import membership_pipeline
 
 T = TypeVar("T")
@@ -128,21 +134,74 @@ class MongoTransaction(StoreTransaction):
         return found is not None
 
     async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
+        await self.append_interactions([(profile_id, interaction)])
+
+    # -- batches -----------------------------------------------------------------------------
+    async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        if not profile_ids:
+            return {}
+        cursor = self._db.profiles.find({"_id": {"$in": list(profile_ids)}}, session=self._session)
+        return {document["_id"]: Profile.from_document(document) for document in await cursor.to_list(None)}
+
+    async def known_messages(self, message_ids: Collection[str]) -> set[str]:
+        if not message_ids:
+            return set()
+        selector = {"_id": {"$in": list(message_ids)}}
+        cursor = self._db.processed_messages.find(selector, {"_id": 1}, session=self._session)
+        return {document["_id"] for document in await cursor.to_list(None)}
+
+    async def claim_identity_keys(self, claims: Sequence[tuple[Identifier, str]], at: datetime) -> None:
+        if not claims:
+            return
+        documents = [{"_id": i.key, "profileId": owner, "type": i.type, "createdAt": at} for i, owner in claims]
+        try:
+            await self._db.identities.insert_many(documents, ordered=True, session=self._session)
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            raise IdentityTaken(claims[_failed_index(exc)][0].key, None) from None
+
+    async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
+        if not writes:
+            return
+        operations: list[Any] = [
+            InsertOne(w.document)
+            if w.expected_version is None
+            else ReplaceOne({"_id": w.document["_id"], "version": w.expected_version}, w.document)
+            for w in writes
+        ]
+        result = await self._db.profiles.bulk_write(operations, ordered=True, session=self._session)
+        if result.matched_count != sum(1 for w in writes if w.expected_version is not None):
+            raise VersionConflict("a profile of the batch changed since it was read")
+
+    async def record_messages(self, records: Sequence[tuple[str, str]], expires_at: datetime) -> None:
+        if not records:
+            return
+        documents = [{"_id": m, "profileId": p, "expiresAt": expires_at} for m, p in records]
+        try:
+            await self._db.processed_messages.insert_many(documents, ordered=True, session=self._session)
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            raise MessageAlreadyProcessed(records[_failed_index(exc)][0]) from None
+
+    async def append_interactions(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         # Bucket pattern: the full history lives in per-profile documents of at most BUCKET_SIZE
-        # interactions, so no document grows without bound whatever a customer does.
-        timestamp = interaction["timestamp"]
-        await self._db.interactions.update_one(
-            {"profileId": profile_id, "count": {"$lt": BUCKET_SIZE}},
-            {
-                "$push": {"items": interaction},
-                "$inc": {"count": 1},
-                "$min": {"minTs": timestamp},
-                "$max": {"maxTs": timestamp},
-                "$setOnInsert": {"profileId": profile_id},
-            },
-            upsert=True,
-            session=self._session,
-        )
+        # interactions, so no document grows without bound whatever a customer does. One ordered
+        # bulk write: each update sees the buckets the ones before it filled or opened.
+        if not items:
+            return
+        operations = [
+            UpdateOne(
+                {"profileId": profile_id, "count": {"$lt": BUCKET_SIZE}},
+                {
+                    "$push": {"items": interaction},
+                    "$inc": {"count": 1},
+                    "$min": {"minTs": interaction["timestamp"]},
+                    "$max": {"maxTs": interaction["timestamp"]},
+                    "$setOnInsert": {"profileId": profile_id},
+                },
+                upsert=True,
+            )
+            for profile_id, interaction in items
+        ]
+        await self._db.interactions.bulk_write(operations, ordered=True, session=self._session)
 
     # -- merges ------------------------------------------------------------------------------
     async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:

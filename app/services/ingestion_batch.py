@@ -1,0 +1,203 @@
+"""A run of events ingested as one unit of work: the batch-native path of ingestion.
+
+One transaction reads what the run needs in a few queries (processed message ids, suppressed
+identifiers, identifier owners, the profiles they point at), applies every event in memory in
+arrival order, exactly as one-at-a-time ingestion would, and writes each profile once, with the
+identities, idempotency keys and interactions in bulk. The run stops before the first event that
+needs more than that (its identifiers link two profiles: a merge, or merge protection's refusal;
+an identifier pointing at a profile that is gone): the caller ingests that one alone on the
+per-event path, then starts a new run after it, which reads the state that event left.
+
+The unit of work has no effect outside its transaction, so a lost race re-runs it from its reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.domain.event_effects import change_for_event, interaction_document
+from app.domain.events import Event, EventType
+from app.domain.identifiers import Identifier
+from app.domain.identity_resolution import resolve
+from app.domain.matching.index import keys_of, touches_match_fields
+from app.domain.privacy import ConsentDecision
+from app.domain.profile import Profile, new_profile
+from app.domain.profile_change import apply_change
+from app.services.ports import MessageAlreadyProcessed, ProfileWrite, StoreTransaction, VersionConflict
+from app.services.privacy import suppression_hashes
+from app.services.profile_writes import new_profile_id
+
+# The in-memory apply gives the event loop a turn this often: a store whose I/O is asynchronous
+# (MongoDB) runs this code on the loop, and no step may hold it for long.
+YIELD_EVERY = 25
+SUPPRESSED_REASON = "these identifiers belong to a person whose data was erased: nothing is recorded for them"
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """An event that passed validation, with the identifiers that may link profiles."""
+
+    index: int
+    event: Event
+    usable: list[Identifier]
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """What the run decided for one event: ACCEPTED on `profile_id`, or a duplicate, or refused."""
+
+    index: int
+    profile_id: str | None = None
+    duplicate: bool = False
+    refused: str | None = None
+
+
+@dataclass(slots=True)
+class _Working:
+    """A profile as the run has changed it so far: the document is current, the model is rebuilt
+    from it only when another event of the run needs to read it."""
+
+    document: dict[str, Any]
+    version: int | None  # as read (None: created by this run)
+    profile: Profile | None
+    keys_moved: bool = False
+
+    def current(self) -> Profile:
+        if self.profile is None:
+            self.profile = Profile.from_own_document(self.document)
+        return self.profile
+
+
+@dataclass(slots=True)
+class _Writes:
+    claims: list[tuple[Identifier, str]] = field(default_factory=list)
+    messages: list[tuple[str, str]] = field(default_factory=list)
+    interactions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    consents: list[ConsentDecision] = field(default_factory=list)
+
+
+async def ingest_run(
+    tx: StoreTransaction,
+    items: Sequence[Parsed],
+    *,
+    at: datetime,
+    expires_at: datetime,
+    secret: str | None,
+) -> list[Landed]:
+    """Ingest a prefix of `items` (all of them unless one needs the per-event path, which is then
+    the first one not returned); nothing is written for the events not returned."""
+    known = await tx.known_messages({p.event.message_id for p in items})
+    keys = list(dict.fromkeys(i.key for p in items for i in p.usable))
+    suppressed = await _suppressed_keys(tx, secret, keys)
+    owners = await tx.owners_of(keys)
+    working = {
+        pid: _Working(profile.to_document(), profile.version, profile)
+        for pid, profile in (await tx.get_profiles(set(owners.values()))).items()
+        if profile.merged_into is None
+    }
+    writes, landed = _Writes(), []
+    for count, parsed in enumerate(items, 1):
+        decided = _apply(parsed, known, suppressed, owners, working, writes, at=at)
+        if decided is None:
+            break
+        landed.append(decided)
+        if count % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+    await _write(tx, working, writes, at=at, expires_at=expires_at)
+    return landed
+
+
+def _apply(
+    parsed: Parsed,
+    known: set[str],
+    suppressed: set[str],
+    owners: dict[str, str],
+    working: dict[str, _Working],
+    writes: _Writes,
+    *,
+    at: datetime,
+) -> Landed | None:
+    """The event applied in memory, or None when it needs the per-event path."""
+    event, identifiers = parsed.event, parsed.usable
+    if event.message_id in known:
+        return Landed(parsed.index, duplicate=True)
+    if any(i.key in suppressed for i in identifiers):
+        return Landed(parsed.index, refused=SUPPRESSED_REASON)
+    resolution = resolve(identifiers, {i.key: owners[i.key] for i in identifiers if i.key in owners})
+    if resolution.other_profiles:
+        return None  # a merge, or a refusal to merge: the per-event path decides
+    if resolution.profile_id is None:
+        fresh = new_profile(new_profile_id(), at)
+        target = _Working(fresh.to_document(), None, fresh)
+        additions = identifiers
+    else:
+        found = working.get(resolution.profile_id)
+        if found is None:
+            return None  # an identifier pointing at a merged-away or vanished profile: rare, per event
+        target = found
+        held = target.current().identifier_keys()
+        additions = [i for i in resolution.unclaimed if i.key not in held]
+    profile = target.current()
+    change = change_for_event(profile, event, additions, at=at)
+    apply_change(target.document, change)
+    target.profile = None
+    target.keys_moved = target.keys_moved or target.version is None or touches_match_fields(change)
+    working[profile.id] = target
+    for identifier in additions:
+        owners[identifier.key] = profile.id
+        writes.claims.append((identifier, profile.id))
+    known.add(event.message_id)
+    writes.messages.append((event.message_id, profile.id))
+    writes.interactions.append((profile.id, interaction_document(event, origin=profile.id, received_at=at)))
+    if event.type is EventType.CONSENT_UPDATE:
+        props = event.properties
+        writes.consents.append(
+            ConsentDecision(
+                profile_id=profile.id,
+                purpose=props["purpose"],
+                granted=props["granted"],
+                source=str(event.channel),
+                at=event.timestamp,
+                message_id=event.message_id,
+            )
+        )
+    return Landed(parsed.index, profile_id=profile.id)
+
+
+async def _write(
+    tx: StoreTransaction, working: dict[str, _Working], writes: _Writes, *, at: datetime, expires_at: datetime
+) -> None:
+    profiles: list[ProfileWrite] = []
+    for target in working.values():
+        if target.version is not None and target.document["version"] == target.version:
+            continue  # read, never changed
+        if target.keys_moved:  # the keys of its fields as they are now (what each event's write left)
+            keys = keys_of(target.current())
+            moved = keys != target.document.get("blockingKeys", [])
+            target.document["blockingKeys"] = keys
+        else:
+            moved = False
+        profiles.append(ProfileWrite(target.document, target.version, keys_moved=moved or target.version is None))
+    await tx.claim_identity_keys(writes.claims, at)
+    await tx.write_profiles(profiles)
+    try:
+        await tx.record_messages(writes.messages, expires_at)
+    except MessageAlreadyProcessed as exc:
+        # Another writer recorded one of these messages since they were read: run again, and it
+        # reads as the duplicate it now is.
+        raise VersionConflict(exc.message_id) from exc
+    await tx.append_interactions(writes.interactions)
+    for decision in writes.consents:
+        await tx.append_consent(decision)
+
+
+async def _suppressed_keys(tx: StoreTransaction, secret: str | None, keys: list[str]) -> set[str]:
+    if secret is None or not keys:
+        return set()
+    hashes = suppression_hashes(secret, keys)
+    hit = await tx.suppressed(hashes)
+    return {key for key, digest in zip(keys, hashes, strict=True) if digest in hit}

@@ -1,0 +1,97 @@
+"""Where the embedded store's work runs, so that none of it holds the server's event loop.
+
+- `WriterThread`: one thread, with an event loop of its own, owns the write connection. A unit of
+  work (a whole ingested batch: its reads, its in-memory apply, its bulk writes) and the commit's
+  fsync run there; the server's loop only awaits the result. SQLite serialises writers anyway, so
+  one writer thread per process costs no concurrency.
+- `ReaderPool`: a few threads, each with its own read-only connection, for reads that scan (lists,
+  counts, segment evaluation, match candidates, exports). In WAL mode a reader sees the last commit
+  and never waits for the writer, so these run while a batch is being written.
+
+Python's GIL is shared by these threads and the loop; the interpreter hands it over every few
+milliseconds (sys.getswitchinterval) and sqlite3 releases it while SQLite works, so the loop keeps
+answering while a batch is processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+READER_THREADS = 2
+
+
+class WriterThread:
+    def __init__(self, name: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the writer's loop; cancelling the caller cancels it there."""
+        if self._loop.is_closed():
+            coroutine.close()
+            raise _closed()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
+
+    async def call(self, function: Callable[[], T]) -> T:
+        async def call() -> T:
+            return function()
+
+        return await self.run(call())
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+class ReaderPool:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], *, name: str) -> None:
+        self._connect = connect
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._trace: Callable[[str], None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix=name)
+        self._closed = False
+
+    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise _closed()
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
+
+    def _run(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+            connection.set_trace_callback(self._trace)
+            with self._lock:
+                self._connections.append(connection)
+        return query(connection)
+
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        self._trace = callback
+        with self._lock:
+            for connection in self._connections:
+                connection.set_trace_callback(callback)
+
+    def close(self) -> None:
+        self._closed = True
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+
+def _closed() -> sqlite3.ProgrammingError:
+    """What sqlite3 itself raises on a closed connection (the store reports it as unavailable)."""
+    return sqlite3.ProgrammingError("Cannot operate on a closed database.")

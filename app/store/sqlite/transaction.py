@@ -1,0 +1,383 @@
+"""The embedded store's unit of work: the StoreTransaction port on SQLite's write connection.
+
+Its methods run on the writer thread (app/store/sqlite/threads.py), inside the transaction the store
+opened there: a savepoint within a batch, so a unit that fails rolls back alone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from app.domain.clock import now, to_iso
+from app.domain.identifiers import Identifier
+from app.domain.merge import MergeRecord, MergeRefusal
+from app.domain.privacy import ConsentDecision, Erasure
+from app.domain.profile import Interaction, Profile
+from app.domain.profile_change import CappedPush, ProfileChange, apply_change
+from app.domain.segments.segment import SegmentEvent
+from app.services.ports import (
+    IdentityTaken,
+    MessageAlreadyProcessed,
+    ProfileWrite,
+    StoreTransaction,
+    VersionConflict,
+)
+from app.store.documents import dumps, jsonable, loads
+
+T = TypeVar("T")
+IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
+
+
+class SQLiteTransaction(StoreTransaction):
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = self._db.execute(f"SELECT key, profile_id FROM identities WHERE key IN ({marks})", list(keys))
+        return dict(rows.fetchall())
+
+    async def claim_identities(self, profile_id: str, identifiers: Sequence[Identifier], at: datetime) -> None:
+        for identifier in identifiers:
+            try:
+                self._db.execute(
+                    "INSERT INTO identities (key, profile_id, type, created_at) VALUES (?, ?, ?, ?)",
+                    (identifier.key, profile_id, identifier.type, to_iso(at)),
+                )
+            except sqlite3.IntegrityError:
+                row = self._db.execute("SELECT profile_id FROM identities WHERE key = ?", (identifier.key,)).fetchone()
+                raise IdentityTaken(identifier.key, row[0] if row else None) from None
+
+    async def get_profile(self, profile_id: str) -> Profile | None:
+        row = self._db.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()
+        return Profile.from_document(loads(row[0])) if row else None
+
+    async def insert_profile(self, profile: Profile) -> None:
+        document = profile.to_document()
+        self._db.execute(
+            "INSERT INTO profiles (id, doc, version, merged_into) VALUES (?, ?, ?, ?)",
+            (profile.id, dumps(document), profile.version, profile.merged_into),
+        )
+        _index_keys(self._db, profile.id, profile.blocking_keys)
+        _mirror_segments(self._db, profile.id, profile.segments)
+
+    async def update_profile(
+        self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
+    ) -> None:
+        row = self._db.execute("SELECT doc, version FROM profiles WHERE id = ?", (profile_id,)).fetchone()
+        if row is None or (expected_version is not None and row[1] != expected_version):
+            raise VersionConflict(profile_id)
+        document = apply_change(loads(row[0]), jsonable_change(change))
+        self._db.execute(
+            "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ?",
+            (dumps(document), document["version"], document.get("mergedInto"), profile_id),
+        )
+        if "blockingKeys" in change.set:
+            _index_keys(self._db, profile_id, document["blockingKeys"])
+        if "segments" in change.set:
+            _mirror_segments(self._db, profile_id, document["segments"])
+
+    async def record_message(self, message_id: str, profile_id: str, expires_at: datetime) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO processed_messages (message_id, profile_id, expires_at) VALUES (?, ?, ?)",
+                (message_id, profile_id, to_iso(expires_at)),
+            )
+        except sqlite3.IntegrityError:
+            raise MessageAlreadyProcessed(message_id) from None
+
+    async def message_seen(self, message_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM processed_messages WHERE message_id = ? AND expires_at > ?", (message_id, to_iso(now()))
+        ).fetchone()
+        return row is not None
+
+    async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                profile_id,
+                to_iso(interaction["timestamp"]),
+                interaction["messageId"],
+                interaction["type"],
+                interaction["channel"],
+                dumps(interaction),
+            ),
+        )
+
+    # -- batches -----------------------------------------------------------------------------
+    async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        return {p.id: p for p in _documents_by_id(self._db, "profiles", list(profile_ids), Profile.from_document)}
+
+    async def known_messages(self, message_ids: Collection[str]) -> set[str]:
+        ids, found = list(message_ids), set()
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            found |= {
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT message_id FROM processed_messages WHERE message_id IN ({marks})", chunk
+                )
+            }
+        return found
+
+    async def claim_identity_keys(self, claims: Sequence[tuple[Identifier, str]], at: datetime) -> None:
+        try:
+            self._db.executemany(
+                "INSERT INTO identities (key, profile_id, type, created_at) VALUES (?, ?, ?, ?)",
+                [(identifier.key, owner, identifier.type, to_iso(at)) for identifier, owner in claims],
+            )
+        except sqlite3.IntegrityError:
+            # Which one: the first claimed by another profile (the statement rolled back alone).
+            owners = await self.owners_of([identifier.key for identifier, _ in claims])
+            taken = next((i for i, _ in claims if i.key in owners), claims[0][0])
+            raise IdentityTaken(taken.key, owners.get(taken.key)) from None
+
+    async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
+        inserts = [w.document for w in writes if w.expected_version is None]
+        updates = [w for w in writes if w.expected_version is not None]
+        self._db.executemany(
+            "INSERT INTO profiles (id, doc, version, merged_into) VALUES (?, ?, ?, ?)",
+            [(d["_id"], dumps(d), d["version"], d.get("mergedInto")) for d in inserts],
+        )
+        cursor = self._db.executemany(
+            "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ? AND version = ?",
+            [
+                (
+                    dumps(w.document),
+                    w.document["version"],
+                    w.document.get("mergedInto"),
+                    w.document["_id"],
+                    w.expected_version,
+                )
+                for w in updates
+            ],
+        )
+        if updates and cursor.rowcount != len(updates):
+            raise VersionConflict("a profile of the batch changed since it was read")
+        for write in writes:
+            if write.keys_moved or write.expected_version is None:
+                _index_keys(self._db, write.document["_id"], write.document.get("blockingKeys", []))
+            if write.expected_version is None:
+                _mirror_segments(self._db, write.document["_id"], write.document.get("segments", []))
+
+    async def record_messages(self, records: Sequence[tuple[str, str]], expires_at: datetime) -> None:
+        expiry = to_iso(expires_at)
+        try:
+            self._db.executemany(
+                "INSERT INTO processed_messages (message_id, profile_id, expires_at) VALUES (?, ?, ?)",
+                [(message_id, profile_id, expiry) for message_id, profile_id in records],
+            )
+        except sqlite3.IntegrityError:
+            known = await self.known_messages([message_id for message_id, _ in records])
+            raise MessageAlreadyProcessed(next(iter(known), records[0][0])) from None
+
+    async def append_interactions(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (profile_id, to_iso(i["timestamp"]), i["messageId"], i["type"], i["channel"], dumps(i))
+                for profile_id, i in items
+            ],
+        )
+
+    # -- merges ------------------------------------------------------------------------------
+    async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:
+        cursor = self._db.execute(
+            "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ? AND version = ?",
+            (dumps(profile.to_document()), profile.version, profile.merged_into, profile.id, expected_version),
+        )
+        if cursor.rowcount != 1:
+            raise VersionConflict(profile.id)
+        _index_keys(self._db, profile.id, profile.blocking_keys)
+        _mirror_segments(self._db, profile.id, profile.segments)
+
+    async def history(self, profile_id: str) -> list[Interaction]:
+        rows = self._db.execute("SELECT doc FROM interactions WHERE profile_id = ?", (profile_id,)).fetchall()
+        return [Interaction.model_validate(loads(row[0])) for row in rows]
+
+    async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None:
+        marks = ",".join("?" * len(from_ids))
+        self._db.execute(f"UPDATE interactions SET profile_id = ? WHERE profile_id IN ({marks})", [to_id, *from_ids])
+
+    async def assign_history(self, owner_id: str, moves: dict[str, str]) -> None:
+        self._db.executemany(
+            "UPDATE interactions SET profile_id = ? WHERE profile_id = ? AND message_id = ?",
+            [(target, owner_id, message_id) for message_id, target in moves.items()],
+        )
+
+    async def identities_of(self, profile_id: str) -> dict[str, datetime]:
+        rows = self._db.execute("SELECT key, created_at FROM identities WHERE profile_id = ?", (profile_id,))
+        return {key: datetime.fromisoformat(created.replace("Z", "+00:00")) for key, created in rows.fetchall()}
+
+    async def reassign_identities(self, from_ids: Sequence[str], to_id: str) -> dict[str, str]:
+        marks = ",".join("?" * len(from_ids))
+        moved = dict(
+            self._db.execute(f"SELECT key, profile_id FROM identities WHERE profile_id IN ({marks})", list(from_ids))
+        )
+        self._db.execute(f"UPDATE identities SET profile_id = ? WHERE profile_id IN ({marks})", [to_id, *from_ids])
+        return moved
+
+    async def set_identity_owner(self, keys: Sequence[str], owner_id: str) -> None:
+        self._db.executemany("UPDATE identities SET profile_id = ? WHERE key = ?", [(owner_id, k) for k in keys])
+
+    async def insert_merge(self, record: MergeRecord) -> None:
+        self._db.execute("INSERT INTO merges (id, doc) VALUES (?, ?)", (record.id, dumps(record.to_document())))
+        self._db.executemany(
+            "INSERT OR IGNORE INTO merge_members (profile_id, merge_id) VALUES (?, ?)",
+            [(pid, record.id) for pid in [record.survivor_id, *record.merged_ids]],
+        )
+
+    async def get_merge(self, merge_id: str) -> MergeRecord | None:
+        row = self._db.execute("SELECT doc FROM merges WHERE id = ?", (merge_id,)).fetchone()
+        return MergeRecord.from_document(loads(row[0])) if row else None
+
+    async def replace_merge(self, record: MergeRecord) -> None:
+        self._db.execute("UPDATE merges SET doc = ? WHERE id = ?", (dumps(record.to_document()), record.id))
+
+    async def merges_of(self, profile_id: str) -> list[MergeRecord]:
+        return merges_of(self._db, profile_id)
+
+    async def record_refusal(self, refusal: MergeRefusal) -> None:
+        self._db.execute(
+            "INSERT INTO merge_refusals (id, doc) VALUES (?, ?)", (refusal.id, dumps(refusal.to_document()))
+        )
+        self._db.executemany(
+            "INSERT OR IGNORE INTO merge_refusal_members (profile_id, refusal_id) VALUES (?, ?)",
+            [(pid, refusal.id) for pid in refusal.profile_ids],
+        )
+
+    # -- privacy -------------------------------------------------------------------------------
+    async def append_consent(self, decision: ConsentDecision) -> None:
+        self._db.execute(
+            "INSERT INTO consent_log (profile_id, at, doc) VALUES (?, ?, ?)",
+            (decision.profile_id, to_iso(decision.at), dumps(decision.model_dump(by_alias=True, exclude_none=True))),
+        )
+
+    async def tombstones_of(self, profile_id: str) -> list[str]:
+        rows = self._db.execute("SELECT id FROM profiles WHERE merged_into = ? ORDER BY id", (profile_id,))
+        return [row[0] for row in rows.fetchall()]
+
+    async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
+        ids = list(profile_ids)
+        marks = ",".join("?" * len(ids))
+        db = self._db
+        merge_ids = [r[0] for r in db.execute(f"SELECT merge_id FROM merge_members WHERE profile_id IN ({marks})", ids)]
+        refusal_ids = [
+            r[0] for r in db.execute(f"SELECT refusal_id FROM merge_refusal_members WHERE profile_id IN ({marks})", ids)
+        ]
+        for table, key, values in (
+            ("merges", "id", merge_ids),
+            ("merge_members", "merge_id", merge_ids),
+            ("merge_refusals", "id", refusal_ids),
+            ("merge_refusal_members", "refusal_id", refusal_ids),
+        ):
+            if values:
+                db.execute(f"DELETE FROM {table} WHERE {key} IN ({','.join('?' * len(values))})", values)
+        identifiers = db.execute(f"DELETE FROM identities WHERE profile_id IN ({marks})", ids).rowcount
+        interactions = db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", ids).rowcount
+        for table in (
+            "blocking_keys",
+            "processed_messages",
+            "consent_log",
+            "segment_members",
+            "segment_events",
+            "segment_checks",
+        ):
+            db.execute(f"DELETE FROM {table} WHERE profile_id IN ({marks})", ids)
+        db.execute(f"DELETE FROM profiles WHERE id IN ({marks})", ids)
+        return identifiers, interactions
+
+    async def suppress(self, hashes: Sequence[str], at: datetime) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO suppressions (hash, at) VALUES (?, ?)", [(h, to_iso(at)) for h in hashes]
+        )
+
+    async def suppressed(self, hashes: Sequence[str]) -> set[str]:
+        if not hashes:
+            return set()
+        marks = ",".join("?" * len(hashes))
+        return {r[0] for r in self._db.execute(f"SELECT hash FROM suppressions WHERE hash IN ({marks})", list(hashes))}
+
+    async def insert_segment_event(self, event: SegmentEvent) -> None:
+        self._db.execute(
+            "INSERT INTO segment_events (id, segment_id, profile_id, at, doc) VALUES (?, ?, ?, ?, ?)",
+            (event.id, event.segment_id, event.profile_id, to_iso(event.at), dumps(event.model_dump(by_alias=True))),
+        )
+
+    async def schedule_check(self, profile_id: str, segment_id: str, due_at: datetime | None) -> None:
+        if due_at is None:
+            self._db.execute(
+                "DELETE FROM segment_checks WHERE profile_id = ? AND segment_id = ?", (profile_id, segment_id)
+            )
+        else:
+            self._db.execute(
+                "INSERT INTO segment_checks (profile_id, segment_id, due_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(profile_id, segment_id) DO UPDATE SET due_at = excluded.due_at",
+                (profile_id, segment_id, to_iso(due_at)),
+            )
+
+    async def record_erasure(self, erasure: Erasure) -> None:
+        self._db.execute(
+            "INSERT INTO erasures (id, at, doc) VALUES (?, ?, ?)",
+            (erasure.id, to_iso(erasure.at), dumps(erasure.model_dump(by_alias=True))),
+        )
+
+
+def _documents_by_id(db: sqlite3.Connection, table: str, ids: list[str], load: Callable[[Any], T]) -> list[T]:
+    found: list[T] = []
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start : start + IDS_PER_QUERY]
+        rows = db.execute(f"SELECT doc FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        found += [load(loads(row[0])) for row in rows]
+    return found
+
+
+def _mirror_segments(db: sqlite3.Connection, profile_id: str, segments: Sequence[str]) -> None:
+    db.execute("DELETE FROM segment_members WHERE profile_id = ?", (profile_id,))
+    db.executemany(
+        "INSERT INTO segment_members (segment_id, profile_id) VALUES (?, ?)", [(s, profile_id) for s in segments]
+    )
+
+
+def _index_keys(db: sqlite3.Connection, profile_id: str, keys: Sequence[str]) -> None:
+    """Keep the `blocking_keys` table equal to the profile's `blockingKeys`, in the same transaction."""
+    db.execute("DELETE FROM blocking_keys WHERE profile_id = ?", (profile_id,))
+    db.executemany("INSERT INTO blocking_keys (key, profile_id) VALUES (?, ?)", [(key, profile_id) for key in keys])
+
+
+def merges_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRecord]:
+    rows = db.execute(
+        "SELECT m.doc FROM merge_members mm JOIN merges m ON m.id = mm.merge_id WHERE mm.profile_id = ?",
+        (profile_id,),
+    ).fetchall()
+    return sorted((MergeRecord.from_document(loads(row[0])) for row in rows), key=lambda r: (r.at, r.id))
+
+
+def refusals_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRefusal]:
+    rows = db.execute(
+        "SELECT r.doc FROM merge_refusal_members rm JOIN merge_refusals r ON r.id = rm.refusal_id "
+        "WHERE rm.profile_id = ?",
+        (profile_id,),
+    ).fetchall()
+    return sorted((MergeRefusal.model_validate(loads(row[0])) for row in rows), key=lambda r: (r.at, r.id))
+
+
+def jsonable_change(change: ProfileChange) -> ProfileChange:
+    """The change with its values as they read back from JSON, to apply to a document read from JSON."""
+    return ProfileChange(
+        set=jsonable(change.set),
+        inc=dict(change.inc),
+        max=jsonable(change.max),
+        min=jsonable(change.min),
+        push={path: CappedPush(jsonable(p.items), p.sort, p.cap) for path, p in change.push.items()},
+        append=jsonable(change.append),
+    )
