@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.domain import clock
-from app.domain.errors import DomainError, InvalidInput, LimitExceeded, StoreUnavailable
+from app.domain.errors import DomainError, InvalidInput, LimitExceeded
 from app.domain.event_effects import change_for_event, interaction_document
 from app.domain.event_limits import EventLimits, shown
 from app.domain.events import Event, EventType, RawEvent, parse_event
@@ -34,6 +34,7 @@ from app.services.ingestion_batch import Landed, Parsed, ingest_run
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed, suppression_secret
+from app.services.profile_changes import UNHEARD, ProfileChanges, events_landed
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
 log = logging.getLogger("cdp.ingestion")
@@ -54,17 +55,13 @@ class EventOutcome:
     field: str | None = None
 
 
-# Told, after a batch is durable, which profiles changed and with which event types (segments listen).
-EventsLanded = Callable[[dict[str, set[str]]], Awaitable[object]]
-
-
 @dataclass(frozen=True, slots=True)
 class IngestionPolicy:
     max_batch_size: int = 1000
     idempotency_ttl: timedelta = timedelta(days=30)
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
     limits: EventLimits = field(default_factory=EventLimits)
-    on_landed: EventsLanded | None = None
+    changes: ProfileChanges = UNHEARD  # told, once a batch is durable, which profiles it changed
 
 
 async def ingest_events(
@@ -85,17 +82,12 @@ async def ingest_events(
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(raw_events)
     # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.
-    await merge_lookalikes(store, [o.profile_id for o in done if o.profile_id], policy.identity)
-    if policy.on_landed is not None:
-        landed: dict[str, set[str]] = {}
-        for raw, outcome in zip(raw_events, done, strict=True):
-            if outcome.status is EventStatus.ACCEPTED and outcome.profile_id:
-                landed.setdefault(outcome.profile_id, set()).add(raw.type)
-        if landed:
-            try:
-                await policy.on_landed(landed)
-            except StoreUnavailable:  # the events are durable: report them so; the next change catches up
-                log.exception("segments not updated after an ingested batch; they catch up on the next change")
+    await merge_lookalikes(store, [o.profile_id for o in done if o.profile_id], policy.identity, changes=policy.changes)
+    landed: dict[str, set[str]] = {}
+    for raw, outcome in zip(raw_events, done, strict=True):
+        if outcome.status is EventStatus.ACCEPTED and outcome.profile_id:
+            landed.setdefault(outcome.profile_id, set()).add(raw.type)
+    await policy.changes.publish(*events_landed(landed))  # listeners' failures are logged, never raised here
     return done
 
 
