@@ -24,44 +24,25 @@ console = Console(stderr=True)
 def serve(
     host: str = typer.Option(None, help="Interface to bind (default: CDP_HOST or 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default: CDP_PORT or 8000)."),
+    workers: int = typer.Option(None, min=1, help="Server processes (default: CDP_WORKERS or one per CPU)."),
 ) -> None:
     """Serve GraphQL at http://HOST:PORT/graphql (the playground opens there in a browser)."""
-    import uvicorn
-
-    from app.collector import tune_for_serving
-    from app.graceful_shutdown import GracefulServer
-    from app.main import create_app
+    from app import workers as serving
 
     settings = Settings()
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    overrides = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
     settings = settings.model_copy(update=overrides)
     if problem := settings.binding_problem():
         console.print(f"[red]refusing to start: {problem}[/red]")
         raise typer.Exit(2)
     configure_logs(settings.log_level, settings.log_style)
     where = f"http://{settings.host}:{settings.port}/graphql"
+    processes = f"{settings.workers} worker process{'es' if settings.workers > 1 else ''}"
     if settings.log_style == "json":  # stderr carries only JSON lines then, for the log collector
-        logging.getLogger("cdp").info("CDP core on %s (store: %s)", where, _describe(settings))
+        logging.getLogger("cdp").info("CDP core on %s (store: %s; %s)", where, _describe(settings), processes)
     else:
-        console.print(f"[bold]CDP core[/] on {where}  (store: {_describe(settings)})")
-    app = create_app(settings)
-    tune_for_serving()
-    # uvicorn logs through our handlers (log_config=None); our middleware writes the access lines.
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        # A WebSocket frame is held to the HTTP body limit; uvicorn refuses bigger ones before reading them.
-        ws_max_size=settings.max_body_bytes,
-    )
-    server = GracefulServer(config, websockets=app.state.open_websockets)
-    server.run()
-    if not server.started:  # as uvicorn.run does: the port was taken, or the application did not start
+        console.print(f"[bold]CDP core[/] on {where}  (store: {_describe(settings)}; {processes})")
+    if not serving.serve(settings):  # as uvicorn.run does: the port was taken, or the application did not start
         raise typer.Exit(3)
 
 

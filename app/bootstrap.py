@@ -16,6 +16,7 @@ from typing import Any
 from app.domain.access import Scope
 from app.domain.errors import Conflict, Unauthenticated
 from app.observability.metrics import Metrics
+from app.process_lock import exclusive
 from app.services.api_keys import authenticate, create_key, revoke_key
 from app.services.fixtures import LoadReport, Progress, SeedProgress, count_lines, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
@@ -85,8 +86,11 @@ async def start(settings: Settings) -> Services:
             path,
             services.development_key,
         )
-    if store.backend == "mongodb":  # every process hears every change through the change stream
-        services.bus.local_delivery = False
+    # Every server process delivers only what the store's feed of committed changes says (the change
+    # stream, or the embedded store's committed rows; main.py runs the watcher): a change reaches
+    # subscribers on every process, and the one that made it hears it once (app/services/segment_watch.py).
+    # An in-memory store is one process's alone and has no feed: it delivers as it publishes.
+    services.bus.local_delivery = settings.database_url == "sqlite:///:memory:"
     rekeyed = await ensure_blocking_keys(store)
     if rekeyed:
         log.info("blocking-key index rebuilt for %d profiles (fuzzy merge candidates)", rekeyed)
@@ -95,7 +99,13 @@ async def start(settings: Settings) -> Services:
 
 async def development_key(store: ProfileStore, path: Path) -> str:
     """The local all-scopes key: the one kept in `path` while it is valid, else a new one written there
-    (readable by this user only). The store keeps only its hash, as for every key."""
+    (readable by this user only). The store keeps only its hash, as for every key. Worker processes
+    starting together take turns (a lock beside the file): the first creates the key, the others read it."""
+    async with exclusive(path.with_name(f".{path.name}.lock")):
+        return await _kept_or_new_key(store, path)
+
+
+async def _kept_or_new_key(store: ProfileStore, path: Path) -> str:
     if path.exists():
         token = path.read_text().strip()
         try:
@@ -130,10 +140,11 @@ async def needs_seeding(services: Services) -> bool:
 
 @asynccontextmanager
 async def seed_lock(services: Services) -> AsyncIterator[None]:
-    """Held while this process checks for and loads the demo data. With several worker processes
-    (issue 13, item 2) exactly one may seed: their exclusive seed lock is taken here, and only here.
-    With one process there is nothing to exclude."""
-    yield
+    """Held while this process checks for and loads the demo data: with several worker processes
+    (CDP_WORKERS) exactly one seeds, the others wait here and then find the data in. An exclusive
+    lock on `.seed.lock` beside the database, released by the system if its holder dies."""
+    async with exclusive(services.settings.data_dir() / ".seed.lock"):
+        yield
 
 
 async def seed_in_background(services: Services) -> None:

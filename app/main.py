@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -59,9 +60,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             holder["services"].store, graphql.sockets.close_revoked, every_seconds=settings.key_check_seconds
         )
         background.append(asyncio.create_task(revocations))
-        if not holder["services"].bus.local_delivery:  # MongoDB: hear every process's changes
+        if not holder["services"].bus.local_delivery:  # hear every process's changes, this one's too
             running = holder["services"]
-            background.append(asyncio.create_task(watch(running.store, running.bus, instance=settings.instance_name)))
+            # MongoDB resumes a change stream where this instance stopped; the embedded store's feed starts now.
+            resume_as = settings.instance_name if running.store.backend == "mongodb" else None
+            background.append(asyncio.create_task(watch(running.store, running.bus, instance=resume_as)))
         try:
             yield
         finally:
@@ -71,7 +74,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             await holder["services"].close()
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "pid": os.getpid()})  # which worker process answered
 
     async def readyz(request: Request) -> Response:
         if not holder:

@@ -3,8 +3,10 @@
 Each subscriber has a bounded queue: a subscriber that stops reading is cut off (its `overflowed`
 flag is set and its iterator raises `SlowSubscriber`) instead of making the server hold an unbounded
 backlog. Changes are published after their transaction committed, so nobody hears of a change that
-was rolled back. With MongoDB, a change-stream watcher publishes instead (every process then hears
-every change, whichever process made it); see app/services/segment_watch.py.
+was rolled back. A server delivers only what the store's feed of committed changes says, with either
+backend (app/services/segment_watch.py): every process then hears every change, whichever process made
+it, and the process that made it hears it once, by the same path as the others. Local delivery on
+publish is for a lone process with no feed (tests, an in-memory store).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class Subscription:
 class SegmentBus:
     def __init__(self, *, max_queue: int = DEFAULT_QUEUE, local_delivery: bool = True) -> None:
         self.max_queue = max_queue
-        # False with MongoDB: the change-stream watcher delivers, local publishing would deliver twice.
+        # False in a server: the feed's watcher delivers, local publishing would deliver twice.
         self.local_delivery = local_delivery
         self._subscriptions: set[Subscription] = set()
         self.observer: Callable[[SegmentEvent], object] | None = None  # told of each change made here

@@ -36,6 +36,7 @@ from app.services.ports import (
     StoreTransaction,
 )
 from app.store.documents import dumps, loads
+from app.store.sqlite import segment_feed
 from app.store.sqlite.profile_filter import where_clause
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
@@ -418,9 +419,8 @@ class SQLiteStore:
         )
         return [(r[0], r[1]) for r in rows]
 
-    async def watch_segment_events(self, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
-        raise NotImplementedError("the embedded store serves one process: changes are delivered in-process")
-        yield  # pragma: no cover - makes this an async generator
+    def watch_segment_events(self, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
+        return segment_feed.follow(self.path, resume_token)  # every process follows the committed rows
 
     async def next_check_at(self) -> datetime | None:
         row = self._reader.execute("SELECT min(due_at) FROM segment_checks").fetchone()
