@@ -91,6 +91,23 @@ async def ingest_events(
     return done
 
 
+async def ingest_each_alone(
+    store: ProfileStore, raw_events: Sequence[RawEvent], policy: IngestionPolicy = IngestionPolicy()
+) -> list[EventOutcome]:
+    """Every event on the per-event path, its own unit of work: what the batch path must equal (the
+    property test in tests/property/test_batch_ingestion.py holds it to that). Stores only."""
+    at = clock.now()
+    secret = await suppression_secret(store, create=False)
+    outcomes: list[EventOutcome] = []
+    async with store.batch():
+        for item in _parse_all(raw_events, at, policy):
+            if isinstance(item, EventOutcome):
+                outcomes.append(item)
+            else:
+                outcomes.append(await _one_by_one(store, item, raw_events, at, policy, secret))
+    return outcomes
+
+
 def _parse_all(raw_events: Sequence[RawEvent], at: datetime, policy: IngestionPolicy) -> list[EventOutcome | Parsed]:
     """Each event judged alone: its own REJECTED when it is invalid, or ready to be stored."""
     judged: list[EventOutcome | Parsed] = []

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from app.domain.clock import now
 from app.domain.event_effects import RECENT_ORDER
 from app.domain.identifiers import Identifier
 from app.domain.profile import IdentifierRecord, Profile, new_profile
@@ -21,6 +22,7 @@ from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
     ProfileStore,
+    ProfileWrite,
     StoreTransaction,
     VersionConflict,
 )
@@ -125,7 +127,7 @@ async def test_a_failing_unit_of_work_writes_nothing(store: ProfileStore) -> Non
     async def work(tx: StoreTransaction) -> None:
         await tx.claim_identities("p1", [EMMA], BASE_TIME)
         await tx.insert_profile(new_profile("p1", BASE_TIME))
-        await tx.record_message("m1", "p1", BASE_TIME + timedelta(days=1))
+        await tx.record_message("m1", "p1", now() + timedelta(days=1))  # not expired (MongoDB drops expired ones)
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -220,3 +222,64 @@ async def test_products_upsert_replaces_by_id(store: ProfileStore) -> None:
 
 def _interaction(message_id: str, at: object, type_: str = "page_view") -> dict[str, object]:
     return {"messageId": message_id, "type": type_, "channel": "web", "timestamp": at, "properties": {"url": "/"}}
+
+
+# -- the batch path's bulk methods -----------------------------------------------------------------
+async def test_bulk_writes_insert_and_replace_profiles_claim_identities_and_record_messages(
+    store: ProfileStore,
+) -> None:
+    await _create(store, "p-old", EMMA)
+    bob = Identifier("email", "bob@example.com")
+    old = await store.get_profile("p-old")
+    assert old is not None
+    changed = old.to_document() | {"firstName": "Emma", "version": old.version + 2}
+    fresh = new_profile("p-new", BASE_TIME).to_document() | {"blockingKeys": ["e:bob"]}
+
+    async def work(tx: StoreTransaction) -> None:
+        assert set(await tx.get_profiles(["p-old", "p-none"])) == {"p-old"}
+        await tx.claim_identity_keys([(bob, "p-new")], BASE_TIME)
+        await tx.write_profiles([ProfileWrite(changed, old.version, keys_moved=False), ProfileWrite(fresh, None)])
+        await tx.record_messages(
+            [("m-1", "p-old"), ("m-2", "p-new")], now() + timedelta(days=1)
+        )  # not expired (MongoDB drops expired ones)
+        await tx.append_interactions(
+            [
+                ("p-new", _interaction("m-2", BASE_TIME)),
+                ("p-old", _interaction("m-1", BASE_TIME + timedelta(minutes=1))),
+            ]
+        )
+        assert await tx.known_messages(["m-1", "m-2", "m-3"]) == {"m-1", "m-2"}
+
+    await store.run_in_transaction(work)
+    replaced, created = await store.get_profile("p-old"), await store.find_profile_by_identity(bob.key)
+    assert replaced is not None and replaced.first_name == "Emma" and replaced.version == old.version + 2
+    assert created is not None and created.id == "p-new"
+    assert [p.id for p in await store.profiles_sharing_keys(["e:bob"], max_block=10, limit=10)] == ["p-new"]
+    history = await store.list_interactions("p-new", before=None, where=InteractionFilter(), limit=10)
+    assert [i.message_id for i in history] == ["m-2"]
+
+
+async def test_bulk_writes_refuse_a_moved_version_a_claimed_identifier_and_a_known_message(store: ProfileStore) -> None:
+    await _create(store, "p-1", EMMA)
+    profile = await store.get_profile("p-1")
+    assert profile is not None
+
+    async def stale(tx: StoreTransaction) -> None:
+        await tx.write_profiles([ProfileWrite(profile.to_document(), profile.version + 1)])
+
+    async def taken(tx: StoreTransaction) -> None:
+        await tx.claim_identity_keys([(Identifier("email", "new@example.com"), "p-2"), (EMMA, "p-2")], BASE_TIME)
+
+    async def record(tx: StoreTransaction) -> None:
+        await tx.record_messages(
+            [("m-1", "p-1")], now() + timedelta(days=1)
+        )  # not expired (MongoDB drops expired ones)
+
+    with pytest.raises(VersionConflict):
+        await store.run_in_transaction(stale)
+    with pytest.raises(IdentityTaken):
+        await store.run_in_transaction(taken)
+    assert await store.find_profile_by_identity("email:new@example.com") is None  # rolled back whole
+    await store.run_in_transaction(record)
+    with pytest.raises(MessageAlreadyProcessed):
+        await store.run_in_transaction(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from app.services import profile_reads
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
+from app.store.sqlite.store import SQLiteStore
 from tests.builders import PROPERTIES, event
 
 T = TypeVar("T")
@@ -515,3 +517,45 @@ async def test_an_event_the_store_fails_on_unexpectedly_rolls_back_alone_with_an
     assert await profile_reads.get_profile_by_identifier(store, "customerId", "c-9") is None
     [again] = await ingest_events(store, [poisoned])
     assert again.status is EventStatus.ACCEPTED
+
+
+class _Paused:
+    """The embedded store, with each unit of work stopping once it has started, until `resume` is set
+    (or 30 s pass): a batch is then provably in progress, its transaction open, while the test reads."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self._inner = inner
+        self.started = threading.Event()
+        self.resume = threading.Event()
+        self.resumed_in_time: bool | None = None
+
+    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+        async def paused(tx: StoreTransaction) -> T:
+            self.started.set()
+            if self.resumed_in_time is None:  # the first unit only: the batch's run
+                self.resumed_in_time = self.resume.wait(timeout=30)
+            return await work(tx)
+
+        return await self._inner.run_in_transaction(paused)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_profile_read_completes_while_a_1000_event_batch_is_being_ingested(sqlite_store: SQLiteStore) -> None:
+    [known] = await ingest_events(sqlite_store, [event("identify", email="reader@example.com")])
+    paused = _Paused(sqlite_store)
+    batch = [event("order_completed", email=f"c{n}@example.com") for n in range(1000)]
+    ingesting = asyncio.create_task(ingest_events(paused, batch))  # type: ignore[arg-type]
+    assert await asyncio.to_thread(paused.started.wait, 30)  # the batch's transaction is open
+    # The unit of work holds its thread until the read below is done: were it on the event loop, the
+    # read could not run, the unit would give up waiting after 30 s, and `resumed_in_time` be False.
+    profile = await sqlite_store.get_profile(known.profile_id or "")
+    listed = await sqlite_store.count_profiles()  # a scan, on a reader thread, during the same batch
+    assert not ingesting.done()
+    paused.resume.set()
+    outcomes = await ingesting
+    assert paused.resumed_in_time is True
+    assert profile is not None and profile.first_name == "Emma" and listed == 1
+    assert {o.status for o in outcomes} == {EventStatus.ACCEPTED}
+    assert await sqlite_store.count_profiles() == 1001
