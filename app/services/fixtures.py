@@ -4,6 +4,7 @@ write reports its changes through `policy.changes`, so segments follow as they d
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,6 +21,7 @@ from app.services.profiles import upsert_profile
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EVENT_BATCH = 500
+STEP_PAUSE = 0.005  # seconds after each step (about 60 steps for the demo data)
 MAX_PROBLEMS = 20
 
 
@@ -94,12 +96,20 @@ async def load_fixtures(
     store: ProfileStore, directory: Path, policy: IngestionPolicy, progress: Progress | None = None
 ) -> LoadReport:
     report = LoadReport()
-    report_progress = progress or (lambda stage, done, total: None)
+
+    async def report_progress(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+        # While the server loads the demo data, requests waiting are answered between steps, even with
+        # a store whose calls never wait (SQL run on the event loop): a real pause, not sleep(0), so
+        # that the loop turns as often as a request needs (accept, read, answer) before the next step.
+        await asyncio.sleep(STEP_PAUSE)
+
     products = directory / "products.jsonl"
     if products.exists():
         for batch in _batches(read_lines(products), 500):
             report.products += await store.upsert_products(batch)
-        report_progress("products", report.products, report.products)
+        await report_progress("products", report.products, report.products)
     profiles = directory / "profiles.jsonl"
     if profiles.exists():
         total = count_lines(profiles)
@@ -120,7 +130,7 @@ async def load_fixtures(
             else:
                 report.profiles += 1
             if line % 100 == 0 or line == total:
-                report_progress("profiles", line, total)
+                await report_progress("profiles", line, total)
     events = directory / "events.jsonl"
     if events.exists():
         total = count_lines(events)
@@ -147,7 +157,7 @@ async def load_fixtures(
                     # The reason names the event by its place in the batch: the line says it here.
                     report.problem(f"events.jsonl:{line}: {(outcome.reason or '').removeprefix(f'events[{index}].')}")
             done += len(batch)
-            report_progress("events", done, total)
+            await report_progress("events", done, total)
     return report
 
 
