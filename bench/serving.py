@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> None:
             f"workers: {workers_text}"
         )
         say(f"  load      {no_wrk or wrk.version()}; subscribers: {no_node or subscribers.versions()}")
+        say(f"  code      {code_version()}")
         process_tree.pin_self(cores.load)  # after the header: it reports the cores this process may use
         cached = store_cache.cached_store(plan.cache_dir, plan.profiles, rebuild=plan.rebuild)
         served = store_cache.copy_store(cached, work / "served.sqlite3")
@@ -153,6 +154,19 @@ def run(args: argparse.Namespace) -> None:
     heading("Targets (issue 13), each beside its floor")
     print_rows(rows)
     say(f"\n  run time {fmt_s(time.perf_counter() - started)}; load avg at the end {load_average()}")
+
+
+def code_version() -> str:
+    """The commit measured, and whether the server's code differs from it (uncommitted work counts)."""
+
+    def git(*args: str) -> str:
+        found = subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=PROJECT_ROOT)
+        return found.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown (not a git work tree)"
+    changed = git("status", "--porcelain", "--", "app", "graphql_schema")
+    return f"git {commit}" + (f", with {len(changed.splitlines())} uncommitted file(s) under app/ and graphql_schema/"
+                              if changed else ", server code as committed")  # fmt: skip
 
 
 def worker_setting() -> tuple[dict[str, str], str]:
@@ -245,21 +259,22 @@ def ingestion(app: Server, cached: Path, work: Path, plan: Plan, cores: Cores, i
         "answers / the answered batches' request time (the batch cut off by the end of the round is left out)"
     )
     say(
-        "  floor: bench/sql_ingest_floor.py, its own process on the server's core, on a copy of the same store: the "
-        "same batches (as many as HTTP did that round); per batch, one transaction: replays and identifier owners "
-        "looked up with one query each, new profiles + identities inserted, each touched profile read once, its "
-        "JSON document updated for its events (counters, times, visits, orders, consents, surveys, identify "
-        "fields, 50 newest interactions) and written once, interactions + processed-message keys + consent "
-        "decisions inserted in bulk, one commit (WAL, synchronous=FULL, secure_delete as the server). It skips "
-        "what the server also does: validation, normalisation, merges, blocking keys, segment upkeep"
+        "  floor: bench/sql_ingest_floor.py, its own process on the server's core, on a copy of the same store: "
+        "the same batches (as many as the latest HTTP round answered); per batch, one transaction: replays and "
+        "identifier owners looked up with one query each, new profiles + identities inserted, each touched "
+        "profile read once, its JSON document updated for its events (counters, times, visits, orders, consents, "
+        "surveys, identify fields, 50 newest interactions) and written once, interactions + processed-message "
+        "keys + consent decisions inserted in bulk, one commit (WAL, synchronous=FULL, secure_delete as the "
+        "server). It skips what the server also does: validation, normalisation, merges, blocking keys, segment "
+        "upkeep"
     )
     floor_db = store_cache.copy_store(cached, work / "floor.sqlite3")
     url = f"{app.base_url}/graphql"
     http_rates: list[float] = []
     floor_rates: list[float] = []
     rows: list[list[Any]] = []
+    batches = 0  # what the latest HTTP round answered: the floor writes as many (the first floor-first round too)
     for number in range(plan.ingest_rounds):
-        batches = 0
         for kind in ("http", "floor") if number % 2 == 0 else ("floor", "http"):
             if kind == "http":
                 result = wrk.Wrk(f"ingest-http-{number}", url, connections=1, seconds=plan.ingest_seconds,
@@ -267,9 +282,10 @@ def ingestion(app: Server, cached: Path, work: Path, plan: Plan, cores: Cores, i
                                  expect=serving_requests.INGEST_EXPECT,
                                  prefix=cores.prefix(cores.load)).result()  # fmt: skip
                 process_tree.wait_idle(app.process.pid)
-                batches = max(batches, result.requests)
+                batches = result.requests or batches
                 rate = result.events_per_busy_s
-                http_rates.append(rate)
+                if result.requests:  # a round shorter than one batch says nothing of the rate
+                    http_rates.append(rate)
                 busy = result.requests * result.mean_ms / 1000
                 rows.append([number + 1, "ingestEvents over HTTP", result.events, fmt_s(busy), rate,
                              result.accepted, result.duplicates, result.rejected, _problems(result)])  # fmt: skip
@@ -281,9 +297,12 @@ def ingestion(app: Server, cached: Path, work: Path, plan: Plan, cores: Cores, i
                 rows.append([number + 1, "floor: hand-written SQL", floor["events"], fmt_s(floor["seconds"]), rate,
                              floor["events"] - floor["duplicates"], floor["duplicates"], 0, "none"])  # fmt: skip
     table(["round", "path", "events", "time", "events/s", "accepted", "duplicate", "rejected", "problems"], rows)
+    if not http_rates:
+        why = f"no batch answered within --ingest-seconds {plan.ingest_seconds}"
+        return [Row.skipped("2. ingestion over HTTP", ">= 5,000 events/s", why)]
     http, floor_rate = statistics.median(http_rates), statistics.median(floor_rates)
-    say(f"  medians over rounds: HTTP {http:,.0f} events/s, floor {floor_rate:,.0f} events/s; HTTP / floor "
-        f"{times(http, floor_rate)}")  # fmt: skip
+    say(f"  medians over rounds (those with a batch answered): HTTP {http:,.0f} events/s, floor {floor_rate:,.0f} "
+        f"events/s; HTTP / floor {times(http, floor_rate)}")  # fmt: skip
     return [
         Row("2. ingestion over HTTP", f"{http:,.0f} events/s", ">= 5,000 events/s",
             f"{floor_rate:,.0f} events/s (SQL)", times(http, floor_rate), http >= 5000)

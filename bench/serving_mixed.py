@@ -212,8 +212,10 @@ def _rows(
         if name == "profile query":
             floor = f"{ms(p99_ms(idle.profile_floor))} (hand-written, {readers} conn., alone)"
             ratio = times(p99_ms(r), p99_ms(idle.profile_floor))
-        out.append(Row(f"3. mixed load: {name} p99 (p50)", f"{ms(p99_ms(r))} ({ms(p50_ms(r))})", "p99 <= 250 ms",
-                       floor, ratio, p99_ms(r) <= P99_TARGET_MS and r.failures == 0))  # fmt: skip
+        value = f"{ms(p99_ms(r))} ({ms(p50_ms(r))}), {r.requests:,} answered" + (
+            f", {r.timeouts:,} timed out" if r.timeouts else "")  # fmt: skip
+        out.append(Row(f"3. mixed load: {name} p99 (p50)", value, "p99 <= 250 ms", floor, ratio,
+                       p99_ms(r) <= P99_TARGET_MS and r.failures == 0))  # fmt: skip
     probe, healthz = results["/healthz probe"], idle.healthz
     out.append(Row("3. mixed load: /healthz p99", ms(p99_ms(probe)), "<= 50 ms", f"{ms(p99_ms(healthz))} (no load)",
                    times(p99_ms(probe), p99_ms(healthz)), p99_ms(probe) <= HEALTHZ_TARGET_MS))  # fmt: skip
