@@ -92,8 +92,9 @@ class SQLiteStore:
     async def close(self) -> None:
         self._reads.close()
         self._reader.close()
-        await self._thread.call(self._writer.close)
-        self._thread.close()
+        if not self._thread.closed:  # closing twice is harmless, as sqlite3's own close is
+            await self._thread.call(self._writer.close)
+            self._thread.close()
 
     def trace(self, callback: Callable[[str], None] | None) -> None:
         """Report every SQL statement run on the read connections (tests count round trips with it)."""

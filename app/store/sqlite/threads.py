@@ -45,6 +45,10 @@ class WriterThread:
 
         return await self.run(call())
 
+    @property
+    def closed(self) -> bool:
+        return self._loop.is_closed()
+
     def close(self) -> None:
         if self._loop.is_closed():
             return
