@@ -404,7 +404,8 @@ BAD_DATA = [
 async def test_an_event_beyond_the_bounds_is_rejected_alone_and_the_rest_of_its_batch_lands(
     store: ProfileStore, bad: RawEvent, field: str, words: str
 ) -> None:
-    before, after = event("page_view"), event("email_open")
+    # A minute apart: the history is ordered by time, then by messageId (which the builder numbers).
+    before, after = event("page_view"), event("email_open", minutes=1)
     outcomes = await ingest_events(store, [before, bad, after])
     assert [o.status for o in outcomes] == [EventStatus.ACCEPTED, EventStatus.REJECTED, EventStatus.ACCEPTED]
     rejected = outcomes[1]
