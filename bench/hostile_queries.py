@@ -125,6 +125,11 @@ DEFAULT_CASES = [
     ),
     Case("fan-out fragments: 20 levels (880 B)", _fan_out(20)),
     Case("fan-out fragments: 60 levels", _fan_out(60)),
+    Case(
+        "250 operations sharing a fragment",
+        " ".join(f"query Q{n} {{ ...F }}" for n in range(250))
+        + " fragment F on Query { segments { id name description purpose createdAt updatedAt count } }",
+    ),
     Case("tokens: 3,000", "{ " + "__typename " * 3000 + "}"),
     Case("cost: nested connections", NESTED_PAGES),
     Case("negative page", NESTED_PAGES.replace("interactions(first: 100)", "interactions(first: -100000000)")),
