@@ -12,6 +12,7 @@ from typing import Any
 
 from app.domain.events import Channel, Event, EventType, to_minor_units
 from app.domain.identifiers import Identifier
+from app.domain.privacy import ConsentDecision
 from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
 from app.domain.profile_change import CappedPush, ProfileChange
 
@@ -49,6 +50,21 @@ def interaction_document(event: Event, *, origin: str, received_at: datetime) ->
         "receivedAt": received_at,
         "identifiers": [i.key for i in event.identifiers],
     }
+
+
+def consent_decision(event: Event, profile_id: str) -> ConsentDecision | None:
+    """The decision a consent_update event records in the consent history (its source: the channel)."""
+    if event.type is not EventType.CONSENT_UPDATE:
+        return None
+    props = event.properties
+    return ConsentDecision(
+        profile_id=profile_id,
+        purpose=props["purpose"],
+        granted=props["granted"],
+        source=str(event.channel),
+        at=event.timestamp,
+        message_id=event.message_id,
+    )
 
 
 def event_of(interaction: Interaction) -> Event:

@@ -22,11 +22,10 @@ from enum import StrEnum
 
 from app.domain import clock
 from app.domain.errors import DomainError, InvalidInput, LimitExceeded
-from app.domain.event_effects import change_for_event, interaction_document
+from app.domain.event_effects import change_for_event, consent_decision, interaction_document
 from app.domain.event_limits import EventLimits, shown
-from app.domain.events import Event, EventType, RawEvent, parse_event
+from app.domain.events import Event, RawEvent, parse_event
 from app.domain.identifiers import Identifier
-from app.domain.privacy import ConsentDecision
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.services.identity_policy import IdentityPolicy
@@ -230,18 +229,8 @@ async def _ingest_one(
         )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
         await tx.append_interaction(profile.id, interaction_document(event, origin=profile.id, received_at=at))
-        if event.type is EventType.CONSENT_UPDATE:
-            props = event.properties
-            await tx.append_consent(
-                ConsentDecision(
-                    profile_id=profile.id,
-                    purpose=props["purpose"],
-                    granted=props["granted"],
-                    source=str(event.channel),
-                    at=event.timestamp,
-                    message_id=event.message_id,
-                )
-            )
+        if (decision := consent_decision(event, profile.id)) is not None:
+            await tx.append_consent(decision)
         return profile.id
 
     try:

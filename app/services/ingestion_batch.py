@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.domain.event_effects import change_for_event, interaction_document
-from app.domain.events import Event, EventType
+from app.domain.event_effects import change_for_event, consent_decision, interaction_document
+from app.domain.events import Event
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
 from app.domain.matching.index import keys_of, touches_match_fields
@@ -153,18 +153,8 @@ def _apply(
     known.add(event.message_id)
     writes.messages.append((event.message_id, profile.id))
     writes.interactions.append((profile.id, interaction_document(event, origin=profile.id, received_at=at)))
-    if event.type is EventType.CONSENT_UPDATE:
-        props = event.properties
-        writes.consents.append(
-            ConsentDecision(
-                profile_id=profile.id,
-                purpose=props["purpose"],
-                granted=props["granted"],
-                source=str(event.channel),
-                at=event.timestamp,
-                message_id=event.message_id,
-            )
-        )
+    if (decision := consent_decision(event, profile.id)) is not None:
+        writes.consents.append(decision)
     return Landed(parsed.index, profile_id=profile.id)
 
 
