@@ -281,7 +281,7 @@ def server(name: str, args: list[str], *, env: dict[str, str], log_dir: Path) ->
         _wait_ready(running)
         yield running
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def _wait_ready(running: Server) -> None:
@@ -300,7 +300,8 @@ def _wait_ready(running: Server) -> None:
     raise RuntimeError(f"{running.name} server did not become ready at {running.base_url}; its log:\n{tail}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within SERVER_STOP_TIMEOUT_S."""
     if process.poll() is not None:
         return
     process.terminate()

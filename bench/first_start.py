@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import HOST, PROJECT_ROOT, SERVER_LOG_LEVEL, SERVER_STOP_TIMEOUT_S, free_port
+from bench.common import HOST, PROJECT_ROOT, SERVER_LOG_LEVEL, free_port, stop_process
 
 POLL_S = 0.05
 START_DEADLINE_S = 300.0
@@ -87,12 +87,7 @@ def _spawn_and_poll(
                             on_ready()
                 time.sleep(max(0.0, POLL_S - (time.perf_counter() - tick)))
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+            stop_process(process)
     return tuple(found.get(path) for path in paths)
 
 

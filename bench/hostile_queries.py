@@ -41,7 +41,6 @@ from bench.common import (
     HOST,
     PROJECT_ROOT,
     SERVER_START_TIMEOUT_S,
-    SERVER_STOP_TIMEOUT_S,
     app_server_env,
     fmt_s,
     free_port,
@@ -50,6 +49,7 @@ from bench.common import (
     percentile,
     process_cpu_s,
     say,
+    stop_process,
     table,
     temp_dir,
 )
@@ -288,12 +288,7 @@ def _server(env: dict[str, str], core: int | None, work: Path) -> Iterator[tuple
             time.sleep(0.1)
         yield port, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _status(port: int, path: str) -> int | None:
