@@ -92,13 +92,20 @@ def test_every_type_reachable_from_a_profile_is_declared() -> None:
 UPSERT = 'mutation { upsertProfile(input: {identifiers: [{type: "email", value: "new@example.com"}]}) { id %s } }'
 SEGMENT = """mutation { createSegment(input: {name: "Buyers",
   condition: {compare: {path: "stats.orders", op: "gte", value: 1}}}) { segment { name %s } } }"""
-MERGE = 'mutation($a: ID!, $b: ID!) { mergeProfiles(survivorId: $a, mergedIds: [$b], reason: "same") { merge { id } %s } }'
+MERGE = (
+    'mutation($a: ID!, $b: ID!) { mergeProfiles(survivorId: $a, mergedIds: [$b], reason: "same") { merge { id } %s } }'
+)
+CONSENT = (
+    'mutation { setConsent(profileId: "%s", purpose: "analytics", granted: true, source: "form") '
+    "{ id consents { purpose granted } } }"
+)
 PATHS = [
-    pytest.param(Scope.WRITE_PROFILES, UPSERT % "stats { orders } interactions { edges { node { type } } }", id="upsert"),
+    pytest.param(
+        Scope.WRITE_PROFILES, UPSERT % "stats { orders } interactions { edges { node { type } } }", id="upsert"
+    ),
     pytest.param(Scope.ADMIN_SEGMENTS, SEGMENT % "members { edges { node { id } } }", id="segment-members"),
     pytest.param(Scope.MERGE_PROFILES, MERGE % "profile { stats { orders } }", id="merge"),
-    pytest.param(Scope.WRITE_CONSENT, 'mutation { setConsent(profileId: "%s", purpose: "analytics", granted: true, '
-                 'source: "form") { id consents { purpose granted } } }', id="consent"),  # fmt: skip
+    pytest.param(Scope.WRITE_CONSENT, CONSENT, id="consent"),
 ]
 
 
