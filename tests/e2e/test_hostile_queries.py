@@ -189,12 +189,24 @@ CASES = [
         Hostile(
             {
                 "query": 'query($t: [String!]) { profile(id: "p") { interactions(types: $t) { edges { cursor } } } }',
+                "variables": {"t": ["x"] * 20_000},
+            },
+            {"LIMIT_EXCEEDED"},
+            "20,000 items",
+        ),
+        id="a huge variable (a list of 20,000)",
+    ),
+    pytest.param(
+        Hostile(
+            {
+                "query": 'query($t: [String!]) { profile(id: "p") { interactions(types: $t) { edges { cursor } } } }',
                 "variables": {"t": ["x"] * 100_000},
             },
             {"LIMIT_EXCEEDED"},
-            "100,000 items",
+            "more than 50,000 JSON values",
+            status=413,
         ),
-        id="a huge variable (a list of 100,000)",
+        id="a body of 100,000 values (refused before decoding)",
     ),
     pytest.param(
         Hostile(
