@@ -17,6 +17,9 @@ keys are looked for by each process (app/services/key_revocations.py)."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +32,8 @@ from uvicorn.supervisors import multiprocess
 from app.graceful_shutdown import GracefulServer, OpenWebSockets
 from app.observability.logs import configure as configure_logs
 from app.settings import Settings
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def serve(settings: Settings) -> bool:
@@ -106,6 +111,20 @@ class _SupervisorConfig(uvicorn.Config):
             log_config=None,
         )
         self.settings = settings
+        self.supervisor = os.getpid()
+
+
+def _stop_with(supervisor: int) -> None:
+    """No worker outlives its supervisor, even one killed with SIGKILL (which can run no clean-up):
+    on Linux the kernel sends this worker SIGTERM when its parent dies, and it stops gracefully as on
+    any SIGTERM. Elsewhere this does nothing; the supervisor's own SIGTERM handling still applies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor:  # it died before the request above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class _Worker(multiprocess.Process):
@@ -114,6 +133,7 @@ class _Worker(multiprocess.Process):
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # runs in the worker process
         assert isinstance(self.config, _SupervisorConfig)
         settings = self.config.settings
+        _stop_with(self.config.supervisor)
         configure_logs(settings.log_level, settings.log_style)
         # Before the health-check thread that uvicorn starts next asks for it (it builds one otherwise).
         self._server = build_server(settings)

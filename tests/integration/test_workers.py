@@ -202,6 +202,19 @@ async def test_sigterm_stops_every_worker_after_closing_its_subscriptions(
         _stop(process)
 
 
+def test_no_worker_outlives_a_killed_supervisor(two_workers: tuple[subprocess.Popen[Any], int]) -> None:
+    """SIGKILL leaves the supervisor no chance to stop its workers: the kernel tells them (Linux)."""
+    process, _ = two_workers
+    workers = _children(process.pid)
+    assert len(workers) >= WORKERS
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{worker}").exists() for worker in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "workers still running after their supervisor"
+
+
 def _fixtures(into: Path, events: int) -> Path:
     """The demo data with its first `events` events: long enough to load that both workers start meanwhile."""
     into.mkdir()
