@@ -21,7 +21,7 @@ PAGE_ARGUMENTS = ("first", "last")
 _MOST_DIGITS = 9
 # The field's maximum is the server's page limit (Settings.max_page_size).
 PAGE_LIMIT = 0
-# Query.segmentHistory says "at most 500" (graphql_schema/queries.py checks the same number).
+# Query.segmentHistory says "at most 500" in its description; its resolver checks this number too.
 SEGMENT_HISTORY_MAX = 500
 
 MAXIMA: dict[tuple[str, str, str], int] = {

@@ -13,6 +13,7 @@ from app.services import api_keys, match_candidates, privacy, profile_reads, rec
 from app.services.profiles import check_page_size
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
+from graphql_schema.page_arguments import SEGMENT_HISTORY_MAX
 from graphql_schema.pagination import Connection
 from graphql_schema.permissions import requires
 from graphql_schema.types.api_key import ApiKey
@@ -125,7 +126,7 @@ class Query:
         profile_id: strawberry.ID | None = None,
         last: int = 50,
     ) -> list[SegmentMembershipEvent]:
-        check_page_size(last, maximum=500, field="last")
+        check_page_size(last, maximum=SEGMENT_HISTORY_MAX, field="last")
         events = await info.context.services.store.segment_events(
             segment_id=str(segment_id) if segment_id else None,
             profile_id=str(profile_id) if profile_id else None,
