@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
     introspection: bool | None = Field(default=None, description="Unset: on in development, off in production.")
+    compiled_execution: bool = Field(
+        default=True,
+        description="Documents that allow it run without graphql-core's per-field interpretation "
+        "(graphql_schema/compiled.py). Off: graphql-core runs everything.",
+    )
     ws_init_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="connection_init wait (4408).")
     max_subscriptions_per_connection: int = Field(default=20, ge=1, le=1000)
     auth: bool = Field(

@@ -71,7 +71,7 @@ class GraphQLApp(GraphQL[Context, None]):
 
     def __init__(self, services: Callable[[], Services], settings: Settings) -> None:
         super().__init__(
-            build_schema(limits_of(settings)),
+            build_schema(limits_of(settings), compiled_execution=settings.compiled_execution),
             graphql_ide="graphiql",
             allow_queries_via_get=True,
             subscription_protocols=("graphql-transport-ws",),

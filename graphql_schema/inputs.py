@@ -46,6 +46,22 @@ def raw_identifiers(identifiers: list[IdentifierInput]) -> list[RawIdentifier]:
     return [RawIdentifier(i.type, i.value) for i in identifiers]
 
 
+def raw_events(coerced: list[dict[str, Any]]) -> list[RawEvent]:
+    """`[EventInput!]!` as graphql-core coerced it (GraphQL names, parsed scalars) into what
+    `EventInput.to_raw` makes of it, without Strawberry's per-field conversion (compiled execution)."""
+    return [
+        RawEvent(
+            message_id=e["messageId"],
+            type=e["type"],
+            channel=e["channel"],
+            timestamp=e["timestamp"],
+            identifiers=[RawIdentifier(i["type"], i["value"]) for i in e["identifiers"]],
+            properties=properties if (properties := e.get("properties")) is not None else {},
+        )
+        for e in coerced
+    ]
+
+
 @strawberry.input
 class AddressInput:
     kind: str | None = None

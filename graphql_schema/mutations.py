@@ -4,15 +4,17 @@ wired: resolvers never keep segments up to date themselves."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
 import strawberry
 
 from app.domain.access import Scope
+from app.domain.events import RawEvent
 from app.services import api_keys, merging, privacy, profiles, recommendations, traits
 from app.services.ingestion import ingest_events
 from app.services.segments import Evaluation
-from graphql_schema.context import Info
+from graphql_schema.context import Context, Info
 from graphql_schema.inputs import EventInput, ProfileInput, raw_identifiers
 from graphql_schema.permissions import requires
 from graphql_schema.types.api_key import ApiKey, CreatedApiKey
@@ -26,6 +28,16 @@ from graphql_schema.types.segment import Segment, SegmentEvaluation, SegmentInpu
 from graphql_schema.types.traits import TraitsJob
 
 
+async def ingest(context: Context, raws: list[RawEvent]) -> IngestResult:
+    """ingestEvents, whichever executor runs it (graphql_schema/compiled.py compiles it)."""
+    services = context.services
+    outcomes = await ingest_events(services.store, raws, services.ingestion)
+    counted = Counter((raw.type[:32], outcome.status.value) for raw, outcome in zip(raws, outcomes, strict=True))
+    for labels, count in counted.items():
+        services.metrics.events.labels(*labels).inc(count)
+    return IngestResult.from_outcomes(outcomes)
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
@@ -34,12 +46,7 @@ class Mutation:
         "with a reason; one bad event does not fail the others.",
     )
     async def ingest_events(self, info: Info, events: list[EventInput]) -> IngestResult:
-        services = info.context.services
-        raws = [e.to_raw() for e in events]
-        outcomes = await ingest_events(services.store, raws, services.ingestion)
-        for raw, outcome in zip(raws, outcomes, strict=True):
-            services.metrics.events.labels(raw.type[:32], outcome.status.value).inc()
-        return IngestResult.from_outcomes(outcomes)
+        return await ingest(info.context, [e.to_raw() for e in events])
 
     @strawberry.mutation(
         permission_classes=[requires(Scope.MERGE_PROFILES)],

@@ -4,20 +4,24 @@ query limits (`build_schema`); the types are the same."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import PreExecutionError
 
+from app.domain.access import Scope
+from graphql_schema import compiled
 from graphql_schema.data_scopes import DataScopes
 from graphql_schema.document_gate import DocumentGate
 from graphql_schema.errors import ErrorCodes
 from graphql_schema.execution import CheckedExecution
 from graphql_schema.limits import QueryLimits
-from graphql_schema.mutations import Mutation
+from graphql_schema.inputs import raw_events
+from graphql_schema.mutations import Mutation, ingest
 from graphql_schema.operation_metrics import OperationMetrics
 from graphql_schema.queries import Query
 from graphql_schema.subscriptions import Subscription
@@ -25,10 +29,30 @@ from graphql_schema.variable_limits import list_refusal
 
 
 class Schema(strawberry.Schema):
-    def __init__(self, *, limits: QueryLimits, **options: Any) -> None:
+    def __init__(
+        self, *, limits: QueryLimits, compiled_fields: Mapping[str, compiled.RootField], **options: Any
+    ) -> None:
         super().__init__(**options)
         self.limits = limits
         self.gate = DocumentGate(self._schema, limits)
+        self.compiler = compiled.Compiler(self, compiled_fields)
+
+    def _get_execute_function(self) -> Callable[..., Any]:
+        """graphql-core's `execute`, or the compiled plan of the document when it has one."""
+        core = super()._get_execute_function()
+
+        def execute(schema: Any, document: DocumentNode, **options: Any) -> Any:
+            plan = self.compiler.plan_for(document, options.get("operation_name"))
+            context = options.get("context_value")
+            executor = "compiled" if plan is not None and compiled.allowed(plan, context) else "graphql-core"
+            metrics = getattr(getattr(context, "services", None), "metrics", None)
+            if metrics is not None:
+                metrics.graphql_executions.labels(executor).inc()
+            if plan is None or executor != "compiled":
+                return core(schema, document, **options)
+            return compiled.run(plan, schema, document, options)
+
+        return execute
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Client mistakes are not server errors: ErrorCodes logs the unexpected ones, with their id."""
@@ -59,12 +83,21 @@ class Schema(strawberry.Schema):
         return await super()._prepare_operation_async(context, extensions_runner)
 
 
-def build_schema(limits: QueryLimits) -> Schema:
+# Root fields executed without graphql-core when their document allows (graphql_schema/compiled.py).
+COMPILED_ROOT_FIELDS = {
+    "ingestEvents": compiled.RootField(
+        Scope.WRITE_EVENTS, lambda arguments: raw_events(arguments["events"]), ingest
+    ),
+}
+
+
+def build_schema(limits: QueryLimits, *, compiled_execution: bool = True) -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         limits=limits,
+        compiled_fields=COMPILED_ROOT_FIELDS if compiled_execution else {},
         # "Did you mean …?" would spell out the schema that switching introspection off hides.
         extensions=[DataScopes, OperationMetrics, lambda: ErrorCodes(hide_suggestions=not limits.introspection)],
         # Page variables checked once coerced; a subscription event executed once for every subscriber

@@ -31,6 +31,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.graphql_executions = Counter(
+            "cdp_graphql_executions",
+            "GraphQL operations by executor: compiled (graphql_schema/compiled.py) or graphql-core",
+            ["executor"],
+            registry=self.registry,
+        )
         self.events = Counter(
             "cdp_events_ingested", "Ingested events by type and result", ["type", "result"], registry=self.registry
         )
