@@ -9,7 +9,7 @@ before coercion. Only lists the schema types as lists are counted: a JSON proper
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 from graphql import (
     DocumentNode,
@@ -80,16 +80,37 @@ def _longest_list(value: object, declared: GraphQLInputType, most_items: int) ->
             else:  # a single value stands for a list of one
                 stack.append((value, declared.of_type))
         elif isinstance(declared, GraphQLInputObjectType) and isinstance(value, dict):
-            for field_name, field_value in value.items():
-                found = declared.fields.get(field_name)
-                if found is not None:
-                    stack.append((field_value, found.type))
+            for field_name, field_type in _list_fields(declared):
+                if field_name in value:
+                    stack.append((value[field_name], field_type))
     return longest
 
 
 def _may_hold_lists(declared: GraphQLInputType) -> bool:
+    return _holds_lists(declared, frozenset())
+
+
+def _list_fields(declared: GraphQLInputObjectType) -> tuple[tuple[str, GraphQLInputType], ...]:
+    """The fields of an input type that are, or may contain, lists: only those are walked (an event's
+    scalars are not). Worked out once per type."""
+    found = _LIST_FIELDS.get(declared)
+    if found is None:
+        found = _LIST_FIELDS[declared] = tuple(
+            (name, field.type) for name, field in declared.fields.items() if _holds_lists(field.type, {declared})
+        )
+    return found
+
+
+def _holds_lists(declared: GraphQLInputType, visiting: Set[GraphQLInputObjectType]) -> bool:
     while isinstance(declared, (GraphQLNonNull, GraphQLList)):
         if isinstance(declared, GraphQLList):
             return True
         declared = declared.of_type
-    return isinstance(declared, GraphQLInputObjectType)
+    if not isinstance(declared, GraphQLInputObjectType):
+        return False
+    if declared in visiting:
+        return True  # a type containing itself: walked, to be safe
+    return any(_holds_lists(field.type, visiting | {declared}) for field in declared.fields.values())
+
+
+_LIST_FIELDS: dict[GraphQLInputObjectType, tuple[tuple[str, GraphQLInputType], ...]] = {}
