@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.domain.events import RawEvent, RawIdentifier
+from app.services.match_index import ensure_blocking_keys
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.store.sqlite.store import SQLiteStore
 
@@ -127,6 +128,9 @@ async def build_store(
             accepted += sum(1 for o in outcomes if o.status is EventStatus.ACCEPTED)
             rejected += sum(1 for o in outcomes if o.status is not EventStatus.ACCEPTED)
             progress(accepted + rejected, time.perf_counter() - started)
+        # The keys are current (ingestion wrote them); this records that they are, so that a server
+        # started on a copy does not walk 100,000 profiles to find out (app/services/match_index.py).
+        await ensure_blocking_keys(store)
         count = await store.count_profiles()
     finally:
         await store.close()
