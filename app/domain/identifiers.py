@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from app.domain.errors import InvalidInput
 from app.domain.event_limits import is_valid_unicode
@@ -106,7 +106,33 @@ def _validated(type_: str, value: str, default_region: str | None) -> Identifier
     return Identifier(type_, stripped)
 
 
+# The shape of nearly every address: a dot-atom of ASCII characters, "@", and ASCII host-name labels
+# (at most 63 characters each, the last ending with a letter) with at least one period. For those,
+# email-validator's remaining checks are the total length, "--" (Punycode, RFC 5890 R-LDH labels) and
+# the special-use names, and its normal form is the address with the domain lower-cased: they are
+# decided here without it (a quarter of a millisecond a call), and anything else is left to it.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_EMAIL = re.compile(
+    rf"{_ATEXT}(?:\.{_ATEXT})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+"
+    r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]"
+)
+_EMAIL_MAX_LENGTH = 254
+
+
+def _plain_email(value: str) -> str | None:
+    """`value` normalised when it has the plain shape above, else None (email-validator decides)."""
+    if len(value) > _EMAIL_MAX_LENGTH or not _PLAIN_EMAIL.fullmatch(value):
+        return None
+    normalised = value.lower()
+    domain = normalised[normalised.index("@") + 1 :]
+    if "--" in domain or any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES):
+        return None
+    return normalised
+
+
 def _normalise_email(value: str, *, field: str) -> str:
+    if (plain := _plain_email(value)) is not None:
+        return plain
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:

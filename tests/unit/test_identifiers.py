@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.domain.errors import InvalidInput
-from app.domain.identifiers import Identifier, normalise, strongest
+from app.domain.identifiers import Identifier, _plain_email, normalise, strongest
 
 
 @pytest.mark.parametrize(
@@ -69,3 +72,55 @@ def test_strength_order_prefers_customer_id_then_email_then_phone() -> None:
     assert strongest(ids).type == "email"
     assert strongest([*ids, Identifier("customerId", "C1")]).type == "customerId"
     assert strongest([Identifier("anonymousId", "a"), Identifier("shopifyId", "s")]).type == "shopifyId"
+
+
+# Characters and pieces that sit on either side of each rule of the shortcut (atext, host names,
+# lengths, Punycode, special-use names, Unicode that normalises or combines).
+_EMAIL_CHARACTERS = "aZ09.-@+_'{}~ \"<>\u00e9\u0301\uff41\x001"
+_EMAIL_WORDS = ("--", "xn--", "com", "FR", "test", "local", "localhost", "arpa", "onion", "invalid", "x" * 63, "y" * 64)
+_EMAIL_PIECES = st.sampled_from([*_EMAIL_CHARACTERS, *_EMAIL_WORDS])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_EMAIL_PIECES, max_size=12).map("".join) | st.text(max_size=30) | st.emails())
+def test_plain_emails_are_judged_as_email_validator_judges_them(value: str) -> None:
+    plain = _plain_email(value)
+    try:
+        expected: str | None = validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        expected = None
+    if plain is not None:  # the shortcut only ever accepts, and only what email-validator accepts, as it would
+        assert plain == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("a@b.co", id="shortest"),
+        pytest.param("First.Last+tag@Sub-Domain.Example.ORG", id="mixed-case"),
+        pytest.param("o'brien{1}|~@x.fr", id="atext-symbols"),
+        pytest.param("a@" + "b" * 63 + ".com", id="label-of-63"),
+        pytest.param("a@" + "b" * 64 + ".com", id="label-of-64"),
+        pytest.param("x" * 63 + "@" + ("b" * 62 + ".") * 3 + "co", id="255-long"),
+        pytest.param("x" * 62 + "@" + ("b" * 62 + ".") * 3 + "co", id="254-long"),
+        pytest.param("a@b.test", id="special-use"),
+        pytest.param("a@b.LocalHost", id="special-use-upper"),
+        pytest.param("a@xn--bcher-kva.de", id="punycode"),
+        pytest.param("a@ab--cd.com", id="r-ldh"),
+        pytest.param("a@b.c1", id="digit-tld"),
+        pytest.param("a@-b.com", id="leading-hyphen"),
+        pytest.param("a.@b.com", id="dot-before-at"),
+        pytest.param("a@b", id="no-period"),
+        pytest.param("info@Example.com", id="mailbox-name"),
+        pytest.param("émile@exemple.fr", id="international"),
+        pytest.param('"a b"@x.com', id="quoted"),
+    ],
+)
+def test_an_email_normalises_as_email_validator_says(value: str) -> None:
+    try:
+        expected = Identifier("email", validate_email(value, check_deliverability=False).normalized.lower())
+    except EmailNotValidError:
+        with pytest.raises(InvalidInput, match="not a valid email"):
+            normalise("email", value)
+    else:
+        assert normalise("email", value) == expected
