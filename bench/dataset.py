@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from app.domain.events import RawEvent, RawIdentifier
-from app.services.match_index import ensure_blocking_keys
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.match_index import ensure_blocking_keys
 from app.store.sqlite.store import SQLiteStore
 
 FIRST_NAMES = (

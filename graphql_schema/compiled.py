@@ -135,7 +135,7 @@ class Compiler:
         decides its value: no defaults, no nulls to reject at execution)."""
         variables = {v.variable.name.value: v for v in operation.variable_definitions or ()}
         given: dict[str, str] = {}
-        for argument in field.arguments:
+        for argument in field.arguments or ():
             if not isinstance(argument.value, VariableNode) or argument.name.value in given:
                 return None
             given[argument.name.value] = argument.value.name.value
@@ -179,7 +179,7 @@ class Compiler:
         for key, nodes in by_key.items():
             name = nodes[0].name.value
             if name == "__typename":
-                chosen.append(_Selection(key, None, lambda _, typename=kind.name: typename))
+                chosen.append(_Selection(key, None, _constant(kind.name)))
                 continue
             field = attributes.get(name)
             if field is None or field.base_resolver is not None or field.permission_classes or field.extensions:
@@ -199,6 +199,10 @@ def _merged(nodes: list[FieldNode]) -> SelectionSetNode | None:
     return SelectionSetNode(selections=tuple(s for selection_set in sets for s in selection_set.selections))
 
 
+def _constant(value: str) -> Callable[[Any], str]:
+    return lambda _: value
+
+
 def _nullable(complete: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else complete(value)
 
@@ -214,9 +218,7 @@ def _non_null(complete: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _object(fields: Sequence[_Selection]) -> Callable[[Any], dict[str, Any]]:
     def complete(value: Any) -> dict[str, Any]:
-        return {
-            s.key: s.complete(value if s.attribute is None else getattr(value, s.attribute)) for s in fields
-        }
+        return {s.key: s.complete(value if s.attribute is None else getattr(value, s.attribute)) for s in fields}
 
     return complete
 

@@ -19,8 +19,8 @@ from graphql_schema.data_scopes import DataScopes
 from graphql_schema.document_gate import DocumentGate
 from graphql_schema.errors import ErrorCodes
 from graphql_schema.execution import CheckedExecution
-from graphql_schema.limits import QueryLimits
 from graphql_schema.inputs import raw_events
+from graphql_schema.limits import QueryLimits
 from graphql_schema.mutations import Mutation, ingest
 from graphql_schema.operation_metrics import OperationMetrics
 from graphql_schema.queries import Query
@@ -85,9 +85,7 @@ class Schema(strawberry.Schema):
 
 # Root fields executed without graphql-core when their document allows (graphql_schema/compiled.py).
 COMPILED_ROOT_FIELDS = {
-    "ingestEvents": compiled.RootField(
-        Scope.WRITE_EVENTS, lambda arguments: raw_events(arguments["events"]), ingest
-    ),
+    "ingestEvents": compiled.RootField(Scope.WRITE_EVENTS, lambda arguments: raw_events(arguments["events"]), ingest),
 }
 
 

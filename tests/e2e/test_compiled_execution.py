@@ -118,13 +118,9 @@ class _Server:
 
     async def answer(self, key: str, document: str, variables: Any) -> tuple[int, Any, Any]:
         headers = {"authorization": f"Bearer {self.keys[key]}"} if key in self.keys else {}
-        response = await self.client.post(
-            "/graphql", json={"query": document, "variables": variables}, headers=headers
-        )
+        response = await self.client.post("/graphql", json={"query": document, "variables": variables}, headers=headers)
         body = response.json()
-        errors = [
-            (e["message"], e.get("path"), e.get("extensions", {}).get("code")) for e in body.get("errors", [])
-        ]
+        errors = [(e["message"], e.get("path"), e.get("extensions", {}).get("code")) for e in body.get("errors", [])]
         return response.status_code, self.ids(body.get("data")), errors
 
 
