@@ -8,7 +8,7 @@ transient conflict, so it must have no side effects outside the transaction it i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,6 +157,18 @@ class StoreTransaction(Protocol):
     async def schedule_check(self, profile_id: str, segment_id: str, due_at: datetime | None) -> None:
         """Re-evaluate the membership at `due_at` (None: no time-based check is needed any more)."""
 
+    async def segment_memberships(self, profile_ids: Collection[str]) -> dict[str, tuple[int, list[str]]]:
+        """id → (version, segments), for those of `profile_ids` that exist: what a membership write
+        checks, without reading whole profiles."""
+
+    async def set_segments(self, memberships: Mapping[str, Sequence[str]]) -> None:
+        """Set each profile's `segments` (id → segment ids); derived data, so the version stays."""
+
+    async def insert_segment_events(self, events: Sequence[SegmentEvent]) -> None: ...
+
+    async def schedule_checks(self, checks: Sequence[tuple[str, str, datetime | None]]) -> None:
+        """`schedule_check` for each (profile id, segment id, due at)."""
+
 
 class ProfileStore(Protocol):
     backend: str
@@ -172,6 +184,9 @@ class ProfileStore(Protocol):
         """Group transactions that may be made durable together (one commit for the embedded store)."""
 
     async def get_profile(self, profile_id: str) -> Profile | None: ...
+
+    async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        """id → profile, for those of `profile_ids` that exist (merged-away ones included): one read."""
 
     async def find_profile_by_identity(self, key: str) -> Profile | None: ...
 
@@ -189,6 +204,10 @@ class ProfileStore(Protocol):
         limit: int,
     ) -> list[Interaction]:
         """A profile's full history, newest first, strictly older than `before`."""
+
+    async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
+        """id → the profile's interactions at or after `since`, in no particular order, for those of
+        `profile_ids` that have any: one read for many profiles (segment windows)."""
 
     async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int: ...
 

@@ -28,22 +28,29 @@ from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.pii_mask import refuse_personal_filter
 from app.domain.profile import Interaction, Profile
-from app.domain.profile_change import ProfileChange
-from app.domain.profile_query import InteractionFilter, InteractionPosition
-from app.domain.segments.conditions import Condition, compared_paths
-from app.domain.segments.dependencies import Dependencies, dependencies, next_change
-from app.domain.segments.predicate import Activity, ActivityTooShort, longest_window, predicate
+from app.domain.segments.conditions import compared_paths
 from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent, checked_segment, parse_traits
+from app.domain.segments.upkeep import (
+    CompiledSegment,
+    Outcome,
+    Recheck,
+    Transition,
+    compile_segment,
+    decide,
+    history_needed,
+    reschedule,
+)
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged
-from app.services.profile_writes import with_retries
+from app.services.profile_writes import MAX_ATTEMPTS, with_retries
 from app.services.segment_bus import SegmentBus
 
 Progress = Callable[[int, int], None]  # (changes applied, changes to apply)
 log = logging.getLogger("cdp.segments")
 SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # as an inSegment leaf accepts it
 WRITE_BATCH = 200
-HISTORY_PAGE = 500
+READ_BATCH = 1000  # profiles read, evaluated and written together by a batch evaluation's scheduling
+OFF_LOOP_FROM = 64  # profiles from which evaluating them is worth a worker thread, freeing the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +61,8 @@ class Evaluation:
     members: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    segment: Segment
-    tree: Condition
-    deps: Dependencies
+# What `changed` is told of one change: the profile ids, the event types that landed, the paths written.
+_Change = tuple[Iterable[str], Collection[str], Collection[str] | None]
 
 
 def new_segment_id() -> str:
@@ -115,7 +119,7 @@ class SegmentEngine:
     async def delete(self, segment_id: str) -> int:
         """Members leave (EXITED, cause "segment deleted"), then the definition goes; returns how many left."""
         segment = await self._get(segment_id)
-        users = [s.name for s in await self.store.list_segments() if segment_id in _compile(s).deps.segments]
+        users = [s.name for s in await self.store.list_segments() if segment_id in compile_segment(s).deps.segments]
         if users:
             raise Conflict(f"segments {', '.join(users)} use this segment: change them first", field="id")
         members = await self.store.member_ids(segment.id)
@@ -133,7 +137,7 @@ class SegmentEngine:
         """Referenced segments exist, and following them never leads back to this one."""
         known = {s.id: s for s in await self.store.list_segments()} | {segment.id: segment}
         seen: set[str] = set()
-        stack = list(_compile(segment).deps.segments)
+        stack = list(compile_segment(segment).deps.segments)
         while stack:
             current = stack.pop()
             if current == segment.id:
@@ -143,18 +147,21 @@ class SegmentEngine:
             seen.add(current)
             if current not in known:
                 raise InvalidInput(f"condition: no segment {current}", field="condition")
-            stack += _compile(known[current]).deps.segments
+            stack += compile_segment(known[current]).deps.segments
 
     # -- batch membership ----------------------------------------------------------------------
     async def evaluate(self, segment: Segment, *, cause: str, progress: Progress | None = None) -> Evaluation:
         at = clock.now()
-        compiled = _compile(segment)
+        compiled = compile_segment(segment)
         matching = await self.store.matching_profile_ids(compiled.tree, now=at)
         current = await self.store.member_ids(segment.id)
         entered, exited = await self._apply(segment.id, matching, current, cause=cause, progress=progress)
-        if compiled.deps.window is not None:
-            for profile_id in matching:  # members whose events will age out: check them then
-                await self._schedule(compiled, profile_id, at)
+        if compiled.deps.window is not None:  # members whose events will age out: check them then
+            for start in range(0, len(matching), READ_BATCH):
+                rechecks = [Recheck(p, (compiled,)) for p in matching[start : start + READ_BATCH]]
+                profiles, histories, since = await self._read(rechecks, at)
+                outcome = await _off_loop(reschedule, rechecks, profiles, histories, since=since, now=at)
+                await with_retries(self.store, _write(outcome, cause))
         segment = segment.model_copy(update={"evaluated_at": at})
         await self.store.save_segment(segment)
         return Evaluation(segment, entered, exited, len(matching))
@@ -172,14 +179,11 @@ class SegmentEngine:
         changes = [(p, True) for p in sorted(wanted - held)] + [(p, False) for p in sorted(held - wanted)]
         done = 0
         for start in range(0, len(changes), WRITE_BATCH):
-            events: list[SegmentEvent] = []
-            async with self.store.batch():
-                for profile_id, member in changes[start : start + WRITE_BATCH]:
-                    event = await with_retries(self.store, _transition(profile_id, segment_id, member, cause))
-                    if event is not None:
-                        events.append(event)
+            chunk = changes[start : start + WRITE_BATCH]
+            outcome = Outcome(transitions=[Transition(p, segment_id, member) for p, member in chunk])
+            events, _ = await with_retries(self.store, _write(outcome, cause))
             self.bus.publish_committed(events)
-            done += len(changes[start : start + WRITE_BATCH])
+            done += len(chunk)
             if progress is not None:
                 progress(done, len(changes))
         return len(wanted - held), len(held - wanted)
@@ -194,28 +198,40 @@ class SegmentEngine:
         paths: Collection[str] | None = None,
     ) -> list[SegmentEvent]:
         """Re-evaluate the segments a change can affect (`paths` None: any field may have changed)."""
-        segments = _ordered([_compile(s) for s in await self.store.list_segments()])
-        if not segments:
-            return []
-        affected = [c for c in segments if paths is None or c.deps.affected_by([*paths, "segments"], event_types)]
-        if not affected:
-            return []
-        events: list[SegmentEvent] = []
-        async with self.store.batch():  # one commit for the whole change, whatever it touched
-            for profile_id in dict.fromkeys(profile_ids):
-                events += await self._reevaluate(profile_id, affected, cause)
-        self.bus.publish_committed(events)
-        return events
+        return await self._changed([(profile_ids, event_types, paths)], cause)
 
     async def profiles_changed(self, changes: Sequence[ProfilesChanged]) -> None:
-        """The listener: memberships follow every committed profile change, whoever wrote it."""
+        """The listener: memberships follow every committed profile change, whoever wrote it. Changes
+        of one cause in a row (an ingested batch's, one per set of event types) are kept up together:
+        one read, one evaluation and one write for all their profiles."""
+        together: list[ProfilesChanged] = []
         for change in changes:
+            if together and change.cause is not together[0].cause:
+                await self._changed(
+                    [(c.profile_ids, c.event_types, c.paths) for c in together], together[0].cause.value
+                )
+                together = []
             if change.cause is Cause.ERASURE:
                 self.erased(change.left_segments)
             else:
-                await self.changed(
-                    change.profile_ids, change.cause.value, event_types=change.event_types, paths=change.paths
-                )
+                together.append(change)
+        if together:
+            await self._changed([(c.profile_ids, c.event_types, c.paths) for c in together], together[0].cause.value)
+
+    async def _changed(self, changes: Sequence[_Change], cause: str) -> list[SegmentEvent]:
+        segments = _ordered([compile_segment(s) for s in await self.store.list_segments()])
+        wanted: dict[str, set[str]] = {}  # profile id → the ids of the segments its changes can affect
+        for profile_ids, event_types, paths in changes:
+            affected = {
+                c.segment.id for c in segments if paths is None or c.deps.affected_by([*paths, "segments"], event_types)
+            }
+            if affected:
+                for profile_id in profile_ids:
+                    wanted.setdefault(profile_id, set()).update(affected)
+        rechecks = [Recheck(p, tuple(c for c in segments if c.segment.id in ids)) for p, ids in wanted.items()]
+        events = await self._recheck(rechecks, cause)
+        self.bus.publish_committed(events)
+        return events
 
     def erased(self, left_segments: Mapping[str, Iterable[str]]) -> list[SegmentEvent]:
         """Tell subscribers the erased person left their segments (erased profile id → its segments).
@@ -237,56 +253,47 @@ class SegmentEngine:
 
     async def run_due_checks(self, *, limit: int = 500) -> int:
         """Re-evaluate memberships whose time window moved on; returns how many checks ran."""
-        at = clock.now()
-        due = await self.store.due_checks(at, limit=limit)
-        by_id = {s.id: _compile(s) for s in await self.store.list_segments()}
-        events: list[SegmentEvent] = []
-        async with self.store.batch():
-            for profile_id, segment_id in due:
-                compiled = by_id.get(segment_id)
-                events += await self._reevaluate(
-                    profile_id, [compiled] if compiled else [], "time window passed", clear=segment_id
-                )
-        self.bus.publish_committed(events)
+        due = await self.store.due_checks(clock.now(), limit=limit)
+        segments = _ordered([compile_segment(s) for s in await self.store.list_segments()])
+        by_profile: dict[str, set[str]] = {}
+        for profile_id, segment_id in due:
+            by_profile.setdefault(profile_id, set()).add(segment_id)
+        rechecks = [
+            Recheck(p, tuple(c for c in segments if c.segment.id in ids), clear=frozenset(ids))
+            for p, ids in by_profile.items()
+        ]
+        self.bus.publish_committed(await self._recheck(rechecks, "time window passed"))
         return len(due)
 
-    async def _reevaluate(
-        self, profile_id: str, segments: list[_Compiled], cause: str, *, clear: str | None = None
-    ) -> list[SegmentEvent]:
-        """The membership changes of one profile, written in the caller's batch; the caller publishes
-        them once that batch committed."""
-        at = clock.now()
-        profile = await self.store.get_profile(profile_id)
+    async def _recheck(self, rechecks: list[Recheck], cause: str) -> list[SegmentEvent]:
+        """Re-evaluate the profiles and write every change in one unit of work; the caller publishes
+        the events once written. Nothing here holds the store's write lock but the write itself: the
+        profiles are read on the store's readers and evaluated (off the loop when many) before it.
+        A profile that moved since it was read is left out of the write, then read and evaluated
+        again, so that a decision made on an old version never overwrites one made on the new."""
         events: list[SegmentEvent] = []
-        if profile is None:
-            return events
-        memberships = set(profile.segments)
-        activity: Activity | None = None
-        if clear is not None:
-            await self.store.run_in_transaction(_unschedule(profile.id, clear))
-        for compiled in segments:
-            if profile.merged_into is not None:
-                member = False  # a merged-away profile belongs to nothing: its survivor does
-            else:
-                activity = activity or await _activity(self.store, profile, compiled.tree, at)
-                member, activity = await _holds(self.store, profile, compiled.tree, activity, memberships, at)
-            if member != (compiled.segment.id in memberships):
-                event = await with_retries(self.store, _transition(profile.id, compiled.segment.id, member, cause))
-                if event is not None:
-                    events.append(event)
-                memberships.symmetric_difference_update({compiled.segment.id})
-            if compiled.deps.window is not None and activity is not None and profile.merged_into is None:
-                due = next_change(compiled.tree, activity, now=at)
-                await self.store.run_in_transaction(_scheduler(profile.id, compiled.segment.id, due))
+        for _ in range(MAX_ATTEMPTS):
+            if not rechecks:
+                return events
+            at = clock.now()
+            profiles, histories, since = await self._read(rechecks, at)
+            outcome = await _off_loop(decide, rechecks, profiles, histories, since=since, now=at)
+            written, moved = await with_retries(self.store, _write(outcome, cause))
+            events += written
+            rechecks = [r for r in rechecks if r.profile_id in moved]
+        if rechecks:  # each write that kept moving them reports its own change, which re-evaluates them
+            log.warning("segment upkeep gave up on %d profiles that kept changing", len(rechecks))
         return events
 
-    async def _schedule(self, compiled: _Compiled, profile_id: str, at: datetime) -> None:
-        profile = await self.store.get_profile(profile_id)
-        if profile is None:
-            return
-        activity = await _activity(self.store, profile, compiled.tree, at)
-        due = next_change(compiled.tree, activity, now=at)
-        await self.store.run_in_transaction(_scheduler(profile_id, compiled.segment.id, due))
+    async def _read(
+        self, rechecks: Sequence[Recheck], at: datetime
+    ) -> tuple[dict[str, Profile], dict[str, list[Interaction]], datetime | None]:
+        """The profiles, and the history of those whose recent list falls short of their windows:
+        two reads, whatever the number of profiles."""
+        profiles = await self.store.get_profiles([r.profile_id for r in rechecks])
+        since = history_needed(rechecks, profiles, now=at)
+        histories = {} if since is None else await self.store.interactions_since(list(profiles), since)
+        return profiles, histories, since
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -311,18 +318,13 @@ def _condition(raw: Any) -> dict[str, Any]:
     return raw
 
 
-def _compile(segment: Segment) -> _Compiled:
-    tree = segment.tree()
-    return _Compiled(segment, tree, dependencies(tree))
-
-
-def _ordered(segments: list[_Compiled]) -> list[_Compiled]:
+def _ordered(segments: list[CompiledSegment]) -> list[CompiledSegment]:
     """Segments others refer to come first, so `inSegment` reads memberships already updated."""
     by_id = {c.segment.id: c for c in segments}
-    done: list[_Compiled] = []
+    done: list[CompiledSegment] = []
     seen: set[str] = set()
 
-    def visit(compiled: _Compiled) -> None:
+    def visit(compiled: CompiledSegment) -> None:
         if compiled.segment.id in seen:
             return
         seen.add(compiled.segment.id)
@@ -336,74 +338,72 @@ def _ordered(segments: list[_Compiled]) -> list[_Compiled]:
     return done
 
 
-async def _activity(store: ProfileStore, profile: Profile, tree: Condition, at: datetime) -> Activity:
-    """The embedded recent list, or the history as far back as the tree's longest window needs."""
-    activity = Activity.from_recent(profile)
-    window = longest_window(tree)
-    if window is None or activity.covers(at - window):
-        return activity
-    since = at - window
-    found: list[Interaction] = []
-    before: InteractionPosition | None = None
-    while page := await store.list_interactions(
-        profile.id, before=before, where=InteractionFilter(), limit=HISTORY_PAGE
-    ):
-        found += page
-        before = InteractionPosition(page[-1].timestamp, page[-1].message_id)
-        if len(page) < HISTORY_PAGE or page[-1].timestamp <= since:
-            return Activity.of(found, complete_after=None if len(page) < HISTORY_PAGE else page[-1].timestamp)
-    return Activity.of(found)
-
-
-async def _holds(
-    store: ProfileStore, profile: Profile, tree: Condition, activity: Activity, memberships: set[str], at: datetime
-) -> tuple[bool, Activity]:
-    try:
-        return predicate(tree)(profile, activity, memberships, now=at), activity
-    except ActivityTooShort:
-        longer = await _activity(store, profile.model_copy(update={"recent": []}), tree, at)
-        return predicate(tree)(profile, longer, memberships, now=at), longer
-
-
-def _transition(
-    profile_id: str, segment_id: str, member: bool, cause: str
-) -> Callable[[StoreTransaction], Awaitable[SegmentEvent | None]]:
-    async def work(tx: StoreTransaction) -> SegmentEvent | None:
-        profile = await tx.get_profile(profile_id)
-        if profile is None or (segment_id in profile.segments) == member:
-            return None
-        held = set(profile.segments)
-        segments = sorted(held | {segment_id}) if member else sorted(held - {segment_id})
-        # Derived data: no version bump, so that concurrent writers of the profile never conflict on it.
-        await tx.update_profile(profile_id, ProfileChange(set={"segments": segments}))
-        event = SegmentEvent(
-            _id=_event_id(),
-            segment_id=segment_id,
-            profile_id=profile_id,
-            change=MembershipChange.ENTERED if member else MembershipChange.EXITED,
-            at=clock.now(),
-            cause=cause,
-        )
-        await tx.insert_segment_event(event)
-        return event
-
-    return work
-
-
 def _event_id() -> str:
-    """Ids that sort in the order events were made (the tie-break for events of one millisecond)."""
-    return f"sev_{time.time_ns():020d}{uuid.uuid4().hex[:8]}"
+    """Ids that sort in the order events were made (the tie-break for events of one millisecond):
+    strictly increasing, as a unit of work makes many within the clock's resolution."""
+    _last_event_ns[0] = stamp = max(time.time_ns(), _last_event_ns[0] + 1)
+    return f"sev_{stamp:020d}{uuid.uuid4().hex[:8]}"
 
 
-def _scheduler(profile_id: str, segment_id: str, due: datetime | None) -> Callable[[StoreTransaction], Awaitable[None]]:
-    async def work(tx: StoreTransaction) -> None:
-        await tx.schedule_check(profile_id, segment_id, due)
+_last_event_ns = [0]
+
+
+async def _off_loop(
+    evaluate: Callable[..., Outcome], rechecks: Sequence[Recheck], *args: Any, **kwargs: Any
+) -> Outcome:
+    """Pure evaluation, on a worker thread when there is enough of it to hold the event loop."""
+    if len(rechecks) < OFF_LOOP_FROM:
+        return evaluate(rechecks, *args, **kwargs)
+    return await asyncio.to_thread(evaluate, rechecks, *args, **kwargs)
+
+
+def _write(
+    outcome: Outcome, cause: str
+) -> Callable[[StoreTransaction], Awaitable[tuple[list[SegmentEvent], set[str]]]]:
+    """One unit of work for a whole outcome: the transitions (each recorded as a segment event),
+    then the checks. Returns the events written and the profiles left out because they moved since
+    the outcome was decided (its `seen` differs from what is stored now)."""
+
+    async def work(tx: StoreTransaction) -> tuple[list[SegmentEvent], set[str]]:
+        stored = await tx.segment_memberships(outcome.profile_ids())
+        moved = {
+            profile_id
+            for profile_id, seen in outcome.seen.items()
+            if profile_id in stored and (stored[profile_id][0], tuple(stored[profile_id][1])) != seen
+        }
+        held: dict[str, set[str]] = {}
+        events: list[SegmentEvent] = []
+        for transition in outcome.transitions:
+            profile_id = transition.profile_id
+            if profile_id not in stored or profile_id in moved:
+                continue
+            segments = held.setdefault(profile_id, set(stored[profile_id][1]))
+            if (transition.segment_id in segments) == transition.member:
+                continue  # another writer made this very change first
+            segments.symmetric_difference_update({transition.segment_id})
+            events.append(
+                SegmentEvent(
+                    _id=_event_id(),
+                    segment_id=transition.segment_id,
+                    profile_id=profile_id,
+                    change=MembershipChange.ENTERED if transition.member else MembershipChange.EXITED,
+                    at=clock.now(),
+                    cause=cause,
+                )
+            )
+        # Derived data: no version bump, so that concurrent writers of the profile never conflict on it.
+        await tx.set_segments({p: sorted(segments) for p, segments in held.items() if segments != set(stored[p][1])})
+        await tx.insert_segment_events(events)
+        await tx.schedule_checks(
+            [
+                (profile_id, segment_id, due)
+                for (profile_id, segment_id), due in outcome.checks.items()
+                if profile_id not in moved and (due is None or profile_id in stored)
+            ]
+        )
+        return events, moved
 
     return work
-
-
-def _unschedule(profile_id: str, segment_id: str) -> Callable[[StoreTransaction], Awaitable[None]]:
-    return _scheduler(profile_id, segment_id, None)
 
 
 async def keep_checking(engine: SegmentEngine, *, every_seconds: float) -> None:

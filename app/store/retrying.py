@@ -34,10 +34,12 @@ READS = frozenset(
     {
         "ping",
         "get_profile",
+        "get_profiles",
         "find_profile_by_identity",
         "list_profiles",
         "count_profiles",
         "list_interactions",
+        "interactions_since",
         "merges_of",
         "refusals_of",
         "count_products",

@@ -8,13 +8,13 @@ majority write concern and retryable writes: an event reported ACCEPTED is on a 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
 from bson import json_util
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, InsertOne, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, DeleteOne, IndexModel, InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from app.domain.access import ApiKey
@@ -320,6 +320,32 @@ class MongoTransaction(StoreTransaction):
     async def record_erasure(self, erasure: Erasure) -> None:
         await self._db.erasures.insert_one(erasure.model_dump(by_alias=True), session=self._session)
 
+    async def segment_memberships(self, profile_ids: Collection[str]) -> dict[str, tuple[int, list[str]]]:
+        if not profile_ids:
+            return {}
+        selector = {"_id": {"$in": list(profile_ids)}}
+        cursor = self._db.profiles.find(selector, {"version": 1, "segments": 1}, session=self._session)
+        return {d["_id"]: (d.get("version", 0), d.get("segments", [])) for d in await cursor.to_list(None)}
+
+    async def set_segments(self, memberships: Mapping[str, Sequence[str]]) -> None:
+        if memberships:
+            operations = [UpdateOne({"_id": p}, {"$set": {"segments": list(s)}}) for p, s in memberships.items()]
+            await self._db.profiles.bulk_write(operations, ordered=False, session=self._session)
+
+    async def insert_segment_events(self, events: Sequence[SegmentEvent]) -> None:
+        if events:
+            documents = [event.model_dump(by_alias=True) for event in events]
+            await self._db.segment_events.insert_many(documents, ordered=True, session=self._session)
+
+    async def schedule_checks(self, checks: Sequence[tuple[str, str, datetime | None]]) -> None:
+        operations: list[Any] = []
+        for profile_id, segment_id, due_at in checks:
+            key = {"_id": f"{profile_id}|{segment_id}"}
+            document = {"profileId": profile_id, "segmentId": segment_id, "dueAt": due_at}
+            operations.append(DeleteOne(key) if due_at is None else ReplaceOne(key, key | document, upsert=True))
+        if operations:
+            await self._db.segment_checks.bulk_write(operations, ordered=True, session=self._session)
+
 
 def _bucket(profile_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     stamps = [item["timestamp"] for item in items]
@@ -428,6 +454,12 @@ class MongoStore:
         document = await self._db.profiles.find_one({"_id": profile_id})
         return Profile.from_document(document) if document else None
 
+    async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        if not profile_ids:
+            return {}
+        cursor = self._db.profiles.find({"_id": {"$in": list(profile_ids)}})
+        return {document["_id"]: Profile.from_document(document) for document in await cursor.to_list(None)}
+
     async def find_profile_by_identity(self, key: str) -> Profile | None:
         identity = await self._db.identities.find_one({"_id": key})
         if identity is None:
@@ -474,6 +506,20 @@ class MongoStore:
         pipeline += [{"$sort": {"timestamp": -1, "messageId": -1}}, {"$limit": limit}]
         cursor = await self._db.interactions.aggregate(pipeline)
         return [Interaction.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
+        if not profile_ids:
+            return {}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"profileId": {"$in": list(profile_ids)}, "maxTs": {"$gte": since}}},
+            {"$unwind": "$items"},
+            {"$match": {"items.timestamp": {"$gte": since}}},
+            {"$project": {"_id": 0, "profileId": 1, "items": 1}},
+        ]
+        found: dict[str, list[Interaction]] = {}
+        for document in await (await self._db.interactions.aggregate(pipeline)).to_list(None):
+            found.setdefault(document["profileId"], []).append(Interaction.model_validate(document["items"]))
+        return found
 
     async def count_products(self) -> int:
         return int(await self._db.products.count_documents({}))

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -165,6 +165,17 @@ class SQLiteStore:
         row = self._reader.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()
         return Profile.from_document(loads(row[0])) if row else None
 
+    async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        def scan(db: sqlite3.Connection) -> dict[str, Profile]:
+            ids, found = list(dict.fromkeys(profile_ids)), dict[str, Profile]()
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start : start + _IDS_PER_QUERY]
+                rows = db.execute(f"SELECT id, doc FROM profiles WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                found |= {row[0]: Profile.from_document(loads(row[1])) for row in rows}
+            return found
+
+        return await self._reads.read(scan)  # many documents to decode: on a reader thread
+
     async def find_profile_by_identity(self, key: str) -> Profile | None:
         row = self._reader.execute(
             "SELECT p.doc FROM identities i JOIN profiles p ON p.id = i.profile_id WHERE i.key = ?", (key,)
@@ -212,6 +223,22 @@ class SQLiteStore:
             params.append(limit)
             rows = db.execute(" ".join(sql), params).fetchall()
             return [Interaction.model_validate(loads(row[0])) for row in rows]
+
+        return await self._reads.read(scan)  # a scan: on a reader thread
+
+    async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
+        def scan(db: sqlite3.Connection) -> dict[str, list[Interaction]]:
+            ids, found = list(dict.fromkeys(profile_ids)), dict[str, list[Interaction]]()
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start : start + _IDS_PER_QUERY]
+                rows = db.execute(
+                    f"SELECT profile_id, doc FROM interactions WHERE profile_id IN ({','.join('?' * len(chunk))}) "
+                    "AND ts >= ?",
+                    [*chunk, to_iso(since)],
+                )
+                for profile_id, doc in rows:
+                    found.setdefault(profile_id, []).append(Interaction.model_validate(loads(doc)))
+            return found
 
         return await self._reads.read(scan)  # a scan: on a reader thread
 

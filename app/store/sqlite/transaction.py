@@ -7,7 +7,7 @@ opened there: a savepoint within a batch, so a unit that fails rolls back alone.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -329,6 +329,41 @@ class SQLiteTransaction(StoreTransaction):
         self._db.execute(
             "INSERT INTO erasures (id, at, doc) VALUES (?, ?, ?)",
             (erasure.id, to_iso(erasure.at), dumps(erasure.model_dump(by_alias=True))),
+        )
+
+    async def segment_memberships(self, profile_ids: Collection[str]) -> dict[str, tuple[int, list[str]]]:
+        ids, found = list(profile_ids), dict[str, tuple[int, list[str]]]()
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            rows = self._db.execute(
+                f"SELECT id, version, json_extract(doc, '$.segments') FROM profiles "
+                f"WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found |= {profile_id: (version, loads(segments or "[]")) for profile_id, version, segments in rows}
+        return found
+
+    async def set_segments(self, memberships: Mapping[str, Sequence[str]]) -> None:
+        rows = [(dumps(list(segments)), profile_id) for profile_id, segments in memberships.items()]
+        self._db.executemany("UPDATE profiles SET doc = json_set(doc, '$.segments', json(?)) WHERE id = ?", rows)
+        for profile_id, segments in memberships.items():
+            _mirror_segments(self._db, profile_id, segments)
+
+    async def insert_segment_events(self, events: Sequence[SegmentEvent]) -> None:
+        self._db.executemany(
+            "INSERT INTO segment_events (id, segment_id, profile_id, at, doc) VALUES (?, ?, ?, ?, ?)",
+            [(e.id, e.segment_id, e.profile_id, to_iso(e.at), dumps(e.model_dump(by_alias=True))) for e in events],
+        )
+
+    async def schedule_checks(self, checks: Sequence[tuple[str, str, datetime | None]]) -> None:
+        self._db.executemany(
+            "DELETE FROM segment_checks WHERE profile_id = ? AND segment_id = ?",
+            [(profile_id, segment_id) for profile_id, segment_id, due_at in checks if due_at is None],
+        )
+        self._db.executemany(
+            "INSERT INTO segment_checks (profile_id, segment_id, due_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(profile_id, segment_id) DO UPDATE SET due_at = excluded.due_at",
+            [(profile_id, segment_id, to_iso(due)) for profile_id, segment_id, due in checks if due is not None],
         )
 
 
