@@ -26,7 +26,10 @@ def now() -> datetime:
 
 def to_iso(moment: datetime) -> str:
     """Fixed-width ISO form whose string order equals time order (the embedded store relies on it)."""
-    moment = utc_ms(moment)
+    # Checked inline, not by calling utc_ms: this runs for every time of every document written, and
+    # a time read back from JSON is UTC milliseconds with pydantic's own UTC tzinfo, not UTC itself.
+    if moment.microsecond % 1000 or moment.utcoffset() != _ZERO:
+        moment = utc_ms(moment)
     if moment.year >= 1000:  # isoformat is several times faster; strftime's %Y does not pad years below 1000
         return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # without its "+00:00"
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -11,28 +11,28 @@ from datetime import date
 from datetime import datetime as _datetime
 from typing import Annotated, Any
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic.alias_generators import to_camel
 
 from app.domain.clock import utc_ms
-from app.domain.event_limits import readable
+from app.domain.event_limits import MAX_STORED_DEPTH, readable
 
 # Documents this process built itself (a profile read once, then changed in memory by a batch of
 # events) are loaded with this context: their times are already UTC milliseconds and their free-form
 # data was cut when it was read, so neither is walked again.
 TRUSTED = {"trusted": True}
-
-
-def _trusted(info: ValidationInfo) -> bool:
-    return info.context is TRUSTED
+# A document the embedded store wrote (app/store/documents.py writes each time as clock.to_iso gives
+# it: UTC, milliseconds): its times are read as they are, its free-form data is cut.
+_OWN_TEXT = {"times": True}
 
 
 def _stored_time(moment: _datetime, info: ValidationInfo) -> _datetime:
-    return moment if _trusted(info) else utc_ms(moment)
+    return moment if info.context is TRUSTED or info.context is _OWN_TEXT else utc_ms(moment)
 
 
 def _stored_free_form(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    return value if _trusted(info) else readable(value)
+    return value if info.context is TRUSTED else readable(value)
 
 
 # Every stored time is aware UTC with millisecond precision, whichever backend it came from
@@ -211,6 +211,17 @@ class Profile(StoredModel):
         """A document this process made from a validated profile and validated changes (Python
         datetimes, already UTC milliseconds): loaded without re-checking what was checked."""
         return cls.model_validate(document, context=TRUSTED)
+
+    @classmethod
+    def from_own_json(cls, text: str) -> Profile:
+        """A document as the embedded store wrote it (each time as clock.to_iso gives it): its times
+        are not walked again, nor its free-form data when the text has too few brackets to nest
+        anything past MAX_STORED_DEPTH (the usual case: then pydantic parses the text itself)."""
+        if text.count("{") + text.count("[") <= MAX_STORED_DEPTH:
+            return cls.model_validate_json(text, context=TRUSTED)
+        # Possibly deep: decoded by orjson (pydantic's parser stops at a depth older versions passed),
+        # and the free-form data cut.
+        return cls.model_validate(orjson.loads(text), context=_OWN_TEXT)
 
     def to_document(self) -> dict[str, Any]:
         """The stored form: camelCase keys, no nulls (a missing field reads as null in MongoDB and

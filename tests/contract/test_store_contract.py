@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from app.domain.clock import now
@@ -257,6 +258,24 @@ async def test_bulk_writes_insert_and_replace_profiles_claim_identities_and_reco
     assert [p.id for p in await store.profiles_sharing_keys(["e:bob"], max_block=10, limit=10)] == ["p-new"]
     history = await store.list_interactions("p-new", before=None, where=InteractionFilter(), limit=10)
     assert [i.message_id for i in history] == ["m-2"]
+
+
+async def test_the_batch_read_gives_each_profile_as_a_single_read_does_deep_free_form_data_cut(
+    store: ProfileStore,
+) -> None:
+    deep: dict[str, object] = {"leaf": 1}
+    for _ in range(80):  # past MAX_STORED_DEPTH, as an older version could store it
+        deep = {"a": deep}
+    await _create(store, "p-deep", EMMA, traits={"tier": "gold", "deep": deep})
+    await _create(store, "p-plain", Identifier("email", "bob@example.com"), first_name="Bob")
+
+    async def work(tx: StoreTransaction) -> dict[str, Profile]:
+        return await tx.get_profiles(["p-deep", "p-plain"])
+
+    read = await store.run_in_transaction(work)
+    for profile_id in ("p-deep", "p-plain"):
+        assert read[profile_id] == await store.get_profile(profile_id)
+    assert "nested too deep" in orjson.dumps(read["p-deep"].traits).decode()
 
 
 async def test_bulk_writes_refuse_a_moved_version_a_claimed_identifier_and_a_known_message(store: ProfileStore) -> None:

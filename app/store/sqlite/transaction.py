@@ -113,7 +113,7 @@ class SQLiteTransaction(StoreTransaction):
 
     # -- batches -----------------------------------------------------------------------------
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
-        return {p.id: p for p in _documents_by_id(self._db, "profiles", list(profile_ids), Profile.from_document)}
+        return {p.id: p for p in _texts_by_id(self._db, "profiles", list(profile_ids), Profile.from_own_json)}
 
     async def known_messages(self, message_ids: Collection[str]) -> set[str]:
         ids, found = list(message_ids), set()
@@ -367,12 +367,13 @@ class SQLiteTransaction(StoreTransaction):
         )
 
 
-def _documents_by_id(db: sqlite3.Connection, table: str, ids: list[str], load: Callable[[Any], T]) -> list[T]:
+def _texts_by_id(db: sqlite3.Connection, table: str, ids: list[str], load: Callable[[str], T]) -> list[T]:
+    """Each row's document loaded from its JSON text by `load`."""
     found: list[T] = []
     for start in range(0, len(ids), IDS_PER_QUERY):
         chunk = ids[start : start + IDS_PER_QUERY]
         rows = db.execute(f"SELECT doc FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        found += [load(loads(row[0])) for row in rows]
+        found += [load(row[0]) for row in rows]
     return found
 
 
