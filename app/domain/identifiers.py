@@ -117,6 +117,8 @@ _PLAIN_EMAIL = re.compile(
     r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]"
 )
 _EMAIL_MAX_LENGTH = 254
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)  # each refused with its subdomains, as email-validator does
+_SPECIAL_USE_SUFFIXES = tuple(f".{name}" for name in SPECIAL_USE_DOMAIN_NAMES)
 
 
 def _plain_email(value: str) -> str | None:
@@ -125,7 +127,7 @@ def _plain_email(value: str) -> str | None:
         return None
     normalised = value.lower()
     domain = normalised[normalised.index("@") + 1 :]
-    if "--" in domain or any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES):
+    if "--" in domain or domain in _SPECIAL_USE or domain.endswith(_SPECIAL_USE_SUFFIXES):
         return None
     return normalised
 
