@@ -294,3 +294,32 @@ class ProfileStore(Protocol):
         """Leave what was deleted unreadable in the store's own files, not merely unreferenced (after an
         erasure). The embedded store overwrites deleted content and empties its write-ahead log; a
         MongoDB server's files and oplog are its operator's to manage (SECURITY.md)."""
+
+    # -- one read for the same question about many parents (GraphQL loaders, one call per level) ----
+    async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:
+        """id → segment, for those of `segment_ids` that exist."""
+
+    async def merges_of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[MergeRecord]]:
+        """`merges_of` for each of `profile_ids` (an empty list for one without merges)."""
+
+    async def refusals_of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[MergeRefusal]]:
+        """`refusals_of` for each of `profile_ids` (an empty list for one without refusals)."""
+
+    async def member_counts(self, segment_ids: Collection[str]) -> dict[str, int]:
+        """`count_members` for each of `segment_ids`."""
+
+    async def members_of_segments(
+        self, segment_ids: Collection[str], *, after: str | None, limit: int
+    ) -> dict[str, list[Profile]]:
+        """For each of `segment_ids`, what `list_profiles(ProfileFilter(segment=id), after=after,
+        limit=limit)` gives: its live members ordered by id, strictly after `after`."""
+
+    async def interactions_of_profiles(
+        self,
+        profile_ids: Collection[str],
+        *,
+        before: InteractionPosition | None,
+        where: InteractionFilter,
+        limit: int,
+    ) -> dict[str, list[Interaction]]:
+        """`list_interactions` for each of `profile_ids` (an empty list for one without history)."""

@@ -60,6 +60,12 @@ READS = frozenset(
         "due_checks",
         "next_check_at",
         "erasures",
+        "get_segments",
+        "merges_of_profiles",
+        "refusals_of_profiles",
+        "member_counts",
+        "members_of_segments",
+        "interactions_of_profiles",
     }
 )
 _MONGO_LABELS = ("TransientTransactionError", "RetryableWriteError", "RetryableReadError")

@@ -10,6 +10,7 @@ import pytest
 from app.domain.clock import now
 from app.domain.event_effects import RECENT_ORDER
 from app.domain.identifiers import Identifier
+from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
 from app.domain.profile import IdentifierRecord, Profile, new_profile
 from app.domain.profile_change import CappedPush, ProfileChange
 from app.domain.profile_query import (
@@ -19,6 +20,7 @@ from app.domain.profile_query import (
     StatsField,
     StatsRange,
 )
+from app.domain.segments.segment import Segment
 from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
@@ -302,3 +304,71 @@ async def test_bulk_writes_refuse_a_moved_version_a_claimed_identifier_and_a_kno
     await store.run_in_transaction(record)
     with pytest.raises(MessageAlreadyProcessed):
         await store.run_in_transaction(record)
+
+
+# -- reads for many parents at once (GraphQL loaders) ------------------------------------------------
+async def test_reads_for_many_parents_answer_as_one_read_per_parent_does(store: ProfileStore) -> None:
+    for n in range(1, 6):
+        await _create(store, f"p{n}", Identifier("customerId", f"C{n}"))
+    memberships = {"p1": ["gold", "vip"], "p2": ["vip"], "p3": ["vip"], "p4": ["vip"], "p5": ["gold"]}
+    items = {
+        "p1": [
+            _interaction(f"a{i:02d}", BASE_TIME + timedelta(minutes=i), "email_open" if i % 2 else "page_view")
+            for i in range(12)
+        ],
+        "p2": [_interaction(f"b{i:02d}", BASE_TIME + timedelta(minutes=i % 3)) for i in range(4)],
+    }
+    merge = MergeRecord(_id="m1", survivor_id="p1", merged_ids=["p2"], at=BASE_TIME, reason="test", actor="t")
+    undone = merge.model_copy(
+        update={"id": "m2", "survivor_id": "p3", "merged_ids": ["p1"], "status": MergeStatus.UNMERGED}
+    )
+    early = merge.model_copy(update={"id": "m0", "survivor_id": "p4", "at": BASE_TIME - timedelta(days=1)})
+    refusals = [
+        MergeRefusal(_id="r1", at=BASE_TIME, profile_ids=["p1", "p3"], reason="protected"),
+        MergeRefusal(_id="r2", at=BASE_TIME - timedelta(hours=1), profile_ids=["p3"], reason="protected"),
+    ]
+
+    async def work(tx: StoreTransaction) -> None:
+        for profile_id, segments in memberships.items():
+            await tx.update_profile(profile_id, ProfileChange(set={"segments": segments}))
+        await tx.update_profile("p4", ProfileChange(set={"mergedInto": "p1"}))  # members are live profiles only
+        for profile_id, interactions in items.items():
+            for item in interactions:
+                await tx.append_interaction(profile_id, item)
+        for record in (merge, undone, early):
+            await tx.insert_merge(record)
+        for refusal in refusals:
+            await tx.record_refusal(refusal)
+
+    await store.run_in_transaction(work)
+    for segment_id in ("gold", "vip"):
+        await store.save_segment(
+            Segment(_id=segment_id, name=segment_id, condition={}, created_at=BASE_TIME, updated_at=BASE_TIME)
+        )
+    ids = ["p1", "p2", "p3", "p4", "p5", "missing"]
+
+    segments = await store.get_segments(["vip", "gold", "missing", "vip"])
+    assert segments == {s: await store.get_segment(s) for s in ("gold", "vip")}
+    assert await store.merges_of_profiles(ids) == {p: await store.merges_of(p) for p in ids}
+    assert [r.id for r in (await store.merges_of_profiles(["p1"]))["p1"]] == ["m1", "m2"]
+    assert await store.refusals_of_profiles(ids) == {p: await store.refusals_of(p) for p in ids}
+    assert [r.id for r in (await store.refusals_of_profiles(["p3"]))["p3"]] == ["r2", "r1"]
+    groups = ["gold", "vip", "none"]
+    assert await store.member_counts(groups) == {"gold": 2, "vip": 3, "none": 0}
+    for after, limit in ((None, 2), ("p1", 2), (None, 10)):
+        assert await store.members_of_segments(groups, after=after, limit=limit) == {
+            s: await store.list_profiles(ProfileFilter(segment=s), after=after, limit=limit) for s in groups
+        }
+    last = items["p1"][5]
+    for before, where, limit in (
+        (None, InteractionFilter(), 3),
+        (None, InteractionFilter(types=frozenset({"email_open"})), 4),
+        (InteractionPosition(last["timestamp"], str(last["messageId"])), InteractionFilter(), 100),  # type: ignore[arg-type]
+    ):
+        assert await store.interactions_of_profiles(ids, before=before, where=where, limit=limit) == {
+            p: await store.list_interactions(p, before=before, where=where, limit=limit) for p in ids
+        }
+    assert await store.get_segments([]) == {}
+    assert await store.member_counts([]) == {}
+    assert await store.members_of_segments([], after=None, limit=5) == {}
+    assert await store.interactions_of_profiles([], before=None, where=InteractionFilter(), limit=5) == {}

@@ -42,6 +42,8 @@ from app.store.mongo.segment_query import membership_pipeline
 T = TypeVar("T")
 BUCKET_SIZE = 200
 _MATCH_PROJECTION = dict.fromkeys(MATCH_VIEW_FIELDS, 1)
+_PAGE = "_page"  # which parent a document of a joined page read belongs to
+_PAGES_PER_AGGREGATION = 100
 
 
 def update_document(change: ProfileChange) -> dict[str, Any]:
@@ -667,3 +669,124 @@ class MongoStore:
     async def refusals_of(self, profile_id: str) -> list[MergeRefusal]:
         cursor = self._db.merge_refusals.find({"profileIds": profile_id}).sort([("at", ASCENDING), ("_id", ASCENDING)])
         return [MergeRefusal.model_validate(document) for document in await cursor.to_list(None)]
+
+    # -- one read for the same question about many parents (GraphQL loaders) ------------------------
+    async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:
+        if not segment_ids:
+            return {}
+        cursor = self._db.segments.find({"_id": {"$in": list(dict.fromkeys(segment_ids))}})
+        return {document["_id"]: Segment.model_validate(document) for document in await cursor.to_list(None)}
+
+    async def merges_of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[MergeRecord]]:
+        found: dict[str, list[MergeRecord]] = {profile_id: [] for profile_id in profile_ids}
+        if not found:
+            return found
+        ids = list(found)
+        selector = {"$or": [{"survivorId": {"$in": ids}}, {"mergedIds": {"$in": ids}}]}
+        cursor = self._db.merges.find(selector).sort([("at", ASCENDING), ("_id", ASCENDING)])
+        for document in await cursor.to_list(None):  # oldest first, so each profile's list is too
+            record = MergeRecord.from_document(document)
+            for profile_id in dict.fromkeys([record.survivor_id, *record.merged_ids]):
+                if profile_id in found:
+                    found[profile_id].append(record)
+        return found
+
+    async def refusals_of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[MergeRefusal]]:
+        found: dict[str, list[MergeRefusal]] = {profile_id: [] for profile_id in profile_ids}
+        if not found:
+            return found
+        cursor = self._db.merge_refusals.find({"profileIds": {"$in": list(found)}}).sort(
+            [("at", ASCENDING), ("_id", ASCENDING)]
+        )
+        for document in await cursor.to_list(None):
+            refusal = MergeRefusal.model_validate(document)
+            for profile_id in dict.fromkeys(refusal.profile_ids):
+                if profile_id in found:
+                    found[profile_id].append(refusal)
+        return found
+
+    async def member_counts(self, segment_ids: Collection[str]) -> dict[str, int]:
+        found = dict.fromkeys(segment_ids, 0)
+        if not found:
+            return found
+        wanted = {"$in": list(found)}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"segments": wanted, "mergedInto": None}},
+            {"$project": {"segments": 1}},
+            {"$unwind": "$segments"},
+            {"$match": {"segments": wanted}},
+            {"$group": {"_id": {"profile": "$_id", "segment": "$segments"}}},  # a profile counts once
+            {"$group": {"_id": "$_id.segment", "count": {"$sum": 1}}},
+        ]
+        for document in await (await self._db.profiles.aggregate(pipeline)).to_list(None):
+            found[document["_id"]] = int(document["count"])
+        return found
+
+    async def members_of_segments(
+        self, segment_ids: Collection[str], *, after: str | None, limit: int
+    ) -> dict[str, list[Profile]]:
+        # One page per segment (an index range each, cut at `limit`), joined with $unionWith: one round trip.
+        found: dict[str, list[Profile]] = {segment_id: [] for segment_id in segment_ids}
+        pages: list[list[dict[str, Any]]] = []
+        for segment_id in found:
+            selector = profile_query(ProfileFilter(segment=segment_id))
+            if after is not None:
+                selector = {"$and": [selector, {"_id": {"$gt": after}}]}
+            pages.append(
+                [{"$match": selector}, {"$sort": {"_id": 1}}, {"$limit": limit}, {"$addFields": {_PAGE: segment_id}}]
+            )
+        for document in await self._union("profiles", pages):
+            found[document.pop(_PAGE)].append(Profile.from_document(document))
+        return found
+
+    async def interactions_of_profiles(
+        self,
+        profile_ids: Collection[str],
+        *,
+        before: InteractionPosition | None,
+        where: InteractionFilter,
+        limit: int,
+    ) -> dict[str, list[Interaction]]:
+        # `list_interactions`'s pipeline for each profile, joined with $unionWith: one round trip.
+        found: dict[str, list[Interaction]] = {profile_id: [] for profile_id in profile_ids}
+        item_match: dict[str, Any] = {}
+        if before is not None:
+            item_match["$or"] = [
+                {"timestamp": {"$lt": before.timestamp}},
+                {"timestamp": before.timestamp, "messageId": {"$lt": before.message_id}},
+            ]
+        if where.types:
+            item_match["type"] = {"$in": sorted(where.types)}
+        if where.channels:
+            item_match["channel"] = {"$in": sorted(where.channels)}
+        pages: list[list[dict[str, Any]]] = []
+        for profile_id in found:
+            bucket_match: dict[str, Any] = {"profileId": profile_id}
+            if before is not None:
+                bucket_match["minTs"] = {"$lte": before.timestamp}
+            page: list[dict[str, Any]] = [
+                {"$match": bucket_match},
+                {"$unwind": "$items"},
+                {"$replaceRoot": {"newRoot": "$items"}},
+            ]
+            if item_match:
+                page.append({"$match": item_match})
+            page += [
+                {"$sort": {"timestamp": -1, "messageId": -1}},
+                {"$limit": limit},
+                {"$addFields": {_PAGE: profile_id}},
+            ]
+            pages.append(page)
+        for document in await self._union("interactions", pages):
+            found[document.pop(_PAGE)].append(Interaction.model_validate(document))
+        return found
+
+    async def _union(self, collection: str, pages: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The documents of every pipeline in `pages` over `collection`, in order, by one aggregation
+        per _PAGES_PER_AGGREGATION pipelines (each keeps its own index use, sort and limit)."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(pages), _PAGES_PER_AGGREGATION):
+            first, *rest = pages[start : start + _PAGES_PER_AGGREGATION]
+            pipeline = first + [{"$unionWith": {"coll": collection, "pipeline": page}} for page in rest]
+            found += await (await self._db[collection].aggregate(pipeline)).to_list(None)
+        return found

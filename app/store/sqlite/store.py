@@ -48,6 +48,7 @@ log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
 _IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 _GROUPS_PER_QUERY = 1000
+_PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite allows 500 terms)
 
 
 class SQLiteStore:
@@ -487,3 +488,115 @@ class SQLiteStore:
 
     async def refusals_of(self, profile_id: str) -> list[MergeRefusal]:
         return refusals_of(self._reader, profile_id)
+
+    # -- one read for the same question about many parents (GraphQL loaders) ------------------------
+    async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:
+        def scan(db: sqlite3.Connection) -> dict[str, Segment]:
+            found: dict[str, Segment] = {}
+            for chunk in self._id_chunks(segment_ids):
+                rows = db.execute(f"SELECT id, doc FROM segments WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                found |= {row[0]: Segment.model_validate(loads(row[1])) for row in rows}
+            return found
+
+        return await self._reads.read(scan)  # many documents to decode: on a reader thread
+
+    async def merges_of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[MergeRecord]]:
+        def scan(db: sqlite3.Connection) -> dict[str, list[MergeRecord]]:
+            found: dict[str, list[MergeRecord]] = {profile_id: [] for profile_id in profile_ids}
+            for chunk in self._id_chunks(profile_ids):
+                rows = db.execute(
+                    "SELECT mm.profile_id, m.doc FROM merge_members mm JOIN merges m ON m.id = mm.merge_id "
+                    f"WHERE mm.profile_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for profile_id, doc in rows:
+                    found[profile_id].append(MergeRecord.from_document(loads(doc)))
+            return {p: sorted(records, key=lambda r: (r.at, r.id)) for p, records in found.items()}
+
+        return await self._reads.read(scan)  # a scan: on a reader thread
+
+    async def refusals_of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[MergeRefusal]]:
+        def scan(db: sqlite3.Connection) -> dict[str, list[MergeRefusal]]:
+            found: dict[str, list[MergeRefusal]] = {profile_id: [] for profile_id in profile_ids}
+            for chunk in self._id_chunks(profile_ids):
+                rows = db.execute(
+                    "SELECT rm.profile_id, r.doc FROM merge_refusal_members rm JOIN merge_refusals r "
+                    f"ON r.id = rm.refusal_id WHERE rm.profile_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for profile_id, doc in rows:
+                    found[profile_id].append(MergeRefusal.model_validate(loads(doc)))
+            return {p: sorted(refusals, key=lambda r: (r.at, r.id)) for p, refusals in found.items()}
+
+        return await self._reads.read(scan)  # a scan: on a reader thread
+
+    async def member_counts(self, segment_ids: Collection[str]) -> dict[str, int]:
+        def scan(db: sqlite3.Connection) -> dict[str, int]:
+            found = dict.fromkeys(segment_ids, 0)
+            for chunk in self._id_chunks(segment_ids):
+                rows = db.execute(
+                    "SELECT sm.segment_id, count(*) FROM segment_members sm JOIN profiles p ON p.id = sm.profile_id "
+                    f"WHERE sm.segment_id IN ({','.join('?' * len(chunk))}) AND p.merged_into IS NULL "
+                    "GROUP BY sm.segment_id",
+                    chunk,
+                )
+                found |= {segment_id: int(count) for segment_id, count in rows}
+            return found
+
+        return await self._reads.read(scan)  # a scan: on a reader thread
+
+    async def members_of_segments(
+        self, segment_ids: Collection[str], *, after: str | None, limit: int
+    ) -> dict[str, list[Profile]]:
+        # One page per segment, each walking that segment's members in id order and stopping at `limit`
+        # (a window over all members would read every member of a large segment), joined in one statement.
+        after_clause = " AND sm.profile_id > ?" if after is not None else ""
+        page = (
+            "SELECT * FROM (SELECT sm.segment_id, p.doc FROM segment_members sm JOIN profiles p "
+            f"ON p.id = sm.profile_id WHERE sm.segment_id = ? AND p.merged_into IS NULL{after_clause} "
+            "ORDER BY sm.profile_id LIMIT ?)"
+        )
+
+        def scan(db: sqlite3.Connection) -> dict[str, list[Profile]]:
+            found: dict[str, list[Profile]] = {segment_id: [] for segment_id in segment_ids}
+            for chunk in self._id_chunks(segment_ids, size=_PAGES_PER_QUERY):
+                params = [v for s in chunk for v in ((s, after, limit) if after is not None else (s, limit))]
+                for segment_id, doc in db.execute(" UNION ALL ".join([page] * len(chunk)), params):
+                    found[segment_id].append(Profile.from_document(loads(doc)))
+            return found
+
+        return await self._reads.read(scan)  # many documents to decode: on a reader thread
+
+    async def interactions_of_profiles(
+        self,
+        profile_ids: Collection[str],
+        *,
+        before: InteractionPosition | None,
+        where: InteractionFilter,
+        limit: int,
+    ) -> dict[str, list[Interaction]]:
+        # `list_interactions` for each profile, each an index range cut at `limit`, joined in one statement.
+        sql, shared = ["SELECT profile_id, doc FROM interactions WHERE profile_id = ?"], list[Any]()
+        if before is not None:
+            sql.append("AND (ts, message_id) < (?, ?)")
+            shared += [to_iso(before.timestamp), before.message_id]
+        for column, values in (("type", where.types), ("channel", where.channels)):
+            if values:
+                sql.append(f"AND {column} IN ({','.join('?' * len(values))})")
+                shared += sorted(values)
+        page = f"SELECT * FROM ({' '.join(sql)} ORDER BY ts DESC, message_id DESC LIMIT ?)"
+
+        def scan(db: sqlite3.Connection) -> dict[str, list[Interaction]]:
+            found: dict[str, list[Interaction]] = {profile_id: [] for profile_id in profile_ids}
+            for chunk in self._id_chunks(profile_ids, size=_PAGES_PER_QUERY):
+                params = [v for p in chunk for v in (p, *shared, limit)]
+                for profile_id, doc in db.execute(" UNION ALL ".join([page] * len(chunk)), params):
+                    found[profile_id].append(Interaction.model_validate(loads(doc)))
+            return found
+
+        return await self._reads.read(scan)  # a scan: on a reader thread
+
+    @staticmethod
+    def _id_chunks(ids: Collection[str], *, size: int = _IDS_PER_QUERY) -> list[list[str]]:
+        unique = list(dict.fromkeys(ids))
+        return [unique[start : start + size] for start in range(0, len(unique), size)]
