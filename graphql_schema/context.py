@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from graphql import OperationType
+from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from app.bootstrap import Services
 from app.domain.access import Principal, Scope
+from graphql_schema.loaders import Loaders
 
 
 @dataclass(slots=True)
@@ -20,6 +23,18 @@ class Context:
     principal: Principal | None = None
     auth_error: str | None = None
     connection_params: Any = None  # a WebSocket's connection_init payload
+    _loaders: dict[bool, Loaders] = field(default_factory=dict, repr=False)  # cached or not → the set
+
+    def loaders(self, info: Info) -> Loaders:
+        """This request's DataLoaders (graphql_schema/loaders.py), made at first use. Within a query they
+        keep what they read; a mutation's fields run one after another and may change what an earlier
+        one read, and a WebSocket's context lasts as long as the connection (a subscription runs once
+        per event): there they batch but never cache."""
+        cache = info.operation.operation is OperationType.QUERY and not isinstance(self.request, WebSocket)
+        found = self._loaders.get(cache)
+        if found is None:
+            found = self._loaders[cache] = Loaders(self.services, cache=cache)
+        return found
 
     @property
     def actor(self) -> str:

@@ -9,7 +9,7 @@ history is rebuilt from the interactions each profile ends with.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -117,6 +117,16 @@ async def merge_history(store: ProfileStore, profile_id: str) -> list[MergeRecor
 
 async def merge_refusals(store: ProfileStore, profile_id: str) -> list[MergeRefusal]:
     return await store.refusals_of(profile_id)
+
+
+async def merge_histories(store: ProfileStore, profile_ids: Collection[str]) -> dict[str, list[MergeRecord]]:
+    """`merge_history` for many profiles, in one store read."""
+    return await store.merges_of_profiles(profile_ids)
+
+
+async def merge_refusals_of(store: ProfileStore, profile_ids: Collection[str]) -> dict[str, list[MergeRefusal]]:
+    """`merge_refusals` for many profiles, in one store read."""
+    return await store.refusals_of_profiles(profile_ids)
 
 
 async def _unmerge(

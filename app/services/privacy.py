@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -89,6 +89,40 @@ async def merged_family(store: ProfileStore, profile_id: str) -> list[str]:
                 family += fresh
                 queue += fresh
     return family
+
+
+async def consent_histories(store: ProfileStore, profile_ids: Collection[str]) -> dict[str, list[ConsentDecision]]:
+    """`consent_history` for many profiles: their families found together, then one read of the
+    decisions of them all, shared out (each family's decisions stay newest first)."""
+    families = await merged_families(store, profile_ids)
+    decisions = await store.consent_history(list(dict.fromkeys(i for family in families.values() for i in family)))
+    positions: dict[str, list[int]] = {}
+    for position, decision in enumerate(decisions):
+        positions.setdefault(decision.profile_id, []).append(position)
+    return {
+        profile_id: [decisions[n] for n in sorted(n for member in family for n in positions.get(member, ()))]
+        for profile_id, family in families.items()
+    }
+
+
+async def merged_families(store: ProfileStore, profile_ids: Collection[str]) -> dict[str, list[str]]:
+    """`merged_family` for each of `profile_ids`, walked in step: each round takes the next profile of
+    every walk still going and reads their merges together, so the walks cost as many store reads as
+    the longest of them, and each visits what `merged_family` visits, in the same order."""
+    walks = {profile_id: ([profile_id], [profile_id]) for profile_id in profile_ids}
+    going = [profile_id for profile_id in walks]
+    while going:
+        current = {profile_id: walks[profile_id][1].pop() for profile_id in going}
+        merges = await store.merges_of_profiles(set(current.values()))
+        for profile_id, visited in current.items():
+            family, queue = walks[profile_id]
+            for record in merges.get(visited, []):
+                if record.status is MergeStatus.MERGED and record.survivor_id == visited:
+                    fresh = [i for i in record.merged_ids if i not in family]
+                    family += fresh
+                    queue += fresh
+        going = [p for p in going if walks[p][1] and len(walks[p][0]) < MAX_MERGED]
+    return {profile_id: family for profile_id, (family, _) in walks.items()}
 
 
 # -- export -----------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ survivor, so that clients holding old ids keep finding the customer."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from app.domain.identifiers import normalise
 from app.domain.profile import Profile
 from app.services.ports import ProfileStore
@@ -12,6 +14,25 @@ from app.services.profile_writes import MAX_MERGE_HOPS
 async def get_profile(store: ProfileStore, profile_id: str) -> Profile | None:
     profile = await store.get_profile(profile_id)
     return await _follow_merges(store, profile)
+
+
+async def get_profiles(store: ProfileStore, profile_ids: Collection[str]) -> dict[str, Profile | None]:
+    """`get_profile` for each of `profile_ids`, with one store read per merge hop for all of them."""
+    current = await store.get_profiles(profile_ids)
+    pending: dict[str, Profile | None] = {profile_id: current.get(profile_id) for profile_id in profile_ids}
+    found: dict[str, Profile | None] = dict.fromkeys(profile_ids)  # None for chains longer than MAX_MERGE_HOPS
+    for _ in range(MAX_MERGE_HOPS):
+        following: dict[str, str] = {}
+        for profile_id, profile in pending.items():
+            if profile is None or profile.merged_into is None:
+                found[profile_id] = profile
+            else:
+                following[profile_id] = profile.merged_into
+        if not following:
+            break
+        survivors = await store.get_profiles(set(following.values()))
+        pending = {profile_id: survivors.get(target) for profile_id, target in following.items()}
+    return found
 
 
 async def get_profile_by_identifier(store: ProfileStore, type_: str, value: str) -> Profile | None:

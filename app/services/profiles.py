@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,15 @@ async def list_profiles(
     check_page_size(first, maximum=max_page_size)
     profiles = await store.list_profiles(query, after=after, limit=first + 1)
     return Page(profiles[:first], len(profiles) > first)
+
+
+async def member_pages(
+    store: ProfileStore, segment_ids: Collection[str], *, first: int, after: str | None, max_page_size: int
+) -> dict[str, Page]:
+    """`list_profiles(ProfileFilter(segment=id))` for many segments, in one store read."""
+    check_page_size(first, maximum=max_page_size)
+    found = await store.members_of_segments(segment_ids, after=after, limit=first + 1)
+    return {segment_id: Page(members[:first], len(members) > first) for segment_id, members in found.items()}
 
 
 async def upsert_profile(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import strawberry
 
 from app.domain import matching
-from app.services import profile_reads
 from graphql_schema.context import Info
 from graphql_schema.types.profile import Profile
 
@@ -57,5 +56,5 @@ class MergeCandidate:
 
 
 async def _profile(info: Info, profile_id: str) -> Profile | None:
-    found = await profile_reads.get_profile(info.context.services.store, profile_id)
+    found = await info.context.loaders(info).profile.load(profile_id)
     return Profile.from_domain(found) if found else None

@@ -14,9 +14,10 @@ from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput
 from app.domain.pii_mask import mask_identifier, mask_personal, mask_text
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
-from app.services import merging, privacy, profiles
-from app.services.history import interactions_page
+from app.services import profiles
+from app.services.history import embedded_page, page_of
 from graphql_schema.context import Info
+from graphql_schema.loaders import HistoryPage
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
 from graphql_schema.types.merge_record import Merge, MergeRefusal
 from graphql_schema.types.privacy import ConsentDecision
@@ -266,15 +267,13 @@ class Profile:
         types: list[str] | None = None,
         channels: list[str] | None = None,
     ) -> Connection[Interaction]:
-        settings = info.context.services.settings
-        page = await interactions_page(
-            info.context.services.store,
-            self.profile,
-            first=first,
-            after=interaction_position(after) if after else None,
-            where=InteractionFilter(frozenset(types or ()), frozenset(channels or ())),
-            max_page_size=settings.max_page_size,
-        )
+        position = interaction_position(after) if after else None
+        where = InteractionFilter(frozenset(types or ()), frozenset(channels or ()))
+        max_page_size = info.context.services.settings.max_page_size
+        page = embedded_page(self.profile, first=first, after=position, where=where, max_page_size=max_page_size)
+        if page is None:  # past the embedded list: the full history, read for every parent at once
+            key = HistoryPage(self.profile.id, position, where, first + 1)
+            page = page_of(await info.context.loaders(info).history.load(key), first)
         return connection(
             page.interactions,
             has_next=page.has_next,
@@ -285,17 +284,17 @@ class Profile:
 
     @strawberry.field(description="Every consent decision, newest first (with those of profiles merged in).")
     async def consent_history(self, info: Info) -> list[ConsentDecision]:
-        decisions = await privacy.consent_history(info.context.services.store, self.profile)
+        decisions = await info.context.loaders(info).consent_history.load(self.profile.id)
         return [ConsentDecision.from_domain(d) for d in decisions]
 
     @strawberry.field(description="Every merge and unmerge this profile took part in, oldest first.")
     async def merge_history(self, info: Info) -> list[Merge]:
-        records = await merging.merge_history(info.context.services.store, self.profile.id)
+        records = await info.context.loaders(info).merge_history.load(self.profile.id)
         return [Merge.from_domain(r) for r in records]
 
     @strawberry.field(description="Automatic merges that merge protection refused for this profile.")
     async def merge_refusals(self, info: Info) -> list[MergeRefusal]:
-        refusals = await merging.merge_refusals(info.context.services.store, self.profile.id)
+        refusals = await info.context.loaders(info).merge_refusals.load(self.profile.id)
         return [MergeRefusal.from_domain(r) for r in refusals]
 
     @classmethod
@@ -345,6 +344,11 @@ async def profile_connection(
         after=decode_cursor(cursor_name, after) if after else None,
         max_page_size=services.settings.max_page_size,
     )
+    return page_connection(page, after=after, cursor_name=cursor_name)
+
+
+def page_connection(page: profiles.Page, *, after: str | None, cursor_name: str) -> Connection[Profile]:
+    """A page of profiles ordered by id as a Relay connection (`after`: the cursor it was asked after)."""
     return connection(
         page.profiles,
         has_next=page.has_next,

@@ -8,12 +8,11 @@ from enum import Enum
 import strawberry
 from strawberry.scalars import JSON
 
-from app.domain.profile_query import ProfileFilter
 from app.domain.segments import segment as domain
-from app.services import profile_reads
 from graphql_schema.context import Info
-from graphql_schema.pagination import Connection
-from graphql_schema.types.profile import Profile, profile_connection
+from graphql_schema.loaders import MemberPage
+from graphql_schema.pagination import Connection, decode_cursor
+from graphql_schema.types.profile import Profile, page_connection
 
 MEMBER_CURSOR = "member"
 
@@ -39,12 +38,13 @@ class Segment:
 
     @strawberry.field(description="How many live profiles are members now.")
     async def count(self, info: Info) -> int:
-        return await info.context.services.store.count_members(self.segment.id)
+        return await info.context.loaders(info).member_count.load(self.segment.id)
 
     @strawberry.field(description="Members ordered by id, with cursor pagination.")
     async def members(self, info: Info, first: int = 20, after: str | None = None) -> Connection[Profile]:
-        query = ProfileFilter(segment=self.segment.id)
-        return await profile_connection(info, query, first=first, after=after, cursor_name=MEMBER_CURSOR)
+        position = decode_cursor(MEMBER_CURSOR, after) if after else None
+        page = await info.context.loaders(info).members.load(MemberPage(self.segment.id, first, position))
+        return page_connection(page, after=after, cursor_name=MEMBER_CURSOR)
 
     @classmethod
     def from_domain(cls, segment: domain.Segment) -> Segment:
@@ -74,12 +74,12 @@ class SegmentMembershipEvent:
 
     @strawberry.field
     async def segment(self, info: Info) -> Segment | None:
-        found = await info.context.services.store.get_segment(self.event.segment_id)
+        found = await info.context.loaders(info).segment.load(self.event.segment_id)
         return Segment.from_domain(found) if found else None
 
     @strawberry.field(description="The profile as it is now (null once erased).")
     async def profile(self, info: Info) -> Profile | None:
-        found = await profile_reads.get_profile(info.context.services.store, self.event.profile_id)
+        found = await info.context.loaders(info).profile.load(self.event.profile_id)
         return Profile.from_domain(found) if found else None
 
     @classmethod
