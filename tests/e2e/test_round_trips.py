@@ -4,16 +4,24 @@ whose every statement is visible through the connection's trace hook)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 
 from app.bootstrap import Services
+from app.domain.access import Scope
+from app.domain.events import RawEvent
+from app.domain.merge import MergeRefusal
+from app.domain.pii_mask import mask_text
+from app.domain.profile import RECENT_INTERACTIONS_CAP
 from app.main import create_app
+from app.services import api_keys, merging, privacy
+from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
-from tests.builders import event
+from tests.builders import BASE_TIME, event
 
 
 @pytest.fixture
@@ -47,3 +55,193 @@ async def test_paging_past_the_embedded_list_costs_one_more(traced: tuple[httpx.
         interactions(first: 10, types: ["email_open"]) { edges { node { type } } } } }"""
     await client.post("/graphql", json={"query": query})
     assert len(statements) == 1  # all 30 interactions are embedded: nothing more to read
+
+
+# -- nested lists: one store read per level of the tree, whatever the number of items (DataLoaders) ----
+CUSTOMERS = 6
+GOLD = {"compare": {"path": "traits.tier", "op": "eq", "value": "gold"}}
+SILVER = {"compare": {"path": "traits.tier", "op": "eq", "value": "silver"}}
+CREATE = """mutation($name: String!, $condition: JSON!) {
+  createSegment(input: {name: $name, traits: {tier: "string"}, condition: $condition}) { segment { id } } }"""
+
+
+def _customer(n: int) -> list[RawEvent]:
+    email = f"c{n}@example.com"
+    identify = {"firstName": f"C{n}", "traits": {"tier": "gold" if n % 2 == 0 else "silver"}}
+    consents = [
+        event("consent_update", email=email, minutes=1, properties={"purpose": "email_marketing", "granted": True}),
+        event("consent_update", email=email, minutes=2, properties={"purpose": "email_marketing", "granted": n > 2}),
+    ]
+    # More interactions than the embedded list keeps: a filtered page continues from the full history.
+    views = [event("page_view", email=email, minutes=10 + m) for m in range(RECENT_INTERACTIONS_CAP)]
+    opens = [event("email_open", email=email, minutes=5 + m) for m in range(2)]
+    return [event("identify", email=email, properties=identify), *consents, *opens, *views]
+
+
+@pytest.fixture
+async def crowd(sqlite_store: SQLiteStore) -> AsyncIterator[tuple[httpx.AsyncClient, list[str], dict[str, str]]]:
+    """CUSTOMERS profiles (C0…C5, even ones gold), each with consent decisions and a long history; two
+    segments (Gold, Silver) that took them in; C5 merged into C4; one refusal between C0 and C1."""
+    await ingest_events(sqlite_store, [e for n in range(CUSTOMERS) for e in _customer(n)])
+    ids = {}
+    for n in range(CUSTOMERS):
+        found = await sqlite_store.find_profile_by_identity(f"email:c{n}@example.com")
+        assert found is not None
+        ids[f"C{n}"] = found.id
+    settings = Settings(seed_fixtures=False, auth=False)
+    services = Services(settings=settings, store=sqlite_store, ingestion=IngestionPolicy())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(services=services)), base_url="http://t"
+    ) as c:
+        for name, condition in (("Gold", GOLD), ("Silver", SILVER)):
+            assert (
+                "errors"
+                not in (
+                    await c.post(
+                        "/graphql", json={"query": CREATE, "variables": {"name": name, "condition": condition}}
+                    )
+                ).json()
+            )
+        await merging.merge_profiles(
+            sqlite_store, ids["C4"], [ids["C5"]], reason="same person", actor="t", policy=IdentityPolicy()
+        )
+        refusal = MergeRefusal(_id="r1", at=BASE_TIME, profile_ids=[ids["C0"], ids["C1"]], reason="protected")
+        await sqlite_store.run_in_transaction(lambda tx: tx.record_refusal(refusal))
+        statements: list[str] = []
+        sqlite_store.trace(statements.append)
+        yield c, statements, ids
+
+
+async def _reads(client: httpx.AsyncClient, statements: list[str], query: str) -> tuple[dict[str, Any], int]:
+    """The query's data, and how many statements it ran on the read connections."""
+    statements.clear()
+    body = (await client.post("/graphql", json={"query": query})).json()
+    assert "errors" not in body, body["errors"]
+    return body["data"], len(statements)
+
+
+async def test_each_segment_event_s_segment_and_profile_cost_one_read_for_the_whole_list(
+    crowd: tuple[httpx.AsyncClient, list[str], dict[str, str]],
+) -> None:
+    client, statements, ids = crowd
+    query = "{ segmentHistory(%s last: 50) { profileId segment { name } profile { id firstName } } }"
+    one, one_reads = await _reads(client, statements, query % f'profileId: "{ids["C5"]}"')
+    every, reads = await _reads(client, statements, query % "")
+    assert len(one["segmentHistory"]) == 1 and len(every["segmentHistory"]) == CUSTOMERS
+    # the events, their segments, their profiles, and the survivor of C5 (merged away): one read per merge hop
+    assert reads == one_reads == 4
+    names = {ids[f"C{n}"]: f"C{n}" for n in range(CUSTOMERS)}
+    for item in every["segmentHistory"]:
+        name = names[item["profileId"]]
+        assert item["segment"]["name"] == ("Gold" if int(name[1]) % 2 == 0 else "Silver")
+        if name == "C5":  # merged away: its event's profile is the survivor, as profile(id) gives it
+            assert item["profile"] == {"id": ids["C4"], "firstName": "C4"}
+        else:
+            assert item["profile"] == {"id": item["profileId"], "firstName": name}
+
+
+async def test_segments_members_counts_and_members_histories_cost_one_read_per_level(
+    crowd: tuple[httpx.AsyncClient, list[str], dict[str, str]],
+) -> None:
+    client, statements, _ = crowd
+    query = """{ segments { name count members(first: %d) { edges { node { firstName
+        interactions(first: 3, types: ["email_open"]) { edges { node { type } } pageInfo { hasNextPage } } } } } } }"""
+    _, few_reads = await _reads(client, statements, query % 1)
+    every, reads = await _reads(client, statements, query % 20)
+    assert reads == few_reads == 4  # the segments, their counts, their members, the members' histories
+    members = {s["name"]: [e["node"]["firstName"] for e in s["members"]["edges"]] for s in every["segments"]}
+    assert {s["name"]: s["count"] for s in every["segments"]} == {"Gold": 3, "Silver": 2}  # C5 merged away
+    assert {name: sorted(found) for name, found in members.items()} == {
+        "Gold": ["C0", "C2", "C4"],
+        "Silver": ["C1", "C3"],
+    }
+    for segment in every["segments"]:
+        for edge in segment["members"]["edges"]:
+            opens = edge["node"]["interactions"]
+            expected = 4 if edge["node"]["firstName"] == "C4" else 2  # C5's history went to C4
+            assert [e["node"]["type"] for e in opens["edges"]] == ["email_open"] * min(expected, 3)
+            assert opens["pageInfo"]["hasNextPage"] is (expected > 3)
+
+
+async def test_merge_history_refusals_and_consent_history_of_a_page_of_profiles_cost_one_read_each(
+    crowd: tuple[httpx.AsyncClient, list[str], dict[str, str]], sqlite_store: SQLiteStore
+) -> None:
+    client, statements, ids = crowd
+    query = """{ profiles(first: %d) { edges { node { id mergeHistory { id survivor merged }
+        mergeRefusals { id } consentHistory { purpose granted messageId } } } } }"""
+    _, few_reads = await _reads(client, statements, query % 1)
+    every, reads = await _reads(client, statements, query % 20)
+    # The page, its merges, its refusals, and for consents the merges walked one step for every profile
+    # at once (a second step for C4, whose family holds C5) and one read of all their decisions.
+    assert reads == 6 and few_reads <= reads
+    nodes = {e["node"]["id"]: e["node"] for e in every["profiles"]["edges"]}
+    assert len(nodes) == CUSTOMERS - 1
+    for profile_id, node in nodes.items():  # as the services give them one profile at a time
+        profile = await sqlite_store.get_profile(profile_id)
+        assert profile is not None
+        merges = await merging.merge_history(sqlite_store, profile_id)
+        refusals = await merging.merge_refusals(sqlite_store, profile_id)
+        decisions = await privacy.consent_history(sqlite_store, profile)
+        assert node["mergeHistory"] == [{"id": m.id, "survivor": m.survivor_id, "merged": m.merged_ids} for m in merges]
+        assert node["mergeRefusals"] == [{"id": r.id} for r in refusals]
+        assert node["consentHistory"] == [
+            {"purpose": d.purpose, "granted": d.granted, "messageId": d.message_id} for d in decisions
+        ]
+    assert len(nodes[ids["C4"]]["consentHistory"]) == 4  # C5's decisions too, newest first
+    assert [len(nodes[ids[c]]["mergeRefusals"]) for c in ("C0", "C1", "C2")] == [1, 1, 0]
+    assert [m["merged"] for m in nodes[ids["C4"]]["mergeHistory"]] == [[ids["C5"]]]
+
+
+async def test_merge_candidates_profiles_cost_one_read_for_every_pair(
+    traced: tuple[httpx.AsyncClient, list[str]],
+) -> None:
+    client, statements = traced
+    upsert = """mutation($input: ProfileInput!) { upsertProfile(input: $input) { id } }"""
+    people = [("Jean", "Dupont", "1980-03-12"), ("Lucia", "Romano", "1992-07-30"), ("Hugo", "Petit", "1975-11-02")]
+    for first, last, born in people:
+        for n, spelling in enumerate((last, last[:-1] + "d")):  # two records of one person, one misspelt
+            fields = {"firstName": first, "lastName": spelling, "birthDate": born}
+            email = {"type": "email", "value": f"{first}.{n}@example.com".lower()}
+            variables = {"input": {"identifiers": [email], **fields}}
+            assert (
+                "errors" not in (await client.post("/graphql", json={"query": upsert, "variables": variables})).json()
+            )
+    bare, bare_reads = await _reads(client, statements, "{ mergeCandidates(first: 20) { score } }")
+    paired, reads = await _reads(
+        client, statements, "{ mergeCandidates(first: 20) { score a { firstName lastName } b { firstName lastName } } }"
+    )
+    assert len(paired["mergeCandidates"]) == len(people) and bare == {
+        "mergeCandidates": [{"score": c["score"]} for c in paired["mergeCandidates"]]
+    }
+    assert reads == bare_reads + 1  # every a and b in one read
+    for candidate in paired["mergeCandidates"]:
+        assert candidate["a"]["firstName"] == candidate["b"]["firstName"]
+        assert {candidate["a"]["lastName"][:-1], candidate["b"]["lastName"][:-1]} == {candidate["a"]["lastName"][:-1]}
+
+
+async def test_batched_profiles_are_masked_for_each_caller_as_before(sqlite_store: SQLiteStore) -> None:
+    """Loaders belong to one request: a caller without read:pii after one with it still gets masked names."""
+    await ingest_events(sqlite_store, [e for n in range(3) for e in _customer(n)])
+    services = Services(settings=Settings(seed_fixtures=False), store=sqlite_store, ingestion=IngestionPolicy())
+    _, admin = await api_keys.create_key(sqlite_store, "admin", list(Scope))
+    _, reader = await api_keys.create_key(sqlite_store, "reader", [Scope.READ_PROFILES])
+    query = """{ segmentHistory(last: 10) { profile { firstName piiMasked } }
+        segments { members(first: 10) { edges { node { firstName } } } } }"""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(services=services)), base_url="http://t"
+    ) as client:
+
+        async def names(key: str) -> list[str]:
+            headers = {"authorization": f"Bearer {key}"}
+            body = (await client.post("/graphql", json={"query": query}, headers=headers)).json()
+            assert "errors" not in body, body["errors"]
+            history = [e["profile"]["firstName"] for e in body["data"]["segmentHistory"]]
+            members = [e["node"]["firstName"] for s in body["data"]["segments"] for e in s["members"]["edges"]]
+            return sorted(history) + sorted(members)
+
+        variables = {"name": "Gold", "condition": GOLD}
+        headers = {"authorization": f"Bearer {admin}"}
+        await client.post("/graphql", json={"query": CREATE, "variables": variables}, headers=headers)
+        assert await names(admin) == ["C0", "C2"] * 2
+        assert await names(reader) == [mask_text("C0"), mask_text("C2")] * 2
+        assert await names(admin) == ["C0", "C2"] * 2
