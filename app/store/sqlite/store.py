@@ -164,7 +164,7 @@ class SQLiteStore:
     # -- reads -------------------------------------------------------------------------------
     async def get_profile(self, profile_id: str) -> Profile | None:
         row = self._reader.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()
-        return Profile.from_document(loads(row[0])) if row else None
+        return Profile.from_own_json(row[0]) if row else None
 
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         def scan(db: sqlite3.Connection) -> dict[str, Profile]:
@@ -172,7 +172,7 @@ class SQLiteStore:
             for start in range(0, len(ids), _IDS_PER_QUERY):
                 chunk = ids[start : start + _IDS_PER_QUERY]
                 rows = db.execute(f"SELECT id, doc FROM profiles WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-                found |= {row[0]: Profile.from_document(loads(row[1])) for row in rows}
+                found |= {row[0]: Profile.from_own_json(row[1]) for row in rows}
             return found
 
         return await self._reads.read(scan)  # many documents to decode: on a reader thread
@@ -181,7 +181,7 @@ class SQLiteStore:
         row = self._reader.execute(
             "SELECT p.doc FROM identities i JOIN profiles p ON p.id = i.profile_id WHERE i.key = ?", (key,)
         ).fetchone()
-        return Profile.from_document(loads(row[0])) if row else None
+        return Profile.from_own_json(row[0]) if row else None
 
     async def list_profiles(self, query: ProfileFilter, *, after: str | None, limit: int) -> list[Profile]:
         def scan(db: sqlite3.Connection) -> list[Profile]:
@@ -192,7 +192,7 @@ class SQLiteStore:
             rows = db.execute(
                 f"SELECT p.doc FROM profiles p WHERE {clause} ORDER BY p.id LIMIT ?", [*params, limit]
             ).fetchall()
-            return [Profile.from_document(loads(row[0])) for row in rows]
+            return [Profile.from_own_json(row[0]) for row in rows]
 
         return await self._reads.read(scan)  # a scan: on a reader thread
 
@@ -562,7 +562,7 @@ class SQLiteStore:
             for chunk in self._id_chunks(segment_ids, size=_PAGES_PER_QUERY):
                 params = [v for s in chunk for v in ((s, after, limit) if after is not None else (s, limit))]
                 for segment_id, doc in db.execute(" UNION ALL ".join([page] * len(chunk)), params):
-                    found[segment_id].append(Profile.from_document(loads(doc)))
+                    found[segment_id].append(Profile.from_own_json(doc))
             return found
 
         return await self._reads.read(scan)  # many documents to decode: on a reader thread

@@ -55,7 +55,7 @@ class SQLiteTransaction(StoreTransaction):
 
     async def get_profile(self, profile_id: str) -> Profile | None:
         row = self._db.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()
-        return Profile.from_document(loads(row[0])) if row else None
+        return Profile.from_own_json(row[0]) if row else None
 
     async def insert_profile(self, profile: Profile) -> None:
         document = profile.to_document()
