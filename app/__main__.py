@@ -6,15 +6,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from app.domain.errors import DomainError
 from app.observability.logs import configure as configure_logs
-from app.services.ports import ProfileStore
 from app.settings import Settings
+
+if TYPE_CHECKING:  # `serve` listens before the services and the store are imported (app/starting.py)
+    from app.services.ports import ProfileStore
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Customer data platform core.")
 console = Console(stderr=True)
@@ -50,6 +52,8 @@ def serve(
 def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_okay=False)) -> None:
     """Load products.jsonl, profiles.jsonl and events.jsonl from DIRECTORY into the configured store
     (segments follow, as for the API's writes)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
     from app.bootstrap import connect
     from app.services.fixtures import load_fixtures
 
@@ -162,6 +166,8 @@ def recompute_traits(
     restart: bool = typer.Option(False, help="Start over even if an interrupted job could be resumed."),
 ) -> None:
     """Recompute every profile's computed traits, with progress; an interrupted run resumes where it stopped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
     from app.bootstrap import Services, ingestion_policy
     from app.services import traits as job
 
