@@ -19,6 +19,7 @@ from app.bootstrap import Services, needs_seeding, seed_in_background, start
 from app.domain.errors import StoreUnavailable
 from app.graceful_shutdown import OpenWebSockets
 from app.observability.requests import RequestObservation
+from app.process_lock import exclusive
 from app.services.key_revocations import watch_revocations
 from app.services.segment_watch import watch
 from app.services.segments import keep_checking
@@ -46,7 +47,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if services is not None:
             yield
             return
-        holder["services"] = await start(settings)
+        # Worker processes starting together take turns: the store's schema is created or migrated
+        # by one process, not raced by all of them.
+        async with exclusive(settings.data_dir() / ".start.lock"):
+            holder["services"] = await start(settings)
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
         background: list[asyncio.Task[None]] = []
         if await needs_seeding(holder["services"]):  # decided before the first request: /readyz never says ready early

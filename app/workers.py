@@ -7,31 +7,39 @@ inherited), answers SIGTERM and SIGINT by stopping each worker with SIGTERM and 
 replaces a worker that dies or stops answering its health checks, restarts them one by one on SIGHUP,
 and adds or removes one on SIGTTIN / SIGTTOU. Each worker builds its application and a GracefulServer
 itself, so every worker says goodbye to its WebSocket clients (1001) and lets its requests finish
-before it stops, exactly as a single process does.
+before it stops, exactly as a single process does; each listens before its application is loaded
+(app/starting.py), and tells the supervisor it is ready once that application has started.
 
 What the processes share goes through the store or the file system: segment changes reach every
 process's subscribers through the store's feed of committed changes (app/services/segment_watch.py),
-the demo data and the development key are made once under a lock (app/process_lock.py), and revoked
-keys are looked for by each process (app/services/key_revocations.py)."""
+the store's schema is prepared (app/main.py), the demo data and the development key are made, each
+by one process at a time under a lock (app/process_lock.py), and revoked keys are looked for by each
+process (app/services/key_revocations.py). The supervisor itself opens nothing: it would hold the
+workers back by the store's import (~0.5 s)."""
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import os
+import pickle
 import signal
 import socket
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import multiprocess
 
-from app.graceful_shutdown import GracefulServer, OpenWebSockets
+from app.collector import tune_for_serving
+from app.graceful_shutdown import ASGIApp, GracefulServer, OpenWebSockets
 from app.observability.logs import configure as configure_logs
-from app.settings import Settings
+from app.starting import Starting
+
+if TYPE_CHECKING:  # a worker imports it on its loading thread (~0.5 s), after it listens
+    from app.settings import Settings
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -40,10 +48,9 @@ def serve(settings: Settings) -> bool:
     """Serve until SIGTERM or SIGINT, in `settings.workers` processes; False when it could not start
     (the port taken, or the application failing to start)."""
     if settings.workers == 1:
-        server = build_server(settings)
+        server, starting = build_server(settings)
         server.run()
-        return server.started
-    asyncio.run(_prepare_store(settings))
+        return server.started and not starting.failed
     config = _SupervisorConfig(settings)
     try:
         listening = config.bind_socket()
@@ -55,50 +62,48 @@ def serve(settings: Settings) -> bool:
     return not any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
 
 
-def build_server(settings: Settings) -> GracefulServer:
-    """One process's server. The application is built when the server runs (in the worker process,
-    while its health checks are already answered), and its WebSockets handed to the server then."""
-    websockets = OpenWebSockets()
+def build_server(settings: Settings) -> tuple[GracefulServer, Starting]:
+    """One process's server, listening at once (app/starting.py): the application is imported and
+    built on a thread while the server runs, and its WebSockets are handed to the server then."""
+    return _build(_server_options(settings), lambda: settings)
 
-    def application() -> Starlette:
-        from app.collector import tune_for_serving
+
+def _server_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": None,  # uvicorn logs through our handlers; our middleware writes the access lines
+        "access_log": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        # A WebSocket frame is held to the HTTP body limit; uvicorn refuses bigger ones before reading them.
+        "ws_max_size": settings.max_body_bytes,
+    }
+
+
+def _build(options: dict[str, Any], settings: Callable[[], Settings]) -> tuple[GracefulServer, Starting]:
+    def load() -> ASGIApp:
         from app.main import create_app
 
-        app = create_app(settings)
+        app = create_app(settings())
         server.websockets = app.state.open_websockets
-        tune_for_serving()  # last: what exists now lives as long as the process
         return app
 
-    config = uvicorn.Config(
-        application,
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,  # uvicorn logs through our handlers; our middleware writes the access lines
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        # A WebSocket frame is held to the HTTP body limit; uvicorn refuses bigger ones before reading them.
-        ws_max_size=settings.max_body_bytes,
-    )
-    server = GracefulServer(config, websockets=websockets)
-    return server
+    def stop() -> None:
+        server.should_exit = True
 
-
-async def _prepare_store(settings: Settings) -> None:
-    """Open the store once before the workers start: its schema is created or migrated (and the
-    embedded file switched to WAL) by one process, not raced by all of them."""
-    from app.store import open_store
-
-    store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
-    await store.close()
+    # tune_for_serving once it is built: what exists then lives as long as the process.
+    starting = Starting(load, loaded=tune_for_serving, stop=stop)
+    server = GracefulServer(uvicorn.Config(lambda: starting, factory=True, **options), websockets=OpenWebSockets())
+    return server, starting
 
 
 class _SupervisorConfig(uvicorn.Config):
-    """What the supervisor needs (where to listen, how many workers), carrying the settings that each
-    worker builds its own server from. The import string names the same application for anything of
-    uvicorn's that would load it by itself."""
+    """What the supervisor needs (where to listen, how many workers), carrying what each worker
+    builds its own server from: plain options, and the settings pickled, so that a worker unpickles
+    this (and listens) without importing them. The import string names the same application for
+    anything of uvicorn's that would load it by itself."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(
@@ -110,7 +115,9 @@ class _SupervisorConfig(uvicorn.Config):
             log_level=settings.log_level,
             log_config=None,
         )
-        self.settings = settings
+        self.server_options = _server_options(settings)
+        self.log_style = settings.log_style
+        self.settings = pickle.dumps(settings)
         self.supervisor = os.getpid()
 
 
@@ -130,14 +137,24 @@ def _stop_with(supervisor: int) -> None:
 class _Worker(multiprocess.Process):
     """One worker process of uvicorn's supervisor, running a GracefulServer (uvicorn's runs a plain Server)."""
 
+    _starting: Starting | None = None
+
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # runs in the worker process
-        assert isinstance(self.config, _SupervisorConfig)
-        settings = self.config.settings
-        _stop_with(self.config.supervisor)
-        configure_logs(settings.log_level, settings.log_style)
+        config = self.config
+        assert isinstance(config, _SupervisorConfig)
+        _stop_with(config.supervisor)
+        configure_logs(config.server_options["log_level"], config.log_style)
         # Before the health-check thread that uvicorn starts next asks for it (it builds one otherwise).
-        self._server = build_server(settings)
+        self._server, self._starting = _build(config.server_options, lambda: pickle.loads(config.settings))
         super().target(sockets)
+        if self._starting.failed:  # the supervisor stops rather than restarting it
+            sys.exit(STARTUP_FAILURE)
+
+    def pong(self) -> None:
+        # Ready for the supervisor once the application has started, not when the stand-in listens:
+        # a restart (SIGHUP) retires an old worker only when its replacement really serves.
+        self.child_conn.recv()
+        self.child_conn.send(self.server.started and self._starting is not None and self._starting.app is not None)
 
 
 @contextmanager

@@ -39,7 +39,8 @@ def start_server(
     command: Sequence[str] | None = None,
 ) -> subprocess.Popen[Any]:
     """Start `python -m app serve` on loopback `port` (stdout and stderr to `output`) and return the
-    process once /healthz answers; a server that exits or does not answer in time fails the test.
+    process once the application answers /healthz (not the stand-in that answers while the application
+    loads, app/starting.py); a server that exits or does not answer in time fails the test.
     `command` runs another server instead (e.g. uvicorn itself); it must answer on loopback `port`."""
     process = subprocess.Popen(
         command or [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -57,7 +58,8 @@ def start_server(
             said = process.stdout.read() if process.stdout else _written(output)
             raise AssertionError(f"server exited with {process.returncode}:\n{said}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            if health.status_code == 200 and not health.json().get("starting"):
                 return process
         except httpx.TransportError:
             pass

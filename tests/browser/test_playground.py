@@ -130,11 +130,11 @@ def server_url(tmp_path: Path) -> Iterator[str]:
                     f"/healthz answered; server stderr:\n{_tail(stderr_path)}"
                 )
             try:
-                status, _ = _get(f"{base_url}/healthz", timeout=1.0)
+                status, body = _get(f"{base_url}/healthz", timeout=1.0)
             except OSError as error:  # refused / reset / timed out while it starts
                 last_error = repr(error)
             else:
-                if status == 200:
+                if status == 200 and b'"starting"' not in body:  # the application, not app/starting.py
                     break
                 last_error = f"HTTP {status}"
             if time.monotonic() > deadline:

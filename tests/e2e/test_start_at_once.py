@@ -1,9 +1,16 @@
-"""Start at once: on a new embedded store the real server listens before the demo data is in,
-/readyz says how far loading got until it is, GraphQL answers meanwhile, and the log and the
-playground's start page say the data is still loading."""
+"""Start at once: the real server listens before its application is loaded (app/starting.py), says
+so on /healthz and /readyz, and asks everything else to come back; on a new embedded store it listens
+before the demo data is in, /readyz says how far loading got until it is, GraphQL answers meanwhile,
+and the log and the playground's start page say the data is still loading. An application that
+cannot start stops the server as before (status 3)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
 import time
 from importlib.util import find_spec
 from pathlib import Path
@@ -11,8 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
-from tests.server_process import free_port, start_server
+from tests.server_process import ROOT, free_port, start_server
 
 READY_WITHIN = 300  # seconds: a bound for a slow shared machine, not a timing under test
 PROFILES = "{ profiles(first: 1) { edges { node { id } } } segments { id } }"
@@ -66,3 +76,163 @@ def test_the_server_answers_while_the_demo_data_loads_then_is_ready(tmp_path: Pa
     log = output.read_text()
     assert "/readyz says 503 seeding until it is in" in log
     assert "demo data loaded in" in log
+
+
+# Put first on the server's PYTHONPATH: holds the import of app.main (made on the server's loading
+# thread, app/starting.py) until the test creates the gate file, or makes it fail, so that what the
+# server answers while its application loads is seen for certain rather than raced.
+GATE = """
+import importlib.machinery, os, sys, time
+
+class HeldLoader:
+    # Waits in exec_module: finders run under the interpreter's global import lock, which the
+    # server's event loop needs too; a module's execution holds that module's lock only.
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        while not os.path.exists(os.environ["CDP_TEST_GATE"]):
+            time.sleep(0.02)
+        if os.environ.get("CDP_TEST_IMPORT_FAILS"):
+            raise ImportError("app.main made to fail by the test")
+        self.loader.exec_module(module)
+
+class HeldImport:
+    def find_spec(self, name, path=None, target=None):
+        if name != "app.main":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        spec.loader = HeldLoader(spec.loader)
+        return spec
+
+sys.meta_path.insert(0, HeldImport())
+"""
+ORDER = {"starting": 0, "seeding": 1, "ready": 2}
+
+
+def _held_server(tmp_path: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
+    (tmp_path / "hold").mkdir()
+    (tmp_path / "hold" / "sitecustomize.py").write_text(GATE)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path / 'hold'}{os.pathsep}{ROOT}",
+        "CDP_TEST_GATE": str(tmp_path / "gate"),
+        "CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3",
+        "CDP_AUTH": "off",
+        "CDP_WORKERS": "1",
+        **env,
+    }
+    command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    log = (tmp_path / "server.log").open("w")
+    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _first_health(process: subprocess.Popen[bytes], url: str, log: Path) -> httpx.Response:
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "/healthz did not answer:\n" + log.read_text()
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1)
+        except httpx.TransportError:
+            time.sleep(0.02)
+
+
+def _small_demo_data(into: Path, events: int = 300) -> Path:
+    into.mkdir()
+    for name in ("products.jsonl", "profiles.jsonl", "segments.jsonl"):
+        shutil.copy(ROOT / "fixtures" / name, into / name)
+    with (ROOT / "fixtures" / "events.jsonl").open() as source:
+        (into / "events.jsonl").write_text("".join(line for _, line in zip(range(events), source, strict=False)))
+    return into
+
+
+async def _websocket_close_code(url: str) -> int | None:
+    async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    return closed.value.rcvd.code if closed.value.rcvd else None
+
+
+async def test_the_server_answers_probes_while_its_application_loads_then_serves(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"CDP_FIXTURES_DIR": str(_small_demo_data(tmp_path / "fixtures")), "CDP_TRAITS_EVERY_MINUTES": "0"}
+    process = _held_server(tmp_path, port, **env)
+    log = tmp_path / "server.log"
+    try:
+        # The application cannot have loaded: its import is held. Only the stand-in answers.
+        health = _first_health(process, url, log)
+        assert health.status_code == 200 and health.json() == {"status": "ok", "pid": process.pid, "starting": True}
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 503 and ready.headers["retry-after"] == "1"
+        assert ready.json() == {
+            "status": "starting",
+            "progress": {"stage": "loading the application", "done": 0, "total": 0},
+        }
+        query = httpx.post(f"{url}/graphql", json={"query": "{ segments { id } }"})
+        assert query.status_code == 503 and query.headers["retry-after"] == "1"
+        assert query.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+        assert "data" not in query.json()
+        assert httpx.get(f"{url}/").status_code == 503
+        assert await _websocket_close_code(f"ws://127.0.0.1:{port}/graphql") == 1013  # try again later
+
+        (tmp_path / "gate").touch()
+        seen: list[tuple[str, int, str]] = []  # (what, HTTP status, state) in the order answered
+        deadline = time.monotonic() + READY_WITHIN
+        while not seen or seen[-1] != ("readyz", 200, "ready"):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            health = httpx.get(f"{url}/healthz", timeout=10)
+            seen.append(("healthz", health.status_code, "starting" if health.json().get("starting") else "up"))
+            query = httpx.post(f"{url}/graphql", json={"query": "{ segments { id } }"}, timeout=30)
+            assert query.status_code == 200 or query.headers["retry-after"] == "1", query.text
+            seen.append(("graphql", query.status_code, "refused" if query.status_code == 503 else "answered"))
+            ready = httpx.get(f"{url}/readyz", timeout=10)
+            seen.append(("readyz", ready.status_code, ready.json()["status"]))
+            time.sleep(0.05)
+
+        assert all(status == 200 for what, status, _ in seen if what == "healthz"), seen
+        states = [ORDER[state] for what, _, state in seen if what == "readyz"]
+        assert states == sorted(states), seen  # starting -> seeding -> ready, never back
+        # The application, once it answered anything, answers everything: no stand-in answer after it.
+        up = [state not in ("starting", "refused") for _, _, state in seen]
+        assert up == sorted(up), seen
+        segments = httpx.post(f"{url}/graphql", json={"query": "{ segments { id } }"}).json()
+        assert {"cart-abandoners-30d", "vip-rfm"} <= {s["id"] for s in segments["data"]["segments"]}
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "pid": process.pid}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert "application loaded and started in" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("env", "workers"),
+    [
+        pytest.param({"CDP_TEST_IMPORT_FAILS": "1"}, "1", id="its-import-fails"),
+        pytest.param({"CDP_DATABASE_URL": "sqlite:///{tmp}/a-file/cdp.sqlite3"}, "1", id="its-start-fails"),
+        pytest.param({"CDP_DATABASE_URL": "sqlite:///{tmp}/a-file/cdp.sqlite3"}, "2", id="its-start-fails-in-workers"),
+    ],
+)
+def test_an_application_that_cannot_start_stops_the_server_with_status_3(
+    tmp_path: Path, env: dict[str, str], workers: str
+) -> None:
+    """As when uvicorn fails to start an application before it listens (uvicorn's STARTUP_FAILURE)."""
+    (tmp_path / "a-file").write_text("not a folder: the store cannot be made here")
+    (tmp_path / "gate").touch()
+    env = {name: value.format(tmp=tmp_path) for name, value in env.items()}
+    process = _held_server(tmp_path, free_port(), CDP_WORKERS=workers, **env)
+    try:
+        assert process.wait(timeout=90) == 3, (tmp_path / "server.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    said = (tmp_path / "server.log").read_text()
+    assert "the application could not be loaded" in said or "the application did not start" in said, said

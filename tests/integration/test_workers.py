@@ -144,14 +144,17 @@ def two_workers(tmp_path: Path) -> tuple[subprocess.Popen[Any], int]:
 
 
 def _wait_for_every_worker(process: subprocess.Popen[Any], port: int) -> None:
-    """Until each worker has answered /healthz (the first to start answers alone for a while)."""
+    """Until each worker's application has answered /healthz (the first to start answers alone for a
+    while; a worker whose application still loads answers `"starting": true`, app/starting.py)."""
     answered: set[int] = set()
     deadline = time.monotonic() + 90
     while len(answered) < WORKERS:
         if time.monotonic() > deadline:
             _stop(process)
             raise AssertionError(f"only workers {sorted(answered)} answered")
-        answered.add(httpx.get(f"http://127.0.0.1:{port}/healthz").json()["pid"])
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+        if not health.get("starting"):
+            answered.add(health["pid"])
         time.sleep(0.05)
 
 
