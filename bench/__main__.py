@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import foundation, hostile_queries, identity_matching, segments, serving
+from bench import foundation, hostile_queries, identity_matching, nested_lists, segments, serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "50 mixed clients with subscribers, first start; each beside its floor",
         serving.add_arguments,
         serving.run,
+    ),
+    "nested": Benchmark(
+        "nested lists (segment events' segments and profiles, segments' members' interactions) beside the flat "
+        "query, in process; each beside its floor",
+        nested_lists.add_arguments,
+        nested_lists.run,
     ),
 }
 
