@@ -45,6 +45,10 @@ class CountedReads:
         self.reads[profile_id] += 1
         return await self._inner.get_profile(profile_id)
 
+    async def get_profiles(self, profile_ids: Any) -> Any:  # what a request's loader asks (graphql_schema/loaders.py)
+        self.reads.update(set(profile_ids))
+        return await self._inner.get_profiles(profile_ids)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
