@@ -268,7 +268,8 @@ class Server:
 
 @contextmanager
 def server(name: str, args: list[str], *, env: dict[str, str], log_dir: Path) -> Iterator[Server]:
-    """Start `python <args> --host 127.0.0.1 --port <free>` and wait for /healthz; always stop it."""
+    """Start `python <args> --host 127.0.0.1 --port <free>` and wait for its application's /healthz;
+    always stop it."""
     port = free_port()
     log_path = log_dir / f"{name}.log"
     command = [sys.executable, *args, "--host", HOST, "--port", str(port)]
@@ -291,9 +292,11 @@ def _wait_ready(running: Server) -> None:
             if running.process.poll() is not None:
                 break
             try:
-                if client.get("/healthz").status_code == 200:
+                answer = client.get("/healthz")
+                # `"starting": true` is the stand-in answering while the application loads (app/starting.py)
+                if answer.status_code == 200 and not answer.json().get("starting"):
                     return
-            except httpx.TransportError:
+            except (httpx.TransportError, ValueError):
                 pass
             time.sleep(0.1)
     tail = running.log_path.read_text(errors="replace")[-3000:]
