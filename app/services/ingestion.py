@@ -76,8 +76,7 @@ async def ingest_events(
     judged = await asyncio.to_thread(_parse_all, raw_events, at, policy)
     outcomes: list[EventOutcome | None] = [j if isinstance(j, EventOutcome) else None for j in judged]
     parsed = [j for j in judged if isinstance(j, Parsed)]
-    async with store.batch():
-        await _ingest_parsed(store, parsed, raw_events, outcomes, at, policy, secret)
+    await store.run_batch(lambda: _ingest_parsed(store, parsed, raw_events, outcomes, at, policy, secret))
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(raw_events)
     # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.

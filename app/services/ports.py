@@ -183,6 +183,10 @@ class ProfileStore(Protocol):
     def batch(self) -> AbstractAsyncContextManager[None]:
         """Group transactions that may be made durable together (one commit for the embedded store)."""
 
+    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
+        """`work` inside one batch, run where the store writes (the embedded store's writer thread):
+        what a whole ingested batch goes through, so that no step of it waits for the server's loop."""
+
     async def get_profile(self, profile_id: str) -> Profile | None: ...
 
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:

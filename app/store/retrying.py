@@ -151,6 +151,13 @@ class RetryingStore:
             self._raise_unavailable("a transaction", exc)
             raise
 
+    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await self.inner.run_batch(work)
+        except Exception as exc:  # the commit at the end of an embedded batch can fail too
+            self._raise_unavailable("a batch", exc)
+            raise
+
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
         try:

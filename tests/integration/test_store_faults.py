@@ -35,6 +35,7 @@ NOT_RETRIED = {  # writes (a retry could apply them twice), the lifecycle, and s
     "close",
     "run_in_transaction",
     "batch",
+    "run_batch",
     "upsert_products",
     "set_product_signals",
     "blocking_groups",

@@ -441,6 +441,10 @@ class MongoStore:
     async def batch(self) -> AsyncIterator[None]:
         yield  # each transaction commits with majority write concern on its own
 
+    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
+        async with self.batch():
+            return await work()
+
     async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
         async with self._client.start_session() as session:
             result: T = await session.with_transaction(lambda s: work(MongoTransaction(self._db, s)))

@@ -47,6 +47,7 @@ T = TypeVar("T")
 log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
 _IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
+SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads.py)
 _GROUPS_PER_QUERY = 1000
 _PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite allows 500 terms)
 
@@ -65,7 +66,9 @@ class SQLiteStore:
         self._reader = self._connect_reader()
         self._thread = WriterThread(f"sqlite-writer-{self.path.name}")
         self._reads = ReaderPool(self._connect_reader, name="sqlite-read")
-        self._write_lock = asyncio.Lock()
+        self._scans = ReaderPool(self._connect_reader, name="sqlite-scan", nice=SCAN_NICENESS)
+        self._write_lock = asyncio.Lock()  # used on the writer thread's loop only
+        self._holder: object | None = None  # the batch holding it
         self._in_batch: ContextVar[bool] = ContextVar(f"sqlite-batch-{id(self)}", default=False)
         self._last_purge = 0.0
 
@@ -92,6 +95,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         self._reads.close()
+        self._scans.close()
         self._reader.close()
         if not self._thread.closed:  # closing twice is harmless, as sqlite3's own close is
             await self._thread.call(self._writer.close)
@@ -101,36 +105,89 @@ class SQLiteStore:
         """Report every SQL statement run on the read connections (tests count round trips with it)."""
         self._reader.set_trace_callback(callback)
         self._reads.trace(callback)
+        self._scans.trace(callback)
 
     async def _sql(self, statement: str) -> None:
         await self._thread.call(lambda: self._writer.execute(statement))
 
     # -- writes ------------------------------------------------------------------------------
+    # The write lock is taken and released on the writer thread, with the work it guards: a batch run
+    # with `run_batch` holds it for its own work only. Held across hops back to the server's loop (a
+    # BEGIN, each unit, the COMMIT), it stayed held while a saturated loop got round to each hop:
+    # under a mixed load, small ingests queued behind one another for seconds.
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
         if self._in_batch.get():
             yield
             return
-        async with self._write_lock:
-            await self._thread.call(self._purge_expired_messages)
-            await self._sql("BEGIN IMMEDIATE")
-            token = self._in_batch.set(True)
-            try:
-                yield
-            except BaseException:
-                await self._sql("ROLLBACK")
-                raise
-            else:
-                await self._sql("COMMIT")  # the fsync of synchronous=FULL: on the writer thread
-            finally:
-                self._in_batch.reset(token)
+        holder = object()
+        try:
+            await self._thread.run(self._begin(holder))
+        except asyncio.CancelledError:
+            self._thread.submit(self._abandon(holder))  # in case the lock was taken as the caller went
+            raise
+        token = self._in_batch.set(True)
+        try:
+            yield
+        except BaseException:
+            await self._thread.run(self._end(holder, "ROLLBACK"))
+            raise
+        else:
+            await self._thread.run(self._end(holder, "COMMIT"))  # the fsync of synchronous=FULL
+        finally:
+            self._in_batch.reset(token)
+
+    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
+        """`work` as one batch run on the writer thread from BEGIN to COMMIT, in one hop."""
+        if self._in_batch.get():
+            return await work()
+        return await self._thread.run(self._batch_here(work))
+
+    async def _batch_here(self, work: Callable[[], Awaitable[T]]) -> T:
+        holder = object()
+        await self._begin(holder)
+        token = self._in_batch.set(True)
+        try:
+            result = await work()
+        except BaseException:
+            await self._end(holder, "ROLLBACK")
+            raise
+        finally:
+            self._in_batch.reset(token)
+        await self._end(holder, "COMMIT")
+        return result
+
+    async def _begin(self, holder: object) -> None:
+        await self._write_lock.acquire()
+        try:
+            self._purge_expired_messages()
+            self._writer.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._write_lock.release()
+            raise
+        self._holder = holder
+
+    async def _end(self, holder: object, statement: str) -> None:
+        if self._holder is not holder:
+            return
+        try:
+            self._writer.execute(statement)
+        except BaseException:
+            if self._writer.in_transaction:  # a COMMIT that failed leaves the transaction open
+                self._writer.execute("ROLLBACK")
+            raise
+        finally:
+            self._holder = None
+            self._write_lock.release()
+
+    async def _abandon(self, holder: object) -> None:
+        await self._end(holder, "ROLLBACK")
 
     async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
         if self._in_batch.get():
             # The unit of work (its SQL and whatever it computes in between) runs on the writer thread.
-            return await self._thread.run(self._unit(work))
-        async with self.batch():
-            return await self.run_in_transaction(work)
+            return await (self._unit(work) if self._thread.here else self._thread.run(self._unit(work)))
+        return await self.run_batch(lambda: self.run_in_transaction(work))
 
     async def _unit(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
         """Inside a batch each unit of work is a savepoint: it rolls back alone, commits with the batch."""
@@ -194,13 +251,13 @@ class SQLiteStore:
             ).fetchall()
             return [Profile.from_own_json(row[0]) for row in rows]
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def count_profiles(self) -> int:
         def scan(db: sqlite3.Connection) -> int:
             return int(db.execute("SELECT count(*) FROM profiles WHERE merged_into IS NULL").fetchone()[0])
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def list_interactions(
         self,
@@ -271,7 +328,7 @@ class SQLiteStore:
             )
             return [Product.model_validate(loads(row[0])) for row in rows]
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def set_product_signals(self, signals: dict[str, tuple[int, list[CoPurchase]]]) -> None:
         rows = [
@@ -332,7 +389,7 @@ class SQLiteStore:
                 ).fetchall()
                 return [(key, sorted(loads(members))) for key, members in rows]
 
-            groups = await self._reads.read(page)  # a scan, page by page: on a reader thread
+            groups = await self._scans.read(page)  # a scan, page by page: on a reader thread
             for group in groups:
                 yield group
             if len(groups) < _GROUPS_PER_QUERY:
@@ -400,7 +457,7 @@ class SQLiteStore:
             clause, params = segment_where(tree, now=now)
             return [r[0] for r in db.execute(f"SELECT p.id FROM profiles p WHERE {clause} ORDER BY p.id", params)]
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def member_ids(self, segment_id: str) -> list[str]:
         def scan(db: sqlite3.Connection) -> list[str]:
@@ -411,7 +468,7 @@ class SQLiteStore:
             )
             return [r[0] for r in rows]
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def count_members(self, segment_id: str) -> int:
         def scan(db: sqlite3.Connection) -> int:
@@ -422,7 +479,7 @@ class SQLiteStore:
             ).fetchone()
             return int(row[0])
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def segment_events(
         self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int
@@ -543,7 +600,7 @@ class SQLiteStore:
                 found |= {segment_id: int(count) for segment_id, count in rows}
             return found
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def members_of_segments(
         self, segment_ids: Collection[str], *, after: str | None, limit: int

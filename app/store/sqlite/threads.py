@@ -4,9 +4,11 @@
   work (a whole ingested batch: its reads, its in-memory apply, its bulk writes) and the commit's
   fsync run there; the server's loop only awaits the result. SQLite serialises writers anyway, so
   one writer thread per process costs no concurrency.
-- `ReaderPool`: a few threads, each with its own read-only connection, for reads that scan (lists,
-  counts, segment evaluation, match candidates, exports). In WAL mode a reader sees the last commit
-  and never waits for the writer, so these run while a batch is being written.
+- `ReaderPool`: a few threads, each with its own read-only connection. In WAL mode a reader sees the
+  last commit and never waits for the writer, so these run while a batch is being written. The store
+  has two: one for bounded reads of many rows (profiles by id, a history page), one at a lower CPU
+  priority for whole-store scans (filtered lists, counts, segment evaluation, match candidates,
+  exports), so that a slow scan never queues a short read behind it nor takes the core from the loop.
 
 Python's GIL is shared by these threads and the loop; the interpreter hands it over every few
 milliseconds (sys.getswitchinterval) and sqlite3 releases it while SQLite works, so the loop keeps
@@ -16,6 +18,8 @@ answering while a batch is processed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Coroutine
@@ -45,6 +49,18 @@ class WriterThread:
 
         return await self.run(call())
 
+    def submit(self, coroutine: Coroutine[Any, Any, object]) -> None:
+        """Run `coroutine` on the writer's loop without waiting for it."""
+        if self._loop.is_closed():
+            coroutine.close()
+            return
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    @property
+    def here(self) -> bool:
+        """Whether the caller runs on the writer thread itself."""
+        return threading.current_thread() is self._thread
+
     @property
     def closed(self) -> bool:
         return self._loop.is_closed()
@@ -58,13 +74,19 @@ class WriterThread:
 
 
 class ReaderPool:
-    def __init__(self, connect: Callable[[], sqlite3.Connection], *, name: str) -> None:
+    """Reader threads with their own connections. `nice` lowers their CPU priority (Linux: a thread
+    is a task with its own nice value): a pool of whole-store scans, which can take seconds of CPU,
+    then leaves the core to the event loop and to the short reads whenever they want it."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], *, name: str, nice: int = 0) -> None:
         self._connect = connect
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._trace: Callable[[str], None] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix=name)
+        self._pool = ThreadPoolExecutor(
+            max_workers=READER_THREADS, thread_name_prefix=name, initializer=_lower_priority, initargs=(nice,)
+        )
         self._closed = False
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
@@ -94,6 +116,13 @@ class ReaderPool:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+
+
+def _lower_priority(nice: int) -> None:
+    if nice and hasattr(os, "setpriority"):
+        # Not allowed here (some containers): the scans run at the process's priority.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 def _closed() -> sqlite3.ProgrammingError:
