@@ -560,3 +560,20 @@ async def test_a_profile_read_completes_while_a_1000_event_batch_is_being_ingest
     assert profile is not None and profile.first_name == "Emma" and listed == 1
     assert {o.status for o in outcomes} == {EventStatus.ACCEPTED}
     assert await sqlite_store.count_profiles() == 1001
+
+
+async def test_a_batch_commits_while_the_event_loop_is_busy(sqlite_store: SQLiteStore) -> None:
+    """An ingested batch runs on the writer thread from BEGIN to COMMIT without coming back to the
+    server's loop in between: a saturated loop does not stretch how long it holds the write lock.
+    The loop is held below (a blocking wait) until the batch's COMMIT has run: were any step of the
+    batch to need the loop, the wait would end at its timeout with nothing committed."""
+    begun, committed = threading.Event(), threading.Event()
+    seen = {"BEGIN IMMEDIATE": begun, "COMMIT": committed}
+    sqlite_store._writer.set_trace_callback(lambda sql: seen[sql].set() if sql in seen else None)
+    ingesting = asyncio.create_task(ingest_events(sqlite_store, [event("page_view", email="busy@example.com")]))
+    while not begun.is_set():  # the events are parsed on a worker thread, then the batch begins
+        await asyncio.sleep(0.001)
+    held = committed.wait(timeout=30)  # blocks the event loop itself
+    outcomes = await ingesting
+    assert held, "the batch needed the event loop before it could commit"
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED]
