@@ -44,6 +44,7 @@ from app.store.sqlite.threads import ReaderPool, WriterThread
 from app.store.sqlite.transaction import SQLiteTransaction, merges_of, refusals_of
 
 T = TypeVar("T")
+R = TypeVar("R", MergeRecord, MergeRefusal)
 log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
 _IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
@@ -558,32 +559,31 @@ class SQLiteStore:
         return await self._reads.read(scan)  # many documents to decode: on a reader thread
 
     async def merges_of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[MergeRecord]]:
-        def scan(db: sqlite3.Connection) -> dict[str, list[MergeRecord]]:
-            found: dict[str, list[MergeRecord]] = {profile_id: [] for profile_id in profile_ids}
-            for chunk in self._id_chunks(profile_ids):
-                rows = db.execute(
-                    "SELECT mm.profile_id, m.doc FROM merge_members mm JOIN merges m ON m.id = mm.merge_id "
-                    f"WHERE mm.profile_id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-                for profile_id, doc in rows:
-                    found[profile_id].append(MergeRecord.from_document(loads(doc)))
-            return {p: sorted(records, key=lambda r: (r.at, r.id)) for p, records in found.items()}
-
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        sql = (
+            "SELECT mm.profile_id, m.doc FROM merge_members mm JOIN merges m ON m.id = mm.merge_id "
+            "WHERE mm.profile_id IN ({})"
+        )
+        return await self._records_by_profile(sql, profile_ids, MergeRecord.from_document)
 
     async def refusals_of_profiles(self, profile_ids: Collection[str]) -> dict[str, list[MergeRefusal]]:
-        def scan(db: sqlite3.Connection) -> dict[str, list[MergeRefusal]]:
-            found: dict[str, list[MergeRefusal]] = {profile_id: [] for profile_id in profile_ids}
+        sql = (
+            "SELECT rm.profile_id, r.doc FROM merge_refusal_members rm JOIN merge_refusals r "
+            "ON r.id = rm.refusal_id WHERE rm.profile_id IN ({})"
+        )
+        return await self._records_by_profile(sql, profile_ids, MergeRefusal.model_validate)
+
+    async def _records_by_profile(
+        self, sql: str, profile_ids: Collection[str], load: Callable[[Any], R]
+    ) -> dict[str, list[R]]:
+        """Each profile's merge records or refusals (`sql`: profile id and document for the ids in its
+        `{}`), oldest first, in one statement per chunk of ids."""
+
+        def scan(db: sqlite3.Connection) -> dict[str, list[R]]:
+            found: dict[str, list[R]] = {profile_id: [] for profile_id in profile_ids}
             for chunk in self._id_chunks(profile_ids):
-                rows = db.execute(
-                    "SELECT rm.profile_id, r.doc FROM merge_refusal_members rm JOIN merge_refusals r "
-                    f"ON r.id = rm.refusal_id WHERE rm.profile_id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-                for profile_id, doc in rows:
-                    found[profile_id].append(MergeRefusal.model_validate(loads(doc)))
-            return {p: sorted(refusals, key=lambda r: (r.at, r.id)) for p, refusals in found.items()}
+                for profile_id, doc in db.execute(sql.format(",".join("?" * len(chunk))), chunk):
+                    found[profile_id].append(load(loads(doc)))
+            return {p: sorted(records, key=lambda r: (r.at, r.id)) for p, records in found.items()}
 
         return await self._reads.read(scan)  # a scan: on a reader thread
 
