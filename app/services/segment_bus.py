@@ -43,11 +43,6 @@ class Subscription:
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.limit + 1)
 
-    def wants(self, event: SegmentEvent) -> bool:
-        return (self.segment_id is None or self.segment_id == event.segment_id) and (
-            self.profile_id is None or self.profile_id == event.profile_id
-        )
-
     def offer(self, event: SegmentEvent) -> bool:
         """Queue the event; False (and the reader told) when the reader is `limit` changes behind."""
         if self.queue.qsize() >= self.limit:
@@ -59,16 +54,20 @@ class Subscription:
 
 
 class SegmentBus:
+    """Subscriptions are kept by what they filter on (segment, profile, both or neither), so that a
+    change is offered to its own subscribers only: with 10,000 subscribers each watching one profile,
+    a change to one profile looks at its few, not at all 10,000."""
+
     def __init__(self, *, max_queue: int = DEFAULT_QUEUE, local_delivery: bool = True) -> None:
         self.max_queue = max_queue
         # False in a server: the feed's watcher delivers, local publishing would deliver twice.
         self.local_delivery = local_delivery
-        self._subscriptions: set[Subscription] = set()
+        self._by_filter: dict[tuple[str | None, str | None], set[Subscription]] = {}
         self.observer: Callable[[SegmentEvent], object] | None = None  # told of each change made here
 
     @property
     def active(self) -> int:
-        return len(self._subscriptions)
+        return sum(len(group) for group in self._by_filter.values())
 
     def publish_committed(self, events: Iterable[SegmentEvent]) -> None:
         """Changes this process committed."""
@@ -81,13 +80,20 @@ class SegmentBus:
 
     def deliver(self, events: Iterable[SegmentEvent]) -> None:
         for event in events:
-            for subscription in list(self._subscriptions):
-                if subscription.wants(event) and not subscription.offer(event):
-                    self._subscriptions.discard(subscription)
+            for key in ((None, None), (event.segment_id, None), (None, event.profile_id),
+                        (event.segment_id, event.profile_id)):  # fmt: skip
+                for subscription in list(self._by_filter.get(key, ())):
+                    if not subscription.offer(event):
+                        self._drop(subscription)
+
+    def interested(self, event: SegmentEvent) -> int:
+        """How many subscriptions a change is offered to."""
+        keys = {(None, None), (event.segment_id, None), (None, event.profile_id), (event.segment_id, event.profile_id)}
+        return sum(len(self._by_filter.get(key, ())) for key in keys)
 
     async def listen(self, segment_id: str | None, profile_id: str | None) -> AsyncIterator[SegmentEvent]:
         subscription = Subscription(segment_id, profile_id, self.max_queue)
-        self._subscriptions.add(subscription)
+        self._by_filter.setdefault((segment_id, profile_id), set()).add(subscription)
         try:
             while True:
                 item = await subscription.queue.get()
@@ -96,4 +102,12 @@ class SegmentBus:
                 assert isinstance(item, SegmentEvent)
                 yield item
         finally:
-            self._subscriptions.discard(subscription)
+            self._drop(subscription)
+
+    def _drop(self, subscription: Subscription) -> None:
+        key = (subscription.segment_id, subscription.profile_id)
+        group = self._by_filter.get(key)
+        if group is not None:
+            group.discard(subscription)
+            if not group:
+                del self._by_filter[key]
