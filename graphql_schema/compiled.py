@@ -29,6 +29,7 @@ from typing import Any
 from graphql import (
     DocumentNode,
     ExecutionResult,
+    Executor,
     FieldNode,
     GraphQLEnumType,
     GraphQLError,
@@ -80,6 +81,7 @@ class Plan:
     key: str
     arguments: tuple[tuple[str, str], ...]  # (argument name, variable name)
     complete: Callable[[Any], Any]
+    nullable: bool  # a resolver's error leaves the field null; otherwise the whole data, as graphql-core does
 
 
 class Compiler:
@@ -126,7 +128,7 @@ class Compiler:
         if arguments is None or complete is None:
             return None
         key = field.alias.value if field.alias else field.name.value
-        return Plan(root, field, key, arguments, complete)
+        return Plan(root, field, key, arguments, complete, not isinstance(definition.type, GraphQLNonNull))
 
     def _arguments(
         self, operation: OperationDefinitionNode, field: FieldNode, declared: Mapping[str, Any]
@@ -225,7 +227,7 @@ def _object(fields: Sequence[_Selection]) -> Callable[[Any], dict[str, Any]]:
 
 async def run(plan: Plan, schema: GraphQLSchema, document: DocumentNode, options: dict[str, Any]) -> ExecutionResult:
     """Execute `plan` as graphql-core would execute `document` with `options` (its `execute` keywords)."""
-    executor_class = options["executor_class"]
+    executor_class = options.get("executor_class") or Executor
     errors, arguments = await asyncio.to_thread(_coerced, plan, executor_class, schema, document, options)
     if errors:
         return ExecutionResult(None, errors=errors)
@@ -235,7 +237,8 @@ async def run(plan: Plan, schema: GraphQLSchema, document: DocumentNode, options
         # Completing 1,000 results is milliseconds of Python: a worker thread does it, not the loop.
         data = {plan.key: await asyncio.to_thread(plan.complete, value)}
     except Exception as exc:  # a resolver's error: graphql-core's located error, and null up to data
-        return ExecutionResult(None, errors=[located_error(exc, [plan.field_node], path)])
+        error = located_error(exc, [plan.field_node], path)
+        return ExecutionResult({plan.key: None} if plan.nullable else None, errors=[error])
     return ExecutionResult(data, errors=None)
 
 
