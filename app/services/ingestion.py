@@ -37,6 +37,7 @@ from app.services.profile_changes import UNHEARD, ProfileChanges, events_landed
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
 log = logging.getLogger("cdp.ingestion")
+INLINE_EVENTS = 20  # events validated on the caller's thread; a larger batch goes to a worker thread
 
 
 class EventStatus(StrEnum):
@@ -72,8 +73,12 @@ async def ingest_events(
         )
     at = clock.now()
     secret = await suppression_secret(store, create=False)  # None until someone is erased
-    # Validation is CPU work (a millisecond an event at worst): a worker thread does it, not the loop.
-    judged = await asyncio.to_thread(_parse_all, raw_events, at, policy)
+    # Validation is CPU work (a millisecond an event at worst): a worker thread does it for a batch; a
+    # few events are validated at once, sooner than a busy loop would get back to them after a hop.
+    if len(raw_events) <= INLINE_EVENTS:
+        judged = _parse_all(raw_events, at, policy)
+    else:
+        judged = await asyncio.to_thread(_parse_all, raw_events, at, policy)
     outcomes: list[EventOutcome | None] = [j if isinstance(j, EventOutcome) else None for j in judged]
     parsed = [j for j in judged if isinstance(j, Parsed)]
     await store.run_batch(lambda: _ingest_parsed(store, parsed, raw_events, outcomes, at, policy, secret))

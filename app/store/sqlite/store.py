@@ -49,6 +49,7 @@ log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
 _IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads.py)
+FEW_ON_THE_LOOP = 16  # profiles read by id on the loop's own connection; more go to a reader thread
 _GROUPS_PER_QUERY = 1000
 _PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite allows 500 terms)
 
@@ -233,6 +234,8 @@ class SQLiteStore:
                 found |= {row[0]: Profile.from_own_json(row[1]) for row in rows}
             return found
 
+        if len(profile_ids) <= FEW_ON_THE_LOOP and not self._thread.here:
+            return scan(self._reader)  # a few lookups by key: less than the loop turn a hop would wait for
         return await self._reads.read(scan)  # many documents to decode: on a reader thread
 
     async def find_profile_by_identity(self, key: str) -> Profile | None:
