@@ -9,7 +9,7 @@ whose arguments are all variables declared with the argument's exact type, and e
 it is a plain field (no fragments, no directives) of object types whose fields are plain attributes,
 leaves, or lists of these. Executing the plan then:
 - coerces the variables with graphql-core's own code (`Executor.build`, with our execution checks)
-  on a worker thread, and converts them into the service's input there too;
+  and converts them into the service's input, on a worker thread for a batch (a few items: at once);
 - calls the field's service function directly, with the field's own scope rule;
 - completes the selection by direct attribute reads and the leaf types' own `serialize`.
 Coercion errors, refusals and a resolver's error come out as graphql-core gives them (the
@@ -68,7 +68,7 @@ class RootField:
 
 @dataclass(frozen=True, slots=True)
 class _Selection:
-    """One response key of an object: read `attribute` (None: `__typename`), complete it as `kind`."""
+    """One response key of an object: `attribute` read (None: `__typename`), then `complete`d."""
 
     key: str
     attribute: str | None
@@ -257,7 +257,7 @@ def _coerced(
     plan: Plan, executor_class: Any, schema: GraphQLSchema, document: DocumentNode, options: dict[str, Any]
 ) -> tuple[list[GraphQLError], Any]:
     """graphql-core's coercion and our execution checks (the executor's `build`), then the field's
-    conversion: on a worker thread, so that a large batch does not hold the event loop."""
+    conversion: what `run` hands a worker thread for a batch."""
     built = executor_class.build(
         schema,
         document,
