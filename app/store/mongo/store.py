@@ -490,26 +490,7 @@ class MongoStore:
         where: InteractionFilter,
         limit: int,
     ) -> list[Interaction]:
-        bucket_match: dict[str, Any] = {"profileId": profile_id}
-        item_match: dict[str, Any] = {}
-        if before is not None:
-            bucket_match["minTs"] = {"$lte": before.timestamp}
-            item_match["$or"] = [
-                {"timestamp": {"$lt": before.timestamp}},
-                {"timestamp": before.timestamp, "messageId": {"$lt": before.message_id}},
-            ]
-        if where.types:
-            item_match["type"] = {"$in": sorted(where.types)}
-        if where.channels:
-            item_match["channel"] = {"$in": sorted(where.channels)}
-        pipeline: list[dict[str, Any]] = [
-            {"$match": bucket_match},
-            {"$unwind": "$items"},
-            {"$replaceRoot": {"newRoot": "$items"}},
-        ]
-        if item_match:
-            pipeline.append({"$match": item_match})
-        pipeline += [{"$sort": {"timestamp": -1, "messageId": -1}}, {"$limit": limit}]
+        pipeline = _history_page(profile_id, before=before, where=where, limit=limit)
         cursor = await self._db.interactions.aggregate(pipeline)
         return [Interaction.model_validate(document) for document in await cursor.to_list(None)]
 
@@ -753,34 +734,10 @@ class MongoStore:
     ) -> dict[str, list[Interaction]]:
         # `list_interactions`'s pipeline for each profile, joined with $unionWith: one round trip.
         found: dict[str, list[Interaction]] = {profile_id: [] for profile_id in profile_ids}
-        item_match: dict[str, Any] = {}
-        if before is not None:
-            item_match["$or"] = [
-                {"timestamp": {"$lt": before.timestamp}},
-                {"timestamp": before.timestamp, "messageId": {"$lt": before.message_id}},
-            ]
-        if where.types:
-            item_match["type"] = {"$in": sorted(where.types)}
-        if where.channels:
-            item_match["channel"] = {"$in": sorted(where.channels)}
-        pages: list[list[dict[str, Any]]] = []
-        for profile_id in found:
-            bucket_match: dict[str, Any] = {"profileId": profile_id}
-            if before is not None:
-                bucket_match["minTs"] = {"$lte": before.timestamp}
-            page: list[dict[str, Any]] = [
-                {"$match": bucket_match},
-                {"$unwind": "$items"},
-                {"$replaceRoot": {"newRoot": "$items"}},
-            ]
-            if item_match:
-                page.append({"$match": item_match})
-            page += [
-                {"$sort": {"timestamp": -1, "messageId": -1}},
-                {"$limit": limit},
-                {"$addFields": {_PAGE: profile_id}},
-            ]
-            pages.append(page)
+        pages = [
+            [*_history_page(profile_id, before=before, where=where, limit=limit), {"$addFields": {_PAGE: profile_id}}]
+            for profile_id in found
+        ]
         for document in await self._union("interactions", pages):
             found[document.pop(_PAGE)].append(Interaction.model_validate(document))
         return found
@@ -794,3 +751,30 @@ class MongoStore:
             pipeline = first + [{"$unionWith": {"coll": collection, "pipeline": page}} for page in rest]
             found += await (await self._db[collection].aggregate(pipeline)).to_list(None)
         return found
+
+
+def _history_page(
+    profile_id: str, *, before: InteractionPosition | None, where: InteractionFilter, limit: int
+) -> list[dict[str, Any]]:
+    """The pipeline of one page of a profile's history, newest first: its buckets, their items, the
+    page's filters, the sort and the limit."""
+    bucket_match: dict[str, Any] = {"profileId": profile_id}
+    item_match: dict[str, Any] = {}
+    if before is not None:
+        bucket_match["minTs"] = {"$lte": before.timestamp}
+        item_match["$or"] = [
+            {"timestamp": {"$lt": before.timestamp}},
+            {"timestamp": before.timestamp, "messageId": {"$lt": before.message_id}},
+        ]
+    if where.types:
+        item_match["type"] = {"$in": sorted(where.types)}
+    if where.channels:
+        item_match["channel"] = {"$in": sorted(where.channels)}
+    pipeline: list[dict[str, Any]] = [
+        {"$match": bucket_match},
+        {"$unwind": "$items"},
+        {"$replaceRoot": {"newRoot": "$items"}},
+    ]
+    if item_match:
+        pipeline.append({"$match": item_match})
+    return [*pipeline, {"$sort": {"timestamp": -1, "messageId": -1}}, {"$limit": limit}]
