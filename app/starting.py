@@ -3,9 +3,10 @@ models: 1.6-2.2 s on a 2-core machine, `python -X importtime -c "import app.main
 uvicorn bound its port, so /healthz first answered ~2.7 s after `python -m app serve`.
 
 uvicorn serves this stand-in instead, which needs nothing uvicorn has not imported: it listens at
-once and answers /healthz 200 (`"starting": true`), /readyz 503 `starting`, any other request 503
-with Retry-After and a GraphQL-shaped error, and closes a WebSocket with 1013 (try again later),
-while the application is imported and built on a thread. Then the application's lifespan is started,
+once and answers /healthz 200 (`"starting": true`) and /readyz 503 `starting` while the application
+is imported and built on a thread. Any other request waits for the application (up to
+WAIT_FOR_APPLICATION_S; then 503 with Retry-After and a GraphQL-shaped error, or a WebSocket closed
+with 1013, try again later). Then the application's lifespan is started,
 driven from here as a server drives it, and from then on every connection goes to the application;
 its lifespan is ended when the server's is. An application that cannot be loaded or started stops
 the server (`failed`), which then exits as when uvicorn itself cannot start one (status 3)."""
@@ -13,6 +14,7 @@ the server (`failed`), which then exits as when uvicorn itself cannot start one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +25,8 @@ from typing import Any
 from app.graceful_shutdown import ASGIApp, Message, Receive, Send
 
 TRY_AGAIN_LATER = 1013  # WebSocket close code
+PROBES = ("/healthz", "/readyz")  # answered at once while starting; anything else waits for the application
+WAIT_FOR_APPLICATION_S = 10.0  # then 503 with Retry-After (or 1013)
 RETRY_AFTER_SECONDS = 1
 NOT_YET = "The server is starting: try again in a moment."
 
@@ -34,17 +38,31 @@ Scope = MutableMapping[str, Any]
 class Starting:
     """Stands in for the application that `load` returns until that application has started."""
 
-    def __init__(self, load: Callable[[], ASGIApp], *, loaded: Callable[[], None], stop: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        load: Callable[[], ASGIApp],
+        *,
+        loaded: Callable[[], None],
+        stop: Callable[[], None],
+        wait_seconds: float = WAIT_FOR_APPLICATION_S,
+    ) -> None:
         self._load = load  # on a worker thread: imports and builds the application
         self._loaded = loaded  # on the event loop, once it is built, before its lifespan starts
         self._stop = stop  # asks the server to stop: the application could not start
+        self._wait_seconds = wait_seconds
         self.app: ASGIApp | None = None  # the application, once started
         self.failed = False
         self._stage = "loading the application"
         self._lifespan: _Lifespan | None = None
         self._stopping = False
+        self._settled = asyncio.Event()  # the application started, or could not
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None and scope["type"] != "lifespan" and scope.get("path") not in PROBES:
+            # A request waits for the application a while rather than failing: with several workers
+            # a browser's next request may reach one still loading (a second or two after another).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), self._wait_seconds)
         if self.app is not None:
             await self.app(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -86,6 +104,7 @@ class Starting:
             self._fail()
             return
         if self._stopping:  # asked to stop while it loaded: nothing to start nor to end
+            self._settled.set()
             return
         self._stage = "starting the application"
         lifespan = _Lifespan(app, scope)  # the server's lifespan scope: its state reaches every request
@@ -95,10 +114,12 @@ class Starting:
             self._fail()
             return
         self._lifespan, self.app = lifespan, app
+        self._settled.set()
         log.info("application loaded and started in %.1f s, answering probes meanwhile", time.monotonic() - began)
 
     def _fail(self) -> None:
         self.failed = True
+        self._settled.set()
         self._stop()
 
 
