@@ -271,19 +271,10 @@ class SQLiteStore:
         where: InteractionFilter,
         limit: int,
     ) -> list[Interaction]:
+        page, shared = _history_page("doc", before=before, where=where)
+
         def scan(db: sqlite3.Connection) -> list[Interaction]:
-            sql = ["SELECT doc FROM interactions WHERE profile_id = ?"]
-            params: list[Any] = [profile_id]
-            if before is not None:
-                sql.append("AND (ts, message_id) < (?, ?)")
-                params += [to_iso(before.timestamp), before.message_id]
-            for column, values in (("type", where.types), ("channel", where.channels)):
-                if values:
-                    sql.append(f"AND {column} IN ({','.join('?' * len(values))})")
-                    params += sorted(values)
-            sql.append("ORDER BY ts DESC, message_id DESC LIMIT ?")
-            params.append(limit)
-            rows = db.execute(" ".join(sql), params).fetchall()
+            rows = db.execute(page, [profile_id, *shared, limit]).fetchall()
             return [Interaction.model_validate(loads(row[0])) for row in rows]
 
         return await self._reads.read(scan)  # a scan: on a reader thread
@@ -636,15 +627,8 @@ class SQLiteStore:
         limit: int,
     ) -> dict[str, list[Interaction]]:
         # `list_interactions` for each profile, each an index range cut at `limit`, joined in one statement.
-        sql, shared = ["SELECT profile_id, doc FROM interactions WHERE profile_id = ?"], list[Any]()
-        if before is not None:
-            sql.append("AND (ts, message_id) < (?, ?)")
-            shared += [to_iso(before.timestamp), before.message_id]
-        for column, values in (("type", where.types), ("channel", where.channels)):
-            if values:
-                sql.append(f"AND {column} IN ({','.join('?' * len(values))})")
-                shared += sorted(values)
-        page = f"SELECT * FROM ({' '.join(sql)} ORDER BY ts DESC, message_id DESC LIMIT ?)"
+        one, shared = _history_page("profile_id, doc", before=before, where=where)
+        page = f"SELECT * FROM ({one})"
 
         def scan(db: sqlite3.Connection) -> dict[str, list[Interaction]]:
             found: dict[str, list[Interaction]] = {profile_id: [] for profile_id in profile_ids}
@@ -660,3 +644,20 @@ class SQLiteStore:
     def _id_chunks(ids: Collection[str], *, size: int = _IDS_PER_QUERY) -> list[list[str]]:
         unique = list(dict.fromkeys(ids))
         return [unique[start : start + size] for start in range(0, len(unique), size)]
+
+
+def _history_page(
+    columns: str, *, before: InteractionPosition | None, where: InteractionFilter
+) -> tuple[str, list[Any]]:
+    """The statement of one page of a profile's history, newest first, selecting `columns`, and the
+    parameters of its filters: it takes the profile id first, those, then the page's limit."""
+    sql, params = [f"SELECT {columns} FROM interactions WHERE profile_id = ?"], list[Any]()
+    if before is not None:
+        sql.append("AND (ts, message_id) < (?, ?)")
+        params += [to_iso(before.timestamp), before.message_id]
+    for column, values in (("type", where.types), ("channel", where.channels)):
+        if values:
+            sql.append(f"AND {column} IN ({','.join('?' * len(values))})")
+            params += sorted(values)
+    sql.append("ORDER BY ts DESC, message_id DESC LIMIT ?")
+    return " ".join(sql), params
