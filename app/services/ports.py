@@ -255,6 +255,10 @@ class ProfileStore(Protocol):
     async def revoke_api_key(self, key_id: str, at: datetime) -> bool:
         """Mark the key revoked; False when there is no such key (or it was revoked already)."""
 
+    async def api_keys_version(self) -> int:
+        """A number that moves whenever a key is created, revoked or otherwise changed, in the same
+        transaction: verified keys a process remembers stay good while it reads the same number."""
+
     async def write_meta(self, key: str, value: str) -> None: ...
 
     async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:

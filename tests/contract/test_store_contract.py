@@ -7,6 +7,7 @@ from datetime import timedelta
 import orjson
 import pytest
 
+from app.domain.access import ApiKey, Scope
 from app.domain.clock import now
 from app.domain.event_effects import RECENT_ORDER
 from app.domain.identifiers import Identifier
@@ -372,3 +373,19 @@ async def test_reads_for_many_parents_answer_as_one_read_per_parent_does(store: 
     assert await store.member_counts([]) == {}
     assert await store.members_of_segments([], after=None, limit=5) == {}
     assert await store.interactions_of_profiles([], before=None, where=InteractionFilter(), limit=5) == {}
+
+
+async def test_the_keys_version_moves_with_each_key_created_or_revoked_and_with_nothing_else(
+    store: ProfileStore,
+) -> None:
+    start = await store.api_keys_version()
+    await _create(store, "p1", EMMA)
+    await store.write_meta("note", "unrelated")
+    assert await store.api_keys_version() == start
+    key = ApiKey(_id="k1", name="crm", scopes=[Scope.READ_PROFILES], secret_hash="0" * 64, created_at=BASE_TIME)
+    await store.insert_api_key(key)
+    created = await store.api_keys_version()
+    assert created > start
+    assert await store.api_keys_version() == created  # reading it moves nothing
+    assert await store.revoke_api_key("k1", BASE_TIME)
+    assert await store.api_keys_version() > created

@@ -44,6 +44,7 @@ BUCKET_SIZE = 200
 _MATCH_PROJECTION = dict.fromkeys(MATCH_VIEW_FIELDS, 1)
 _PAGE = "_page"  # which parent a document of a joined page read belongs to
 _PAGES_PER_AGGREGATION = 100
+_KEYS_VERSION = "apiKeysVersion"  # a document of `meta`, moved with every change to `api_keys`
 
 
 def update_document(change: ProfileChange) -> dict[str, Any]:
@@ -563,7 +564,7 @@ class MongoStore:
             yield group["_id"], sorted(group["ids"])
 
     async def insert_api_key(self, key: ApiKey) -> None:
-        await self._db.api_keys.insert_one(key.to_document())
+        await self._changing_keys(lambda session: self._db.api_keys.insert_one(key.to_document(), session=session))
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
         found = await self._db.api_keys.find_one({"_id": key_id})
@@ -574,8 +575,30 @@ class MongoStore:
         return [ApiKey.model_validate(document) for document in await cursor.to_list(None)]
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> bool:
-        result = await self._db.api_keys.update_one({"_id": key_id, "revokedAt": None}, {"$set": {"revokedAt": at}})
+        result = await self._changing_keys(
+            lambda session: self._db.api_keys.update_one(
+                {"_id": key_id, "revokedAt": None}, {"$set": {"revokedAt": at}}, session=session
+            )
+        )
         return bool(result.modified_count == 1)
+
+    async def api_keys_version(self) -> int:
+        """One findOne per authenticated request: a round trip, as the key's own read was, but exact. A
+        change stream on the keys would save it, and leave a revoked key usable until the change arrives."""
+        found = await self._db.meta.find_one({"_id": _KEYS_VERSION})
+        return int(found["value"]) if found else 0
+
+    async def _changing_keys(self, change: Callable[[Any], Awaitable[T]]) -> T:
+        """`change` to the keys and the move of their version, in one transaction."""
+
+        async def work(session: Any) -> T:
+            result = await change(session)
+            await self._db.meta.update_one({"_id": _KEYS_VERSION}, {"$inc": {"value": 1}}, upsert=True, session=session)
+            return result
+
+        async with self._client.start_session() as session:
+            done: T = await session.with_transaction(work)
+            return done
 
     async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
         # Newest first; decisions of one millisecond in the order they were made (ObjectIds grow).

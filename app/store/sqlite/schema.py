@@ -60,6 +60,15 @@ STATEMENTS = (
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS blocking_keys_by_profile ON blocking_keys(profile_id)",
     "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",  # hashed secrets only
+    # Moved by any change to the keys, in its own transaction whatever code makes it: every process
+    # reads it per request to know that the verified keys it remembers still hold (app/services/key_cache.py).
+    "CREATE TABLE IF NOT EXISTS api_keys_version (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO api_keys_version (id, n) VALUES (1, 0)",
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS api_keys_version_on_{change.lower()} AFTER {change} ON api_keys "
+        "BEGIN UPDATE api_keys_version SET n = n + 1; END"
+        for change in ("INSERT", "UPDATE", "DELETE")
+    ),
     "CREATE TABLE IF NOT EXISTS consent_log (profile_id TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS consent_log_by_profile ON consent_log(profile_id, at)",
     # Keyed hashes of erased people's identifier keys (app/domain/privacy.py): never personal data.

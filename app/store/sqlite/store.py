@@ -412,6 +412,11 @@ class SQLiteStore:
             self._writer.execute("UPDATE api_keys SET doc = ? WHERE id = ?", (dumps(document), key_id))
             return True
 
+    async def api_keys_version(self) -> int:
+        # Read on every authenticated request: one row on the loop's own connection (a few microseconds),
+        # where a hop to a reader thread would wait for a loop turn.
+        return int(self._reader.execute("SELECT n FROM api_keys_version").fetchone()[0])
+
     async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
         def scan(db: sqlite3.Connection) -> list[ConsentDecision]:
             if not profile_ids:
