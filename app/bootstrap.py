@@ -20,6 +20,7 @@ from app.process_lock import exclusive
 from app.services.api_keys import authenticate, create_key, revoke_key
 from app.services.fixtures import LoadReport, Progress, SeedProgress, count_lines, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
+from app.services.key_cache import KeyCache
 from app.services.match_index import ensure_blocking_keys
 from app.services.ports import ProfileStore
 from app.services.profile_changes import ProfileChanges
@@ -52,8 +53,10 @@ class Services:
     seeding: SeedProgress = field(default_factory=SeedProgress)
     segments: SegmentEngine = field(init=False)
     changes: ProfileChanges = field(init=False)
+    key_cache: KeyCache = field(init=False)
 
     def __post_init__(self) -> None:
+        self.key_cache = KeyCache(size=self.settings.key_cache_size, seconds=self.settings.key_cache_seconds)
         self.segments = SegmentEngine(self.store, self.bus)
         self.metrics.watch_subscriptions(lambda: self.bus.active)
         self.bus.observer = lambda event: self.metrics.segment_changes.labels(event.change.value).inc()

@@ -102,6 +102,18 @@ class Settings(BaseSettings):
     key_check_seconds: float = Field(
         default=2.0, gt=0, le=60, description="How often each process looks for revoked keys to close their sockets."
     )
+    key_cache_size: int = Field(
+        default=1000,
+        ge=0,
+        le=1_000_000,
+        description="Verified API keys each process remembers (least recently used dropped first); 0: none.",
+    )
+    key_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long a verified key is remembered at most; a revoked one is dropped at once anyway.",
+    )
     development_key_file: Path | None = Field(
         default=None,
         description="Development on a loopback address: where the local all-scopes key is kept (mode 600); "

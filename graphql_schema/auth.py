@@ -23,7 +23,7 @@ async def principal_for(services: Services, credentials: str | None) -> tuple[Pr
     if scheme.lower() != "bearer" or not token.strip():
         return None, "the Authorization header must be: Bearer <key>"
     try:
-        return await authenticate(services.store, token), None
+        return await authenticate(services.store, token, services.key_cache), None
     except Unauthenticated as exc:
         return None, exc.message
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from app.domain import clock
 from app.domain.access import ApiKey, Principal, Scope, new_secret, secret_matches, split_token
 from app.domain.errors import InvalidInput, NotFound, Unauthenticated
+from app.services.key_cache import KeyCache, token_digest
 from app.services.ports import ProfileStore
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -38,8 +39,9 @@ async def create_key(store: ProfileStore, name: str, scopes: Iterable[str]) -> t
 
 
 async def revoke_key(store: ProfileStore, key_id: str) -> ApiKey:
-    """Revoke the key at once: it is refused on its next request, and its open subscriptions are
-    closed within seconds in every process (app/services/key_revocations.py)."""
+    """Revoke the key at once: it is refused on its next request in every process (the keys version
+    this moves empties their caches, app/services/key_cache.py), and its open subscriptions are
+    closed within seconds (app/services/key_revocations.py)."""
     if not await store.revoke_api_key(key_id, clock.now()):
         raise NotFound(f"no active key {key_id}", field="keyId")
     revoked = await store.get_api_key(key_id)
@@ -51,14 +53,23 @@ async def list_keys(store: ProfileStore) -> list[ApiKey]:
     return await store.list_api_keys()
 
 
-async def authenticate(store: ProfileStore, token: str) -> Principal:
-    """The principal a token stands for; Unauthenticated for a malformed, unknown or revoked one."""
-    parts = split_token(token.strip())
+async def authenticate(store: ProfileStore, token: str, cache: KeyCache | None = None) -> Principal:
+    """The principal a token stands for; Unauthenticated for a malformed, unknown or revoked one.
+    With `cache`, a token verified before at the store's current keys version is not checked again."""
+    token = token.strip()
+    parts = split_token(token)
     if parts is None:
         raise Unauthenticated("not an API key of this server (expected cdp_<id>_<secret>)")
+    if cache is not None:
+        version, digest = await store.api_keys_version(), token_digest(token)  # the version before the key
+        if (known := cache.get(digest, version)) is not None:
+            return known
     key = await store.get_api_key(parts[0])
     if key is None or not secret_matches(key, parts[1]):
         raise Unauthenticated("unknown API key")
     if key.revoked_at is not None:
         raise Unauthenticated(f"API key {key.id} was revoked at {key.revoked_at.isoformat()}")
-    return Principal(name=f"key:{key.name}", scopes=frozenset(key.scopes), key_id=key.id)
+    principal = Principal(name=f"key:{key.name}", scopes=frozenset(key.scopes), key_id=key.id)
+    if cache is not None:
+        cache.put(digest, principal, version)
+    return principal
