@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import foundation, hostile_queries, identity_matching, nested_lists, segments, serving
+from bench import execution, foundation, hostile_queries, identity_matching, nested_lists, segments, serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "query, in process; each beside its floor",
         nested_lists.add_arguments,
         nested_lists.run,
+    ),
+    "execution": Benchmark(
+        "issue 14's personalisation query through the server (one worker, one core, wrk, 8 connections) beside a "
+        "hand-written endpoint (the floor): req/s ratio, p99, compiled vs graphql-core executions",
+        execution.add_arguments,
+        execution.run,
     ),
 }
 

@@ -5,14 +5,17 @@ encodes it with orjson; served by uvicorn with the settings `python -m app serve
 POST /graphql with the GraphQL request body, so the same load reaches both.
 
     python -m bench.profile_floor_app --database PATH --host 127.0.0.1 --port 8002
+
+`served()` runs it that way for a benchmark, pinned to the server's core.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,6 +29,8 @@ from app.domain.profile import Interaction, Profile
 from app.domain.profile_query import InteractionFilter
 from app.services.profile_reads import get_profile_by_identifier
 from app.store.sqlite.store import SQLiteStore
+from bench import process_tree
+from bench.common import SERVER_LOG_LEVEL, Server, server
 
 INTERACTIONS = 10
 
@@ -118,6 +123,15 @@ def create_app(database: str) -> Starlette:
     return Starlette(
         routes=[Route("/healthz", healthz), Route("/graphql", profile, methods=["POST"])], lifespan=lifespan
     )
+
+
+@contextmanager
+def served(database: Path, log_dir: Path, core: int | None, name: str = "profile-floor") -> Iterator[Server]:
+    """This endpoint in its own uvicorn process on `database` (the app's log level), pinned to `core`."""
+    args = ["-m", "bench.profile_floor_app", "--database", str(database), "--log-level", SERVER_LOG_LEVEL]
+    with server(name, args, env={}, log_dir=log_dir) as floor:
+        process_tree.pin(floor.process.pid, core)
+        yield floor
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from bench import process_tree, serving_requests, wrk
-from bench.common import SERVER_LOG_LEVEL, Server, heading, say, server, table
+from bench import process_tree, profile_floor_app, serving_requests, wrk
+from bench.common import Server, heading, say, table
 from bench.process_tree import Cores
 from bench.subscribers import Subscribers, judge
 from bench.targets import Row, ms, p50_ms, p99_ms, times
@@ -184,9 +184,7 @@ def _unloaded(
                        bodies=bodies, expect=serving_requests.PROFILE_EXPECT, prefix=load).result()  # fmt: skip
 
     profile_app = reads("profile-alone", app.base_url)
-    floor_args = ["-m", "bench.profile_floor_app", "--database", str(database), "--log-level", SERVER_LOG_LEVEL]
-    with server("profile-floor", floor_args, env={}, log_dir=work) as floor:
-        process_tree.pin(floor.process.pid, cores.server)
+    with profile_floor_app.served(database, work, cores.server) as floor:
         reads("profile-floor-warm-up", floor.base_url)
         profile_floor = reads("profile-floor", floor.base_url)
     table(
