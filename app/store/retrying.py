@@ -49,6 +49,7 @@ READS = frozenset(
         "match_views",
         "read_meta",
         "get_api_key",
+        "api_keys_version",
         "list_api_keys",
         "consent_history",
         "get_segment",
