@@ -1,9 +1,10 @@
 """Merges a steward asks for, and unmerges: undo a merge, however much happened since.
 
 An unmerge restores the profiles as they were before the merge, then routes each interaction to
-the profile it belongs to: what a merged profile brought goes back to it, and what arrived after the
-merge goes where its identifiers point now that they are separated again. Everything derived from
-history is rebuilt from the interactions each profile ends with.
+where the identifiers it carried point now that they are separated again, whatever merges and
+unmerges moved it before: what a merged profile brought goes back to it, and what arrived since goes
+to the person it named. Everything derived from history is rebuilt from the interactions each
+profile ends with.
 """
 
 from __future__ import annotations
@@ -187,8 +188,13 @@ async def _unmerge(
 async def _route(
     tx: StoreTransaction, record: MergeRecord, history: list[Interaction], survivor_keys: set[str]
 ) -> dict[str, str]:
-    """message id → the profile each interaction belongs to once the merge is undone."""
+    """message id → the profile each interaction belongs to once the merge is undone.
+
+    Routed by the identifiers it carried, not by where it landed: after an earlier unmerge moved
+    it, or a later merge took its profile in, the profile it landed on is no longer its owner.
+    """
     members = {record.survivor_id, *record.merged_ids}
+    owner_of_key = dict.fromkeys(survivor_keys, record.survivor_id) | record.moved_identities
     resolved: dict[str, str] = {}
 
     async def owner_of_origin(origin: str) -> str:
@@ -205,29 +211,23 @@ async def _route(
 
     owners: dict[str, str] = {}
     for interaction in history:
-        origin = interaction.origin or record.survivor_id
-        arrived_after = interaction.received_at is not None and interaction.received_at > record.at
-        if origin == record.survivor_id and arrived_after:
-            owners[interaction.message_id] = _owner_by_identifiers(record, interaction, survivor_keys)
-        else:
+        owner = _owner_by_identifiers(interaction, owner_of_key)
+        if owner is None:  # stored before interactions kept their identifiers
+            origin = interaction.origin or record.survivor_id
             if origin not in resolved:
                 resolved[origin] = await owner_of_origin(origin)
-            owners[interaction.message_id] = resolved[origin]
+            owner = resolved[origin]
+        owners[interaction.message_id] = owner
     return owners
 
 
-def _owner_by_identifiers(record: MergeRecord, interaction: Interaction, survivor_keys: set[str]) -> str:
-    """Where an event that arrived after the merge goes: the owner of its strongest identifier."""
-    owner_of: dict[str, str] = {}
-    for key in interaction.identifiers:
-        if key in record.moved_identities:
-            owner_of[key] = record.moved_identities[key]
-        elif key in survivor_keys:
-            owner_of[key] = record.survivor_id
-    if not owner_of:
-        return record.survivor_id
-    identifiers = [Identifier(*key.split(":", 1)) for key in owner_of]
-    return owner_of[strongest(identifiers).key]
+def _owner_by_identifiers(interaction: Interaction, owner_of_key: dict[str, str]) -> str | None:
+    """The owner of the strongest identifier the interaction carried, as ingestion chose where it
+    landed; None when it carried none that the merge's profiles hold."""
+    known = [Identifier(*key.split(":", 1)) for key in interaction.identifiers if key in owner_of_key]
+    if not known:
+        return None
+    return owner_of_key[strongest(known).key]
 
 
 def _key(record: Any) -> str:

@@ -219,3 +219,16 @@ async def test_concurrent_merges_touching_one_profile_lose_nothing(store: Profil
     final = await store.get_profile(hub.id)
     assert final is not None and final.stats.events_total == 9 and len(final.identifiers) == 5
     assert len(await _history(store, hub.id)) == 9
+
+
+async def test_unmerge_after_a_re_merge_sends_each_event_to_the_person_it_carried(store: ProfileStore) -> None:
+    web, shop = await _two_duplicates(store)
+    first, _ = await merging.merge_profiles(store, web.id, [shop.id], reason="oops", actor="t", policy=POLICY)
+    await ingest_events(store, [event("order_completed", identifiers=[("phone", "+33612345678")], message_id="q")])
+    await merging.unmerge_profile(store, first.id, actor="t")
+    assert "q" in await _history(store, shop.id)
+    again, _ = await merging.merge_profiles(store, web.id, [shop.id], reason="again", actor="t", policy=POLICY)
+    _, [survivor, restored] = await merging.unmerge_profile(store, again.id, actor="t")
+    assert "q" in await _history(store, shop.id) and "q" not in await _history(store, web.id)
+    assert (restored.stats.orders, survivor.stats.orders) == (2, 1)
+    assert (restored.stats.events_total, survivor.stats.events_total) == (4, 3)
