@@ -21,7 +21,6 @@ responses). A caller the field's scope refuses, and every other document, is exe
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +49,7 @@ from graphql import (
 from strawberry.types.base import StrawberryObjectDefinition
 
 from app.domain.access import Scope
+from graphql_schema.document_memo import DocumentMemo
 
 INLINE_ITEMS = 20  # variables' list items coerced on the loop; more go to a worker thread
 Convert = Callable[[Mapping[str, Any]], Any]  # the coerced arguments → what the service takes
@@ -92,20 +92,10 @@ class Compiler:
         self._strawberry = schema
         self._schema: GraphQLSchema = schema._schema
         self._root_fields = dict(root_fields)
-        self._plans: dict[int, tuple[weakref.ref[DocumentNode], dict[str | None, Plan | None]]] = {}
+        self._plans: DocumentMemo[dict[str | None, Plan | None]] = DocumentMemo()
 
     def plan_for(self, document: DocumentNode, operation_name: str | None) -> Plan | None:
-        key = id(document)
-        held = self._plans.get(key)
-        if held is None or held[0]() is not document:
-
-            def forget(gone: weakref.ref[DocumentNode]) -> None:
-                if self._plans.get(key, (None,))[0] is gone:
-                    del self._plans[key]
-
-            held = (weakref.ref(document, forget), {})
-            self._plans[key] = held
-        plans = held[1]
+        plans = self._plans.setdefault(document, dict)
         if operation_name not in plans:
             plans[operation_name] = self._compile(document, operation_name)
         return plans[operation_name]

@@ -11,34 +11,26 @@ forgotten with the document.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema
 
+from graphql_schema.document_memo import DocumentMemo
 from graphql_schema.limits import ExecutionChecks
 from graphql_schema.shared_events import SharedEventExecution
 
-_expected: dict[int, tuple[weakref.ref[DocumentNode], Mapping[str | None, ExecutionChecks]]] = {}
+_expected: DocumentMemo[Mapping[str | None, ExecutionChecks]] = DocumentMemo()
 
 
 def expect(document: DocumentNode, checks: Mapping[str | None, ExecutionChecks]) -> None:
     """Run `checks` (by operation name) whenever `document` is executed, for as long as it lives."""
-    if not checks:
-        return
-    key = id(document)
-
-    def forget(gone: weakref.ref[DocumentNode]) -> None:
-        if _expected.get(key, (None,))[0] is gone:
-            del _expected[key]
-
-    _expected[key] = (weakref.ref(document, forget), checks)
+    if checks:
+        _expected.put(document, checks)
 
 
 def expected(document: DocumentNode) -> Mapping[str | None, ExecutionChecks]:
-    found = _expected.get(id(document))
-    return found[1] if found is not None and found[0]() is document else {}
+    return _expected.get(document) or {}
 
 
 class CheckedExecution(SharedEventExecution):
