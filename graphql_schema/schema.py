@@ -8,13 +8,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError
+from graphql import DocumentNode, ExecutionResult, GraphQLError
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import PreExecutionError
 
 from app.domain.access import Scope
-from graphql_schema import compiled
+from graphql_schema import compiled, compiled_queries
+from graphql_schema.compiled_queries import QueryCompiler
 from graphql_schema.data_scopes import DataScopes
 from graphql_schema.document_gate import DocumentGate
 from graphql_schema.errors import ErrorCodes
@@ -30,29 +31,52 @@ from graphql_schema.variable_limits import list_refusal
 
 class Schema(strawberry.Schema):
     def __init__(
-        self, *, limits: QueryLimits, compiled_fields: Mapping[str, compiled.RootField], **options: Any
+        self,
+        *,
+        limits: QueryLimits,
+        compiled_fields: Mapping[str, compiled.RootField],
+        compiled_queries: bool,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
         self.limits = limits
         self.gate = DocumentGate(self._schema, limits)
         self.compiler = compiled.Compiler(self, compiled_fields)
+        self.query_compiler = QueryCompiler(self) if compiled_queries else None
 
     def _get_execute_function(self) -> Callable[..., Any]:
         """graphql-core's `execute`, or the compiled plan of the document when it has one."""
         core = super()._get_execute_function()
 
         def execute(schema: Any, document: DocumentNode, **options: Any) -> Any:
-            plan = self.compiler.plan_for(document, options.get("operation_name"))
             context = options.get("context_value")
-            executor = "compiled" if plan is not None and compiled.allowed(plan, context) else "graphql-core"
-            metrics = getattr(getattr(context, "services", None), "metrics", None)
-            if metrics is not None:
-                metrics.graphql_executions.labels(executor).inc()
-            if plan is None or executor != "compiled":
-                return core(schema, document, **options)
-            return compiled.run(plan, schema, document, options)
+            plan = self.compiler.plan_for(document, options.get("operation_name"))
+            if plan is not None and compiled.allowed(plan, context):
+                _count(context, compiled_queries.COMPILED)
+                return compiled.run(plan, schema, document, options)
+            if self.query_compiler is not None:
+                return self._execute(schema, document, options)
+            _count(context, compiled_queries.INTERPRETED)
+            return core(schema, document, **options)
 
         return execute
+
+    async def _execute(self, schema: Any, document: DocumentNode, options: dict[str, Any]) -> ExecutionResult:
+        """graphql-core's `execute` (build the executor, then run its operation), with a query's
+        compiled plan run instead when there is one."""
+        context = options.get("context_value")
+        executor = compiled_queries.build_executor(schema, document, options)
+        if isinstance(executor, list):
+            return ExecutionResult(None, errors=executor)
+        assert self.query_compiler is not None
+        plan = self.query_compiler.plan_for(document, executor)
+        if plan is None:
+            _count(context, compiled_queries.INTERPRETED)
+            interpreted: Any = executor.execute_operation()
+            return await interpreted if executor.is_awaitable(interpreted) else interpreted  # type: ignore[no-any-return]
+        answered_by, result = await compiled_queries.run(plan, executor)
+        _count(context, answered_by)
+        return result
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Client mistakes are not server errors: ErrorCodes logs the unexpected ones, with their id."""
@@ -89,6 +113,12 @@ COMPILED_ROOT_FIELDS = {
 }
 
 
+def _count(context: Any, executor: str) -> None:
+    metrics = getattr(getattr(context, "services", None), "metrics", None)
+    if metrics is not None:
+        metrics.graphql_executions.labels(executor).inc()
+
+
 def build_schema(limits: QueryLimits, *, compiled_execution: bool = True) -> Schema:
     return Schema(
         query=Query,
@@ -96,6 +126,7 @@ def build_schema(limits: QueryLimits, *, compiled_execution: bool = True) -> Sch
         subscription=Subscription,
         limits=limits,
         compiled_fields=COMPILED_ROOT_FIELDS if compiled_execution else {},
+        compiled_queries=compiled_execution,
         # "Did you mean …?" would spell out the schema that switching introspection off hides.
         extensions=[DataScopes, OperationMetrics, lambda: ErrorCodes(hide_suggestions=not limits.introspection)],
         # Page variables checked once coerced; a subscription event executed once for every subscriber

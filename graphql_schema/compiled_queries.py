@@ -1,0 +1,423 @@
+"""Compiled execution of queries (issue 14): the documents frontends send millions of times run as a plan
+made once, not through graphql-core's per-field interpretation.
+
+graphql-core executes every field of every response the same way: it builds a resolve info, looks up
+the field, calls a resolver (Strawberry's wrapper, even for a plain attribute), checks for awaitables
+and completes the value by walking the type. The personalisation query has ~60 fields, and that walk
+was most of its cost. A plan (the graphql-jit approach) does once per document what does not change
+between requests:
+- the fields to run, collected by graphql-core's own `collect_fields` (fragments spread, aliases and
+  repeated keys merged, `@include`/`@skip` decided: their variables' values are part of the plan's key);
+- for each field, either a direct attribute read (a plain Strawberry field: what its resolver would
+  do) or a call to the field's own resolver (Strawberry's, so permissions, argument conversion and
+  scope rules run as they always do), with its arguments worked out once per request;
+- for each value, the completion its type needs: leaf serialisation, lists, objects, null checks.
+Resolvers that return awaitables are awaited level by level, all of a level together, so DataLoaders
+still batch a list's items into one store call.
+
+Errors: a plan only runs the happy path. Whatever raises (a resolver's error, a null in a non-null
+field, a value of the wrong shape) abandons the plan's answer and the same, already-coerced operation
+is executed by graphql-core, whose answer (data, errors, paths, null propagation) is the response.
+Queries read only, so running their resolvers again changes nothing. What a plan does not handle is
+executed by graphql-core from the start: abstract types, introspection, `@defer`, middleware.
+`cdp_graphql_executions_total{executor}` counts which executor answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DirectiveNode,
+    DocumentNode,
+    ExecutionResult,
+    Executor,
+    FieldNode,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    OperationType,
+    Undefined,
+    VariableNode,
+    get_named_type,
+    visit,
+)
+from graphql.execution.collect_fields import FieldDetails, collect_fields
+from graphql.execution.values import get_argument_values
+from graphql.language import Visitor
+from graphql.pyutils import Path
+
+from graphql_schema.document_memo import DocumentMemo
+
+# (run, value, path of the value) → the completed value
+Complete = Callable[["_Run", Any, Path | None], Any]
+COMPILED, INTERPRETED = "compiled", "graphql-core"
+
+
+class NotCompiled(Exception):
+    """The document (or this part of it) is left to graphql-core."""
+
+
+class _Abandoned(Exception):
+    """The plan met something off its happy path: graphql-core answers instead."""
+
+
+@dataclass(slots=True)
+class _Field:
+    """One response key of an object."""
+
+    key: str
+    attribute: str | None  # a plain field's Python attribute; None: call `resolve`
+    definition: GraphQLField
+    details: list[FieldDetails]
+    nodes: list[FieldNode]
+    parent: GraphQLObjectType
+    complete: Complete
+    path_needed: bool  # a plain field whose value has fields of its own: resolvers below see their path
+    constant_arguments: dict[str, Any] | None  # worked out at compile time (no variables in them)
+    index: int  # this field's slot in a run's argument cache
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    root: Complete  # the operation's root object, completed
+    arguments: int  # fields whose arguments are worked out once per run
+
+
+class _Run:
+    """One execution of a plan: the executor graphql-core built (coerced variables, context, root
+    value), the awaitables of the level being worked out and the arguments worked out so far."""
+
+    __slots__ = ("arguments", "executor", "is_awaitable", "pending")
+
+    def __init__(self, executor: Executor[Any], fields: int) -> None:
+        self.executor = executor
+        self.is_awaitable = executor.is_awaitable
+        self.pending: list[tuple[Any, dict[str, Any], str, Complete, Path]] = []
+        self.arguments: list[dict[str, Any] | None] = [None] * fields
+
+    def arguments_of(self, field: _Field) -> dict[str, Any]:
+        if field.constant_arguments is not None:
+            return field.constant_arguments
+        found = self.arguments[field.index]
+        if found is None:
+            executor = self.executor
+            found = self.arguments[field.index] = get_argument_values(
+                field.definition,
+                field.nodes[0],
+                executor.variable_values,
+                field.details[0].fragment_variable_values,
+                executor.hide_suggestions,
+            )
+        return found
+
+
+class QueryCompiler:
+    """Plans by document, operation name and the values of the variables `@include`/`@skip` read."""
+
+    def __init__(self, strawberry_schema: Any) -> None:
+        self._strawberry = strawberry_schema
+        self._plans: DocumentMemo[_DocumentPlans] = DocumentMemo()
+
+    def plan_for(self, document: DocumentNode, executor: Executor[Any]) -> Plan | None:
+        """The plan for the operation of `document` that `executor` was built for (None: graphql-core
+        runs it)."""
+        if executor.operation.operation is not OperationType.QUERY or _has_middleware(executor):
+            return None
+        if executor.abort_signal is not None:
+            return None
+        plans = self._plans.setdefault(document, lambda: _DocumentPlans(_directive_variables(document)))
+        coerced = executor.variable_values.coerced
+        operation = executor.operation.name.value if executor.operation.name else None
+        key = (operation, *(_frozen(coerced.get(name)) for name in plans.directive_variables))
+        if key not in plans.by_key:
+            try:
+                plans.by_key[key] = _Compilation(self._strawberry, executor).plan()
+            except NotCompiled:
+                plans.by_key[key] = None
+        return plans.by_key[key]
+
+
+class _DocumentPlans:
+    __slots__ = ("by_key", "directive_variables")
+
+    def __init__(self, directive_variables: tuple[str, ...]) -> None:
+        self.directive_variables = directive_variables
+        self.by_key: dict[tuple[Any, ...], Plan | None] = {}
+
+
+def build_executor(
+    schema: GraphQLSchema, document: DocumentNode, options: Mapping[str, Any]
+) -> Executor[Any] | list[GraphQLError]:
+    """What graphql-core's `execute` does first, with the keywords Strawberry gives it: the executor
+    (variables coerced, our execution checks run), or the errors that stop the request."""
+    kept = {k: v for k, v in options.items() if k not in ("executor_class", "variable_values")}
+    executor_class = options.get("executor_class") or Executor
+    return executor_class.build(schema, document, raw_variable_values=options.get("variable_values"), **kept)
+
+
+async def run(plan: Plan, executor: Executor[Any]) -> tuple[str, ExecutionResult]:
+    """(which executor answered, the result) for the operation `executor` was built for."""
+    state = _Run(executor, plan.arguments)
+    try:
+        data = plan.root(state, executor.root_value, None)
+        while state.pending:
+            await _settle(state)
+    except Exception:
+        await _drop(state.pending)
+        answered = executor.execute_operation()
+        if executor.is_awaitable(answered):
+            answered = await answered
+        return INTERPRETED, answered  # type: ignore[return-value]
+    return COMPILED, ExecutionResult(data, None)
+
+
+async def _settle(state: _Run) -> None:
+    """Await the level's awaitables together (DataLoaders batch them) and complete their values,
+    which may leave the next level's awaitables pending."""
+    level, state.pending = state.pending, []
+    if len(level) == 1:
+        values: list[Any] = [await level[0][0]]
+    else:
+        values = await asyncio.gather(*(item[0] for item in level), return_exceptions=True)
+    for (_, container, key, complete, path), value in zip(level, values, strict=True):
+        if isinstance(value, Exception):
+            raise value
+        container[key] = complete(state, value, path)
+
+
+async def _drop(pending: list[tuple[Any, dict[str, Any], str, Complete, Path]]) -> None:
+    """Let the abandoned plan's awaitables finish (their errors are graphql-core's to report again): a
+    DataLoader future cancelled here would stay cancelled in the loader's cache."""
+    if pending:
+        await asyncio.gather(*(item[0] for item in pending), return_exceptions=True)
+        pending.clear()
+
+
+class _Compilation:
+    """Turns one operation, with one set of `@include`/`@skip` values, into a Plan."""
+
+    def __init__(self, strawberry_schema: Any, executor: Executor[Any]) -> None:
+        self._strawberry = strawberry_schema
+        self._executor = executor
+        self._fields = 0
+
+    def plan(self) -> Plan:
+        executor = self._executor
+        schema = executor.schema
+        root_type = schema.query_type
+        if root_type is None:
+            raise NotCompiled("no query type")
+        collected = collect_fields(
+            schema,
+            executor.fragments,
+            executor.variable_values,
+            root_type,
+            executor.operation,
+            executor.hide_suggestions,
+        )
+        if collected.new_defer_usages:
+            raise NotCompiled("@defer")
+        root = self._object(root_type, collected.grouped_field_set)
+        return Plan(root, self._fields)
+
+    def _object(self, kind: GraphQLObjectType, grouped: Mapping[str, list[FieldDetails]]) -> Complete:
+        if kind.is_type_of is not None:
+            raise NotCompiled(f"{kind.name} checks its values' type")
+        definition = self._strawberry.get_type_by_name(kind.name)
+        python_names = {}
+        if definition is not None and hasattr(definition, "fields"):
+            converter = self._strawberry.config.name_converter
+            python_names = {converter.get_graphql_name(f): f.python_name for f in definition.fields}
+        fields: list[_Field | str] = []
+        for key, details in grouped.items():
+            name = details[0].node.name.value
+            if name == "__typename":
+                fields.append(key)
+                continue
+            if name.startswith("__"):
+                raise NotCompiled("introspection")
+            field_definition = kind.fields.get(name)
+            if field_definition is None or any(d.fragment_variable_values is not None for d in details):
+                raise NotCompiled(f"{kind.name}.{name}")
+            fields.append(self._field(kind, key, field_definition, details, python_names.get(name)))
+        return _object_completion(kind.name, fields)
+
+    def _field(
+        self,
+        parent: GraphQLObjectType,
+        key: str,
+        definition: GraphQLField,
+        details: list[FieldDetails],
+        python_name: str | None,
+    ) -> _Field:
+        plain = getattr(definition.resolve, "_is_default", False) and python_name is not None
+        if not plain and definition.resolve is None:
+            raise NotCompiled(f"{parent.name}.{key} has no resolver")
+        nodes = [d.node for d in details]
+        complete = self._completion(definition.type, details)
+        constant = None
+        if not plain and not _reads_variables(nodes[0]):
+            executor = self._executor
+            try:
+                constant = get_argument_values(definition, nodes[0], executor.variable_values, None)
+            except Exception as exc:  # refused at execution, with graphql-core's words
+                raise NotCompiled(str(exc)) from exc
+        self._fields += 1
+        return _Field(
+            key,
+            python_name if plain else None,
+            definition,
+            details,
+            nodes,
+            parent,
+            complete,
+            isinstance(get_named_type(definition.type), GraphQLObjectType),
+            constant,
+            self._fields - 1,
+        )
+
+    def _completion(self, kind: GraphQLOutputType, details: list[FieldDetails]) -> Complete:
+        if isinstance(kind, GraphQLNonNull):
+            return _non_null(self._completion(kind.of_type, details))
+        if isinstance(kind, GraphQLList):
+            return _list(self._completion(kind.of_type, details))
+        if isinstance(kind, (GraphQLScalarType, GraphQLEnumType)):
+            return _leaf(kind.coerce_output_value)
+        if isinstance(kind, GraphQLObjectType):
+            collected = self._executor.collect_subfields(kind, details)
+            if collected.new_defer_usages:
+                raise NotCompiled("@defer")
+            return _nullable(self._object(kind, collected.grouped_field_set))
+        raise NotCompiled(f"{kind} is abstract")
+
+
+def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
+    def complete(state: _Run, source: Any, path: Path | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for field in fields:
+            if isinstance(field, str):
+                out[field] = type_name
+            elif field.attribute is not None:
+                value = getattr(source, field.attribute)
+                below = Path(path, field.key, type_name) if field.path_needed else None
+                out[field.key] = field.complete(state, value, below)
+            else:
+                _resolve(state, field, source, Path(path, field.key, type_name), out)
+        return out
+
+    return complete
+
+
+def _resolve(state: _Run, field: _Field, source: Any, path: Path, out: dict[str, Any]) -> None:
+    """Call the field's own resolver, as graphql-core would, and complete what it returns (later, with
+    the rest of its level, when it is an awaitable)."""
+    executor = state.executor
+    info = executor.build_resolve_info(field.definition, field.nodes, field.parent, path)
+    result = field.definition.resolve(source, info, **state.arguments_of(field))  # type: ignore[misc]
+    if state.is_awaitable(result):
+        out[field.key] = None  # keeps the key's place in the response
+        state.pending.append((result, out, field.key, field.complete, path))
+    else:
+        out[field.key] = field.complete(state, result, path)
+
+
+def _leaf(coerce: Callable[[Any], Any]) -> Complete:
+    def complete(_: _Run, value: Any, __: Path | None) -> Any:
+        if value is None or value is Undefined:
+            return None
+        if isinstance(value, Exception):
+            raise _Abandoned("a resolver returned an error")
+        coerced = coerce(value)
+        if coerced is None or coerced is Undefined:
+            raise _Abandoned("a leaf that does not serialise")
+        return coerced
+
+    return complete
+
+
+def _nullable(inner: Complete) -> Complete:
+    def complete(state: _Run, value: Any, path: Path | None) -> Any:
+        if value is None or value is Undefined:
+            return None
+        if isinstance(value, Exception):
+            raise _Abandoned("a resolver returned an error")
+        return inner(state, value, path)
+
+    return complete
+
+
+def _non_null(inner: Complete) -> Complete:
+    def complete(state: _Run, value: Any, path: Path | None) -> Any:
+        completed = inner(state, value, path)
+        if completed is None:
+            raise _Abandoned("null in a non-null field")
+        return completed
+
+    return complete
+
+
+def _list(item: Complete) -> Complete:
+    def complete(state: _Run, value: Any, path: Path | None) -> Any:
+        if value is None or value is Undefined:
+            return None
+        if not isinstance(value, (list, tuple)):
+            raise _Abandoned("not a list")  # graphql-core takes other iterables, or says why not
+        if path is None:
+            return [item(state, v, None) for v in value]
+        return [item(state, v, Path(path, i, None)) for i, v in enumerate(value)]
+
+    return complete
+
+
+def _has_middleware(executor: Executor[Any]) -> bool:
+    manager = executor.middleware_manager
+    return manager is not None and bool(getattr(manager, "_middleware_resolvers", None))
+
+
+def _directive_variables(document: DocumentNode) -> tuple[str, ...]:
+    """The variables any directive of the document reads (`@include(if: $x)`): they choose the fields."""
+    names: list[str] = []
+
+    class Directives(Visitor):
+        def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
+            for argument in node.arguments or ():
+                _variables_in(argument.value, names)
+
+    visit(document, Directives())
+    return tuple(dict.fromkeys(names))
+
+
+def _reads_variables(node: FieldNode) -> bool:
+    found: list[str] = []
+    for argument in node.arguments or ():
+        _variables_in(argument.value, found)
+    return bool(found)
+
+
+def _variables_in(value: Any, into: list[str]) -> None:
+    if isinstance(value, VariableNode):
+        into.append(value.name.value)
+        return
+    for nested in getattr(value, "values", None) or ():
+        _variables_in(nested, into)
+    for nested in getattr(value, "fields", None) or ():
+        _variables_in(nested.value, into)
+
+
+def _frozen(value: Any) -> Any:
+    """A variable's value as part of a dict key."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        return tuple(_frozen(v) for v in value)
+    return value
