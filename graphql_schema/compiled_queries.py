@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import strawberry
 from graphql import (
     DirectiveNode,
     DocumentNode,
@@ -43,6 +44,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfo,
     GraphQLScalarType,
     GraphQLSchema,
     OperationType,
@@ -55,8 +57,13 @@ from graphql.execution.collect_fields import FieldDetails, collect_fields
 from graphql.execution.values import get_argument_values
 from graphql.language import Visitor
 from graphql.pyutils import Path
+from strawberry.permission import PermissionExtension
+from strawberry.types.base import StrawberryList, StrawberryOptional
+from strawberry.types.field import StrawberryField
 
+from app.domain.access import Principal, Scope
 from graphql_schema.document_memo import DocumentMemo
+from graphql_schema.permissions import ScopeRequired
 
 # (run, value, path of the value) → the completed value
 Complete = Callable[["_Run", Any, Path | None], Any]
@@ -85,6 +92,11 @@ class _Field:
     path_needed: bool  # a plain field whose value has fields of its own: resolvers below see their path
     constant_arguments: dict[str, Any] | None  # worked out at compile time (no variables in them)
     index: int  # this field's slot in a run's argument cache
+    # The resolver called as Strawberry's wrapper would call it, when all the wrapper would add is the
+    # scope rule (checked here: a caller without the scopes is left to graphql-core, which says why)
+    # and arguments that need no conversion: (source, resolve info, arguments) → value.
+    direct: Callable[[Any, GraphQLResolveInfo[Any], dict[str, Any]], Any] | None
+    scopes: tuple[Scope, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +109,11 @@ class _Run:
     """One execution of a plan: the executor graphql-core built (coerced variables, context, root
     value), the awaitables of the level being worked out and the arguments worked out so far."""
 
-    __slots__ = ("arguments", "executor", "is_awaitable", "pending")
+    __slots__ = ("arguments", "executor", "is_awaitable", "pending", "principal")
 
     def __init__(self, executor: Executor[Any], fields: int) -> None:
         self.executor = executor
+        self.principal: Principal | None = getattr(executor.context_value, "principal", None)
         self.is_awaitable = executor.is_awaitable
         self.pending: list[tuple[Any, dict[str, Any], str, Complete, Path]] = []
         self.arguments: list[dict[str, Any] | None] = [None] * fields
@@ -272,6 +285,7 @@ class _Compilation:
                 constant = get_argument_values(definition, nodes[0], executor.variable_values, None)
             except Exception as exc:  # refused at execution, with graphql-core's words
                 raise NotCompiled(str(exc)) from exc
+        direct, scopes = self._direct(definition) if not plain else (None, ())
         self._fields += 1
         return _Field(
             key,
@@ -284,7 +298,36 @@ class _Compilation:
             isinstance(get_named_type(definition.type), GraphQLObjectType),
             constant,
             self._fields - 1,
+            direct,
+            scopes,
         )
+
+    def _direct(
+        self, definition: GraphQLField
+    ) -> tuple[Callable[[Any, GraphQLResolveInfo[Any], dict[str, Any]], Any] | None, tuple[Scope, ...]]:
+        """The resolver without Strawberry's wrapper, when the wrapper would only check scopes and
+        rename arguments of built-in scalar types; (None, ()) otherwise."""
+        field = definition.extensions.get("strawberry-definition")
+        if not isinstance(field, StrawberryField) or field.base_resolver is None:
+            return None, ()
+        if not callable(field.base_resolver.wrapped_func):
+            return None, ()
+        if self._strawberry.schema_converter._get_field_exception_handlers(field):
+            return None, ()
+        scopes: list[Scope] = []
+        for extension in field.extensions:
+            if not isinstance(extension, PermissionExtension) or extension.fail_silently:
+                return None, ()
+            for permission in extension.permissions:
+                if not isinstance(permission, ScopeRequired):
+                    return None, ()
+                scopes.append(permission.scope)
+        names = {}
+        for argument in field.arguments:
+            if not _plain_argument(argument.type):
+                return None, ()
+            names[self._strawberry.config.name_converter.from_argument(argument)] = argument.python_name
+        return _direct_call(field, self._strawberry.config.info_class, names), tuple(scopes)
 
     def _completion(self, kind: GraphQLOutputType, details: list[FieldDetails]) -> Complete:
         if isinstance(kind, GraphQLNonNull):
@@ -323,7 +366,13 @@ def _resolve(state: _Run, field: _Field, source: Any, path: Path, out: dict[str,
     the rest of its level, when it is an awaitable)."""
     executor = state.executor
     info = executor.build_resolve_info(field.definition, field.nodes, field.parent, path)
-    result = field.definition.resolve(source, info, **state.arguments_of(field))  # type: ignore[misc]
+    if field.direct is not None:
+        principal = state.principal
+        if field.scopes and (principal is None or not all(principal.may(s) for s in field.scopes)):
+            raise _Abandoned("refused: graphql-core says why")
+        result = field.direct(source, info, state.arguments_of(field))
+    else:
+        result = field.definition.resolve(source, info, **state.arguments_of(field))  # type: ignore[misc]
     if state.is_awaitable(result):
         out[field.key] = None  # keeps the key's place in the response
         state.pending.append((result, out, field.key, field.complete, path))
@@ -377,6 +426,40 @@ def _list(item: Complete) -> Complete:
         return [item(state, v, Path(path, i, None)) for i, v in enumerate(value)]
 
     return complete
+
+
+def _direct_call(
+    field: StrawberryField, info_class: type[Any], names: Mapping[str, str]
+) -> Callable[[Any, GraphQLResolveInfo[Any], dict[str, Any]], Any]:
+    """Call `field`'s resolver function as StrawberryField.get_result does, after the wrapper's
+    get_arguments: arguments by their Python names, the source as self, root or parent, the info."""
+    resolver = field.base_resolver
+    assert resolver is not None
+    function: Callable[..., Any] = resolver.wrapped_func  # type: ignore[assignment]
+    with_self = resolver.self_parameter is not None
+    info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+    source_names = [p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None]
+
+    def call(source: Any, raw_info: GraphQLResolveInfo[Any], arguments: dict[str, Any]) -> Any:
+        kwargs = {names[name]: value for name, value in arguments.items()}
+        if info_name is not None:
+            kwargs[info_name] = info_class(_raw_info=raw_info, _field=field)
+        for name in source_names:
+            kwargs[name] = source
+        return function(source, **kwargs) if with_self else function(**kwargs)
+
+    return call
+
+
+PLAIN_ARGUMENT_TYPES = (str, int, float, bool, strawberry.ID)
+
+
+def _plain_argument(kind: Any) -> bool:
+    """An argument Strawberry passes on as graphql-core coerced it: a built-in scalar, optional or
+    in a list."""
+    while isinstance(kind, (StrawberryOptional, StrawberryList)):
+        kind = kind.of_type
+    return kind in PLAIN_ARGUMENT_TYPES
 
 
 def _has_middleware(executor: Executor[Any]) -> bool:
