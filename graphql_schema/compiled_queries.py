@@ -26,9 +26,10 @@ executed by graphql-core from the start: abstract types, introspection, `@defer`
 from __future__ import annotations
 
 import asyncio
+import keyword
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql import (
@@ -97,6 +98,7 @@ class _Field:
     # and arguments that need no conversion: (source, resolve info, arguments) → value.
     direct: Callable[[Any, GraphQLResolveInfo[Any], dict[str, Any]], Any] | None
     scopes: tuple[Scope, ...]
+    leaf: str | None  # the name of the field's scalar type, when it is one (maybe non-null)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +302,7 @@ class _Compilation:
             self._fields - 1,
             direct,
             scopes,
+            _leaf_name(definition.type),
         )
 
     def _direct(
@@ -344,21 +347,50 @@ class _Compilation:
         raise NotCompiled(f"{kind} is abstract")
 
 
-def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
-    def complete(state: _Run, source: Any, path: Path | None) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for field in fields:
-            if isinstance(field, str):
-                out[field] = type_name
-            elif field.attribute is not None:
-                value = getattr(source, field.attribute)
-                below = Path(path, field.key, type_name) if field.path_needed else None
-                out[field.key] = field.complete(state, value, below)
-            else:
-                _resolve(state, field, source, Path(path, field.key, type_name), out)
-        return out
+# Leaves whose values pass graphql-core's output coercion unchanged, told by a test on `v`; any other
+# value goes through the type's own coercion (which serialises it, or refuses it).
+UNCHANGED_LEAVES = {
+    "String": "v.__class__ is str",
+    "ID": "v.__class__ is str",
+    "Boolean": "v.__class__ is bool",
+    "Int": "v.__class__ is int and -2147483648 <= v <= 2147483647",
+    "Float": "v.__class__ is float and v - v == 0.0",  # finite: inf - inf and nan are not 0
+}
 
-    return complete
+
+def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
+    """The object's completion as one generated function: its fields in response order, each a direct
+    attribute read (a leaf passed through when its value needs no coercion), a resolver call or the
+    type's name; no per-field dispatch left for the request."""
+    names: dict[str, Any] = {"Path": Path, "_resolve": _resolve, "TYPE": type_name}
+    lines = ["def complete(state, source, path):", "    out = {}"]
+    for n, field in enumerate(fields):
+        if isinstance(field, str):
+            lines.append(f"    out[{field!r}] = TYPE")
+            continue
+        names[f"F{n}"], names[f"C{n}"] = field, field.complete
+        key = repr(field.key)
+        if field.attribute is None:
+            lines.append(f"    _resolve(state, F{n}, source, Path(path, {key}, TYPE), out)")
+            continue
+        read = (
+            f"source.{field.attribute}" if _safe_attribute(field.attribute) else f"getattr(source, {field.attribute!r})"
+        )
+        below = f"Path(path, {key}, TYPE)" if field.path_needed else "None"
+        unchanged = UNCHANGED_LEAVES.get(field.leaf) if field.leaf else None
+        if unchanged is None:
+            lines.append(f"    out[{key}] = C{n}(state, {read}, {below})")
+        else:
+            lines += [f"    v = {read}", f"    out[{key}] = v if {unchanged} else C{n}(state, v, None)"]
+    lines.append("    return out")
+    # The text is made of Python attribute names from the schema, numbered names and repr()s of
+    # response keys (GraphQL names: letters, digits, underscores); nothing else of a request.
+    exec("\n".join(lines), names)
+    return cast(Complete, names["complete"])
+
+
+def _safe_attribute(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
 
 
 def _resolve(state: _Run, field: _Field, source: Any, path: Path, out: dict[str, Any]) -> None:
@@ -460,6 +492,11 @@ def _plain_argument(kind: Any) -> bool:
     while isinstance(kind, (StrawberryOptional, StrawberryList)):
         kind = kind.of_type
     return kind in PLAIN_ARGUMENT_TYPES
+
+
+def _leaf_name(kind: GraphQLOutputType) -> str | None:
+    inner = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
+    return inner.name if isinstance(inner, GraphQLScalarType) else None
 
 
 def _has_middleware(executor: Executor[Any]) -> bool:
