@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
-from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -27,7 +27,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from app.bootstrap import Services
 from app.domain.access import Principal
 from app.settings import Settings
-from graphql_schema import request_body
+from graphql_schema import compiled_requests, request_body
 from graphql_schema.auth import MISSING, connection_credentials, principal_for
 from graphql_schema.context import Context
 from graphql_schema.key_sockets import SocketsByKey
@@ -118,6 +118,8 @@ class GraphQLApp(GraphQL[Context, None]):
             return refused
         token = _answer_as.set(media_type)
         try:
+            if request.method == "POST" and (compiled := await self._compiled(request)) is not None:
+                return compiled
             return await self.run(request)
         except request_body.BodyTooLarge:
             return _too_large(self._max_body)
@@ -127,6 +129,18 @@ class GraphQLApp(GraphQL[Context, None]):
             return refusal(exc.status_code, exc.reason, media_type=media_type)
         finally:
             _answer_as.reset(token)
+
+    async def _compiled(self, request: Request) -> Response | None:
+        """The answer of a compiled query without Strawberry's view (graphql_schema/compiled_requests.py);
+        None for every other request, which `run` answers."""
+        try:
+            data = request_body.from_post(request.headers.get("content-type"), await request.body())
+        except Refused:
+            return None  # `run` refuses it again, with the same words
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, sub_response)
+        result = await compiled_requests.answer(self.schema, data, context)  # type: ignore[arg-type]
+        return None if result is None else self.create_response(process_result(result), sub_response)
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
         if request.method == "GET":

@@ -1,0 +1,76 @@
+"""A POST of a compiled query goes from its parsed body to its plan (issue 14).
+
+Once the personalisation query was compiled, Strawberry's machinery around it was half of the
+request's CPU: its view (request adapters, a second reading of the body), its `Schema.execute` (an
+execution context, the extension runner's four context managers and their hook lookups) and the
+result processing, none of which changes the answer to a query that runs without an error. For a
+query that has already been prepared (its text in the document cache, valid) and compiled, this does
+what those steps do to such a request, in the same order and with the same functions:
+- the variables' list limit (graphql_schema/variable_limits.py) and the data-scope rule
+  (graphql_schema/data_scopes.py);
+- the executor graphql-core builds (variables coerced, our execution checks), then the plan;
+- the operation's latency into the same histogram as OperationMetrics.
+Anything else — a document not prepared yet or refused, a mutation, a refusal, a coercion error, a
+plan abandoned on an error — returns None, and the full path answers, with its own words. Queries
+only read, so a request answered that way after a plan was abandoned changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from graphql import ExecutionResult, specified_rules
+from strawberry.execution import optimized_is_awaitable
+from strawberry.http import GraphQLRequestData
+
+from graphql_schema import compiled_queries
+from graphql_schema.data_scopes import needed_scopes
+from graphql_schema.variable_limits import list_refusal
+
+if TYPE_CHECKING:
+    from graphql_schema.context import Context
+    from graphql_schema.schema import Schema
+
+# The rules Strawberry validates with when no extension adds any (the document cache's key).
+VALIDATION_RULES = tuple(specified_rules)
+
+
+async def answer(schema: Schema, request: GraphQLRequestData, context: Context) -> ExecutionResult | None:
+    """The compiled answer to `request`, or None: the full path answers it."""
+    started = time.perf_counter()
+    compiler, text = schema.query_compiler, request.query
+    if compiler is None or not text or request.extensions or context.principal is None:
+        return None
+    prepared = schema.gate.documents.get((text, VALIDATION_RULES))
+    document = prepared.document if prepared is not None else None
+    if document is None:
+        return None
+    graphql_schema = schema._schema
+    name, variables = request.operation_name, request.variables
+    if list_refusal(graphql_schema, document, name, variables, schema.limits.max_list_items) is not None:
+        return None
+    if not all(context.principal.may(scope) for scope in needed_scopes(graphql_schema, document, name)):
+        return None
+    options: dict[str, Any] = {
+        "root_value": None,
+        "variable_values": variables,
+        "operation_name": name,
+        "context_value": context,
+        "is_awaitable": optimized_is_awaitable,
+        "executor_class": schema.execution_context_class,
+    }
+    executor = compiled_queries.build_executor(graphql_schema, document, options)
+    if isinstance(executor, list):
+        return None
+    plan = compiler.plan_for(document, executor)
+    if plan is None:
+        return None
+    answered_by, result = await compiled_queries.run(plan, executor)
+    if answered_by != compiled_queries.COMPILED:
+        return None
+    metrics = context.services.metrics
+    metrics.graphql_executions.labels(compiled_queries.COMPILED).inc()
+    operation = name or (executor.operation.name.value if executor.operation.name else None) or "anonymous"
+    metrics.operation_seconds.labels("query", operation[:64]).observe(time.perf_counter() - started)
+    return result
