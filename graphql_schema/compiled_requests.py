@@ -70,7 +70,7 @@ async def answer(schema: Schema, request: GraphQLRequestData, context: Context) 
     if answered_by != compiled_queries.COMPILED:
         return None
     metrics = context.services.metrics
-    metrics.graphql_executions.labels(compiled_queries.COMPILED).inc()
-    operation = name or (executor.operation.name.value if executor.operation.name else None) or "anonymous"
-    metrics.operation_seconds.labels("query", operation[:64]).observe(time.perf_counter() - started)
+    metrics.child(metrics.graphql_executions, compiled_queries.COMPILED).inc()
+    operation = metrics.operation_name(name or (executor.operation.name.value if executor.operation.name else None))
+    metrics.child(metrics.operation_seconds, "query", operation).observe(time.perf_counter() - started)
     return result

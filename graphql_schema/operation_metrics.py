@@ -19,5 +19,5 @@ class OperationMetrics(SchemaExtension):
         execution = self.execution_context
         # A document that did not parse has no operation type (asking for it would raise).
         kind = execution.operation_type.value if execution.graphql_document is not None else "unparsed"
-        name = execution.operation_name or "anonymous"
-        metrics.operation_seconds.labels(kind, name[:64]).observe(time.perf_counter() - started)
+        name = metrics.operation_name(execution.operation_name)
+        metrics.child(metrics.operation_seconds, kind, name).observe(time.perf_counter() - started)

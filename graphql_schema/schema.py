@@ -116,7 +116,7 @@ COMPILED_ROOT_FIELDS = {
 def _count(context: Any, executor: str) -> None:
     metrics = getattr(getattr(context, "services", None), "metrics", None)
     if metrics is not None:
-        metrics.graphql_executions.labels(executor).inc()
+        metrics.child(metrics.graphql_executions, executor).inc()
 
 
 def build_schema(limits: QueryLimits, *, compiled_execution: bool = True) -> Schema:

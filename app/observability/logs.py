@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -16,7 +16,7 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 def accept_or_make(offered: str | None) -> str:
     """The client's request id when it is a short plain token, else a new one (ids end up in logs)."""
-    return offered if offered and _SANE_ID.match(offered) else uuid.uuid4().hex[:16]
+    return offered if offered and _SANE_ID.match(offered) else os.urandom(8).hex()  # as random as uuid4's, cheaper
 
 
 class JsonFormatter(logging.Formatter):

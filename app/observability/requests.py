@@ -53,7 +53,7 @@ class RequestObservation:
             route = next((r for r in ROUTES if path.startswith(r)), "other")
             metrics = self.metrics()
             if metrics is not None:
-                metrics.http_requests.labels(scope.get("method", ""), route, str(status)).inc()
+                metrics.child(metrics.http_requests, scope.get("method", ""), route, str(status)).inc()
             access.info(
                 "%s %s %d",
                 scope.get("method"),

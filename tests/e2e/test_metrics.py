@@ -94,3 +94,13 @@ async def test_open_subscriptions_show_in_the_gauges_and_leave_them_when_the_cli
         finally:
             await ws.close()
         assert await _gauges(http, (0, 0)) == (0, 0)
+
+
+async def test_operation_names_chosen_by_clients_do_not_grow_the_metrics_for_ever(client: httpx.AsyncClient) -> None:
+    """Each operation name was a new series kept for ever; past the first hundred, they count as "other"."""
+    for n in range(120):
+        response = await client.post("/graphql", json={"query": f"query Name{n} {{ segments {{ id }} }}"})
+        assert response.status_code == 200 and "errors" not in response.json(), response.text
+    names = set(re.findall(r'cdp_graphql_operation_seconds_count\{name="([^"]+)"', (await client.get("/metrics")).text))
+    assert len(names) <= 101 and "other" in names and "Name0" in names, sorted(names)
+    assert "Name119" not in names
