@@ -8,6 +8,7 @@ transient conflict, so it must have no side effects outside the transaction it i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -291,9 +292,12 @@ class ProfileStore(Protocol):
 
     async def next_check_at(self) -> datetime | None: ...
 
-    def watch_segment_events(self, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
-        """Membership changes as they commit, with the token to resume after each (MongoDB change
-        stream). The embedded store serves one process and has no such stream: it raises."""
+    def watch_segment_events(
+        self, resume_token: str | None, *, committed_here: asyncio.Event | None = None
+    ) -> AsyncIterator[tuple[str, SegmentEvent]]:
+        """Membership changes as they commit, with the token to resume after each (MongoDB's change
+        stream, the embedded store's committed rows). `committed_here`: set when this process commits
+        a change, for a store that polls to look at once (and clear it)."""
 
     async def erasures(self, *, limit: int) -> list[Erasure]:
         """The newest erasure audit records."""

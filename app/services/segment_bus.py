@@ -6,7 +6,8 @@ backlog. Changes are published after their transaction committed, so nobody hear
 was rolled back. A server delivers only what the store's feed of committed changes says, with either
 backend (app/services/segment_watch.py): every process then hears every change, whichever process made
 it, and the process that made it hears it once, by the same path as the others. Local delivery on
-publish is for a lone process with no feed (tests, an in-memory store).
+publish is for a lone process with no feed (tests, an in-memory store). A change made here sets
+`committed`, which wakes this process's follower of the feed at once rather than at its next poll.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class SegmentBus:
         self.local_delivery = local_delivery
         self._by_filter: dict[tuple[str | None, str | None], set[Subscription]] = {}
         self.observer: Callable[[SegmentEvent], object] | None = None  # told of each change made here
+        self.committed = asyncio.Event()  # set by a change made here; cleared by whoever follows the feed
 
     @property
     def active(self) -> int:
@@ -72,6 +74,8 @@ class SegmentBus:
     def publish_committed(self, events: Iterable[SegmentEvent]) -> None:
         """Changes this process committed."""
         events = list(events)
+        if events:
+            self.committed.set()
         if self.observer is not None:
             for event in events:
                 self.observer(event)

@@ -33,7 +33,7 @@ async def watch(store: ProfileStore, bus: SegmentBus, *, instance: str | None) -
     while True:
         saved_at = time.monotonic()
         try:
-            async for position, event in store.watch_segment_events(token):
+            async for position, event in store.watch_segment_events(token, committed_here=bus.committed):
                 bus.deliver([event])
                 token = position
                 if key is not None and time.monotonic() - saved_at >= SAVE_EVERY_SECONDS:

@@ -53,3 +53,12 @@ async def test_a_change_reaches_exactly_its_own_subscribers_among_thousands() ->
     }
     assert [len(ids) for ids in heard if ids].count(1) == 6  # the two vip watchers heard e1 once each
     assert bus.active == 0  # every listener gone with its task
+
+
+def test_a_change_committed_here_wakes_the_follower_of_the_feed_and_nothing_else_does() -> None:
+    bus = SegmentBus(local_delivery=False)
+    bus.publish_committed([])
+    bus.deliver([_event(1, "vip", "p1")])  # heard from the feed: a change of any process
+    assert not bus.committed.is_set()
+    bus.publish_committed([_event(2, "vip", "p1")])
+    assert bus.committed.is_set()  # app/services/segment_watch.py hands it to the store's feed

@@ -30,6 +30,7 @@ class StreamStandIn:
         self.changes = [(f"token-{n}", _event(n)) for n in range(changes)]
         self.meta: dict[str, str] = {}
         self.resumed_after: list[str | None] = []
+        self.woken_by: asyncio.Event | None = None
 
     async def read_meta(self, key: str) -> str | None:
         return self.meta.get(key)
@@ -37,8 +38,11 @@ class StreamStandIn:
     async def write_meta(self, key: str, value: str) -> None:
         self.meta[key] = value
 
-    async def watch_segment_events(self, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
+    async def watch_segment_events(
+        self, resume_token: str | None, *, committed_here: asyncio.Event | None = None
+    ) -> AsyncIterator[tuple[str, SegmentEvent]]:
         self.resumed_after.append(resume_token)
+        self.woken_by = committed_here
         start = 0 if resume_token is None else int(resume_token.removeprefix("token-")) + 1
         for token, event in self.changes[start:]:
             yield token, event
@@ -64,6 +68,7 @@ async def test_changes_reach_the_bus_and_a_restart_resumes_after_the_last_one() 
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
     assert stream.meta[segment_watch.token_key("a")] == "token-2"  # saved on the way out
+    assert stream.woken_by is bus.committed  # what the bus sets when this process commits a change
 
     stream.changes.append(("token-3", _event(3)))
     listener = asyncio.create_task(_heard(bus, 1))

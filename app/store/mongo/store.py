@@ -7,6 +7,7 @@ majority write concern and retryable writes: an event reported ACCEPTED is on a 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -645,7 +646,10 @@ class MongoStore:
         cursor = self._db.segment_checks.find({"dueAt": {"$lte": now}}).sort("dueAt", ASCENDING).limit(limit)
         return [(document["profileId"], document["segmentId"]) for document in await cursor.to_list(None)]
 
-    async def watch_segment_events(self, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
+    async def watch_segment_events(
+        self, resume_token: str | None, *, committed_here: asyncio.Event | None = None
+    ) -> AsyncIterator[tuple[str, SegmentEvent]]:
+        # A change stream is pushed to us: nothing to wake (`committed_here` is for a polling store).
         pipeline = [{"$match": {"operationType": "insert"}}]
         resume_after = json_util.loads(resume_token) if resume_token else None
         async with await self._db.segment_events.watch(pipeline, resume_after=resume_after) as stream:

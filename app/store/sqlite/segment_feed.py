@@ -6,12 +6,15 @@ Positions are `segment_feed.seq` (schema.py): numbered in commit order, because 
 writer at a time hold the write lock (BEGIN IMMEDIATE) and a row becomes visible only with its
 commit, so no reader ever sees a higher number before a lower one. A follower polls every
 POLL_SECONDS on a connection of its own, run on a thread of its own: a poll that finds the page
-cache cold, or many rows to parse, never holds the event loop.
+cache cold, or many rows to parse, never holds the event loop. A commit made by the follower's own
+process sets `wake`, and the follower reads at once: a poll's wait (up to POLL_SECONDS, a half of
+the whole delivery time to a thousand subscribers) is left only to changes made by other processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +32,12 @@ ROWS_PER_POLL = 1000  # a burst (a segment evaluated over the store) is read in 
 T = TypeVar("T")
 
 
-async def follow(path: Path, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
+async def follow(
+    path: Path, resume_token: str | None, *, wake: asyncio.Event | None = None
+) -> AsyncIterator[tuple[str, SegmentEvent]]:
     """(position, event) for each segment event committed after `resume_token` (a position this feed
-    handed out), or, with None, after the newest one committed when following starts."""
+    handed out), or, with None, after the newest one committed when following starts. `wake`, when
+    set, ends the wait between polls (and is cleared before the next read)."""
     if str(path) == ":memory:":  # another connection would open another, empty database
         raise ValueError("an in-memory embedded store has no feed: its changes are delivered in-process")
     # One thread owns the connection: its queries, and its closing, run one after another.
@@ -49,11 +55,21 @@ async def follow(path: Path, resume_token: str | None) -> AsyncIterator[tuple[st
             for position, event in rows:
                 yield str(position), event
             if len(rows) < ROWS_PER_POLL:
-                await asyncio.sleep(POLL_SECONDS)
+                await _pause(wake)
     finally:
         # Queued behind a poll still running (the follower was cancelled meanwhile), never beside it.
         thread.submit(connection.close)
         thread.shutdown(wait=False)
+
+
+async def _pause(wake: asyncio.Event | None) -> None:
+    if wake is None:
+        await asyncio.sleep(POLL_SECONDS)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), POLL_SECONDS)
+    # Cleared before the read, not after: a commit while it runs sets it again for the next wait.
+    wake.clear()
 
 
 def _connect(path: Path) -> sqlite3.Connection:

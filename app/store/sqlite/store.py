@@ -505,8 +505,11 @@ class SQLiteStore:
         )
         return [(r[0], r[1]) for r in rows]
 
-    def watch_segment_events(self, resume_token: str | None) -> AsyncIterator[tuple[str, SegmentEvent]]:
-        return segment_feed.follow(self.path, resume_token)  # every process follows the committed rows
+    def watch_segment_events(
+        self, resume_token: str | None, *, committed_here: asyncio.Event | None = None
+    ) -> AsyncIterator[tuple[str, SegmentEvent]]:
+        # Every process follows the committed rows; its own commits wake it before the next poll.
+        return segment_feed.follow(self.path, resume_token, wake=committed_here)
 
     async def next_check_at(self) -> datetime | None:
         row = self._reader.execute("SELECT min(due_at) FROM segment_checks").fetchone()
