@@ -24,6 +24,7 @@ from app.services.key_cache import KeyCache
 from app.services.match_index import ensure_blocking_keys
 from app.services.ports import ProfileStore
 from app.services.profile_changes import ProfileChanges
+from app.services.review_list import ReviewLists
 from app.services.segment_bus import SegmentBus
 from app.services.segments import SegmentEngine
 from app.services.traits import recompute_traits
@@ -54,9 +55,11 @@ class Services:
     segments: SegmentEngine = field(init=False)
     changes: ProfileChanges = field(init=False)
     key_cache: KeyCache = field(init=False)
+    review_lists: ReviewLists = field(init=False)
 
     def __post_init__(self) -> None:
         self.key_cache = KeyCache(size=self.settings.key_cache_size, seconds=self.settings.key_cache_seconds)
+        self.review_lists = ReviewLists(max_pairs=self.settings.max_review_pairs)
         self.segments = SegmentEngine(self.store, self.bus)
         self.metrics.watch_subscriptions(lambda: self.bus.active)
         self.bus.observer = lambda event: self.metrics.segment_changes.labels(event.change.value).inc()

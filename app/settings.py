@@ -16,6 +16,7 @@ from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, Merge
 from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.reconciliation import ReconciliationRules, Rule
 from app.services.identity_policy import IdentityPolicy
+from app.services.review_list import MAX_REVIEW_PAIRS
 
 EMBEDDED_DATABASE_URL = "sqlite:///data/cdp.sqlite3"
 
@@ -58,6 +59,12 @@ class Settings(BaseSettings):
     fixtures_dir: Path = Path("fixtures")
     max_batch_size: int = Field(default=1000, ge=1, le=10_000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
+    max_review_pairs: int = Field(
+        default=MAX_REVIEW_PAIRS,
+        ge=1,
+        description="The most pairs the whole-store merge candidate list holds (mergeCandidatePairs); "
+        "asking for more, at a low minScore, is refused.",
+    )
     idempotency_ttl_days: int = Field(default=30, ge=1)
     # Event data (README "Limits"): an event past one is REJECTED naming the field; its batch goes on.
     max_event_properties_bytes: int = Field(

@@ -18,7 +18,7 @@ from pathlib import Path
 from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.matching.index import refresh_keys
 from app.domain.profile import Profile
-from app.services import match_candidates
+from app.services import match_candidates, review_list
 from app.services.ports import ProfileStore, StoreTransaction
 from app.store.sqlite.store import SQLiteStore
 from bench.common import Latencies, say
@@ -85,9 +85,7 @@ async def store_quality(store: ProfileStore, truth: dict[str, str], min_score: f
 
 async def whole_store_seconds(store: ProfileStore, min_score: float = DEFAULT_MIN_SCORE) -> tuple[float, int]:
     started = time.perf_counter()
-    found = await match_candidates.candidates_in_store(
-        store, min_score=min_score, first=match_candidates.MAX_CANDIDATES
-    )
+    found = await review_list.candidates_in_store(store, min_score=min_score, first=match_candidates.MAX_CANDIDATES)
     return time.perf_counter() - started, len(found)
 
 

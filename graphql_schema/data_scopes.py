@@ -62,6 +62,10 @@ TYPE_SCOPES: dict[str, Scope] = {
         "InteractionConnection",
         "InteractionEdge",
         "Recommendation",
+        "MergeCandidate",
+        "MatchReason",
+        "MergeCandidateConnection",
+        "MergeCandidateEdge",
     )
 }
 # Reachable from a profile but about no customer: what a merge or a refusal did (ids, reasons, actors),

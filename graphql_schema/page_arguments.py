@@ -29,6 +29,7 @@ MAXIMA: dict[tuple[str, str, str], int] = {
     ("Segment", "members", "first"): PAGE_LIMIT,
     ("Profile", "interactions", "first"): PAGE_LIMIT,
     ("Query", "mergeCandidates", "first"): MAX_CANDIDATES,
+    ("Query", "mergeCandidatePairs", "first"): PAGE_LIMIT,
     ("Query", "recommendations", "first"): MAX_RECOMMENDATIONS,
     ("Query", "segmentHistory", "last"): SEGMENT_HISTORY_MAX,
 }

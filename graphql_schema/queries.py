@@ -9,7 +9,7 @@ from app.domain.access import Scope
 from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.pii_mask import refuse_personal_filter
 from app.domain.profile_query import ProfileFilter
-from app.services import api_keys, match_candidates, privacy, profile_reads, recommendations
+from app.services import api_keys, match_candidates, privacy, profile_reads, recommendations, review_list
 from app.services.profiles import check_page_size
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
@@ -17,7 +17,12 @@ from graphql_schema.page_arguments import SEGMENT_HISTORY_MAX
 from graphql_schema.pagination import Connection
 from graphql_schema.permissions import requires
 from graphql_schema.types.api_key import ApiKey
-from graphql_schema.types.merge_candidate import MergeCandidate
+from graphql_schema.types.merge_candidate import (
+    MergeCandidate,
+    MergeCandidateConnection,
+    merge_candidate_connection,
+    pair_position,
+)
 from graphql_schema.types.product import Recommendation
 from graphql_schema.types.profile import Profile, profile_connection
 from graphql_schema.types.segment import Segment, SegmentMembershipEvent
@@ -45,9 +50,10 @@ class Query:
 
     @strawberry.field(
         permission_classes=[requires(Scope.READ_PROFILES)],
-        description="Fuzzy merge candidates, best first: for one profile when profileId is given, else over "
-        "the whole store (a steward's review list). Found through blocking keys, scored on names, birth date, "
-        "addresses, emails and phones. minScore defaults to the calibrated threshold.",
+        description="Fuzzy merge candidates, best first, at most 1,000: for one profile when profileId is given, "
+        "else the best pairs of the whole store (the whole list, paged, with its count: mergeCandidatePairs). "
+        "Found through blocking keys, scored on names, birth date, addresses, emails and phones. minScore "
+        "(0 to 1) defaults to the calibrated threshold.",
     )
     async def merge_candidates(
         self,
@@ -56,14 +62,43 @@ class Query:
         min_score: float = DEFAULT_MIN_SCORE,
         first: int = 20,
     ) -> list[MergeCandidate]:
-        store = info.context.services.store
+        services = info.context.services
         if profile_id is None:
-            found = await match_candidates.candidates_in_store(store, min_score=min_score, first=first)
+            found = await review_list.candidates_in_store(
+                services.store, min_score=min_score, first=first, max_pairs=services.settings.max_review_pairs
+            )
         else:
             found = await match_candidates.candidates_for_profile(
-                store, str(profile_id), min_score=min_score, first=first
+                services.store, str(profile_id), min_score=min_score, first=first
             )
         return [MergeCandidate.from_domain(c) for c in found]
+
+    @strawberry.field(
+        permission_classes=[requires(Scope.READ_PROFILES)],
+        description="A steward's review list: every merge candidate pair of the whole store scoring from minScore "
+        "(0 to 1, default the calibrated threshold) to maxScore (default 1), best first (score, then aId, then "
+        "bId), with cursor pagination and totalCount. Each pair is listed once, with aId before bId. Refused "
+        "when the store has more pairs at minScore than the server lists (CDP_MAX_REVIEW_PAIRS).",
+    )
+    async def merge_candidate_pairs(
+        self,
+        info: Info,
+        min_score: float = DEFAULT_MIN_SCORE,
+        max_score: float | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> MergeCandidateConnection:
+        services = info.context.services
+        page = await review_list.review_page(
+            services.store,
+            services.review_lists,
+            min_score=min_score,
+            max_score=max_score,
+            first=first,
+            after=pair_position(after) if after is not None else None,
+            max_page_size=services.settings.max_page_size,
+        )
+        return merge_candidate_connection(page)
 
     @strawberry.field(
         permission_classes=[requires(Scope.READ_PROFILES)],

@@ -4,15 +4,12 @@ identifier. Look-alikes are found through the blocking-key index the stores keep
 
 - `candidates_for_profile`: one profile against the profiles sharing one of its keys, then against
   theirs, for the profiles linked to it through one of its candidates (milliseconds);
-- `candidates_in_store`: every key group of the store, each pair scored once, then the links (a
-  steward's review list; its cost grows with the number of profiles sharing keys, not with the
-  square of the store);
+- the whole store's pairs, a steward's review list: `app.services.review_list`;
 - `merge_lookalikes`: the optional automatic merge above `IdentityPolicy.fuzzy_merge_score`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 from app.domain.errors import InvalidInput, NotFound
@@ -21,11 +18,10 @@ from app.domain.matching import (
     Candidate,
     MatchFields,
     candidates_for,
-    linked_pairs,
     match_fields,
-    score_pair,
     with_links,
 )
+from app.domain.matching.links import MIN_LINK_STEP
 from app.domain.merge import MergeRefusal
 from app.domain.profile import Profile
 from app.services.identity_policy import IdentityPolicy
@@ -36,8 +32,6 @@ from app.services.profile_changes import UNHEARD, ProfileChanges
 from app.services.profile_reads import get_profile
 from app.services.profile_writes import with_retries
 
-log = logging.getLogger("cdp.matching")
-
 # Keys shared by more than MAX_BLOCK_SIZE profiles are passed over ("block purging": a key that
 # common says nothing about identity, e.g. a default birth date typed by a shop), and a profile is
 # compared with at most MAX_LOOKALIKES others: the cost stays bounded whatever the data.
@@ -47,15 +41,19 @@ MAX_CANDIDATES = 1000
 # Links are followed through a profile's best candidates only, one lookup each, and only through the
 # narrow keys of each (held by at most MAX_LINK_BLOCK profiles: a birth date, a mailbox, a phone, an
 # address, a rare name): the wide name blocks were read for the profile itself, and a candidate's
-# candidate mostly shares more than a name with it. `candidates_in_store` follows every key, so it
-# may list a few links more.
+# candidate mostly shares more than a name with it. The review list (`review_list`) follows every
+# key, so it may list a few links more.
 MAX_LINKED_THROUGH = 10
 MAX_LINK_BLOCK = 50
 
 
+def check_min_score(min_score: float) -> None:
+    if not 0.0 <= min_score <= 1.0:
+        raise InvalidInput(f"minScore must be in [0, 1], got {min_score}", field="minScore")
+
+
 def check_request(min_score: float, first: int) -> None:
-    if not 0.0 < min_score <= 1.0:
-        raise InvalidInput(f"minScore must be in (0, 1], got {min_score}", field="minScore")
+    check_min_score(min_score)
     if not 1 <= first <= MAX_CANDIDATES:
         raise InvalidInput(f"first must be between 1 and {MAX_CANDIDATES}, got {first}", field="first")
 
@@ -70,9 +68,12 @@ async def candidates_for_profile(
     views = {profile.id: profile}
     fields = {profile.id: match_fields(profile)}
     neighbours = {profile.id: await _lookalikes(store, profile, views, fields, min_score, MAX_BLOCK_SIZE)}
+    step_score = max(min_score, MIN_LINK_STEP)  # links go through no weaker resemblance
     for candidate in neighbours[profile.id][:MAX_LINKED_THROUGH]:
+        if candidate.score < step_score:
+            break  # best first: the rest are weaker
         linked = views[candidate.b]
-        neighbours[linked.id] = await _lookalikes(store, linked, views, fields, min_score, MAX_LINK_BLOCK)
+        neighbours[linked.id] = await _lookalikes(store, linked, views, fields, step_score, MAX_LINK_BLOCK)
     return with_links(profile.id, neighbours, fields, min_score)[:first]
 
 
@@ -92,36 +93,6 @@ async def _lookalikes(
             views[other.id] = other
             fields[other.id] = match_fields(other)
     return candidates_for(fields[profile.id], profile.id, ((other.id, fields[other.id]) for other in found), min_score)
-
-
-async def candidates_in_store(
-    store: ProfileStore, *, min_score: float = DEFAULT_MIN_SCORE, first: int = 100
-) -> list[Candidate]:
-    """The best candidate pairs of the whole store, best first; in each pair `a` sorts before `b`."""
-    check_request(min_score, first)
-    fields: dict[str, MatchFields] = {}
-    scored: set[tuple[str, str]] = set()
-    found: list[Candidate] = []
-    skipped = 0
-    async for _key, ids in store.blocking_groups():
-        if len(ids) > MAX_BLOCK_SIZE:
-            skipped += 1
-            continue
-        missing = [profile_id for profile_id in ids if profile_id not in fields]
-        if missing:
-            fields.update((view.id, match_fields(view)) for view in await store.match_views(missing))
-        present = [profile_id for profile_id in ids if profile_id in fields]
-        for index, a in enumerate(present):
-            for b in present[index + 1 :]:
-                if (a, b) in scored:
-                    continue
-                scored.add((a, b))
-                result = score_pair(fields[a], fields[b])
-                if result.score >= min_score:
-                    found.append(Candidate(a, b, result.score, result.reasons))
-    if skipped:
-        log.info("merge candidates: passed over %d blocking keys shared by over %d profiles", skipped, MAX_BLOCK_SIZE)
-    return sorted(linked_pairs(found, fields, min_score), key=lambda c: (-c.score, c.a, c.b))[:first]
 
 
 async def merge_lookalikes(

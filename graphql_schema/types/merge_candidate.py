@@ -1,12 +1,22 @@
-"""GraphQL types of fuzzy merge candidates: two profiles that probably are one person, and why."""
+"""GraphQL types of fuzzy merge candidates: two profiles that probably are one person, and why; and
+the whole store's review list as a connection."""
 
 from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
 
 import strawberry
 
 from app.domain import matching
+from app.domain.errors import InvalidInput
+from app.services.review_list import LIST_SECONDS, ListPosition, Position, ReviewPage
 from graphql_schema.context import Info
+from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
 from graphql_schema.types.profile import Profile
+
+PAIR_CURSOR = "mergeCandidatePair"
 
 
 @strawberry.type(description="One field comparison behind a candidate's score.")
@@ -37,9 +47,10 @@ class MergeCandidate:
         return await _profile(info, self.b_id)
 
     @strawberry.field(
-        description="For a pair linked through a third profile that each of the two resembles: that "
-        "profile (the score is then the product of both resemblances; reason `profile linkedThrough`). "
-        "Null when the two were compared directly."
+        description="Set when the score is a link's: the product of how much each of the two resembles this "
+        "third profile, listed because it is higher than what the two score compared with each other (their "
+        "own comparison is still in `reasons`, beside `profile linkedThrough` with the product). Whether the "
+        "two share a blocking key does not matter. Null when the score is the two's own comparison."
     )
     async def via(self, info: Info) -> Profile | None:
         return await _profile(info, self.via_id) if self.via_id else None
@@ -58,3 +69,44 @@ class MergeCandidate:
 async def _profile(info: Info, profile_id: str) -> Profile | None:
     found = await info.context.loaders(info).profile.load(profile_id)
     return Profile.from_domain(found) if found else None
+
+
+@strawberry.type(
+    description="A page of the whole store's merge candidate pairs, best first (score, then aId, then bId)."
+)
+class MergeCandidateConnection(Connection[MergeCandidate]):
+    total_count: int = strawberry.field(description="Pairs of the list in the score range asked, on every page.")
+    computed_at: datetime = strawberry.field(
+        description="When the list was scored: the pages after the first read the same list while this server "
+        f"keeps it ({LIST_SECONDS / 60:.0f} minutes), so the profiles may have changed since; a first page "
+        "scores the store again."
+    )
+
+
+def merge_candidate_connection(page: ReviewPage) -> MergeCandidateConnection:
+    found = connection(
+        page.candidates,
+        has_next=page.has_next,
+        has_previous=page.has_previous,
+        cursor=lambda c: pair_cursor(page.list_id, c),
+        node=MergeCandidate.from_domain,
+    )
+    return MergeCandidateConnection(
+        edges=found.edges, page_info=found.page_info, total_count=page.total, computed_at=page.computed_at
+    )
+
+
+def pair_cursor(list_id: str, candidate: matching.Candidate) -> str:
+    return encode_cursor(PAIR_CURSOR, json.dumps([list_id, candidate.score, candidate.a, candidate.b]))
+
+
+def pair_position(cursor: str) -> ListPosition:
+    """The list and the position a cursor of `mergeCandidatePairs` names; any other string is refused."""
+    try:
+        found = json.loads(decode_cursor(PAIR_CURSOR, cursor))
+    except ValueError:
+        found = None
+    match found:
+        case [str() as list_id, float() | int() as score, str() as a, str() as b] if math.isfinite(score):
+            return ListPosition(list_id, Position(float(score), a, b))
+    raise InvalidInput("not a cursor from this list: pass an endCursor you received", field="after")

@@ -36,6 +36,7 @@ OPERATIONS: dict[str, tuple[Scope | tuple[Scope, ...], str]] = {
     ),
     "profiles": (Scope.READ_PROFILES, "{ profiles(first: 1) { edges { cursor } } }"),
     "mergeCandidates": (Scope.READ_PROFILES, "{ mergeCandidates { score } }"),
+    "mergeCandidatePairs": (Scope.READ_PROFILES, "{ mergeCandidatePairs(first: 1) { totalCount edges { cursor } } }"),
     "ingestEvents": (Scope.WRITE_EVENTS, "mutation { ingestEvents(events: []) { accepted } }"),
     "upsertProfile": (
         Scope.WRITE_PROFILES,

@@ -15,7 +15,7 @@ from app.domain.matching.index import KEYS_VERSION, keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
-from app.services import match_candidates, match_index, merging, profile_reads, profiles
+from app.services import match_candidates, match_index, merging, profile_reads, profiles, review_list
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
@@ -94,7 +94,7 @@ async def test_candidates_for_one_profile_find_the_typo_duplicate_and_say_why(st
 
     # Symmetric, and the whole-store list holds the pair once.
     assert [(c.a, c.b) for c in await match_candidates.candidates_for_profile(store, again.id)] == [(again.id, jean.id)]
-    everywhere = await match_candidates.candidates_in_store(store)
+    everywhere = await review_list.candidates_in_store(store)
     assert [{c.a, c.b} for c in everywhere] == [{jean.id, again.id}]
 
 
@@ -115,7 +115,7 @@ async def test_records_alike_only_by_name_are_linked_through_a_third(store: Prof
     assert link.via == loyalty.id and link.score >= 0.99
     assert ("profile", "linkedThrough") in {(r.field, r.method) for r in link.reasons}
 
-    everywhere = {(c.a, c.b): c.via for c in await match_candidates.candidates_in_store(store)}
+    everywhere = {(c.a, c.b): c.via for c in await review_list.candidates_in_store(store)}
     assert everywhere == {
         tuple(sorted((shop.id, loyalty.id))): None,
         tuple(sorted((online.id, loyalty.id))): None,
@@ -136,7 +136,7 @@ async def test_a_merge_retires_the_tombstone_keys_and_an_unmerge_restores_them(s
     assert stored_survivor.blocking_keys == keys_of(stored_survivor)
     assert set(keys_before) & set(stored_survivor.blocking_keys)  # the survivor now holds both mailboxes
     assert await match_candidates.candidates_for_profile(store, jean.id) == []
-    assert await match_candidates.candidates_in_store(store) == []
+    assert await review_list.candidates_in_store(store) == []
     # The merged-away id stands for its survivor.
     assert await match_candidates.candidates_for_profile(store, again.id) == []
 
@@ -152,7 +152,7 @@ async def test_bad_requests_are_refused_clearly(store: ProfileStore) -> None:
         await match_candidates.candidates_for_profile(store, jean.id, min_score=1.5)
     assert bad_score.value.field == "minScore"
     with pytest.raises(InvalidInput, match="first"):
-        await match_candidates.candidates_in_store(store, first=0)
+        await review_list.candidates_in_store(store, first=0)
     with pytest.raises(NotFound, match="no profile nope"):
         await match_candidates.candidates_for_profile(store, "nope")
 

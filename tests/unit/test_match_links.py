@@ -96,3 +96,47 @@ def test_the_whole_store_holds_each_pair_once_in_order() -> None:
     assert pairs["loyalty", "shop"] is None and pairs["loyalty", "online"] is None
     assert ("daughter", "shop") not in pairs
     assert all(a < b for a, b in pairs)
+
+
+def test_via_is_set_exactly_when_the_product_beats_the_two_compared_directly() -> None:
+    # At minScore 0 every pair is compared directly (as pairs sharing a key are): shop and online
+    # still get `via`, their direct score being lower than the product through loyalty.
+    found = {c.b: c for c in with_links("shop", _neighbours(0.0), FIELDS, 0.0)}
+    assert found["online"].via == "loyalty"
+    assert found["loyalty"].via is None  # through the card it would score less than on its own
+    for candidate in found.values():
+        direct = score_pair(SHOP, FIELDS[candidate.b]).score
+        if candidate.via is None:
+            assert candidate.score == direct
+        else:
+            via = FIELDS[candidate.via]
+            product = score_pair(SHOP, via).score * score_pair(via, FIELDS[candidate.b]).score
+            assert candidate.score == pytest.approx(product) and candidate.score > direct
+
+
+def test_a_profile_reached_through_a_link_keeps_its_own_better_score() -> None:
+    # The shop record's look-alikes were read without the loyalty record (a block passed over, say):
+    # the card leads to it, and the two compared directly score higher than through the card.
+    card = score_pair(SHOP, FAMILY_CARD)
+    onward = score_pair(FAMILY_CARD, LOYALTY)
+    neighbours = {
+        "shop": [Candidate("shop", "card", card.score, card.reasons)],
+        "card": [Candidate("card", "loyalty", onward.score, onward.reasons)],
+    }
+    found = {c.b: c for c in with_links("shop", neighbours, FIELDS, DEFAULT_MIN_SCORE)}
+    assert found["loyalty"].via is None
+    assert found["loyalty"].score == score_pair(SHOP, LOYALTY).score > card.score * onward.score
+
+
+def test_links_never_go_through_a_weak_resemblance() -> None:
+    neighbours = {"shop": [Candidate("shop", "card", 0.005, [])], "card": [Candidate("card", "online", 0.9, [])]}
+    assert [c.b for c in with_links("shop", neighbours, FIELDS, 0.0)] == ["card"]
+
+
+def test_the_whole_store_lists_a_pair_found_through_a_link_at_its_direct_score() -> None:
+    # Only the card's pairs with shop and loyalty are given (the two compared directly were left out):
+    # shop-loyalty is found through the card, and scores higher on its own than through it.
+    given = [c for c in _neighbours(DEFAULT_MIN_SCORE)["card"] if c.b in {"shop", "loyalty"}]
+    pairs = {(c.a, c.b): c for c in linked_pairs(given, FIELDS, DEFAULT_MIN_SCORE)}
+    assert pairs["loyalty", "shop"].via is None
+    assert pairs["loyalty", "shop"].score == score_pair(LOYALTY, SHOP).score > given[0].score * given[1].score

@@ -1,0 +1,242 @@
+"""The steward's review list: every fuzzy merge candidate pair of the whole store in a score range,
+best first (score, then `a`, then `b`; `a` sorts before `b`), paged by that position.
+
+Scoring the whole store takes about a minute at 100,000 profiles, so a list is computed when its
+first page is asked and its later pages are read from it: each process keeps its recent lists
+(`LIST_SECONDS`, at most `max_pairs` pairs in all). A page asked after a list this process no longer
+holds (another process, or later) recomputes it and resumes after the same position, so no pair still
+listed is shown twice or skipped. Only pairs, scores and links are kept; a page's reasons are the
+comparison of its two profiles as they are when the page is read.
+
+A list holds at most `max_pairs` pairs (`Settings.max_review_pairs`): at a low `minScore` a large
+store has more (every pair sharing a blocking key scores above 0), and asking for them is refused.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.domain.clock import now
+from app.domain.errors import InvalidInput, LimitExceeded
+from app.domain.matching import (
+    DEFAULT_MIN_SCORE,
+    Candidate,
+    MatchFields,
+    MatchReason,
+    linked_pairs,
+    match_fields,
+    score_pair,
+)
+from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
+from app.services.match_candidates import MAX_BLOCK_SIZE, check_min_score, check_request
+from app.services.ports import ProfileStore
+from app.services.profiles import check_page_size
+
+log = logging.getLogger("cdp.matching")
+
+# How long a process keeps a list for the pages after its first.
+LIST_SECONDS = 600.0
+# The most pairs a list holds (Settings.max_review_pairs): about 50 MB of pairs in each process.
+MAX_REVIEW_PAIRS = 500_000
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    score: float
+    a: str
+    b: str
+    via: str | None  # the listed score is the product of the links through this profile
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a page ends: the pair's score and ids; the next page starts after it."""
+
+    score: float
+    a: str
+    b: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListPosition:
+    """What a cursor carries: the list it was read from, and the position in it."""
+
+    list_id: str
+    position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewList:
+    id: str
+    min_score: float
+    computed_at: datetime
+    pairs: list[Pair]  # best first
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewPage:
+    list_id: str
+    computed_at: datetime
+    candidates: list[Candidate]
+    total: int  # pairs of the list in the score range asked
+    has_next: bool
+    has_previous: bool
+
+
+def _order(pair: Pair) -> tuple[float, str, str]:
+    return (-pair.score, pair.a, pair.b)
+
+
+class ReviewLists:
+    """The lists this process computed, for their later pages: each for `seconds`, the least recently
+    read dropped first once they hold more than `max_pairs` pairs together."""
+
+    def __init__(
+        self, *, max_pairs: int, seconds: float = LIST_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_pairs = max_pairs
+        self.seconds = seconds
+        self._clock = clock
+        self._lists: OrderedDict[str, tuple[ReviewList, float]] = OrderedDict()
+
+    def get(self, list_id: str, min_score: float) -> ReviewList | None:
+        found = self._lists.get(list_id)
+        if found is None or found[0].min_score != min_score:
+            return None
+        if self._clock() >= found[1]:
+            del self._lists[list_id]
+            return None
+        self._lists.move_to_end(list_id)
+        return found[0]
+
+    def keep(self, review: ReviewList) -> None:
+        self._lists[review.id] = (review, self._clock() + self.seconds)
+        held = sum(len(kept.pairs) for kept, _ in self._lists.values())
+        while held > self.max_pairs and len(self._lists) > 1:
+            _, (dropped, _) = self._lists.popitem(last=False)
+            held -= len(dropped.pairs)
+
+
+def check_range(min_score: float, max_score: float | None) -> None:
+    if max_score is not None and not min_score <= max_score <= 1.0:
+        raise InvalidInput(f"maxScore must be in [minScore, 1], got {max_score}", field="maxScore")
+
+
+async def review_page(
+    store: ProfileStore,
+    lists: ReviewLists,
+    *,
+    min_score: float,
+    max_score: float | None,
+    first: int,
+    after: ListPosition | None,
+    max_page_size: int,
+) -> ReviewPage:
+    """The pairs at `min_score` to `max_score` after `after`, at most `first`, with the list's total."""
+    check_min_score(min_score)
+    check_range(min_score, max_score)
+    check_page_size(first, maximum=max_page_size)
+    review = lists.get(after.list_id, min_score) if after is not None else None
+    if review is None:
+        review = await review_list(store, min_score=min_score, max_pairs=lists.max_pairs)
+        lists.keep(review)
+    pairs = review.pairs
+    in_range = bisect.bisect_left(pairs, (-max_score, "", ""), key=_order) if max_score is not None else 0
+    start = in_range
+    if after is not None:
+        at = after.position
+        start = max(start, bisect.bisect_right(pairs, (-at.score, at.a, at.b), key=_order))
+    page = pairs[start : start + first]
+    return ReviewPage(
+        list_id=review.id,
+        computed_at=review.computed_at,
+        candidates=await with_reasons(store, page),
+        total=len(pairs) - in_range,
+        has_next=start + len(page) < len(pairs),
+        has_previous=start > in_range,
+    )
+
+
+async def candidates_in_store(
+    store: ProfileStore,
+    *,
+    min_score: float = DEFAULT_MIN_SCORE,
+    first: int = 100,
+    max_pairs: int = MAX_REVIEW_PAIRS,
+) -> list[Candidate]:
+    """The best `first` pairs of the whole store, best first: the first page of a new review list."""
+    check_request(min_score, first)
+    review = await review_list(store, min_score=min_score, max_pairs=max_pairs)
+    return await with_reasons(store, review.pairs[:first])
+
+
+async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) -> ReviewList:
+    """Every pair of the store at or above `min_score`: each key group's pairs scored once, then the
+    links (its cost grows with the number of profiles sharing keys, not with the square of the store)."""
+    fields: dict[str, MatchFields] = {}
+    names: dict[str, str] = {}  # one string per id, however many groups and pairs name it
+    scored: set[tuple[str, str]] = set()
+    pairs: dict[tuple[str, str], Pair] = {}
+    steps: list[Candidate] = []  # the pairs links may go through
+    skipped = 0
+    async for _key, ids in store.blocking_groups():
+        if len(ids) > MAX_BLOCK_SIZE:
+            skipped += 1
+            continue
+        missing = [profile_id for profile_id in ids if profile_id not in names]
+        for view in await store.match_views(missing) if missing else ():
+            names[view.id] = view.id
+            fields[view.id] = match_fields(view)
+        present = sorted(names[profile_id] for profile_id in ids if profile_id in names)
+        for index, a in enumerate(present):
+            for b in present[index + 1 :]:
+                if (a, b) in scored:
+                    continue
+                scored.add((a, b))
+                score = score_pair(fields[a], fields[b]).score
+                if score < min_score:
+                    continue
+                pairs[a, b] = Pair(score, a, b, None)
+                if score >= MIN_LINK_STEP:
+                    steps.append(Candidate(a, b, score, []))
+        _check_size(len(pairs), min_score, max_pairs)
+    if skipped:
+        log.info("merge candidates: passed over %d blocking keys shared by over %d profiles", skipped, MAX_BLOCK_SIZE)
+    for found in linked_pairs(steps, fields, min_score):
+        if found.via is not None or (found.a, found.b) not in pairs:
+            pairs[found.a, found.b] = Pair(found.score, found.a, found.b, found.via)
+    _check_size(len(pairs), min_score, max_pairs)
+    listed = sorted(pairs.values(), key=_order)
+    return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
+
+
+def _check_size(count: int, min_score: float, max_pairs: int) -> None:
+    if count > max_pairs:
+        raise LimitExceeded(
+            f"more than {max_pairs:,} pairs score at or above minScore {min_score} in this store, the most a "
+            "review list holds (CDP_MAX_REVIEW_PAIRS): raise minScore, or ask one profile's candidates",
+            field="minScore",
+        )
+
+
+async def with_reasons(store: ProfileStore, pairs: list[Pair]) -> list[Candidate]:
+    """The pairs with the comparison of their two profiles as they are now (none for a profile merged
+    away or erased since the list was computed), in one store read."""
+    ids = list(dict.fromkeys(profile_id for pair in pairs for profile_id in (pair.a, pair.b)))
+    fields = {view.id: match_fields(view) for view in await store.match_views(ids)} if ids else {}
+    found: list[Candidate] = []
+    for pair in pairs:
+        reasons: list[MatchReason] = []
+        if pair.a in fields and pair.b in fields:
+            reasons = list(score_pair(fields[pair.a], fields[pair.b]).reasons)
+        if pair.via is not None:
+            reasons.append(MatchReason(LINK_FIELD, LINK_METHOD, pair.score))
+        found.append(Candidate(pair.a, pair.b, pair.score, reasons, via=pair.via))
+    return found
