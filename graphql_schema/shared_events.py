@@ -5,17 +5,18 @@ change watched by a thousand dashboards is a thousand identical executions (and,
 `profile`, a thousand store reads). Subscribers who sent the same document with the same variables
 under the same API key get the same answer, so the first one's execution is awaited by the others.
 An error in it is still masked, logged and given its own id for each subscriber (graphql_schema/errors.py
-works on each subscriber's copy of the result).
+works on each subscriber's copy of the result). An answer without errors is also encoded once and
+written to the others without going through their execution at all (graphql_schema/broadcast.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
-from graphql import ExecutionResult
+from graphql import ExecutionResult, OperationDefinitionNode
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 T = TypeVar("T")
@@ -42,6 +43,32 @@ def shared_payload(key: str, make: Callable[[S], T], source: S) -> T:
     return cast(T, found)
 
 
+def asked(operation: OperationDefinitionNode, variables: Mapping[str, Any], context: object) -> tuple[object, ...]:
+    """The document, operation, variables and caller; empty when they cannot be told (not shared)."""
+    location = operation.loc
+    principal = getattr(context, "principal", None)
+    if location is None or principal is None:
+        return ()
+    name = operation.name.value if operation.name else None
+    return (location.source.body, name, repr(sorted(variables.items())), principal)
+
+
+async def answer(payload: object, asked: tuple[object, ...]) -> ExecutionResult | None:
+    """The result of `payload` for what was `asked`, once a subscriber asking the same has executed it
+    (awaited while it runs); None when nobody has, or when it failed (the caller's own execution then
+    meets the same failure where graphql-core and Strawberry handle it)."""
+    entry = _results.get((id(payload), *asked)) if asked else None
+    if entry is None or entry[0] is not payload:
+        return None
+    found = entry[1]
+    if isinstance(found, ExecutionResult):
+        return found
+    try:
+        return await _awaited(found)
+    except Exception:
+        return None
+
+
 class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, reusing a subscription event's result across identical subscriptions."""
 
@@ -62,14 +89,7 @@ class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
         return executor
 
     def _what_was_asked(self) -> tuple[object, ...]:
-        """The document, operation, variables and caller; empty when they cannot be told (not shared)."""
-        location = self.operation.loc
-        principal = getattr(self.context_value, "principal", None)
-        if location is None or principal is None:
-            return ()
-        variables = repr(sorted(self.variable_values.coerced.items()))
-        operation = self.operation.name.value if self.operation.name else None
-        return (location.source.body, operation, variables, principal)
+        return asked(self.operation, self.variable_values.coerced, self.context_value)
 
     def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
         outcome = super().execute_operation(*args, **kwargs)

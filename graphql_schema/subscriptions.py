@@ -9,6 +9,7 @@ from starlette.websockets import WebSocket
 
 from app.domain.access import Scope
 from app.services.segment_bus import SlowSubscriber
+from graphql_schema import broadcast
 from graphql_schema.context import Info
 from graphql_schema.permissions import requires
 from graphql_schema.shared_events import shared_payload
@@ -28,11 +29,15 @@ class Subscription:
         self, info: Info, segment_id: strawberry.ID | None = None, profile_id: strawberry.ID | None = None
     ) -> AsyncGenerator[SegmentMembershipEvent, None]:
         bus = info.context.services.bus
+        sharing = broadcast.sharing(info)
         try:
             async for event in bus.listen(
                 str(segment_id) if segment_id else None, str(profile_id) if profile_id else None
             ):
-                yield shared_payload(event.id, SegmentMembershipEvent.from_domain, event)
+                payload = shared_payload(event.id, SegmentMembershipEvent.from_domain, event)
+                # Written from the group's answer, or executed (and written) for this subscriber.
+                if sharing is None or not await sharing.sent(payload):
+                    yield payload
         except SlowSubscriber:
             socket = info.context.request
             if isinstance(socket, WebSocket):  # a close reason must fit in 123 bytes

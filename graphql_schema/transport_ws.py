@@ -11,13 +11,19 @@ anything of it is read.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from starlette.types import Message, Receive, Send
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message as ProtocolMessage
 
+from graphql_schema import broadcast
 from graphql_schema.context import Context
 
 MESSAGE_TOO_BIG = 1009  # RFC 6455
@@ -66,6 +72,45 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self.handle_invalid_message(problem)
             return
         await super().handle_message(message)
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        if isinstance(self.websocket, ASGIWebSocketAdapter):  # in the operation's own task: its resolver finds it
+            broadcast.serving(broadcast.Outlet(operation.id, partial(self._write_shared, operation)))
+        await super().run_operation(operation)
+
+    async def send_message(self, message: ProtocolMessage) -> None:
+        """A `next` message's payload is encoded once for every subscriber whose result it is
+        (graphql_schema/broadcast.py); the rest as Strawberry sends them."""
+        if message["type"] == "next" and isinstance(self.websocket, ASGIWebSocketAdapter):
+            metrics = self.context.services.metrics
+            built = broadcast.next_frame(message["id"], message["payload"])
+            if built is None:
+                metrics.child(metrics.subscription_messages, broadcast.ENCODED).inc()
+            else:
+                frame, how = built
+                await self._write(self.websocket, frame)
+                metrics.child(metrics.subscription_messages, how).inc()
+                return
+        await super().send_message(message)
+
+    async def _write_shared(self, operation: Operation[Context, None], frame: str) -> None:
+        """A `next` message taken from its group, written as Strawberry's Operation would: not after the
+        operation completed; not on a connection that is closing either (its handler is ending the
+        operation, and a resolver's error for it would only be logged as unexpected)."""
+        socket = self.websocket
+        if operation.completed or not isinstance(socket, ASGIWebSocketAdapter):
+            return
+        if socket.ws.application_state is not WebSocketState.CONNECTED:
+            return
+        with contextlib.suppress(WebSocketDisconnected):
+            await self._write(socket, frame)
+
+    @staticmethod
+    async def _write(socket: ASGIWebSocketAdapter, frame: str) -> None:
+        try:
+            await socket.ws.send_text(frame)
+        except WebSocketDisconnect as exc:  # as Strawberry's adapter says it
+            raise WebSocketDisconnected from exc
 
 
 def malformed(message: Any, *, acknowledged: bool) -> str | None:

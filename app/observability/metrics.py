@@ -61,6 +61,14 @@ class Metrics:
             "cdp_active_subscriptions", "Open segment subscriptions in this process", registry=self.registry
         )
         self.websockets = Gauge("cdp_websocket_connections", "Open WebSocket connections", registry=self.registry)
+        self.subscription_messages = Counter(
+            "cdp_subscription_messages",
+            "graphql-transport-ws next messages sent, by how the payload's JSON was had: encoded for the "
+            "message, reused (encoded once for its group of subscribers asking the same), or broadcast "
+            "(written from the group's answer without executing it again): graphql_schema/broadcast.py",
+            ["how"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._operation_names: set[str] = set()
 

@@ -1,0 +1,125 @@
+"""A subscription event's answer encoded once for its whole group, and written to each subscriber of
+the group by the subscriber's own task, without taking it through the execution again.
+
+shared_events.py runs one execution per event for the subscribers who sent the same document with the
+same variables under the same key (a group). Each of them still took its copy of the result through
+Strawberry's steps for a result (a new ExecutionResult, the extensions' hooks, masking with nothing to
+mask), built its `next` message and encoded it: half of the CPU of delivering a change to a thousand
+subscribers. Now the first subscriber of a group to take an event executes it as before, and its
+`next` message is built around the payload encoded once (`next_frame`, kept by the result's data);
+every other subscriber of the group finds that text (`Sharing.sent`) and writes it with its own
+operation id, the event never yielded by its resolver. The bytes are those the first subscriber's
+message had, bar the id. An answer with errors is not shared this way: each subscriber takes it
+through its own steps, which mask it and give each its own errorId (graphql_schema/errors.py).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import orjson
+
+from app.observability.metrics import Metrics
+from graphql_schema import shared_events
+from graphql_schema.context import Info
+
+# As shared_events.KEPT: encodings of the events in flight; one pushed out early costs an encoding.
+KEPT = 256
+# How a `next` message had its payload's text (the label of cdp_subscription_messages): encoded for it;
+# encoded for another subscriber of its group, the message built by its own steps; or written straight
+# from the group's answer, the event never executed for it.
+ENCODED, REUSED, BROADCAST = "encoded", "reused", "broadcast"
+
+_encoded: OrderedDict[int, tuple[object, str]] = OrderedDict()  # id(data) -> (data, text)
+
+
+def next_frame(operation_id: str, payload: Mapping[str, object]) -> tuple[str, str] | None:
+    """The graphql-transport-ws `next` message for `payload`, as Strawberry's handler writes it, and
+    ENCODED or REUSED (whether its payload was encoded for it), for a subscription whose group shares
+    its answers (the running task's Outlet says). None for anything else (a query over WebSocket,
+    whose answer nobody else gets, is not kept), for a payload with more than `data` (errors,
+    extensions: each subscriber's own), or when orjson refuses it: the view's encoder
+    (graphql_schema/http.py) then writes it as it always has."""
+    outlet = _outlet.get()
+    if outlet is None or not outlet.shared or payload.keys() != {"data"}:
+        return None
+    data = payload["data"]
+    found = _encoded.get(id(data))
+    how = REUSED
+    if found is None or found[0] is not data:  # an id of data gone since, or never encoded
+        try:
+            # Wrapped as in the message, so that it fails on the same depth as the whole message would.
+            text = orjson.dumps({"payload": payload}).decode()
+        except TypeError:
+            return None
+        found = _encoded[id(data)] = (data, text)
+        if len(_encoded) > KEPT:
+            _encoded.popitem(last=False)
+        how = ENCODED
+    return _frame(operation_id, found[1]), how
+
+
+def _frame(operation_id: str, encoded: str) -> str:
+    # `{"payload":…}` with the id and type before it: the keys in the order Strawberry's message has.
+    return '{"id":' + orjson.dumps(operation_id).decode() + ',"type":"next",' + encoded[1:]
+
+
+def _encoded_for(data: object) -> str | None:
+    found = _encoded.get(id(data))
+    return found[1] if found is not None and found[0] is data else None
+
+
+@dataclass(slots=True)
+class Outlet:
+    """Where one operation's messages go: its id, and the write of a frame on its connection (which
+    sends nothing once the operation completed or the connection closed)."""
+
+    operation_id: str
+    write: Callable[[str], Awaitable[None]]
+    shared: bool = False  # a subscription taking its group's answers (set by `sharing`)
+
+
+_outlet: ContextVar[Outlet | None] = ContextVar("broadcast_outlet", default=None)
+
+
+def serving(outlet: Outlet) -> None:
+    """The running task serves this operation (graphql_schema/transport_ws.py, in the operation's task)."""
+    _outlet.set(outlet)
+
+
+class Sharing:
+    """One subscriber's way to its group's answers."""
+
+    def __init__(self, asked: tuple[object, ...], outlet: Outlet, metrics: Metrics) -> None:
+        self._asked = asked
+        self._outlet = outlet
+        self._broadcast = metrics.child(metrics.subscription_messages, BROADCAST)
+
+    async def sent(self, payload: object) -> bool:
+        """True when the group's answer to `payload`, encoded for another subscriber, was written for
+        this one; False when this subscriber must execute it (it is the first, or the answer has errors)."""
+        result = await shared_events.answer(payload, self._asked)
+        if result is None or result.errors:
+            return False
+        text = _encoded_for(result.data)
+        if text is None:  # the first subscriber has not written its message yet: execute as it did
+            return False
+        await self._outlet.write(_frame(self._outlet.operation_id, text))
+        self._broadcast.inc()
+        return True
+
+
+def sharing(info: Info) -> Sharing | None:
+    """For a subscription served over graphql-transport-ws by our handler, with a caller its answers can
+    be shared with; else None (each event is executed for it)."""
+    outlet = _outlet.get()
+    if outlet is None:
+        return None
+    asked = shared_events.asked(info.operation, info.variable_values, info.context)
+    if not asked:
+        return None
+    outlet.shared = True
+    return Sharing(asked, outlet, info.context.services.metrics)
