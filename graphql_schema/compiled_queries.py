@@ -69,6 +69,7 @@ from graphql_schema.permissions import ScopeRequired
 # (run, value, path of the value) → the completed value
 Complete = Callable[["_Run", Any, Path | None], Any]
 COMPILED, INTERPRETED = "compiled", "graphql-core"
+DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's StrawberryField
 
 
 class NotCompiled(Exception):
@@ -96,8 +97,9 @@ class _Field:
     # The resolver called as Strawberry's wrapper would call it, when all the wrapper would add is the
     # scope rule (checked here: a caller without the scopes is left to graphql-core, which says why)
     # and arguments that need no conversion: (source, resolve info, arguments) → value.
-    direct: Callable[[Any, GraphQLResolveInfo[Any], dict[str, Any]], Any] | None
+    direct: Callable[[Any, Any, dict[str, Any]], Any] | None
     scopes: tuple[Scope, ...]
+    make_info: Callable[[GraphQLResolveInfo[Any]], Any] | None  # Strawberry's Info, for a direct call
     leaf: str | None  # the name of the field's scalar type, when it is one (maybe non-null)
 
 
@@ -288,6 +290,13 @@ class _Compilation:
             except Exception as exc:  # refused at execution, with graphql-core's words
                 raise NotCompiled(str(exc)) from exc
         direct, scopes = self._direct(definition) if not plain else (None, ())
+        make_info = None
+        if direct is not None:
+            info_class, strawberry_field = self._strawberry.config.info_class, definition.extensions[DEFINITION]
+
+            def make_info(raw: GraphQLResolveInfo[Any]) -> Any:
+                return info_class(_raw_info=raw, _field=strawberry_field)
+
         self._fields += 1
         return _Field(
             key,
@@ -302,15 +311,16 @@ class _Compilation:
             self._fields - 1,
             direct,
             scopes,
+            make_info,
             _leaf_name(definition.type),
         )
 
     def _direct(
         self, definition: GraphQLField
-    ) -> tuple[Callable[[Any, GraphQLResolveInfo[Any], dict[str, Any]], Any] | None, tuple[Scope, ...]]:
+    ) -> tuple[Callable[[Any, Any, dict[str, Any]], Any] | None, tuple[Scope, ...]]:
         """The resolver without Strawberry's wrapper, when the wrapper would only check scopes and
         rename arguments of built-in scalar types; (None, ()) otherwise."""
-        field = definition.extensions.get("strawberry-definition")
+        field = definition.extensions.get(DEFINITION)
         if not isinstance(field, StrawberryField) or field.base_resolver is None:
             return None, ()
         if not callable(field.base_resolver.wrapped_func):
@@ -330,7 +340,7 @@ class _Compilation:
             if not _plain_argument(argument.type):
                 return None, ()
             names[self._strawberry.config.name_converter.from_argument(argument)] = argument.python_name
-        return _direct_call(field, self._strawberry.config.info_class, names), tuple(scopes)
+        return _direct_call(field, names), tuple(scopes)
 
     def _completion(self, kind: GraphQLOutputType, details: list[FieldDetails]) -> Complete:
         if isinstance(kind, GraphQLNonNull):
@@ -396,14 +406,13 @@ def _safe_attribute(name: str) -> bool:
 def _resolve(state: _Run, field: _Field, source: Any, path: Path, out: dict[str, Any]) -> None:
     """Call the field's own resolver, as graphql-core would, and complete what it returns (later, with
     the rest of its level, when it is an awaitable)."""
-    executor = state.executor
-    info = executor.build_resolve_info(field.definition, field.nodes, field.parent, path)
     if field.direct is not None:
         principal = state.principal
         if field.scopes and (principal is None or not all(principal.may(s) for s in field.scopes)):
             raise _Abandoned("refused: graphql-core says why")
-        result = field.direct(source, info, state.arguments_of(field))
+        result = field.direct(source, _Info(state, field, path), state.arguments_of(field))
     else:
+        info = state.executor.build_resolve_info(field.definition, field.nodes, field.parent, path)
         result = field.definition.resolve(source, info, **state.arguments_of(field))  # type: ignore[misc]
     if state.is_awaitable(result):
         out[field.key] = None  # keeps the key's place in the response
@@ -460,9 +469,29 @@ def _list(item: Complete) -> Complete:
     return complete
 
 
-def _direct_call(
-    field: StrawberryField, info_class: type[Any], names: Mapping[str, str]
-) -> Callable[[Any, GraphQLResolveInfo[Any], dict[str, Any]], Any]:
+class _Info:
+    """What a resolver called directly gets as `info`: the request's `context` at hand (what resolvers
+    here read), and anything else of Strawberry's Info (operation, field name, path, selections…) from
+    the real one, built the first time something else is asked."""
+
+    __slots__ = ("_field", "_path", "_real", "_state", "context")
+
+    def __init__(self, state: _Run, field: _Field, path: Path) -> None:
+        self.context = state.executor.context_value
+        self._state, self._field, self._path = state, field, path
+        self._real: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        real = self._real
+        if real is None:
+            field = self._field
+            raw = self._state.executor.build_resolve_info(field.definition, field.nodes, field.parent, self._path)
+            assert field.make_info is not None
+            real = self._real = field.make_info(raw)
+        return getattr(real, name)
+
+
+def _direct_call(field: StrawberryField, names: Mapping[str, str]) -> Callable[[Any, Any, dict[str, Any]], Any]:
     """Call `field`'s resolver function as StrawberryField.get_result does, after the wrapper's
     get_arguments: arguments by their Python names, the source as self, root or parent, the info."""
     resolver = field.base_resolver
@@ -472,10 +501,10 @@ def _direct_call(
     info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
     source_names = [p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None]
 
-    def call(source: Any, raw_info: GraphQLResolveInfo[Any], arguments: dict[str, Any]) -> Any:
+    def call(source: Any, info: Any, arguments: dict[str, Any]) -> Any:
         kwargs = {names[name]: value for name, value in arguments.items()}
         if info_name is not None:
-            kwargs[info_name] = info_class(_raw_info=raw_info, _field=field)
+            kwargs[info_name] = info
         for name in source_names:
             kwargs[name] = source
         return function(source, **kwargs) if with_self else function(**kwargs)
