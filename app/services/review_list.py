@@ -14,6 +14,7 @@ store has more (every pair sharing a blocking key scores above 0), and asking fo
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import secrets
@@ -209,12 +210,23 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
         _check_size(len(pairs), min_score, max_pairs)
     if skipped:
         log.info("merge candidates: passed over %d blocking keys shared by over %d profiles", skipped, MAX_BLOCK_SIZE)
+    # The links and the ordering walk every pair in one piece: on a worker thread, not the event loop.
+    listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs)
+    return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
+
+
+def _linked_and_ordered(
+    pairs: dict[tuple[str, str], Pair],
+    steps: list[Candidate],
+    fields: dict[str, MatchFields],
+    min_score: float,
+    max_pairs: int,
+) -> list[Pair]:
     for found in linked_pairs(steps, fields, min_score):
         if found.via is not None or (found.a, found.b) not in pairs:
             pairs[found.a, found.b] = Pair(found.score, found.a, found.b, found.via)
     _check_size(len(pairs), min_score, max_pairs)
-    listed = sorted(pairs.values(), key=_order)
-    return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
+    return sorted(pairs.values(), key=_order)
 
 
 def _check_size(count: int, min_score: float, max_pairs: int) -> None:
