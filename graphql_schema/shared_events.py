@@ -69,6 +69,22 @@ async def answer(payload: object, asked: tuple[object, ...]) -> ExecutionResult 
         return None
 
 
+class ReadsOfAnEvent:
+    """The store reads one event's fields make (its profile, its segment), made once for every group
+    that executes the event: groups differ by document and key, not by what the store holds, and the
+    types apply each caller's scopes and masking to what was read."""
+
+    def __init__(self) -> None:
+        self._reads: dict[str, asyncio.Future[Any]] = {}
+
+    def read(self, what: str, make: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        running = self._reads.get(what)
+        if running is None:
+            # Its own task: a subscriber who leaves meanwhile must not cancel the others' read.
+            running = self._reads[what] = asyncio.ensure_future(make())
+        return _awaited(running)
+
+
 class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, reusing a subscription event's result across identical subscriptions."""
 
@@ -121,5 +137,5 @@ def _keep(key: tuple[object, ...], payload: object, result: asyncio.Future[Execu
         _results.popitem(last=False)
 
 
-async def _awaited(running: asyncio.Future[ExecutionResult]) -> ExecutionResult:
+async def _awaited(running: asyncio.Future[T]) -> T:
     return await asyncio.shield(running)

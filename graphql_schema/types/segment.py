@@ -12,6 +12,7 @@ from app.domain.segments import segment as domain
 from graphql_schema.context import Info
 from graphql_schema.loaders import MemberPage
 from graphql_schema.pagination import Connection, decode_cursor
+from graphql_schema.shared_events import ReadsOfAnEvent
 from graphql_schema.types.profile import Profile, page_connection
 
 MEMBER_CURSOR = "member"
@@ -65,6 +66,8 @@ class Segment:
 @strawberry.type(description="A profile entering or leaving a segment, and why.")
 class SegmentMembershipEvent:
     event: strawberry.Private[domain.SegmentEvent]
+    # A subscription's event is one object for all its subscribers (shared_events.shared_payload).
+    reads: strawberry.Private[ReadsOfAnEvent]
     id: strawberry.ID
     segment_id: strawberry.ID
     profile_id: strawberry.ID
@@ -74,18 +77,19 @@ class SegmentMembershipEvent:
 
     @strawberry.field
     async def segment(self, info: Info) -> Segment | None:
-        found = await info.context.loaders(info).segment.load(self.event.segment_id)
+        found = await self.reads.read("segment", lambda: info.context.loaders(info).segment.load(self.event.segment_id))
         return Segment.from_domain(found) if found else None
 
     @strawberry.field(description="The profile as it is now (null once erased).")
     async def profile(self, info: Info) -> Profile | None:
-        found = await info.context.loaders(info).profile.load(self.event.profile_id)
+        found = await self.reads.read("profile", lambda: info.context.loaders(info).profile.load(self.event.profile_id))
         return Profile.from_domain(found) if found else None
 
     @classmethod
     def from_domain(cls, event: domain.SegmentEvent) -> SegmentMembershipEvent:
         return cls(
             event=event,
+            reads=ReadsOfAnEvent(),
             id=strawberry.ID(event.id),
             segment_id=strawberry.ID(event.segment_id),
             profile_id=strawberry.ID(event.profile_id),
