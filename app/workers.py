@@ -79,6 +79,7 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         # A WebSocket frame is held to the HTTP body limit; uvicorn refuses bigger ones before reading them.
         "ws_max_size": settings.max_body_bytes,
+        "ws_per_message_deflate": settings.ws_compression,
     }
 
 

@@ -46,6 +46,18 @@ def _post(url: str, token: str, query: str, variables: dict[str, Any] | None = N
     return body
 
 
+async def test_frames_are_compressed_when_the_server_is_told_to_and_the_client_offers_it(tmp_path: Path) -> None:
+    env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false"}
+    with running_server({**env, "CDP_WS_COMPRESSION": "true"}) as url:
+        token = (tmp_path / "dev-api-key").read_text().strip()
+        ws = await _open(url.replace("http", "ws") + "/graphql", token)  # the client offers permessage-deflate
+        try:
+            assert ws.response is not None
+            assert ws.response.headers["sec-websocket-extensions"].startswith("permessage-deflate")
+        finally:
+            await ws.close()
+
+
 async def test_a_membership_change_reaches_the_subscriber(tmp_path: Path) -> None:
     env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false"}
     with running_server(env) as url:
@@ -53,6 +65,8 @@ async def test_a_membership_change_reaches_the_subscriber(tmp_path: Path) -> Non
         segment_id = _post(url, token, CREATE)["data"]["createSegment"]["segment"]["id"]
         ws = await _open(url.replace("http", "ws") + "/graphql", token)
         try:
+            # Frames uncompressed by default (CDP_WS_COMPRESSION): the same bytes to every subscriber.
+            assert ws.response is not None and "sec-websocket-extensions" not in ws.response.headers
             payload = {"query": SUBSCRIBE, "variables": {"segment": segment_id}}
             await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
             await asyncio.sleep(0.2)  # the subscription is registered before the change is made
