@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -44,7 +44,7 @@ def next_frame(operation_id: str, payload: Mapping[str, object]) -> tuple[str, s
     extensions: each subscriber's own), or when orjson refuses it: the view's encoder
     (graphql_schema/http.py) then writes it as it always has."""
     outlet = _outlet.get()
-    if outlet is None or not outlet.shared or payload.keys() != {"data"}:
+    if outlet is None or not outlet.shared or outlet.operation_id != operation_id or payload.keys() != {"data"}:
         return None
     data = payload["data"]
     found = _encoded.get(id(data))
@@ -59,12 +59,7 @@ def next_frame(operation_id: str, payload: Mapping[str, object]) -> tuple[str, s
         if len(_encoded) > KEPT:
             _encoded.popitem(last=False)
         how = ENCODED
-    return _frame(operation_id, found[1]), how
-
-
-def _frame(operation_id: str, encoded: str) -> str:
-    # `{"payload":…}` with the id and type before it: the keys in the order Strawberry's message has.
-    return '{"id":' + orjson.dumps(operation_id).decode() + ',"type":"next",' + encoded[1:]
+    return outlet.next_prefix + found[1][1:], how
 
 
 def _encoded_for(data: object) -> str | None:
@@ -80,6 +75,11 @@ class Outlet:
     operation_id: str
     write: Callable[[str], Awaitable[None]]
     shared: bool = False  # a subscription taking its group's answers (set by `sharing`)
+    # What comes before an encoded `{"payload":…}`: the keys in the order Strawberry's message has.
+    next_prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.next_prefix = '{"id":' + orjson.dumps(self.operation_id).decode() + ',"type":"next",'
 
 
 _outlet: ContextVar[Outlet | None] = ContextVar("broadcast_outlet", default=None)
@@ -107,7 +107,7 @@ class Sharing:
         text = _encoded_for(result.data)
         if text is None:  # the first subscriber has not written its message yet: execute as it did
             return False
-        await self._outlet.write(_frame(self._outlet.operation_id, text))
+        await self._outlet.write(self._outlet.next_prefix + text[1:])
         self._broadcast.inc()
         return True
 
