@@ -7,15 +7,18 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app.bootstrap import Services, needs_seeding, seed_in_background, start
+from app.compression import Compression
 from app.domain.errors import StoreUnavailable
 from app.graceful_shutdown import OpenWebSockets
 from app.observability.requests import RequestObservation
@@ -118,10 +121,34 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     if not settings.auth:  # binding_problem() saw CDP_HOST only: each connection's address is checked too
         app.add_middleware(LoopbackOnly)
+    app.add_middleware(Compression)
+    if settings.cors_origins:  # outside the refusals, so a browser can read why it was refused
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
     # Outermost: every request gets its id before anything logs, and is counted whatever happens.
     app.add_middleware(RequestObservation, metrics=lambda: holder["services"].metrics if holder else None)
     app.state.open_websockets = open_websockets
     return app
+
+
+CORS_MAX_AGE_SECONDS = (
+    7200  # Chromium's cap; a preflight answer cached this long grants nothing the actual response does not
+)
+
+
+def cors_options(origins: list[str]) -> dict[str, Any]:
+    """Cross-origin browser calls (CDP_CORS_ORIGINS). Keys travel in the Authorization header, which
+    a preflight must allow. Listed origins may send credentials (fetch's `credentials: "include"`);
+    `*` may not: browsers refuse `*` with credentials, and echoing any origin instead would hand
+    every site the caller's credentials."""
+    anyone = origins == ["*"]
+    return {
+        "allow_origins": origins,
+        "allow_credentials": not anyone,
+        "allow_methods": ["GET", "POST"],
+        "allow_headers": ["Authorization", "Content-Type", "X-Request-Id"],
+        "expose_headers": ["X-Request-Id"],
+        "max_age": CORS_MAX_AGE_SECONDS,
+    }
 
 
 def _traits_schedule(services: Services) -> list[asyncio.Task[None]]:

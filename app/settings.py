@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
 from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection
@@ -46,6 +48,11 @@ class Settings(BaseSettings):
     )
     mongodb_database: str = "cdp"
     host: str = "127.0.0.1"
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins other than the server's own allowed to call the API "
+        "(https://app.example.com, comma-separated); `*`: any origin, without credentials. Unset: same origin only.",
+    )
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(
         default_factory=usable_cpus,
@@ -159,6 +166,33 @@ class Settings(BaseSettings):
     recommendations_exclude_days: int = Field(
         default=30, ge=0, description="Products the customer bought within this many days are not recommended."
     )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        """Comma-separated or a JSON list; each an origin exactly as a browser sends it in `Origin`,
+        since one with a path or a trailing slash would never match and fail silently."""
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                value = json.loads(text) if text.startswith("[") else [o.strip() for o in text.split(",") if o.strip()]
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list ({exc}); or give the origins comma-separated") from None
+        if not isinstance(value, list):
+            return value
+        for origin in value:
+            if origin == "*":
+                if len(value) > 1:
+                    raise ValueError("'*' (any origin) stands alone")
+                continue
+            parts = urlsplit(str(origin))
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or f"{parts.scheme}://{parts.netloc}" != origin
+            ):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path nor trailing slash")
+        return value
 
     @property
     def log_style(self) -> str:
