@@ -5,8 +5,11 @@ This module owns the playground page only. The server decides where it appears: 
 ``GET <graphql_path>`` (``Accept: text/html``) with ``playground_html(graphql_path)``.
 Every script and stylesheet comes from ``STATIC_DIR`` (GraphiQL 3, React 18, graphql-ws; versions
 and licences in ``static/VERSIONS.txt``, re-downloaded by ``vendor_assets.sh``), so the page works
-on a machine with no internet access. Queries and mutations go over HTTP POST to ``graphql_path``;
-subscriptions use the ``graphql-transport-ws`` WebSocket protocol on the same path.
+on a machine with no internet access. Queries and mutations go over HTTP POST to ``graphql_path``
+with the Headers tab as request headers; subscriptions use the ``graphql-transport-ws`` WebSocket
+protocol on the same path with the Headers tab as the ``connection_init`` payload (where the server
+reads ``{"Authorization": "Bearer <key>"}``). GraphiQL keeps the Headers tab in localStorage across
+reloads (``shouldPersistHeaders``; its settings dialog turns that off).
 """
 
 from __future__ import annotations
@@ -78,17 +81,131 @@ _PAGE: Final = """\
         var graphqlPath = {graphql_path};
         var wsScheme = window.location.protocol === "https:" ? "wss:" : "ws:";
         var subscriptionUrl = wsScheme + "//" + window.location.host + graphqlPath;
-        // graphql-ws connects lazily: no socket is opened until a subscription runs.
-        var wsClient = graphqlWs.createClient({{ url: subscriptionUrl }});
-        var fetcher = GraphiQL.createFetcher({{
-          url: graphqlPath,
-          subscriptionUrl: subscriptionUrl,
-          wsClient: wsClient
-        }});
+        var httpFetcher = GraphiQL.createFetcher({{ url: graphqlPath }});
+
+        function isCloseEvent(value) {{
+          return !!value && typeof value === "object" && "code" in value && "reason" in value;
+        }}
+
+        // One graphql-ws client per content of the Headers tab: the headers in force when a
+        // subscription starts are its connection_init payload (the server reads the key from
+        // "Authorization"), so a key typed or changed after the page loaded is the one used.
+        // Clients connect lazily and close their socket when their last subscription ends.
+        var clients = new Map();
+
+        function clientFor(headers) {{
+          var params = JSON.stringify(headers);
+          var entry = clients.get(params);
+          if (entry) {{
+            return entry;
+          }}
+          clients.forEach(function (other, otherParams) {{
+            if (other.active === 0) {{
+              other.client.dispose();
+              clients.delete(otherParams);
+            }}
+          }});
+          entry = {{
+            active: 0,
+            client: graphqlWs.createClient({{
+              url: subscriptionUrl,
+              connectionParams: headers,
+              // A refused key (4403 Forbidden) stays refused: say so now, not after 5 retries.
+              shouldRetry: function (event) {{
+                return isCloseEvent(event) && event.code !== 4403;
+              }}
+            }})
+          }};
+          clients.set(params, entry);
+          return entry;
+        }}
+
+        function hasAuthorization(headers) {{
+          return Object.keys(headers).some(function (name) {{
+            return name.toLowerCase() === "authorization";
+          }});
+        }}
+
+        function describe(error, headers) {{
+          if (Array.isArray(error) || error instanceof Error) {{
+            return error;
+          }}
+          if (isCloseEvent(error)) {{
+            var message = ("Socket closed with event " + error.code + " " + (error.reason || "")).trim();
+            if (error.code === 4403) {{
+              message += hasAuthorization(headers)
+                ? ": the server refused the key in the Headers tab"
+                : ': put {{"Authorization": "Bearer <key>"}} in the Headers tab';
+            }}
+            return {{ message: message }};
+          }}
+          return {{ message: String(error) }};
+        }}
+
+        function isSubscription(documentAST, operationName) {{
+          var operations = (documentAST ? documentAST.definitions : []).filter(function (definition) {{
+            return definition.kind === "OperationDefinition";
+          }});
+          var chosen = operationName
+            ? operations.filter(function (operation) {{
+                return !!operation.name && operation.name.value === operationName;
+              }})[0]
+            : operations[0];
+          return !!chosen && chosen.operation === "subscription";
+        }}
+
+        function subscribe(params, headers) {{
+          return {{
+            subscribe: function (observer) {{
+              var entry = clientFor(headers);
+              var running = true;
+              entry.active += 1;
+              function ended() {{
+                if (running) {{
+                  running = false;
+                  entry.active -= 1;
+                }}
+              }}
+              var dispose = entry.client.subscribe(params, {{
+                next: function (value) {{
+                  observer.next(value);
+                }},
+                error: function (error) {{
+                  ended();
+                  observer.error(describe(error, headers));
+                }},
+                complete: function () {{
+                  ended();
+                  observer.complete();
+                }}
+              }});
+              return {{
+                unsubscribe: function () {{
+                  ended();
+                  dispose();
+                }}
+              }};
+            }}
+          }};
+        }}
+
+        // Queries and mutations go over HTTP with the Headers tab as request headers;
+        // subscriptions over WebSocket with the Headers tab as connection_init payload.
+        function fetcher(params, options) {{
+          var headers = (options && options.headers) || {{}};
+          if (isSubscription(options && options.documentAST, params.operationName)) {{
+            return subscribe(params, headers);
+          }}
+          return httpFetcher(params, options);
+        }}
+
         var root = ReactDOM.createRoot(document.getElementById("graphiql"));
         root.render(React.createElement(GraphiQL, {{
           fetcher: fetcher,
-          defaultQuery: {default_query}
+          defaultQuery: {default_query},
+          // The Headers tab (the API key) is kept in localStorage across reloads; GraphiQL's
+          // settings dialog turns this off.
+          shouldPersistHeaders: true
         }}));
       }})();
     </script>
@@ -118,7 +235,8 @@ def playground_html(
 
     HTTP requests go to ``graphql_path``; subscriptions go to ``ws://`` (``wss://`` on an https
     page) + the page's host + ``graphql_path``. The page loads its assets from ``ASSETS_PATH``.
-    GraphiQL's headers editor is left as is, so an ``Authorization`` header can be added there.
+    The Headers tab (``{"Authorization": "Bearer <key>"}``) goes with every request and, for a
+    subscription, in ``connection_init``: the headers in force when the subscription starts.
     """
     if not graphql_path.startswith("/") or graphql_path.startswith("//"):
         raise ValueError(f"graphql_path must be an absolute path on this origin, got {graphql_path!r}")

@@ -5,6 +5,10 @@ Starts ``python -m app serve`` on a free port (fresh SQLite file, no fixtures), 
 rendered, that a query typed into the editor runs, and that the page fetched nothing from any
 host but the server itself (all assets are vendored). Leaves a screenshot in
 ``tests/artifacts/playground.png`` (gitignored).
+
+With keys on, a second check types a key into the Headers tab, runs a subscription, makes a
+change over HTTP and sees the event in the result pane; after a reload the Headers tab still
+holds the key (``tests/artifacts/playground-subscription.png``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -36,6 +41,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 TESTS_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = TESTS_DIR.parent
 SCREENSHOT = TESTS_DIR / "artifacts" / "playground.png"
+SUBSCRIPTION_SCREENSHOT = TESTS_DIR / "artifacts" / "playground-subscription.png"
 SERVER_HOST = "127.0.0.1"
 SERVER_START_TIMEOUT = 30.0
 BROWSER_START_TIMEOUT = 20.0
@@ -52,6 +58,14 @@ QUERY_EDITOR = "document.querySelector('.graphiql-query-editor .CodeMirror').Cod
 RESULT_TEXT = (
     "(() => { const el = document.querySelector('.graphiql-response .CodeMirror');"
     " return el && el.CodeMirror ? el.CodeMirror.getValue() : ''; })()"
+)
+# The Headers tab's button, and its editor (the one of the two editor tools, variables and headers,
+# that shows once that button was clicked).
+HEADERS_TAB = "document.querySelector('.graphiql-editor-tools button[data-name=\"headers\"]')"
+_SHOWN_TOOL = "document.querySelector('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror')"
+HEADERS_EDITOR = f"{_SHOWN_TOOL}.CodeMirror"
+HEADERS_TEXT = (
+    f"(() => {{ const el = {_SHOWN_TOOL}; return el && el.CodeMirror ? el.CodeMirror.getValue() : null; }})()"
 )
 # GraphiQL parses the query editor's text after a short debounce and stores the result on the
 # editor (`documentAST`, `operationName`); the execute button sends what was parsed last, so a
@@ -102,16 +116,16 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return error.code, b""
 
 
-@pytest.fixture
-def server_url(tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def _serving(tmp_path: Path, env_overrides: dict[str, str]) -> Iterator[str]:
     """The base URL of a freshly started ``python -m app serve``; the server is killed afterwards."""
     port = _free_port()
     env = {
         **os.environ,
         "CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3",
         "CDP_SEED_FIXTURES": "false",
-        "CDP_AUTH": "off",  # loopback only: the playground itself is under test, not the keys
         "PYTHONUNBUFFERED": "1",
+        **env_overrides,
     }
     command = [sys.executable, "-m", "app", "serve", "--host", SERVER_HOST, "--port", str(port)]
     stdout_path, stderr_path = tmp_path / "server.stdout", tmp_path / "server.stderr"
@@ -146,6 +160,20 @@ def server_url(tmp_path: Path) -> Iterator[str]:
         yield base_url
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def server_url(tmp_path: Path) -> Iterator[str]:
+    """A server with keys off (loopback only): the playground itself is under test, not the keys."""
+    with _serving(tmp_path, {"CDP_AUTH": "off"}) as url:
+        yield url
+
+
+@pytest.fixture
+def keyed_server_url(tmp_path: Path) -> Iterator[str]:
+    """A server with keys on (the default); its development key is in ``tmp_path / "dev-api-key"``."""
+    with _serving(tmp_path, {"CDP_AUTH": "true", "CDP_ENVIRONMENT": "development"}) as url:
+        yield url
 
 
 @pytest.fixture
@@ -353,5 +381,171 @@ async def test_playground_renders_and_runs_a_query(devtools_url: str, server_url
 
         failed = [(params.get("type"), params.get("errorText")) for params in page.params("Network.loadingFailed")]
         assert not failed, f"requests failed: {failed}"
+        exceptions = page.params("Runtime.exceptionThrown")
+        assert not exceptions, f"uncaught errors in the page: {page.page_errors()}"
+
+
+SUBSCRIPTION = "subscription { segmentMembershipChanged { change profileId segmentId } }"
+BUYERS = """mutation { createSegment(input: {name: "Buyers",
+  condition: {compare: {path: "stats.orders", op: "gte", value: 1}}}) { segment { id } } }"""
+ORDER = """mutation($events: [EventInput!]!) { ingestEvents(events: $events) { accepted results { profileId } } }"""
+
+
+async def _post(client: httpx.AsyncClient, key: str, query: str, variables: dict[str, Any] | None = None) -> Any:
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers={"authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def _open_playground(page: DevTools, url: str) -> None:
+    await page.wait_for("!!document.querySelector('.graphiql-container')", f"GraphiQL to render at {url}")
+    await page.wait_for(f"!!{QUERY_EDITOR.removesuffix('.CodeMirror')}?.CodeMirror", "the query editor")
+    await page.wait_for(f"!!{HEADERS_TAB}", "the Headers tab button")
+
+
+async def _type_headers(page: DevTools, text: str) -> None:
+    """Open the Headers tab, empty its editor and type ``text`` into it as keyboard input."""
+    await page.evaluate(f"{HEADERS_TAB}.click()")
+    await page.wait_for(f"{HEADERS_TEXT} !== null", "the headers editor to show")
+    await page.evaluate(f"(() => {{ const cm = {HEADERS_EDITOR}; cm.setValue(''); cm.focus(); }})()")
+    await page.send("Input.insertText", {"text": text})
+    typed = json.dumps(text)
+    await page.wait_for(
+        f"{HEADERS_EDITOR}.getValue() === {typed}",
+        f"the headers editor to hold {text}",
+        show=f"{HEADERS_EDITOR}.getValue()",
+    )
+
+
+async def _run(page: DevTools, query: str) -> None:
+    """Put ``query`` in the query editor and press the execute button."""
+    await page.evaluate(f"{QUERY_EDITOR}.setValue({json.dumps(query)})")
+    await page.wait_for(QUERY_PARSED, f"GraphiQL to parse {query}")
+    await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
+
+
+def _sent_frames(page: DevTools) -> list[dict[str, Any]]:
+    """The graphql-transport-ws messages the page sent, in order."""
+    frames = [params["response"]["payloadData"] for params in page.params("Network.webSocketFrameSent")]
+    return [json.loads(frame) for frame in frames if frame.startswith("{")]
+
+
+def _subscribes_sent(page: DevTools) -> int:
+    return sum(frame.get("type") == "subscribe" for frame in _sent_frames(page))
+
+
+async def _shows_a_change(
+    page: DevTools, client: httpx.AsyncClient, key: str, tag: str, *, subscribes_before: int
+) -> tuple[dict[str, Any], set[str]]:
+    """Once the page sent its subscribe message (graphql-ws sends it after the connection_ack),
+    order as new shoppers (each enters the Buyers segment) until the result pane shows a
+    membership change; return it with the shoppers' profile ids.
+
+    More than one order may be needed: a change made before the server registered the
+    subscription is not delivered to it."""
+    deadline = time.monotonic() + PAGE_TIMEOUT
+    while _subscribes_sent(page) <= subscribes_before:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the page sent no subscribe message within {PAGE_TIMEOUT:.0f} s; frames sent: "
+                f"{_sent_frames(page)}; result pane: {await page.evaluate(RESULT_TEXT)!r}"
+            )
+        await asyncio.sleep(0.1)
+    profile_ids: set[str] = set()
+    deadline = time.monotonic() + PAGE_TIMEOUT
+    attempt = 0
+    while True:
+        attempt += 1
+        event = {
+            "messageId": f"{tag}-{attempt}",
+            "type": "order_completed",
+            "channel": "web",
+            "timestamp": "2026-11-01T10:00:00Z",
+            "identifiers": [{"type": "email", "value": f"{tag}-{attempt}@example.com"}],
+            "properties": {"orderId": f"{tag}-{attempt}", "total": 10},
+        }
+        ingested = (await _post(client, key, ORDER, {"events": [event]}))["ingestEvents"]
+        assert ingested["accepted"] == 1, ingested
+        profile_ids.update(result["profileId"] for result in ingested["results"])
+        for _ in range(20):  # up to ~2 s per order before the next one
+            text = await page.evaluate(RESULT_TEXT)
+            if "segmentMembershipChanged" in text:
+                return json.loads(text), profile_ids
+            await asyncio.sleep(0.1)
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"after {attempt} orders over {PAGE_TIMEOUT:.0f} s the result pane shows {text!r}; "
+                f"frames sent: {_sent_frames(page)}; page errors: {page.page_errors() or 'none'}"
+            )
+
+
+async def test_playground_subscribes_with_the_key_in_the_headers_tab(
+    devtools_url: str, keyed_server_url: str, tmp_path: Path
+) -> None:
+    key = (tmp_path / "dev-api-key").read_text().strip()
+    async with (
+        httpx.AsyncClient(base_url=keyed_server_url, trust_env=False, timeout=10) as client,
+        DevTools.open_page(devtools_url) as page,
+    ):
+        segment_id = (await _post(client, key, BUYERS))["createSegment"]["segment"]["id"]
+        await page.send("Network.enable")
+        await page.send("Runtime.enable")
+        await page.send("Page.enable")
+        try:
+            await page.send("Page.navigate", {"url": f"{keyed_server_url}/graphql"})
+            await _open_playground(page, keyed_server_url)
+
+            # A wrong key: the socket is refused (4403) and the playground says so at once,
+            # instead of retrying for ~40 s.
+            await _type_headers(page, '{"Authorization": "Bearer not-a-key"}')
+            await _run(page, SUBSCRIPTION)
+            refused = await page.wait_for(
+                f"(() => {{ const text = {RESULT_TEXT}; return text.includes('4403') ? text : null; }})()",
+                "the result pane to show that the key was refused (4403)",
+                show=RESULT_TEXT,
+            )
+            assert "refused the key in the Headers tab" in refused, refused
+
+            # The right key, typed after the page loaded: used by the next subscription.
+            await _type_headers(page, json.dumps({"Authorization": f"Bearer {key}"}))
+            subscribes = _subscribes_sent(page)
+            await _run(page, SUBSCRIPTION)
+            shown, shoppers = await _shows_a_change(page, client, key, "first", subscribes_before=subscribes)
+            change = shown["data"]["segmentMembershipChanged"]
+            assert change["change"] == "ENTERED" and change["segmentId"] == segment_id, shown
+            assert change["profileId"] in shoppers, (change, shoppers)
+            inits = [frame for frame in _sent_frames(page) if frame.get("type") == "connection_init"]
+            assert [init.get("payload") for init in inits] == [
+                {"Authorization": "Bearer not-a-key"},
+                {"Authorization": f"Bearer {key}"},
+            ], inits
+            # The editors' text from its start in the screenshot, not where the typing ended.
+            await page.evaluate(f"{HEADERS_EDITOR}.scrollTo(0, 0); {QUERY_EDITOR}.scrollTo(0, 0)")
+            await page.screenshot(SUBSCRIPTION_SCREENSHOT)
+
+            # Stop the subscription, reload: the Headers tab still holds the key, and subscribing
+            # again works without typing it.
+            await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
+            await page.send("Page.reload")
+            await _open_playground(page, keyed_server_url)
+            await page.evaluate(f"{HEADERS_TAB}.click()")
+            # GraphiQL fills the editor from its storage just after creating it: wait for the text.
+            headers = await page.wait_for(
+                HEADERS_TEXT, "the Headers tab to hold the key again after the reload", show=HEADERS_TEXT
+            )
+            assert json.loads(headers) == {"Authorization": f"Bearer {key}"}, headers
+            subscribes = _subscribes_sent(page)
+            await _run(page, SUBSCRIPTION)
+            shown, shoppers = await _shows_a_change(page, client, key, "after-reload", subscribes_before=subscribes)
+            assert shown["data"]["segmentMembershipChanged"]["profileId"] in shoppers, shown
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await page.screenshot(SUBSCRIPTION_SCREENSHOT)
+            raise
+
         exceptions = page.params("Runtime.exceptionThrown")
         assert not exceptions, f"uncaught errors in the page: {page.page_errors()}"
