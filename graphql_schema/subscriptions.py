@@ -34,7 +34,7 @@ class Subscription:
             async for event in bus.listen(
                 str(segment_id) if segment_id else None, str(profile_id) if profile_id else None
             ):
-                payload = shared_payload(event.id, SegmentMembershipEvent.from_domain, event)
+                payload = shared_payload(event.id, SegmentMembershipEvent.for_subscribers, event)
                 # Written from the group's answer, or executed (and written) for this subscriber.
                 if sharing is None or not await sharing.sent(payload):
                     yield payload

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
+from typing import TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
@@ -16,6 +18,7 @@ from graphql_schema.shared_events import ReadsOfAnEvent
 from graphql_schema.types.profile import Profile, page_connection
 
 MEMBER_CURSOR = "member"
+T = TypeVar("T")
 
 
 @strawberry.enum
@@ -66,8 +69,9 @@ class Segment:
 @strawberry.type(description="A profile entering or leaving a segment, and why.")
 class SegmentMembershipEvent:
     event: strawberry.Private[domain.SegmentEvent]
-    # A subscription's event is one object for all its subscribers (shared_events.shared_payload).
-    reads: strawberry.Private[ReadsOfAnEvent]
+    # A subscription's event is one object for all its subscribers (shared_events.shared_payload), its
+    # reads made once for them all; None for an event answered to one request (its loaders batch them).
+    reads: strawberry.Private[ReadsOfAnEvent | None]
     id: strawberry.ID
     segment_id: strawberry.ID
     profile_id: strawberry.ID
@@ -77,19 +81,27 @@ class SegmentMembershipEvent:
 
     @strawberry.field
     async def segment(self, info: Info) -> Segment | None:
-        found = await self.reads.read("segment", lambda: info.context.loaders(info).segment.load(self.event.segment_id))
+        found = await self._read("segment", lambda: info.context.loaders(info).segment.load(self.event.segment_id))
         return Segment.from_domain(found) if found else None
 
     @strawberry.field(description="The profile as it is now (null once erased).")
     async def profile(self, info: Info) -> Profile | None:
-        found = await self.reads.read("profile", lambda: info.context.loaders(info).profile.load(self.event.profile_id))
+        found = await self._read("profile", lambda: info.context.loaders(info).profile.load(self.event.profile_id))
         return Profile.from_domain(found) if found else None
 
+    def _read(self, what: str, load: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        return load() if self.reads is None else self.reads.read(what, load)
+
     @classmethod
-    def from_domain(cls, event: domain.SegmentEvent) -> SegmentMembershipEvent:
+    def for_subscribers(cls, event: domain.SegmentEvent) -> SegmentMembershipEvent:
+        """The event as every subscriber's execution of it shares it."""
+        return cls.from_domain(event, reads=ReadsOfAnEvent())
+
+    @classmethod
+    def from_domain(cls, event: domain.SegmentEvent, *, reads: ReadsOfAnEvent | None = None) -> SegmentMembershipEvent:
         return cls(
             event=event,
-            reads=ReadsOfAnEvent(),
+            reads=reads,
             id=strawberry.ID(event.id),
             segment_id=strawberry.ID(event.segment_id),
             profile_id=strawberry.ID(event.profile_id),
