@@ -20,9 +20,11 @@ from graphql import (
     GraphQLNonNull,
     GraphQLSchema,
     OperationDefinitionNode,
+    VariableDefinitionNode,
     type_from_ast,
 )
 
+from graphql_schema.document_memo import DocumentMemo
 from graphql_schema.limits import LIMIT_EXCEEDED
 
 
@@ -36,15 +38,13 @@ def list_refusal(
     """LIMIT_EXCEEDED naming the first variable holding a list longer than `most_items`."""
     if not variables:
         return None
-    operation = _operation(document, operation_name)
-    if operation is None:
-        return None  # graphql-core says why
-    for definition in operation.variable_definitions or ():
-        name = definition.variable.name.value
-        declared = type_from_ast(schema, definition.type)
-        if name not in variables or declared is None:
+    by_operation = _list_variables.setdefault(document, dict)
+    if operation_name not in by_operation:
+        by_operation[operation_name] = _variables_holding_lists(schema, document, operation_name)
+    for name, declared, definition in by_operation[operation_name]:
+        if name not in variables:
             continue
-        longest = _longest_list(variables[name], declared, most_items)  # type: ignore[arg-type]
+        longest = _longest_list(variables[name], declared, most_items)
         if longest > most_items:
             return GraphQLError(
                 f"variable ${name} holds a list of {longest:,} items; at most {most_items:,} are accepted",
@@ -52,6 +52,20 @@ def list_refusal(
                 extensions={"code": LIMIT_EXCEEDED},
             )
     return None
+
+
+def _variables_holding_lists(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> tuple[tuple[str, GraphQLInputType, VariableDefinitionNode], ...]:
+    """The operation's variables whose type may hold a list: the only ones worth walking, worked out
+    once per document (no operation: none, and graphql-core says why)."""
+    operation = _operation(document, operation_name)
+    found = []
+    for definition in operation.variable_definitions or () if operation is not None else ():
+        declared = type_from_ast(schema, definition.type)
+        if declared is not None and _may_hold_lists(declared):  # type: ignore[arg-type]
+            found.append((definition.variable.name.value, declared, definition))
+    return tuple(found)  # type: ignore[arg-type]
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -114,3 +128,6 @@ def _holds_lists(declared: GraphQLInputType, visiting: Set[GraphQLInputObjectTyp
 
 
 _LIST_FIELDS: dict[GraphQLInputObjectType, tuple[tuple[str, GraphQLInputType], ...]] = {}
+_list_variables: DocumentMemo[dict[str | None, tuple[tuple[str, GraphQLInputType, VariableDefinitionNode], ...]]] = (
+    DocumentMemo()
+)
