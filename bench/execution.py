@@ -60,9 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each, app and floor alternating (default 3)")
     parser.add_argument("--seconds", type=int, default=10, help="length of each round (default 10)")
     parser.add_argument("--seed", type=int, default=20240614, help="random seed of the customers asked for")
-    parser.add_argument("--cache-dir", type=Path, default=store_cache.default_cache_dir(), help="built stores")
-    parser.add_argument("--rebuild", action="store_true", help="build the store anew even if cached")
-    parser.add_argument("--tmp-dir", help="parent of the temporary directory (default: the system temp dir)")
+    store_cache.add_arguments(parser)
 
 
 def plan_from(args: argparse.Namespace) -> Plan:

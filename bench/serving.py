@@ -86,9 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subscribers", type=int, default=200, help="WebSocket subscribers (default 200)")
     parser.add_argument("--start-rounds", type=int, default=3, help="rounds of the first-start test (default 3)")
     parser.add_argument("--seed", type=int, default=20240601, help="random seed of the requests")
-    parser.add_argument("--cache-dir", type=Path, default=store_cache.default_cache_dir(), help="built stores")
-    parser.add_argument("--rebuild", action="store_true", help="build the store anew even if cached")
-    parser.add_argument("--tmp-dir", help="parent of the temporary directory (default: the system temp dir)")
+    store_cache.add_arguments(parser)
 
 
 def plan_from(args: argparse.Namespace) -> Plan:

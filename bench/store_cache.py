@@ -9,6 +9,7 @@ anew; `--rebuild` forces it.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import shutil
@@ -28,6 +29,13 @@ SIDECARS = ("-wal", "-shm")
 
 def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "cdp-bench-cache"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark that runs on a cached store in a temporary directory."""
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="built stores")
+    parser.add_argument("--rebuild", action="store_true", help="build the store anew even if cached")
+    parser.add_argument("--tmp-dir", help="parent of the temporary directory (default: the system temp dir)")
 
 
 def cache_key(profiles: int) -> str:

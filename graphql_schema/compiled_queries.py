@@ -423,16 +423,12 @@ def _resolve(state: _Run, field: _Field, source: Any, path: Path, out: dict[str,
 
 def _leaf(coerce: Callable[[Any], Any]) -> Complete:
     def complete(_: _Run, value: Any, __: Path | None) -> Any:
-        if value is None or value is Undefined:
-            return None
-        if isinstance(value, Exception):
-            raise _Abandoned("a resolver returned an error")
         coerced = coerce(value)
         if coerced is None or coerced is Undefined:
             raise _Abandoned("a leaf that does not serialise")
         return coerced
 
-    return complete
+    return _nullable(complete)
 
 
 def _nullable(inner: Complete) -> Complete:
