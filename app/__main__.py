@@ -4,22 +4,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from app.domain.errors import DomainError
 from app.observability.logs import configure as configure_logs
-from app.settings import Settings
+from app.settings import Settings, invalid_settings
 
 if TYPE_CHECKING:  # `serve` listens before the services and the store are imported (app/starting.py)
     from app.services.ports import ProfileStore
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Customer data platform core.")
-console = Console(stderr=True)
+# Help and errors as plain text at the terminal's width, or a wide one where there is no terminal (a
+# pipe, a log): rich's boxes wrapped at 80 columns there, and its tracebacks hid the one useful line.
+WIDTH_WITHOUT_TERMINAL = 200
+
+
+def _commands(about: str) -> typer.Typer:
+    return typer.Typer(
+        help=about,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={
+            "max_content_width": WIDTH_WITHOUT_TERMINAL,
+            "terminal_width": shutil.get_terminal_size((WIDTH_WITHOUT_TERMINAL, 24)).columns,
+        },
+    )
+
+
+cli = _commands("Customer data platform core.")
+console = Console(stderr=True, soft_wrap=True)  # messages are never wrapped; the terminal does it
+
+
+def _settings(**options: object) -> Settings:
+    """The settings, command-line options over the environment, validated together; a bad one is a
+    line on stderr and exit status 2, before anything is opened or written."""
+    given = {name: value for name, value in options.items() if value is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        console.print(invalid_settings(exc, {name: f"--{name}" for name in given}), style="red", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @cli.command()
@@ -31,9 +63,13 @@ def serve(
     """Serve GraphQL at http://HOST:PORT/graphql (the playground opens there in a browser)."""
     from app import workers as serving
 
-    settings = Settings()
-    overrides = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
-    settings = settings.model_copy(update=overrides)
+    settings = _settings(host=host, port=port, workers=workers)
+    if settings.database_url.startswith("mongodb://"):  # the store's import (~0.5 s) only where it can tell
+        from app.store import database_url_problem
+
+        if url_problem := database_url_problem(settings.database_url):
+            console.print(f"bad setting CDP_DATABASE_URL: {url_problem}", style="red", highlight=False)
+            raise typer.Exit(2)
     if problem := settings.binding_problem():
         console.print(f"[red]refusing to start: {problem}[/red]")
         raise typer.Exit(2)
@@ -57,7 +93,7 @@ def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_ok
     from app.bootstrap import connect
     from app.services.fixtures import load_fixtures
 
-    settings = Settings()
+    settings = _settings()
 
     async def run() -> None:
         services = await connect(settings)  # wired as the server is: segments hear of every write
@@ -95,17 +131,33 @@ def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_ok
     asyncio.run(run())
 
 
-keys = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke (only hashes are stored).")
+keys = _commands("API keys: create, list, revoke (only hashes are stored).")
 cli.add_typer(keys, name="keys")
 
 
-def _with_store(work: Callable[[ProfileStore], Awaitable[None]]) -> None:
+def _with_store(work: Callable[[ProfileStore], Awaitable[None]], *, create: bool = False) -> None:
+    """Run `work` on the configured store. Only `create` may make an embedded store that is not there:
+    listing or revoking keys in a mistyped path would otherwise leave an empty store behind and say
+    nothing is in it."""
     from app.store import open_store
 
-    settings = Settings()
+    settings = _settings()
+    embedded = settings.embedded_file()
+    if not create and embedded is not None and not embedded.exists():
+        console.print(
+            f"no store at {embedded} (CDP_DATABASE_URL={settings.database_url}): "
+            "check the path, or start the server or `python -m app load` there first",
+            style="red",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
     async def run() -> None:
-        store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
+        try:
+            store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
+        except ValueError as exc:  # a URL the driver cannot read (pymongo says why)
+            console.print(f"bad setting CDP_DATABASE_URL: {exc}", style="red", highlight=False)
+            raise typer.Exit(2) from None
         try:
             await work(store)
         except DomainError as exc:
@@ -130,7 +182,7 @@ def create_key(
         console.print(f"created key {key.id} ({key.name}) with {', '.join(key.scopes)}; its token, shown once:")
         print(token)  # alone on stdout, for scripts: TOKEN=$(python -m app keys create …)
 
-    _with_store(work)
+    _with_store(work, create=True)  # the first key may come before the server's first start
 
 
 @keys.command("list")
@@ -157,7 +209,7 @@ def revoke_key(key_id: str = typer.Argument(..., help="The key id (cdp_<id>_…)
     _with_store(work)
 
 
-traits = typer.Typer(no_args_is_help=True, help="Computed traits: RFM, engagement, preferences, next order.")
+traits = _commands("Computed traits: RFM, engagement, preferences, next order.")
 cli.add_typer(traits, name="traits")
 
 
@@ -172,7 +224,8 @@ def recompute_traits(
     from app.services import traits as job
 
     async def work(store: ProfileStore) -> None:
-        services = Services(settings=Settings(), store=store, ingestion=ingestion_policy(Settings()))
+        settings = _settings()
+        services = Services(settings=settings, store=store, ingestion=ingestion_policy(settings))
         with Progress(
             TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         ) as bar:
@@ -193,10 +246,16 @@ def recompute_traits(
         console.print(
             f"job {result.job_id}{' (resumed)' if result.resumed else ''}: traits of {result.processed} profiles "
             f"in {result.duration_seconds:.1f} s; {b.customers} customers, RFM cuts for scores 2-5: recency days "
-            f"{list(b.recency.cuts)}, orders {list(b.frequency.cuts)}, net spend (cents) {list(b.monetary.cuts)}"
+            f"{list(b.recency.cuts)}, orders {list(b.frequency.cuts)}, net spend {_amounts(b.monetary_amounts())}",
+            highlight=False,
         )
 
     _with_store(work)
+
+
+def _amounts(values: list[float | None]) -> str:
+    """Currency units with cents, as the API's `monetary` (None: no customer scores that high)."""
+    return "[" + ", ".join("None" if v is None else f"{v:.2f}" for v in values) + "]"
 
 
 def _describe(settings: Settings) -> str:

@@ -6,11 +6,12 @@ import ipaddress
 import json
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
@@ -167,6 +168,16 @@ class Settings(BaseSettings):
         default=30, ge=0, description="Products the customer bought within this many days are not recommended."
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database_url(cls, url: str) -> str:
+        """Refused here, before anything starts, rather than by the store when the first request needs it."""
+        if url.startswith("sqlite:///") and url.removeprefix("sqlite:///").strip():
+            return url
+        if url.startswith(("mongodb://", "mongodb+srv://")) and url.split("://", 1)[1].strip(" /"):
+            return url
+        raise ValueError("use sqlite:///<file> (e.g. sqlite:///data/cdp.sqlite3) or mongodb://<host>/…")
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value: object) -> object:
@@ -202,6 +213,12 @@ class Settings(BaseSettings):
     def introspection_enabled(self) -> bool:
         return self.introspection if self.introspection is not None else self.environment == "development"
 
+    def embedded_file(self) -> Path | None:
+        """The embedded database's file, when this configuration names one (not MongoDB, not :memory:)."""
+        if self.database_url.startswith("sqlite:///") and self.database_url != "sqlite:///:memory:":
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return None
+
     def development_key_path(self) -> Path | None:
         """Where the local development key lives, when this configuration has one (development,
         authentication on, listening on this machine only)."""
@@ -214,9 +231,8 @@ class Settings(BaseSettings):
     def data_dir(self) -> Path:
         """The folder of the embedded database (or data/ with MongoDB): where this machine's server
         processes keep what they share beside the store (the development key, start-up locks)."""
-        if self.database_url.startswith("sqlite:///") and self.database_url != "sqlite:///:memory:":
-            return Path(self.database_url.removeprefix("sqlite:///")).parent
-        return Path("data")
+        embedded = self.embedded_file()
+        return embedded.parent if embedded is not None else Path("data")
 
     def binding_problem(self) -> str | None:
         """Why this configuration must not serve, if it must not: no auth beyond this machine."""
@@ -249,3 +265,15 @@ class Settings(BaseSettings):
             ),
             fuzzy_merge_score=self.fuzzy_merge_score,
         )
+
+
+def invalid_settings(error: ValidationError, options: Mapping[str, str] | None = None) -> str:
+    """One line naming each bad setting, its value and what it should be, for people rather than for
+    pydantic's multi-line report. `options` maps the fields given as command-line options to how."""
+    problems = []
+    for item in error.errors(include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = (options or {}).get(field) or f"{Settings.model_config.get('env_prefix', '')}{field.upper()}"
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}={item['input']!r}: {reason}" if "input" in item else f"{name}: {reason}")
+    return ("bad settings " if len(problems) > 1 else "bad setting ") + "; ".join(problems)

@@ -21,3 +21,17 @@ async def open_store(url: str, *, mongodb_database: str = "cdp") -> ProfileStore
 
         return RetryingStore(SQLiteStore(url.removeprefix("sqlite:///")), unreachable=sqlite_unreachable)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///<file> or mongodb://<host>/…")
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why the driver cannot read `url`, found without connecting; None when it can, or when only
+    connecting can tell (a mongodb+srv:// URL's hosts come from DNS)."""
+    if url.startswith("mongodb://"):
+        from pymongo.errors import ConfigurationError
+        from pymongo.uri_parser import parse_uri
+
+        try:
+            parse_uri(url)
+        except (ValueError, ConfigurationError) as exc:
+            return str(exc)
+    return None

@@ -91,7 +91,7 @@ class RfmBoundaries:
             customers=boundaries.customers,
             recency_days=list(boundaries.recency.cuts),
             frequency=list(boundaries.frequency.cuts),
-            monetary=[None if c is None else c / 100 for c in boundaries.monetary.cuts],
+            monetary=boundaries.monetary_amounts(),
         )
 
 

@@ -114,6 +114,11 @@ class RfmBoundaries:
             self.monetary.score(values.monetary_cents),
         )
 
+    def monetary_amounts(self) -> list[float | None]:
+        """The monetary cuts in currency units, as the API and the command line show them: cents are
+        how amounts are counted, not how they are shown."""
+        return [None if cut is None else cut / 100 for cut in self.monetary.cuts]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "customers": self.customers,

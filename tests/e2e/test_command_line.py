@@ -1,0 +1,115 @@
+"""`python -m app` as an operator runs it (issue 16 item 9): a bad setting is one line and a non-zero
+exit, before anything is written; commands that read a store do not create a missing one; help and
+output are not wrapped at 80 columns; RFM money is in currency units, as in the API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.domain import clock
+from app.services.ingestion import ingest_events
+from app.store.sqlite.store import SQLiteStore
+from tests.builders import event
+from tests.server_process import ROOT
+
+COMMANDS = {
+    "serve": ["serve", "--host", "127.0.0.1"],  # never listens: every test here gives a bad setting
+    "load": ["load", str(ROOT / "fixtures")],
+    "keys create": ["keys", "create", "someone", "-s", "read:profiles"],
+    "keys list": ["keys", "list"],
+    "traits recompute": ["traits", "recompute"],
+}
+USE = "use sqlite:///<file>"
+
+
+def _run(cwd: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """No terminal and no COLUMNS, as under a scheduler, a pipe or CI."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CDP_") and k not in ("COLUMNS", "LINES")}
+    return subprocess.run(
+        [sys.executable, "-m", "app", *arguments],
+        cwd=cwd,
+        env={**base, "PYTHONPATH": str(ROOT), "CDP_WORKERS": "1", "CDP_SEED_FIXTURES": "false", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize(
+    ("setting", "value", "reason"),
+    [
+        pytest.param("CDP_PORT", "abc", "Input should be a valid integer", id="port"),
+        pytest.param("CDP_DATABASE_URL", "postgres://db/cdp", USE, id="another-database"),
+        pytest.param("CDP_DATABASE_URL", "sqlite://cdp.sqlite3", USE, id="two-slashes"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_nothing_is_written(
+    tmp_path: Path, command: str, setting: str, value: str, reason: str
+) -> None:
+    env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/store/cdp.sqlite3", setting: value}
+    done = _run(tmp_path, *COMMANDS[command], **env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
+    assert done.stderr.startswith(f"bad setting {setting}={value!r}: {reason}"), done.stderr
+    assert list(tmp_path.iterdir()) == []  # no store, no data/ folder, no key file
+
+
+@pytest.mark.parametrize("command", ["serve", "keys list"])
+def test_a_mongodb_url_the_driver_cannot_read_is_one_line(tmp_path: Path, command: str) -> None:
+    done = _run(tmp_path, *COMMANDS[command], CDP_DATABASE_URL="mongodb://localhost:99999/cdp")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "bad setting CDP_DATABASE_URL: Port must be an integer between 0 and 65535"
+
+
+def test_a_bad_option_is_named_as_the_option(tmp_path: Path) -> None:
+    done = _run(tmp_path, "serve", "--port", "70000")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "bad setting --port=70000: Input should be less than or equal to 65535"
+
+
+@pytest.mark.parametrize("command", ["keys list", "traits recompute"])
+def test_a_store_that_is_not_there_is_reported_not_created(tmp_path: Path, command: str) -> None:
+    missing = tmp_path / "typo" / "cdp.sqlite3"
+    done = _run(tmp_path, *COMMANDS[command], CDP_DATABASE_URL=f"sqlite:///{missing}")
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(f"no store at {missing} (CDP_DATABASE_URL=sqlite:///{missing})")
+    assert not missing.parent.exists()
+
+
+def test_help_is_plain_text_and_not_wrapped_at_80_columns(tmp_path: Path) -> None:
+    done = _run(tmp_path, "--help")
+    assert done.returncode == 0
+    assert "╭" not in done.stdout and "│" not in done.stdout  # no rich boxes
+    load = next(line for line in done.stdout.splitlines() if line.strip().startswith("load "))
+    assert load.rstrip().endswith("(segments follow, as for the API's writes).") and len(load) > 80
+
+
+async def test_keys_list_prints_one_line_per_key_however_long(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/cdp.sqlite3"
+    scopes = ["read:profiles", "write:events", "write:profiles", "admin:segments", "subscribe", "admin:keys"]
+    arguments = [a for scope in scopes for a in ("-s", scope)]
+    created = _run(tmp_path, "keys", "create", "a-dashboard-with-a-long-name", *arguments, CDP_DATABASE_URL=database)
+    assert created.returncode == 0, created.stderr
+    listed = _run(tmp_path, "keys", "list", CDP_DATABASE_URL=database)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.strip().splitlines()
+    assert "a-dashboard-with-a-long-name" in line and set(line.split()[-len(scopes) :]) == set(scopes)
+    assert len(line) > 80
+
+
+async def test_traits_recompute_prints_net_spend_in_currency_units(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+    order = {"orderId": "o1", "total": 80.5, "lines": [{"productId": "shoe-1", "quantity": 1, "price": 80.5}]}
+    await ingest_events(store, [event("order_completed", at=clock.now(), properties=order)])
+    await store.close()
+    done = _run(tmp_path, "traits", "recompute", CDP_DATABASE_URL=f"sqlite:///{tmp_path}/cdp.sqlite3")
+    assert done.returncode == 0, done.stderr
+    assert "net spend [80.50, 80.50, None, None]" in done.stderr, done.stderr  # the API's monetary: [80.5, 80.5, …]
+    assert "cents" not in done.stderr
