@@ -55,6 +55,14 @@ class MergeRecord(StoredModel):
                 return Profile.from_document(document)
         raise KeyError(profile_id)
 
+    def survivor_version(self) -> int:
+        """The survivor's version just before the merge. Each merge moves it, so it orders the merges
+        into one profile where their times may fall in the same millisecond."""
+        for document in self.snapshots:
+            if document["_id"] == self.survivor_id:
+                return int(document["version"])
+        raise KeyError(self.survivor_id)
+
 
 class MergeRefusal(StoredModel):
     """An automatic merge that merge protection refused; the event still landed on one profile."""

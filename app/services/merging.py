@@ -4,7 +4,8 @@ An unmerge restores the profiles as they were before the merge, then routes each
 where the identifiers it carried point now that they are separated again, whatever merges and
 unmerges moved it before: what a merged profile brought goes back to it, and what arrived since goes
 to the person it named. Everything derived from history is rebuilt from the interactions each
-profile ends with.
+profile ends with. Merges into one profile are undone newest first: a later merge saved the
+survivor with what the earlier one brought.
 """
 
 from __future__ import annotations
@@ -95,6 +96,13 @@ async def unmerge_profile(
                 f"profile {survivor.id} was itself merged afterwards ({', '.join(later)}): undo that merge first",
                 field="mergeId",
             )
+        if newer := _later_merges_into(record, await tx.merges_of(survivor.id)):
+            ids = ", ".join(m.id for m in newer)
+            raise Conflict(
+                f"profile {survivor.id} took in later merges that still stand ({ids}, newest first): "
+                f"undo {'that merge' if len(newer) == 1 else 'them'} first",
+                field="mergeId",
+            )
         tombstones = {}
         for merged_id in record.merged_ids:
             tomb = await tx.get_profile(merged_id)
@@ -110,6 +118,21 @@ async def unmerge_profile(
         record, restored = await with_retries(store, work)
     await changes.publish(ProfilesChanged.of(Cause.UNMERGE, [p.id for p in restored]))
     return record, restored
+
+
+def _later_merges_into(record: MergeRecord, merges: list[MergeRecord]) -> list[MergeRecord]:
+    """Merges into the same survivor made after `record` and still standing, newest first.
+
+    Each saved the survivor as it was, with what `record` brought: undoing `record` first would
+    leave that copy for their own undo to restore, the merged person's data included.
+    """
+    version = record.survivor_version()
+    later = [
+        m
+        for m in merges
+        if m.survivor_id == record.survivor_id and m.status is MergeStatus.MERGED and m.survivor_version() > version
+    ]
+    return sorted(later, key=MergeRecord.survivor_version, reverse=True)
 
 
 async def merge_history(store: ProfileStore, profile_id: str) -> list[MergeRecord]:

@@ -1,0 +1,114 @@
+"""Unmerge gives each person exactly their own data (issue 15): the order merges are undone in;
+through the services, on every storage backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.domain.errors import Conflict
+from app.domain.merge_protection import MergeProtection
+from app.domain.profile import Profile
+from app.domain.profile_query import InteractionFilter
+from app.services import merging, profile_reads
+from app.services.identity_policy import IdentityPolicy
+from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.ports import ProfileStore, StoreTransaction
+from tests.builders import event
+
+POLICY = IdentityPolicy()
+NO_AUTO = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(automatic_merges=False)))
+PEOPLE = {
+    "pat": ("email", "pat@example.com"),
+    "quin": ("phone", "+33611111111"),
+    "rob": ("customerId", "c-rob"),
+    "dan": ("email", "dan@example.com"),
+}
+
+
+async def _ingest(store: ProfileStore, *events: Any) -> None:
+    outcomes = await ingest_events(store, list(events), NO_AUTO)
+    assert {o.status for o in outcomes} == {EventStatus.ACCEPTED}
+
+
+async def _person(store: ProfileStore, name: str, *, granted: bool) -> Profile:
+    """A person named by an identify event, with an email_marketing decision of their own."""
+    ids = [PEOPLE[name]]
+    await _ingest(
+        store,
+        event("identify", identifiers=ids, message_id=f"{name}-named", properties={"firstName": name.title()}),
+        event(
+            "consent_update",
+            identifiers=ids,
+            minutes=1,
+            message_id=f"{name}-consent",
+            properties={"purpose": "email_marketing", "granted": granted},
+        ),
+    )
+    profile = await profile_reads.get_profile_by_identifier(store, *PEOPLE[name])
+    assert profile is not None and profile.first_name == name.title()
+    return profile
+
+
+async def _everything(store: ProfileStore, ids: list[str]) -> dict[str, Any]:
+    async def owners(tx: StoreTransaction) -> dict[str, str]:
+        return await tx.owners_of([f"{t}:{v}" for t, v in PEOPLE.values()])
+
+    state: dict[str, Any] = {"identities": await store.run_in_transaction(owners)}
+    for profile_id in ids:
+        profile = await store.get_profile(profile_id)
+        state[profile_id] = profile.to_document() if profile else None
+        items = await store.list_interactions(profile_id, before=None, where=InteractionFilter(), limit=1000)
+        state[f"history:{profile_id}"] = sorted(i.message_id for i in items)
+        state[f"merges:{profile_id}"] = [(m.id, m.status) for m in await store.merges_of(profile_id)]
+        state[f"consents:{profile_id}"] = [d.model_dump() for d in await store.consent_history([profile_id])]
+    return state
+
+
+def _own(profile: Profile | None) -> tuple[str | None, dict[str, bool]]:
+    assert profile is not None and profile.merged_into is None
+    return profile.first_name, {purpose: c.granted for purpose, c in profile.consents.items()}
+
+
+async def test_an_earlier_merge_waits_for_a_later_merge_into_the_same_profile_and_nothing_is_written(
+    store: ProfileStore,
+) -> None:
+    pat = await _person(store, "pat", granted=False)
+    quin = await _person(store, "quin", granted=True)
+    rob = await _person(store, "rob", granted=False)
+    first, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="r", actor="t", policy=POLICY)
+    second, _ = await merging.merge_profiles(store, pat.id, [rob.id], reason="r", actor="t", policy=POLICY)
+    ids = [pat.id, quin.id, rob.id]
+    before = await _everything(store, ids)
+
+    with pytest.raises(Conflict) as refused:
+        await merging.unmerge_profile(store, first.id, actor="t")
+    assert refused.value.field == "mergeId"
+    assert refused.value.message == (
+        f"profile {pat.id} took in later merges that still stand ({second.id}, newest first): undo that merge first"
+    )
+    assert await _everything(store, ids) == before
+
+    await merging.unmerge_profile(store, second.id, actor="t")
+    await merging.unmerge_profile(store, first.id, actor="t")
+    assert _own(await store.get_profile(pat.id)) == ("Pat", {"email_marketing": False})
+    assert _own(await store.get_profile(quin.id)) == ("Quin", {"email_marketing": True})
+    assert _own(await store.get_profile(rob.id)) == ("Rob", {"email_marketing": False})
+
+
+async def test_the_refusal_names_every_later_merge_still_standing_newest_first(store: ProfileStore) -> None:
+    pat, quin, rob, dan = [await _person(store, name, granted=False) for name in ("pat", "quin", "rob", "dan")]
+    merges = [
+        (await merging.merge_profiles(store, pat.id, [other.id], reason="r", actor="t", policy=POLICY))[0]
+        for other in (quin, rob, dan)
+    ]
+    first, second, third = (m.id for m in merges)
+    with pytest.raises(Conflict, match=f"\\({third}, {second}, newest first\\): undo them first"):
+        await merging.unmerge_profile(store, first, actor="t")
+    with pytest.raises(Conflict, match=f"\\({third}, newest first\\): undo that merge first"):
+        await merging.unmerge_profile(store, second, actor="t")
+    for merge_id in (third, second, first):
+        await merging.unmerge_profile(store, merge_id, actor="t")
+    for person, name in ((pat, "Pat"), (quin, "Quin"), (rob, "Rob"), (dan, "Dan")):
+        assert _own(await store.get_profile(person.id)) == (name, {"email_marketing": False})
