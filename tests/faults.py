@@ -33,6 +33,7 @@ WRITES = frozenset(
         "record_messages",
         "append_interactions",
         "append_consent",
+        "assign_consents",
     }
 )
 

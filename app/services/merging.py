@@ -4,8 +4,9 @@ An unmerge restores the profiles as they were before the merge, then routes each
 where the identifiers it carried point now that they are separated again, whatever merges and
 unmerges moved it before: what a merged profile brought goes back to it, and what arrived since goes
 to the person it named. Everything derived from history is rebuilt from the interactions each
-profile ends with. Merges into one profile are undone newest first: a later merge saved the
-survivor with what the earlier one brought.
+profile ends with, consents that events decided included (and the consent history with them);
+what was set directly on the survivor after the merge stays there. Merges into one profile are
+undone newest first: a later merge saved the survivor with what the earlier one brought.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.event_effects import IDENTITY_FIELDS
+from app.domain.events import EventType
 from app.domain.history_rebuild import rebuild_behaviour
 from app.domain.identifiers import Identifier, strongest
 from app.domain.matching.index import refresh_keys
 from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
+from app.domain.privacy import ConsentDecision
 from app.domain.profile import Consent, Interaction, Profile
 from app.domain.profile_change import provenance_key
 from app.services.identity_policy import IdentityPolicy
@@ -178,10 +181,15 @@ async def _unmerge(
         await tx.set_identity_owner(keys, owner)
     leaving = {key for keys in by_previous_owner.values() for key in keys}
 
-    await tx.assign_history(survivor.id, {mid: owner for mid, owner in owners.items() if owner != survivor.id})
+    moves = {mid: owner for mid, owner in owners.items() if owner != survivor.id}
+    await tx.assign_history(survivor.id, moves)
     history_of: dict[str, list[Interaction]] = defaultdict(list)
     for interaction in history:
         history_of[owners[interaction.message_id]].append(interaction)
+    # A consent an event decided follows the event, in the consent history as on the profile.
+    consent_events = {i.message_id for i in history if i.type == EventType.CONSENT_UPDATE}
+    await tx.assign_consents(survivor.id, {mid: owner for mid, owner in moves.items() if mid in consent_events})
+    direct = [d for d in await tx.consent_decisions(survivor.id) if d.message_id is None and d.at >= record.at]
 
     restored: list[Profile] = []
     for merged_id, tomb in tombstones.items():
@@ -198,7 +206,7 @@ async def _unmerge(
         await tx.replace_profile(profile, expected_version=tomb.version)
         restored.append(profile)
 
-    base = _survivor_base(record, survivor, leaving, at=at)
+    base = _survivor_base(record, survivor, leaving, direct=direct, at=at)
     profile = refresh_keys(
         rebuild_behaviour(base, history_of[survivor.id]).model_copy(
             update={"version": survivor.version + 1, "segments": survivor.segments}
@@ -257,8 +265,19 @@ def _key(record: Any) -> str:
     return f"{record.type}:{record.value}"
 
 
-def _survivor_base(record: MergeRecord, current: Profile, leaving: set[str], *, at: datetime) -> Profile:
-    """The survivor as it was before the merge, keeping what was set on it after the merge."""
+def _survivor_base(
+    record: MergeRecord,
+    current: Profile,
+    leaving: set[str],
+    *,
+    direct: Sequence[ConsentDecision],
+    at: datetime,
+) -> Profile:
+    """The survivor as it was before the merge, with what was decided on it directly since.
+
+    Fields set after the merge stay; consents are those given with setConsent (`direct`), the
+    consent events of the survivor's own history applying on top when it is rebuilt.
+    """
     snapshot = record.snapshot_of(current.id)
     document = snapshot.to_document()
     now = current.to_document()
@@ -278,9 +297,10 @@ def _survivor_base(record: MergeRecord, current: Profile, leaving: set[str], *, 
         if key in current.field_sources:
             document.setdefault("fieldSources", {})[key] = current.field_sources[key]
     consents: dict[str, Consent] = dict(snapshot.consents)
-    for purpose, consent in current.consents.items():
-        if consent.at > record.at:
-            consents[purpose] = consent
+    for decision in sorted(direct, key=lambda d: d.at):
+        kept = consents.get(decision.purpose)
+        if kept is None or decision.at >= kept.at:
+            consents[decision.purpose] = Consent(granted=decision.granted, source=decision.source, at=decision.at)
     kept_identifiers = [r for r in current.identifiers if _key(r) not in leaving]
     base = Profile.from_document(document)
     return base.model_copy(

@@ -137,6 +137,13 @@ class StoreTransaction(Protocol):
     # -- privacy -------------------------------------------------------------------------------
     async def append_consent(self, decision: ConsentDecision) -> None: ...
 
+    async def consent_decisions(self, profile_id: str) -> list[ConsentDecision]:
+        """Every consent decision recorded on the profile, in the order they were recorded."""
+
+    async def assign_consents(self, owner_id: str, moves: Mapping[str, str]) -> None:
+        """Move the decisions of `owner_id` made by events (named by message id) to the profile each
+        maps to; decisions made directly, and those of other events, stay."""
+
     async def tombstones_of(self, profile_id: str) -> list[str]:
         """Ids of the profiles merged into this one (directly)."""
 

@@ -12,6 +12,7 @@ from app.domain.clock import now
 from app.domain.event_effects import RECENT_ORDER
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
+from app.domain.privacy import ConsentDecision
 from app.domain.profile import IdentifierRecord, Profile, new_profile
 from app.domain.profile_change import CappedPush, ProfileChange
 from app.domain.profile_query import (
@@ -152,6 +153,29 @@ async def test_a_message_id_is_recorded_once(store: ProfileStore) -> None:
     assert await store.run_in_transaction(record) is False
     with pytest.raises(MessageAlreadyProcessed):
         await store.run_in_transaction(record)
+
+
+async def test_consent_decisions_made_by_events_move_with_them_and_direct_ones_stay(store: ProfileStore) -> None:
+    def decided(profile_id: str, message_id: str | None, minutes: int = 0) -> ConsentDecision:
+        at = BASE_TIME + timedelta(minutes=minutes)
+        return ConsentDecision(
+            profile_id=profile_id, purpose="ads", granted=True, source="web", at=at, message_id=message_id
+        )
+
+    async def record(tx: StoreTransaction) -> None:
+        for decision in (decided("p1", None), decided("p1", "m1"), decided("p1", "m2"), decided("p2", "m3", 1)):
+            await tx.append_consent(decision)
+
+    async def move(tx: StoreTransaction) -> list[ConsentDecision]:
+        await tx.assign_consents("p1", {"m1": "p2", "m3": "p1", "m9": "p3"})  # m3 is p2's: not p1's to move
+        return await tx.consent_decisions("p1")
+
+    await store.run_in_transaction(record)
+    kept = await store.run_in_transaction(move)
+    assert sorted((d.profile_id, d.message_id or "") for d in kept) == [("p1", ""), ("p1", "m2")]
+    assert [(d.profile_id, d.message_id) for d in await store.consent_history(["p2"])] == [("p2", "m3"), ("p2", "m1")]
+    # Decisions of one millisecond keep the order they were made in.
+    assert [d.message_id for d in await store.consent_history(["p1", "p2"])] == ["m3", "m2", "m1", None]
 
 
 async def test_history_pages_newest_first_with_filters_and_positions(store: ProfileStore) -> None:

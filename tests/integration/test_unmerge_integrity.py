@@ -1,17 +1,21 @@
-"""Unmerge gives each person exactly their own data (issue 15): the order merges are undone in;
-through the services, on every storage backend."""
+"""Unmerge gives each person exactly their own data (issue 15): the order merges are undone in,
+the consents their events decided while merged, their consent history; through the services, on
+every storage backend."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from app.domain import clock
 from app.domain.errors import Conflict
 from app.domain.merge_protection import MergeProtection
+from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.profile import Profile
 from app.domain.profile_query import InteractionFilter
-from app.services import merging, profile_reads
+from app.services import merging, privacy, profile_reads
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
@@ -49,6 +53,17 @@ async def _person(store: ProfileStore, name: str, *, granted: bool) -> Profile:
     profile = await profile_reads.get_profile_by_identifier(store, *PEOPLE[name])
     assert profile is not None and profile.first_name == name.title()
     return profile
+
+
+def _live(name: str, type_: str, message_id: str, properties: dict[str, Any]) -> Any:
+    """An event of `name`'s, timestamped now: after any merge made before it."""
+    return event(type_, identifiers=[PEOPLE[name]], at=clock.now(), message_id=message_id, properties=properties)
+
+
+async def _decisions(store: ProfileStore, profile_id: str) -> list[str]:
+    profile = await store.get_profile(profile_id)
+    assert profile is not None
+    return sorted((d.message_id or "direct") for d in await privacy.consent_history(store, profile))
 
 
 async def _everything(store: ProfileStore, ids: list[str]) -> dict[str, Any]:
@@ -112,3 +127,50 @@ async def test_the_refusal_names_every_later_merge_still_standing_newest_first(s
         await merging.unmerge_profile(store, merge_id, actor="t")
     for person, name in ((pat, "Pat"), (quin, "Quin"), (rob, "Rob"), (dan, "Dan")):
         assert _own(await store.get_profile(person.id)) == (name, {"email_marketing": False})
+
+
+async def test_a_consent_a_merged_person_sent_while_merged_goes_to_them_alone(store: ProfileStore) -> None:
+    pat = await _person(store, "pat", granted=False)
+    quin = await _person(store, "quin", granted=False)
+    record, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="r", actor="t", policy=POLICY)
+    grant = {"purpose": "email_marketing", "granted": True}
+    await _ingest(store, _live("quin", "consent_update", "quin-grant", grant))
+    merged = await store.get_profile(pat.id)
+    assert merged is not None and merged.consents["email_marketing"].granted  # Quin's decision, on the merged one
+    assert "quin-grant" in await _decisions(store, pat.id)
+
+    _, [survivor, restored] = await merging.unmerge_profile(store, record.id, actor="t")
+    assert _own(survivor) == ("Pat", {"email_marketing": False})
+    assert _own(restored) == ("Quin", {"email_marketing": True})
+    assert await _decisions(store, pat.id) == ["pat-consent"]
+    assert await _decisions(store, quin.id) == ["quin-consent", "quin-grant"]
+    exported = await privacy.export_profile(store, pat.id)
+    assert [d["messageId"] for d in exported["consentHistory"]] == ["pat-consent"]
+    assert exported["profile"]["consents"]["email_marketing"]["granted"] is False
+
+
+async def test_a_consent_given_directly_after_the_merge_stays_with_the_survivor(store: ProfileStore) -> None:
+    pat = await _person(store, "pat", granted=True)
+    quin = await _person(store, "quin", granted=False)
+    record, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="r", actor="t", policy=POLICY)
+    await privacy.set_consent(store, quin.id, "email_marketing", False, "preference centre", purposes=DEFAULT_PURPOSES)
+    await privacy.set_consent(store, pat.id, "analytics", True, "cookie banner", purposes=DEFAULT_PURPOSES)
+    # Then Quin's own event grants email_marketing, over the decision made on the merged profile.
+    grant = {"purpose": "email_marketing", "granted": True}
+    await _ingest(
+        store,
+        event(
+            "consent_update",
+            identifiers=[PEOPLE["quin"]],
+            at=clock.now() + timedelta(seconds=1),
+            message_id="quin-grant",
+            properties=grant,
+        ),
+    )
+
+    _, [survivor, restored] = await merging.unmerge_profile(store, record.id, actor="t")
+    assert _own(survivor) == ("Pat", {"email_marketing": False, "analytics": True})
+    assert survivor.consents["email_marketing"].source == "preference centre"
+    assert _own(restored) == ("Quin", {"email_marketing": True})
+    assert await _decisions(store, pat.id) == ["direct", "direct", "pat-consent"]
+    assert await _decisions(store, quin.id) == ["quin-consent", "quin-grant"]

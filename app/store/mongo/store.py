@@ -278,6 +278,22 @@ class MongoTransaction(StoreTransaction):
             decision.model_dump(by_alias=True, exclude_none=True), session=self._session
         )
 
+    async def consent_decisions(self, profile_id: str) -> list[ConsentDecision]:
+        cursor = self._db.consent_log.find({"profileId": profile_id}, session=self._session).sort("_id", ASCENDING)
+        return [ConsentDecision.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def assign_consents(self, owner_id: str, moves: Mapping[str, str]) -> None:
+        by_target: dict[str, list[str]] = {}
+        for message_id, target in moves.items():
+            if target != owner_id:
+                by_target.setdefault(target, []).append(message_id)
+        for target, message_ids in by_target.items():
+            await self._db.consent_log.update_many(
+                {"profileId": owner_id, "messageId": {"$in": message_ids}},
+                {"$set": {"profileId": target}},
+                session=self._session,
+            )
+
     async def tombstones_of(self, profile_id: str) -> list[str]:
         cursor = self._db.profiles.find({"mergedInto": profile_id}, {"_id": 1}, session=self._session).sort("_id", 1)
         return [document["_id"] for document in await cursor.to_list(None)]

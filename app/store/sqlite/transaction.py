@@ -262,6 +262,24 @@ class SQLiteTransaction(StoreTransaction):
             (decision.profile_id, to_iso(decision.at), dumps(decision.model_dump(by_alias=True, exclude_none=True))),
         )
 
+    async def consent_decisions(self, profile_id: str) -> list[ConsentDecision]:
+        rows = self._db.execute("SELECT doc FROM consent_log WHERE profile_id = ? ORDER BY rowid", (profile_id,))
+        return [ConsentDecision.model_validate(loads(row[0])) for row in rows.fetchall()]
+
+    async def assign_consents(self, owner_id: str, moves: Mapping[str, str]) -> None:
+        if not moves:
+            return
+        rows = self._db.execute("SELECT rowid, doc FROM consent_log WHERE profile_id = ?", (owner_id,)).fetchall()
+        updates = []
+        for rowid, doc in rows:
+            document = loads(doc)
+            target = moves.get(document["messageId"]) if "messageId" in document else None
+            if target is not None and target != owner_id:
+                document["profileId"] = target
+                updates.append((target, dumps(document), rowid))
+        # In place: the rowid keeps decisions of one millisecond in the order they were made.
+        self._db.executemany("UPDATE consent_log SET profile_id = ?, doc = ? WHERE rowid = ?", updates)
+
     async def tombstones_of(self, profile_id: str) -> list[str]:
         rows = self._db.execute("SELECT id FROM profiles WHERE merged_into = ? ORDER BY id", (profile_id,))
         return [row[0] for row in rows.fetchall()]
