@@ -14,7 +14,7 @@ from app.domain.events import Channel, Event, EventType, to_minor_units
 from app.domain.identifiers import Identifier
 from app.domain.privacy import ConsentDecision
 from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
-from app.domain.profile_change import CappedPush, ProfileChange
+from app.domain.profile_change import CappedPush, ProfileChange, provenance_key
 
 # A visit is a run of web/app activity with no gap longer than this (the usual analytics session).
 VISIT_GAP = timedelta(minutes=30)
@@ -156,16 +156,35 @@ def _survey(profile: Profile, event: Event, change: ProfileChange) -> None:
         change.push["qualitative.ratings"] = CappedPush([rating], {"at": -1}, RECENT_RATINGS_CAP)
 
 
-def _identify(profile: Profile, event: Event, change: ProfileChange) -> None:
-    props = event.properties
+def identify_fields(properties: dict[str, Any]) -> dict[str, Any]:
+    """path → value for what an identify event sets: identity fields, an address (added to
+    `addresses`), traits."""
+    fields = {name: properties[name] for name in IDENTITY_FIELDS if name in properties}
+    if properties.get("address"):
+        fields["addresses"] = properties["address"]
+    for key, value in (properties.get("traits") or {}).items():
+        fields[f"traits.{key}"] = value
+    return fields
+
+
+def replayed_identify(profile: Profile, event: Event) -> ProfileChange:
+    """What an identify event sets when replayed onto a profile rebuilt after an unmerge: each field
+    unless the profile's own value was set later (ingestion lets the last event to arrive win; a
+    replay has only the times to go by)."""
+    change = ProfileChange()
+    _identify(profile, event, change, newest_wins=True)
+    return change
+
+
+def _identify(profile: Profile, event: Event, change: ProfileChange, *, newest_wins: bool = False) -> None:
     source = str(event.channel)
-    for name in IDENTITY_FIELDS:
-        if name in props:
-            change.set_field(name, props[name], at=event.timestamp, source=source)
-    address = props.get("address")
-    if address:
-        known = [a.model_dump(by_alias=True, exclude_none=True) for a in profile.addresses]
-        if address not in known:
-            change.set_field("addresses", [address, *known], at=event.timestamp, source=source)
-    for key, value in (props.get("traits") or {}).items():
-        change.set_field(f"traits.{key}", value, at=event.timestamp, source=source)
+    for path, value in identify_fields(event.properties).items():
+        decided_at = profile.field_times.get(provenance_key(path))
+        if newest_wins and decided_at is not None and decided_at > event.timestamp:
+            continue
+        if path == "addresses":
+            known = [a.model_dump(by_alias=True, exclude_none=True) for a in profile.addresses]
+            if value in known:
+                continue
+            value = [value, *known]
+        change.set_field(path, value, at=event.timestamp, source=source)

@@ -2,14 +2,15 @@
 answers, consent events, the embedded recent list) by replaying its interactions in time order.
 
 Merges and unmerges use it, so a merged profile counts every event exactly once and an unmerged one
-counts exactly its own.
+counts exactly its own; unmerges also replay the fields identify events set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.domain.event_effects import behaviour_change, event_of
+from app.domain.event_effects import behaviour_change, event_of, replayed_identify
+from app.domain.events import EventType
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Interaction, Profile, Qualitative, Stats
 from app.domain.profile_change import apply_change
 
@@ -35,3 +36,21 @@ def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Pro
         state = Profile.from_document(document)
     newest = list(reversed(ordered))[:RECENT_INTERACTIONS_CAP]
     return state.model_copy(update={"recent": newest})
+
+
+def replay_identity(base: Profile, interactions: Iterable[Interaction]) -> Profile:
+    """`base` with what the identify events among `interactions` set (identity fields, addresses,
+    traits), in time order, each field keeping the newest decision: an unmerge gives a person the
+    names their own events carried while merged, and only theirs.
+
+    Merges do not use it: there, the reconciliation rules decide between the profiles' values.
+    """
+    identifies = sorted(
+        (i for i in interactions if i.type == EventType.IDENTIFY), key=lambda i: (i.timestamp, i.message_id)
+    )
+    state = base
+    document = state.to_document()
+    for interaction in identifies:
+        apply_change(document, replayed_identify(state, event_of(interaction)))
+        state = Profile.from_document(document)
+    return state

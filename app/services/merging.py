@@ -4,9 +4,9 @@ An unmerge restores the profiles as they were before the merge, then routes each
 where the identifiers it carried point now that they are separated again, whatever merges and
 unmerges moved it before: what a merged profile brought goes back to it, and what arrived since goes
 to the person it named. Everything derived from history is rebuilt from the interactions each
-profile ends with, consents that events decided included (and the consent history with them);
-what was set directly on the survivor after the merge stays there. Merges into one profile are
-undone newest first: a later merge saved the survivor with what the earlier one brought.
+profile ends with, names and consents that events set included (and the consent history with
+them); what was set directly on the survivor after the merge stays there. Merges into one profile
+are undone newest first: a later merge saved the survivor with what the earlier one brought.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, NotFound
-from app.domain.event_effects import IDENTITY_FIELDS
+from app.domain.event_effects import IDENTITY_FIELDS, identify_fields
 from app.domain.events import EventType
-from app.domain.history_rebuild import rebuild_behaviour
+from app.domain.history_rebuild import rebuild_behaviour, replay_identity
 from app.domain.identifiers import Identifier, strongest
 from app.domain.matching.index import refresh_keys
 from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
@@ -199,16 +199,18 @@ async def _unmerge(
         base = snapshot.model_copy(update={"identifiers": [*snapshot.identifiers, *extra], "updated_at": at})
         # Memberships stay as stored (the tombstone's) until re-evaluation records each change.
         profile = refresh_keys(
-            rebuild_behaviour(base, history_of[merged_id]).model_copy(
+            rebuild_behaviour(replay_identity(base, history_of[merged_id]), history_of[merged_id]).model_copy(
                 update={"version": tomb.version + 1, "segments": tomb.segments}
             )
         )
         await tx.replace_profile(profile, expected_version=tomb.version)
         restored.append(profile)
 
-    base = _survivor_base(record, survivor, leaving, direct=direct, at=at)
+    others = [i for i in history if owners[i.message_id] != survivor.id]
+    base = _survivor_base(record, survivor, leaving, others=others, direct=direct, at=at)
+    own = history_of[survivor.id]
     profile = refresh_keys(
-        rebuild_behaviour(base, history_of[survivor.id]).model_copy(
+        rebuild_behaviour(replay_identity(base, own), own).model_copy(
             update={"version": survivor.version + 1, "segments": survivor.segments}
         )
     )
@@ -270,22 +272,34 @@ def _survivor_base(
     current: Profile,
     leaving: set[str],
     *,
+    others: Sequence[Interaction],
     direct: Sequence[ConsentDecision],
     at: datetime,
 ) -> Profile:
     """The survivor as it was before the merge, with what was decided on it directly since.
 
-    Fields set after the merge stay; consents are those given with setConsent (`direct`), the
-    consent events of the survivor's own history applying on top when it is rebuilt.
+    Fields set after the merge stay, unless another person's identify event set them: that event
+    goes to them and is replayed there. Consents are those given with setConsent since (`direct`);
+    the survivor's own consent events apply on top when it is rebuilt. A direct change that another
+    person's event then overwrote is no longer known: that field falls back to the survivor's value
+    before the merge and its own events.
     """
     snapshot = record.snapshot_of(current.id)
     document = snapshot.to_document()
     now = current.to_document()
+    set_by_others = {
+        (provenance_key(path), i.timestamp, i.channel)
+        for i in others
+        if i.type == EventType.IDENTIFY
+        for path in identify_fields(i.properties)
+    }
     paths = [*IDENTITY_FIELDS, "addresses", *(f"traits.{name}" for name in current.traits)]
     for path in paths:
         key = provenance_key(path)
         changed_at = current.field_times.get(key)
         if changed_at is None or changed_at <= record.at:
+            continue
+        if (key, changed_at, current.field_sources.get(key)) in set_by_others:
             continue
         head, _, tail = path.partition(".")
         value = now.get(head, {}).get(tail) if tail else now.get(head)

@@ -1,6 +1,6 @@
 """Unmerge gives each person exactly their own data (issue 15): the order merges are undone in,
-the consents their events decided while merged, their consent history; through the services, on
-every storage backend."""
+the consents and names their events decided while merged, their consent history; through the
+services, on every storage backend."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 
 from app.domain import clock
 from app.domain.errors import Conflict
+from app.domain.events import RawIdentifier
 from app.domain.merge_protection import MergeProtection
 from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.profile import Profile
 from app.domain.profile_query import InteractionFilter
-from app.services import merging, privacy, profile_reads
+from app.services import merging, privacy, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
@@ -174,3 +175,30 @@ async def test_a_consent_given_directly_after_the_merge_stays_with_the_survivor(
     assert _own(restored) == ("Quin", {"email_marketing": True})
     assert await _decisions(store, pat.id) == ["direct", "direct", "pat-consent"]
     assert await _decisions(store, quin.id) == ["quin-consent", "quin-grant"]
+
+
+async def test_a_name_a_merged_person_sent_while_merged_goes_to_them_alone(store: ProfileStore) -> None:
+    pat = await _person(store, "pat", granted=False)
+    quin = await _person(store, "quin", granted=False)
+    record, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="r", actor="t", policy=POLICY)
+    renamed = {"firstName": "Quincy", "traits": {"tier": "gold"}, "address": {"city": "Lyon"}}
+    await _ingest(store, _live("quin", "identify", "quin-renamed", renamed))
+    merged = await store.get_profile(pat.id)
+    assert merged is not None and merged.first_name == "Quincy"
+
+    _, [survivor, restored] = await merging.unmerge_profile(store, record.id, actor="t")
+    assert (survivor.first_name, survivor.traits, survivor.addresses) == ("Pat", {}, [])
+    assert (restored.first_name, restored.traits) == ("Quincy", {"tier": "gold"})
+    assert [a.city for a in restored.addresses] == ["Lyon"]
+
+
+async def test_a_name_set_directly_after_the_merge_stays_with_the_survivor(store: ProfileStore) -> None:
+    pat = await _person(store, "pat", granted=False)
+    quin = await _person(store, "quin", granted=False)
+    record, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="r", actor="t", policy=POLICY)
+    await profiles.upsert_profile(store, [RawIdentifier(*PEOPLE["pat"])], {"last_name": "Martin"}, policy=POLICY)
+    await _ingest(store, _live("pat", "identify", "pat-renamed", {"firstName": "Patrick"}))
+
+    _, [survivor, restored] = await merging.unmerge_profile(store, record.id, actor="t")
+    assert (survivor.first_name, survivor.last_name) == ("Patrick", "Martin")
+    assert (restored.first_name, restored.last_name) == ("Quin", None)
