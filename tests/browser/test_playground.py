@@ -530,6 +530,13 @@ async def test_playground_subscribes_with_the_key_in_the_headers_tab(
             # Stop the subscription, reload: the Headers tab still holds the key, and subscribing
             # again works without typing it.
             await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
+            # GraphiQL writes the Headers tab to its storage a moment after the last keystroke: a
+            # reload before that would find nothing kept.
+            await page.wait_for(
+                f"(localStorage.getItem('graphiql:headers') || '').includes({json.dumps(key)})",
+                "GraphiQL to keep the Headers tab in localStorage",
+                show="JSON.stringify(Object.keys(localStorage))",
+            )
             await page.send("Page.reload")
             await _open_playground(page, keyed_server_url)
             await page.evaluate(f"{HEADERS_TAB}.click()")
