@@ -327,6 +327,10 @@ class ProfileStore(Protocol):
     async def member_counts(self, segment_ids: Collection[str]) -> dict[str, int]:
         """`count_members` for each of `segment_ids`."""
 
+    async def segment_entries(self, profile_ids: Collection[str]) -> dict[str, dict[str, datetime]]:
+        """For each of `profile_ids`, segment id → when the profile last entered it (its newest ENTERED
+        segment event), for every segment it ever entered (an empty mapping for one that entered none)."""
+
     async def members_of_segments(
         self, segment_ids: Collection[str], *, after: str | None, limit: int
     ) -> dict[str, list[Profile]]:

@@ -65,6 +65,7 @@ READS = frozenset(
         "merges_of_profiles",
         "refusals_of_profiles",
         "member_counts",
+        "segment_entries",
         "members_of_segments",
         "interactions_of_profiles",
     }

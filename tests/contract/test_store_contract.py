@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 import pytest
@@ -22,7 +22,7 @@ from app.domain.profile_query import (
     StatsField,
     StatsRange,
 )
-from app.domain.segments.segment import Segment
+from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent
 from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
@@ -397,6 +397,39 @@ async def test_reads_for_many_parents_answer_as_one_read_per_parent_does(store: 
     assert await store.member_counts([]) == {}
     assert await store.members_of_segments([], after=None, limit=5) == {}
     assert await store.interactions_of_profiles([], before=None, where=InteractionFilter(), limit=5) == {}
+
+
+async def test_segment_entries_give_each_profile_s_newest_entry_into_each_segment(store: ProfileStore) -> None:
+    def change(n: int, profile_id: str, segment_id: str, entered: bool, minutes: int) -> SegmentEvent:
+        kind = MembershipChange.ENTERED if entered else MembershipChange.EXITED
+        at = BASE_TIME + timedelta(minutes=minutes)
+        return SegmentEvent(_id=f"e{n}", segment_id=segment_id, profile_id=profile_id, change=kind, at=at, cause="t")
+
+    events = [  # p1 entered gold, left it and entered it again (the re-entry written first); p2 only left
+        change(1, "p1", "gold", True, 120),
+        change(2, "p1", "gold", True, 0),
+        change(3, "p1", "gold", False, 60),
+        change(4, "p1", "vip", True, 30),
+        change(5, "p2", "gold", False, 10),
+        change(6, "p3", "vip", True, 5),
+    ]
+    await store.run_in_transaction(lambda tx: tx.insert_segment_events(events))
+    ids = ["p1", "p2", "p3", "missing"]
+
+    found = await store.segment_entries(ids)
+    assert found == {
+        "p1": {"gold": BASE_TIME + timedelta(minutes=120), "vip": BASE_TIME + timedelta(minutes=30)},
+        "p2": {},
+        "p3": {"vip": BASE_TIME + timedelta(minutes=5)},
+        "missing": {},
+    }
+    for profile_id in ids:  # as the membership changes read one profile at a time give them
+        entries: dict[str, list[datetime]] = {}
+        for event in await store.segment_events(profile_id=profile_id, limit=100):
+            if event.change is MembershipChange.ENTERED:
+                entries.setdefault(event.segment_id, []).append(event.at)
+        assert found[profile_id] == {segment_id: max(at) for segment_id, at in entries.items()}
+    assert await store.segment_entries([]) == {}
 
 
 async def test_the_keys_version_moves_with_each_key_created_or_revoked_and_with_nothing_else(

@@ -30,7 +30,7 @@ from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.domain.segments.conditions import Condition
-from app.domain.segments.segment import Segment, SegmentEvent
+from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent
 from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
@@ -748,6 +748,18 @@ class MongoStore:
         ]
         for document in await (await self._db.profiles.aggregate(pipeline)).to_list(None):
             found[document["_id"]] = int(document["count"])
+        return found
+
+    async def segment_entries(self, profile_ids: Collection[str]) -> dict[str, dict[str, datetime]]:
+        found: dict[str, dict[str, datetime]] = {profile_id: {} for profile_id in profile_ids}
+        if not found:
+            return found
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"profileId": {"$in": list(found)}, "change": MembershipChange.ENTERED.value}},
+            {"$group": {"_id": {"profile": "$profileId", "segment": "$segmentId"}, "at": {"$max": "$at"}}},
+        ]
+        for document in await (await self._db.segment_events.aggregate(pipeline)).to_list(None):
+            found[document["_id"]["profile"]][document["_id"]["segment"]] = utc_ms(document["at"])
         return found
 
     async def members_of_segments(

@@ -31,7 +31,7 @@ from app.domain.products import CoPurchase, Product
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.domain.segments.conditions import Condition
-from app.domain.segments.segment import Segment, SegmentEvent
+from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent
 from app.services.ports import (
     StoreTransaction,
 )
@@ -603,6 +603,22 @@ class SQLiteStore:
             return found
 
         return await self._scans.read(scan)  # a scan: on a reader thread
+
+    async def segment_entries(self, profile_ids: Collection[str]) -> dict[str, dict[str, datetime]]:
+        def scan(db: sqlite3.Connection) -> dict[str, dict[str, datetime]]:
+            found: dict[str, dict[str, datetime]] = {profile_id: {} for profile_id in profile_ids}
+            for chunk in self._id_chunks(profile_ids):
+                rows = db.execute(
+                    "SELECT profile_id, segment_id, max(at) FROM segment_events "
+                    f"WHERE profile_id IN ({','.join('?' * len(chunk))}) AND json_extract(doc, '$.change') = ? "
+                    "GROUP BY profile_id, segment_id",
+                    [*chunk, MembershipChange.ENTERED.value],
+                )
+                for profile_id, segment_id, at in rows:  # `at` is to_iso's form: its string order is time order
+                    found[profile_id][segment_id] = datetime.fromisoformat(at)
+            return found
+
+        return await self._reads.read(scan)  # a scan: on a reader thread
 
     async def members_of_segments(
         self, segment_ids: Collection[str], *, after: str | None, limit: int
