@@ -62,6 +62,7 @@ TYPE_SCOPES: dict[str, Scope] = {
         "InteractionConnection",
         "InteractionEdge",
         "Recommendation",
+        "SegmentMembership",
         "MergeCandidate",
         "MatchReason",
         "MergeCandidateConnection",
@@ -69,8 +70,8 @@ TYPE_SCOPES: dict[str, Scope] = {
     )
 }
 # Reachable from a profile but about no customer: what a merge or a refusal did (ids, reasons, actors),
-# page positions. A merge:profiles key reads back the merge it made.
-NOT_CUSTOMER_DATA = frozenset({"Merge", "MergeRefusal", "PageInfo"})
+# page positions, a segment's definition, the catalogue. A merge:profiles key reads back the merge it made.
+NOT_CUSTOMER_DATA = frozenset({"Merge", "MergeRefusal", "PageInfo", "Segment", "Product", "PricePoint"})
 # What a key that wrote a profile may read back without read:profiles: what it wrote, not the customer.
 ACKNOWLEDGEMENT_FIELDS = frozenset({"id", "version", "__typename"})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -105,10 +106,15 @@ class Loaders:
         no_merges: list[MergeRecord] = []
         no_refusals: list[MergeRefusal] = []
         no_decisions: list[ConsentDecision] = []
+        no_entries: dict[str, datetime] = {}
         self.profile = DataLoader[str, Profile | None](_each(profiles_by_id, no_profile), cache=cache)
         """A profile by id, merges followed (`profile_reads.get_profile`)."""
         self.segment = DataLoader[str, Segment | None](_each(store.get_segments, no_segment), cache=cache)
         self.member_count = DataLoader[str, int](_each(store.member_counts, 0), cache=cache)
+        self.segment_entries = DataLoader[str, dict[str, datetime]](
+            _each(store.segment_entries, no_entries), cache=cache
+        )
+        """segment id → when the profile last entered it, by profile id (`Profile.segmentMemberships`)."""
         self.members = DataLoader[MemberPage, profiles.Page](
             _grouped(lambda k: (k.first, k.after), member_pages), cache=cache
         )

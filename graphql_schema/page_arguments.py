@@ -31,6 +31,7 @@ MAXIMA: dict[tuple[str, str, str], int] = {
     ("Query", "mergeCandidates", "first"): MAX_CANDIDATES,
     ("Query", "mergeCandidatePairs", "first"): PAGE_LIMIT,
     ("Query", "recommendations", "first"): MAX_RECOMMENDATIONS,
+    ("Profile", "recommendations", "first"): MAX_RECOMMENDATIONS,
     ("Query", "segmentHistory", "last"): SEGMENT_HISTORY_MAX,
 }
 

@@ -14,6 +14,7 @@ from typing import Any
 from app.domain import clock
 from app.domain.errors import NotFound
 from app.domain.products import Product, parse_products, upserted
+from app.domain.profile import Profile
 from app.domain.recommendation import Recommendation, rank_best_sellers, rank_personalised
 from app.domain.traits.orders import purchases, unique
 from app.domain.traits.preferences import preferred_categories, products_mentioned
@@ -49,6 +50,14 @@ async def recommendations(
     profile = await profile_reads.get_profile(store, profile_id)
     if profile is None:
         raise NotFound(f"no profile {profile_id}", field="profileId")
+    return await recommendations_for(store, profile, first=first, exclude_days=exclude_days)
+
+
+async def recommendations_for(
+    store: ProfileStore, profile: Profile, *, first: int = 10, exclude_days: int = DEFAULT_EXCLUDE_DAYS
+) -> list[Recommendation]:
+    """`recommendations` for a live profile already read (`Profile.recommendations`: no second read)."""
+    check_page_size(first, maximum=MAX_RECOMMENDATIONS)
     now = clock.now()
     orders = await orders_of(store, profile)
     bought = purchases(orders)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -14,14 +14,18 @@ from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput
 from app.domain.pii_mask import mask_identifier, mask_personal, mask_text
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
-from app.services import profiles
+from app.services import profiles, recommendations
 from app.services.history import embedded_page, page_of
 from graphql_schema.context import Info
 from graphql_schema.loaders import HistoryPage
 from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
 from graphql_schema.types.merge_record import Merge, MergeRefusal
 from graphql_schema.types.privacy import ConsentDecision
+from graphql_schema.types.product import Recommendation
 from graphql_schema.types.traits import ComputedTraits, Rfm
+
+if TYPE_CHECKING:
+    from graphql_schema.types.segment import SegmentMembership
 
 INTERACTION_CURSOR = "interaction"
 T = TypeVar("T")
@@ -281,6 +285,30 @@ class Profile:
             cursor=interaction_cursor,
             node=Interaction.from_domain,
         )
+
+    @strawberry.field(
+        description="The segments the profile is a member of now, with since when (one read for a whole list)."
+    )
+    async def segment_memberships(
+        self, info: Info
+    ) -> list[Annotated[SegmentMembership, strawberry.lazy("graphql_schema.types.segment")]]:
+        from graphql_schema.types.segment import Segment, SegmentMembership  # that module imports this one
+
+        loaders = info.context.loaders(info)
+        entries = await loaders.segment_entries.load(self.profile.id)
+        segments = await loaders.segment.load_many(self.profile.segments)
+        return [SegmentMembership(segment=Segment.from_domain(s), since=entries.get(s.id)) for s in segments if s]
+
+    @strawberry.field(
+        description="What Query.recommendations(profileId) gives for this profile: products to show, best first "
+        "(at most 50), with their reasons; without the personalisation consent, best sellers only, each saying so."
+    )
+    async def recommendations(self, info: Info, first: int = 10) -> list[Recommendation]:
+        services = info.context.services
+        found = await recommendations.recommendations_for(
+            services.store, self.profile, first=first, exclude_days=services.settings.recommendations_exclude_days
+        )
+        return [Recommendation.from_domain(r) for r in found]
 
     @strawberry.field(description="Every consent decision, newest first (with those of profiles merged in).")
     async def consent_history(self, info: Info) -> list[ConsentDecision]:

@@ -66,6 +66,14 @@ class Segment:
         )
 
 
+@strawberry.type(description="A profile's membership of a segment.")
+class SegmentMembership:
+    segment: Segment
+    since: datetime | None = strawberry.field(
+        description="When the profile last entered the segment (null if the store holds no record of it)."
+    )
+
+
 @strawberry.type(description="A profile entering or leaving a segment, and why.")
 class SegmentMembershipEvent:
     event: strawberry.Private[domain.SegmentEvent]

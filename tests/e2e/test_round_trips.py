@@ -4,6 +4,7 @@ whose every statement is visible through the connection's trace hook)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -161,6 +162,29 @@ async def test_segments_members_counts_and_members_histories_cost_one_read_per_l
             expected = 4 if edge["node"]["firstName"] == "C4" else 2  # C5's history went to C4
             assert [e["node"]["type"] for e in opens["edges"]] == ["email_open"] * min(expected, 3)
             assert opens["pageInfo"]["hasNextPage"] is (expected > 3)
+
+
+async def test_segment_memberships_of_a_page_of_profiles_cost_one_read_of_entries_for_them_all(
+    crowd: tuple[httpx.AsyncClient, list[str], dict[str, str]], sqlite_store: SQLiteStore
+) -> None:
+    client, statements, ids = crowd
+    query = (
+        "{ profiles(first: %d) { edges { node { id segments segmentMemberships { segment { id name } since } } } } }"
+    )
+    _, few_reads = await _reads(client, statements, query % 1)
+    every, reads = await _reads(client, statements, query % 20)
+    assert reads == few_reads == 3  # the page, every profile's entries into segments, the segments
+    assert len([s for s in statements if "segment_events" in s]) == 1
+    names = {ids[f"C{n}"]: f"C{n}" for n in range(CUSTOMERS)}
+    nodes = [e["node"] for e in every["profiles"]["edges"]]
+    assert len(nodes) == CUSTOMERS - 1  # C5 merged away
+    for node in nodes:
+        (membership,) = node["segmentMemberships"]
+        assert [membership["segment"]["id"]] == node["segments"]
+        assert membership["segment"]["name"] == ("Gold" if int(names[node["id"]][1]) % 2 == 0 else "Silver")
+        events = await sqlite_store.segment_events(profile_id=node["id"], limit=10)
+        entered = [e.at for e in events if e.change == "ENTERED" and e.segment_id == node["segments"][0]]
+        assert datetime.fromisoformat(membership["since"]) == max(entered)
 
 
 async def test_merge_history_refusals_and_consent_history_of_a_page_of_profiles_cost_one_read_each(
