@@ -7,7 +7,7 @@ from which profile. Merged-away profiles become tombstones that keep no personal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -62,6 +62,79 @@ class MergeRecord(StoredModel):
             if document["_id"] == self.survivor_id:
                 return int(document["version"])
         raise KeyError(self.survivor_id)
+
+
+def merges_into(records: Iterable[MergeRecord]) -> dict[str, list[MergeRecord]]:
+    """survivor id → the merges into it, for `held_only_by`."""
+    into: dict[str, list[MergeRecord]] = {}
+    for record in records:
+        into.setdefault(record.survivor_id, []).append(record)
+    return into
+
+
+def held_only_by(
+    record: MergeRecord, belongs: Callable[[str], bool], into: Mapping[str, Sequence[MergeRecord]]
+) -> MergeRecord:
+    """The record with only the saved documents, and the moved identifiers, that hold nobody's data
+    but that of the profiles `belongs` accepts.
+
+    A saved document holds its profile's data and that of every profile merged into it when it was
+    saved, at any depth: a survivor saved by a later merge while an earlier one stood holds the
+    earlier one's person too, even once that merge is undone. `into` must hold the merges into the
+    profiles `belongs` accepts (the others are refused before their merges matter). The rest of the
+    record (ids, times, reason, status) is kept: it says what happened, not who the people are.
+    """
+    kept = {
+        document["_id"]
+        for document in record.snapshots
+        if _held_only_by(document["_id"], int(document["version"]), record.at, belongs, into, depth=0)
+    }
+    return record.model_copy(
+        update={
+            "snapshots": [d for d in record.snapshots if d["_id"] in kept],
+            "moved_identities": {key: owner for key, owner in record.moved_identities.items() if owner in kept},
+        }
+    )
+
+
+MAX_MERGE_DEPTH = 1000
+
+
+def _held_only_by(
+    profile_id: str,
+    version: int | None,
+    at: datetime,
+    belongs: Callable[[str], bool],
+    into: Mapping[str, Sequence[MergeRecord]],
+    *,
+    depth: int,
+) -> bool:
+    """Whether the document of `profile_id` saved at `version` (None: not known) at `at` held the
+    data of accepted profiles only. Where the order of two events is not known for sure (the same
+    millisecond, a version no longer kept), the merge counts as standing: the answer errs on refusing."""
+    if not belongs(profile_id) or depth > MAX_MERGE_DEPTH:
+        return False
+    for earlier in into.get(profile_id, ()):
+        before = _saved_version(earlier, profile_id)
+        if before is not None and version is not None:
+            if before >= version:  # made after the document was saved (or is the merge that saved it)
+                continue
+        elif earlier.at > at:
+            continue
+        if earlier.unmerged_at is not None and earlier.unmerged_at < at:  # undone before the document was saved
+            continue
+        for merged_id in earlier.merged_ids:
+            merged_version = _saved_version(earlier, merged_id)
+            if not _held_only_by(merged_id, merged_version, earlier.at, belongs, into, depth=depth + 1):
+                return False
+    return True
+
+
+def _saved_version(record: MergeRecord, profile_id: str) -> int | None:
+    for document in record.snapshots:
+        if document["_id"] == profile_id:
+            return int(document["version"])
+    return None
 
 
 class MergeRefusal(StoredModel):

@@ -14,7 +14,7 @@ from app.domain import clock
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput, NotFound, StoreUnavailable
 from app.domain.identifiers import Identifier
-from app.domain.merge import MergeStatus
+from app.domain.merge import MergeStatus, held_only_by, merges_into
 from app.domain.privacy import (
     ConsentDecision,
     Erasure,
@@ -142,6 +142,10 @@ async def export_profile(store: ProfileStore, profile_id: str) -> dict[str, Any]
             break
     family = await merged_family(store, profile.id)
     merges = {m.id: m for member in family for m in await store.merges_of(member)}
+    # A merge record saved the documents of everyone it joined: the export shows only those of the
+    # person (the profile and those still merged into it), and the rest of an undone merge's record.
+    into, members = merges_into(merges.values()), set(family)
+    merges = {i: held_only_by(m, members.__contains__, into) for i, m in merges.items()}
     refusals = {r.id: r for member in family for r in await store.refusals_of(member)}
     # The recent list is a copy of the newest history (which follows in full); blocking keys are index data.
     document = _json(profile, exclude={"recent", "blocking_keys"})
