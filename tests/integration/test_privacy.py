@@ -144,3 +144,97 @@ async def test_erasure_leaves_nothing_readable_in_the_database_files(sqlite_stor
         for secret in (email, surname):
             assert secret.encode() not in content, f"{secret} is still readable in {path.name}"
     assert await store.count_profiles() == 50  # the others are untouched
+
+
+# -- merges undone: each person's export and erasure hold their own data only --------------------
+async def _person(store: ProfileStore, first: str, last: str, email: str, phone: str) -> tuple[str, set[str]]:
+    """A person with a name, an email, a phone and a consent of their own; returns their id and the
+    personal values an export must show to them alone (identifier keys included)."""
+    identifiers = [RawIdentifier("email", email), RawIdentifier("phone", phone)]
+    profile = await profiles.upsert_profile(store, identifiers, {"first_name": first, "last_name": last})
+    source = f"{last} kiosk"
+    profile = await privacy.set_consent(store, profile.id, "analytics", True, source, purposes=PURPOSES)
+    values = {first, last, source, *(r.value for r in profile.identifiers)}
+    return profile.id, values | {f"{r.type}:{r.value}" for r in profile.identifiers}
+
+
+def _found(values: set[str], document: object) -> set[str]:
+    text = json.dumps(document)
+    return {v for v in values if v in text}
+
+
+def _values(data: set[str]) -> set[str]:
+    """The values an export of the person shows in any case (identifier keys may not appear)."""
+    return {v for v in data if ":" not in v}
+
+
+async def _merge(store: ProfileStore, survivor: str, other: str) -> str:
+    record, _ = await merging.merge_profiles(
+        store, survivor, [other], reason="same person", actor="steward", policy=IdentityPolicy()
+    )
+    return record.id
+
+
+async def test_an_export_after_an_unmerge_holds_the_persons_own_data_only(store: ProfileStore) -> None:
+    pia, pia_data = await _person(store, "Pialotta", "Pressburger", "pia.pressburger@example.com", "+33611111111")
+    quentin, quentin_data = await _person(
+        store, "Quentinus", "Quayleworth", "q.quayleworth@example.com", "+33622222222"
+    )
+    merge_id = await _merge(store, pia, quentin)
+
+    # While the merge stands, Quentin is part of Pia's profile: her export holds his data too.
+    merged = await privacy.export_profile(store, pia)
+    assert _found(quentin_data, merged) == quentin_data  # his saved profile and identifiers, in the merge record
+    assert _found(_values(pia_data), merged) == _values(pia_data)
+
+    await merging.unmerge_profile(store, merge_id, actor="steward")
+    exported = await privacy.export_profile(store, pia)
+    assert _found(quentin_data, exported) == set(), "Pia's export shows another person's data"
+    assert _found(_values(pia_data), exported) == _values(pia_data)
+    # The undone merge is still an event of her history, with her own saved state.
+    (record,) = exported["merges"]
+    assert (record["_id"], record["status"], record["survivorId"], record["mergedIds"]) == (
+        merge_id,
+        "UNMERGED",
+        pia,
+        [quentin],
+    )
+    assert record["reason"] == "same person" and "at" in record and "unmergedAt" in record
+    assert [s["_id"] for s in record["snapshots"]] == [pia]
+
+    theirs = await privacy.export_profile(store, quentin)
+    assert _found(pia_data, theirs) == set(), "Quentin's export shows another person's data"
+    assert _found(_values(quentin_data), theirs) == _values(quentin_data)
+    (record,) = theirs["merges"]
+    assert record["_id"] == merge_id and [s["_id"] for s in record["snapshots"]] == [quentin]
+    assert set(record["movedIdentities"].values()) == {quentin}
+
+
+async def test_a_merge_saved_while_another_stood_shows_that_person_only_while_they_are_merged(
+    store: ProfileStore,
+) -> None:
+    """Pia took in Rosa, then Quentin: the second merge saved Pia with Rosa in her. Once Rosa's merge
+    is undone too, that saved copy is Rosa's data as much as Pia's."""
+    pia, pia_data = await _person(store, "Pialotta", "Pressburger", "pia.pressburger@example.com", "+33611111111")
+    quentin, quentin_data = await _person(
+        store, "Quentinus", "Quayleworth", "q.quayleworth@example.com", "+33622222222"
+    )
+    rosa, rosa_data = await _person(store, "Rosalinde", "Rutherglen", "rosa.rutherglen@example.com", "+33633333333")
+    rosa_merge = await _merge(store, pia, rosa)
+    quentin_merge = await _merge(store, pia, quentin)
+
+    await merging.unmerge_profile(store, quentin_merge, actor="steward")
+    exported = await privacy.export_profile(store, pia)  # Rosa is still part of Pia
+    assert _found(_values(rosa_data), exported) == _values(rosa_data) and _found(quentin_data, exported) == set()
+
+    await merging.unmerge_profile(store, rosa_merge, actor="steward")
+    exported = await privacy.export_profile(store, pia)
+    assert _found(rosa_data | quentin_data, exported) == set()
+    assert _found(_values(pia_data), exported) == _values(pia_data)
+    assert {m["_id"] for m in exported["merges"]} == {rosa_merge, quentin_merge}
+    for person, data, others in (
+        (rosa, rosa_data, pia_data | quentin_data),
+        (quentin, quentin_data, pia_data | rosa_data),
+    ):
+        theirs = await privacy.export_profile(store, person)
+        assert _found(_values(data), theirs) == _values(data) and _found(others, theirs) == set()
