@@ -14,7 +14,7 @@ from app.domain import clock
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput, NotFound, StoreUnavailable
 from app.domain.identifiers import Identifier
-from app.domain.merge import MergeStatus, held_only_by, merges_into
+from app.domain.merge import MergeRecord, MergeStatus, held_only_by, merges_into
 from app.domain.privacy import (
     ConsentDecision,
     Erasure,
@@ -184,7 +184,10 @@ async def delete_profile(
     store: ProfileStore, profile_id: str, *, actor: str, changes: ProfileChanges = UNHEARD
 ) -> Erasure:
     """Erase the person: the profile, the profiles merged into it, their identities, history,
-    consents, merges; keep an audit record without personal data; suppress their identifiers."""
+    consents, merges; keep an audit record without personal data; suppress their identifiers.
+
+    An undone merge with someone else is that person's audit trail too: it stays, without the erased
+    person's saved documents and identifiers, their profile ids replaced by the erasure's id."""
     secret = await suppression_secret(store, create=True)
     assert secret is not None
     at = clock.now()
@@ -203,9 +206,13 @@ async def delete_profile(
         for member in family:
             keys |= set(await tx.identities_of(member))
         await tx.suppress(suppression_hashes(secret, sorted(keys)), at)
+        erasure_id = "era_" + uuid.uuid4().hex
+        trails = await _trails_of_others(tx, family, erasure_id)
         identifiers, interactions = await tx.erase(family)
+        for record in trails:  # erase took every merge of the family; these come back without its data
+            await tx.insert_merge(record)
         erasure = Erasure(
-            _id="era_" + uuid.uuid4().hex,
+            _id=erasure_id,
             at=at,
             actor=actor,
             profiles=len(family),
@@ -225,6 +232,43 @@ async def delete_profile(
     except StoreUnavailable:  # the erasure is committed; the next one's wipe covers this one too
         log.warning("erasure %s committed, but the store's files could not be wiped now", erasure.id)
     return erasure
+
+
+async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure_id: str) -> list[MergeRecord]:
+    """The undone merges of the erased profiles with other people, as those people keep them: only
+    the saved documents and moved identifiers that hold none of the erased profiles' data, and the
+    erasure's id where an erased profile's id was. (A merge that stands joins only the family.)"""
+    erased = set(family)
+    shared = [
+        record
+        for member in family
+        for record in await tx.merges_of(member)
+        if record.status is MergeStatus.UNMERGED and not {record.survivor_id, *record.merged_ids} <= erased
+    ]
+    # The others' merges, at any depth: whose data each of their saved documents held.
+    known: dict[str, MergeRecord] = {}
+    queue = [i for record in shared for i in (record.survivor_id, *record.merged_ids) if i not in erased]
+    seen: set[str] = set()
+    while queue and len(seen) < MAX_MERGED:
+        current = queue.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for record in await tx.merges_of(current):
+            known[record.id] = record
+            if record.survivor_id == current:
+                queue += [i for i in record.merged_ids if i not in erased]
+    into = merges_into(known.values())
+    trails: dict[str, MergeRecord] = {}
+    for record in shared:
+        kept = held_only_by(record, lambda profile_id: profile_id not in erased, into)
+        trails[record.id] = kept.model_copy(
+            update={
+                "survivor_id": erasure_id if kept.survivor_id in erased else kept.survivor_id,
+                "merged_ids": [erasure_id if i in erased else i for i in kept.merged_ids],
+            }
+        )
+    return list(trails.values())
 
 
 async def refuse_suppressed(tx: StoreTransaction, secret: str | None, identifiers: Sequence[Identifier]) -> None:

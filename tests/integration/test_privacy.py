@@ -238,3 +238,54 @@ async def test_a_merge_saved_while_another_stood_shows_that_person_only_while_th
     ):
         theirs = await privacy.export_profile(store, person)
         assert _found(_values(data), theirs) == _values(data) and _found(others, theirs) == set()
+
+
+@pytest.mark.parametrize("erased_role", ["survivor", "merged"])
+async def test_erasing_one_person_of_an_undone_merge_keeps_the_others_audit_trail(
+    store: ProfileStore, erased_role: str
+) -> None:
+    pia, pia_data = await _person(store, "Pialotta", "Pressburger", "pia.pressburger@example.com", "+33611111111")
+    quentin, quentin_data = await _person(
+        store, "Quentinus", "Quayleworth", "q.quayleworth@example.com", "+33622222222"
+    )
+    merge_id = await _merge(store, pia, quentin)
+    await merging.unmerge_profile(store, merge_id, actor="steward")
+    erased, erased_data, kept, kept_data = (
+        (pia, pia_data, quentin, quentin_data) if erased_role == "survivor" else (quentin, quentin_data, pia, pia_data)
+    )
+
+    erasure = await privacy.delete_profile(store, erased, actor="dpo")
+    assert erasure.profiles == 1 and await store.get_profile(erased) is None
+    assert await store.merges_of(erased) == []
+
+    (record,) = await merging.merge_history(store, kept)
+    assert (record.id, record.status.value, record.reason, record.actor) == (
+        merge_id,
+        "UNMERGED",
+        "same person",
+        "steward",
+    )
+    members = [record.survivor_id, *record.merged_ids]
+    assert kept in members and erased not in members and erasure.id in members  # the erasure's audit record
+    assert [s["_id"] for s in record.snapshots] == [kept]
+    document = record.model_dump(mode="json", by_alias=True)  # everything stored, as the store keeps it
+    assert _found(_values(kept_data), document) == _values(kept_data)
+    assert _found(erased_data, document) == set() and erased not in json.dumps(document)
+
+    exported = await privacy.export_profile(store, kept)
+    assert _found(_values(kept_data), exported) == _values(kept_data) and _found(erased_data, exported) == set()
+    assert erased not in json.dumps(exported)
+
+
+async def test_the_kept_audit_trail_leaves_nothing_of_the_erased_person_in_the_database_files(
+    sqlite_store: SQLiteStore,
+) -> None:
+    store = sqlite_store
+    pia, _ = await _person(store, "Pialotta", "Pressburger", "pia.pressburger@example.com", "+33611111111")
+    quentin, _ = await _person(store, "Quentinus", "Quayleworth", "q.quayleworth@example.com", "+33622222222")
+    await merging.unmerge_profile(store, await _merge(store, pia, quentin), actor="steward")
+    await privacy.delete_profile(store, pia, actor="dpo")
+
+    content = b"".join(path.read_bytes() for path in sorted(store.path.parent.glob(store.path.name + "*")))
+    assert b"Pressburger" not in content and b"pia.pressburger@example.com" not in content
+    assert b"Quayleworth" in content and len(await store.merges_of(quentin)) == 1
