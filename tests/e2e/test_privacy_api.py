@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.e2e.conftest import GraphQL
 
 UPSERT = """mutation { upsertProfile(input: {identifiers: [{type: "email", value: "jo@example.com"}], firstName: "Jo"})
@@ -29,3 +31,39 @@ async def test_consent_export_and_erasure(gql: GraphQL) -> None:
     assert (await gql(EXPORT, {"id": profile_id}))["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     again = await gql(UPSERT)
     assert again["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "identifiers"}
+
+
+PERSON = """mutation($email: String!, $phone: String!, $name: String!) {
+  upsertProfile(input: {
+    identifiers: [{type: "email", value: $email}, {type: "phone", value: $phone}], firstName: $name
+  }) { id } }"""
+MERGE = (
+    """mutation($a: ID!, $b: ID!) { mergeProfiles(survivorId: $a, mergedIds: [$b], reason: "same") { merge { id } } }"""
+)
+UNMERGE = "mutation($id: ID!) { unmergeProfile(mergeId: $id) { merge { status } } }"
+HISTORY = "query($id: ID!) { profile(id: $id) { mergeHistory { id status survivor merged } } }"
+
+
+async def test_an_undone_merge_shows_each_person_only_their_own_data(gql: GraphQL) -> None:
+    async def person(email: str, phone: str, name: str) -> str:
+        return str((await gql(PERSON, {"email": email, "phone": phone, "name": name}))["data"]["upsertProfile"]["id"])
+
+    pia = await person("pia.p@example.com", "+33611111111", "Pialotta")
+    quentin = await person("quentin.q@example.com", "+33622222222", "Quentinus")
+    merge_id = (await gql(MERGE, {"a": pia, "b": quentin}))["data"]["mergeProfiles"]["merge"]["id"]
+    assert (await gql(UNMERGE, {"id": merge_id}))["data"]["unmergeProfile"]["merge"]["status"] == "UNMERGED"
+
+    for own, other in ((pia, ("Quentinus", "quentin.q@", "2222222")), (quentin, ("Pialotta", "pia.p@", "1111111"))):
+        exported = (await gql(EXPORT, {"id": own}))["data"]["exportProfile"]
+        assert [m["_id"] for m in exported["merges"]] == [merge_id]
+        assert not [value for value in other if value in json.dumps(exported)]
+
+    await gql(DELETE, {"id": pia})
+    (trail,) = (await gql(HISTORY, {"id": quentin}))["data"]["profile"]["mergeHistory"]
+    assert trail["id"] == merge_id and trail["merged"] == [quentin] and trail["survivor"] not in (pia, quentin)
+    exported = (await gql(EXPORT, {"id": quentin}))["data"]["exportProfile"]
+    assert (
+        "Quentinus" in json.dumps(exported)
+        and "Pialotta" not in json.dumps(exported)
+        and pia not in json.dumps(exported)
+    )
