@@ -48,17 +48,32 @@ def versions() -> str:
 class Subscribers:
     """The node process: started by `start`, ended by `stop` (which returns what each client heard)."""
 
-    def __init__(self, url: str, count: int, request: dict[str, Any], work: Path, *, prefix: list[str]) -> None:
+    def __init__(
+        self,
+        url: str,
+        count: int,
+        request: dict[str, Any],
+        work: Path,
+        *,
+        prefix: list[str],
+        wave: int = 50,
+        name: str = "subscribers",
+    ) -> None:
+        """`request`: {query, variables}, or {query, variablesList} (client i subscribes with the i-th);
+        `wave`: clients opened together, the next wave once they are all acknowledged or refused (0: all
+        at once); `name`: of the files written under `work`."""
         self.count = count
-        self._out = work / "subscribers.json"
-        query = work / "subscription.json"
+        self._out = work / f"{name}.json"
+        query = work / f"{name}-subscription.json"
         query.write_text(json.dumps(request))
-        self._log = open(work / "subscribers.log", "wb")  # noqa: SIM115 - closed in stop()
-        command = [*prefix, "node", str(SCRIPT), url, str(count), str(query), str(self._out), "3600"]
+        self._log = open(work / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        command = [*prefix, "node", str(SCRIPT), url, str(count), str(query), str(self._out), "3600", str(wave)]
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd=NODE_DIR
         )
         self._ready = threading.Event()
+        self._heard = threading.Event()
+        self._delivered = 0
         self.acknowledged = 0
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -69,12 +84,27 @@ class Subscribers:
             if line.startswith("READY "):
                 self.acknowledged = int(line.split()[1])
                 self._ready.set()
+            elif line.startswith("HEARD "):
+                self._delivered = int(line.split()[1])
+                self._heard.set()
         self._ready.set()  # the process ended
+        self._heard.set()
 
     def wait_ready(self) -> int:
         if not self._ready.wait(READY_TIMEOUT_S):
             raise RuntimeError(f"the subscribers did not connect within {READY_TIMEOUT_S:.0f} s")
         return self.acknowledged
+
+    def delivered(self, timeout_s: float = 10.0) -> int:
+        """Deliveries the clients received so far (asked of the node process, which answers between
+        deliveries); the last count known when it does not answer within `timeout_s`."""
+        if self._process.poll() is not None or self._process.stdin is None:
+            return self._delivered
+        self._heard.clear()
+        self._process.stdin.write(b"heard\n")
+        self._process.stdin.flush()
+        self._heard.wait(timeout_s)
+        return self._delivered
 
     def kill(self) -> None:
         """End the node process without a summary (the benchmark failed meanwhile)."""
@@ -110,6 +140,7 @@ class Heard:
     per_event: dict[str, tuple[int, int, float]]  # event id -> heard by, heard within 1 s by, max ms
     closes: dict[str, int]
     errors: dict[str, int]
+    strays: int = 0  # deliveries of another profile's change than the one the client subscribed to
 
     @classmethod
     def from_summary(cls, raw: dict[str, Any]) -> Heard:
@@ -121,6 +152,7 @@ class Heard:
             per_event={k: (v[0], v[1], v[2]) for k, v in raw["perEvent"].items()},
             closes=raw["closes"],
             errors=raw["errors"],
+            strays=raw.get("strays", 0),
         )
 
 
@@ -129,7 +161,7 @@ class Delivery:
     """Changes recorded by the server during the load, against what the subscribers heard."""
 
     changes: int  # segment events recorded during the load
-    expected: int  # changes x subscribers
+    expected: int  # changes x subscribers (or x the audience of each change)
     heard: int  # of those deliveries, received at all (before the subscribers were stopped)
     within_1s: int  # received within 1 s of the change's time
     extra: int  # deliveries of changes not recorded during the load (before or after it)
@@ -144,9 +176,11 @@ class Delivery:
         return self.expected - self.heard
 
 
-def judge(heard: Heard, recorded: list[str]) -> Delivery:
-    """`recorded`: the ids of the segment events the server recorded during the load."""
+def judge(heard: Heard, recorded: list[str], *, audience: int | None = None) -> Delivery:
+    """`recorded`: the ids of the segment events the server recorded during the load; `audience`: how
+    many subscribers should hear each (default: every one)."""
     during = set(recorded)
+    each = heard.subscribers if audience is None else audience
     got = [heard.per_event.get(event_id, (0, 0, 0.0)) for event_id in recorded]
     extra = sum(v[0] for k, v in heard.per_event.items() if k not in during)
     maxima = [g[2] for g in got if g[0]]
@@ -154,9 +188,9 @@ def judge(heard: Heard, recorded: list[str]) -> Delivery:
     per_subscriber_of_load = _per_subscriber_share(heard, len(recorded))
     return Delivery(
         changes=len(recorded),
-        expected=len(recorded) * heard.subscribers,
-        heard=sum(g[0] for g in got),
-        within_1s=sum(g[1] for g in got),
+        expected=len(recorded) * each,
+        heard=sum(min(g[0], each) for g in got),  # more than `each`: strays, counted by the client
+        within_1s=sum(min(g[1], each) for g in got),
         extra=extra,
         p50_ms=percentile(lat, 50),
         p99_ms=percentile(lat, 99),

@@ -1,28 +1,34 @@
 // Segment-membership subscribers for the serving benchmark (bench/subscribers.py runs this), with the
 // reference graphql-ws client over the graphql-transport-ws protocol.
 //
-//   node subscribers.mjs URL SUBSCRIBERS QUERY_JSON OUT_FILE MAX_SECONDS
+//   node subscribers.mjs URL SUBSCRIBERS QUERY_JSON OUT_FILE MAX_SECONDS [WAVE]
 //
-// Opens SUBSCRIBERS clients (in waves), each subscribing to the document in QUERY_JSON ({query,
-// variables}); prints "READY <acknowledged>" once every connection is acknowledged and its subscribe
-// sent. Each change received is timed against its own `at` (same machine, same clock). On "stop" on
-// stdin, SIGTERM, or after MAX_SECONDS, writes the summary to OUT_FILE as JSON and exits.
+// Opens SUBSCRIBERS clients in waves of WAVE (default 50; 0: all at once, none waiting for another),
+// each subscribing to the document in QUERY_JSON ({query, variables}, or {query, variablesList}: client
+// i subscribes with variablesList[i], and when those name a `profileId`, a change of any other profile
+// it receives is counted as a stray); prints "READY <acknowledged>" once every client is acknowledged
+// or refused/closed. Each change received is timed against its own `at` (same machine, same clock).
+// "heard" on stdin prints "HEARD <deliveries so far>". On "stop" on stdin, SIGTERM, or after
+// MAX_SECONDS, writes the summary to OUT_FILE as JSON and exits.
 import { readFileSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-const [url, countText, queryFile, outFile, maxSecondsText] = process.argv.slice(2);
+const [url, countText, queryFile, outFile, maxSecondsText, waveText] = process.argv.slice(2);
 const count = Number(countText);
 const request = JSON.parse(readFileSync(queryFile, "utf8"));
-const WAVE = 50;
+const wave = waveText === undefined ? 50 : Number(waveText) || count;
+const variablesOf = (index) => (request.variablesList ? request.variablesList[index] : request.variables);
 
 const perEvent = new Map(); // event id -> [heard, heardWithin1s, maxLatencyMs, at]
 const latencies = []; // ms, one per delivery
 const heardBy = new Array(count).fill(0);
 const closes = new Map(); // "code reason" -> how many
 const errors = new Map();
+let strays = 0; // changes of another profile than the one the client asked for
+let delivered = 0;
 const clients = [];
 let acknowledged = 0;
 let finished = false;
@@ -39,6 +45,9 @@ function receive(index, payload) {
   const latency = now() - Date.parse(change.at);
   latencies.push(Math.round(latency * 10) / 10);
   heardBy[index] += 1;
+  delivered += 1;
+  const own = variablesOf(index)?.profileId;
+  if (own !== undefined && own !== null && change.profileId !== own) strays += 1;
   const seen = perEvent.get(change.id) || [0, 0, 0, change.at];
   seen[0] += 1;
   if (latency <= 1000) seen[1] += 1;
@@ -76,7 +85,7 @@ function open(index) {
       },
     });
     clients.push(client);
-    client.subscribe(request, {
+    client.subscribe({ query: request.query, variables: variablesOf(index) }, {
       next: (payload) => receive(index, payload),
       error: (error) => bump(errors, `subscription: ${JSON.stringify(error).slice(0, 200)}`),
       complete: () => {
@@ -87,10 +96,10 @@ function open(index) {
 }
 
 async function main() {
-  for (let start = 0; start < count; start += WAVE) {
-    const wave = [];
-    for (let i = start; i < Math.min(count, start + WAVE); i++) wave.push(open(i));
-    await Promise.all(wave);
+  for (let start = 0; start < count; start += wave) {
+    const opening = [];
+    for (let i = start; i < Math.min(count, start + wave); i++) opening.push(open(i));
+    await Promise.all(opening);
   }
   process.stdout.write(`READY ${acknowledged}\n`);
 }
@@ -101,6 +110,7 @@ function finish() {
   const summary = {
     subscribers: count,
     acknowledged,
+    strays,
     heardBy,
     latencies,
     perEvent: Object.fromEntries(perEvent),
@@ -114,6 +124,7 @@ function finish() {
 
 createInterface({ input: process.stdin }).on("line", (line) => {
   if (line.trim() === "stop") finish();
+  else if (line.trim() === "heard") process.stdout.write(`HEARD ${delivered}\n`);
 });
 process.on("SIGTERM", finish);
 setTimeout(finish, Number(maxSecondsText) * 1000).unref();
