@@ -10,7 +10,8 @@ what those steps do to such a request, in the same order and with the same funct
   (graphql_schema/data_scopes.py);
 - the executor graphql-core builds (variables coerced, our execution checks), then the plan;
 - the operation's latency into the same histogram as OperationMetrics.
-Anything else — a document not prepared yet or refused, a mutation, a refusal, a coercion error, a
+Anything else — a document not prepared yet or refused, a mutation (told before its variables are
+coerced: an event batch is coerced on a worker thread by its own path), a refusal, a coercion error, a
 plan abandoned on an error — returns None, and the full path answers, with its own words. Queries
 only read, so a request answered that way after a plan was abandoned changes nothing.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from graphql import ExecutionResult, specified_rules
+from graphql import ExecutionResult, OperationType, get_operation_ast, specified_rules
 from strawberry.execution import optimized_is_awaitable
 from strawberry.http import GraphQLRequestData
 
@@ -48,6 +49,9 @@ async def answer(schema: Schema, request: GraphQLRequestData, context: Context) 
         return None
     graphql_schema = schema._schema
     name, variables = request.operation_name, request.variables
+    operation = get_operation_ast(document, name)
+    if operation is None or operation.operation is not OperationType.QUERY:
+        return None  # before anything is coerced: a batch of events is coerced off the loop by its own path
     if list_refusal(graphql_schema, document, name, variables, schema.limits.max_list_items) is not None:
         return None
     if not all(context.principal.may(scope) for scope in needed_scopes(graphql_schema, document, name)):
@@ -71,6 +75,6 @@ async def answer(schema: Schema, request: GraphQLRequestData, context: Context) 
         return None
     metrics = context.services.metrics
     metrics.child(metrics.graphql_executions, compiled_queries.COMPILED).inc()
-    operation = metrics.operation_name(name or (executor.operation.name.value if executor.operation.name else None))
-    metrics.child(metrics.operation_seconds, "query", operation).observe(time.perf_counter() - started)
+    label = metrics.operation_name(name or (operation.name.value if operation.name else None))
+    metrics.child(metrics.operation_seconds, "query", label).observe(time.perf_counter() - started)
     return result
