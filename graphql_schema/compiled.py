@@ -28,7 +28,6 @@ from typing import Any
 from graphql import (
     DocumentNode,
     ExecutionResult,
-    Executor,
     FieldNode,
     GraphQLEnumType,
     GraphQLError,
@@ -49,6 +48,7 @@ from graphql import (
 from strawberry.types.base import StrawberryObjectDefinition
 
 from app.domain.access import Scope
+from graphql_schema.compiled_queries import build_executor
 from graphql_schema.document_memo import DocumentMemo
 
 INLINE_ITEMS = 20  # variables' list items coerced on the loop; more go to a worker thread
@@ -218,14 +218,13 @@ def _object(fields: Sequence[_Selection]) -> Callable[[Any], dict[str, Any]]:
 
 async def run(plan: Plan, schema: GraphQLSchema, document: DocumentNode, options: dict[str, Any]) -> ExecutionResult:
     """Execute `plan` as graphql-core would execute `document` with `options` (its `execute` keywords)."""
-    executor_class = options.get("executor_class") or Executor
     # Coercing and completing a batch is milliseconds of Python: a worker thread does them, not the
     # loop. A few items are done at once, sooner than a busy loop would get back to them after a hop.
     small = _items(options.get("variable_values")) <= INLINE_ITEMS
     if small:
-        errors, arguments = _coerced(plan, executor_class, schema, document, options)
+        errors, arguments = _coerced(plan, schema, document, options)
     else:
-        errors, arguments = await asyncio.to_thread(_coerced, plan, executor_class, schema, document, options)
+        errors, arguments = await asyncio.to_thread(_coerced, plan, schema, document, options)
     if errors:
         return ExecutionResult(None, errors=errors)
     path = [plan.key]
@@ -244,20 +243,11 @@ def _items(variables: Mapping[str, Any] | None) -> int:
 
 
 def _coerced(
-    plan: Plan, executor_class: Any, schema: GraphQLSchema, document: DocumentNode, options: dict[str, Any]
+    plan: Plan, schema: GraphQLSchema, document: DocumentNode, options: dict[str, Any]
 ) -> tuple[list[GraphQLError], Any]:
     """graphql-core's coercion and our execution checks (the executor's `build`), then the field's
     conversion: what `run` hands a worker thread for a batch."""
-    built = executor_class.build(
-        schema,
-        document,
-        root_value=options.get("root_value"),
-        context_value=options.get("context_value"),
-        raw_variable_values=options.get("variable_values"),
-        operation_name=options.get("operation_name"),
-        middleware=options.get("middleware"),
-        is_awaitable=options.get("is_awaitable"),
-    )
+    built = build_executor(schema, document, options)
     if isinstance(built, list):
         return built, None
     coerced = built.variable_values.coerced
