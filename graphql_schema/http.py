@@ -43,6 +43,9 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 ACCEPTABLE = (GRAPHQL_RESPONSE, "application/json", "application/*", "*/*", "text/html")
 # The media type a request asked for, for create_response (which is not given the request).
 _answer_as: ContextVar[str] = ContextVar("answer_as", default="application/json")
+# A POST's body as `_compiled` parsed it, for `parse_http_body` when the full path answers: a batch of
+# events is parsed once, not twice.
+_parsed_post: ContextVar[GraphQLRequestData | None] = ContextVar("parsed_post", default=None)
 
 
 def limits_of(settings: Settings) -> QueryLimits:
@@ -116,7 +119,7 @@ class GraphQLApp(GraphQL[Context, None]):
             _authenticated(request, principal)
         if refused := _refusal(request, self._max_body):
             return refused
-        token = _answer_as.set(media_type)
+        token, parsed = _answer_as.set(media_type), _parsed_post.set(None)
         try:
             if request.method == "POST" and (compiled := await self._compiled(request)) is not None:
                 return compiled
@@ -128,6 +131,7 @@ class GraphQLApp(GraphQL[Context, None]):
         except HTTPException as exc:  # what Strawberry refuses itself
             return refusal(exc.status_code, exc.reason, media_type=media_type)
         finally:
+            _parsed_post.reset(parsed)
             _answer_as.reset(token)
 
     async def _compiled(self, request: Request) -> Response | None:
@@ -137,6 +141,7 @@ class GraphQLApp(GraphQL[Context, None]):
             data = request_body.from_post(request.headers.get("content-type"), await request.body())
         except Refused:
             return None  # `run` refuses it again, with the same words
+        _parsed_post.set(data)
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, sub_response)
         result = await compiled_requests.answer(self.schema, data, context)  # type: ignore[arg-type]
@@ -145,7 +150,8 @@ class GraphQLApp(GraphQL[Context, None]):
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
         if request.method == "GET":
             return request_body.from_query({k: v for k, v in request.query_params.items() if isinstance(v, str)})
-        return request_body.from_post(request.content_type, await request.get_body())
+        parsed = _parsed_post.get()
+        return parsed if parsed is not None else request_body.from_post(request.content_type, await request.get_body())
 
     def decode_json(self, data: str | bytes) -> object:  # also what reads WebSocket frames
         return request_body.decode_json(data)
