@@ -182,8 +182,9 @@ def build_executor(
     return executor_class.build(schema, document, raw_variable_values=options.get("variable_values"), **kept)
 
 
-async def run(plan: Plan, executor: Executor[Any]) -> tuple[str, ExecutionResult]:
-    """(which executor answered, the result) for the operation `executor` was built for."""
+async def run(plan: Plan, executor: Executor[Any]) -> ExecutionResult | None:
+    """The plan's answer to the operation `executor` was built for; None when it met something off its
+    happy path, and graphql-core must answer."""
     state = _Run(executor, plan.arguments)
     try:
         data = plan.root(state, executor.root_value, None)
@@ -191,11 +192,8 @@ async def run(plan: Plan, executor: Executor[Any]) -> tuple[str, ExecutionResult
             await _settle(state)
     except Exception:
         await _drop(state.pending)
-        answered = executor.execute_operation()
-        if executor.is_awaitable(answered):
-            answered = await answered
-        return INTERPRETED, answered  # type: ignore[return-value]
-    return COMPILED, ExecutionResult(data, None)
+        return None
+    return ExecutionResult(data, None)
 
 
 async def _settle(state: _Run) -> None:

@@ -70,8 +70,8 @@ async def answer(schema: Schema, request: GraphQLRequestData, context: Context) 
     plan = compiler.plan_for(document, executor)
     if plan is None:
         return None
-    answered_by, result = await compiled_queries.run(plan, executor)
-    if answered_by != compiled_queries.COMPILED:
+    result = await compiled_queries.run(plan, executor)
+    if result is None:
         return None
     metrics = context.services.metrics
     metrics.child(metrics.graphql_executions, compiled_queries.COMPILED).inc()

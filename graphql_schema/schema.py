@@ -70,13 +70,13 @@ class Schema(strawberry.Schema):
             return ExecutionResult(None, errors=executor)
         assert self.query_compiler is not None
         plan = self.query_compiler.plan_for(document, executor)
-        if plan is None:
-            _count(context, compiled_queries.INTERPRETED)
-            interpreted: Any = executor.execute_operation()
-            return await interpreted if executor.is_awaitable(interpreted) else interpreted  # type: ignore[no-any-return]
-        answered_by, result = await compiled_queries.run(plan, executor)
-        _count(context, answered_by)
-        return result
+        result = await compiled_queries.run(plan, executor) if plan is not None else None
+        if result is not None:
+            _count(context, compiled_queries.COMPILED)
+            return result
+        _count(context, compiled_queries.INTERPRETED)  # no plan, or the plan met an error: graphql-core says what
+        interpreted: Any = executor.execute_operation()
+        return await interpreted if executor.is_awaitable(interpreted) else interpreted  # type: ignore[no-any-return]
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Client mistakes are not server errors: ErrorCodes logs the unexpected ones, with their id."""
