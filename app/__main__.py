@@ -85,19 +85,36 @@ def serve(
 
 
 @cli.command()
-def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_okay=False)) -> None:
+def load(
+    directory: Path = typer.Argument(Path("fixtures"), exists=True, file_okay=False),
+    shift_dates: bool | None = typer.Option(
+        None,
+        "--shift-dates/--keep-dates",
+        help="Move every date by whole days so that the newest event lands within the last day, as the "
+        "server does for the demo data (the store keeps the shift: loading again moves them the same way). "
+        "Default: shift the demo data set (CDP_FIXTURES_DIR), keep the dates of any other directory.",
+    ),
+) -> None:
     """Load products.jsonl, profiles.jsonl and events.jsonl from DIRECTORY into the configured store
     (segments follow, as for the API's writes)."""
+    from datetime import timedelta
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from app.bootstrap import connect
-    from app.services.fixtures import load_fixtures
+    from app.domain import clock
+    from app.services.fixtures import demo_shift, load_fixtures
 
     settings = _settings()
+    if shift_dates is None:
+        shift_dates = directory.resolve() == settings.fixtures_dir.resolve()
 
     async def run() -> None:
         services = await connect(settings)  # wired as the server is: segments hear of every write
         try:
+            shift = await demo_shift(services.store, directory, clock.now()) if shift_dates else timedelta(0)
+            if shift:
+                console.print(f"dates moved by {shift.days} days (the newest event within the last day)")
             with Progress(
                 TextColumn("{task.description:>9}"),
                 BarColumn(),
@@ -112,7 +129,7 @@ def load(directory: Path = typer.Argument(Path("fixtures"), exists=True, file_ok
                         tasks[stage] = bar.add_task(stage, total=total)
                     bar.update(tasks[stage], completed=done)
 
-                report = await load_fixtures(services.store, directory, services.ingestion, progress)
+                report = await load_fixtures(services.store, directory, services.ingestion, progress, shift=shift)
         except ValueError as exc:  # a line that is not JSON: the message names file and line
             console.print(f"[red]stopped: {exc}[/red]")
             raise typer.Exit(1) from None

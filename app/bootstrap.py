@@ -13,12 +13,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from app.domain import clock
 from app.domain.access import Scope
 from app.domain.errors import Conflict, Unauthenticated
 from app.observability.metrics import Metrics
 from app.process_lock import exclusive
 from app.services.api_keys import authenticate, create_key, revoke_key
-from app.services.fixtures import LoadReport, Progress, SeedProgress, count_lines, load_fixtures, load_segments
+from app.services.fixtures import (
+    LoadReport,
+    Progress,
+    SeedProgress,
+    count_lines,
+    demo_shift,
+    load_fixtures,
+    load_segments,
+)
 from app.services.ingestion import IngestionPolicy
 from app.services.key_cache import KeyCache
 from app.services.match_index import ensure_blocking_keys
@@ -181,7 +190,10 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
         "meanwhile, /readyz says 503 seeding until it is in",
         directory,
     )
+    # Dates relative to today: the first load picks the shift and keeps it; a resumed load reuses it.
+    shift = await demo_shift(services.store, directory, clock.now())
     await services.store.write_meta(SEED_META, "loading")
+    log.info("demo data dates moved by %d days: its newest event lands within the last day", shift.days)
     started = time.monotonic()
     last_logged = [0.0]
 
@@ -192,7 +204,7 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
             last_logged[0] = time.monotonic()
             log.info("  %s: %d/%d", stage, done, total)
 
-    report = await load_fixtures(services.store, directory, services.ingestion, step)
+    report = await load_fixtures(services.store, directory, services.ingestion, step, shift=shift)
     try:
         traits = await recompute_traits(  # the VIP demo segment reads RFM
             services.store,

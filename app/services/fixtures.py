@@ -1,13 +1,19 @@
 """Load the demo data set (fixtures/*.jsonl) through the same services a client would use:
 products, then CRM profiles through upsert, then events through ingestion, with progress. Every
-write reports its changes through `policy.changes`, so segments follow as they do for the API."""
+write reports its changes through `policy.changes`, so segments follow as they do for the API.
+
+The files hold a fixed year; loaded as they are, windows such as "in the last 7 days" would find
+nobody a few weeks later. So the demo data is loaded shifted (`demo_shift`): every date moves by the
+same whole number of days, chosen at the first load so that the newest event lands within the day
+before it, and kept in the store's meta, so a resumed or repeated load shifts the same way (message
+ids do not change: loading again reports every event as already present)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EVENT_BATCH = 500
 STEP_PAUSE = 0.005  # seconds after each step (about 60 steps for the demo data)
 MAX_PROBLEMS = 20
+SHIFT_META = "demoDataShiftDays"  # the whole days the demo data's dates were moved by at its first load
 
 
 @dataclass(slots=True)
@@ -65,18 +72,23 @@ def _identifiers(raw: list[dict[str, Any]]) -> list[RawIdentifier]:
     return [RawIdentifier(str(i["type"]), str(i["value"])) for i in raw]
 
 
-def raw_event(document: dict[str, Any]) -> RawEvent:
-    """The event a file line holds; InvalidInput when it lacks what every event has."""
+def raw_event(document: dict[str, Any], shift: timedelta = timedelta(0)) -> RawEvent:
+    """The event a file line holds (its timestamp moved by `shift`); InvalidInput when it lacks what
+    every event has."""
     missing = [key for key in ("type", "channel", "timestamp") if key not in document]
     if missing or not (document.get("messageId") or document.get("_id")):
         raise InvalidInput(f"missing {', '.join(missing or ['messageId (or _id)'])}")
     if not isinstance(document["timestamp"], datetime):
         raise InvalidInput('timestamp must be an ISO-8601 date in {"$date": …}', field="timestamp")
+    try:
+        timestamp = document["timestamp"] + shift
+    except OverflowError:
+        raise InvalidInput("timestamp is out of range once shifted", field="timestamp") from None
     return RawEvent(
         message_id=str(document.get("messageId") or document["_id"]),
         type=str(document["type"]),
         channel=str(document["channel"]),
-        timestamp=document["timestamp"],
+        timestamp=timestamp,
         identifiers=_identifiers(document.get("identifiers", [])),
         properties=document.get("properties") or {},
     )
@@ -87,14 +99,56 @@ def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
         yield batch
 
 
+def newest_event(directory: Path) -> datetime | None:
+    """The latest timestamp of `directory`/events.jsonl (None without events)."""
+    path = directory / "events.jsonl"
+    if not path.exists():
+        return None
+    times = (d["timestamp"] for d in read_lines(path) if isinstance(d.get("timestamp"), datetime))
+    return max(times, default=None)
+
+
+async def demo_shift(store: ProfileStore, directory: Path, now: datetime) -> timedelta:
+    """How far the demo data's dates move: the shift this store's first load chose (its meta), else
+    the whole days that bring the newest event of `directory` within the day before `now`, recorded
+    before anything is written so that an interrupted load resumes with it."""
+    kept = await store.read_meta(SHIFT_META)
+    if kept is not None:
+        return timedelta(days=int(kept))
+    newest = await asyncio.to_thread(newest_event, directory)
+    days = (now - newest).days if newest is not None else 0  # floor: may be negative (data ahead of the clock)
+    await store.write_meta(SHIFT_META, str(days))
+    return timedelta(days=days)
+
+
+def _shifted_product(document: dict[str, Any], shift: timedelta) -> dict[str, Any]:
+    history = document.get("priceHistory")
+    if not shift or not isinstance(history, list):
+        return document
+    moved = [
+        {**point, "from": point["from"] + shift}
+        if isinstance(point, dict) and isinstance(point.get("from"), datetime)
+        else point
+        for point in history
+    ]
+    return {**document, "priceHistory": moved}
+
+
 def count_lines(path: Path) -> int:
     with path.open("rb") as handle:
         return sum(1 for line in handle if line.strip())
 
 
 async def load_fixtures(
-    store: ProfileStore, directory: Path, policy: IngestionPolicy, progress: Progress | None = None
+    store: ProfileStore,
+    directory: Path,
+    policy: IngestionPolicy,
+    progress: Progress | None = None,
+    *,
+    shift: timedelta = timedelta(0),
 ) -> LoadReport:
+    """Load `directory` into `store`, every date (event timestamps, products' price history) moved
+    by `shift` (see `demo_shift`)."""
     report = LoadReport()
 
     async def report_progress(stage: str, done: int, total: int) -> None:
@@ -108,7 +162,7 @@ async def load_fixtures(
     products = directory / "products.jsonl"
     if products.exists():
         for batch in _batches(read_lines(products), 500):
-            report.products += await store.upsert_products(batch)
+            report.products += await store.upsert_products([_shifted_product(p, shift) for p in batch])
         await report_progress("products", report.products, report.products)
     profiles = directory / "profiles.jsonl"
     if profiles.exists():
@@ -141,7 +195,7 @@ async def load_fixtures(
             raws: list[RawEvent] = []
             for offset, document in enumerate(batch):
                 try:
-                    raws.append(raw_event(document))
+                    raws.append(raw_event(document, shift))
                     lines.append(done + offset + 1)
                 except InvalidInput as exc:
                     report.events_rejected += 1

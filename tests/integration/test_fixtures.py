@@ -9,17 +9,23 @@ import json
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
 from app.bootstrap import Services
+from app.domain import clock
+from app.domain.access import Scope
 from app.domain.events import Channel, EventType
+from app.main import create_app
 from app.services import match_candidates, profile_reads
-from app.services.fixtures import LoadReport, load_fixtures, load_segments
+from app.services.api_keys import create_key
+from app.services.fixtures import SHIFT_META, LoadReport, demo_shift, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
@@ -61,7 +67,8 @@ async def loaded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
     store = SQLiteStore(tmp_path_factory.mktemp("fixtures") / "cdp.sqlite3")
     settings = Settings()
     policy = IngestionPolicy(max_batch_size=settings.max_batch_size, identity=settings.identity_policy())
-    report = await load_fixtures(store, FIXTURES, policy)
+    # As the server's first start does: dates moved so that the newest event lands within the last day.
+    report = await load_fixtures(store, FIXTURES, policy, shift=await demo_shift(store, FIXTURES, clock.now()))
     yield store, report
     await store.close()
 
@@ -183,3 +190,80 @@ async def test_bad_lines_are_reported_by_file_and_line_and_write_nothing(tmp_pat
         assert await profile_reads.get_profile_by_identifier(store, "email", "late@example.com") is not None
     finally:
         await store.close()
+
+
+def _readme_example(containing: str) -> str:
+    """The first ```graphql block of the README that contains `containing`."""
+    readme = (FIXTURES.parent / "README.md").read_text(encoding="utf-8")
+    blocks = readme.split("```graphql\n")[1:]
+    return next(block.split("```")[0] for block in blocks if containing in block)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_demo_data_ends_within_the_day_before_it_was_loaded(loaded: tuple[SQLiteStore, LoadReport]) -> None:
+    store, _ = loaded
+    files = [json.loads(line)["timestamp"]["$date"] for line in (FIXTURES / "events.jsonl").open(encoding="utf-8")]
+    with sqlite3.connect(store.path) as db:
+        first, last = db.execute("SELECT min(ts), max(ts) FROM interactions").fetchone()
+    newest, oldest = datetime.fromisoformat(last), datetime.fromisoformat(first)
+    assert clock.now() - timedelta(days=1) < newest <= clock.now()
+    # Moved as a whole, by whole days: the spacing and the time of day are those of the files.
+    shift = timedelta(days=int(await store.read_meta(SHIFT_META) or "x"))
+    assert (oldest - shift, newest - shift) == (datetime.fromisoformat(min(files)), datetime.fromisoformat(max(files)))
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_readme_cart_abandoners_example_finds_members(loaded: tuple[SQLiteStore, LoadReport]) -> None:
+    """Issue 16 item 2: the README's `createSegment` (a 7-day window) run through HTTP on the demo data."""
+    store, _ = loaded
+    services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
+    _, token = await create_key(store, "readme", list(Scope))
+    transport = httpx.ASGITransport(app=create_app(services=services))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers={"authorization": f"Bearer {token}"}
+    ) as http:
+        example = _readme_example("createSegment(input")
+        assert "withinDays: 7" in example
+        body = (await http.post("/graphql", json={"query": example})).json()
+        assert "errors" not in body, body
+        created = body["data"]["createSegment"]
+        assert created["members"] > 0 and created["segment"]["count"] == created["members"], created
+        members = (
+            await http.post(
+                "/graphql",
+                json={
+                    "query": "query($id: ID!) { segment(id: $id) { members(first: 50) { edges { node { "
+                    "stats { revenue } consents { purpose granted } } } } } }",
+                    "variables": {"id": created["segment"]["id"]},
+                },
+            )
+        ).json()
+    for edge in members["data"]["segment"]["members"]["edges"]:
+        node = edge["node"]
+        assert node["stats"]["revenue"] >= 50
+        assert {"purpose": "email_marketing", "granted": True} in [
+            {"purpose": c["purpose"], "granted": c["granted"]} for c in node["consents"]
+        ]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_loading_again_moves_the_dates_the_same_way_and_duplicates_nothing(
+    loaded: tuple[SQLiteStore, LoadReport], tmp_path: Path
+) -> None:
+    """A repeated or resumed load, even days later, uses the shift the first load kept: every event is
+    already present (the last 1,000 lines of the file, for speed)."""
+    store, _ = loaded
+    first = await store.read_meta(SHIFT_META)
+    assert first is not None
+    later = await demo_shift(store, FIXTURES, clock.now() + timedelta(days=3))
+    assert later == timedelta(days=int(first))
+    lines = (FIXTURES / "events.jsonl").read_text(encoding="utf-8").splitlines()[-1000:]
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with sqlite3.connect(store.path) as db:
+        before = db.execute("SELECT count(*) FROM interactions").fetchone()[0]
+    settings = Settings()
+    policy = IngestionPolicy(max_batch_size=settings.max_batch_size, identity=settings.identity_policy())
+    report = await load_fixtures(store, tmp_path, policy, shift=later)
+    assert (report.events_accepted, report.events_duplicate, report.events_rejected) == (0, 1000, 0)
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == before
