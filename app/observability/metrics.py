@@ -38,7 +38,7 @@ class Metrics:
         )
         self.graphql_executions = Counter(
             "cdp_graphql_executions",
-            "GraphQL operations by executor: compiled (graphql_schema/compiled.py) or graphql-core",
+            "GraphQL operations by executor: a compiled plan (graphql_schema/compiled*.py) or graphql-core",
             ["executor"],
             registry=self.registry,
         )
