@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.domain.events import RawEvent, RawIdentifier
+from app.domain.profile_query import InteractionFilter
+from app.domain.segments.segment import MembershipChange, SegmentEvent
+from app.services.ports import ProfileStore, StoreTransaction
 
 BASE_TIME = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 _counter = itertools.count()
@@ -52,3 +55,33 @@ def event(
         identifiers=[RawIdentifier(t, v) for t, v in ids],
         properties=PROPERTIES.get(type_, {}) if properties is None else properties,
     )
+
+
+def segment_event(number: int) -> SegmentEvent:
+    """The `number`th ENTERED change of one segment, for feed and bus tests."""
+    return SegmentEvent(
+        _id=f"e{number}",
+        segment_id="seg",
+        profile_id=f"p{number}",
+        change=MembershipChange.ENTERED,
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+        cause="test",
+    )
+
+
+async def stored_state(store: ProfileStore, ids: list[str], keys: list[str]) -> dict[str, Any]:
+    """What a merge or unmerge touches, as stored: who owns `keys`, and each profile's document,
+    history, merges and consent history; two snapshots compare equal when nothing was written."""
+
+    async def owners(tx: StoreTransaction) -> dict[str, str]:
+        return await tx.owners_of(keys)
+
+    state: dict[str, Any] = {"identities": await store.run_in_transaction(owners)}
+    for profile_id in ids:
+        profile = await store.get_profile(profile_id)
+        state[profile_id] = profile.to_document() if profile else None
+        items = await store.list_interactions(profile_id, before=None, where=InteractionFilter(), limit=1000)
+        state[f"history:{profile_id}"] = sorted(i.message_id for i in items)
+        state[f"merges:{profile_id}"] = [(m.id, m.status) for m in await store.merges_of(profile_id)]
+        state[f"consents:{profile_id}"] = [d.model_dump() for d in await store.consent_history([profile_id])]
+    return state

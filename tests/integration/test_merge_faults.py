@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from app.domain.profile_query import InteractionFilter
 from app.services import merging
 from app.services.identity_policy import IdentityPolicy
-from app.services.ports import ProfileStore, StoreTransaction
+from app.services.ports import ProfileStore
 from app.store.sqlite.store import SQLiteStore
+from tests.builders import stored_state
 from tests.faults import FaultyStore, InjectedFault
 from tests.integration.test_merging import _two_duplicates
 
@@ -23,17 +23,7 @@ KEYS = ["email:emma@example.com", "phone:+33612345678", "loyaltyId:L1"]
 
 
 async def _state(store: ProfileStore, ids: list[str]) -> dict[str, Any]:
-    async def owners(tx: StoreTransaction) -> dict[str, str]:
-        return await tx.owners_of(KEYS)
-
-    state: dict[str, Any] = {"identities": await store.run_in_transaction(owners)}
-    for profile_id in ids:
-        profile = await store.get_profile(profile_id)
-        state[profile_id] = profile.to_document() if profile else None
-        items = await store.list_interactions(profile_id, before=None, where=InteractionFilter(), limit=1000)
-        state[f"history:{profile_id}"] = sorted(i.message_id for i in items)
-        state[f"merges:{profile_id}"] = [(m.id, m.status) for m in await store.merges_of(profile_id)]
-    return state
+    return await stored_state(store, ids, KEYS)
 
 
 async def _no_identifier_points_nowhere(store: ProfileStore, state: dict[str, Any]) -> None:

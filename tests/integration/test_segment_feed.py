@@ -5,24 +5,13 @@ poll; without that word the feed still finds it by polling."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 
-from app.domain.segments.segment import MembershipChange, SegmentEvent
+from app.domain.segments.segment import SegmentEvent
 from app.store.sqlite import segment_feed
 from app.store.sqlite.store import SQLiteStore
-
-
-def _event(number: int) -> SegmentEvent:
-    return SegmentEvent(
-        _id=f"e{number}",
-        segment_id="seg",
-        profile_id=f"p{number}",
-        change=MembershipChange.ENTERED,
-        at=datetime(2026, 1, 1, tzinfo=UTC),
-        cause="test",
-    )
+from tests.builders import segment_event
 
 
 async def _commit(store: SQLiteStore, event: SegmentEvent) -> None:
@@ -34,12 +23,12 @@ async def test_a_commit_made_here_is_read_at_once_not_at_the_next_poll(
 ) -> None:
     monkeypatch.setattr(segment_feed, "POLL_SECONDS", 60.0)  # a poll would come too late for the wait below
     committed_here = asyncio.Event()
-    await _commit(sqlite_store, _event(1))
+    await _commit(sqlite_store, segment_event(1))
     feed = sqlite_store.watch_segment_events("0", committed_here=committed_here)
     try:
         assert (await asyncio.wait_for(anext(feed), 5))[1].id == "e1"  # the first read does not wait
         second = asyncio.create_task(anext(feed))  # reads nothing new, then waits for a poll or a word
-        await _commit(sqlite_store, _event(2))
+        await _commit(sqlite_store, segment_event(2))
         committed_here.set()  # what SegmentBus.publish_committed does after a commit
         assert (await asyncio.wait_for(second, 5))[1].id == "e2"
         assert not committed_here.is_set()  # taken: the next wait is for the next commit
@@ -49,12 +38,12 @@ async def test_a_commit_made_here_is_read_at_once_not_at_the_next_poll(
 
 async def test_a_commit_made_elsewhere_is_found_by_polling(sqlite_store: SQLiteStore) -> None:
     other_process = SQLiteStore(sqlite_store.path)  # its commits set no event of ours
-    await _commit(other_process, _event(1))
+    await _commit(other_process, segment_event(1))
     feed = sqlite_store.watch_segment_events("0", committed_here=asyncio.Event())
     try:
         assert (await asyncio.wait_for(anext(feed), 5))[1].id == "e1"
         second = asyncio.create_task(anext(feed))
-        await _commit(other_process, _event(2))
+        await _commit(other_process, segment_event(2))
         assert (await asyncio.wait_for(second, 5))[1].id == "e2"
     finally:
         await feed.aclose()  # type: ignore[attr-defined]

@@ -15,12 +15,11 @@ from app.domain.events import RawIdentifier
 from app.domain.merge_protection import MergeProtection
 from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.profile import Profile
-from app.domain.profile_query import InteractionFilter
 from app.services import merging, privacy, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
-from app.services.ports import ProfileStore, StoreTransaction
-from tests.builders import event
+from app.services.ports import ProfileStore
+from tests.builders import event, stored_state
 
 POLICY = IdentityPolicy()
 NO_AUTO = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(automatic_merges=False)))
@@ -68,18 +67,7 @@ async def _decisions(store: ProfileStore, profile_id: str) -> list[str]:
 
 
 async def _everything(store: ProfileStore, ids: list[str]) -> dict[str, Any]:
-    async def owners(tx: StoreTransaction) -> dict[str, str]:
-        return await tx.owners_of([f"{t}:{v}" for t, v in PEOPLE.values()])
-
-    state: dict[str, Any] = {"identities": await store.run_in_transaction(owners)}
-    for profile_id in ids:
-        profile = await store.get_profile(profile_id)
-        state[profile_id] = profile.to_document() if profile else None
-        items = await store.list_interactions(profile_id, before=None, where=InteractionFilter(), limit=1000)
-        state[f"history:{profile_id}"] = sorted(i.message_id for i in items)
-        state[f"merges:{profile_id}"] = [(m.id, m.status) for m in await store.merges_of(profile_id)]
-        state[f"consents:{profile_id}"] = [d.model_dump() for d in await store.consent_history([profile_id])]
-    return state
+    return await stored_state(store, ids, [f"{t}:{v}" for t, v in PEOPLE.values()])
 
 
 def _own(profile: Profile | None) -> tuple[str | None, dict[str, bool]]:

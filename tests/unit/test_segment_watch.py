@@ -5,29 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
-from app.domain.segments.segment import MembershipChange, SegmentEvent
+from app.domain.segments.segment import SegmentEvent
 from app.services import segment_watch
 from app.services.segment_bus import SegmentBus
-
-
-def _event(number: int) -> SegmentEvent:
-    return SegmentEvent(
-        _id=f"e{number}",
-        segment_id="seg",
-        profile_id=f"p{number}",
-        change=MembershipChange.ENTERED,
-        at=datetime(2026, 1, 1, tzinfo=UTC),
-        cause="test",
-    )
+from tests.builders import segment_event
 
 
 class StreamStandIn:
     """A change stream over a fixed list of changes, resumable after any token it handed out."""
 
     def __init__(self, changes: int) -> None:
-        self.changes = [(f"token-{n}", _event(n)) for n in range(changes)]
+        self.changes = [(f"token-{n}", segment_event(n)) for n in range(changes)]
         self.meta: dict[str, str] = {}
         self.resumed_after: list[str | None] = []
         self.woken_by: asyncio.Event | None = None
@@ -70,7 +59,7 @@ async def test_changes_reach_the_bus_and_a_restart_resumes_after_the_last_one() 
     assert stream.meta[segment_watch.token_key("a")] == "token-2"  # saved on the way out
     assert stream.woken_by is bus.committed  # what the bus sets when this process commits a change
 
-    stream.changes.append(("token-3", _event(3)))
+    stream.changes.append(("token-3", segment_event(3)))
     listener = asyncio.create_task(_heard(bus, 1))
     await asyncio.sleep(0)
     watcher = asyncio.create_task(segment_watch.watch(stream, bus, instance="a"))  # type: ignore[arg-type]
