@@ -72,6 +72,13 @@ COMPILED, INTERPRETED = "compiled", "graphql-core"
 DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's StrawberryField
 
 
+def count(context: Any, executor: str) -> None:
+    """One operation answered by `executor` (COMPILED or INTERPRETED), in the request's metrics."""
+    metrics = getattr(getattr(context, "services", None), "metrics", None)
+    if metrics is not None:
+        metrics.child(metrics.graphql_executions, executor).inc()
+
+
 class NotCompiled(Exception):
     """The document (or this part of it) is left to graphql-core."""
 

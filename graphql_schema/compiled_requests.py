@@ -73,8 +73,8 @@ async def answer(schema: Schema, request: GraphQLRequestData, context: Context) 
     result = await compiled_queries.run(plan, executor)
     if result is None:
         return None
+    compiled_queries.count(context, compiled_queries.COMPILED)
     metrics = context.services.metrics
-    metrics.child(metrics.graphql_executions, compiled_queries.COMPILED).inc()
     label = metrics.operation_name(name or (operation.name.value if operation.name else None))
     metrics.child(metrics.operation_seconds, "query", label).observe(time.perf_counter() - started)
     return result

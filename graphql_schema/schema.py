@@ -52,11 +52,11 @@ class Schema(strawberry.Schema):
             context = options.get("context_value")
             plan = self.compiler.plan_for(document, options.get("operation_name"))
             if plan is not None and compiled.allowed(plan, context):
-                _count(context, compiled_queries.COMPILED)
+                compiled_queries.count(context, compiled_queries.COMPILED)
                 return compiled.run(plan, schema, document, options)
             if self.query_compiler is not None:
                 return self._execute(schema, document, options)
-            _count(context, compiled_queries.INTERPRETED)
+            compiled_queries.count(context, compiled_queries.INTERPRETED)
             return core(schema, document, **options)
 
         return execute
@@ -72,9 +72,11 @@ class Schema(strawberry.Schema):
         plan = self.query_compiler.plan_for(document, executor)
         result = await compiled_queries.run(plan, executor) if plan is not None else None
         if result is not None:
-            _count(context, compiled_queries.COMPILED)
+            compiled_queries.count(context, compiled_queries.COMPILED)
             return result
-        _count(context, compiled_queries.INTERPRETED)  # no plan, or the plan met an error: graphql-core says what
+        compiled_queries.count(
+            context, compiled_queries.INTERPRETED
+        )  # no plan, or the plan met an error: graphql-core says what
         interpreted: Any = executor.execute_operation()
         return await interpreted if executor.is_awaitable(interpreted) else interpreted  # type: ignore[no-any-return]
 
@@ -111,12 +113,6 @@ class Schema(strawberry.Schema):
 COMPILED_ROOT_FIELDS = {
     "ingestEvents": compiled.RootField(Scope.WRITE_EVENTS, lambda arguments: raw_events(arguments["events"]), ingest),
 }
-
-
-def _count(context: Any, executor: str) -> None:
-    metrics = getattr(getattr(context, "services", None), "metrics", None)
-    if metrics is not None:
-        metrics.child(metrics.graphql_executions, executor).inc()
 
 
 def build_schema(limits: QueryLimits, *, compiled_execution: bool = True) -> Schema:
