@@ -24,10 +24,25 @@ def now() -> datetime:
     return utc_ms(datetime.now(UTC))
 
 
+# Times already written, by value: a profile's history is written again with every change to it, so
+# most times a write encodes were encoded before, and a lookup is ~30 times cheaper than formatting.
+_ISO_WRITTEN: dict[datetime, str] = {}
+_ISO_WRITTEN_MAX = 65_536  # then forgotten all at once: a cache, never a growing map
+
+
 def to_iso(moment: datetime) -> str:
     """Fixed-width ISO form whose string order equals time order (the embedded store relies on it)."""
-    # Checked inline, not by calling utc_ms: this runs for every time of every document written, and
-    # a time read back from JSON is UTC milliseconds with pydantic's own UTC tzinfo, not UTC itself.
+    text = _ISO_WRITTEN.get(moment)  # equal instants are equal keys whatever their tzinfo: same UTC text
+    if text is None:
+        if len(_ISO_WRITTEN) >= _ISO_WRITTEN_MAX:
+            _ISO_WRITTEN.clear()
+        text = _ISO_WRITTEN[moment] = _format_iso(moment)
+    return text
+
+
+def _format_iso(moment: datetime) -> str:
+    # Checked inline, not by calling utc_ms: a time read back from JSON is UTC milliseconds with
+    # pydantic's own UTC tzinfo, not UTC itself.
     if moment.microsecond % 1000 or moment.utcoffset() != _ZERO:
         moment = utc_ms(moment)
     if moment.year >= 1000:  # isoformat is several times faster; strftime's %Y does not pad years below 1000

@@ -12,7 +12,7 @@ from datetime import datetime as _datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
 from pydantic.alias_generators import to_camel
 
 from app.domain.clock import utc_ms
@@ -60,6 +60,7 @@ class IdentifierRecord(StoredModel):
 class Address(StoredModel):
     kind: str | None = None
     street: str | None = None
+    line2: str | None = None  # a second street line: flat, building, floor, care of
     city: str | None = None
     postcode: str | None = None
     region: str | None = None
@@ -216,12 +217,16 @@ class Profile(StoredModel):
     def from_own_json(cls, text: str) -> Profile:
         """A document as the embedded store wrote it (each time as clock.to_iso gives it): its times
         are not walked again, nor its free-form data when the text has too few brackets to nest
-        anything past MAX_STORED_DEPTH (the usual case: then pydantic parses the text itself)."""
+        anything past MAX_STORED_DEPTH (then pydantic parses the text itself, as it does for the rest:
+        a profile with a full history has more brackets than that, and its free-form data is walked)."""
         if text.count("{") + text.count("[") <= MAX_STORED_DEPTH:
             return cls.model_validate_json(text, context=TRUSTED)
-        # Possibly deep: decoded by orjson (pydantic's parser stops at a depth older versions passed),
-        # and the free-form data cut.
-        return cls.model_validate(orjson.loads(text), context=_OWN_TEXT)
+        try:
+            return cls.model_validate_json(text, context=_OWN_TEXT)
+        except ValidationError:
+            # Nested past pydantic's parser limit (an older version stored such data) or invalid:
+            # decoded by orjson, which reads deeper, and the free-form data cut.
+            return cls.model_validate(orjson.loads(text), context=_OWN_TEXT)
 
     def to_document(self) -> dict[str, Any]:
         """The stored form: camelCase keys, no nulls (a missing field reads as null in MongoDB and

@@ -114,3 +114,19 @@ def test_times_are_encoded_byte_for_byte_as_before(moment: datetime) -> None:
 def test_a_profile_read_fast_is_written_back_as_it_was_read() -> None:
     text = _stored(traits={"tier": "gold"})
     assert dumps(Profile.from_own_json(text).to_document()) == dumps(Profile.from_document(loads(text)).to_document())
+
+
+def test_times_remembered_once_encoded_are_the_same_instant_in_any_zone() -> None:
+    """to_iso remembers what it wrote by value: equal instants (whatever their zone) share one text,
+    and a naive time or one with microseconds never reads another's."""
+    utc = datetime(2031, 7, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+    moments = [
+        utc.astimezone(timezone(timedelta(hours=9))),
+        utc,
+        utc.replace(tzinfo=TzInfo(0)),
+        utc.replace(tzinfo=None) + timedelta(hours=1),  # naive: read as UTC, one hour later
+        utc.replace(microsecond=250_999),
+    ]
+    for _ in range(2):  # the second pass answers from what the first remembered
+        assert [to_iso(m) for m in moments] == [_to_iso_before(m) for m in moments]
+    assert len({to_iso(m) for m in moments}) == 2
