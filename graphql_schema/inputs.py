@@ -66,6 +66,9 @@ def raw_events(coerced: list[dict[str, Any]]) -> list[RawEvent]:
 class AddressInput:
     kind: str | None = None
     street: str | None = None
+    line2: str | None = strawberry.field(
+        default=None, description="A second street line: flat, building, floor, care of."
+    )
     city: str | None = None
     postcode: str | None = None
     region: str | None = None

@@ -66,6 +66,7 @@ class _Address(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     kind: str | None = None
     street: str | None = None
+    line2: str | None = None
     city: str | None = None
     postcode: str | None = None
     region: str | None = None

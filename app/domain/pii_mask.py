@@ -91,7 +91,9 @@ def mask_personal(value: Any) -> Any:
 
 # Profile paths holding personal data (as segment conditions name them): filtering on one reveals it,
 # a letter at a time, to a key that may not read it.
-PERSONAL_PATHS = frozenset({"firstName", "lastName", "birthDate", "addresses.street", "addresses.postcode"})
+PERSONAL_PATHS = frozenset(
+    {"firstName", "lastName", "birthDate", "addresses.street", "addresses.line2", "addresses.postcode"}
+)
 
 
 def is_personal_path(path: str) -> bool:

@@ -19,6 +19,7 @@ class AddressInput(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     kind: str | None = Field(default=None, max_length=32)
     street: str | None = Field(default=None, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
     city: str | None = Field(default=None, max_length=100)
     postcode: str | None = Field(default=None, max_length=20)
     region: str | None = Field(default=None, max_length=100)

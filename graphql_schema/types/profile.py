@@ -54,6 +54,7 @@ class Identifier:
 class Address:
     kind: str | None
     street: str | None
+    line2: str | None = strawberry.field(description="A second street line: flat, building, floor, care of.")
     city: str | None
     postcode: str | None
     region: str | None
@@ -251,14 +252,18 @@ class Profile:
     def birth_date(self, info: Info) -> date | None:
         return self.profile.birth_date if info.context.may(Scope.READ_PII) else None
 
-    @strawberry.field(description="Street and postcode masked without read:pii; city and country kept.")
+    @strawberry.field(description="Street lines and postcode masked without read:pii; city and country kept.")
     def addresses(self, info: Info) -> list[Address]:
         pii = info.context.may(Scope.READ_PII)
         found = []
         for a in self.profile.addresses:
             values = a.model_dump()
             if not pii:
-                values |= {"street": mask_text(a.street), "postcode": mask_text(a.postcode)}
+                values |= {
+                    "street": mask_text(a.street),
+                    "line2": mask_text(a.line2),
+                    "postcode": mask_text(a.postcode),
+                }
             found.append(Address(**values))
         return found
 

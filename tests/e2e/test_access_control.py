@@ -169,9 +169,10 @@ PERSON = """mutation { upsertProfile(input: {
   identifiers: [{type: "email", value: "jeanne.dupont@example.com"}, {type: "phone", value: "+33 6 12 34 56 78"},
                 {type: "customerId", value: "C42"}],
   firstName: "Jeanne", lastName: "Dupont", birthDate: "1980-03-12",
-  addresses: [{street: "12 rue Victor Hugo", city: "Lyon", postcode: "69002", country: "FR"}]}) { id } }"""
+  addresses: [{street: "12 rue Victor Hugo", line2: "Bat B", city: "Lyon", postcode: "69002",
+               country: "FR"}]}) { id } }"""
 READ = """{ profileByIdentifier(type: "customerId", value: "C42") {
-  piiMasked firstName lastName birthDate identifiers { type value } addresses { street city postcode country }
+  piiMasked firstName lastName birthDate identifiers { type value } addresses { street line2 city postcode country }
   stats { eventsTotal } } }"""
 
 
@@ -189,7 +190,9 @@ async def test_personal_data_is_masked_without_read_pii(app_services: Services) 
         "phone": "+33*******78",
         "customerId": "C42",
     }
-    assert masked["addresses"] == [{"street": "1***", "city": "Lyon", "postcode": "6***", "country": "FR"}]
+    assert masked["addresses"] == [
+        {"street": "1***", "line2": "B***", "city": "Lyon", "postcode": "6***", "country": "FR"}
+    ]
 
     clear = (await _call(app_services, READ, pii))["data"]["profileByIdentifier"]
     assert clear["piiMasked"] is False

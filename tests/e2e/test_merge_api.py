@@ -118,3 +118,25 @@ async def test_merge_candidates_for_one_profile_and_for_the_store(gql: GraphQL) 
     assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "minScore"}
     missing = await gql(CANDIDATES, {"id": "nope"})
     assert missing["errors"][0]["extensions"] == {"code": "NOT_FOUND", "field": "profileId"}
+
+
+LINE2 = """
+query($id: ID!) {
+  profile(id: $id) { addresses { street line2 city } }
+  mergeCandidates(profileId: $id) { b { id } reasons { field method similarity } }
+}
+"""
+
+
+async def test_a_second_street_line_is_kept_and_compared(gql: GraphQL) -> None:
+    home = {"street": "4 Park Road", "line2": "Flat 2, Rose Court", "postcode": "SW11 4NP", "city": "London"}
+    person = {"firstName": "Amelia", "lastName": "Hughes", "birthDate": "1984-06-02"}
+    amelia = await _profile(gql, "amelia@example.com", **person, addresses=[home])
+    again = await _profile(gql, "a.hughes@example.org", **person, addresses=[home | {"line2": "flt 2 rose court"}])
+
+    found = (await gql(LINE2, {"id": amelia}))["data"]
+    assert found["profile"]["addresses"] == [{"street": "4 Park Road", "line2": "Flat 2, Rose Court", "city": "London"}]
+    [candidate] = found["mergeCandidates"]
+    reasons = {r["field"]: r for r in candidate["reasons"]}
+    assert candidate["b"]["id"] == again
+    assert reasons["address.line2"]["similarity"] == 1.0 and reasons["address"]["method"] == "sameAddress"

@@ -195,3 +195,26 @@ def test_swapped_day_and_month_and_nicknames_share_a_blocking_key() -> None:
     assert blocking_keys(person()) & blocking_keys(person(birth_date=date(1980, 12, 3), emails=[], addresses=[]))
     bill = person(first_name="Bill", last_name="Walker", emails=[], addresses=[])
     assert blocking_keys(bill) & blocking_keys(person(first_name="William", last_name="Walker", emails=[]))
+
+
+def test_a_second_street_line_agreeing_adds_evidence_written_either_way() -> None:
+    flat = Address(street="12 rue Victor Hugo", line2="Apt. 3, Bat B", city="Lyon", postcode="69002")
+    same_flat = Address(street="12 rue Victor Hugo", line2="appt 3 bat b", city="Lyon", postcode="69002")
+    bare = person(emails=[], birth_date=None)
+    with_line2 = score_pair(person(emails=[], birth_date=None, addresses=[flat]), bare)
+    both = score_pair(
+        person(emails=[], birth_date=None, addresses=[flat]), person(emails=[], birth_date=None, addresses=[same_flat])
+    )
+    reasons = {r.field: r for r in both.reasons}
+    assert reasons["address.line2"].similarity == 1.0  # "Apt." and "appt" are one word
+    assert reasons["address"].method == "sameAddress"
+    assert both.score > with_line2.score
+    assert "address.line2" not in {r.field for r in with_line2.reasons}  # one side has none: nothing said
+
+
+def test_another_flat_at_the_same_street_number_is_a_neighbour() -> None:
+    third = Address(street="12 rue Victor Hugo", line2="apartment 3", city="Lyon", postcode="69002")
+    fifth = Address(street="12 rue Victor Hugo", line2="Apt 5", city="Lyon", postcode="69002")
+    in_third, in_fifth = (person(emails=[], birth_date=None, addresses=[a]) for a in (third, fifth))
+    assert methods(in_third, in_fifth)["address"] == "sameBuildingOtherUnit"
+    assert score_pair(in_third, in_fifth).score < score_pair(in_third, in_third).score

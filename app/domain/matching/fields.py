@@ -49,6 +49,21 @@ _STREET_WORDS = {
     "v": "via",
     "cso": "corso",
 }
+# What second street lines abbreviate: "Apt 3", "Appt. 3" and "apartment 3" are one flat.
+_UNIT_WORDS = {
+    "apt": "apartment",
+    "apmt": "apartment",
+    "apmnt": "apartment",
+    "appt": "apartment",
+    "app": "apartment",
+    "flt": "flat",
+    "bldg": "building",
+    "bat": "batiment",
+    "bt": "batiment",
+    "fl": "floor",
+    "ste": "suite",
+    "co": "care of",
+}
 # Compound German and Dutch street names abbreviate their suffix: Goethestr. → goethestrasse.
 _STREET_SUFFIX = re.compile(r"(?<=[a-z]{3})str$")
 
@@ -70,6 +85,7 @@ def fold_name(text: str | None) -> str:
 class MatchAddress:
     number: str  # the house number without its suffix ("12bis" → "12"), "" when none
     street: str  # street words, abbreviations expanded, number removed
+    line2: str  # the second street line folded, unit words expanded ("apt 3" → "apartment 3")
     city: str
     postcode: str  # upper case, letters and digits only ("SW11 4NP" → "SW114NP")
     country: str
@@ -79,13 +95,15 @@ def match_address(address: Address) -> MatchAddress | None:
     street = fold(address.street or "")
     number_found = _NUMBER.search(street)
     words = [_expand_street_word(w) for w in street.split() if not any(ch.isdigit() for ch in w)]
+    line2 = " ".join(_UNIT_WORDS.get(w, w) for w in fold(address.line2 or "").split())
     city = fold(address.city or "")
     postcode = re.sub(r"[^A-Z0-9]", "", (address.postcode or "").upper())
-    if not (words or city or postcode):
+    if not (words or city or postcode or line2):
         return None
     return MatchAddress(
         number=number_found.group() if number_found else "",
         street=" ".join(words),
+        line2=line2,
         city=city,
         postcode=postcode,
         country=(address.country or "").strip().upper(),
@@ -167,7 +185,7 @@ class MatchFields:
                 self.birth_date.isoformat() if self.birth_date else "",
                 "|".join(self.emails),
                 "|".join(self.phones),
-                "|".join(f"{a.number},{a.street},{a.city},{a.postcode},{a.country}" for a in self.addresses),
+                "|".join(f"{a.number},{a.street},{a.line2},{a.city},{a.postcode},{a.country}" for a in self.addresses),
             ),
         )
 

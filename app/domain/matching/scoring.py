@@ -100,7 +100,13 @@ ADDRESS_BITS = {
     "samePostcode": 1.0,
     "sameCity": 0.0,
     "different": -1.5,  # people move
+    # The same street and number but another flat on the second line: neighbours in one building.
+    "sameBuildingOtherUnit": 0.0,
+    "secondLineOnly": 0.0,  # nothing but the second lines to compare: their own bits below
 }
+# A second street line (a building's or a locality's name, a flat) that agrees adds to what the
+# address says: few of the people at one address write the same second line by chance.
+LINE2_BITS = {"same": 1.5, "different": 0.0}
 
 # Name levels that say "another name": they make the crossed reading worth a look, and a given name
 # at one of them makes everything else shared count as a household's.
@@ -252,6 +258,7 @@ def _given_name(x: str, x_joined: str, y: str, y_joined: str) -> _Level | None:
 
 
 _DOUBLED = re.compile(r"(.)\1+")
+_NUMBERS = re.compile(r"\d+")
 # What turns a name into another form of it: Jan/Janine, Paul/Pauline, Maria/Marie, Jean/Jeanne.
 _NAME_ENDINGS = frozenset(
     {"", "a", "e", "i", "o", "y", "ia", "ie", "io", "na", "ne", "ina", "ine", "ita", "ette", "elle"}
@@ -413,6 +420,9 @@ def _address(x: MatchAddress, y: MatchAddress) -> tuple[float, list[MatchReason]
     city = _jaro_winkler(x.city, y.city) if x.city and y.city else None
     if city is not None:
         parts.append(MatchReason("address.city", "jaroWinkler", city))
+    line2 = _jaro_winkler(x.line2, y.line2) if x.line2 and y.line2 else None
+    if line2 is not None:
+        parts.append(MatchReason("address.line2", "jaroWinkler", line2))
     # A postcode typo is forgiven when the city agrees, and a misspelt city when the postcode does.
     place = same_postcode or (city is not None and city >= CLOSE)
     if street is not None and street >= CLOSE and place:
@@ -427,8 +437,21 @@ def _address(x: MatchAddress, y: MatchAddress) -> tuple[float, list[MatchReason]
     elif city is not None and city >= CLOSE:
         level = "sameCity"
     elif street is None and city is None and not (x.postcode and y.postcode):
-        return 0.0, parts  # nothing comparable: neither for nor against
+        if line2 is None:
+            return 0.0, parts  # nothing comparable: neither for nor against
+        level = "secondLineOnly"
     else:
         level = "different"
+    if level == "sameAddress" and _other_unit(x.line2, y.line2):
+        level = "sameBuildingOtherUnit"
+    bits = ADDRESS_BITS[level]
+    if line2 is not None:
+        bits += LINE2_BITS["same" if line2 >= CLOSE and not _other_unit(x.line2, y.line2) else "different"]
     similarity = sum(p.similarity for p in parts) / len(parts)
-    return ADDRESS_BITS[level], [MatchReason("address", level, similarity), *parts]
+    return bits, [MatchReason("address", level, similarity), *parts]
+
+
+def _other_unit(x: str, y: str) -> bool:
+    """Both second lines number a flat, and not the same one ("apartment 3" and "apartment 5")."""
+    xs, ys = _NUMBERS.findall(x), _NUMBERS.findall(y)
+    return bool(xs) and bool(ys) and xs != ys
