@@ -22,7 +22,12 @@ from pathlib import Path
 from bench import dataset
 from bench.common import PROJECT_ROOT, fmt_s, run_async, say
 
-KEY_FILES = ("bench/dataset.py", "app/store/sqlite/schema.py", "app/domain/profile.py")
+KEY_FILES = (
+    "bench/dataset.py",
+    "app/store/sqlite/schema.py",
+    "app/store/sqlite/profile_facets.py",
+    "app/domain/profile.py",
+)
 BUILD_BATCH = 1000
 SIDECARS = ("-wal", "-shm")
 

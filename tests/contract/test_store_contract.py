@@ -13,7 +13,7 @@ from app.domain.event_effects import RECENT_ORDER
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
 from app.domain.privacy import ConsentDecision
-from app.domain.profile import IdentifierRecord, Profile, new_profile
+from app.domain.profile import Address, IdentifierRecord, Profile, new_profile
 from app.domain.profile_change import CappedPush, ProfileChange
 from app.domain.profile_query import (
     InteractionFilter,
@@ -240,6 +240,54 @@ async def test_merged_away_profiles_are_not_listed(store: ProfileStore) -> None:
     await store.run_in_transaction(merge)
     assert [p.id for p in await store.list_profiles(ProfileFilter(), after=None, limit=10)] == ["p1"]
     assert await store.count_profiles() == 1
+
+
+async def test_list_filters_follow_every_kind_of_profile_write(store: ProfileStore) -> None:
+    """What lists filter on follows each write: a change, a replacement, a merge and its undoing,
+    an erasure (the embedded store keeps it in rows of its own beside the documents)."""
+    await _create(store, "p1", EMMA, first_name="Emma", addresses=[Address(city="Paris")])
+    await _create(store, "p2", Identifier("customerId", "C2"), first_name="Louis")
+    paris, orders = ProfileFilter(city="paris"), ProfileFilter(stats=(StatsRange(StatsField.ORDERS, min=2),))
+
+    async def ids(query: ProfileFilter) -> list[str]:
+        listed = [p.id for p in await store.list_profiles(query, after=None, limit=10)]
+        if query == ProfileFilter():
+            assert await store.count_profiles() == len(listed)
+        return listed
+
+    async def change(profile_id: str, change: ProfileChange) -> None:
+        async def work(tx: StoreTransaction) -> None:
+            await tx.update_profile(profile_id, change)
+
+        await store.run_in_transaction(work)
+
+    assert (await ids(paris), await ids(orders)) == (["p1"], [])
+    await change(
+        "p1", ProfileChange(set={"addresses": [{"city": "Lyon"}, {"city": "Nantes"}]}, inc={"stats.orders": 2})
+    )
+    assert (await ids(paris), await ids(ProfileFilter(city="NANTES")), await ids(orders)) == ([], ["p1"], ["p1"])
+    p2 = await store.get_profile("p2")
+    assert p2 is not None
+
+    async def rename(tx: StoreTransaction) -> None:
+        await tx.replace_profile(p2.model_copy(update={"first_name": "Amélie"}), expected_version=p2.version)
+
+    await store.run_in_transaction(rename)
+    assert (await ids(ProfileFilter(name_prefix="lou")), await ids(ProfileFilter(name_prefix="AM"))) == ([], ["p2"])
+    await change("p1", ProfileChange(set={"mergedInto": "p2"}))
+    assert (await ids(ProfileFilter()), await ids(orders), await ids(ProfileFilter(name_prefix="emm"))) == (
+        ["p2"],
+        [],
+        [],
+    )
+    await change("p1", ProfileChange(set={"mergedInto": None}))
+    assert (await ids(ProfileFilter()), await ids(orders)) == (["p1", "p2"], ["p1"])
+
+    async def erase(tx: StoreTransaction) -> None:
+        await tx.erase(["p1"])
+
+    await store.run_in_transaction(erase)
+    assert (await ids(ProfileFilter()), await ids(orders), await ids(ProfileFilter(city="lyon"))) == (["p2"], [], [])
 
 
 async def test_products_upsert_replaces_by_id(store: ProfileStore) -> None:

@@ -1,4 +1,5 @@
-"""Translate a typed ProfileFilter into a SQL WHERE clause with bound parameters only."""
+"""Translate a typed ProfileFilter into a SQL WHERE clause with bound parameters only, on the
+profiles' facet rows (`profile_facets f`, app/store/sqlite/profile_facets.py): one per live profile."""
 
 from __future__ import annotations
 
@@ -13,32 +14,28 @@ def _like_prefix(text: str) -> str:
 
 
 def where_clause(query: ProfileFilter) -> tuple[str, list[Any]]:
-    clauses = ["p.merged_into IS NULL"]
+    clauses = ["1"]
     params: list[Any] = []
     if query.identifier_type:
-        clauses.append("EXISTS (SELECT 1 FROM identities i WHERE i.profile_id = p.id AND i.type = ?)")
+        clauses.append("EXISTS (SELECT 1 FROM identities i WHERE i.profile_id = f.profile_id AND i.type = ?)")
         params.append(query.identifier_type)
     if query.name_prefix:
-        clauses.append(
-            "(lower(json_extract(p.doc, '$.firstName')) LIKE ? ESCAPE '\\' "
-            "OR lower(json_extract(p.doc, '$.lastName')) LIKE ? ESCAPE '\\')"
-        )
+        clauses.append("(f.first_name LIKE ? ESCAPE '\\' OR f.last_name LIKE ? ESCAPE '\\')")
         params += [_like_prefix(query.name_prefix)] * 2
     if query.city:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM json_each(p.doc, '$.addresses') a WHERE lower(json_extract(a.value, '$.city')) = ?)"
-        )
+        clauses.append("EXISTS (SELECT 1 FROM profile_cities c WHERE c.profile_id = f.profile_id AND c.city = ?)")
         params.append(query.city.lower())
     if query.segment:
-        clauses.append("EXISTS (SELECT 1 FROM segment_members sm WHERE sm.profile_id = p.id AND sm.segment_id = ?)")
+        clauses.append(
+            "EXISTS (SELECT 1 FROM segment_members sm WHERE sm.profile_id = f.profile_id AND sm.segment_id = ?)"
+        )
         params.append(query.segment)
     for bound in query.stats:
-        # The field name comes from a closed enum, never from the client's text.
-        expression = f"coalesce(json_extract(p.doc, '$.stats.{bound.field.value}'), 0)"
+        # The column name comes from a closed enum, never from the client's text.
         if bound.min is not None:
-            clauses.append(f"{expression} >= ?")
+            clauses.append(f"f.{bound.field.value} >= ?")
             params.append(bound.min)
         if bound.max is not None:
-            clauses.append(f"{expression} <= ?")
+            clauses.append(f"f.{bound.field.value} <= ?")
             params.append(bound.max)
     return " AND ".join(clauses), params

@@ -4,6 +4,8 @@ identities are keyed by `"<type>:<normalised value>"`, and the history is one ro
 
 from __future__ import annotations
 
+from app.store.sqlite import profile_facets
+
 SCHEMA_VERSION = 1
 
 STATEMENTS = (
@@ -104,4 +106,6 @@ STATEMENTS = (
         PRIMARY KEY (profile_id, segment_id)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS segment_checks_by_due ON segment_checks(due_at)",
+    # What profile lists filter on, beside each live profile (kept by triggers on `profiles`).
+    *profile_facets.STATEMENTS,
 )

@@ -36,7 +36,7 @@ from app.services.ports import (
     StoreTransaction,
 )
 from app.store.documents import dumps, loads
-from app.store.sqlite import segment_feed
+from app.store.sqlite import profile_facets, segment_feed
 from app.store.sqlite.profile_filter import where_clause
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
@@ -65,6 +65,8 @@ class SQLiteStore:
         self._writer.execute("PRAGMA journal_mode=WAL")
         for statement in STATEMENTS:
             self._writer.execute(statement)
+        if filled := profile_facets.fill(self._writer):
+            log.info("built the list filters' rows of %d profiles stored before them", filled)
         self._reader = self._connect_reader()
         self._thread = WriterThread(f"sqlite-writer-{self.path.name}")
         self._reads = ReaderPool(self._connect_reader, name="sqlite-read")
@@ -248,10 +250,12 @@ class SQLiteStore:
         def scan(db: sqlite3.Connection) -> list[Profile]:
             clause, params = where_clause(query)
             if after is not None:
-                clause += " AND p.id > ?"
+                clause += " AND f.profile_id > ?"
                 params.append(after)
             rows = db.execute(
-                f"SELECT p.doc FROM profiles p WHERE {clause} ORDER BY p.id LIMIT ?", [*params, limit]
+                f"SELECT p.doc FROM profile_facets f JOIN profiles p ON p.id = f.profile_id WHERE {clause} "
+                "ORDER BY f.profile_id LIMIT ?",
+                [*params, limit],
             ).fetchall()
             return [Profile.from_own_json(row[0]) for row in rows]
 
@@ -259,7 +263,7 @@ class SQLiteStore:
 
     async def count_profiles(self) -> int:
         def scan(db: sqlite3.Connection) -> int:
-            return int(db.execute("SELECT count(*) FROM profiles WHERE merged_into IS NULL").fetchone()[0])
+            return int(db.execute("SELECT count(*) FROM profile_facets").fetchone()[0])
 
         return await self._scans.read(scan)  # a scan: on a reader thread
 
