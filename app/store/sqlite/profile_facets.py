@@ -1,51 +1,29 @@
-"""What profile lists filter on, one narrow row per live profile, kept by triggers.
+"""What profile lists filter on, one narrow row per live profile, written beside each profile.
 
 A filter evaluated on the profiles' JSON documents parses every document it passes (3-12 KB each,
 spread over overflow pages): a filter that matches few profiles read all 100,000 of them, for 1-2 s.
 These rows hold only what `ProfileFilter` compares (lower-cased names, the stats counters, cities),
 so a list scans a few MB in key order and reads a document only for the profiles it returns.
 
-Triggers on `profiles` keep them whatever code writes a profile (ingestion, upserts, merges,
-erasure), in the writer's own transaction: a row exists exactly while its profile is live. The
-document is parsed once per write (one json_extract of four paths), which costs ~25 us a profile.
+Every profile write of the embedded store calls `keep` with the document it wrote, in the same
+transaction, as it keeps `blocking_keys` and `segment_members`: a row exists exactly while its
+profile is live. The values come from the document already in hand (a few microseconds a profile);
+SQL triggers parsing the written JSON again cost ~70 us a profile write.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from app.domain.profile_query import StatsField
+from app.store.documents import loads
 
 FILLED_MARK = "profileFacets"  # meta key: the rows were built for the profiles a store already held
+FILL_CHUNK = 2_000
 
 _STATS = [field.value for field in StatsField]
-
-
-def _rows(profile: str, where: str, source: str = "") -> tuple[str, str]:
-    """The INSERTs of a profile's facet row and its city rows; `profile` names the row of `profiles`
-    they are made from (NEW in a trigger), `source` its FROM clause when it is a table."""
-    counters = ", ".join(f"coalesce(json_extract(x, '$[2].{name}'), 0)" for name in _STATS)
-    facets = (
-        f"INSERT OR REPLACE INTO profile_facets SELECT id, lower(json_extract(x, '$[0]')), "
-        f"lower(json_extract(x, '$[1]')), {counters} FROM (SELECT {profile}.id AS id, "
-        f"json_extract({profile}.doc, '$.firstName', '$.lastName', '$.stats') AS x {source} WHERE {where})"
-    )  # the document parsed once for the three paths; the small array they come in, again per column
-    cities = (
-        f"INSERT OR IGNORE INTO profile_cities SELECT {profile}.id, lower(json_extract(a.value, '$.city')) "
-        f"{source}{',' if source else 'FROM'} json_each(json_extract({profile}.doc, '$.addresses')) a "
-        f"WHERE {where} AND json_extract(a.value, '$.city') IS NOT NULL"
-    )
-    return facets, cities
-
-
-_REFRESH = "; ".join(
-    (
-        "DELETE FROM profile_cities WHERE profile_id = NEW.id",
-        "DELETE FROM profile_facets WHERE profile_id = NEW.id AND NEW.merged_into IS NOT NULL",
-        *_rows("NEW", "NEW.merged_into IS NULL"),
-    )
-)
-_FILL = _rows("p", "p.merged_into IS NULL", "FROM profiles p")
 
 STATEMENTS = (
     f"""CREATE TABLE IF NOT EXISTS profile_facets (
@@ -54,24 +32,62 @@ STATEMENTS = (
     """CREATE TABLE IF NOT EXISTS profile_cities (
         profile_id TEXT NOT NULL, city TEXT NOT NULL, PRIMARY KEY (profile_id, city)
     ) WITHOUT ROWID""",
-    f"CREATE TRIGGER IF NOT EXISTS profile_facets_on_insert AFTER INSERT ON profiles BEGIN {_REFRESH}; END",
-    f"CREATE TRIGGER IF NOT EXISTS profile_facets_on_update AFTER UPDATE OF doc, merged_into ON profiles "
-    f"BEGIN {_REFRESH}; END",
-    "CREATE TRIGGER IF NOT EXISTS profile_facets_on_delete AFTER DELETE ON profiles BEGIN "
-    "DELETE FROM profile_facets WHERE profile_id = OLD.id; DELETE FROM profile_cities WHERE profile_id = OLD.id; END",
 )
+_INSERT = f"INSERT OR REPLACE INTO profile_facets VALUES ({', '.join('?' * (3 + len(_STATS)))})"
+
+
+def _lower(value: Any) -> str | None:
+    return value.lower() if isinstance(value, str) else None
+
+
+def _row(document: dict[str, Any]) -> tuple[Any, ...]:
+    stats = document.get("stats") or {}
+    return (
+        document["_id"],
+        _lower(document.get("firstName")),
+        _lower(document.get("lastName")),
+        *(stats.get(name) or 0 for name in _STATS),
+    )
+
+
+def _cities(document: dict[str, Any]) -> set[str]:
+    return {city for a in document.get("addresses") or () if (city := _lower(a.get("city"))) is not None}
+
+
+def keep(db: sqlite3.Connection, documents: Sequence[dict[str, Any]], *, new: bool = False) -> None:
+    """The rows of these profiles as their documents now are (none for a merged-away profile);
+    `new`: profiles inserted by this transaction, which have no rows yet."""
+    live = [d for d in documents if d.get("mergedInto") is None]
+    if not new:
+        db.executemany("DELETE FROM profile_cities WHERE profile_id = ?", [(d["_id"],) for d in documents])
+        gone = [(d["_id"],) for d in documents if d.get("mergedInto") is not None]
+        db.executemany("DELETE FROM profile_facets WHERE profile_id = ?", gone)
+    db.executemany(_INSERT, [_row(d) for d in live])  # replaces the row a live profile had
+    db.executemany(
+        "INSERT INTO profile_cities (profile_id, city) VALUES (?, ?)",
+        [(d["_id"], city) for d in live for city in _cities(d)],
+    )
+
+
+def forget(db: sqlite3.Connection, profile_ids: Iterable[str]) -> None:
+    ids = [(profile_id,) for profile_id in profile_ids]
+    db.executemany("DELETE FROM profile_facets WHERE profile_id = ?", ids)
+    db.executemany("DELETE FROM profile_cities WHERE profile_id = ?", ids)
 
 
 def fill(db: sqlite3.Connection) -> int:
-    """Build the rows of the profiles a store held before it had them (once: ~5 s for 100,000
+    """Build the rows of the profiles a store held before it had them (once: seconds for 100,000
     profiles). Returns how many profiles were given rows."""
     db.execute("BEGIN IMMEDIATE")
     try:
         if db.execute("SELECT 1 FROM meta WHERE key = ?", (FILLED_MARK,)).fetchone() is not None:
             db.execute("ROLLBACK")
             return 0
-        filled = db.execute(_FILL[0]).rowcount
-        db.execute(_FILL[1])
+        filled = 0
+        rows = db.execute("SELECT doc FROM profiles WHERE merged_into IS NULL")
+        while chunk := rows.fetchmany(FILL_CHUNK):
+            keep(db, [loads(doc) for (doc,) in chunk], new=True)
+            filled += len(chunk)
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, '1')", (FILLED_MARK,))
         db.execute("COMMIT")
     except BaseException:

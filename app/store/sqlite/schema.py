@@ -106,6 +106,6 @@ STATEMENTS = (
         PRIMARY KEY (profile_id, segment_id)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS segment_checks_by_due ON segment_checks(due_at)",
-    # What profile lists filter on, beside each live profile (kept by triggers on `profiles`).
+    # What profile lists filter on, beside each live profile (kept by every profile write).
     *profile_facets.STATEMENTS,
 )

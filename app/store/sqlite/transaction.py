@@ -26,6 +26,7 @@ from app.services.ports import (
     VersionConflict,
 )
 from app.store.documents import dumps, jsonable, loads
+from app.store.sqlite import profile_facets
 
 T = TypeVar("T")
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
@@ -65,6 +66,7 @@ class SQLiteTransaction(StoreTransaction):
         )
         _index_keys(self._db, profile.id, profile.blocking_keys)
         _mirror_segments(self._db, profile.id, profile.segments)
+        profile_facets.keep(self._db, [document], new=True)
 
     async def update_profile(
         self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
@@ -77,6 +79,7 @@ class SQLiteTransaction(StoreTransaction):
             "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ?",
             (dumps(document), document["version"], document.get("mergedInto"), profile_id),
         )
+        profile_facets.keep(self._db, [document])
         if "blockingKeys" in change.set:
             _index_keys(self._db, profile_id, document["blockingKeys"])
         if "segments" in change.set:
@@ -167,6 +170,8 @@ class SQLiteTransaction(StoreTransaction):
                 _index_keys(self._db, write.document["_id"], write.document.get("blockingKeys", []))
             if write.expected_version is None:
                 _mirror_segments(self._db, write.document["_id"], write.document.get("segments", []))
+        profile_facets.keep(self._db, inserts, new=True)
+        profile_facets.keep(self._db, [write.document for write in updates])
 
     async def record_messages(self, records: Sequence[tuple[str, str]], expires_at: datetime) -> None:
         expiry = to_iso(expires_at)
@@ -191,12 +196,14 @@ class SQLiteTransaction(StoreTransaction):
 
     # -- merges ------------------------------------------------------------------------------
     async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:
+        document = profile.to_document()
         cursor = self._db.execute(
             "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ? AND version = ?",
-            (dumps(profile.to_document()), profile.version, profile.merged_into, profile.id, expected_version),
+            (dumps(document), profile.version, profile.merged_into, profile.id, expected_version),
         )
         if cursor.rowcount != 1:
             raise VersionConflict(profile.id)
+        profile_facets.keep(self._db, [document])
         _index_keys(self._db, profile.id, profile.blocking_keys)
         _mirror_segments(self._db, profile.id, profile.segments)
 
@@ -312,6 +319,7 @@ class SQLiteTransaction(StoreTransaction):
         ):
             db.execute(f"DELETE FROM {table} WHERE profile_id IN ({marks})", ids)
         db.execute(f"DELETE FROM profiles WHERE id IN ({marks})", ids)
+        profile_facets.forget(db, ids)
         return identifiers, interactions
 
     async def suppress(self, hashes: Sequence[str], at: datetime) -> None:
