@@ -1,50 +1,70 @@
 """Blocking keys: the few short strings under which a profile is indexed so that its likely
 duplicates are found by "profiles sharing any of these keys" instead of by comparing all pairs.
 
-Each key tolerates a different kind of noise, so that two records of one person share at least one
-key even when one of them has a typo, a nickname, swapped names or a missing field; and each is
-narrow enough that few unrelated people share it. Keys are prefixed by their kind:
+The keys are independent: each leaves out at least one field, so that a typo, a replaced value or a
+missing value in any one field (given name, surname, birth date, address, email, phone) still leaves
+two records of one person a shared key (a property test checks it), and most pairs with two errors
+too. Each is narrow enough that few unrelated people share it. Keys are prefixed by their kind:
 
-- `n:` Metaphone of the surname + first letter of the given name: survives a given-name typo or nickname;
+- `n:` Metaphone of the surname + first letter of the given name (and again with the first part of
+  a compound surname: "Garcia Lopez" meets "Garcia"): survives a given-name typo or nickname;
+- `g:` the given name as written + the surname's first letter: survives a surname typo that changes
+  its Metaphone;
 - `s:` the Metaphones of both names in sorted order: the same key whichever field holds which, so
-  swapped first/last names meet (narrower than a given name + initial, which common given names flood);
+  swapped first/last names meet;
 - `y:` Metaphone of the given name + birth year: survives a surname typo or a married name;
-- `b:` birth date with day and month in ascending order (so a day/month swap gives the same key)
-  + the given-name initial, and again + the surname initial;
+- `t:` Metaphone of the surname + birth year: survives another given name (a replaced or missing one);
+- `b:` birth date with day and month in ascending order (so a day/month swap gives the same key):
+  survives both names written otherwise;
 - `e:` email local part without dots, separators or +tag: the same mailbox at any provider;
 - `p:` the phone's last 8 digits: the subscriber number whatever country code was typed;
-- `a:` postcode + house number (or + surname initial when there is no number).
+- `a:` postcode + house number; `q:` postcode + surname initial (one record without a number);
+  `r:` house number + the street's name (its first word that is not a street type): survives a
+  postcode typo.
 """
 
 from __future__ import annotations
 
-from app.domain.matching.fields import MatchFields
+from app.domain.matching.fields import MatchAddress, MatchFields, phonetic
 from app.domain.matching.scoring import GENERIC_LOCAL_PARTS
 
-MAX_BLOCKING_KEYS = 12
+MAX_BLOCKING_KEYS = 20
 _PHONETIC_LENGTH = 5
+_STREET_NAME_LENGTH = 6
 _MAX_EMAILS = 3
 _MAX_PHONES = 2
 _MAX_ADDRESSES = 2
 _MIN_LOCAL_PART = 3
+# Words that say what kind of street it is, or join its name: never the name that tells streets apart.
+_STREET_TYPES = frozenset(
+    {
+        "street", "road", "avenue", "lane", "drive", "square", "rue", "boulevard", "place", "chemin",
+        "impasse", "strasse", "calle", "avenida", "plaza", "via", "corso", "crescent", "circuit", "close",
+        "court", "way", "grove", "terrace", "parade", "highway", "allee", "weg", "platz", "straat", "laan",
+        "de", "del", "della", "des", "du", "la", "le", "les", "di", "van", "der", "den", "the", "of", "st",
+    }
+)  # fmt: skip
 
 
 def blocking_keys(fields: MatchFields) -> frozenset[str]:
     keys: set[str] = set()
     given_initial, surname_initial = fields.first_joined[:1], fields.last_joined[:1]
-    if fields.last_phonetic and given_initial:
-        keys.add(f"n:{fields.last_phonetic[:_PHONETIC_LENGTH]}{given_initial}")
-    if fields.first_phonetic and fields.last_phonetic:
-        pair = sorted((fields.first_phonetic[:_PHONETIC_LENGTH], fields.last_phonetic[:_PHONETIC_LENGTH]))
+    given_code, surname_code = fields.first_phonetic[:_PHONETIC_LENGTH], fields.last_phonetic[:_PHONETIC_LENGTH]
+    if given_initial:
+        for code in {surname_code, _first_part_code(fields)} - {""}:
+            keys.add(f"n:{code}{given_initial}")
+        if surname_initial:
+            keys.add(f"g:{fields.first_joined}|{surname_initial}")
+    if given_code and surname_code:
+        pair = sorted((given_code, surname_code))
         keys.add(f"s:{pair[0]}|{pair[1]}")
     if fields.birth_date is not None:
         born = fields.birth_date
-        if fields.first_phonetic:
-            keys.add(f"y:{fields.first_phonetic[:_PHONETIC_LENGTH]}{born.year}")
+        for kind, code in (("y", given_code), ("t", surname_code)):
+            if code:
+                keys.add(f"{kind}:{code}{born.year}")
         low, high = sorted((born.month, born.day))
-        day = f"{born.year}{low:02}{high:02}"
-        for initial in {given_initial, surname_initial} - {""}:
-            keys.add(f"b:{day}{initial}")
+        keys.add(f"b:{born.year}{low:02}{high:02}")
     # The caps keep the key count bounded for profiles holding many identifiers; sorting makes the
     # kept ones the same on every write.
     locals_ = sorted({p for p in fields.email_locals if len(p) >= _MIN_LOCAL_PART and p not in GENERIC_LOCAL_PARTS})
@@ -52,6 +72,24 @@ def blocking_keys(fields: MatchFields) -> frozenset[str]:
     tails = sorted({t for t in fields.phone_tails if len(t) == 8})
     keys.update(f"p:{tail}" for tail in tails[:_MAX_PHONES])
     for address in fields.addresses[:_MAX_ADDRESSES]:
-        if address.postcode and (address.number or surname_initial):
-            keys.add(f"a:{address.postcode}{address.number or surname_initial}")
+        keys.update(_address_keys(address, surname_initial))
     return frozenset(keys)
+
+
+def _first_part_code(fields: MatchFields) -> str:
+    parts = fields.last_name.split()
+    if len(parts) < 2:
+        return ""
+    return phonetic(parts[0])[:_PHONETIC_LENGTH]
+
+
+def _address_keys(address: MatchAddress, surname_initial: str) -> set[str]:
+    keys: set[str] = set()
+    if address.postcode and address.number:
+        keys.add(f"a:{address.postcode}{address.number}")
+    if address.postcode and surname_initial:
+        keys.add(f"q:{address.postcode}{surname_initial}")
+    name = next((w for w in address.street.split() if w not in _STREET_TYPES and len(w) > 1), "")
+    if address.number and name:
+        keys.add(f"r:{address.number}{name[:_STREET_NAME_LENGTH]}")
+    return keys

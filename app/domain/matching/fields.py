@@ -140,7 +140,7 @@ def phone_tail(phone: str) -> str:
     return digits[-8:]
 
 
-def _phonetic(name: str) -> str:
+def phonetic(name: str) -> str:
     return jellyfish.metaphone(name.replace(" ", "")) if name else ""
 
 
@@ -169,8 +169,8 @@ class MatchFields:
         set_ = object.__setattr__
         set_(self, "first_joined", self.first_name.replace(" ", ""))
         set_(self, "last_joined", self.last_name.replace(" ", ""))
-        set_(self, "first_phonetic", _phonetic(self.first_name))
-        set_(self, "last_phonetic", _phonetic(self.last_name))
+        set_(self, "first_phonetic", phonetic(self.first_name))
+        set_(self, "last_phonetic", phonetic(self.last_name))
         set_(self, "email_locals", tuple(email_local_part(e) for e in self.emails))
         set_(self, "mailboxes", tuple(mailbox(e) for e in self.emails))
         set_(self, "phone_tails", tuple(phone_tail(p) for p in self.phones))

@@ -1,0 +1,82 @@
+"""Blocking survives any one error: two records of one person that differ in a single field (that
+field mistyped, replaced by another value or left out) still share a blocking key, whatever the
+names, dates and addresses are. A pair sharing no key is never scored, so no threshold finds it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.domain.matching import blocking_keys, normalised_fields
+from app.domain.profile import Address
+
+NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyzéü", min_size=2, max_size=12)
+BORN = st.dates(min_value=date(1920, 1, 1), max_value=date(2008, 12, 31))
+ADDRESS = st.builds(
+    lambda number, name, kind, postcode, city: Address(
+        street=f"{number} {name} {kind}", city=city, postcode=postcode, country="FR"
+    ),
+    st.integers(1, 400),
+    NAME,
+    st.sampled_from(["rue", "street", "avenue", "crescent", ""]),
+    st.from_regex(r"[0-9]{5}", fullmatch=True),
+    NAME,
+)
+EMAIL = st.builds(lambda local, n: f"{local}{n}@example.com", NAME, st.integers(0, 99))
+PHONE = st.builds(lambda n: f"+3361{n:07d}", st.integers(0, 9_999_999))
+FIELDS = {
+    "first_name": NAME,
+    "last_name": NAME,
+    "birth_date": BORN,
+    "addresses": st.lists(ADDRESS, min_size=1, max_size=1),
+    "emails": st.lists(EMAIL, max_size=1),
+    "phones": st.lists(PHONE, max_size=1),
+}
+EMPTY = {"first_name": None, "last_name": None, "birth_date": None, "addresses": [], "emails": [], "phones": []}
+
+
+def _typo(value: str, at: int) -> str:
+    """One letter changed: the error that moves a name's Metaphone or its first letter."""
+    index = at % len(value)
+    return value[:index] + ("x" if value[index] != "x" else "y") + value[index + 1 :]
+
+
+@st.composite
+def records_with_one_error(
+    draw: st.DrawFn, fields: tuple[str, ...] = tuple(FIELDS)
+) -> tuple[dict[str, object], dict[str, object], str]:
+    record = EMPTY | {name: draw(FIELDS[name]) for name in fields}
+    field = draw(st.sampled_from(sorted(fields)))
+    error = draw(st.sampled_from(["missing", "replaced", "typo"]))
+    other = dict(record)
+    if error == "missing":
+        other[field] = EMPTY[field]
+    elif error == "typo" and isinstance(record[field], str):
+        other[field] = _typo(str(record[field]), draw(st.integers(0, 20)))
+    else:
+        other[field] = draw(FIELDS[field])
+    return record, other, f"{field} {error}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(records_with_one_error())
+def test_two_records_differing_in_any_one_field_share_a_key(
+    case: tuple[dict[str, object], dict[str, object], str],
+) -> None:
+    record, other, error = case
+    a = normalised_fields(**record)  # type: ignore[arg-type]
+    b = normalised_fields(**other)  # type: ignore[arg-type]
+    assert blocking_keys(a) & blocking_keys(b), error
+
+
+@settings(max_examples=300, deadline=None)
+@given(records_with_one_error(fields=("first_name", "last_name", "birth_date")))
+def test_names_and_a_birth_date_alone_survive_any_one_error(
+    case: tuple[dict[str, object], dict[str, object], str],
+) -> None:
+    record, other, error = case
+    a = normalised_fields(**record)  # type: ignore[arg-type]
+    b = normalised_fields(**other)  # type: ignore[arg-type]
+    assert blocking_keys(a) & blocking_keys(b), error
