@@ -1,10 +1,10 @@
 # Slim, non-root image of the CDP core server.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY app ./app
 COPY graphql_schema ./graphql_schema
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install -c constraints.txt .
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \

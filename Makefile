@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench lint fixtures clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package installed (pyproject.toml says what is needed, it says which
+# versions), so that a fresh clone installs what the suite last passed with.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
