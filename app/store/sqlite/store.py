@@ -49,6 +49,10 @@ log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
 _IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads.py)
+# The writer thread's batches yield the core to the event loop's reads when both want it (between
+# the loop at 0 and the scans at 10): reads answered while one client ingests flat out went from
+# ~1,930 to ~2,650 in 10 s, their p50 from ~4.9 to ~2.8 ms, with no fewer events ingested.
+WRITER_NICENESS = 5
 FEW_ON_THE_LOOP = 16  # profiles read by id on the loop's own connection; more go to a reader thread
 _GROUPS_PER_QUERY = 1000
 _PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite allows 500 terms)
@@ -68,7 +72,7 @@ class SQLiteStore:
         if filled := profile_facets.fill(self._writer):
             log.info("built the list filters' rows of %d profiles stored before them", filled)
         self._reader = self._connect_reader()
-        self._thread = WriterThread(f"sqlite-writer-{self.path.name}")
+        self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=WRITER_NICENESS)
         self._reads = ReaderPool(self._connect_reader, name="sqlite-read")
         self._scans = ReaderPool(self._connect_reader, name="sqlite-scan", nice=SCAN_NICENESS)
         self._write_lock = asyncio.Lock()  # used on the writer thread's loop only

@@ -31,10 +31,17 @@ READER_THREADS = 2
 
 
 class WriterThread:
-    def __init__(self, name: str) -> None:
+    """`nice` lowers the thread's CPU priority: a batch's CPU then yields the core to the event loop
+    whenever the loop has work (a read, a health check), and takes all of it when the loop is idle."""
+
+    def __init__(self, name: str, *, nice: int = 0) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._serve, args=(nice,), name=name, daemon=True)
         self._thread.start()
+
+    def _serve(self, nice: int) -> None:
+        _lower_priority(nice)
+        self._loop.run_forever()
 
     async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the writer's loop; cancelling the caller cancels it there."""
