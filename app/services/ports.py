@@ -202,10 +202,20 @@ class ProfileStore(Protocol):
 
     async def find_profile_by_identity(self, key: str) -> Profile | None: ...
 
-    async def list_profiles(self, query: ProfileFilter, *, after: str | None, limit: int) -> list[Profile]:
-        """Live (not merged-away) profiles ordered by id, strictly after `after`."""
+    async def list_profiles(
+        self,
+        query: ProfileFilter,
+        *,
+        after: str | None,
+        limit: int,
+        before: str | None = None,
+        from_end: bool = False,
+    ) -> list[Profile]:
+        """Live (not merged-away) profiles ordered by id, strictly after `after` and strictly before
+        `before`: the first `limit` of them, or with `from_end` the last `limit` (in id order too)."""
 
-    async def count_profiles(self) -> int: ...
+    async def count_profiles(self, query: ProfileFilter | None = None) -> int:
+        """How many live profiles `query` matches (all of them without one), counted by the database."""
 
     async def list_interactions(
         self,
@@ -214,8 +224,16 @@ class ProfileStore(Protocol):
         before: InteractionPosition | None,
         where: InteractionFilter,
         limit: int,
+        after: InteractionPosition | None = None,
+        from_end: bool = False,
     ) -> list[Interaction]:
-        """A profile's full history, newest first, strictly older than `before`."""
+        """A profile's full history, newest first, strictly older than `before` and strictly newer
+        than `after`: the newest `limit` of them, or with `from_end` the oldest `limit` (newest first
+        too)."""
+
+    async def count_interactions(self, profile_ids: Collection[str], where: InteractionFilter) -> dict[str, int]:
+        """For each of `profile_ids`, how many interactions of its full history `where` matches,
+        counted by the database: one read for many profiles."""
 
     async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
         """id → the profile's interactions at or after `since`, in no particular order, for those of
@@ -332,10 +350,16 @@ class ProfileStore(Protocol):
         segment event), for every segment it ever entered (an empty mapping for one that entered none)."""
 
     async def members_of_segments(
-        self, segment_ids: Collection[str], *, after: str | None, limit: int
+        self,
+        segment_ids: Collection[str],
+        *,
+        after: str | None,
+        limit: int,
+        before: str | None = None,
+        from_end: bool = False,
     ) -> dict[str, list[Profile]]:
         """For each of `segment_ids`, what `list_profiles(ProfileFilter(segment=id), after=after,
-        limit=limit)` gives: its live members ordered by id, strictly after `after`."""
+        limit=limit, before=before, from_end=from_end)` gives: a page of its live members ordered by id."""
 
     async def interactions_of_profiles(
         self,
@@ -344,5 +368,7 @@ class ProfileStore(Protocol):
         before: InteractionPosition | None,
         where: InteractionFilter,
         limit: int,
+        after: InteractionPosition | None = None,
+        from_end: bool = False,
     ) -> dict[str, list[Interaction]]:
         """`list_interactions` for each of `profile_ids` (an empty list for one without history)."""

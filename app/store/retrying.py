@@ -38,6 +38,7 @@ READS = frozenset(
         "find_profile_by_identity",
         "list_profiles",
         "count_profiles",
+        "count_interactions",
         "list_interactions",
         "interactions_since",
         "merges_of",

@@ -494,3 +494,90 @@ async def test_the_keys_version_moves_with_each_key_created_or_revoked_and_with_
     assert await store.api_keys_version() == created  # reading it moves nothing
     assert await store.revoke_api_key("k1", BASE_TIME)
     assert await store.api_keys_version() > created
+
+
+# -- pages from either end, between two positions, and counts (Relay connections) --------------------
+async def test_profile_pages_from_either_end_between_two_ids_and_their_count(store: ProfileStore) -> None:
+    for n in range(1, 8):
+        await _create(store, f"p{n}", Identifier("customerId", f"C{n}"), first_name="Emma" if n % 2 else "Jean")
+
+    async def vip(tx: StoreTransaction) -> None:
+        for n in (2, 3, 5, 6):
+            await tx.update_profile(f"p{n}", ProfileChange(set={"segments": ["vip"]}))
+
+    await store.run_in_transaction(vip)
+    for query in (ProfileFilter(), ProfileFilter(name_prefix="emm"), ProfileFilter(segment="vip")):
+        every = [p.id for p in await store.list_profiles(query, after=None, limit=100)]
+        assert await store.count_profiles(query) == len(every)
+        for after, before in ((None, None), ("p2", None), (None, "p6"), ("p1", "p7"), ("p3", "p4")):
+            inside = [i for i in every if (after is None or i > after) and (before is None or i < before)]
+            for limit in (1, 2, 10):
+                forward = await store.list_profiles(query, after=after, before=before, limit=limit)
+                backward = await store.list_profiles(query, after=after, before=before, limit=limit, from_end=True)
+                assert [p.id for p in forward] == inside[:limit], (query, after, before, limit)
+                assert [p.id for p in backward] == inside[-limit:], (query, after, before, limit)
+    assert await store.count_profiles(ProfileFilter(segment="none")) == 0
+    groups = ["vip", "none"]
+    for after, before, limit, from_end in ((None, None, 2, True), ("p2", "p6", 1, True), (None, "p5", 2, False)):
+        assert await store.members_of_segments(groups, after=after, before=before, limit=limit, from_end=from_end) == {
+            s: await store.list_profiles(
+                ProfileFilter(segment=s), after=after, before=before, limit=limit, from_end=from_end
+            )
+            for s in groups
+        }
+
+
+async def test_history_pages_from_either_end_between_two_positions_and_their_count(store: ProfileStore) -> None:
+    items = [  # more than a MongoDB bucket holds, several per minute, two types
+        _interaction(f"m{i:03d}", BASE_TIME + timedelta(minutes=i // 3), "email_open" if i % 4 == 0 else "page_view")
+        for i in range(210)
+    ]
+
+    async def work(tx: StoreTransaction) -> None:
+        for item in items:
+            await tx.append_interaction("p1", item)
+        await tx.append_interaction("p2", _interaction("x1", BASE_TIME))
+
+    await store.run_in_transaction(work)
+    newest_first = sorted(items, key=lambda i: (i["timestamp"], i["messageId"]), reverse=True)
+
+    def position(index: int) -> InteractionPosition:
+        item = newest_first[index]
+        return InteractionPosition(item["timestamp"], str(item["messageId"]))  # type: ignore[arg-type]
+
+    emails = InteractionFilter(types=frozenset({"email_open"}))
+    for where in (InteractionFilter(), emails):
+        kept = [i for i in newest_first if where.matches(str(i["type"]), str(i["channel"]))]
+        ranges = ((None, None), (5, None), (None, 180), (3, 150), (10, 11)) if not where.types else ((3, 150),)
+        for older_than, newer_than in ranges:
+            before = position(older_than) if older_than is not None else None
+            after = position(newer_than) if newer_than is not None else None
+            inside = [
+                str(i["messageId"])
+                for i in kept
+                if (before is None or (i["timestamp"], i["messageId"]) < (before.timestamp, before.message_id))
+                and (after is None or (i["timestamp"], i["messageId"]) > (after.timestamp, after.message_id))
+            ]
+            for limit in (7, 500) if older_than is None and newer_than is None else (7,):
+                newest = await store.list_interactions("p1", before=before, after=after, where=where, limit=limit)
+                oldest = await store.list_interactions(
+                    "p1", before=before, after=after, where=where, limit=limit, from_end=True
+                )
+                assert [i.message_id for i in newest] == inside[:limit], (older_than, newer_than, limit)
+                assert [i.message_id for i in oldest] == inside[-limit:], (older_than, newer_than, limit)
+        assert await store.count_interactions(["p1", "p2", "missing"], where) == {
+            "p1": len(kept),
+            "p2": 0 if where.types else 1,
+            "missing": 0,
+        }
+    assert await store.count_interactions([], InteractionFilter()) == {}
+    ids = ["p1", "p2", "missing"]
+    for after, from_end in ((position(150), True), (None, True), (position(20), False)):
+        assert await store.interactions_of_profiles(
+            ids, before=None, after=after, where=InteractionFilter(), limit=4, from_end=from_end
+        ) == {
+            p: await store.list_interactions(
+                p, before=None, after=after, where=InteractionFilter(), limit=4, from_end=from_end
+            )
+            for p in ids
+        }

@@ -490,15 +490,22 @@ class MongoStore:
             return None
         return await self.get_profile(identity["profileId"])
 
-    async def list_profiles(self, query: ProfileFilter, *, after: str | None, limit: int) -> list[Profile]:
-        selector = profile_query(query)
-        if after is not None:
-            selector = {"$and": [selector, {"_id": {"$gt": after}}]}
-        cursor = self._db.profiles.find(selector).sort("_id", ASCENDING).limit(limit)
-        return [Profile.from_document(document) for document in await cursor.to_list(None)]
+    async def list_profiles(
+        self,
+        query: ProfileFilter,
+        *,
+        after: str | None,
+        limit: int,
+        before: str | None = None,
+        from_end: bool = False,
+    ) -> list[Profile]:
+        selector = _id_range(profile_query(query), after, before)
+        cursor = self._db.profiles.find(selector).sort("_id", DESCENDING if from_end else ASCENDING).limit(limit)
+        found = [Profile.from_document(document) for document in await cursor.to_list(None)]
+        return found[::-1] if from_end else found
 
-    async def count_profiles(self) -> int:
-        return int(await self._db.profiles.count_documents({"mergedInto": None}))
+    async def count_profiles(self, query: ProfileFilter | None = None) -> int:
+        return int(await self._db.profiles.count_documents(profile_query(query or ProfileFilter())))
 
     async def list_interactions(
         self,
@@ -507,10 +514,27 @@ class MongoStore:
         before: InteractionPosition | None,
         where: InteractionFilter,
         limit: int,
+        after: InteractionPosition | None = None,
+        from_end: bool = False,
     ) -> list[Interaction]:
-        pipeline = _history_page(profile_id, before=before, where=where, limit=limit)
+        pipeline = _history_page(profile_id, before=before, after=after, where=where, limit=limit, from_end=from_end)
         cursor = await self._db.interactions.aggregate(pipeline)
-        return [Interaction.model_validate(document) for document in await cursor.to_list(None)]
+        found = [Interaction.model_validate(document) for document in await cursor.to_list(None)]
+        return found[::-1] if from_end else found
+
+    async def count_interactions(self, profile_ids: Collection[str], where: InteractionFilter) -> dict[str, int]:
+        found = dict.fromkeys(profile_ids, 0)
+        if not found:
+            return found
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"profileId": {"$in": list(found)}}},
+            {"$unwind": "$items"},
+            *([{"$match": items}] if (items := _history_filter(where, prefix="items.")) else []),
+            {"$group": {"_id": "$profileId", "count": {"$sum": 1}}},
+        ]
+        for document in await (await self._db.interactions.aggregate(pipeline)).to_list(None):
+            found[document["_id"]] = int(document["count"])
+        return found
 
     async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
         if not profile_ids:
@@ -763,21 +787,30 @@ class MongoStore:
         return found
 
     async def members_of_segments(
-        self, segment_ids: Collection[str], *, after: str | None, limit: int
+        self,
+        segment_ids: Collection[str],
+        *,
+        after: str | None,
+        limit: int,
+        before: str | None = None,
+        from_end: bool = False,
     ) -> dict[str, list[Profile]]:
         # One page per segment (an index range each, cut at `limit`), joined with $unionWith: one round trip.
         found: dict[str, list[Profile]] = {segment_id: [] for segment_id in segment_ids}
         pages: list[list[dict[str, Any]]] = []
         for segment_id in found:
-            selector = profile_query(ProfileFilter(segment=segment_id))
-            if after is not None:
-                selector = {"$and": [selector, {"_id": {"$gt": after}}]}
+            selector = _id_range(profile_query(ProfileFilter(segment=segment_id)), after, before)
             pages.append(
-                [{"$match": selector}, {"$sort": {"_id": 1}}, {"$limit": limit}, {"$addFields": {_PAGE: segment_id}}]
+                [
+                    {"$match": selector},
+                    {"$sort": {"_id": -1 if from_end else 1}},
+                    {"$limit": limit},
+                    {"$addFields": {_PAGE: segment_id}},
+                ]
             )
         for document in await self._union("profiles", pages):
             found[document.pop(_PAGE)].append(Profile.from_document(document))
-        return found
+        return {segment_id: members[::-1] for segment_id, members in found.items()} if from_end else found
 
     async def interactions_of_profiles(
         self,
@@ -786,16 +819,21 @@ class MongoStore:
         before: InteractionPosition | None,
         where: InteractionFilter,
         limit: int,
+        after: InteractionPosition | None = None,
+        from_end: bool = False,
     ) -> dict[str, list[Interaction]]:
         # `list_interactions`'s pipeline for each profile, joined with $unionWith: one round trip.
         found: dict[str, list[Interaction]] = {profile_id: [] for profile_id in profile_ids}
         pages = [
-            [*_history_page(profile_id, before=before, where=where, limit=limit), {"$addFields": {_PAGE: profile_id}}]
+            [
+                *_history_page(profile_id, before=before, after=after, where=where, limit=limit, from_end=from_end),
+                {"$addFields": {_PAGE: profile_id}},
+            ]
             for profile_id in found
         ]
         for document in await self._union("interactions", pages):
             found[document.pop(_PAGE)].append(Interaction.model_validate(document))
-        return found
+        return {profile_id: history[::-1] for profile_id, history in found.items()} if from_end else found
 
     async def _union(self, collection: str, pages: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The documents of every pipeline in `pages` over `collection`, in order, by one aggregation
@@ -808,23 +846,60 @@ class MongoStore:
         return found
 
 
+def _id_range(selector: dict[str, Any], after: str | None, before: str | None) -> dict[str, Any]:
+    """`selector` within ids strictly after `after` and strictly before `before` (None: unbounded)."""
+    bounds = {operator: value for operator, value in (("$gt", after), ("$lt", before)) if value is not None}
+    return {"$and": [selector, {"_id": bounds}]} if bounds else selector
+
+
+def _history_filter(where: InteractionFilter, *, prefix: str = "") -> dict[str, Any]:
+    """The match of an interaction filter on items (under `prefix` when not unwound to the root)."""
+    item_match: dict[str, Any] = {}
+    if where.types:
+        item_match[f"{prefix}type"] = {"$in": sorted(where.types)}
+    if where.channels:
+        item_match[f"{prefix}channel"] = {"$in": sorted(where.channels)}
+    return item_match
+
+
 def _history_page(
-    profile_id: str, *, before: InteractionPosition | None, where: InteractionFilter, limit: int
+    profile_id: str,
+    *,
+    before: InteractionPosition | None,
+    after: InteractionPosition | None,
+    where: InteractionFilter,
+    limit: int,
+    from_end: bool,
 ) -> list[dict[str, Any]]:
-    """The pipeline of one page of a profile's history, newest first: its buckets, their items, the
-    page's filters, the sort and the limit."""
+    """The pipeline of one page of a profile's history: its buckets, their items, the page's filters,
+    the sort and the limit. Newest first; with `from_end` oldest first (the oldest of the range: the
+    caller turns them round)."""
     bucket_match: dict[str, Any] = {"profileId": profile_id}
     item_match: dict[str, Any] = {}
+    bounds = []
     if before is not None:
         bucket_match["minTs"] = {"$lte": before.timestamp}
-        item_match["$or"] = [
-            {"timestamp": {"$lt": before.timestamp}},
-            {"timestamp": before.timestamp, "messageId": {"$lt": before.message_id}},
-        ]
-    if where.types:
-        item_match["type"] = {"$in": sorted(where.types)}
-    if where.channels:
-        item_match["channel"] = {"$in": sorted(where.channels)}
+        bounds.append(
+            {
+                "$or": [
+                    {"timestamp": {"$lt": before.timestamp}},
+                    {"timestamp": before.timestamp, "messageId": {"$lt": before.message_id}},
+                ]
+            }
+        )
+    if after is not None:
+        bucket_match["maxTs"] = {"$gte": after.timestamp}
+        bounds.append(
+            {
+                "$or": [
+                    {"timestamp": {"$gt": after.timestamp}},
+                    {"timestamp": after.timestamp, "messageId": {"$gt": after.message_id}},
+                ]
+            }
+        )
+    if bounds:
+        item_match["$and"] = bounds
+    item_match |= _history_filter(where)
     pipeline: list[dict[str, Any]] = [
         {"$match": bucket_match},
         {"$unwind": "$items"},
@@ -832,4 +907,5 @@ def _history_page(
     ]
     if item_match:
         pipeline.append({"$match": item_match})
-    return [*pipeline, {"$sort": {"timestamp": -1, "messageId": -1}}, {"$limit": limit}]
+    order = 1 if from_end else -1
+    return [*pipeline, {"$sort": {"timestamp": order, "messageId": order}}, {"$limit": limit}]

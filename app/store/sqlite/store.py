@@ -250,24 +250,34 @@ class SQLiteStore:
         ).fetchone()
         return Profile.from_own_json(row[0]) if row else None
 
-    async def list_profiles(self, query: ProfileFilter, *, after: str | None, limit: int) -> list[Profile]:
+    async def list_profiles(
+        self,
+        query: ProfileFilter,
+        *,
+        after: str | None,
+        limit: int,
+        before: str | None = None,
+        from_end: bool = False,
+    ) -> list[Profile]:
         def scan(db: sqlite3.Connection) -> list[Profile]:
             clause, params = where_clause(query)
-            if after is not None:
-                clause += " AND f.profile_id > ?"
-                params.append(after)
+            for bound, value in ((">", after), ("<", before)):
+                if value is not None:
+                    clause += f" AND f.profile_id {bound} ?"
+                    params.append(value)
             rows = db.execute(
                 f"SELECT p.doc FROM profile_facets f JOIN profiles p ON p.id = f.profile_id WHERE {clause} "
-                "ORDER BY f.profile_id LIMIT ?",
+                f"ORDER BY f.profile_id {'DESC' if from_end else ''} LIMIT ?",
                 [*params, limit],
             ).fetchall()
-            return [Profile.from_own_json(row[0]) for row in rows]
+            return [Profile.from_own_json(row[0]) for row in (reversed(rows) if from_end else rows)]
 
         return await self._scans.read(scan)  # a scan: on a reader thread
 
-    async def count_profiles(self) -> int:
+    async def count_profiles(self, query: ProfileFilter | None = None) -> int:
         def scan(db: sqlite3.Connection) -> int:
-            return int(db.execute("SELECT count(*) FROM profile_facets").fetchone()[0])
+            clause, params = where_clause(query or ProfileFilter())
+            return int(db.execute(f"SELECT count(*) FROM profile_facets f WHERE {clause}", params).fetchone()[0])
 
         return await self._scans.read(scan)  # a scan: on a reader thread
 
@@ -278,14 +288,32 @@ class SQLiteStore:
         before: InteractionPosition | None,
         where: InteractionFilter,
         limit: int,
+        after: InteractionPosition | None = None,
+        from_end: bool = False,
     ) -> list[Interaction]:
-        page, shared = _history_page("doc", before=before, where=where)
+        page, shared = _history_page("doc", before=before, after=after, where=where, from_end=from_end)
 
         def scan(db: sqlite3.Connection) -> list[Interaction]:
             rows = db.execute(page, [profile_id, *shared, limit]).fetchall()
-            return [Interaction.model_validate(loads(row[0])) for row in rows]
+            return [Interaction.model_validate(loads(row[0])) for row in (reversed(rows) if from_end else rows)]
 
         return await self._reads.read(scan)  # a scan: on a reader thread
+
+    async def count_interactions(self, profile_ids: Collection[str], where: InteractionFilter) -> dict[str, int]:
+        filters, shared = _history_filters(where)
+
+        def scan(db: sqlite3.Connection) -> dict[str, int]:
+            found = dict.fromkeys(profile_ids, 0)
+            for chunk in self._id_chunks(profile_ids):
+                rows = db.execute(
+                    f"SELECT profile_id, count(*) FROM interactions WHERE profile_id IN ({','.join('?' * len(chunk))}) "
+                    f"{filters} GROUP BY profile_id",
+                    [*chunk, *shared],
+                )
+                found |= {profile_id: int(count) for profile_id, count in rows}
+            return found
+
+        return await self._reads.read(scan)  # each profile's range of the primary key: on a reader thread
 
     async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
         def scan(db: sqlite3.Connection) -> dict[str, list[Interaction]]:
@@ -629,23 +657,32 @@ class SQLiteStore:
         return await self._reads.read(scan)  # a scan: on a reader thread
 
     async def members_of_segments(
-        self, segment_ids: Collection[str], *, after: str | None, limit: int
+        self,
+        segment_ids: Collection[str],
+        *,
+        after: str | None,
+        limit: int,
+        before: str | None = None,
+        from_end: bool = False,
     ) -> dict[str, list[Profile]]:
         # One page per segment, each walking that segment's members in id order and stopping at `limit`
         # (a window over all members would read every member of a large segment), joined in one statement.
-        after_clause = " AND sm.profile_id > ?" if after is not None else ""
+        bounds = [(bound, value) for bound, value in ((">", after), ("<", before)) if value is not None]
+        bound_clause = "".join(f" AND sm.profile_id {bound} ?" for bound, _ in bounds)
         page = (
             "SELECT * FROM (SELECT sm.segment_id, p.doc FROM segment_members sm JOIN profiles p "
-            f"ON p.id = sm.profile_id WHERE sm.segment_id = ? AND p.merged_into IS NULL{after_clause} "
-            "ORDER BY sm.profile_id LIMIT ?)"
+            f"ON p.id = sm.profile_id WHERE sm.segment_id = ? AND p.merged_into IS NULL{bound_clause} "
+            f"ORDER BY sm.profile_id {'DESC' if from_end else ''} LIMIT ?)"
         )
 
         def scan(db: sqlite3.Connection) -> dict[str, list[Profile]]:
             found: dict[str, list[Profile]] = {segment_id: [] for segment_id in segment_ids}
             for chunk in self._id_chunks(segment_ids, size=_PAGES_PER_QUERY):
-                params = [v for s in chunk for v in ((s, after, limit) if after is not None else (s, limit))]
+                params = [v for s in chunk for v in (s, *(value for _, value in bounds), limit)]
                 for segment_id, doc in db.execute(" UNION ALL ".join([page] * len(chunk)), params):
                     found[segment_id].append(Profile.from_own_json(doc))
+            if from_end:
+                found = {segment_id: members[::-1] for segment_id, members in found.items()}
             return found
 
         return await self._reads.read(scan)  # many documents to decode: on a reader thread
@@ -657,9 +694,11 @@ class SQLiteStore:
         before: InteractionPosition | None,
         where: InteractionFilter,
         limit: int,
+        after: InteractionPosition | None = None,
+        from_end: bool = False,
     ) -> dict[str, list[Interaction]]:
         # `list_interactions` for each profile, each an index range cut at `limit`, joined in one statement.
-        one, shared = _history_page("profile_id, doc", before=before, where=where)
+        one, shared = _history_page("profile_id, doc", before=before, after=after, where=where, from_end=from_end)
         page = f"SELECT * FROM ({one})"
 
         def scan(db: sqlite3.Connection) -> dict[str, list[Interaction]]:
@@ -668,6 +707,8 @@ class SQLiteStore:
                 params = [v for p in chunk for v in (p, *shared, limit)]
                 for profile_id, doc in db.execute(" UNION ALL ".join([page] * len(chunk)), params):
                     found[profile_id].append(Interaction.model_validate(loads(doc)))
+            if from_end:
+                found = {profile_id: history[::-1] for profile_id, history in found.items()}
             return found
 
         return await self._reads.read(scan)  # a scan: on a reader thread
@@ -679,17 +720,32 @@ class SQLiteStore:
 
 
 def _history_page(
-    columns: str, *, before: InteractionPosition | None, where: InteractionFilter
+    columns: str,
+    *,
+    before: InteractionPosition | None,
+    after: InteractionPosition | None,
+    where: InteractionFilter,
+    from_end: bool,
 ) -> tuple[str, list[Any]]:
-    """The statement of one page of a profile's history, newest first, selecting `columns`, and the
-    parameters of its filters: it takes the profile id first, those, then the page's limit."""
+    """The statement of one page of a profile's history, selecting `columns`, and the parameters of its
+    filters: it takes the profile id first, those, then the page's limit. Newest first; with `from_end`
+    oldest first (the oldest of the range: the caller turns them round)."""
     sql, params = [f"SELECT {columns} FROM interactions WHERE profile_id = ?"], list[Any]()
-    if before is not None:
-        sql.append("AND (ts, message_id) < (?, ?)")
-        params += [to_iso(before.timestamp), before.message_id]
+    for bound, position in (("<", before), (">", after)):
+        if position is not None:
+            sql.append(f"AND (ts, message_id) {bound} (?, ?)")
+            params += [to_iso(position.timestamp), position.message_id]
+    filters, shared = _history_filters(where)
+    sql.append(filters)
+    sql.append("ORDER BY ts, message_id LIMIT ?" if from_end else "ORDER BY ts DESC, message_id DESC LIMIT ?")
+    return " ".join(sql), params + shared
+
+
+def _history_filters(where: InteractionFilter) -> tuple[str, list[Any]]:
+    """`AND` clauses of an interaction filter, and their parameters."""
+    sql, params = list[str](), list[Any]()
     for column, values in (("type", where.types), ("channel", where.channels)):
         if values:
             sql.append(f"AND {column} IN ({','.join('?' * len(values))})")
             params += sorted(values)
-    sql.append("ORDER BY ts DESC, message_id DESC LIMIT ?")
     return " ".join(sql), params
