@@ -1,4 +1,4 @@
-"""Garbage-collector and thread-switch settings for the serving process.
+"""Garbage-collector, thread-switch and worker-thread settings for the serving process.
 
 Python's default thresholds run a collection every 700 allocations, and a full one that walks every
 live object (a thousand open subscriptions hold hundreds of thousands) every few hundred of those:
@@ -8,8 +8,11 @@ pauses of 100-200 ms in the middle of delivering an event. Measured with `python
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
+
+from app.thread_priority import bulk_work_executor
 
 # Young collections every 10,000 allocations instead of 700, older generations less often too.
 THRESHOLDS = (10_000, 20, 100)
@@ -26,3 +29,6 @@ def tune_for_serving() -> None:
     # millisecond, not every 5, keeps the loop's answers prompt while a batch is applied on the writer
     # (a probe's p99 during a 1 MiB parse on a worker thread: 253 -> 68 ms in bench/hostile_queries.py).
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    # Bulk work sent to worker threads (a batch's validation and coercion, segment evaluation) gives
+    # way to the loop's requests as the store's writer thread does.
+    asyncio.get_running_loop().set_default_executor(bulk_work_executor())

@@ -18,13 +18,13 @@ answering while a batch is processed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from app.thread_priority import lower_priority
 
 T = TypeVar("T")
 READER_THREADS = 2
@@ -40,7 +40,7 @@ class WriterThread:
         self._thread.start()
 
     def _serve(self, nice: int) -> None:
-        _lower_priority(nice)
+        lower_priority(nice)
         self._loop.run_forever()
 
     async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -92,7 +92,7 @@ class ReaderPool:
         self._lock = threading.Lock()
         self._trace: Callable[[str], None] | None = None
         self._pool = ThreadPoolExecutor(
-            max_workers=READER_THREADS, thread_name_prefix=name, initializer=_lower_priority, initargs=(nice,)
+            max_workers=READER_THREADS, thread_name_prefix=name, initializer=lower_priority, initargs=(nice,)
         )
         self._closed = False
 
@@ -123,13 +123,6 @@ class ReaderPool:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
-
-
-def _lower_priority(nice: int) -> None:
-    if nice and hasattr(os, "setpriority"):
-        # Not allowed here (some containers): the scans run at the process's priority.
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 def _closed() -> sqlite3.ProgrammingError:
