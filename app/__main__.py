@@ -270,6 +270,26 @@ def recompute_traits(
     _with_store(work)
 
 
+@cli.command("match-model")
+def match_model() -> None:
+    """Estimate a new version of the learned match model from the store's candidate pairs, now."""
+    from app.services import match_model as job
+
+    async def work(store: ProfileStore) -> None:
+        model = await job.estimate_model(store)
+        if model is None:
+            console.print(f"fewer than {job.MIN_PAIRS} candidate pairs: nothing estimated, the rules scorer answers")
+            return
+        used = "in use" if model.separates() else "not used (it does not separate matches): the rules scorer answers"
+        console.print(
+            f"{model.name} from {model.pairs_used} candidate pairs in {model.iterations} iterations, match share "
+            f"{model.match_share:.3f}: {used}",
+            highlight=False,
+        )
+
+    _with_store(work)
+
+
 def _amounts(values: list[float | None]) -> str:
     """Currency units with cents, as the API's `monetary` (None: no customer scores that high)."""
     return "[" + ", ".join("None" if v is None else f"{v:.2f}" for v in values) + "]"

@@ -24,6 +24,7 @@ from app.graceful_shutdown import OpenWebSockets
 from app.observability.requests import RequestObservation
 from app.process_lock import exclusive
 from app.services.key_revocations import watch_revocations
+from app.services.match_model import keep_estimating
 from app.services.segment_watch import watch
 from app.services.segments import keep_checking
 from app.services.traits import keep_recomputing
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         checks = asyncio.create_task(
             keep_checking(holder["services"].segments, every_seconds=settings.segment_check_seconds)
         )
-        background += [checks, *_traits_schedule(holder["services"])]
+        background += [checks, *_traits_schedule(holder["services"]), *_match_model_schedule(holder["services"])]
         revocations = watch_revocations(
             holder["services"].store, graphql.sockets.close_revoked, every_seconds=settings.key_check_seconds
         )
@@ -149,6 +150,14 @@ def cors_options(origins: list[str]) -> dict[str, Any]:
         "expose_headers": ["X-Request-Id"],
         "max_age": CORS_MAX_AGE_SECONDS,
     }
+
+
+def _match_model_schedule(services: Services) -> list[asyncio.Task[None]]:
+    """The learned match model re-estimated every CDP_MATCH_MODEL_EVERY_MINUTES (0: off)."""
+    every = services.settings.match_model_every_minutes
+    if every <= 0:
+        return []
+    return [asyncio.create_task(keep_estimating(services.store, every_minutes=every))]
 
 
 def _traits_schedule(services: Services) -> list[asyncio.Task[None]]:

@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     traits_every_minutes: float = Field(
         default=60, ge=0, description="Recompute computed traits (RFM, engagement, …) this often; 0: never."
     )
+    match_model_every_minutes: float = Field(
+        default=1440,
+        ge=0,
+        description="Re-estimate the learned match model from the store's candidate pairs this often; 0: never.",
+    )
     recommendations_exclude_days: int = Field(
         default=30, ge=0, description="Products the customer bought within this many days are not recommended."
     )

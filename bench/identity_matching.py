@@ -48,8 +48,8 @@ from app.domain.matching import (
     match_fields,
     score_pair,
 )
+from app.domain.matching.blocking import MAX_BLOCK_SIZE
 from app.domain.profile import Address, IdentifierRecord, Profile
-from app.services.match_candidates import MAX_BLOCK_SIZE
 from app.services.ports import ProfileStore
 from bench import identity_anchor, identity_api, identity_data
 from bench.common import (

@@ -17,14 +17,17 @@ from app.domain.matching import (
     DEFAULT_MIN_SCORE,
     Candidate,
     MatchFields,
+    PairScorer,
     candidates_for,
     match_fields,
     with_links,
 )
+from app.domain.matching.blocking import MAX_BLOCK_SIZE
 from app.domain.matching.links import MIN_LINK_STEP
 from app.domain.merge import MergeRefusal
 from app.domain.profile import Profile
 from app.services.identity_policy import IdentityPolicy
+from app.services.match_model import current_scorer
 from app.services.merge_steps import new_refusal_id
 from app.services.merging import merge_profiles
 from app.services.ports import ProfileStore, StoreTransaction
@@ -32,10 +35,8 @@ from app.services.profile_changes import UNHEARD, ProfileChanges
 from app.services.profile_reads import get_profile
 from app.services.profile_writes import with_retries
 
-# Keys shared by more than MAX_BLOCK_SIZE profiles are passed over ("block purging": a key that
-# common says nothing about identity, e.g. a default birth date typed by a shop), and a profile is
+# Keys shared by more than MAX_BLOCK_SIZE profiles are passed over (see blocking.py), and a profile is
 # compared with at most MAX_LOOKALIKES others: the cost stays bounded whatever the data.
-MAX_BLOCK_SIZE = 300
 MAX_LOOKALIKES = 1000
 MAX_CANDIDATES = 1000
 # Links are followed through a profile's best candidates only, one lookup each, and only through the
@@ -65,16 +66,17 @@ async def candidates_for_profile(
     those sharing a key with it, and those linked to it through one of them."""
     check_request(min_score, first)
     profile = await _live(store, profile_id)
+    score = await current_scorer(store)
     views = {profile.id: profile}
     fields = {profile.id: match_fields(profile)}
-    neighbours = {profile.id: await _lookalikes(store, profile, views, fields, min_score, MAX_BLOCK_SIZE)}
+    neighbours = {profile.id: await _lookalikes(store, profile, views, fields, min_score, MAX_BLOCK_SIZE, score)}
     step_score = max(min_score, MIN_LINK_STEP)  # links go through no weaker resemblance
     for candidate in neighbours[profile.id][:MAX_LINKED_THROUGH]:
         if candidate.score < step_score:
             break  # best first: the rest are weaker
         linked = views[candidate.b]
-        neighbours[linked.id] = await _lookalikes(store, linked, views, fields, step_score, MAX_LINK_BLOCK)
-    return with_links(profile.id, neighbours, fields, min_score)[:first]
+        neighbours[linked.id] = await _lookalikes(store, linked, views, fields, step_score, MAX_LINK_BLOCK, score)
+    return with_links(profile.id, neighbours, fields, min_score, score)[:first]
 
 
 async def _lookalikes(
@@ -84,6 +86,7 @@ async def _lookalikes(
     fields: dict[str, MatchFields],
     min_score: float,
     max_block: int,
+    score: PairScorer,
 ) -> list[Candidate]:
     """`profile`'s candidates among the profiles sharing one of its keys held by at most `max_block`
     profiles; those read are added to `views` and `fields`."""
@@ -92,7 +95,8 @@ async def _lookalikes(
         if other.id not in fields:
             views[other.id] = other
             fields[other.id] = match_fields(other)
-    return candidates_for(fields[profile.id], profile.id, ((other.id, fields[other.id]) for other in found), min_score)
+    others = ((other.id, fields[other.id]) for other in found)
+    return candidates_for(fields[profile.id], profile.id, others, min_score, score)
 
 
 async def merge_lookalikes(
@@ -118,12 +122,12 @@ async def merge_lookalikes(
         if await _refused(store, members, policy):
             continue
         survivor, *others = sorted(members, key=lambda p: (p.created_at, p.id))
-        best = max(c.score for c in found)
+        best = max(found, key=lambda c: c.score)
         await merge_profiles(
             store,
             survivor.id,
             [o.id for o in others],
-            reason=f"automatic: fuzzy match (score {best:.3f} >= {threshold})",
+            reason=f"automatic: fuzzy match (score {best.score:.3f} >= {threshold}, {best.scorer})",
             actor="system",
             policy=policy,
             changes=changes,

@@ -6,25 +6,30 @@ identifier. Pure Python over jellyfish; the services feed it profiles fetched by
 - `scoring`: `score_pair`, per-field comparisons combined into one calibrated score with reasons;
 - `candidates`: `candidates_for` and `DEFAULT_MIN_SCORE`, what `mergeCandidates` returns;
 - `links`: `with_links` and `linked_pairs`, profiles linked through a third one they both resemble;
+- `learned`: `MatchModel`, Fellegi-Sunter m/u learned by EM from a store's candidate pairs;
 - `nicknames`: given names that spelling similarity cannot relate (Bill/William, Paco/Francisco).
 """
 
 from __future__ import annotations
 
 from app.domain.matching.blocking import MAX_BLOCKING_KEYS, blocking_keys
-from app.domain.matching.candidates import DEFAULT_MIN_SCORE, Candidate, candidates_for
+from app.domain.matching.candidates import DEFAULT_MIN_SCORE, Candidate, PairScorer, candidates_for
 from app.domain.matching.fields import MatchAddress, MatchFields, match_fields, normalised_fields
+from app.domain.matching.learned import MatchModel
 from app.domain.matching.links import linked_pairs, with_links
-from app.domain.matching.scoring import MatchReason, MatchScore, score_pair
+from app.domain.matching.scoring import RULES, MatchReason, MatchScore, score_pair
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
     "MAX_BLOCKING_KEYS",
+    "RULES",
     "Candidate",
     "MatchAddress",
     "MatchFields",
+    "MatchModel",
     "MatchReason",
     "MatchScore",
+    "PairScorer",
     "blocking_keys",
     "candidates_for",
     "linked_pairs",

@@ -29,6 +29,9 @@ from app.domain.matching.fields import MatchAddress, MatchFields, phonetic
 from app.domain.matching.scoring import GENERIC_LOCAL_PARTS
 
 MAX_BLOCKING_KEYS = 20
+# Keys shared by more than this many profiles are passed over ("block purging": a key that common says
+# nothing about identity, e.g. a default birth date typed by a shop): the cost stays bounded.
+MAX_BLOCK_SIZE = 300
 _PHONETIC_LENGTH = 5
 _STREET_NAME_LENGTH = 6
 _MAX_EMAILS = 3

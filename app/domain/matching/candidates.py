@@ -3,11 +3,14 @@ those at or above a threshold, best first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from app.domain.matching.fields import MatchFields
-from app.domain.matching.scoring import MatchReason, score_pair
+from app.domain.matching.scoring import RULES, MatchReason, MatchScore, score_pair
+
+# Scores a pair: the rules scorer `score_pair`, or a learned model's (`learned.MatchModel.score`).
+PairScorer = Callable[[MatchFields, MatchFields], MatchScore]
 
 # Calibrated by `python -m bench identity --seed 1` and reported on seed 2: the highest threshold whose
 # F1 is within 0.001 of the best F1 among thresholds keeping precision above 0.995 (a wrong merge
@@ -22,10 +25,15 @@ class Candidate:
     score: float
     reasons: list[MatchReason]
     via: str | None = None  # a linked pair: the profile both resemble (see `links`)
+    scorer: str = RULES  # which scorer answered: "rules" or a learned model's name and version
 
 
 def candidates_for(
-    target: MatchFields, target_id: str, others: Iterable[tuple[str, MatchFields]], min_score: float
+    target: MatchFields,
+    target_id: str,
+    others: Iterable[tuple[str, MatchFields]],
+    min_score: float,
+    score: PairScorer = score_pair,
 ) -> list[Candidate]:
     found: list[Candidate] = []
     seen = {target_id}
@@ -33,9 +41,9 @@ def candidates_for(
         if other_id in seen:  # the target itself, or a profile fetched under two keys
             continue
         seen.add(other_id)
-        scored = score_pair(target, other)
+        scored = score(target, other)
         if scored.score >= min_score:
-            found.append(Candidate(target_id, other_id, scored.score, scored.reasons))
+            found.append(Candidate(target_id, other_id, scored.score, scored.reasons, scorer=scored.scorer))
     return best_first(found)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from app.domain.matching.candidates import Candidate, best_first
+from app.domain.matching.candidates import Candidate, PairScorer, best_first
 from app.domain.matching.fields import MatchFields
 from app.domain.matching.scoring import MatchReason, MatchScore, score_pair
 
@@ -34,6 +34,7 @@ def with_links(
     neighbours: Mapping[str, Sequence[Candidate]],
     fields: Mapping[str, MatchFields],
     min_score: float,
+    score: PairScorer = score_pair,
 ) -> list[Candidate]:
     """The target's candidates (`neighbours[target_id]`, each at or above `min_score`) with the
     profiles linked to it through one of them (from `neighbours[<that one>]`), best first. A linked
@@ -47,25 +48,30 @@ def with_links(
             continue
         for second in neighbours.get(first.b, ()):
             other = second.b
-            score = first.score * second.score
-            if second.score < MIN_LINK_STEP or other == target_id or score < min_score:
+            product = first.score * second.score
+            if second.score < MIN_LINK_STEP or other == target_id or product < min_score:
                 continue
-            if other in best and best[other].score >= score:
+            if other in best and best[other].score >= product:
                 continue
             if other not in direct:
-                direct[other] = score_pair(fields[target_id], fields[other])
+                direct[other] = score(fields[target_id], fields[other])
             found = direct[other]
             if found.score < MIN_DIRECT_SCORE:
                 continue
-            if found.score >= score:  # found through the link, but the two alike on their own
-                best[other] = Candidate(target_id, other, found.score, found.reasons)
+            if found.score >= product:  # found through the link, but the two alike on their own
+                best[other] = Candidate(target_id, other, found.score, found.reasons, scorer=found.scorer)
                 continue
-            reasons = [*found.reasons, MatchReason(LINK_FIELD, LINK_METHOD, score)]
-            best[other] = Candidate(target_id, other, score, reasons, via=first.b)
+            reasons = [*found.reasons, MatchReason(LINK_FIELD, LINK_METHOD, product)]
+            best[other] = Candidate(target_id, other, product, reasons, via=first.b, scorer=found.scorer)
     return best_first(best.values())
 
 
-def linked_pairs(direct: Iterable[Candidate], fields: Mapping[str, MatchFields], min_score: float) -> list[Candidate]:
+def linked_pairs(
+    direct: Iterable[Candidate],
+    fields: Mapping[str, MatchFields],
+    min_score: float,
+    score: PairScorer = score_pair,
+) -> list[Candidate]:
     """The pairs of a whole store: `direct` (pairs scored at or above `min_score`, each once, `a` before
     `b`; those below `MIN_LINK_STEP` may be left out, links never go through them) with the pairs found
     through a link added, each once with `a` before `b`: a link's product where it is the higher score,
@@ -75,9 +81,9 @@ def linked_pairs(direct: Iterable[Candidate], fields: Mapping[str, MatchFields],
     for c in direct:
         pairs[c.a, c.b] = c
         neighbours[c.a].append(c)
-        neighbours[c.b].append(Candidate(c.b, c.a, c.score, c.reasons))
+        neighbours[c.b].append(Candidate(c.b, c.a, c.score, c.reasons, scorer=c.scorer))
     for profile_id in list(neighbours):
-        for link in with_links(profile_id, neighbours, fields, min_score):
+        for link in with_links(profile_id, neighbours, fields, min_score, score):
             if profile_id < link.b and (link.via is not None or (profile_id, link.b) not in pairs):
                 pairs[profile_id, link.b] = link
     return list(pairs.values())

@@ -130,10 +130,16 @@ class MatchReason:
     similarity: float
 
 
+# The name of this hand-set scorer, as a candidate says which scorer answered (a learned model's
+# name is its version: `learned.MatchModel.name`).
+RULES = "rules"
+
+
 @dataclass(frozen=True, slots=True)
 class MatchScore:
     score: float
     reasons: list[MatchReason]
+    scorer: str = RULES
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,121 @@
+"""The learned match model: estimated by EM from the store's own candidate pairs (the pairs sharing
+a blocking key, as the review list scores them), stored with its version in the store's meta, and
+used by `mergeCandidates`, the review list and automatic fuzzy merges once it exists and separates
+matches from non-matches; until then (too few pairs, or an estimate that reads otherwise) the rules
+scorer answers. Every candidate names the scorer that answered.
+
+Re-estimated by `keep_estimating` (the server's schedule, CDP_MATCH_MODEL_EVERY_MINUTES) and on
+demand by `estimate_model` (`python -m app match-model`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from typing import Any
+
+from app.domain.clock import now
+from app.domain.matching import MatchFields, MatchModel, PairScorer, match_fields, score_pair
+from app.domain.matching.blocking import MAX_BLOCK_SIZE
+from app.domain.matching.learned import Vector, comparison, estimate
+from app.services.ports import ProfileStore
+
+log = logging.getLogger("cdp.matching")
+
+META_KEY = "matchModel"
+# Fewer candidate pairs than this and the model is not estimated: the rules scorer answers.
+MIN_PAIRS = 1000
+# The most pairs one estimation compares (in key order): enough for every level of every field.
+MAX_PAIRS = 200_000
+# How long a process keeps the model it read before reading the store's again.
+CACHE_SECONDS = 60.0
+
+_cache: weakref.WeakKeyDictionary[Any, tuple[float, MatchModel | None]] = weakref.WeakKeyDictionary()
+
+
+async def stored_model(store: ProfileStore) -> MatchModel | None:
+    text = await store.read_meta(META_KEY)
+    return MatchModel.from_document(json.loads(text)) if text else None
+
+
+async def current_scorer(store: ProfileStore) -> PairScorer:
+    """The learned model's scorer when the store holds one that separates matches, else the rules."""
+    cached = _cache.get(store)
+    if cached is None or time.monotonic() >= cached[0]:
+        model = await stored_model(store)
+        cached = (time.monotonic() + CACHE_SECONDS, model if model is not None and model.separates() else None)
+        _cache[store] = cached
+    model = cached[1]
+    return model.score if model is not None else score_pair
+
+
+async def estimate_model(
+    store: ProfileStore, *, min_pairs: int = MIN_PAIRS, max_pairs: int = MAX_PAIRS
+) -> MatchModel | None:
+    """Estimate a new version from the store's candidate pairs and store it; None (nothing stored)
+    when the store has fewer than `min_pairs` pairs."""
+    vectors = await _comparison_vectors(store, max_pairs)
+    pairs = sum(count for count, _ in vectors.values())
+    if pairs < min_pairs:
+        log.info("match model: %d candidate pairs, fewer than %d: the rules scorer answers", pairs, min_pairs)
+        return None
+    previous = await stored_model(store)
+    version = previous.version + 1 if previous is not None else 1
+    model = await asyncio.to_thread(estimate, vectors, version=version, at=now())
+    await store.write_meta(META_KEY, json.dumps(model.to_document()))
+    _cache.pop(store, None)
+    log.info(
+        "match model v%d from %d pairs in %d iterations (match share %.3f)%s",
+        model.version,
+        model.pairs_used,
+        model.iterations,
+        model.match_share,
+        "" if model.separates() else ": does not separate matches, the rules scorer answers",
+    )
+    return model
+
+
+async def _comparison_vectors(store: ProfileStore, max_pairs: int) -> dict[Vector, tuple[int, float]]:
+    """Each distinct comparison vector of the candidate pairs, with its count and the rules scorer's
+    mean probability (where EM starts)."""
+    fields: dict[str, MatchFields] = {}
+    seen: set[tuple[str, str]] = set()
+    found: dict[Vector, tuple[int, float]] = {}
+    async for _key, ids in store.blocking_groups():
+        if len(ids) > MAX_BLOCK_SIZE:
+            continue
+        missing = [profile_id for profile_id in ids if profile_id not in fields]
+        for view in await store.match_views(missing) if missing else ():
+            fields[view.id] = match_fields(view)
+        present = sorted(profile_id for profile_id in ids if profile_id in fields)
+        for index, a in enumerate(present):
+            for b in present[index + 1 :]:
+                if (a, b) in seen:
+                    continue
+                seen.add((a, b))
+                scored = score_pair(fields[a], fields[b])
+                vector = comparison(scored.reasons)
+                count, total = found.get(vector, (0, 0.0))
+                found[vector] = (count + 1, total + scored.score)
+                if len(seen) >= max_pairs:
+                    return _means(found)
+    return _means(found)
+
+
+def _means(found: dict[Vector, tuple[int, float]]) -> dict[Vector, tuple[int, float]]:
+    return {vector: (count, total / count) for vector, (count, total) in found.items()}
+
+
+async def keep_estimating(store: ProfileStore, *, every_minutes: float) -> None:
+    """The schedule the server runs: a first estimate soon after start, then one every
+    `every_minutes`. Failures are logged and retried at the next round."""
+    await asyncio.sleep(60)
+    while True:
+        try:
+            await estimate_model(store)
+        except Exception:
+            log.exception("match model estimation failed; it is retried at the next round")
+        await asyncio.sleep(every_minutes * 60)

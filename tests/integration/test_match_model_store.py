@@ -1,0 +1,69 @@
+"""The learned match model through the services, on every storage backend: estimated from the
+store's own candidate pairs, stored with its version (each estimate the next), used by
+`mergeCandidates` once it separates matches, and the rules scorer answering until then."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+from app.domain.events import RawIdentifier
+from app.domain.merge_protection import MergeProtection
+from app.services import match_candidates, match_model, profiles
+from app.services.identity_policy import IdentityPolicy
+from app.services.ports import ProfileStore
+
+NO_AUTO = IdentityPolicy(protection=MergeProtection(automatic_merges=False))
+GIVEN = ["olivia", "lucas", "emma", "noah", "mila", "hugo", "lena", "adam", "zoe", "tom", "ines", "paul"]
+SURNAMES = ["martin", "bernard", "dubois", "moreau", "laurent", "simon", "michel", "lefevre", "garcia"]
+
+
+async def _write(store: ProfileStore, people: int, seed: int) -> list[str]:
+    """`people` people written twice each (the second time with a letter dropped from one name or
+    no birth date), under their own customer ids: the store's candidate pairs hold both matches and
+    look-alikes (shared surnames, towns, given names)."""
+    rng = random.Random(seed)
+    ids = []
+    for n in range(people):
+        fields = {
+            "first_name": rng.choice(GIVEN),
+            "last_name": rng.choice(SURNAMES),
+            "birth_date": (date(1950, 1, 1) + timedelta(days=rng.randrange(20_000))).isoformat(),
+            "addresses": [{"street": f"{rng.randrange(1, 60)} rue Haute", "postcode": f"6900{n % 3}"}],
+        }
+        again = dict(fields)
+        if n % 2:
+            again["last_name"] = fields["last_name"][:-1]
+        else:
+            del again["birth_date"]
+        for k, written in enumerate((fields, again)):
+            identifiers = [RawIdentifier("customerId", f"c{n}-{k}")]
+            profile = await profiles.upsert_profile(store, identifiers, written, source="crm", policy=NO_AUTO)
+            ids.append(profile.id)
+    return ids
+
+
+async def test_a_model_is_estimated_from_the_stores_pairs_versioned_and_used(store: ProfileStore) -> None:
+    ids = await _write(store, 60, seed=3)
+    before = await match_candidates.candidates_for_profile(store, ids[0])
+    assert {c.scorer for c in before} == {"rules"}  # no model yet
+
+    first = await match_model.estimate_model(store, min_pairs=50)
+    assert first is not None and first.version == 1 and first.separates()
+    again = await match_model.estimate_model(store, min_pairs=50)
+    assert again is not None and again.version == 2
+    assert (again.m, again.u, again.pairs_used) == (first.m, first.u, first.pairs_used)  # stable on the same data
+    stored = await match_model.stored_model(store)
+    assert stored == again
+
+    found = await match_candidates.candidates_for_profile(store, ids[0])
+    assert ids[1] in {c.b for c in found}  # the same person written again
+    assert {c.scorer for c in found} == {"fellegiSunter:v2"}
+
+
+async def test_too_few_pairs_store_no_model_and_the_rules_answer(store: ProfileStore) -> None:
+    ids = await _write(store, 3, seed=4)
+    assert await match_model.estimate_model(store, min_pairs=1000) is None
+    assert await match_model.stored_model(store) is None
+    found = await match_candidates.candidates_for_profile(store, ids[0])
+    assert {c.scorer for c in found} <= {"rules"}
