@@ -27,6 +27,7 @@ from app.domain.identifiers import normalise
 from app.domain.matching import DEFAULT_MIN_SCORE, blocking_keys, match_fields
 from app.domain.profile import Profile
 from app.main import create_app
+from app.services import match_model
 from app.services.api_keys import create_key
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
@@ -50,6 +51,7 @@ class ApiRun:
     profiles: int  # after deterministic merges
     mixed: int  # profiles holding records of two people or more (a shared family email or landline)
     unkeyed: int  # true pairs of records sharing no blocking key
+    scorer: str  # which scorer answered: the model estimated from the loaded store's pairs, or the rules
 
 
 def upsert_input(profile: Profile) -> dict[str, Any]:
@@ -85,6 +87,7 @@ async def through_the_api(
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", headers=headers) as client:
             began = time.perf_counter()
             await _upsert_all(client, profiles)
+            model = await match_model.estimate_model(store)  # what the server's job does, on demand
             loaded = time.perf_counter()
             owner = await _owners(client, [p.id for p in profiles])
             found: set[frozenset[str]] = set()
@@ -98,9 +101,9 @@ async def through_the_api(
     expected = true_pairs(person)
     quality = Quality(len(expected), len(found), len(found & expected))
     mixed = sum(1 for profile_id in person if len({truth[r] for r, p in owner.items() if p == profile_id}) > 1)
-    return ApiRun(
-        quality, loaded - began, asked - loaded, len(person), mixed, unkeyed_pairs(profiles, true_pairs(truth))
-    )
+    scorer = model.name if model is not None and model.separates() else "rules"
+    unkeyed = unkeyed_pairs(profiles, true_pairs(truth))
+    return ApiRun(quality, loaded - began, asked - loaded, len(person), mixed, unkeyed, scorer)
 
 
 def _people_of(owner: dict[str, str], truth: dict[str, str]) -> dict[str, str]:

@@ -287,7 +287,7 @@ async def through_the_api(names: Sequence[str], *, people_count: int, seed: int)
         q = run.quality
         row = [f"{data.name}{' (held out)' if data.held_out else ''}", f"{len(data.profiles):,}",
                f"{run.profiles:,}", f"{run.mixed:,}", f"{q.true_pairs:,}", f"{run.unkeyed:,}",
-               f"{q.precision:.4f}", f"{q.recall:.4f}", f"{q.f1:.4f}",
+               run.scorer, f"{q.precision:.4f}", f"{q.recall:.4f}", f"{q.f1:.4f}",
                f"{q.found_pairs - q.correct_pairs:,}", fmt_s(run.load_seconds + run.ask_seconds)]  # fmt: skip
         if identity_anchor.present(data.profiles):
             anchor = await asyncio.to_thread(identity_anchor.ecm, data.profiles, data.truth)
@@ -297,8 +297,8 @@ async def through_the_api(names: Sequence[str], *, people_count: int, seed: int)
             row += ["-", "-", "-", "not installed"]
         rows.append(row)
     table(
-        ["data set", "records", "profiles", "mixed", "true pairs", "no key", "precision", "recall", "F1", "wrong",
-         "API time", "ECM P", "ECM R", "ECM F1", "ECM time"],
+        ["data set", "records", "profiles", "mixed", "true pairs", "no key", "scorer", "precision", "recall", "F1",
+         "wrong", "API time", "ECM P", "ECM R", "ECM F1", "ECM time"],
         rows,
     )  # fmt: skip
     say(f"  at the default minScore {DEFAULT_MIN_SCORE}. profiles: after deterministic resolution (records sharing an")
