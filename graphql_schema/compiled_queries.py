@@ -19,7 +19,8 @@ Errors: a plan only runs the happy path. Whatever raises (a resolver's error, a 
 field, a value of the wrong shape) abandons the plan's answer and the same, already-coerced operation
 is executed by graphql-core, whose answer (data, errors, paths, null propagation) is the response.
 Queries read only, so running their resolvers again changes nothing. What a plan does not handle is
-executed by graphql-core from the start: abstract types, introspection, `@defer`, middleware.
+executed by graphql-core from the start: abstract types (`node(id)` returns the Node interface),
+introspection, `@defer`, middleware.
 `cdp_graphql_executions_total{executor}` counts which executor answered.
 """
 
@@ -253,8 +254,6 @@ class _Compilation:
         return Plan(root, self._fields)
 
     def _object(self, kind: GraphQLObjectType, grouped: Mapping[str, list[FieldDetails]]) -> Complete:
-        if kind.is_type_of is not None:
-            raise NotCompiled(f"{kind.name} checks its values' type")
         definition = self._strawberry.get_type_by_name(kind.name)
         python_names = {}
         if definition is not None and hasattr(definition, "fields"):
@@ -272,7 +271,8 @@ class _Compilation:
             if field_definition is None or any(d.fragment_variable_values is not None for d in details):
                 raise NotCompiled(f"{kind.name}.{name}")
             fields.append(self._field(kind, key, field_definition, details, python_names.get(name)))
-        return _object_completion(kind.name, fields)
+        complete = _object_completion(kind.name, fields)
+        return complete if kind.is_type_of is None else _type_checked(kind.is_type_of, complete)
 
     def _field(
         self,
@@ -424,6 +424,19 @@ def _resolve(state: _Run, field: _Field, source: Any, path: Path, out: dict[str,
         state.pending.append((result, out, field.key, field.complete, path))
     else:
         out[field.key] = field.complete(state, result, path)
+
+
+def _type_checked(is_type_of: Callable[[Any, Any], Any], inner: Complete) -> Complete:
+    """An object type that implements an interface checks each value's type, as graphql-core does
+    (Strawberry's check is an isinstance and reads no resolve info; one that needs more fails here and
+    graphql-core answers)."""
+
+    def complete(state: _Run, value: Any, path: Path | None) -> Any:
+        if is_type_of(value, None) is not True:
+            raise _Abandoned("a value of another type")
+        return inner(state, value, path)
+
+    return complete
 
 
 def _leaf(coerce: Callable[[Any], Any]) -> Complete:

@@ -28,6 +28,7 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    NullValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -35,7 +36,7 @@ from graphql import (
     get_named_type,
 )
 
-from graphql_schema.page_arguments import PAGE_ARGUMENTS, literal_page, page_maximum, page_refusal
+from graphql_schema.page_arguments import PAGE_ARGUMENTS, literal_page, page_maximum, page_refusal, usual_page
 
 # Sums and products saturate here: fan-out doubles a cost past any limit within a few dozen levels,
 # and the numbers must stay machine-sized however many levels follow.
@@ -281,26 +282,30 @@ class _Measurer:
     def _page(
         self, node: FieldNode, parent: GraphQLNamedType | None, definition: GraphQLField | None, part: _Part
     ) -> tuple[int, int]:
-        """How many items the field returns at most: the least and the most its page may be."""
+        """How many items the field returns at most: the least and the most its page may be (a
+        connection's `first` or `last`, whichever is given; its default page when neither is)."""
         if definition is None or parent is None:
             return 1, 1
-        for argument_name in PAGE_ARGUMENTS:
+        given_page: tuple[int, int] | None = None
+        usual = 1, 1
+        for argument_name in PAGE_ARGUMENTS:  # each given one is checked (both given: the resolver refuses)
             if argument_name not in definition.args:
                 continue
             maximum = page_maximum(parent.name, node.name.value, argument_name, page_limit=self.page_limit)
             if maximum is None:
                 continue
-            default = definition.args[argument_name].default_value
-            usual = default if isinstance(default, int) and 1 <= default <= maximum else maximum
+            default = usual_page(parent.name, node.name.value, definition.args[argument_name].default_value, maximum)
+            usual = default, default
             given = next((a for a in node.arguments or () if a.name.value == argument_name), None)
-            if given is None:
-                return usual, usual
-            return self._given_page(given, maximum, usual, part)
-        return 1, 1
+            page = self._given_page(given, maximum, part) if given is not None else None
+            given_page = given_page or page
+        return given_page or usual
 
-    def _given_page(self, argument: ArgumentNode, maximum: int, usual: int, part: _Part) -> tuple[int, int]:
-        """`usual`: the page when none is given (the argument's default)."""
+    def _given_page(self, argument: ArgumentNode, maximum: int, part: _Part) -> tuple[int, int] | None:
+        """None when the page is not given after all (null, or a variable without a value)."""
         value = argument.value
+        if isinstance(value, NullValueNode):
+            return None
         if isinstance(value, IntValueNode):
             page = literal_page(value.value)
             refusal = page_refusal(argument, maximum, page, digits=value.value)
@@ -313,8 +318,8 @@ class _Measurer:
             name = value.name.value
             if self.variables is not None:
                 known = self.variables.get(name)
-                if known is None:  # not given: the argument's default applies
-                    return usual, usual
+                if known is None:  # not given: the other page argument, or the default, applies
+                    return None
                 page = known if isinstance(known, int) and 1 <= known <= maximum else maximum
                 return page, page
             part.pages.setdefault((name, argument.name.value, maximum), PageVariable(name, argument, maximum))

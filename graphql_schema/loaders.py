@@ -19,11 +19,13 @@ from strawberry.dataloader import DataLoader
 
 from app.bootstrap import Services
 from app.domain.merge import MergeRecord, MergeRefusal
+from app.domain.paging import Window
 from app.domain.privacy import ConsentDecision
 from app.domain.profile import Interaction, Profile
-from app.domain.profile_query import InteractionFilter, InteractionPosition
+from app.domain.profile_query import InteractionFilter
 from app.domain.segments.segment import Segment
 from app.services import history, merging, privacy, profile_reads, profiles
+from app.services.history import HistoryWindow
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -32,21 +34,27 @@ G = TypeVar("G", bound=Hashable)
 
 @dataclass(frozen=True, slots=True)
 class MemberPage:
-    """A segment's page of members, as `members(first, after)` asks for it."""
+    """A segment's page of members, as `members(first, after, last, before)` asks for it."""
 
     segment_id: str
-    first: int
-    after: str | None
+    window: Window[str]
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
-    """The full-history read of a profile's `interactions(...)` page: `limit` is first + 1."""
+    """The full-history read of a profile's `interactions(...)` page."""
 
     profile_id: str
-    before: InteractionPosition | None
+    window: HistoryWindow
     where: InteractionFilter
-    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionCount:
+    """A profile's `interactions(types, channels) { totalCount }`, counted by the store."""
+
+    profile_id: str
+    where: InteractionFilter
 
 
 def _each(fetch: Callable[[list[K]], Awaitable[Mapping[K, V]]], missing: V) -> Callable[[list[K]], Awaitable[list[V]]]:
@@ -85,21 +93,24 @@ class Loaders:
         async def profiles_by_id(ids: list[str]) -> Mapping[str, Profile | None]:
             return await profile_reads.get_profiles(store, ids)
 
-        async def member_pages(
-            shared: tuple[int, str | None], keys: list[MemberPage]
-        ) -> dict[MemberPage, profiles.Page]:
-            first, after = shared
+        async def member_pages(window: Window[str], keys: list[MemberPage]) -> dict[MemberPage, profiles.Page]:
             pages = await profiles.member_pages(
-                store, [k.segment_id for k in keys], first=first, after=after, max_page_size=max_page_size
+                store, [k.segment_id for k in keys], window, max_page_size=max_page_size
             )
             return {k: pages[k.segment_id] for k in keys}
 
         async def history_reads(
-            shared: tuple[InteractionPosition | None, InteractionFilter, int], keys: list[HistoryPage]
+            shared: tuple[HistoryWindow, InteractionFilter], keys: list[HistoryPage]
         ) -> dict[HistoryPage, list[Interaction]]:
-            before, where, limit = shared
-            read = await history.histories(store, [k.profile_id for k in keys], before=before, where=where, limit=limit)
+            window, where = shared
+            read = await history.histories(store, [k.profile_id for k in keys], window, where=where)
             return {k: read[k.profile_id] for k in keys}
+
+        async def interaction_counts(
+            where: InteractionFilter, keys: list[InteractionCount]
+        ) -> dict[InteractionCount, int]:
+            found = await store.count_interactions([k.profile_id for k in keys], where)
+            return {k: found[k.profile_id] for k in keys}
 
         no_profile: Profile | None = None
         no_segment: Segment | None = None
@@ -115,11 +126,12 @@ class Loaders:
             _each(store.segment_entries, no_entries), cache=cache
         )
         """segment id → when the profile last entered it, by profile id (`Profile.segmentMemberships`)."""
-        self.members = DataLoader[MemberPage, profiles.Page](
-            _grouped(lambda k: (k.first, k.after), member_pages), cache=cache
-        )
+        self.members = DataLoader[MemberPage, profiles.Page](_grouped(lambda k: k.window, member_pages), cache=cache)
         self.history = DataLoader[HistoryPage, list[Interaction]](
-            _grouped(lambda k: (k.before, k.where, k.limit), history_reads), cache=cache
+            _grouped(lambda k: (k.window, k.where), history_reads), cache=cache
+        )
+        self.interaction_count = DataLoader[InteractionCount, int](
+            _grouped(lambda k: k.where, interaction_counts), cache=cache
         )
         self.merge_history = DataLoader[str, list[MergeRecord]](
             _each(lambda ids: merging.merge_histories(store, ids), no_merges), cache=cache

@@ -1,5 +1,6 @@
-"""Page sizes (`first`, `last`): the most each paged field may be asked for, and the refusal of a page
-below 1 or past it, as `BAD_USER_INPUT` naming the argument.
+"""Page sizes (`first`, `last`): the most each paged field may be asked for, the page a connection
+gives when neither is asked for, and the refusal of a page below 1 or past the most, as
+`BAD_USER_INPUT` naming the argument.
 
 A page is checked before anything executes: written in the document it is checked with the document
 (graphql_schema/limits.py), given as a variable it is checked once the variables are coerced
@@ -24,12 +25,26 @@ PAGE_LIMIT = 0
 # Query.segmentHistory says "at most 500" in its description; its resolver checks this number too.
 SEGMENT_HISTORY_MAX = 500
 
+# A connection's page when neither `first` nor `last` is given (both default to null in the schema).
+PROFILES_PAGE = 20
+INTERACTIONS_PAGE = 10
+DEFAULT_PAGES: dict[tuple[str, str], int] = {
+    ("Query", "profiles"): PROFILES_PAGE,
+    ("Segment", "members"): PROFILES_PAGE,
+    ("Profile", "interactions"): INTERACTIONS_PAGE,
+    ("Query", "mergeCandidatePairs"): PROFILES_PAGE,
+}
+
 MAXIMA: dict[tuple[str, str, str], int] = {
     ("Query", "profiles", "first"): PAGE_LIMIT,
+    ("Query", "profiles", "last"): PAGE_LIMIT,
     ("Segment", "members", "first"): PAGE_LIMIT,
+    ("Segment", "members", "last"): PAGE_LIMIT,
     ("Profile", "interactions", "first"): PAGE_LIMIT,
+    ("Profile", "interactions", "last"): PAGE_LIMIT,
     ("Query", "mergeCandidates", "first"): MAX_CANDIDATES,
     ("Query", "mergeCandidatePairs", "first"): PAGE_LIMIT,
+    ("Query", "mergeCandidatePairs", "last"): PAGE_LIMIT,
     ("Query", "recommendations", "first"): MAX_RECOMMENDATIONS,
     ("Profile", "recommendations", "first"): MAX_RECOMMENDATIONS,
     ("Query", "segmentHistory", "last"): SEGMENT_HISTORY_MAX,
@@ -43,6 +58,14 @@ def page_maximum(type_name: str, field_name: str, argument: str, *, page_limit: 
     if found is None:
         return None
     return page_limit if found == PAGE_LIMIT else found
+
+
+def usual_page(type_name: str, field_name: str, default: object, maximum: int) -> int:
+    """The page a paged field returns when the document gives none: its argument's default, else the
+    connection's default page, else its maximum."""
+    if isinstance(default, int) and 1 <= default <= maximum:
+        return default
+    return min(DEFAULT_PAGES.get((type_name, field_name), maximum), maximum)
 
 
 def literal_page(digits: str) -> int | None:

@@ -1,18 +1,24 @@
-"""Relay cursor connections: generic Connection/Edge/PageInfo types and opaque cursors."""
+"""Relay cursor connections: generic Connection/Edge/PageInfo types with `totalCount`, opaque cursors,
+and the window that `first`/`after`/`last`/`before` ask for."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import strawberry
 
 from app.domain.errors import InvalidInput
+from app.domain.paging import Window
 
 T = TypeVar("T")
 S = TypeVar("S")
+P = TypeVar("P")
+
+# How a connection counts its whole list, called only when `totalCount` is selected.
+Count = Callable[[], Awaitable[int]]
 
 
 @strawberry.type
@@ -33,6 +39,23 @@ class Edge(Generic[T]):
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
+    counter: strawberry.Private[Count]
+
+    @strawberry.field(
+        description="How many items the whole list holds: the same on every page, whatever the cursors "
+        "(counted by the store when asked for)."
+    )
+    async def total_count(self) -> int:
+        return await self.counter()
+
+
+def counted(total: int) -> Count:
+    """A count known already."""
+
+    async def count() -> int:
+        return total
+
+    return count
 
 
 def encode_cursor(kind: str, value: str) -> str:
@@ -46,12 +69,45 @@ def decode_cursor(kind: str, cursor: str, *, field: str = "after") -> str:
         text = ""
     prefix = f"{kind}:"
     if not text.startswith(prefix):
-        raise InvalidInput("not a cursor from this list: pass an endCursor you received", field=field)
+        raise foreign_cursor(field)
     return text.removeprefix(prefix)
 
 
+def foreign_cursor(field: str) -> InvalidInput:
+    received = "a startCursor" if field == "before" else "an endCursor"
+    return InvalidInput(f"not a cursor from this list: pass {received} you received", field=field)
+
+
+def page_window(
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    *,
+    default: int,
+    position: Callable[[str, str], P],
+) -> Window[P]:
+    """The window Relay's arguments ask for: the first `first` items (`default` when neither is given)
+    or the last `last`, between the positions of the cursors, each read by `position(cursor, argument)`.
+    The page sizes are the services' to check."""
+    if first is not None and last is not None:
+        raise InvalidInput("pass first or last, not both: first pages forwards, last backwards", field="last")
+    return Window(
+        last if last is not None else first if first is not None else default,
+        after=position(after, "after") if after else None,
+        before=position(before, "before") if before else None,
+        from_end=last is not None,
+    )
+
+
 def connection(
-    items: Sequence[S], *, has_next: bool, has_previous: bool, cursor: Callable[[S], str], node: Callable[[S], T]
+    items: Sequence[S],
+    *,
+    has_next: bool,
+    has_previous: bool,
+    cursor: Callable[[S], str],
+    node: Callable[[S], T],
+    count: Count,
 ) -> Connection[T]:
     edges = [Edge(cursor=cursor(item), node=node(item)) for item in items]
     return Connection(
@@ -62,4 +118,5 @@ def connection(
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
+        counter=count,
     )

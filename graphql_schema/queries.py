@@ -9,12 +9,13 @@ from app.domain.access import Scope
 from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.pii_mask import refuse_personal_filter
 from app.domain.profile_query import ProfileFilter
-from app.services import api_keys, match_candidates, privacy, profile_reads, recommendations, review_list
+from app.domain.segments.segment import Segment as DomainSegment
+from app.services import api_keys, match_candidates, nodes, privacy, profile_reads, recommendations, review_list
 from app.services.profiles import check_page_size
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
-from graphql_schema.page_arguments import SEGMENT_HISTORY_MAX
-from graphql_schema.pagination import Connection
+from graphql_schema.page_arguments import PROFILES_PAGE, SEGMENT_HISTORY_MAX
+from graphql_schema.pagination import Connection, page_window
 from graphql_schema.permissions import requires
 from graphql_schema.types.api_key import ApiKey
 from graphql_schema.types.merge_candidate import (
@@ -23,11 +24,10 @@ from graphql_schema.types.merge_candidate import (
     merge_candidate_connection,
     pair_position,
 )
+from graphql_schema.types.node import Node
 from graphql_schema.types.product import Recommendation
-from graphql_schema.types.profile import Profile, profile_connection
+from graphql_schema.types.profile import PROFILE_CURSOR, Profile, id_window, profile_connection
 from graphql_schema.types.segment import Segment, SegmentMembershipEvent
-
-PROFILE_CURSOR = "profile"
 
 
 @strawberry.type
@@ -38,6 +38,17 @@ class Query:
     )
     async def profile(self, info: Info, id: strawberry.ID) -> Profile | None:
         found = await profile_reads.get_profile(info.context.services.store, str(id))
+        return Profile.from_domain(found) if found else None
+
+    @strawberry.field(
+        permission_classes=[requires(Scope.READ_PROFILES)],
+        description="The Profile or Segment with this id (Relay's Object Identification), with the scopes of "
+        "profile(id) and segment(id); an id merged away finds the surviving profile, as profile(id) does.",
+    )
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        found = await nodes.find_node(info.context.services.store, str(id))
+        if isinstance(found, DomainSegment):
+            return Segment.from_domain(found)
         return Profile.from_domain(found) if found else None
 
     @strawberry.field(
@@ -77,44 +88,50 @@ class Query:
         permission_classes=[requires(Scope.READ_PROFILES)],
         description="A steward's review list: every merge candidate pair of the whole store scoring from minScore "
         "(0 to 1, default the calibrated threshold) to maxScore (default 1), best first (score, then aId, then "
-        "bId), with cursor pagination and totalCount. Each pair is listed once, with aId before bId. Refused "
-        "when the store has more pairs at minScore than the server lists (CDP_MAX_REVIEW_PAIRS).",
+        f"bId), with cursor pagination ({PROFILES_PAGE} a page unless first or last says otherwise) and totalCount "
+        "(the pairs in the score range). Each pair is listed once, with aId before bId. Refused when the store has "
+        "more pairs at minScore than the server lists (CDP_MAX_REVIEW_PAIRS).",
     )
     async def merge_candidate_pairs(
         self,
         info: Info,
         min_score: float = DEFAULT_MIN_SCORE,
         max_score: float | None = None,
-        first: int = 20,
+        first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> MergeCandidateConnection:
         services = info.context.services
         page = await review_list.review_page(
             services.store,
             services.review_lists,
+            page_window(first, after, last, before, default=PROFILES_PAGE, position=pair_position),
             min_score=min_score,
             max_score=max_score,
-            first=first,
-            after=pair_position(after) if after is not None else None,
             max_page_size=services.settings.max_page_size,
         )
         return merge_candidate_connection(page)
 
     @strawberry.field(
         permission_classes=[requires(Scope.READ_PROFILES)],
-        description="Profiles ordered by id, with typed filters and cursor pagination.",
+        description=f"Profiles ordered by id, with typed filters and cursor pagination ({PROFILES_PAGE} a page "
+        "unless first or last says otherwise).",
     )
     async def profiles(
         self,
         info: Info,
         filter: ProfileFilterInput | None = None,
-        first: int = 20,
+        first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Profile]:
         query = filter.to_domain() if filter else ProfileFilter()
         if not info.context.may(Scope.READ_PII):
             refuse_personal_filter(query.compared_paths(), field="filter")
-        return await profile_connection(info, query, first=first, after=after, cursor_name=PROFILE_CURSOR)
+        window = id_window(PROFILE_CURSOR, first, after, last, before, default=PROFILES_PAGE)
+        return await profile_connection(info, query, window)
 
     @strawberry.field(
         permission_classes=[requires(Scope.READ_PROFILES)],

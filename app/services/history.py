@@ -1,4 +1,5 @@
-"""Paging through a profile's interactions, newest first.
+"""Paging through a profile's interactions, newest first, from either end (Relay's `first`/`after`
+and `last`/`before`), and counting them.
 
 The first pages come from the profile's embedded `recent` list (no extra database call: the
 frontend's "last 10 interactions" costs nothing beyond the profile read); a page that reaches past
@@ -10,68 +11,96 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from app.domain.paging import Window
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_query import InteractionFilter, InteractionPosition
 from app.services.ports import ProfileStore
 from app.services.profiles import check_page_size
+
+# A window over a history: positions in its order, newest first (`after`: older than, `before`: newer than).
+HistoryWindow = Window[InteractionPosition]
 
 
 @dataclass(frozen=True, slots=True)
 class InteractionPage:
     interactions: list[Interaction]
     has_next: bool
+    has_previous: bool
 
 
 def position_of(interaction: Interaction) -> InteractionPosition:
     return InteractionPosition(interaction.timestamp, interaction.message_id)
 
 
-def _is_before(interaction: Interaction, position: InteractionPosition | None) -> bool:
-    if position is None:
-        return True
-    return (interaction.timestamp, interaction.message_id) < (position.timestamp, position.message_id)
+def _key(position: InteractionPosition | Interaction) -> tuple[object, str]:
+    return (position.timestamp, position.message_id)
+
+
+def _inside(interaction: Interaction, window: HistoryWindow) -> bool:
+    key = _key(interaction)
+    return (window.after is None or key < _key(window.after)) and (window.before is None or key > _key(window.before))
 
 
 async def interactions_page(
-    store: ProfileStore,
-    profile: Profile,
-    *,
-    first: int,
-    after: InteractionPosition | None,
-    where: InteractionFilter,
-    max_page_size: int,
+    store: ProfileStore, profile: Profile, window: HistoryWindow, *, where: InteractionFilter, max_page_size: int
 ) -> InteractionPage:
-    embedded = embedded_page(profile, first=first, after=after, where=where, max_page_size=max_page_size)
+    embedded = embedded_page(profile, window, where=where, max_page_size=max_page_size)
     if embedded is not None:
         return embedded
-    return page_of(await store.list_interactions(profile.id, before=after, where=where, limit=first + 1), first)
+    read = await store.list_interactions(
+        profile.id,
+        before=window.after,
+        after=window.before,
+        where=where,
+        limit=window.size + 1,
+        from_end=window.from_end,
+    )
+    return page_of(read, window)
 
 
 def embedded_page(
-    profile: Profile, *, first: int, after: InteractionPosition | None, where: InteractionFilter, max_page_size: int
+    profile: Profile, window: HistoryWindow, *, where: InteractionFilter, max_page_size: int
 ) -> InteractionPage | None:
-    """The page when the embedded list answers it; None when it continues from the full history
-    (then read `first + 1` interactions from the store, and cut them with `page_of`)."""
-    check_page_size(first, maximum=max_page_size)
-    candidates = [i for i in profile.recent if _is_before(i, after) and where.matches(i.type, i.channel)]
-    recent_holds_everything = profile.stats.events_total <= len(profile.recent)
-    if len(candidates) > first or recent_holds_everything:
-        return InteractionPage(candidates[:first], len(candidates) > first)
+    """The page when the embedded list answers it; None when it needs the full history (then read it
+    with `histories`, for every parent at once, and cut it with `page_of`)."""
+    check_page_size(window.size, maximum=max_page_size, field=window.argument)
+    recent = profile.recent
+    candidates = [i for i in recent if _inside(i, window) and where.matches(i.type, i.channel)]
+    # `recent` is the newest part of the history: it holds the whole window when it holds everything,
+    # or when the window's newer end (`before`) is within it.
+    whole = profile.stats.events_total <= len(recent) or (
+        window.before is not None and bool(recent) and _key(window.before) >= _key(recent[-1])
+    )
+    if whole or (not window.from_end and len(candidates) > window.size):
+        return page_of(candidates, window)
     return None
 
 
-def page_of(read: list[Interaction], first: int) -> InteractionPage:
-    """A page from `first + 1` interactions read from the full history."""
-    return InteractionPage(read[:first], len(read) > first)
+def page_of(read: list[Interaction], window: HistoryWindow) -> InteractionPage:
+    """A page from the interactions read for `window` (newest first)."""
+    cut = window.cut(read)
+    return InteractionPage(cut.items, cut.has_next, cut.has_previous)
 
 
 async def histories(
-    store: ProfileStore,
-    profile_ids: Collection[str],
-    *,
-    before: InteractionPosition | None,
-    where: InteractionFilter,
-    limit: int,
+    store: ProfileStore, profile_ids: Collection[str], window: HistoryWindow, *, where: InteractionFilter
 ) -> dict[str, list[Interaction]]:
-    """The full-history read of `interactions_page` for many profiles at once (one store call)."""
-    return await store.interactions_of_profiles(profile_ids, before=before, where=where, limit=limit)
+    """The full-history read of `interactions_page` for many profiles at once (one store call): for
+    each, the `size + 1` interactions of the window nearest its asked end. (A position is in the
+    history's order, newest first: the window's `after` is the store's `before`, older than it.)"""
+    return await store.interactions_of_profiles(
+        profile_ids,
+        before=window.after,
+        after=window.before,
+        where=where,
+        limit=window.size + 1,
+        from_end=window.from_end,
+    )
+
+
+def embedded_count(profile: Profile, where: InteractionFilter) -> int | None:
+    """How many interactions of the profile `where` matches, when its embedded list holds them all;
+    None: the store counts them (`ProfileStore.count_interactions`)."""
+    if profile.stats.events_total > len(profile.recent):
+        return None
+    return sum(1 for i in profile.recent if where.matches(i.type, i.channel))

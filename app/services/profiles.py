@@ -12,6 +12,7 @@ from app.domain.errors import InvalidInput
 from app.domain.event_effects import identifier_records
 from app.domain.events import RawIdentifier
 from app.domain.identifiers import Identifier
+from app.domain.paging import Window
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_input import change_for_fields, parse_profile_input
@@ -31,6 +32,7 @@ SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 class Page:
     profiles: list[Profile]
     has_next: bool
+    has_previous: bool
 
 
 def check_page_size(first: int, *, maximum: int, field: str = "first") -> None:
@@ -38,21 +40,29 @@ def check_page_size(first: int, *, maximum: int, field: str = "first") -> None:
         raise InvalidInput(f"{field} must be between 1 and {maximum}, got {first}", field=field)
 
 
-async def list_profiles(
-    store: ProfileStore, query: ProfileFilter, *, first: int, after: str | None, max_page_size: int
-) -> Page:
-    check_page_size(first, maximum=max_page_size)
-    profiles = await store.list_profiles(query, after=after, limit=first + 1)
-    return Page(profiles[:first], len(profiles) > first)
+async def list_profiles(store: ProfileStore, query: ProfileFilter, window: Window[str], *, max_page_size: int) -> Page:
+    """A page of the live profiles `query` matches, in id order (`window`: ids)."""
+    check_page_size(window.size, maximum=max_page_size, field=window.argument)
+    read = await store.list_profiles(
+        query, after=window.after, before=window.before, limit=window.size + 1, from_end=window.from_end
+    )
+    return _page(read, window)
 
 
 async def member_pages(
-    store: ProfileStore, segment_ids: Collection[str], *, first: int, after: str | None, max_page_size: int
+    store: ProfileStore, segment_ids: Collection[str], window: Window[str], *, max_page_size: int
 ) -> dict[str, Page]:
     """`list_profiles(ProfileFilter(segment=id))` for many segments, in one store read."""
-    check_page_size(first, maximum=max_page_size)
-    found = await store.members_of_segments(segment_ids, after=after, limit=first + 1)
-    return {segment_id: Page(members[:first], len(members) > first) for segment_id, members in found.items()}
+    check_page_size(window.size, maximum=max_page_size, field=window.argument)
+    found = await store.members_of_segments(
+        segment_ids, after=window.after, before=window.before, limit=window.size + 1, from_end=window.from_end
+    )
+    return {segment_id: _page(members, window) for segment_id, members in found.items()}
+
+
+def _page(read: list[Profile], window: Window[str]) -> Page:
+    cut = window.cut(read)
+    return Page(cut.items, cut.has_next, cut.has_previous)
 
 
 async def upsert_profile(

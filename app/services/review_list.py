@@ -36,6 +36,7 @@ from app.domain.matching import (
     score_pair,
 )
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
+from app.domain.paging import Window
 from app.services.match_candidates import MAX_BLOCK_SIZE, check_min_score, check_request
 from app.services.ports import ProfileStore
 from app.services.profiles import check_page_size
@@ -133,34 +134,41 @@ def check_range(min_score: float, max_score: float | None) -> None:
 async def review_page(
     store: ProfileStore,
     lists: ReviewLists,
+    window: Window[ListPosition],
     *,
     min_score: float,
     max_score: float | None,
-    first: int,
-    after: ListPosition | None,
     max_page_size: int,
 ) -> ReviewPage:
-    """The pairs at `min_score` to `max_score` after `after`, at most `first`, with the list's total."""
+    """The pairs at `min_score` to `max_score` within `window` (after and before the positions of its
+    cursors; the first or the last of them), with the list's total."""
     check_min_score(min_score)
     check_range(min_score, max_score)
-    check_page_size(first, maximum=max_page_size)
-    review = lists.get(after.list_id, min_score) if after is not None else None
+    check_page_size(window.size, maximum=max_page_size, field=window.argument)
+    cursor = window.after or window.before
+    review = lists.get(cursor.list_id, min_score) if cursor is not None else None
     if review is None:
         review = await review_list(store, min_score=min_score, max_pairs=lists.max_pairs)
         lists.keep(review)
     pairs = review.pairs
     in_range = bisect.bisect_left(pairs, (-max_score, "", ""), key=_order) if max_score is not None else 0
-    start = in_range
-    if after is not None:
-        at = after.position
+    start, end = in_range, len(pairs)
+    if window.after is not None:
+        at = window.after.position
         start = max(start, bisect.bisect_right(pairs, (-at.score, at.a, at.b), key=_order))
-    page = pairs[start : start + first]
+    if window.before is not None:
+        at = window.before.position
+        end = max(start, min(end, bisect.bisect_left(pairs, (-at.score, at.a, at.b), key=_order)))
+    if window.from_end:
+        start = max(start, end - window.size)
+    else:
+        end = min(end, start + window.size)
     return ReviewPage(
         list_id=review.id,
         computed_at=review.computed_at,
-        candidates=await with_reasons(store, page),
+        candidates=await with_reasons(store, pairs[start:end]),
         total=len(pairs) - in_range,
-        has_next=start + len(page) < len(pairs),
+        has_next=end < len(pairs),
         has_previous=start > in_range,
     )
 

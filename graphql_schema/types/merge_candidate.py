@@ -10,10 +10,9 @@ from datetime import datetime
 import strawberry
 
 from app.domain import matching
-from app.domain.errors import InvalidInput
 from app.services.review_list import LIST_SECONDS, ListPosition, Position, ReviewPage
 from graphql_schema.context import Info
-from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
+from graphql_schema.pagination import Connection, connection, counted, decode_cursor, encode_cursor, foreign_cursor
 from graphql_schema.types.profile import Profile
 
 PAIR_CURSOR = "mergeCandidatePair"
@@ -75,7 +74,6 @@ async def _profile(info: Info, profile_id: str) -> Profile | None:
     description="A page of the whole store's merge candidate pairs, best first (score, then aId, then bId)."
 )
 class MergeCandidateConnection(Connection[MergeCandidate]):
-    total_count: int = strawberry.field(description="Pairs of the list in the score range asked, on every page.")
     computed_at: datetime = strawberry.field(
         description="When the list was scored: the pages after the first read the same list while this server "
         f"keeps it ({LIST_SECONDS / 60:.0f} minutes), so the profiles may have changed since; a first page "
@@ -90,9 +88,10 @@ def merge_candidate_connection(page: ReviewPage) -> MergeCandidateConnection:
         has_previous=page.has_previous,
         cursor=lambda c: pair_cursor(page.list_id, c),
         node=MergeCandidate.from_domain,
+        count=counted(page.total),  # the pairs of the list in the score range asked
     )
     return MergeCandidateConnection(
-        edges=found.edges, page_info=found.page_info, total_count=page.total, computed_at=page.computed_at
+        edges=found.edges, page_info=found.page_info, counter=found.counter, computed_at=page.computed_at
     )
 
 
@@ -100,13 +99,13 @@ def pair_cursor(list_id: str, candidate: matching.Candidate) -> str:
     return encode_cursor(PAIR_CURSOR, json.dumps([list_id, candidate.score, candidate.a, candidate.b]))
 
 
-def pair_position(cursor: str) -> ListPosition:
+def pair_position(cursor: str, field: str = "after") -> ListPosition:
     """The list and the position a cursor of `mergeCandidatePairs` names; any other string is refused."""
     try:
-        found = json.loads(decode_cursor(PAIR_CURSOR, cursor))
+        found = json.loads(decode_cursor(PAIR_CURSOR, cursor, field=field))
     except ValueError:
         found = None
     match found:
         case [str() as list_id, float() | int() as score, str() as a, str() as b] if math.isfinite(score):
             return ListPosition(list_id, Position(float(score), a, b))
-    raise InvalidInput("not a cursor from this list: pass an endCursor you received", field="after")
+    raise foreign_cursor(field)

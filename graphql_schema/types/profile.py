@@ -11,15 +11,26 @@ from strawberry.scalars import JSON
 from app.domain import profile as domain
 from app.domain.access import Scope
 from app.domain.clock import to_iso
-from app.domain.errors import InvalidInput
+from app.domain.paging import Window
 from app.domain.pii_mask import mask_identifier, mask_personal, mask_text
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.services import profiles, recommendations
-from app.services.history import embedded_page, page_of
+from app.services.history import embedded_count, embedded_page, page_of
 from graphql_schema.context import Info
-from graphql_schema.loaders import HistoryPage
-from graphql_schema.pagination import Connection, connection, decode_cursor, encode_cursor
+from graphql_schema.loaders import HistoryPage, InteractionCount
+from graphql_schema.page_arguments import INTERACTIONS_PAGE
+from graphql_schema.pagination import (
+    Connection,
+    Count,
+    connection,
+    counted,
+    decode_cursor,
+    encode_cursor,
+    foreign_cursor,
+    page_window,
+)
 from graphql_schema.types.merge_record import Merge, MergeRefusal
+from graphql_schema.types.node import Node
 from graphql_schema.types.privacy import ConsentDecision
 from graphql_schema.types.product import Recommendation
 from graphql_schema.types.traits import ComputedTraits, Rfm
@@ -28,6 +39,7 @@ if TYPE_CHECKING:
     from graphql_schema.types.segment import SegmentMembership
 
 INTERACTION_CURSOR = "interaction"
+PROFILE_CURSOR = "profile"
 T = TypeVar("T")
 
 
@@ -192,16 +204,16 @@ def interaction_cursor(interaction: domain.Interaction) -> str:
     return encode_cursor(INTERACTION_CURSOR, f"{to_iso(interaction.timestamp)}|{interaction.message_id}")
 
 
-def interaction_position(cursor: str) -> InteractionPosition:
-    stamp, _, message_id = decode_cursor(INTERACTION_CURSOR, cursor).partition("|")
+def interaction_position(cursor: str, field: str = "after") -> InteractionPosition:
+    stamp, _, message_id = decode_cursor(INTERACTION_CURSOR, cursor, field=field).partition("|")
     try:
         return InteractionPosition(datetime.fromisoformat(stamp.replace("Z", "+00:00")), message_id)
     except ValueError:
-        raise InvalidInput("not a cursor from this list: pass an endCursor you received", field="after") from None
+        raise foreign_cursor(field) from None
 
 
 @strawberry.type(description="One customer: identity, descriptive, behavioural and qualitative data.")
-class Profile:
+class Profile(Node):
     profile: strawberry.Private[domain.Profile]
     id: strawberry.ID
     gender: str | None
@@ -267,28 +279,37 @@ class Profile:
             found.append(Address(**values))
         return found
 
-    @strawberry.field(description="The customer's history, newest first, across every channel.")
+    @strawberry.field(
+        description=f"The customer's history, newest first, across every channel ({INTERACTIONS_PAGE} a page "
+        "unless first or last says otherwise)."
+    )
     async def interactions(
         self,
         info: Info,
-        first: int = 10,
+        first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         types: list[str] | None = None,
         channels: list[str] | None = None,
     ) -> Connection[Interaction]:
-        position = interaction_position(after) if after else None
+        window = page_window(first, after, last, before, default=INTERACTIONS_PAGE, position=interaction_position)
         where = InteractionFilter(frozenset(types or ()), frozenset(channels or ()))
+        loaders = info.context.loaders(info)
         max_page_size = info.context.services.settings.max_page_size
-        page = embedded_page(self.profile, first=first, after=position, where=where, max_page_size=max_page_size)
+        page = embedded_page(self.profile, window, where=where, max_page_size=max_page_size)
         if page is None:  # past the embedded list: the full history, read for every parent at once
-            key = HistoryPage(self.profile.id, position, where, first + 1)
-            page = page_of(await info.context.loaders(info).history.load(key), first)
+            page = page_of(await loaders.history.load(HistoryPage(self.profile.id, window, where)), window)
+        known = embedded_count(self.profile, where)
         return connection(
             page.interactions,
             has_next=page.has_next,
-            has_previous=after is not None,
+            has_previous=page.has_previous,
             cursor=interaction_cursor,
             node=Interaction.from_domain,
+            count=counted(known)
+            if known is not None
+            else lambda: loaders.interaction_count.load(InteractionCount(self.profile.id, where)),
         )
 
     @strawberry.field(
@@ -365,27 +386,34 @@ class Profile:
         )
 
 
-async def profile_connection(
-    info: Info, query: ProfileFilter, *, first: int, after: str | None, cursor_name: str
-) -> Connection[Profile]:
+async def profile_connection(info: Info, query: ProfileFilter, window: Window[str]) -> Connection[Profile]:
     """A page of live profiles matching `query`, ordered by id, as a Relay connection."""
     services = info.context.services
-    page = await profiles.list_profiles(
-        services.store,
-        query,
-        first=first,
-        after=decode_cursor(cursor_name, after) if after else None,
-        max_page_size=services.settings.max_page_size,
+    page = await profiles.list_profiles(services.store, query, window, max_page_size=services.settings.max_page_size)
+    return page_connection(page, cursor_name=PROFILE_CURSOR, count=lambda: services.store.count_profiles(query))
+
+
+def id_window(
+    cursor_name: str, first: int | None, after: str | None, last: int | None, before: str | None, *, default: int
+) -> Window[str]:
+    """The window of a list of profiles ordered by id, its cursors of `cursor_name`."""
+    return page_window(
+        first,
+        after,
+        last,
+        before,
+        default=default,
+        position=lambda cursor, field: decode_cursor(cursor_name, cursor, field=field),
     )
-    return page_connection(page, after=after, cursor_name=cursor_name)
 
 
-def page_connection(page: profiles.Page, *, after: str | None, cursor_name: str) -> Connection[Profile]:
-    """A page of profiles ordered by id as a Relay connection (`after`: the cursor it was asked after)."""
+def page_connection(page: profiles.Page, *, cursor_name: str, count: Count) -> Connection[Profile]:
+    """A page of profiles ordered by id as a Relay connection."""
     return connection(
         page.profiles,
         has_next=page.has_next,
-        has_previous=after is not None,
+        has_previous=page.has_previous,
         cursor=lambda p: encode_cursor(cursor_name, p.id),
         node=Profile.from_domain,
+        count=count,
     )

@@ -13,9 +13,11 @@ from strawberry.scalars import JSON
 from app.domain.segments import segment as domain
 from graphql_schema.context import Info
 from graphql_schema.loaders import MemberPage
-from graphql_schema.pagination import Connection, decode_cursor
+from graphql_schema.page_arguments import PROFILES_PAGE
+from graphql_schema.pagination import Connection
 from graphql_schema.shared_events import ReadsOfAnEvent
-from graphql_schema.types.profile import Profile, page_connection
+from graphql_schema.types.node import Node
+from graphql_schema.types.profile import Profile, id_window, page_connection
 
 MEMBER_CURSOR = "member"
 T = TypeVar("T")
@@ -28,7 +30,7 @@ class MembershipChange(Enum):
 
 
 @strawberry.type(description="An audience defined by a condition tree, kept up to date on every profile change.")
-class Segment:
+class Segment(Node):
     segment: strawberry.Private[domain.Segment]
     id: strawberry.ID
     name: str
@@ -44,11 +46,24 @@ class Segment:
     async def count(self, info: Info) -> int:
         return await info.context.loaders(info).member_count.load(self.segment.id)
 
-    @strawberry.field(description="Members ordered by id, with cursor pagination.")
-    async def members(self, info: Info, first: int = 20, after: str | None = None) -> Connection[Profile]:
-        position = decode_cursor(MEMBER_CURSOR, after) if after else None
-        page = await info.context.loaders(info).members.load(MemberPage(self.segment.id, first, position))
-        return page_connection(page, after=after, cursor_name=MEMBER_CURSOR)
+    @strawberry.field(
+        description=f"Members ordered by id, with cursor pagination ({PROFILES_PAGE} a page unless "
+        "first or last says otherwise)."
+    )
+    async def members(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Profile]:
+        window = id_window(MEMBER_CURSOR, first, after, last, before, default=PROFILES_PAGE)
+        loaders = info.context.loaders(info)
+        page = await loaders.members.load(MemberPage(self.segment.id, window))
+        return page_connection(
+            page, cursor_name=MEMBER_CURSOR, count=lambda: loaders.member_count.load(self.segment.id)
+        )
 
     @classmethod
     def from_domain(cls, segment: domain.Segment) -> Segment:

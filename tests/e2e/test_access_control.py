@@ -30,6 +30,7 @@ from tests.server_process import running_server
 # here fails `test_every_root_field_declares_its_scope`.
 OPERATIONS: dict[str, tuple[Scope | tuple[Scope, ...], str]] = {
     "profile": (Scope.READ_PROFILES, '{ profile(id: "x") { id } }'),
+    "node": (Scope.READ_PROFILES, '{ node(id: "x") { id } }'),
     "profileByIdentifier": (
         Scope.READ_PROFILES,
         '{ profileByIdentifier(type: "email", value: "a@example.com") { id } }',

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from graphql import GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, get_named_type
+from graphql import GraphQLInterfaceType, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, get_named_type
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,6 +43,7 @@ ARGUMENT_VALUES: dict[str, list[Any]] = {
     "first": [None, 1, 3, 10, 0, -1, 1000],
     "last": [None, 2, 50, 0, 501],
     "after": [None, None, None, "not-a-cursor", "cHJvZmlsZTp6eno="],
+    "before": [None, None, None, "not-a-cursor", "cHJvZmlsZTp6eno="],
     "types": [None, ["page_view"], ["order_completed", "identify"], []],
     "channels": [None, ["web"], ["email", "mars"]],
     "type": ["email", "phone", "nope"],
@@ -98,7 +99,7 @@ class _Documents:
         draw = self.draw
         definition = kind.fields[name]
         named = get_named_type(definition.type)
-        if isinstance(named, GraphQLObjectType) and depth >= 3:
+        if isinstance(named, GraphQLObjectType | GraphQLInterfaceType) and depth >= 3:
             return ""
         arguments = []
         for argument, argument_definition in definition.args.items():
@@ -120,6 +121,9 @@ class _Documents:
         head = f"{alias}{name}" + (f"({', '.join(arguments)})" if arguments else "") + directive
         if isinstance(named, GraphQLObjectType):
             return f"{head} {self.selection(named, depth + 1)}"
+        if isinstance(named, GraphQLInterfaceType):  # `node`: a fragment on each type that implements it
+            fragments = [f"... on {t.name} {self.selection(t, depth + 1)}" for t in SCHEMA.get_possible_types(named)]
+            return f"{head} {{ __typename {' '.join(fragments)} }}"
         return head
 
     def _value(self, kind: GraphQLOutputType | Any, value: Any) -> str:

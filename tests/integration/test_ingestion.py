@@ -163,6 +163,7 @@ async def test_with_automatic_merges_off_two_profiles_stay_apart_and_the_stronge
 
 
 async def test_history_beyond_the_embedded_list_pages_in_order(store: ProfileStore) -> None:
+    from app.domain.paging import Window
     from app.domain.profile_query import InteractionFilter
     from app.services.history import interactions_page, position_of
 
@@ -177,7 +178,7 @@ async def test_history_beyond_the_embedded_list_pages_in_order(store: ProfileSto
         seen: list[str] = []
         after = None
         while True:
-            page = await interactions_page(store, profile, first=first, after=after, where=where, max_page_size=100)
+            page = await interactions_page(store, profile, Window(first, after=after), where=where, max_page_size=100)
             seen += [i.message_id for i in page.interactions]
             if not page.has_next:
                 return seen
