@@ -101,7 +101,11 @@ def _longest_list(value: object, declared: GraphQLInputType, most_items: int) ->
 
 
 def _may_hold_lists(declared: GraphQLInputType) -> bool:
-    return _holds_lists(declared, frozenset())
+    """Worked out once per type: it is asked for every list met (each event's identifiers)."""
+    found = _MAY_HOLD_LISTS.get(declared)
+    if found is None:
+        found = _MAY_HOLD_LISTS[declared] = _holds_lists(declared, frozenset())
+    return found
 
 
 def _list_fields(declared: GraphQLInputObjectType) -> tuple[tuple[str, GraphQLInputType], ...]:
@@ -128,6 +132,7 @@ def _holds_lists(declared: GraphQLInputType, visiting: Set[GraphQLInputObjectTyp
 
 
 _LIST_FIELDS: dict[GraphQLInputObjectType, tuple[tuple[str, GraphQLInputType], ...]] = {}
+_MAY_HOLD_LISTS: dict[GraphQLInputType, bool] = {}
 _list_variables: DocumentMemo[dict[str | None, tuple[tuple[str, GraphQLInputType, VariableDefinitionNode], ...]]] = (
     DocumentMemo()
 )
