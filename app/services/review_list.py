@@ -28,16 +28,19 @@ from app.domain.clock import now
 from app.domain.errors import InvalidInput, LimitExceeded
 from app.domain.matching import (
     DEFAULT_MIN_SCORE,
+    RULES,
     Candidate,
     MatchFields,
     MatchReason,
+    PairScorer,
     linked_pairs,
     match_fields,
-    score_pair,
 )
+from app.domain.matching.blocking import MAX_BLOCK_SIZE
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
-from app.services.match_candidates import MAX_BLOCK_SIZE, check_min_score, check_request
+from app.services.match_candidates import check_min_score, check_request
+from app.services.match_model import current_scorer
 from app.services.ports import ProfileStore
 from app.services.profiles import check_page_size
 
@@ -189,6 +192,7 @@ async def candidates_in_store(
 async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) -> ReviewList:
     """Every pair of the store at or above `min_score`: each key group's pairs scored once, then the
     links (its cost grows with the number of profiles sharing keys, not with the square of the store)."""
+    score_of = await current_scorer(store)
     fields: dict[str, MatchFields] = {}
     names: dict[str, str] = {}  # one string per id, however many groups and pairs name it
     scored: set[tuple[str, str]] = set()
@@ -209,7 +213,7 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
                 if (a, b) in scored:
                     continue
                 scored.add((a, b))
-                score = score_pair(fields[a], fields[b]).score
+                score = score_of(fields[a], fields[b]).score
                 if score < min_score:
                     continue
                 pairs[a, b] = Pair(score, a, b, None)
@@ -219,7 +223,7 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     if skipped:
         log.info("merge candidates: passed over %d blocking keys shared by over %d profiles", skipped, MAX_BLOCK_SIZE)
     # The links and the ordering walk every pair in one piece: on a worker thread, not the event loop.
-    listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs)
+    listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs, score_of)
     return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
 
 
@@ -229,8 +233,9 @@ def _linked_and_ordered(
     fields: dict[str, MatchFields],
     min_score: float,
     max_pairs: int,
+    score_of: PairScorer,
 ) -> list[Pair]:
-    for found in linked_pairs(steps, fields, min_score):
+    for found in linked_pairs(steps, fields, min_score, score_of):
         if found.via is not None or (found.a, found.b) not in pairs:
             pairs[found.a, found.b] = Pair(found.score, found.a, found.b, found.via)
     _check_size(len(pairs), min_score, max_pairs)
@@ -251,12 +256,15 @@ async def with_reasons(store: ProfileStore, pairs: list[Pair]) -> list[Candidate
     away or erased since the list was computed), in one store read."""
     ids = list(dict.fromkeys(profile_id for pair in pairs for profile_id in (pair.a, pair.b)))
     fields = {view.id: match_fields(view) for view in await store.match_views(ids)} if ids else {}
+    score_of = await current_scorer(store)
     found: list[Candidate] = []
     for pair in pairs:
         reasons: list[MatchReason] = []
+        scorer = RULES
         if pair.a in fields and pair.b in fields:
-            reasons = list(score_pair(fields[pair.a], fields[pair.b]).reasons)
+            compared = score_of(fields[pair.a], fields[pair.b])
+            reasons, scorer = list(compared.reasons), compared.scorer
         if pair.via is not None:
             reasons.append(MatchReason(LINK_FIELD, LINK_METHOD, pair.score))
-        found.append(Candidate(pair.a, pair.b, pair.score, reasons, via=pair.via))
+        found.append(Candidate(pair.a, pair.b, pair.score, reasons, via=pair.via, scorer=scorer))
     return found

@@ -35,6 +35,10 @@ class MergeCandidate:
     b_id: strawberry.ID
     score: float = strawberry.field(description="Probability-like score in [0, 1]; pairs are listed best first.")
     reasons: list[MatchReason]
+    scorer: str = strawberry.field(
+        description='Which scorer answered: "rules" (the hand-set weights), or the learned Fellegi-Sunter model '
+        'and its version ("fellegiSunter:v3") once the store has one that separates matches.'
+    )
     via_id: strawberry.ID | None = None
 
     @strawberry.field(description="The profile candidates were asked for (or the first of the pair).")
@@ -61,6 +65,7 @@ class MergeCandidate:
             b_id=strawberry.ID(candidate.b),
             score=round(candidate.score, 4),
             reasons=[MatchReason.from_domain(r) for r in candidate.reasons],
+            scorer=candidate.scorer,
             via_id=strawberry.ID(candidate.via) if candidate.via else None,
         )
 
