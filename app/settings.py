@@ -20,6 +20,7 @@ from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.reconciliation import ReconciliationRules, Rule
 from app.services.identity_policy import IdentityPolicy
 from app.services.review_list import MAX_REVIEW_PAIRS
+from app.trusted_documents import read_manifest
 
 EMBEDDED_DATABASE_URL = "sqlite:///data/cdp.sqlite3"
 
@@ -107,6 +108,18 @@ class Settings(BaseSettings):
         description="Documents that allow it run without graphql-core's per-field interpretation "
         "(graphql_schema/compiled.py). Off: graphql-core runs everything.",
     )
+    apq_cache_size: int = Field(
+        default=1000,
+        ge=0,
+        le=100_000,
+        description="Documents each process remembers by hash for Apollo's automatic persisted queries (least "
+        "recently used dropped first); 0: persisted queries off (clients are told PersistedQueryNotSupported).",
+    )
+    trusted_documents: Path | None = Field(
+        default=None,
+        description="A JSON manifest of the only documents the server runs (Apollo's persisted query manifest, or "
+        "an object of id -> document): any other document, or unknown hash, is refused.",
+    )
     ws_init_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="connection_init wait (4408).")
     ws_compression: bool = Field(
         default=False,
@@ -185,6 +198,14 @@ class Settings(BaseSettings):
         if url.startswith(("mongodb://", "mongodb+srv://")) and url.split("://", 1)[1].strip(" /"):
             return url
         raise ValueError("use sqlite:///<file> (e.g. sqlite:///data/cdp.sqlite3) or mongodb://<host>/…")
+
+    @field_validator("trusted_documents")
+    @classmethod
+    def _usable_manifest(cls, path: Path | None) -> Path | None:
+        """Read once here, so that a manifest the server could not use stops it before it starts."""
+        if path is not None:
+            read_manifest(path)
+        return path
 
     @field_validator("cors_origins", mode="before")
     @classmethod

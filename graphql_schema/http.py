@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -32,6 +33,7 @@ from graphql_schema.auth import MISSING, connection_credentials, principal_for
 from graphql_schema.context import Context
 from graphql_schema.key_sockets import SocketsByKey
 from graphql_schema.limits import QueryLimits
+from graphql_schema.persisted_queries import PersistedQueries
 from graphql_schema.playground import playground_html
 from graphql_schema.refusals import UNAUTHENTICATED, Refused, refusal
 from graphql_schema.schema import build_schema
@@ -43,9 +45,9 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 ACCEPTABLE = (GRAPHQL_RESPONSE, "application/json", "application/*", "*/*", "text/html")
 # The media type a request asked for, for create_response (which is not given the request).
 _answer_as: ContextVar[str] = ContextVar("answer_as", default="application/json")
-# A POST's body as `_compiled` parsed it, for `parse_http_body` when the full path answers: a batch of
-# events is parsed once, not twice.
-_parsed_post: ContextVar[GraphQLRequestData | None] = ContextVar("parsed_post", default=None)
+# A request as `_compiled` parsed it (and found its persisted document), for `parse_http_body` when the
+# full path answers: a batch of events is parsed once, not twice.
+_parsed_request: ContextVar[GraphQLRequestData | None] = ContextVar("parsed_request", default=None)
 
 
 def limits_of(settings: Settings) -> QueryLimits:
@@ -83,6 +85,7 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self._services = services
         self._max_body = settings.max_body_bytes
+        self.persisted = PersistedQueries.of(settings)
         self.sockets = SocketsByKey()  # closed when their key is revoked (app/main.py watches)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,7 +107,8 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def _answer(self, request: Request) -> Response:
         media_type = _media_type(request)
-        if not self.should_render_graphql_ide(self.request_adapter_class(request)):
+        playground = self.should_render_graphql_ide(self.request_adapter_class(request))
+        if not playground:
             credentials = request.headers.get("authorization")
             principal, problem = await principal_for(self._services(), credentials)
             if principal is None:
@@ -119,9 +123,9 @@ class GraphQLApp(GraphQL[Context, None]):
             _authenticated(request, principal)
         if refused := _refusal(request, self._max_body):
             return refused
-        token, parsed = _answer_as.set(media_type), _parsed_post.set(None)
+        token, parsed = _answer_as.set(media_type), _parsed_request.set(None)
         try:
-            if request.method == "POST" and (compiled := await self._compiled(request)) is not None:
+            if not playground and (compiled := await self._compiled(request)) is not None:
                 return compiled
             return await self.run(request)
         except request_body.BodyTooLarge:
@@ -131,27 +135,38 @@ class GraphQLApp(GraphQL[Context, None]):
         except HTTPException as exc:  # what Strawberry refuses itself
             return refusal(exc.status_code, exc.reason, media_type=media_type)
         finally:
-            _parsed_post.reset(parsed)
+            _parsed_request.reset(parsed)
             _answer_as.reset(token)
 
     async def _compiled(self, request: Request) -> Response | None:
         """The answer of a compiled query without Strawberry's view (graphql_schema/compiled_requests.py);
-        None for every other request, which `run` answers."""
+        None for every other request, which `run` answers. A persisted query's document is found first
+        (or the request refused: graphql_schema/persisted_queries.py)."""
         try:
-            data = request_body.from_post(request.headers.get("content-type"), await request.body())
+            if request.method == "GET":
+                data = request_body.from_query(request.query_params)
+            elif request.method == "POST":
+                data = request_body.from_post(request.headers.get("content-type"), await request.body())
+            else:
+                return None
         except Refused:
             return None  # `run` refuses it again, with the same words
-        _parsed_post.set(data)
+        data = self.persisted.resolve(data)
+        _parsed_request.set(data)
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, sub_response)
         result = await compiled_requests.answer(self.schema, data, context)  # type: ignore[arg-type]
         return None if result is None else self.create_response(process_result(result), sub_response)
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
+        parsed = _parsed_request.get()
+        if parsed is not None:
+            return parsed
         if request.method == "GET":
-            return request_body.from_query({k: v for k, v in request.query_params.items() if isinstance(v, str)})
-        parsed = _parsed_post.get()
-        return parsed if parsed is not None else request_body.from_post(request.content_type, await request.get_body())
+            data = request_body.from_query({k: v for k, v in request.query_params.items() if isinstance(v, str)})
+        else:
+            data = request_body.from_post(request.content_type, await request.get_body())
+        return self.persisted.resolve(data)
 
     def decode_json(self, data: str | bytes) -> object:  # also what reads WebSocket frames
         return request_body.decode_json(data)
@@ -226,6 +241,10 @@ class GraphQLApp(GraphQL[Context, None]):
             self.sockets.add(context.principal.key_id, context.request)
         unset: UnsetType = UNSET
         return unset
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """A browser opening /graphql; not a GET of a persisted query, which has no `query` either."""
+        return super().should_render_graphql_ide(request) and request.query_params.get("extensions") is None
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         seeding = self._services().seeding

@@ -113,13 +113,15 @@ def _request_data(params: object) -> GraphQLRequestData:
     if not isinstance(params, Mapping):
         raise Refused(400, 'the request must be a JSON object: {"query": "…", "variables": {…}}')
     query = params.get("query")
-    if not isinstance(query, str) or not query.strip():
+    extensions = _optional(params, "extensions", dict, "an object")
+    persisted = query is None and extensions is not None and extensions.get("persistedQuery") is not None
+    if not persisted and (not isinstance(query, str) or not query.strip()):
         raise Refused(400, 'the request has no GraphQL document: send {"query": "…"}')
     return GraphQLRequestData(
-        query=query,
+        query=query,  # None: named by its hash (graphql_schema/persisted_queries.py)
         variables=_optional(params, "variables", dict, "an object"),
         operation_name=_optional(params, "operationName", str, "a string"),
-        extensions=_optional(params, "extensions", dict, "an object"),
+        extensions=extensions,
     )
 
 

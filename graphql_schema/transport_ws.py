@@ -16,15 +16,20 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+from graphql import GraphQLError
 from starlette.types import Message, Receive, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http import GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ErrorMessage
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message as ProtocolMessage
 
 from graphql_schema import broadcast
 from graphql_schema.context import Context
+from graphql_schema.persisted_queries import PersistedQueries
+from graphql_schema.refusals import Refused
 
 MESSAGE_TOO_BIG = 1009  # RFC 6455
 
@@ -71,6 +76,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if problem is not None:
             await self.handle_invalid_message(problem)
             return
+        if message["type"] == "subscribe" and self.connection_acknowledged:
+            refused = untrusted(getattr(self.view, "persisted", None), message["payload"])
+            if refused is not None:  # the operation's error, as for any operation refused before it runs
+                error = GraphQLError(refused.message, extensions={"code": refused.code})
+                await self.send_message(ErrorMessage(id=message["id"], type="error", payload=[error.formatted]))
+                return
         await super().handle_message(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
@@ -111,6 +122,18 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await socket.ws.send_text(frame)
         except WebSocketDisconnect as exc:  # as Strawberry's adapter says it
             raise WebSocketDisconnected from exc
+
+
+def untrusted(persisted: PersistedQueries | None, payload: Any) -> Refused | None:
+    """Why a subscribe's document may not run in the trusted-documents mode (its text must be one of the
+    manifest's), or None."""
+    if persisted is None or persisted.trusted is None:
+        return None
+    try:
+        persisted.resolve(GraphQLRequestData(payload["query"], None, None, payload.get("extensions")))
+    except Refused as refused:
+        return refused
+    return None
 
 
 def malformed(message: Any, *, acknowledged: bool) -> str | None:
