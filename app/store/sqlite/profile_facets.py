@@ -59,9 +59,8 @@ def keep(db: sqlite3.Connection, documents: Sequence[dict[str, Any]], *, new: bo
     `new`: profiles inserted by this transaction, which have no rows yet."""
     live = [d for d in documents if d.get("mergedInto") is None]
     if not new:
-        db.executemany("DELETE FROM profile_cities WHERE profile_id = ?", [(d["_id"],) for d in documents])
-        gone = [(d["_id"],) for d in documents if d.get("mergedInto") is not None]
-        db.executemany("DELETE FROM profile_facets WHERE profile_id = ?", gone)
+        forget(db, [d["_id"] for d in documents if d.get("mergedInto") is not None])
+        db.executemany("DELETE FROM profile_cities WHERE profile_id = ?", [(d["_id"],) for d in live])
     db.executemany(_INSERT, [_row(d) for d in live])  # replaces the row a live profile had
     db.executemany(
         "INSERT INTO profile_cities (profile_id, city) VALUES (?, ?)",
@@ -70,6 +69,7 @@ def keep(db: sqlite3.Connection, documents: Sequence[dict[str, Any]], *, new: bo
 
 
 def forget(db: sqlite3.Connection, profile_ids: Iterable[str]) -> None:
+    """No rows for these profiles (merged away, or erased)."""
     ids = [(profile_id,) for profile_id in profile_ids]
     db.executemany("DELETE FROM profile_facets WHERE profile_id = ?", ids)
     db.executemany("DELETE FROM profile_cities WHERE profile_id = ?", ids)
