@@ -122,3 +122,38 @@ def test_twins_sharing_a_home_and_a_birth_date_are_evidence_the_model_weighs() -
     # The home and the birth date leave the vector and are read with the other given name.
     assert vector["contradicted"] == "otherGivenName+home+birthDate"
     assert "address" not in vector and "birthDate" not in vector
+
+
+def _households(seed: int, count: int) -> list[tuple[MatchFields, MatchFields]]:
+    """Two people of one home: another given name, the surname and the address shared, another birth
+    date or none on one side (what is left among a store's candidates once records sharing an email
+    or a phone were merged)."""
+    rng = random.Random(seed)
+    pairs = []
+    for n in range(count):
+        home = {
+            "last_name": rng.choice(SURNAMES),
+            "addresses": [Address(street=f"{rng.randrange(1, 90)} rue Haute", postcode=f"69{n % 7:03d}")],
+        }
+        first, second = rng.sample(GIVEN, 2)
+        born = [date(1950, 1, 1) + timedelta(days=rng.randrange(20_000)) for _ in range(2)]
+        if rng.random() < 0.5:
+            born[1] = None  # type: ignore[call-overload]
+        pairs.append(
+            (
+                normalised_fields(first_name=first, birth_date=born[0], **home),  # type: ignore[arg-type]
+                normalised_fields(first_name=second, birth_date=born[1], **home),  # type: ignore[arg-type]
+            )
+        )
+    return pairs
+
+
+def test_households_outnumbering_duplicates_are_not_learned_as_matches() -> None:
+    """A store whose candidates are mostly households (three for each person with two records): a
+    shared surname and home with another given name stays evidence against one person."""
+    same, strangers = _people(11, 100)
+    households = _households(12, 300)
+    model = estimate(_vectors(same + strangers + households), version=1, at=AT)
+    assert model.separates()
+    assert sum(1 for a, b in households if model.score(a, b).score >= 0.5) == 0
+    assert sum(1 for a, b in same if model.score(a, b).score >= 0.5) >= 0.9 * len(same)
