@@ -19,7 +19,7 @@ from typing import Any
 
 from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, match_fields, score_pair
-from app.domain.matching.blocking import MAX_BLOCK_SIZE
+from app.domain.matching.blocking import block_pairs
 from app.domain.matching.learned import Vector, comparison, estimate
 from app.services.ports import ProfileStore
 
@@ -85,23 +85,19 @@ async def _comparison_vectors(store: ProfileStore, max_pairs: int) -> dict[Vecto
     seen: set[tuple[str, str]] = set()
     found: dict[Vector, tuple[int, float]] = {}
     async for _key, ids in store.blocking_groups():
-        if len(ids) > MAX_BLOCK_SIZE:
-            continue
         missing = [profile_id for profile_id in ids if profile_id not in fields]
         for view in await store.match_views(missing) if missing else ():
             fields[view.id] = match_fields(view)
-        present = sorted(profile_id for profile_id in ids if profile_id in fields)
-        for index, a in enumerate(present):
-            for b in present[index + 1 :]:
-                if (a, b) in seen:
-                    continue
-                seen.add((a, b))
-                scored = score_pair(fields[a], fields[b])
-                vector = comparison(scored.reasons)
-                count, total = found.get(vector, (0, 0.0))
-                found[vector] = (count + 1, total + scored.score)
-                if len(seen) >= max_pairs:
-                    return _means(found)
+        for a, b in block_pairs([profile_id for profile_id in ids if profile_id in fields], fields):
+            if (a, b) in seen:
+                continue
+            seen.add((a, b))
+            scored = score_pair(fields[a], fields[b])
+            vector = comparison(scored.reasons)
+            count, total = found.get(vector, (0, 0.0))
+            found[vector] = (count + 1, total + scored.score)
+            if len(seen) >= max_pairs:
+                return _means(found)
     return _means(found)
 
 

@@ -36,7 +36,7 @@ from app.domain.matching import (
     linked_pairs,
     match_fields,
 )
-from app.domain.matching.blocking import MAX_BLOCK_SIZE
+from app.domain.matching.blocking import MAX_BLOCK_SIZE, block_pairs
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
 from app.services.match_candidates import check_min_score, check_request
@@ -198,30 +198,30 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     scored: set[tuple[str, str]] = set()
     pairs: dict[tuple[str, str], Pair] = {}
     steps: list[Candidate] = []  # the pairs links may go through
-    skipped = 0
+    long_blocks = 0
     async for _key, ids in store.blocking_groups():
-        if len(ids) > MAX_BLOCK_SIZE:
-            skipped += 1
-            continue
+        long_blocks += len(ids) > MAX_BLOCK_SIZE
         missing = [profile_id for profile_id in ids if profile_id not in names]
         for view in await store.match_views(missing) if missing else ():
             names[view.id] = view.id
             fields[view.id] = match_fields(view)
-        present = sorted(names[profile_id] for profile_id in ids if profile_id in names)
-        for index, a in enumerate(present):
-            for b in present[index + 1 :]:
-                if (a, b) in scored:
-                    continue
-                scored.add((a, b))
-                score = score_of(fields[a], fields[b]).score
-                if score < min_score:
-                    continue
-                pairs[a, b] = Pair(score, a, b, None)
-                if score >= MIN_LINK_STEP:
-                    steps.append(Candidate(a, b, score, []))
+        for a, b in block_pairs([names[profile_id] for profile_id in ids if profile_id in names], fields):
+            if (a, b) in scored:
+                continue
+            scored.add((a, b))
+            score = score_of(fields[a], fields[b]).score
+            if score < min_score:
+                continue
+            pairs[a, b] = Pair(score, a, b, None)
+            if score >= MIN_LINK_STEP:
+                steps.append(Candidate(a, b, score, []))
         _check_size(len(pairs), min_score, max_pairs)
-    if skipped:
-        log.info("merge candidates: passed over %d blocking keys shared by over %d profiles", skipped, MAX_BLOCK_SIZE)
+    if long_blocks:
+        log.info(
+            "merge candidates: %d blocking keys shared by over %d profiles compared by sorted neighbourhood",
+            long_blocks,
+            MAX_BLOCK_SIZE,
+        )
     # The links and the ordering walk every pair in one piece: on a worker thread, not the event loop.
     listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs, score_of)
     return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)

@@ -10,7 +10,7 @@ import pytest
 
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.events import RawIdentifier
-from app.domain.matching import DEFAULT_MIN_SCORE, match_fields, score_pair
+from app.domain.matching import DEFAULT_MIN_SCORE, blocking, match_fields, score_pair
 from app.domain.matching.index import KEYS_VERSION, keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
@@ -217,3 +217,20 @@ async def test_keys_shared_by_too_many_profiles_are_passed_over(store: ProfileSt
     assert sorted(p.id for p in found) == sorted(p.id for p in namesakes)
     assert await store.profiles_sharing_keys(shared, max_block=3, limit=10) == []
     assert len(await store.profiles_sharing_keys(shared, max_block=4, limit=2)) == 2
+
+
+async def test_the_review_list_compares_a_long_block_by_sorted_neighbourhood(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys shared by more profiles than `MAX_BLOCK_SIZE` are no longer passed over by the whole
+    store's list: a record holding nothing but Jean Dupont's name, whose every key is shared by his
+    namesakes, meets his record among its sorted neighbours (and not every namesake)."""
+    monkeypatch.setattr(blocking, "MAX_BLOCK_SIZE", 3)
+    monkeypatch.setattr(blocking, "NEIGHBOURHOOD_WINDOW", 2)
+    jean = await _upsert(store, "jean@example.org", JEAN)
+    for month in range(5, 9):  # namesakes born later the same year: they sort after Jean
+        await _upsert(store, f"namesake{month}@example.org", {**JEAN, "birth_date": f"1980-{month:02}-01"})
+    name_only = await _upsert(store, "jd@example.org", {"first_name": "Jean", "last_name": "Dupont"})
+    found = {frozenset((c.a, c.b)) for c in await review_list.candidates_in_store(store, min_score=0.01)}
+    assert frozenset((jean.id, name_only.id)) in found
+    assert len(found) < 6 * 5 // 2

@@ -9,6 +9,7 @@ from app.domain.matching import (
     DEFAULT_MIN_SCORE,
     MAX_BLOCKING_KEYS,
     MatchFields,
+    blocking,
     blocking_keys,
     normalised_fields,
     score_pair,
@@ -218,3 +219,21 @@ def test_another_flat_at_the_same_street_number_is_a_neighbour() -> None:
     in_third, in_fifth = (person(emails=[], birth_date=None, addresses=[a]) for a in (third, fifth))
     assert methods(in_third, in_fifth)["address"] == "sameBuildingOtherUnit"
     assert score_pair(in_third, in_fifth).score < score_pair(in_third, in_third).score
+
+
+def test_a_long_block_is_compared_by_sorted_neighbourhood_not_passed_over() -> None:
+    """More profiles share one key (a birth date) than a block compares pair by pair: the duplicate
+    among them is still compared (a surname typo, and a given-name typo at its first letter, each
+    sorted next to the other record in one of the two orders), and each profile meets a few others."""
+    born = date(1970, 1, 1)
+    names = [(f"given{n:03d}", f"surname{n:03d}") for n in range(blocking.MAX_BLOCK_SIZE + 50)]
+    fields = {
+        f"p{n:03d}": normalised_fields(first_name=g, last_name=s, birth_date=born) for n, (g, s) in enumerate(names)
+    }
+    fields["dup1"] = normalised_fields(first_name="given007", last_name="surnane007", birth_date=born)
+    fields["dup2"] = normalised_fields(first_name="jiven011", last_name="surname011", birth_date=born)
+    pairs = set(blocking.block_pairs(list(fields), fields))
+    assert ("dup1", "p007") in pairs and ("dup2", "p011") in pairs
+    assert len(pairs) <= 2 * len(fields) * (blocking.NEIGHBOURHOOD_WINDOW - 1)
+    short = {key: fields[key] for key in ("p001", "p002", "p003")}
+    assert set(blocking.block_pairs(list(short), short)) == {("p001", "p002"), ("p001", "p003"), ("p002", "p003")}

@@ -25,13 +25,19 @@ too. Each is narrow enough that few unrelated people share it. Keys are prefixed
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+
 from app.domain.matching.fields import MatchAddress, MatchFields, phonetic
 from app.domain.matching.scoring import GENERIC_LOCAL_PARTS
 
 MAX_BLOCKING_KEYS = 20
-# Keys shared by more than this many profiles are passed over ("block purging": a key that common says
-# nothing about identity, e.g. a default birth date typed by a shop): the cost stays bounded.
+# A key shared by more than this many profiles (a common surname's code, a default birth date typed by
+# a shop) is not compared pair by pair: one profile's candidates pass it over, and the whole store's
+# pairs (the review list, the model's estimation) compare each of its profiles with its sorted
+# neighbours only (`block_pairs`): the cost stays bounded whatever the data.
 MAX_BLOCK_SIZE = 300
+# Sorted neighbourhood inside a long block: each profile is compared with the next ones in two orders.
+NEIGHBOURHOOD_WINDOW = 10
 _PHONETIC_LENGTH = 5
 _STREET_NAME_LENGTH = 6
 _MAX_EMAILS = 3
@@ -96,3 +102,34 @@ def _address_keys(address: MatchAddress, surname_initial: str) -> set[str]:
     if address.number and name:
         keys.add(f"r:{address.number}{name[:_STREET_NAME_LENGTH]}")
     return keys
+
+
+def block_pairs(ids: Sequence[str], fields: Mapping[str, MatchFields]) -> Iterator[tuple[str, str]]:
+    """The pairs to compare among the profiles sharing one key, each as (smaller id, larger id): all of
+    them in a block of at most `MAX_BLOCK_SIZE`; in a longer one, a sorted neighbourhood: the block
+    sorted by surname, given name and birth date, and again by given name, birth date and surname
+    (a typo in the first letters of one field moves a record far in one order only), each profile
+    paired with the `NEIGHBOURHOOD_WINDOW` - 1 after it in either order. A pair may come twice."""
+    members = sorted(ids)
+    if len(members) <= MAX_BLOCK_SIZE:
+        for index, a in enumerate(members):
+            for b in members[index + 1 :]:
+                yield a, b
+        return
+    for order in (_by_surname, _by_given_name):
+        ranked = sorted(members, key=lambda profile_id: (order(fields[profile_id]), profile_id))
+        for index, a in enumerate(ranked):
+            for b in ranked[index + 1 : index + NEIGHBOURHOOD_WINDOW]:
+                yield (a, b) if a < b else (b, a)
+
+
+def _born(fields: MatchFields) -> str:
+    return fields.birth_date.isoformat() if fields.birth_date else ""
+
+
+def _by_surname(fields: MatchFields) -> tuple[str, str, str]:
+    return fields.last_joined, fields.first_joined, _born(fields)
+
+
+def _by_given_name(fields: MatchFields) -> tuple[str, str, str]:
+    return fields.first_joined, _born(fields), fields.last_joined
