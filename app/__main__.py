@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from app import tracing
 from app.domain.errors import DomainError
 from app.observability.logs import configure as configure_logs
 from app.settings import Settings, invalid_settings
@@ -72,6 +73,9 @@ def serve(
             raise typer.Exit(2)
     if problem := settings.binding_problem():
         console.print(f"[red]refusing to start: {problem}[/red]")
+        raise typer.Exit(2)
+    if tracing_problem := tracing.problem():  # an OTEL_* variable tracing cannot start with (app/tracing.py)
+        console.print(tracing_problem, style="red", highlight=False)
         raise typer.Exit(2)
     configure_logs(settings.log_level, settings.log_style)
     where = f"http://{settings.host}:{settings.port}/graphql"

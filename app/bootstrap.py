@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.domain import clock
 from app.domain.access import Scope
@@ -39,6 +39,10 @@ from app.services.segments import SegmentEngine
 from app.services.traits import recompute_traits
 from app.settings import Settings
 from app.store import open_store
+from app.tracing import TracedStore
+
+if TYPE_CHECKING:  # OpenTelemetry is an optional extra (app/tracing.py)
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger("cdp")
 
@@ -58,6 +62,7 @@ class Services:
     store: ProfileStore
     ingestion: IngestionPolicy
     development_key: str | None = None
+    tracer: Tracer | None = None  # tracing on (app/tracing.py): the store is a TracedStore
     bus: SegmentBus = field(default_factory=SegmentBus)
     metrics: Metrics = field(default_factory=Metrics)
     seeding: SeedProgress = field(default_factory=SeedProgress)
@@ -82,16 +87,19 @@ class Services:
         await self.store.close()
 
 
-async def connect(settings: Settings) -> Services:
-    """The store `settings` name with every service wired to it (what the command line works with)."""
+async def connect(settings: Settings, *, tracer: Tracer | None = None) -> Services:
+    """The store `settings` name with every service wired to it (what the command line works with);
+    with a `tracer`, its calls within a traced operation are spans (the store is wrapped only then)."""
     store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
-    return Services(settings=settings, store=store, ingestion=ingestion_policy(settings))
+    if tracer is not None:
+        store = TracedStore(store, tracer)
+    return Services(settings=settings, store=store, ingestion=ingestion_policy(settings), tracer=tracer)
 
 
-async def start(settings: Settings) -> Services:
+async def start(settings: Settings, *, tracer: Tracer | None = None) -> Services:
     """The services a server runs, ready to serve; the demo data is loaded afterwards, in the
     background (`seed_in_background`), so that the server listens at once."""
-    services = await connect(settings)
+    services = await connect(settings, tracer=tracer)
     store = services.store
     if (path := settings.development_key_path()) is not None:
         services.development_key = await development_key(store, path)

@@ -29,6 +29,8 @@ from app.services.segment_watch import watch
 from app.services.segments import keep_checking
 from app.services.traits import keep_recomputing
 from app.settings import Settings
+from app.tracing import flush as flush_spans
+from app.tracing import tracer as process_tracer
 from graphql_schema.http import GraphQLApp
 from graphql_schema.loopback_only import LoopbackOnly
 from graphql_schema.playground import ASSETS_PATH, STATIC_DIR
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if problem := settings.binding_problem():
         raise ValueError(problem)
     holder: dict[str, Services] = {"services": services} if services else {}
+    tracer = services.tracer if services else process_tracer()  # None: tracing off (app/tracing.py)
 
     def current() -> Services:
         return holder["services"]
@@ -54,7 +57,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # Worker processes starting together take turns: the store's schema is created or migrated
         # by one process, not raced by all of them.
         async with exclusive(settings.data_dir() / ".start.lock"):
-            holder["services"] = await start(settings)
+            holder["services"] = await start(settings, tracer=tracer)
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
         background: list[asyncio.Task[None]] = []
         if await needs_seeding(holder["services"]):  # decided before the first request: /readyz never says ready early
@@ -80,6 +83,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await holder["services"].close()
+            if tracer is not None:  # the spans still batched (app/tracing.py)
+                await asyncio.to_thread(flush_spans)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "pid": os.getpid()})  # which worker process answered
@@ -106,7 +111,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def metrics(request: Request) -> Response:
         return Response(current().metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    graphql = GraphQLApp(current, settings)
+    graphql = GraphQLApp(current, settings, tracer=tracer)
     open_websockets = OpenWebSockets()  # closed with 1001 when the server stops (see app/__main__.py)
     app = Starlette(
         routes=[

@@ -9,7 +9,8 @@ what those steps do to such a request, in the same order and with the same funct
 - the variables' list limit (graphql_schema/variable_limits.py) and the data-scope rule
   (graphql_schema/data_scopes.py);
 - the executor graphql-core builds (variables coerced, our execution checks), then the plan;
-- the operation's latency into the same histogram as OperationMetrics.
+- the operation's latency into the same histogram as OperationMetrics, and its name on the
+  operation's span when tracing (as OperationSpans does).
 Anything else — a document not prepared yet or refused, a mutation (told before its variables are
 coerced: an event batch is coerced on a worker thread by its own path), a refusal, a coercion error, a
 plan abandoned on an error — returns None, and the full path answers, with its own words. Queries
@@ -25,6 +26,7 @@ from graphql import ExecutionResult, OperationType, get_operation_ast, specified
 from strawberry.execution import optimized_is_awaitable
 from strawberry.http import GraphQLRequestData
 
+from app import tracing
 from graphql_schema import compiled_queries
 from graphql_schema.data_scopes import needed_scopes
 from graphql_schema.variable_limits import list_refusal
@@ -74,7 +76,10 @@ async def answer(schema: Schema, request: GraphQLRequestData, context: Context) 
     if result is None:
         return None
     compiled_queries.count(context, compiled_queries.COMPILED)
+    named = name or (operation.name.value if operation.name else None)
+    if schema.traced:
+        tracing.describe("query", named)
     metrics = context.services.metrics
-    label = metrics.operation_name(name or (operation.name.value if operation.name else None))
+    label = metrics.operation_name(named)
     metrics.child(metrics.operation_seconds, "query", label).observe(time.perf_counter() - started)
     return result

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -25,6 +25,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
+from app import tracing
 from app.bootstrap import Services
 from app.domain.access import Principal
 from app.settings import Settings
@@ -33,11 +34,15 @@ from graphql_schema.auth import MISSING, connection_credentials, principal_for
 from graphql_schema.context import Context
 from graphql_schema.key_sockets import SocketsByKey
 from graphql_schema.limits import QueryLimits
+from graphql_schema.operation_spans import errors_described
 from graphql_schema.persisted_queries import PersistedQueries
 from graphql_schema.playground import playground_html
 from graphql_schema.refusals import UNAUTHENTICATED, Refused, refusal
 from graphql_schema.schema import build_schema
 from graphql_schema.transport_ws import TransportWSHandler, with_message_limit
+
+if TYPE_CHECKING:  # OpenTelemetry is an optional extra (app/tracing.py)
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger("cdp.graphql")
 
@@ -74,9 +79,9 @@ class GraphQLApp(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
 
-    def __init__(self, services: Callable[[], Services], settings: Settings) -> None:
+    def __init__(self, services: Callable[[], Services], settings: Settings, *, tracer: Tracer | None = None) -> None:
         super().__init__(
-            build_schema(limits_of(settings), compiled_execution=settings.compiled_execution),
+            build_schema(limits_of(settings), compiled_execution=settings.compiled_execution, traced=bool(tracer)),
             graphql_ide="graphiql",
             allow_queries_via_get=True,
             subscription_protocols=("graphql-transport-ws",),
@@ -87,11 +92,12 @@ class GraphQLApp(GraphQL[Context, None]):
         self._max_body = settings.max_body_bytes
         self.persisted = PersistedQueries.of(settings)
         self.sockets = SocketsByKey()  # closed when their key is revoked (app/main.py watches)
+        self.tracer = tracer  # None: tracing off, nothing below makes a span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             request = Request(scope, request_body.bounded(receive, self._max_body))
-            response = await self._answer(request)
+            response = await (self._answer(request) if self.tracer is None else self._traced(request, self.tracer))
             await response(scope, receive, send)
             return
         services = self._services()
@@ -104,6 +110,18 @@ class GraphQLApp(GraphQL[Context, None]):
             await with_message_limit(serve, receive, send, self._max_body)
         finally:
             services.metrics.websockets.dec()
+
+    async def _traced(self, request: Request, tracer: Tracer) -> Response:
+        """`_answer` within the operation's span (app/tracing.py), whichever executor answers: the one
+        place every GraphQL request over HTTP passes. The playground page is no operation."""
+        if self.should_render_graphql_ide(self.request_adapter_class(request)):
+            return await self._answer(request)
+        with tracing.operation_span(tracer, request.headers) as span:
+            response = await self._answer(request)
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 400:  # refused before it ran; a 400 with errors said which already
+                tracing.failed(span, f"HTTP {response.status_code}")
+            return response
 
     async def _answer(self, request: Request) -> Response:
         media_type = _media_type(request)
@@ -210,6 +228,8 @@ class GraphQLApp(GraphQL[Context, None]):
     ) -> Response:
         media_type = _answer_as.get()
         status = sub_response.status_code or 200
+        if self.tracer is not None and isinstance(response_data, dict) and (errors := response_data.get("errors")):
+            tracing.failed(None, errors_described(errors))  # the operation's span
         if media_type == GRAPHQL_RESPONSE and isinstance(response_data, dict) and _never_ran(response_data):
             # The spec's SHOULD for this media type: a request that did not run (a document that did not
             # parse or validate, variables that did not coerce) is 400 and has no data entry.

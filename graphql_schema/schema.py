@@ -24,6 +24,7 @@ from graphql_schema.inputs import raw_events
 from graphql_schema.limits import QueryLimits
 from graphql_schema.mutations import Mutation, ingest
 from graphql_schema.operation_metrics import OperationMetrics
+from graphql_schema.operation_spans import OperationSpans
 from graphql_schema.queries import Query
 from graphql_schema.subscriptions import Subscription
 from graphql_schema.variable_limits import list_refusal
@@ -36,10 +37,12 @@ class Schema(strawberry.Schema):
         limits: QueryLimits,
         compiled_fields: Mapping[str, compiled.RootField],
         compiled_queries: bool,
+        traced: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self.limits = limits
+        self.traced = traced  # operations are spans (app/tracing.py)
         self.gate = DocumentGate(self._schema, limits)
         self.compiler = compiled.Compiler(self, compiled_fields)
         self.query_compiler = QueryCompiler(self) if compiled_queries else None
@@ -115,7 +118,7 @@ COMPILED_ROOT_FIELDS = {
 }
 
 
-def build_schema(limits: QueryLimits, *, compiled_execution: bool = True) -> Schema:
+def build_schema(limits: QueryLimits, *, compiled_execution: bool = True, traced: bool = False) -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
@@ -123,8 +126,14 @@ def build_schema(limits: QueryLimits, *, compiled_execution: bool = True) -> Sch
         limits=limits,
         compiled_fields=COMPILED_ROOT_FIELDS if compiled_execution else {},
         compiled_queries=compiled_execution,
+        traced=traced,
         # "Did you mean …?" would spell out the schema that switching introspection off hides.
-        extensions=[DataScopes, OperationMetrics, lambda: ErrorCodes(hide_suggestions=not limits.introspection)],
+        extensions=[
+            DataScopes,
+            OperationMetrics,
+            lambda: ErrorCodes(hide_suggestions=not limits.introspection),
+            *([OperationSpans] if traced else []),
+        ],
         # Page variables checked once coerced; a subscription event executed once for every subscriber
         # asking the same (execution.py, shared_events.py).
         execution_context_class=CheckedExecution,

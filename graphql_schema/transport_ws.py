@@ -26,8 +26,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ErrorMessage
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message as ProtocolMessage
 
+from app import tracing
 from graphql_schema import broadcast
 from graphql_schema.context import Context
+from graphql_schema.operation_spans import errors_described
 from graphql_schema.persisted_queries import PersistedQueries
 from graphql_schema.refusals import Refused
 
@@ -87,11 +89,24 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         if isinstance(self.websocket, ASGIWebSocketAdapter):  # in the operation's own task: its resolver finds it
             broadcast.serving(broadcast.Outlet(operation.id, partial(self._write_shared, operation)))
-        await super().run_operation(operation)
+        tracer = getattr(self.view, "tracer", None)
+        if tracer is None:
+            await super().run_operation(operation)
+            return
+        # A span for the operation's whole life (a subscription's: until it completes), a child of the
+        # traceparent the client sent with the WebSocket's handshake, if any (app/tracing.py).
+        with tracing.operation_span(tracer, getattr(self.context.request, "headers", {})):
+            await super().run_operation(operation)
 
     async def send_message(self, message: ProtocolMessage) -> None:
         """A `next` message's payload is encoded once for every subscriber whose result it is
-        (graphql_schema/broadcast.py); the rest as Strawberry sends them."""
+        (graphql_schema/broadcast.py); the rest as Strawberry sends them. A message with errors marks
+        the operation's span, when tracing."""
+        if getattr(self.view, "tracer", None) is not None and message["type"] in ("next", "error"):
+            payload: Any = message.get("payload")
+            errors = payload if message["type"] == "error" else (payload or {}).get("errors")
+            if errors:
+                tracing.failed(None, errors_described(errors))
         if message["type"] == "next" and isinstance(self.websocket, ASGIWebSocketAdapter):
             metrics = self.context.services.metrics
             built = broadcast.next_frame(message["id"], message["payload"])
