@@ -52,6 +52,10 @@ class ApiRun:
     mixed: int  # profiles holding records of two people or more (a shared family email or landline)
     unkeyed: int  # true pairs of records sharing no blocking key
     scorer: str  # which scorer answered: the model estimated from the loaded store's pairs, or the rules
+    # Wrong pairs whose two profiles both hold records of one person: a profile holding two people's
+    # records (a family mailbox or landline) stands for the one most of them belong to, so a pair that
+    # is right about the other person counts as wrong; no scorer can avoid these.
+    wrong_shared: int
 
 
 def upsert_input(profile: Profile) -> dict[str, Any]:
@@ -103,7 +107,11 @@ async def through_the_api(
     mixed = sum(1 for profile_id in person if len({truth[r] for r, p in owner.items() if p == profile_id}) > 1)
     scorer = model.name if model is not None and model.separates() else "rules"
     unkeyed = unkeyed_pairs(profiles, true_pairs(truth))
-    return ApiRun(quality, loaded - began, asked - loaded, len(person), mixed, unkeyed, scorer)
+    held: dict[str, set[str]] = defaultdict(set)
+    for record, profile_id in owner.items():
+        held[profile_id].add(truth[record])
+    shared = sum(1 for pair in found - expected if set.intersection(*(held[p] for p in pair)))
+    return ApiRun(quality, loaded - began, asked - loaded, len(person), mixed, unkeyed, scorer, shared)
 
 
 def _people_of(owner: dict[str, str], truth: dict[str, str]) -> dict[str, str]:

@@ -288,7 +288,8 @@ async def through_the_api(names: Sequence[str], *, people_count: int, seed: int)
         row = [f"{data.name}{' (held out)' if data.held_out else ''}", f"{len(data.profiles):,}",
                f"{run.profiles:,}", f"{run.mixed:,}", f"{q.true_pairs:,}", f"{run.unkeyed:,}",
                run.scorer, f"{q.precision:.4f}", f"{q.recall:.4f}", f"{q.f1:.4f}",
-               f"{q.found_pairs - q.correct_pairs:,}", fmt_s(run.load_seconds + run.ask_seconds)]  # fmt: skip
+               f"{q.found_pairs - q.correct_pairs:,} ({run.wrong_shared:,})",
+               fmt_s(run.load_seconds + run.ask_seconds)]  # fmt: skip
         if identity_anchor.present(data.profiles):
             anchor = await asyncio.to_thread(identity_anchor.ecm, data.profiles, data.truth)
             a = anchor.quality
@@ -305,6 +306,8 @@ async def through_the_api(names: Sequence[str], *, people_count: int, seed: int)
     say("  email or phone land on one profile); mixed: profiles holding two people's records (a family mailbox or")
     say("  landline). true pairs: profile pairs of one person (a profile is the person most of its records are);")
     say("  no key: true record pairs sharing no blocking key (found only through a link)")
+    say("  wrong (shared): wrong pairs, and in brackets those whose two profiles both hold records of one person")
+    say("  (a mixed profile stands for the person most of its records are: right about the other, judged wrong)")
     say("  ECM: recordlinkage's unsupervised ECM classifier on the same records, judged on record pairs (blocks on")
     say("  given name, surname, birth date, postcode, and a sorted neighbourhood on surname); its time excludes")
     say("  loading the data")
