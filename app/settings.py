@@ -178,8 +178,9 @@ class Settings(BaseSettings):
         default=60, ge=0, description="Recompute computed traits (RFM, engagement, …) this often; 0: never."
     )
     # Off by default: on our own generated population (households, twins, shared homes) the learned
-    # weights, through the API, made 118 wrong pairs of 2,000 people (P 0.728; the rules scorer holds
-    # P 0.9996 there), while on FEBRL2 they find many more true pairs (F1 0.991 vs 0.868). Opt in.
+    # weights, through the API, list 3 wrong pairs the rules scorer does not (P 0.972 vs 0.980, 2,000
+    # people), and more on smaller stores, while on FEBRL2 they find many more true pairs (F1 0.991 vs
+    # 0.885). Opt in (README, "Learned weights").
     match_model_every_minutes: float = Field(
         default=0,
         ge=0,
