@@ -37,6 +37,7 @@ from app.services.ports import (
 )
 from app.store.documents import dumps, loads
 from app.store.sqlite import profile_facets, segment_feed
+from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
 from app.store.sqlite.profile_filter import where_clause
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
@@ -61,8 +62,9 @@ _PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite all
 class SQLiteStore:
     backend = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, decoded_budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.path = Path(path)
+        self.decoded = DecodedProfiles(decoded_budget_bytes)  # what reads decoded, by the text they read
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
@@ -201,7 +203,7 @@ class SQLiteStore:
         """Inside a batch each unit of work is a savepoint: it rolls back alone, commits with the batch."""
         self._writer.execute("SAVEPOINT unit")
         try:
-            result = await work(SQLiteTransaction(self._writer))
+            result = await work(SQLiteTransaction(self._writer, erased=self.decoded.forget))
         except BaseException:
             self._writer.execute("ROLLBACK TO unit")
             self._writer.execute("RELEASE unit")
@@ -229,7 +231,10 @@ class SQLiteStore:
     # -- reads -------------------------------------------------------------------------------
     async def get_profile(self, profile_id: str) -> Profile | None:
         row = self._reader.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()
-        return Profile.from_own_json(row[0]) if row else None
+        if row is None:
+            self.decoded.forget((profile_id,))
+            return None
+        return self.decoded.decode(profile_id, row[0])
 
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         def scan(db: sqlite3.Connection) -> dict[str, Profile]:
@@ -237,7 +242,9 @@ class SQLiteStore:
             for start in range(0, len(ids), _IDS_PER_QUERY):
                 chunk = ids[start : start + _IDS_PER_QUERY]
                 rows = db.execute(f"SELECT id, doc FROM profiles WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-                found |= {row[0]: Profile.from_own_json(row[1]) for row in rows}
+                found |= {row[0]: self.decoded.decode(row[0], row[1]) for row in rows}
+            if len(found) < len(ids):
+                self.decoded.forget(i for i in ids if i not in found)
             return found
 
         if len(profile_ids) <= FEW_ON_THE_LOOP and not self._thread.here:
@@ -246,9 +253,9 @@ class SQLiteStore:
 
     async def find_profile_by_identity(self, key: str) -> Profile | None:
         row = self._reader.execute(
-            "SELECT p.doc FROM identities i JOIN profiles p ON p.id = i.profile_id WHERE i.key = ?", (key,)
+            "SELECT p.id, p.doc FROM identities i JOIN profiles p ON p.id = i.profile_id WHERE i.key = ?", (key,)
         ).fetchone()
-        return Profile.from_own_json(row[0]) if row else None
+        return self.decoded.decode(row[0], row[1]) if row else None
 
     async def list_profiles(
         self,
@@ -266,11 +273,11 @@ class SQLiteStore:
                     clause += f" AND f.profile_id {bound} ?"
                     params.append(value)
             rows = db.execute(
-                f"SELECT p.doc FROM profile_facets f JOIN profiles p ON p.id = f.profile_id WHERE {clause} "
+                f"SELECT p.id, p.doc FROM profile_facets f JOIN profiles p ON p.id = f.profile_id WHERE {clause} "
                 f"ORDER BY f.profile_id {'DESC' if from_end else ''} LIMIT ?",
                 [*params, limit],
             ).fetchall()
-            return [Profile.from_own_json(row[0]) for row in (reversed(rows) if from_end else rows)]
+            return [self.decoded.decode(*row) for row in (reversed(rows) if from_end else rows)]
 
         return await self._scans.read(scan)  # a scan: on a reader thread
 
@@ -670,7 +677,7 @@ class SQLiteStore:
         bounds = [(bound, value) for bound, value in ((">", after), ("<", before)) if value is not None]
         bound_clause = "".join(f" AND sm.profile_id {bound} ?" for bound, _ in bounds)
         page = (
-            "SELECT * FROM (SELECT sm.segment_id, p.doc FROM segment_members sm JOIN profiles p "
+            "SELECT * FROM (SELECT sm.segment_id, p.id, p.doc FROM segment_members sm JOIN profiles p "
             f"ON p.id = sm.profile_id WHERE sm.segment_id = ? AND p.merged_into IS NULL{bound_clause} "
             f"ORDER BY sm.profile_id {'DESC' if from_end else ''} LIMIT ?)"
         )
@@ -679,8 +686,8 @@ class SQLiteStore:
             found: dict[str, list[Profile]] = {segment_id: [] for segment_id in segment_ids}
             for chunk in self._id_chunks(segment_ids, size=_PAGES_PER_QUERY):
                 params = [v for s in chunk for v in (s, *(value for _, value in bounds), limit)]
-                for segment_id, doc in db.execute(" UNION ALL ".join([page] * len(chunk)), params):
-                    found[segment_id].append(Profile.from_own_json(doc))
+                for segment_id, profile_id, doc in db.execute(" UNION ALL ".join([page] * len(chunk)), params):
+                    found[segment_id].append(self.decoded.decode(profile_id, doc))
             if from_end:
                 found = {segment_id: members[::-1] for segment_id, members in found.items()}
             return found

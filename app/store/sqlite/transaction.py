@@ -33,8 +33,9 @@ IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 
 
 class SQLiteTransaction(StoreTransaction):
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, *, erased: Callable[[list[str]], None] | None = None) -> None:
         self._db = connection
+        self._erased = erased  # told the ids an erasure removes (the store's decoded profiles drop them)
 
     async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
@@ -293,6 +294,8 @@ class SQLiteTransaction(StoreTransaction):
 
     async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
         ids = list(profile_ids)
+        if self._erased is not None:
+            self._erased(ids)
         marks = ",".join("?" * len(ids))
         db = self._db
         merge_ids = [r[0] for r in db.execute(f"SELECT merge_id FROM merge_members WHERE profile_id IN ({marks})", ids)]

@@ -1,0 +1,69 @@
+"""Profiles the embedded store's reads decoded, kept with the very text they were decoded from.
+
+Decoding a stored profile (pydantic, from its JSON) costs 100-300 µs, reading its row a few: a
+frontend reading the same customers again, or a list whose nested fields read hundreds of profiles,
+spends its time decoding documents that have not changed. A read still fetches each row; when the
+text is the one a kept profile was decoded from, that profile is the answer, so a change made by any
+process (a new text) is never missed and nothing depends on version numbers being kept right.
+
+Profiles handed out are shared between callers: nothing changes a profile read in place (the
+domain's changes build new documents; writes decode their own, in their transaction). Kept within a
+memory budget, least recently used first out; a profile the store no longer has (erased, or its row
+gone) is dropped when a read finds it missing, and an erasure in this process drops it at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from app.domain.profile import Profile
+
+# A decoded profile's objects take about 6.5 times its JSON text (measured with tracemalloc on
+# profiles with a 13-event history): the budget is counted in these estimated bytes.
+OBJECT_BYTES_PER_TEXT_BYTE = 7
+DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024
+
+
+class DecodedProfiles:
+    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+        self.budget_bytes = budget_bytes
+        self._kept: OrderedDict[str, tuple[str, Profile, int]] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()  # reads decode on the loop and on reader threads
+        self.hits = 0
+        self.misses = 0
+
+    def decode(self, profile_id: str, text: str) -> Profile:
+        """The profile stored as `text`: the kept one when it was decoded from this text."""
+        with self._lock:
+            kept = self._kept.get(profile_id)
+            if kept is not None and (kept[0] is text or kept[0] == text):
+                self._kept.move_to_end(profile_id)
+                self.hits += 1
+                return kept[1]
+        profile = Profile.from_own_json(text)
+        cost = len(text) * OBJECT_BYTES_PER_TEXT_BYTE
+        with self._lock:
+            self.misses += 1
+            self._drop(profile_id)
+            if cost <= self.budget_bytes // 8:  # one huge profile never pushes out everything else
+                self._kept[profile_id] = (text, profile, cost)
+                self._held += cost
+                while self._held > self.budget_bytes:
+                    self._drop(next(iter(self._kept)))
+        return profile
+
+    def forget(self, profile_ids: Iterable[str]) -> None:
+        with self._lock:
+            for profile_id in profile_ids:
+                self._drop(profile_id)
+
+    def _drop(self, profile_id: str) -> None:
+        kept = self._kept.pop(profile_id, None)
+        if kept is not None:
+            self._held -= kept[2]
+
+    def __len__(self) -> int:
+        return len(self._kept)
