@@ -495,6 +495,11 @@ class _Info:
         self._state, self._field, self._path = state, field, path
         self._real: Any = None
 
+    @property
+    def operation(self) -> Any:
+        """The operation being run (the request's loaders ask whether it is a query, for every field)."""
+        return self._state.executor.operation
+
     def __getattr__(self, name: str) -> Any:
         real = self._real
         if real is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
@@ -29,10 +29,18 @@ class PageInfo:
     end_cursor: str | None
 
 
+def _edge_cursor(root: Edge[Any]) -> str:
+    return root.cursor_of(root.item)
+
+
 @strawberry.type
 class Edge(Generic[T]):
-    cursor: str
+    # Made when selected: a page's cursors are rarely read but at its ends (pageInfo), and a list of
+    # connections (each member's history) would otherwise encode thousands of them.
+    cursor: str = strawberry.field(resolver=_edge_cursor)
     node: T
+    item: strawberry.Private[Any]
+    cursor_of: strawberry.Private[Callable[[Any], str]]
 
 
 @strawberry.type
@@ -109,14 +117,14 @@ def connection(
     node: Callable[[S], T],
     count: Count,
 ) -> Connection[T]:
-    edges = [Edge(cursor=cursor(item), node=node(item)) for item in items]
+    edges = [Edge(node=node(item), item=item, cursor_of=cursor) for item in items]
     return Connection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=has_next,
             has_previous_page=has_previous,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=cursor(items[0]) if items else None,
+            end_cursor=cursor(items[-1]) if items else None,
         ),
         counter=count,
     )

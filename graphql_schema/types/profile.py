@@ -220,15 +220,57 @@ class Profile(Node):
     language: str | None
     company: str | None
     job_title: str | None
-    qualitative: Qualitative
-    consents: list[Consent]
-    stats: Stats
-    rfm: Rfm | None
-    computed: ComputedTraits | None
-    segments: list[strawberry.ID]
-    version: int
-    created_at: datetime
-    updated_at: datetime
+
+    # Built when selected, not with the profile: a list of profiles asking for a name alone (a segment's
+    # history, its members) would otherwise build every profile's counters, consents and ratings.
+    @strawberry.field
+    def qualitative(self) -> Qualitative:
+        quality = self.profile.qualitative
+        return Qualitative(
+            nps_score=quality.nps_score,
+            nps_at=quality.nps_at,
+            average_rating=quality.average_rating,
+            rating_count=quality.rating_count,
+            ratings=[
+                Rating(rating=r.rating, at=r.at, product_id=r.product_id, written=r.comment) for r in quality.ratings
+            ],
+            stated=quality.preferences,
+        )
+
+    @strawberry.field
+    def consents(self) -> list[Consent]:
+        return [
+            Consent(purpose=purpose, granted=c.granted, source=c.source, at=c.at)
+            for purpose, c in sorted(self.profile.consents.items())
+        ]
+
+    @strawberry.field
+    def stats(self) -> Stats:
+        return Stats.from_domain(self.profile.stats)
+
+    @strawberry.field
+    def rfm(self) -> Rfm | None:
+        return Rfm.from_domain(self.profile.rfm) if self.profile.rfm else None
+
+    @strawberry.field
+    def computed(self) -> ComputedTraits | None:
+        return ComputedTraits.from_domain(self.profile.computed) if self.profile.computed else None
+
+    @strawberry.field
+    def segments(self) -> list[strawberry.ID]:
+        return [strawberry.ID(s) for s in self.profile.segments]
+
+    @strawberry.field
+    def version(self) -> int:
+        return self.profile.version
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.profile.created_at
+
+    @strawberry.field
+    def updated_at(self) -> datetime:
+        return self.profile.updated_at
 
     # -- personal data: masked without the read:pii scope (never silently left out) ------------
     @strawberry.field(description="Free-form traits of this business; personal data in them masked without read:pii.")
@@ -353,7 +395,6 @@ class Profile(Node):
 
     @classmethod
     def from_domain(cls, profile: domain.Profile) -> Profile:
-        quality = profile.qualitative
         return cls(
             profile=profile,
             id=strawberry.ID(profile.id),
@@ -361,28 +402,6 @@ class Profile(Node):
             language=profile.language,
             company=profile.company,
             job_title=profile.job_title,
-            qualitative=Qualitative(
-                nps_score=quality.nps_score,
-                nps_at=quality.nps_at,
-                average_rating=quality.average_rating,
-                rating_count=quality.rating_count,
-                ratings=[
-                    Rating(rating=r.rating, at=r.at, product_id=r.product_id, written=r.comment)
-                    for r in quality.ratings
-                ],
-                stated=quality.preferences,
-            ),
-            consents=[
-                Consent(purpose=purpose, granted=c.granted, source=c.source, at=c.at)
-                for purpose, c in sorted(profile.consents.items())
-            ],
-            stats=Stats.from_domain(profile.stats),
-            rfm=Rfm.from_domain(profile.rfm) if profile.rfm else None,
-            computed=ComputedTraits.from_domain(profile.computed) if profile.computed else None,
-            segments=[strawberry.ID(s) for s in profile.segments],
-            version=profile.version,
-            created_at=profile.created_at,
-            updated_at=profile.updated_at,
         )
 
 
