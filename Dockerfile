@@ -4,7 +4,8 @@ WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY app ./app
 COPY graphql_schema ./graphql_schema
-RUN pip install --no-cache-dir --prefix=/install -c constraints.txt .
+# The otel extra: tracing stays off until OTEL_* variables ask for it (README: Tracing).
+RUN pip install --no-cache-dir --prefix=/install -c constraints.txt '.[otel]'
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \
