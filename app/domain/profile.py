@@ -214,6 +214,14 @@ class Profile(StoredModel):
         return cls.model_validate(document, context=TRUSTED)
 
     @classmethod
+    def for_change(cls, document: dict[str, Any]) -> Profile:
+        """The profile of a stored document (in either store's form) without its recent list: what a
+        change is computed from (an event's effects, new identifiers, blocking keys) never reads it,
+        and it is most of what decoding a document costs (a demo profile: ~600 µs whole, ~130 µs
+        without). Never written back: the batch writes the document it changed."""
+        return cls.model_validate({key: value for key, value in document.items() if key != "recent"})
+
+    @classmethod
     def from_own_json(cls, text: str) -> Profile:
         """A document as the embedded store wrote it (each time as clock.to_iso gives it): its times
         are not walked again, nor its free-form data when the text has too few brackets to nest

@@ -7,6 +7,7 @@ implements the same operators on a plain document. The contract tests hold the t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -41,6 +42,18 @@ class ProfileChange:
         key = provenance_key(path)
         self.set[f"fieldTimes.{key}"] = at
         self.set[f"fieldSources.{key}"] = source
+
+    def with_values(self, form: Callable[[Any], Any]) -> ProfileChange:
+        """The same change with its values in another form (a store's document form: as JSON reads
+        them back), to apply to documents held in that form."""
+        return ProfileChange(
+            set=form(self.set),
+            inc=dict(self.inc),
+            max=form(self.max),
+            min=form(self.min),
+            push={path: CappedPush(form(p.items), p.sort, p.cap) for path, p in self.push.items()},
+            append=form(self.append),
+        )
 
     def stamped(self, at: datetime) -> ProfileChange:
         """Every write bumps `version` (optimistic concurrency) and `updatedAt`."""

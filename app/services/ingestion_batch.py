@@ -14,7 +14,7 @@ The unit of work has no effect outside its transaction, so a lost race re-runs i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,8 +59,9 @@ class Landed:
 
 @dataclass(slots=True)
 class _Working:
-    """A profile as the run has changed it so far: the document is current, the model is rebuilt
-    from it only when another event of the run needs to read it."""
+    """A profile as the run has changed it so far: the document, in the store's own form, is
+    current; what changes are computed from (Profile.for_change) is built from it only when an event
+    of the run needs to read it."""
 
     document: dict[str, Any]
     version: int | None  # as read (None: created by this run)
@@ -69,12 +70,13 @@ class _Working:
 
     def current(self) -> Profile:
         if self.profile is None:
-            self.profile = Profile.from_own_document(self.document)
+            self.profile = Profile.for_change(self.document)
         return self.profile
 
 
 @dataclass(slots=True)
 class _Writes:
+    form: Callable[[Any], Any]  # the store's document form (StoreTransaction.document_form)
     claims: list[tuple[Identifier, str]] = field(default_factory=list)
     messages: list[tuple[str, str]] = field(default_factory=list)
     interactions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -97,7 +99,7 @@ async def ingest_run(
     reading for the whole rest every time read the demo data's profiles ~7 times over. Nothing the
     run does is written before its end, so what is read later is what would have been read first."""
     read = _Read(secret)
-    writes, landed = _Writes(), []
+    writes, landed = _Writes(form=await tx.document_form()), []
     for count, parsed in enumerate(items, 1):
         if count > read.until:
             await read.ahead(tx, items, count - 1)
@@ -135,9 +137,9 @@ class _Read:
         found = await tx.owners_of(keys)  # none claimed by this run: its claims are of keys it looked up
         self.owners.update(found)
         unread = set(found.values()) - self.working.keys()
-        for pid, profile in (await tx.get_profiles(unread)).items():
-            if profile.merged_into is None:
-                self.working[pid] = _Working(profile.to_document(), profile.version, profile)
+        for pid, document in (await tx.get_profile_documents(unread)).items():
+            if document.get("mergedInto") is None:
+                self.working[pid] = _Working(document, document["version"], None)
 
 
 def _apply(
@@ -161,7 +163,7 @@ def _apply(
         return None  # a merge, or a refusal to merge: the per-event path decides
     if resolution.profile_id is None:
         fresh = new_profile(new_profile_id(), at)
-        target = _Working(fresh.to_document(), None, fresh)
+        target = _Working(writes.form(fresh.to_document()), None, fresh)
         additions = identifiers
     else:
         found = working.get(resolution.profile_id)
@@ -172,7 +174,7 @@ def _apply(
         additions = [i for i in resolution.unclaimed if i.key not in held]
     profile = target.current()
     change = change_for_event(profile, event, additions, at=at)
-    apply_change(target.document, change)
+    apply_change(target.document, change.with_values(writes.form))
     target.profile = None
     target.keys_moved = target.keys_moved or target.version is None or touches_match_fields(change)
     working[profile.id] = target

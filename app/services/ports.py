@@ -87,6 +87,16 @@ class StoreTransaction(Protocol):
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         """id → profile, for those of `profile_ids` that exist (merged-away ones included)."""
 
+    async def get_profile_documents(self, profile_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """id → the stored document in this store's own form (see document_form), for those of
+        `profile_ids` that exist: what a batch changes with apply_change and writes back with
+        write_profiles, without building a profile from it (Profile.for_change reads what a change
+        needs from it)."""
+
+    async def document_form(self) -> Callable[[Any], Any]:
+        """How a value takes the form of this store's documents, which apply_change compares with
+        it and write_profiles takes: as JSON reads it back (the embedded store), or as it is."""
+
     async def known_messages(self, message_ids: Collection[str]) -> set[str]:
         """Those of `message_ids` recorded as processed (expired or not: until purged, recording
         one again fails, so it counts as a duplicate either way)."""

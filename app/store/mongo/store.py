@@ -147,6 +147,13 @@ class MongoTransaction(StoreTransaction):
         cursor = self._db.profiles.find({"_id": {"$in": list(profile_ids)}}, session=self._session)
         return {document["_id"]: Profile.from_document(document) for document in await cursor.to_list(None)}
 
+    async def get_profile_documents(self, profile_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        # As a profile writes them: times aware UTC milliseconds whatever the driver read back.
+        return {pid: profile.to_document() for pid, profile in (await self.get_profiles(profile_ids)).items()}
+
+    async def document_form(self) -> Callable[[Any], Any]:
+        return _as_it_is
+
     async def known_messages(self, message_ids: Collection[str]) -> set[str]:
         if not message_ids:
             return set()
@@ -909,3 +916,8 @@ def _history_page(
         pipeline.append({"$match": item_match})
     order = 1 if from_end else -1
     return [*pipeline, {"$sort": {"timestamp": order, "messageId": order}}, {"$limit": limit}]
+
+
+def _as_it_is(value: Any) -> Any:
+    """MongoDB's documents hold values as Python has them (BSON dates for datetimes)."""
+    return value

@@ -16,7 +16,7 @@ from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.profile import Interaction, Profile
-from app.domain.profile_change import CappedPush, ProfileChange, apply_change
+from app.domain.profile_change import ProfileChange, apply_change
 from app.domain.segments.segment import SegmentEvent
 from app.services.ports import (
     IdentityTaken,
@@ -75,7 +75,7 @@ class SQLiteTransaction(StoreTransaction):
         row = self._db.execute("SELECT doc, version FROM profiles WHERE id = ?", (profile_id,)).fetchone()
         if row is None or (expected_version is not None and row[1] != expected_version):
             raise VersionConflict(profile_id)
-        document = apply_change(loads(row[0]), jsonable_change(change))
+        document = apply_change(loads(row[0]), change.with_values(jsonable))
         self._db.execute(
             "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ?",
             (dumps(document), document["version"], document.get("mergedInto"), profile_id),
@@ -118,6 +118,12 @@ class SQLiteTransaction(StoreTransaction):
     # -- batches -----------------------------------------------------------------------------
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         return {p.id: p for p in _texts_by_id(self._db, "profiles", list(profile_ids), Profile.from_own_json)}
+
+    async def get_profile_documents(self, profile_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        return {d["_id"]: d for d in _texts_by_id(self._db, "profiles", list(profile_ids), loads)}
+
+    async def document_form(self) -> Callable[[Any], Any]:
+        return jsonable
 
     async def known_messages(self, message_ids: Collection[str]) -> set[str]:
         ids, found = list(message_ids), set()
@@ -434,15 +440,3 @@ def refusals_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRefusal]:
         (profile_id,),
     ).fetchall()
     return sorted((MergeRefusal.model_validate(loads(row[0])) for row in rows), key=lambda r: (r.at, r.id))
-
-
-def jsonable_change(change: ProfileChange) -> ProfileChange:
-    """The change with its values as they read back from JSON, to apply to a document read from JSON."""
-    return ProfileChange(
-        set=jsonable(change.set),
-        inc=dict(change.inc),
-        max=jsonable(change.max),
-        min=jsonable(change.min),
-        push={path: CappedPush(jsonable(p.items), p.sort, p.cap) for path, p in change.push.items()},
-        append=jsonable(change.append),
-    )
