@@ -18,9 +18,9 @@ from pydantic.alias_generators import to_camel
 from app.domain.clock import utc_ms
 from app.domain.event_limits import MAX_STORED_DEPTH, readable
 
-# Documents this process built itself (a profile read once, then changed in memory by a batch of
-# events) are loaded with this context: their times are already UTC milliseconds and their free-form
-# data was cut when it was read, so neither is walked again.
+# Documents known to hold nothing to walk (a stored text too short to nest anything past
+# MAX_STORED_DEPTH) are loaded with this context: their times are already UTC milliseconds and their
+# free-form data cannot be too deep, so neither is walked.
 TRUSTED = {"trusted": True}
 # A document the embedded store wrote (app/store/documents.py writes each time as clock.to_iso gives
 # it: UTC, milliseconds): its times are read as they are, its free-form data is cut.
@@ -206,12 +206,6 @@ class Profile(StoredModel):
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Profile:
         return cls.model_validate(document)
-
-    @classmethod
-    def from_own_document(cls, document: dict[str, Any]) -> Profile:
-        """A document this process made from a validated profile and validated changes (Python
-        datetimes, already UTC milliseconds): loaded without re-checking what was checked."""
-        return cls.model_validate(document, context=TRUSTED)
 
     @classmethod
     def for_change(cls, document: dict[str, Any]) -> Profile:
