@@ -1,0 +1,46 @@
+"""The DateTime scalar reads what Strawberry's reads, to the same instant, and refuses what it refuses
+with the same words (graphql_schema/datetime_scalar.py: the standard library first, dateutil after)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strawberry.schema.types.base_scalars import DateTimeDefinition
+
+from graphql_schema.datetime_scalar import DATETIME
+
+ZONES = st.sampled_from([None, UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])
+
+
+def _answer(parse: object, value: object) -> object:
+    try:
+        return parse(value)  # type: ignore[operator]
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@given(
+    moment=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1), timezones=ZONES),
+    form=st.sampled_from(["seconds", "milliseconds", "microseconds", "minutes", "auto"]),
+    z=st.booleans(),
+    space=st.booleans(),
+)
+def test_the_texts_clients_send_read_as_strawberry_reads_them(
+    moment: datetime, form: str, z: bool, space: bool
+) -> None:
+    text = moment.isoformat(sep=" " if space else "T", timespec=form)
+    if z and text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    assert DATETIME.parse_value(text) == DateTimeDefinition.parse_value(text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-11-02T24:00:00Z", "2026-W45-1", "20261102T100000Z", "2026-11-02T10:00:00,5Z", "2026-11-02",
+     "nope", "2026-13-01T00:00:00Z", "", "2026-11-02T10:00:00+25:00", 5, None, ["2026-11-02"]],
+)  # fmt: skip
+def test_edge_cases_and_refusals_are_answered_alike(value: object) -> None:
+    assert _answer(DATETIME.parse_value, value) == _answer(DateTimeDefinition.parse_value, value)
