@@ -37,6 +37,7 @@ from app.domain.matching import (
     match_fields,
 )
 from app.domain.matching.blocking import MAX_BLOCK_SIZE, block_pairs
+from app.domain.matching.candidates import score_reaching
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
 from app.services.match_candidates import check_min_score, check_request
@@ -209,9 +210,10 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
             if (a, b) in scored:
                 continue
             scored.add((a, b))
-            score = score_of(fields[a], fields[b]).score
-            if score < min_score:
+            found = score_reaching(score_of, fields[a], fields[b], min_score)
+            if found is None or found.score < min_score:
                 continue
+            score = found.score
             pairs[a, b] = Pair(score, a, b, None)
             if score >= MIN_LINK_STEP:
                 steps.append(Candidate(a, b, score, []))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from app.domain.matching.fields import MatchFields
-from app.domain.matching.scoring import RULES, MatchReason, MatchScore, score_pair
+from app.domain.matching.scoring import RULES, MatchReason, MatchScore, score_pair, score_pair_reaching
 
 # Scores a pair: the rules scorer `score_pair`, or a learned model's (`learned.MatchModel.score`).
 PairScorer = Callable[[MatchFields, MatchFields], MatchScore]
@@ -41,10 +41,19 @@ def candidates_for(
         if other_id in seen:  # the target itself, or a profile fetched under two keys
             continue
         seen.add(other_id)
-        scored = score(target, other)
-        if scored.score >= min_score:
+        scored = score_reaching(score, target, other, min_score)
+        if scored is not None and scored.score >= min_score:
             found.append(Candidate(target_id, other_id, scored.score, scored.reasons, scorer=scored.scorer))
     return best_first(found)
+
+
+def score_reaching(score: PairScorer, a: MatchFields, b: MatchFields, min_score: float) -> MatchScore | None:
+    """`score(a, b)`, or None for a pair that cannot reach `min_score`: the rules scorer tells most
+    of those from their names and birth dates alone (`score_pair_reaching`); a learned model's levels
+    carry no such bound, so it scores every pair in full."""
+    if score is score_pair:
+        return score_pair_reaching(a, b, min_score)
+    return score(a, b)
 
 
 def best_first(candidates: Iterable[Candidate]) -> list[Candidate]:

@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 
 import jellyfish
 
@@ -77,6 +78,12 @@ def fold(text: str) -> str:
     return _SEPARATING.sub(" ", _JOINING.sub("", ascii_only)).strip()
 
 
+# Names, streets and cities repeat across profiles (and one profile is read again for each lookup it
+# takes part in): their canonical forms and codes are kept, which exact values make always right.
+_CACHED = 1 << 16
+
+
+@lru_cache(maxsize=_CACHED)
 def fold_name(text: str | None) -> str:
     return " ".join(t for t in fold(text or "").split() if not t.isdigit())
 
@@ -92,12 +99,23 @@ class MatchAddress:
 
 
 def match_address(address: Address) -> MatchAddress | None:
-    street = fold(address.street or "")
+    return _match_address(*address_values(address))
+
+
+@lru_cache(maxsize=_CACHED)
+def _match_address(
+    street_text: str | None,
+    line2_text: str | None,
+    city_text: str | None,
+    postcode_text: str | None,
+    country: str | None,
+) -> MatchAddress | None:
+    street = fold(street_text or "")
     number_found = _NUMBER.search(street)
     words = [_expand_street_word(w) for w in street.split() if not any(ch.isdigit() for ch in w)]
-    line2 = " ".join(_UNIT_WORDS.get(w, w) for w in fold(address.line2 or "").split())
-    city = fold(address.city or "")
-    postcode = re.sub(r"[^A-Z0-9]", "", (address.postcode or "").upper())
+    line2 = " ".join(_UNIT_WORDS.get(w, w) for w in fold(line2_text or "").split())
+    city = fold(city_text or "")
+    postcode = re.sub(r"[^A-Z0-9]", "", (postcode_text or "").upper())
     if not (words or city or postcode or line2):
         return None
     return MatchAddress(
@@ -106,7 +124,7 @@ def match_address(address: Address) -> MatchAddress | None:
         line2=line2,
         city=city,
         postcode=postcode,
-        country=(address.country or "").strip().upper(),
+        country=(country or "").strip().upper(),
     )
 
 
@@ -140,6 +158,7 @@ def phone_tail(phone: str) -> str:
     return digits[-8:]
 
 
+@lru_cache(maxsize=_CACHED)
 def phonetic(name: str) -> str:
     return jellyfish.metaphone(name.replace(" ", "")) if name else ""
 
@@ -201,7 +220,32 @@ def normalised_fields(
 ) -> MatchFields:
     """MatchFields from raw values. Emails and phones are expected already normalised by
     `app.domain.identifiers.normalise` (as stored on a profile); they are only trimmed and lower-cased."""
-    found = [match_address(a) for a in addresses]
+    return normalised_values(
+        first_name, last_name, birth_date, tuple(emails), tuple(phones), tuple(address_values(a) for a in addresses)
+    )
+
+
+# An address as the matcher reads it: street, line2, city, postcode, country.
+AddressValues = tuple[str | None, str | None, str | None, str | None, str | None]
+
+
+def address_values(address: Address) -> AddressValues:
+    return address.street, address.line2, address.city, address.postcode, address.country
+
+
+@lru_cache(maxsize=1 << 15)
+def normalised_values(
+    first_name: str | None,
+    last_name: str | None,
+    birth_date: date | None,
+    emails: tuple[str, ...],
+    phones: tuple[str, ...],
+    addresses: tuple[AddressValues, ...],
+) -> MatchFields:
+    """`normalised_fields` of values as stored (`address_values` for each address)."""
+    # Kept by value: a profile read again (by every lookup whose blocks hold it) is not normalised
+    # again, and a changed profile has other values, so nothing here can be stale.
+    found = [_match_address(*a) for a in addresses]
     return MatchFields(
         first_name=fold_name(first_name),
         last_name=fold_name(last_name),

@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 import jellyfish
 
@@ -152,6 +153,17 @@ class _Level:
 def score_pair(a: MatchFields, b: MatchFields) -> MatchScore:
     """Score two profiles. Symmetric by construction: the pair is put in one canonical order first,
     so no comparator (Jaro-Winkler's matching window is one) can make score(a, b) != score(b, a)."""
+    found = score_pair_reaching(a, b, 0.0)
+    assert found is not None  # every pair reaches 0
+    return found
+
+
+def score_pair_reaching(a: MatchFields, b: MatchFields, min_score: float) -> MatchScore | None:
+    """`score_pair(a, b)`, or None when the names and birth dates already cap the pair below
+    `min_score` whatever its contact points and addresses say (another birth date, or another given
+    name: what a household shares then counts for at most HOUSEHOLD_CONTACT_BITS). Most pairs sharing
+    only a broad key (a common given name and an initial, a surname code and a birth year) stop here,
+    before the costlier comparisons of emails, phones and addresses."""
     if b.order_key < a.order_key:
         a, b = b, a
     reasons: list[MatchReason] = []
@@ -167,6 +179,10 @@ def score_pair(a: MatchFields, b: MatchFields) -> MatchScore:
         else:
             bits += born.bits
     other_birth_date = born is not None and born.method == "different"
+    # Contradicted whatever the rest says (only a shared mailbox lifts the cap of a given name
+    # differing in its ending, below): the rest adds at most HOUSEHOLD_CONTACT_BITS.
+    if (given == "different" or other_birth_date) and _logistic(bits + HOUSEHOLD_CONTACT_BITS) < min_score:
+        return None
     email = _emails(a, b)
     for field, level in (("email", email), ("phone", _phones(a, b))):
         if level is not None:
@@ -238,6 +254,8 @@ def _keep(reasons: list[MatchReason], given: _Level | None, surname: _Level | No
     return bits
 
 
+# Names and birth dates repeat across pairs: each comparison of two values is made once.
+@lru_cache(maxsize=1 << 16)
 def _given_name(x: str, x_joined: str, y: str, y_joined: str) -> _Level | None:
     if not x_joined or not y_joined:
         return None
@@ -307,6 +325,7 @@ def _token_subset(x: str, y: str) -> bool:
     return all(len(part) >= 3 and part in large for part in small)
 
 
+@lru_cache(maxsize=1 << 16)
 def _surname(x: str, x_joined: str, x_code: str, y: str, y_joined: str, y_code: str) -> _Level | None:
     if not x_joined or not y_joined:
         return None
@@ -331,6 +350,7 @@ def _spelling(x: str, y: str, similarity: float, x_code: str, y_code: str, bits:
 
 
 # -- birth date -----------------------------------------------------------------------------------
+@lru_cache(maxsize=1 << 16)
 def _birth_date(x: date | None, y: date | None) -> _Level | None:
     if x is None or y is None:
         return None
