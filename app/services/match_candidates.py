@@ -67,36 +67,36 @@ async def candidates_for_profile(
     check_request(min_score, first)
     profile = await _live(store, profile_id)
     score = await current_scorer(store)
-    views = {profile.id: profile}
+    keys: dict[str, Sequence[str]] = {profile.id: profile.blocking_keys}
     fields = {profile.id: match_fields(profile)}
-    neighbours = {profile.id: await _lookalikes(store, profile, views, fields, min_score, MAX_BLOCK_SIZE, score)}
+    neighbours = {profile.id: await _lookalikes(store, profile.id, keys, fields, min_score, MAX_BLOCK_SIZE, score)}
     step_score = max(min_score, MIN_LINK_STEP)  # links go through no weaker resemblance
     for candidate in neighbours[profile.id][:MAX_LINKED_THROUGH]:
         if candidate.score < step_score:
             break  # best first: the rest are weaker
-        linked = views[candidate.b]
-        neighbours[linked.id] = await _lookalikes(store, linked, views, fields, step_score, MAX_LINK_BLOCK, score)
+        neighbours[candidate.b] = await _lookalikes(store, candidate.b, keys, fields, step_score, MAX_LINK_BLOCK, score)
     return with_links(profile.id, neighbours, fields, min_score, score)[:first]
 
 
 async def _lookalikes(
     store: ProfileStore,
-    profile: Profile,
-    views: dict[str, Profile],
+    profile_id: str,
+    keys: dict[str, Sequence[str]],
     fields: dict[str, MatchFields],
     min_score: float,
     max_block: int,
     score: PairScorer,
 ) -> list[Candidate]:
-    """`profile`'s candidates among the profiles sharing one of its keys held by at most `max_block`
-    profiles; those read are added to `views` and `fields`."""
-    found = await store.profiles_sharing_keys(profile.blocking_keys, max_block=max_block, limit=MAX_LOOKALIKES)
+    """The candidates of `profile_id` (whose keys and fields are in `keys` and `fields`) among the
+    profiles sharing one of its keys held by at most `max_block` profiles; those read are added to
+    `keys` and `fields`."""
+    found = await store.profiles_sharing_keys(keys[profile_id], max_block=max_block, limit=MAX_LOOKALIKES)
     for other in found:
         if other.id not in fields:
-            views[other.id] = other
-            fields[other.id] = match_fields(other)
+            keys[other.id] = other.blocking_keys
+            fields[other.id] = other.fields
     others = ((other.id, fields[other.id]) for other in found)
-    return candidates_for(fields[profile.id], profile.id, others, min_score, score)
+    return candidates_for(fields[profile_id], profile_id, others, min_score, score)
 
 
 async def merge_lookalikes(

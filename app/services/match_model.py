@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 from app.domain.clock import now
-from app.domain.matching import MatchFields, MatchModel, PairScorer, match_fields, score_pair
+from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
 from app.domain.matching.blocking import block_pairs
 from app.domain.matching.learned import Vector, comparison, estimate
 from app.services.ports import ProfileStore
@@ -87,7 +87,7 @@ async def _comparison_vectors(store: ProfileStore, max_pairs: int) -> dict[Vecto
     async for _key, ids in store.blocking_groups():
         missing = [profile_id for profile_id in ids if profile_id not in fields]
         for view in await store.match_views(missing) if missing else ():
-            fields[view.id] = match_fields(view)
+            fields[view.id] = view.fields
         for a, b in block_pairs([profile_id for profile_id in ids if profile_id in fields], fields):
             if (a, b) in seen:
                 continue

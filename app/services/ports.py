@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from app.domain.access import ApiKey
 from app.domain.identifiers import Identifier
+from app.domain.matching.index import MatchView
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.products import CoPurchase, Product
@@ -268,12 +269,12 @@ class ProfileStore(Protocol):
         are reset, so the table is exactly the one the traits job computed."""
 
     # -- fuzzy matching: the blocking-key index (Profile.blocking_keys) -------------------------
-    async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[Profile]:
-        """At most `limit` live profiles holding any of `keys`, as match views (identity fields only,
+    async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[MatchView]:
+        """At most `limit` live profiles holding any of `keys`, as match views (id, keys and match fields,
         see app/domain/matching/index.py). Keys held by more than `max_block` profiles are passed
         over: a key that common says nothing about identity, and would make the query slow."""
 
-    async def match_views(self, profile_ids: Sequence[str]) -> list[Profile]:
+    async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
         """The live ones of `profile_ids` as match views, in no particular order."""
 
     def blocking_groups(self) -> AsyncIterator[tuple[str, list[str]]]:

@@ -34,7 +34,6 @@ from app.domain.matching import (
     MatchReason,
     PairScorer,
     linked_pairs,
-    match_fields,
 )
 from app.domain.matching.blocking import MAX_BLOCK_SIZE, block_pairs
 from app.domain.matching.candidates import score_reaching
@@ -205,7 +204,7 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
         missing = [profile_id for profile_id in ids if profile_id not in names]
         for view in await store.match_views(missing) if missing else ():
             names[view.id] = view.id
-            fields[view.id] = match_fields(view)
+            fields[view.id] = view.fields
         for a, b in block_pairs([names[profile_id] for profile_id in ids if profile_id in names], fields):
             if (a, b) in scored:
                 continue
@@ -257,7 +256,7 @@ async def with_reasons(store: ProfileStore, pairs: list[Pair]) -> list[Candidate
     """The pairs with the comparison of their two profiles as they are now (none for a profile merged
     away or erased since the list was computed), in one store read."""
     ids = list(dict.fromkeys(profile_id for pair in pairs for profile_id in (pair.a, pair.b)))
-    fields = {view.id: match_fields(view) for view in await store.match_views(ids)} if ids else {}
+    fields = {view.id: view.fields for view in await store.match_views(ids)} if ids else {}
     score_of = await current_scorer(store)
     found: list[Candidate] = []
     for pair in pairs:

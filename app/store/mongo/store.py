@@ -22,7 +22,7 @@ from app.domain.access import ApiKey
 from app.domain.clock import now, utc_ms
 from app.domain.errors import StoreUnavailable
 from app.domain.identifiers import Identifier
-from app.domain.matching.index import MATCH_VIEW_FIELDS, match_view
+from app.domain.matching.index import MATCH_VIEW_FIELDS, MatchView, match_view
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.products import CoPurchase, Product
@@ -579,7 +579,7 @@ class MongoStore:
             await self._db.products.update_one({"_id": product_id}, {"$set": {"sales": sales, "alsoBought": also}})
 
     # -- fuzzy matching ----------------------------------------------------------------------
-    async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[Profile]:
+    async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[MatchView]:
         if not keys:
             return []
         usable = []
@@ -594,7 +594,7 @@ class MongoStore:
         )
         return [match_view(document) for document in await cursor.to_list(None)]
 
-    async def match_views(self, profile_ids: Sequence[str]) -> list[Profile]:
+    async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
         cursor = self._db.profiles.find({"_id": {"$in": list(profile_ids)}, "mergedInto": None}, _MATCH_PROJECTION)
         return [match_view(document) for document in await cursor.to_list(None)]
 

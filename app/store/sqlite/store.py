@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from app.domain.access import ApiKey
 from app.domain.clock import now, to_iso
 from app.domain.errors import StoreUnavailable
-from app.domain.matching.index import match_view
+from app.domain.matching.index import MatchView, match_view
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.products import CoPurchase, Product
@@ -384,8 +384,8 @@ class SQLiteStore:
             await self._thread.call(write)
 
     # -- fuzzy matching ----------------------------------------------------------------------
-    async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[Profile]:
-        def scan(db: sqlite3.Connection) -> list[Profile]:
+    async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[MatchView]:
+        def scan(db: sqlite3.Connection) -> list[MatchView]:
             if not keys:
                 return []
             marks = ",".join("?" * len(keys))
@@ -400,9 +400,9 @@ class SQLiteStore:
 
         return await self._reads.read(scan)  # a scan: on a reader thread
 
-    async def match_views(self, profile_ids: Sequence[str]) -> list[Profile]:
-        def scan(db: sqlite3.Connection) -> list[Profile]:
-            found: list[Profile] = []
+    async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
+        def scan(db: sqlite3.Connection) -> list[MatchView]:
+            found: list[MatchView] = []
             for start in range(0, len(profile_ids), _IDS_PER_QUERY):
                 chunk = profile_ids[start : start + _IDS_PER_QUERY]
                 rows = db.execute(
