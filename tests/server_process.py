@@ -75,6 +75,18 @@ def _written(output: IO[Any] | int) -> str:
     return Path(name).read_text() if isinstance(name, str) else "(output not kept)"
 
 
+def ready(url: str, *, timeout: float = 30) -> dict[str, Any]:
+    """/readyz's answer once it says 200: a first start loads the demo data after /healthz answers,
+    and a busy machine may take a while (503 seeding meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while (answer := httpx.get(f"{url}/readyz", timeout=10)).status_code != 200:
+        assert answer.status_code == 503 and answer.json()["status"] == "seeding", answer.text
+        assert time.monotonic() < deadline, f"not ready in {timeout} s: {answer.text}"
+        time.sleep(0.1)
+    found: dict[str, Any] = answer.json()
+    return found
+
+
 @contextmanager
 def running_server(env: dict[str, str], *, cwd: Path = ROOT, timeout: float = 60) -> Iterator[str]:
     """Start the server, wait for /healthz, yield its base URL, and always stop it."""

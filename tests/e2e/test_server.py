@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.server_process import running_server
+from tests.server_process import ready, running_server
 
 EMMA_QUERY = """{ profileByIdentifier(type: "email", value: "emma.martin@example.com") {
   firstName stats { orders } interactions(first: 2) { edges { node { type } } } } }"""
@@ -53,7 +53,7 @@ def test_first_start_seeds_the_embedded_store_and_data_survives_a_restart(tmp_pa
     _write_fixtures(fixtures)
     env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_FIXTURES_DIR": str(fixtures)}
     with running_server(env) as url:
-        assert httpx.get(f"{url}/readyz").json() == {"status": "ready", "store": "sqlite"}
+        assert ready(url) == {"status": "ready", "store": "sqlite"}
         # Development on loopback: a local all-scopes key, kept beside the database (owner-only).
         key_file = tmp_path / "dev-api-key"
         key = key_file.read_text().strip()
