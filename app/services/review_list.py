@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,6 +50,8 @@ log = logging.getLogger("cdp.matching")
 LIST_SECONDS = 600.0
 # The most pairs a list holds (Settings.max_review_pairs): about 50 MB of pairs in each process.
 MAX_REVIEW_PAIRS = 500_000
+# Key groups whose profiles are read together: one store read for many small groups, not one each.
+GROUPS_PER_READ = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,23 +201,24 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     pairs: dict[tuple[str, str], Pair] = {}
     steps: list[Candidate] = []  # the pairs links may go through
     long_blocks = 0
-    async for _key, ids in store.blocking_groups():
-        long_blocks += len(ids) > MAX_BLOCK_SIZE
-        missing = [profile_id for profile_id in ids if profile_id not in names]
+    async for groups in _batched(store.blocking_groups(), GROUPS_PER_READ):
+        missing = list(dict.fromkeys(profile_id for ids in groups for profile_id in ids if profile_id not in names))
         for view in await store.match_views(missing) if missing else ():
             names[view.id] = view.id
             fields[view.id] = view.fields
-        for a, b in block_pairs([names[profile_id] for profile_id in ids if profile_id in names], fields):
-            if (a, b) in scored:
-                continue
-            scored.add((a, b))
-            found = score_reaching(score_of, fields[a], fields[b], min_score)
-            if found is None or found.score < min_score:
-                continue
-            score = found.score
-            pairs[a, b] = Pair(score, a, b, None)
-            if score >= MIN_LINK_STEP:
-                steps.append(Candidate(a, b, score, []))
+        for ids in groups:
+            long_blocks += len(ids) > MAX_BLOCK_SIZE
+            for a, b in block_pairs([names[profile_id] for profile_id in ids if profile_id in names], fields):
+                if (a, b) in scored:
+                    continue
+                scored.add((a, b))
+                found = score_reaching(score_of, fields[a], fields[b], min_score)
+                if found is None or found.score < min_score:
+                    continue
+                score = found.score
+                pairs[a, b] = Pair(score, a, b, None)
+                if score >= MIN_LINK_STEP:
+                    steps.append(Candidate(a, b, score, []))
         _check_size(len(pairs), min_score, max_pairs)
     if long_blocks:
         log.info(
@@ -226,6 +229,17 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     # The links and the ordering walk every pair in one piece: on a worker thread, not the event loop.
     listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs, score_of)
     return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
+
+
+async def _batched(groups: AsyncIterator[tuple[str, list[str]]], size: int) -> AsyncIterator[list[list[str]]]:
+    batch: list[list[str]] = []
+    async for _key, ids in groups:
+        batch.append(ids)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _linked_and_ordered(

@@ -164,6 +164,9 @@ def score_pair_reaching(a: MatchFields, b: MatchFields, min_score: float) -> Mat
     name: what a household shares then counts for at most HOUSEHOLD_CONTACT_BITS). Most pairs sharing
     only a broad key (a common given name and an initial, a surname code and a birth year) stop here,
     before the costlier comparisons of emails, phones and addresses."""
+    born = _birth_date(a.birth_date, b.birth_date)
+    if born is not None and born.method == "different" and min_score > _OTHER_BIRTH_DATE_CEILING:
+        return None  # most pairs sharing only a name key: not even the names need comparing
     if b.order_key < a.order_key:
         a, b = b, a
     reasons: list[MatchReason] = []
@@ -171,7 +174,6 @@ def score_pair_reaching(a: MatchFields, b: MatchFields, min_score: float) -> Mat
     given = next((r.method for r in reasons if r.field == "firstName"), None)
     other_given_name = given in DISAGREEING_NAMES
     shared = 0.0  # what a household shares: contact points and the address, and twins a birth date too
-    born = _birth_date(a.birth_date, b.birth_date)
     if born is not None:
         reasons.append(MatchReason("birthDate", born.method, born.similarity))
         if other_given_name and born.bits > 0:
@@ -201,6 +203,14 @@ def score_pair_reaching(a: MatchFields, b: MatchFields, min_score: float) -> Mat
 def _logistic(bits: float) -> float:
     bits = max(-60.0, min(60.0, bits))
     return 1.0 / (1.0 + math.pow(2.0, -bits))
+
+
+# The most a pair whose birth dates differ scores (0.0028): the best names either way round, the
+# birth dates' bits, and the most a contradicted pair's shared contacts and home count for.
+_BEST_NAMES_BITS = max(GIVEN_NAME_BITS.values()) + max(SURNAME_BITS.values())
+_OTHER_BIRTH_DATE_CEILING = _logistic(
+    PRIOR_BITS + _BEST_NAMES_BITS + BIRTH_DATE_BITS["different"] + HOUSEHOLD_CONTACT_BITS
+)
 
 
 def _jaro_winkler(x: str, y: str) -> float:
