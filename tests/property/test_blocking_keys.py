@@ -60,15 +60,18 @@ def records_with_one_error(
     return record, other, f"{field} {error}"
 
 
+def _assert_share_a_key(record: dict[str, object], other: dict[str, object], error: str) -> None:
+    a = normalised_fields(**record)  # type: ignore[arg-type]
+    b = normalised_fields(**other)  # type: ignore[arg-type]
+    assert blocking_keys(a) & blocking_keys(b), error
+
+
 @settings(max_examples=400, deadline=None)
 @given(records_with_one_error())
 def test_two_records_differing_in_any_one_field_share_a_key(
     case: tuple[dict[str, object], dict[str, object], str],
 ) -> None:
-    record, other, error = case
-    a = normalised_fields(**record)  # type: ignore[arg-type]
-    b = normalised_fields(**other)  # type: ignore[arg-type]
-    assert blocking_keys(a) & blocking_keys(b), error
+    _assert_share_a_key(*case)
 
 
 @settings(max_examples=300, deadline=None)
@@ -76,7 +79,4 @@ def test_two_records_differing_in_any_one_field_share_a_key(
 def test_names_and_a_birth_date_alone_survive_any_one_error(
     case: tuple[dict[str, object], dict[str, object], str],
 ) -> None:
-    record, other, error = case
-    a = normalised_fields(**record)  # type: ignore[arg-type]
-    b = normalised_fields(**other)  # type: ignore[arg-type]
-    assert blocking_keys(a) & blocking_keys(b), error
+    _assert_share_a_key(*case)
