@@ -262,9 +262,9 @@ def ingestion(app: Server, cached: Path, work: Path, plan: Plan, cores: Cores, i
         "identifier owners looked up with one query each, new profiles + identities inserted, each touched "
         "profile read once, its JSON document updated for its events (counters, times, visits, orders, consents, "
         "surveys, identify fields, 50 newest interactions) and written once, interactions + processed-message "
-        "keys + consent decisions inserted in bulk, one commit (WAL, synchronous=FULL, secure_delete as the "
-        "server). It skips what the server also does: validation, normalisation, merges, blocking keys, segment "
-        "upkeep"
+        "keys + consent decisions inserted in bulk, one commit, the log copied back by a thread (WAL, "
+        "synchronous=FULL, secure_delete as the server). It skips what the server also does: validation, "
+        "normalisation, merges, blocking keys, segment upkeep"
     )
     floor_db = store_cache.copy_store(cached, work / "floor.sqlite3")
     url = f"{app.base_url}/graphql"

@@ -9,7 +9,8 @@ the owners of every identifier (identities); a profile and its identity inserted
 identifier; each touched profile read once, its JSON document updated in memory for each of its
 events (counters, first/last times, visits, order totals, consents, survey answers, identify fields,
 the 50 newest interactions), written once; interactions, processed-message keys and consent decisions
-inserted in bulk; one commit. Not done (the server does them): validation and normalisation of
+inserted in bulk; one commit; the log copied back into the file by a thread, as the store does
+(app/store/sqlite/checkpoints.py). Not done (the server does them): validation and normalisation of
 events and identifiers, merges, blocking keys, segment upkeep and segment events.
 """
 
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from app.store.sqlite.checkpoints import Checkpointer
 
 RECENT_CAP = 50
 RATINGS_CAP = 20
@@ -48,17 +51,26 @@ VISIT_CHANNELS = {"web", "mobile"}
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     for pragma in ("journal_mode=WAL", "busy_timeout=5000", "synchronous=FULL", "secure_delete=ON"):
         db.execute(f"PRAGMA {pragma}")
     return db
+
+
+def connect_writer(path: Path) -> tuple[sqlite3.Connection, Checkpointer]:
+    """As the store's writer: no checkpoint inside a COMMIT, the log copied back by a thread."""
+    db = connect(path)
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    return db, Checkpointer(lambda: connect(path), name="floor-checkpoint")
 
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def write_batch(db: sqlite3.Connection, events: list[dict[str, Any]]) -> dict[str, int]:
+def write_batch(
+    db: sqlite3.Connection, events: list[dict[str, Any]], checkpoints: Checkpointer | None = None
+) -> dict[str, int]:
     now = datetime.now(UTC)
     at, expires = iso(now), iso(now + IDEMPOTENCY_TTL)
     db.execute("BEGIN IMMEDIATE")
@@ -118,6 +130,8 @@ def write_batch(db: sqlite3.Connection, events: list[dict[str, Any]]) -> dict[st
     db.executemany("INSERT INTO processed_messages (message_id, profile_id, expires_at) VALUES (?, ?, ?)", messages)
     db.executemany("INSERT INTO consent_log (profile_id, at, doc) VALUES (?, ?, ?)", consents)
     db.execute("COMMIT")
+    if checkpoints is not None:
+        checkpoints.committed()
     return {"events": len(events), "duplicates": len(events) - len(fresh), "created": len(created),
             "updated": len(existing), "interactions": len(interactions), "consents": len(consents)}  # fmt: skip
 
@@ -206,18 +220,19 @@ def main() -> None:
     parser.add_argument("--tag", default="floor", help="replaces __UID__ in message ids, as load.lua does")
     args = parser.parse_args()
     bodies = args.bodies.read_bytes().splitlines()
-    db = connect(args.database)
+    db, checkpoints = connect_writer(args.database)
     totals: dict[str, int] = {}
     busy = 0.0
     try:
         for n in range(args.batches):
             body = bodies[n % len(bodies)].replace(b"__UID__", f"{args.tag}-{n}".encode())
             started = time.perf_counter()
-            counts = write_batch(db, orjson.loads(body)["variables"]["events"])
+            counts = write_batch(db, orjson.loads(body)["variables"]["events"], checkpoints)
             busy += time.perf_counter() - started
             for name, value in counts.items():
                 totals[name] = totals.get(name, 0) + value
     finally:
+        checkpoints.close()
         db.close()
     print(orjson.dumps({**totals, "batches": args.batches, "seconds": busy}).decode(), flush=True)
 

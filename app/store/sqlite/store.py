@@ -37,6 +37,7 @@ from app.services.ports import (
 )
 from app.store.documents import dumps, loads
 from app.store.sqlite import profile_facets, segment_feed
+from app.store.sqlite.checkpoints import Checkpointer
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
 from app.store.sqlite.profile_filter import where_clause
 from app.store.sqlite.schema import STATEMENTS
@@ -69,6 +70,7 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread copies the log
         for statement in STATEMENTS:
             self._writer.execute(statement)
         if filled := profile_facets.fill(self._writer):
@@ -77,6 +79,7 @@ class SQLiteStore:
         self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=WRITER_NICENESS)
         self._reads = ReaderPool(self._connect_reader, name="sqlite-read")
         self._scans = ReaderPool(self._connect_reader, name="sqlite-scan", nice=SCAN_NICENESS)
+        self._checkpoints = Checkpointer(self._connect, name=f"sqlite-ckpt-{self.path.name}", nice=WRITER_NICENESS)
         self._write_lock = asyncio.Lock()  # used on the writer thread's loop only
         self._holder: object | None = None  # the batch holding it
         self._in_batch: ContextVar[bool] = ContextVar(f"sqlite-batch-{id(self)}", default=False)
@@ -104,6 +107,7 @@ class SQLiteStore:
             raise StoreUnavailable(f"the embedded store cannot be read ({type(exc).__name__}: {exc})") from exc
 
     async def close(self) -> None:
+        self._checkpoints.close()
         self._reads.close()
         self._scans.close()
         self._reader.close()
@@ -189,6 +193,8 @@ class SQLiteStore:
         finally:
             self._holder = None
             self._write_lock.release()
+        if statement == "COMMIT":
+            self._checkpoints.committed()
 
     async def _abandon(self, holder: object) -> None:
         await self._end(holder, "ROLLBACK")
@@ -570,7 +576,9 @@ class SQLiteStore:
         # copies the new ones into the database file; TRUNCATE then empties the log file.
         async with self._write_lock:
             busy, _, _ = await self._thread.call(
-                lambda: self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                lambda: self._checkpoints.exclusive(
+                    lambda: self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                )
             )
         if busy:  # a reader in another process held the log past busy_timeout: the next checkpoint wipes it
             log.warning("write-ahead log not emptied after an erasure: another connection was reading")
