@@ -98,18 +98,21 @@ class Loaders:
     @cached_property
     def profile(self) -> DataLoader[str, Profile | None]:
         """A profile by id, merges followed (`profile_reads.get_profile`)."""
-        store = self._store
-
-        async def profiles_by_id(ids: list[str]) -> Mapping[str, Profile | None]:
-            return await profile_reads.get_profiles(store, ids)
-
         no_profile: Profile | None = None
-        return DataLoader(_each(profiles_by_id, no_profile), cache=self._cache)
+        return DataLoader(_each(self.read_profiles, no_profile), cache=self._cache)
+
+    async def read_profiles(self, ids: list[str]) -> Mapping[str, Profile | None]:
+        """What `profile` loads, for a list that reads its items' profiles at once (graphql_schema/look_ahead.py)."""
+        return await profile_reads.get_profiles(self._store, ids)
 
     @cached_property
     def segment(self) -> DataLoader[str, Segment | None]:
         no_segment: Segment | None = None
-        return DataLoader(_each(self._store.get_segments, no_segment), cache=self._cache)
+        return DataLoader(_each(self.read_segments, no_segment), cache=self._cache)
+
+    async def read_segments(self, ids: list[str]) -> Mapping[str, Segment | None]:
+        """What `segment` loads, for a list that reads its items' segments at once."""
+        return await self._store.get_segments(ids)
 
     @cached_property
     def member_count(self) -> DataLoader[str, int]:

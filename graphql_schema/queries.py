@@ -27,7 +27,7 @@ from graphql_schema.types.merge_candidate import (
 from graphql_schema.types.node import Node
 from graphql_schema.types.product import Recommendation
 from graphql_schema.types.profile import PROFILE_CURSOR, Profile, id_window, profile_connection
-from graphql_schema.types.segment import Segment, SegmentMembershipEvent
+from graphql_schema.types.segment import Segment, SegmentMembershipEvent, membership_events
 
 
 @strawberry.type
@@ -184,7 +184,7 @@ class Query:
             profile_id=str(profile_id) if profile_id else None,
             limit=last,
         )
-        return [SegmentMembershipEvent.from_domain(e) for e in events]
+        return await membership_events(info, events)
 
     @strawberry.field(
         permission_classes=[requires(Scope.ADMIN_KEYS)],

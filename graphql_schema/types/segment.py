@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import TypeVar
@@ -13,6 +14,7 @@ from strawberry.scalars import JSON
 from app.domain.segments import segment as domain
 from graphql_schema.context import Info
 from graphql_schema.loaders import MemberPage
+from graphql_schema.look_ahead import LookAhead
 from graphql_schema.page_arguments import PROFILES_PAGE
 from graphql_schema.pagination import Connection
 from graphql_schema.shared_events import ReadsOfAnEvent
@@ -21,6 +23,7 @@ from graphql_schema.types.profile import Profile, id_window, page_connection
 
 MEMBER_CURSOR = "member"
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @strawberry.enum
@@ -89,12 +92,23 @@ class SegmentMembership:
     )
 
 
+@dataclass(slots=True)
+class ReadForTheList:
+    """Each event's segment and profile, read for a whole list of events at once (`membership_events`);
+    None where the list's selection does not ask for them."""
+
+    segments: dict[str, Segment | None] | None = None
+    profiles: dict[str, Profile | None] | None = None
+
+
 @strawberry.type(description="A profile entering or leaving a segment, and why.")
 class SegmentMembershipEvent:
     event: strawberry.Private[domain.SegmentEvent]
     # A subscription's event is one object for all its subscribers (shared_events.shared_payload), its
     # reads made once for them all; None for an event answered to one request (its loaders batch them).
     reads: strawberry.Private[ReadsOfAnEvent | None]
+    # An event of a list, whose segments and profiles were read for the whole list (None: its loaders).
+    listed: strawberry.Private[ReadForTheList | None]
     id: strawberry.ID
     segment_id: strawberry.ID
     profile_id: strawberry.ID
@@ -102,18 +116,34 @@ class SegmentMembershipEvent:
     at: datetime
     cause: str
 
-    @strawberry.field
-    async def segment(self, info: Info) -> Segment | None:
-        found = await self._read("segment", lambda: info.context.loaders(info).segment.load(self.event.segment_id))
-        return Segment.from_domain(found) if found else None
+    # Not coroutines: an event of a list answers with what was read for the list, without an awaitable.
+    @strawberry.field(graphql_type=Segment | None)
+    def segment(self, info: Info) -> Segment | Awaitable[Segment | None] | None:
+        listed = self.listed
+        if listed is not None and listed.segments is not None:
+            return listed.segments.get(self.event.segment_id)
+        return self._made(
+            Segment.from_domain,
+            self._read("segment", lambda: info.context.loaders(info).segment.load(self.event.segment_id)),
+        )
 
-    @strawberry.field(description="The profile as it is now (null once erased).")
-    async def profile(self, info: Info) -> Profile | None:
-        found = await self._read("profile", lambda: info.context.loaders(info).profile.load(self.event.profile_id))
-        return Profile.from_domain(found) if found else None
+    @strawberry.field(graphql_type=Profile | None, description="The profile as it is now (null once erased).")
+    def profile(self, info: Info) -> Profile | Awaitable[Profile | None] | None:
+        listed = self.listed
+        if listed is not None and listed.profiles is not None:
+            return listed.profiles.get(self.event.profile_id)
+        return self._made(
+            Profile.from_domain,
+            self._read("profile", lambda: info.context.loaders(info).profile.load(self.event.profile_id)),
+        )
 
     def _read(self, what: str, load: Callable[[], Awaitable[T]]) -> Awaitable[T]:
         return load() if self.reads is None else self.reads.read(what, load)
+
+    @staticmethod
+    async def _made(make: Callable[[T], R], reading: Awaitable[T | None]) -> R | None:
+        found = await reading
+        return make(found) if found else None
 
     @classmethod
     def for_subscribers(cls, event: domain.SegmentEvent) -> SegmentMembershipEvent:
@@ -121,10 +151,17 @@ class SegmentMembershipEvent:
         return cls.from_domain(event, reads=ReadsOfAnEvent())
 
     @classmethod
-    def from_domain(cls, event: domain.SegmentEvent, *, reads: ReadsOfAnEvent | None = None) -> SegmentMembershipEvent:
+    def from_domain(
+        cls,
+        event: domain.SegmentEvent,
+        *,
+        reads: ReadsOfAnEvent | None = None,
+        listed: ReadForTheList | None = None,
+    ) -> SegmentMembershipEvent:
         return cls(
             event=event,
             reads=reads,
+            listed=listed,
             id=strawberry.ID(event.id),
             segment_id=strawberry.ID(event.segment_id),
             profile_id=strawberry.ID(event.profile_id),
@@ -132,6 +169,25 @@ class SegmentMembershipEvent:
             at=event.at,
             cause=event.cause,
         )
+
+
+async def membership_events(info: Info, events: list[domain.SegmentEvent]) -> list[SegmentMembershipEvent]:
+    """`events` as a list's items, their segments and profiles read for all of them at once when the
+    selection asks for them (one store call each, not an awaitable per item)."""
+    listed = ReadForTheList()
+    look_ahead = LookAhead(info)
+    loaders = info.context.loaders(info)
+    try:
+        if events and look_ahead.selects("segment"):
+            segments = await loaders.read_segments(list(dict.fromkeys(e.segment_id for e in events)))
+            listed.segments = {i: Segment.from_domain(s) if s else None for i, s in segments.items()}
+        if events and look_ahead.selects("profile"):
+            profiles = await loaders.read_profiles(list(dict.fromkeys(e.profile_id for e in events)))
+            listed.profiles = {i: Profile.from_domain(p) if p else None for i, p in profiles.items()}
+    except Exception:
+        # Each event reads its own through the loaders, and a failure is its field's error, as it was.
+        listed = ReadForTheList()
+    return [SegmentMembershipEvent.from_domain(e, listed=listed) for e in events]
 
 
 @strawberry.type(description="What a segment's evaluation over the whole store changed.")
