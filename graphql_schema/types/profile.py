@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
@@ -15,7 +16,7 @@ from app.domain.paging import Window
 from app.domain.pii_mask import mask_identifier, mask_personal, mask_text
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.services import profiles, recommendations
-from app.services.history import embedded_count, embedded_page, page_of
+from app.services.history import HistoryWindow, InteractionPage, embedded_count, embedded_page, page_of
 from graphql_schema.context import Info
 from graphql_schema.loaders import HistoryPage, InteractionCount
 from graphql_schema.page_arguments import INTERACTIONS_PAGE
@@ -321,11 +322,14 @@ class Profile(Node):
             found.append(Address(**values))
         return found
 
+    # Not a coroutine: the embedded list answers most pages (a list of members asking for their last 10
+    # interactions), at once; a page past it is awaited, with the rest of its level (the loader).
     @strawberry.field(
+        graphql_type=Connection[Interaction],
         description=f"The customer's history, newest first, across every channel ({INTERACTIONS_PAGE} a page "
-        "unless first or last says otherwise)."
+        "unless first or last says otherwise).",
     )
-    async def interactions(
+    def interactions(
         self,
         info: Info,
         first: int | None = None,
@@ -334,14 +338,24 @@ class Profile(Node):
         before: str | None = None,
         types: list[str] | None = None,
         channels: list[str] | None = None,
-    ) -> Connection[Interaction]:
+    ) -> Connection[Interaction] | Awaitable[Connection[Interaction]]:
         window = page_window(first, after, last, before, default=INTERACTIONS_PAGE, position=interaction_position)
         where = InteractionFilter(frozenset(types or ()), frozenset(channels or ()))
-        loaders = info.context.loaders(info)
         max_page_size = info.context.services.settings.max_page_size
         page = embedded_page(self.profile, window, where=where, max_page_size=max_page_size)
         if page is None:  # past the embedded list: the full history, read for every parent at once
-            page = page_of(await loaders.history.load(HistoryPage(self.profile.id, window, where)), window)
+            return self._history_page(info, window, where)
+        return self._interaction_connection(info, page, where)
+
+    async def _history_page(
+        self, info: Info, window: HistoryWindow, where: InteractionFilter
+    ) -> Connection[Interaction]:
+        read = await info.context.loaders(info).history.load(HistoryPage(self.profile.id, window, where))
+        return self._interaction_connection(info, page_of(read, window), where)
+
+    def _interaction_connection(
+        self, info: Info, page: InteractionPage, where: InteractionFilter
+    ) -> Connection[Interaction]:
         known = embedded_count(self.profile, where)
         return connection(
             page.interactions,
@@ -351,7 +365,7 @@ class Profile(Node):
             node=Interaction.from_domain,
             count=counted(known)
             if known is not None
-            else lambda: loaders.interaction_count.load(InteractionCount(self.profile.id, where)),
+            else lambda: info.context.loaders(info).interaction_count.load(InteractionCount(self.profile.id, where)),
         )
 
     @strawberry.field(

@@ -12,6 +12,7 @@ import pytest
 
 from app.bootstrap import Services
 from app.domain.access import Scope
+from app.domain.errors import StoreUnavailable
 from app.domain.events import RawEvent
 from app.domain.merge import MergeRefusal
 from app.domain.pii_mask import mask_text
@@ -162,6 +163,66 @@ async def test_segments_members_counts_and_members_histories_cost_one_read_per_l
             expected = 4 if edge["node"]["firstName"] == "C4" else 2  # C5's history went to C4
             assert [e["node"]["type"] for e in opens["edges"]] == ["email_open"] * min(expected, 3)
             assert opens["pageInfo"]["hasNextPage"] is (expected > 3)
+
+
+async def test_a_list_of_events_reads_its_segments_and_profiles_once_whatever_the_fragments(
+    crowd: tuple[httpx.AsyncClient, list[str], dict[str, str]],
+) -> None:
+    client, statements, _ = crowd
+    plain, plain_reads = await _reads(
+        client, statements, "{ segmentHistory(last: 50) { id segment { name } profile { id firstName } } }"
+    )
+    spread, spread_reads = await _reads(
+        client,
+        statements,
+        """{ segmentHistory(last: 50) { id ...Who ... on SegmentMembershipEvent { segment { name } } } }
+        fragment Who on SegmentMembershipEvent { profile { id firstName } }""",
+    )
+    _, flat_reads = await _reads(client, statements, "{ segmentHistory(last: 50) { id } }")
+    assert spread == plain and len(plain["segmentHistory"]) == CUSTOMERS
+    # the events, their segments, their profiles, C5's survivor; without the nested fields, the events alone
+    assert spread_reads == plain_reads == 4 and flat_reads == 1
+
+
+async def test_a_failed_read_of_a_list_s_profiles_is_each_event_s_error_as_when_each_reads_its_own(
+    crowd: tuple[httpx.AsyncClient, list[str], dict[str, str]],
+    sqlite_store: SQLiteStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, _, _ = crowd
+
+    async def unavailable(profile_ids: object) -> object:
+        raise StoreUnavailable("the profiles' read failed")
+
+    monkeypatch.setattr(sqlite_store, "get_profiles", unavailable)
+    query = "{ segmentHistory(last: 50) { segment { name } profile { firstName } } }"
+    body = (await client.post("/graphql", json={"query": query})).json()
+    events = body["data"]["segmentHistory"]
+    assert len(events) == CUSTOMERS and all(e["segment"] is not None and e["profile"] is None for e in events)
+    assert sorted(e["path"][1] for e in body["errors"]) == list(range(CUSTOMERS))
+    assert {tuple(e["path"][::2]) for e in body["errors"]} == {("segmentHistory", "profile")}
+
+
+async def test_members_last_interactions_cost_no_read_past_the_members_when_embedded(
+    crowd: tuple[httpx.AsyncClient, list[str], dict[str, str]],
+) -> None:
+    client, statements, _ = crowd
+    query = """{ segments { name members(first: %d) { edges { node { firstName
+        interactions(first: 10) { edges { node { type timestamp } } pageInfo { hasNextPage endCursor } } } } } } }"""
+    _, few_reads = await _reads(client, statements, query % 1)
+    every, reads = await _reads(client, statements, query % 20)
+    flat, flat_reads = await _reads(
+        client, statements, "{ segments { name members(first: 20) { edges { node { firstName } } } } }"
+    )
+    assert reads == few_reads == flat_reads == 2  # the segments, their members: the last 10 are embedded
+    histories = [e["node"]["interactions"] for s in every["segments"] for e in s["members"]["edges"]]
+    assert len(histories) == CUSTOMERS - 1
+    for history in histories:
+        assert [e["node"]["type"] for e in history["edges"]] == ["page_view"] * 10
+        assert history["pageInfo"]["hasNextPage"] is True and history["pageInfo"]["endCursor"]
+    assert [[e["node"]["firstName"] for e in s["members"]["edges"]] for s in every["segments"]] == [
+        [e["node"]["firstName"] for e in s["members"]["edges"]] for s in flat["segments"]
+    ]
 
 
 async def test_segment_memberships_of_a_page_of_profiles_cost_one_read_of_entries_for_them_all(
