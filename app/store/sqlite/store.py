@@ -38,6 +38,7 @@ from app.services.ports import (
 from app.store.documents import dumps, loads
 from app.store.sqlite import profile_facets, segment_feed
 from app.store.sqlite.checkpoints import Checkpointer
+from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
 from app.store.sqlite.profile_filter import where_clause
 from app.store.sqlite.schema import STATEMENTS
@@ -83,6 +84,9 @@ class SQLiteStore:
         self._write_lock = asyncio.Lock()  # used on the writer thread's loop only
         self._holder: object | None = None  # the batch holding it
         self._in_batch: ContextVar[bool] = ContextVar(f"sqlite-batch-{id(self)}", default=False)
+        writer = self._writer
+        steps = TransactionSteps(self._begin, self._end, writer.execute, lambda: writer.in_transaction, self._in_batch)
+        self._groups = CommitGroups(steps)
         self._last_purge = 0.0
 
     def _connect(self) -> sqlite3.Connection:
@@ -152,24 +156,11 @@ class SQLiteStore:
             self._in_batch.reset(token)
 
     async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
-        """`work` as one batch run on the writer thread from BEGIN to COMMIT, in one hop."""
+        """`work` as one batch run on the writer thread from BEGIN to COMMIT, in one hop; batches that
+        wait for the writer meanwhile share the next transaction (app/store/sqlite/commit_groups.py)."""
         if self._in_batch.get():
             return await work()
-        return await self._thread.run(self._batch_here(work))
-
-    async def _batch_here(self, work: Callable[[], Awaitable[T]]) -> T:
-        holder = object()
-        await self._begin(holder)
-        token = self._in_batch.set(True)
-        try:
-            result = await work()
-        except BaseException:
-            await self._end(holder, "ROLLBACK")
-            raise
-        finally:
-            self._in_batch.reset(token)
-        await self._end(holder, "COMMIT")
-        return result
+        return await self._thread.run(self._groups.run(work))
 
     async def _begin(self, holder: object) -> None:
         await self._write_lock.acquire()

@@ -1,0 +1,113 @@
+"""Group commit (app/store/sqlite/commit_groups.py), on steps that log what a store would run: the
+batches that wait while one runs share the next transaction, each in a savepoint; one that fails is
+rolled back alone; every caller hears only after the COMMIT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
+
+IN_BATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("in-batch", default=False)
+REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="none")
+
+
+class LoggedSteps:
+    def __init__(self, *, commit_fails: bool = False) -> None:
+        self.log: list[str] = []
+        self.open = False
+        self.commit_fails = commit_fails
+
+    async def begin(self, holder: object) -> None:
+        self.log.append("BEGIN")
+        self.open = True
+
+    async def end(self, holder: object, statement: str) -> None:
+        self.open = False
+        if statement == "COMMIT" and self.commit_fails:
+            self.log.append("COMMIT failed")
+            raise OSError("disk I/O error")
+        self.log.append(statement)
+
+    def execute(self, statement: str) -> None:
+        self.log.append(statement)
+
+    def steps(self) -> TransactionSteps:
+        return TransactionSteps(self.begin, self.end, self.execute, lambda: self.open, IN_BATCH)
+
+
+def writing(steps: LoggedSteps, name: str, *, fails: bool = False) -> Callable[[], Awaitable[str]]:
+    async def work() -> str:
+        assert IN_BATCH.get(), "a batch's work runs knowing it is inside the transaction"
+        steps.log.append(f"{name} writes as {REQUEST.get()}")
+        if fails:
+            raise ValueError(f"{name} is refused")
+        return name
+
+    return work
+
+
+async def heard(groups: CommitGroups, steps: LoggedSteps, work: Callable[[], Awaitable[str]]) -> str:
+    try:
+        value = await groups.run(work)
+    except ValueError as exc:
+        value = str(exc)
+    steps.log.append(f"heard {value}")
+    return value
+
+
+async def test_batches_waiting_behind_one_share_the_next_transaction() -> None:
+    steps = LoggedSteps()
+    groups = CommitGroups(steps.steps())
+    release = asyncio.Event()
+
+    async def first() -> str:
+        steps.log.append("first writes")
+        await release.wait()  # the others arrive while it holds the transaction
+        return "first"
+
+    running = asyncio.create_task(heard(groups, steps, first))
+    while "first writes" not in steps.log:
+        await asyncio.sleep(0)
+    others = []
+    for name, fails in (("a", False), ("b", True), ("c", False)):
+        REQUEST.set(f"request-{name}")  # each caller's context goes with its batch
+        others.append(asyncio.create_task(heard(groups, steps, writing(steps, name, fails=fails))))
+    REQUEST.set("none")
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(running, *others) == ["first", "a", "b is refused", "c"]
+
+    assert steps.log.index("heard first") > steps.log.index("COMMIT")
+    steps.log.remove("heard first")  # its caller runs on when the loop gets to it: any time after
+    assert steps.log == [
+        "BEGIN", "first writes", "COMMIT",
+        "BEGIN",
+        "SAVEPOINT grouped", "a writes as request-a", "RELEASE grouped",
+        "SAVEPOINT grouped", "b writes as request-b", "ROLLBACK TO grouped", "RELEASE grouped",
+        "SAVEPOINT grouped", "c writes as request-c", "RELEASE grouped",
+        "COMMIT", "heard a", "heard b is refused", "heard c",
+    ]  # fmt: skip
+
+
+async def test_a_failed_commit_is_every_callers_error() -> None:
+    steps = LoggedSteps(commit_fails=True)
+    groups = CommitGroups(steps.steps())
+    results = await asyncio.gather(
+        groups.run(writing(steps, "a")), groups.run(writing(steps, "b")), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [OSError, OSError]
+    assert "heard" not in " ".join(steps.log)
+
+
+async def test_a_batch_alone_has_no_savepoint_and_its_failure_rolls_back() -> None:
+    steps = LoggedSteps()
+    groups = CommitGroups(steps.steps())
+    with pytest.raises(ValueError, match="alone is refused"):
+        await groups.run(writing(steps, "alone", fails=True))
+    assert steps.log == ["BEGIN", "alone writes as none", "ROLLBACK"]
+    assert await groups.run(writing(steps, "next")) == "next"  # the groups go on after a failure
