@@ -3,11 +3,12 @@ with the same words (graphql_schema/datetime_scalar.py: the standard library fir
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic_core import TzInfo
 from strawberry.schema.types.base_scalars import DateTimeDefinition
 
 from graphql_schema.datetime_scalar import DATETIME
@@ -44,3 +45,23 @@ def test_the_texts_clients_send_read_as_strawberry_reads_them(
 )  # fmt: skip
 def test_edge_cases_and_refusals_are_answered_alike(value: object) -> None:
     assert _answer(DATETIME.parse_value, value) == _answer(DateTimeDefinition.parse_value, value)
+
+
+WRITTEN_ZONES = st.sampled_from([None, UTC, TzInfo(0), TzInfo(3600), timezone(timedelta(hours=-5, minutes=-30))])
+
+
+@given(
+    moments=st.lists(
+        st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=WRITTEN_ZONES),
+        max_size=5,
+    )
+)
+def test_times_are_written_as_strawberry_writes_them_whatever_was_written_before(moments: list[datetime]) -> None:
+    # the same instants in the other zones too, written after them: a cached text is never another zone's
+    for moment in moments + [m.astimezone(timezone(timedelta(hours=2))) for m in moments if m.tzinfo] + moments:
+        assert DATETIME.serialize(moment) == DateTimeDefinition.serialize(moment)
+
+
+@pytest.mark.parametrize("value", [date(2026, 11, 2), "2026-11-02", 5, None])
+def test_other_values_are_written_or_refused_alike(value: object) -> None:
+    assert _answer(DATETIME.serialize, value) == _answer(DateTimeDefinition.serialize, value)
