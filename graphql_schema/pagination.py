@@ -21,12 +21,24 @@ P = TypeVar("P")
 Count = Callable[[], Awaitable[int]]
 
 
+def _start_cursor(root: PageInfo) -> str | None:
+    return root.cursor_of(root.items[0]) if root.items else None
+
+
+def _end_cursor(root: PageInfo) -> str | None:
+    return root.cursor_of(root.items[-1]) if root.items else None
+
+
 @strawberry.type
 class PageInfo:
     has_next_page: bool
     has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+    # Made when selected, as edges' cursors are: a list of connections (each member's last interactions)
+    # would otherwise encode two cursors for each, rarely read.
+    start_cursor: str | None = strawberry.field(resolver=_start_cursor)
+    end_cursor: str | None = strawberry.field(resolver=_end_cursor)
+    items: strawberry.Private[Sequence[Any]]
+    cursor_of: strawberry.Private[Callable[[Any], str]]
 
 
 def _edge_cursor(root: Edge[Any]) -> str:
@@ -120,11 +132,6 @@ def connection(
     edges = [Edge(node=node(item), item=item, cursor_of=cursor) for item in items]
     return Connection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=has_next,
-            has_previous_page=has_previous,
-            start_cursor=cursor(items[0]) if items else None,
-            end_cursor=cursor(items[-1]) if items else None,
-        ),
+        page_info=PageInfo(has_next_page=has_next, has_previous_page=has_previous, items=items, cursor_of=cursor),
         counter=count,
     )

@@ -64,3 +64,8 @@ class InteractionFilter:
 
     def matches(self, type_: str, channel: str) -> bool:
         return (not self.types or type_ in self.types) and (not self.channels or channel in self.channels)
+
+    @property
+    def everything(self) -> bool:
+        """No type or channel given: every interaction matches."""
+        return not self.types and not self.channels

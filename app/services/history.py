@@ -65,7 +65,10 @@ def embedded_page(
     with `histories`, for every parent at once, and cut it with `page_of`)."""
     check_page_size(window.size, maximum=max_page_size, field=window.argument)
     recent = profile.recent
-    candidates = [i for i in recent if _inside(i, window) and where.matches(i.type, i.channel)]
+    if window.after is None and window.before is None and where.everything:  # a first page: most pages
+        candidates = recent
+    else:
+        candidates = [i for i in recent if _inside(i, window) and where.matches(i.type, i.channel)]
     # `recent` is the newest part of the history: it holds the whole window when it holds everything,
     # or when the window's newer end (`before`) is within it.
     whole = profile.stats.events_total <= len(recent) or (
@@ -103,4 +106,6 @@ def embedded_count(profile: Profile, where: InteractionFilter) -> int | None:
     None: the store counts them (`ProfileStore.count_interactions`)."""
     if profile.stats.events_total > len(profile.recent):
         return None
+    if where.everything:
+        return len(profile.recent)
     return sum(1 for i in profile.recent if where.matches(i.type, i.channel))
