@@ -98,6 +98,7 @@ class _Field:
     nodes: list[FieldNode]
     parent: GraphQLObjectType
     complete: Complete
+    inner: Complete  # `complete` without its null checks: for a value that is neither null nor an error
     path_needed: bool  # a plain field with resolvers below it, which see their path (nothing else reads it)
     constant_arguments: dict[str, Any] | None  # worked out at compile time (no variables in them)
     index: int  # this field's slot in a run's argument cache
@@ -287,7 +288,7 @@ class _Compilation:
             raise NotCompiled(f"{parent.name}.{key} has no resolver")
         nodes = [d.node for d in details]
         resolvers_before = self._resolvers
-        complete = self._completion(definition.type, details)
+        complete, inner = self._completions(definition.type, details)
         resolvers_below = self._resolvers > resolvers_before
         if not plain:
             self._resolvers += 1
@@ -315,6 +316,7 @@ class _Compilation:
             nodes,
             parent,
             complete,
+            inner,
             resolvers_below,
             constant,
             self._fields - 1,
@@ -351,22 +353,26 @@ class _Compilation:
             names[self._strawberry.config.name_converter.from_argument(argument)] = argument.python_name
         return _direct_call(field, names), tuple(scopes)
 
-    def _completion(self, kind: GraphQLOutputType, details: list[FieldDetails]) -> Complete:
+    def _completions(self, kind: GraphQLOutputType, details: list[FieldDetails]) -> tuple[Complete, Complete]:
         """A value's completion: the checks of a nullable or a non-null type (one function, not one
-        around the other: a list of 3,000 objects pays them per item) around the value's kind."""
+        around the other: a list of 3,000 objects pays them per item) around the value's kind; and
+        that inner completion alone, which callers that check the value themselves call directly."""
         checked = _nullable
         if isinstance(kind, GraphQLNonNull):
             checked, kind = _required, kind.of_type
+        inner: Complete
         if isinstance(kind, GraphQLList):
-            return checked(_list(self._completion(kind.of_type, details)))
-        if isinstance(kind, (GraphQLScalarType, GraphQLEnumType)):
-            return checked(_leaf(kind.coerce_output_value))
-        if isinstance(kind, GraphQLObjectType):
+            inner = _list(*self._completions(kind.of_type, details))
+        elif isinstance(kind, (GraphQLScalarType, GraphQLEnumType)):
+            inner = _leaf(kind.coerce_output_value)
+        elif isinstance(kind, GraphQLObjectType):
             collected = self._executor.collect_subfields(kind, details)
             if collected.new_defer_usages:
                 raise NotCompiled("@defer")
-            return checked(self._object(kind, collected.grouped_field_set))
-        raise NotCompiled(f"{kind} is abstract")
+            inner = self._object(kind, collected.grouped_field_set)
+        else:
+            raise NotCompiled(f"{kind} is abstract")
+        return checked(inner), inner
 
 
 # Leaves whose values pass graphql-core's output coercion unchanged, told by a test on `v`; any other
@@ -384,13 +390,13 @@ def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
     """The object's completion as one generated function: its fields in response order, each a direct
     attribute read (a leaf passed through when its value needs no coercion), a resolver call or the
     type's name; no per-field dispatch left for the request."""
-    names: dict[str, Any] = {"Path": Path, "_resolve": _resolve, "TYPE": type_name}
+    names: dict[str, Any] = {"Path": Path, "_resolve": _resolve, "TYPE": type_name, "Undefined": Undefined}
     lines = ["def complete(state, source, path):", "    out = {}"]
     for n, field in enumerate(fields):
         if isinstance(field, str):
             lines.append(f"    out[{field!r}] = TYPE")
             continue
-        names[f"F{n}"], names[f"C{n}"] = field, field.complete
+        names[f"F{n}"], names[f"C{n}"], names[f"I{n}"] = field, field.complete, field.inner
         key = repr(field.key)
         if field.attribute is None:
             lines.append(f"    _resolve(state, F{n}, source, Path(path, {key}, TYPE), out)")
@@ -400,15 +406,20 @@ def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
         )
         below = f"Path(path, {key}, TYPE)" if field.path_needed else "None"
         unchanged = UNCHANGED_LEAVES.get(field.leaf) if field.leaf else None
-        if unchanged is None:
-            lines.append(f"    out[{key}] = C{n}(state, {read}, {below})")
-        else:
-            lines += [f"    v = {read}", f"    out[{key}] = v if {unchanged} else C{n}(state, v, None)"]
+        lines.append(f"    v = {read}")
+        if unchanged is not None:
+            lines.append(f"    out[{key}] = v if {unchanged} else C{n}(state, v, None)")
+        else:  # the null checks inline, and the value's own completion called directly
+            lines.append(f"    out[{key}] = I{n}(state, v, {below}) if {PRESENT} else C{n}(state, v, {below})")
     lines.append("    return out")
     # The text is made of Python attribute names from the schema, numbered names and repr()s of
     # response keys (GraphQL names: letters, digits, underscores); nothing else of a request.
     exec("\n".join(lines), names)
     return cast(Complete, names["complete"])
+
+
+# A value that is neither null nor an error: what the null checks of `_nullable`/`_required` let through.
+PRESENT = "v is not None and v is not Undefined and not isinstance(v, Exception)"
 
 
 def _safe_attribute(name: str) -> bool:
@@ -483,12 +494,20 @@ def _required(inner: Complete) -> Complete:
     return complete
 
 
-def _list(item: Complete) -> Complete:
+def _list(item: Complete, inner: Complete) -> Complete:
+    """A list's completion: each item's (`item`, or its `inner` completion for an item that is neither
+    null nor an error, the checks made here: one call an item, not two)."""
+
     def complete(state: _Run, value: Any, path: Path | None) -> Any:
         if not isinstance(value, (list, tuple)):
             raise _Abandoned("not a list")  # graphql-core takes other iterables, or says why not
         if path is None:
-            return [item(state, v, None) for v in value]
+            return [
+                inner(state, v, None)
+                if v is not None and v is not Undefined and not isinstance(v, Exception)
+                else item(state, v, None)
+                for v in value
+            ]
         return [item(state, v, Path(path, i, None)) for i, v in enumerate(value)]
 
     return complete
