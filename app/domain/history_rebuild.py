@@ -33,9 +33,9 @@ def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Pro
     document = state.to_document()
     for interaction in ordered:
         apply_change(document, behaviour_change(state, event_of(interaction)))
-        state = Profile.from_document(document)
+        state = state.with_behaviour_of(document)  # what the next change reads; the rest is unchanged
     newest = list(reversed(ordered))[:RECENT_INTERACTIONS_CAP]
-    return state.model_copy(update={"recent": newest})
+    return Profile.for_change(document).model_copy(update={"recent": newest})
 
 
 def replay_identity(base: Profile, interactions: Iterable[Interaction]) -> Profile:
