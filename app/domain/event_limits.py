@@ -81,7 +81,6 @@ def check_properties(properties: Any, limits: EventLimits, *, field: str = "prop
 
     The walk is iterative (no recursion limit to hit whatever the nesting) and stops as soon as the
     characters seen exceed the byte bound, so a hostile value costs at most that much work."""
-    too_large = InvalidInput(f"at most {limits.max_properties_bytes:,} bytes as JSON", field=field)
     budget = limits.max_properties_bytes
     at_most = 0
     stack: list[tuple[Any, _Path, int]] = [(properties, None, 1)]
@@ -92,7 +91,7 @@ def check_properties(properties: Any, limits: EventLimits, *, field: str = "prop
             raise InvalidInput(problem, field=_render(path, field))
         budget -= _size_at_least(value)
         if budget < 0:
-            raise too_large
+            raise _too_large(limits, field)
         at_most += _size_at_most(value)
         if isinstance(value, dict | list):
             children = enumerate(value) if isinstance(value, list) else value.items()
@@ -102,7 +101,11 @@ def check_properties(properties: Any, limits: EventLimits, *, field: str = "prop
         return  # the usual case: even the most each value could take fits, no need to encode
     size = len(json.dumps(properties, ensure_ascii=False, separators=(",", ":"), default=str).encode())
     if size > limits.max_properties_bytes:
-        raise too_large
+        raise _too_large(limits, field)
+
+
+def _too_large(limits: EventLimits, field: str) -> InvalidInput:
+    return InvalidInput(f"at most {limits.max_properties_bytes:,} bytes as JSON", field=field)
 
 
 def _problem(value: Any, depth: int, limits: EventLimits) -> str | None:
