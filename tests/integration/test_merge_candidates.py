@@ -219,6 +219,19 @@ async def test_keys_shared_by_too_many_profiles_are_passed_over(store: ProfileSt
     assert len(await store.profiles_sharing_keys(shared, max_block=4, limit=2)) == 2
 
 
+async def test_one_profiles_lookup_passes_over_keys_held_by_more_than_max_lookup_block(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One profile's candidates leave out the keys held by more profiles than MAX_LOOKUP_BLOCK (what a
+    lookup costs stays bounded); the review list still compares the profiles holding them."""
+    name_only = {"first_name": "Jean", "last_name": "Dupont"}  # each one's only keys are the name keys
+    namesakes = [await _upsert(store, f"jean.dupont{n}@example.org", name_only) for n in range(3)]
+    assert len(await match_candidates.candidates_for_profile(store, namesakes[0].id, min_score=0.01)) == 2
+    monkeypatch.setattr(match_candidates, "MAX_LOOKUP_BLOCK", 2)
+    assert await match_candidates.candidates_for_profile(store, namesakes[0].id, min_score=0.01) == []
+    assert len(await review_list.candidates_in_store(store, min_score=0.01)) == 3
+
+
 async def test_the_review_list_compares_a_long_block_by_sorted_neighbourhood(
     store: ProfileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
