@@ -22,6 +22,8 @@ from app.domain.matching import (
     match_fields,
     with_links,
 )
+from app.domain.matching.candidates import may_reach
+from app.domain.matching.fields import names_and_birth_date
 from app.domain.matching.links import MIN_LINK_STEP
 from app.domain.merge import MergeRefusal
 from app.domain.profile import Profile
@@ -92,14 +94,20 @@ async def _lookalikes(
     score: PairScorer,
 ) -> list[Candidate]:
     """The candidates of `profile_id` (whose keys and fields are in `keys` and `fields`) among the
-    profiles sharing one of its keys held by at most `max_block` profiles; those read are added to
-    `keys` and `fields`."""
+    profiles sharing one of its keys held by at most `max_block` profiles; those compared are added
+    to `keys` and `fields`. A look-alike whose names and birth date alone cap it below `min_score`
+    (most of them: another birth date, another given name) is passed over before its other fields
+    are normalised."""
     found = await store.profiles_sharing_keys(keys[profile_id], max_block=max_block, limit=MAX_LOOKALIKES)
+    names = names_and_birth_date(fields[profile_id])
+    others: list[tuple[str, MatchFields]] = []
     for other in found:
         if other.id not in fields:
+            if not may_reach(score, names, other, min_score):
+                continue
             keys[other.id] = other.blocking_keys
             fields[other.id] = other.fields
-    others = ((other.id, fields[other.id]) for other in found)
+        others.append((other.id, fields[other.id]))
     return candidates_for(fields[profile_id], profile_id, others, min_score, score)
 
 

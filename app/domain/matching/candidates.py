@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
 
 from app.domain.matching.fields import MatchFields
-from app.domain.matching.scoring import RULES, MatchReason, MatchScore, score_pair, score_pair_reaching
+from app.domain.matching.scoring import (
+    RULES,
+    MatchReason,
+    MatchScore,
+    birth_dates_cap_below,
+    score_pair,
+    score_pair_reaching,
+)
 
 # Scores a pair: the rules scorer `score_pair`, or a learned model's (`learned.MatchModel.score`).
 PairScorer = Callable[[MatchFields, MatchFields], MatchScore]
@@ -54,6 +63,28 @@ def score_reaching(score: PairScorer, a: MatchFields, b: MatchFields, min_score:
     if score is score_pair:
         return score_pair_reaching(a, b, min_score)
     return score(a, b)
+
+
+class Named(Protocol):
+    """A profile's names and birth date, each read when asked for (`index.MatchView`)."""
+
+    @property
+    def birth_date(self) -> date | None: ...
+
+    @property
+    def names(self) -> MatchFields: ...  # `fields.names_and_birth_date`
+
+
+def may_reach(score: PairScorer, a_names: MatchFields, b: Named, min_score: float) -> bool:
+    """Whether a pair could reach `min_score`, judged on the two's names and birth dates alone
+    (`a_names`: `fields.names_and_birth_date`): False exactly where the rules scorer caps the pair
+    below it whatever else the two hold (`score_pair_reaching` gives None), the birth dates looked at
+    first; a learned model has no such bound."""
+    if score is not score_pair:
+        return True
+    if birth_dates_cap_below(a_names.birth_date, b.birth_date, min_score):
+        return False
+    return score_pair_reaching(a_names, b.names, min_score) is not None
 
 
 def best_first(candidates: Iterable[Candidate]) -> list[Candidate]:

@@ -256,6 +256,16 @@ def normalised_values(
     )
 
 
+def names_and_birth_date(fields: MatchFields) -> MatchFields:
+    """`fields` without contact points and addresses: what `candidates.may_reach` judges a pair on."""
+    return MatchFields(fields.first_name, fields.last_name, fields.birth_date, (), (), ())
+
+
+def stored_names_and_birth_date(first_name: str | None, last_name: str | None, birth_date: date | None) -> MatchFields:
+    """`names_and_birth_date` of the values as stored: the names folded, nothing else normalised."""
+    return MatchFields(fold_name(first_name), fold_name(last_name), birth_date, (), (), ())
+
+
 def match_fields(profile: Profile) -> MatchFields:
     return normalised_fields(
         first_name=profile.first_name,

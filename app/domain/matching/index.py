@@ -9,13 +9,19 @@ Tombstones carry no keys: a merged-away profile is never a candidate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from app.domain.identifiers import KnownIdentifierType
 from app.domain.matching.blocking import blocking_keys
-from app.domain.matching.fields import AddressValues, MatchFields, match_fields, normalised_values
+from app.domain.matching.fields import (
+    AddressValues,
+    MatchFields,
+    match_fields,
+    names_and_birth_date,
+    normalised_values,
+    stored_names_and_birth_date,
+)
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 
@@ -56,13 +62,46 @@ def index_change(after: Profile, change: ProfileChange) -> Profile:
     return after.model_copy(update={"blocking_keys": keys})
 
 
-@dataclass(frozen=True, slots=True)
-class MatchView:
-    """A profile read only to be matched: its id, its keys and what the matcher compares."""
+# The values `normalised_values` reads, as stored: names, birth date, emails, phones, addresses.
+_StoredValues = tuple[str | None, str | None, date | None, tuple[str, ...], tuple[str, ...], tuple[AddressValues, ...]]
 
-    id: str
-    blocking_keys: tuple[str, ...]
-    fields: MatchFields
+
+class MatchView:
+    """A profile read only to be matched: its id, its keys and what the matcher compares. Its match
+    fields are normalised when first asked for (`fields`): one profile's lookup passes over most of
+    the look-alikes it reads on their names and birth date alone (`names`), and normalising their
+    addresses, emails and phones was most of what reading one cost."""
+
+    __slots__ = ("_fields", "_values", "blocking_keys", "id")
+
+    def __init__(self, profile_id: str, blocking_keys: tuple[str, ...], values: _StoredValues | MatchFields) -> None:
+        self.id = profile_id
+        self.blocking_keys = blocking_keys
+        self._values: _StoredValues | None = None
+        self._fields: MatchFields | None = None
+        if isinstance(values, MatchFields):
+            self._fields = values
+        else:
+            self._values = values
+
+    @property
+    def fields(self) -> MatchFields:
+        if self._fields is None:
+            assert self._values is not None
+            self._fields = normalised_values(*self._values)
+        return self._fields
+
+    @property
+    def birth_date(self) -> date | None:
+        return self.fields.birth_date if self._values is None else self._values[2]
+
+    @property
+    def names(self) -> MatchFields:
+        """The names and birth date alone (`names_and_birth_date` of `fields`), read without `fields`."""
+        if self._values is None:
+            return names_and_birth_date(self.fields)
+        first_name, last_name, birth_date = self._values[:3]
+        return stored_names_and_birth_date(first_name, last_name, birth_date)
 
 
 _EMAIL, _PHONE = KnownIdentifierType.EMAIL.value, KnownIdentifierType.PHONE.value
@@ -78,13 +117,13 @@ def match_view(document: dict[str, Any]) -> MatchView:
         keys = document.get("blockingKeys") or ()
         if not all(isinstance(key, str) for key in keys):
             raise TypeError("a blocking key that is not a string")
-        return MatchView(_text(document["_id"]), tuple(keys), _fields(document))
+        return MatchView(_text(document["_id"]), tuple(keys), _values(document))
     except (TypeError, ValueError, KeyError, AttributeError):
         profile = Profile.from_document({key: document[key] for key in MATCH_VIEW_FIELDS if key in document})
         return MatchView(profile.id, tuple(profile.blocking_keys), match_fields(profile))
 
 
-def _fields(document: dict[str, Any]) -> MatchFields:
+def _values(document: dict[str, Any]) -> _StoredValues:
     born = document.get("birthDate")
     if isinstance(born, str):
         born = date.fromisoformat(born)
@@ -108,7 +147,7 @@ def _fields(document: dict[str, Any]) -> MatchFields:
         )
         for address in document.get("addresses") or ()
     ]
-    return normalised_values(
+    return (
         _optional(document.get("firstName")),
         _optional(document.get("lastName")),
         born,
