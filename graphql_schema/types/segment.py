@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -174,20 +175,31 @@ class SegmentMembershipEvent:
 async def membership_events(info: Info, events: list[domain.SegmentEvent]) -> list[SegmentMembershipEvent]:
     """`events` as a list's items, their segments and profiles read for all of them at once when the
     selection asks for them (one store call each, not an awaitable per item)."""
-    listed = ReadForTheList()
     look_ahead = LookAhead(info)
+    segment_ids = list(dict.fromkeys(e.segment_id for e in events)) if look_ahead.selects("segment") else []
+    profile_ids = list(dict.fromkeys(e.profile_id for e in events)) if look_ahead.selects("profile") else []
+    if not segment_ids and not profile_ids:
+        return [SegmentMembershipEvent.from_domain(e) for e in events]
     loaders = info.context.loaders(info)
-    try:
-        if events and look_ahead.selects("segment"):
-            segments = await loaders.read_segments(list(dict.fromkeys(e.segment_id for e in events)))
-            listed.segments = {i: Segment.from_domain(s) if s else None for i, s in segments.items()}
-        if events and look_ahead.selects("profile"):
-            profiles = await loaders.read_profiles(list(dict.fromkeys(e.profile_id for e in events)))
-            listed.profiles = {i: Profile.from_domain(p) if p else None for i, p in profiles.items()}
-    except Exception:
+    # Both at once, on two reader threads, as the loaders read them.
+    segments, profiles = await asyncio.gather(
+        loaders.read_segments(segment_ids) if segment_ids else _nothing(),
+        loaders.read_profiles(profile_ids) if profile_ids else _nothing(),
+        return_exceptions=True,
+    )
+    if isinstance(segments, BaseException) or isinstance(profiles, BaseException):
         # Each event reads its own through the loaders, and a failure is its field's error, as it was.
-        listed = ReadForTheList()
+        return [SegmentMembershipEvent.from_domain(e) for e in events]
+    listed = ReadForTheList()
+    if segment_ids:
+        listed.segments = {i: Segment.from_domain(s) if s else None for i, s in segments.items()}
+    if profile_ids:
+        listed.profiles = {i: Profile.from_domain(p) if p else None for i, p in profiles.items()}
     return [SegmentMembershipEvent.from_domain(e, listed=listed) for e in events]
+
+
+async def _nothing() -> dict[str, None]:
+    return {}
 
 
 @strawberry.type(description="What a segment's evaluation over the whole store changed.")
