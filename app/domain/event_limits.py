@@ -81,6 +81,13 @@ def check_properties(properties: Any, limits: EventLimits, *, field: str = "prop
 
     The walk is iterative (no recursion limit to hit whatever the nesting) and stops as soon as the
     characters seen exceed the byte bound, so a hostile value costs at most that much work."""
+    if _within(properties, 1, limits, limits.max_properties_bytes) is not None:
+        return  # the usual case, decided in one pass with no path kept
+    _walk(properties, limits, field)
+
+
+def _walk(properties: Any, limits: EventLimits, field: str) -> None:
+    """check_properties the careful way: each value's path kept, so that the first problem is named."""
     budget = limits.max_properties_bytes
     at_most = 0
     stack: list[tuple[Any, _Path, int]] = [(properties, None, 1)]
@@ -102,6 +109,48 @@ def check_properties(properties: Any, limits: EventLimits, *, field: str = "prop
     size = len(json.dumps(properties, ensure_ascii=False, separators=(",", ":"), default=str).encode())
     if size > limits.max_properties_bytes:
         raise _too_large(limits, field)
+
+
+def _within(value: Any, depth: int, limits: EventLimits, room: int) -> int | None:
+    """`_size_at_most` of `value` and all it holds when every value in it passes `_problem` and the
+    total fits in `room`; None otherwise, and for anything but plain JSON types (`check_properties`
+    then walks it the careful way, which names the first problem). Depth is bounded by max_depth."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > limits.max_string_length or not is_valid_unicode(value):
+            return None
+        size = 6 * len(value) + 2
+    elif kind is bool or value is None:
+        size = 32
+    elif kind is int:
+        size = 32 if -_INT64 <= value < _INT64 else room + 1
+    elif kind is float:
+        size = 32 if math.isfinite(value) else room + 1
+    elif kind is dict:
+        if depth > limits.max_depth:
+            return None
+        size = 2
+        for key, item in value.items():
+            if type(key) is not str or len(key) > limits.max_string_length or "\x00" in key:
+                return None
+            if not is_valid_unicode(key) or (held := _within(item, depth + 1, limits, room - size)) is None:
+                return None
+            size += 6 * len(key) + 4 + held
+            if size > room:
+                return None
+    elif kind is list:
+        if depth > limits.max_depth or len(value) > limits.max_array_items:
+            return None
+        size = 2 + len(value)
+        for item in value:
+            if (held := _within(item, depth + 1, limits, room - size)) is None:
+                return None
+            size += held
+            if size > room:
+                return None
+    else:
+        return None
+    return size if size <= room else None
 
 
 def _too_large(limits: EventLimits, field: str) -> InvalidInput:

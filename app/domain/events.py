@@ -165,6 +165,11 @@ PROPERTIES_BY_TYPE: dict[EventType, type[_Properties]] = {
 }
 
 
+# By value, as clients send them: a dict lookup, where EventType(value) costs an enum call per event.
+_EVENT_TYPES: dict[object, EventType] = {kind.value: kind for kind in EventType}
+_CHANNELS: dict[object, Channel] = {channel.value: channel for channel in Channel}
+
+
 @dataclass(frozen=True, slots=True)
 class RawIdentifier:
     type: str
@@ -199,18 +204,12 @@ def parse_event(raw: RawEvent, *, now: datetime, limits: EventLimits = DEFAULT_L
         raise InvalidInput(f"messageId must be 1-{MAX_MESSAGE_ID_LENGTH} characters", field="messageId")
     if not is_valid_unicode(message_id):
         raise InvalidInput("messageId is not valid Unicode (it holds a lone surrogate)", field="messageId")
-    try:
-        event_type = EventType(raw.type)
-    except ValueError:
-        raise InvalidInput(
-            f"unknown event type {raw.type!r}; expected one of {', '.join(EventType)}", field="type"
-        ) from None
-    try:
-        channel = Channel(raw.channel)
-    except ValueError:
-        raise InvalidInput(
-            f"unknown channel {raw.channel!r}; expected one of {', '.join(Channel)}", field="channel"
-        ) from None
+    event_type = _EVENT_TYPES.get(raw.type) if isinstance(raw.type, str) else None
+    if event_type is None:
+        raise InvalidInput(f"unknown event type {raw.type!r}; expected one of {', '.join(EventType)}", field="type")
+    channel = _CHANNELS.get(raw.channel) if isinstance(raw.channel, str) else None
+    if channel is None:
+        raise InvalidInput(f"unknown channel {raw.channel!r}; expected one of {', '.join(Channel)}", field="channel")
     try:
         timestamp = utc_ms(raw.timestamp)
     except OverflowError:  # year 1 or 9999 with an offset: no such time in UTC
@@ -231,6 +230,11 @@ def parse_event(raw: RawEvent, *, now: datetime, limits: EventLimits = DEFAULT_L
 
 def normalise_all(raw: list[RawIdentifier], *, field: str = "identifiers") -> list[Identifier]:
     """Normalise and de-duplicate identifiers, keeping the caller's order."""
+    if len(raw) == 1:  # the usual event: no field name to format unless it is refused
+        try:
+            return [normalise(raw[0].type, raw[0].value)]
+        except InvalidInput:
+            pass  # raised again below, naming its place
     seen: dict[str, Identifier] = {}
     for index, item in enumerate(raw):
         identifier = normalise(item.type, item.value, field=f"{field}[{index}]")

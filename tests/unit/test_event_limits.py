@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from app.domain import event_limits
 from app.domain.errors import InvalidInput
 from app.domain.event_limits import (
     MAX_STORED_DEPTH,
@@ -130,3 +133,35 @@ def test_stored_data_nested_too_deep_reads_cut_at_the_stored_depth_with_a_marker
     assert inner == TOO_DEEP_MARKER
     assert _depth(read["l"][0][0]) == MAX_STORED_DEPTH - 3
     assert _depth(stored["x"]) == 300  # the stored value itself is left alone
+
+
+# -- the one-pass check agrees with the careful walk ---------------------------------------------
+SMALL = EventLimits(max_properties_bytes=400, max_string_length=12, max_depth=4, max_array_items=5)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(codec=None), max_size=16)
+    | st.dates(),
+    lambda inner: (
+        st.lists(inner, max_size=7)
+        | st.dictionaries(st.text(alphabet=st.characters(codec=None), max_size=14) | st.integers(), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+def _outcome(check: Any, value: Any, limits: EventLimits) -> tuple[str, str | None] | None:
+    try:
+        check(value, limits, field="properties")
+    except InvalidInput as exc:
+        return exc.message, exc.field
+    return None
+
+
+@settings(max_examples=600)
+@given(json_values, st.sampled_from([SMALL, LIMITS]))
+def test_the_one_pass_check_decides_as_the_careful_walk(value: Any, limits: EventLimits) -> None:
+    careful = _outcome(lambda v, lim, field: event_limits._walk(v, lim, field), value, limits)
+    assert _outcome(check_properties, value, limits) == careful
