@@ -502,8 +502,8 @@ class SQLiteStore:
     async def member_ids(self, segment_id: str) -> list[str]:
         def scan(db: sqlite3.Connection) -> list[str]:
             rows = db.execute(
-                "SELECT sm.profile_id FROM segment_members sm JOIN profiles p ON p.id = sm.profile_id "
-                "WHERE sm.segment_id = ? AND p.merged_into IS NULL ORDER BY sm.profile_id",
+                "SELECT sm.profile_id FROM segment_members sm JOIN profile_facets f ON f.profile_id = sm.profile_id "
+                "WHERE sm.segment_id = ? ORDER BY sm.profile_id",
                 (segment_id,),
             )
             return [r[0] for r in rows]
@@ -513,8 +513,8 @@ class SQLiteStore:
     async def count_members(self, segment_id: str) -> int:
         def scan(db: sqlite3.Connection) -> int:
             row = db.execute(
-                "SELECT count(*) FROM segment_members sm JOIN profiles p ON p.id = sm.profile_id "
-                "WHERE sm.segment_id = ? AND p.merged_into IS NULL",
+                "SELECT count(*) FROM segment_members sm JOIN profile_facets f ON f.profile_id = sm.profile_id "
+                "WHERE sm.segment_id = ?",
                 (segment_id,),
             ).fetchone()
             return int(row[0])
@@ -636,9 +636,9 @@ class SQLiteStore:
             found = dict.fromkeys(segment_ids, 0)
             for chunk in self._id_chunks(segment_ids):
                 rows = db.execute(
-                    "SELECT sm.segment_id, count(*) FROM segment_members sm JOIN profiles p ON p.id = sm.profile_id "
-                    f"WHERE sm.segment_id IN ({','.join('?' * len(chunk))}) AND p.merged_into IS NULL "
-                    "GROUP BY sm.segment_id",
+                    "SELECT sm.segment_id, count(*) FROM segment_members sm "
+                    "JOIN profile_facets f ON f.profile_id = sm.profile_id "
+                    f"WHERE sm.segment_id IN ({','.join('?' * len(chunk))}) GROUP BY sm.segment_id",
                     chunk,
                 )
                 found |= {segment_id: int(count) for segment_id, count in rows}
