@@ -8,10 +8,8 @@ too. Each is narrow enough that few unrelated people share it. Keys are prefixed
 
 - `n:` Metaphone of the surname + first letter of the given name (and again with the first part of
   a compound surname: "Garcia Lopez" meets "Garcia"): survives a given-name typo or nickname;
-- `g:` the given name as written + the surname's first letter, for a profile without a birth date
-  (or a name without a Metaphone code): survives a surname typo that changes its Metaphone (with a
-  birth date, `y:` does; kept for every profile, its blocks reached 369 profiles at 100,000 and
-  brought 59 of the 98 profiles each was compared with);
+- `g:` the given name as written + the surname's first letter: survives a surname typo that changes
+  its Metaphone;
 - `s:` the Metaphones of both names in sorted order: the same key whichever field holds which, so
   swapped first/last names meet;
 - `y:` Metaphone of the given name + birth year: survives a surname typo or a married name;
@@ -27,7 +25,7 @@ too. Each is narrow enough that few unrelated people share it. Keys are prefixed
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from app.domain.matching.fields import MatchAddress, MatchFields, phonetic
 from app.domain.matching.scoring import GENERIC_LOCAL_PARTS
@@ -64,9 +62,7 @@ def blocking_keys(fields: MatchFields) -> frozenset[str]:
     if given_initial:
         for code in {surname_code, _first_part_code(fields)} - {""}:
             keys.add(f"n:{code}{given_initial}")
-        # With a birth date and both names' codes, `y:` and `n:` meet what this would: left out, as
-        # its blocks are a common given name's (hundreds of profiles at 100,000).
-        if surname_initial and (fields.birth_date is None or not (given_code and surname_code)):
+        if surname_initial:
             keys.add(f"g:{fields.first_joined}|{surname_initial}")
     if given_code and surname_code:
         pair = sorted((given_code, surname_code))
@@ -87,6 +83,19 @@ def blocking_keys(fields: MatchFields) -> frozenset[str]:
     for address in fields.addresses[:_MAX_ADDRESSES]:
         keys.update(_address_keys(address, surname_initial))
     return frozenset(keys)
+
+
+def lookup_keys(fields: MatchFields, keys: Iterable[str]) -> list[str]:
+    """The keys one profile's candidates are looked up by (of `keys`, those stored for `fields`): all
+    but, for a profile with a birth date and both names' codes, the given name + surname initial key
+    (`g:`), whose blocks are a common given name's (up to 369 profiles at 100,000: 59 of the 98 each
+    was compared with). A look-alike born the same year meets it through `y:` or `n:`; one without a
+    birth date holding only that key in common finds it from its own side (its lookup keeps the key);
+    one born another year scores at most 0.0028 unless one year is a typo of the other. The keys
+    stored, and so the review list and the learned model's pairs, are the same."""
+    if fields.birth_date is None or not (fields.first_phonetic and fields.last_phonetic):
+        return list(keys)
+    return [key for key in keys if not key.startswith("g:")]
 
 
 def _first_part_code(fields: MatchFields) -> str:

@@ -31,7 +31,7 @@ MATCH_PATHS = ("firstName", "lastName", "birthDate", "identifiers", "addresses")
 MATCH_VIEW_FIELDS = ("_id", "createdAt", "updatedAt", "blockingKeys", *MATCH_PATHS)
 # Bumped whenever `blocking_keys` changes what it derives: stores holding keys of an older version
 # are re-indexed at start-up (see app/services/match_index.py).
-KEYS_VERSION = "4"
+KEYS_VERSION = "3"
 
 
 def keys_of(profile: Profile) -> list[str]:
