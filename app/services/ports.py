@@ -274,6 +274,11 @@ class ProfileStore(Protocol):
         see app/domain/matching/index.py). Keys held by more than `max_block` profiles are passed
         over: a key that common says nothing about identity, and would make the query slow."""
 
+    async def profile_ids_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[str]:
+        """The ids of the profiles `profiles_sharing_keys` would read, without reading them (from the
+        key index alone; a tombstone holds no keys): a lookup that read most of them already reads the
+        others with `match_views`."""
+
     async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
         """The live ones of `profile_ids` as match views, in no particular order."""
 

@@ -73,6 +73,8 @@ async def test_every_write_keeps_the_keys_of_the_fields(store: ProfileStore) -> 
     assert updated.blocking_keys == keys_of(updated) and updated.blocking_keys != stored.blocking_keys
     gone = sorted(set(stored.blocking_keys) - set(updated.blocking_keys))
     assert gone and await store.profiles_sharing_keys(gone, max_block=10, limit=10) == []
+    assert await store.profile_ids_sharing_keys(gone, max_block=10, limit=10) == []
+    assert await store.profile_ids_sharing_keys(updated.blocking_keys, max_block=10, limit=10) == [created.id]
 
     # An event that changes no identity field leaves the keys alone (and is not re-keyed).
     outcomes = await ingest_events(store, [event("page_view", email="jean.dupont@gmail.com")], IngestionPolicy())
@@ -217,6 +219,10 @@ async def test_keys_shared_by_too_many_profiles_are_passed_over(store: ProfileSt
     assert sorted(p.id for p in found) == sorted(p.id for p in namesakes)
     assert await store.profiles_sharing_keys(shared, max_block=3, limit=10) == []
     assert len(await store.profiles_sharing_keys(shared, max_block=4, limit=2)) == 2
+    # Their ids alone, read from the key index: the same profiles, the same limits.
+    assert sorted(await store.profile_ids_sharing_keys(shared, max_block=4, limit=10)) == sorted(p.id for p in found)
+    assert await store.profile_ids_sharing_keys(shared, max_block=3, limit=10) == []
+    assert len(await store.profile_ids_sharing_keys(shared, max_block=4, limit=2)) == 2
 
 
 async def test_one_profiles_lookup_passes_over_keys_held_by_more_than_max_lookup_block(

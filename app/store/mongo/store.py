@@ -580,19 +580,28 @@ class MongoStore:
 
     # -- fuzzy matching ----------------------------------------------------------------------
     async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[MatchView]:
-        if not keys:
-            return []
-        usable = []
-        for key in keys:  # each count stops at max_block + 1: a flooded key costs no more than that
-            held = await self._db.profiles.count_documents({"blockingKeys": key}, limit=max_block + 1)
-            if held <= max_block:
-                usable.append(key)
+        usable = await self._usable_keys(keys, max_block)
         if not usable:
             return []
         cursor = self._db.profiles.find({"blockingKeys": {"$in": usable}, "mergedInto": None}, _MATCH_PROJECTION).limit(
             limit
         )
         return [match_view(document) for document in await cursor.to_list(None)]
+
+    async def profile_ids_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[str]:
+        usable = await self._usable_keys(keys, max_block)
+        if not usable:
+            return []
+        cursor = self._db.profiles.find({"blockingKeys": {"$in": usable}, "mergedInto": None}, {"_id": 1}).limit(limit)
+        return [str(document["_id"]) for document in await cursor.to_list(None)]
+
+    async def _usable_keys(self, keys: Sequence[str], max_block: int) -> list[str]:
+        usable = []
+        for key in keys:  # each count stops at max_block + 1: a flooded key costs no more than that
+            held = await self._db.profiles.count_documents({"blockingKeys": key}, limit=max_block + 1)
+            if held <= max_block:
+                usable.append(key)
+        return usable
 
     async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
         cursor = self._db.profiles.find({"_id": {"$in": list(profile_ids)}, "mergedInto": None}, _MATCH_PROJECTION)

@@ -397,6 +397,21 @@ class SQLiteStore:
 
         return await self._reads.read(scan)  # a scan: on a reader thread
 
+    async def profile_ids_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[str]:
+        def scan(db: sqlite3.Connection) -> list[str]:
+            if not keys:
+                return []
+            marks = ",".join("?" * len(keys))
+            rows = db.execute(
+                f"WITH usable AS (SELECT key FROM blocking_keys WHERE key IN ({marks}) "
+                "GROUP BY key HAVING count(*) <= ?) "
+                "SELECT DISTINCT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable) LIMIT ?",
+                [*keys, max_block, limit],
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._reads.read(scan)  # a scan: on a reader thread
+
     async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
         def scan(db: sqlite3.Connection) -> list[MatchView]:
             found: list[MatchView] = []
