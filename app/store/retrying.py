@@ -47,6 +47,7 @@ READS = frozenset(
         "get_products",
         "best_sellers",
         "profiles_sharing_keys",
+        "profile_ids_sharing_keys",
         "match_views",
         "read_meta",
         "get_api_key",
