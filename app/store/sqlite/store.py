@@ -385,13 +385,11 @@ class SQLiteStore:
         def scan(db: sqlite3.Connection) -> list[MatchView]:
             if not keys:
                 return []
-            marks = ",".join("?" * len(keys))
+            usable, params = _usable_keys(keys, max_block)
             rows = db.execute(
-                f"WITH usable AS (SELECT key FROM blocking_keys WHERE key IN ({marks}) "
-                "GROUP BY key HAVING count(*) <= ?) "
-                "SELECT p.doc FROM profiles p WHERE p.merged_into IS NULL AND p.id IN "
+                f"{usable}SELECT p.doc FROM profiles p WHERE p.merged_into IS NULL AND p.id IN "
                 "(SELECT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable)) LIMIT ?",
-                [*keys, max_block, limit],
+                [*params, limit],
             ).fetchall()
             return [match_view(loads(row[0])) for row in rows]
 
@@ -401,12 +399,10 @@ class SQLiteStore:
         def scan(db: sqlite3.Connection) -> list[str]:
             if not keys:
                 return []
-            marks = ",".join("?" * len(keys))
+            usable, params = _usable_keys(keys, max_block)
             rows = db.execute(
-                f"WITH usable AS (SELECT key FROM blocking_keys WHERE key IN ({marks}) "
-                "GROUP BY key HAVING count(*) <= ?) "
-                "SELECT DISTINCT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable) LIMIT ?",
-                [*keys, max_block, limit],
+                f"{usable}SELECT DISTINCT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable) LIMIT ?",
+                [*params, limit],
             ).fetchall()
             return [row[0] for row in rows]
 
@@ -770,3 +766,11 @@ def _history_filters(where: InteractionFilter) -> tuple[str, list[Any]]:
             sql.append(f"AND {column} IN ({','.join('?' * len(values))})")
             params += sorted(values)
     return " ".join(sql), params
+
+
+def _usable_keys(keys: Sequence[str], max_block: int) -> tuple[str, list[Any]]:
+    """A WITH clause naming `usable`: those of `keys` held by at most `max_block` profiles (a larger
+    block is passed over), with its parameters."""
+    marks = ",".join("?" * len(keys))
+    clause = f"WITH usable AS (SELECT key FROM blocking_keys WHERE key IN ({marks}) GROUP BY key HAVING count(*) <= ?) "
+    return clause, [*keys, max_block]
