@@ -34,7 +34,6 @@ class Checkpointer:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self.lock = threading.Lock()  # held while a checkpoint runs: `exclusive` waits for it
-        self.checkpoints = 0  # completed in this process (tests and the logs read it)
         self._thread = threading.Thread(target=self._serve, args=(nice,), name=name, daemon=True)
         self._thread.start()
 
@@ -68,8 +67,6 @@ class Checkpointer:
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:  # another process checkpointing, a locked file: the next one copies it
                 log.debug("background checkpoint skipped: %s", exc)
-                return
-        self.checkpoints += 1
 
     def close(self) -> None:
         self._stopping.set()
