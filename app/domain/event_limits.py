@@ -79,8 +79,9 @@ def check_properties(properties: Any, limits: EventLimits, *, field: str = "prop
     """Raise InvalidInput naming the path of the first value past `limits` (or one no store or client
     could take); return when the whole value is within them.
 
-    The walk is iterative (no recursion limit to hit whatever the nesting) and stops as soon as the
-    characters seen exceed the byte bound, so a hostile value costs at most that much work."""
+    A first pass decides the usual event (it recurses no deeper than `max_depth`); the careful walk
+    that names a problem is iterative (no recursion limit to hit whatever the nesting). Both stop as
+    soon as the characters seen exceed the byte bound, so a hostile value costs at most that much work."""
     if _within(properties, 1, limits, limits.max_properties_bytes) is not None:
         return  # the usual case, decided in one pass with no path kept
     _walk(properties, limits, field)
