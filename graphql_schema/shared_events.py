@@ -53,20 +53,34 @@ def asked(operation: OperationDefinitionNode, variables: Mapping[str, Any], cont
     return (location.source.body, name, repr(sorted(variables.items())), principal)
 
 
+def answered(payload: object, asked: tuple[object, ...]) -> ExecutionResult | None:
+    """The result of `payload` for what was `asked` if it is already worked out (and did not fail), else None."""
+    found = _kept(payload, asked)
+    if found is None or isinstance(found, ExecutionResult):
+        return found
+    if found.done() and not found.cancelled() and found.exception() is None:
+        return found.result()
+    return None
+
+
 async def answer(payload: object, asked: tuple[object, ...]) -> ExecutionResult | None:
     """The result of `payload` for what was `asked`, once a subscriber asking the same has executed it
     (awaited while it runs); None when nobody has, or when it failed (the caller's own execution then
     meets the same failure where graphql-core and Strawberry handle it)."""
-    entry = _results.get((id(payload), *asked)) if asked else None
-    if entry is None or entry[0] is not payload:
-        return None
-    found = entry[1]
-    if isinstance(found, ExecutionResult):
+    found = _kept(payload, asked)
+    if found is None or isinstance(found, ExecutionResult):
         return found
     try:
         return await _awaited(found)
     except Exception:
         return None
+
+
+def _kept(payload: object, asked: tuple[object, ...]) -> asyncio.Future[ExecutionResult] | ExecutionResult | None:
+    entry = _results.get((id(payload), *asked)) if asked else None
+    if entry is None or entry[0] is not payload:  # not kept, or an id reused since
+        return None
+    return entry[1]
 
 
 class ReadsOfAnEvent:

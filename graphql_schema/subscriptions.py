@@ -30,14 +30,20 @@ class Subscription:
     ) -> AsyncGenerator[SegmentMembershipEvent, None]:
         bus = info.context.services.bus
         sharing = broadcast.sharing(info)
+        segment, profile = (str(segment_id) if segment_id else None), (str(profile_id) if profile_id else None)
+        group, outlet = (sharing.group, sharing.outlet) if sharing is not None else (None, None)
         try:
-            async for event in bus.listen(
-                str(segment_id) if segment_id else None, str(profile_id) if profile_id else None
-            ):
-                payload = shared_payload(event.id, SegmentMembershipEvent.for_subscribers, event)
-                # Written from the group's answer, or executed (and written) for this subscriber.
-                if sharing is None or not await sharing.sent(payload):
-                    yield payload
+            async for heard in bus.listen_shared(segment, profile, group=group, owner=outlet):
+                payload = shared_payload(heard.event.id, SegmentMembershipEvent.for_subscribers, heard.event)
+                try:
+                    # Written from the group's answer, or executed (and written) for this subscriber;
+                    # then written for those of its group who waited on it.
+                    if sharing is None or not await sharing.sent(payload):
+                        yield payload
+                    if sharing is not None:
+                        await sharing.fan_out(payload, heard)
+                finally:
+                    heard.release()
         except SlowSubscriber:
             socket = info.context.request
             if isinstance(socket, WebSocket):  # a close reason must fit in 123 bytes

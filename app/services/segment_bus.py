@@ -8,12 +8,16 @@ backend (app/services/segment_watch.py): every process then hears every change, 
 it, and the process that made it hears it once, by the same path as the others. Local delivery on
 publish is for a lone process with no feed (tests, an in-memory store). A change made here sets
 `committed`, which wakes this process's follower of the feed at once rather than at its next poll.
+
+Subscribers whose answers are one (a group: graphql_schema/broadcast.py) are not each woken for a
+change: of those waiting, one takes it in and writes the group's answer for the others (`Heard`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from app.domain.segments.segment import SegmentEvent
@@ -33,25 +37,83 @@ _OVERFLOW = object()  # what a cut-off subscriber finds at the end of its queue
 
 
 @dataclass(eq=False)
+class Heard:
+    """A change as its reader takes it in, with the other subscribers of its group who wait for this
+    reader to write the group's answer for them too. The reader settles each of them: `Subscription.
+    settle(None)` once written for it, or `release()` hands the change back to those it did not write
+    for (each then takes it in itself, before anything that arrived since)."""
+
+    event: SegmentEvent
+    followers: list[Subscription] = field(default_factory=list)
+
+    def take(self) -> list[Subscription]:
+        followers, self.followers = self.followers, []
+        return followers
+
+    def release(self) -> None:
+        for follower in self.take():
+            follower.settle(self.event)
+
+
+@dataclass(eq=False)
 class Subscription:
     segment_id: str | None
     profile_id: str | None
     limit: int
-    # One slot more than the limit: room for the marker that tells the reader it was cut off.
-    queue: asyncio.Queue[object] = field(init=False)
+    # Subscribers whose answers to a change are one answer (graphql_schema/broadcast.py: the same
+    # document, variables and caller), or None; and what its reader attached for such an answer to be
+    # written through (opaque here).
+    group: Hashable | None = None
+    owner: object = None
     overflowed: bool = False
+    held: bool = False  # a change taken by another subscriber of its group, to be written for it
+    _items: deque[object] = field(default_factory=deque)
+    _wake: asyncio.Future[None] | None = None
 
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(self.limit + 1)
+    @property
+    def idle(self) -> bool:
+        """Its reader waits for a change, with nothing queued or held: a change may be written for it
+        by another reader without overtaking one of its own."""
+        return self._wake is not None and not self._items and not self.held
 
-    def offer(self, event: SegmentEvent) -> bool:
-        """Queue the event; False (and the reader told) when the reader is `limit` changes behind."""
-        if self.queue.qsize() >= self.limit:
+    def offer(self, item: object) -> bool:
+        """Queue the change; False (and the reader told) when the reader is `limit` changes behind."""
+        if len(self._items) >= self.limit:
             self.overflowed = True
-            self.queue.put_nowait(_OVERFLOW)
+            self._items.append(_OVERFLOW)
+            self._wakeup()
             return False
-        self.queue.put_nowait(event)
+        self._items.append(item)
+        self._wakeup()
         return True
+
+    def settle(self, event: SegmentEvent | None) -> None:
+        """The held change was written for it (None), or is handed back to it to take in first."""
+        self.held = False
+        if event is not None:
+            self._items.appendleft(event)
+        if self._items:
+            self._wakeup()
+
+    async def next(self) -> object:
+        while self.held or not self._items:
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+        return self._items.popleft()
+
+    def release(self) -> None:
+        """Its reader is gone: what it was to write for others goes back to them."""
+        for item in self._items:
+            if isinstance(item, Heard):
+                item.release()
+        self._items.clear()
+
+    def _wakeup(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
 
 class SegmentBus:
@@ -83,11 +145,24 @@ class SegmentBus:
             self.deliver(events)
 
     def deliver(self, events: Iterable[SegmentEvent]) -> None:
+        """Offer each change to its subscribers. Of a group's subscribers waiting for a change, one (its
+        leader) takes it in and the others wait for the leader to write the group's one answer for them:
+        a thousand subscribers of one segment wake one task per change, not a thousand."""
         for event in events:
+            leaders: dict[Hashable, Heard] = {}
             for key in ((None, None), (event.segment_id, None), (None, event.profile_id),
                         (event.segment_id, event.profile_id)):  # fmt: skip
                 for subscription in list(self._by_filter.get(key, ())):
-                    if not subscription.offer(event):
+                    item: object = event
+                    group = subscription.group
+                    if group is not None and subscription.idle:
+                        heard = leaders.get(group)
+                        if heard is not None:
+                            subscription.held = True
+                            heard.followers.append(subscription)
+                            continue
+                        item = leaders[group] = Heard(event)
+                    if not subscription.offer(item):
                         self._drop(subscription)
 
     def interested(self, event: SegmentEvent) -> int:
@@ -96,17 +171,29 @@ class SegmentBus:
         return sum(len(self._by_filter.get(key, ())) for key in keys)
 
     async def listen(self, segment_id: str | None, profile_id: str | None) -> AsyncIterator[SegmentEvent]:
-        subscription = Subscription(segment_id, profile_id, self.max_queue)
+        async for heard in self.listen_shared(segment_id, profile_id, group=None, owner=None):
+            yield heard.event
+
+    async def listen_shared(
+        self, segment_id: str | None, profile_id: str | None, *, group: Hashable | None, owner: object
+    ) -> AsyncIterator[Heard]:
+        """As `listen`, for a reader whose answers are shared with its `group`: each change comes with
+        the subscribers it must write its answer for (`Heard.followers`), reached through their `owner`."""
+        subscription = Subscription(segment_id, profile_id, self.max_queue, group=group, owner=owner)
         self._by_filter.setdefault((segment_id, profile_id), set()).add(subscription)
         try:
             while True:
-                item = await subscription.queue.get()
+                item = await subscription.next()
                 if item is _OVERFLOW:
                     raise SlowSubscriber(self.max_queue)
-                assert isinstance(item, SegmentEvent)
-                yield item
+                if isinstance(item, Heard):
+                    yield item
+                else:
+                    assert isinstance(item, SegmentEvent)
+                    yield Heard(item)
         finally:
             self._drop(subscription)
+            subscription.release()
 
     def _drop(self, subscription: Subscription) -> None:
         key = (subscription.segment_id, subscription.profile_id)
