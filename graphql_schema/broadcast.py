@@ -12,8 +12,9 @@ operation id, the event never yielded by its resolver. The bytes are those the f
 message had, bar the id. Most subscribers of a group are not even woken: those waiting when the change
 comes are handed by the bus to one of them (app/services/segment_bus.py), which writes the frame for
 each of them once its own is written (`Sharing.fan_out`): 1,000 subscribers of one segment cost the
-server 53 ms of CPU a change instead of 95 ms (bench/segments.py). An answer with errors is not shared this way: each subscriber takes it
-through its own steps, which mask it and give each its own errorId (graphql_schema/errors.py).
+server 53 ms of CPU a change instead of 95 ms (bench/segments.py). An answer with errors is not
+shared this way: each subscriber takes it through its own steps, which mask it and give each its own
+errorId (graphql_schema/errors.py).
 """
 
 from __future__ import annotations
