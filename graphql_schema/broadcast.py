@@ -11,10 +11,10 @@ every other subscriber of the group finds that text (`Sharing.sent`) and writes 
 operation id, the event never yielded by its resolver. The bytes are those the first subscriber's
 message had, bar the id. Most subscribers of a group are not even woken: those waiting when the change
 comes are handed by the bus to one of them (app/services/segment_bus.py), which writes the frame for
-each of them once its own is written (`Sharing.fan_out`): 1,000 subscribers of one segment cost the
-server 53 ms of CPU a change instead of 95 ms (bench/segments.py). An answer with errors is not
-shared this way: each subscriber takes it through its own steps, which mask it and give each its own
-errorId (graphql_schema/errors.py).
+each of them before its own (`fan_out`; one that stops reading is left to take the change in itself,
+never holding the others): 1,000 subscribers of one segment cost the server 53 ms of CPU a change
+instead of 95 ms (bench/segments.py). An answer with errors is not shared this way: each subscriber
+takes it through its own steps, which mask it and give each its own errorId (graphql_schema/errors.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from graphql import ExecutionResult
@@ -37,7 +38,8 @@ from graphql_schema.context import Info
 # As shared_events.KEPT: encodings of the events in flight; one pushed out early costs an encoding.
 KEPT = 256
 log = logging.getLogger("cdp.subscriptions")
-FAN_OUT_STEP = 64  # writes for a group's waiting subscribers between two turns of the loop
+FAN_OUT_STEP = 256  # writes (~12 ms) for a group's waiting subscribers between two turns of the loop
+STEP_SECONDS = 0.25  # longer for FAN_OUT_STEP writes: a subscriber is not reading (see fan_out)
 # How a `next` message had its payload's text (the label of cdp_subscription_messages): encoded for it;
 # encoded for another subscriber of its group, the message built by its own steps; or written straight
 # from the group's answer, the event never executed for it.
@@ -85,6 +87,9 @@ class Outlet:
     operation_id: str
     write: Callable[[str], Awaitable[None]]
     shared: bool = False  # a subscription taking its group's answers (set by `sharing`)
+    # The change being executed for it, whose waiting subscribers it writes the answer for once the
+    # answer is encoded, before its own frame (set by the subscription's resolver).
+    waiting: Heard | None = None
     # What comes before an encoded `{"payload":…}`: the keys in the order Strawberry's message has.
     next_prefix: str = field(init=False)
 
@@ -113,55 +118,80 @@ class Sharing:
         """What its group has in common: the document, operation, variables and caller."""
         return self._asked
 
-    async def sent(self, payload: object) -> bool:
+    async def sent(self, payload: object, heard: Heard) -> bool:
         """True when the group's answer to `payload`, encoded for another subscriber, was written for
-        this one; False when this subscriber must execute it (it is the first, or the answer has errors)."""
+        this one (after those of its group who waited on it); False when this subscriber must execute
+        it (it is the first, or the answer has errors)."""
         result = shared_events.answered(payload, self._asked)
         if result is None:  # being worked out by another subscriber of the group: awaited
             result = await shared_events.answer(payload, self._asked)
-        text = self._text(result)
-        if text is None:  # the first subscriber has not written its message yet: execute as it did
+        body = _body(result)
+        if body is None:  # the first subscriber has not written its message yet: execute as it did
             return False
-        await self.outlet.write(self.outlet.next_prefix + text)
+        await fan_out(body, heard, self._broadcast)
+        await self.outlet.write(self.outlet.next_prefix + body)
         self._broadcast.inc()
         return True
 
-    async def fan_out(self, payload: object, heard: Heard) -> None:
-        """Write the group's answer to `payload` for the subscribers who waited on this one (the bus
-        made this one their leader: app/services/segment_bus.py), each with its own operation id; an
-        answer that cannot be shared (errors) goes back to each of them to execute. The loop is let go
-        every FAN_OUT_STEP writes, so that a crowd's change does not hold it."""
-        followers = heard.followers
-        if not followers:
-            return
-        text = self._text(shared_events.answered(payload, self._asked))
-        if text is None:
-            heard.release()
-            return
-        written = turn = 0
-        while followers:
-            turn += 1
-            follower = followers.pop()
-            outlet = follower.owner
-            try:
-                if isinstance(outlet, Outlet):
-                    await outlet.write(outlet.next_prefix + text)
-                    written += 1
-            except Exception:  # that subscriber's connection failing is its handler's to end, not this one's
-                log.debug("a shared answer could not be written to a subscriber", exc_info=True)
-            finally:
-                follower.settle(None)
-            if turn % FAN_OUT_STEP == 0:
-                await asyncio.sleep(0)
-        self._broadcast.inc(written)
 
-    @staticmethod
-    def _text(result: ExecutionResult | None) -> str | None:
-        """The encoded `{"payload":…}` of a shared answer without its opening brace, or None."""
-        if result is None or result.errors:
-            return None
-        text = _encoded_for(result.data)
-        return text[1:] if text is not None else None
+async def write_for_waiting(operation_id: str, payload: Mapping[str, object], metrics: Metrics) -> None:
+    """Before the running subscription's own `next` message (just encoded by `next_frame`), the same
+    text for the subscribers of its group who waited on it (the bus made it their leader:
+    app/services/segment_bus.py)."""
+    outlet = _outlet.get()
+    if outlet is None or outlet.operation_id != operation_id or outlet.waiting is None:
+        return
+    heard, outlet.waiting = outlet.waiting, None
+    body = _encoded_for(payload.get("data"))
+    if body is None:
+        heard.release()
+        return
+    await fan_out(body[1:], heard, metrics.child(metrics.subscription_messages, BROADCAST))
+
+
+async def fan_out(body: str, heard: Heard, counter: Any) -> None:
+    """Write a group's answer (`body`: its encoded `"payload":…}`) for each subscriber who waited on
+    this one, with its own operation id. The loop is let go every FAN_OUT_STEP writes, and a step that
+    takes over STEP_SECONDS (a subscriber not reading: its connection stopped taking frames) ends the
+    fan-out: that subscriber and those not written yet take the change in themselves, each on its own
+    connection, so that one slow client never holds its group (it is then cut off as any slow one)."""
+    followers = heard.followers
+    if not followers:
+        return
+    written = turn = 0
+    try:
+        async with asyncio.timeout(STEP_SECONDS) as step:
+            while followers:
+                turn += 1
+                follower = followers.pop()
+                outlet = follower.owner
+                try:
+                    if isinstance(outlet, Outlet):
+                        await outlet.write(outlet.next_prefix + body)
+                        written += 1
+                except asyncio.CancelledError:  # not written (the deadline, or this task cancelled)
+                    follower.settle(heard.event)
+                    raise
+                except Exception:  # that subscriber's connection failing is its handler's to end, not this one's
+                    log.debug("a shared answer could not be written to a subscriber", exc_info=True)
+                follower.settle(None)
+                if turn % FAN_OUT_STEP == 0:
+                    step.reschedule(asyncio.get_running_loop().time() + STEP_SECONDS)
+                    await asyncio.sleep(0)
+    except TimeoutError:
+        log.info("a subscriber did not take a change within %.2f s: %d of its group take it themselves",
+                 STEP_SECONDS, len(followers))  # fmt: skip
+    finally:
+        heard.release()
+        counter.inc(written)
+
+
+def _body(result: ExecutionResult | None) -> str | None:
+    """The encoded `"payload":…}` of a shared answer (its text without the opening brace), or None."""
+    if result is None or result.errors:
+        return None
+    text = _encoded_for(result.data)
+    return text[1:] if text is not None else None
 
 
 def sharing(info: Info) -> Sharing | None:

@@ -36,14 +36,17 @@ class Subscription:
             async for heard in bus.listen_shared(segment, profile, group=group, owner=outlet):
                 payload = shared_payload(heard.event.id, SegmentMembershipEvent.for_subscribers, heard.event)
                 try:
-                    # Written from the group's answer, or executed (and written) for this subscriber;
-                    # then written for those of its group who waited on it.
-                    if sharing is None or not await sharing.sent(payload):
+                    if sharing is None:
                         yield payload
-                    if sharing is not None:
-                        await sharing.fan_out(payload, heard)
+                    # Written from the group's answer, or executed (and written) for this subscriber;
+                    # either way, for those of its group who waited on it first.
+                    elif not await sharing.sent(payload, heard):
+                        sharing.outlet.waiting = heard
+                        yield payload
                 finally:
-                    heard.release()
+                    if sharing is not None:
+                        sharing.outlet.waiting = None
+                    heard.release()  # any it did not write for (an answer with errors) take it in themselves
         except SlowSubscriber:
             socket = info.context.request
             if isinstance(socket, WebSocket):  # a close reason must fit in 123 bytes

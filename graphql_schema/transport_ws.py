@@ -114,6 +114,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 metrics.child(metrics.subscription_messages, broadcast.ENCODED).inc()
             else:
                 frame, how = built
+                await broadcast.write_for_waiting(message["id"], message["payload"], metrics)
                 await self._write(self.websocket, frame)
                 metrics.child(metrics.subscription_messages, how).inc()
                 return
