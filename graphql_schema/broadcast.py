@@ -142,11 +142,11 @@ async def write_for_waiting(operation_id: str, payload: Mapping[str, object], me
     if outlet is None or outlet.operation_id != operation_id or outlet.waiting is None:
         return
     heard, outlet.waiting = outlet.waiting, None
-    body = _encoded_for(payload.get("data"))
+    body = _body_of(payload.get("data"))
     if body is None:
         heard.release()
         return
-    await fan_out(body[1:], heard, metrics.child(metrics.subscription_messages, BROADCAST))
+    await fan_out(body, heard, metrics.child(metrics.subscription_messages, BROADCAST))
 
 
 async def fan_out(body: str, heard: Heard, counter: Any) -> None:
@@ -187,10 +187,13 @@ async def fan_out(body: str, heard: Heard, counter: Any) -> None:
 
 
 def _body(result: ExecutionResult | None) -> str | None:
-    """The encoded `"payload":…}` of a shared answer (its text without the opening brace), or None."""
-    if result is None or result.errors:
-        return None
-    text = _encoded_for(result.data)
+    """The encoded `"payload":…}` of a shared answer without errors, or None."""
+    return None if result is None or result.errors else _body_of(result.data)
+
+
+def _body_of(data: object) -> str | None:
+    """The encoded `"payload":…}` of an answer's data (its text without the opening brace), or None."""
+    text = _encoded_for(data)
     return text[1:] if text is not None else None
 
 
