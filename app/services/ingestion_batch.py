@@ -193,9 +193,11 @@ async def _write(
     tx: StoreTransaction, working: dict[str, _Working], writes: _Writes, *, at: datetime, expires_at: datetime
 ) -> None:
     profiles: list[ProfileWrite] = []
+    unchanged: list[str] = []
     for target in working.values():
         if target.version is not None and target.document["version"] == target.version:
-            continue  # read, never changed
+            unchanged.append(target.document["_id"])  # read, never changed
+            continue
         if target.keys_moved:  # the keys of its fields as they are now (what each event's write left)
             keys = keys_of(target.current())
             moved = keys != target.document.get("blockingKeys", [])
@@ -205,6 +207,7 @@ async def _write(
         profiles.append(ProfileWrite(target.document, target.version, keys_moved=moved or target.version is None))
     await tx.claim_identity_keys(writes.claims, at)
     await tx.write_profiles(profiles)
+    await tx.unchanged(unchanged)
     try:
         await tx.record_messages(writes.messages, expires_at)
     except MessageAlreadyProcessed as exc:

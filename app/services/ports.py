@@ -108,6 +108,11 @@ class StoreTransaction(Protocol):
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         """Insert or replace each profile (see ProfileWrite); VersionConflict if one moved."""
 
+    async def unchanged(self, profile_ids: Collection[str]) -> None:
+        """Documents read with get_profile_documents that the unit of work left as they were read:
+        the store may keep them for a later read (the embedded store does). Those handed to
+        write_profiles it may keep too: the caller changes neither kind afterwards."""
+
     async def record_messages(self, records: Sequence[tuple[str, str]], expires_at: datetime) -> None:
         """Remember (message id, profile id) pairs; MessageAlreadyProcessed if one is known."""
 

@@ -151,6 +151,9 @@ class MongoTransaction(StoreTransaction):
         # As a profile writes them: times aware UTC milliseconds whatever the driver read back.
         return {pid: profile.to_document() for pid, profile in (await self.get_profiles(profile_ids)).items()}
 
+    async def unchanged(self, profile_ids: Collection[str]) -> None:
+        return None  # documents are read as the driver decodes them; nothing is kept between units
+
     async def document_form(self) -> Callable[[Any], Any]:
         return _as_it_is
 

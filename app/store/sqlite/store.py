@@ -45,6 +45,7 @@ from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
 from app.store.sqlite.threads import ReaderPool, WriterThread
 from app.store.sqlite.transaction import SQLiteTransaction, merges_of, refusals_of
+from app.store.sqlite.written_documents import WrittenDocuments
 
 T = TypeVar("T")
 R = TypeVar("R", MergeRecord, MergeRefusal)
@@ -67,6 +68,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path, *, decoded_budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.path = Path(path)
         self.decoded = DecodedProfiles(decoded_budget_bytes)  # what reads decoded, by the text they read
+        self.written = WrittenDocuments()  # what the writer wrote, by the text it wrote (its thread only)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
@@ -200,7 +202,7 @@ class SQLiteStore:
         """Inside a batch each unit of work is a savepoint: it rolls back alone, commits with the batch."""
         self._writer.execute("SAVEPOINT unit")
         try:
-            result = await work(SQLiteTransaction(self._writer, erased=self.decoded.forget))
+            result = await work(SQLiteTransaction(self._writer, erased=self.decoded.forget, written=self.written))
         except BaseException:
             self._writer.execute("ROLLBACK TO unit")
             self._writer.execute("RELEASE unit")

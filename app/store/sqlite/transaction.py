@@ -27,15 +27,24 @@ from app.services.ports import (
 )
 from app.store.documents import dumps, jsonable, loads
 from app.store.sqlite import profile_facets
+from app.store.sqlite.written_documents import WrittenDocuments
 
 T = TypeVar("T")
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 
 
 class SQLiteTransaction(StoreTransaction):
-    def __init__(self, connection: sqlite3.Connection, *, erased: Callable[[list[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        erased: Callable[[list[str]], None] | None = None,
+        written: WrittenDocuments | None = None,
+    ) -> None:
         self._db = connection
         self._erased = erased  # told the ids an erasure removes (the store's decoded profiles drop them)
+        self._written = written if written is not None else WrittenDocuments(0)
+        self._lent: dict[str, tuple[str, dict[str, Any]]] = {}  # documents read, with their text
 
     async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
@@ -120,7 +129,20 @@ class SQLiteTransaction(StoreTransaction):
         return {p.id: p for p in _texts_by_id(self._db, "profiles", list(profile_ids), Profile.from_own_json)}
 
     async def get_profile_documents(self, profile_ids: Collection[str]) -> dict[str, dict[str, Any]]:
-        return {d["_id"]: d for d in _texts_by_id(self._db, "profiles", list(profile_ids), loads)}
+        ids, found = list(profile_ids), {}
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            for profile_id, text in self._db.execute(f"SELECT id, doc FROM profiles WHERE id IN ({marks})", chunk):
+                document = self._written.take(profile_id, text) or loads(text)
+                self._lent[profile_id] = (text, document)
+                found[profile_id] = document
+        return found
+
+    async def unchanged(self, profile_ids: Collection[str]) -> None:
+        for profile_id in profile_ids:
+            if (lent := self._lent.pop(profile_id, None)) is not None:
+                self._written.keep(profile_id, *lent)
 
     async def document_form(self) -> Callable[[Any], Any]:
         return jsonable
@@ -153,15 +175,16 @@ class SQLiteTransaction(StoreTransaction):
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         inserts = [w.document for w in writes if w.expected_version is None]
         updates = [w for w in writes if w.expected_version is not None]
+        texts = {w.document["_id"]: dumps(w.document) for w in writes}
         self._db.executemany(
             "INSERT INTO profiles (id, doc, version, merged_into) VALUES (?, ?, ?, ?)",
-            [(d["_id"], dumps(d), d["version"], d.get("mergedInto")) for d in inserts],
+            [(d["_id"], texts[d["_id"]], d["version"], d.get("mergedInto")) for d in inserts],
         )
         cursor = self._db.executemany(
             "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ? AND version = ?",
             [
                 (
-                    dumps(w.document),
+                    texts[w.document["_id"]],
                     w.document["version"],
                     w.document.get("mergedInto"),
                     w.document["_id"],
@@ -172,6 +195,8 @@ class SQLiteTransaction(StoreTransaction):
         )
         if updates and cursor.rowcount != len(updates):
             raise VersionConflict("a profile of the batch changed since it was read")
+        for write in writes:  # should the unit roll back, the text no longer matches and nothing is taken
+            self._written.keep(write.document["_id"], texts[write.document["_id"]], write.document)
         for write in writes:
             if write.keys_moved or write.expected_version is None:
                 _index_keys(self._db, write.document["_id"], write.document.get("blockingKeys", []))
@@ -300,6 +325,7 @@ class SQLiteTransaction(StoreTransaction):
 
     async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
         ids = list(profile_ids)
+        self._written.forget(ids)
         if self._erased is not None:
             self._erased(ids)
         marks = ",".join("?" * len(ids))
