@@ -553,8 +553,8 @@ def _direct_call(field: StrawberryField, names: Mapping[str, str]) -> DirectCall
     info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
     source_names = [p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None]
 
-    if not names and not source_names and with_self:
-        positional = _positional(function, info_name)
+    if not names and len(source_names) + with_self == 1:  # the source, and perhaps the info
+        positional = _positional(function, info_name, source_names[0] if source_names else None)
         if positional is not None:
             return positional
 
@@ -569,11 +569,14 @@ def _direct_call(field: StrawberryField, names: Mapping[str, str]) -> DirectCall
     return call
 
 
-def _positional(function: Callable[..., Any], info_name: str | None) -> DirectCall | None:
-    """A resolver method without arguments, `(self)` or `(self, info)`, called with its parameters in
-    place: most of a query's fields, called for every item of a list (no keyword dict each time)."""
+def _positional(function: Callable[..., Any], info_name: str | None, source_name: str | None) -> DirectCall | None:
+    """A resolver without arguments, `(self)` or `(self, info)` (or a function of the source, `(root)`
+    or `(root, info)`: an edge's cursor), called with its parameters in place: most of a query's fields,
+    called for every item of a list (no keyword dict each time)."""
     parameters = list(inspect.signature(function).parameters.values())
     if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        return None
+    if not parameters or (source_name is not None and parameters[0].name != source_name):
         return None
     if len(parameters) == 1 and info_name is None:
         return lambda source, _info, _arguments: function(source)
