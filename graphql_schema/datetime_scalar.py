@@ -20,6 +20,8 @@ from pydantic_core import TzInfo
 from strawberry.schema.types.base_scalars import DateTimeDefinition, wrap_parser
 from strawberry.types.scalar import ScalarDefinition
 
+from app.domain.clock import TIME_TEXTS_KEPT
+
 
 def _read(text: str) -> datetime:
     try:
@@ -29,21 +31,23 @@ def _read(text: str) -> datetime:
         return read
 
 
-# UTC as the standard library and as pydantic give it: equal times in either are written the same.
-_UTC = (UTC, TzInfo(0))
-_WRITTEN: dict[datetime, str] = {}
-_WRITTEN_MAX = 65_536  # then forgotten all at once: a cache, never a growing map
+# UTC as the standard library and as pydantic give it: equal times in either are written the same,
+# but kept apart (see app/domain/clock.py, time_texts: a lookup that meets an equal time of the other
+# kind costs as much as formatting). Inline, not time_texts itself: a response writes thousands.
+_PYDANTIC_UTC = TzInfo(0)
+_WRITTEN: tuple[dict[datetime, str], dict[datetime, str]] = ({}, {})
 
 
 def _write(value: Any) -> Any:
     tz = getattr(value, "tzinfo", None)
-    if value.__class__ is not datetime or (tz is not _UTC[0] and tz is not _UTC[1]):
+    if value.__class__ is not datetime or (tz is not UTC and tz is not _PYDANTIC_UTC):
         return value.isoformat()  # what Strawberry's serialize does with anything else
-    text = _WRITTEN.get(value)
+    kept = _WRITTEN[tz is UTC]
+    text = kept.get(value)
     if text is None:
-        if len(_WRITTEN) >= _WRITTEN_MAX:
-            _WRITTEN.clear()
-        text = _WRITTEN[value] = value.isoformat()
+        if len(kept) >= TIME_TEXTS_KEPT:
+            kept.clear()
+        text = kept[value] = value.isoformat()
     return text
 
 

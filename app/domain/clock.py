@@ -3,7 +3,8 @@ so a value read back from either backend equals the value written."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
 
 _ZERO = timedelta(0)
 
@@ -24,20 +25,36 @@ def now() -> datetime:
     return utc_ms(datetime.now(UTC))
 
 
-# Times already written, by value: a profile's history is written again with every change to it, so
-# most times a write encodes were encoded before, and a lookup is ~30 times cheaper than formatting.
-_ISO_WRITTEN: dict[datetime, str] = {}
-_ISO_WRITTEN_MAX = 65_536  # then forgotten all at once: a cache, never a growing map
+TIME_TEXTS_KEPT = 65_536  # then forgotten all at once: a cache, never a growing map
 
 
-def to_iso(moment: datetime) -> str:
-    """Fixed-width ISO form whose string order equals time order (the embedded store relies on it)."""
-    text = _ISO_WRITTEN.get(moment)  # equal instants are equal keys whatever their tzinfo: same UTC text
-    if text is None:
-        if len(_ISO_WRITTEN) >= _ISO_WRITTEN_MAX:
-            _ISO_WRITTEN.clear()
-        text = _ISO_WRITTEN[moment] = _format_iso(moment)
-    return text
+def time_texts(write: Callable[[datetime], str]) -> Callable[[datetime], str]:
+    """`write`, remembering its texts by value: a profile's history is written again with every change
+    to it and a response lists the same customers' times again and again, so most times were written
+    before, and a lookup is ~10 times cheaper than formatting.
+
+    Kept apart by tzinfo: times arrive with UTC itself (parsed, or made here) and with pydantic's own
+    UTC (read back from JSON), and a lookup that meets an equal time of the other kind compares the
+    two through their utcoffset(): ~2 µs, as much as formatting (a stored interaction's time looked
+    up among times ingestion wrote: 3.1 µs, against 0.3 µs kept apart)."""
+    by_zone: dict[tzinfo | None, dict[datetime, str]] = {}
+    held = [0]
+
+    def written(moment: datetime) -> str:
+        kept = by_zone.get(moment.tzinfo)
+        if kept is None:
+            kept = by_zone[moment.tzinfo] = {}
+        text = kept.get(moment)
+        if text is None:
+            if held[0] >= TIME_TEXTS_KEPT:
+                by_zone.clear()
+                held[0] = 0
+                kept = by_zone[moment.tzinfo] = {}
+            text = kept[moment] = write(moment)
+            held[0] += 1
+        return text
+
+    return written
 
 
 def _format_iso(moment: datetime) -> str:
@@ -48,3 +65,7 @@ def _format_iso(moment: datetime) -> str:
     if moment.year >= 1000:  # isoformat is several times faster; strftime's %Y does not pad years below 1000
         return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # without its "+00:00"
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# Fixed-width ISO form whose string order equals time order (the embedded store relies on it).
+to_iso = time_texts(_format_iso)
