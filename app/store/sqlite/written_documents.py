@@ -20,7 +20,7 @@ from typing import Any
 # A decoded document's objects take ~6 times its JSON text; the text is kept too
 # (as in app/store/sqlite/decoded_profiles.py).
 BYTES_PER_TEXT_BYTE = 8
-DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024
+DEFAULT_BUDGET_BYTES = 16 * 1024 * 1024  # about a batch's working set (1,000 bench profiles of 1.8 KB)
 
 
 class WrittenDocuments:
