@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from app.domain.events import RawEvent, RawIdentifier
@@ -85,3 +86,16 @@ async def stored_state(store: ProfileStore, ids: list[str], keys: list[str]) -> 
         state[f"merges:{profile_id}"] = [(m.id, m.status) for m in await store.merges_of(profile_id)]
         state[f"consents:{profile_id}"] = [d.model_dump() for d in await store.consent_history([profile_id])]
     return state
+
+
+async def rename_from_another_process(path: Path, email: str, first_name: str) -> None:
+    """Change a customer's first name through another embedded store on the same file: its writes tell
+    the store under test nothing, as another worker process's would not."""
+    from app.services import profiles
+    from app.store.sqlite.store import SQLiteStore
+
+    other_process = SQLiteStore(path)
+    try:
+        await profiles.upsert_profile(other_process, [RawIdentifier("email", email)], {"first_name": first_name})
+    finally:
+        await other_process.close()

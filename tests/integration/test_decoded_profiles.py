@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.domain.events import RawIdentifier
-from app.services import privacy, profile_reads, profiles
+from app.services import privacy, profile_reads
 from app.services.ingestion import EventStatus, ingest_events
 from app.store.sqlite.decoded_profiles import OBJECT_BYTES_PER_TEXT_BYTE
 from app.store.sqlite.store import SQLiteStore
-from tests.builders import event
+from tests.builders import event, rename_from_another_process
 
 
 async def _customer(store: SQLiteStore, email: str) -> str:
@@ -39,13 +38,7 @@ async def test_a_change_made_by_another_process_is_read_as_it_is(sqlite_store: S
     emma = await _customer(sqlite_store, "emma@example.com")
     before = await sqlite_store.get_profile(emma)
     assert before is not None and before.first_name != "Emmeline"
-    other_process = SQLiteStore(sqlite_store.path)  # its writes tell this store nothing
-    try:
-        await profiles.upsert_profile(
-            other_process, [RawIdentifier("email", "emma@example.com")], {"first_name": "Emmeline"}
-        )
-    finally:
-        await other_process.close()
+    await rename_from_another_process(sqlite_store.path, "emma@example.com", "Emmeline")
     for read in (
         await sqlite_store.get_profile(emma),
         (await sqlite_store.get_profiles([emma]))[emma],

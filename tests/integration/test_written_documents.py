@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from app.domain.events import RawEvent, RawIdentifier
-from app.services import privacy, profile_reads, profiles
+from app.domain.events import RawEvent
+from app.services import privacy, profile_reads
 from app.services.ingestion import EventStatus, ingest_events
 from app.store.sqlite.store import SQLiteStore
 from app.store.sqlite.written_documents import BYTES_PER_TEXT_BYTE, WrittenDocuments
-from tests.builders import event
+from tests.builders import event, rename_from_another_process
 
 
 async def _ingest(store: SQLiteStore, *events: RawEvent) -> None:
@@ -38,13 +38,7 @@ async def test_a_later_batch_takes_the_document_the_writer_wrote(sqlite_store: S
 
 async def test_a_row_written_by_another_process_is_read_as_it_is(sqlite_store: SQLiteStore) -> None:
     await _ingest(sqlite_store, event("page_view", email="emma@example.com", minutes=1))
-    other_process = SQLiteStore(sqlite_store.path)  # its writes tell this store nothing
-    try:
-        await profiles.upsert_profile(
-            other_process, [RawIdentifier("email", "emma@example.com")], {"first_name": "Emmeline"}
-        )
-    finally:
-        await other_process.close()
+    await rename_from_another_process(sqlite_store.path, "emma@example.com", "Emmeline")
     await _ingest(sqlite_store, event("page_view", email="emma@example.com", minutes=2))
     stored = await sqlite_store.get_profile(await _id_of(sqlite_store, "emma@example.com"))
     assert stored is not None and stored.first_name == "Emmeline" and stored.stats.page_views == 2
