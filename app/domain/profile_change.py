@@ -32,6 +32,10 @@ class ProfileChange:
     push: dict[str, CappedPush] = field(default_factory=dict)
     append: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
+    def touches(self, field: str) -> bool:
+        """Whether the change sets, pushes or appends anything under the top-level `field`."""
+        return any(path.split(".", 1)[0] == field for path in (*self.set, *self.push, *self.append))
+
     def is_empty(self) -> bool:
         return not (self.set or self.inc or self.max or self.min or self.push or self.append)
 

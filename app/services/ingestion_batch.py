@@ -67,6 +67,7 @@ class _Working:
     version: int | None  # as read (None: created by this run)
     profile: Profile | None
     keys_moved: bool = False
+    addresses_moved: bool = False
 
     def current(self) -> Profile:
         if self.profile is None:
@@ -177,6 +178,7 @@ def _apply(
     apply_change(target.document, change.with_values(writes.form))
     target.profile = None
     target.keys_moved = target.keys_moved or target.version is None or touches_match_fields(change)
+    target.addresses_moved = target.addresses_moved or target.version is None or change.touches("addresses")
     working[profile.id] = target
     for identifier in additions:
         owners[identifier.key] = profile.id
@@ -204,7 +206,8 @@ async def _write(
             target.document["blockingKeys"] = keys
         else:
             moved = False
-        profiles.append(ProfileWrite(target.document, target.version, keys_moved=moved or target.version is None))
+        keys_moved = moved or target.version is None
+        profiles.append(ProfileWrite(target.document, target.version, keys_moved, target.addresses_moved))
     await tx.claim_identity_keys(writes.claims, at)
     await tx.write_profiles(profiles)
     await tx.unchanged(unchanged)

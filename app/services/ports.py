@@ -53,11 +53,13 @@ class VersionConflict(Exception):
 class ProfileWrite:
     """A whole profile document to write, as `Profile.to_document()` gives it (one per profile per
     batch): inserted when `expected_version` is None, else replaced if the stored version is still
-    `expected_version` (VersionConflict otherwise). `keys_moved`: its blockingKeys changed."""
+    `expected_version` (VersionConflict otherwise). `keys_moved`: its blockingKeys changed;
+    `addresses_moved`: its addresses may have changed (what a store derives from them is rewritten)."""
 
     document: dict[str, Any]
     expected_version: int | None
     keys_moved: bool = True
+    addresses_moved: bool = True
 
 
 class StoreTransaction(Protocol):

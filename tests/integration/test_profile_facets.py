@@ -1,4 +1,5 @@
-"""A store made before profile lists had their own filter rows gets them when it is opened."""
+"""The rows profile lists filter on: a store made before them gets them when it is opened, and a
+write rewrites a profile's city rows when its addresses moved and leaves them otherwise."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 from app.domain.profile import Address, new_profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import ProfileFilter, StatsField, StatsRange
+from app.services.ingestion import EventStatus, ingest_events
 from app.services.ports import StoreTransaction
 from app.store.sqlite.store import SQLiteStore
-from tests.builders import BASE_TIME
+from tests.builders import BASE_TIME, event
 
 QUERIES = [
     ProfileFilter(),
@@ -52,3 +54,23 @@ async def test_an_older_store_gets_its_filter_rows_when_opened(tmp_path: Path) -
         assert await _listed(reopened) == expected
     finally:
         await reopened.close()
+
+
+async def test_city_rows_follow_the_addresses_and_stay_when_a_write_leaves_them(sqlite_store: SQLiteStore) -> None:
+    async def ingest(type_: str, properties: dict[str, object] | None = None) -> None:
+        outcomes = await ingest_events(sqlite_store, [event(type_, email="emma@example.com", properties=properties)])
+        assert outcomes[0].status is EventStatus.ACCEPTED
+
+    async def listed(city: str) -> int:
+        return len(await sqlite_store.list_profiles(ProfileFilter(city=city), after=None, limit=10))
+
+    await ingest("identify", {"firstName": "Emma", "address": {"city": "Lyon"}})
+    assert await listed("lyon") == 1
+    await ingest("page_view")  # counters only: the city rows stay as they are
+    await ingest("order_completed")
+    assert await listed("lyon") == 1
+    await ingest("identify", {"address": {"city": "Paris"}})
+    assert await listed("paris") == 1
+    stored = await sqlite_store.list_profiles(ProfileFilter(city="paris"), after=None, limit=10)
+    assert {a.city for a in stored[0].addresses} == {"Lyon", "Paris"}  # an identify adds an address
+    assert await listed("lyon") == 1

@@ -89,7 +89,7 @@ class SQLiteTransaction(StoreTransaction):
             "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ?",
             (dumps(document), document["version"], document.get("mergedInto"), profile_id),
         )
-        profile_facets.keep(self._db, [document])
+        profile_facets.keep(self._db, [document], cities=change.touches("addresses"))
         if "blockingKeys" in change.set:
             _index_keys(self._db, profile_id, document["blockingKeys"])
         if "segments" in change.set:
@@ -203,7 +203,9 @@ class SQLiteTransaction(StoreTransaction):
             if write.expected_version is None:
                 _mirror_segments(self._db, write.document["_id"], write.document.get("segments", []))
         profile_facets.keep(self._db, inserts, new=True)
-        profile_facets.keep(self._db, [write.document for write in updates])
+        for moved in (True, False):  # the city rows are rewritten only for profiles whose addresses moved
+            documents = [write.document for write in updates if write.addresses_moved is moved]
+            profile_facets.keep(self._db, documents, cities=moved)
 
     async def record_messages(self, records: Sequence[tuple[str, str]], expires_at: datetime) -> None:
         expiry = to_iso(expires_at)
