@@ -206,8 +206,13 @@ async def _write(
             target.document["blockingKeys"] = keys
         else:
             moved = False
-        keys_moved = moved or target.version is None
-        profiles.append(ProfileWrite(target.document, target.version, keys_moved, target.addresses_moved))
+        write = ProfileWrite(
+            target.document,
+            target.version,
+            keys_moved=moved or target.version is None,
+            addresses_moved=target.addresses_moved,
+        )
+        profiles.append(write)
     await tx.claim_identity_keys(writes.claims, at)
     await tx.write_profiles(profiles)
     await tx.unchanged(unchanged)

@@ -32,34 +32,32 @@ class WrittenDocuments:
 
     def take(self, profile_id: str, text: str) -> dict[str, Any] | None:
         """The document written as `text`, which the caller now owns; None when none is kept for it."""
-        kept = self._kept.pop(profile_id, None)
-        if kept is None:
-            return None
-        self._held -= len(kept[0]) * BYTES_PER_TEXT_BYTE
-        if kept[0] != text:
+        kept = self._drop(profile_id)
+        if kept is None or kept[0] != text:
             return None
         self.taken += 1
         return kept[1]
 
     def keep(self, profile_id: str, text: str, document: dict[str, Any]) -> None:
         """`document` was just written as `text`; its writer no longer changes it."""
+        self._drop(profile_id)
         cost = len(text) * BYTES_PER_TEXT_BYTE
-        previous = self._kept.pop(profile_id, None)
-        if previous is not None:
-            self._held -= len(previous[0]) * BYTES_PER_TEXT_BYTE
         if cost > self.budget_bytes // 8:  # one huge document never pushes out everything else
             return
         self._kept[profile_id] = (text, document)
         self._held += cost
         while self._held > self.budget_bytes:
-            _, (oldest, _) = self._kept.popitem(last=False)
-            self._held -= len(oldest) * BYTES_PER_TEXT_BYTE
+            self._drop(next(iter(self._kept)))
 
     def forget(self, profile_ids: list[str]) -> None:
         for profile_id in profile_ids:
-            kept = self._kept.pop(profile_id, None)
-            if kept is not None:
-                self._held -= len(kept[0]) * BYTES_PER_TEXT_BYTE
+            self._drop(profile_id)
+
+    def _drop(self, profile_id: str) -> tuple[str, dict[str, Any]] | None:
+        kept = self._kept.pop(profile_id, None)
+        if kept is not None:
+            self._held -= len(kept[0]) * BYTES_PER_TEXT_BYTE
+        return kept
 
     def __len__(self) -> int:
         return len(self._kept)
