@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from app.domain.clock import now, to_iso
 from app.domain.identifiers import Identifier
@@ -29,7 +29,6 @@ from app.store.documents import dumps, jsonable, loads
 from app.store.sqlite import profile_facets
 from app.store.sqlite.written_documents import WrittenDocuments
 
-T = TypeVar("T")
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 
 
@@ -126,17 +125,15 @@ class SQLiteTransaction(StoreTransaction):
 
     # -- batches -----------------------------------------------------------------------------
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
-        return {p.id: p for p in _texts_by_id(self._db, "profiles", list(profile_ids), Profile.from_own_json)}
+        rows = _rows_by_id(self._db, "profiles", list(profile_ids))
+        return {profile_id: Profile.from_own_json(text) for profile_id, text in rows}
 
     async def get_profile_documents(self, profile_ids: Collection[str]) -> dict[str, dict[str, Any]]:
-        ids, found = list(profile_ids), {}
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
-            for profile_id, text in self._db.execute(f"SELECT id, doc FROM profiles WHERE id IN ({marks})", chunk):
-                document = self._written.take(profile_id, text) or loads(text)
-                self._lent[profile_id] = (text, document)
-                found[profile_id] = document
+        found = {}
+        for profile_id, text in _rows_by_id(self._db, "profiles", list(profile_ids)):
+            document = self._written.take(profile_id, text) or loads(text)
+            self._lent[profile_id] = (text, document)
+            found[profile_id] = document
         return found
 
     async def unchanged(self, profile_ids: Collection[str]) -> None:
@@ -430,13 +427,12 @@ class SQLiteTransaction(StoreTransaction):
         )
 
 
-def _texts_by_id(db: sqlite3.Connection, table: str, ids: list[str], load: Callable[[str], T]) -> list[T]:
-    """Each row's document loaded from its JSON text by `load`."""
-    found: list[T] = []
+def _rows_by_id(db: sqlite3.Connection, table: str, ids: list[str]) -> list[tuple[str, str]]:
+    """(id, JSON text) of the rows of `ids` that exist, a query per IDS_PER_QUERY of them."""
+    found: list[tuple[str, str]] = []
     for start in range(0, len(ids), IDS_PER_QUERY):
         chunk = ids[start : start + IDS_PER_QUERY]
-        rows = db.execute(f"SELECT doc FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        found += [load(row[0]) for row in rows]
+        found += db.execute(f"SELECT id, doc FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
     return found
 
 
