@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from app.arrival_order import ArrivalOrder
 from app.bootstrap import Services, needs_seeding, seed_in_background, start
 from app.compression import Compression
 from app.domain.errors import StoreUnavailable
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(Compression)
     if settings.cors_origins:  # outside the refusals, so a browser can read why it was refused
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
+    app.add_middleware(ArrivalOrder)  # under load, requests start first come first served, one a loop turn
     # Outermost: every request gets its id before anything logs, and is counted whatever happens.
     app.add_middleware(RequestObservation, metrics=lambda: holder["services"].metrics if holder else None)
     app.state.open_websockets = open_websockets

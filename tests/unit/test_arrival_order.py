@@ -1,0 +1,83 @@
+"""Requests start in the order they arrived, one per turn of the event loop (app/arrival_order.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from app.arrival_order import ArrivalOrder
+
+
+class Recorder:
+    """An application that notes when each request starts, and schedules a note for the loop's next
+    turn: a start after that note means the loop turned (and polled) between the two."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        name = scope["name"]
+        self.notes.append(f"start {name}")
+        asyncio.get_running_loop().call_soon(self.notes.append, f"turned after {name}")
+        await asyncio.sleep(0)
+
+
+def http(name: str, path: str = "/graphql") -> dict[str, Any]:
+    return {"type": "http", "path": path, "name": name}
+
+
+async def requests_together(app: ArrivalOrder, scopes: list[dict[str, Any]]) -> None:
+    await asyncio.gather(*(app(scope, None, None) for scope in scopes))
+
+
+async def test_requests_arriving_together_start_one_a_turn_in_their_order() -> None:
+    recorder = Recorder()
+    await requests_together(ArrivalOrder(recorder), [http(str(n)) for n in range(5)])
+
+    starts = [note for note in recorder.notes if note.startswith("start")]
+    assert starts == [f"start {n}" for n in range(5)]
+    for n in range(1, 5):  # the loop turned after each start before the next one
+        assert recorder.notes.index(f"turned after {n - 1}") < recorder.notes.index(f"start {n}")
+
+
+async def test_without_it_they_all_start_in_the_same_turn() -> None:
+    """What the middleware changes: the same requests, straight to the application."""
+    recorder = Recorder()
+    await requests_together(recorder, [http(str(n)) for n in range(5)])  # type: ignore[arg-type]
+
+    assert recorder.notes[:5] == [f"start {n}" for n in range(5)]
+
+
+async def test_a_request_on_an_idle_server_starts_at_once() -> None:
+    recorder = Recorder()
+    app = ArrivalOrder(recorder)
+    await requests_together(app, [http("a"), http("b")])  # a queue came and went
+    await asyncio.sleep(0)
+    recorder.notes.clear()
+
+    asyncio.get_running_loop().call_soon(recorder.notes.append, "a turn of the loop")
+    await app(http("alone"), None, None)
+
+    assert recorder.notes[0] == "start alone"  # before the loop turned
+
+
+async def test_a_request_cancelled_while_it_waits_leaves_the_queue() -> None:
+    recorder = Recorder()
+    app = ArrivalOrder(recorder)
+    tasks = [asyncio.create_task(app(http(str(n)), None, None)) for n in range(4)]
+    await asyncio.sleep(0)  # all have arrived: 0 started, 1 to 3 wait
+    tasks[1].cancel()
+
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [note for note in recorder.notes if note.startswith("start")] == ["start 0", "start 2", "start 3"]
+
+
+async def test_health_checks_and_websockets_do_not_queue() -> None:
+    recorder = Recorder()
+    scopes = [http("0"), http("1"), http("health", "/healthz"), {"type": "websocket", "path": "/graphql", "name": "ws"}]
+    await requests_together(ArrivalOrder(recorder), scopes)
+
+    assert recorder.notes[:3] == ["start 0", "start health", "start ws"]  # all in the first turn
+    assert recorder.notes.index("turned after 0") < recorder.notes.index("start 1")
