@@ -31,6 +31,7 @@ class ArrivalOrder:
     def __init__(self, app: ASGIApp, *, at_once: tuple[str, ...] = ("/healthz",)) -> None:
         self.app = app
         self._at_once = at_once
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._started_this_turn = False
 
@@ -41,6 +42,8 @@ class ArrivalOrder:
 
     async def _turn(self) -> None:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # another event loop (a restarted server's, a test's): the old queue is gone
+            self._loop, self._waiting, self._started_this_turn = loop, deque(), False
         if not self._started_this_turn:
             self._started_this_turn = True
             loop.call_soon(self._next)  # at the next turn, the next request in the queue may start
@@ -54,6 +57,6 @@ class ArrivalOrder:
             place = self._waiting.popleft()
             if not place.done():  # a request cancelled while it waited has left
                 place.set_result(None)
-                asyncio.get_running_loop().call_soon(self._next)
+                place.get_loop().call_soon(self._next)
                 return
         self._started_this_turn = False

@@ -81,3 +81,29 @@ async def test_health_checks_and_websockets_do_not_queue() -> None:
 
     assert recorder.notes[:3] == ["start 0", "start health", "start ws"]  # all in the first turn
     assert recorder.notes.index("turned after 0") < recorder.notes.index("start 1")
+
+
+def test_a_new_event_loop_starts_with_an_empty_queue() -> None:
+    """A loop stopped with a request just started (a server stopped under load), its next turn never
+    run, leaves nothing that holds the next loop's requests back."""
+    started: list[str] = []
+
+    async def stops_its_loop(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started.append(scope["name"])
+        asyncio.get_running_loop().stop()
+
+    app = ArrivalOrder(stops_its_loop)
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(app(http("first loop"), None, None))
+    finally:
+        first.close()
+
+    async def next_loop() -> None:
+        app.app = Recorder()  # this loop's requests run to their end
+        await asyncio.wait_for(app(http("second loop"), None, None), timeout=5)
+
+    asyncio.run(next_loop())
+
+    assert started == ["first loop"]
+    assert [note for note in app.app.notes if note.startswith("start")] == ["start second loop"]
