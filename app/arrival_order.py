@@ -24,23 +24,20 @@ from collections import deque
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
-class ArrivalOrder:
-    """ASGI middleware; mounted inside the request observation, so a request's time in the queue is
-    part of its measured duration."""
+class ArrivalQueue:
+    """The requests of one process waiting for their turn, first come first served."""
 
-    def __init__(self, app: ASGIApp, *, at_once: tuple[str, ...] = ("/healthz",)) -> None:
-        self.app = app
-        self._at_once = at_once
+    def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._started_this_turn = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in self._at_once:
-            await self._turn()
-        await self.app(scope, receive, send)
+    def waiting(self) -> int:
+        """Requests waiting now (`cdp_http_requests_waiting`): more than a few, and the process is saturated."""
+        return sum(not place.done() for place in self._waiting)
 
-    async def _turn(self) -> None:
+    async def turn(self) -> None:
+        """Return when the caller may start: at once if nothing started in this turn of the loop."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # another event loop (a restarted server's, a test's): the old queue is gone
             self._loop, self._waiting, self._started_this_turn = loop, deque(), False
@@ -60,3 +57,20 @@ class ArrivalOrder:
                 place.get_loop().call_soon(self._next)
                 return
         self._started_this_turn = False
+
+
+class ArrivalOrder:
+    """ASGI middleware; mounted inside the request observation, so a request's time in the queue is
+    part of its measured duration."""
+
+    def __init__(
+        self, app: ASGIApp, *, queue: ArrivalQueue | None = None, at_once: tuple[str, ...] = ("/healthz",)
+    ) -> None:
+        self.app = app
+        self.queue = queue or ArrivalQueue()
+        self._at_once = at_once
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self._at_once:
+            await self.queue.turn()
+        await self.app(scope, receive, send)

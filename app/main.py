@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app.arrival_order import ArrivalOrder
+from app.arrival_order import ArrivalOrder, ArrivalQueue
 from app.bootstrap import Services, needs_seeding, seed_in_background, start
 from app.compression import Compression
 from app.domain.errors import StoreUnavailable
@@ -50,6 +50,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def current() -> Services:
         return holder["services"]
 
+    arrivals = ArrivalQueue()  # HTTP requests waiting for their turn (app/arrival_order.py)
+    if services is not None:
+        services.metrics.watch_waiting_requests(arrivals.waiting)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if services is not None:
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         async with exclusive(settings.data_dir() / ".start.lock"):
             holder["services"] = await start(settings, tracer=tracer)
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
+        holder["services"].metrics.watch_waiting_requests(arrivals.waiting)
         background: list[asyncio.Task[None]] = []
         if await needs_seeding(holder["services"]):  # decided before the first request: /readyz never says ready early
             holder["services"].seeding.seeding = True
@@ -131,7 +136,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(Compression)
     if settings.cors_origins:  # outside the refusals, so a browser can read why it was refused
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
-    app.add_middleware(ArrivalOrder)  # under load, requests start first come first served, one a loop turn
+    app.add_middleware(ArrivalOrder, queue=arrivals)  # under load: first come first served, one a loop turn
     # Outermost: every request gets its id before anything logs, and is counted whatever happens.
     app.add_middleware(RequestObservation, metrics=lambda: holder["services"].metrics if holder else None)
     app.state.open_websockets = open_websockets

@@ -61,6 +61,11 @@ class Metrics:
             "cdp_active_subscriptions", "Open segment subscriptions in this process", registry=self.registry
         )
         self.websockets = Gauge("cdp_websocket_connections", "Open WebSocket connections", registry=self.registry)
+        self.waiting_requests = Gauge(
+            "cdp_http_requests_waiting",
+            "HTTP requests of this process waiting for their turn to start (app/arrival_order.py)",
+            registry=self.registry,
+        )
         self.subscription_messages = Counter(
             "cdp_subscription_messages",
             "graphql-transport-ws next messages sent, by how the payload's JSON was had: encoded for the "
@@ -104,6 +109,9 @@ class Metrics:
 
     def watch_subscriptions(self, count: Callable[[], int]) -> None:
         self.subscriptions.set_function(count)
+
+    def watch_waiting_requests(self, count: Callable[[], int]) -> None:
+        self.waiting_requests.set_function(count)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -104,3 +104,14 @@ async def test_operation_names_chosen_by_clients_do_not_grow_the_metrics_for_eve
     names = set(re.findall(r'cdp_graphql_operation_seconds_count\{name="([^"]+)"', (await client.get("/metrics")).text))
     assert len(names) <= 101 and "other" in names and "Name0" in names, sorted(names)
     assert "Name119" not in names
+
+
+async def test_requests_waiting_for_their_turn_are_exposed(client: httpx.AsyncClient) -> None:
+    """The arrival queue's length (app/arrival_order.py), read when scraped: a scrape that waited behind
+    another request sees the one still waiting behind it; an idle server has none."""
+    answers = await asyncio.gather(client.get("/readyz"), client.get("/metrics"), client.get("/readyz"))
+    idle = (await client.get("/metrics")).text
+
+    assert "# TYPE cdp_http_requests_waiting gauge" in idle
+    assert _sample(answers[1].text, "cdp_http_requests_waiting") == 1
+    assert _sample(idle, "cdp_http_requests_waiting") == 0

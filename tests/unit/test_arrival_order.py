@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from app.arrival_order import ArrivalOrder
+from app.arrival_order import ArrivalOrder, ArrivalQueue
 
 
 class Recorder:
@@ -107,3 +107,22 @@ def test_a_new_event_loop_starts_with_an_empty_queue() -> None:
 
     assert started == ["first loop"]
     assert [note for note in app.app.notes if note.startswith("start")] == ["start second loop"]
+
+
+async def test_the_queue_counts_the_requests_waiting_for_their_turn() -> None:
+    queue = ArrivalQueue()
+    seen: list[int] = []
+
+    async def counts(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(queue.waiting())
+
+    app = ArrivalOrder(counts, queue=queue)
+    tasks = [asyncio.create_task(app(http(str(n)), None, None)) for n in range(4)]
+    await asyncio.sleep(0)  # all have arrived: the first started at once, three wait
+    assert queue.waiting() == 3
+    tasks[2].cancel()  # one leaves
+    assert queue.waiting() == 2
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert seen == [0, 1, 0]  # at each start, those still waiting behind it
+    assert queue.waiting() == 0
