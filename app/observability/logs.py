@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -14,9 +15,17 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
+# Request ids are not secrets: 64 bits of a generator seeded once from the system's randomness (a
+# stream per process). os.urandom for each request let go of the GIL in its system call, and while
+# the store's threads were busy the loop then waited up to a switch interval to get it back: the
+# request-id line was where the loop most often stood in its long stalls under bench/serving.py's
+# mixed load.
+_ids = random.Random(os.urandom(16))
+
+
 def accept_or_make(offered: str | None) -> str:
     """The client's request id when it is a short plain token, else a new one (ids end up in logs)."""
-    return offered if offered and _SANE_ID.match(offered) else os.urandom(8).hex()  # as random as uuid4's, cheaper
+    return offered if offered and _SANE_ID.match(offered) else f"{_ids.getrandbits(64):016x}"
 
 
 class JsonFormatter(logging.Formatter):
