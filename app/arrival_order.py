@@ -3,13 +3,13 @@
 uvicorn reads every socket that is readable when the loop polls, then runs the requests it read one
 after the other before it polls again. Under load, a request that arrives while such a batch is being
 run waits for the whole batch, then for its place in the next one, whichever order the sockets are
-read in: with 8 clients each waiting for its answer before asking again, a request waited anything
-from 1 to 15 others, and the personalisation query's p99 was 2.3 times its p50 (bench/execution.py).
+read in: with 8 clients each waiting for its answer before asking again, a request could wait for up
+to 15 others, and the personalisation query's p99 was 2.3 times its p50 (bench/execution.py).
 
 Here a request that finds another started in this turn of the loop takes a place in a queue and
 starts at a later turn, one a turn, first come first served. The loop then polls between two
 requests, so a request is read soon after it arrives and waits for those that came before it and no
-others: a tail close to the median (p99 12-15 ms -> 7.5-9.4 ms there), for ~5% fewer requests a
+others: a tail close to the median (p99 11.4-15.5 ms -> 7.5-9.4 ms there), for ~5% fewer requests a
 second when saturated (a turn of the loop and a wake-up a request). Under a mixed load every request
 gets its turn: lists and ingests get more of the loop than before, profile queries less (README,
 bench serving). A request on an idle server starts at once. Only the start is ordered: a request that awaits the
