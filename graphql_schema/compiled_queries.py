@@ -61,6 +61,7 @@ from graphql.language import Visitor
 from graphql.pyutils import Path
 from strawberry.permission import PermissionExtension
 from strawberry.types.base import StrawberryList, StrawberryOptional
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.field import StrawberryField
 
 from app.domain.access import Principal, Scope
@@ -88,6 +89,11 @@ class _Abandoned(Exception):
     """The plan met something off its happy path: graphql-core answers instead."""
 
 
+# Classes whose instances a resolver returns as values, never awaitables: the built-in ones, and each
+# object type's own class as the compiler meets it (one without `__await__`). A set lookup, where the
+# executor's check tries isinstance twice and then a missing attribute, for every resolver's value.
+_NOT_AWAITABLE: set[type] = {type(None), str, int, float, bool, list, tuple, dict}
+
 # A resolver called directly: (source, resolve info, arguments) -> value.
 DirectCall = Callable[[Any, Any, dict[str, Any]], Any]
 
@@ -114,6 +120,7 @@ class _Field:
     scopes: tuple[Scope, ...]
     make_info: Callable[[GraphQLResolveInfo[Any]], Any] | None  # Strawberry's Info, for a direct call
     leaf: str | None  # the name of the field's scalar type, when it is one (maybe non-null)
+    coerce: Callable[[Any], Any] | None  # the output coercion of the field's scalar or enum type
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +285,12 @@ class _Compilation:
                 raise NotCompiled(f"{kind.name}.{name}")
             fields.append(self._field(kind, key, field_definition, details, python_names.get(name)))
         complete = _object_completion(kind.name, fields)
-        return complete if kind.is_type_of is None else _type_checked(kind.is_type_of, complete)
+        origin = getattr(definition, "origin", None)
+        if isinstance(origin, type) and not hasattr(origin, "__await__") and not hasattr(origin, "__getattr__"):
+            _NOT_AWAITABLE.add(origin)
+        if kind.is_type_of is None:
+            return complete
+        return _type_checked(kind.is_type_of, origin, complete)
 
     def _field(
         self,
@@ -329,6 +341,7 @@ class _Compilation:
             scopes,
             make_info,
             _leaf_name(definition.type),
+            _leaf_coercion(definition.type),
         )
 
     def _direct(self, definition: GraphQLField) -> tuple[DirectCall | None, tuple[Scope, ...]]:
@@ -393,7 +406,13 @@ def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
     """The object's completion as one generated function: its fields in response order, each a direct
     attribute read (a leaf passed through when its value needs no coercion), a resolver call or the
     type's name; no per-field dispatch left for the request."""
-    names: dict[str, Any] = {"Path": Path, "_resolve": _resolve, "TYPE": type_name, "Undefined": Undefined}
+    names: dict[str, Any] = {
+        "Path": Path,
+        "_resolve": _resolve,
+        "TYPE": type_name,
+        "Undefined": Undefined,
+        "_Abandoned": _Abandoned,
+    }
     lines = ["def complete(state, source, path):", "    out = {}"]
     for n, field in enumerate(fields):
         if isinstance(field, str):
@@ -402,7 +421,7 @@ def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
         names[f"F{n}"], names[f"C{n}"], names[f"I{n}"] = field, field.complete, field.inner
         key = repr(field.key)
         if field.attribute is None:
-            lines.append(f"    _resolve(state, F{n}, source, Path(path, {key}, TYPE), out)")
+            lines.append(f"    _resolve(state, F{n}, source, path, out)")
             continue
         read = (
             f"source.{field.attribute}" if _safe_attribute(field.attribute) else f"getattr(source, {field.attribute!r})"
@@ -412,6 +431,17 @@ def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
         lines.append(f"    v = {read}")
         if unchanged is not None:
             lines.append(f"    out[{key}] = v if {unchanged} else C{n}(state, v, None)")
+        elif field.coerce is not None:  # _leaf's work inline: a response's times and enums, thousands
+            names[f"S{n}"] = field.coerce
+            lines += [
+                f"    if {PRESENT}:",
+                f"        v = S{n}(v)",
+                "        if v is None or v is Undefined:",
+                '            raise _Abandoned("a leaf that does not serialise")',
+                f"        out[{key}] = v",
+                "    else:",
+                f"        out[{key}] = C{n}(state, v, None)",
+            ]
         else:  # the null checks inline, and the value's own completion called directly
             lines.append(f"    out[{key}] = I{n}(state, v, {below}) if {PRESENT} else C{n}(state, v, {below})")
     lines.append("    return out")
@@ -429,36 +459,49 @@ def _safe_attribute(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
 
-def _resolve(state: _Run, field: _Field, source: Any, path: Path, out: dict[str, Any]) -> None:
+def _resolve(state: _Run, field: _Field, source: Any, parent: Path | None, out: dict[str, Any]) -> None:
     """Call the field's own resolver, as graphql-core would, and complete what it returns (later, with
-    the rest of its level, when it is an awaitable)."""
+    the rest of its level, when it is an awaitable). The field's path is made only when something
+    reads it: the fields below, a resolver that asks its info for more than the context."""
     if field.direct is not None:
         principal = state.principal
         if field.scopes and (principal is None or not all(principal.may(s) for s in field.scopes)):
             raise _Abandoned("refused: graphql-core says why")
-        result = field.direct(source, _Info(state, field, path), state.arguments_of(field))
+        result = field.direct(source, _Info(state, field, parent), state.arguments_of(field))
     else:
+        path = Path(parent, field.key, field.parent.name)
         info = state.executor.build_resolve_info(field.definition, field.nodes, field.parent, path)
         result = field.definition.resolve(source, info, **state.arguments_of(field))  # type: ignore[misc]
-    below = path if field.path_needed else None
-    if state.is_awaitable(result):
+    below = Path(parent, field.key, field.parent.name) if field.path_needed else None
+    if result.__class__ in _NOT_AWAITABLE or not state.is_awaitable(result):
+        out[field.key] = field.complete(state, result, below)
+    else:
         out[field.key] = None  # keeps the key's place in the response
         state.pending.append((result, out, field.key, field.complete, below))
-    else:
-        out[field.key] = field.complete(state, result, below)
 
 
-def _type_checked(is_type_of: Callable[[Any, Any], Any], inner: Complete) -> Complete:
+def _type_checked(is_type_of: Callable[[Any, Any], Any], origin: type | None, inner: Complete) -> Complete:
     """An object type that implements an interface checks each value's type, as graphql-core does
     (Strawberry's check is an isinstance and reads no resolve info; one that needs more fails here and
-    graphql-core answers)."""
+    graphql-core answers). An instance of the type's own class that was not cast to another type is
+    one without asking (Strawberry's answer for it; a list of members checks hundreds)."""
+    if origin is None or hasattr(origin, TYPE_CAST_ATTRIBUTE) or hasattr(origin, "__getattr__"):
+        origin = _NO_CLASS  # a cast read from the class, or computed: Strawberry's check decides
 
     def complete(state: _Run, value: Any, path: Path | None) -> Any:
-        if is_type_of(value, None) is not True:
+        own = value.__class__ is origin and TYPE_CAST_ATTRIBUTE not in value.__dict__
+        if not own and is_type_of(value, None) is not True:
             raise _Abandoned("a value of another type")
         return inner(state, value, path)
 
     return complete
+
+
+class _NoClass:
+    """The class of no value: a type check that always asks Strawberry."""
+
+
+_NO_CLASS: type = _NoClass
 
 
 def _leaf(coerce: Callable[[Any], Any]) -> Complete:
@@ -521,11 +564,11 @@ class _Info:
     here read), and anything else of Strawberry's Info (operation, field name, path, selections…) from
     the real one, built the first time something else is asked."""
 
-    __slots__ = ("_field", "_path", "_real", "_state", "context")
+    __slots__ = ("_field", "_parent", "_real", "_state", "context")
 
-    def __init__(self, state: _Run, field: _Field, path: Path) -> None:
+    def __init__(self, state: _Run, field: _Field, parent: Path | None) -> None:
         self.context = state.executor.context_value
-        self._state, self._field, self._path = state, field, path
+        self._state, self._field, self._parent = state, field, parent
         self._real: Any = None
 
     @property
@@ -537,7 +580,8 @@ class _Info:
         real = self._real
         if real is None:
             field = self._field
-            raw = self._state.executor.build_resolve_info(field.definition, field.nodes, field.parent, self._path)
+            path = Path(self._parent, field.key, field.parent.name)
+            raw = self._state.executor.build_resolve_info(field.definition, field.nodes, field.parent, path)
             assert field.make_info is not None
             real = self._real = field.make_info(raw)
         return getattr(real, name)
@@ -594,6 +638,11 @@ def _plain_argument(kind: Any) -> bool:
     while isinstance(kind, (StrawberryOptional, StrawberryList)):
         kind = kind.of_type
     return kind in PLAIN_ARGUMENT_TYPES
+
+
+def _leaf_coercion(kind: GraphQLOutputType) -> Callable[[Any], Any] | None:
+    inner = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
+    return inner.coerce_output_value if isinstance(inner, (GraphQLScalarType, GraphQLEnumType)) else None
 
 
 def _leaf_name(kind: GraphQLOutputType) -> str | None:
