@@ -405,50 +405,94 @@ UNCHANGED_LEAVES = {
 def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
     """The object's completion as one generated function: its fields in response order, each a direct
     attribute read (a leaf passed through when its value needs no coercion), a resolver call or the
-    type's name; no per-field dispatch left for the request."""
-    names: dict[str, Any] = {
-        "Path": Path,
-        "_resolve": _resolve,
-        "TYPE": type_name,
-        "Undefined": Undefined,
-        "_Abandoned": _Abandoned,
-    }
+    type's name; no per-field dispatch left for the request. An object below that has only attribute
+    fields (an edge, its node) is written into this function, a list of them as a loop: a list of
+    connections (members' last interactions) completes thousands of such objects."""
+    names: dict[str, Any] = {"Path": Path, "_resolve": _resolve, "Undefined": Undefined, "_Abandoned": _Abandoned}
     lines = ["def complete(state, source, path):", "    out = {}"]
-    for n, field in enumerate(fields):
-        if isinstance(field, str):
-            lines.append(f"    out[{field!r}] = TYPE")
-            continue
-        names[f"F{n}"], names[f"C{n}"], names[f"I{n}"] = field, field.complete, field.inner
-        key = repr(field.key)
-        if field.attribute is None:
-            lines.append(f"    _resolve(state, F{n}, source, path, out)")
-            continue
-        read = (
-            f"source.{field.attribute}" if _safe_attribute(field.attribute) else f"getattr(source, {field.attribute!r})"
-        )
-        below = f"Path(path, {key}, TYPE)" if field.path_needed else "None"
-        unchanged = UNCHANGED_LEAVES.get(field.leaf) if field.leaf else None
-        lines.append(f"    v = {read}")
-        if unchanged is not None:
-            lines.append(f"    out[{key}] = v if {unchanged} else C{n}(state, v, None)")
-        elif field.coerce is not None:  # _leaf's work inline: a response's times and enums, thousands
-            names[f"S{n}"] = field.coerce
-            lines += [
-                f"    if {PRESENT}:",
-                f"        v = S{n}(v)",
-                "        if v is None or v is Undefined:",
-                '            raise _Abandoned("a leaf that does not serialise")',
-                f"        out[{key}] = v",
-                "    else:",
-                f"        out[{key}] = C{n}(state, v, None)",
-            ]
-        else:  # the null checks inline, and the value's own completion called directly
-            lines.append(f"    out[{key}] = I{n}(state, v, {below}) if {PRESENT} else C{n}(state, v, {below})")
+    _ObjectCode(names, lines).fields(type_name, fields, source="source", out="out", depth=1)
     lines.append("    return out")
     # The text is made of Python attribute names from the schema, numbered names and repr()s of
-    # response keys (GraphQL names: letters, digits, underscores); nothing else of a request.
+    # response keys and type names (GraphQL names: letters, digits, underscores); nothing else of a request.
     exec("\n".join(lines), names)
-    return cast(Complete, names["complete"])
+    complete = cast(Complete, names["complete"])
+    if all(isinstance(f, str) or (f.attribute is not None and not f.path_needed) for f in fields):
+        complete.inline_body = (type_name, fields)  # type: ignore[attr-defined]
+    return complete
+
+
+class _ObjectCode:
+    """Writes the lines completing an object's fields into a generated function, with the objects
+    below that can be written in place (`inline_body`: attribute fields only, so no path and no
+    resolver below them), up to MAX_INLINE_DEPTH levels."""
+
+    def __init__(self, names: dict[str, Any], lines: list[str]) -> None:
+        self.names, self.lines, self.count = names, lines, 0
+
+    def fields(self, type_name: str, fields: list[_Field | str], *, source: str, out: str, depth: int) -> None:
+        pad = "    " * depth
+        for field in fields:
+            if isinstance(field, str):
+                self.lines.append(f"{pad}{out}[{field!r}] = {type_name!r}")
+                continue
+            n = self.count = self.count + 1
+            self.names[f"F{n}"], self.names[f"C{n}"], self.names[f"I{n}"] = field, field.complete, field.inner
+            key = repr(field.key)
+            if field.attribute is None:
+                self.lines.append(f"{pad}_resolve(state, F{n}, {source}, path, {out})")
+                continue
+            attribute = field.attribute
+            read = f"{source}.{attribute}" if _safe_attribute(attribute) else f"getattr({source}, {attribute!r})"
+            self.lines.append(f"{pad}v = {read}")
+            self._value(field, n, f"{out}[{key}]", type_name, depth)
+
+    def _value(self, field: _Field, n: int, target: str, type_name: str, depth: int) -> None:
+        pad, lines = "    " * depth, self.lines
+        unchanged = UNCHANGED_LEAVES.get(field.leaf) if field.leaf else None
+        body = getattr(field.inner, "inline_body", None) if depth < MAX_INLINE_DEPTH else None
+        item = getattr(field.inner, "inline_item", None) if depth < MAX_INLINE_DEPTH else None
+        if unchanged is not None:
+            lines.append(f"{pad}{target} = v if {unchanged} else C{n}(state, v, None)")
+        elif field.coerce is not None:  # _leaf's work inline: a response's times and enums, thousands
+            self.names[f"S{n}"] = field.coerce
+            lines += [
+                f"{pad}if {PRESENT}:",
+                f"{pad}    v = S{n}(v)",
+                f"{pad}    if v is None or v is Undefined:",
+                f'{pad}        raise _Abandoned("a leaf that does not serialise")',
+                f"{pad}    {target} = v",
+                f"{pad}else:",
+                f"{pad}    {target} = C{n}(state, v, None)",
+            ]
+        elif body is not None:  # an object: its fields here (`_nullable`/`_required` when absent)
+            lines += [f"{pad}if {PRESENT}:", f"{pad}    s{depth} = v", f"{pad}    o{depth} = {{}}"]
+            self.fields(*body, source=f"s{depth}", out=f"o{depth}", depth=depth + 1)
+            lines += [f"{pad}    {target} = o{depth}", f"{pad}else:", f"{pad}    {target} = C{n}(state, v, None)"]
+        elif item is not None and item[1] is not None:  # a list of such objects: `_list`'s loop here
+            checked, (item_type, item_fields) = item
+            self.names[f"K{n}"] = checked
+            lines += [
+                f"{pad}if v.__class__ is list:",
+                f"{pad}    l{depth} = []",
+                f"{pad}    for s{depth} in v:",
+                f"{pad}        if s{depth} is None or s{depth} is Undefined or isinstance(s{depth}, Exception):",
+                f"{pad}            l{depth}.append(K{n}(state, s{depth}, None))",
+                f"{pad}            continue",
+                f"{pad}        o{depth} = {{}}",
+            ]
+            self.fields(item_type, item_fields, source=f"s{depth}", out=f"o{depth}", depth=depth + 2)
+            lines += [
+                f"{pad}        l{depth}.append(o{depth})",
+                f"{pad}    {target} = l{depth}",
+                f"{pad}else:",
+                f"{pad}    {target} = C{n}(state, v, None)",
+            ]
+        else:  # the null checks inline, and the value's own completion called directly
+            below = f"Path(path, {field.key!r}, {type_name!r})" if field.path_needed else "None"
+            lines.append(f"{pad}{target} = I{n}(state, v, {below}) if {PRESENT} else C{n}(state, v, {below})")
+
+
+MAX_INLINE_DEPTH = 6  # levels of objects written into one function (a connection's edge and node: 2)
 
 
 # A value that is neither null nor an error: what the null checks of `_nullable`/`_required` let through.
@@ -556,6 +600,7 @@ def _list(item: Complete, inner: Complete) -> Complete:
             ]
         return [item(state, v, Path(path, i, None)) for i, v in enumerate(value)]
 
+    complete.inline_item = (item, getattr(inner, "inline_body", None))  # type: ignore[attr-defined]
     return complete
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import strawberry
 
@@ -126,10 +126,16 @@ def connection(
     has_next: bool,
     has_previous: bool,
     cursor: Callable[[S], str],
-    node: Callable[[S], T],
+    node: Callable[[S], T] | None,
     count: Count,
 ) -> Connection[T]:
-    edges = [Edge(node=node(item), item=item, cursor_of=cursor) for item in items]
+    """A page as a connection, each item's node made by `node` (None: the items are the nodes, with no
+    call per item: a list of members' last interactions makes thousands of edges)."""
+    edges: list[Edge[T]]
+    if node is None:
+        edges = cast(list[Edge[T]], [Edge(node=item, item=item, cursor_of=cursor) for item in items])
+    else:
+        edges = [Edge(node=node(item), item=item, cursor_of=cursor) for item in items]
     return Connection(
         edges=edges,
         page_info=PageInfo(has_next_page=has_next, has_previous_page=has_previous, items=items, cursor_of=cursor),

@@ -185,10 +185,6 @@ class Interaction:
         return JSON(_visible(info, cast(domain.Interaction, self).properties))
 
 
-def _interaction_node(interaction: domain.Interaction) -> Interaction:
-    return cast(Interaction, interaction)  # the domain's interaction is the node (see Interaction)
-
-
 def _personal(info: Info, value: str | None) -> str | None:
     return value if info.context.may(Scope.READ_PII) else mask_text(value)
 
@@ -359,7 +355,7 @@ class Profile(Node):
             has_next=page.has_next,
             has_previous=page.has_previous,
             cursor=interaction_cursor,
-            node=_interaction_node,
+            node=None,  # the domain's interactions are the nodes (see Interaction)
             count=counted(known)
             if known is not None
             else lambda: info.context.loaders(info).interaction_count.load(InteractionCount(self.profile.id, where)),

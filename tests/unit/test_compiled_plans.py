@@ -1,7 +1,10 @@
-"""A compiled plan checks the type of an object that implements an interface as graphql-core does: an
-instance of the type's own class passes without asking Strawberry, anything else (another type's
-instance, or one cast to another type) is Strawberry's to judge, and a refusal leaves the answer to
-graphql-core. Leaves are coerced inline, as the scalar's own coercion does."""
+"""A compiled plan answers as graphql-core does, on a small schema made here:
+- the type of an object that implements an interface: an instance of the type's own class passes
+  without asking Strawberry, anything else (another type's instance, one cast to another type) is
+  Strawberry's to judge, and a refusal leaves the answer to graphql-core;
+- leaves are coerced inline, as the scalar's own coercion does;
+- objects with only attribute fields, and lists of them, are completed in their parent's code: nulls,
+  tuples and missing required values come out as graphql-core has them."""
 
 from __future__ import annotations
 
@@ -37,7 +40,22 @@ class Ripeness(Enum):
     RIPE = "ripe"
 
 
+@strawberry.type
+class Label:
+    text: str
+    at: datetime
+
+
+@strawberry.type
+class Box:
+    name: str
+    label: Label | None
+    labels: list[Label]
+    sealed: Label
+
+
 RETURNED: list[Any] = []
+BOXES: list[Any] = []
 
 
 @strawberry.type
@@ -45,6 +63,10 @@ class Query:
     @strawberry.field
     def apple(self) -> Apple:
         return RETURNED[0]  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def boxes(self) -> list[Box | None]:
+        return BOXES
 
     @strawberry.field
     def picked(self) -> datetime:
@@ -71,6 +93,7 @@ async def _compiled(text: str) -> ExecutionResult | None:
 def _returned() -> Any:
     yield
     RETURNED.clear()
+    BOXES.clear()
 
 
 async def test_an_instance_of_the_type_is_answered_by_the_plan() -> None:
@@ -98,3 +121,41 @@ async def test_leaves_are_coerced_as_their_type_coerces_them() -> None:
     assert result is not None and result.data == {"picked": "2026-11-30T12:00:00+00:00", "ripeness": "RIPE"}
     interpreted = await SCHEMA.execute("{ picked ripeness }")
     assert interpreted.data == result.data
+
+
+AT = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
+BOXES_QUERY = "{ boxes { name label { text at } labels { text at } sealed { text } } }"
+
+
+def _box(name: str, label: Any, labels: Any, sealed: Any) -> Box:
+    return Box(name=name, label=label, labels=labels, sealed=sealed)
+
+
+async def test_objects_below_are_completed_in_place_as_graphql_core_completes_them() -> None:
+    first, second = Label(text="fragile", at=AT), Label(text="this way up", at=AT)
+    BOXES.extend([
+        _box("a", first, [first, second], second),
+        None,
+        _box("b", None, (second,), first),  # a tuple is a list to graphql-core
+        _box("c", second, [], first),
+    ])  # fmt: skip
+    compiled = await _compiled(BOXES_QUERY)
+    interpreted = await SCHEMA.execute(BOXES_QUERY)
+    assert interpreted.errors is None
+    assert compiled is not None and compiled.data == interpreted.data
+    assert compiled.data["boxes"][0]["labels"][1] == {"text": "this way up", "at": "2026-11-30T09:30:00+00:00"}
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        _box("no seal", None, [], None),  # a null where the type is non-null
+        _box("null item", None, [None], Label(text="x", at=AT)),  # a null item of a [Label!]
+        _box("bad time", Label(text="x", at="yesterday"), [], Label(text="x", at=AT)),  # not a time
+    ],
+)
+async def test_what_an_object_below_cannot_complete_is_left_to_graphql_core(box: Box) -> None:
+    BOXES.append(box)
+    assert await _compiled(BOXES_QUERY) is None
+    interpreted = await SCHEMA.execute(BOXES_QUERY)
+    assert interpreted.errors
