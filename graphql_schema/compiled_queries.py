@@ -324,6 +324,7 @@ class _Compilation:
             def make_info(raw: GraphQLResolveInfo[Any]) -> Any:
                 return info_class(_raw_info=raw, _field=strawberry_field)
 
+        leaf = _leaf_type(definition.type)
         self._fields += 1
         return _Field(
             key,
@@ -340,8 +341,8 @@ class _Compilation:
             direct,
             scopes,
             make_info,
-            _leaf_name(definition.type),
-            _leaf_coercion(definition.type),
+            leaf.name if isinstance(leaf, GraphQLScalarType) else None,
+            leaf.coerce_output_value if leaf is not None else None,
         )
 
     def _direct(self, definition: GraphQLField) -> tuple[DirectCall | None, tuple[Scope, ...]]:
@@ -511,12 +512,13 @@ def _resolve(state: _Run, field: _Field, source: Any, parent: Path | None, out: 
         principal = state.principal
         if field.scopes and (principal is None or not all(principal.may(s) for s in field.scopes)):
             raise _Abandoned("refused: graphql-core says why")
+        path = None
         result = field.direct(source, _Info(state, field, parent), state.arguments_of(field))
     else:
         path = Path(parent, field.key, field.parent.name)
         info = state.executor.build_resolve_info(field.definition, field.nodes, field.parent, path)
         result = field.definition.resolve(source, info, **state.arguments_of(field))  # type: ignore[misc]
-    below = Path(parent, field.key, field.parent.name) if field.path_needed else None
+    below = (path or Path(parent, field.key, field.parent.name)) if field.path_needed else None
     if result.__class__ in _NOT_AWAITABLE or not state.is_awaitable(result):
         out[field.key] = field.complete(state, result, below)
     else:
@@ -529,8 +531,8 @@ def _type_checked(is_type_of: Callable[[Any, Any], Any], origin: type | None, in
     (Strawberry's check is an isinstance and reads no resolve info; one that needs more fails here and
     graphql-core answers). An instance of the type's own class that was not cast to another type is
     one without asking (Strawberry's answer for it; a list of members checks hundreds)."""
-    if origin is None or hasattr(origin, TYPE_CAST_ATTRIBUTE) or hasattr(origin, "__getattr__"):
-        origin = _NO_CLASS  # a cast read from the class, or computed: Strawberry's check decides
+    if origin is not None and (hasattr(origin, TYPE_CAST_ATTRIBUTE) or hasattr(origin, "__getattr__")):
+        origin = None  # a cast read from the class, or computed: Strawberry's check decides every value
 
     def complete(state: _Run, value: Any, path: Path | None) -> Any:
         own = value.__class__ is origin and TYPE_CAST_ATTRIBUTE not in value.__dict__
@@ -539,13 +541,6 @@ def _type_checked(is_type_of: Callable[[Any, Any], Any], origin: type | None, in
         return inner(state, value, path)
 
     return complete
-
-
-class _NoClass:
-    """The class of no value: a type check that always asks Strawberry."""
-
-
-_NO_CLASS: type = _NoClass
 
 
 def _leaf(coerce: Callable[[Any], Any]) -> Complete:
@@ -685,14 +680,10 @@ def _plain_argument(kind: Any) -> bool:
     return kind in PLAIN_ARGUMENT_TYPES
 
 
-def _leaf_coercion(kind: GraphQLOutputType) -> Callable[[Any], Any] | None:
+def _leaf_type(kind: GraphQLOutputType) -> GraphQLScalarType | GraphQLEnumType | None:
+    """The field's scalar or enum type, when it is one (maybe non-null)."""
     inner = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
-    return inner.coerce_output_value if isinstance(inner, (GraphQLScalarType, GraphQLEnumType)) else None
-
-
-def _leaf_name(kind: GraphQLOutputType) -> str | None:
-    inner = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
-    return inner.name if isinstance(inner, GraphQLScalarType) else None
+    return inner if isinstance(inner, (GraphQLScalarType, GraphQLEnumType)) else None
 
 
 def _has_middleware(executor: Executor[Any]) -> bool:
