@@ -431,7 +431,12 @@ class MongoStore:
         await db.merge_refusals.create_indexes([IndexModel([("profileIds", ASCENDING)])])
         await db.consent_log.create_indexes([IndexModel([("profileId", ASCENDING), ("at", DESCENDING)])])
         await db.segment_events.create_indexes(
-            [IndexModel([("segmentId", ASCENDING), ("at", DESCENDING)]), IndexModel([("profileId", ASCENDING)])]
+            [
+                IndexModel([("segmentId", ASCENDING), ("at", DESCENDING)]),
+                IndexModel([("profileId", ASCENDING)]),
+                # The whole history, newest first, without sorting every event for each request.
+                IndexModel([("at", DESCENDING), ("_id", DESCENDING)]),
+            ]
         )
         await db.segment_checks.create_indexes([IndexModel([("dueAt", ASCENDING)]), IndexModel([("profileId", 1)])])
         await db.processed_messages.create_indexes([IndexModel([("profileId", ASCENDING)])])

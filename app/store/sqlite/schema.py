@@ -89,6 +89,9 @@ STATEMENTS = (
     )""",
     "CREATE INDEX IF NOT EXISTS segment_events_by_segment ON segment_events(segment_id, at)",
     "CREATE INDEX IF NOT EXISTS segment_events_by_profile ON segment_events(profile_id, at)",
+    # The whole store's history, newest first (segmentHistory without a filter): read from this end,
+    # not every event sorted for each request.
+    "CREATE INDEX IF NOT EXISTS segment_events_by_time ON segment_events(at)",
     # Every server process follows committed segment events in commit order (segment_feed.py). The
     # events' own rowids are no position: an erasure deleting the newest row lets the next insert reuse
     # its rowid, and VACUUM may renumber them. AUTOINCREMENT never reuses a number; triggers keep the
