@@ -409,7 +409,15 @@ def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
     type's name; no per-field dispatch left for the request. An object below that has only attribute
     fields (an edge, its node) is written into this function, a list of them as a loop: a list of
     connections (members' last interactions) completes thousands of such objects."""
-    names: dict[str, Any] = {"Path": Path, "_resolve": _resolve, "Undefined": Undefined, "_Abandoned": _Abandoned}
+    names: dict[str, Any] = {
+        "Path": Path,
+        "_resolve": _resolve,
+        "_refused": _refused,
+        "_Info": _Info,
+        "_NOT_AWAITABLE": _NOT_AWAITABLE,
+        "Undefined": Undefined,
+        "_Abandoned": _Abandoned,
+    }
     lines = ["def complete(state, source, path):", "    out = {}"]
     _ObjectCode(names, lines).fields(type_name, fields, source="source", out="out", depth=1)
     lines.append("    return out")
@@ -440,12 +448,41 @@ class _ObjectCode:
             self.names[f"F{n}"], self.names[f"C{n}"], self.names[f"I{n}"] = field, field.complete, field.inner
             key = repr(field.key)
             if field.attribute is None:
-                self.lines.append(f"{pad}_resolve(state, F{n}, {source}, path, {out})")
+                if field.direct is None:
+                    self.lines.append(f"{pad}_resolve(state, F{n}, {source}, path, {out})")
+                else:
+                    self._call(field, n, source, out, type_name, depth)
                 continue
             attribute = field.attribute
             read = f"{source}.{attribute}" if _safe_attribute(attribute) else f"getattr({source}, {attribute!r})"
             self.lines.append(f"{pad}v = {read}")
             self._value(field, n, f"{out}[{key}]", type_name, depth)
+
+    def _call(self, field: _Field, n: int, source: str, out: str, type_name: str, depth: int) -> None:
+        """`_resolve`'s work for a resolver called directly, written in place: its value completed as
+        an attribute's is (below), or left with the level's awaitables. A list of events asking for
+        each one's segment and profile calls thousands of resolvers."""
+        pad, lines, key = "    " * depth, self.lines, repr(field.key)
+        if field.scopes:
+            lines.append(f'{pad}if _refused(state, F{n}): raise _Abandoned("refused: graphql-core says why")')
+        if field.constant_arguments is not None:
+            self.names[f"A{n}"] = field.constant_arguments
+            arguments = f"A{n}"
+        else:
+            arguments = f"state.arguments_of(F{n})"
+        function, with_info = getattr(field.direct, "positional", (None, True))
+        self.names[f"D{n}"] = function or field.direct
+        info = f"_Info(state, F{n}, path)"
+        call = f"D{n}({source}, {info})" if with_info else f"D{n}({source})"
+        lines.append(f"{pad}v = {call if function is not None else f'D{n}({source}, {info}, {arguments})'}")
+        below = f"Path(path, {field.key!r}, {type_name!r})" if field.path_needed else "None"
+        lines.append(f"{pad}if v.__class__ in _NOT_AWAITABLE or not state.is_awaitable(v):")
+        self._value(field, n, f"{out}[{key}]", type_name, depth + 1)
+        lines += [
+            f"{pad}else:",
+            f"{pad}    {out}[{key}] = None",  # keeps the key's place in the response
+            f"{pad}    state.pending.append((v, {out}, {key}, C{n}, {below}))",
+        ]
 
     def _value(self, field: _Field, n: int, target: str, type_name: str, depth: int) -> None:
         pad, lines = "    " * depth, self.lines
@@ -509,8 +546,7 @@ def _resolve(state: _Run, field: _Field, source: Any, parent: Path | None, out: 
     the rest of its level, when it is an awaitable). The field's path is made only when something
     reads it: the fields below, a resolver that asks its info for more than the context."""
     if field.direct is not None:
-        principal = state.principal
-        if field.scopes and (principal is None or not all(principal.may(s) for s in field.scopes)):
+        if field.scopes and _refused(state, field):
             raise _Abandoned("refused: graphql-core says why")
         path = None
         result = field.direct(source, _Info(state, field, parent), state.arguments_of(field))
@@ -524,6 +560,12 @@ def _resolve(state: _Run, field: _Field, source: Any, parent: Path | None, out: 
     else:
         out[field.key] = None  # keeps the key's place in the response
         state.pending.append((result, out, field.key, field.complete, below))
+
+
+def _refused(state: _Run, field: _Field) -> bool:
+    """The caller lacks a scope the field's rule asks for (graphql-core answers, with the rule's words)."""
+    principal = state.principal
+    return principal is None or not all(principal.may(s) for s in field.scopes)
 
 
 def _type_checked(is_type_of: Callable[[Any, Any], Any], origin: type | None, inner: Complete) -> Complete:
@@ -662,11 +704,15 @@ def _positional(function: Callable[..., Any], info_name: str | None, source_name
         return None
     if not parameters or (source_name is not None and parameters[0].name != source_name):
         return None
+    call: Any
     if len(parameters) == 1 and info_name is None:
-        return lambda source, _info, _arguments: function(source)
-    if len(parameters) == 2 and info_name is not None and parameters[1].name == info_name:
-        return lambda source, info, _arguments: function(source, info)
-    return None
+        call = lambda source, _info, _arguments: function(source)  # noqa: E731
+    elif len(parameters) == 2 and info_name is not None and parameters[1].name == info_name:
+        call = lambda source, info, _arguments: function(source, info)  # noqa: E731
+    else:
+        return None
+    call.positional = (function, info_name is not None)  # what generated code calls in its place
+    return cast(DirectCall, call)
 
 
 PLAIN_ARGUMENT_TYPES = (str, int, float, bool, strawberry.ID)

@@ -4,7 +4,10 @@
   Strawberry's to judge, and a refusal leaves the answer to graphql-core;
 - leaves are coerced inline, as the scalar's own coercion does;
 - objects with only attribute fields, and lists of them, are completed in their parent's code: nulls,
-  tuples and missing required values come out as graphql-core has them."""
+  tuples and missing required values come out as graphql-core has them;
+- resolvers called from the generated code (with or without info and arguments) answer as through
+  Strawberry's wrapper, an awaitable with the rest of its level, a null where none may be left to
+  graphql-core."""
 
 from __future__ import annotations
 
@@ -54,8 +57,36 @@ class Box:
     sealed: Label
 
 
+@strawberry.type
+class Crate:
+    name: str
+    label: strawberry.Private[Label | None]
+
+    @strawberry.field
+    def size(self) -> int:
+        return len(self.name)
+
+    @strawberry.field
+    def note(self, prefix: str, times: int = 1) -> str:
+        return prefix * times + self.name
+
+    @strawberry.field
+    def spare(self, info: strawberry.Info) -> Label | None:
+        assert info.field_name == "spare" and info.path.key == "spare"  # more than the context: the real info
+        return self.label
+
+    @strawberry.field
+    async def weight(self, info: strawberry.Info) -> float:
+        return len(self.name) / 2
+
+    @strawberry.field
+    def required(self) -> Label:
+        return self.label  # type: ignore[return-value]  # None for a test: graphql-core says what is wrong
+
+
 RETURNED: list[Any] = []
 BOXES: list[Any] = []
+CRATES: list[Any] = []
 
 
 @strawberry.type
@@ -67,6 +98,10 @@ class Query:
     @strawberry.field
     def boxes(self) -> list[Box | None]:
         return BOXES
+
+    @strawberry.field
+    def crates(self) -> list[Crate]:
+        return CRATES
 
     @strawberry.field
     def picked(self) -> datetime:
@@ -94,6 +129,7 @@ def _returned() -> Any:
     yield
     RETURNED.clear()
     BOXES.clear()
+    CRATES.clear()
 
 
 async def test_an_instance_of_the_type_is_answered_by_the_plan() -> None:
@@ -159,3 +195,36 @@ async def test_what_an_object_below_cannot_complete_is_left_to_graphql_core(box:
     assert await _compiled(BOXES_QUERY) is None
     interpreted = await SCHEMA.execute(BOXES_QUERY)
     assert interpreted.errors
+
+
+CRATES_QUERY = """query($prefix: String!) { crates { name size note(prefix: $prefix) twice: note(prefix: "-", times: 2)
+  weight spare { text at } } }"""
+
+
+async def test_resolvers_called_in_place_answer_as_through_strawberry() -> None:
+    CRATES.extend([Crate(name="tea", label=Label(text="dry", at=AT)), Crate(name="coffee", label=None)])
+    document = parse(CRATES_QUERY)
+    executor = build_executor(SCHEMA._schema, document, {"context_value": None, "variable_values": {"prefix": ">"}})
+    assert not isinstance(executor, list)
+    plan = QueryCompiler(SCHEMA).plan_for(document, executor)
+    assert plan is not None
+    compiled = await run(plan, executor)
+    interpreted = await SCHEMA.execute(CRATES_QUERY, variable_values={"prefix": ">"})
+    assert interpreted.errors is None
+    assert compiled is not None and compiled.data is not None and compiled.data == interpreted.data
+    assert compiled.data["crates"][0] == {
+        "name": "tea",
+        "size": 3,
+        "note": ">tea",
+        "twice": "--tea",
+        "weight": 1.5,
+        "spare": {"text": "dry", "at": "2026-11-30T09:30:00+00:00"},
+    }
+    assert list(compiled.data["crates"][1]) == ["name", "size", "note", "twice", "weight", "spare"]  # in order
+
+
+async def test_a_resolver_s_null_where_none_may_be_is_left_to_graphql_core() -> None:
+    CRATES.append(Crate(name="tea", label=None))
+    assert await _compiled("{ crates { required { text } } }") is None
+    interpreted = await SCHEMA.execute("{ crates { required { text } } }")
+    assert interpreted.errors and "non-nullable" in interpreted.errors[0].message
