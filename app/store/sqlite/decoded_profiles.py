@@ -6,6 +6,10 @@ spends its time decoding documents that have not changed. A read still fetches e
 text is the one a kept profile was decoded from, that profile is the answer, so a change made by any
 process (a new text) is never missed and nothing depends on version numbers being kept right.
 
+A read of many profiles (`get_profiles`) need not fetch the text at all: each profile kept with the
+revision it was stored at (profile_revisions.py) is still the answer while its revision is the
+stored one, and only the others' documents are read.
+
 Profiles handed out are shared between callers: nothing changes a profile read in place (the
 domain's changes build new documents; writes decode their own, in their transaction). Kept within a
 memory budget, least recently used first out; a profile the store no longer has (erased, or its row
@@ -30,17 +34,21 @@ DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024
 class DecodedProfiles:
     def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.budget_bytes = budget_bytes
-        self._kept: OrderedDict[str, tuple[str, Profile, int]] = OrderedDict()
+        # id -> (the text it was decoded from, the profile, its cost, the revision of that text or None)
+        self._kept: OrderedDict[str, tuple[str, Profile, int, int | None]] = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()  # reads decode on the loop and on reader threads
         self.hits = 0
         self.misses = 0
 
-    def decode(self, profile_id: str, text: str) -> Profile:
-        """The profile stored as `text`: the kept one when it was decoded from this text."""
+    def decode(self, profile_id: str, text: str, revision: int | None = None) -> Profile:
+        """The profile stored as `text` (at `revision`, when the read knows it): the kept one when it
+        was decoded from this text."""
         with self._lock:
             kept = self._kept.get(profile_id)
             if kept is not None and (kept[0] is text or kept[0] == text):
+                if revision is not None and kept[3] != revision:
+                    self._kept[profile_id] = (*kept[:3], revision)
                 self._kept.move_to_end(profile_id)
                 self.hits += 1
                 return kept[1]
@@ -50,11 +58,26 @@ class DecodedProfiles:
             self.misses += 1
             self._drop(profile_id)
             if cost <= self.budget_bytes // 8:  # one huge profile never pushes out everything else
-                self._kept[profile_id] = (text, profile, cost)
+                self._kept[profile_id] = (text, profile, cost, revision)
                 self._held += cost
                 while self._held > self.budget_bytes:
                     self._drop(next(iter(self._kept)))
         return profile
+
+    def revision_of(self, profile_id: str) -> int | None:
+        """The stored revision the kept profile was decoded at (None: none kept, or not known)."""
+        kept = self._kept.get(profile_id)
+        return kept[3] if kept is not None else None
+
+    def kept_at(self, profile_id: str, revision: int) -> Profile | None:
+        """The kept profile when it is the one stored at `revision` (None: read its document)."""
+        with self._lock:
+            kept = self._kept.get(profile_id)
+            if kept is None or kept[3] != revision:
+                return None
+            self._kept.move_to_end(profile_id)
+            self.hits += 1
+            return kept[1]
 
     def forget(self, profile_ids: Iterable[str]) -> None:
         with self._lock:

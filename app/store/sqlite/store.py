@@ -36,7 +36,7 @@ from app.services.ports import (
     StoreTransaction,
 )
 from app.store.documents import dumps, loads
-from app.store.sqlite import profile_facets, segment_feed
+from app.store.sqlite import profile_facets, profile_revisions, segment_feed
 from app.store.sqlite.checkpoints import Checkpointer
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
@@ -74,8 +74,10 @@ class SQLiteStore:
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread copies the log
-        for statement in STATEMENTS:
+        for statement in (*STATEMENTS, *profile_revisions.STATEMENTS):
             self._writer.execute(statement)
+        if filled := profile_revisions.fill(self._writer):
+            log.info("numbered the revisions of %d profiles stored before them", filled)
         if filled := profile_facets.fill(self._writer):
             log.info("built the list filters' rows of %d profiles stored before them", filled)
         self._reader = self._connect_reader()
@@ -238,12 +240,24 @@ class SQLiteStore:
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         def scan(db: sqlite3.Connection) -> dict[str, Profile]:
             ids, found = list(dict.fromkeys(profile_ids)), dict[str, Profile]()
-            for start in range(0, len(ids), _IDS_PER_QUERY):
-                chunk = ids[start : start + _IDS_PER_QUERY]
-                rows = db.execute(f"SELECT id, doc FROM profiles WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-                found |= {row[0]: self.decoded.decode(row[0], row[1]) for row in rows}
+            decoded = self.decoded
+            for start in range(0, len(ids), _IDS_PER_QUERY // 2):  # two parameters an id
+                chunk = ids[start : start + _IDS_PER_QUERY // 2]
+                asked = [v for i in chunk for v in (i, decoded.revision_of(i))]
+                for profile_id, revision, doc in db.execute(profile_revisions.documents_unless_kept(len(chunk)), asked):
+                    if doc is None:
+                        kept = decoded.kept_at(profile_id, revision) if revision is not None else None
+                        if kept is not None:
+                            found[profile_id] = kept
+                            continue
+                        # Not stored, or let go of since the query was made: its document, if any.
+                        row = db.execute(profile_revisions.DOCUMENT, (profile_id,)).fetchone()
+                        if row is None:
+                            continue
+                        doc, revision = row
+                    found[profile_id] = decoded.decode(profile_id, doc, revision)
             if len(found) < len(ids):
-                self.decoded.forget(i for i in ids if i not in found)
+                decoded.forget(i for i in ids if i not in found)
             return found
 
         if len(profile_ids) <= FEW_ON_THE_LOOP and not self._thread.here:
