@@ -110,7 +110,7 @@ class _Field:
     parent: GraphQLObjectType
     complete: Complete
     inner: Complete  # `complete` without its null checks: for a value that is neither null nor an error
-    path_needed: bool  # a plain field with resolvers below it, which see their path (nothing else reads it)
+    path_needed: bool  # resolvers below it, which see their path (nothing else reads it)
     constant_arguments: dict[str, Any] | None  # worked out at compile time (no variables in them)
     index: int  # this field's slot in a run's argument cache
     # The resolver called as Strawberry's wrapper would call it, when all the wrapper would add is the
@@ -406,9 +406,9 @@ UNCHANGED_LEAVES = {
 def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
     """The object's completion as one generated function: its fields in response order, each a direct
     attribute read (a leaf passed through when its value needs no coercion), a resolver call or the
-    type's name; no per-field dispatch left for the request. An object below that has only attribute
-    fields (an edge, its node) is written into this function, a list of them as a loop: a list of
-    connections (members' last interactions) completes thousands of such objects."""
+    type's name; no per-field dispatch left for the request. The objects below are written into this
+    function too (a list of them as a loop), up to MAX_INLINE_DEPTH levels: a list of events with
+    each one's segment and profile, or of members with their last interactions, completes thousands."""
     names: dict[str, Any] = {
         "Path": Path,
         "_resolve": _resolve,
@@ -419,26 +419,28 @@ def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
         "_Abandoned": _Abandoned,
     }
     lines = ["def complete(state, source, path):", "    out = {}"]
-    _ObjectCode(names, lines).fields(type_name, fields, source="source", out="out", depth=1)
+    _ObjectCode(names, lines).fields(type_name, fields, source="source", out="out", path="path", depth=1)
     lines.append("    return out")
     # The text is made of Python attribute names from the schema, numbered names and repr()s of
     # response keys and type names (GraphQL names: letters, digits, underscores); nothing else of a request.
     exec("\n".join(lines), names)
     complete = cast(Complete, names["complete"])
-    if all(isinstance(f, str) or (f.attribute is not None and not f.path_needed) for f in fields):
-        complete.inline_body = (type_name, fields)  # type: ignore[attr-defined]
+    complete.inline_body = (type_name, fields)  # type: ignore[attr-defined]
     return complete
 
 
 class _ObjectCode:
     """Writes the lines completing an object's fields into a generated function, with the objects
-    below that can be written in place (`inline_body`: attribute fields only, so no path and no
-    resolver below them), up to MAX_INLINE_DEPTH levels."""
+    below written in place (`inline_body`; `inline_check`: the class an instance of which needs no
+    type check, anything else goes to the object's own completion), up to MAX_INLINE_DEPTH levels.
+    `path` is the expression of the object's path, made where a resolver below may read it."""
 
     def __init__(self, names: dict[str, Any], lines: list[str]) -> None:
         self.names, self.lines, self.count = names, lines, 0
 
-    def fields(self, type_name: str, fields: list[_Field | str], *, source: str, out: str, depth: int) -> None:
+    def fields(
+        self, type_name: str, fields: list[_Field | str], *, source: str, out: str, path: str, depth: int
+    ) -> None:
         pad = "    " * depth
         for field in fields:
             if isinstance(field, str):
@@ -449,16 +451,16 @@ class _ObjectCode:
             key = repr(field.key)
             if field.attribute is None:
                 if field.direct is None:
-                    self.lines.append(f"{pad}_resolve(state, F{n}, {source}, path, {out})")
+                    self.lines.append(f"{pad}_resolve(state, F{n}, {source}, {path}, {out})")
                 else:
-                    self._call(field, n, source, out, type_name, depth)
+                    self._call(field, n, source, out, type_name, path, depth)
                 continue
             attribute = field.attribute
             read = f"{source}.{attribute}" if _safe_attribute(attribute) else f"getattr({source}, {attribute!r})"
             self.lines.append(f"{pad}v = {read}")
-            self._value(field, n, f"{out}[{key}]", type_name, depth)
+            self._value(field, n, f"{out}[{key}]", type_name, path, depth)
 
-    def _call(self, field: _Field, n: int, source: str, out: str, type_name: str, depth: int) -> None:
+    def _call(self, field: _Field, n: int, source: str, out: str, type_name: str, path: str, depth: int) -> None:
         """`_resolve`'s work for a resolver called directly, written in place: its value completed as
         an attribute's is (below), or left with the level's awaitables. A list of events asking for
         each one's segment and profile calls thousands of resolvers."""
@@ -472,23 +474,23 @@ class _ObjectCode:
             arguments = f"state.arguments_of(F{n})"
         function, with_info = getattr(field.direct, "positional", (None, True))
         self.names[f"D{n}"] = function or field.direct
-        info = f"_Info(state, F{n}, path)"
+        info = f"_Info(state, F{n}, {path})"
         call = f"D{n}({source}, {info})" if with_info else f"D{n}({source})"
         lines.append(f"{pad}v = {call if function is not None else f'D{n}({source}, {info}, {arguments})'}")
-        below = f"Path(path, {field.key!r}, {type_name!r})" if field.path_needed else "None"
         lines.append(f"{pad}if v.__class__ in _NOT_AWAITABLE or not state.is_awaitable(v):")
-        self._value(field, n, f"{out}[{key}]", type_name, depth + 1)
+        self._value(field, n, f"{out}[{key}]", type_name, path, depth + 1)
         lines += [
             f"{pad}else:",
             f"{pad}    {out}[{key}] = None",  # keeps the key's place in the response
-            f"{pad}    state.pending.append((v, {out}, {key}, C{n}, {below}))",
+            f"{pad}    state.pending.append((v, {out}, {key}, C{n}, {_below(field, type_name, path)}))",
         ]
 
-    def _value(self, field: _Field, n: int, target: str, type_name: str, depth: int) -> None:
+    def _value(self, field: _Field, n: int, target: str, type_name: str, path: str, depth: int) -> None:
         pad, lines = "    " * depth, self.lines
         unchanged = UNCHANGED_LEAVES.get(field.leaf) if field.leaf else None
         body = getattr(field.inner, "inline_body", None) if depth < MAX_INLINE_DEPTH else None
         item = getattr(field.inner, "inline_item", None) if depth < MAX_INLINE_DEPTH else None
+        below = _below(field, type_name, path)
         if unchanged is not None:
             lines.append(f"{pad}{target} = v if {unchanged} else C{n}(state, v, None)")
         elif field.coerce is not None:  # _leaf's work inline: a response's times and enums, thousands
@@ -502,35 +504,61 @@ class _ObjectCode:
                 f"{pad}else:",
                 f"{pad}    {target} = C{n}(state, v, None)",
             ]
-        elif body is not None:  # an object: its fields here (`_nullable`/`_required` when absent)
-            lines += [f"{pad}if {PRESENT}:", f"{pad}    s{depth} = v", f"{pad}    o{depth} = {{}}"]
-            self.fields(*body, source=f"s{depth}", out=f"o{depth}", depth=depth + 1)
-            lines += [f"{pad}    {target} = o{depth}", f"{pad}else:", f"{pad}    {target} = C{n}(state, v, None)"]
-        elif item is not None and item[1] is not None:  # a list of such objects: `_list`'s loop here
-            checked, (item_type, item_fields) = item
+        elif body is not None:  # an object: its fields here; a null, an error, another class: C{n}
+            own = self._own_class(getattr(field.inner, "inline_check", None), "v", n)
+            lines += [f"{pad}if {PRESENT}{f' and {own}' if own else ''}:", f"{pad}    s{depth} = v"]
+            lines.append(f"{pad}    o{depth} = {{}}")
+            inner_path = "None"
+            if field.path_needed:
+                inner_path = f"p{depth}"
+                lines.append(f"{pad}    p{depth} = {below}")
+            self.fields(*body, source=f"s{depth}", out=f"o{depth}", path=inner_path, depth=depth + 1)
+            lines += [f"{pad}    {target} = o{depth}", f"{pad}else:", f"{pad}    {target} = C{n}(state, v, {below})"]
+        elif item is not None and item[1] is not None:  # a list of objects: `_list`'s loop here
+            checked, (item_type, item_fields), check = item
             self.names[f"K{n}"] = checked
+            item_var, item_path = f"s{depth}", "None"
+            own = self._own_class(check, item_var, n)
+            lines += [f"{pad}if v.__class__ is list:", f"{pad}    l{depth} = []"]
+            if field.path_needed:  # each item's path, for the resolvers below
+                item_path = f"p{depth}"
+                lines += [f"{pad}    q{depth} = {below}", f"{pad}    for i{depth}, {item_var} in enumerate(v):"]
+                lines.append(f"{pad}        p{depth} = Path(q{depth}, i{depth}, None)")
+            else:
+                lines.append(f"{pad}    for {item_var} in v:")
             lines += [
-                f"{pad}if v.__class__ is list:",
-                f"{pad}    l{depth} = []",
-                f"{pad}    for s{depth} in v:",
-                f"{pad}        if s{depth} is None or s{depth} is Undefined or isinstance(s{depth}, Exception):",
-                f"{pad}            l{depth}.append(K{n}(state, s{depth}, None))",
+                f"{pad}        if {item_var} is None or {item_var} is Undefined or isinstance({item_var}, Exception)"
+                + (f" or not ({own})" if own else "")
+                + ":",
+                f"{pad}            l{depth}.append(K{n}(state, {item_var}, {item_path}))",
                 f"{pad}            continue",
                 f"{pad}        o{depth} = {{}}",
             ]
-            self.fields(item_type, item_fields, source=f"s{depth}", out=f"o{depth}", depth=depth + 2)
+            self.fields(item_type, item_fields, source=item_var, out=f"o{depth}", path=item_path, depth=depth + 2)
             lines += [
                 f"{pad}        l{depth}.append(o{depth})",
                 f"{pad}    {target} = l{depth}",
                 f"{pad}else:",
-                f"{pad}    {target} = C{n}(state, v, None)",
+                f"{pad}    {target} = C{n}(state, v, {below})",
             ]
         else:  # the null checks inline, and the value's own completion called directly
-            below = f"Path(path, {field.key!r}, {type_name!r})" if field.path_needed else "None"
             lines.append(f"{pad}{target} = I{n}(state, v, {below}) if {PRESENT} else C{n}(state, v, {below})")
 
+    def _own_class(self, origin: type | None, value: str, n: int) -> str:
+        """The test that `value` is an instance of the object type's own class, not cast to another
+        type; '' for a type that checks no value."""
+        if origin is None:
+            return ""
+        self.names[f"O{n}"] = origin
+        return f"{value}.__class__ is O{n} and {TYPE_CAST_ATTRIBUTE!r} not in {value}.__dict__"
 
-MAX_INLINE_DEPTH = 6  # levels of objects written into one function (a connection's edge and node: 2)
+
+def _below(field: _Field, type_name: str, path: str) -> str:
+    """The expression of the path of `field`'s value, or None when nothing below reads it."""
+    return f"Path({path}, {field.key!r}, {type_name!r})" if field.path_needed else "None"
+
+
+MAX_INLINE_DEPTH = 12  # indentation levels of one generated function: objects, lists (2), resolver values (1)
 
 
 # A value that is neither null nor an error: what the null checks of `_nullable`/`_required` let through.
@@ -582,6 +610,9 @@ def _type_checked(is_type_of: Callable[[Any, Any], Any], origin: type | None, in
             raise _Abandoned("a value of another type")
         return inner(state, value, path)
 
+    if origin is not None:  # written in place for an instance of the class, checked here for the rest
+        complete.inline_body = inner.inline_body  # type: ignore[attr-defined]
+        complete.inline_check = origin  # type: ignore[attr-defined]
     return complete
 
 
@@ -637,7 +668,11 @@ def _list(item: Complete, inner: Complete) -> Complete:
             ]
         return [item(state, v, Path(path, i, None)) for i, v in enumerate(value)]
 
-    complete.inline_item = (item, getattr(inner, "inline_body", None))  # type: ignore[attr-defined]
+    complete.inline_item = (  # type: ignore[attr-defined]
+        item,
+        getattr(inner, "inline_body", None),
+        getattr(inner, "inline_check", None),
+    )
     return complete
 
 

@@ -7,7 +7,9 @@
   tuples and missing required values come out as graphql-core has them;
 - resolvers called from the generated code (with or without info and arguments) answer as through
   Strawberry's wrapper, an awaitable with the rest of its level, a null where none may be left to
-  graphql-core."""
+  graphql-core;
+- objects with resolvers are written in place too, for instances of their own class: a list's item of
+  another class or a null goes to the item's own completion, a cast one to graphql-core."""
 
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ class Fruit:
 
 @strawberry.type
 class Apple(Fruit):
-    pass
+    @strawberry.field
+    def size(self) -> int:
+        return len(self.name)
 
 
 @strawberry.type
@@ -94,6 +98,10 @@ class Query:
     @strawberry.field
     def apple(self) -> Apple:
         return RETURNED[0]  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def apples(self) -> list[Apple | None]:
+        return RETURNED
 
     @strawberry.field
     def boxes(self) -> list[Box | None]:
@@ -228,3 +236,17 @@ async def test_a_resolver_s_null_where_none_may_be_is_left_to_graphql_core() -> 
     assert await _compiled("{ crates { required { text } } }") is None
     interpreted = await SCHEMA.execute("{ crates { required { text } } }")
     assert interpreted.errors and "non-nullable" in interpreted.errors[0].message
+
+
+async def test_objects_with_resolvers_in_a_list_are_completed_in_place_and_others_as_before() -> None:
+    RETURNED.extend([Apple(name="cox"), Pear(name="conference"), None, Apple(name="gala")])
+    compiled = await _compiled("{ apples { name size } }")
+    interpreted = await SCHEMA.execute("{ apples { name size } }")
+    assert interpreted.errors is None
+    assert compiled is not None and compiled.data == interpreted.data
+    assert compiled.data is not None and compiled.data["apples"][3] == {"name": "gala", "size": 4}
+
+    RETURNED.append(strawberry.cast(Pear, Apple(name="cox")))
+    assert await _compiled("{ apples { name size } }") is None
+    interpreted = await SCHEMA.execute("{ apples { name size } }")
+    assert interpreted.errors and "Expected value of type" in interpreted.errors[0].message
