@@ -194,6 +194,9 @@ def _visible(info: Info, value: T) -> T:
     return value if info.context.may(Scope.READ_PII) else cast(T, mask_personal(value))
 
 
+_EVERY_ONE = InteractionFilter()  # most pages filter nothing: one filter for them all (it is frozen)
+
+
 def interaction_cursor(interaction: domain.Interaction) -> str:
     return encode_cursor(INTERACTION_CURSOR, f"{to_iso(interaction.timestamp)}|{interaction.message_id}")
 
@@ -333,7 +336,9 @@ class Profile(Node):
         channels: list[str] | None = None,
     ) -> Connection[Interaction] | Awaitable[Connection[Interaction]]:
         window = page_window(first, after, last, before, default=INTERACTIONS_PAGE, position=interaction_position)
-        where = InteractionFilter(frozenset(types or ()), frozenset(channels or ()))
+        where = (
+            InteractionFilter(frozenset(types or ()), frozenset(channels or ())) if types or channels else _EVERY_ONE
+        )
         max_page_size = info.context.services.settings.max_page_size
         page = embedded_page(self.profile, window, where=where, max_page_size=max_page_size)
         if page is None:  # past the embedded list: the full history, read for every parent at once
