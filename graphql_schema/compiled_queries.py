@@ -467,16 +467,24 @@ class _ObjectCode:
         pad, lines, key = "    " * depth, self.lines, repr(field.key)
         if field.scopes:
             lines.append(f'{pad}if _refused(state, F{n}): raise _Abandoned("refused: graphql-core says why")')
-        if field.constant_arguments is not None:
-            self.names[f"A{n}"] = field.constant_arguments
-            arguments = f"A{n}"
-        else:
-            arguments = f"state.arguments_of(F{n})"
         function, with_info = getattr(field.direct, "positional", (None, True))
+        method = getattr(field.direct, "method", None)
         self.names[f"D{n}"] = function or field.direct
         info = f"_Info(state, F{n}, {path})"
-        call = f"D{n}({source}, {info})" if with_info else f"D{n}({source})"
-        lines.append(f"{pad}v = {call if function is not None else f'D{n}({source}, {info}, {arguments})'}")
+        if function is not None:  # (self) or (self, info)
+            call = f"D{n}({source}, {info})" if with_info else f"D{n}({source})"
+        elif method is not None and field.constant_arguments is not None:  # a method, its arguments known
+            resolver, names, info_name = method
+            self.names[f"D{n}"] = resolver
+            self.names[f"W{n}"] = {names[name]: value for name, value in field.constant_arguments.items()}
+            call = f"D{n}({source}, {info_name}={info}, **W{n})" if info_name else f"D{n}({source}, **W{n})"
+        else:  # the arguments by their GraphQL names, renamed by the call
+            arguments = f"state.arguments_of(F{n})"
+            if field.constant_arguments is not None:
+                self.names[f"A{n}"] = field.constant_arguments
+                arguments = f"A{n}"
+            call = f"D{n}({source}, {info}, {arguments})"
+        lines.append(f"{pad}v = {call}")
         lines.append(f"{pad}if v.__class__ in _NOT_AWAITABLE or not state.is_awaitable(v):")
         self._value(field, n, f"{out}[{key}]", type_name, path, depth + 1)
         lines += [
@@ -727,6 +735,8 @@ def _direct_call(field: StrawberryField, names: Mapping[str, str]) -> DirectCall
             kwargs[name] = source
         return function(source, **kwargs) if with_self else function(**kwargs)
 
+    if with_self and not source_names:  # a method: what generated code calls with its arguments' keywords
+        call.method = (function, names, info_name)  # type: ignore[attr-defined]
     return call
 
 

@@ -71,8 +71,8 @@ class Crate:
         return len(self.name)
 
     @strawberry.field
-    def note(self, prefix: str, times: int = 1) -> str:
-        return prefix * times + self.name
+    def note(self, prefix: str, times: int = 1, upper_case: bool = False) -> str:
+        return prefix * times + (self.name.upper() if upper_case else self.name)
 
     @strawberry.field
     def spare(self, info: strawberry.Info) -> Label | None:
@@ -205,7 +205,7 @@ async def test_what_an_object_below_cannot_complete_is_left_to_graphql_core(box:
     assert interpreted.errors
 
 
-CRATES_QUERY = """query($prefix: String!) { crates { name size note(prefix: $prefix) twice: note(prefix: "-", times: 2)
+CRATES_QUERY = """query($prefix: String!) { crates { name size note(prefix: $prefix) twice: note(prefix: "-", times: 2, upperCase: true)
   weight spare { text at } } }"""
 
 
@@ -224,7 +224,7 @@ async def test_resolvers_called_in_place_answer_as_through_strawberry() -> None:
         "name": "tea",
         "size": 3,
         "note": ">tea",
-        "twice": "--tea",
+        "twice": "--TEA",
         "weight": 1.5,
         "spare": {"text": "dry", "at": "2026-11-30T09:30:00+00:00"},
     }
