@@ -19,6 +19,7 @@ from typing import Any
 
 from app.domain.profile_query import StatsField
 from app.store.documents import loads
+from app.store.sqlite import backfill
 
 FILLED_MARK = "profileFacets"  # meta key: the rows were built for the profiles a store already held
 FILL_CHUNK = 2_000
@@ -86,19 +87,13 @@ def forget(db: sqlite3.Connection, profile_ids: Iterable[str]) -> None:
 def fill(db: sqlite3.Connection) -> int:
     """Build the rows of the profiles a store held before it had them (once: seconds for 100,000
     profiles). Returns how many profiles were given rows."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if db.execute("SELECT 1 FROM meta WHERE key = ?", (FILLED_MARK,)).fetchone() is not None:
-            db.execute("ROLLBACK")
-            return 0
+
+    def build(db: sqlite3.Connection) -> int:
         filled = 0
         rows = db.execute("SELECT doc FROM profiles WHERE merged_into IS NULL")
         while chunk := rows.fetchmany(FILL_CHUNK):
             keep(db, [loads(doc) for (doc,) in chunk], new=True)
             filled += len(chunk)
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, '1')", (FILLED_MARK,))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return filled
+        return filled
+
+    return backfill.once(db, FILLED_MARK, build)

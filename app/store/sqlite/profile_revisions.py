@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from app.store.sqlite import backfill
+
 STATEMENTS = (
     """CREATE TABLE IF NOT EXISTS profile_revisions (
         revision INTEGER PRIMARY KEY AUTOINCREMENT, profile_id TEXT NOT NULL UNIQUE
@@ -38,21 +40,14 @@ DOCUMENT = (
 
 def fill(db: sqlite3.Connection) -> int:
     """Give a revision to each profile a store held before it had them (once). Returns how many."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if db.execute("SELECT 1 FROM meta WHERE key = ?", (FILLED_MARK,)).fetchone() is not None:
-            db.execute("ROLLBACK")
-            return 0
-        filled = db.execute(
+
+    def number(db: sqlite3.Connection) -> int:
+        return db.execute(
             "INSERT INTO profile_revisions (profile_id) SELECT id FROM profiles "
             "WHERE id NOT IN (SELECT profile_id FROM profile_revisions)"
         ).rowcount
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, '1')", (FILLED_MARK,))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return filled
+
+    return backfill.once(db, FILLED_MARK, number)
 
 
 def documents_unless_kept(count: int) -> str:
