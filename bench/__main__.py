@@ -51,7 +51,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     ),
     "nested": Benchmark(
         "nested lists (segment events' segments and profiles, segments' members' interactions) beside the flat "
-        "query, in process; each beside its floor",
+        "query, the server timed from outside by wrk; each beside its floor",
         nested_lists.add_arguments,
         nested_lists.run,
     ),
