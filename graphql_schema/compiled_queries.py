@@ -469,9 +469,9 @@ class _ObjectCode:
             lines.append(f'{pad}if _refused(state, F{n}): raise _Abandoned("refused: graphql-core says why")')
         function, with_info = getattr(field.direct, "positional", (None, True))
         method = getattr(field.direct, "method", None)
-        self.names[f"D{n}"] = function or field.direct
         info = f"_Info(state, F{n}, {path})"
         if function is not None:  # (self) or (self, info)
+            self.names[f"D{n}"] = function
             call = f"D{n}({source}, {info})" if with_info else f"D{n}({source})"
         elif method is not None and field.constant_arguments is not None:  # a method, its arguments known
             resolver, names, info_name = method
@@ -479,6 +479,7 @@ class _ObjectCode:
             self.names[f"W{n}"] = {names[name]: value for name, value in field.constant_arguments.items()}
             call = f"D{n}({source}, {info_name}={info}, **W{n})" if info_name else f"D{n}({source}, **W{n})"
         else:  # the arguments by their GraphQL names, renamed by the call
+            self.names[f"D{n}"] = field.direct
             arguments = f"state.arguments_of(F{n})"
             if field.constant_arguments is not None:
                 self.names[f"A{n}"] = field.constant_arguments

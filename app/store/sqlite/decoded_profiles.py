@@ -69,8 +69,11 @@ class DecodedProfiles:
         kept = self._kept.get(profile_id)
         return kept[3] if kept is not None else None
 
-    def kept_at(self, profile_id: str, revision: int) -> Profile | None:
-        """The kept profile when it is the one stored at `revision` (None: read its document)."""
+    def kept_at(self, profile_id: str, revision: int | None) -> Profile | None:
+        """The kept profile when it is the one stored at `revision` (None: read its document; always
+        for an unknown revision, which a profile kept without one would otherwise equal)."""
+        if revision is None:
+            return None
         with self._lock:
             kept = self._kept.get(profile_id)
             if kept is None or kept[3] != revision:

@@ -246,7 +246,7 @@ class SQLiteStore:
                 asked = [v for i in chunk for v in (i, decoded.revision_of(i))]
                 for profile_id, revision, doc in db.execute(profile_revisions.documents_unless_kept(len(chunk)), asked):
                     if doc is None:
-                        kept = decoded.kept_at(profile_id, revision) if revision is not None else None
+                        kept = decoded.kept_at(profile_id, revision)
                         if kept is not None:
                             found[profile_id] = kept
                             continue
