@@ -14,6 +14,7 @@ from app.domain import clock
 from app.domain.errors import LimitExceeded
 from app.domain.event_limits import EventLimits
 from app.domain.events import EventType, RawEvent
+from app.domain.matching.index import keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Profile
 from app.services import profile_reads
@@ -87,6 +88,27 @@ async def test_qualitative_and_identity_events_fill_their_fields(store: ProfileS
     assert profile.qualitative.nps_score == 3  # the newest answer wins, whatever the arrival order
     assert profile.qualitative.average_rating == 2.0
     assert profile.consents["sms_marketing"].granted is True
+
+
+async def test_each_event_of_a_batch_reads_what_the_ones_before_it_set(store: ProfileStore) -> None:
+    """One profile's events in one batch: a second address joins the first, the names of both
+    identify events are kept, and the blocking keys are those of the names as they end."""
+    paris = {"street": "1 rue de Rivoli", "city": "Paris", "postcode": "75001"}
+    lyon = {"street": "2 quai Perrache", "city": "Lyon", "postcode": "69002"}
+    await ingest_events(
+        store,
+        [
+            event("identify", properties={"firstName": "Ann", "address": paris}),
+            event("page_view", minutes=1),
+            event("identify", properties={"lastName": "Lee", "address": lyon}, minutes=2),
+            event("page_view", minutes=3),
+        ],
+    )
+    profile = await _emma(store)
+    assert (profile.first_name, profile.last_name) == ("Ann", "Lee")
+    assert [(a.city, a.postcode) for a in profile.addresses] == [("Lyon", "69002"), ("Paris", "75001")]
+    assert profile.blocking_keys == keys_of(profile)
+    assert (profile.stats.page_views, profile.stats.visits) == (2, 1)
 
 
 async def test_money_is_summed_exactly(store: ProfileStore) -> None:

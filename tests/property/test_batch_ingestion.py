@@ -119,6 +119,18 @@ async def _compare(specs: list[list[tuple[str, list[tuple[str, str]], int, int, 
         ],
     ]
 )
+@example(  # one profile's events in one run: each reads what the ones before it left (visit, consent, survey)
+    [
+        [
+            ("page_view", [("anonymousId", "a-2")], 10, 20, "web"),
+            ("page_view", [("anonymousId", "a-2")], 20, 21, "web"),
+            ("consent_update", [("anonymousId", "a-2")], 100, 22, "web"),
+            ("consent_update", [("anonymousId", "a-2")], 50, 23, "web"),
+            ("survey_response", [("anonymousId", "a-2")], 200, 24, "web"),
+            ("survey_response", [("anonymousId", "a-2")], 150, 25, "web"),
+        ]
+    ]
+)
 def test_batch_ingestion_gives_the_results_and_profiles_of_one_event_at_a_time(
     specs: list[list[tuple[str, list[tuple[str, str]], int, int, str]]],
 ) -> None:
