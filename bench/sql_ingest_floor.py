@@ -8,8 +8,8 @@ Per batch, as batch-native ingestion would: one query for the replays (processed
 the owners of every identifier (identities); a profile and its identity inserted for each new
 identifier; each touched profile read once, its JSON document updated in memory for each of its
 events (counters, first/last times, visits, order totals, consents, survey answers, identify fields,
-the 50 newest interactions), written once; interactions, processed-message keys and consent decisions
-inserted in bulk; one commit; the log copied back into the file by a thread, as the store does
+the 50 newest interactions), written once with a new revision; interactions, processed-message keys
+and consent decisions inserted in bulk; one commit; the log copied back into the file by a thread, as the store does
 (app/store/sqlite/checkpoints.py). Not done (the server does them): validation and normalisation of
 events and identifiers, merges, blocking keys, segment upkeep and segment events.
 """
@@ -116,11 +116,11 @@ def write_batch(
         doc["version"] = doc.get("version", 0) + 1
         doc["updatedAt"] = at
     db.executemany(
-        "INSERT INTO profiles (id, doc, version, merged_into) VALUES (?, ?, ?, NULL)",
+        "INSERT INTO profiles (id, revision, doc, version, merged_into) VALUES (?, random(), ?, ?, NULL)",
         [(p, orjson.dumps(docs[p]).decode(), docs[p]["version"]) for p in created],
     )
     db.executemany(
-        "UPDATE profiles SET doc = ?, version = ? WHERE id = ?",
+        "UPDATE profiles SET revision = random(), doc = ?, version = ? WHERE id = ?",
         [(orjson.dumps(docs[p]).decode(), docs[p]["version"], p) for p in existing],
     )
     db.executemany(

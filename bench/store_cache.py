@@ -26,6 +26,7 @@ KEY_FILES = (
     "bench/dataset.py",
     "app/store/sqlite/schema.py",
     "app/store/sqlite/profile_facets.py",
+    "app/store/sqlite/profile_revisions.py",
     "app/domain/profile.py",
     # The blocking keys and their version: a store keyed by an older definition is re-keyed at the
     # server's start, in the background of whatever the benchmark measures.

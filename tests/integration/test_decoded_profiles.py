@@ -2,12 +2,15 @@
 read of an unchanged profile is served without decoding, a change made by any process is read as
 it is, an erased person is dropped at once, and the memory budget holds. A list read takes a kept
 profile by its stored revision (app/store/sqlite/profile_revisions.py): every kind of write gives a
-new one, whichever process makes it, and a store from before revisions numbers its profiles."""
+new one, whichever process makes it, a write without one is refused, and a store from before the
+revision column gets it."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from app.services import privacy, profile_reads
 from app.services.ingestion import EventStatus, ingest_events
@@ -112,27 +115,55 @@ async def test_a_list_read_takes_kept_profiles_by_revision_and_sees_every_write(
     assert sqlite_store.decoded.misses == misses + 2
 
 
-async def test_profiles_stored_before_revisions_are_numbered_when_the_store_opens(tmp_path: Path) -> None:
+# The store as an earlier version left it: no revision column, and the first version's table of
+# revisions with the triggers that kept it.
+_EARLIER_LAYOUT = (
+    "DROP TRIGGER profile_inserted_with_revision",
+    "DROP TRIGGER profile_written_with_new_revision",
+    "CREATE TABLE earlier (id TEXT PRIMARY KEY, doc TEXT NOT NULL, version INTEGER NOT NULL, merged_into TEXT)",
+    "INSERT INTO earlier SELECT id, doc, version, merged_into FROM profiles",
+    "DROP TABLE profiles",
+    "ALTER TABLE earlier RENAME TO profiles",
+    "CREATE TABLE profile_revisions (revision INTEGER PRIMARY KEY AUTOINCREMENT, profile_id TEXT NOT NULL UNIQUE)",
+    """CREATE TRIGGER profile_revision_on_update AFTER UPDATE OF doc ON profiles
+    BEGIN INSERT OR REPLACE INTO profile_revisions (profile_id) VALUES (NEW.id); END""",
+)
+
+
+async def test_a_store_from_before_the_revision_column_gets_it_and_reads_every_write(tmp_path: Path) -> None:
     path = tmp_path / "cdp.sqlite3"
     store = SQLiteStore(path)
-    ids = [await _customer(store, f"c{n}@example.com") for n in range(3)]
+    ids = [await _customer(store, f"c{n}@example.com") for n in range(20)]
     await store.close()
-    with sqlite3.connect(path) as db:  # the store as an earlier version left it
-        for trigger in ("insert", "update", "delete"):
-            db.execute(f"DROP TRIGGER profile_revision_on_{trigger}")
-        db.execute("DROP TABLE profile_revisions")
-        db.execute("DELETE FROM meta WHERE key = 'profile_revisions_filled'")
+    with sqlite3.connect(path) as db:
+        for statement in _EARLIER_LAYOUT:
+            db.execute(statement)
 
     reopened = SQLiteStore(path)
     try:
-        numbered = reopened._reader.execute("SELECT profile_id, revision FROM profile_revisions").fetchall()
-        assert sorted(p for p, _ in numbered) == sorted(ids)
+        schema = {name for (name,) in reopened._reader.execute("SELECT name FROM sqlite_master")}
+        assert "profile_revisions" not in schema and "profile_revision_on_update" not in schema
         before = await reopened.get_profiles(ids)
-        assert all(reopened.decoded.revision_of(i) == r for i, r in numbered)
+        assert sorted(before) == sorted(ids)
+        assert all(reopened.decoded.revision_of(i) is None for i in ids)  # read in full until written
         await rename_from_another_process(path, "c0@example.com", "Renamed")
         after = await reopened.get_profiles(ids)
-        assert after[ids[0]].first_name == "Renamed" and after[ids[1]] is before[ids[1]]
-        latest = reopened._reader.execute("SELECT revision FROM profile_revisions WHERE profile_id = ?", (ids[0],))
-        assert latest.fetchone()[0] > max(r for _, r in numbered)  # a number never given before
+        assert after[ids[0]].first_name == "Renamed" and after[ids[1]].first_name == before[ids[1]].first_name
+        assert reopened.decoded.revision_of(ids[0]) is not None  # written since: taken by revision from now on
+        assert reopened.decoded.revision_of(ids[1]) is None
+        again = await reopened.get_profiles(ids)
+        assert all(again[i] is after[i] for i in ids)
     finally:
         await reopened.close()
+
+
+async def test_a_write_of_a_document_without_a_new_revision_is_refused(sqlite_store: SQLiteStore) -> None:
+    """No statement added later can leave a kept profile looking current: the store refuses it."""
+    emma = await _customer(sqlite_store, "emma@example.com")
+    stored = sqlite_store._reader.execute("SELECT doc, revision FROM profiles WHERE id = ?", (emma,)).fetchone()
+    with sqlite3.connect(sqlite_store.path) as db:
+        with pytest.raises(sqlite3.IntegrityError, match="new revision"):
+            db.execute("UPDATE profiles SET doc = json_set(doc, '$.segments', json('[]')) WHERE id = ?", (emma,))
+        with pytest.raises(sqlite3.IntegrityError, match="with a revision"):
+            db.execute("INSERT INTO profiles (id, doc, version) VALUES ('p-new', '{}', 1)")
+    assert sqlite_store._reader.execute("SELECT doc, revision FROM profiles WHERE id = ?", (emma,)).fetchone() == stored

@@ -52,7 +52,9 @@ async def test_a_change_made_in_place_without_a_new_version_is_kept(sqlite_store
     elsewhere = sqlite3.connect(sqlite_store.path)
     with elsewhere:
         elsewhere.execute(
-            "UPDATE profiles SET doc = json_set(doc, '$.segments', json('[\"seg_vip\"]')) WHERE id = ?", (emma,)
+            "UPDATE profiles SET revision = random(), doc = json_set(doc, '$.segments', json('[\"seg_vip\"]')) "
+            "WHERE id = ?",
+            (emma,),
         )
     elsewhere.close()
     await _ingest(sqlite_store, event("page_view", email="emma@example.com", minutes=2))

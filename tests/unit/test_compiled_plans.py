@@ -205,8 +205,8 @@ async def test_what_an_object_below_cannot_complete_is_left_to_graphql_core(box:
     assert interpreted.errors
 
 
-CRATES_QUERY = """query($prefix: String!) { crates { name size note(prefix: $prefix) twice: note(prefix: "-", times: 2, upperCase: true)
-  weight spare { text at } } }"""
+CRATES_QUERY = """query($prefix: String!) { crates { name size note(prefix: $prefix)
+  twice: note(prefix: "-", times: 2, upperCase: true) weight spare { text at } } }"""
 
 
 async def test_resolvers_called_in_place_answer_as_through_strawberry() -> None:

@@ -9,8 +9,10 @@ from app.store.sqlite import profile_facets
 SCHEMA_VERSION = 1
 
 STATEMENTS = (
+    # `revision` before `doc`: read without walking the document's overflow pages (profile_revisions.py).
     """CREATE TABLE IF NOT EXISTS profiles (
         id TEXT PRIMARY KEY,
+        revision INTEGER NOT NULL,
         doc TEXT NOT NULL,
         version INTEGER NOT NULL,
         merged_into TEXT

@@ -74,10 +74,10 @@ class SQLiteStore:
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread copies the log
-        for statement in (*STATEMENTS, *profile_revisions.STATEMENTS):
+        for statement in STATEMENTS:
             self._writer.execute(statement)
-        if filled := profile_revisions.fill(self._writer):
-            log.info("numbered the revisions of %d profiles stored before them", filled)
+        if profile_revisions.prepare(self._writer):
+            log.info("profiles have a revision column now: each is read in full until it is next written")
         if filled := profile_facets.fill(self._writer):
             log.info("built the list filters' rows of %d profiles stored before them", filled)
         self._reader = self._connect_reader()

@@ -27,7 +27,13 @@ from app.services.ports import (
 )
 from app.store.documents import dumps, jsonable, loads
 from app.store.sqlite import profile_facets
+from app.store.sqlite.profile_revisions import NEW as NEW_REVISION
 from app.store.sqlite.written_documents import WrittenDocuments
+
+# Every write of a profile's document draws a new revision (profile_revisions.py).
+_INSERT_PROFILE = f"INSERT INTO profiles (id, revision, doc, version, merged_into) VALUES (?, {NEW_REVISION}, ?, ?, ?)"
+_UPDATE_PROFILE = f"UPDATE profiles SET revision = {NEW_REVISION}, doc = ?, version = ?, merged_into = ? WHERE id = ?"
+_UPDATE_PROFILE_AT_VERSION = f"{_UPDATE_PROFILE} AND version = ?"
 
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 
@@ -70,7 +76,7 @@ class SQLiteTransaction(StoreTransaction):
     async def insert_profile(self, profile: Profile) -> None:
         document = profile.to_document()
         self._db.execute(
-            "INSERT INTO profiles (id, doc, version, merged_into) VALUES (?, ?, ?, ?)",
+            _INSERT_PROFILE,
             (profile.id, dumps(document), profile.version, profile.merged_into),
         )
         _index_keys(self._db, profile.id, profile.blocking_keys)
@@ -85,7 +91,7 @@ class SQLiteTransaction(StoreTransaction):
             raise VersionConflict(profile_id)
         document = apply_change(loads(row[0]), change.with_values(jsonable))
         self._db.execute(
-            "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ?",
+            _UPDATE_PROFILE,
             (dumps(document), document["version"], document.get("mergedInto"), profile_id),
         )
         profile_facets.keep(self._db, [document], cities=change.touches("addresses"))
@@ -174,11 +180,11 @@ class SQLiteTransaction(StoreTransaction):
         updates = [w for w in writes if w.expected_version is not None]
         texts = {w.document["_id"]: dumps(w.document) for w in writes}
         self._db.executemany(
-            "INSERT INTO profiles (id, doc, version, merged_into) VALUES (?, ?, ?, ?)",
+            _INSERT_PROFILE,
             [(d["_id"], texts[d["_id"]], d["version"], d.get("mergedInto")) for d in inserts],
         )
         cursor = self._db.executemany(
-            "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ? AND version = ?",
+            _UPDATE_PROFILE_AT_VERSION,
             [
                 (
                     texts[w.document["_id"]],
@@ -229,7 +235,7 @@ class SQLiteTransaction(StoreTransaction):
     async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:
         document = profile.to_document()
         cursor = self._db.execute(
-            "UPDATE profiles SET doc = ?, version = ?, merged_into = ? WHERE id = ? AND version = ?",
+            _UPDATE_PROFILE_AT_VERSION,
             (dumps(document), profile.version, profile.merged_into, profile.id, expected_version),
         )
         if cursor.rowcount != 1:
@@ -405,7 +411,10 @@ class SQLiteTransaction(StoreTransaction):
 
     async def set_segments(self, memberships: Mapping[str, Sequence[str]]) -> None:
         rows = [(dumps(list(segments)), profile_id) for profile_id, segments in memberships.items()]
-        self._db.executemany("UPDATE profiles SET doc = json_set(doc, '$.segments', json(?)) WHERE id = ?", rows)
+        self._db.executemany(
+            f"UPDATE profiles SET revision = {NEW_REVISION}, doc = json_set(doc, '$.segments', json(?)) WHERE id = ?",
+            rows,
+        )
         for profile_id, segments in memberships.items():
             _mirror_segments(self._db, profile_id, segments)
 
