@@ -188,11 +188,7 @@ async def _write_traits(
         histories = {p.id: unique([*p.recent, *await orders_of(store, p)]) for p in page}
         await _learn_categories(store, categories, histories.values())
         updates = [(p.id, _change(p, histories[p.id], categories, point)) for p in page]
-        written: list[str] = []
-        async with store.batch():
-            for profile_id, change in updates:
-                if await store.run_in_transaction(_write(profile_id, change)):
-                    written.append(profile_id)
+        written = await store.run_in_transaction(_write(updates))
         point.after, point.processed = page[-1].id, point.processed + len(written)
         await store.write_meta(META_KEY, point.to_json("running"))
         await changes.publish(ProfilesChanged.of(Cause.TRAITS, written, paths=TRAIT_PATHS))  # each page, as written
@@ -219,13 +215,20 @@ def _change(
     )
 
 
-def _write(profile_id: str, change: ProfileChange) -> Callable[[StoreTransaction], Awaitable[bool]]:
-    async def work(tx: StoreTransaction) -> bool:
-        current = await tx.get_profile(profile_id)
-        if current is None or current.merged_into is not None:
-            return False  # erased or merged away since the page was read: nothing to describe
-        await tx.update_profile(profile_id, change)
-        return True
+def _write(updates: list[tuple[str, ProfileChange]]) -> Callable[[StoreTransaction], Awaitable[list[str]]]:
+    """A page's traits in one unit of work (one hop to the embedded store's writer, not one a
+    profile); the profiles erased or merged away since the page was read are left out."""
+
+    async def work(tx: StoreTransaction) -> list[str]:
+        documents = await tx.get_profile_documents([profile_id for profile_id, _ in updates])
+        written = []
+        for profile_id, change in updates:
+            document = documents.get(profile_id)
+            if document is None or document.get("mergedInto") is not None:
+                continue  # nothing left to describe
+            await tx.update_profile(profile_id, change)
+            written.append(profile_id)
+        return written
 
     return work
 

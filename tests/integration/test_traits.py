@@ -15,7 +15,8 @@ import pytest
 from app.domain import clock
 from app.domain.errors import Conflict
 from app.domain.traits.rfm import PROSPECT, SEGMENTS, Quintiles, RfmBase, RfmBoundaries, RfmValues, segment_name
-from app.services import recommendations, traits
+from app.services import merging, privacy, recommendations, traits
+from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
 from app.services.profile_changes import ProfileChanges, ProfilesChanged
@@ -179,6 +180,43 @@ async def test_the_job_scores_names_and_describes_every_profile(store: ProfileSt
     for pid, old in before.items():
         now = await store.get_profile(pid)
         assert old and now and (now.version, now.updated_at) == (old.version, old.updated_at)
+
+
+class _ChangedUnderTheJob:
+    """The store, where a merge and an erasure land between the job's read of its profiles to
+    describe and its write of their traits."""
+
+    def __init__(self, store: ProfileStore, merge: tuple[str, str], erase: str) -> None:
+        self._store, self._merge, self._erase, self._lists = store, merge, erase, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def list_profiles(self, *args: Any, **kwargs: Any) -> Any:
+        page = await self._store.list_profiles(*args, **kwargs)
+        self._lists += 1
+        if self._lists == 3:  # pass 1 read its page and the empty one after it: pass 2's page
+            survivor, merged = self._merge
+            await merging.merge_profiles(
+                self._store, survivor, [merged], reason="r", actor="t", policy=IdentityPolicy()
+            )
+            await privacy.delete_profile(self._store, self._erase, actor="dpo")
+        return page
+
+
+async def test_profiles_merged_away_or_erased_while_the_job_runs_get_no_traits(store: ProfileStore) -> None:
+    ids = await _base(store)
+    survivor, merged, erased = ids["buyer0@example.com"], ids["buyer1@example.com"], ids["buyer2@example.com"]
+
+    result = await traits.recompute_traits(_ChangedUnderTheJob(store, (survivor, merged), erased))  # type: ignore[arg-type]
+
+    assert result.processed == 4  # six read, one merged away and one erased since
+    assert await store.get_profile(erased) is None
+    gone = await store.get_profile(merged)
+    assert gone is not None and gone.merged_into == survivor and gone.rfm is None
+    for email in ("buyer0@example.com", "buyer3@example.com", "buyer4@example.com", "browser@example.com"):
+        described = await store.get_profile(ids[email])
+        assert described is not None and described.rfm is not None
 
 
 async def test_the_job_reports_progress_for_each_pass(store: ProfileStore) -> None:
