@@ -323,19 +323,23 @@ def _ordered(segments: list[CompiledSegment]) -> list[CompiledSegment]:
     by_id = {c.segment.id: c for c in segments}
     done: list[CompiledSegment] = []
     seen: set[str] = set()
-
-    def visit(compiled: CompiledSegment) -> None:
-        if compiled.segment.id in seen:
-            return
-        seen.add(compiled.segment.id)
-        for other in sorted(compiled.deps.segments):
-            if other in by_id:
-                visit(by_id[other])
-        done.append(compiled)
-
     for compiled in segments:
-        visit(compiled)
+        _visit(compiled, by_id, seen, done)
     return done
+
+
+def _visit(
+    compiled: CompiledSegment, by_id: dict[str, CompiledSegment], seen: set[str], done: list[CompiledSegment]
+) -> None:
+    """A function of the module, not a closure: a closure that calls itself is a reference cycle,
+    left for the collector after every upkeep."""
+    if compiled.segment.id in seen:
+        return
+    seen.add(compiled.segment.id)
+    for other in sorted(compiled.deps.segments):
+        if other in by_id:
+            _visit(by_id[other], by_id, seen, done)
+    done.append(compiled)
 
 
 def _event_id() -> str:

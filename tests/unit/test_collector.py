@@ -1,0 +1,38 @@
+"""The serving process's collector settings (app/collector.py), in a process of their own: they
+freeze what exists and change the process's thresholds, which a test process must not inherit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from tests.server_process import ROOT
+
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio, gc, json
+    from app.collector import YOUNG_EVERY_SECONDS, tune_for_serving
+
+    young = []
+    gc.callbacks.append(lambda phase, info: phase == "stop" and info["generation"] == 0 and young.append(1))
+
+    async def main():
+        tune_for_serving()
+        before = len(young)
+        await asyncio.sleep(YOUNG_EVERY_SECONDS * 30)  # nothing allocated meanwhile: only the timer collects
+        print(json.dumps({"young": len(young) - before, "thresholds": gc.get_threshold()}))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_the_young_generation_is_collected_on_a_timer_whatever_is_allocated() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    report = json.loads(done.stdout)
+    assert report["young"] >= 10  # about 30 ticks; a loaded machine may run fewer
+    assert report["thresholds"][0] == 10_000
