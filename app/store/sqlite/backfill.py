@@ -1,4 +1,4 @@
-"""Rows a newer version keeps beside the profiles (list filters, revisions), made once for a store
+"""Rows a newer version keeps beside the profiles (the list filters'), made once for a store
 written before them: in one write transaction, marked done in `meta` so no later opening (or another
 worker opening the store at the same time) makes them again."""
 
