@@ -34,6 +34,9 @@ from app.store.sqlite.written_documents import WrittenDocuments
 _INSERT_PROFILE = f"INSERT INTO profiles (id, revision, doc, version, merged_into) VALUES (?, {NEW_REVISION}, ?, ?, ?)"
 _UPDATE_PROFILE = f"UPDATE profiles SET revision = {NEW_REVISION}, doc = ?, version = ?, merged_into = ? WHERE id = ?"
 _UPDATE_PROFILE_AT_VERSION = f"{_UPDATE_PROFILE} AND version = ?"
+_SET_SEGMENTS = (
+    f"UPDATE profiles SET revision = {NEW_REVISION}, doc = json_set(doc, '$.segments', json(?)) WHERE id = ?"
+)
 
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 
@@ -411,10 +414,7 @@ class SQLiteTransaction(StoreTransaction):
 
     async def set_segments(self, memberships: Mapping[str, Sequence[str]]) -> None:
         rows = [(dumps(list(segments)), profile_id) for profile_id, segments in memberships.items()]
-        self._db.executemany(
-            f"UPDATE profiles SET revision = {NEW_REVISION}, doc = json_set(doc, '$.segments', json(?)) WHERE id = ?",
-            rows,
-        )
+        self._db.executemany(_SET_SEGMENTS, rows)
         for profile_id, segments in memberships.items():
             _mirror_segments(self._db, profile_id, segments)
 
