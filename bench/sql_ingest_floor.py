@@ -9,8 +9,8 @@ the owners of every identifier (identities); a profile and its identity inserted
 identifier; each touched profile read once, its JSON document updated in memory for each of its
 events (counters, first/last times, visits, order totals, consents, survey answers, identify fields,
 the 50 newest interactions), written once with a new revision; interactions, processed-message keys
-and consent decisions inserted in bulk; one commit; the log copied back into the file by a thread, as the store does
-(app/store/sqlite/checkpoints.py). Not done (the server does them): validation and normalisation of
+and consent decisions inserted in bulk; one commit; the log copied back into the file by a thread, as
+the store does (app/store/sqlite/checkpoints.py). Not done (the server does them): validation and normalisation of
 events and identifiers, merges, blocking keys, segment upkeep and segment events.
 """
 

@@ -27,7 +27,7 @@ ORDER = """mutation($id: String!) { ingestEvents(events: [{messageId: $id, type:
 
 
 def _ours(thing: object) -> bool:
-    """A function (or the cell of a closure) made by our own code."""
+    """A function defined in our own code."""
     module = getattr(thing, "__module__", None) or ""
     return module.startswith(("app.", "graphql_schema."))
 
