@@ -48,6 +48,7 @@ from graphql import (
 from strawberry.types.base import StrawberryObjectDefinition
 
 from app.domain.access import Scope
+from app.thread_priority import bulk_work
 from graphql_schema.compiled_queries import build_executor
 from graphql_schema.document_memo import DocumentMemo
 
@@ -221,6 +222,13 @@ async def run(plan: Plan, schema: GraphQLSchema, document: DocumentNode, options
     # Coercing and completing a batch is milliseconds of Python: a worker thread does them, not the
     # loop. A few items are done at once, sooner than a busy loop would get back to them after a hop.
     small = _items(options.get("variable_values")) <= INLINE_ITEMS
+    with bulk_work(not small):  # a batch: its threads' work in the background class (thread_priority.py)
+        return await _run(plan, schema, document, options, small=small)
+
+
+async def _run(
+    plan: Plan, schema: GraphQLSchema, document: DocumentNode, options: dict[str, Any], *, small: bool
+) -> ExecutionResult:
     if small:
         errors, arguments = _coerced(plan, schema, document, options)
     else:

@@ -5,12 +5,14 @@ rolled back alone; every caller hears only after the COMMIT."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
+from app.thread_priority import bulk_work
 
 IN_BATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("in-batch", default=False)
 REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="none")
@@ -36,8 +38,16 @@ class LoggedSteps:
     def execute(self, statement: str) -> None:
         self.log.append(statement)
 
+    @contextlib.contextmanager
+    def background(self, wanted: bool) -> Iterator[None]:
+        if wanted:
+            self.log.append("into the background")
+        yield
+        if wanted:
+            self.log.append("back to the foreground")
+
     def steps(self) -> TransactionSteps:
-        return TransactionSteps(self.begin, self.end, self.execute, lambda: self.open, IN_BATCH)
+        return TransactionSteps(self.begin, self.end, self.execute, lambda: self.open, IN_BATCH, self.background)
 
 
 def writing(steps: LoggedSteps, name: str, *, fails: bool = False) -> Callable[[], Awaitable[str]]:
@@ -111,3 +121,26 @@ async def test_a_batch_alone_has_no_savepoint_and_its_failure_rolls_back() -> No
         await groups.run(writing(steps, "alone", fails=True))
     assert steps.log == ["BEGIN", "alone writes as none", "ROLLBACK"]
     assert await groups.run(writing(steps, "next")) == "next"  # the groups go on after a failure
+
+
+async def test_a_group_of_bulk_batches_runs_in_the_background_and_one_short_write_keeps_it_in_front() -> None:
+    steps = LoggedSteps()
+    groups = CommitGroups(steps.steps())
+
+    async def bulk(name: str) -> str:
+        with bulk_work():
+            return await heard(groups, steps, writing(steps, name))
+
+    first = asyncio.create_task(bulk("batch 1"))
+    await asyncio.sleep(0)  # its group has begun: the next ones wait for the next transaction
+    waiting = [asyncio.create_task(bulk("batch 2")), asyncio.create_task(bulk("batch 3"))]
+    await asyncio.gather(first, *waiting)
+    mixed = [asyncio.create_task(bulk("batch 4")), asyncio.create_task(heard(groups, steps, writing(steps, "upsert")))]
+    await asyncio.gather(*mixed)
+    assert [line for line in steps.log if not line.startswith("heard")] == [
+        "into the background", "BEGIN", "batch 1 writes as none", "COMMIT", "back to the foreground",
+        "into the background", "BEGIN", "SAVEPOINT grouped", "batch 2 writes as none", "RELEASE grouped",
+        "SAVEPOINT grouped", "batch 3 writes as none", "RELEASE grouped", "COMMIT", "back to the foreground",
+        "BEGIN", "SAVEPOINT grouped", "batch 4 writes as none", "RELEASE grouped",
+        "SAVEPOINT grouped", "upsert writes as none", "RELEASE grouped", "COMMIT",
+    ]  # fmt: skip

@@ -1,17 +1,21 @@
 """Bulk work runs on threads that give way to the event loop: the store's writer, its scans and the
-serving loop's worker threads run at a lower CPU priority than the loop's own thread (Linux)."""
+serving loop's worker threads run at a lower CPU priority than the loop's own thread (Linux), and
+work marked as bulk (a batch of events) in the background class, until something else needs it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from app.store.sqlite.checkpoints import GAP_SECONDS, Checkpointer
 from app.store.sqlite.store import SCAN_NICENESS, WRITER_NICENESS, SQLiteStore
 from app.store.sqlite.threads import WriterThread
-from app.thread_priority import BULK_WORK_NICENESS, MAX_NICE, bulk_work_executor
+from app.thread_priority import BULK_WORK_NICENESS, MAX_NICE, bulk_work, bulk_work_executor, may_leave_background
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are Linux's")
 
@@ -35,3 +39,107 @@ async def test_the_writer_and_the_scans_run_below_the_loop(tmp_path: Path) -> No
 def test_the_serving_loops_worker_threads_run_below_it() -> None:
     with bulk_work_executor() as executor:
         assert executor.submit(_own_nice).result() == min(_own_nice() + BULK_WORK_NICENESS, MAX_NICE)
+
+
+background = pytest.mark.skipif(
+    not hasattr(os, "SCHED_IDLE") or not may_leave_background(_own_nice() + WRITER_NICENESS),
+    reason="this system lets no thread back out of the background class (CAP_SYS_NICE or RLIMIT_NICE)",
+)
+
+
+def _own_class() -> int:
+    return os.sched_getscheduler(0)
+
+
+@background
+async def test_bulk_batches_run_in_the_background_and_the_writer_comes_back(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+    try:
+
+        async def classes() -> tuple[int, int]:
+            return _own_class(), _own_nice()
+
+        with bulk_work():
+            bulk_class, bulk_nice = await store.run_batch(classes)
+        plain_class, plain_nice = await store.run_batch(classes)
+        assert (bulk_class, plain_class) == (os.SCHED_IDLE, os.SCHED_OTHER)
+        assert bulk_nice == plain_nice == min(_own_nice() + WRITER_NICENESS, MAX_NICE)  # the nice value kept
+        assert await store._thread.call(_own_class) == os.SCHED_OTHER
+    finally:
+        await store.close()
+
+
+@background
+async def test_a_short_write_brings_a_bulk_batch_to_the_foreground(tmp_path: Path) -> None:
+    """A write queued behind a bulk batch would otherwise wait for CPU nobody else wants."""
+    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+    started, go = threading.Event(), threading.Event()
+    try:
+
+        async def slow_batch() -> tuple[int, int]:
+            before = _own_class()
+            started.set()
+            go.wait(10)  # holds the writer thread until the short write has been sent
+            return before, _own_class()
+
+        async def short_write() -> int:
+            return _own_class()
+
+        with bulk_work():
+            batch = asyncio.create_task(store.run_batch(slow_batch))
+        assert await asyncio.to_thread(started.wait, 10)
+        write = asyncio.create_task(store.run_batch(short_write))
+        await asyncio.sleep(0.05)  # sent: it waits on the writer's loop behind the batch
+        go.set()
+        (before, after), during_write = await batch, await write
+        assert (before, after, during_write) == (os.SCHED_IDLE, os.SCHED_OTHER, os.SCHED_OTHER)
+    finally:
+        go.set()
+        await store.close()
+
+
+@background
+def test_bulk_work_sent_to_the_worker_threads_runs_in_the_background() -> None:
+    with bulk_work_executor() as executor:
+        with bulk_work():
+            bulk = executor.submit(_own_class).result()
+        plain = executor.submit(_own_class).result()
+    assert (bulk, plain) == (os.SCHED_IDLE, os.SCHED_OTHER)
+
+
+class _RecordingConnection:
+    """What the checkpointer's thread runs its checkpoint on: records the class it runs in."""
+
+    def __init__(self, seen: list[int], done: threading.Event) -> None:
+        self.seen, self.done = seen, done
+
+    def execute(self, _statement: str) -> _RecordingConnection:
+        self.seen.append(_own_class())
+        self.done.set()
+        return self
+
+    def fetchone(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+@background
+def test_a_checkpoint_after_bulk_commits_only_runs_in_the_background() -> None:
+    seen: list[int] = []
+    done = threading.Event()
+    checkpoints = Checkpointer(lambda: _RecordingConnection(seen, done), name="ckpt-test")  # type: ignore[arg-type,return-value]
+    try:
+        for bulk in (True, False):
+            done.clear()
+            checkpoints.committed(bulk=bulk)
+            assert done.wait(10)
+            time.sleep(GAP_SECONDS + 0.05)  # the next commit starts the next checkpoint
+        done.clear()
+        checkpoints.committed(bulk=True)
+        checkpoints.committed(bulk=False)  # before that checkpoint began, or lifting it
+        assert done.wait(10)
+    finally:
+        checkpoints.close()
+    assert seen == [os.SCHED_IDLE, os.SCHED_OTHER, os.SCHED_OTHER]

@@ -9,6 +9,10 @@ runs a PASSIVE checkpoint after commits, at most every `GAP_SECONDS`. A PASSIVE 
 waits for readers nor blocks the writer: it copies what no reader still needs, and the writer
 starts the log again from its beginning once all of it is copied. Durability does not change: a
 commit is durable once its log frames are synced (`synchronous=FULL`), whether copied yet or not.
+
+A checkpoint after bulk commits only (a batch that ran in the background class) runs in that class
+too: copying a 1,000-event batch's pages back took the core from reads as the batch itself did.
+After any other commit, or when `exclusive` waits for it, it runs in the foreground.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from app.thread_priority import lower_priority
+from app.thread_priority import SchedulingClass, lower_priority
 
 T = TypeVar("T")
 log = logging.getLogger("cdp.store")
@@ -34,21 +38,38 @@ class Checkpointer:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self.lock = threading.Lock()  # held while a checkpoint runs: `exclusive` waits for it
+        self._foreground = threading.Lock()  # guards `_foreground_wanted`
+        self._foreground_wanted = False  # a commit not of bulk work since the last checkpoint began
+        self._started = threading.Event()
+        self._scheduling: SchedulingClass | None = None
         self._thread = threading.Thread(target=self._serve, args=(nice,), name=name, daemon=True)
         self._thread.start()
+        self._started.wait()
 
-    def committed(self) -> None:
-        """A commit added pages to the log: copy them back soon."""
+    def committed(self, *, bulk: bool = False) -> None:
+        """A commit added pages to the log: copy them back soon (in the background class when every
+        commit since the last checkpoint was `bulk`)."""
+        if not bulk:
+            with self._foreground:
+                self._foreground_wanted = True
+            self._lift()
         self._wanted.set()
 
     def exclusive(self, checkpoint: Callable[[], T]) -> T:
         """Run `checkpoint` (e.g. a TRUNCATE on another connection) with no background one running:
         SQLite lets one checkpoint run at a time and answers any other with SQLITE_BUSY."""
+        self._lift()  # a background checkpoint holding the lock would make this wait for idle CPU
         with self.lock:
             return checkpoint()
 
+    def _lift(self) -> None:
+        if self._scheduling is not None and self._scheduling.in_background:
+            self._scheduling.foreground()
+
     def _serve(self, nice: int) -> None:
         lower_priority(nice)
+        self._scheduling = scheduling = SchedulingClass()
+        self._started.set()
         connection = self._connect()
         try:
             while True:
@@ -56,7 +77,10 @@ class Checkpointer:
                 if self._stopping.is_set():
                     return
                 self._wanted.clear()
-                self._checkpoint(connection)
+                with self._foreground:
+                    background, self._foreground_wanted = not self._foreground_wanted, False
+                with scheduling.background(background):
+                    self._checkpoint(connection)
                 self._stopping.wait(GAP_SECONDS)  # commits meanwhile set the event again: one checkpoint for all
         finally:
             connection.close()

@@ -6,7 +6,8 @@ the writer thread; one waited behind the other's. Here the batches that arrived 
 was busy run one after another in the next transaction, each inside a savepoint of its own: one that
 fails rolls back alone and its caller gets its error, the others commit together. A caller hears of
 its batch only once the COMMIT returned, so an answer still means durable. A batch alone in its
-group runs without the savepoint, as before.
+group runs without the savepoint, as before. A group of bulk batches only (app/thread_priority.py)
+runs in the background scheduling class.
 
 It runs on the writer thread's loop (app/store/sqlite/threads.py); each batch runs in its caller's
 context (a trace span, a request's log fields), as a batch of its own would.
@@ -17,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from app.thread_priority import BULK_WORK
 
 T = TypeVar("T")
 MAX_GROUP = 32  # batches per transaction: the first waits for the others' work before its commit
@@ -48,6 +52,8 @@ class TransactionSteps:
     execute: Callable[[str], object]
     in_transaction: Callable[[], bool]
     in_batch: contextvars.ContextVar[bool]
+    # The group's run in the background class when `True` (every batch in it is bulk work).
+    background: Callable[[bool], AbstractContextManager[None]]
 
 
 class CommitGroups:
@@ -77,6 +83,11 @@ class CommitGroups:
             self._draining = None
 
     async def _run_group(self, group: list[_Waiting]) -> None:
+        bulk = all(w.context.get(BULK_WORK, False) for w in group)  # one short write lifts them all
+        with self._steps.background(bulk):
+            await self._run_in_transaction(group)
+
+    async def _run_in_transaction(self, group: list[_Waiting]) -> None:
         steps, holder = self._steps, object()
         try:
             await steps.begin(holder)

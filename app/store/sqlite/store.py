@@ -91,7 +91,8 @@ class SQLiteStore:
         self._holder: object | None = None  # the batch holding it
         self._in_batch: ContextVar[bool] = ContextVar(f"sqlite-batch-{id(self)}", default=False)
         writer = self._writer
-        steps = TransactionSteps(self._begin, self._end, writer.execute, lambda: writer.in_transaction, self._in_batch)
+        in_transaction, background = (lambda: writer.in_transaction), self._thread.background
+        steps = TransactionSteps(self._begin, self._end, writer.execute, in_transaction, self._in_batch, background)
         self._groups = CommitGroups(steps)
         self._last_purge = 0.0
 
@@ -190,8 +191,8 @@ class SQLiteStore:
         finally:
             self._holder = None
             self._write_lock.release()
-        if statement == "COMMIT":
-            self._checkpoints.committed()
+        if statement == "COMMIT":  # a bulk group's commit runs in the background class (commit_groups.py)
+            self._checkpoints.committed(bulk=self._thread.scheduling.in_background)
 
     async def _abandon(self, holder: object) -> None:
         await self._end(holder, "ROLLBACK")

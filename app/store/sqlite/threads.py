@@ -18,13 +18,14 @@ answering while a batch is processed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from app.thread_priority import lower_priority
+from app.thread_priority import BULK_WORK, SchedulingClass, lower_priority
 
 T = TypeVar("T")
 READER_THREADS = 2
@@ -32,23 +33,45 @@ READER_THREADS = 2
 
 class WriterThread:
     """`nice` lowers the thread's CPU priority: a batch's CPU then yields the core to the event loop
-    whenever the loop has work (a read, a health check), and takes all of it when the loop is idle."""
+    whenever the loop has work (a read, a health check), and takes all of it when the loop is idle.
+    A bulk batch (`app.thread_priority.bulk_work`) runs in the background class (`background`); work
+    sent here from outside bulk work brings the thread back to the foreground at once, so that it
+    does not wait behind a batch that only gets the CPU no one else wants."""
 
     def __init__(self, name: str, *, nice: int = 0) -> None:
         self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._scheduling: SchedulingClass | None = None
         self._thread = threading.Thread(target=self._serve, args=(nice,), name=name, daemon=True)
         self._thread.start()
+        self._started.wait()
 
     def _serve(self, nice: int) -> None:
         lower_priority(nice)
+        self._scheduling = SchedulingClass()
+        self._started.set()
         self._loop.run_forever()
+
+    @property
+    def scheduling(self) -> SchedulingClass:
+        assert self._scheduling is not None  # set before __init__ returns
+        return self._scheduling
+
+    def background(self, wanted: bool) -> contextlib.AbstractContextManager[None]:
+        """On the writer thread: the block in the background class when `wanted`."""
+        return self.scheduling.background(wanted)
 
     async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the writer's loop; cancelling the caller cancels it there."""
         if self._loop.is_closed():
             coroutine.close()
             raise _closed()
+        self._lift()
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
+
+    def _lift(self) -> None:
+        if not BULK_WORK.get() and self.scheduling.in_background:
+            self.scheduling.foreground()
 
     async def call(self, function: Callable[[], T]) -> T:
         async def call() -> T:
@@ -61,6 +84,7 @@ class WriterThread:
         if self._loop.is_closed():
             coroutine.close()
             return
+        self._lift()
         asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     @property
