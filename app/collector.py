@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import sys
 
-from app.thread_priority import bulk_work_executor
+from app.thread_priority import background_described, bulk_work_executor
+
+log = logging.getLogger("cdp.threads")
 
 # Young collections every 10,000 allocations instead of 700, older generations less often too.
 # The middle generation is collected after this many young collections: with the timed ones below
@@ -47,6 +50,7 @@ def tune_for_serving() -> None:
     # way to the loop's requests as the store's writer thread does.
     loop = asyncio.get_running_loop()
     loop.set_default_executor(bulk_work_executor())
+    log.info(background_described())
     loop.call_later(YOUNG_EVERY_SECONDS, _collect_young, loop)
 
 

@@ -130,6 +130,17 @@ class SchedulingClass:
         return os.getpriority(os.PRIO_PROCESS, self._thread_id)
 
 
+def background_described() -> str:
+    """What the start-up log says of bulk work's class in this process (asked at the process's own
+    nice value: the threads that switch run at or above it, which needs no more)."""
+    if may_leave_background(os.getpriority(os.PRIO_PROCESS, os.getpid())):
+        return "bulk batches run in the background class (SCHED_IDLE): reads go first"
+    return (
+        "bulk batches keep the normal class, at a lower nice value only: this process may not leave "
+        "SCHED_IDLE (give it RLIMIT_NICE 20, e.g. `docker run --ulimit nice=20`, or CAP_SYS_NICE)"
+    )
+
+
 @functools.cache
 def may_leave_background(nice: int) -> bool:
     """Whether a thread at `nice` may go into the background class and back (Linux's rule for

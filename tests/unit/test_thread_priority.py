@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -143,3 +146,37 @@ def test_a_checkpoint_after_bulk_commits_only_runs_in_the_background() -> None:
     finally:
         checkpoints.close()
     assert seen == [os.SCHED_IDLE, os.SCHED_OTHER, os.SCHED_OTHER]
+
+
+def _may_drop_cap_sys_nice() -> bool:
+    return shutil.which("setpriv") is not None and may_leave_background(_own_nice()) and os.geteuid() == 0
+
+
+@pytest.mark.skipif(not _may_drop_cap_sys_nice(), reason="needs root's CAP_SYS_NICE and setpriv to take it away")
+def test_a_process_that_could_not_come_back_keeps_bulk_work_in_the_normal_class(tmp_path: Path) -> None:
+    """Without CAP_SYS_NICE (and with RLIMIT_NICE 0, the default: a container's non-root user) the
+    kernel would keep a thread in SCHED_IDLE for good: bulk batches stay where they are, and the
+    start-up log says how to allow it."""
+    script = f"""
+import asyncio, os
+from app.store.sqlite.store import SQLiteStore
+from app.thread_priority import background_described, bulk_work
+
+async def main():
+    store = SQLiteStore({str(tmp_path / "cdp.sqlite3")!r})
+    async def own_class():
+        return os.sched_getscheduler(0)
+    with bulk_work():
+        print(await store.run_batch(own_class))
+    await store.close()
+    print(background_described())
+
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        ["setpriv", "--bounding-set=-sys_nice", sys.executable, "-c", script],
+        capture_output=True, text=True, timeout=60, check=True, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    batch_class, described = done.stdout.strip().splitlines()
+    assert int(batch_class) == os.SCHED_OTHER
+    assert "keep the normal class" in described and "--ulimit nice=20" in described
