@@ -11,7 +11,8 @@ therefore runs in Linux's background class, SCHED_IDLE, which gets the CPU only 
 thread wants it, and switches back once done. A thread is let into that class only where it may
 come back out of it (CAP_SYS_NICE, or an RLIMIT_NICE that allows its nice value): a thread stuck
 there would starve the writes behind it. A thread that needs one in the background promptly (a
-small write queued behind the batch on the writer thread) brings it back to the foreground at once.
+small write queued behind the batch on the writer thread) brings it back to the foreground at once;
+another process's writer waiting for the batch's lock says so (app/store/sqlite/lock_waits.py).
 """
 
 from __future__ import annotations

@@ -180,3 +180,36 @@ asyncio.run(main())
     batch_class, described = done.stdout.strip().splitlines()
     assert int(batch_class) == os.SCHED_OTHER
     assert "keep the normal class" in described and "--ulimit nice=20" in described
+
+
+@background
+async def test_another_process_waiting_for_the_write_lock_brings_a_bulk_batch_to_the_foreground(
+    tmp_path: Path,
+) -> None:
+    """Another process's write waits on SQLite's lock, which nothing in this one hears of: it says so
+    (lock_waits.py) and the batch holding the lock goes on in the foreground. Two stores on one
+    file stand for two processes: each has its own writer thread and connection."""
+    path = tmp_path / "cdp.sqlite3"
+    holder, waiter = SQLiteStore(path), SQLiteStore(path)
+    started = threading.Event()
+    try:
+
+        async def long_batch() -> tuple[int, int]:
+            before = _own_class()
+            started.set()
+            deadline = time.monotonic() + 5
+            while _own_class() == os.SCHED_IDLE and time.monotonic() < deadline:
+                time.sleep(0.01)  # holds the write lock until lifted (or 5 s)
+            return before, _own_class()
+
+        async def short_write() -> str:
+            return "written"
+
+        with bulk_work():
+            batch = asyncio.create_task(holder.run_batch(long_batch))
+        assert await asyncio.to_thread(started.wait, 10)
+        assert await waiter.run_batch(short_write) == "written"
+        assert await batch == (os.SCHED_IDLE, os.SCHED_OTHER)
+    finally:
+        await waiter.close()
+        await holder.close()

@@ -40,6 +40,7 @@ from app.store.sqlite import profile_facets, profile_revisions, segment_feed
 from app.store.sqlite.checkpoints import Checkpointer
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
+from app.store.sqlite.lock_waits import LockWaits
 from app.store.sqlite.profile_filter import where_clause
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
@@ -59,6 +60,7 @@ SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads
 # yielded too much: under bench serving's mixed load small ingests waited behind the reads (p99
 # 314-366 ms); at 2, 209 ms, with the reads' p99 still under 100 ms and /healthz's under 20.
 WRITER_NICENESS = 2
+BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock another process holds
 FEW_ON_THE_LOOP = 16  # profiles read by id on the loop's own connection; more go to a reader thread
 _GROUPS_PER_QUERY = 1000
 _PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite allows 500 terms)
@@ -83,7 +85,8 @@ class SQLiteStore:
         if filled := profile_facets.fill(self._writer):
             log.info("built the list filters' rows of %d profiles stored before them", filled)
         self._reader = self._connect_reader()
-        self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=WRITER_NICENESS)
+        self._waits = LockWaits(None if str(path) == ":memory:" else self.path)
+        self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=WRITER_NICENESS, waits=self._waits)
         self._reads = ReaderPool(self._connect_reader, name="sqlite-read")
         self._scans = ReaderPool(self._connect_reader, name="sqlite-scan", nice=SCAN_NICENESS)
         self._checkpoints = Checkpointer(self._connect, name=f"sqlite-ckpt-{self.path.name}", nice=WRITER_NICENESS)
@@ -98,7 +101,7 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA busy_timeout=5000")
+        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA synchronous=FULL")
         # Deleted content is overwritten with zeros, not left in free pages: an erasure must leave the
         # person readable nowhere in the file (see wipe_deleted for the write-ahead log).
@@ -172,12 +175,31 @@ class SQLiteStore:
     async def _begin(self, holder: object) -> None:
         await self._write_lock.acquire()
         try:
+            self._begin_immediate()
             self._purge_expired_messages()
-            self._writer.execute("BEGIN IMMEDIATE")
         except BaseException:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
             self._write_lock.release()
             raise
         self._holder = holder
+
+    def _begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE. When another process holds the write lock, it is told that this one
+        waits (lock_waits.py: its bulk batch may be in the background) before waiting, up to
+        busy_timeout, as before."""
+        writer = self._writer
+        writer.execute("PRAGMA busy_timeout=0")
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            self._waits.announce()
+        finally:
+            writer.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        writer.execute("BEGIN IMMEDIATE")
 
     async def _end(self, holder: object, statement: str) -> None:
         if self._holder is not holder:

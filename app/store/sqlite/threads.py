@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from app.store.sqlite.lock_waits import LockWaits
 from app.thread_priority import BULK_WORK, SchedulingClass, lower_priority
 
 T = TypeVar("T")
+log = logging.getLogger("cdp.store")
 READER_THREADS = 2
+WATCH_SECONDS = 0.05  # how often a bulk batch in the background looks for another process's write
 
 
 class WriterThread:
@@ -38,8 +42,9 @@ class WriterThread:
     sent here from outside bulk work brings the thread back to the foreground at once, so that it
     does not wait behind a batch that only gets the CPU no one else wants."""
 
-    def __init__(self, name: str, *, nice: int = 0) -> None:
+    def __init__(self, name: str, *, nice: int = 0, waits: LockWaits | None = None) -> None:
         self._loop = asyncio.new_event_loop()
+        self._waits = waits or LockWaits(None)
         self._started = threading.Event()
         self._scheduling: SchedulingClass | None = None
         self._thread = threading.Thread(target=self._serve, args=(nice,), name=name, daemon=True)
@@ -57,9 +62,30 @@ class WriterThread:
         assert self._scheduling is not None  # set before __init__ returns
         return self._scheduling
 
-    def background(self, wanted: bool) -> contextlib.AbstractContextManager[None]:
-        """On the writer thread: the block in the background class when `wanted`."""
-        return self.scheduling.background(wanted)
+    @contextlib.contextmanager
+    def background(self, wanted: bool) -> Iterator[None]:
+        """On the writer thread: the block in the background class when `wanted`. A write of this
+        process lifts it at once (`run`); one of another process says it waits (`waits`), which a
+        watcher thread looks for every WATCH_SECONDS while the block runs."""
+        if not wanted:
+            yield
+            return
+        since, done = self._waits.token(), threading.Event()
+        # Started first: a thread starts in the class of the thread that starts it.
+        watcher = threading.Thread(target=self._watch, args=(since, done), name="lock-waits", daemon=True)
+        watcher.start()
+        try:
+            with self.scheduling.background():
+                yield
+        finally:
+            done.set()
+
+    def _watch(self, since: str | None, done: threading.Event) -> None:
+        while not done.wait(WATCH_SECONDS):
+            if self._waits.announced_since(since):
+                log.debug("another process waits for the write lock: the bulk batch goes on in the foreground")
+                self.scheduling.foreground()
+                return
 
     async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the writer's loop; cancelling the caller cancels it there."""
