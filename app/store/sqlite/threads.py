@@ -32,7 +32,7 @@ from app.thread_priority import BULK_WORK, SchedulingClass, lower_priority
 T = TypeVar("T")
 log = logging.getLogger("cdp.store")
 READER_THREADS = 2
-WATCH_SECONDS = 0.05  # how often a bulk batch in the background looks for another process's write
+WATCH_SECONDS = 0.2  # how often a bulk batch in the background looks for another process's write (a wake-up each)
 
 
 class WriterThread:
