@@ -97,10 +97,15 @@ class SchedulingClass:
     def in_background(self) -> bool:
         return self._background
 
+    @property
+    def available(self) -> bool:
+        """Whether the thread may go into the background class (and so come back out of it)."""
+        return may_leave_background(self._nice())
+
     @contextlib.contextmanager
     def background(self, wanted: bool = True) -> Iterator[None]:
         """The block in the background class (when `wanted`, and the thread may come back out)."""
-        if not wanted or self._background or not may_leave_background(self._nice()):
+        if not wanted or self._background or not self.available:
             yield
             return
         with self._lock:

@@ -67,7 +67,7 @@ class WriterThread:
         """On the writer thread: the block in the background class when `wanted`. A write of this
         process lifts it at once (`run`); one of another process says it waits (`waits`), which a
         watcher thread looks for every WATCH_SECONDS while the block runs."""
-        if not wanted:
+        if not wanted or not self.scheduling.available:
             yield
             return
         since, done = self._waits.token(), threading.Event()
