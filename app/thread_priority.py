@@ -6,9 +6,9 @@ where the container forbids it, the thread keeps the process's priority.
 
 A nice value still shares the core: a read arriving while a batch of 1,000 events was applied on
 the writer thread at nice 2 waited for the batch's time slice (the profile query's p99 6-7 ms
-against 0.4-0.8 ms alone, one core). Work marked as bulk (`bulk_work`: a batch that many events)
-therefore runs in Linux's background class, SCHED_IDLE, which gets the CPU only when no other
-thread wants it, and switches back once done. A thread is let into that class only where it may
+against 0.4-0.8 ms alone, one core). Work marked as bulk (`bulk_work`: a batch of events) therefore
+runs in Linux's background class, SCHED_IDLE, which gets the CPU only when no other thread wants
+it, and switches back once done. A thread is let into that class only where it may
 come back out of it (CAP_SYS_NICE, or an RLIMIT_NICE that allows its nice value): a thread stuck
 there would starve the writes behind it. A thread that needs one in the background promptly (a
 small write queued behind the batch on the writer thread) brings it back to the foreground at once;

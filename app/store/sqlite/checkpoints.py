@@ -38,7 +38,7 @@ class Checkpointer:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self.lock = threading.Lock()  # held while a checkpoint runs: `exclusive` waits for it
-        self._foreground = threading.Lock()  # guards `_foreground_wanted`
+        self._wanted_lock = threading.Lock()  # guards `_foreground_wanted`
         self._foreground_wanted = False  # a commit not of bulk work since the last checkpoint began
         self._started = threading.Event()
         self._scheduling: SchedulingClass | None = None
@@ -50,7 +50,7 @@ class Checkpointer:
         """A commit added pages to the log: copy them back soon (in the background class when every
         commit since the last checkpoint was `bulk`)."""
         if not bulk:
-            with self._foreground:
+            with self._wanted_lock:
                 self._foreground_wanted = True
             self._lift()
         self._wanted.set()
@@ -77,7 +77,7 @@ class Checkpointer:
                 if self._stopping.is_set():
                     return
                 self._wanted.clear()
-                with self._foreground:
+                with self._wanted_lock:
                     background, self._foreground_wanted = not self._foreground_wanted, False
                 with scheduling.background(background):
                     self._checkpoint(connection)
