@@ -58,6 +58,28 @@ def lower_priority(nice: int) -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(base + nice, MAX_NICE))
 
 
+def start_thread(
+    target: Callable[[SchedulingClass], object], *, name: str, nice: int = 0
+) -> tuple[threading.Thread, SchedulingClass]:
+    """A daemon thread running `target` `nice` steps below the process, and its scheduling class,
+    made on the thread itself before this returns (others may bring it back to the foreground) and
+    given to `target` too, which may start before the caller holds it."""
+    made: list[SchedulingClass] = []
+    ready = threading.Event()
+
+    def run() -> None:
+        lower_priority(nice)
+        own = SchedulingClass()
+        made.append(own)
+        ready.set()
+        target(own)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    ready.wait()
+    return thread, made[0]
+
+
 def bulk_work_executor() -> ThreadPoolExecutor:
     """The serving loop's default executor (asyncio.to_thread): what is sent there is bulk work that
     would otherwise hold the loop, so its threads give way to the loop's own requests; what is sent
@@ -121,7 +143,10 @@ class SchedulingClass:
             self.foreground()
 
     def foreground(self) -> None:
-        """Back to the normal policy, at the thread's nice value (from any thread)."""
+        """Back to the normal policy, at the thread's nice value (from any thread). Cheap when the
+        thread is in the foreground already: every call sent to the store's writer asks."""
+        if not self._background:
+            return
         with self._lock:
             if not self._background:
                 return

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from app.thread_priority import SchedulingClass, lower_priority
+from app.thread_priority import SchedulingClass, start_thread
 
 T = TypeVar("T")
 log = logging.getLogger("cdp.store")
@@ -40,11 +40,7 @@ class Checkpointer:
         self.lock = threading.Lock()  # held while a checkpoint runs: `exclusive` waits for it
         self._wanted_lock = threading.Lock()  # guards `_foreground_wanted`
         self._foreground_wanted = False  # a commit not of bulk work since the last checkpoint began
-        self._started = threading.Event()
-        self._scheduling: SchedulingClass | None = None
-        self._thread = threading.Thread(target=self._serve, args=(nice,), name=name, daemon=True)
-        self._thread.start()
-        self._started.wait()
+        self._thread, self._scheduling = start_thread(self._serve, name=name, nice=nice)
 
     def committed(self, *, bulk: bool = False) -> None:
         """A commit added pages to the log: copy them back soon (in the background class when every
@@ -52,24 +48,17 @@ class Checkpointer:
         if not bulk:
             with self._wanted_lock:
                 self._foreground_wanted = True
-            self._lift()
+            self._scheduling.foreground()
         self._wanted.set()
 
     def exclusive(self, checkpoint: Callable[[], T]) -> T:
         """Run `checkpoint` (e.g. a TRUNCATE on another connection) with no background one running:
         SQLite lets one checkpoint run at a time and answers any other with SQLITE_BUSY."""
-        self._lift()  # a background checkpoint holding the lock would make this wait for idle CPU
+        self._scheduling.foreground()  # a background checkpoint holding the lock would make this wait for idle CPU
         with self.lock:
             return checkpoint()
 
-    def _lift(self) -> None:
-        if self._scheduling is not None and self._scheduling.in_background:
-            self._scheduling.foreground()
-
-    def _serve(self, nice: int) -> None:
-        lower_priority(nice)
-        self._scheduling = scheduling = SchedulingClass()
-        self._started.set()
+    def _serve(self, scheduling: SchedulingClass) -> None:
         connection = self._connect()
         try:
             while True:

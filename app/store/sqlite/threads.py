@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from app.store.sqlite.lock_waits import LockWaits
-from app.thread_priority import BULK_WORK, SchedulingClass, lower_priority
+from app.thread_priority import BULK_WORK, lower_priority, start_thread
 
 T = TypeVar("T")
 log = logging.getLogger("cdp.store")
@@ -45,22 +45,7 @@ class WriterThread:
     def __init__(self, name: str, *, nice: int = 0, waits: LockWaits | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._waits = waits or LockWaits(None)
-        self._started = threading.Event()
-        self._scheduling: SchedulingClass | None = None
-        self._thread = threading.Thread(target=self._serve, args=(nice,), name=name, daemon=True)
-        self._thread.start()
-        self._started.wait()
-
-    def _serve(self, nice: int) -> None:
-        lower_priority(nice)
-        self._scheduling = SchedulingClass()
-        self._started.set()
-        self._loop.run_forever()
-
-    @property
-    def scheduling(self) -> SchedulingClass:
-        assert self._scheduling is not None  # set before __init__ returns
-        return self._scheduling
+        self._thread, self.scheduling = start_thread(lambda _: self._loop.run_forever(), name=name, nice=nice)
 
     @contextlib.contextmanager
     def background(self, wanted: bool) -> Iterator[None]:
@@ -96,7 +81,7 @@ class WriterThread:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
 
     def _lift(self) -> None:
-        if not BULK_WORK.get() and self.scheduling.in_background:
+        if not BULK_WORK.get():
             self.scheduling.foreground()
 
     async def call(self, function: Callable[[], T]) -> T:
