@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from app.store.sqlite.checkpoints import Checkpointer
+from app.store.sqlite.store import WRITER_CACHE_KIB
 
 RECENT_CAP = 50
 RATINGS_CAP = 20
@@ -58,9 +59,10 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def connect_writer(path: Path) -> tuple[sqlite3.Connection, Checkpointer]:
-    """As the store's writer: no checkpoint inside a COMMIT, the log copied back by a thread."""
+    """As the store's writer: its page cache, no checkpoint inside a COMMIT, the log copied back by a thread."""
     db = connect(path)
     db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
     return db, Checkpointer(lambda: connect(path), name="floor-checkpoint")
 
 

@@ -30,3 +30,30 @@ async def test_committed_pages_reach_the_database_file_while_the_store_is_open(s
     assert outcomes[0].status is EventStatus.ACCEPTED
     assert await _in_main_file(store, surname.encode())
     assert (await store.get_profile(outcomes[0].profile_id or "")) is not None
+
+
+async def test_a_batch_reaches_the_log_at_its_commit_not_before(sqlite_store: SQLiteStore) -> None:
+    """The writer's page cache holds a large batch's pages (store.WRITER_CACHE_KIB): with SQLite's
+    default of 2 MiB, they spilled into the log while the transaction ran, and were written twice."""
+    store = sqlite_store
+    log = store.path.with_name(store.path.name + "-wal")
+    before_commit: list[int] = []
+
+    def traced(statement: str) -> None:
+        if statement.strip().upper().startswith("COMMIT"):
+            before_commit.append(log.stat().st_size)
+
+    start = log.stat().st_size
+    store._writer.set_trace_callback(traced)
+    try:
+        filler = "x" * 3_000  # ~7 MB of interactions and profiles: over 1,500 pages, past 2 MiB
+        batch = [
+            event(email=f"cache{n}@example.com", message_id=f"cache-{n}", properties={"url": "/p", "note": filler})
+            for n in range(1_000)  # the most a batch holds
+        ]
+        outcomes = await ingest_events(store, batch)
+    finally:
+        store._writer.set_trace_callback(None)
+    assert all(o.status is EventStatus.ACCEPTED for o in outcomes)
+    assert log.stat().st_size > start + 3_000_000  # the batch is in the log now
+    assert before_commit and before_commit[-1] <= start, "the batch's pages were in the log before its COMMIT"
