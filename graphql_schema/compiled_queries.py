@@ -30,7 +30,7 @@ import asyncio
 import inspect
 import keyword
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import strawberry
@@ -307,8 +307,6 @@ class _Compilation:
         resolvers_before = self._resolvers
         complete, inner = self._completions(definition.type, details)
         resolvers_below = self._resolvers > resolvers_before
-        if not plain:
-            self._resolvers += 1
         constant = None
         if not plain and not _reads_variables(nodes[0]):
             executor = self._executor
@@ -317,6 +315,8 @@ class _Compilation:
             except Exception as exc:  # refused at execution, with graphql-core's words
                 raise NotCompiled(str(exc)) from exc
         direct, scopes = self._direct(definition) if not plain else (None, ())
+        if not plain and _sees_its_path(direct):
+            self._resolvers += 1
         make_info = None
         if direct is not None:
             info_class, strawberry_field = self._strawberry.config.info_class, definition.extensions[DEFINITION]
@@ -450,15 +450,57 @@ class _ObjectCode:
             self.names[f"F{n}"], self.names[f"C{n}"], self.names[f"I{n}"] = field, field.complete, field.inner
             key = repr(field.key)
             if field.attribute is None:
-                if field.direct is None:
+                nodes = _page_nodes(field)
+                if nodes is not None:
+                    self._page_nodes(field, n, nodes, source, out, type_name, path, depth)
+                elif field.direct is None:
                     self.lines.append(f"{pad}_resolve(state, F{n}, {source}, {path}, {out})")
                 else:
                     self._call(field, n, source, out, type_name, path, depth)
                 continue
             attribute = field.attribute
-            read = f"{source}.{attribute}" if _safe_attribute(attribute) else f"getattr({source}, {attribute!r})"
+            if attribute is _THE_ITEM:
+                read = source
+            elif _safe_attribute(attribute):
+                read = f"{source}.{attribute}"
+            else:
+                read = f"getattr({source}, {attribute!r})"
             self.lines.append(f"{pad}v = {read}")
             self._value(field, n, f"{out}[{key}]", type_name, path, depth)
+
+    def _page_nodes(
+        self,
+        field: _Field,
+        n: int,
+        nodes: tuple[str, str, list[_Field | str]],
+        source: str,
+        out: str,
+        type_name: str,
+        path: str,
+        depth: int,
+    ) -> None:
+        """A connection's edges asked for their node only, written as a loop over the page's nodes
+        (`_page_nodes`): the same answer, paths included, with no edge made for each; a connection
+        that holds no list of nodes is completed as any other resolver's value."""
+        attribute, item_type, item_fields = nodes
+        pad, lines, key = "    " * depth, self.lines, repr(field.key)
+        item, item_path = f"s{depth}", "None"
+        lines += [f"{pad}v = getattr({source}, {attribute!r}, None)", f"{pad}if v.__class__ is list:"]
+        lines.append(f"{pad}    l{depth} = []")
+        if field.path_needed:
+            item_path = f"p{depth}"
+            lines.append(f"{pad}    q{depth} = {_below(field, type_name, path)}")
+            lines.append(f"{pad}    for i{depth}, {item} in enumerate(v):")
+            lines.append(f"{pad}        p{depth} = Path(q{depth}, i{depth}, None)")
+        else:
+            lines.append(f"{pad}    for {item} in v:")
+        lines.append(f"{pad}        o{depth} = {{}}")
+        self.fields(item_type, item_fields, source=item, out=f"o{depth}", path=item_path, depth=depth + 2)
+        lines += [f"{pad}        l{depth}.append(o{depth})", f"{pad}    {out}[{key}] = l{depth}", f"{pad}else:"]
+        if field.direct is None:
+            lines.append(f"{pad}    _resolve(state, F{n}, {source}, {path}, {out})")
+        else:
+            self._call(field, n, source, out, type_name, path, depth + 1)
 
     def _call(self, field: _Field, n: int, source: str, out: str, type_name: str, path: str, depth: int) -> None:
         """`_resolve`'s work for a resolver called directly, written in place: its value completed as
@@ -560,6 +602,39 @@ class _ObjectCode:
             return ""
         self.names[f"O{n}"] = origin
         return f"{value}.__class__ is O{n} and {TYPE_CAST_ATTRIBUTE!r} not in {value}.__dict__"
+
+
+def _sees_its_path(direct: DirectCall | None) -> bool:
+    """Whether a resolver may read its path: any but one called directly without an info (an edge
+    list's `_edges`, a cursor), for which no path is made above it."""
+    if direct is None:
+        return True
+    positional = getattr(direct, "positional", None)
+    if positional is not None:
+        return bool(positional[1])
+    method = getattr(direct, "method", None)
+    return method is None or method[2] is not None
+
+
+# The attribute of an edge's node field read as the item itself (`_page_nodes`).
+_THE_ITEM = "<the item>"
+
+
+def _page_nodes(field: _Field) -> tuple[str, str, list[_Field | str]] | None:
+    """(the attribute holding the page's nodes, the edge type, its fields with each `node` read as the
+    item itself) when `field` is a connection's edges (a resolver marked with `page_nodes`, see
+    graphql_schema/pagination.py) whose selection reads nothing of an edge but its plain `node` (and
+    its type name); None otherwise: the edges are made and completed."""
+    strawberry_field = field.definition.extensions.get(DEFINITION)
+    resolver = getattr(strawberry_field, "base_resolver", None)
+    attribute = getattr(getattr(resolver, "wrapped_func", None), "page_nodes", None)
+    item = getattr(field.inner, "inline_item", None)
+    if attribute is None or field.scopes or item is None or item[1] is None:
+        return None
+    item_type, item_fields = item[1]
+    if not all(isinstance(f, str) or f.attribute == "node" for f in item_fields):
+        return None
+    return attribute, item_type, [f if isinstance(f, str) else replace(f, attribute=_THE_ITEM) for f in item_fields]
 
 
 def _below(field: _Field, type_name: str, path: str) -> str:

@@ -96,7 +96,7 @@ def merge_candidate_connection(page: ReviewPage) -> MergeCandidateConnection:
         count=counted(page.total),  # the pairs of the list in the score range asked
     )
     return MergeCandidateConnection(
-        edges=found.edges, page_info=found.page_info, counter=found.counter, computed_at=page.computed_at
+        page_info=found.page_info, counter=found.counter, page_nodes=found.page_nodes, computed_at=page.computed_at
     )
 
 

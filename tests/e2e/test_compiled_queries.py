@@ -323,3 +323,32 @@ async def test_every_root_field_with_every_key(tmp_path: Path) -> None:
             document = _minimal(name, pool)
             for key in [*KEYS, "none"]:
                 assert await fast.answer(key, document, {}) == await core.answer(key, document, {}), (key, document)
+
+
+EDGES = """
+query Edges($after: String) { segments { id members(first: 2) {
+  edges { __typename node { id firstName interactions(first: 3, after: $after) {
+    edges { n: node { type properties } m: node { __typename channel } } } } }
+  again: edges { cursor node { id } } ids: edges { node { id } } pageInfo { endCursor } } } }
+"""
+
+
+async def test_edges_asked_for_their_node_only_answer_as_graphql_core(tmp_path: Path) -> None:
+    """A connection's edges asked for their node only are completed from the page's nodes, with no
+    edge made for each (graphql_schema/pagination.py, `page_nodes`): the same answers, masking and
+    error paths included, beside edges asked for their cursor too."""
+    async with _apps(tmp_path) as (fast, core, _):
+        for key in ("all", "no-pii"):
+            for after in (None, "not-a-cursor"):
+                variables = {"after": after}
+                answered = await fast.answer(key, EDGES, variables)
+                assert answered == await core.answer(key, EDGES, variables), (key, after)
+        status, data, errors = await fast.answer("no-pii", EDGES, {"after": None})
+        assert (status, errors) == (200, []), errors
+        members = data["segments"][0]["members"]
+        assert members["edges"] and members["edges"][0]["__typename"] == "ProfileEdge"
+        ids = [e["node"]["id"] for e in members["edges"]]
+        assert ids == [e["node"]["id"] for e in members["again"]] == [e["node"]["id"] for e in members["ids"]]
+        history = members["edges"][0]["node"]["interactions"]["edges"]
+        assert history and all(e["n"]["type"] and e["m"]["channel"] for e in history)
+        assert all(e["cursor"] for e in members["again"])

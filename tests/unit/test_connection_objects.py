@@ -1,11 +1,11 @@
-"""`connection()` makes its edges, page info and connection without calling their constructors (a
-list of members' last interactions makes thousands): each must be what the type's own constructor
-makes, attribute for attribute and in order, so a field added to a type fails here, not in a
-response."""
+"""`connection()` makes its page info and connection, and `_edges` the edges when selected, without
+calling their constructors (a list of members' last interactions makes thousands): each must be what
+the type's own constructor makes, attribute for attribute and in order, so a field added to a type
+fails here, not in a response."""
 
 from __future__ import annotations
 
-from graphql_schema.pagination import Connection, Edge, PageInfo, connection, counted
+from graphql_schema.pagination import Connection, Edge, PageInfo, _edges, connection, counted
 
 
 def _cursor(item: str) -> str:
@@ -19,11 +19,13 @@ def test_the_objects_are_those_the_types_constructors_make() -> None:
         made = connection(items, has_next=True, has_previous=False, cursor=_cursor, node=node, count=count)
         edges = [Edge(node=node(i) if node else i, item=i, cursor_of=_cursor) for i in items]
         page_info = PageInfo(has_next_page=True, has_previous_page=False, items=items, cursor_of=_cursor)
-        expected = Connection(edges=edges, page_info=page_info, counter=count)
+        nodes = [node(i) if node else i for i in items]
+        expected = Connection(page_info=page_info, counter=count, page_nodes=nodes)
 
         assert type(made) is Connection and list(vars(made)) == list(vars(expected))
-        assert [list(vars(e).items()) for e in made.edges] == [list(vars(e).items()) for e in expected.edges]
-        assert all(type(e) is Edge for e in made.edges)
+        assert made.page_nodes == nodes
+        assert [list(vars(e).items()) for e in _edges(made)] == [list(vars(e).items()) for e in edges]
+        assert all(type(e) is Edge for e in _edges(made))
         assert type(made.page_info) is PageInfo
         assert list(vars(made.page_info).items()) == list(vars(page_info).items())
         assert made.counter is count
