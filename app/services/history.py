@@ -81,6 +81,8 @@ def embedded_page(
 
 def page_of(read: list[Interaction], window: HistoryWindow) -> InteractionPage:
     """A page from the interactions read for `window` (newest first)."""
+    if window.after is None and not window.from_end:  # a first page (of each of 300 members, say): no Cut
+        return InteractionPage(read[: window.size], len(read) > window.size, False)
     cut = window.cut(read)
     return InteractionPage(cut.items, cut.has_next, cut.has_previous)
 
