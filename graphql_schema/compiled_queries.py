@@ -409,7 +409,46 @@ def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
     type's name; no per-field dispatch left for the request. The objects below are written into this
     function too (a list of them as a loop), up to MAX_INLINE_DEPTH levels: a list of events with
     each one's segment and profile, or of members with their last interactions, completes thousands."""
-    names: dict[str, Any] = {
+    names = _generated_names()
+    lines = ["def complete(state, source, path):", "    out = {}"]
+    _ObjectCode(names, lines).fields(type_name, fields, source="source", out="out", path="path", depth=1)
+    lines.append("    return out")
+    complete = _made(lines, names)
+    complete.inline_body = (type_name, fields)  # type: ignore[attr-defined]
+    return complete
+
+
+def _list_loop(item: Complete, body: tuple[str, list[_Field | str]], check: type | None, other: Complete) -> Complete:
+    """A list of objects' completion as one generated loop, each item's fields written in it (as a
+    list inside an object is, `_ObjectCode._value`): for a list whose parent could not write it in
+    place, a resolver's awaited value (a segment's history of 500 events) called `item` for each.
+    An item that is null, an error or of another class is `item`'s; a value not a list is `other`'s."""
+    names = _generated_names()
+    names["K0"], names["L0"] = item, other
+    lines = [
+        "def complete(state, value, path):",
+        "    if value.__class__ is not list:",
+        "        return L0(state, value, path)",
+        "    out = []",
+        "    for i, s in enumerate(value):",
+        "        p = None if path is None else Path(path, i, None)",
+    ]
+    code = _ObjectCode(names, lines)
+    own = code._own_class(check, "s", 0)
+    lines += [
+        f"        if s is None or s is Undefined or isinstance(s, Exception){f' or not ({own})' if own else ''}:",
+        "            out.append(K0(state, s, p))",
+        "            continue",
+        "        o = {}",
+    ]
+    code.fields(*body, source="s", out="o", path="p", depth=2)
+    lines += ["        out.append(o)", "    return out"]
+    return _made(lines, names)
+
+
+def _generated_names() -> dict[str, Any]:
+    """What every generated function reads besides its own numbered names."""
+    return {
         "Path": Path,
         "_resolve": _resolve,
         "_refused": _refused,
@@ -418,15 +457,13 @@ def _object_completion(type_name: str, fields: list[_Field | str]) -> Complete:
         "Undefined": Undefined,
         "_Abandoned": _Abandoned,
     }
-    lines = ["def complete(state, source, path):", "    out = {}"]
-    _ObjectCode(names, lines).fields(type_name, fields, source="source", out="out", path="path", depth=1)
-    lines.append("    return out")
+
+
+def _made(lines: list[str], names: dict[str, Any]) -> Complete:
     # The text is made of Python attribute names from the schema, numbered names and repr()s of
     # response keys and type names (GraphQL names: letters, digits, underscores); nothing else of a request.
     exec("\n".join(lines), names)
-    complete = cast(Complete, names["complete"])
-    complete.inline_body = (type_name, fields)  # type: ignore[attr-defined]
-    return complete
+    return cast(Complete, names["complete"])
 
 
 class _ObjectCode:
@@ -752,12 +789,13 @@ def _list(item: Complete, inner: Complete) -> Complete:
             ]
         return [item(state, v, Path(path, i, None)) for i, v in enumerate(value)]
 
-    complete.inline_item = (  # type: ignore[attr-defined]
-        item,
-        getattr(inner, "inline_body", None),
-        getattr(inner, "inline_check", None),
-    )
-    return complete
+    inline_item = (item, getattr(inner, "inline_body", None), getattr(inner, "inline_check", None))
+    complete.inline_item = inline_item  # type: ignore[attr-defined]
+    if inline_item[1] is None:
+        return complete
+    loop = _list_loop(item, inline_item[1], inline_item[2], complete)
+    loop.inline_item = inline_item  # type: ignore[attr-defined]
+    return loop
 
 
 class _Info:
