@@ -521,16 +521,9 @@ class _ObjectCode:
         that holds no list of nodes is completed as any other resolver's value."""
         attribute, item_type, item_fields = nodes
         pad, lines, key = "    " * depth, self.lines, repr(field.key)
-        item, item_path = f"s{depth}", "None"
-        lines += [f"{pad}v = getattr({source}, {attribute!r}, None)", f"{pad}if v.__class__ is list:"]
-        lines.append(f"{pad}    l{depth} = []")
-        if field.path_needed:
-            item_path = f"p{depth}"
-            lines.append(f"{pad}    q{depth} = {_below(field, type_name, path)}")
-            lines.append(f"{pad}    for i{depth}, {item} in enumerate(v):")
-            lines.append(f"{pad}        p{depth} = Path(q{depth}, i{depth}, None)")
-        else:
-            lines.append(f"{pad}    for {item} in v:")
+        item = f"s{depth}"
+        lines.append(f"{pad}v = getattr({source}, {attribute!r}, None)")
+        item_path = self._loop(field, item, _below(field, type_name, path), depth)
         lines.append(f"{pad}        o{depth} = {{}}")
         self.fields(item_type, item_fields, source=item, out=f"o{depth}", path=item_path, depth=depth + 2)
         lines += [f"{pad}        l{depth}.append(o{depth})", f"{pad}    {out}[{key}] = l{depth}", f"{pad}else:"]
@@ -538,6 +531,18 @@ class _ObjectCode:
             lines.append(f"{pad}    _resolve(state, F{n}, {source}, {path}, {out})")
         else:
             self._call(field, n, source, out, type_name, path, depth + 1)
+
+    def _loop(self, field: _Field, item: str, below: str, depth: int) -> str:
+        """The head of a loop over the list `v` into `l{depth}`, each item as `item`, with each item's
+        path made when resolvers below read it; returns the expression of an item's path."""
+        pad, lines = "    " * depth, self.lines
+        lines += [f"{pad}if v.__class__ is list:", f"{pad}    l{depth} = []"]
+        if not field.path_needed:
+            lines.append(f"{pad}    for {item} in v:")
+            return "None"
+        lines += [f"{pad}    q{depth} = {below}", f"{pad}    for i{depth}, {item} in enumerate(v):"]
+        lines.append(f"{pad}        p{depth} = Path(q{depth}, i{depth}, None)")
+        return f"p{depth}"
 
     def _call(self, field: _Field, n: int, source: str, out: str, type_name: str, path: str, depth: int) -> None:
         """`_resolve`'s work for a resolver called directly, written in place: its value completed as
@@ -605,15 +610,9 @@ class _ObjectCode:
         elif item is not None and item[1] is not None:  # a list of objects: `_list`'s loop here
             checked, (item_type, item_fields), check = item
             self.names[f"K{n}"] = checked
-            item_var, item_path = f"s{depth}", "None"
+            item_var = f"s{depth}"
             own = self._own_class(check, item_var, n)
-            lines += [f"{pad}if v.__class__ is list:", f"{pad}    l{depth} = []"]
-            if field.path_needed:  # each item's path, for the resolvers below
-                item_path = f"p{depth}"
-                lines += [f"{pad}    q{depth} = {below}", f"{pad}    for i{depth}, {item_var} in enumerate(v):"]
-                lines.append(f"{pad}        p{depth} = Path(q{depth}, i{depth}, None)")
-            else:
-                lines.append(f"{pad}    for {item_var} in v:")
+            item_path = self._loop(field, item_var, below, depth)
             lines += [
                 f"{pad}        if {item_var} is None or {item_var} is Undefined or isinstance({item_var}, Exception)"
                 + (f" or not ({own})" if own else "")

@@ -62,12 +62,13 @@ SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads
 WRITER_NICENESS = 2
 BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock another process holds
 FEW_ON_THE_LOOP = 16  # profiles read by id on the loop's own connection; more go to a reader thread
-# The writer connection's page cache, in KiB (SQLite's default is 2 MiB). A 1,000-event batch dirties
-# ~4,000 pages (a profile row, its list-filter row, an interaction and an idempotency key, each on a
-# random page of its table): past the default cache, SQLite spilled dirty pages into the log during the
-# transaction and read the tables' inner pages again for every batch. 32 MiB holds a batch with room:
-# HTTP ingestion +9% (bench serving's batches; 32 and 64 MiB alike). The writer only: a reader's cache
-# is dropped whenever another connection commits, so it would hold memory for nothing.
+# The writer connection's page cache, in KiB (SQLite's default is 2 MiB). A 1,000-event batch of the
+# bench dirties ~3,500 pages (interactions, profile rows, list-filter rows, new identities: each row on
+# a random page of its table): past the default cache, SQLite spilled dirty pages into the log during
+# the transaction and read the tables' inner pages again for every batch. 32 MiB holds a batch with
+# room: HTTP ingestion 3,751 -> 4,178 events/s (bench serving's batches; 32 and 64 MiB alike). The
+# writer only: a reader's cache is dropped whenever another connection commits, so it would hold
+# memory for nothing.
 WRITER_CACHE_KIB = 32 * 1024
 _GROUPS_PER_QUERY = 1000
 _PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite allows 500 terms)
