@@ -20,14 +20,15 @@ from typing import Any
 from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
 from app.domain.matching.blocking import block_pairs
-from app.domain.matching.learned import Vector, comparison, estimate
+from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
 from app.services.ports import ProfileStore
 
 log = logging.getLogger("cdp.matching")
 
 META_KEY = "matchModel"
-# Fewer candidate pairs than this and the model is not estimated: the rules scorer answers.
-MIN_PAIRS = 1000
+# Fewer candidate pairs than this and the model is not estimated: the rules scorer answers. FEBRL1,
+# 1,000 records, gives 840 (F1 0.905 with the rules, 0.981 learned on them).
+MIN_PAIRS = 500
 # The most pairs one estimation compares (in key order): enough for every level of every field.
 MAX_PAIRS = 200_000
 # How long a process keeps the model it read before reading the store's again.
@@ -57,14 +58,16 @@ async def estimate_model(
 ) -> MatchModel | None:
     """Estimate a new version from the store's candidate pairs and store it; None (nothing stored)
     when the store has fewer than `min_pairs` pairs."""
-    vectors = await _comparison_vectors(store, max_pairs)
+    vectors, profiles = await _comparison_vectors(store, max_pairs)
     pairs = sum(count for count, _ in vectors.values())
     if pairs < min_pairs:
         log.info("match model: %d candidate pairs, fewer than %d: the rules scorer answers", pairs, min_pairs)
         return None
     previous = await stored_model(store)
     version = previous.version + 1 if previous is not None else 1
-    model = await asyncio.to_thread(estimate, vectors, version=version, at=now())
+    model = await asyncio.to_thread(
+        lambda: estimate(vectors, version=version, at=now(), frequencies=value_frequencies(profiles))
+    )
     await store.write_meta(META_KEY, json.dumps(model.to_document()))
     _cache.pop(store, None)
     log.info(
@@ -78,9 +81,11 @@ async def estimate_model(
     return model
 
 
-async def _comparison_vectors(store: ProfileStore, max_pairs: int) -> dict[Vector, tuple[int, float]]:
+async def _comparison_vectors(
+    store: ProfileStore, max_pairs: int
+) -> tuple[dict[Vector, tuple[int, float]], list[MatchFields]]:
     """Each distinct comparison vector of the candidate pairs, with its count and the rules scorer's
-    mean probability (where EM starts)."""
+    mean probability (where EM starts); and the profiles compared (their names' frequencies)."""
     fields: dict[str, MatchFields] = {}
     seen: set[tuple[str, str]] = set()
     found: dict[Vector, tuple[int, float]] = {}
@@ -97,8 +102,8 @@ async def _comparison_vectors(store: ProfileStore, max_pairs: int) -> dict[Vecto
             count, total = found.get(vector, (0, 0.0))
             found[vector] = (count + 1, total + scored.score)
             if len(seen) >= max_pairs:
-                return _means(found)
-    return _means(found)
+                return _means(found), list(fields.values())
+    return _means(found), list(fields.values())
 
 
 def _means(found: dict[Vector, tuple[int, float]]) -> dict[Vector, tuple[int, float]]:

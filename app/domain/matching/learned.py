@@ -8,9 +8,20 @@ often two different people among the candidates do), and the share of candidate 
 matches; a pair's score is the posterior probability of a match.
 
 What the rules scorer guards against with fixed penalties is given to the model as evidence it
-weighs: a given name that disagrees is compared together with what else the two share (a home or a
-landline, the birth date), so that siblings and twins (another given name, everything else shared)
-get their own levels, whose m and u the data decide.
+weighs: a given name that disagrees is read together with what else the two share (a home, a second
+line, a landline, a mailbox, the birth date) as one level of the given name (`different+home+
+birthDate`: siblings and twins), and a birth date that disagrees likewise as a level of the birth
+date, whose m and u the data decide. The level stays one of that field's, so its m is a share of
+every match compared on the field. (Kept as a field of its own that only contradicted pairs had, its
+m was a share of the contradicted matches alone: another given name with a shared home read as +4.9
+bits for a match, and on stores of our population other than the bench's, 1,500 and 3,000 people
+through `bench/identity_api.py`, the model listed 39 and 165 wrong pairs beyond those no scorer
+avoids; now 12 on the first, and the second's estimate does not separate, so the rules answer.)
+
+Agreeing on a name is weighed by how common the name is in the store (Splink's term-frequency
+adjustment, `ValueFrequencies`): the model's level says two records share the surname, the frequency
+says whether that is Martin or Quarante. Namesakes sharing only a common name were most of the
+remaining wrong pairs on our population.
 
 EM starts from the rules scorer's probabilities and is held near them by a prior (maximum a
 posteriori EM): the rules scorer's reading of the same pairs (each pair a match with the probability
@@ -18,17 +29,16 @@ the rules give it) sets, per field, Dirichlet pseudo-counts worth `PRIOR_PAIRS` 
 many for u. Plain EM maximises the likelihood of a two-class mixture, and on a store whose candidate
 pairs are mostly households (the pairs sharing an email or a phone were merged on the spot), the
 likeliest split is households against strangers: the "match" class took in every pair sharing a
-surname and a home, a different given name became evidence of nothing, and 118 of 434 pairs listed
-on our population were wrong. Held by the prior, a level's m can leave the rules' value only as far
-as the matches the data find for it outweigh those pseudo-pairs: on the same store 9 wrong pairs of
-320 (6 of them two profiles holding one person's records each, which every field agrees on), while
-on FEBRL a given name or birth date replaced in a duplicate is still learned as the mild evidence it
-is there (on the profiles `bench/identity_api.py` loads: FEBRL2 F1 0.885 -> 0.991, and FEBRL1
-0.905 -> 0.983 were it estimated on its 840 pairs, fewer than `match_model.MIN_PAIRS`). Stronger
-priors keep more of the rules' mistakes (150 pairs: FEBRL1 F1 0.958; 1,000: 0.920) without
-making our population safer (20 to 1,000 pairs: 8 to 10 wrong pairs). Capping the look-alike levels
-at what the rules allow them was tried too: it changed nothing on our population and cost FEBRL2
-F1 0.991 -> 0.957, since there a replaced given name with everything else shared is a duplicate.
+surname and a home, and a different given name became evidence of nothing. Held by the prior, a
+level's m can leave the rules' value only as far as the matches the data find for it outweigh
+those pseudo-pairs, while on FEBRL a given name or birth date replaced in a duplicate is still
+learned as the mild evidence it is there. Where EM still settles on households, the estimate fails
+`separates` and the rules answer. Stronger priors kept more of the rules' mistakes (150 pairs: FEBRL1
+F1 0.958; 1,000: 0.920); capping the look-alike levels at what the rules allow cost FEBRL2 F1 0.991
+-> 0.957, since there a replaced given name with everything else shared is a duplicate. A third
+class for households (as Winkler separated them) was tried: fewer wrong pairs on our population (3,
+10 and 18 on the three stores), but it keeps FEBRL's duplicates with a replaced given name and a
+shared address among households (FEBRL1 F1 0.963, FEBRL2 0.986, against 0.981 and 0.991 here).
 
 Every count is also smoothed (`SMOOTHING`) so a level seen once does not decide alone; EM stops when
 no pair's posterior moves by more than `TOLERANCE`. Pure Python: a store's candidate pairs collapse
@@ -38,7 +48,7 @@ to a few hundred distinct vectors.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +77,14 @@ MIN_MATCH_SHARE = 1e-4  # fewer matches than this among the candidate pairs: not
 MAX_BITS = 20.0  # no single level says more than a million to one either way
 # The household evidence a disagreeing given name is read together with.
 _HOME = frozenset({"sameAddress", "sameBuildingOtherUnit", "sameStreet"})
+# Term frequencies: the fields whose exact agreement is weighed by how common the shared value is, the
+# attribute compared, the most values a model keeps per field, and the most bits it moves a pair.
+FREQUENCY_FIELDS = {"firstName": "first_joined", "lastName": "last_joined"}
+MAX_KEPT_VALUES = 5000
+MAX_FREQUENCY_BITS = 6.0
+# The form of the comparison vectors; a model stored with another is not used (its levels are not
+# the ones `comparison` forms now) until the next estimate replaces it.
+FORM = 2
 
 
 def comparison(reasons: Iterable[MatchReason]) -> Vector:
@@ -81,27 +99,77 @@ def comparison(reasons: Iterable[MatchReason]) -> Vector:
     if line2 is not None:
         levels["address.line2"] = "same" if line2 >= CLOSE else "different"
     given, born = levels.get("firstName"), levels.get("birthDate")
-    other_given = given in DISAGREEING_NAMES
+    other_given = given if given in DISAGREEING_NAMES else None
     if other_given or born == "different":
         # What the two share is read together with the contradiction: siblings and twins share a home,
         # a landline, a birth date; a parent and child of one name a home. Those agreeing levels leave
-        # the vector and become one joint level whose m and u the data decide.
+        # the vector and join the contradicted field's level (the given name's, else the birth
+        # date's), whose m and u the data decide. The level stays one of that field's, so its m is a
+        # share of all matches compared on the field, not of the contradicted ones only.
         shared = []
         for name, agrees in (
             ("home", levels.get("address") in _HOME),
             ("line2", levels.get("address.line2") == "same"),
             ("phone", levels.get("phone") in ("exact", "lastDigits")),
             ("mailbox", levels.get("email") in ONE_MAILBOX),
-            ("birthDate", other_given and born in ("exact", "dayMonthSwap", "damerauLevenshtein")),
+            ("birthDate", bool(other_given) and born in ("exact", "dayMonthSwap", "damerauLevenshtein")),
         ):
             if agrees:
                 shared.append(name)
                 levels.pop({"home": "address", "line2": "address.line2", "mailbox": "email"}.get(name, name))
-        contradiction = ("otherGivenName" if given == "different" else "givenNameEnding") if other_given else ""
-        if born == "different":
-            contradiction = f"{contradiction}+otherBirthDate" if contradiction else "otherBirthDate"
-        levels["contradicted"] = "+".join([contradiction, *shared])
+        if other_given:
+            contradiction = [other_given]
+            if born == "different":
+                contradiction.append("otherBirthDate")
+                del levels["birthDate"]
+            levels["firstName"] = "+".join([*contradiction, *shared])
+        else:
+            levels["birthDate"] = "+".join(["different", *shared])
     return tuple(sorted(levels.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class ValueFrequencies:
+    """How common each value of a field is among the store's profiles (Splink's term-frequency
+    adjustment): two records sharing a common name (Jack Patel, Marie Martin) say less about being
+    one person than two sharing a rare one, and the comparison level alone cannot tell them apart."""
+
+    shares: dict[str, float]  # the commonest values (seen twice or more), each with its share of the profiles
+    floor: float  # the share of a value not kept
+    agreement: float  # the chance two profiles drawn at random agree on the field: the sum of squared shares
+
+    def bits(self, value: str) -> float:
+        """log2(agreement / share): 0 for a value of the usual frequency among agreeing pairs."""
+        ratio = math.log2(self.agreement / self.shares.get(value, self.floor))
+        return max(-MAX_FREQUENCY_BITS, min(MAX_FREQUENCY_BITS, ratio))
+
+    def to_document(self) -> dict[str, Any]:
+        return {"shares": self.shares, "floor": self.floor, "agreement": self.agreement}
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> ValueFrequencies:
+        return cls(dict(document["shares"]), float(document["floor"]), float(document["agreement"]))
+
+
+def value_frequencies(profiles: Iterable[MatchFields]) -> dict[str, ValueFrequencies]:
+    """Each frequency field's value shares among these profiles."""
+    counted: dict[str, Counter[str]] = {name: Counter() for name in FREQUENCY_FIELDS}
+    for profile in profiles:
+        for name, attribute in FREQUENCY_FIELDS.items():
+            if value := getattr(profile, attribute):
+                counted[name][value] += 1
+    result: dict[str, ValueFrequencies] = {}
+    for name, counter in counted.items():
+        total = sum(counter.values())
+        if not total:
+            continue
+        kept = {value: count for value, count in counter.most_common(MAX_KEPT_VALUES) if count >= 2}
+        # A value left out is seen once, or (when the cap cut the list) at most as often as the last kept.
+        floor = min(kept.values()) if kept and len(kept) == MAX_KEPT_VALUES else 1
+        agreement = sum(count * count for count in counter.values()) / (total * total)
+        shares = {value: count / total for value, count in kept.items()}
+        result[name] = ValueFrequencies(shares, floor / total, agreement)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +181,8 @@ class MatchModel:
     m: dict[str, dict[str, float]]
     u: dict[str, dict[str, float]]
     iterations: int
+    frequencies: dict[str, ValueFrequencies] = field(default_factory=dict)
+    form: int = FORM
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -125,26 +195,38 @@ class MatchModel:
             return 0.0
         return max(-MAX_BITS, min(MAX_BITS, math.log2(m / u)))
 
-    def probability(self, vector: Vector) -> float:
+    def probability(self, vector: Vector, rarity: float = 0.0) -> float:
+        """A pair's match probability; `rarity` adds the bits of how rare its agreeing values are."""
         prior = math.log2(self.match_share / (1 - self.match_share))
-        total = prior + sum(self.bits(f, level) for f, level in vector)
+        total = prior + rarity + sum(self.bits(f, level) for f, level in vector)
         total = max(-60.0, min(60.0, total))
         return 1.0 / (1.0 + math.pow(2.0, -total))
 
     def score(self, a: MatchFields, b: MatchFields) -> MatchScore:
         """The pair's posterior under this model; the reasons are the rules scorer's comparisons."""
         compared = score_pair(a, b)
-        return MatchScore(self.probability(comparison(compared.reasons)), compared.reasons, self.name)
+        vector = comparison(compared.reasons)
+        rarity = sum(
+            self.frequencies[f].bits(getattr(a, FREQUENCY_FIELDS[f]))
+            for f, level in vector
+            if level == "exact" and f in self.frequencies
+        )
+        return MatchScore(self.probability(vector, rarity), compared.reasons, self.name)
 
     def separates(self) -> bool:
         """Whether the estimate reads as matches against non-matches: agreeing names and birth dates
-        count for a match, a different given name against. EM on too few or too alike pairs can
-        settle on another split (households against strangers); such a model is not used."""
-        seen = all(level in self.m.get(f, {}) for f in ("firstName", "birthDate") for level in ("exact", "different"))
+        count for a match, a different given name (with the least else shared) and birth date
+        against. EM on too few or too alike pairs can settle on another split (households against
+        strangers); such a model is not used, nor one stored in an earlier form."""
+        given, born = self.m.get("firstName", {}), self.m.get("birthDate", {})
+        other_given = [self.bits("firstName", level) for level in given if level.split("+")[0] == "different"]
         return (
-            seen
+            self.form == FORM
+            and bool(other_given)
+            and "exact" in given
+            and {"exact", "different"} <= born.keys()
             and MIN_MATCH_SHARE < self.match_share < 0.9
-            and self.bits("firstName", "exact") > 0 > self.bits("firstName", "different")
+            and self.bits("firstName", "exact") > 0 > min(other_given)
             and self.bits("birthDate", "exact") > 0 > self.bits("birthDate", "different")
         )
 
@@ -157,6 +239,8 @@ class MatchModel:
             "m": self.m,
             "u": self.u,
             "iterations": self.iterations,
+            "frequencies": {f: frequencies.to_document() for f, frequencies in self.frequencies.items()},
+            "form": self.form,
         }
 
     @classmethod
@@ -169,12 +253,22 @@ class MatchModel:
             m={f: dict(levels) for f, levels in document["m"].items()},
             u={f: dict(levels) for f, levels in document["u"].items()},
             iterations=int(document["iterations"]),
+            frequencies={f: ValueFrequencies.from_document(d) for f, d in document.get("frequencies", {}).items()},
+            form=int(document.get("form", 1)),
         )
 
 
-def estimate(vectors: Mapping[Vector, tuple[int, float]], *, version: int, at: datetime) -> MatchModel:
+def estimate(
+    vectors: Mapping[Vector, tuple[int, float]],
+    *,
+    version: int,
+    at: datetime,
+    frequencies: Mapping[str, ValueFrequencies] | None = None,
+) -> MatchModel:
     """MAP-EM over distinct comparison vectors, each with its count and the rules scorer's probability
-    (the starting point, and the prior). Deterministic: the same vectors give the same model."""
+    (the starting point, and the prior). Deterministic: the same vectors give the same model.
+    `frequencies` are kept with it and weigh agreeing names when a pair is scored (not while
+    estimating, as Splink does)."""
     patterns = sorted(vectors.items())
     counts = [count for _, (count, _) in patterns]
     posterior = [start for _, (_, start) in patterns]
@@ -199,7 +293,7 @@ def estimate(vectors: Mapping[Vector, tuple[int, float]], *, version: int, at: d
         if moved < TOLERANCE:
             break
     return MatchModel(version=version, estimated_at=at, pairs_used=total, match_share=share, m=m, u=u,
-                      iterations=iterations)  # fmt: skip
+                      iterations=iterations, frequencies=dict(frequencies or {}))  # fmt: skip
 
 
 Counts = dict[str, dict[str, float]]
