@@ -21,6 +21,7 @@ from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
 from app.domain.matching.blocking import block_pairs
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
+from app.services.key_groups import key_group_chunks
 from app.services.ports import ProfileStore
 
 log = logging.getLogger("cdp.matching")
@@ -89,11 +90,23 @@ async def _comparison_vectors(
     fields: dict[str, MatchFields] = {}
     seen: set[tuple[str, str]] = set()
     found: dict[Vector, tuple[int, float]] = {}
-    async for _key, ids in store.blocking_groups():
-        missing = [profile_id for profile_id in ids if profile_id not in fields]
-        for view in await store.match_views(missing) if missing else ():
-            fields[view.id] = view.fields
-        for a, b in block_pairs([profile_id for profile_id in ids if profile_id in fields], fields):
+    async for groups in key_group_chunks(store, fields):
+        if not await asyncio.to_thread(_compare_chunk, groups, fields, seen, found, max_pairs):
+            break
+    return _means(found), list(fields.values())
+
+
+def _compare_chunk(
+    groups: list[list[str]],
+    fields: dict[str, MatchFields],
+    seen: set[tuple[str, str]],
+    found: dict[Vector, tuple[int, float]],
+    max_pairs: int,
+) -> bool:
+    """Adds the chunk's pairs not compared before to `found` (on a worker thread, one chunk at a
+    time); False once `max_pairs` pairs are compared."""
+    for ids in groups:
+        for a, b in block_pairs(ids, fields):
             if (a, b) in seen:
                 continue
             seen.add((a, b))
@@ -102,8 +115,8 @@ async def _comparison_vectors(
             count, total = found.get(vector, (0, 0.0))
             found[vector] = (count + 1, total + scored.score)
             if len(seen) >= max_pairs:
-                return _means(found), list(fields.values())
-    return _means(found), list(fields.values())
+                return False
+    return True
 
 
 def _means(found: dict[Vector, tuple[int, float]]) -> dict[Vector, tuple[int, float]]:

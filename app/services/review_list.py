@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,6 +39,7 @@ from app.domain.matching.blocking import MAX_BLOCK_SIZE, block_pairs
 from app.domain.matching.candidates import score_reaching
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
+from app.services.key_groups import key_group_chunks
 from app.services.match_candidates import check_min_score, check_request
 from app.services.match_model import current_scorer
 from app.services.ports import ProfileStore
@@ -50,8 +51,6 @@ log = logging.getLogger("cdp.matching")
 LIST_SECONDS = 600.0
 # The most pairs a list holds (Settings.max_review_pairs): about 50 MB of pairs in each process.
 MAX_REVIEW_PAIRS = 500_000
-# Key groups whose profiles are read together: one store read for many small groups, not one each.
-GROUPS_PER_READ = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,29 +195,17 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     links (its cost grows with the number of profiles sharing keys, not with the square of the store)."""
     score_of = await current_scorer(store)
     fields: dict[str, MatchFields] = {}
-    names: dict[str, str] = {}  # one string per id, however many groups and pairs name it
     scored: set[tuple[str, str]] = set()
     pairs: dict[tuple[str, str], Pair] = {}
     steps: list[Candidate] = []  # the pairs links may go through
     long_blocks = 0
-    async for groups in _batched(store.blocking_groups(), GROUPS_PER_READ):
-        missing = list(dict.fromkeys(profile_id for ids in groups for profile_id in ids if profile_id not in names))
-        for view in await store.match_views(missing) if missing else ():
-            names[view.id] = view.id
-            fields[view.id] = view.fields
-        for ids in groups:
-            long_blocks += len(ids) > MAX_BLOCK_SIZE
-            for a, b in block_pairs([names[profile_id] for profile_id in ids if profile_id in names], fields):
-                if (a, b) in scored:
-                    continue
-                scored.add((a, b))
-                found = score_reaching(score_of, fields[a], fields[b], min_score)
-                if found is None or found.score < min_score:
-                    continue
-                score = found.score
-                pairs[a, b] = Pair(score, a, b, None)
-                if score >= MIN_LINK_STEP:
-                    steps.append(Candidate(a, b, score, []))
+    async for groups in key_group_chunks(store, fields):
+        found = await asyncio.to_thread(_score_chunk, groups, fields, scored, score_of, min_score)
+        for pair in found:
+            pairs[pair.a, pair.b] = pair
+            if pair.score >= MIN_LINK_STEP:
+                steps.append(Candidate(pair.a, pair.b, pair.score, []))
+        long_blocks += sum(len(ids) > MAX_BLOCK_SIZE for ids in groups)
         _check_size(len(pairs), min_score, max_pairs)
     if long_blocks:
         log.info(
@@ -231,15 +218,25 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
 
 
-async def _batched(groups: AsyncIterator[tuple[str, list[str]]], size: int) -> AsyncIterator[list[list[str]]]:
-    batch: list[list[str]] = []
-    async for _key, ids in groups:
-        batch.append(ids)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _score_chunk(
+    groups: list[list[str]],
+    fields: dict[str, MatchFields],
+    scored: set[tuple[str, str]],
+    score_of: PairScorer,
+    min_score: float,
+) -> list[Pair]:
+    """The pairs of a chunk of key groups not scored before, those at `min_score` or above (on a
+    worker thread: `scored` is only touched here, one chunk at a time)."""
+    found = []
+    for ids in groups:
+        for a, b in block_pairs(ids, fields):
+            if (a, b) in scored:
+                continue
+            scored.add((a, b))
+            compared = score_reaching(score_of, fields[a], fields[b], min_score)
+            if compared is not None and compared.score >= min_score:
+                found.append(Pair(compared.score, a, b, None))
+    return found
 
 
 def _linked_and_ordered(

@@ -4,15 +4,22 @@ store's own candidate pairs, stored with its version (each estimate the next), u
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 from datetime import date, timedelta
+from typing import TypeVar
+
+import pytest
 
 from app.domain.events import RawIdentifier
+from app.domain.matching import MatchFields, MatchScore, PairScorer, score_pair
 from app.domain.merge_protection import MergeProtection
-from app.services import match_candidates, match_model, profiles
+from app.services import match_candidates, match_model, profiles, review_list
 from app.services.identity_policy import IdentityPolicy
 from app.services.ports import ProfileStore
 
+T = TypeVar("T")
 NO_AUTO = IdentityPolicy(protection=MergeProtection(automatic_merges=False))
 GIVEN = ["olivia", "lucas", "emma", "noah", "mila", "hugo", "lena", "adam", "zoe", "tom", "ines", "paul"]
 SURNAMES = ["martin", "bernard", "dubois", "moreau", "laurent", "simon", "michel", "lefevre", "garcia"]
@@ -67,3 +74,59 @@ async def test_too_few_pairs_store_no_model_and_the_rules_answer(store: ProfileS
     assert await match_model.stored_model(store) is None
     found = await match_candidates.candidates_for_profile(store, ids[0])
     assert {c.scorer for c in found} <= {"rules"}
+
+
+class _PausedScoring:
+    """A pair scorer that stops at its first pair until `resume` is set (or 30 s pass), then scores as
+    `score_pair` does: the whole-store job is then provably scoring while the test reads."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.resume = threading.Event()
+        self.resumed_in_time: bool | None = None
+
+    def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
+        self.started.set()
+        if self.resumed_in_time is None:
+            self.resumed_in_time = self.resume.wait(timeout=30)
+        return score_pair(a, b)
+
+
+async def _read_while_paused(store: ProfileStore, paused: _PausedScoring, job: asyncio.Task[T], read_id: str) -> T:
+    """Reads a profile while `job` is held at its first pair: the scoring holds its thread until the
+    read is done, so were the pairs scored on the event loop the read could not run, the scorer would
+    give up waiting after 30 s and `resumed_in_time` be False."""
+    assert await asyncio.to_thread(paused.started.wait, 30)
+    read = await store.get_profile(read_id)
+    assert read is not None and not job.done()
+    paused.resume.set()
+    result = await job
+    assert paused.resumed_in_time is True
+    return result
+
+
+async def test_the_review_list_scores_its_pairs_while_the_loop_answers_reads(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await _write(store, 30, seed=4)
+    unpaused = await review_list.review_list(store, min_score=0.0, max_pairs=100_000)
+    paused = _PausedScoring()
+
+    async def scorer(_store: ProfileStore) -> PairScorer:
+        return paused
+
+    monkeypatch.setattr(review_list, "current_scorer", scorer)
+    job = asyncio.create_task(review_list.review_list(store, min_score=0.0, max_pairs=100_000))
+    listed = await _read_while_paused(store, paused, job, ids[0])
+    assert listed.pairs == unpaused.pairs and len(listed.pairs) > 30  # the same list, every pair
+
+
+async def test_a_model_estimate_compares_its_pairs_while_the_loop_answers_reads(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await _write(store, 30, seed=5)
+    paused = _PausedScoring()
+    monkeypatch.setattr(match_model, "score_pair", paused)
+    job = asyncio.create_task(match_model.estimate_model(store, min_pairs=10))
+    model = await _read_while_paused(store, paused, job, ids[0])
+    assert model is not None and model.pairs_used > 30

@@ -1,0 +1,44 @@
+"""The store's blocking-key groups read many at a time, with the match fields of their profiles, for
+the jobs that go through every candidate pair (the review list, the match model's estimate).
+
+A chunk is one store read for many small groups, and the caller forms and scores its pairs in one
+hop to a worker thread: scored on the event loop, a chunk holding a large block kept the loop
+0.7-0.8 s at a time at 20,000 profiles (a 1 ms ticker's longest gap during either job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from app.domain.matching import MatchFields
+from app.services.ports import ProfileStore
+
+# Key groups whose profiles are read together: one store read for many small groups, not one each.
+GROUPS_PER_READ = 256
+
+
+async def key_group_chunks(
+    store: ProfileStore, fields: dict[str, MatchFields], size: int = GROUPS_PER_READ
+) -> AsyncIterator[list[list[str]]]:
+    """Up to `size` groups of profile ids at a time, each group a key's profiles; `fields` is filled
+    with the match fields of every profile of the chunk before it is handed out (a profile read by an
+    earlier chunk is not read again; one the store no longer holds is left out of the groups)."""
+    names: dict[str, str] = {}  # one string per id, however many groups and pairs name it
+    chunk: list[list[str]] = []
+    async for _key, ids in store.blocking_groups():
+        chunk.append(ids)
+        if len(chunk) >= size:
+            yield await _with_fields(store, chunk, fields, names)
+            chunk = []
+    if chunk:
+        yield await _with_fields(store, chunk, fields, names)
+
+
+async def _with_fields(
+    store: ProfileStore, chunk: list[list[str]], fields: dict[str, MatchFields], names: dict[str, str]
+) -> list[list[str]]:
+    missing = list(dict.fromkeys(profile_id for ids in chunk for profile_id in ids if profile_id not in names))
+    for view in await store.match_views(missing) if missing else ():
+        names[view.id] = view.id
+        fields[view.id] = view.fields
+    return [[names[profile_id] for profile_id in ids if profile_id in names] for ids in chunk]
