@@ -2,8 +2,9 @@
 the jobs that go through every candidate pair (the review list, the match model's estimate).
 
 A chunk is one store read for many small groups, and the caller forms and scores its pairs in one
-hop to a worker thread: scored on the event loop, a chunk holding a large block kept the loop
-0.7-0.8 s at a time at 20,000 profiles (a 1 ms ticker's longest gap during either job).
+hop to a worker thread. Scored on the event loop, at 20,000 profiles with the serving process's
+collector and thread settings, a 1 ms ticker on the loop saw p99 gaps of 66 ms (review list) and
+36 ms (estimate), 30 and 34 of them over 50 ms; on worker threads, 5 and 4 ms.
 """
 
 from __future__ import annotations
