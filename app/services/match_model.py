@@ -19,9 +19,8 @@ from typing import Any
 
 from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
-from app.domain.matching.blocking import block_pairs
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
-from app.services.key_groups import key_group_chunks
+from app.services.key_groups import key_group_chunks, unseen_pairs
 from app.services.ports import ProfileStore
 
 log = logging.getLogger("cdp.matching")
@@ -105,17 +104,13 @@ def _compare_chunk(
 ) -> bool:
     """Adds the chunk's pairs not compared before to `found` (on a worker thread, one chunk at a
     time); False once `max_pairs` pairs are compared."""
-    for ids in groups:
-        for a, b in block_pairs(ids, fields):
-            if (a, b) in seen:
-                continue
-            seen.add((a, b))
-            scored = score_pair(fields[a], fields[b])
-            vector = comparison(scored.reasons)
-            count, total = found.get(vector, (0, 0.0))
-            found[vector] = (count + 1, total + scored.score)
-            if len(seen) >= max_pairs:
-                return False
+    for a, b in unseen_pairs(groups, fields, seen):
+        scored = score_pair(fields[a], fields[b])
+        vector = comparison(scored.reasons)
+        count, total = found.get(vector, (0, 0.0))
+        found[vector] = (count + 1, total + scored.score)
+        if len(seen) >= max_pairs:
+            return False
     return True
 
 

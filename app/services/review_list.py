@@ -35,11 +35,11 @@ from app.domain.matching import (
     PairScorer,
     linked_pairs,
 )
-from app.domain.matching.blocking import MAX_BLOCK_SIZE, block_pairs
+from app.domain.matching.blocking import MAX_BLOCK_SIZE
 from app.domain.matching.candidates import score_reaching
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
-from app.services.key_groups import key_group_chunks
+from app.services.key_groups import key_group_chunks, unseen_pairs
 from app.services.match_candidates import check_min_score, check_request
 from app.services.match_model import current_scorer
 from app.services.ports import ProfileStore
@@ -228,14 +228,10 @@ def _score_chunk(
     """The pairs of a chunk of key groups not scored before, those at `min_score` or above (on a
     worker thread: `scored` is only touched here, one chunk at a time)."""
     found = []
-    for ids in groups:
-        for a, b in block_pairs(ids, fields):
-            if (a, b) in scored:
-                continue
-            scored.add((a, b))
-            compared = score_reaching(score_of, fields[a], fields[b], min_score)
-            if compared is not None and compared.score >= min_score:
-                found.append(Pair(compared.score, a, b, None))
+    for a, b in unseen_pairs(groups, fields, scored):
+        compared = score_reaching(score_of, fields[a], fields[b], min_score)
+        if compared is not None and compared.score >= min_score:
+            found.append(Pair(compared.score, a, b, None))
     return found
 
 
