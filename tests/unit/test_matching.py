@@ -3,6 +3,7 @@ and the index kept on profiles."""
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, date, datetime
 
 from app.domain.matching import (
@@ -13,6 +14,7 @@ from app.domain.matching import (
     blocking_keys,
     normalised_fields,
     score_pair,
+    scoring,
 )
 from app.domain.matching.index import index_change, keys_of, refresh_keys
 from app.domain.profile import Address, IdentifierRecord, Profile
@@ -237,3 +239,17 @@ def test_a_long_block_is_compared_by_sorted_neighbourhood_not_passed_over() -> N
     assert len(pairs) <= 2 * len(fields) * (blocking.NEIGHBOURHOOD_WINDOW - 1)
     short = {key: fields[key] for key in ("p001", "p002", "p003")}
     assert set(blocking.block_pairs(list(short), short)) == {("p001", "p002"), ("p001", "p003"), ("p002", "p003")}
+
+
+def test_cached_comparisons_keep_one_object_per_distinct_result() -> None:
+    """The comparison caches live as long as the process: a result object for each pair of names
+    compared was one more object for every collection of the cycle collector to walk (220,000
+    tracked after a review list of 20,000 profiles, 62,000 with shared results)."""
+    names = [f"{a}{b}{c}" for a in "bcdfg" for b in "aeiou" for c in "lmnrst"]
+    for x, y in zip(names, reversed(names), strict=True):
+        score_pair(person(first_name=x, birth_date=date(1970, 1, 1)), person(first_name=y))
+    gc.collect()
+    levels = [o for o in gc.get_objects() if isinstance(o, scoring._Level)]
+    distinct = {(level.method, level.similarity, level.bits) for level in levels}
+    assert len(levels) > 2
+    assert len(levels) == len(distinct)
