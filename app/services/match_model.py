@@ -20,7 +20,7 @@ from typing import Any
 from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
-from app.services.key_groups import key_group_chunks, unseen_pairs
+from app.services.key_groups import key_group_chunks, let_go, unseen_pairs
 from app.services.ports import ProfileStore
 
 log = logging.getLogger("cdp.matching")
@@ -68,6 +68,7 @@ async def estimate_model(
     model = await asyncio.to_thread(
         lambda: estimate(vectors, version=version, at=now(), frequencies=value_frequencies(profiles))
     )
+    await let_go(profiles)
     await store.write_meta(META_KEY, json.dumps(model.to_document()))
     _cache.pop(store, None)
     log.info(
@@ -92,7 +93,9 @@ async def _comparison_vectors(
     async for groups in key_group_chunks(store, fields):
         if not await asyncio.to_thread(_compare_chunk, groups, fields, seen, found, max_pairs):
             break
-    return _means(found), list(fields.values())
+    profiles = list(fields.values())
+    await let_go(seen, fields)
+    return _means(found), profiles
 
 
 def _compare_chunk(
