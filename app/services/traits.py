@@ -187,7 +187,8 @@ async def _write_traits(
     while page := await store.list_profiles(ProfileFilter(), after=point.after, limit=page_size):
         histories = {p.id: unique([*p.recent, *await orders_of(store, p)]) for p in page}
         await _learn_categories(store, categories, histories.values())
-        updates = [(p.id, _change(p, histories[p.id], categories, point)) for p in page]
+        # A page's traits are ~14 ms of Python at 200 profiles: a worker thread computes them, not the loop.
+        updates = await asyncio.to_thread(_changes, page, histories, categories, point)
         written = await store.run_in_transaction(_write(updates))
         point.after, point.processed = page[-1].id, point.processed + len(written)
         await store.write_meta(META_KEY, point.to_json("running"))
@@ -200,6 +201,15 @@ async def _learn_categories(store: ProfileStore, categories: dict[str, str], his
     wanted = {i for history in histories for i in products_mentioned(history)} - categories.keys()
     for product in await store.get_products(sorted(wanted)):
         categories[product.id] = product.category
+
+
+def _changes(
+    page: Sequence[Profile],
+    histories: dict[str, list[Interaction]],
+    categories: dict[str, str],
+    point: _ResumePoint,
+) -> list[tuple[str, ProfileChange]]:
+    return [(p.id, _change(p, histories[p.id], categories, point)) for p in page]
 
 
 def _change(
