@@ -8,12 +8,14 @@ import asyncio
 import random
 import threading
 from datetime import date, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from app.domain.events import RawIdentifier
 from app.domain.matching import MatchFields, MatchScore, PairScorer, score_pair
+from app.domain.matching import index as match_index
+from app.domain.matching.fields import normalised_values
 from app.domain.merge_protection import MergeProtection
 from app.services import match_candidates, match_model, profiles, review_list
 from app.services.identity_policy import IdentityPolicy
@@ -76,26 +78,41 @@ async def test_too_few_pairs_store_no_model_and_the_rules_answer(store: ProfileS
     assert {c.scorer for c in found} <= {"rules"}
 
 
-class _PausedScoring:
-    """A pair scorer that stops at its first pair until `resume` is set (or 30 s pass), then scores as
-    `score_pair` does: the whole-store job is then provably scoring while the test reads."""
+class _Pause:
+    """Stops the first call of a whole-store job's step until `resume` is set (or 30 s pass): the job
+    is then provably at that step while the test reads."""
 
     def __init__(self) -> None:
         self.started = threading.Event()
         self.resume = threading.Event()
         self.resumed_in_time: bool | None = None
 
-    def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
+    def hold(self) -> None:
         self.started.set()
         if self.resumed_in_time is None:
             self.resumed_in_time = self.resume.wait(timeout=30)
+
+
+class _PausedScoring(_Pause):
+    """A pair scorer that stops at its first pair, then scores as `score_pair` does."""
+
+    def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
+        self.hold()
         return score_pair(a, b)
 
 
-async def _read_while_paused(store: ProfileStore, paused: _PausedScoring, job: asyncio.Task[T], read_id: str) -> T:
-    """Reads a profile while `job` is held at its first pair: the scoring holds its thread until the
-    read is done, so were the pairs scored on the event loop the read could not run, the scorer would
-    give up waiting after 30 s and `resumed_in_time` be False."""
+class _PausedNormalising(_Pause):
+    """Match fields normalised as `normalised_values` does, after a stop at the first profile."""
+
+    def __call__(self, *values: Any) -> MatchFields:
+        self.hold()
+        return normalised_values(*values)
+
+
+async def _read_while_paused(store: ProfileStore, paused: _Pause, job: asyncio.Task[T], read_id: str) -> T:
+    """Reads a profile while `job` is held at its step: the step holds its thread until the read is
+    done, so were the step run on the event loop the read could not run, the step would give up
+    waiting after 30 s and `resumed_in_time` be False."""
     assert await asyncio.to_thread(paused.started.wait, 30)
     read = await store.get_profile(read_id)
     assert read is not None and not job.done()
@@ -130,3 +147,15 @@ async def test_a_model_estimate_compares_its_pairs_while_the_loop_answers_reads(
     job = asyncio.create_task(match_model.estimate_model(store, min_pairs=10))
     model = await _read_while_paused(store, paused, job, ids[0])
     assert model is not None and model.pairs_used > 30
+
+
+async def test_a_whole_store_job_normalises_match_fields_while_the_loop_answers_reads(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await _write(store, 30, seed=6)
+    unpaused = await review_list.review_list(store, min_score=0.0, max_pairs=100_000)
+    paused = _PausedNormalising()
+    monkeypatch.setattr(match_index, "normalised_values", paused)
+    job = asyncio.create_task(review_list.review_list(store, min_score=0.0, max_pairs=100_000))
+    listed = await _read_while_paused(store, paused, job, ids[0])
+    assert listed.pairs == unpaused.pairs and len(listed.pairs) > 30
