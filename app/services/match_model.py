@@ -20,7 +20,7 @@ from typing import Any
 from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
-from app.services.key_groups import key_group_chunks, let_go, unseen_pairs
+from app.services.key_groups import SeenPairs, key_group_chunks, let_go, unseen_pairs
 from app.services.ports import ProfileStore
 
 log = logging.getLogger("cdp.matching")
@@ -88,20 +88,20 @@ async def _comparison_vectors(
     """Each distinct comparison vector of the candidate pairs, with its count and the rules scorer's
     mean probability (where EM starts); and the profiles compared (their names' frequencies)."""
     fields: dict[str, MatchFields] = {}
-    seen: set[tuple[str, str]] = set()
+    seen = SeenPairs()
     found: dict[Vector, tuple[int, float]] = {}
     async for groups in key_group_chunks(store, fields):
         if not await asyncio.to_thread(_compare_chunk, groups, fields, seen, found, max_pairs):
             break
     profiles = list(fields.values())
-    await let_go(seen, fields)
+    await let_go(*seen.sets, fields)
     return _means(found), profiles
 
 
 def _compare_chunk(
     groups: list[list[str]],
     fields: dict[str, MatchFields],
-    seen: set[tuple[str, str]],
+    seen: SeenPairs,
     found: dict[Vector, tuple[int, float]],
     max_pairs: int,
 ) -> bool:

@@ -39,7 +39,7 @@ from app.domain.matching.blocking import MAX_BLOCK_SIZE
 from app.domain.matching.candidates import score_reaching
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
-from app.services.key_groups import key_group_chunks, let_go, unseen_pairs
+from app.services.key_groups import SeenPairs, key_group_chunks, let_go, unseen_pairs
 from app.services.match_candidates import check_min_score, check_request
 from app.services.match_model import current_scorer
 from app.services.ports import ProfileStore
@@ -195,7 +195,7 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     links (its cost grows with the number of profiles sharing keys, not with the square of the store)."""
     score_of = await current_scorer(store)
     fields: dict[str, MatchFields] = {}
-    scored: set[tuple[str, str]] = set()
+    scored = SeenPairs()
     pairs: dict[tuple[str, str], Pair] = {}
     steps: list[Candidate] = []  # the pairs links may go through
     long_blocks = 0
@@ -215,14 +215,14 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
         )
     # The links and the ordering walk every pair in one piece: on a worker thread, not the event loop.
     listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs, score_of)
-    await let_go(scored, pairs, steps, fields)
+    await let_go(*scored.sets, pairs, steps, fields)
     return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
 
 
 def _score_chunk(
     groups: list[list[str]],
     fields: dict[str, MatchFields],
-    scored: set[tuple[str, str]],
+    scored: SeenPairs,
     score_of: PairScorer,
     min_score: float,
 ) -> list[Pair]:
