@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
@@ -122,20 +123,28 @@ async def _read_while_paused(store: ProfileStore, paused: _Pause, job: asyncio.T
     return result
 
 
+async def _listed_while_paused(store: ProfileStore, paused: _Pause, pause: Callable[[], None], *, seed: int) -> None:
+    """The review list made while `pause` holds one of its steps and the loop reads: the same list,
+    every pair, as one made without a pause."""
+    ids = await _write(store, 30, seed=seed)
+    unpaused = await review_list.review_list(store, min_score=0.0, max_pairs=100_000)
+    pause()
+    job = asyncio.create_task(review_list.review_list(store, min_score=0.0, max_pairs=100_000))
+    listed = await _read_while_paused(store, paused, job, ids[0])
+    assert listed.pairs == unpaused.pairs and len(listed.pairs) > 30
+
+
 async def test_the_review_list_scores_its_pairs_while_the_loop_answers_reads(
     store: ProfileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = await _write(store, 30, seed=4)
-    unpaused = await review_list.review_list(store, min_score=0.0, max_pairs=100_000)
     paused = _PausedScoring()
 
     async def scorer(_store: ProfileStore) -> PairScorer:
         return paused
 
-    monkeypatch.setattr(review_list, "current_scorer", scorer)
-    job = asyncio.create_task(review_list.review_list(store, min_score=0.0, max_pairs=100_000))
-    listed = await _read_while_paused(store, paused, job, ids[0])
-    assert listed.pairs == unpaused.pairs and len(listed.pairs) > 30  # the same list, every pair
+    await _listed_while_paused(
+        store, paused, lambda: monkeypatch.setattr(review_list, "current_scorer", scorer), seed=4
+    )
 
 
 async def test_a_model_estimate_compares_its_pairs_while_the_loop_answers_reads(
@@ -152,10 +161,7 @@ async def test_a_model_estimate_compares_its_pairs_while_the_loop_answers_reads(
 async def test_a_whole_store_job_normalises_match_fields_while_the_loop_answers_reads(
     store: ProfileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = await _write(store, 30, seed=6)
-    unpaused = await review_list.review_list(store, min_score=0.0, max_pairs=100_000)
     paused = _PausedNormalising()
-    monkeypatch.setattr(match_index, "normalised_values", paused)
-    job = asyncio.create_task(review_list.review_list(store, min_score=0.0, max_pairs=100_000))
-    listed = await _read_while_paused(store, paused, job, ids[0])
-    assert listed.pairs == unpaused.pairs and len(listed.pairs) > 30
+    await _listed_while_paused(
+        store, paused, lambda: monkeypatch.setattr(match_index, "normalised_values", paused), seed=6
+    )
