@@ -90,11 +90,13 @@ async def _comparison_vectors(
     fields: dict[str, MatchFields] = {}
     seen = SeenPairs()
     found: dict[Vector, tuple[int, float]] = {}
-    async for groups in key_group_chunks(store, fields):
-        if not await asyncio.to_thread(_compare_chunk, groups, fields, seen, found, max_pairs):
-            break
-    profiles = list(fields.values())
-    await let_go(*seen.sets, fields)
+    try:
+        async for groups in key_group_chunks(store, fields):
+            if not await asyncio.to_thread(_compare_chunk, groups, fields, seen, found, max_pairs):
+                break
+        profiles = list(fields.values())
+    finally:
+        await let_go(*seen.sets, fields)
     return _means(found), profiles
 
 

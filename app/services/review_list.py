@@ -198,24 +198,26 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     scored = SeenPairs()
     pairs: dict[tuple[str, str], Pair] = {}
     steps: list[Candidate] = []  # the pairs links may go through
-    long_blocks = 0
-    async for groups in key_group_chunks(store, fields):
-        found = await asyncio.to_thread(_score_chunk, groups, fields, scored, score_of, min_score)
-        for pair in found:
-            pairs[pair.a, pair.b] = pair
-            if pair.score >= MIN_LINK_STEP:
-                steps.append(Candidate(pair.a, pair.b, pair.score, []))
-        long_blocks += sum(len(ids) > MAX_BLOCK_SIZE for ids in groups)
-        _check_size(len(pairs), min_score, max_pairs)
-    if long_blocks:
-        log.info(
-            "merge candidates: %d blocking keys shared by over %d profiles compared by sorted neighbourhood",
-            long_blocks,
-            MAX_BLOCK_SIZE,
-        )
-    # The links and the ordering walk every pair in one piece: on a worker thread, not the event loop.
-    listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs, score_of)
-    await let_go(*scored.sets, pairs, steps, fields)
+    try:
+        long_blocks = 0
+        async for groups in key_group_chunks(store, fields):
+            found = await asyncio.to_thread(_score_chunk, groups, fields, scored, score_of, min_score)
+            for pair in found:
+                pairs[pair.a, pair.b] = pair
+                if pair.score >= MIN_LINK_STEP:
+                    steps.append(Candidate(pair.a, pair.b, pair.score, []))
+            long_blocks += sum(len(ids) > MAX_BLOCK_SIZE for ids in groups)
+            _check_size(len(pairs), min_score, max_pairs)
+        if long_blocks:
+            log.info(
+                "merge candidates: %d blocking keys shared by over %d profiles compared by sorted neighbourhood",
+                long_blocks,
+                MAX_BLOCK_SIZE,
+            )
+        # The links and the ordering walk every pair in one piece: on a worker thread, not the event loop.
+        listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs, score_of)
+    finally:  # a list refused as too long holds the most
+        await let_go(*scored.sets, pairs, steps, fields)
     return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
 
 
