@@ -215,6 +215,24 @@ def test_a_second_street_line_agreeing_adds_evidence_written_either_way() -> Non
     assert "address.line2" not in {r.field for r in with_line2.reasons}  # one side has none: nothing said
 
 
+def test_street_lines_written_the_other_way_round_are_one_address() -> None:
+    def living_at(street: str, line2: str) -> MatchFields:
+        address = Address(street=street, line2=line2, city="Williamstown", postcode="2650")
+        return person(emails=[], birth_date=None, addresses=[address])
+
+    written = living_at("26 Chant Street", "Durraween")
+    # The house number with the street, or on the line written first.
+    for other in (living_at("Durraween", "26 Chant St"), living_at("26 Durraween", "Chant St")):
+        found = methods(written, other)
+        assert found["address"] == "sameAddress" and found["address.lines"] == "swapped"
+        assert score_pair(written, other).score == score_pair(written, written).score
+        assert methods(other, written)["address.lines"] == "swapped"  # either way round
+    # Lines as written that already agree are not read swapped; other streets stay other streets.
+    assert "address.lines" not in methods(written, written)
+    found = methods(written, living_at("Durraween", "26 Baker Street"))
+    assert found["address"] == "samePostcode" and "address.lines" not in found
+
+
 def test_another_flat_at_the_same_street_number_is_a_neighbour() -> None:
     third = Address(street="12 rue Victor Hugo", line2="apartment 3", city="Lyon", postcode="69002")
     fifth = Address(street="12 rue Victor Hugo", line2="Apt 5", city="Lyon", postcode="69002")

@@ -128,6 +128,22 @@ def _match_address(
     )
 
 
+@lru_cache(maxsize=_CACHED)
+def lines_swapped(address: MatchAddress) -> MatchAddress:
+    """The address with its two street lines read the other way round: people put a building's or a
+    locality's name first as often as the street ("Durraween, 26 Chant Street"), and forms swap the
+    lines. The house number stays the address's, on whichever line it was written."""
+    number_found = _NUMBER.search(address.line2)
+    return MatchAddress(
+        number=address.number or (number_found.group() if number_found else ""),
+        street=" ".join(_expand_street_word(w) for w in address.line2.split() if not any(c.isdigit() for c in w)),
+        line2=address.street,
+        city=address.city,
+        postcode=address.postcode,
+        country=address.country,
+    )
+
+
 def _expand_street_word(word: str) -> str:
     return _STREET_WORDS.get(word) or _STREET_SUFFIX.sub("strasse", word)
 

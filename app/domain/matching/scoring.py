@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import jellyfish
 
-from app.domain.matching.fields import MatchAddress, MatchFields
+from app.domain.matching.fields import MatchAddress, MatchFields, lines_swapped
 from app.domain.matching.nicknames import are_nicknames
 
 # Two profiles picked among blocking candidates are different people far more often than not: with
@@ -467,9 +467,30 @@ def _addresses(xs: tuple[MatchAddress, ...], ys: tuple[MatchAddress, ...], reaso
             found = _address(x, y)
             if best is None or found[0] > best[0]:
                 best = found
+            if not _lines_may_be_swapped(x, y, found[1]):
+                continue
+            # Either side's lines turned round (a house number written on the line without the
+            # street goes with the street, so which side is turned can matter), read as one address
+            # only when both lines then agree: a locality's name shared by neighbours is not enough.
+            for swapped in (_address(x, lines_swapped(y)), _address(lines_swapped(x), y)):
+                if swapped[0] > best[0] and _both_lines_agree(swapped[1]):
+                    best = (swapped[0], [*swapped[1], MatchReason("address.lines", "swapped", 1.0)])
     assert best is not None
     reasons.extend(best[1])
     return best[0]
+
+
+def _lines_may_be_swapped(x: MatchAddress, y: MatchAddress, straight: list[MatchReason]) -> bool:
+    """Whether to read one side's street lines the other way round: both addresses have two lines,
+    and their streets, read as written, differ."""
+    if not (x.street and x.line2 and y.street and y.line2):
+        return False
+    return any(r.field == "address.street" and r.similarity < CLOSE for r in straight)
+
+
+def _both_lines_agree(parts: list[MatchReason]) -> bool:
+    lines = [r.similarity for r in parts if r.field in ("address.street", "address.line2")]
+    return len(lines) == 2 and min(lines) >= CLOSE
 
 
 def _address(x: MatchAddress, y: MatchAddress) -> tuple[float, list[MatchReason]]:
