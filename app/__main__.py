@@ -85,6 +85,14 @@ def serve(
     else:
         console.print(f"[bold]CDP core[/] on {where}  (store: {_describe(settings)}; {processes})")
     if not serving.serve(settings):  # as uvicorn.run does: the port was taken, or the application did not start
+        if serving.port_in_use(settings.host, settings.port):
+            console.print(
+                f"port {settings.port} on {settings.host} is in use by another process: stop it, or serve on "
+                f"another port (`python -m app serve --port {settings.port + 1}`, or "
+                f"CDP_PORT={settings.port + 1} make run)",
+                style="red",
+                highlight=False,
+            )
         raise typer.Exit(3)
 
 

@@ -20,6 +20,7 @@ workers back by the store's import (~0.5 s)."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import pickle
 import signal
@@ -49,7 +50,12 @@ def serve(settings: Settings) -> bool:
     (the port taken, or the application failing to start)."""
     if settings.workers == 1:
         server, starting = build_server(settings)
-        server.run()
+        try:
+            server.run()
+        except SystemExit as stopped:  # uvicorn logged why (the port is taken, …) and exits
+            if stopped.code != STARTUP_FAILURE:
+                raise
+            return False
         return server.started and not starting.failed
     config = _SupervisorConfig(settings)
     try:
@@ -60,6 +66,19 @@ def serve(settings: Settings) -> bool:
     with _workers_are(_Worker):
         supervisor.run()
     return not any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another process listens on `host`:`port` (bound as uvicorn binds it): what a start that
+    failed most often means, said in words a newcomer can act on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as refused:
+            return refused.errno == errno.EADDRINUSE
+    return False
 
 
 def build_server(settings: Settings) -> tuple[GracefulServer, Starting]:

@@ -5,6 +5,7 @@ output are not wrapped at 80 columns; RFM money is in currency units, as in the 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,20 @@ def test_a_bad_setting_is_one_line_and_nothing_is_written(
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
     assert done.stderr.startswith(f"bad setting {setting}={value!r}: {reason}"), done.stderr
     assert list(tmp_path.iterdir()) == []  # no store, no data/ folder, no key file
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_said_with_what_to_do(tmp_path: Path, workers: str) -> None:
+    with socket.socket() as other:  # another server on the port
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = _run(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(port), CDP_WORKERS=workers)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"port {port} on 127.0.0.1 is in use by another process: stop it, or serve on another port "
+        f"(`python -m app serve --port {port + 1}`, or CDP_PORT={port + 1} make run)"
+    )
 
 
 @pytest.mark.parametrize("command", ["serve", "keys list"])
