@@ -227,6 +227,9 @@ def test_street_lines_written_the_other_way_round_are_one_address() -> None:
         assert found["address"] == "sameAddress" and found["address.lines"] == "swapped"
         assert score_pair(written, other).score == score_pair(written, written).score
         assert methods(other, written)["address.lines"] == "swapped"  # either way round
+    # Each line is read for the part it then plays: "c" on a street line is "calle", not on a second.
+    cottage = living_at("32 Ryrie Street", "Creekside Cottage")
+    assert methods(cottage, living_at("32 Creekside C ottage", "Ryrie Street"))["address.lines"] == "swapped"
     # Lines as written that already agree are not read swapped; other streets stay other streets.
     assert "address.lines" not in methods(written, written)
     found = methods(written, living_at("Durraween", "26 Baker Street"))

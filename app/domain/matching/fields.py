@@ -96,6 +96,11 @@ class MatchAddress:
     city: str
     postcode: str  # upper case, letters and digits only ("SW11 4NP" → "SW114NP")
     country: str
+    # The same address with its two street lines read the other way round (None unless it has two):
+    # people put a building's or a locality's name first as often as the street ("Durraween, 26
+    # Chant Street"), and forms swap the lines. Read from the texts as written, each line normalised
+    # for the part it then plays; the house number stays the address's, on whichever line it was.
+    swapped: MatchAddress | None = field(default=None, compare=False, repr=False)
 
 
 def match_address(address: Address) -> MatchAddress | None:
@@ -110,38 +115,31 @@ def _match_address(
     postcode_text: str | None,
     country: str | None,
 ) -> MatchAddress | None:
-    street = fold(street_text or "")
-    number_found = _NUMBER.search(street)
-    words = [_expand_street_word(w) for w in street.split() if not any(ch.isdigit() for ch in w)]
-    line2 = " ".join(_UNIT_WORDS.get(w, w) for w in fold(line2_text or "").split())
+    number, street = _street_line(street_text)
+    line2 = _second_line(line2_text)
     city = fold(city_text or "")
     postcode = re.sub(r"[^A-Z0-9]", "", (postcode_text or "").upper())
-    if not (words or city or postcode or line2):
+    if not (street or city or postcode or line2):
         return None
-    return MatchAddress(
-        number=number_found.group() if number_found else "",
-        street=" ".join(words),
-        line2=line2,
-        city=city,
-        postcode=postcode,
-        country=(country or "").strip().upper(),
-    )
+    country = (country or "").strip().upper()
+    swapped = None
+    if street and line2:
+        other_number, other_street = _street_line(line2_text)
+        written_first = " ".join(w for w in _second_line(street_text).split() if not any(c.isdigit() for c in w))
+        swapped = MatchAddress(other_number or number, other_street, written_first, city, postcode, country)
+    return MatchAddress(number, street, line2, city, postcode, country, swapped)
 
 
-@lru_cache(maxsize=_CACHED)
-def lines_swapped(address: MatchAddress) -> MatchAddress:
-    """The address with its two street lines read the other way round: people put a building's or a
-    locality's name first as often as the street ("Durraween, 26 Chant Street"), and forms swap the
-    lines. The house number stays the address's, on whichever line it was written."""
-    number_found = _NUMBER.search(address.line2)
-    return MatchAddress(
-        number=address.number or (number_found.group() if number_found else ""),
-        street=" ".join(_expand_street_word(w) for w in address.line2.split() if not any(c.isdigit() for c in w)),
-        line2=address.street,
-        city=address.city,
-        postcode=address.postcode,
-        country=address.country,
-    )
+def _street_line(text: str | None) -> tuple[str, str]:
+    """(the house number, the street words with abbreviations expanded) of a street line."""
+    folded = fold(text or "")
+    number_found = _NUMBER.search(folded)
+    words = [_expand_street_word(w) for w in folded.split() if not any(ch.isdigit() for ch in w)]
+    return (number_found.group() if number_found else ""), " ".join(words)
+
+
+def _second_line(text: str | None) -> str:
+    return " ".join(_UNIT_WORDS.get(w, w) for w in fold(text or "").split())
 
 
 def _expand_street_word(word: str) -> str:

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import jellyfish
 
-from app.domain.matching.fields import MatchAddress, MatchFields, lines_swapped
+from app.domain.matching.fields import MatchAddress, MatchFields
 from app.domain.matching.nicknames import are_nicknames
 
 # Two profiles picked among blocking candidates are different people far more often than not: with
@@ -467,12 +467,12 @@ def _addresses(xs: tuple[MatchAddress, ...], ys: tuple[MatchAddress, ...], reaso
             found = _address(x, y)
             if best is None or found[0] > best[0]:
                 best = found
-            if not _lines_may_be_swapped(x, y, found[1]):
+            if x.swapped is None or y.swapped is None or not _streets_differ(found[1]):
                 continue
             # Either side's lines turned round (a house number written on the line without the
             # street goes with the street, so which side is turned can matter), read as one address
             # only when both lines then agree: a locality's name shared by neighbours is not enough.
-            for swapped in (_address(x, lines_swapped(y)), _address(lines_swapped(x), y)):
+            for swapped in (_address(x, y.swapped), _address(x.swapped, y)):
                 if swapped[0] > best[0] and _both_lines_agree(swapped[1]):
                     best = (swapped[0], [*swapped[1], MatchReason("address.lines", "swapped", 1.0)])
     assert best is not None
@@ -480,11 +480,7 @@ def _addresses(xs: tuple[MatchAddress, ...], ys: tuple[MatchAddress, ...], reaso
     return best[0]
 
 
-def _lines_may_be_swapped(x: MatchAddress, y: MatchAddress, straight: list[MatchReason]) -> bool:
-    """Whether to read one side's street lines the other way round: both addresses have two lines,
-    and their streets, read as written, differ."""
-    if not (x.street and x.line2 and y.street and y.line2):
-        return False
+def _streets_differ(straight: list[MatchReason]) -> bool:
     return any(r.field == "address.street" and r.similarity < CLOSE for r in straight)
 
 
