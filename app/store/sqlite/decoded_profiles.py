@@ -69,18 +69,26 @@ class DecodedProfiles:
         kept = self._kept.get(profile_id)
         return kept[3] if kept is not None else None
 
-    def kept_at(self, profile_id: str, revision: int | None) -> Profile | None:
-        """The kept profile when it is the one stored at `revision` (None: read its document; always
-        for an unknown revision, which a profile kept without one would otherwise equal)."""
-        if revision is None:
-            return None
+    def revisions_of(self, profile_ids: Iterable[str]) -> list[tuple[str, int | None]]:
+        """Each id with the stored revision its kept profile was decoded at (None: none kept, or not
+        known), as a read asks for them."""
+        kept = self._kept
+        return [(i, found[3] if (found := kept.get(i)) is not None else None) for i in profile_ids]
+
+    def kept_at(self, stored: Iterable[tuple[str, int | None]]) -> dict[str, Profile]:
+        """The kept profiles that are the ones stored at the given revisions, by id (one lock for a
+        read's hundreds); the others' documents are to be read. An unknown revision (None) is never
+        one, which a profile kept without one would otherwise equal."""
+        found: dict[str, Profile] = {}
         with self._lock:
-            kept = self._kept.get(profile_id)
-            if kept is None or kept[3] != revision:
-                return None
-            self._kept.move_to_end(profile_id)
-            self.hits += 1
-            return kept[1]
+            kept = self._kept
+            for profile_id, revision in stored:
+                entry = kept.get(profile_id)
+                if entry is not None and revision is not None and entry[3] == revision:
+                    kept.move_to_end(profile_id)
+                    found[profile_id] = entry[1]
+            self.hits += len(found)
+        return found
 
     def forget(self, profile_ids: Iterable[str]) -> None:
         with self._lock:

@@ -277,12 +277,13 @@ class SQLiteStore:
             decoded = self.decoded
             for start in range(0, len(ids), _IDS_PER_QUERY // 2):  # two parameters an id
                 chunk = ids[start : start + _IDS_PER_QUERY // 2]
-                asked = [v for i in chunk for v in (i, decoded.revision_of(i))]
-                for profile_id, revision, doc in db.execute(profile_revisions.documents_unless_kept(len(chunk)), asked):
+                asked = [v for pair in decoded.revisions_of(chunk) for v in pair]
+                rows = db.execute(profile_revisions.documents_unless_kept(len(chunk)), asked).fetchall()
+                kept = decoded.kept_at((profile_id, revision) for profile_id, revision, doc in rows if doc is None)
+                found.update(kept)
+                for profile_id, revision, doc in rows:
                     if doc is None:
-                        kept = decoded.kept_at(profile_id, revision)
-                        if kept is not None:
-                            found[profile_id] = kept
+                        if profile_id in kept:
                             continue
                         # Not stored, or let go of since the query was made: its document, if any.
                         row = db.execute(profile_revisions.DOCUMENT, (profile_id,)).fetchone()
