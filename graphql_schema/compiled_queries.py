@@ -66,6 +66,7 @@ from strawberry.types.field import StrawberryField
 
 from app.domain.access import Principal, Scope
 from graphql_schema.document_memo import DocumentMemo
+from graphql_schema.held_values import NOT_HELD
 from graphql_schema.permissions import ScopeRequired
 
 # (run, value, path of the value) → the completed value
@@ -454,6 +455,7 @@ def _generated_names() -> dict[str, Any]:
         "_refused": _refused,
         "_Info": _Info,
         "_NOT_AWAITABLE": _NOT_AWAITABLE,
+        "_NOT_HELD": NOT_HELD,
         "Undefined": Undefined,
         "_Abandoned": _Abandoned,
     }
@@ -569,7 +571,11 @@ class _ObjectCode:
                 self.names[f"A{n}"] = field.constant_arguments
                 arguments = f"A{n}"
             call = f"D{n}({source}, {info}, {arguments})"
-        lines.append(f"{pad}v = {call}")
+        held = _held_in(field)
+        if held is None:
+            lines.append(f"{pad}v = {call}")
+        else:  # the value the object holds, if it holds one (graphql_schema/held_values.py)
+            lines += [f"{pad}v = {source}.{held}", f"{pad}if v is _NOT_HELD:", f"{pad}    v = {call}"]
         lines.append(f"{pad}if v.__class__ in _NOT_AWAITABLE or not state.is_awaitable(v):")
         self._value(field, n, f"{out}[{key}]", type_name, path, depth + 1)
         lines += [
@@ -671,6 +677,14 @@ def _page_nodes(field: _Field) -> tuple[str, str, list[_Field | str]] | None:
     if not all(isinstance(f, str) or f.attribute == "node" for f in item_fields):
         return None
     return attribute, item_type, [f if isinstance(f, str) else replace(f, attribute=_THE_ITEM) for f in item_fields]
+
+
+def _held_in(field: _Field) -> str | None:
+    """The attribute in which the field's object may hold its value (`held_in`), when it has one."""
+    strawberry_field = field.definition.extensions.get(DEFINITION)
+    resolver = getattr(strawberry_field, "base_resolver", None)
+    attribute = getattr(getattr(resolver, "wrapped_func", None), "held_in", None)
+    return attribute if isinstance(attribute, str) and _safe_attribute(attribute) else None
 
 
 def _below(field: _Field, type_name: str, path: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import TypeVar
@@ -14,6 +13,7 @@ from strawberry.scalars import JSON
 
 from app.domain.segments import segment as domain
 from graphql_schema.context import Info
+from graphql_schema.held_values import NOT_HELD, held_in
 from graphql_schema.loaders import MemberPage
 from graphql_schema.look_ahead import LookAhead
 from graphql_schema.page_arguments import PROFILES_PAGE
@@ -93,23 +93,16 @@ class SegmentMembership:
     )
 
 
-@dataclass(slots=True)
-class ReadForTheList:
-    """Each event's segment and profile, read for a whole list of events at once (`membership_events`);
-    None where the list's selection does not ask for them."""
-
-    segments: dict[str, Segment | None] | None = None
-    profiles: dict[str, Profile | None] | None = None
-
-
 @strawberry.type(description="A profile entering or leaving a segment, and why.")
 class SegmentMembershipEvent:
     event: strawberry.Private[domain.SegmentEvent]
     # A subscription's event is one object for all its subscribers (shared_events.shared_payload), its
     # reads made once for them all; None for an event answered to one request (its loaders batch them).
     reads: strawberry.Private[ReadsOfAnEvent | None]
-    # An event of a list, whose segments and profiles were read for the whole list (None: its loaders).
-    listed: strawberry.Private[ReadForTheList | None]
+    # An event of a list holds its segment and profile when they were read for the whole list
+    # (NOT_HELD: its loaders read them).
+    held_segment: strawberry.Private[Segment | None]
+    held_profile: strawberry.Private[Profile | None]
     id: strawberry.ID
     segment_id: strawberry.ID
     profile_id: strawberry.ID
@@ -119,20 +112,20 @@ class SegmentMembershipEvent:
 
     # Not coroutines: an event of a list answers with what was read for the list, without an awaitable.
     @strawberry.field(graphql_type=Segment | None)
+    @held_in("held_segment")
     def segment(self, info: Info) -> Segment | Awaitable[Segment | None] | None:
-        listed = self.listed
-        if listed is not None and listed.segments is not None:
-            return listed.segments.get(self.event.segment_id)
+        if self.held_segment is not NOT_HELD:
+            return self.held_segment
         return self._made(
             Segment.from_domain,
             self._read("segment", lambda: info.context.loaders(info).segment.load(self.event.segment_id)),
         )
 
     @strawberry.field(graphql_type=Profile | None, description="The profile as it is now (null once erased).")
+    @held_in("held_profile")
     def profile(self, info: Info) -> Profile | Awaitable[Profile | None] | None:
-        listed = self.listed
-        if listed is not None and listed.profiles is not None:
-            return listed.profiles.get(self.event.profile_id)
+        if self.held_profile is not NOT_HELD:
+            return self.held_profile
         return self._made(
             Profile.from_domain,
             self._read("profile", lambda: info.context.loaders(info).profile.load(self.event.profile_id)),
@@ -157,12 +150,14 @@ class SegmentMembershipEvent:
         event: domain.SegmentEvent,
         *,
         reads: ReadsOfAnEvent | None = None,
-        listed: ReadForTheList | None = None,
+        segment: Segment | None = NOT_HELD,
+        profile: Profile | None = NOT_HELD,
     ) -> SegmentMembershipEvent:
         return cls(
             event=event,
             reads=reads,
-            listed=listed,
+            held_segment=segment,
+            held_profile=profile,
             id=strawberry.ID(event.id),
             segment_id=strawberry.ID(event.segment_id),
             profile_id=strawberry.ID(event.profile_id),
@@ -190,12 +185,16 @@ async def membership_events(info: Info, events: list[domain.SegmentEvent]) -> li
     if isinstance(segments, BaseException) or isinstance(profiles, BaseException):
         # Each event reads its own through the loaders, and a failure is its field's error, as it was.
         return [SegmentMembershipEvent.from_domain(e) for e in events]
-    listed = ReadForTheList()
-    if segment_ids:
-        listed.segments = {i: Segment.from_domain(s) if s else None for i, s in segments.items()}
-    if profile_ids:
-        listed.profiles = {i: Profile.from_domain(p) if p else None for i, p in profiles.items()}
-    return [SegmentMembershipEvent.from_domain(e, listed=listed) for e in events]
+    made_segments = {i: Segment.from_domain(s) if s else None for i, s in segments.items()}
+    made_profiles = {i: Profile.from_domain(p) if p else None for i, p in profiles.items()}
+    return [
+        SegmentMembershipEvent.from_domain(
+            e,
+            segment=made_segments.get(e.segment_id) if segment_ids else NOT_HELD,
+            profile=made_profiles.get(e.profile_id) if profile_ids else NOT_HELD,
+        )
+        for e in events
+    ]
 
 
 async def _nothing() -> dict[str, None]:

@@ -275,9 +275,8 @@ async def test_the_personalisation_query_is_compiled_and_masks_without_read_pii(
         refused = await fast.answer("writer", PERSONALISATION, variables)
         assert refused[1] is None and refused[2][0][2] == "FORBIDDEN", refused
         metrics = (await fast.client.get("/metrics")).text
-    executions = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
-                  if line.startswith("cdp_graphql_executions_total{")}  # fmt: skip
-    assert executions.get("compiled", 0) >= 2, executions
+        executions = await _executions(fast)
+    assert executions["compiled"] >= 2, executions
     # Every request's latency is recorded under its operation's name, whichever way it was answered.
     assert 'cdp_graphql_operation_seconds_count{name="Customer",type="query"} 3.0' in metrics
 
@@ -352,3 +351,42 @@ async def test_edges_asked_for_their_node_only_answer_as_graphql_core(tmp_path: 
         history = members["edges"][0]["node"]["interactions"]["edges"]
         assert history and all(e["n"]["type"] and e["m"]["channel"] for e in history)
         assert all(e["cursor"] for e in members["again"])
+
+
+HISTORY = """{ segmentHistory(last: 50) { id change segmentId profileId
+  segment { id name } profile { id firstName piiMasked } again: profile { firstName } } }"""
+
+
+async def test_a_history_whose_segments_and_profiles_were_read_for_the_list_answers_as_graphql_core(
+    tmp_path: Path,
+) -> None:
+    """A history's events hold the segment and profile read for the whole list, which a compiled
+    plan reads without calling their resolvers (graphql_schema/held_values.py): the same answers,
+    masking included, each event with its own segment and profile (the one merged away follows its
+    survivor)."""
+    async with _apps(tmp_path) as (fast, core, ids):
+        before = await _executions(fast)
+        for key in ("all", "no-pii"):
+            answered = await fast.answer(key, HISTORY, {})
+            assert answered == await core.answer(key, HISTORY, {}), key
+        status, data, errors = await fast.answer("all", HISTORY, {})
+        assert (status, errors) == (200, []), errors
+        events, (survivor, merged) = data["segmentHistory"], (ids["profiles"][0], ids["profiles"][3])
+        assert {e["profileId"] for e in events} >= {survivor, merged}
+        for event in events:
+            assert event["segment"] == {"id": event["segmentId"], "name": "web visitors"}
+            own = survivor if event["profileId"] == merged else event["profileId"]
+            assert event["profile"]["id"] == own and event["profile"]["firstName"] == event["again"]["firstName"]
+        assert len({e["profile"]["firstName"] for e in events}) == len({e["profile"]["id"] for e in events}) >= 3
+        _, masked, _ = await fast.answer("no-pii", HISTORY, {})
+        assert all(e["profile"]["firstName"] == "N***" and e["profile"]["piiMasked"] for e in masked["segmentHistory"])
+        after = await _executions(fast)
+    # All four answered by the compiled plans, none handed back to graphql-core.
+    assert (after["compiled"] - before["compiled"], after["graphql-core"] - before["graphql-core"]) == (4, 0)
+
+
+async def _executions(app: _App) -> dict[str, float]:
+    metrics = (await app.client.get("/metrics")).text
+    found = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
+             if line.startswith("cdp_graphql_executions_total{")}  # fmt: skip
+    return {"compiled": found.get("compiled", 0.0), "graphql-core": found.get("graphql-core", 0.0)}
