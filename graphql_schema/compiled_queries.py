@@ -667,9 +667,7 @@ def _page_nodes(field: _Field) -> tuple[str, str, list[_Field | str]] | None:
     item itself) when `field` is a connection's edges (a resolver marked with `page_nodes`, see
     graphql_schema/pagination.py) whose selection reads nothing of an edge but its plain `node` (and
     its type name); None otherwise: the edges are made and completed."""
-    strawberry_field = field.definition.extensions.get(DEFINITION)
-    resolver = getattr(strawberry_field, "base_resolver", None)
-    attribute = getattr(getattr(resolver, "wrapped_func", None), "page_nodes", None)
+    attribute = _resolver_mark(field, "page_nodes")
     item = getattr(field.inner, "inline_item", None)
     if attribute is None or field.scopes or item is None or item[1] is None:
         return None
@@ -681,10 +679,15 @@ def _page_nodes(field: _Field) -> tuple[str, str, list[_Field | str]] | None:
 
 def _held_in(field: _Field) -> str | None:
     """The attribute in which the field's object may hold its value (`held_in`), when it has one."""
+    attribute = _resolver_mark(field, "held_in")
+    return attribute if isinstance(attribute, str) and _safe_attribute(attribute) else None
+
+
+def _resolver_mark(field: _Field, name: str) -> Any:
+    """What the field's resolver function is marked with under `name` (None: not marked)."""
     strawberry_field = field.definition.extensions.get(DEFINITION)
     resolver = getattr(strawberry_field, "base_resolver", None)
-    attribute = getattr(getattr(resolver, "wrapped_func", None), "held_in", None)
-    return attribute if isinstance(attribute, str) and _safe_attribute(attribute) else None
+    return getattr(getattr(resolver, "wrapped_func", None), name, None)
 
 
 def _below(field: _Field, type_name: str, path: str) -> str:
