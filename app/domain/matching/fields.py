@@ -125,7 +125,7 @@ def _match_address(
     swapped = None
     if street and line2:
         other_number, other_street = _street_line(line2_text)
-        written_first = " ".join(w for w in _second_line(street_text).split() if not any(c.isdigit() for c in w))
+        written_first = " ".join(_numberless(_second_line(street_text).split()))
         swapped = MatchAddress(other_number or number, other_street, written_first, city, postcode, country)
     return MatchAddress(number, street, line2, city, postcode, country, swapped)
 
@@ -134,8 +134,13 @@ def _street_line(text: str | None) -> tuple[str, str]:
     """(the house number, the street words with abbreviations expanded) of a street line."""
     folded = fold(text or "")
     number_found = _NUMBER.search(folded)
-    words = [_expand_street_word(w) for w in folded.split() if not any(ch.isdigit() for ch in w)]
+    words = [_expand_street_word(w) for w in _numberless(folded.split())]
     return (number_found.group() if number_found else ""), " ".join(words)
+
+
+def _numberless(words: list[str]) -> list[str]:
+    """The words without a digit: a house number ("26", "26b") is the address's, not the line's name."""
+    return [w for w in words if not any(ch.isdigit() for ch in w)]
 
 
 def _second_line(text: str | None) -> str:
