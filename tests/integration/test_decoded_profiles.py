@@ -115,6 +115,32 @@ async def test_a_list_read_takes_kept_profiles_by_revision_and_sees_every_write(
     assert sqlite_store.decoded.misses == misses + 2
 
 
+async def test_a_list_read_while_nothing_was_committed_asks_for_no_revision(sqlite_store: SQLiteStore) -> None:
+    """Kept profiles whose revisions a read found after the last commit are taken as they are; a commit
+    by this process's own writer, or by another process, sends the next read to the rows again."""
+    ids = [await _customer(sqlite_store, f"c{n}@example.com") for n in range(20)]
+    first = await sqlite_store.get_profiles(ids)
+    statements: list[str] = []
+    sqlite_store.trace(statements.append)
+    try:
+        again = await sqlite_store.get_profiles(ids)
+        assert all(again[i] is first[i] for i in ids)
+        assert not [s for s in statements if "profiles" in s]  # only the check for commits ran
+
+        outcomes = await ingest_events(sqlite_store, [event("page_view", email="c0@example.com", minutes=5)])
+        assert [o.status for o in outcomes] == [EventStatus.ACCEPTED]
+        statements.clear()
+        after_ingest = await sqlite_store.get_profiles(ids)
+        assert [s for s in statements if "profiles" in s]
+        assert after_ingest[ids[0]].stats.page_views == first[ids[0]].stats.page_views + 1
+        assert all(after_ingest[i] is first[i] for i in ids[1:])
+
+        await rename_from_another_process(sqlite_store.path, "c1@example.com", "Renamed")
+        assert (await sqlite_store.get_profiles(ids))[ids[1]].first_name == "Renamed"
+    finally:
+        sqlite_store.trace(None)
+
+
 # The store as an earlier version left it: no revision column, and the first version's table of
 # revisions with the triggers that kept it.
 _EARLIER_LAYOUT = (

@@ -39,6 +39,7 @@ from app.store.documents import dumps, loads
 from app.store.sqlite import profile_facets, profile_revisions, segment_feed
 from app.store.sqlite.checkpoints import Checkpointer
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
+from app.store.sqlite.commit_watch import CommitWatch
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
 from app.store.sqlite.lock_waits import LockWaits
 from app.store.sqlite.profile_filter import where_clause
@@ -94,6 +95,7 @@ class SQLiteStore:
         if filled := profile_facets.fill(self._writer):
             log.info("built the list filters' rows of %d profiles stored before them", filled)
         self._reader = self._connect_reader()
+        self._commits = CommitWatch(self._reader, self.decoded.ticket)
         self._waits = LockWaits(None if str(path) == ":memory:" else self.path)
         self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=WRITER_NICENESS, waits=self._waits)
         self._reads = ReaderPool(self._connect_reader, name="sqlite-read")
@@ -272,32 +274,43 @@ class SQLiteStore:
         return self.decoded.decode(profile_id, row[0])
 
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        ids, decoded, current = list(dict.fromkeys(profile_ids)), self.decoded, dict[str, Profile]()
+        if not self._thread.here:  # nothing committed since their revisions were read: as kept
+            current = decoded.confirmed_since(ids, self._commits.quiet_from())
+            if len(current) == len(ids):
+                return current
+            ids = [i for i in ids if i not in current]
+
         def scan(db: sqlite3.Connection) -> dict[str, Profile]:
-            ids, found = list(dict.fromkeys(profile_ids)), dict[str, Profile]()
-            decoded = self.decoded
+            found = dict[str, Profile]()
             for start in range(0, len(ids), _IDS_PER_QUERY // 2):  # two parameters an id
                 chunk = ids[start : start + _IDS_PER_QUERY // 2]
                 asked = [v for pair in decoded.revisions_of(chunk) for v in pair]
+                read = decoded.ticket()  # before the statement: it dates the revisions it finds
                 rows = db.execute(profile_revisions.documents_unless_kept(len(chunk)), asked).fetchall()
-                kept = decoded.kept_at((profile_id, revision) for profile_id, revision, doc in rows if doc is None)
+                kept = decoded.kept_at(
+                    ((profile_id, revision) for profile_id, revision, doc in rows if doc is None), read=read
+                )
                 found.update(kept)
                 for profile_id, revision, doc in rows:
+                    at = read
                     if doc is None:
                         if profile_id in kept:
                             continue
                         # Not stored, or let go of since the query was made: its document, if any.
+                        at = decoded.ticket()
                         row = db.execute(profile_revisions.DOCUMENT, (profile_id,)).fetchone()
                         if row is None:
                             continue
                         doc, revision = row
-                    found[profile_id] = decoded.decode(profile_id, doc, revision)
+                    found[profile_id] = decoded.decode(profile_id, doc, revision, read=at)
             if len(found) < len(ids):
                 decoded.forget(i for i in ids if i not in found)
             return found
 
-        if len(profile_ids) <= FEW_ON_THE_LOOP and not self._thread.here:
-            return scan(self._reader)  # a few lookups by key: less than the loop turn a hop would wait for
-        return await self._reads.read(scan)  # many documents to decode: on a reader thread
+        if len(ids) <= FEW_ON_THE_LOOP and not self._thread.here:
+            return current | scan(self._reader)  # a few lookups by key: less than the loop turn a hop would wait for
+        return current | await self._reads.read(scan)  # many documents to decode: on a reader thread
 
     async def find_profile_by_identity(self, key: str) -> Profile | None:
         row = self._reader.execute(
