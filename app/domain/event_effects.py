@@ -15,6 +15,7 @@ from app.domain.identifiers import Identifier
 from app.domain.privacy import ConsentDecision
 from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
 from app.domain.profile_change import CappedPush, ProfileChange, provenance_key
+from app.domain.stored_behaviour import StoredBehaviour
 
 # A visit is a run of web/app activity with no gap longer than this (the usual analytics session).
 VISIT_GAP = timedelta(minutes=30)
@@ -80,8 +81,10 @@ def event_of(interaction: Interaction) -> Event:
 
 
 def change_for_event(
-    profile: Profile, event: Event, new_identifiers: list[Identifier], *, at: datetime
+    profile: Profile | StoredBehaviour, event: Event, new_identifiers: list[Identifier], *, at: datetime
 ) -> ProfileChange:
+    """What `event` does to the profile; one that identifies reads the whole profile (its fields'
+    times and addresses), any other only what `StoredBehaviour` holds."""
     change = behaviour_change(profile, event)
     change.push["recent"] = CappedPush(
         [interaction_document(event, origin=profile.id, received_at=at)], RECENT_ORDER, RECENT_INTERACTIONS_CAP
@@ -89,11 +92,13 @@ def change_for_event(
     if new_identifiers:
         change.append["identifiers"] = identifier_records(new_identifiers, at=at, source=str(event.channel))
     if event.type is EventType.IDENTIFY:
+        if not isinstance(profile, Profile):
+            raise TypeError("an identify event's change reads the whole profile")
         _identify(profile, event, change)
     return change.stamped(at)
 
 
-def behaviour_change(profile: Profile, event: Event) -> ProfileChange:
+def behaviour_change(profile: Profile | StoredBehaviour, event: Event) -> ProfileChange:
     """Counters, first/last times, visits, survey answers and consents: everything an event adds
     that follows from the history alone."""
     change = ProfileChange()
@@ -142,7 +147,7 @@ def identifier_records(identifiers: list[Identifier], *, at: datetime, source: s
     return [{"type": i.type, "value": i.value, "addedAt": at, "source": source} for i in identifiers]
 
 
-def _survey(profile: Profile, event: Event, change: ProfileChange) -> None:
+def _survey(profile: Profile | StoredBehaviour, event: Event, change: ProfileChange) -> None:
     props = event.properties
     quality = profile.qualitative
     if "nps" in props and (quality.nps_at is None or event.timestamp >= quality.nps_at):

@@ -13,6 +13,7 @@ from app.domain.event_effects import behaviour_change, event_of, replayed_identi
 from app.domain.events import EventType
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Interaction, Profile, Qualitative, Stats
 from app.domain.profile_change import apply_change
+from app.domain.stored_behaviour import StoredBehaviour
 
 
 def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Profile:
@@ -32,8 +33,8 @@ def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Pro
     )
     document = state.to_document()
     for interaction in ordered:
-        apply_change(document, behaviour_change(state, event_of(interaction)))
-        state = state.with_behaviour_of(document)  # what the next change reads; the rest is unchanged
+        # What the next change reads, off the document as the last one left it.
+        apply_change(document, behaviour_change(StoredBehaviour.of(document), event_of(interaction)))
     newest = list(reversed(ordered))[:RECENT_INTERACTIONS_CAP]
     return Profile.for_change(document).model_copy(update={"recent": newest})
 

@@ -217,15 +217,6 @@ class Profile(StoredModel):
         not walked again; its free-form data is."""
         return cls.model_validate({key: value for key, value in document.items() if key != "recent"}, context=_OWN_TEXT)
 
-    def with_behaviour_of(self, document: dict[str, Any]) -> Profile:
-        """This profile with what an event's behaviour change reads (stats, survey answers, consents)
-        as `document` holds it now, in either store's form, its times UTC milliseconds already: a
-        history replayed event by event re-reads only these, not the whole profile each time."""
-        part = _Behaviour.model_validate(
-            {key: document[key] for key in ("stats", "qualitative", "consents") if key in document}, context=_OWN_TEXT
-        )
-        return self.model_copy(update={"stats": part.stats, "qualitative": part.qualitative, "consents": part.consents})
-
     @classmethod
     def from_own_json(cls, text: str) -> Profile:
         """A document as the embedded store wrote it (each time as clock.to_iso gives it): its times
@@ -251,14 +242,6 @@ class Profile(StoredModel):
 
     def identifier_keys(self) -> set[str]:
         return {f"{record.type}:{record.value}" for record in self.identifiers}
-
-
-class _Behaviour(StoredModel):
-    """The parts of a profile an event's behaviour change reads (Profile.with_behaviour_of)."""
-
-    qualitative: Qualitative = Field(default_factory=Qualitative)
-    consents: dict[str, Consent] = Field(default_factory=dict)
-    stats: Stats = Field(default_factory=Stats)
 
 
 def new_profile(profile_id: str, at: _datetime) -> Profile:

@@ -20,13 +20,14 @@ from datetime import datetime
 from typing import Any
 
 from app.domain.event_effects import change_for_event, consent_decision, interaction_document
-from app.domain.events import Event
+from app.domain.events import Event, EventType
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
 from app.domain.matching.index import keys_of, touches_match_fields
 from app.domain.privacy import ConsentDecision
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import apply_change
+from app.domain.stored_behaviour import StoredBehaviour
 from app.services.ports import MessageAlreadyProcessed, ProfileWrite, StoreTransaction, VersionConflict
 from app.services.privacy import suppression_hashes
 from app.services.profile_writes import new_profile_id
@@ -61,7 +62,7 @@ class Landed:
 class _Working:
     """A profile as the run has changed it so far: the document, in the store's own form, is
     current; what changes are computed from (Profile.for_change) is built from it only when an event
-    of the run needs to read it."""
+    of the run needs to read it: most events read only their behaviour's times (StoredBehaviour)."""
 
     document: dict[str, Any]
     version: int | None  # as read (None: created by this run)
@@ -73,6 +74,11 @@ class _Working:
         if self.profile is None:
             self.profile = Profile.for_change(self.document)
         return self.profile
+
+    def basis(self, *, whole: bool) -> Profile | StoredBehaviour:
+        """What the next event's change is computed from: the profile when it needs more than its
+        behaviour's times (`whole`) or is built already, else those times read off the document."""
+        return self.current() if whole or self.profile is not None else StoredBehaviour.of(self.document)
 
 
 @dataclass(slots=True)
@@ -171,9 +177,9 @@ def _apply(
         if found is None:
             return None  # an identifier pointing at a merged-away or vanished profile: rare, per event
         target = found
-        held = target.current().identifier_keys()
+        held = target.current().identifier_keys() if resolution.unclaimed else set()
         additions = [i for i in resolution.unclaimed if i.key not in held]
-    profile = target.current()
+    profile = target.basis(whole=bool(additions) or event.type is EventType.IDENTIFY)
     change = change_for_event(profile, event, additions, at=at)
     apply_change(target.document, change.with_values(writes.form))
     target.profile = None
