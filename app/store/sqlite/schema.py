@@ -24,6 +24,8 @@ STATEMENTS = (
         created_at TEXT NOT NULL
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS identities_by_profile ON identities(profile_id, type)",
+    # A list filtered on a rare identifier type walks its profiles in id order (profile_filter.py).
+    "CREATE INDEX IF NOT EXISTS identities_by_type ON identities(type, profile_id)",
     """CREATE TABLE IF NOT EXISTS interactions (
         profile_id TEXT NOT NULL,
         ts TEXT NOT NULL,

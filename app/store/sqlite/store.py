@@ -36,13 +36,12 @@ from app.services.ports import (
     StoreTransaction,
 )
 from app.store.documents import dumps, loads
-from app.store.sqlite import profile_facets, profile_revisions, segment_feed
+from app.store.sqlite import profile_facets, profile_filter, profile_revisions, segment_feed
 from app.store.sqlite.checkpoints import Checkpointer
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.commit_watch import CommitWatch
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
 from app.store.sqlite.lock_waits import LockWaits
-from app.store.sqlite.profile_filter import where_clause
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
 from app.store.sqlite.threads import ReaderPool, WriterThread
@@ -328,14 +327,18 @@ class SQLiteStore:
         from_end: bool = False,
     ) -> list[Profile]:
         def scan(db: sqlite3.Connection) -> list[Profile]:
-            clause, params = where_clause(query)
+            listed = profile_filter.statement(query, profile_filter.driver(db, query))
+            clause, params = listed.where, list(listed.params)
             for bound, value in ((">", after), ("<", before)):
                 if value is not None:
-                    clause += f" AND f.profile_id {bound} ?"
+                    clause += f" AND {listed.key} {bound} ?"
                     params.append(value)
+            # A profile's document is read once its facets matched (CROSS JOIN keeps that order), and
+            # once per profile where the driver's rows repeat one.
+            grouped = f" GROUP BY {listed.key}" if listed.repeats else ""
             rows = db.execute(
-                f"SELECT p.id, p.doc FROM profile_facets f JOIN profiles p ON p.id = f.profile_id WHERE {clause} "
-                f"ORDER BY f.profile_id {'DESC' if from_end else ''} LIMIT ?",
+                f"SELECT p.id, p.doc FROM {listed.source} CROSS JOIN profiles p ON p.id = f.profile_id "
+                f"WHERE {clause}{grouped} ORDER BY {listed.key} {'DESC' if from_end else ''} LIMIT ?",
                 [*params, limit],
             ).fetchall()
             return [self.decoded.decode(*row) for row in (reversed(rows) if from_end else rows)]
@@ -344,8 +347,11 @@ class SQLiteStore:
 
     async def count_profiles(self, query: ProfileFilter | None = None) -> int:
         def scan(db: sqlite3.Connection) -> int:
-            clause, params = where_clause(query or ProfileFilter())
-            return int(db.execute(f"SELECT count(*) FROM profile_facets f WHERE {clause}", params).fetchone()[0])
+            wanted = query or ProfileFilter()
+            counted = profile_filter.statement(wanted, profile_filter.driver(db, wanted))
+            what = f"count(DISTINCT {counted.key})" if counted.repeats else "count(*)"
+            row = db.execute(f"SELECT {what} FROM {counted.source} WHERE {counted.where}", counted.params).fetchone()
+            return int(row[0])
 
         return await self._scans.read(scan)  # a scan: on a reader thread
 
