@@ -8,8 +8,10 @@ operation. It compiles when its operation is one registered root field (`COMPILE
 whose arguments are all variables declared with the argument's exact type, and every selection under
 it is a plain field (no fragments, no directives) of object types whose fields are plain attributes,
 leaves, or lists of these. Executing the plan then:
-- coerces the variables with graphql-core's own code (`Executor.build`, with our execution checks)
-  and converts them into the service's input, on a worker thread for a batch (a few items: at once);
+- coerces the variables in one walk where they are plain values of their types
+  (graphql_schema/variable_coercion.py), else with graphql-core's own code (`Executor.build`), then
+  runs our execution checks and converts them into the service's input, on a worker thread for a
+  batch (a few items: at once);
 - calls the field's service function directly, with the field's own scope rule;
 - completes the selection by direct attribute reads and the leaf types' own `serialize`.
 Coercion errors, refusals and a resolver's error come out as graphql-core gives them (the
@@ -42,6 +44,7 @@ from graphql import (
     SelectionSetNode,
     VariableNode,
     get_operation_ast,
+    is_input_type,
     located_error,
     type_from_ast,
 )
@@ -51,6 +54,8 @@ from app.domain.access import Scope
 from app.thread_priority import bulk_work
 from graphql_schema.compiled_queries import build_executor
 from graphql_schema.document_memo import DocumentMemo
+from graphql_schema.execution import CheckedExecution, expected
+from graphql_schema.variable_coercion import UNHANDLED, Coerce, Coercers
 
 INLINE_ITEMS = 20  # variables' list items coerced on the loop; more go to a worker thread
 Convert = Callable[[Mapping[str, Any]], Any]  # the coerced arguments → what the service takes
@@ -84,6 +89,10 @@ class Plan:
     arguments: tuple[tuple[str, str], ...]  # (argument name, variable name)
     complete: Callable[[Any], Any]
     nullable: bool  # a resolver's error leaves the field null; otherwise the whole data, as graphql-core does
+    operation: OperationDefinitionNode
+    # Each variable's coercer (graphql_schema/variable_coercion.py); None when the operation declares
+    # variables no argument takes: graphql-core coerces (and may refuse) those too.
+    variables: tuple[tuple[str, Coerce], ...] | None
 
 
 class Compiler:
@@ -94,6 +103,7 @@ class Compiler:
         self._schema: GraphQLSchema = schema._schema
         self._root_fields = dict(root_fields)
         self._plans: DocumentMemo[dict[str | None, Plan | None]] = DocumentMemo()
+        self._coercers = Coercers()
 
     def plan_for(self, document: DocumentNode, operation_name: str | None) -> Plan | None:
         plans = self._plans.setdefault(document, dict)
@@ -120,7 +130,23 @@ class Compiler:
         if arguments is None or complete is None:
             return None
         key = field.alias.value if field.alias else field.name.value
-        return Plan(root, field, key, arguments, complete, not isinstance(definition.type, GraphQLNonNull))
+        nullable = not isinstance(definition.type, GraphQLNonNull)
+        return Plan(root, field, key, arguments, complete, nullable, operation, self._variables(operation, arguments))
+
+    def _variables(
+        self, operation: OperationDefinitionNode, arguments: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, Coerce], ...] | None:
+        taken = {variable for _, variable in arguments}
+        declared = {v.variable.name.value: v for v in operation.variable_definitions or ()}
+        if set(declared) != taken:
+            return None
+        found = []
+        for name, definition in declared.items():
+            kind = type_from_ast(self._schema, definition.type)
+            if not is_input_type(kind):
+                return None
+            found.append((name, self._coercers.of(kind)))
+        return tuple(found)
 
     def _arguments(
         self, operation: OperationDefinitionNode, field: FieldNode, declared: Mapping[str, Any]
@@ -255,11 +281,34 @@ def _coerced(
 ) -> tuple[list[GraphQLError], Any]:
     """graphql-core's coercion and our execution checks (the executor's `build`), then the field's
     conversion: what `run` hands a worker thread for a batch."""
-    built = build_executor(schema, document, options)
-    if isinstance(built, list):
-        return built, None
-    coerced = built.variable_values.coerced
+    coerced = _plain_variables(plan, options)
+    if coerced is None:  # graphql-core's coercion: its values, or its errors
+        built = build_executor(schema, document, options)
+        if isinstance(built, list):
+            return built, None
+        coerced = built.variable_values.coerced
+    else:  # the checks graphql-core's coercion is followed by (CheckedExecution.build)
+        operation = plan.operation
+        checks = expected(document).get(operation.name.value if operation.name else None)
+        refusals = checks.refusals(operation, coerced) if checks is not None else []
+        if refusals:
+            return refusals, None
     return [], plan.root.convert({argument: coerced[variable] for argument, variable in plan.arguments})
+
+
+def _plain_variables(plan: Plan, options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The variables coerced in one walk (graphql_schema/variable_coercion.py), as graphql-core would
+    coerce them; None for anything it must judge, or an executor other than ours."""
+    given, executor_class = options.get("variable_values"), options.get("executor_class")
+    if plan.variables is None or not isinstance(given, dict) or executor_class is not CheckedExecution:
+        return None
+    coerced = {}
+    for name, coerce in plan.variables:
+        value = coerce(given[name], 0) if name in given else UNHANDLED  # graphql-core leaves a missing one out
+        if value is UNHANDLED:
+            return None
+        coerced[name] = value
+    return coerced
 
 
 def allowed(plan: Plan, context: Any) -> bool:
