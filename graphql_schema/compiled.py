@@ -54,7 +54,7 @@ from app.domain.access import Scope
 from app.thread_priority import bulk_work
 from graphql_schema.compiled_queries import build_executor
 from graphql_schema.document_memo import DocumentMemo
-from graphql_schema.execution import CheckedExecution, expected
+from graphql_schema.execution import CheckedExecution, refusals
 from graphql_schema.variable_coercion import UNHANDLED, Coerce, Coercers
 
 INLINE_ITEMS = 20  # variables' list items coerced on the loop; more go to a worker thread
@@ -279,20 +279,16 @@ def _items(variables: Mapping[str, Any] | None) -> int:
 def _coerced(
     plan: Plan, schema: GraphQLSchema, document: DocumentNode, options: dict[str, Any]
 ) -> tuple[list[GraphQLError], Any]:
-    """graphql-core's coercion and our execution checks (the executor's `build`), then the field's
-    conversion: what `run` hands a worker thread for a batch."""
+    """The variables coerced (in one walk, or by graphql-core's `build`) and our execution checks, then
+    the field's conversion: what `run` hands a worker thread for a batch."""
     coerced = _plain_variables(plan, options)
     if coerced is None:  # graphql-core's coercion: its values, or its errors
         built = build_executor(schema, document, options)
         if isinstance(built, list):
             return built, None
         coerced = built.variable_values.coerced
-    else:  # the checks graphql-core's coercion is followed by (CheckedExecution.build)
-        operation = plan.operation
-        checks = expected(document).get(operation.name.value if operation.name else None)
-        refusals = checks.refusals(operation, coerced) if checks is not None else []
-        if refusals:
-            return refusals, None
+    elif refused := refusals(document, plan.operation, coerced):  # as CheckedExecution.build checks
+        return refused, None
     return [], plan.root.convert({argument: coerced[variable] for argument, variable in plan.arguments})
 
 

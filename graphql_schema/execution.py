@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
 from graphql.execution.executor import Executor
 from graphql.type.definition import GraphQLResolveInfoHelpers
 
@@ -62,6 +62,14 @@ def expected(document: DocumentNode) -> Mapping[str | None, ExecutionChecks]:
     return _expected.get(document) or {}
 
 
+def refusals(
+    document: DocumentNode, operation: OperationDefinitionNode, coerced: Mapping[str, Any]
+) -> list[GraphQLError]:
+    """What the operation's checks refuse in its coerced variables (none: it may run)."""
+    checks = expected(document).get(operation.name.value if operation.name else None)
+    return checks.refusals(operation, coerced) if checks is not None else []
+
+
 class CheckedExecution(SharedEventExecution):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -78,9 +86,4 @@ class CheckedExecution(SharedEventExecution):
         built = super().build(schema, document, *args, **kwargs)
         if isinstance(built, list):  # the variables did not coerce: graphql-core's errors
             return built
-        operation = built.operation
-        checks = expected(document).get(operation.name.value if operation.name else None)
-        if checks is None:
-            return built
-        refusals: list[GraphQLError] = checks.refusals(operation, built.variable_values.coerced)
-        return refusals or built
+        return refusals(document, built.operation, built.variable_values.coerced) or built
