@@ -58,15 +58,11 @@ def _alive(executor_ref: weakref.ref[Executor[Any]]) -> Executor[Any]:
     return executor
 
 
-def expected(document: DocumentNode) -> Mapping[str | None, ExecutionChecks]:
-    return _expected.get(document) or {}
-
-
 def refusals(
     document: DocumentNode, operation: OperationDefinitionNode, coerced: Mapping[str, Any]
 ) -> list[GraphQLError]:
     """What the operation's checks refuse in its coerced variables (none: it may run)."""
-    checks = expected(document).get(operation.name.value if operation.name else None)
+    checks = (_expected.get(document) or {}).get(operation.name.value if operation.name else None)
     return checks.refusals(operation, coerced) if checks is not None else []
 
 
