@@ -72,6 +72,11 @@ def driver(db: sqlite3.Connection, query: ProfileFilter) -> Driver | None:
     return chosen
 
 
+def chosen_statement(db: sqlite3.Connection, query: ProfileFilter) -> Statement:
+    """The rows `query` selects, walked from its rarest driver when it has one (`driver`)."""
+    return statement(query, driver(db, query))
+
+
 def statement(query: ProfileFilter, driven_by: Driver | None) -> Statement:
     """The rows `query` selects: from the driver's rows when there is one, else from every facet row."""
     if driven_by is None:

@@ -327,7 +327,7 @@ class SQLiteStore:
         from_end: bool = False,
     ) -> list[Profile]:
         def scan(db: sqlite3.Connection) -> list[Profile]:
-            listed = profile_filter.statement(query, profile_filter.driver(db, query))
+            listed = profile_filter.chosen_statement(db, query)
             clause, params = listed.where, list(listed.params)
             for bound, value in ((">", after), ("<", before)):
                 if value is not None:
@@ -347,8 +347,7 @@ class SQLiteStore:
 
     async def count_profiles(self, query: ProfileFilter | None = None) -> int:
         def scan(db: sqlite3.Connection) -> int:
-            wanted = query or ProfileFilter()
-            counted = profile_filter.statement(wanted, profile_filter.driver(db, wanted))
+            counted = profile_filter.chosen_statement(db, query or ProfileFilter())
             what = f"count(DISTINCT {counted.key})" if counted.repeats else "count(*)"
             row = db.execute(f"SELECT {what} FROM {counted.source} WHERE {counted.where}", counted.params).fetchone()
             return int(row[0])
