@@ -38,6 +38,7 @@ from app.services.segment_bus import SegmentBus
 from app.services.segments import SegmentEngine
 from app.services.traits import recompute_traits
 from app.settings import Settings
+from app.shared_seed_progress import PROGRESS_FILE, SharedSeedProgress
 from app.store import open_store
 from app.tracing import TracedStore
 
@@ -176,11 +177,20 @@ async def seed_in_background(services: Services) -> None:
     logged with its traceback and kept there; the server goes on with what is in."""
     progress = services.seeding
     progress.seeding = True
+    shared = SharedSeedProgress(services.settings.data_dir() / PROGRESS_FILE)
     try:
         progress("waiting for the process loading the demo data", 0, 0)
+        progress.elsewhere = shared.read  # what the worker loading it tells, while this one waits
         async with seed_lock(services):
             if await needs_seeding(services):  # again: another process may have loaded it meanwhile
-                await seed(services, progress)
+                progress.elsewhere = None
+
+                def step(stage: str, done: int, total: int) -> None:
+                    progress(stage, done, total)
+                    shared.write(stage, done, total)
+
+                step("starting", 0, 0)
+                await seed(services, step)
     except Exception as exc:
         log.exception("loading the demo data failed; the server serves what is in (see /readyz)")
         progress.failure = f"{type(exc).__name__}: {exc}"

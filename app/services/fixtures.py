@@ -41,15 +41,24 @@ class SeedProgress:
     done: int = 0
     total: int = 0
     failure: str | None = None  # why it stopped: the server serves what is in, /readyz says so
+    # While this process waits for another one loading the data: that process's stage, when it told it
+    # (app/shared_seed_progress.py), shown instead of this one's.
+    elsewhere: Callable[[], tuple[str, int, int] | None] | None = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         self.stage, self.done, self.total = stage, done, total
 
+    def shown(self) -> tuple[str, int, int]:
+        told = self.elsewhere() if self.elsewhere is not None else None
+        return told if told is not None else (self.stage, self.done, self.total)
+
     def to_json(self) -> dict[str, object]:
-        return {"stage": self.stage, "done": self.done, "total": self.total}
+        stage, done, total = self.shown()
+        return {"stage": stage, "done": done, "total": total}
 
     def describe(self) -> str:
-        return f"{self.stage}: {self.done:,} of {self.total:,}" if self.total else self.stage
+        stage, done, total = self.shown()
+        return f"{stage}: {done:,} of {total:,}" if total else stage
 
 
 @dataclass(slots=True)

@@ -218,6 +218,9 @@ def test_no_worker_outlives_a_killed_supervisor(two_workers: tuple[subprocess.Po
     assert not [w for w in workers if Path(f"/proc/{w}").exists()], "workers still running after their supervisor"
 
 
+WAITING = "waiting for the process loading the demo data"
+
+
 def _fixtures(into: Path, events: int) -> Path:
     """The demo data with its first `events` events: long enough to load that both workers start meanwhile."""
     into.mkdir()
@@ -229,7 +232,9 @@ def _fixtures(into: Path, events: int) -> Path:
     return into
 
 
-async def test_one_worker_loads_the_demo_data_and_all_serve_the_same_development_key(tmp_path: Path) -> None:
+async def test_one_worker_loads_the_demo_data_all_tell_its_progress_and_serve_the_same_development_key(
+    tmp_path: Path,
+) -> None:
     env = {
         "CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3",
         "CDP_FIXTURES_DIR": str(_fixtures(tmp_path / "fixtures", 3000)),
@@ -242,14 +247,19 @@ async def test_one_worker_loads_the_demo_data_and_all_serve_the_same_development
     try:
         _wait_for_every_worker(process, port)
         deadline = time.monotonic() + 120
-        ready = 0
+        ready, stages = 0, []
         while ready < 10:  # ten answers in a row, from whichever workers take them
             assert time.monotonic() < deadline, "not ready in time:\n" + log.read_text()
-            status = httpx.get(f"http://127.0.0.1:{port}/readyz").status_code
-            ready = ready + 1 if status == 200 else 0
-            await asyncio.sleep(0.1 if status == 200 else 0.5)
+            answer = httpx.get(f"http://127.0.0.1:{port}/readyz")
+            if answer.status_code == 503:
+                stages.append(answer.json()["progress"]["stage"])
+            ready = ready + 1 if answer.status_code == 200 else 0
+            await asyncio.sleep(0.1)
         said = log.read_text()
         assert said.count("loading the demo data set") == 1, said
+        # Once the loading worker has begun, the waiting one tells its progress too (shared_seed_progress.py).
+        begun = next((i for i, stage in enumerate(stages) if stage != WAITING), len(stages))
+        assert WAITING not in stages[begun:], stages
 
         token = (tmp_path / "dev-api-key").read_text().strip()
         logged = [line.split("): ", 1)[1].split()[0] for line in said.splitlines() if "development API key" in line]

@@ -1,0 +1,110 @@
+"""Worker processes waiting for the one loading the demo data tell its progress, not "waiting"
+(app/shared_seed_progress.py): /readyz and the playground's start page answer the same from any
+worker. Two servers' services on one embedded store stand for two workers here: the seed lock is a
+`flock`, which two open files hold apart in one process as in two."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import orjson
+
+from app.bootstrap import Services, connect, seed_in_background
+from app.services.fixtures import SeedProgress
+from app.settings import Settings
+from app.shared_seed_progress import PROGRESS_FILE, SharedSeedProgress
+from tests.server_process import ROOT
+
+WAITING = "waiting for the process loading the demo data"
+
+
+class _Reached(SeedProgress):
+    """A loader's progress that says when it reached a stage (the ordering the test needs, without sleeps)."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__()
+        self.reached = asyncio.Event()
+        self._awaited = stage
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        super().__call__(stage, done, total)
+        if stage == self._awaited and done > 0:
+            self.reached.set()
+
+
+def _fixtures(into: Path, events: int) -> Path:
+    into.mkdir()
+    for name in ("products.jsonl", "profiles.jsonl", "segments.jsonl"):
+        shutil.copy(ROOT / "fixtures" / name, into / name)
+    with (ROOT / "fixtures" / "events.jsonl").open() as source, (into / "events.jsonl").open("w") as target:
+        for _, line in zip(range(events), source, strict=False):
+            target.write(line)
+    return into
+
+
+async def _worker(tmp_path: Path, fixtures: Path) -> Services:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/cdp.sqlite3", fixtures_dir=fixtures, auth=False, traits_every_minutes=0
+    )
+    return await connect(settings)
+
+
+async def test_a_waiting_worker_tells_the_progress_of_the_one_loading(tmp_path: Path) -> None:
+    fixtures = _fixtures(tmp_path / "fixtures", 1500)
+    loader, waiter = await _worker(tmp_path, fixtures), await _worker(tmp_path, fixtures)
+    loader.seeding = _Reached("events")
+    try:
+        loading = asyncio.create_task(seed_in_background(loader))
+        await asyncio.wait_for(loader.seeding.reached.wait(), 120)
+        waiting = asyncio.create_task(seed_in_background(waiter))
+        await asyncio.sleep(0)  # the waiter's task starts: it asks for the lock the loader holds
+        assert waiter.seeding.seeding and waiter.seeding.stage == WAITING  # its own state: it waits
+
+        told = waiter.seeding.to_json()
+        assert told["stage"] != WAITING, told
+        assert told["stage"] in {"events", "traits", "segments"} and told["total"] > 0, told
+        assert waiter.seeding.describe().startswith(f"{told['stage']}: ")
+
+        await asyncio.wait_for(asyncio.gather(loading, waiting), 300)
+        assert loader.seeding.failure is None and waiter.seeding.failure is None
+        assert not loader.seeding.seeding and not waiter.seeding.seeding
+        assert await waiter.store.count_profiles() > 0
+    finally:
+        await loader.close()
+        await waiter.close()
+
+
+def test_a_file_left_by_a_loader_that_is_gone_is_not_shown(tmp_path: Path) -> None:
+    path = tmp_path / PROGRESS_FILE
+    shared = SharedSeedProgress(path)
+    assert shared.read() is None  # nothing told yet
+
+    shared.write("events", 500, 1500)
+    assert shared.read() == ("events", 500, 1500)
+
+    gone = os.fork()
+    if gone == 0:
+        os._exit(0)
+    os.waitpid(gone, 0)  # a process id no process has now
+    path.write_bytes(orjson.dumps({"pid": gone, "stage": "events", "done": 700, "total": 1500}))
+    assert shared.read() is None
+
+    for broken in (b"", b"{", b"[]", b'{"pid": "1", "stage": "events", "done": 1, "total": 2}'):
+        path.write_bytes(broken)
+        assert shared.read() is None, broken
+
+
+def test_steps_soon_after_each_other_are_written_once_and_the_last_of_a_stage_always(tmp_path: Path) -> None:
+    path = tmp_path / PROGRESS_FILE
+    shared = SharedSeedProgress(path)
+    shared.write("events", 500, 1500)
+    shared.write("events", 1000, 1500)  # within WRITE_EVERY_SECONDS of the last: left for the next
+    assert shared.read() == ("events", 500, 1500)
+    shared.write("events", 1500, 1500)  # the stage's last step
+    assert shared.read() == ("events", 1500, 1500)
+    shared.write("traits", 0, 10)  # a new stage
+    assert shared.read() == ("traits", 0, 10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [PROGRESS_FILE]  # no temporary file left
