@@ -142,19 +142,16 @@ def load(
                     bar.update(tasks[stage], completed=done)
 
                 report = await load_fixtures(services.store, directory, services.ingestion, progress, shift=shift)
-        except ValueError as exc:  # a line that is not JSON: the message names file and line
-            console.print(f"[red]stopped: {exc}[/red]")
-            raise typer.Exit(1) from None
         finally:
             await services.close()
         console.print(
             f"loaded {report.products} products, {report.profiles} profiles, {report.events_accepted} events "
-            f"({report.events_duplicate} already present; rejected: {report.profiles_rejected} profiles, "
-            f"{report.events_rejected} events) into {_describe(settings)}"
+            f"({report.events_duplicate} already present; rejected: {report.products_rejected} products, "
+            f"{report.profiles_rejected} profiles, {report.events_rejected} events) into {_describe(settings)}"
         )
         for problem in report.problems:
             console.print(f"[red]  {problem}[/red]", highlight=False)
-        if report.profiles_rejected or report.events_rejected:
+        if report.products_rejected or report.profiles_rejected or report.events_rejected:
             raise typer.Exit(1)
 
     asyncio.run(run())

@@ -256,6 +256,6 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
         report.products,
         report.profiles,
         report.events_accepted,
-        report.events_rejected,
+        report.products_rejected + report.profiles_rejected + report.events_rejected,
     )
     return report

@@ -4,6 +4,7 @@ driver: only the wrappers our files use (`$date`, `$numberLong`, `$numberDecimal
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,29 @@ def decode(value: Any) -> Any:
     return value
 
 
-def read_lines(path: Path) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A line of a file that is not blank: its number in the file (blank lines counted), and the
+    object it holds, or why it holds none."""
+
+    number: int
+    document: dict[str, Any] | None
+    problem: str | None = None
+
+
+def read_lines(path: Path) -> Iterator[Line]:
+    """Each line judged alone: one that is not a JSON object, or holds a wrapper that cannot be read
+    (`{"$date": "soon"}`), is a Line with its problem, and the lines after it are read as usual."""
     with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield decode(orjson.loads(line))
-                except orjson.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{number}: not valid JSON ({exc})") from None
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                value = decode(orjson.loads(text))
+            except orjson.JSONDecodeError as exc:  # a ValueError too: first
+                yield Line(number, None, f"not valid JSON ({exc})")
+                continue
+            except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
+                yield Line(number, None, f"not valid Extended JSON ({type(exc).__name__}: {exc})")
+                continue
+            yield Line(number, value) if isinstance(value, dict) else Line(number, None, "not a JSON object")

@@ -18,9 +18,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.domain.errors import InvalidInput
 from app.domain.events import RawEvent, RawIdentifier
-from app.services.extended_json import read_lines
+from app.domain.products import Product
+from app.services.extended_json import Line, read_lines
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
 from app.services.profiles import upsert_profile
@@ -65,6 +68,7 @@ class SeedProgress:
 class LoadReport:
     products: int = 0
     profiles: int = 0
+    products_rejected: int = 0
     events_accepted: int = 0
     events_duplicate: int = 0
     events_rejected: int = 0
@@ -77,7 +81,9 @@ class LoadReport:
             self.problems.append(text)
 
 
-def _identifiers(raw: list[dict[str, Any]]) -> list[RawIdentifier]:
+def _identifiers(raw: object) -> list[RawIdentifier]:
+    if not isinstance(raw, list) or not all(isinstance(i, dict) and "type" in i and "value" in i for i in raw):
+        raise InvalidInput('must be a list of {"type": …, "value": …}', field="identifiers")
     return [RawIdentifier(str(i["type"]), str(i["value"])) for i in raw]
 
 
@@ -103,8 +109,8 @@ def raw_event(document: dict[str, Any], shift: timedelta = timedelta(0)) -> RawE
     )
 
 
-def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    while batch := list(islice(items, size)):
+def _batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
+    while batch := list(islice(lines, size)):
         yield batch
 
 
@@ -113,7 +119,8 @@ def newest_event(directory: Path) -> datetime | None:
     path = directory / "events.jsonl"
     if not path.exists():
         return None
-    times = (d["timestamp"] for d in read_lines(path) if isinstance(d.get("timestamp"), datetime))
+    documents = (line.document for line in read_lines(path) if line.document is not None)
+    times = (d["timestamp"] for d in documents if isinstance(d.get("timestamp"), datetime))
     return max(times, default=None)
 
 
@@ -128,6 +135,17 @@ async def demo_shift(store: ProfileStore, directory: Path, now: datetime) -> tim
     days = (now - newest).days if newest is not None else 0  # floor: may be negative (data ahead of the clock)
     await store.write_meta(SHIFT_META, str(days))
     return timedelta(days=days)
+
+
+def _product(document: dict[str, Any], shift: timedelta) -> dict[str, Any]:
+    """The stored form of a products.jsonl line, its price history moved by `shift`; InvalidInput
+    when it is not a product (what the recommendations would fail to read later)."""
+    try:
+        return Product.model_validate(_shifted_product(document, shift)).to_document()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise InvalidInput(error["msg"], field=where or None) from None
 
 
 def _shifted_product(document: dict[str, Any], shift: timedelta) -> dict[str, Any]:
@@ -171,14 +189,22 @@ async def load_fixtures(
     products = directory / "products.jsonl"
     if products.exists():
         for batch in _batches(read_lines(products), 500):
-            report.products += await store.upsert_products([_shifted_product(p, shift) for p in batch])
+            kept = []
+            for line in batch:
+                try:
+                    kept.append(_product(_document(line), shift))
+                except InvalidInput as exc:
+                    report.products_rejected += 1
+                    report.problem(f"products.jsonl:{line.number}: {_said(exc)}")
+            report.products += await store.upsert_products(kept) if kept else 0
         await report_progress("products", report.products, report.products)
     profiles = directory / "profiles.jsonl"
     if profiles.exists():
         total = count_lines(profiles)
-        for line, document in enumerate(read_lines(profiles), start=1):
-            fields = {k: v for k, v in document.items() if k not in ("_id", "identifiers")}
+        for done, line in enumerate(read_lines(profiles), start=1):
             try:
+                document = _document(line)
+                fields = {k: v for k, v in document.items() if k not in ("_id", "identifiers")}
                 await upsert_profile(
                     store,
                     _identifiers(document.get("identifiers", [])),
@@ -189,28 +215,28 @@ async def load_fixtures(
                 )
             except InvalidInput as exc:
                 report.profiles_rejected += 1
-                report.problem(f"profiles.jsonl:{line}: {exc.field + ': ' if exc.field else ''}{exc.message}")
+                report.problem(f"profiles.jsonl:{line.number}: {_said(exc)}")
             else:
                 report.profiles += 1
-            if line % 100 == 0 or line == total:
-                await report_progress("profiles", line, total)
+            if done % 100 == 0 or done == total:
+                await report_progress("profiles", done, total)
     events = directory / "events.jsonl"
     if events.exists():
         total = count_lines(events)
         done = 0
         policy = replace(policy, max_batch_size=EVENT_BATCH)
         for batch in _batches(read_lines(events), EVENT_BATCH):
-            lines: list[int] = []
+            numbers: list[int] = []
             raws: list[RawEvent] = []
-            for offset, document in enumerate(batch):
+            for line in batch:
                 try:
-                    raws.append(raw_event(document, shift))
-                    lines.append(done + offset + 1)
+                    raws.append(raw_event(_document(line), shift))
+                    numbers.append(line.number)
                 except InvalidInput as exc:
                     report.events_rejected += 1
-                    report.problem(f"events.jsonl:{done + offset + 1}: {exc.message}")
+                    report.problem(f"events.jsonl:{line.number}: {_said(exc)}")
             outcomes = await ingest_events(store, raws, policy)
-            for index, (line, outcome) in enumerate(zip(lines, outcomes, strict=True)):
+            for index, (number, outcome) in enumerate(zip(numbers, outcomes, strict=True)):
                 if outcome.status is EventStatus.ACCEPTED:
                     report.events_accepted += 1
                 elif outcome.status is EventStatus.DUPLICATE:
@@ -218,7 +244,7 @@ async def load_fixtures(
                 else:
                     report.events_rejected += 1
                     # The reason names the event by its place in the batch: the line says it here.
-                    report.problem(f"events.jsonl:{line}: {(outcome.reason or '').removeprefix(f'events[{index}].')}")
+                    report.problem(f"events.jsonl:{number}: {(outcome.reason or '').removeprefix(f'events[{index}].')}")
             done += len(batch)
             await report_progress("events", done, total)
     return report
@@ -242,10 +268,27 @@ async def load_segments(create: Callable[[dict[str, Any], str], Awaitable[object
     if not path.exists():
         return 0
     count = 0
-    for line, document in enumerate(read_lines(path), start=1):
+    for line in read_lines(path):
         try:
+            document = _document(line)
+            if "_id" not in document:
+                raise InvalidInput("missing _id", field="_id")
             await create({k: v for k, v in document.items() if k != "_id"}, str(document["_id"]))
         except InvalidInput as exc:
-            raise InvalidInput(f"segments.jsonl:{line}: {exc.message}", field=exc.field) from None
+            raise InvalidInput(f"segments.jsonl:{line.number}: {exc.message}", field=exc.field) from None
         count += 1
     return count
+
+
+def _said(exc: InvalidInput) -> str:
+    """The error as a report's line says it: the field first, unless the message names it already."""
+    if exc.field is None or exc.message.startswith(exc.field):
+        return exc.message
+    return f"{exc.field}: {exc.message}"
+
+
+def _document(line: Line) -> dict[str, Any]:
+    """The object the line holds; InvalidInput saying why it holds none."""
+    if line.document is None:
+        raise InvalidInput(line.problem or "not a JSON object")
+    return line.document

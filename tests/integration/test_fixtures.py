@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sqlite3
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -190,6 +192,97 @@ async def test_bad_lines_are_reported_by_file_and_line_and_write_nothing(tmp_pat
         assert await profile_reads.get_profile_by_identifier(store, "email", "late@example.com") is not None
     finally:
         await store.close()
+
+
+async def test_each_line_is_judged_alone_whatever_is_wrong_with_it(tmp_path: Path) -> None:
+    """A line that is not JSON, not an object, holds a date that cannot be read, or identifiers of
+    the wrong shape is reported by its line (blank lines counted) and writes nothing; the lines after
+    it load. (A broken line stopped the whole load, or ended it with a traceback.)"""
+    when = {"$date": "2026-01-01T10:00:00.000Z"}
+    product = {"_id": "sku-1", "name": "Boot", "category": "shoes", "price": 10.0, "priceHistory": []}
+    (tmp_path / "products.jsonl").write_text(
+        "\n".join([json.dumps(product), "{", json.dumps({"_id": "sku-2", "name": "Hat", "price": "cheap"})]) + "\n"
+    )
+    good = {"_id": "C1", "identifiers": [{"type": "email", "value": "crm@example.com"}], "firstName": "Ok"}
+    (tmp_path / "profiles.jsonl").write_text(
+        "\n".join([json.dumps({"_id": "C0", "identifiers": "crm@example.com"}), "", json.dumps(good)]) + "\n"
+    )
+
+    def event(message_id: str, **changed: Any) -> str:
+        fields = {
+            "_id": message_id,
+            "type": "page_view",
+            "channel": "web",
+            "timestamp": when,
+            "identifiers": [{"type": "email", "value": f"{message_id}@example.com"}],
+            "properties": {"url": "/"},
+        }
+        return json.dumps(fields | changed)  # fmt: skip
+
+    lines = [
+        event("m1"),
+        "not json at all",
+        "[1, 2]",
+        "",
+        event("m2", timestamp={"$date": "soon"}),
+        event("m3", timestamp={"$date": ["2026-01-01"]}),
+        event("m4", identifiers="m4@example.com"),
+        event("m5", identifiers=[{"type": "email"}]),
+        event("m6"),
+    ]
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
+    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+    try:
+        report = await load_fixtures(store, tmp_path, IngestionPolicy())
+        assert (report.products, report.products_rejected) == (1, 2)
+        assert (report.profiles, report.profiles_rejected) == (1, 1)
+        assert (report.events_accepted, report.events_rejected) == (2, 6)
+        assert [p.split(": ")[0] for p in report.problems] == [
+            "products.jsonl:2",
+            "products.jsonl:3",
+            "profiles.jsonl:1",
+            *(f"events.jsonl:{n}" for n in (2, 3, 5, 6, 7, 8)),
+        ]
+        said = dict(p.split(": ", 1) for p in report.problems)
+        assert said["products.jsonl:2"].startswith("not valid JSON")
+        assert said["products.jsonl:3"].startswith("category: Field required")
+        wrong_identifiers = 'identifiers: must be a list of {"type": …, "value": …}'
+        assert said["profiles.jsonl:1"] == wrong_identifiers
+        assert said["events.jsonl:2"].startswith("not valid JSON")
+        assert said["events.jsonl:3"] == "not a JSON object"
+        assert said["events.jsonl:5"].startswith("not valid Extended JSON (ValueError: Invalid isoformat string")
+        assert said["events.jsonl:6"].startswith("not valid Extended JSON (TypeError: int() argument must be")
+        assert said["events.jsonl:7"] == said["events.jsonl:8"] == wrong_identifiers
+        assert [p.id for p in await store.get_products(["sku-1", "sku-2"])] == ["sku-1"]
+        assert await store.count_profiles() == 3  # crm@, m1@ and m6@: nothing of the bad lines
+        for value in ("m1@example.com", "m6@example.com"):
+            assert await profile_reads.get_profile_by_identifier(store, "email", value) is not None
+    finally:
+        await store.close()
+
+
+def test_the_load_command_reports_every_bad_line_and_exits_1(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    good = {"_id": "m1", "type": "page_view", "channel": "web", "timestamp": {"$date": "2026-01-01T10:00:00.000Z"},
+            "identifiers": [{"type": "email", "value": "one@example.com"}], "properties": {"url": "/"}}  # fmt: skip
+    (data / "events.jsonl").write_text("\n".join(["{oops", json.dumps(good)]) + "\n")
+    database = tmp_path / "cdp.sqlite3"
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "load", str(data)],
+        cwd=FIXTURES.parent,
+        env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{database}", "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = done.stdout + done.stderr  # the report is printed on the console (stderr)
+    assert done.returncode == 1, said
+    assert "Traceback" not in said
+    assert "1 events (0 already present; rejected: 0 products, 0 profiles, 1 events)" in said, said
+    assert "events.jsonl:1: not valid JSON" in said, said
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 1
 
 
 def _readme_example(containing: str) -> str:
