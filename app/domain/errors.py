@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from pydantic import ValidationError
+
 
 class DomainError(Exception):
     code = "BAD_REQUEST"
@@ -46,3 +50,17 @@ class Conflict(DomainError):
 
 class StoreUnavailable(DomainError):
     code = "STORE_UNAVAILABLE"
+
+
+def first_problem(
+    exc: ValidationError, *, prefix: str = "", names: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """The first error of a validation as the API says it: where, in the input's own terms (after
+    `prefix`, each field by its name in `names` when there, an item as `[i]`: `addresses[0].country`,
+    not `addresses.0.country`; "" for the whole input), and what, without the `Value error, `
+    pydantic puts before a validator's own words."""
+    error = exc.errors()[0]
+    path = prefix
+    for part in error["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{(names or {}).get(part, part)}"
+    return path, str(error["msg"]).removeprefix("Value error, ")

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.domain.clock import utc_ms
-from app.domain.errors import InvalidInput
+from app.domain.errors import InvalidInput, first_problem
 from app.domain.event_limits import MAX_AMOUNT, MAX_GRAPHQL_INT, EventLimits, check_properties, is_valid_unicode
 from app.domain.identifiers import Identifier, normalise
 from app.domain.keys import check_keys
@@ -224,7 +224,8 @@ def parse_event(raw: RawEvent, *, now: datetime, limits: EventLimits = DEFAULT_L
     try:
         properties = model.model_validate(raw.properties).model_dump(exclude_none=True)
     except ValidationError as exc:
-        raise InvalidInput(exc.errors()[0]["msg"], field=_first_error_path(exc, "properties")) from None
+        path, message = first_problem(exc, prefix="properties")
+        raise InvalidInput(message, field=path) from None
     return Event(message_id, event_type, channel, timestamp, identifiers, properties)
 
 
@@ -240,14 +241,6 @@ def normalise_all(raw: list[RawIdentifier], *, field: str = "identifiers") -> li
         identifier = normalise(item.type, item.value, field=f"{field}[{index}]")
         seen.setdefault(identifier.key, identifier)
     return list(seen.values())
-
-
-def _first_error_path(exc: ValidationError, prefix: str) -> str:
-    location = exc.errors()[0]["loc"]
-    parts = [prefix]
-    for part in location:
-        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
-    return "".join(parts).replace(".[", "[")
 
 
 def to_minor_units(amount: float) -> int:

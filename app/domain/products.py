@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.domain.errors import InvalidInput, LimitExceeded
+from app.domain.errors import InvalidInput, LimitExceeded, first_problem
 from app.domain.profile import StoredModel
 from app.domain.profile import datetime as stored_time
 
@@ -88,9 +88,8 @@ def parse_products(raw: list[dict[str, Any]], *, field: str = "products") -> lis
         try:
             fields = ProductFields.model_validate(item)
         except ValidationError as exc:
-            error = exc.errors()[0]
-            name = ".".join(_NAMES.get(str(p), str(p)) for p in error["loc"])
-            raise InvalidInput(f"{field}[{index}].{name}: {error['msg']}", field=f"{field}[{index}].{name}") from None
+            path, message = first_problem(exc, prefix=f"{field}[{index}]", names=_NAMES)
+            raise InvalidInput(f"{path}: {message}", field=path) from None
         if fields.id in seen:
             raise InvalidInput(f"{field}[{index}].id: {fields.id} appears twice", field=f"{field}[{index}].id")
         seen.add(fields.id)

@@ -6,9 +6,10 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
 
 from app.domain.clock import now
-from app.domain.errors import InvalidInput
+from app.domain.errors import InvalidInput, first_problem
 from app.domain.events import RawIdentifier, normalise_all
 from app.domain.identifiers import Identifier
 from app.domain.keys import check_keys
@@ -61,6 +62,10 @@ _FIELD_PATHS = {
 }
 
 
+# The input's fields as the API names them (GraphQL's ProfileInput, profiles.jsonl): birthDate, jobTitle.
+_INPUT_NAMES = {name: to_camel(name) for name in ProfileFields.model_fields}
+
+
 def parse_profile_input(
     identifiers: list[RawIdentifier], fields: dict[str, Any]
 ) -> tuple[list[Identifier], ProfileFields]:
@@ -70,9 +75,8 @@ def parse_profile_input(
     try:
         parsed = ProfileFields.model_validate(fields)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        path = ".".join(str(p) for p in error["loc"])
-        raise InvalidInput(f"{path}: {error['msg']}", field=path) from None
+        path, message = first_problem(exc, names=_INPUT_NAMES)
+        raise InvalidInput(f"{path}: {message}", field=path) from None
     return normalised, parsed
 
 

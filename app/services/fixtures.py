@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.domain.errors import InvalidInput
+from app.domain.errors import InvalidInput, first_problem
 from app.domain.events import RawEvent, RawIdentifier
 from app.domain.products import Product
 from app.services.extended_json import Line, read_lines
@@ -143,9 +143,8 @@ def _product(document: dict[str, Any], shift: timedelta) -> dict[str, Any]:
     try:
         return Product.model_validate(_shifted_product(document, shift)).to_document()
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise InvalidInput(error["msg"], field=where or None) from None
+        path, message = first_problem(exc)
+        raise InvalidInput(message, field=path or None) from None
 
 
 def _shifted_product(document: dict[str, Any], shift: timedelta) -> dict[str, Any]:

@@ -191,21 +191,25 @@ async def test_upsert_creates_then_updates_the_same_profile(gql: GraphQL) -> Non
 
 
 async def test_upsert_with_bad_input_names_the_field_and_writes_nothing(gql: GraphQL, store: ProfileStore) -> None:
+    """The field is named as the input names it (birthDate, addresses[0].country), so that a form can
+    show the error beside its field; the message says what is wrong in the validator's own words."""
+    c9 = [{"type": "customerId", "value": "C9"}]
     cases = [
         ({"identifiers": []}, "identifiers"),
         ({"identifiers": [{"type": "email", "value": "bad"}]}, "identifiers[0].value"),
-        ({"identifiers": [{"type": "customerId", "value": "C9"}], "birthDate": "2999-01-01"}, "birth_date"),
-        ({"identifiers": [{"type": "customerId", "value": "C9"}], "language": "French!"}, "language"),
-        ({"identifiers": [{"type": "customerId", "value": "C9"}], "traits": {"$where": 1}}, "traits"),
-        (
-            {"identifiers": [{"type": "customerId", "value": "C9"}], "addresses": [{"country": "France"}]},
-            "addresses.0.country",
-        ),
+        ({"identifiers": c9, "birthDate": "2999-01-01"}, "birthDate"),
+        ({"identifiers": c9, "jobTitle": "x" * 201}, "jobTitle"),
+        ({"identifiers": c9, "language": "French!"}, "language"),
+        ({"identifiers": c9, "traits": {"$where": 1}}, "traits"),
+        ({"identifiers": c9, "addresses": [{"city": "Lyon"}, {"country": "France"}]}, "addresses[1].country"),
     ]
     for payload, field in cases:
         body = await gql(UPSERT, {"input": payload})
         [error] = body["errors"]
         assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}, payload
+        assert "Value error" not in error["message"], error["message"]
+    born = await gql(UPSERT, {"input": {"identifiers": c9, "birthDate": "2999-01-01"}})
+    assert born["errors"][0]["message"] == "birthDate: birth date must be between 1900-01-01 and today"
     assert await store.count_profiles() == 0
 
 
