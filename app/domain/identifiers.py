@@ -66,12 +66,13 @@ NORMALISED_CACHE_SIZE = 65536
 
 
 def normalise(type_: str, value: str, *, field: str = "identifier", default_region: str | None = None) -> Identifier:
-    """Validate an identifier and return it in canonical form, or raise InvalidInput naming `field`."""
+    """Validate an identifier and return it in canonical form, or raise InvalidInput naming the part
+    at fault within `field` (`identifiers[2].value`; with `field=""`, the part alone: `value`)."""
     result = _canonical(type_, value, default_region)
     if isinstance(result, Identifier):
         return result
     part, message = result
-    raise InvalidInput(message, field=f"{field}.{part}")
+    raise InvalidInput(message, field=f"{field}.{part}" if field else part)
 
 
 @lru_cache(maxsize=NORMALISED_CACHE_SIZE)

@@ -36,7 +36,7 @@ async def get_profiles(store: ProfileStore, profile_ids: Collection[str]) -> dic
 
 
 async def get_profile_by_identifier(store: ProfileStore, type_: str, value: str) -> Profile | None:
-    identifier = normalise(type_, value, field="identifier")
+    identifier = normalise(type_, value, field="")  # the query's arguments: type and value
     return await _follow_merges(store, await store.find_profile_by_identity(identifier.key))
 
 
