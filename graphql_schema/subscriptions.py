@@ -9,6 +9,7 @@ from starlette.websockets import WebSocket
 
 from app.domain.access import Scope
 from app.services.segment_bus import SlowSubscriber
+from app.services.segments import check_watched
 from graphql_schema import broadcast
 from graphql_schema.context import Info
 from graphql_schema.permissions import requires
@@ -29,8 +30,9 @@ class Subscription:
         self, info: Info, segment_id: strawberry.ID | None = None, profile_id: strawberry.ID | None = None
     ) -> AsyncGenerator[SegmentMembershipEvent, None]:
         bus = info.context.services.bus
-        sharing = broadcast.sharing(info)
         segment, profile = (str(segment_id) if segment_id else None), (str(profile_id) if profile_id else None)
+        await check_watched(info.context.services.store, segment, profile)
+        sharing = broadcast.sharing(info)
         group, outlet = (sharing.group, sharing.outlet) if sharing is not None else (None, None)
         try:
             async for heard in bus.listen_shared(segment, profile, group=group, owner=outlet):

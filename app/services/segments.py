@@ -65,6 +65,16 @@ class Evaluation:
 _Change = tuple[Iterable[str], Collection[str], Collection[str] | None]
 
 
+async def check_watched(store: ProfileStore, segment_id: str | None, profile_id: str | None) -> None:
+    """What a membership subscription filters on exists: a mistyped segment or profile id is a
+    NOT_FOUND error at once, not a subscription that never hears anything. A merged-away profile
+    exists (its changes come back if it is unmerged), as does a segment with no members yet."""
+    if segment_id is not None and await store.get_segment(segment_id) is None:
+        raise NotFound(f"no segment {segment_id}", field="segmentId")
+    if profile_id is not None and await store.get_profile(profile_id) is None:
+        raise NotFound(f"no profile {profile_id}", field="profileId")
+
+
 def new_segment_id() -> str:
     return "seg_" + uuid.uuid4().hex[:16]
 

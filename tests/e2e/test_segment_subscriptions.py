@@ -92,6 +92,47 @@ async def test_a_membership_change_reaches_the_subscriber(tmp_path: Path) -> Non
             await ws.close()
 
 
+async def test_a_subscription_to_a_segment_or_profile_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    """A mistyped id is said at once (NOT_FOUND, naming the argument), not a subscription that never
+    hears anything; the socket stays open for the client's next subscription."""
+    env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false"}
+    by_profile = "subscription($p: ID) { segmentMembershipChanged(profileId: $p) { change } }"
+    with running_server(env) as url:
+        token = (tmp_path / "dev-api-key").read_text().strip()
+        segment_id = _post(url, token, CREATE)["data"]["createSegment"]["segment"]["id"]
+        ws = await _open(url.replace("http", "ws") + "/graphql", token)
+        try:
+            asked = [
+                ("1", {"query": SUBSCRIBE, "variables": {"segment": "no-such-segment"}}),
+                ("2", {"query": by_profile, "variables": {"p": "no-such-profile"}}),
+            ]
+            for number, payload in asked:
+                await ws.send(json.dumps({"id": number, "type": "subscribe", "payload": payload}))
+            # As graphql-ws says a resolver's error: a result with errors, then complete.
+            errors, completed = {}, set()
+            while completed != {"1", "2"}:
+                answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if answer["type"] == "next":
+                    assert answer["payload"]["data"] is None, answer
+                    [errors[answer["id"]]] = answer["payload"]["errors"]
+                else:
+                    assert answer["type"] == "complete", answer
+                    completed.add(answer["id"])
+            assert errors.keys() == {"1", "2"}, errors
+            assert errors["1"]["message"] == "no segment no-such-segment"
+            assert errors["1"]["extensions"] == {"code": "NOT_FOUND", "field": "segmentId"}
+            assert errors["2"]["extensions"] == {"code": "NOT_FOUND", "field": "profileId"}
+
+            payload = {"query": SUBSCRIBE, "variables": {"segment": segment_id}}  # one that exists, no members yet
+            await ws.send(json.dumps({"id": "3", "type": "subscribe", "payload": payload}))
+            await asyncio.sleep(0.2)  # the subscription is registered before the change is made
+            assert _post(url, token, ORDER)["data"]["ingestEvents"]["accepted"] == 1
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert (message["id"], message["type"]) == ("3", "next"), message
+        finally:
+            await ws.close()
+
+
 def _keys_create(tmp_path: Path) -> str:
     """A read-only key, made with the CLI as an operator would."""
     created = subprocess.run(
