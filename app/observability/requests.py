@@ -18,6 +18,9 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 access = logging.getLogger("cdp.access")
 ROUTES = ("/graphql", "/healthz", "/readyz", "/metrics", "/playground-assets")
+# Asked every few seconds by orchestrators, health checks and scrapers: answered well, their lines go at
+# DEBUG (the request counter still counts them); a probe that fails is logged as any request is.
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestObservation:
@@ -54,7 +57,8 @@ class RequestObservation:
             metrics = self.metrics()
             if metrics is not None:
                 metrics.child(metrics.http_requests, scope.get("method", ""), route, str(status)).inc()
-            access.info(
+            access.log(
+                logging.DEBUG if path in PROBES and status < 400 else logging.INFO,
                 "%s %s %d",
                 scope.get("method"),
                 path,

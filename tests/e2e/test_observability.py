@@ -60,20 +60,46 @@ async def test_log_lines_carry_the_request_id(client: httpx.AsyncClient) -> None
     handler.setFormatter(JsonFormatter())
     access = logging.getLogger("cdp.access")
     access.addHandler(handler)
-    access.setLevel(logging.INFO)
+    level = access.level
+    access.setLevel(logging.DEBUG)
     try:
         given = await client.get("/healthz", headers={"x-request-id": "abc-123"})
         made = await client.get("/healthz", headers={"x-request-id": "no spaces or\nnewlines please"})
+        asked = await client.post("/graphql", json={"query": "{ segments { id } }"}, headers={"x-request-id": "q-1"})
     finally:
         access.removeHandler(handler)
+        access.setLevel(level)
     assert given.headers["x-request-id"] == "abc-123"
     assert re.fullmatch(r"[0-9a-f]{16}", made.headers["x-request-id"])
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [(line["requestId"], line["path"], line["status"]) for line in lines] == [
-        ("abc-123", "/healthz", 200),
-        (made.headers["x-request-id"], "/healthz", 200),
+    assert [(line["requestId"], line["path"], line["status"], line["level"]) for line in lines] == [
+        ("abc-123", "/healthz", 200, "debug"),  # probes answered well: at DEBUG, not to flood the log
+        (made.headers["x-request-id"], "/healthz", 200, "debug"),
+        ("q-1", "/graphql", asked.status_code, "info"),
     ]
-    assert all(line["level"] == "info" and line["durationMs"] >= 0 for line in lines)
+    assert all(line["durationMs"] >= 0 for line in lines)
+
+
+async def test_a_probe_that_fails_is_logged_at_info(sqlite_store: SQLiteStore) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("cdp.access")
+    access.addHandler(handler)
+    level = access.level
+    access.setLevel(logging.INFO)
+    services = Services(settings=Settings(seed_fixtures=False), store=sqlite_store, ingestion=IngestionPolicy())
+    transport = httpx.ASGITransport(app=create_app(services=services))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            assert (await http.get("/readyz")).status_code == 200
+            await sqlite_store.close()
+            assert (await http.get("/readyz")).status_code == 503
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["path"], line["status"], line["level"]) for line in lines] == [("/readyz", 503, "info")]
 
 
 async def test_readyz_says_when_the_store_cannot_answer(sqlite_store: SQLiteStore) -> None:
