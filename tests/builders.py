@@ -99,3 +99,15 @@ async def rename_from_another_process(path: Path, email: str, first_name: str) -
         await profiles.upsert_profile(other_process, [RawIdentifier("email", email)], {"first_name": first_name})
     finally:
         await other_process.close()
+
+
+def demo_fixtures(into: Path, events: int) -> Path:
+    """The demo data (fixtures/) with only its first `events` events: a load that takes seconds."""
+    source = Path(__file__).resolve().parents[1] / "fixtures"
+    into.mkdir()
+    for name in ("products.jsonl", "profiles.jsonl", "segments.jsonl"):
+        (into / name).write_bytes((source / name).read_bytes())
+    with (source / "events.jsonl").open() as lines, (into / "events.jsonl").open("w") as target:
+        for _, line in zip(range(events), lines, strict=False):
+            target.write(line)
+    return into

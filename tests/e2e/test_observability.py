@@ -7,6 +7,9 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -54,24 +57,32 @@ async def test_metrics_move_with_the_traffic(client: httpx.AsyncClient, gql: Gra
     assert re.search(r"^cdp_active_subscriptions 0\.0$", text, re.M)
 
 
-async def test_log_lines_carry_the_request_id(client: httpx.AsyncClient) -> None:
+@contextmanager
+def _access_lines(level: int) -> Iterator[list[dict[str, Any]]]:
+    """The access log's lines at `level` and above written in the block, as JSON objects (on exit)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     access = logging.getLogger("cdp.access")
     access.addHandler(handler)
-    level = access.level
-    access.setLevel(logging.DEBUG)
+    before = access.level
+    access.setLevel(level)
+    lines: list[dict[str, Any]] = []
     try:
+        yield lines
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(before)
+        lines += [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+async def test_log_lines_carry_the_request_id(client: httpx.AsyncClient) -> None:
+    with _access_lines(logging.DEBUG) as lines:
         given = await client.get("/healthz", headers={"x-request-id": "abc-123"})
         made = await client.get("/healthz", headers={"x-request-id": "no spaces or\nnewlines please"})
         asked = await client.post("/graphql", json={"query": "{ segments { id } }"}, headers={"x-request-id": "q-1"})
-    finally:
-        access.removeHandler(handler)
-        access.setLevel(level)
     assert given.headers["x-request-id"] == "abc-123"
     assert re.fullmatch(r"[0-9a-f]{16}", made.headers["x-request-id"])
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(line["requestId"], line["path"], line["status"], line["level"]) for line in lines] == [
         ("abc-123", "/healthz", 200, "debug"),  # probes answered well: at DEBUG, not to flood the log
         (made.headers["x-request-id"], "/healthz", 200, "debug"),
@@ -81,24 +92,13 @@ async def test_log_lines_carry_the_request_id(client: httpx.AsyncClient) -> None
 
 
 async def test_a_probe_that_fails_is_logged_at_info(sqlite_store: SQLiteStore) -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    access = logging.getLogger("cdp.access")
-    access.addHandler(handler)
-    level = access.level
-    access.setLevel(logging.INFO)
     services = Services(settings=Settings(seed_fixtures=False), store=sqlite_store, ingestion=IngestionPolicy())
     transport = httpx.ASGITransport(app=create_app(services=services))
-    try:
+    with _access_lines(logging.INFO) as lines:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             assert (await http.get("/readyz")).status_code == 200
             await sqlite_store.close()
             assert (await http.get("/readyz")).status_code == 503
-    finally:
-        access.removeHandler(handler)
-        access.setLevel(level)
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(line["path"], line["status"], line["level"]) for line in lines] == [("/readyz", 503, "info")]
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from pathlib import Path
 
 import orjson
@@ -16,7 +15,7 @@ from app.bootstrap import Services, connect, seed_in_background
 from app.services.fixtures import SeedProgress
 from app.settings import Settings
 from app.shared_seed_progress import PROGRESS_FILE, SharedSeedProgress
-from tests.server_process import ROOT
+from tests.builders import demo_fixtures
 
 WAITING = "waiting for the process loading the demo data"
 
@@ -35,16 +34,6 @@ class _Reached(SeedProgress):
             self.reached.set()
 
 
-def _fixtures(into: Path, events: int) -> Path:
-    into.mkdir()
-    for name in ("products.jsonl", "profiles.jsonl", "segments.jsonl"):
-        shutil.copy(ROOT / "fixtures" / name, into / name)
-    with (ROOT / "fixtures" / "events.jsonl").open() as source, (into / "events.jsonl").open("w") as target:
-        for _, line in zip(range(events), source, strict=False):
-            target.write(line)
-    return into
-
-
 async def _worker(tmp_path: Path, fixtures: Path) -> Services:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path}/cdp.sqlite3", fixtures_dir=fixtures, auth=False, traits_every_minutes=0
@@ -53,7 +42,7 @@ async def _worker(tmp_path: Path, fixtures: Path) -> Services:
 
 
 async def test_a_waiting_worker_tells_the_progress_of_the_one_loading(tmp_path: Path) -> None:
-    fixtures = _fixtures(tmp_path / "fixtures", 1500)
+    fixtures = demo_fixtures(tmp_path / "fixtures", 1500)
     loader, waiter = await _worker(tmp_path, fixtures), await _worker(tmp_path, fixtures)
     loader.seeding = _Reached("events")
     try:

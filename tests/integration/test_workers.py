@@ -12,7 +12,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -27,7 +26,8 @@ from websockets.typing import Subprotocol
 
 from app.bootstrap import development_key
 from app.store.sqlite.store import SQLiteStore
-from tests.server_process import ROOT, free_port, start_server
+from tests.builders import demo_fixtures
+from tests.server_process import free_port, start_server
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads connections from Linux's /proc")
 
@@ -221,23 +221,12 @@ def test_no_worker_outlives_a_killed_supervisor(two_workers: tuple[subprocess.Po
 WAITING = "waiting for the process loading the demo data"
 
 
-def _fixtures(into: Path, events: int) -> Path:
-    """The demo data with its first `events` events: long enough to load that both workers start meanwhile."""
-    into.mkdir()
-    for name in ("products.jsonl", "profiles.jsonl", "segments.jsonl"):
-        shutil.copy(ROOT / "fixtures" / name, into / name)
-    with (ROOT / "fixtures" / "events.jsonl").open() as source, (into / "events.jsonl").open("w") as target:
-        for _, line in zip(range(events), source, strict=False):
-            target.write(line)
-    return into
-
-
 async def test_one_worker_loads_the_demo_data_all_tell_its_progress_and_serve_the_same_development_key(
     tmp_path: Path,
 ) -> None:
     env = {
         "CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3",
-        "CDP_FIXTURES_DIR": str(_fixtures(tmp_path / "fixtures", 3000)),
+        "CDP_FIXTURES_DIR": str(demo_fixtures(tmp_path / "fixtures", 3000)),  # both workers start meanwhile
         "CDP_TRAITS_EVERY_MINUTES": "0",
         "CDP_WORKERS": str(WORKERS),
     }
