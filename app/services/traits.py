@@ -241,9 +241,11 @@ def _write(updates: list[tuple[str, ProfileChange]]) -> Callable[[StoreTransacti
         writes, merged_away = [], []
         for profile_id, change in updates:
             document = documents.get(profile_id)
-            if document is None or document.get("mergedInto") is not None:
-                merged_away += [profile_id] if document is not None else []
-                continue  # nothing left to describe
+            if document is None:  # erased: nothing left to describe
+                continue
+            if document.get("mergedInto") is not None:  # merged away: handed back as read
+                merged_away.append(profile_id)
+                continue
             version = document["version"]  # unchanged: traits are not stamped (module docstring)
             changed = apply_change(document, change.with_values(form))
             writes.append(ProfileWrite(changed, version, keys_moved=False, addresses_moved=False))
