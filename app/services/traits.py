@@ -30,7 +30,7 @@ from app.domain import clock
 from app.domain.errors import Conflict
 from app.domain.products import CoPurchase
 from app.domain.profile import Interaction, Profile
-from app.domain.profile_change import ProfileChange, apply_change
+from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import ProfileFilter
 from app.domain.traits.co_purchase import CoPurchases
 from app.domain.traits.computed import computed_traits, profiling_refused
@@ -38,9 +38,8 @@ from app.domain.traits.orders import purchases, unique
 from app.domain.traits.preferences import products_mentioned
 from app.domain.traits.rfm import RfmBase, RfmBoundaries, rfm_values
 from app.services.order_history import orders_of
-from app.services.ports import ProfileStore, ProfileWrite, StoreTransaction
+from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
-from app.services.profile_writes import with_retries
 
 META_KEY = "traitsJob"
 PAGE_SIZE = 200
@@ -190,9 +189,7 @@ async def _write_traits(
         await _learn_categories(store, categories, histories.values())
         # A page's traits are ~14 ms of Python at 200 profiles: a worker thread computes them, not the loop.
         updates = await asyncio.to_thread(_changes, page, histories, categories, point)
-        # Written at the versions read: a write that changed a profile meanwhile (another process, a
-        # MongoDB replica set) makes the page's unit read and write again.
-        written = await with_retries(store, _write(updates))
+        written = await store.run_in_transaction(_write(updates))
         point.after, point.processed = page[-1].id, point.processed + len(written)
         await store.write_meta(META_KEY, point.to_json("running"))
         await changes.publish(ProfilesChanged.of(Cause.TRAITS, written, paths=TRAIT_PATHS))  # each page, as written
@@ -230,28 +227,18 @@ def _change(
 
 def _write(updates: list[tuple[str, ProfileChange]]) -> Callable[[StoreTransaction], Awaitable[list[str]]]:
     """A page's traits in one unit of work (one hop to the embedded store's writer, not one a
-    profile), written as a batch of events is: each document read once, changed in memory and written
-    whole (an update a profile read and decoded each document again, and the embedded store's
-    decoded documents lent for the check were never kept again). The profiles erased or merged away
-    since the page was read are left out."""
+    profile); the profiles erased or merged away since the page was read are left out."""
 
     async def work(tx: StoreTransaction) -> list[str]:
         documents = await tx.get_profile_documents([profile_id for profile_id, _ in updates])
-        form = await tx.document_form()
-        writes, merged_away = [], []
+        written = []
         for profile_id, change in updates:
             document = documents.get(profile_id)
-            if document is None:  # erased: nothing left to describe
-                continue
-            if document.get("mergedInto") is not None:  # merged away: handed back as read
-                merged_away.append(profile_id)
-                continue
-            version = document["version"]  # unchanged: traits are not stamped (module docstring)
-            changed = apply_change(document, change.with_values(form))
-            writes.append(ProfileWrite(changed, version, keys_moved=False, addresses_moved=False))
-        await tx.unchanged(merged_away)
-        await tx.write_profiles(writes)
-        return [write.document["_id"] for write in writes]
+            if document is None or document.get("mergedInto") is not None:
+                continue  # nothing left to describe
+            await tx.update_profile(profile_id, change)
+            written.append(profile_id)
+        return written
 
     return work
 
