@@ -299,6 +299,63 @@ def match_model() -> None:
     _with_store(work)
 
 
+@cli.command()
+def backup(destination: Path = typer.Argument(..., help="The file to write; it must not exist.")) -> None:
+    """Copy the embedded store to DESTINATION, while the server runs: a consistent snapshot, checked."""
+    import time
+
+    from app.store.sqlite import backups
+
+    database = _embedded_only(_settings(), "backup")
+    started = time.perf_counter()
+    try:
+        made = backups.back_up(database, destination)
+    except DomainError as exc:
+        console.print(exc.message, style="red", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(
+        f"backed up {database} to {made.path} in {time.perf_counter() - started:.1f} s: {made.profiles} profiles, "
+        f"{made.interactions} interactions, {made.bytes / 1e6:.1f} MB",
+        highlight=False,
+    )
+
+
+@cli.command()
+def restore(backup: Path = typer.Argument(..., help="A file made by `python -m app backup`.")) -> None:
+    """Put BACKUP in the embedded store's place, the server stopped; people erased since the backup are
+    erased from it again, and the store it replaces is kept beside it."""
+    from app.restoring import restore_backup
+
+    database = _embedded_only(_settings(), "restore")
+    try:
+        done = asyncio.run(restore_backup(backup, database))
+    except DomainError as exc:
+        console.print(exc.message, style="red", highlight=False)
+        raise typer.Exit(1) from None
+    held, carried = done.backup, done.carried
+    taken = f"taken {held.taken_at.isoformat()}" if held.taken_at else "not made by `backup`"
+    console.print(
+        f"restored {backup} ({taken}: {held.profiles} profiles, {held.interactions} interactions) into {database}; "
+        f"erasures made here since: {carried.receipts} receipts carried over, {carried.suppressions} identifiers "
+        f"suppressed, {carried.erased} profiles of the backup erased again"
+        + (f"; the store it replaced is kept as {done.kept}" if done.kept else ""),
+        highlight=False,
+    )
+
+
+def _embedded_only(settings: Settings, command: str) -> Path:
+    database = settings.embedded_file()
+    if database is None:
+        console.print(
+            f"`{command}` is for the embedded store; a MongoDB deployment is backed up and restored with "
+            "mongodump/mongorestore or its provider's snapshots (see SECURITY.md)",
+            style="red",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    return database
+
+
 def _amounts(values: list[float | None]) -> str:
     """Currency units with cents, as the API's `monetary` (None: no customer scores that high)."""
     return "[" + ", ".join("None" if v is None else f"{v:.2f}" for v in values) + "]"

@@ -350,6 +350,13 @@ class ProfileStore(Protocol):
     async def erasures(self, *, limit: int) -> list[Erasure]:
         """The newest erasure audit records."""
 
+    async def suppression_list(self) -> dict[str, datetime]:
+        """Every suppressed identifier's keyed hash, with when it was suppressed (what a restore
+        carries into an older backup)."""
+
+    async def identity_owners(self, *, after: str | None, limit: int) -> list[tuple[str, str]]:
+        """(identity key, owning profile id) in key order, from the first key past `after`."""
+
     async def wipe_deleted(self) -> None:
         """Leave what was deleted unreadable in the store's own files, not merely unreferenced (after an
         erasure). The embedded store overwrites deleted content and empties its write-ahead log; a

@@ -63,6 +63,8 @@ READS = frozenset(
         "due_checks",
         "next_check_at",
         "erasures",
+        "suppression_list",
+        "identity_owners",
         "get_segments",
         "merges_of_profiles",
         "refusals_of_profiles",

@@ -581,3 +581,25 @@ async def test_history_pages_from_either_end_between_two_positions_and_their_cou
             )
             for p in ids
         }
+
+
+async def test_the_suppression_list_reads_back_whole_with_its_times(store: ProfileStore) -> None:
+    later = BASE_TIME + timedelta(days=1)
+
+    async def suppress(tx: StoreTransaction) -> None:
+        await tx.suppress(["h1", "h2"], BASE_TIME)
+        await tx.suppress(["h3", "h1"], later)  # h1 listed already: it keeps its first time
+
+    assert await store.suppression_list() == {}
+    await store.run_in_transaction(suppress)
+    assert await store.suppression_list() == {"h1": BASE_TIME, "h2": BASE_TIME, "h3": later}
+
+
+async def test_identity_owners_pages_through_every_key_in_order(store: ProfileStore) -> None:
+    phone = Identifier("phone", "+33612345678")
+    await _create(store, "p1", EMMA, phone)
+    await _create(store, "p2", Identifier("email", "ana@example.com"))
+    first = await store.identity_owners(after=None, limit=2)
+    assert first == [("email:ana@example.com", "p2"), (EMMA.key, "p1")]
+    assert await store.identity_owners(after=first[-1][0], limit=2) == [(phone.key, "p1")]
+    assert await store.identity_owners(after=phone.key, limit=2) == []

@@ -24,6 +24,8 @@ COMMANDS = {
     "keys create": ["keys", "create", "someone", "-s", "read:profiles"],
     "keys list": ["keys", "list"],
     "traits recompute": ["traits", "recompute"],
+    "backup": ["backup", "backup.sqlite3"],
+    "restore": ["restore", "backup.sqlite3"],
 }
 USE = "use sqlite:///<file>"
 
@@ -128,3 +130,30 @@ async def test_traits_recompute_prints_net_spend_in_currency_units(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert "net spend [80.50, 80.50, None, None]" in done.stderr, done.stderr  # the API's monetary: [80.5, 80.5, …]
     assert "cents" not in done.stderr
+
+
+async def test_backup_and_restore_say_what_they_did(tmp_path: Path) -> None:
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = SQLiteStore(database)
+    await ingest_events(store, [event("page_view", email="emma@example.com")])
+    await store.close()
+    url = f"sqlite:///{database}"
+    made = _run(tmp_path, "backup", str(copy), CDP_DATABASE_URL=url)
+    assert made.returncode == 0, made.stderr
+    assert made.stderr.startswith(f"backed up {database} to {copy} in ") and "1 profiles" in made.stderr
+    again = _run(tmp_path, "backup", str(copy), CDP_DATABASE_URL=url)
+    assert (again.returncode, again.stderr.strip()) == (
+        1,
+        f"{copy} exists: a backup never overwrites a file, name a new one",
+    )
+    restored = _run(tmp_path, "restore", str(copy), CDP_DATABASE_URL=url)
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stderr.startswith(f"restored {copy} (taken 20"), restored.stderr
+    assert "0 profiles of the backup erased again; the store it replaced is kept as " in restored.stderr
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_backup_and_restore_send_a_mongodb_deployment_to_its_own_tools(tmp_path: Path, command: str) -> None:
+    done = _run(tmp_path, command, str(tmp_path / "backup"), CDP_DATABASE_URL="mongodb://localhost:1/cdp")
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(f"`{command}` is for the embedded store; a MongoDB deployment is backed up")

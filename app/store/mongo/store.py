@@ -729,6 +729,14 @@ class MongoStore:
         cursor = self._db.erasures.find({}).sort("at", DESCENDING).limit(limit)
         return [Erasure.model_validate(document) for document in await cursor.to_list(None)]
 
+    async def suppression_list(self) -> dict[str, datetime]:
+        cursor = self._db.suppressions.find({})
+        return {document["_id"]: document["at"] for document in await cursor.to_list(None)}
+
+    async def identity_owners(self, *, after: str | None, limit: int) -> list[tuple[str, str]]:
+        cursor = self._db.identities.find({"_id": {"$gt": after or ""}}, {"profileId": 1}).sort("_id", ASCENDING)
+        return [(document["_id"], document["profileId"]) for document in await cursor.limit(limit).to_list(None)]
+
     async def wipe_deleted(self) -> None:
         """Nothing the driver can ask for: the server's files, journal and oplog are the operator's."""
 

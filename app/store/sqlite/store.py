@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -36,7 +37,7 @@ from app.services.ports import (
     StoreTransaction,
 )
 from app.store.documents import dumps, loads
-from app.store.sqlite import profile_facets, profile_filter, profile_revisions, segment_feed
+from app.store.sqlite import profile_facets, profile_filter, profile_revisions, segment_feed, store_users
 from app.store.sqlite.checkpoints import Checkpointer
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.commit_watch import CommitWatch
@@ -77,22 +78,24 @@ _PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite all
 class SQLiteStore:
     backend = "sqlite"
 
-    def __init__(self, path: str | Path, *, decoded_budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+    def __init__(
+        self, path: str | Path, *, decoded_budget_bytes: int = DEFAULT_BUDGET_BYTES, held_alone: bool = False
+    ) -> None:
+        """`held_alone`: the caller holds the store's lock exclusively (a restore, store_users.py), so
+        the store does not take its shared one."""
         self.path = Path(path)
         self.decoded = DecodedProfiles(decoded_budget_bytes)  # what reads decoded, by the text they read
         self.written = WrittenDocuments()  # what the writer wrote, by the text it wrote (its thread only)
+        self._open_lock: int | None = None
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = self._connect()
-        self._writer.execute("PRAGMA journal_mode=WAL")
-        self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread copies the log
-        self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-        for statement in STATEMENTS:
-            self._writer.execute(statement)
-        if profile_revisions.prepare(self._writer):
-            log.info("profiles have a revision column now: each is read in full until it is next written")
-        if filled := profile_facets.fill(self._writer):
-            log.info("built the list filters' rows of %d profiles stored before them", filled)
+            if not held_alone:
+                self._open_lock = store_users.hold_shared(self.path)
+        try:
+            self._writer = self._prepared_writer()
+        except BaseException:  # not a database, a schema it cannot migrate: the store is not open
+            self._release_open_lock()
+            raise
         self._reader = self._connect_reader()
         self._commits = CommitWatch(self._reader, self.decoded.ticket)
         self._waits = LockWaits(None if str(path) == ":memory:" else self.path)
@@ -108,6 +111,29 @@ class SQLiteStore:
         steps = TransactionSteps(self._begin, self._end, writer.execute, in_transaction, self._in_batch, background)
         self._groups = CommitGroups(steps)
         self._last_purge = 0.0
+
+    def _prepared_writer(self) -> sqlite3.Connection:
+        """The write connection, the schema created or migrated."""
+        writer = self._connect()
+        try:
+            writer.execute("PRAGMA journal_mode=WAL")
+            writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread copies the log
+            writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            for statement in STATEMENTS:
+                writer.execute(statement)
+            if profile_revisions.prepare(writer):
+                log.info("profiles have a revision column now: each is read in full until it is next written")
+            if filled := profile_facets.fill(writer):
+                log.info("built the list filters' rows of %d profiles stored before them", filled)
+        except BaseException:
+            writer.close()
+            raise
+        return writer
+
+    def _release_open_lock(self) -> None:
+        if self._open_lock is not None:
+            os.close(self._open_lock)
+            self._open_lock = None
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -138,6 +164,7 @@ class SQLiteStore:
         if not self._thread.closed:  # closing twice is harmless, as sqlite3's own close is
             await self._thread.call(self._writer.close)
             self._thread.close()
+        self._release_open_lock()
 
     def trace(self, callback: Callable[[str], None] | None) -> None:
         """Report every SQL statement run on the read connections (tests count round trips with it)."""
@@ -641,6 +668,22 @@ class SQLiteStore:
             return [Erasure.model_validate(loads(row[0])) for row in rows]
 
         return await self._reads.read(scan)  # a scan: on a reader thread
+
+    async def suppression_list(self) -> dict[str, datetime]:
+        def scan(db: sqlite3.Connection) -> dict[str, datetime]:
+            rows = db.execute("SELECT hash, at FROM suppressions").fetchall()
+            return {digest: datetime.fromisoformat(at) for digest, at in rows}
+
+        return await self._reads.read(scan)
+
+    async def identity_owners(self, *, after: str | None, limit: int) -> list[tuple[str, str]]:
+        def scan(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = db.execute(
+                "SELECT key, profile_id FROM identities WHERE key > ? ORDER BY key LIMIT ?", (after or "", limit)
+            )
+            return [(key, profile_id) for key, profile_id in rows.fetchall()]
+
+        return await self._reads.read(scan)
 
     async def wipe_deleted(self) -> None:
         # The write-ahead log still holds the pages as they were before the delete until a checkpoint

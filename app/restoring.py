@@ -1,0 +1,53 @@
+"""Restoring the embedded store from a backup (`python -m app restore`): the file steps of
+app/store/sqlite/backups.py around the services' carrying of erasures (app/services/backups.py).
+
+The backup is checked, then copied beside the store and made ready there: the people erased from
+the current store since the backup are erased from the copy. Only then does the copy take the
+store's place, in one rename, the current store kept beside it. All of it holds the store alone: a
+running server or command refuses the restore, and a server starting meanwhile waits for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.services.backups import CarriedErasures, carry_erasures
+from app.store.sqlite import backups, store_users
+from app.store.sqlite.backups import StoreFile
+from app.store.sqlite.store import SQLiteStore
+
+ACTOR = "restore"  # the erasure receipts of people erased again name it
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    backup: StoreFile
+    carried: CarriedErasures
+    kept: Path | None  # the store the backup replaced
+
+
+async def restore_backup(backup: Path, database: Path) -> Restored:
+    held = backups.check_backup(backup)
+    with store_users.held_alone(database):
+        staged = backups.stage(backup, database)
+        try:
+            carried = await _erasures_carried(database, staged)
+            kept = backups.swap_in(staged, database)
+        except BaseException:
+            backups.discard(staged)
+            raise
+    return Restored(held, carried, kept)
+
+
+async def _erasures_carried(database: Path, staged: Path) -> CarriedErasures:
+    if not database.exists():
+        return CarriedErasures(0, 0, 0)
+    current = SQLiteStore(database, held_alone=True)
+    try:
+        restored = SQLiteStore(staged, held_alone=True)
+        try:
+            return await carry_erasures(current, restored, actor=ACTOR)
+        finally:
+            await restored.close()
+    finally:
+        await current.close()

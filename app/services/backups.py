@@ -1,0 +1,96 @@
+"""Restoring a backup without bringing erased people back.
+
+A backup holds everyone as they were when it was taken, including people erased since. Before a
+backup takes the current store's place, what the current store erased is made true in it again: its
+suppression list (keyed hashes of the erased identifiers) and erasure receipts are carried over, and
+every profile of the backup holding a suppressed identifier is erased the way `deleteProfile` erases
+(with the profiles merged into it, their history, consents and merges), with a receipt of its own.
+The hashes are keyed with the store's secret, which a backup of the same store shares; a backup of
+another store cannot be matched to them and is refused rather than restored with its erased people.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.domain.errors import InvalidInput, NotFound
+from app.domain.privacy import suppression_hash
+from app.services.ports import ProfileStore, StoreTransaction
+from app.services.privacy import SUPPRESSION_SECRET, delete_profile
+from app.services.profile_writes import with_retries
+
+IDENTITIES_PAGE = 5000
+HASHES_PER_CALL = 500
+ALL_RECEIPTS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedErasures:
+    suppressions: int  # suppressed identifiers the backup did not know of
+    receipts: int  # erasure receipts the backup did not have
+    erased: int  # people of the backup erased again (each with a receipt of this restore)
+
+
+async def carry_erasures(current: ProfileStore, restored: ProfileStore, *, actor: str) -> CarriedErasures:
+    """Make every erasure of `current` true in `restored` (a backup about to take its place)."""
+    secret = await current.read_meta(SUPPRESSION_SECRET)
+    if secret is None:  # nobody was ever erased from the current store
+        return CarriedErasures(0, 0, 0)
+    theirs = await restored.read_meta(SUPPRESSION_SECRET)
+    if theirs is None:  # taken before the first erasure
+        await restored.write_meta(SUPPRESSION_SECRET, secret)
+    elif theirs != secret:
+        raise InvalidInput(
+            "the backup is not one of this store (its erasure key differs), so the people erased here cannot "
+            "be found in it: restore it as a new store (another CDP_DATABASE_URL), or restore a backup of this store",
+            field="backup",
+        )
+    listed = await current.suppression_list()
+    known: set[str] = set()
+    hashes = list(listed)
+    for start in range(0, len(hashes), HASHES_PER_CALL):
+        known |= await _suppressed(restored, hashes[start : start + HASHES_PER_CALL])
+    missing = [digest for digest in hashes if digest not in known]
+    have = {receipt.id for receipt in await restored.erasures(limit=ALL_RECEIPTS)}
+    receipts = [receipt for receipt in await current.erasures(limit=ALL_RECEIPTS) if receipt.id not in have]
+    by_time: dict[datetime, list[str]] = defaultdict(list)
+    for digest in missing:
+        by_time[listed[digest]].append(digest)
+
+    async def record(tx: StoreTransaction) -> None:
+        for at, digests in by_time.items():
+            await tx.suppress(digests, at)
+        for receipt in receipts:
+            await tx.record_erasure(receipt)
+
+    async with restored.batch():
+        await with_retries(restored, record)
+    erased = 0
+    for profile_id in sorted(await _holding(restored, secret, set(listed))):
+        try:
+            await delete_profile(restored, profile_id, actor=actor)
+        except NotFound:  # erased already, with a profile it was merged into
+            continue
+        erased += 1
+    return CarriedErasures(len(missing), len(receipts), erased)
+
+
+async def _suppressed(store: ProfileStore, hashes: list[str]) -> set[str]:
+    async def read(tx: StoreTransaction) -> set[str]:
+        return await tx.suppressed(hashes)
+
+    return await store.run_in_transaction(read)
+
+
+async def _holding(store: ProfileStore, secret: str, suppressed: set[str]) -> set[str]:
+    """The profiles owning an identifier whose hash is suppressed."""
+    owners: set[str] = set()
+    after: str | None = None
+    while page := await store.identity_owners(after=after, limit=IDENTITIES_PAGE):
+        owners |= {owner for key, owner in page if suppression_hash(secret, key) in suppressed}
+        if len(page) < IDENTITIES_PAGE:
+            break
+        after = page[-1][0]
+    return owners

@@ -1,0 +1,154 @@
+"""Backups of the embedded store as files: taking one while the server runs, checking one, and
+putting one in the store's place.
+
+A backup is `VACUUM INTO`: one read transaction, so a consistent snapshot of everything committed
+when it began, taken beside writers (WAL) without stopping them; the copy is compact, with no free
+pages, so nothing deleted before it (an erased person's old pages) is carried into it. It is written
+under a temporary name, checked (`PRAGMA integrity_check`), flushed to disk and only then given its
+name: a file with a backup's name is a whole one.
+
+Restoring never happens under an open store (store_users.py) and never loses the store it replaces:
+that one is kept beside it, renamed. What a restore must also do to the data (erasures made since
+the backup) is the services' (app/services/backups.py); the command line puts the two together.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from app.domain import clock
+from app.domain.clock import to_iso
+from app.domain.errors import InvalidInput, NotFound
+
+BACKUP_TAKEN_AT = "backupTakenAt"  # meta key written into the copy: when its snapshot was taken
+STORE_TABLES = {"meta", "profiles", "identities", "interactions", "suppressions", "erasures"}
+WAL_FILES = ("-wal", "-shm")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFile:
+    path: Path
+    bytes: int
+    profiles: int  # live ones: merged-away profiles are not people
+    interactions: int
+    taken_at: datetime | None  # when the backup's snapshot was taken (None: not a backup)
+
+
+def back_up(database: Path, destination: Path) -> StoreFile:
+    """Copy the store at `database` to `destination`, a file that must not exist yet."""
+    if not database.is_file():
+        raise NotFound(f"no store at {database}", field="database")
+    if destination.exists():
+        raise InvalidInput(
+            f"{destination} exists: a backup never overwrites a file, name a new one", field="destination"
+        )
+    if not destination.parent.is_dir():
+        raise InvalidInput(f"no folder {destination.parent} to write {destination.name} in", field="destination")
+    partial = destination.with_name(f".{destination.name}.partial")
+    _remove(partial)
+    taken_at = clock.now()
+    try:
+        with closing(sqlite3.connect(database)) as source:
+            source.execute("PRAGMA busy_timeout=5000")
+            source.execute("VACUUM INTO ?", (str(partial),))
+        with closing(sqlite3.connect(partial, isolation_level=None)) as copy:
+            copy.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (BACKUP_TAKEN_AT, to_iso(taken_at)))
+        made = _checked(partial)
+        _flush(partial)
+        partial.rename(destination)
+        _flush(destination.parent)
+    except BaseException:
+        _remove(partial)
+        raise
+    return StoreFile(destination, made.bytes, made.profiles, made.interactions, made.taken_at)
+
+
+def check_backup(backup: Path) -> StoreFile:
+    """What the backup holds, once SQLite found it whole and it is one of this server's stores."""
+    if not backup.is_file():
+        raise NotFound(f"no backup at {backup}", field="backup")
+    return _checked(backup)
+
+
+def stage(backup: Path, database: Path) -> Path:
+    """A copy of `backup` beside `database`, to be made ready (erasures) before it is swapped in."""
+    staged = database.with_name(f"{database.name}.restoring")
+    _remove(staged)  # left by a restore that was interrupted
+    try:
+        with closing(sqlite3.connect(backup)) as source:
+            source.execute("VACUUM INTO ?", (str(staged),))
+        with closing(sqlite3.connect(staged, isolation_level=None)) as copy:  # a store again, not a backup
+            copy.execute("DELETE FROM meta WHERE key = ?", (BACKUP_TAKEN_AT,))
+    except BaseException:
+        _remove(staged)
+        raise
+    return staged
+
+
+def discard(staged: Path) -> None:
+    _remove(staged)
+
+
+def swap_in(staged: Path, database: Path) -> Path | None:
+    """Put `staged` in the place of `database`, in one rename: the path holds the old store or the
+    new one, whole, whenever the process stops. The store it replaces (if any) is kept beside it,
+    under a name saying when, and returned. The caller holds the store alone (store_users.py)."""
+    _self_contained(staged)
+    kept = None
+    if database.exists():
+        _self_contained(database)
+        kept = database.with_name(f"{database.name}.before-restore-{clock.now().strftime('%Y%m%dT%H%M%SZ')}")
+        try:
+            os.link(database, kept)
+        except OSError:  # a file system without hard links
+            shutil.copy2(database, kept)
+    os.replace(staged, database)
+    _flush(database.parent)
+    return kept
+
+
+def _self_contained(path: Path) -> None:
+    """The database in one file: its write-ahead log copied in and removed (WAL is set again on open)."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=DELETE")
+
+
+def _checked(path: Path) -> StoreFile:
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            problems = [row[0] for row in db.execute("PRAGMA integrity_check")]
+            if problems != ["ok"]:
+                raise InvalidInput(f"{path} is damaged: {'; '.join(problems[:3])}", field="backup")
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if missing := STORE_TABLES - tables:
+                raise InvalidInput(
+                    f"{path} is not a store of this server (no {', '.join(sorted(missing))} table)", field="backup"
+                )
+            profiles = db.execute("SELECT count(*) FROM profiles WHERE merged_into IS NULL").fetchone()[0]
+            interactions = db.execute("SELECT count(*) FROM interactions").fetchone()[0]
+            taken = db.execute("SELECT value FROM meta WHERE key = ?", (BACKUP_TAKEN_AT,)).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise InvalidInput(f"{path} is not a store of this server ({exc})", field="backup") from None
+    return StoreFile(
+        path, path.stat().st_size, profiles, interactions, datetime.fromisoformat(taken[0]) if taken else None
+    )
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", *WAL_FILES):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _flush(path: Path) -> None:
+    """fsync a file, or a folder (so that a rename in it is on disk too)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,168 @@
+"""Backups of the embedded store and restoring one (`python -m app backup` / `restore`): a backup is
+the store as committed when it began, whatever is being written meanwhile; a restore never happens
+under an open store, never loses the store it replaces, and never brings back a person erased since
+the backup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.domain.errors import Conflict, InvalidInput
+from app.restoring import restore_backup
+from app.services import privacy
+from app.services.ingestion import EventStatus, ingest_events
+from app.store.sqlite import store_users
+from app.store.sqlite.backups import back_up, check_backup
+from app.store.sqlite.store import SQLiteStore
+from tests.builders import event
+
+EMMA, BOB, CARL = "emma@example.com", "bob@example.com", "carl@example.com"
+
+
+async def _store_with(path: Path, *emails: str) -> SQLiteStore:
+    store = SQLiteStore(path)
+    await ingest_events(store, [event("page_view", email=email, minutes=n) for n, email in enumerate(emails)])
+    return store
+
+
+async def _profile_id(store: SQLiteStore, email: str) -> str | None:
+    found = await store.find_profile_by_identity(f"email:{email}")
+    return found.id if found else None
+
+
+async def test_a_backup_is_the_store_as_committed_when_it_began(tmp_path: Path) -> None:
+    store = await _store_with(tmp_path / "cdp.sqlite3", EMMA)
+    copy = tmp_path / "backup.sqlite3"
+    async with store.batch():  # a batch being written: BOB is in the store's open transaction
+        await ingest_events(store, [event("page_view", email=BOB)])
+        made = await asyncio.to_thread(back_up, store.path, copy)
+    assert await _profile_id(store, BOB) is not None  # the batch committed after the backup
+    await store.close()
+    assert made.profiles == 1 and made.taken_at is not None
+    backed_up = SQLiteStore(copy)
+    try:
+        assert await _profile_id(backed_up, EMMA) is not None
+        assert await _profile_id(backed_up, BOB) is None
+    finally:
+        await backed_up.close()
+
+
+async def test_a_backup_holds_nothing_of_a_person_erased_before_it(tmp_path: Path) -> None:
+    store = await _store_with(tmp_path / "cdp.sqlite3", EMMA, BOB)
+    emma = await _profile_id(store, EMMA)
+    assert emma is not None
+    await privacy.delete_profile(store, emma, actor="dpo")
+    made = await asyncio.to_thread(back_up, store.path, tmp_path / "backup.sqlite3")  # the server still running
+    await store.close()
+    assert made.profiles == 1
+    assert EMMA.encode() not in made.path.read_bytes() and emma.encode() not in made.path.read_bytes()
+
+
+async def test_a_backup_never_overwrites_a_file_nor_leaves_half_of_one(tmp_path: Path) -> None:
+    store = await _store_with(tmp_path / "cdp.sqlite3", EMMA)
+    await store.close()
+    taken = tmp_path / "taken.sqlite3"
+    taken.write_text("somebody's file")
+    with pytest.raises(InvalidInput, match="exists: a backup never overwrites a file"):
+        back_up(store.path, taken)
+    assert taken.read_text() == "somebody's file"
+    assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+
+
+async def test_restore_erases_again_the_people_erased_since_the_backup(tmp_path: Path) -> None:
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = await _store_with(database, EMMA, BOB)
+    back_up(database, copy)
+    emma = await _profile_id(store, EMMA)
+    assert emma is not None
+    await privacy.delete_profile(store, emma, actor="dpo")
+    await ingest_events(store, [event("page_view", email=CARL)])  # after the backup: not restored
+    await store.close()
+
+    done = await restore_backup(copy, database)
+
+    assert (done.carried.receipts, done.carried.erased) == (1, 1)
+    assert done.kept is not None and done.kept.exists()
+    assert EMMA.encode() not in database.read_bytes()  # nowhere in the file, not merely unreferenced
+    restored = SQLiteStore(database)
+    try:
+        assert await _profile_id(restored, EMMA) is None
+        assert await _profile_id(restored, BOB) is not None
+        assert await _profile_id(restored, CARL) is None
+        [late] = await ingest_events(restored, [event("page_view", email=EMMA, minutes=30)])
+        assert late.status is EventStatus.REJECTED  # still suppressed: she never comes back
+        assert sorted(e.actor for e in await restored.erasures(limit=10)) == ["dpo", "restore"]
+    finally:
+        await restored.close()
+    kept = SQLiteStore(done.kept)  # the store the backup replaced, as it was
+    try:
+        assert await _profile_id(kept, CARL) is not None
+    finally:
+        await kept.close()
+
+
+async def test_restore_is_refused_while_the_store_is_open_and_changes_nothing(tmp_path: Path) -> None:
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = await _store_with(database, EMMA)
+    back_up(database, copy)
+    await ingest_events(store, [event("page_view", email=BOB)])
+    try:
+        with pytest.raises(Conflict, match="is open in another process"):
+            await restore_backup(copy, database)
+        assert await _profile_id(store, BOB) is not None
+    finally:
+        await store.close()
+    assert not any(".restoring" in p.name or "before-restore" in p.name for p in tmp_path.iterdir())
+
+
+async def test_a_store_opened_during_a_restore_waits_for_it(tmp_path: Path) -> None:
+    database = tmp_path / "cdp.sqlite3"
+    await (await _store_with(database, EMMA)).close()
+    waiting = threading.Event()
+
+    class Heard(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "is being restored: waiting" in record.getMessage():
+                waiting.set()
+
+    heard, released = Heard(), False
+    logging.getLogger("cdp.store").addHandler(heard)
+    try:
+        with store_users.held_alone(database):
+            opening = asyncio.ensure_future(asyncio.to_thread(lambda: (SQLiteStore(database), released)))
+            assert await asyncio.to_thread(waiting.wait, 30)
+            released = True
+        store, opened_after_release = await opening
+    finally:
+        logging.getLogger("cdp.store").removeHandler(heard)
+    await store.close()
+    assert opened_after_release
+
+
+async def test_a_backup_of_another_store_is_refused_once_someone_was_erased_here(tmp_path: Path) -> None:
+    here, elsewhere, copy = tmp_path / "cdp.sqlite3", tmp_path / "other.sqlite3", tmp_path / "backup.sqlite3"
+    for path in (here, elsewhere):  # each store keys its suppression list with its own secret
+        store = await _store_with(path, EMMA, BOB)
+        emma = await _profile_id(store, EMMA)
+        assert emma is not None
+        await privacy.delete_profile(store, emma, actor="dpo")
+        await store.close()
+    back_up(elsewhere, copy)
+    before = here.read_bytes()
+    with pytest.raises(InvalidInput, match="its erasure key differs"):
+        await restore_backup(copy, here)
+    assert here.read_bytes() == before
+    assert not any(".restoring" in p.name or "before-restore" in p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("content", [b"not a database", b"SQLite format 3\x00" + b"\x00" * 200])
+def test_a_file_that_is_not_a_whole_store_is_refused(tmp_path: Path, content: bytes) -> None:
+    backup = tmp_path / "backup.sqlite3"
+    backup.write_bytes(content)
+    with pytest.raises(InvalidInput, match="is not a store of this server"):
+        check_backup(backup)
