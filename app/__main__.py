@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,8 +112,6 @@ def load(
     (segments follow, as for the API's writes)."""
     from datetime import timedelta
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
     from app.bootstrap import connect
     from app.domain import clock
     from app.services.fixtures import demo_shift, load_fixtures
@@ -127,20 +126,7 @@ def load(
             shift = await demo_shift(services.store, directory, clock.now()) if shift_dates else timedelta(0)
             if shift:
                 console.print(f"dates moved by {shift.days} days (the newest event within the last day)")
-            with Progress(
-                TextColumn("{task.description:>9}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as bar:
-                tasks: dict[str, TaskID] = {}
-
-                def progress(stage: str, done: int, total: int) -> None:
-                    if stage not in tasks:
-                        tasks[stage] = bar.add_task(stage, total=total)
-                    bar.update(tasks[stage], completed=done)
-
+            with _progress_bar() as progress:
                 report = await load_fixtures(services.store, directory, services.ingestion, progress, shift=shift)
         finally:
             await services.close()
@@ -244,24 +230,13 @@ def recompute_traits(
     restart: bool = typer.Option(False, help="Start over even if an interrupted job could be resumed."),
 ) -> None:
     """Recompute every profile's computed traits, with progress; an interrupted run resumes where it stopped."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
     from app.bootstrap import Services, ingestion_policy
     from app.services import traits as job
 
     async def work(store: ProfileStore) -> None:
         settings = _settings()
         services = Services(settings=settings, store=store, ingestion=ingestion_policy(settings))
-        with Progress(
-            TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-        ) as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(phase, total=total)
-                bar.update(tasks[phase], completed=done, total=total)
-
+        with _progress_bar() as progress:
             result = await job.recompute_traits(
                 store,
                 progress=progress,
@@ -309,7 +284,8 @@ def backup(destination: Path = typer.Argument(..., help="The file to write; it m
     database = _embedded_only(_settings(), "backup")
     started = time.perf_counter()
     try:
-        made = backups.back_up(database, destination)
+        with _progress_bar() as progress:
+            made = backups.back_up(database, destination, progress)
     except DomainError as exc:
         console.print(exc.message, style="red", highlight=False)
         raise typer.Exit(1) from None
@@ -328,7 +304,8 @@ def restore(backup: Path = typer.Argument(..., help="A file made by `python -m a
 
     database = _embedded_only(_settings(), "restore")
     try:
-        done = asyncio.run(restore_backup(backup, database))
+        with _progress_bar() as progress:
+            done = asyncio.run(restore_backup(backup, database, progress))
     except DomainError as exc:
         console.print(exc.message, style="red", highlight=False)
         raise typer.Exit(1) from None
@@ -341,6 +318,24 @@ def restore(backup: Path = typer.Argument(..., help="A file made by `python -m a
         + (f"; the store it replaced is kept as {done.kept}" if done.kept else ""),
         highlight=False,
     )
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A bar a stage on stderr, told (stage, done, total): a long job shows how far it is."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield progress
 
 
 def _embedded_only(settings: Settings, command: str) -> Path:

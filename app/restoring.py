@@ -13,7 +13,7 @@ from pathlib import Path
 
 from app.services.backups import CarriedErasures, carry_erasures
 from app.store.sqlite import backups, store_users
-from app.store.sqlite.backups import StoreFile
+from app.store.sqlite.backups import Progress, StoreFile
 from app.store.sqlite.store import SQLiteStore
 
 ACTOR = "restore"  # the erasure receipts of people erased again name it
@@ -26,10 +26,10 @@ class Restored:
     kept: Path | None  # the store the backup replaced
 
 
-async def restore_backup(backup: Path, database: Path) -> Restored:
-    held = backups.check_backup(backup)
+async def restore_backup(backup: Path, database: Path, progress: Progress = backups.silent) -> Restored:
+    held = backups.check_backup(backup, progress)
     with store_users.held_alone(database):
-        staged = backups.stage(backup, database)
+        staged = backups.stage(backup, database, progress)
         try:
             carried = await _erasures_carried(database, staged)
             kept = backups.swap_in(staged, database)

@@ -52,9 +52,7 @@ class StoreUnavailable(DomainError):
     code = "STORE_UNAVAILABLE"
 
 
-def first_problem(
-    exc: ValidationError, *, prefix: str = "", names: Mapping[str, str] | None = None
-) -> tuple[str, str]:
+def first_problem(exc: ValidationError, *, prefix: str = "", names: Mapping[str, str] | None = None) -> tuple[str, str]:
     """The first error of a validation as the API says it: where, in the input's own terms (after
     `prefix`, each field by its name in `names` when there, an item as `[i]`: `addresses[0].country`,
     not `addresses.0.country`; "" for the whole input), and what, without the `Value error, `

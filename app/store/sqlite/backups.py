@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +31,15 @@ from app.domain.errors import InvalidInput, NotFound
 BACKUP_TAKEN_AT = "backupTakenAt"  # meta key written into the copy: when its snapshot was taken
 STORE_TABLES = {"meta", "profiles", "identities", "interactions", "suppressions", "erasures"}
 WAL_FILES = ("-wal", "-shm")
+PROGRESS_EVERY_SECONDS = 0.2
+COPYING, MB = "MB copied", 1_000_000
+
+# (stage, done, total): "MB copied" (of at most the source's size), "checking" 0 or 1 of 1.
+Progress = Callable[[str, int, int], None]
+
+
+def silent(stage: str, done: int, total: int) -> None:
+    """No progress shown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +51,7 @@ class StoreFile:
     taken_at: datetime | None  # when the backup's snapshot was taken (None: not a backup)
 
 
-def back_up(database: Path, destination: Path) -> StoreFile:
+def back_up(database: Path, destination: Path, progress: Progress = silent) -> StoreFile:
     """Copy the store at `database` to `destination`, a file that must not exist yet."""
     if not database.is_file():
         raise NotFound(f"no store at {database}", field="database")
@@ -54,12 +65,10 @@ def back_up(database: Path, destination: Path) -> StoreFile:
     _remove(partial)
     taken_at = clock.now()
     try:
-        with closing(sqlite3.connect(database)) as source:
-            source.execute("PRAGMA busy_timeout=5000")
-            source.execute("VACUUM INTO ?", (str(partial),))
+        _copy(database, partial, progress)
         with closing(sqlite3.connect(partial, isolation_level=None)) as copy:
             copy.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (BACKUP_TAKEN_AT, to_iso(taken_at)))
-        made = _checked(partial)
+        made = _checked(partial, progress)
         _flush(partial)
         partial.rename(destination)
         _flush(destination.parent)
@@ -69,20 +78,19 @@ def back_up(database: Path, destination: Path) -> StoreFile:
     return StoreFile(destination, made.bytes, made.profiles, made.interactions, made.taken_at)
 
 
-def check_backup(backup: Path) -> StoreFile:
+def check_backup(backup: Path, progress: Progress = silent) -> StoreFile:
     """What the backup holds, once SQLite found it whole and it is one of this server's stores."""
     if not backup.is_file():
         raise NotFound(f"no backup at {backup}", field="backup")
-    return _checked(backup)
+    return _checked(backup, progress)
 
 
-def stage(backup: Path, database: Path) -> Path:
+def stage(backup: Path, database: Path, progress: Progress = silent) -> Path:
     """A copy of `backup` beside `database`, to be made ready (erasures) before it is swapped in."""
     staged = database.with_name(f"{database.name}.restoring")
     _remove(staged)  # left by a restore that was interrupted
     try:
-        with closing(sqlite3.connect(backup)) as source:
-            source.execute("VACUUM INTO ?", (str(staged),))
+        _copy(backup, staged, progress)
         with closing(sqlite3.connect(staged, isolation_level=None)) as copy:  # a store again, not a backup
             copy.execute("DELETE FROM meta WHERE key = ?", (BACKUP_TAKEN_AT,))
     except BaseException:
@@ -119,7 +127,34 @@ def _self_contained(path: Path) -> None:
         db.execute("PRAGMA journal_mode=DELETE")
 
 
-def _checked(path: Path) -> StoreFile:
+def _copy(source: Path, target: Path, progress: Progress) -> None:
+    """`VACUUM INTO` (one read transaction: what was committed when it began), its progress told from
+    the size the copy has reached (a compact copy is at most the source's size)."""
+    total = sum(path.stat().st_size for path in (source, Path(f"{source}-wal")) if path.exists()) // MB
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(PROGRESS_EVERY_SECONDS):
+            try:
+                progress(COPYING, min(target.stat().st_size // MB, total), total)
+            except FileNotFoundError:  # not created yet
+                continue
+
+    watcher = threading.Thread(target=watch, name="backup-progress", daemon=True)
+    progress(COPYING, 0, total)
+    watcher.start()
+    try:
+        with closing(sqlite3.connect(source)) as connection:
+            connection.execute("PRAGMA busy_timeout=5000")
+            connection.execute("VACUUM INTO ?", (str(target),))
+    finally:
+        done.set()
+        watcher.join()
+    progress(COPYING, total, total)
+
+
+def _checked(path: Path, progress: Progress = silent) -> StoreFile:
+    progress("checking", 0, 1)
     try:
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
             problems = [row[0] for row in db.execute("PRAGMA integrity_check")]
@@ -135,6 +170,7 @@ def _checked(path: Path) -> StoreFile:
             taken = db.execute("SELECT value FROM meta WHERE key = ?", (BACKUP_TAKEN_AT,)).fetchone()
     except sqlite3.DatabaseError as exc:
         raise InvalidInput(f"{path} is not a store of this server ({exc})", field="backup") from None
+    progress("checking", 1, 1)
     return StoreFile(
         path, path.stat().st_size, profiles, interactions, datetime.fromisoformat(taken[0]) if taken else None
     )
