@@ -318,6 +318,13 @@ def restore(backup: Path = typer.Argument(..., help="A file made by `python -m a
         + (f"; the store it replaced is kept as {done.kept}" if done.kept else ""),
         highlight=False,
     )
+    if done.kept is None:
+        console.print(
+            f"there was no store at {database} to carry erasures from: anyone erased after the backup was taken "
+            "is in it again, so erase them again (deleteProfile) before serving it",
+            style="yellow",
+            highlight=False,
+        )
 
 
 @contextmanager

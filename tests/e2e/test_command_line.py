@@ -159,3 +159,20 @@ def test_backup_and_restore_send_a_mongodb_deployment_to_its_own_tools(tmp_path:
     done = _run(tmp_path, command, str(tmp_path / "backup"), CDP_DATABASE_URL="mongodb://localhost:1/cdp")
     assert done.returncode == 1
     assert done.stderr.strip().startswith(f"`{command}` is for the embedded store; a MongoDB deployment is backed up")
+
+
+async def test_a_restore_where_the_store_is_gone_says_erasures_could_not_be_carried(tmp_path: Path) -> None:
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = SQLiteStore(database)
+    await ingest_events(store, [event("page_view", email="emma@example.com")])
+    await store.close()
+    url = f"sqlite:///{database}"
+    assert _run(tmp_path, "backup", str(copy), CDP_DATABASE_URL=url).returncode == 0
+    lost = tmp_path / "lost" / "cdp.sqlite3"  # a new machine: the store that erased people is not there
+    restored = _run(tmp_path, "restore", str(copy), CDP_DATABASE_URL=f"sqlite:///{lost}")
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stderr.strip().splitlines()[-1] == (
+        f"there was no store at {lost} to carry erasures from: anyone erased after the backup was taken is in it "
+        "again, so erase them again (deleteProfile) before serving it"
+    )
+    assert lost.exists()
