@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.errors import Conflict, InvalidInput
+from app.domain.errors import Conflict, InvalidInput, StoreUnavailable
 from app.restoring import restore_backup
 from app.services import privacy
 from app.services.ingestion import EventStatus, ingest_events
@@ -166,3 +166,11 @@ def test_a_file_that_is_not_a_whole_store_is_refused(tmp_path: Path, content: by
     backup.write_bytes(content)
     with pytest.raises(InvalidInput, match="is not a store of this server"):
         check_backup(backup)
+
+
+def test_a_backup_of_a_file_that_is_not_a_store_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    database = tmp_path / "cdp.sqlite3"
+    database.write_text("not a database")
+    with pytest.raises(StoreUnavailable, match=r"could not copy .* file is not a database"):
+        back_up(database, tmp_path / "backup.sqlite3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdp.sqlite3"]

@@ -8,7 +8,7 @@ under a temporary name, checked (`PRAGMA integrity_check`), flushed to disk and 
 name: a file with a backup's name is a whole one.
 
 Restoring never happens under an open store (store_users.py) and never loses the store it replaces:
-that one is kept beside it, renamed. What a restore must also do to the data (erasures made since
+that one is kept beside it under a name saying when. What a restore must also do to the data (erasures made since
 the backup) is the services' (app/services/backups.py); the command line puts the two together.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from app.domain import clock
 from app.domain.clock import to_iso
-from app.domain.errors import InvalidInput, NotFound
+from app.domain.errors import InvalidInput, NotFound, StoreUnavailable
 
 BACKUP_TAKEN_AT = "backupTakenAt"  # meta key written into the copy: when its snapshot was taken
 STORE_TABLES = {"meta", "profiles", "identities", "interactions", "suppressions", "erasures"}
@@ -147,6 +147,8 @@ def _copy(source: Path, target: Path, progress: Progress) -> None:
         with closing(sqlite3.connect(source)) as connection:
             connection.execute("PRAGMA busy_timeout=5000")
             connection.execute("VACUUM INTO ?", (str(target),))
+    except sqlite3.Error as exc:  # not a database, a disk full, a lock held past the timeout
+        raise StoreUnavailable(f"could not copy {source} to {target.name}: {exc}") from None
     finally:
         done.set()
         watcher.join()
