@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -24,6 +25,7 @@ from app.domain.errors import StoreUnavailable
 from app.graceful_shutdown import OpenWebSockets
 from app.observability.requests import RequestObservation
 from app.process_lock import exclusive
+from app.scheduled_backups import BackupSchedule, keep_backing_up
 from app.services.key_revocations import watch_revocations
 from app.services.match_model import keep_estimating
 from app.services.segment_watch import watch
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             keep_checking(holder["services"].segments, every_seconds=settings.segment_check_seconds)
         )
         background += [checks, *_traits_schedule(holder["services"]), *_match_model_schedule(holder["services"])]
+        background += _backup_schedule(settings)
         revocations = watch_revocations(
             holder["services"].store, graphql.sockets.close_revoked, every_seconds=settings.key_check_seconds
         )
@@ -170,6 +173,17 @@ def _match_model_schedule(services: Services) -> list[asyncio.Task[None]]:
     if every <= 0:
         return []
     return [asyncio.create_task(keep_estimating(services.store, every_minutes=every))]
+
+
+def _backup_schedule(settings: Settings) -> list[asyncio.Task[None]]:
+    """The embedded store backed up into CDP_BACKUP_DIR every CDP_BACKUP_EVERY_HOURS (unset: never)."""
+    database = settings.embedded_file()
+    if settings.backup_dir is None or database is None:
+        return []
+    schedule = BackupSchedule(
+        database, settings.backup_dir, timedelta(hours=settings.backup_every_hours), settings.backup_keep
+    )
+    return [asyncio.create_task(keep_backing_up(schedule))]
 
 
 def _traits_schedule(services: Services) -> list[asyncio.Task[None]]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 RETRY_SECONDS = 0.1
@@ -31,5 +31,21 @@ async def exclusive(path: Path) -> AsyncIterator[None]:
             except BlockingIOError:
                 await asyncio.sleep(RETRY_SECONDS)
         yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+@contextmanager
+def taken_if_free(path: Path) -> Iterator[bool]:
+    """The lock if no other process holds it (True), at once; False, without waiting, if one does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
     finally:
         os.close(descriptor)  # releases the lock

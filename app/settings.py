@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
@@ -189,6 +189,11 @@ class Settings(BaseSettings):
     recommendations_exclude_days: int = Field(
         default=30, ge=0, description="Products the customer bought within this many days are not recommended."
     )
+    backup_dir: Path | None = Field(
+        default=None, description="Back up the embedded store into this folder on a schedule; unset: never."
+    )
+    backup_every_hours: float = Field(default=24, gt=0, description="With CDP_BACKUP_DIR: how often.")
+    backup_keep: int = Field(default=7, ge=1, description="With CDP_BACKUP_DIR: the newest backups kept.")
 
     @field_validator("database_url")
     @classmethod
@@ -199,6 +204,15 @@ class Settings(BaseSettings):
         if url.startswith(("mongodb://", "mongodb+srv://")) and url.split("://", 1)[1].strip(" /"):
             return url
         raise ValueError("use sqlite:///<file> (e.g. sqlite:///data/cdp.sqlite3) or mongodb://<host>/…")
+
+    @field_validator("backup_dir")
+    @classmethod
+    def _backups_of_the_embedded_store(cls, folder: Path | None, info: ValidationInfo) -> Path | None:
+        """The server backs up the embedded store only: a MongoDB deployment has its own tools."""
+        url = info.data.get("database_url", "")
+        if folder is not None and not str(url).startswith("sqlite:///"):
+            raise ValueError("scheduled backups are for the embedded store; back up MongoDB with mongodump")
+        return folder
 
     @field_validator("trusted_documents")
     @classmethod

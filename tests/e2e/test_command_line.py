@@ -132,12 +132,17 @@ async def test_traits_recompute_prints_net_spend_in_currency_units(tmp_path: Pat
     assert "cents" not in done.stderr
 
 
-async def test_backup_and_restore_say_what_they_did(tmp_path: Path) -> None:
-    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+async def _store_with_one_profile(database: Path) -> str:
+    """Its CDP_DATABASE_URL."""
     store = SQLiteStore(database)
     await ingest_events(store, [event("page_view", email="emma@example.com")])
     await store.close()
-    url = f"sqlite:///{database}"
+    return f"sqlite:///{database}"
+
+
+async def test_backup_and_restore_say_what_they_did(tmp_path: Path) -> None:
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    url = await _store_with_one_profile(database)
     made = _run(tmp_path, "backup", str(copy), CDP_DATABASE_URL=url)
     assert made.returncode == 0, made.stderr
     said = made.stderr.strip().splitlines()[-1]  # after the progress bars
@@ -163,10 +168,7 @@ def test_backup_and_restore_send_a_mongodb_deployment_to_its_own_tools(tmp_path:
 
 async def test_a_restore_where_the_store_is_gone_says_erasures_could_not_be_carried(tmp_path: Path) -> None:
     database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
-    store = SQLiteStore(database)
-    await ingest_events(store, [event("page_view", email="emma@example.com")])
-    await store.close()
-    url = f"sqlite:///{database}"
+    url = await _store_with_one_profile(database)
     assert _run(tmp_path, "backup", str(copy), CDP_DATABASE_URL=url).returncode == 0
     lost = tmp_path / "lost" / "cdp.sqlite3"  # a new machine: the store that erased people is not there
     restored = _run(tmp_path, "restore", str(copy), CDP_DATABASE_URL=f"sqlite:///{lost}")

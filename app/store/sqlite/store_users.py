@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.domain.errors import Conflict
+from app.process_lock import taken_if_free
 
 log = logging.getLogger("cdp.store")
 
@@ -42,17 +43,11 @@ def hold_shared(database: Path) -> int:
 @contextmanager
 def held_alone(database: Path) -> Iterator[None]:
     """The store's lock, exclusively, or Conflict at once when another process has the store open."""
-    database.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(lock_path(database), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with taken_if_free(lock_path(database)) as taken:
+        if not taken:
             raise Conflict(
                 f"the store {database} is open in another process (a running server, or a command such as "
                 "`python -m app load`): stop it, then restore",
                 field="backup",
-            ) from None
+            )
         yield
-    finally:
-        os.close(descriptor)
