@@ -81,7 +81,8 @@ async def test_restore_erases_again_the_people_erased_since_the_backup(tmp_path:
     emma = await _profile_id(store, EMMA)
     assert emma is not None
     await privacy.delete_profile(store, emma, actor="dpo")
-    await ingest_events(store, [event("page_view", email=CARL)])  # after the backup: not restored
+    carl = event("page_view", email=CARL)
+    await ingest_events(store, [carl])  # after the backup: not restored
     await store.close()
 
     done = await restore_backup(copy, database)
@@ -97,6 +98,8 @@ async def test_restore_erases_again_the_people_erased_since_the_backup(tmp_path:
         [late] = await ingest_events(restored, [event("page_view", email=EMMA, minutes=30)])
         assert late.status is EventStatus.REJECTED  # still suppressed: she never comes back
         assert sorted(e.actor for e in await restored.erasures(limit=10)) == ["dpo", "restore"]
+        [again] = await ingest_events(restored, [carl])  # sent again after the restore: not a duplicate there
+        assert again.status is EventStatus.ACCEPTED
     finally:
         await restored.close()
     kept = SQLiteStore(done.kept)  # the store the backup replaced, as it was
