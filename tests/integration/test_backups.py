@@ -177,3 +177,15 @@ def test_a_backup_of_a_file_that_is_not_a_store_is_a_clear_error_and_writes_noth
     with pytest.raises(StoreUnavailable, match=r"could not copy .* file is not a database"):
         back_up(database, tmp_path / "backup.sqlite3")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cdp.sqlite3"]
+
+
+async def test_two_backups_to_one_name_at_once_make_one_whole_backup(tmp_path: Path) -> None:
+    store = await _store_with(tmp_path / "cdp.sqlite3", EMMA)
+    await store.close()
+    copy = tmp_path / "backup.sqlite3"
+    outcomes = await asyncio.gather(
+        *(asyncio.to_thread(back_up, store.path, copy) for _ in range(2)), return_exceptions=True
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["InvalidInput", "StoreFile"]
+    assert check_backup(copy).profiles == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []

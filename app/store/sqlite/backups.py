@@ -56,13 +56,10 @@ def back_up(database: Path, destination: Path, progress: Progress = silent) -> S
     if not database.is_file():
         raise NotFound(f"no store at {database}", field="database")
     if destination.exists():
-        raise InvalidInput(
-            f"{destination} exists: a backup never overwrites a file, name a new one", field="destination"
-        )
+        raise _taken(destination)
     if not destination.parent.is_dir():
         raise InvalidInput(f"no folder {destination.parent} to write {destination.name} in", field="destination")
-    partial = destination.with_name(f".{destination.name}.partial")
-    _remove(partial)
+    partial = destination.with_name(f".{destination.name}.{os.getpid()}-{threading.get_ident()}.partial")
     taken_at = clock.now()
     try:
         _copy(database, partial, progress)
@@ -70,12 +67,27 @@ def back_up(database: Path, destination: Path, progress: Progress = silent) -> S
             copy.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (BACKUP_TAKEN_AT, to_iso(taken_at)))
         made = _checked(partial, progress)
         _flush(partial)
-        partial.rename(destination)
+        _name_new(partial, destination)
         _flush(destination.parent)
-    except BaseException:
+    finally:
         _remove(partial)
-        raise
     return StoreFile(destination, made.bytes, made.profiles, made.interactions, made.taken_at)
+
+
+def _name_new(partial: Path, destination: Path) -> None:
+    """Give the finished copy its name, unless a file took that name meanwhile (another backup)."""
+    try:
+        os.link(partial, destination)  # fails where the name exists, where a rename would replace it
+    except FileExistsError:
+        raise _taken(destination) from None
+    except OSError:  # a file system without hard links
+        if destination.exists():
+            raise _taken(destination) from None
+        partial.rename(destination)
+
+
+def _taken(destination: Path) -> InvalidInput:
+    return InvalidInput(f"{destination} exists: a backup never overwrites a file, name a new one", field="destination")
 
 
 def check_backup(backup: Path, progress: Progress = silent) -> StoreFile:
