@@ -62,6 +62,10 @@ def take_due_backup(schedule: BackupSchedule, now: datetime | None = None) -> St
         moment = now or clock.now()
         if not taken or schedule.due_in(moment):  # another process is at it, or has just done it
             return None
+        # A scheduled backup's unfinished copy, left by a process killed while taking one: stale, since
+        # only the holder of this lock takes one. It holds people's data: it goes.
+        for stale in schedule.folder.glob(f".{schedule.database.stem}-*.sqlite3.*.partial"):
+            stale.unlink(missing_ok=True)
         made = back_up(
             schedule.database, schedule.folder / f"{schedule.database.stem}-{moment.strftime(STAMP)}.sqlite3"
         )

@@ -41,6 +41,8 @@ async def test_a_backup_is_taken_when_due_and_the_newest_are_kept(tmp_path: Path
     theirs = [schedule.folder / "cdp-manual.sqlite3", schedule.folder / "notes.txt"]
     for path in theirs:
         path.write_text("the operator's")
+    stale = schedule.folder / ".cdp-20260101T000000Z.sqlite3.4242-1.partial"  # a worker killed mid-backup
+    stale.write_text("half a copy")
     start = clock.now().replace(microsecond=0)  # backups are named to the second
     first = take_due_backup(schedule, start)
     assert first is not None and first.profiles == 1
@@ -51,6 +53,7 @@ async def test_a_backup_is_taken_when_due_and_the_newest_are_kept(tmp_path: Path
     assert second is not None and third is not None
     assert [path for _, path in schedule.backups()] == [second.path, third.path]  # the first, past `keep`, deleted
     assert all(path.read_text() == "the operator's" for path in theirs)  # not named by the schedule: left alone
+    assert not stale.exists()
 
 
 async def test_a_backup_another_process_is_taking_is_not_taken_twice(tmp_path: Path) -> None:
