@@ -6,7 +6,7 @@ there is older than the period, so that restarts neither skip nor repeat one, an
 time takes it (a lock in the folder), looking again once it holds the lock. A store with no backup
 yet gets its first a few minutes after the server starts, once the demo data's first load is in.
 Each backup is the command's (app/store/sqlite/backups.py): consistent while the server writes,
-checked, whole or absent. Only files this schedule named are ever deleted.
+checked, whole or absent. Only backups this schedule took of this store are ever deleted.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from app.domain import clock
 from app.domain.errors import DomainError
 from app.process_lock import taken_if_free
-from app.store.sqlite.backups import StoreFile, back_up
+from app.store.sqlite.backups import StoreFile, back_up, store_id
 
 log = logging.getLogger("cdp.backups")
 
@@ -40,11 +40,14 @@ class BackupSchedule:
     keep: int
 
     def backups(self) -> list[tuple[datetime, Path]]:
-        """The backups this schedule took, oldest first (named `<store>-<UTC time>.sqlite3`)."""
+        """The backups this schedule took of this store, oldest first (named `<store>-<UTC time>.sqlite3`).
+        Those of another store named alike (a store lost, whose backups a new one shares the folder
+        with) are not counted, and so never deleted: they are what a restore would need."""
         named = re.compile(rf"^{re.escape(self.database.stem)}-(\d{{8}}T\d{{6}}Z)\.sqlite3$")
+        ours = store_id(self.database)
         found = []
         for path in self.folder.iterdir() if self.folder.is_dir() else ():
-            if (match := named.match(path.name)) is not None:
+            if (match := named.match(path.name)) is not None and store_id(path) == ours:
                 found.append((datetime.strptime(match[1], STAMP).replace(tzinfo=UTC), path))
         return sorted(found)
 

@@ -28,8 +28,8 @@ from tests.builders import event
 DAY = timedelta(days=1)
 
 
-async def _schedule(tmp_path: Path, keep: int = 2) -> BackupSchedule:
-    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+async def _schedule(tmp_path: Path, keep: int = 2, *, store_in: str = "") -> BackupSchedule:
+    store = SQLiteStore(tmp_path / store_in / "cdp.sqlite3")
     await ingest_events(store, [event("page_view", email="emma@example.com")])
     await store.close()
     return BackupSchedule(store.path, tmp_path / "backups", DAY, keep)
@@ -54,6 +54,19 @@ async def test_a_backup_is_taken_when_due_and_the_newest_are_kept(tmp_path: Path
     assert [path for _, path in schedule.backups()] == [second.path, third.path]  # the first, past `keep`, deleted
     assert all(path.read_text() == "the operator's" for path in theirs)  # not named by the schedule: left alone
     assert not stale.exists()
+
+
+async def test_backups_of_another_store_in_the_folder_are_neither_counted_nor_deleted(tmp_path: Path) -> None:
+    start = clock.now().replace(microsecond=0)
+    lost = await _schedule(tmp_path, keep=1, store_in="lost")  # a store whose disk was lost: its backups stay
+    theirs = take_due_backup(lost, start - 3 * DAY)
+    assert theirs is not None
+    schedule = await _schedule(tmp_path, keep=1, store_in="new")  # a new store, same name, same folder
+    assert schedule.due_in(start) is None  # none of its own yet: the first comes after the start's own work
+    assert take_due_backup(schedule, start) is not None
+    assert take_due_backup(schedule, start + DAY) is not None
+    assert len(schedule.backups()) == 1 and theirs.path.exists()
+    assert [path for _, path in lost.backups()] == [theirs.path]
 
 
 async def test_a_backup_another_process_is_taking_is_not_taken_twice(tmp_path: Path) -> None:
@@ -83,7 +96,7 @@ async def test_the_schedule_waits_for_what_is_due_and_retries_a_failure_later(
 
     with pytest.raises(asyncio.CancelledError):
         await keep_backing_up(schedule, sleep=sleep)
-    assert len(schedule.backups()) == 1
+    assert len(list(schedule.folder.glob("cdp-*.sqlite3"))) == 1  # the first; the store is gone since
     # The first after the start's own work, the next a period later, then each failure tried again later.
     assert waits == [s.total_seconds() for s in (FIRST_AFTER, DAY, RETRY_AFTER, RETRY_AFTER)]
 

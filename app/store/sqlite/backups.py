@@ -90,6 +90,16 @@ def _taken(destination: Path) -> InvalidInput:
     return InvalidInput(f"{destination} exists: a backup never overwrites a file, name a new one", field="destination")
 
 
+def store_id(path: Path) -> str | None:
+    """The id of the store a file holds (a backup keeps its store's); None for a file without one."""
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'storeId'").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
+
+
 def check_backup(backup: Path, progress: Progress = silent) -> StoreFile:
     """What the backup holds, once SQLite found it whole and it is one of this server's stores."""
     if not backup.is_file():

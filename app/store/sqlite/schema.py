@@ -115,4 +115,7 @@ STATEMENTS = (
     "CREATE INDEX IF NOT EXISTS segment_checks_by_due ON segment_checks(due_at)",
     # What profile lists filter on, beside each live profile (kept by every profile write).
     *profile_facets.STATEMENTS,
+    # This store's id, made once: its backups keep it, so the server's scheduled backups tell their
+    # own from another store's in a shared folder (app/scheduled_backups.py).
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('storeId', lower(hex(randomblob(16))))",
 )
