@@ -93,7 +93,7 @@ def _taken(destination: Path) -> InvalidInput:
 def store_id(path: Path) -> str | None:
     """The id of the store a file holds (a backup keeps its store's); None for a file without one."""
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        with closing(_read_only(path)) as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'storeId'").fetchone()
     except sqlite3.Error:
         return None
@@ -180,7 +180,7 @@ def _copy(source: Path, target: Path, progress: Progress) -> None:
 def _checked(path: Path, progress: Progress = silent) -> StoreFile:
     progress("checking", 0, 1)
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        with closing(_read_only(path)) as db:
             problems = [row[0] for row in db.execute("PRAGMA integrity_check")]
             if problems != ["ok"]:
                 raise InvalidInput(f"{path} is damaged: {'; '.join(problems[:3])}", field="backup")
@@ -198,6 +198,11 @@ def _checked(path: Path, progress: Progress = silent) -> StoreFile:
     return StoreFile(
         path, path.stat().st_size, profiles, interactions, datetime.fromisoformat(taken[0]) if taken else None
     )
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can neither create the file nor change it."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
 def _remove(path: Path) -> None:
