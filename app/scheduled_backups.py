@@ -22,14 +22,13 @@ from pathlib import Path
 from app.domain import clock
 from app.domain.errors import DomainError
 from app.process_lock import taken_if_free
-from app.store.sqlite.backups import StoreFile, back_up, store_id
+from app.store.sqlite.backups import STAMP, StoreFile, back_up, store_id
 
 log = logging.getLogger("cdp.backups")
 
 FIRST_AFTER = timedelta(minutes=5)  # a store without backups: its first, after the start's own work
 RETRY_AFTER = timedelta(minutes=10)  # a backup that failed (a full disk) is tried again, not in a loop
 LOOK_AGAIN_AFTER = timedelta(minutes=1)  # another process was taking the one due
-STAMP = "%Y%m%dT%H%M%SZ"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ under a temporary name, checked (`PRAGMA integrity_check`), flushed to disk and 
 name: a file with a backup's name is a whole one.
 
 Restoring never happens under an open store (store_users.py) and never loses the store it replaces:
-that one is kept beside it under a name saying when. What a restore must also do to the data (erasures made since
-the backup) is the services' (app/services/backups.py); the command line puts the two together.
+that one is kept beside it under a name saying when. What a restore must also do to the data
+(erasures made since the backup) is the services' (app/services/backups.py); the command line puts
+the two together.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ BACKUP_TAKEN_AT = "backupTakenAt"  # meta key written into the copy: when its sn
 STORE_TABLES = {"meta", "profiles", "identities", "interactions", "suppressions", "erasures"}
 WAL_FILES = ("-wal", "-shm")
 PROGRESS_EVERY_SECONDS = 0.2
+STAMP = "%Y%m%dT%H%M%SZ"  # UTC time in file names: kept stores, scheduled backups (they sort by it)
 COPYING, MB = "MB copied", 1_000_000
 
 # (stage, done, total): "MB copied" (of at most the source's size), "checking" 0 or 1 of 1.
@@ -133,7 +135,7 @@ def swap_in(staged: Path, database: Path) -> Path | None:
     kept = None
     if database.exists():
         _self_contained(database)
-        kept = database.with_name(f"{database.name}.before-restore-{clock.now().strftime('%Y%m%dT%H%M%SZ')}")
+        kept = database.with_name(f"{database.name}.before-restore-{clock.now().strftime(STAMP)}")
         try:
             os.link(database, kept)
         except OSError:  # a file system without hard links
