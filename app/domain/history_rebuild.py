@@ -23,15 +23,11 @@ def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Pro
     events in the history apply on top of them, newest decision per purpose winning.
     """
     ordered = sorted(interactions, key=lambda i: (i.timestamp, i.message_id))
-    state = base.model_copy(
-        update={
-            "stats": Stats(),
-            "qualitative": Qualitative(preferences=base.qualitative.preferences),
-            "recent": [],
-        },
-        deep=True,
-    )
-    document = state.to_document()
+    # The document is the copy the replay changes (to_document copies every container): copying
+    # the profile deeply first as well was ~1 ms of a merge's 6.
+    document = base.model_copy(
+        update={"stats": Stats(), "qualitative": Qualitative(preferences=base.qualitative.preferences), "recent": []}
+    ).to_document()
     for interaction in ordered:
         # What the next change reads, off the document as the last one left it.
         apply_change(document, behaviour_change(StoredBehaviour.of(document), event_of(interaction)))
