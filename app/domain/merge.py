@@ -186,7 +186,9 @@ def merged_profile(
         document.setdefault("fieldTimes", {})[provenance_key(path)] = decision.at
         if decision.source:
             document.setdefault("fieldSources", {})[provenance_key(path)] = decision.source
-    base = Profile.from_document(document).model_copy(
+    # Everything in the document comes from validated profiles, and the recent list is replayed
+    # below: read as a change reads a stored document (not its recent list, times as they are).
+    base = Profile.for_change(document).model_copy(
         update={
             "identifiers": list(identifiers.values()),
             "consents": consents,
