@@ -212,7 +212,8 @@ class Profile(StoredModel):
         """The profile of a stored document (in either store's form) without its recent list: what a
         change is computed from (an event's effects, new identifiers, blocking keys) never reads it,
         and it is most of what decoding a document costs (a demo profile: ~600 µs whole, ~130 µs
-        without). Never written back: the batch writes the document it changed. Its times are UTC
+        without). Written back only by a replay, which sets its recent list anew (merges and unmerges:
+        app/domain/history_rebuild.py); a batch writes the document it changed. Its times are UTC
         milliseconds already (as the store wrote them, or a validated profile made them), so they are
         not walked again; its free-form data is."""
         return cls.model_validate({key: value for key, value in document.items() if key != "recent"}, context=_OWN_TEXT)
