@@ -38,7 +38,8 @@ def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Pro
 def replay_identity(base: Profile, interactions: Iterable[Interaction]) -> Profile:
     """`base` with what the identify events among `interactions` set (identity fields, addresses,
     traits), in time order, each field keeping the newest decision: an unmerge gives a person the
-    names their own events carried while merged, and only theirs.
+    names their own events carried while merged, and only theirs. Without the recent list once an
+    identify event was replayed: what it returns is for rebuild_behaviour, which replays that list.
 
     Merges do not use it: there, the reconciliation rules decide between the profiles' values.
     """
@@ -49,5 +50,8 @@ def replay_identity(base: Profile, interactions: Iterable[Interaction]) -> Profi
     document = state.to_document()
     for interaction in identifies:
         apply_change(document, replayed_identify(state, event_of(interaction)))
-        state = Profile.from_document(document)
+        # What the next identify event is weighed against, read as a change reads a stored document
+        # (without the recent list, which the caller replays after): a profile's own validation,
+        # its recent list included, for each of them was most of this replay.
+        state = Profile.for_change(document)
     return state
