@@ -23,7 +23,7 @@ from app.domain.event_effects import change_for_event, consent_decision, interac
 from app.domain.events import Event, EventType
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
-from app.domain.matching.index import keys_of, touches_match_fields
+from app.domain.matching.index import stored_keys, touches_match_fields
 from app.domain.privacy import ConsentDecision
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import apply_change
@@ -207,7 +207,7 @@ async def _write(
             unchanged.append(target.document["_id"])  # read, never changed
             continue
         if target.keys_moved:  # the keys of its fields as they are now (what each event's write left)
-            keys = keys_of(target.current())
+            keys = stored_keys(target.document)
             moved = keys != target.document.get("blockingKeys", [])
             target.document["blockingKeys"] = keys
         else:

@@ -3,7 +3,7 @@
 Random batches over a small pool of identifiers (so events link profiles and merge them), with
 messageIds repeated within and across batches, and invalid events mixed in, go into one store in
 batches and into another one event at a time on the per-event path. Per-event results, each person's profile (stats,
-identifiers, consents, identity fields) and history must be the same; profile ids are random, so
+identifiers, blocking keys, consents, identity fields) and history must be the same; profile ids are random, so
 profiles are compared through the identifiers they hold.
 """
 
@@ -76,6 +76,7 @@ async def _people(store: ProfileStore) -> list[tuple[Any, ...]]:
                 type_,
                 value,
                 sorted(profile.identifier_keys()),
+                profile.blocking_keys,  # what the matcher finds the profile by
                 profile.stats.model_dump(),
                 {k: (c.granted, c.at) for k, c in profile.consents.items()},
                 (profile.first_name, profile.last_name, profile.traits),

@@ -40,6 +40,14 @@ def keys_of(profile: Profile) -> list[str]:
     return sorted(blocking_keys(match_fields(profile)))
 
 
+def stored_keys(document: dict[str, Any]) -> list[str]:
+    """`keys_of` the profile a stored document holds, read straight off the document as `match_view`
+    reads it: a batch's write built each changed profile whole (~85 µs) only to take its keys."""
+    if document.get("mergedInto") is not None:
+        return []
+    return sorted(blocking_keys(match_view(document).fields))
+
+
 def refresh_keys(profile: Profile) -> Profile:
     """The profile with the keys of its current fields (a copy; the argument is left alone)."""
     return profile.model_copy(update={"blocking_keys": keys_of(profile)})
