@@ -247,7 +247,7 @@ async def run(plan: Plan, schema: GraphQLSchema, document: DocumentNode, options
     """Execute `plan` as graphql-core would execute `document` with `options` (its `execute` keywords)."""
     # Coercing and completing a batch is milliseconds of Python: a worker thread does them, not the
     # loop. A few items are done at once, sooner than a busy loop would get back to them after a hop.
-    small = _items(options.get("variable_values")) <= INLINE_ITEMS
+    small = list_items(options.get("variable_values")) <= INLINE_ITEMS
     with bulk_work(not small):  # a batch: its threads' work in the background class (thread_priority.py)
         return await _run(plan, schema, document, options, small=small)
 
@@ -271,7 +271,7 @@ async def _run(
     return ExecutionResult(data, errors=None)
 
 
-def _items(variables: Mapping[str, Any] | None) -> int:
+def list_items(variables: Mapping[str, Any] | None) -> int:
     """The items of the lists given as variables: what coercing and completing grow with."""
     return sum(len(value) for value in (variables or {}).values() if isinstance(value, list))
 

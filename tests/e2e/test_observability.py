@@ -57,6 +57,38 @@ async def test_metrics_move_with_the_traffic(client: httpx.AsyncClient, gql: Gra
     assert re.search(r"^cdp_active_subscriptions 0\.0$", text, re.M)
 
 
+async def test_a_batch_counts_every_event_it_answers(client: httpx.AsyncClient, gql: GraphQL) -> None:
+    """A batch's results are counted and made into its answer on a worker thread (more than a few
+    events): every event is still counted once, by its own result, and answered in order."""
+    events = [
+        {
+            "messageId": f"batch-{n}",
+            "type": "warp" if n % 6 == 0 else "page_view",
+            "channel": "web",
+            "timestamp": "2026-11-01T10:00:00Z",
+            "identifiers": [{"type": "email", "value": f"b{n}@example.com"}],
+            "properties": {"url": "/"},
+        }
+        for n in range(30)
+    ]
+    batch = """mutation($events: [EventInput!]!) { ingestEvents(events: $events) {
+      accepted rejected results { messageId status } } }"""
+    before = (await client.get("/metrics")).text
+    answer = (await gql(batch, {"events": events}))["data"]["ingestEvents"]
+    after = (await client.get("/metrics")).text
+
+    def moved(**labels: str) -> float:
+        return _value(after, "cdp_events_ingested_total", **labels) - _value(
+            before, "cdp_events_ingested_total", **labels
+        )
+
+    assert (answer["accepted"], answer["rejected"]) == (25, 5)
+    assert [r["messageId"] for r in answer["results"]] == [e["messageId"] for e in events]
+    assert [r["status"] for r in answer["results"]] == ["REJECTED" if n % 6 == 0 else "ACCEPTED" for n in range(30)]
+    assert moved(type="page_view", result="ACCEPTED") == 25
+    assert moved(type="warp", result="REJECTED") == 5
+
+
 @contextmanager
 def _access_lines(level: int) -> Iterator[list[dict[str, Any]]]:
     """The access log's lines at `level` and above written in the block, as JSON objects (on exit)."""
