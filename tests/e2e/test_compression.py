@@ -74,6 +74,31 @@ async def test_a_large_answer_comes_encoded_as_asked_and_decodes_to_the_plain_on
     assert _decoded(encoded) == plain.content
 
 
+@pytest.mark.parametrize("accept", ["br", "gzip"])
+async def test_a_batch_answer_of_tens_of_kilobytes_is_compressed_whole(server: tuple[str, str], accept: str) -> None:
+    """An answer between 32 and 128 KiB (a 500-event batch's results) is compressed off the event loop
+    in one piece: it decodes to every result, in order."""
+    url, token = server
+    events = [
+        {
+            "messageId": f"{accept}-{n}",
+            "type": "page_view",
+            "channel": "web",
+            "timestamp": "2026-11-01T10:00:00Z",
+            "identifiers": [{"type": "email", "value": f"z{n}@example.com"}],
+            "properties": {"url": "/"},
+        }
+        for n in range(500)
+    ]
+    query = "mutation($e: [EventInput!]!) { ingestEvents(events: $e) { results { messageId status profileId } } }"
+    encoded = await _raw(url, token, "POST", "/graphql", accept, json={"query": query, "variables": {"e": events}})
+    assert encoded.status_code == 200 and encoded.headers["content-encoding"] == accept
+    body = _decoded(encoded)
+    assert 32 * 1024 <= len(body) < 128 * 1024
+    results = json.loads(body)["data"]["ingestEvents"]["results"]
+    assert [(r["messageId"], r["status"]) for r in results] == [(e["messageId"], "ACCEPTED") for e in events]
+
+
 async def test_brotli_is_chosen_when_the_client_offers_both(server: tuple[str, str]) -> None:
     url, token = server
     response = await _raw(url, token, "POST", "/graphql", "gzip, deflate, br", json={"query": LARGE})
