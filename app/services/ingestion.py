@@ -33,7 +33,7 @@ from app.services.ingestion_batch import Landed, Parsed, ingest_run
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed, suppression_secret
-from app.services.profile_changes import UNHEARD, ProfileChanges, events_landed
+from app.services.profile_changes import UNHEARD, ProfileChanges, ProfilesChanged, events_landed
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
 log = logging.getLogger("cdp.ingestion")
@@ -84,14 +84,24 @@ async def ingest_events(
     await store.run_batch(lambda: _ingest_parsed(store, parsed, raw_events, outcomes, at, policy, secret))
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(raw_events)
+    # What the batch changed, gone through on a worker thread for a batch, as its validation was.
+    if len(raw_events) <= INLINE_EVENTS:
+        changes = _landed(raw_events, done)
+    else:
+        changes = await asyncio.to_thread(_landed, raw_events, done)
     # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.
     await merge_lookalikes(store, [o.profile_id for o in done if o.profile_id], policy.identity, changes=policy.changes)
+    await policy.changes.publish(*changes)  # listeners' failures are logged, never raised here
+    return done
+
+
+def _landed(raw_events: Sequence[RawEvent], done: Sequence[EventOutcome]) -> list[ProfilesChanged]:
+    """The batch's changes for the listeners: each profile with the types of the events that landed on it."""
     landed: dict[str, set[str]] = {}
     for raw, outcome in zip(raw_events, done, strict=True):
         if outcome.status is EventStatus.ACCEPTED and outcome.profile_id:
             landed.setdefault(outcome.profile_id, set()).add(raw.type)
-    await policy.changes.publish(*events_landed(landed))  # listeners' failures are logged, never raised here
-    return done
+    return events_landed(landed)
 
 
 async def ingest_each_alone(

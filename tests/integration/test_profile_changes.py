@@ -102,6 +102,27 @@ async def test_every_kind_of_write_reports_its_profiles_cause_and_paths(store: P
     assert heard.changes[0].paths is None and heard.changes[2].paths is None  # any field may have changed
 
 
+async def test_a_batch_reports_each_profile_once_with_the_types_that_landed_on_it(store: ProfileStore) -> None:
+    """More events than go inline (their changes are gone through on a worker thread): each profile is
+    reported once, grouped with the others that received the same types; a refused event adds nothing."""
+    heard = Heard()
+    policy = IngestionPolicy(changes=ProfileChanges(heard))
+    batch = [event("page_view", email=f"p{n % 3}@example.com", minutes=n, message_id=f"bp-{n}") for n in range(27)]
+    batch += [
+        event("order_completed", email="p0@example.com", minutes=30, message_id="bo"),
+        event("warp", email="p1@example.com", minutes=31, message_id="bw"),  # an unknown type: REJECTED
+    ]
+    outcomes = await ingest_events(store, batch, policy)
+    owner = [outcomes[n].profile_id for n in range(3)]
+    assert all(owner) and len(set(owner)) == 3 and outcomes[-1].profile_id is None
+    reported = {(frozenset(c.profile_ids), c.event_types) for c in heard.changes}
+    assert reported == {
+        (frozenset(owner[:1]), frozenset({"page_view", "order_completed"})),
+        (frozenset(owner[1:]), frozenset({"page_view"})),
+    }
+    assert sum(len(c.profile_ids) for c in heard.changes) == 3
+
+
 async def test_an_automatic_merge_reports_the_survivor_too(store: ProfileStore) -> None:
     heard = Heard()
     fuzzy = IdentityPolicy(fuzzy_merge_score=0.9)
