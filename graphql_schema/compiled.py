@@ -22,7 +22,6 @@ responses). A caller the field's scope refuses, and every other document, is exe
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +50,7 @@ from graphql import (
 from strawberry.types.base import StrawberryObjectDefinition
 
 from app.domain.access import Scope
+from app.off_loop import off_loop
 from app.thread_priority import bulk_work
 from graphql_schema.compiled_queries import build_executor
 from graphql_schema.document_memo import DocumentMemo
@@ -255,16 +255,13 @@ async def run(plan: Plan, schema: GraphQLSchema, document: DocumentNode, options
 async def _run(
     plan: Plan, schema: GraphQLSchema, document: DocumentNode, options: dict[str, Any], *, small: bool
 ) -> ExecutionResult:
-    if small:
-        errors, arguments = _coerced(plan, schema, document, options)
-    else:
-        errors, arguments = await asyncio.to_thread(_coerced, plan, schema, document, options)
+    errors, arguments = await off_loop(not small, _coerced, plan, schema, document, options)
     if errors:
         return ExecutionResult(None, errors=errors)
     path = [plan.key]
     try:
         value = await plan.root.resolve(options.get("context_value"), arguments)
-        data = {plan.key: plan.complete(value) if small else await asyncio.to_thread(plan.complete, value)}
+        data = {plan.key: await off_loop(not small, plan.complete, value)}
     except Exception as exc:  # a resolver's error: graphql-core's located error, and null up to data
         error = located_error(exc, [plan.field_node], path)
         return ExecutionResult({plan.key: None} if plan.nullable else None, errors=[error])

@@ -4,7 +4,6 @@ wired: resolvers never keep segments up to date themselves."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Annotated
 
@@ -13,6 +12,7 @@ import strawberry
 from app.domain.access import Scope
 from app.domain.events import RawEvent
 from app.observability.metrics import Metrics
+from app.off_loop import off_loop
 from app.services import api_keys, merging, privacy, profiles, recommendations, traits
 from app.services.ingestion import INLINE_EVENTS, EventOutcome, ingest_events
 from app.services.segments import Evaluation
@@ -34,11 +34,9 @@ async def ingest(context: Context, raws: list[RawEvent]) -> IngestResult:
     """ingestEvents, whichever executor runs it (graphql_schema/compiled.py compiles it)."""
     services = context.services
     outcomes = await ingest_events(services.store, raws, services.ingestion)
-    if len(raws) <= INLINE_EVENTS:
-        return _answered(services.metrics, raws, outcomes)
     # A batch's thousand results, counted and made into its answer: ~5-10 ms of Python, which held the
     # loop in one piece after every batch. A worker thread does it, as it validated the events.
-    return await asyncio.to_thread(_answered, services.metrics, raws, outcomes)
+    return await off_loop(len(raws) > INLINE_EVENTS, _answered, services.metrics, raws, outcomes)
 
 
 def _answered(metrics: Metrics, raws: list[RawEvent], outcomes: list[EventOutcome]) -> IngestResult:

@@ -4,7 +4,6 @@ query limits (`build_schema`); the types are the same."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from strawberry.types import ExecutionContext
 from strawberry.types.execution import PreExecutionError
 
 from app.domain.access import Scope
+from app.off_loop import off_loop
 from app.thread_priority import bulk_work
 from graphql_schema import compiled, compiled_queries
 from graphql_schema.compiled_queries import QueryCompiler
@@ -118,10 +118,9 @@ class Schema(strawberry.Schema):
         """`list_refusal` of the variables; a batch's (a thousand events and their identifiers: ~5 ms of
         walking) on a worker thread, as its coercion is, so that the loop is not held for it."""
         check = (self._schema, document, operation_name, variables, self.limits.max_list_items)
-        if compiled.list_items(variables) <= compiled.INLINE_ITEMS:
-            return list_refusal(*check)
-        with bulk_work():
-            return await asyncio.to_thread(list_refusal, *check)
+        large = compiled.list_items(variables) > compiled.INLINE_ITEMS
+        with bulk_work(large):
+            return await off_loop(large, list_refusal, *check)
 
 
 # Root fields executed without graphql-core when their document allows (graphql_schema/compiled.py).

@@ -12,7 +12,6 @@ unavailable) fails the batch. The batch is made durable as a whole before the re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from app.domain.events import Event, RawEvent, parse_event
 from app.domain.identifiers import Identifier
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
+from app.off_loop import off_loop
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion_batch import Landed, Parsed, ingest_run
 from app.services.match_candidates import merge_lookalikes
@@ -75,20 +75,14 @@ async def ingest_events(
     secret = await suppression_secret(store, create=False)  # None until someone is erased
     # Validation is CPU work (a millisecond an event at worst): a worker thread does it for a batch; a
     # few events are validated at once, sooner than a busy loop would get back to them after a hop.
-    if len(raw_events) <= INLINE_EVENTS:
-        judged = _parse_all(raw_events, at, policy)
-    else:
-        judged = await asyncio.to_thread(_parse_all, raw_events, at, policy)
+    judged = await off_loop(len(raw_events) > INLINE_EVENTS, _parse_all, raw_events, at, policy)
     outcomes: list[EventOutcome | None] = [j if isinstance(j, EventOutcome) else None for j in judged]
     parsed = [j for j in judged if isinstance(j, Parsed)]
     await store.run_batch(lambda: _ingest_parsed(store, parsed, raw_events, outcomes, at, policy, secret))
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(raw_events)
     # What the batch changed, gone through on a worker thread for a batch, as its validation was.
-    if len(raw_events) <= INLINE_EVENTS:
-        changes = _landed(raw_events, done)
-    else:
-        changes = await asyncio.to_thread(_landed, raw_events, done)
+    changes = await off_loop(len(raw_events) > INLINE_EVENTS, _landed, raw_events, done)
     # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.
     await merge_lookalikes(store, [o.profile_id for o in done if o.profile_id], policy.identity, changes=policy.changes)
     await policy.changes.publish(*changes)  # listeners' failures are logged, never raised here

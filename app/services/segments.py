@@ -40,6 +40,7 @@ from app.domain.segments.upkeep import (
     history_needed,
     reschedule,
 )
+from app.off_loop import off_loop
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged
 from app.services.profile_writes import MAX_ATTEMPTS, with_retries
@@ -170,7 +171,9 @@ class SegmentEngine:
             for start in range(0, len(matching), READ_BATCH):
                 rechecks = [Recheck(p, (compiled,)) for p in matching[start : start + READ_BATCH]]
                 profiles, histories, since = await self._read(rechecks, at)
-                outcome = await _off_loop(reschedule, rechecks, profiles, histories, since=since, now=at)
+                outcome = await off_loop(
+                    len(rechecks) >= OFF_LOOP_FROM, reschedule, rechecks, profiles, histories, since=since, now=at
+                )
                 await with_retries(self.store, _write(outcome, cause))
         segment = segment.model_copy(update={"evaluated_at": at})
         await self.store.save_segment(segment)
@@ -287,7 +290,9 @@ class SegmentEngine:
                 return events
             at = clock.now()
             profiles, histories, since = await self._read(rechecks, at)
-            outcome = await _off_loop(decide, rechecks, profiles, histories, since=since, now=at)
+            outcome = await off_loop(
+                len(rechecks) >= OFF_LOOP_FROM, decide, rechecks, profiles, histories, since=since, now=at
+            )
             written, moved = await with_retries(self.store, _write(outcome, cause))
             events += written
             rechecks = [r for r in rechecks if r.profile_id in moved]
@@ -360,15 +365,6 @@ def _event_id() -> str:
 
 
 _last_event_ns = [0]
-
-
-async def _off_loop(
-    evaluate: Callable[..., Outcome], rechecks: Sequence[Recheck], *args: Any, **kwargs: Any
-) -> Outcome:
-    """Pure evaluation, on a worker thread when there is enough of it to hold the event loop."""
-    if len(rechecks) < OFF_LOOP_FROM:
-        return evaluate(rechecks, *args, **kwargs)
-    return await asyncio.to_thread(evaluate, rechecks, *args, **kwargs)
 
 
 def _write(
