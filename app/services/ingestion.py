@@ -32,7 +32,7 @@ from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion_batch import Landed, Parsed, ingest_run
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
-from app.services.privacy import refuse_suppressed, suppression_secret
+from app.services.privacy import refuse_suppressed
 from app.services.profile_changes import UNHEARD, ProfileChanges, ProfilesChanged, events_landed
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
@@ -72,13 +72,12 @@ async def ingest_events(
             f"a batch holds at most {policy.max_batch_size} events, got {len(raw_events)}", field="events"
         )
     at = clock.now()
-    secret = await suppression_secret(store, create=False)  # None until someone is erased
     # Validation is CPU work (a millisecond an event at worst): a worker thread does it for a batch; a
     # few events are validated at once, sooner than a busy loop would get back to them after a hop.
     judged = await off_loop(len(raw_events) > INLINE_EVENTS, _parse_all, raw_events, at, policy)
     outcomes: list[EventOutcome | None] = [j if isinstance(j, EventOutcome) else None for j in judged]
     parsed = [j for j in judged if isinstance(j, Parsed)]
-    await store.run_batch(lambda: _ingest_parsed(store, parsed, raw_events, outcomes, at, policy, secret))
+    await store.run_batch(lambda: _ingest_parsed(store, parsed, raw_events, outcomes, at, policy))
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(raw_events)
     # What the batch changed, gone through on a worker thread for a batch, as its validation was.
@@ -104,14 +103,13 @@ async def ingest_each_alone(
     """Every event on the per-event path, its own unit of work: what the batch path must equal (the
     property test in tests/property/test_batch_ingestion.py holds it to that). Stores only."""
     at = clock.now()
-    secret = await suppression_secret(store, create=False)
     outcomes: list[EventOutcome] = []
     async with store.batch():
         for item in _parse_all(raw_events, at, policy):
             if isinstance(item, EventOutcome):
                 outcomes.append(item)
             else:
-                outcomes.append(await _one_by_one(store, item, raw_events, at, policy, secret))
+                outcomes.append(await _one_by_one(store, item, raw_events, at, policy))
     return outcomes
 
 
@@ -136,7 +134,6 @@ async def _ingest_parsed(
     outcomes: list[EventOutcome | None],
     at: datetime,
     policy: IngestionPolicy,
-    secret: str | None,
 ) -> None:
     """Runs of events go through the batch-native path (app/services/ingestion_batch.py); an event
     that links profiles goes alone through the per-event path, and the next run starts after it."""
@@ -146,7 +143,7 @@ async def _ingest_parsed(
         rest = parsed[position:]
 
         async def run(tx: StoreTransaction, rest: Sequence[Parsed] = rest) -> list[Landed]:
-            return await ingest_run(tx, rest, at=at, expires_at=expires_at, secret=secret)
+            return await ingest_run(tx, rest, at=at, expires_at=expires_at)
 
         try:
             landed = await with_retries(store, run)
@@ -157,7 +154,7 @@ async def _ingest_parsed(
             # go one by one, so that the faulty one is refused alone, with its traceback logged.
             log.exception("a run of %d events failed as a whole: ingesting them one by one", len(rest))
             for item in rest:
-                outcomes[item.index] = await _one_by_one(store, item, raw_events, at, policy, secret)
+                outcomes[item.index] = await _one_by_one(store, item, raw_events, at, policy)
             return
         events = {item.index: item.event for item in rest[: len(landed)]}
         for decided in landed:
@@ -165,7 +162,7 @@ async def _ingest_parsed(
         position += len(landed)
         if position < len(parsed):
             item = parsed[position]
-            outcomes[item.index] = await _one_by_one(store, item, raw_events, at, policy, secret)
+            outcomes[item.index] = await _one_by_one(store, item, raw_events, at, policy)
             position += 1
 
 
@@ -183,11 +180,10 @@ async def _one_by_one(
     raw_events: Sequence[RawEvent],
     at: datetime,
     policy: IngestionPolicy,
-    secret: str | None,
 ) -> EventOutcome:
     """The per-event path, for an event whatever is wrong with which is its own REJECTED."""
     try:
-        return await _ingest_one(store, item.event, item.usable, at, policy, secret)
+        return await _ingest_one(store, item.event, item.usable, at, policy)
     except DomainError:  # the store unavailable, a write that kept conflicting: not this event's fault
         raise
     except Exception:
@@ -221,13 +217,12 @@ async def _ingest_one(
     identifiers: list[Identifier],
     at: datetime,
     policy: IngestionPolicy,
-    secret: str | None,
 ) -> EventOutcome:
     async def work(tx: StoreTransaction) -> str:
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
         if await tx.message_seen(event.message_id):
             raise MessageAlreadyProcessed(event.message_id)
-        await refuse_suppressed(tx, secret, identifiers)
+        await refuse_suppressed(tx, identifiers)
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             return change_for_event(profile, event, additions, at=at)

@@ -29,7 +29,7 @@ from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import apply_change
 from app.domain.stored_behaviour import StoredBehaviour
 from app.services.ports import MessageAlreadyProcessed, ProfileWrite, StoreTransaction, VersionConflict
-from app.services.privacy import suppression_hashes
+from app.services.privacy import suppressed_keys
 from app.services.profile_writes import new_profile_id
 
 # The in-memory apply gives the event loop a turn this often: a store whose I/O is asynchronous
@@ -96,7 +96,6 @@ async def ingest_run(
     *,
     at: datetime,
     expires_at: datetime,
-    secret: str | None,
 ) -> list[Landed]:
     """Ingest a prefix of `items` (all of them unless one needs the per-event path, which is then
     the first one not returned); nothing is written for the events not returned.
@@ -105,7 +104,7 @@ async def ingest_run(
     early (a batch with merges stops once per merge) has read only about as much as it used, where
     reading for the whole rest every time read the demo data's profiles ~7 times over. Nothing the
     run does is written before its end, so what is read later is what would have been read first."""
-    read = _Read(secret)
+    read = _Read()
     writes, landed = _Writes(form=await tx.document_form()), []
     for count, parsed in enumerate(items, 1):
         if count > read.until:
@@ -125,7 +124,6 @@ class _Read:
     """What a run has read so far: processed messageIds, suppressed identifiers, identifier owners and
     their live profiles, for `items[:until]`; what the run applies is added to the same maps."""
 
-    secret: str | None
     until: int = 0
     window: int = FIRST_READ
     known: set[str] = field(default_factory=set)
@@ -140,7 +138,7 @@ class _Read:
         self.known |= await tx.known_messages({p.event.message_id for p in chunk} - self.known)
         keys = [k for k in dict.fromkeys(i.key for p in chunk for i in p.usable) if k not in self.looked_up]
         self.looked_up.update(keys)
-        self.suppressed |= await _suppressed_keys(tx, self.secret, keys)
+        self.suppressed |= await suppressed_keys(tx, keys)
         found = await tx.owners_of(keys)  # none claimed by this run: its claims are of keys it looked up
         self.owners.update(found)
         unread = set(found.values()) - self.working.keys()
@@ -231,11 +229,3 @@ async def _write(
     await tx.append_interactions(writes.interactions)
     for decision in writes.consents:
         await tx.append_consent(decision)
-
-
-async def _suppressed_keys(tx: StoreTransaction, secret: str | None, keys: list[str]) -> set[str]:
-    if secret is None or not keys:
-        return set()
-    hashes = suppression_hashes(secret, keys)
-    hit = await tx.suppressed(hashes)
-    return {key for key, digest in zip(keys, hashes, strict=True) if digest in hit}

@@ -175,6 +175,10 @@ class StoreTransaction(Protocol):
     async def suppressed(self, hashes: Sequence[str]) -> set[str]:
         """Those of `hashes` on the suppression list."""
 
+    async def read_meta(self, key: str) -> str | None:
+        """`ProfileStore.read_meta` inside the transaction: what a write decides on (the key erased
+        people's identifiers are hashed with) is read where nothing can change it before the commit."""
+
     async def record_erasure(self, erasure: Erasure) -> None: ...
 
     # -- segments --------------------------------------------------------------------------------
@@ -309,6 +313,10 @@ class ProfileStore(Protocol):
         transaction: verified keys a process remembers stay good while it reads the same number."""
 
     async def write_meta(self, key: str, value: str) -> None: ...
+
+    async def setdefault_meta(self, key: str, value: str) -> str:
+        """The value stored under `key`, which is `value` if none was: a value written this way is
+        never replaced, whoever wrote first (two processes making the same key at once agree on it)."""
 
     async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
         """Every consent decision recorded on these profiles, newest first."""

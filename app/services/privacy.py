@@ -168,12 +168,26 @@ def _json(model: BaseModel, *, exclude: set[str] | None = None) -> dict[str, Any
 
 
 # -- erasure ----------------------------------------------------------------------------------
-async def suppression_secret(store: ProfileStore, *, create: bool) -> str | None:
+async def suppression_secret(store: ProfileStore) -> str:
+    """The key erased people's identifiers are hashed with, made by the store's first erasure and
+    never replaced: two first erasures at once agree on one (each hashing with its own, one of them
+    was lost, and that person's events were taken again)."""
     secret = await store.read_meta(SUPPRESSION_SECRET)
-    if secret is None and create:
-        await store.write_meta(SUPPRESSION_SECRET, new_suppression_secret())
-        secret = await store.read_meta(SUPPRESSION_SECRET)  # whoever wrote first wins
-    return secret
+    return secret if secret is not None else await store.setdefault_meta(SUPPRESSION_SECRET, new_suppression_secret())
+
+
+async def suppressed_keys(tx: StoreTransaction, keys: Sequence[str]) -> set[str]:
+    """Those of the identifier `keys` that belong to an erased person. The key they are hashed with is
+    read in the writing transaction: read before it, an erasure made in between (the store's first,
+    which makes the key) let the person's waiting events bring them back."""
+    if not keys:
+        return set()
+    secret = await tx.read_meta(SUPPRESSION_SECRET)
+    if secret is None:  # nobody was ever erased
+        return set()
+    hashes = suppression_hashes(secret, keys)
+    hit = await tx.suppressed(hashes)
+    return {key for key, digest in zip(keys, hashes, strict=True) if digest in hit}
 
 
 def suppression_hashes(secret: str, keys: Sequence[str]) -> list[str]:
@@ -188,8 +202,7 @@ async def delete_profile(
 
     An undone merge with someone else is that person's audit trail too: it stays, without the erased
     person's saved documents and identifiers, their profile ids replaced by the erasure's id."""
-    secret = await suppression_secret(store, create=True)
-    assert secret is not None
+    secret = await suppression_secret(store)
     at = clock.now()
 
     async def work(tx: StoreTransaction) -> tuple[Erasure, ProfilesChanged]:
@@ -271,11 +284,9 @@ async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure
     return list(trails.values())
 
 
-async def refuse_suppressed(tx: StoreTransaction, secret: str | None, identifiers: Sequence[Identifier]) -> None:
+async def refuse_suppressed(tx: StoreTransaction, identifiers: Sequence[Identifier]) -> None:
     """InvalidInput when any identifier belongs to an erased person: their data never comes back."""
-    if secret is None or not identifiers:
-        return
-    if await tx.suppressed(suppression_hashes(secret, [i.key for i in identifiers])):
+    if await suppressed_keys(tx, [i.key for i in identifiers]):
         raise InvalidInput(
             "these identifiers belong to a person whose data was erased: nothing is recorded for them",
             field="identifiers",

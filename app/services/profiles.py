@@ -20,7 +20,7 @@ from app.domain.profile_query import ProfileFilter
 from app.services.identity_policy import IdentityPolicy
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import ProfileStore, StoreTransaction
-from app.services.privacy import refuse_suppressed, suppression_secret
+from app.services.privacy import refuse_suppressed
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 from app.services.profile_reads import get_profile
 from app.services.profile_writes import with_retries, write_to_resolved_profile
@@ -82,10 +82,9 @@ async def upsert_profile(
     if not SOURCE.match(source):
         raise InvalidInput("source must be 1-32 lower-case letters, digits or underscores", field="source")
     at = clock.now()
-    secret = await suppression_secret(store, create=False)
 
     async def work(tx: StoreTransaction) -> Profile:
-        await refuse_suppressed(tx, secret, usable)
+        await refuse_suppressed(tx, usable)
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             change = change_for_fields(parsed, at=at, source=source)

@@ -480,6 +480,21 @@ async def test_segment_entries_give_each_profile_s_newest_entry_into_each_segmen
     assert await store.segment_entries([]) == {}
 
 
+async def test_a_meta_value_set_by_default_is_never_replaced_and_reads_the_same_in_a_transaction(
+    store: ProfileStore,
+) -> None:
+    assert await store.setdefault_meta("erasure key", "first") == "first"
+    assert await store.setdefault_meta("erasure key", "second") == "first"
+    assert await store.read_meta("erasure key") == "first"
+
+    async def read(tx: StoreTransaction) -> tuple[str | None, str | None]:
+        return await tx.read_meta("erasure key"), await tx.read_meta("nothing here")
+
+    assert await store.run_in_transaction(read) == ("first", None)
+    await store.write_meta("erasure key", "replaced")  # a plain write replaces it, as before
+    assert await store.setdefault_meta("erasure key", "third") == "replaced"
+
+
 async def test_the_keys_version_moves_with_each_key_created_or_revoked_and_with_nothing_else(
     store: ProfileStore,
 ) -> None:

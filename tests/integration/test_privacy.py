@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +20,7 @@ from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 
 PURPOSES = DEFAULT_PURPOSES
+T = TypeVar("T")
 
 
 async def _customer(store: ProfileStore, *types: str, email: str = "emma@example.com") -> str:
@@ -99,6 +103,52 @@ async def test_erasure_forgets_the_person_for_good(store: ProfileStore) -> None:
     assert await store.count_profiles() == 1
     with pytest.raises(NotFound):
         await privacy.delete_profile(store, emma.id, actor="dpo")
+
+
+async def test_two_first_erasures_at_once_both_keep_their_people_out(store: ProfileStore) -> None:
+    """The store's first two erasures, at once: each creates the key its suppressed identifiers are
+    hashed with unless the other did first, and both must hash with the one key that stays; each one's
+    wipe of the files waits for the other's batch (it took the writer's lock on the wrong loop)."""
+    emma = await _customer(store, "page_view", email="emma@example.com")
+    leo = await _customer(store, "page_view", email="leo@example.com")
+    await asyncio.gather(
+        privacy.delete_profile(store, emma, actor="dpo"), privacy.delete_profile(store, leo, actor="dpo")
+    )
+    late = await ingest_events(store, [event("page_view", email=e) for e in ("emma@example.com", "leo@example.com")])
+    assert [(o.status, o.field) for o in late] == [(EventStatus.REJECTED, "identifiers")] * 2
+    assert await store.count_profiles() == 0
+
+
+class _HeldBatches:
+    """The store, with its batches held until `go` is set: an ingestion whose batch waits for the
+    writer (behind a bulk batch, or while a large batch is validated) while an erasure runs."""
+
+    def __init__(self, inner: ProfileStore) -> None:
+        self._inner = inner
+        self.waiting, self.go = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
+        self.waiting.set()
+        await self.go.wait()
+        return await self._inner.run_batch(work)
+
+
+async def test_events_waiting_for_the_writer_while_the_first_erasure_runs_do_not_bring_the_person_back(
+    store: ProfileStore,
+) -> None:
+    emma = await _customer(store, "page_view", email="emma@example.com")
+    held = _HeldBatches(store)
+    late = asyncio.create_task(ingest_events(held, [event("order_completed", email="emma@example.com", minutes=5)]))  # type: ignore[arg-type]
+    await held.waiting.wait()  # the events are judged, their batch not begun
+    await privacy.delete_profile(store, emma, actor="dpo")  # the store's first erasure
+    held.go.set()
+    outcome = (await late)[0]
+    assert (outcome.status, outcome.field) == (EventStatus.REJECTED, "identifiers")
+    assert await profile_reads.get_profile_by_identifier(store, "email", "emma@example.com") is None
+    assert await store.count_profiles() == 0
 
 
 async def test_erasure_survives_an_earlier_merge(store: ProfileStore) -> None:

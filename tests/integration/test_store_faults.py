@@ -42,6 +42,7 @@ NOT_RETRIED = {  # writes (a retry could apply them twice), the lifecycle, and s
     "insert_api_key",
     "revoke_api_key",
     "write_meta",
+    "setdefault_meta",
     "save_segment",
     "delete_segment",
     "watch_segment_events",

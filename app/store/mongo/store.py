@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -329,6 +329,10 @@ class MongoTransaction(StoreTransaction):
             await self._db.suppressions.update_one(
                 {"_id": value}, {"$setOnInsert": {"at": at}}, upsert=True, session=self._session
             )
+
+    async def read_meta(self, key: str) -> str | None:
+        found = await self._db.meta.find_one({"_id": key}, session=self._session)
+        return str(found["value"]) if found else None
 
     async def suppressed(self, hashes: Sequence[str]) -> set[str]:
         if not hashes:
@@ -746,6 +750,13 @@ class MongoStore:
 
     async def write_meta(self, key: str, value: str) -> None:
         await self._db.meta.replace_one({"_id": key}, {"_id": key, "value": value}, upsert=True)
+
+    async def setdefault_meta(self, key: str, value: str) -> str:
+        # Another upsert of the same key that inserted it first fails this one: theirs is kept.
+        with suppress(DuplicateKeyError):
+            await self._db.meta.update_one({"_id": key}, {"$setOnInsert": {"value": value}}, upsert=True)
+        found = await self._db.meta.find_one({"_id": key})
+        return str(found["value"])
 
     async def merges_of(self, profile_id: str) -> list[MergeRecord]:
         return await merges_of(self._db, profile_id)

@@ -688,14 +688,17 @@ class SQLiteStore:
     async def wipe_deleted(self) -> None:
         # The write-ahead log still holds the pages as they were before the delete until a checkpoint
         # copies the new ones into the database file; TRUNCATE then empties the log file.
-        async with self._write_lock:
-            busy, _, _ = await self._thread.call(
-                lambda: self._checkpoints.exclusive(
-                    lambda: self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                )
-            )
+        busy, _, _ = await self._thread.run(self._wipe())
         if busy:  # a reader in another process held the log past busy_timeout: the next checkpoint wipes it
             log.warning("write-ahead log not emptied after an erasure: another connection was reading")
+
+    async def _wipe(self) -> Any:
+        # On the writer's loop, as every holder of the write lock: an asyncio lock belongs to one loop
+        # (taken on the caller's, it failed, or woke a waiter of the other loop, when a batch held it).
+        async with self._write_lock:
+            return self._checkpoints.exclusive(
+                lambda: self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            )
 
     async def read_meta(self, key: str) -> str | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -707,6 +710,13 @@ class SQLiteStore:
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    async def setdefault_meta(self, key: str, value: str) -> str:
+        async with self.batch():
+            self._writer.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING", (key, value)
+            )
+            return str(self._writer.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
 
     async def merges_of(self, profile_id: str) -> list[MergeRecord]:
         return merges_of(self._reader, profile_id)

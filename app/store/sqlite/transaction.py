@@ -370,6 +370,10 @@ class SQLiteTransaction(StoreTransaction):
             "INSERT OR IGNORE INTO suppressions (hash, at) VALUES (?, ?)", [(h, to_iso(at)) for h in hashes]
         )
 
+    async def read_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
     async def suppressed(self, hashes: Sequence[str]) -> set[str]:
         if not hashes:
             return set()
