@@ -187,6 +187,10 @@ class StoreTransaction(Protocol):
     async def schedule_check(self, profile_id: str, segment_id: str, due_at: datetime | None) -> None:
         """Re-evaluate the membership at `due_at` (None: no time-based check is needed any more)."""
 
+    async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:
+        """`ProfileStore.get_segments` inside the transaction: a membership decided on a definition is
+        written only if the definition is still the one stored."""
+
     async def segment_memberships(self, profile_ids: Collection[str]) -> dict[str, tuple[int, list[str]]]:
         """id → (version, segments), for those of `profile_ids` that exist: what a membership write
         checks, without reading whole profiles."""

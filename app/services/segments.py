@@ -283,7 +283,8 @@ class SegmentEngine:
         the events once written. Nothing here holds the store's write lock but the write itself: the
         profiles are read on the store's readers and evaluated (off the loop when many) before it.
         A profile that moved since it was read is left out of the write, then read and evaluated
-        again, so that a decision made on an old version never overwrites one made on the new."""
+        again, so that a decision made on an old version never overwrites one made on the new; a
+        segment deleted or redefined meanwhile has every decision made again on what is defined now."""
         events: list[SegmentEvent] = []
         for _ in range(MAX_ATTEMPTS):
             if not rechecks:
@@ -293,12 +294,27 @@ class SegmentEngine:
             outcome = await off_loop(
                 len(rechecks) >= OFF_LOOP_FROM, decide, rechecks, profiles, histories, since=since, now=at
             )
-            written, moved = await with_retries(self.store, _write(outcome, cause))
+            try:
+                written, moved = await with_retries(self.store, _write(outcome, cause))
+            except _Redefined:
+                rechecks = await self._as_defined_now(rechecks)
+                continue
             events += written
             rechecks = [r for r in rechecks if r.profile_id in moved]
         if rechecks:  # each write that kept moving them reports its own change, which re-evaluates them
             log.warning("segment upkeep gave up on %d profiles that kept changing", len(rechecks))
         return events
+
+    async def _as_defined_now(self, rechecks: Sequence[Recheck]) -> list[Recheck]:
+        """The same rechecks against the segments' definitions as stored now (without those deleted)."""
+        defined = {c.segment.id: c for c in _ordered([compile_segment(s) for s in await self.store.list_segments()])}
+        found = []
+        for recheck in rechecks:
+            asked = {c.segment.id for c in recheck.segments}
+            segments = tuple(c for segment_id, c in defined.items() if segment_id in asked)
+            if segments or recheck.clear:
+                found.append(Recheck(recheck.profile_id, segments, recheck.clear))
+        return found
 
     async def _read(
         self, rechecks: Sequence[Recheck], at: datetime
@@ -331,6 +347,10 @@ def _condition(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidInput('condition: an object such as {"compare": {…}} or {"and": […]}', field="condition")
     return raw
+
+
+class _Redefined(Exception):
+    """A segment an outcome was decided on was deleted or redefined before it was written."""
 
 
 def _ordered(segments: list[CompiledSegment]) -> list[CompiledSegment]:
@@ -372,9 +392,15 @@ def _write(
 ) -> Callable[[StoreTransaction], Awaitable[tuple[list[SegmentEvent], set[str]]]]:
     """One unit of work for a whole outcome: the transitions (each recorded as a segment event),
     then the checks. Returns the events written and the profiles left out because they moved since
-    the outcome was decided (its `seen` differs from what is stored now)."""
+    the outcome was decided (its `seen` differs from what is stored now). Raises _Redefined, writing
+    nothing, when a segment it was decided on is no longer defined as it was (deleted, or changed: the
+    embedded store writes one transaction at a time; with MongoDB, as of the transaction's snapshot)."""
 
     async def work(tx: StoreTransaction) -> tuple[list[SegmentEvent], set[str]]:
+        if outcome.definitions:
+            defined = await tx.get_segments(outcome.definitions)
+            if any(s not in defined or defined[s].updated_at != at for s, at in outcome.definitions.items()):
+                raise _Redefined
         stored = await tx.segment_memberships(outcome.profile_ids())
         moved = {
             profile_id

@@ -422,6 +422,11 @@ async def test_reads_for_many_parents_answer_as_one_read_per_parent_does(store: 
 
     segments = await store.get_segments(["vip", "gold", "missing", "vip"])
     assert segments == {s: await store.get_segment(s) for s in ("gold", "vip")}
+
+    async def in_transaction(tx: StoreTransaction) -> tuple[dict[str, Segment], dict[str, Segment]]:
+        return await tx.get_segments(["vip", "gold", "missing", "vip"]), await tx.get_segments([])
+
+    assert await store.run_in_transaction(in_transaction) == (segments, {})
     assert await store.merges_of_profiles(ids) == {p: await store.merges_of(p) for p in ids}
     assert [r.id for r in (await store.merges_of_profiles(["p1"]))["p1"]] == ["m1", "m2"]
     assert await store.refusals_of_profiles(ids) == {p: await store.refusals_of(p) for p in ids}

@@ -4,7 +4,9 @@ each kind of profile change, time-window exits without a new event, and bad defi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import pytest
 
@@ -15,12 +17,15 @@ from app.domain.segments.segment import MembershipChange
 from app.services import merging, privacy
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
-from app.services.ports import ProfileStore
+from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_changes import Cause, ProfilesChanged
 from app.services.segment_bus import SegmentBus, SlowSubscriber
+from app.services.segments import SegmentEngine
 from app.settings import Settings
 from tests.builders import event
 
 BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 1}}}
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -153,6 +158,54 @@ async def test_deleting_a_segment_lets_its_members_go(services: Services) -> Non
     assert await services.store.get_segment(segment.id) is None
     assert segment.id not in ((await services.store.get_profile(buyer)) or pytest.fail()).segments
     assert _changes(await services.store.segment_events(segment_id=segment.id, limit=5))[0] == (buyer, "EXITED")
+
+
+class _HeldWrites:
+    """The store, with its next unit of work held until `go` is set: the upkeep of a profile change
+    that has read and decided, its write waiting for the writer while a steward edits the segment."""
+
+    def __init__(self, inner: ProfileStore) -> None:
+        self._inner = inner
+        self.waiting, self.go = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+        self.waiting.set()
+        await self.go.wait()
+        return await self._inner.run_in_transaction(work)
+
+
+async def _decided_then_edited(services: Services, edit: Callable[[str], Awaitable[object]]) -> tuple[str, str]:
+    """A buyer whose change the upkeep has decided on (entering Buyers) when `edit` changes the segment."""
+    segment = (await services.segments.create(BUYERS)).segment
+    (buyer,) = (o.profile_id or "" for o in await ingest_events(services.store, [event("order_completed")]))
+    held = _HeldWrites(services.store)
+    upkeep = SegmentEngine(held, SegmentBus())  # type: ignore[arg-type]
+    deciding = asyncio.create_task(upkeep.profiles_changed([ProfilesChanged.of(Cause.EVENT, [buyer])]))
+    await held.waiting.wait()
+    await edit(segment.id)
+    held.go.set()
+    await deciding
+    return segment.id, buyer
+
+
+async def test_a_membership_decided_before_its_segment_was_deleted_is_not_written_after(services: Services) -> None:
+    segment_id, buyer = await _decided_then_edited(services, services.segments.delete)
+    assert ((await services.store.get_profile(buyer)) or pytest.fail()).segments == []
+    assert await services.store.segment_events(segment_id=segment_id, limit=10) == []
+    assert await services.store.member_ids(segment_id) == []
+
+
+async def test_a_membership_decided_on_a_segments_old_definition_is_decided_again_on_the_new(
+    services: Services,
+) -> None:
+    big_buyers = {**BUYERS, "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 5}}}
+    segment_id, buyer = await _decided_then_edited(services, lambda i: services.segments.update(i, big_buyers))
+    assert ((await services.store.get_profile(buyer)) or pytest.fail()).segments == []
+    assert await services.store.member_ids(segment_id) == []
+    assert await services.store.segment_events(segment_id=segment_id, limit=10) == []
 
 
 async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off() -> None:

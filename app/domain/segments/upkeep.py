@@ -72,11 +72,14 @@ class Transition:
 @dataclass(slots=True)
 class Outcome:
     """What a pass wants written. `seen`: the (version, segments) each decision was made on, so the
-    writer can tell a profile that moved since it was read (and have it re-read, not overwritten)."""
+    writer can tell a profile that moved since it was read (and have it re-read, not overwritten);
+    `definitions`: when each segment decided on was last defined, so that the writer can tell one
+    deleted or redefined since (and have it decided again on what is defined now)."""
 
     transitions: list[Transition] = field(default_factory=list)
     checks: dict[tuple[str, str], datetime | None] = field(default_factory=dict)  # None: no check needed
     seen: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    definitions: dict[str, datetime] = field(default_factory=dict)
 
     def profile_ids(self) -> list[str]:
         """The profiles something is written for, in the order decided."""
@@ -116,6 +119,7 @@ def decide(
     evaluated on their embedded recent list."""
     outcome = Outcome()
     for recheck in rechecks:
+        outcome.definitions |= {c.segment.id: c.segment.updated_at for c in recheck.segments}
         for segment_id in sorted(recheck.clear):
             outcome.checks[(recheck.profile_id, segment_id)] = None
         profile = profiles.get(recheck.profile_id)

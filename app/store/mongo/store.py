@@ -354,6 +354,12 @@ class MongoTransaction(StoreTransaction):
     async def record_erasure(self, erasure: Erasure) -> None:
         await self._db.erasures.insert_one(erasure.model_dump(by_alias=True), session=self._session)
 
+    async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:
+        if not segment_ids:
+            return {}
+        cursor = self._db.segments.find({"_id": {"$in": list(dict.fromkeys(segment_ids))}}, session=self._session)
+        return {document["_id"]: Segment.model_validate(document) for document in await cursor.to_list(None)}
+
     async def segment_memberships(self, profile_ids: Collection[str]) -> dict[str, tuple[int, list[str]]]:
         if not profile_ids:
             return {}

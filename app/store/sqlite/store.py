@@ -172,9 +172,6 @@ class SQLiteStore:
         self._reads.trace(callback)
         self._scans.trace(callback)
 
-    async def _sql(self, statement: str) -> None:
-        await self._thread.call(lambda: self._writer.execute(statement))
-
     # -- writes ------------------------------------------------------------------------------
     # The write lock is taken and released on the writer thread, with the work it guards: a batch run
     # with `run_batch` holds it for its own work only. Held across hops back to the server's loop (a

@@ -17,7 +17,7 @@ from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange, apply_change
-from app.domain.segments.segment import SegmentEvent
+from app.domain.segments.segment import Segment, SegmentEvent
 from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
@@ -403,6 +403,14 @@ class SQLiteTransaction(StoreTransaction):
             "INSERT INTO erasures (id, at, doc) VALUES (?, ?, ?)",
             (erasure.id, to_iso(erasure.at), dumps(erasure.model_dump(by_alias=True))),
         )
+
+    async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:
+        ids, found = list(segment_ids), dict[str, Segment]()
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            rows = self._db.execute(f"SELECT id, doc FROM segments WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found |= {segment_id: Segment.model_validate(loads(doc)) for segment_id, doc in rows}
+        return found
 
     async def segment_memberships(self, profile_ids: Collection[str]) -> dict[str, tuple[int, list[str]]]:
         ids, found = list(profile_ids), dict[str, tuple[int, list[str]]]()
