@@ -134,7 +134,12 @@ class SegmentEngine:
         if users:
             raise Conflict(f"segments {', '.join(users)} use this segment: change them first", field="id")
         members = await self.store.member_ids(segment.id)
-        await self._apply(segment.id, [], members, cause="segment deleted", progress=None)
+        try:
+            await self._apply(segment, [], members, cause="segment deleted", progress=None)
+        except _Redefined:
+            raise Conflict(
+                f"segment {segment_id} was changed while it was deleted: delete it again", field="id"
+            ) from None
         await self.store.delete_segment(segment.id)
         return len(members)
 
@@ -162,11 +167,23 @@ class SegmentEngine:
 
     # -- batch membership ----------------------------------------------------------------------
     async def evaluate(self, segment: Segment, *, cause: str, progress: Progress | None = None) -> Evaluation:
+        """Every profile against `segment` as defined (its `updated_at`). Conflict when the segment is
+        deleted or redefined before the evaluation is done: its writes stop there, and the evaluation
+        of the newer definition (or the deletion) is what stands, not this one's."""
+        try:
+            return await self._evaluate(segment, cause=cause, progress=progress)
+        except _Redefined:
+            raise Conflict(
+                f"segment {segment.id} was deleted or changed while it was evaluated: the newer change stands",
+                field="id",
+            ) from None
+
+    async def _evaluate(self, segment: Segment, *, cause: str, progress: Progress | None) -> Evaluation:
         at = clock.now()
         compiled = compile_segment(segment)
         matching = await self.store.matching_profile_ids(compiled.tree, now=at)
         current = await self.store.member_ids(segment.id)
-        entered, exited = await self._apply(segment.id, matching, current, cause=cause, progress=progress)
+        entered, exited = await self._apply(segment, matching, current, cause=cause, progress=progress)
         if compiled.deps.window is not None:  # members whose events will age out: check them then
             for start in range(0, len(matching), READ_BATCH):
                 rechecks = [Recheck(p, (compiled,)) for p in matching[start : start + READ_BATCH]]
@@ -175,25 +192,29 @@ class SegmentEngine:
                     len(rechecks) >= OFF_LOOP_FROM, reschedule, rechecks, profiles, histories, since=since, now=at
                 )
                 await with_retries(self.store, _write(outcome, cause))
-        segment = segment.model_copy(update={"evaluated_at": at})
-        await self.store.save_segment(segment)
-        return Evaluation(segment, entered, exited, len(matching))
+        if not await self.store.mark_evaluated(segment.id, defined_at=segment.updated_at, evaluated_at=at):
+            raise _Redefined
+        return Evaluation(segment.model_copy(update={"evaluated_at": at}), entered, exited, len(matching))
 
     async def _apply(
         self,
-        segment_id: str,
+        segment: Segment,
         matching: Collection[str],
         current: Collection[str],
         *,
         cause: str,
         progress: Progress | None,
     ) -> tuple[int, int]:
+        """The members' changes, in chunks, each written only while `segment` is still so defined."""
         wanted, held = set(matching), set(current)
         changes = [(p, True) for p in sorted(wanted - held)] + [(p, False) for p in sorted(held - wanted)]
         done = 0
         for start in range(0, len(changes), WRITE_BATCH):
             chunk = changes[start : start + WRITE_BATCH]
-            outcome = Outcome(transitions=[Transition(p, segment_id, member) for p, member in chunk])
+            outcome = Outcome(
+                transitions=[Transition(p, segment.id, member) for p, member in chunk],
+                definitions={segment.id: segment.updated_at},
+            )
             events, _ = await with_retries(self.store, _write(outcome, cause))
             self.bus.publish_committed(events)
             done += len(chunk)

@@ -208,6 +208,53 @@ async def test_a_membership_decided_on_a_segments_old_definition_is_decided_agai
     assert await services.store.segment_events(segment_id=segment_id, limit=10) == []
 
 
+class _HeldScan(_HeldWrites):
+    """The store, with its next scan for a segment's members held until `go` is set: an evaluation
+    (a new or changed segment over every profile takes seconds) while a steward changes it again."""
+
+    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+        return await self._inner.run_in_transaction(work)
+
+    async def matching_profile_ids(self, *args: Any, **kwargs: Any) -> list[str]:
+        self.waiting.set()
+        await self.go.wait()
+        return await self._inner.matching_profile_ids(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+async def test_a_segment_deleted_while_it_is_evaluated_stays_deleted(services: Services) -> None:
+    (buyer,) = await _land(services, event("order_completed"))
+    held = _HeldScan(services.store)
+    creating = asyncio.create_task(SegmentEngine(held, SegmentBus()).create(BUYERS))  # type: ignore[arg-type]
+    await held.waiting.wait()
+    (segment,) = await services.store.list_segments()
+    await services.segments.delete(segment.id)
+    held.go.set()
+    with pytest.raises(Conflict, match="deleted or changed while it was evaluated") as refused:
+        await creating
+    assert refused.value.field == "id"
+    assert await services.store.list_segments() == []
+    assert ((await services.store.get_profile(buyer)) or pytest.fail()).segments == []
+    assert await services.store.member_ids(segment.id) == []
+
+
+async def test_of_two_changes_of_a_segment_at_once_the_last_stands_with_its_members(services: Services) -> None:
+    (one,) = await _land(services, event("order_completed", email="one@example.com"))
+    segment = (await services.segments.create(BUYERS)).segment
+    browsers = {"name": "Browsers", "condition": {"compare": {"path": "stats.pageViews", "op": "gte", "value": 1}}}
+    (two,) = await _land(services, event("page_view", email="two@example.com"))
+    held = _HeldScan(services.store)
+    first = asyncio.create_task(SegmentEngine(held, SegmentBus()).update(segment.id, {**BUYERS, "name": "Big"}))  # type: ignore[arg-type]
+    await held.waiting.wait()
+    await services.segments.update(segment.id, browsers)  # the second change, evaluated whole
+    held.go.set()
+    with pytest.raises(Conflict, match="deleted or changed while it was evaluated"):
+        await first
+    stored = await services.store.get_segment(segment.id) or pytest.fail()
+    assert (stored.name, stored.condition) == ("Browsers", browsers["condition"])
+    assert await services.store.member_ids(segment.id) == [two]
+    assert ((await services.store.get_profile(one)) or pytest.fail()).segments == []
+
+
 async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off() -> None:
     bus = SegmentBus(max_queue=2)
     heard: list[str] = []

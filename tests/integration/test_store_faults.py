@@ -43,6 +43,7 @@ NOT_RETRIED = {  # writes (a retry could apply them twice), the lifecycle, and s
     "revoke_api_key",
     "write_meta",
     "setdefault_meta",
+    "mark_evaluated",
     "save_segment",
     "delete_segment",
     "watch_segment_events",

@@ -143,6 +143,7 @@ def reschedule(
     batch evaluation, whose store query decided the memberships themselves)."""
     outcome = Outcome()
     for recheck in rechecks:
+        outcome.definitions |= {c.segment.id: c.segment.updated_at for c in recheck.segments}
         profile = profiles.get(recheck.profile_id)
         if profile is None or profile.merged_into is not None:
             continue

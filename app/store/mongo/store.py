@@ -686,6 +686,11 @@ class MongoStore:
         document = segment.model_dump(by_alias=True)
         await self._db.segments.replace_one({"_id": segment.id}, document, upsert=True)
 
+    async def mark_evaluated(self, segment_id: str, *, defined_at: datetime, evaluated_at: datetime) -> bool:
+        selector = {"_id": segment_id, "updatedAt": defined_at}
+        marked = await self._db.segments.update_one(selector, {"$set": {"evaluatedAt": evaluated_at}})
+        return bool(marked.matched_count == 1)
+
     async def get_segment(self, segment_id: str) -> Segment | None:
         found = await self._db.segments.find_one({"_id": segment_id})
         return Segment.model_validate(found) if found else None

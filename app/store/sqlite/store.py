@@ -581,6 +581,15 @@ class SQLiteStore:
                 (segment.id, dumps(segment.model_dump(by_alias=True))),
             )
 
+    async def mark_evaluated(self, segment_id: str, *, defined_at: datetime, evaluated_at: datetime) -> bool:
+        async with self.batch():
+            marked = self._writer.execute(
+                "UPDATE segments SET doc = json_set(doc, '$.evaluatedAt', ?) "
+                "WHERE id = ? AND json_extract(doc, '$.updatedAt') = ?",
+                (to_iso(evaluated_at), segment_id, to_iso(defined_at)),
+            )
+            return marked.rowcount == 1
+
     async def get_segment(self, segment_id: str) -> Segment | None:
         row = self._reader.execute("SELECT doc FROM segments WHERE id = ?", (segment_id,)).fetchone()
         return Segment.model_validate(loads(row[0])) if row else None
