@@ -328,9 +328,9 @@ class ProfileStore(Protocol):
     async def save_segment(self, segment: Segment) -> None:
         """Insert or replace."""
 
-    async def mark_evaluated(self, segment_id: str, *, defined_at: datetime, evaluated_at: datetime) -> bool:
-        """Set the segment's `evaluated_at` if it is still defined as of `defined_at` (its `updated_at`);
-        False, changing nothing, when it was deleted or redefined since."""
+    async def mark_evaluated(self, segment: Segment, *, evaluated_at: datetime) -> bool:
+        """Set the stored segment's `evaluated_at` if it is still `segment`'s definition (the same
+        `updatedAt` and `revision`); False, changing nothing, when it was deleted or redefined since."""
 
     async def get_segment(self, segment_id: str) -> Segment | None: ...
 

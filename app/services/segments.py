@@ -192,7 +192,7 @@ class SegmentEngine:
                     len(rechecks) >= OFF_LOOP_FROM, reschedule, rechecks, profiles, histories, since=since, now=at
                 )
                 await with_retries(self.store, _write(outcome, cause))
-        if not await self.store.mark_evaluated(segment.id, defined_at=segment.updated_at, evaluated_at=at):
+        if not await self.store.mark_evaluated(segment, evaluated_at=at):
             raise _Redefined
         return Evaluation(segment.model_copy(update={"evaluated_at": at}), entered, exited, len(matching))
 
@@ -213,7 +213,7 @@ class SegmentEngine:
             chunk = changes[start : start + WRITE_BATCH]
             outcome = Outcome(
                 transitions=[Transition(p, segment.id, member) for p, member in chunk],
-                definitions={segment.id: segment.updated_at},
+                definitions={segment.id: segment.definition()},
             )
             events, _ = await with_retries(self.store, _write(outcome, cause))
             self.bus.publish_committed(events)
@@ -359,6 +359,7 @@ def _segment(segment_id: str, fields: dict[str, Any], *, created_at: datetime, u
         traits=parse_traits(fields.get("traits")),
         created_at=created_at,
         updated_at=updated_at,
+        revision=uuid.uuid4().hex,
     )
     checked_segment(segment)
     return segment
@@ -420,7 +421,7 @@ def _write(
     async def work(tx: StoreTransaction) -> tuple[list[SegmentEvent], set[str]]:
         if outcome.definitions:
             defined = await tx.get_segments(outcome.definitions)
-            if any(s not in defined or defined[s].updated_at != at for s, at in outcome.definitions.items()):
+            if any(s not in defined or defined[s].definition() != d for s, d in outcome.definitions.items()):
                 raise _Redefined
         stored = await tx.segment_memberships(outcome.profile_ids())
         moved = {

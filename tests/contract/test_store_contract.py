@@ -502,15 +502,18 @@ async def test_a_meta_value_set_by_default_is_never_replaced_and_reads_the_same_
 
 async def test_an_evaluation_is_marked_only_on_the_definition_it_was_made_for(store: ProfileStore) -> None:
     defined, later = BASE_TIME, BASE_TIME + timedelta(minutes=1)
-    segment = Segment(_id="vip", name="VIP", condition={}, created_at=defined, updated_at=defined)
-    await store.save_segment(segment)
-    assert await store.mark_evaluated("vip", defined_at=defined, evaluated_at=later)
-    assert await store.get_segment("vip") == segment.model_copy(update={"evaluated_at": later})
-    await store.save_segment(segment.model_copy(update={"name": "Very", "updated_at": later}))
-    assert not await store.mark_evaluated("vip", defined_at=defined, evaluated_at=later + timedelta(minutes=1))
+    legacy = Segment(_id="old", name="Old", condition={}, created_at=defined, updated_at=defined)  # no revision
+    segment = legacy.model_copy(update={"id": "vip", "name": "VIP", "revision": "r1"})
+    for saved in (legacy, segment):
+        await store.save_segment(saved)
+        assert await store.mark_evaluated(saved, evaluated_at=later)
+        assert await store.get_segment(saved.id) == saved.model_copy(update={"evaluated_at": later})
+    # Redefined in the same millisecond: only the revision tells the two definitions apart.
+    await store.save_segment(segment.model_copy(update={"name": "Very", "revision": "r2"}))
+    assert not await store.mark_evaluated(segment, evaluated_at=later + timedelta(minutes=1))
     assert ((await store.get_segment("vip")) or pytest.fail()).evaluated_at is None
     await store.delete_segment("vip")
-    assert not await store.mark_evaluated("vip", defined_at=later, evaluated_at=later)
+    assert not await store.mark_evaluated(segment, evaluated_at=later)
     assert await store.get_segment("vip") is None
 
 

@@ -40,6 +40,14 @@ class Segment(StoredModel):
     created_at: datetime
     updated_at: datetime
     evaluated_at: datetime | None = None
+    # New with every definition saved (two saved in one millisecond share `updated_at`); None for
+    # segments saved before it existed.
+    revision: str | None = None
+
+    def definition(self) -> tuple[datetime, str | None]:
+        """What an evaluation or a membership decision was made on: it is written only while the
+        segment stored is still this definition (not deleted, not changed since)."""
+        return self.updated_at, self.revision
 
     def tree(self) -> Condition:
         """The condition as a validated tree, with the consent purpose as a leaf when there is one."""

@@ -79,7 +79,7 @@ class Outcome:
     transitions: list[Transition] = field(default_factory=list)
     checks: dict[tuple[str, str], datetime | None] = field(default_factory=dict)  # None: no check needed
     seen: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
-    definitions: dict[str, datetime] = field(default_factory=dict)
+    definitions: dict[str, tuple[datetime, str | None]] = field(default_factory=dict)
 
     def profile_ids(self) -> list[str]:
         """The profiles something is written for, in the order decided."""
@@ -119,7 +119,7 @@ def decide(
     evaluated on their embedded recent list."""
     outcome = Outcome()
     for recheck in rechecks:
-        outcome.definitions |= {c.segment.id: c.segment.updated_at for c in recheck.segments}
+        outcome.definitions |= {c.segment.id: c.segment.definition() for c in recheck.segments}
         for segment_id in sorted(recheck.clear):
             outcome.checks[(recheck.profile_id, segment_id)] = None
         profile = profiles.get(recheck.profile_id)
@@ -143,7 +143,7 @@ def reschedule(
     batch evaluation, whose store query decided the memberships themselves)."""
     outcome = Outcome()
     for recheck in rechecks:
-        outcome.definitions |= {c.segment.id: c.segment.updated_at for c in recheck.segments}
+        outcome.definitions |= {c.segment.id: c.segment.definition() for c in recheck.segments}
         profile = profiles.get(recheck.profile_id)
         if profile is None or profile.merged_into is not None:
             continue

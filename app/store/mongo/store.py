@@ -686,8 +686,9 @@ class MongoStore:
         document = segment.model_dump(by_alias=True)
         await self._db.segments.replace_one({"_id": segment.id}, document, upsert=True)
 
-    async def mark_evaluated(self, segment_id: str, *, defined_at: datetime, evaluated_at: datetime) -> bool:
-        selector = {"_id": segment_id, "updatedAt": defined_at}
+    async def mark_evaluated(self, segment: Segment, *, evaluated_at: datetime) -> bool:
+        # A revision of None matches a document without one (saved before revisions), as it should.
+        selector = {"_id": segment.id, "updatedAt": segment.updated_at, "revision": segment.revision}
         marked = await self._db.segments.update_one(selector, {"$set": {"evaluatedAt": evaluated_at}})
         return bool(marked.matched_count == 1)
 

@@ -581,12 +581,12 @@ class SQLiteStore:
                 (segment.id, dumps(segment.model_dump(by_alias=True))),
             )
 
-    async def mark_evaluated(self, segment_id: str, *, defined_at: datetime, evaluated_at: datetime) -> bool:
+    async def mark_evaluated(self, segment: Segment, *, evaluated_at: datetime) -> bool:
         async with self.batch():
             marked = self._writer.execute(
                 "UPDATE segments SET doc = json_set(doc, '$.evaluatedAt', ?) "
-                "WHERE id = ? AND json_extract(doc, '$.updatedAt') = ?",
-                (to_iso(evaluated_at), segment_id, to_iso(defined_at)),
+                "WHERE id = ? AND json_extract(doc, '$.updatedAt') = ? AND json_extract(doc, '$.revision') IS ?",
+                (to_iso(evaluated_at), segment.id, to_iso(segment.updated_at), segment.revision),
             )
             return marked.rowcount == 1
 
