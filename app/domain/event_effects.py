@@ -12,7 +12,7 @@ from typing import Any
 
 from app.domain.events import Channel, Event, EventType, to_minor_units
 from app.domain.identifiers import Identifier
-from app.domain.privacy import ConsentDecision
+from app.domain.privacy import ConsentDecision, record_consent
 from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
 from app.domain.profile_change import CappedPush, ProfileChange, provenance_key
 from app.domain.stored_behaviour import StoredBehaviour
@@ -133,11 +133,7 @@ def behaviour_change(profile: Profile | StoredBehaviour, event: Event) -> Profil
         case EventType.CONSENT_UPDATE:
             current = profile.consents.get(props["purpose"])
             if current is None or ts >= current.at:
-                change.set[f"consents.{props['purpose']}"] = {
-                    "granted": props["granted"],
-                    "source": str(event.channel),
-                    "at": ts,
-                }
+                record_consent(change, props["purpose"], granted=props["granted"], source=str(event.channel), at=ts)
         case _:
             pass
     return change

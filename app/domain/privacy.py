@@ -18,6 +18,8 @@ from pydantic import Field
 
 from app.domain.errors import InvalidInput
 from app.domain.profile import StoredModel
+from app.domain.profile_change import ProfileChange
+from app.domain.traits.computed import PROFILED_FIELDS, PROFILING
 
 DEFAULT_PURPOSES = ("email_marketing", "sms_marketing", "personalisation", "analytics", "profiling")
 SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}$")
@@ -55,6 +57,15 @@ def check_source(source: str) -> str:
     if not SOURCE.match(source):
         raise InvalidInput("source: 1-64 letters, digits, spaces or . _ : / -", field="source")
     return source
+
+
+def record_consent(change: ProfileChange, purpose: str, *, granted: bool, source: str, at: datetime) -> None:
+    """Set the profile's current decision for `purpose`. A refusal of profiling also withdraws what
+    profiling the person made (RFM scores, engagement, preferences) at once, not at the next traits
+    job: nothing keeps personalising on them or holding the person in segments built on them."""
+    change.set[f"consents.{purpose}"] = {"granted": granted, "source": source, "at": at}
+    if purpose == PROFILING and not granted:
+        change.set |= dict.fromkeys(PROFILED_FIELDS)
 
 
 def new_suppression_secret() -> str:

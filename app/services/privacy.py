@@ -21,11 +21,13 @@ from app.domain.privacy import (
     check_purpose,
     check_source,
     new_suppression_secret,
+    record_consent,
     suppression_hash,
 )
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition
+from app.domain.traits.computed import PROFILED_FIELDS
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 from app.services.profile_reads import get_profile
@@ -58,7 +60,8 @@ async def set_consent(
         profile = await live_profile(tx, profile_id)
         if profile is None:
             raise NotFound(f"no profile {profile_id}", field="profileId")
-        change = ProfileChange(set={f"consents.{purpose}": {"granted": granted, "source": source, "at": at}})
+        change = ProfileChange()
+        record_consent(change, purpose, granted=granted, source=source, at=at)
         await tx.update_profile(profile.id, change.stamped(at), expected_version=profile.version)
         await tx.append_consent(
             ConsentDecision(profile_id=profile.id, purpose=purpose, granted=granted, source=source, at=at)
@@ -69,7 +72,7 @@ async def set_consent(
 
     async with store.batch():
         profile = await with_retries(store, work)
-    await changes.publish(ProfilesChanged.of(Cause.CONSENT, [profile.id], paths=["consents"]))
+    await changes.publish(ProfilesChanged.of(Cause.CONSENT, [profile.id], paths=["consents", *PROFILED_FIELDS]))
     return profile
 
 

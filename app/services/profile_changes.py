@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from app.domain.traits.computed import PROFILED_FIELDS
+
 log = logging.getLogger("cdp.changes")
 
 
@@ -33,7 +35,7 @@ class Cause(StrEnum):
 IDENTITY_PATHS = ("firstName", "lastName", "birthDate", "gender", "language", "company", "jobTitle", "addresses")
 EVENT_PATHS: dict[str, tuple[str, ...]] = {
     "identify": (*IDENTITY_PATHS, "traits"),
-    "consent_update": ("consents",),
+    "consent_update": ("consents", *PROFILED_FIELDS),  # a refusal of profiling withdraws its traits
     "survey_response": ("qualitative",),
 }
 EVERY_EVENT_PATHS = ("stats", "identifiers", "recent")

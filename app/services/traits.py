@@ -33,7 +33,7 @@ from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import ProfileFilter
 from app.domain.traits.co_purchase import CoPurchases
-from app.domain.traits.computed import computed_traits, profiling_refused
+from app.domain.traits.computed import PROFILED_FIELDS, computed_traits, profiling_refused, profiling_refused_in
 from app.domain.traits.orders import purchases, unique
 from app.domain.traits.preferences import products_mentioned
 from app.domain.traits.rfm import RfmBase, RfmBoundaries, rfm_values
@@ -44,7 +44,7 @@ from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, Profile
 META_KEY = "traitsJob"
 PAGE_SIZE = 200
 SALES_DAYS = 90  # best sellers: units sold in this many days before the job
-TRAIT_PATHS = ("rfm", "computed")  # all the job writes (segments reading neither need not look again)
+TRAIT_PATHS = PROFILED_FIELDS  # all the job writes (segments reading neither need not look again)
 
 Progress = Callable[[str, int, int], None]  # (phase: "survey" or "profiles", profiles done, profiles in all)
 log = logging.getLogger("cdp.traits")
@@ -236,6 +236,8 @@ def _write(updates: list[tuple[str, ProfileChange]]) -> Callable[[StoreTransacti
             document = documents.get(profile_id)
             if document is None or document.get("mergedInto") is not None:
                 continue  # nothing left to describe
+            if profiling_refused_in(document):  # refused since the page was read
+                change = ProfileChange(set=dict.fromkeys(PROFILED_FIELDS))
             await tx.update_profile(profile_id, change)
             written.append(profile_id)
         return written

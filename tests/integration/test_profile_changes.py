@@ -76,7 +76,11 @@ async def test_every_kind_of_write_reports_its_profiles_cause_and_paths(store: P
     orders, consents = sorted(heard.changes, key=lambda c: len(c.event_types))
     assert (orders.cause, orders.profile_ids, orders.event_types) == (Cause.EVENT, (a,), {"order_completed"})
     assert consents.profile_ids == (b,) and consents.event_types == {"order_completed", "consent_update"}
-    assert orders.paths == {"stats", "identifiers", "recent"} and consents.paths == orders.paths | {"consents"}
+    assert orders.paths == {"stats", "identifiers", "recent"} and consents.paths == orders.paths | {
+        "consents",
+        "rfm",
+        "computed",
+    }
 
     heard.changes.clear()
     upserted = await profiles.upsert_profile(
@@ -98,7 +102,7 @@ async def test_every_kind_of_write_reports_its_profiles_cause_and_paths(store: P
         (Cause.ERASURE, (b,)),
     ]
     consent, traits_job = heard.changes[1], heard.changes[4]
-    assert consent.paths == {"consents"} and traits_job.paths == {"rfm", "computed"}
+    assert consent.paths == {"consents", "rfm", "computed"} and traits_job.paths == {"rfm", "computed"}
     assert heard.changes[0].paths is None and heard.changes[2].paths is None  # any field may have changed
 
 

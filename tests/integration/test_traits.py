@@ -14,6 +14,7 @@ import pytest
 
 from app.domain import clock
 from app.domain.errors import Conflict
+from app.domain.privacy import DEFAULT_PURPOSES as PURPOSES
 from app.domain.traits.rfm import PROSPECT, SEGMENTS, Quintiles, RfmBase, RfmBoundaries, RfmValues, segment_name
 from app.services import merging, privacy, recommendations, traits
 from app.services.identity_policy import IdentityPolicy
@@ -283,6 +284,83 @@ async def test_a_refused_profiling_consent_gets_no_traits(store: ProfileStore) -
     refused = await store.get_profile(ids["buyer0@example.com"])
     assert refused and refused.rfm is None and refused.computed is None
     assert result.boundaries.customers == 4  # not part of the base either
+
+
+@pytest.mark.parametrize("through", ["event", "setConsent"])
+async def test_a_profiling_refusal_drops_the_persons_traits_and_their_segments_at_once(
+    store: ProfileStore, through: str
+) -> None:
+    ids = await _base(store)
+    engine = SegmentEngine(store, SegmentBus())
+    heard = ProfileChanges(engine.profiles_changed)
+    await traits.recompute_traits(store, changes=heard)
+    best = {"name": "Best", "condition": {"compare": {"path": "rfm.recencyScore", "op": "gte", "value": 1}}}
+    segment = (await engine.create(best)).segment
+    buyer = ids["buyer0@example.com"]
+    assert buyer in await store.member_ids(segment.id)
+
+    if through == "event":
+        refusal = event(
+            "consent_update", email="buyer0@example.com", properties={"purpose": "profiling", "granted": False}
+        )
+        await ingest_events(store, [refusal], IngestionPolicy(changes=heard))
+    else:
+        await privacy.set_consent(
+            store, buyer, "profiling", False, "preference centre", purposes=PURPOSES, changes=heard
+        )
+
+    refused = await store.get_profile(buyer)
+    assert refused and refused.rfm is None and refused.computed is None
+    assert buyer not in await store.member_ids(segment.id)
+    other = await store.get_profile(ids["buyer1@example.com"])
+    assert other and other.rfm is not None  # nobody else's
+
+
+async def test_a_merge_with_a_profile_that_refused_profiling_leaves_the_person_unprofiled(store: ProfileStore) -> None:
+    ids = await _base(store)
+    await traits.recompute_traits(store)
+    refusal = event("consent_update", email="b.zero@example.com", properties={"purpose": "profiling", "granted": False})
+    (refusing,) = await _land(store, refusal)
+    survivor = ids["buyer0@example.com"]
+
+    _, merged = await merging.merge_profiles(
+        store, survivor, [refusing], reason="r", actor="t", policy=IdentityPolicy()
+    )
+
+    assert not merged.consents["profiling"].granted  # the newest decision
+    stored = await store.get_profile(survivor)
+    assert stored and stored.rfm is None and stored.computed is None
+
+
+class _RefusedUnderTheJob:
+    """The store, where a profiling refusal lands between the job's read of its profiles to describe
+    and its write of their traits."""
+
+    def __init__(self, store: ProfileStore, refuse: str) -> None:
+        self._store, self._refuse, self._lists = store, refuse, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def list_profiles(self, *args: Any, **kwargs: Any) -> Any:
+        page = await self._store.list_profiles(*args, **kwargs)
+        self._lists += 1
+        if self._lists == 3:  # pass 2's page, read
+            await privacy.set_consent(self._store, self._refuse, "profiling", False, "form", purposes=PURPOSES)
+        return page
+
+
+async def test_a_profiling_refusal_made_while_the_job_runs_gets_no_traits(store: ProfileStore) -> None:
+    ids = await _base(store)
+    buyer = ids["buyer0@example.com"]
+
+    await traits.recompute_traits(_RefusedUnderTheJob(store, buyer))  # type: ignore[arg-type]
+
+    refused = await store.get_profile(buyer)
+    assert refused and not refused.consents["profiling"].granted
+    assert refused.rfm is None and refused.computed is None
+    other = await store.get_profile(ids["buyer1@example.com"])
+    assert other and other.rfm is not None
 
 
 async def test_the_job_keeps_best_sellers_and_co_purchases_on_products(store: ProfileStore) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from app.domain.profile import ComputedTraits, Interaction, Profile, Rfm
 from app.domain.traits.engagement import engagement
@@ -16,11 +17,18 @@ from app.domain.traits.preferences import preferred_categories
 from app.domain.traits.rfm import PROSPECT, RfmBoundaries, rfm_values, segment_name
 
 PROFILING = "profiling"
+PROFILED_FIELDS = ("rfm", "computed")  # what profiling the person made: withdrawn with the consent
 
 
 def profiling_refused(profile: Profile) -> bool:
     consent = profile.consents.get(PROFILING)
     return consent is not None and not consent.granted
+
+
+def profiling_refused_in(document: Mapping[str, Any]) -> bool:
+    """`profiling_refused` of a stored document (either store's form), without reading the rest of it."""
+    consent = (document.get("consents") or {}).get(PROFILING) or {}
+    return consent.get("granted") is False
 
 
 def computed_traits(
