@@ -72,6 +72,18 @@ def merges_into(records: Iterable[MergeRecord]) -> dict[str, list[MergeRecord]]:
     return into
 
 
+def kept_apart(records: Iterable[MergeRecord]) -> set[frozenset[str]]:
+    """The pairs of profiles an undone merge separated: the steward who undid it said they are not one
+    person, which the fuzzy matcher that may have joined them does not overrule (an identifier they
+    come to share is new evidence, and still merges them; so does a steward)."""
+    apart: set[frozenset[str]] = set()
+    for record in records:
+        if record.status is MergeStatus.UNMERGED:
+            joined = [record.survivor_id, *record.merged_ids]
+            apart.update(frozenset((a, b)) for n, a in enumerate(joined) for b in joined[n + 1 :])
+    return apart
+
+
 def held_only_by(
     record: MergeRecord, belongs: Callable[[str], bool], into: Mapping[str, Sequence[MergeRecord]]
 ) -> MergeRecord:

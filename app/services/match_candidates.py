@@ -28,7 +28,7 @@ from app.domain.matching.candidates import may_reach
 from app.domain.matching.fields import names_and_birth_date
 from app.domain.matching.index import MatchView
 from app.domain.matching.links import MIN_LINK_STEP
-from app.domain.merge import MergeRefusal
+from app.domain.merge import MergeRefusal, kept_apart
 from app.domain.profile import Profile
 from app.services.identity_policy import IdentityPolicy
 from app.services.match_model import current_scorer
@@ -150,7 +150,7 @@ async def merge_lookalikes(
         if not found:
             continue
         group = [await _live(store, profile_id), *[await _live(store, c.b) for c in found]]
-        members = list({p.id: p for p in group}.values())
+        members = await _not_kept_apart(store, list({p.id: p for p in group}.values()))
         if len(members) < 2:
             continue
         if await _refused(store, members, policy):
@@ -168,6 +168,17 @@ async def merge_lookalikes(
         )
         merges += 1
     return merges
+
+
+async def _not_kept_apart(store: ProfileStore, group: list[Profile]) -> list[Profile]:
+    """The group without those a steward separated from a profile before them in it (`kept_apart`)."""
+    records = await store.merges_of_profiles([p.id for p in group])
+    apart = kept_apart(r for held in records.values() for r in held)
+    members: list[Profile] = []
+    for profile in group:
+        if not any(frozenset((kept.id, profile.id)) in apart for kept in members):
+            members.append(profile)
+    return members
 
 
 async def _refused(store: ProfileStore, members: list[Profile], policy: IdentityPolicy) -> bool:

@@ -175,6 +175,27 @@ async def test_automatic_fuzzy_merge_above_the_configured_score(store: ProfileSt
     assert (await _stored(store, again.id)).merged_into is None
 
 
+async def test_a_steward_who_undid_an_automatic_fuzzy_merge_is_not_overruled_by_the_next_write(
+    store: ProfileStore,
+) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN, policy=FUZZY)
+    await _upsert(store, "j.dupond@orange.fr", JEAN_AGAIN, policy=FUZZY)
+    (record,) = await store.merges_of(jean.id)
+    _, (_, again) = await merging.unmerge_profile(store, record.id, actor="steward")  # not the same man
+
+    # Both go on receiving events and updates: the look-alike is not merged again by the matcher.
+    await _upsert(store, "j.dupond@orange.fr", {**JEAN_AGAIN, "job_title": "Chef"}, policy=FUZZY)
+    late = event("page_view", email="jean.dupont@gmail.com")
+    assert (await ingest_events(store, [late], IngestionPolicy(identity=FUZZY)))[0].status is EventStatus.ACCEPTED
+    assert (await _stored(store, again.id)).merged_into is None
+    assert (await _stored(store, jean.id)).merged_into is None
+    assert [r.id for r in await store.merges_of(jean.id)] == [record.id]
+
+    # A steward may still merge them by hand.
+    await merging.merge_profiles(store, jean.id, [again.id], reason="checked", actor="steward", policy=FUZZY)
+    assert (await _stored(store, again.id)).merged_into == jean.id
+
+
 async def test_automatic_fuzzy_merge_respects_merge_protection(store: ProfileStore) -> None:
     jean = await _upsert(store, "jean.dupont@gmail.com", JEAN, policy=FUZZY, customerId="C1")
     again = await _upsert(store, "j.dupond@orange.fr", JEAN_AGAIN, policy=FUZZY, customerId="C2")
