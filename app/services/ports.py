@@ -318,6 +318,14 @@ class ProfileStore(Protocol):
 
     async def write_meta(self, key: str, value: str) -> None: ...
 
+    async def take_lease(self, name: str, holder: str, *, now: datetime, until: datetime) -> bool:
+        """Hold `name` until `until` (or renew it, for its holder): False when another holder has it and
+        its time has not passed. What one process of several may do at a time (a job every worker's
+        schedule starts), held for a bounded time: a holder that died leaves it to the next after that."""
+
+    async def end_lease(self, name: str, holder: str) -> None:
+        """Give `name` up, if `holder` still holds it."""
+
     async def setdefault_meta(self, key: str, value: str) -> str:
         """The value stored under `key`, which is `value` if none was: a value written this way is
         never replaced, whoever wrote first (two processes making the same key at once agree on it)."""

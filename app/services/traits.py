@@ -16,18 +16,18 @@ or merge holding an expected version never conflicts with the job (the job write
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain import clock
-from app.domain.errors import Conflict
+from app.domain.errors import Conflict, StoreUnavailable
 from app.domain.products import CoPurchase
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
@@ -48,7 +48,10 @@ TRAIT_PATHS = PROFILED_FIELDS  # all the job writes (segments reading neither ne
 
 Progress = Callable[[str, int, int], None]  # (phase: "survey" or "profiles", profiles done, profiles in all)
 log = logging.getLogger("cdp.traits")
-_running: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+# One job at a time over the store, whichever process of the server starts it (each runs the schedule):
+# the job holds a lease, renewed after every page; one whose process died is taken over after this.
+LEASE = "traitsJob"
+LEASE_FOR = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +114,11 @@ async def recompute_traits(
     restart: bool = False,
     page_size: int = PAGE_SIZE,
 ) -> TraitsJobResult:
-    """Run the job, continuing an interrupted one unless `restart`. One job at a time per store in
-    this process: a second call meanwhile gets Conflict."""
-    lock = _running.setdefault(store, asyncio.Lock())
-    if lock.locked():
-        raise Conflict("a computed-traits job is already running; try again when it ends")
-    async with lock:
+    """Run the job, continuing an interrupted one unless `restart`. One job at a time over the store,
+    from any process: a second call meanwhile gets Conflict."""
+    lease = _Lease(store, uuid.uuid4().hex)
+    await lease.renew()
+    try:
         started = time.monotonic()
         text = None if restart else await store.read_meta(META_KEY)
         resumed = bool(text) and json.loads(text or "{}").get("status") == "running"
@@ -126,11 +128,11 @@ async def recompute_traits(
         else:
             as_of = clock.now()
             point = _ResumePoint(
-                "traits_" + uuid.uuid4().hex[:16], as_of, await _survey(store, as_of, page_size, progress)
+                "traits_" + uuid.uuid4().hex[:16], as_of, await _survey(store, as_of, page_size, progress, lease)
             )
             await store.write_meta(META_KEY, point.to_json("running"))
         already = point.processed
-        await _write_traits(store, point, page_size, progress, changes)
+        await _write_traits(store, point, page_size, progress, changes, lease)
         duration = round(time.monotonic() - started, 3)
         await store.write_meta(
             META_KEY, point.to_json("done", finishedAt=clock.to_iso(clock.now()), durationSeconds=duration)
@@ -144,9 +146,29 @@ async def recompute_traits(
             duration_seconds=duration,
             boundaries=point.boundaries,
         )
+    finally:
+        await lease.end()
 
 
-async def _survey(store: ProfileStore, as_of: datetime, page_size: int, progress: Progress | None) -> RfmBoundaries:
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    store: ProfileStore
+    holder: str
+
+    async def renew(self) -> None:
+        """Take or keep the job's lease: Conflict when another job holds it (or took it over)."""
+        now = clock.now()
+        if not await self.store.take_lease(LEASE, self.holder, now=now, until=now + LEASE_FOR):
+            raise Conflict("a computed-traits job is already running; try again when it ends")
+
+    async def end(self) -> None:
+        with contextlib.suppress(StoreUnavailable):  # it runs out by itself
+            await self.store.end_lease(LEASE, self.holder)
+
+
+async def _survey(
+    store: ProfileStore, as_of: datetime, page_size: int, progress: Progress | None, lease: _Lease
+) -> RfmBoundaries:
     """Pass 1: the base's RFM distribution, sales in the last SALES_DAYS and co-purchases."""
     base, together, sales = RfmBase(), CoPurchases(), dict[str, int]()
     since = as_of - timedelta(days=SALES_DAYS)
@@ -163,6 +185,7 @@ async def _survey(store: ProfileStore, as_of: datetime, page_size: int, progress
                 if purchase.at >= since:
                     sales[purchase.product_id] = sales.get(purchase.product_id, 0) + purchase.quantity
         done, after = done + len(page), page[-1].id
+        await lease.renew()
         if progress is not None:
             progress("survey", done, max(total, done))
     links = together.links()
@@ -179,7 +202,12 @@ async def _survey(store: ProfileStore, as_of: datetime, page_size: int, progress
 
 
 async def _write_traits(
-    store: ProfileStore, point: _ResumePoint, page_size: int, progress: Progress | None, changes: ProfileChanges
+    store: ProfileStore,
+    point: _ResumePoint,
+    page_size: int,
+    progress: Progress | None,
+    changes: ProfileChanges,
+    lease: _Lease,
 ) -> None:
     """Pass 2: each profile's traits, a page at a time, saving the resume point after each page."""
     total = await store.count_profiles()
@@ -189,6 +217,7 @@ async def _write_traits(
         await _learn_categories(store, categories, histories.values())
         # A page's traits are ~14 ms of Python at 200 profiles: a worker thread computes them, not the loop.
         updates = await asyncio.to_thread(_changes, page, histories, categories, point)
+        await lease.renew()  # a job that lost it (its process stalled past LEASE_FOR) writes no more
         written = await store.run_in_transaction(_write(updates))
         point.after, point.processed = page[-1].id, point.processed + len(written)
         await store.write_meta(META_KEY, point.to_json("running"))

@@ -517,6 +517,22 @@ async def test_an_evaluation_is_marked_only_on_the_definition_it_was_made_for(st
     assert await store.get_segment("vip") is None
 
 
+async def test_a_lease_is_held_by_one_holder_at_a_time_until_it_runs_out(store: ProfileStore) -> None:
+    start, minute = BASE_TIME, timedelta(minutes=1)
+    assert await store.take_lease("job", "a", now=start, until=start + 5 * minute)
+    assert not await store.take_lease("job", "b", now=start + minute, until=start + 6 * minute)
+    assert await store.take_lease("other job", "b", now=start, until=start + minute)  # leases are apart
+    assert await store.take_lease("job", "a", now=start + 2 * minute, until=start + 7 * minute)  # renewed
+    assert not await store.take_lease("job", "b", now=start + 6 * minute, until=start + 9 * minute)
+    # Its holder gone quiet past its time: taken over, and the old holder can no longer renew it.
+    assert await store.take_lease("job", "b", now=start + 8 * minute, until=start + 13 * minute)
+    assert not await store.take_lease("job", "a", now=start + 9 * minute, until=start + 14 * minute)
+    await store.end_lease("job", "a")  # not the holder: nothing happens
+    assert not await store.take_lease("job", "c", now=start + 9 * minute, until=start + 14 * minute)
+    await store.end_lease("job", "b")
+    assert await store.take_lease("job", "c", now=start + 9 * minute, until=start + 14 * minute)
+
+
 async def test_the_keys_version_moves_with_each_key_created_or_revoked_and_with_nothing_else(
     store: ProfileStore,
 ) -> None:

@@ -44,6 +44,8 @@ NOT_RETRIED = {  # writes (a retry could apply them twice), the lifecycle, and s
     "write_meta",
     "setdefault_meta",
     "mark_evaluated",
+    "take_lease",
+    "end_lease",
     "save_segment",
     "delete_segment",
     "watch_segment_events",

@@ -23,6 +23,8 @@ from app.services.ports import ProfileStore
 from app.services.profile_changes import ProfileChanges, ProfilesChanged
 from app.services.segment_bus import SegmentBus
 from app.services.segments import SegmentEngine
+from app.store.mongo.store import MongoStore
+from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 from tests.faults import FaultyStore, InjectedFault
 
@@ -272,6 +274,34 @@ async def test_only_one_job_runs_at_a_time(store: ProfileStore) -> None:
 
     await traits.recompute_traits(store, changes=ProfileChanges(meanwhile))
     assert len(refused) == 1
+
+
+def _as_another_process_opens(store: ProfileStore) -> ProfileStore:
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.path)
+    database = getattr(store._db, "_db", store._db)  # type: ignore[attr-defined]  # the fake's, or the driver's
+    return MongoStore(store._client, database.name)  # type: ignore[attr-defined]
+
+
+async def test_one_job_at_a_time_across_the_server_processes(store: ProfileStore) -> None:
+    """Every worker process runs the schedule: of two that start a job at once, one runs it."""
+    await _base(store)
+    other = _as_another_process_opens(store)
+    refused: list[Exception] = []
+
+    async def meanwhile(changes: Sequence[ProfilesChanged]) -> None:
+        try:
+            await traits.recompute_traits(other)
+        except Conflict as exc:
+            refused.append(exc)
+
+    try:
+        first = await traits.recompute_traits(store, changes=ProfileChanges(meanwhile))
+        assert len(refused) == 1 and "already running" in str(refused[0])
+        second = await traits.recompute_traits(other)  # once the first has ended
+        assert second.job_id != first.job_id and not second.resumed
+    finally:
+        await other.close()
 
 
 async def test_a_refused_profiling_consent_gets_no_traits(store: ProfileStore) -> None:

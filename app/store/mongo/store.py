@@ -763,6 +763,17 @@ class MongoStore:
     async def write_meta(self, key: str, value: str) -> None:
         await self._db.meta.replace_one({"_id": key}, {"_id": key, "value": value}, upsert=True)
 
+    async def take_lease(self, name: str, holder: str, *, now: datetime, until: datetime) -> bool:
+        free = {"_id": name, "$or": [{"holder": holder}, {"until": {"$lte": now}}]}
+        try:  # held by another and not over: the upsert's insert meets the held lease's _id
+            await self._db.leases.update_one(free, {"$set": {"holder": holder, "until": until}}, upsert=True)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def end_lease(self, name: str, holder: str) -> None:
+        await self._db.leases.delete_one({"_id": name, "holder": holder})
+
     async def setdefault_meta(self, key: str, value: str) -> str:
         # Another upsert of the same key that inserted it first fails this one: theirs is kept.
         with suppress(DuplicateKeyError):

@@ -717,6 +717,25 @@ class SQLiteStore:
                 (key, value),
             )
 
+    async def take_lease(self, name: str, holder: str, *, now: datetime, until: datetime) -> bool:
+        key = f"lease:{name}"
+        async with self.batch():  # read and written under the write lock, which other processes share
+            row = self._writer.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            held = loads(row[0]) if row else None
+            if held is not None and held["holder"] != holder and held["until"] > to_iso(now):
+                return False
+            self._writer.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, dumps({"holder": holder, "until": until})),
+            )
+            return True
+
+    async def end_lease(self, name: str, holder: str) -> None:
+        async with self.batch():
+            self._writer.execute(
+                "DELETE FROM meta WHERE key = ? AND json_extract(value, '$.holder') = ?", (f"lease:{name}", holder)
+            )
+
     async def setdefault_meta(self, key: str, value: str) -> str:
         async with self.batch():
             self._writer.execute(
