@@ -14,7 +14,9 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 import weakref
+from datetime import timedelta
 from typing import Any
 
 from app.domain.clock import now
@@ -26,6 +28,8 @@ from app.services.ports import ProfileStore
 log = logging.getLogger("cdp.matching")
 
 META_KEY = "matchModel"
+ROUND_LEASE = "matchModelRound"
+ROUND_SHARE = 0.9  # of the period: the next round's holder, whichever process, finds it over
 # Fewer candidate pairs than this and the model is not estimated: the rules scorer answers. FEBRL1,
 # 1,000 records, gives 840 (F1 0.905 with the rules, 0.981 learned on them).
 MIN_PAIRS = 500
@@ -126,10 +130,23 @@ def _means(found: dict[Vector, tuple[int, float]]) -> dict[Vector, tuple[int, fl
 async def keep_estimating(store: ProfileStore, *, every_minutes: float) -> None:
     """The schedule the server runs: a first estimate soon after start, then one every
     `every_minutes`. Failures are logged and retried at the next round."""
+    holder = uuid.uuid4().hex  # this process's schedule
     await asyncio.sleep(60)
     while True:
         try:
-            await estimate_model(store)
+            await estimate_this_round(store, holder, every_minutes=every_minutes)
         except Exception:
             log.exception("match model estimation failed; it is retried at the next round")
         await asyncio.sleep(every_minutes * 60)
+
+
+async def estimate_this_round(store: ProfileStore, holder: str, *, every_minutes: float) -> MatchModel | None:
+    """`estimate_model`, unless another process's schedule (every worker runs one) took this round:
+    each round is a lease in the store, held for most of the period and never given back, so that
+    one estimate is made a period whatever the number of workers. None: not this process's round."""
+    start = now()
+    if not await store.take_lease(
+        ROUND_LEASE, holder, now=start, until=start + ROUND_SHARE * timedelta(minutes=every_minutes)
+    ):
+        return None
+    return await estimate_model(store)

@@ -71,6 +71,14 @@ async def test_a_model_is_estimated_from_the_stores_pairs_versioned_and_used(sto
     assert {c.scorer for c in found} == {"fellegiSunter:v2"}
 
 
+async def test_the_schedule_of_every_worker_makes_one_estimate_a_round(store: ProfileStore) -> None:
+    await _write(store, 60, seed=3)
+    first = await match_model.estimate_this_round(store, "worker 1", every_minutes=60)
+    assert first is not None and first.version == 1
+    assert await match_model.estimate_this_round(store, "worker 2", every_minutes=60) is None  # its round is taken
+    assert await match_model.stored_model(store) == first
+
+
 async def test_too_few_pairs_store_no_model_and_the_rules_answer(store: ProfileStore) -> None:
     ids = await _write(store, 3, seed=4)
     assert await match_model.estimate_model(store, min_pairs=1000) is None
