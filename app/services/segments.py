@@ -167,7 +167,7 @@ class SegmentEngine:
 
     # -- batch membership ----------------------------------------------------------------------
     async def evaluate(self, segment: Segment, *, cause: str, progress: Progress | None = None) -> Evaluation:
-        """Every profile against `segment` as defined (its `updated_at`). Conflict when the segment is
+        """Every profile against `segment` as defined (`Segment.definition`). Conflict when the segment is
         deleted or redefined before the evaluation is done: its writes stop there, and the evaluation
         of the newer definition (or the deletion) is what stands, not this one's."""
         try:
