@@ -10,7 +10,9 @@ continues after the last saved page, with the same boundaries, when it is run ag
 
 Traits are derived data: their write bumps neither `version` nor `updatedAt`, so that an ingestion
 or merge holding an expected version never conflicts with the job (the job writes only `rfm` and
-`computed`, which nothing else writes, so no one's update is lost either way).
+`computed`, which nothing else writes but a refusal of profiling, clearing them; the job's write reads
+that consent in its transaction, so no one's update is lost either way). One job runs at a time over
+the store, from any of the server's processes: it holds a lease, renewed after every page.
 """
 
 from __future__ import annotations
