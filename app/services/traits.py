@@ -279,11 +279,7 @@ def _write(updates: list[tuple[str, ProfileChange]]) -> Callable[[StoreTransacti
 async def keep_recomputing(store: ProfileStore, *, every_minutes: float, changes: ProfileChanges = UNHEARD) -> None:
     """The schedule the server runs: an interrupted job is resumed at once, then a job every
     `every_minutes`. Failures are logged and retried at the next round."""
-    try:
-        interrupted = await unfinished_job(store) is not None
-    except Exception:  # the store is not answering yet: wait for the first round
-        interrupted = False
-    if not interrupted:
+    if not await _unfinished_quietly(store):
         await asyncio.sleep(every_minutes * 60)
     while True:
         try:
@@ -297,6 +293,17 @@ async def keep_recomputing(store: ProfileStore, *, every_minutes: float, changes
             )
         except Conflict:
             log.info("computed-traits job already running: this round is skipped")
+            if await _unfinished_quietly(store):  # its process may have died holding the lease: look again then
+                await asyncio.sleep(LEASE_FOR.total_seconds())
+                continue
         except Exception:
             log.exception("computed-traits job failed; it resumes at the next round")
         await asyncio.sleep(every_minutes * 60)
+
+
+async def _unfinished_quietly(store: ProfileStore) -> bool:
+    """Whether a job was interrupted in pass 2; False when the store is not answering (yet)."""
+    try:
+        return await unfinished_job(store) is not None
+    except Exception:  # the store not answering: the next round looks again
+        return False

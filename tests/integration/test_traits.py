@@ -419,13 +419,21 @@ async def test_segments_reading_rfm_follow_the_job(store: ProfileStore) -> None:
     assert await store.member_ids(segment.id) == [ids["buyer4@example.com"]]
 
 
-async def test_the_schedule_resumes_an_interrupted_job_at_once(store: ProfileStore) -> None:
+@pytest.mark.parametrize("process", ["stopped", "killed"])
+async def test_the_schedule_resumes_an_interrupted_job(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch, process: str
+) -> None:
+    """At once after a job that failed; a killed process leaves its lease held: once it runs out."""
     await _base(store)
     with pytest.raises(InjectedFault):
         await traits.recompute_traits(FaultyStore(store, writes=1), page_size=2)  # type: ignore[arg-type]
+    if process == "killed":
+        monkeypatch.setattr(traits, "LEASE_FOR", timedelta(seconds=0.3))
+        start = clock.now()
+        assert await store.take_lease(traits.LEASE, "killed", now=start, until=start + traits.LEASE_FOR)
     schedule = asyncio.create_task(traits.keep_recomputing(store, every_minutes=60))
     try:
-        for _ in range(200):
+        for _ in range(500):
             if json.loads(await store.read_meta(traits.META_KEY) or "{}")["status"] == "done":
                 break
             await asyncio.sleep(0.01)
