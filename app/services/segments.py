@@ -141,7 +141,10 @@ class SegmentEngine:
                 f"segment {segment_id} was changed while it was deleted: delete it again", field="id"
             ) from None
         await self.store.delete_segment(segment.id)
-        return len(members)
+        # Members an evaluation wrote between the exits and the deletion: none can be written after it.
+        late = await self.store.member_ids(segment.id)
+        await self._apply(segment, [], late, cause="segment deleted", progress=None, defined=False)
+        return len(members) + len(late)
 
     async def _get(self, segment_id: str) -> Segment:
         segment = await self.store.get_segment(segment_id)
@@ -204,8 +207,10 @@ class SegmentEngine:
         *,
         cause: str,
         progress: Progress | None,
+        defined: bool = True,
     ) -> tuple[int, int]:
-        """The members' changes, in chunks, each written only while `segment` is still so defined."""
+        """The members' changes, in chunks, each written only while `segment` is still so defined
+        (`defined`; False: a deleted segment's last exits)."""
         wanted, held = set(matching), set(current)
         changes = [(p, True) for p in sorted(wanted - held)] + [(p, False) for p in sorted(held - wanted)]
         done = 0
@@ -213,7 +218,7 @@ class SegmentEngine:
             chunk = changes[start : start + WRITE_BATCH]
             outcome = Outcome(
                 transitions=[Transition(p, segment.id, member) for p, member in chunk],
-                definitions={segment.id: segment.definition()},
+                definitions={segment.id: segment.definition()} if defined else {},
             )
             events, _ = await with_retries(self.store, _write(outcome, cause))
             self.bus.publish_committed(events)

@@ -237,6 +237,35 @@ async def test_a_segment_deleted_while_it_is_evaluated_stays_deleted(services: S
     assert await services.store.member_ids(segment.id) == []
 
 
+class _HeldDeletion(_HeldWrites):
+    """The store, with a segment's deletion held after its members' exits: an evaluation meanwhile."""
+
+    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+        return await self._inner.run_in_transaction(work)
+
+    async def delete_segment(self, segment_id: str) -> None:
+        self.waiting.set()
+        await self.go.wait()
+        await self._inner.delete_segment(segment_id)
+
+
+async def test_members_an_evaluation_wrote_while_the_segment_was_deleted_leave_with_it(services: Services) -> None:
+    (first,) = await _land(services, event("order_completed", email="first@example.com"))
+    segment = (await services.segments.create(BUYERS)).segment
+    (second,) = (o.profile_id or "" for o in await ingest_events(services.store, [event("order_completed")]))
+    held = _HeldDeletion(services.store)
+    deleting = asyncio.create_task(SegmentEngine(held, SegmentBus()).delete(segment.id))  # type: ignore[arg-type]
+    await held.waiting.wait()  # the members have left; the definition is still there
+    evaluation = await services.segments.evaluate(segment, cause="re-run")
+    assert evaluation.entered == 2  # both written back
+    held.go.set()
+    await deleting
+    assert await services.store.get_segment(segment.id) is None
+    assert await services.store.member_ids(segment.id) == []
+    for buyer in (first, second):
+        assert ((await services.store.get_profile(buyer)) or pytest.fail()).segments == []
+
+
 async def test_of_two_changes_of_a_segment_at_once_the_last_stands_with_its_members(services: Services) -> None:
     (one,) = await _land(services, event("order_completed", email="one@example.com"))
     segment = (await services.segments.create(BUYERS)).segment
