@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from app.domain.matching.index import KEYS_VERSION, keys_of
+from app.domain.matching.index import KEYS_VERSION, keys_of, stored_keys
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import ProfileFilter
 from app.services.ports import ProfileStore, StoreTransaction
@@ -26,10 +26,8 @@ async def ensure_blocking_keys(store: ProfileStore, progress: Progress | None = 
     while page := await store.list_profiles(ProfileFilter(), after=after, limit=PAGE_SIZE):
         async with store.batch():
             for profile in page:
-                keys = keys_of(profile)
-                if keys != profile.blocking_keys:
-                    await store.run_in_transaction(_set_keys(profile.id, keys))
-                    changed += 1
+                if keys_of(profile) != profile.blocking_keys:
+                    changed += await store.run_in_transaction(_set_keys(profile.id))
         checked += len(page)
         after = page[-1].id
         if progress is not None:
@@ -38,9 +36,16 @@ async def ensure_blocking_keys(store: ProfileStore, progress: Progress | None = 
     return changed
 
 
-def _set_keys(profile_id: str, keys: list[str]) -> Callable[[StoreTransaction], Awaitable[None]]:
-    async def work(tx: StoreTransaction) -> None:
+def _set_keys(profile_id: str) -> Callable[[StoreTransaction], Awaitable[int]]:
+    """The profile's keys, from the profile as stored when they are written: another worker may be
+    serving writes while this one starts, and keys of the profile as the page read it were stale."""
+
+    async def work(tx: StoreTransaction) -> int:
+        document = (await tx.get_profile_documents([profile_id])).get(profile_id)
+        if document is None or (keys := stored_keys(document)) == document.get("blockingKeys"):
+            return 0
         # Not stamped: the keys are derived data, the profile itself (and its version) is unchanged.
         await tx.update_profile(profile_id, ProfileChange(set={"blockingKeys": keys}))
+        return 1
 
     return work

@@ -205,6 +205,35 @@ async def test_automatic_fuzzy_merge_respects_merge_protection(store: ProfileSto
     assert set(refusal.profile_ids) == {jean.id, again.id} and "customerId" in refusal.reason
 
 
+class _RenamedAfterTheRead:
+    """The store, where a customer's surname is changed (by another worker) right after a page is read."""
+
+    def __init__(self, store: ProfileStore, email: str) -> None:
+        self._store, self._email = store, email
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def list_profiles(self, *args: Any, **kwargs: Any) -> Any:
+        page = await self._store.list_profiles(*args, **kwargs)
+        if page:
+            await _upsert(self._store, self._email, {**JEAN, "last_name": "Martin"})
+        return page
+
+
+async def test_start_up_rekeys_profiles_with_their_fields_as_stored_when_it_writes(store: ProfileStore) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN)
+
+    async def forget(tx: StoreTransaction) -> None:  # as written by a version without the index
+        await tx.update_profile(jean.id, ProfileChange(set={"blockingKeys": []}))
+
+    await store.run_in_transaction(forget)
+    await store.write_meta(match_index.META_KEY, "0")
+    await match_index.ensure_blocking_keys(_RenamedAfterTheRead(store, "jean.dupont@gmail.com"))  # type: ignore[arg-type]
+    stored = await _stored(store, jean.id)
+    assert stored.last_name == "Martin" and stored.blocking_keys == keys_of(stored)
+
+
 async def test_start_up_rekeys_profiles_written_without_keys(store: ProfileStore) -> None:
     jean = await _upsert(store, "jean.dupont@gmail.com", JEAN)
     again = await _upsert(store, "j.dupond@orange.fr", JEAN_AGAIN)
