@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain import clock
@@ -376,6 +376,10 @@ def _condition(raw: Any) -> dict[str, Any]:
     return raw
 
 
+CHECKS_LEASE = "segmentChecks"
+CHECKS_LEASE_ROUNDS = 3  # a holder whose lease was not renewed for this many rounds is taken over
+
+
 class _Redefined(Exception):
     """A segment an outcome was decided on was deleted or redefined before it was written."""
 
@@ -471,10 +475,27 @@ def _write(
 
 async def keep_checking(engine: SegmentEngine, *, every_seconds: float) -> None:
     """Run due time-window checks until cancelled: what the server does in the background."""
+    holder = uuid.uuid4().hex  # this process's schedule
     while True:
         try:
-            while await engine.run_due_checks() > 0:
-                pass
+            await check_while_holding(engine, holder, every_seconds=every_seconds)
         except Exception:  # a store hiccup must not end the schedule; the next round retries
             log.exception("segment time-window checks failed; retrying in %.0f s", every_seconds)
         await asyncio.sleep(every_seconds)
+
+
+async def check_while_holding(engine: SegmentEngine, holder: str, *, every_seconds: float) -> int:
+    """Run the due checks if this process's schedule holds the checks' lease (taken, or renewed,
+    before each batch of them): every worker process runs the schedule, and each checked the same due
+    profiles every round. The holder keeps it round after round; another takes over once it has not
+    been renewed for a few rounds (its process stopped). Returns how many checks ran."""
+    ran = 0
+    while True:
+        start = clock.now()
+        until = start + timedelta(seconds=every_seconds * CHECKS_LEASE_ROUNDS)
+        if not await engine.store.take_lease(CHECKS_LEASE, holder, now=start, until=until):
+            return ran
+        done = await engine.run_due_checks()
+        ran += done
+        if done == 0:
+            return ran

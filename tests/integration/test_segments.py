@@ -20,7 +20,7 @@ from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged
 from app.services.segment_bus import SegmentBus, SlowSubscriber
-from app.services.segments import SegmentEngine
+from app.services.segments import CHECKS_LEASE, SegmentEngine, check_while_holding
 from app.settings import Settings
 from tests.builders import event
 
@@ -149,6 +149,31 @@ async def test_a_time_window_exit_happens_without_a_new_event(services: Services
     (exited,) = await services.store.segment_events(profile_id=profile_id, limit=1)
     assert (exited.change, exited.cause) == (MembershipChange.EXITED, "time window passed")
     assert await services.store.next_check_at() is None
+
+
+async def test_one_worker_process_at_a_time_runs_the_due_checks(services: Services) -> None:
+    """Every worker runs the checks' schedule; the one holding their lease runs them, and another takes
+    over once that lease is no longer renewed (its process stopped)."""
+    now = clock.now()
+    abandoned = event("cart_abandoned", email="cart@example.com", at=now - timedelta(days=1) + timedelta(seconds=1))
+    (profile_id,) = await _land(services, abandoned)
+    recent = {
+        "name": "Abandoned today",
+        "condition": {"event": {"type": "cart_abandoned", "atLeast": 1, "withinDays": 1}},
+    }
+    segment = (await services.segments.create(recent)).segment
+    due = await services.store.next_check_at() or pytest.fail()
+    await asyncio.sleep(max(0.0, (due - clock.now()).total_seconds()) + 0.1)
+
+    start = clock.now()
+    held = await services.store.take_lease(CHECKS_LEASE, "worker 1", now=start, until=start + timedelta(seconds=0.3))
+    assert held
+    worker_2 = SegmentEngine(services.store, SegmentBus())
+    assert await check_while_holding(worker_2, "worker 2", every_seconds=5) == 0  # worker 1's to run
+    assert await services.store.member_ids(segment.id) == [profile_id]
+    await asyncio.sleep(0.4)  # worker 1 no longer renews it
+    assert await check_while_holding(worker_2, "worker 2", every_seconds=5) == 1
+    assert await services.store.member_ids(segment.id) == []
 
 
 async def test_deleting_a_segment_lets_its_members_go(services: Services) -> None:
