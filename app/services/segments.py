@@ -488,10 +488,14 @@ async def check_while_holding(engine: SegmentEngine, holder: str, *, every_secon
     """Run the due checks if this process's schedule holds the checks' lease (taken, or renewed,
     before each batch of them): every worker process runs the schedule, and each checked the same due
     profiles every round. The holder keeps it round after round; another takes over once it has not
-    been renewed for a few rounds (its process stopped). Returns how many checks ran."""
+    been renewed for a few rounds (its process stopped). Returns how many checks ran. Nothing is
+    written while nothing is due (an idle server writes nothing)."""
     ran = 0
     while True:
         start = clock.now()
+        due = await engine.store.next_check_at()
+        if due is None or due > start:
+            return ran
         until = start + timedelta(seconds=every_seconds * CHECKS_LEASE_ROUNDS)
         if not await engine.store.take_lease(CHECKS_LEASE, holder, now=start, until=until):
             return ran
