@@ -10,10 +10,11 @@ identifier. Look-alikes are found through the blocking-key index the stores keep
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.domain.errors import InvalidInput, NotFound
+from app.domain.errors import DomainError, InvalidInput, NotFound
 from app.domain.matching import (
     DEFAULT_MIN_SCORE,
     Candidate,
@@ -54,6 +55,8 @@ MAX_CANDIDATES = 1000
 # key, so it may list a few links more.
 MAX_LINKED_THROUGH = 10
 MAX_LINK_BLOCK = 50
+
+log = logging.getLogger("cdp.matching")
 
 
 def check_min_score(min_score: float) -> None:
@@ -144,30 +147,39 @@ async def merge_lookalikes(
     merges = 0
     for profile_id in dict.fromkeys(profile_ids):
         try:
-            found = await candidates_for_profile(store, profile_id, min_score=threshold, first=MAX_CANDIDATES)
-        except NotFound:  # merged away by an earlier iteration
-            continue
-        if not found:
-            continue
-        group = [await _live(store, profile_id), *[await _live(store, c.b) for c in found]]
-        members = await _not_kept_apart(store, list({p.id: p for p in group}.values()))
-        if len(members) < 2:
-            continue
-        if await _refused(store, members, policy):
-            continue
-        survivor, *others = sorted(members, key=lambda p: (p.created_at, p.id))
-        best = max(found, key=lambda c: c.score)
-        await merge_profiles(
-            store,
-            survivor.id,
-            [o.id for o in others],
-            reason=f"automatic: fuzzy match (score {best.score:.3f} >= {threshold}, {best.scorer})",
-            actor="system",
-            policy=policy,
-            changes=changes,
-        )
-        merges += 1
+            merges += await _merge_with_lookalikes(store, profile_id, policy, threshold, changes)
+        except DomainError as exc:
+            # The write that asked is committed, and answers as such: a merge that cannot be made now
+            # (a look-alike erased or merged meanwhile, the store out of reach) waits for the next write.
+            log.warning("automatic fuzzy merge of profile %s not made: %s", profile_id, exc.message)
     return merges
+
+
+async def _merge_with_lookalikes(
+    store: ProfileStore, profile_id: str, policy: IdentityPolicy, threshold: float, changes: ProfileChanges
+) -> int:
+    try:
+        found = await candidates_for_profile(store, profile_id, min_score=threshold, first=MAX_CANDIDATES)
+    except NotFound:  # merged away by an earlier iteration
+        return 0
+    if not found:
+        return 0
+    group = [await _live(store, profile_id), *[await _live(store, c.b) for c in found]]
+    members = await _not_kept_apart(store, list({p.id: p for p in group}.values()))
+    if len(members) < 2 or await _refused(store, members, policy):
+        return 0
+    survivor, *others = sorted(members, key=lambda p: (p.created_at, p.id))
+    best = max(found, key=lambda c: c.score)
+    await merge_profiles(
+        store,
+        survivor.id,
+        [o.id for o in others],
+        reason=f"automatic: fuzzy match (score {best.score:.3f} >= {threshold}, {best.scorer})",
+        actor="system",
+        policy=policy,
+        changes=changes,
+    )
+    return 1
 
 
 async def _not_kept_apart(store: ProfileStore, group: list[Profile]) -> list[Profile]:

@@ -15,7 +15,7 @@ from app.domain.matching.index import KEYS_VERSION, keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
-from app.services import match_candidates, match_index, merging, profile_reads, profiles, review_list
+from app.services import match_candidates, match_index, merging, privacy, profile_reads, profiles, review_list
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
@@ -194,6 +194,41 @@ async def test_a_steward_who_undid_an_automatic_fuzzy_merge_is_not_overruled_by_
     # A steward may still merge them by hand.
     await merging.merge_profiles(store, jean.id, [again.id], reason="checked", actor="steward", policy=FUZZY)
     assert (await _stored(store, again.id)).merged_into == jean.id
+
+
+class _ErasedBeforeTheMerge:
+    """The store, where the look-alike found is erased just before the automatic merge reaches it."""
+
+    def __init__(self, store: ProfileStore, erase: str) -> None:
+        self._store, self._erase = store, erase
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def merges_of_profiles(self, *args: Any, **kwargs: Any) -> Any:
+        found = await self._store.merges_of_profiles(*args, **kwargs)
+        if await self._store.get_profile(self._erase) is not None:
+            await privacy.delete_profile(self._store, self._erase, actor="dpo")
+        return found
+
+
+async def test_an_automatic_fuzzy_merge_that_cannot_be_made_never_fails_the_committed_write(
+    store: ProfileStore,
+) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN, policy=FUZZY)
+    wrapped = _ErasedBeforeTheMerge(store, jean.id)
+    again = await profiles.upsert_profile(
+        wrapped,  # type: ignore[arg-type]
+        [RawIdentifier("email", "j.dupond@orange.fr")],
+        JEAN_AGAIN,
+        source="crm",
+        policy=FUZZY,
+    )
+    assert (await _stored(store, again.id)).merged_into is None  # written, and left alone
+    assert await store.get_profile(jean.id) is None
+    late = event("page_view", email="j.dupond@orange.fr")
+    outcomes = await ingest_events(wrapped, [late], IngestionPolicy(identity=FUZZY))  # type: ignore[arg-type]
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED]
 
 
 async def test_automatic_fuzzy_merge_respects_merge_protection(store: ProfileStore) -> None:
