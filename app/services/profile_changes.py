@@ -8,6 +8,7 @@ reported: it is committed, so a listener's failure is logged and the next listen
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,15 +85,25 @@ class Listener(Protocol):
 class ProfileChanges:
     """The fan-out: each listener hears every change, in the order they were given at construction."""
 
-    __slots__ = ("_listeners",)
+    __slots__ = ("_listeners", "_telling")
 
     def __init__(self, *listeners: Listener) -> None:
         self._listeners = listeners  # fixed: the composition root wires them once
+        self._telling: set[asyncio.Task[None]] = set()  # held until done: a task is otherwise weakly kept
 
     async def publish(self, *changes: ProfilesChanged) -> None:
+        """Tell every listener. The write is committed: a caller cancelled meanwhile (its client gone, a
+        WebSocket closed) does not cancel them, or segment upkeep would miss the change until the
+        profile's next one; the caller still returns once they are done."""
         changes = tuple(c for c in changes if c.profile_ids)
-        if not changes:
+        if not changes or not self._listeners:
             return
+        telling = asyncio.ensure_future(self._tell(changes))
+        self._telling.add(telling)
+        telling.add_done_callback(self._telling.discard)
+        await asyncio.shield(telling)
+
+    async def _tell(self, changes: tuple[ProfilesChanged, ...]) -> None:
         for listener in self._listeners:
             try:
                 await listener(changes)

@@ -4,6 +4,7 @@ subscriptions follow whatever wrote, the command-line loader included."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -158,6 +159,31 @@ async def test_a_failing_listener_fails_neither_the_write_nor_the_next_listener(
     assert heard.causes() == [(Cause.EVENT, (outcomes[0].profile_id,))]
     (logged,) = [r for r in caplog.records if r.name == "cdp.changes"]
     assert logged.levelno == logging.ERROR and logged.exc_info and "listener bug" in str(logged.exc_info[1])
+
+
+async def test_a_write_whose_caller_goes_away_after_the_commit_still_keeps_segments_up(store: ProfileStore) -> None:
+    """A client that goes (a WebSocket closed, a request cancelled) once its events are committed:
+    the upkeep that follows the write is not cancelled with it."""
+    services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
+    segment = (await services.segments.create(BUYERS)).segment
+    listening, go, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow_upkeep(changes: Sequence[ProfilesChanged]) -> None:
+        listening.set()
+        await go.wait()
+        await services.segments.profiles_changed(changes)
+        done.set()
+
+    policy = IngestionPolicy(changes=ProfileChanges(slow_upkeep))
+    request = asyncio.create_task(ingest_events(store, [event("order_completed", email="a@example.com")], policy))
+    await listening.wait()  # committed, and the listeners told
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    go.set()
+    await asyncio.wait_for(done.wait(), timeout=10)
+    buyer = await profile_reads.get_profile_by_identifier(store, "email", "a@example.com") or pytest.fail()
+    assert await store.member_ids(segment.id) == [buyer.id]
 
 
 async def test_the_composition_root_wires_segments_and_metrics_to_every_write(store: ProfileStore) -> None:
