@@ -33,7 +33,7 @@ from app.services.ingestion_batch import Landed, Parsed, ingest_run
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed
-from app.services.profile_changes import UNHEARD, ProfileChanges, ProfilesChanged, events_landed
+from app.services.profile_changes import UNHEARD, ProfileChanges, ProfilesChanged, events_landed, uncancelled
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
 log = logging.getLogger("cdp.ingestion")
@@ -80,12 +80,19 @@ async def ingest_events(
     await store.run_batch(lambda: _ingest_parsed(store, parsed, raw_events, outcomes, at, policy))
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(raw_events)
+    await uncancelled(_after_commit(store, raw_events, done, policy))
+    return done
+
+
+async def _after_commit(
+    store: ProfileStore, raw_events: Sequence[RawEvent], done: Sequence[EventOutcome], policy: IngestionPolicy
+) -> None:
+    """What follows the durable batch, to its end whatever becomes of the request."""
     # What the batch changed, gone through on a worker thread for a batch, as its validation was.
     changes = await off_loop(len(raw_events) > INLINE_EVENTS, _landed, raw_events, done)
-    # After the batch is durable: an automatic fuzzy merge is a merge like any other, undoable.
+    # An automatic fuzzy merge is a merge like any other, undoable.
     await merge_lookalikes(store, [o.profile_id for o in done if o.profile_id], policy.identity, changes=policy.changes)
     await policy.changes.publish(*changes)  # listeners' failures are logged, never raised here
-    return done
 
 
 def _landed(raw_events: Sequence[RawEvent], done: Sequence[EventOutcome]) -> list[ProfilesChanged]:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from app.domain.traits.computed import PROFILED_FIELDS
 
 log = logging.getLogger("cdp.changes")
+T = TypeVar("T")
 
 
 class Cause(StrEnum):
@@ -85,23 +86,16 @@ class Listener(Protocol):
 class ProfileChanges:
     """The fan-out: each listener hears every change, in the order they were given at construction."""
 
-    __slots__ = ("_listeners", "_telling")
+    __slots__ = ("_listeners",)
 
     def __init__(self, *listeners: Listener) -> None:
         self._listeners = listeners  # fixed: the composition root wires them once
-        self._telling: set[asyncio.Task[None]] = set()  # held until done: a task is otherwise weakly kept
 
     async def publish(self, *changes: ProfilesChanged) -> None:
-        """Tell every listener. The write is committed: a caller cancelled meanwhile (its client gone, a
-        WebSocket closed) does not cancel them, or segment upkeep would miss the change until the
-        profile's next one; the caller still returns once they are done."""
+        """Tell every listener, to the end even if the caller is cancelled meanwhile (`uncancelled`)."""
         changes = tuple(c for c in changes if c.profile_ids)
-        if not changes or not self._listeners:
-            return
-        telling = asyncio.ensure_future(self._tell(changes))
-        self._telling.add(telling)
-        telling.add_done_callback(self._telling.discard)
-        await asyncio.shield(telling)
+        if changes and self._listeners:
+            await uncancelled(self._tell(changes))
 
     async def _tell(self, changes: tuple[ProfilesChanged, ...]) -> None:
         for listener in self._listeners:
@@ -113,6 +107,19 @@ class ProfileChanges:
                     "/".join(sorted({c.cause.value for c in changes})),
                     sum(len(c.profile_ids) for c in changes),
                 )
+
+
+_FOLLOWING: set[asyncio.Future[Any]] = set()  # held until done: the loop keeps a task weakly
+
+
+async def uncancelled(work: Awaitable[T]) -> T:
+    """`work` run to its end even if the caller is cancelled meanwhile; the caller still waits for it.
+    For what follows a committed write (telling the listeners, and what they need): a client gone, a
+    WebSocket closed during a mutation, must not leave segment upkeep undone until the next change."""
+    following = asyncio.ensure_future(work)
+    _FOLLOWING.add(following)
+    following.add_done_callback(_FOLLOWING.discard)
+    return await asyncio.shield(following)
 
 
 UNHEARD = ProfileChanges()
