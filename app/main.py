@@ -28,6 +28,7 @@ from app.process_lock import exclusive
 from app.scheduled_backups import BackupSchedule, keep_backing_up
 from app.services.key_revocations import watch_revocations
 from app.services.match_model import keep_estimating
+from app.services.profile_changes import settled
 from app.services.segment_watch import watch
 from app.services.segments import keep_checking
 from app.services.traits import keep_recomputing
@@ -91,6 +92,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            # Requests cut short (WebSockets closed) may have left the upkeep of their committed writes.
+            if left := await settled(timeout=settings.shutdown_grace_seconds):
+                log.warning("%d committed writes' upkeep still running at shutdown: left undone", left)
             await holder["services"].close()
             if tracer is not None:  # the spans still batched (app/tracing.py)
                 await asyncio.to_thread(flush_spans)

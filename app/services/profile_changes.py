@@ -122,5 +122,13 @@ async def uncancelled(work: Awaitable[T]) -> T:
     return await asyncio.shield(following)
 
 
+async def settled(timeout: float) -> int:
+    """Wait, at most `timeout` seconds, for the work following committed writes to end (the server's
+    shutdown, before it closes the store); returns how many were still running after it."""
+    if _FOLLOWING:
+        await asyncio.wait(list(_FOLLOWING), timeout=timeout)
+    return len(_FOLLOWING)
+
+
 UNHEARD = ProfileChanges()
 """No listeners: the default for a service called on its own (tests, tools); the server passes its own."""

@@ -23,7 +23,7 @@ from app.services import merging, privacy, profile_reads, profiles, traits
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
-from app.services.profile_changes import Cause, ProfileChanges, ProfilesChanged
+from app.services.profile_changes import Cause, ProfileChanges, ProfilesChanged, settled
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
@@ -180,8 +180,10 @@ async def test_a_write_whose_caller_goes_away_after_the_commit_still_keeps_segme
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
         await request
+    assert await settled(timeout=0.05) > 0  # what a shutdown waits for before closing the store
     go.set()
-    await asyncio.wait_for(done.wait(), timeout=10)
+    assert await settled(timeout=10) == 0
+    assert done.is_set()
     buyer = await profile_reads.get_profile_by_identifier(store, "email", "a@example.com") or pytest.fail()
     assert await store.member_ids(segment.id) == [buyer.id]
 
