@@ -20,6 +20,7 @@ from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
 from tests.builders import event
+from tests.interleaving import StandIn
 
 NO_AUTO = IdentityPolicy(protection=MergeProtection(automatic_merges=False))
 FUZZY = IdentityPolicy(fuzzy_merge_score=0.9)
@@ -196,19 +197,17 @@ async def test_a_steward_who_undid_an_automatic_fuzzy_merge_is_not_overruled_by_
     assert (await _stored(store, again.id)).merged_into == jean.id
 
 
-class _ErasedBeforeTheMerge:
+class _ErasedBeforeTheMerge(StandIn):
     """The store, where the look-alike found is erased just before the automatic merge reaches it."""
 
     def __init__(self, store: ProfileStore, erase: str) -> None:
-        self._store, self._erase = store, erase
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        super().__init__(store)
+        self._erase = erase
 
     async def merges_of_profiles(self, *args: Any, **kwargs: Any) -> Any:
-        found = await self._store.merges_of_profiles(*args, **kwargs)
-        if await self._store.get_profile(self._erase) is not None:
-            await privacy.delete_profile(self._store, self._erase, actor="dpo")
+        found = await self._inner.merges_of_profiles(*args, **kwargs)
+        if await self._inner.get_profile(self._erase) is not None:
+            await privacy.delete_profile(self._inner, self._erase, actor="dpo")
         return found
 
 
@@ -240,19 +239,17 @@ async def test_automatic_fuzzy_merge_respects_merge_protection(store: ProfileSto
     assert set(refusal.profile_ids) == {jean.id, again.id} and "customerId" in refusal.reason
 
 
-class _RenamedAfterTheRead:
+class _RenamedAfterTheRead(StandIn):
     """The store, where a customer's surname is changed (by another worker) right after a page is read."""
 
     def __init__(self, store: ProfileStore, email: str) -> None:
-        self._store, self._email = store, email
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        super().__init__(store)
+        self._email = email
 
     async def list_profiles(self, *args: Any, **kwargs: Any) -> Any:
-        page = await self._store.list_profiles(*args, **kwargs)
+        page = await self._inner.list_profiles(*args, **kwargs)
         if page:
-            await _upsert(self._store, self._email, {**JEAN, "last_name": "Martin"})
+            await _upsert(self._inner, self._email, {**JEAN, "last_name": "Martin"})
         return page
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -18,6 +18,7 @@ from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
+from tests.interleaving import Held
 
 PURPOSES = DEFAULT_PURPOSES
 T = TypeVar("T")
@@ -119,20 +120,12 @@ async def test_two_first_erasures_at_once_both_keep_their_people_out(store: Prof
     assert await store.count_profiles() == 0
 
 
-class _HeldBatches:
+class _HeldBatches(Held):
     """The store, with its batches held until `go` is set: an ingestion whose batch waits for the
     writer (behind a bulk batch, or while a large batch is validated) while an erasure runs."""
 
-    def __init__(self, inner: ProfileStore) -> None:
-        self._inner = inner
-        self.waiting, self.go = asyncio.Event(), asyncio.Event()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
     async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
-        self.waiting.set()
-        await self.go.wait()
+        await self.hold()
         return await self._inner.run_batch(work)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from app.bootstrap import Services
 from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput
-from app.domain.segments.segment import MembershipChange
+from app.domain.segments.segment import MembershipChange, Segment
 from app.services import merging, privacy
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
@@ -23,6 +23,7 @@ from app.services.segment_bus import SegmentBus, SlowSubscriber
 from app.services.segments import CHECKS_LEASE, SegmentEngine, check_while_holding
 from app.settings import Settings
 from tests.builders import event
+from tests.interleaving import Held
 
 BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 1}}}
 T = TypeVar("T")
@@ -129,18 +130,24 @@ async def test_consent_purpose_merge_and_unmerge_move_memberships(services: Serv
     ]
 
 
-async def test_a_time_window_exit_happens_without_a_new_event(services: Services) -> None:
-    now = clock.now()
-    abandoned = event("cart_abandoned", email="cart@example.com", at=now - timedelta(days=1) + timedelta(seconds=1.5))
-    (profile_id,) = await _land(services, abandoned)
+async def _leaving_the_window(services: Services, seconds: float) -> tuple[str, Segment, datetime]:
+    """A member of "abandoned a cart today" whose abandon leaves the window in `seconds`, with the
+    segment and when its check is due."""
+    at = clock.now() - timedelta(days=1) + timedelta(seconds=seconds)
+    (profile_id,) = await _land(services, event("cart_abandoned", email="cart@example.com", at=at))
     recent = {
         "name": "Abandoned a cart today",
         "condition": {"event": {"type": "cart_abandoned", "atLeast": 1, "withinDays": 1}},
     }
     segment = (await services.segments.create(recent)).segment
     assert await services.store.member_ids(segment.id) == [profile_id]
-    due = await services.store.next_check_at()
-    assert due is not None and due <= now + timedelta(seconds=3)
+    return profile_id, segment, await services.store.next_check_at() or pytest.fail()
+
+
+async def test_a_time_window_exit_happens_without_a_new_event(services: Services) -> None:
+    now = clock.now()
+    profile_id, segment, due = await _leaving_the_window(services, 1.5)
+    assert due <= now + timedelta(seconds=3)
 
     assert await services.segments.run_due_checks() == 0  # not yet
     await asyncio.sleep(max(0.0, (due - clock.now()).total_seconds()) + 0.1)
@@ -154,15 +161,7 @@ async def test_a_time_window_exit_happens_without_a_new_event(services: Services
 async def test_one_worker_process_at_a_time_runs_the_due_checks(services: Services) -> None:
     """Every worker runs the checks' schedule; the one holding their lease runs them, and another takes
     over once that lease is no longer renewed (its process stopped)."""
-    now = clock.now()
-    abandoned = event("cart_abandoned", email="cart@example.com", at=now - timedelta(days=1) + timedelta(seconds=1))
-    (profile_id,) = await _land(services, abandoned)
-    recent = {
-        "name": "Abandoned today",
-        "condition": {"event": {"type": "cart_abandoned", "atLeast": 1, "withinDays": 1}},
-    }
-    segment = (await services.segments.create(recent)).segment
-    due = await services.store.next_check_at() or pytest.fail()
+    profile_id, segment, due = await _leaving_the_window(services, 1)
     await asyncio.sleep(max(0.0, (due - clock.now()).total_seconds()) + 0.1)
 
     start = clock.now()
@@ -185,20 +184,12 @@ async def test_deleting_a_segment_lets_its_members_go(services: Services) -> Non
     assert _changes(await services.store.segment_events(segment_id=segment.id, limit=5))[0] == (buyer, "EXITED")
 
 
-class _HeldWrites:
+class _HeldWrites(Held):
     """The store, with its next unit of work held until `go` is set: the upkeep of a profile change
     that has read and decided, its write waiting for the writer while a steward edits the segment."""
 
-    def __init__(self, inner: ProfileStore) -> None:
-        self._inner = inner
-        self.waiting, self.go = asyncio.Event(), asyncio.Event()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
     async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
-        self.waiting.set()
-        await self.go.wait()
+        await self.hold()
         return await self._inner.run_in_transaction(work)
 
 
@@ -233,16 +224,12 @@ async def test_a_membership_decided_on_a_segments_old_definition_is_decided_agai
     assert await services.store.segment_events(segment_id=segment_id, limit=10) == []
 
 
-class _HeldScan(_HeldWrites):
+class _HeldScan(Held):
     """The store, with its next scan for a segment's members held until `go` is set: an evaluation
     (a new or changed segment over every profile takes seconds) while a steward changes it again."""
 
-    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
-        return await self._inner.run_in_transaction(work)
-
     async def matching_profile_ids(self, *args: Any, **kwargs: Any) -> list[str]:
-        self.waiting.set()
-        await self.go.wait()
+        await self.hold()
         return await self._inner.matching_profile_ids(*args, **kwargs)  # type: ignore[no-any-return]
 
 
@@ -262,15 +249,11 @@ async def test_a_segment_deleted_while_it_is_evaluated_stays_deleted(services: S
     assert await services.store.member_ids(segment.id) == []
 
 
-class _HeldDeletion(_HeldWrites):
+class _HeldDeletion(Held):
     """The store, with a segment's deletion held after its members' exits: an evaluation meanwhile."""
 
-    async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
-        return await self._inner.run_in_transaction(work)
-
     async def delete_segment(self, segment_id: str) -> None:
-        self.waiting.set()
-        await self.go.wait()
+        await self.hold()
         await self._inner.delete_segment(segment_id)
 
 

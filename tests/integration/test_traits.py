@@ -27,6 +27,7 @@ from app.store.mongo.store import MongoStore
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 from tests.faults import FaultyStore, InjectedFault
+from tests.interleaving import StandIn
 
 # -- quintiles ---------------------------------------------------------------------------------
 
@@ -185,26 +186,34 @@ async def test_the_job_scores_names_and_describes_every_profile(store: ProfileSt
         assert old and now and (now.version, now.updated_at) == (old.version, old.updated_at)
 
 
-class _ChangedUnderTheJob:
-    """The store, where a merge and an erasure land between the job's read of its profiles to
-    describe and its write of their traits."""
+class _UnderTheJob(StandIn):
+    """The store, where `between` lands between the job's read of its profiles to describe and its
+    write of their traits."""
 
-    def __init__(self, store: ProfileStore, merge: tuple[str, str], erase: str) -> None:
-        self._store, self._merge, self._erase, self._lists = store, merge, erase, 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+    def __init__(self, store: ProfileStore) -> None:
+        super().__init__(store)
+        self._lists = 0
 
     async def list_profiles(self, *args: Any, **kwargs: Any) -> Any:
-        page = await self._store.list_profiles(*args, **kwargs)
+        page = await self._inner.list_profiles(*args, **kwargs)
         self._lists += 1
         if self._lists == 3:  # pass 1 read its page and the empty one after it: pass 2's page
-            survivor, merged = self._merge
-            await merging.merge_profiles(
-                self._store, survivor, [merged], reason="r", actor="t", policy=IdentityPolicy()
-            )
-            await privacy.delete_profile(self._store, self._erase, actor="dpo")
+            await self.between()
         return page
+
+    async def between(self) -> None:
+        raise NotImplementedError
+
+
+class _ChangedUnderTheJob(_UnderTheJob):
+    def __init__(self, store: ProfileStore, merge: tuple[str, str], erase: str) -> None:
+        super().__init__(store)
+        self._merge, self._erase = merge, erase
+
+    async def between(self) -> None:  # a merge and an erasure
+        survivor, merged = self._merge
+        await merging.merge_profiles(self._inner, survivor, [merged], reason="r", actor="t", policy=IdentityPolicy())
+        await privacy.delete_profile(self._inner, self._erase, actor="dpo")
 
 
 async def test_profiles_merged_away_or_erased_while_the_job_runs_get_no_traits(store: ProfileStore) -> None:
@@ -362,22 +371,13 @@ async def test_a_merge_with_a_profile_that_refused_profiling_leaves_the_person_u
     assert stored and stored.rfm is None and stored.computed is None
 
 
-class _RefusedUnderTheJob:
-    """The store, where a profiling refusal lands between the job's read of its profiles to describe
-    and its write of their traits."""
-
+class _RefusedUnderTheJob(_UnderTheJob):
     def __init__(self, store: ProfileStore, refuse: str) -> None:
-        self._store, self._refuse, self._lists = store, refuse, 0
+        super().__init__(store)
+        self._refuse = refuse
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def list_profiles(self, *args: Any, **kwargs: Any) -> Any:
-        page = await self._store.list_profiles(*args, **kwargs)
-        self._lists += 1
-        if self._lists == 3:  # pass 2's page, read
-            await privacy.set_consent(self._store, self._refuse, "profiling", False, "form", purposes=PURPOSES)
-        return page
+    async def between(self) -> None:  # a refusal of profiling
+        await privacy.set_consent(self._inner, self._refuse, "profiling", False, "form", purposes=PURPOSES)
 
 
 async def test_a_profiling_refusal_made_while_the_job_runs_gets_no_traits(store: ProfileStore) -> None:
