@@ -178,6 +178,7 @@ async def _merge_with_lookalikes(
         actor="system",
         policy=policy,
         changes=changes,
+        judged={p.id: p.version for p in members},  # as scored and checked against merge protection
     )
     return 1
 

@@ -12,7 +12,7 @@ are undone newest first: a later merge saved the survivor with what the earlier 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,11 @@ async def merge_profiles(
     actor: str,
     policy: IdentityPolicy,
     changes: ProfileChanges = UNHEARD,
+    judged: Mapping[str, int] | None = None,
 ) -> tuple[MergeRecord, Profile]:
+    """Merge `merged_ids` into `survivor_id`. `judged`: the version of each profile as the caller
+    judged them (an automatic merge: by score and merge protection); Conflict, nothing merged, when
+    one has changed since, for a merge decided on what they no longer are."""
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON_LENGTH:
         raise InvalidInput(f"give a reason of 1-{MAX_REASON_LENGTH} characters", field="reason")
@@ -68,6 +72,8 @@ async def merge_profiles(
                     field=f"mergedIds[{index}]",
                 )
             others[other.id] = other
+        if judged is not None and any(judged.get(p.id) != p.version for p in (survivor, *others.values())):
+            raise Conflict("the profiles changed after the merge was decided: it is not made")
         return await merge_in_transaction(
             tx, survivor, list(others.values()), reason=reason, actor=actor, at=at, rules=policy.rules, automatic=False
         )

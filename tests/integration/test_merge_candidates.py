@@ -239,6 +239,37 @@ async def test_automatic_fuzzy_merge_respects_merge_protection(store: ProfileSto
     assert set(refusal.profile_ids) == {jean.id, again.id} and "customerId" in refusal.reason
 
 
+class _IdentifiedBeforeTheMerge(StandIn):
+    """The store, where the written profile gets a second customer id once the automatic merge has
+    judged the group (its score and merge protection), before the merge is made."""
+
+    def __init__(self, store: ProfileStore) -> None:
+        super().__init__(store)
+        self._done = False
+
+    async def merges_of_profiles(self, *args: Any, **kwargs: Any) -> Any:
+        found = await self._inner.merges_of_profiles(*args, **kwargs)
+        if not self._done:
+            self._done = True
+            await _upsert(self._inner, "j.dupond@orange.fr", JEAN_AGAIN, customerId="C2")
+        return found
+
+
+async def test_an_automatic_fuzzy_merge_is_made_of_the_profiles_as_it_judged_them(store: ProfileStore) -> None:
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN, customerId="C1")
+    await profiles.upsert_profile(
+        _IdentifiedBeforeTheMerge(store),  # type: ignore[arg-type]
+        [RawIdentifier("email", "j.dupond@orange.fr")],
+        JEAN_AGAIN,
+        source="crm",
+        policy=FUZZY,
+    )
+    # Merged now, the two would hold two customer ids, which merge protection refuses.
+    again = await profile_reads.get_profile_by_identifier(store, "email", "j.dupond@orange.fr") or pytest.fail()
+    assert again.id != jean.id and {i.value for i in again.identifiers if i.type == "customerId"} == {"C2"}
+    assert {i.value for i in (await _stored(store, jean.id)).identifiers if i.type == "customerId"} == {"C1"}
+
+
 class _RenamedAfterTheRead(StandIn):
     """The store, where a customer's surname is changed (by another worker) right after a page is read."""
 
