@@ -23,6 +23,7 @@ from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
 from app.services.key_groups import SeenPairs, key_group_chunks, let_go, unseen_pairs
+from app.services.leases import hold_for
 from app.services.ports import ProfileStore
 
 log = logging.getLogger("cdp.matching")
@@ -144,9 +145,6 @@ async def estimate_this_round(store: ProfileStore, holder: str, *, every_minutes
     """`estimate_model`, unless another process's schedule (every worker runs one) took this round:
     each round is a lease in the store, held for most of the period and never given back, so that
     one estimate is made a period whatever the number of workers. None: not this process's round."""
-    start = now()
-    if not await store.take_lease(
-        ROUND_LEASE, holder, now=start, until=start + ROUND_SHARE * timedelta(minutes=every_minutes)
-    ):
+    if not await hold_for(store, ROUND_LEASE, holder, ROUND_SHARE * timedelta(minutes=every_minutes)):
         return None
     return await estimate_model(store)

@@ -41,6 +41,7 @@ from app.domain.segments.upkeep import (
     reschedule,
 )
 from app.off_loop import off_loop
+from app.services.leases import hold_for
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged
 from app.services.profile_writes import MAX_ATTEMPTS, with_retries
@@ -492,12 +493,12 @@ async def check_while_holding(engine: SegmentEngine, holder: str, *, every_secon
     written while nothing is due (an idle server writes nothing)."""
     ran = 0
     while True:
-        start = clock.now()
         due = await engine.store.next_check_at()
-        if due is None or due > start:
+        if due is None or due > clock.now():
             return ran
-        until = start + timedelta(seconds=every_seconds * CHECKS_LEASE_ROUNDS)
-        if not await engine.store.take_lease(CHECKS_LEASE, holder, now=start, until=until):
+        if not await hold_for(
+            engine.store, CHECKS_LEASE, holder, timedelta(seconds=every_seconds * CHECKS_LEASE_ROUNDS)
+        ):
             return ran
         done = await engine.run_due_checks()
         ran += done

@@ -39,6 +39,7 @@ from app.domain.traits.computed import PROFILED_FIELDS, computed_traits, profili
 from app.domain.traits.orders import purchases, unique
 from app.domain.traits.preferences import products_mentioned
 from app.domain.traits.rfm import RfmBase, RfmBoundaries, rfm_values
+from app.services.leases import hold_for
 from app.services.order_history import orders_of
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
@@ -159,8 +160,7 @@ class _Lease:
 
     async def renew(self) -> None:
         """Take or keep the job's lease: Conflict when another job holds it (or took it over)."""
-        now = clock.now()
-        if not await self.store.take_lease(LEASE, self.holder, now=now, until=now + LEASE_FOR):
+        if not await hold_for(self.store, LEASE, self.holder, LEASE_FOR):
             raise Conflict("a computed-traits job is already running; try again when it ends")
 
     async def end(self) -> None:
