@@ -36,6 +36,11 @@ class ProfileChange:
         """Whether the change sets, pushes or appends anything under the top-level `field`."""
         return any(path.split(".", 1)[0] == field for path in (*self.set, *self.push, *self.append))
 
+    def fields(self) -> frozenset[str]:
+        """The top-level fields the change writes, by any of its operations."""
+        operations = (self.set, self.inc, self.max, self.min, self.push, self.append)
+        return frozenset(path.split(".", 1)[0] for operation in operations for path in operation)
+
     def is_empty(self) -> bool:
         return not (self.set or self.inc or self.max or self.min or self.push or self.append)
 

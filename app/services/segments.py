@@ -8,6 +8,9 @@
   only the segments whose dependencies the change touches, with the in-memory predicate of the same
   tree, an erased person leaves their segments, and schedules a check at the instant an event would leave a
   window (`run_due_checks`), so exits happen without a new event and without a daily full scan.
+- Each write of a profile also leaves, in its own transaction, a check of every segment due a little
+  later (`EVERY_SEGMENT`), which its upkeep clears: a process stopped between a commit and its upkeep,
+  or an upkeep that failed, leaves memberships that catch up when the check comes due.
 - Every membership change is written with a `segment_events` record in the same transaction and
   published to subscribers once committed.
 """
@@ -31,6 +34,7 @@ from app.domain.profile import Interaction, Profile
 from app.domain.segments.conditions import compared_paths
 from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent, checked_segment, parse_traits
 from app.domain.segments.upkeep import (
+    EVERY_SEGMENT,
     CompiledSegment,
     Outcome,
     Recheck,
@@ -52,6 +56,8 @@ log = logging.getLogger("cdp.segments")
 SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # as an inSegment leaf accepts it
 WRITE_BATCH = 200
 READ_BATCH = 1000  # profiles read, evaluated and written together by a batch evaluation's scheduling
+WINDOW_PASSED = "time window passed"  # the causes segment events record for the checks that came due
+CAUGHT_UP = "upkeep caught up"  # a write's upkeep never ran (the process stopped) or failed
 OFF_LOOP_FROM = 64  # profiles from which evaluating them is worth a worker thread, freeing the event loop
 
 
@@ -265,10 +271,12 @@ class SegmentEngine:
             affected = {
                 c.segment.id for c in segments if paths is None or c.deps.affected_by([*paths, "segments"], event_types)
             }
-            if affected:
-                for profile_id in profile_ids:
-                    wanted.setdefault(profile_id, set()).update(affected)
-        rechecks = [Recheck(p, tuple(c for c in segments if c.segment.id in ids)) for p, ids in wanted.items()]
+            for profile_id in profile_ids:  # each, affected or not, for the check its write left
+                wanted.setdefault(profile_id, set()).update(affected)
+        cleared = frozenset({EVERY_SEGMENT})
+        rechecks = [
+            Recheck(p, tuple(c for c in segments if c.segment.id in ids), clear=cleared) for p, ids in wanted.items()
+        ]
         events = await self._recheck(rechecks, cause)
         self.bus.publish_committed(events)
         return events
@@ -292,17 +300,22 @@ class SegmentEngine:
         return events
 
     async def run_due_checks(self, *, limit: int = 500) -> int:
-        """Re-evaluate memberships whose time window moved on; returns how many checks ran."""
+        """Re-evaluate memberships whose time window moved on, and those of profiles whose write's
+        upkeep never cleared its check (of every segment); returns how many checks ran."""
         due = await self.store.due_checks(clock.now(), limit=limit)
         segments = _ordered([compile_segment(s) for s in await self.store.list_segments()])
         by_profile: dict[str, set[str]] = {}
         for profile_id, segment_id in due:
             by_profile.setdefault(profile_id, set()).add(segment_id)
-        rechecks = [
-            Recheck(p, tuple(c for c in segments if c.segment.id in ids), clear=frozenset(ids))
-            for p, ids in by_profile.items()
-        ]
-        self.bus.publish_committed(await self._recheck(rechecks, "time window passed"))
+        for cause, missed in ((WINDOW_PASSED, False), (CAUGHT_UP, True)):
+            rechecks = [
+                Recheck(p, tuple(c for c in segments if missed or c.segment.id in ids), clear=frozenset(ids))
+                for p, ids in by_profile.items()
+                if (EVERY_SEGMENT in ids) is missed
+            ]
+            if missed and rechecks:
+                log.warning("segment upkeep caught up with %d profiles whose writes it had missed", len(rechecks))
+            self.bus.publish_committed(await self._recheck(rechecks, cause))
         return len(due)
 
     async def _recheck(self, rechecks: list[Recheck], cause: str) -> list[SegmentEvent]:

@@ -13,14 +13,16 @@ import pytest
 from app.bootstrap import Services
 from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput
+from app.domain.profile_change import ProfileChange
 from app.domain.segments.segment import MembershipChange, Segment
+from app.domain.segments.upkeep import UPKEEP_GRACE
 from app.services import merging, privacy
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged
 from app.services.segment_bus import SegmentBus, SlowSubscriber
-from app.services.segments import CHECKS_LEASE, SegmentEngine, check_while_holding
+from app.services.segments import CAUGHT_UP, CHECKS_LEASE, SegmentEngine, check_while_holding
 from app.settings import Settings
 from tests.builders import event
 from tests.interleaving import Held
@@ -336,3 +338,107 @@ async def test_an_erased_member_leaves_with_an_unrecorded_exit(services: Service
     assert heard == [(buyer, "EXITED", "profile erased")]
     assert await services.store.member_ids(segment.id) == []
     assert await services.store.segment_events(profile_id=buyer, limit=5) == []  # nothing kept about her
+
+
+# -- a write's upkeep is as durable as the write ----------------------------------------------
+def _later(monkeypatch: pytest.MonkeyPatch, delay: timedelta) -> None:
+    """The services' clock, `delay` from now on (the store keeps its own: what it wrote stays written)."""
+    real = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real() + delay)
+
+
+async def test_a_write_whose_upkeep_never_ran_catches_up_when_its_check_comes_due(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segment = (await services.segments.create(BUYERS)).segment
+    # Ingested with no one told, as when the process stops between the commit and the upkeep.
+    (outcome,) = await ingest_events(services.store, [event("order_completed", email="lost@example.com")])
+    buyer = outcome.profile_id or pytest.fail()
+    assert await services.store.member_ids(segment.id) == []
+    assert await services.segments.run_due_checks() == 0  # its upkeep may still be under way
+
+    _later(monkeypatch, UPKEEP_GRACE + timedelta(seconds=1))
+    assert await services.segments.run_due_checks() == 1
+    assert await services.store.member_ids(segment.id) == [buyer]
+    (entered,) = await services.store.segment_events(segment_id=segment.id, limit=10)
+    assert (entered.profile_id, entered.change, entered.cause) == (buyer, MembershipChange.ENTERED, CAUGHT_UP)
+    assert await services.store.next_check_at() is None  # answered: nothing is checked twice
+    assert await services.segments.run_due_checks() == 0
+
+
+async def test_a_merge_whose_upkeep_never_ran_moves_memberships_when_its_check_comes_due(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segment = (await services.segments.create(BUYERS)).segment
+    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
+    (shop,) = await _land(services, event("page_view", identifiers=[("phone", "+33612345678")]))
+    assert await services.store.member_ids(segment.id) == [buyer]
+    await merging.merge_profiles(  # no one told
+        services.store, shop, [buyer], reason="same", actor="steward", policy=IdentityPolicy()
+    )
+
+    assert await services.store.member_ids(segment.id) == []  # the tombstone left it; the survivor waits
+    _later(monkeypatch, UPKEEP_GRACE + timedelta(seconds=1))
+    assert await services.segments.run_due_checks() == 2  # the survivor's and the tombstone's
+    assert await services.store.member_ids(segment.id) == [shop]
+    events = await services.store.segment_events(segment_id=segment.id, limit=10)
+    caught_up = [e for e in events if e.cause == CAUGHT_UP]
+    assert sorted(_changes(caught_up)) == sorted([(buyer, "EXITED"), (shop, "ENTERED")])
+
+
+async def test_a_write_whose_upkeep_ran_leaves_no_check_even_when_no_segment_could_move(
+    services: Services,
+) -> None:
+    (visitor,) = await _land(services, event("page_view", email="visitor@example.com"))  # no segment at all
+    assert await services.store.next_check_at() is None
+    segment = (await services.segments.create(BUYERS)).segment
+    await _land(services, event("order_completed", email="visitor@example.com"))
+    await privacy.set_consent(
+        services.store,
+        visitor,
+        "email_marketing",
+        True,
+        "form",
+        purposes=("email_marketing",),
+        changes=services.changes,
+    )
+    assert await services.store.member_ids(segment.id) == [visitor]
+    assert await services.store.next_check_at() is None
+
+
+async def test_a_failed_upkeep_is_retried_by_the_check_its_write_left(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segment = (await services.segments.create(BUYERS)).segment
+    real = services.store.get_profiles
+
+    async def unavailable(profile_ids: object) -> object:
+        raise RuntimeError("the store went away for a moment")
+
+    monkeypatch.setattr(services.store, "get_profiles", unavailable)
+    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))  # the write stands
+    monkeypatch.setattr(services.store, "get_profiles", real)
+    assert await services.store.member_ids(segment.id) == []
+
+    _later(monkeypatch, UPKEEP_GRACE + timedelta(seconds=1))
+    assert await services.segments.run_due_checks() == 1
+    assert await services.store.member_ids(segment.id) == [buyer]
+
+
+async def test_only_writes_that_can_move_memberships_leave_a_check(services: Services) -> None:
+    (profile_id,) = await _land(services, event("page_view", email="early@example.com"))
+    assert await services.store.next_check_at() is None  # its upkeep ran
+
+    async def rekey(tx: StoreTransaction) -> None:  # what the matcher derives: no membership can move
+        await tx.update_profile(profile_id, ProfileChange(set={"blockingKeys": ["nm:early"]}))
+
+    await services.store.run_in_transaction(rekey)
+    assert await services.store.next_check_at() is None
+
+    # No one told of these two: the first's check stands, a later write never puts it off.
+    await ingest_events(services.store, [event("page_view", email="early@example.com", minutes=1)])
+    first = await services.store.next_check_at() or pytest.fail("a write leaves a check until its upkeep")
+    assert first <= clock.now() + UPKEEP_GRACE
+    await asyncio.sleep(0.01)
+    await ingest_events(services.store, [event("page_view", email="early@example.com", minutes=2)])
+    assert await services.store.next_check_at() == first

@@ -17,10 +17,31 @@ from datetime import datetime, timedelta
 import orjson
 
 from app.domain.profile import Interaction, Profile
+from app.domain.profile_change import ProfileChange
 from app.domain.segments.conditions import Condition
 from app.domain.segments.dependencies import Dependencies, dependencies, next_change
 from app.domain.segments.predicate import Activity, Predicate, predicate
 from app.domain.segments.segment import Segment
+
+EVERY_SEGMENT = "*"
+"""The segment of a check of every segment (no segment's id can be "*"). Each write of a profile's own
+data schedules one in its transaction, due UPKEEP_GRACE later, and the upkeep of that write clears it:
+should the process stop between the commit and the upkeep, or the upkeep fail, the check comes due
+and the profile's memberships catch up. The upkeep is then as durable as the write it follows."""
+
+UPKEEP_GRACE = timedelta(seconds=30)  # far beyond an upkeep's usual few milliseconds, even under load
+
+DERIVED_FIELDS = frozenset({"segments", "blockingKeys"})  # kept by the upkeep and the matcher themselves
+
+
+def upkeep_due(written_at: datetime) -> datetime:
+    """When the check of every segment a write schedules comes due, should its upkeep not clear it."""
+    return written_at + UPKEEP_GRACE
+
+
+def awaits_upkeep(change: ProfileChange) -> bool:
+    """Whether a change can move memberships: it writes more than what is derived from the profile."""
+    return not change.fields() <= DERIVED_FIELDS
 
 
 @dataclass(frozen=True, slots=True)

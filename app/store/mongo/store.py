@@ -31,6 +31,7 @@ from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.domain.segments.conditions import Condition
 from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent
+from app.domain.segments.upkeep import EVERY_SEGMENT, awaits_upkeep, upkeep_due
 from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
@@ -112,6 +113,7 @@ class MongoTransaction(StoreTransaction):
 
     async def insert_profile(self, profile: Profile) -> None:
         await self._db.profiles.insert_one(profile.to_document(), session=self._session)
+        await self._schedule_upkeep([profile.id])
 
     async def update_profile(
         self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
@@ -122,6 +124,8 @@ class MongoTransaction(StoreTransaction):
         result = await self._db.profiles.update_one(selector, update_document(change), session=self._session)
         if result.matched_count != 1:
             raise VersionConflict(profile_id)
+        if awaits_upkeep(change):
+            await self._schedule_upkeep([profile_id])
 
     async def record_message(self, message_id: str, profile_id: str, expires_at: datetime) -> None:
         try:
@@ -185,6 +189,7 @@ class MongoTransaction(StoreTransaction):
         result = await self._db.profiles.bulk_write(operations, ordered=True, session=self._session)
         if result.matched_count != sum(1 for w in writes if w.expected_version is not None):
             raise VersionConflict("a profile of the batch changed since it was read")
+        await self._schedule_upkeep([w.document["_id"] for w in writes])
 
     async def record_messages(self, records: Sequence[tuple[str, str]], expires_at: datetime) -> None:
         if not records:
@@ -224,6 +229,7 @@ class MongoTransaction(StoreTransaction):
         )
         if result.matched_count != 1:
             raise VersionConflict(profile.id)
+        await self._schedule_upkeep([profile.id])
 
     async def history(self, profile_id: str) -> list[Interaction]:
         cursor = self._db.interactions.find({"profileId": profile_id}, session=self._session)
@@ -385,6 +391,20 @@ class MongoTransaction(StoreTransaction):
             operations.append(DeleteOne(key) if due_at is None else ReplaceOne(key, key | document, upsert=True))
         if operations:
             await self._db.segment_checks.bulk_write(operations, ordered=True, session=self._session)
+
+    async def _schedule_upkeep(self, profile_ids: Sequence[str]) -> None:
+        """The check of every segment that a write of these profiles leaves until its upkeep clears it
+        (the earliest due time stands: a later write must not put off an earlier one's)."""
+        due = upkeep_due(now())
+        operations = [
+            UpdateOne(
+                {"_id": f"{profile_id}|{EVERY_SEGMENT}"},
+                {"$min": {"dueAt": due}, "$setOnInsert": {"profileId": profile_id, "segmentId": EVERY_SEGMENT}},
+                upsert=True,
+            )
+            for profile_id in profile_ids
+        ]
+        await self._db.segment_checks.bulk_write(operations, ordered=False, session=self._session)
 
 
 def _bucket(profile_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:

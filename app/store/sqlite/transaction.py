@@ -18,6 +18,7 @@ from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange, apply_change
 from app.domain.segments.segment import Segment, SegmentEvent
+from app.domain.segments.upkeep import EVERY_SEGMENT, awaits_upkeep, upkeep_due
 from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
@@ -36,6 +37,12 @@ _UPDATE_PROFILE = f"UPDATE profiles SET revision = {NEW_REVISION}, doc = ?, vers
 _UPDATE_PROFILE_AT_VERSION = f"{_UPDATE_PROFILE} AND version = ?"
 _SET_SEGMENTS = (
     f"UPDATE profiles SET revision = {NEW_REVISION}, doc = json_set(doc, '$.segments', json(?)) WHERE id = ?"
+)
+
+# The earliest due time stands: a later write must not put off the check an earlier one left.
+_SCHEDULE_UPKEEP = (
+    "INSERT INTO segment_checks (profile_id, segment_id, due_at) VALUES (?, ?, ?) "
+    "ON CONFLICT(profile_id, segment_id) DO UPDATE SET due_at = min(due_at, excluded.due_at)"
 )
 
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
@@ -85,6 +92,7 @@ class SQLiteTransaction(StoreTransaction):
         _index_keys(self._db, profile.id, profile.blocking_keys)
         _mirror_segments(self._db, profile.id, profile.segments)
         profile_facets.keep(self._db, [document], new=True)
+        _schedule_upkeep(self._db, [profile.id])
 
     async def update_profile(
         self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
@@ -102,6 +110,8 @@ class SQLiteTransaction(StoreTransaction):
             _index_keys(self._db, profile_id, document["blockingKeys"])
         if "segments" in change.set:
             _mirror_segments(self._db, profile_id, document["segments"])
+        if awaits_upkeep(change):
+            _schedule_upkeep(self._db, [profile_id])
 
     async def record_message(self, message_id: str, profile_id: str, expires_at: datetime) -> None:
         try:
@@ -212,6 +222,7 @@ class SQLiteTransaction(StoreTransaction):
         for moved in (True, False):  # the city rows are rewritten only for profiles whose addresses moved
             documents = [write.document for write in updates if write.addresses_moved is moved]
             profile_facets.keep(self._db, documents, cities=moved)
+        _schedule_upkeep(self._db, [write.document["_id"] for write in writes])
 
     async def record_messages(self, records: Sequence[tuple[str, str]], expires_at: datetime) -> None:
         expiry = to_iso(expires_at)
@@ -246,6 +257,7 @@ class SQLiteTransaction(StoreTransaction):
         profile_facets.keep(self._db, [document])
         _index_keys(self._db, profile.id, profile.blocking_keys)
         _mirror_segments(self._db, profile.id, profile.segments)
+        _schedule_upkeep(self._db, [profile.id])
 
     async def history(self, profile_id: str) -> list[Interaction]:
         rows = self._db.execute("SELECT doc FROM interactions WHERE profile_id = ?", (profile_id,)).fetchall()
@@ -455,6 +467,12 @@ def _rows_by_id(db: sqlite3.Connection, table: str, ids: list[str]) -> list[tupl
         chunk = ids[start : start + IDS_PER_QUERY]
         found += db.execute(f"SELECT id, doc FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
     return found
+
+
+def _schedule_upkeep(db: sqlite3.Connection, profile_ids: Sequence[str]) -> None:
+    """The check of every segment that a write of these profiles leaves until its upkeep clears it."""
+    due = to_iso(upkeep_due(now()))
+    db.executemany(_SCHEDULE_UPKEEP, [(profile_id, EVERY_SEGMENT, due) for profile_id in profile_ids])
 
 
 def _mirror_segments(db: sqlite3.Connection, profile_id: str, segments: Sequence[str]) -> None:
