@@ -15,6 +15,9 @@ from typing import Any
 from app.domain.events import RawEvent, RawIdentifier
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.match_index import ensure_blocking_keys
+from app.services.profile_changes import ProfileChanges
+from app.services.segment_bus import SegmentBus
+from app.services.segments import SegmentEngine
 from app.store.sqlite.store import SQLiteStore
 
 FIRST_NAMES = (
@@ -117,7 +120,9 @@ async def build_store(
     (email + customerId + name + address), `batch_size` events per `ingest_events` call."""
     store = SQLiteStore(path)
     at = datetime.now(UTC)
-    policy = IngestionPolicy()
+    # Segment upkeep listens, as in the server: each write leaves a check of every segment until its
+    # upkeep has run, and a store built without it would have the server catch up every profile.
+    policy = IngestionPolicy(changes=ProfileChanges(SegmentEngine(store, SegmentBus()).profiles_changed))
     started = time.perf_counter()
     accepted = rejected = batches = 0
     try:

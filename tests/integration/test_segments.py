@@ -4,8 +4,12 @@ each kind of profile change, time-window exits without a new event, and bad defi
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -24,6 +28,7 @@ from app.services.profile_changes import Cause, ProfilesChanged
 from app.services.segment_bus import SegmentBus, SlowSubscriber
 from app.services.segments import CAUGHT_UP, CHECKS_LEASE, SegmentEngine, check_while_holding
 from app.settings import Settings
+from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 from tests.interleaving import Held
 
@@ -31,9 +36,13 @@ BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "o
 T = TypeVar("T")
 
 
+def _services(store: ProfileStore) -> Services:
+    return Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
+
+
 @pytest.fixture
 def services(store: ProfileStore) -> Services:
-    return Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
+    return _services(store)
 
 
 async def _land(services: Services, *events: object) -> list[str]:
@@ -364,6 +373,56 @@ async def test_a_write_whose_upkeep_never_ran_catches_up_when_its_check_comes_du
     assert (entered.profile_id, entered.change, entered.cause) == (buyer, MembershipChange.ENTERED, CAUGHT_UP)
     assert await services.store.next_check_at() is None  # answered: nothing is checked twice
     assert await services.segments.run_due_checks() == 0
+
+
+KILLED_AFTER_THE_COMMIT = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from app.bootstrap import Services
+    from app.services.ingestion import IngestionPolicy, ingest_events
+    from app.services.segments import SegmentEngine
+    from app.settings import Settings
+    from app.store.sqlite.store import SQLiteStore
+    from tests.builders import event
+
+    async def killed(self, changes):
+        os._exit(9)  # like kill -9 once the batch is durable: no upkeep, no cleanup
+
+    async def main():
+        SegmentEngine.profiles_changed = killed
+        store = SQLiteStore(sys.argv[1])
+        services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
+        await ingest_events(store, [event("order_completed", email="killed@example.com")], services.ingestion)
+        print("completed")
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_process_killed_between_a_commit_and_its_upkeep_leaves_memberships_that_catch_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cdp.sqlite3"
+    store = SQLiteStore(path)
+    segment = (await _services(store).segments.create(BUYERS)).segment
+    await store.close()
+    run = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_THE_COMMIT, str(path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 9, run.stderr
+
+    services = _services(reopened := SQLiteStore(path))
+    buyer = (await reopened.find_profile_by_identity("email:killed@example.com") or pytest.fail("not durable")).id
+    assert await reopened.member_ids(segment.id) == []
+    _later(monkeypatch, UPKEEP_GRACE + timedelta(seconds=1))
+    assert await services.segments.run_due_checks() == 1
+    assert await reopened.member_ids(segment.id) == [buyer]
+    await reopened.close()
 
 
 async def test_a_merge_whose_upkeep_never_ran_moves_memberships_when_its_check_comes_due(
