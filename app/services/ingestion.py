@@ -33,7 +33,7 @@ from app.services.ingestion_batch import Landed, Parsed, ingest_run
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed
-from app.services.profile_changes import UNHEARD, ProfileChanges, ProfilesChanged, events_landed, uncancelled
+from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged, events_landed, uncancelled
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
 log = logging.getLogger("cdp.ingestion")
@@ -53,6 +53,7 @@ class EventOutcome:
     profile_id: str | None = None
     reason: str | None = None
     field: str | None = None
+    merged: tuple[str, ...] = ()  # the profiles the event merged into `profile_id` (its identifiers linked them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +99,12 @@ async def _after_commit(
 def _landed(raw_events: Sequence[RawEvent], done: Sequence[EventOutcome]) -> list[ProfilesChanged]:
     """The batch's changes for the listeners: each profile with the types of the events that landed on it."""
     landed: dict[str, set[str]] = {}
+    merged: list[str] = []
     for raw, outcome in zip(raw_events, done, strict=True):
         if outcome.status is EventStatus.ACCEPTED and outcome.profile_id:
             landed.setdefault(outcome.profile_id, set()).add(raw.type)
-    return events_landed(landed)
+            merged += outcome.merged
+    return [*events_landed(landed), ProfilesChanged.of(Cause.MERGE, merged)]  # merged away: they leave their segments
 
 
 async def ingest_each_alone(
@@ -225,7 +228,7 @@ async def _ingest_one(
     at: datetime,
     policy: IngestionPolicy,
 ) -> EventOutcome:
-    async def work(tx: StoreTransaction) -> str:
+    async def work(tx: StoreTransaction) -> tuple[str, tuple[str, ...]]:
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
         if await tx.message_seen(event.message_id):
             raise MessageAlreadyProcessed(event.message_id)
@@ -234,19 +237,19 @@ async def _ingest_one(
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             return change_for_event(profile, event, additions, at=at)
 
-        profile, _ = await write_to_resolved_profile(
+        profile, merged = await write_to_resolved_profile(
             tx, identifiers, build, at=at, policy=policy.identity, message_id=event.message_id
         )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
         await tx.append_interaction(profile.id, interaction_document(event, origin=profile.id, received_at=at))
         if (decision := consent_decision(event, profile.id)) is not None:
             await tx.append_consent(decision)
-        return profile.id
+        return profile.id, merged
 
     try:
-        profile_id = await with_retries(store, work)
+        profile_id, merged = await with_retries(store, work)
     except MessageAlreadyProcessed:
         return EventOutcome(event.message_id, EventStatus.DUPLICATE, reason="messageId already processed")
     except InvalidInput as exc:  # an erased person's identifiers: dropped, nothing written
         return EventOutcome(event.message_id, EventStatus.REJECTED, reason=exc.message, field=exc.field)
-    return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=profile_id)
+    return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=profile_id, merged=merged)

@@ -71,27 +71,29 @@ async def write_to_resolved_profile(
     at: datetime,
     policy: IdentityPolicy,
     message_id: str | None = None,
-) -> tuple[Profile, Resolution]:
+) -> tuple[Profile, tuple[str, ...]]:
     """Resolve `identifiers` (merging the profiles they name when protection allows) and apply the
-    change `build` makes; returns the profile as written."""
+    change `build` makes; returns the profile as written and the profiles merged into it (their
+    memberships change too: the caller reports them)."""
     resolution = resolve(identifiers, await tx.owners_of([i.key for i in identifiers]))
     profile = await live_profile(tx, resolution.profile_id) if resolution.profile_id else None
+    merged_away: tuple[str, ...] = ()
     if profile is not None and resolution.other_profiles and policy.protection.automatic_merges:
-        profile = await _merge_linked(tx, profile, resolution, at=at, policy=policy, message_id=message_id)
+        profile, merged_away = await _merge_linked(tx, profile, resolution, at=at, policy=policy, message_id=message_id)
     if profile is None:
         fresh = new_profile(new_profile_id(), at)
         document = apply_change(fresh.to_document(), build(fresh, identifiers))
         created = refresh_keys(Profile.from_document(document))
         await tx.claim_identities(created.id, identifiers, at)
         await tx.insert_profile(created)
-        return created, resolution
+        return created, merged_away
     known = profile.identifier_keys()
     additions = [i for i in resolution.unclaimed if i.key not in known]
     await tx.claim_identities(profile.id, additions, at)
     change = build(profile, additions)
     written = index_change(Profile.from_document(apply_change(profile.to_document(), change)), change)
     await tx.update_profile(profile.id, change, expected_version=profile.version)
-    return written, resolution
+    return written, merged_away
 
 
 async def _merge_linked(
@@ -102,15 +104,16 @@ async def _merge_linked(
     at: datetime,
     policy: IdentityPolicy,
     message_id: str | None,
-) -> Profile:
-    """The identifiers of one event or upsert belong to several profiles: they are one person."""
+) -> tuple[Profile, tuple[str, ...]]:
+    """The identifiers of one event or upsert belong to several profiles: they are one person.
+    Returns the target as merged and the profiles merged into it (none when protection refused)."""
     others: dict[str, Profile] = {}
     for profile_id in sorted(resolution.other_profiles):
         other = await live_profile(tx, profile_id)
         if other is not None and other.id != target.id:
             others[other.id] = other
     if not others:
-        return target
+        return target, ()
     refusal = policy.protection.refusal([target, *others.values()], resolution.unclaimed)
     if refusal is not None:
         await tx.record_refusal(
@@ -118,9 +121,9 @@ async def _merge_linked(
                 _id=new_refusal_id(), at=at, profile_ids=[target.id, *others], reason=refusal, message_id=message_id
             )
         )
-        return target
+        return target, ()
     reason = "automatic: one " + ("event" if message_id else "write") + " named identifiers of each profile"
     _, merged = await merge_in_transaction(
         tx, target, list(others.values()), reason=reason, actor="system", at=at, rules=policy.rules, automatic=True
     )
-    return merged
+    return merged, tuple(others)

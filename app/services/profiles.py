@@ -83,7 +83,7 @@ async def upsert_profile(
         raise InvalidInput("source must be 1-32 lower-case letters, digits or underscores", field="source")
     at = clock.now()
 
-    async def work(tx: StoreTransaction) -> Profile:
+    async def work(tx: StoreTransaction) -> tuple[Profile, tuple[str, ...]]:
         await refuse_suppressed(tx, usable)
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
@@ -92,12 +92,11 @@ async def upsert_profile(
                 change.append["identifiers"] = identifier_records(additions, at=at, source=source)
             return change.stamped(at)
 
-        profile, _ = await write_to_resolved_profile(tx, usable, build, at=at, policy=policy)
-        return profile
+        return await write_to_resolved_profile(tx, usable, build, at=at, policy=policy)
 
     async with store.batch():
-        written = await with_retries(store, work)
-    await changes.publish(ProfilesChanged.of(Cause.UPSERT, [written.id]))
+        written, merged = await with_retries(store, work)
+    await changes.publish(ProfilesChanged.of(Cause.UPSERT, [written.id]), ProfilesChanged.of(Cause.MERGE, merged))
     if await merge_lookalikes(store, [written.id], policy, changes=changes):
         return await get_profile(store, written.id) or written
     return written

@@ -20,7 +20,8 @@ from app.domain.errors import Conflict, InvalidInput
 from app.domain.profile_change import ProfileChange
 from app.domain.segments.segment import MembershipChange, Segment
 from app.domain.segments.upkeep import UPKEEP_GRACE
-from app.services import merging, privacy
+from app.domain.events import RawIdentifier
+from app.services import merging, privacy, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
@@ -501,3 +502,35 @@ async def test_only_writes_that_can_move_memberships_leave_a_check(services: Ser
     await asyncio.sleep(0.01)
     await ingest_events(services.store, [event("page_view", email="early@example.com", minutes=2)])
     assert await services.store.next_check_at() == first
+
+
+async def test_an_event_that_merges_two_profiles_moves_both_at_once(services: Services) -> None:
+    segment = (await services.segments.create(BUYERS)).segment
+    (buyer,) = await _land(services, event("order_completed", email=None, identifiers=[("phone", "+33612345678")]))
+    (known,) = await _land(services, event("page_view", email="known@example.com"))
+    assert await services.store.member_ids(segment.id) == [buyer]
+
+    # Its email (stronger than a phone) names the survivor; the buyer's profile is merged into it.
+    both = [("email", "known@example.com"), ("phone", "+33612345678")]
+    assert await _land(services, event("page_view", email=None, identifiers=both, minutes=1)) == [known]
+    assert await services.store.member_ids(segment.id) == [known]
+    assert sorted(_changes(await services.store.segment_events(segment_id=segment.id, limit=10))) == sorted(
+        [(buyer, "ENTERED"), (buyer, "EXITED"), (known, "ENTERED")]
+    )
+    assert await services.store.next_check_at() is None  # nothing left for a later catch-up
+
+
+async def test_an_upsert_that_merges_two_profiles_moves_both_at_once(services: Services) -> None:
+    segment = (await services.segments.create(BUYERS)).segment
+    (buyer,) = await _land(services, event("order_completed", email=None, identifiers=[("phone", "+33612345678")]))
+    (known,) = await _land(services, event("page_view", email="known@example.com"))
+
+    both = [RawIdentifier(type="email", value="known@example.com"), RawIdentifier(type="phone", value="+33612345678")]
+    upserted = await profiles.upsert_profile(
+        services.store, both, {"first_name": "Ada"}, policy=IdentityPolicy(), changes=services.changes
+    )
+    assert upserted.id == known
+    assert await services.store.member_ids(segment.id) == [known]
+    exits = [e for e in await services.store.segment_events(segment_id=segment.id, limit=10) if e.profile_id == buyer]
+    assert [(e.change, e.cause) for e in exits] == [(MembershipChange.EXITED, "merge"), (MembershipChange.ENTERED, "event")]
+    assert await services.store.next_check_at() is None
