@@ -17,10 +17,10 @@ import pytest
 from app.bootstrap import Services
 from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput
+from app.domain.events import RawIdentifier
 from app.domain.profile_change import ProfileChange
 from app.domain.segments.segment import MembershipChange, Segment
 from app.domain.segments.upkeep import UPKEEP_GRACE
-from app.domain.events import RawIdentifier
 from app.services import merging, privacy, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
@@ -28,6 +28,7 @@ from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged
 from app.services.segment_bus import SegmentBus, SlowSubscriber
 from app.services.segments import CAUGHT_UP, CHECKS_LEASE, SegmentEngine, check_while_holding
+from app.services.traits import recompute_traits
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
@@ -532,5 +533,32 @@ async def test_an_upsert_that_merges_two_profiles_moves_both_at_once(services: S
     assert upserted.id == known
     assert await services.store.member_ids(segment.id) == [known]
     exits = [e for e in await services.store.segment_events(segment_id=segment.id, limit=10) if e.profile_id == buyer]
-    assert [(e.change, e.cause) for e in exits] == [(MembershipChange.EXITED, "merge"), (MembershipChange.ENTERED, "event")]
+    assert [(e.change, e.cause) for e in exits] == [
+        (MembershipChange.EXITED, "merge"),
+        (MembershipChange.ENTERED, "event"),
+    ]
     assert await services.store.next_check_at() is None
+
+
+async def test_every_write_path_leaves_no_check_once_its_upkeep_ran(services: Services) -> None:
+    """Each service that writes profiles reports every profile it wrote: were one left out, its
+    write's check would stand, and memberships would wait for it to come due."""
+    store, changes = services.store, services.changes
+    await services.segments.create(BUYERS)
+    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
+    (shop,) = await _land(services, event("page_view", identifiers=[("phone", "+33612345678")]))
+    await _land(services, event("page_view", email=None, identifiers=[("anonymousId", "visitor-1")]))
+    linked = [("email", "buyer@example.com"), ("anonymousId", "visitor-1")]  # merges the visitor into the buyer
+    assert await _land(services, event("page_view", email=None, identifiers=linked, minutes=1)) == [buyer]
+    crm = [RawIdentifier("email", "crm@example.com")]
+    upserted = await profiles.upsert_profile(
+        store, crm, {"first_name": "Ada"}, policy=IdentityPolicy(), changes=changes
+    )
+    await privacy.set_consent(store, buyer, "profiling", False, "form", purposes=("profiling",), changes=changes)
+    record, _ = await merging.merge_profiles(
+        store, shop, [buyer], reason="same", actor="steward", policy=IdentityPolicy(), changes=changes
+    )
+    await merging.unmerge_profile(store, record.id, actor="steward", changes=changes)
+    await recompute_traits(store, restart=True, changes=changes)
+    await privacy.delete_profile(store, upserted.id, actor="steward", changes=changes)
+    assert await store.next_check_at() is None
