@@ -28,6 +28,7 @@ from app.process_lock import exclusive
 from app.scheduled_backups import BackupSchedule, keep_backing_up
 from app.services.key_revocations import watch_revocations
 from app.services.match_model import keep_estimating
+from app.services.privacy import keep_wiping
 from app.services.profile_changes import settled
 from app.services.segment_watch import watch
 from app.services.segments import keep_checking
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         )
         background += [checks, *_traits_schedule(holder["services"]), *_match_model_schedule(holder["services"])]
         background += _backup_schedule(settings)
+        background.append(asyncio.create_task(keep_wiping(holder["services"].store, every_seconds=WIPE_RETRY_SECONDS)))
         revocations = watch_revocations(
             holder["services"].store, graphql.sockets.close_revoked, every_seconds=settings.key_check_seconds
         )
@@ -94,7 +96,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             await asyncio.gather(*background, return_exceptions=True)
             # Requests cut short (WebSockets closed) may have left the upkeep of their committed writes.
             if left := await settled(timeout=settings.shutdown_grace_seconds):
-                log.warning("%d committed writes' upkeep still running at shutdown: left undone", left)
+                log.warning(
+                    "%d committed writes' upkeep still running at shutdown: their segment checks catch up", left
+                )
             await holder["services"].close()
             if tracer is not None:  # the spans still batched (app/tracing.py)
                 await asyncio.to_thread(flush_spans)
@@ -150,6 +154,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     return app
 
 
+WIPE_RETRY_SECONDS = 10.0  # an erasure's wipe held off by another connection's read is asked again this often
 CORS_MAX_AGE_SECONDS = (
     7200  # Chromium's cap; a preflight answer cached this long grants nothing the actual response does not
 )

@@ -381,10 +381,15 @@ class ProfileStore(Protocol):
     async def identity_owners(self, *, after: str | None, limit: int) -> list[tuple[str, str]]:
         """(identity key, owning profile id) in key order, from the first key past `after`."""
 
-    async def wipe_deleted(self) -> None:
+    async def wipe_deleted(self) -> bool:
         """Leave what was deleted unreadable in the store's own files, not merely unreferenced (after an
         erasure). The embedded store overwrites deleted content and empties its write-ahead log; a
-        MongoDB server's files and oplog are its operator's to manage (SECURITY.md)."""
+        MongoDB server's files and oplog are its operator's to manage (SECURITY.md). False: it could
+        not be done now (another connection held the log), and is still owed."""
+
+    async def wipe_owed(self) -> bool:
+        """Whether an erasure was committed whose wipe was not done yet: the process stopped before it,
+        or it could not be done then. Marked in the erasure's transaction, cleared by a wipe."""
 
     # -- one read for the same question about many parents (GraphQL loaders, one call per level) ----
     async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:

@@ -3,6 +3,7 @@ that also keeps the person from coming back through late or replayed events."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Collection, Sequence
@@ -245,9 +246,25 @@ async def delete_profile(
     await changes.publish(erased)
     try:
         await store.wipe_deleted()
-    except StoreUnavailable:  # the erasure is committed; the next one's wipe covers this one too
-        log.warning("erasure %s committed, but the store's files could not be wiped now", erasure.id)
+    except StoreUnavailable:  # the erasure is committed, and its wipe owed: the schedule asks again
+        log.warning("erasure %s committed, but the store's files could not be wiped now; retried", erasure.id)
     return erasure
+
+
+async def wipe_owed_files(store: ProfileStore) -> bool:
+    """Wipe the store's files if an erasure's wipe is still owed; whether one was done."""
+    return await store.wipe_owed() and await store.wipe_deleted()
+
+
+async def keep_wiping(store: ProfileStore, *, every_seconds: float) -> None:
+    """Until cancelled, do the wipes still owed: what the server runs, from its start (a process killed
+    between an erasure's commit and its wipe), every `every_seconds` (a wipe another connection held off)."""
+    while True:
+        try:
+            await wipe_owed_files(store)
+        except Exception:  # a store hiccup must not end the schedule; the next round retries
+            log.exception("wiping the store's files after an erasure failed; retrying in %.0f s", every_seconds)
+        await asyncio.sleep(every_seconds)
 
 
 async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure_id: str) -> list[MergeRecord]:

@@ -50,6 +50,7 @@ READS = frozenset(
         "profile_ids_sharing_keys",
         "match_views",
         "read_meta",
+        "wipe_owed",
         "get_api_key",
         "api_keys_version",
         "list_api_keys",

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -16,6 +21,7 @@ from app.services import merging, privacy, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
+from app.store.sqlite import store as sqlite_store_module
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 from tests.interleaving import Held
@@ -187,6 +193,82 @@ async def test_erasure_leaves_nothing_readable_in_the_database_files(sqlite_stor
         for secret in (email, surname):
             assert secret.encode() not in content, f"{secret} is still readable in {path.name}"
     assert await store.count_profiles() == 50  # the others are untouched
+
+
+async def _on_disk(store: SQLiteStore, email: str, surname: str) -> str:
+    """A person on the store's files (their row, and the log's frames), with 50 others; their id."""
+    identify = event("identify", email=email, properties={"firstName": "Zanzibar", "lastName": surname})
+    others = [event("page_view", email=f"someone{n}@example.com", properties={"url": f"/p/{n}"}) for n in range(50)]
+    outcomes = await ingest_events(store, [identify, *others])
+    assert any(surname.encode() in f.read_bytes() for f in _files(store))
+    return outcomes[0].profile_id or pytest.fail()
+
+
+def _files(store: SQLiteStore) -> list[Path]:
+    return sorted(store.path.parent.glob(store.path.name + "*"))
+
+
+def _readable(store: SQLiteStore, *secrets: str) -> list[str]:
+    return [f"{s} in {p.name}" for p in _files(store) for s in secrets if s.encode() in p.read_bytes()]
+
+
+async def test_a_wipe_another_connection_held_off_is_done_once_the_log_is_free(
+    sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, email, surname = sqlite_store, "zanzibar.quixote@example.com", "Quixotissimo"
+    monkeypatch.setattr(sqlite_store_module, "BUSY_TIMEOUT_MS", 50)  # how long the wipe waits for the reader
+    profile_id = await _on_disk(store, email, surname)
+    reader = sqlite3.connect(store.path)  # e.g. another worker's long scan
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM profiles").fetchone()
+
+    await privacy.delete_profile(store, profile_id, actor="dpo")  # its wipe cannot empty the log now
+    assert await store.wipe_owed()
+    reader.rollback()
+    reader.close()
+
+    assert await privacy.wipe_owed_files(store)  # what the server's schedule does
+    assert _readable(store, email, surname) == []
+    assert not await store.wipe_owed()
+    assert not await privacy.wipe_owed_files(store)  # nothing owed: nothing done
+
+
+KILLED_BEFORE_THE_WIPE = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from app.services import privacy
+    from app.store.sqlite.store import SQLiteStore
+
+    async def killed(self):
+        os._exit(9)  # like kill -9 once the erasure is committed, before the files are wiped
+
+    async def main():
+        SQLiteStore.wipe_deleted = killed
+        await privacy.delete_profile(SQLiteStore(sys.argv[1]), sys.argv[2], actor="dpo")
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_wipe_a_killed_process_never_did_is_done_when_the_store_is_next_served(tmp_path: Path) -> None:
+    store, email, surname = SQLiteStore(tmp_path / "cdp.sqlite3"), "zanzibar.quixote@example.com", "Quixotissimo"
+    profile_id = await _on_disk(store, email, surname)
+    await store.close()
+    run = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_THE_WIPE, str(store.path), profile_id],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 9, run.stderr
+
+    reopened = SQLiteStore(store.path)
+    assert await reopened.get_profile(profile_id) is None  # the erasure stands
+    assert await privacy.wipe_owed_files(reopened)
+    assert _readable(reopened, email, surname) == []
+    await reopened.close()
 
 
 # -- merges undone: each person's export and erasure hold their own data only --------------------

@@ -773,8 +773,12 @@ class MongoStore:
         cursor = self._db.identities.find({"_id": {"$gt": after or ""}}, {"profileId": 1}).sort("_id", ASCENDING)
         return [(document["_id"], document["profileId"]) for document in await cursor.limit(limit).to_list(None)]
 
-    async def wipe_deleted(self) -> None:
+    async def wipe_owed(self) -> bool:
+        return False  # see wipe_deleted
+
+    async def wipe_deleted(self) -> bool:
         """Nothing the driver can ask for: the server's files, journal and oplog are the operator's."""
+        return True
 
     async def read_meta(self, key: str) -> str | None:
         found = await self._db.meta.find_one({"_id": key})

@@ -46,7 +46,7 @@ from app.store.sqlite.lock_waits import LockWaits
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
 from app.store.sqlite.threads import ReaderPool, WriterThread
-from app.store.sqlite.transaction import SQLiteTransaction, merges_of, refusals_of
+from app.store.sqlite.transaction import WIPE_OWED, SQLiteTransaction, merges_of, refusals_of
 from app.store.sqlite.written_documents import WrittenDocuments
 
 T = TypeVar("T")
@@ -691,20 +691,31 @@ class SQLiteStore:
 
         return await self._reads.read(scan)
 
-    async def wipe_deleted(self) -> None:
-        # The write-ahead log still holds the pages as they were before the delete until a checkpoint
-        # copies the new ones into the database file; TRUNCATE then empties the log file.
-        busy, _, _ = await self._thread.run(self._wipe())
-        if busy:  # a reader in another process held the log past busy_timeout: the next checkpoint wipes it
-            log.warning("write-ahead log not emptied after an erasure: another connection was reading")
+    async def wipe_owed(self) -> bool:
+        return self._reader.execute("SELECT 1 FROM meta WHERE key = ?", (WIPE_OWED,)).fetchone() is not None
 
-    async def _wipe(self) -> Any:
+    async def wipe_deleted(self) -> bool:
+        # The write-ahead log still holds the pages as they were before the delete until a checkpoint
+        # copies the new ones into the database file; TRUNCATE then empties the log file. Until then
+        # the erasure's mark stays, and the server's schedule asks again (privacy.keep_wiping).
+        busy = await self._thread.run(self._wipe())
+        if busy:  # a reader, in another process, held the log past busy_timeout
+            log.warning("write-ahead log not emptied after an erasure: another connection was reading; retried")
+        return not busy
+
+    async def _wipe(self) -> bool:
         # On the writer's loop, as every holder of the write lock: an asyncio lock belongs to one loop
         # (taken on the caller's, it failed, or woke a waiter of the other loop, when a batch held it).
         async with self._write_lock:
-            return self._checkpoints.exclusive(
-                lambda: self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            writer = self._writer
+            owed = writer.execute("SELECT value FROM meta WHERE key = ?", (WIPE_OWED,)).fetchone()
+            busy, _, _ = self._checkpoints.exclusive(
+                lambda: writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             )
+            if not busy and owed is not None:  # an erasure committed meanwhile keeps its own mark
+                writer.execute("DELETE FROM meta WHERE key = ? AND value = ?", (WIPE_OWED, owed[0]))
+                self._checkpoints.committed()
+            return bool(busy)
 
     async def read_meta(self, key: str) -> str | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -7,6 +7,7 @@ opened there: a savepoint within a batch, so a unit that fails rolls back alone.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,11 @@ _SET_SEGMENTS = (
 _SCHEDULE_UPKEEP = (
     "INSERT INTO segment_checks (profile_id, segment_id, due_at) VALUES (?, ?, ?) "
     "ON CONFLICT(profile_id, segment_id) DO UPDATE SET due_at = min(due_at, excluded.due_at)"
+)
+
+WIPE_OWED = "wipe_owed"  # meta key: an erasure committed whose data the files may still hold
+_OWE_WIPE = (
+    f"INSERT INTO meta (key, value) VALUES ('{WIPE_OWED}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
 
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
@@ -345,6 +351,8 @@ class SQLiteTransaction(StoreTransaction):
 
     async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
         ids = list(profile_ids)
+        # Committed with the erasure: the files still hold the person until wiped (SQLiteStore.wipe_deleted).
+        self._db.execute(_OWE_WIPE, (uuid.uuid4().hex,))
         self._written.forget(ids)
         if self._erased is not None:
             self._erased(ids)
