@@ -56,6 +56,7 @@ log = logging.getLogger("cdp.segments")
 SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # as an inSegment leaf accepts it
 WRITE_BATCH = 200
 READ_BATCH = 1000  # profiles read, evaluated and written together by a batch evaluation's scheduling
+EVALUATION_GRACE = timedelta(minutes=2)  # before another process finishes an evaluation it deems unfinished
 WINDOW_PASSED = "time window passed"  # the causes segment events record for the checks that came due
 CAUGHT_UP = "upkeep caught up"  # a write's upkeep never ran (the process stopped) or failed
 OFF_LOOP_FROM = 64  # profiles from which evaluating them is worth a worker thread, freeing the event loop
@@ -488,14 +489,46 @@ def _write(
 
 
 async def keep_checking(engine: SegmentEngine, *, every_seconds: float) -> None:
-    """Run due time-window checks until cancelled: what the server does in the background."""
+    """Run due time-window checks, and finish evaluations left unfinished, until cancelled: what the
+    server does in the background."""
     holder = uuid.uuid4().hex  # this process's schedule
     while True:
         try:
             await check_while_holding(engine, holder, every_seconds=every_seconds)
+            await finish_while_holding(engine, holder, every_seconds=every_seconds)
         except Exception:  # a store hiccup must not end the schedule; the next round retries
             log.exception("segment time-window checks failed; retrying in %.0f s", every_seconds)
         await asyncio.sleep(every_seconds)
+
+
+async def finish_while_holding(engine: SegmentEngine, holder: str, *, every_seconds: float) -> int:
+    """Evaluate again, under the checks' lease, each segment whose last evaluation over the store did
+    not finish: the process stopped during it, or the request that ran it was cancelled (a WebSocket
+    closed), which left the members of part of the store only. An evaluation under way is given
+    EVALUATION_GRACE first; were it still running, the two would write each change once all the same.
+    Returns how many were evaluated."""
+    now = clock.now()
+    owed = [c.segment for c in _ordered([compile_segment(s) for s in await engine.store.list_segments()])]
+    owed = [s for s in owed if s.evaluation_unfinished() and s.updated_at <= now - EVALUATION_GRACE]
+    if not owed or not await hold_for(
+        engine.store, CHECKS_LEASE, holder, timedelta(seconds=every_seconds * CHECKS_LEASE_ROUNDS)
+    ):
+        return 0
+    finished = 0
+    for segment in owed:
+        cause = "segment created" if segment.created_at == segment.updated_at else "segment updated"
+        try:
+            evaluation = await engine.evaluate(segment, cause=cause)
+        except Conflict:  # deleted or redefined meanwhile: that change and its own evaluation stand
+            continue
+        finished += 1
+        log.warning(
+            "segment %s: its unfinished evaluation is done (%d entered, %d left)",
+            segment.id,
+            evaluation.entered,
+            evaluation.exited,
+        )
+    return finished
 
 
 async def check_while_holding(engine: SegmentEngine, holder: str, *, every_seconds: float) -> int:

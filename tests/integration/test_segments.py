@@ -27,7 +27,14 @@ from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged
 from app.services.segment_bus import SegmentBus, SlowSubscriber
-from app.services.segments import CAUGHT_UP, CHECKS_LEASE, SegmentEngine, check_while_holding
+from app.services.segments import (
+    CAUGHT_UP,
+    CHECKS_LEASE,
+    EVALUATION_GRACE,
+    SegmentEngine,
+    check_while_holding,
+    finish_while_holding,
+)
 from app.services.traits import recompute_traits
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
@@ -562,3 +569,56 @@ async def test_every_write_path_leaves_no_check_once_its_upkeep_ran(services: Se
     await recompute_traits(store, restart=True, changes=changes)
     await privacy.delete_profile(store, upserted.id, actor="steward", changes=changes)
     assert await store.next_check_at() is None
+
+
+# -- an evaluation over the store that never finished is finished by the schedule ---------------
+async def test_an_evaluation_cancelled_midway_is_finished_by_the_schedule(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
+    reached = asyncio.Event()
+
+    async def never_done(*args: object, **kwargs: object) -> list[str]:
+        reached.set()
+        await asyncio.Event().wait()
+        return []
+
+    with monkeypatch.context() as during:
+        during.setattr(services.store, "matching_profile_ids", never_done)
+        creating = asyncio.create_task(services.segments.create(BUYERS))  # e.g. over a WebSocket, then closed
+        await reached.wait()
+        creating.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await creating
+    (segment,) = await services.store.list_segments()  # saved, never evaluated
+    assert await services.store.member_ids(segment.id) == []
+    engine = SegmentEngine(services.store, SegmentBus())  # another worker's schedule
+    assert await finish_while_holding(engine, "worker 2", every_seconds=5) == 0  # it may still be under way
+
+    _later(monkeypatch, EVALUATION_GRACE + timedelta(seconds=1))
+    assert await finish_while_holding(engine, "worker 2", every_seconds=5) == 1
+    assert await services.store.member_ids(segment.id) == [buyer]
+    (entered,) = await services.store.segment_events(segment_id=segment.id, limit=10)
+    assert (entered.profile_id, entered.change, entered.cause) == (buyer, MembershipChange.ENTERED, "segment created")
+    assert await finish_while_holding(engine, "worker 2", every_seconds=5) == 0  # done: not again
+
+
+async def test_an_update_whose_evaluation_never_finished_is_finished_under_the_new_definition(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
+    (visitor,) = await _land(services, event("page_view", email="visitor@example.com"))
+    segment = (await services.segments.create(BUYERS)).segment
+    assert await services.store.member_ids(segment.id) == [buyer]
+    browsers = {"name": "Browsers", "condition": {"compare": {"path": "stats.pageViews", "op": "gte", "value": 1}}}
+    redefined = segment.model_copy(update={**browsers, "updated_at": clock.now() + timedelta(milliseconds=5)})
+    await services.store.save_segment(redefined)  # as an update does before its evaluation, then stopped
+
+    _later(monkeypatch, EVALUATION_GRACE + timedelta(seconds=1))
+    assert await finish_while_holding(services.segments, "worker 1", every_seconds=5) == 1
+    assert await services.store.member_ids(segment.id) == [visitor]
+    causes = {
+        (e.profile_id, e.change.value, e.cause)
+        for e in await services.store.segment_events(segment_id=segment.id, limit=10)
+    }
+    assert {(buyer, "EXITED", "segment updated"), (visitor, "ENTERED", "segment updated")} <= causes

@@ -49,6 +49,11 @@ class Segment(StoredModel):
         segment stored is still this definition (not deleted, not changed since)."""
         return self.updated_at, self.revision
 
+    def evaluation_unfinished(self) -> bool:
+        """Whether no evaluation over the store finished since this definition was saved (each marks
+        the segment evaluated as it ends): its stored members may be those of part of the store."""
+        return self.evaluated_at is None or self.evaluated_at < self.updated_at
+
     def tree(self) -> Condition:
         """The condition as a validated tree, with the consent purpose as a leaf when there is one."""
         tree = parse_condition(self.condition, PathCatalogue(traits=self.traits))
