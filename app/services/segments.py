@@ -47,7 +47,7 @@ from app.domain.segments.upkeep import (
 from app.off_loop import off_loop
 from app.services.leases import hold_for
 from app.services.ports import ProfileStore, StoreTransaction
-from app.services.profile_changes import Cause, ProfilesChanged
+from app.services.profile_changes import Cause, ProfilesChanged, uncancelled
 from app.services.profile_writes import MAX_ATTEMPTS, with_retries
 from app.services.segment_bus import SegmentBus
 
@@ -136,7 +136,12 @@ class SegmentEngine:
         return await self.evaluate(segment, cause="segment updated", progress=progress)
 
     async def delete(self, segment_id: str) -> int:
-        """Members leave (EXITED, cause "segment deleted"), then the definition goes; returns how many left."""
+        """Members leave (EXITED, cause "segment deleted"), then the definition goes; returns how many
+        left. Once begun, it runs to its end even if the caller is cancelled (a WebSocket closed):
+        stopped midway, it left a segment still defined with some of its members only."""
+        return await uncancelled(self._delete(segment_id))
+
+    async def _delete(self, segment_id: str) -> int:
         segment = await self._get(segment_id)
         users = [s.name for s in await self.store.list_segments() if segment_id in compile_segment(s).deps.segments]
         if users:

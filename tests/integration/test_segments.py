@@ -22,10 +22,11 @@ from app.domain.profile_change import ProfileChange
 from app.domain.segments.segment import MembershipChange, Segment
 from app.domain.segments.upkeep import UPKEEP_GRACE
 from app.services import merging, privacy, profiles
+from app.services import segments as segments_module
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
-from app.services.profile_changes import Cause, ProfilesChanged
+from app.services.profile_changes import Cause, ProfilesChanged, settled
 from app.services.segment_bus import SegmentBus, SlowSubscriber
 from app.services.segments import (
     CAUGHT_UP,
@@ -622,3 +623,27 @@ async def test_an_update_whose_evaluation_never_finished_is_finished_under_the_n
         for e in await services.store.segment_events(segment_id=segment.id, limit=10)
     }
     assert {(buyer, "EXITED", "segment updated"), (visitor, "ENTERED", "segment updated")} <= causes
+
+
+async def test_a_deletion_whose_caller_is_cancelled_midway_still_lets_every_member_go(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buyers = [(await _land(services, event("order_completed", email=f"b{n}@example.com")))[0] for n in range(3)]
+    segment = (await services.segments.create(BUYERS)).segment
+    assert sorted(await services.store.member_ids(segment.id)) == sorted(buyers)
+    monkeypatch.setattr(segments_module, "WRITE_BATCH", 1)  # one member's exit per unit of work
+    publish = services.segments.bus.publish_committed
+
+    def cancelled_after_the_first_exit(events: list[Any]) -> None:  # e.g. its WebSocket closed then
+        publish(events)
+        deleting.cancel()
+
+    monkeypatch.setattr(services.segments.bus, "publish_committed", cancelled_after_the_first_exit)
+    deleting = asyncio.create_task(services.segments.delete(segment.id))
+    with pytest.raises(asyncio.CancelledError):
+        await deleting
+    await settled(timeout=10)
+    assert await services.store.get_segment(segment.id) is None
+    assert await services.store.member_ids(segment.id) == []
+    events = await services.store.segment_events(segment_id=segment.id, limit=10)
+    assert sorted(e.profile_id for e in events if e.change is MembershipChange.EXITED) == sorted(buyers)
