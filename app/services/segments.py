@@ -57,6 +57,7 @@ SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # as an inSegment leaf accep
 WRITE_BATCH = 200
 READ_BATCH = 1000  # profiles read, evaluated and written together by a batch evaluation's scheduling
 EVALUATION_GRACE = timedelta(minutes=2)  # before another process finishes an evaluation it deems unfinished
+RETRY_CHECKS_AFTER = timedelta(minutes=1)  # when a due check that failed comes back
 WINDOW_PASSED = "time window passed"  # the causes segment events record for the checks that came due
 CAUGHT_UP = "upkeep caught up"  # a write's upkeep never ran (the process stopped) or failed
 OFF_LOOP_FROM = 64  # profiles from which evaluating them is worth a worker thread, freeing the event loop
@@ -307,8 +308,16 @@ class SegmentEngine:
 
     async def run_due_checks(self, *, limit: int = 500) -> int:
         """Re-evaluate memberships whose time window moved on, and those of profiles whose write's
-        upkeep never cleared its check (of every segment); returns how many checks ran."""
-        due = await self.store.due_checks(clock.now(), limit=limit)
+        upkeep never cleared its check (of every segment); returns how many checks ran.
+
+        The checks taken are first put off by RETRY_CHECKS_AFTER, and a group that fails is retried a
+        profile at a time: a check that keeps failing (a profile some bug cannot evaluate) comes back
+        later on its own, and holds up neither the others nor the next round's."""
+        now = clock.now()
+        due = await self.store.due_checks(now, limit=limit)
+        if not due:
+            return 0
+        await with_retries(self.store, _put_off(due, now + RETRY_CHECKS_AFTER))
         segments = _ordered([compile_segment(s) for s in await self.store.list_segments()])
         by_profile: dict[str, set[str]] = {}
         for profile_id, segment_id in due:
@@ -321,8 +330,21 @@ class SegmentEngine:
             ]
             if missed and rechecks:
                 log.warning("segment upkeep caught up with %d profiles whose writes it had missed", len(rechecks))
-            self.bus.publish_committed(await self._recheck(rechecks, cause))
+            try:
+                self.bus.publish_committed(await self._recheck(rechecks, cause))
+            except Exception:
+                log.exception("%d segment checks failed together: retried one profile at a time", len(rechecks))
+                await self._recheck_each(rechecks, cause)
         return len(due)
+
+    async def _recheck_each(self, rechecks: Sequence[Recheck], cause: str) -> None:
+        for recheck in rechecks:
+            try:
+                self.bus.publish_committed(await self._recheck([recheck], cause))
+            except Exception:
+                log.exception(
+                    "segment checks of profile %s failed: tried again in %s", recheck.profile_id, RETRY_CHECKS_AFTER
+                )
 
     async def _recheck(self, rechecks: list[Recheck], cause: str) -> list[SegmentEvent]:
         """Re-evaluate the profiles and write every change in one unit of work; the caller publishes
@@ -436,6 +458,15 @@ def _event_id() -> str:
 
 
 _last_event_ns = [0]
+
+
+def _put_off(
+    checks: Sequence[tuple[str, str]], until: datetime
+) -> Callable[[StoreTransaction], Awaitable[None]]:
+    async def work(tx: StoreTransaction) -> None:
+        await tx.schedule_checks([(profile_id, segment_id, until) for profile_id, segment_id in checks])
+
+    return work
 
 
 def _write(

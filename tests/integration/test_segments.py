@@ -7,7 +7,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +20,7 @@ from app.domain.errors import Conflict, InvalidInput
 from app.domain.events import RawIdentifier
 from app.domain.profile_change import ProfileChange
 from app.domain.segments.segment import MembershipChange, Segment
-from app.domain.segments.upkeep import UPKEEP_GRACE
+from app.domain.segments.upkeep import UPKEEP_GRACE, Recheck
 from app.services import merging, privacy, profiles
 from app.services import segments as segments_module
 from app.services.identity_policy import IdentityPolicy
@@ -32,6 +32,7 @@ from app.services.segments import (
     CAUGHT_UP,
     CHECKS_LEASE,
     EVALUATION_GRACE,
+    RETRY_CHECKS_AFTER,
     SegmentEngine,
     check_while_holding,
     finish_while_holding,
@@ -647,3 +648,29 @@ async def test_a_deletion_whose_caller_is_cancelled_midway_still_lets_every_memb
     assert await services.store.member_ids(segment.id) == []
     events = await services.store.segment_events(segment_id=segment.id, limit=10)
     assert sorted(e.profile_id for e in events if e.change is MembershipChange.EXITED) == sorted(buyers)
+
+
+async def test_a_check_that_keeps_failing_holds_up_no_other(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segment = (await services.segments.create(BUYERS)).segment
+    unheard = [event("order_completed", email="poison@example.com"), event("order_completed", email="fine@example.com")]
+    poison, fine = (o.profile_id or pytest.fail() for o in await ingest_events(services.store, unheard))
+    real_decide = segments_module.decide
+
+    def failing_for_poison(rechecks: Sequence[Recheck], *args: Any, **kwargs: Any) -> Any:  # a bug, for one profile
+        if any(r.profile_id == poison for r in rechecks):
+            raise ValueError("cannot evaluate this profile")
+        return real_decide(rechecks, *args, **kwargs)
+
+    monkeypatch.setattr(segments_module, "decide", failing_for_poison)
+    _later(monkeypatch, UPKEEP_GRACE + timedelta(seconds=1))
+    assert await services.segments.run_due_checks() == 2
+    assert await services.store.member_ids(segment.id) == [fine]  # not held up by the other
+    assert await services.segments.run_due_checks() == 0  # the failing one is put off, not retried at once
+    assert (await services.store.next_check_at() or pytest.fail()) > clock.now() + RETRY_CHECKS_AFTER / 2
+
+    monkeypatch.setattr(segments_module, "decide", real_decide)  # the bug fixed
+    _later(monkeypatch, UPKEEP_GRACE + RETRY_CHECKS_AFTER + timedelta(seconds=2))
+    assert await services.segments.run_due_checks() == 1
+    assert sorted(await services.store.member_ids(segment.id)) == sorted([poison, fine])
