@@ -240,7 +240,15 @@ def _changes(
     categories: dict[str, str],
     point: _ResumePoint,
 ) -> list[tuple[str, ProfileChange]]:
-    return [(p.id, _change(p, histories[p.id], categories, point)) for p in page]
+    """The page's changes. A profile whose traits cannot be computed (a bug met by its data) keeps
+    the ones it has, logged: it must not stop the job at its page, run after run, for everyone after."""
+    changes = []
+    for profile in page:
+        try:
+            changes.append((profile.id, _change(profile, histories[profile.id], categories, point)))
+        except Exception:
+            log.exception("computed traits of profile %s failed: it keeps its earlier ones", profile.id)
+    return changes
 
 
 def _change(

@@ -441,3 +441,21 @@ async def test_the_schedule_resumes_an_interrupted_job(
     finally:
         schedule.cancel()
         await asyncio.gather(schedule, return_exceptions=True)
+
+
+async def test_a_profile_whose_traits_cannot_be_computed_stops_no_one_else(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await _base(store)
+    poison = ids["buyer2@example.com"]
+    real = traits.computed_traits
+
+    def failing_for_one(profile: Any, *args: Any, **kwargs: Any) -> Any:  # a bug met by one profile's data
+        if profile.id == poison:
+            raise ValueError("cannot compute")
+        return real(profile, *args, **kwargs)
+
+    monkeypatch.setattr(traits, "computed_traits", failing_for_one)
+    await traits.recompute_traits(store, page_size=2)
+    described = {pid for pid in ids.values() if ((await store.get_profile(pid)) or pytest.fail()).rfm is not None}
+    assert described == set(ids.values()) - {poison}
