@@ -282,9 +282,11 @@ class SegmentEngine:
                 wanted.setdefault(profile_id, set()).update(affected)
         cleared = frozenset({EVERY_SEGMENT})
         rechecks = [
-            Recheck(p, tuple(c for c in segments if c.segment.id in ids), clear=cleared) for p, ids in wanted.items()
+            Recheck(p, tuple(c for c in segments if c.segment.id in ids), clear=cleared)
+            for p, ids in wanted.items()
+            if ids
         ]
-        events = await self._recheck(rechecks, cause)
+        events = await self._recheck(rechecks, cause, settled=[p for p, ids in wanted.items() if not ids])
         self.bus.publish_committed(events)
         return events
 
@@ -346,22 +348,28 @@ class SegmentEngine:
                     "segment checks of profile %s failed: tried again in %s", recheck.profile_id, RETRY_CHECKS_AFTER
                 )
 
-    async def _recheck(self, rechecks: list[Recheck], cause: str) -> list[SegmentEvent]:
+    async def _recheck(
+        self, rechecks: list[Recheck], cause: str, *, settled: Collection[str] = ()
+    ) -> list[SegmentEvent]:
         """Re-evaluate the profiles and write every change in one unit of work; the caller publishes
         the events once written. Nothing here holds the store's write lock but the write itself: the
         profiles are read on the store's readers and evaluated (off the loop when many) before it.
         A profile that moved since it was read is left out of the write, then read and evaluated
         again, so that a decision made on an old version never overwrites one made on the new; a
-        segment deleted or redefined meanwhile has every decision made again on what is defined now."""
+        segment deleted or redefined meanwhile has every decision made again on what is defined now.
+        `settled`: profiles whose change can move no segment: the check their write left is cleared
+        with the first write, and they are not read."""
         events: list[SegmentEvent] = []
         for _ in range(MAX_ATTEMPTS):
-            if not rechecks:
+            if not rechecks and not settled:
                 return events
             at = clock.now()
-            profiles, histories, since = await self._read(rechecks, at)
+            profiles, histories, since = await self._read(rechecks, at) if rechecks else ({}, {}, None)
             outcome = await off_loop(
                 len(rechecks) >= OFF_LOOP_FROM, decide, rechecks, profiles, histories, since=since, now=at
             )
+            outcome.checks |= {(profile_id, EVERY_SEGMENT): None for profile_id in settled}
+            settled = ()
             try:
                 written, moved = await with_retries(self.store, _write(outcome, cause))
             except _Redefined:
