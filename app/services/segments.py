@@ -468,9 +468,9 @@ def _event_id() -> str:
 _last_event_ns = [0]
 
 
-def _put_off(
-    checks: Sequence[tuple[str, str]], until: datetime
-) -> Callable[[StoreTransaction], Awaitable[None]]:
+def _put_off(checks: Sequence[tuple[str, str]], until: datetime) -> Callable[[StoreTransaction], Awaitable[None]]:
+    """The checks taken, due again at `until` unless their recheck clears or reschedules them first."""
+
     async def work(tx: StoreTransaction) -> None:
         await tx.schedule_checks([(profile_id, segment_id, until) for profile_id, segment_id in checks])
 

@@ -62,6 +62,7 @@ SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads
 # 314-366 ms); at 2, 209 ms, with the reads' p99 still under 100 ms and /healthz's under 20.
 WRITER_NICENESS = 2
 BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock another process holds
+WIPE_WAIT_MS = 200  # how long an erasure's wipe waits for readers elsewhere to leave the log
 FEW_ON_THE_LOOP = 16  # profiles read by id on the loop's own connection; more go to a reader thread
 # The writer connection's page cache, in KiB (SQLite's default is 2 MiB). A 1,000-event batch of the
 # bench dirties ~3,500 pages (interactions, profile rows, list-filter rows, new identities: each row on
@@ -709,9 +710,15 @@ class SQLiteStore:
         async with self._write_lock:
             writer = self._writer
             owed = writer.execute("SELECT value FROM meta WHERE key = ?", (WIPE_OWED,)).fetchone()
-            busy, _, _ = self._checkpoints.exclusive(
-                lambda: writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            )
+            # It holds the write lock: waiting long for a reader elsewhere would stall every write here,
+            # every round of the schedule while the reader lasts. Held off, it is asked again.
+            writer.execute(f"PRAGMA busy_timeout={WIPE_WAIT_MS}")
+            try:
+                busy, _, _ = self._checkpoints.exclusive(
+                    lambda: writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                )
+            finally:
+                writer.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             if not busy and owed is not None:  # an erasure committed meanwhile keeps its own mark
                 writer.execute("DELETE FROM meta WHERE key = ? AND value = ?", (WIPE_OWED, owed[0]))
                 self._checkpoints.committed()
