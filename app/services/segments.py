@@ -552,14 +552,14 @@ async def finish_while_holding(engine: SegmentEngine, holder: str, *, every_seco
     EVALUATION_GRACE first; were it still running, the two would write each change once all the same.
     Returns how many were evaluated."""
     now = clock.now()
-    owed = [c.segment for c in _ordered([compile_segment(s) for s in await engine.store.list_segments()])]
-    owed = [s for s in owed if s.evaluation_unfinished() and s.updated_at <= now - EVALUATION_GRACE]
+    segments = await engine.store.list_segments()
+    owed = [s for s in segments if s.evaluation_unfinished() and s.updated_at <= now - EVALUATION_GRACE]
     if not owed or not await hold_for(
         engine.store, CHECKS_LEASE, holder, timedelta(seconds=every_seconds * CHECKS_LEASE_ROUNDS)
     ):
         return 0
     finished = 0
-    for segment in owed:
+    for segment in (c.segment for c in _ordered([compile_segment(s) for s in owed])):  # those they use first
         cause = "segment created" if segment.created_at == segment.updated_at else "segment updated"
         try:
             evaluation = await engine.evaluate(segment, cause=cause)
