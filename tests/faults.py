@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from app.domain.errors import StoreUnavailable
@@ -36,6 +39,17 @@ WRITES = frozenset(
         "assign_consents",
     }
 )
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` in a Python process of its own, from the project's root (it imports app and tests):
+    how a test has a process killed as kill -9 would (`os._exit(9)`, exit code 9) and looks after."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 class InjectedFault(Exception):

@@ -3,8 +3,6 @@ either the whole operation or none of it, and never an identifier pointing at a 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from app.services.identity_policy import IdentityPolicy
 from app.services.ports import ProfileStore
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import stored_state
-from tests.faults import FaultyStore, InjectedFault
+from tests.faults import FaultyStore, InjectedFault, run_script
 from tests.integration.test_merging import _two_duplicates
 
 KEYS = ["email:emma@example.com", "phone:+33612345678", "loyaltyId:L1"]
@@ -96,13 +94,7 @@ async def test_a_process_killed_mid_merge_leaves_the_embedded_store_whole(tmp_pa
     web, shop = await _two_duplicates(store)
     before = await _state(store, [web.id, shop.id])
     await store.close()
-    run = subprocess.run(
-        [sys.executable, "-c", KILLER, str(path), str(writes), web.id, shop.id],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_script(KILLER, str(path), str(writes), web.id, shop.id)
     reopened = SQLiteStore(path)
     after = await _state(reopened, [web.id, shop.id])
     if run.returncode == 9:

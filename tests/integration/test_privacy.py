@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
+from tests.faults import run_script
 from tests.interleaving import Held
 
 PURPOSES = DEFAULT_PURPOSES
@@ -251,13 +250,7 @@ async def test_a_wipe_a_killed_process_never_did_is_done_when_the_store_is_next_
     store, email, surname = SQLiteStore(tmp_path / "cdp.sqlite3"), "zanzibar.quixote@example.com", "Quixotissimo"
     profile_id = await _on_disk(store, email, surname)
     await store.close()
-    run = subprocess.run(
-        [sys.executable, "-c", KILLED_BEFORE_THE_WIPE, str(store.path), profile_id],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_script(KILLED_BEFORE_THE_WIPE, str(store.path), profile_id)
     assert run.returncode == 9, run.stderr
 
     reopened = SQLiteStore(store.path)

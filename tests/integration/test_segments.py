@@ -4,8 +4,6 @@ each kind of profile change, time-window exits without a new event, and bad defi
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -41,6 +39,7 @@ from app.services.traits import recompute_traits
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
+from tests.faults import run_script
 from tests.interleaving import Held
 
 BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 1}}}
@@ -418,13 +417,7 @@ async def test_a_process_killed_between_a_commit_and_its_upkeep_leaves_membershi
     store = SQLiteStore(path)
     segment = (await _services(store).segments.create(BUYERS)).segment
     await store.close()
-    run = subprocess.run(
-        [sys.executable, "-c", KILLED_AFTER_THE_COMMIT, str(path)],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_script(KILLED_AFTER_THE_COMMIT, str(path))
     assert run.returncode == 9, run.stderr
 
     services = _services(reopened := SQLiteStore(path))
