@@ -147,6 +147,11 @@ class SegmentEngine:
         users = [s.name for s in await self.store.list_segments() if segment_id in compile_segment(s).deps.segments]
         if users:
             raise Conflict(f"segments {', '.join(users)} use this segment: change them first", field="id")
+        # Saved as being deleted (the definition unchanged): a deletion the server's stop cuts short is
+        # finished by the schedule (finish_while_holding). A change saved meanwhile replaces the mark,
+        # and this deletion then stops with CONFLICT, as before.
+        segment = segment.model_copy(update={"deleting_since": clock.now()})
+        await self.store.save_segment(segment)
         members = await self.store.member_ids(segment.id)
         try:
             await self._apply(segment, [], members, cause="segment deleted", progress=None)
@@ -546,19 +551,28 @@ async def keep_checking(engine: SegmentEngine, *, every_seconds: float) -> None:
 
 
 async def finish_while_holding(engine: SegmentEngine, holder: str, *, every_seconds: float) -> int:
-    """Evaluate again, under the checks' lease, each segment whose last evaluation over the store did
-    not finish: the process stopped during it, or the request that ran it was cancelled (a WebSocket
-    closed), which left the members of part of the store only. An evaluation under way is given
-    EVALUATION_GRACE first; were it still running, the two would write each change once all the same.
-    Returns how many were evaluated."""
+    """Finish, under the checks' lease, each segment deletion a stopped process left midway, and
+    evaluate again each segment whose last evaluation over the store did not finish: the process
+    stopped during it, or the request that ran it was cancelled (a WebSocket closed), which left the
+    members of part of the store only. Work under way is given EVALUATION_GRACE first; were it still
+    running, the two would write each change once all the same. Returns how many were finished."""
     now = clock.now()
     segments = await engine.store.list_segments()
     owed = [s for s in segments if s.evaluation_unfinished() and s.updated_at <= now - EVALUATION_GRACE]
-    if not owed or not await hold_for(
+    doomed = [s for s in segments if s.deleting_since is not None and s.deleting_since <= now - EVALUATION_GRACE]
+    if not (owed or doomed) or not await hold_for(
         engine.store, CHECKS_LEASE, holder, timedelta(seconds=every_seconds * CHECKS_LEASE_ROUNDS)
     ):
         return 0
     finished = 0
+    for segment in doomed:
+        try:
+            left = await engine.delete(segment.id)
+        except (Conflict, NotFound) as exc:  # changed, used by another or deleted meanwhile
+            log.warning("segment %s: its unfinished deletion is not done: %s", segment.id, exc)
+            continue
+        finished += 1
+        log.warning("segment %s: its unfinished deletion is done (%d left)", segment.id, left)
     for segment in (c.segment for c in _ordered([compile_segment(s) for s in owed])):  # those they use first
         cause = "segment created" if segment.created_at == segment.updated_at else "segment updated"
         try:

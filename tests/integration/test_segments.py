@@ -667,3 +667,31 @@ async def test_a_check_that_keeps_failing_holds_up_no_other(
     _later(monkeypatch, UPKEEP_GRACE + RETRY_CHECKS_AFTER + timedelta(seconds=2))
     assert await services.segments.run_due_checks() == 1
     assert sorted(await services.store.member_ids(segment.id)) == sorted([poison, fine])
+
+
+async def test_a_deletion_cut_short_is_finished_by_the_schedule(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buyers = [(await _land(services, event("order_completed", email=f"b{n}@example.com")))[0] for n in range(3)]
+    segment = (await services.segments.create(BUYERS)).segment
+    monkeypatch.setattr(segments_module, "WRITE_BATCH", 1)  # one member's exit per unit of work
+    publish = services.segments.bus.publish_committed
+
+    def stopped_after_the_first_exit(events: list[Any]) -> None:  # as if the server stopped there
+        publish(events)
+        raise RuntimeError("the process stopped")
+
+    with monkeypatch.context() as during:
+        during.setattr(services.segments.bus, "publish_committed", stopped_after_the_first_exit)
+        with pytest.raises(RuntimeError):
+            await services.segments.delete(segment.id)
+    assert len(await services.store.member_ids(segment.id)) == 2  # still defined, one member gone
+    engine = SegmentEngine(services.store, SegmentBus())  # the schedule of the next process
+    assert await finish_while_holding(engine, "worker 2", every_seconds=5) == 0  # it may still be under way
+
+    _later(monkeypatch, EVALUATION_GRACE + timedelta(seconds=1))
+    assert await finish_while_holding(engine, "worker 2", every_seconds=5) == 1
+    assert await services.store.get_segment(segment.id) is None
+    events = await services.store.segment_events(segment_id=segment.id, limit=10)
+    assert sorted(e.profile_id for e in events if e.change is MembershipChange.EXITED) == sorted(buyers)
+    assert await finish_while_holding(engine, "worker 2", every_seconds=5) == 0

@@ -43,6 +43,8 @@ class Segment(StoredModel):
     # New with every definition saved (two saved in one millisecond share `updated_at`); None for
     # segments saved before it existed.
     revision: str | None = None
+    # When a deletion began (its members leave, then the definition goes): one cut short is finished.
+    deleting_since: datetime | None = None
 
     def definition(self) -> tuple[datetime, str | None]:
         """What an evaluation or a membership decision was made on: it is written only while the
@@ -52,7 +54,7 @@ class Segment(StoredModel):
     def evaluation_unfinished(self) -> bool:
         """Whether no evaluation over the store finished since this definition was saved (each marks
         the segment evaluated as it ends): its stored members may be those of part of the store."""
-        return self.evaluated_at is None or self.evaluated_at < self.updated_at
+        return self.deleting_since is None and (self.evaluated_at is None or self.evaluated_at < self.updated_at)
 
     def tree(self) -> Condition:
         """The condition as a validated tree, with the consent purpose as a leaf when there is one."""
