@@ -271,8 +271,8 @@ async def test_an_interrupted_job_resumes_after_the_last_saved_page(store: Profi
     assert not (await traits.recompute_traits(store)).resumed  # a finished job is not resumed
 
 
-async def test_only_one_job_runs_at_a_time(store: ProfileStore) -> None:
-    await _base(store)
+def _second_job_meanwhile(store: ProfileStore) -> tuple[ProfileChanges, list[Exception]]:
+    """Listeners of a job's changes that start a second job on `store`, and the refusals it meets."""
     refused: list[Exception] = []
 
     async def meanwhile(changes: Sequence[ProfilesChanged]) -> None:
@@ -281,7 +281,13 @@ async def test_only_one_job_runs_at_a_time(store: ProfileStore) -> None:
         except Conflict as exc:
             refused.append(exc)
 
-    await traits.recompute_traits(store, changes=ProfileChanges(meanwhile))
+    return ProfileChanges(meanwhile), refused
+
+
+async def test_only_one_job_runs_at_a_time(store: ProfileStore) -> None:
+    await _base(store)
+    meanwhile, refused = _second_job_meanwhile(store)
+    await traits.recompute_traits(store, changes=meanwhile)
     assert len(refused) == 1
 
 
@@ -296,16 +302,9 @@ async def test_one_job_at_a_time_across_the_server_processes(store: ProfileStore
     """Every worker process runs the schedule: of two that start a job at once, one runs it."""
     await _base(store)
     other = _as_another_process_opens(store)
-    refused: list[Exception] = []
-
-    async def meanwhile(changes: Sequence[ProfilesChanged]) -> None:
-        try:
-            await traits.recompute_traits(other)
-        except Conflict as exc:
-            refused.append(exc)
-
+    meanwhile, refused = _second_job_meanwhile(other)
     try:
-        first = await traits.recompute_traits(store, changes=ProfileChanges(meanwhile))
+        first = await traits.recompute_traits(store, changes=meanwhile)
         assert len(refused) == 1 and "already running" in str(refused[0])
         second = await traits.recompute_traits(other)  # once the first has ended
         assert second.job_id != first.job_id and not second.resumed

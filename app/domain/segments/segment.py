@@ -53,7 +53,8 @@ class Segment(StoredModel):
 
     def evaluation_unfinished(self) -> bool:
         """Whether no evaluation over the store finished since this definition was saved (each marks
-        the segment evaluated as it ends): its stored members may be those of part of the store."""
+        the segment evaluated as it ends): its stored members may be those of part of the store.
+        Never while it is being deleted: what is left to finish then is the deletion."""
         return self.deleting_since is None and (self.evaluated_at is None or self.evaluated_at < self.updated_at)
 
     def tree(self) -> Condition:
