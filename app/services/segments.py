@@ -172,7 +172,9 @@ class SegmentEngine:
         return segment
 
     async def _check(self, segment: Segment) -> None:
-        """Referenced segments exist, and following them never leads back to this one."""
+        """Referenced segments exist and are not being deleted (a deletion the server's stop cut short
+        would otherwise meet the new reference and never finish), and following them never leads back
+        to this one."""
         known = {s.id: s for s in await self.store.list_segments()} | {segment.id: segment}
         seen: set[str] = set()
         stack = list(compile_segment(segment).deps.segments)
@@ -185,6 +187,8 @@ class SegmentEngine:
             seen.add(current)
             if current not in known:
                 raise InvalidInput(f"condition: no segment {current}", field="condition")
+            if current != segment.id and known[current].deleting_since is not None:
+                raise Conflict(f"segment {current} is being deleted: it cannot be used", field="condition")
             stack += compile_segment(known[current]).deps.segments
 
     # -- batch membership ----------------------------------------------------------------------

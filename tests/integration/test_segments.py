@@ -689,6 +689,11 @@ async def test_a_deletion_cut_short_is_finished_by_the_schedule(
     engine = SegmentEngine(services.store, SegmentBus())  # the schedule of the next process
     assert await finish_while_holding(engine, "worker 2", every_seconds=5) == 0  # it may still be under way
 
+    using = {"name": "Uses it", "condition": {"inSegment": {"segmentId": segment.id}}}
+    with pytest.raises(Conflict, match="being deleted"):  # it would stop the deletion from finishing
+        await services.segments.create(using)
+    assert [s.id for s in await services.store.list_segments()] == [segment.id]
+
     _later(monkeypatch, EVALUATION_GRACE + timedelta(seconds=1))
     assert await finish_while_holding(engine, "worker 2", every_seconds=5) == 1
     assert await services.store.get_segment(segment.id) is None
