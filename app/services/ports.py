@@ -381,6 +381,10 @@ class ProfileStore(Protocol):
     async def identity_owners(self, *, after: str | None, limit: int) -> list[tuple[str, str]]:
         """(identity key, owning profile id) in key order, from the first key past `after`."""
 
+    async def forget_segment_events(self, *, now: datetime) -> int:
+        """Delete the segment events whose `forgetAt` has passed (an erased person's exits, kept until
+        every process delivered them); how many. The embedded store then owes a wipe (wipe_owed)."""
+
     async def wipe_deleted(self) -> bool:
         """Leave what was deleted unreadable in the store's own files, not merely unreferenced (after an
         erasure). The embedded store overwrites deleted content and empties its write-ahead log; a

@@ -28,6 +28,7 @@ from app.domain.privacy import (
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition
+from app.domain.segments.segment import erasure_exits
 from app.domain.traits.computed import PROFILED_FIELDS
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
@@ -237,9 +238,11 @@ async def delete_profile(
             interactions=interactions,
         )
         await tx.record_erasure(erasure)
-        # Merged-away profiles belong to no segment: only the live one's memberships end.
-        erased = ProfilesChanged(Cause.ERASURE, tuple(family), left_segments={profile.id: tuple(profile.segments)})
-        return erasure, erased
+        # Merged-away profiles belong to no segment: only the live one's memberships end. Recorded, so
+        # that subscribers on every process hear them, even if this one stops right after the commit.
+        exits = erasure_exits(profile.id, profile.segments, at=at, cause=Cause.ERASURE.value)
+        await tx.insert_segment_events(exits)
+        return erasure, ProfilesChanged(Cause.ERASURE, tuple(family), exits=tuple(exits))
 
     async with store.batch():
         erasure, erased = await with_retries(store, work)
@@ -256,12 +259,20 @@ async def wipe_owed_files(store: ProfileStore) -> bool:
     return await store.wipe_owed() and await store.wipe_deleted()
 
 
+async def forget_and_wipe(store: ProfileStore) -> bool:
+    """Delete the erased people's exits whose time has come (erasure_exits), then do the wipe owed."""
+    if forgotten := await store.forget_segment_events(now=clock.now()):
+        log.info("forgot %d segment exits of erased people (delivered to subscribers by now)", forgotten)
+    return await wipe_owed_files(store)
+
+
 async def keep_wiping(store: ProfileStore, *, every_seconds: float) -> None:
     """Until cancelled, do the wipes still owed: what the server runs, from its start (a process killed
-    between an erasure's commit and its wipe), every `every_seconds` (a wipe another connection held off)."""
+    between an erasure's commit and its wipe), every `every_seconds` (a wipe another connection held off,
+    an erased person's exits come to be forgotten)."""
     while True:
         try:
-            await wipe_owed_files(store)
+            await forget_and_wipe(store)
         except Exception:  # a store hiccup must not end the schedule; the next round retries
             log.exception("wiping the store's files after an erasure failed; retrying in %.0f s", every_seconds)
         await asyncio.sleep(every_seconds)

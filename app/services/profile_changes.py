@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
+from app.domain.segments.segment import SegmentEvent
 from app.domain.traits.computed import PROFILED_FIELDS
 
 log = logging.getLogger("cdp.changes")
@@ -52,8 +53,9 @@ class ProfilesChanged:
     # The stored paths the write touched (camelCase, top level); None: any may have changed.
     paths: frozenset[str] | None = None
     event_types: frozenset[str] = frozenset()  # ingestion: the types of the events that landed
-    # Erasure: the segments each erased profile was in. The profile is gone, so no listener could read them.
-    left_segments: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Erasure: the person's exits from their segments, recorded with it (erasure_exits). The profile is
+    # gone, so no listener could read what it was in.
+    exits: tuple[SegmentEvent, ...] = ()
 
     @classmethod
     def of(cls, cause: Cause, profile_ids: Iterable[str], *, paths: Collection[str] | None = None) -> ProfilesChanged:

@@ -6,8 +6,9 @@
 - `SegmentEngine.profiles_changed` listens to every profile change (app/services/profile_changes.py,
   wired in app/bootstrap.py); `changed(profile_ids, cause, event_types=…, paths=…)` re-evaluates
   only the segments whose dependencies the change touches, with the in-memory predicate of the same
-  tree, an erased person leaves their segments, and schedules a check at the instant an event would leave a
-  window (`run_due_checks`), so exits happen without a new event and without a daily full scan.
+  tree (an erased person's exits are recorded with the erasure and published here), and schedules a
+  check at the instant an event would leave a window (`run_due_checks`), so exits happen without a
+  new event and without a daily full scan.
 - Each write of a profile also leaves, in its own transaction, a check of every segment due a little
   later (`EVERY_SEGMENT`), which its upkeep clears: a process stopped between a commit and its upkeep,
   or an upkeep that failed, leaves memberships that catch up when the check comes due.
@@ -20,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +32,14 @@ from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.pii_mask import refuse_personal_filter
 from app.domain.profile import Interaction, Profile
 from app.domain.segments.conditions import compared_paths
-from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent, checked_segment, parse_traits
+from app.domain.segments.segment import (
+    MembershipChange,
+    Segment,
+    SegmentEvent,
+    checked_segment,
+    new_event_id,
+    parse_traits,
+)
 from app.domain.segments.upkeep import (
     EVERY_SEGMENT,
     CompiledSegment,
@@ -273,8 +280,8 @@ class SegmentEngine:
                     [(c.profile_ids, c.event_types, c.paths) for c in together], together[0].cause.value
                 )
                 together = []
-            if change.cause is Cause.ERASURE:
-                self.erased(change.left_segments)
+            if change.cause is Cause.ERASURE:  # the exits were recorded with the erasure (erasure_exits)
+                self.bus.publish_committed(change.exits)
             else:
                 together.append(change)
         if together:
@@ -296,24 +303,6 @@ class SegmentEngine:
             if ids
         ]
         events = await self._recheck(rechecks, cause, settled=[p for p, ids in wanted.items() if not ids])
-        self.bus.publish_committed(events)
-        return events
-
-    def erased(self, left_segments: Mapping[str, Iterable[str]]) -> list[SegmentEvent]:
-        """Tell subscribers the erased person left their segments (erased profile id → its segments).
-        Not recorded: the history of an erased person is deleted with them."""
-        events = [
-            SegmentEvent(
-                _id=_event_id(),
-                segment_id=segment_id,
-                profile_id=profile_id,
-                change=MembershipChange.EXITED,
-                at=clock.now(),
-                cause=Cause.ERASURE.value,
-            )
-            for profile_id, segment_ids in left_segments.items()
-            for segment_id in segment_ids
-        ]
         self.bus.publish_committed(events)
         return events
 
@@ -467,14 +456,6 @@ def _visit(
     done.append(compiled)
 
 
-def _event_id() -> str:
-    """Ids that sort in the order events were made (the tie-break for events of one millisecond):
-    strictly increasing, as a unit of work makes many within the clock's resolution."""
-    _last_event_ns[0] = stamp = max(time.time_ns(), _last_event_ns[0] + 1)
-    return f"sev_{stamp:020d}{uuid.uuid4().hex[:8]}"
-
-
-_last_event_ns = [0]
 
 
 def _put_off(checks: Sequence[tuple[str, str]], until: datetime) -> Callable[[StoreTransaction], Awaitable[None]]:
@@ -518,7 +499,7 @@ def _write(
             segments.symmetric_difference_update({transition.segment_id})
             events.append(
                 SegmentEvent(
-                    _id=_event_id(),
+                    _id=new_event_id(),
                     segment_id=transition.segment_id,
                     profile_id=profile_id,
                     change=MembershipChange.ENTERED if transition.member else MembershipChange.EXITED,

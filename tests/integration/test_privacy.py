@@ -12,17 +12,23 @@ from typing import TypeVar
 
 import pytest
 
+from app.bootstrap import Services
+from app.domain import clock
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.events import RawIdentifier
 from app.domain.privacy import DEFAULT_PURPOSES
+from app.domain.segments.segment import ERASURE_EXITS_KEPT
 from app.services import merging, privacy, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
+from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 from tests.faults import run_script
 from tests.interleaving import Held
+
+BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 1}}}
 
 PURPOSES = DEFAULT_PURPOSES
 T = TypeVar("T")
@@ -226,6 +232,25 @@ async def test_a_wipe_another_connection_held_off_is_done_once_the_log_is_free(s
     assert _readable(store, email, surname) == []
     assert not await store.wipe_owed()
     assert not await privacy.wipe_owed_files(store)  # nothing owed: nothing done
+
+
+async def test_an_erased_members_exits_leave_the_files_once_every_process_had_time_to_deliver_them(
+    sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = sqlite_store
+    services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
+    (outcome,) = await ingest_events(store, [event("order_completed", email="buyer@example.com")], services.ingestion)
+    buyer = outcome.profile_id or pytest.fail()
+    await services.segments.create(BUYERS)
+    await privacy.delete_profile(store, buyer, actor="dpo", changes=services.changes)
+    assert _readable(store, buyer) != []  # her exit, for the followers of other processes
+
+    assert not await privacy.forget_and_wipe(store)  # what the server's schedule does: not yet
+    assert _readable(store, buyer) != []
+    later = clock.now() + ERASURE_EXITS_KEPT
+    monkeypatch.setattr(clock, "now", lambda: later)
+    assert await privacy.forget_and_wipe(store)
+    assert _readable(store, buyer) == []
 
 
 KILLED_BEFORE_THE_WIPE = textwrap.dedent(

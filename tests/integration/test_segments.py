@@ -17,7 +17,7 @@ from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput
 from app.domain.events import RawIdentifier
 from app.domain.profile_change import ProfileChange
-from app.domain.segments.segment import MembershipChange, Segment
+from app.domain.segments.segment import ERASURE_EXITS_KEPT, MembershipChange, Segment
 from app.domain.segments.upkeep import UPKEEP_GRACE, Recheck
 from app.services import merging, privacy, profiles
 from app.services import segments as segments_module
@@ -26,6 +26,7 @@ from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged, settled
 from app.services.segment_bus import SegmentBus, SlowSubscriber
+from app.services.segment_watch import watch
 from app.services.segments import (
     CAUGHT_UP,
     CHECKS_LEASE,
@@ -340,8 +341,12 @@ async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off() ->
     assert bus.active == 0
 
 
-async def test_an_erased_member_leaves_with_an_unrecorded_exit(services: Services) -> None:
-    (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
+async def test_an_erased_member_leaves_with_an_exit_kept_only_until_every_process_delivered_it(
+    services: Services,
+) -> None:
+    buyer, other = await _land(
+        services, event("order_completed", email="buyer@example.com"), event("order_completed", email="o@example.com")
+    )
     segment = (await services.segments.create(BUYERS)).segment
     heard: list[tuple[str, str, str]] = []
 
@@ -355,8 +360,43 @@ async def test_an_erased_member_leaves_with_an_unrecorded_exit(services: Service
     await privacy.delete_profile(services.store, buyer, actor="dpo", changes=services.changes)
     await asyncio.wait_for(listener, 1)
     assert heard == [(buyer, "EXITED", "profile erased")]
-    assert await services.store.member_ids(segment.id) == []
-    assert await services.store.segment_events(profile_id=buyer, limit=5) == []  # nothing kept about her
+    assert await services.store.member_ids(segment.id) == [other]
+    # Recorded with the erasure (what every process's follower of the committed changes delivers)...
+    (kept,) = await services.store.segment_events(profile_id=buyer, limit=5)
+    assert (kept.change, kept.cause, kept.forget_at) == (
+        MembershipChange.EXITED,
+        "profile erased",
+        kept.at + ERASURE_EXITS_KEPT,
+    )
+    assert await services.store.forget_segment_events(now=kept.at + ERASURE_EXITS_KEPT / 2) == 0
+    # ... and forgotten once they have: nothing is kept about her.
+    assert await services.store.forget_segment_events(now=kept.at + ERASURE_EXITS_KEPT) == 1
+    assert await services.store.segment_events(profile_id=buyer, limit=5) == []
+    assert [e.profile_id for e in await services.store.segment_events(segment_id=segment.id, limit=5)] == [other]
+
+
+async def test_an_erasure_made_by_another_process_reaches_a_subscriber_here(sqlite_store: SQLiteStore) -> None:
+    elsewhere = _services(SQLiteStore(sqlite_store.path))  # another worker of the same server
+    try:
+        (buyer,) = await _land(elsewhere, event("order_completed", email="buyer@example.com"))
+        segment = (await elsewhere.segments.create(BUYERS)).segment
+        here = SegmentBus(local_delivery=False)  # as in a server: only the store's feed delivers
+        following = asyncio.create_task(watch(sqlite_store, here, instance=None))
+        heard: list[tuple[str, str, str]] = []
+
+        async def listen() -> None:
+            async for change in here.listen(segment.id, None):
+                heard.append((change.profile_id, change.change.value, change.cause))
+                return
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.2)  # the follower has started from the newest change
+        await privacy.delete_profile(elsewhere.store, buyer, actor="dpo", changes=elsewhere.changes)
+        await asyncio.wait_for(listener, 5)
+        assert heard == [(buyer, "EXITED", "profile erased")]
+        following.cancel()
+    finally:
+        await elsewhere.store.close()
 
 
 # -- a write's upkeep is as durable as the write ----------------------------------------------

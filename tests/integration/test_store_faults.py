@@ -50,6 +50,7 @@ NOT_RETRIED = {  # writes (a retry could apply them twice), the lifecycle, and s
     "delete_segment",
     "watch_segment_events",
     "wipe_deleted",
+    "forget_segment_events",
 }
 
 

@@ -9,7 +9,10 @@ a consent purpose (`purpose`) only ever holds profiles that granted it: the purp
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -70,6 +73,45 @@ class SegmentEvent(StoredModel):
     change: MembershipChange
     at: datetime
     cause: str
+    # When the store deletes the event (an erased person's exits, see erasure_exits); None: kept.
+    forget_at: datetime | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The document a store keeps (`forgetAt` only on the events that have one)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+# An erased person's exits are kept this long: every server process's follower of the committed
+# changes (polling every 50 ms; a MongoDB change stream) delivers them to its subscribers by then.
+ERASURE_EXITS_KEPT = timedelta(minutes=5)
+
+
+def new_event_id() -> str:
+    """Ids that sort in the order events were made (the tie-break for events of one millisecond):
+    strictly increasing, as a unit of work makes many within the clock's resolution."""
+    _last_event_ns[0] = stamp = max(time.time_ns(), _last_event_ns[0] + 1)
+    return f"sev_{stamp:020d}{uuid.uuid4().hex[:8]}"
+
+
+_last_event_ns = [0]
+
+
+def erasure_exits(profile_id: str, segment_ids: Iterable[str], *, at: datetime, cause: str) -> list[SegmentEvent]:
+    """An erased person leaving their segments: recorded with the erasure, so that subscribers on
+    every process hear it (a downstream audience drops the person), and forgotten ERASURE_EXITS_KEPT
+    later, as the rest of the person's history was at once."""
+    return [
+        SegmentEvent(
+            _id=new_event_id(),
+            segment_id=segment_id,
+            profile_id=profile_id,
+            change=MembershipChange.EXITED,
+            at=at,
+            cause=cause,
+            forget_at=at + ERASURE_EXITS_KEPT,
+        )
+        for segment_id in segment_ids
+    ]
 
 
 def checked_segment(segment: Segment) -> Condition:

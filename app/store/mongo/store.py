@@ -347,7 +347,7 @@ class MongoTransaction(StoreTransaction):
         return {document["_id"] for document in await cursor.to_list(None)}
 
     async def insert_segment_event(self, event: SegmentEvent) -> None:
-        await self._db.segment_events.insert_one(event.model_dump(by_alias=True), session=self._session)
+        await self._db.segment_events.insert_one(event.stored(), session=self._session)
 
     async def schedule_check(self, profile_id: str, segment_id: str, due_at: datetime | None) -> None:
         key = {"_id": f"{profile_id}|{segment_id}"}
@@ -380,7 +380,7 @@ class MongoTransaction(StoreTransaction):
 
     async def insert_segment_events(self, events: Sequence[SegmentEvent]) -> None:
         if events:
-            documents = [event.model_dump(by_alias=True) for event in events]
+            documents = [event.stored() for event in events]
             await self._db.segment_events.insert_many(documents, ordered=True, session=self._session)
 
     async def schedule_checks(self, checks: Sequence[tuple[str, str, datetime | None]]) -> None:
@@ -466,6 +466,9 @@ class MongoStore:
                 IndexModel([("profileId", ASCENDING)]),
                 # The whole history, newest first, without sorting every event for each request.
                 IndexModel([("at", DESCENDING), ("_id", DESCENDING)]),
+                # An erased person's exits: the server deletes them once `forgetAt` passes, should no
+                # process of ours do it first (forget_segment_events).
+                IndexModel([("forgetAt", ASCENDING)], expireAfterSeconds=0, sparse=True),
             ]
         )
         await db.segment_checks.create_indexes([IndexModel([("dueAt", ASCENDING)]), IndexModel([("profileId", 1)])])
@@ -772,6 +775,10 @@ class MongoStore:
     async def identity_owners(self, *, after: str | None, limit: int) -> list[tuple[str, str]]:
         cursor = self._db.identities.find({"_id": {"$gt": after or ""}}, {"profileId": 1}).sort("_id", ASCENDING)
         return [(document["_id"], document["profileId"]) for document in await cursor.limit(limit).to_list(None)]
+
+    async def forget_segment_events(self, *, now: datetime) -> int:
+        forgotten = await self._db.segment_events.delete_many({"forgetAt": {"$lte": now}})
+        return int(forgotten.deleted_count)
 
     async def wipe_owed(self) -> bool:
         return False  # see wipe_deleted

@@ -96,6 +96,9 @@ STATEMENTS = (
     # The whole store's history, newest first (segmentHistory without a filter): read from this end,
     # not every event sorted for each request.
     "CREATE INDEX IF NOT EXISTS segment_events_by_time ON segment_events(at)",
+    # The few events to delete at a given time (an erased person's exits): found without a scan.
+    """CREATE INDEX IF NOT EXISTS segment_events_to_forget ON segment_events(json_extract(doc, '$.forgetAt'))
+    WHERE json_extract(doc, '$.forgetAt') IS NOT NULL""",
     # Every server process follows committed segment events in commit order (segment_feed.py). The
     # events' own rowids are no position: an erasure deleting the newest row lets the next insert reuse
     # its rowid, and VACUUM may renumber them. AUTOINCREMENT never reuses a number; triggers keep the

@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -46,7 +47,7 @@ from app.store.sqlite.lock_waits import LockWaits
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
 from app.store.sqlite.threads import ReaderPool, WriterThread
-from app.store.sqlite.transaction import WIPE_OWED, SQLiteTransaction, merges_of, refusals_of
+from app.store.sqlite.transaction import OWE_WIPE, WIPE_OWED, SQLiteTransaction, merges_of, refusals_of
 from app.store.sqlite.written_documents import WrittenDocuments
 
 T = TypeVar("T")
@@ -54,6 +55,11 @@ R = TypeVar("R", MergeRecord, MergeRefusal)
 log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
 _IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
+# Worded as the partial index segment_events_to_forget (schema.py), which it then reads alone.
+_FORGET_EVENTS = (
+    "DELETE FROM segment_events WHERE json_extract(doc, '$.forgetAt') IS NOT NULL "
+    "AND json_extract(doc, '$.forgetAt') <= ?"
+)
 SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads.py)
 # The writer thread's batches yield the core to the event loop's reads when both want it (between
 # the loop at 0 and the scans at 10): reads answered while one client ingests flat out went from
@@ -691,6 +697,13 @@ class SQLiteStore:
             return [(key, profile_id) for key, profile_id in rows.fetchall()]
 
         return await self._reads.read(scan)
+
+    async def forget_segment_events(self, *, now: datetime) -> int:
+        async with self.batch():
+            forgotten = self._writer.execute(_FORGET_EVENTS, (to_iso(now),)).rowcount
+            if forgotten:  # secure_delete zeroed the rows' pages; the log's older frames wait for the wipe
+                self._writer.execute(OWE_WIPE, (uuid.uuid4().hex,))
+            return forgotten
 
     async def wipe_owed(self) -> bool:
         return self._reader.execute("SELECT 1 FROM meta WHERE key = ?", (WIPE_OWED,)).fetchone() is not None

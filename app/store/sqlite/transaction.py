@@ -47,7 +47,7 @@ _SCHEDULE_UPKEEP = (
 )
 
 WIPE_OWED = "wipe_owed"  # meta key: an erasure committed whose data the files may still hold
-_OWE_WIPE = (
+OWE_WIPE = (
     f"INSERT INTO meta (key, value) VALUES ('{WIPE_OWED}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
 
@@ -352,7 +352,7 @@ class SQLiteTransaction(StoreTransaction):
     async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
         ids = list(profile_ids)
         # Committed with the erasure: the files still hold the person until wiped (SQLiteStore.wipe_deleted).
-        self._db.execute(_OWE_WIPE, (uuid.uuid4().hex,))
+        self._db.execute(OWE_WIPE, (uuid.uuid4().hex,))
         self._written.forget(ids)
         if self._erased is not None:
             self._erased(ids)
@@ -403,7 +403,7 @@ class SQLiteTransaction(StoreTransaction):
     async def insert_segment_event(self, event: SegmentEvent) -> None:
         self._db.execute(
             "INSERT INTO segment_events (id, segment_id, profile_id, at, doc) VALUES (?, ?, ?, ?, ?)",
-            (event.id, event.segment_id, event.profile_id, to_iso(event.at), dumps(event.model_dump(by_alias=True))),
+            (event.id, event.segment_id, event.profile_id, to_iso(event.at), dumps(event.stored())),
         )
 
     async def schedule_check(self, profile_id: str, segment_id: str, due_at: datetime | None) -> None:
@@ -453,7 +453,7 @@ class SQLiteTransaction(StoreTransaction):
     async def insert_segment_events(self, events: Sequence[SegmentEvent]) -> None:
         self._db.executemany(
             "INSERT INTO segment_events (id, segment_id, profile_id, at, doc) VALUES (?, ?, ?, ?, ?)",
-            [(e.id, e.segment_id, e.profile_id, to_iso(e.at), dumps(e.model_dump(by_alias=True))) for e in events],
+            [(e.id, e.segment_id, e.profile_id, to_iso(e.at), dumps(e.stored())) for e in events],
         )
 
     async def schedule_checks(self, checks: Sequence[tuple[str, str, datetime | None]]) -> None:
