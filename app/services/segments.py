@@ -456,8 +456,6 @@ def _visit(
     done.append(compiled)
 
 
-
-
 def _put_off(checks: Sequence[tuple[str, str]], until: datetime) -> Callable[[StoreTransaction], Awaitable[None]]:
     """The checks taken, due again at `until` unless their recheck clears or reschedules them first."""
 

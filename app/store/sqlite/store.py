@@ -55,11 +55,10 @@ R = TypeVar("R", MergeRecord, MergeRefusal)
 log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
 _IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
-# Worded as the partial index segment_events_to_forget (schema.py), which it then reads alone.
-_FORGET_EVENTS = (
-    "DELETE FROM segment_events WHERE json_extract(doc, '$.forgetAt') IS NOT NULL "
-    "AND json_extract(doc, '$.forgetAt') <= ?"
-)
+# Worded as the partial index segment_events_to_forget (schema.py), which they then read alone.
+_TO_FORGET = "segment_events WHERE json_extract(doc, '$.forgetAt') IS NOT NULL AND json_extract(doc, '$.forgetAt') <= ?"
+_FORGET_EVENTS = f"DELETE FROM {_TO_FORGET}"
+_ANY_TO_FORGET = f"SELECT 1 FROM {_TO_FORGET} LIMIT 1"
 SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads.py)
 # The writer thread's batches yield the core to the event loop's reads when both want it (between
 # the loop at 0 and the scans at 10): reads answered while one client ingests flat out went from
@@ -699,6 +698,8 @@ class SQLiteStore:
         return await self._reads.read(scan)
 
     async def forget_segment_events(self, *, now: datetime) -> int:
+        if self._reader.execute(_ANY_TO_FORGET, (to_iso(now),)).fetchone() is None:
+            return 0  # asked every 10 s by every worker: the write lock only when there is something
         async with self.batch():
             forgotten = self._writer.execute(_FORGET_EVENTS, (to_iso(now),)).rowcount
             if forgotten:  # secure_delete zeroed the rows' pages; the log's older frames wait for the wipe
