@@ -55,6 +55,9 @@ log = logging.getLogger("cdp.traits")
 # the job holds a lease, renewed after every page; one whose process died is taken over after this.
 LEASE = "traitsJob"
 LEASE_FOR = timedelta(minutes=5)
+# The schedule's round: taken by one process a period, held for this share of it (never given back).
+ROUND_LEASE = "traitsRound"
+ROUND_SHARE = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +122,34 @@ async def recompute_traits(
 ) -> TraitsJobResult:
     """Run the job, continuing an interrupted one unless `restart`. One job at a time over the store,
     from any process: a second call meanwhile gets Conflict."""
+    result = await _job(store, progress, changes, restart=restart, page_size=page_size, resume_only=False)
+    assert result is not None  # always a job when not only resuming
+    return result
+
+
+async def resume_traits_job(store: ProfileStore, *, changes: ProfileChanges = UNHEARD) -> TraitsJobResult | None:
+    """Finish the job a stopped process left; None when there is none (another process finished it
+    already): a process starting never turns another's resumed job into a second, full one."""
+    return await _job(store, None, changes, restart=False, page_size=PAGE_SIZE, resume_only=True)
+
+
+async def _job(
+    store: ProfileStore,
+    progress: Progress | None,
+    changes: ProfileChanges,
+    *,
+    restart: bool,
+    page_size: int,
+    resume_only: bool,
+) -> TraitsJobResult | None:
     lease = _Lease(store, uuid.uuid4().hex)
     await lease.renew()
     try:
         started = time.monotonic()
         text = None if restart else await store.read_meta(META_KEY)
         resumed = bool(text) and json.loads(text or "{}").get("status") == "running"
+        if resume_only and not resumed:
+            return None
         if resumed:
             point = _ResumePoint.from_json(text or "")
             log.info("resuming computed-traits job %s after profile %s", point.job_id, point.after)
@@ -285,28 +310,61 @@ def _write(updates: list[tuple[str, ProfileChange]]) -> Callable[[StoreTransacti
 
 
 async def keep_recomputing(store: ProfileStore, *, every_minutes: float, changes: ProfileChanges = UNHEARD) -> None:
-    """The schedule the server runs: an interrupted job is resumed at once, then a job every
-    `every_minutes`. Failures are logged and retried at the next round."""
-    if not await _unfinished_quietly(store):
-        await asyncio.sleep(every_minutes * 60)
+    """The schedule every server process runs: a job a stopped process left is finished at once (by
+    one of them), then one job a period, by the process that takes the period's round. Failures are
+    logged and retried at the next round."""
+    holder = uuid.uuid4().hex  # this process's schedule
+    await _finish_interrupted(store, changes)
     while True:
+        await asyncio.sleep(every_minutes * 60)
         try:
-            result = await recompute_traits(store, changes=changes)
-            log.info(
-                "computed traits of %d profiles in %.1f s (job %s%s)",
-                result.processed,
-                result.duration_seconds,
-                result.job_id,
-                ", resumed" if result.resumed else "",
-            )
-        except Conflict:
+            result = await recompute_this_round(store, holder, every_minutes=every_minutes, changes=changes)
+        except Conflict:  # a job started on demand, or one whose process died holding its lease
             log.info("computed-traits job already running: this round is skipped")
-            if await _unfinished_quietly(store):  # its process may have died holding the lease: look again then
-                await asyncio.sleep(LEASE_FOR.total_seconds())
-                continue
+            await _finish_interrupted(store, changes)
         except Exception:
             log.exception("computed-traits job failed; it resumes at the next round")
-        await asyncio.sleep(every_minutes * 60)
+        else:
+            if result is not None:
+                _log_done(result)
+
+
+async def recompute_this_round(
+    store: ProfileStore, holder: str, *, every_minutes: float, changes: ProfileChanges = UNHEARD
+) -> TraitsJobResult | None:
+    """`recompute_traits`, unless another process's schedule took this round: each round is a lease in
+    the store, held for most of the period and never given back (as the match model's), so that one
+    job runs a period whatever the number of workers. None: not this process's round."""
+    if not await hold_for(store, ROUND_LEASE, holder, ROUND_SHARE * timedelta(minutes=every_minutes)):
+        return None
+    return await recompute_traits(store, changes=changes)
+
+
+async def _finish_interrupted(store: ProfileStore, changes: ProfileChanges) -> None:
+    """Resume the job a stopped process left, if any; when another process holds the job's lease
+    (finishing it, or dead), look again once the lease would have run out."""
+    while await _unfinished_quietly(store):
+        try:
+            result = await resume_traits_job(store, changes=changes)
+        except Conflict:
+            await asyncio.sleep(LEASE_FOR.total_seconds())
+            continue
+        except Exception:
+            log.exception("resuming the computed-traits job failed; the next round resumes it")
+            return
+        if result is not None:
+            _log_done(result)
+        return
+
+
+def _log_done(result: TraitsJobResult) -> None:
+    log.info(
+        "computed traits of %d profiles in %.1f s (job %s%s)",
+        result.processed,
+        result.duration_seconds,
+        result.job_id,
+        ", resumed" if result.resumed else "",
+    )
 
 
 async def _unfinished_quietly(store: ProfileStore) -> bool:

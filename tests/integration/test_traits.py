@@ -442,6 +442,28 @@ async def test_the_schedule_resumes_an_interrupted_job(
         await asyncio.gather(schedule, return_exceptions=True)
 
 
+async def test_a_job_another_process_resumed_is_not_run_again_in_full_when_this_one_starts(
+    store: ProfileStore,
+) -> None:
+    await _base(store)
+    with pytest.raises(InjectedFault):
+        await traits.recompute_traits(FaultyStore(store, writes=1), page_size=2)  # type: ignore[arg-type]
+    interrupted = json.loads(await store.read_meta(traits.META_KEY) or "{}")["jobId"]
+
+    first = await traits.resume_traits_job(store)  # the process that got there first
+    assert first is not None and first.resumed and first.job_id == interrupted
+    assert await traits.resume_traits_job(store) is None  # the other: nothing left to resume, nothing started
+    assert json.loads(await store.read_meta(traits.META_KEY) or "{}")["jobId"] == interrupted
+
+
+async def test_one_job_a_round_whatever_the_number_of_workers(store: ProfileStore) -> None:
+    await _base(store)
+    first = await traits.recompute_this_round(store, "worker 1", every_minutes=60)
+    assert first is not None and first.processed == 6
+    assert await traits.recompute_this_round(store, "worker 2", every_minutes=60) is None  # its round is taken
+    assert json.loads(await store.read_meta(traits.META_KEY) or "{}")["jobId"] == first.job_id
+
+
 async def test_a_profile_whose_traits_cannot_be_computed_stops_no_one_else(
     store: ProfileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
