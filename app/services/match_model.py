@@ -36,10 +36,15 @@ ROUND_SHARE = 0.9  # of the period: the next round's holder, whichever process, 
 MIN_PAIRS = 500
 # The most pairs one estimation compares (in key order): enough for every level of every field.
 MAX_PAIRS = 200_000
-# How long a process keeps the model it read before reading the store's again.
+# The stored model's version and time, written after the model: each use reads this small row, so
+# every process uses a new model from its next request on (the model itself, up to hundreds of KB
+# with its value frequencies, is read again only when this changes).
+STAMP_KEY = "matchModelStamp"
+# How long a process keeps the model it read before reading the store's again, whatever the stamp
+# says (a process stopped between writing a model and its stamp left the stamp behind).
 CACHE_SECONDS = 60.0
 
-_cache: weakref.WeakKeyDictionary[Any, tuple[float, MatchModel | None]] = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[Any, tuple[str | None, float, MatchModel | None]] = weakref.WeakKeyDictionary()
 
 
 async def stored_model(store: ProfileStore) -> MatchModel | None:
@@ -49,12 +54,13 @@ async def stored_model(store: ProfileStore) -> MatchModel | None:
 
 async def current_scorer(store: ProfileStore) -> PairScorer:
     """The learned model's scorer when the store holds one that separates matches, else the rules."""
+    stamp = await store.read_meta(STAMP_KEY)
     cached = _cache.get(store)
-    if cached is None or time.monotonic() >= cached[0]:
+    if cached is None or cached[0] != stamp or time.monotonic() >= cached[1]:
         model = await stored_model(store)
-        cached = (time.monotonic() + CACHE_SECONDS, model if model is not None and model.separates() else None)
+        cached = (stamp, time.monotonic() + CACHE_SECONDS, model if model is not None and model.separates() else None)
         _cache[store] = cached
-    model = cached[1]
+    model = cached[2]
     return model.score if model is not None else score_pair
 
 
@@ -75,6 +81,7 @@ async def estimate_model(
     )
     await let_go(profiles)
     await store.write_meta(META_KEY, json.dumps(model.to_document()))
+    await store.write_meta(STAMP_KEY, f"v{model.version} {model.estimated_at.isoformat()}")
     _cache.pop(store, None)
     log.info(
         "match model v%d from %d pairs in %d iterations (match share %.3f)%s",

@@ -9,6 +9,7 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -21,6 +22,7 @@ from app.domain.merge_protection import MergeProtection
 from app.services import match_candidates, match_model, profiles, review_list
 from app.services.identity_policy import IdentityPolicy
 from app.services.ports import ProfileStore
+from app.store.sqlite.store import SQLiteStore
 
 T = TypeVar("T")
 NO_AUTO = IdentityPolicy(protection=MergeProtection(automatic_merges=False))
@@ -69,6 +71,22 @@ async def test_a_model_is_estimated_from_the_stores_pairs_versioned_and_used(sto
     found = await match_candidates.candidates_for_profile(store, ids[0])
     assert ids[1] in {c.b for c in found}  # the same person written again
     assert {c.scorer for c in found} == {"fellegiSunter:v2"}
+
+
+async def test_a_new_model_is_used_by_every_process_from_its_next_request(tmp_path: Path) -> None:
+    here, elsewhere = SQLiteStore(tmp_path / "cdp.sqlite3"), SQLiteStore(tmp_path / "cdp.sqlite3")  # two workers
+    try:
+        ids = await _write(here, 60, seed=3)
+        assert (await match_model.estimate_model(here, min_pairs=50) or pytest.fail()).version == 1
+        seen = await match_candidates.candidates_for_profile(elsewhere, ids[0])  # its process reads v1, keeps it
+        assert {c.scorer for c in seen} == {"fellegiSunter:v1"}
+
+        assert (await match_model.estimate_model(here, min_pairs=50) or pytest.fail()).version == 2
+        seen = await match_candidates.candidates_for_profile(elsewhere, ids[0])
+        assert {c.scorer for c in seen} == {"fellegiSunter:v2"}  # not the one it kept
+    finally:
+        await here.close()
+        await elsewhere.close()
 
 
 async def test_the_schedule_of_every_worker_makes_one_estimate_a_round(store: ProfileStore) -> None:
