@@ -23,6 +23,7 @@ from app.bootstrap import Services, needs_seeding, seed_in_background, start
 from app.compression import Compression
 from app.domain.errors import StoreUnavailable
 from app.graceful_shutdown import OpenWebSockets
+from app.observability.metrics import Metrics, shared_dir
 from app.observability.requests import RequestObservation
 from app.process_lock import exclusive
 from app.scheduled_backups import BackupSchedule, keep_backing_up
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         background += [checks, *_traits_schedule(holder["services"]), *_match_model_schedule(holder["services"])]
         background += _backup_schedule(settings)
         background.append(asyncio.create_task(keep_wiping(holder["services"].store, every_seconds=WIPE_RETRY_SECONDS)))
+        if shared_dir() is not None:  # one of several workers: what its gauges read, for the others' scrapes
+            background.append(asyncio.create_task(_publish_live_values(holder["services"].metrics)))
         revocations = watch_revocations(
             holder["services"].store, graphql.sockets.close_revoked, every_seconds=settings.key_check_seconds
         )
@@ -155,9 +158,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
 
 WIPE_RETRY_SECONDS = 10.0  # an erasure's wipe held off by another connection's read is asked again this often
+LIVE_VALUES_SECONDS = 1.0  # how stale another worker's gauges (subscriptions, waiting requests) may be in /metrics
 CORS_MAX_AGE_SECONDS = (
     7200  # Chromium's cap; a preflight answer cached this long grants nothing the actual response does not
 )
+
+
+async def _publish_live_values(metrics: Metrics) -> None:
+    while True:
+        metrics.publish_live_values()
+        await asyncio.sleep(LIVE_VALUES_SECONDS)
 
 
 def cors_options(origins: list[str]) -> dict[str, Any]:

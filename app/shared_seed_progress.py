@@ -18,6 +18,8 @@ from pathlib import Path
 
 import orjson
 
+from app.processes import is_alive
+
 log = logging.getLogger("cdp")
 
 PROGRESS_FILE = ".seed.progress"
@@ -56,16 +58,6 @@ class SharedSeedProgress:
             return None
         if not (isinstance(pid, int) and isinstance(stage, str) and isinstance(done, int) and isinstance(total, int)):
             return None
-        if not _alive(pid):
+        if not is_alive(pid):
             return None
         return stage, done, total
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True

@@ -23,11 +23,14 @@ import ctypes
 import errno
 import os
 import pickle
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -37,12 +40,15 @@ from uvicorn.supervisors import multiprocess
 from app.collector import tune_for_serving
 from app.graceful_shutdown import ASGIApp, GracefulServer, OpenWebSockets
 from app.observability.logs import configure as configure_logs
+from app.processes import is_alive
 from app.starting import Starting
 
 if TYPE_CHECKING:  # a worker imports it on its loading thread (~0.5 s), after it listens
     from app.settings import Settings
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # metrics.SHARED_DIR, named here: the supervisor imports no metrics
+METRICS_PREFIX = "cdp-metrics-"  # then the supervisor's pid
 
 
 def serve(settings: Settings) -> bool:
@@ -63,7 +69,7 @@ def serve(settings: Settings) -> bool:
     except SystemExit:  # uvicorn logged why (the port is taken, …)
         return False
     supervisor = multiprocess.Multiprocess(config, sockets=[listening])
-    with _workers_are(_Worker):
+    with _shared_metrics(), _workers_are(_Worker):
         supervisor.run()
     return not any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
 
@@ -175,6 +181,29 @@ class _Worker(multiprocess.Process):
         # a restart (SIGHUP) retires an old worker only when its replacement really serves.
         self.child_conn.recv()
         self.child_conn.send(self.server.started and self._starting is not None and self._starting.app is not None)
+
+
+@contextmanager
+def _shared_metrics() -> Iterator[None]:
+    """A folder for the workers' metric values, named in the variable prometheus_client reads in each
+    worker (app/observability/metrics.py): any worker's /metrics then answers for all of them. A new
+    folder each run (a previous run's counts would add up), removed at the end, and those of
+    supervisors killed before they could remove theirs at the next start; one the operator named
+    already is theirs."""
+    if METRICS_DIR in os.environ:
+        yield
+        return
+    for left in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*-*"):
+        owner = left.name.removeprefix(METRICS_PREFIX).split("-")[0]
+        if owner.isdigit() and not is_alive(int(owner)):
+            shutil.rmtree(left, ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
+    os.environ[METRICS_DIR] = folder
+    try:
+        yield
+    finally:
+        del os.environ[METRICS_DIR]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

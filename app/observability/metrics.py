@@ -1,16 +1,27 @@
 """Prometheus metrics, one registry per server (tests build many servers in one process). The
 transport records requests and operations; `profiles_changed` listens to every profile change
 (app/services/profile_changes.py); the segment bus reports membership changes; gauges read live
-values (subscriptions, connections) when scraped."""
+values (subscriptions, connections) when scraped.
+
+Served by several worker processes (app/workers.py), a scrape reaches one of them, chosen by the
+kernel: each answered with its own counters, and they jumped up and down between scrapes. The
+supervisor then names a folder in PROMETHEUS_MULTIPROC_DIR, which prometheus_client's multiprocess
+mode uses to keep every process's values in files; any worker's answer is the whole server's:
+counters and histograms summed over the workers, gauges summed over the live ones."""
 
 from __future__ import annotations
 
+import glob
+import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from app.processes import is_alive
 from app.services.profile_changes import Cause, ProfilesChanged
 
 # Label values remembered by `child`, and operation names given their own series (the rest: "other").
@@ -18,6 +29,13 @@ CHILDREN_KEPT = 1024
 OPERATION_NAMES_KEPT = 100
 # Seconds: a profile read takes milliseconds, an event batch tens to hundreds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SHARED_DIR = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when its first metric is made
+_LIVE_FILE = re.compile(r"gauge_live\w*_(\d+)\.db$")
+
+
+def shared_dir() -> str | None:
+    """The folder the server's processes keep their values in; None: one process, its own registry."""
+    return os.environ.get(SHARED_DIR)
 
 
 class Metrics:
@@ -58,13 +76,22 @@ class Metrics:
             "cdp_segment_membership_changes", "Segment entries and exits", ["change"], registry=self.registry
         )
         self.subscriptions = Gauge(
-            "cdp_active_subscriptions", "Open segment subscriptions in this process", registry=self.registry
+            "cdp_active_subscriptions",
+            "Open segment subscriptions",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
-        self.websockets = Gauge("cdp_websocket_connections", "Open WebSocket connections", registry=self.registry)
+        self.websockets = Gauge(
+            "cdp_websocket_connections",
+            "Open WebSocket connections",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self.waiting_requests = Gauge(
             "cdp_http_requests_waiting",
-            "HTTP requests of this process waiting for their turn to start (app/arrival_order.py)",
+            "HTTP requests waiting for their turn to start (app/arrival_order.py)",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.subscription_messages = Counter(
             "cdp_subscription_messages",
@@ -76,6 +103,7 @@ class Metrics:
         )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._operation_names: set[str] = set()
+        self._watched: list[tuple[Gauge, Callable[[], int]]] = []
 
     def child(self, metric: MetricWrapperBase, *values: str) -> Any:
         """`metric.labels(*values)`, remembered: prometheus_client looks a child up under a lock on
@@ -108,10 +136,29 @@ class Metrics:
                 self.merges.labels(change.cause.value).inc()
 
     def watch_subscriptions(self, count: Callable[[], int]) -> None:
-        self.subscriptions.set_function(count)
+        self._watch(self.subscriptions, count)
 
     def watch_waiting_requests(self, count: Callable[[], int]) -> None:
-        self.waiting_requests.set_function(count)
+        self._watch(self.waiting_requests, count)
+
+    def _watch(self, gauge: Gauge, count: Callable[[], int]) -> None:
+        gauge.set_function(count)  # one process: read when scraped
+        self._watched = [(g, c) for g, c in self._watched if g is not gauge] + [(gauge, count)]
+
+    def publish_live_values(self) -> None:
+        """Write the watched gauges' values where the other processes read them (multiprocess mode
+        reads files only: a function gauge would show nothing). The server calls it every second."""
+        for gauge, count in self._watched:
+            gauge.set(count())
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        folder = shared_dir()
+        if folder is None:
+            return generate_latest(self.registry)
+        self.publish_live_values()
+        for path in glob.glob(os.path.join(folder, "gauge_live*.db")):  # a worker that died: not live
+            if (found := _LIVE_FILE.search(path)) and not is_alive(int(found.group(1))):
+                mark_process_dead(int(found.group(1)), folder)  # type: ignore[no-untyped-call]
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone, folder)  # type: ignore[no-untyped-call]
+        return generate_latest(everyone)

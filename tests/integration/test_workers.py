@@ -184,6 +184,31 @@ async def test_a_change_made_through_one_worker_reaches_subscribers_on_every_wor
         _stop(process)
 
 
+def test_metrics_answered_by_any_worker_count_what_every_worker_did(
+    two_workers: tuple[subprocess.Popen[Any], int],
+) -> None:
+    process, port = two_workers
+    orders: dict[int, int] = {}  # worker pid → orders it took
+    try:
+        for n in range(MAX_SUBSCRIBERS):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as connection:  # one connection, one worker
+                worker = connection.get("/healthz").json()["pid"]
+                if orders.get(worker, 0) >= 3:
+                    continue
+                taken = connection.post("/graphql", json={"query": ORDER, "variables": {"email": f"c{n}@example.com"}})
+                assert taken.json()["data"]["ingestEvents"]["accepted"] == 1
+                orders[worker] = orders.get(worker, 0) + 1
+            if len(orders) == WORKERS and min(orders.values()) >= 3:
+                break
+        assert len(orders) == WORKERS, f"every connection went to workers {sorted(orders)}"
+        accepted = 'cdp_events_ingested_total{result="ACCEPTED",type="order_completed"}'
+        for _ in range(8):  # whichever worker answers
+            scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            assert f"{accepted} {float(sum(orders.values()))}" in scraped, scraped
+    finally:
+        _stop(process)
+
+
 async def test_sigterm_stops_every_worker_after_closing_its_subscriptions(
     two_workers: tuple[subprocess.Popen[Any], int],
 ) -> None:
