@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -30,6 +30,7 @@ from app.services.fixtures import (
 )
 from app.services.ingestion import IngestionPolicy
 from app.services.key_cache import KeyCache
+from app.services.match_candidates import merge_lookalikes
 from app.services.match_index import ensure_blocking_keys
 from app.services.ports import ProfileStore
 from app.services.profile_changes import ProfileChanges
@@ -75,7 +76,7 @@ class Services:
     def __post_init__(self) -> None:
         self.key_cache = KeyCache(size=self.settings.key_cache_size, seconds=self.settings.key_cache_seconds)
         self.review_lists = ReviewLists(max_pairs=self.settings.max_review_pairs)
-        self.segments = SegmentEngine(self.store, self.bus)
+        self.segments = SegmentEngine(self.store, self.bus, missed_writes=self._merge_lookalikes)
         self.metrics.watch_subscriptions(lambda: self.bus.active)
         self.bus.observer = lambda event: self.metrics.segment_changes.labels(event.change.value).inc()
         # The one wiring of "profiles changed": every write reports here once durable (ingestion
@@ -83,6 +84,10 @@ class Services:
         # subscribers hear of membership changes before anything slower runs.
         self.changes = ProfileChanges(self.segments.profiles_changed, self.metrics.profiles_changed)
         self.ingestion = replace(self.ingestion, changes=self.changes)
+
+    async def _merge_lookalikes(self, profile_ids: Sequence[str]) -> None:
+        """The automatic fuzzy merge (when set) of profiles whose write's after-commit work never ran."""
+        await merge_lookalikes(self.store, profile_ids, self.ingestion.identity, changes=self.changes)
 
     async def close(self) -> None:
         await self.store.close()

@@ -96,7 +96,10 @@ async def upsert_profile(
 
     async with store.batch():
         written, merged = await with_retries(store, work)
+    # Before the upkeep, as after an ingested batch: the check the write left stays until both ran, so
+    # that a process stopped in between has them run when it comes due (SegmentEngine.missed_writes).
+    fuzzy_merged = await merge_lookalikes(store, [written.id], policy, changes=changes)
     await changes.publish(ProfilesChanged.of(Cause.UPSERT, [written.id]), ProfilesChanged.of(Cause.MERGE, merged))
-    if await merge_lookalikes(store, [written.id], policy, changes=changes):
+    if fuzzy_merged:
         return await get_profile(store, written.id) or written
     return written

@@ -99,9 +99,19 @@ def new_segment_id() -> str:
 class SegmentEngine:
     """The segment services bound to one store and one bus (what the server holds)."""
 
-    def __init__(self, store: ProfileStore, bus: SegmentBus) -> None:
+    def __init__(
+        self,
+        store: ProfileStore,
+        bus: SegmentBus,
+        *,
+        missed_writes: Callable[[Sequence[str]], Awaitable[object]] | None = None,
+    ) -> None:
         self.store = store
         self.bus = bus
+        # What else follows a write's commit, done for the profiles whose writes' upkeep never ran (a
+        # process stopped after the commit): the composition root passes the automatic fuzzy merge,
+        # which ingestion runs before the upkeep, so that the check left proves it never ran either.
+        self.missed_writes = missed_writes
 
     # -- definitions ---------------------------------------------------------------------------
     async def create(
@@ -330,12 +340,21 @@ class SegmentEngine:
             ]
             if missed and rechecks:
                 log.warning("segment upkeep caught up with %d profiles whose writes it had missed", len(rechecks))
+                await self._missed_writes([r.profile_id for r in rechecks])
             try:
                 self.bus.publish_committed(await self._recheck(rechecks, cause))
             except Exception:
                 log.exception("%d segment checks failed together: retried one profile at a time", len(rechecks))
                 await self._recheck_each(rechecks, cause)
         return len(due)
+
+    async def _missed_writes(self, profile_ids: list[str]) -> None:
+        if self.missed_writes is None:
+            return
+        try:
+            await self.missed_writes(profile_ids)
+        except Exception:  # the memberships are caught up all the same
+            log.exception("the after-commit work of %d missed writes failed", len(profile_ids))
 
     async def _recheck_each(self, rechecks: Sequence[Recheck], cause: str) -> None:
         for recheck in rechecks:

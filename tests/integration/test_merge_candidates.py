@@ -4,10 +4,13 @@ fuzzy merge respects merge protection."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from app.bootstrap import Services
+from app.domain import clock
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.events import RawIdentifier
 from app.domain.matching import DEFAULT_MIN_SCORE, blocking, match_fields, score_pair
@@ -15,10 +18,12 @@ from app.domain.matching.index import KEYS_VERSION, keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
+from app.domain.segments.upkeep import UPKEEP_GRACE
 from app.services import match_candidates, match_index, merging, privacy, profile_reads, profiles, review_list
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
+from app.settings import Settings
 from tests.builders import event
 from tests.interleaving import StandIn
 
@@ -174,6 +179,21 @@ async def test_automatic_fuzzy_merge_above_the_configured_score(store: ProfileSt
     assert (await _stored(store, lucia.id)).merged_into is None
     again = await _upsert(store, "lucia.r@gmail.com", STRANGER, policy=NO_AUTO)
     assert (await _stored(store, again.id)).merged_into is None
+
+
+async def test_a_fuzzy_merge_a_stopped_process_never_made_is_made_when_its_writes_check_comes_due(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy(identity=FUZZY))
+    jean = await _upsert(store, "jean.dupont@gmail.com", JEAN)
+    # Written, and nothing after the commit: as when the process stops right then.
+    again = await _upsert(store, "j.dupond@orange.fr", JEAN_AGAIN)
+    assert (await _stored(store, again.id)).merged_into is None
+
+    real = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real() + UPKEEP_GRACE + timedelta(seconds=1))
+    assert await services.segments.run_due_checks() == 2
+    assert (await _stored(store, again.id)).merged_into == jean.id
 
 
 async def test_a_steward_who_undid_an_automatic_fuzzy_merge_is_not_overruled_by_the_next_write(
