@@ -8,7 +8,7 @@ import strawberry
 from starlette.websockets import WebSocket
 
 from app.domain.access import Scope
-from app.services.segment_bus import SlowSubscriber
+from app.services.segment_bus import STALLED_SECONDS, SlowSubscriber
 from app.services.segments import check_watched
 from graphql_schema import broadcast
 from graphql_schema.context import Info
@@ -24,7 +24,8 @@ class Subscription:
     @strawberry.subscription(
         permission_classes=[requires(Scope.SUBSCRIBE)],
         description="Profiles entering and leaving segments as it happens; filter by segment, profile or both. "
-        "A subscriber that falls 1,000 changes behind is disconnected (close 4029) rather than buffered forever.",
+        "A subscriber that stops reading (1,000 changes waiting, none read for 5 s) is disconnected (close 4029) "
+        "rather than buffered forever.",
     )
     async def segment_membership_changed(
         self, info: Info, segment_id: strawberry.ID | None = None, profile_id: strawberry.ID | None = None
@@ -52,5 +53,6 @@ class Subscription:
         except SlowSubscriber:
             socket = info.context.request
             if isinstance(socket, WebSocket):  # a close reason must fit in 123 bytes
-                await socket.close(code=SLOW_SUBSCRIBER_CLOSE, reason=f"too slow: over {bus.max_queue} changes unread")
+                reason = f"too slow: over {bus.max_queue} changes unread, none read for {STALLED_SECONDS:.0f} s"
+                await socket.close(code=SLOW_SUBSCRIBER_CLOSE, reason=reason)
             raise

@@ -2,10 +2,13 @@
 
 Each subscriber has a bounded queue: a subscriber that stops reading is cut off (its `overflowed`
 flag is set and its iterator raises `SlowSubscriber`) instead of making the server hold an unbounded
-backlog. Changes are published after their transaction committed, so nobody hears of a change that
-was rolled back. A server delivers only what the store's feed of committed changes says, with either
-backend (app/services/segment_watch.py): every process then hears every change, whichever process made
-it, and the process that made it hears it once, by the same path as the others. Local delivery on
+backlog. Stopped means `limit` changes unread and none taken for STALLED_SECONDS: a burst (a segment
+redefined, thousands of members moving at once) is delivered in one go, faster than any reader takes
+it, and a reader still taking changes is cut off only past BURST_LIMIT times `limit`. Changes are
+published after their transaction committed, so nobody hears of a change that was rolled back. A
+server delivers only what the store's feed of committed changes says, with either backend
+(app/services/segment_watch.py): every process then hears every change, whichever process made it,
+and the process that made it hears it once, by the same path as the others. Local delivery on
 publish is for a lone process with no feed (tests, an in-memory store). A change made here sets
 `committed`, which wakes this process's follower of the feed at once rather than at its next poll.
 
@@ -16,6 +19,7 @@ change: of those waiting, one takes it in and writes the group's answer for the 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +27,12 @@ from dataclasses import dataclass, field
 from app.domain.segments.segment import SegmentEvent
 
 DEFAULT_QUEUE = 1000
+# With `limit` changes unread, a reader is judged stopped when it took none for this long (nor had
+# none to take): a reader executing each change in a millisecond takes a 4,000-member burst in 4 s.
+STALLED_SECONDS = 5.0
+# The most a reader still taking changes may have waiting, in `limit`s (what memory is bounded by:
+# the changes themselves are shared by every subscriber; each waiting one is a reference).
+BURST_LIMIT = 20
 
 
 class SlowSubscriber(Exception):
@@ -69,6 +79,7 @@ class Subscription:
     held: bool = False  # a change taken by another subscriber of its group, to be written for it
     _items: deque[object] = field(default_factory=deque)
     _wake: asyncio.Future[None] | None = None
+    _progress_at: float = field(default_factory=time.monotonic)  # it last took a change, or had none left
 
     @property
     def idle(self) -> bool:
@@ -77,8 +88,14 @@ class Subscription:
         return self._wake is not None and not self._items and not self.held
 
     def offer(self, item: object) -> bool:
-        """Queue the change; False (and the reader told) when the reader is `limit` changes behind."""
-        if len(self._items) >= self.limit:
+        """Queue the change; False (and the reader told) when the reader stopped reading (`limit`
+        changes behind and none taken for STALLED_SECONDS) or is BURST_LIMIT times that behind."""
+        backlog = len(self._items)
+        if not backlog:
+            self._progress_at = time.monotonic()
+        elif backlog >= self.limit and (
+            backlog >= self.limit * BURST_LIMIT or time.monotonic() - self._progress_at > STALLED_SECONDS
+        ):
             self.overflowed = True
             self._items.append(_OVERFLOW)
             self._wakeup()
@@ -102,6 +119,7 @@ class Subscription:
                 await self._wake
             finally:
                 self._wake = None
+        self._progress_at = time.monotonic()
         return self._items.popleft()
 
     def release(self) -> None:

@@ -17,9 +17,9 @@ from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput
 from app.domain.events import RawIdentifier
 from app.domain.profile_change import ProfileChange
-from app.domain.segments.segment import ERASURE_EXITS_KEPT, MembershipChange, Segment
+from app.domain.segments.segment import ERASURE_EXITS_KEPT, MembershipChange, Segment, SegmentEvent
 from app.domain.segments.upkeep import UPKEEP_GRACE, Recheck
-from app.services import merging, privacy, profiles
+from app.services import merging, privacy, profiles, segment_bus
 from app.services import segments as segments_module
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
@@ -314,7 +314,7 @@ async def test_of_two_changes_of_a_segment_at_once_the_last_stands_with_its_memb
     assert ((await services.store.get_profile(one)) or pytest.fail()).segments == []
 
 
-async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off() -> None:
+async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
     bus = SegmentBus(max_queue=2)
     heard: list[str] = []
 
@@ -335,10 +335,38 @@ async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off() ->
     bus.publish_committed([change("a"), change("b", "seg_2")])
     await asyncio.sleep(0.01)
     assert heard == ["a"] and bus.active == 1
-    bus.publish_committed([change(str(n)) for n in range(5)])  # faster than the listener reads: cut off
+    # A burst past the queue's bound (a segment redefined), to a reader that goes on reading: all heard.
+    bus.publish_committed([change(str(n)) for n in range(5)])
+    await asyncio.sleep(0.01)
+    assert heard == ["a", *(str(n) for n in range(5))] and bus.active == 1
+
+    # A reader that stopped reading (none taken for STALLED_SECONDS) is cut off once the bound is passed.
+    monkeypatch.setattr(segment_bus, "STALLED_SECONDS", 0.0)
+    bus.publish_committed([change(str(n)) for n in range(5, 10)])  # nothing taken in between
     with pytest.raises(SlowSubscriber, match="too slow"):
         await asyncio.wait_for(listener, 1)
     assert bus.active == 0
+
+
+async def test_a_reader_still_reading_is_cut_off_only_past_the_burst_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = SegmentBus(max_queue=2)
+    heard: list[str] = []
+
+    async def listen() -> None:
+        async for change in bus.listen("seg_1", None):
+            heard.append(change.profile_id)
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    changes = [
+        SegmentEvent(_id=f"e-{n}", segment_id="seg_1", profile_id=str(n), change=MembershipChange.ENTERED,
+                     at=clock.now(), cause="test")
+        for n in range(2 * segment_bus.BURST_LIMIT + 1)
+    ]  # fmt: skip
+    bus.publish_committed(changes)  # BURST_LIMIT times the bound, and one more, before it reads any
+    with pytest.raises(SlowSubscriber, match="too slow"):
+        await asyncio.wait_for(listener, 1)
+    assert len(heard) == 2 * segment_bus.BURST_LIMIT  # what was queued before the bound was passed
 
 
 async def test_an_erased_member_leaves_with_an_exit_kept_only_until_every_process_delivered_it(
