@@ -371,6 +371,12 @@ class ProfileStore(Protocol):
         stream, the embedded store's committed rows). `committed_here`: set when this process commits
         a change, for a store that polls to look at once (and clear it)."""
 
+    async def feed_position(self) -> str | None:
+        """The position of the newest committed membership change, to follow the feed from
+        (watch_segment_events): a follower that starts over after an error then misses nothing
+        committed meanwhile. None: the store cannot tell (MongoDB's stream starts when opened; an
+        instance name's saved token resumes it)."""
+
     async def erasures(self, *, limit: int) -> list[Erasure]:
         """The newest erasure audit records."""
 

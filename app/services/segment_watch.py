@@ -5,7 +5,9 @@ followed by each process with the embedded store) is the only way changes reach 
 With MongoDB the stream's resume token is saved in the store (per instance) so that a restarted
 watcher continues where it stopped and misses nothing (as long as the oplog still holds that point).
 The embedded store's processes keep their position in memory only: a process's subscribers are its
-own, and saving a position every second from every worker would only compete with real writes."""
+own, and saving a position every second from every worker would only compete with real writes. It is
+taken when following starts (`feed_position`), so that a follower started over after an error goes on
+from there, not from the newest change then (which skipped what was committed in between)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ async def watch(store: ProfileStore, bus: SegmentBus, *, instance: str | None) -
     while True:
         saved_at = time.monotonic()
         try:
+            if token is None:  # from now, kept: started over after an error, it goes on from here
+                token = await store.feed_position()
             async for position, event in store.watch_segment_events(token, committed_here=bus.committed):
                 bus.deliver([event])
                 token = position

@@ -51,6 +51,7 @@ READS = frozenset(
         "match_views",
         "read_meta",
         "wipe_owed",
+        "feed_position",
         "get_api_key",
         "api_keys_version",
         "list_api_keys",

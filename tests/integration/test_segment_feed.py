@@ -5,10 +5,15 @@ poll; without that word the feed still finds it by polling."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from app.domain.segments.segment import SegmentEvent
+from app.services import segment_watch
+from app.services.segment_bus import SegmentBus
 from app.store.sqlite import segment_feed
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import segment_event
@@ -48,3 +53,45 @@ async def test_a_commit_made_elsewhere_is_found_by_polling(sqlite_store: SQLiteS
     finally:
         await feed.aclose()  # type: ignore[attr-defined]
         await other_process.close()
+
+
+class _FailsOnce:
+    """The store, whose feed fails once as soon as it is followed (a read error): `failed` is set then."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.failed = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def watch_segment_events(self, token: str | None, **kwargs: Any) -> AsyncIterator[tuple[str, SegmentEvent]]:
+        if not self.failed.is_set():
+            self.failed.set()
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.store.watch_segment_events(token, **kwargs)
+
+
+async def test_a_follower_started_over_after_an_error_misses_nothing_committed_meanwhile(
+    sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(segment_watch, "RETRY_SECONDS", 0.2)
+    await _commit(sqlite_store, segment_event(1))  # before following: not heard
+    store, bus = _FailsOnce(sqlite_store), SegmentBus(local_delivery=False)
+    heard: list[str] = []
+
+    async def listen() -> None:
+        async for change in bus.listen(None, None):
+            heard.append(change.id)
+            return
+
+    listener = asyncio.create_task(listen())
+    watcher = asyncio.create_task(segment_watch.watch(store, bus, instance=None))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(store.failed.wait(), 5)
+        await _commit(sqlite_store, segment_event(2))  # while the follower waits to start over
+        await asyncio.wait_for(listener, 5)
+        assert heard == ["e2"]
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)

@@ -24,6 +24,9 @@ class StreamStandIn:
     async def read_meta(self, key: str) -> str | None:
         return self.meta.get(key)
 
+    async def feed_position(self) -> str | None:
+        return None  # as MongoDB
+
     async def write_meta(self, key: str, value: str) -> None:
         self.meta[key] = value
 

@@ -776,6 +776,9 @@ class MongoStore:
         cursor = self._db.identities.find({"_id": {"$gt": after or ""}}, {"profileId": 1}).sort("_id", ASCENDING)
         return [(document["_id"], document["profileId"]) for document in await cursor.limit(limit).to_list(None)]
 
+    async def feed_position(self) -> str | None:
+        return None  # see ProfileStore.feed_position
+
     async def forget_segment_events(self, *, now: datetime) -> int:
         forgotten = await self._db.segment_events.delete_many({"forgetAt": {"$lte": now}})
         return int(forgotten.deleted_count)

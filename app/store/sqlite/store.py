@@ -697,6 +697,10 @@ class SQLiteStore:
 
         return await self._reads.read(scan)
 
+    async def feed_position(self) -> str | None:
+        row = self._reader.execute("SELECT max(seq) FROM segment_feed").fetchone()
+        return str(row[0] if row and row[0] is not None else 0)
+
     async def forget_segment_events(self, *, now: datetime) -> int:
         if self._reader.execute(_ANY_TO_FORGET, (to_iso(now),)).fetchone() is None:
             return 0  # asked every 10 s by every worker: the write lock only when there is something
