@@ -314,9 +314,15 @@ async def test_of_two_changes_of_a_segment_at_once_the_last_stands_with_its_memb
     assert ((await services.store.get_profile(one)) or pytest.fail()).segments == []
 
 
-async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    bus = SegmentBus(max_queue=2)
-    heard: list[str] = []
+def _change(profile_id: str, segment_id: str = "seg_1") -> SegmentEvent:
+    return SegmentEvent(
+        _id=f"e-{profile_id}", segment_id=segment_id, profile_id=profile_id,
+        change=MembershipChange.ENTERED, at=clock.now(), cause="test",
+    )  # fmt: skip
+
+
+async def _listening(bus: SegmentBus, heard: list[str]) -> asyncio.Task[None]:
+    """A subscriber of seg_1 that reads every change it is given into `heard`, subscribed once returned."""
 
     async def listen() -> None:
         async for change in bus.listen("seg_1", None):
@@ -324,46 +330,34 @@ async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off(monk
 
     listener = asyncio.create_task(listen())
     await asyncio.sleep(0)
-    from app.domain.segments.segment import SegmentEvent
+    return listener
 
-    def change(profile_id: str, segment_id: str = "seg_1") -> SegmentEvent:
-        return SegmentEvent(
-            _id=f"e-{profile_id}", segment_id=segment_id, profile_id=profile_id,
-            change=MembershipChange.ENTERED, at=clock.now(), cause="test",
-        )  # fmt: skip
 
-    bus.publish_committed([change("a"), change("b", "seg_2")])
+async def test_subscribers_hear_committed_changes_and_slow_ones_are_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus, heard = SegmentBus(max_queue=2), list[str]()
+    listener = await _listening(bus, heard)
+
+    bus.publish_committed([_change("a"), _change("b", "seg_2")])
     await asyncio.sleep(0.01)
     assert heard == ["a"] and bus.active == 1
     # A burst past the queue's bound (a segment redefined), to a reader that goes on reading: all heard.
-    bus.publish_committed([change(str(n)) for n in range(5)])
+    bus.publish_committed([_change(str(n)) for n in range(5)])
     await asyncio.sleep(0.01)
     assert heard == ["a", *(str(n) for n in range(5))] and bus.active == 1
 
     # A reader that stopped reading (none taken for STALLED_SECONDS) is cut off once the bound is passed.
     monkeypatch.setattr(segment_bus, "STALLED_SECONDS", 0.0)
-    bus.publish_committed([change(str(n)) for n in range(5, 10)])  # nothing taken in between
+    bus.publish_committed([_change(str(n)) for n in range(5, 10)])  # nothing taken in between
     with pytest.raises(SlowSubscriber, match="too slow"):
         await asyncio.wait_for(listener, 1)
     assert bus.active == 0
 
 
-async def test_a_reader_still_reading_is_cut_off_only_past_the_burst_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    bus = SegmentBus(max_queue=2)
-    heard: list[str] = []
-
-    async def listen() -> None:
-        async for change in bus.listen("seg_1", None):
-            heard.append(change.profile_id)
-
-    listener = asyncio.create_task(listen())
-    await asyncio.sleep(0)
-    changes = [
-        SegmentEvent(_id=f"e-{n}", segment_id="seg_1", profile_id=str(n), change=MembershipChange.ENTERED,
-                     at=clock.now(), cause="test")
-        for n in range(2 * segment_bus.BURST_LIMIT + 1)
-    ]  # fmt: skip
-    bus.publish_committed(changes)  # BURST_LIMIT times the bound, and one more, before it reads any
+async def test_a_reader_still_reading_is_cut_off_only_past_the_burst_bound() -> None:
+    bus, heard = SegmentBus(max_queue=2), list[str]()
+    listener = await _listening(bus, heard)
+    # BURST_LIMIT times the bound, and one more, before it reads any.
+    bus.publish_committed([_change(str(n)) for n in range(2 * segment_bus.BURST_LIMIT + 1)])
     with pytest.raises(SlowSubscriber, match="too slow"):
         await asyncio.wait_for(listener, 1)
     assert len(heard) == 2 * segment_bus.BURST_LIMIT  # what was queued before the bound was passed
