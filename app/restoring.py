@@ -2,7 +2,8 @@
 app/store/sqlite/backups.py around the services' carrying of erasures (app/services/backups.py).
 
 The backup is checked, then copied beside the store and made ready there: the people erased from
-the current store since the backup are erased from the copy. Only then does the copy take the
+the current store since the backup are erased from the copy, and the API keys it revoked since are
+revoked in it. Only then does the copy take the
 store's place, in one rename, the current store kept beside it. All of it holds the store alone: a
 running server or command refuses the restore, and a server starting meanwhile waits for it."""
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.services.backups import CarriedErasures, carry_erasures
+from app.services.backups import CarriedErasures, carry_erasures, carry_revocations
 from app.store.sqlite import backups, store_users
 from app.store.sqlite.backups import Progress, StoreFile
 from app.store.sqlite.store import SQLiteStore
@@ -24,6 +25,7 @@ class Restored:
     backup: StoreFile
     carried: CarriedErasures
     kept: Path | None  # the store the backup replaced
+    revoked: int = 0  # API keys revoked here since the backup, revoked in it again
 
 
 async def restore_backup(backup: Path, database: Path, progress: Progress = backups.silent) -> Restored:
@@ -31,22 +33,24 @@ async def restore_backup(backup: Path, database: Path, progress: Progress = back
     with store_users.held_alone(database):
         staged = backups.stage(backup, database, progress)
         try:
-            carried = await _erasures_carried(database, staged)
+            carried, revoked = await _carried(database, staged)
             kept = backups.swap_in(staged, database)
         except BaseException:
             backups.discard(staged)
             raise
-    return Restored(held, carried, kept)
+    return Restored(held, carried, kept, revoked)
 
 
-async def _erasures_carried(database: Path, staged: Path) -> CarriedErasures:
+async def _carried(database: Path, staged: Path) -> tuple[CarriedErasures, int]:
+    """The current store's erasures and key revocations, made true in the staged backup."""
     if not database.exists():
-        return CarriedErasures(0, 0, 0)
+        return CarriedErasures(0, 0, 0), 0
     current = SQLiteStore(database, held_alone=True)
     try:
         restored = SQLiteStore(staged, held_alone=True)
         try:
-            return await carry_erasures(current, restored, actor=ACTOR)
+            carried = await carry_erasures(current, restored, actor=ACTOR)
+            return carried, await carry_revocations(current, restored)
         finally:
             await restored.close()
     finally:

@@ -1,4 +1,4 @@
-"""Restoring a backup without bringing erased people back.
+"""Restoring a backup without bringing erased people back, nor revoked API keys.
 
 A backup holds everyone as they were when it was taken, including people erased since. Before a
 backup takes the current store's place, what the current store erased is made true in it again: its
@@ -75,6 +75,18 @@ async def carry_erasures(current: ProfileStore, restored: ProfileStore, *, actor
             continue
         erased += 1
     return CarriedErasures(len(missing), len(receipts), erased)
+
+
+async def carry_revocations(current: ProfileStore, restored: ProfileStore) -> int:
+    """Revoke in `restored` every API key `current` revoked: a key revoked after the backup (one that
+    leaked) must not be accepted again once the backup is restored. Returns how many were revoked."""
+    revoked = {key.id: key.revoked_at for key in await current.list_api_keys() if key.revoked_at is not None}
+    carried = 0
+    for key in await restored.list_api_keys():
+        at = revoked.get(key.id)
+        if at is not None and key.revoked_at is None and await restored.revoke_api_key(key.id, at):
+            carried += 1
+    return carried
 
 
 async def _suppressed(store: ProfileStore, hashes: list[str]) -> set[str]:

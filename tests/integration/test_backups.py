@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.errors import Conflict, InvalidInput, StoreUnavailable
+from app.domain.errors import Conflict, InvalidInput, StoreUnavailable, Unauthenticated
 from app.restoring import restore_backup
-from app.services import privacy
+from app.services import api_keys, privacy
 from app.services.ingestion import EventStatus, ingest_events
 from app.store.sqlite import store_users
 from app.store.sqlite.backups import back_up, check_backup
@@ -72,6 +72,27 @@ async def test_a_backup_never_overwrites_a_file_nor_leaves_half_of_one(tmp_path:
         back_up(store.path, taken)
     assert taken.read_text() == "somebody's file"
     assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+
+
+async def test_restore_revokes_again_the_keys_revoked_since_the_backup(tmp_path: Path) -> None:
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = await _store_with(database, EMMA)
+    leaked, token = await api_keys.create_key(store, "leaked", ["read:profiles", "read:pii"])
+    kept, kept_token = await api_keys.create_key(store, "kept", ["read:profiles"])
+    back_up(database, copy)
+    await api_keys.revoke_key(store, leaked.id)  # it leaked after the backup
+    await store.close()
+
+    done = await restore_backup(copy, database)
+
+    assert done.revoked == 1
+    restored = SQLiteStore(database)
+    try:
+        with pytest.raises(Unauthenticated, match="revoked"):
+            await api_keys.authenticate(restored, token)
+        assert (await api_keys.authenticate(restored, kept_token)).key_id == kept.id
+    finally:
+        await restored.close()
 
 
 async def test_restore_erases_again_the_people_erased_since_the_backup(tmp_path: Path) -> None:
