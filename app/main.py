@@ -40,6 +40,7 @@ from app.tracing import tracer as process_tracer
 from graphql_schema.http import GraphQLApp
 from graphql_schema.loopback_only import LoopbackOnly
 from graphql_schema.playground import ASSETS_PATH, STATIC_DIR
+from graphql_schema.shared_events import forget_profile
 
 log = logging.getLogger("cdp")
 
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     arrivals = ArrivalQueue()  # HTTP requests waiting for their turn (app/arrival_order.py)
     if services is not None:
-        services.metrics.watch_waiting_requests(arrivals.waiting)
+        _wire(services, arrivals)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         async with exclusive(settings.data_dir() / ".start.lock"):
             holder["services"] = await start(settings, tracer=tracer)
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
-        holder["services"].metrics.watch_waiting_requests(arrivals.waiting)
+        _wire(holder["services"], arrivals)
         background: list[asyncio.Task[None]] = []
         if await needs_seeding(holder["services"]):  # decided before the first request: /readyz never says ready early
             holder["services"].seeding.seeding = True
@@ -162,6 +163,13 @@ LIVE_VALUES_SECONDS = 1.0  # how stale another worker's gauges (subscriptions, w
 CORS_MAX_AGE_SECONDS = (
     7200  # Chromium's cap; a preflight answer cached this long grants nothing the actual response does not
 )
+
+
+def _wire(services: Services, arrivals: ArrivalQueue) -> None:
+    """What the transport learns from the services: the requests waiting (a gauge), and each erased
+    person (the subscription answers kept for their earlier changes go)."""
+    services.metrics.watch_waiting_requests(arrivals.waiting)
+    services.bus.on_erased.append(forget_profile)
 
 
 async def _publish_live_values(metrics: Metrics) -> None:

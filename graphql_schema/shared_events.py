@@ -43,6 +43,16 @@ def shared_payload(key: str, make: Callable[[S], T], source: S) -> T:
     return cast(T, found)
 
 
+def forget_profile(profile_id: str) -> None:
+    """A person erased: the kept payloads of their events (with the store reads made for them) and
+    the answers worked out from those go, so that a subscriber still behind by some of their events
+    executes them anew and reads the profile as it is now (null), not as it was read before."""
+    gone = [key for key, payload in _payloads.items() if getattr(payload, "profile_id", None) == profile_id]
+    dropped = {id(_payloads.pop(key)) for key in gone}
+    for key in [key for key in _results if key[0] in dropped]:
+        del _results[key]
+
+
 def asked(operation: OperationDefinitionNode, variables: Mapping[str, Any], context: object) -> tuple[object, ...]:
     """The document, operation, variables and caller; empty when they cannot be told (not shared)."""
     location = operation.loc

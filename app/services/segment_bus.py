@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from app.domain.segments.segment import SegmentEvent
+from app.services.profile_changes import Cause
 
 DEFAULT_QUEUE = 1000
 # With `limit` changes unread, a reader is judged stopped when it took none for this long (nor had
@@ -33,6 +34,7 @@ STALLED_SECONDS = 5.0
 # The most a reader still taking changes may have waiting, in `limit`s (what memory is bounded by:
 # the changes themselves are shared by every subscriber; each waiting one is a reference).
 BURST_LIMIT = 20
+ERASED = Cause.ERASURE.value
 
 
 class SlowSubscriber(Exception):
@@ -145,6 +147,9 @@ class SegmentBus:
         self.local_delivery = local_delivery
         self._by_filter: dict[tuple[str | None, str | None], set[Subscription]] = {}
         self.observer: Callable[[SegmentEvent], object] | None = None  # told of each change made here
+        # Told of each erased person's profile id (their exits, cause ERASURE) before the exits are
+        # offered: what the transport keeps of their earlier changes' answers goes (graphql_schema/shared_events.py).
+        self.on_erased: list[Callable[[str], object]] = []
         self.committed = asyncio.Event()  # set by a change made here; cleared by whoever follows the feed
 
     @property
@@ -167,6 +172,9 @@ class SegmentBus:
         leader) takes it in and the others wait for the leader to write the group's one answer for them:
         a thousand subscribers of one segment wake one task per change, not a thousand."""
         for event in events:
+            if event.cause == ERASED:
+                for forget in self.on_erased:
+                    forget(event.profile_id)
             leaders: dict[Hashable, Heard] = {}
             for key in ((None, None), (event.segment_id, None), (None, event.profile_id),
                         (event.segment_id, event.profile_id)):  # fmt: skip
