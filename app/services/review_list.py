@@ -28,7 +28,6 @@ from app.domain.clock import now
 from app.domain.errors import InvalidInput, LimitExceeded
 from app.domain.matching import (
     DEFAULT_MIN_SCORE,
-    RULES,
     Candidate,
     MatchFields,
     MatchReason,
@@ -263,18 +262,19 @@ def _check_size(count: int, min_score: float, max_pairs: int) -> None:
 
 
 async def with_reasons(store: ProfileStore, pairs: list[Pair]) -> list[Candidate]:
-    """The pairs with the comparison of their two profiles as they are now (none for a profile merged
-    away or erased since the list was computed), in one store read."""
-    ids = list(dict.fromkeys(profile_id for pair in pairs for profile_id in (pair.a, pair.b)))
+    """The pairs with the comparison of their two profiles as they are now, in one store read. A pair
+    whose profile (or the one it links through) was merged away or erased since the list was computed
+    is left out: nothing left to review, and an erased person's id must not stay linked to another's."""
+    ids = list(dict.fromkeys(p for pair in pairs for p in (pair.a, pair.b, pair.via) if p is not None))
     fields = {view.id: view.fields for view in await store.match_views(ids)} if ids else {}
     score_of = await current_scorer(store)
     found: list[Candidate] = []
     for pair in pairs:
-        reasons: list[MatchReason] = []
-        scorer = RULES
-        if pair.a in fields and pair.b in fields:
-            compared = score_of(fields[pair.a], fields[pair.b])
-            reasons, scorer = list(compared.reasons), compared.scorer
+        if not {pair.a, pair.b, pair.via or pair.a} <= fields.keys():
+            continue
+        compared = score_of(fields[pair.a], fields[pair.b])
+        reasons: list[MatchReason] = list(compared.reasons)
+        scorer = compared.scorer
         if pair.via is not None:
             reasons.append(MatchReason(LINK_FIELD, LINK_METHOD, pair.score))
         found.append(Candidate(pair.a, pair.b, pair.score, reasons, via=pair.via, scorer=scorer))

@@ -130,6 +130,23 @@ async def test_later_pages_read_the_list_of_the_first_and_a_first_page_scores_ag
     assert again["totalCount"] > first["totalCount"]
 
 
+async def test_a_page_of_a_list_computed_before_an_erasure_links_no_one_to_the_erased_person(
+    gql: GraphQL,
+) -> None:
+    await _people(gql)
+    first = (await gql(PAIRS, {"first": 1}))["data"]["mergeCandidatePairs"]
+    everyone = _pairs(await _pages(gql, 100))
+    erased = everyone[1][0]  # a profile of a later pair
+    erasing = await gql("mutation($id: ID!) { deleteProfile(id: $id) { profiles } }", {"id": erased})
+    assert "errors" not in erasing, erasing
+
+    rest = (await gql(PAIRS, {"first": 100, "after": first["pageInfo"]["endCursor"]}))["data"]["mergeCandidatePairs"]
+    assert rest["computedAt"] == first["computedAt"]  # the list computed before the erasure
+    listed = [(e["node"]["aId"], e["node"]["bId"], e["node"]["viaId"]) for e in rest["edges"]]
+    assert listed and not [pair for pair in listed if erased in pair]
+    assert [pair for pair in ((a, b, via) for a, b, _, via in everyone[1:]) if erased not in pair] == listed
+
+
 async def test_a_page_after_a_list_this_server_no_longer_holds_resumes_at_its_cursor(
     gql: GraphQL, store: ProfileStore, admin_key: str
 ) -> None:
