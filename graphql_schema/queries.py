@@ -60,11 +60,13 @@ class Query:
         return Profile.from_domain(found) if found else None
 
     @strawberry.field(
-        permission_classes=[requires(Scope.READ_PROFILES)],
+        # Scores and reasons compare personal data: without read:pii, a profile written with a guessed
+        # birth date or name would confirm a real person's, whatever the answer masks.
+        permission_classes=[requires(Scope.READ_PROFILES), requires(Scope.READ_PII)],
         description="Fuzzy merge candidates, best first, at most 1,000: for one profile when profileId is given, "
         "else the best pairs of the whole store (the whole list, paged, with its count: mergeCandidatePairs). "
         "Found through blocking keys, scored on names, birth date, addresses, emails and phones. minScore "
-        "(0 to 1) defaults to the calibrated threshold.",
+        "(0 to 1) defaults to the calibrated threshold. Needs read:pii: scores compare personal data.",
     )
     async def merge_candidates(
         self,
@@ -85,8 +87,9 @@ class Query:
         return [MergeCandidate.from_domain(c) for c in found]
 
     @strawberry.field(
-        permission_classes=[requires(Scope.READ_PROFILES)],
-        description="A steward's review list: every merge candidate pair of the whole store scoring from minScore "
+        permission_classes=[requires(Scope.READ_PROFILES), requires(Scope.READ_PII)],
+        description="A steward's review list (needs read:pii, as mergeCandidates): every merge candidate pair of "
+        "the whole store scoring from minScore "
         "(0 to 1, default the calibrated threshold) to maxScore (default 1), best first (score, then aId, then "
         f"bId), with cursor pagination ({PROFILES_PAGE} a page unless first or last says otherwise) and totalCount "
         "(the pairs in the score range). Each pair is listed once, with aId before bId. Refused when the store has "

@@ -36,8 +36,11 @@ OPERATIONS: dict[str, tuple[Scope | tuple[Scope, ...], str]] = {
         '{ profileByIdentifier(type: "email", value: "a@example.com") { id } }',
     ),
     "profiles": (Scope.READ_PROFILES, "{ profiles(first: 1) { edges { cursor } } }"),
-    "mergeCandidates": (Scope.READ_PROFILES, "{ mergeCandidates { score } }"),
-    "mergeCandidatePairs": (Scope.READ_PROFILES, "{ mergeCandidatePairs(first: 1) { totalCount edges { cursor } } }"),
+    "mergeCandidates": ((Scope.READ_PROFILES, Scope.READ_PII), "{ mergeCandidates { score } }"),
+    "mergeCandidatePairs": (
+        (Scope.READ_PROFILES, Scope.READ_PII),
+        "{ mergeCandidatePairs(first: 1) { totalCount edges { cursor } } }",
+    ),
     "ingestEvents": (Scope.WRITE_EVENTS, "mutation { ingestEvents(events: []) { accepted } }"),
     "upsertProfile": (
         Scope.WRITE_PROFILES,

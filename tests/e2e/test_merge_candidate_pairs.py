@@ -247,10 +247,11 @@ async def test_a_link_names_the_profile_its_score_goes_through(gql: GraphQL) -> 
     assert link_reason in linked[0]["reasons"]
 
 
-async def test_the_list_needs_read_profiles(store: ProfileStore) -> None:
+async def test_the_list_needs_read_profiles_and_read_pii(store: ProfileStore) -> None:
     services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
     _, writer = await api_keys.create_key(store, "writer", [s for s in Scope if s != Scope.READ_PROFILES])
-    _, reader = await api_keys.create_key(store, "reader", [Scope.READ_PROFILES])
+    _, masked = await api_keys.create_key(store, "masked", [Scope.READ_PROFILES])
+    _, reader = await api_keys.create_key(store, "reader", [Scope.READ_PROFILES, Scope.READ_PII])
     transport = httpx.ASGITransport(app=create_app(services=services))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         calls = {
@@ -259,11 +260,12 @@ async def test_the_list_needs_read_profiles(store: ProfileStore) -> None:
                     "/graphql", json={"query": PAIRS}, headers={"authorization": f"Bearer {key}"} if key else {}
                 )
             )
-            for key in (writer, reader, None)
+            for key in (writer, masked, reader, None)
         }
-    refused = calls[writer].json()
-    assert refused["data"] is None and len(refused["errors"]) == 1
-    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    assert "needs the scope read:profiles" in refused["errors"][0]["message"]
+    for key, scope in ((writer, "read:profiles"), (masked, "read:pii")):  # scores compare personal data
+        refused = calls[key].json()
+        assert refused["data"] is None and len(refused["errors"]) == 1
+        assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert f"needs the scope {scope}" in refused["errors"][0]["message"]
     assert calls[None].status_code == 401
     assert calls[reader].json()["data"]["mergeCandidatePairs"]["totalCount"] == 0
