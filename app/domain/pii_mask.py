@@ -35,11 +35,14 @@ def mask_phone(value: str) -> str:
 
 
 def mask_identifier(type_: str, value: str) -> str:
-    if type_ == "email":
+    """By the type's name (`email`, `workEmail`; `phone`, `mobileNumber`) and by an email-shaped value
+    whatever the type; customer ids, device and anonymous ids are pseudonymous keys, left as they are."""
+    kind = _normal_key(type_)
+    if "email" in kind or _EMAIL.fullmatch(value):
         return mask_email(value)
-    if type_ == "phone":
+    if any(word in kind for word in _PHONE_WORDS):
         return mask_phone(value)
-    return value  # customer ids, device and anonymous ids are pseudonymous keys, not personal data
+    return value
 
 
 def _masked_string(mask: Callable[[str], str | None]) -> Callable[[Any], Any]:
@@ -65,11 +68,34 @@ _BY_KEY: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(_PHONES, _masked_string(mask_phone)),
     **dict.fromkeys(_ADDRESSES, _masked_string(mask_text)),
 }
+# Keys naming personal data that contain one of these words (`workEmail`, `contactPhone`,
+# `shippingAddress`, `placeOfBirth`): masked as the word's kind, where no exact key above applies.
+_BY_WORD: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("email", _masked_string(mask_email)),
+    ("phone", _masked_string(mask_phone)),
+    ("mobile", _masked_string(mask_phone)),
+    ("birth", _withheld),
+    ("address", _masked_string(mask_text)),
+    ("street", _masked_string(mask_text)),
+    ("postcode", _masked_string(mask_text)),
+    ("postalcode", _masked_string(mask_text)),
+    ("zipcode", _masked_string(mask_text)),
+)
+_PHONE_WORDS = ("phone", "mobile", "msisdn")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _normal_key(key: str) -> str:
     return key.replace("_", "").replace("-", "").lower()
+
+
+def _rule(key: str) -> Callable[[Any], Any] | None:
+    """How the value under `key` is masked; None: not a key naming personal data."""
+    normal = _normal_key(key)
+    found = _BY_KEY.get(normal)
+    if found is not None:
+        return found
+    return next((rule for word, rule in _BY_WORD if word in normal), None)
 
 
 def mask_personal(value: Any) -> Any:
@@ -79,7 +105,7 @@ def mask_personal(value: Any) -> Any:
     if isinstance(value, dict):
         masked: dict[str, Any] = {}
         for key, item in value.items():
-            rule = _BY_KEY.get(_normal_key(key)) if isinstance(key, str) else None
+            rule = _rule(key) if isinstance(key, str) else None
             masked[key] = rule(item) if rule is not None else mask_personal(item)
         return masked
     if isinstance(value, list):
@@ -97,9 +123,10 @@ PERSONAL_PATHS = frozenset(
 
 
 def is_personal_path(path: str) -> bool:
-    """A profile path, or an event property (`properties.<key>`), that holds personal data."""
+    """A profile path, an event property (`properties.<key>`) or a trait (`traits.<key>`) that holds
+    personal data, by the keys the masking knows."""
     head, _, key = path.partition(".")
-    return path in PERSONAL_PATHS or (head == "properties" and _normal_key(key) in _BY_KEY)
+    return path in PERSONAL_PATHS or (head in ("properties", "traits") and _rule(key.split(".")[0]) is not None)
 
 
 def refuse_personal_filter(paths: Iterable[str], *, field: str) -> None:

@@ -179,6 +179,26 @@ async def test_event_properties_and_traits_are_masked_without_read_pii(services:
     assert identify["properties"]["firstName"] == "Emma" and clear["traits"]["contactEmail"] == "emma.work@example.com"
 
 
+async def test_personal_data_under_other_names_is_masked_too(services: Services) -> None:
+    admin = await _key(services, *Scope)
+    written = await _call(
+        services,
+        admin,
+        """mutation { upsertProfile(input: {identifiers: [{type: "customerId", value: "C-1"},
+          {type: "workEmail", value: "olga.secret@bigcorp.com"}, {type: "mobileNumber", value: "+33698765432"}],
+          traits: {contactPhone: "+33611111111", shippingAddress: "7 rue Cachee", tier: "gold"}}) { id } }""",
+    )
+    assert "errors" not in written, written
+    document = '{ profileByIdentifier(type: "customerId", value: "C-1") { identifiers { type value } traits } }'
+    masked = (await _call(services, await _key(services, Scope.READ_PROFILES), document))["data"]["profileByIdentifier"]
+    assert {i["type"]: i["value"] for i in masked["identifiers"]} == {
+        "customerId": "C-1",  # a pseudonymous key
+        "workEmail": "o***@bigcorp.com",
+        "mobileNumber": "+33*******32",
+    }
+    assert masked["traits"] == {"contactPhone": "+33*******11", "shippingAddress": "7***", "tier": "gold"}
+
+
 @pytest.mark.parametrize(
     "document",
     [
@@ -192,6 +212,11 @@ async def test_event_properties_and_traits_are_masked_without_read_pii(services:
             'mutation { createSegment(input: {name: "E", condition: {event: {type: "identify", atLeast: 1, '
             'withinDays: 30, where: {property: "lastName", op: "eq", value: "Martin"}}}}) { members } }',
             id="segment-event-property",
+        ),
+        pytest.param(
+            'mutation { createSegment(input: {name: "E", traits: {contactEmail: "string"}, condition: {compare: '
+            '{path: "traits.contactEmail", op: "startsWith", value: "emma"}}}) { members } }',
+            id="segment-personal-trait",
         ),
     ],
 )
