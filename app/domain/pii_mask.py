@@ -129,6 +129,28 @@ def is_personal_path(path: str) -> bool:
     return path in PERSONAL_PATHS or (head in ("properties", "traits") and _rule(key.split(".")[0]) is not None)
 
 
+def mask_condition(node: Any) -> Any:
+    """A copy of a segment's condition tree with the values compared to personal data masked (a
+    `compare` on `lastName`, an event `where` on a personal property or a personal trait): the
+    condition of a segment a key with read:pii defined would otherwise tell the values to any key."""
+    if isinstance(node, list):
+        return [mask_condition(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    path, prop = node.get("path"), node.get("property")
+    personal = (isinstance(path, str) and is_personal_path(path)) or (
+        isinstance(prop, str) and is_personal_path(f"properties.{prop}")
+    )
+    return {key: _masked_compared(item) if personal and key in ("value", "values") else mask_condition(item)
+            for key, item in node.items()}  # fmt: skip
+
+
+def _masked_compared(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_masked_compared(item) for item in value]
+    return mask_text(value) if isinstance(value, str) else None
+
+
 def refuse_personal_filter(paths: Iterable[str], *, field: str) -> None:
     """Forbidden when a filter of a key without read:pii compares personal data."""
     for path in paths:

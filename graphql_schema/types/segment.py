@@ -11,6 +11,8 @@ from typing import TypeVar
 import strawberry
 from strawberry.scalars import JSON
 
+from app.domain.access import Scope
+from app.domain.pii_mask import mask_condition
 from app.domain.segments import segment as domain
 from graphql_schema.context import Info
 from graphql_schema.held_values import NOT_HELD, held_in
@@ -39,7 +41,14 @@ class Segment(Node):
     id: strawberry.ID
     name: str
     description: str | None
-    condition: JSON = strawberry.field(description="The condition tree as given (see README: Segments).")
+    @strawberry.field(
+        description="The condition tree as given (see README: Segments); without read:pii, the values it compares "
+        "personal data to are masked."
+    )
+    def condition(self, info: Info) -> JSON:
+        given = self.segment.condition
+        return JSON(given if info.context.may(Scope.READ_PII) else mask_condition(given))
+
     purpose: str | None = strawberry.field(description="Consent purpose: only profiles that granted it are members.")
     traits: JSON
     created_at: datetime
@@ -76,7 +85,6 @@ class Segment(Node):
             id=strawberry.ID(segment.id),
             name=segment.name,
             description=segment.description,
-            condition=JSON(segment.condition),
             purpose=segment.purpose,
             traits=JSON({name: str(kind) for name, kind in segment.traits.items()}),
             created_at=segment.created_at,

@@ -232,6 +232,30 @@ async def test_filters_on_personal_data_need_read_pii(services: Services, docume
     assert "errors" not in await _call(services, admin, document)
 
 
+async def test_a_segment_condition_tells_the_personal_values_it_compares_only_to_read_pii(
+    services: Services,
+) -> None:
+    admin = await _key(services, *Scope)
+    created = await _call(
+        services,
+        admin,
+        """mutation { createSegment(input: {name: "Callback list", condition: {or: [
+          {compare: {path: "lastName", op: "eq", value: "Quist"}},
+          {compare: {path: "addresses.street", op: "in", value: ["12 rue Victor Hugo", "3 via Roma"]}},
+          {compare: {path: "stats.orders", op: "gte", value: 2}}]}}) { members } }""",
+    )
+    assert "errors" not in created, created
+    document = "{ segments { condition } }"
+    masked = (await _call(services, await _key(services, Scope.READ_PROFILES), document))["data"]["segments"]
+    assert masked[0]["condition"] == {"or": [
+        {"compare": {"path": "lastName", "op": "eq", "value": "Q***"}},
+        {"compare": {"path": "addresses.street", "op": "in", "value": ["1***", "3***"]}},
+        {"compare": {"path": "stats.orders", "op": "gte", "value": 2}},  # not personal: as written
+    ]}  # fmt: skip
+    clear = (await _call(services, admin, document))["data"]["segments"]
+    assert clear[0]["condition"]["or"][0]["compare"]["value"] == "Quist"
+
+
 async def test_export_needs_read_profiles_besides_read_pii(services: Services) -> None:
     admin = await _key(services, *Scope)
     await _call(services, admin, IDENTIFY, AT)
