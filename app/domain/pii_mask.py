@@ -41,7 +41,7 @@ def mask_identifier(type_: str, value: str) -> str:
     if "email" in kind or _EMAIL.fullmatch(value):
         return mask_email(value)
     if any(word in kind for word in _PHONE_WORDS):
-        return mask_phone(value)
+        return _phone_shaped(value)
     return value
 
 
@@ -68,12 +68,20 @@ _BY_KEY: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(_PHONES, _masked_string(mask_phone)),
     **dict.fromkeys(_ADDRESSES, _masked_string(mask_text)),
 }
+def _phone_shaped(value: str) -> str:
+    """Masked as a phone number when it reads as one (a `mobileApp: "ios"` is not)."""
+    return mask_phone(value) if _PHONE.fullmatch(value.strip()) else value
+
+
 # Keys naming personal data that contain one of these words (`workEmail`, `contactPhone`,
-# `shippingAddress`, `placeOfBirth`): masked as the word's kind, where no exact key above applies.
+# `shippingAddress`, `placeOfBirth`): masked as the word's kind, where no exact key above applies,
+# and personal to filter on. Under an email or phone word only a value of that shape is masked (an
+# `emailCampaign: "spring"` or `mobileApp: "ios"` is not personal); an email address is masked
+# wherever it is, by its shape.
 _BY_WORD: tuple[tuple[str, Callable[[Any], Any]], ...] = (
-    ("email", _masked_string(mask_email)),
-    ("phone", _masked_string(mask_phone)),
-    ("mobile", _masked_string(mask_phone)),
+    ("email", lambda value: mask_personal(value)),
+    ("phone", _masked_string(_phone_shaped)),
+    ("mobile", _masked_string(_phone_shaped)),
     ("birth", _withheld),
     ("address", _masked_string(mask_text)),
     ("street", _masked_string(mask_text)),
@@ -82,6 +90,7 @@ _BY_WORD: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("zipcode", _masked_string(mask_text)),
 )
 _PHONE_WORDS = ("phone", "mobile", "msisdn")
+_PHONE = re.compile(r"\+?[\d\s().-]{6,}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
