@@ -49,7 +49,7 @@ async def follow(
 
     connection = await run(_connect, path)
     try:
-        position = int(resume_token) if resume_token else await run(_newest, connection)
+        position = int(resume_token) if resume_token else await run(newest, connection)
         while True:
             rows = await run(_committed_after, connection, position)
             for position, event in rows:
@@ -79,7 +79,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def _newest(connection: sqlite3.Connection) -> int:
+def newest(connection: sqlite3.Connection) -> int:
+    """The position of the newest committed change (0: none yet)."""
     row = connection.execute("SELECT max(seq) FROM segment_feed").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 

@@ -698,8 +698,7 @@ class SQLiteStore:
         return await self._reads.read(scan)
 
     async def feed_position(self) -> str | None:
-        row = self._reader.execute("SELECT max(seq) FROM segment_feed").fetchone()
-        return str(row[0] if row and row[0] is not None else 0)
+        return str(segment_feed.newest(self._reader))
 
     async def forget_segment_events(self, *, now: datetime) -> int:
         if self._reader.execute(_ANY_TO_FORGET, (to_iso(now),)).fetchone() is None:
