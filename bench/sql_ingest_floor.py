@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from app.store.sqlite.checkpoints import Checkpointer
+from app.store.sqlite.checkpoints import LOG_LIMIT_BYTES, Checkpointer, checkpoint_waiting
 from app.store.sqlite.store import WRITER_CACHE_KIB
 
 RECENT_CAP = 50
@@ -53,7 +53,13 @@ VISIT_CHANNELS = {"web", "mobile"}
 
 def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    for pragma in ("journal_mode=WAL", "busy_timeout=5000", "synchronous=FULL", "secure_delete=ON"):
+    for pragma in (
+        "journal_mode=WAL",
+        "busy_timeout=5000",
+        "synchronous=FULL",
+        "secure_delete=ON",
+        f"journal_size_limit={LOG_LIMIT_BYTES}",
+    ):
         db.execute(f"PRAGMA {pragma}")
     return db
 
@@ -75,6 +81,8 @@ def write_batch(
 ) -> dict[str, int]:
     now = datetime.now(UTC)
     at, expires = iso(now), iso(now + IDEMPOTENCY_TTL)
+    if checkpoints is not None:  # as the store's writer: the log restarted once past its limit
+        checkpoints.keep_log_short(lambda wait_ms: checkpoint_waiting(db, "RESTART", wait_ms=wait_ms, then_ms=5000))
     db.execute("BEGIN IMMEDIATE")
     seen = set(_select(db, "SELECT message_id FROM processed_messages WHERE message_id IN ({})", [
         e["messageId"] for e in events]))  # fmt: skip

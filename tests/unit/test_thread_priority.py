@@ -115,14 +115,19 @@ class _RecordingConnection:
 
     def __init__(self, seen: list[int], done: threading.Event) -> None:
         self.seen, self.done = seen, done
+        self.row: tuple[int, ...] = ()
 
-    def execute(self, _statement: str) -> _RecordingConnection:
-        self.seen.append(_own_class())
-        self.done.set()
+    def execute(self, statement: str) -> _RecordingConnection:
+        if "wal_checkpoint" in statement:
+            self.seen.append(_own_class())
+            self.done.set()
+            self.row = (0, 0, 0)  # not busy, an empty log
+        else:
+            self.row = (4096,)  # the page size
         return self
 
-    def fetchone(self) -> None:
-        return None
+    def fetchone(self) -> tuple[int, ...]:
+        return self.row
 
     def close(self) -> None:
         pass

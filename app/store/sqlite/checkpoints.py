@@ -13,6 +13,17 @@ commit is durable once its log frames are synced (`synchronous=FULL`), whether c
 A checkpoint after bulk commits only (a batch that ran in the background class) runs in that class
 too: copying a 1,000-event batch's pages back took the core from reads as the batch itself did.
 After any other commit, or when `exclusive` waits for it, it runs in the foreground.
+
+The log starts again from its beginning only when a write begins with every logged page copied
+back and no reader still reading from the log. Under a steady flow of writes and reads that moment
+never came: the log grew with every batch (265 -> 523 MB over bench serving's reads and ingestion,
+2.1 GB building its 100,000-profile store), and every page a reader looked up was searched for in
+a longer index of it. So once a checkpoint finds the log past LOG_LIMIT_BYTES, the writer, before
+its next transaction, runs a RESTART checkpoint (`keep_log_short`): it holds writes off, copies
+what is left and waits, briefly, for readers to leave the log, so that the next write starts it
+again. Held off by a long reader (a whole-store scan), it is tried again later, each time later.
+The log file keeps its size for reuse (overwriting is cheaper than growing a file), but no more
+than LOG_LIMIT_BYTES of it (`journal_size_limit`, set on every connection by the store).
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,6 +40,21 @@ from app.thread_priority import SchedulingClass, start_thread
 T = TypeVar("T")
 log = logging.getLogger("cdp.store")
 GAP_SECONDS = 0.25  # at most four checkpoints a second, however many small commits come
+LOG_LIMIT_BYTES = 64 * 1024 * 1024  # ~4 of the bench's 1,000-event batches
+RESTART_WAIT_MS = 100  # how long a RESTART waits for readers (and other processes' writers)
+RESTART_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # after 1, 2, ... RESTARTs held off in a row
+
+
+def checkpoint_waiting(connection: sqlite3.Connection, mode: str, *, wait_ms: int, then_ms: int) -> bool:
+    """A `mode` checkpoint on `connection` (a writer holding its write lock) that waits at most
+    `wait_ms` for connections elsewhere, its busy_timeout then set to `then_ms`: whether one of
+    them held it off."""
+    connection.execute(f"PRAGMA busy_timeout={wait_ms}")
+    try:
+        busy, _, _ = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={then_ms}")
+    return bool(busy)
 
 
 class Checkpointer:
@@ -40,6 +67,9 @@ class Checkpointer:
         self.lock = threading.Lock()  # held while a checkpoint runs: `exclusive` waits for it
         self._wanted_lock = threading.Lock()  # guards `_foreground_wanted`
         self._foreground_wanted = False  # a commit not of bulk work since the last checkpoint began
+        self._log_bytes = 0  # the log's length when last checkpointed (under `lock`)
+        self._held_off = 0  # RESTARTs held off in a row
+        self._next_restart = 0.0  # monotonic time before which no RESTART is tried again
         self._thread, self._scheduling = start_thread(self._serve, name=name, nice=nice)
 
     def committed(self, *, bulk: bool = False) -> None:
@@ -58,8 +88,31 @@ class Checkpointer:
         with self.lock:
             return checkpoint()
 
+    def keep_log_short(self, restart: Callable[[int], bool]) -> None:
+        """Called by the writer with its write lock held, before it begins a transaction: when the
+        last checkpoint found the log past LOG_LIMIT_BYTES, runs `restart(RESTART_WAIT_MS)` (a
+        RESTART checkpoint waiting at most that long, which returns whether it was held off) with no
+        checkpoint of this thread running."""
+        if self._log_bytes <= LOG_LIMIT_BYTES or time.monotonic() < self._next_restart:
+            return
+
+        def attempt() -> bool:
+            held_off = restart(RESTART_WAIT_MS)
+            if not held_off:
+                self._log_bytes = 0  # under the lock: a checkpoint measuring the old log cannot follow
+            return held_off
+
+        if self.exclusive(attempt):
+            delay = RESTART_BACKOFF_SECONDS[min(self._held_off, len(RESTART_BACKOFF_SECONDS) - 1)]
+            self._held_off += 1
+            self._next_restart = time.monotonic() + delay
+            log.debug("write-ahead log of %d bytes not restarted: a reader held it", self._log_bytes)
+        else:
+            self._held_off = 0
+
     def _serve(self, scheduling: SchedulingClass) -> None:
         connection = self._connect()
+        page_bytes = int(connection.execute("PRAGMA page_size").fetchone()[0])
         try:
             while True:
                 self._wanted.wait()
@@ -69,17 +122,20 @@ class Checkpointer:
                 with self._wanted_lock:
                     background, self._foreground_wanted = not self._foreground_wanted, False
                 with scheduling.background(background):
-                    self._checkpoint(connection)
+                    self._checkpoint(connection, page_bytes)
                 self._stopping.wait(GAP_SECONDS)  # commits meanwhile set the event again: one checkpoint for all
         finally:
             connection.close()
 
-    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+    def _checkpoint(self, connection: sqlite3.Connection, page_bytes: int) -> None:
         with self.lock:
             try:
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                _, logged, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:  # another process checkpointing, a locked file: the next one copies it
                 log.debug("background checkpoint skipped: %s", exc)
+                return
+            if logged >= 0:  # -1 when another process's checkpoint held it off
+                self._log_bytes = logged * page_bytes
 
     def close(self) -> None:
         self._stopping.set()

@@ -39,7 +39,7 @@ from app.services.ports import (
 )
 from app.store.documents import dumps, loads
 from app.store.sqlite import profile_facets, profile_filter, profile_revisions, segment_feed, store_users
-from app.store.sqlite.checkpoints import Checkpointer
+from app.store.sqlite.checkpoints import LOG_LIMIT_BYTES, Checkpointer, checkpoint_waiting
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.commit_watch import CommitWatch
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
@@ -145,6 +145,7 @@ class SQLiteStore:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA synchronous=FULL")
+        connection.execute(f"PRAGMA journal_size_limit={LOG_LIMIT_BYTES}")  # the log file kept for reuse
         # Deleted content is overwritten with zeros, not left in free pages: an erasure must leave the
         # person readable nowhere in the file (see wipe_deleted for the write-ahead log).
         connection.execute("PRAGMA secure_delete=ON")
@@ -215,6 +216,7 @@ class SQLiteStore:
     async def _begin(self, holder: object) -> None:
         await self._write_lock.acquire()
         try:
+            self._checkpoints.keep_log_short(lambda wait_ms: self._checkpoint_on_writer("RESTART", wait_ms))
             self._begin_immediate()
             self._purge_expired_messages()
         except BaseException:
@@ -729,17 +731,14 @@ class SQLiteStore:
             owed = writer.execute("SELECT value FROM meta WHERE key = ?", (WIPE_OWED,)).fetchone()
             # It holds the write lock: waiting long for a reader elsewhere would stall every write here,
             # every round of the schedule while the reader lasts. Held off, it is asked again.
-            writer.execute(f"PRAGMA busy_timeout={WIPE_WAIT_MS}")
-            try:
-                busy, _, _ = self._checkpoints.exclusive(
-                    lambda: writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                )
-            finally:
-                writer.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            busy = self._checkpoints.exclusive(lambda: self._checkpoint_on_writer("TRUNCATE", WIPE_WAIT_MS))
             if not busy and owed is not None:  # an erasure committed meanwhile keeps its own mark
                 writer.execute("DELETE FROM meta WHERE key = ? AND value = ?", (WIPE_OWED, owed[0]))
                 self._checkpoints.committed()
             return bool(busy)
+
+    def _checkpoint_on_writer(self, mode: str, wait_ms: int) -> bool:
+        return checkpoint_waiting(self._writer, mode, wait_ms=wait_ms, then_ms=BUSY_TIMEOUT_MS)
 
     async def read_meta(self, key: str) -> str | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
