@@ -315,8 +315,7 @@ def restore(backup: Path = typer.Argument(..., help="A file made by `python -m a
         f"restored {backup} ({taken}: {held.profiles} profiles, {held.interactions} interactions) into {database}; "
         f"erasures made here since: {carried.receipts} receipts carried over, {carried.suppressions} identifiers "
         f"suppressed, {carried.erased} profiles of the backup erased again; API keys revoked here since: "
-        f"{done.revoked} revoked in it too"
-        + (f"; the store it replaced is kept as {done.kept}" if done.kept else ""),
+        f"{done.revoked} revoked in it too" + (f"; the store it replaced is kept as {done.kept}" if done.kept else ""),
         highlight=False,
     )
     if done.kept is None:

@@ -68,6 +68,8 @@ _BY_KEY: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(_PHONES, _masked_string(mask_phone)),
     **dict.fromkeys(_ADDRESSES, _masked_string(mask_text)),
 }
+
+
 def _phone_shaped(value: str) -> str:
     """Masked as a phone number when it reads as one (a `mobileApp: "ios"` is not)."""
     return mask_phone(value) if _PHONE.fullmatch(value.strip()) else value

@@ -41,6 +41,7 @@ class Segment(Node):
     id: strawberry.ID
     name: str
     description: str | None
+
     @strawberry.field(
         description="The condition tree as given (see README: Segments); without read:pii, the values it compares "
         "personal data to are masked."
