@@ -132,7 +132,7 @@ class Query:
     ) -> Connection[Profile]:
         query = filter.to_domain() if filter else ProfileFilter()
         if not info.context.may(Scope.READ_PII):
-            refuse_personal_filter(query.compared_paths(), field="filter")
+            refuse_personal_filter(query.comparisons(), field="filter")
         window = id_window(PROFILE_CURSOR, first, after, last, before, default=PROFILES_PAGE)
         return await profile_connection(info, query, window)
 

@@ -140,17 +140,33 @@ def is_personal_path(path: str) -> bool:
     return path in PERSONAL_PATHS or (head in ("properties", "traits") and _rule(key.split(".")[0]) is not None)
 
 
+def is_personal_value(value: Any) -> bool:
+    """A compared value that reads as an email address or a part of one (it holds an `@`), or as an
+    international phone number: whatever the field, filtering on it asks whether someone's data holds
+    it (a page's URL carrying `?email=`, a note with a number in it), and so reveals personal data."""
+    if isinstance(value, list | tuple):
+        return any(is_personal_value(item) for item in value)
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    return "@" in text or (text.startswith("+") and _PHONE.fullmatch(text) is not None)
+
+
 def mask_condition(node: Any) -> Any:
     """A copy of a segment's condition tree with the values compared to personal data masked (a
-    `compare` on `lastName`, an event `where` on a personal property or a personal trait): the
-    condition of a segment a key with read:pii defined would otherwise tell the values to any key."""
+    `compare` on `lastName`, an event `where` on a personal property or a personal trait), and the
+    values that read as personal whatever they are compared to (`is_personal_value`): the condition
+    of a segment a key with read:pii defined would otherwise tell the values to any key."""
     if isinstance(node, list):
         return [mask_condition(item) for item in node]
     if not isinstance(node, dict):
         return node
     path, prop = node.get("path"), node.get("property")
-    personal = (isinstance(path, str) and is_personal_path(path)) or (
-        isinstance(prop, str) and is_personal_path(f"properties.{prop}")
+    compared = [node.get("value"), node.get("values")]
+    personal = (
+        (isinstance(path, str) and is_personal_path(path))
+        or (isinstance(prop, str) and is_personal_path(f"properties.{prop}"))
+        or ((isinstance(path, str) or isinstance(prop, str)) and is_personal_value(compared))
     )
     return {key: _masked_compared(item) if personal and key in ("value", "values") else mask_condition(item)
             for key, item in node.items()}  # fmt: skip
@@ -162,10 +178,17 @@ def _masked_compared(value: Any) -> Any:
     return mask_text(value) if isinstance(value, str) else None
 
 
-def refuse_personal_filter(paths: Iterable[str], *, field: str) -> None:
-    """Forbidden when a filter of a key without read:pii compares personal data."""
-    for path in paths:
+def refuse_personal_filter(comparisons: Iterable[tuple[str, Any]], *, field: str) -> None:
+    """Forbidden when a filter of a key without read:pii compares personal data: a (path, value)
+    pair whose path holds it, or whose value reads as it."""
+    for path, value in comparisons:
         if is_personal_path(path):
             raise Forbidden(
                 f"{field} compares {path}, personal data: that needs the scope {Scope.READ_PII}", field=field
+            )
+        if is_personal_value(value):
+            raise Forbidden(
+                f"{field} compares {path} with a value that reads as an email address or a phone number, "
+                f"which asks whether someone's data holds it: that needs the scope {Scope.READ_PII}",
+                field=field,
             )

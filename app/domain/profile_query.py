@@ -44,9 +44,10 @@ class ProfileFilter:
     segment: str | None = None
     stats: tuple[StatsRange, ...] = field(default_factory=tuple)
 
-    def compared_paths(self) -> list[str]:
-        """The profile paths whose values the filter compares (personal ones need read:pii)."""
-        return ["firstName", "lastName"] if self.name_prefix else []
+    def comparisons(self) -> list[tuple[str, str]]:
+        """The profile paths the filter compares, each with the value compared (personal ones need
+        read:pii)."""
+        return [("firstName", self.name_prefix), ("lastName", self.name_prefix)] if self.name_prefix else []
 
 
 @dataclass(frozen=True, slots=True)

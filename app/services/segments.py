@@ -31,7 +31,7 @@ from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.pii_mask import refuse_personal_filter
 from app.domain.profile import Interaction, Profile
-from app.domain.segments.conditions import compared_paths
+from app.domain.segments.conditions import comparisons
 from app.domain.segments.segment import (
     MembershipChange,
     Segment,
@@ -132,7 +132,7 @@ class SegmentEngine:
             raise Conflict(f"segment {segment_id} exists already", field="id")
         segment = _segment(segment_id or new_segment_id(), fields, created_at=at, updated_at=at)
         if not personal_filters:
-            refuse_personal_filter(compared_paths(segment.tree()), field="condition")
+            refuse_personal_filter(comparisons(segment.tree()), field="condition")
         await self._check(segment)
         await self.store.save_segment(segment)
         return await self.evaluate(segment, cause="segment created", progress=progress)
@@ -148,7 +148,7 @@ class SegmentEngine:
         current = await self._get(segment_id)
         segment = _segment(segment_id, fields, created_at=current.created_at, updated_at=clock.now())
         if not personal_filters:
-            refuse_personal_filter(compared_paths(segment.tree()), field="condition")
+            refuse_personal_filter(comparisons(segment.tree()), field="condition")
         await self._check(segment)
         await self.store.save_segment(segment)
         return await self.evaluate(segment, cause="segment updated", progress=progress)

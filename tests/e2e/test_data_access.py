@@ -218,6 +218,22 @@ async def test_personal_data_under_other_names_is_masked_too(services: Services)
             '{path: "traits.contactEmail", op: "startsWith", value: "emma"}}}) { members } }',
             id="segment-personal-trait",
         ),
+        pytest.param(
+            'mutation { createSegment(input: {name: "E", condition: {event: {type: "page_view", atLeast: 1, '
+            'withinDays: 30, where: {property: "url", op: "contains", value: "email=emma.martin@example.com"}}}}) '
+            "{ members } }",
+            id="segment-email-in-a-url",
+        ),
+        pytest.param(
+            'mutation { createSegment(input: {name: "E", condition: {event: {type: "page_view", atLeast: 1, '
+            'withinDays: 30, where: {property: "url", op: "in", value: ["/x", "+33 6 12 34 56 78"]}}}}) { members } }',
+            id="segment-phone-number-anywhere",
+        ),
+        pytest.param(
+            'mutation { createSegment(input: {name: "E", traits: {note: "string"}, condition: {compare: {path: '
+            '"traits.note", op: "contains", value: "emma@"}}}) { members } }',
+            id="segment-part-of-an-email",
+        ),
     ],
 )
 async def test_filters_on_personal_data_need_read_pii(services: Services, document: str) -> None:
@@ -242,7 +258,9 @@ async def test_a_segment_condition_tells_the_personal_values_it_compares_only_to
         """mutation { createSegment(input: {name: "Callback list", condition: {or: [
           {compare: {path: "lastName", op: "eq", value: "Quist"}},
           {compare: {path: "addresses.street", op: "in", value: ["12 rue Victor Hugo", "3 via Roma"]}},
-          {compare: {path: "stats.orders", op: "gte", value: 2}}]}}) { members } }""",
+          {compare: {path: "stats.orders", op: "gte", value: 2}},
+          {event: {type: "page_view", atLeast: 1, withinDays: 30,
+                   where: {property: "url", op: "contains", value: "email=quist@example.com"}}}]}}) { members } }""",
     )
     assert "errors" not in created, created
     document = "{ segments { condition } }"
@@ -251,6 +269,8 @@ async def test_a_segment_condition_tells_the_personal_values_it_compares_only_to
         {"compare": {"path": "lastName", "op": "eq", "value": "Q***"}},
         {"compare": {"path": "addresses.street", "op": "in", "value": ["1***", "3***"]}},
         {"compare": {"path": "stats.orders", "op": "gte", "value": 2}},  # not personal: as written
+        {"event": {"type": "page_view", "atLeast": 1, "withinDays": 30,
+                   "where": {"property": "url", "op": "contains", "value": "e***"}}},  # an email address in it
     ]}  # fmt: skip
     clear = (await _call(services, admin, document))["data"]["segments"]
     assert clear[0]["condition"]["or"][0]["compare"]["value"] == "Quist"

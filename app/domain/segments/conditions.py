@@ -141,12 +141,13 @@ def event_leaves(tree: Condition) -> list[EventCount]:
     return list(dict.fromkeys(node for node in walk(tree) if isinstance(node, EventCount)))
 
 
-def compared_paths(tree: Condition) -> list[str]:
-    """The document paths the tree compares values of (profile paths and event properties)."""
-    found = []
+def comparisons(tree: Condition) -> list[tuple[str, Value]]:
+    """Each document path the tree compares (profile paths and event properties), with the value it
+    is compared to."""
+    found: list[tuple[str, Value]] = []
     for node in walk(tree):
         if isinstance(node, Compare):
-            found.append(node.path.path)
+            found.append((node.path.path, node.value))
         elif isinstance(node, EventCount) and node.where is not None:
-            found.append(node.where.path.path)
+            found.append((node.where.path.path, node.where.value))
     return found
