@@ -546,7 +546,23 @@ async def test_the_keys_version_moves_with_each_key_created_or_revoked_and_with_
     assert created > start
     assert await store.api_keys_version() == created  # reading it moves nothing
     assert await store.revoke_api_key("k1", BASE_TIME)
-    assert await store.api_keys_version() > created
+    revoked = await store.api_keys_version()
+    assert revoked > created
+    assert not await store.revoke_api_key("k1", BASE_TIME)  # already revoked: nothing changed
+    assert not await store.revoke_api_key("missing", BASE_TIME)
+    assert await store.api_keys_version() == revoked
+
+
+async def test_blocking_groups_are_every_key_two_live_profiles_hold_even_their_only_key(store: ProfileStore) -> None:
+    """A phone-only or email-only customer holds one key: the steward's review list must still pair it."""
+    await _create(store, "p1", blocking_keys=["phone:12345678"])
+    await _create(store, "p2", blocking_keys=["phone:12345678"])
+    await _create(store, "p3", blocking_keys=["name:martin", "zip:69001"])
+    await _create(store, "p4", blocking_keys=["zip:69001"])
+    await _create(store, "p5", blocking_keys=["name:martin"], merged_into="p3")  # merged away: not live
+    await _create(store, "p6", blocking_keys=["alone"])
+    groups = [group async for group in store.blocking_groups()]
+    assert groups == [("phone:12345678", ["p1", "p2"]), ("zip:69001", ["p3", "p4"])]
 
 
 # -- pages from either end, between two positions, and counts (Relay connections) --------------------

@@ -650,7 +650,7 @@ class MongoStore:
 
     async def blocking_groups(self) -> AsyncIterator[tuple[str, list[str]]]:
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"mergedInto": None, "blockingKeys.1": {"$exists": True}}},
+            {"$match": {"mergedInto": None, "blockingKeys.0": {"$exists": True}}},  # one key is enough to share
             {"$project": {"blockingKeys": 1}},
             {"$unwind": "$blockingKeys"},
             {"$group": {"_id": "$blockingKeys", "ids": {"$push": "$_id"}}},
@@ -676,7 +676,8 @@ class MongoStore:
         result = await self._changing_keys(
             lambda session: self._db.api_keys.update_one(
                 {"_id": key_id, "revokedAt": None}, {"$set": {"revokedAt": at}}, session=session
-            )
+            ),
+            changed=lambda result: bool(result.modified_count),
         )
         return bool(result.modified_count == 1)
 
@@ -686,12 +687,18 @@ class MongoStore:
         found = await self._db.meta.find_one({"_id": _KEYS_VERSION})
         return int(found["value"]) if found else 0
 
-    async def _changing_keys(self, change: Callable[[Any], Awaitable[T]]) -> T:
-        """`change` to the keys and the move of their version, in one transaction."""
+    async def _changing_keys(
+        self, change: Callable[[Any], Awaitable[T]], changed: Callable[[T], bool] = lambda _: True
+    ) -> T:
+        """`change` to the keys and, when it `changed` them, the move of their version, in one
+        transaction: a version moved by nothing would make every process drop its verified keys."""
 
         async def work(session: Any) -> T:
             result = await change(session)
-            await self._db.meta.update_one({"_id": _KEYS_VERSION}, {"$inc": {"value": 1}}, upsert=True, session=session)
+            if changed(result):
+                await self._db.meta.update_one(
+                    {"_id": _KEYS_VERSION}, {"$inc": {"value": 1}}, upsert=True, session=session
+                )
             return result
 
         async with self._client.start_session() as session:

@@ -95,7 +95,7 @@ class SQLiteTransaction(StoreTransaction):
             _INSERT_PROFILE,
             (profile.id, dumps(document), profile.version, profile.merged_into),
         )
-        _index_keys(self._db, profile.id, profile.blocking_keys)
+        _index_keys(self._db, profile.id, profile.blocking_keys, live=profile.merged_into is None)
         _mirror_segments(self._db, profile.id, profile.segments)
         profile_facets.keep(self._db, [document], new=True)
         _schedule_upkeep(self._db, [profile.id])
@@ -112,8 +112,8 @@ class SQLiteTransaction(StoreTransaction):
             (dumps(document), document["version"], document.get("mergedInto"), profile_id),
         )
         profile_facets.keep(self._db, [document], cities=change.touches("addresses"))
-        if "blockingKeys" in change.set:
-            _index_keys(self._db, profile_id, document["blockingKeys"])
+        if "blockingKeys" in change.set or "mergedInto" in change.set:
+            _index_keys(self._db, profile_id, document["blockingKeys"], live=document.get("mergedInto") is None)
         if "segments" in change.set:
             _mirror_segments(self._db, profile_id, document["segments"])
         if awaits_upkeep(change):
@@ -220,10 +220,12 @@ class SQLiteTransaction(StoreTransaction):
         for write in writes:  # should the unit roll back, the text no longer matches and nothing is taken
             self._written.keep(write.document["_id"], texts[write.document["_id"]], write.document)
         for write in writes:
+            profile_id, document = write.document["_id"], write.document
             if write.keys_moved or write.expected_version is None:
-                _index_keys(self._db, write.document["_id"], write.document.get("blockingKeys", []))
+                live = not document.get("mergedInto")
+                _index_keys(self._db, profile_id, document.get("blockingKeys", []), live=live)
             if write.expected_version is None:
-                _mirror_segments(self._db, write.document["_id"], write.document.get("segments", []))
+                _mirror_segments(self._db, profile_id, document.get("segments", []))
         profile_facets.keep(self._db, inserts, new=True)
         for moved in (True, False):  # the city rows are rewritten only for profiles whose addresses moved
             documents = [write.document for write in updates if write.addresses_moved is moved]
@@ -261,7 +263,7 @@ class SQLiteTransaction(StoreTransaction):
         if cursor.rowcount != 1:
             raise VersionConflict(profile.id)
         profile_facets.keep(self._db, [document])
-        _index_keys(self._db, profile.id, profile.blocking_keys)
+        _index_keys(self._db, profile.id, profile.blocking_keys, live=profile.merged_into is None)
         _mirror_segments(self._db, profile.id, profile.segments)
         _schedule_upkeep(self._db, [profile.id])
 
@@ -490,10 +492,12 @@ def _mirror_segments(db: sqlite3.Connection, profile_id: str, segments: Sequence
     )
 
 
-def _index_keys(db: sqlite3.Connection, profile_id: str, keys: Sequence[str]) -> None:
-    """Keep the `blocking_keys` table equal to the profile's `blockingKeys`, in the same transaction."""
+def _index_keys(db: sqlite3.Connection, profile_id: str, keys: Sequence[str], *, live: bool) -> None:
+    """Keep the `blocking_keys` table equal to the live profiles' `blockingKeys`, in the same
+    transaction: a merged-away profile holds none there, as the matcher pairs live profiles only."""
     db.execute("DELETE FROM blocking_keys WHERE profile_id = ?", (profile_id,))
-    db.executemany("INSERT INTO blocking_keys (key, profile_id) VALUES (?, ?)", [(key, profile_id) for key in keys])
+    if live:
+        db.executemany("INSERT INTO blocking_keys (key, profile_id) VALUES (?, ?)", [(k, profile_id) for k in keys])
 
 
 def merges_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRecord]:
