@@ -335,6 +335,33 @@ async def test_bulk_writes_insert_and_replace_profiles_claim_identities_and_reco
     assert [i.message_id for i in history] == ["m-2"]
 
 
+async def test_a_batch_writes_back_whole_the_document_it_read(store: ProfileStore) -> None:
+    """What this version's model does not know (a field a newer replica wrote, free-form data nested
+    deeper than a profile shows) survives a batch's read and write: MongoDB's batch read rebuilt the
+    document through Profile, and the write-back lost both."""
+    deep: dict[str, object] = {"leaf": 1}
+    for _ in range(80):
+        deep = {"a": deep}
+    stored = new_profile("p-1", BASE_TIME).to_document() | {"loyaltyTier2": "platinum", "traits": {"deep": deep}}
+
+    async def insert(tx: StoreTransaction) -> None:
+        await tx.write_profiles([ProfileWrite(stored, None)])
+
+    async def bump(tx: StoreTransaction) -> None:
+        document = (await tx.get_profile_documents(["p-1"]))["p-1"]
+        await tx.write_profiles([ProfileWrite(document | {"version": document["version"] + 1}, document["version"])])
+
+    async def read(tx: StoreTransaction) -> dict[str, object]:
+        return (await tx.get_profile_documents(["p-1"]))["p-1"]
+
+    await store.run_in_transaction(insert)
+    await store.run_in_transaction(bump)
+    document = await store.run_in_transaction(read)
+    assert document["version"] == stored["version"] + 1
+    assert document["loyaltyTier2"] == "platinum"
+    assert document["traits"] == {"deep": deep}
+
+
 async def test_the_batch_read_gives_each_profile_as_a_single_read_does_deep_free_form_data_cut(
     store: ProfileStore,
 ) -> None:

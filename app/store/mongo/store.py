@@ -152,8 +152,13 @@ class MongoTransaction(StoreTransaction):
         return {document["_id"]: Profile.from_document(document) for document in await cursor.to_list(None)}
 
     async def get_profile_documents(self, profile_ids: Collection[str]) -> dict[str, dict[str, Any]]:
-        # As a profile writes them: times aware UTC milliseconds whatever the driver read back.
-        return {pid: profile.to_document() for pid, profile in (await self.get_profiles(profile_ids)).items()}
+        # As stored, not rebuilt through Profile: a batch writes back whole what it read, and a rebuilt
+        # document dropped what this version's model does not know (a field a newer replica wrote)
+        # and cut free-form data nested past what a profile shows. The client reads times aware (UTC).
+        if not profile_ids:
+            return {}
+        cursor = self._db.profiles.find({"_id": {"$in": list(profile_ids)}}, session=self._session)
+        return {document["_id"]: document for document in await cursor.to_list(None)}
 
     async def unchanged(self, profile_ids: Collection[str]) -> None:
         return None  # documents are read as the driver decodes them; nothing is kept between units
