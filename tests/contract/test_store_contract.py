@@ -13,7 +13,7 @@ from app.domain.event_effects import RECENT_ORDER
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
 from app.domain.privacy import ConsentDecision
-from app.domain.profile import Address, IdentifierRecord, Profile, new_profile
+from app.domain.profile import Address, IdentifierRecord, Interaction, Profile, new_profile
 from app.domain.profile_change import CappedPush, ProfileChange
 from app.domain.profile_query import (
     InteractionFilter,
@@ -333,6 +333,34 @@ async def test_bulk_writes_insert_and_replace_profiles_claim_identities_and_reco
     assert [p.id for p in await store.profiles_sharing_keys(["e:bob"], max_block=10, limit=10)] == ["p-new"]
     history = await store.list_interactions("p-new", before=None, where=InteractionFilter(), limit=10)
     assert [i.message_id for i in history] == ["m-2"]
+
+
+async def test_history_moves_between_profiles_that_hold_the_same_message(store: ProfileStore) -> None:
+    """A message id sent again once its idempotency key expired can land on another person: merging
+    the two then failed on the embedded store's key for interactions (an internal error)."""
+    await _create(store, "p1", EMMA)
+    await _create(store, "p2", Identifier("email", "bob@example.com"))
+
+    async def write(tx: StoreTransaction) -> None:
+        await tx.append_interactions([("p1", _interaction("m-1", BASE_TIME)), ("p2", _interaction("m-1", BASE_TIME))])
+        await tx.append_interactions([("p2", _interaction("m-2", BASE_TIME + timedelta(minutes=1)))])
+
+    async def merge(tx: StoreTransaction) -> None:
+        await tx.reassign_history(["p2"], "p1")
+
+    async def undo(tx: StoreTransaction) -> None:
+        await tx.assign_history("p1", {"m-1": "p2", "m-2": "p2"})
+
+    def ids(history: list[Interaction]) -> set[str]:
+        return {i.message_id for i in history}
+
+    await store.run_in_transaction(write)
+    await store.run_in_transaction(merge)
+    assert ids(await store.list_interactions("p1", before=None, where=InteractionFilter(), limit=10)) == {"m-1", "m-2"}
+    assert await store.list_interactions("p2", before=None, where=InteractionFilter(), limit=10) == []
+    await store.run_in_transaction(undo)
+    assert "m-2" in ids(await store.list_interactions("p2", before=None, where=InteractionFilter(), limit=10))
+    assert "m-2" not in ids(await store.list_interactions("p1", before=None, where=InteractionFilter(), limit=10))
 
 
 async def test_a_batch_writes_back_whole_the_document_it_read(store: ProfileStore) -> None:

@@ -272,12 +272,19 @@ class SQLiteTransaction(StoreTransaction):
         return [Interaction.model_validate(loads(row[0])) for row in rows]
 
     async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None:
+        # An interaction is its (profile, time, message id) here: one `to_id` holds already (the same
+        # message sent again for another person once its idempotency key had expired) stays one, and
+        # the copy is dropped. A plain UPDATE failed the whole merge on the key.
         marks = ",".join("?" * len(from_ids))
-        self._db.execute(f"UPDATE interactions SET profile_id = ? WHERE profile_id IN ({marks})", [to_id, *from_ids])
+        self._db.execute(
+            f"UPDATE OR IGNORE interactions SET profile_id = ? WHERE profile_id IN ({marks})", [to_id, *from_ids]
+        )
+        self._db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", list(from_ids))
 
     async def assign_history(self, owner_id: str, moves: dict[str, str]) -> None:
+        # One the target holds already stays with the owner too (see reassign_history).
         self._db.executemany(
-            "UPDATE interactions SET profile_id = ? WHERE profile_id = ? AND message_id = ?",
+            "UPDATE OR IGNORE interactions SET profile_id = ? WHERE profile_id = ? AND message_id = ?",
             [(target, owner_id, message_id) for message_id, target in moves.items()],
         )
 
