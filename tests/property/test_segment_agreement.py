@@ -31,7 +31,13 @@ from tests.property.segment_stores import Selected, select_everywhere
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CATALOGUE = PathCatalogue(
-    traits={"tier": ValueType.STRING, "score": ValueType.NUMBER, "vip": ValueType.BOOLEAN},
+    traits={
+        "tier": ValueType.STRING,
+        "score": ValueType.NUMBER,
+        "vip": ValueType.BOOLEAN,
+        "since": ValueType.DATETIME,  # a trait holds JSON: its dates are ISO 8601 text
+        "born": ValueType.DATE,
+    },
     event_properties={(EventType.CART_ABANDONED, "cartId"): ValueType.STRING},
 )
 
@@ -41,6 +47,12 @@ DATES = [date(1985, 1, 31), date(1990, 5, 1), date(2001, 12, 24)]
 MOMENTS = [NOW - timedelta(days=d) for d in (0, 1, 7, 30, 400)] + [NOW - timedelta(days=7, milliseconds=1)]
 # Values of every kind, for traits and properties whose declared type they may not have.
 ANYTHING = st.sampled_from([*STRINGS, *NUMBERS, True, False, None, ["gold"], [1, None], [], {"a": 1}])
+# What a date or datetime trait holds, as JSON gives it: ISO text (with or without milliseconds).
+ISO_TEXTS = st.one_of(
+    st.sampled_from(DATES).map(date.isoformat),
+    st.sampled_from(MOMENTS).map(to_iso),
+    st.sampled_from(MOMENTS).map(lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%SZ")),
+)
 PATHS: dict[ValueType, list[str]] = {
     ValueType.STRING: ["firstName", "traits.tier", "addresses.city", "rfm.segment"],
     ValueType.NUMBER: [
@@ -51,8 +63,8 @@ PATHS: dict[ValueType, list[str]] = {
         "rfm.recencyScore",
     ],
     ValueType.BOOLEAN: ["traits.vip", "consents.email_marketing.granted"],
-    ValueType.DATE: ["birthDate"],
-    ValueType.DATETIME: ["stats.lastOrderAt", "consents.sms.at", "createdAt"],
+    ValueType.DATE: ["birthDate", "traits.born"],
+    ValueType.DATETIME: ["stats.lastOrderAt", "consents.sms.at", "createdAt", "traits.since"],
 }
 VALUES: dict[ValueType, st.SearchStrategy[Any]] = {
     ValueType.STRING: st.sampled_from(STRINGS),
@@ -161,7 +173,11 @@ def profiles(draw: st.DrawFn, profile_id: str) -> tuple[Profile, list[Interactio
         first_name=draw(optional(st.sampled_from(STRINGS))),
         birth_date=draw(optional(st.sampled_from(DATES))),
         addresses=draw(st.lists(st.builds(Address, city=optional(st.sampled_from(STRINGS))), max_size=2)),
-        traits=draw(st.dictionaries(st.sampled_from(["tier", "score", "vip"]), ANYTHING, max_size=3)),
+        traits=draw(
+            st.dictionaries(
+                st.sampled_from(["tier", "score", "vip", "since", "born"]), st.one_of(ANYTHING, ISO_TEXTS), max_size=3
+            )
+        ),
         consents=draw(
             st.dictionaries(
                 st.sampled_from(["email_marketing", "sms"]),

@@ -53,6 +53,9 @@ class PathSpec:
     type: ValueType
     default: int | None = None
     array: str | None = None
+    # Held as ISO 8601 text whatever its type: a declared date or datetime trait (JSON has no dates),
+    # compared as text in the predicate and both stores, so that they agree.
+    text: bool = False
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -141,7 +144,10 @@ class PathCatalogue:
     ) -> None:
         traits = dict(traits or {})
         check_keys(traits)
-        self._paths = dict(PROFILE_PATHS) | {f"traits.{n}": PathSpec(f"traits.{n}", t) for n, t in traits.items()}
+        self._paths = dict(PROFILE_PATHS) | {
+            f"traits.{n}": PathSpec(f"traits.{n}", t, text=t in (ValueType.DATE, ValueType.DATETIME))
+            for n, t in traits.items()
+        }
         self._properties = dict(EVENT_PROPERTY_TYPES) | dict(event_properties or {})
         for _, name in self._properties:
             if not SAFE_KEY.match(name):

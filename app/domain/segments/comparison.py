@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from app.domain.clock import to_iso
 from app.domain.segments.catalogue import ValueType
-from app.domain.segments.conditions import Op, Value
+from app.domain.segments.conditions import Op, Scalar, Value
 
 
 def is_of_type(kind: ValueType, value: Any) -> bool:
@@ -25,6 +26,22 @@ def is_of_type(kind: ValueType, value: Any) -> bool:
             return isinstance(value, date) and not isinstance(value, datetime)
         case ValueType.DATETIME:
             return isinstance(value, datetime)
+
+
+def as_text(value: Value) -> Value:
+    """An operand as the text a date or a datetime is held as where JSON holds it: fixed-width ISO
+    8601 (`2026-03-01`, `2026-03-01T10:00:00.000Z`), whose order is time order."""
+    if isinstance(value, tuple):
+        return tuple(_scalar_as_text(item) for item in value)
+    return _scalar_as_text(value)
+
+
+def _scalar_as_text(value: Scalar) -> Scalar:
+    if isinstance(value, datetime):
+        return to_iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def is_present(value: Any) -> bool:

@@ -21,7 +21,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.domain.profile import Interaction, Profile
-from app.domain.segments.comparison import compare, default_matches, is_present
+from app.domain.segments.catalogue import ValueType
+from app.domain.segments.comparison import as_text, compare, default_matches, is_present
 from app.domain.segments.conditions import (
     And,
     Compare,
@@ -124,6 +125,8 @@ def compare_value(leaf: Compare, stored: Any) -> bool:
         return is_present(stored) == leaf.value
     if stored is None and leaf.path.default is not None:
         return default_matches(leaf.path.type, leaf.op, leaf.path.default, leaf.value)
+    if leaf.path.text:
+        return compare(ValueType.STRING, leaf.op, stored, as_text(leaf.value))
     return compare(leaf.path.type, leaf.op, stored, leaf.value)
 
 

@@ -28,7 +28,7 @@ from datetime import date, datetime
 from typing import Any
 
 from app.domain.segments.catalogue import SAFE_KEY, ValueType
-from app.domain.segments.comparison import default_matches
+from app.domain.segments.comparison import as_text, default_matches
 from app.domain.segments.conditions import (
     And,
     Compare,
@@ -139,8 +139,8 @@ def _leaf(path: str, leaf: Compare) -> dict[str, Any]:
     spec = leaf.path
     if leaf.op is Op.EXISTS:
         return _present(path) if leaf.value else {"$nor": [_present(path)]}
-    condition: dict[str, Any] = {"$type": _BSON_TYPES[spec.type], "$not": {"$type": "array"}}
-    operand = leaf.value
+    condition: dict[str, Any] = {"$type": "string" if spec.text else _BSON_TYPES[spec.type], "$not": {"$type": "array"}}
+    operand = as_text(leaf.value) if spec.text else leaf.value
     if leaf.op is Op.IN:
         assert isinstance(operand, tuple)
         condition["$in"] = [_operand(item) for item in operand]
