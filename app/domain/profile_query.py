@@ -3,9 +3,13 @@ database queries: no client-supplied operator ever reaches a backend."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+
+from app.domain.errors import InvalidInput
+from app.domain.events import Channel, EventType
 
 
 class StatsField(StrEnum):
@@ -63,6 +67,13 @@ class InteractionFilter:
     types: frozenset[str] = frozenset()
     channels: frozenset[str] = frozenset()
 
+    @classmethod
+    def named(cls, types: Iterable[str] | None, channels: Iterable[str] | None) -> InteractionFilter:
+        """A filter from a caller's names, each a known event type or channel: a typo would match
+        nothing, silently, and a list of any length made a new SQL text the embedded store kept
+        prepared on each connection (thousands of names: hundreds of MB that never came back)."""
+        return cls(_known(types, EventType, "types", "event type"), _known(channels, Channel, "channels", "channel"))
+
     def matches(self, type_: str, channel: str) -> bool:
         return (not self.types or type_ in self.types) and (not self.channels or channel in self.channels)
 
@@ -70,3 +81,12 @@ class InteractionFilter:
     def everything(self) -> bool:
         """No type or channel given: every interaction matches."""
         return not self.types and not self.channels
+
+
+def _known(names: Iterable[str] | None, kind: type[StrEnum], field: str, noun: str) -> frozenset[str]:
+    given = frozenset(names or ())
+    unknown = sorted(given - {member.value for member in kind})
+    if unknown:
+        known = ", ".join(member.value for member in kind)
+        raise InvalidInput(f"{field}: unknown {noun} {unknown[0][:64]!r} (known: {known})", field=field)
+    return given

@@ -337,7 +337,7 @@ class Profile(Node):
     ) -> Connection[Interaction] | Awaitable[Connection[Interaction]]:
         window = page_window(first, after, last, before, default=INTERACTIONS_PAGE, position=interaction_position)
         where = (
-            InteractionFilter(frozenset(types or ()), frozenset(channels or ())) if types or channels else _EVERY_ONE
+            InteractionFilter.named(types, channels) if types or channels else _EVERY_ONE
         )
         max_page_size = info.context.services.settings.max_page_size
         page = embedded_page(self.profile, window, where=where, max_page_size=max_page_size)

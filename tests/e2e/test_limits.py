@@ -440,3 +440,34 @@ def test_tokens_are_counted_as_graphql_core_counts_them(document: str) -> None:
     while token is not None and token.kind is not TokenKind.EOF:
         count, token = count + 1, token.next
     assert not more_tokens_than(document, count) and more_tokens_than(document, count - 1)
+
+
+HISTORY = """query($types: [String!], $channels: [String!]) { profiles(first: 1) { edges { node {
+  interactions(first: 1, types: $types, channels: $channels) { totalCount } } } } }"""
+
+
+async def test_history_filters_name_known_event_types_and_channels_only(client: httpx.AsyncClient) -> None:
+    """Any list was taken: each length of it made a new SQL text the embedded store kept prepared on
+    each connection, and thousands of names grew the server by hundreds of MB that never came back.
+    A name that is no event type or channel is now refused by name, as a typo should be."""
+    event = {"type": "page_view", "messageId": "m-1", "channel": "web", "timestamp": "2026-01-01T10:00:00Z",
+             "identifiers": [{"type": "email", "value": "ada@example.com"}], "properties": {"url": "/"}}  # fmt: skip
+    ingest = "mutation($events: [EventInput!]!) { ingestEvents(events: $events) { accepted } }"
+    sent = await client.post("/graphql", json={"query": ingest, "variables": {"events": [event]}})
+    assert sent.json()["data"]["ingestEvents"]["accepted"] == 1, sent.json()
+
+    async def ask(**variables: list[str]) -> dict[str, Any]:
+        response = await client.post("/graphql", json={"query": HISTORY, "variables": variables})
+        body: dict[str, Any] = response.json()
+        return body
+
+    found = await ask(types=["page_view", "order_completed"], channels=["web"])
+    assert found["data"]["profiles"]["edges"][0]["node"]["interactions"]["totalCount"] == 1, found
+    for variables, message in (
+        ({"types": ["page_view", "warp"]}, "types: unknown event type 'warp'"),
+        ({"channels": ["carrier pigeon"]}, "channels: unknown channel 'carrier pigeon'"),
+        ({"types": [f"type{n}" for n in range(9_000)]}, "types: unknown event type"),
+    ):
+        refused = await ask(**variables)
+        assert {e["extensions"]["code"] for e in refused["errors"]} == {"BAD_USER_INPUT"}, refused
+        assert refused["errors"][0]["message"].startswith(message), refused
