@@ -37,6 +37,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import multiprocess
 
+from app.bounded_http import BoundedHttpToolsProtocol, head_bytes
 from app.collector import tune_for_serving
 from app.graceful_shutdown import ASGIApp, GracefulServer, OpenWebSockets
 from app.observability.logs import configure as configure_logs
@@ -102,6 +103,9 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        # A request's head bounded in size (431) and time (408): see app/bounded_http.py.
+        "http": BoundedHttpToolsProtocol,
+        "h11_max_incomplete_event_size": head_bytes(settings.max_query_length),
         # A WebSocket frame is held to the HTTP body limit; uvicorn refuses bigger ones before reading them.
         "ws_max_size": settings.max_body_bytes,
         "ws_per_message_deflate": settings.ws_compression,

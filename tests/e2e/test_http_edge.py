@@ -16,11 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from starlette.responses import Response
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
+from app import bounded_http
 from app.bootstrap import Services
 from app.domain.access import Scope
 from app.main import create_app
@@ -500,3 +502,66 @@ async def test_the_served_application_refuses_a_websocket_message_over_one_mebib
         async with httpx.AsyncClient(headers={"authorization": f"Bearer {key}"}) as http:
             body = await http.post(f"{url}/graphql", content=b" " * (limit + 1), headers={"content-type": JSON})
     assert (code, body.status_code) == (1009, 413)
+
+
+# -- A request's head: bounded in size and in time (app/bounded_http.py) -----------------------------------
+@asynccontextmanager
+async def _served_as_configured(services: Services) -> AsyncIterator[int]:
+    """The application under uvicorn with the options `python -m app serve` gives it; yields the port."""
+    from app import workers
+
+    port = free_port()
+    options = {**workers._server_options(services.settings), "port": port, "host": "127.0.0.1", "lifespan": "off"}
+    server = uvicorn.Server(uvicorn.Config(create_app(services=services), **options))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _exchange(port: int, sent: bytes, *, then_wait: float = 10) -> bytes:
+    """What the server answers to `sent` on a new connection, up to its closing it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(sent)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), then_wait)
+    finally:
+        writer.close()
+
+
+async def test_a_head_over_its_bound_is_431_and_other_clients_are_served(sqlite_store: SQLiteStore) -> None:
+    """A 100 MiB URL grew by copying itself on the event loop: /healthz waited 5.8 s behind it."""
+    services = _services(sqlite_store, auth=False, max_query_length=1024)
+    async with _served_as_configured(services) as port:
+        bound = bounded_http.head_bytes(1024)
+        answer = await _exchange(port, b"GET /healthz?q=" + b"a" * (bound + 1) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        headers = await _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * bound + b"\r\n\r\n")
+        assert headers.startswith(b"HTTP/1.1 431 "), headers[:100]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            within = await client.get("/graphql", params={"query": "{ __typename }" + " " * 900})
+            assert within.status_code == 200, within.text  # a GET document up to the length limit fits
+            assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_head_not_sent_in_time_is_408_and_the_connection_closed(
+    sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that sent half a request line and stopped held its connection for ever: 20,000 such
+    and the server took no other client."""
+    monkeypatch.setattr(bounded_http, "HEAD_TIMEOUT_SECONDS", 0.5)
+    async with _served_as_configured(_services(sqlite_store, auth=False)) as port:
+        for sent in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", b""):
+            answer = await _exchange(port, sent)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+        kept = await _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert kept.startswith(b"HTTP/1.1 200 "), kept[:100]  # a whole head in time is served as before
+        async with connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=TRANSPORT_WS) as ws:
+            await asyncio.sleep(1.0)  # past the head's time: an upgraded connection is not a head
+            await ws.send(json.dumps({"type": "connection_init"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
