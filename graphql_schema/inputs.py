@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.domain.errors import InvalidInput
+from app.domain.event_limits import is_valid_unicode
 from app.domain.events import RawEvent, RawIdentifier
 from app.domain.profile_query import MAX_FILTER_TEXT, ProfileFilter, StatsField, StatsRange
 
@@ -150,10 +151,19 @@ class ProfileFilterInput:
                 raise InvalidInput(
                     f"filter.{name} is longer than {MAX_FILTER_TEXT} characters ({len(text):,})", field=f"filter.{name}"
                 )
-        ranges = []
+            if text is not None and not is_valid_unicode(text):
+                raise InvalidInput(
+                    f"filter.{name} is not valid Unicode (it holds a lone surrogate)", field=f"filter.{name}"
+                )
+        ranges, fields = [], set()
         for index, bound in enumerate(self.stats or []):
             if bound.min is None and bound.max is None:
                 raise InvalidInput("give min, max or both", field=f"filter.stats[{index}]")
+            if bound.field in fields:  # thousands of ranges made an SQL expression too deep to run
+                raise InvalidInput(
+                    f"{bound.field.value} has a range already: give one range per field", field=f"filter.stats[{index}]"
+                )
+            fields.add(bound.field)
             if bound.field is StatsFilterField.REVENUE:
                 # Revenue is kept in cents; the API speaks currency units.
                 ranges.append(StatsRange(StatsField.REVENUE_CENTS, _cents(bound.min), _cents(bound.max)))

@@ -10,10 +10,14 @@ from pydantic.alias_generators import to_camel
 
 from app.domain.clock import now
 from app.domain.errors import InvalidInput, first_problem
+from app.domain.event_limits import EventLimits, check_properties
 from app.domain.events import RawIdentifier, normalise_all
 from app.domain.identifiers import Identifier
 from app.domain.keys import check_keys
 from app.domain.profile_change import ProfileChange
+
+# Bounds on `traits` and `preferences` in one upsert: an event's properties' (64 KiB, 16 levels, ...).
+FREE_FORM_LIMITS = EventLimits()
 
 
 class AddressInput(BaseModel):
@@ -77,6 +81,12 @@ def parse_profile_input(
     except ValidationError as exc:
         path, message = first_problem(exc, names=_INPUT_NAMES)
         raise InvalidInput(f"{path}: {message}", field=path) from None
+    for name in ("traits", "preferences"):
+        # Free-form data is held to an event's properties' bounds: one upsert of a 900 KB trait made
+        # every later event of the person slow, and a lone surrogate or an integer past 64 bits,
+        # which no store can encode, was an internal error.
+        if (value := getattr(parsed, name)) is not None:
+            check_properties(value, FREE_FORM_LIMITS, field=name)
     return normalised, parsed
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from app.domain.clock import utc_ms
 from app.domain.errors import InvalidInput, LimitExceeded
+from app.domain.event_limits import is_valid_unicode
 from app.domain.events import Channel, EventType
 from app.domain.identifiers import STRENGTH_ORDER
 from app.domain.segments.catalogue import PathCatalogue, PathSpec, UnknownPath, ValueType, is_purpose
@@ -201,8 +202,11 @@ def _scalar(kind: ValueType, raw: Any, field: str) -> Scalar:
         case ValueType.STRING:
             if not isinstance(raw, str):
                 raise _fail(field, f"expected a string, got {_describe(raw)}")
-            if len(raw) > MAX_STRING_LENGTH or _CONTROL.search(raw):
-                raise _fail(field, f"a string value is at most {MAX_STRING_LENGTH} characters, no control characters")
+            if len(raw) > MAX_STRING_LENGTH or _CONTROL.search(raw) or not is_valid_unicode(raw):
+                raise _fail(
+                    field,
+                    f"a string value is at most {MAX_STRING_LENGTH} characters of valid Unicode, no control characters",
+                )
             return raw
         case ValueType.NUMBER:
             if isinstance(raw, bool) or not isinstance(raw, int | float):

@@ -19,12 +19,14 @@ from typing import Any
 from pydantic import Field
 
 from app.domain.errors import InvalidInput
+from app.domain.event_limits import is_valid_unicode
 from app.domain.profile import StoredModel
 from app.domain.segments.catalogue import PathCatalogue, ValueType, is_purpose
 from app.domain.segments.conditions import And, Condition, ConsentGranted
 from app.domain.segments.parser import parse_condition
 
 NAME = re.compile(r"^\S.{0,99}$")
+MAX_DESCRIPTION = 1_000
 TRAIT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -118,6 +120,11 @@ def checked_segment(segment: Segment) -> Condition:
     """Validate a segment about to be stored; returns its tree."""
     if not NAME.match(segment.name):
         raise InvalidInput("name: 1-100 characters, not starting with a space", field="name")
+    if segment.description is not None and len(segment.description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"description: at most {MAX_DESCRIPTION:,} characters", field="description")
+    for field, text in (("name", segment.name), ("description", segment.description or "")):
+        if not is_valid_unicode(text):  # no store could encode it: an internal error before
+            raise InvalidInput(f"{field}: not valid Unicode (it holds a lone surrogate)", field=field)
     if segment.purpose is not None and not is_purpose(segment.purpose):
         raise InvalidInput("purpose: lower-case letters, digits or underscores", field="purpose")
     for trait in segment.traits:
