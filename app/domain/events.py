@@ -229,8 +229,16 @@ def parse_event(raw: RawEvent, *, now: datetime, limits: EventLimits = DEFAULT_L
     return Event(message_id, event_type, channel, timestamp, identifiers, properties)
 
 
+# Identifiers one event or upsert may carry: a person's email, phone, customer and loyalty ids, a few
+# devices. 5,000 emails in one event made one profile of them (merge protection counts only merges),
+# and every later event of that person read and wrote them all.
+MAX_IDENTIFIERS = 20
+
+
 def normalise_all(raw: list[RawIdentifier], *, field: str = "identifiers") -> list[Identifier]:
     """Normalise and de-duplicate identifiers, keeping the caller's order."""
+    if len(raw) > MAX_IDENTIFIERS:
+        raise InvalidInput(f"at most {MAX_IDENTIFIERS} identifiers, got {len(raw):,}", field=field)
     if len(raw) == 1:  # the usual event: no field name to format unless it is refused
         try:
             return [normalise(raw[0].type, raw[0].value)]

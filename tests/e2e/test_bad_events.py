@@ -125,6 +125,11 @@ BAD_EVENTS = [
     pytest.param(_event("bad", properties={"url": "/" + "x" * 900_000}), "properties.url", id="900-KB-url"),
     pytest.param(_event("bad", timestamp="0001-01-01T00:00:00+01:00"), "timestamp", id="timestamp-out-of-range"),
     pytest.param(_event("bad", properties={"url": "/", "ids": list(range(5000))}), "properties.ids", id="5000-items"),
+    pytest.param(
+        _event("bad", identifiers=[{"type": "email", "value": f"emma{n}@example.com"} for n in range(21)]),
+        "identifiers",
+        id="21-identifiers",
+    ),
 ]
 
 
