@@ -36,6 +36,7 @@ from graphql import (
     get_named_type,
 )
 
+from graphql_schema.field_costs import items_counted, weight
 from graphql_schema.page_arguments import PAGE_ARGUMENTS, literal_page, page_maximum, page_refusal, usual_page
 
 # Sums and products saturate here: fan-out doubles a cost past any limit within a few dozen levels,
@@ -272,11 +273,16 @@ class _Measurer:
             inner_type = get_named_type(definition.type) if definition else None
             inner = self._selection_set(node.selection_set, inner_type, part)
         least, most = self._page(node, parent, definition, part)
+        own = 1
+        if parent is not None:  # an unpaged list counts as its usual most items; an expensive field, its weight
+            items = items_counted(parent.name, name)
+            least, most = max(least, items), max(most, items)
+            own = weight(parent.name, name)
         return Measure(
             depth=0 if name.startswith("__") else 1 + inner.depth,
             aliases=_capped(inner.aliases + (1 if node.alias else 0)),
-            cost=_capped(1 + most * inner.cost),
-            least_cost=_capped(1 + least * inner.least_cost),
+            cost=_capped(own + most * inner.cost),
+            least_cost=_capped(own + least * inner.least_cost),
         )
 
     def _page(
