@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.domain.errors import InvalidInput
 from app.domain.events import Channel, Event, EventType, to_minor_units
 from app.domain.identifiers import Identifier
 from app.domain.privacy import ConsentDecision, record_consent
 from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
+from app.domain.profile_bounds import traits_refusal
 from app.domain.profile_change import CappedPush, ProfileChange, provenance_key
 from app.domain.stored_behaviour import StoredBehaviour
 
@@ -155,6 +157,13 @@ def _survey(profile: Profile | StoredBehaviour, event: Event, change: ProfileCha
         rating = {"rating": props["rating"], "at": event.timestamp}
         rating.update({k: props[k] for k in ("productId", "comment") if k in props})
         change.push["qualitative.ratings"] = CappedPush([rating], {"at": -1}, RECENT_RATINGS_CAP)
+
+
+def event_traits_refusal(profile: Profile, event: Event) -> InvalidInput | None:
+    """The refusal of an identify event whose traits would take the profile's past their bound."""
+    if event.type is not EventType.IDENTIFY:
+        return None
+    return traits_refusal(profile.traits, event.properties.get("traits"), field="properties.traits")
 
 
 def identify_fields(properties: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from app.domain import clock
 from app.domain.errors import DomainError, InvalidInput, LimitExceeded
-from app.domain.event_effects import change_for_event, consent_decision, interaction_document
+from app.domain.event_effects import change_for_event, consent_decision, event_traits_refusal, interaction_document
 from app.domain.event_limits import EventLimits, shown
 from app.domain.events import Event, RawEvent, parse_event
 from app.domain.identifiers import Identifier
@@ -180,7 +180,7 @@ def _outcome(event: Event, decided: Landed) -> EventOutcome:
     if decided.duplicate:
         return EventOutcome(event.message_id, EventStatus.DUPLICATE, reason="messageId already processed")
     if decided.refused is not None:
-        return EventOutcome(event.message_id, EventStatus.REJECTED, reason=decided.refused, field="identifiers")
+        return EventOutcome(event.message_id, EventStatus.REJECTED, reason=decided.refused, field=decided.field)
     return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=decided.profile_id)
 
 
@@ -235,6 +235,8 @@ async def _ingest_one(
         await refuse_suppressed(tx, identifiers)
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
+            if (refusal := event_traits_refusal(profile, event)) is not None:
+                raise refusal  # the unit rolls back: nothing of this event is written
             return change_for_event(profile, event, additions, at=at)
 
         profile, merged = await write_to_resolved_profile(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.domain.event_effects import change_for_event, consent_decision, interaction_document
+from app.domain.event_effects import change_for_event, consent_decision, event_traits_refusal, interaction_document
 from app.domain.events import Event, EventType
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
@@ -56,6 +56,7 @@ class Landed:
     profile_id: str | None = None
     duplicate: bool = False
     refused: str | None = None
+    field: str = "identifiers"  # what a refusal names
 
 
 @dataclass(slots=True)
@@ -178,6 +179,9 @@ def _apply(
         held = target.current().identifier_keys() if resolution.unclaimed else set()
         additions = [i for i in resolution.unclaimed if i.key not in held]
     profile = target.basis(whole=bool(additions) or event.type is EventType.IDENTIFY)
+    refusal = event_traits_refusal(profile, event) if isinstance(profile, Profile) else None  # whole for identify
+    if refusal is not None:
+        return Landed(parsed.index, refused=refusal.message, field=refusal.field or "properties.traits")
     change = change_for_event(profile, event, additions, at=at)
     apply_change(target.document, change.with_values(writes.form))
     target.profile = None

@@ -14,6 +14,7 @@ from app.domain.events import RawIdentifier
 from app.domain.identifiers import Identifier
 from app.domain.paging import Window
 from app.domain.profile import Profile
+from app.domain.profile_bounds import traits_refusal
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_input import change_for_fields, parse_profile_input
 from app.domain.profile_query import ProfileFilter
@@ -87,6 +88,8 @@ async def upsert_profile(
         await refuse_suppressed(tx, usable)
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
+            if (refusal := traits_refusal(profile.traits, parsed.traits, field="traits")) is not None:
+                raise refusal  # the unit rolls back: nothing of this upsert is written
             change = change_for_fields(parsed, at=at, source=source)
             if additions:
                 change.append["identifiers"] = identifier_records(additions, at=at, source=source)

@@ -1,0 +1,59 @@
+"""A profile's traits stop growing at their bound: the write that would pass it is refused alone (an
+identify event, on the batch path and on the per-event path alike, or an upsert), and the profile
+keeps what it had. Each write was within its own bounds, and 450 of them left 25 MB of traits on
+one person, whose every later event then took half a second."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from app.domain import profile_bounds
+from app.domain.errors import InvalidInput
+from app.domain.events import RawEvent, RawIdentifier
+from app.services import profiles
+from app.services.ingestion import EventStatus, ingest_each_alone, ingest_events
+from app.services.ports import ProfileStore
+from tests.builders import event
+
+BOUND = 2_000
+
+
+def _identify(email: str, number: int) -> RawEvent:
+    return event(
+        "identify", email=email, message_id=f"{email}-{number}", properties={"traits": {f"k{number}": "x" * 300}}
+    )
+
+
+@pytest.mark.parametrize("ingest", [ingest_events, ingest_each_alone], ids=["batch", "each-alone"])
+async def test_the_identify_event_that_would_pass_the_traits_bound_is_refused_alone(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch, ingest: object
+) -> None:
+    monkeypatch.setattr(profile_bounds, "MAX_TRAITS_BYTES", BOUND)
+    events = [_identify("ada@example.com", n) for n in range(8)]
+    events.append(event("page_view", email="ada@example.com", message_id="after"))  # the person is still served
+    outcomes = await ingest(store, events)  # type: ignore[operator]
+    statuses = [o.status for o in outcomes]
+    assert statuses == [EventStatus.ACCEPTED] * 6 + [EventStatus.REJECTED] * 2 + [EventStatus.ACCEPTED], outcomes
+    refused = outcomes[6]
+    assert refused.field == "properties.traits" and "traits would take" in (refused.reason or ""), refused
+    profile = await store.find_profile_by_identity("email:ada@example.com")
+    assert profile is not None
+    assert sorted(profile.traits) == [f"k{n}" for n in range(6)]
+    assert len(orjson.dumps(profile.traits)) <= BOUND
+    assert profile.stats.page_views == 1
+
+
+async def test_an_upsert_that_would_pass_the_traits_bound_is_refused_and_changes_nothing(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(profile_bounds, "MAX_TRAITS_BYTES", BOUND)
+    ada = [RawIdentifier("email", "ada@example.com")]
+    written = await profiles.upsert_profile(
+        store, ada, {"first_name": "Ada", "traits": {"a": "x" * 1500}}, source="crm"
+    )
+    with pytest.raises(InvalidInput) as refused:
+        await profiles.upsert_profile(store, ada, {"first_name": "Adele", "traits": {"b": "y" * 600}}, source="crm")
+    assert refused.value.field == "traits"
+    profile = await store.get_profile(written.id)
+    assert profile is not None and profile.first_name == "Ada" and sorted(profile.traits) == ["a"]
