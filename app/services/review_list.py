@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -110,6 +110,26 @@ class ReviewLists:
         self.seconds = seconds
         self._clock = clock
         self._lists: OrderedDict[str, tuple[ReviewList, float]] = OrderedDict()
+        self._running: dict[float, asyncio.Future[ReviewList]] = {}  # by min score
+        self._one_at_a_time = asyncio.Lock()
+
+    async def computed(self, min_score: float, compute: Callable[[], Awaitable[ReviewList]]) -> ReviewList:
+        """A new list at `min_score`, kept for its later pages. A whole-store list takes about a minute
+        at 100,000 profiles, and every first page asked for one: eight at once held both cores. Here
+        this process computes one at a time, and a first page asked while one at the same min score
+        is computed shares it (a client gone does not cancel what others wait for)."""
+        running = self._running.get(min_score)
+        if running is None:
+            running = asyncio.ensure_future(self._compute(compute))
+            self._running[min_score] = running
+            running.add_done_callback(lambda _: self._running.pop(min_score, None))
+        return await asyncio.shield(running)
+
+    async def _compute(self, compute: Callable[[], Awaitable[ReviewList]]) -> ReviewList:
+        async with self._one_at_a_time:
+            review = await compute()
+        self.keep(review)
+        return review
 
     def get(self, list_id: str, min_score: float) -> ReviewList | None:
         found = self._lists.get(list_id)
@@ -151,8 +171,9 @@ async def review_page(
     cursor = window.after or window.before
     review = lists.get(cursor.list_id, min_score) if cursor is not None else None
     if review is None:
-        review = await review_list(store, min_score=min_score, max_pairs=lists.max_pairs)
-        lists.keep(review)
+        review = await lists.computed(
+            min_score, lambda: review_list(store, min_score=min_score, max_pairs=lists.max_pairs)
+        )
     pairs = review.pairs
     in_range = bisect.bisect_left(pairs, (-max_score, "", ""), key=_order) if max_score is not None else 0
     start, end = in_range, len(pairs)

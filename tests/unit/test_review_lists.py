@@ -3,6 +3,8 @@ in all than one list may hold."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from app.services.review_list import Pair, ReviewList, ReviewLists
@@ -50,3 +52,29 @@ def test_the_newest_list_is_kept_even_alone_at_the_limit() -> None:
     lists.keep(_list("small", 2))
     lists.keep(_list("full", 10))
     assert lists.get("full", 0.5) is not None and lists.get("small", 0.5) is None
+
+
+async def test_first_pages_asked_together_share_one_list_and_lists_are_computed_one_at_a_time() -> None:
+    """A whole-store list takes about a minute at 100,000 profiles: eight first pages at once were
+    eight computations side by side."""
+    lists = ReviewLists(max_pairs=100, seconds=60, clock=Clock())
+    running, most, made = 0, 0, []
+
+    def computing(list_id: str, min_score: float) -> Callable[[], Awaitable[ReviewList]]:
+        async def compute() -> ReviewList:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await asyncio.sleep(0.02)
+            running -= 1
+            made.append(list_id)
+            return _list(list_id, 1, min_score)
+
+        return compute
+
+    same = await asyncio.gather(*(lists.computed(0.5, computing(f"same{n}", 0.5)) for n in range(4)))
+    assert {review.id for review in same} == {"same0"} and made == ["same0"]  # one computation, shared
+    assert lists.get("same0", 0.5) is same[0]  # kept for the later pages
+    await asyncio.gather(*(lists.computed(score, computing(f"at{score}", score)) for score in (0.3, 0.4, 0.6)))
+    assert most == 1  # never two at once
+    assert sorted(made) == ["at0.3", "at0.4", "at0.6", "same0"]
