@@ -29,6 +29,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Messag
 from app import tracing
 from graphql_schema import broadcast
 from graphql_schema.context import Context
+from graphql_schema.limits import LIMIT_EXCEEDED
 from graphql_schema.operation_spans import errors_described
 from graphql_schema.persisted_queries import PersistedQueries
 from graphql_schema.refusals import Refused
@@ -79,12 +80,26 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self.handle_invalid_message(problem)
             return
         if message["type"] == "subscribe" and self.connection_acknowledged:
-            refused = untrusted(getattr(self.view, "persisted", None), message["payload"])
+            refused = untrusted(getattr(self.view, "persisted", None), message["payload"]) or self._one_too_many(
+                message["id"]
+            )
             if refused is not None:  # the operation's error, as for any operation refused before it runs
                 error = GraphQLError(refused.message, extensions={"code": refused.code})
                 await self.send_message(ErrorMessage(id=message["id"], type="error", payload=[error.formatted]))
                 return
         await super().handle_message(message)
+
+    def _one_too_many(self, operation_id: str) -> Refused | None:
+        """The connection's operations at their limit: refused with a code and the way out (Strawberry's
+        own refusal, "Subscription limit reached", had neither). An id in use is Strawberry's 4409."""
+        limit = self.max_subscriptions_per_connection
+        if limit is None or len(self.operations) < limit or operation_id in self.operations:
+            return None
+        return Refused(
+            429,
+            f"at most {limit} operations at once on one connection: complete one first, or open another connection",
+            code=LIMIT_EXCEEDED,
+        )
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         if isinstance(self.websocket, ASGIWebSocketAdapter):  # in the operation's own task: its resolver finds it

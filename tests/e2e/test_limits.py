@@ -159,6 +159,9 @@ async def test_websocket_init_timeout_and_subscription_cap(tmp_path: Path) -> No
                 await ws.send(json.dumps({"id": str(number), "type": "subscribe", "payload": subscription}))
             refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert refused["id"] == "2" and refused["type"] == "error", refused
+        [error] = refused["payload"]  # coded and saying the way out, as any refusal (Strawberry's said neither)
+        assert error["extensions"]["code"] == "LIMIT_EXCEEDED", error
+        assert error["message"].startswith("at most 2 operations at once on one connection"), error
 
 
 async def test_a_repeated_document_is_validated_once_and_refused_every_time(
