@@ -164,7 +164,10 @@ class GraphQLApp(GraphQL[Context, None]):
             if request.method == "GET":
                 data = request_body.from_query(request.query_params)
             elif request.method == "POST":
-                data = request_body.from_post(request.headers.get("content-type"), await request.body())
+                headers = request.headers
+                data = request_body.from_post(
+                    headers.get("content-type"), await request.body(), headers.get("content-encoding")
+                )
             else:
                 return None
         except Refused:
@@ -183,7 +186,8 @@ class GraphQLApp(GraphQL[Context, None]):
         if request.method == "GET":
             data = request_body.from_query({k: v for k, v in request.query_params.items() if isinstance(v, str)})
         else:
-            data = request_body.from_post(request.content_type, await request.get_body())
+            encoding = request.headers.get("content-encoding")
+            data = request_body.from_post(request.content_type, await request.get_body(), encoding)
         return self.persisted.resolve(data)
 
     def decode_json(self, data: str | bytes) -> object:  # also what reads WebSocket frames

@@ -78,8 +78,14 @@ def decode_json(data: str | bytes) -> object:
         raise json.JSONDecodeError("a number with too many digits", "", 0) from None
 
 
-def from_post(content_type: str | None, body: bytes) -> GraphQLRequestData:
+def from_post(content_type: str | None, body: bytes, content_encoding: str | None = None) -> GraphQLRequestData:
     """The operation a POST's JSON body describes."""
+    if content_encoding and content_encoding.strip().lower() != "identity":  # a gzip body read "not UTF-8 text"
+        raise Refused(
+            415,
+            f"request bodies are read as sent: send it without Content-Encoding ({content_encoding}); "
+            "answers are compressed when the request says Accept-Encoding",
+        )
     media, _, parameters = (content_type or "").partition(";")
     if media.strip().lower() != JSON:
         raise Refused(415, f"send the request as {JSON} (Content-Type: {content_type or 'none'})")

@@ -4,6 +4,7 @@ execution with LIMIT_EXCEEDED; HTTP answers as the GraphQL-over-HTTP spec says."
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import re
 import threading
@@ -133,6 +134,10 @@ async def test_graphql_over_http(client: httpx.AsyncClient) -> None:
     assert spec.status_code == 200 and spec.headers["content-type"] == "application/graphql-response+json"
     plain = await client.post("/graphql", json={"query": "{ segments { id } }"})
     assert plain.headers["content-type"].startswith("application/json")
+    body = gzip.compress(json.dumps({"query": "{ segments { id } }"}).encode())
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    zipped = await client.post("/graphql", content=body, headers=headers)  # was 400 "not UTF-8 text"
+    assert zipped.status_code == 415 and "without Content-Encoding (gzip)" in zipped.text, zipped.text
 
 
 async def test_websocket_init_timeout_and_subscription_cap(tmp_path: Path) -> None:
