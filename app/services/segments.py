@@ -146,7 +146,9 @@ class SegmentEngine:
         personal_filters: bool = True,
     ) -> Evaluation:
         current = await self._get(segment_id)
-        segment = _segment(segment_id, fields, created_at=current.created_at, updated_at=clock.now())
+        # What the update leaves out stays as it was (a purpose dropped that way let in everyone).
+        kept = {"description": current.description, "purpose": current.purpose, "traits": dict(current.traits)}
+        segment = _segment(segment_id, kept | fields, created_at=current.created_at, updated_at=clock.now())
         if not personal_filters:
             refuse_personal_filter(comparisons(segment.tree()), field="condition")
         await self._check(segment)

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.unset import UNSET
 
 from app.domain.access import Scope
 from app.domain.pii_mask import mask_condition
@@ -218,21 +219,23 @@ class SegmentEvaluation:
     members: int
 
 
-@strawberry.input(description="A segment definition; `condition` is a tree (see README: Segments).")
+@strawberry.input(
+    description="A segment definition; `condition` is a tree (see README: Segments). In updateSegment, "
+    "`description`, `purpose` and `traits` left out keep their values; null clears them."
+)
 class SegmentInput:
     name: str
     condition: JSON
-    description: str | None = None
-    purpose: str | None = strawberry.field(default=None, description="Consent purpose the segment is used for.")
+    description: str | None = UNSET
+    purpose: str | None = strawberry.field(
+        default=UNSET, description="Consent purpose the segment is used for: its members are those who granted it."
+    )
     traits: JSON | None = strawberry.field(
-        default=None, description='Trait names the condition uses, with their type: {"tier": "string"}.'
+        default=UNSET, description='Trait names the condition uses, with their type: {"tier": "string"}.'
     )
 
     def fields(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "condition": self.condition,
-            "description": self.description,
-            "purpose": self.purpose,
-            "traits": self.traits,
-        }
+        """What was given: an update keeps what is left out (a rule dropped by leaving it out of an
+        update, a consent purpose above all, would add people who never granted it)."""
+        given = {"description": self.description, "purpose": self.purpose, "traits": self.traits}
+        return {"name": self.name, "condition": self.condition} | {k: v for k, v in given.items() if v is not UNSET}

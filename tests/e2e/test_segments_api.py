@@ -42,3 +42,40 @@ async def test_a_bad_tree_names_the_place(gql: GraphQL) -> None:
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "condition.and[1].compare.path"}
     assert "did you mean stats.orders" in body["errors"][0]["message"]
     assert (await gql("{ segments { id } }"))["data"]["segments"] == []
+
+
+MAILABLE = """mutation {
+  createSegment(input: {name: "Gold, mailable", traits: {tier: "string"}, purpose: "email_marketing",
+    description: "for the newsletter", condition: {compare: {path: "traits.tier", op: "eq", value: "gold"}}}) {
+    segment { id } members } }"""
+UPDATE = """mutation($id: ID!, $input: SegmentInput!) { updateSegment(id: $id, input: $input) {
+  segment { name purpose description traits } members } }"""
+CONSENT = """mutation($id: ID!) {
+  setConsent(profileId: $id, purpose: "email_marketing", granted: true, source: "test") { id } }"""
+
+
+async def test_an_update_keeps_the_purpose_description_and_traits_it_leaves_out(gql: GraphQL) -> None:
+    """An update with a name and a condition, as the README shows, dropped the consent purpose: the
+    segment then held everyone who matched, whether or not they had granted it."""
+    ids = [
+        (await gql(UPSERT, {"email": f"{name}@example.com", "tier": "gold"}))["data"]["upsertProfile"]["id"]
+        for name in ("ann", "bob")
+    ]
+    assert "errors" not in await gql(CONSENT, {"id": ids[0]})
+    created = (await gql(MAILABLE))["data"]["createSegment"]
+    assert created["members"] == 1  # only ann granted email_marketing
+    renamed = await gql(UPDATE, {"id": created["segment"]["id"], "input": {"name": "Gold (mail)", "condition": GOLD}})
+    assert renamed["data"]["updateSegment"] == {
+        "segment": {"name": "Gold (mail)", "purpose": "email_marketing", "description": "for the newsletter",
+                    "traits": {"tier": "string"}},
+        "members": 1,
+    }, renamed  # fmt: skip
+    cleared = await gql(
+        UPDATE,
+        {
+            "id": created["segment"]["id"],
+            "input": {"name": "Gold", "condition": GOLD, "purpose": None, "description": None},
+        },
+    )
+    assert cleared["data"]["updateSegment"]["segment"]["purpose"] is None  # given as null: cleared
+    assert cleared["data"]["updateSegment"]["members"] == 2
