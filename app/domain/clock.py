@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
+from dateutil.parser import isoparse
+
 _ZERO = timedelta(0)
 
 
@@ -19,6 +21,17 @@ def utc_ms(moment: datetime) -> datetime:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 date-time as clients write it; ValueError when it is not one. The standard library
+    reads the usual forms (`Z`, offsets, fractions, a space for the `T`) in under a microsecond; only
+    a text it refuses goes to dateutil's `isoparse` (~45 µs), which reads the rest (`24:00`)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        read: datetime = isoparse(text)  # untyped library; raises ValueError too
+        return read
 
 
 def now() -> datetime:

@@ -16,9 +16,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from app.domain.clock import utc_ms
+from app.domain.clock import parse_time, utc_ms
 from app.domain.errors import InvalidInput, first_problem
-from app.domain.event_limits import MAX_AMOUNT, MAX_GRAPHQL_INT, EventLimits, check_properties, is_valid_unicode
+from app.domain.event_limits import (
+    MAX_AMOUNT,
+    MAX_GRAPHQL_INT,
+    EventLimits,
+    check_properties,
+    is_valid_unicode,
+    shown,
+)
 from app.domain.identifiers import Identifier, normalise
 from app.domain.keys import check_keys
 
@@ -183,7 +190,7 @@ class RawEvent:
     message_id: str
     type: str
     channel: str
-    timestamp: datetime
+    timestamp: datetime | str  # as the API takes it: text, read with this event alone (parse_event)
     identifiers: list[RawIdentifier]
     properties: Any  # validated against the event type's model; anything else is rejected
 
@@ -211,7 +218,7 @@ def parse_event(raw: RawEvent, *, now: datetime, limits: EventLimits = DEFAULT_L
     if channel is None:
         raise InvalidInput(f"unknown channel {raw.channel!r}; expected one of {', '.join(Channel)}", field="channel")
     try:
-        timestamp = utc_ms(raw.timestamp)
+        timestamp = utc_ms(raw.timestamp if isinstance(raw.timestamp, datetime) else _time(raw.timestamp))
     except OverflowError:  # year 1 or 9999 with an offset: no such time in UTC
         raise InvalidInput("timestamp is out of range", field="timestamp") from None
     if timestamp > now + MAX_FUTURE_SKEW:
@@ -227,6 +234,15 @@ def parse_event(raw: RawEvent, *, now: datetime, limits: EventLimits = DEFAULT_L
         path, message = first_problem(exc, prefix="properties")
         raise InvalidInput(message, field=path) from None
     return Event(message_id, event_type, channel, timestamp, identifiers, properties)
+
+
+def _time(text: str) -> datetime:
+    """An event's timestamp as sent: a text that is no ISO 8601 date-time rejects this event alone (as a
+    DateTime in the schema, it failed the whole batch's variables)."""
+    try:
+        return parse_time(text)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"not an ISO 8601 date-time: {shown(text, at_most=40)!r}", field="timestamp") from None
 
 
 # Identifiers one event or upsert may carry: a person's email, phone, customer and loyalty ids, a few

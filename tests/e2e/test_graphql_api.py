@@ -116,7 +116,7 @@ async def test_a_batch_over_the_limit_is_a_graphql_error_and_writes_nothing(gql:
 
 
 async def test_wrong_types_are_refused_before_execution(gql: GraphQL, store: ProfileStore) -> None:
-    body = await gql(INGEST, {"events": [_event(1, timestamp="yesterday")]})
+    body = await gql(INGEST, {"events": [_event(1, timestamp=20260501)]})
     [error] = body["errors"]
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "timestamp" in error["message"]
@@ -272,3 +272,16 @@ async def test_queries_over_get_work_and_mutations_over_get_do_not(
     refused = await client.get("/graphql", params={"query": mutation})
     assert refused.status_code >= 400  # the GraphQL-over-HTTP spec's 405 lands with the hardening issue
     assert await store.count_profiles() == 0
+
+
+async def test_a_timestamp_that_is_no_time_rejects_its_event_alone(gql: GraphQL, store: ProfileStore) -> None:
+    """The README says each event is judged alone; as a DateTime of the schema, one month 13 refused
+    the whole batch's variables, and the valid event beside it was not stored."""
+    body = await gql(
+        INGEST, {"events": [_event(1), _event(2, timestamp="2026-13-01T00:00:00Z"), _event(3, timestamp="yesterday")]}
+    )
+    results = body["data"]["ingestEvents"]["results"]
+    assert [r["status"] for r in results] == ["ACCEPTED", "REJECTED", "REJECTED"], body
+    assert results[1]["field"] == "events[1].timestamp", results
+    assert results[2]["reason"] == "events[2].timestamp: not an ISO 8601 date-time: 'yesterday'", results
+    assert await store.count_profiles() == 1
