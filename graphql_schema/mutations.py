@@ -10,7 +10,7 @@ from typing import Annotated
 import strawberry
 
 from app.domain.access import Scope
-from app.domain.events import RawEvent
+from app.domain.events import EventType, RawEvent
 from app.observability.metrics import Metrics
 from app.off_loop import off_loop
 from app.services import api_keys, merging, privacy, profiles, recommendations, traits
@@ -39,8 +39,18 @@ async def ingest(context: Context, raws: list[RawEvent]) -> IngestResult:
     return await off_loop(len(raws) > INLINE_EVENTS, _answered, services.metrics, raws, outcomes)
 
 
+# The `type` label of an event whose type is none of ours. /metrics answers without a key: a client's
+# text as a label published whatever it held (an email address sent as a type), and each new one
+# was a series kept for good.
+UNKNOWN_TYPE = "unknown"
+_KNOWN_TYPES = frozenset(EventType)
+
+
 def _answered(metrics: Metrics, raws: list[RawEvent], outcomes: list[EventOutcome]) -> IngestResult:
-    counted = Counter((raw.type[:32], outcome.status.value) for raw, outcome in zip(raws, outcomes, strict=True))
+    counted = Counter(
+        (raw.type if raw.type in _KNOWN_TYPES else UNKNOWN_TYPE, outcome.status.value)
+        for raw, outcome in zip(raws, outcomes, strict=True)
+    )
     for labels, count in counted.items():
         metrics.events.labels(*labels).inc(count)
     return IngestResult.from_outcomes(outcomes)

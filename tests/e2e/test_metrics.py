@@ -115,3 +115,21 @@ async def test_requests_waiting_for_their_turn_are_exposed(client: httpx.AsyncCl
     assert "# TYPE cdp_http_requests_waiting gauge" in idle
     assert _sample(answers[1].text, "cdp_http_requests_waiting") == 1
     assert _sample(idle, "cdp_http_requests_waiting") == 0
+
+
+async def test_event_types_sent_by_clients_are_labelled_unknown_unless_they_are_ours(
+    client: httpx.AsyncClient, gql: GraphQL
+) -> None:
+    """/metrics answers without a key: a type sent as an email address was published as a label, and
+    each new text made a series kept for good."""
+    ingest = "mutation($events: [EventInput!]!) { ingestEvents(events: $events) { rejected } }"
+    events = [
+        {"messageId": f"m{n}", "type": text, "channel": "web", "timestamp": "2026-01-01T10:00:00Z",
+         "identifiers": [{"type": "email", "value": "ada@example.com"}], "properties": {"url": "/"}}
+        for n, text in enumerate(["jane.doe@example.com", "page_view", "x" * 20])
+    ]  # fmt: skip
+    assert (await gql(ingest, {"events": events}))["data"]["ingestEvents"]["rejected"] == 2
+    text = (await client.get("/metrics")).text
+    assert "jane.doe" not in text and "xxxxx" not in text
+    assert re.search(r'cdp_events_ingested_total\{result="REJECTED",type="unknown"\} 2\.0', text), text
+    assert re.search(r'cdp_events_ingested_total\{result="ACCEPTED",type="page_view"\} 1\.0', text), text
