@@ -94,6 +94,7 @@ _BY_WORD: tuple[tuple[str, Callable[[Any], Any]], ...] = (
 _PHONE_WORDS = ("phone", "mobile", "msisdn")
 _PHONE = re.compile(r"\+?[\d\s().-]{6,}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE_IN_TEXT = re.compile(r"\+\d[\d\s().-]{5,}\d")  # an international number inside free text
 
 
 def _normal_key(key: str) -> str:
@@ -121,8 +122,11 @@ def mask_personal(value: Any) -> Any:
         return masked
     if isinstance(value, list):
         return [mask_personal(item) for item in value]
-    if isinstance(value, str) and "@" in value and _EMAIL.search(value):
-        return _EMAIL.sub(lambda match: mask_email(match.group(0)), value)
+    if isinstance(value, str):
+        if "@" in value and _EMAIL.search(value):
+            value = _EMAIL.sub(lambda match: mask_email(match.group(0)), value)
+        if "+" in value and _PHONE_IN_TEXT.search(value):
+            value = _PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group(0)), value)
     return value
 
 

@@ -8,6 +8,15 @@ from enum import Enum
 import strawberry
 
 from app.domain import merge as domain
+from app.domain.access import Scope
+from app.domain.pii_mask import mask_personal
+from graphql_schema.context import Info
+
+
+def _reason(info: Info, written: str) -> str:
+    """A reason as written (free text: a steward writes "same person: jane@… called from +33…"), with
+    the personal data in it masked for a key without read:pii, as any free-form data."""
+    return written if info.context.may(Scope.READ_PII) else str(mask_personal(written))
 
 
 @strawberry.enum
@@ -22,12 +31,16 @@ class Merge:
     survivor: strawberry.ID
     merged: list[strawberry.ID]
     at: datetime
-    reason: str
+    written_reason: strawberry.Private[str]
     actor: str
     automatic: bool
     status: MergeStatus
     unmerged_at: datetime | None
     unmerged_by: str | None
+
+    @strawberry.field(description="Why, as written; personal data in it masked without read:pii.")
+    def reason(self, info: Info) -> str:
+        return _reason(info, self.written_reason)
 
     @classmethod
     def from_domain(cls, record: domain.MergeRecord) -> Merge:
@@ -36,7 +49,7 @@ class Merge:
             survivor=strawberry.ID(record.survivor_id),
             merged=[strawberry.ID(i) for i in record.merged_ids],
             at=record.at,
-            reason=record.reason,
+            written_reason=record.reason,
             actor=record.actor,
             automatic=record.automatic,
             status=MergeStatus(record.status.value),
@@ -50,8 +63,12 @@ class MergeRefusal:
     id: strawberry.ID
     at: datetime
     profiles: list[strawberry.ID]
-    reason: str
+    written_reason: strawberry.Private[str]
     message_id: str | None
+
+    @strawberry.field(description="Why it was refused; personal data in it masked without read:pii.")
+    def reason(self, info: Info) -> str:
+        return _reason(info, self.written_reason)
 
     @classmethod
     def from_domain(cls, refusal: domain.MergeRefusal) -> MergeRefusal:
@@ -59,6 +76,6 @@ class MergeRefusal:
             id=strawberry.ID(refusal.id),
             at=refusal.at,
             profiles=[strawberry.ID(i) for i in refusal.profile_ids],
-            reason=refusal.reason,
+            written_reason=refusal.reason,
             message_id=refusal.message_id,
         )

@@ -380,3 +380,24 @@ def _cli(database: str, *arguments: str) -> str:
         check=True,
     )
     return done.stdout.strip()
+
+
+async def test_a_merge_s_reason_tells_the_personal_data_in_it_only_to_read_pii(services: Services) -> None:
+    """A steward's reason is free text ("same person: jane@… called from +33…"); it was shown as
+    written to any key that reads profiles."""
+    admin = await _key(services, *Scope)
+    upsert = 'mutation($v: String!) { upsertProfile(input: {identifiers: [{type: "customerId", value: $v}]}) { id } }'
+    a = (await _call(services, admin, upsert, {"v": "C-1"}))["data"]["upsertProfile"]["id"]
+    b = (await _call(services, admin, upsert, {"v": "C-2"}))["data"]["upsertProfile"]["id"]
+    reason = "same person: jane.s4@example.org called from +33 6 11 22 33 44"
+    merge = """mutation($a: ID!, $b: ID!, $r: String!) {
+      mergeProfiles(survivorId: $a, mergedIds: [$b], reason: $r) { merge { id } } }"""
+    merged = await _call(services, admin, merge, {"a": a, "b": b, "r": reason})
+    assert "errors" not in merged, merged
+    history = "query($a: ID!) { profile(id: $a) { mergeHistory { reason } } }"
+    masked = await _call(services, await _key(services, Scope.READ_PROFILES), history, {"a": a})
+    assert masked["data"]["profile"]["mergeHistory"] == [
+        {"reason": "same person: j***@example.org called from +33************44"}
+    ], masked
+    clear = await _call(services, admin, history, {"a": a})
+    assert clear["data"]["profile"]["mergeHistory"] == [{"reason": reason}]
