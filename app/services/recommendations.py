@@ -16,6 +16,7 @@ from app.domain.errors import NotFound
 from app.domain.products import Product, parse_products, upserted
 from app.domain.profile import Profile
 from app.domain.recommendation import Recommendation, rank_best_sellers, rank_personalised
+from app.domain.traits.computed import profiling_refused
 from app.domain.traits.orders import purchases, unique
 from app.domain.traits.preferences import preferred_categories, products_mentioned
 from app.services import profile_reads
@@ -69,7 +70,10 @@ async def recommendations_for(
 
     history = unique([*profile.recent, *orders])
     known = {p.id: p for p in await store.get_products(sorted(products_mentioned(history)))}
-    preferred = preferred_categories(history, {i: p.category for i, p in known.items()}, as_of=now)
+    # Preferred categories are inferred from the person's history: profiling, which a refusal of
+    # that purpose stops here too (the traits job and RFM stop already).
+    categories = {i: p.category for i, p in known.items()}
+    preferred = [] if profiling_refused(profile) else preferred_categories(history, categories, as_of=now)
     linked: dict[str, tuple[int, str]] = {}  # product → (strongest link count, the purchase it links to)
     for source_id in list(dict.fromkeys(p.product_id for p in bought))[:CO_PURCHASE_SOURCES]:
         source = known.get(source_id)

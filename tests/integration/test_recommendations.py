@@ -89,6 +89,21 @@ async def test_a_consenting_customer_gets_personal_picks_with_reasons(shop: Prof
     assert [i.score for i in items] == sorted((i.score for i in items), reverse=True)
 
 
+async def test_a_profiling_refusal_stops_preferred_categories_but_not_personalisation(shop: ProfileStore) -> None:
+    """Preferred categories are inferred from the history: with personalisation granted and profiling
+    refused, recommendations still said "in your preferred category shoes"."""
+    profiling = event("consent_update", email="c@example.com", properties={"purpose": "profiling", "granted": False})
+    customer = await _customer(shop, consent=True)
+    await _land(shop, profiling)
+
+    items = await recommendations(shop, customer, first=10)
+
+    reasons = [r for i in items for r in i.reasons]
+    assert not any("preferred category" in r for r in reasons), reasons
+    assert any("often bought with Tote" in r for r in reasons)  # what others bought with theirs: personalisation
+    assert not any(NOT_PERSONALISED in r for r in reasons)
+
+
 @pytest.mark.parametrize("consent", [None, False], ids=["never-asked", "refused"])
 async def test_without_consent_only_best_sellers_and_each_item_says_so(
     shop: ProfileStore, consent: bool | None
