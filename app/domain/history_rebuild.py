@@ -14,6 +14,7 @@ from app.domain.events import EventType
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Interaction, Profile, Qualitative, Stats
 from app.domain.profile_change import apply_change
 from app.domain.stored_behaviour import StoredBehaviour
+from app.domain.traits.computed import without_profiling
 
 
 def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Profile:
@@ -32,7 +33,9 @@ def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Pro
         # What the next change reads, off the document as the last one left it.
         apply_change(document, behaviour_change(StoredBehaviour.of(document), event_of(interaction)))
     newest = list(reversed(ordered))[:RECENT_INTERACTIONS_CAP]
-    return Profile.for_change(document).model_copy(update={"recent": newest})
+    # The consents as they now stand decide: a refusal given directly (setConsent) or by another
+    # profile of a merge withdraws the profiling the base carried.
+    return without_profiling(Profile.for_change(document).model_copy(update={"recent": newest}))
 
 
 def replay_identity(base: Profile, interactions: Iterable[Interaction]) -> Profile:

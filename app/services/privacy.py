@@ -7,6 +7,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Collection, Sequence
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -62,11 +63,16 @@ async def set_consent(
         profile = await live_profile(tx, profile_id)
         if profile is None:
             raise NotFound(f"no profile {profile_id}", field="profileId")
+        # The newest decision wins, in a merge's replay as here: one recorded from an event dated a
+        # little ahead (clocks may run up to MAX_FUTURE_SKEW fast) would have won back over this one,
+        # made now, at the person's next merge. This one is the newest, so it is dated after it.
+        current = profile.consents.get(purpose)
+        decided = at if current is None or current.at < at else current.at + timedelta(milliseconds=1)
         change = ProfileChange()
-        record_consent(change, purpose, granted=granted, source=source, at=at)
+        record_consent(change, purpose, granted=granted, source=source, at=decided)
         await tx.update_profile(profile.id, change.stamped(at), expected_version=profile.version)
         await tx.append_consent(
-            ConsentDecision(profile_id=profile.id, purpose=purpose, granted=granted, source=source, at=at)
+            ConsentDecision(profile_id=profile.id, purpose=purpose, granted=granted, source=source, at=decided)
         )
         found = await tx.get_profile(profile.id)
         assert found is not None

@@ -25,6 +25,15 @@ def profiling_refused(profile: Profile) -> bool:
     return consent is not None and not consent.granted
 
 
+def without_profiling(profile: Profile) -> Profile:
+    """`profile` without what profiling made of it (RFM, computed traits) when its current profiling
+    decision is a refusal: a merge or an unmerge rebuilds a profile from others and from old
+    snapshots, which brought them back to a person who had refused, until the next traits job."""
+    if not profiling_refused(profile) or (profile.rfm is None and profile.computed is None):
+        return profile
+    return profile.model_copy(update={"rfm": None, "computed": None})
+
+
 def profiling_refused_in(document: Mapping[str, Any]) -> bool:
     """`profiling_refused` of a stored document (either store's form), without reading the rest of it."""
     consent = (document.get("consents") or {}).get(PROFILING) or {}

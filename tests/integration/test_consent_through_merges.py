@@ -1,0 +1,70 @@
+"""A consent decision holds through merges and unmerges: a profiling refusal keeps RFM and computed
+traits away from the person whatever profile or snapshot they are rebuilt from, and a decision made
+with setConsent is not undone by an event recorded earlier but dated a little ahead."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app.domain import clock
+from app.domain.events import RawIdentifier
+from app.domain.privacy import DEFAULT_PURPOSES
+from app.domain.profile_change import ProfileChange
+from app.services import merging, privacy, profiles
+from app.services.identity_policy import IdentityPolicy
+from app.services.ingestion import EventStatus, ingest_events
+from app.services.ports import ProfileStore, StoreTransaction
+from tests.builders import event
+
+POLICY = IdentityPolicy()
+RFM = {"recencyScore": 5, "frequencyScore": 4, "monetaryScore": 5, "segment": "Champions"}
+
+
+async def _customer(store: ProfileStore, customer_id: str, *, profiled: bool) -> str:
+    profile = await profiles.upsert_profile(store, [RawIdentifier("customerId", customer_id)], {"first_name": "Ann"})
+    if profiled:  # as the traits job leaves it
+
+        async def work(tx: StoreTransaction) -> None:
+            await tx.update_profile(profile.id, ProfileChange(set={"rfm": RFM}))
+
+        await store.run_in_transaction(work)
+    return profile.id
+
+
+async def _refuse_profiling(store: ProfileStore, profile_id: str) -> None:
+    await privacy.set_consent(store, profile_id, "profiling", False, "preference centre", purposes=DEFAULT_PURPOSES)
+
+
+async def test_a_merge_keeps_the_profiling_of_a_person_who_refused_it_away(store: ProfileStore) -> None:
+    profiled = await _customer(store, "C-1", profiled=True)
+    refusing = await _customer(store, "C-2", profiled=False)
+    await _refuse_profiling(store, refusing)
+    _, merged = await merging.merge_profiles(store, profiled, [refusing], reason="same", actor="t", policy=POLICY)
+    assert merged.consents["profiling"].granted is False
+    assert (merged.rfm, merged.computed) == (None, None)  # the survivor's scores were kept before
+
+
+async def test_an_unmerge_does_not_bring_back_the_profiling_of_a_person_who_refused_it(store: ProfileStore) -> None:
+    survivor = await _customer(store, "C-1", profiled=True)
+    other = await _customer(store, "C-2", profiled=True)
+    record, _ = await merging.merge_profiles(store, survivor, [other], reason="same", actor="t", policy=POLICY)
+    await _refuse_profiling(store, survivor)  # cleared at once on the merged person
+    _, restored = await merging.unmerge_profile(store, record.id, actor="t")
+    back = {p.id: p for p in restored}[survivor]
+    assert back.consents["profiling"].granted is False
+    assert (back.rfm, back.computed) == (None, None)  # rebuilt from the snapshot, which held them
+
+
+async def test_a_refusal_made_now_outlasts_a_grant_dated_a_little_ahead_through_a_merge(store: ProfileStore) -> None:
+    ahead = clock.now() + timedelta(minutes=4)  # within the skew accepted from clients' clocks
+    grant = event("consent_update", identifiers=[("customerId", "C-1")], at=ahead,
+                  properties={"purpose": "personalisation", "granted": True})  # fmt: skip
+    [landed] = await ingest_events(store, [grant])
+    assert landed.status is EventStatus.ACCEPTED and landed.profile_id
+    refused = await privacy.set_consent(
+        store, landed.profile_id, "personalisation", False, "preference centre", purposes=DEFAULT_PURPOSES
+    )
+    assert refused.consents["personalisation"].granted is False
+    other = await _customer(store, "C-9", profiled=False)
+    _, merged = await merging.merge_profiles(store, landed.profile_id, [other], reason="same", actor="t", policy=POLICY)
+    assert merged.consents["personalisation"].granted is False  # the replay gave the grant back before
