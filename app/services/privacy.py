@@ -41,6 +41,9 @@ log = logging.getLogger("cdp.privacy")
 SUPPRESSION_SECRET = "suppressionSecret"
 MAX_MERGED = 1000  # profiles one person's merges may have folded in: a bound, not a limit met in practice
 EXPORT_PAGE = 1000
+# A person's membership changes, all read at once (a segment entered and left daily for years, in
+# dozens of segments, is tens of thousands): the export cut them at EXPORT_PAGE, the newest only.
+EXPORT_SEGMENT_EVENTS = 1_000_000
 
 
 # -- consent ----------------------------------------------------------------------------------
@@ -169,7 +172,9 @@ async def export_profile(store: ProfileStore, profile_id: str) -> dict[str, Any]
         "merges": [_json(m) for m in merges.values()],
         "mergeRefusals": [_json(r) for r in refusals.values()],
         "segmentHistory": [
-            _json(e) for member in family for e in await store.segment_events(profile_id=member, limit=EXPORT_PAGE)
+            _json(e)
+            for member in family
+            for e in await store.segment_events(profile_id=member, limit=EXPORT_SEGMENT_EVENTS)
         ],
     }
 

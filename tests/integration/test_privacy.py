@@ -7,6 +7,7 @@ import json
 import sqlite3
 import textwrap
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,11 +18,11 @@ from app.domain import clock
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.events import RawIdentifier
 from app.domain.privacy import DEFAULT_PURPOSES
-from app.domain.segments.segment import ERASURE_EXITS_KEPT
+from app.domain.segments.segment import ERASURE_EXITS_KEPT, MembershipChange, SegmentEvent
 from app.services import merging, privacy, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
-from app.services.ports import ProfileStore
+from app.services.ports import ProfileStore, StoreTransaction
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
@@ -87,6 +88,24 @@ async def test_export_holds_everything_about_the_person(store: ProfileStore) -> 
     assert exported["segmentHistory"] == []  # no segments defined here; see test_segments for entries
     with pytest.raises(NotFound):
         await privacy.export_profile(store, "nobody")
+
+
+async def test_export_holds_every_segment_change_of_the_person(store: ProfileStore) -> None:
+    """The export read one page of them, 1,000, the newest only."""
+    person = await _customer(store, "page_view")
+    changes = [
+        SegmentEvent(_id=f"e{n}", segment_id="seg", profile_id=person,
+                     change=MembershipChange.ENTERED if n % 2 == 0 else MembershipChange.EXITED,
+                     at=clock.now() - timedelta(minutes=n), cause="test")
+        for n in range(1_100)
+    ]  # fmt: skip
+
+    async def write(tx: StoreTransaction) -> None:
+        await tx.insert_segment_events(changes)
+
+    await store.run_in_transaction(write)
+    exported = await privacy.export_profile(store, person)
+    assert len(exported["segmentHistory"]) == 1_100
 
 
 async def test_erasure_forgets_the_person_for_good(store: ProfileStore) -> None:
