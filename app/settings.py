@@ -156,12 +156,16 @@ class Settings(BaseSettings):
     # Identity resolution (README "Identity resolution"). JSON in the environment, e.g.
     # CDP_MERGE_LIMITS='{"customerId": 1, "email": 3}'.
     auto_merge: bool = Field(default=True, description="Merge profiles that one event's identifiers link.")
-    merge_limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
-    merge_blocklist: list[str] = Field(default_factory=lambda: sorted(DEFAULT_BLOCKLIST))
-    merge_rules: dict[str, Rule] = Field(default_factory=dict, description="Per field; addresses default to UNION.")
+    merge_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    merge_blocklist: Annotated[list[str], NoDecode] = Field(default_factory=lambda: sorted(DEFAULT_BLOCKLIST))
+    merge_rules: Annotated[dict[str, Rule], NoDecode] = Field(
+        default_factory=dict, description="Per field; addresses default to UNION."
+    )
     merge_default_rule: Rule = Rule.MOST_RECENT
-    merge_source_priority: list[str] = Field(default_factory=lambda: list(ReconciliationRules().source_priority))
-    consent_purposes: list[str] = Field(
+    merge_source_priority: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(ReconciliationRules().source_priority)
+    )
+    consent_purposes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_PURPOSES), description="What setConsent accepts, e.g. '[\"ads\"]'."
     )
     instance_name: str = Field(
@@ -221,6 +225,33 @@ class Settings(BaseSettings):
         if path is not None:
             read_manifest(path)
         return path
+
+    @field_validator("merge_blocklist", "merge_source_priority", "consent_purposes", mode="before")
+    @classmethod
+    def _list(cls, value: object) -> object:
+        """A JSON list, or the items comma-separated (`crm,web`): given that way, the environment
+        variable stopped the server with pydantic-settings' traceback, not the one line of a bad setting."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text.startswith("["):
+            return [item.strip() for item in text.split(",") if item.strip()]
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list ({exc}); or give the items comma-separated") from None
+
+    @field_validator("merge_limits", "merge_rules", mode="before")
+    @classmethod
+    def _object(cls, value: object, info: ValidationInfo) -> object:
+        """A JSON object; anything else is one line naming the setting, with an example."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            example = '{"lastName": "OLDEST"}' if info.field_name == "merge_rules" else '{"email": 3}'
+            raise ValueError(f"not a JSON object such as {example}") from None
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ import pytest
 
 from app.domain import clock
 from app.services.ingestion import ingest_events
+from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 from tests.server_process import ROOT
@@ -51,6 +52,13 @@ def _run(cwd: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess[
         pytest.param("CDP_PORT", "abc", "Input should be a valid integer", id="port"),
         pytest.param("CDP_DATABASE_URL", "postgres://db/cdp", USE, id="another-database"),
         pytest.param("CDP_DATABASE_URL", "sqlite://cdp.sqlite3", USE, id="two-slashes"),
+        # Not JSON: pydantic-settings' traceback before (73 lines, exit status 1).
+        pytest.param(
+            "CDP_MERGE_RULES",
+            "lastName:OLDEST",
+            'not a JSON object such as {"lastName": "OLDEST"}',
+            id="rules-not-json",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_and_nothing_is_written(
@@ -179,3 +187,14 @@ async def test_a_restore_where_the_store_is_gone_says_erasures_could_not_be_carr
         "again, so erase them again (deleteProfile) before serving it"
     )
     assert lost.exists()
+
+
+def test_list_settings_are_taken_comma_separated_as_the_readme_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`CDP_MERGE_SOURCE_PRIORITY=crm,web` stopped every command with pydantic-settings' traceback."""
+    monkeypatch.setenv("CDP_MERGE_SOURCE_PRIORITY", "crm, web")
+    monkeypatch.setenv("CDP_CONSENT_PURPOSES", '["newsletter", "profiling"]')  # JSON still reads
+    monkeypatch.setenv("CDP_MERGE_BLOCKLIST", "test@test.com")
+    settings = Settings()
+    assert settings.merge_source_priority == ["crm", "web"]
+    assert settings.consent_purposes == ["newsletter", "profiling"]
+    assert settings.merge_blocklist == ["test@test.com"]
