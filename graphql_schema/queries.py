@@ -109,7 +109,14 @@ class Query:
         page = await review_list.review_page(
             services.store,
             services.review_lists,
-            page_window(first, after, last, before, default=PROFILES_PAGE, position=pair_position),
+            page_window(
+                first,
+                after,
+                last,
+                before,
+                default=min(PROFILES_PAGE, services.settings.max_page_size),
+                position=pair_position,
+            ),
             min_score=min_score,
             max_score=max_score,
             max_page_size=services.settings.max_page_size,
@@ -133,7 +140,8 @@ class Query:
         query = filter.to_domain() if filter else ProfileFilter()
         if not info.context.may(Scope.READ_PII):
             refuse_personal_filter(query.comparisons(), field="filter")
-        window = id_window(PROFILE_CURSOR, first, after, last, before, default=PROFILES_PAGE)
+        usual = min(PROFILES_PAGE, info.context.services.settings.max_page_size)
+        window = id_window(PROFILE_CURSOR, first, after, last, before, default=usual)
         return await profile_connection(info, query, window)
 
     @strawberry.field(

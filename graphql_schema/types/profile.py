@@ -335,11 +335,10 @@ class Profile(Node):
         types: list[str] | None = None,
         channels: list[str] | None = None,
     ) -> Connection[Interaction] | Awaitable[Connection[Interaction]]:
-        window = page_window(first, after, last, before, default=INTERACTIONS_PAGE, position=interaction_position)
-        where = (
-            InteractionFilter.named(types, channels) if types or channels else _EVERY_ONE
-        )
         max_page_size = info.context.services.settings.max_page_size
+        usual = min(INTERACTIONS_PAGE, max_page_size)  # a CDP_MAX_PAGE_SIZE below it refused every page asked for none
+        window = page_window(first, after, last, before, default=usual, position=interaction_position)
+        where = InteractionFilter.named(types, channels) if types or channels else _EVERY_ONE
         page = embedded_page(self.profile, window, where=where, max_page_size=max_page_size)
         if page is None:  # past the embedded list: the full history, read for every parent at once
             return self._history_page(info, window, where)

@@ -73,7 +73,8 @@ class Segment(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[Profile]:
-        window = id_window(MEMBER_CURSOR, first, after, last, before, default=PROFILES_PAGE)
+        usual = min(PROFILES_PAGE, info.context.services.settings.max_page_size)
+        window = id_window(MEMBER_CURSOR, first, after, last, before, default=usual)
         loaders = info.context.loaders(info)
         page = await loaders.members.load(MemberPage(self.segment.id, window))
         return page_connection(

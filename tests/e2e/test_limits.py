@@ -520,3 +520,23 @@ async def test_what_a_dashboard_and_a_profile_page_ask_is_still_within_the_cost_
 ) -> None:
     codes, message = await _codes(client, document)
     assert codes == set(), message
+
+
+async def test_a_page_size_limit_below_the_default_page_bounds_the_pages_asked_for_none(
+    sqlite_store: SQLiteStore,
+) -> None:
+    """With CDP_MAX_PAGE_SIZE=10, every connection asked without first or last was refused: "first must
+    be between 1 and 10, got 20", for an argument the client never sent."""
+    async with _client(sqlite_store, max_page_size=10) as client:
+        events = [
+            {"messageId": f"m{n}", "type": "page_view", "channel": "web", "timestamp": "2026-01-01T10:00:00Z",
+             "identifiers": [{"type": "email", "value": f"p{n}@example.com"}], "properties": {"url": "/"}}
+            for n in range(12)
+        ]  # fmt: skip
+        ingest = "mutation($events: [EventInput!]!) { ingestEvents(events: $events) { accepted } }"
+        assert (await client.post("/graphql", json={"query": ingest, "variables": {"events": events}})).json()["data"][
+            "ingestEvents"
+        ]["accepted"] == 12
+        answer = (await client.post("/graphql", json={"query": "{ profiles { totalCount edges { cursor } } }"})).json()
+        assert "errors" not in answer, answer
+        assert (answer["data"]["profiles"]["totalCount"], len(answer["data"]["profiles"]["edges"])) == (12, 10)
