@@ -33,7 +33,7 @@ from graphql_schema import compiled_requests, request_body
 from graphql_schema.auth import MISSING, connection_credentials, principal_for
 from graphql_schema.context import Context
 from graphql_schema.key_sockets import SocketsByKey
-from graphql_schema.limits import QueryLimits
+from graphql_schema.limits import LIMIT_EXCEEDED, QueryLimits
 from graphql_schema.operation_spans import errors_described
 from graphql_schema.persisted_queries import PersistedQueries
 from graphql_schema.playground import playground_html
@@ -339,7 +339,8 @@ def _media_type(request: Request) -> str:
 
 
 def _too_large(limit: int) -> Response:
-    return refusal(413, f"request body over {limit:,} bytes: send smaller batches")
+    # A limit's refusal, coded as every other one (the JSON values' 413 was LIMIT_EXCEEDED, this BAD_REQUEST).
+    return refusal(413, f"request body over {limit:,} bytes: send smaller batches", code=LIMIT_EXCEEDED)
 
 
 def _refusal(request: Request, max_body: int) -> Response | None:

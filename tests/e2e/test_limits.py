@@ -119,6 +119,7 @@ async def test_bodies_over_the_limit_get_413(sqlite_store: SQLiteStore) -> None:
 
         streamed = await client.post("/graphql", content=chunks(), headers={"content-type": "application/json"})
         assert streamed.status_code == 413 and "4,096 bytes" in streamed.text
+        assert streamed.json()["errors"][0]["extensions"]["code"] == "LIMIT_EXCEEDED"  # as every limit's
 
 
 async def test_graphql_over_http(client: httpx.AsyncClient) -> None:
