@@ -72,3 +72,21 @@ def test_times_are_written_as_strawberry_writes_them_whatever_was_written_before
 @pytest.mark.parametrize("value", [date(2026, 11, 2), "2026-11-02", 5, None])
 def test_other_values_are_written_or_refused_alike(value: object) -> None:
     assert _answer(DATETIME.serialize, value) == _answer(DateTimeDefinition.serialize, value)
+
+
+def test_the_one_datetime_input_is_an_event_s_timestamp() -> None:
+    """The scalar keeps a text it cannot read (for ingestion to reject that event alone): any other
+    DateTime input added to the schema would receive that text, so it must be handled first."""
+    from graphql import GraphQLInputObjectType, get_named_type
+
+    from graphql_schema.schema import schema
+
+    found = set()
+    for name, kind in schema._schema.type_map.items():
+        if isinstance(kind, GraphQLInputObjectType):
+            found |= {f"{name}.{f}" for f, v in kind.fields.items() if get_named_type(v.type).name == "DateTime"}
+        for field_name, field in (getattr(kind, "fields", None) or {}).items():
+            for argument, value in getattr(field, "args", {}).items():
+                if get_named_type(value.type).name == "DateTime":
+                    found.add(f"{name}.{field_name}({argument})")
+    assert found == {"EventInput.timestamp"}
