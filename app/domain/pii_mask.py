@@ -145,15 +145,15 @@ def is_personal_path(path: str) -> bool:
 
 
 def is_personal_value(value: Any) -> bool:
-    """A compared value that reads as an email address or a part of one (it holds an `@`), or as an
-    international phone number: whatever the field, filtering on it asks whether someone's data holds
-    it (a page's URL carrying `?email=`, a note with a number in it), and so reveals personal data."""
+    """A compared value that holds an email address or a part of one (an `@`), or an international
+    phone number (what free text masks, `mask_personal`): whatever the field, filtering on it asks
+    whether someone's data holds it (a page's URL carrying `?email=`, a note with a number in it),
+    and so reveals personal data."""
     if isinstance(value, list | tuple):
         return any(is_personal_value(item) for item in value)
     if not isinstance(value, str):
         return False
-    text = value.strip()
-    return "@" in text or (text.startswith("+") and _PHONE.fullmatch(text) is not None)
+    return "@" in value or ("+" in value and _PHONE_IN_TEXT.search(value) is not None)
 
 
 def mask_condition(node: Any) -> Any:

@@ -16,8 +16,8 @@ After any other commit, or when `exclusive` waits for it, it runs in the foregro
 
 The log starts again from its beginning only when a write begins with every logged page copied
 back and no reader still reading from the log. Under a steady flow of writes and reads that moment
-never came: the log grew with every batch (265 -> 523 MB over bench serving's reads and ingestion,
-2.1 GB building its 100,000-profile store), and every page a reader looked up was searched for in
+never came: the log grew with every batch (766 MB over bench serving's reads and ingestion in one
+run, 2.1 GB building its 100,000-profile store), and every page a reader looked up was searched for in
 a longer index of it. So once a checkpoint finds the log past LOG_LIMIT_BYTES, the writer, before
 its next transaction, runs a RESTART checkpoint (`keep_log_short`): it holds writes off, copies
 what is left and waits, briefly, for readers to leave the log, so that the next write starts it
