@@ -231,15 +231,7 @@ class Settings(BaseSettings):
     def _list(cls, value: object) -> object:
         """A JSON list, or the items comma-separated (`crm,web`): given that way, the environment
         variable stopped the server with pydantic-settings' traceback, not the one line of a bad setting."""
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if not text.startswith("["):
-            return [item.strip() for item in text.split(",") if item.strip()]
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not a JSON list ({exc}); or give the items comma-separated") from None
+        return _listed(value, "items")
 
     @field_validator("merge_limits", "merge_rules", mode="before")
     @classmethod
@@ -258,12 +250,7 @@ class Settings(BaseSettings):
     def _origins(cls, value: object) -> object:
         """Comma-separated or a JSON list; each an origin exactly as a browser sends it in `Origin`,
         since one with a path or a trailing slash would never match and fail silently."""
-        if isinstance(value, str):
-            text = value.strip()
-            try:
-                value = json.loads(text) if text.startswith("[") else [o.strip() for o in text.split(",") if o.strip()]
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not a JSON list ({exc}); or give the origins comma-separated") from None
+        value = _listed(value, "origins")
         if not isinstance(value, list):
             return value
         for origin in value:
@@ -340,6 +327,17 @@ class Settings(BaseSettings):
             ),
             fuzzy_merge_score=self.fuzzy_merge_score,
         )
+
+
+def _listed(value: object, items: str) -> object:
+    """A setting's text as a list: a JSON list, or the `items` comma-separated."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return json.loads(text) if text.startswith("[") else [i.strip() for i in text.split(",") if i.strip()]
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not a JSON list ({exc}); or give the {items} comma-separated") from None
 
 
 def invalid_settings(error: ValidationError, options: Mapping[str, str] | None = None) -> str:

@@ -8,15 +8,8 @@ from enum import Enum
 import strawberry
 
 from app.domain import merge as domain
-from app.domain.access import Scope
-from app.domain.pii_mask import mask_personal
 from graphql_schema.context import Info
-
-
-def _reason(info: Info, written: str) -> str:
-    """A reason as written (free text: a steward writes "same person: jane@… called from +33…"), with
-    the personal data in it masked for a key without read:pii, as any free-form data."""
-    return written if info.context.may(Scope.READ_PII) else str(mask_personal(written))
+from graphql_schema.types.free_form import visible
 
 
 @strawberry.enum
@@ -40,7 +33,7 @@ class Merge:
 
     @strawberry.field(description="Why, as written; personal data in it masked without read:pii.")
     def reason(self, info: Info) -> str:
-        return _reason(info, self.written_reason)
+        return visible(info, self.written_reason)  # a steward's free text
 
     @classmethod
     def from_domain(cls, record: domain.MergeRecord) -> Merge:
@@ -68,7 +61,7 @@ class MergeRefusal:
 
     @strawberry.field(description="Why it was refused; personal data in it masked without read:pii.")
     def reason(self, info: Info) -> str:
-        return _reason(info, self.written_reason)
+        return visible(info, self.written_reason)  # a steward's free text
 
     @classmethod
     def from_domain(cls, refusal: domain.MergeRefusal) -> MergeRefusal:

@@ -13,7 +13,7 @@ from app.domain import profile as domain
 from app.domain.access import Scope
 from app.domain.clock import to_iso
 from app.domain.paging import Window
-from app.domain.pii_mask import mask_identifier, mask_personal, mask_text
+from app.domain.pii_mask import mask_identifier, mask_text
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.services import profiles, recommendations
 from app.services.history import HistoryWindow, InteractionPage, embedded_count, embedded_page, page_of
@@ -30,6 +30,7 @@ from graphql_schema.pagination import (
     foreign_cursor,
     page_window,
 )
+from graphql_schema.types.free_form import visible
 from graphql_schema.types.merge_record import Merge, MergeRefusal
 from graphql_schema.types.node import Node
 from graphql_schema.types.privacy import ConsentDecision
@@ -91,7 +92,7 @@ class Rating:
 
     @strawberry.field(description="As written; email addresses in it masked without read:pii.")
     def comment(self, info: Info) -> str | None:
-        return _visible(info, self.written)
+        return visible(info, self.written)
 
 
 @strawberry.type
@@ -105,7 +106,7 @@ class Qualitative:
 
     @strawberry.field(description="Stated preferences; personal data in them masked without read:pii.")
     def preferences(self, info: Info) -> JSON:
-        return JSON(_visible(info, self.stated))
+        return JSON(visible(info, self.stated))
 
 
 @strawberry.type
@@ -182,16 +183,11 @@ class Interaction:
 
     @strawberry.field(description="As the event carried them; personal data masked without read:pii.")
     def properties(self, info: Info) -> JSON:
-        return JSON(_visible(info, cast(domain.Interaction, self).properties))
+        return JSON(visible(info, cast(domain.Interaction, self).properties))
 
 
 def _personal(info: Info, value: str | None) -> str | None:
     return value if info.context.may(Scope.READ_PII) else mask_text(value)
-
-
-def _visible(info: Info, value: T) -> T:
-    """Free-form data as it leaves the server: as stored for read:pii, else with personal data masked."""
-    return value if info.context.may(Scope.READ_PII) else cast(T, mask_personal(value))
 
 
 _EVERY_ONE = InteractionFilter()  # most pages filter nothing: one filter for them all (it is frozen)
@@ -272,7 +268,7 @@ class Profile(Node):
     # -- personal data: masked without the read:pii scope (never silently left out) ------------
     @strawberry.field(description="Free-form traits of this business; personal data in them masked without read:pii.")
     def traits(self, info: Info) -> JSON:
-        return JSON(_visible(info, self.profile.traits))
+        return JSON(visible(info, self.profile.traits))
 
     @strawberry.field(description="True when personal data below is masked: the key lacks read:pii.")
     def pii_masked(self, info: Info) -> bool:
