@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -54,14 +55,19 @@ class ProfileChange:
 
     def with_values(self, form: Callable[[Any], Any]) -> ProfileChange:
         """The same change with its values in another form (a store's document form: as JSON reads
-        them back), to apply to documents held in that form."""
+        them back), to apply to documents held in that form. One call of `form` for all of them:
+        it is an encoding and a decoding for the embedded store, whose cost is mostly per call."""
+        pushes = list(self.push.items())
+        values, inc, maximum, minimum, items, append = form(
+            (self.set, self.inc, self.max, self.min, [push.items for _, push in pushes], self.append)
+        )
         return ProfileChange(
-            set=form(self.set),
-            inc=dict(self.inc),
-            max=form(self.max),
-            min=form(self.min),
-            push={path: CappedPush(form(p.items), p.sort, p.cap) for path, p in self.push.items()},
-            append=form(self.append),
+            set=values,
+            inc=inc,
+            max=maximum,
+            min=minimum,
+            push={path: CappedPush(new, push.sort, push.cap) for (path, push), new in zip(pushes, items, strict=True)},
+            append=append,
         )
 
     def stamped(self, at: datetime) -> ProfileChange:
@@ -104,8 +110,15 @@ def apply_change(document: dict[str, Any], change: ProfileChange) -> dict[str, A
     return document
 
 
-def _parent(document: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+@lru_cache(maxsize=4096)
+def _steps(path: str) -> tuple[tuple[str, ...], str]:
+    """A dotted path's parents and key: the same few hundred paths come back with every event."""
     *parents, key = path.split(".")
+    return tuple(parents), key
+
+
+def _parent(document: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    parents, key = _steps(path)
     node = document
     for part in parents:
         child = node.get(part)

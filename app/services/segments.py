@@ -501,10 +501,10 @@ def _write(
             if any(s not in defined or defined[s].definition() != d for s, d in outcome.definitions.items()):
                 raise _Redefined
         stored = await tx.segment_memberships(outcome.profile_ids())
-        moved = {
+        moved = {  # memberships compared as sets: a store may hold them in any order
             profile_id
-            for profile_id, seen in outcome.seen.items()
-            if profile_id in stored and (stored[profile_id][0], tuple(stored[profile_id][1])) != seen
+            for profile_id, (version, segments) in outcome.seen.items()
+            if profile_id in stored and (stored[profile_id][0] != version or set(stored[profile_id][1]) != set(segments))
         }
         held: dict[str, set[str]] = {}
         events: list[SegmentEvent] = []

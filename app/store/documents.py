@@ -22,8 +22,12 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
+def _encoded(document: Any) -> bytes:
+    return orjson.dumps(document, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
 def dumps(document: Any) -> str:
-    return orjson.dumps(document, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    return _encoded(document).decode()
 
 
 def loads(text: str | bytes) -> Any:
@@ -32,4 +36,4 @@ def loads(text: str | bytes) -> Any:
 
 def jsonable(value: Any) -> Any:
     """The value as it reads back from JSON text (datetimes as ISO strings)."""
-    return orjson.loads(dumps(value))
+    return orjson.loads(_encoded(value))

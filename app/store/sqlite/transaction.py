@@ -442,15 +442,19 @@ class SQLiteTransaction(StoreTransaction):
         return found
 
     async def segment_memberships(self, profile_ids: Collection[str]) -> dict[str, tuple[int, list[str]]]:
+        # The memberships from their mirror (segment_members), not json_extract: that parsed every
+        # whole document, 4% of the writer's time ingesting batches of events over 100,000 profiles.
         ids, found = list(profile_ids), dict[str, tuple[int, list[str]]]()
         for start in range(0, len(ids), IDS_PER_QUERY):
             chunk = ids[start : start + IDS_PER_QUERY]
-            rows = self._db.execute(
-                f"SELECT id, version, json_extract(doc, '$.segments') FROM profiles "
-                f"WHERE id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            found |= {profile_id: (version, loads(segments or "[]")) for profile_id, version, segments in rows}
+            marks = ",".join("?" * len(chunk))
+            held: dict[str, list[str]] = {}
+            for segment_id, profile_id in self._db.execute(
+                f"SELECT segment_id, profile_id FROM segment_members WHERE profile_id IN ({marks})", chunk
+            ):
+                held.setdefault(profile_id, []).append(segment_id)
+            for profile_id, version in self._db.execute(f"SELECT id, version FROM profiles WHERE id IN ({marks})", chunk):
+                found[profile_id] = (version, sorted(held.get(profile_id, ())))
         return found
 
     async def set_segments(self, memberships: Mapping[str, Sequence[str]]) -> None:
