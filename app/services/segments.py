@@ -504,7 +504,7 @@ def _write(
         moved = {  # memberships compared as sets: a store may hold them in any order
             profile_id
             for profile_id, (version, segments) in outcome.seen.items()
-            if profile_id in stored and (stored[profile_id][0] != version or set(stored[profile_id][1]) != set(segments))
+            if profile_id in stored and (stored[profile_id][0], set(stored[profile_id][1])) != (version, set(segments))
         }
         held: dict[str, set[str]] = {}
         events: list[SegmentEvent] = []
