@@ -7,6 +7,8 @@ history, which is what rebuilding a profile after a merge or an unmerge replays.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +55,17 @@ def interaction_document(event: Event, *, origin: str, received_at: datetime) ->
         "receivedAt": received_at,
         "identifiers": [i.key for i in event.identifiers],
     }
+
+
+def landed_as(event: Event, foreign: Collection[str]) -> Event:
+    """The event as the profile it lands on keeps it: without the identifiers (keys) of `foreign`,
+    which another profile holds (merge protection kept the two apart, or automatic merges are off).
+    They are that other person's data: kept here, they showed in this person's history and export,
+    where that person's erasure never reached them. Where an event goes on an unmerge never depends
+    on them either: it goes by its strongest identifier, the one that chose where it landed."""
+    if not foreign:
+        return event
+    return replace(event, identifiers=[i for i in event.identifiers if i.key not in foreign])
 
 
 def consent_decision(event: Event, profile_id: str) -> ConsentDecision | None:

@@ -21,7 +21,13 @@ from enum import StrEnum
 
 from app.domain import clock
 from app.domain.errors import DomainError, InvalidInput, LimitExceeded
-from app.domain.event_effects import change_for_event, consent_decision, event_traits_refusal, interaction_document
+from app.domain.event_effects import (
+    change_for_event,
+    consent_decision,
+    event_traits_refusal,
+    interaction_document,
+    landed_as,
+)
 from app.domain.event_limits import EventLimits, shown
 from app.domain.events import Event, RawEvent, parse_event
 from app.domain.identifiers import Identifier
@@ -233,17 +239,22 @@ async def _ingest_one(
         if await tx.message_seen(event.message_id):
             raise MessageAlreadyProcessed(event.message_id)
         await refuse_suppressed(tx, identifiers)
+        landed = [event]
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             if (refusal := event_traits_refusal(profile, event)) is not None:
                 raise refusal  # the unit rolls back: nothing of this event is written
-            return change_for_event(profile, event, additions, at=at)
+            # Identifiers the profile does not hold now (merged in, or claimed by this event) are
+            # another profile's, which protection kept apart from it: the event does not keep them.
+            own = profile.identifier_keys() | {i.key for i in additions}
+            landed[0] = landed_as(event, {i.key for i in identifiers} - own)
+            return change_for_event(profile, landed[0], additions, at=at)
 
         profile, merged = await write_to_resolved_profile(
             tx, identifiers, build, at=at, policy=policy.identity, message_id=event.message_id
         )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
-        await tx.append_interaction(profile.id, interaction_document(event, origin=profile.id, received_at=at))
+        await tx.append_interaction(profile.id, interaction_document(landed[0], origin=profile.id, received_at=at))
         if (decision := consent_decision(event, profile.id)) is not None:
             await tx.append_consent(decision)
         return profile.id, merged

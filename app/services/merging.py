@@ -183,12 +183,15 @@ async def _unmerge(
             (owner,) = carriers[key]
             if owner != survivor.id:
                 by_previous_owner[owner].append(key)
+    holders = dict.fromkeys(survivor_keys, survivor.id)  # who holds each identifier once this is undone
     for owner, keys in by_previous_owner.items():
         await tx.set_identity_owner(keys, owner)
+        holders |= dict.fromkeys(keys, owner)
     leaving = {key for keys in by_previous_owner.values() for key in keys}
+    history, carried = _own_identifiers_only(history, owners, holders)
 
     moves = {mid: owner for mid, owner in owners.items() if owner != survivor.id}
-    await tx.assign_history(survivor.id, moves)
+    await tx.assign_history(survivor.id, moves, carried)
     history_of: dict[str, list[Interaction]] = defaultdict(list)
     for interaction in history:
         history_of[owners[interaction.message_id]].append(interaction)
@@ -222,6 +225,26 @@ async def _unmerge(
     )
     await tx.replace_profile(profile, expected_version=survivor.version)
     return [profile, *restored]
+
+
+def _own_identifiers_only(
+    history: list[Interaction], owners: dict[str, str], holders: dict[str, str]
+) -> tuple[list[Interaction], dict[str, list[str]]]:
+    """The history without, on each interaction, the identifiers another of the merge's profiles holds
+    once it is undone (`holders`: identifier key → that profile): an event that named both people
+    goes to one of them, and the other's identifiers are not that person's data (nor does where it
+    goes ever depend on them: it goes by its strongest identifier). Also message id → the identifiers
+    kept, for the interactions that lost some."""
+    kept_history: list[Interaction] = []
+    carried: dict[str, list[str]] = {}
+    for interaction in history:
+        owner = owners[interaction.message_id]
+        kept = [key for key in interaction.identifiers if holders.get(key, owner) == owner]
+        if len(kept) < len(interaction.identifiers):
+            carried[interaction.message_id] = kept
+            interaction = interaction.model_copy(update={"identifiers": kept})
+        kept_history.append(interaction)
+    return kept_history, carried
 
 
 async def _route(

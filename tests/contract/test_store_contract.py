@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 
 import orjson
@@ -349,7 +350,7 @@ async def test_history_moves_between_profiles_that_hold_the_same_message(store: 
         await tx.reassign_history(["p2"], "p1")
 
     async def undo(tx: StoreTransaction) -> None:
-        await tx.assign_history("p1", {"m-1": "p2", "m-2": "p2"})
+        await tx.assign_history("p1", {"m-1": "p2", "m-2": "p2"}, {})
 
     def ids(history: list[Interaction]) -> set[str]:
         return {i.message_id for i in history}
@@ -361,6 +362,38 @@ async def test_history_moves_between_profiles_that_hold_the_same_message(store: 
     await store.run_in_transaction(undo)
     assert "m-2" in ids(await store.list_interactions("p2", before=None, where=InteractionFilter(), limit=10))
     assert "m-2" not in ids(await store.list_interactions("p1", before=None, where=InteractionFilter(), limit=10))
+
+
+async def test_history_moved_back_keeps_only_the_identifiers_it_is_told(store: ProfileStore) -> None:
+    """An unmerge moves each interaction to its person and drops, on those it names, the identifiers
+    the other person holds again; the others keep theirs, moved or not."""
+    await _create(store, "p1", EMMA)
+    await _create(store, "p2", Identifier("email", "bob@example.com"))
+    carrying = {"identifiers": ["email:emma@example.com", "phone:+33622222222"]}
+
+    async def write(tx: StoreTransaction) -> None:
+        await tx.append_interactions(
+            [
+                ("p1", _interaction("m-1", BASE_TIME) | carrying),
+                ("p1", _interaction("m-2", BASE_TIME + timedelta(minutes=1)) | carrying),
+                ("p1", _interaction("m-3", BASE_TIME + timedelta(minutes=2)) | carrying),
+            ]
+        )
+
+    async def undo(tx: StoreTransaction) -> None:
+        await tx.assign_history("p1", {"m-2": "p2", "m-3": "p2"}, {"m-1": ["email:emma@example.com"], "m-2": []})
+
+    await store.run_in_transaction(write)
+    await store.run_in_transaction(undo)
+
+    def carried(profile_id: str) -> Awaitable[dict[str, list[str]]]:
+        async def read(tx: StoreTransaction) -> dict[str, list[str]]:
+            return {i.message_id: i.identifiers for i in await tx.history(profile_id)}
+
+        return store.run_in_transaction(read)
+
+    assert await carried("p1") == {"m-1": ["email:emma@example.com"]}
+    assert await carried("p2") == {"m-2": [], "m-3": carrying["identifiers"]}
 
 
 async def test_a_batch_writes_back_whole_the_document_it_read(store: ProfileStore) -> None:

@@ -447,3 +447,64 @@ async def test_the_kept_audit_trail_leaves_nothing_of_the_erased_person_in_the_d
     content = b"".join(path.read_bytes() for path in sorted(store.path.parent.glob(store.path.name + "*")))
     assert b"Pressburger" not in content and b"pia.pressburger@example.com" not in content
     assert b"Quayleworth" in content and len(await store.merges_of(quentin)) == 1
+
+
+async def _history_and_profile(store: ProfileStore, profile_id: str) -> object:
+    """Everything stored of a profile: its document (with the embedded recent list) and its history."""
+
+    async def read(tx: StoreTransaction) -> object:
+        documents = await tx.get_profile_documents([profile_id])
+        history = [i.model_dump(mode="json", by_alias=True) for i in await tx.history(profile_id)]
+        return {"profile": json.loads(json.dumps(documents[profile_id], default=str)), "history": history}
+
+    return await store.run_in_transaction(read)
+
+
+async def test_an_event_protection_kept_apart_keeps_no_identifier_of_the_other_person(store: ProfileStore) -> None:
+    """One event named Pia's customer id and Quentin's phone; merge protection refused to make them one
+    (two customer ids). The event lands on Pia: it must not keep Quentin's phone in her history, her
+    recent list or her export, where his erasure could not reach it."""
+    pia = (await profiles.upsert_profile(store, [RawIdentifier("customerId", "C-PIA")], {"first_name": "Pia"})).id
+    quentin_ids = [RawIdentifier("customerId", "C-QUENTIN"), RawIdentifier("phone", "+33622222222")]
+    quentin = (await profiles.upsert_profile(store, quentin_ids, {"first_name": "Quentin"})).id
+    linking = event("order_completed", identifiers=[("customerId", "C-PIA"), ("phone", "+33622222222")])
+    [outcome] = await ingest_events(store, [linking])
+    assert (outcome.status, outcome.profile_id) == (EventStatus.ACCEPTED, pia)
+    assert [r.profile_ids for r in await merging.merge_refusals(store, pia)] == [[pia, quentin]]
+
+    his = {"+33622222222", "C-QUENTIN"}
+    stored = await _history_and_profile(store, pia)
+    assert _found(his, stored) == set(), "Pia's history keeps Quentin's phone"
+    [kept] = stored["history"]  # type: ignore[index]
+    assert kept["messageId"] == linking.message_id and kept["identifiers"] == ["customerId:C-PIA"]
+    assert _found(his, await privacy.export_profile(store, pia)) == set()
+
+    await privacy.delete_profile(store, quentin, actor="dpo")
+    assert _found(his, await _history_and_profile(store, pia)) == set()
+    assert (await store.get_profile(pia)).stats.orders == 1  # type: ignore[union-attr]
+
+
+async def test_an_unmerge_leaves_no_identifier_of_one_person_on_the_others_events(store: ProfileStore) -> None:
+    """An event named Pia's email and Quentin's phone, which merged them; once the merge is undone
+    the event is Pia's (an email outranks a phone) and the phone Quentin's again: the event must not
+    keep his phone, nor must anything else of hers once he is erased."""
+    pia, pia_data = await _person(store, "Pialotta", "Pressburger", "pia.pressburger@example.com", "+33611111111")
+    quentin, quentin_data = await _person(
+        store, "Quentinus", "Quayleworth", "q.quayleworth@example.com", "+33622222222"
+    )
+    linking = event("page_view", identifiers=[("email", "pia.pressburger@example.com"), ("phone", "+33622222222")])
+    [outcome] = await ingest_events(store, [linking])
+    assert outcome.merged == (quentin,) and outcome.profile_id == pia
+    [record] = await merging.merge_history(store, pia)
+    await merging.unmerge_profile(store, record.id, actor="steward")
+
+    stored = await _history_and_profile(store, pia)
+    assert [i["messageId"] for i in stored["history"]] == [linking.message_id]  # type: ignore[index]
+    assert _found(quentin_data, stored) == set(), "Pia's event keeps Quentin's phone"
+    assert _found(quentin_data, await privacy.export_profile(store, pia)) == set()
+    his = await store.get_profile(quentin)
+    assert his is not None and "phone:+33622222222" in his.identifier_keys()
+
+    await privacy.delete_profile(store, quentin, actor="dpo")
+    stored = await _history_and_profile(store, pia)
+    assert _found(quentin_data, stored) == set() and _found(_values(pia_data), stored) == _values(pia_data)

@@ -281,11 +281,16 @@ class SQLiteTransaction(StoreTransaction):
         )
         self._db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", list(from_ids))
 
-    async def assign_history(self, owner_id: str, moves: dict[str, str]) -> None:
+    async def assign_history(self, owner_id: str, moves: dict[str, str], carried: dict[str, list[str]]) -> None:
         # One the target holds already stays with the owner too (see reassign_history).
         self._db.executemany(
             "UPDATE OR IGNORE interactions SET profile_id = ? WHERE profile_id = ? AND message_id = ?",
             [(target, owner_id, message_id) for message_id, target in moves.items()],
+        )
+        self._db.executemany(
+            "UPDATE interactions SET doc = json_set(doc, '$.identifiers', json(?)) "
+            "WHERE profile_id IN (?, ?) AND message_id = ?",
+            [(dumps(keys), owner_id, moves.get(mid, owner_id), mid) for mid, keys in carried.items()],
         )
 
     async def identities_of(self, profile_id: str) -> dict[str, datetime]:
@@ -453,8 +458,8 @@ class SQLiteTransaction(StoreTransaction):
                 f"SELECT segment_id, profile_id FROM segment_members WHERE profile_id IN ({marks})", chunk
             ):
                 held.setdefault(profile_id, []).append(segment_id)
-            for profile_id, version in self._db.execute(f"SELECT id, version FROM profiles WHERE id IN ({marks})", chunk):
-                found[profile_id] = (version, sorted(held.get(profile_id, ())))
+            versions = self._db.execute(f"SELECT id, version FROM profiles WHERE id IN ({marks})", chunk)
+            found |= {profile_id: (version, sorted(held.get(profile_id, ()))) for profile_id, version in versions}
         return found
 
     async def set_segments(self, memberships: Mapping[str, Sequence[str]]) -> None:
