@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 import uuid
 import weakref
@@ -77,7 +78,9 @@ async def estimate_model(
     previous = await stored_model(store)
     version = previous.version + 1 if previous is not None else 1
     model = await asyncio.to_thread(
-        lambda: estimate(vectors, version=version, at=now(), frequencies=value_frequencies(profiles))
+        lambda: estimate(
+            vectors, version=version, at=now(), frequencies=value_frequencies(profiles, salt=secrets.token_hex(16))
+        )
     )
     await let_go(profiles)
     await store.write_meta(META_KEY, json.dumps(model.to_document()))

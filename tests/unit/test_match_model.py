@@ -5,6 +5,7 @@ is written and read back with its version."""
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from datetime import UTC, date, datetime, timedelta
 
@@ -179,7 +180,7 @@ def test_agreeing_on_a_common_name_says_less_than_agreeing_on_a_rare_one() -> No
     profiles = [normalised_fields(first_name="jean", last_name="martin") for _ in range(60)]
     profiles += [normalised_fields(first_name=name, last_name=surname) for name in GIVEN for surname in SURNAMES]
     profiles += [normalised_fields(first_name="ysolde", last_name="quarante")]
-    frequencies = value_frequencies(profiles)
+    frequencies = value_frequencies(profiles, salt="s1")
     assert frequencies["lastName"].bits("martin") < 0 < frequencies["lastName"].bits("quarante")
     assert frequencies["firstName"].bits("jean") < 0 < frequencies["firstName"].bits("ysolde")
 
@@ -191,3 +192,17 @@ def test_agreeing_on_a_common_name_says_less_than_agreeing_on_a_rare_one() -> No
     assert model.score(common, common).score < model.score(rare, rare).score
     back = MatchModel.from_document(model.to_document())
     assert back == model and back.score(common, common) == model.score(common, common)
+
+
+def test_frequencies_keep_no_name_and_weigh_each_as_the_name_itself_would() -> None:
+    """The shares are keyed by a keyed hash of each value: the stored model holds no name (an erased
+    person's rare name outlived them there), and every value weighs what it weighed keyed by itself."""
+    profiles = [normalised_fields(first_name=name, last_name=surname) for name in GIVEN for surname in SURNAMES]
+    profiles += [normalised_fields(first_name="ysolde", last_name="quarante") for _ in range(2)]
+    keyed, plain = value_frequencies(profiles, salt="s1"), value_frequencies(profiles, salt="s2")
+    text = json.dumps({f: v.to_document() for f, v in keyed.items()})
+    assert not [name for name in [*GIVEN, *SURNAMES, "ysolde", "quarante"] if name in text]
+    assert keyed["lastName"].shares.keys().isdisjoint(plain["lastName"].shares)  # each model its own key
+    for name in [*GIVEN, "ysolde", "nobody"]:
+        assert keyed["firstName"].bits(name) == plain["firstName"].bits(name)
+    assert keyed["lastName"].bits("quarante") > keyed["lastName"].bits("martin")

@@ -47,6 +47,7 @@ to a few hundred distinct vectors.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -134,25 +135,38 @@ class ValueFrequencies:
     adjustment): two records sharing a common name (Jack Patel, Marie Martin) say less about being
     one person than two sharing a rare one, and the comparison level alone cannot tell them apart."""
 
-    shares: dict[str, float]  # the commonest values (seen twice or more), each with its share of the profiles
+    # The commonest values (seen twice or more), each with its share of the profiles; keyed by
+    # value_key, not by the names themselves: a name kept here outlived its holder's erasure, in the
+    # stored model and in every backup of it, until the next estimate.
+    shares: dict[str, float]
     floor: float  # the share of a value not kept
     agreement: float  # the chance two profiles drawn at random agree on the field: the sum of squared shares
+    salt: str | None = None  # what the values are keyed with; None: a model stored keyed by the values
 
     def bits(self, value: str) -> float:
         """log2(agreement / share): 0 for a value of the usual frequency among agreeing pairs."""
-        ratio = math.log2(self.agreement / self.shares.get(value, self.floor))
+        ratio = math.log2(self.agreement / self.shares.get(value_key(self.salt, value), self.floor))
         return max(-MAX_FREQUENCY_BITS, min(MAX_FREQUENCY_BITS, ratio))
 
     def to_document(self) -> dict[str, Any]:
-        return {"shares": self.shares, "floor": self.floor, "agreement": self.agreement}
+        return {"shares": self.shares, "floor": self.floor, "agreement": self.agreement, "salt": self.salt}
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> ValueFrequencies:
-        return cls(dict(document["shares"]), float(document["floor"]), float(document["agreement"]))
+        shares, floor, agreement = dict(document["shares"]), float(document["floor"]), float(document["agreement"])
+        return cls(shares, floor, agreement, document.get("salt"))
 
 
-def value_frequencies(profiles: Iterable[MatchFields]) -> dict[str, ValueFrequencies]:
-    """Each frequency field's value shares among these profiles."""
+def value_key(salt: str | None, value: str) -> str:
+    """A value as frequencies are keyed: its keyed hash (80 bits: no two of the 5,000 kept collide in
+    practice), so equal values still find their share and the scores are those of the values."""
+    if salt is None:
+        return value
+    return hashlib.blake2b(value.encode(), key=salt.encode(), digest_size=10).hexdigest()
+
+
+def value_frequencies(profiles: Iterable[MatchFields], *, salt: str) -> dict[str, ValueFrequencies]:
+    """Each frequency field's value shares among these profiles, keyed with `salt` (value_key)."""
     counted: dict[str, Counter[str]] = {name: Counter() for name in FREQUENCY_FIELDS}
     for profile in profiles:
         for name, attribute in FREQUENCY_FIELDS.items():
@@ -167,8 +181,8 @@ def value_frequencies(profiles: Iterable[MatchFields]) -> dict[str, ValueFrequen
         # A value left out is seen once, or (when the cap cut the list) at most as often as the last kept.
         floor = min(kept.values()) if kept and len(kept) == MAX_KEPT_VALUES else 1
         agreement = sum(count * count for count in counter.values()) / (total * total)
-        shares = {value: count / total for value, count in kept.items()}
-        result[name] = ValueFrequencies(shares, floor / total, agreement)
+        shares = {value_key(salt, value): count / total for value, count in kept.items()}
+        result[name] = ValueFrequencies(shares, floor / total, agreement, salt)
     return result
 
 
