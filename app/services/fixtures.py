@@ -26,10 +26,11 @@ from app.domain.products import Product
 from app.services.extended_json import Line, read_lines
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
-from app.services.profiles import upsert_profile
+from app.services.profiles import upsert_profiles
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EVENT_BATCH = 500
+PROFILE_BATCH = 100  # profiles upserted with one commit (each its own unit of work)
 STEP_PAUSE = 0.005  # seconds after each step (about 60 steps for the demo data)
 MAX_PROBLEMS = 20
 SHIFT_META = "demoDataShiftDays"  # the whole days the demo data's dates were moved by at its first load
@@ -200,25 +201,29 @@ async def load_fixtures(
     profiles = directory / "profiles.jsonl"
     if profiles.exists():
         total = count_lines(profiles)
-        for done, line in enumerate(read_lines(profiles), start=1):
-            try:
-                document = _document(line)
-                fields = {k: v for k, v in document.items() if k not in ("_id", "identifiers")}
-                await upsert_profile(
-                    store,
-                    _identifiers(document.get("identifiers", [])),
-                    _snake_case(fields),
-                    source="crm",
-                    policy=policy.identity,
-                    changes=policy.changes,
-                )
-            except InvalidInput as exc:
-                report.profiles_rejected += 1
-                report.problem(f"profiles.jsonl:{line.number}: {_said(exc)}")
-            else:
-                report.profiles += 1
-            if done % 100 == 0 or done == total:
-                await report_progress("profiles", done, total)
+        done = 0
+        for batch in _batches(read_lines(profiles), PROFILE_BATCH):  # one commit each
+            lines: list[int] = []
+            upserts: list[tuple[list[RawIdentifier], dict[str, Any]]] = []
+            for line in batch:
+                try:
+                    document = _document(line)
+                    fields = {k: v for k, v in document.items() if k not in ("_id", "identifiers")}
+                    upserts.append((_identifiers(document.get("identifiers", [])), _snake_case(fields)))
+                    lines.append(line.number)
+                except InvalidInput as exc:
+                    report.profiles_rejected += 1
+                    report.problem(f"profiles.jsonl:{line.number}: {_said(exc)}")
+            identity, changes = policy.identity, policy.changes
+            written = await upsert_profiles(store, upserts, source="crm", policy=identity, changes=changes)
+            for number, result in zip(lines, written, strict=True):
+                if isinstance(result, InvalidInput):
+                    report.profiles_rejected += 1
+                    report.problem(f"profiles.jsonl:{number}: {_said(result)}")
+                else:
+                    report.profiles += 1
+            done += len(batch)
+            await report_progress("profiles", done, total)
     events = directory / "events.jsonl"
     if events.exists():
         total = count_lines(events)

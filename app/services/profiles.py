@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.domain import clock
@@ -27,6 +28,7 @@ from app.services.profile_reads import get_profile
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
 SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+Written = tuple[Profile, tuple[str, ...]]  # an upsert's profile as written, and the profiles merged into it
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +79,67 @@ async def upsert_profile(
 ) -> Profile:
     """Find the customer by identifiers (or create them) and set the given fields; `source` (a CRM,
     a form…) is what the SOURCE_PRIORITY merge rule ranks."""
-    normalised, parsed = parse_profile_input(identifiers, fields)
+    [written] = await upsert_profiles(store, [(identifiers, fields)], source=source, policy=policy, changes=changes)
+    if isinstance(written, InvalidInput):
+        raise written
+    return written
+
+
+async def upsert_profiles(
+    store: ProfileStore,
+    upserts: Sequence[tuple[list[RawIdentifier], dict[str, Any]]],
+    *,
+    source: str = "upsert",
+    policy: IdentityPolicy | None = None,
+    changes: ProfileChanges = UNHEARD,
+) -> list[Profile | InvalidInput]:
+    """`upsert_profile` for each (identifiers, fields), in one transaction: each upsert is its own unit
+    of work, so one refused (its input, an erased person's identifiers, the traits bound) writes
+    nothing and answers its InvalidInput, and the others go on; they are durable together, with one
+    commit (the demo data's 248 CRM profiles took 0.9 s of the first start as 248 commits)."""
     policy = policy or IdentityPolicy()
-    usable = policy.usable(normalised)
     if not SOURCE.match(source):
         raise InvalidInput("source must be 1-32 lower-case letters, digits or underscores", field="source")
     at = clock.now()
+    results: list[Written | InvalidInput | Callable[[StoreTransaction], Awaitable[Written]]] = []
+    for identifiers, fields in upserts:  # invalid input is refused before any transaction
+        try:
+            results.append(_upsert(identifiers, fields, source, policy, at))
+        except InvalidInput as exc:
+            results.append(exc)
+    if any(callable(unit) for unit in results):
+        async with store.batch():
+            for n, unit in enumerate(results):
+                if callable(unit):
+                    try:
+                        results[n] = await with_retries(store, unit)
+                    except InvalidInput as exc:
+                        results[n] = exc
+    written = [result for result in results if isinstance(result, tuple)]
+    ids = [profile.id for profile, _ in written]
+    # Before the upkeep, as after an ingested batch: the check the write left stays until both ran, so
+    # that a process stopped in between has them run when it comes due (SegmentEngine.missed_writes).
+    fuzzy_merged = await merge_lookalikes(store, ids, policy, changes=changes)
+    merged = [profile_id for _, away in written for profile_id in away]
+    await changes.publish(ProfilesChanged.of(Cause.UPSERT, ids), ProfilesChanged.of(Cause.MERGE, merged))
+    answers: list[Profile | InvalidInput] = []
+    for result in results:
+        if isinstance(result, tuple):  # a look-alike merged into it (or it into one): as it is now
+            answers.append((await get_profile(store, result[0].id) if fuzzy_merged else None) or result[0])
+        else:
+            assert isinstance(result, InvalidInput)
+            answers.append(result)
+    return answers
 
-    async def work(tx: StoreTransaction) -> tuple[Profile, tuple[str, ...]]:
+
+def _upsert(
+    identifiers: list[RawIdentifier], fields: dict[str, Any], source: str, policy: IdentityPolicy, at: datetime
+) -> Callable[[StoreTransaction], Awaitable[Written]]:
+    """The unit of work of one upsert; InvalidInput at once when its input is invalid."""
+    normalised, parsed = parse_profile_input(identifiers, fields)
+    usable = policy.usable(normalised)
+
+    async def work(tx: StoreTransaction) -> Written:
         await refuse_suppressed(tx, usable)
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
@@ -97,12 +152,4 @@ async def upsert_profile(
 
         return await write_to_resolved_profile(tx, usable, build, at=at, policy=policy)
 
-    async with store.batch():
-        written, merged = await with_retries(store, work)
-    # Before the upkeep, as after an ingested batch: the check the write left stays until both ran, so
-    # that a process stopped in between has them run when it comes due (SegmentEngine.missed_writes).
-    fuzzy_merged = await merge_lookalikes(store, [written.id], policy, changes=changes)
-    await changes.publish(ProfilesChanged.of(Cause.UPSERT, [written.id]), ProfilesChanged.of(Cause.MERGE, merged))
-    if fuzzy_merged:
-        return await get_profile(store, written.id) or written
-    return written
+    return work

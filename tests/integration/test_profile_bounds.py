@@ -57,3 +57,28 @@ async def test_an_upsert_that_would_pass_the_traits_bound_is_refused_and_changes
     assert refused.value.field == "traits"
     profile = await store.get_profile(written.id)
     assert profile is not None and profile.first_name == "Ada" and sorted(profile.traits) == ["a"]
+
+
+async def test_upserts_written_together_refuse_the_one_past_the_bound_alone(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upserts sent together (the demo data's CRM file) share one commit, each its own unit of work:
+    the one refused in its transaction (the traits bound) and the one refused before it (a bad email)
+    write nothing, and the others before and after them are written."""
+    monkeypatch.setattr(profile_bounds, "MAX_TRAITS_BYTES", BOUND)
+    ada = [RawIdentifier("email", "ada@example.com")]
+    upserts = [
+        (ada, {"first_name": "Ada", "traits": {"a": "x" * 1500}}),
+        ([RawIdentifier("email", "not-an-email")], {"first_name": "Nobody"}),
+        (ada, {"first_name": "Adele", "traits": {"b": "y" * 600}}),
+        ([RawIdentifier("email", "bob@example.com")], {"first_name": "Bob"}),
+    ]
+    written = await profiles.upsert_profiles(store, upserts, source="crm")
+    first, bad_email, past_bound, bob = written
+    assert isinstance(bad_email, InvalidInput) and bad_email.field == "identifiers[0].value"
+    assert isinstance(past_bound, InvalidInput) and past_bound.field == "traits"
+    assert not isinstance(first, InvalidInput) and not isinstance(bob, InvalidInput)
+    profile = await store.get_profile(first.id)
+    assert profile is not None and profile.first_name == "Ada" and sorted(profile.traits) == ["a"]
+    assert (await store.get_profile(bob.id) or pytest.fail()).first_name == "Bob"
+    assert await store.count_profiles() == 2
