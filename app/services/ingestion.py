@@ -137,7 +137,7 @@ def _parse_all(raw_events: Sequence[RawEvent], at: datetime, policy: IngestionPo
             event = parse_event(raw, now=at, limits=policy.limits)
             judged.append(Parsed(index, event, policy.identity.usable(event.identifiers)))
         except InvalidInput as exc:
-            judged.append(_rejected(raw.message_id, exc, index))
+            judged.append(_rejected(shown(raw.message_id), index, exc.field, exc.message))
         except Exception:  # a value the checks missed, or a bug of ours: this event alone is refused
             judged.append(_could_not_store(raw, index))
     return judged
@@ -186,7 +186,7 @@ def _outcome(event: Event, decided: Landed) -> EventOutcome:
     if decided.duplicate:
         return EventOutcome(event.message_id, EventStatus.DUPLICATE, reason="messageId already processed")
     if decided.refused is not None:
-        return EventOutcome(event.message_id, EventStatus.REJECTED, reason=decided.refused, field=decided.field)
+        return _rejected(event.message_id, decided.index, decided.field, decided.refused)
     return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=decided.profile_id)
 
 
@@ -199,7 +199,7 @@ async def _one_by_one(
 ) -> EventOutcome:
     """The per-event path, for an event whatever is wrong with which is its own REJECTED."""
     try:
-        return await _ingest_one(store, item.event, item.usable, at, policy)
+        return await _ingest_one(store, item, at, policy)
     except DomainError:  # the store unavailable, a write that kept conflicting: not this event's fault
         raise
     except Exception:
@@ -222,18 +222,16 @@ def _could_not_store(raw: RawEvent, index: int) -> EventOutcome:
     return EventOutcome(shown(raw.message_id), EventStatus.REJECTED, reason=reason, field=field)
 
 
-def _rejected(message_id: str, exc: InvalidInput, index: int) -> EventOutcome:
-    field = f"events[{index}].{exc.field}" if exc.field else f"events[{index}]"
-    return EventOutcome(shown(message_id), EventStatus.REJECTED, reason=f"{field}: {exc.message}", field=field)
+def _rejected(message_id: str, index: int, field: str | None, message: str) -> EventOutcome:
+    """REJECTED naming the event's field by its place in the batch, whether validation refused it or
+    its write did (the traits bound, an erased person's identifiers)."""
+    path = f"events[{index}].{field}" if field else f"events[{index}]"
+    return EventOutcome(message_id, EventStatus.REJECTED, reason=f"{path}: {message}", field=path)
 
 
-async def _ingest_one(
-    store: ProfileStore,
-    event: Event,
-    identifiers: list[Identifier],
-    at: datetime,
-    policy: IngestionPolicy,
-) -> EventOutcome:
+async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: IngestionPolicy) -> EventOutcome:
+    event, identifiers = item.event, item.usable
+
     async def work(tx: StoreTransaction) -> tuple[str, tuple[str, ...]]:
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
         if await tx.message_seen(event.message_id):
@@ -263,6 +261,6 @@ async def _ingest_one(
         profile_id, merged = await with_retries(store, work)
     except MessageAlreadyProcessed:
         return EventOutcome(event.message_id, EventStatus.DUPLICATE, reason="messageId already processed")
-    except InvalidInput as exc:  # an erased person's identifiers: dropped, nothing written
-        return EventOutcome(event.message_id, EventStatus.REJECTED, reason=exc.message, field=exc.field)
+    except InvalidInput as exc:  # an erased person's identifiers, the traits bound: nothing written
+        return _rejected(event.message_id, item.index, exc.field, exc.message)
     return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=profile_id, merged=merged)

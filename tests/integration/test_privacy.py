@@ -126,7 +126,8 @@ async def test_erasure_forgets_the_person_for_good(store: ProfileStore) -> None:
     # Replayed and late events for her are dropped and never recreate the profile; others still land.
     replayed = await ingest_events(store, [*old_events, event("page_view", email="Emma@Example.com ", minutes=9)])
     assert {o.status for o in replayed} == {EventStatus.REJECTED}
-    assert "erased" in (replayed[0].reason or "") and replayed[0].field == "identifiers"
+    assert "erased" in (replayed[0].reason or "") and replayed[0].field == "events[0].identifiers"
+    assert [o.field for o in replayed] == [f"events[{n}].identifiers" for n in range(3)]  # each by its place
     assert (await ingest_events(store, [event("page_view", email="someone.else@example.com")]))[0].profile_id == other
     with pytest.raises(InvalidInput, match="erased"):
         await profiles.upsert_profile(store, [RawIdentifier("email", "emma@example.com")], {"first_name": "Emma"})
@@ -145,7 +146,7 @@ async def test_two_first_erasures_at_once_both_keep_their_people_out(store: Prof
         privacy.delete_profile(store, emma, actor="dpo"), privacy.delete_profile(store, leo, actor="dpo")
     )
     late = await ingest_events(store, [event("page_view", email=e) for e in ("emma@example.com", "leo@example.com")])
-    assert [(o.status, o.field) for o in late] == [(EventStatus.REJECTED, "identifiers")] * 2
+    assert [(o.status, o.field) for o in late] == [(EventStatus.REJECTED, f"events[{n}].identifiers") for n in (0, 1)]
     assert await store.count_profiles() == 0
 
 
@@ -168,7 +169,7 @@ async def test_events_waiting_for_the_writer_while_the_first_erasure_runs_do_not
     await privacy.delete_profile(store, emma, actor="dpo")  # the store's first erasure
     held.go.set()
     outcome = (await late)[0]
-    assert (outcome.status, outcome.field) == (EventStatus.REJECTED, "identifiers")
+    assert (outcome.status, outcome.field) == (EventStatus.REJECTED, "events[0].identifiers")
     assert await profile_reads.get_profile_by_identifier(store, "email", "emma@example.com") is None
     assert await store.count_profiles() == 0
 

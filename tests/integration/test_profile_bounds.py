@@ -36,7 +36,9 @@ async def test_the_identify_event_that_would_pass_the_traits_bound_is_refused_al
     statuses = [o.status for o in outcomes]
     assert statuses == [EventStatus.ACCEPTED] * 6 + [EventStatus.REJECTED] * 2 + [EventStatus.ACCEPTED], outcomes
     refused = outcomes[6]
-    assert refused.field == "properties.traits" and "traits would take" in (refused.reason or ""), refused
+    # Named by its place in the batch, as validation's refusals are: a write-time one said `properties.traits`.
+    assert refused.field == "events[6].properties.traits", refused
+    assert (refused.reason or "").startswith("events[6].properties.traits: ") and "traits would take" in refused.reason
     profile = await store.find_profile_by_identity("email:ada@example.com")
     assert profile is not None
     assert sorted(profile.traits) == [f"k{n}" for n in range(6)]
