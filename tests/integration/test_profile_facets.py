@@ -143,3 +143,31 @@ async def test_a_list_started_from_its_rarest_filter_pages_and_counts_as_a_walk_
     forward, backward, count = started[1]
     assert [i for page in forward for i in page] == anonymous and count == len(anonymous)
     assert [i for page in reversed(backward) for i in page] == anonymous
+
+
+async def test_rows_written_with_a_final_sigma_are_folded_once_when_the_store_is_opened(tmp_path: Path) -> None:
+    """Rows written before names were folded hold the final sigma lower() gives a capital one ending a
+    word: opening the store folds them once, and a prefix typed in capitals finds the name again."""
+    path = tmp_path / "cdp.sqlite3"
+    store = SQLiteStore(path)
+    odysseas = "\u039f\u0394\u03a5\u03a3\u03a3\u0395\u0391\u03a3"  # ΟΔΥΣΣΕΑΣ, written in capitals
+
+    async def fill(tx: StoreTransaction) -> None:
+        await tx.insert_profile(new_profile("p1", BASE_TIME).model_copy(update={"first_name": odysseas}))
+
+    await store.run_in_transaction(fill)
+    prefix = ProfileFilter(name_prefix="\u03bf\u03b4\u03c5\u03c3")  # "odys", lower case
+    assert [p.id for p in await store.list_profiles(prefix, after=None, limit=5)] == ["p1"]
+    await store.close()
+
+    with sqlite3.connect(path) as db:  # as an older version wrote the row: lower(), and no mark
+        db.execute("UPDATE profile_facets SET first_name = ?", (odysseas.lower(),))
+        db.execute("DELETE FROM meta WHERE key = 'profileFacetsFinalSigma'")
+    assert odysseas.lower().endswith("\u03c2")
+    reopened = SQLiteStore(path)
+    try:
+        assert [p.id for p in await reopened.list_profiles(prefix, after=None, limit=5)] == ["p1"]
+        upper = ProfileFilter(name_prefix="\u039f\u0394\u03a5\u03a3\u03a3\u0395\u0391\u03a3")
+        assert [p.id for p in await reopened.list_profiles(upper, after=None, limit=5)] == ["p1"]
+    finally:
+        await reopened.close()

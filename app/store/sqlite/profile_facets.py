@@ -22,6 +22,8 @@ from app.store.documents import loads
 from app.store.sqlite import backfill
 
 FILLED_MARK = "profileFacets"  # meta key: the rows were built for the profiles a store already held
+FOLDED_MARK = "profileFacetsFinalSigma"  # meta key: the rows' names and cities were folded (`folded`)
+FINAL_SIGMA, SIGMA = "\u03c2", "\u03c3"
 FILL_CHUNK = 2_000
 
 _STATS = [field.value for field in StatsField]
@@ -39,8 +41,17 @@ STATEMENTS = (
 _INSERT = f"INSERT OR REPLACE INTO profile_facets VALUES ({', '.join('?' * (3 + len(_STATS)))})"
 
 
+def folded(text: str) -> str:
+    """`text` as the rows keep it and filters compare it: lower case, with the Greek final sigma
+    (U+03C2) as a sigma (U+03C3). lower() writes a capital sigma that ends a word as the final one,
+    so a name prefix typed in capitals (`ΟΔΥΣ`) missed the name it begins (Odysseas in Greek);
+    MongoDB's case-insensitive match takes the three sigmas as one letter. (casefold() would go
+    further than MongoDB: ß as ss.)"""
+    return text.lower().replace(FINAL_SIGMA, SIGMA)
+
+
 def _lower(value: Any) -> str | None:
-    return value.lower() if isinstance(value, str) else None
+    return folded(value) if isinstance(value, str) else None
 
 
 def _row(document: dict[str, Any]) -> tuple[Any, ...]:
@@ -99,3 +110,21 @@ def fill(db: sqlite3.Connection) -> int:
         return filled
 
     return backfill.once(db, FILLED_MARK, build)
+
+
+def fold_final_sigmas(db: sqlite3.Connection) -> int:
+    """Fold the names and cities of rows written before `folded` (once); returns the rows changed."""
+
+    def fold(db: sqlite3.Connection) -> int:
+        pattern, swap = f"%{FINAL_SIGMA}%", (FINAL_SIGMA, SIGMA)
+        changed = db.execute(
+            "UPDATE profile_facets SET first_name = replace(first_name, ?, ?), last_name = replace(last_name, ?, ?) "
+            "WHERE first_name LIKE ? OR last_name LIKE ?",
+            (*swap, *swap, pattern, pattern),
+        ).rowcount
+        cities = db.execute(
+            "UPDATE OR REPLACE profile_cities SET city = replace(city, ?, ?) WHERE city LIKE ?", (*swap, pattern)
+        )
+        return changed + cities.rowcount
+
+    return backfill.once(db, FOLDED_MARK, fold)

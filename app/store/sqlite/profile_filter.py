@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain.profile_query import ProfileFilter
+from app.store.sqlite.profile_facets import folded
 
 DRIVE_LIMIT = 1_000  # a driver with fewer rows is walked (1-3 us a row; counting them ~0.1 us a row)
 
@@ -44,7 +45,7 @@ class Statement:
 
 
 def _like_prefix(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = folded(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
 
 
@@ -55,7 +56,7 @@ def _drivers(query: ProfileFilter) -> list[Driver]:
     if query.identifier_type:
         found.append(Driver("identifier_type", "identities", "type", query.identifier_type, repeats=True))
     if query.city:
-        found.append(Driver("city", "profile_cities", "city", query.city.lower(), repeats=False))
+        found.append(Driver("city", "profile_cities", "city", folded(query.city), repeats=False))
     return found
 
 
@@ -106,7 +107,7 @@ def where_clause(query: ProfileFilter, *, without: str | None = None) -> tuple[s
         params += [_like_prefix(query.name_prefix)] * 2
     if query.city and without != "city":
         clauses.append("EXISTS (SELECT 1 FROM profile_cities c WHERE c.profile_id = f.profile_id AND c.city = ?)")
-        params.append(query.city.lower())
+        params.append(folded(query.city))
     if query.segment and without != "segment":
         clauses.append(
             "EXISTS (SELECT 1 FROM segment_members sm WHERE sm.profile_id = f.profile_id AND sm.segment_id = ?)"

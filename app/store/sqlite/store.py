@@ -131,6 +131,8 @@ class SQLiteStore:
                 log.info("profiles have a revision column now: each is read in full until it is next written")
             if filled := profile_facets.fill(writer):
                 log.info("built the list filters' rows of %d profiles stored before them", filled)
+            if folded := profile_facets.fold_final_sigmas(writer):
+                log.info("folded the final sigma in %d of the list filters' rows", folded)
         except BaseException:
             writer.close()
             raise
