@@ -311,10 +311,11 @@ def restore(backup: Path = typer.Argument(..., help="A file made by `python -m a
         raise typer.Exit(1) from None
     held, carried = done.backup, done.carried
     taken = f"taken {held.taken_at.isoformat()}" if held.taken_at else "not made by `backup`"
+    split = f" ({carried.split} merges of the backup undone first, as they were here)" if carried.split else ""
     console.print(
         f"restored {backup} ({taken}: {held.profiles} profiles, {held.interactions} interactions) into {database}; "
         f"erasures made here since: {carried.receipts} receipts carried over, {carried.suppressions} identifiers "
-        f"suppressed, {carried.erased} profiles of the backup erased again; API keys revoked here since: "
+        f"suppressed, {carried.erased} profiles of the backup erased again{split}; API keys revoked here since: "
         f"{done.revoked} revoked in it too" + (f"; the store it replaced is kept as {done.kept}" if done.kept else ""),
         highlight=False,
     )

@@ -11,19 +11,26 @@ another store cannot be matched to them and is refused rather than restored with
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.domain.errors import InvalidInput, NotFound
+from app.domain.errors import DomainError, InvalidInput, NotFound
+from app.domain.merge import MergeStatus
 from app.domain.privacy import suppression_hash
+from app.services.merging import merge_history, unmerge_profile
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.privacy import SUPPRESSION_SECRET, delete_profile
 from app.services.profile_writes import with_retries
 
+log = logging.getLogger("cdp.backups")
+
 IDENTITIES_PAGE = 5000
 HASHES_PER_CALL = 500
 ALL_RECEIPTS = 1_000_000_000
+MAX_SPLIT_ROUNDS = 100  # rounds of undoing merges before erasing: a merge undone may reveal one it held
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,7 @@ class CarriedErasures:
     suppressions: int  # suppressed identifiers the backup did not know of
     receipts: int  # erasure receipts the backup did not have
     erased: int  # people of the backup erased again (each with a receipt of this restore)
+    split: int = 0  # merges of the backup undone first: one side erased here, the other not
 
 
 async def carry_erasures(current: ProfileStore, restored: ProfileStore, *, actor: str) -> CarriedErasures:
@@ -67,14 +75,66 @@ async def carry_erasures(current: ProfileStore, restored: ProfileStore, *, actor
 
     async with restored.batch():
         await with_retries(restored, record)
-    erased = 0
-    for profile_id in sorted(await _holding(restored, secret, set(listed))):
-        try:
-            await delete_profile(restored, profile_id, actor=actor)
-        except NotFound:  # erased already, with a profile it was merged into
+
+    def suppressed(key: str) -> bool:
+        return suppression_hash(secret, key) in listed
+
+    erased = split = 0
+    for _ in range(MAX_SPLIT_ROUNDS):
+        holders = sorted(await _holding(restored, secret, set(listed)))
+        # Merges standing in the backup that were undone here before one side was erased: undone
+        # first, then the profiles holding suppressed identifiers are found again.
+        undone = sum([await _split_the_unerased(restored, holder, suppressed, actor=actor) for holder in holders])
+        if undone:
+            split += undone
             continue
-        erased += 1
-    return CarriedErasures(len(missing), len(receipts), erased)
+        for profile_id in holders:
+            try:
+                await delete_profile(restored, profile_id, actor=actor)
+            except NotFound:  # erased already, with a profile it was merged into
+                continue
+            erased += 1
+        break
+    return CarriedErasures(len(missing), len(receipts), erased, split)
+
+
+async def _split_the_unerased(
+    store: ProfileStore, holder: str, suppressed: Callable[[str], bool], *, actor: str
+) -> int:
+    """Undo the merges into `holder` that joined a person erased here with one who was not: an
+    erasure suppresses every identifier of the profile it erases, so a merge one side of which has
+    suppressed identifiers and the other none was undone here before the erasure. Erasing the merged
+    profile as it stands in the backup erased both people, and suppressed the other's identifiers for
+    good. Returns the merges undone: the newest back to the oldest such one, since a merge is undone
+    only once the later merges into its survivor are."""
+    records = sorted(
+        (r for r in await merge_history(store, holder) if r.status is MergeStatus.MERGED and r.survivor_id == holder),
+        key=lambda r: r.at,
+        reverse=True,
+    )
+
+    async def identities(tx: StoreTransaction) -> set[str]:
+        return set(await tx.identities_of(holder))
+
+    held = await store.run_in_transaction(identities)
+    mixed = [
+        position
+        for position, record in enumerate(records)
+        for member in record.merged_ids
+        if (brought := {key for key, owner in record.moved_identities.items() if owner == member})
+        and any(map(suppressed, brought)) != any(map(suppressed, held - brought))
+    ]
+    if not mixed:
+        return 0
+    undone = 0
+    for record in records[: max(mixed) + 1]:
+        try:
+            await unmerge_profile(store, record.id, actor=actor)
+        except DomainError as exc:  # erasing both, as before, rather than keeping the erased person
+            log.warning("merge %s of the backup could not be undone before the erasure: %s", record.id, exc.message)
+            break
+        undone += 1
+    return undone
 
 
 async def carry_revocations(current: ProfileStore, restored: ProfileStore) -> int:

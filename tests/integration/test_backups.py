@@ -14,7 +14,8 @@ import pytest
 
 from app.domain.errors import Conflict, InvalidInput, StoreUnavailable, Unauthenticated
 from app.restoring import restore_backup
-from app.services import api_keys, privacy
+from app.services import api_keys, merging, privacy
+from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, ingest_events
 from app.store.sqlite import store_users
 from app.store.sqlite.backups import back_up, check_backup
@@ -210,3 +211,41 @@ async def test_two_backups_to_one_name_at_once_make_one_whole_backup(tmp_path: P
     assert sorted(type(o).__name__ for o in outcomes) == ["InvalidInput", "StoreFile"]
     assert check_backup(copy).profiles == 1
     assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+
+
+@pytest.mark.parametrize("erased", ["survivor", "merged"])
+async def test_restore_erases_only_the_person_erased_of_two_merged_in_the_backup(tmp_path: Path, erased: str) -> None:
+    """Emma and Bob were merged by mistake when the backup was taken; the merge was undone, then one
+    of them erased. The restore erases that one again, and the other stays, with their own data and
+    identifiers (it erased both, as one merged profile, and suppressed both people's identifiers)."""
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = await _store_with(database, EMMA, BOB)
+    emma, bob = await _profile_id(store, EMMA), await _profile_id(store, BOB)
+    assert emma is not None and bob is not None
+    await ingest_events(store, [event("order_completed", email=BOB, minutes=5)])
+    record, _ = await merging.merge_profiles(
+        store, emma, [bob], reason="looked alike", actor="steward", policy=IdentityPolicy()
+    )
+    back_up(database, copy)
+    await merging.unmerge_profile(store, record.id, actor="steward")
+    gone, kept, gone_email, kept_email = (emma, bob, EMMA, BOB) if erased == "survivor" else (bob, emma, BOB, EMMA)
+    await privacy.delete_profile(store, gone, actor="dpo")
+    await store.close()
+
+    done = await restore_backup(copy, database)
+
+    assert done.carried.erased == 1
+    assert gone_email.encode() not in database.read_bytes()
+    restored = SQLiteStore(database)
+    try:
+        assert await _profile_id(restored, gone_email) is None
+        assert await _profile_id(restored, kept_email) == kept
+        profile = await restored.get_profile(kept)
+        assert profile is not None and profile.merged_into is None
+        assert profile.stats.orders == (1 if kept == bob else 0)  # their own history, and only theirs
+        [late] = await ingest_events(restored, [event("page_view", email=kept_email, minutes=30)])
+        assert (late.status, late.profile_id) == (EventStatus.ACCEPTED, kept)  # not suppressed
+        [refused] = await ingest_events(restored, [event("page_view", email=gone_email, minutes=31)])
+        assert refused.status is EventStatus.REJECTED
+    finally:
+        await restored.close()
