@@ -360,6 +360,9 @@ class ProfileStore(Protocol):
     ) -> list[SegmentEvent]:
         """Membership changes, newest first."""
 
+    async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
+        """profile id → how many writes its check of every segment stands for (none: no check)."""
+
     async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
         """(profile id, segment id) of the time-based checks due at `now`, oldest first."""
 

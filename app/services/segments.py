@@ -308,6 +308,13 @@ class SegmentEngine:
             }
             for profile_id in profile_ids:  # each, affected or not, for the check its write left
                 wanted.setdefault(profile_id, set()).update(affected)
+        # The check a write leaves stands for every write of the profile since the last upkeep, and
+        # this upkeep clears it: when it stands for more than this change's (another write's upkeep
+        # has yet to run, and may never if the process stops), every segment is evaluated.
+        every = {c.segment.id for c in segments}
+        for profile_id, writes in (await self.store.pending_writes(list(wanted))).items():
+            if writes > 1:
+                wanted[profile_id] = set(every)
         cleared = frozenset({EVERY_SEGMENT})
         rechecks = [
             Recheck(p, tuple(c for c in segments if c.segment.id in ids), clear=cleared)

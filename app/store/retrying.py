@@ -63,6 +63,7 @@ READS = frozenset(
         "count_members",
         "segment_events",
         "due_checks",
+        "pending_writes",
         "next_check_at",
         "erasures",
         "suppression_list",

@@ -4,6 +4,7 @@ each kind of profile change, time-window exits without a new event, and bad defi
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from app.services import segments as segments_module
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
-from app.services.profile_changes import Cause, ProfilesChanged, settled
+from app.services.profile_changes import Cause, ProfilesChanged, events_landed, settled
 from app.services.segment_bus import SegmentBus, SlowSubscriber
 from app.services.segment_watch import watch
 from app.services.segments import (
@@ -445,6 +446,46 @@ async def test_a_write_whose_upkeep_never_ran_catches_up_when_its_check_comes_du
     assert (entered.profile_id, entered.change, entered.cause) == (buyer, MembershipChange.ENTERED, CAUGHT_UP)
     assert await services.store.next_check_at() is None  # answered: nothing is checked twice
     assert await services.segments.run_due_checks() == 0
+
+
+async def test_an_upkeep_that_finds_two_writes_before_it_evaluates_what_both_can_move(
+    services: Services,
+) -> None:
+    """Two writes of one profile commit (an order, then a name) before either's upkeep runs; the
+    order's upkeep runs, and the process stops before the name's. The order's upkeep evaluated only
+    the segments an order can move, and cleared the check both writes left: the name's segment
+    stayed wrong, with nothing left to catch it up."""
+    buyers = (await services.segments.create(BUYERS)).segment
+    named = {"name": "Named Zoe", "condition": {"compare": {"path": "firstName", "op": "eq", "value": "Zoe"}}}
+    zoes = (await services.segments.create(named)).segment
+    # Both written with no one told, as when each upkeep is still to run.
+    (outcome,) = await ingest_events(services.store, [event("order_completed", email="zoe@example.com")])
+    zoe = outcome.profile_id or pytest.fail()
+    await profiles.upsert_profile(services.store, [RawIdentifier("email", "zoe@example.com")], {"first_name": "Zoe"})
+
+    await services.segments.profiles_changed(events_landed({zoe: {"order_completed"}}))  # the order's upkeep only
+
+    assert await services.store.member_ids(buyers.id) == [zoe]
+    assert await services.store.member_ids(zoes.id) == [zoe], "the name's segment was left to an upkeep that never ran"
+    assert await services.store.next_check_at() is None  # both writes answered: nothing left to check
+
+
+async def test_a_store_from_before_the_writes_count_gets_it_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "cdp.sqlite3"
+    await SQLiteStore(path).close()
+    with sqlite3.connect(path) as db:  # as an older version made the table
+        db.execute("ALTER TABLE segment_checks DROP COLUMN writes")
+    services = _services(SQLiteStore(path))
+    try:
+        buyers = (await services.segments.create(BUYERS)).segment
+        (outcome,) = await ingest_events(services.store, [event("order_completed", email="zoe@example.com")])
+        await ingest_events(services.store, [event("order_completed", email="zoe@example.com", minutes=1)])
+        assert await services.store.pending_writes([outcome.profile_id or ""]) == {outcome.profile_id: 2}
+        await services.segments.profiles_changed(events_landed({outcome.profile_id or "": {"order_completed"}}))
+        assert await services.store.member_ids(buyers.id) == [outcome.profile_id]
+        assert await services.store.next_check_at() is None
+    finally:
+        await services.store.close()
 
 
 KILLED_AFTER_THE_COMMIT = textwrap.dedent(

@@ -406,7 +406,11 @@ class MongoTransaction(StoreTransaction):
         operations = [
             UpdateOne(
                 {"_id": f"{profile_id}|{EVERY_SEGMENT}"},
-                {"$min": {"dueAt": due}, "$setOnInsert": {"profileId": profile_id, "segmentId": EVERY_SEGMENT}},
+                {
+                    "$min": {"dueAt": due},
+                    "$inc": {"writes": 1},
+                    "$setOnInsert": {"profileId": profile_id, "segmentId": EVERY_SEGMENT},
+                },
                 upsert=True,
             )
             for profile_id in profile_ids
@@ -758,6 +762,13 @@ class MongoStore:
         selector = {k: v for k, v in (("segmentId", segment_id), ("profileId", profile_id)) if v is not None}
         cursor = self._db.segment_events.find(selector).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
         return [SegmentEvent.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
+        if not profile_ids:
+            return {}
+        keys = [f"{profile_id}|{EVERY_SEGMENT}" for profile_id in profile_ids]
+        cursor = self._db.segment_checks.find({"_id": {"$in": keys}})
+        return {document["profileId"]: int(document.get("writes", 1)) for document in await cursor.to_list(None)}
 
     async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
         cursor = self._db.segment_checks.find({"dueAt": {"$lte": now}}).sort("dueAt", ASCENDING).limit(limit)

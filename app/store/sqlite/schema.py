@@ -4,6 +4,8 @@ identities are keyed by `"<type>:<normalised value>"`, and the history is one ro
 
 from __future__ import annotations
 
+import sqlite3
+
 from app.store.sqlite import profile_facets
 
 SCHEMA_VERSION = 1
@@ -110,9 +112,10 @@ STATEMENTS = (
     BEGIN INSERT OR REPLACE INTO segment_feed (event_id) VALUES (NEW.id); END""",
     """CREATE TRIGGER IF NOT EXISTS segment_feed_on_delete AFTER DELETE ON segment_events
     BEGIN DELETE FROM segment_feed WHERE event_id = OLD.id; END""",
-    # When time alone may change a membership (an event leaving a window): re-evaluate then.
+    # When time alone may change a membership (an event leaving a window): re-evaluate then. A check
+    # of every segment (`*`) is each write's until its upkeep: `writes` counts the writes it stands for.
     """CREATE TABLE IF NOT EXISTS segment_checks (
-        profile_id TEXT NOT NULL, segment_id TEXT NOT NULL, due_at TEXT NOT NULL,
+        profile_id TEXT NOT NULL, segment_id TEXT NOT NULL, due_at TEXT NOT NULL, writes INTEGER NOT NULL DEFAULT 1,
         PRIMARY KEY (profile_id, segment_id)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS segment_checks_by_due ON segment_checks(due_at)",
@@ -122,3 +125,19 @@ STATEMENTS = (
     # own from another store's in a shared folder (app/scheduled_backups.py).
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('storeId', lower(hex(randomblob(16))))",
 )
+
+
+def add_columns(db: sqlite3.Connection) -> bool:
+    """Columns a store made before them lacks, added in one write transaction (two workers may open
+    the store at once); returns whether any was."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(segment_checks)")}
+        added = "writes" not in columns
+        if added:
+            db.execute("ALTER TABLE segment_checks ADD COLUMN writes INTEGER NOT NULL DEFAULT 1")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return added

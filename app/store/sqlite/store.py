@@ -34,11 +34,12 @@ from app.domain.profile import Interaction, Profile
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.domain.segments.conditions import Condition
 from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent
+from app.domain.segments.upkeep import EVERY_SEGMENT
 from app.services.ports import (
     StoreTransaction,
 )
 from app.store.documents import dumps, loads
-from app.store.sqlite import profile_facets, profile_filter, profile_revisions, segment_feed, store_users
+from app.store.sqlite import profile_facets, profile_filter, profile_revisions, schema, segment_feed, store_users
 from app.store.sqlite.checkpoints import LOG_LIMIT_BYTES, Checkpointer, checkpoint_waiting
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.commit_watch import CommitWatch
@@ -127,6 +128,7 @@ class SQLiteStore:
             writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             for statement in STATEMENTS:
                 writer.execute(statement)
+            schema.add_columns(writer)
             if profile_revisions.prepare(writer):
                 log.info("profiles have a revision column now: each is read in full until it is next written")
             if filled := profile_facets.fill(writer):
@@ -660,6 +662,18 @@ class SQLiteStore:
             return [SegmentEvent.model_validate(loads(r[0])) for r in rows]
 
         return await self._reads.read(scan)  # a scan: on a reader thread
+
+    async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
+        ids, found = list(profile_ids), dict[str, int]()
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            rows = self._reader.execute(
+                f"SELECT profile_id, writes FROM segment_checks WHERE segment_id = ? "
+                f"AND profile_id IN ({','.join('?' * len(chunk))})",
+                [EVERY_SEGMENT, *chunk],
+            )
+            found |= dict(rows.fetchall())
+        return found
 
     async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
         rows = self._reader.execute(

@@ -43,7 +43,7 @@ _SET_SEGMENTS = (
 # The earliest due time stands: a later write must not put off the check an earlier one left.
 _SCHEDULE_UPKEEP = (
     "INSERT INTO segment_checks (profile_id, segment_id, due_at) VALUES (?, ?, ?) "
-    "ON CONFLICT(profile_id, segment_id) DO UPDATE SET due_at = min(due_at, excluded.due_at)"
+    "ON CONFLICT(profile_id, segment_id) DO UPDATE SET due_at = min(due_at, excluded.due_at), writes = writes + 1"
 )
 
 WIPE_OWED = "wipe_owed"  # meta key: an erasure committed whose data the files may still hold
