@@ -204,6 +204,10 @@ class StoreTransaction(Protocol):
     async def schedule_checks(self, checks: Sequence[tuple[str, str, datetime | None]]) -> None:
         """`schedule_check` for each (profile id, segment id, due at)."""
 
+    async def clear_upkeep(self, counted: Mapping[str, int]) -> None:
+        """Remove each profile's check of every segment if it stands for no more writes than counted
+        (profile id → writes): one that a later write added to stays, for that write's upkeep."""
+
 
 class ProfileStore(Protocol):
     backend: str

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -312,7 +312,8 @@ class SegmentEngine:
         # this upkeep clears it: when it stands for more than this change's (another write's upkeep
         # has yet to run, and may never if the process stops), every segment is evaluated.
         every = {c.segment.id for c in segments}
-        for profile_id, writes in (await self.store.pending_writes(list(wanted))).items():
+        pending = await self.store.pending_writes(list(wanted))
+        for profile_id, writes in pending.items():
             if writes > 1:
                 wanted[profile_id] = set(every)
         cleared = frozenset({EVERY_SEGMENT})
@@ -321,7 +322,8 @@ class SegmentEngine:
             for p, ids in wanted.items()
             if ids
         ]
-        events = await self._recheck(rechecks, cause, settled=[p for p, ids in wanted.items() if not ids])
+        settled = [p for p, ids in wanted.items() if not ids]
+        events = await self._recheck(rechecks, cause, settled=settled, pending=pending)
         self.bus.publish_committed(events)
         return events
 
@@ -375,7 +377,12 @@ class SegmentEngine:
                 )
 
     async def _recheck(
-        self, rechecks: list[Recheck], cause: str, *, settled: Collection[str] = ()
+        self,
+        rechecks: list[Recheck],
+        cause: str,
+        *,
+        settled: Collection[str] = (),
+        pending: Mapping[str, int] | None = None,
     ) -> list[SegmentEvent]:
         """Re-evaluate the profiles and write every change in one unit of work; the caller publishes
         the events once written. Nothing here holds the store's write lock but the write itself: the
@@ -384,7 +391,9 @@ class SegmentEngine:
         again, so that a decision made on an old version never overwrites one made on the new; a
         segment deleted or redefined meanwhile has every decision made again on what is defined now.
         `settled`: profiles whose change can move no segment: the check their write left is cleared
-        with the first write, and they are not read."""
+        with the first write, and they are not read. `pending`: how many writes each profile's check
+        of every segment stood for when the upkeep began: the check is cleared only if it stands for
+        no more now (a write committed since it was counted is left to its own upkeep)."""
         events: list[SegmentEvent] = []
         for _ in range(MAX_ATTEMPTS):
             if not rechecks and not settled:
@@ -397,7 +406,7 @@ class SegmentEngine:
             outcome.checks |= {(profile_id, EVERY_SEGMENT): None for profile_id in settled}
             settled = ()
             try:
-                written, moved = await with_retries(self.store, _write(outcome, cause))
+                written, moved = await with_retries(self.store, _write(outcome, cause, pending))
             except _Redefined:
                 rechecks = await self._as_defined_now(rechecks)
                 continue
@@ -494,13 +503,14 @@ def _put_off(checks: Sequence[tuple[str, str]], until: datetime) -> Callable[[St
 
 
 def _write(
-    outcome: Outcome, cause: str
+    outcome: Outcome, cause: str, pending: Mapping[str, int] | None = None
 ) -> Callable[[StoreTransaction], Awaitable[tuple[list[SegmentEvent], set[str]]]]:
     """One unit of work for a whole outcome: the transitions (each recorded as a segment event),
     then the checks. Returns the events written and the profiles left out because they moved since
     the outcome was decided (its `seen` differs from what is stored now). Raises _Redefined, writing
     nothing, when a segment it was decided on is no longer defined as it was (deleted, or changed: the
-    embedded store writes one transaction at a time; with MongoDB, as of the transaction's snapshot)."""
+    embedded store writes one transaction at a time; with MongoDB, as of the transaction's snapshot).
+    `pending`: the writes each profile's check of every segment was counted for (see _recheck)."""
 
     async def work(tx: StoreTransaction) -> tuple[list[SegmentEvent], set[str]]:
         if outcome.definitions:
@@ -536,13 +546,15 @@ def _write(
         # Derived data: no version bump, so that concurrent writers of the profile never conflict on it.
         await tx.set_segments({p: sorted(segments) for p, segments in held.items() if segments != set(stored[p][1])})
         await tx.insert_segment_events(events)
-        await tx.schedule_checks(
-            [
-                (profile_id, segment_id, due)
-                for (profile_id, segment_id), due in outcome.checks.items()
-                if profile_id not in moved and (due is None or profile_id in stored)
-            ]
-        )
+        kept = [
+            (profile_id, segment_id, due)
+            for (profile_id, segment_id), due in outcome.checks.items()
+            if profile_id not in moved and (due is None or profile_id in stored)
+        ]
+        counts = pending or {}
+        counted = {p: counts[p] for p, s, due in kept if s == EVERY_SEGMENT and due is None and p in counts}
+        await tx.schedule_checks([(p, s, due) for p, s, due in kept if not (s == EVERY_SEGMENT and p in counted)])
+        await tx.clear_upkeep(counted)
         return events, moved
 
     return work

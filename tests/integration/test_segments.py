@@ -42,7 +42,7 @@ from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 from tests.faults import run_script
-from tests.interleaving import Held
+from tests.interleaving import Held, StandIn
 
 BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 1}}}
 T = TypeVar("T")
@@ -468,6 +468,44 @@ async def test_an_upkeep_that_finds_two_writes_before_it_evaluates_what_both_can
     assert await services.store.member_ids(buyers.id) == [zoe]
     assert await services.store.member_ids(zoes.id) == [zoe], "the name's segment was left to an upkeep that never ran"
     assert await services.store.next_check_at() is None  # both writes answered: nothing left to check
+
+
+class _WriteAfterCounting(StandIn):
+    """The store, where another write of the profile commits right after the upkeep counted the
+    writes its check stands for, before the upkeep reads the profile."""
+
+    def __init__(self, inner: ProfileStore, write: Callable[[], Awaitable[object]]) -> None:
+        super().__init__(inner)
+        self._write = write
+
+    async def pending_writes(self, profile_ids: Sequence[str]) -> dict[str, int]:
+        counted: dict[str, int] = await self._inner.pending_writes(profile_ids)
+        await self._write()
+        return counted
+
+
+async def test_a_write_committed_after_the_upkeep_counted_keeps_the_check_for_its_own_upkeep(
+    store: ProfileStore,
+) -> None:
+    """The order's upkeep counts one write, then the name's write commits, then the upkeep reads the
+    profile (name included) and evaluates only what an order moves: it must leave the check, which
+    now stands for the name's write too, for that write's upkeep (or the catch-up when it is due)."""
+    services = _services(store)
+    named = {"name": "Named Zoe", "condition": {"compare": {"path": "firstName", "op": "eq", "value": "Zoe"}}}
+    zoes = (await services.segments.create(named)).segment
+    (outcome,) = await ingest_events(store, [event("order_completed", email="zoe@example.com")])
+    zoe = outcome.profile_id or pytest.fail()
+
+    async def rename() -> object:
+        return await profiles.upsert_profile(store, [RawIdentifier("email", "zoe@example.com")], {"first_name": "Zoe"})
+
+    racing = _services(_WriteAfterCounting(store, rename))  # type: ignore[arg-type]
+    await racing.segments.profiles_changed(events_landed({zoe: {"order_completed"}}))
+    assert await store.pending_writes([zoe]) == {zoe: 2}, "the check the name's write added was cleared"
+
+    await services.segments.profiles_changed([ProfilesChanged.of(Cause.UPSERT, [zoe])])  # the name's own upkeep
+    assert await store.member_ids(zoes.id) == [zoe]
+    assert await store.next_check_at() is None
 
 
 async def test_a_store_from_before_the_writes_count_gets_it_when_opened(tmp_path: Path) -> None:

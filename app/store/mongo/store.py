@@ -399,6 +399,14 @@ class MongoTransaction(StoreTransaction):
         if operations:
             await self._db.segment_checks.bulk_write(operations, ordered=True, session=self._session)
 
+    async def clear_upkeep(self, counted: Mapping[str, int]) -> None:
+        operations = [
+            DeleteOne({"_id": f"{profile_id}|{EVERY_SEGMENT}", "writes": {"$lte": writes}})
+            for profile_id, writes in counted.items()
+        ]
+        if operations:
+            await self._db.segment_checks.bulk_write(operations, ordered=False, session=self._session)
+
     async def _schedule_upkeep(self, profile_ids: Sequence[str]) -> None:
         """The check of every segment that a write of these profiles leaves until its upkeep clears it
         (the earliest due time stands: a later write must not put off an earlier one's)."""

@@ -474,6 +474,12 @@ class SQLiteTransaction(StoreTransaction):
             [(e.id, e.segment_id, e.profile_id, to_iso(e.at), dumps(e.stored())) for e in events],
         )
 
+    async def clear_upkeep(self, counted: Mapping[str, int]) -> None:
+        self._db.executemany(
+            "DELETE FROM segment_checks WHERE profile_id = ? AND segment_id = ? AND writes <= ?",
+            [(profile_id, EVERY_SEGMENT, writes) for profile_id, writes in counted.items()],
+        )
+
     async def schedule_checks(self, checks: Sequence[tuple[str, str, datetime | None]]) -> None:
         self._db.executemany(
             "DELETE FROM segment_checks WHERE profile_id = ? AND segment_id = ?",
