@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from app.store.sqlite import backfill
+
 # The SQL expression every statement that writes a profile's document sets `revision` to.
 NEW = "random()"
 
@@ -50,19 +52,17 @@ DOCUMENT = "SELECT doc, revision FROM profiles WHERE id = ?"
 def prepare(db: sqlite3.Connection) -> bool:
     """Give an older store the column and retire the revisions table, in one write transaction (two
     workers may open the store at once); then the guards. Returns whether the column was added."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+
+    def add(db: sqlite3.Connection) -> bool:
         columns = {row[1] for row in db.execute("PRAGMA table_info(profiles)")}
         added = "revision" not in columns
         if added:
             db.execute("ALTER TABLE profiles ADD COLUMN revision INTEGER")
         for statement in (*_RETIRED, *_GUARDS):
             db.execute(statement)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return added
+        return added
+
+    return backfill.in_one_transaction(db, add)
 
 
 def documents_unless_kept(count: int) -> str:

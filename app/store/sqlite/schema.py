@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from app.store.sqlite import profile_facets
+from app.store.sqlite import backfill, profile_facets
 
 SCHEMA_VERSION = 1
 
@@ -128,16 +128,14 @@ STATEMENTS = (
 
 
 def add_columns(db: sqlite3.Connection) -> bool:
-    """Columns a store made before them lacks, added in one write transaction (two workers may open
-    the store at once); returns whether any was."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    """Columns a store made before them lacks, added (two workers may open the store at once);
+    returns whether any was."""
+
+    def add(db: sqlite3.Connection) -> bool:
         columns = {row[1] for row in db.execute("PRAGMA table_info(segment_checks)")}
-        added = "writes" not in columns
-        if added:
-            db.execute("ALTER TABLE segment_checks ADD COLUMN writes INTEGER NOT NULL DEFAULT 1")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return added
+        if "writes" in columns:
+            return False
+        db.execute("ALTER TABLE segment_checks ADD COLUMN writes INTEGER NOT NULL DEFAULT 1")
+        return True
+
+    return backfill.in_one_transaction(db, add)
