@@ -188,10 +188,10 @@ async def _unmerge(
         await tx.set_identity_owner(keys, owner)
         holders |= dict.fromkeys(keys, owner)
     leaving = {key for keys in by_previous_owner.values() for key in keys}
-    history, carried = _own_identifiers_only(history, owners, holders)
+    history, rewrites = _as_their_owners_keep_them(history, owners, holders, {record.survivor_id, *record.merged_ids})
 
     moves = {mid: owner for mid, owner in owners.items() if owner != survivor.id}
-    await tx.assign_history(survivor.id, moves, carried)
+    await tx.assign_history(survivor.id, moves, rewrites)
     history_of: dict[str, list[Interaction]] = defaultdict(list)
     for interaction in history:
         history_of[owners[interaction.message_id]].append(interaction)
@@ -227,24 +227,32 @@ async def _unmerge(
     return [profile, *restored]
 
 
-def _own_identifiers_only(
-    history: list[Interaction], owners: dict[str, str], holders: dict[str, str]
-) -> tuple[list[Interaction], dict[str, list[str]]]:
-    """The history without, on each interaction, the identifiers another of the merge's profiles holds
-    once it is undone (`holders`: identifier key → that profile): an event that named both people
-    goes to one of them, and the other's identifiers are not that person's data (nor does where it
-    goes ever depend on them: it goes by its strongest identifier). Also message id → the identifiers
-    kept, for the interactions that lost some."""
+def _as_their_owners_keep_them(
+    history: list[Interaction], owners: dict[str, str], holders: dict[str, str], members: set[str]
+) -> tuple[list[Interaction], dict[str, dict[str, Any]]]:
+    """The history as each interaction's owner keeps it once the merge is undone, and message id → the
+    fields rewritten, for those that change. An event that named both people goes to one of them:
+    - it drops the identifiers another of the merge's profiles holds (`holders`: identifier key →
+      that profile), which are not this person's data (nor does where it goes ever depend on them:
+      it goes by its strongest identifier);
+    - one that landed on the merged profile while they were one names as its `origin` the profile
+      that stood for both: it names its owner now. (Once that other profile is erased, its id was
+      all that was left of it here.)"""
     kept_history: list[Interaction] = []
-    carried: dict[str, list[str]] = {}
+    rewrites: dict[str, dict[str, Any]] = {}
     for interaction in history:
         owner = owners[interaction.message_id]
+        rewrite: dict[str, Any] = {}
         kept = [key for key in interaction.identifiers if holders.get(key, owner) == owner]
         if len(kept) < len(interaction.identifiers):
-            carried[interaction.message_id] = kept
-            interaction = interaction.model_copy(update={"identifiers": kept})
+            rewrite["identifiers"] = kept
+        if interaction.origin in members and interaction.origin != owner:
+            rewrite["origin"] = owner
+        if rewrite:
+            rewrites[interaction.message_id] = rewrite
+            interaction = interaction.model_copy(update=rewrite)
         kept_history.append(interaction)
-    return kept_history, carried
+    return kept_history, rewrites
 
 
 async def _route(

@@ -130,9 +130,11 @@ class StoreTransaction(Protocol):
 
     async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None: ...
 
-    async def assign_history(self, owner_id: str, moves: dict[str, str], carried: dict[str, list[str]]) -> None:
+    async def assign_history(
+        self, owner_id: str, moves: dict[str, str], rewrites: dict[str, dict[str, Any]]
+    ) -> None:
         """Move the interactions of `owner_id` named by message id to the profile each maps to; those
-        named in `carried` keep only the identifier keys listed there (wherever they go)."""
+        named in `rewrites` get the fields given there (`identifiers`, `origin`), wherever they go."""
 
     async def identities_of(self, profile_id: str) -> dict[str, datetime]:
         """identity key → when it was claimed, for the identifiers pointing at the profile."""

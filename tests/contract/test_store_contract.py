@@ -379,12 +379,12 @@ async def test_history_moves_between_profiles_that_hold_the_same_message(store: 
     assert "m-2" not in ids(await store.list_interactions("p1", before=None, where=InteractionFilter(), limit=10))
 
 
-async def test_history_moved_back_keeps_only_the_identifiers_it_is_told(store: ProfileStore) -> None:
-    """An unmerge moves each interaction to its person and drops, on those it names, the identifiers
-    the other person holds again; the others keep theirs, moved or not."""
+async def test_history_moved_back_keeps_only_the_fields_it_is_told(store: ProfileStore) -> None:
+    """An unmerge moves each interaction to its person and rewrites, on those it names, the fields
+    given (the identifiers the other person holds again, the origin); the others keep theirs."""
     await _create(store, "p1", EMMA)
     await _create(store, "p2", Identifier("email", "bob@example.com"))
-    carrying = {"identifiers": ["email:emma@example.com", "phone:+33622222222"]}
+    carrying = {"identifiers": ["email:emma@example.com", "phone:+33622222222"], "origin": "p1"}
 
     async def write(tx: StoreTransaction) -> None:
         await tx.append_interactions(
@@ -396,19 +396,23 @@ async def test_history_moved_back_keeps_only_the_identifiers_it_is_told(store: P
         )
 
     async def undo(tx: StoreTransaction) -> None:
-        await tx.assign_history("p1", {"m-2": "p2", "m-3": "p2"}, {"m-1": ["email:emma@example.com"], "m-2": []})
+        rewrites: dict[str, dict[str, object]] = {
+            "m-1": {"identifiers": ["email:emma@example.com"]},
+            "m-2": {"identifiers": [], "origin": "p2"},
+        }
+        await tx.assign_history("p1", {"m-2": "p2", "m-3": "p2"}, rewrites)
 
     await store.run_in_transaction(write)
     await store.run_in_transaction(undo)
 
-    def carried(profile_id: str) -> Awaitable[dict[str, list[str]]]:
-        async def read(tx: StoreTransaction) -> dict[str, list[str]]:
-            return {i.message_id: i.identifiers for i in await tx.history(profile_id)}
+    def carried(profile_id: str) -> Awaitable[dict[str, tuple[list[str], str | None]]]:
+        async def read(tx: StoreTransaction) -> dict[str, tuple[list[str], str | None]]:
+            return {i.message_id: (i.identifiers, i.origin) for i in await tx.history(profile_id)}
 
         return store.run_in_transaction(read)
 
-    assert await carried("p1") == {"m-1": ["email:emma@example.com"]}
-    assert await carried("p2") == {"m-2": [], "m-3": carrying["identifiers"]}
+    assert await carried("p1") == {"m-1": (["email:emma@example.com"], "p1")}
+    assert await carried("p2") == {"m-2": ([], "p2"), "m-3": (carrying["identifiers"], "p1")}
 
 
 async def test_a_batch_writes_back_whole_the_document_it_read(store: ProfileStore) -> None:

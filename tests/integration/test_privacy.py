@@ -509,3 +509,24 @@ async def test_an_unmerge_leaves_no_identifier_of_one_person_on_the_others_event
     await privacy.delete_profile(store, quentin, actor="dpo")
     stored = await _history_and_profile(store, pia)
     assert _found(quentin_data, stored) == set() and _found(_values(pia_data), stored) == _values(pia_data)
+
+
+async def test_an_unmerge_leaves_no_trace_of_the_survivor_on_the_events_it_gives_back(store: ProfileStore) -> None:
+    """While Quentin was merged into Pia, an event with his phone landed on her profile, the one that
+    stood for both. Once undone, the event is his, and names him as where it landed: it named Pia,
+    whose profile id then outlived her erasure in his history, his recent list and his export."""
+    pia, pia_data = await _person(store, "Pialotta", "Pressburger", "pia.pressburger@example.com", "+33611111111")
+    quentin, _ = await _person(store, "Quentinus", "Quayleworth", "q.quayleworth@example.com", "+33622222222")
+    merge_id = await _merge(store, pia, quentin)
+    his = event("order_completed", identifiers=[("phone", "+33622222222")])
+    [outcome] = await ingest_events(store, [his])
+    assert outcome.profile_id == pia  # the merged profile
+    await merging.unmerge_profile(store, merge_id, actor="steward")
+
+    stored = await _history_and_profile(store, quentin)
+    assert [i["messageId"] for i in stored["history"]] == [his.message_id]  # type: ignore[index]
+    assert pia not in json.dumps(stored), "Quentin's event still names Pia's profile"
+    await privacy.delete_profile(store, pia, actor="dpo")
+    stored = await _history_and_profile(store, quentin)
+    assert pia not in json.dumps(stored) and _found(_values(pia_data), stored) == set()
+    assert pia not in json.dumps(await privacy.export_profile(store, quentin))

@@ -245,14 +245,16 @@ class MongoTransaction(StoreTransaction):
             {"profileId": {"$in": list(from_ids)}}, {"$set": {"profileId": to_id}}, session=self._session
         )
 
-    async def assign_history(self, owner_id: str, moves: dict[str, str], carried: dict[str, list[str]]) -> None:
+    async def assign_history(
+        self, owner_id: str, moves: dict[str, str], rewrites: dict[str, dict[str, Any]]
+    ) -> None:
         # Buckets mix items of several origins after a merge: rewrite the owner's buckets, split.
         cursor = self._db.interactions.find({"profileId": owner_id}, session=self._session)
         by_owner: dict[str, list[dict[str, Any]]] = {}
         for bucket in await cursor.to_list(None):
             for item in bucket["items"]:
-                if (kept := carried.get(item["messageId"])) is not None:
-                    item = {**item, "identifiers": kept}
+                if (fields := rewrites.get(item["messageId"])) is not None:
+                    item = {**item, **fields}
                 by_owner.setdefault(moves.get(item["messageId"], owner_id), []).append(item)
         await self._db.interactions.delete_many({"profileId": owner_id}, session=self._session)
         buckets = [

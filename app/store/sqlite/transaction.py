@@ -281,16 +281,17 @@ class SQLiteTransaction(StoreTransaction):
         )
         self._db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", list(from_ids))
 
-    async def assign_history(self, owner_id: str, moves: dict[str, str], carried: dict[str, list[str]]) -> None:
+    async def assign_history(
+        self, owner_id: str, moves: dict[str, str], rewrites: dict[str, dict[str, Any]]
+    ) -> None:
         # One the target holds already stays with the owner too (see reassign_history).
         self._db.executemany(
             "UPDATE OR IGNORE interactions SET profile_id = ? WHERE profile_id = ? AND message_id = ?",
             [(target, owner_id, message_id) for message_id, target in moves.items()],
         )
-        self._db.executemany(
-            "UPDATE interactions SET doc = json_set(doc, '$.identifiers', json(?)) "
-            "WHERE profile_id IN (?, ?) AND message_id = ?",
-            [(dumps(keys), owner_id, moves.get(mid, owner_id), mid) for mid, keys in carried.items()],
+        self._db.executemany(  # json_patch: each field given replaces the document's (a list whole)
+            "UPDATE interactions SET doc = json_patch(doc, ?) WHERE profile_id IN (?, ?) AND message_id = ?",
+            [(dumps(fields), owner_id, moves.get(mid, owner_id), mid) for mid, fields in rewrites.items()],
         )
 
     async def identities_of(self, profile_id: str) -> dict[str, datetime]:
