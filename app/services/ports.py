@@ -293,8 +293,9 @@ class ProfileStore(Protocol):
     # -- fuzzy matching: the blocking-key index (Profile.blocking_keys) -------------------------
     async def profiles_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[MatchView]:
         """At most `limit` live profiles holding any of `keys`, as match views (id, keys and match fields,
-        see app/domain/matching/index.py). Keys held by more than `max_block` profiles are passed
-        over: a key that common says nothing about identity, and would make the query slow."""
+        see app/domain/matching/index.py), the first by id (every store the same ones). Keys held by
+        more than `max_block` profiles are passed over: a key that common says nothing about
+        identity, and would make the query slow."""
 
     async def profile_ids_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[str]:
         """The ids of the profiles `profiles_sharing_keys` would read, without reading them (from the

@@ -306,6 +306,23 @@ async def test_list_filters_follow_every_kind_of_profile_write(store: ProfileSto
     assert (await ids(ProfileFilter()), await ids(orders), await ids(ProfileFilter(city="lyon"))) == (["p2"], [], [])
 
 
+async def test_profiles_sharing_keys_past_the_limit_are_the_first_by_id_on_every_store(store: ProfileStore) -> None:
+    """More look-alikes than asked for: each store answered the ones its index gave first (the
+    embedded store by key, then id), so a profile's candidates past the limit differed by store."""
+    held = {"p5": ["k:a"], "p6": ["k:a"], "p1": ["k:b"], "p2": ["k:b"], "p3": ["k:a", "k:b"], "p4": ["k:c"]}
+
+    async def insert(tx: StoreTransaction) -> None:
+        profiles = [new_profile(pid, BASE_TIME).to_document() | {"blockingKeys": keys} for pid, keys in held.items()]
+        await tx.write_profiles([ProfileWrite(document, None) for document in profiles])
+
+    await store.run_in_transaction(insert)
+    for limit in (2, 3, 10):
+        views = await store.profiles_sharing_keys(["k:a", "k:b"], max_block=10, limit=limit)
+        ids = await store.profile_ids_sharing_keys(["k:a", "k:b"], max_block=10, limit=limit)
+        expected = ["p1", "p2", "p3", "p5", "p6"][:limit]
+        assert ([v.id for v in views], ids) == (expected, expected), limit
+
+
 async def test_products_upsert_replaces_by_id(store: ProfileStore) -> None:
     await store.upsert_products([{"_id": "sku-1", "price": 10.0}, {"_id": "sku-2", "price": 5.0}])
     await store.upsert_products([{"_id": "sku-1", "price": 12.0}])

@@ -645,16 +645,16 @@ class MongoStore:
         usable = await self._usable_keys(keys, max_block)
         if not usable:
             return []
-        cursor = self._db.profiles.find({"blockingKeys": {"$in": usable}, "mergedInto": None}, _MATCH_PROJECTION).limit(
-            limit
-        )
+        selector = {"blockingKeys": {"$in": usable}, "mergedInto": None}
+        cursor = self._db.profiles.find(selector, _MATCH_PROJECTION).sort("_id", ASCENDING).limit(limit)
         return [match_view(document) for document in await cursor.to_list(None)]
 
     async def profile_ids_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[str]:
         usable = await self._usable_keys(keys, max_block)
         if not usable:
             return []
-        cursor = self._db.profiles.find({"blockingKeys": {"$in": usable}, "mergedInto": None}, {"_id": 1}).limit(limit)
+        selector = {"blockingKeys": {"$in": usable}, "mergedInto": None}
+        cursor = self._db.profiles.find(selector, {"_id": 1}).sort("_id", ASCENDING).limit(limit)
         return [str(document["_id"]) for document in await cursor.to_list(None)]
 
     async def _usable_keys(self, keys: Sequence[str], max_block: int) -> list[str]:

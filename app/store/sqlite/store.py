@@ -493,7 +493,7 @@ class SQLiteStore:
             usable, params = _usable_keys(keys, max_block)
             rows = db.execute(
                 f"{usable}SELECT p.doc FROM profiles p WHERE p.merged_into IS NULL AND p.id IN "
-                "(SELECT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable)) LIMIT ?",
+                "(SELECT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable)) ORDER BY p.id LIMIT ?",
                 [*params, limit],
             ).fetchall()
             return [match_view(loads(row[0])) for row in rows]
@@ -506,7 +506,8 @@ class SQLiteStore:
                 return []
             usable, params = _usable_keys(keys, max_block)
             rows = db.execute(
-                f"{usable}SELECT DISTINCT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable) LIMIT ?",
+                f"{usable}SELECT DISTINCT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable) "
+                "ORDER BY profile_id LIMIT ?",
                 [*params, limit],
             ).fetchall()
             return [row[0] for row in rows]
