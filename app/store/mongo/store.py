@@ -402,8 +402,13 @@ class MongoTransaction(StoreTransaction):
             await self._db.segment_checks.bulk_write(operations, ordered=True, session=self._session)
 
     async def clear_upkeep(self, counted: Mapping[str, int]) -> None:
-        operations = [
-            DeleteOne({"_id": f"{profile_id}|{EVERY_SEGMENT}", "writes": {"$lte": writes}})
+        operations = [  # a check from before the count stands for one write, as pending_writes reads it
+            DeleteOne(
+                {
+                    "_id": f"{profile_id}|{EVERY_SEGMENT}",
+                    "$or": [{"writes": {"$lte": writes}}, {"writes": {"$exists": False}}],
+                }
+            )
             for profile_id, writes in counted.items()
         ]
         if operations:
