@@ -12,6 +12,7 @@ anything of it is read.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -33,6 +34,7 @@ from graphql_schema.limits import LIMIT_EXCEEDED
 from graphql_schema.operation_spans import errors_described
 from graphql_schema.persisted_queries import PersistedQueries
 from graphql_schema.refusals import Refused
+from graphql_schema.request_body import TooManyValues
 
 MESSAGE_TOO_BIG = 1009  # RFC 6455
 
@@ -74,6 +76,12 @@ def _over(message: Message, limit: int) -> bool:
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_invalid_message(self, error_message: str) -> None:
+        # Strawberry closes a frame it could not decode with "WebSocket message must be valid JSON";
+        # one refused for its count of values (request_body.TooManyValues) says the limit, as HTTP does.
+        refused = getattr(sys.exc_info()[1], "__cause__", None)
+        await super().handle_invalid_message(refused.msg if isinstance(refused, TooManyValues) else error_message)
+
     async def handle_message(self, message: ProtocolMessage) -> None:
         problem = malformed(message, acknowledged=self.connection_acknowledged)
         if problem is not None:

@@ -565,3 +565,16 @@ async def test_a_head_not_sent_in_time_is_408_and_the_connection_closed(
             await asyncio.sleep(1.0)  # past the head's time: an upgraded connection is not a head
             await ws.send(json.dumps({"type": "connection_init"}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+
+
+async def test_a_frame_of_too_many_json_values_closes_with_the_limit_as_its_reason(
+    sqlite_store: SQLiteStore, key: str
+) -> None:
+    """Over HTTP such a body answers 413 saying the limit; the socket closed with Strawberry's
+    "WebSocket message must be valid JSON", which the frame was."""
+    many = json.dumps({"type": "ping", "payload": {"values": [1] * 60_000}})
+    async with _socket(_services(sqlite_store)) as ws:
+        await _acknowledged(ws, key)
+        await ws.send(many)
+        code, reason = await _close_of(ws)
+    assert (code, reason) == (4400, "more than 50,000 JSON values: send smaller batches")
