@@ -81,7 +81,7 @@ async def carry_erasures(current: ProfileStore, restored: ProfileStore, *, actor
 
     erased = split = 0
     for _ in range(MAX_SPLIT_ROUNDS):
-        holders = sorted(await _holding(restored, secret, set(listed)))
+        holders = sorted(await _holding(restored, suppressed))
         # Merges standing in the backup that were undone here before one side was erased: undone
         # first, then the profiles holding suppressed identifiers are found again.
         undone = sum([await _split_the_unerased(restored, holder, suppressed, actor=actor) for holder in holders])
@@ -156,12 +156,12 @@ async def _suppressed(store: ProfileStore, hashes: list[str]) -> set[str]:
     return await store.run_in_transaction(read)
 
 
-async def _holding(store: ProfileStore, secret: str, suppressed: set[str]) -> set[str]:
-    """The profiles owning an identifier whose hash is suppressed."""
+async def _holding(store: ProfileStore, suppressed: Callable[[str], bool]) -> set[str]:
+    """The profiles owning a suppressed identifier."""
     owners: set[str] = set()
     after: str | None = None
     while page := await store.identity_owners(after=after, limit=IDENTITIES_PAGE):
-        owners |= {owner for key, owner in page if suppression_hash(secret, key) in suppressed}
+        owners |= {owner for key, owner in page if suppressed(key)}
         if len(page) < IDENTITIES_PAGE:
             break
         after = page[-1][0]

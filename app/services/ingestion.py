@@ -217,9 +217,7 @@ def _could_not_store(raw: RawEvent, index: int) -> EventOutcome:
         error_id,
         extra={"errorId": error_id},
     )
-    field = f"events[{index}]"
-    reason = f"{field}: could not be stored (error id {error_id})"
-    return EventOutcome(shown(raw.message_id), EventStatus.REJECTED, reason=reason, field=field)
+    return _rejected(shown(raw.message_id), index, None, f"could not be stored (error id {error_id})")
 
 
 def _rejected(message_id: str, index: int, field: str | None, message: str) -> EventOutcome:
