@@ -24,6 +24,7 @@ from graphql_schema.datetime_scalar import DATETIME
 from graphql_schema.document_gate import DocumentGate
 from graphql_schema.errors import ErrorCodes
 from graphql_schema.execution import CheckedExecution
+from graphql_schema.id_scalar import refuse_invalid_unicode_ids
 from graphql_schema.inputs import raw_events
 from graphql_schema.limits import QueryLimits
 from graphql_schema.mutations import Mutation, ingest
@@ -130,6 +131,7 @@ COMPILED_ROOT_FIELDS = {
 
 
 def build_schema(limits: QueryLimits, *, compiled_execution: bool = True, traced: bool = False) -> Schema:
+    refuse_invalid_unicode_ids()
     return Schema(
         query=Query,
         mutation=Mutation,

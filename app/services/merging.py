@@ -19,6 +19,7 @@ from typing import Any
 from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.event_effects import IDENTITY_FIELDS, identify_fields
+from app.domain.event_limits import is_valid_unicode
 from app.domain.events import EventType
 from app.domain.history_rebuild import rebuild_behaviour, replay_identity
 from app.domain.identifiers import Identifier, strongest
@@ -53,6 +54,8 @@ async def merge_profiles(
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON_LENGTH:
         raise InvalidInput(f"give a reason of 1-{MAX_REASON_LENGTH} characters", field="reason")
+    if not is_valid_unicode(reason):  # the merge record could not be stored: refused, as other text is
+        raise InvalidInput("reason is not valid Unicode (it holds a lone surrogate)", field="reason")
     if not merged_ids:
         raise InvalidInput("name at least one profile to merge into the survivor", field="mergedIds")
     at = clock.now()

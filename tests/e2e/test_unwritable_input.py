@@ -66,3 +66,51 @@ async def test_unwritable_input_is_bad_user_input_naming_its_field_and_writes_no
     assert error["extensions"]["field"] == field, error
     assert await store.find_profile_by_identity("email:ada@example.com") is None
     assert await store.list_segments() == []
+
+
+MERGE_IDS = 'mutation($ids: [ID!]!) { mergeProfiles(survivorId: "a", mergedIds: $ids, reason: "dup") { merge { id } } }'
+
+
+# An ID nobody can store is refused as any invalid variable is, naming it: before, the store's driver
+# raised while encoding it (INTERNAL_SERVER_ERROR), over GET and POST alike.
+@pytest.mark.parametrize(
+    ("document", "variables", "named"),
+    [
+        pytest.param("query($id: ID!) { profile(id: $id) { id } }", {"id": "\ud800"}, "$id", id="profile"),
+        pytest.param("mutation($id: ID!) { deleteProfile(id: $id) { id } }", {"id": "p\udc00"}, "$id", id="erasure"),
+        pytest.param(MERGE_IDS, {"ids": ["b", "\ud800"]}, "$ids' has invalid value at [1]", id="merge-ids"),
+    ],
+)
+async def test_an_id_that_is_not_unicode_is_refused_naming_its_variable(
+    client: httpx.AsyncClient, store: ProfileStore, document: str, variables: dict[str, Any], named: str
+) -> None:
+    body = json.dumps({"query": document, "variables": variables})
+    for response in (
+        await client.post("/graphql", content=body, headers={"content-type": "application/json"}),
+        await client.get("/graphql", params={"query": document, "variables": json.dumps(variables)}),
+    ):
+        if document.startswith("mutation") and response.request.method == "GET":
+            continue  # mutations are refused over GET before their variables are read
+        [error] = response.json()["errors"]
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", error
+        assert named in error["message"] and "not valid Unicode" in error["message"], error
+
+
+async def test_a_merge_reason_that_is_not_unicode_is_refused_and_nothing_is_merged(
+    client: httpx.AsyncClient, store: ProfileStore
+) -> None:
+    ids = []
+    for email in ("ada@example.com", "ada.l@example.com"):
+        upsert = f'mutation {{ upsertProfile(input: {{identifiers: [{{type: "email", value: "{email}"}}]}}) {{ id }} }}'
+        ids.append((await client.post("/graphql", json={"query": upsert})).json()["data"]["upsertProfile"]["id"])
+    document = (
+        "mutation($a: ID!, $b: ID!, $r: String!) "
+        "{ mergeProfiles(survivorId: $a, mergedIds: [$b], reason: $r) { merge { id } } }"
+    )
+    body = json.dumps({"query": document, "variables": {"a": ids[0], "b": ids[1], "r": "same \ud800 person"}})
+    response = await client.post("/graphql", content=body, headers={"content-type": "application/json"})
+    [error] = response.json()["errors"]
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "reason"), error
+    for profile_id in ids:  # both still live, nothing merged
+        profile = await store.get_profile(profile_id)
+        assert profile is not None and profile.merged_into is None
