@@ -9,7 +9,7 @@ or shows as GraphQL Int are bounded here, so no accepted event can fail a store 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -28,6 +28,7 @@ from app.domain.event_limits import (
 )
 from app.domain.identifiers import Identifier, normalise
 from app.domain.keys import check_keys
+from app.domain.person_fields import AddressInput, Gender, Language, Organisation, PersonName, checked_birth_date
 
 
 class EventType(StrEnum):
@@ -69,29 +70,26 @@ class _Properties(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
 
-class _Address(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    kind: str | None = None
-    street: str | None = None
-    line2: str | None = None
-    city: str | None = None
-    postcode: str | None = None
-    region: str | None = None
-    country: str | None = Field(default=None, min_length=2, max_length=2)
-
-
 class IdentifyProperties(_Properties):
-    firstName: str | None = None
-    lastName: str | None = None
+    """The profile fields an identify event sets, held to upsertProfile's bounds (person_fields.py)."""
+
+    firstName: PersonName | None = None
+    lastName: PersonName | None = None
     birthDate: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
-    gender: str | None = None
-    language: str | None = None
-    company: str | None = None
-    jobTitle: str | None = None
-    address: _Address | None = None
+    gender: Gender | None = None
+    language: Language | None = None
+    company: Organisation | None = None
+    jobTitle: Organisation | None = None
+    address: AddressInput | None = None
     traits: dict[str, Any] | None = None
 
     _trait_keys = field_validator("traits")(check_keys)
+
+    @field_validator("birthDate")
+    @classmethod
+    def _lived(cls, value: str | None) -> str | None:
+        # Kept as the text it is (the event's properties are stored as sent), once it is a real date.
+        return None if value is None else checked_birth_date(date.fromisoformat(value)).isoformat()
 
 
 class PageViewProperties(_Properties):

@@ -8,41 +8,38 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from app.domain.clock import now
 from app.domain.errors import InvalidInput, first_problem
 from app.domain.event_limits import EventLimits, check_properties
 from app.domain.events import RawIdentifier, normalise_all
 from app.domain.identifiers import Identifier
 from app.domain.keys import check_keys
+from app.domain.person_fields import (
+    MOST_ADDRESSES,
+    AddressInput,
+    Gender,
+    Language,
+    Organisation,
+    PersonName,
+    checked_birth_date,
+)
 from app.domain.profile_change import ProfileChange
 
 # Bounds on `traits` and `preferences` in one upsert: an event's properties' (64 KiB, 16 levels, ...).
 FREE_FORM_LIMITS = EventLimits()
 
 
-class AddressInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    kind: str | None = Field(default=None, max_length=32)
-    street: str | None = Field(default=None, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str | None = Field(default=None, max_length=100)
-    postcode: str | None = Field(default=None, max_length=20)
-    region: str | None = Field(default=None, max_length=100)
-    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-
-
 class ProfileFields(BaseModel):
     """Everything `upsertProfile` may set besides identifiers. Absent (None) means unchanged."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    first_name: str | None = Field(default=None, max_length=100)
-    last_name: str | None = Field(default=None, max_length=100)
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
     birth_date: date | None = None
-    gender: str | None = Field(default=None, max_length=32)
-    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-    company: str | None = Field(default=None, max_length=200)
-    job_title: str | None = Field(default=None, max_length=200)
-    addresses: list[AddressInput] | None = Field(default=None, max_length=20)
+    gender: Gender | None = None
+    language: Language | None = None
+    company: Organisation | None = None
+    job_title: Organisation | None = None
+    addresses: list[AddressInput] | None = Field(default=None, max_length=MOST_ADDRESSES)
     traits: dict[str, Any] | None = None
     preferences: dict[str, Any] | None = None
 
@@ -50,10 +47,8 @@ class ProfileFields(BaseModel):
 
     @field_validator("birth_date")
     @classmethod
-    def _not_in_future(cls, value: date | None) -> date | None:
-        if value is not None and (value > now().date() or value.year < 1900):
-            raise ValueError("birth date must be between 1900-01-01 and today")
-        return value
+    def _lived(cls, value: date | None) -> date | None:
+        return None if value is None else checked_birth_date(value)
 
 
 _FIELD_PATHS = {

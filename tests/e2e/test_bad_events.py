@@ -130,6 +130,18 @@ BAD_EVENTS = [
         "identifiers",
         id="21-identifiers",
     ),
+    # An identify event sets the fields upsertProfile sets, within the same bounds (person_fields.py).
+    *(
+        pytest.param(_event("bad", "identify", properties=properties), field, id=name)
+        for name, properties, field in [
+            ("identify-born-2999", {"birthDate": "2999-01-01"}, "properties.birthDate"),
+            ("identify-born-30-february", {"birthDate": "1987-02-30"}, "properties.birthDate"),
+            ("identify-500-letter-name", {"firstName": "x" * 500}, "properties.firstName"),
+            ("identify-not-a-language", {"language": "not a lang"}, "properties.language"),
+            ("identify-5000-letter-street", {"address": {"street": "x" * 5000}}, "properties.address.street"),
+            ("identify-5000-letter-company", {"company": "c" * 5000}, "properties.company"),
+        ]
+    ),
 ]
 
 
@@ -248,4 +260,18 @@ async def test_the_limits_are_set_from_the_environment(monkeypatch: pytest.Monke
         ("ACCEPTED", None),
         ("REJECTED", "events[1].properties.url: at most 64 characters"),
         ("REJECTED", "events[2].properties.ids: at most 3 items"),
+    ]
+
+
+async def test_an_identify_event_and_an_upsert_take_a_country_in_either_case(client: httpx.AsyncClient) -> None:
+    identify = _event("who", "identify", properties={"firstName": "Emma", "address": {"city": "Lyon", "country": "fr"}})
+    result = (await _post(client, INGEST, {"events": [identify]})).json()["data"]["ingestEvents"]
+    assert [r["status"] for r in result["results"]] == ["ACCEPTED"], result
+    upsert = """mutation { upsertProfile(input: {identifiers: [{type: "email", value: "emma@example.com"}],
+      addresses: [{city: "Lyon", country: "fr"}, {city: "Gent", country: "BE"}]}) { addresses { city country } } }"""
+    body = (await _post(client, upsert, {})).json()
+    assert "errors" not in body, body
+    assert body["data"]["upsertProfile"]["addresses"] == [
+        {"city": "Lyon", "country": "FR"},
+        {"city": "Gent", "country": "BE"},
     ]
