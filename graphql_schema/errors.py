@@ -18,9 +18,11 @@ import uuid
 
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from app.domain.errors import DomainError
 from graphql_schema.limits import LIMIT_EXCEEDED, is_limit_message
+from graphql_schema.refusals import BAD_REQUEST
 
 log = logging.getLogger("cdp.graphql")
 # graphql-core's one wording for every suggestion (graphql/pyutils/did_you_mean.py): " Did you mean
@@ -39,6 +41,8 @@ def to_graphql_error(error: GraphQLError, *, hide_suggestions: bool = False) -> 
         if original.field:
             extensions["field"] = original.field
         return GraphQLError(original.message, error.nodes, error.source, error.positions, error.path, None, extensions)
+    if isinstance(original, CannotGetOperationTypeError):  # the request names no operation it holds
+        return GraphQLError(original.as_http_error_reason(), extensions={"code": BAD_REQUEST})
     if original is None or (error.path is None and error.message.startswith("Variable '$")):
         # Syntax, validation and variable-coercion errors: graphql-core wrote the message about the
         # client's own document, so it is safe and useful to return as is.

@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, ExecutionResult, GraphQLError
+from graphql import DocumentNode, ExecutionResult, GraphQLError, OperationDefinitionNode
 from strawberry.extensions.runner import SchemaExtensionsRunner
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import PreExecutionError
 
@@ -103,6 +104,9 @@ class Schema(strawberry.Schema):
             prepared = await self.gate.prepare(text, context.validation_rules)
             errors = list(prepared.errors)
             if prepared.document is not None:
+                unchosen = OperationNotChosen.of(prepared.document, getattr(context, "_provided_operation_name", None))
+                if unchosen is not None:
+                    raise unchosen
                 context.graphql_document = prepared.document
                 too_long = await self._list_refusal(prepared.document, context.operation_name, context.variables)
                 errors += [too_long] if too_long is not None else []
@@ -122,6 +126,25 @@ class Schema(strawberry.Schema):
         large = compiled.list_items(variables) > compiled.INLINE_ITEMS
         with bulk_work(large):
             return await off_loop(large, list_refusal, *check)
+
+
+class OperationNotChosen(CannotGetOperationTypeError):
+    """A document of several operations sent without `operationName`: a request error (the spec's
+    GetOperation), answered as an unknown operation name is. Strawberry ran the first one instead."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(None)
+        self.names = names
+
+    @classmethod
+    def of(cls, document: DocumentNode, operation_name: str | None) -> OperationNotChosen | None:
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if operation_name is not None or len(operations) < 2:
+            return None
+        return cls([o.name.value if o.name else "(anonymous)" for o in operations])
+
+    def as_http_error_reason(self) -> str:
+        return f"the document holds {len(self.names)} operations ({', '.join(self.names)}): name one in operationName"
 
 
 # Root fields executed without graphql-core when their document allows (graphql_schema/compiled.py).

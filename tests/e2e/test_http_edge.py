@@ -578,3 +578,39 @@ async def test_a_frame_of_too_many_json_values_closes_with_the_limit_as_its_reas
         await ws.send(many)
         code, reason = await _close_of(ws)
     assert (code, reason) == (4400, "more than 50,000 JSON values: send smaller batches")
+
+
+# -- Which operation runs: a document of several needs operationName, one it does not hold is refused ------
+CHOICES = [
+    pytest.param("query Q { segments { id } } query R { segments { name } }", None, "(Q, R): name", id="two-unnamed"),
+    pytest.param("query Q { segments { id } }", "Nope", 'Unknown operation named "Nope"', id="unknown-name"),
+]
+
+
+@pytest.mark.parametrize(("document", "name", "said"), CHOICES)
+async def test_a_request_that_chooses_no_operation_of_its_document_is_refused_over_http(
+    sqlite_store: SQLiteStore, key: str, document: str, name: str | None, said: str
+) -> None:
+    async with _client(_services(sqlite_store), key) as client:
+        response = await client.post("/graphql", json={"query": document, "operationName": name})
+    error = _error(response)
+    assert (response.status_code, error["extensions"]["code"]) == (400, "BAD_REQUEST"), response.text
+    assert said in error["message"], error
+
+
+@pytest.mark.parametrize(("document", "name", "said"), CHOICES)
+async def test_a_request_that_chooses_no_operation_of_its_document_is_refused_over_websocket(
+    sqlite_store: SQLiteStore, key: str, document: str, name: str | None, said: str
+) -> None:
+    async with _socket(_services(sqlite_store)) as ws:
+        await _acknowledged(ws, key)
+        payload = {"query": document, **({"operationName": name} if name else {})}
+        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": payload}))
+        async with asyncio.timeout(20):  # a guard against a hang, not a timing assertion
+            answer = json.loads(await ws.recv())
+        assert answer["type"] == "error", answer  # not the first operation's data
+        [error] = answer["payload"]
+        assert error["extensions"]["code"] == "BAD_REQUEST" and said in error["message"], error
+        await ws.send(json.dumps({"type": "subscribe", "id": "2", "payload": {"query": "{ segments { id } }"}}))
+        async with asyncio.timeout(20):
+            assert json.loads(await ws.recv()) == {"id": "2", "type": "next", "payload": {"data": {"segments": []}}}
