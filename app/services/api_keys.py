@@ -43,7 +43,7 @@ async def revoke_key(store: ProfileStore, key_id: str) -> ApiKey:
     this moves empties their caches, app/services/key_cache.py), and its open subscriptions are
     closed within seconds (app/services/key_revocations.py)."""
     if not await store.revoke_api_key(key_id, clock.now()):
-        raise NotFound(f"no active key {key_id}", field="keyId")
+        raise NotFound(f"no active key {key_id}", field="id")  # revokeApiKey(id)
     revoked = await store.get_api_key(key_id)
     assert revoked is not None  # revoked, not deleted
     return revoked

@@ -32,6 +32,7 @@ from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.pii_mask import refuse_personal_filter
 from app.domain.profile import Interaction, Profile
 from app.domain.segments.conditions import comparisons
+from app.domain.segments.parser import segment_references
 from app.domain.segments.segment import (
     MembershipChange,
     Segment,
@@ -195,6 +196,7 @@ class SegmentEngine:
         would otherwise meet the new reference and never finish), and following them never leads back
         to this one."""
         known = {s.id: s for s in await self.store.list_segments()} | {segment.id: segment}
+        named_at = segment_references(segment.condition)  # where this segment's own tree names each
         seen: set[str] = set()
         stack = list(compile_segment(segment).deps.segments)
         while stack:
@@ -205,7 +207,8 @@ class SegmentEngine:
                 continue
             seen.add(current)
             if current not in known:
-                raise InvalidInput(f"condition: no segment {current}", field="condition")
+                where = named_at.get(current, "condition")  # "condition": named by a segment it refers to
+                raise InvalidInput(f"{where}: no segment {current}", field=where)
             if current != segment.id and known[current].deleting_since is not None:
                 raise Conflict(f"segment {current} is being deleted: it cannot be used", field="condition")
             stack += compile_segment(known[current]).deps.segments

@@ -169,6 +169,12 @@ async def test_bad_and_revoked_keys_are_refused_with_the_reason(app_services: Se
     assert _codes(revoked) == {"UNAUTHENTICATED"} and "revoked" in revoked["errors"][0]["message"]
 
 
+async def test_revoking_a_key_nobody_has_names_the_argument(app_services: Services) -> None:
+    _, admin = await api_keys.create_key(app_services.store, "admin", [Scope.ADMIN_KEYS])
+    [error] = (await _call(app_services, 'mutation { revokeApiKey(id: "nope") { id } }', admin))["errors"]
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == ("NOT_FOUND", "id"), error
+
+
 PERSON = """mutation { upsertProfile(input: {
   identifiers: [{type: "email", value: "jeanne.dupont@example.com"}, {type: "phone", value: "+33 6 12 34 56 78"},
                 {type: "customerId", value: "C42"}],

@@ -114,8 +114,13 @@ async def test_bad_definitions_are_refused_with_the_place_named_and_nothing_stor
     with pytest.raises(InvalidInput, match=r"stats\.ordres.*did you mean stats\.orders") as refused:
         await services.segments.create(typo)
     assert refused.value.field == "condition.and[1].compare.path"
-    with pytest.raises(InvalidInput, match="no segment seg_missing"):
+    with pytest.raises(InvalidInput, match="no segment seg_missing") as refused:
         await services.segments.create({"name": "Ref", "condition": {"inSegment": {"segmentId": "seg_missing"}}})
+    assert refused.value.field == "condition.inSegment.segmentId"
+    deep = {"and": [BUYERS["condition"], {"not": {"inSegment": {"segmentId": "seg_missing"}}}]}
+    with pytest.raises(InvalidInput, match=r"^condition\.and\[1\]\.not\.inSegment\.segmentId: no segment") as refused:
+        await services.segments.create({"name": "Ref", "condition": deep})
+    assert refused.value.field == "condition.and[1].not.inSegment.segmentId"
     with pytest.raises(InvalidInput, match="name"):
         await services.segments.create({"name": " ", "condition": BUYERS["condition"]})
     assert await services.store.list_segments() == []

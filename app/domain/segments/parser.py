@@ -69,6 +69,25 @@ def parse_condition(data: Any, catalogue: PathCatalogue, *, field: str = "condit
     return _Parser(catalogue).node(data, field, depth=1)
 
 
+def segment_references(data: Any, field: str = "condition") -> dict[str, str]:
+    """Where a (valid) condition tree names each segment it refers to, the first place for each: a
+    segment that turns out not to exist is refused there (`condition.and[1].not.inSegment.segmentId`)."""
+    found: dict[str, str] = {}
+    stack = [(data, field)]
+    while stack:
+        node, here = stack.pop()
+        if not isinstance(node, dict) or len(node) != 1:
+            continue
+        ((kind, value),) = node.items()
+        if kind in ("and", "or") and isinstance(value, list):
+            stack += [(child, f"{here}.{kind}[{i}]") for i, child in reversed(list(enumerate(value)))]
+        elif kind == "not":
+            stack.append((value, f"{here}.not"))
+        elif kind == "inSegment" and isinstance(value, dict) and isinstance(value.get("segmentId"), str):
+            found.setdefault(value["segmentId"], f"{here}.inSegment.segmentId")
+    return found
+
+
 class _Parser:
     def __init__(self, catalogue: PathCatalogue) -> None:
         self._catalogue = catalogue
