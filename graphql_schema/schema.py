@@ -5,7 +5,7 @@ query limits (`build_schema`); the types are the same."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import strawberry
@@ -21,7 +21,7 @@ from app.thread_priority import bulk_work
 from graphql_schema import compiled, compiled_queries
 from graphql_schema.compiled_queries import QueryCompiler
 from graphql_schema.data_scopes import DataScopes
-from graphql_schema.datetime_scalar import DATETIME
+from graphql_schema.datetime_scalar import DATE, DATETIME
 from graphql_schema.document_gate import DocumentGate
 from graphql_schema.errors import ErrorCodes
 from graphql_schema.execution import CheckedExecution
@@ -173,7 +173,7 @@ def build_schema(limits: QueryLimits, *, compiled_execution: bool = True, traced
         # Page variables checked once coerced; a subscription event executed once for every subscriber
         # asking the same (execution.py, shared_events.py).
         execution_context_class=CheckedExecution,
-        scalar_overrides={datetime: DATETIME},
+        scalar_overrides={datetime: DATETIME, date: DATE},
     )
 
 

@@ -614,3 +614,29 @@ async def test_a_request_that_chooses_no_operation_of_its_document_is_refused_ov
         await ws.send(json.dumps({"type": "subscribe", "id": "2", "payload": {"query": "{ segments { id } }"}}))
         async with asyncio.timeout(20):
             assert json.loads(await ws.recv()) == {"id": "2", "type": "next", "payload": {"data": {"segments": []}}}
+
+
+# -- A time or a date written in the document: refused with its place, as any other literal of a wrong type
+UPSERT_L1 = 'mutation {{ upsertProfile(input: {{identifiers: [{{type: "customerId", value: "L1"}}], {}}}) {{ id }} }}'
+INLINE_EVENT = (
+    'mutation { ingestEvents(events: [{messageId: "m", type: "page_view", channel: "web", timestamp: 12, '
+    "identifiers: []}]) { accepted } }"
+)
+
+
+@pytest.mark.parametrize(
+    ("document", "value", "said"),
+    [
+        pytest.param(UPSERT_L1.format('birthDate: "1987-02-30"'), '"1987', "day is out of range", id="no-such-day"),
+        pytest.param(UPSERT_L1.format("birthDate: 7"), "7}", "Expected a string", id="a-number-for-a-date"),
+        pytest.param(INLINE_EVENT, "12", "cannot represent a DateTime", id="a-number-for-a-time"),
+    ],
+)
+async def test_a_wrong_date_or_time_in_the_document_is_refused_with_its_location(
+    sqlite_store: SQLiteStore, key: str, document: str, value: str, said: str
+) -> None:
+    async with _client(_services(sqlite_store), key) as client:
+        [error] = (await client.post("/graphql", json={"query": document})).json()["errors"]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" and said in error["message"], error
+    assert error["locations"] == [{"line": 1, "column": document.index(value) + 1}], error
+    assert await sqlite_store.count_profiles() == 0
