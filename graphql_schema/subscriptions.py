@@ -52,7 +52,8 @@ class Subscription:
                     heard.release()  # any it did not write for (an answer with errors) take it in themselves
         except SlowSubscriber:
             socket = info.context.request
-            if isinstance(socket, WebSocket):  # a close reason must fit in 123 bytes
-                reason = f"too slow: over {bus.max_queue} changes unread, none read for {STALLED_SECONDS:.0f} s"
-                await socket.close(code=SLOW_SUBSCRIBER_CLOSE, reason=reason)
-            raise
+            if not isinstance(socket, WebSocket):
+                raise
+            # Documented, and said in the close: the subscription ends there, no server error.
+            reason = f"too slow: over {bus.max_queue} changes unread, none read for {STALLED_SECONDS:.0f} s"
+            await socket.close(code=SLOW_SUBSCRIBER_CLOSE, reason=reason)  # a reason fits in 123 bytes

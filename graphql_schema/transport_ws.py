@@ -141,6 +141,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await self._write(self.websocket, frame)
                 metrics.child(metrics.subscription_messages, how).inc()
                 return
+        if isinstance(self.websocket, ASGIWebSocketAdapter) and self.websocket.ws.application_state is not (
+            WebSocketState.CONNECTED
+        ):
+            return  # closed by this side (a subscriber cut off, 4029): an operation's `complete` goes nowhere
         await super().send_message(message)
 
     async def _write_shared(self, operation: Operation[Context, None], frame: str) -> None:
