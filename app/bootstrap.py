@@ -83,7 +83,9 @@ class Services:
         # through its policy, the others through their `changes` argument). Segments come first, so
         # subscribers hear of membership changes before anything slower runs.
         self.changes = ProfileChanges(self.segments.profiles_changed, self.metrics.profiles_changed)
-        self.ingestion = replace(self.ingestion, changes=self.changes)
+        # The purposes as setConsent takes them (CDP_CONSENT_PURPOSES): a consent_update does the same.
+        purposes = tuple(self.settings.consent_purposes)
+        self.ingestion = replace(self.ingestion, changes=self.changes, consent_purposes=purposes)
 
     async def _merge_lookalikes(self, profile_ids: Sequence[str]) -> None:
         """The automatic fuzzy merge (when set) of profiles whose write's after-commit work never ran."""

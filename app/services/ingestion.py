@@ -29,8 +29,9 @@ from app.domain.event_effects import (
     landed_as,
 )
 from app.domain.event_limits import EventLimits, shown
-from app.domain.events import Event, RawEvent, parse_event
+from app.domain.events import Event, EventType, RawEvent, parse_event
 from app.domain.identifiers import Identifier
+from app.domain.privacy import check_purpose
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.off_loop import off_loop
@@ -69,6 +70,8 @@ class IngestionPolicy:
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
     limits: EventLimits = field(default_factory=EventLimits)
     changes: ProfileChanges = UNHEARD  # told, once a batch is durable, which profiles it changed
+    # The purposes a consent_update may name (CDP_CONSENT_PURPOSES, as setConsent); None: any well-formed one.
+    consent_purposes: tuple[str, ...] | None = None
 
 
 async def ingest_events(
@@ -135,12 +138,23 @@ def _parse_all(raw_events: Sequence[RawEvent], at: datetime, policy: IngestionPo
     for index, raw in enumerate(raw_events):
         try:
             event = parse_event(raw, now=at, limits=policy.limits)
+            _refuse_unknown_purpose(event, policy.consent_purposes)
             judged.append(Parsed(index, event, policy.identity.usable(event.identifiers)))
         except InvalidInput as exc:
             judged.append(_rejected(shown(raw.message_id), index, exc.field, exc.message))
         except Exception:  # a value the checks missed, or a bug of ours: this event alone is refused
             judged.append(_could_not_store(raw, index))
     return judged
+
+
+def _refuse_unknown_purpose(event: Event, purposes: tuple[str, ...] | None) -> None:
+    """A consent_update does what setConsent does (README), for the purposes it accepts: one for a
+    purpose nobody configured was stored, and no segment or destination reads it."""
+    if purposes is not None and event.type is EventType.CONSENT_UPDATE:
+        try:
+            check_purpose(event.properties["purpose"], purposes)
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message, field="properties.purpose") from None
 
 
 async def _ingest_parsed(

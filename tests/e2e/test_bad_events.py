@@ -275,3 +275,19 @@ async def test_an_identify_event_and_an_upsert_take_a_country_in_either_case(cli
         {"city": "Lyon", "country": "FR"},
         {"city": "Gent", "country": "BE"},
     ]
+
+
+async def test_a_consent_update_takes_the_purposes_set_consent_takes(client: httpx.AsyncClient) -> None:
+    """README: setConsent accepts the purposes of CDP_CONSENT_PURPOSES, and a consent_update event "does the
+    same". One for a purpose nobody configured was stored before (and no segment reads it)."""
+    known = _event("known", "consent_update", properties={"purpose": "email_marketing", "granted": True})
+    unknown = _event("unknown", "consent_update", properties={"purpose": "telepathy", "granted": True})
+    result = (await _post(client, INGEST, {"events": [known, unknown]})).json()["data"]["ingestEvents"]
+    assert [r["status"] for r in result["results"]] == ["ACCEPTED", "REJECTED"], result
+    assert result["results"][1]["field"] == "events[1].properties.purpose"
+    assert "unknown purpose 'telepathy'; expected one of" in result["results"][1]["reason"]
+    consents = """query { profileByIdentifier(type: "email", value: "emma@example.com") {
+      consents { purpose granted } consentHistory { purpose } } }"""
+    profile = (await _post(client, consents, {})).json()["data"]["profileByIdentifier"]
+    assert [c["purpose"] for c in profile["consents"]] == ["email_marketing"]
+    assert [c["purpose"] for c in profile["consentHistory"]] == ["email_marketing"]
