@@ -26,7 +26,11 @@ def utc_ms(moment: datetime) -> datetime:
 def parse_time(text: str) -> datetime:
     """An ISO 8601 date-time as clients write it; ValueError when it is not one. The standard library
     reads the usual forms (`Z`, offsets, fractions, a space for the `T`) in under a microsecond; only
-    a text it refuses goes to dateutil's `isoparse` (~45 µs), which reads the rest (`24:00`)."""
+    a text it refuses goes to dateutil's `isoparse` (~45 µs), which reads the rest (`24:00`). Both
+    read a date alone (`2026-12-01`, `2026-W48-3`) as its midnight: that is no date-time, and an event
+    sent with its day only is refused rather than placed at a time nobody said."""
+    if "T" not in text and "t" not in text and " " not in text.strip():
+        raise ValueError("a date without a time")
     try:
         return datetime.fromisoformat(text)
     except ValueError:

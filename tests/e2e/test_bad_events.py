@@ -124,6 +124,10 @@ BAD_EVENTS = [
     ),
     pytest.param(_event("bad", properties={"url": "/" + "x" * 900_000}), "properties.url", id="900-KB-url"),
     pytest.param(_event("bad", timestamp="0001-01-01T00:00:00+01:00"), "timestamp", id="timestamp-out-of-range"),
+    # A day alone is no date-time (README: a timestamp that is no ISO 8601 date-time is REJECTED): it was
+    # taken as that day's midnight, UTC.
+    pytest.param(_event("bad", timestamp="2026-05-01"), "timestamp", id="timestamp-a-date-only"),
+    pytest.param(_event("bad", timestamp="2026-W18-5"), "timestamp", id="timestamp-a-week-day-only"),
     pytest.param(_event("bad", properties={"url": "/", "ids": list(range(5000))}), "properties.ids", id="5000-items"),
     pytest.param(
         _event("bad", identifiers=[{"type": "email", "value": f"emma{n}@example.com"} for n in range(21)]),
