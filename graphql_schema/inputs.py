@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from app.domain.errors import InvalidInput
 from app.domain.event_limits import is_valid_unicode
 from app.domain.events import RawEvent, RawIdentifier
+from app.domain.identifiers import checked_type
 from app.domain.profile_query import MAX_FILTER_TEXT, ProfileFilter, StatsField, StatsRange
 
 
@@ -155,6 +156,8 @@ class ProfileFilterInput:
                 raise InvalidInput(
                     f"filter.{name} is not valid Unicode (it holds a lone surrogate)", field=f"filter.{name}"
                 )
+        if self.identifier_type is not None:  # a type nobody can hold matched nobody, silently
+            checked_type(self.identifier_type, field="filter.identifierType")
         ranges, fields = [], set()
         for index, bound in enumerate(self.stats or []):
             if bound.min is None and bound.max is None:

@@ -85,14 +85,25 @@ def _canonical(type_: str, value: str, default_region: str | None) -> Identifier
         return ("type" if exc.field == "type" else "value"), exc.message
 
 
-def _validated(type_: str, value: str, default_region: str | None) -> Identifier:
+def is_identifier_type(type_: str) -> bool:
+    """One of the known types, or a custom name (what identifiers, segment conditions and filters take)."""
+    return type_ in STRENGTH_ORDER or bool(_CUSTOM_TYPE.match(type_))
+
+
+def checked_type(type_: str, *, field: str = "type") -> str:
+    """The type stripped, or InvalidInput naming `field` and the types there are."""
     type_ = type_.strip()
-    if type_ not in STRENGTH_ORDER and not _CUSTOM_TYPE.match(type_):
+    if not is_identifier_type(type_):
         raise InvalidInput(
             f"unknown identifier type {type_!r}: use one of {', '.join(STRENGTH_ORDER)} "
             "or a custom name of 2-40 letters, digits or underscores starting with a lower-case letter",
-            field="type",
+            field=field,
         )
+    return type_
+
+
+def _validated(type_: str, value: str, default_region: str | None) -> Identifier:
+    type_ = checked_type(type_)
     stripped = value.strip()
     if not stripped:
         raise InvalidInput("identifier value must not be empty", field="value")

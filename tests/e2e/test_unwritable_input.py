@@ -114,3 +114,13 @@ async def test_a_merge_reason_that_is_not_unicode_is_refused_and_nothing_is_merg
     for profile_id in ids:  # both still live, nothing merged
         profile = await store.get_profile(profile_id)
         assert profile is not None and profile.merged_into is None
+
+
+async def test_a_filter_on_an_identifier_type_nobody_can_hold_is_refused(client: httpx.AsyncClient) -> None:
+    """As profileByIdentifier refuses it: before, the list answered nobody, as if the type were real."""
+    document = 'query { profiles(filter: {identifierType: "Bad Type"}) { edges { cursor } } }'
+    [error] = (await client.post("/graphql", json={"query": document})).json()["errors"]
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "filter.identifierType")
+    assert "unknown identifier type 'Bad Type'" in error["message"], error
+    known = 'query { profiles(filter: {identifierType: "loyaltyCard"}) { edges { cursor } } }'  # a custom type
+    assert "errors" not in (await client.post("/graphql", json={"query": known})).json()

@@ -21,7 +21,7 @@ from app.domain.clock import utc_ms
 from app.domain.errors import InvalidInput, LimitExceeded
 from app.domain.event_limits import is_valid_unicode
 from app.domain.events import Channel, EventType
-from app.domain.identifiers import STRENGTH_ORDER
+from app.domain.identifiers import is_identifier_type
 from app.domain.segments.catalogue import PathCatalogue, PathSpec, UnknownPath, ValueType, is_purpose
 from app.domain.segments.conditions import (
     MAX_DEPTH,
@@ -53,7 +53,6 @@ OPERATORS: Mapping[ValueType, frozenset[Op]] = {
     ValueType.BOOLEAN: frozenset({Op.EQ, Op.NE, Op.EXISTS}),
 }
 _MAX_NUMBER = 2**53  # beyond it integers and doubles stop comparing alike across backends
-_CUSTOM_IDENTIFIER = re.compile(r"^[a-z][A-Za-z0-9_]{1,39}$")  # as app.domain.identifiers accepts
 _SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KINDS = ("and", "or", "not", "compare", "event", "hasIdentifier", "inSegment", "consentGranted")
@@ -123,7 +122,7 @@ class _Parser:
         if kind == "hasIdentifier":
             _only(leaf, here, {"type"})
             type_ = _text(leaf.get("type"), f"{here}.type")
-            if type_ not in STRENGTH_ORDER and not _CUSTOM_IDENTIFIER.match(type_):
+            if not is_identifier_type(type_):
                 raise _fail(f"{here}.type", f"unknown identifier type {type_!r}")
             return HasIdentifier(type_)
         if kind == "inSegment":
