@@ -97,22 +97,23 @@ async def unmerge_profile(
         if record is None:
             raise NotFound(f"no merge {merge_id}", field="mergeId")
         if record.status is MergeStatus.UNMERGED:
-            raise Conflict(f"merge {merge_id} was already undone at {record.unmerged_at}", field="mergeId")
+            undone = clock.to_iso(record.unmerged_at) if record.unmerged_at else "an earlier time"
+            raise Conflict(f"merge {merge_id} was already undone at {undone}", field="mergeId")
         survivor = await tx.get_profile(record.survivor_id)
         assert survivor is not None, "a merge's survivor is never deleted while the merge stands"
-        if survivor.merged_into is not None:
-            later = [
-                m.id for m in await tx.merges_of(survivor.id) if survivor.id in m.merged_ids and m.status == "MERGED"
-            ]
+        merges = await tx.merges_of(survivor.id)
+        # What must be undone first, all of it, newest first: the merge that took the survivor away, and
+        # later merges into it (each saved the survivor with what this one brought).
+        away = [m for m in merges if survivor.id in m.merged_ids and m.status == "MERGED"]
+        first = sorted([*away, *_later_merges_into(record, merges)], key=lambda m: m.at, reverse=True)
+        if first:
+            why = " and ".join(
+                [*(["was itself merged afterwards"] if away else []),
+                 *(["took in later merges that still stand"] if len(first) > len(away) else [])]
+            )  # fmt: skip
             raise Conflict(
-                f"profile {survivor.id} was itself merged afterwards ({', '.join(later)}): undo that merge first",
-                field="mergeId",
-            )
-        if newer := _later_merges_into(record, await tx.merges_of(survivor.id)):
-            ids = ", ".join(m.id for m in newer)
-            raise Conflict(
-                f"profile {survivor.id} took in later merges that still stand ({ids}, newest first): "
-                f"undo {'that merge' if len(newer) == 1 else 'them'} first",
+                f"profile {survivor.id} {why} ({', '.join(m.id for m in first)}, newest first): "
+                f"undo {'that merge' if len(first) == 1 else 'them'} first",
                 field="mergeId",
             )
         tombstones = {}

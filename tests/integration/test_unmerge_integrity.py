@@ -190,3 +190,39 @@ async def test_a_name_set_directly_after_the_merge_stays_with_the_survivor(store
     _, [survivor, restored] = await merging.unmerge_profile(store, record.id, actor="t")
     assert (survivor.first_name, survivor.last_name) == ("Patrick", "Martin")
     assert (restored.first_name, restored.last_name) == ("Quin", None)
+
+
+async def test_an_unmerge_names_every_merge_to_undo_first_newest_first(store: ProfileStore) -> None:
+    """The survivor was given a later merge and then merged away itself: both are named, newest first,
+    and nothing is written. Before, only the one that merged it away was; undoing it showed the other."""
+    pat = await _person(store, "pat", granted=False)
+    quin = await _person(store, "quin", granted=True)
+    rob = await _person(store, "rob", granted=False)
+    dan = await _person(store, "dan", granted=True)
+    first, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="r", actor="t", policy=POLICY)
+    later, _ = await merging.merge_profiles(store, pat.id, [rob.id], reason="r", actor="t", policy=POLICY)
+    away, _ = await merging.merge_profiles(store, dan.id, [pat.id], reason="r", actor="t", policy=POLICY)
+    ids = [pat.id, quin.id, rob.id, dan.id]
+    before = await _everything(store, ids)
+
+    with pytest.raises(Conflict) as refused:
+        await merging.unmerge_profile(store, first.id, actor="t")
+    assert refused.value.message == (
+        f"profile {pat.id} was itself merged afterwards and took in later merges that still stand "
+        f"({away.id}, {later.id}, newest first): undo them first"
+    )
+    assert await _everything(store, ids) == before
+    for merge in (away, later, first):  # as named: each undoes
+        await merging.unmerge_profile(store, merge.id, actor="t")
+    assert _own(await store.get_profile(quin.id)) == ("Quin", {"email_marketing": True})
+
+
+async def test_undoing_a_merge_twice_says_when_it_was_undone(store: ProfileStore) -> None:
+    pat = await _person(store, "pat", granted=False)
+    quin = await _person(store, "quin", granted=True)
+    merge, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="r", actor="t", policy=POLICY)
+    undone, _ = await merging.unmerge_profile(store, merge.id, actor="t")
+    with pytest.raises(Conflict) as refused:
+        await merging.unmerge_profile(store, merge.id, actor="t")
+    assert undone.unmerged_at is not None
+    assert refused.value.message == f"merge {merge.id} was already undone at {clock.to_iso(undone.unmerged_at)}"
