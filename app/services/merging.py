@@ -171,20 +171,16 @@ async def _unmerge(
 ) -> list[Profile]:
     survivor_keys = await tx.identities_of(survivor.id)
     history = await tx.history(survivor.id)
-    owners = await _route(tx, record, history, set(survivor_keys))
+    owners, key_owners = await _route(tx, record, history, survivor_keys)
 
-    # Identifiers go back where they came from; one first claimed after the merge follows the
-    # interactions that brought it, when they all went to the same merged profile.
+    # Identifiers go back where they came from; one first claimed after the merge to the person whose
+    # event brought it (`_route`); one no event brought (an upsert's) stays with the survivor.
     by_previous_owner: dict[str, list[str]] = defaultdict(list)
     for key, previous in record.moved_identities.items():
         by_previous_owner[previous].append(key)
-    carriers: dict[str, set[str]] = defaultdict(set)
-    for interaction in history:
-        for key in interaction.identifiers:
-            carriers[key].add(owners[interaction.message_id])
     for key, claimed_at in survivor_keys.items():
-        if key not in record.moved_identities and claimed_at > record.at and len(carriers[key]) == 1:
-            (owner,) = carriers[key]
+        if key not in record.moved_identities and claimed_at > record.at:
+            owner = key_owners.get(key, survivor.id)
             if owner != survivor.id:
                 by_previous_owner[owner].append(key)
     holders = dict.fromkeys(survivor_keys, survivor.id)  # who holds each identifier once this is undone
@@ -260,15 +256,22 @@ def _as_their_owners_keep_them(
 
 
 async def _route(
-    tx: StoreTransaction, record: MergeRecord, history: list[Interaction], survivor_keys: set[str]
-) -> dict[str, str]:
-    """message id → the profile each interaction belongs to once the merge is undone.
+    tx: StoreTransaction, record: MergeRecord, history: list[Interaction], survivor_keys: dict[str, datetime]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(message id → the profile each interaction belongs to once the merge is undone, identifier key
+    → the profile it belongs to then, for those the merge's profiles held or their events brought).
 
-    Routed by the identifiers it carried, not by where it landed: after an earlier unmerge moved
-    it, or a later merge took its profile in, the profile it landed on is no longer its owner.
+    Routed by the identifiers it carried, as ingestion would have placed it had nobody merged them,
+    not by where it landed: after an earlier unmerge moved it, or a later merge took its profile in,
+    the profile it landed on is no longer its owner. What each profile held before the merge is
+    known; an identifier first claimed while merged had no owner then: it is the person's whose event
+    first brought it (an event that also carried one known), and events carrying only it follow it.
+    Before, it was taken for the survivor's, and so were the events it was the strongest of.
     """
     members = {record.survivor_id, *record.merged_ids}
-    owner_of_key = dict.fromkeys(survivor_keys, record.survivor_id) | record.moved_identities
+    owner_of_key = {
+        key: record.survivor_id for key, claimed_at in survivor_keys.items() if claimed_at <= record.at
+    } | record.moved_identities
     resolved: dict[str, str] = {}
 
     async def owner_of_origin(origin: str) -> str:
@@ -284,15 +287,28 @@ async def _route(
         return record.survivor_id
 
     owners: dict[str, str] = {}
-    for interaction in history:
-        owner = _owner_by_identifiers(interaction, owner_of_key)
-        if owner is None:  # stored before interactions kept their identifiers
-            origin = interaction.origin or record.survivor_id
-            if origin not in resolved:
-                resolved[origin] = await owner_of_origin(origin)
-            owner = resolved[origin]
-        owners[interaction.message_id] = owner
-    return owners
+    # In arrival order, again while an event's identifiers gave another event an owner: whichever order
+    # the store lists a batch's events in, the one that brought an identifier gives it its owner first.
+    pending = sorted(history, key=lambda i: (i.received_at or i.timestamp, i.timestamp))
+    while pending:
+        unknown = []
+        for interaction in pending:
+            owner = _owner_by_identifiers(interaction, owner_of_key)
+            if owner is None:
+                unknown.append(interaction)
+                continue
+            owners[interaction.message_id] = owner
+            for key in interaction.identifiers:
+                owner_of_key.setdefault(key, owner)
+        if len(unknown) == len(pending):
+            break
+        pending = unknown
+    for interaction in pending:  # stored before interactions kept their identifiers, or carrying none known
+        origin = interaction.origin or record.survivor_id
+        if origin not in resolved:
+            resolved[origin] = await owner_of_origin(origin)
+        owners[interaction.message_id] = resolved[origin]
+    return owners, owner_of_key
 
 
 def _owner_by_identifiers(interaction: Interaction, owner_of_key: dict[str, str]) -> str | None:

@@ -226,3 +226,67 @@ async def test_undoing_a_merge_twice_says_when_it_was_undone(store: ProfileStore
         await merging.unmerge_profile(store, merge.id, actor="t")
     assert undone.unmerged_at is not None
     assert refused.value.message == f"merge {merge.id} was already undone at {clock.to_iso(undone.unmerged_at)}"
+
+
+async def _history(store: ProfileStore, profile_id: str) -> list[str]:
+    return sorted(i.message_id for i in await store.run_in_transaction(lambda tx: tx.history(profile_id)))
+
+
+async def _keys(store: ProfileStore, profile_id: str) -> set[str]:
+    profile = await store.get_profile(profile_id)
+    assert profile is not None and profile.merged_into is None
+    return profile.identifier_keys()
+
+
+async def test_an_identifier_first_sent_while_merged_follows_the_person_who_sent_it(store: ProfileStore) -> None:
+    """Quin, wrongly merged into Pat, names himself with a new email, stronger than the phone Pat has
+    never had: undone, the event, its name and the email are Quin's, as if nobody had merged them (README:
+    "Identifiers first seen after the merge follow their events"). They stayed with Pat before."""
+    pat = await _person(store, "pat", granted=False)
+    quin = await _person(store, "quin", granted=False)
+    record, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="wrong", actor="t", policy=POLICY)
+    named = event(
+        "identify",
+        identifiers=[PEOPLE["quin"], ("email", "quin@example.com")],
+        at=clock.now(),  # after the name Quin gave before the merge
+        message_id="quin-email",
+        properties={"firstName": "Quentin"},
+    )
+    await _ingest(store, named, event("page_view", identifiers=[("email", "quin@example.com")], message_id="quin-view"))
+
+    await merging.unmerge_profile(store, record.id, actor="t")
+    assert "email:quin@example.com" in await _keys(store, quin.id)
+    assert "email:quin@example.com" not in await _keys(store, pat.id)
+    assert {"quin-email", "quin-view"} <= set(await _history(store, quin.id))
+    assert not {"quin-email", "quin-view"} & set(await _history(store, pat.id))
+    restored = await store.get_profile(quin.id)
+    assert restored is not None and restored.first_name == "Quentin"
+    survivor = await store.get_profile(pat.id)
+    assert survivor is not None and survivor.first_name == "Pat"
+    # A new event of that email lands on Quin.
+    await _ingest(store, event("page_view", identifiers=[("email", "quin@example.com")], message_id="after"))
+    assert "after" in await _history(store, quin.id)
+
+
+async def test_an_identifier_a_new_one_brought_follows_them_and_is_erased_with_them(store: ProfileStore) -> None:
+    """While merged, Quin's phone brings a new device, then the device alone sends an event: undone, both
+    are Quin's; erasing Quin then leaves Pat nothing of his (before, Pat kept the device and its event,
+    and the device's later events landed on Pat instead of being refused)."""
+    pat = await _person(store, "pat", granted=False)
+    quin = await _person(store, "quin", granted=False)
+    record, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="wrong", actor="t", policy=POLICY)
+    device = ("deviceId", "quin-phone-app")
+    await _ingest(
+        store,
+        event("page_view", identifiers=[PEOPLE["quin"], device], message_id="both"),
+        event("page_view", identifiers=[device], message_id="device-only", properties={"url": "/quin-private"}),
+    )
+    await merging.unmerge_profile(store, record.id, actor="t")
+    assert "deviceId:quin-phone-app" in await _keys(store, quin.id)
+    assert {"both", "device-only"} <= set(await _history(store, quin.id))
+
+    await privacy.delete_profile(store, quin.id, actor="t")
+    assert "deviceId:quin-phone-app" not in await _keys(store, pat.id)
+    assert not {"both", "device-only"} & set(await _history(store, pat.id))
+    refused = await ingest_events(store, [event("page_view", identifiers=[device], message_id="later")], NO_AUTO)
+    assert refused[0].status is EventStatus.REJECTED
