@@ -37,6 +37,7 @@ from app.services.profile_reads import get_profile
 from app.services.profile_writes import live_profile, with_retries
 
 log = logging.getLogger("cdp.privacy")
+ERASURE_PREFIX = "era_"  # an erasure's id, which stands for the erased profile in the trails others keep
 
 SUPPRESSION_SECRET = "suppressionSecret"
 MAX_MERGED = 1000  # profiles one person's merges may have folded in: a bound, not a limit met in practice
@@ -235,7 +236,7 @@ async def delete_profile(
         for member in family:
             keys |= set(await tx.identities_of(member))
         await tx.suppress(suppression_hashes(secret, sorted(keys)), at)
-        erasure_id = "era_" + uuid.uuid4().hex
+        erasure_id = ERASURE_PREFIX + uuid.uuid4().hex
         trails = await _trails_of_others(tx, family, erasure_id)
         identifiers, interactions = await tx.erase(family)
         for record in trails:  # erase took every merge of the family; these come back without its data
@@ -294,11 +295,17 @@ async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure
     the saved documents and moved identifiers that hold none of the erased profiles' data, and the
     erasure's id where an erased profile's id was. (A merge that stands joins only the family.)"""
     erased = set(family)
+
+    def with_someone_left(record: MergeRecord) -> bool:
+        # A member already erased stands in the record as its erasure's id: nobody is left to keep it.
+        members = (record.survivor_id, *record.merged_ids)
+        return any(m not in erased and not m.startswith(ERASURE_PREFIX) for m in members)
+
     shared = [
         record
         for member in family
         for record in await tx.merges_of(member)
-        if record.status is MergeStatus.UNMERGED and not {record.survivor_id, *record.merged_ids} <= erased
+        if record.status is MergeStatus.UNMERGED and with_someone_left(record)
     ]
     # The others' merges, at any depth: whose data each of their saved documents held.
     known: dict[str, MergeRecord] = {}

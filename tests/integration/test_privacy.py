@@ -530,3 +530,16 @@ async def test_an_unmerge_leaves_no_trace_of_the_survivor_on_the_events_it_gives
     stored = await _history_and_profile(store, quentin)
     assert pia not in json.dumps(stored) and _found(_values(pia_data), stored) == set()
     assert pia not in json.dumps(await privacy.export_profile(store, quentin))
+
+
+async def test_an_undone_merge_goes_once_both_of_its_people_are_erased(store: ProfileStore) -> None:
+    """The trail the first erasure kept was the other person's; erased in turn, nobody is left whose it
+    is. It stayed, its reason (which may name them) readable on disk."""
+    pia, _ = await _person(store, "Pialotta", "Pressburger", "pia.pressburger@example.com", "+33611111111")
+    quentin, _ = await _person(store, "Quentinus", "Quayleworth", "q.quayleworth@example.com", "+33622222222")
+    merge_id = await _merge(store, pia, quentin)
+    await merging.unmerge_profile(store, merge_id, actor="steward")
+    await privacy.delete_profile(store, pia, actor="dpo")
+    assert await store.run_in_transaction(lambda tx: tx.get_merge(merge_id)) is not None  # Quentin's trail
+    await privacy.delete_profile(store, quentin, actor="dpo")
+    assert await store.run_in_transaction(lambda tx: tx.get_merge(merge_id)) is None
