@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, StoreUnavailable, Unauthenticated
 from app.restoring import restore_backup
 from app.services import api_keys, merging, privacy
@@ -249,3 +250,29 @@ async def test_restore_erases_only_the_person_erased_of_two_merged_in_the_backup
         assert refused.status is EventStatus.REJECTED
     finally:
         await restored.close()
+
+
+async def test_each_restore_keeps_the_store_it_replaced_even_two_in_one_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept store's name says when, to the second: the second restore of that second copied over
+    the first one's kept store (the store before both, gone)."""
+    database = tmp_path / "cdp.sqlite3"
+    for name, emails in (("empty.sqlite3", ()), ("bob.sqlite3", (BOB,))):
+        made = await _store_with(tmp_path / f"source-{name}", *emails)
+        await made.close()
+        back_up(made.path, tmp_path / name)
+    original = await _store_with(database, EMMA, CARL)
+    await original.close()
+    frozen = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: frozen)  # both restores in the same second
+
+    first = await restore_backup(tmp_path / "empty.sqlite3", database)
+    second = await restore_backup(tmp_path / "bob.sqlite3", database)
+    assert first.kept is not None and second.kept is not None and first.kept != second.kept
+    for kept, emails in ((first.kept, {EMMA, CARL}), (second.kept, set())):
+        store = SQLiteStore(kept)
+        try:
+            assert {e for e in (EMMA, BOB, CARL) if await _profile_id(store, e)} == emails
+        finally:
+            await store.close()

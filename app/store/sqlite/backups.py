@@ -15,6 +15,7 @@ the two together.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sqlite3
@@ -135,14 +136,29 @@ def swap_in(staged: Path, database: Path) -> Path | None:
     kept = None
     if database.exists():
         _self_contained(database)
-        kept = database.with_name(f"{database.name}.before-restore-{clock.now().strftime(STAMP)}")
-        try:
-            os.link(database, kept)
-        except OSError:  # a file system without hard links
-            shutil.copy2(database, kept)
+        kept = _keep(database)
     os.replace(staged, database)
     _flush(database.parent)
     return kept
+
+
+def _keep(database: Path) -> Path:
+    """A second name for the store about to be replaced, saying when, never one already taken: two
+    restores in one second named the same one, and the second copied over the first's kept store (the
+    link refused the name, and was taken for a file system without hard links)."""
+    stamped = f"{database.name}.before-restore-{clock.now().strftime(STAMP)}"
+    for number in itertools.count(1):
+        kept = database.with_name(stamped if number == 1 else f"{stamped}-{number}")
+        try:
+            os.link(database, kept)
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links
+            if kept.exists():
+                continue
+            shutil.copy2(database, kept)
+        return kept
+    raise AssertionError("unreachable")  # itertools.count never ends
 
 
 def _self_contained(path: Path) -> None:
