@@ -42,14 +42,17 @@ def usable_cpus() -> int:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CDP_", env_file=".env", extra="ignore")
+    # Every number finite: `inf` got past the bounds of the periods (CDP_BACKUP_EVERY_HOURS=inf) and the
+    # server failed to start with an OverflowError instead of a bad-setting line.
+    model_config = SettingsConfigDict(env_prefix="CDP_", env_file=".env", extra="ignore", allow_inf_nan=False)
 
     database_url: str = Field(
         default=EMBEDDED_DATABASE_URL,
         description="Unset: the embedded SQLite file data/cdp.sqlite3. mongodb://… : MongoDB (a replica set).",
     )
     mongodb_database: str = "cdp"
-    host: str = "127.0.0.1"
+    # Not empty: uvicorn reads "" as every interface (0.0.0.0 and ::), where the default is this machine only.
+    host: str = Field(default="127.0.0.1", min_length=1, pattern=r"^\S+$")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Browser origins other than the server's own allowed to call the API "
@@ -74,7 +77,7 @@ class Settings(BaseSettings):
         description="The most pairs the whole-store merge candidate list holds (mergeCandidatePairs); "
         "asking for more, at a low minScore, is refused.",
     )
-    idempotency_ttl_days: int = Field(default=30, ge=1)
+    idempotency_ttl_days: int = Field(default=30, ge=1, le=3650)  # past a date the calendar holds: OverflowError
     # Event data (README "Limits"): an event past one is REJECTED naming the field; its batch goes on.
     max_event_properties_bytes: int = Field(
         default=65_536, ge=1024, le=1_048_576, description="An event's properties as compact UTF-8 JSON."
@@ -86,7 +89,7 @@ class Settings(BaseSettings):
         default=16, ge=3, le=MAX_STORED_DEPTH, description="Nesting of an event's properties (the object is level 1)."
     )
     max_event_array_items: int = Field(default=1_000, ge=1, le=100_000, description="Items in any list of properties.")
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     shutdown_grace_seconds: int = Field(
         default=20, ge=1, description="On SIGTERM: how long in-flight requests may take before the server stops."
     )
@@ -198,6 +201,16 @@ class Settings(BaseSettings):
     )
     backup_every_hours: float = Field(default=24, gt=0, description="With CDP_BACKUP_DIR: how often.")
     backup_keep: int = Field(default=7, ge=1, description="With CDP_BACKUP_DIR: the newest backups kept.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _a_level(cls, value: object) -> object:
+        # Python's logging takes these in any case, and WARN for WARNING; anything else stopped the
+        # server after it had started ("Unknown level").
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return "warning" if value == "warn" else value
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -52,6 +52,9 @@ def _run(cwd: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess[
         pytest.param("CDP_PORT", "abc", "Input should be a valid integer", id="port"),
         pytest.param("CDP_DATABASE_URL", "postgres://db/cdp", USE, id="another-database"),
         pytest.param("CDP_DATABASE_URL", "sqlite://cdp.sqlite3", USE, id="two-slashes"),
+        # Past the checks before: a traceback once the server had started.
+        pytest.param("CDP_LOG_LEVEL", "verbose", "Input should be 'critical', 'error'", id="log-level"),
+        pytest.param("CDP_BACKUP_EVERY_HOURS", "inf", "Input should be a finite number", id="infinite-period"),
         # Not JSON: pydantic-settings' traceback before (73 lines, exit status 1).
         pytest.param(
             "CDP_MERGE_RULES",
@@ -70,6 +73,15 @@ def test_a_bad_setting_is_one_line_and_nothing_is_written(
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
     assert done.stderr.startswith(f"bad setting {setting}={value!r}: {reason}"), done.stderr
     assert list(tmp_path.iterdir()) == []  # no store, no data/ folder, no key file
+
+
+@pytest.mark.parametrize("command", [["serve"], ["keys", "list"]])
+def test_an_empty_host_is_a_bad_setting_not_every_interface(tmp_path: Path, command: list[str]) -> None:
+    """uvicorn reads "" as 0.0.0.0 and ::, where the default is this machine only."""
+    done = _run(tmp_path, *command, CDP_DATABASE_URL=f"sqlite:///{tmp_path}/cdp.sqlite3", CDP_HOST="")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "bad setting CDP_HOST='': String should have at least 1 character"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
