@@ -78,6 +78,16 @@ def serve(
     if tracing_problem := tracing.problem():  # an OTEL_* variable tracing cannot start with (app/tracing.py)
         console.print(tracing_problem, style="red", highlight=False)
         raise typer.Exit(2)
+    if serving.port_in_use(settings.host, settings.port):  # asked before: after a failed start, the
+        # server's own socket may still be open, and every failure read as the port being taken
+        console.print(
+            f"port {settings.port} on {settings.host} is in use by another process: stop it, or serve on "
+            f"another port (`python -m app serve --port {settings.port + 1}`, or "
+            f"CDP_PORT={settings.port + 1} make run)",
+            style="red",
+            highlight=False,
+        )
+        raise typer.Exit(3)
     configure_logs(settings.log_level, settings.log_style)
     where = f"http://{settings.host}:{settings.port}/graphql"
     processes = f"{settings.workers} worker process{'es' if settings.workers > 1 else ''}"
@@ -85,15 +95,7 @@ def serve(
         logging.getLogger("cdp").info("CDP core on %s (store: %s; %s)", where, _describe(settings), processes)
     else:
         console.print(f"[bold]CDP core[/] on {where}  (store: {_describe(settings)}; {processes})")
-    if not serving.serve(settings):  # as uvicorn.run does: the port was taken, or the application did not start
-        if serving.port_in_use(settings.host, settings.port):
-            console.print(
-                f"port {settings.port} on {settings.host} is in use by another process: stop it, or serve on "
-                f"another port (`python -m app serve --port {settings.port + 1}`, or "
-                f"CDP_PORT={settings.port + 1} make run)",
-                style="red",
-                highlight=False,
-            )
+    if not serving.serve(settings):  # as uvicorn.run does: the application did not start (the log says why)
         raise typer.Exit(3)
 
 
@@ -170,6 +172,9 @@ def _with_store(work: Callable[[ProfileStore], Awaitable[None]], *, create: bool
         except ValueError as exc:  # a URL the driver cannot read (pymongo says why)
             console.print(f"bad setting CDP_DATABASE_URL: {exc}", style="red", highlight=False)
             raise typer.Exit(2) from None
+        except DomainError as exc:  # a file that is no store, a MongoDB not reachable: said in one line
+            console.print(exc.message, style="red", highlight=False)
+            raise typer.Exit(1) from None
         try:
             await work(store)
         except DomainError as exc:

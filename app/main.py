@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from app.arrival_order import ArrivalOrder, ArrivalQueue
 from app.bootstrap import Services, needs_seeding, seed_in_background, start
 from app.compression import Compression
-from app.domain.errors import StoreUnavailable
+from app.domain.errors import DomainError, StoreUnavailable
 from app.graceful_shutdown import OpenWebSockets
 from app.observability.metrics import Metrics, shared_dir
 from app.observability.requests import RequestObservation
@@ -68,7 +68,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # Worker processes starting together take turns: the store's schema is created or migrated
         # by one process, not raced by all of them.
         async with exclusive(settings.data_dir() / ".start.lock"):
-            holder["services"] = await start(settings, tracer=tracer)
+            try:
+                holder["services"] = await start(settings, tracer=tracer)
+            except DomainError as exc:  # a file that is no store, a MongoDB not reachable: one line says it
+                log.error("the store cannot be used: %s", exc.message)
+                raise
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
         _wire(holder["services"], arrivals)
         background: list[asyncio.Task[None]] = []

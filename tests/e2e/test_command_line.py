@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from app.services.ingestion import ingest_events
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
-from tests.server_process import ROOT
+from tests.server_process import ROOT, free_port
 
 COMMANDS = {
     "serve": ["serve", "--host", "127.0.0.1"],  # never listens: every test here gives a bad setting
@@ -210,3 +212,43 @@ def test_list_settings_are_taken_comma_separated_as_the_readme_writes_them(monke
     assert settings.merge_source_priority == ["crm", "web"]
     assert settings.consent_purposes == ["newsletter", "profiling"]
     assert settings.merge_blocklist == ["test@test.com"]
+
+
+def _foreign(path: Path) -> bytes:
+    """Another application's SQLite database, with a table of our names."""
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE profiles (x)")
+        db.commit()
+    return path.read_bytes()
+
+
+def test_another_applications_database_is_refused_in_one_line_and_left_as_it_was(tmp_path: Path) -> None:
+    """Opened as a store, it was switched to WAL and given this server's tables, by `keys list`."""
+    foreign = tmp_path / "theirs.sqlite3"
+    before = _foreign(foreign)
+    done = _run(tmp_path, "keys", "list", CDP_DATABASE_URL=f"sqlite:///{foreign}")
+    assert done.returncode == 1, done.stderr
+    assert "is not a store of this server: it holds another application's tables (profiles)" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert foreign.read_bytes() == before and not Path(f"{foreign}-wal").exists()
+
+
+def test_a_file_that_is_no_database_is_said_in_one_line(tmp_path: Path) -> None:
+    text = tmp_path / "notes.sqlite3"
+    text.write_text("hello")
+    done = _run(tmp_path, "keys", "list", CDP_DATABASE_URL=f"sqlite:///{text}")
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert f"the embedded store {text} cannot be opened: file is not a database" in done.stderr
+    assert text.read_text() == "hello"
+
+
+def test_a_start_that_fails_for_its_store_says_so_not_that_the_port_is_taken(tmp_path: Path) -> None:
+    """With several workers every failed start ended with "port … is in use by another process": the
+    server's own socket was still open when the port was probed."""
+    foreign = tmp_path / "theirs.sqlite3"
+    _foreign(foreign)
+    port = free_port()
+    done = _run(tmp_path, "serve", "--port", str(port), CDP_WORKERS="2", CDP_DATABASE_URL=f"sqlite:///{foreign}")
+    assert done.returncode == 3, done.stderr
+    assert "is in use by another process" not in done.stdout + done.stderr
+    assert "the store cannot be used" in done.stderr and "not a store of this server" in done.stderr

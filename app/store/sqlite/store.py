@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from app.domain.access import ApiKey
 from app.domain.clock import now, to_iso
-from app.domain.errors import StoreUnavailable
+from app.domain.errors import InvalidInput, StoreUnavailable
 from app.domain.matching.index import MatchView, match_view
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
@@ -82,6 +82,19 @@ _GROUPS_PER_QUERY = 1000
 _PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite allows 500 terms)
 
 
+def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
+    """InvalidInput for another application's SQLite database: opened as a store, it was switched to
+    WAL and given this server's tables, by a command that only lists keys."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and not {"meta", "profiles"} <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise InvalidInput(
+            f"{path} is not a store of this server: it holds another application's tables ({shown}); "
+            "point CDP_DATABASE_URL at this server's file, or at a new one",
+            field="CDP_DATABASE_URL",
+        )
+
+
 class SQLiteStore:
     backend = "sqlite"
 
@@ -94,13 +107,16 @@ class SQLiteStore:
         self.decoded = DecodedProfiles(decoded_budget_bytes)  # what reads decoded, by the text they read
         self.written = WrittenDocuments()  # what the writer wrote, by the text it wrote (its thread only)
         self._open_lock: int | None = None
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not held_alone:
-                self._open_lock = store_users.hold_shared(self.path)
         try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not held_alone:
+                    self._open_lock = store_users.hold_shared(self.path)
             self._writer = self._prepared_writer()
-        except BaseException:  # not a database, a schema it cannot migrate: the store is not open
+        except (sqlite3.Error, OSError) as exc:  # not a database, a folder, a place it may not write
+            self._release_open_lock()
+            raise StoreUnavailable(f"the embedded store {self.path} cannot be opened: {exc}") from None
+        except BaseException:  # another application's database, a schema it cannot migrate: not open
             self._release_open_lock()
             raise
         self._reader = self._connect_reader()
@@ -123,6 +139,7 @@ class SQLiteStore:
         """The write connection, the schema created or migrated."""
         writer = self._connect()
         try:
+            _refuse_foreign(writer, self.path)  # before anything is written: WAL mode is a write
             writer.execute("PRAGMA journal_mode=WAL")
             writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread copies the log
             writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
