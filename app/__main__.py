@@ -123,13 +123,20 @@ def load(
         shift_dates = directory.resolve() == settings.fixtures_dir.resolve()
 
     async def run() -> None:
-        services = await connect(settings)  # wired as the server is: segments hear of every write
+        try:
+            services = await connect(settings)  # wired as the server is: segments hear of every write
+        except DomainError as exc:  # a file that is no store, a MongoDB not reachable
+            console.print(exc.message, style="red", highlight=False)
+            raise typer.Exit(1) from None
         try:
             shift = await demo_shift(services.store, directory, clock.now()) if shift_dates else timedelta(0)
             if shift:
                 console.print(f"dates moved by {shift.days} days (the newest event within the last day)")
             with _progress_bar() as progress:
                 report = await load_fixtures(services.store, directory, services.ingestion, progress, shift=shift)
+        except DomainError as exc:  # a data file that is a folder, the store gone meanwhile
+            console.print(exc.message, style="red", highlight=False)
+            raise typer.Exit(1) from None
         finally:
             await services.close()
         console.print(

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
         default=EMBEDDED_DATABASE_URL,
         description="Unset: the embedded SQLite file data/cdp.sqlite3. mongodb://… : MongoDB (a replica set).",
     )
-    mongodb_database: str = "cdp"
+    # What MongoDB takes as a database name (pymongo's InvalidName was a traceback from every command).
+    mongodb_database: str = Field(default="cdp", pattern=r'^[^/\\. "$*<>:|?\x00]{1,63}$')
     # Not empty: uvicorn reads "" as every interface (0.0.0.0 and ::), where the default is this machine only.
     host: str = Field(default="127.0.0.1", min_length=1, pattern=r"^\S+$")
     cors_origins: Annotated[list[str], NoDecode] = Field(

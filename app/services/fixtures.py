@@ -115,10 +115,21 @@ def _batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
         yield batch
 
 
+def data_file(directory: Path, name: str) -> Path | None:
+    """`directory`/`name` when it is a file to read, None when there is none; InvalidInput naming it
+    when something else has its name (a folder: a traceback from the line count before)."""
+    path = directory / name
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise InvalidInput(f"{path} is not a file: the data set's {name} must be one", field=name)
+    return path
+
+
 def newest_event(directory: Path) -> datetime | None:
     """The latest timestamp of `directory`/events.jsonl (None without events)."""
-    path = directory / "events.jsonl"
-    if not path.exists():
+    path = data_file(directory, "events.jsonl")
+    if path is None:
         return None
     documents = (line.document for line in read_lines(path) if line.document is not None)
     times = (d["timestamp"] for d in documents if isinstance(d.get("timestamp"), datetime))
@@ -186,8 +197,8 @@ async def load_fixtures(
         # that the loop turns as often as a request needs (accept, read, answer) before the next step.
         await asyncio.sleep(STEP_PAUSE)
 
-    products = directory / "products.jsonl"
-    if products.exists():
+    products = data_file(directory, "products.jsonl")
+    if products is not None:
         for batch in _batches(read_lines(products), 500):
             kept = []
             for line in batch:
@@ -198,8 +209,8 @@ async def load_fixtures(
                     report.problem(f"products.jsonl:{line.number}: {_said(exc)}")
             report.products += await store.upsert_products(kept) if kept else 0
         await report_progress("products", report.products, report.products)
-    profiles = directory / "profiles.jsonl"
-    if profiles.exists():
+    profiles = data_file(directory, "profiles.jsonl")
+    if profiles is not None:
         total = count_lines(profiles)
         done = 0
         for batch in _batches(read_lines(profiles), PROFILE_BATCH):  # one commit each
@@ -224,8 +235,8 @@ async def load_fixtures(
                     report.profiles += 1
             done += len(batch)
             await report_progress("profiles", done, total)
-    events = directory / "events.jsonl"
-    if events.exists():
+    events = data_file(directory, "events.jsonl")
+    if events is not None:
         total = count_lines(events)
         done = 0
         policy = replace(policy, max_batch_size=EVENT_BATCH)
@@ -268,8 +279,8 @@ def _snake_case(fields: dict[str, Any]) -> dict[str, Any]:
 
 async def load_segments(create: Callable[[dict[str, Any], str], Awaitable[object]], directory: Path) -> int:
     """Define the demo segments of `segments.jsonl` (each evaluated over the store as it is created)."""
-    path = directory / "segments.jsonl"
-    if not path.exists():
+    path = data_file(directory, "segments.jsonl")
+    if path is None:
         return 0
     count = 0
     for line in read_lines(path):

@@ -57,6 +57,7 @@ def _run(cwd: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess[
         # Past the checks before: a traceback once the server had started.
         pytest.param("CDP_LOG_LEVEL", "verbose", "Input should be 'critical', 'error'", id="log-level"),
         pytest.param("CDP_BACKUP_EVERY_HOURS", "inf", "Input should be a finite number", id="infinite-period"),
+        pytest.param("CDP_MONGODB_DATABASE", "a b.c", "String should match pattern", id="mongodb-database"),
         # Not JSON: pydantic-settings' traceback before (73 lines, exit status 1).
         pytest.param(
             "CDP_MERGE_RULES",
@@ -252,3 +253,10 @@ def test_a_start_that_fails_for_its_store_says_so_not_that_the_port_is_taken(tmp
     assert done.returncode == 3, done.stderr
     assert "is in use by another process" not in done.stdout + done.stderr
     assert "the store cannot be used" in done.stderr and "not a store of this server" in done.stderr
+
+
+def test_a_data_file_that_is_a_folder_is_said_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "data" / "events.jsonl").mkdir(parents=True)
+    done = _run(tmp_path, "load", str(tmp_path / "data"), CDP_DATABASE_URL=f"sqlite:///{tmp_path}/cdp.sqlite3")
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert "events.jsonl is not a file: the data set's events.jsonl must be one" in done.stderr
