@@ -116,9 +116,14 @@ def load(
 
     from app.bootstrap import connect
     from app.domain import clock
-    from app.services.fixtures import demo_shift, load_fixtures
+    from app.services.fixtures import check_data_set, demo_shift, load_fixtures
 
     settings = _settings()
+    try:
+        check_data_set(directory)  # before the store is opened: a mistyped folder leaves no store behind
+    except DomainError as exc:
+        console.print(exc.message, style="red", highlight=False)
+        raise typer.Exit(1) from None
     if shift_dates is None:
         shift_dates = directory.resolve() == settings.fixtures_dir.resolve()
 

@@ -33,6 +33,7 @@ EVENT_BATCH = 500
 PROFILE_BATCH = 100  # profiles upserted with one commit (each its own unit of work)
 STEP_PAUSE = 0.005  # seconds after each step (about 60 steps for the demo data)
 MAX_PROBLEMS = 20
+DATA_FILES = ("products.jsonl", "profiles.jsonl", "events.jsonl")  # what a data set holds, any of them
 SHIFT_META = "demoDataShiftDays"  # the whole days the demo data's dates were moved by at its first load
 
 
@@ -126,6 +127,16 @@ def data_file(directory: Path, name: str) -> Path | None:
     return path
 
 
+def check_data_set(directory: Path) -> None:
+    """InvalidInput unless `directory` holds a data set's file: a mistyped folder, or files of another
+    format, loaded nothing and said "loaded 0", a success."""
+    if not any(data_file(directory, name) for name in DATA_FILES):
+        raise InvalidInput(
+            f"no data set in {directory}: expected {', '.join(DATA_FILES)} (one JSON object a line)",
+            field="directory",
+        )
+
+
 def newest_event(directory: Path) -> datetime | None:
     """The latest timestamp of `directory`/events.jsonl (None without events)."""
     path = data_file(directory, "events.jsonl")
@@ -187,6 +198,7 @@ async def load_fixtures(
 ) -> LoadReport:
     """Load `directory` into `store`, every date (event timestamps, products' price history) moved
     by `shift` (see `demo_shift`)."""
+    check_data_set(directory)
     report = LoadReport()
 
     async def report_progress(stage: str, done: int, total: int) -> None:

@@ -260,3 +260,12 @@ def test_a_data_file_that_is_a_folder_is_said_in_one_line(tmp_path: Path) -> Non
     done = _run(tmp_path, "load", str(tmp_path / "data"), CDP_DATABASE_URL=f"sqlite:///{tmp_path}/cdp.sqlite3")
     assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stderr
     assert "events.jsonl is not a file: the data set's events.jsonl must be one" in done.stderr
+
+
+def test_a_folder_without_a_data_set_is_said_not_loaded_as_nothing(tmp_path: Path) -> None:
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "events.csv").write_text("type,channel\n")
+    done = _run(tmp_path, "load", str(tmp_path / "exports"), CDP_DATABASE_URL=f"sqlite:///{tmp_path}/cdp.sqlite3")
+    assert done.returncode == 1, done.stdout
+    assert "no data set in" in done.stderr and "expected products.jsonl, profiles.jsonl, events.jsonl" in done.stderr
+    assert not (tmp_path / "cdp.sqlite3").exists()
