@@ -76,7 +76,9 @@ class Services:
     def __post_init__(self) -> None:
         self.key_cache = KeyCache(size=self.settings.key_cache_size, seconds=self.settings.key_cache_seconds)
         self.review_lists = ReviewLists(max_pairs=self.settings.max_review_pairs)
-        self.segments = SegmentEngine(self.store, self.bus, missed_writes=self._merge_lookalikes)
+        self.segments = SegmentEngine(
+            self.store, self.bus, missed_writes=self._merge_lookalikes, purposes=tuple(self.settings.consent_purposes)
+        )
         self.metrics.watch_subscriptions(lambda: self.bus.active)
         self.bus.observer = lambda event: self.metrics.segment_changes.labels(event.change.value).inc()
         # The one wiring of "profiles changed": every write reports here once durable (ingestion

@@ -30,6 +30,7 @@ from typing import Any
 from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.pii_mask import refuse_personal_filter
+from app.domain.privacy import check_purpose
 from app.domain.profile import Interaction, Profile
 from app.domain.segments.conditions import comparisons
 from app.domain.segments.parser import segment_references
@@ -106,9 +107,12 @@ class SegmentEngine:
         bus: SegmentBus,
         *,
         missed_writes: Callable[[Sequence[str]], Awaitable[object]] | None = None,
+        purposes: tuple[str, ...] | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
+        # The consent purposes a segment may name (CDP_CONSENT_PURPOSES); None: any well-formed one.
+        self.purposes = purposes
         # What else follows a write's commit, done for the profiles whose writes' upkeep never ran (a
         # process stopped after the commit): the composition root passes the automatic fuzzy merge,
         # which ingestion runs before the upkeep, so that the check left proves it never ran either.
@@ -191,10 +195,24 @@ class SegmentEngine:
             raise NotFound(f"no segment {segment_id}", field="id")
         return segment
 
+    def _refuse_unknown_purposes(self, segment: Segment) -> None:
+        """A purpose nobody can grant (not in CDP_CONSENT_PURPOSES: setConsent and consent_update events
+        refuse it) would hold nobody, for ever: said at once, where the segment names it."""
+        if self.purposes is None:
+            return
+        paths = compile_segment(segment).deps.paths
+        for purpose in sorted({path.split(".")[1] for path in paths if path.startswith("consents.")}):
+            try:
+                check_purpose(purpose, self.purposes)
+            except InvalidInput as exc:
+                field = "purpose" if purpose == segment.purpose else "condition"
+                raise InvalidInput(f"{field}: {exc.message}", field=field) from None
+
     async def _check(self, segment: Segment) -> None:
         """Referenced segments exist and are not being deleted (a deletion the server's stop cut short
         would otherwise meet the new reference and never finish), and following them never leads back
         to this one."""
+        self._refuse_unknown_purposes(segment)
         known = {s.id: s for s in await self.store.list_segments()} | {segment.id: segment}
         named_at = segment_references(segment.condition)  # where this segment's own tree names each
         seen: set[str] = set()

@@ -124,3 +124,28 @@ async def test_a_filter_on_an_identifier_type_nobody_can_hold_is_refused(client:
     assert "unknown identifier type 'Bad Type'" in error["message"], error
     known = 'query { profiles(filter: {identifierType: "loyaltyCard"}) { edges { cursor } } }'  # a custom type
     assert "errors" not in (await client.post("/graphql", json={"query": known})).json()
+
+
+@pytest.mark.parametrize(
+    ("segment", "field"),
+    [
+        pytest.param({"purpose": "telepathy", "condition": BUYERS}, "purpose", id="its-purpose"),
+        pytest.param({"condition": {"consentGranted": {"purpose": "telepathy"}}}, "condition", id="a-consent-leaf"),
+        pytest.param(
+            {"condition": {"compare": {"path": "consents.telepathy.granted", "op": "eq", "value": True}}},
+            "condition",
+            id="a-consent-path",
+        ),
+    ],
+)
+async def test_a_segment_naming_a_purpose_nobody_can_grant_is_refused(
+    client: httpx.AsyncClient, store: ProfileStore, segment: dict[str, Any], field: str
+) -> None:
+    """setConsent and consent_update events take the purposes of CDP_CONSENT_PURPOSES only: a segment on
+    another one held nobody, for ever, and said nothing."""
+    document = "mutation($input: SegmentInput!) { createSegment(input: $input) { members } }"
+    body = {"query": document, "variables": {"input": {"name": "Telepaths", **segment}}}
+    [error] = (await client.post("/graphql", json=body)).json()["errors"]
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", field), error
+    assert "unknown purpose 'telepathy'; expected one of" in error["message"], error
+    assert await store.list_segments() == []
