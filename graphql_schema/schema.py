@@ -104,7 +104,8 @@ class Schema(strawberry.Schema):
             prepared = await self.gate.prepare(text, context.validation_rules)
             errors = list(prepared.errors)
             if prepared.document is not None:
-                unchosen = OperationNotChosen.of(prepared.document, getattr(context, "_provided_operation_name", None))
+                # The request's own operationName (Strawberry's `operation_name` falls back to the first one's).
+                unchosen = OperationNotChosen.of(prepared.document, context._provided_operation_name)
                 if unchosen is not None:
                     raise unchosen
                 context.graphql_document = prepared.document

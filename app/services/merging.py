@@ -299,7 +299,8 @@ async def _route(
                 continue
             owners[interaction.message_id] = owner
             for key in interaction.identifiers:
-                owner_of_key.setdefault(key, owner)
+                if key in survivor_keys:  # claimed while merged (one of someone else's never gets an owner here)
+                    owner_of_key.setdefault(key, owner)
         if len(unknown) == len(pending):
             break
         pending = unknown
