@@ -76,17 +76,15 @@ class Services:
     def __post_init__(self) -> None:
         self.key_cache = KeyCache(size=self.settings.key_cache_size, seconds=self.settings.key_cache_seconds)
         self.review_lists = ReviewLists(max_pairs=self.settings.max_review_pairs)
-        self.segments = SegmentEngine(
-            self.store, self.bus, missed_writes=self._merge_lookalikes, purposes=tuple(self.settings.consent_purposes)
-        )
+        # The consent purposes setConsent takes (CDP_CONSENT_PURPOSES): events and segments take the same.
+        purposes = tuple(self.settings.consent_purposes)
+        self.segments = SegmentEngine(self.store, self.bus, missed_writes=self._merge_lookalikes, purposes=purposes)
         self.metrics.watch_subscriptions(lambda: self.bus.active)
         self.bus.observer = lambda event: self.metrics.segment_changes.labels(event.change.value).inc()
         # The one wiring of "profiles changed": every write reports here once durable (ingestion
         # through its policy, the others through their `changes` argument). Segments come first, so
         # subscribers hear of membership changes before anything slower runs.
         self.changes = ProfileChanges(self.segments.profiles_changed, self.metrics.profiles_changed)
-        # The purposes as setConsent takes them (CDP_CONSENT_PURPOSES): a consent_update does the same.
-        purposes = tuple(self.settings.consent_purposes)
         self.ingestion = replace(self.ingestion, changes=self.changes, consent_purposes=purposes)
 
     async def _merge_lookalikes(self, profile_ids: Sequence[str]) -> None:

@@ -47,9 +47,9 @@ class Erasure(StoredModel):
     interactions: int
 
 
-def check_purpose(purpose: str, purposes: tuple[str, ...]) -> str:
+def check_purpose(purpose: str, purposes: tuple[str, ...], *, field: str = "purpose") -> str:
     if purpose not in purposes:
-        raise InvalidInput(f"unknown purpose {purpose!r}; expected one of {', '.join(purposes)}", field="purpose")
+        raise InvalidInput(f"unknown purpose {purpose!r}; expected one of {', '.join(purposes)}", field=field)
     return purpose
 
 

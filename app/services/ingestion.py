@@ -151,10 +151,7 @@ def _refuse_unknown_purpose(event: Event, purposes: tuple[str, ...] | None) -> N
     """A consent_update does what setConsent does (README), for the purposes it accepts: one for a
     purpose nobody configured was stored, and no segment or destination reads it."""
     if purposes is not None and event.type is EventType.CONSENT_UPDATE:
-        try:
-            check_purpose(event.properties["purpose"], purposes)
-        except InvalidInput as exc:
-            raise InvalidInput(exc.message, field="properties.purpose") from None
+        check_purpose(event.properties["purpose"], purposes, field="properties.purpose")
 
 
 async def _ingest_parsed(
