@@ -54,6 +54,9 @@ def _settings(**options: object) -> Settings:
     except ValidationError as exc:
         console.print(invalid_settings(exc, {name: f"--{name}" for name in given}), style="red", highlight=False)
         raise typer.Exit(2) from None
+    except UnicodeDecodeError:  # a .env saved in UTF-16 (as some Windows editors do): a traceback before
+        console.print("bad settings file .env: it is not UTF-8 text; save it as UTF-8", style="red", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @cli.command()

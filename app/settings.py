@@ -232,6 +232,14 @@ class Settings(BaseSettings):
             raise ValueError("scheduled backups are for the embedded store; back up MongoDB with mongodump")
         return folder
 
+    @field_validator("development_key_file")
+    @classmethod
+    def _a_file(cls, path: Path | None) -> Path | None:
+        # A folder there failed the server's start with IsADirectoryError, after it had begun.
+        if path is not None and path.is_dir():
+            raise ValueError(f"{path} is a folder: name the file the key is kept in")
+        return path
+
     @field_validator("trusted_documents")
     @classmethod
     def _usable_manifest(cls, path: Path | None) -> Path | None:

@@ -269,3 +269,18 @@ def test_a_folder_without_a_data_set_is_said_not_loaded_as_nothing(tmp_path: Pat
     assert done.returncode == 1, done.stdout
     assert "no data set in" in done.stderr and "expected products.jsonl, profiles.jsonl, events.jsonl" in done.stderr
     assert not (tmp_path / "cdp.sqlite3").exists()
+
+
+def test_a_key_file_setting_naming_a_folder_is_a_bad_setting(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    done = _run(tmp_path, "keys", "list", CDP_DEVELOPMENT_KEY_FILE=str(tmp_path / "keys"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("bad setting CDP_DEVELOPMENT_KEY_FILE=") and "is a folder" in done.stderr
+
+
+def test_a_settings_file_that_is_not_utf8_is_said_in_one_line(tmp_path: Path) -> None:
+    """Some Windows editors save .env in UTF-16: every command was a 32-frame traceback."""
+    (tmp_path / ".env").write_text("CDP_PORT=8047\n", encoding="utf-16")
+    done = _run(tmp_path, "keys", "list")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "bad settings file .env: it is not UTF-8 text; save it as UTF-8"
