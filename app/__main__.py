@@ -45,6 +45,17 @@ cli = _commands("Customer data platform core.")
 console = Console(stderr=True, soft_wrap=True)  # messages are never wrapped; the terminal does it
 
 
+@contextmanager
+def _said_in_one_line() -> Iterator[None]:
+    """A domain error raised within (a file that is no store, a MongoDB not reachable, a refused input)
+    is its message on stderr and exit status 1, never a traceback."""
+    try:
+        yield
+    except DomainError as exc:
+        console.print(exc.message, style="red", highlight=False)
+        raise typer.Exit(1) from None
+
+
 def _settings(**options: object) -> Settings:
     """The settings, command-line options over the environment, validated together; a bad one is a
     line on stderr and exit status 2, before anything is opened or written."""
@@ -122,29 +133,21 @@ def load(
     from app.services.fixtures import check_data_set, demo_shift, load_fixtures
 
     settings = _settings()
-    try:
+    with _said_in_one_line():
         check_data_set(directory)  # before the store is opened: a mistyped folder leaves no store behind
-    except DomainError as exc:
-        console.print(exc.message, style="red", highlight=False)
-        raise typer.Exit(1) from None
     if shift_dates is None:
         shift_dates = directory.resolve() == settings.fixtures_dir.resolve()
 
     async def run() -> None:
-        try:
+        with _said_in_one_line():
             services = await connect(settings)  # wired as the server is: segments hear of every write
-        except DomainError as exc:  # a file that is no store, a MongoDB not reachable
-            console.print(exc.message, style="red", highlight=False)
-            raise typer.Exit(1) from None
         try:
-            shift = await demo_shift(services.store, directory, clock.now()) if shift_dates else timedelta(0)
-            if shift:
-                console.print(f"dates moved by {shift.days} days (the newest event within the last day)")
-            with _progress_bar() as progress:
-                report = await load_fixtures(services.store, directory, services.ingestion, progress, shift=shift)
-        except DomainError as exc:  # a data file that is a folder, the store gone meanwhile
-            console.print(exc.message, style="red", highlight=False)
-            raise typer.Exit(1) from None
+            with _said_in_one_line():  # a data file that is a folder, the store gone meanwhile
+                shift = await demo_shift(services.store, directory, clock.now()) if shift_dates else timedelta(0)
+                if shift:
+                    console.print(f"dates moved by {shift.days} days (the newest event within the last day)")
+                with _progress_bar() as progress:
+                    report = await load_fixtures(services.store, directory, services.ingestion, progress, shift=shift)
         finally:
             await services.close()
         console.print(
@@ -183,18 +186,14 @@ def _with_store(work: Callable[[ProfileStore], Awaitable[None]], *, create: bool
 
     async def run() -> None:
         try:
-            store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
+            with _said_in_one_line():  # a file that is no store, a MongoDB not reachable
+                store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
         except ValueError as exc:  # a URL the driver cannot read (pymongo says why)
             console.print(f"bad setting CDP_DATABASE_URL: {exc}", style="red", highlight=False)
             raise typer.Exit(2) from None
-        except DomainError as exc:  # a file that is no store, a MongoDB not reachable: said in one line
-            console.print(exc.message, style="red", highlight=False)
-            raise typer.Exit(1) from None
         try:
-            await work(store)
-        except DomainError as exc:
-            console.print(f"[red]{exc.message}[/red]")
-            raise typer.Exit(1) from None
+            with _said_in_one_line():
+                await work(store)
         finally:
             await store.close()
 
@@ -303,12 +302,8 @@ def backup(destination: Path = typer.Argument(..., help="The file to write; it m
 
     database = _embedded_only(_settings(), "backup")
     started = time.perf_counter()
-    try:
-        with _progress_bar() as progress:
-            made = backups.back_up(database, destination, progress)
-    except DomainError as exc:
-        console.print(exc.message, style="red", highlight=False)
-        raise typer.Exit(1) from None
+    with _said_in_one_line(), _progress_bar() as progress:
+        made = backups.back_up(database, destination, progress)
     console.print(
         f"backed up {database} to {made.path} in {time.perf_counter() - started:.1f} s: {made.profiles} profiles, "
         f"{made.interactions} interactions, {made.bytes / 1e6:.1f} MB",
@@ -323,12 +318,8 @@ def restore(backup: Path = typer.Argument(..., help="A file made by `python -m a
     from app.restoring import restore_backup
 
     database = _embedded_only(_settings(), "restore")
-    try:
-        with _progress_bar() as progress:
-            done = asyncio.run(restore_backup(backup, database, progress))
-    except DomainError as exc:
-        console.print(exc.message, style="red", highlight=False)
-        raise typer.Exit(1) from None
+    with _said_in_one_line(), _progress_bar() as progress:
+        done = asyncio.run(restore_backup(backup, database, progress))
     held, carried = done.backup, done.carried
     taken = f"taken {held.taken_at.isoformat()}" if held.taken_at else "not made by `backup`"
     split = f" ({carried.split} merges of the backup undone first, as they were here)" if carried.split else ""
