@@ -195,12 +195,12 @@ class SegmentEngine:
             raise NotFound(f"no segment {segment_id}", field="id")
         return segment
 
-    def _refuse_unknown_purposes(self, segment: Segment) -> None:
+    def _refuse_unknown_purposes(self, segment: Segment, paths: Collection[str]) -> None:
         """A purpose nobody can grant (not in CDP_CONSENT_PURPOSES: setConsent and consent_update events
-        refuse it) would hold nobody, for ever: said at once, where the segment names it."""
+        refuse it) would hold nobody, for ever: said at once, where the segment names it. `paths`: the
+        paths the segment reads (its compiled dependencies)."""
         if self.purposes is None:
             return
-        paths = compile_segment(segment).deps.paths
         for purpose in sorted({path.split(".")[1] for path in paths if path.startswith("consents.")}):
             try:
                 check_purpose(purpose, self.purposes)
@@ -212,11 +212,12 @@ class SegmentEngine:
         """Referenced segments exist and are not being deleted (a deletion the server's stop cut short
         would otherwise meet the new reference and never finish), and following them never leads back
         to this one."""
-        self._refuse_unknown_purposes(segment)
+        deps = compile_segment(segment).deps
+        self._refuse_unknown_purposes(segment, deps.paths)
         known = {s.id: s for s in await self.store.list_segments()} | {segment.id: segment}
         named_at = segment_references(segment.condition)  # where this segment's own tree names each
         seen: set[str] = set()
-        stack = list(compile_segment(segment).deps.segments)
+        stack = list(deps.segments)
         while stack:
             current = stack.pop()
             if current == segment.id:
