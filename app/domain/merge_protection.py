@@ -1,5 +1,6 @@
-"""Merge protection, as in Segment Unify: automatic merges never build a profile with more
-identifiers of a type than a person plausibly has, and never link on a blocklisted value."""
+"""Merge protection, as in Segment Unify: no automatic write builds a profile with more identifiers
+of a type than a person plausibly has (a merge, or new identifiers added to one profile), and no
+blocklisted value links anyone."""
 
 from __future__ import annotations
 
@@ -27,8 +28,33 @@ class MergeProtection:
         """Why merging `profiles` (plus the identifiers an event brings) is refused, or None."""
         keys = {f"{r.type}:{r.value}": r.type for p in profiles for r in p.identifiers}
         keys.update({i.key: i.type for i in extra})
-        counts = Counter(keys.values())
-        for type_, limit in sorted(self.limits.items()):
-            if counts[type_] > limit:
-                return f"the merged profile would hold {counts[type_]} {type_} identifiers (limit {limit})"
-        return None
+        over = self._past_limits(Counter(keys.values()))
+        return f"the merged profile would hold {over[0]}" if over else None
+
+    def crowding(self, identifiers: Sequence[Identifier]) -> str | None:
+        """Why one write's identifiers cannot all be one profile's, or None: an event or upsert that
+        names two customerIds says it is two customers (their profiles would be refused a merge)."""
+        over = self._past_limits(Counter({i.key: i.type for i in identifiers}.values()))
+        return f"names {over[0]}, more than one profile may hold (CDP_MERGE_LIMITS)" if over else None
+
+    def within_limits(self, profile: Profile, additions: Sequence[Identifier]) -> tuple[list[Identifier], str | None]:
+        """The new identifiers `profile` may take, and why the others may not (None: all fit). A type
+        whose new values would take the profile past its limit adds none of them: which of them, if
+        any, is this person's, no rule can say."""
+        if not additions:
+            return [], None
+        new = Counter({i.key: i.type for i in additions}.values())
+        totals = new + Counter(r.type for r in profile.identifiers if r.type in new)
+        over = self._past_limits(totals)
+        if not over:
+            return list(additions), None
+        kept = [i for i in additions if totals[i.type] <= self.limits.get(i.type, totals[i.type])]
+        return kept, f"the profile would hold {'; '.join(over)}"
+
+    def _past_limits(self, counts: Counter[str]) -> list[str]:
+        """What passes a limit in these counts of identifiers by type, as a refusal says it."""
+        return [
+            f"{counts[type_]} {type_} identifiers (limit {limit})"
+            for type_, limit in sorted(self.limits.items())
+            if counts[type_] > limit
+        ]

@@ -19,8 +19,11 @@ class IdentityPolicy:
     fuzzy_merge_score: float | None = None
 
     def usable(self, identifiers: list[Identifier], *, field: str = "identifiers") -> list[Identifier]:
-        """The identifiers that may link profiles; blocklisted values never do."""
+        """The identifiers that may link profiles; blocklisted values never do, and more of a type than
+        one profile may hold are refused (they would be two people)."""
         usable = [i for i in identifiers if not self.protection.is_blocked(i)]
         if not usable:
             raise InvalidInput("every identifier is on the merge blocklist: nothing can say who this is", field=field)
+        if (crowded := self.protection.crowding(usable)) is not None:
+            raise InvalidInput(crowded, field=field)
         return usable

@@ -170,7 +170,7 @@ async def _ingest_parsed(
         rest = parsed[position:]
 
         async def run(tx: StoreTransaction, rest: Sequence[Parsed] = rest) -> list[Landed]:
-            return await ingest_run(tx, rest, at=at, expires_at=expires_at)
+            return await ingest_run(tx, rest, protection=policy.identity.protection, at=at, expires_at=expires_at)
 
         try:
             landed = await with_retries(store, run)

@@ -5,8 +5,9 @@ identifiers, identifier owners, the profiles they point at), applies every event
 arrival order, exactly as one-at-a-time ingestion would, and writes each profile once, with the
 identities, idempotency keys and interactions in bulk. The run stops before the first event that
 needs more than that (its identifiers link two profiles: a merge, or merge protection's refusal;
-an identifier pointing at a profile that is gone): the caller ingests that one alone on the
-per-event path, then starts a new run after it, which reads the state that event left.
+new identifiers past a profile's limits; an identifier pointing at a profile that is gone): the
+caller ingests that one alone on the per-event path, then starts a new run after it, which reads
+the state that event left.
 
 The unit of work has no effect outside its transaction, so a lost race re-runs it from its reads.
 """
@@ -24,6 +25,7 @@ from app.domain.events import Event, EventType
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
 from app.domain.matching.index import stored_keys, touches_match_fields
+from app.domain.merge_protection import MergeProtection
 from app.domain.privacy import ConsentDecision
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import apply_change
@@ -95,6 +97,7 @@ async def ingest_run(
     tx: StoreTransaction,
     items: Sequence[Parsed],
     *,
+    protection: MergeProtection,
     at: datetime,
     expires_at: datetime,
 ) -> list[Landed]:
@@ -110,7 +113,9 @@ async def ingest_run(
     for count, parsed in enumerate(items, 1):
         if count > read.until:
             await read.ahead(tx, items, count - 1)
-        decided = _apply(parsed, read.known, read.suppressed, read.owners, read.working, writes, at=at)
+        decided = _apply(
+            parsed, read.known, read.suppressed, read.owners, read.working, writes, protection=protection, at=at
+        )
         if decided is None:
             break
         landed.append(decided)
@@ -156,6 +161,7 @@ def _apply(
     working: dict[str, _Working],
     writes: _Writes,
     *,
+    protection: MergeProtection,
     at: datetime,
 ) -> Landed | None:
     """The event applied in memory, or None when it needs the per-event path."""
@@ -178,6 +184,8 @@ def _apply(
         target = found
         held = target.current().identifier_keys() if resolution.unclaimed else set()
         additions = [i for i in resolution.unclaimed if i.key not in held]
+        if additions and protection.within_limits(target.current(), additions)[1] is not None:
+            return None  # more identifiers of a type than a profile holds: refused, per event
     profile = target.basis(whole=bool(additions) or event.type is EventType.IDENTIFY)
     refusal = event_traits_refusal(profile, event) if isinstance(profile, Profile) else None  # whole for identify
     if refusal is not None:

@@ -88,7 +88,13 @@ async def write_to_resolved_profile(
         await tx.insert_profile(created)
         return created, merged_away
     known = profile.identifier_keys()
-    additions = [i for i in resolution.unclaimed if i.key not in known]
+    additions, crowded = policy.protection.within_limits(
+        profile, [i for i in resolution.unclaimed if i.key not in known]
+    )
+    if crowded is not None:  # the identifiers past a limit stay nobody's, and the write is not theirs
+        await tx.record_refusal(
+            MergeRefusal(_id=new_refusal_id(), at=at, profile_ids=[profile.id], reason=crowded, message_id=message_id)
+        )
     await tx.claim_identities(profile.id, additions, at)
     change = build(profile, additions)
     written = index_change(Profile.from_document(apply_change(profile.to_document(), change)), change)

@@ -11,7 +11,8 @@ from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
 from app.domain.profile_query import InteractionFilter
-from app.services import merging, profile_reads
+from app.domain.events import RawIdentifier
+from app.services import merging, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
@@ -184,16 +185,87 @@ async def test_an_event_naming_two_profiles_merges_them(store: ProfileStore) -> 
 
 
 async def test_protection_refuses_a_merge_past_the_identifier_limit_and_records_why(store: ProfileStore) -> None:
-    first = await _customer(store, [("customerId", "C1")], "page_view")
-    second = await _customer(store, [("customerId", "C2")], "page_view")
+    first = await _customer(store, [("customerId", "C1"), ("email", "emma@example.com")], "page_view")
+    second = await _customer(store, [("customerId", "C2"), ("phone", "+33612345678")], "page_view")
     [outcome] = await ingest_events(
-        store, [event("order_completed", identifiers=[("customerId", "C2"), ("customerId", "C1")], message_id="m-x")]
+        store,
+        [
+            event(
+                "order_completed",
+                identifiers=[("email", "emma@example.com"), ("phone", "+33612345678")],
+                message_id="m-x",
+            )
+        ],
     )
-    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id in {first.id, second.id}
+    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id == first.id  # email is the stronger
     assert await store.count_profiles() == 2
     [refusal] = await merging.merge_refusals(store, first.id)
     assert refusal.reason == "the merged profile would hold 2 customerId identifiers (limit 1)"
     assert refusal.message_id == "m-x" and set(refusal.profile_ids) == {first.id, second.id}
+
+
+async def test_a_write_naming_more_identifiers_of_a_type_than_a_profile_holds_is_refused(store: ProfileStore) -> None:
+    """Two customerIds in one event (or upsert) are two customers: landed on either profile, or on a
+    new one holding both, it would give one customer's order to the other. Nothing is written."""
+    first = await _customer(store, [("customerId", "C1")], "page_view")
+    await _customer(store, [("customerId", "C2")], "page_view")
+    both = [("customerId", "C2"), ("customerId", "C1")]
+    [known, new] = await ingest_events(
+        store,
+        [
+            event("order_completed", identifiers=both, message_id="m-x"),
+            event("order_completed", identifiers=[("customerId", "C3"), ("customerId", "C4")], message_id="m-y"),
+        ],
+    )
+    for outcome in (known, new):
+        assert outcome.status is EventStatus.REJECTED and outcome.field == f"events[{outcome is new:d}].identifiers"
+        assert "2 customerId identifiers (limit 1)" in (outcome.reason or "")
+    assert await store.count_profiles() == 2
+    assert await profile_reads.get_profile_by_identifier(store, "customerId", "C3") is None
+    assert await merging.merge_refusals(store, first.id) == []
+    with pytest.raises(InvalidInput, match="2 customerId identifiers") as refused:
+        await profiles.upsert_profile(store, [RawIdentifier("customerId", "C5"), RawIdentifier("customerId", "C6")], {})
+    assert refused.value.field == "identifiers"
+    assert await store.count_profiles() == 2
+
+
+async def test_new_identifiers_past_a_profile_limit_stay_nobodys_and_the_event_lands_without_them(
+    store: ProfileStore,
+) -> None:
+    """Segment Unify's rule: a profile at its limit takes no more values of that type, and the event
+    still resolves to it. The other customerId is neither claimed nor kept on the event."""
+    first = await _customer(store, [("customerId", "C1"), ("email", "emma@example.com")], "page_view")
+    carried = [("customerId", "C2"), ("email", "emma@example.com"), ("phone", "+33612345678")]
+    [outcome] = await ingest_events(store, [event("order_completed", identifiers=carried, message_id="m-x")])
+    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id == first.id
+    profile = await store.get_profile(first.id)
+    assert profile is not None and profile.stats.orders == 1
+    assert {(r.type, r.value) for r in profile.identifiers} == {
+        ("customerId", "C1"),
+        ("email", "emma@example.com"),
+        ("phone", "+33612345678"),  # its type had room: added
+    }
+    assert await profile_reads.get_profile_by_identifier(store, "customerId", "C2") is None
+    [refusal] = await merging.merge_refusals(store, first.id)
+    assert refusal.reason == "the profile would hold 2 customerId identifiers (limit 1)"
+    assert refusal.message_id == "m-x" and refusal.profile_ids == [first.id]
+    items = await store.list_interactions(first.id, before=None, where=InteractionFilter(), limit=10)
+    [order] = [i for i in items if i.message_id == "m-x"]
+    assert "customerId:C2" not in order.identifiers and "email:emma@example.com" in order.identifiers
+    # The same through an upsert, and C2 can still be its own customer afterwards.
+    await profiles.upsert_profile(
+        store, [RawIdentifier("email", "emma@example.com"), RawIdentifier("customerId", "C2")], {}
+    )
+    assert await profile_reads.get_profile_by_identifier(store, "customerId", "C2") is None
+    [alone] = await ingest_events(store, [event("page_view", identifiers=[("customerId", "C2")])])
+    assert alone.status is EventStatus.ACCEPTED and alone.profile_id != first.id
+    # In one batch, the profile created by its first event.
+    zoe = [("customerId", "C9"), ("email", "zoe@example.com")]
+    made, later = await ingest_events(
+        store, [event("page_view", identifiers=zoe), event("page_view", identifiers=[("customerId", "C10"), zoe[1]])]
+    )
+    assert later.status is EventStatus.ACCEPTED and later.profile_id == made.profile_id
+    assert await profile_reads.get_profile_by_identifier(store, "customerId", "C10") is None
 
 
 async def test_blocklisted_values_never_link_and_alone_are_rejected(store: ProfileStore) -> None:

@@ -20,7 +20,8 @@ def _ingest(path: str, worker: int, start: Any, results: Any) -> None:
         start.wait(10)
         accepted = 0
         for n in range(20):
-            ids = [("email", "race@example.com"), ("deviceId", f"w{worker}-{n}")]
+            # anonymousId: a type without a limit on one profile, so every event's is kept
+            ids = [("email", "race@example.com"), ("anonymousId", f"w{worker}-{n}")]
             batch = [event("page_view", identifiers=ids, message_id=f"w{worker}-m{n}")]
             accepted += sum(o.status is EventStatus.ACCEPTED for o in await ingest_events(store, batch))
         await store.close()
