@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.events import RawIdentifier
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
 from app.domain.profile_query import InteractionFilter
-from app.domain.events import RawIdentifier
 from app.services import merging, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
