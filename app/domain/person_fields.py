@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.domain.clock import now
 
@@ -36,6 +36,14 @@ class AddressInput(BaseModel):
     postcode: str | None = Field(default=None, max_length=20)
     region: str | None = Field(default=None, max_length=100)
     country: Country | None = None
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> AddressInput:
+        """An address with no place in it (`{}`, a kind alone, blanks) was stored as one: it showed as
+        a customer's address of nulls, and the matcher read it as an address to compare."""
+        if not any((self.street, self.line2, self.city, self.postcode, self.region, self.country)):
+            raise ValueError("an address needs at least one of street, line2, city, postcode, region, country")
+        return self
 
 
 def checked_birth_date(value: date) -> date:

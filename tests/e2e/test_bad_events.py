@@ -134,6 +134,12 @@ BAD_EVENTS = [
         "identifiers",
         id="21-identifiers",
     ),
+    # Two customers in one event (merge protection's limit on one profile, README).
+    pytest.param(
+        _event("bad", identifiers=[{"type": "customerId", "value": f"C{n}"} for n in range(2)]),
+        "identifiers",
+        id="two-customer-ids",
+    ),
     # An identify event sets the fields upsertProfile sets, within the same bounds (person_fields.py).
     *(
         pytest.param(_event("bad", "identify", properties=properties), field, id=name)
@@ -143,6 +149,7 @@ BAD_EVENTS = [
             ("identify-500-letter-name", {"firstName": "x" * 500}, "properties.firstName"),
             ("identify-not-a-language", {"language": "not a lang"}, "properties.language"),
             ("identify-5000-letter-street", {"address": {"street": "x" * 5000}}, "properties.address.street"),
+            ("identify-address-of-nothing", {"address": {"kind": "home", "city": None}}, "properties.address"),
             ("identify-5000-letter-company", {"company": "c" * 5000}, "properties.company"),
         ]
     ),
