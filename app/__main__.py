@@ -160,7 +160,12 @@ def load(
         if report.products_rejected or report.profiles_rejected or report.events_rejected:
             raise typer.Exit(1)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        # Every event is stored with its messageId in the batch that took it: a rerun skips them.
+        console.print("interrupted: what was loaded stays; run the same load again to finish it")
+        raise typer.Exit(130) from None
 
 
 keys = _commands("API keys: create, list, revoke (only hashes are stored).")

@@ -5,10 +5,12 @@ output are not wrapped at 80 columns; RFM money is in currency units, as in the 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -284,3 +286,42 @@ def test_a_settings_file_that_is_not_utf8_is_said_in_one_line(tmp_path: Path) ->
     done = _run(tmp_path, "keys", "list")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == "bad settings file .env: it is not UTF-8 text; save it as UTF-8"
+
+
+def _interactions(database: Path) -> int:
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM interactions").fetchone()[0])
+    except sqlite3.Error:  # not made yet
+        return 0
+
+
+def test_ctrl_c_during_a_load_says_how_to_finish_and_a_rerun_does(tmp_path: Path) -> None:
+    """Interrupted as its events are written: no traceback (a batch left pending on the writer's loop
+    was destroyed with it, and ended on a closed connection), exit 130, and the same load again
+    stores exactly what was missing."""
+    database = tmp_path / "cdp.sqlite3"
+    settings = {"CDP_DATABASE_URL": f"sqlite:///{database}"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CDP_")}
+    loading = subprocess.Popen(
+        [sys.executable, "-m", "app", *COMMANDS["load"]],
+        cwd=tmp_path,
+        env={**base, "PYTHONPATH": str(ROOT), **settings},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while _interactions(database) == 0 and loading.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling for the first stored events, not timing anything
+    loading.send_signal(signal.SIGINT)
+    out, _ = loading.communicate(timeout=60)
+    assert loading.returncode == 130, out
+    assert "interrupted: what was loaded stays; run the same load again to finish it" in out
+    assert "Traceback" not in out and "Task was destroyed" not in out, out
+    stored = _interactions(database)
+    again = _run(tmp_path, *COMMANDS["load"], **settings)
+    assert again.returncode == 0, again.stdout + again.stderr
+    total = sum(1 for _ in (ROOT / "fixtures" / "events.jsonl").open())
+    assert f"{total - stored} events ({stored} already present;" in again.stdout + again.stderr

@@ -190,6 +190,7 @@ class SQLiteStore:
         self._scans.close()
         self._reader.close()
         if not self._thread.closed:  # closing twice is harmless, as sqlite3's own close is
+            await self._thread.run(self._thread.settle())
             await self._thread.call(self._writer.close)
             self._thread.close()
         self._release_open_lock()

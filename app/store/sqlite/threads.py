@@ -98,6 +98,16 @@ class WriterThread:
         self._lift()
         asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
+    async def settle(self) -> None:
+        """On the writer's loop, before its connection closes: work still pending here (a group of
+        batches whose callers were cancelled, as by Ctrl-C during `load`) is cancelled and runs to its
+        end, its transaction rolled back. Left pending, it was destroyed with the loop, and finished
+        at garbage collection on a closed connection, printing two tracebacks."""
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     @property
     def here(self) -> bool:
         """Whether the caller runs on the writer thread itself."""
