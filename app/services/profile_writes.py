@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from app.domain.errors import Conflict, StoreUnavailable
 from app.domain.identifiers import Identifier
-from app.domain.identity_resolution import Resolution, resolve
+from app.domain.identity_resolution import Resolution, resolve, someone_else
 from app.domain.matching.index import index_change, refresh_keys
 from app.domain.merge import MergeRefusal
 from app.domain.profile import Profile, new_profile
@@ -81,25 +81,42 @@ async def write_to_resolved_profile(
     if profile is not None and resolution.other_profiles and policy.protection.automatic_merges:
         profile, merged_away = await _merge_linked(tx, profile, resolution, at=at, policy=policy, message_id=message_id)
     if profile is None:
-        fresh = new_profile(new_profile_id(), at)
-        document = apply_change(fresh.to_document(), build(fresh, identifiers))
-        created = refresh_keys(Profile.from_document(document))
-        await tx.claim_identities(created.id, identifiers, at)
-        await tx.insert_profile(created)
-        return created, merged_away
+        return await _create(tx, identifiers, build, at=at), merged_away
     known = profile.identifier_keys()
-    additions, crowded = policy.protection.within_limits(
-        profile, [i for i in resolution.unclaimed if i.key not in known]
-    )
-    if crowded is not None:  # the identifiers past a limit stay nobody's, and the write is not theirs
+    new = [i for i in resolution.unclaimed if i.key not in known]
+    additions, crowded = policy.protection.within_limits(profile, new)
+    if crowded is not None:
+        apart = someone_else([i for i in new if i not in additions], resolution)
+        created = await _create(tx, resolution.unclaimed, build, at=at) if apart else None
         await tx.record_refusal(
-            MergeRefusal(_id=new_refusal_id(), at=at, profile_ids=[profile.id], reason=crowded, message_id=message_id)
+            MergeRefusal(
+                _id=new_refusal_id(),
+                at=at,
+                profile_ids=[profile.id] + ([created.id] if created else []),
+                reason=crowded,
+                message_id=message_id,
+            )
         )
+        if created is not None:  # the stronger identifier's own profile, without the other's
+            return created, merged_away
+        # Else the identifiers past a limit stay nobody's, and the write lands without them.
     await tx.claim_identities(profile.id, additions, at)
     change = build(profile, additions)
     written = index_change(Profile.from_document(apply_change(profile.to_document(), change)), change)
     await tx.update_profile(profile.id, change, expected_version=profile.version)
     return written, merged_away
+
+
+async def _create(
+    tx: StoreTransaction, identifiers: list[Identifier], build: ChangeBuilder, *, at: datetime
+) -> Profile:
+    """A new profile holding `identifiers`, with the write's change."""
+    fresh = new_profile(new_profile_id(), at)
+    document = apply_change(fresh.to_document(), build(fresh, identifiers))
+    created = refresh_keys(Profile.from_document(document))
+    await tx.claim_identities(created.id, identifiers, at)
+    await tx.insert_profile(created)
+    return created
 
 
 async def _merge_linked(

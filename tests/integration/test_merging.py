@@ -229,43 +229,65 @@ async def test_a_write_naming_more_identifiers_of_a_type_than_a_profile_holds_is
     assert await store.count_profiles() == 2
 
 
-async def test_new_identifiers_past_a_profile_limit_stay_nobodys_and_the_event_lands_without_them(
+async def test_a_stronger_identifier_past_the_profile_limit_is_another_person(store: ProfileStore) -> None:
+    """A family mailbox: customer C2 signs in with the email of customer C1's profile. C1's profile
+    may hold one customerId, and C2 is stronger than the email that linked the event to it: the event
+    is C2's, on a profile of C2's own without C1's email (as when their two profiles' merge is
+    refused). Before, it landed on C1's profile, with C2 added to it or, later, without it."""
+    first = await _customer(store, [("customerId", "C1"), ("email", "emma@example.com")], "page_view")
+    carried = [("customerId", "C2"), ("email", "emma@example.com"), ("phone", "+33612345678")]
+    [outcome] = await ingest_events(store, [event("order_completed", identifiers=carried, message_id="m-x")])
+    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id != first.id
+    theirs = await store.get_profile(outcome.profile_id or "")
+    assert theirs is not None and theirs.stats.orders == 1
+    assert {(r.type, r.value) for r in theirs.identifiers} == {("customerId", "C2"), ("phone", "+33612345678")}
+    mine = await store.get_profile(first.id)
+    assert mine is not None and mine.stats.orders == 0 and len(mine.identifiers) == 2
+    [refusal] = await merging.merge_refusals(store, first.id)
+    assert refusal.reason == "the profile would hold 2 customerId identifiers (limit 1)"
+    assert refusal.message_id == "m-x" and refusal.profile_ids == [first.id, theirs.id]
+    [order] = await store.list_interactions(theirs.id, before=None, where=InteractionFilter(), limit=10)
+    assert "email:emma@example.com" not in order.identifiers and "customerId:C2" in order.identifiers
+    # The same through an upsert.
+    await profiles.upsert_profile(
+        store, [RawIdentifier("email", "emma@example.com"), RawIdentifier("customerId", "C3")], {"first_name": "Cy"}
+    )
+    third = await profile_reads.get_profile_by_identifier(store, "customerId", "C3")
+    assert third is not None and third.id not in {first.id, theirs.id} and third.first_name == "Cy"
+    assert (await store.get_profile(first.id)).first_name is None  # type: ignore[union-attr]
+
+
+async def test_a_weaker_identifier_past_the_profile_limit_stays_nobodys_and_the_event_lands_without_it(
     store: ProfileStore,
 ) -> None:
     """Segment Unify's rule: a profile at its limit takes no more values of that type, and the event
-    still resolves to it. The other customerId is neither claimed nor kept on the event."""
-    first = await _customer(store, [("customerId", "C1"), ("email", "emma@example.com")], "page_view")
-    carried = [("customerId", "C2"), ("email", "emma@example.com"), ("phone", "+33612345678")]
+    still resolves to it when what linked it there is as strong: a sixth email with C1's customerId."""
+    emails = [("email", f"e{n}@example.com") for n in range(5)]
+    first = await _customer(store, [("customerId", "C1"), *emails], "page_view")
+    carried = [("customerId", "C1"), ("email", "e5@example.com"), ("phone", "+33612345678")]
     [outcome] = await ingest_events(store, [event("order_completed", identifiers=carried, message_id="m-x")])
     assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id == first.id
     profile = await store.get_profile(first.id)
     assert profile is not None and profile.stats.orders == 1
-    assert {(r.type, r.value) for r in profile.identifiers} == {
-        ("customerId", "C1"),
-        ("email", "emma@example.com"),
-        ("phone", "+33612345678"),  # its type had room: added
-    }
-    assert await profile_reads.get_profile_by_identifier(store, "customerId", "C2") is None
+    held = {(r.type, r.value) for r in profile.identifiers}
+    assert ("email", "e5@example.com") not in held and ("phone", "+33612345678") in held  # its type had room
+    assert await profile_reads.get_profile_by_identifier(store, "email", "e5@example.com") is None
     [refusal] = await merging.merge_refusals(store, first.id)
-    assert refusal.reason == "the profile would hold 2 customerId identifiers (limit 1)"
+    assert refusal.reason == "the profile would hold 6 email identifiers (limit 5)"
     assert refusal.message_id == "m-x" and refusal.profile_ids == [first.id]
     items = await store.list_interactions(first.id, before=None, where=InteractionFilter(), limit=10)
     [order] = [i for i in items if i.message_id == "m-x"]
-    assert "customerId:C2" not in order.identifiers and "email:emma@example.com" in order.identifiers
-    # The same through an upsert, and C2 can still be its own customer afterwards.
-    await profiles.upsert_profile(
-        store, [RawIdentifier("email", "emma@example.com"), RawIdentifier("customerId", "C2")], {}
-    )
-    assert await profile_reads.get_profile_by_identifier(store, "customerId", "C2") is None
-    [alone] = await ingest_events(store, [event("page_view", identifiers=[("customerId", "C2")])])
+    assert "email:e5@example.com" not in order.identifiers and "customerId:C1" in order.identifiers
+    [alone] = await ingest_events(store, [event("page_view", identifiers=[("email", "e5@example.com")])])
     assert alone.status is EventStatus.ACCEPTED and alone.profile_id != first.id
-    # In one batch, the profile created by its first event.
-    zoe = [("customerId", "C9"), ("email", "zoe@example.com")]
+    # In one batch, on the profile its first event made.
+    zoe = [("customerId", "C9"), *[("email", f"z{n}@example.com") for n in range(5)]]
     made, later = await ingest_events(
-        store, [event("page_view", identifiers=zoe), event("page_view", identifiers=[("customerId", "C10"), zoe[1]])]
+        store,
+        [event("page_view", identifiers=zoe), event("page_view", identifiers=[zoe[0], ("email", "z5@example.com")])],
     )
     assert later.status is EventStatus.ACCEPTED and later.profile_id == made.profile_id
-    assert await profile_reads.get_profile_by_identifier(store, "customerId", "C10") is None
+    assert await profile_reads.get_profile_by_identifier(store, "email", "z5@example.com") is None
 
 
 async def test_blocklisted_values_never_link_and_alone_are_rejected(store: ProfileStore) -> None:
