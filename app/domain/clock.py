@@ -80,9 +80,12 @@ def _format_iso(moment: datetime) -> str:
     # pydantic's own UTC tzinfo, not UTC itself.
     if moment.microsecond % 1000 or moment.utcoffset() != _ZERO:
         moment = utc_ms(moment)
-    if moment.year >= 1000:  # isoformat is several times faster; strftime's %Y does not pad years below 1000
+    if moment.year >= 1000:  # isoformat is several times faster
         return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # without its "+00:00"
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # strftime's %Y does not pad years below 1000 on Linux ("999-06-01…"): such a text sorted after
+    # every real time, and pydantic refused to read it back, so that the profile holding it could be
+    # neither read nor erased.
+    return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 # Fixed-width ISO form whose string order equals time order (the embedded store relies on it).

@@ -9,7 +9,7 @@ or shows as GraphQL Int are bounded here, so no accepted event can fail a store 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -58,6 +58,9 @@ class Channel(StrEnum):
 
 MAX_MESSAGE_ID_LENGTH = 128
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+# A time a system sends for "no date" (Go's zero time 0001-01-01, a year 0 typo) is no event's: stored,
+# it became the profile's last order and last visit, and the visits and windows counted from it.
+EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Money is summed into 64-bit cents and shown as Float; quantities are summed and shown as GraphQL Int.
 Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
@@ -221,6 +224,10 @@ def parse_event(raw: RawEvent, *, now: datetime, limits: EventLimits = DEFAULT_L
         raise InvalidInput("timestamp is out of range", field="timestamp") from None
     if timestamp > now + MAX_FUTURE_SKEW:
         raise InvalidInput("timestamp is in the future", field="timestamp")
+    if timestamp < EARLIEST_EVENT:
+        raise InvalidInput(
+            f"timestamp is before {EARLIEST_EVENT:%Y-%m-%d}: no customer event is that old", field="timestamp"
+        )
     if not raw.identifiers:
         raise InvalidInput("an event needs at least one identifier", field="identifiers")
     identifiers = normalise_all(raw.identifiers)

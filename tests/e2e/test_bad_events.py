@@ -128,6 +128,11 @@ BAD_EVENTS = [
     # taken as that day's midnight, UTC.
     pytest.param(_event("bad", timestamp="2026-05-01"), "timestamp", id="timestamp-a-date-only"),
     pytest.param(_event("bad", timestamp="2026-W18-5"), "timestamp", id="timestamp-a-week-day-only"),
+    # A "no date" default (Go's zero time) or a year typo: stored, it was the profile's last order, its
+    # text (year 999 unpadded) sorted after every real time, and the profile could no longer be read.
+    pytest.param(_event("bad", timestamp="0001-01-01T00:00:00Z"), "timestamp", id="timestamp-year-1"),
+    pytest.param(_event("bad", timestamp="0999-06-01T00:00:00Z"), "timestamp", id="timestamp-year-999"),
+    pytest.param(_event("bad", timestamp="1969-12-31T23:59:59Z"), "timestamp", id="timestamp-before-1970"),
     pytest.param(_event("bad", properties={"url": "/", "ids": list(range(5000))}), "properties.ids", id="5000-items"),
     pytest.param(
         _event("bad", identifiers=[{"type": "email", "value": f"emma{n}@example.com"} for n in range(21)]),

@@ -211,6 +211,12 @@ def _holds(raw: Any, profile: Profile = EMMA, activity: Activity = HISTORY, memb
         pytest.param(
             {"consentGranted": {"purpose": "Email"}}, "condition.consentGranted.purpose", "lower-case", id="bad-purpose"
         ),
+        pytest.param(  # no such time in UTC: an OverflowError, INTERNAL_SERVER_ERROR through the API
+            {"compare": {"path": "stats.lastOrderAt", "op": "gt", "value": "0001-01-01T00:00:00+01:00"}},
+            "condition.compare.value",
+            "out of range",
+            id="datetime-out-of-range",
+        ),
     ],
 )
 def test_an_invalid_tree_is_rejected_naming_the_place(raw: Any, field: str, words: str) -> None:

@@ -253,6 +253,8 @@ def _scalar(kind: ValueType, raw: Any, field: str) -> Scalar:
                     return utc_ms(datetime.fromisoformat(raw))
                 except ValueError:
                     pass
+                except OverflowError:  # 0001-01-01T00:00:00+01:00: no such time in UTC
+                    raise _fail(field, f"date-time out of range: {_describe(raw)}") from None
             raise _fail(field, f"expected an ISO-8601 date-time, got {_describe(raw)}")
 
 
