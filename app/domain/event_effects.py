@@ -15,7 +15,7 @@ from typing import Any
 from app.domain.errors import InvalidInput
 from app.domain.events import Channel, Event, EventType, to_minor_units
 from app.domain.identifiers import Identifier
-from app.domain.privacy import ConsentDecision, record_consent
+from app.domain.privacy import ConsentDecision, record_consent, supersedes
 from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
 from app.domain.profile_bounds import traits_refusal
 from app.domain.profile_change import CappedPush, ProfileChange, provenance_key
@@ -146,8 +146,7 @@ def behaviour_change(profile: Profile | StoredBehaviour, event: Event) -> Profil
         case EventType.SURVEY_RESPONSE:
             _survey(profile, event, change)
         case EventType.CONSENT_UPDATE:
-            current = profile.consents.get(props["purpose"])
-            if current is None or ts >= current.at:
+            if supersedes(ts, props["granted"], profile.consents.get(props["purpose"])):
                 record_consent(change, props["purpose"], granted=props["granted"], source=str(event.channel), at=ts)
         case _:
             pass
@@ -161,7 +160,13 @@ def identifier_records(identifiers: list[Identifier], *, at: datetime, source: s
 def _survey(profile: Profile | StoredBehaviour, event: Event, change: ProfileChange) -> None:
     props = event.properties
     quality = profile.qualitative
-    if "nps" in props and (quality.nps_at is None or event.timestamp >= quality.nps_at):
+    # Of two answers at one instant, the lower: whatever order they arrive or a merge replays them in.
+    nps_at = quality.nps_at
+    if "nps" in props and (
+        nps_at is None
+        or event.timestamp > nps_at
+        or (event.timestamp == nps_at and props["nps"] < (quality.nps_score if quality.nps_score is not None else 11))
+    ):
         change.set["qualitative.npsScore"] = props["nps"]
         change.set["qualitative.npsAt"] = event.timestamp
     if "rating" in props:

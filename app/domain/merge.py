@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from app.domain.history_rebuild import rebuild_behaviour
+from app.domain.privacy import supersedes
 from app.domain.profile import Consent, IdentifierRecord, Interaction, Profile, StoredModel
 from app.domain.profile import datetime as stored_datetime
 from app.domain.profile_change import provenance_key
@@ -180,7 +181,7 @@ def merged_profile(
     consents: dict[str, Consent] = {}
     for profile in everyone:
         for purpose, consent in profile.consents.items():
-            if purpose not in consents or consent.at > consents[purpose].at:
+            if supersedes(consent.at, consent.granted, consents.get(purpose)):
                 consents[purpose] = consent
     preferences: dict[str, Any] = {}
     for profile in reversed(everyone):

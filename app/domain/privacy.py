@@ -17,8 +17,9 @@ from datetime import datetime
 from pydantic import Field
 
 from app.domain.errors import InvalidInput
-from app.domain.profile import StoredModel
+from app.domain.profile import Consent, StoredModel
 from app.domain.profile_change import ProfileChange
+from app.domain.stored_behaviour import ConsentTime
 from app.domain.traits.computed import PROFILED_FIELDS, PROFILING
 
 DEFAULT_PURPOSES = ("email_marketing", "sms_marketing", "personalisation", "analytics", "profiling")
@@ -57,6 +58,15 @@ def check_source(source: str) -> str:
     if not SOURCE.match(source):
         raise InvalidInput("source: 1-64 letters, digits, spaces or . _ : / -", field="source")
     return source
+
+
+def supersedes(at: datetime, granted: bool, current: Consent | ConsentTime | None) -> bool:
+    """Whether a decision made `at` replaces `current`: the newer one wins, and of two made at one
+    instant, the refusal. Two decisions with one time (a banner's clicks sent in one batch, two
+    profiles merged) left whichever came last: live, the one that arrived last; replayed by a merge
+    or unmerge, the one whose messageId sorts last, so that a merge could turn an opt-out back into
+    an opt-in. A refusal at a tie is the reading that never uses data the person may have refused."""
+    return current is None or at > current.at or (at == current.at and not granted)
 
 
 def record_consent(change: ProfileChange, purpose: str, *, granted: bool, source: str, at: datetime) -> None:

@@ -1,11 +1,11 @@
 """What an event's behaviour change reads of a profile, read straight from its stored document.
 
 Before each event, applying a batch (app/services/ingestion_batch.py) or replaying a history after a
-merge (history_rebuild.py) needs only the last visit's time, the NPS answer's time and each consent's
-time. Validating the whole profile again for them (pydantic: identifiers, counters, addresses, …)
-cost more than the event's change itself: ~12% of a 1,000-event batch's CPU. These are read from the
-document as it is, in either store's form (the embedded store's ISO texts, or datetimes), with the
-same attribute names as the profile's, so `behaviour_change` reads either.
+merge (history_rebuild.py) needs only the last visit's time, the NPS answer's time and score, and
+each consent's time and decision. Validating the whole profile again for them (pydantic: identifiers,
+counters, addresses, …) cost more than the event's change itself: ~12% of a 1,000-event batch's CPU.
+These are read from the document as it is, in either store's form (the embedded store's ISO texts,
+or datetimes), with the same attribute names as the profile's, so `behaviour_change` reads either.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ class VisitTime:
 @dataclass(frozen=True, slots=True)
 class NpsTime:
     nps_at: datetime | None
+    nps_score: int | None = None  # of two answers at one instant, the lower stands
 
 
 @dataclass(frozen=True, slots=True)
 class ConsentTime:
     at: datetime
+    granted: bool = True  # of two decisions at one instant, the refusal stands
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +47,9 @@ class StoredBehaviour:
         return cls(
             id=document["_id"],
             stats=VisitTime(_time(stats.get("lastVisitAt"))),
-            qualitative=NpsTime(_time(quality.get("npsAt"))),
+            qualitative=NpsTime(_time(quality.get("npsAt")), quality.get("npsScore")),
             consents={
-                purpose: ConsentTime(at)
+                purpose: ConsentTime(at, bool(consent.get("granted")))
                 for purpose, consent in (document.get("consents") or {}).items()
                 if (at := _time(consent.get("at"))) is not None
             },

@@ -5,12 +5,16 @@ with setConsent is not undone by an event recorded earlier but dated a little ah
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+
+import pytest
 
 from app.domain import clock
 from app.domain.events import RawIdentifier
 from app.domain.privacy import DEFAULT_PURPOSES
+from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
-from app.services import merging, privacy, profiles
+from app.services import merging, privacy, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
@@ -68,3 +72,40 @@ async def test_a_refusal_made_now_outlasts_a_grant_dated_a_little_ahead_through_
     other = await _customer(store, "C-9", profiled=False)
     _, merged = await merging.merge_profiles(store, landed.profile_id, [other], reason="same", actor="t", policy=POLICY)
     assert merged.consents["personalisation"].granted is False  # the replay gave the grant back before
+
+
+@pytest.mark.parametrize("refusal_first", [True, False], ids=["refusal-first", "grant-first"])
+async def test_of_two_decisions_at_one_instant_the_refusal_stands_however_they_are_replayed(
+    store: ProfileStore, refusal_first: bool
+) -> None:
+    """A grant and a refusal (and an NPS 10 and 0) with one timestamp, in two batches: the later
+    arrival won live, the larger messageId when a merge or an unmerge replayed them, so a merge
+    turned the opt-out back into an opt-in. Now the refusal (and the lower score) stand, in any order."""
+    ana = [("email", "ana@example.com")]
+
+    def answers(grant: bool) -> list[Any]:
+        name = "z" if grant else "a"  # the grant's messageIds sort last, as in the audit's case
+        purpose = {"purpose": "email_marketing", "granted": grant}
+        return [
+            event("consent_update", identifiers=ana, message_id=f"{name}-consent", properties=purpose),
+            event("survey_response", identifiers=ana, message_id=f"{name}-nps", properties={"nps": 10 if grant else 0}),
+        ]
+
+    batches = [answers(False), answers(True)] if refusal_first else [answers(True), answers(False)]
+    for batch in batches:
+        assert {o.status for o in await ingest_events(store, batch)} == {EventStatus.ACCEPTED}
+    [bob] = await ingest_events(store, [event("page_view", identifiers=[("email", "bob@example.com")])])
+    ana_profile = await profile_reads.get_profile_by_identifier(store, *ana[0])
+    assert ana_profile is not None and bob.profile_id is not None
+
+    def opted_out(profile: Profile | None) -> bool:
+        assert profile is not None
+        return profile.consents["email_marketing"].granted is False and profile.qualitative.nps_score == 0
+
+    assert opted_out(ana_profile)
+    record, merged = await merging.merge_profiles(
+        store, bob.profile_id, [ana_profile.id], reason="same", actor="t", policy=POLICY
+    )
+    assert opted_out(merged)
+    await merging.unmerge_profile(store, record.id, actor="t")
+    assert opted_out(await store.get_profile(ana_profile.id))
