@@ -354,11 +354,15 @@ class ProfileStore(Protocol):
 
     async def delete_segment(self, segment_id: str) -> None: ...
 
-    async def matching_profile_ids(self, tree: Condition, *, now: datetime) -> list[str]:
-        """Live profiles for which `tree` holds at `now`, by a query built from the validated tree."""
+    async def matching_versions(self, tree: Condition, *, now: datetime) -> dict[str, int]:
+        """Live profiles for which `tree` holds at `now`, by a query built from the validated tree: each
+        with its version as the query read it, in id order."""
 
     async def member_ids(self, segment_id: str) -> list[str]:
         """Live profiles whose `segments` list holds the segment."""
+
+    async def member_versions(self, segment_id: str) -> dict[str, int]:
+        """`member_ids`, each with its version, in id order."""
 
     async def count_members(self, segment_id: str) -> int: ...
 

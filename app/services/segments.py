@@ -33,6 +33,7 @@ from app.domain.pii_mask import refuse_personal_filter
 from app.domain.privacy import check_purpose
 from app.domain.profile import Interaction, Profile
 from app.domain.segments.conditions import comparisons
+from app.domain.segments.dependencies import timed_candidates
 from app.domain.segments.parser import segment_references
 from app.domain.segments.segment import (
     MembershipChange,
@@ -50,6 +51,7 @@ from app.domain.segments.upkeep import (
     Transition,
     compile_segment,
     decide,
+    dependants,
     history_needed,
     reschedule,
 )
@@ -248,12 +250,16 @@ class SegmentEngine:
     async def _evaluate(self, segment: Segment, *, cause: str, progress: Progress | None) -> Evaluation:
         at = clock.now()
         compiled = compile_segment(segment)
-        matching = await self.store.matching_profile_ids(compiled.tree, now=at)
-        current = await self.store.member_ids(segment.id)
-        entered, exited = await self._apply(segment, matching, current, cause=cause, progress=progress)
-        if compiled.deps.window is not None:  # members whose events will age out: check them then
-            for start in range(0, len(matching), READ_BATCH):
-                rechecks = [Recheck(p, (compiled,)) for p in matching[start : start + READ_BATCH]]
+        held = await self.store.member_versions(segment.id)  # before the scan: see _settle
+        matching = await self.store.matching_versions(compiled.tree, now=at)
+        entered, exited = await self._settle(compiled, matching, held, cause, progress)
+        if compiled.deps.window is not None:  # whose events will age out, members or not: check them then
+            timed = set(matching)
+            if (active := timed_candidates(compiled.tree)) is not None:
+                timed.update(await self.store.matching_versions(active, now=at))
+            ids = sorted(timed)
+            for start in range(0, len(ids), READ_BATCH):
+                rechecks = [Recheck(p, (compiled,)) for p in ids[start : start + READ_BATCH]]
                 profiles, histories, since = await self._read(rechecks, at)
                 outcome = await off_loop(
                     len(rechecks) >= OFF_LOOP_FROM, reschedule, rechecks, profiles, histories, since=since, now=at
@@ -261,7 +267,82 @@ class SegmentEngine:
                 await with_retries(self.store, _write(outcome, cause))
         if not await self.store.mark_evaluated(segment, evaluated_at=at):
             raise _Redefined
-        return Evaluation(segment.model_copy(update={"evaluated_at": at}), entered, exited, len(matching))
+        # Counted, not the scan's: a profile that changed meanwhile was decided on what it is now.
+        members = await self.store.count_members(segment.id)
+        return Evaluation(segment.model_copy(update={"evaluated_at": at}), entered, exited, members)
+
+    async def _settle(
+        self,
+        compiled: CompiledSegment,
+        matching: Mapping[str, int],
+        held: Mapping[str, int],
+        cause: str,
+        progress: Progress | None,
+    ) -> tuple[int, int]:
+        """The scan's changes, each written only if its profile is still the version the verdict was
+        made on (`matching`: as the scan read it; `held`: the members, read before the scan, for the
+        exits). Written whatever the profile had become, a customer turned silver during the
+        evaluation of "Gold" kept the scan's verdict over the one its own upkeep had made on the new
+        version. A profile that moved, and every change when segments refer to this one (their
+        `inSegment` reads the memberships this moves), is decided again on the profile as it is now.
+        Returns (entered, exited)."""
+        segment_id = compiled.segment.id
+        changes = sorted(matching.keys() ^ held.keys())
+        referred = bool(
+            dependants(_ordered([compile_segment(s) for s in await self.store.list_segments()]), {segment_id})
+        )
+        entered = exited = 0
+        for start in range(0, len(changes), WRITE_BATCH):
+            chunk = changes[start : start + WRITE_BATCH]
+            if referred:
+                events = await self._decide_again(compiled, chunk, cause)
+            else:
+                outcome = Outcome(
+                    transitions=[Transition(p, segment_id, p in matching) for p in chunk],
+                    seen={p: (matching[p] if p in matching else held[p], None) for p in chunk},
+                    definitions={segment_id: compiled.segment.definition()},
+                )
+                events, moved = await with_retries(self.store, _write(outcome, cause))
+                self.bus.publish_committed(events)
+                if moved:
+                    events = events + await self._decide_again(compiled, sorted(moved), cause)
+            for event in events:
+                if event.segment_id == segment_id:
+                    entered += event.change is MembershipChange.ENTERED
+                    exited += event.change is MembershipChange.EXITED
+            if progress is not None:
+                progress(start + len(chunk), len(changes))
+        return entered, exited
+
+    async def _decide_again(self, compiled: CompiledSegment, profile_ids: list[str], cause: str) -> list[SegmentEvent]:
+        """Profiles of `_settle` decided on what they are now, with the segments referring to this one.
+        _Redefined when the segment itself was redefined or deleted meanwhile; one referring to it that
+        changed is decided again on its definition now."""
+        events: list[SegmentEvent] = []
+        for _ in range(MAX_ATTEMPTS):
+            if not profile_ids:
+                return events
+            defined = _ordered([compile_segment(s) for s in await self.store.list_segments()])
+            segments = (compiled, *dependants(defined, {compiled.segment.id}))
+            rechecks = [Recheck(p, segments) for p in profile_ids]
+            at = clock.now()
+            profiles, histories, since = await self._read(rechecks, at)
+            outcome = await off_loop(
+                len(rechecks) >= OFF_LOOP_FROM, decide, rechecks, profiles, histories, since=since, now=at
+            )
+            try:
+                written, moved = await with_retries(self.store, _write(outcome, cause))
+            except _Redefined:
+                now = await self.store.get_segment(compiled.segment.id)
+                if now is None or now.definition() != compiled.segment.definition():
+                    raise
+                continue
+            self.bus.publish_committed(written)
+            events += written
+            profile_ids = [p for p in profile_ids if p in moved]
+        if profile_ids:  # each write that kept moving them reports its own change, which re-evaluates them
+            log.warning("segment evaluation left %d profiles that kept changing to their upkeep", len(profile_ids))
+        return events
 
     async def _apply(
         self,
@@ -366,8 +447,9 @@ class SegmentEngine:
         for profile_id, segment_id in due:
             by_profile.setdefault(profile_id, set()).add(segment_id)
         for cause, missed in ((WINDOW_PASSED, False), (CAUGHT_UP, True)):
+            # With the segments referring to those whose window passed: their members follow.
             rechecks = [
-                Recheck(p, tuple(c for c in segments if missed or c.segment.id in ids), clear=frozenset(ids))
+                Recheck(p, _with_dependants(segments, ids, every=missed), clear=frozenset(ids))
                 for p, ids in by_profile.items()
                 if (EVERY_SEGMENT in ids) is missed
             ]
@@ -515,6 +597,16 @@ def _visit(
     done.append(compiled)
 
 
+def _with_dependants(
+    segments: list[CompiledSegment], ids: Collection[str], *, every: bool
+) -> tuple[CompiledSegment, ...]:
+    """`segments` (in evaluation order) that are in `ids` or refer to one of them; all of them if `every`."""
+    if every:
+        return tuple(segments)
+    wanted = set(ids) | {c.segment.id for c in dependants(segments, ids)}
+    return tuple(c for c in segments if c.segment.id in wanted)
+
+
 def _put_off(checks: Sequence[tuple[str, str]], until: datetime) -> Callable[[StoreTransaction], Awaitable[None]]:
     """The checks taken, due again at `until` unless their recheck clears or reschedules them first."""
 
@@ -543,7 +635,11 @@ def _write(
         moved = {  # memberships compared as sets: a store may hold them in any order
             profile_id
             for profile_id, (version, segments) in outcome.seen.items()
-            if profile_id in stored and (stored[profile_id][0], set(stored[profile_id][1])) != (version, set(segments))
+            if profile_id in stored
+            and (
+                stored[profile_id][0] != version
+                or (segments is not None and set(stored[profile_id][1]) != set(segments))
+            )
         }
         held: dict[str, set[str]] = {}
         events: list[SegmentEvent] = []

@@ -256,9 +256,9 @@ class _HeldScan(Held):
     """The store, with its next scan for a segment's members held until `go` is set: an evaluation
     (a new or changed segment over every profile takes seconds) while a steward changes it again."""
 
-    async def matching_profile_ids(self, *args: Any, **kwargs: Any) -> list[str]:
+    async def matching_versions(self, *args: Any, **kwargs: Any) -> dict[str, int]:
         await self.hold()
-        return await self._inner.matching_profile_ids(*args, **kwargs)  # type: ignore[no-any-return]
+        return await self._inner.matching_versions(*args, **kwargs)  # type: ignore[no-any-return]
 
 
 async def test_a_segment_deleted_while_it_is_evaluated_stays_deleted(services: Services) -> None:
@@ -719,13 +719,13 @@ async def test_an_evaluation_cancelled_midway_is_finished_by_the_schedule(
     (buyer,) = await _land(services, event("order_completed", email="buyer@example.com"))
     reached = asyncio.Event()
 
-    async def never_done(*args: object, **kwargs: object) -> list[str]:
+    async def never_done(*args: object, **kwargs: object) -> dict[str, int]:
         reached.set()
         await asyncio.Event().wait()
-        return []
+        return {}
 
     with monkeypatch.context() as during:
-        during.setattr(services.store, "matching_profile_ids", never_done)
+        during.setattr(services.store, "matching_versions", never_done)
         creating = asyncio.create_task(services.segments.create(BUYERS))  # e.g. over a WebSocket, then closed
         await reached.wait()
         creating.cancel()
@@ -846,3 +846,105 @@ async def test_a_deletion_cut_short_is_finished_by_the_schedule(
     events = await services.store.segment_events(segment_id=segment.id, limit=10)
     assert sorted(e.profile_id for e in events if e.change is MembershipChange.EXITED) == sorted(buyers)
     assert await finish_while_holding(engine, "worker 2", every_seconds=5) == 0
+
+
+# -- found by an audit: evaluations that left memberships wrong ----------------------------------
+class _HeldAfterScan(Held):
+    """The store, with its next scan for a segment's members held once it has answered: a profile
+    written between an evaluation's scan and its write."""
+
+    async def matching_versions(self, *args: Any, **kwargs: Any) -> dict[str, int]:
+        found = await self._inner.matching_versions(*args, **kwargs)
+        if not self.go.is_set():
+            await self.hold()
+        return found  # type: ignore[no-any-return]
+
+
+GOLD = {
+    "name": "Gold",
+    "traits": {"tier": "string"},
+    "condition": {"compare": {"path": "traits.tier", "op": "eq", "value": "gold"}},
+}
+
+
+@pytest.mark.parametrize(("before", "after"), [("gold", "silver"), ("silver", "gold")])
+async def test_a_profile_changed_while_its_segment_is_evaluated_is_decided_on_what_it_is_now(
+    services: Services, before: str, after: str
+) -> None:
+    """The scan's verdict was written whatever the profile had become: a customer turned silver during
+    the evaluation of "Gold" stayed in it (and one turned gold was let out, an exit from a segment
+    just created), over the verdict its own upkeep had made. Nothing caught them up."""
+    ana = [RawIdentifier("email", "ana@example.com")]
+    profile = await profiles.upsert_profile(services.store, ana, {"traits": {"tier": before}})
+    held = _HeldAfterScan(services.store)
+    engine = SegmentEngine(held, SegmentBus())  # type: ignore[arg-type]
+    creating = asyncio.create_task(engine.create(GOLD))
+    await held.waiting.wait()
+    await profiles.upsert_profile(services.store, ana, {"traits": {"tier": after}}, changes=services.changes)
+    held.go.set()
+    evaluation = await creating
+    member = after == "gold"
+    assert await services.store.member_ids(evaluation.segment.id) == ([profile.id] if member else [])
+    assert (evaluation.members, evaluation.exited) == (int(member), 0)
+    history = await services.store.segment_events(segment_id=evaluation.segment.id, limit=10)
+    assert [e.change for e in history] == ([MembershipChange.ENTERED] if member else [])
+
+
+async def test_segments_naming_another_follow_it_when_it_is_redefined_or_its_window_passes(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`inSegment` read the memberships as the named segment's own evaluation or window check left
+    them, and neither re-evaluated the segments naming it: B = "in A" kept A's old members."""
+    gold, silver = [
+        await profiles.upsert_profile(
+            services.store,
+            [RawIdentifier("email", f"{t}@example.com")],
+            {"traits": {"tier": t}},
+            changes=services.changes,
+        )
+        for t in ("gold", "silver")
+    ]
+    a = (await services.segments.create(GOLD)).segment
+    b = (await services.segments.create({"name": "In A", "condition": {"inSegment": {"segmentId": a.id}}})).segment
+    assert await services.store.member_ids(b.id) == [gold.id]
+    silver_a = {**GOLD, "condition": {"compare": {"path": "traits.tier", "op": "eq", "value": "silver"}}}
+    await services.segments.update(a.id, silver_a)
+    assert await services.store.member_ids(b.id) == [silver.id]
+    # A window passing: "abandoned a cart today", and B naming it.
+    (cart,) = await _land(
+        services, event("cart_abandoned", email="c@example.com", at=clock.now() - timedelta(hours=23))
+    )
+    today = {"name": "Cart today", "condition": {"event": {"type": "cart_abandoned", "atLeast": 1, "withinDays": 1}}}
+    c = (await services.segments.create(today)).segment
+    d = (await services.segments.create({"name": "In C", "condition": {"inSegment": {"segmentId": c.id}}})).segment
+    assert await services.store.member_ids(d.id) == [cart]
+    _later(monkeypatch, timedelta(hours=2))
+    assert await services.segments.run_due_checks() == 1
+    assert await services.store.member_ids(c.id) == [] and await services.store.member_ids(d.id) == []
+
+
+async def test_non_members_a_passing_window_lets_in_enter_on_time(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "At risk": ordered, but not within the last day. Created while a customer's last order is an
+    hour old, the segment checked only its members as time passed, so that customer, silent since,
+    never entered (the real-time path did schedule it, for a profile written after the creation)."""
+    (buyer,) = await _land(
+        services, event("order_completed", email="b@example.com", at=clock.now() - timedelta(hours=1))
+    )
+    at_risk = {
+        "name": "At risk",
+        "condition": {
+            "and": [
+                {"compare": {"path": "stats.orders", "op": "gte", "value": 1}},
+                {"not": {"event": {"type": "order_completed", "atLeast": 1, "withinDays": 1}}},
+            ]
+        },
+    }
+    segment = (await services.segments.create(at_risk)).segment
+    assert await services.store.member_ids(segment.id) == []
+    _later(monkeypatch, timedelta(hours=23, minutes=1))
+    assert await services.segments.run_due_checks() == 1
+    assert await services.store.member_ids(segment.id) == [buyer]
+    (entered,) = await services.store.segment_events(segment_id=segment.id, limit=10)
+    assert (entered.change, entered.cause) == (MembershipChange.ENTERED, "time window passed")

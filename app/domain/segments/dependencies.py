@@ -22,6 +22,7 @@ from app.domain.segments.conditions import (
     EventCount,
     HasIdentifier,
     InSegment,
+    Or,
     walk,
 )
 from app.domain.segments.predicate import Activity, matching_interactions
@@ -82,6 +83,21 @@ def next_change(tree: Condition, activity: Activity, *, now: datetime) -> dateti
         if (instant := _leaf_flip(leaf, activity, now)) is not None
     ]
     return min(instants, default=None)
+
+
+def timed_candidates(tree: Condition) -> Condition | None:
+    """Who time alone can move into or out of `tree`: the profiles with an interaction some event leaf
+    counts within its window (each leaf read as "at least one"), or None when no leaf counts events.
+    A batch evaluation schedules their checks, members or not: an "at risk" segment (ordered, but not
+    within the last day) gains its members as their last order leaves the window, with no new event."""
+    leaves = dict.fromkeys(node for node in walk(tree) if isinstance(node, EventCount))
+    counted = [
+        EventCount(leaf.event_type, CountBound.AT_LEAST, 1, leaf.within_days, leaf.channel, leaf.where)
+        for leaf in leaves
+    ]
+    if not counted:
+        return None
+    return counted[0] if len(counted) == 1 else Or(tuple(dict.fromkeys(counted)))
 
 
 def _leaf_flip(leaf: EventCount, activity: Activity, now: datetime) -> datetime | None:

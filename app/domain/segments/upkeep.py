@@ -10,7 +10,7 @@ the event loop and have the store write the whole outcome in one unit of work.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -73,6 +73,18 @@ def compile_segment(segment: Segment) -> CompiledSegment:
     return CompiledSegment(segment, *parts)
 
 
+def dependants(segments: Sequence[CompiledSegment], ids: Collection[str]) -> tuple[CompiledSegment, ...]:
+    """The segments of `segments` (in evaluation order: a segment after those it refers to) that refer
+    to one of `ids`, directly or through others: an `inSegment` leaf reads those memberships, so what
+    moves them moves these too."""
+    reached, found = set(ids), []
+    for compiled in segments:
+        if compiled.segment.id not in reached and not compiled.deps.segments.isdisjoint(reached):
+            reached.add(compiled.segment.id)
+            found.append(compiled)
+    return tuple(found)
+
+
 @dataclass(frozen=True, slots=True)
 class Recheck:
     """One profile to re-evaluate against `segments` (in evaluation order: those others refer to
@@ -99,7 +111,7 @@ class Outcome:
 
     transitions: list[Transition] = field(default_factory=list)
     checks: dict[tuple[str, str], datetime | None] = field(default_factory=dict)  # None: no check needed
-    seen: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    seen: dict[str, tuple[int, tuple[str, ...] | None]] = field(default_factory=dict)  # None: the version alone
     definitions: dict[str, tuple[datetime, str | None]] = field(default_factory=dict)
 
     def profile_ids(self) -> list[str]:

@@ -57,7 +57,7 @@ _LIVE = {"mergedInto": None}
 
 
 def membership_pipeline(tree: Condition, *, now: datetime) -> list[dict[str, Any]]:
-    """An aggregation on `profiles` yielding `{_id}` of the live profiles for which `tree` holds."""
+    """An aggregation on `profiles` yielding `{_id, version}` of the live profiles for which `tree` holds."""
     leaves = {leaf: f"_segmentEvent{index}" for index, leaf in enumerate(event_leaves(tree))}
     conjuncts = list(tree.children) if isinstance(tree, And) else [tree]
     before = [c for c in conjuncts if not event_leaves(c)]
@@ -67,7 +67,7 @@ def membership_pipeline(tree: Condition, *, now: datetime) -> list[dict[str, Any
     pipeline += [_event_lookup(leaf, name, now) for leaf, name in leaves.items()]
     if after:
         pipeline.append({"$match": {"$and": [compiler.node(c) for c in after]}})
-    pipeline.append({"$project": {"_id": 1}})
+    pipeline.append({"$project": {"_id": 1, "version": 1}})
     return pipeline
 
 

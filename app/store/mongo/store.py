@@ -760,13 +760,17 @@ class MongoStore:
         await self._db.segments.delete_one({"_id": segment_id})
         await self._db.segment_checks.delete_many({"segmentId": segment_id})
 
-    async def matching_profile_ids(self, tree: Condition, *, now: datetime) -> list[str]:
+    async def matching_versions(self, tree: Condition, *, now: datetime) -> dict[str, int]:
         cursor = await self._db.profiles.aggregate(membership_pipeline(tree, now=now), allowDiskUse=True)
-        return sorted(document["_id"] for document in await cursor.to_list(None))
+        found = await cursor.to_list(None)
+        return {d["_id"]: d.get("version", 0) for d in sorted(found, key=lambda d: d["_id"])}
 
     async def member_ids(self, segment_id: str) -> list[str]:
-        cursor = self._db.profiles.find({"segments": segment_id, "mergedInto": None}, {"_id": 1}).sort("_id", 1)
-        return [document["_id"] for document in await cursor.to_list(None)]
+        return list(await self.member_versions(segment_id))
+
+    async def member_versions(self, segment_id: str) -> dict[str, int]:
+        cursor = self._db.profiles.find({"segments": segment_id, "mergedInto": None}, {"version": 1}).sort("_id", 1)
+        return {d["_id"]: d.get("version", 0) for d in await cursor.to_list(None)}
 
     async def count_members(self, segment_id: str) -> int:
         return int(await self._db.profiles.count_documents({"segments": segment_id, "mergedInto": None}))

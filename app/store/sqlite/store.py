@@ -636,21 +636,25 @@ class SQLiteStore:
             self._writer.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
             self._writer.execute("DELETE FROM segment_checks WHERE segment_id = ?", (segment_id,))
 
-    async def matching_profile_ids(self, tree: Condition, *, now: datetime) -> list[str]:
-        def scan(db: sqlite3.Connection) -> list[str]:
+    async def matching_versions(self, tree: Condition, *, now: datetime) -> dict[str, int]:
+        def scan(db: sqlite3.Connection) -> dict[str, int]:
             clause, params = segment_where(tree, now=now)
-            return [r[0] for r in db.execute(f"SELECT p.id FROM profiles p WHERE {clause} ORDER BY p.id", params)]
+            return dict(db.execute(f"SELECT p.id, p.version FROM profiles p WHERE {clause} ORDER BY p.id", params))
 
         return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def member_ids(self, segment_id: str) -> list[str]:
-        def scan(db: sqlite3.Connection) -> list[str]:
+        return list(await self.member_versions(segment_id))
+
+    async def member_versions(self, segment_id: str) -> dict[str, int]:
+        def scan(db: sqlite3.Connection) -> dict[str, int]:
             rows = db.execute(
-                "SELECT sm.profile_id FROM segment_members sm JOIN profile_facets f ON f.profile_id = sm.profile_id "
+                "SELECT sm.profile_id, p.version FROM segment_members sm "
+                "JOIN profile_facets f ON f.profile_id = sm.profile_id JOIN profiles p ON p.id = sm.profile_id "
                 "WHERE sm.segment_id = ? ORDER BY sm.profile_id",
                 (segment_id,),
             )
-            return [r[0] for r in rows]
+            return dict(rows)
 
         return await self._scans.read(scan)  # a scan: on a reader thread
 
