@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import Enum
 from typing import Any
 
@@ -169,7 +170,11 @@ class ProfileFilterInput:
             fields.add(bound.field)
             if bound.field is StatsFilterField.REVENUE:
                 # Revenue is kept in cents; the API speaks currency units.
-                ranges.append(StatsRange(StatsField.REVENUE_CENTS, _cents(bound.min), _cents(bound.max)))
+                ranges.append(
+                    StatsRange(
+                        StatsField.REVENUE_CENTS, _cents(bound.min, ROUND_CEILING), _cents(bound.max, ROUND_FLOOR)
+                    )
+                )
             else:
                 ranges.append(StatsRange(StatsField(bound.field.value), bound.min, bound.max))
         return ProfileFilter(
@@ -181,5 +186,9 @@ class ProfileFilterInput:
         )
 
 
-def _cents(amount: float | None) -> float | None:
-    return None if amount is None else amount * 100
+def _cents(amount: float | None, rounding: str) -> float | None:
+    """A bound in currency units as whole cents, taken inward (`min` up, `max` down): as a float product,
+    0.29 * 100 is 28.999…, and a profile of 0.29 was left out of `min: 0.29, max: 0.29`."""
+    if amount is None:
+        return None
+    return float((Decimal(str(amount)) * 100).to_integral_value(rounding=rounding))

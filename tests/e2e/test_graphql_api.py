@@ -287,3 +287,30 @@ async def test_a_timestamp_that_is_no_time_rejects_its_event_alone(gql: GraphQL,
     assert results[1]["field"] == "events[1].timestamp", results
     assert results[2]["reason"] == "events[2].timestamp: not an ISO 8601 date-time: 'yesterday'", results
     assert await store.count_profiles() == 1
+
+
+async def test_a_revenue_filter_takes_its_bounds_to_the_cent(gql: GraphQL) -> None:
+    """0.29 * 100 is 28.999… in floats: a customer of 0.29 was left out of `min: 0.29, max: 0.29`,
+    one of 0.57 out of `max: 0.57`. Bounds are whole cents now, taken inward (0.295 as a max is 0.29)."""
+    for n, total in enumerate((0.29, 0.57, 1.13)):
+        order = {"orderId": f"o{n}", "total": total}
+        ids = [{"type": "email", "value": f"c{n}@example.com"}]
+        await gql(INGEST, {"events": [_event(n, "order_completed", identifiers=ids, properties=order)]})
+
+    async def revenues(low: float | None, high: float | None) -> list[float]:
+        bound = {"field": "REVENUE", "min": low, "max": high}
+        body = await gql(PROFILES_REVENUE, {"first": 10, "filter": {"stats": [bound]}})
+        return sorted(e["node"]["stats"]["revenue"] for e in body["data"]["profiles"]["edges"])
+
+    assert await revenues(0.29, 0.29) == [0.29]
+    assert await revenues(None, 0.57) == [0.29, 0.57]
+    assert await revenues(0.57, 1.13) == [0.57, 1.13]
+    assert await revenues(None, 0.295) == [0.29]
+    assert await revenues(0.285, None) == [0.29, 0.57, 1.13]
+
+
+PROFILES_REVENUE = """
+query List($filter: ProfileFilterInput, $first: Int!) {
+  profiles(filter: $filter, first: $first) { edges { node { stats { revenue } } } }
+}
+"""
