@@ -63,8 +63,10 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Money is summed into 64-bit cents and shown as Float; quantities are summed and shown as GraphQL Int.
-Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
-Quantity = Annotated[int, Field(ge=1, le=MAX_GRAPHQL_INT)]
+# Strict: numbers only. Read leniently, `"total": true` was an order of 1.00, `"nps": true` a
+# detractor's answer, and `"total": "1e3"` 1,000.
+Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_GRAPHQL_INT, strict=True)]
 DEFAULT_LIMITS = EventLimits()
 
 
@@ -137,12 +139,12 @@ class EmailProperties(_Properties):
 
 
 class SupportContactProperties(_Properties):
-    satisfaction: int | None = Field(default=None, ge=1, le=5)
+    satisfaction: int | None = Field(default=None, ge=1, le=5, strict=True)
 
 
 class SurveyResponseProperties(_Properties):
-    nps: int | None = Field(default=None, ge=0, le=10)
-    rating: int | None = Field(default=None, ge=1, le=5)
+    nps: int | None = Field(default=None, ge=0, le=10, strict=True)
+    rating: int | None = Field(default=None, ge=1, le=5, strict=True)
 
     @model_validator(mode="after")
     def _needs_an_answer(self) -> SurveyResponseProperties:
@@ -153,7 +155,7 @@ class SurveyResponseProperties(_Properties):
 
 class ConsentUpdateProperties(_Properties):
     purpose: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
-    granted: bool
+    granted: bool = Field(strict=True)  # true or false: "no", 0 or "off" were read as a decision
 
 
 PROPERTIES_BY_TYPE: dict[EventType, type[_Properties]] = {

@@ -94,6 +94,22 @@ async def _read(client: httpx.AsyncClient) -> dict[str, Any]:
 
 BAD_EVENTS = [
     pytest.param(_event("bad", "order_completed", properties=_order(total=1e18)), "properties.total", id="total-1e18"),
+    # Numbers only, and a consent decision is true or false: read leniently, `true` was an order of
+    # 1.00 and an NPS of 1, a text "1e3" 1,000, and "no" a decision.
+    pytest.param(_event("bad", "order_completed", properties=_order(total=True)), "properties.total", id="total-true"),
+    pytest.param(_event("bad", "order_completed", properties=_order(total="1e3")), "properties.total", id="total-text"),
+    pytest.param(
+        _event("bad", "order_completed", properties=_order(lines=[{"productId": "p", "quantity": True, "price": 1}])),
+        "properties.lines[0].quantity",
+        id="quantity-true",
+    ),
+    pytest.param(_event("bad", "survey_response", properties={"nps": True}), "properties.nps", id="nps-true"),
+    pytest.param(_event("bad", "survey_response", properties={"rating": "5"}), "properties.rating", id="rating-text"),
+    pytest.param(
+        _event("bad", "consent_update", properties={"purpose": "email_marketing", "granted": "no"}),
+        "properties.granted",
+        id="granted-text",
+    ),
     pytest.param(
         _event("bad", "order_completed", properties=_order(total=1e300)), "properties.total", id="total-1e300"
     ),
