@@ -87,8 +87,12 @@ class Consent:
 class Rating:
     rating: int
     at: datetime
-    product_id: str | None
+    named: strawberry.Private[str | None]
     written: strawberry.Private[str | None]
+
+    @strawberry.field(description="As the event named it; an email address or phone number masked without read:pii.")
+    def product_id(self, info: Info) -> str | None:
+        return visible(info, self.named)  # an event's free text: masked as its properties are
 
     @strawberry.field(description="As written; email addresses in it masked without read:pii.")
     def comment(self, info: Info) -> str | None:
@@ -224,9 +228,7 @@ class Profile(Node):
             nps_at=quality.nps_at,
             average_rating=quality.average_rating,
             rating_count=quality.rating_count,
-            ratings=[
-                Rating(rating=r.rating, at=r.at, product_id=r.product_id, written=r.comment) for r in quality.ratings
-            ],
+            ratings=[Rating(rating=r.rating, at=r.at, named=r.product_id, written=r.comment) for r in quality.ratings],
             stated=quality.preferences,
         )
 

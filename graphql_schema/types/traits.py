@@ -10,6 +10,8 @@ import strawberry
 from app.domain import profile as domain
 from app.domain.traits.rfm import RfmBoundaries as DomainBoundaries
 from app.services.traits import TraitsJobResult
+from graphql_schema.context import Info
+from graphql_schema.types.free_form import visible
 
 
 @strawberry.type(
@@ -47,8 +49,12 @@ class Engagement:
 
 @strawberry.type
 class CategoryAffinity:
-    category: str
+    named: strawberry.Private[str]
     score: float = strawberry.field(description="Share of the customer's weighted views, cart adds and purchases.")
+
+    @strawberry.field(description="As the catalogue or the event named it; masked as event data without read:pii.")
+    def category(self, info: Info) -> str:
+        return visible(info, self.named)  # an event's `category` is its sender's free text
 
 
 @strawberry.type(description="Traits derived by the computed-traits job besides rfm.")
@@ -71,7 +77,7 @@ class ComputedTraits:
                 channels=[ChannelRate(channel=c, events_per_week=n) for c, n in sorted(rates.events_per_week.items())],
             ),
             preferred_categories=[
-                CategoryAffinity(category=a.category, score=a.score) for a in computed.preferred_categories
+                CategoryAffinity(named=a.category, score=a.score) for a in computed.preferred_categories
             ],
             next_order_at=computed.next_order_at,
             computed_at=computed.computed_at,

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from app.bootstrap import Services
+from app.domain import clock
 from app.domain.access import Scope
 from app.main import create_app
 from app.services import api_keys
@@ -177,6 +178,36 @@ async def test_event_properties_and_traits_are_masked_without_read_pii(services:
     clear = (await _call(services, admin, READ_EMMA, variables))["data"]["profileByIdentifier"]
     identify = next(e["node"] for e in clear["interactions"]["edges"] if e["node"]["type"] == "identify")
     assert identify["properties"]["firstName"] == "Emma" and clear["traits"]["contactEmail"] == "emma.work@example.com"
+
+
+async def test_event_text_shown_in_ratings_and_preferred_categories_is_masked_without_read_pii(
+    services: Services,
+) -> None:
+    """A rating's productId and a viewed product's category are what the event said: an email address
+    there was masked in the interaction's properties but shown in clear in `ratings` and, after the
+    traits job, in `preferredCategories`."""
+    admin = await _key(services, *Scope)
+    now = clock.now().isoformat()
+    events = [
+        {"messageId": "r-1", "type": "survey_response", "channel": "web", "timestamp": now, "identifiers": EMMA,
+         "properties": {"rating": 4, "productId": "jane.doe@example.com"}},
+        {"messageId": "v-1", "type": "product_view", "channel": "web", "timestamp": now, "identifiers": EMMA,
+         "properties": {"productId": "p-1", "category": "jane@doe.com"}},
+    ]  # fmt: skip
+    ingested = await _call(services, admin, INGEST, {"events": events})
+    assert ingested["data"]["ingestEvents"]["accepted"] == 2, ingested
+    assert "errors" not in await _call(services, admin, "mutation { recomputeTraits { processed } }")
+    document = """{ profileByIdentifier(type: "email", value: "emma.martin@example.com") {
+      qualitative { ratings { productId } } computed { preferredCategories { category } } } }"""
+    masked = (await _call(services, await _key(services, Scope.READ_PROFILES), document))["data"]["profileByIdentifier"]
+    assert masked["qualitative"]["ratings"] == [{"productId": "j***@example.com"}]
+    assert masked["computed"]["preferredCategories"] == [{"category": "j***@doe.com"}]
+    clear = (await _call(services, admin, document))["data"]["profileByIdentifier"]
+    assert clear["qualitative"]["ratings"] == [{"productId": "jane.doe@example.com"}]
+    assert clear["computed"]["preferredCategories"] == [{"category": "jane@doe.com"}]
+
+
+INGEST = "mutation($events: [EventInput!]!) { ingestEvents(events: $events) { accepted } }"
 
 
 async def test_personal_data_under_other_names_is_masked_too(services: Services) -> None:
