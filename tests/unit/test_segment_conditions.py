@@ -211,6 +211,12 @@ def _holds(raw: Any, profile: Profile = EMMA, activity: Activity = HISTORY, memb
         pytest.param(
             {"consentGranted": {"purpose": "Email"}}, "condition.consentGranted.purpose", "lower-case", id="bad-purpose"
         ),
+        pytest.param(  # RFM names are a closed set: "Champion" matched nobody, silently
+            _compare("rfm.segment", "eq", "Champion"), "condition.compare.value", "is one of", id="rfm-name"
+        ),
+        pytest.param(
+            _compare("rfm.segment", "in", ["Lost", "loyal"]), "condition.compare.value[1]", "is one of", id="rfm-names"
+        ),
         pytest.param(  # no such time in UTC: an OverflowError, INTERNAL_SERVER_ERROR through the API
             {"compare": {"path": "stats.lastOrderAt", "op": "gt", "value": "0001-01-01T00:00:00+01:00"}},
             "condition.compare.value",
@@ -374,7 +380,9 @@ def test_regex_and_like_characters_match_only_themselves_in_every_backend() -> N
         (_compare("addresses.country", "exists", True), True),
         (_compare("addresses.region", "exists", False), True),  # no address has a region
         (_compare("rfm.recencyScore", "gte", 4), True),
-        (_compare("rfm.segment", "eq", "champions"), False),
+        (_compare("rfm.segment", "eq", "Champions"), False),
+        (_compare("addresses.country", "eq", "fr"), True),  # kept upper-case, as addresses are (it matched nobody)
+        (_compare("addresses.country", "in", ["de", "fr"]), True),
         (_compare("consents.email_marketing.granted", "eq", True), True),
         (_compare("consents.sms.at", "lte", "2026-06-01T12:00:00Z"), True),
         ({"consentGranted": {"purpose": "email_marketing"}}, True),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -44,6 +44,8 @@ from app.domain.segments.conditions import (
     Scalar,
     Value,
 )
+from app.domain.traits.rfm import PROSPECT
+from app.domain.traits.rfm import SEGMENTS as RFM_SEGMENTS
 
 OPERATORS: Mapping[ValueType, frozenset[Op]] = {
     ValueType.STRING: frozenset(Op),
@@ -207,10 +209,29 @@ def _comparison(spec: PathSpec, leaf: dict[str, Any], field: str) -> Compare:
     if op is Op.IN:
         if not isinstance(raw, list | tuple) or not raw or len(raw) > MAX_IN_VALUES:
             raise _fail(here, f"in needs a list of 1-{MAX_IN_VALUES} values")
-        items = tuple(_scalar(spec.type, item, f"{here}[{i}]") for i, item in enumerate(raw))
+        items = tuple(
+            _as_stored(spec, op, _scalar(spec.type, item, f"{here}[{i}]"), f"{here}[{i}]") for i, item in enumerate(raw)
+        )
         return Compare(spec, op, tuple(dict.fromkeys(items)))
-    value: Value = _scalar(spec.type, raw, here)
+    value: Value = _as_stored(spec, op, _scalar(spec.type, raw, here), here)
     return Compare(spec, op, value)
+
+
+# Values some paths hold in one form: a country is kept upper-case (person_fields.Country takes either
+# case), and an RFM segment is one of its names. Compared in another form, they matched nobody, silently.
+_STORED_AS: dict[str, Callable[[str], str]] = {"addresses.country": str.upper}
+_ONE_OF: dict[str, frozenset[str]] = {"rfm.segment": frozenset({PROSPECT, *(name for name, _, _ in RFM_SEGMENTS)})}
+
+
+def _as_stored(spec: PathSpec, op: Op, value: Scalar, field: str) -> Scalar:
+    if not isinstance(value, str):
+        return value
+    if (form := _STORED_AS.get(spec.path)) is not None:
+        return form(value)
+    names = _ONE_OF.get(spec.path)
+    if names is not None and op in (Op.EQ, Op.NE, Op.IN) and value not in names:
+        raise _fail(field, f"{spec.path} is one of {', '.join(sorted(names))}; got {_describe(value)}")
+    return value
 
 
 def _scalar(kind: ValueType, raw: Any, field: str) -> Scalar:
