@@ -180,7 +180,8 @@ class Query:
 
     @strawberry.field(
         permission_classes=[requires(Scope.READ_PROFILES)],
-        description="Membership changes, newest first, of a segment, a profile or both (at most 500).",
+        description="Membership changes, newest first, of a segment, a profile or both (at most 500 at a time; "
+        "`before`, the id of the last one read, gives the ones before it: page back to any change).",
     )
     async def segment_history(
         self,
@@ -188,12 +189,14 @@ class Query:
         segment_id: strawberry.ID | None = None,
         profile_id: strawberry.ID | None = None,
         last: int = 50,
+        before: strawberry.ID | None = None,
     ) -> list[SegmentMembershipEvent]:
         check_page_size(last, maximum=SEGMENT_HISTORY_MAX, field="last")
         events = await info.context.services.store.segment_events(
             segment_id=str(segment_id) if segment_id else None,
             profile_id=str(profile_id) if profile_id else None,
             limit=last,
+            before=str(before) if before is not None else None,
         )
         return await membership_events(info, events)
 

@@ -367,9 +367,10 @@ class ProfileStore(Protocol):
     async def count_members(self, segment_id: str) -> int: ...
 
     async def segment_events(
-        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int
+        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int, before: str | None = None
     ) -> list[SegmentEvent]:
-        """Membership changes, newest first."""
+        """Membership changes, newest first; `before`: an event's id, only those after it in that order
+        (older). InvalidInput (field `before`) when there is no such event."""
 
     async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
         """profile id → how many writes its check of every segment stands for (none: no check)."""

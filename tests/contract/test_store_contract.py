@@ -10,6 +10,7 @@ import pytest
 
 from app.domain.access import ApiKey, Scope
 from app.domain.clock import now
+from app.domain.errors import InvalidInput
 from app.domain.event_effects import RECENT_ORDER
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
@@ -796,3 +797,34 @@ async def test_identity_owners_pages_through_every_key_in_order(store: ProfileSt
     assert first == [("email:ana@example.com", "p2"), (EMMA.key, "p1")]
     assert await store.identity_owners(after=first[-1][0], limit=2) == [(phone.key, "p1")]
     assert await store.identity_owners(after=phone.key, limit=2) == []
+
+
+@pytest.mark.parametrize(
+    "filters", [{}, {"segment_id": "gold"}, {"profile_id": "p1"}], ids=["all", "segment", "profile"]
+)
+async def test_segment_history_pages_back_from_any_event_to_the_first(
+    store: ProfileStore, filters: dict[str, str]
+) -> None:
+    """`before` an event's id: the changes after it in newest-first order, so that a subscriber that
+    missed more than one page (README: it catches up with segmentHistory) reaches every one; five of
+    the events share one millisecond, as a segment's evaluation writes them."""
+
+    def change(n: int, minutes: int) -> SegmentEvent:
+        return SegmentEvent(
+            _id=f"e{n:02d}", segment_id="gold" if n % 3 else "vip", profile_id=f"p{n % 2}",
+            change=MembershipChange.ENTERED, at=BASE_TIME + timedelta(minutes=minutes), cause="t",
+        )  # fmt: skip
+
+    events = [change(n, minutes) for n, minutes in enumerate([0, 1, 1, 1, 1, 1, 2, 3, 3, 4, 5, 6])]
+    await store.run_in_transaction(lambda tx: tx.insert_segment_events(events))
+    whole = [e.id for e in await store.segment_events(**filters, limit=100)]
+    assert len(whole) == len({e.id for e in events if all(getattr(e, k) == v for k, v in filters.items())})
+    paged: list[str] = []
+    before = None
+    while page := await store.segment_events(**filters, limit=2, before=before):
+        paged += [e.id for e in page]
+        before = page[-1].id
+    assert paged == whole
+    with pytest.raises(InvalidInput) as unknown:
+        await store.segment_events(limit=2, before="no-such-event")
+    assert unknown.value.field == "before"

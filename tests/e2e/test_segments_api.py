@@ -79,3 +79,24 @@ async def test_an_update_keeps_the_purpose_description_and_traits_it_leaves_out(
     )
     assert cleared["data"]["updateSegment"]["segment"]["purpose"] is None  # given as null: cleared
     assert cleared["data"]["updateSegment"]["members"] == 2
+
+
+async def test_segment_history_pages_back_with_before(gql: GraphQL) -> None:
+    """README: a subscriber cut off after many changes catches up with segmentHistory. `last` stops at
+    500, and there was no way past it; `before` (the last id read) gives the changes before it."""
+    for n in range(5):
+        await gql(UPSERT, {"email": f"c{n}@example.com", "tier": "gold"})
+    segment_id = (await gql(CREATE, {"condition": GOLD}))["data"]["createSegment"]["segment"]["id"]
+    page = "query($id: ID!, $before: ID) { segmentHistory(segmentId: $id, last: 2, before: $before) { id profileId } }"
+    whole = (await gql(HISTORY_IDS, {"id": segment_id}))["data"]["segmentHistory"]
+    read: list[dict[str, str]] = []
+    before = None
+    while batch := (await gql(page, {"id": segment_id, "before": before}))["data"]["segmentHistory"]:
+        read += batch
+        before = batch[-1]["id"]
+    assert read == whole and len(whole) == 5
+    unknown = await gql(page, {"id": segment_id, "before": "evt_nope"})
+    assert unknown["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "before"}
+
+
+HISTORY_IDS = "query($id: ID!) { segmentHistory(segmentId: $id) { id profileId } }"

@@ -20,7 +20,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from app.domain.access import ApiKey
 from app.domain.clock import now, utc_ms
-from app.domain.errors import StoreUnavailable
+from app.domain.errors import InvalidInput, StoreUnavailable
 from app.domain.identifiers import Identifier
 from app.domain.matching.index import MATCH_VIEW_FIELDS, MatchView, match_view
 from app.domain.merge import MergeRecord, MergeRefusal
@@ -776,9 +776,16 @@ class MongoStore:
         return int(await self._db.profiles.count_documents({"segments": segment_id, "mergedInto": None}))
 
     async def segment_events(
-        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int
+        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int, before: str | None = None
     ) -> list[SegmentEvent]:
-        selector = {k: v for k, v in (("segmentId", segment_id), ("profileId", profile_id)) if v is not None}
+        selector: dict[str, Any] = {
+            k: v for k, v in (("segmentId", segment_id), ("profileId", profile_id)) if v is not None
+        }
+        if before is not None:  # after it in the list's order (at, then _id)
+            place = await self._db.segment_events.find_one({"_id": before}, {"at": 1})
+            if place is None:
+                raise InvalidInput(f"no segment event {before}", field="before")
+            selector["$or"] = [{"at": {"$lt": place["at"]}}, {"at": place["at"], "_id": {"$lt": before}}]
         cursor = self._db.segment_events.find(selector).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
         return [SegmentEvent.model_validate(document) for document in await cursor.to_list(None)]
 

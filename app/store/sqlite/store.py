@@ -670,7 +670,7 @@ class SQLiteStore:
         return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def segment_events(
-        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int
+        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int, before: str | None = None
     ) -> list[SegmentEvent]:
         def scan(db: sqlite3.Connection) -> list[SegmentEvent]:
             clauses, params = ["1 = 1"], []
@@ -678,6 +678,12 @@ class SQLiteStore:
                 if value is not None:
                     clauses.append(f"{column} = ?")
                     params.append(value)
+            if before is not None:  # after it in the list's order (at, then the order of insertion)
+                place = db.execute("SELECT at, rowid FROM segment_events WHERE id = ?", (before,)).fetchone()
+                if place is None:
+                    raise InvalidInput(f"no segment event {before}", field="before")
+                clauses.append("(at < ? OR (at = ? AND rowid < ?))")
+                params += [place[0], place[0], place[1]]
             rows = db.execute(
                 f"SELECT doc FROM segment_events WHERE {' AND '.join(clauses)} ORDER BY at DESC, rowid DESC LIMIT ?",
                 [*params, limit],
