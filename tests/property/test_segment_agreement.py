@@ -91,9 +91,13 @@ def compare_inputs(draw: st.DrawFn) -> dict[str, Any]:
     op = draw(st.sampled_from(ops))
     if op == "exists":
         return {"compare": {"path": path, "op": op, "value": draw(st.booleans())}}
+    values = RFM_NAMES if path == "rfm.segment" and op in ("eq", "ne", "in") else VALUES[kind]  # a closed set
     if op == "in":
-        return {"compare": {"path": path, "op": op, "value": draw(st.lists(VALUES[kind], min_size=1, max_size=3))}}
-    return {"compare": {"path": path, "op": op, "value": draw(VALUES[kind])}}
+        return {"compare": {"path": path, "op": op, "value": draw(st.lists(values, min_size=1, max_size=3))}}
+    return {"compare": {"path": path, "op": op, "value": draw(values)}}
+
+
+RFM_NAMES = st.sampled_from(["Champions", "Lost", "Prospect"])
 
 
 @st.composite
@@ -187,7 +191,15 @@ def profiles(draw: st.DrawFn, profile_id: str) -> tuple[Profile, list[Interactio
         ),
         stats=stats,
         qualitative=Qualitative(nps_score=draw(optional(st.integers(0, 10)))),
-        rfm=draw(optional(st.builds(Rfm, recency_score=optional(st.integers(1, 5)), segment=st.sampled_from(STRINGS)))),
+        rfm=draw(
+            optional(
+                st.builds(
+                    Rfm,
+                    recency_score=optional(st.integers(1, 5)),
+                    segment=st.sampled_from([*STRINGS, "Champions", "Lost"]),
+                )
+            )
+        ),
         segments=sorted(draw(st.sets(st.sampled_from(["vip", "churn"])))),
         created_at=draw(st.sampled_from(MOMENTS)),
         updated_at=NOW,
@@ -254,7 +266,7 @@ def _awkward_population() -> list[tuple[Profile, list[Interaction]]]:
         consents={"email_marketing": Consent(granted=True, at=MOMENTS[1])},
         stats=Stats(orders=2, last_order_at=MOMENTS[2], channels={"web": 3}),
         qualitative=Qualitative(nps_score=9),
-        rfm=Rfm(recency_score=5, segment="champions"),
+        rfm=Rfm(recency_score=5, segment="Champions"),
         segments=["vip"],
         **times,
     )
@@ -313,6 +325,11 @@ def _leaf_grid() -> list[dict[str, Any]]:
                 if op == "exists":
                     if path not in DEFAULTED:
                         leaves += [{"compare": {"path": path, "op": op, "value": flag}} for flag in (True, False)]
+                elif path == "rfm.segment" and op in ("eq", "ne", "in"):  # a closed set of names
+                    leaves += [
+                        {"compare": {"path": path, "op": op, "value": ["Champions"] if op == "in" else v}}
+                        for v in ("Champions", "Lost")
+                    ]
                 elif op == "in":
                     leaves.append({"compare": {"path": path, "op": op, "value": GRID_VALUES[kind][:3]}})
                 else:
