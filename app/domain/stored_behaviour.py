@@ -40,6 +40,11 @@ class StoredBehaviour:
     stats: VisitTime
     qualitative: NpsTime
     consents: dict[str, ConsentTime]
+    recent_items: list[dict[str, Any]]  # the document's own list, read only for an event that comes late
+
+    def recent_activity(self) -> list[tuple[datetime, str, str]]:
+        """(time, type, channel) of each interaction in the embedded recent list."""
+        return [(_time(item["timestamp"]), item["type"], item["channel"]) for item in self.recent_items]  # type: ignore[misc]
 
     @classmethod
     def of(cls, document: dict[str, Any]) -> StoredBehaviour:
@@ -53,6 +58,7 @@ class StoredBehaviour:
                 for purpose, consent in (document.get("consents") or {}).items()
                 if (at := _time(consent.get("at"))) is not None
             },
+            recent_items=document.get("recent") or [],
         )
 
 

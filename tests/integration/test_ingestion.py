@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -17,7 +19,7 @@ from app.domain.events import EventType, RawEvent
 from app.domain.matching.index import keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Profile
-from app.services import profile_reads
+from app.services import merging, profile_reads
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
@@ -600,3 +602,32 @@ async def test_a_batch_commits_while_the_event_loop_is_busy(sqlite_store: SQLite
     outcomes = await ingesting
     assert held, "the batch needed the event loop before it could commit"
     assert [o.status for o in outcomes] == [EventStatus.ACCEPTED]
+
+
+def _sessions(minutes: list[int]) -> int:
+    """Visits as README defines them: web or app activity with no gap of more than 30 minutes."""
+    ordered = sorted(minutes)
+    return 1 + sum(later - earlier > 30 for earlier, later in itertools.pairwise(ordered))
+
+
+@pytest.mark.parametrize("one_batch", [False, True], ids=["a-batch-each", "one-batch"])
+@pytest.mark.parametrize("seed", range(4))
+async def test_visits_do_not_depend_on_the_order_events_arrive_in(
+    store: ProfileStore, seed: int, one_batch: bool
+) -> None:
+    """A late event counted as a new visit whenever it was more than 30 minutes from the last one:
+    views at 10:00 and 12:00, then 10:05, made three visits, and a merge's replay (in time order)
+    then made them two. Now a late event joins the visit before or after it, or joins two into one."""
+    minutes = [0, 5, 25, 40, 70, 71, 120, 160, 185, 200, 260]  # visits: 0 to 71 | 120 | 160 to 200 | 260
+    shuffled = random.Random(seed).sample(minutes, len(minutes))
+    views = [event("page_view", minutes=m, message_id=f"v{m}") for m in shuffled]
+    for batch in [views] if one_batch else [[view] for view in views]:
+        await ingest_events(store, batch)
+    profile = await _emma(store)
+    assert (profile.stats.page_views, profile.stats.visits) == (len(minutes), _sessions(minutes)) == (11, 4)
+    [other] = await ingest_events(store, [event("page_view", email="bob@example.com", minutes=1000)])
+    assert other.profile_id is not None
+    _, merged = await merging.merge_profiles(
+        store, other.profile_id, [profile.id], reason="t", actor="t", policy=IdentityPolicy()
+    )
+    assert merged.stats.visits == 4 + 1  # the replay, in time order, agrees (the other's one visit added)
