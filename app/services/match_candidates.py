@@ -33,7 +33,7 @@ from app.domain.merge import MergeRefusal, kept_apart
 from app.domain.profile import Profile
 from app.services.identity_policy import IdentityPolicy
 from app.services.match_model import current_scorer
-from app.services.merge_steps import new_refusal_id
+from app.services.merge_steps import refusal_id
 from app.services.merging import merge_profiles
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, ProfileChanges
@@ -202,7 +202,12 @@ async def _refused(store: ProfileStore, members: list[Profile], policy: Identity
 
     async def record(tx: StoreTransaction) -> None:
         await tx.record_refusal(
-            MergeRefusal(_id=new_refusal_id(), at=at, profile_ids=[p.id for p in members], reason=refusal)
+            MergeRefusal(
+                _id=refusal_id([p.id for p in members], refusal),
+                at=at,
+                profile_ids=[p.id for p in members],
+                reason=refusal,
+            )
         )
 
     async with store.batch():

@@ -4,6 +4,7 @@ and by automatic merges during ingestion. Being one transaction, a merge interru
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,8 +20,12 @@ def new_merge_id() -> str:
     return "mrg_" + uuid.uuid4().hex
 
 
-def new_refusal_id() -> str:
-    return "ref_" + uuid.uuid4().hex
+def refusal_id(profile_ids: Sequence[str], reason: str) -> str:
+    """One id for one refusal: the same profiles kept apart for the same reason are one record, its
+    first time and event. By event, a family sharing a mailbox recorded a refusal with each event of
+    the other customer, and `mergeRefusals` grew without bound."""
+    digest = hashlib.sha256("\x00".join([*sorted(profile_ids), reason]).encode()).hexdigest()
+    return "ref_" + digest[:32]
 
 
 async def merge_in_transaction(

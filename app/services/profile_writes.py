@@ -18,7 +18,7 @@ from app.domain.merge import MergeRefusal
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import ProfileChange, apply_change
 from app.services.identity_policy import IdentityPolicy
-from app.services.merge_steps import merge_in_transaction, new_refusal_id
+from app.services.merge_steps import merge_in_transaction, refusal_id
 from app.services.ports import IdentityTaken, ProfileStore, StoreTransaction, VersionConflict
 
 T = TypeVar("T")
@@ -88,13 +88,10 @@ async def write_to_resolved_profile(
     if crowded is not None:
         apart = someone_else([i for i in new if i not in additions], resolution)
         created = await _create(tx, resolution.unclaimed, build, at=at) if apart else None
+        apart_ids = [profile.id] + ([created.id] if created else [])
         await tx.record_refusal(
             MergeRefusal(
-                _id=new_refusal_id(),
-                at=at,
-                profile_ids=[profile.id] + ([created.id] if created else []),
-                reason=crowded,
-                message_id=message_id,
+                _id=refusal_id(apart_ids, crowded), at=at, profile_ids=apart_ids, reason=crowded, message_id=message_id
             )
         )
         if created is not None:  # the stronger identifier's own profile, without the other's
@@ -141,7 +138,11 @@ async def _merge_linked(
     if refusal is not None:
         await tx.record_refusal(
             MergeRefusal(
-                _id=new_refusal_id(), at=at, profile_ids=[target.id, *others], reason=refusal, message_id=message_id
+                _id=refusal_id([target.id, *others], refusal),
+                at=at,
+                profile_ids=[target.id, *others],
+                reason=refusal,
+                message_id=message_id,
             )
         )
         return target, ()

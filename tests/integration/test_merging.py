@@ -326,3 +326,19 @@ async def test_unmerge_after_a_re_merge_sends_each_event_to_the_person_it_carrie
     assert "q" in await _history(store, shop.id) and "q" not in await _history(store, web.id)
     assert (restored.stats.orders, survivor.stats.orders) == (2, 1)
     assert (restored.stats.events_total, survivor.stats.events_total) == (4, 3)
+
+
+async def test_the_same_refusal_is_recorded_once_however_many_events_repeat_it(store: ProfileStore) -> None:
+    """A family mailbox: each event of customer C2 names the email of C1's profile. One refusal was
+    recorded per event, and both profiles' mergeRefusals grew without bound."""
+    first = await _customer(store, [("customerId", "C1"), ("email", "family@example.com")], "page_view")
+    both = [("customerId", "C2"), ("email", "family@example.com")]
+    outcomes = await ingest_events(store, [event("page_view", identifiers=both, minutes=n) for n in range(6)])
+    second = {o.profile_id for o in outcomes}
+    assert len(second) == 1 and first.id not in second and {o.status for o in outcomes} == {EventStatus.ACCEPTED}
+    refusals = await merging.merge_refusals(store, first.id)
+    assert sorted(r.reason for r in refusals) == [
+        "the merged profile would hold 2 customerId identifiers (limit 1)",  # its later events
+        "the profile would hold 2 customerId identifiers (limit 1)",  # its first, which made its profile
+    ]
+    assert [r.id for r in await merging.merge_refusals(store, second.pop())] == [r.id for r in refusals]

@@ -295,7 +295,11 @@ class MongoTransaction(StoreTransaction):
         return await merges_of(self._db, profile_id, session=self._session)
 
     async def record_refusal(self, refusal: MergeRefusal) -> None:
-        await self._db.merge_refusals.insert_one(refusal.to_document(), session=self._session)
+        # The same refusal again (its id says which profiles, and why) keeps the first record.
+        document = refusal.to_document()
+        await self._db.merge_refusals.update_one(
+            {"_id": document.pop("_id")}, {"$setOnInsert": document}, upsert=True, session=self._session
+        )
 
     # -- privacy -------------------------------------------------------------------------------
     async def append_consent(self, decision: ConsentDecision) -> None:

@@ -328,7 +328,9 @@ class SQLiteTransaction(StoreTransaction):
 
     async def record_refusal(self, refusal: MergeRefusal) -> None:
         self._db.execute(
-            "INSERT INTO merge_refusals (id, doc) VALUES (?, ?)", (refusal.id, dumps(refusal.to_document()))
+            # The same refusal again (its id says which profiles, and why) keeps the first record.
+            "INSERT OR IGNORE INTO merge_refusals (id, doc) VALUES (?, ?)",
+            (refusal.id, dumps(refusal.to_document())),
         )
         self._db.executemany(
             "INSERT OR IGNORE INTO merge_refusal_members (profile_id, refusal_id) VALUES (?, ?)",
