@@ -16,7 +16,6 @@ from __future__ import annotations
 # (type, field) -> the items counted for an unpaged list of objects.
 UNPAGED_ITEMS: dict[tuple[str, str], int] = {
     ("Profile", "segmentMemberships"): 20,
-    ("Profile", "consentHistory"): 20,
     ("Profile", "mergeHistory"): 10,
     ("Profile", "mergeRefusals"): 10,
     ("Profile", "identifiers"): 10,

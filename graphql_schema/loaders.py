@@ -51,6 +51,14 @@ class HistoryPage:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentPage:
+    """A profile's `consentHistory(last)`."""
+
+    profile_id: str
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
 class InteractionCount:
     """A profile's `interactions(types, channels) { totalCount }`, counted by the store."""
 
@@ -172,6 +180,11 @@ class Loaders:
         return DataLoader(_each(lambda ids: merging.merge_refusals_of(store, ids), no_refusals), cache=self._cache)
 
     @cached_property
-    def consent_history(self) -> DataLoader[str, list[ConsentDecision]]:
-        store, no_decisions = self._store, list[ConsentDecision]()
-        return DataLoader(_each(lambda ids: privacy.consent_histories(store, ids), no_decisions), cache=self._cache)
+    def consent_history(self) -> DataLoader[ConsentPage, list[ConsentDecision]]:
+        store = self._store
+
+        async def newest(last: int, keys: list[ConsentPage]) -> dict[ConsentPage, list[ConsentDecision]]:
+            found = await privacy.consent_histories(store, [k.profile_id for k in keys], last=last)
+            return {k: found.get(k.profile_id, []) for k in keys}
+
+        return DataLoader(_grouped(lambda k: k.last, newest), cache=self._cache)

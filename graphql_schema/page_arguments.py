@@ -28,11 +28,13 @@ SEGMENT_HISTORY_MAX = 500
 # A connection's page when neither `first` nor `last` is given (both default to null in the schema).
 PROFILES_PAGE = 20
 INTERACTIONS_PAGE = 10
+CONSENT_HISTORY_PAGE = 20
 DEFAULT_PAGES: dict[tuple[str, str], int] = {
     ("Query", "profiles"): PROFILES_PAGE,
     ("Segment", "members"): PROFILES_PAGE,
     ("Profile", "interactions"): INTERACTIONS_PAGE,
     ("Query", "mergeCandidatePairs"): PROFILES_PAGE,
+    ("Profile", "consentHistory"): CONSENT_HISTORY_PAGE,
 }
 
 MAXIMA: dict[tuple[str, str, str], int] = {
@@ -48,6 +50,7 @@ MAXIMA: dict[tuple[str, str, str], int] = {
     ("Query", "recommendations", "first"): MAX_RECOMMENDATIONS,
     ("Profile", "recommendations", "first"): MAX_RECOMMENDATIONS,
     ("Query", "segmentHistory", "last"): SEGMENT_HISTORY_MAX,
+    ("Profile", "consentHistory", "last"): PAGE_LIMIT,
 }
 
 

@@ -338,8 +338,9 @@ class ProfileStore(Protocol):
         """The value stored under `key`, which is `value` if none was: a value written this way is
         never replaced, whoever wrote first (two processes making the same key at once agree on it)."""
 
-    async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
-        """Every consent decision recorded on these profiles, newest first."""
+    async def consent_history(self, profile_ids: Sequence[str], *, limit: int | None = None) -> list[ConsentDecision]:
+        """Every consent decision recorded on these profiles, newest first; with `limit`, at most the
+        newest `limit` of each profile (a caller wanting the newest of several keeps them all)."""
 
     async def save_segment(self, segment: Segment) -> None:
         """Insert or replace."""

@@ -106,16 +106,20 @@ async def merged_family(store: ProfileStore, profile_id: str) -> list[str]:
     return family
 
 
-async def consent_histories(store: ProfileStore, profile_ids: Collection[str]) -> dict[str, list[ConsentDecision]]:
+async def consent_histories(
+    store: ProfileStore, profile_ids: Collection[str], *, last: int | None = None
+) -> dict[str, list[ConsentDecision]]:
     """`consent_history` for many profiles: their families found together, then one read of the
-    decisions of them all, shared out (each family's decisions stay newest first)."""
+    decisions of them all, shared out (each family's decisions stay newest first); with `last`, the
+    newest `last` of each family, read as at most that many of each of its profiles."""
     families = await merged_families(store, profile_ids)
-    decisions = await store.consent_history(list(dict.fromkeys(i for family in families.values() for i in family)))
+    members = list(dict.fromkeys(i for family in families.values() for i in family))
+    decisions = await store.consent_history(members, limit=last)
     positions: dict[str, list[int]] = {}
     for position, decision in enumerate(decisions):
         positions.setdefault(decision.profile_id, []).append(position)
     return {
-        profile_id: [decisions[n] for n in sorted(n for member in family for n in positions.get(member, ()))]
+        profile_id: [decisions[n] for n in sorted(n for member in family for n in positions.get(member, ()))][:last]
         for profile_id, family in families.items()
     }
 

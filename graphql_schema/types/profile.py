@@ -18,8 +18,8 @@ from app.domain.profile_query import InteractionFilter, InteractionPosition, Pro
 from app.services import profiles, recommendations
 from app.services.history import HistoryWindow, InteractionPage, embedded_count, embedded_page, page_of
 from graphql_schema.context import Info
-from graphql_schema.loaders import HistoryPage, InteractionCount
-from graphql_schema.page_arguments import INTERACTIONS_PAGE
+from graphql_schema.loaders import ConsentPage, HistoryPage, InteractionCount
+from graphql_schema.page_arguments import CONSENT_HISTORY_PAGE, INTERACTIONS_PAGE
 from graphql_schema.pagination import (
     Connection,
     Count,
@@ -387,9 +387,16 @@ class Profile(Node):
         )
         return [Recommendation.from_domain(r) for r in found]
 
-    @strawberry.field(description="Every consent decision, newest first (with those of profiles merged in).")
-    async def consent_history(self, info: Info) -> list[ConsentDecision]:
-        decisions = await info.context.loaders(info).consent_history.load(self.profile.id)
+    @strawberry.field(
+        description="The newest `last` consent decisions, newest first (with those of profiles merged in); "
+        "every one is in exportProfile."
+    )
+    async def consent_history(self, info: Info, last: int | None = None) -> list[ConsentDecision]:
+        # A banner's decision with every visit: unbounded, the list was megabytes of one answer.
+        max_page_size = info.context.services.settings.max_page_size
+        page = min(CONSENT_HISTORY_PAGE, max_page_size) if last is None else last
+        profiles.check_page_size(page, maximum=max_page_size, field="last")
+        decisions = await info.context.loaders(info).consent_history.load(ConsentPage(self.profile.id, page))
         return [ConsentDecision.from_domain(d) for d in decisions]
 
     @strawberry.field(description="Every merge and unmerge this profile took part in, oldest first.")

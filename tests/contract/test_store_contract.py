@@ -828,3 +828,24 @@ async def test_segment_history_pages_back_from_any_event_to_the_first(
     with pytest.raises(InvalidInput) as unknown:
         await store.segment_events(limit=2, before="no-such-event")
     assert unknown.value.field == "before"
+
+
+async def test_consent_history_gives_each_profile_s_newest_decisions_when_limited(store: ProfileStore) -> None:
+    """A banner records a decision with every visit: `consentHistory(last)` reads each profile's newest
+    `last` (a merged family's newest are among its members' newest), not the whole log."""
+
+    async def record(tx: StoreTransaction) -> None:
+        for profile_id, minutes in [("p1", 0), ("p1", 5), ("p1", 5), ("p1", 9), ("p1", 2), ("p2", 7), ("p2", 1)]:
+            at = BASE_TIME + timedelta(minutes=minutes)
+            await tx.append_consent(
+                ConsentDecision(profile_id=profile_id, purpose="ads", granted=True, source="web", at=at)
+            )
+
+    await store.run_in_transaction(record)
+    whole = await store.consent_history(["p1", "p2"])
+    assert [int((d.at - BASE_TIME).total_seconds() // 60) for d in whole] == [9, 7, 5, 5, 2, 1, 0]
+    limited = await store.consent_history(["p1", "p2"], limit=2)
+    newest = {p: [d for d in whole if d.profile_id == p][:2] for p in ("p1", "p2")}
+    assert limited == sorted([*newest["p1"], *newest["p2"]], key=whole.index)
+    assert await store.consent_history(["p1"], limit=3) == [d for d in whole if d.profile_id == "p1"][:3]
+    assert await store.consent_history([], limit=3) == []

@@ -735,12 +735,20 @@ class MongoStore:
             done: T = await session.with_transaction(work)
             return done
 
-    async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
+    async def consent_history(self, profile_ids: Sequence[str], *, limit: int | None = None) -> list[ConsentDecision]:
         # Newest first; decisions of one millisecond in the order they were made (ObjectIds grow).
-        cursor = self._db.consent_log.find({"profileId": {"$in": list(profile_ids)}}).sort(
-            [("at", DESCENDING), ("_id", DESCENDING)]
-        )
-        return [ConsentDecision.model_validate(document) for document in await cursor.to_list(None)]
+        order = [("at", DESCENDING), ("_id", DESCENDING)]
+        if limit is None:
+            cursor = self._db.consent_log.find({"profileId": {"$in": list(profile_ids)}}).sort(order)
+            documents = await cursor.to_list(None)
+        else:  # each profile's newest (a merged family: a few profiles)
+            documents = []
+            for profile_id in dict.fromkeys(profile_ids):
+                documents += (
+                    await self._db.consent_log.find({"profileId": profile_id}).sort(order).limit(limit).to_list(None)
+                )
+            documents.sort(key=lambda d: (d["at"], d["_id"]), reverse=True)
+        return [ConsentDecision.model_validate(document) for document in documents]
 
     async def save_segment(self, segment: Segment) -> None:
         document = segment.model_dump(by_alias=True)

@@ -592,15 +592,21 @@ class SQLiteStore:
         # where a hop to a reader thread would wait for a loop turn.
         return int(self._reader.execute("SELECT n FROM api_keys_version").fetchone()[0])
 
-    async def consent_history(self, profile_ids: Sequence[str]) -> list[ConsentDecision]:
+    async def consent_history(self, profile_ids: Sequence[str], *, limit: int | None = None) -> list[ConsentDecision]:
         def scan(db: sqlite3.Connection) -> list[ConsentDecision]:
             if not profile_ids:
                 return []
-            rows = db.execute(
-                f"SELECT doc FROM consent_log WHERE profile_id IN ({','.join('?' * len(profile_ids))}) "
-                "ORDER BY at DESC, rowid DESC",
-                list(profile_ids),
-            ).fetchall()
+            marks = ",".join("?" * len(profile_ids))
+            if limit is None:
+                sql = f"SELECT doc FROM consent_log WHERE profile_id IN ({marks}) ORDER BY at DESC, rowid DESC"
+                rows = db.execute(sql, list(profile_ids)).fetchall()
+            else:  # each profile's newest, found on its index (profile_id, at) before any document is read
+                sql = (
+                    "SELECT doc FROM consent_log WHERE rowid IN (SELECT r FROM (SELECT rowid AS r, ROW_NUMBER() "
+                    "OVER (PARTITION BY profile_id ORDER BY at DESC, rowid DESC) AS n FROM consent_log "
+                    f"WHERE profile_id IN ({marks})) WHERE n <= ?) ORDER BY at DESC, rowid DESC"
+                )
+                rows = db.execute(sql, [*profile_ids, limit]).fetchall()
             return [ConsentDecision.model_validate(loads(row[0])) for row in rows]
 
         return await self._reads.read(scan)  # a scan: on a reader thread
