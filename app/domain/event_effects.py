@@ -157,6 +157,17 @@ def behaviour_change(profile: Profile | StoredBehaviour, event: Event) -> Profil
     return change
 
 
+def reads_recent(event: Event, last_visit_at: datetime | None) -> bool:
+    """Whether the event's change reads the profile's recent list: a visit earlier than the last one
+    (`_late_visit`). A profile built without that list (Profile.for_change) cannot tell its neighbours."""
+    return (
+        event.type in _VISIT_TYPES
+        and event.channel in _VISIT_CHANNELS
+        and last_visit_at is not None
+        and event.timestamp < last_visit_at
+    )
+
+
 def _late_visit(profile: Profile | StoredBehaviour, ts: datetime) -> int:
     """What an event earlier than the last visit adds to `visits` (1, 0 or -1), so that the count is the
     one a replay in time order gives (a merge, an unmerge), whatever order events arrive in: it starts

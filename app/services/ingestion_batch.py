@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.domain.event_effects import change_for_event, consent_decision, event_traits_refusal, interaction_document
+from app.domain.event_effects import (
+    change_for_event,
+    consent_decision,
+    event_traits_refusal,
+    interaction_document,
+    reads_recent,
+)
 from app.domain.events import Event, EventType
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
@@ -78,10 +84,16 @@ class _Working:
             self.profile = Profile.for_change(self.document)
         return self.profile
 
-    def basis(self, *, whole: bool) -> Profile | StoredBehaviour:
+    def basis(self, event: Event, *, whole: bool) -> Profile | StoredBehaviour:
         """What the next event's change is computed from: the profile when it needs more than its
-        behaviour's times (`whole`) or is built already, else those times read off the document."""
-        return self.current() if whole or self.profile is not None else StoredBehaviour.of(self.document)
+        behaviour's times (`whole`) or is built already, else those times read off the document. A
+        late visit reads the recent list, which the profile for a change is built without: then the
+        whole document (rare: a late event that also brings identifiers or identifies)."""
+        if not whole and self.profile is None:
+            return StoredBehaviour.of(self.document)
+        if reads_recent(event, StoredBehaviour.of(self.document).stats.last_visit_at):
+            return Profile.from_document(self.document)
+        return self.current()
 
 
 @dataclass(slots=True)
@@ -186,7 +198,7 @@ def _apply(
         additions = [i for i in resolution.unclaimed if i.key not in held]
         if additions and protection.within_limits(target.current(), additions)[1] is not None:
             return None  # more identifiers of a type than a profile holds: refused, per event
-    profile = target.basis(whole=bool(additions) or event.type is EventType.IDENTIFY)
+    profile = target.basis(event, whole=bool(additions) or event.type is EventType.IDENTIFY)
     refusal = event_traits_refusal(profile, event) if isinstance(profile, Profile) else None  # whole for identify
     if refusal is not None:
         return Landed(parsed.index, refused=refusal.message, field=refusal.field or "properties.traits")

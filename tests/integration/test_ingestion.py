@@ -610,17 +610,23 @@ def _sessions(minutes: list[int]) -> int:
     return 1 + sum(later - earlier > 30 for earlier, later in itertools.pairwise(ordered))
 
 
+@pytest.mark.parametrize("new_device", [False, True], ids=["known", "each-with-a-new-device"])
 @pytest.mark.parametrize("one_batch", [False, True], ids=["a-batch-each", "one-batch"])
 @pytest.mark.parametrize("seed", range(4))
 async def test_visits_do_not_depend_on_the_order_events_arrive_in(
-    store: ProfileStore, seed: int, one_batch: bool
+    store: ProfileStore, seed: int, one_batch: bool, new_device: bool
 ) -> None:
     """A late event counted as a new visit whenever it was more than 30 minutes from the last one:
     views at 10:00 and 12:00, then 10:05, made three visits, and a merge's replay (in time order)
     then made them two. Now a late event joins the visit before or after it, or joins two into one."""
     minutes = [0, 5, 25, 40, 70, 71, 120, 160, 185, 200, 260]  # visits: 0 to 71 | 120 | 160 to 200 | 260
     shuffled = random.Random(seed).sample(minutes, len(minutes))
-    views = [event("page_view", minutes=m, message_id=f"v{m}") for m in shuffled]
+    # An event that brings an identifier is applied to the whole profile (an offline app's queue, late):
+    # built without its recent list, the late view could not see its neighbours.
+    views = [
+        event("page_view", minutes=m, message_id=f"v{m}", identifiers=_with_device(m) if new_device else None)
+        for m in shuffled
+    ]
     for batch in [views] if one_batch else [[view] for view in views]:
         await ingest_events(store, batch)
     profile = await _emma(store)
@@ -631,3 +637,7 @@ async def test_visits_do_not_depend_on_the_order_events_arrive_in(
         store, other.profile_id, [profile.id], reason="t", actor="t", policy=IdentityPolicy()
     )
     assert merged.stats.visits == 4 + 1  # the replay, in time order, agrees (the other's one visit added)
+
+
+def _with_device(minutes: int) -> list[tuple[str, str]]:
+    return [("email", "emma@example.com"), ("anonymousId", f"a{minutes}")]
