@@ -288,9 +288,10 @@ class SegmentEngine:
         Returns (entered, exited)."""
         segment_id = compiled.segment.id
         changes = sorted(matching.keys() ^ held.keys())
-        referred = bool(
-            dependants(_ordered([compile_segment(s) for s in await self.store.list_segments()]), {segment_id})
-        )
+        # Read whole when memberships decide: a segment naming others reads them, and a membership moves
+        # without a new version (another segment's evaluation or window), which the version check misses.
+        defined = _ordered([compile_segment(s) for s in await self.store.list_segments()])
+        referred = bool(compiled.deps.segments) or bool(dependants(defined, {segment_id}))
         entered = exited = 0
         for start in range(0, len(changes), WRITE_BATCH):
             chunk = changes[start : start + WRITE_BATCH]

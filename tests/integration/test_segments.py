@@ -948,3 +948,27 @@ async def test_non_members_a_passing_window_lets_in_enter_on_time(
     assert await services.store.member_ids(segment.id) == [buyer]
     (entered,) = await services.store.segment_events(segment_id=segment.id, limit=10)
     assert (entered.change, entered.cause) == (MembershipChange.ENTERED, "time window passed")
+
+
+async def test_a_segment_naming_another_created_while_that_one_changes_follows_it(services: Services) -> None:
+    """B = "in A" scanned while Ana is in A; A is redefined without her before B's scan is written. Her
+    version did not move (a membership is no write of hers), so B's verdict on it passed the check:
+    she stayed in B, out of A, until her next write."""
+    ana = await profiles.upsert_profile(
+        services.store,
+        [RawIdentifier("email", "ana@example.com")],
+        {"traits": {"tier": "gold"}},
+        changes=services.changes,
+    )
+    a = (await services.segments.create(GOLD)).segment
+    held = _HeldAfterScan(services.store)
+    creating = asyncio.create_task(
+        SegmentEngine(held, SegmentBus()).create({"name": "In A", "condition": {"inSegment": {"segmentId": a.id}}})  # type: ignore[arg-type]
+    )
+    await held.waiting.wait()
+    silver = {**GOLD, "condition": {"compare": {"path": "traits.tier", "op": "eq", "value": "silver"}}}
+    await services.segments.update(a.id, silver)
+    held.go.set()
+    b = (await creating).segment
+    assert await services.store.member_ids(a.id) == [] and await services.store.member_ids(b.id) == []
+    assert ((await services.store.get_profile(ana.id)) or pytest.fail()).segments == []
