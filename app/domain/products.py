@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.domain.errors import InvalidInput, LimitExceeded, first_problem
+from app.domain.event_limits import MAX_GRAPHQL_INT
 from app.domain.profile import StoredModel
 from app.domain.profile import datetime as stored_time
 
@@ -64,7 +65,7 @@ class ProductFields(BaseModel):
     brand: str | None = Field(default=None, max_length=100)
     price: float | None = Field(default=None, ge=0, le=10_000_000)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-    stock: int | None = Field(default=None, ge=0)
+    stock: int | None = Field(default=None, ge=0, le=MAX_GRAPHQL_INT)  # shown as a GraphQL Int
     new_item: bool | None = None
 
     @field_validator("price")
@@ -95,6 +96,24 @@ def parse_products(raw: list[dict[str, Any]], *, field: str = "products") -> lis
         seen.add(fields.id)
         parsed.append(fields)
     return parsed
+
+
+def checked_document(document: dict[str, Any]) -> tuple[ProductFields, dict[str, Any]]:
+    """A stored product document (a data file's line) held to what `upsertProducts` accepts, with the
+    values as that takes them (a price in cents): the stored model alone let in a negative stock, a
+    NaN price (every customer's recommendations then failed to read it), an id the API can never name
+    again. Returns the fields, for a product already known, and the document, for a new one."""
+    given = {name: document[stored] for name, stored in _STORED_NAMES.items() if document.get(stored) is not None}
+    try:
+        fields = ProductFields.model_validate(given)
+    except ValidationError as exc:
+        path, message = first_problem(exc, names=_NAMES)
+        raise InvalidInput(message, field=path or None) from None
+    values = fields.model_dump(exclude_none=True)
+    return fields, {**document, **{_STORED_NAMES[name]: value for name, value in values.items()}}
+
+
+_STORED_NAMES = {name: "_id" if name == "id" else _NAMES.get(name, name) for name in ProductFields.model_fields}
 
 
 def upserted(current: Product | None, fields: ProductFields, *, at: datetime, index: int = 0) -> Product:

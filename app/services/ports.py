@@ -155,6 +155,12 @@ class StoreTransaction(Protocol):
 
     async def record_refusal(self, refusal: MergeRefusal) -> None: ...
 
+    async def products_of(self, product_ids: Collection[str]) -> dict[str, Product]:
+        """The known ones of `product_ids`, as this transaction reads them (a write of them follows)."""
+
+    async def put_products(self, products: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace each product document."""
+
     # -- privacy -------------------------------------------------------------------------------
     async def append_consent(self, decision: ConsentDecision) -> None: ...
 
@@ -272,7 +278,6 @@ class ProfileStore(Protocol):
         """id → the profile's interactions at or after `since`, in no particular order, for those of
         `profile_ids` that have any: one read for many profiles (segment windows)."""
 
-    async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int: ...
 
     async def merges_of(self, profile_id: str) -> list[MergeRecord]: ...
 

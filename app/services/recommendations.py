@@ -21,7 +21,8 @@ from app.domain.traits.orders import purchases, unique
 from app.domain.traits.preferences import preferred_categories, products_mentioned
 from app.services import profile_reads
 from app.services.order_history import orders_of
-from app.services.ports import ProfileStore
+from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_writes import with_retries
 from app.services.profiles import check_page_size
 from app.services.traits import SALES_DAYS
 
@@ -37,11 +38,16 @@ async def upsert_products(store: ProfileStore, raw: list[dict[str, Any]]) -> lis
     checked) before anything is written. A changed price is appended to the price history."""
     fields = parse_products(raw)
     at = clock.now()
-    current = {p.id: p for p in await store.get_products([f.id for f in fields])}
-    products = [upserted(current.get(f.id), f, at=at, index=i) for i, f in enumerate(fields)]
-    if products:
-        await store.upsert_products([p.to_document() for p in products])
-    return products
+
+    async def work(tx: StoreTransaction) -> list[Product]:
+        # Read and written in one transaction: read outside it, two calls changing one price at once
+        # each appended to the history they read, and the last write dropped the other's entry.
+        current = await tx.products_of([f.id for f in fields])
+        products = [upserted(current.get(f.id), f, at=at, index=i) for i, f in enumerate(fields)]
+        await tx.put_products([p.to_document() for p in products])
+        return products
+
+    return await with_retries(store, work) if fields else []
 
 
 async def recommendations(

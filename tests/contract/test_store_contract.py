@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -324,9 +325,17 @@ async def test_profiles_sharing_keys_past_the_limit_are_the_first_by_id_on_every
         assert ([v.id for v in views], ids) == (expected, expected), limit
 
 
-async def test_products_upsert_replaces_by_id(store: ProfileStore) -> None:
-    await store.upsert_products([{"_id": "sku-1", "price": 10.0}, {"_id": "sku-2", "price": 5.0}])
-    await store.upsert_products([{"_id": "sku-1", "price": 12.0}])
+async def test_products_put_in_a_transaction_replace_by_id_and_read_back_there(store: ProfileStore) -> None:
+    def product(product_id: str, price: float) -> dict[str, Any]:
+        return {"_id": product_id, "name": "P", "category": "c", "price": price, "stock": 1, "updatedAt": BASE_TIME}
+
+    await store.run_in_transaction(lambda tx: tx.put_products([product("sku-1", 10.0), product("sku-2", 5.0)]))
+
+    async def update(tx: StoreTransaction) -> dict[str, float]:
+        await tx.put_products([product("sku-1", 12.0)])
+        return {p.id: p.price for p in (await tx.products_of(["sku-1", "sku-2", "sku-9"])).values()}
+
+    assert await store.run_in_transaction(update) == {"sku-1": 12.0, "sku-2": 5.0}
     assert await store.count_products() == 2
 
 

@@ -29,6 +29,7 @@ from app.services import match_candidates, profile_reads
 from app.services.api_keys import create_key
 from app.services.fixtures import SHIFT_META, LoadReport, demo_shift, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
+from app.services.recommendations import upsert_products
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 
@@ -245,7 +246,7 @@ async def test_each_line_is_judged_alone_whatever_is_wrong_with_it(tmp_path: Pat
         ]
         said = dict(p.split(": ", 1) for p in report.problems)
         assert said["products.jsonl:2"].startswith("not valid JSON")
-        assert said["products.jsonl:3"].startswith("category: Field required")
+        assert said["products.jsonl:3"].startswith("price: Input should be a valid number")
         wrong_identifiers = 'identifiers: must be a list of {"type": …, "value": …}'
         assert said["profiles.jsonl:1"] == wrong_identifiers
         assert said["events.jsonl:2"].startswith("not valid JSON")
@@ -360,3 +361,56 @@ async def test_loading_again_moves_the_dates_the_same_way_and_duplicates_nothing
     assert (report.events_accepted, report.events_duplicate, report.events_rejected) == (0, 1000, 0)
     with sqlite3.connect(store.path) as db:
         assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == before
+
+
+async def test_a_data_file_is_held_to_what_the_api_takes(tmp_path: Path) -> None:
+    """Found by an audit of the loaders: an identifier value of null was stored as the text "None"
+    (two customers of one file became one profile); products the API refuses were stored (a NaN
+    price then failed every customer's recommendations); a 24-digit stock failed the whole load with
+    a traceback; and a second load replaced the price history the API had added to."""
+    when = {"$date": "2026-01-01T10:00:00.000Z"}
+    boot = {"_id": "sku-1", "name": "Boot", "category": "shoes", "price": 10.5, "stock": 3}
+    products = [
+        boot,
+        {**boot, "_id": "sku-2", "price": {"$numberDecimal": "NaN"}},
+        {**boot, "_id": "sku-3", "stock": -3},
+        {**boot, "_id": "sp ace"},
+        {**boot, "_id": "sku-4", "stock": {"$numberLong": "99999999999999999999999"}},
+        {**boot, "_id": "sku-5", "currency": "eur"},
+    ]
+    (tmp_path / "products.jsonl").write_text("\n".join(json.dumps(p) for p in products) + "\n")
+    people = [
+        {"_id": "A", "identifiers": [{"type": "customerId", "value": None}], "firstName": "Ann"},
+        {"_id": "B", "identifiers": [{"type": "customerId", "value": None}], "firstName": "Bob"},
+        {"_id": "C", "identifiers": [{"type": "customerId", "value": True}], "firstName": "Cy"},
+    ]
+    (tmp_path / "profiles.jsonl").write_text("\n".join(json.dumps(p) for p in people) + "\n")
+    view = {"type": "page_view", "channel": "web", "timestamp": when, "properties": {"url": "/"}}
+    events = [{**view, "_id": "m1", "identifiers": [{"type": "anonymousId", "value": None}]}]
+    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+    try:
+        report = await load_fixtures(store, tmp_path, IngestionPolicy())
+        said = dict(p.split(": ", 1) for p in report.problems)
+        assert (report.products, report.products_rejected) == (1, 5)
+        assert said["products.jsonl:2"].startswith("price: ")  # NaN
+        assert said["products.jsonl:3"].startswith("stock: Input should be greater than or equal to 0")
+        assert said["products.jsonl:4"].startswith("id: String should match pattern")
+        assert said["products.jsonl:5"].startswith("stock: Input should be less than or equal to 2147483647")
+        assert said["products.jsonl:6"].startswith("currency: String should match pattern")
+        assert (report.profiles, report.profiles_rejected, report.events_accepted) == (0, 3, 0)
+        assert said["profiles.jsonl:1"] == "identifiers[0].value: must be a string, got None"
+        assert said["profiles.jsonl:3"] == "identifiers[0].value: must be a string, got True"
+        assert said["events.jsonl:1"] == "identifiers[0].value: must be a string, got None"
+        assert await store.count_profiles() == 0
+
+        # A change through the API, then the same load again: the file's price is set again, as a new
+        # entry of the history, which keeps the API's; what the traits job computed stays.
+        await upsert_products(store, [{"id": "sku-1", "price": 8.0, "stock": 50}])
+        await store.set_product_signals({"sku-1": (7, [])})
+        await load_fixtures(store, tmp_path, IngestionPolicy())
+        (shoe,) = await store.get_products(["sku-1"])
+        assert [p.price for p in shoe.price_history] == [8.0, 10.5]  # the file has none of its own
+        assert (shoe.price, shoe.stock, shoe.sales) == (10.5, 3, 7)
+    finally:
+        await store.close()

@@ -4,6 +4,7 @@ prefer the customer's categories and co-purchases, and say why each item was pic
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -184,3 +185,15 @@ async def test_derived_signals_survive_a_catalogue_update(shop: ProfileStore) ->
     await upsert_products(shop, [{"id": "bag-1", "stock": 9}])
     (bag,) = await shop.get_products(["bag-1"])
     assert bag.sales == 2 and [link.product_id for link in bag.also_bought] == ["bag-2", "home-1"]
+
+
+async def test_price_changes_made_at_once_all_stay_in_the_history(store: ProfileStore) -> None:
+    """Six calls changing one price at once: each read the product outside its write, appended its
+    price to the history it read, and the last write dropped the others' entries (README: past
+    prices are never lost)."""
+    await upsert_products(store, [CATALOGUE[0]])
+    prices = [70.0 + n for n in range(6)]
+    await asyncio.gather(*(upsert_products(store, [{"id": "shoe-1", "price": price}]) for price in prices))
+    (shoe,) = await store.get_products(["shoe-1"])
+    assert sorted(p.price for p in shoe.price_history) == sorted([80, *prices])
+    assert shoe.price == shoe.price_history[-1].price

@@ -36,7 +36,6 @@ NOT_RETRIED = {  # writes (a retry could apply them twice), the lifecycle, and s
     "run_in_transaction",
     "batch",
     "run_batch",
-    "upsert_products",
     "set_product_signals",
     "blocking_groups",
     "insert_api_key",

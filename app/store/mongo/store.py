@@ -294,6 +294,14 @@ class MongoTransaction(StoreTransaction):
     async def merges_of(self, profile_id: str) -> list[MergeRecord]:
         return await merges_of(self._db, profile_id, session=self._session)
 
+    async def products_of(self, product_ids: Collection[str]) -> dict[str, Product]:
+        cursor = self._db.products.find({"_id": {"$in": list(dict.fromkeys(product_ids))}}, session=self._session)
+        return {document["_id"]: Product.model_validate(document) for document in await cursor.to_list(None)}
+
+    async def put_products(self, products: Sequence[dict[str, Any]]) -> None:
+        for product in products:
+            await self._db.products.replace_one({"_id": product["_id"]}, product, upsert=True, session=self._session)
+
     async def record_refusal(self, refusal: MergeRefusal) -> None:
         # The same refusal again (its id says which profiles, and why) keeps the first record.
         document = refusal.to_document()
@@ -545,11 +553,6 @@ class MongoStore:
         async with self._client.start_session() as session:
             result: T = await session.with_transaction(lambda s: work(MongoTransaction(self._db, s)))
             return result
-
-    async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int:
-        for product in products:
-            await self._db.products.replace_one({"_id": product["_id"]}, product, upsert=True)
-        return len(products)
 
     # -- reads -------------------------------------------------------------------------------
     async def get_profile(self, profile_id: str) -> Profile | None:

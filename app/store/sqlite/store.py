@@ -307,17 +307,6 @@ class SQLiteStore:
         self._last_purge = time.monotonic()
         self._writer.execute("DELETE FROM processed_messages WHERE expires_at <= ?", (to_iso(now()),))
 
-    async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int:
-        rows = [(product["_id"], dumps(product)) for product in products]
-        async with self.batch():
-            await self._thread.call(
-                lambda: self._writer.executemany(
-                    "INSERT INTO products (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
-                    rows,
-                )
-            )
-        return len(products)
-
     # -- reads -------------------------------------------------------------------------------
     async def get_profile(self, profile_id: str) -> Profile | None:
         row = self._reader.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()

@@ -16,6 +16,7 @@ from app.domain.clock import now, to_iso
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
+from app.domain.products import Product
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange, apply_change
 from app.domain.segments.segment import Segment, SegmentEvent
@@ -325,6 +326,20 @@ class SQLiteTransaction(StoreTransaction):
 
     async def merges_of(self, profile_id: str) -> list[MergeRecord]:
         return merges_of(self._db, profile_id)
+
+    async def products_of(self, product_ids: Collection[str]) -> dict[str, Product]:
+        ids, found = list(dict.fromkeys(product_ids)), dict[str, Product]()
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            rows = self._db.execute(f"SELECT id, doc FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found |= {row[0]: Product.model_validate(loads(row[1])) for row in rows}
+        return found
+
+    async def put_products(self, products: Sequence[dict[str, Any]]) -> None:
+        self._db.executemany(
+            "INSERT INTO products (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+            [(product["_id"], dumps(product)) for product in products],
+        )
 
     async def record_refusal(self, refusal: MergeRefusal) -> None:
         self._db.execute(
