@@ -15,6 +15,7 @@ from typing import Any
 from app.domain.errors import InvalidInput
 from app.domain.events import Channel, Event, EventType, to_minor_units
 from app.domain.identifiers import Identifier
+from app.domain.person_fields import MOST_ADDRESSES
 from app.domain.privacy import ConsentDecision, record_consent, supersedes
 from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
 from app.domain.profile_bounds import traits_refusal
@@ -255,5 +256,7 @@ def _identify(profile: Profile, event: Event, change: ProfileChange, *, newest_w
             known = [a.model_dump(by_alias=True, exclude_none=True) for a in profile.addresses]
             if value in known:
                 continue
-            value = [value, *known]
+            # The newest first, as many as an upsert may hold: 300 identify events with an address each
+            # left 300 on the profile, which every later write read and wrote.
+            value = [value, *known][:MOST_ADDRESSES]
         change.set_field(path, value, at=event.timestamp, source=source)

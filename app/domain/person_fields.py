@@ -13,10 +13,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from app.domain.clock import now
 
-PersonName = Annotated[str, Field(max_length=100)]
-Gender = Annotated[str, Field(max_length=32)]
+# Not blank (spaces are stripped first): "   " replaced a customer's name with "" (null leaves a field
+# as it is; nothing clears one).
+PersonName = Annotated[str, Field(min_length=1, max_length=100)]
+Gender = Annotated[str, Field(min_length=1, max_length=32)]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]  # a BCP 47 tag: fr, pt-BR
-Organisation = Annotated[str, Field(max_length=200)]  # a company, a job title
+Organisation = Annotated[str, Field(min_length=1, max_length=200)]  # a company, a job title
 MOST_ADDRESSES = 20
 
 

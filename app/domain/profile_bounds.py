@@ -19,16 +19,19 @@ from app.domain.errors import InvalidInput
 MAX_TRAITS_BYTES = 256 * 1024  # as compact JSON: hundreds of ordinary traits
 
 
-def traits_refusal(current: Mapping[str, Any], added: Mapping[str, Any] | None, *, field: str) -> InvalidInput | None:
-    """The refusal of a write setting `added` on traits holding `current`, when the two together pass
-    MAX_TRAITS_BYTES (None when they fit, or nothing is added)."""
+def traits_refusal(
+    current: Mapping[str, Any], added: Mapping[str, Any] | None, *, field: str, kind: str = "traits"
+) -> InvalidInput | None:
+    """The refusal of a write setting `added` on traits (or, `kind`, stated preferences: upserts add to
+    them the same way) holding `current`, when the two together pass MAX_TRAITS_BYTES (None when they
+    fit, or nothing is added)."""
     if not added:
         return None
     size = len(orjson.dumps({**current, **added}, default=str))
     if size <= MAX_TRAITS_BYTES:
         return None
     return InvalidInput(
-        f"the profile's traits would take {size:,} bytes with these, more than {MAX_TRAITS_BYTES:,}: "
-        "remove traits it no longer needs first",
+        f"the profile's {kind} would take {size:,} bytes with these, more than {MAX_TRAITS_BYTES:,}: "
+        f"remove {kind} it no longer needs first",
         field=field,
     )

@@ -145,6 +145,9 @@ def _upsert(
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             if (refusal := traits_refusal(profile.traits, parsed.traits, field="traits")) is not None:
                 raise refusal  # the unit rolls back: nothing of this upsert is written
+            stated = profile.qualitative.preferences
+            if (refusal := traits_refusal(stated, parsed.preferences, field="preferences", kind="preferences")):
+                raise refusal
             change = change_for_fields(parsed, at=at, source=source)
             if additions:
                 change.append["identifiers"] = identifier_records(additions, at=at, source=source)

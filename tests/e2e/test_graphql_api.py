@@ -206,6 +206,7 @@ async def test_upsert_with_bad_input_names_the_field_and_writes_nothing(gql: Gra
         ({"identifiers": c9, "addresses": [{"city": "Lyon"}, {"country": "France"}]}, "addresses[1].country"),
         ({"identifiers": c9, "addresses": [{"city": "Lyon"}, {"kind": "home", "street": " "}]}, "addresses[1]"),
         ({"identifiers": [*c9, {"type": "customerId", "value": "C10"}]}, "identifiers"),
+        ({"identifiers": c9, "firstName": "   "}, "firstName"),  # blank replaced a name with ""
     ]
     for payload, field in cases:
         body = await gql(UPSERT, {"input": payload})

@@ -11,6 +11,7 @@ import pytest
 from app.domain import profile_bounds
 from app.domain.errors import InvalidInput
 from app.domain.events import RawEvent, RawIdentifier
+from app.domain.person_fields import MOST_ADDRESSES
 from app.services import profiles
 from app.services.ingestion import EventStatus, ingest_each_alone, ingest_events
 from app.services.ports import ProfileStore
@@ -84,3 +85,31 @@ async def test_upserts_written_together_refuse_the_one_past_the_bound_alone(
     assert profile is not None and profile.first_name == "Ada" and sorted(profile.traits) == ["a"]
     assert (await store.get_profile(bob.id) or pytest.fail()).first_name == "Bob"
     assert await store.count_profiles() == 2
+
+
+async def test_stated_preferences_are_bounded_as_traits_are(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an audit: 60 upserts of new preference keys, each within one write's bound, left a
+    3.4 MB profile that every later event of the person read and wrote."""
+    monkeypatch.setattr(profile_bounds, "MAX_TRAITS_BYTES", BOUND)
+    ada = [RawIdentifier("email", "ada@example.com")]
+    written = await profiles.upsert_profile(store, ada, {"preferences": {"a": "x" * 1500}})
+    with pytest.raises(InvalidInput, match="preferences would take") as refused:
+        await profiles.upsert_profile(store, ada, {"first_name": "Adele", "preferences": {"b": "y" * 600}})
+    assert refused.value.field == "preferences"
+    profile = await store.get_profile(written.id)
+    assert profile is not None and profile.first_name is None and sorted(profile.qualitative.preferences) == ["a"]
+
+
+@pytest.mark.parametrize("ingest", [ingest_events, ingest_each_alone], ids=["batch", "each-alone"])
+async def test_identify_events_keep_as_many_addresses_as_an_upsert_may_set(store: ProfileStore, ingest: object) -> None:
+    """Found by an audit: 300 identify events, each with another address, left 300 on the profile."""
+    moves = [
+        event("identify", email="ada@example.com", minutes=n, properties={"address": {"city": f"City {n}"}})
+        for n in range(MOST_ADDRESSES + 5)
+    ]
+    await ingest(store, moves)  # type: ignore[operator]
+    profile = await store.find_profile_by_identity("email:ada@example.com")
+    assert profile is not None
+    assert [a.city for a in profile.addresses] == [f"City {n}" for n in reversed(range(5, MOST_ADDRESSES + 5))]
