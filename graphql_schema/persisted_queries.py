@@ -33,7 +33,7 @@ from graphql_schema.refusals import Refused
 NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
 NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
 NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
-SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+SHA256 = re.compile(r"^[0-9a-fA-F]{64}\Z")
 # Document text the process keeps for APQ, in characters, whatever the count allows.
 BUDGET_CHARACTERS = 16 * 1024 * 1024
 EXTENSION = "persistedQuery"

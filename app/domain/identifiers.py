@@ -39,7 +39,7 @@ STRENGTH_ORDER: tuple[str, ...] = (
 )
 _CUSTOM_RANK = STRENGTH_ORDER.index(KnownIdentifierType.LOYALTY_ID) + 0.5
 
-_CUSTOM_TYPE = re.compile(r"^[a-z][A-Za-z0-9_]{1,39}$")
+_CUSTOM_TYPE = re.compile(r"^[a-z][A-Za-z0-9_]{1,39}\Z")
 MAX_VALUE_LENGTH = 256
 
 

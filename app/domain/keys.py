@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 def check_keys(values: dict[str, Any] | None) -> dict[str, Any] | None:

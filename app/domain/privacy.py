@@ -23,7 +23,7 @@ from app.domain.stored_behaviour import ConsentTime
 from app.domain.traits.computed import PROFILED_FIELDS, PROFILING
 
 DEFAULT_PURPOSES = ("email_marketing", "sms_marketing", "personalisation", "analytics", "profiling")
-SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}$")
+SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}\Z")
 
 
 class ConsentDecision(StoredModel):

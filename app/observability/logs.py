@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 
 
 # Request ids are not secrets: 64 bits of a generator seeded once from the system's randomness (a

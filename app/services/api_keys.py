@@ -11,7 +11,7 @@ from app.domain.errors import InvalidInput, NotFound, Unauthenticated
 from app.services.key_cache import KeyCache, token_digest
 from app.services.ports import ProfileStore
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}\Z")
 
 
 def parse_scopes(values: Iterable[str]) -> list[Scope]:

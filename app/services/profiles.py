@@ -27,7 +27,7 @@ from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, Profile
 from app.services.profile_reads import get_profile
 from app.services.profile_writes import with_retries, write_to_resolved_profile
 
-SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 Written = tuple[Profile, tuple[str, ...]]  # an upsert's profile as written, and the profiles merged into it
 
 

@@ -64,7 +64,7 @@ from app.services.segment_bus import SegmentBus
 
 Progress = Callable[[int, int], None]  # (changes applied, changes to apply)
 log = logging.getLogger("cdp.segments")
-SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # as an inSegment leaf accepts it
+SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")  # as an inSegment leaf accepts it
 WRITE_BATCH = 200
 READ_BATCH = 1000  # profiles read, evaluated and written together by a batch evaluation's scheduling
 EVALUATION_GRACE = timedelta(minutes=2)  # before another process finishes an evaluation it deems unfinished

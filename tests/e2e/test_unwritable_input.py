@@ -149,3 +149,30 @@ async def test_a_segment_naming_a_purpose_nobody_can_grant_is_refused(
     assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", field), error
     assert "unknown purpose 'telepathy'; expected one of" in error["message"], error
     assert await store.list_segments() == []
+
+
+UPSERT_WITH = "mutation($p: ProfileInput!) { upsertProfile(input: $p) { id } }"
+KEY_NAMED = 'mutation($n: String!) { createApiKey(name: $n, scopes: ["read:profiles"]) { token } }'
+
+
+@pytest.mark.parametrize(
+    ("document", "variables", "field"),
+    [
+        pytest.param(KEY_NAMED, {"n": "ops\n"}, "name", id="key-name"),
+        pytest.param(
+            UPSERT_WITH,
+            {"p": {"identifiers": [{"type": "email", "value": "a@example.com"}], "firstName": "Al", "source": "crm\n"}},
+            "source",
+            id="upsert-source",
+        ),
+    ],
+)
+async def test_a_trailing_newline_is_no_valid_name(
+    client: httpx.AsyncClient, document: str, variables: dict[str, Any], field: str
+) -> None:
+    """Python's `$` matches before a final newline: "crm\\n" passed as a source (then ranked last by the
+    source-priority rule) and "ops\\n" as a key's name. Refused now, naming the field. (Text fields and
+    keys of the inputs are stripped of surrounding spaces before they are checked.)"""
+    body = (await client.post("/graphql", json={"query": document, "variables": variables})).json()
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert body["errors"][0]["extensions"]["field"].endswith(field), body

@@ -26,8 +26,8 @@ from app.domain.keys import check_keys
 from app.domain.profile import Address, Profile, Qualitative, Rfm, Stats
 
 # The shape of every key that may reach a database path: no dot, no `$`, nothing quoted.
-SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_PURPOSE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # as ConsentUpdateProperties accepts it
+SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_PURPOSE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")  # as ConsentUpdateProperties accepts it
 
 
 class ValueType(StrEnum):

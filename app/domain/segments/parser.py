@@ -55,7 +55,7 @@ OPERATORS: Mapping[ValueType, frozenset[Op]] = {
     ValueType.BOOLEAN: frozenset({Op.EQ, Op.NE, Op.EXISTS}),
 }
 _MAX_NUMBER = 2**53  # beyond it integers and doubles stop comparing alike across backends
-_SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KINDS = ("and", "or", "not", "compare", "event", "hasIdentifier", "inSegment", "consentGranted")
 

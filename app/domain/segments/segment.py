@@ -25,9 +25,9 @@ from app.domain.segments.catalogue import PathCatalogue, ValueType, is_purpose
 from app.domain.segments.conditions import And, Condition, ConsentGranted
 from app.domain.segments.parser import parse_condition
 
-NAME = re.compile(r"^\S.{0,99}$")
+NAME = re.compile(r"^\S.{0,99}\Z")
 MAX_DESCRIPTION = 1_000
-TRAIT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+TRAIT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 class MembershipChange(StrEnum):
