@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from app.domain import clock
-from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.errors import Conflict, InvalidInput, LimitExceeded, NotFound
 from app.domain.event_effects import IDENTITY_FIELDS, identify_fields
 from app.domain.event_limits import is_valid_unicode
 from app.domain.events import EventType
@@ -35,6 +35,7 @@ from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, Profile
 from app.services.profile_writes import MAX_MERGE_HOPS, live_profile, with_retries
 
 MAX_REASON_LENGTH = 500
+MAX_MERGED_AT_ONCE = 100  # a person's duplicates, not a catalogue: more is a mistake of the caller
 
 
 async def merge_profiles(
@@ -58,6 +59,9 @@ async def merge_profiles(
         raise InvalidInput("reason is not valid Unicode (it holds a lone surrogate)", field="reason")
     if not merged_ids:
         raise InvalidInput("name at least one profile to merge into the survivor", field="mergedIds")
+    if len(merged_ids) > MAX_MERGED_AT_ONCE:
+        # 999 at once held the writer for the merge, then made the person's erasure take 30 s.
+        raise LimitExceeded(f"at most {MAX_MERGED_AT_ONCE} profiles merged at once", field="mergedIds")
     at = clock.now()
 
     async def work(tx: StoreTransaction) -> tuple[MergeRecord, Profile]:

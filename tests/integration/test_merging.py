@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.errors import Conflict, InvalidInput, LimitExceeded, NotFound
 from app.domain.events import RawIdentifier
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
@@ -15,6 +15,7 @@ from app.domain.profile_query import InteractionFilter
 from app.services import merging, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.merging import MAX_MERGED_AT_ONCE
 from app.services.ports import ProfileStore
 from tests.builders import event
 
@@ -342,3 +343,15 @@ async def test_the_same_refusal_is_recorded_once_however_many_events_repeat_it(s
         "the profile would hold 2 customerId identifiers (limit 1)",  # its first, which made its profile
     ]
     assert [r.id for r in await merging.merge_refusals(store, second.pop())] == [r.id for r in refusals]
+
+
+async def test_a_merge_of_more_profiles_than_a_person_has_is_refused_and_nothing_is_merged(store: ProfileStore) -> None:
+    """Found by an audit: 999 profiles merged in one call held the writer, then made the person's
+    erasure take 30 s."""
+    survivor = await _customer(store, [("email", "s@example.com")], "page_view")
+    others = [(await _customer(store, [("deviceId", f"d{n}")], "page_view")).id for n in range(MAX_MERGED_AT_ONCE + 1)]
+    with pytest.raises(LimitExceeded) as refused:
+        await merging.merge_profiles(store, survivor.id, others, reason="same", actor="t", policy=POLICY)
+    assert refused.value.field == "mergedIds"
+    assert await merging.merge_history(store, survivor.id) == []
+    assert await store.count_profiles() == MAX_MERGED_AT_ONCE + 2
