@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from app.domain.errors import InvalidInput, LimitExceeded, first_problem
 from app.domain.event_limits import MAX_GRAPHQL_INT
+from app.domain.events import to_minor_units
 from app.domain.profile import StoredModel
 from app.domain.profile import datetime as stored_time
 
@@ -71,9 +72,16 @@ class ProductFields(BaseModel):
     @field_validator("price")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
+        """Whole cents, rounded half up as order amounts are (float rounding made 2.675 a price of 2.67
+        and its order 2.68); a positive price is never rounded to nothing (0.004 made a product free)."""
+        if value is None:
+            return None
+        if not math.isfinite(value):
             raise ValueError("must be a finite number")
-        return None if value is None else round(value, 2)
+        cents = to_minor_units(value)
+        if cents == 0 and value > 0:
+            raise ValueError("a price is in cents: one below 0.005 would make the product free")
+        return cents / 100
 
 
 _NAMES = {"new_item": "newItem"}

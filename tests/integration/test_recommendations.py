@@ -152,6 +152,7 @@ async def test_unknown_profiles_and_bad_page_sizes_are_refused(shop: ProfileStor
         pytest.param([{**CATALOGUE[0], "currency": "euro"}], "products[0].currency", id="bad-currency"),
         pytest.param([{**CATALOGUE[0], "id": " "}], "products[0].id", id="blank-id"),
         pytest.param([{**CATALOGUE[0], "price": float("inf")}], "products[0].price", id="infinite-price"),
+        pytest.param([{**CATALOGUE[0], "price": 0.004}], "products[0].price", id="a-price-rounded-to-nothing"),
     ],
 )
 async def test_bad_product_input_is_refused_naming_the_field_and_nothing_is_written(
@@ -197,3 +198,11 @@ async def test_price_changes_made_at_once_all_stay_in_the_history(store: Profile
     (shoe,) = await store.get_products(["shoe-1"])
     assert sorted(p.price for p in shoe.price_history) == sorted([80, *prices])
     assert shoe.price == shoe.price_history[-1].price
+
+
+async def test_a_price_is_kept_in_cents_rounded_as_order_amounts_are(store: ProfileStore) -> None:
+    """2.675 was a price of 2.67 (float rounding) where an order of it counts 2.68 (half up, in cents)."""
+    await upsert_products(store, [{**CATALOGUE[0], "price": 2.675}, {**CATALOGUE[1], "price": -0.0}])
+    prices = {p.id: p.price for p in await store.get_products([CATALOGUE[0]["id"], CATALOGUE[1]["id"]])}
+    assert prices == {CATALOGUE[0]["id"]: 2.68, CATALOGUE[1]["id"]: 0.0}
+    assert str(prices[CATALOGUE[1]["id"]]) == "0.0"  # not -0.0
