@@ -46,13 +46,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record, as a terminal shows it: control characters of the message escaped. A
+    request's path is logged URL-decoded, so `/graphql%0a2026-12-02 ERROR …` wrote a second, forged
+    line, without a key. (A traceback, appended after the message, keeps its lines.)"""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], record.message)
+        return super().formatMessage(record)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
 def configure(level: str, fmt: str) -> None:
     """`fmt` "json" (one object per line) or "text" (for a developer's terminal)."""
     handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The WebSocket library logs every handshake header and frame at DEBUG: the Authorization header
+    # and connection_init's token with them. Never below INFO, whatever the server's level.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))

@@ -21,7 +21,7 @@ from websockets.typing import Subprotocol
 
 from app.bootstrap import Services
 from app.main import create_app
-from app.observability.logs import JsonFormatter
+from app.observability.logs import JsonFormatter, TextFormatter, configure
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
@@ -143,3 +143,28 @@ def test_a_server_in_json_mode_writes_only_json_lines_and_each_request_line_name
     assert given.headers["x-request-id"] == "req-from-client-7"
     assert any(line["message"].startswith("CDP core on http://127.0.0.1:") for line in lines)
     assert any(line["message"] == "Shutting down" for line in lines)
+
+
+def test_a_text_log_line_cannot_be_forged_by_a_request_path() -> None:
+    """Found by an audit: the access line writes the URL-decoded path, so `/graphql%0a2026-… ERROR …`
+    wrote a second log line, forged, without a key (text format, the default outside production)."""
+    record = logging.LogRecord(
+        "cdp.access", logging.INFO, __file__, 1, "%s %s %d", ("GET", "/x\n2026 ERROR forged\r\x1b[2J", 404), None
+    )
+    line = TextFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert line == "INFO cdp.access: GET /x\\n2026 ERROR forged\\r\\x1b[2J 404"
+
+
+def test_handshake_headers_are_never_logged_whatever_the_level() -> None:
+    """Found by an audit: at CDP_LOG_LEVEL=debug the WebSocket library logged every handshake header
+    (the Authorization token, cookies) and the connection_init frame."""
+    root, library = logging.getLogger(), logging.getLogger("websockets")
+    kept = (root.handlers[:], root.level, library.level)
+    try:
+        configure("debug", "json")
+        assert logging.getLogger("websockets.server").getEffectiveLevel() >= logging.INFO
+        assert logging.getLogger("cdp").getEffectiveLevel() == logging.DEBUG
+    finally:
+        root.handlers[:], _, _ = kept
+        root.setLevel(kept[1])
+        library.setLevel(kept[2])

@@ -133,3 +133,18 @@ async def test_event_types_sent_by_clients_are_labelled_unknown_unless_they_are_
     assert "jane.doe" not in text and "xxxxx" not in text
     assert re.search(r'cdp_events_ingested_total\{result="REJECTED",type="unknown"\} 2\.0', text), text
     assert re.search(r'cdp_events_ingested_total\{result="ACCEPTED",type="page_view"\} 1\.0', text), text
+
+
+async def test_an_operation_name_is_a_label_only_when_the_document_holds_that_operation(
+    client: httpx.AsyncClient,
+) -> None:
+    """Found by an audit: the request's operationName became the label of /metrics (readable without a
+    key) whatever it was: an email with a newline, for a document that did not even parse."""
+    for query, name in [
+        ("query A { segments { id } ", "jane.doe@example.com\nfoo"),
+        ("query A { segments { id } }", "B"),
+    ]:
+        await client.post("/graphql", json={"query": query, "operationName": name})
+    await client.post("/graphql", json={"query": "query Real { segments { id } }", "operationName": "Real"})
+    names = set(re.findall(r'cdp_graphql_operation_seconds_count\{name="([^"]+)"', (await client.get("/metrics")).text))
+    assert "Real" in names and not any("@" in n or "\\n" in n or n == "B" for n in names), names
