@@ -40,6 +40,7 @@ log = logging.getLogger("cdp.privacy")
 ERASURE_PREFIX = "era_"  # an erasure's id, which stands for the erased profile in the trails others keep
 
 SUPPRESSION_SECRET = "suppressionSecret"
+ERASED_REASON = "withheld: it was written about a person erased since"
 MAX_MERGED = 1000  # profiles one person's merges may have folded in: a bound, not a limit met in practice
 EXPORT_PAGE = 1000
 # A person's membership changes, all read at once (a segment entered and left daily for years, in
@@ -332,6 +333,9 @@ async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure
             update={
                 "survivor_id": erasure_id if kept.survivor_id in erased else kept.survivor_id,
                 "merged_ids": [erasure_id if i in erased else i for i in kept.merged_ids],
+                # A steward's words about both people ("ticket says <her email> is bob"): kept, they gave
+                # the erased person's data to the other's history and export.
+                "reason": ERASED_REASON,
             }
         )
     return list(trails.values())

@@ -407,7 +407,12 @@ async def test_erasing_one_person_of_an_undone_merge_keeps_the_others_audit_trai
     quentin, quentin_data = await _person(
         store, "Quentinus", "Quayleworth", "q.quayleworth@example.com", "+33622222222"
     )
-    merge_id = await _merge(store, pia, quentin)
+    # The steward's reason names both (an audit found the erased person's email kept in the other's trail).
+    reason = "ticket 42: pia.pressburger@example.com and q.quayleworth@example.com are one person"
+    record, _ = await merging.merge_profiles(
+        store, pia, [quentin], reason=reason, actor="steward", policy=IdentityPolicy()
+    )
+    merge_id = record.id
     await merging.unmerge_profile(store, merge_id, actor="steward")
     erased, erased_data, kept, kept_data = (
         (pia, pia_data, quentin, quentin_data) if erased_role == "survivor" else (quentin, quentin_data, pia, pia_data)
@@ -421,7 +426,7 @@ async def test_erasing_one_person_of_an_undone_merge_keeps_the_others_audit_trai
     assert (record.id, record.status.value, record.reason, record.actor) == (
         merge_id,
         "UNMERGED",
-        "same person",
+        privacy.ERASED_REASON,  # a steward's words about both of them
         "steward",
     )
     members = [record.survivor_id, *record.merged_ids]
