@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from app import tracing
 from app.domain.errors import DomainError
@@ -42,7 +43,10 @@ def _commands(about: str) -> typer.Typer:
 
 
 cli = _commands("Customer data platform core.")
-console = Console(stderr=True, soft_wrap=True)  # messages are never wrapped; the terminal does it
+# Messages are never wrapped (the terminal does it), and never read as markup: they hold what users
+# typed (a key id, a path, a data file's text), where "[/]" was a MarkupError traceback and "[bold]"
+# vanished from the message. Styles are given as styles.
+console = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 @contextmanager
@@ -87,7 +91,7 @@ def serve(
             console.print(f"bad setting CDP_DATABASE_URL: {url_problem}", style="red", highlight=False)
             raise typer.Exit(2)
     if problem := settings.binding_problem():
-        console.print(f"[red]refusing to start: {problem}[/red]")
+        console.print(f"refusing to start: {problem}", style="red")
         raise typer.Exit(2)
     if tracing_problem := tracing.problem():  # an OTEL_* variable tracing cannot start with (app/tracing.py)
         console.print(tracing_problem, style="red", highlight=False)
@@ -108,7 +112,7 @@ def serve(
     if settings.log_style == "json":  # stderr carries only JSON lines then, for the log collector
         logging.getLogger("cdp").info("CDP core on %s (store: %s; %s)", where, _describe(settings), processes)
     else:
-        console.print(f"[bold]CDP core[/] on {where}  (store: {_describe(settings)}; {processes})")
+        console.print(Text("CDP core", style="bold"), f"on {where}  (store: {_describe(settings)}; {processes})")
     if not serving.serve(settings):  # as uvicorn.run does: the application did not start (the log says why)
         raise typer.Exit(3)
 
@@ -156,7 +160,7 @@ def load(
             f"{report.profiles_rejected} profiles, {report.events_rejected} events) into {_describe(settings)}"
         )
         for problem in report.problems:
-            console.print(f"[red]  {problem}[/red]", highlight=False)
+            console.print(f"  {problem}", style="red", highlight=False)
         if report.products_rejected or report.profiles_rejected or report.events_rejected:
             raise typer.Exit(1)
 

@@ -325,3 +325,14 @@ def test_ctrl_c_during_a_load_says_how_to_finish_and_a_rerun_does(tmp_path: Path
     assert again.returncode == 0, again.stdout + again.stderr
     total = sum(1 for _ in (ROOT / "fixtures" / "events.jsonl").open())
     assert f"{total - stored} events ({stored} already present;" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("key_id", ["[/]", "[bold]abc"])
+async def test_what_users_type_is_printed_as_typed_never_read_as_markup(tmp_path: Path, key_id: str) -> None:
+    """Found by an audit: messages went through rich's markup, so `keys revoke '[/]'` was a MarkupError
+    traceback and `[bold]abc` was said as `abc` (a path or a data file's text the same)."""
+    database = tmp_path / "cdp.sqlite3"
+    SQLiteStore(database)  # a store to read
+    done = _run(tmp_path, "keys", "revoke", key_id, CDP_DATABASE_URL=f"sqlite:///{database}")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == f"no active key {key_id}" and "Traceback" not in done.stderr
