@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -390,4 +391,8 @@ def _describe(settings: Settings) -> str:
 
 
 if __name__ == "__main__":
+    # Every file the server and its commands create (the store, its log and shared-memory files,
+    # backups, the development key) is its user's alone: with the usual umask 022 the store and every
+    # backup, everyone's customer data, were readable by any account of the machine.
+    os.umask(0o077)
     cli()

@@ -336,3 +336,18 @@ async def test_what_users_type_is_printed_as_typed_never_read_as_markup(tmp_path
     done = _run(tmp_path, "keys", "revoke", key_id, CDP_DATABASE_URL=f"sqlite:///{database}")
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == f"no active key {key_id}" and "Traceback" not in done.stderr
+
+
+def test_the_store_and_its_backups_are_readable_by_their_user_only(tmp_path: Path) -> None:
+    """Found by an audit: with the usual umask 022 the store, its write-ahead log and every backup
+    (everyone's customer data) were readable by any account of the machine."""
+    database = tmp_path / "data" / "cdp.sqlite3"
+    settings = {"CDP_DATABASE_URL": f"sqlite:///{database}"}
+    made = _run(tmp_path, "keys", "create", "ops", "-s", "read:profiles", **settings)
+    assert made.returncode == 0, made.stderr
+    backed_up = _run(tmp_path, "backup", str(tmp_path / "backup.sqlite3"), **settings)
+    assert backed_up.returncode == 0, backed_up.stderr
+    created = [database, tmp_path / "backup.sqlite3", *database.parent.glob("cdp.sqlite3-*")]
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in created}
+    assert set(modes.values()) == {"0o600"}, modes
+    assert oct(database.parent.stat().st_mode & 0o777) == "0o700"
