@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -199,8 +200,15 @@ async def seed_in_background(services: Services) -> None:
                 step("starting", 0, 0)
                 await seed(services, step)
     except Exception as exc:
-        log.exception("loading the demo data failed; the server serves what is in (see /readyz)")
-        progress.failure = f"{type(exc).__name__}: {exc}"
+        # /readyz answers anyone: it names the error by its kind and an id, and the log says the rest
+        # (the message showed the data folder's absolute path and the exception's text).
+        error_id = uuid.uuid4().hex[:12]
+        log.exception(
+            "loading the demo data failed (error id %s); the server serves what is in (see /readyz)",
+            error_id,
+            extra={"errorId": error_id},
+        )
+        progress.failure = f"{type(exc).__name__} (error id {error_id}: the server's log says more)"
     finally:
         progress.seeding = False
 

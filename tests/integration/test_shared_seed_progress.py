@@ -97,3 +97,18 @@ def test_steps_soon_after_each_other_are_written_once_and_the_last_of_a_stage_al
     shared.write("traits", 0, 10)  # a new stage
     assert shared.read() == ("traits", 0, 10)
     assert sorted(p.name for p in tmp_path.iterdir()) == [PROGRESS_FILE]  # no temporary file left
+
+
+async def test_a_failed_load_is_told_to_readyz_by_its_kind_and_an_id_not_its_text(tmp_path: Path) -> None:
+    """Found by an audit: /readyz (no key) said the exception's text, with the data folder's absolute
+    path. It names the kind of error and an id; the server's log holds the rest under that id."""
+    fixtures = tmp_path / "fixtures"
+    (fixtures / "events.jsonl").mkdir(parents=True)  # a folder where the data file belongs
+    services = await _worker(tmp_path, fixtures)
+    try:
+        await seed_in_background(services)
+        failure = services.seeding.failure
+        assert failure is not None and failure.startswith("InvalidInput (error id "), failure
+        assert str(tmp_path) not in failure and "events.jsonl" not in failure
+    finally:
+        await services.close()
