@@ -59,6 +59,17 @@ class TextFormatter(logging.Formatter):
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
+class WithoutQueryStrings(logging.Filter):
+    """uvicorn's WebSocket access line names the path with its query string (`/graphql?email=…`), where
+    the HTTP access line (ours) logs the path alone: the query string is left out of it too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"') and isinstance(args, tuple):
+            record.args = tuple(a.split("?", 1)[0] if i == 1 and isinstance(a, str) else a for i, a in enumerate(args))
+        return True
+
+
 def configure(level: str, fmt: str) -> None:
     """`fmt` "json" (one object per line) or "text" (for a developer's terminal)."""
     handler = logging.StreamHandler()
@@ -66,6 +77,7 @@ def configure(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(WithoutQueryStrings())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

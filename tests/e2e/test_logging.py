@@ -21,7 +21,7 @@ from websockets.typing import Subprotocol
 
 from app.bootstrap import Services
 from app.main import create_app
-from app.observability.logs import JsonFormatter, TextFormatter, configure
+from app.observability.logs import JsonFormatter, TextFormatter, WithoutQueryStrings, configure
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
@@ -168,3 +168,14 @@ def test_handshake_headers_are_never_logged_whatever_the_level() -> None:
         root.handlers[:], _, _ = kept
         root.setLevel(kept[1])
         library.setLevel(kept[2])
+
+
+def test_the_websocket_access_line_leaves_the_query_string_out() -> None:
+    """Found by an audit: uvicorn's line for a WebSocket logged `/graphql?lookup=jane.doe%40example.com`;
+    the HTTP access line logs the path alone."""
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5", "/graphql?lookup=jane.doe%40example.com"), None,
+    )  # fmt: skip
+    assert WithoutQueryStrings().filter(record)
+    assert record.getMessage() == '127.0.0.1:5 - "WebSocket /graphql" [accepted]'
