@@ -20,15 +20,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.domain import clock
 from app.domain.errors import InvalidInput, first_problem
 from app.domain.events import RawEvent, RawIdentifier
-from app.domain.products import Product, ProductFields, checked_document, upserted
+from app.domain.products import Product, ProductFields, checked_document
 from app.services.extended_json import Line, read_lines
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
-from app.services.ports import ProfileStore, StoreTransaction
-from app.services.profile_writes import with_retries
+from app.services.ports import ProfileStore
 from app.services.profiles import upsert_profiles
+from app.services.recommendations import write_products
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EVENT_BATCH = 500
@@ -170,32 +169,17 @@ async def demo_shift(store: ProfileStore, directory: Path, now: datetime) -> tim
     return timedelta(days=days)
 
 
-def _product(document: dict[str, Any], shift: timedelta) -> tuple[ProductFields, dict[str, Any]]:
-    """A products.jsonl line as `upsertProducts` fields and as the stored form of a new product, its
-    price history moved by `shift`; InvalidInput when it is not a product the API would take."""
+def _product(document: dict[str, Any], shift: timedelta) -> tuple[ProductFields, Product]:
+    """A products.jsonl line as `upsertProducts` fields and as a new product (its price history moved
+    by `shift`); InvalidInput when it is not a product the API would take. Written as upsertProducts
+    writes (`write_products`): a known product is updated with the fields, so that loading a file
+    again keeps the price history the API added to and what the traits job computed."""
     fields, checked = checked_document(document)
     try:
-        return fields, Product.model_validate(_shifted_product(checked, shift)).to_document()
+        return fields, Product.model_validate(_shifted_product(checked, shift))
     except ValidationError as exc:
         path, message = first_problem(exc)
         raise InvalidInput(message, field=path or None) from None
-
-
-async def _store_products(store: ProfileStore, lines: list[tuple[ProductFields, dict[str, Any]]]) -> int:
-    """New products as the file holds them (their price history too); known ones updated as
-    `upsertProducts` updates them: a changed price appended to their history, their sales and
-    co-purchases kept. Written whole, a second load replaced the price history the API had added to
-    and reset what the traits job had computed."""
-    at = clock.now()
-
-    async def work(tx: StoreTransaction) -> int:
-        known = await tx.products_of([fields.id for fields, _ in lines])
-        await tx.put_products(
-            [upserted(known[f.id], f, at=at).to_document() if f.id in known else document for f, document in lines]
-        )
-        return len(lines)
-
-    return await with_retries(store, work)
 
 
 def _shifted_product(document: dict[str, Any], shift: timedelta) -> dict[str, Any]:
@@ -247,9 +231,7 @@ async def load_fixtures(
                 except InvalidInput as exc:
                     report.products_rejected += 1
                     report.problem(f"products.jsonl:{line.number}: {_said(exc)}")
-            report.products += (
-                await _store_products(store, list({f.id: (f, d) for f, d in kept}.values())) if kept else 0
-            )
+            report.products += len(await write_products(store, list({f.id: (f, p) for f, p in kept}.values())))
         await report_progress("products", report.products, report.products)
     profiles = data_file(directory, "profiles.jsonl")
     if profiles is not None:

@@ -8,12 +8,13 @@ the live profile, so a view made a minute ago counts. Ranking and reasons: app/d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from app.domain import clock
 from app.domain.errors import NotFound
-from app.domain.products import Product, parse_products, upserted
+from app.domain.products import Product, ProductFields, parse_products, upserted
 from app.domain.profile import Profile
 from app.domain.recommendation import Recommendation, rank_best_sellers, rank_personalised
 from app.domain.traits.computed import profiling_refused
@@ -36,18 +37,28 @@ DEFAULT_EXCLUDE_DAYS = 30
 async def upsert_products(store: ProfileStore, raw: list[dict[str, Any]]) -> list[Product]:
     """Create or update products; every item is validated (and a new product's required fields
     checked) before anything is written. A changed price is appended to the price history."""
-    fields = parse_products(raw)
+    return await write_products(store, [(fields, None) for fields in parse_products(raw)])
+
+
+async def write_products(store: ProfileStore, items: Sequence[tuple[ProductFields, Product | None]]) -> list[Product]:
+    """The write of `upsertProducts` and of a data file's products: a known product updated with the
+    fields given, a new one as given (a data file's, its price history with it) or made from them.
+    Read and written in one transaction: read outside it, two calls changing one price at once each
+    appended to the history they read, and the last write dropped the other's entry."""
     at = clock.now()
 
     async def work(tx: StoreTransaction) -> list[Product]:
-        # Read and written in one transaction: read outside it, two calls changing one price at once
-        # each appended to the history they read, and the last write dropped the other's entry.
-        current = await tx.products_of([f.id for f in fields])
-        products = [upserted(current.get(f.id), f, at=at, index=i) for i, f in enumerate(fields)]
+        known = await tx.products_of([fields.id for fields, _ in items])
+        products = [
+            given
+            if given is not None and fields.id not in known
+            else upserted(known.get(fields.id), fields, at=at, index=i)
+            for i, (fields, given) in enumerate(items)
+        ]
         await tx.put_products([p.to_document() for p in products])
         return products
 
-    return await with_retries(store, work) if fields else []
+    return await with_retries(store, work) if items else []
 
 
 async def recommendations(
