@@ -91,9 +91,8 @@ class _Working:
         whole document (rare: a late event that also brings identifiers or identifies)."""
         if not whole and self.profile is None:
             return StoredBehaviour.of(self.document)
-        if reads_recent(event, StoredBehaviour.of(self.document).stats.last_visit_at):
-            return Profile.from_document(self.document)
-        return self.current()
+        profile = self.current()  # its last visit read from the profile built anyway, not the document again
+        return Profile.from_document(self.document) if reads_recent(event, profile.stats.last_visit_at) else profile
 
 
 @dataclass(slots=True)
