@@ -26,8 +26,6 @@ from app.domain.stored_behaviour import StoredBehaviour
 VISIT_GAP = timedelta(minutes=30)
 _VISIT_CHANNELS = {Channel.WEB, Channel.MOBILE}
 _VISIT_TYPES = {EventType.PAGE_VIEW, EventType.PRODUCT_VIEW, EventType.ADD_TO_CART}
-_VISIT_CHANNEL_NAMES = {str(channel) for channel in _VISIT_CHANNELS}  # as the recent list holds them
-_VISIT_TYPE_NAMES = {str(kind) for kind in _VISIT_TYPES}
 
 _COUNTERS: dict[EventType, str] = {
     EventType.PAGE_VIEW: "stats.pageViews",
@@ -180,9 +178,8 @@ def _late_visit(profile: Profile | StoredBehaviour, ts: datetime) -> int:
         activity = [(i.timestamp, i.type, i.channel) for i in profile.recent]
     else:
         activity = profile.recent_activity()
-    visits = sorted(
-        at for at, kind, channel in activity if kind in _VISIT_TYPE_NAMES and channel in _VISIT_CHANNEL_NAMES
-    )
+    # The recent list holds types and channels as text: the enums' members are equal to theirs.
+    visits = sorted(at for at, kind, channel in activity if kind in _VISIT_TYPES and channel in _VISIT_CHANNELS)
     complete = len(activity) < RECENT_INTERACTIONS_CAP or min(at for at, _, _ in activity) <= ts - VISIT_GAP
     if not complete:
         last = profile.stats.last_visit_at

@@ -90,14 +90,16 @@ def timed_candidates(tree: Condition) -> Condition | None:
     counts within its window (each leaf read as "at least one"), or None when no leaf counts events.
     A batch evaluation schedules their checks, members or not: an "at risk" segment (ordered, but not
     within the last day) gains its members as their last order leaves the window, with no new event."""
-    leaves = dict.fromkeys(node for node in walk(tree) if isinstance(node, EventCount))
-    counted = [
-        EventCount(leaf.event_type, CountBound.AT_LEAST, 1, leaf.within_days, leaf.channel, leaf.where)
-        for leaf in leaves
-    ]
+    counted = tuple(
+        dict.fromkeys(
+            EventCount(leaf.event_type, CountBound.AT_LEAST, 1, leaf.within_days, leaf.channel, leaf.where)
+            for leaf in walk(tree)
+            if isinstance(leaf, EventCount)
+        )
+    )
     if not counted:
         return None
-    return counted[0] if len(counted) == 1 else Or(tuple(dict.fromkeys(counted)))
+    return counted[0] if len(counted) == 1 else Or(counted)
 
 
 def _leaf_flip(leaf: EventCount, activity: Activity, now: datetime) -> datetime | None:
