@@ -291,12 +291,13 @@ class SegmentEngine:
         # Read whole when memberships decide: a segment naming others reads them, and a membership moves
         # without a new version (another segment's evaluation or window), which the version check misses.
         defined = _ordered([compile_segment(s) for s in await self.store.list_segments()])
-        referred = bool(compiled.deps.segments) or bool(dependants(defined, {segment_id}))
+        segments = (compiled, *dependants(defined, {segment_id}))
+        referred = bool(compiled.deps.segments) or len(segments) > 1
         entered = exited = 0
         for start in range(0, len(changes), WRITE_BATCH):
             chunk = changes[start : start + WRITE_BATCH]
             if referred:
-                events = await self._decide_again(compiled, chunk, cause)
+                events = await self._decide_again(segments, chunk, cause)
             else:
                 outcome = Outcome(
                     transitions=[Transition(p, segment_id, p in matching) for p in chunk],
@@ -306,7 +307,7 @@ class SegmentEngine:
                 events, moved = await with_retries(self.store, _write(outcome, cause))
                 self.bus.publish_committed(events)
                 if moved:
-                    events = events + await self._decide_again(compiled, sorted(moved), cause)
+                    events = events + await self._decide_again(segments, sorted(moved), cause)
             for event in events:
                 if event.segment_id == segment_id:
                     entered += event.change is MembershipChange.ENTERED
@@ -315,34 +316,15 @@ class SegmentEngine:
                 progress(start + len(chunk), len(changes))
         return entered, exited
 
-    async def _decide_again(self, compiled: CompiledSegment, profile_ids: list[str], cause: str) -> list[SegmentEvent]:
-        """Profiles of `_settle` decided on what they are now, with the segments referring to this one.
-        _Redefined when the segment itself was redefined or deleted meanwhile; one referring to it that
-        changed is decided again on its definition now."""
-        events: list[SegmentEvent] = []
-        for _ in range(MAX_ATTEMPTS):
-            if not profile_ids:
-                return events
-            defined = _ordered([compile_segment(s) for s in await self.store.list_segments()])
-            segments = (compiled, *dependants(defined, {compiled.segment.id}))
-            rechecks = [Recheck(p, segments) for p in profile_ids]
-            at = clock.now()
-            profiles, histories, since = await self._read(rechecks, at)
-            outcome = await off_loop(
-                len(rechecks) >= OFF_LOOP_FROM, decide, rechecks, profiles, histories, since=since, now=at
-            )
-            try:
-                written, moved = await with_retries(self.store, _write(outcome, cause))
-            except _Redefined:
-                now = await self.store.get_segment(compiled.segment.id)
-                if now is None or now.definition() != compiled.segment.definition():
-                    raise
-                continue
-            self.bus.publish_committed(written)
-            events += written
-            profile_ids = [p for p in profile_ids if p in moved]
-        if profile_ids:  # each write that kept moving them reports its own change, which re-evaluates them
-            log.warning("segment evaluation left %d profiles that kept changing to their upkeep", len(profile_ids))
+    async def _decide_again(
+        self, segments: tuple[CompiledSegment, ...], profile_ids: list[str], cause: str
+    ) -> list[SegmentEvent]:
+        """Profiles of `_settle` decided on what they are now against `segments` (the evaluated one
+        first, then those referring to it), its own definition pinned: _Redefined when it was redefined
+        or deleted meanwhile (one referring to it that changed is decided on its definition now)."""
+        rechecks = [Recheck(p, segments) for p in profile_ids]
+        events = await self._recheck(rechecks, cause, pinned=segments[0].segment)
+        self.bus.publish_committed(events)
         return events
 
     async def _apply(
@@ -488,6 +470,7 @@ class SegmentEngine:
         *,
         settled: Collection[str] = (),
         pending: Mapping[str, int] | None = None,
+        pinned: Segment | None = None,
     ) -> list[SegmentEvent]:
         """Re-evaluate the profiles and write every change in one unit of work; the caller publishes
         the events once written. Nothing here holds the store's write lock but the write itself: the
@@ -498,7 +481,9 @@ class SegmentEngine:
         `settled`: profiles whose change can move no segment: the check their write left is cleared
         with the first write, and they are not read. `pending`: how many writes each profile's check
         of every segment stood for when the upkeep began: the check is cleared only if it stands for
-        no more now (a write committed since it was counted is left to its own upkeep)."""
+        no more now (a write committed since it was counted is left to its own upkeep). `pinned`: a
+        segment being evaluated, whose redefinition or deletion meanwhile stops this (_Redefined) rather
+        than having it decided on what is defined now."""
         events: list[SegmentEvent] = []
         for _ in range(MAX_ATTEMPTS):
             if not rechecks and not settled:
@@ -513,6 +498,9 @@ class SegmentEngine:
             try:
                 written, moved = await with_retries(self.store, _write(outcome, cause, pending))
             except _Redefined:
+                now = await self.store.get_segment(pinned.id) if pinned is not None else None
+                if pinned is not None and (now is None or now.definition() != pinned.definition()):
+                    raise
                 rechecks = await self._as_defined_now(rechecks)
                 continue
             events += written
