@@ -48,7 +48,14 @@ from app.store.sqlite.lock_waits import LockWaits
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
 from app.store.sqlite.threads import ReaderPool, WriterThread
-from app.store.sqlite.transaction import OWE_WIPE, WIPE_OWED, SQLiteTransaction, merges_of, refusals_of
+from app.store.sqlite.transaction import (
+    OWE_WIPE,
+    WIPE_OWED,
+    SQLiteTransaction,
+    merges_of,
+    products_in,
+    refusals_of,
+)
 from app.store.sqlite.written_documents import WrittenDocuments
 
 T = TypeVar("T")
@@ -451,16 +458,7 @@ class SQLiteStore:
         return int(self._reader.execute("SELECT count(*) FROM products").fetchone()[0])
 
     async def get_products(self, product_ids: Sequence[str]) -> list[Product]:
-        def scan(db: sqlite3.Connection) -> list[Product]:
-            ids = list(dict.fromkeys(product_ids))
-            found: list[Product] = []
-            for start in range(0, len(ids), _IDS_PER_QUERY):
-                chunk = ids[start : start + _IDS_PER_QUERY]
-                rows = db.execute(f"SELECT doc FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-                found += [Product.model_validate(loads(row[0])) for row in rows]
-            return found
-
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        return await self._reads.read(lambda db: products_in(db, product_ids))  # a scan: on a reader thread
 
     async def best_sellers(self, category: str | None, *, limit: int) -> list[Product]:
         def scan(db: sqlite3.Connection) -> list[Product]:

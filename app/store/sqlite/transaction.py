@@ -328,12 +328,7 @@ class SQLiteTransaction(StoreTransaction):
         return merges_of(self._db, profile_id)
 
     async def products_of(self, product_ids: Collection[str]) -> dict[str, Product]:
-        ids, found = list(dict.fromkeys(product_ids)), dict[str, Product]()
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            rows = self._db.execute(f"SELECT id, doc FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-            found |= {row[0]: Product.model_validate(loads(row[1])) for row in rows}
-        return found
+        return {product.id: product for product in products_in(self._db, product_ids)}
 
     async def put_products(self, products: Sequence[dict[str, Any]]) -> None:
         self._db.executemany(
@@ -555,3 +550,13 @@ def refusals_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRefusal]:
         (profile_id,),
     ).fetchall()
     return sorted((MergeRefusal.model_validate(loads(row[0])) for row in rows), key=lambda r: (r.at, r.id))
+
+
+def products_in(db: sqlite3.Connection, product_ids: Collection[str]) -> list[Product]:
+    """The known ones of `product_ids`, read on `db` (a reader's connection, or a transaction's)."""
+    ids, found = list(dict.fromkeys(product_ids)), list[Product]()
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start : start + IDS_PER_QUERY]
+        rows = db.execute(f"SELECT doc FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        found += [Product.model_validate(loads(row[0])) for row in rows]
+    return found
