@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from app.domain.history_rebuild import rebuild_behaviour
+from app.domain.person_fields import MOST_ADDRESSES
 from app.domain.privacy import supersedes
 from app.domain.profile import Consent, IdentifierRecord, Interaction, Profile, StoredModel
 from app.domain.profile import datetime as stored_datetime
@@ -194,6 +195,9 @@ def merged_profile(
         head, _, tail = path.partition(".")
         if tail:
             document.setdefault(head, {})[tail] = decision.value
+        elif path == "addresses" and isinstance(decision.value, list):
+            # As many as one profile may hold: the union of a hundred profiles' held a hundred times it.
+            document[head] = decision.value[:MOST_ADDRESSES]
         else:
             document[head] = decision.value
         document.setdefault("fieldTimes", {})[provenance_key(path)] = decision.at

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from app.domain.identifiers import Identifier
 from app.domain.profile import Profile
+from app.domain.profile_bounds import merged_refusal
 
 DEFAULT_LIMITS = {"customerId": 1, "email": 5, "phone": 5, "deviceId": 10}
 DEFAULT_BLOCKLIST = frozenset({"test@test.com", "test@example.com", "noemail@example.com", "+10000000000"})
@@ -25,11 +26,14 @@ class MergeProtection:
         return identifier.value in self.blocklist or identifier.key in self.blocklist
 
     def refusal(self, profiles: Sequence[Profile], extra: Sequence[Identifier] = ()) -> str | None:
-        """Why merging `profiles` (plus the identifiers an event brings) is refused, or None."""
+        """Why merging `profiles` (plus the identifiers an event brings) is refused, or None: past a
+        limit on identifiers, or on the free-form data one profile may hold (profile_bounds.py)."""
         keys = {f"{r.type}:{r.value}": r.type for p in profiles for r in p.identifiers}
         keys.update({i.key: i.type for i in extra})
         over = self._past_limits(Counter(keys.values()))
-        return f"the merged profile would hold {over[0]}" if over else None
+        if over:
+            return f"the merged profile would hold {over[0]}"
+        return merged_refusal([p.traits for p in profiles], [p.qualitative.preferences for p in profiles])
 
     def crowding(self, identifiers: Sequence[Identifier]) -> str | None:
         """Why one write's identifiers cannot all be one profile's, or None: an event or upsert that

@@ -5,11 +5,14 @@ Each event's properties and each upsert's traits are bounded (event_limits.py), 
 profile, and every later event of that person then took half a second on the server, since a write
 reads and writes its profile whole. The write that would take a profile's traits past
 MAX_TRAITS_BYTES is refused, that event or upsert alone, and the profile keeps what it had.
+
+A merge adds them up too: each profile within the bound, a merge of a hundred held a hundred times
+it. A merge whose survivor could hold more than the bound is not made (merged_refusal).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -35,3 +38,26 @@ def traits_refusal(
         f"remove {kind} it no longer needs first",
         field=field,
     )
+
+
+def merged_refusal(traits: Sequence[Mapping[str, Any]], preferences: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the profiles holding these traits and stated preferences cannot be merged into one, or
+    None. The survivor keeps one value of each key, which its rule chooses (reconciliation.py):
+    counted here at the longest of them, so that no choice takes it past the bound."""
+    for kind, held in (("traits", traits), ("preferences", preferences)):
+        if (size := _most_merged_bytes(held)) > MAX_TRAITS_BYTES:
+            return f"the merged profile's {kind} could take {size:,} bytes (limit {MAX_TRAITS_BYTES:,})"
+    return None
+
+
+def _most_merged_bytes(held: Sequence[Mapping[str, Any]]) -> int:
+    """The compact JSON size of the union of `held`, each key at its longest value."""
+    if len(held) < 2:
+        return len(orjson.dumps(held[0], default=str)) if held else 2
+    longest: dict[str, int] = {}
+    for mapping in held:
+        for key, value in mapping.items():
+            entry = len(orjson.dumps({key: value}, default=str)) - 1  # `"key":value` and a separator
+            if entry > longest.get(key, 0):
+                longest[key] = entry
+    return 1 + sum(longest.values()) if longest else 2

@@ -27,6 +27,7 @@ from app.domain.matching.index import refresh_keys
 from app.domain.merge import MergeRecord, MergeRefusal, MergeStatus
 from app.domain.privacy import ConsentDecision
 from app.domain.profile import Consent, Interaction, Profile
+from app.domain.profile_bounds import merged_refusal
 from app.domain.profile_change import provenance_key
 from app.services.identity_policy import IdentityPolicy
 from app.services.merge_steps import merge_in_transaction
@@ -79,7 +80,10 @@ async def merge_profiles(
                     field=f"mergedIds[{index}]",
                 )
             others[other.id] = other
-        if judged is not None and any(judged.get(p.id) != p.version for p in (survivor, *others.values())):
+        everyone = [survivor, *others.values()]
+        if too_large := merged_refusal([p.traits for p in everyone], [p.qualitative.preferences for p in everyone]):
+            raise InvalidInput(f"{too_large}: remove what the profiles no longer need first", field="mergedIds")
+        if judged is not None and any(judged.get(p.id) != p.version for p in everyone):
             raise Conflict("the profiles changed after the merge was decided: it is not made")
         return await merge_in_transaction(
             tx, survivor, list(others.values()), reason=reason, actor=actor, at=at, rules=policy.rules, automatic=False

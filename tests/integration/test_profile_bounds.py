@@ -12,7 +12,8 @@ from app.domain import profile_bounds
 from app.domain.errors import InvalidInput
 from app.domain.events import RawEvent, RawIdentifier
 from app.domain.person_fields import MOST_ADDRESSES
-from app.services import profiles
+from app.services import merging, profiles
+from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, ingest_each_alone, ingest_events
 from app.services.ports import ProfileStore
 from tests.builders import event
@@ -113,3 +114,72 @@ async def test_identify_events_keep_as_many_addresses_as_an_upsert_may_set(store
     profile = await store.find_profile_by_identity("email:ada@example.com")
     assert profile is not None
     assert [a.city for a in profile.addresses] == [f"City {n}" for n in reversed(range(5, MOST_ADDRESSES + 5))]
+
+
+async def _two_people_with_traits(store: ProfileStore) -> tuple[str, str]:
+    """Ada and her duplicate Adele, each holding traits within the bound, together past it."""
+    ada = await profiles.upsert_profile(
+        store, [RawIdentifier("email", "ada@example.com")], {"first_name": "Ada", "traits": {"a": "x" * 1200}}
+    )
+    adele = await profiles.upsert_profile(
+        store, [RawIdentifier("phone", "+33612345678")], {"first_name": "Adele", "traits": {"b": "y" * 1200}}
+    )
+    return ada.id, adele.id
+
+
+@pytest.mark.parametrize("ingest", [ingest_events, ingest_each_alone], ids=["batch", "each-alone"])
+async def test_an_event_linking_profiles_whose_traits_together_pass_the_bound_merges_nothing(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch, ingest: object
+) -> None:
+    """Found by a review: each write was bounded, merges were not; a hundred profiles at the bound,
+    linked, made one holding a hundred times it. The event lands, as merge protection's refusals do."""
+    monkeypatch.setattr(profile_bounds, "MAX_TRAITS_BYTES", BOUND)
+    ada_id, adele_id = await _two_people_with_traits(store)
+    link = event("page_view", identifiers=[("email", "ada@example.com"), ("phone", "+33612345678")], message_id="l")
+    [outcome] = await ingest(store, [link])  # type: ignore[operator]
+    assert outcome.status is EventStatus.ACCEPTED and not outcome.merged, outcome
+    ada, adele = await store.get_profile(ada_id), await store.get_profile(adele_id)
+    assert ada is not None and adele is not None and ada.merged_into is None and adele.merged_into is None
+    assert sorted(ada.traits) == ["a"] and sorted(adele.traits) == ["b"]
+    assert await store.merges_of(ada_id) == []
+    [refusal] = await store.refusals_of(ada_id)
+    assert sorted(refusal.profile_ids) == sorted([ada_id, adele_id])
+    assert refusal.reason.startswith("the merged profile's traits could take "), refusal.reason
+
+
+async def test_a_steward_merge_past_the_traits_bound_is_refused_and_writes_nothing(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(profile_bounds, "MAX_TRAITS_BYTES", BOUND)
+    ada_id, adele_id = await _two_people_with_traits(store)
+    with pytest.raises(InvalidInput, match=r"traits could take .* remove what the profiles no longer need") as refused:
+        await merging.merge_profiles(
+            store, ada_id, [adele_id], reason="same person", actor="steward", policy=IdentityPolicy()
+        )
+    assert refused.value.field == "mergedIds"
+    assert await store.merges_of(ada_id) == [] and await store.merges_of(adele_id) == []
+    ada, adele = await store.get_profile(ada_id), await store.get_profile(adele_id)
+    assert ada is not None and adele is not None and adele.merged_into is None and sorted(ada.traits) == ["a"]
+    # Within the bound, the same merge is made.
+    monkeypatch.setattr(profile_bounds, "MAX_TRAITS_BYTES", 3 * BOUND)
+    _, merged = await merging.merge_profiles(
+        store, ada_id, [adele_id], reason="same person", actor="steward", policy=IdentityPolicy()
+    )
+    assert sorted(merged.traits) == ["a", "b"]
+
+
+async def test_a_merge_keeps_as_many_addresses_as_one_profile_may_hold(store: ProfileStore) -> None:
+    """Each profile held its bound of addresses; the union of a merge held them all."""
+    people = []
+    for n in range(3):
+        addresses = [{"city": f"City {n}-{k}"} for k in range(MOST_ADDRESSES)]
+        written = await profiles.upsert_profile(
+            store, [RawIdentifier("email", f"p{n}@example.com")], {"first_name": "Ada", "addresses": addresses}
+        )
+        people.append(written.id)
+    _, merged = await merging.merge_profiles(
+        store, people[0], people[1:], reason="same person", actor="steward", policy=IdentityPolicy()
+    )
+    stored = await store.get_profile(merged.id)
+    assert stored is not None
+    assert [a.city for a in stored.addresses] == [f"City 0-{k}" for k in range(MOST_ADDRESSES)]
