@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -276,3 +279,40 @@ async def test_each_restore_keeps_the_store_it_replaced_even_two_in_one_second(
             assert {e for e in (EMMA, BOB, CARL) if await _profile_id(store, e)} == emails
         finally:
             await store.close()
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most shells give (022): files readable by every account unless made otherwise."""
+    before = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_the_store_its_log_and_its_backups_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """Found by an audit: `python -m app` sets umask 077, but a server started another way (uvicorn with
+    the factory) made the store and every backup, everyone's customer data, readable by any account."""
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = await _store_with(database, EMMA)
+    try:
+        made = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+        assert [(p.name, _mode(p)) for p in made] == [(p.name, 0o600) for p in made]
+        back_up(database, copy)
+    finally:
+        await store.close()
+    assert _mode(copy) == 0o600
+    database.unlink()  # a lost disk: the backup restored where no store is
+    await restore_backup(copy, database)
+    assert _mode(database) == 0o600
+    # A store file its owner made otherwise keeps the permissions given.
+    shared = tmp_path / "shared.sqlite3"
+    shared.touch(mode=0o640)
+    await SQLiteStore(shared).close()
+    assert _mode(shared) == 0o640

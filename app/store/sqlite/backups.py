@@ -29,6 +29,7 @@ from pathlib import Path
 from app.domain import clock
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput, NotFound, StoreUnavailable
+from app.store.sqlite.private_files import create_private
 
 BACKUP_TAKEN_AT = "backupTakenAt"  # meta key written into the copy: when its snapshot was taken
 STORE_TABLES = {"meta", "profiles", "identities", "interactions", "suppressions", "erasures"}
@@ -182,6 +183,7 @@ def _copy(source: Path, target: Path, progress: Progress) -> None:
 
     watcher = threading.Thread(target=watch, name="backup-progress", daemon=True)
     progress(COPYING, 0, total)
+    create_private(target)  # VACUUM INTO fills an empty file
     watcher.start()
     try:
         with closing(sqlite3.connect(source)) as connection:

@@ -45,6 +45,7 @@ from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.commit_watch import CommitWatch
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
 from app.store.sqlite.lock_waits import LockWaits
+from app.store.sqlite.private_files import create_private
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
 from app.store.sqlite.threads import ReaderPool, WriterThread
@@ -117,6 +118,7 @@ class SQLiteStore:
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                create_private(self.path)
                 if not held_alone:
                     self._open_lock = store_users.hold_shared(self.path)
             self._writer = self._prepared_writer()
