@@ -41,7 +41,6 @@ ERASURE_PREFIX = "era_"  # an erasure's id, which stands for the erased profile 
 
 SUPPRESSION_SECRET = "suppressionSecret"
 ERASED_REASON = "withheld: it was written about a person erased since"
-MAX_MERGED = 1000  # profiles one person's merges may have folded in: a bound, not a limit met in practice
 EXPORT_PAGE = 1000
 # A person's membership changes, all read at once (a segment entered and left daily for years, in
 # dozens of segments, is tens of thousands): the export cut them at EXPORT_PAGE, the newest only.
@@ -96,12 +95,13 @@ async def consent_history(store: ProfileStore, profile: Profile) -> list[Consent
 
 async def merged_family(store: ProfileStore, profile_id: str) -> list[str]:
     """The profile and every profile merged into it, directly or through earlier merges."""
-    family, queue = [profile_id], [profile_id]
-    while queue and len(family) < MAX_MERGED:
+    family, queue, known = [profile_id], [profile_id], {profile_id}
+    while queue:  # however many: a customer signing in from a thousand browsing sessions merged as many
         current = queue.pop()
         for record in await store.merges_of(current):
             if record.status is MergeStatus.MERGED and record.survivor_id == current:
-                fresh = [i for i in record.merged_ids if i not in family]
+                fresh = [i for i in record.merged_ids if i not in known]
+                known.update(fresh)
                 family += fresh
                 queue += fresh
     return family
@@ -129,20 +129,21 @@ async def merged_families(store: ProfileStore, profile_ids: Collection[str]) -> 
     """`merged_family` for each of `profile_ids`, walked in step: each round takes the next profile of
     every walk still going and reads their merges together, so the walks cost as many store reads as
     the longest of them, and each visits what `merged_family` visits, in the same order."""
-    walks = {profile_id: ([profile_id], [profile_id]) for profile_id in profile_ids}
+    walks = {profile_id: ([profile_id], [profile_id], {profile_id}) for profile_id in profile_ids}
     going = [profile_id for profile_id in walks]
     while going:
         current = {profile_id: walks[profile_id][1].pop() for profile_id in going}
         merges = await store.merges_of_profiles(set(current.values()))
         for profile_id, visited in current.items():
-            family, queue = walks[profile_id]
+            family, queue, known = walks[profile_id]
             for record in merges.get(visited, []):
                 if record.status is MergeStatus.MERGED and record.survivor_id == visited:
-                    fresh = [i for i in record.merged_ids if i not in family]
+                    fresh = [i for i in record.merged_ids if i not in known]
+                    known.update(fresh)
                     family += fresh
                     queue += fresh
-        going = [p for p in going if walks[p][1] and len(walks[p][0]) < MAX_MERGED]
-    return {profile_id: family for profile_id, (family, _) in walks.items()}
+        going = [p for p in going if walks[p][1]]
+    return {profile_id: family for profile_id, (family, _, _) in walks.items()}
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -231,10 +232,13 @@ async def delete_profile(
         profile = await live_profile(tx, profile_id)
         if profile is None:
             raise NotFound(f"no profile {profile_id}", field="id")
-        family, queue = [profile.id], [profile.id]
-        while queue and len(family) < MAX_MERGED:
+        # Every profile merged in, however many and however deep: a walk that stopped at 1,000 left
+        # the rest's consent decisions and merge records (their documents) after the erasure.
+        family, queue, known = [profile.id], [profile.id], {profile.id}
+        while queue:
             for tomb in await tx.tombstones_of(queue.pop()):
-                if tomb not in family:
+                if tomb not in known:
+                    known.add(tomb)
                     family.append(tomb)
                     queue.append(tomb)
         keys = {f"{r.type}:{r.value}" for r in profile.identifiers}
@@ -316,7 +320,7 @@ async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure
     known: dict[str, MergeRecord] = {}
     queue = [i for record in shared for i in (record.survivor_id, *record.merged_ids) if i not in erased]
     seen: set[str] = set()
-    while queue and len(seen) < MAX_MERGED:
+    while queue:
         current = queue.pop()
         if current in seen:
             continue

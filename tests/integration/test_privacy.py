@@ -548,3 +548,35 @@ async def test_an_undone_merge_goes_once_both_of_its_people_are_erased(store: Pr
     assert await store.run_in_transaction(lambda tx: tx.get_merge(merge_id)) is not None  # Quentin's trail
     await privacy.delete_profile(store, quentin, actor="dpo")
     assert await store.run_in_transaction(lambda tx: tx.get_merge(merge_id)) is None
+
+
+async def test_erasure_reaches_every_profile_merged_in_however_many_and_however_deep(
+    store_at_scale: ProfileStore,
+) -> None:
+    """Found by a review: the erasure's walk stopped at 1,000 profiles. A customer who signed in from a
+    thousand browsing sessions has as many anonymous profiles merged in (anonymousId has no merge
+    limit); those past the thousandth kept their consent decisions, merge records (snapshots of their
+    documents) and tombstones after the person was erased. Here 11 profiles each took in 100, then
+    one took in the 11: 1,112 in all, the last hundred reached through a merged profile only."""
+    store = store_at_scale
+    upserts = [([RawIdentifier("anonymousId", f"a-{n}")], {}) for n in range(1_111)]
+    made = await profiles.upsert_profiles(store, [([RawIdentifier("email", "emma@example.com")], {}), *upserts])
+    ids = [p.id for p in made if not isinstance(p, InvalidInput)]
+    assert len(ids) == 1_112
+    person, heads, rest = ids[0], ids[1:12], ids[12:]
+    policy = IdentityPolicy()
+    for number, head in enumerate(heads):
+        children = rest[number * 100 : (number + 1) * 100]
+        await privacy.set_consent(store, children[0], "email_marketing", True, "web", purposes=PURPOSES)
+        await merging.merge_profiles(store, head, children, reason="sessions", actor="system", policy=policy)
+    await merging.merge_profiles(store, person, heads, reason="sessions", actor="system", policy=policy)
+    assert len(await privacy.merged_family(store, person)) == 1_112
+
+    erasure = await privacy.delete_profile(store, person, actor="dpo")
+
+    assert erasure.profiles == 1_112
+    left = [member for member in ids if await store.get_profile(member) is not None]
+    assert left == []
+    assert await store.consent_history(ids) == []
+    assert [member for member in heads if await store.merges_of(member)] == []
+    assert await profile_reads.get_profile_by_identifier(store, "anonymousId", "a-0") is None

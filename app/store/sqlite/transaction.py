@@ -383,33 +383,11 @@ class SQLiteTransaction(StoreTransaction):
         self._written.forget(ids)
         if self._erased is not None:
             self._erased(ids)
-        marks = ",".join("?" * len(ids))
-        db = self._db
-        merge_ids = [r[0] for r in db.execute(f"SELECT merge_id FROM merge_members WHERE profile_id IN ({marks})", ids)]
-        refusal_ids = [
-            r[0] for r in db.execute(f"SELECT refusal_id FROM merge_refusal_members WHERE profile_id IN ({marks})", ids)
-        ]
-        for table, key, values in (
-            ("merges", "id", merge_ids),
-            ("merge_members", "merge_id", merge_ids),
-            ("merge_refusals", "id", refusal_ids),
-            ("merge_refusal_members", "refusal_id", refusal_ids),
-        ):
-            if values:
-                db.execute(f"DELETE FROM {table} WHERE {key} IN ({','.join('?' * len(values))})", values)
-        identifiers = db.execute(f"DELETE FROM identities WHERE profile_id IN ({marks})", ids).rowcount
-        interactions = db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", ids).rowcount
-        for table in (
-            "blocking_keys",
-            "processed_messages",
-            "consent_log",
-            "segment_members",
-            "segment_events",
-            "segment_checks",
-        ):
-            db.execute(f"DELETE FROM {table} WHERE profile_id IN ({marks})", ids)
-        db.execute(f"DELETE FROM profiles WHERE id IN ({marks})", ids)
-        profile_facets.forget(db, ids)
+        identifiers = interactions = 0
+        for start in range(0, len(ids), IDS_PER_QUERY):  # a family of any size: SQLite bounds parameters
+            chunk = ids[start : start + IDS_PER_QUERY]
+            counted = _erase_some(self._db, chunk)
+            identifiers, interactions = identifiers + counted[0], interactions + counted[1]
         return identifiers, interactions
 
     async def suppress(self, hashes: Sequence[str], at: datetime) -> None:
@@ -541,6 +519,38 @@ def merges_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRecord]:
         (profile_id,),
     ).fetchall()
     return sorted((MergeRecord.from_document(loads(row[0])) for row in rows), key=lambda r: (r.at, r.id))
+
+
+def _erase_some(db: sqlite3.Connection, ids: list[str]) -> tuple[int, int]:
+    """`SQLiteTransaction.erase` for at most IDS_PER_QUERY profiles."""
+    marks = ",".join("?" * len(ids))
+    merge_ids = [r[0] for r in db.execute(f"SELECT merge_id FROM merge_members WHERE profile_id IN ({marks})", ids)]
+    refusal_ids = [
+        r[0] for r in db.execute(f"SELECT refusal_id FROM merge_refusal_members WHERE profile_id IN ({marks})", ids)
+    ]
+    for table, key, values in (
+        ("merges", "id", merge_ids),
+        ("merge_members", "merge_id", merge_ids),
+        ("merge_refusals", "id", refusal_ids),
+        ("merge_refusal_members", "refusal_id", refusal_ids),
+    ):
+        for start in range(0, len(values), IDS_PER_QUERY):
+            some = values[start : start + IDS_PER_QUERY]
+            db.execute(f"DELETE FROM {table} WHERE {key} IN ({','.join('?' * len(some))})", some)
+    identifiers = db.execute(f"DELETE FROM identities WHERE profile_id IN ({marks})", ids).rowcount
+    interactions = db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", ids).rowcount
+    for table in (
+        "blocking_keys",
+        "processed_messages",
+        "consent_log",
+        "segment_members",
+        "segment_events",
+        "segment_checks",
+    ):
+        db.execute(f"DELETE FROM {table} WHERE profile_id IN ({marks})", ids)
+    db.execute(f"DELETE FROM profiles WHERE id IN ({marks})", ids)
+    profile_facets.forget(db, ids)
+    return identifiers, interactions
 
 
 def refusals_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRefusal]:
