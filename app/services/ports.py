@@ -33,10 +33,11 @@ T = TypeVar("T")
 class IdentityTaken(Exception):
     """Another profile claimed the identifier first (its key is the identities primary key)."""
 
-    def __init__(self, key: str, owner: str | None) -> None:
-        super().__init__(f"identifier {key} already belongs to {owner}")
+    def __init__(self, key: str) -> None:
+        # No owner: MongoDB's duplicate-key error names none, and a second read to find it would
+        # be one more round trip in a transaction about to be retried (the callers read owners then).
+        super().__init__(f"identifier {key} already belongs to another profile")
         self.key = key
-        self.owner = owner
 
 
 class MessageAlreadyProcessed(Exception):

@@ -105,7 +105,7 @@ class MongoTransaction(StoreTransaction):
             await self._db.identities.insert_many(documents, ordered=True, session=self._session)
         except (DuplicateKeyError, BulkWriteError) as exc:
             # The transaction is aborted by the error: the caller re-reads the owners in a new one.
-            raise IdentityTaken(identifiers[_failed_index(exc)].key, None) from None
+            raise IdentityTaken(identifiers[_failed_index(exc)].key) from None
 
     async def get_profile(self, profile_id: str) -> Profile | None:
         document = await self._db.profiles.find_one({"_id": profile_id}, session=self._session)
@@ -180,7 +180,7 @@ class MongoTransaction(StoreTransaction):
         try:
             await self._db.identities.insert_many(documents, ordered=True, session=self._session)
         except (DuplicateKeyError, BulkWriteError) as exc:
-            raise IdentityTaken(claims[_failed_index(exc)][0].key, None) from None
+            raise IdentityTaken(claims[_failed_index(exc)][0].key) from None
 
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         if not writes:

@@ -83,8 +83,7 @@ class SQLiteTransaction(StoreTransaction):
                     (identifier.key, profile_id, identifier.type, to_iso(at)),
                 )
             except sqlite3.IntegrityError:
-                row = self._db.execute("SELECT profile_id FROM identities WHERE key = ?", (identifier.key,)).fetchone()
-                raise IdentityTaken(identifier.key, row[0] if row else None) from None
+                raise IdentityTaken(identifier.key) from None
 
     async def get_profile(self, profile_id: str) -> Profile | None:
         row = self._db.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()
@@ -193,7 +192,7 @@ class SQLiteTransaction(StoreTransaction):
             # Which one: the first claimed by another profile (the statement rolled back alone).
             owners = await self.owners_of([identifier.key for identifier, _ in claims])
             taken = next((i for i, _ in claims if i.key in owners), claims[0][0])
-            raise IdentityTaken(taken.key, owners.get(taken.key)) from None
+            raise IdentityTaken(taken.key) from None
 
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         inserts = [w.document for w in writes if w.expected_version is None]
