@@ -246,10 +246,12 @@ async def delete_profile(
             keys |= set(await tx.identities_of(member))
         await tx.suppress(suppression_hashes(secret, sorted(keys)), at)
         erasure_id = ERASURE_PREFIX + uuid.uuid4().hex
-        trails = await _trails_of_others(tx, family, erasure_id)
+        trails, others = await _trails_of_others(tx, family, erasure_id)
         identifiers, interactions = await tx.erase(family)
         for record in trails:  # erase took every merge of the family; these come back without its data
             await tx.insert_merge(record)
+        for record in others:
+            await tx.replace_merge(record)
         erasure = Erasure(
             _id=erasure_id,
             at=at,
@@ -299,10 +301,17 @@ async def keep_wiping(store: ProfileStore, *, every_seconds: float) -> None:
         await asyncio.sleep(every_seconds)
 
 
-async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure_id: str) -> list[MergeRecord]:
+async def _trails_of_others(
+    tx: StoreTransaction, family: Sequence[str], erasure_id: str
+) -> tuple[list[MergeRecord], list[MergeRecord]]:
     """The undone merges of the erased profiles with other people, as those people keep them: only
     the saved documents and moved identifiers that hold none of the erased profiles' data, and the
-    erasure's id where an erased profile's id was. (A merge that stands joins only the family.)"""
+    erasure's id where an erased profile's id was. (A merge that stands joins only the family.)
+
+    And the others' own undone merges whose saved documents held the erased profiles' data, without
+    those documents: a merge saved its survivor, or a profile it took in, while an erased one was
+    merged into it (Bea into Cal, then Dora into Cal: the second saved Cal holding Bea's email). Such
+    a merge was undone before the erased one's could be, so nothing will need the documents again."""
     erased = set(family)
 
     def with_someone_left(record: MergeRecord) -> bool:
@@ -316,7 +325,8 @@ async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure
         for record in await tx.merges_of(member)
         if record.status is MergeStatus.UNMERGED and with_someone_left(record)
     ]
-    # The others' merges, at any depth: whose data each of their saved documents held.
+    # Every merge the others took part in, whoever they were merged with since, at any depth: whose
+    # data each of their saved documents held.
     known: dict[str, MergeRecord] = {}
     queue = [i for record in shared for i in (record.survivor_id, *record.merged_ids) if i not in erased]
     seen: set[str] = set()
@@ -327,9 +337,15 @@ async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure
         seen.add(current)
         for record in await tx.merges_of(current):
             known[record.id] = record
-            if record.survivor_id == current:
-                queue += [i for i in record.merged_ids if i not in erased]
+            queue += [i for i in (record.survivor_id, *record.merged_ids) if i not in erased and i not in seen]
     into = merges_into(known.values())
+    rewritten = []
+    for record in known.values():
+        if record.status is not MergeStatus.UNMERGED or not erased.isdisjoint((record.survivor_id, *record.merged_ids)):
+            continue  # one that stands holds no erased profile's data; the family's own are trails or go
+        kept = held_only_by(record, lambda profile_id: profile_id not in erased, into)
+        if kept.snapshots != record.snapshots or kept.moved_identities != record.moved_identities:
+            rewritten.append(kept)
     trails: dict[str, MergeRecord] = {}
     for record in shared:
         kept = held_only_by(record, lambda profile_id: profile_id not in erased, into)
@@ -342,7 +358,7 @@ async def _trails_of_others(tx: StoreTransaction, family: Sequence[str], erasure
                 "reason": ERASED_REASON,
             }
         )
-    return list(trails.values())
+    return list(trails.values()), rewritten
 
 
 async def refuse_suppressed(tx: StoreTransaction, identifiers: Sequence[Identifier]) -> None:

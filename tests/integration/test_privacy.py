@@ -580,3 +580,66 @@ async def test_erasure_reaches_every_profile_merged_in_however_many_and_however_
     assert await store.consent_history(ids) == []
     assert [member for member in heads if await store.merges_of(member)] == []
     assert await profile_reads.get_profile_by_identifier(store, "anonymousId", "a-0") is None
+
+
+async def _every_merge_record(store: ProfileStore, *profile_ids: str) -> list[dict[str, object]]:
+    records = {r.id: r for profile_id in profile_ids for r in await store.merges_of(profile_id)}
+    return [r.model_dump(mode="json", by_alias=True) for r in records.values()]  # as the store keeps them
+
+
+async def test_erasure_leaves_nothing_of_the_person_in_the_others_later_merges(store: ProfileStore) -> None:
+    """Found by an audit: Bea merged into Cal (m1), then Dora into Cal (m2) saved Cal's document
+    while it held Bea's email and name; both undone, Bea erased: m2, a merge of Cal and Dora only,
+    kept Bea's data on disk and in every backup (their exports hid it)."""
+    cal, cal_data = await _person(store, "Calloway", "Cranberry", "cal.cranberry@example.com", "+33633333333")
+    bea, bea_data = await _person(store, "Beatrix", "Bloomsbury", "bea.bloomsbury@example.com", "+33644444444")
+    dora, _ = await _person(store, "Doraline", "Dunmore", "dora.dunmore@example.com", "+33655555555")
+    first = await _merge(store, cal, bea)
+    second = await _merge(store, cal, dora)
+    assert _found(_values(bea_data), await _every_merge_record(store, cal, dora))  # m2 saved Bea's data
+    await merging.unmerge_profile(store, second, actor="steward")
+    await merging.unmerge_profile(store, first, actor="steward")
+
+    await privacy.delete_profile(store, bea, actor="dpo")
+
+    left = await _every_merge_record(store, cal, dora)
+    assert {record["_id"] for record in left} == {first, second}  # both trails kept
+    assert _found(bea_data, left) == set() and bea not in json.dumps(left)
+    assert _found(_values(cal_data), left) == _values(cal_data)  # the others' own documents stay
+
+
+async def test_erasure_leaves_nothing_of_the_person_in_a_later_merge_of_whom_they_were_merged_into(
+    store: ProfileStore,
+) -> None:
+    """The other way round: Xena merged into Bea (m0), then Bea into Cal (m1) saved Bea's document
+    holding Xena's data; both undone, Xena erased: m1 kept her email and surname."""
+    bea, _ = await _person(store, "Beatrix", "Bloomsbury", "bea.bloomsbury@example.com", "+33644444444")
+    xena, xena_data = await _person(store, "Xenobia", "Xanthopoulos", "xena.x@example.com", "+33666666666")
+    cal, _ = await _person(store, "Calloway", "Cranberry", "cal.cranberry@example.com", "+33633333333")
+    first = await _merge(store, bea, xena)
+    second = await _merge(store, cal, bea)
+    await merging.unmerge_profile(store, second, actor="steward")
+    await merging.unmerge_profile(store, first, actor="steward")
+
+    await privacy.delete_profile(store, xena, actor="dpo")
+
+    left = await _every_merge_record(store, bea, cal)
+    assert {record["_id"] for record in left} == {first, second}
+    assert _found(xena_data, left) == set() and xena not in json.dumps(left)
+
+
+async def test_the_others_later_merges_keep_nothing_of_the_erased_person_in_the_database_files(
+    sqlite_store: SQLiteStore,
+) -> None:
+    store = sqlite_store
+    cal, _ = await _person(store, "Calloway", "Cranberry", "cal.cranberry@example.com", "+33633333333")
+    bea, _ = await _person(store, "Beatrix", "Bloomsbury", "bea.bloomsbury@example.com", "+33644444444")
+    dora, _ = await _person(store, "Doraline", "Dunmore", "dora.dunmore@example.com", "+33655555555")
+    first = await _merge(store, cal, bea)
+    await merging.unmerge_profile(store, await _merge(store, cal, dora), actor="steward")
+    await merging.unmerge_profile(store, first, actor="steward")
+    await privacy.delete_profile(store, bea, actor="dpo")
+
+    content = b"".join(path.read_bytes() for path in sorted(store.path.parent.glob(store.path.name + "*")))
+    assert b"Bloomsbury" not in content and b"bea.bloomsbury@example.com" not in content
+    assert b"Dunmore" in content and len(await store.merges_of(dora)) == 1
