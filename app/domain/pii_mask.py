@@ -55,14 +55,21 @@ def _withheld(value: Any) -> None:
 
 # Keys that name personal data in free-form documents, compared without case, `_` or `-`
 # (first_name, firstName and First-Name alike); the value is masked as the profile's own field is.
-_NAMES = ("firstname", "lastname", "fullname", "givenname", "familyname", "surname", "middlename")
+_NAMES = ("firstname", "lastname", "fullname", "givenname", "familyname", "surname", "middlename", "username",
+          "displayname", "preferredname", "nickname", "customername", "contactname", "recipientname",
+          "cardholdername", "holdername", "billingname", "shippingname")  # fmt: skip
+# Numbers that identify a person on their own: masked as names are (the first character).
+_NATIONAL_NUMBERS = ("ssn", "socialsecuritynumber", "nationalid", "nationalidnumber", "passport", "passportnumber",
+                     "taxid", "taxnumber", "iban", "accountnumber", "cardnumber")  # fmt: skip
 _BIRTH_DATES = ("birthdate", "dateofbirth", "dob", "birthday")
 _EMAILS = ("email", "emailaddress")
-_PHONES = ("phone", "phonenumber", "mobile", "mobilephone", "telephone")
+_PHONES = ("phone", "phonenumber", "mobile", "mobilephone", "telephone", "tel", "hometel", "worktel", "mobiletel",
+           "landline", "fax")  # fmt: skip
 _ADDRESSES = ("address", "street", "street2", "line1", "line2", "addressline1", "addressline2", "postcode",
               "postalcode", "zip", "zipcode")  # fmt: skip
 _BY_KEY: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(_NAMES, _masked_string(mask_text)),
+    **dict.fromkeys(_NATIONAL_NUMBERS, _masked_string(mask_text)),
     **dict.fromkeys(_BIRTH_DATES, _withheld),
     **dict.fromkeys(_EMAILS, _masked_string(mask_email)),
     **dict.fromkeys(_PHONES, _masked_string(mask_phone)),
@@ -95,30 +102,46 @@ _PHONE_WORDS = ("phone", "mobile", "msisdn")
 _PHONE = re.compile(r"\+?[\d\s().-]{6,}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE_IN_TEXT = re.compile(r"\+\d[\d\s().-]{5,}\d")  # an international number inside free text
+# The same in a URL's query string, as browsers and SDKs write them (`email=ann%40example.com`,
+# `phone=%2B447700900456`): the local part stops at what separates a query's parameters.
+_EMAIL_ENCODED = re.compile(r"[^@\s=&?/#]+%40[^@\s&#]+\.[^@\s&#]+", re.IGNORECASE)
+_PHONE_ENCODED = re.compile(r"%2B\d[\d.-]{5,}\d", re.IGNORECASE)
+# In a person's own attributes (traits, stated preferences, an identify event's `traits`), a key
+# ending in `name` names the person (Segment's identify `name`); in an event's properties `name` is
+# most often a product's or a page's, and only the keys of _NAMES are a person's there.
+_ATTRIBUTES = ("traits", "preferences")
 
 
 def _normal_key(key: str) -> str:
     return key.replace("_", "").replace("-", "").lower()
 
 
-def _rule(key: str) -> Callable[[Any], Any] | None:
-    """How the value under `key` is masked; None: not a key naming personal data."""
+def _rule(key: str, *, attributes: bool = False) -> Callable[[Any], Any] | None:
+    """How the value under `key` is masked; None: not a key naming personal data. `attributes`: a
+    key of a person's own attributes (_ATTRIBUTES)."""
     normal = _normal_key(key)
     found = _BY_KEY.get(normal)
     if found is not None:
         return found
+    if attributes and normal.endswith("name"):
+        return _BY_KEY["fullname"]
     return next((rule for word, rule in _BY_WORD if word in normal), None)
 
 
-def mask_personal(value: Any) -> Any:
+def mask_personal(value: Any, *, attributes: bool = False) -> Any:
     """A copy of a free-form JSON value with its personal data masked: values under personal keys
     (an `address` object is masked inside, keeping its city and country as the profile's addresses
-    do), and any string shaped like an email address. Everything else is left as it was."""
+    do), and any string shaped like an email address or an international phone number, written
+    plainly or in a URL's query string. Everything else is left as it was. `attributes`: the value
+    is a person's own attributes (traits, stated preferences), where a key ending in `name` is theirs."""
     if isinstance(value, dict):
         masked: dict[str, Any] = {}
         for key, item in value.items():
-            rule = _rule(key) if isinstance(key, str) else None
-            masked[key] = rule(item) if rule is not None else mask_personal(item)
+            rule = _rule(key, attributes=attributes) if isinstance(key, str) else None
+            if rule is not None:
+                masked[key] = rule(item)
+            else:
+                masked[key] = mask_personal(item, attributes=isinstance(key, str) and _normal_key(key) in _ATTRIBUTES)
         return masked
     if isinstance(value, list):
         return [mask_personal(item) for item in value]
@@ -127,6 +150,9 @@ def mask_personal(value: Any) -> Any:
             value = _EMAIL.sub(lambda match: mask_email(match.group(0)), value)
         if "+" in value and _PHONE_IN_TEXT.search(value):
             value = _PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group(0)), value)
+        if "%" in value:
+            value = _EMAIL_ENCODED.sub(lambda match: mask_email(match.group(0).replace("%40", "@")), value)
+            value = _PHONE_ENCODED.sub(lambda match: "%2B" + mask_phone("+" + match.group(0)[3:])[1:], value)
     return value
 
 
@@ -141,7 +167,14 @@ def is_personal_path(path: str) -> bool:
     """A profile path, an event property (`properties.<key>`) or a trait (`traits.<key>`) that holds
     personal data, by the keys the masking knows."""
     head, _, key = path.partition(".")
-    return path in PERSONAL_PATHS or (head in ("properties", "traits") and _rule(key.split(".")[0]) is not None)
+    if path in PERSONAL_PATHS:
+        return True
+    first, _, rest = key.partition(".")
+    if head == "traits":
+        return _rule(first, attributes=True) is not None
+    if head == "properties" and _normal_key(first) in _ATTRIBUTES and rest:  # an identify's traits
+        return _rule(rest.split(".")[0], attributes=True) is not None
+    return head == "properties" and _rule(first) is not None
 
 
 def is_personal_value(value: Any) -> bool:
@@ -153,7 +186,10 @@ def is_personal_value(value: Any) -> bool:
         return any(is_personal_value(item) for item in value)
     if not isinstance(value, str):
         return False
-    return "@" in value or ("+" in value and _PHONE_IN_TEXT.search(value) is not None)
+    if "@" in value or ("+" in value and _PHONE_IN_TEXT.search(value) is not None):
+        return True
+    folded = value.lower()  # as a URL's query string writes them: `%40`, `%2B` and digits
+    return "%40" in folded or re.search(r"%2b\d", folded) is not None
 
 
 def mask_condition(node: Any) -> Any:
@@ -182,10 +218,18 @@ def _masked_compared(value: Any) -> Any:
     return mask_text(value) if isinstance(value, str) else None
 
 
-def refuse_personal_filter(comparisons: Iterable[tuple[str, Any]], *, field: str) -> None:
-    """Forbidden when a filter of a key without read:pii compares personal data: a (path, value)
-    pair whose path holds it, or whose value reads as it."""
-    for path, value in comparisons:
+# Operators that compare a part of a text, or its place in an order: on free-form text, a count
+# answers them a letter at a time.
+_PARTIAL = frozenset({"contains", "startsWith", "gt", "gte", "lt", "lte"})
+
+
+def refuse_personal_filter(comparisons: Iterable[tuple[str, str, Any]], *, field: str) -> None:
+    """Forbidden when a filter of a key without read:pii compares personal data: a (path, operator,
+    value) whose path holds it, or whose value reads as it; or that compares a part of free-form text
+    (a trait, an event property), where an email address or a name under any key is masked when read:
+    `traits.contact startsWith "jane.d"` spelt out, a letter at a time, what the key reads as
+    `j***@example.com`. Whole values (eq, ne, in, exists) and numbers stay open to it."""
+    for path, op, value in comparisons:
         if is_personal_path(path):
             raise Forbidden(
                 f"{field} compares {path}, personal data: that needs the scope {Scope.READ_PII}", field=field
@@ -194,5 +238,11 @@ def refuse_personal_filter(comparisons: Iterable[tuple[str, Any]], *, field: str
             raise Forbidden(
                 f"{field} compares {path} with a value that reads as an email address or a phone number, "
                 f"which asks whether someone's data holds it: that needs the scope {Scope.READ_PII}",
+                field=field,
+            )
+        if op in _PARTIAL and isinstance(value, str) and path.partition(".")[0] in ("traits", "properties"):
+            raise Forbidden(
+                f"{field} compares a part of {path}, free-form text that may hold personal data shown masked "
+                f"(compare whole values with eq, ne or in): that needs the scope {Scope.READ_PII}",
                 field=field,
             )

@@ -48,10 +48,12 @@ class ProfileFilter:
     segment: str | None = None
     stats: tuple[StatsRange, ...] = field(default_factory=tuple)
 
-    def comparisons(self) -> list[tuple[str, str]]:
-        """The profile paths the filter compares, each with the value compared (personal ones need
-        read:pii)."""
-        return [("firstName", self.name_prefix), ("lastName", self.name_prefix)] if self.name_prefix else []
+    def comparisons(self) -> list[tuple[str, str, str]]:
+        """The profile paths the filter compares, each with the operator and the value compared
+        (personal ones need read:pii)."""
+        if not self.name_prefix:
+            return []
+        return [("firstName", "startsWith", self.name_prefix), ("lastName", "startsWith", self.name_prefix)]
 
 
 @dataclass(frozen=True, slots=True)

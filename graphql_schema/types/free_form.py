@@ -12,5 +12,7 @@ from graphql_schema.context import Info
 T = TypeVar("T")
 
 
-def visible(info: Info, value: T) -> T:
-    return value if info.context.may(Scope.READ_PII) else cast(T, mask_personal(value))
+def visible(info: Info, value: T, *, attributes: bool = False) -> T:
+    """`attributes`: the value is a person's own (traits, stated preferences), where a key ending in
+    `name` is theirs (app/domain/pii_mask.py)."""
+    return value if info.context.may(Scope.READ_PII) else cast(T, mask_personal(value, attributes=attributes))

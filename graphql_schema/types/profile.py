@@ -110,7 +110,7 @@ class Qualitative:
 
     @strawberry.field(description="Stated preferences; personal data in them masked without read:pii.")
     def preferences(self, info: Info) -> JSON:
-        return JSON(visible(info, self.stated))
+        return JSON(visible(info, self.stated, attributes=True))
 
 
 @strawberry.type
@@ -270,7 +270,7 @@ class Profile(Node):
     # -- personal data: masked without the read:pii scope (never silently left out) ------------
     @strawberry.field(description="Free-form traits of this business; personal data in them masked without read:pii.")
     def traits(self, info: Info) -> JSON:
-        return JSON(visible(info, self.profile.traits))
+        return JSON(visible(info, self.profile.traits, attributes=True))
 
     @strawberry.field(description="True when personal data below is masked: the key lacks read:pii.")
     def pii_masked(self, info: Info) -> bool:

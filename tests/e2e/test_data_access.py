@@ -230,6 +230,37 @@ async def test_personal_data_under_other_names_is_masked_too(services: Services)
     assert masked["traits"] == {"contactPhone": "+33*******11", "shippingAddress": "7***", "tier": "gold"}
 
 
+async def test_personal_data_in_urls_names_and_national_numbers_is_masked_too(services: Services) -> None:
+    """Found by an audit: an email address or a phone number in a URL's query string (`%40`, `%2B`), a
+    person's `name` trait (Segment's identify trait) and an `ssn` were shown in clear; a product's
+    `name` in an event's properties is not a person's and stays."""
+    admin = await _key(services, *Scope)
+    now = clock.now().isoformat()
+    url = "/newsletter/confirm?email=paula.quinn%40example.com&phone=%2B447700900456&step=2"
+    events = [
+        {"messageId": "u-1", "type": "page_view", "channel": "web", "timestamp": now, "identifiers": EMMA,
+         "properties": {"url": url}},
+        {"messageId": "u-2", "type": "identify", "channel": "web", "timestamp": now, "identifiers": EMMA,
+         "properties": {"traits": {"name": "Paula Quinn", "username": "pquinn1984", "ssn": "123-45-6789",
+                                   "homeTel": "+44 7700 900456", "plan": "pro"}}},
+        {"messageId": "u-3", "type": "product_view", "channel": "web", "timestamp": now, "identifiers": EMMA,
+         "properties": {"productId": "p-1", "name": "Trail runner"}},
+    ]  # fmt: skip
+    assert (await _call(services, admin, INGEST, {"events": events}))["data"]["ingestEvents"]["accepted"] == 3
+    document = """{ profileByIdentifier(type: "email", value: "emma.martin@example.com") {
+      traits interactions(first: 5) { edges { node { messageId properties } } } } }"""
+    masked = (await _call(services, await _key(services, Scope.READ_PROFILES), document))["data"]["profileByIdentifier"]
+    properties = {e["node"]["messageId"]: e["node"]["properties"] for e in masked["interactions"]["edges"]}
+    assert properties["u-1"]["url"] == "/newsletter/confirm?email=p***@example.com&phone=%2B44********56&step=2"
+    expected = {"name": "P***", "username": "p***", "ssn": "1***", "homeTel": "+44**********56", "plan": "pro"}
+    assert masked["traits"] == expected and properties["u-2"]["traits"] == expected
+    assert properties["u-3"]["name"] == "Trail runner"
+    text = json.dumps(masked)
+    assert "paula" not in text and "Quinn" not in text and "900456" not in text and "6789" not in text
+    clear = (await _call(services, admin, document))["data"]["profileByIdentifier"]
+    assert clear["traits"]["name"] == "Paula Quinn"
+
+
 @pytest.mark.parametrize(
     "document",
     [
@@ -264,6 +295,34 @@ async def test_personal_data_under_other_names_is_masked_too(services: Services)
             'mutation { createSegment(input: {name: "E", traits: {note: "string"}, condition: {compare: {path: '
             '"traits.note", op: "contains", value: "emma@"}}}) { members } }',
             id="segment-part-of-an-email",
+        ),
+        # Found by an audit: a part of free-form text, under a key that names nothing personal, spelt
+        # out an email address the key reads masked, a letter at a time (and an order, by halves).
+        pytest.param(
+            'mutation { createSegment(input: {name: "E", traits: {contact: "string"}, condition: {compare: {path: '
+            '"traits.contact", op: "startsWith", value: "emma.m"}}}) { members } }',
+            id="segment-part-of-free-text",
+        ),
+        pytest.param(
+            'mutation { createSegment(input: {name: "E", traits: {contact: "string"}, condition: {compare: {path: '
+            '"traits.contact", op: "gte", value: "emma.m"}}}) { members } }',
+            id="segment-free-text-in-order",
+        ),
+        pytest.param(
+            'mutation { createSegment(input: {name: "E", condition: {event: {type: "page_view", atLeast: 1, '
+            'withinDays: 30, where: {property: "url", op: "contains", value: "email=emma.m"}}}}) { members } }',
+            id="segment-part-of-a-url",
+        ),
+        pytest.param(
+            'mutation { createSegment(input: {name: "E", condition: {event: {type: "page_view", atLeast: 1, '
+            'withinDays: 30, where: {property: "url", op: "eq", value: "/c?email=emma%40example.com"}}}}) '
+            "{ members } }",
+            id="segment-encoded-email-in-a-url",
+        ),
+        pytest.param(
+            'mutation { createSegment(input: {name: "E", traits: {name: "string"}, condition: {compare: {path: '
+            '"traits.name", op: "eq", value: "Emma Martin"}}}) { members } }',
+            id="segment-a-persons-name-trait",
         ),
     ],
 )

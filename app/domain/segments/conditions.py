@@ -141,13 +141,13 @@ def event_leaves(tree: Condition) -> list[EventCount]:
     return list(dict.fromkeys(node for node in walk(tree) if isinstance(node, EventCount)))
 
 
-def comparisons(tree: Condition) -> list[tuple[str, Value]]:
-    """Each document path the tree compares (profile paths and event properties), with the value it
-    is compared to."""
-    found: list[tuple[str, Value]] = []
+def comparisons(tree: Condition) -> list[tuple[str, str, Value]]:
+    """Each document path the tree compares (profile paths and event properties), with the operator
+    and the value it is compared to."""
+    found: list[tuple[str, str, Value]] = []
     for node in walk(tree):
         if isinstance(node, Compare):
-            found.append((node.path.path, node.value))
+            found.append((node.path.path, node.op.value, node.value))
         elif isinstance(node, EventCount) and node.where is not None:
-            found.append((node.where.path.path, node.where.value))
+            found.append((node.where.path.path, node.where.op.value, node.where.value))
     return found
