@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.domain.errors import InvalidInput
 from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
-from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection
+from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection, blocklisted
 from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.reconciliation import ReconciliationRules, Rule
 from app.services.identity_policy import IdentityPolicy
@@ -254,6 +255,16 @@ class Settings(BaseSettings):
         """A JSON list, or the items comma-separated (`crm,web`): given that way, the environment
         variable stopped the server with pydantic-settings' traceback, not the one line of a bad setting."""
         return _listed(value, "items")
+
+    @field_validator("merge_blocklist")
+    @classmethod
+    def _blocklist_as_held(cls, values: list[str]) -> list[str]:
+        """Normalised as identifiers are, so that it matches them (merge_protection.blocklisted);
+        a value no identifier can have is one line naming it."""
+        try:
+            return sorted(blocklisted(values))
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("merge_limits", "merge_rules", mode="before")
     @classmethod

@@ -5,15 +5,38 @@ blocklisted value links anyone."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from app.domain.identifiers import Identifier
+from app.domain.identifiers import Identifier, KnownIdentifierType, normalise
 from app.domain.profile import Profile
 from app.domain.profile_bounds import merged_refusal
 
 DEFAULT_LIMITS = {"customerId": 1, "email": 5, "phone": 5, "deviceId": 10}
-DEFAULT_BLOCKLIST = frozenset({"test@test.com", "test@example.com", "noemail@example.com", "+10000000000"})
+# (A phone number that is no number, +10000000000, was listed too: such a value is refused as an
+# identifier before any blocklist is read.)
+DEFAULT_BLOCKLIST = frozenset({"test@test.com", "test@example.com", "noemail@example.com"})
+
+
+def blocklisted(values: Iterable[str]) -> frozenset[str]:
+    """The blocklist as identifiers are held, which is how it is compared: `Shared@Family.com` and
+    `+33 6 00 00 00 01` as written in a setting matched nothing (identifiers are normalised: lower
+    case, E.164). A `type:value` entry is normalised as that type; a bare value holding an `@` as an
+    email, one starting with `+` as a phone; any other (a junk device id such as `null`) as it is.
+    InvalidInput naming the value when it cannot be an identifier of its type."""
+    held = set()
+    for raw in values:
+        value = raw.strip()
+        type_, colon, rest = value.partition(":")
+        if colon and type_ in set(KnownIdentifierType):
+            held.add(normalise(type_, rest, field="").key)
+        elif "@" in value:
+            held.add(normalise("email", value, field="").value)
+        elif value.startswith("+"):
+            held.add(normalise("phone", value, field="").value)
+        else:
+            held.add(value)
+    return frozenset(held)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from app.domain.errors import Conflict, InvalidInput, LimitExceeded, NotFound
 from app.domain.events import RawIdentifier
@@ -17,6 +18,7 @@ from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.merging import MAX_MERGED_AT_ONCE
 from app.services.ports import ProfileStore
+from app.settings import Settings
 from tests.builders import event
 
 POLICY = IdentityPolicy()
@@ -355,3 +357,28 @@ async def test_a_merge_of_more_profiles_than_a_person_has_is_refused_and_nothing
     assert refused.value.field == "mergedIds"
     assert await merging.merge_history(store, survivor.id) == []
     assert await store.count_profiles() == MAX_MERGED_AT_ONCE + 2
+
+
+async def test_a_blocklist_set_as_people_write_values_matches_the_identifiers(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an audit: `CDP_MERGE_BLOCKLIST='["Shared@Family.com","+33 6 00 00 00 01"]'` was compared as
+    written with normalised identifiers, matched nothing, and the family mailbox merged two people."""
+    monkeypatch.setenv("CDP_MERGE_BLOCKLIST", '["Shared@Family.com", "+33 6 00 00 00 01"]')
+    policy = IngestionPolicy(identity=Settings().identity_policy())
+    a = await _customer(store, [("customerId", "A"), ("email", "ann@example.com")], "page_view")
+    [linking] = await ingest_events(
+        store, [event("page_view", identifiers=[("email", "Shared@Family.com"), ("email", "ann@example.com")])], policy
+    )
+    assert linking.status is EventStatus.ACCEPTED and linking.profile_id == a.id and not linking.merged
+    for blocked in ("shared@family.com", "+33600000001"):
+        type_ = "phone" if blocked.startswith("+") else "email"
+        [alone] = await ingest_events(store, [event("page_view", identifiers=[(type_, blocked)])], policy)
+        assert alone.status is EventStatus.REJECTED and "blocklist" in (alone.reason or ""), alone
+    assert await profile_reads.get_profile_by_identifier(store, "email", "shared@family.com") is None
+
+
+def test_a_blocklisted_value_no_identifier_can_have_is_a_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDP_MERGE_BLOCKLIST", '["+10000000000"]')
+    with pytest.raises(ValidationError, match="not a valid phone number"):
+        Settings()
