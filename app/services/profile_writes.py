@@ -25,7 +25,11 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 8
 STORE_ATTEMPTS = 3
 STORE_BACKOFF_SECONDS = 0.05
-MAX_MERGE_HOPS = 16
+# A merged-away profile points at its survivor, which may have been merged away since, and so on:
+# each hop is one read. 16 hops left the first ids of 19 profiles merged one into the next unfound
+# (`profile`, an export or an erasure by an old id said NOT_FOUND). Merges never make a loop (a
+# profile merges only into a live one); the bound guards against a store that says otherwise.
+MAX_MERGE_HOPS = 10_000
 
 # Builds the change for a profile, given the identifiers the write adds to it.
 ChangeBuilder = Callable[[Profile, list[Identifier]], ProfileChange]
