@@ -145,12 +145,18 @@ async def _kept_or_new_key(store: ProfileStore, path: Path) -> str:
         except Unauthenticated:
             log.info("the development key in %s is not valid for this store: creating another", path)
         else:
-            if principal.scopes == frozenset(Scope):
+            if principal.scopes == frozenset(Scope) and principal.this_machine_only:
                 return token
-            log.info("the development key in %s lacks scopes added since it was made: creating another", path)
+            log.info(
+                "the development key in %s lacks scopes added since it was made, or answers the network "
+                "(made before it was this machine's only): creating another",
+                path,
+            )
             assert principal.key_id is not None
             await revoke_key(store, principal.key_id)
-    _, token = await create_key(store, "local-development", list(Scope))
+    # This machine's only, whatever the server binds: CDP_HOST says where it was told to listen, but a
+    # `uvicorn --factory --host 0.0.0.0` put the all-scopes key on the network (graphql_schema/auth.py).
+    _, token = await create_key(store, "local-development", list(Scope), this_machine_only=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)

@@ -128,7 +128,7 @@ class GraphQLApp(GraphQL[Context, None]):
         playground = self.should_render_graphql_ide(self.request_adapter_class(request))
         if not playground:
             credentials = request.headers.get("authorization")
-            principal, problem = await principal_for(self._services(), credentials)
+            principal, problem = await principal_for(self._services(), credentials, request.scope)
             if principal is None:
                 challenge = 'Bearer error="invalid_token"' if credentials else "Bearer"
                 return refusal(
@@ -258,7 +258,9 @@ class GraphQLApp(GraphQL[Context, None]):
         (the protocol's Forbidden); a subscribe sent before the acknowledgement gets 4401."""
         if context.principal is None:
             credentials = connection_credentials(context.connection_params)
-            context.principal, context.auth_error = await principal_for(context.services, credentials)
+            context.principal, context.auth_error = await principal_for(
+                context.services, credentials, context.request.scope
+            )
             if context.principal is None:
                 raise ConnectionRejectionError({"message": context.auth_error})
         if context.principal.key_id is not None and isinstance(context.request, WebSocket):

@@ -42,6 +42,8 @@ class ApiKey(StoredModel):
     secret_hash: str
     created_at: datetime
     revoked_at: datetime | None = None
+    # The development key: answered on connections made on this machine only (graphql_schema/auth.py).
+    this_machine_only: bool = False
 
     def to_document(self) -> dict[str, object]:
         document = self.model_dump(by_alias=True, exclude_none=True)
@@ -56,6 +58,7 @@ class Principal:
     name: str
     scopes: frozenset[Scope]
     key_id: str | None = None
+    this_machine_only: bool = False
 
     def may(self, scope: Scope) -> bool:
         return scope in self.scopes

@@ -28,12 +28,22 @@ def parse_scopes(values: Iterable[str]) -> list[Scope]:
     return sorted(set(scopes))
 
 
-async def create_key(store: ProfileStore, name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
-    """Store a new key; returns it and its token, which is not kept anywhere and cannot be shown again."""
+async def create_key(
+    store: ProfileStore, name: str, scopes: Iterable[str], *, this_machine_only: bool = False
+) -> tuple[ApiKey, str]:
+    """Store a new key; returns it and its token, which is not kept anywhere and cannot be shown again.
+    `this_machine_only`: the key is refused on connections that came over the network."""
     if not NAME.match(name):
         raise InvalidInput("name: 1-64 letters, digits, spaces, dots, dashes or underscores", field="name")
     key_id, token, hashed = new_secret()
-    key = ApiKey(_id=key_id, name=name, scopes=parse_scopes(scopes), secret_hash=hashed, created_at=clock.now())
+    key = ApiKey(
+        _id=key_id,
+        name=name,
+        scopes=parse_scopes(scopes),
+        secret_hash=hashed,
+        created_at=clock.now(),
+        this_machine_only=this_machine_only,
+    )
     await store.insert_api_key(key)
     return key, token
 
@@ -69,7 +79,9 @@ async def authenticate(store: ProfileStore, token: str, cache: KeyCache | None =
         raise Unauthenticated("unknown API key")
     if key.revoked_at is not None:
         raise Unauthenticated(f"API key {key.id} was revoked at {key.revoked_at.isoformat()}")
-    principal = Principal(name=f"key:{key.name}", scopes=frozenset(key.scopes), key_id=key.id)
+    principal = Principal(
+        name=f"key:{key.name}", scopes=frozenset(key.scopes), key_id=key.id, this_machine_only=key.this_machine_only
+    )
     if cache is not None:
         cache.put(digest, principal, version)
     return principal

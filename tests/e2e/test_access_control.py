@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from app.bootstrap import Services
+from app.bootstrap import Services, development_key
 from app.domain.access import Scope
 from app.main import create_app
 from app.services import api_keys
@@ -242,3 +242,28 @@ async def test_websocket_connection_init_needs_a_valid_key(tmp_path: Path) -> No
             await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": query}))
             answer = json.loads(await ws.recv())
             assert answer["type"] == "next" and answer["payload"]["data"] == {"profiles": {"edges": []}}
+
+
+async def test_the_development_key_answers_this_machine_only(app_services: Services, tmp_path: Path) -> None:
+    """Found by an audit: `uvicorn app.main:create_app --factory --host 0.0.0.0` made the all-scopes
+    development key (CDP_HOST says loopback) and answered it from another machine."""
+    token = await development_key(app_services.store, tmp_path / "dev-api-key")
+    _, other = await api_keys.create_key(app_services.store, "network client", [Scope.READ_PROFILES])
+    document = OPERATIONS["profiles"][1]
+
+    async def call(client: tuple[str, int], key: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(services=app_services), client=client)
+        headers = {"authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as http:
+            return await http.post("/graphql", json={"query": document})
+
+    refused = await call(("192.0.2.2", 50000), token)
+    assert refused.status_code == 401 and _codes(refused.json()) == {"UNAUTHENTICATED"}
+    assert "this machine only" in refused.json()["errors"][0]["message"]
+    assert (await call(("127.0.0.1", 50000), token)).status_code == 200
+    assert (await call(("192.0.2.2", 50000), other)).status_code == 200  # other keys answer the network
+    # A development key made before it was this machine's only is replaced by one that is.
+    _, older = await api_keys.create_key(app_services.store, "local-development", list(Scope))
+    (tmp_path / "older-key").write_text(older)
+    assert await development_key(app_services.store, tmp_path / "older-key") != older
+    assert (await call(("192.0.2.2", 50000), older)).status_code == 401  # revoked
