@@ -35,6 +35,10 @@ class ConsentDecision(StoredModel):
     source: str
     at: datetime
     message_id: str | None = None  # when it came as a consent_update event
+    # A decision made directly (setConsent): its own id, and the merged-away profile the caller named
+    # when it was not the live one, whose person the decision goes back to if the merge is undone.
+    decision_id: str | None = None
+    named_id: str | None = None
 
 
 class Erasure(StoredModel):

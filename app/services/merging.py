@@ -5,7 +5,8 @@ where the identifiers it carried point now that they are separated again, whatev
 unmerges moved it before: what a merged profile brought goes back to it, and what arrived since goes
 to the person it named. Everything derived from history is rebuilt from the interactions each
 profile ends with, names and consents that events set included (and the consent history with
-them); what was set directly on the survivor after the merge stays there. Merges into one profile
+them); what was set directly on the survivor after the merge stays there, but a consent given
+through a merged-away profile's id goes back with that person. Merges into one profile
 are undone newest first: a later merge saved the survivor with what the earlier one brought.
 """
 
@@ -205,15 +206,35 @@ async def _unmerge(
         history_of[owners[interaction.message_id]].append(interaction)
     # A consent an event decided follows the event, in the consent history as on the profile.
     consent_events = {i.message_id for i in history if i.type == EventType.CONSENT_UPDATE}
-    await tx.assign_consents(survivor.id, {mid: owner for mid, owner in moves.items() if mid in consent_events})
-    direct = [d for d in await tx.consent_decisions(survivor.id) if d.message_id is None and d.at >= record.at]
+    # A decision made directly since, naming a merged-away profile's id (an unsubscribe through the id
+    # that person was known by), was that person's: it goes back with them. Kept by the survivor, an
+    # opt-out was lost to the person who gave it once a steward undid the merge.
+    decided = [d for d in await tx.consent_decisions(survivor.id) if d.message_id is None and d.at >= record.at]
+    theirs = {
+        d.decision_id: member
+        for d in decided
+        if d.decision_id is not None
+        and d.named_id is not None
+        and (member := await _member_of(tx, d.named_id, record)) != survivor.id
+    }
+    await tx.assign_consents(
+        survivor.id, {mid: owner for mid, owner in moves.items() if mid in consent_events}, direct=theirs
+    )
+    direct = [d for d in decided if d.decision_id not in theirs]
 
     restored: list[Profile] = []
     for merged_id, tomb in tombstones.items():
         snapshot = record.snapshot_of(merged_id)
         own_keys = set(by_previous_owner[merged_id])
         extra = [r for r in survivor.identifiers if _key(r) in own_keys and _key(r) not in snapshot.identifier_keys()]
-        base = snapshot.model_copy(update={"identifiers": [*snapshot.identifiers, *extra], "updated_at": at})
+        own_decisions = [d for d in decided if theirs.get(d.decision_id or "") == merged_id]
+        base = snapshot.model_copy(
+            update={
+                "identifiers": [*snapshot.identifiers, *extra],
+                "consents": _decided(snapshot.consents, own_decisions),
+                "updated_at": at,
+            }
+        )
         # Memberships stay as stored (the tombstone's) until re-evaluation records each change.
         profile = refresh_keys(
             rebuild_behaviour(replay_identity(base, history_of[merged_id]), history_of[merged_id]).model_copy(
@@ -263,6 +284,20 @@ def _as_their_owners_keep_them(
     return kept_history, rewrites
 
 
+async def _member_of(tx: StoreTransaction, profile_id: str, record: MergeRecord) -> str:
+    """The profile of `record` that `profile_id` is, or was merged into by an earlier merge; the
+    survivor when it is none of them."""
+    members = {record.survivor_id, *record.merged_ids}
+    for _ in range(MAX_MERGE_HOPS):
+        if profile_id in members:
+            return profile_id
+        profile = await tx.get_profile(profile_id)
+        if profile is None or profile.merged_into is None:
+            break
+        profile_id = profile.merged_into
+    return record.survivor_id
+
+
 async def _route(
     tx: StoreTransaction, record: MergeRecord, history: list[Interaction], survivor_keys: dict[str, datetime]
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -276,23 +311,10 @@ async def _route(
     first brought it (an event that also carried one known), and events carrying only it follow it.
     Before, it was taken for the survivor's, and so were the events it was the strongest of.
     """
-    members = {record.survivor_id, *record.merged_ids}
     owner_of_key = {
         key: record.survivor_id for key, claimed_at in survivor_keys.items() if claimed_at <= record.at
     } | record.moved_identities
     resolved: dict[str, str] = {}
-
-    async def owner_of_origin(origin: str) -> str:
-        # An origin may be a profile merged into one of the members by an earlier merge.
-        profile_id = origin
-        for _ in range(MAX_MERGE_HOPS):
-            if profile_id in members:
-                return profile_id
-            profile = await tx.get_profile(profile_id)
-            if profile is None or profile.merged_into is None:
-                break
-            profile_id = profile.merged_into
-        return record.survivor_id
 
     owners: dict[str, str] = {}
     # In arrival order, again while an event's identifiers gave another event an owner: whichever order
@@ -315,7 +337,7 @@ async def _route(
     for interaction in pending:  # stored before interactions kept their identifiers, or carrying none known
         origin = interaction.origin or record.survivor_id
         if origin not in resolved:
-            resolved[origin] = await owner_of_origin(origin)
+            resolved[origin] = await _member_of(tx, origin, record)
         owners[interaction.message_id] = resolved[origin]
     return owners, owner_of_key
 
@@ -376,13 +398,19 @@ def _survivor_base(
         document.setdefault("fieldTimes", {})[key] = changed_at
         if key in current.field_sources:
             document.setdefault("fieldSources", {})[key] = current.field_sources[key]
-    consents: dict[str, Consent] = dict(snapshot.consents)
-    for decision in sorted(direct, key=lambda d: d.at):
-        kept = consents.get(decision.purpose)
-        if kept is None or decision.at >= kept.at:
-            consents[decision.purpose] = Consent(granted=decision.granted, source=decision.source, at=decision.at)
+    consents = _decided(snapshot.consents, direct)
     kept_identifiers = [r for r in current.identifiers if _key(r) not in leaving]
     base = Profile.from_document(document)
     return base.model_copy(
         update={"identifiers": kept_identifiers, "consents": consents, "updated_at": at, "merged_into": None}
     )
+
+
+def _decided(consents: Mapping[str, Consent], decisions: Sequence[ConsentDecision]) -> dict[str, Consent]:
+    """`consents` with the decisions made directly since applied, the newest of each purpose winning."""
+    decided = dict(consents)
+    for decision in sorted(decisions, key=lambda d: d.at):
+        kept = decided.get(decision.purpose)
+        if kept is None or decision.at >= kept.at:
+            decided[decision.purpose] = Consent(granted=decision.granted, source=decision.source, at=decision.at)
+    return decided

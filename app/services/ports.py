@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 from app.domain.access import ApiKey
@@ -168,9 +169,11 @@ class StoreTransaction(Protocol):
     async def consent_decisions(self, profile_id: str) -> list[ConsentDecision]:
         """Every consent decision recorded on the profile, in the order they were recorded."""
 
-    async def assign_consents(self, owner_id: str, moves: Mapping[str, str]) -> None:
-        """Move the decisions of `owner_id` made by events (named by message id) to the profile each
-        maps to; decisions made directly, and those of other events, stay."""
+    async def assign_consents(
+        self, owner_id: str, moves: Mapping[str, str], direct: Mapping[str, str] = MappingProxyType({})
+    ) -> None:
+        """Move the decisions of `owner_id` made by events (`moves`, by message id) and those made
+        directly (`direct`, by decision id) to the profile each maps to; the others stay."""
 
     async def tombstones_of(self, profile_id: str) -> list[str]:
         """Ids of the profiles merged into this one (directly)."""
@@ -278,7 +281,6 @@ class ProfileStore(Protocol):
     async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
         """id → the profile's interactions at or after `since`, in no particular order, for those of
         `profile_ids` that have any: one read for many profiles (segment windows)."""
-
 
     async def merges_of(self, profile_id: str) -> list[MergeRecord]: ...
 

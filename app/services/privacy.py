@@ -76,7 +76,15 @@ async def set_consent(
         record_consent(change, purpose, granted=granted, source=source, at=decided)
         await tx.update_profile(profile.id, change.stamped(at), expected_version=profile.version)
         await tx.append_consent(
-            ConsentDecision(profile_id=profile.id, purpose=purpose, granted=granted, source=source, at=decided)
+            ConsentDecision(
+                profile_id=profile.id,
+                purpose=purpose,
+                granted=granted,
+                source=source,
+                at=decided,
+                decision_id=uuid.uuid4().hex,
+                named_id=profile_id if profile_id != profile.id else None,
+            )
         )
         found = await tx.get_profile(profile.id)
         assert found is not None

@@ -643,3 +643,31 @@ async def test_the_others_later_merges_keep_nothing_of_the_erased_person_in_the_
     content = b"".join(path.read_bytes() for path in sorted(store.path.parent.glob(store.path.name + "*")))
     assert b"Bloomsbury" not in content and b"bea.bloomsbury@example.com" not in content
     assert b"Dunmore" in content and len(await store.merges_of(dora)) == 1
+
+
+async def test_a_consent_given_through_a_merged_away_id_goes_back_with_its_person(store: ProfileStore) -> None:
+    """Found by an audit: Bea, merged into Cal by mistake, unsubscribed through her own id; the steward
+    undid the merge and the opt-out stayed with Cal, while Bea was back to receiving marketing."""
+    cal, _ = await _person(store, "Calloway", "Cranberry", "cal.cranberry@example.com", "+33633333333")
+    bea, _ = await _person(store, "Beatrix", "Bloomsbury", "bea.bloomsbury@example.com", "+33644444444")
+    for person in (cal, bea):
+        await privacy.set_consent(store, person, "email_marketing", True, "signup form", purposes=PURPOSES)
+    merge = await _merge(store, cal, bea)
+    merged = await privacy.set_consent(store, bea, "email_marketing", False, "unsubscribe link", purposes=PURPOSES)
+    assert merged.id == cal and not merged.consents["email_marketing"].granted  # one person while merged
+    await privacy.set_consent(store, cal, "analytics", False, "cookie banner", purposes=PURPOSES)  # through Cal's id
+
+    await merging.unmerge_profile(store, merge, actor="steward")
+
+    bea_now, cal_now = await store.get_profile(bea), await store.get_profile(cal)
+    assert bea_now is not None and cal_now is not None
+    assert not bea_now.consents["email_marketing"].granted and bea_now.consents["email_marketing"].source == (
+        "unsubscribe link"
+    )
+    assert cal_now.consents["email_marketing"].granted  # Cal never unsubscribed
+    assert not cal_now.consents["analytics"].granted  # what was decided through the survivor's id stays
+    bea_history = await privacy.consent_history(store, bea_now)
+    assert [(d.purpose, d.granted, d.source) for d in bea_history][:1] == [
+        ("email_marketing", False, "unsubscribe link")
+    ]
+    assert all(d.source != "unsubscribe link" for d in await privacy.consent_history(store, cal_now))

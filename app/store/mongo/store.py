@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from bson import json_util
@@ -319,17 +320,18 @@ class MongoTransaction(StoreTransaction):
         cursor = self._db.consent_log.find({"profileId": profile_id}, session=self._session).sort("_id", ASCENDING)
         return [ConsentDecision.model_validate(document) for document in await cursor.to_list(None)]
 
-    async def assign_consents(self, owner_id: str, moves: Mapping[str, str]) -> None:
-        by_target: dict[str, list[str]] = {}
-        for message_id, target in moves.items():
-            if target != owner_id:
-                by_target.setdefault(target, []).append(message_id)
-        for target, message_ids in by_target.items():
-            await self._db.consent_log.update_many(
-                {"profileId": owner_id, "messageId": {"$in": message_ids}},
-                {"$set": {"profileId": target}},
-                session=self._session,
-            )
+    async def assign_consents(
+        self, owner_id: str, moves: Mapping[str, str], direct: Mapping[str, str] = MappingProxyType({})
+    ) -> None:
+        for field, by_id in (("messageId", moves), ("decisionId", direct)):
+            by_target: dict[str, list[str]] = {}
+            for named, target in by_id.items():
+                if target != owner_id:
+                    by_target.setdefault(target, []).append(named)
+            for target, ids in by_target.items():
+                await self._db.consent_log.update_many(
+                    {"profileId": owner_id, field: {"$in": ids}}, {"$set": {"profileId": target}}, session=self._session
+                )
 
     async def tombstones_of(self, profile_id: str) -> list[str]:
         cursor = self._db.profiles.find({"mergedInto": profile_id}, {"_id": 1}, session=self._session).sort("_id", 1)

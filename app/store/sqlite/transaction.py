@@ -10,6 +10,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from app.domain.clock import now, to_iso
@@ -357,14 +358,19 @@ class SQLiteTransaction(StoreTransaction):
         rows = self._db.execute("SELECT doc FROM consent_log WHERE profile_id = ? ORDER BY rowid", (profile_id,))
         return [ConsentDecision.model_validate(loads(row[0])) for row in rows.fetchall()]
 
-    async def assign_consents(self, owner_id: str, moves: Mapping[str, str]) -> None:
-        if not moves:
+    async def assign_consents(
+        self, owner_id: str, moves: Mapping[str, str], direct: Mapping[str, str] = MappingProxyType({})
+    ) -> None:
+        if not moves and not direct:
             return
         rows = self._db.execute("SELECT rowid, doc FROM consent_log WHERE profile_id = ?", (owner_id,)).fetchall()
         updates = []
         for rowid, doc in rows:
             document = loads(doc)
-            target = moves.get(document["messageId"]) if "messageId" in document else None
+            if "messageId" in document:
+                target = moves.get(document["messageId"])
+            else:
+                target = direct.get(document["decisionId"]) if "decisionId" in document else None
             if target is not None and target != owner_id:
                 document["profileId"] = target
                 updates.append((target, dumps(document), rowid))
