@@ -275,11 +275,23 @@ class GraphQLApp(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         seeding = self._services().seeding
         return HTMLResponse(
-            playground_html(request.url.path, still_loading=seeding.describe() if seeding.seeding else None)
+            playground_html(request.url.path, still_loading=seeding.describe() if seeding.seeding else None),
+            headers=PLAYGROUND_HEADERS,
         )
 
     def encode_json(self, data: object) -> str:
         return _encoded(data)[0]
+
+
+# The playground keeps the key a developer pastes in the browser's storage: no other site may show
+# it in a frame (a click there would run the page's operations with that key), and it tells nobody
+# where it was opened from.
+PLAYGROUND_HEADERS = {
+    "x-frame-options": "DENY",
+    "content-security-policy": "frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
 
 
 def _authenticated(request: Request, principal: Principal) -> None:

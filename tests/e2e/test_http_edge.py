@@ -153,6 +153,16 @@ async def test_an_anonymous_client_reaches_the_playground_page_and_the_probes_on
         assert _error(response)["extensions"]["code"] == "UNAUTHENTICATED"
 
 
+async def test_no_other_site_may_frame_the_playground(sqlite_store: SQLiteStore) -> None:
+    """Found by an audit: the page keeps the key in the browser's storage, and any site could show it
+    in a frame (clickjacking)."""
+    async with _client(_services(sqlite_store)) as client:
+        response = await client.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
 async def test_with_authentication_off_a_request_needs_no_key(sqlite_store: SQLiteStore) -> None:
     async with _client(_services(sqlite_store, auth=False)) as client:
         response = await client.post("/graphql", json={"query": "{ __typename }"})
