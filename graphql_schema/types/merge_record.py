@@ -57,11 +57,17 @@ class MergeRefusal:
     at: datetime
     profiles: list[strawberry.ID]
     written_reason: strawberry.Private[str]
-    message_id: str | None
+    sent_message_id: strawberry.Private[str | None]
 
     @strawberry.field(description="Why it was refused; personal data in it masked without read:pii.")
     def reason(self, info: Info) -> str:
         return visible(info, self.written_reason)  # a steward's free text
+
+    @strawberry.field(
+        description="The event's messageId; an email address or a phone number in it masked without read:pii."
+    )
+    def message_id(self, info: Info) -> str | None:
+        return visible(info, self.sent_message_id)
 
     @classmethod
     def from_domain(cls, refusal: domain.MergeRefusal) -> MergeRefusal:
@@ -70,5 +76,5 @@ class MergeRefusal:
             at=refusal.at,
             profiles=[strawberry.ID(i) for i in refusal.profile_ids],
             written_reason=refusal.reason,
-            message_id=refusal.message_id,
+            sent_message_id=refusal.message_id,
         )

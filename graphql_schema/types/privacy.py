@@ -7,6 +7,8 @@ from datetime import datetime
 import strawberry
 
 from app.domain import privacy as domain
+from graphql_schema.context import Info
+from graphql_schema.types.free_form import visible
 
 
 @strawberry.type(description="One consent decision, as recorded (the profile's consents show the current state).")
@@ -15,7 +17,14 @@ class ConsentDecision:
     granted: bool
     source: str
     at: datetime
-    message_id: str | None
+    sent_message_id: strawberry.Private[str | None]
+
+    @strawberry.field(
+        description="The consent_update event's messageId; an email address or a phone number in it masked "
+        "without read:pii."
+    )
+    def message_id(self, info: Info) -> str | None:
+        return visible(info, self.sent_message_id)
 
     @classmethod
     def from_domain(cls, decision: domain.ConsentDecision) -> ConsentDecision:
@@ -24,7 +33,7 @@ class ConsentDecision:
             granted=decision.granted,
             source=decision.source,
             at=decision.at,
-            message_id=decision.message_id,
+            sent_message_id=decision.message_id,
         )
 
 

@@ -180,10 +180,16 @@ class Interaction:
     no interface that would check them): a list of members' last interactions holds thousands, and a
     copy of each cost more than the rest of its completion."""
 
-    message_id: str
     type: str
     channel: str
     timestamp: datetime
+
+    @strawberry.field(
+        description="The event's messageId, as its sender chose it; an email address or a phone number in it "
+        "masked without read:pii."
+    )
+    def message_id(self, info: Info) -> str:
+        return visible(info, cast(domain.Interaction, self).message_id)
 
     @strawberry.field(description="As the event carried them; personal data masked without read:pii.")
     def properties(self, info: Info) -> JSON:

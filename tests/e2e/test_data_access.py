@@ -255,6 +255,16 @@ async def test_personal_data_in_urls_names_and_national_numbers_is_masked_too(se
     expected = {"name": "P***", "username": "p***", "ssn": "1***", "homeTel": "+44**********56", "plan": "pro"}
     assert masked["traits"] == expected and properties["u-2"]["traits"] == expected
     assert properties["u-3"]["name"] == "Trail runner"
+    # A messageId is the sender's choice; one holding an email address is masked as free text is.
+    signup = {"messageId": "signup-jane.doe@example.com", "type": "consent_update", "channel": "web",
+              "timestamp": now, "identifiers": EMMA,
+              "properties": {"purpose": "analytics", "granted": True}}  # fmt: skip
+    assert (await _call(services, admin, INGEST, {"events": [signup]}))["data"]["ingestEvents"]["accepted"] == 1
+    ids = """{ profileByIdentifier(type: "email", value: "emma.martin@example.com") {
+      interactions(first: 1) { edges { node { messageId } } } consentHistory { messageId } } }"""
+    without_pii = (await _call(services, await _key(services, Scope.READ_PROFILES), ids))["data"]
+    assert "jane.doe" not in json.dumps(without_pii["profileByIdentifier"]["interactions"]["edges"][0]["node"])
+    assert without_pii["profileByIdentifier"]["consentHistory"][0]["messageId"] == "s***@example.com"
     text = json.dumps(masked)
     assert "paula" not in text and "Quinn" not in text and "900456" not in text and "6789" not in text
     clear = (await _call(services, admin, document))["data"]["profileByIdentifier"]
