@@ -71,9 +71,11 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class ListPosition:
-    """What a cursor carries: the list it was read from, and the position in it."""
+    """What a cursor carries: the list it was read from, the minScore it was scored at, and the
+    position in it."""
 
     list_id: str
+    min_score: float
     position: Position
 
 
@@ -88,6 +90,7 @@ class ReviewList:
 @dataclass(frozen=True, slots=True)
 class ReviewPage:
     list_id: str
+    min_score: float
     computed_at: datetime
     candidates: list[Candidate]
     total: int  # pairs of the list in the score range asked
@@ -169,6 +172,14 @@ async def review_page(
     check_range(min_score, max_score)
     check_page_size(window.size, maximum=max_page_size, field=window.argument)
     cursor = window.after or window.before
+    if cursor is not None and cursor.min_score != min_score:
+        # Another list's position, asked of this one: its pages would skip pairs or repeat them. A list
+        # scored at another minScore on another worker, or held no longer, was read as this one's.
+        raise InvalidInput(
+            f"a cursor of the list at minScore {cursor.min_score:g}: ask its next page with that minScore, "
+            "or this list's first page without a cursor",
+            field="after" if window.after is not None else "before",
+        )
     review = lists.get(cursor.list_id, min_score) if cursor is not None else None
     if review is None:
         review = await lists.computed(
@@ -189,6 +200,7 @@ async def review_page(
         end = min(end, start + window.size)
     return ReviewPage(
         list_id=review.id,
+        min_score=min_score,
         computed_at=review.computed_at,
         candidates=await with_reasons(store, pairs[start:end]),
         total=len(pairs) - in_range,

@@ -91,7 +91,7 @@ def merge_candidate_connection(page: ReviewPage) -> MergeCandidateConnection:
         page.candidates,
         has_next=page.has_next,
         has_previous=page.has_previous,
-        cursor=lambda c: pair_cursor(page.list_id, c),
+        cursor=lambda c: pair_cursor(page.list_id, page.min_score, c),
         node=MergeCandidate.from_domain,
         count=counted(page.total),  # the pairs of the list in the score range asked
     )
@@ -100,8 +100,8 @@ def merge_candidate_connection(page: ReviewPage) -> MergeCandidateConnection:
     )
 
 
-def pair_cursor(list_id: str, candidate: matching.Candidate) -> str:
-    return encode_cursor(PAIR_CURSOR, json.dumps([list_id, candidate.score, candidate.a, candidate.b]))
+def pair_cursor(list_id: str, min_score: float, candidate: matching.Candidate) -> str:
+    return encode_cursor(PAIR_CURSOR, json.dumps([list_id, min_score, candidate.score, candidate.a, candidate.b]))
 
 
 def pair_position(cursor: str, field: str = "after") -> ListPosition:
@@ -111,6 +111,8 @@ def pair_position(cursor: str, field: str = "after") -> ListPosition:
     except ValueError:
         found = None
     match found:
-        case [str() as list_id, float() | int() as score, str() as a, str() as b] if math.isfinite(score):
-            return ListPosition(list_id, Position(float(score), a, b))
+        case [str() as list_id, float() | int() as min_score, float() | int() as score, str() as a, str() as b] if (
+            math.isfinite(min_score) and math.isfinite(score)
+        ):
+            return ListPosition(list_id, float(min_score), Position(float(score), a, b))
     raise foreign_cursor(field)

@@ -269,3 +269,15 @@ async def test_the_list_needs_read_profiles_and_read_pii(store: ProfileStore) ->
         assert f"needs the scope {scope}" in refused["errors"][0]["message"]
     assert calls[None].status_code == 401
     assert calls[reader].json()["data"]["mergeCandidatePairs"]["totalCount"] == 0
+
+
+async def test_a_cursor_of_the_list_at_another_min_score_is_refused(gql: GraphQL) -> None:
+    """Found by an audit: an endCursor of the list at minScore 0 asked of minScore 0.5 answered a page,
+    whose position was another list's: pairs skipped or repeated."""
+    await _people(gql)
+    low = (await gql(PAIRS, {"first": 1, "min": 0.0}))["data"]["mergeCandidatePairs"]
+    body = await gql(PAIRS, {"first": 2, "min": 0.5, "after": low["pageInfo"]["endCursor"]})
+    assert body["data"] is None and body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}
+    assert "minScore 0" in body["errors"][0]["message"]
+    more = await gql(PAIRS, {"first": 2, "min": 0.0, "after": low["pageInfo"]["endCursor"]})
+    assert "errors" not in more, more
