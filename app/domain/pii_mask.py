@@ -35,12 +35,13 @@ def mask_phone(value: str) -> str:
 
 
 def mask_identifier(type_: str, value: str) -> str:
-    """By the type's name (`email`, `workEmail`; `phone`, `mobileNumber`) and by an email-shaped value
-    whatever the type; customer ids, device and anonymous ids are pseudonymous keys, left as they are."""
+    """By the type's name (`email`, `workEmail`; `phone`, `mobileNumber`, `tel`) and by an email-shaped
+    value, or an international phone number (`+44 7700 900123`), whatever the type (a custom `crmRef`
+    holding one); customer ids, device and anonymous ids are pseudonymous keys, left as they are."""
     kind = _normal_key(type_)
     if "email" in kind or _EMAIL.fullmatch(value):
         return mask_email(value)
-    if any(word in kind for word in _PHONE_WORDS):
+    if kind == "tel" or any(word in kind for word in _PHONE_WORDS) or _PHONE_IN_TEXT.fullmatch(value):
         return _phone_shaped(value)
     return value
 

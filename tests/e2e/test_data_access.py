@@ -216,7 +216,8 @@ async def test_personal_data_under_other_names_is_masked_too(services: Services)
         services,
         admin,
         """mutation { upsertProfile(input: {identifiers: [{type: "customerId", value: "C-1"},
-          {type: "workEmail", value: "olga.secret@bigcorp.com"}, {type: "mobileNumber", value: "+33698765432"}],
+          {type: "workEmail", value: "olga.secret@bigcorp.com"}, {type: "mobileNumber", value: "+33698765432"},
+          {type: "crmRef", value: "+447700900123"}, {type: "tel", value: "+33 6 99 88 77 66"}],
           traits: {contactPhone: "+33611111111", shippingAddress: "7 rue Cachee", tier: "gold"}}) { id } }""",
     )
     assert "errors" not in written, written
@@ -226,6 +227,9 @@ async def test_personal_data_under_other_names_is_masked_too(services: Services)
         "customerId": "C-1",  # a pseudonymous key
         "workEmail": "o***@bigcorp.com",
         "mobileNumber": "+33*******32",
+        # Found by an audit: a phone number under a type of the sender's own naming was shown in clear.
+        "crmRef": "+44********23",
+        "tel": "+33************66",
     }
     assert masked["traits"] == {"contactPhone": "+33*******11", "shippingAddress": "7***", "tier": "gold"}
 
