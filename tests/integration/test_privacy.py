@@ -441,6 +441,11 @@ async def test_erasing_one_person_of_an_undone_merge_keeps_the_others_audit_trai
     assert erased not in json.dumps(exported)
 
 
+def _files_of(store: SQLiteStore) -> bytes:
+    """Every byte of the store's files: the database, its write-ahead log and shared memory."""
+    return b"".join(path.read_bytes() for path in sorted(store.path.parent.glob(store.path.name + "*")))
+
+
 async def test_the_kept_audit_trail_leaves_nothing_of_the_erased_person_in_the_database_files(
     sqlite_store: SQLiteStore,
 ) -> None:
@@ -450,7 +455,7 @@ async def test_the_kept_audit_trail_leaves_nothing_of_the_erased_person_in_the_d
     await merging.unmerge_profile(store, await _merge(store, pia, quentin), actor="steward")
     await privacy.delete_profile(store, pia, actor="dpo")
 
-    content = b"".join(path.read_bytes() for path in sorted(store.path.parent.glob(store.path.name + "*")))
+    content = _files_of(store)
     assert b"Pressburger" not in content and b"pia.pressburger@example.com" not in content
     assert b"Quayleworth" in content and len(await store.merges_of(quentin)) == 1
 
@@ -640,7 +645,7 @@ async def test_the_others_later_merges_keep_nothing_of_the_erased_person_in_the_
     await merging.unmerge_profile(store, first, actor="steward")
     await privacy.delete_profile(store, bea, actor="dpo")
 
-    content = b"".join(path.read_bytes() for path in sorted(store.path.parent.glob(store.path.name + "*")))
+    content = _files_of(store)
     assert b"Bloomsbury" not in content and b"bea.bloomsbury@example.com" not in content
     assert b"Dunmore" in content and len(await store.merges_of(dora)) == 1
 
