@@ -63,7 +63,7 @@ class MergeCandidate:
         return cls(
             a_id=strawberry.ID(candidate.a),
             b_id=strawberry.ID(candidate.b),
-            score=round(candidate.score, 4),
+            score=candidate.score,  # as compared and ordered (matching.scoring.shown)
             reasons=[MatchReason.from_domain(r) for r in candidate.reasons],
             scorer=candidate.scorer,
             via_id=strawberry.ID(candidate.via) if candidate.via else None,

@@ -281,3 +281,15 @@ async def test_a_cursor_of_the_list_at_another_min_score_is_refused(gql: GraphQL
     assert "minScore 0" in body["errors"][0]["message"]
     more = await gql(PAIRS, {"first": 2, "min": 0.0, "after": low["pageInfo"]["endCursor"]})
     assert "errors" not in more, more
+
+
+async def test_a_pair_is_ordered_and_filtered_by_the_score_it_shows(gql: GraphQL) -> None:
+    """Found by an audit: scores were shown with 4 decimals but ordered and filtered on all of theirs:
+    pairs shown equal came with their ids out of order, and a pair shown as 1.0 was left out by
+    minScore 1.0 (by maxScore at its own shown score, likewise)."""
+    await _people(gql)
+    listed = _pairs(await _pages(gql, 100, min=0.0))
+    assert listed == sorted(listed, key=lambda p: (-p[2], p[0], p[1]))
+    for a, b, score, _ in listed[:: max(1, len(listed) // 8)]:
+        exactly = _pairs(await _pages(gql, 100, min=score, max=score))
+        assert (a, b) in {(x, y) for x, y, _, _ in exactly} and {s for _, _, s, _ in exactly} == {score}

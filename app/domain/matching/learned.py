@@ -63,6 +63,7 @@ from app.domain.matching.scoring import (
     MatchReason,
     MatchScore,
     score_pair,
+    shown,
 )
 
 # A comparison vector: (field, level) for every field both records hold, in field order.
@@ -225,7 +226,7 @@ class MatchModel:
             for f, level in vector
             if level == "exact" and f in self.frequencies
         )
-        return MatchScore(self.probability(vector, rarity), compared.reasons, self.name)
+        return MatchScore(shown(self.probability(vector, rarity)), compared.reasons, self.name)
 
     def separates(self) -> bool:
         """Whether the estimate reads as matches against non-matches: agreeing names and birth dates

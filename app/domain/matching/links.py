@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from app.domain.matching.candidates import Candidate, PairScorer, best_first
 from app.domain.matching.fields import MatchFields
-from app.domain.matching.scoring import MatchReason, MatchScore, score_pair
+from app.domain.matching.scoring import MatchReason, MatchScore, score_pair, shown
 
 MIN_DIRECT_SCORE = 1e-4
 # A resemblance weaker than this is never a step of a link: its products are noise, and at minScore 0
@@ -48,7 +48,7 @@ def with_links(
             continue
         for second in neighbours.get(first.b, ()):
             other = second.b
-            product = first.score * second.score
+            product = shown(first.score * second.score)
             if second.score < MIN_LINK_STEP or other == target_id or product < min_score:
                 continue
             if other in best and best[other].score >= product:

@@ -138,9 +138,18 @@ RULES = "rules"
 
 @dataclass(frozen=True, slots=True)
 class MatchScore:
-    score: float
+    score: float  # rounded to SCORE_DIGITS (`shown`)
     reasons: list[MatchReason]
     scorer: str = RULES
+
+
+# A score is shown with 4 decimals, and compared, ordered and filtered as shown: kept finer, pairs shown
+# equal were ordered by digits nobody saw, and one shown as 1.0 was left out by minScore: 1.0.
+SCORE_DIGITS = 4
+
+
+def shown(score: float) -> float:
+    return round(score, SCORE_DIGITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +211,7 @@ def score_pair_reaching(a: MatchFields, b: MatchFields, min_score: float) -> Mat
     other_birth_date = born is not None and born.method == "different"
     # Contradicted whatever the rest says (only a shared mailbox lifts the cap of a given name
     # differing in its ending, below): the rest adds at most HOUSEHOLD_CONTACT_BITS.
-    if (given == "different" or other_birth_date) and _logistic(bits + HOUSEHOLD_CONTACT_BITS) < min_score:
+    if (given == "different" or other_birth_date) and shown(_logistic(bits + HOUSEHOLD_CONTACT_BITS)) < min_score:
         return None
     email = _emails(a, b)
     for field, level in (("email", email), ("phone", _phones(a, b))):
@@ -216,7 +225,7 @@ def score_pair_reaching(a: MatchFields, b: MatchFields, min_score: float) -> Mat
     typo_in_ending = given == "variant" and email is not None and email.method in ONE_MAILBOX
     contradicted = (other_given_name and not typo_in_ending) or other_birth_date
     bits += min(shared, HOUSEHOLD_CONTACT_BITS) if contradicted else shared
-    return MatchScore(_logistic(bits), reasons)
+    return MatchScore(shown(_logistic(bits)), reasons)
 
 
 def _logistic(bits: float) -> float:
@@ -227,8 +236,8 @@ def _logistic(bits: float) -> float:
 # The most a pair whose birth dates differ scores (0.0028): the best names either way round, the
 # birth dates' bits, and the most a contradicted pair's shared contacts and home count for.
 _BEST_NAMES_BITS = max(GIVEN_NAME_BITS.values()) + max(SURNAME_BITS.values())
-_OTHER_BIRTH_DATE_CEILING = _logistic(
-    PRIOR_BITS + _BEST_NAMES_BITS + BIRTH_DATE_BITS["different"] + HOUSEHOLD_CONTACT_BITS
+_OTHER_BIRTH_DATE_CEILING = shown(
+    _logistic(PRIOR_BITS + _BEST_NAMES_BITS + BIRTH_DATE_BITS["different"] + HOUSEHOLD_CONTACT_BITS)
 )
 
 
