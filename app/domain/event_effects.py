@@ -110,6 +110,9 @@ def change_for_event(
     if event.type is EventType.IDENTIFY:
         if not isinstance(profile, Profile):
             raise TypeError("an identify event's change reads the whole profile")
+        # Each field by the newest time, as consents and survey answers go, and as a merge's replay has
+        # to: an older identify arriving late overwrote the newer name, and a merge then undone put the
+        # newer one back, so the same events gave two profiles.
         _identify(profile, event, change)
     return change.stamped(at)
 
@@ -236,18 +239,17 @@ def identify_fields(properties: dict[str, Any]) -> dict[str, Any]:
 
 def replayed_identify(profile: Profile, event: Event) -> ProfileChange:
     """What an identify event sets when replayed onto a profile rebuilt after an unmerge: each field
-    unless the profile's own value was set later (ingestion lets the last event to arrive win; a
-    replay has only the times to go by)."""
+    unless the profile's own value was set later, as ingestion does."""
     change = ProfileChange()
-    _identify(profile, event, change, newest_wins=True)
+    _identify(profile, event, change)
     return change
 
 
-def _identify(profile: Profile, event: Event, change: ProfileChange, *, newest_wins: bool = False) -> None:
+def _identify(profile: Profile, event: Event, change: ProfileChange) -> None:
     source = str(event.channel)
     for path, value in identify_fields(event.properties).items():
         decided_at = profile.field_times.get(provenance_key(path))
-        if newest_wins and decided_at is not None and decided_at > event.timestamp:
+        if decided_at is not None and decided_at > event.timestamp:  # set by a newer event or write
             continue
         if path == "addresses":
             known = [a.model_dump(by_alias=True, exclude_none=True) for a in profile.addresses]

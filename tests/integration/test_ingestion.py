@@ -15,13 +15,13 @@ import pytest
 from app.domain import clock
 from app.domain.errors import LimitExceeded
 from app.domain.event_limits import EventLimits
-from app.domain.events import EventType, RawEvent
+from app.domain.events import EventType, RawEvent, RawIdentifier
 from app.domain.matching.index import keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Profile
-from app.services import merging, profile_reads
+from app.services import merging, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
-from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.ingestion import EventStatus, IngestionPolicy, ingest_each_alone, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import PROPERTIES, event
@@ -641,3 +641,29 @@ async def test_visits_do_not_depend_on_the_order_events_arrive_in(
 
 def _with_device(minutes: int) -> list[tuple[str, str]]:
     return [("email", "emma@example.com"), ("anonymousId", f"a{minutes}")]
+
+
+@pytest.mark.parametrize("ingest", [ingest_events, ingest_each_alone], ids=["batch", "each-alone"])
+async def test_an_older_identify_arriving_late_leaves_the_newer_values(store: ProfileStore, ingest: object) -> None:
+    """Found by an audit: an identify dated days earlier, arriving after a newer one, overwrote its
+    name and traits; a merge of the profile, undone, then put the newer ones back (the replay goes by
+    time): the same events gave two profiles. Each field now takes the newest by time, as consents do."""
+    newest = {"firstName": "Gina", "traits": {"plan": "new"}}
+    oldest = {"firstName": "Regina", "lastName": "Old", "traits": {"plan": "old", "since": 2019}}
+    newer = event("identify", email="gina@example.com", minutes=0, message_id="new", properties=newest)
+    older = event("identify", email="gina@example.com", minutes=-5000, message_id="old", properties=oldest)
+    await ingest(store, [newer])  # type: ignore[operator]
+    await ingest(store, [older])  # type: ignore[operator]
+    gina = await store.find_profile_by_identity("email:gina@example.com")
+    assert gina is not None
+    # What only the older one set still counts: nothing newer decided it.
+    assert (gina.first_name, gina.last_name, gina.traits) == ("Gina", "Old", {"plan": "new", "since": 2019})
+    other = await profiles.upsert_profile(store, [RawIdentifier("phone", "+33612345678")], {"company": "Acme"})
+    record, _ = await merging.merge_profiles(store, gina.id, [other.id], reason="r", actor="t", policy=IdentityPolicy())
+    await merging.unmerge_profile(store, record.id, actor="t")
+    again = await store.get_profile(gina.id)
+    assert again is not None and (again.first_name, again.last_name, again.traits) == (
+        gina.first_name,
+        gina.last_name,
+        gina.traits,
+    )
