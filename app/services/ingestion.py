@@ -170,7 +170,14 @@ async def _ingest_parsed(
         rest = parsed[position:]
 
         async def run(tx: StoreTransaction, rest: Sequence[Parsed] = rest) -> list[Landed]:
-            return await ingest_run(tx, rest, protection=policy.identity.protection, at=at, expires_at=expires_at)
+            return await ingest_run(
+                tx,
+                rest,
+                protection=policy.identity.protection,
+                at=at,
+                expires_at=expires_at,
+                replays_before=at - policy.idempotency_ttl,
+            )
 
         try:
             landed = await with_retries(store, run)
@@ -219,6 +226,15 @@ async def _one_by_one(
         return _could_not_store(raw_events[item.index], item.index)
 
 
+async def _replayed(tx: StoreTransaction, item: Parsed, before: datetime) -> bool:
+    """An event older than the idempotency window whose profile's history holds it already: its key
+    was purged, and it is a replay (ingestion_batch._held)."""
+    if item.event.timestamp >= before:
+        return False
+    owners = await tx.owners_of([i.key for i in item.usable])
+    return bool(owners) and bool(await tx.held_messages({o: [item.event.message_id] for o in set(owners.values())}))
+
+
 def _could_not_store(raw: RawEvent, index: int) -> EventOutcome:
     error_id = uuid.uuid4().hex[:12]
     log.exception(
@@ -243,7 +259,7 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
 
     async def work(tx: StoreTransaction) -> tuple[str, tuple[str, ...]]:
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
-        if await tx.message_seen(event.message_id):
+        if await tx.message_seen(event.message_id) or await _replayed(tx, item, at - policy.idempotency_ttl):
             raise MessageAlreadyProcessed(event.message_id)
         await refuse_suppressed(tx, identifiers)
         landed = [event]

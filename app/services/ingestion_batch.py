@@ -111,6 +111,7 @@ async def ingest_run(
     protection: MergeProtection,
     at: datetime,
     expires_at: datetime,
+    replays_before: datetime | None = None,
 ) -> list[Landed]:
     """Ingest a prefix of `items` (all of them unless one needs the per-event path, which is then
     the first one not returned); nothing is written for the events not returned.
@@ -119,7 +120,7 @@ async def ingest_run(
     early (a batch with merges stops once per merge) has read only about as much as it used, where
     reading for the whole rest every time read the demo data's profiles ~7 times over. Nothing the
     run does is written before its end, so what is read later is what would have been read first."""
-    read = _Read()
+    read = _Read(replays_before=replays_before)
     writes, landed = _Writes(form=await tx.document_form()), []
     for count, parsed in enumerate(items, 1):
         if count > read.until:
@@ -141,6 +142,9 @@ class _Read:
     """What a run has read so far: processed messageIds, suppressed identifiers, identifier owners and
     their live profiles, for `items[:until]`; what the run applies is added to the same maps."""
 
+    # Events older than this may be replays whose idempotency key was purged: their profiles' histories
+    # are asked whether they hold them (None: nothing asked).
+    replays_before: datetime | None = None
     until: int = 0
     window: int = FIRST_READ
     known: set[str] = field(default_factory=set)
@@ -158,10 +162,27 @@ class _Read:
         self.suppressed |= await suppressed_keys(tx, keys)
         found = await tx.owners_of(keys)  # none claimed by this run: its claims are of keys it looked up
         self.owners.update(found)
+        if self.replays_before is not None:
+            self.known |= await _held(tx, chunk, self.owners, self.known, self.replays_before)
         unread = set(found.values()) - self.working.keys()
         for pid, document in (await tx.get_profile_documents(unread)).items():
             if document.get("mergedInto") is None:
                 self.working[pid] = _Working(document, document["version"], None)
+
+
+async def _held(
+    tx: StoreTransaction, chunk: Sequence[Parsed], owners: dict[str, str], known: set[str], before: datetime
+) -> set[str]:
+    """The message ids of events older than the idempotency window that their profiles' histories
+    hold already. Replayed after its key was purged, such an event counted in the stats again while
+    the history, keyed by it, kept it once (a merge's replay then took it back out)."""
+    asked: dict[str, list[str]] = {}
+    for parsed in chunk:
+        event = parsed.event
+        if event.timestamp < before and event.message_id not in known:
+            for profile_id in {owners[i.key] for i in parsed.usable if i.key in owners}:
+                asked.setdefault(profile_id, []).append(event.message_id)
+    return await tx.held_messages(asked) if asked else set()
 
 
 def _apply(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -667,3 +668,30 @@ async def test_an_older_identify_arriving_late_leaves_the_newer_values(store: Pr
         gina.last_name,
         gina.traits,
     )
+
+
+async def _purge_every_key(store: ProfileStore) -> None:
+    """What the purge of expired idempotency keys does CDP_IDEMPOTENCY_TTL_DAYS after receipt, at once."""
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("DELETE FROM processed_messages")
+    else:
+        await store._db.processed_messages.delete_many({})  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("ingest", [ingest_events, ingest_each_alone], ids=["batch", "each-alone"])
+async def test_an_event_replayed_after_its_key_was_purged_is_a_duplicate(store: ProfileStore, ingest: object) -> None:
+    """Found by an audit: replayed once its idempotency key was purged (30 days after receipt), an order
+    was ACCEPTED again and counted twice in the stats, while the embedded store's history, keyed by
+    the messageId, kept it once; a merge's replay later took the second count back out (MongoDB kept
+    it twice). Its profile's history holding it, it is a DUPLICATE."""
+    old = clock.now() - timedelta(days=45)
+    order = event("order_completed", email="dora@example.com", at=old, message_id="d2")
+    [first] = await ingest(store, [order])  # type: ignore[operator]
+    assert first.status is EventStatus.ACCEPTED
+    await _purge_every_key(store)
+    fresh = event("page_view", email="dora@example.com", at=clock.now(), message_id="p1")
+    replay, new = await ingest(store, [order, fresh])  # type: ignore[operator]
+    assert (replay.status, new.status) == (EventStatus.DUPLICATE, EventStatus.ACCEPTED), (replay, new)
+    dora = await profile_reads.get_profile_by_identifier(store, "email", "dora@example.com")
+    assert dora is not None and dora.stats.orders == 1 and [i.message_id for i in dora.recent] == ["p1", "d2"]

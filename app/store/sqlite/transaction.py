@@ -170,6 +170,20 @@ class SQLiteTransaction(StoreTransaction):
     async def document_form(self) -> Callable[[Any], Any]:
         return jsonable
 
+    async def held_messages(self, message_ids_by_profile: Mapping[str, Collection[str]]) -> set[str]:
+        found: set[str] = set()
+        for profile_id, message_ids in message_ids_by_profile.items():
+            ids = list(message_ids)
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                chunk = ids[start : start + IDS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT message_id FROM interactions WHERE profile_id = ? AND message_id IN ({marks})",
+                    [profile_id, *chunk],
+                )
+                found |= {row[0] for row in rows}
+        return found
+
     async def known_messages(self, message_ids: Collection[str]) -> set[str]:
         ids, found = list(message_ids), set()
         for start in range(0, len(ids), IDS_PER_QUERY):
