@@ -4,10 +4,11 @@ embedded store while the server already answers (`seed_in_background`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -38,7 +39,7 @@ from app.services.profile_changes import ProfileChanges
 from app.services.review_list import ReviewLists
 from app.services.segment_bus import SegmentBus
 from app.services.segments import SegmentEngine
-from app.services.traits import recompute_traits
+from app.services.traits import LEASE_FOR, recompute_traits
 from app.settings import Settings
 from app.shared_seed_progress import PROGRESS_FILE, SharedSeedProgress
 from app.store import open_store
@@ -219,6 +220,38 @@ async def seed_in_background(services: Services) -> None:
         progress.seeding = False
 
 
+TRAITS_WAIT_SECONDS = 2.0  # how often the demo load asks again for the computed-traits job's lease
+
+
+async def _demo_traits(services: Services, step: Callable[[str, int, int], None]) -> None:
+    """The demo profiles' computed traits (the VIP demo segment reads RFM), before their segments. When
+    another job holds the lease (another process's, or that of a process killed while it computed
+    them: its lease runs out after traits.LEASE_FOR), the load waits for it and computes them then.
+    Before, it took the lease for a job computing them: a kill in this step left them uncomputed, and
+    the VIP segment empty, until the schedule's next round an hour later (never with it off)."""
+    waiting = False
+    while True:
+        try:
+            traits = await recompute_traits(
+                services.store,
+                restart=True,
+                changes=services.changes,
+                progress=lambda _, done, total: step("traits", done, total),
+            )
+        except Conflict:
+            if not waiting:
+                waiting = True
+                log.info(
+                    "a computed-traits job holds its lease (another process's, or a stopped one's until it runs "
+                    "out, within %d minutes): the demo data's traits are computed once it is free",
+                    LEASE_FOR.total_seconds() // 60,
+                )
+            await asyncio.sleep(TRAITS_WAIT_SECONDS)
+            continue
+        log.info("computed traits for %d profiles", traits.processed)
+        return
+
+
 async def seed(services: Services, progress: Progress | None = None) -> LoadReport | None:
     directory = services.settings.fixtures_dir
     if not directory.is_dir():
@@ -244,16 +277,7 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
             log.info("  %s: %d/%d", stage, done, total)
 
     report = await load_fixtures(services.store, directory, services.ingestion, step, shift=shift)
-    try:
-        traits = await recompute_traits(  # the VIP demo segment reads RFM
-            services.store,
-            restart=True,
-            changes=services.changes,
-            progress=lambda _, done, total: step("traits", done, total),
-        )
-        log.info("computed traits for %d profiles", traits.processed)
-    except Conflict:  # the schedule resumed an interrupted job first: it computes them
-        log.info("a computed-traits job is already running: it computes the demo profiles' traits")
+    await _demo_traits(services, step)
     wanted = count_lines(directory / "segments.jsonl") if (directory / "segments.jsonl").exists() else 0
     made = [0]
 

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
+import pytest
 
+from app import bootstrap
 from app.bootstrap import Services, connect, seed_in_background
+from app.domain.profile import Profile
+from app.domain.profile_query import ProfileFilter
+from app.services import traits
 from app.services.fixtures import SeedProgress
+from app.services.leases import hold_for
 from app.settings import Settings
 from app.shared_seed_progress import PROGRESS_FILE, SharedSeedProgress
 from tests.builders import demo_fixtures
@@ -112,3 +120,31 @@ async def test_a_failed_load_is_told_to_readyz_by_its_kind_and_an_id_not_its_tex
         assert str(tmp_path) not in failure and "events.jsonl" not in failure
     finally:
         await services.close()
+
+
+async def test_a_demo_load_killed_while_computing_traits_computes_them_when_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an audit: killed while computing the demo profiles' traits, the load left the job's
+    lease behind; resumed, it took that lease for a job computing them ("already running") and
+    finished without them: no RFM, the VIP segment empty until the schedule's next round an hour
+    later (never with it off). It now waits for the lease to run out, then computes them."""
+    monkeypatch.setattr(bootstrap, "TRAITS_WAIT_SECONDS", 0.05)
+    services = await _worker(tmp_path, demo_fixtures(tmp_path / "fixtures", 300))
+    try:
+        # The killed process's lease: it runs out as a real one would, after traits.LEASE_FOR.
+        assert await hold_for(services.store, traits.LEASE, "a killed process", timedelta(seconds=1))
+        await bootstrap.seed(services)
+        assert await services.store.read_meta(bootstrap.SEED_META) == "loaded"
+        profiles = [p async for p in _every_profile(services)]
+        assert profiles and any(p.rfm is not None for p in profiles)
+    finally:
+        await services.close()
+
+
+async def _every_profile(services: Services) -> AsyncIterator[Profile]:
+    after = None
+    while page := await services.store.list_profiles(ProfileFilter(), after=after, limit=100):
+        for profile in page:
+            yield profile
+        after = page[-1].id
