@@ -52,12 +52,17 @@ console = Console(stderr=True, soft_wrap=True, markup=False)
 
 @contextmanager
 def _said_in_one_line() -> Iterator[None]:
-    """A domain error raised within (a file that is no store, a MongoDB not reachable, a refused input)
-    is its message on stderr and exit status 1, never a traceback."""
+    """A domain error raised within (a file that is no store, a MongoDB not reachable, a refused input),
+    or a file the system refused (a folder it may not write in), is its message on stderr and exit
+    status 1, never a traceback."""
     try:
         yield
     except DomainError as exc:
         console.print(exc.message, style="red", highlight=False)
+        raise typer.Exit(1) from None
+    except OSError as exc:  # a backup into, or a restore in, a folder this user may not write in
+        where = f": {exc.filename}" if exc.filename else ""
+        console.print(f"{exc.strerror or exc}{where}", style="red", highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -239,13 +244,20 @@ def list_keys() -> None:
 
 
 @keys.command("revoke")
-def revoke_key(key_id: str = typer.Argument(..., help="The key id (cdp_<id>_…), from `keys list`.")) -> None:
+def revoke_key(
+    key_id: str = typer.Argument(..., help="The key's id, as `keys list` shows it (or the key itself, cdp_<id>_…)."),
+) -> None:
     """Revoke a key: requests with it are refused from now on."""
+    from app.domain.access import TOKEN_PREFIX, split_token
     from app.services import api_keys
 
+    # The help said `cdp_<id>_…`, and `cdp_<id>` was "no active key": the id, however it is given.
+    parts = split_token(key_id)
+    named = parts[0] if parts else key_id.removeprefix(f"{TOKEN_PREFIX}_")
+
     async def work(store: ProfileStore) -> None:
-        await api_keys.revoke_key(store, key_id)
-        console.print(f"revoked key {key_id}")
+        await api_keys.revoke_key(store, named)
+        console.print(f"revoked key {named}")
 
     _with_store(work)
 

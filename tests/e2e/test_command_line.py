@@ -15,8 +15,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import typer
 
+from app.__main__ import _said_in_one_line
 from app.domain import clock
+from app.services import api_keys
 from app.services.ingestion import ingest_events
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
@@ -236,6 +239,26 @@ def test_another_applications_database_is_refused_in_one_line_and_left_as_it_was
     assert foreign.read_bytes() == before and not Path(f"{foreign}-wal").exists()
 
 
+def test_a_backup_of_another_applications_database_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Found by an audit: it was copied, then the copy's meta write failed with a traceback."""
+    foreign = tmp_path / "theirs.sqlite3"
+    before = _foreign(foreign)
+    done = _run(tmp_path, "backup", str(tmp_path / "copy.sqlite3"), CDP_DATABASE_URL=f"sqlite:///{foreign}")
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert f"{foreign} is not a store of this server: it holds no" in done.stderr
+    assert foreign.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["theirs.sqlite3"]
+
+
+def test_a_file_the_system_refuses_is_said_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an audit: a backup into a folder this user may not write in, or a restore in one,
+    ended in a traceback (PermissionError); the commands' errors are one line and exit status 1."""
+    with pytest.raises(typer.Exit) as stopped, _said_in_one_line():
+        raise PermissionError(13, "Permission denied", "/srv/ro/.b.sqlite3.12-34.partial")
+    assert stopped.value.exit_code == 1
+    said = capsys.readouterr()
+    assert "Permission denied: /srv/ro/.b.sqlite3.12-34.partial" in said.err and "Traceback" not in said.err
+
+
 def test_a_file_that_is_no_database_is_said_in_one_line(tmp_path: Path) -> None:
     text = tmp_path / "notes.sqlite3"
     text.write_text("hello")
@@ -336,6 +359,19 @@ async def test_what_users_type_is_printed_as_typed_never_read_as_markup(tmp_path
     done = _run(tmp_path, "keys", "revoke", key_id, CDP_DATABASE_URL=f"sqlite:///{database}")
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == f"no active key {key_id}" and "Traceback" not in done.stderr
+
+
+async def test_a_key_is_revoked_by_its_id_however_it_is_written(tmp_path: Path) -> None:
+    """Found by an audit: the help said `cdp_<id>_…`, and `keys revoke cdp_<id>` was "no active key"."""
+    database = tmp_path / "cdp.sqlite3"
+    store = SQLiteStore(database)
+    made = [await api_keys.create_key(store, f"k{n}", ["read:profiles"]) for n in range(3)]
+    await store.close()
+    for (key, token), given in zip(made, ("{id}", "cdp_{id}", "{token}"), strict=True):
+        done = _run(
+            tmp_path, "keys", "revoke", given.format(id=key.id, token=token), CDP_DATABASE_URL=f"sqlite:///{database}"
+        )
+        assert done.returncode == 0 and f"revoked key {key.id}" in done.stdout + done.stderr, done.stderr
 
 
 def test_the_store_and_its_backups_are_readable_by_their_user_only(tmp_path: Path) -> None:

@@ -316,3 +316,22 @@ async def test_the_store_its_log_and_its_backups_are_readable_by_their_owner_onl
     shared.touch(mode=0o640)
     await SQLiteStore(shared).close()
     assert _mode(shared) == 0o640
+
+
+async def test_a_backup_removes_the_unfinished_copies_killed_backups_left(tmp_path: Path) -> None:
+    """Found by an audit: a backup killed midway left its hidden unfinished copy (and its journal), a
+    copy of everyone's data outside any retention, which later backups neither removed nor mentioned."""
+    store = await _store_with(tmp_path / "cdp.sqlite3", EMMA)
+    await store.close()
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    gone = os.fork()
+    if gone == 0:
+        os._exit(0)
+    os.waitpid(gone, 0)  # a process id no process has now
+    left = [folder / f".monday.sqlite3.{gone}-1.partial", folder / f".monday.sqlite3.{gone}-1.partial-journal"]
+    running = folder / f".tuesday.sqlite3.{os.getpid()}-1.partial"  # a backup still being taken
+    for path in (*left, running):
+        path.write_bytes(b"emma@example.com")
+    back_up(tmp_path / "cdp.sqlite3", folder / "wednesday.sqlite3")
+    assert sorted(p.name for p in folder.iterdir()) == [running.name, "wednesday.sqlite3"]

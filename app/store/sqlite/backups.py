@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -63,6 +64,8 @@ def back_up(database: Path, destination: Path, progress: Progress = silent) -> S
         raise _taken(destination)
     if not destination.parent.is_dir():
         raise InvalidInput(f"no folder {destination.parent} to write {destination.name} in", field="destination")
+    _refuse_foreign(database)
+    _remove_left_by_the_dead(destination.parent)
     partial = destination.with_name(f".{destination.name}.{os.getpid()}-{threading.get_ident()}.partial")
     taken_at = clock.now()
     try:
@@ -76,6 +79,44 @@ def back_up(database: Path, destination: Path, progress: Progress = silent) -> S
     finally:
         _remove(partial)
     return StoreFile(destination, made.bytes, made.profiles, made.interactions, made.taken_at)
+
+
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-\d+\.partial\Z")
+
+
+def _remove_left_by_the_dead(folder: Path) -> None:
+    """The unfinished copies a backup killed in this folder left (its `finally` never ran): a copy of
+    everyone's data outside any retention, which later backups neither removed nor mentioned. Those of
+    processes still running are theirs."""
+    for path in folder.glob(".*.partial"):
+        found = _PARTIAL.match(path.name)
+        if found is not None and not _running(int(found["pid"])):
+            _remove(path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
+
+
+def _refuse_foreign(database: Path) -> None:
+    """InvalidInput for a file that is not one of this server's stores (another application's SQLite
+    database): copied, its backup failed on a missing table with a traceback."""
+    try:
+        with closing(_read_only(database)) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return  # no database at all (a text file): the copy says so, as before
+    if not tables >= STORE_TABLES:
+        raise InvalidInput(
+            f"{database} is not a store of this server: it holds no {', '.join(sorted(STORE_TABLES - tables))}",
+            field="database",
+        )
 
 
 def _name_new(partial: Path, destination: Path) -> None:
@@ -226,7 +267,7 @@ def _read_only(path: Path) -> sqlite3.Connection:
 
 
 def _remove(path: Path) -> None:
-    for suffix in ("", *WAL_FILES):
+    for suffix in ("", *WAL_FILES, "-journal"):  # VACUUM INTO writes its copy with a rollback journal
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
