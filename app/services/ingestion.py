@@ -12,6 +12,7 @@ unavailable) fails the batch. The batch is made durable as a whole before the re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -90,7 +91,14 @@ async def ingest_events(
     await store.run_batch(lambda: _ingest_parsed(store, parsed, raw_events, outcomes, at, policy))
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(raw_events)
-    await uncancelled(_after_commit(store, raw_events, done, policy))
+    try:
+        await uncancelled(_after_commit(store, raw_events, done, policy))
+    except asyncio.CancelledError:
+        # The batch is durable, so its outcomes are the answer: a server stopping past its grace period
+        # cancels the request, which was answered 500 for a batch that was stored. What follows the
+        # commit goes on (uncancelled; the shutdown waits for it before closing the store).
+        if (task := asyncio.current_task()) is not None:
+            task.uncancel()
     return done
 
 
