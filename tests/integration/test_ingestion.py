@@ -24,7 +24,6 @@ from app.services import merging, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_each_alone, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
-from app.services.profile_changes import Cause, ProfileChanges, ProfilesChanged, settled
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import PROPERTIES, event
 
@@ -696,26 +695,3 @@ async def test_an_event_replayed_after_its_key_was_purged_is_a_duplicate(store: 
     assert (replay.status, new.status) == (EventStatus.DUPLICATE, EventStatus.ACCEPTED), (replay, new)
     dora = await profile_reads.get_profile_by_identifier(store, "email", "dora@example.com")
     assert dora is not None and dora.stats.orders == 1 and [i.message_id for i in dora.recent] == ["p1", "d2"]
-
-
-async def test_a_batch_cancelled_after_its_commit_still_answers_its_outcomes(store: ProfileStore) -> None:
-    """Found by an audit: a server stopping past its grace period cancels the requests still running,
-    and a batch already stored, waiting for what follows its commit (segment upkeep), was answered 500.
-    Its outcomes are its answer; what follows the commit goes on to its end."""
-    listening, release, heard = asyncio.Event(), asyncio.Event(), []
-
-    async def slow_listener(changes: tuple[ProfilesChanged, ...]) -> None:
-        listening.set()
-        await release.wait()
-        heard.extend(changes)
-
-    policy = IngestionPolicy(changes=ProfileChanges(slow_listener))
-    batch = asyncio.create_task(ingest_events(store, [event("page_view", email="ivy@example.com")], policy))
-    await listening.wait()  # committed: what follows the commit is running
-    batch.cancel()
-    [outcome] = await batch
-    assert outcome.status is EventStatus.ACCEPTED
-    release.set()
-    await settled(5)
-    assert [c.cause for c in heard] == [Cause.EVENT]
-    assert await profile_reads.get_profile_by_identifier(store, "email", "ivy@example.com") is not None
