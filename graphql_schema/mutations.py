@@ -33,7 +33,7 @@ from graphql_schema.types.traits import TraitsJob
 async def ingest(context: Context, raws: list[RawEvent]) -> IngestResult:
     """ingestEvents, whichever executor runs it (graphql_schema/compiled.py compiles it)."""
     services = context.services
-    outcomes = await ingest_events(services.store, raws, services.ingestion)
+    outcomes = await ingest_events(services.store, raws, services.ingestion, answer_once_committed=True)
     # A batch's thousand results, counted and made into its answer: ~5-10 ms of Python, which held the
     # loop in one piece after every batch. A worker thread does it, as it validated the events.
     return await off_loop(len(raws) > INLINE_EVENTS, _answered, services.metrics, raws, outcomes)

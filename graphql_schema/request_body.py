@@ -53,15 +53,16 @@ def bounded(receive: Receive, limit: int) -> Receive:
     return bounded
 
 
-# Every digit as 0, anything else as a space: a run of 20 digits is then a plain substring search, ~7
+# Every digit as 0, anything else as a space: a run of 19 digits is then a plain substring search, ~7
 # times faster than a regular expression over a batch's body (0.5 ms for 1,000 events, not 3.4).
+# 19: below -2**63 orjson reads a float too, and -9999999999999999999 has 19 digits.
 _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_TWENTY_DIGITS = b"0" * 20
+_LONG_RUN = b"0" * 19
 
 
 def _has_long_digits(data: str | bytes) -> bool:
     raw = data if isinstance(data, bytes | bytearray) else data.encode("utf-8", "surrogatepass")
-    return _TWENTY_DIGITS in raw.translate(_DIGITS_AS_ZEROS)
+    return _LONG_RUN in raw.translate(_DIGITS_AS_ZEROS)
 
 
 def decode_json(data: str | bytes) -> object:
@@ -77,9 +78,10 @@ def decode_json(data: str | bytes) -> object:
     except orjson.JSONDecodeError:
         pass
     else:
-        # orjson reads an integer of 2**64 or more as a float, silently: `orderRef: 2**70` was stored as
-        # 1.1805916207174113e+21 and ACCEPTED. Such a literal has 20 digits or more (so has a long digit
-        # run in a string, read again for nothing); the standard decoder keeps it whole, to be refused.
+        # orjson reads an integer of 2**64 or more (or below -2**63) as a float, silently: `orderRef:
+        # 2**70` was stored as 1.1805916207174113e+21 and ACCEPTED. Such a literal has 19 digits or more
+        # (so has a long digit run in a string, read again for nothing); the standard decoder keeps it
+        # whole, to be refused.
         if not _has_long_digits(data):
             return decoded
     try:

@@ -76,8 +76,16 @@ class IngestionPolicy:
 
 
 async def ingest_events(
-    store: ProfileStore, raw_events: Sequence[RawEvent], policy: IngestionPolicy = IngestionPolicy()
+    store: ProfileStore,
+    raw_events: Sequence[RawEvent],
+    policy: IngestionPolicy = IngestionPolicy(),
+    *,
+    answer_once_committed: bool = False,
 ) -> list[EventOutcome]:
+    """The outcome of each event, once the batch is durable. `answer_once_committed`: a caller
+    cancelled after the commit (a request, when the server stops past its grace period) gets the
+    outcomes all the same, its cancellation taken back; any other caller (a load, the demo seed, a
+    command's Ctrl-C) is cancelled as asked. What follows the commit goes on either way."""
     if len(raw_events) > policy.max_batch_size:
         raise LimitExceeded(
             f"a batch holds at most {policy.max_batch_size} events, got {len(raw_events)}", field="events"
@@ -94,11 +102,12 @@ async def ingest_events(
     try:
         await uncancelled(_after_commit(store, raw_events, done, policy))
     except asyncio.CancelledError:
-        # The batch is durable, so its outcomes are the answer: a server stopping past its grace period
-        # cancels the request, which was answered 500 for a batch that was stored. What follows the
+        # The batch is durable, so its outcomes are a request's answer: a server stopping past its grace
+        # period cancelled it, and it was answered 500 for a batch that was stored. What follows the
         # commit goes on (uncancelled; the shutdown waits for it before closing the store).
-        if (task := asyncio.current_task()) is not None:
-            task.uncancel()
+        if not answer_once_committed or (task := asyncio.current_task()) is None:
+            raise
+        task.uncancel()
     return done
 
 

@@ -33,6 +33,7 @@ CITY = "query($city: String) { profiles(filter: {city: $city}) { edges { cursor 
         # Found by an audit: orjson read 2**64 and more as a float, silently (1.1805916207174113e+21 stored).
         pytest.param(UPSERT, {"traits": {"n": 2**70}}, "traits.n", id="trait-integer-past-64-bits"),
         pytest.param(UPSERT, {"traits": {"n": -(2**64)}}, "traits.n", id="trait-negative-integer-past-64-bits"),
+        pytest.param(UPSERT, {"traits": {"n": -9999999999999999999}}, "traits.n", id="trait-19-digits-below-int64"),
         pytest.param(UPSERT, {"traits": {f"t{n}": "x" * 8000 for n in range(9)}}, "traits", id="traits-too-large"),
         pytest.param(SEGMENT, {"name": "\ud800", "condition": BUYERS}, "name", id="segment-name-lone-surrogate"),
         pytest.param(
