@@ -30,7 +30,7 @@ from app.domain.event_effects import (
     landed_as,
 )
 from app.domain.event_limits import EventLimits, shown
-from app.domain.events import Event, EventType, RawEvent, parse_event
+from app.domain.events import MAX_FUTURE_SKEW, Event, EventType, RawEvent, parse_event
 from app.domain.identifiers import Identifier
 from app.domain.privacy import check_purpose
 from app.domain.profile import Profile
@@ -193,7 +193,7 @@ async def _ingest_parsed(
                 protection=policy.identity.protection,
                 at=at,
                 expires_at=expires_at,
-                replays_before=at - policy.idempotency_ttl,
+                replays_before=_replays_before(at, policy),
             )
 
         try:
@@ -243,13 +243,21 @@ async def _one_by_one(
         return _could_not_store(raw_events[item.index], item.index)
 
 
+def _replays_before(at: datetime, policy: IngestionPolicy) -> datetime:
+    """Events dated before this may be replays whose idempotency key was purged: a key lives
+    `idempotency_ttl` from its event's receipt, and an event may be dated up to MAX_FUTURE_SKEW after
+    it was received."""
+    return at - policy.idempotency_ttl + MAX_FUTURE_SKEW
+
+
 async def _replayed(tx: StoreTransaction, item: Parsed, before: datetime) -> bool:
     """An event older than the idempotency window whose profile's history holds it already: its key
     was purged, and it is a replay (ingestion_batch._held)."""
     if item.event.timestamp >= before:
         return False
     owners = await tx.owners_of([i.key for i in item.usable])
-    return bool(owners) and bool(await tx.held_messages({o: [item.event.message_id] for o in set(owners.values())}))
+    event = item.event
+    return bool(await tx.held_messages([(o, event.timestamp, event.message_id) for o in set(owners.values())]))
 
 
 def _could_not_store(raw: RawEvent, index: int) -> EventOutcome:
@@ -276,7 +284,7 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
 
     async def work(tx: StoreTransaction) -> tuple[str, tuple[str, ...]]:
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
-        if await tx.message_seen(event.message_id) or await _replayed(tx, item, at - policy.idempotency_ttl):
+        if await tx.message_seen(event.message_id) or await _replayed(tx, item, _replays_before(at, policy)):
             raise MessageAlreadyProcessed(event.message_id)
         await refuse_suppressed(tx, identifiers)
         landed = [event]

@@ -176,12 +176,12 @@ async def _held(
     """The message ids of events older than the idempotency window that their profiles' histories
     hold already. Replayed after its key was purged, such an event counted in the stats again while
     the history, keyed by it, kept it once (a merge's replay then took it back out)."""
-    asked: dict[str, list[str]] = {}
-    for parsed in chunk:
-        event = parsed.event
-        if event.timestamp < before and event.message_id not in known:
-            for profile_id in {owners[i.key] for i in parsed.usable if i.key in owners}:
-                asked.setdefault(profile_id, []).append(event.message_id)
+    asked = [
+        (profile_id, parsed.event.timestamp, parsed.event.message_id)
+        for parsed in chunk
+        if parsed.event.timestamp < before and parsed.event.message_id not in known
+        for profile_id in {owners[i.key] for i in parsed.usable if i.key in owners}
+    ]
     return await tx.held_messages(asked) if asked else set()
 
 

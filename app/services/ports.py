@@ -106,9 +106,9 @@ class StoreTransaction(Protocol):
         """Those of `message_ids` recorded as processed (expired or not: until purged, recording
         one again fails, so it counts as a duplicate either way)."""
 
-    async def held_messages(self, message_ids_by_profile: Mapping[str, Collection[str]]) -> set[str]:
-        """Those of the message ids whose interaction the profile's history holds already (an event
-        replayed after its idempotency key was purged)."""
+    async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
+        """The message ids of those (profile id, timestamp, message id) the profile's history holds
+        already (an event replayed after its idempotency key was purged); one read for them all."""
 
     async def claim_identity_keys(self, claims: Sequence[tuple[Identifier, str]], at: datetime) -> None:
         """Point each identifier at its profile id; IdentityTaken if one is claimed already."""

@@ -167,15 +167,22 @@ class MongoTransaction(StoreTransaction):
     async def document_form(self) -> Callable[[Any], Any]:
         return _as_it_is
 
-    async def held_messages(self, message_ids_by_profile: Mapping[str, Collection[str]]) -> set[str]:
-        found: set[str] = set()
-        for profile_id, message_ids in message_ids_by_profile.items():
-            wanted = set(message_ids)
-            selector = {"profileId": profile_id, "items.messageId": {"$in": list(wanted)}}
-            cursor = self._db.interactions.find(selector, {"items.messageId": 1}, session=self._session)
-            for bucket in await cursor.to_list(None):
-                found |= {item["messageId"] for item in bucket["items"]} & wanted
-        return found
+    async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
+        if not interactions:
+            return set()
+        wanted = {(profile_id, message_id) for profile_id, _, message_id in interactions}
+        selector = {
+            "profileId": {"$in": list({p for p, _ in wanted})},
+            "items.messageId": {"$in": list({m for _, m in wanted})},
+        }
+        projection = {"profileId": 1, "items.messageId": 1}
+        cursor = self._db.interactions.find(selector, projection, session=self._session)
+        return {
+            item["messageId"]
+            for bucket in await cursor.to_list(None)
+            for item in bucket["items"]
+            if (bucket["profileId"], item["messageId"]) in wanted
+        }
 
     async def known_messages(self, message_ids: Collection[str]) -> set[str]:
         if not message_ids:

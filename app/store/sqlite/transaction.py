@@ -170,18 +170,18 @@ class SQLiteTransaction(StoreTransaction):
     async def document_form(self) -> Callable[[Any], Any]:
         return jsonable
 
-    async def held_messages(self, message_ids_by_profile: Mapping[str, Collection[str]]) -> set[str]:
+    async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
+        rows = [(profile_id, to_iso(at), message_id) for profile_id, at, message_id in interactions]
         found: set[str] = set()
-        for profile_id, message_ids in message_ids_by_profile.items():
-            ids = list(message_ids)
-            for start in range(0, len(ids), IDS_PER_QUERY):
-                chunk = ids[start : start + IDS_PER_QUERY]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT message_id FROM interactions WHERE profile_id = ? AND message_id IN ({marks})",
-                    [profile_id, *chunk],
-                )
-                found |= {row[0] for row in rows}
+        for start in range(0, len(rows), IDS_PER_QUERY // 3):  # three parameters each
+            chunk = rows[start : start + IDS_PER_QUERY // 3]
+            values = ",".join("(?, ?, ?)" for _ in chunk)
+            # Joined, a primary-key lookup each (`(profile_id, ts, message_id) IN (VALUES …)` scanned the table).
+            statement = (
+                f"SELECT i.message_id FROM (VALUES {values}) AS v JOIN interactions AS i"
+                " ON i.profile_id = v.column1 AND i.ts = v.column2 AND i.message_id = v.column3"
+            )
+            found |= {row[0] for row in self._db.execute(statement, [value for row in chunk for value in row])}
         return found
 
     async def known_messages(self, message_ids: Collection[str]) -> set[str]:
