@@ -62,7 +62,7 @@ def _said_in_one_line() -> Iterator[None]:
         raise typer.Exit(1) from None
     except OSError as exc:  # a backup into, or a restore in, a folder this user may not write in
         where = f": {exc.filename}" if exc.filename else ""
-        console.print(f"{exc.strerror or exc}{where}", style="red", highlight=False)
+        console.print(f"{exc.strerror or exc or type(exc).__name__}{where}", style="red", highlight=False)
         raise typer.Exit(1) from None
 
 

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.domain.errors import InvalidInput
 from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
 from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection, blocklisted
 from app.domain.privacy import DEFAULT_PURPOSES
@@ -259,12 +258,8 @@ class Settings(BaseSettings):
     @field_validator("merge_blocklist")
     @classmethod
     def _blocklist_as_held(cls, values: list[str]) -> list[str]:
-        """Normalised as identifiers are, so that it matches them (merge_protection.blocklisted);
-        a value no identifier can have is one line naming it."""
-        try:
-            return sorted(blocklisted(values))
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from None
+        """Normalised as identifiers are, so that it matches them (merge_protection.blocklisted)."""
+        return sorted(blocklisted(values))
 
     @field_validator("merge_limits", "merge_rules", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from app.domain.errors import InvalidInput
 from app.domain.identifiers import Identifier, KnownIdentifierType, normalise
 from app.domain.profile import Profile
 from app.domain.profile_bounds import merged_refusal
@@ -22,20 +23,22 @@ def blocklisted(values: Iterable[str]) -> frozenset[str]:
     """The blocklist as identifiers are held, which is how it is compared: `Shared@Family.com` and
     `+33 6 00 00 00 01` as written in a setting matched nothing (identifiers are normalised: lower
     case, E.164). A `type:value` entry is normalised as that type; a bare value holding an `@` as an
-    email, one starting with `+` as a phone; any other (a junk device id such as `null`) as it is.
-    InvalidInput naming the value when it cannot be an identifier of its type."""
+    email, one starting with `+` as a phone; any other (a junk device id such as `null`), and one no
+    identifier of its type can be (refused before any blocklist is read), as it is."""
     held = set()
     for raw in values:
         value = raw.strip()
         type_, colon, rest = value.partition(":")
-        if colon and type_ in set(KnownIdentifierType):
-            held.add(normalise(type_, rest, field="").key)
-        elif "@" in value:
-            held.add(normalise("email", value, field="").value)
-        elif value.startswith("+"):
-            held.add(normalise("phone", value, field="").value)
-        else:
-            held.add(value)
+        try:
+            if colon and type_ in set(KnownIdentifierType):
+                value = normalise(type_, rest, field="").key
+            elif "@" in value:
+                value = normalise("email", value, field="").value
+            elif value.startswith("+"):
+                value = normalise("phone", value, field="").value
+        except InvalidInput:
+            pass  # a list copied from an older default (+10000000000) still starts the server
+        held.add(value)
     return frozenset(held)
 
 

@@ -41,7 +41,7 @@ def mask_identifier(type_: str, value: str) -> str:
     kind = _normal_key(type_)
     if "email" in kind or _EMAIL.fullmatch(value):
         return mask_email(value)
-    if kind == "tel" or any(word in kind for word in _PHONE_WORDS) or _PHONE_IN_TEXT.fullmatch(value):
+    if kind in _PHONES or any(word in kind for word in _PHONE_WORDS) or _PHONE_IN_TEXT.fullmatch(value):
         return _phone_shaped(value)
     return value
 
@@ -106,7 +106,8 @@ _PHONE_IN_TEXT = re.compile(r"\+\d[\d\s().-]{5,}\d")  # an international number 
 # The same in a URL's query string, as browsers and SDKs write them (`email=ann%40example.com`,
 # `phone=%2B447700900456`): the local part stops at what separates a query's parameters.
 _EMAIL_ENCODED = re.compile(r"[^@\s=&?/#]+%40[^@\s&#]+\.[^@\s&#]+", re.IGNORECASE)
-_PHONE_ENCODED = re.compile(r"%2B\d[\d.-]{5,}\d", re.IGNORECASE)
+# Digits apart as a query string writes spaces (`+`, `%20`): `%2B33+6+12+34+56+78`, `%2B33%206%2012…`.
+_PHONE_ENCODED = re.compile(r"%2B\d(?:[\d.+-]|%20){5,}\d", re.IGNORECASE)
 # In a person's own attributes (traits, stated preferences, an identify event's `traits`), a key
 # ending in `name` names the person (Segment's identify `name`); in an event's properties `name` is
 # most often a product's or a page's, and only the keys of _NAMES are a person's there.

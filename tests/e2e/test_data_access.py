@@ -217,7 +217,8 @@ async def test_personal_data_under_other_names_is_masked_too(services: Services)
         admin,
         """mutation { upsertProfile(input: {identifiers: [{type: "customerId", value: "C-1"},
           {type: "workEmail", value: "olga.secret@bigcorp.com"}, {type: "mobileNumber", value: "+33698765432"},
-          {type: "crmRef", value: "+447700900123"}, {type: "tel", value: "+33 6 99 88 77 66"}],
+          {type: "crmRef", value: "+447700900123"}, {type: "tel", value: "+33 6 99 88 77 66"},
+          {type: "homeTel", value: "07700 900123"}],
           traits: {contactPhone: "+33611111111", shippingAddress: "7 rue Cachee", tier: "gold"}}) { id } }""",
     )
     assert "errors" not in written, written
@@ -230,6 +231,7 @@ async def test_personal_data_under_other_names_is_masked_too(services: Services)
         # Found by an audit: a phone number under a type of the sender's own naming was shown in clear.
         "crmRef": "+44********23",
         "tel": "+33************66",
+        "homeTel": "**********23",  # a national number, under a type the free-form keys mask
     }
     assert masked["traits"] == {"contactPhone": "+33*******11", "shippingAddress": "7***", "tier": "gold"}
 
@@ -240,7 +242,7 @@ async def test_personal_data_in_urls_names_and_national_numbers_is_masked_too(se
     `name` in an event's properties is not a person's and stays."""
     admin = await _key(services, *Scope)
     now = clock.now().isoformat()
-    url = "/newsletter/confirm?email=paula.quinn%40example.com&phone=%2B447700900456&step=2"
+    url = "/newsletter/confirm?email=paula.quinn%40example.com&phone=%2B447700900456&step=2&alt=%2B33+6+12+34+56+78"
     events = [
         {"messageId": "u-1", "type": "page_view", "channel": "web", "timestamp": now, "identifiers": EMMA,
          "properties": {"url": url}},
@@ -255,7 +257,9 @@ async def test_personal_data_in_urls_names_and_national_numbers_is_masked_too(se
       traits interactions(first: 5) { edges { node { messageId properties } } } } }"""
     masked = (await _call(services, await _key(services, Scope.READ_PROFILES), document))["data"]["profileByIdentifier"]
     properties = {e["node"]["messageId"]: e["node"]["properties"] for e in masked["interactions"]["edges"]}
-    assert properties["u-1"]["url"] == "/newsletter/confirm?email=p***@example.com&phone=%2B44********56&step=2"
+    assert properties["u-1"]["url"] == (
+        "/newsletter/confirm?email=p***@example.com&phone=%2B44********56&step=2&alt=%2B33************78"
+    )
     expected = {"name": "P***", "username": "p***", "ssn": "1***", "homeTel": "+44**********56", "plan": "pro"}
     assert masked["traits"] == expected and properties["u-2"]["traits"] == expected
     assert properties["u-3"]["name"] == "Trail runner"
