@@ -145,6 +145,9 @@ class StoreTransaction(Protocol):
     async def identities_of(self, profile_id: str) -> dict[str, datetime]:
         """identity key → when it was claimed, for the identifiers pointing at the profile."""
 
+    async def identity_keys_of(self, profile_ids: Collection[str]) -> set[str]:
+        """The keys of the identifiers pointing at any of the profiles: one read for a whole family."""
+
     async def reassign_identities(self, from_ids: Sequence[str], to_id: str) -> dict[str, str]:
         """Point every identifier of `from_ids` at `to_id`; returns key → previous owner."""
 
@@ -179,8 +182,9 @@ class StoreTransaction(Protocol):
         """Move the decisions of `owner_id` made by events (`moves`, by message id) and those made
         directly (`direct`, by decision id) to the profile each maps to; the others stay."""
 
-    async def tombstones_of(self, profile_id: str) -> list[str]:
-        """Ids of the profiles merged into this one (directly)."""
+    async def tombstones_of(self, profile_ids: Collection[str]) -> list[str]:
+        """Ids of the profiles merged directly into any of these, in id order: one read for a level of
+        a family however large (a customer's thousand sessions)."""
 
     async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
         """Delete the profiles and everything held about them: identities, interactions, blocking keys,

@@ -242,16 +242,13 @@ async def delete_profile(
             raise NotFound(f"no profile {profile_id}", field="id")
         # Every profile merged in, however many and however deep: a walk that stopped at 1,000 left
         # the rest's consent decisions and merge records (their documents) after the erasure.
-        family, queue, known = [profile.id], [profile.id], {profile.id}
-        while queue:
-            for tomb in await tx.tombstones_of(queue.pop()):
-                if tomb not in known:
-                    known.add(tomb)
-                    family.append(tomb)
-                    queue.append(tomb)
-        keys = {f"{r.type}:{r.value}" for r in profile.identifiers}
-        for member in family:
-            keys |= set(await tx.identities_of(member))
+        # A level at a time, one read each (a read a profile held the writer for as many reads).
+        family, level, known = [profile.id], [profile.id], {profile.id}
+        while level:
+            level = [tomb for tomb in await tx.tombstones_of(level) if tomb not in known]
+            known.update(level)
+            family += level
+        keys = {f"{r.type}:{r.value}" for r in profile.identifiers} | await tx.identity_keys_of(family)
         await tx.suppress(suppression_hashes(secret, sorted(keys)), at)
         erasure_id = ERASURE_PREFIX + uuid.uuid4().hex
         trails, others = await _trails_of_others(tx, family, erasure_id)

@@ -283,6 +283,11 @@ class MongoTransaction(StoreTransaction):
         if buckets:
             await self._db.interactions.insert_many(buckets, session=self._session)
 
+    async def identity_keys_of(self, profile_ids: Collection[str]) -> set[str]:
+        selector = {"profileId": {"$in": list(profile_ids)}}
+        cursor = self._db.identities.find(selector, {"_id": 1}, session=self._session)
+        return {document["_id"] for document in await cursor.to_list(None)}
+
     async def identities_of(self, profile_id: str) -> dict[str, datetime]:
         cursor = self._db.identities.find({"profileId": profile_id}, session=self._session)
         return {doc["_id"]: utc_ms(doc["createdAt"]) for doc in await cursor.to_list(None)}
@@ -350,8 +355,9 @@ class MongoTransaction(StoreTransaction):
                     {"profileId": owner_id, field: {"$in": ids}}, {"$set": {"profileId": target}}, session=self._session
                 )
 
-    async def tombstones_of(self, profile_id: str) -> list[str]:
-        cursor = self._db.profiles.find({"mergedInto": profile_id}, {"_id": 1}, session=self._session).sort("_id", 1)
+    async def tombstones_of(self, profile_ids: Collection[str]) -> list[str]:
+        selector = {"mergedInto": {"$in": list(profile_ids)}}
+        cursor = self._db.profiles.find(selector, {"_id": 1}, session=self._session).sort("_id", 1)
         return [document["_id"] for document in await cursor.to_list(None)]
 
     async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:

@@ -309,6 +309,15 @@ class SQLiteTransaction(StoreTransaction):
             [(dumps(fields), owner_id, moves.get(mid, owner_id), mid) for mid, fields in rewrites.items()],
         )
 
+    async def identity_keys_of(self, profile_ids: Collection[str]) -> set[str]:
+        ids, found = list(profile_ids), set()
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key FROM identities WHERE profile_id IN ({marks})", chunk)
+            found |= {row[0] for row in rows}
+        return found
+
     async def identities_of(self, profile_id: str) -> dict[str, datetime]:
         rows = self._db.execute("SELECT key, created_at FROM identities WHERE profile_id = ?", (profile_id,))
         return {key: datetime.fromisoformat(created.replace("Z", "+00:00")) for key, created in rows.fetchall()}
@@ -391,9 +400,14 @@ class SQLiteTransaction(StoreTransaction):
         # In place: the rowid keeps decisions of one millisecond in the order they were made.
         self._db.executemany("UPDATE consent_log SET profile_id = ?, doc = ? WHERE rowid = ?", updates)
 
-    async def tombstones_of(self, profile_id: str) -> list[str]:
-        rows = self._db.execute("SELECT id FROM profiles WHERE merged_into = ? ORDER BY id", (profile_id,))
-        return [row[0] for row in rows.fetchall()]
+    async def tombstones_of(self, profile_ids: Collection[str]) -> list[str]:
+        ids, found = list(profile_ids), []
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT id FROM profiles WHERE merged_into IN ({marks})", chunk)
+            found += [row[0] for row in rows]
+        return sorted(found)
 
     async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
         ids = list(profile_ids)
