@@ -162,6 +162,9 @@ class StoreTransaction(Protocol):
     async def merges_of(self, profile_id: str) -> list[MergeRecord]:
         """Merges the profile took part in, as survivor or as merged, oldest first."""
 
+    async def merges_of_all(self, profile_ids: Collection[str]) -> list[MergeRecord]:
+        """Merges any of the profiles took part in, each once, oldest first: one read for many."""
+
     async def record_refusal(self, refusal: MergeRefusal) -> None: ...
 
     async def products_of(self, product_ids: Collection[str]) -> dict[str, Product]:

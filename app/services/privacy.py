@@ -326,23 +326,19 @@ async def _trails_of_others(
 
     shared = [
         record
-        for member in family
-        for record in await tx.merges_of(member)
+        for record in await tx.merges_of_all(family)
         if record.status is MergeStatus.UNMERGED and with_someone_left(record)
     ]
     # Every merge the others took part in, whoever they were merged with since, at any depth: whose
-    # data each of their saved documents held.
+    # data each of their saved documents held. A level of profiles at a time, one read each.
     known: dict[str, MergeRecord] = {}
-    queue = [i for record in shared for i in (record.survivor_id, *record.merged_ids) if i not in erased]
+    level = {i for record in shared for i in (record.survivor_id, *record.merged_ids) if i not in erased}
     seen: set[str] = set()
-    while queue:
-        current = queue.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for record in await tx.merges_of(current):
+    while level:
+        seen |= level
+        for record in await tx.merges_of_all(level):
             known[record.id] = record
-            queue += [i for i in (record.survivor_id, *record.merged_ids) if i not in erased and i not in seen]
+        level = {i for r in known.values() for i in (r.survivor_id, *r.merged_ids) if i not in erased} - seen
     into = merges_into(known.values())
     rewritten = []
     for record in known.values():

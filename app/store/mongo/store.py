@@ -317,6 +317,12 @@ class MongoTransaction(StoreTransaction):
     async def merges_of(self, profile_id: str) -> list[MergeRecord]:
         return await merges_of(self._db, profile_id, session=self._session)
 
+    async def merges_of_all(self, profile_ids: Collection[str]) -> list[MergeRecord]:
+        ids = list(profile_ids)
+        selector = {"$or": [{"survivorId": {"$in": ids}}, {"mergedIds": {"$in": ids}}]}
+        cursor = self._db.merges.find(selector, session=self._session).sort([("at", ASCENDING), ("_id", ASCENDING)])
+        return [MergeRecord.from_document(document) for document in await cursor.to_list(None)]
+
     async def products_of(self, product_ids: Collection[str]) -> dict[str, Product]:
         cursor = self._db.products.find({"_id": {"$in": list(dict.fromkeys(product_ids))}}, session=self._session)
         return {document["_id"]: Product.model_validate(document) for document in await cursor.to_list(None)}

@@ -350,6 +350,20 @@ class SQLiteTransaction(StoreTransaction):
     async def merges_of(self, profile_id: str) -> list[MergeRecord]:
         return merges_of(self._db, profile_id)
 
+    async def merges_of_all(self, profile_ids: Collection[str]) -> list[MergeRecord]:
+        ids, found = list(profile_ids), {}
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            statement = (
+                "SELECT DISTINCT m.id, m.doc FROM merge_members mm JOIN merges m ON m.id = mm.merge_id"
+                f" WHERE mm.profile_id IN ({marks})"
+            )
+            for merge_id, doc in self._db.execute(statement, chunk):
+                if merge_id not in found:
+                    found[merge_id] = MergeRecord.from_document(loads(doc))
+        return sorted(found.values(), key=lambda r: (r.at, r.id))
+
     async def products_of(self, product_ids: Collection[str]) -> dict[str, Product]:
         return {product.id: product for product in products_in(self._db, product_ids)}
 
