@@ -67,12 +67,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return
         # Worker processes starting together take turns: the store's schema is created or migrated
         # by one process, not raced by all of them.
-        async with exclusive(settings.data_dir() / ".start.lock"):
-            try:
+        try:
+            async with exclusive(settings.data_dir() / ".start.lock"):
                 holder["services"] = await start(settings, tracer=tracer)
-            except DomainError as exc:  # a file that is no store, a MongoDB not reachable: one line says it
-                log.error("the store cannot be used: %s", exc.message)
-                raise
+        except DomainError as exc:  # a file that is no store, a MongoDB not reachable: one line says it
+            log.error("the store cannot be used: %s", exc.message)
+            raise
+        except OSError as exc:  # its folder a file, or one this user may not write in (the start's lock)
+            where = f": {exc.filename}" if exc.filename else ""
+            log.error("the store cannot be used: %s%s", exc.strerror or exc, where)
+            raise
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
         _wire(holder["services"], arrivals)
         background: list[asyncio.Task[None]] = []

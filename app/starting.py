@@ -110,7 +110,11 @@ class Starting:
         lifespan = _Lifespan(app, scope)  # the server's lifespan scope: its state reaches every request
         reply = await lifespan.ask("startup")
         if reply["type"] != "lifespan.startup.complete":
-            log.error("the application did not start: %s", reply.get("message") or "(no reason given)")
+            # Starlette sends the failure's whole traceback: after the clear line the application logged
+            # (`the store cannot be used: …`), its last line says why; the rest is for debugging.
+            message = str(reply.get("message") or "").strip()
+            log.error("the application did not start: %s", message.splitlines()[-1] if message else "(no reason given)")
+            log.debug("the application's start failed: %s", message)
             self._fail()
             return
         self._lifespan, self.app = lifespan, app
