@@ -21,7 +21,7 @@ from app.restoring import restore_backup
 from app.services import api_keys, merging, privacy
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, ingest_events
-from app.store.sqlite import store_users
+from app.store.sqlite import backups, store_users
 from app.store.sqlite.backups import back_up, check_backup
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
@@ -329,9 +329,14 @@ async def test_a_backup_removes_the_unfinished_copies_killed_backups_left(tmp_pa
     if gone == 0:
         os._exit(0)
     os.waitpid(gone, 0)  # a process id no process has now
-    left = [folder / f".monday.sqlite3.{gone}-1.partial", folder / f".monday.sqlite3.{gone}-1.partial-journal"]
-    running = folder / f".tuesday.sqlite3.{os.getpid()}-1.partial"  # a backup still being taken
-    for path in (*left, running):
+    host = backups._HOST
+    left = [
+        folder / f".monday.sqlite3.{host}-{gone}-1.partial",
+        folder / f".monday.sqlite3.{host}-{gone}-1.partial-journal",
+    ]
+    running = folder / f".tuesday.sqlite3.{host}-{os.getpid()}-1.partial"  # a backup still being taken
+    elsewhere = folder / f".tuesday.sqlite3.another_host-{gone}-1.partial"  # a process this one cannot see
+    for path in (*left, running, elsewhere):
         path.write_bytes(b"emma@example.com")
     back_up(tmp_path / "cdp.sqlite3", folder / "wednesday.sqlite3")
-    assert sorted(p.name for p in folder.iterdir()) == [running.name, "wednesday.sqlite3"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([elsewhere.name, running.name, "wednesday.sqlite3"])

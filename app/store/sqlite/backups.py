@@ -19,6 +19,7 @@ import itertools
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -66,7 +67,7 @@ def back_up(database: Path, destination: Path, progress: Progress = silent) -> S
         raise InvalidInput(f"no folder {destination.parent} to write {destination.name} in", field="destination")
     _refuse_foreign(database)
     _remove_left_by_the_dead(destination.parent)
-    partial = destination.with_name(f".{destination.name}.{os.getpid()}-{threading.get_ident()}.partial")
+    partial = destination.with_name(f".{destination.name}.{_HOST}-{os.getpid()}-{threading.get_ident()}.partial")
     taken_at = clock.now()
     try:
         _copy(database, partial, progress)
@@ -81,7 +82,10 @@ def back_up(database: Path, destination: Path, progress: Progress = silent) -> S
     return StoreFile(destination, made.bytes, made.profiles, made.interactions, made.taken_at)
 
 
-_PARTIAL = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-\d+\.partial\Z")
+# Named by host too: a folder shared by containers or machines holds copies of processes this one
+# cannot see, which are never taken for dead ones.
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:64] or "host"
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-\d+\.partial\Z")
 
 
 def _remove_left_by_the_dead(folder: Path) -> None:
@@ -90,7 +94,7 @@ def _remove_left_by_the_dead(folder: Path) -> None:
     processes still running are theirs."""
     for path in folder.glob(".*.partial"):
         found = _PARTIAL.match(path.name)
-        if found is not None and not _running(int(found["pid"])):
+        if found is not None and found["host"] == _HOST and not _running(int(found["pid"])):
             _remove(path)
 
 
