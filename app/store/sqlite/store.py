@@ -50,9 +50,11 @@ from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
 from app.store.sqlite.threads import ReaderPool, WriterThread
 from app.store.sqlite.transaction import (
+    IDS_PER_QUERY,
     OWE_WIPE,
     WIPE_OWED,
     SQLiteTransaction,
+    id_chunks,
     merges_of,
     products_in,
     refusals_of,
@@ -63,7 +65,6 @@ T = TypeVar("T")
 R = TypeVar("R", MergeRecord, MergeRefusal)
 log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
-_IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 # Worded as the partial index segment_events_to_forget (schema.py), which they then read alone.
 _TO_FORGET = "segment_events WHERE json_extract(doc, '$.forgetAt') IS NOT NULL AND json_extract(doc, '$.forgetAt') <= ?"
 _FORGET_EVENTS = f"DELETE FROM {_TO_FORGET}"
@@ -334,8 +335,8 @@ class SQLiteStore:
 
         def scan(db: sqlite3.Connection) -> dict[str, Profile]:
             found = dict[str, Profile]()
-            for start in range(0, len(ids), _IDS_PER_QUERY // 2):  # two parameters an id
-                chunk = ids[start : start + _IDS_PER_QUERY // 2]
+            for start in range(0, len(ids), IDS_PER_QUERY // 2):  # two parameters an id
+                chunk = ids[start : start + IDS_PER_QUERY // 2]
                 asked = [v for pair in decoded.revisions_of(chunk) for v in pair]
                 read = decoded.ticket()  # before the statement: it dates the revisions it finds
                 rows = db.execute(profile_revisions.documents_unless_kept(len(chunk)), asked).fetchall()
@@ -429,7 +430,7 @@ class SQLiteStore:
 
         def scan(db: sqlite3.Connection) -> dict[str, int]:
             found = dict.fromkeys(profile_ids, 0)
-            for chunk in self._id_chunks(profile_ids):
+            for chunk in id_chunks(profile_ids):
                 rows = db.execute(
                     f"SELECT profile_id, count(*) FROM interactions WHERE profile_id IN ({','.join('?' * len(chunk))}) "
                     f"{filters} GROUP BY profile_id",
@@ -443,8 +444,8 @@ class SQLiteStore:
     async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
         def scan(db: sqlite3.Connection) -> dict[str, list[Interaction]]:
             ids, found = list(dict.fromkeys(profile_ids)), dict[str, list[Interaction]]()
-            for start in range(0, len(ids), _IDS_PER_QUERY):
-                chunk = ids[start : start + _IDS_PER_QUERY]
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                chunk = ids[start : start + IDS_PER_QUERY]
                 rows = db.execute(
                     f"SELECT profile_id, doc FROM interactions WHERE profile_id IN ({','.join('?' * len(chunk))}) "
                     "AND ts >= ?",
@@ -524,8 +525,8 @@ class SQLiteStore:
     async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
         def scan(db: sqlite3.Connection) -> list[MatchView]:
             found: list[MatchView] = []
-            for start in range(0, len(profile_ids), _IDS_PER_QUERY):
-                chunk = profile_ids[start : start + _IDS_PER_QUERY]
+            for start in range(0, len(profile_ids), IDS_PER_QUERY):
+                chunk = profile_ids[start : start + IDS_PER_QUERY]
                 rows = db.execute(
                     f"SELECT doc FROM profiles WHERE merged_into IS NULL AND id IN ({','.join('?' * len(chunk))})",
                     chunk,
@@ -689,8 +690,8 @@ class SQLiteStore:
 
     async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
         ids, found = list(profile_ids), dict[str, int]()
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = ids[start : start + _IDS_PER_QUERY]
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
             rows = self._reader.execute(
                 f"SELECT profile_id, writes FROM segment_checks WHERE segment_id = ? "
                 f"AND profile_id IN ({','.join('?' * len(chunk))})",
@@ -827,7 +828,7 @@ class SQLiteStore:
     async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:
         def scan(db: sqlite3.Connection) -> dict[str, Segment]:
             found: dict[str, Segment] = {}
-            for chunk in self._id_chunks(segment_ids):
+            for chunk in id_chunks(segment_ids):
                 rows = db.execute(f"SELECT id, doc FROM segments WHERE id IN ({','.join('?' * len(chunk))})", chunk)
                 found |= {row[0]: Segment.model_validate(loads(row[1])) for row in rows}
             return found
@@ -856,7 +857,7 @@ class SQLiteStore:
 
         def scan(db: sqlite3.Connection) -> dict[str, list[R]]:
             found: dict[str, list[R]] = {profile_id: [] for profile_id in profile_ids}
-            for chunk in self._id_chunks(profile_ids):
+            for chunk in id_chunks(profile_ids):
                 for profile_id, doc in db.execute(sql.format(",".join("?" * len(chunk))), chunk):
                     found[profile_id].append(load(loads(doc)))
             return {p: sorted(records, key=lambda r: (r.at, r.id)) for p, records in found.items()}
@@ -866,7 +867,7 @@ class SQLiteStore:
     async def member_counts(self, segment_ids: Collection[str]) -> dict[str, int]:
         def scan(db: sqlite3.Connection) -> dict[str, int]:
             found = dict.fromkeys(segment_ids, 0)
-            for chunk in self._id_chunks(segment_ids):
+            for chunk in id_chunks(segment_ids):
                 rows = db.execute(
                     "SELECT sm.segment_id, count(*) FROM segment_members sm "
                     "JOIN profile_facets f ON f.profile_id = sm.profile_id "
@@ -881,7 +882,7 @@ class SQLiteStore:
     async def segment_entries(self, profile_ids: Collection[str]) -> dict[str, dict[str, datetime]]:
         def scan(db: sqlite3.Connection) -> dict[str, dict[str, datetime]]:
             found: dict[str, dict[str, datetime]] = {profile_id: {} for profile_id in profile_ids}
-            for chunk in self._id_chunks(profile_ids):
+            for chunk in id_chunks(profile_ids):
                 rows = db.execute(
                     "SELECT profile_id, segment_id, max(at) FROM segment_events "
                     f"WHERE profile_id IN ({','.join('?' * len(chunk))}) AND json_extract(doc, '$.change') = ? "
@@ -915,7 +916,7 @@ class SQLiteStore:
 
         def scan(db: sqlite3.Connection) -> dict[str, list[Profile]]:
             found: dict[str, list[Profile]] = {segment_id: [] for segment_id in segment_ids}
-            for chunk in self._id_chunks(segment_ids, size=_PAGES_PER_QUERY):
+            for chunk in id_chunks(segment_ids, size=_PAGES_PER_QUERY):
                 params = [v for s in chunk for v in (s, *(value for _, value in bounds), limit)]
                 for segment_id, profile_id, doc in db.execute(" UNION ALL ".join([page] * len(chunk)), params):
                     found[segment_id].append(self.decoded.decode(profile_id, doc))
@@ -941,7 +942,7 @@ class SQLiteStore:
 
         def scan(db: sqlite3.Connection) -> dict[str, list[Interaction]]:
             found: dict[str, list[Interaction]] = {profile_id: [] for profile_id in profile_ids}
-            for chunk in self._id_chunks(profile_ids, size=_PAGES_PER_QUERY):
+            for chunk in id_chunks(profile_ids, size=_PAGES_PER_QUERY):
                 params = [v for p in chunk for v in (p, *shared, limit)]
                 for profile_id, doc in db.execute(" UNION ALL ".join([page] * len(chunk)), params):
                     found[profile_id].append(Interaction.model_validate(loads(doc)))
@@ -950,11 +951,6 @@ class SQLiteStore:
             return found
 
         return await self._reads.read(scan)  # a scan: on a reader thread
-
-    @staticmethod
-    def _id_chunks(ids: Collection[str], *, size: int = _IDS_PER_QUERY) -> list[list[str]]:
-        unique = list(dict.fromkeys(ids))
-        return [unique[start : start + size] for start in range(0, len(unique), size)]
 
 
 def _history_page(

@@ -185,17 +185,8 @@ class SQLiteTransaction(StoreTransaction):
         return found
 
     async def known_messages(self, message_ids: Collection[str]) -> set[str]:
-        ids, found = list(message_ids), set()
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
-            found |= {
-                r[0]
-                for r in self._db.execute(
-                    f"SELECT message_id FROM processed_messages WHERE message_id IN ({marks})", chunk
-                )
-            }
-        return found
+        statement = "SELECT message_id FROM processed_messages WHERE message_id IN ({marks})"
+        return {row[0] for row in selected(self._db, statement, message_ids)}
 
     async def claim_identity_keys(self, claims: Sequence[tuple[Identifier, str]], at: datetime) -> None:
         try:
@@ -310,13 +301,10 @@ class SQLiteTransaction(StoreTransaction):
         )
 
     async def identity_keys_of(self, profile_ids: Collection[str]) -> set[str]:
-        ids, found = list(profile_ids), set()
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT key FROM identities WHERE profile_id IN ({marks})", chunk)
-            found |= {row[0] for row in rows}
-        return found
+        return {
+            row[0]
+            for row in selected(self._db, "SELECT key FROM identities WHERE profile_id IN ({marks})", profile_ids)
+        }
 
     async def identities_of(self, profile_id: str) -> dict[str, datetime]:
         rows = self._db.execute("SELECT key, created_at FROM identities WHERE profile_id = ?", (profile_id,))
@@ -351,18 +339,12 @@ class SQLiteTransaction(StoreTransaction):
         return merges_of(self._db, profile_id)
 
     async def merges_of_all(self, profile_ids: Collection[str]) -> list[MergeRecord]:
-        ids, found = list(profile_ids), {}
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
-            statement = (
-                "SELECT DISTINCT m.id, m.doc FROM merge_members mm JOIN merges m ON m.id = mm.merge_id"
-                f" WHERE mm.profile_id IN ({marks})"
-            )
-            for merge_id, doc in self._db.execute(statement, chunk):
-                if merge_id not in found:
-                    found[merge_id] = MergeRecord.from_document(loads(doc))
-        return sorted(found.values(), key=lambda r: (r.at, r.id))
+        statement = (
+            "SELECT DISTINCT m.id, m.doc FROM merge_members mm JOIN merges m ON m.id = mm.merge_id"
+            " WHERE mm.profile_id IN ({marks})"
+        )
+        found = dict(selected(self._db, statement, profile_ids))  # a merge of two of them, once
+        return sorted((MergeRecord.from_document(loads(doc)) for doc in found.values()), key=lambda r: (r.at, r.id))
 
     async def products_of(self, product_ids: Collection[str]) -> dict[str, Product]:
         return {product.id: product for product in products_in(self._db, product_ids)}
@@ -415,13 +397,9 @@ class SQLiteTransaction(StoreTransaction):
         self._db.executemany("UPDATE consent_log SET profile_id = ?, doc = ? WHERE rowid = ?", updates)
 
     async def tombstones_of(self, profile_ids: Collection[str]) -> list[str]:
-        ids, found = list(profile_ids), []
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT id FROM profiles WHERE merged_into IN ({marks})", chunk)
-            found += [row[0] for row in rows]
-        return sorted(found)
+        return sorted(
+            row[0] for row in selected(self._db, "SELECT id FROM profiles WHERE merged_into IN ({marks})", profile_ids)
+        )
 
     async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
         ids = list(profile_ids)
@@ -431,8 +409,7 @@ class SQLiteTransaction(StoreTransaction):
         if self._erased is not None:
             self._erased(ids)
         identifiers = interactions = 0
-        for start in range(0, len(ids), IDS_PER_QUERY):  # a family of any size: SQLite bounds parameters
-            chunk = ids[start : start + IDS_PER_QUERY]
+        for chunk in id_chunks(ids):  # a family of any size: SQLite bounds parameters
             counted = _erase_some(self._db, chunk)
             identifiers, interactions = identifiers + counted[0], interactions + counted[1]
         return identifiers, interactions
@@ -477,12 +454,8 @@ class SQLiteTransaction(StoreTransaction):
         )
 
     async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:
-        ids, found = list(segment_ids), dict[str, Segment]()
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            rows = self._db.execute(f"SELECT id, doc FROM segments WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-            found |= {segment_id: Segment.model_validate(loads(doc)) for segment_id, doc in rows}
-        return found
+        rows = selected(self._db, "SELECT id, doc FROM segments WHERE id IN ({marks})", segment_ids)
+        return {segment_id: Segment.model_validate(loads(doc)) for segment_id, doc in rows}
 
     async def segment_memberships(self, profile_ids: Collection[str]) -> dict[str, tuple[int, list[str]]]:
         # The memberships from their mirror (segment_members), not json_extract: that parsed every
@@ -532,11 +505,22 @@ class SQLiteTransaction(StoreTransaction):
 
 def _rows_by_id(db: sqlite3.Connection, table: str, ids: list[str]) -> list[tuple[str, str]]:
     """(id, JSON text) of the rows of `ids` that exist, a query per IDS_PER_QUERY of them."""
-    found: list[tuple[str, str]] = []
-    for start in range(0, len(ids), IDS_PER_QUERY):
-        chunk = ids[start : start + IDS_PER_QUERY]
-        found += db.execute(f"SELECT id, doc FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-    return found
+    return selected(db, f"SELECT id, doc FROM {table} WHERE id IN ({{marks}})", ids)
+
+
+def selected(db: sqlite3.Connection, statement: str, ids: Collection[str]) -> list[Any]:
+    """The rows `statement` gives for `ids`, its `{marks}` their placeholders: a statement per
+    IDS_PER_QUERY of them, as SQLite bounds a statement's parameters (a family of any size)."""
+    rows: list[Any] = []
+    for chunk in id_chunks(ids):
+        rows += db.execute(statement.format(marks=",".join("?" * len(chunk))), chunk)
+    return rows
+
+
+def id_chunks(ids: Collection[str], *, size: int = IDS_PER_QUERY) -> list[list[str]]:
+    """`ids`, each once, in lists of at most `size`: what one statement may bind."""
+    unique = list(dict.fromkeys(ids))
+    return [unique[start : start + size] for start in range(0, len(unique), size)]
 
 
 def _schedule_upkeep(db: sqlite3.Connection, profile_ids: Sequence[str]) -> None:
@@ -581,9 +565,7 @@ def _erase_some(db: sqlite3.Connection, ids: list[str]) -> tuple[int, int]:
         ("merge_refusals", "id", refusal_ids),
         ("merge_refusal_members", "refusal_id", refusal_ids),
     ):
-        for start in range(0, len(values), IDS_PER_QUERY):
-            some = values[start : start + IDS_PER_QUERY]
-            db.execute(f"DELETE FROM {table} WHERE {key} IN ({','.join('?' * len(some))})", some)
+        selected(db, f"DELETE FROM {table} WHERE {key} IN ({{marks}})", values)
     identifiers = db.execute(f"DELETE FROM identities WHERE profile_id IN ({marks})", ids).rowcount
     interactions = db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", ids).rowcount
     for table in (
@@ -611,9 +593,5 @@ def refusals_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRefusal]:
 
 def products_in(db: sqlite3.Connection, product_ids: Collection[str]) -> list[Product]:
     """The known ones of `product_ids`, read on `db` (a reader's connection, or a transaction's)."""
-    ids, found = list(dict.fromkeys(product_ids)), list[Product]()
-    for start in range(0, len(ids), IDS_PER_QUERY):
-        chunk = ids[start : start + IDS_PER_QUERY]
-        rows = db.execute(f"SELECT doc FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-        found += [Product.model_validate(loads(row[0])) for row in rows]
-    return found
+    rows = selected(db, "SELECT doc FROM products WHERE id IN ({marks})", dict.fromkeys(product_ids))
+    return [Product.model_validate(loads(row[0])) for row in rows]
