@@ -37,7 +37,7 @@ from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.off_loop import off_loop
 from app.services.identity_policy import IdentityPolicy
-from app.services.ingestion_batch import Landed, Parsed, ingest_run
+from app.services.ingestion_batch import Landed, Parsed, held, ingest_run
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed
@@ -252,12 +252,10 @@ def _replays_before(at: datetime, policy: IngestionPolicy) -> datetime:
 
 async def _replayed(tx: StoreTransaction, item: Parsed, before: datetime) -> bool:
     """An event older than the idempotency window whose profile's history holds it already: its key
-    was purged, and it is a replay (ingestion_batch._held)."""
+    was purged, and it is a replay (ingestion_batch.held, as a run asks it)."""
     if item.event.timestamp >= before:
         return False
-    owners = await tx.owners_of([i.key for i in item.usable])
-    event = item.event
-    return bool(await tx.held_messages([(o, event.timestamp, event.message_id) for o in set(owners.values())]))
+    return bool(await held(tx, [item], await tx.owners_of([i.key for i in item.usable]), set(), before))
 
 
 def _could_not_store(raw: RawEvent, index: int) -> EventOutcome:

@@ -163,14 +163,14 @@ class _Read:
         found = await tx.owners_of(keys)  # none claimed by this run: its claims are of keys it looked up
         self.owners.update(found)
         if self.replays_before is not None:
-            self.known |= await _held(tx, chunk, self.owners, self.known, self.replays_before)
+            self.known |= await held(tx, chunk, self.owners, self.known, self.replays_before)
         unread = set(found.values()) - self.working.keys()
         for pid, document in (await tx.get_profile_documents(unread)).items():
             if document.get("mergedInto") is None:
                 self.working[pid] = _Working(document, document["version"], None)
 
 
-async def _held(
+async def held(
     tx: StoreTransaction, chunk: Sequence[Parsed], owners: dict[str, str], known: set[str], before: datetime
 ) -> set[str]:
     """The message ids of events older than the idempotency window that their profiles' histories
