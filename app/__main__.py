@@ -19,6 +19,7 @@ from rich.text import Text
 from app import tracing
 from app.domain.errors import DomainError
 from app.observability.logs import configure as configure_logs
+from app.os_errors import in_one_line
 from app.settings import Settings, invalid_settings
 
 if TYPE_CHECKING:  # `serve` listens before the services and the store are imported (app/starting.py)
@@ -61,8 +62,7 @@ def _said_in_one_line() -> Iterator[None]:
         console.print(exc.message, style="red", highlight=False)
         raise typer.Exit(1) from None
     except OSError as exc:  # a backup into, or a restore in, a folder this user may not write in
-        where = f": {exc.filename}" if exc.filename else ""
-        console.print(f"{exc.strerror or exc or type(exc).__name__}{where}", style="red", highlight=False)
+        console.print(in_one_line(exc), style="red", highlight=False)
         raise typer.Exit(1) from None
 
 

@@ -25,6 +25,7 @@ from app.domain.errors import DomainError, StoreUnavailable
 from app.graceful_shutdown import OpenWebSockets
 from app.observability.metrics import Metrics, shared_dir
 from app.observability.requests import RequestObservation
+from app.os_errors import in_one_line
 from app.process_lock import exclusive
 from app.scheduled_backups import BackupSchedule, keep_backing_up
 from app.services.key_revocations import watch_revocations
@@ -74,8 +75,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             log.error("the store cannot be used: %s", exc.message)
             raise
         except OSError as exc:  # its folder a file, or one this user may not write in (the start's lock)
-            where = f": {exc.filename}" if exc.filename else ""
-            log.error("the store cannot be used: %s%s", exc.strerror or exc, where)
+            log.error("the store cannot be used: %s", in_one_line(exc))
             raise
         log.info("store: %s; GraphQL at /graphql", holder["services"].store.backend)
         _wire(holder["services"], arrivals)
