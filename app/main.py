@@ -41,7 +41,7 @@ from app.tracing import tracer as process_tracer
 from graphql_schema.http import GraphQLApp
 from graphql_schema.loopback_only import LoopbackOnly
 from graphql_schema.playground import ASSETS_PATH, STATIC_DIR
-from graphql_schema.shared_events import forget_profile
+from graphql_schema.shared_events import forget_profiles
 
 log = logging.getLogger("cdp")
 
@@ -177,7 +177,7 @@ def _wire(services: Services, arrivals: ArrivalQueue) -> None:
     """What the transport learns from the services: the requests waiting (a gauge), and each erased
     person (the subscription answers kept for their earlier changes go)."""
     services.metrics.watch_waiting_requests(arrivals.waiting)
-    services.bus.on_erased.append(forget_profile)
+    services.bus.on_erased.append(forget_profiles)
 
 
 async def _publish_live_values(metrics: Metrics) -> None:

@@ -12,8 +12,9 @@ written to the others without going through their execution at all (graphql_sche
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar, cast
 
 from graphql import ExecutionResult, OperationDefinitionNode
@@ -25,11 +26,16 @@ S = TypeVar("S")
 # Events in flight at once are few (a change reaches every subscriber within milliseconds); an
 # entry pushed out early only costs a subscriber its own execution, never a wrong answer.
 KEPT = 256
+# How long a read or an answer worked out for one subscriber serves the others: longer than a change's
+# fan-out to all of them (10,000 subscribers: under a second), short enough that a subscriber far behind
+# reads the profile as it is now. An erasure another process made, of a person merged into the one
+# its exits name or in no segment at all, is told to no process but its own: within this time, a
+# subscriber behind could still be answered with what was read before it.
+SHARED_FOR_SECONDS = 2.0
 
 _payloads: OrderedDict[str, object] = OrderedDict()
-_results: OrderedDict[tuple[object, ...], tuple[object, asyncio.Future[ExecutionResult] | ExecutionResult]] = (
-    OrderedDict()
-)
+_Kept = tuple[object, asyncio.Future[ExecutionResult] | ExecutionResult, float]  # payload, result, when
+_results: OrderedDict[tuple[object, ...], _Kept] = OrderedDict()
 
 
 def shared_payload(key: str, make: Callable[[S], T], source: S) -> T:
@@ -43,14 +49,24 @@ def shared_payload(key: str, make: Callable[[S], T], source: S) -> T:
     return cast(T, found)
 
 
-def forget_profile(profile_id: str) -> None:
-    """A person erased: the kept payloads of their events (with the store reads made for them) and
-    the answers worked out from those go, so that a subscriber still behind by some of their events
-    executes them anew and reads the profile as it is now (null), not as it was read before."""
-    gone = [key for key, payload in _payloads.items() if getattr(payload, "profile_id", None) == profile_id]
+def forget_profiles(profile_ids: Collection[str]) -> None:
+    """People erased (each profile of their families): the kept payloads of their events, recorded under
+    any of these ids or whose profile was read as one of them (an id merged away reads the survivor),
+    with the store reads made for them, and the answers worked out from those go, so that a subscriber
+    still behind by some of their events executes them anew and reads the profile as it is now (null),
+    not as it was read before."""
+    erased = set(profile_ids)
+    gone = [key for key, payload in _payloads.items() if _concerns(payload, erased)]
     dropped = {id(_payloads.pop(key)) for key in gone}
     for key in [key for key in _results if key[0] in dropped]:
         del _results[key]
+
+
+def _concerns(payload: object, erased: set[str]) -> bool:
+    if getattr(payload, "profile_id", None) in erased:
+        return True
+    reads = getattr(payload, "reads", None)
+    return isinstance(reads, ReadsOfAnEvent) and reads.read_profile_in(erased)
 
 
 def asked(operation: OperationDefinitionNode, variables: Mapping[str, Any], context: object) -> tuple[object, ...]:
@@ -87,8 +103,17 @@ async def answer(payload: object, asked: tuple[object, ...]) -> ExecutionResult 
 
 
 def _kept(payload: object, asked: tuple[object, ...]) -> asyncio.Future[ExecutionResult] | ExecutionResult | None:
-    entry = _results.get((id(payload), *asked)) if asked else None
-    if entry is None or entry[0] is not payload:  # not kept, or an id reused since
+    return _fresh((id(payload), *asked), payload) if asked else None
+
+
+def _fresh(key: tuple[object, ...], payload: object) -> asyncio.Future[ExecutionResult] | ExecutionResult | None:
+    """The answer kept under `key` for this very payload (not one whose id was reused since), unless
+    it was worked out more than SHARED_FOR_SECONDS ago."""
+    entry = _results.get(key)
+    if entry is None or entry[0] is not payload:
+        return None
+    if time.monotonic() - entry[2] > SHARED_FOR_SECONDS:
+        del _results[key]
         return None
     return entry[1]
 
@@ -99,14 +124,22 @@ class ReadsOfAnEvent:
     types apply each caller's scopes and masking to what was read."""
 
     def __init__(self) -> None:
-        self._reads: dict[str, asyncio.Future[Any]] = {}
+        self._reads: dict[str, tuple[asyncio.Future[Any], float]] = {}
 
     def read(self, what: str, make: Callable[[], Awaitable[T]]) -> Awaitable[T]:
-        running = self._reads.get(what)
-        if running is None:
+        now = time.monotonic()
+        kept = self._reads.get(what)
+        if kept is None or now - kept[1] > SHARED_FOR_SECONDS:  # a subscriber far behind: read anew
             # Its own task: a subscriber who leaves meanwhile must not cancel the others' read.
-            running = self._reads[what] = asyncio.ensure_future(make())
-        return _awaited(running)
+            kept = self._reads[what] = (asyncio.ensure_future(make()), now)
+        return _awaited(kept[0])
+
+    def read_profile_in(self, profile_ids: Collection[str]) -> bool:
+        """Whether the profile read for this event is one of `profile_ids`."""
+        kept = self._reads.get("profile")
+        if kept is None or not kept[0].done() or kept[0].cancelled() or kept[0].exception() is not None:
+            return False
+        return getattr(kept[0].result(), "id", None) in profile_ids
 
 
 class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
@@ -121,9 +154,9 @@ class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
         if not self._asked:
             return super().build_per_event_executor(payload)
         key = (id(payload), *self._asked)
-        entry = _results.get(key)
-        if entry is not None and entry[0] is payload:  # the same payload, not an id reused since
-            return _Answered(entry[1])
+        found = _fresh(key, payload)
+        if found is not None:
+            return _Answered(found)
         executor = cast(SharedEventExecution, super().build_per_event_executor(payload))
         executor._share_key = key
         return executor
@@ -156,7 +189,7 @@ class _Answered:
 
 
 def _keep(key: tuple[object, ...], payload: object, result: asyncio.Future[ExecutionResult] | ExecutionResult) -> None:
-    _results[key] = (payload, result)
+    _results[key] = (payload, result, time.monotonic())
     if len(_results) > KEPT:
         _results.popitem(last=False)
 

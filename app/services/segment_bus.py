@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from app.domain.segments.segment import SegmentEvent
@@ -147,9 +147,11 @@ class SegmentBus:
         self.local_delivery = local_delivery
         self._by_filter: dict[tuple[str | None, str | None], set[Subscription]] = {}
         self.observer: Callable[[SegmentEvent], object] | None = None  # told of each change made here
-        # Told of each erased person's profile id (their exits, cause ERASURE) before the exits are
-        # offered: what the transport keeps of their earlier changes' answers goes (graphql_schema/shared_events.py).
-        self.on_erased: list[Callable[[str], object]] = []
+        # Told of erased people's profile ids before their exits are offered: the whole family of an
+        # erasure made by this process (`erased`), the id an exit names (cause ERASURE) for one made by
+        # any process. What the transport keeps of their earlier changes' answers goes
+        # (graphql_schema/shared_events.py).
+        self.on_erased: list[Callable[[Collection[str]], object]] = []
         self.committed = asyncio.Event()  # set by a change made here; cleared by whoever follows the feed
 
     @property
@@ -167,14 +169,18 @@ class SegmentBus:
         if self.local_delivery:
             self.deliver(events)
 
+    def erased(self, profile_ids: Collection[str]) -> None:
+        """People erased: whoever keeps something of their earlier changes forgets it."""
+        for forget in self.on_erased:
+            forget(profile_ids)
+
     def deliver(self, events: Iterable[SegmentEvent]) -> None:
         """Offer each change to its subscribers. Of a group's subscribers waiting for a change, one (its
         leader) takes it in and the others wait for the leader to write the group's one answer for them:
         a thousand subscribers of one segment wake one task per change, not a thousand."""
         for event in events:
             if event.cause == ERASED:
-                for forget in self.on_erased:
-                    forget(event.profile_id)
+                self.erased((event.profile_id,))
             leaders: dict[Hashable, Heard] = {}
             for key in ((None, None), (event.segment_id, None), (None, event.profile_id),
                         (event.segment_id, event.profile_id)):  # fmt: skip

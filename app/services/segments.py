@@ -379,6 +379,7 @@ class SegmentEngine:
                 )
                 together = []
             if change.cause is Cause.ERASURE:  # the exits were recorded with the erasure (erasure_exits)
+                self.bus.erased(change.profile_ids)  # the whole family: its exits name the live profile only
                 self.bus.publish_committed(change.exits)
             else:
                 together.append(change)
