@@ -10,10 +10,12 @@ import contextvars
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from app.domain import clock
 from app.domain.segments.segment import MembershipChange
 from app.services.ingestion import ingest_events
 from app.services.ports import ProfileStore
@@ -21,6 +23,7 @@ from app.services.segment_bus import SegmentBus
 from app.services.segments import OFF_LOOP_FROM, SegmentEngine
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
+from tests.interleaving import StandIn
 
 BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 1}}}
 CART_WEEK = {
@@ -62,6 +65,22 @@ class CountingStore:
             await before()
         self.log.append("upkeep write")
         return await self.inner.run_in_transaction(work)
+
+
+class LandingAfterRead(StandIn):
+    """The real store, where something lands right after the first read of profiles (another
+    request's write, between the read and the write of whoever read them)."""
+
+    def __init__(self, inner: ProfileStore, land: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(inner)
+        self._land, self.landed = land, False
+
+    async def get_profiles(self, profile_ids: Any) -> Any:
+        found = await self._inner.get_profiles(profile_ids)
+        if not self.landed:
+            self.landed = True
+            await self._land()
+        return found
 
 
 async def _profiles(store: ProfileStore, count: int, type_: str = "order_completed") -> list[str]:
@@ -173,3 +192,37 @@ async def test_a_profile_that_moved_since_it_was_read_is_evaluated_again_not_ove
     assert [(e.profile_id, e.change) for e in events] == [(stays, MembershipChange.ENTERED)]
     assert await store.member_ids(emmas.id) == [stays]
     assert counting.calls["run_in_transaction"] == 2  # the moved one, read and evaluated again
+
+
+async def test_an_evaluation_never_drops_the_window_check_of_an_event_that_landed_meanwhile(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evaluation of a new segment schedules its members' window checks from profiles it read; an
+    event landing after that read, with its own upkeep and check, keeps them (the evaluation's are
+    left out for the profile that moved, as every other upkeep write leaves them)."""
+    now = clock.now()
+    engine = SegmentEngine(store, SegmentBus())
+    (first,) = await ingest_events(
+        store, [event("cart_abandoned", email="cart@example.com", at=now - timedelta(days=1))]
+    )
+    profile_id = first.profile_id or pytest.fail()
+
+    async def abandoned_again() -> None:  # after the evaluation read the profile, before it writes
+        await ingest_events(store, [event("cart_abandoned", email="cart@example.com", at=now)])
+        await engine.changed([profile_id], "event", paths=None)
+
+    at_most_one = {
+        "name": "At most one abandon this week",
+        "condition": {"event": {"type": "cart_abandoned", "atMost": 1, "withinDays": 7}},
+    }
+    reading = LandingAfterRead(store, abandoned_again)
+    segment = (await SegmentEngine(reading, SegmentBus()).create(at_most_one)).segment
+    assert reading.landed  # between the evaluation's read and its write
+    assert await store.member_ids(segment.id) == []  # two abandons this week
+
+    due = await store.next_check_at()  # when the first abandon leaves the week
+    assert due is not None and abs(due - (now + timedelta(days=6))) < timedelta(seconds=1)
+    real = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real() + timedelta(days=6, seconds=2))
+    assert await engine.run_due_checks() == 1
+    assert await store.member_ids(segment.id) == [profile_id]

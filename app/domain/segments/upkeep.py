@@ -173,13 +173,16 @@ def reschedule(
     now: datetime,
 ) -> Outcome:
     """Only the checks of `decide`: when each windowed membership must be looked at again (after a
-    batch evaluation, whose store query decided the memberships themselves)."""
+    batch evaluation, whose store query decided the memberships themselves). Each made on the version
+    read (`seen`): a profile written since has had its own upkeep schedule its checks, which these,
+    decided on what it was, must not replace."""
     outcome = Outcome()
     for recheck in rechecks:
         outcome.definitions |= {c.segment.id: c.segment.definition() for c in recheck.segments}
         profile = profiles.get(recheck.profile_id)
         if profile is None or profile.merged_into is not None:
             continue
+        outcome.seen[profile.id] = (profile.version, None)
         activity = _activity(profile, recheck, histories, since=since, now=now)
         for compiled in recheck.segments:
             if compiled.deps.window is not None:
