@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,7 +23,7 @@ from app.domain.person_fields import (
     PersonName,
     checked_birth_date,
 )
-from app.domain.profile_change import ProfileChange
+from app.domain.profile_change import ProfileChange, provenance_key
 
 # Bounds on `traits` and `preferences` in one upsert: an event's properties' (64 KiB, 16 levels, ...).
 FREE_FORM_LIMITS = EventLimits()
@@ -85,19 +86,31 @@ def parse_profile_input(
     return normalised, parsed
 
 
-def change_for_fields(fields: ProfileFields, *, at: datetime, source: str) -> ProfileChange:
+def change_for_fields(
+    fields: ProfileFields, *, at: datetime, source: str, held: Mapping[str, datetime] | None = None
+) -> ProfileChange:
+    """The change an upsert makes. It states what is true now, so each field is dated after the time
+    of the value it replaces (`held`: the profile's field times) when that is later than `at`: an
+    event may be dated up to MAX_FUTURE_SKEW ahead, and a merge's replay, which keeps the newest value
+    by time, would otherwise give that older value back over this one."""
     change = ProfileChange()
+    held = held or {}
+
+    def put(path: str, value: Any) -> None:
+        known = held.get(provenance_key(path))
+        dated = at if known is None or known < at else known + timedelta(milliseconds=1)
+        change.set_field(path, value, at=dated, source=source)
+
     for name, path in _FIELD_PATHS.items():
         value = getattr(fields, name)
         if value is not None:
-            change.set_field(path, value, at=at, source=source)
+            put(path, value)
     if fields.birth_date is not None:
-        change.set_field("birthDate", fields.birth_date.isoformat(), at=at, source=source)
+        put("birthDate", fields.birth_date.isoformat())
     if fields.addresses is not None:
-        addresses = [a.model_dump(exclude_none=True) for a in fields.addresses]
-        change.set_field("addresses", addresses, at=at, source=source)
+        put("addresses", [a.model_dump(exclude_none=True) for a in fields.addresses])
     for key, value in (fields.traits or {}).items():
-        change.set_field(f"traits.{key}", value, at=at, source=source)
+        put(f"traits.{key}", value)
     for key, value in (fields.preferences or {}).items():
         change.set[f"qualitative.preferences.{key}"] = value
     return change

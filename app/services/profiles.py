@@ -148,7 +148,7 @@ def _upsert(
             stated = profile.qualitative.preferences
             if (refusal := traits_refusal(stated, parsed.preferences, field="preferences", kind="preferences")):
                 raise refusal
-            change = change_for_fields(parsed, at=at, source=source)
+            change = change_for_fields(parsed, at=at, source=source, held=profile.field_times)
             if additions:
                 change.append["identifiers"] = identifier_records(additions, at=at, source=source)
             return change.stamped(at)

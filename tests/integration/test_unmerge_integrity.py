@@ -194,6 +194,22 @@ async def test_a_name_set_directly_after_the_merge_stays_with_the_survivor(store
     assert (restored.first_name, restored.last_name) == ("Quin", None)
 
 
+async def test_an_upsert_stays_over_an_earlier_event_dated_ahead_when_a_merge_is_undone(store: ProfileStore) -> None:
+    """An event may be dated a few minutes ahead (a client's clock); an upsert after it states what is
+    true now. Undoing an unrelated merge replays the profile's writes, newest value by time: the
+    upsert's name was dated before the event's, and the event's came back."""
+    pat_id = [PEOPLE["pat"]]
+    ahead = clock.now() + timedelta(minutes=4)
+    await _ingest(store, event("identify", identifiers=pat_id, at=ahead, properties={"firstName": "Eve"}))
+    (pat,) = await profiles.upsert_profiles(store, [([RawIdentifier(*PEOPLE["pat"])], {"first_name": "Ava"})])
+    assert isinstance(pat, Profile) and pat.first_name == "Ava"
+    quin = await _person(store, "quin", granted=False)
+    record, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="r", actor="t", policy=POLICY)
+
+    _, [survivor, _restored] = await merging.unmerge_profile(store, record.id, actor="t")
+    assert survivor.first_name == "Ava"
+
+
 async def test_an_unmerge_names_every_merge_to_undo_first_newest_first(store: ProfileStore) -> None:
     """The survivor was given a later merge and then merged away itself: both are named, newest first,
     and nothing is written. Before, only the one that merged it away was; undoing it showed the other."""
