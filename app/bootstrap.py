@@ -30,6 +30,7 @@ from app.services.fixtures import (
     load_fixtures,
     load_segments,
 )
+from app.services.idempotency_ttl import with_remembered_ttl
 from app.services.ingestion import IngestionPolicy
 from app.services.key_cache import KeyCache
 from app.services.match_candidates import merge_lookalikes
@@ -103,7 +104,8 @@ async def connect(settings: Settings, *, tracer: Tracer | None = None) -> Servic
     store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
     if tracer is not None:
         store = TracedStore(store, tracer)
-    return Services(settings=settings, store=store, ingestion=ingestion_policy(settings), tracer=tracer)
+    policy = await with_remembered_ttl(store, ingestion_policy(settings))
+    return Services(settings=settings, store=store, ingestion=policy, tracer=tracer)
 
 
 async def start(settings: Settings, *, tracer: Tracer | None = None) -> Services:

@@ -58,6 +58,9 @@ class Channel(StrEnum):
 
 MAX_MESSAGE_ID_LENGTH = 128
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+# A replay is the same messageId on the same profile; re-dated by its sender (rounded to the second,
+# written in another time zone's wall time), it is still one within this of the first's time.
+REPLAY_TIME_SLACK = timedelta(days=1)
 # A time a system sends for "no date" (Go's zero time 0001-01-01, a year 0 typo) is no event's: stored,
 # it became the profile's last order and last visit, and the visits and windows counted from it.
 EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)

@@ -73,6 +73,9 @@ class IngestionPolicy:
     changes: ProfileChanges = UNHEARD  # told, once a batch is durable, which profiles it changed
     # The purposes a consent_update may name (CDP_CONSENT_PURPOSES, as setConsent); None: any well-formed one.
     consent_purposes: tuple[str, ...] | None = None
+    # A shorter TTL some keys were written with, and until when keys it purged may be missed by the
+    # TTL now (app/services/idempotency_ttl.py); None: the store was always run with this one or longer.
+    purged_sooner: tuple[timedelta, datetime] | None = None
 
 
 async def ingest_events(
@@ -245,9 +248,12 @@ async def _one_by_one(
 
 def _replays_before(at: datetime, policy: IngestionPolicy) -> datetime:
     """Events dated before this may be replays whose idempotency key was purged: a key lives
-    `idempotency_ttl` from its event's receipt, and an event may be dated up to MAX_FUTURE_SKEW after
-    it was received."""
-    return at - policy.idempotency_ttl + MAX_FUTURE_SKEW
+    `idempotency_ttl` from its event's receipt (or a shorter TTL it was written with), and an event may
+    be dated up to MAX_FUTURE_SKEW after it was received."""
+    ttl = policy.idempotency_ttl
+    if policy.purged_sooner is not None and at < policy.purged_sooner[1]:
+        ttl = min(ttl, policy.purged_sooner[0])
+    return at - ttl + MAX_FUTURE_SKEW
 
 
 async def _replayed(tx: StoreTransaction, item: Parsed, before: datetime) -> bool:

@@ -108,7 +108,8 @@ class StoreTransaction(Protocol):
 
     async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
         """The message ids of those (profile id, timestamp, message id) the profile's history holds
-        already (an event replayed after its idempotency key was purged); one read for them all."""
+        already, at a time within REPLAY_TIME_SLACK of the one given (an event replayed after its
+        idempotency key was purged, perhaps re-dated by its sender); one read for them all."""
 
     async def claim_identity_keys(self, claims: Sequence[tuple[Identifier, str]], at: datetime) -> None:
         """Point each identifier at its profile id; IdentityTaken if one is claimed already."""

@@ -8,6 +8,7 @@ import random
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from app.domain.matching.index import keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Profile
 from app.services import merging, profile_reads, profiles
+from app.services.idempotency_ttl import with_remembered_ttl
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_each_alone, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
@@ -695,3 +697,43 @@ async def test_an_event_replayed_after_its_key_was_purged_is_a_duplicate(store: 
     assert (replay.status, new.status) == (EventStatus.DUPLICATE, EventStatus.ACCEPTED), (replay, new)
     dora = await profile_reads.get_profile_by_identifier(store, "email", "dora@example.com")
     assert dora is not None and dora.stats.orders == 1 and [i.message_id for i in dora.recent] == ["p1", "d2"]
+
+
+@pytest.mark.parametrize("ingest", [ingest_events, ingest_each_alone], ids=["batch", "each-alone"])
+async def test_a_replay_redated_by_its_sender_after_its_key_was_purged_is_a_duplicate(
+    store: ProfileStore, ingest: object
+) -> None:
+    """Found by an audit: sent at …:00.9996 (kept to the millisecond) and replayed, rounded to the next
+    second, after its key was purged, an order was counted twice on the embedded store, whose history
+    was asked for the exact time, and once on MongoDB, asked for the messageId."""
+    first_sent = clock.now().replace(microsecond=999_600) - timedelta(days=45)
+    order = event("order_completed", email="rory@example.com", at=first_sent, message_id="r1")
+    [first] = await ingest(store, [order])  # type: ignore[operator]
+    assert first.status is EventStatus.ACCEPTED
+    await _purge_every_key(store)
+    rounded = replace(order, timestamp=first_sent.replace(microsecond=0) + timedelta(seconds=1))
+    [replay] = await ingest(store, [rounded])  # type: ignore[operator]
+    assert replay.status is EventStatus.DUPLICATE
+    rory = await profile_reads.get_profile_by_identifier(store, "email", "rory@example.com")
+    assert rory is not None and rory.stats.orders == 1
+
+
+async def test_a_replay_after_the_ttl_was_raised_is_a_duplicate(store: ProfileStore) -> None:
+    """Found by an audit: run with a 1-day TTL, then 30 days, the store had purged after a day the key
+    of an order dated 3 days ago; the 30-day window said its key was still there, so its history was
+    not asked and the replay counted twice. The store remembers the shorter TTL."""
+    short = await with_remembered_ttl(store, IngestionPolicy(idempotency_ttl=timedelta(days=1)))
+    order = event("order_completed", email="raia@example.com", at=clock.now() - timedelta(days=3), message_id="o1")
+    [first] = await ingest_events(store, [order], short)
+    assert first.status is EventStatus.ACCEPTED
+    await _purge_every_key(store)  # what a day later brings
+
+    raised = await with_remembered_ttl(store, IngestionPolicy(idempotency_ttl=timedelta(days=30)))
+    [replay] = await ingest_events(store, [order], raised)
+    assert replay.status is EventStatus.DUPLICATE
+    raia = await profile_reads.get_profile_by_identifier(store, "email", "raia@example.com")
+    assert raia is not None and raia.stats.orders == 1
+    # Every run after it too, until the keys of the shorter TTL are older than the new one.
+    again = await with_remembered_ttl(store, IngestionPolicy(idempotency_ttl=timedelta(days=30)))
+    assert again.purged_sooner == raised.purged_sooner and raised.purged_sooner is not None
+    assert raised.purged_sooner[0] == timedelta(days=1)

@@ -22,6 +22,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from app.domain.access import ApiKey
 from app.domain.clock import now, utc_ms
 from app.domain.errors import InvalidInput, StoreUnavailable
+from app.domain.events import REPLAY_TIME_SLACK
 from app.domain.identifiers import Identifier
 from app.domain.matching.index import MATCH_VIEW_FIELDS, MatchView, match_view
 from app.domain.merge import MergeRecord, MergeRefusal
@@ -170,18 +171,23 @@ class MongoTransaction(StoreTransaction):
     async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
         if not interactions:
             return set()
-        wanted = {(profile_id, message_id) for profile_id, _, message_id in interactions}
+        wanted: dict[tuple[str, str], list[datetime]] = {}
+        for profile_id, at, message_id in interactions:
+            wanted.setdefault((profile_id, message_id), []).append(at)
         selector = {
             "profileId": {"$in": list({p for p, _ in wanted})},
             "items.messageId": {"$in": list({m for _, m in wanted})},
         }
-        projection = {"profileId": 1, "items.messageId": 1}
+        projection = {"profileId": 1, "items.messageId": 1, "items.timestamp": 1}
         cursor = self._db.interactions.find(selector, projection, session=self._session)
         return {
             item["messageId"]
             for bucket in await cursor.to_list(None)
             for item in bucket["items"]
-            if (bucket["profileId"], item["messageId"]) in wanted
+            if any(
+                abs(item["timestamp"] - at) <= REPLAY_TIME_SLACK
+                for at in wanted.get((bucket["profileId"], item["messageId"]), ())
+            )
         }
 
     async def known_messages(self, message_ids: Collection[str]) -> set[str]:

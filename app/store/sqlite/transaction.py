@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from app.domain.clock import now, to_iso
+from app.domain.events import REPLAY_TIME_SLACK
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
@@ -171,15 +172,18 @@ class SQLiteTransaction(StoreTransaction):
         return jsonable
 
     async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
-        rows = [(profile_id, to_iso(at), message_id) for profile_id, at, message_id in interactions]
+        rows = [
+            (profile_id, to_iso(at - REPLAY_TIME_SLACK), to_iso(at + REPLAY_TIME_SLACK), message_id)
+            for profile_id, at, message_id in interactions
+        ]
         found: set[str] = set()
-        for start in range(0, len(rows), IDS_PER_QUERY // 3):  # three parameters each
-            chunk = rows[start : start + IDS_PER_QUERY // 3]
-            values = ",".join("(?, ?, ?)" for _ in chunk)
-            # Joined, a primary-key lookup each (`(profile_id, ts, message_id) IN (VALUES …)` scanned the table).
+        for start in range(0, len(rows), IDS_PER_QUERY // 4):  # four parameters each
+            chunk = rows[start : start + IDS_PER_QUERY // 4]
+            values = ",".join("(?, ?, ?, ?)" for _ in chunk)
+            # Joined, a range of the primary key each (`(profile_id, ts, message_id) IN (VALUES …)` scanned the table).
             statement = (
                 f"SELECT i.message_id FROM (VALUES {values}) AS v JOIN interactions AS i"
-                " ON i.profile_id = v.column1 AND i.ts = v.column2 AND i.message_id = v.column3"
+                " ON i.profile_id = v.column1 AND i.ts BETWEEN v.column2 AND v.column3 AND i.message_id = v.column4"
             )
             found |= {row[0] for row in self._db.execute(statement, [value for row in chunk for value in row])}
         return found
