@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import strawberry
@@ -210,8 +210,11 @@ def interaction_cursor(interaction: domain.Interaction) -> str:
 def interaction_position(cursor: str, field: str = "after") -> InteractionPosition:
     stamp, _, message_id = decode_cursor(INTERACTION_CURSOR, cursor, field=field).partition("|")
     try:
-        return InteractionPosition(datetime.fromisoformat(stamp.replace("Z", "+00:00")), message_id)
-    except ValueError:
+        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        if at.tzinfo is None:  # every cursor given holds its offset: one edited by hand (compared with aware times)
+            raise ValueError(stamp)
+        return InteractionPosition(at.astimezone(UTC), message_id)
+    except (ValueError, OverflowError):  # OverflowError: year 1 at +01:00, before the first instant
         raise foreign_cursor(field) from None
 
 

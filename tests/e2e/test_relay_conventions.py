@@ -4,6 +4,7 @@ id, following merges as `profile(id)` does, with the same scopes."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -247,6 +248,28 @@ async def test_bad_pages_and_cursors_are_refused_naming_the_argument(
     assert body["errors"][0]["extensions"]["field"] == field
     if field == "before":
         assert body["errors"][0]["message"] == "not a cursor from this list: pass a startCursor you received"
+
+
+@pytest.mark.parametrize(
+    "stamp", ["2026-12-03T00:00:00", "0001-01-01T00:00:00+01:00"], ids=["without an offset", "before year 1 in UTC"]
+)
+@pytest.mark.parametrize("argument", ["after", "before"])
+async def test_an_interaction_cursor_edited_by_hand_is_refused_naming_the_argument(
+    gql: GraphQL, stamp: str, argument: str
+) -> None:
+    """Found by an audit: a time without an offset, compared with the history's, or one before the first
+    instant, was an internal error of the page instead of a cursor refused."""
+    await _customers(gql)  # Emma's 80 events: past her embedded 50, both paths of the history are read
+    cursor = base64.urlsafe_b64encode(f"interaction:{stamp}|m1".encode()).decode().rstrip("=")
+    size = "first" if argument == "after" else "last"
+    for count in (2, 60):
+        document = (
+            f'query($c: String) {{ profileByIdentifier(type: "email", value: "{EMMA}") '
+            f"{{ interactions({argument}: $c, {size}: {count}) {{ edges {{ cursor }} }} }} }}"
+        )
+        body = await gql(document, {"c": cursor})
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+        assert body["errors"][0]["extensions"]["field"] == argument
 
 
 # -- node(id) ----------------------------------------------------------------------------------------
