@@ -301,7 +301,9 @@ class _Compilation:
         details: list[FieldDetails],
         python_name: str | None,
     ) -> _Field:
-        plain = getattr(definition.resolve, "_is_default", False) and python_name is not None
+        plain = (
+            getattr(definition.resolve, "_is_default", False) and python_name is not None and not _guarded(definition)
+        )
         if not plain and definition.resolve is None:
             raise NotCompiled(f"{parent.name}.{key} has no resolver")
         nodes = [d.node for d in details]
@@ -644,6 +646,13 @@ class _ObjectCode:
             return ""
         self.names[f"O{n}"] = origin
         return f"{value}.__class__ is O{n} and {TYPE_CAST_ATTRIBUTE!r} not in {value}.__dict__"
+
+
+def _guarded(definition: GraphQLField) -> bool:
+    """An attribute field with permissions or extensions: Strawberry's resolver runs them (its
+    `_is_default` mark says only that no resolver of ours was given)."""
+    field = definition.extensions.get(DEFINITION)
+    return isinstance(field, StrawberryField) and bool(field.permission_classes or field.extensions)
 
 
 def _sees_its_path(direct: DirectCall | None) -> bool:

@@ -88,6 +88,19 @@ class Crate:
         return self.label  # type: ignore[return-value]  # None for a test: graphql-core says what is wrong
 
 
+class Deny(strawberry.BasePermission):
+    message = "no"
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.type
+class Vault:
+    name: str
+    secret: str | None = strawberry.field(default="s3cret", permission_classes=[Deny])
+
+
 RETURNED: list[Any] = []
 BOXES: list[Any] = []
 CRATES: list[Any] = []
@@ -118,6 +131,10 @@ class Query:
     @strawberry.field
     def ripeness(self) -> Ripeness:
         return Ripeness.RIPE
+
+    @strawberry.field
+    def vault(self) -> Vault:
+        return Vault(name="v")
 
 
 SCHEMA = strawberry.Schema(query=Query, types=[Pear])
@@ -165,6 +182,16 @@ async def test_leaves_are_coerced_as_their_type_coerces_them() -> None:
     assert result is not None and result.data == {"picked": "2026-11-30T12:00:00+00:00", "ripeness": "RIPE"}
     interpreted = await SCHEMA.execute("{ picked ripeness }")
     assert interpreted.data == result.data
+
+
+async def test_an_attribute_with_a_permission_is_read_through_it() -> None:
+    """Found by an audit: an attribute field was read directly, its permission skipped (no type of the
+    schema has one yet; the first per-field read:pii on a plain field would have been bypassed)."""
+    interpreted = await SCHEMA.execute("{ vault { name secret } }")
+    assert interpreted.data == {"vault": {"name": "v", "secret": None}}
+    assert interpreted.errors is not None and interpreted.errors[0].message == "no"
+    compiled = await _compiled("{ vault { name secret } }")  # None: the plan leaves the answer to graphql-core
+    assert compiled is None or (compiled.data, [e.message for e in compiled.errors or []]) == (interpreted.data, ["no"])
 
 
 AT = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
