@@ -39,9 +39,13 @@ def list_refusal(
     if not variables:
         return None
     by_operation = _list_variables.setdefault(document, dict)
-    if operation_name not in by_operation:
-        by_operation[operation_name] = _variables_holding_lists(schema, document, operation_name)
-    for name, declared, definition in by_operation[operation_name]:
+    found = by_operation.get(operation_name)
+    if found is None:
+        if _operation(document, operation_name) is None:
+            # graphql-core refuses the request; its name is not kept (each one sent was, for ever).
+            return None
+        found = by_operation[operation_name] = _variables_holding_lists(schema, document, operation_name)
+    for name, declared, definition in found:
         if name not in variables:
             continue
         longest = _longest_list(variables[name], declared, most_items)

@@ -29,6 +29,7 @@ from app.services.api_keys import create_key
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
+from graphql_schema.compiled_queries import PLANS_PER_DOCUMENT
 from graphql_schema.schema import schema as strawberry_schema
 
 SCHEMA = strawberry_schema._schema
@@ -390,3 +391,23 @@ async def _executions(app: _App) -> dict[str, float]:
     found = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
              if line.startswith("cdp_graphql_executions_total{")}  # fmt: skip
     return {"compiled": found.get("compiled", 0.0), "graphql-core": found.get("graphql-core", 0.0)}
+
+
+async def test_a_document_compiles_a_bounded_number_of_plans_and_graphql_core_answers_past_them(
+    tmp_path: Path,
+) -> None:
+    """Found by an audit: each new value of the variables `@include`/`@skip` read compiled a new plan,
+    on the loop, kept for ever (20 switches sent at random: 13 ms and 126 KB a request). Past
+    PLANS_PER_DOCUMENT the other values are answered by graphql-core, as they would be."""
+    switches = 6  # 64 values
+    declared = ", ".join(f"$s{n}: Boolean!" for n in range(switches))
+    fields = " ".join(f"c{n}: id @include(if: $s{n})" for n in range(switches))
+    document = f'query Q({declared}) {{ profileByIdentifier(type: "email", value: "{EMAILS[0]}") {{ {fields} }} }}'
+    async with _apps(tmp_path) as (fast, core, _):
+        for value in range(2**switches):
+            variables = {f"s{n}": bool(value >> n & 1) for n in range(switches)}
+            answered = await fast.answer("all", document, variables)
+            assert answered == await core.answer("all", document, variables)
+            assert answered[0] == 200 and answered[2] == [], answered
+        executions = await _executions(fast)
+    assert executions == {"compiled": PLANS_PER_DOCUMENT, "graphql-core": 2**switches - PLANS_PER_DOCUMENT}
