@@ -45,6 +45,7 @@ from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 
 META_KEY = "traitsJob"
+FIRST_ROUND_AFTER = timedelta(minutes=1)  # a store no job ever finished on (not the demo's: its seed runs one)
 PAGE_SIZE = 200
 SALES_DAYS = 90  # best sellers: units sold in this many days before the job
 TRAIT_PATHS = PROFILED_FIELDS  # all the job writes (segments reading neither need not look again)
@@ -315,8 +316,10 @@ async def keep_recomputing(store: ProfileStore, *, every_minutes: float, changes
     logged and retried at the next round."""
     holder = uuid.uuid4().hex  # this process's schedule
     await _finish_interrupted(store, changes)
+    wait = await _first_round_in(store, every_minutes)
     while True:
-        await asyncio.sleep(every_minutes * 60)
+        await asyncio.sleep(wait)
+        wait = every_minutes * 60
         try:
             result = await recompute_this_round(store, holder, every_minutes=every_minutes, changes=changes)
         except Conflict:  # a job started on demand, or one whose process died holding its lease
@@ -327,6 +330,23 @@ async def keep_recomputing(store: ProfileStore, *, every_minutes: float, changes
         else:
             if result is not None:
                 _log_done(result)
+
+
+async def _first_round_in(store: ProfileStore, every_minutes: float) -> float:
+    """Seconds until this process's first round: a period after the last job finished, whenever this
+    process started (started over at each start, a server restarted more often than the period never
+    recomputed); FIRST_ROUND_AFTER for a store where none ever ran; a period while one runs, or when
+    the store cannot tell."""
+    period = every_minutes * 60
+    try:
+        text = await store.read_meta(META_KEY)
+    except Exception:  # the store not answering: the next round looks again
+        return period
+    finished = json.loads(text).get("finishedAt") if text else None
+    if finished is None:
+        return min(period, FIRST_ROUND_AFTER.total_seconds()) if not text else period  # none yet, or one running
+    due = clock.parse_time(finished) + timedelta(seconds=period)
+    return max(0.0, (due - clock.now()).total_seconds())
 
 
 async def recompute_this_round(

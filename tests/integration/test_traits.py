@@ -442,6 +442,35 @@ async def test_the_schedule_resumes_an_interrupted_job(
         await asyncio.gather(schedule, return_exceptions=True)
 
 
+@pytest.mark.parametrize("last_job", ["a period ago", "never"])
+async def test_a_restarted_schedule_runs_the_job_a_period_after_the_last_one_not_after_its_start(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch, last_job: str
+) -> None:
+    """Found by an audit: each process waited a whole period from its start, so a server restarted
+    more often than CDP_TRAITS_EVERY_MINUTES never recomputed, and a store no job ever ran on waited
+    an hour after each start."""
+    await _base(store)
+    before = None
+    if last_job == "a period ago":
+        await traits.recompute_traits(store)
+        before = json.loads(await store.read_meta(traits.META_KEY) or "{}")["jobId"]
+        real = clock.now
+        monkeypatch.setattr(clock, "now", lambda: real() + timedelta(minutes=60))  # restarted an hour later
+    else:
+        monkeypatch.setattr(traits, "FIRST_ROUND_AFTER", timedelta(seconds=0.05))
+    schedule = asyncio.create_task(traits.keep_recomputing(store, every_minutes=60))
+    try:
+        for _ in range(300):
+            job = json.loads(await store.read_meta(traits.META_KEY) or "{}")
+            if job.get("status") == "done" and job["jobId"] != before:
+                break
+            await asyncio.sleep(0.01)
+        assert job.get("status") == "done" and job["jobId"] != before, job
+    finally:
+        schedule.cancel()
+        await asyncio.gather(schedule, return_exceptions=True)
+
+
 async def test_a_job_another_process_resumed_is_not_run_again_in_full_when_this_one_starts(
     store: ProfileStore,
 ) -> None:
