@@ -48,6 +48,9 @@ BUCKET_SIZE = 200
 _MATCH_PROJECTION = dict.fromkeys(MATCH_VIEW_FIELDS, 1)
 _PAGE = "_page"  # which parent a document of a joined page read belongs to
 _PAGES_PER_AGGREGATION = 100
+# The format of the databases this code writes (a document of `meta`): raised with every change an
+# older version would misread; a database of a higher format is refused (as the embedded store's).
+STORE_FORMAT, STORE_FORMAT_KEY = 1, "storeFormat"
 _KEYS_VERSION = "apiKeysVersion"  # a document of `meta`, moved with every change to `api_keys`
 
 
@@ -521,7 +524,16 @@ class MongoStore:
         return cls(client, database)
 
     async def ensure_indexes(self) -> None:
+        """The database made ready for this code (its indexes), once it is known to be of a format
+        this code reads (STORE_FORMAT)."""
         db = self._db
+        found = await db.meta.find_one({"_id": STORE_FORMAT_KEY})
+        if found is not None and int(found["value"]) > STORE_FORMAT:
+            raise InvalidInput(
+                f"the MongoDB database {db.name} was written by a newer version of this server (store format "
+                f"{found['value']}; this one reads up to {STORE_FORMAT}): run that version or a later one",
+                field="CDP_DATABASE_URL",
+            )
         await db.identities.create_indexes([IndexModel([("profileId", ASCENDING)])])
         await db.interactions.create_indexes(
             [
@@ -561,6 +573,8 @@ class MongoStore:
                 IndexModel([("blockingKeys", ASCENDING)]),  # multikey: fuzzy merge candidates by key
             ]
         )
+        if found is None or int(found["value"]) < STORE_FORMAT:
+            await db.meta.update_one({"_id": STORE_FORMAT_KEY}, {"$set": {"value": STORE_FORMAT}}, upsert=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def ping(self) -> None:

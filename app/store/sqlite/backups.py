@@ -32,6 +32,7 @@ from app.domain import clock
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput, NotFound, StoreUnavailable
 from app.store.sqlite.private_files import create_private
+from app.store.sqlite.schema import refuse_newer
 
 BACKUP_TAKEN_AT = "backupTakenAt"  # meta key written into the copy: when its snapshot was taken
 STORE_TABLES = {"meta", "profiles", "identities", "interactions", "suppressions", "erasures"}
@@ -160,10 +161,16 @@ def stage(backup: Path, database: Path, progress: Progress = silent) -> Path:
     """A copy of `backup` beside `database`, to be made ready (erasures) before it is swapped in."""
     staged = database.with_name(f"{database.name}.restoring")
     _remove(staged)  # left by a restore that was interrupted
+    ours = store_id(database) if database.exists() else None
     try:
         _copy(backup, staged, progress)
         with closing(sqlite3.connect(staged, isolation_level=None)) as copy:  # a store again, not a backup
             copy.execute("DELETE FROM meta WHERE key = ?", (BACKUP_TAKEN_AT,))
+            if ours is not None:
+                # A backup without an id (a plain copy, or one made before stores had one) is of the
+                # store it replaces: given a new id instead, the scheduled backups made before were
+                # no longer its own, and none was ever deleted past CDP_BACKUP_KEEP.
+                copy.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('storeId', ?)", (ours,))
     except BaseException:
         _remove(staged)
         raise
@@ -254,6 +261,7 @@ def _checked(path: Path, progress: Progress = silent) -> StoreFile:
                 raise InvalidInput(
                     f"{path} is not a store of this server (no {', '.join(sorted(missing))} table)", field="backup"
                 )
+            refuse_newer(db, path, field="backup")
             profiles = db.execute("SELECT count(*) FROM profiles WHERE merged_into IS NULL").fetchone()[0]
             interactions = db.execute("SELECT count(*) FROM interactions").fetchone()[0]
             taken = db.execute("SELECT value FROM meta WHERE key = ?", (BACKUP_TAKEN_AT,)).fetchone()

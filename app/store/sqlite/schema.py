@@ -6,9 +6,33 @@ from __future__ import annotations
 
 import sqlite3
 
+from app.domain.errors import InvalidInput
 from app.store.sqlite import backfill, profile_facets
 
-SCHEMA_VERSION = 1
+# The format of the stores this code writes, kept in the file's header (PRAGMA user_version, which
+# backups copy): raised with every change an older version would misread or undo (a table, a column,
+# a trigger, a one-time repair). A store of a higher format is refused. Before it, an older server
+# opened a newer store without a word: it failed every write (the revision guards), or wrote rows that
+# the newer one's one-time repairs had already passed (list filters that then found no one).
+STORE_FORMAT = 2
+
+
+def refuse_newer(db: sqlite3.Connection, path: object, *, field: str) -> None:
+    """InvalidInput when the file was written by a newer version of this server."""
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    if found > STORE_FORMAT:
+        raise InvalidInput(
+            f"{path} was written by a newer version of this server (store format {found}; this one reads "
+            f"up to {STORE_FORMAT}): run that version or a later one, or restore a backup this one made",
+            field=field,
+        )
+
+
+def mark_format(db: sqlite3.Connection) -> None:
+    """The store is of this code's format now (its tables created or migrated)."""
+    if db.execute("PRAGMA user_version").fetchone()[0] < STORE_FORMAT:
+        db.execute(f"PRAGMA user_version = {STORE_FORMAT}")
+
 
 STATEMENTS = (
     # `revision` before `doc`: read without walking the document's overflow pages (profile_revisions.py).

@@ -150,6 +150,7 @@ class SQLiteStore:
         writer = self._connect()
         try:
             _refuse_foreign(writer, self.path)  # before anything is written: WAL mode is a write
+            schema.refuse_newer(writer, self.path, field="CDP_DATABASE_URL")
             writer.execute("PRAGMA journal_mode=WAL")
             writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread copies the log
             writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
@@ -162,6 +163,7 @@ class SQLiteStore:
                 log.info("built the list filters' rows of %d profiles stored before them", filled)
             if folded := profile_facets.fold_final_sigmas(writer):
                 log.info("folded the final sigma in %d of the list filters' rows", folded)
+            schema.mark_format(writer)
         except BaseException:
             writer.close()
             raise

@@ -1,0 +1,114 @@
+"""A store says which format it is (the embedded store in its file's header, MongoDB in a `meta`
+document), and a server refuses one written by a newer version of itself, before anything is written.
+Found by an audit of upgrades: an older server opened a newer store without a word, then failed every
+write, or wrote rows the newer one's one-time repairs had already passed (list filters that then
+found no one)."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from app.domain.errors import InvalidInput
+from app.restoring import restore_backup
+from app.services.ingestion import ingest_events
+from app.store.mongo.store import STORE_FORMAT as MONGO_FORMAT
+from app.store.mongo.store import STORE_FORMAT_KEY, MongoStore
+from app.store.sqlite.backups import back_up, check_backup, store_id
+from app.store.sqlite.schema import STORE_FORMAT
+from app.store.sqlite.store import SQLiteStore
+from tests.builders import event
+from tests.fakes.async_mongo import FakeClient
+
+
+def _format(path: Path) -> int:
+    with closing(sqlite3.connect(path)) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _set_format(path: Path, value: int) -> None:
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA user_version = {value}")
+
+
+async def test_a_store_is_of_this_codes_format_and_one_of_a_newer_is_refused_untouched(tmp_path: Path) -> None:
+    database = tmp_path / "cdp.sqlite3"
+    store = SQLiteStore(database)
+    await ingest_events(store, [event("page_view")])
+    await store.close()
+    assert _format(database) == STORE_FORMAT
+    _set_format(database, STORE_FORMAT + 1)  # written by the next version
+    before = database.read_bytes()
+
+    with pytest.raises(InvalidInput, match="written by a newer version of this server") as refused:
+        SQLiteStore(database)
+
+    assert refused.value.field == "CDP_DATABASE_URL"
+    assert f"store format {STORE_FORMAT + 1}" in refused.value.message
+    assert database.read_bytes() == before and not Path(f"{database}-wal").exists()  # not even WAL mode
+
+
+async def test_a_store_from_before_formats_is_migrated_and_marked(tmp_path: Path) -> None:
+    database = tmp_path / "cdp.sqlite3"
+    store = SQLiteStore(database)
+    await ingest_events(store, [event("page_view")])
+    await store.close()
+    _set_format(database, 0)  # as every store made before formats were kept
+
+    store = SQLiteStore(database)
+    try:
+        assert await store.count_profiles() == 1
+    finally:
+        await store.close()
+    assert _format(database) == STORE_FORMAT
+
+
+async def test_a_backup_of_a_newer_format_is_not_restored(tmp_path: Path) -> None:
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = SQLiteStore(database)
+    await ingest_events(store, [event("page_view")])
+    back_up(database, copy)
+    await store.close()
+    _set_format(copy, STORE_FORMAT + 1)
+    before = database.read_bytes()
+
+    with pytest.raises(InvalidInput, match="newer version") as refused:
+        check_backup(copy)
+    assert refused.value.field == "backup"
+    with pytest.raises(InvalidInput, match="newer version"):
+        await restore_backup(copy, database)
+    assert database.read_bytes() == before
+
+
+async def test_a_restored_backup_without_a_store_id_keeps_the_id_of_the_store_it_replaces(tmp_path: Path) -> None:
+    """Found by the same audit: a plain copy, or a backup made before stores had an id, was given a
+    new one, so the scheduled backups made before were no longer the store's own and none was ever
+    deleted past CDP_BACKUP_KEEP."""
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = SQLiteStore(database)
+    await ingest_events(store, [event("page_view")])
+    back_up(database, copy)
+    await store.close()
+    ours = store_id(database)
+    with closing(sqlite3.connect(copy)) as db:
+        db.execute("DELETE FROM meta WHERE key = 'storeId'")
+        db.commit()
+
+    await restore_backup(copy, database)
+
+    assert ours is not None and store_id(database) == ours
+
+
+async def test_a_mongodb_database_of_a_newer_format_is_refused() -> None:
+    client = FakeClient()
+    store = MongoStore(client, "cdp_format")
+    await store.ensure_indexes()
+    assert await store.read_meta(STORE_FORMAT_KEY) == str(MONGO_FORMAT)
+    await client["cdp_format"].meta.update_one({"_id": STORE_FORMAT_KEY}, {"$set": {"value": MONGO_FORMAT + 1}})
+
+    with pytest.raises(InvalidInput, match="written by a newer version of this server") as refused:
+        await MongoStore(client, "cdp_format").ensure_indexes()
+    assert refused.value.field == "CDP_DATABASE_URL"
