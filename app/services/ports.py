@@ -225,6 +225,9 @@ class StoreTransaction(Protocol):
 
     async def insert_segment_events(self, events: Sequence[SegmentEvent]) -> None: ...
 
+    async def latest_segment_event_at(self) -> datetime | None:
+        """The time of the newest segment event recorded (None: none yet)."""
+
     async def schedule_checks(self, checks: Sequence[tuple[str, str, datetime | None]]) -> None:
         """`schedule_check` for each (profile id, segment id, due at)."""
 

@@ -29,7 +29,7 @@ from app.domain.privacy import (
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition
-from app.domain.segments.segment import erasure_exits
+from app.domain.segments.segment import erasure_exits, event_time
 from app.domain.traits.computed import PROFILED_FIELDS
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
@@ -268,7 +268,8 @@ async def delete_profile(
         await tx.record_erasure(erasure)
         # Merged-away profiles belong to no segment: only the live one's memberships end. Recorded, so
         # that subscribers on every process hear them, even if this one stops right after the commit.
-        exits = erasure_exits(profile.id, profile.segments, at=at, cause=Cause.ERASURE.value)
+        exits_at = event_time(at, await tx.latest_segment_event_at()) if profile.segments else at
+        exits = erasure_exits(profile.id, profile.segments, at=exits_at, cause=Cause.ERASURE.value)
         await tx.insert_segment_events(exits)
         return erasure, ProfilesChanged(Cause.ERASURE, tuple(family), exits=tuple(exits))
 

@@ -40,6 +40,7 @@ from app.domain.segments.segment import (
     Segment,
     SegmentEvent,
     checked_segment,
+    event_time,
     new_event_id,
     parse_traits,
 )
@@ -633,6 +634,7 @@ def _write(
         }
         held: dict[str, set[str]] = {}
         events: list[SegmentEvent] = []
+        at = event_time(clock.now(), await tx.latest_segment_event_at()) if outcome.transitions else None
         for transition in outcome.transitions:
             profile_id = transition.profile_id
             if profile_id not in stored or profile_id in moved:
@@ -647,7 +649,7 @@ def _write(
                     segment_id=transition.segment_id,
                     profile_id=profile_id,
                     change=MembershipChange.ENTERED if transition.member else MembershipChange.EXITED,
-                    at=clock.now(),
+                    at=at,
                     cause=cause,
                 )
             )

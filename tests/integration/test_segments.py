@@ -972,3 +972,20 @@ async def test_a_segment_naming_another_created_while_that_one_changes_follows_i
     b = (await creating).segment
     assert await services.store.member_ids(a.id) == [] and await services.store.member_ids(b.id) == []
     assert ((await services.store.get_profile(ana.id)) or pytest.fail()).segments == []
+
+
+async def test_a_change_made_after_another_is_listed_after_it_even_when_the_clock_was_set_back(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an audit: changes were dated by the clock as it read, so one made after the clock was
+    set back was listed before the change a subscriber last heard, and its catch-up (paging back until
+    that change) never found it."""
+    segment = (await services.segments.create(BUYERS)).segment
+    (first,) = await _land(services, event("order_completed", email="first@example.com"))
+    real = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real() - timedelta(seconds=2))  # set back
+    (second,) = await _land(services, event("order_completed", email="second@example.com"))
+
+    history = await services.store.segment_events(segment_id=segment.id, limit=10)
+    assert [e.profile_id for e in history] == [second, first]  # newest first: as they were made
+    assert history[0].at > history[1].at

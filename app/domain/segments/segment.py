@@ -98,6 +98,14 @@ def new_event_id() -> str:
 _last_event_ns = [0]
 
 
+def event_time(now: datetime, latest: datetime | None) -> datetime:
+    """When changes recorded now are dated: now, or just after the newest change recorded (`latest`)
+    when the clock reads no later (set back, or another server's clock behind). The history is ordered
+    by time, and a subscriber catching up pages back through it until the last change it heard: a
+    change dated before that one, though made after it, was never found."""
+    return now if latest is None or now > latest else latest + timedelta(milliseconds=1)
+
+
 def erasure_exits(profile_id: str, segment_ids: Iterable[str], *, at: datetime, cause: str) -> list[SegmentEvent]:
     """An erased person leaving their segments: recorded with the erasure, so that subscribers on
     every process hear it (a downstream audience drops the person), and forgotten ERASURE_EXITS_KEPT

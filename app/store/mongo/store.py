@@ -444,6 +444,12 @@ class MongoTransaction(StoreTransaction):
             documents = [event.stored() for event in events]
             await self._db.segment_events.insert_many(documents, ordered=True, session=self._session)
 
+    async def latest_segment_event_at(self) -> datetime | None:
+        found = await self._db.segment_events.find_one(
+            {}, {"at": 1}, sort=[("at", DESCENDING), ("_id", DESCENDING)], session=self._session
+        )
+        return found["at"] if found else None
+
     async def schedule_checks(self, checks: Sequence[tuple[str, str, datetime | None]]) -> None:
         operations: list[Any] = []
         for profile_id, segment_id, due_at in checks:

@@ -13,7 +13,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from app.domain.clock import now, to_iso
+from app.domain.clock import now, parse_time, to_iso
 from app.domain.events import REPLAY_TIME_SLACK
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal
@@ -488,6 +488,10 @@ class SQLiteTransaction(StoreTransaction):
             "INSERT INTO segment_events (id, segment_id, profile_id, at, doc) VALUES (?, ?, ?, ?, ?)",
             [(e.id, e.segment_id, e.profile_id, to_iso(e.at), dumps(e.stored())) for e in events],
         )
+
+    async def latest_segment_event_at(self) -> datetime | None:
+        row = self._db.execute("SELECT max(at) FROM segment_events").fetchone()
+        return parse_time(row[0]) if row and row[0] else None
 
     async def clear_upkeep(self, counted: Mapping[str, int]) -> None:
         self._db.executemany(
