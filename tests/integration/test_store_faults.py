@@ -24,8 +24,10 @@ from app.domain.events import RawEvent
 from app.main import create_app
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_writes import STORE_ATTEMPTS, with_retries
 from app.settings import Settings
 from app.store import open_store
+from app.store.mongo.store import MongoStore
 from app.store.retrying import READ_ATTEMPTS, READS, RetryingStore, mongo_unreachable, sqlite_unreachable
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
@@ -237,3 +239,23 @@ async def test_the_opened_store_reports_a_closed_database_as_store_unavailable(t
         await store.get_profile("p-1")
     with pytest.raises(StoreUnavailable):
         await store.write_meta("k", "v")
+
+
+async def test_a_transaction_with_no_mongodb_server_to_reach_runs_once_per_attempt() -> None:
+    """Found by an audit: PyMongo's with_transaction re-ran a transaction whose server could not be
+    selected as a transient error for 120 s (121 runs), and with_retries' three attempts made a request
+    wait 6 minutes for STORE_UNAVAILABLE. A real client, with nothing listening where it points."""
+    store = MongoStore.connect("mongodb://127.0.0.1:1/?replicaSet=rs0", "cdp", timeout_ms=100)
+    runs = 0
+
+    async def work(tx: StoreTransaction) -> None:
+        nonlocal runs
+        runs += 1
+        await tx.read_meta("k")
+
+    try:
+        with pytest.raises(StoreUnavailable):
+            await with_retries(RetryingStore(store, unreachable=mongo_unreachable), work)
+    finally:
+        await store.close()
+    assert runs == STORE_ATTEMPTS

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from bson import json_util
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, DeleteOne, IndexModel, InsertOne, ReplaceOne, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
 
 from app.domain.access import ApiKey
 from app.domain.clock import now, utc_ms
@@ -48,6 +48,10 @@ BUCKET_SIZE = 200
 _MATCH_PROJECTION = dict.fromkeys(MATCH_VIEW_FIELDS, 1)
 _PAGE = "_page"  # which parent a document of a joined page read belongs to
 _PAGES_PER_AGGREGATION = 100
+class _Unreachable(Exception):
+    """The server could not be reached within a transaction (its cause): not retried by PyMongo."""
+
+
 # The format of the databases this code writes (a document of `meta`): raised with every change an
 # older version would misread; a database of a higher format is refused (as the embedded store's).
 STORE_FORMAT, STORE_FORMAT_KEY = 1, "storeFormat"
@@ -607,8 +611,28 @@ class MongoStore:
             return await work()
 
     async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
+        return await self._transaction(lambda session: work(MongoTransaction(self._db, session)))
+
+    async def _transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """`work(session)` in one transaction. PyMongo's `with_transaction` runs it again on a transient
+        error (a write conflict, a failover) for up to 120 s, a server that is down included: each run
+        waited serverSelectionTimeoutMS, and under with_retries' three attempts a request waited 6
+        minutes for STORE_UNAVAILABLE. No server to select ends it at once here; with_retries tries
+        again after a backoff. (A commit whose outcome the server could not say is still asked again
+        for up to 120 s: PyMongo's rule, which a client-side timeout would only apply to the server
+        selection too.)"""
+
+        async def once(session: Any) -> T:
+            try:
+                return await work(session)
+            except ServerSelectionTimeoutError as exc:  # not retried as a TransientTransactionError
+                raise _Unreachable from exc
+
         async with self._client.start_session() as session:
-            result: T = await session.with_transaction(lambda s: work(MongoTransaction(self._db, s)))
+            try:
+                result: T = await session.with_transaction(once)
+            except _Unreachable as exc:
+                raise cast(BaseException, exc.__cause__) from None
             return result
 
     # -- reads -------------------------------------------------------------------------------
@@ -791,9 +815,7 @@ class MongoStore:
                 )
             return result
 
-        async with self._client.start_session() as session:
-            done: T = await session.with_transaction(work)
-            return done
+        return await self._transaction(work)
 
     async def consent_history(self, profile_ids: Sequence[str], *, limit: int | None = None) -> list[ConsentDecision]:
         # Newest first; decisions of one millisecond in the order they were made (ObjectIds grow).
