@@ -1,4 +1,6 @@
-"""A store says which format it is (the embedded store in its file's header, MongoDB in a `meta`
+"""A store says which format it is, and MongoDB's documents stay within its limit.
+
+A store says which format it is (the embedded store in its file's header, MongoDB in a `meta`
 document), and a server refuses one written by a newer version of itself, before anything is written.
 Found by an audit of upgrades: an older server opened a newer store without a word, then failed every
 write, or wrote rows the newer one's one-time repairs had already passed (list filters that then
@@ -10,13 +12,14 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import bson
 import pytest
 
 from app.domain.errors import InvalidInput
 from app.restoring import restore_backup
 from app.services.ingestion import ingest_events
+from app.store.mongo.store import BUCKET_BYTES, STORE_FORMAT_KEY, MongoStore
 from app.store.mongo.store import STORE_FORMAT as MONGO_FORMAT
-from app.store.mongo.store import STORE_FORMAT_KEY, MongoStore
 from app.store.sqlite.backups import back_up, check_backup, store_id
 from app.store.sqlite.schema import STORE_FORMAT
 from app.store.sqlite.store import SQLiteStore
@@ -112,3 +115,19 @@ async def test_a_mongodb_database_of_a_newer_format_is_refused() -> None:
     with pytest.raises(InvalidInput, match="written by a newer version of this server") as refused:
         await MongoStore(client, "cdp_format").ensure_indexes()
     assert refused.value.field == "CDP_DATABASE_URL"
+
+
+async def test_a_mongodb_history_bucket_stays_within_the_document_limit_whatever_its_events_weigh() -> None:
+    """Found by an audit: events within the 64 KB bound of their properties as JSON can weigh 4-5 times
+    that as BSON (arrays of small numbers); 200 of them in one bucket passed MongoDB's 16 MB document
+    limit, which failed the batch's write on a real server (the fake has no limit)."""
+    store = MongoStore(FakeClient(), "cdp_buckets")
+    await store.ensure_indexes()
+    heavy = {"url": "/p", **{f"k{n}": [0] * 1000 for n in range(31)}}  # ~62 KB as JSON, ~276 KB as BSON
+    events = [event("page_view", email="heavy@example.com", minutes=n, properties=heavy) for n in range(40)]
+    for start in range(0, len(events), 10):
+        outcomes = await ingest_events(store, events[start : start + 10])
+        assert all(o.status.value == "ACCEPTED" for o in outcomes), outcomes
+    buckets = await store._db.interactions.find({}).to_list(None)
+    assert sum(len(b["items"]) for b in buckets) == 40
+    assert len(buckets) > 1 and max(len(bson.encode(b)) for b in buckets) <= BUCKET_BYTES + 1024

@@ -15,6 +15,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
+import bson
 from bson import json_util
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, DeleteOne, IndexModel, InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
@@ -45,9 +46,15 @@ from app.store.mongo.segment_query import membership_pipeline
 
 T = TypeVar("T")
 BUCKET_SIZE = 200
+# A bucket's items as BSON, at most: half of MongoDB's 16 MB document limit. An event's properties are
+# bounded as compact JSON (64 KB), which BSON can make 4-5 times larger (arrays of small numbers: a
+# key, a type byte and 4 bytes each), so 200 of them could pass the limit and fail the batch's write.
+BUCKET_BYTES = 8 * 1024 * 1024
 _MATCH_PROJECTION = dict.fromkeys(MATCH_VIEW_FIELDS, 1)
 _PAGE = "_page"  # which parent a document of a joined page read belongs to
 _PAGES_PER_AGGREGATION = 100
+
+
 class _Unreachable(Exception):
     """The server could not be reached within a transaction (its cause): not retried by PyMongo."""
 
@@ -242,20 +249,18 @@ class MongoTransaction(StoreTransaction):
         # bulk write: each update sees the buckets the ones before it filled or opened.
         if not items:
             return
-        operations = [
-            UpdateOne(
-                {"profileId": profile_id, "count": {"$lt": BUCKET_SIZE}},
-                {
-                    "$push": {"items": interaction},
-                    "$inc": {"count": 1},
-                    "$min": {"minTs": interaction["timestamp"]},
-                    "$max": {"maxTs": interaction["timestamp"]},
-                    "$setOnInsert": {"profileId": profile_id},
-                },
-                upsert=True,
-            )
-            for profile_id, interaction in items
-        ]
+        operations = []
+        for profile_id, interaction in items:
+            size = len(bson.encode(interaction))
+            room = {"profileId": profile_id, "count": {"$lt": BUCKET_SIZE}, "bytes": {"$lte": BUCKET_BYTES - size}}
+            added = {
+                "$push": {"items": interaction},
+                "$inc": {"count": 1, "bytes": size},
+                "$min": {"minTs": interaction["timestamp"]},
+                "$max": {"maxTs": interaction["timestamp"]},
+                "$setOnInsert": {"profileId": profile_id},
+            }
+            operations.append(UpdateOne(room, added, upsert=True))
         await self._db.interactions.bulk_write(operations, ordered=True, session=self._session)
 
     # -- merges ------------------------------------------------------------------------------
@@ -288,11 +293,7 @@ class MongoTransaction(StoreTransaction):
                     item = {**item, **fields}
                 by_owner.setdefault(moves.get(item["messageId"], owner_id), []).append(item)
         await self._db.interactions.delete_many({"profileId": owner_id}, session=self._session)
-        buckets = [
-            _bucket(profile_id, items[start : start + BUCKET_SIZE])
-            for profile_id, items in by_owner.items()
-            for start in range(0, len(items), BUCKET_SIZE)
-        ]
+        buckets = [bucket for profile_id, items in by_owner.items() for bucket in _buckets(profile_id, items)]
         if buckets:
             await self._db.interactions.insert_many(buckets, session=self._session)
 
@@ -495,9 +496,33 @@ class MongoTransaction(StoreTransaction):
         await self._db.segment_checks.bulk_write(operations, ordered=False, session=self._session)
 
 
-def _bucket(profile_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+def _buckets(profile_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`items` in buckets of at most BUCKET_SIZE items and BUCKET_BYTES, as append_interactions fills them."""
+    found: list[dict[str, Any]] = []
+    current: list[dict[str, Any]] = []
+    held = 0
+    for item in items:
+        size = len(bson.encode(item))
+        if current and (len(current) >= BUCKET_SIZE or held + size > BUCKET_BYTES):
+            found.append(_bucket(profile_id, current, held))
+            current, held = [], 0
+        current.append(item)
+        held += size
+    if current:
+        found.append(_bucket(profile_id, current, held))
+    return found
+
+
+def _bucket(profile_id: str, items: list[dict[str, Any]], size: int) -> dict[str, Any]:
     stamps = [item["timestamp"] for item in items]
-    return {"profileId": profile_id, "count": len(items), "minTs": min(stamps), "maxTs": max(stamps), "items": items}
+    return {
+        "profileId": profile_id,
+        "count": len(items),
+        "bytes": size,
+        "minTs": min(stamps),
+        "maxTs": max(stamps),
+        "items": items,
+    }
 
 
 async def merges_of(db: Any, profile_id: str, *, session: Any = None) -> list[MergeRecord]:
