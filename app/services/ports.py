@@ -51,6 +51,11 @@ class VersionConflict(Exception):
     """The profile changed (or vanished) since the caller read the version it expected."""
 
 
+class FeedPositionLost(Exception):
+    """The feed of membership changes cannot resume from the position given (MongoDB's oplog no longer
+    holds it, or the collection was dropped or renamed since): only following from now is left."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileWrite:
     """A whole profile document to write, as `Profile.to_document()` gives it (one per profile per
@@ -409,13 +414,12 @@ class ProfileStore(Protocol):
     ) -> AsyncIterator[tuple[str, SegmentEvent]]:
         """Membership changes as they commit, with the token to resume after each (MongoDB's change
         stream, the embedded store's committed rows). `committed_here`: set when this process commits
-        a change, for a store that polls to look at once (and clear it)."""
+        a change, for a store that polls to look at once (and clear it). FeedPositionLost when
+        `resume_token` can no longer be resumed from, or the feed ended for good."""
 
     async def feed_position(self) -> str | None:
-        """The position of the newest committed membership change, to follow the feed from
-        (watch_segment_events): a follower that starts over after an error then misses nothing
-        committed meanwhile. None: the store cannot tell (MongoDB's stream starts when opened; an
-        instance name's saved token resumes it)."""
+        """The position of the feed now, to follow it from (watch_segment_events): a follower that
+        starts over after an error then misses nothing committed meanwhile."""
 
     async def erasures(self, *, limit: int) -> list[Erasure]:
         """The newest erasure audit records."""

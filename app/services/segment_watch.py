@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 
-from app.services.ports import ProfileStore
+from app.services.ports import FeedPositionLost, ProfileStore
 from app.services.segment_bus import SegmentBus
 
 log = logging.getLogger("cdp.segments")
@@ -47,6 +47,16 @@ async def watch(store: ProfileStore, bus: SegmentBus, *, instance: str | None) -
             if key is not None and token:
                 await asyncio.shield(store.write_meta(key, token))
             raise
+        except FeedPositionLost as exc:
+            # Resumed from that position, it failed every time, and the worker delivered nothing again.
+            log.warning(
+                "segment changes committed while this process was not following may not reach its "
+                "subscribers (%s); following from now",
+                exc,
+            )
+            token = None
+            if key is not None:
+                await store.write_meta(key, "")
         except Exception:
             log.exception("segment change stream interrupted; resuming in %.0f s", RETRY_SECONDS)
         if key is not None and token:

@@ -13,6 +13,7 @@ import pytest
 
 from app.domain.segments.segment import SegmentEvent
 from app.services import segment_watch
+from app.services.ports import FeedPositionLost
 from app.services.segment_bus import SegmentBus
 from app.store.sqlite import segment_feed
 from app.store.sqlite.store import SQLiteStore
@@ -95,3 +96,51 @@ async def test_a_follower_started_over_after_an_error_misses_nothing_committed_m
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
+
+
+class _PositionLost:
+    """The store, whose feed cannot resume from a saved position (MongoDB's oplog no longer holds it):
+    the error its change stream gives on every resume from it."""
+
+    def __init__(self, store: SQLiteStore, lost: str) -> None:
+        self.store, self.lost = store, lost
+        self.refused, self.followed = 0, asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def watch_segment_events(self, token: str | None, **kwargs: Any) -> AsyncIterator[tuple[str, SegmentEvent]]:
+        if token == self.lost:
+            self.refused += 1
+            raise FeedPositionLost("the change stream cannot resume (286: history lost)")
+        self.followed.set()  # from a position taken now
+        return self.store.watch_segment_events(token, **kwargs)
+
+
+async def test_a_saved_position_the_feed_cannot_resume_from_is_dropped_and_the_feed_followed_from_now(
+    sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by an audit of the MongoDB backend: a worker down longer than the oplog's window got the
+    same error at every resume from its saved token, every 2 s, for ever, and never delivered again."""
+    monkeypatch.setattr(segment_watch, "RETRY_SECONDS", 0.05)
+    await sqlite_store.write_meta(segment_watch.token_key("w1"), "too-old")
+    store, bus = _PositionLost(sqlite_store, "too-old"), SegmentBus(local_delivery=False)
+    heard: list[str] = []
+
+    async def listen() -> None:
+        async for change in bus.listen(None, None):
+            heard.append(change.id)
+            return
+
+    listener = asyncio.create_task(listen())
+    watcher = asyncio.create_task(segment_watch.watch(store, bus, instance="w1"))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(store.followed.wait(), 5)
+        await _commit(sqlite_store, segment_event(3))
+        await asyncio.wait_for(listener, 5)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+    assert heard == ["e3"] and store.refused == 1
+    assert await sqlite_store.read_meta(segment_watch.token_key("w1")) != "too-old"
+    assert "may not reach its subscribers" in caplog.text

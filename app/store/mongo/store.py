@@ -18,7 +18,13 @@ from typing import Any, TypeVar, cast
 import bson
 from bson import json_util
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, DeleteOne, IndexModel, InsertOne, ReplaceOne, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    BulkWriteError,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from app.domain.access import ApiKey
 from app.domain.clock import now, utc_ms
@@ -36,6 +42,7 @@ from app.domain.segments.conditions import Condition
 from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent
 from app.domain.segments.upkeep import EVERY_SEGMENT, awaits_upkeep, upkeep_due
 from app.services.ports import (
+    FeedPositionLost,
     IdentityTaken,
     MessageAlreadyProcessed,
     ProfileWrite,
@@ -53,6 +60,12 @@ BUCKET_BYTES = 8 * 1024 * 1024
 _MATCH_PROJECTION = dict.fromkeys(MATCH_VIEW_FIELDS, 1)
 _PAGE = "_page"  # which parent a document of a joined page read belongs to
 _PAGES_PER_AGGREGATION = 100
+
+
+# The change stream's errors that say a resume token can no longer be resumed from: the oplog no
+# longer holds it (ChangeStreamHistoryLost), it is of another stream (InvalidResumeToken), or the
+# stream cannot go on (ChangeStreamFatalError).
+_POSITION_LOST = frozenset({286, 260, 280})
 
 
 class _Unreachable(Exception):
@@ -925,9 +938,17 @@ class MongoStore:
         # A change stream is pushed to us: nothing to wake (`committed_here` is for a polling store).
         pipeline = [{"$match": {"operationType": "insert"}}]
         resume_after = json_util.loads(resume_token) if resume_token else None
-        async with await self._db.segment_events.watch(pipeline, resume_after=resume_after) as stream:
-            async for change in stream:
-                yield json_util.dumps(change["_id"]), SegmentEvent.model_validate(change["fullDocument"])
+        try:
+            async with await self._db.segment_events.watch(pipeline, resume_after=resume_after) as stream:
+                async for change in stream:
+                    yield json_util.dumps(change["_id"]), SegmentEvent.model_validate(change["fullDocument"])
+        except OperationFailure as exc:
+            if exc.code in _POSITION_LOST:
+                raise FeedPositionLost(f"the change stream cannot resume ({exc.code}: {exc.details})") from exc
+            raise
+        # A stream ends only when invalidated (segment_events dropped or renamed: a mongorestore --drop),
+        # after which it cannot be resumed from any token it gave.
+        raise FeedPositionLost("the change stream of segment_events was invalidated")
 
     async def next_check_at(self) -> datetime | None:
         cursor = self._db.segment_checks.find({}, {"dueAt": 1}).sort("dueAt", ASCENDING).limit(1)
@@ -947,7 +968,12 @@ class MongoStore:
         return [(document["_id"], document["profileId"]) for document in await cursor.limit(limit).to_list(None)]
 
     async def feed_position(self) -> str | None:
-        return None  # see ProfileStore.feed_position
+        # The stream's position as opened now (its post-batch resume token): a follower started over
+        # after an error resumes from it rather than from the moment it reopens.
+        async with await self._db.segment_events.watch([{"$match": {"operationType": "insert"}}]) as stream:
+            await stream.try_next()
+            token = stream.resume_token
+        return json_util.dumps(token) if token is not None else None
 
     async def forget_segment_events(self, *, now: datetime) -> int:
         forgotten = await self._db.segment_events.delete_many({"forgetAt": {"$lte": now}})
