@@ -134,6 +134,12 @@ class FakeDatabase:
     def __getitem__(self, name: str) -> FakeCollection:
         return FakeCollection(self._db[name])
 
+    async def list_collection_names(self) -> list[str]:
+        return list(self._db.list_collection_names())
+
+    async def create_collection(self, name: str) -> FakeCollection:
+        return FakeCollection(self._db.create_collection(name))
+
     async def command(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if name == "hello":
             return {"isWritablePrimary": True, "setName": "fake", "ok": 1.0}

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import bson
 import pytest
+from pymongo.errors import BulkWriteError
 
 from app.domain.errors import InvalidInput
 from app.restoring import restore_backup
 from app.services.ingestion import ingest_events
-from app.store.mongo.store import BUCKET_BYTES, STORE_FORMAT_KEY, MongoStore
+from app.store.mongo.store import BUCKET_BYTES, COLLECTIONS, STORE_FORMAT_KEY, MongoStore, _failed_index
 from app.store.mongo.store import STORE_FORMAT as MONGO_FORMAT
 from app.store.sqlite.backups import back_up, check_backup, store_id
 from app.store.sqlite.schema import STORE_FORMAT
@@ -110,6 +111,9 @@ async def test_a_mongodb_database_of_a_newer_format_is_refused() -> None:
     store = MongoStore(client, "cdp_format")
     await store.ensure_indexes()
     assert await store.read_meta(STORE_FORMAT_KEY) == str(MONGO_FORMAT)
+    # Every collection is made then, none within a transaction (a sharded cluster refuses that).
+    assert set(await client["cdp_format"].list_collection_names()) >= COLLECTIONS
+    await MongoStore(client, "cdp_format").ensure_indexes()  # a second worker, or a second start
     await client["cdp_format"].meta.update_one({"_id": STORE_FORMAT_KEY}, {"$set": {"value": MONGO_FORMAT + 1}})
 
     with pytest.raises(InvalidInput, match="written by a newer version of this server") as refused:
@@ -131,3 +135,15 @@ async def test_a_mongodb_history_bucket_stays_within_the_document_limit_whatever
     buckets = await store._db.interactions.find({}).to_list(None)
     assert sum(len(b["items"]) for b in buckets) == 40
     assert len(buckets) > 1 and max(len(bson.encode(b)) for b in buckets) <= BUCKET_BYTES + 1024
+
+
+def test_only_a_duplicate_key_reads_as_a_lost_race_on_mongodb() -> None:
+    """Found by an audit of the MongoDB backend: any failure of a bulk insert (a document too large, a
+    write concern not met) was read as an identifier or a message another writer took first, retried
+    as a lost race and reported as one."""
+    duplicate = BulkWriteError({"writeErrors": [{"index": 2, "code": 11000, "errmsg": "E11000 duplicate key"}]})
+    too_large = BulkWriteError({"writeErrors": [{"index": 0, "code": 10334, "errmsg": "object to insert too large"}]})
+    assert _failed_index(duplicate) == 2
+    with pytest.raises(BulkWriteError) as raised:
+        _failed_index(too_large)
+    assert raised.value is too_large

@@ -20,6 +20,7 @@ from bson import json_util
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, DeleteOne, IndexModel, InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import (
     BulkWriteError,
+    CollectionInvalid,
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
@@ -66,6 +67,14 @@ _PAGES_PER_AGGREGATION = 100
 # longer holds it (ChangeStreamHistoryLost), it is of another stream (InvalidResumeToken), or the
 # stream cannot go on (ChangeStreamFatalError).
 _POSITION_LOST = frozenset({286, 260, 280})
+COLLECTIONS = frozenset(
+    {
+        "api_keys", "consent_log", "erasures", "identities", "interactions", "leases", "merge_refusals", "merges",
+        "meta", "processed_messages", "products", "profiles", "segment_checks", "segment_events", "segments",
+        "suppressions",
+    }
+)  # fmt: skip
+DUPLICATE_KEY = 11000
 
 
 class _Unreachable(Exception):
@@ -545,10 +554,16 @@ async def merges_of(db: Any, profile_id: str, *, session: Any = None) -> list[Me
 
 
 def _failed_index(exc: PyMongoError) -> int:
-    """Which document of an ordered insert_many hit the duplicate key."""
+    """Which document of an ordered insert_many hit the duplicate key: a lost race. Any other failure
+    (a document too large, a write concern not met) is raised as it is: read as a lost race, it was
+    retried as one and then reported as a conflict on an identifier or a message."""
     details = getattr(exc, "details", None) or {}
-    errors = details.get("writeErrors") or [{}]
-    return int(errors[0].get("index", 0))
+    errors = details.get("writeErrors") or []
+    if errors and errors[0].get("code") == DUPLICATE_KEY:
+        return int(errors[0].get("index", 0))
+    if isinstance(exc, DuplicateKeyError) and not errors:
+        return 0
+    raise exc
 
 
 class MongoStore:
@@ -575,6 +590,11 @@ class MongoStore:
         """The database made ready for this code (its indexes), once it is known to be of a format
         this code reads (STORE_FORMAT)."""
         db = self._db
+        # Made now, each of them: the first erasure made `erasures` and `suppressions` within its
+        # transaction, which a sharded cluster refuses for a transaction writing to several shards.
+        for name in COLLECTIONS - set(await db.list_collection_names()):
+            with suppress(CollectionInvalid):  # another worker made it meanwhile
+                await db.create_collection(name)
         found = await db.meta.find_one({"_id": STORE_FORMAT_KEY})
         if found is not None and int(found["value"]) > STORE_FORMAT:
             raise InvalidInput(
@@ -599,6 +619,9 @@ class MongoStore:
             [
                 IndexModel([("segmentId", ASCENDING), ("at", DESCENDING)]),
                 IndexModel([("profileId", ASCENDING)]),
+                # A segment's or a profile's history, newest first, read in order, not sorted in memory.
+                IndexModel([("segmentId", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]),
+                IndexModel([("profileId", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]),
                 # The whole history, newest first, without sorting every event for each request.
                 IndexModel([("at", DESCENDING), ("_id", DESCENDING)]),
                 # An erased person's exits: the server deletes them once `forgetAt` passes, should no
@@ -606,7 +629,9 @@ class MongoStore:
                 IndexModel([("forgetAt", ASCENDING)], expireAfterSeconds=0, sparse=True),
             ]
         )
-        await db.segment_checks.create_indexes([IndexModel([("dueAt", ASCENDING)]), IndexModel([("profileId", 1)])])
+        await db.segment_checks.create_indexes(
+            [IndexModel([("dueAt", ASCENDING)]), IndexModel([("profileId", 1)]), IndexModel([("segmentId", 1)])]
+        )
         await db.processed_messages.create_indexes([IndexModel([("profileId", ASCENDING)])])
         await db.products.create_indexes(  # recommendations: in-stock best sellers, of a category
             [IndexModel([("category", ASCENDING), ("sales", DESCENDING)]), IndexModel([("sales", DESCENDING)])]
@@ -618,6 +643,7 @@ class MongoStore:
                 IndexModel([("lastName", ASCENDING)]),
                 IndexModel([("addresses.city", ASCENDING)]),
                 IndexModel([("segments", ASCENDING)]),
+                IndexModel([("segments", ASCENDING), ("_id", ASCENDING)]),  # a segment's members, page by page
                 IndexModel([("blockingKeys", ASCENDING)]),  # multikey: fuzzy merge candidates by key
             ]
         )
