@@ -13,8 +13,12 @@ async def open_store(url: str, *, mongodb_database: str = "cdp") -> ProfileStore
         from app.store.mongo.store import MongoStore
 
         store = MongoStore.connect(url, mongodb_database)
-        await store.ping()
-        await store.ensure_indexes()
+        try:
+            await store.ping()
+            await store.ensure_indexes()
+        except BaseException:
+            await store.close()  # its connection pool and monitor threads, left running
+            raise
         return RetryingStore(store, unreachable=mongo_unreachable)
     if url.startswith("sqlite:///"):
         from app.store.sqlite.store import SQLiteStore

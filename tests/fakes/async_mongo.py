@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mongomock_ng
+from pymongo.errors import OperationFailure
 
 
 class FakeCursor:
@@ -108,6 +109,14 @@ class FakeCollection:
                 fixed[path] = items[: spec["$slice"]] if "$slice" in spec else items
             self._c.update_one({"_id": document["_id"]}, {"$set": fixed}, session=session)
         return result
+
+    async def create_indexes(self, indexes: list[Any], **kwargs: Any) -> Any:
+        try:
+            return self._c.create_indexes(indexes, **_unwrap(kwargs))
+        except OperationFailure as exc:  # as a server says it: IndexOptionsConflict (mongomock gives no code)
+            if exc.code is None and "already exists with different options" in str(exc):
+                raise OperationFailure(str(exc), code=85, details={"errmsg": str(exc), "code": 85}) from None
+            raise
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         method = getattr(self._c, name)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bson
 import pytest
+from pymongo import IndexModel
 from pymongo.errors import BulkWriteError
 
 from app.domain.errors import InvalidInput
@@ -147,3 +148,13 @@ def test_only_a_duplicate_key_reads_as_a_lost_race_on_mongodb() -> None:
     with pytest.raises(BulkWriteError) as raised:
         _failed_index(too_large)
     assert raised.value is too_large
+
+
+async def test_a_mongodb_index_in_the_way_of_the_servers_own_is_one_line_naming_it() -> None:
+    """Found by an audit of the MongoDB backend: an index of the same keys with other options (made by
+    hand, or by another tool) stopped the start with a driver's traceback."""
+    client = FakeClient()
+    await client["cdp_indexes"].identities.create_indexes([IndexModel([("profileId", 1)], unique=True)])
+    with pytest.raises(InvalidInput, match="conflicts with one this server makes") as refused:
+        await MongoStore(client, "cdp_indexes").ensure_indexes()
+    assert refused.value.field == "CDP_DATABASE_URL" and "profileId_1" in refused.value.message

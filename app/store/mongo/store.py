@@ -75,6 +75,7 @@ COLLECTIONS = frozenset(
     }
 )  # fmt: skip
 DUPLICATE_KEY = 11000
+_INDEX_CONFLICTS = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or keys
 
 
 class _Unreachable(Exception):
@@ -590,11 +591,6 @@ class MongoStore:
         """The database made ready for this code (its indexes), once it is known to be of a format
         this code reads (STORE_FORMAT)."""
         db = self._db
-        # Made now, each of them: the first erasure made `erasures` and `suppressions` within its
-        # transaction, which a sharded cluster refuses for a transaction writing to several shards.
-        for name in COLLECTIONS - set(await db.list_collection_names()):
-            with suppress(CollectionInvalid):  # another worker made it meanwhile
-                await db.create_collection(name)
         found = await db.meta.find_one({"_id": STORE_FORMAT_KEY})
         if found is not None and int(found["value"]) > STORE_FORMAT:
             raise InvalidInput(
@@ -602,6 +598,26 @@ class MongoStore:
                 f"{found['value']}; this one reads up to {STORE_FORMAT}): run that version or a later one",
                 field="CDP_DATABASE_URL",
             )
+        # Made now, each of them: the first erasure made `erasures` and `suppressions` within its
+        # transaction, which a sharded cluster refuses for a transaction writing to several shards.
+        for name in COLLECTIONS - set(await db.list_collection_names()):
+            with suppress(CollectionInvalid):  # another worker made it meanwhile
+                await db.create_collection(name)
+        try:
+            await self._create_indexes()
+        except OperationFailure as exc:
+            if exc.code not in _INDEX_CONFLICTS:
+                raise
+            raise InvalidInput(
+                f"an index of the MongoDB database {db.name} conflicts with one this server makes "
+                f"({exc.details.get('errmsg') if exc.details else exc}): drop that index, then start again",
+                field="CDP_DATABASE_URL",
+            ) from None
+        if found is None or int(found["value"]) < STORE_FORMAT:
+            await db.meta.update_one({"_id": STORE_FORMAT_KEY}, {"$set": {"value": STORE_FORMAT}}, upsert=True)
+
+    async def _create_indexes(self) -> None:
+        db = self._db
         await db.identities.create_indexes([IndexModel([("profileId", ASCENDING)])])
         await db.interactions.create_indexes(
             [
@@ -647,8 +663,6 @@ class MongoStore:
                 IndexModel([("blockingKeys", ASCENDING)]),  # multikey: fuzzy merge candidates by key
             ]
         )
-        if found is None or int(found["value"]) < STORE_FORMAT:
-            await db.meta.update_one({"_id": STORE_FORMAT_KEY}, {"$set": {"value": STORE_FORMAT}}, upsert=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def ping(self) -> None:
