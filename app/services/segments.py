@@ -260,17 +260,31 @@ class SegmentEngine:
                 timed.update(await self.store.matching_versions(active, now=at))
             ids = sorted(timed)
             for start in range(0, len(ids), READ_BATCH):
-                rechecks = [Recheck(p, (compiled,)) for p in ids[start : start + READ_BATCH]]
-                profiles, histories, since = await self._read(rechecks, at)
-                outcome = await off_loop(
-                    len(rechecks) >= OFF_LOOP_FROM, reschedule, rechecks, profiles, histories, since=since, now=at
-                )
-                await with_retries(self.store, _write(outcome, cause))
+                await self._reschedule([Recheck(p, (compiled,)) for p in ids[start : start + READ_BATCH]], cause)
         if not await self.store.mark_evaluated(segment, evaluated_at=at):
             raise _Redefined
         # Counted, not the scan's: a profile that changed meanwhile was decided on what it is now.
         members = await self.store.count_members(segment.id)
         return Evaluation(segment.model_copy(update={"evaluated_at": at}), entered, exited, members)
+
+    async def _reschedule(self, rechecks: list[Recheck], cause: str) -> None:
+        """The window checks of an evaluation's profiles, each decided on the version read; a profile
+        written since is read again and decided on what it is now (its own upkeep looks only at the
+        segments its change can move: the check of a segment being created was never made)."""
+        for _ in range(MAX_ATTEMPTS):
+            if not rechecks:
+                return
+            at = clock.now()
+            profiles, histories, since = await self._read(rechecks, at)
+            outcome = await off_loop(
+                len(rechecks) >= OFF_LOOP_FROM, reschedule, rechecks, profiles, histories, since=since, now=at
+            )
+            _, moved = await with_retries(self.store, _write(outcome, cause))
+            rechecks = [r for r in rechecks if r.profile_id in moved]
+        if rechecks:
+            log.warning(
+                "the window checks of %d profiles that kept changing were left to their next write", len(rechecks)
+            )
 
     async def _settle(
         self,

@@ -198,8 +198,8 @@ async def test_an_evaluation_never_drops_the_window_check_of_an_event_that_lande
     store: ProfileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The evaluation of a new segment schedules its members' window checks from profiles it read; an
-    event landing after that read, with its own upkeep and check, keeps them (the evaluation's are
-    left out for the profile that moved, as every other upkeep write leaves them)."""
+    event landing after that read, with its own upkeep and check, keeps them: the evaluation leaves
+    a profile that moved out of its write, and decides it again on what it is now."""
     now = clock.now()
     engine = SegmentEngine(store, SegmentBus())
     (first,) = await ingest_events(
@@ -226,3 +226,34 @@ async def test_an_evaluation_never_drops_the_window_check_of_an_event_that_lande
     monkeypatch.setattr(clock, "now", lambda: real() + timedelta(days=6, seconds=2))
     assert await engine.run_due_checks() == 1
     assert await store.member_ids(segment.id) == [profile_id]
+
+
+async def test_an_evaluation_schedules_the_window_check_of_a_profile_renamed_meanwhile(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: a write that moves no windowed segment (a name) has an upkeep that never looks
+    at the segment being created, so the evaluation must decide the profile again itself. Left out of
+    its write only, the profile had no check, and stayed in "abandoned a cart this week" for good."""
+    now = clock.now()
+    engine = SegmentEngine(store, SegmentBus())
+    (first,) = await ingest_events(
+        store, [event("cart_abandoned", email="cart@example.com", at=now - timedelta(days=1))]
+    )
+    profile_id = first.profile_id or pytest.fail()
+    await engine.changed([profile_id], "event", paths=None)  # its upkeep done: no write waits for one
+
+    async def renamed() -> None:  # after the evaluation read the profile, before it writes
+        await ingest_events(store, [event("identify", email="cart@example.com", properties={"firstName": "Cy"})])
+        await engine.changed([profile_id], "event", paths=["firstName"])
+
+    reading = LandingAfterRead(store, renamed)
+    segment = (await SegmentEngine(reading, SegmentBus()).create(CART_WEEK)).segment
+    assert reading.landed
+    assert await store.member_ids(segment.id) == [profile_id]
+
+    due = await store.next_check_at()  # when the abandon leaves the week
+    assert due is not None and abs(due - (now + timedelta(days=6))) < timedelta(seconds=1)
+    real = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real() + timedelta(days=6, seconds=2))
+    assert await engine.run_due_checks() == 1
+    assert await store.member_ids(segment.id) == []

@@ -174,8 +174,8 @@ def reschedule(
 ) -> Outcome:
     """Only the checks of `decide`: when each windowed membership must be looked at again (after a
     batch evaluation, whose store query decided the memberships themselves). Each made on the version
-    read (`seen`): a profile written since has had its own upkeep schedule its checks, which these,
-    decided on what it was, must not replace."""
+    read (`seen`): a profile written since is left out of the write, to be read and decided again,
+    rather than have checks decided on what it was replace those made on what it is."""
     outcome = Outcome()
     for recheck in rechecks:
         outcome.definitions |= {c.segment.id: c.segment.definition() for c in recheck.segments}
