@@ -12,6 +12,7 @@ from there, not from the newest change then (which skipped what was committed in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -31,10 +32,13 @@ async def watch(store: ProfileStore, bus: SegmentBus, *, instance: str | None) -
     """Deliver committed changes to the bus until cancelled, resuming after errors. `instance`: where
     the position is saved across restarts; None: follow from now, the position kept in memory."""
     key = token_key(instance) if instance is not None else None
-    token = await store.read_meta(key) if key is not None else None
+    token: str | None = None
+    unread = key is not None  # the saved position, read in the first round the store answers
     while True:
         saved_at = time.monotonic()
         try:
+            if unread and key is not None:
+                token, unread = await store.read_meta(key) or None, False  # "": a position dropped
             if token is None:  # from now, kept: started over after an error, it goes on from here
                 token = await store.feed_position()
             async for position, event in store.watch_segment_events(token, committed_here=bus.committed):
@@ -56,9 +60,11 @@ async def watch(store: ProfileStore, bus: SegmentBus, *, instance: str | None) -
             )
             token = None
             if key is not None:
-                await store.write_meta(key, "")
+                with contextlib.suppress(Exception):  # the store down meanwhile: dropped at the next save
+                    await store.write_meta(key, "")
         except Exception:
             log.exception("segment change stream interrupted; resuming in %.0f s", RETRY_SECONDS)
         if key is not None and token:
-            await store.write_meta(key, token)
+            with contextlib.suppress(Exception):  # the store down: saved at the next change or stop
+                await store.write_meta(key, token)
         await asyncio.sleep(RETRY_SECONDS)

@@ -1008,10 +1008,11 @@ class MongoStore:
         return [(document["_id"], document["profileId"]) for document in await cursor.limit(limit).to_list(None)]
 
     async def feed_position(self) -> str | None:
-        # The stream's position as opened now (its post-batch resume token): a follower started over
-        # after an error resumes from it rather than from the moment it reopens.
+        # The stream's position as opened now (the post-batch resume token its first, empty batch
+        # gave): a follower started over after an error resumes from it rather than from the moment
+        # it reopens. Not a getMore after it: a change committed meanwhile would be the batch, and the
+        # token would point past it.
         async with await self._db.segment_events.watch([{"$match": {"operationType": "insert"}}]) as stream:
-            await stream.try_next()
             token = stream.resume_token
         return json_util.dumps(token) if token is not None else None
 
