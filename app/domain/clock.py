@@ -42,6 +42,13 @@ def now() -> datetime:
     return utc_ms(datetime.now(UTC))
 
 
+def dated_after(at: datetime, held: datetime | None) -> datetime:
+    """`at`, or a millisecond after `held` when that is no earlier: what is decided now must be the
+    newest by time, where a value dated a little ahead (an event's clock) or the clock set back would
+    otherwise pass for newer."""
+    return at if held is None or held < at else held + timedelta(milliseconds=1)
+
+
 TIME_TEXTS_KEPT = 65_536  # then forgotten all at once: a cache, never a growing map
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from app.domain.clock import dated_after
 from app.domain.errors import InvalidInput, first_problem
 from app.domain.event_limits import EventLimits, check_properties
 from app.domain.events import RawIdentifier, normalise_all
@@ -97,9 +98,7 @@ def change_for_fields(
     held = held or {}
 
     def put(path: str, value: Any) -> None:
-        known = held.get(provenance_key(path))
-        dated = at if known is None or known < at else known + timedelta(milliseconds=1)
-        change.set_field(path, value, at=dated, source=source)
+        change.set_field(path, value, at=dated_after(at, held.get(provenance_key(path))), source=source)
 
     for name, path in _FIELD_PATHS.items():
         value = getattr(fields, name)

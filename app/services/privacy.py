@@ -7,7 +7,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Collection, Sequence
-from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -71,7 +70,7 @@ async def set_consent(
         # little ahead (clocks may run up to MAX_FUTURE_SKEW fast) would have won back over this one,
         # made now, at the person's next merge. This one is the newest, so it is dated after it.
         current = profile.consents.get(purpose)
-        decided = at if current is None or current.at < at else current.at + timedelta(milliseconds=1)
+        decided = clock.dated_after(at, current.at if current is not None else None)
         change = ProfileChange()
         record_consent(change, purpose, granted=granted, source=source, at=decided)
         await tx.update_profile(profile.id, change.stamped(at), expected_version=profile.version)

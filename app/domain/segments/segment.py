@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
+from app.domain.clock import dated_after
 from app.domain.errors import InvalidInput
 from app.domain.event_limits import is_valid_unicode
 from app.domain.profile import StoredModel
@@ -102,8 +103,15 @@ def event_time(now: datetime, latest: datetime | None) -> datetime:
     """When changes recorded now are dated: now, or just after the newest change recorded (`latest`)
     when the clock reads no later (set back, or another server's clock behind). The history is ordered
     by time, and a subscriber catching up pages back through it until the last change it heard: a
-    change dated before that one, though made after it, was never found."""
-    return now if latest is None or now > latest else latest + timedelta(milliseconds=1)
+    change dated before that one, though made after it, was never found. A newest change dated more
+    than CLOCK_STEP_KEPT ahead was dated by a clock that was wrong: later ones are dated now, rather
+    than all after it until the time comes."""
+    if latest is not None and latest - now > CLOCK_STEP_KEPT:
+        return now
+    return dated_after(now, latest)
+
+
+CLOCK_STEP_KEPT = timedelta(minutes=5)
 
 
 def erasure_exits(profile_id: str, segment_ids: Iterable[str], *, at: datetime, cause: str) -> list[SegmentEvent]:
