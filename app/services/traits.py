@@ -346,7 +346,7 @@ async def _first_round_in(store: ProfileStore, every_minutes: float) -> float:
     if finished is None:
         return min(period, FIRST_ROUND_AFTER.total_seconds()) if not text else period  # none yet, or one running
     due = clock.parse_time(finished) + timedelta(seconds=period)
-    return max(0.0, (due - clock.now()).total_seconds())
+    return min(period, max(0.0, (due - clock.now()).total_seconds()))  # a finish dated ahead: a period at most
 
 
 async def recompute_this_round(

@@ -75,6 +75,12 @@ COLLECTIONS = frozenset(
     }
 )  # fmt: skip
 DUPLICATE_KEY = 11000
+NAMESPACE_EXISTS = 48
+_SUPERSEDED_INDEXES = (
+    ("segment_events", "segmentId_1_at_-1"),
+    ("segment_events", "profileId_1"),
+    ("profiles", "segments_1"),
+)
 _INDEX_CONFLICTS = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or keys
 
 
@@ -601,8 +607,13 @@ class MongoStore:
         # Made now, each of them: the first erasure made `erasures` and `suppressions` within its
         # transaction, which a sharded cluster refuses for a transaction writing to several shards.
         for name in COLLECTIONS - set(await db.list_collection_names()):
-            with suppress(CollectionInvalid):  # another worker made it meanwhile
+            try:
                 await db.create_collection(name)
+            except CollectionInvalid:  # another worker made it meanwhile, as the driver saw
+                pass
+            except OperationFailure as exc:
+                if exc.code != NAMESPACE_EXISTS:  # as the server saw
+                    raise
         try:
             await self._create_indexes()
         except OperationFailure as exc:
@@ -618,6 +629,9 @@ class MongoStore:
 
     async def _create_indexes(self) -> None:
         db = self._db
+        for collection, name in _SUPERSEDED_INDEXES:  # each a prefix of one made below: a cost on every write
+            with suppress(OperationFailure):  # not there (IndexNotFound), or dropped by another worker
+                await db[collection].drop_index(name)
         await db.identities.create_indexes([IndexModel([("profileId", ASCENDING)])])
         await db.interactions.create_indexes(
             [
@@ -633,8 +647,6 @@ class MongoStore:
         await db.consent_log.create_indexes([IndexModel([("profileId", ASCENDING), ("at", DESCENDING)])])
         await db.segment_events.create_indexes(
             [
-                IndexModel([("segmentId", ASCENDING), ("at", DESCENDING)]),
-                IndexModel([("profileId", ASCENDING)]),
                 # A segment's or a profile's history, newest first, read in order, not sorted in memory.
                 IndexModel([("segmentId", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]),
                 IndexModel([("profileId", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]),
@@ -658,7 +670,6 @@ class MongoStore:
                 IndexModel([("identifiers.type", ASCENDING)]),
                 IndexModel([("lastName", ASCENDING)]),
                 IndexModel([("addresses.city", ASCENDING)]),
-                IndexModel([("segments", ASCENDING)]),
                 IndexModel([("segments", ASCENDING), ("_id", ASCENDING)]),  # a segment's members, page by page
                 IndexModel([("blockingKeys", ASCENDING)]),  # multikey: fuzzy merge candidates by key
             ]
