@@ -112,7 +112,8 @@ def _fresh(key: tuple[object, ...], payload: object) -> asyncio.Future[Execution
     entry = _results.get(key)
     if entry is None or entry[0] is not payload:
         return None
-    if time.monotonic() - entry[2] > SHARED_FOR_SECONDS:
+    finished = isinstance(entry[1], ExecutionResult) or entry[1].done()  # one still running is awaited
+    if finished and time.monotonic() - entry[2] > SHARED_FOR_SECONDS:
         del _results[key]
         return None
     return entry[1]
@@ -129,7 +130,7 @@ class ReadsOfAnEvent:
     def read(self, what: str, make: Callable[[], Awaitable[T]]) -> Awaitable[T]:
         now = time.monotonic()
         kept = self._reads.get(what)
-        if kept is None or now - kept[1] > SHARED_FOR_SECONDS:  # a subscriber far behind: read anew
+        if kept is None or (kept[0].done() and now - kept[1] > SHARED_FOR_SECONDS):  # far behind: read anew
             # Its own task: a subscriber who leaves meanwhile must not cancel the others' read.
             kept = self._reads[what] = (asyncio.ensure_future(make()), now)
         return _awaited(kept[0])
