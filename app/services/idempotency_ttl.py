@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 from app.domain import clock
 from app.services.ingestion import IngestionPolicy
@@ -34,7 +35,7 @@ async def with_remembered_ttl(store: ProfileStore, policy: IngestionPolicy) -> I
         # event received until now is outside the window anyway.
         raised = (before, now + ttl)
         sooner = raised if sooner is None else (min(sooner[0], before), max(sooner[1], raised[1]))
-    remembered = {"ttlSeconds": ttl.total_seconds()}
+    remembered: dict[str, Any] = {"ttlSeconds": ttl.total_seconds()}
     if sooner is not None:
         remembered["sooner"] = {"ttlSeconds": sooner[0].total_seconds(), "until": clock.to_iso(sooner[1])}
     if remembered != stored:

@@ -56,6 +56,13 @@ async def test_a_commit_made_elsewhere_is_found_by_polling(sqlite_store: SQLiteS
         await other_process.close()
 
 
+async def _first_heard(bus: SegmentBus, heard: list[str]) -> None:
+    """The id of the first change the bus delivers, put in `heard`."""
+    async for change in bus.listen(None, None):
+        heard.append(change.id)
+        return
+
+
 class _FailsOnce:
     """The store, whose feed fails once as soon as it is followed (a read error): `failed` is set then."""
 
@@ -80,13 +87,7 @@ async def test_a_follower_started_over_after_an_error_misses_nothing_committed_m
     await _commit(sqlite_store, segment_event(1))  # before following: not heard
     store, bus = _FailsOnce(sqlite_store), SegmentBus(local_delivery=False)
     heard: list[str] = []
-
-    async def listen() -> None:
-        async for change in bus.listen(None, None):
-            heard.append(change.id)
-            return
-
-    listener = asyncio.create_task(listen())
+    listener = asyncio.create_task(_first_heard(bus, heard))
     watcher = asyncio.create_task(segment_watch.watch(store, bus, instance=None))  # type: ignore[arg-type]
     try:
         await asyncio.wait_for(store.failed.wait(), 5)
@@ -126,13 +127,7 @@ async def test_a_saved_position_the_feed_cannot_resume_from_is_dropped_and_the_f
     await sqlite_store.write_meta(segment_watch.token_key("w1"), "too-old")
     store, bus = _PositionLost(sqlite_store, "too-old"), SegmentBus(local_delivery=False)
     heard: list[str] = []
-
-    async def listen() -> None:
-        async for change in bus.listen(None, None):
-            heard.append(change.id)
-            return
-
-    listener = asyncio.create_task(listen())
+    listener = asyncio.create_task(_first_heard(bus, heard))
     watcher = asyncio.create_task(segment_watch.watch(store, bus, instance="w1"))  # type: ignore[arg-type]
     try:
         await asyncio.wait_for(store.followed.wait(), 5)
