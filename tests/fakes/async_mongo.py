@@ -56,7 +56,9 @@ class FakeSession:
     async def __aexit__(self, *exc: object) -> None:
         self.inner.end_session()
 
-    async def with_transaction(self, callback: Callable[[FakeSession], Awaitable[Any]]) -> Any:
+    async def with_transaction(self, callback: Callable[[FakeSession], Awaitable[Any]], **options: Any) -> Any:
+        # `options` (read and write concerns): one process's transactions, one at a time, read and
+        # write as committed whatever they ask.
         async with self._client.transaction_lock:
             self.inner.start_transaction()
             try:

@@ -26,6 +26,7 @@ from pymongo.errors import (
     PyMongoError,
     ServerSelectionTimeoutError,
 )
+from pymongo.read_concern import ReadConcern
 
 from app.domain.access import ApiKey
 from app.domain.clock import now, utc_ms
@@ -719,7 +720,9 @@ class MongoStore:
 
         async with self._client.start_session() as session:
             try:
-                result: T = await session.with_transaction(once)
+                # Snapshot: its reads one view of majority-committed data, on a sharded cluster too (where
+                # the default reads each shard as of when it is asked).
+                result: T = await session.with_transaction(once, read_concern=ReadConcern("snapshot"))
             except _Unreachable as exc:
                 raise cast(BaseException, exc.__cause__) from None
             return result
