@@ -47,7 +47,12 @@ RECENT_RATINGS_CAP = 20
 
 
 class StoredModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    # A stored document that no longer validates (damaged, or read by a stricter version) is an
+    # internal error, logged with its traceback: without its values (a customer's email, birth date),
+    # which pydantic's message would otherwise quote.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", hide_input_in_errors=True
+    )
 
 
 class IdentifierRecord(StoredModel):

@@ -70,6 +70,20 @@ class WithoutQueryStrings(logging.Filter):
         return True
 
 
+class WithoutWebSocketFrames(logging.Filter):
+    """The WebSocket library's DEBUG lines: each handshake's request line (its query string) and
+    headers (the Authorization key, cookies), and the start and end of every frame (connection_init's
+    key, a subscription's variables, the profiles it is sent). uvicorn gives the library its own
+    `uvicorn.error` logger, so a level set on the library's logger does not reach them: they are told
+    by where they were written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO or _WEBSOCKETS_CODE not in record.pathname
+
+
+_WEBSOCKETS_CODE = f"{os.sep}websockets{os.sep}"  # the library's modules, and uvicorn's protocols/websockets
+
+
 def configure(level: str, fmt: str) -> None:
     """`fmt` "json" (one object per line) or "text" (for a developer's terminal)."""
     handler = logging.StreamHandler()
@@ -78,6 +92,7 @@ def configure(level: str, fmt: str) -> None:
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(WithoutQueryStrings())
+    handler.addFilter(WithoutWebSocketFrames())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -32,6 +32,7 @@ from app.domain.event_effects import (
 from app.domain.event_limits import EventLimits, shown
 from app.domain.events import MAX_FUTURE_SKEW, Event, EventType, RawEvent, parse_event
 from app.domain.identifiers import Identifier
+from app.domain.pii_mask import mask_text
 from app.domain.privacy import check_purpose
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
@@ -269,7 +270,7 @@ def _could_not_store(raw: RawEvent, index: int) -> EventOutcome:
     log.exception(
         "event %d (messageId %r) could not be stored: error id %s",
         index,
-        shown(raw.message_id),
+        mask_text(shown(raw.message_id)),  # as a key without read:pii reads it: logs are kept past an erasure
         error_id,
         extra={"errorId": error_id},
     )

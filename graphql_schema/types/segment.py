@@ -22,6 +22,7 @@ from graphql_schema.look_ahead import LookAhead
 from graphql_schema.page_arguments import PROFILES_PAGE
 from graphql_schema.pagination import Connection
 from graphql_schema.shared_events import ReadsOfAnEvent
+from graphql_schema.types.free_form import visible
 from graphql_schema.types.node import Node
 from graphql_schema.types.profile import Profile, id_window, page_connection
 
@@ -40,8 +41,16 @@ class MembershipChange(Enum):
 class Segment(Node):
     segment: strawberry.Private[domain.Segment]
     id: strawberry.ID
-    name: str
-    description: str | None
+
+    # A steward's words, which may name a person ("Zelda's re-engagement", an email): masked as free
+    # text is, without read:pii, for every key that may read segments (and their subscribers).
+    @strawberry.field(description="As given; an email address or a phone number in it masked without read:pii.")
+    def name(self, info: Info) -> str:
+        return visible(info, self.segment.name)
+
+    @strawberry.field(description="As given; an email address or a phone number in it masked without read:pii.")
+    def description(self, info: Info) -> str | None:
+        return visible(info, self.segment.description)
 
     @strawberry.field(
         description="The condition tree as given (see README: Segments); without read:pii, the values it compares "
@@ -86,8 +95,6 @@ class Segment(Node):
         return cls(
             segment=segment,
             id=strawberry.ID(segment.id),
-            name=segment.name,
-            description=segment.description,
             purpose=segment.purpose,
             traits=JSON({name: str(kind) for name, kind in segment.traits.items()}),
             created_at=segment.created_at,

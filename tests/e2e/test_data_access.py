@@ -384,6 +384,24 @@ async def test_a_segment_condition_tells_the_personal_values_it_compares_only_to
     assert clear[0]["condition"]["or"][0]["compare"]["value"] == "Quist"
 
 
+async def test_a_segment_name_or_description_naming_a_person_is_masked_without_read_pii(services: Services) -> None:
+    """Found by an audit: a steward's segment name or description holding an email (one person's
+    re-engagement list) was shown as written to every key that reads segments and their subscribers."""
+    admin = await _key(services, *Scope)
+    created = await _call(
+        services,
+        admin,
+        """mutation { createSegment(input: {name: "Win back zelda.quist@example.com", description: "call +33612345678",
+          condition: {compare: {path: "stats.orders", op: "gte", value: 2}}}) { segment { id } } }""",
+    )
+    assert "errors" not in created, created
+    document = "{ segments { name description } }"
+    masked = (await _call(services, await _key(services, Scope.READ_PROFILES), document))["data"]["segments"]
+    assert masked == [{"name": "Win back z***@example.com", "description": "call +33*******78"}]
+    clear = (await _call(services, admin, document))["data"]["segments"]
+    assert clear == [{"name": "Win back zelda.quist@example.com", "description": "call +33612345678"}]
+
+
 async def test_export_needs_read_profiles_besides_read_pii(services: Services) -> None:
     admin = await _key(services, *Scope)
     await _call(services, admin, IDENTIFY, AT)

@@ -9,10 +9,11 @@ import io
 import json
 import logging
 import signal
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import uvicorn
@@ -20,8 +21,10 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from app.bootstrap import Services
+from app.domain.events import RawIdentifier
 from app.main import create_app
 from app.observability.logs import JsonFormatter, TextFormatter, WithoutQueryStrings, configure
+from app.services import profiles
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
@@ -155,19 +158,46 @@ def test_a_text_log_line_cannot_be_forged_by_a_request_path() -> None:
     assert line == "INFO cdp.access: GET /x\\n2026 ERROR forged\\r\\x1b[2J 404"
 
 
-def test_handshake_headers_are_never_logged_whatever_the_level() -> None:
-    """Found by an audit: at CDP_LOG_LEVEL=debug the WebSocket library logged every handshake header
-    (the Authorization token, cookies) and the connection_init frame."""
+async def test_handshake_headers_and_frames_are_never_logged_whatever_the_level(sqlite_store: SQLiteStore) -> None:
+    """Found by audits: at CDP_LOG_LEVEL=debug the WebSocket library logged every handshake header (the
+    Authorization key), the request line's query string, and the start and end of every frame
+    (connection_init's key, a subscription's variables). Its level was set on its own logger, which
+    uvicorn does not give it (it writes through `uvicorn.error`)."""
+    services = Services(
+        settings=Settings(seed_fixtures=False, auth=False), store=sqlite_store, ingestion=IngestionPolicy()
+    )
     root, library = logging.getLogger(), logging.getLogger("websockets")
     kept = (root.handlers[:], root.level, library.level)
+    stream = io.StringIO()
+    port = free_port()
     try:
         configure("debug", "json")
-        assert logging.getLogger("websockets.server").getEffectiveLevel() >= logging.INFO
-        assert logging.getLogger("cdp").getEffectiveLevel() == logging.DEBUG
+        cast(logging.StreamHandler, root.handlers[0]).setStream(stream)  # type: ignore[type-arg]
+        config = uvicorn.Config(
+            create_app(services=services), host="127.0.0.1", port=port, lifespan="off", log_config=None
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                await asyncio.sleep(0.05)
+            async with connect(
+                f"ws://127.0.0.1:{port}/graphql?email=canary.query%40example.com",
+                subprotocols=[Subprotocol("graphql-transport-ws")],
+                additional_headers={"Authorization": "Bearer canary-header-secret"},
+            ) as ws:
+                await ws.send(json.dumps({"type": "connection_init", "payload": {"token": "canary-init-secret"}}))
+                await asyncio.wait_for(ws.recv(), 5)
+        finally:
+            server.should_exit = True
+            await task
     finally:
-        root.handlers[:], _, _ = kept
+        root.handlers[:] = kept[0]
         root.setLevel(kept[1])
         library.setLevel(kept[2])
+    written = stream.getvalue()
+    assert "[accepted]" in written  # the server's own lines are there, at every level
+    assert "canary" not in written, [line for line in written.splitlines() if "canary" in line]
 
 
 def test_the_websocket_access_line_leaves_the_query_string_out() -> None:
@@ -179,3 +209,34 @@ def test_the_websocket_access_line_leaves_the_query_string_out() -> None:
     )  # fmt: skip
     assert WithoutQueryStrings().filter(record)
     assert record.getMessage() == '127.0.0.1:5 - "WebSocket /graphql" [accepted]'
+
+
+async def test_a_stored_profile_that_no_longer_validates_is_logged_without_its_values(tmp_path: Path) -> None:
+    """Found by an audit: the traceback of the internal error quoted pydantic's message, and with it the
+    stored values (`input_value='yara.canary@leak.example'`, a birth date) into the logs."""
+    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+    try:
+        profile = await profiles.upsert_profile(
+            store,
+            [RawIdentifier("email", "yara.canary@leak.example")],
+            {"first_name": "Yara", "birth_date": "1981-02-03"},
+        )
+        with sqlite3.connect(tmp_path / "cdp.sqlite3") as db:  # damaged, or read by a stricter version
+            db.execute(
+                "UPDATE profiles SET doc = json_set(doc, '$.identifiers[0].addedAt', 'yara.canary@leak.example', "
+                "'$.birthDate', '1981-02-31'), revision = revision + 1 WHERE id = ?",
+                (profile.id,),
+            )
+        services = Services(
+            settings=Settings(seed_fixtures=False, auth=False), store=store, ingestion=IngestionPolicy()
+        )
+        transport = httpx.ASGITransport(app=create_app(services=services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            with _captured_lines() as stream:
+                response = await http.post("/graphql", json={"query": f'{{ profile(id: "{profile.id}") {{ id }} }}'})
+    finally:
+        await store.close()
+    assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    [logged] = [json.loads(line) for line in stream.getvalue().splitlines() if "exception" in json.loads(line)]
+    assert "ValidationError" in logged["exception"]
+    assert "canary" not in logged["exception"] and "1981-02-31" not in logged["exception"]

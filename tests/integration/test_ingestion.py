@@ -527,7 +527,11 @@ async def test_an_event_the_store_fails_on_unexpectedly_rolls_back_alone_with_an
     store: ProfileStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = [event("page_view"), event("email_open")]
-    poisoned = event("order_completed", identifiers=[("email", "emma@example.com"), ("customerId", "c-9")])
+    poisoned = event(
+        "order_completed",
+        identifiers=[("email", "emma@example.com"), ("customerId", "c-9")],
+        message_id="order-for-emma@example.com",  # a sender's choice: logged masked, logs outlive an erasure
+    )
     outcomes = await ingest_events(
         _Poisoned(store, poisoned.message_id),  # type: ignore[arg-type]
         [good[0], poisoned, good[1]],
@@ -539,6 +543,7 @@ async def test_an_event_the_store_fails_on_unexpectedly_rolls_back_alone_with_an
     assert "TypeError" not in failed.reason
     [logged] = [r for r in caplog.records if getattr(r, "errorId", None)]
     assert logged.exc_info is not None and logged.errorId in failed.reason  # type: ignore[attr-defined]
+    assert "emma@example.com" not in logged.getMessage() and "***" in logged.getMessage()
     # Nothing of the failed event stayed: no order, no identifier, no history, its messageId unspent.
     profile = await _emma(store)
     assert (profile.stats.orders, profile.stats.events_total) == (0, 2)
