@@ -168,6 +168,12 @@ async def test_handshake_headers_and_frames_are_never_logged_whatever_the_level(
     )
     root, library = logging.getLogger(), logging.getLogger("websockets")
     kept = (root.handlers[:], root.level, library.level)
+    # As the server has them (log_config=None): uvicorn's loggers write through the root's handler. A
+    # test before this one in the process may have run uvicorn with its own logging set-up.
+    uvicorn_loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error")]
+    kept_uvicorn = [(logger.handlers[:], logger.propagate, logger.level) for logger in uvicorn_loggers]
+    for logger in uvicorn_loggers:
+        logger.handlers[:], logger.propagate, logger.level = [], True, logging.NOTSET
     stream = io.StringIO()
     port = free_port()
     try:
@@ -195,6 +201,9 @@ async def test_handshake_headers_and_frames_are_never_logged_whatever_the_level(
         root.handlers[:] = kept[0]
         root.setLevel(kept[1])
         library.setLevel(kept[2])
+        for logger, (handlers, propagate, level) in zip(uvicorn_loggers, kept_uvicorn, strict=True):
+            logger.handlers[:], logger.propagate = handlers, propagate
+            logger.setLevel(level)
     written = stream.getvalue()
     assert "[accepted]" in written  # the server's own lines are there, at every level
     assert "canary" not in written, [line for line in written.splitlines() if "canary" in line]
