@@ -68,6 +68,7 @@ _PAGES_PER_AGGREGATION = 100
 # longer holds it (ChangeStreamHistoryLost), it is of another stream (InvalidResumeToken), or the
 # stream cannot go on (ChangeStreamFatalError).
 _POSITION_LOST = frozenset({286, 260, 280})
+_INSERTS = [{"$match": {"operationType": "insert"}}]  # what the feed follows of segment_events: new changes
 COLLECTIONS = frozenset(
     {
         "api_keys", "consent_log", "erasures", "identities", "interactions", "leases", "merge_refusals", "merges",
@@ -990,10 +991,9 @@ class MongoStore:
         self, resume_token: str | None, *, committed_here: asyncio.Event | None = None
     ) -> AsyncIterator[tuple[str, SegmentEvent]]:
         # A change stream is pushed to us: nothing to wake (`committed_here` is for a polling store).
-        pipeline = [{"$match": {"operationType": "insert"}}]
         resume_after = json_util.loads(resume_token) if resume_token else None
         try:
-            async with await self._db.segment_events.watch(pipeline, resume_after=resume_after) as stream:
+            async with await self._db.segment_events.watch(_INSERTS, resume_after=resume_after) as stream:
                 async for change in stream:
                     yield json_util.dumps(change["_id"]), SegmentEvent.model_validate(change["fullDocument"])
         except OperationFailure as exc:
@@ -1026,7 +1026,7 @@ class MongoStore:
         # gave): a follower started over after an error resumes from it rather than from the moment
         # it reopens. Not a getMore after it: a change committed meanwhile would be the batch, and the
         # token would point past it.
-        async with await self._db.segment_events.watch([{"$match": {"operationType": "insert"}}]) as stream:
+        async with await self._db.segment_events.watch(_INSERTS) as stream:
             token = stream.resume_token
         return json_util.dumps(token) if token is not None else None
 

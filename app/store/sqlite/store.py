@@ -337,8 +337,7 @@ class SQLiteStore:
 
         def scan(db: sqlite3.Connection) -> dict[str, Profile]:
             found = dict[str, Profile]()
-            for start in range(0, len(ids), IDS_PER_QUERY // 2):  # two parameters an id
-                chunk = ids[start : start + IDS_PER_QUERY // 2]
+            for chunk in id_chunks(ids, size=IDS_PER_QUERY // 2):  # two parameters an id
                 asked = [v for pair in decoded.revisions_of(chunk) for v in pair]
                 read = decoded.ticket()  # before the statement: it dates the revisions it finds
                 rows = db.execute(profile_revisions.documents_unless_kept(len(chunk)), asked).fetchall()
@@ -445,9 +444,8 @@ class SQLiteStore:
 
     async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
         def scan(db: sqlite3.Connection) -> dict[str, list[Interaction]]:
-            ids, found = list(dict.fromkeys(profile_ids)), dict[str, list[Interaction]]()
-            for start in range(0, len(ids), IDS_PER_QUERY):
-                chunk = ids[start : start + IDS_PER_QUERY]
+            found = dict[str, list[Interaction]]()
+            for chunk in id_chunks(profile_ids):
                 rows = db.execute(
                     f"SELECT profile_id, doc FROM interactions WHERE profile_id IN ({','.join('?' * len(chunk))}) "
                     "AND ts >= ?",
@@ -527,8 +525,7 @@ class SQLiteStore:
     async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
         def scan(db: sqlite3.Connection) -> list[MatchView]:
             found: list[MatchView] = []
-            for start in range(0, len(profile_ids), IDS_PER_QUERY):
-                chunk = profile_ids[start : start + IDS_PER_QUERY]
+            for chunk in id_chunks(profile_ids):
                 rows = db.execute(
                     f"SELECT doc FROM profiles WHERE merged_into IS NULL AND id IN ({','.join('?' * len(chunk))})",
                     chunk,
@@ -691,9 +688,8 @@ class SQLiteStore:
         return await self._reads.read(scan)  # a scan: on a reader thread
 
     async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
-        ids, found = list(profile_ids), dict[str, int]()
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
+        found = dict[str, int]()
+        for chunk in id_chunks(profile_ids):
             rows = self._reader.execute(
                 f"SELECT profile_id, writes FROM segment_checks WHERE segment_id = ? "
                 f"AND profile_id IN ({','.join('?' * len(chunk))})",

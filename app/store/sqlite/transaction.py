@@ -464,9 +464,8 @@ class SQLiteTransaction(StoreTransaction):
     async def segment_memberships(self, profile_ids: Collection[str]) -> dict[str, tuple[int, list[str]]]:
         # The memberships from their mirror (segment_members), not json_extract: that parsed every
         # whole document, 4% of the writer's time ingesting batches of events over 100,000 profiles.
-        ids, found = list(profile_ids), dict[str, tuple[int, list[str]]]()
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
+        found = dict[str, tuple[int, list[str]]]()
+        for chunk in id_chunks(profile_ids):
             marks = ",".join("?" * len(chunk))
             held: dict[str, list[str]] = {}
             for segment_id, profile_id in self._db.execute(
@@ -601,5 +600,5 @@ def refusals_of(db: sqlite3.Connection, profile_id: str) -> list[MergeRefusal]:
 
 def products_in(db: sqlite3.Connection, product_ids: Collection[str]) -> list[Product]:
     """The known ones of `product_ids`, read on `db` (a reader's connection, or a transaction's)."""
-    rows = selected(db, "SELECT doc FROM products WHERE id IN ({marks})", dict.fromkeys(product_ids))
+    rows = selected(db, "SELECT doc FROM products WHERE id IN ({marks})", product_ids)  # each id once
     return [Product.model_validate(loads(row[0])) for row in rows]
