@@ -35,6 +35,17 @@ class StatsRange:
     max: float | None = None
 
 
+FINAL_SIGMA, SIGMA = "\u03c2", "\u03c3"
+
+
+def folded(text: str) -> str:
+    """`text` as a filter compares names and cities, in either store: lower case, with the Greek final
+    sigma (U+03C2) as a sigma (U+03C3). lower() writes a capital sigma that ends a word as the final
+    one, so a name prefix typed in capitals (`ΟΔΥΣ`) missed the name it begins (Odysseas in Greek).
+    (casefold() would go further than a case-insensitive match: ß as ss.)"""
+    return text.lower().replace(FINAL_SIGMA, SIGMA)
+
+
 # Longest text a filter compares (a name prefix, a city, an identifier type, a segment id): longer is
 # no one's name, and SQLite refuses a LIKE pattern past 50,000 bytes with an error of its own.
 MAX_FILTER_TEXT = 256

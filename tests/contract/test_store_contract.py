@@ -233,6 +233,36 @@ async def test_profiles_list_in_id_order_with_typed_filters(store: ProfileStore)
     assert await store.count_profiles() == 3
 
 
+async def test_a_name_prefix_is_compared_as_text_whatever_characters_it_holds(store: ProfileStore) -> None:
+    """MongoDB compares a name prefix as a range of the folded names (app/store/mongo/profile_folds.py):
+    its bound above is the prefix's last character moved up one, past the surrogates and the last
+    character there is; the embedded store escapes LIKE's wildcards. Both find the same names."""
+    names = {
+        "p1": "Ann",
+        "p2": "ANNE",
+        "p3": "Ao",  # the character after the prefix's last: not within "an"
+        "p4": "O'Brien",
+        "p5": "J.(Luc)*",
+        "p6": "\ud7ffx",  # the last character before the surrogates...
+        "p7": "\ue000",  # ...and the first after them
+        "p8": "\U0010ffff",  # the last character there is
+        "p9": "\U0010ffffz",
+    }
+    for profile_id, name in names.items():
+        await _create(store, profile_id, Identifier("customerId", profile_id), first_name=name)
+
+    async def ids(prefix: str) -> list[str]:
+        return [p.id for p in await store.list_profiles(ProfileFilter(name_prefix=prefix), after=None, limit=20)]
+
+    assert await ids("an") == ["p1", "p2"]
+    assert await ids("o'b") == ["p4"]
+    assert (await ids("j.("), await ids("j.(luc)*")) == (["p5"], ["p5"])
+    assert (await ids("."), await ids("j.*")) == ([], [])
+    assert await ids("\ud7ff") == ["p6"]
+    assert await ids("\U0010ffff") == ["p8", "p9"]
+    assert await ids("\U0010ffffz") == ["p9"]
+
+
 async def test_merged_away_profiles_are_not_listed(store: ProfileStore) -> None:
     await _create(store, "p1", EMMA)
     await _create(store, "p2", Identifier("customerId", "C2"))

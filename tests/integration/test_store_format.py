@@ -18,6 +18,7 @@ from pymongo import IndexModel
 from pymongo.errors import BulkWriteError
 
 from app.domain.errors import InvalidInput
+from app.domain.profile_query import ProfileFilter
 from app.restoring import restore_backup
 from app.services.ingestion import ingest_events
 from app.store.mongo.store import BUCKET_BYTES, COLLECTIONS, STORE_FORMAT_KEY, MongoStore, _failed_index
@@ -158,3 +159,23 @@ async def test_a_mongodb_index_in_the_way_of_the_servers_own_is_one_line_naming_
     with pytest.raises(InvalidInput, match="conflicts with one this server makes") as refused:
         await MongoStore(client, "cdp_indexes").ensure_indexes()
     assert refused.value.field == "CDP_DATABASE_URL" and "profileId_1" in refused.value.message
+
+
+async def test_a_mongodb_database_of_format_1_is_given_its_profiles_folds_at_start() -> None:
+    """Names and cities are filtered on their folds, kept in each document since format 2
+    (app/store/mongo/profile_folds.py): profiles written before are given theirs once, at the first
+    start of this version, or a list filtered on a name or a city would not find them."""
+    client = FakeClient()
+    store = MongoStore(client, "cdp_folds")
+    await store.ensure_indexes()
+    identify = {"firstName": "Émile", "lastName": "Zola", "address": {"city": "Médan", "country": "FR"}}
+    await ingest_events(store, [event("identify", email="emile@example.com", properties=identify)])
+    profiles, meta = client["cdp_folds"].profiles, client["cdp_folds"].meta
+    await profiles.update_many({}, {"$unset": {"folded": ""}})  # as a version before folds wrote them
+    await meta.update_one({"_id": STORE_FORMAT_KEY}, {"$set": {"value": 1}})
+
+    await MongoStore(client, "cdp_folds").ensure_indexes()
+
+    assert await store.read_meta(STORE_FORMAT_KEY) == str(MONGO_FORMAT)
+    for query in (ProfileFilter(name_prefix="ÉMI"), ProfileFilter(name_prefix="zo"), ProfileFilter(city="MÉDAN")):
+        assert [p.first_name for p in await store.list_profiles(query, after=None, limit=10)] == ["Émile"], query

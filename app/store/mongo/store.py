@@ -8,7 +8,6 @@ majority write concern and retryable writes: an event reported ACCEPTED is on a 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
@@ -51,6 +50,7 @@ from app.services.ports import (
     StoreTransaction,
     VersionConflict,
 )
+from app.store.mongo import profile_folds
 from app.store.mongo.segment_query import membership_pipeline
 
 T = TypeVar("T")
@@ -82,6 +82,8 @@ _SUPERSEDED_INDEXES = (
     ("segment_events", "segmentId_1_at_-1"),
     ("segment_events", "profileId_1"),
     ("profiles", "segments_1"),
+    ("profiles", "lastName_1"),  # names and cities are filtered on their folds (profile_folds.py)
+    ("profiles", "addresses.city_1"),
 )
 _INDEX_CONFLICTS = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or keys
 
@@ -92,14 +94,15 @@ class _Unreachable(Exception):
 
 # The format of the databases this code writes (a document of `meta`): raised with every change an
 # older version would misread; a database of a higher format is refused (as the embedded store's).
-STORE_FORMAT, STORE_FORMAT_KEY = 1, "storeFormat"
+STORE_FORMAT, STORE_FORMAT_KEY = 2, "storeFormat"  # 2: profiles hold their folds (profile_folds.py)
 _KEYS_VERSION = "apiKeysVersion"  # a document of `meta`, moved with every change to `api_keys`
 
 
 def update_document(change: ProfileChange) -> dict[str, Any]:
     """The `update_one` document for a ProfileChange: one atomic single-document update."""
     update: dict[str, Any] = {}
-    for operator, values in (("$set", change.set), ("$inc", change.inc), ("$max", change.max), ("$min", change.min)):
+    sets = change.set | profile_folds.fold_updates(change.set)
+    for operator, values in (("$set", sets), ("$inc", change.inc), ("$max", change.max), ("$min", change.min)):
         if values:
             update[operator] = dict(values)
     pushes: dict[str, Any] = {path: {"$each": items} for path, items in change.append.items()}
@@ -115,11 +118,7 @@ def profile_query(query: ProfileFilter) -> dict[str, Any]:
     clauses: list[dict[str, Any]] = [{"mergedInto": None}]
     if query.identifier_type:
         clauses.append({"identifiers.type": query.identifier_type})
-    if query.name_prefix:
-        prefix = {"$regex": "^" + re.escape(query.name_prefix), "$options": "i"}
-        clauses.append({"$or": [{"firstName": prefix}, {"lastName": prefix}]})
-    if query.city:
-        clauses.append({"addresses.city": {"$regex": "^" + re.escape(query.city) + "$", "$options": "i"}})
+    clauses.extend(profile_folds.filter_clauses(query))
     if query.segment:
         clauses.append({"segments": query.segment})
     for bound in query.stats:
@@ -159,7 +158,7 @@ class MongoTransaction(StoreTransaction):
         return Profile.from_document(document) if document else None
 
     async def insert_profile(self, profile: Profile) -> None:
-        await self._db.profiles.insert_one(profile.to_document(), session=self._session)
+        await self._db.profiles.insert_one(profile_folds.with_folds(profile.to_document()), session=self._session)
         await self._schedule_upkeep([profile.id])
 
     async def update_profile(
@@ -254,11 +253,10 @@ class MongoTransaction(StoreTransaction):
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         if not writes:
             return
+        documents = [(profile_folds.with_folds(w.document), w.expected_version) for w in writes]
         operations: list[Any] = [
-            InsertOne(w.document)
-            if w.expected_version is None
-            else ReplaceOne({"_id": w.document["_id"], "version": w.expected_version}, w.document)
-            for w in writes
+            InsertOne(doc) if version is None else ReplaceOne({"_id": doc["_id"], "version": version}, doc)
+            for doc, version in documents
         ]
         result = await self._db.profiles.bulk_write(operations, ordered=True, session=self._session)
         if result.matched_count != sum(1 for w in writes if w.expected_version is not None):
@@ -297,7 +295,9 @@ class MongoTransaction(StoreTransaction):
     # -- merges ------------------------------------------------------------------------------
     async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:
         result = await self._db.profiles.replace_one(
-            {"_id": profile.id, "version": expected_version}, profile.to_document(), session=self._session
+            {"_id": profile.id, "version": expected_version},
+            profile_folds.with_folds(profile.to_document()),
+            session=self._session,
         )
         if result.matched_count != 1:
             raise VersionConflict(profile.id)
@@ -627,6 +627,7 @@ class MongoStore:
                 field="CDP_DATABASE_URL",
             ) from None
         if found is None or int(found["value"]) < STORE_FORMAT:
+            await profile_folds.fill_missing(db.profiles)
             await db.meta.update_one({"_id": STORE_FORMAT_KEY}, {"$set": {"value": STORE_FORMAT}}, upsert=True)
 
     async def _create_indexes(self) -> None:
@@ -670,8 +671,7 @@ class MongoStore:
             [
                 IndexModel([("mergedInto", ASCENDING), ("_id", ASCENDING)]),
                 IndexModel([("identifiers.type", ASCENDING)]),
-                IndexModel([("lastName", ASCENDING)]),
-                IndexModel([("addresses.city", ASCENDING)]),
+                *(IndexModel([(path, ASCENDING)]) for path in profile_folds.INDEXED),
                 IndexModel([("segments", ASCENDING), ("_id", ASCENDING)]),  # a segment's members, page by page
                 IndexModel([("blockingKeys", ASCENDING)]),  # multikey: fuzzy merge candidates by key
             ]

@@ -17,13 +17,12 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from app.domain.profile_query import StatsField
+from app.domain.profile_query import FINAL_SIGMA, SIGMA, StatsField, folded
 from app.store.documents import loads
 from app.store.sqlite import backfill
 
 FILLED_MARK = "profileFacets"  # meta key: the rows were built for the profiles a store already held
 FOLDED_MARK = "profileFacetsFinalSigma"  # meta key: the rows' names and cities were folded (`folded`)
-FINAL_SIGMA, SIGMA = "\u03c2", "\u03c3"
 FILL_CHUNK = 2_000
 
 _STATS = [field.value for field in StatsField]
@@ -39,15 +38,6 @@ STATEMENTS = (
     "CREATE INDEX IF NOT EXISTS profile_cities_by_city ON profile_cities(city, profile_id)",
 )
 _INSERT = f"INSERT OR REPLACE INTO profile_facets VALUES ({', '.join('?' * (3 + len(_STATS)))})"
-
-
-def folded(text: str) -> str:
-    """`text` as the rows keep it and filters compare it: lower case, with the Greek final sigma
-    (U+03C2) as a sigma (U+03C3). lower() writes a capital sigma that ends a word as the final one,
-    so a name prefix typed in capitals (`ΟΔΥΣ`) missed the name it begins (Odysseas in Greek);
-    MongoDB's case-insensitive match takes the three sigmas as one letter. (casefold() would go
-    further than MongoDB: ß as ss.)"""
-    return text.lower().replace(FINAL_SIGMA, SIGMA)
 
 
 def _lower(value: Any) -> str | None:

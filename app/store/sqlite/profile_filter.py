@@ -18,8 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain.profile_query import ProfileFilter
-from app.store.sqlite.profile_facets import folded
+from app.domain.profile_query import ProfileFilter, folded
 
 DRIVE_LIMIT = 1_000  # a driver with fewer rows is walked (1-3 us a row; counting them ~0.1 us a row)
 
