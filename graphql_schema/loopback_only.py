@@ -10,6 +10,14 @@ GraphQL error saying why; a WebSocket handshake refused, which servers answer wi
 first refusal is logged as an error. The same server still answers 127.0.0.1, so a developer's
 `--host 0.0.0.0` keeps working locally while the network gets nothing.
 
+A browser on this machine is such a connection, whatever page it acts for. Its requests to another
+origin are kept from the API by the browser (a cross-origin POST of JSON needs a CORS preflight this
+server does not grant, a WebSocket handshake from another origin is refused by Strawberry), except
+when a page points its own name at 127.0.0.1 (DNS rebinding): the browser then takes the server for
+the page's own origin. Such a request names the page's host in its Host header, so a request that
+arrived on a loopback address must name this machine there (`localhost`, a name under `.localhost`,
+or a loopback address), or it is refused as a network one is.
+
 Addresses that are not IP addresses (a Unix socket's path or none, the made-up host of an in-process
 test transport) involve no network interface and pass. A reverse proxy on this machine that forwards
 network traffic to loopback is the operator's choice and beyond what the process can see; when it
@@ -42,13 +50,18 @@ class LoopbackOnly:
             await self.app(scope, receive, send)
             return
         exposed = network_address(scope.get("server")) or network_address(scope.get("client"))
-        if exposed is None:
+        if exposed is not None:
+            why = f"CDP_AUTH=off serves this machine only, and this connection came over the network ({exposed})"
+        elif (named := foreign_host(scope)) is not None:
+            why = (
+                f"CDP_AUTH=off serves this machine only, and this request names another host ({named}) in its "
+                "Host header, as a web page pointing its own name at 127.0.0.1 does: open the server as "
+                "http://localhost:<port> or http://127.0.0.1:<port>"
+            )
+        else:
             await self.app(scope, receive, send)
             return
-        why = (
-            f"CDP_AUTH=off serves this machine only, and this connection came over the network ({exposed}): "
-            "turn authentication on (keys: `python -m app keys create`) or listen on 127.0.0.1"
-        )
+        why += ": turn authentication on (keys: `python -m app keys create`) or listen on 127.0.0.1"
         if not self._said:
             self._said = True
             log.error("refusing network connections: %s", why)
@@ -64,6 +77,39 @@ def network_address(endpoint: Any) -> str | None:
     if not isinstance(endpoint, list | tuple) or not endpoint or not isinstance(endpoint[0], str):
         return None
     return _network_host(endpoint[0])
+
+
+def foreign_host(scope: Scope) -> str | None:
+    """The Host header of a request that arrived on an IP address when it names anything but this
+    machine (None when it does, or when there is no such address: an in-process test transport)."""
+    arrived = scope.get("server")
+    if not isinstance(arrived, list | tuple) or not arrived or not _is_address(str(arrived[0])):
+        return None
+    for name, value in scope.get("headers") or ():
+        if name == b"host":
+            host = value.decode("latin-1")
+            return None if _names_this_machine(host) else host[:100]
+    return None  # HTTP/1.0 without a Host: no name a page could have given
+
+
+@lru_cache(maxsize=1024)
+def _names_this_machine(host: str) -> bool:
+    if host.startswith("["):  # an IPv6 address, with or without its port: [::1]:8000
+        name = host[1 : host.find("]")] if "]" in host else host
+    else:  # a name or an IPv4 address, with or without its port
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    return _is_address(name) and _network_host(name) is None
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 @lru_cache(maxsize=1024)

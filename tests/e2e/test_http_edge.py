@@ -236,6 +236,54 @@ async def test_with_authentication_off_a_request_arriving_on_a_network_address_i
         assert error["extensions"]["code"] == "FORBIDDEN" and "CDP_AUTH=off" in error["message"]
 
 
+REBINDING_HOSTS = [
+    pytest.param("evil.example:8000", 403, id="a page's own name pointed at 127.0.0.1"),
+    pytest.param("localhost.evil.example", 403, id="a name that begins like localhost"),
+    pytest.param("10.0.0.5:8000", 403, id="a network address"),
+    pytest.param("localhost:8000", 200, id="localhost"),
+    pytest.param("LOCALHOST.", 200, id="localhost in capitals, fully qualified"),
+    pytest.param("app.localhost:8000", 200, id="a name under .localhost"),
+    pytest.param("127.0.0.1:8000", 200, id="IPv4 loopback"),
+    pytest.param("[::1]:8000", 200, id="IPv6 loopback"),
+]
+
+
+@pytest.mark.parametrize(("host", "status"), REBINDING_HOSTS)
+async def test_with_authentication_off_a_request_naming_another_host_is_refused(
+    sqlite_store: SQLiteStore, host: str, status: int
+) -> None:
+    """Found by an audit of browser-borne attacks: a page that points its own name at 127.0.0.1 (DNS
+    rebinding) is the server's origin to the browser, so it read every profile with CDP_AUTH=off. Its
+    requests arrive on loopback, naming the page's host in their Host header."""
+    async with _client(_services(sqlite_store, auth=False), base_url="http://127.0.0.1:8000") as client:
+        graphql = await client.post("/graphql", json={"query": "{ __typename }"}, headers={"host": host})
+    assert graphql.status_code == status, graphql.text
+    if status == 403:
+        error = _error(graphql)
+        assert error["extensions"]["code"] == "FORBIDDEN" and "Host header" in error["message"]
+
+
+async def test_with_authentication_off_a_websocket_naming_another_host_is_refused(sqlite_store: SQLiteStore) -> None:
+    """The same page's WebSocket handshake names its host, and its origin, which then matches the Host
+    (Strawberry's check of the origin passes it). Written by hand: a client library sends its own Host."""
+
+    async def handshake(address: str, host: str) -> bytes:
+        reader, writer = await asyncio.open_connection(*address.rsplit(":", 1))
+        writer.write(
+            f"GET /graphql HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n".encode()
+        )
+        status = await reader.readline()
+        writer.close()
+        return status
+
+    async with serving(_services(sqlite_store, auth=False)) as address:
+        port = address.rsplit(":", 1)[1]
+        assert b" 403 " in await handshake(address, f"evil.example:{port}")
+        assert b" 101 " in await handshake(address, f"localhost:{port}")
+
+
 async def test_with_authentication_on_a_network_address_serves_as_usual(sqlite_store: SQLiteStore, key: str) -> None:
     async with _client(_services(sqlite_store), key, base_url="http://10.0.0.5:8000") as client:
         response = await client.post("/graphql", json={"query": "{ __typename }"})
