@@ -146,7 +146,10 @@ class StoreTransaction(Protocol):
         self, owner_id: str, moves: dict[str, str], rewrites: dict[str, dict[str, Any]]
     ) -> None:
         """Move the interactions of `owner_id` named by message id to the profile each maps to; those
-        named in `rewrites` get the fields given there (`identifiers`, `origin`), wherever they go."""
+        named in `rewrites` get the fields given there (`identifiers`, `origin`), wherever they go.
+        Their idempotency keys recorded under `owner_id` go with them: an erasure deletes a person's
+        keys by profile id, and the owner's erasure took the other person's (a replay then counted
+        twice) while theirs outlived them."""
 
     async def identities_of(self, profile_id: str) -> dict[str, datetime]:
         """identity key → when it was claimed, for the identifiers pointing at the profile."""

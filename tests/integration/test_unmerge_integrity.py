@@ -308,3 +308,23 @@ async def test_an_identifier_a_new_one_brought_follows_them_and_is_erased_with_t
     assert not {"both", "device-only"} & set(await _history(store, pat.id))
     refused = await ingest_events(store, [event("page_view", identifiers=[device], message_id="later")], NO_AUTO)
     assert refused[0].status is EventStatus.REJECTED
+
+
+async def test_the_idempotency_key_of_an_event_sent_while_merged_follows_its_sender(store: ProfileStore) -> None:
+    """Found by an audit of export and erasure: an event's idempotency key stayed with the profile it
+    landed on when the merge was undone. Erasing Pat then deleted the key of Quin's order, whose resend
+    counted it twice on Quin; erasing Quin left his message id in the store, under Pat."""
+    pat = await _person(store, "pat", granted=False)
+    quin = await _person(store, "quin", granted=False)
+    record, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="wrong", actor="t", policy=POLICY)
+    order = _live("quin", "order_completed", "quin-order", {"orderId": "o-1", "total": 40.0})
+    await _ingest(store, order)
+    await merging.unmerge_profile(store, record.id, actor="t")
+
+    await privacy.delete_profile(store, pat.id, actor="t")
+    resent = await ingest_events(store, [order], NO_AUTO)
+    assert resent[0].status is EventStatus.DUPLICATE
+    kept = await store.get_profile(quin.id)
+    assert kept is not None and kept.stats.orders == 1
+    await privacy.delete_profile(store, quin.id, actor="t")
+    assert await store.run_in_transaction(lambda tx: tx.known_messages(["quin-order"])) == set()

@@ -327,6 +327,14 @@ class MongoTransaction(StoreTransaction):
         buckets = [bucket for profile_id, items in by_owner.items() for bucket in _buckets(profile_id, items)]
         if buckets:
             await self._db.interactions.insert_many(buckets, session=self._session)
+        by_target: dict[str, list[str]] = {}
+        for message_id, target in moves.items():
+            by_target.setdefault(target, []).append(message_id)
+        for target, message_ids in by_target.items():
+            selector = {"_id": {"$in": message_ids}, "profileId": owner_id}
+            await self._db.processed_messages.update_many(
+                selector, {"$set": {"profileId": target}}, session=self._session
+            )
 
     async def identity_keys_of(self, profile_ids: Collection[str]) -> set[str]:
         selector = {"profileId": {"$in": list(profile_ids)}}

@@ -299,6 +299,10 @@ class SQLiteTransaction(StoreTransaction):
             "UPDATE OR IGNORE interactions SET profile_id = ? WHERE profile_id = ? AND message_id = ?",
             [(target, owner_id, message_id) for message_id, target in moves.items()],
         )
+        self._db.executemany(
+            "UPDATE processed_messages SET profile_id = ? WHERE message_id = ? AND profile_id = ?",
+            [(target, message_id, owner_id) for message_id, target in moves.items()],
+        )
         self._db.executemany(  # json_patch: each field given replaces the document's (a list whole)
             "UPDATE interactions SET doc = json_patch(doc, ?) WHERE profile_id IN (?, ?) AND message_id = ?",
             [(dumps(fields), owner_id, moves.get(mid, owner_id), mid) for mid, fields in rewrites.items()],
