@@ -159,8 +159,9 @@ class ProfileFilterInput:
                 )
             if text is not None and "\x00" in text:  # no stored name holds one; MongoDB refuses it in a pattern
                 raise InvalidInput(f"filter.{name} holds a NUL character", field=f"filter.{name}")
+        identifier_type = None
         if self.identifier_type is not None:  # a type nobody can hold matched nobody, silently
-            checked_type(self.identifier_type, field="filter.identifierType")
+            identifier_type = checked_type(self.identifier_type, field="filter.identifierType")
         ranges, fields = [], set()
         for index, bound in enumerate(self.stats or []):
             if bound.min is None and bound.max is None:
@@ -180,7 +181,7 @@ class ProfileFilterInput:
             else:
                 ranges.append(StatsRange(StatsField(bound.field.value), bound.min, bound.max))
         return ProfileFilter(
-            identifier_type=self.identifier_type,
+            identifier_type=identifier_type,
             name_prefix=self.name.strip() if self.name and self.name.strip() else None,
             city=self.city.strip() if self.city and self.city.strip() else None,
             segment=self.segment,

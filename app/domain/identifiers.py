@@ -7,6 +7,7 @@ collection, so two profiles can never claim the same identifier.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -40,6 +41,7 @@ STRENGTH_ORDER: tuple[str, ...] = (
 _CUSTOM_RANK = STRENGTH_ORDER.index(KnownIdentifierType.LOYALTY_ID) + 0.5
 
 _CUSTOM_TYPE = re.compile(r"^[a-z][A-Za-z0-9_]{1,39}\Z")
+_KNOWN_BY_CASE = {name.lower(): str(name) for name in STRENGTH_ORDER}
 MAX_VALUE_LENGTH = 256
 
 
@@ -91,8 +93,14 @@ def is_identifier_type(type_: str) -> bool:
 
 
 def checked_type(type_: str, *, field: str = "type") -> str:
-    """The type stripped, or InvalidInput naming `field` and the types there are."""
+    """The type stripped, or InvalidInput naming `field` and the types there are. A custom name that
+    is a known type in other letter case (`customerID`) is refused, naming the known one: taken as a
+    type of its own, it split a customer over profiles and let an erased person's id back in."""
     type_ = type_.strip()
+    if type_ not in STRENGTH_ORDER and (known := _KNOWN_BY_CASE.get(type_.lower())) is not None:
+        raise InvalidInput(
+            f"unknown identifier type {type_!r}: did you mean {known!r}? (types are case-sensitive)", field=field
+        )
     if not is_identifier_type(type_):
         raise InvalidInput(
             f"unknown identifier type {type_!r}: use one of {', '.join(STRENGTH_ORDER)} "
@@ -104,18 +112,32 @@ def checked_type(type_: str, *, field: str = "type") -> str:
 
 def _validated(type_: str, value: str, default_region: str | None) -> Identifier:
     type_ = checked_type(type_)
-    stripped = value.strip()
+    stripped = _trimmed(value)
     if not stripped:
         raise InvalidInput("identifier value must not be empty", field="value")
     if len(stripped) > MAX_VALUE_LENGTH:
         raise InvalidInput(f"identifier value is longer than {MAX_VALUE_LENGTH} characters", field="value")
     if not is_valid_unicode(stripped):  # it would become a key no store can write (nor look up)
         raise InvalidInput("identifier value is not valid Unicode (it holds a lone surrogate)", field="value")
+    if any(unicodedata.category(ch) == "Cc" for ch in stripped):  # MongoDB keys may hold no NUL
+        raise InvalidInput("identifier value holds a control character (such as NUL or a tab)", field="value")
     if type_ == KnownIdentifierType.EMAIL:
         return Identifier(type_, _normalise_email(stripped, field="value"))
     if type_ == KnownIdentifierType.PHONE:
         return Identifier(type_, _normalise_phone(stripped, field="value", default_region=default_region))
-    return Identifier(type_, stripped)
+    return Identifier(type_, unicodedata.normalize("NFC", stripped))
+
+
+def _trimmed(value: str) -> str:
+    """`value` without the white space and the invisible format characters around it (a byte-order
+    mark a spreadsheet's export leaves before the first value, a zero-width space copied with it):
+    kept, they made another identifier of the same id, which let an erased person's id back in."""
+    start, end = 0, len(value)
+    while start < end and (value[start].isspace() or unicodedata.category(value[start]) == "Cf"):
+        start += 1
+    while end > start and (value[end - 1].isspace() or unicodedata.category(value[end - 1]) == "Cf"):
+        end -= 1
+    return value[start:end]
 
 
 # The shape of nearly every address: a dot-atom of ASCII characters, "@", and ASCII host-name labels
@@ -164,7 +186,10 @@ def _normalise_phone(value: str, *, field: str, default_region: str | None) -> s
     if parsed is None or not phonenumbers.is_valid_number(parsed):
         hint = "" if default_region else " (give it in international form, e.g. +33 6 12 34 56 78)"
         raise InvalidInput(f"{value!r} is not a valid phone number{hint}", field=field)
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    # E.164 has no extension: without it, colleagues behind one switchboard were one identifier, and
+    # so one profile. Kept as RFC 3966 writes it.
+    return f"{number};ext={parsed.extension}" if parsed.extension else number
 
 
 def strongest(identifiers: list[Identifier]) -> Identifier:

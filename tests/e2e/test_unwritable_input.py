@@ -132,6 +132,16 @@ async def test_a_filter_on_an_identifier_type_nobody_can_hold_is_refused(client:
     assert "errors" not in (await client.post("/graphql", json={"query": known})).json()
 
 
+async def test_a_filter_on_an_identifier_type_is_trimmed_as_it_is_checked(client: httpx.AsyncClient) -> None:
+    """Found by an audit: the type was checked trimmed but compared as sent, so " email" listed nobody."""
+    upsert = 'mutation { upsertProfile(input: {identifiers: [{type: "email", value: "t@example.com"}]}) { id } }'
+    [created] = (await client.post("/graphql", json={"query": upsert})).json()["data"].values()
+    for sent in ("email", " email", "email\t"):
+        listed = f'query {{ profiles(filter: {{identifierType: "{sent}"}}) {{ edges {{ node {{ id }} }} }} }}'
+        edges = (await client.post("/graphql", json={"query": listed})).json()["data"]["profiles"]["edges"]
+        assert [edge["node"]["id"] for edge in edges] == [created["id"]], sent
+
+
 @pytest.mark.parametrize(
     ("segment", "field"),
     [

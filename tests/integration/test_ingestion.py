@@ -742,3 +742,23 @@ async def test_a_replay_after_the_ttl_was_raised_is_a_duplicate(store: ProfileSt
     again = await with_remembered_ttl(store, IngestionPolicy(idempotency_ttl=timedelta(days=30)))
     assert again.purged_sooner == raised.purged_sooner and raised.purged_sooner is not None
     assert raised.purged_sooner[0] == timedelta(days=1)
+
+
+async def test_colleagues_behind_one_switchboard_stay_two_people(store: ProfileStore) -> None:
+    """Found by an audit: a phone's extension was dropped, so two colleagues' events, each with their own
+    email and their extension of one switchboard, merged them into one profile that showed each the
+    other's name; a third sent with the switchboard's own number stays apart too."""
+    people = {
+        "alice@acme-corp.com": "+1 212 555 0100 ext. 12",
+        "bob@acme-corp.com": "+1 212 555 0100 ext. 34",
+        "desk@acme-corp.com": "+1 212 555 0100",
+    }
+    events = [
+        event("identify", identifiers=[("email", email), ("phone", phone)], properties={"firstName": email[:4]})
+        for email, phone in people.items()
+    ]
+    outcomes = await ingest_events(store, events)
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED] * 3
+    assert len({o.profile_id for o in outcomes}) == 3
+    bob = await profile_reads.get_profile_by_identifier(store, "phone", "+12125550100;ext=34")
+    assert bob is not None and bob.first_name == "bob@"

@@ -27,6 +27,11 @@ def test_emails_are_trimmed_and_lower_cased(raw: str, expected: str) -> None:
         pytest.param("+33 (0)6 12-34-56-78", "+33612345678", id="fr-trunk-zero"),
         pytest.param("+44 7911 123456", "+447911123456", id="gb"),
         pytest.param("+1 (415) 555-2671", "+14155552671", id="us-punctuation"),
+        # Found by an audit: E.164 has no extension, so colleagues behind one switchboard were one
+        # identifier, and so one profile (each seeing the other's data).
+        pytest.param("+1 212 555 0100 ext. 12", "+12125550100;ext=12", id="an extension"),
+        pytest.param("+1 212 555 0100 #34", "+12125550100;ext=34", id="an extension after #"),
+        pytest.param("+33612345678;ext=5", "+33612345678;ext=5", id="an extension as RFC 3966 writes it"),
     ],
 )
 def test_phones_become_e164(raw: str, expected: str) -> None:
@@ -49,6 +54,13 @@ def test_national_phone_needs_a_region_and_then_normalises() -> None:
         pytest.param("email", "   ", "must not be empty", id="blank"),
         pytest.param("Bad Type", "x", "unknown identifier type", id="bad-type"),
         pytest.param("customerId", "x" * 300, "longer than", id="too-long"),
+        # Found by an audit: as custom types of their own, these split a customer over profiles and let
+        # an erased person's id back in.
+        pytest.param("customerID", "x", "did you mean 'customerId'", id="a known type in other case"),
+        pytest.param("eMail", "x", "did you mean 'email'", id="email in other case"),
+        # MongoDB refuses a NUL in a document's keys, and a merge record keys moved identities by theirs.
+        pytest.param("anonymousId", "anon\x00x", "control character", id="a NUL"),
+        pytest.param("customerId", "C\t1", "control character", id="a tab inside"),
     ],
 )
 def test_bad_identifiers_are_refused_naming_the_field(type_: str, value: str, message: str) -> None:
@@ -56,6 +68,21 @@ def test_bad_identifiers_are_refused_naming_the_field(type_: str, value: str, me
         normalise(type_, value, field="identifiers[2]")
     assert caught.value.field is not None
     assert caught.value.field.startswith("identifiers[2].")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("\ufeffCUST-9001", "CUST-9001", id="a byte-order mark before"),
+        pytest.param("CUST-9001\u200b ", "CUST-9001", id="a zero-width space after"),
+        pytest.param("Zoe\u0308-77", "Zo\u00eb-77", id="decomposed"),
+        pytest.param("a\u200db", "a\u200db", id="a joiner inside is the value's own"),
+    ],
+)
+def test_an_id_is_one_identifier_however_its_text_was_encoded(raw: str, expected: str) -> None:
+    """Found by an audit: a spreadsheet's byte-order mark, a zero-width space copied with an id or a
+    decomposed accent made another identifier of the same id, which let an erased person's id back in."""
+    assert normalise("loyaltyId", raw) == Identifier("loyaltyId", expected)
 
 
 def test_custom_identifier_types_are_kept_verbatim() -> None:

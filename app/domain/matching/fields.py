@@ -172,9 +172,12 @@ def mailbox(email: str) -> str:
 
 
 def phone_tail(phone: str) -> str:
-    """The last 8 digits: the subscriber number, whatever country code or trunk prefix was typed."""
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    return digits[-8:]
+    """The last 8 digits: the subscriber number, whatever country code or trunk prefix was typed. A
+    number with an extension (`;ext=12`: a switchboard's line) keeps it, so that colleagues behind one
+    switchboard do not read as one person's number under another country code."""
+    number, _, extension = phone.partition(";ext=")
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return f"{digits[-8:]};{extension}" if extension else digits[-8:]
 
 
 @lru_cache(maxsize=_CACHED)
