@@ -17,15 +17,18 @@ import secrets
 import time
 import uuid
 import weakref
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
+from app.domain.matching.fields import match_fields
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
+from app.domain.profile import Profile
 from app.services.key_groups import SeenPairs, key_group_chunks, let_go, unseen_pairs
 from app.services.leases import hold_for
-from app.services.ports import ProfileStore
+from app.services.ports import ProfileStore, StoreTransaction
 
 log = logging.getLogger("cdp.matching")
 
@@ -44,6 +47,9 @@ STAMP_KEY = "matchModelStamp"
 # How long a process keeps the model it read before reading the store's again, whatever the stamp
 # says (a process stopped between writing a model and its stamp left the stamp behind).
 CACHE_SECONDS = 60.0
+# An erasure is dated when it begins: one dated this long before an estimate began may still have
+# been committing when the estimate read its profiles.
+ERASURE_SLACK = timedelta(minutes=1)
 
 _cache: weakref.WeakKeyDictionary[Any, tuple[str | None, float, MatchModel | None]] = weakref.WeakKeyDictionary()
 
@@ -65,11 +71,30 @@ async def current_scorer(store: ProfileStore) -> PairScorer:
     return model.score if model is not None else score_pair
 
 
+async def forget_erased(tx: StoreTransaction, erased: Iterable[Profile]) -> None:
+    """Take the names of these profiles, erased by `tx`, out of the stored model's value frequencies,
+    in the same transaction: the model keeps names two or more profiles share under a keyed hash with
+    its key beside it, so a person whose duplicates shared a rare name could be found there after the
+    erasure (by hashing a list of names), until the next estimate, which may never come. A profile
+    made after the estimate was not counted in it."""
+    text = await tx.read_meta(META_KEY)
+    if not text:
+        return
+    stored = MatchModel.from_document(json.loads(text))
+    model = stored.forgetting(match_fields(p) for p in erased if p.created_at <= stored.estimated_at)
+    if model is None:
+        return
+    await tx.write_meta(META_KEY, json.dumps(model.to_document()))
+    # A new stamp: every process reads the model again at its next use.
+    await tx.write_meta(STAMP_KEY, f"v{model.version} {model.estimated_at.isoformat()} {uuid.uuid4().hex[:8]}")
+
+
 async def estimate_model(
     store: ProfileStore, *, min_pairs: int = MIN_PAIRS, max_pairs: int = MAX_PAIRS
 ) -> MatchModel | None:
     """Estimate a new version from the store's candidate pairs and store it; None (nothing stored)
-    when the store has fewer than `min_pairs` pairs."""
+    when the store has fewer than `min_pairs` pairs, or a person was erased during the estimate."""
+    started = now()
     vectors, profiles = await _comparison_vectors(store, max_pairs)
     pairs = sum(count for count, _ in vectors.values())
     if pairs < min_pairs:
@@ -83,6 +108,11 @@ async def estimate_model(
         )
     )
     await let_go(profiles)
+    if any(erasure.at >= started - ERASURE_SLACK for erasure in await store.erasures(limit=1)):
+        # Its names may be among those counted, and its erasure took them out of the model stored
+        # before this one (forget_erased): this one is not stored.
+        log.info("match model: a person was erased during the estimate; estimated again at the next round")
+        return None
     await store.write_meta(META_KEY, json.dumps(model.to_document()))
     await store.write_meta(STAMP_KEY, f"v{model.version} {model.estimated_at.isoformat()}")
     _cache.pop(store, None)

@@ -212,6 +212,9 @@ class StoreTransaction(Protocol):
         """`ProfileStore.read_meta` inside the transaction: what a write decides on (the key erased
         people's identifiers are hashed with) is read where nothing can change it before the commit."""
 
+    async def write_meta(self, key: str, value: str) -> None:
+        """`ProfileStore.write_meta` inside the transaction (the match model an erasure rewrites)."""
+
     async def record_erasure(self, erasure: Erasure) -> None: ...
 
     # -- segments --------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition
 from app.domain.segments.segment import erasure_exits, event_time
 from app.domain.traits.computed import PROFILED_FIELDS
+from app.services import match_model
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 from app.services.profile_reads import get_profile
@@ -249,6 +250,7 @@ async def delete_profile(
             family += level
         keys = {f"{r.type}:{r.value}" for r in profile.identifiers} | await tx.identity_keys_of(family)
         await tx.suppress(suppression_hashes(secret, sorted(keys)), at)
+        await match_model.forget_erased(tx, (await tx.get_profiles(family)).values())
         erasure_id = ERASURE_PREFIX + uuid.uuid4().hex
         trails, others = await _trails_of_others(tx, family, erasure_id)
         identifiers, interactions = await tx.erase(family)

@@ -18,8 +18,9 @@ from app.domain.events import RawIdentifier
 from app.domain.matching import MatchFields, MatchScore, PairScorer, score_pair
 from app.domain.matching import index as match_index
 from app.domain.matching.fields import normalised_values
+from app.domain.matching.learned import value_key
 from app.domain.merge_protection import MergeProtection
-from app.services import match_candidates, match_model, profiles, review_list
+from app.services import match_candidates, match_model, merging, privacy, profiles, review_list
 from app.services.identity_policy import IdentityPolicy
 from app.services.ports import ProfileStore
 from app.store.sqlite.store import SQLiteStore
@@ -194,3 +195,62 @@ async def test_a_whole_store_job_normalises_match_fields_while_the_loop_answers_
     await _listed_while_paused(
         store, paused, lambda: monkeypatch.setattr(match_index, "normalised_values", paused), seed=6
     )
+
+
+async def _rare_person(store: ProfileStore) -> list[str]:
+    """One person written twice (two customer ids: duplicates), with a name nobody else has."""
+    rare = {"first_name": "Zanzibar", "last_name": "Quixotissimo", "birth_date": "1970-03-04"}
+    written = [
+        await profiles.upsert_profile(
+            store, [RawIdentifier("customerId", f"zq-{k}")], rare, source="crm", policy=NO_AUTO
+        )
+        for k in range(2)
+    ]
+    return [p.id for p in written]
+
+
+def _kept(model: match_model.MatchModel | None, field: str, value: str) -> float | None:
+    assert model is not None
+    frequencies = model.frequencies[field]
+    return frequencies.shares.get(value_key(frequencies.salt, value))
+
+
+async def test_an_erasure_takes_the_persons_names_out_of_the_stored_model(store: ProfileStore) -> None:
+    """Found by an audit of erasure: the model keeps the names two or more profiles share, keyed with
+    a salt stored beside them, so an erased person whose duplicates shared a rare name could be found
+    in it (hash a list of names with the salt) until the next estimate. A common name another person
+    holds stays, counted once less for each erased profile that had it."""
+    await _write(store, 60, seed=3)
+    duplicates = await _rare_person(store)
+    model = await match_model.estimate_model(store, min_pairs=50)
+    assert _kept(model, "firstName", "zanzibar") is not None and _kept(model, "lastName", "quixotissimo") is not None
+    martins = _kept(model, "lastName", "martin")
+    victim = await profiles.upsert_profile(
+        store, [RawIdentifier("customerId", "m-1")], {"first_name": "Olivia", "last_name": "Martin"}, source="crm"
+    )
+    record, _ = await merging.merge_profiles(
+        store, duplicates[0], [duplicates[1]], reason="same", actor="t", policy=IdentityPolicy()
+    )
+    await privacy.delete_profile(store, record.survivor_id, actor="t")
+    await privacy.delete_profile(store, victim.id, actor="t")
+
+    stored = await match_model.stored_model(store)
+    assert _kept(stored, "firstName", "zanzibar") is None and _kept(stored, "lastName", "quixotissimo") is None
+    assert _kept(stored, "lastName", "martin") == martins  # made after the estimate: not counted in it
+    assert stored is not None and model is not None and stored.version == model.version
+
+
+async def test_a_model_estimated_while_a_person_is_erased_is_not_stored(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its counts may hold the erased person's names, which their erasure took out of the model stored
+    before it: storing it would bring them back."""
+    await _write(store, 30, seed=5)
+    duplicates = await _rare_person(store)
+    paused = _PausedScoring()
+    monkeypatch.setattr(match_model, "score_pair", paused)
+    job = asyncio.create_task(match_model.estimate_model(store, min_pairs=10))
+    assert await asyncio.to_thread(paused.started.wait, 30)
+    await privacy.delete_profile(store, duplicates[0], actor="t")
+    paused.resume.set()
+    assert await job is None and await match_model.stored_model(store) is None

@@ -7,10 +7,14 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from app.domain.matching import MatchFields, MatchModel, normalised_fields, score_pair
-from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
+from app.domain.matching.learned import ValueFrequencies, Vector, comparison, estimate, value_frequencies, value_key
 from app.domain.profile import Address
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -206,3 +210,21 @@ def test_frequencies_keep_no_name_and_weigh_each_as_the_name_itself_would() -> N
     for name in [*GIVEN, "ysolde", "nobody"]:
         assert keyed["firstName"].bits(name) == plain["firstName"].bits(name)
     assert keyed["lastName"].bits("quarante") > keyed["lastName"].bits("martin")
+
+
+def test_frequencies_without_erased_profiles_count_their_names_once_less_each() -> None:
+    """What an erasure leaves of a model's frequencies: a name left on fewer than two profiles is no
+    longer kept (its keyed hash, with the key stored beside it, named the erased person); a common
+    one weighs as if the erased profiles had never been counted. A model stored before the count of
+    profiles was kept reads it from its floor (one profile's share)."""
+    profiles = [normalised_fields(first_name=name, last_name=surname) for name in GIVEN for surname in SURNAMES]
+    profiles += [normalised_fields(first_name="ysolde", last_name="quarante") for _ in range(2)]
+    kept = value_frequencies(profiles, salt="s1")["lastName"]
+    erased = Counter({"quarante": 2, "martin": 3, "nobody": 1})
+
+    for frequencies in (kept, replace(kept, profiles=None), ValueFrequencies.from_document(kept.to_document())):
+        recounted = ValueFrequencies.from_document({**frequencies.to_document(), "profiles": frequencies.profiles})
+        without = recounted.without(erased)
+        assert without.bits("quarante") == without.bits("nobody")  # no longer kept: as rare as a name unseen
+        assert without.shares[value_key("s1", "martin")] * len(profiles) == pytest.approx(len(GIVEN) - 3)
+        assert without.shares[value_key("s1", "roux")] == kept.shares[value_key("s1", "roux")]

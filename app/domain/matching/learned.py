@@ -51,7 +51,7 @@ import hashlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -143,19 +143,46 @@ class ValueFrequencies:
     floor: float  # the share of a value not kept
     agreement: float  # the chance two profiles drawn at random agree on the field: the sum of squared shares
     salt: str | None = None  # what the values are keyed with; None: a model stored keyed by the values
+    profiles: int | None = None  # how many profiles were counted (what each share is of); None: unknown
 
     def bits(self, value: str) -> float:
         """log2(agreement / share): 0 for a value of the usual frequency among agreeing pairs."""
         ratio = math.log2(self.agreement / self.shares.get(value_key(self.salt, value), self.floor))
         return max(-MAX_FREQUENCY_BITS, min(MAX_FREQUENCY_BITS, ratio))
 
+    def without(self, values: Counter[str]) -> ValueFrequencies:
+        """These frequencies with each of `values` counted that many times fewer (the names of erased
+        profiles): a value left on fewer than two profiles is no longer kept. The salt is stored
+        beside the keyed values, so an erased person's rare name kept here could be confirmed by
+        hashing a list of names with it."""
+        shares = dict(self.shares)
+        for value, count in values.items():
+            key = value_key(self.salt, value)
+            if key not in shares:
+                continue
+            left = round(shares[key] * self.profiles) - count if self.profiles else 0
+            if left >= 2 and self.profiles:
+                shares[key] = left / self.profiles
+            else:
+                del shares[key]
+        return replace(self, shares=shares)
+
     def to_document(self) -> dict[str, Any]:
-        return {"shares": self.shares, "floor": self.floor, "agreement": self.agreement, "salt": self.salt}
+        return {
+            "shares": self.shares,
+            "floor": self.floor,
+            "agreement": self.agreement,
+            "salt": self.salt,
+            "profiles": self.profiles,
+        }
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> ValueFrequencies:
         shares, floor, agreement = dict(document["shares"]), float(document["floor"]), float(document["agreement"])
-        return cls(shares, floor, agreement, document.get("salt"))
+        profiles = document.get("profiles")
+        if profiles is None and len(shares) < MAX_KEPT_VALUES and floor > 0:  # stored before the count was
+            profiles = round(1 / floor)  # uncapped, the floor is one profile's share
+        return cls(shares, floor, agreement, document.get("salt"), None if profiles is None else int(profiles))
 
 
 def value_key(salt: str | None, value: str) -> str:
@@ -183,7 +210,7 @@ def value_frequencies(profiles: Iterable[MatchFields], *, salt: str) -> dict[str
         floor = min(kept.values()) if kept and len(kept) == MAX_KEPT_VALUES else 1
         agreement = sum(count * count for count in counter.values()) / (total * total)
         shares = {value_key(salt, value): count / total for value, count in kept.items()}
-        result[name] = ValueFrequencies(shares, floor / total, agreement, salt)
+        result[name] = ValueFrequencies(shares, floor / total, agreement, salt, total)
     return result
 
 
@@ -244,6 +271,15 @@ class MatchModel:
             and self.bits("firstName", "exact") > 0 > min(other_given)
             and self.bits("birthDate", "exact") > 0 > self.bits("birthDate", "different")
         )
+
+    def forgetting(self, erased: Iterable[MatchFields]) -> MatchModel | None:
+        """The model without the names of these erased profiles in its value frequencies (None: it
+        kept none of them)."""
+        erased, frequencies = list(erased), dict(self.frequencies)
+        for name, attribute in FREQUENCY_FIELDS.items():
+            if (kept := frequencies.get(name)) is not None:
+                frequencies[name] = kept.without(Counter(v for f in erased if (v := getattr(f, attribute))))
+        return None if frequencies == self.frequencies else replace(self, frequencies=frequencies)
 
     def to_document(self) -> dict[str, Any]:
         return {

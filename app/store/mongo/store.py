@@ -445,6 +445,9 @@ class MongoTransaction(StoreTransaction):
         found = await self._db.meta.find_one({"_id": key}, session=self._session)
         return str(found["value"]) if found else None
 
+    async def write_meta(self, key: str, value: str) -> None:
+        await self._db.meta.replace_one({"_id": key}, {"_id": key, "value": value}, upsert=True, session=self._session)
+
     async def suppressed(self, hashes: Sequence[str]) -> set[str]:
         if not hashes:
             return set()

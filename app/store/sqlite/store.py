@@ -53,6 +53,7 @@ from app.store.sqlite.transaction import (
     IDS_PER_QUERY,
     OWE_WIPE,
     WIPE_OWED,
+    WRITE_META,
     SQLiteTransaction,
     id_chunks,
     merges_of,
@@ -785,10 +786,7 @@ class SQLiteStore:
 
     async def write_meta(self, key: str, value: str) -> None:
         async with self.batch():
-            self._writer.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            self._writer.execute(WRITE_META, (key, value))
 
     async def take_lease(self, name: str, holder: str, *, now: datetime, until: datetime) -> bool:
         key = f"lease:{name}"
@@ -797,10 +795,7 @@ class SQLiteStore:
             held = loads(row[0]) if row else None
             if held is not None and held["holder"] != holder and held["until"] > to_iso(now):
                 return False
-            self._writer.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, dumps({"holder": holder, "until": until})),
-            )
+            self._writer.execute(WRITE_META, (key, dumps({"holder": holder, "until": until})))
             return True
 
     async def end_lease(self, name: str, holder: str) -> None:

@@ -49,6 +49,7 @@ _SCHEDULE_UPKEEP = (
     "ON CONFLICT(profile_id, segment_id) DO UPDATE SET due_at = min(due_at, excluded.due_at), writes = writes + 1"
 )
 
+WRITE_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 WIPE_OWED = "wipe_owed"  # meta key: an erasure committed whose data the files may still hold
 OWE_WIPE = (
     f"INSERT INTO meta (key, value) VALUES ('{WIPE_OWED}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
@@ -430,6 +431,9 @@ class SQLiteTransaction(StoreTransaction):
     async def read_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
+
+    async def write_meta(self, key: str, value: str) -> None:
+        self._db.execute(WRITE_META, (key, value))
 
     async def suppressed(self, hashes: Sequence[str]) -> set[str]:
         if not hashes:
