@@ -78,7 +78,11 @@ class Query:
         services = info.context.services
         if profile_id is None:
             found = await review_list.candidates_in_store(
-                services.store, min_score=min_score, first=first, max_pairs=services.settings.max_review_pairs
+                services.store,
+                min_score=min_score,
+                first=first,
+                max_pairs=services.settings.max_review_pairs,
+                lists=services.review_lists,
             )
         else:
             found = await match_candidates.candidates_for_profile(

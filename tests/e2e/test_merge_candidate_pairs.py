@@ -3,6 +3,7 @@ store as a Relay connection, best first, in a score range."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from app.bootstrap import Services
 from app.domain.access import Scope
 from app.main import create_app
-from app.services import api_keys
+from app.services import api_keys, review_list
 from app.services.ingestion import IngestionPolicy
 from app.services.ports import ProfileStore
 from app.settings import Settings
@@ -293,3 +294,24 @@ async def test_a_pair_is_ordered_and_filtered_by_the_score_it_shows(gql: GraphQL
     for a, b, score, _ in listed[:: max(1, len(listed) // 8)]:
         exactly = _pairs(await _pages(gql, 100, min=score, max=score))
         assert (a, b) in {(x, y) for x, y, _, _ in exactly} and {s for _, _, s, _ in exactly} == {score}
+
+
+async def test_whole_store_short_lists_asked_together_share_one_computation(
+    gql: GraphQL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an audit of what a key can make the server do: mergeCandidates without profileId
+    computed the whole store's list for each request (about a minute at 100,000 profiles), where
+    mergeCandidatePairs' first pages share one, computed one at a time."""
+    await _people(gql)
+    computed = 0
+    whole_store = review_list.review_list
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal computed
+        computed += 1
+        return await whole_store(*args, **kwargs)
+
+    monkeypatch.setattr(review_list, "review_list", counted)
+    answers = await asyncio.gather(*(gql(SHORT_LIST, {"min": 0.01}) for _ in range(4)))
+    assert computed == 1
+    assert all(answer == answers[0] and answer["data"]["mergeCandidates"] for answer in answers)
