@@ -5,6 +5,7 @@ wired: resolvers never keep segments up to date themselves."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Annotated
 
 import strawberry
@@ -33,7 +34,8 @@ from graphql_schema.types.traits import TraitsJob
 async def ingest(context: Context, raws: list[RawEvent]) -> IngestResult:
     """ingestEvents, whichever executor runs it (graphql_schema/compiled.py compiles it)."""
     services = context.services
-    outcomes = await ingest_events(services.store, raws, services.ingestion, answer_once_committed=True)
+    policy = replace(services.ingestion, actor=context.actor)  # the key's name, on the merges its events make
+    outcomes = await ingest_events(services.store, raws, policy, answer_once_committed=True)
     # A batch's thousand results, counted and made into its answer: ~5-10 ms of Python, which held the
     # loop in one piece after every batch. A worker thread does it, as it validated the events.
     return await off_loop(len(raws) > INLINE_EVENTS, _answered, services.metrics, raws, outcomes)
@@ -110,6 +112,7 @@ class Mutation:
             source=input.source,
             policy=services.ingestion.identity,
             changes=services.changes,
+            actor=info.context.actor,
         )
         return Profile.from_domain(profile)
 

@@ -44,7 +44,7 @@ from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged, events_landed, uncancelled
-from app.services.profile_writes import with_retries, write_to_resolved_profile
+from app.services.profile_writes import SYSTEM_ACTOR, with_retries, write_to_resolved_profile
 
 log = logging.getLogger("cdp.ingestion")
 INLINE_EVENTS = 20  # events validated on the caller's thread; a larger batch goes to a worker thread
@@ -82,6 +82,8 @@ class IngestionPolicy:
     # A shorter TTL some keys were written with, and until when keys it purged may be missed by the
     # TTL now (app/services/idempotency_ttl.py); None: the store was always run with this one or longer.
     purged_sooner: tuple[timedelta, datetime] | None = None
+    # Whom the events are ingested for (the key's name): recorded on the merges they make.
+    actor: str = SYSTEM_ACTOR
 
 
 async def ingest_events(
@@ -321,7 +323,7 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
             return change_for_event(profile, landed[0], additions, at=at)
 
         profile, merged = await write_to_resolved_profile(
-            tx, identifiers, build, at=at, policy=policy.identity, message_id=event.message_id
+            tx, identifiers, build, at=at, policy=policy.identity, message_id=event.message_id, actor=policy.actor
         )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
         await tx.append_interaction(profile.id, interaction_document(landed[0], origin=profile.id, received_at=at))

@@ -34,6 +34,8 @@ MAX_MERGE_HOPS = 10_000
 # Builds the change for a profile, given the identifiers the write adds to it.
 ChangeBuilder = Callable[[Profile, list[Identifier]], ProfileChange]
 
+SYSTEM_ACTOR = "system"  # a merge no key asked for (a command, the demo data, the fuzzy matcher)
+
 
 def new_profile_id() -> str:
     return uuid.uuid4().hex
@@ -75,15 +77,19 @@ async def write_to_resolved_profile(
     at: datetime,
     policy: IdentityPolicy,
     message_id: str | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> tuple[Profile, tuple[str, ...]]:
     """Resolve `identifiers` (merging the profiles they name when protection allows) and apply the
     change `build` makes; returns the profile as written and the profiles merged into it (their
-    memberships change too: the caller reports them)."""
+    memberships change too: the caller reports them). `actor`: whom a merge it makes is recorded as
+    made by (the key whose write it is), so a steward can find and undo what a key's writes merged."""
     resolution = resolve(identifiers, await tx.owners_of([i.key for i in identifiers]))
     profile = await live_profile(tx, resolution.profile_id) if resolution.profile_id else None
     merged_away: tuple[str, ...] = ()
     if profile is not None and resolution.other_profiles and policy.protection.automatic_merges:
-        profile, merged_away = await _merge_linked(tx, profile, resolution, at=at, policy=policy, message_id=message_id)
+        profile, merged_away = await _merge_linked(
+            tx, profile, resolution, at=at, policy=policy, message_id=message_id, actor=actor
+        )
     if profile is None:
         return await _create(tx, identifiers, build, at=at), merged_away
     known = profile.identifier_keys()
@@ -128,6 +134,7 @@ async def _merge_linked(
     at: datetime,
     policy: IdentityPolicy,
     message_id: str | None,
+    actor: str,
 ) -> tuple[Profile, tuple[str, ...]]:
     """The identifiers of one event or upsert belong to several profiles: they are one person.
     Returns the target as merged and the profiles merged into it (none when protection refused)."""
@@ -152,6 +159,6 @@ async def _merge_linked(
         return target, ()
     reason = "automatic: one " + ("event" if message_id else "write") + " named identifiers of each profile"
     _, merged = await merge_in_transaction(
-        tx, target, list(others.values()), reason=reason, actor="system", at=at, rules=policy.rules, automatic=True
+        tx, target, list(others.values()), reason=reason, actor=actor, at=at, rules=policy.rules, automatic=True
     )
     return merged, tuple(others)

@@ -25,7 +25,7 @@ from app.services.ports import ProfileStore, StoreTransaction
 from app.services.privacy import refuse_suppressed
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 from app.services.profile_reads import get_profile
-from app.services.profile_writes import with_retries, write_to_resolved_profile
+from app.services.profile_writes import SYSTEM_ACTOR, with_retries, write_to_resolved_profile
 
 SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 Written = tuple[Profile, tuple[str, ...]]  # an upsert's profile as written, and the profiles merged into it
@@ -76,10 +76,14 @@ async def upsert_profile(
     source: str = "upsert",
     policy: IdentityPolicy | None = None,
     changes: ProfileChanges = UNHEARD,
+    actor: str = SYSTEM_ACTOR,
 ) -> Profile:
     """Find the customer by identifiers (or create them) and set the given fields; `source` (a CRM,
-    a form…) is what the SOURCE_PRIORITY merge rule ranks."""
-    [written] = await upsert_profiles(store, [(identifiers, fields)], source=source, policy=policy, changes=changes)
+    a form…) is what the SOURCE_PRIORITY merge rule ranks; `actor` (the key's name) is recorded on
+    a merge the upsert makes."""
+    [written] = await upsert_profiles(
+        store, [(identifiers, fields)], source=source, policy=policy, changes=changes, actor=actor
+    )
     if isinstance(written, InvalidInput):
         raise written
     return written
@@ -92,6 +96,7 @@ async def upsert_profiles(
     source: str = "upsert",
     policy: IdentityPolicy | None = None,
     changes: ProfileChanges = UNHEARD,
+    actor: str = SYSTEM_ACTOR,
 ) -> list[Profile | InvalidInput]:
     """`upsert_profile` for each (identifiers, fields), in one transaction: each upsert is its own unit
     of work, so one refused (its input, an erased person's identifiers, the traits bound) writes
@@ -104,7 +109,7 @@ async def upsert_profiles(
     results: list[Written | InvalidInput | Callable[[StoreTransaction], Awaitable[Written]]] = []
     for identifiers, fields in upserts:  # invalid input is refused before any transaction
         try:
-            results.append(_upsert(identifiers, fields, source, policy, at))
+            results.append(_upsert(identifiers, fields, source, policy, at, actor))
         except InvalidInput as exc:
             results.append(exc)
     if any(callable(unit) for unit in results):
@@ -133,7 +138,12 @@ async def upsert_profiles(
 
 
 def _upsert(
-    identifiers: list[RawIdentifier], fields: dict[str, Any], source: str, policy: IdentityPolicy, at: datetime
+    identifiers: list[RawIdentifier],
+    fields: dict[str, Any],
+    source: str,
+    policy: IdentityPolicy,
+    at: datetime,
+    actor: str,
 ) -> Callable[[StoreTransaction], Awaitable[Written]]:
     """The unit of work of one upsert; InvalidInput at once when its input is invalid."""
     normalised, parsed = parse_profile_input(identifiers, fields)
@@ -153,6 +163,6 @@ def _upsert(
                 change.append["identifiers"] = identifier_records(additions, at=at, source=source)
             return change.stamped(at)
 
-        return await write_to_resolved_profile(tx, usable, build, at=at, policy=policy)
+        return await write_to_resolved_profile(tx, usable, build, at=at, policy=policy, actor=actor)
 
     return work

@@ -18,6 +18,8 @@ mutation($id: ID!) {
   unmergeProfile(mergeId: $id) { merge { id status unmergedBy } profiles { id firstName identifiers { value } } }
 }
 """
+INGEST = "mutation($events: [EventInput!]!) { ingestEvents(events: $events) { results { status reason } } }"
+AUDIT = "query($id: ID!) { profile(id: $id) { mergeHistory { survivor merged actor automatic } } }"
 HISTORY = """
 query($id: ID!) { profile(id: $id) { id mergeHistory { id status survivor merged } mergeRefusals { reason } } }
 """
@@ -140,3 +142,22 @@ async def test_a_second_street_line_is_kept_and_compared(gql: GraphQL) -> None:
     reasons = {r["field"]: r for r in candidate["reasons"]}
     assert candidate["b"]["id"] == again
     assert reasons["address.line2"]["similarity"] == 1.0 and reasons["address"]["method"] == "sameAddress"
+
+
+async def test_a_merge_a_keys_write_makes_names_the_key(gql: GraphQL) -> None:
+    """Found by an audit of what a write:events key can do: the merges its events (or upserts) made
+    were recorded as made by `system`, so a steward could not find and undo what a rogue source merged."""
+    a = await _profile(gql, "emma@example.com", firstName="Emma")
+    b = await _profile(gql, "emma.work@example.com")
+    c = await _profile(gql, "third@example.com")
+    emails = [{"type": "email", "value": value} for value in ("emma@example.com", "emma.work@example.com")]
+    linking = {"messageId": "link-1", "type": "page_view", "channel": "web", "identifiers": emails}
+    linking |= {"timestamp": "2026-11-01T10:00:00Z", "properties": {"url": "/"}}
+    ingested = await gql(INGEST, {"events": [linking]})
+    assert ingested["data"]["ingestEvents"]["results"][0]["status"] == "ACCEPTED", ingested
+    third = [{"type": "email", "value": value} for value in ("emma@example.com", "third@example.com")]
+    assert "errors" not in await gql(UPSERT, {"input": {"identifiers": third}})
+
+    merges = (await gql(AUDIT, {"id": a}))["data"]["profile"]["mergeHistory"]  # followed to the survivor
+    assert {m["survivor"] for m in merges} | {m["merged"][0] for m in merges} == {a, b, c}
+    assert [(m["actor"], m["automatic"]) for m in merges] == [("key:tests", True)] * 2
