@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         "(off: the same bytes go to every subscriber of a group, graphql_schema/broadcast.py).",
     )
     max_subscriptions_per_connection: int = Field(default=20, ge=1, le=1000)
+    max_subscription_documents_per_key: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="Different documents one key's WebSocket operations may run at once on a server process "
+        "(any number of operations of them): each is executed for every change its subscribers hear.",
+    )
     auth: bool = Field(
         default=True,
         description="API keys required (Authorization: Bearer). CDP_AUTH=off: local use only, refused "

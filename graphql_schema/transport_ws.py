@@ -30,6 +30,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Messag
 from app import tracing
 from graphql_schema import broadcast
 from graphql_schema.context import Context
+from graphql_schema.documents_by_key import DocumentsByKey
 from graphql_schema.limits import LIMIT_EXCEEDED
 from graphql_schema.operation_spans import errors_described
 from graphql_schema.persisted_queries import PersistedQueries
@@ -76,6 +77,10 @@ def _over(message: Message, limit: int) -> bool:
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._releases: dict[str, Callable[[], None]] = {}  # by operation id: its document's count (DocumentsByKey)
+
     async def handle_invalid_message(self, error_message: str) -> None:
         # Strawberry closes a frame it could not decode with "WebSocket message must be valid JSON";
         # one refused for its count of values (request_body.TooManyValues) says the limit, as HTTP does.
@@ -87,15 +92,43 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if problem is not None:
             await self.handle_invalid_message(problem)
             return
-        if message["type"] == "subscribe" and self.connection_acknowledged:
-            refused = untrusted(getattr(self.view, "persisted", None), message["payload"]) or self._one_too_many(
-                message["id"]
-            )
-            if refused is not None:  # the operation's error, as for any operation refused before it runs
-                error = GraphQLError(refused.message, extensions={"code": refused.code})
-                await self.send_message(ErrorMessage(id=message["id"], type="error", payload=[error.formatted]))
-                return
+        if message["type"] != "subscribe" or not self.connection_acknowledged:
+            await super().handle_message(message)
+            return
+        key, document = self._key_and_document(message["payload"])
+        documents: DocumentsByKey | None = getattr(self.view, "documents_by_key", None)
+        refused = (
+            untrusted(getattr(self.view, "persisted", None), message["payload"])
+            or self._one_too_many(message["id"])
+            or (documents.refusal(key, document) if documents is not None else None)
+        )
+        if refused is not None:  # the operation's error, as for any operation refused before it runs
+            error = GraphQLError(refused.message, extensions={"code": refused.code})
+            await self.send_message(ErrorMessage(id=message["id"], type="error", payload=[error.formatted]))
+            return
+        known = message["id"] in self.operations
         await super().handle_message(message)
+        operation = self.operations.get(message["id"])
+        if documents is not None and not known and operation is not None and operation.task is not None:
+            release = documents.hold(key, document)  # for the operation's life, however it ends
+            self._releases[message["id"]] = release
+            operation.task.add_done_callback(partial(self._ended, message["id"], release))
+
+    def _ended(self, operation_id: str, release: Callable[[], None], _task: object = None) -> None:
+        if self._releases.get(operation_id) is release:  # not a later operation's, under an id reused since
+            del self._releases[operation_id]
+        release()
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        # A client's `complete`: the document's count drops now, not once the cancelled task has ended.
+        if (release := self._releases.get(operation_id)) is not None:
+            self._ended(operation_id, release)
+        await super().cleanup_operation(operation_id)
+
+    def _key_and_document(self, payload: Any) -> tuple[str, str]:
+        principal = getattr(self.context, "principal", None)
+        key = (principal.key_id or principal.name) if principal is not None else ""
+        return key, str(payload.get("query") or payload.get("extensions") or "")
 
     def _one_too_many(self, operation_id: str) -> Refused | None:
         """The connection's operations at their limit: refused with a code and the way out (Strawberry's

@@ -709,3 +709,34 @@ async def test_a_wrong_date_or_time_in_the_document_is_refused_with_its_location
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" and said in error["message"], error
     assert error["locations"] == [{"line": 1, "column": document.index(value) + 1}], error
     assert await sqlite_store.count_profiles() == 0
+
+
+async def test_a_key_runs_a_bounded_number_of_different_documents_at_once(sqlite_store: SQLiteStore, key: str) -> None:
+    """Found by an audit of what a subscribe key can do: each subscription told apart by an alias is
+    executed for every change (1,000 of them kept the server busy 69 s for one segment update, 17 s
+    with one document). Any number of operations of the documents a key runs; a new one past the
+    limit is refused until one of them ends, on whichever connection."""
+    services = _services(sqlite_store, max_subscription_documents_per_key=2)
+
+    def subscribe(operation_id: str, alias: str) -> str:
+        document = f"subscription {{ {alias}: segmentMembershipChanged {{ change }} }}"
+        return json.dumps({"id": operation_id, "type": "subscribe", "payload": {"query": document}})
+
+    async with serving(services) as address:
+        url = f"ws://{address}/graphql"
+        async with connect(url, subprotocols=TRANSPORT_WS) as first, connect(url, subprotocols=TRANSPORT_WS) as second:
+            await _acknowledged(first, key)
+            await _acknowledged(second, key)
+            for operation_id, alias in (("1", "a"), ("2", "b"), ("3", "a")):
+                await first.send(subscribe(operation_id, alias))
+            await second.send(subscribe("4", "c"))
+            refused = json.loads(await asyncio.wait_for(second.recv(), 10))
+            assert (refused["id"], refused["type"]) == ("4", "error"), refused
+            assert refused["payload"][0]["extensions"]["code"] == "LIMIT_EXCEEDED", refused
+            assert "at most 2 different documents at once for one key" in refused["payload"][0]["message"]
+            await first.send(json.dumps({"id": "2", "type": "complete"}))
+            await first.send(json.dumps({"type": "ping"}))  # answered once the completion is handled
+            assert json.loads(await asyncio.wait_for(first.recv(), 10))["type"] == "pong"
+            await second.send(subscribe("5", "c"))
+            await second.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(second.recv(), 10))["type"] == "pong"  # no error before it
