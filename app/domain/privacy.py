@@ -12,11 +12,13 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from pydantic import Field
 
 from app.domain.errors import InvalidInput
+from app.domain.identifiers import Identifier
 from app.domain.profile import Consent, StoredModel
 from app.domain.profile_change import ProfileChange
 from app.domain.stored_behaviour import ConsentTime
@@ -88,3 +90,17 @@ def new_suppression_secret() -> str:
 
 def suppression_hash(secret: str, identity_key: str) -> str:
     return hmac.new(bytes.fromhex(secret), identity_key.encode(), hashlib.sha256).hexdigest()
+
+
+def kept_despite_erasure(identifiers: Sequence[Identifier], suppressed: Collection[str]) -> list[Identifier] | None:
+    """The identifiers a write goes on with when some of them (`suppressed` keys) belong to an erased
+    person: the others, when its strongest identifier is not one of those (a family's tablet, whose
+    deviceId one of them took with their erasure, sending with another's email: the other's event,
+    refused for good before); None when it is (the erased person's write: nothing of it is kept).
+    Either way the erased person's identifiers are never claimed again."""
+    if not any(i.key in suppressed for i in identifiers):
+        return list(identifiers)
+    strongest = min(i.strength for i in identifiers)
+    if any(i.key in suppressed for i in identifiers if i.strength == strongest):
+        return None
+    return [i for i in identifiers if i.key not in suppressed]

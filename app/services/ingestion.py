@@ -42,7 +42,7 @@ from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion_batch import Landed, Parsed, held, ingest_run
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
-from app.services.privacy import refuse_suppressed
+from app.services.privacy import without_suppressed
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged, events_landed, uncancelled
 from app.services.profile_writes import SYSTEM_ACTOR, with_retries, write_to_resolved_profile
 
@@ -310,20 +310,22 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
         if await tx.message_seen(event.message_id) or await _replayed(tx, item, _replays_before(at, policy)):
             raise MessageAlreadyProcessed(event.message_id)
-        await refuse_suppressed(tx, identifiers)
-        landed = [event]
+        kept = await without_suppressed(tx, identifiers)
+        # An erased person's identifiers among another's: kept by neither (privacy.kept_despite_erasure).
+        arrived = landed_as(event, {i.key for i in identifiers} - {i.key for i in kept})
+        landed = [arrived]
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
-            if (refusal := event_traits_refusal(profile, event)) is not None:
+            if (refusal := event_traits_refusal(profile, arrived)) is not None:
                 raise refusal  # the unit rolls back: nothing of this event is written
             # Identifiers the profile does not hold now (merged in, or claimed by this event) are
             # another profile's, which protection kept apart from it: the event does not keep them.
             own = profile.identifier_keys() | {i.key for i in additions}
-            landed[0] = landed_as(event, {i.key for i in identifiers} - own)
+            landed[0] = landed_as(arrived, {i.key for i in kept} - own)
             return change_for_event(profile, landed[0], additions, at=at)
 
         profile, merged = await write_to_resolved_profile(
-            tx, identifiers, build, at=at, policy=policy.identity, message_id=event.message_id, actor=policy.actor
+            tx, kept, build, at=at, policy=policy.identity, message_id=event.message_id, actor=policy.actor
         )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
         await tx.append_interaction(profile.id, interaction_document(landed[0], origin=profile.id, received_at=at))

@@ -25,6 +25,7 @@ from app.domain.event_effects import (
     consent_decision,
     event_traits_refusal,
     interaction_document,
+    landed_as,
     reads_recent,
 )
 from app.domain.events import Event, EventType
@@ -32,19 +33,18 @@ from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
 from app.domain.matching.index import stored_keys, touches_match_fields
 from app.domain.merge_protection import MergeProtection
-from app.domain.privacy import ConsentDecision
+from app.domain.privacy import ConsentDecision, kept_despite_erasure
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import apply_change
 from app.domain.stored_behaviour import StoredBehaviour
 from app.services.ports import MessageAlreadyProcessed, ProfileWrite, StoreTransaction, VersionConflict
-from app.services.privacy import suppressed_keys
+from app.services.privacy import SUPPRESSED_REASON, suppressed_keys
 from app.services.profile_writes import new_profile_id
 
 # The in-memory apply gives the event loop a turn this often: a store whose I/O is asynchronous
 # (MongoDB) runs this code on the loop, and no step may hold it for long.
 YIELD_EVERY = 25
 FIRST_READ = 32  # events read ahead first; each further read ahead covers twice as many
-SUPPRESSED_REASON = "these identifiers belong to a person whose data was erased: nothing is recorded for them"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +200,11 @@ def _apply(
     event, identifiers = parsed.event, parsed.usable
     if event.message_id in known:
         return Landed(parsed.index, duplicate=True)
-    if any(i.key in suppressed for i in identifiers):
+    kept = kept_despite_erasure(identifiers, suppressed)
+    if kept is None:
         return Landed(parsed.index, refused=SUPPRESSED_REASON)
+    if len(kept) < len(identifiers):  # an erased person's among another's: kept by neither
+        event, identifiers = landed_as(event, suppressed), kept
     resolution = resolve(identifiers, {i.key: owners[i.key] for i in identifiers if i.key in owners})
     if resolution.other_profiles:
         return None  # a merge, or a refusal to merge: the per-event path decides

@@ -21,6 +21,7 @@ from app.domain.privacy import (
     Erasure,
     check_purpose,
     check_source,
+    kept_despite_erasure,
     new_suppression_secret,
     record_consent,
     suppression_hash,
@@ -40,6 +41,7 @@ log = logging.getLogger("cdp.privacy")
 ERASURE_PREFIX = "era_"  # an erasure's id, which stands for the erased profile in the trails others keep
 
 SUPPRESSION_SECRET = "suppressionSecret"
+SUPPRESSED_REASON = "these identifiers belong to a person whose data was erased: nothing is recorded for them"
 ERASED_REASON = "withheld: it was written about a person erased since"
 EXPORT_PAGE = 1000
 # A person's membership changes, all read at once (a segment entered and left daily for years, in
@@ -364,10 +366,10 @@ async def _trails_of_others(
     return list(trails.values()), rewritten
 
 
-async def refuse_suppressed(tx: StoreTransaction, identifiers: Sequence[Identifier]) -> None:
-    """InvalidInput when any identifier belongs to an erased person: their data never comes back."""
-    if await suppressed_keys(tx, [i.key for i in identifiers]):
-        raise InvalidInput(
-            "these identifiers belong to a person whose data was erased: nothing is recorded for them",
-            field="identifiers",
-        )
+async def without_suppressed(tx: StoreTransaction, identifiers: Sequence[Identifier]) -> list[Identifier]:
+    """The identifiers a write goes on with (kept_despite_erasure), or InvalidInput when it is an erased
+    person's: their data never comes back."""
+    kept = kept_despite_erasure(identifiers, await suppressed_keys(tx, [i.key for i in identifiers]))
+    if kept is None:
+        raise InvalidInput(SUPPRESSED_REASON, field="identifiers")
+    return kept

@@ -22,7 +22,7 @@ from app.domain.profile_query import ProfileFilter
 from app.services.identity_policy import IdentityPolicy
 from app.services.match_candidates import merge_lookalikes
 from app.services.ports import ProfileStore, StoreTransaction
-from app.services.privacy import refuse_suppressed
+from app.services.privacy import without_suppressed
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
 from app.services.profile_reads import get_profile
 from app.services.profile_writes import SYSTEM_ACTOR, with_retries, write_to_resolved_profile
@@ -150,7 +150,7 @@ def _upsert(
     usable = policy.usable(normalised)
 
     async def work(tx: StoreTransaction) -> Written:
-        await refuse_suppressed(tx, usable)
+        kept = await without_suppressed(tx, usable)
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             if (refusal := traits_refusal(profile.traits, parsed.traits, field="traits")) is not None:
@@ -163,6 +163,6 @@ def _upsert(
                 change.append["identifiers"] = identifier_records(additions, at=at, source=source)
             return change.stamped(at)
 
-        return await write_to_resolved_profile(tx, usable, build, at=at, policy=policy, actor=actor)
+        return await write_to_resolved_profile(tx, kept, build, at=at, policy=policy, actor=actor)
 
     return work

@@ -21,7 +21,7 @@ from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.segments.segment import ERASURE_EXITS_KEPT, MembershipChange, SegmentEvent
 from app.services import merging, privacy, profile_reads, profiles
 from app.services.identity_policy import IdentityPolicy
-from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.ingestion import EventOutcome, EventStatus, IngestionPolicy, ingest_each_alone, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
@@ -134,6 +134,46 @@ async def test_erasure_forgets_the_person_for_good(store: ProfileStore) -> None:
     assert await store.count_profiles() == 1
     with pytest.raises(NotFound):
         await privacy.delete_profile(store, emma.id, actor="dpo")
+
+
+@pytest.mark.parametrize("path", [ingest_events, ingest_each_alone], ids=["batch", "per-event"])
+async def test_an_erased_persons_shared_device_neither_blocks_nor_joins_the_others_events(
+    store: ProfileStore, path: Callable[..., Awaitable[list[EventOutcome]]]
+) -> None:
+    """Found by an audit of erasure: Bea's erasure suppressed the family tablet's deviceId with her
+    identifiers, and every later event of Cal's from the tablet (his email and the tablet's id) was
+    refused for good. An event whose strongest identifier is not the erased person's is the other's:
+    it lands without the erased person's identifiers, which nobody claims again; one whose strongest
+    is theirs (Bea's old email from the tablet), or naming theirs alone, is refused as before."""
+    tablet = ("deviceId", "family-tablet")
+    await ingest_events(store, [event("page_view", identifiers=[("email", "bea@example.com"), tablet])])
+    cal = await _customer(store, "page_view", email="cal@example.com")
+    bea = await profile_reads.get_profile_by_identifier(store, "email", "bea@example.com")
+    assert bea is not None
+    await privacy.delete_profile(store, bea.id, actor="dpo")
+
+    sent = [
+        event("page_view", identifiers=[("email", "cal@example.com"), tablet], message_id="cal-on-tablet"),
+        event("page_view", identifiers=[("email", "bea@example.com"), tablet], message_id="bea-on-tablet"),
+        event("page_view", identifiers=[tablet], message_id="tablet-alone"),
+        event("page_view", identifiers=[("email", "dora@example.com"), tablet], message_id="dora-new"),
+    ]
+    outcomes = await path(store, sent)
+    statuses = [o.status for o in outcomes]
+    assert statuses == [EventStatus.ACCEPTED, EventStatus.REJECTED, EventStatus.REJECTED, EventStatus.ACCEPTED]
+    assert outcomes[0].profile_id == cal and outcomes[3].profile_id not in (None, cal)
+    for landed in (outcomes[0], outcomes[3]):
+        profile = await store.get_profile(landed.profile_id or "")
+        assert profile is not None and "deviceId:family-tablet" not in profile.identifier_keys()
+        history = await store.run_in_transaction(lambda tx, owner=profile.id: tx.history(owner))
+        assert all("deviceId:family-tablet" not in i.identifiers for i in history), history
+    assert await profile_reads.get_profile_by_identifier(store, *tablet) is None
+    upserted = await profiles.upsert_profile(
+        store, [RawIdentifier("email", "cal@example.com"), RawIdentifier(*tablet)], {}
+    )
+    assert upserted.id == cal and "deviceId:family-tablet" not in upserted.identifier_keys()
+    with pytest.raises(InvalidInput, match="erased"):
+        await profiles.upsert_profile(store, [RawIdentifier(*tablet)], {"first_name": "Bea"})
 
 
 async def test_two_first_erasures_at_once_both_keep_their_people_out(store: ProfileStore) -> None:
