@@ -148,6 +148,10 @@ class SupportContactProperties(_Properties):
 class SurveyResponseProperties(_Properties):
     nps: int | None = Field(default=None, ge=0, le=10, strict=True)
     rating: int | None = Field(default=None, ge=1, le=5, strict=True)
+    # Kept on the profile's ratings as text: a number there (a shop's numeric product id) was stored
+    # as sent, and the profile read back no more (its reads, upserts, export and erasure all failed).
+    productId: str | None = Field(default=None, min_length=1, strict=True)
+    comment: str | None = Field(default=None, strict=True)
 
     @model_validator(mode="after")
     def _needs_an_answer(self) -> SurveyResponseProperties:

@@ -12,7 +12,7 @@ from datetime import datetime as _datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 from pydantic.alias_generators import to_camel
 
 from app.domain.clock import utc_ms
@@ -78,11 +78,17 @@ class Consent(StoredModel):
     at: datetime
 
 
+def _as_text(value: Any) -> Any:
+    """A rating's product id or comment as text: versions before the survey's properties were typed
+    stored them as sent (a number, an object), and the profile read back no more."""
+    return value if value is None or isinstance(value, str) else orjson.dumps(value).decode()
+
+
 class Rating(StoredModel):
     rating: int
     at: datetime
-    product_id: str | None = None
-    comment: str | None = None
+    product_id: Annotated[str | None, BeforeValidator(_as_text)] = None
+    comment: Annotated[str | None, BeforeValidator(_as_text)] = None
 
 
 class Qualitative(StoredModel):

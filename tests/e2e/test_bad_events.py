@@ -105,6 +105,17 @@ BAD_EVENTS = [
     ),
     pytest.param(_event("bad", "survey_response", properties={"nps": True}), "properties.nps", id="nps-true"),
     pytest.param(_event("bad", "survey_response", properties={"rating": "5"}), "properties.rating", id="rating-text"),
+    # Found by an audit: kept as sent on the profile's ratings, they made the profile unreadable.
+    pytest.param(
+        _event("bad", "survey_response", properties={"rating": 5, "productId": 8812345678}),
+        "properties.productId",
+        id="survey-product-id-a-number",
+    ),
+    pytest.param(
+        _event("bad", "survey_response", properties={"rating": 5, "comment": {"text": "ok"}}),
+        "properties.comment",
+        id="survey-comment-an-object",
+    ),
     pytest.param(
         _event("bad", "consent_update", properties={"purpose": "email_marketing", "granted": "no"}),
         "properties.granted",
@@ -218,7 +229,8 @@ async def test_a_page_view_nested_250_levels_is_refused_and_the_profile_still_re
 
 async def _write_as_an_older_version_could(store: ProfileStore) -> str:
     """A profile holding what ingestion before the bounds let through: properties nested 249 levels
-    (as deep as the embedded store's encoder takes inside a profile) and counters past GraphQL's Int."""
+    (as deep as the embedded store's encoder takes inside a profile), counters past GraphQL's Int, and
+    a rating whose product id and comment were stored as sent (a number, an object)."""
     at = datetime(2026, 5, 1, 10, tzinfo=UTC)
     profile = new_profile("p-legacy", at)
     deep = {
@@ -235,6 +247,8 @@ async def _write_as_an_older_version_could(store: ProfileStore) -> str:
     change.inc.update({"stats.itemsPurchased": 3_000_000_000, "stats.orders": 2**40, "stats.eventsTotal": 2**40})
     change.inc["stats.channels.web"] = 2**40
     change.push["recent"] = CappedPush([deep], RECENT_ORDER, RECENT_INTERACTIONS_CAP)
+    rating = {"rating": 4, "at": at, "productId": 8812345678, "comment": {"text": "ok"}}
+    change.push["qualitative.ratings"] = CappedPush([rating], {"at": -1}, 20)
 
     async def work(tx: StoreTransaction) -> None:
         await tx.claim_identities(profile.id, [Identifier("email", "emma@example.com")], at)
