@@ -9,6 +9,7 @@ import strawberry
 
 from app.domain import products as domain
 from app.domain.recommendation import Recommendation as DomainRecommendation
+from graphql_schema.types.counts import graphql_int
 
 
 @strawberry.type
@@ -44,7 +45,7 @@ class Product:
             stock=product.stock,
             new_item=product.new_item,
             price_history=[PricePoint(price=p.price, from_=p.from_) for p in product.price_history],
-            sales=product.sales,
+            sales=graphql_int(product.sales),  # a quantity may be up to the largest Int: a sum goes past it
         )
 
 

@@ -30,6 +30,7 @@ from graphql_schema.pagination import (
     foreign_cursor,
     page_window,
 )
+from graphql_schema.types.counts import graphql_int
 from graphql_schema.types.free_form import visible
 from graphql_schema.types.merge_record import Merge, MergeRefusal
 from graphql_schema.types.node import Node
@@ -47,13 +48,6 @@ T = TypeVar("T")
 
 def _money(cents: int | None) -> float | None:
     return None if cents is None else cents / 100
-
-
-def _count(value: int) -> int:
-    """A counter as a GraphQL Int (signed 32 bits). Ingestion bounds what one event adds, but a total
-    can still outgrow it (or was written before the bounds): it reads as the largest Int, never as a
-    read that fails for good."""
-    return max(-(2**31), min(value, 2**31 - 1))
 
 
 @strawberry.type
@@ -148,29 +142,29 @@ class Stats:
     @classmethod
     def from_domain(cls, stats: domain.Stats) -> Stats:
         return cls(
-            events_total=_count(stats.events_total),
-            orders=_count(stats.orders),
+            events_total=graphql_int(stats.events_total),
+            orders=graphql_int(stats.orders),
             revenue=stats.revenue_cents / 100,
             average_order_value=_money(stats.average_order_value_cents),
-            items_purchased=_count(stats.items_purchased),
+            items_purchased=graphql_int(stats.items_purchased),
             first_order_at=stats.first_order_at,
             last_order_at=stats.last_order_at,
-            returns=_count(stats.returns),
+            returns=graphql_int(stats.returns),
             returned_amount=stats.returned_cents / 100,
-            add_to_carts=_count(stats.add_to_carts),
-            cart_abandons=_count(stats.cart_abandons),
+            add_to_carts=graphql_int(stats.add_to_carts),
+            cart_abandons=graphql_int(stats.cart_abandons),
             last_cart_abandon_at=stats.last_cart_abandon_at,
-            email_opens=_count(stats.email_opens),
-            email_clicks=_count(stats.email_clicks),
-            email_replies=_count(stats.email_replies),
-            visits=_count(stats.visits),
-            page_views=_count(stats.page_views),
-            product_views=_count(stats.product_views),
-            support_contacts=_count(stats.support_contacts),
-            survey_responses=_count(stats.survey_responses),
+            email_opens=graphql_int(stats.email_opens),
+            email_clicks=graphql_int(stats.email_clicks),
+            email_replies=graphql_int(stats.email_replies),
+            visits=graphql_int(stats.visits),
+            page_views=graphql_int(stats.page_views),
+            product_views=graphql_int(stats.product_views),
+            support_contacts=graphql_int(stats.support_contacts),
+            survey_responses=graphql_int(stats.survey_responses),
             first_seen_at=stats.first_seen_at,
             last_seen_at=stats.last_seen_at,
-            channels=[ChannelCount(channel=c, count=_count(n)) for c, n in sorted(stats.channels.items())],
+            channels=[ChannelCount(channel=c, count=graphql_int(n)) for c, n in sorted(stats.channels.items())],
         )
 
 

@@ -77,3 +77,18 @@ async def test_bad_product_input_is_a_user_error_naming_the_field(gql: GraphQL) 
     assert (await gql('{ recommendations(profileId: "nobody") { score } }'))["errors"][0]["extensions"]["code"] == (
         "NOT_FOUND"
     )
+
+
+async def test_a_best_seller_sold_past_graphqls_int_still_reads(gql: GraphQL) -> None:
+    """Found by an audit of numbers: an order line may hold up to the largest Int, so a product's sales
+    over the window may pass it, and every read selecting `sales` failed for the 90 days it lasted
+    (upsertProducts too, after committing). It reads as the largest Int, as a profile's counters do."""
+    await gql(PRODUCTS, {"products": [{"id": "sku-1", "name": "Pin", "category": "misc", "price": 1, "stock": 9}]})
+    line = {"productId": "sku-1", "quantity": 2**31 - 1, "price": 0}
+    orders = [
+        _event(f"o{n}", "order_completed", 1 + n, {"orderId": f"o{n}", "total": 0, "lines": [line]}) for n in range(2)
+    ]
+    assert (await gql(INGEST, {"events": orders}))["data"]["ingestEvents"]["accepted"] == 2
+    assert "errors" not in await gql(RECOMPUTE)
+    written = await gql('mutation { upsertProducts(products: [{id: "sku-1", stock: 8}]) { id sales } }')
+    assert written == {"data": {"upsertProducts": [{"id": "sku-1", "sales": 2**31 - 1}]}}
