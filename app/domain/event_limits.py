@@ -128,7 +128,7 @@ def _within(value: Any, depth: int, limits: EventLimits, room: int) -> int | Non
     elif kind is float:
         size = 32 if math.isfinite(value) else room + 1
     elif kind is dict:
-        if depth > limits.max_depth:
+        if depth > limits.max_depth or _reads_as_a_reference(value):
             return None
         size = 2
         for key, item in value.items():
@@ -152,6 +152,12 @@ def _within(value: Any, depth: int, limits: EventLimits, room: int) -> int | Non
     else:
         return None
     return size if size <= room else None
+
+
+def _reads_as_a_reference(value: dict[Any, Any]) -> bool:
+    """An object MongoDB's driver decodes as a DBRef, not as itself: stored, the profile holding it read
+    back no more on that store (the other one kept it as it was)."""
+    return isinstance(value.get("$ref"), str) and "$id" in value and isinstance(value.get("$db"), str | None)
 
 
 def _too_large(limits: EventLimits, field: str) -> InvalidInput:
@@ -191,6 +197,11 @@ def _problem(value: Any, depth: int, limits: EventLimits) -> str | None:
                 return "holds a key that is not valid Unicode (it holds a lone surrogate)"
             if "\x00" in key:
                 return "holds a key with a NUL character"
+        if _reads_as_a_reference(value):
+            return (
+                "holds both `$ref` and `$id`, which MongoDB reads back as a reference (a DBRef), not as this "
+                "object: rename either key"
+            )
     elif not isinstance(value, date):  # dates: what Extended JSON files ({"$date": …}) hold, stored natively
         return f"a {type(value).__name__} is not JSON (string, number, boolean, null, list or object)"
     return None

@@ -116,6 +116,13 @@ BAD_EVENTS = [
         "properties.comment",
         id="survey-comment-an-object",
     ),
+    # Found by an audit: MongoDB's driver reads such an object back as a DBRef, and the profile holding
+    # it no longer read (its export and erasure failed), where the embedded store kept it.
+    pytest.param(
+        _event("bad", "page_view", properties={"url": "/", "schema": {"$ref": "#/defs/cart", "$id": "https://x"}}),
+        "properties.schema",
+        id="an-object-mongodb-reads-as-a-reference",
+    ),
     pytest.param(
         _event("bad", "consent_update", properties={"purpose": "email_marketing", "granted": "no"}),
         "properties.granted",
