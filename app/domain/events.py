@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.domain.clock import parse_time, utc_ms
 from app.domain.errors import InvalidInput, first_problem
@@ -69,7 +69,17 @@ EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
 # Strict: numbers only. Read leniently, `"total": true` was an order of 1.00, `"nps": true` a
 # detractor's answer, and `"total": "1e3"` 1,000.
 Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)]
-Quantity = Annotated[int, Field(ge=1, le=MAX_GRAPHQL_INT, strict=True)]
+
+
+def _whole(value: Any) -> Any:
+    """A number written with a decimal part of zero (`2.0`, `1e3`: what an encoder of doubles writes) as
+    the integer it is; anything else as it came, for the strict check to judge."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# Whole numbers only: 2.5 items or an NPS of 7.5 are refused, 2.0 and 7.0 taken.
+WholeNumber = Annotated[int, BeforeValidator(_whole), Field(strict=True)]
+Quantity = Annotated[WholeNumber, Field(ge=1, le=MAX_GRAPHQL_INT)]
 DEFAULT_LIMITS = EventLimits()
 
 
@@ -142,12 +152,12 @@ class EmailProperties(_Properties):
 
 
 class SupportContactProperties(_Properties):
-    satisfaction: int | None = Field(default=None, ge=1, le=5, strict=True)
+    satisfaction: WholeNumber | None = Field(default=None, ge=1, le=5)
 
 
 class SurveyResponseProperties(_Properties):
-    nps: int | None = Field(default=None, ge=0, le=10, strict=True)
-    rating: int | None = Field(default=None, ge=1, le=5, strict=True)
+    nps: WholeNumber | None = Field(default=None, ge=0, le=10)
+    rating: WholeNumber | None = Field(default=None, ge=1, le=5)
     # Kept on the profile's ratings as text: a number there (a shop's numeric product id) was stored
     # as sent, and the profile read back no more (its reads, upserts, export and erasure all failed).
     productId: str | None = Field(default=None, min_length=1, strict=True)

@@ -344,3 +344,19 @@ async def test_a_consent_update_takes_the_purposes_set_consent_takes(client: htt
     profile = (await _post(client, consents, {})).json()["data"]["profileByIdentifier"]
     assert [c["purpose"] for c in profile["consents"]] == ["email_marketing"]
     assert [c["purpose"] for c in profile["consentHistory"]] == ["email_marketing"]
+
+
+async def test_a_whole_number_written_with_a_zero_decimal_part_is_taken_as_that_integer(
+    client: httpx.AsyncClient,
+) -> None:
+    """Found by an audit of numbers: `"quantity": 2.0`, what an encoder of doubles writes, was refused as
+    "not a valid integer"; 2.5 still is."""
+    whole = _order(lines=[{"productId": "p1", "quantity": 2.0, "price": 10.25}])
+    half = _order(lines=[{"productId": "p1", "quantity": 2.5, "price": 10.25}])
+    events = [_event("whole", "order_completed", properties=whole), _event("half", "order_completed", properties=half)]
+    result = (await _post(client, INGEST, {"events": events})).json()["data"]["ingestEvents"]
+    assert [r["status"] for r in result["results"]] == ["ACCEPTED", "REJECTED"], result
+    profile = await _read(client)
+    assert (profile["stats"]["orders"], profile["stats"]["itemsPurchased"]) == (1, 2)
+    [edge] = profile["interactions"]["edges"]
+    assert edge["node"]["properties"]["lines"][0]["quantity"] == 2 and "2.0" not in json.dumps(edge["node"])
