@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from app.domain.matching.index import refresh_keys
-from app.domain.merge import MergeRecord, merged_profile, tombstone
+from app.domain.merge import MergeRecord, merged_profile, snapshot, tombstone
 from app.domain.profile import Interaction, Profile
 from app.domain.reconciliation import ReconciliationRules
 from app.services.ports import StoreTransaction
@@ -57,7 +57,7 @@ async def merge_in_transaction(
         reason=reason,
         actor=actor,
         automatic=automatic,
-        snapshots=[p.to_document() for p in [survivor, *others]],
+        snapshots=[snapshot(p) for p in [survivor, *others]],
         moved_identities=moved,
     )
     await tx.insert_merge(record)

@@ -20,7 +20,10 @@ from pymongo.errors import BulkWriteError
 from app.domain.errors import InvalidInput
 from app.domain.profile_query import ProfileFilter
 from app.restoring import restore_backup
+from app.services import merging
+from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import ingest_events
+from app.services.ports import ProfileStore
 from app.store.mongo.store import BUCKET_BYTES, COLLECTIONS, STORE_FORMAT_KEY, MongoStore, _failed_index
 from app.store.mongo.store import STORE_FORMAT as MONGO_FORMAT
 from app.store.sqlite.backups import back_up, check_backup, store_id
@@ -179,3 +182,20 @@ async def test_a_mongodb_database_of_format_1_is_given_its_profiles_folds_at_sta
     assert await store.read_meta(STORE_FORMAT_KEY) == str(MONGO_FORMAT)
     for query in (ProfileFilter(name_prefix="ÉMI"), ProfileFilter(name_prefix="zo"), ProfileFilter(city="MÉDAN")):
         assert [p.first_name for p in await store.list_profiles(query, after=None, limit=10)] == ["Émile"], query
+
+
+async def test_a_merge_record_does_not_grow_with_the_profiles_recent_events(store: ProfileStore) -> None:
+    """Found by an audit of MongoDB's limits: a merge record saved each profile with its recent list (50
+    events of up to 64 KB), so eleven such profiles merged at once made a 17.5 MB record, past MongoDB's
+    16 MB, and the merge failed. An unmerge rebuilds that list from the history: the record keeps none."""
+    heavy = {"url": "/p", **{f"part{n}": "x" * 8_000 for n in range(4)}}  # 32 KB, strings of at most 8,192
+    ids = []
+    for person in range(3):
+        events = [event("page_view", email=f"p{person}@example.com", minutes=n, properties=heavy) for n in range(50)]
+        outcomes = await ingest_events(store, events)
+        ids.append(outcomes[0].profile_id or "")
+    record, _ = await merging.merge_profiles(store, ids[0], ids[1:], reason="same", actor="t", policy=IdentityPolicy())
+    [kept] = await store.merges_of(ids[0])
+    assert len(bson.encode(kept.to_document())) < 200_000  # the recent lists alone weighed 4.8 MB
+    _, back = await merging.unmerge_profile(store, record.id, actor="t")
+    assert sorted(len(p.recent) for p in back) == [50, 50, 50]
