@@ -92,15 +92,20 @@ def suppression_hash(secret: str, identity_key: str) -> str:
     return hmac.new(bytes.fromhex(secret), identity_key.encode(), hashlib.sha256).hexdigest()
 
 
-def kept_despite_erasure(identifiers: Sequence[Identifier], suppressed: Collection[str]) -> list[Identifier] | None:
+def kept_despite_erasure(
+    identifiers: Sequence[Identifier], suppressed: Collection[str], owned: Collection[str]
+) -> list[Identifier] | None:
     """The identifiers a write goes on with when some of them (`suppressed` keys) belong to an erased
-    person: the others, when its strongest identifier is not one of those (a family's tablet, whose
-    deviceId one of them took with their erasure, sending with another's email: the other's event,
-    refused for good before); None when it is (the erased person's write: nothing of it is kept).
-    Either way the erased person's identifiers are never claimed again."""
+    person: the others, when its strongest identifiers are none of those and one of them is someone's
+    already (`owned` keys: a family's tablet, whose deviceId one of them took with their erasure,
+    sending with another's email: the other's event, refused for good before); None otherwise (the
+    erased person's write, or one that would make a new profile: a shop connected since, sending
+    their email with its own new customer id, recreated them). Either way the erased person's
+    identifiers are never claimed again."""
     if not any(i.key in suppressed for i in identifiers):
         return list(identifiers)
     strongest = min(i.strength for i in identifiers)
-    if any(i.key in suppressed for i in identifiers if i.strength == strongest):
+    top = [i for i in identifiers if i.strength == strongest]
+    if any(i.key in suppressed for i in top) or not any(i.key in owned for i in top):
         return None
     return [i for i in identifiers if i.key not in suppressed]

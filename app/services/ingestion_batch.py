@@ -200,7 +200,7 @@ def _apply(
     event, identifiers = parsed.event, parsed.usable
     if event.message_id in known:
         return Landed(parsed.index, duplicate=True)
-    kept = kept_despite_erasure(identifiers, suppressed)
+    kept = kept_despite_erasure(identifiers, suppressed, owners)
     if kept is None:
         return Landed(parsed.index, refused=SUPPRESSED_REASON)
     if len(kept) < len(identifiers):  # an erased person's among another's: kept by neither

@@ -369,7 +369,10 @@ async def _trails_of_others(
 async def without_suppressed(tx: StoreTransaction, identifiers: Sequence[Identifier]) -> list[Identifier]:
     """The identifiers a write goes on with (kept_despite_erasure), or InvalidInput when it is an erased
     person's: their data never comes back."""
-    kept = kept_despite_erasure(identifiers, await suppressed_keys(tx, [i.key for i in identifiers]))
+    keys = [i.key for i in identifiers]
+    suppressed = await suppressed_keys(tx, keys)
+    owned = await tx.owners_of(keys) if suppressed else {}
+    kept = kept_despite_erasure(identifiers, suppressed, owned)
     if kept is None:
         raise InvalidInput(SUPPRESSED_REASON, field="identifiers")
     return kept
