@@ -192,5 +192,17 @@ def _normalise_phone(value: str, *, field: str, default_region: str | None) -> s
     return f"{number};ext={parsed.extension}" if parsed.extension else number
 
 
+def former_keys(key: str) -> list[str]:
+    """The keys versions before 2026-12-03 may have stored this identifier under, where they still
+    tell it apart: a phone without its extension (dropped then), an id in decomposed Unicode (NFD,
+    as a Mac writes accents; kept as sent then). What an erasure suppressed under them still holds."""
+    type_, _, value = key.partition(":")
+    if type_ == KnownIdentifierType.PHONE:
+        return [f"{type_}:{value.partition(';ext=')[0]}"] if ";ext=" in value else []
+    if type_ == KnownIdentifierType.EMAIL or (decomposed := unicodedata.normalize("NFD", value)) == value:
+        return []
+    return [f"{type_}:{decomposed}"]
+
+
 def strongest(identifiers: list[Identifier]) -> Identifier:
     return min(identifiers, key=lambda i: (i.strength, i.key))

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from app.domain import clock
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput, NotFound, StoreUnavailable
-from app.domain.identifiers import Identifier
+from app.domain.identifiers import Identifier, former_keys
 from app.domain.merge import MergeRecord, MergeStatus, held_only_by, merges_into
 from app.domain.privacy import (
     ConsentDecision,
@@ -212,15 +212,18 @@ async def suppression_secret(store: ProfileStore) -> str:
 async def suppressed_keys(tx: StoreTransaction, keys: Sequence[str]) -> set[str]:
     """Those of the identifier `keys` that belong to an erased person. The key they are hashed with is
     read in the writing transaction: read before it, an erasure made in between (the store's first,
-    which makes the key) let the person's waiting events bring them back."""
+    which makes the key) let the person's waiting events bring them back. A key counts as suppressed
+    also under the forms older versions stored it in (identifiers.former_keys): a person erased before
+    a phone's extension was kept came back with their number sent with it."""
     if not keys:
         return set()
     secret = await tx.read_meta(SUPPRESSION_SECRET)
     if secret is None:  # nobody was ever erased
         return set()
-    hashes = suppression_hashes(secret, keys)
-    hit = await tx.suppressed(hashes)
-    return {key for key, digest in zip(keys, hashes, strict=True) if digest in hit}
+    forms = {key: [key, *former_keys(key)] for key in keys}
+    hashes = {form: suppression_hash(secret, form) for each in forms.values() for form in each}
+    hit = await tx.suppressed(list(dict.fromkeys(hashes.values())))
+    return {key for key, each in forms.items() if any(hashes[form] in hit for form in each)}
 
 
 def suppression_hashes(secret: str, keys: Sequence[str]) -> list[str]:

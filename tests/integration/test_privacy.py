@@ -719,3 +719,23 @@ async def test_a_consent_given_through_a_merged_away_id_goes_back_with_its_perso
         ("email_marketing", False, "unsubscribe link")
     ]
     assert all(d.source != "unsubscribe link" for d in await privacy.consent_history(store, cal_now))
+
+
+async def test_people_erased_before_identifiers_kept_more_of_their_text_stay_out(store: ProfileStore) -> None:
+    """Found by the review of aba9019: older versions stored a phone without its extension and an id as
+    its Unicode was sent, and suppressed those forms at an erasure; the same person's events, now
+    normalised otherwise, came back. Both forms still count as the erased person's."""
+    secret = await privacy.suppression_secret(store)
+    legacy = ["phone:+12125550100", "loyaltyId:" + "Jose\u0301-42"]  # as an erasure before them hashed them
+
+    async def erased_long_ago(tx: StoreTransaction) -> None:
+        await tx.suppress(privacy.suppression_hashes(secret, legacy), clock.now())
+
+    await store.run_in_transaction(erased_long_ago)
+    sent = [
+        event("page_view", identifiers=[("phone", "+1 212 555 0100 ext. 34")], message_id="extension"),
+        event("page_view", identifiers=[("loyaltyId", "Jos\u00e9-42")], message_id="composed"),
+        event("page_view", identifiers=[("loyaltyId", "Jose\u0301-42")], message_id="decomposed"),
+    ]
+    assert [o.status for o in await ingest_events(store, sent)] == [EventStatus.REJECTED] * 3
+    assert await store.count_profiles() == 0
