@@ -68,6 +68,7 @@ class EventOutcome:
     reason: str | None = None
     field: str | None = None
     merged: tuple[str, ...] = ()  # the profiles the event merged into `profile_id` (its identifiers linked them)
+    created: bool = False  # the event made the profile (every segment may take it in, not only those of its paths)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +144,19 @@ def _landed(raw_events: Sequence[RawEvent], done: Sequence[EventOutcome]) -> lis
     """The batch's changes for the listeners: each profile with the types of the events that landed on it."""
     landed: dict[str, set[str]] = {}
     merged: list[str] = []
+    created: list[str] = []
     for raw, outcome in zip(raw_events, done, strict=True):
         if outcome.status is EventStatus.ACCEPTED and outcome.profile_id:
             landed.setdefault(outcome.profile_id, set()).add(raw.type)
             merged += outcome.merged
-    return [*events_landed(landed), ProfilesChanged.of(Cause.MERGE, merged)]  # merged away: they leave their segments
+            if outcome.created:
+                created.append(outcome.profile_id)
+    return [
+        *events_landed(landed),
+        # A new profile may enter a segment of what it lacks (no consent, no name): every segment's due.
+        ProfilesChanged.of(Cause.EVENT, created),
+        ProfilesChanged.of(Cause.MERGE, merged),  # merged away: they leave their segments
+    ]
 
 
 async def ingest_each_alone(
@@ -245,7 +254,7 @@ def _outcome(event: Event, decided: Landed) -> EventOutcome:
         return EventOutcome(event.message_id, EventStatus.DUPLICATE, reason="messageId already processed")
     if decided.refused is not None:
         return _rejected(event.message_id, decided.index, decided.field, decided.refused)
-    return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=decided.profile_id)
+    return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=decided.profile_id, created=decided.created)
 
 
 async def _one_by_one(
@@ -306,16 +315,17 @@ def _rejected(message_id: str, index: int, field: str | None, message: str) -> E
 async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: IngestionPolicy) -> EventOutcome:
     event, identifiers = item.event, item.usable
 
-    async def work(tx: StoreTransaction) -> tuple[str, tuple[str, ...]]:
+    async def work(tx: StoreTransaction) -> tuple[str, tuple[str, ...], bool]:
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
         if await tx.message_seen(event.message_id) or await _replayed(tx, item, _replays_before(at, policy)):
             raise MessageAlreadyProcessed(event.message_id)
         kept = await without_suppressed(tx, identifiers)
         # An erased person's identifiers among another's: kept by neither (privacy.kept_despite_erasure).
         arrived = landed_as(event, {i.key for i in identifiers} - {i.key for i in kept})
-        landed = [arrived]
+        landed, made = [arrived], [False]
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
+            made[0] = profile.version == 0  # a new profile, this event's: never stored yet
             if (refusal := event_traits_refusal(profile, arrived)) is not None:
                 raise refusal  # the unit rolls back: nothing of this event is written
             # Identifiers the profile does not hold now (merged in, or claimed by this event) are
@@ -331,12 +341,12 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
         await tx.append_interaction(profile.id, interaction_document(landed[0], origin=profile.id, received_at=at))
         if (decision := consent_decision(event, profile.id)) is not None:
             await tx.append_consent(decision)
-        return profile.id, merged
+        return profile.id, merged, made[0]
 
     try:
-        profile_id, merged = await with_retries(store, work)
+        profile_id, merged, created = await with_retries(store, work)
     except MessageAlreadyProcessed:
         return EventOutcome(event.message_id, EventStatus.DUPLICATE, reason="messageId already processed")
     except InvalidInput as exc:  # an erased person's identifiers, the traits bound: nothing written
         return _rejected(event.message_id, item.index, exc.field, exc.message)
-    return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=profile_id, merged=merged)
+    return EventOutcome(event.message_id, EventStatus.ACCEPTED, profile_id=profile_id, merged=merged, created=created)

@@ -65,6 +65,7 @@ class Landed:
     duplicate: bool = False
     refused: str | None = None
     field: str = "identifiers"  # what a refusal names
+    created: bool = False  # the event made the profile
 
 
 @dataclass(slots=True)
@@ -239,7 +240,7 @@ def _apply(
     writes.interactions.append((profile.id, interaction_document(event, origin=profile.id, received_at=at)))
     if (decision := consent_decision(event, profile.id)) is not None:
         writes.consents.append(decision)
-    return Landed(parsed.index, profile_id=profile.id)
+    return Landed(parsed.index, profile_id=profile.id, created=resolution.profile_id is None)
 
 
 async def _write(

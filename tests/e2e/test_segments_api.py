@@ -100,3 +100,21 @@ async def test_segment_history_pages_back_with_before(gql: GraphQL) -> None:
 
 
 HISTORY_IDS = "query($id: ID!) { segmentHistory(segmentId: $id) { id profileId } }"
+
+
+async def test_a_profile_an_event_makes_enters_a_segment_of_what_it_lacks(gql: GraphQL) -> None:
+    """Found by an audit of consent: a profile made by an event was evaluated only against the segments
+    of the paths its event touched (stats, identifiers, history), so one of people without an SMS
+    consent, or without a first name, never took it in until the segment was redefined."""
+    create = 'mutation($c: JSON!) { createSegment(input: {name: "To ask", condition: $c}) { segment { id } } }'
+    lacking = [
+        {"not": {"consentGranted": {"purpose": "sms_marketing"}}},
+        {"compare": {"path": "firstName", "op": "exists", "value": False}},
+    ]
+    ids = [(await gql(create, {"c": condition}))["data"]["createSegment"]["segment"]["id"] for condition in lacking]
+    event = {"messageId": "m1", "type": "page_view", "channel": "web", "timestamp": "2026-12-01T10:00:00Z"}
+    event |= {"identifiers": [{"type": "email", "value": "new@example.com"}], "properties": {"url": "/"}}
+    ingest = "mutation($e: [EventInput!]!) { ingestEvents(events: $e) { results { profileId } } }"
+    profile_id = (await gql(ingest, {"e": [event]}))["data"]["ingestEvents"]["results"][0]["profileId"]
+    found = await gql("query($id: ID!) { profile(id: $id) { segments } }", {"id": profile_id})
+    assert sorted(found["data"]["profile"]["segments"]) == sorted(ids), found

@@ -54,13 +54,14 @@ def _events(specs: list[tuple[str, list[tuple[str, str]], int, int, str]]) -> li
     ]
 
 
-def _result(outcome: EventOutcome) -> tuple[str, str, str | None, str | None]:
-    """The outcome, with its event's position written the same way on both sides."""
+def _result(outcome: EventOutcome) -> tuple[str, str, str | None, str | None, bool]:
+    """The outcome, with its event's position written the same way on both sides, and whether it made
+    its profile (every segment is then due for it)."""
 
     def unplaced(text: str | None) -> str | None:
         return None if text is None else re.sub(r"events\[\d+\]", "events[*]", text)
 
-    return outcome.message_id, str(outcome.status), unplaced(outcome.reason), unplaced(outcome.field)
+    return outcome.message_id, str(outcome.status), unplaced(outcome.reason), unplaced(outcome.field), outcome.created
 
 
 async def _people(store: ProfileStore) -> list[tuple[Any, ...]]:
