@@ -51,17 +51,19 @@ class LoopbackOnly:
             return
         exposed = network_address(scope.get("server")) or network_address(scope.get("client"))
         if exposed is not None:
-            why = f"CDP_AUTH=off serves this machine only, and this connection came over the network ({exposed})"
+            why = (
+                f"CDP_AUTH=off serves this machine only, and this connection came over the network ({exposed}): "
+                "turn authentication on (keys: `python -m app keys create`) or listen on 127.0.0.1"
+            )
         elif (named := foreign_host(scope)) is not None:
             why = (
                 f"CDP_AUTH=off serves this machine only, and this request names another host ({named}) in its "
                 "Host header, as a web page pointing its own name at 127.0.0.1 does: open the server as "
-                "http://localhost:<port> or http://127.0.0.1:<port>"
+                "http://localhost:<port> or http://127.0.0.1:<port>, or turn authentication on"
             )
         else:
             await self.app(scope, receive, send)
             return
-        why += ": turn authentication on (keys: `python -m app keys create`) or listen on 127.0.0.1"
         if not self._said:
             self._said = True
             log.error("refusing network connections: %s", why)
@@ -101,7 +103,11 @@ def _names_this_machine(host: str) -> bool:
     name = name.rstrip(".").lower()
     if name == "localhost" or name.endswith(".localhost"):
         return True
-    return _is_address(name) and _network_host(name) is None
+    if not _is_address(name):
+        return False
+    # 0.0.0.0 and [::]: the address uvicorn prints when it listens on every interface; a page's origin
+    # is one of them only if it is this server's own.
+    return ipaddress.ip_address(name).is_unspecified or _network_host(name) is None
 
 
 def _is_address(host: str) -> bool:

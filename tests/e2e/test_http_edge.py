@@ -231,6 +231,8 @@ LOCAL_ADDRESSES = [
     pytest.param(LOCAL, "LOCALHOST.", 200, id="naming localhost in capitals, fully qualified"),
     pytest.param(LOCAL, "app.localhost:8000", 200, id="naming a name under .localhost"),
     pytest.param(LOCAL, "[::1]:8000", 200, id="naming IPv6 loopback"),
+    pytest.param(LOCAL, "0.0.0.0:8000", 200, id="naming every interface, as uvicorn prints it"),
+    pytest.param(LOCAL, "[::]:8000", 200, id="naming every IPv6 interface"),
 ]
 
 
