@@ -18,7 +18,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.clock import now
@@ -29,6 +29,7 @@ from app.domain.profile import Profile
 from app.services.key_groups import SeenPairs, key_group_chunks, let_go, unseen_pairs
 from app.services.leases import hold_for
 from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_writes import with_retries
 
 log = logging.getLogger("cdp.matching")
 
@@ -50,6 +51,7 @@ CACHE_SECONDS = 60.0
 # An erasure is dated when it begins: one dated this long before an estimate began may still have
 # been committing when the estimate read its profiles.
 ERASURE_SLACK = timedelta(minutes=1)
+ERASED_KEY = "matchModelErasedAt"  # when a person was last erased: an estimate begun before it is not stored
 
 _cache: weakref.WeakKeyDictionary[Any, tuple[str | None, float, MatchModel | None]] = weakref.WeakKeyDictionary()
 
@@ -76,7 +78,9 @@ async def forget_erased(tx: StoreTransaction, erased: Iterable[Profile]) -> None
     in the same transaction: the model keeps names two or more profiles share under a keyed hash with
     its key beside it, so a person whose duplicates shared a rare name could be found there after the
     erasure (by hashing a list of names), until the next estimate, which may never come. A profile
-    made after the estimate was not counted in it."""
+    made after the estimate was not counted in it. The erasure is noted (ERASED_KEY), in the same
+    transaction, for an estimate running meanwhile, which then stores nothing."""
+    await tx.write_meta(ERASED_KEY, now().isoformat())
     text = await tx.read_meta(META_KEY)
     if not text:
         return
@@ -108,13 +112,23 @@ async def estimate_model(
         )
     )
     await let_go(profiles)
-    if any(erasure.at >= started - ERASURE_SLACK for erasure in await store.erasures(limit=1)):
-        # Its names may be among those counted, and its erasure took them out of the model stored
-        # before this one (forget_erased): this one is not stored.
+
+    async def store_unless_erased(tx: StoreTransaction) -> bool:
+        # In one transaction with the check: an erasure committing in between took its names out of
+        # the model stored before this one, and this one would have brought them back. Writing the
+        # mark too makes a MongoDB erasure running at once conflict with this write (one retries).
+        erased = await tx.read_meta(ERASED_KEY)
+        if erased and datetime.fromisoformat(erased) >= started - ERASURE_SLACK:
+            return False
+        await tx.write_meta(ERASED_KEY, erased or "")
+        await tx.write_meta(META_KEY, json.dumps(model.to_document()))
+        await tx.write_meta(STAMP_KEY, f"v{model.version} {model.estimated_at.isoformat()}")
+        return True
+
+    if not await with_retries(store, store_unless_erased):
+        # Its counts may hold the names of someone erased meanwhile, taken out of the stored model.
         log.info("match model: a person was erased during the estimate; estimated again at the next round")
         return None
-    await store.write_meta(META_KEY, json.dumps(model.to_document()))
-    await store.write_meta(STAMP_KEY, f"v{model.version} {model.estimated_at.isoformat()}")
     _cache.pop(store, None)
     log.info(
         "match model v%d from %d pairs in %d iterations (match share %.3f)%s",

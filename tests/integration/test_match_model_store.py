@@ -254,3 +254,30 @@ async def test_a_model_estimated_while_a_person_is_erased_is_not_stored(
     await privacy.delete_profile(store, duplicates[0], actor="t")
     paused.resume.set()
     assert await job is None and await match_model.stored_model(store) is None
+
+
+async def test_a_model_stored_while_an_erasure_commits_is_not_stored(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the review of 6ec6970: the estimate checked the erasures, then stored, in two steps; an
+    erasure still committing between them had taken its names out of the model stored before, and
+    the new one brought them back. The check and the write are now one transaction."""
+    await _write(store, 30, seed=5)
+    duplicates = await _rare_person(store)
+    in_erasure, go_on = threading.Event(), threading.Event()  # the erasure runs on the writer's thread
+    forget = match_model.forget_erased
+
+    async def held_open(*args: Any, **kwargs: Any) -> None:
+        await forget(*args, **kwargs)
+        in_erasure.set()
+        while not go_on.is_set():  # the erasure's transaction stays open, its names taken out
+            await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(match_model, "forget_erased", held_open)
+    erasure = asyncio.create_task(privacy.delete_profile(store, duplicates[0], actor="t"))
+    assert await asyncio.to_thread(in_erasure.wait, 30)
+    estimate = asyncio.create_task(match_model.estimate_model(store, min_pairs=10))
+    await asyncio.sleep(0.5)  # the estimate reads and compares meanwhile (its reads see no erasure yet)
+    go_on.set()
+    await erasure
+    assert await estimate is None and await match_model.stored_model(store) is None
