@@ -739,3 +739,21 @@ async def test_people_erased_before_identifiers_kept_more_of_their_text_stay_out
     ]
     assert [o.status for o in await ingest_events(store, sent)] == [EventStatus.REJECTED] * 3
     assert await store.count_profiles() == 0
+
+
+async def test_a_consent_history_lists_the_decision_in_effect_first_at_one_instant(store: ProfileStore) -> None:
+    """Found by an audit of consent: a refusal and a grant at one instant leave the refusal in effect
+    (supersedes), but the history listed the grant as the newest, so a preference centre showing the
+    newest decision said "opted in"."""
+    at = clock.now() - timedelta(minutes=1)
+    decisions = [
+        event("consent_update", at=at, properties={"purpose": "email_marketing", "granted": granted})
+        for granted in (False, True)
+    ]
+    assert {o.status for o in await ingest_events(store, decisions)} == {EventStatus.ACCEPTED}
+    profile = await profile_reads.get_profile_by_identifier(store, "email", "emma@example.com")
+    assert profile is not None and profile.consents["email_marketing"].granted is False
+    history = await privacy.consent_history(store, profile)
+    assert [d.granted for d in history] == [False, True]
+    newest = await store.consent_history([profile.id], limit=1)
+    assert [d.granted for d in newest] == [False]

@@ -922,8 +922,9 @@ class MongoStore:
         return await self._transaction(work)
 
     async def consent_history(self, profile_ids: Sequence[str], *, limit: int | None = None) -> list[ConsentDecision]:
-        # Newest first; decisions of one millisecond in the order they were made (ObjectIds grow).
-        order = [("at", DESCENDING), ("_id", DESCENDING)]
+        # Newest first; of decisions at one instant the refusal first (the one in effect: supersedes),
+        # then in the order they were made (ObjectIds grow).
+        order = [("at", DESCENDING), ("granted", ASCENDING), ("_id", DESCENDING)]
         if limit is None:
             cursor = self._db.consent_log.find({"profileId": {"$in": list(profile_ids)}}).sort(order)
             documents = await cursor.to_list(None)
@@ -933,7 +934,7 @@ class MongoStore:
                 documents += (
                     await self._db.consent_log.find({"profileId": profile_id}).sort(order).limit(limit).to_list(None)
                 )
-            documents.sort(key=lambda d: (d["at"], d["_id"]), reverse=True)
+            documents.sort(key=lambda d: (d["at"], not d.get("granted"), d["_id"]), reverse=True)
         return [ConsentDecision.model_validate(document) for document in documents]
 
     async def save_segment(self, segment: Segment) -> None:

@@ -105,6 +105,11 @@ def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
         )
 
 
+# A consent history's order: newest first; of decisions at one instant the refusal first (the one in
+# effect: privacy.supersedes), then the later recorded.
+_CONSENT_ORDER = "at DESC, json_extract(doc, '$.granted'), rowid DESC"
+
+
 class SQLiteStore:
     backend = "sqlite"
 
@@ -588,13 +593,13 @@ class SQLiteStore:
                 return []
             marks = ",".join("?" * len(profile_ids))
             if limit is None:
-                sql = f"SELECT doc FROM consent_log WHERE profile_id IN ({marks}) ORDER BY at DESC, rowid DESC"
+                sql = f"SELECT doc FROM consent_log WHERE profile_id IN ({marks}) ORDER BY {_CONSENT_ORDER}"
                 rows = db.execute(sql, list(profile_ids)).fetchall()
             else:  # each profile's newest, found on its index (profile_id, at) before any document is read
                 sql = (
                     "SELECT doc FROM consent_log WHERE rowid IN (SELECT r FROM (SELECT rowid AS r, ROW_NUMBER() "
-                    "OVER (PARTITION BY profile_id ORDER BY at DESC, rowid DESC) AS n FROM consent_log "
-                    f"WHERE profile_id IN ({marks})) WHERE n <= ?) ORDER BY at DESC, rowid DESC"
+                    f"OVER (PARTITION BY profile_id ORDER BY {_CONSENT_ORDER}) AS n FROM consent_log "
+                    f"WHERE profile_id IN ({marks})) WHERE n <= ?) ORDER BY {_CONSENT_ORDER}"
                 )
                 rows = db.execute(sql, [*profile_ids, limit]).fetchall()
             return [ConsentDecision.model_validate(loads(row[0])) for row in rows]
