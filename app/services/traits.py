@@ -204,11 +204,16 @@ async def _survey(
     while page := await store.list_profiles(ProfileFilter(), after=after, limit=page_size):
         for profile in page:
             values = rfm_values(profile.stats, as_of=as_of)
-            if values is None or profiling_refused(profile):
+            if values is None:
                 continue
-            base.add(values)
+            # A refusal of profiling keeps the person out of the scores and of what their baskets teach;
+            # what they bought still counts in a product's sales (a count of units, nobody's profile).
+            refused = profiling_refused(profile)
+            if not refused:
+                base.add(values)
             bought = purchases(await orders_of(store, profile))
-            together.add_customer(p.product_id for p in bought)
+            if not refused:
+                together.add_customer(p.product_id for p in bought)
             for purchase in bought:
                 if purchase.at >= since:
                     sales[purchase.product_id] = sales.get(purchase.product_id, 0) + purchase.quantity

@@ -509,3 +509,20 @@ async def test_a_profile_whose_traits_cannot_be_computed_stops_no_one_else(
     await traits.recompute_traits(store, page_size=2)
     described = {pid for pid in ids.values() if ((await store.get_profile(pid)) or pytest.fail()).rfm is not None}
     assert described == set(ids.values()) - {poison}
+
+
+async def test_a_profiling_refusers_purchases_still_count_in_a_products_sales(store: ProfileStore) -> None:
+    """Found by an audit of consent: the job skipped a person who refused profiling for the sales too,
+    so best sellers and "popular: N sold" undercounted. A count of units profiles nobody; their baskets
+    still teach no co-purchase."""
+    await _catalogue(store)
+    await _land(store, _order("a@example.com", 3, "a1", [("shoe-1", 1), ("bag-1", 1)], 120.0))
+    await _land(store, _order("b@example.com", 3, "b1", [("shoe-1", 1), ("bag-1", 1)], 120.0))
+    refusal = event("consent_update", email="b@example.com", properties={"purpose": "profiling", "granted": False})
+    await _land(store, refusal)
+
+    await traits.recompute_traits(store)
+
+    shoe, bag = sorted(await store.get_products(["shoe-1", "bag-1"]), key=lambda p: p.id, reverse=True)
+    assert (shoe.sales, bag.sales) == (2, 2)
+    assert [(link.product_id, link.count) for link in shoe.also_bought] == [("bag-1", 1)]  # a's basket only
