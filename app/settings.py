@@ -18,6 +18,7 @@ from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
 from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection, blocklisted
 from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.reconciliation import ReconciliationRules, Rule
+from app.domain.segments.catalogue import is_purpose
 from app.services.identity_policy import IdentityPolicy
 from app.services.review_list import MAX_REVIEW_PAIRS
 from app.trusted_documents import read_manifest
@@ -261,6 +262,15 @@ class Settings(BaseSettings):
         """A JSON list, or the items comma-separated (`crm,web`): given that way, the environment
         variable stopped the server with pydantic-settings' traceback, not the one line of a bad setting."""
         return _listed(value, "items")
+
+    @field_validator("consent_purposes")
+    @classmethod
+    def _purposes_as_decisions_name_them(cls, values: list[str]) -> list[str]:
+        """Each as a consent_update event and a segment may name it: `Email-Marketing` was taken, then
+        its withdrawal by event refused and no segment could require it."""
+        if bad := [value for value in values if not is_purpose(value)]:
+            raise ValueError(f"{bad[0]!r}: a purpose is 1-64 lower-case letters, digits or underscores")
+        return values
 
     @field_validator("merge_blocklist")
     @classmethod

@@ -63,6 +63,8 @@ def _run(cwd: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess[
         pytest.param("CDP_LOG_LEVEL", "verbose", "Input should be 'critical', 'error'", id="log-level"),
         pytest.param("CDP_BACKUP_EVERY_HOURS", "inf", "Input should be a finite number", id="infinite-period"),
         pytest.param("CDP_MONGODB_DATABASE", "a b.c", "String should match pattern", id="mongodb-database"),
+        # Found by an audit of consent: taken, then its withdrawal by event refused and no segment could name it.
+        pytest.param("CDP_CONSENT_PURPOSES", "Email-Marketing,ads", "'Email-Marketing': a purpose is", id="purpose"),
         # Not JSON: pydantic-settings' traceback before (73 lines, exit status 1).
         pytest.param(
             "CDP_MERGE_RULES",
