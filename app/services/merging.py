@@ -12,6 +12,7 @@ are undone newest first: a later merge saved the survivor with what the earlier 
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
@@ -221,13 +222,24 @@ async def _unmerge(
         survivor.id, {mid: owner for mid, owner in moves.items() if mid in consent_events}, direct=theirs
     )
     direct = [d for d in decided if d.decision_id not in theirs]
+    # A refusal made directly through the survivor's id while merged may have been either person's: the
+    # API answers the survivor's id for the merged person's identifiers, so their unsubscribe landed
+    # there, and undoing the merge opted them in again. Both keep it (the stricter reading), each
+    # with it in their consent history.
+    shared_refusals = [d for d in direct if not d.granted]
 
     restored: list[Profile] = []
     for merged_id, tomb in tombstones.items():
         snapshot = record.snapshot_of(merged_id)
         own_keys = set(by_previous_owner[merged_id])
         extra = [r for r in survivor.identifiers if _key(r) in own_keys and _key(r) not in snapshot.identifier_keys()]
-        own_decisions = [d for d in decided if theirs.get(d.decision_id or "") == merged_id]
+        copies = [
+            d.model_copy(update={"profile_id": merged_id, "decision_id": uuid.uuid4().hex, "named_id": None})
+            for d in shared_refusals
+        ]
+        for copy in copies:
+            await tx.append_consent(copy)
+        own_decisions = [d for d in decided if theirs.get(d.decision_id or "") == merged_id] + copies
         base = snapshot.model_copy(
             update={
                 "identifiers": [*snapshot.identifiers, *extra],

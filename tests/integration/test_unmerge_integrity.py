@@ -328,3 +328,20 @@ async def test_the_idempotency_key_of_an_event_sent_while_merged_follows_its_sen
     assert kept is not None and kept.stats.orders == 1
     await privacy.delete_profile(store, quin.id, actor="t")
     assert await store.run_in_transaction(lambda tx: tx.known_messages(["quin-order"])) == set()
+
+
+async def test_a_refusal_given_through_the_survivors_id_while_merged_goes_with_both(store: ProfileStore) -> None:
+    """Found by an audit of consent: while Quin was merged into Pat, looking Quin up by their email
+    answered Pat's id, so Quin's unsubscribe went through it; undoing the merge left it with Pat, and
+    Quin was opted in again, their history holding no trace of it. A refusal made through the
+    survivor's id while merged is now both people's (a grant stays the survivor's)."""
+    pat = await _person(store, "pat", granted=True)
+    quin = await _person(store, "quin", granted=True)
+    record, _ = await merging.merge_profiles(store, pat.id, [quin.id], reason="r", actor="t", policy=POLICY)
+    await privacy.set_consent(store, pat.id, "email_marketing", False, "unsubscribe link", purposes=DEFAULT_PURPOSES)
+    await privacy.set_consent(store, pat.id, "analytics", True, "cookie banner", purposes=DEFAULT_PURPOSES)
+
+    _, [survivor, restored] = await merging.unmerge_profile(store, record.id, actor="t")
+    assert _own(survivor) == ("Pat", {"email_marketing": False, "analytics": True})
+    assert _own(restored) == ("Quin", {"email_marketing": False})
+    assert await _decisions(store, quin.id) == ["direct", "quin-consent"]
