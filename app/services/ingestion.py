@@ -151,12 +151,7 @@ def _landed(raw_events: Sequence[RawEvent], done: Sequence[EventOutcome]) -> lis
             merged += outcome.merged
             if outcome.created:
                 created.append(outcome.profile_id)
-    return [
-        *events_landed(landed),
-        # A new profile may enter a segment of what it lacks (no consent, no name): every segment's due.
-        ProfilesChanged.of(Cause.EVENT, created),
-        ProfilesChanged.of(Cause.MERGE, merged),  # merged away: they leave their segments
-    ]
+    return [*events_landed(landed, created), ProfilesChanged.of(Cause.MERGE, merged)]  # merged away: they leave theirs
 
 
 async def ingest_each_alone(

@@ -62,20 +62,22 @@ class ProfilesChanged:
         return cls(cause, tuple(dict.fromkeys(profile_ids)), None if paths is None else frozenset(paths))
 
 
-def events_landed(landed: Mapping[str, Collection[str]]) -> list[ProfilesChanged]:
+def events_landed(landed: Mapping[str, Collection[str]], created: Collection[str] = ()) -> list[ProfilesChanged]:
     """An ingested batch's changes from each profile's landed event types: profiles that received the
-    same types share one change (listeners then handle them together)."""
-    by_types: dict[frozenset[str], list[str]] = {}
+    same types share one change (listeners then handle them together). A profile the batch `created`
+    has every path changed: a segment of what it lacks (no consent, no first name) may take it in."""
+    made = set(created)
+    by_types: dict[tuple[frozenset[str], bool], list[str]] = {}
     for profile_id, types in landed.items():
-        by_types.setdefault(frozenset(types), []).append(profile_id)
+        by_types.setdefault((frozenset(types), profile_id in made), []).append(profile_id)
     return [
         ProfilesChanged(
             Cause.EVENT,
             tuple(profile_ids),
-            frozenset(EVERY_EVENT_PATHS).union(*(EVENT_PATHS.get(t, ()) for t in types)),
+            None if new else frozenset(EVERY_EVENT_PATHS).union(*(EVENT_PATHS.get(t, ()) for t in types)),
             types,
         )
-        for types, profile_ids in by_types.items()
+        for (types, new), profile_ids in by_types.items()
     ]
 
 

@@ -62,8 +62,14 @@ async def test_every_kind_of_write_reports_its_profiles_cause_and_paths(store: P
     heard = Heard()
     changes = ProfileChanges(heard)
     policy = IngestionPolicy(changes=changes)
+    made = await ingest_events(store, [event("page_view", email=f"{n}@example.com") for n in "ab"], policy)
+    a, b = made[0].profile_id, made[1].profile_id
+    assert a and b
+    # Profiles an event made: every path changed (a segment of what they lack may take them in).
+    assert [(c.profile_ids, c.paths) for c in heard.changes] == [((a, b), None)]
+    heard.changes.clear()
 
-    outcomes = await ingest_events(
+    await ingest_events(
         store,
         [
             event("order_completed", email="a@example.com"),
@@ -72,8 +78,6 @@ async def test_every_kind_of_write_reports_its_profiles_cause_and_paths(store: P
         ],
         policy,
     )
-    a, b = outcomes[0].profile_id, outcomes[1].profile_id
-    assert a and b
     orders, consents = sorted(heard.changes, key=lambda c: len(c.event_types))
     assert (orders.cause, orders.profile_ids, orders.event_types) == (Cause.EVENT, (a,), {"order_completed"})
     assert consents.profile_ids == (b,) and consents.event_types == {"order_completed", "consent_update"}
