@@ -17,7 +17,7 @@ import secrets
 import time
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,6 @@ from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
 from app.domain.matching.fields import match_fields
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
-from app.domain.profile import Profile
 from app.services.key_groups import SeenPairs, key_group_chunks, let_go, unseen_pairs
 from app.services.leases import hold_for
 from app.services.ports import ProfileStore, StoreTransaction
@@ -73,19 +72,21 @@ async def current_scorer(store: ProfileStore) -> PairScorer:
     return model.score if model is not None else score_pair
 
 
-async def forget_erased(tx: StoreTransaction, erased: Iterable[Profile]) -> None:
-    """Take the names of these profiles, erased by `tx`, out of the stored model's value frequencies,
-    in the same transaction: the model keeps names two or more profiles share under a keyed hash with
-    its key beside it, so a person whose duplicates shared a rare name could be found there after the
-    erasure (by hashing a list of names), until the next estimate, which may never come. A profile
-    made after the estimate was not counted in it. The erasure is noted (ERASED_KEY), in the same
-    transaction, for an estimate running meanwhile, which then stores nothing."""
+async def forget_erased(tx: StoreTransaction, erased: Collection[str]) -> None:
+    """Take the names of the profiles `erased` (ids; `tx` erases them after this) out of the stored
+    model's value frequencies, in the same transaction: the model keeps names two or more profiles
+    share under a keyed hash with its key beside it, so a person whose duplicates shared a rare name
+    could be found there after the erasure (by hashing a list of names), until the next estimate,
+    which may never come. The profiles are read only when a model is stored; one made after the
+    estimate was not counted in it. The erasure is noted (ERASED_KEY), in the same transaction, for
+    an estimate running meanwhile, which then stores nothing."""
     await tx.write_meta(ERASED_KEY, now().isoformat())
     text = await tx.read_meta(META_KEY)
     if not text:
         return
     stored = MatchModel.from_document(json.loads(text))
-    model = stored.forgetting(match_fields(p) for p in erased if p.created_at <= stored.estimated_at)
+    profiles = (await tx.get_profiles(erased)).values()
+    model = stored.forgetting(match_fields(p) for p in profiles if p.created_at <= stored.estimated_at)
     if model is None:
         return
     await tx.write_meta(META_KEY, json.dumps(model.to_document()))

@@ -255,7 +255,7 @@ async def delete_profile(
             family += level
         keys = {f"{r.type}:{r.value}" for r in profile.identifiers} | await tx.identity_keys_of(family)
         await tx.suppress(suppression_hashes(secret, sorted(keys)), at)
-        await match_model.forget_erased(tx, (await tx.get_profiles(family)).values())
+        await match_model.forget_erased(tx, family)
         erasure_id = ERASURE_PREFIX + uuid.uuid4().hex
         trails, others = await _trails_of_others(tx, family, erasure_id)
         identifiers, interactions = await tx.erase(family)
