@@ -43,6 +43,7 @@ _CUSTOM_RANK = STRENGTH_ORDER.index(KnownIdentifierType.LOYALTY_ID) + 0.5
 _CUSTOM_TYPE = re.compile(r"^[a-z][A-Za-z0-9_]{1,39}\Z")
 _KNOWN_BY_CASE = {name.lower(): str(name) for name in STRENGTH_ORDER}
 MAX_VALUE_LENGTH = 256
+EXTENSION = ";ext="  # a phone's extension after its E.164 number, as RFC 3966 writes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,7 @@ def _normalise_phone(value: str, *, field: str, default_region: str | None) -> s
     number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     # E.164 has no extension: without it, colleagues behind one switchboard were one identifier, and
     # so one profile. Kept as RFC 3966 writes it.
-    return f"{number};ext={parsed.extension}" if parsed.extension else number
+    return f"{number}{EXTENSION}{parsed.extension}" if parsed.extension else number
 
 
 def former_keys(key: str) -> list[str]:
@@ -198,7 +199,7 @@ def former_keys(key: str) -> list[str]:
     as a Mac writes accents; kept as sent then). What an erasure suppressed under them still holds."""
     type_, _, value = key.partition(":")
     if type_ == KnownIdentifierType.PHONE:
-        return [f"{type_}:{value.partition(';ext=')[0]}"] if ";ext=" in value else []
+        return [f"{type_}:{value.partition(EXTENSION)[0]}"] if EXTENSION in value else []
     if type_ == KnownIdentifierType.EMAIL or (decomposed := unicodedata.normalize("NFD", value)) == value:
         return []
     return [f"{type_}:{decomposed}"]

@@ -3,10 +3,11 @@ database queries: no client-supplied operator ever reaches a backend."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from app.domain.errors import InvalidInput
 from app.domain.events import Channel, EventType
@@ -44,6 +45,17 @@ def folded(text: str) -> str:
     one, so a name prefix typed in capitals (`ΟΔΥΣ`) missed the name it begins (Odysseas in Greek).
     (casefold() would go further than a case-insensitive match: ß as ss.)"""
     return text.lower().replace(FINAL_SIGMA, SIGMA)
+
+
+def folded_value(value: Any) -> str | None:
+    """A stored name or city `folded` (None when it is no text: absent, or damaged)."""
+    return folded(value) if isinstance(value, str) else None
+
+
+def folded_cities(addresses: Any) -> set[str]:
+    """The cities of a stored document's addresses, each `folded`: what a city filter compares."""
+    found = (folded_value(a.get("city")) for a in addresses or () if isinstance(a, Mapping))
+    return {city for city in found if city is not None}
 
 
 # Longest text a filter compares (a name prefix, a city, an identifier type, a segment id): longer is

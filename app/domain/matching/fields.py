@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import jellyfish
 
-from app.domain.identifiers import KnownIdentifierType
+from app.domain.identifiers import EXTENSION, KnownIdentifierType
 from app.domain.profile import Address, Profile
 
 # Letters that Unicode decomposition leaves alone, spelt the way people type them without the key.
@@ -175,7 +175,7 @@ def phone_tail(phone: str) -> str:
     """The last 8 digits: the subscriber number, whatever country code or trunk prefix was typed. A
     number with an extension (`;ext=12`: a switchboard's line) keeps it, so that colleagues behind one
     switchboard do not read as one person's number under another country code."""
-    number, _, extension = phone.partition(";ext=")
+    number, _, extension = phone.partition(EXTENSION)
     digits = "".join(ch for ch in number if ch.isdigit())
     return f"{digits[-8:]};{extension}" if extension else digits[-8:]
 

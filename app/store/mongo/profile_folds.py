@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo import UpdateOne
 
-from app.domain.profile_query import ProfileFilter, folded
+from app.domain.profile_query import ProfileFilter, folded, folded_cities, folded_value
 
 FIELD = "folded"
 FIRST_NAME, LAST_NAME, CITIES = f"{FIELD}.firstName", f"{FIELD}.lastName", f"{FIELD}.cities"
@@ -26,20 +26,15 @@ _FILL_CHUNK = 1_000
 _LAST_CHARACTER, _SURROGATES = "\U0010ffff", (0xD800, 0xDFFF)
 
 
-def _fold(value: Any) -> str | None:
-    return folded(value) if isinstance(value, str) else None
-
-
 def _cities(addresses: Any) -> list[str]:
-    found = (_fold(a.get("city")) for a in addresses or () if isinstance(a, Mapping))
-    return sorted({city for city in found if city is not None})
+    return sorted(folded_cities(addresses))
 
 
 def folds(document: Mapping[str, Any]) -> dict[str, Any]:
     """FIELD's value for a whole profile document."""
     return {
-        "firstName": _fold(document.get("firstName")),
-        "lastName": _fold(document.get("lastName")),
+        "firstName": folded_value(document.get("firstName")),
+        "lastName": folded_value(document.get("lastName")),
         "cities": _cities(document.get("addresses")),
     }
 
@@ -56,7 +51,7 @@ def fold_updates(sets: Mapping[str, Any]) -> dict[str, Any]:
     for source, target in _SOURCES.items():
         if source in sets:
             value = sets[source]
-            updates[f"{FIELD}.{target}"] = _cities(value) if source == "addresses" else _fold(value)
+            updates[f"{FIELD}.{target}"] = _cities(value) if source == "addresses" else folded_value(value)
     return updates
 
 

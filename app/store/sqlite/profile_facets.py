@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from app.domain.profile_query import FINAL_SIGMA, SIGMA, StatsField, folded
+from app.domain.profile_query import FINAL_SIGMA, SIGMA, StatsField, folded_cities, folded_value
 from app.store.documents import loads
 from app.store.sqlite import backfill
 
@@ -40,22 +40,14 @@ STATEMENTS = (
 _INSERT = f"INSERT OR REPLACE INTO profile_facets VALUES ({', '.join('?' * (3 + len(_STATS)))})"
 
 
-def _lower(value: Any) -> str | None:
-    return folded(value) if isinstance(value, str) else None
-
-
 def _row(document: dict[str, Any]) -> tuple[Any, ...]:
     stats = document.get("stats") or {}
     return (
         document["_id"],
-        _lower(document.get("firstName")),
-        _lower(document.get("lastName")),
+        folded_value(document.get("firstName")),
+        folded_value(document.get("lastName")),
         *(stats.get(name) or 0 for name in _STATS),
     )
-
-
-def _cities(document: dict[str, Any]) -> set[str]:
-    return {city for a in document.get("addresses") or () if (city := _lower(a.get("city"))) is not None}
 
 
 def keep(
@@ -76,7 +68,7 @@ def keep(
     if cities or new:
         db.executemany(
             "INSERT INTO profile_cities (profile_id, city) VALUES (?, ?)",
-            [(d["_id"], city) for d in live for city in _cities(d)],
+            [(d["_id"], city) for d in live for city in folded_cities(d.get("addresses"))],
         )
 
 

@@ -51,7 +51,6 @@ from app.store.sqlite.segment_query import where_clause as segment_where
 from app.store.sqlite.threads import ReaderPool, WriterThread
 from app.store.sqlite.transaction import (
     IDS_PER_QUERY,
-    OWE_WIPE,
     WIPE_OWED,
     WRITE_META,
     SQLiteTransaction,
@@ -753,7 +752,7 @@ class SQLiteStore:
         async with self.batch():
             forgotten = self._writer.execute(_FORGET_EVENTS, (to_iso(now),)).rowcount
             if forgotten:  # secure_delete zeroed the rows' pages; the log's older frames wait for the wipe
-                self._writer.execute(OWE_WIPE, (uuid.uuid4().hex,))
+                self._writer.execute(WRITE_META, (WIPE_OWED, uuid.uuid4().hex))
             return forgotten
 
     async def wipe_owed(self) -> bool:

@@ -51,9 +51,6 @@ _SCHEDULE_UPKEEP = (
 
 WRITE_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 WIPE_OWED = "wipe_owed"  # meta key: an erasure committed whose data the files may still hold
-OWE_WIPE = (
-    f"INSERT INTO meta (key, value) VALUES ('{WIPE_OWED}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-)
 
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
 
@@ -413,7 +410,7 @@ class SQLiteTransaction(StoreTransaction):
     async def erase(self, profile_ids: Sequence[str]) -> tuple[int, int]:
         ids = list(profile_ids)
         # Committed with the erasure: the files still hold the person until wiped (SQLiteStore.wipe_deleted).
-        self._db.execute(OWE_WIPE, (uuid.uuid4().hex,))
+        self._db.execute(WRITE_META, (WIPE_OWED, uuid.uuid4().hex))
         self._written.forget(ids)
         if self._erased is not None:
             self._erased(ids)
