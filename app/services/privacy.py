@@ -60,8 +60,12 @@ async def set_consent(
     purposes: tuple[str, ...],
     changes: ProfileChanges = UNHEARD,
 ) -> Profile:
-    """Record a consent decision (the current state per purpose, and the decision in the history)."""
-    check_purpose(purpose, purposes)
+    """Record a consent decision (the current state per purpose, and the decision in the history).
+    A purpose no longer configured can still be withdrawn where the profile holds it: taken out of
+    CDP_CONSENT_PURPOSES, a grant given before stayed on the profile, and the person could not take
+    it back."""
+    if granted:
+        check_purpose(purpose, purposes)
     check_source(source)
     at = clock.now()
 
@@ -69,6 +73,8 @@ async def set_consent(
         profile = await live_profile(tx, profile_id)
         if profile is None:
             raise NotFound(f"no profile {profile_id}", field="profileId")
+        if not granted and purpose not in profile.consents:
+            check_purpose(purpose, purposes)
         # The newest decision wins, in a merge's replay as here: one recorded from an event dated a
         # little ahead (clocks may run up to MAX_FUTURE_SKEW fast) would have won back over this one,
         # made now, at the person's next merge. This one is the newest, so it is dated after it.

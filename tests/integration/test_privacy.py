@@ -73,6 +73,20 @@ async def test_bad_consent_requests_write_nothing(store: ProfileStore) -> None:
     assert after == before and await store.consent_history([profile_id]) == []
 
 
+async def test_a_purpose_taken_out_of_the_settings_can_still_be_withdrawn(store: ProfileStore) -> None:
+    profile_id = await _customer(store, "page_view", "consent_update")  # email_marketing granted by event
+    remaining = tuple(p for p in PURPOSES if p != "email_marketing")
+    with pytest.raises(InvalidInput, match="unknown purpose 'email_marketing'"):
+        await privacy.set_consent(store, profile_id, "email_marketing", True, "form", purposes=remaining)
+    with pytest.raises(InvalidInput, match="unknown purpose 'ads'"):  # never held: nothing to withdraw
+        await privacy.set_consent(store, profile_id, "ads", False, "form", purposes=remaining)
+    assert len(await store.consent_history([profile_id])) == 1
+
+    profile = await privacy.set_consent(store, profile_id, "email_marketing", False, "unsubscribe", purposes=remaining)
+    assert not profile.consents["email_marketing"].granted
+    assert [(d.purpose, d.granted) for d in await privacy.consent_history(store, profile)][0] == ("email_marketing", False)
+
+
 async def test_export_holds_everything_about_the_person(store: ProfileStore) -> None:
     web = await _customer(store, "identify", "page_view", "order_completed", "consent_update")
     shop = await _customer(store, "order_completed", "support_contact", email="e.martin@example.com")
