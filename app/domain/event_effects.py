@@ -69,7 +69,15 @@ def landed_as(event: Event, foreign: Collection[str]) -> Event:
     return replace(event, identifiers=[i for i in event.identifiers if i.key not in foreign])
 
 
-def consent_decision(event: Event, profile_id: str) -> ConsentDecision | None:
+def decided_at(event: Event, received_at: datetime | None) -> datetime:
+    """When a consent_update event's decision was made: its timestamp, but never after the server
+    received it. A sender's clock running fast (up to MAX_FUTURE_SKEW) dated a grant minutes ahead,
+    and the person's refusal made a minute later lost to it as the older decision. The same from the
+    stored interaction (its receivedAt) when a merge or unmerge replays it."""
+    return event.timestamp if received_at is None else min(event.timestamp, received_at)
+
+
+def consent_decision(event: Event, profile_id: str, *, received_at: datetime) -> ConsentDecision | None:
     """The decision a consent_update event records in the consent history (its source: the channel)."""
     if event.type is not EventType.CONSENT_UPDATE:
         return None
@@ -79,7 +87,7 @@ def consent_decision(event: Event, profile_id: str) -> ConsentDecision | None:
         purpose=props["purpose"],
         granted=props["granted"],
         source=str(event.channel),
-        at=event.timestamp,
+        at=decided_at(event, received_at),
         message_id=event.message_id,
     )
 
@@ -101,7 +109,7 @@ def change_for_event(
 ) -> ProfileChange:
     """What `event` does to the profile; one that identifies reads the whole profile (its fields'
     times and addresses), any other only what `StoredBehaviour` holds."""
-    change = behaviour_change(profile, event)
+    change = behaviour_change(profile, event, received_at=at)
     change.push["recent"] = CappedPush(
         [interaction_document(event, origin=profile.id, received_at=at)], RECENT_ORDER, RECENT_INTERACTIONS_CAP
     )
@@ -117,9 +125,11 @@ def change_for_event(
     return change.stamped(at)
 
 
-def behaviour_change(profile: Profile | StoredBehaviour, event: Event) -> ProfileChange:
+def behaviour_change(
+    profile: Profile | StoredBehaviour, event: Event, *, received_at: datetime | None
+) -> ProfileChange:
     """Counters, first/last times, visits, survey answers and consents: everything an event adds
-    that follows from the history alone."""
+    that follows from the history alone (and when it was received, which dates a consent)."""
     change = ProfileChange()
     stats = profile.stats
     ts = event.timestamp
@@ -152,8 +162,9 @@ def behaviour_change(profile: Profile | StoredBehaviour, event: Event) -> Profil
         case EventType.SURVEY_RESPONSE:
             _survey(profile, event, change)
         case EventType.CONSENT_UPDATE:
-            if supersedes(ts, props["granted"], profile.consents.get(props["purpose"])):
-                record_consent(change, props["purpose"], granted=props["granted"], source=str(event.channel), at=ts)
+            at = decided_at(event, received_at)
+            if supersedes(at, props["granted"], profile.consents.get(props["purpose"])):
+                record_consent(change, props["purpose"], granted=props["granted"], source=str(event.channel), at=at)
         case _:
             pass
     return change

@@ -31,7 +31,10 @@ def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Pro
     ).to_document()
     for interaction in ordered:
         # What the next change reads, off the document as the last one left it.
-        apply_change(document, behaviour_change(StoredBehaviour.of(document), event_of(interaction)))
+        change = behaviour_change(
+            StoredBehaviour.of(document), event_of(interaction), received_at=interaction.received_at
+        )
+        apply_change(document, change)
     newest = list(reversed(ordered))[:RECENT_INTERACTIONS_CAP]
     # The consents as they now stand decide: a refusal given directly (setConsent) or by another
     # profile of a merge withdraws the profiling the base carried.

@@ -334,7 +334,7 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
         )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
         await tx.append_interaction(profile.id, interaction_document(landed[0], origin=profile.id, received_at=at))
-        if (decision := consent_decision(event, profile.id)) is not None:
+        if (decision := consent_decision(event, profile.id, received_at=at)) is not None:
             await tx.append_consent(decision)
         return profile.id, merged, made[0]
 

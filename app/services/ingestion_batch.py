@@ -238,7 +238,7 @@ def _apply(
     known.add(event.message_id)
     writes.messages.append((event.message_id, profile.id))
     writes.interactions.append((profile.id, interaction_document(event, origin=profile.id, received_at=at)))
-    if (decision := consent_decision(event, profile.id)) is not None:
+    if (decision := consent_decision(event, profile.id, received_at=at)) is not None:
         writes.consents.append(decision)
     return Landed(parsed.index, profile_id=profile.id, created=resolution.profile_id is None)
 

@@ -74,6 +74,32 @@ async def test_a_refusal_made_now_outlasts_a_grant_dated_a_little_ahead_through_
     assert merged.consents["personalisation"].granted is False  # the replay gave the grant back before
 
 
+async def test_a_refusal_sent_after_a_grant_dated_ahead_stands_live_and_through_a_merge(store: ProfileStore) -> None:
+    """The sender's clock ran four minutes fast for the grant; the refusal, from a right clock, came
+    after the grant arrived. Dated by its timestamp alone, the grant stayed the newer decision."""
+    received = clock.now()
+    grant = event("consent_update", identifiers=[("customerId", "C-1")], at=received + timedelta(minutes=4),
+                  properties={"purpose": "email_marketing", "granted": True}, message_id="grant")  # fmt: skip
+    refusal = event("consent_update", identifiers=[("customerId", "C-1")], at=received + timedelta(seconds=30),
+                    properties={"purpose": "email_marketing", "granted": False}, message_id="refusal")  # fmt: skip
+    [granted] = await ingest_events(store, [grant])
+    [refused] = await ingest_events(store, [refusal])
+    assert granted.status is refused.status is EventStatus.ACCEPTED and granted.profile_id == refused.profile_id
+    person = granted.profile_id
+    assert person is not None
+    live = await store.get_profile(person)
+    assert live is not None and live.consents["email_marketing"].granted is False
+    history = await privacy.consent_history(store, live)
+    assert [d.granted for d in history] == [False, True]  # the refusal the newest, the grant dated on arrival
+    assert history[1].at <= clock.now()
+
+    other = await _customer(store, "C-9", profiled=False)
+    record, merged = await merging.merge_profiles(store, person, [other], reason="same", actor="t", policy=POLICY)
+    assert merged.consents["email_marketing"].granted is False  # the replay reads the same dates
+    _, restored = await merging.unmerge_profile(store, record.id, actor="t")
+    assert {p.id: p for p in restored}[person].consents["email_marketing"].granted is False
+
+
 @pytest.mark.parametrize("refusal_first", [True, False], ids=["refusal-first", "grant-first"])
 async def test_of_two_decisions_at_one_instant_the_refusal_stands_however_they_are_replayed(
     store: ProfileStore, refusal_first: bool

@@ -84,7 +84,8 @@ async def test_a_purpose_taken_out_of_the_settings_can_still_be_withdrawn(store:
 
     profile = await privacy.set_consent(store, profile_id, "email_marketing", False, "unsubscribe", purposes=remaining)
     assert not profile.consents["email_marketing"].granted
-    assert [(d.purpose, d.granted) for d in await privacy.consent_history(store, profile)][0] == ("email_marketing", False)
+    newest = (await privacy.consent_history(store, profile))[0]
+    assert (newest.purpose, newest.granted, newest.source) == ("email_marketing", False, "unsubscribe")
 
 
 async def test_export_holds_everything_about_the_person(store: ProfileStore) -> None:

@@ -71,7 +71,9 @@ def _event(kind: EventType, minutes: int, **properties: Any) -> Event:
 def test_a_change_computed_from_the_document_is_the_profiles(event: Event) -> None:
     profile = _customer()
     for document in _forms(profile).values():
-        assert behaviour_change(StoredBehaviour.of(document), event) == behaviour_change(profile, event)
+        assert behaviour_change(StoredBehaviour.of(document), event, received_at=None) == behaviour_change(
+            profile, event, received_at=None
+        )
 
 
 def test_an_identify_event_is_not_computed_without_the_whole_profile() -> None:
