@@ -274,3 +274,19 @@ def test_cached_comparisons_keep_one_object_per_distinct_result() -> None:
     distinct = {(level.method, level.similarity, level.bits) for level in levels}
     assert len(levels) > 2
     assert len(levels) == len(distinct)
+
+
+def test_two_lines_of_one_country_sharing_their_last_digits_are_two_numbers() -> None:
+    """New York's and Chicago's numbers share their last 8 digits; only a number under another
+    country code (typed with the wrong one) is read as the same subscriber."""
+    new_york = person(first_name="John", last_name="Smith", birth_date=None, emails=[], addresses=[],
+                      phones=["+12125551234"])  # fmt: skip
+    chicago = person(first_name="Jon", last_name="Smyth", birth_date=None, emails=[], addresses=[],
+                     phones=["+13125551234"])  # fmt: skip
+    abroad = person(first_name="Jon", last_name="Smyth", birth_date=None, emails=[], addresses=[],
+                    phones=["+442125551234"])  # fmt: skip
+    assert methods(new_york, chicago)["phone"] != "lastDigits"
+    assert score_pair(new_york, chicago).score < DEFAULT_MIN_SCORE
+    assert methods(new_york, abroad)["phone"] == "lastDigits"
+    national = person(phones=["0612345678"])  # written without its country code: it may be the same line
+    assert methods(person(phones=["+33612345678"]), national)["phone"] == "lastDigits"

@@ -12,6 +12,7 @@ from datetime import date
 from functools import lru_cache
 
 import jellyfish
+import phonenumbers
 
 from app.domain.identifiers import EXTENSION, KnownIdentifierType
 from app.domain.profile import Address, Profile
@@ -181,6 +182,17 @@ def phone_tail(phone: str) -> str:
 
 
 @lru_cache(maxsize=_CACHED)
+def phone_country(phone: str) -> int | None:
+    """The country calling code of a number in international form (None for one written without it).
+    Two numbers of one country that share their last 8 digits are two subscribers (New York's
+    +1 212 555 1234 and Chicago's +1 312 555 1234), not one number typed under another country code."""
+    try:
+        return phonenumbers.parse(phone.partition(EXTENSION)[0], None).country_code
+    except phonenumbers.NumberParseException:
+        return None
+
+
+@lru_cache(maxsize=_CACHED)
 def phonetic(name: str) -> str:
     return jellyfish.metaphone(name.replace(" ", "")) if name else ""
 
@@ -203,6 +215,7 @@ class MatchFields:
     email_locals: tuple[str, ...] = field(init=False, repr=False, compare=False)
     mailboxes: tuple[str, ...] = field(init=False, repr=False, compare=False)
     phone_tails: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    phone_countries: tuple[int | None, ...] = field(init=False, repr=False, compare=False)
     order_key: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -215,6 +228,7 @@ class MatchFields:
         set_(self, "email_locals", tuple(email_local_part(e) for e in self.emails))
         set_(self, "mailboxes", tuple(mailbox(e) for e in self.emails))
         set_(self, "phone_tails", tuple(phone_tail(p) for p in self.phones))
+        set_(self, "phone_countries", tuple(phone_country(p) for p in self.phones))
         # A total order over everything compared, so that score_pair can put any pair in one
         # canonical order and be symmetric by construction.
         set_(

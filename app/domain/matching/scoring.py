@@ -446,18 +446,22 @@ def _phones(a: MatchFields, b: MatchFields) -> _Level | None:
     if not a.phones or not b.phones:
         return None
     best = _Level("different", 0.0, PHONE_BITS["different"])
-    for x, x_tail in zip(a.phones, a.phone_tails, strict=True):
-        for y, y_tail in zip(b.phones, b.phone_tails, strict=True):
-            level = _phone(x, x_tail, y, y_tail)
+    for x, x_tail, x_country in zip(a.phones, a.phone_tails, a.phone_countries, strict=True):
+        for y, y_tail, y_country in zip(b.phones, b.phone_tails, b.phone_countries, strict=True):
+            one_country = x_country is not None and x_country == y_country
+            level = _phone(x, y, same_tail=len(x_tail) == 8 and x_tail == y_tail, one_country=one_country)
             if level.bits > best.bits:
                 best = level
     return best
 
 
-def _phone(x: str, x_tail: str, y: str, y_tail: str) -> _Level:
+def _phone(x: str, y: str, *, same_tail: bool, one_country: bool) -> _Level:
+    """`lastDigits` is one subscriber number under two country codes (a number typed with the wrong
+    one, or a trunk prefix): within one country, two numbers sharing their last 8 digits differ in
+    their area code, and are two lines."""
     if x == y:
         return _Level("exact", 1.0, PHONE_BITS["exact"])
-    if len(x_tail) == 8 and x_tail == y_tail:
+    if same_tail and not one_country:
         return _Level("lastDigits", 0.9, PHONE_BITS["lastDigits"])
     if abs(len(x) - len(y)) <= 1:
         distance = jellyfish.damerau_levenshtein_distance(x, y)
