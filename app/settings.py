@@ -138,7 +138,8 @@ class Settings(BaseSettings):
         ge=1,
         le=100_000,
         description="Different documents one key's WebSocket operations may run at once on a server process "
-        "(any number of operations of them): each is executed for every change its subscribers hear.",
+        "(any number of operations of them), and different (document, variables) of its subscriptions watching "
+        "one segment or profile: each is executed for every change its subscribers hear.",
     )
     auth: bool = Field(
         default=True,

@@ -34,6 +34,7 @@ from app.observability.metrics import Metrics
 from app.services.segment_bus import Heard
 from graphql_schema import shared_events
 from graphql_schema.context import Info
+from graphql_schema.documents_by_key import AnswersByWatch
 
 # As shared_events.KEPT: encodings of the events in flight; one pushed out early costs an encoding.
 KEPT = 256
@@ -90,6 +91,10 @@ class Outlet:
     # The change being executed for it, whose waiting subscribers it writes the answer for once the
     # answer is encoded, before its own frame (set by the subscription's resolver).
     waiting: Heard | None = None
+    # Its key, and how many different answers each key's subscriptions of one watched thing cost a
+    # change (graphql_schema/documents_by_key.py; None: not counted).
+    key: str = ""
+    answers: AnswersByWatch | None = None
     # What comes before an encoded `{"payload":…}`: the keys in the order Strawberry's message has.
     next_prefix: str = field(init=False)
 
@@ -117,6 +122,12 @@ class Sharing:
     def group(self) -> Hashable:
         """What its group has in common: the document, operation, variables and caller."""
         return self._asked
+
+    def admitted(self, watched: tuple[str | None, str | None]) -> Callable[[], None]:
+        """Its group counted for what it watches, for its life (LimitExceeded: one too many different
+        ones for its key); returns what releases it."""
+        answers = self.outlet.answers
+        return answers.admit(self.outlet.key, watched, self._asked) if answers is not None else _nothing
 
     async def sent(self, payload: object, heard: Heard) -> bool:
         """True when the group's answer to `payload`, encoded for another subscriber, was written for
@@ -195,6 +206,10 @@ def _body_of(data: object) -> str | None:
     """The encoded `"payload":…}` of an answer's data (its text without the opening brace), or None."""
     text = _encoded_for(data)
     return text[1:] if text is not None else None
+
+
+def _nothing() -> None:
+    pass
 
 
 def sharing(info: Info) -> Sharing | None:

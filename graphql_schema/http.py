@@ -32,7 +32,7 @@ from app.settings import Settings
 from graphql_schema import compiled_requests, request_body
 from graphql_schema.auth import MISSING, connection_credentials, principal_for
 from graphql_schema.context import Context
-from graphql_schema.documents_by_key import DocumentsByKey
+from graphql_schema.documents_by_key import AnswersByWatch, DocumentsByKey
 from graphql_schema.key_sockets import SocketsByKey
 from graphql_schema.limits import LIMIT_EXCEEDED, QueryLimits
 from graphql_schema.operation_spans import errors_described
@@ -94,6 +94,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.persisted = PersistedQueries.of(settings)
         self.sockets = SocketsByKey()  # closed when their key is revoked (app/main.py watches)
         self.documents_by_key = DocumentsByKey(settings.max_subscription_documents_per_key)
+        self.answers_by_watch = AnswersByWatch(settings.max_subscription_documents_per_key)
         self.tracer = tracer  # None: tracing off, nothing below makes a span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -35,6 +35,7 @@ class Subscription:
         await check_watched(info.context.services.store, segment, profile)
         sharing = broadcast.sharing(info)
         group, outlet = (sharing.group, sharing.outlet) if sharing is not None else (None, None)
+        release = sharing.admitted((segment, profile)) if sharing is not None else None
         try:
             async for heard in bus.listen_shared(segment, profile, group=group, owner=outlet):
                 payload = shared_payload(heard.event.id, SegmentMembershipEvent.for_subscribers, heard.event)
@@ -57,3 +58,6 @@ class Subscription:
             # Documented, and said in the close: the subscription ends there, no server error.
             reason = f"too slow: over {bus.max_queue} changes unread, none read for {STALLED_SECONDS:.0f} s"
             await socket.close(code=SLOW_SUBSCRIBER_CLOSE, reason=reason)  # a reason fits in 123 bytes
+        finally:
+            if release is not None:
+                release()

@@ -144,7 +144,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         if isinstance(self.websocket, ASGIWebSocketAdapter):  # in the operation's own task: its resolver finds it
-            broadcast.serving(broadcast.Outlet(operation.id, partial(self._write_shared, operation)))
+            outlet = broadcast.Outlet(operation.id, partial(self._write_shared, operation))
+            outlet.answers = getattr(self.view, "answers_by_watch", None)
+            outlet.key = self._key_and_document({})[0]
+            broadcast.serving(outlet)
         tracer = getattr(self.view, "tracer", None)
         if tracer is None:
             await super().run_operation(operation)

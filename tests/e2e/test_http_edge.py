@@ -728,3 +728,46 @@ async def test_a_key_runs_a_bounded_number_of_different_documents_at_once(sqlite
             await second.send(subscribe("5", "c"))
             await second.send(json.dumps({"type": "ping"}))
             assert json.loads(await asyncio.wait_for(second.recv(), 10))["type"] == "pong"  # no error before it
+
+
+async def test_a_key_runs_a_bounded_number_of_different_variables_for_one_thing_watched(
+    sqlite_store: SQLiteStore, key: str
+) -> None:
+    """Found by a review: one document under 1,000 values of a variable that does not choose what is
+    watched was 1,000 executions of every change, past the documents' limit. Subscriptions each
+    watching their own profile with one document stay any number."""
+    people = [event("page_view", email=f"p{i}@example.com", message_id=f"p{i}") for i in range(3)]
+    profile_ids = [o.profile_id for o in await ingest_events(sqlite_store, people)]
+    services = _services(sqlite_store, max_subscription_documents_per_key=2)
+    document = (
+        "subscription($n: Int!, $p: ID) { segmentMembershipChanged(profileId: $p) { change "
+        "profile { interactions(first: $n) { edges { node { type } } } } } }"
+    )
+
+    def subscribe(operation_id: str, **variables: object) -> str:
+        payload = {"query": document, "variables": variables}
+        return json.dumps({"id": operation_id, "type": "subscribe", "payload": payload})
+
+    async def quiet(ws: ClientConnection) -> None:  # every operation sent so far handled, none refused
+        await ws.send(json.dumps({"type": "ping"}))
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert message["type"] == "pong", message
+
+    async with serving(services) as address, connect(f"ws://{address}/graphql", subprotocols=TRANSPORT_WS) as ws:
+        await _acknowledged(ws, key)
+        for operation_id, n in (("1", 1), ("2", 2), ("3", 1)):
+            await ws.send(subscribe(operation_id, n=n))
+        await quiet(ws)
+        await ws.send(subscribe("4", n=3))
+        refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert (refused["id"], refused["type"], refused["payload"]["data"]) == ("4", "next", None), refused
+        [error] = refused["payload"]["errors"]
+        assert error["extensions"]["code"] == "LIMIT_EXCEEDED", refused
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"id": "4", "type": "complete"}
+        assert "at most 2 different documents and variables at once for one key watching" in error["message"]
+        await ws.send(json.dumps({"id": "2", "type": "complete"}))
+        await quiet(ws)
+        await ws.send(subscribe("5", n=3))
+        for index, profile_id in enumerate(profile_ids):  # one document, each its own profile: all run
+            await ws.send(subscribe(f"own-{index}", n=3, p=profile_id))
+        await quiet(ws)
