@@ -336,7 +336,8 @@ def backup(destination: Path = typer.Argument(..., help="The file to write; it m
 @cli.command()
 def restore(backup: Path = typer.Argument(..., help="A file made by `python -m app backup`.")) -> None:
     """Put BACKUP in the embedded store's place, the server stopped; people erased since the backup are
-    erased from it again, and the store it replaces is kept beside it."""
+    erased from it again, consents withdrawn since are withdrawn in it, and the store it replaces is kept
+    beside it."""
     from app.restoring import restore_backup
 
     database = _embedded_only(_settings(), "restore")
@@ -349,7 +350,8 @@ def restore(backup: Path = typer.Argument(..., help="A file made by `python -m a
         f"restored {backup} ({taken}: {held.profiles} profiles, {held.interactions} interactions) into {database}; "
         f"erasures made here since: {carried.receipts} receipts carried over, {carried.suppressions} identifiers "
         f"suppressed, {carried.erased} profiles of the backup erased again{split}; API keys revoked here since: "
-        f"{done.revoked} revoked in it too" + (f"; the store it replaced is kept as {done.kept}" if done.kept else ""),
+        f"{done.revoked} revoked in it too; consents withdrawn here since: {done.withdrawn} withdrawn in it too"
+        + (f"; the store it replaced is kept as {done.kept}" if done.kept else ""),
         highlight=False,
     )
     if done.kept is None:

@@ -17,13 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.domain import clock
 from app.domain.errors import DomainError, InvalidInput, NotFound
 from app.domain.merge import MergeStatus
-from app.domain.privacy import suppression_hash
+from app.domain.privacy import ConsentDecision, record_consent, supersedes, suppression_hash
+from app.domain.profile_change import ProfileChange
 from app.services.merging import merge_history, unmerge_profile
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.privacy import SUPPRESSION_SECRET, delete_profile
-from app.services.profile_writes import with_retries
+from app.services.profile_writes import live_profile, with_retries
 
 log = logging.getLogger("cdp.backups")
 
@@ -146,6 +148,34 @@ async def carry_revocations(current: ProfileStore, restored: ProfileStore) -> in
         at = revoked.get(key.id)
         if at is not None and key.revoked_at is None and await restored.revoke_api_key(key.id, at):
             carried += 1
+    return carried
+
+
+async def carry_withdrawals(current: ProfileStore, restored: ProfileStore, *, since: datetime) -> int:
+    """Make every consent `current` withdrew after `since` (when the backup was taken) hold in
+    `restored`: restored as it was, the backup opted back in everyone who had unsubscribed since.
+    A refusal goes to the profile it was made on (or the one that profile is merged into in the
+    backup) when it is newer than the decision the backup holds, with its entry in the consent
+    history; a profile the backup does not hold (made since) has nothing to withdraw. The write
+    leaves the profile's segment check, which the server catches up on at its start. Grants made
+    since are not carried: a backup never makes anyone consent. Returns how many were carried."""
+    carried = 0
+    for decision in await current.consent_decisions_since(since):
+        if decision.granted:
+            continue
+
+        async def work(tx: StoreTransaction, decision: ConsentDecision = decision) -> bool:
+            profile = await live_profile(tx, decision.profile_id)
+            if profile is None or not supersedes(decision.at, False, profile.consents.get(decision.purpose)):
+                return False
+            change = ProfileChange()
+            record_consent(change, decision.purpose, granted=False, source=decision.source, at=decision.at)
+            await tx.update_profile(profile.id, change.stamped(clock.now()), expected_version=profile.version)
+            await tx.append_consent(decision.model_copy(update={"profile_id": profile.id}))
+            return True
+
+        async with restored.batch():
+            carried += await with_retries(restored, work)
     return carried
 
 

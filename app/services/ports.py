@@ -376,6 +376,10 @@ class ProfileStore(Protocol):
         """Every consent decision recorded on these profiles, newest first; with `limit`, at most the
         newest `limit` of each profile (a caller wanting the newest of several keeps them all)."""
 
+    async def consent_decisions_since(self, at: datetime) -> list[ConsentDecision]:
+        """Every consent decision of the store dated after `at`, oldest first (a restore carries
+        the withdrawals made since its backup: a scan)."""
+
     async def save_segment(self, segment: Segment) -> None:
         """Insert or replace."""
 

@@ -888,3 +888,20 @@ async def test_consent_history_gives_each_profile_s_newest_decisions_when_limite
     assert limited == sorted([*newest["p1"], *newest["p2"]], key=whole.index)
     assert await store.consent_history(["p1"], limit=3) == [d for d in whole if d.profile_id == "p1"][:3]
     assert await store.consent_history([], limit=3) == []
+
+
+async def test_consent_decisions_since_a_time_are_every_profiles_after_it_oldest_first(store: ProfileStore) -> None:
+    async def record(tx: StoreTransaction) -> None:
+        for profile_id, minutes, granted in [("p1", 9, False), ("p2", 3, True), ("p1", 1, True), ("p3", 5, False)]:
+            at = BASE_TIME + timedelta(minutes=minutes)
+            await tx.append_consent(
+                ConsentDecision(profile_id=profile_id, purpose="ads", granted=granted, source="web", at=at)
+            )
+
+    await store.run_in_transaction(record)
+    since = await store.consent_decisions_since(BASE_TIME + timedelta(minutes=3))  # after it, not at it
+    assert [(d.profile_id, d.granted, int((d.at - BASE_TIME).total_seconds() // 60)) for d in since] == [
+        ("p3", False, 5),
+        ("p1", False, 9),
+    ]
+    assert len(await store.consent_decisions_since(BASE_TIME)) == 4

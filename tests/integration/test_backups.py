@@ -17,6 +17,7 @@ import pytest
 
 from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, StoreUnavailable, Unauthenticated
+from app.domain.privacy import DEFAULT_PURPOSES as PURPOSES
 from app.restoring import restore_backup
 from app.services import api_keys, merging, privacy
 from app.services.identity_policy import IdentityPolicy
@@ -98,6 +99,37 @@ async def test_restore_revokes_again_the_keys_revoked_since_the_backup(tmp_path:
         assert (await api_keys.authenticate(restored, kept_token)).key_id == kept.id
     finally:
         await restored.close()
+
+
+async def test_restore_withdraws_again_the_consents_withdrawn_since_the_backup(tmp_path: Path) -> None:
+    """Restored as it was, the backup opted back in everyone who unsubscribed since; a grant made
+    since is not carried (a backup never makes anyone consent)."""
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = await _store_with(database, EMMA, BOB)
+    emma, bob = await _profile_id(store, EMMA), await _profile_id(store, BOB)
+    assert emma is not None and bob is not None
+    for person in (emma, bob):
+        await privacy.set_consent(store, person, "email_marketing", True, "signup", purposes=PURPOSES)
+    back_up(database, copy)
+    await privacy.set_consent(store, emma, "email_marketing", False, "unsubscribe link", purposes=PURPOSES)
+    await privacy.set_consent(store, bob, "sms_marketing", True, "checkout", purposes=PURPOSES)
+    await store.close()
+
+    done = await restore_backup(copy, database)
+
+    assert done.withdrawn == 1
+    restored = SQLiteStore(database)
+    try:
+        withdrawn, kept = await restored.get_profile(emma), await restored.get_profile(bob)
+        assert withdrawn is not None and kept is not None
+        assert withdrawn.consents["email_marketing"].granted is False
+        assert withdrawn.consents["email_marketing"].source == "unsubscribe link"
+        history = await privacy.consent_history(restored, withdrawn)
+        assert [(d.granted, d.source) for d in history] == [(False, "unsubscribe link"), (True, "signup")]
+        assert kept.consents["email_marketing"].granted and "sms_marketing" not in kept.consents
+    finally:
+        await restored.close()
+    assert (await restore_backup(copy, database)).withdrawn == 1  # again, from the store it now replaces
 
 
 async def test_restore_erases_again_the_people_erased_since_the_backup(tmp_path: Path) -> None:

@@ -937,6 +937,10 @@ class MongoStore:
             documents.sort(key=lambda d: (d["at"], not d.get("granted"), d["_id"]), reverse=True)
         return [ConsentDecision.model_validate(document) for document in documents]
 
+    async def consent_decisions_since(self, at: datetime) -> list[ConsentDecision]:
+        cursor = self._db.consent_log.find({"at": {"$gt": at}}).sort([("at", ASCENDING), ("_id", ASCENDING)])
+        return [ConsentDecision.model_validate(document) for document in await cursor.to_list(None)]
+
     async def save_segment(self, segment: Segment) -> None:
         document = segment.model_dump(by_alias=True)
         await self._db.segments.replace_one({"_id": segment.id}, document, upsert=True)

@@ -605,6 +605,13 @@ class SQLiteStore:
 
         return await self._reads.read(scan)  # a scan: on a reader thread
 
+    async def consent_decisions_since(self, at: datetime) -> list[ConsentDecision]:
+        def scan(db: sqlite3.Connection) -> list[ConsentDecision]:
+            rows = db.execute("SELECT doc FROM consent_log WHERE at > ? ORDER BY at, rowid", (to_iso(at),)).fetchall()
+            return [ConsentDecision.model_validate(loads(row[0])) for row in rows]
+
+        return await self._reads.read(scan)
+
     async def save_segment(self, segment: Segment) -> None:
         async with self.batch():
             self._writer.execute(
