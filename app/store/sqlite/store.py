@@ -159,6 +159,11 @@ class SQLiteStore:
             writer.execute("PRAGMA journal_mode=WAL")
             writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread copies the log
             writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            # A unit of work inside a batch is a savepoint, for which SQLite copies each page it first
+            # changes to a sub-journal: a temporary file by default, ~7,200 page writes for a batch of
+            # 1,000 events, which made its statements twice the SQL floor's (~35 ms of ~400). In memory,
+            # it is emptied at each RELEASE.
+            writer.execute("PRAGMA temp_store=MEMORY")
             for statement in STATEMENTS:
                 writer.execute(statement)
             schema.add_columns(writer)
