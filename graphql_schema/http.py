@@ -37,7 +37,7 @@ from graphql_schema.key_sockets import SocketsByKey
 from graphql_schema.limits import LIMIT_EXCEEDED, QueryLimits
 from graphql_schema.operation_spans import errors_described
 from graphql_schema.persisted_queries import PersistedQueries
-from graphql_schema.playground import playground_html
+from graphql_schema.playground import content_security_policy, playground_html
 from graphql_schema.refusals import UNAUTHENTICATED, Refused, refusal
 from graphql_schema.schema import build_schema
 from graphql_schema.transport_ws import TransportWSHandler, with_message_limit
@@ -277,9 +277,9 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         seeding = self._services().seeding
+        page = playground_html(request.url.path, still_loading=seeding.describe() if seeding.seeding else None)
         return HTMLResponse(
-            playground_html(request.url.path, still_loading=seeding.describe() if seeding.seeding else None),
-            headers=PLAYGROUND_HEADERS,
+            page, headers={**PLAYGROUND_HEADERS, "content-security-policy": content_security_policy(page)}
         )
 
     def encode_json(self, data: object) -> str:
@@ -287,11 +287,10 @@ class GraphQLApp(GraphQL[Context, None]):
 
 
 # The playground keeps the key a developer pastes in the browser's storage: no other site may show
-# it in a frame (a click there would run the page's operations with that key), and it tells nobody
-# where it was opened from.
+# it in a frame (a click there would run the page's operations with that key), it tells nobody
+# where it was opened from, and it runs only its own scripts (content_security_policy, per page).
 PLAYGROUND_HEADERS = {
     "x-frame-options": "DENY",
-    "content-security-policy": "frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }

@@ -14,12 +14,15 @@ reloads (``shouldPersistHeaders``; its settings dialog turns that off).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
+import re
 from pathlib import Path
 from typing import Final
 
-__all__ = ["ASSETS_PATH", "DEFAULT_QUERY", "STATIC_DIR", "playground_html"]
+__all__ = ["ASSETS_PATH", "DEFAULT_QUERY", "STATIC_DIR", "content_security_policy", "playground_html"]
 
 STATIC_DIR: Final[Path] = Path(__file__).resolve().parent / "static"
 """The vendored assets; shipped as package data (``playground/static/*``, no sub-folders)."""
@@ -212,6 +215,34 @@ _PAGE: Final = """\
   </body>
 </html>
 """
+
+
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def content_security_policy(page: str) -> str:
+    """What `page` (from `playground_html`) may run and reach: its own scripts (the inline one by its
+    hash, as the page was written for this request), requests to its own origin only (HTTP and the
+    subscriptions' WebSocket), no plugin, frame, form or base URL. The key a developer pastes stays
+    in the page's storage: a script injected by any means could otherwise read it and send it
+    anywhere. Styles may be inline: GraphiQL's editors set style attributes."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+        for body in _INLINE_SCRIPT.findall(page)
+    )
+    return "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src 'self' {hashes}".rstrip(),
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+        )
+    )
 
 
 def _js_literal(value: str) -> str:

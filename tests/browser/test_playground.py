@@ -337,6 +337,7 @@ async def test_playground_renders_and_runs_a_query(devtools_url: str, server_url
         await page.send("Network.enable")
         await page.send("Runtime.enable")
         await page.send("Page.enable")
+        await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS})
         try:
             # A browser navigation sends `Accept: text/html,...`, which is what makes the server
             # answer GET /graphql with the playground page instead of a GraphQL response.
@@ -364,6 +365,12 @@ async def test_playground_renders_and_runs_a_query(devtools_url: str, server_url
                 show=RESULT_TEXT,
             )
             assert json.loads(result) == {"data": {"__typename": "Query"}}
+            assert await page.evaluate("window.cspViolations") == []  # everything it uses is allowed
+            # A script injected into the page (an XSS) does not run: the key pasted there stays in it.
+            await page.evaluate(INJECT_SCRIPT)
+            assert await page.evaluate("window.injected === undefined && window.cspViolations.join()") == (
+                "script-src-elem inline"
+            )
         finally:
             # Also on failure: the screenshot is the quickest way to see what went wrong.
             with contextlib.suppress(Exception):
@@ -384,6 +391,13 @@ async def test_playground_renders_and_runs_a_query(devtools_url: str, server_url
         exceptions = page.params("Runtime.exceptionThrown")
         assert not exceptions, f"uncaught errors in the page: {page.page_errors()}"
 
+
+# Before any script of the page: the content security policy's refusals, as the page sees them.
+RECORD_CSP_VIOLATIONS = """window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (event) => window.cspViolations.push(event.violatedDirective + " " + event.blockedURI));"""
+INJECT_SCRIPT = """(() => { const script = document.createElement("script");
+  script.textContent = "window.injected = localStorage.length"; document.body.appendChild(script); })()"""
 
 SUBSCRIPTION = "subscription { segmentMembershipChanged { change profileId segmentId } }"
 BUYERS = """mutation { createSegment(input: {name: "Buyers",

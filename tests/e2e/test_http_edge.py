@@ -6,7 +6,10 @@ dropped socket (item 14), and one message-size limit holds for HTTP and WebSocke
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -160,7 +163,11 @@ async def test_no_other_site_may_frame_the_playground(sqlite_store: SQLiteStore)
         response = await client.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     assert response.headers["x-frame-options"] == "DENY"
-    assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+    policy = dict(directive.split(" ", 1) for directive in response.headers["content-security-policy"].split("; "))
+    assert policy["frame-ancestors"] == "'none'" and policy["default-src"] == "'none'"
+    [inline] = re.findall(r"<script>(.*?)</script>", response.text, re.DOTALL)  # its own, by its hash only
+    digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+    assert policy["script-src"] == f"'self' 'sha256-{digest}'" and policy["connect-src"] == "'self'"
 
 
 async def test_with_authentication_off_a_request_needs_no_key(sqlite_store: SQLiteStore) -> None:
