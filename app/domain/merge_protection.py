@@ -14,6 +14,12 @@ from app.domain.profile import Profile
 from app.domain.profile_bounds import merged_refusal
 
 DEFAULT_LIMITS = {"customerId": 1, "email": 5, "phone": 5, "deviceId": 10}
+# Identifiers of every type together: the types without a limit (anonymousId, a custom type) grew
+# without end, 20 an event, and every write reads and writes its profile whole (past 16 MB, MongoDB
+# refuses the document, and every later event of the person failed). Past it, a write's new
+# identifiers stay nobody's, as past a type's limit; a new session's anonymousId of a customer
+# holding a thousand is no longer theirs.
+MAX_IDENTIFIERS = 1000
 # (A phone number that is no number, +10000000000, was listed too: such a value is refused as an
 # identifier before any blocklist is read.)
 DEFAULT_BLOCKLIST = frozenset({"test@test.com", "test@example.com", "noemail@example.com"})
@@ -47,6 +53,7 @@ class MergeProtection:
     limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     blocklist: frozenset[str] = DEFAULT_BLOCKLIST
     automatic_merges: bool = True
+    max_identifiers: int = MAX_IDENTIFIERS
 
     def is_blocked(self, identifier: Identifier) -> bool:
         return identifier.value in self.blocklist or identifier.key in self.blocklist
@@ -74,6 +81,8 @@ class MergeProtection:
         if not additions:
             return [], None
         new = Counter({i.key: i.type for i in additions}.values())
+        if (total := len(profile.identifiers) + new.total()) > self.max_identifiers:
+            return [], f"the profile would hold {total} identifiers (limit {self.max_identifiers})"
         totals = new + Counter(r.type for r in profile.identifiers if r.type in new)
         over = self._past_limits(totals)
         if not over:
@@ -83,8 +92,11 @@ class MergeProtection:
 
     def _past_limits(self, counts: Counter[str]) -> list[str]:
         """What passes a limit in these counts of identifiers by type, as a refusal says it."""
-        return [
+        over = [
             f"{counts[type_]} {type_} identifiers (limit {limit})"
             for type_, limit in sorted(self.limits.items())
             if counts[type_] > limit
         ]
+        if (total := counts.total()) > self.max_identifiers:
+            over.append(f"{total} identifiers (limit {self.max_identifiers})")
+        return over

@@ -293,6 +293,34 @@ async def test_a_weaker_identifier_past_the_profile_limit_stays_nobodys_and_the_
     assert await profile_reads.get_profile_by_identifier(store, "email", "z5@example.com") is None
 
 
+async def test_a_profile_holds_a_bounded_number_of_identifiers_of_all_types_together(store: ProfileStore) -> None:
+    """Found by an audit: the types without a limit (anonymousId, custom ones) grew without end, 20 an
+    event, until the profile was too large to write (16 MB on MongoDB: every later event failed)."""
+    few = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(max_identifiers=4)))
+    sessions = [("anonymousId", f"s{n}") for n in range(3)]
+    first = await _customer(store, [("customerId", "C1"), *sessions], "page_view")
+    carried = [("customerId", "C1"), ("anonymousId", "s3"), ("anonymousId", "s4")]
+    [outcome] = await ingest_events(store, [event("order_completed", identifiers=carried, message_id="m-x")], few)
+    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id == first.id  # it lands, without them
+    profile = await store.get_profile(first.id)
+    assert profile is not None and profile.stats.orders == 1 and len(profile.identifiers) == 4
+    assert await profile_reads.get_profile_by_identifier(store, "anonymousId", "s3") is None
+    [refusal] = await merging.merge_refusals(store, first.id)
+    assert refusal.reason == "the profile would hold 6 identifiers (limit 4)"
+
+    # Nor does an event that links the profile with another make one past it.
+    other = await _customer(store, [("anonymousId", "t0"), ("anonymousId", "t1")], "page_view")
+    linking = [("anonymousId", "s0"), ("anonymousId", "t0")]
+    [linked] = await ingest_events(store, [event("page_view", identifiers=linking, message_id="m-y")], few)
+    assert linked.status is EventStatus.ACCEPTED
+    assert {p.id for p in [first, other] if (await store.get_profile(p.id)).merged_into is None} == {  # type: ignore[union-attr]
+        first.id,
+        other.id,
+    }
+    reasons = {r.reason for r in await merging.merge_refusals(store, first.id)}
+    assert "the merged profile would hold 6 identifiers (limit 4)" in reasons
+
+
 async def test_blocklisted_values_never_link_and_alone_are_rejected(store: ProfileStore) -> None:
     a = await _customer(store, [("email", "emma@example.com")], "page_view")
     [linked] = await ingest_events(
