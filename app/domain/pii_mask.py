@@ -106,6 +106,15 @@ _PHONE = re.compile(r"\+?[\d\s().-]{6,}")
 # an event may hold) took 230-320 ms to mask, on the loop, for every read by a key without read:pii.
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
 _PHONE_IN_TEXT = re.compile(r"\+\d[\d\s().-]{5,}\d")  # an international number inside free text
+# A national number inside a sentence (a support note's "call me on 06 12 34 56 78"): a trunk 0 or
+# an area code in brackets, or the North American 3-3-4 digits, then 7-11 more digits, spaced or
+# not. Only in text with words in it: a value that is only digits (a barcode, an order number) is
+# left as it is, where it is most often no one's number.
+_NATIONAL_PHONE_IN_TEXT = re.compile(
+    r"(?<![\w+%])(?:(?:0\d|\(\d{2,4}\)[\s.-]?)(?:[\s.-]?\d){7,11}|\d{3}[\s.-]\d{3}[\s.-]\d{4})(?![\w])"
+)
+_WORD = re.compile(r"[^\W\d_]{2}")  # letters: with a space, free text rather than a code
+_SPACE = re.compile(r"\s")
 # The same in a URL's query string, as browsers and SDKs write them (`email=ann%40example.com`,
 # `phone=%2B447700900456`): the local part stops at what separates a query's parameters.
 _EMAIL_ENCODED = re.compile(r"[^@\s=&?/#]{1,64}%40[^@\s&#]{1,255}\.[^@\s&#]{1,63}", re.IGNORECASE)
@@ -137,8 +146,9 @@ def mask_personal(value: Any, *, attributes: bool = False) -> Any:
     """A copy of a free-form JSON value with its personal data masked: values under personal keys
     (an `address` object is masked inside, keeping its city and country as the profile's addresses
     do), and any string shaped like an email address or an international phone number, written
-    plainly or in a URL's query string. Everything else is left as it was. `attributes`: the value
-    is a person's own attributes (traits, stated preferences), where a key ending in `name` is theirs."""
+    plainly or in a URL's query string, and a national number in a sentence. Everything else is left
+    as it was. `attributes`: the value is a person's own attributes (traits, stated preferences),
+    where a key ending in `name` is theirs."""
     if isinstance(value, dict):
         masked: dict[str, Any] = {}
         for key, item in value.items():
@@ -155,10 +165,20 @@ def mask_personal(value: Any, *, attributes: bool = False) -> Any:
             value = _EMAIL.sub(lambda match: mask_email(match.group(0)), value)
         if "+" in value and _PHONE_IN_TEXT.search(value):
             value = _PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group(0)), value)
+        if _has_national_phone(value):
+            value = _NATIONAL_PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group(0)), value)
         if "%" in value:
             value = _EMAIL_ENCODED.sub(lambda match: mask_email(match.group(0).replace("%40", "@")), value)
             value = _PHONE_ENCODED.sub(lambda match: "%2B" + mask_phone("+" + match.group(0)[3:])[1:], value)
     return value
+
+
+def _has_national_phone(text: str) -> bool:
+    return (
+        _SPACE.search(text) is not None
+        and _WORD.search(text) is not None
+        and _NATIONAL_PHONE_IN_TEXT.search(text) is not None
+    )
 
 
 # Profile paths holding personal data (as segment conditions name them): filtering on one reveals it,
@@ -191,7 +211,7 @@ def is_personal_value(value: Any) -> bool:
         return any(is_personal_value(item) for item in value)
     if not isinstance(value, str):
         return False
-    if "@" in value or ("+" in value and _PHONE_IN_TEXT.search(value) is not None):
+    if "@" in value or ("+" in value and _PHONE_IN_TEXT.search(value) is not None) or _has_national_phone(value):
         return True
     folded = value.lower()  # as a URL's query string writes them: `%40`, `%2B` and digits
     return "%40" in folded or re.search(r"%2b\d", folded) is not None

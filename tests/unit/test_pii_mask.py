@@ -25,3 +25,24 @@ def test_text_that_only_looks_like_the_start_of_an_address_is_left_as_it_is() ->
     masked = mask_personal({"note": long_local})["note"]
     assert masked.endswith("***@example.com") and len(masked) < len(long_local)
     assert is_personal_value("a" * 4000 + "@")
+
+
+def test_a_national_number_in_a_sentence_is_masked_and_a_bare_code_is_not() -> None:
+    """Found by an audit: a support note's "call me on 06 12 34 56 78" reached keys without read:pii,
+    where "+33 6 12 34 56 78" was masked."""
+    for text, number in [
+        ("call me on 06 12 34 56 78 please", "12 34 56"),
+        ("ring 07700 900123 after six", "7700 9001"),
+        ("office: 020 7946 0958", "7946 09"),
+        ("my cell is (555) 123-4567", "123-45"),
+        ("or 555-123-4567, evenings", "123-45"),
+        ("on 0612345678 tomorrow", "061234567"),
+    ]:
+        masked = mask_personal({"note": text})["note"]
+        assert number not in masked and "*" in masked and masked.split()[0] == text.split()[0], masked
+        assert is_personal_value(text)
+    # Codes, dates, amounts and lone digits are no one's number (a barcode, an order's date).
+    for text in ["0012345678905", "delivered 03.12.2026 at 14:05", "total 1,234,567.89 euros", "ref 123456789 ok",
+                 "ean 4006381333931", "https://shop.example/p/0612345678"]:  # fmt: skip
+        assert mask_personal({"note": text}) == {"note": text}
+        assert not is_personal_value(text)
