@@ -10,7 +10,6 @@ running server or command refuses the restore, and a server starting meanwhile w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from app.services.backups import CarriedErasures, carry_erasures, carry_revocations, carry_withdrawals
@@ -35,7 +34,7 @@ async def restore_backup(backup: Path, database: Path, progress: Progress = back
     with store_users.held_alone(database):
         staged = backups.stage(backup, database, progress)
         try:
-            carried, revoked, withdrawn = await _carried(database, staged, held.taken_at)
+            carried, revoked, withdrawn = await _carried(database, staged)
             kept = backups.swap_in(staged, database)
         except BaseException:
             backups.discard(staged)
@@ -43,7 +42,7 @@ async def restore_backup(backup: Path, database: Path, progress: Progress = back
     return Restored(held, carried, kept, revoked, withdrawn)
 
 
-async def _carried(database: Path, staged: Path, taken_at: datetime | None) -> tuple[CarriedErasures, int, int]:
+async def _carried(database: Path, staged: Path) -> tuple[CarriedErasures, int, int]:
     """The current store's erasures, key revocations and consent withdrawals, made true in the staged
     backup."""
     if not database.exists():
@@ -54,10 +53,7 @@ async def _carried(database: Path, staged: Path, taken_at: datetime | None) -> t
         try:
             carried = await carry_erasures(current, restored, actor=ACTOR)
             revoked = await carry_revocations(current, restored)
-            if taken_at is None:  # a store file not made by `backup`: from its newest decision
-                held = await restored.consent_decisions_since(datetime.min.replace(tzinfo=UTC))
-                taken_at = held[-1].at if held else datetime.min.replace(tzinfo=UTC)
-            return carried, revoked, await carry_withdrawals(current, restored, since=taken_at)
+            return carried, revoked, await carry_withdrawals(current, restored)
         finally:
             await restored.close()
     finally:

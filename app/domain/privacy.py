@@ -41,6 +41,10 @@ class ConsentDecision(StoredModel):
     # when it was not the live one, whose person the decision goes back to if the merge is undone.
     decision_id: str | None = None
     named_id: str | None = None
+    # When it was recorded, where that is later than `at` (None: at `at`): a withdrawal a restore
+    # carried into a backup, dated when the person made it, is recorded after the backup's merges,
+    # and an unmerge keeps it as it keeps a decision made while merged.
+    recorded_at: datetime | None = None
 
 
 class Erasure(StoredModel):

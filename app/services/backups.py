@@ -12,10 +12,11 @@ another store cannot be matched to them and is refused rather than restored with
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app.domain import clock
 from app.domain.errors import DomainError, InvalidInput, NotFound
@@ -24,7 +25,8 @@ from app.domain.privacy import ConsentDecision, record_consent, supersedes, supp
 from app.domain.profile_change import ProfileChange
 from app.services.merging import merge_history, unmerge_profile
 from app.services.ports import ProfileStore, StoreTransaction
-from app.services.privacy import SUPPRESSION_SECRET, delete_profile
+from app.services.privacy import SUPPRESSION_SECRET, delete_profile, merged_family
+from app.services.profile_reads import get_profile
 from app.services.profile_writes import live_profile, with_retries
 
 log = logging.getLogger("cdp.backups")
@@ -32,6 +34,7 @@ log = logging.getLogger("cdp.backups")
 IDENTITIES_PAGE = 5000
 HASHES_PER_CALL = 500
 ALL_RECEIPTS = 1_000_000_000
+EVER = datetime.min.replace(tzinfo=UTC)  # every consent decision a store holds
 MAX_SPLIT_ROUNDS = 100  # rounds of undoing merges before erasing: a merge undone may reveal one it held
 
 
@@ -151,32 +154,58 @@ async def carry_revocations(current: ProfileStore, restored: ProfileStore) -> in
     return carried
 
 
-async def carry_withdrawals(current: ProfileStore, restored: ProfileStore, *, since: datetime) -> int:
-    """Make every consent `current` withdrew after `since` (when the backup was taken) hold in
-    `restored`: restored as it was, the backup opted back in everyone who had unsubscribed since.
-    A refusal goes to the profile it was made on (or the one that profile is merged into in the
-    backup) when it is newer than the decision the backup holds, with its entry in the consent
-    history; a profile the backup does not hold (made since) has nothing to withdraw. The write
-    leaves the profile's segment check, which the server catches up on at its start. Grants made
-    since are not carried: a backup never makes anyone consent. Returns how many were carried."""
+async def carry_withdrawals(current: ProfileStore, restored: ProfileStore) -> int:
+    """Make every consent withdrawal still in effect in `current` hold in `restored` (a backup about to
+    take its place): restored as it was, the backup opted back in everyone who had unsubscribed since.
+    Chosen by what the backup holds, not by when the backup was taken: an unsubscribe clicked before
+    the backup but received after it (an email provider's sync, an offline app) is dated before it.
+
+    A withdrawal goes to the person who made it: the profile named when it was made through a
+    merged-away id, otherwise every profile of the family it was made on (the backup may hold them
+    apart, merged since; the stricter reading, as an unmerge gives a refusal made while merged to
+    both). It applies where it is newer than the decision the backup holds, as a decision made
+    directly (an unmerge in the restored store keeps it), and leaves the profile's segment check,
+    which the server catches up on at its start. Grants are never carried: a restore never makes
+    anyone consent, and a withdrawal taken back since (the person granted again) is not carried
+    either. Returns how many profiles had a consent withdrawn."""
     carried = 0
-    for decision in await current.consent_decisions_since(since):
+    for decision in await current.consent_decisions_since(EVER):
         if decision.granted:
             continue
+        for person in await _withdrawn_by(current, decision):
 
-        async def work(tx: StoreTransaction, decision: ConsentDecision = decision) -> bool:
-            profile = await live_profile(tx, decision.profile_id)
-            if profile is None or not supersedes(decision.at, False, profile.consents.get(decision.purpose)):
-                return False
-            change = ProfileChange()
-            record_consent(change, decision.purpose, granted=False, source=decision.source, at=decision.at)
-            await tx.update_profile(profile.id, change.stamped(clock.now()), expected_version=profile.version)
-            await tx.append_consent(decision.model_copy(update={"profile_id": profile.id}))
-            return True
+            async def work(tx: StoreTransaction, person: str = person, decision: ConsentDecision = decision) -> bool:
+                profile = await live_profile(tx, person)
+                if profile is None:
+                    return False
+                held = profile.consents.get(decision.purpose)
+                if held is not None and not held.granted and held.at == decision.at:
+                    return False  # the backup holds this very withdrawal (or a restore carried it already)
+                if not supersedes(decision.at, False, held):
+                    return False
+                change = ProfileChange()
+                record_consent(change, decision.purpose, granted=False, source=decision.source, at=decision.at)
+                now = clock.now()
+                await tx.update_profile(profile.id, change.stamped(now), expected_version=profile.version)
+                made_directly = {"profile_id": profile.id, "message_id": None, "named_id": None, "recorded_at": now}
+                await tx.append_consent(decision.model_copy(update={**made_directly, "decision_id": uuid.uuid4().hex}))
+                return True
 
-        async with restored.batch():
-            carried += await with_retries(restored, work)
+            async with restored.batch():
+                carried += await with_retries(restored, work)
     return carried
+
+
+async def _withdrawn_by(store: ProfileStore, decision: ConsentDecision) -> list[str]:
+    """The profiles of the person who made `decision` in `store` (none when the person has granted
+    the purpose again since, or is gone)."""
+    survivor = await get_profile(store, decision.named_id or decision.profile_id)
+    if survivor is None:
+        return []
+    now_held = survivor.consents.get(decision.purpose)
+    if now_held is None or now_held.granted:
+        return []
+    return [decision.named_id] if decision.named_id else await merged_family(store, survivor.id)
 
 
 async def _suppressed(store: ProfileStore, hashes: list[str]) -> set[str]:

@@ -210,7 +210,11 @@ async def _unmerge(
     # A decision made directly since, naming a merged-away profile's id (an unsubscribe through the id
     # that person was known by), was that person's: it goes back with them. Kept by the survivor, an
     # opt-out was lost to the person who gave it once a steward undid the merge.
-    decided = [d for d in await tx.consent_decisions(survivor.id) if d.message_id is None and d.at >= record.at]
+    decided = [
+        d
+        for d in await tx.consent_decisions(survivor.id)
+        if d.message_id is None and (d.recorded_at or d.at) >= record.at
+    ]
     theirs = {
         d.decision_id: member
         for d in decided

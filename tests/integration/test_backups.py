@@ -11,6 +11,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,88 @@ async def test_restore_withdraws_again_the_consents_withdrawn_since_the_backup(t
     finally:
         await restored.close()
     assert (await restore_backup(copy, database)).withdrawn == 1  # again, from the store it now replaces
+
+
+async def _granted(store: SQLiteStore, profile_id: str, purpose: str = "email_marketing") -> bool | None:
+    profile = await store.get_profile(profile_id)
+    consent = profile.consents.get(purpose) if profile is not None else None
+    return consent.granted if consent is not None else None
+
+
+async def _signed_up(store: SQLiteStore, *emails: str) -> None:
+    """Both marketing purposes granted, long ago, by the web sign-up form."""
+    grants = [
+        event("consent_update", email=email, properties={"purpose": purpose, "granted": True})
+        for email in emails
+        for purpose in ("email_marketing", "sms_marketing")
+    ]
+    assert {o.status for o in await ingest_events(store, grants)} == {EventStatus.ACCEPTED}
+
+
+async def test_restore_withdraws_for_the_person_who_withdrew_however_and_whenever_it_was_dated(
+    tmp_path: Path,
+) -> None:
+    """Found by a review of the first version, which carried decisions dated after the backup to the
+    profile they were stored on: an unsubscribe clicked before the backup but received after it was
+    lost; one made through a merged-away id went to the survivor's person; a carried event decision
+    was dropped by a later unmerge; a refusal taken back since was carried all the same."""
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = await _store_with(database, EMMA, BOB, CARL)
+    emma, bob, carl = [await _profile_id(store, email) or "" for email in (EMMA, BOB, CARL)]
+    await _signed_up(store, EMMA, BOB, CARL)
+    back_up(database, copy)
+    # Carl's unsubscribe, clicked before the backup, reaches the server after it (an offline app).
+    clicked = clock.now() - timedelta(minutes=10)
+    late = event("consent_update", email=CARL, at=clicked, properties={"purpose": "email_marketing", "granted": False})
+    assert (await ingest_events(store, [late]))[0].status is EventStatus.ACCEPTED
+    # Emma and Bob are merged since; Bob unsubscribes through his own id, Emma refuses SMS by event.
+    await merging.merge_profiles(store, emma, [bob], reason="same", actor="t", policy=IdentityPolicy())
+    await privacy.set_consent(store, bob, "email_marketing", False, "unsubscribe link", purposes=PURPOSES)
+    sms = event("consent_update", email=EMMA, minutes=1, properties={"purpose": "sms_marketing", "granted": False})
+    assert (await ingest_events(store, [sms]))[0].status is EventStatus.ACCEPTED
+    # Carl refuses SMS, then grants it again: his last word is a grant, which is not carried either.
+    await privacy.set_consent(store, carl, "sms_marketing", False, "app", purposes=PURPOSES)
+    await privacy.set_consent(store, carl, "sms_marketing", True, "app", purposes=PURPOSES)
+    await store.close()
+
+    done = await restore_backup(copy, database)
+
+    restored = SQLiteStore(database)
+    try:
+        assert await _granted(restored, carl) is False  # dated before the backup, received after
+        assert await _granted(restored, bob) is False and await _granted(restored, emma) is True  # Bob's own
+        # A refusal made on the merged family goes to both people the backup holds apart.
+        assert await _granted(restored, emma, "sms_marketing") is False
+        assert await _granted(restored, bob, "sms_marketing") is False
+        assert await _granted(restored, carl, "sms_marketing") is True
+        assert done.withdrawn == 4
+        # Carried as made directly: merged in the backup, they would survive an unmerge there too.
+        carried = [d for d in await restored.consent_history([emma, bob, carl]) if not d.granted]
+        assert {d.message_id for d in carried} == {None}
+    finally:
+        await restored.close()
+
+
+async def test_a_withdrawal_carried_into_a_merged_backup_survives_an_unmerge_there(tmp_path: Path) -> None:
+    database, copy = tmp_path / "cdp.sqlite3", tmp_path / "backup.sqlite3"
+    store = await _store_with(database, EMMA, BOB)
+    emma, bob = [await _profile_id(store, email) or "" for email in (EMMA, BOB)]
+    await _signed_up(store, EMMA)
+    record, _ = await merging.merge_profiles(store, emma, [bob], reason="same", actor="t", policy=IdentityPolicy())
+    back_up(database, copy)
+    withdrawing = {"purpose": "email_marketing", "granted": False}
+    refusal = event("consent_update", email=EMMA, minutes=2, properties=withdrawing)
+    assert (await ingest_events(store, [refusal]))[0].status is EventStatus.ACCEPTED
+    await store.close()
+
+    await restore_backup(copy, database)
+
+    restored = SQLiteStore(database)
+    try:
+        await merging.unmerge_profile(restored, record.id, actor="steward")
+        assert await _granted(restored, emma) is False  # the event is not in the backup: nothing to replay
+    finally:
+        await restored.close()
 
 
 async def test_restore_erases_again_the_people_erased_since_the_backup(tmp_path: Path) -> None:
