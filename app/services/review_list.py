@@ -187,22 +187,32 @@ async def review_page(
         )
     pairs = review.pairs
     in_range = bisect.bisect_left(pairs, (-max_score, "", ""), key=_order) if max_score is not None else 0
-    start, end = in_range, len(pairs)
+    lower, upper = in_range, len(pairs)  # what the cursors leave of the list
     if window.after is not None:
         at = window.after.position
-        start = max(start, bisect.bisect_right(pairs, (-at.score, at.a, at.b), key=_order))
+        lower = max(lower, bisect.bisect_right(pairs, (-at.score, at.a, at.b), key=_order))
     if window.before is not None:
         at = window.before.position
-        end = max(start, min(end, bisect.bisect_left(pairs, (-at.score, at.a, at.b), key=_order)))
-    if window.from_end:
-        start = max(start, end - window.size)
-    else:
-        end = min(end, start + window.size)
+        upper = max(lower, min(upper, bisect.bisect_left(pairs, (-at.score, at.a, at.b), key=_order)))
+    start, end = (
+        (max(lower, upper - window.size), upper) if window.from_end else (lower, min(upper, lower + window.size))
+    )
+    candidates = await with_reasons(store, pairs[start:end])
+    # Pairs merged away or erased since the list was scored are left out: the page reads on past them
+    # (a steward merging while paging left whole pages empty, their cursors null, `hasNextPage` true).
+    while len(candidates) < window.size and (start > lower if window.from_end else end < upper):
+        missing = window.size - len(candidates)
+        if window.from_end:
+            start, before = max(lower, start - missing), start
+            candidates = await with_reasons(store, pairs[start:before]) + candidates
+        else:
+            end, after = min(upper, end + missing), end
+            candidates += await with_reasons(store, pairs[after:end])
     return ReviewPage(
         list_id=review.id,
         min_score=min_score,
         computed_at=review.computed_at,
-        candidates=await with_reasons(store, pairs[start:end]),
+        candidates=candidates,
         total=len(pairs) - in_range,
         has_next=end < len(pairs),
         has_previous=start > in_range,

@@ -29,6 +29,8 @@ query($first: Int, $after: String, $min: Float, $max: Float) {
   }
 }
 """
+MERGE = """mutation($s: ID!, $m: [ID!]!) {
+  mergeProfiles(survivorId: $s, mergedIds: $m, reason: "same") { merge { id } } }"""
 SHORT_LIST = "query($min: Float) { mergeCandidates(minScore: $min, first: 1000) { aId bId score viaId } }"
 
 # Each person three times (a typo, a missing birth date, another mailbox), and two sisters sharing a
@@ -146,6 +148,34 @@ async def test_a_page_of_a_list_computed_before_an_erasure_links_no_one_to_the_e
     listed = [(e["node"]["aId"], e["node"]["bId"], e["node"]["viaId"]) for e in rest["edges"]]
     assert listed and not [pair for pair in listed if erased in pair]
     assert [pair for pair in ((a, b, via) for a, b, _, via in everyone[1:]) if erased not in pair] == listed
+
+
+async def test_a_page_whose_pairs_were_merged_away_reads_on_to_a_full_page(gql: GraphQL) -> None:
+    """Found by an audit: a steward merging the pairs of one page as they go left the next pages empty
+    (every pair of a person with several duplicates merged), their cursors null, `hasNextPage` true."""
+    await _people(gql)
+    everyone = _pairs(await _pages(gql, 100))
+    first = (await gql(PAIRS, {"first": 2}))["data"]["mergeCandidatePairs"]
+    survivor = everyone[0][0]
+    # Everything paired with the first pair's profile merged into it: the pairs right after, gone.
+    linked = sorted({b if a == survivor else a for a, b, _, _ in everyone if survivor in (a, b)} - {survivor})
+    merging = await gql(MERGE, {"s": survivor, "m": linked})
+    assert "errors" not in merging, merging
+    gone = set(linked)
+
+    after = first["pageInfo"]["endCursor"]
+    shown: list[tuple[str, str, float, str | None]] = []
+    while True:
+        page = (await gql(PAIRS, {"first": 2, "after": after}))["data"]["mergeCandidatePairs"]
+        edges = page["edges"]
+        assert len(edges) == 2 or not page["pageInfo"]["hasNextPage"], page  # a full page, or the last
+        assert page["pageInfo"]["endCursor"] is not None or not edges, page
+        shown += _pairs([page])
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    alive = [pair for pair in everyone[2:] if not {pair[0], pair[1], pair[3]} & gone]
+    assert [(a, b) for a, b, _, _ in shown] == [(a, b) for a, b, _, _ in alive]
 
 
 async def test_a_page_after_a_list_this_server_no_longer_holds_resumes_at_its_cursor(
