@@ -25,7 +25,7 @@ from app.domain.profile_query import (
     StatsField,
     StatsRange,
 )
-from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent
+from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent, new_event_id
 from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
@@ -905,3 +905,32 @@ async def test_consent_decisions_since_a_time_are_every_profiles_after_it_oldest
         ("p1", False, 9),
     ]
     assert len(await store.consent_decisions_since(BASE_TIME)) == 4
+
+
+async def test_history_resumes_after_an_event_an_erasure_deleted_since(store: ProfileStore) -> None:
+    """Found by an audit: a subscriber catching up pages back `before` the last change it read, and an
+    erasure between two pages deleted that change: the walk was refused, and could only start over."""
+    def changes(count: int) -> list[SegmentEvent]:  # one write's: one time, ids made after it
+        at = now()
+        return [
+            SegmentEvent(
+                _id=new_event_id(),
+                segment_id="gold",
+                profile_id=f"p{n % 2}",
+                change=MembershipChange.ENTERED,
+                at=at,
+                cause="t",
+            )
+            for n in range(count)
+        ]
+
+    events = changes(1) + changes(4) + changes(1) + changes(3)
+    await store.run_in_transaction(lambda tx: tx.insert_segment_events(events))
+    first = await store.segment_events(segment_id="gold", limit=4)  # into the write of four
+    last_read = first[-1]
+    await store.run_in_transaction(lambda tx: tx.erase([last_read.profile_id]))
+
+    rest = await store.segment_events(segment_id="gold", limit=100, before=last_read.id)
+    newest_first = sorted(events, key=lambda e: (e.at, e.id), reverse=True)
+    after_it = newest_first[newest_first.index(next(e for e in events if e.id == last_read.id)) + 1 :]
+    assert [e.id for e in rest] == [e.id for e in after_it if e.profile_id != last_read.profile_id]

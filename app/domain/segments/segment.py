@@ -97,6 +97,14 @@ def new_event_id() -> str:
 
 
 _last_event_ns = [0]
+_EVENT_ID = re.compile(r"sev_\d{20}[0-9a-f]{8}")
+
+
+def is_event_id(text: str) -> bool:
+    """Whether `text` is an id `new_event_id` makes: one that names no stored event was deleted since
+    (an erasure takes the person's changes; an erased person's exits go 5 minutes later), and a page
+    of the history before it holds the events made before it, which its id orders."""
+    return _EVENT_ID.fullmatch(text) is not None
 
 
 def event_time(now: datetime, latest: datetime | None) -> datetime:

@@ -40,7 +40,7 @@ from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.domain.segments.conditions import Condition
-from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent
+from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent, is_event_id
 from app.domain.segments.upkeep import EVERY_SEGMENT, awaits_upkeep, upkeep_due
 from app.services.ports import (
     FeedPositionLost,
@@ -986,9 +986,12 @@ class MongoStore:
         }
         if before is not None:  # after it in the list's order (at, then _id)
             place = await self._db.segment_events.find_one({"_id": before}, {"at": 1})
-            if place is None:
+            if place is not None:
+                selector["$or"] = [{"at": {"$lt": place["at"]}}, {"at": place["at"], "_id": {"$lt": before}}]
+            elif is_event_id(before):  # deleted since: the events made before it
+                selector["_id"] = {"$lt": before}
+            else:
                 raise InvalidInput(f"no segment event {before}", field="before")
-            selector["$or"] = [{"at": {"$lt": place["at"]}}, {"at": place["at"], "_id": {"$lt": before}}]
         cursor = self._db.segment_events.find(selector).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
         return [SegmentEvent.model_validate(document) for document in await cursor.to_list(None)]
 

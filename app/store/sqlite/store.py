@@ -33,7 +33,7 @@ from app.domain.products import CoPurchase, Product
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.domain.segments.conditions import Condition
-from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent
+from app.domain.segments.segment import MembershipChange, Segment, SegmentEvent, is_event_id
 from app.domain.segments.upkeep import EVERY_SEGMENT
 from app.services.ports import (
     StoreTransaction,
@@ -694,10 +694,14 @@ class SQLiteStore:
                     params.append(value)
             if before is not None:  # after it in the list's order (at, then the order of insertion)
                 place = db.execute("SELECT at, rowid FROM segment_events WHERE id = ?", (before,)).fetchone()
-                if place is None:
+                if place is not None:
+                    clauses.append("(at < ? OR (at = ? AND rowid < ?))")
+                    params += [place[0], place[0], place[1]]
+                elif is_event_id(before):  # deleted since: the events made before it
+                    clauses.append("id < ?")
+                    params.append(before)
+                else:
                     raise InvalidInput(f"no segment event {before}", field="before")
-                clauses.append("(at < ? OR (at = ? AND rowid < ?))")
-                params += [place[0], place[0], place[1]]
             rows = db.execute(
                 f"SELECT doc FROM segment_events WHERE {' AND '.join(clauses)} ORDER BY at DESC, rowid DESC LIMIT ?",
                 [*params, limit],
