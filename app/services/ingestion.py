@@ -187,9 +187,19 @@ def _parse_all(raw_events: Sequence[RawEvent], at: datetime, policy: IngestionPo
 
 def _refuse_unknown_purpose(event: Event, purposes: tuple[str, ...] | None) -> None:
     """A consent_update does what setConsent does (README), for the purposes it accepts: one for a
-    purpose nobody configured was stored, and no segment or destination reads it."""
-    if purposes is not None and event.type is EventType.CONSENT_UPDATE:
+    purpose nobody configured was stored, and no segment or destination reads it. A withdrawal of a
+    purpose taken out of the settings is refused too (the event cannot tell whether the profile holds
+    it), saying how it is made."""
+    if purposes is None or event.type is not EventType.CONSENT_UPDATE:
+        return
+    try:
         check_purpose(event.properties["purpose"], purposes, field="properties.purpose")
+    except InvalidInput as exc:
+        if event.properties["granted"]:
+            raise
+        raise InvalidInput(
+            f"{exc.message}; a purpose taken out of CDP_CONSENT_PURPOSES is withdrawn with setConsent", field=exc.field
+        ) from None
 
 
 async def _ingest_parsed(

@@ -82,6 +82,12 @@ async def test_a_purpose_taken_out_of_the_settings_can_still_be_withdrawn(store:
         await privacy.set_consent(store, profile_id, "ads", False, "form", purposes=remaining)
     assert len(await store.consent_history([profile_id])) == 1
 
+    by_event = event("consent_update", properties={"purpose": "email_marketing", "granted": False})
+    [refused] = await ingest_events(store, [by_event], IngestionPolicy(consent_purposes=remaining))
+    assert refused.status is EventStatus.REJECTED and refused.field == "events[0].properties.purpose"
+    assert "is withdrawn with setConsent" in (refused.reason or "")
+    assert len(await store.consent_history([profile_id])) == 1
+
     profile = await privacy.set_consent(store, profile_id, "email_marketing", False, "unsubscribe", purposes=remaining)
     assert not profile.consents["email_marketing"].granted
     newest = (await privacy.consent_history(store, profile))[0]
