@@ -81,7 +81,13 @@ class Services:
         self.review_lists = ReviewLists(max_pairs=self.settings.max_review_pairs)
         # The consent purposes setConsent takes (CDP_CONSENT_PURPOSES): events and segments take the same.
         purposes = tuple(self.settings.consent_purposes)
-        self.segments = SegmentEngine(self.store, self.bus, missed_writes=self._merge_lookalikes, purposes=purposes)
+        self.segments = SegmentEngine(
+            self.store,
+            self.bus,
+            missed_writes=self._merge_lookalikes,
+            purposes=purposes,
+            max_segments=self.settings.max_segments,
+        )
         self.metrics.watch_subscriptions(lambda: self.bus.active)
         self.bus.observer = lambda event: self.metrics.segment_changes.labels(event.change.value).inc()
         # The one wiring of "profiles changed": every write reports here once durable (ingestion

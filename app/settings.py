@@ -21,6 +21,7 @@ from app.domain.reconciliation import ReconciliationRules, Rule
 from app.domain.segments.catalogue import is_purpose
 from app.services.identity_policy import IdentityPolicy
 from app.services.review_list import MAX_REVIEW_PAIRS
+from app.services.segments import MAX_SEGMENTS
 from app.trusted_documents import read_manifest
 
 EMBEDDED_DATABASE_URL = "sqlite:///data/cdp.sqlite3"
@@ -78,6 +79,13 @@ class Settings(BaseSettings):
         ge=1,
         description="The most pairs the whole-store merge candidate list holds (mergeCandidatePairs); "
         "asking for more, at a low minScore, is refused.",
+    )
+    max_segments: int = Field(
+        default=MAX_SEGMENTS,
+        ge=1,
+        le=10_000,
+        description="The most segments a store holds: every profile change is evaluated against each segment "
+        "its change can affect, so a store of thousands made each small write cost tens of milliseconds.",
     )
     idempotency_ttl_days: int = Field(default=30, ge=1, le=3650)  # past a date the calendar holds: OverflowError
     # Event data (README "Limits"): an event past one is REJECTED naming the field; its batch goes on.

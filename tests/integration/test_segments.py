@@ -15,7 +15,7 @@ import pytest
 
 from app.bootstrap import Services
 from app.domain import clock
-from app.domain.errors import Conflict, InvalidInput
+from app.domain.errors import Conflict, InvalidInput, LimitExceeded
 from app.domain.events import RawIdentifier
 from app.domain.profile_change import ProfileChange
 from app.domain.segments.segment import ERASURE_EXITS_KEPT, MembershipChange, Segment, SegmentEvent
@@ -989,3 +989,18 @@ async def test_a_change_made_after_another_is_listed_after_it_even_when_the_cloc
     history = await services.store.segment_events(segment_id=segment.id, limit=10)
     assert [e.profile_id for e in history] == [second, first]  # newest first: as they were made
     assert history[0].at > history[1].at
+
+
+async def test_a_store_holds_a_bounded_number_of_segments(store: ProfileStore) -> None:
+    """Found by an audit: every profile change is evaluated against the segments it can affect, and a
+    store of 1,000 segments made a 1-event ingest take 45 ms and a batch of 1,000 events 8.4 s."""
+    settings = Settings(seed_fixtures=False, max_segments=2)
+    services = Services(settings=settings, store=store, ingestion=IngestionPolicy())
+    first = (await services.segments.create(BUYERS)).segment
+    await services.segments.create({**BUYERS, "name": "Buyers again"})
+    with pytest.raises(LimitExceeded, match="holds 2 segments, its most") as refused:
+        await services.segments.create({**BUYERS, "name": "One too many"})
+    assert refused.value.code == "LIMIT_EXCEEDED"
+    assert sorted(s.name for s in await store.list_segments()) == ["Buyers", "Buyers again"]  # nothing written
+    await services.segments.delete(first.id)
+    assert (await services.segments.create({**BUYERS, "name": "In its place"})).segment.name == "In its place"
