@@ -22,14 +22,19 @@ async def revoked_key_ids(store: ProfileStore) -> set[str]:
 
 
 async def watch_revocations(store: ProfileStore, on_revoked: OnRevoked, *, every_seconds: float) -> None:
-    """Tell `on_revoked` the ids of every revoked key, every `every_seconds`, until cancelled (keys are
-    few, and acting on one again is harmless: the listener closes what is still open)."""
+    """Tell `on_revoked` the ids of every revoked key, every `every_seconds`, until cancelled (acting on
+    one again is harmless: the listener closes what is still open, a socket its key let in just before
+    the revocation included). The key list is read again only when the keys' version moved: read every
+    time, 100,000 keys (revoked ones are kept) took 1.2 s of every worker's loop every 2 s."""
+    seen: int | None = None
+    revoked: set[str] = set()
     while True:
         try:
-            revoked = await revoked_key_ids(store)
+            version = await store.api_keys_version()
+            if version != seen:
+                revoked, seen = await revoked_key_ids(store), version
         except StoreUnavailable as exc:
             log.warning("revoked keys not read (%s): trying again in %.0f s", exc.message, every_seconds)
-        else:
-            if revoked:
-                await on_revoked(revoked)
+        if revoked:
+            await on_revoked(revoked)
         await asyncio.sleep(every_seconds)

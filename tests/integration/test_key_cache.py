@@ -4,6 +4,7 @@ by any process, is refused on its very next request."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +13,18 @@ import httpx
 import pytest
 
 from app.bootstrap import Services
-from app.domain.access import Principal, Scope
+from app.domain.access import ApiKey, Principal, Scope
 from app.domain.errors import Unauthenticated
 from app.main import create_app
 from app.services import api_keys
 from app.services.api_keys import authenticate
 from app.services.ingestion import IngestionPolicy
 from app.services.key_cache import KeyCache
+from app.services.key_revocations import watch_revocations
 from app.services.ports import ProfileStore
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
+from tests.interleaving import StandIn
 from tests.server_process import ROOT
 
 VERSION_READ = "SELECT n FROM api_keys_version"
@@ -147,3 +150,36 @@ async def test_a_key_revoked_by_another_process_is_refused_on_the_next_request_h
     assert error["extensions"]["code"] == "UNAUTHENTICATED"
     assert error["message"].startswith(f"API key {key_id} was revoked at ")
     await store.close()
+
+
+class _CountingKeyLists(StandIn):
+    def __init__(self, inner: ProfileStore) -> None:
+        super().__init__(inner)
+        self.lists = 0
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        self.lists += 1
+        return list(await self._inner.list_api_keys())
+
+
+async def test_revocations_are_watched_by_reading_the_keys_only_when_they_changed(store: ProfileStore) -> None:
+    """Found by an audit: every worker read every key (revoked ones are kept) each 2 s on its loop,
+    1.2 s at 100,000 keys. The list is read when the keys' version moves; the revoked ones are told
+    at every turn (a socket its key let in just before the revocation is closed at the next)."""
+    leaked, _ = await api_keys.create_key(store, "leaked", ["read:profiles"])
+    counting, told = _CountingKeyLists(store), asyncio.Queue[set[str]]()
+
+    async def on_revoked(ids: set[str]) -> None:
+        told.put_nowait(ids)
+
+    watching = asyncio.create_task(watch_revocations(counting, on_revoked, every_seconds=0.001))  # type: ignore[arg-type]
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0.002)
+        assert counting.lists == 1 and told.empty()  # read once, nothing revoked
+        await api_keys.revoke_key(store, leaked.id)
+        assert await asyncio.wait_for(told.get(), 10) == {leaked.id}
+        assert await asyncio.wait_for(told.get(), 10) == {leaked.id}  # again at the next turn, unread
+        assert counting.lists == 2
+    finally:
+        watching.cancel()

@@ -576,8 +576,10 @@ class SQLiteStore:
         return ApiKey.model_validate(loads(row[0])) if row else None
 
     async def list_api_keys(self) -> list[ApiKey]:
-        rows = self._reader.execute("SELECT doc FROM api_keys ORDER BY id").fetchall()
-        return [ApiKey.model_validate(loads(row[0])) for row in rows]
+        def scan(db: sqlite3.Connection) -> list[ApiKey]:
+            return [ApiKey.model_validate(loads(row[0])) for row in db.execute("SELECT doc FROM api_keys ORDER BY id")]
+
+        return await self._reads.read(scan)  # every key: on a reader thread
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> bool:
         async with self.batch():
