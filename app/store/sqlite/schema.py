@@ -74,6 +74,9 @@ STATEMENTS = (
     # Recommendations: in-stock best sellers of a category (fields of the JSON document, indexed).
     "CREATE INDEX IF NOT EXISTS products_by_category ON products(json_extract(doc, '$.category'), "
     "json_extract(doc, '$.sales'))",
+    # ... and of the whole catalogue, as best_sellers orders them (without it, a recommendation without
+    # the personalisation consent sorted every product: 103-130 ms at 100,000 products).
+    "CREATE INDEX IF NOT EXISTS products_by_sales ON products(coalesce(json_extract(doc, '$.sales'), 0) DESC, id)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS merges (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS merge_members (
