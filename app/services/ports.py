@@ -377,8 +377,8 @@ class ProfileStore(Protocol):
         newest `limit` of each profile (a caller wanting the newest of several keeps them all)."""
 
     async def consent_decisions_since(self, at: datetime) -> list[ConsentDecision]:
-        """Every consent decision of the store dated after `at`, oldest first (a restore carries
-        the withdrawals made since its backup: a scan)."""
+        """Every consent decision of the store dated after `at`, oldest first (a restore reads them
+        all, for the withdrawals still in effect it carries into its backup: a scan)."""
 
     async def save_segment(self, segment: Segment) -> None:
         """Insert or replace."""
