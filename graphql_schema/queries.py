@@ -171,7 +171,9 @@ class Query:
         "its full history, consent history, merges and refusals, and the ids of profiles merged into it.",
     )
     async def export_profile(self, info: Info, id: strawberry.ID) -> JSON:
-        return JSON(await privacy.export_profile(info.context.services.store, str(id)))
+        services = info.context.services
+        async with services.exports:  # a few at once a process: each holds a whole history
+            return JSON(await privacy.export_profile(services.store, str(id)))
 
     @strawberry.field(permission_classes=[requires(Scope.READ_PROFILES)], description="A segment by id.")
     async def segment(self, info: Info, id: strawberry.ID) -> Segment | None:
