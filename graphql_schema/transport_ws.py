@@ -95,10 +95,11 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if message["type"] != "subscribe" or not self.connection_acknowledged:
             await super().handle_message(message)
             return
-        key, document = self._key_and_document(message["payload"])
+        payload = message["payload"]
+        key, document = self._key(), str(payload.get("query") or payload.get("extensions") or "")
         documents: DocumentsByKey | None = getattr(self.view, "documents_by_key", None)
         refused = (
-            untrusted(getattr(self.view, "persisted", None), message["payload"])
+            untrusted(getattr(self.view, "persisted", None), payload)
             or self._one_too_many(message["id"])
             or (documents.refusal(key, document) if documents is not None else None)
         )
@@ -125,10 +126,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._ended(operation_id, release)
         await super().cleanup_operation(operation_id)
 
-    def _key_and_document(self, payload: Any) -> tuple[str, str]:
+    def _key(self) -> str:
+        """The caller's key (its id, or its name for one without), which the limits count by."""
         principal = getattr(self.context, "principal", None)
-        key = (principal.key_id or principal.name) if principal is not None else ""
-        return key, str(payload.get("query") or payload.get("extensions") or "")
+        return (principal.key_id or principal.name) if principal is not None else ""
 
     def _one_too_many(self, operation_id: str) -> Refused | None:
         """The connection's operations at their limit: refused with a code and the way out (Strawberry's
@@ -144,10 +145,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         if isinstance(self.websocket, ASGIWebSocketAdapter):  # in the operation's own task: its resolver finds it
-            outlet = broadcast.Outlet(operation.id, partial(self._write_shared, operation))
-            outlet.answers = getattr(self.view, "answers_by_watch", None)
-            outlet.key = self._key_and_document({})[0]
-            broadcast.serving(outlet)
+            answers = getattr(self.view, "answers_by_watch", None)
+            broadcast.serving(
+                broadcast.Outlet(operation.id, partial(self._write_shared, operation), key=self._key(), answers=answers)
+            )
         tracer = getattr(self.view, "tracer", None)
         if tracer is None:
             await super().run_operation(operation)
