@@ -15,13 +15,14 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from app.domain import clock
 from app.domain.errors import DomainError, InvalidInput, NotFound
 from app.domain.merge import MergeStatus
 from app.domain.privacy import ConsentDecision, record_consent, supersedes, suppression_hash
+from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.services.merging import merge_history, unmerge_profile
 from app.services.ports import ProfileStore, StoreTransaction
@@ -34,7 +35,6 @@ log = logging.getLogger("cdp.backups")
 IDENTITIES_PAGE = 5000
 HASHES_PER_CALL = 500
 ALL_RECEIPTS = 1_000_000_000
-EVER = datetime.min.replace(tzinfo=UTC)  # every consent decision a store holds
 MAX_SPLIT_ROUNDS = 100  # rounds of undoing merges before erasing: a merge undone may reveal one it held
 
 
@@ -169,10 +169,9 @@ async def carry_withdrawals(current: ProfileStore, restored: ProfileStore) -> in
     anyone consent, and a withdrawal taken back since (the person granted again) is not carried
     either. Returns how many profiles had a consent withdrawn."""
     carried = 0
-    for decision in await current.consent_decisions_since(EVER):
-        if decision.granted:
-            continue
-        for person in await _withdrawn_by(current, decision):
+    people = _People(current)
+    for decision in await current.consent_refusals():
+        for person in await people.withdrawn_by(decision):
 
             async def work(tx: StoreTransaction, person: str = person, decision: ConsentDecision = decision) -> bool:
                 profile = await live_profile(tx, person)
@@ -196,16 +195,30 @@ async def carry_withdrawals(current: ProfileStore, restored: ProfileStore) -> in
     return carried
 
 
-async def _withdrawn_by(store: ProfileStore, decision: ConsentDecision) -> list[str]:
-    """The profiles of the person who made `decision` in `store` (none when the person has granted
-    the purpose again since, or is gone)."""
-    survivor = await get_profile(store, decision.named_id or decision.profile_id)
-    if survivor is None:
-        return []
-    now_held = survivor.consents.get(decision.purpose)
-    if now_held is None or now_held.granted:
-        return []
-    return [decision.named_id] if decision.named_id else await merged_family(store, survivor.id)
+@dataclass(slots=True)
+class _People:
+    """The current store's live profile for each id decisions name, and each survivor's family, read
+    once: a person's refusals (a banner's, one a visit) share them."""
+
+    store: ProfileStore
+    survivors: dict[str, Profile | None] = field(default_factory=dict)
+    families: dict[str, list[str]] = field(default_factory=dict)
+
+    async def withdrawn_by(self, decision: ConsentDecision) -> list[str]:
+        """The profiles of the person who made `decision` (none when the person has granted the
+        purpose again since, or is gone)."""
+        named = decision.named_id or decision.profile_id
+        if named not in self.survivors:
+            self.survivors[named] = await get_profile(self.store, named)
+        survivor = self.survivors[named]
+        now_held = survivor.consents.get(decision.purpose) if survivor is not None else None
+        if survivor is None or now_held is None or now_held.granted:
+            return []
+        if decision.named_id:
+            return [decision.named_id]
+        if survivor.id not in self.families:
+            self.families[survivor.id] = await merged_family(self.store, survivor.id)
+        return self.families[survivor.id]
 
 
 async def _suppressed(store: ProfileStore, hashes: list[str]) -> set[str]:

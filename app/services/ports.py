@@ -376,9 +376,9 @@ class ProfileStore(Protocol):
         """Every consent decision recorded on these profiles, newest first; with `limit`, at most the
         newest `limit` of each profile (a caller wanting the newest of several keeps them all)."""
 
-    async def consent_decisions_since(self, at: datetime) -> list[ConsentDecision]:
-        """Every consent decision of the store dated after `at`, oldest first (a restore reads them
-        all, for the withdrawals still in effect it carries into its backup: a scan)."""
+    async def consent_refusals(self) -> list[ConsentDecision]:
+        """Every refusal of the store's consent history, of every profile, oldest first (a restore
+        carries those still in effect into its backup: a scan)."""
 
     async def save_segment(self, segment: Segment) -> None:
         """Insert or replace."""

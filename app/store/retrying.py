@@ -56,7 +56,7 @@ READS = frozenset(
         "api_keys_version",
         "list_api_keys",
         "consent_history",
-        "consent_decisions_since",
+        "consent_refusals",
         "get_segment",
         "list_segments",
         "matching_versions",

@@ -890,21 +890,23 @@ async def test_consent_history_gives_each_profile_s_newest_decisions_when_limite
     assert await store.consent_history([], limit=3) == []
 
 
-async def test_consent_decisions_since_a_time_are_every_profiles_after_it_oldest_first(store: ProfileStore) -> None:
+async def test_consent_refusals_are_every_profiles_refusals_oldest_first(store: ProfileStore) -> None:
     async def record(tx: StoreTransaction) -> None:
-        for profile_id, minutes, granted in [("p1", 9, False), ("p2", 3, True), ("p1", 1, True), ("p3", 5, False)]:
+        for profile_id, minutes, granted in [
+            ("p1", 9, False), ("p2", 3, True), ("p1", 1, True), ("p3", 5, False), ("p2", 0, False),
+        ]:  # fmt: skip
             at = BASE_TIME + timedelta(minutes=minutes)
             await tx.append_consent(
                 ConsentDecision(profile_id=profile_id, purpose="ads", granted=granted, source="web", at=at)
             )
 
     await store.run_in_transaction(record)
-    since = await store.consent_decisions_since(BASE_TIME + timedelta(minutes=3))  # after it, not at it
-    assert [(d.profile_id, d.granted, int((d.at - BASE_TIME).total_seconds() // 60)) for d in since] == [
+    refusals = await store.consent_refusals()
+    assert [(d.profile_id, d.granted, int((d.at - BASE_TIME).total_seconds() // 60)) for d in refusals] == [
+        ("p2", False, 0),
         ("p3", False, 5),
         ("p1", False, 9),
     ]
-    assert len(await store.consent_decisions_since(BASE_TIME)) == 4
 
 
 async def test_history_resumes_after_an_event_an_erasure_deleted_since(store: ProfileStore) -> None:

@@ -937,8 +937,8 @@ class MongoStore:
             documents.sort(key=lambda d: (d["at"], not d.get("granted"), d["_id"]), reverse=True)
         return [ConsentDecision.model_validate(document) for document in documents]
 
-    async def consent_decisions_since(self, at: datetime) -> list[ConsentDecision]:
-        cursor = self._db.consent_log.find({"at": {"$gt": at}}).sort([("at", ASCENDING), ("_id", ASCENDING)])
+    async def consent_refusals(self) -> list[ConsentDecision]:
+        cursor = self._db.consent_log.find({"granted": False}).sort([("at", ASCENDING), ("_id", ASCENDING)])
         return [ConsentDecision.model_validate(document) for document in await cursor.to_list(None)]
 
     async def save_segment(self, segment: Segment) -> None:

@@ -614,10 +614,10 @@ class SQLiteStore:
 
         return await self._reads.read(scan)  # a scan: on a reader thread
 
-    async def consent_decisions_since(self, at: datetime) -> list[ConsentDecision]:
+    async def consent_refusals(self) -> list[ConsentDecision]:
         def scan(db: sqlite3.Connection) -> list[ConsentDecision]:
-            rows = db.execute("SELECT doc FROM consent_log WHERE at > ? ORDER BY at, rowid", (to_iso(at),)).fetchall()
-            return [ConsentDecision.model_validate(loads(row[0])) for row in rows]
+            sql = "SELECT doc FROM consent_log WHERE NOT json_extract(doc, '$.granted') ORDER BY at, rowid"
+            return [ConsentDecision.model_validate(loads(row[0])) for row in db.execute(sql)]
 
         return await self._reads.read(scan)
 
