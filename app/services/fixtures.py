@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from app.domain.errors import InvalidInput, first_problem
 from app.domain.events import RawEvent, RawIdentifier
 from app.domain.products import Product, ProductFields, checked_document
-from app.services.extended_json import Line, read_lines
+from app.services.extended_json import Line, field_values, read_lines
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
 from app.services.profiles import upsert_profiles
@@ -151,9 +151,7 @@ def newest_event(directory: Path) -> datetime | None:
     path = data_file(directory, "events.jsonl")
     if path is None:
         return None
-    documents = (line.document for line in read_lines(path) if line.document is not None)
-    times = (d["timestamp"] for d in documents if isinstance(d.get("timestamp"), datetime))
-    return max(times, default=None)
+    return max((t for t in field_values(path, "timestamp") if isinstance(t, datetime)), default=None)
 
 
 async def demo_shift(store: ProfileStore, directory: Path, now: datetime) -> timedelta:

@@ -1,0 +1,45 @@
+"""Reading the fixtures' MongoDB Extended JSON: wrappers anywhere in a line, each line judged alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.services.extended_json import decode, field_values, read_lines
+
+
+def test_wrappers_are_read_at_any_depth_and_other_values_kept() -> None:
+    document = {
+        "timestamp": {"$date": "2025-11-01T00:34:03.127Z"},
+        "properties": {
+            "items": [{"price": {"$numberDecimal": "19.90"}, "qty": {"$numberLong": "2"}}, [{"$oid": "abc"}]],
+            "note": {"text": "a one-key object that is no wrapper"},
+            "plain": [1, "two", None, True],
+        },
+    }
+    assert decode(document) == {
+        "timestamp": datetime(2025, 11, 1, 0, 34, 3, 127000, tzinfo=UTC),
+        "properties": {
+            "items": [{"price": 19.9, "qty": 2}, ["abc"]],
+            "note": {"text": "a one-key object that is no wrapper"},
+            "plain": [1, "two", None, True],
+        },
+    }
+
+
+def test_a_top_level_field_is_read_from_the_lines_that_hold_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"timestamp": {"$date": "2025-01-02T00:00:00Z"}, "properties": {"$date": "never read"}}\n'
+        "not json\n"
+        '{"timestamp": {"$date": "soon"}}\n'
+        "[1, 2]\n"
+        '{"type": "page_view"}\n'
+        '{"timestamp": {"$date": {"$numberLong": "0"}}}\n'
+    )
+    assert [t.astimezone(UTC) for t in field_values(path, "timestamp")] == [
+        datetime(2025, 1, 2, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+    ]
+    # read_lines judges whole lines: the first one's other wrapper cannot be read
+    assert [line.problem is None for line in read_lines(path)] == [False, False, False, False, True, True]
