@@ -35,6 +35,7 @@ from app.services.identity_policy import IdentityPolicy
 from app.services.merge_steps import merge_in_transaction
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
+from app.services.profile_reads import read_again
 from app.services.profile_writes import MAX_MERGE_HOPS, live_profile, with_retries
 
 MAX_REASON_LENGTH = 500
@@ -94,7 +95,7 @@ async def merge_profiles(
     async with store.batch():
         record, survivor = await with_retries(store, work)
     await changes.publish(ProfilesChanged.of(Cause.MERGE, [record.survivor_id, *record.merged_ids]))
-    return record, survivor
+    return record, (await read_again(store, [survivor]))[0]
 
 
 async def unmerge_profile(
@@ -140,7 +141,7 @@ async def unmerge_profile(
     async with store.batch():
         record, restored = await with_retries(store, work)
     await changes.publish(ProfilesChanged.of(Cause.UNMERGE, [p.id for p in restored]))
-    return record, restored
+    return record, await read_again(store, restored)
 
 
 def _later_merges_into(record: MergeRecord, merges: list[MergeRecord]) -> list[MergeRecord]:

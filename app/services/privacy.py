@@ -34,7 +34,7 @@ from app.domain.traits.computed import PROFILED_FIELDS
 from app.services import match_model
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
-from app.services.profile_reads import get_profile
+from app.services.profile_reads import get_profile, read_again
 from app.services.profile_writes import live_profile, with_retries
 
 log = logging.getLogger("cdp.privacy")
@@ -101,7 +101,7 @@ async def set_consent(
     async with store.batch():
         profile = await with_retries(store, work)
     await changes.publish(ProfilesChanged.of(Cause.CONSENT, [profile.id], paths=["consents", *PROFILED_FIELDS]))
-    return profile
+    return (await read_again(store, [profile]))[0]
 
 
 async def consent_history(store: ProfileStore, profile: Profile) -> list[ConsentDecision]:

@@ -3,7 +3,7 @@ survivor, so that clients holding old ids keep finding the customer."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from app.domain.identifiers import normalise
 from app.domain.profile import Profile
@@ -33,6 +33,15 @@ async def get_profiles(store: ProfileStore, profile_ids: Collection[str]) -> dic
         survivors = await store.get_profiles(set(following.values()))
         pending = {profile_id: survivors.get(target) for profile_id, target in following.items()}
     return found
+
+
+async def read_again(store: ProfileStore, profiles: Sequence[Profile]) -> list[Profile]:
+    """`profiles` as stored now, each followed to its survivor: what a write answers once its
+    listeners ran, since segment upkeep changes the profile's `segments` after the write (its answer
+    listed the segments from before it) and a look-alike may have been merged; one gone since (erased)
+    is answered as written."""
+    now = await get_profiles(store, [profile.id for profile in profiles])
+    return [now.get(profile.id) or profile for profile in profiles]
 
 
 async def get_profile_by_identifier(store: ProfileStore, type_: str, value: str) -> Profile | None:

@@ -24,7 +24,7 @@ from app.services.match_candidates import merge_lookalikes
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.privacy import without_suppressed
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged
-from app.services.profile_reads import get_profile
+from app.services.profile_reads import read_again
 from app.services.profile_writes import SYSTEM_ACTOR, with_retries, write_to_resolved_profile
 
 SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
@@ -124,13 +124,14 @@ async def upsert_profiles(
     ids = [profile.id for profile, _ in written]
     # Before the upkeep, as after an ingested batch: the check the write left stays until both ran, so
     # that a process stopped in between has them run when it comes due (SegmentEngine.missed_writes).
-    fuzzy_merged = await merge_lookalikes(store, ids, policy, changes=changes)
+    await merge_lookalikes(store, ids, policy, changes=changes)
     merged = [profile_id for _, away in written for profile_id in away]
     await changes.publish(ProfilesChanged.of(Cause.UPSERT, ids), ProfilesChanged.of(Cause.MERGE, merged))
+    now = iter(await read_again(store, [profile for profile, _ in written]))  # after the upkeep: its segments
     answers: list[Profile | InvalidInput] = []
     for result in results:
-        if isinstance(result, tuple):  # a look-alike merged into it (or it into one): as it is now
-            answers.append((await get_profile(store, result[0].id) if fuzzy_merged else None) or result[0])
+        if isinstance(result, tuple):
+            answers.append(next(now))
         else:
             assert isinstance(result, InvalidInput)
             answers.append(result)

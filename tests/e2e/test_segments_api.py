@@ -118,3 +118,44 @@ async def test_a_profile_an_event_makes_enters_a_segment_of_what_it_lacks(gql: G
     profile_id = (await gql(ingest, {"e": [event]}))["data"]["ingestEvents"]["results"][0]["profileId"]
     found = await gql("query($id: ID!) { profile(id: $id) { segments } }", {"id": profile_id})
     assert sorted(found["data"]["profile"]["segments"]) == sorted(ids), found
+
+
+async def test_a_write_answers_with_the_segments_its_change_led_to(gql: GraphQL) -> None:
+    """Each mutation answers after segment upkeep: the profile it returns lists the segments the
+    change made it enter and leave, as a read right after it does."""
+    gold = (await gql(CREATE, {"condition": GOLD}))["data"]["createSegment"]["segment"]["id"]
+    mailed = await gql(
+        """mutation($condition: JSON!) { createSegment(input: {name: "Gold mailing", purpose: "email_marketing",
+        traits: {tier: "string"}, condition: $condition}) { segment { id } } }""",
+        {"condition": GOLD},
+    )
+    mailing = mailed["data"]["createSegment"]["segment"]["id"]
+
+    upserted = (await gql(UPSERT.replace("{ id }", "{ id segments }"), {"email": "ann@example.com", "tier": "gold"}))
+    ann = upserted["data"]["upsertProfile"]
+    assert ann["segments"] == [gold]
+
+    consent = """mutation($id: ID!, $granted: Boolean!) { setConsent(profileId: $id, purpose: "email_marketing",
+      granted: $granted, source: "preference centre") { segments } }"""
+    granted = (await gql(consent, {"id": ann["id"], "granted": True}))["data"]["setConsent"]
+    assert sorted(granted["segments"]) == sorted([gold, mailing])
+    refused = (await gql(consent, {"id": ann["id"], "granted": False}))["data"]["setConsent"]
+    assert refused["segments"] == [gold]
+
+    bob = (await gql(UPSERT.replace("{ id }", "{ id segments }"), {"email": "bob@example.com", "tier": "silver"}))
+    bob_id = bob["data"]["upsertProfile"]["id"]
+    merged = await gql(
+        """mutation($survivor: ID!, $merged: ID!) { mergeProfiles(survivorId: $survivor, mergedIds: [$merged],
+        reason: "same person") { merge { id } profile { id segments traits } } }""",
+        {"survivor": ann["id"], "merged": bob_id},
+    )
+    survivor = merged["data"]["mergeProfiles"]["profile"]
+    read = (await gql("query($id: ID!) { profile(id: $id) { segments } }", {"id": ann["id"]}))["data"]["profile"]
+    assert survivor["segments"] == read["segments"]
+
+    undone = await gql(
+        "mutation($id: ID!) { unmergeProfile(mergeId: $id) { profiles { id segments } } }",
+        {"id": merged["data"]["mergeProfiles"]["merge"]["id"]},
+    )
+    answered = {p["id"]: p["segments"] for p in undone["data"]["unmergeProfile"]["profiles"]}
+    assert answered == {ann["id"]: [gold], bob_id: []}
