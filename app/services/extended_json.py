@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def decode(value: Any) -> Any:
@@ -23,9 +25,11 @@ def decode(value: Any) -> Any:
                 text = inner["$numberLong"] if isinstance(inner, dict) else inner
                 if isinstance(text, str) and not text.lstrip("-").isdigit():
                     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-                return datetime.fromtimestamp(int(text) / 1000).astimezone()
+                # Milliseconds since the epoch, in UTC whatever the machine's zone (read in its zone, a
+                # birth date before 1970 from mongoexport became the day before, at 23:00, in Paris).
+                return EPOCH + timedelta(milliseconds=_whole(text, "$date"))
             if key == "$numberLong":
-                return int(inner)
+                return _whole(inner, "$numberLong")
             if key == "$numberDecimal":
                 return float(inner)
             if key == "$oid":
@@ -38,6 +42,14 @@ def decode(value: Any) -> Any:
             if isinstance(inner, dict | list):
                 value[index] = decode(inner)
     return value
+
+
+def _whole(value: Any, wrapper: str) -> int:
+    """An integer written as Extended JSON writes one (digits in a string, or a JSON number); `true`
+    was read as 1 (an event of 1970)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{wrapper} holds {type(value).__name__}, not an integer")
+    return int(value)
 
 
 @dataclass(frozen=True, slots=True)

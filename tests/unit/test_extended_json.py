@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, date, datetime
 from pathlib import Path
+
+import pytest
 
 from app.services.extended_json import decode, field_values, read_lines
 
@@ -43,3 +46,23 @@ def test_a_top_level_field_is_read_from_the_lines_that_hold_it(tmp_path: Path) -
     ]
     # read_lines judges whole lines: the first one's other wrapper cannot be read
     assert [line.problem is None for line in read_lines(path)] == [False, False, False, False, True, True]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "Asia/Tokyo", "America/New_York"])
+def test_milliseconds_are_read_in_utc_whatever_the_machines_zone(zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mongoexport writes dates before 1970 as milliseconds: a birth date read in the machine's zone
+    was the day before at 23:00 in Paris, and the profile was refused ("should have zero time")."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        born = decode({"birthDate": {"$date": {"$numberLong": "-468547200000"}}})["birthDate"]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert born == datetime(1955, 2, 26, tzinfo=UTC) and born.date() == date(1955, 2, 26)
+
+
+@pytest.mark.parametrize("wrapped", [{"$date": True}, {"$date": 1.5}, {"$numberLong": False}, {"$date": [1]}])
+def test_a_wrapper_holding_no_integer_is_refused(wrapped: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="not an integer"):
+        decode({"at": wrapped})
