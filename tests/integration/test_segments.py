@@ -19,7 +19,7 @@ from app.domain.errors import Conflict, InvalidInput, LimitExceeded
 from app.domain.events import RawIdentifier
 from app.domain.profile_change import ProfileChange
 from app.domain.segments.segment import ERASURE_EXITS_KEPT, MembershipChange, Segment, SegmentEvent
-from app.domain.segments.upkeep import UPKEEP_GRACE, Recheck
+from app.domain.segments.upkeep import EVERY_SEGMENT, UPKEEP_GRACE, Recheck
 from app.services import merging, privacy, profiles, segment_bus
 from app.services import segments as segments_module
 from app.services.identity_policy import IdentityPolicy
@@ -511,6 +511,27 @@ async def test_a_write_committed_after_the_upkeep_counted_keeps_the_check_for_it
     await services.segments.profiles_changed([ProfilesChanged.of(Cause.UPSERT, [zoe])])  # the name's own upkeep
     assert await store.member_ids(zoes.id) == [zoe]
     assert await store.next_check_at() is None
+
+
+async def test_putting_off_a_check_keeps_the_writes_it_counts(services: Services) -> None:
+    """A due check put off (run_due_checks does so before its recheck) still counts the writes whose
+    upkeep it stands for: on MongoDB it was replaced whole, its count lost, and the next write's upkeep
+    (counting one write, its own) cleared it, leaving the earlier write's segments never decided."""
+    store = services.store
+    (outcome,) = await ingest_events(store, [event("order_completed", email="zoe@example.com")])
+    await ingest_events(store, [event("order_completed", email="zoe@example.com", minutes=1)])
+    zoe = outcome.profile_id or ""
+    assert await store.pending_writes([zoe]) == {zoe: 2}
+    later = clock.now() + timedelta(minutes=5)
+
+    async def put_off(tx: StoreTransaction) -> None:
+        await tx.schedule_checks([(zoe, EVERY_SEGMENT, later)])
+        await tx.schedule_check(zoe, EVERY_SEGMENT, later + timedelta(minutes=1))
+
+    await store.run_in_transaction(put_off)
+    assert await store.pending_writes([zoe]) == {zoe: 2}
+    await services.segments.profiles_changed(events_landed({zoe: {"order_completed"}}))  # counts 2: clears it
+    assert await store.pending_writes([zoe]) == {}
 
 
 async def test_a_store_from_before_the_writes_count_gets_it_when_opened(tmp_path: Path) -> None:

@@ -462,8 +462,9 @@ class MongoTransaction(StoreTransaction):
         if due_at is None:
             await self._db.segment_checks.delete_one(key, session=self._session)
         else:
-            document = {"profileId": profile_id, "segmentId": segment_id, "dueAt": due_at}
-            await self._db.segment_checks.replace_one(key, key | document, upsert=True, session=self._session)
+            await self._db.segment_checks.update_one(
+                key, _check_due(profile_id, segment_id, due_at), upsert=True, session=self._session
+            )
 
     async def record_erasure(self, erasure: Erasure) -> None:
         await self._db.erasures.insert_one(erasure.model_dump(by_alias=True), session=self._session)
@@ -501,8 +502,10 @@ class MongoTransaction(StoreTransaction):
         operations: list[Any] = []
         for profile_id, segment_id, due_at in checks:
             key = {"_id": f"{profile_id}|{segment_id}"}
-            document = {"profileId": profile_id, "segmentId": segment_id, "dueAt": due_at}
-            operations.append(DeleteOne(key) if due_at is None else ReplaceOne(key, key | document, upsert=True))
+            if due_at is None:
+                operations.append(DeleteOne(key))
+            else:
+                operations.append(UpdateOne(key, _check_due(profile_id, segment_id, due_at), upsert=True))
         if operations:
             await self._db.segment_checks.bulk_write(operations, ordered=True, session=self._session)
 
@@ -536,6 +539,13 @@ class MongoTransaction(StoreTransaction):
             for profile_id in profile_ids
         ]
         await self._db.segment_checks.bulk_write(operations, ordered=False, session=self._session)
+
+
+def _check_due(profile_id: str, segment_id: str, due_at: datetime) -> dict[str, Any]:
+    """A check made due at `due_at`, keeping the writes it counts (pending_writes), as the embedded
+    store's ON CONFLICT … DO UPDATE does: replaced whole, a check put off lost its count, and the next
+    write's upkeep (counting only itself) cleared it, the earlier write's segments never decided."""
+    return {"$set": {"dueAt": due_at}, "$setOnInsert": {"profileId": profile_id, "segmentId": segment_id}}
 
 
 def _buckets(profile_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
