@@ -686,7 +686,10 @@ class MongoStore:
         )
         await db.processed_messages.create_indexes([IndexModel([("profileId", ASCENDING)])])
         await db.products.create_indexes(  # recommendations: in-stock best sellers, of a category
-            [IndexModel([("category", ASCENDING), ("sales", DESCENDING)]), IndexModel([("sales", DESCENDING)])]
+            [  # in best_sellers' order to the last key (ties by id): an index of part of it sorted every product
+                IndexModel([("category", ASCENDING), ("sales", DESCENDING), ("_id", ASCENDING)]),
+                IndexModel([("sales", DESCENDING), ("_id", ASCENDING)]),
+            ]
         )
         await db.profiles.create_indexes(
             [
