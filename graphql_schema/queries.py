@@ -12,6 +12,7 @@ from app.domain.profile_query import ProfileFilter
 from app.domain.segments.segment import Segment as DomainSegment
 from app.services import api_keys, match_candidates, nodes, privacy, profile_reads, recommendations, review_list
 from app.services.profiles import check_page_size
+from app.services.segments import membership_history
 from graphql_schema.context import Info
 from graphql_schema.inputs import ProfileFilterInput
 from graphql_schema.page_arguments import PROFILES_PAGE, SEGMENT_HISTORY_MAX
@@ -198,7 +199,8 @@ class Query:
         before: strawberry.ID | None = None,
     ) -> list[SegmentMembershipEvent]:
         check_page_size(last, maximum=SEGMENT_HISTORY_MAX, field="last")
-        events = await info.context.services.store.segment_events(
+        events = await membership_history(
+            info.context.services.store,
             segment_id=str(segment_id) if segment_id else None,
             profile_id=str(profile_id) if profile_id else None,
             limit=last,

@@ -60,6 +60,7 @@ from app.off_loop import off_loop
 from app.services.leases import hold_for
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged, uncancelled
+from app.services.profile_reads import get_profile
 from app.services.profile_writes import MAX_ATTEMPTS, with_retries
 from app.services.segment_bus import SegmentBus
 
@@ -93,14 +94,29 @@ class Evaluation:
 _Change = tuple[Iterable[str], Collection[str], Collection[str] | None]
 
 
-async def check_watched(store: ProfileStore, segment_id: str | None, profile_id: str | None) -> None:
+async def check_watched(store: ProfileStore, segment_id: str | None, profile_id: str | None) -> str | None:
     """What a membership subscription filters on exists: a mistyped segment or profile id is a
-    NOT_FOUND error at once, not a subscription that never hears anything. A merged-away profile
-    exists (its changes come back if it is unmerged), as does a segment with no members yet."""
+    NOT_FOUND error at once, not a subscription that never hears anything. Answers the profile id to
+    listen on: a merged-away profile's survivor, as reads follow merges (listening on the old id, the
+    subscription heard nothing, with no error). A segment with no members yet exists too."""
     if segment_id is not None and await store.get_segment(segment_id) is None:
         raise NotFound(f"no segment {segment_id}", field="segmentId")
-    if profile_id is not None and await store.get_profile(profile_id) is None:
+    if profile_id is None:
+        return None
+    profile = await get_profile(store, profile_id)
+    if profile is None:
         raise NotFound(f"no profile {profile_id}", field="profileId")
+    return profile.id
+
+
+async def membership_history(
+    store: ProfileStore, *, segment_id: str | None, profile_id: str | None, limit: int, before: str | None
+) -> list[SegmentEvent]:
+    """Membership changes newest first; a merged-away profile id stands for its survivor, as for a
+    subscription (it answered no change at all)."""
+    if profile_id is not None and (profile := await get_profile(store, profile_id)) is not None:
+        profile_id = profile.id
+    return await store.segment_events(segment_id=segment_id, profile_id=profile_id, limit=limit, before=before)
 
 
 def new_segment_id() -> str:

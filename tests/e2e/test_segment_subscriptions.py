@@ -144,3 +144,37 @@ def _keys_create(tmp_path: Path) -> str:
         check=True,
     )
     return created.stdout.strip()
+
+
+async def test_a_merged_away_profile_id_is_watched_and_read_as_its_survivor(tmp_path: Path) -> None:
+    """As `profile(id:)` follows a merge, so do a subscription and the history by profile: with the old
+    id the subscription was accepted and heard nothing, and the history answered no change."""
+    env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false"}
+    upsert = 'mutation($e: String!) { upsertProfile(input: {identifiers: [{type: "email", value: $e}]}) { id } }'
+    by_profile = "subscription($p: ID) { segmentMembershipChanged(profileId: $p) { change profile { id } } }"
+    with running_server(env) as url:
+        token = (tmp_path / "dev-api-key").read_text().strip()
+        segment_id = _post(url, token, CREATE)["data"]["createSegment"]["segment"]["id"]
+        old = _post(url, token, upsert, {"e": "nora.old@example.com"})["data"]["upsertProfile"]["id"]
+        survivor = _post(url, token, upsert, {"e": "nora@example.com"})["data"]["upsertProfile"]["id"]
+        merge = """mutation($s: ID!, $m: ID!) {
+          mergeProfiles(survivorId: $s, mergedIds: [$m], reason: "same") { merge { id } } }"""
+        assert _post(url, token, merge, {"s": survivor, "m": old})["data"]["mergeProfiles"]["merge"]["id"]
+        ws = await _open(url.replace("http", "ws") + "/graphql", token)
+        try:
+            payload = {"query": by_profile, "variables": {"p": old}}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            await asyncio.sleep(0.2)  # the subscription is registered before the change is made
+            assert _post(url, token, ORDER)["data"]["ingestEvents"]["accepted"] == 1  # nora@: the survivor
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert message["type"] == "next", message
+            assert message["payload"]["data"]["segmentMembershipChanged"] == {
+                "change": "ENTERED",
+                "profile": {"id": survivor},
+            }
+        finally:
+            await ws.close()
+        history = "query($p: ID) { segmentHistory(profileId: $p) { change segmentId profileId } }"
+        assert _post(url, token, history, {"p": old})["data"]["segmentHistory"] == [
+            {"change": "ENTERED", "segmentId": segment_id, "profileId": survivor}
+        ]
