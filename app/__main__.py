@@ -135,12 +135,13 @@ def load(
     ),
 ) -> None:
     """Load products.jsonl, profiles.jsonl and events.jsonl from DIRECTORY into the configured store
-    (segments follow, as for the API's writes)."""
+    (segments follow, as for the API's writes), then define the segments of its segments.jsonl after
+    computing the profiles' traits, as the server's first start does with the demo data."""
     from datetime import timedelta
 
-    from app.bootstrap import connect
+    from app.bootstrap import compute_traits_now, connect, define_segments
     from app.domain import clock
-    from app.services.fixtures import check_data_set, demo_shift, load_fixtures
+    from app.services.fixtures import check_data_set, data_file, demo_shift, load_fixtures
 
     settings = _settings()
     with _said_in_one_line():
@@ -158,12 +159,19 @@ def load(
                     console.print(f"dates moved by {shift.days} days (the newest event within the last day)")
                 with _progress_bar() as progress:
                     report = await load_fixtures(services.store, directory, services.ingestion, progress, shift=shift)
+                    if data_file(directory, "segments.jsonl") is not None:  # as the server's first start does
+                        await compute_traits_now(services, progress)
+                        segments = await define_segments(services, directory, progress)
+                    else:
+                        segments = 0
         finally:
             await services.close()
         console.print(
             f"loaded {report.products} products, {report.profiles} profiles, {report.events_accepted} events "
             f"({report.events_duplicate} already present; rejected: {report.products_rejected} products, "
-            f"{report.profiles_rejected} profiles, {report.events_rejected} events) into {_describe(settings)}"
+            f"{report.profiles_rejected} profiles, {report.events_rejected} events)"
+            + (f", {segments} segments defined and evaluated" if segments else "")
+            + f" into {_describe(settings)}"
         )
         for problem in report.problems:
             console.print(f"  {problem}", style="red", highlight=False)

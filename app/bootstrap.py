@@ -26,6 +26,7 @@ from app.services.fixtures import (
     Progress,
     SeedProgress,
     count_lines,
+    data_file,
     demo_shift,
     load_fixtures,
     load_segments,
@@ -236,8 +237,8 @@ async def seed_in_background(services: Services) -> None:
 TRAITS_WAIT_SECONDS = 2.0  # how often the demo load asks again for the computed-traits job's lease
 
 
-async def _demo_traits(services: Services, step: Callable[[str, int, int], None]) -> None:
-    """The demo profiles' computed traits (the VIP demo segment reads RFM), before their segments. When
+async def compute_traits_now(services: Services, step: Callable[[str, int, int], None]) -> None:
+    """The profiles' computed traits, before the data set's segments (the VIP demo segment reads RFM). When
     another job holds the lease (another process's, or that of a process killed while it computed
     them: its lease runs out after traits.LEASE_FOR), the load waits for it and computes them then.
     Before, it took the lease for a job computing them: a kill in this step left them uncomputed, and
@@ -265,6 +266,32 @@ async def _demo_traits(services: Services, step: Callable[[str, int, int], None]
         return
 
 
+async def define_segments(services: Services, directory: Path, step: Callable[[str, int, int], None]) -> int:
+    """The segments of `directory`/segments.jsonl, defined and evaluated over the store (its computed
+    traits first: `compute_traits_now`); one defined already (an interrupted load, or a load run
+    again) is evaluated as it stands now. The first start's demo data and `python -m app load` both
+    end with it: the load command, the only way to the demo data on MongoDB, defined no segment, and
+    the README's examples found nothing."""
+    path = data_file(directory, "segments.jsonl")
+    if path is None:
+        return 0
+    wanted = count_lines(path)
+    made = [0]
+
+    async def create_segment(fields: dict[str, Any], segment_id: str) -> object:
+        existing = await services.store.get_segment(segment_id)
+        result = await (
+            services.segments.evaluate(existing, cause="segment created")
+            if existing
+            else services.segments.create(fields, segment_id=segment_id)
+        )
+        made[0] += 1
+        step("segments", made[0], wanted)
+        return result
+
+    return await load_segments(create_segment, directory)
+
+
 async def seed(services: Services, progress: Progress | None = None) -> LoadReport | None:
     directory = services.settings.fixtures_dir
     if not directory.is_dir():
@@ -290,22 +317,8 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
             log.info("  %s: %d/%d", stage, done, total)
 
     report = await load_fixtures(services.store, directory, services.ingestion, step, shift=shift)
-    await _demo_traits(services, step)
-    wanted = count_lines(directory / "segments.jsonl") if (directory / "segments.jsonl").exists() else 0
-    made = [0]
-
-    async def create_segment(fields: dict[str, Any], segment_id: str) -> object:
-        existing = await services.store.get_segment(segment_id)  # an interrupted load made it already
-        result = await (
-            services.segments.evaluate(existing, cause="segment created")
-            if existing
-            else services.segments.create(fields, segment_id=segment_id)
-        )
-        made[0] += 1
-        step("segments", made[0], wanted)
-        return result
-
-    segments = await load_segments(create_segment, directory)
+    await compute_traits_now(services, step)
+    segments = await define_segments(services, directory, step)
     await services.store.write_meta(SEED_META, "loaded")
     log.info("%d demo segments defined and evaluated", segments)
     log.info(

@@ -286,6 +286,47 @@ def test_the_load_command_reports_every_bad_line_and_exits_1(tmp_path: Path) -> 
         assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 1
 
 
+def test_the_load_command_defines_the_segments_of_the_data_set_after_the_traits(tmp_path: Path) -> None:
+    """`python -m app load` is how a MongoDB deployment gets the demo data: it defined no segment of
+    segments.jsonl (only the server's first start did), so the README's examples found nothing. Run
+    twice, the second run evaluates the segments already defined."""
+    data = tmp_path / "data"
+    data.mkdir()
+    when = {"$date": "2026-01-01T10:00:00.000Z"}
+    one, two = [{"type": "email", "value": "one@example.com"}], [{"type": "email", "value": "two@example.com"}]
+    order = {"_id": "o1", "type": "order_completed", "channel": "web", "timestamp": when, "identifiers": one,
+             "properties": {"orderId": "A", "total": 30}}  # fmt: skip
+    view = {**order, "_id": "v1", "type": "page_view", "properties": {"url": "/"}, "identifiers": two}
+    (data / "events.jsonl").write_text(f"{json.dumps(order)}\n{json.dumps(view)}\n")
+    buyers = {
+        "_id": "buyers",
+        "name": "Buyers",
+        "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 1}},
+    }
+    scored = {"_id": "scored", "name": "Scored",
+              "condition": {"compare": {"path": "rfm.recencyScore", "op": "gte", "value": 1}}}  # fmt: skip
+    (data / "segments.jsonl").write_text(f"{json.dumps(buyers)}\n{json.dumps(scored)}\n")
+    database = tmp_path / "cdp.sqlite3"
+    for run in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "load", str(data)],
+            cwd=FIXTURES.parent,
+            env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{database}", "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        said = done.stdout + done.stderr
+        assert done.returncode == 0, said
+        assert "2 segments defined and evaluated" in said, said
+        with sqlite3.connect(database) as db:
+            members = db.execute(
+                "SELECT s.id, count(m.profile_id) FROM segments s LEFT JOIN segment_members m ON m.segment_id = s.id "
+                "GROUP BY s.id ORDER BY s.id"
+            ).fetchall()
+        assert members == [("buyers", 1), ("scored", 1)], (run, members)  # RFM: the buyer only, traits first
+
+
 def _readme_example(containing: str) -> str:
     """The first ```graphql block of the README that contains `containing`."""
     readme = (FIXTURES.parent / "README.md").read_text(encoding="utf-8")
