@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from app import tracing
-from app.domain.errors import DomainError
+from app.domain.errors import DomainError, StoreUnavailable
 from app.observability.logs import configure as configure_logs
 from app.os_errors import in_one_line
 from app.settings import Settings, invalid_settings
@@ -52,18 +52,30 @@ console = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 @contextmanager
-def _said_in_one_line() -> Iterator[None]:
+def _said_in_one_line(then: str | None = None) -> Iterator[None]:
     """A domain error raised within (a file that is no store, a MongoDB not reachable, a refused input),
     or a file the system refused (a folder it may not write in), is its message on stderr and exit
-    status 1, never a traceback."""
+    status 1, never a traceback; `then`, what to do next, follows a store that failed. A store's
+    failure says its driver's reason too: "could not complete a batch (OperationalError)" hid "database
+    or disk is full" (an API client is told no more; here the operator reads it)."""
     try:
         yield
     except DomainError as exc:
-        console.print(exc.message, style="red", highlight=False)
+        console.print(exc.message + _driver_said(exc), style="red", highlight=False)
+        if then is not None and isinstance(exc, StoreUnavailable):
+            console.print(then, highlight=False)
         raise typer.Exit(1) from None
     except OSError as exc:  # a backup into, or a restore in, a folder this user may not write in
         console.print(in_one_line(exc), style="red", highlight=False)
         raise typer.Exit(1) from None
+
+
+def _driver_said(exc: DomainError) -> str:
+    cause = exc.__cause__
+    if not isinstance(exc, StoreUnavailable) or cause is None:
+        return ""
+    said = in_one_line(cause) if isinstance(cause, OSError) else next(iter(str(cause).splitlines()), "")
+    return f": {said}" if said else ""
 
 
 def _settings(**options: object) -> Settings:
@@ -153,7 +165,9 @@ def load(
         with _said_in_one_line():
             services = await connect(settings)  # wired as the server is: segments hear of every write
         try:
-            with _said_in_one_line():  # a data file that is a folder, the store gone meanwhile
+            # A data file that is a folder; the store gone or full meanwhile (what is in stays: every
+            # event is stored with its messageId in the batch that took it, which a rerun skips).
+            with _said_in_one_line(then="what was loaded stays; run the same load again to finish it"):
                 shift = await demo_shift(services.store, directory, clock.now()) if shift_dates else timedelta(0)
                 if shift:
                     console.print(f"dates moved by {shift.days} days (the newest event within the last day)")

@@ -19,6 +19,7 @@ import typer
 
 from app.__main__ import _said_in_one_line
 from app.domain import clock
+from app.domain.errors import StoreUnavailable
 from app.services import api_keys
 from app.services.ingestion import ingest_events
 from app.settings import Settings
@@ -259,6 +260,18 @@ def test_a_file_the_system_refuses_is_said_in_one_line(capsys: pytest.CaptureFix
     assert stopped.value.exit_code == 1
     said = capsys.readouterr()
     assert "Permission denied: /srv/ro/.b.sqlite3.12-34.partial" in said.err and "Traceback" not in said.err
+
+
+def test_a_store_that_fails_says_its_drivers_reason_and_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an audit: a load that filled the disk said "could not complete a batch
+    (OperationalError)", hiding "database or disk is full", and nothing of what to do next."""
+    with pytest.raises(typer.Exit) as stopped, _said_in_one_line(then="run the same load again to finish it"):
+        full = sqlite3.OperationalError("database or disk is full")
+        raise StoreUnavailable("the sqlite store could not complete a batch (OperationalError)") from full
+    assert stopped.value.exit_code == 1
+    said = capsys.readouterr().err
+    assert "could not complete a batch (OperationalError): database or disk is full" in said, said
+    assert "run the same load again to finish it" in said and "Traceback" not in said
 
 
 def test_a_file_that_is_no_database_is_said_in_one_line(tmp_path: Path) -> None:
