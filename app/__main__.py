@@ -147,8 +147,10 @@ def load(
     ),
 ) -> None:
     """Load products.jsonl, profiles.jsonl and events.jsonl from DIRECTORY into the configured store
-    (segments follow, as for the API's writes), then define the segments of its segments.jsonl after
-    computing the profiles' traits, as the server's first start does with the demo data."""
+    (segments follow, as for the API's writes).
+
+    Then the profiles' computed traits, and the segments of DIRECTORY/segments.jsonl, defined and
+    evaluated, as the server's first start does with the demo data."""
     from datetime import timedelta
 
     from app.bootstrap import compute_traits_now, connect, define_segments
@@ -189,6 +191,9 @@ def load(
         )
         for problem in report.problems:
             console.print(f"  {problem}", style="red", highlight=False)
+        if report.problems_left_out:
+            more = f"  … and {report.problems_left_out:,} more (the first {len(report.problems)} are above)"
+            console.print(more, style="red", highlight=False)
         if report.products_rejected or report.profiles_rejected or report.events_rejected:
             raise typer.Exit(1)
 
