@@ -76,12 +76,16 @@ class LoadReport:
     events_duplicate: int = 0
     events_rejected: int = 0
     profiles_rejected: int = 0
-    # What was refused, as "file:line: reason" (the first MAX_PROBLEMS): a data file has a bug, say where.
+    # What was refused, as "file:line: reason", in the files' order and each file's line order: a data
+    # file has a bug, say where. The first MAX_PROBLEMS, and how many more (they were left out unsaid).
     problems: list[str] = field(default_factory=list)
+    problems_left_out: int = 0
 
     def problem(self, text: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(text)
+        else:
+            self.problems_left_out += 1
 
 
 def _identifiers(raw: object) -> list[RawIdentifier]:
@@ -238,6 +242,7 @@ async def load_fixtures(
         for batch in _batches(read_lines(profiles), PROFILE_BATCH):  # one commit each
             lines: list[int] = []
             upserts: list[tuple[list[RawIdentifier], dict[str, Any]]] = []
+            refused: list[tuple[int, str]] = []  # (line, why): said in line order, as for events
             for line in batch:
                 try:
                     document = _document(line)
@@ -245,16 +250,17 @@ async def load_fixtures(
                     upserts.append((_identifiers(document.get("identifiers", [])), _snake_case(fields)))
                     lines.append(line.number)
                 except InvalidInput as exc:
-                    report.profiles_rejected += 1
-                    report.problem(f"profiles.jsonl:{line.number}: {_said(exc)}")
+                    refused.append((line.number, _said(exc)))
             identity, changes = policy.identity, policy.changes
             written = await upsert_profiles(store, upserts, source="crm", policy=identity, changes=changes)
             for number, result in zip(lines, written, strict=True):
                 if isinstance(result, InvalidInput):
-                    report.profiles_rejected += 1
-                    report.problem(f"profiles.jsonl:{number}: {_said(result)}")
+                    refused.append((number, _said(result)))
                 else:
                     report.profiles += 1
+            report.profiles_rejected += len(refused)
+            for number, why in sorted(refused):
+                report.problem(f"profiles.jsonl:{number}: {why}")
             done += len(batch)
             await report_progress("profiles", done, total)
     events = data_file(directory, "events.jsonl")
@@ -265,13 +271,13 @@ async def load_fixtures(
         for batch in _batches(read_lines(events), EVENT_BATCH):
             numbers: list[int] = []
             raws: list[RawEvent] = []
+            refused = []  # (line, why): said in line order, whichever step refused it
             for line in batch:
                 try:
                     raws.append(raw_event(_document(line), shift))
                     numbers.append(line.number)
                 except InvalidInput as exc:
-                    report.events_rejected += 1
-                    report.problem(f"events.jsonl:{line.number}: {_said(exc)}")
+                    refused.append((line.number, _said(exc)))
             outcomes = await ingest_events(store, raws, policy)
             for index, (number, outcome) in enumerate(zip(numbers, outcomes, strict=True)):
                 if outcome.status is EventStatus.ACCEPTED:
@@ -279,9 +285,11 @@ async def load_fixtures(
                 elif outcome.status is EventStatus.DUPLICATE:
                     report.events_duplicate += 1
                 else:
-                    report.events_rejected += 1
                     # The reason names the event by its place in the batch: the line says it here.
-                    report.problem(f"events.jsonl:{number}: {(outcome.reason or '').removeprefix(f'events[{index}].')}")
+                    refused.append((number, (outcome.reason or "").removeprefix(f"events[{index}].")))
+            report.events_rejected += len(refused)
+            for number, why in sorted(refused):
+                report.problem(f"events.jsonl:{number}: {why}")
             done += len(batch)
             await report_progress("events", done, total)
     return report

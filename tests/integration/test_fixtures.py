@@ -286,6 +286,30 @@ def test_the_load_command_reports_every_bad_line_and_exits_1(tmp_path: Path) -> 
         assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 1
 
 
+def test_the_load_command_lists_the_first_refused_lines_in_order_then_how_many_more(tmp_path: Path) -> None:
+    """Found by an audit: lines the reading refused were listed before the lines ingestion refused
+    earlier in the batch (2, 3, 5 … then 7, 8), and past 20 the rest were left out unsaid."""
+    data = tmp_path / "data"
+    data.mkdir()
+    unknown = {"type": "not_a_type", "channel": "web", "timestamp": {"$date": "2026-01-01T10:00:00.000Z"},
+               "identifiers": [{"type": "email", "value": "one@example.com"}]}  # fmt: skip
+    lines = ["{oops" if n % 2 else json.dumps({**unknown, "_id": f"m{n}"}) for n in range(1, 26)]
+    (data / "events.jsonl").write_text("\n".join(lines) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "load", str(data)],
+        cwd=FIXTURES.parent,
+        env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{tmp_path / 'cdp.sqlite3'}", "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    listed = [int(line.split(":")[1]) for line in said.splitlines() if line.strip().startswith("events.jsonl:")]
+    assert listed == list(range(1, 21)), said
+    assert "… and 5 more (the first 20 are above)" in said, said
+
+
 def test_the_load_command_defines_the_segments_of_the_data_set_after_the_traits(tmp_path: Path) -> None:
     """`python -m app load` is how a MongoDB deployment gets the demo data: it defined no segment of
     segments.jsonl (only the server's first start did), so the README's examples found nothing. Run
