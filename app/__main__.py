@@ -155,7 +155,7 @@ def load(
 
     from app.bootstrap import compute_traits_now, connect, define_segments
     from app.domain import clock
-    from app.services.fixtures import check_data_set, data_file, demo_shift, load_fixtures
+    from app.services.fixtures import SEGMENTS_FILE, check_data_set, data_file, demo_shift, load_fixtures
 
     settings = _settings()
     with _said_in_one_line():
@@ -175,7 +175,7 @@ def load(
                     console.print(f"dates moved by {shift.days} days (the newest event within the last day)")
                 with _progress_bar() as progress:
                     report = await load_fixtures(services.store, directory, services.ingestion, progress, shift=shift)
-                    if data_file(directory, "segments.jsonl") is not None:  # as the server's first start does
+                    if data_file(directory, SEGMENTS_FILE) is not None:  # as the server's first start does
                         await compute_traits_now(services, progress)
                         segments = await define_segments(services, directory, progress)
                     else:

@@ -22,6 +22,7 @@ from app.observability.metrics import Metrics
 from app.process_lock import exclusive
 from app.services.api_keys import authenticate, create_key, revoke_key
 from app.services.fixtures import (
+    SEGMENTS_FILE,
     LoadReport,
     Progress,
     SeedProgress,
@@ -272,7 +273,7 @@ async def define_segments(services: Services, directory: Path, step: Callable[[s
     again) is evaluated as it stands now. The first start's demo data and `python -m app load` both
     end with it: the load command, the only way to the demo data on MongoDB, defined no segment, and
     the README's examples found nothing."""
-    path = data_file(directory, "segments.jsonl")
+    path = data_file(directory, SEGMENTS_FILE)
     if path is None:
         return 0
     wanted = count_lines(path)

@@ -35,6 +35,7 @@ PROFILE_BATCH = 100  # profiles upserted with one commit (each its own unit of w
 STEP_PAUSE = 0.005  # seconds after each step (about 60 steps for the demo data)
 MAX_PROBLEMS = 20
 DATA_FILES = ("products.jsonl", "profiles.jsonl", "events.jsonl")  # what a data set holds, any of them
+SEGMENTS_FILE = "segments.jsonl"  # segment definitions, read after the data (bootstrap.define_segments)
 SHIFT_META = "demoDataShiftDays"  # the whole days the demo data's dates were moved by at its first load
 
 
@@ -142,12 +143,28 @@ def data_file(directory: Path, name: str) -> Path | None:
 
 def check_data_set(directory: Path) -> None:
     """InvalidInput unless `directory` holds a data set's file: a mistyped folder, or files of another
-    format, loaded nothing and said "loaded 0", a success."""
+    format, loaded nothing and said "loaded 0", a success. Each of its files must be readable and hold
+    JSON lines, before anything is written: an events.jsonl this user could not read was found once
+    the profiles were in, and a JSON array (mongoexport --jsonArray) was read whole into memory (695 MB
+    for 61 MB of events) to be refused as its one line, "not a JSON object"."""
     if not any(data_file(directory, name) for name in DATA_FILES):
         raise InvalidInput(
             f"no data set in {directory}: expected {', '.join(DATA_FILES)} (one JSON object a line)",
             field="directory",
         )
+    for name in (*DATA_FILES, SEGMENTS_FILE):
+        if (path := data_file(directory, name)) is None:
+            continue
+        try:
+            with path.open("rb") as handle:
+                start = handle.read(4096).lstrip()
+        except OSError as exc:
+            raise InvalidInput(f"{path} cannot be read: {exc.strerror or exc}", field=name) from None
+        if start.startswith(b"["):
+            raise InvalidInput(
+                f"{path} holds a JSON array: one JSON object a line is read (mongoexport without --jsonArray)",
+                field=name,
+            )
 
 
 def newest_event(directory: Path) -> datetime | None:
@@ -309,7 +326,7 @@ def _snake_case(fields: dict[str, Any]) -> dict[str, Any]:
 
 async def load_segments(create: Callable[[dict[str, Any], str], Awaitable[object]], directory: Path) -> int:
     """Define the demo segments of `segments.jsonl` (each evaluated over the store as it is created)."""
-    path = data_file(directory, "segments.jsonl")
+    path = data_file(directory, SEGMENTS_FILE)
     if path is None:
         return 0
     count = 0

@@ -23,11 +23,12 @@ import pytest_asyncio
 from app.bootstrap import Services
 from app.domain import clock
 from app.domain.access import Scope
+from app.domain.errors import InvalidInput
 from app.domain.events import Channel, EventType
 from app.main import create_app
 from app.services import match_candidates, profile_reads
 from app.services.api_keys import create_key
-from app.services.fixtures import SHIFT_META, LoadReport, demo_shift, load_fixtures, load_segments
+from app.services.fixtures import SHIFT_META, LoadReport, check_data_set, demo_shift, load_fixtures, load_segments
 from app.services.ingestion import IngestionPolicy
 from app.services.recommendations import upsert_products
 from app.settings import Settings
@@ -284,6 +285,44 @@ def test_the_load_command_reports_every_bad_line_and_exits_1(tmp_path: Path) -> 
     assert "events.jsonl:1: not valid JSON" in said, said
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 1
+
+
+def test_a_json_array_or_an_unreadable_file_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an audit: a mongoexport --jsonArray file was read whole into memory and refused as its
+    one line; an events.jsonl this user could not read was found once the profiles were in."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "profiles.jsonl").write_text(
+        json.dumps({"_id": "c1", "identifiers": [{"type": "email", "value": "a@b.co"}]})
+    )
+    (data / "events.jsonl").write_text('\n  [{"_id": "m1"},\n {"_id": "m2"}]\n')
+    database = tmp_path / "cdp.sqlite3"
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "load", str(data)],
+        cwd=FIXTURES.parent,
+        env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{database}", "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in said, said
+    assert "events.jsonl holds a JSON array: one JSON object a line is read (mongoexport without --jsonArray)" in said
+    assert not database.exists()
+
+    (data / "events.jsonl").write_text("")
+    real_open = Path.open
+
+    def refused(path: Path, *args: Any, **kwargs: Any) -> Any:  # as the system refuses a file of mode 000
+        if path.name == "events.jsonl":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refused)
+    with pytest.raises(InvalidInput, match=r"events\.jsonl cannot be read: Permission denied"):
+        check_data_set(data)
 
 
 def test_the_load_command_lists_the_first_refused_lines_in_order_then_how_many_more(tmp_path: Path) -> None:
