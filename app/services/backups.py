@@ -24,6 +24,7 @@ from app.domain.merge import MergeStatus
 from app.domain.privacy import ConsentDecision, record_consent, supersedes, suppression_hash
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
+from app.domain.segments.upkeep import EVERY_SEGMENT
 from app.services.merging import merge_history, unmerge_profile
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.privacy import SUPPRESSION_SECRET, delete_profile, merged_family
@@ -165,7 +166,7 @@ async def carry_withdrawals(current: ProfileStore, restored: ProfileStore) -> in
     apart, merged since; the stricter reading, as an unmerge gives a refusal made while merged to
     both). It applies where it is newer than the decision the backup holds, as a decision made
     directly (an unmerge in the restored store keeps it), and leaves the profile's segment check,
-    which the server catches up on at its start. Grants are never carried: a restore never makes
+    which the server catches up on at its start (due at once). Grants are never carried: a restore never makes
     anyone consent, and a withdrawal taken back since (the person granted again) is not carried
     either. Returns how many profiles had a consent withdrawn."""
     carried = 0
@@ -186,6 +187,9 @@ async def carry_withdrawals(current: ProfileStore, restored: ProfileStore) -> in
                 record_consent(change, decision.purpose, granted=False, source=decision.source, at=decision.at)
                 now = clock.now()
                 await tx.update_profile(profile.id, change.stamped(now), expected_version=profile.version)
+                # Its segments decided at the server's first round of checks, not UPKEEP_GRACE later: a
+                # segment the purpose gates listed the person meanwhile (30 s after the start).
+                await tx.schedule_check(profile.id, EVERY_SEGMENT, now)
                 made_directly = {"profile_id": profile.id, "message_id": None, "named_id": None, "recorded_at": now}
                 await tx.append_consent(decision.model_copy(update={**made_directly, "decision_id": uuid.uuid4().hex}))
                 return True

@@ -128,6 +128,10 @@ async def test_restore_withdraws_again_the_consents_withdrawn_since_the_backup(t
         history = await privacy.consent_history(restored, withdrawn)
         assert [(d.granted, d.source) for d in history] == [(False, "unsubscribe link"), (True, "signup")]
         assert kept.consents["email_marketing"].granted and "sms_marketing" not in kept.consents
+        # Its segments are decided at the server's first round of checks, not 30 s later (a gated
+        # segment listed the person meanwhile, for whoever activated its members).
+        due = await restored.next_check_at()
+        assert due is not None and due <= clock.now()
     finally:
         await restored.close()
     assert (await restore_backup(copy, database)).withdrawn == 1  # again, from the store it now replaces
