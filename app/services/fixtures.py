@@ -109,6 +109,9 @@ def raw_event(document: dict[str, Any], shift: timedelta = timedelta(0)) -> RawE
     missing = [key for key in ("type", "channel", "timestamp") if key not in document]
     if missing or not (document.get("messageId") or document.get("_id")):
         raise InvalidInput(f"missing {', '.join(missing or ['messageId (or _id)'])}")
+    message_id = document.get("messageId") or document["_id"]
+    if isinstance(message_id, bool) or not isinstance(message_id, str | int):  # an object was its repr
+        raise InvalidInput("must be a string (or an integer)", field="messageId" if "messageId" in document else "_id")
     if not isinstance(document["timestamp"], datetime):
         raise InvalidInput('timestamp must be an ISO-8601 date in {"$date": …}', field="timestamp")
     try:
@@ -116,7 +119,7 @@ def raw_event(document: dict[str, Any], shift: timedelta = timedelta(0)) -> RawE
     except OverflowError:
         raise InvalidInput("timestamp is out of range once shifted", field="timestamp") from None
     return RawEvent(
-        message_id=str(document.get("messageId") or document["_id"]),
+        message_id=str(message_id),
         type=str(document["type"]),
         channel=str(document["channel"]),
         timestamp=timestamp,

@@ -231,6 +231,7 @@ async def test_each_line_is_judged_alone_whatever_is_wrong_with_it(tmp_path: Pat
         event("m4", identifiers="m4@example.com"),
         event("m5", identifiers=[{"type": "email"}]),
         event("m6"),
+        event("m7", _id={"a": 1}),
     ]
     (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
     store = SQLiteStore(tmp_path / "cdp.sqlite3")
@@ -238,12 +239,12 @@ async def test_each_line_is_judged_alone_whatever_is_wrong_with_it(tmp_path: Pat
         report = await load_fixtures(store, tmp_path, IngestionPolicy())
         assert (report.products, report.products_rejected) == (1, 2)
         assert (report.profiles, report.profiles_rejected) == (1, 1)
-        assert (report.events_accepted, report.events_rejected) == (2, 6)
+        assert (report.events_accepted, report.events_rejected) == (2, 7)
         assert [p.split(": ")[0] for p in report.problems] == [
             "products.jsonl:2",
             "products.jsonl:3",
             "profiles.jsonl:1",
-            *(f"events.jsonl:{n}" for n in (2, 3, 5, 6, 7, 8)),
+            *(f"events.jsonl:{n}" for n in (2, 3, 5, 6, 7, 8, 10)),
         ]
         said = dict(p.split(": ", 1) for p in report.problems)
         assert said["products.jsonl:2"].startswith("not valid JSON")
@@ -255,6 +256,7 @@ async def test_each_line_is_judged_alone_whatever_is_wrong_with_it(tmp_path: Pat
         assert said["events.jsonl:5"].startswith("not valid Extended JSON (ValueError: Invalid isoformat string")
         assert said["events.jsonl:6"] == "not valid Extended JSON (ValueError: $date holds list, not an integer)"
         assert said["events.jsonl:7"] == said["events.jsonl:8"] == wrong_identifiers
+        assert said["events.jsonl:10"] == "_id: must be a string (or an integer)"  # its repr was the messageId
         assert [p.id for p in await store.get_products(["sku-1", "sku-2"])] == ["sku-1"]
         assert await store.count_profiles() == 3  # crm@, m1@ and m6@: nothing of the bad lines
         for value in ("m1@example.com", "m6@example.com"):
