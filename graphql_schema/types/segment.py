@@ -129,13 +129,16 @@ class SegmentMembershipEvent:
     cause: str
 
     # Not coroutines: an event of a list answers with what was read for the list, without an awaitable.
-    @strawberry.field(graphql_type=Segment | None)
+    @strawberry.field(
+        graphql_type=Segment | None,
+        description="The segment as it is now (null once deleted, and while it is being deleted: see segmentId).",
+    )
     @held_in("held_segment")
     def segment(self, info: Info) -> Segment | Awaitable[Segment | None] | None:
         if self.held_segment is not NOT_HELD:
             return self.held_segment
         return self._made(
-            Segment.from_domain,
+            standing_segment,
             self._read("segment", lambda: info.context.loaders(info).segment.load(self.event.segment_id)),
         )
 
@@ -185,6 +188,13 @@ class SegmentMembershipEvent:
         )
 
 
+def standing_segment(segment: domain.Segment | None) -> Segment | None:
+    """A membership event's segment as it is now: null once deleted, and while it is being deleted. The
+    exits of one deletion, delivered while it ran and after, answered the segment for some and null
+    for others, as the timing fell; each still names it by `segmentId`."""
+    return Segment.from_domain(segment) if segment is not None and segment.deleting_since is None else None
+
+
 async def membership_events(info: Info, events: list[domain.SegmentEvent]) -> list[SegmentMembershipEvent]:
     """`events` as a list's items, their segments and profiles read for all of them at once when the
     selection asks for them (one store call each, not an awaitable per item)."""
@@ -203,7 +213,7 @@ async def membership_events(info: Info, events: list[domain.SegmentEvent]) -> li
     if isinstance(segments, BaseException) or isinstance(profiles, BaseException):
         # Each event reads its own through the loaders, and a failure is its field's error, as it was.
         return [SegmentMembershipEvent.from_domain(e) for e in events]
-    made_segments = {i: Segment.from_domain(s) if s else None for i, s in segments.items()}
+    made_segments = {i: standing_segment(s) for i, s in segments.items()}
     made_profiles = {i: Profile.from_domain(p) if p else None for i, p in profiles.items()}
     return [
         SegmentMembershipEvent.from_domain(

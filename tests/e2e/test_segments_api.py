@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.bootstrap import Services
+from app.domain import clock
 from tests.e2e.conftest import GraphQL
 
 UPSERT = """mutation($email: String!, $tier: String!) {
@@ -131,7 +133,7 @@ async def test_a_write_answers_with_the_segments_its_change_led_to(gql: GraphQL)
     )
     mailing = mailed["data"]["createSegment"]["segment"]["id"]
 
-    upserted = (await gql(UPSERT.replace("{ id }", "{ id segments }"), {"email": "ann@example.com", "tier": "gold"}))
+    upserted = await gql(UPSERT.replace("{ id }", "{ id segments }"), {"email": "ann@example.com", "tier": "gold"})
     ann = upserted["data"]["upsertProfile"]
     assert ann["segments"] == [gold]
 
@@ -142,7 +144,7 @@ async def test_a_write_answers_with_the_segments_its_change_led_to(gql: GraphQL)
     refused = (await gql(consent, {"id": ann["id"], "granted": False}))["data"]["setConsent"]
     assert refused["segments"] == [gold]
 
-    bob = (await gql(UPSERT.replace("{ id }", "{ id segments }"), {"email": "bob@example.com", "tier": "silver"}))
+    bob = await gql(UPSERT.replace("{ id }", "{ id segments }"), {"email": "bob@example.com", "tier": "silver"})
     bob_id = bob["data"]["upsertProfile"]["id"]
     merged = await gql(
         """mutation($survivor: ID!, $merged: ID!) { mergeProfiles(survivorId: $survivor, mergedIds: [$merged],
@@ -159,3 +161,20 @@ async def test_a_write_answers_with_the_segments_its_change_led_to(gql: GraphQL)
     )
     answered = {p["id"]: p["segments"] for p in undone["data"]["unmergeProfile"]["profiles"]}
     assert answered == {ann["id"]: [gold], bob_id: []}
+
+
+async def test_the_changes_of_a_segment_being_deleted_answer_no_segment(gql: GraphQL, services: Services) -> None:
+    """A deletion's exits answered the segment for some and null for others, as the timing fell
+    (the segment was still stored while its exits were written); each answers null now, and the
+    segment is named by segmentId."""
+    await gql(UPSERT, {"email": "ann@example.com", "tier": "gold"})
+    gold = (await gql(CREATE, {"condition": GOLD}))["data"]["createSegment"]["segment"]["id"]
+    history = "query($id: ID!) { segmentHistory(segmentId: $id) { segmentId segment { name } } }"
+    assert (await gql(history, {"id": gold}))["data"]["segmentHistory"] == [
+        {"segmentId": gold, "segment": {"name": "Gold"}}
+    ]
+
+    segment = await services.store.get_segment(gold)
+    assert segment is not None
+    await services.store.save_segment(segment.model_copy(update={"deleting_since": clock.now()}))  # as _delete does
+    assert (await gql(history, {"id": gold}))["data"]["segmentHistory"] == [{"segmentId": gold, "segment": None}]
