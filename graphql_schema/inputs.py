@@ -78,17 +78,22 @@ class AddressInput:
     country: str | None = strawberry.field(default=None, description="ISO 3166-1 alpha-2, e.g. FR")
 
 
-@strawberry.input(description="A direct profile write (CRM import). Omitted fields stay as they are.")
+@strawberry.input(
+    description="A direct profile write (CRM import). Omitted fields stay as they are; a field given as null is "
+    "cleared (traits and preferences: null changes nothing, a key given null holds null)."
+)
 class ProfileInput:
     identifiers: list[IdentifierInput]
-    first_name: str | None = None
-    last_name: str | None = None
-    birth_date: date | None = None
-    gender: str | None = None
-    language: str | None = None
-    company: str | None = None
-    job_title: str | None = None
-    addresses: list[AddressInput] | None = None
+    # Left out: unchanged; null: cleared (traits and preferences: null changes nothing, a key set to
+    # null is kept as null).
+    first_name: str | None = strawberry.UNSET
+    last_name: str | None = strawberry.UNSET
+    birth_date: date | None = strawberry.UNSET
+    gender: str | None = strawberry.UNSET
+    language: str | None = strawberry.UNSET
+    company: str | None = strawberry.UNSET
+    job_title: str | None = strawberry.UNSET
+    addresses: list[AddressInput] | None = strawberry.UNSET
     traits: JSON | None = None
     preferences: JSON | None = None
     source: str = strawberry.field(
@@ -96,6 +101,7 @@ class ProfileInput:
     )
 
     def fields(self) -> dict[str, Any]:
+        """The fields given, a null one as None (cleared); those left out are not in it."""
         values: dict[str, Any] = {
             "first_name": self.first_name,
             "last_name": self.last_name,
@@ -104,12 +110,11 @@ class ProfileInput:
             "language": self.language,
             "company": self.company,
             "job_title": self.job_title,
-            "traits": self.traits,
-            "preferences": self.preferences,
+            "addresses": [vars(a) for a in self.addresses] if self.addresses else self.addresses,
         }
-        if self.addresses is not None:
-            values["addresses"] = [vars(a) for a in self.addresses]
-        return {k: v for k, v in values.items() if v is not None}
+        given = {name: value for name, value in values.items() if value is not strawberry.UNSET}
+        free_form = {"traits": self.traits, "preferences": self.preferences}
+        return given | {name: value for name, value in free_form.items() if value is not None}
 
 
 @strawberry.enum

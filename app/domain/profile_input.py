@@ -31,7 +31,9 @@ FREE_FORM_LIMITS = EventLimits()
 
 
 class ProfileFields(BaseModel):
-    """Everything `upsertProfile` may set besides identifiers. Absent (None) means unchanged."""
+    """Everything `upsertProfile` may set besides identifiers. Absent means unchanged; a field given
+    as null is cleared (`model_fields_set` tells the two apart), as `addresses: []` empties the list:
+    a wrong company or name could not be removed short of erasing the person."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     first_name: PersonName | None = None
@@ -100,14 +102,14 @@ def change_for_fields(
     def put(path: str, value: Any) -> None:
         change.set_field(path, value, at=dated_after(at, held.get(provenance_key(path))), source=source)
 
+    given = fields.model_fields_set
     for name, path in _FIELD_PATHS.items():
-        value = getattr(fields, name)
-        if value is not None:
-            put(path, value)
-    if fields.birth_date is not None:
-        put("birthDate", fields.birth_date.isoformat())
-    if fields.addresses is not None:
-        put("addresses", [a.model_dump(exclude_none=True) for a in fields.addresses])
+        if name in given:
+            put(path, getattr(fields, name))
+    if "birth_date" in given:
+        put("birthDate", fields.birth_date.isoformat() if fields.birth_date is not None else None)
+    if "addresses" in given:
+        put("addresses", [a.model_dump(exclude_none=True) for a in fields.addresses or []])
     for key, value in (fields.traits or {}).items():
         put(f"traits.{key}", value)
     for key, value in (fields.preferences or {}).items():

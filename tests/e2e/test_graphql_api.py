@@ -145,7 +145,7 @@ async def test_unknown_profile_is_null(gql: GraphQL) -> None:
 UPSERT = """
 mutation Upsert($input: ProfileInput!) {
   upsertProfile(input: $input) {
-    id firstName lastName birthDate language traits
+    id firstName lastName birthDate language company traits
     addresses { city country }
     qualitative { preferences }
     identifiers { type value source }
@@ -190,6 +190,24 @@ async def test_upsert_creates_then_updates_the_same_profile(gql: GraphQL) -> Non
     assert again["traits"] == {"tier": "gold", "kids": 2}
     assert again["qualitative"]["preferences"] == {"channel": "email"}
     assert again["version"] == profile["version"] + 1
+
+
+async def test_upsert_clears_a_field_given_as_null_and_keeps_one_left_out(gql: GraphQL) -> None:
+    """Found by an audit: null was read as left out, so a wrong company, name or birth date could be
+    replaced but never removed (a rectification asked of a data steward) short of an erasure."""
+    emma = [{"type": "customerId", "value": "C1"}]
+    full = {"identifiers": emma, "firstName": "Emma", "lastName": "Martin", "birthDate": "1987-04-12",
+            "company": "Acme", "addresses": [{"city": "Lyon", "country": "FR"}]}  # fmt: skip
+    await gql(UPSERT, {"input": full})
+    cleared = await gql(UPSERT, {"input": {"identifiers": emma, "company": None, "birthDate": None, "addresses": None}})
+    profile = cleared["data"]["upsertProfile"]
+    assert (profile["firstName"], profile["lastName"]) == ("Emma", "Martin")  # left out: kept
+    assert (profile["company"], profile["birthDate"], profile["addresses"]) == (None, None, [])
+    literal = await gql('mutation { upsertProfile(input: {identifiers: [{type: "customerId", value: "C1"}], '
+                        "lastName: null}) { lastName firstName } }")  # fmt: skip
+    assert literal["data"]["upsertProfile"] == {"lastName": None, "firstName": "Emma"}
+    empty = await gql(UPSERT, {"input": {"identifiers": emma, "company": ""}})
+    assert empty["errors"][0]["extensions"]["field"] == "company"  # an empty name is still no name
 
 
 async def test_upsert_with_bad_input_names_the_field_and_writes_nothing(gql: GraphQL, store: ProfileStore) -> None:
