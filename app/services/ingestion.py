@@ -17,12 +17,12 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.domain import clock
-from app.domain.errors import DomainError, InvalidInput, LimitExceeded
+from app.domain.errors import DomainError, InvalidInput, LimitExceeded, StoreUnavailable
 from app.domain.event_effects import (
     change_for_event,
     consent_decision,
@@ -44,6 +44,7 @@ from app.services.match_candidates import merge_lookalikes
 from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
 from app.services.privacy import without_suppressed
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged, events_landed, uncancelled
+from app.services.profile_reads import get_profiles
 from app.services.profile_writes import SYSTEM_ACTOR, with_retries, write_to_resolved_profile
 
 log = logging.getLogger("cdp.ingestion")
@@ -126,7 +127,24 @@ async def ingest_events(
         if not answer_once_committed or (task := asyncio.current_task()) is None:
             raise
         task.uncancel()
-    return done
+    return await _duplicates_placed(store, done)
+
+
+async def _duplicates_placed(store: ProfileStore, done: list[EventOutcome]) -> list[EventOutcome]:
+    """Each DUPLICATE with the profile its first delivery landed on, as it is now (its survivor once
+    merged): a client sending a batch again after a timeout learns the profile ids it did not get.
+    One read, only for a batch with duplicates; none for an event found in a profile's history after
+    its key was purged (no key says where: its profileId stays null)."""
+    duplicates = [o.message_id for o in done if o.status is EventStatus.DUPLICATE and o.profile_id is None]
+    if not duplicates:
+        return done
+    try:
+        recorded = await store.message_profiles(duplicates)
+        now = await get_profiles(store, set(recorded.values()))
+    except StoreUnavailable:  # the batch is durable: its answer does not hang on this read
+        return done
+    placed = {m: found.id for m, p in recorded.items() if (found := now.get(p)) is not None}
+    return [replace(o, profile_id=placed.get(o.message_id)) if o.status is EventStatus.DUPLICATE else o for o in done]
 
 
 async def _after_commit(

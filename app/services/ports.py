@@ -269,6 +269,10 @@ class ProfileStore(Protocol):
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         """id → profile, for those of `profile_ids` that exist (merged-away ones included): one read."""
 
+    async def message_profiles(self, message_ids: Collection[str]) -> dict[str, str]:
+        """message id → the profile its event landed on (as recorded: merged away since, perhaps), for
+        those of `message_ids` whose idempotency key is still held: what a DUPLICATE answers."""
+
     async def find_profile_by_identity(self, key: str) -> Profile | None: ...
 
     async def list_profiles(

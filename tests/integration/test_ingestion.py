@@ -141,6 +141,23 @@ async def test_the_same_message_twice_in_one_batch_counts_once(store: ProfileSto
     assert (await _emma(store)).stats.orders == 1
 
 
+async def test_a_duplicate_answers_the_profile_its_first_delivery_landed_on_as_it_is_now(store: ProfileStore) -> None:
+    """A client sending a batch again after a timeout learns the profile ids it never got: a
+    DUPLICATE answered no profile id. Once that profile is merged away, its survivor."""
+    order = event("order_completed")
+    [first] = await ingest_events(store, [order])
+    again = await ingest_events(store, [order, order, event("page_view", email="zoe@example.com")])
+    assert [(o.status, o.profile_id) for o in again[:2]] == [(EventStatus.DUPLICATE, first.profile_id)] * 2
+    assert again[2].status is EventStatus.ACCEPTED
+    [within] = [o for o in await ingest_events(store, [event("page_view", email="ann@example.com")] * 2)][1:]
+    assert within.status is EventStatus.DUPLICATE and within.profile_id is not None
+
+    survivor, merged = again[2].profile_id or "", first.profile_id or ""
+    await merging.merge_profiles(store, survivor, [merged], reason="same", actor="t", policy=IdentityPolicy())
+    [replayed] = await ingest_events(store, [order])
+    assert (replayed.status, replayed.profile_id) == (EventStatus.DUPLICATE, again[2].profile_id)
+
+
 async def test_concurrent_batches_naming_a_new_email_create_one_profile(store: ProfileStore) -> None:
     batches = [
         [event("page_view", identifiers=[("email", " NEW@Example.com"), ("anonymousId", f"anon-{n}")])]

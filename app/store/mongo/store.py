@@ -829,6 +829,10 @@ class MongoStore:
             found.setdefault(document["profileId"], []).append(Interaction.model_validate(document["items"]))
         return found
 
+    async def message_profiles(self, message_ids: Collection[str]) -> dict[str, str]:
+        cursor = self._db.processed_messages.find({"_id": {"$in": list(dict.fromkeys(message_ids))}}, {"profileId": 1})
+        return {document["_id"]: document["profileId"] for document in await cursor.to_list(None)}
+
     async def count_products(self) -> int:
         return int(await self._db.products.count_documents({}))
 

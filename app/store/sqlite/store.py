@@ -58,6 +58,7 @@ from app.store.sqlite.transaction import (
     merges_of,
     products_in,
     refusals_of,
+    selected,
 )
 from app.store.sqlite.written_documents import WrittenDocuments
 
@@ -468,6 +469,10 @@ class SQLiteStore:
             return found
 
         return await self._reads.read(scan)  # a scan: on a reader thread
+
+    async def message_profiles(self, message_ids: Collection[str]) -> dict[str, str]:
+        statement = "SELECT message_id, profile_id FROM processed_messages WHERE message_id IN ({marks})"
+        return dict(await self._reads.read(lambda db: selected(db, statement, message_ids)))
 
     async def count_products(self) -> int:
         return int(self._reader.execute("SELECT count(*) FROM products").fetchone()[0])
