@@ -32,7 +32,7 @@ class Subscription:
     ) -> AsyncGenerator[SegmentMembershipEvent, None]:
         bus = info.context.services.bus
         segment, profile = (str(segment_id) if segment_id else None), (str(profile_id) if profile_id else None)
-        profile = await check_watched(info.context.services.store, segment, profile)
+        await check_watched(info.context.services.store, segment, profile)
         sharing = broadcast.sharing(info)
         group, outlet = (sharing.group, sharing.outlet) if sharing is not None else (None, None)
         release = sharing.admitted((segment, profile)) if sharing is not None else None

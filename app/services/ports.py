@@ -410,10 +410,17 @@ class ProfileStore(Protocol):
     async def count_members(self, segment_id: str) -> int: ...
 
     async def segment_events(
-        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int, before: str | None = None
+        self,
+        *,
+        segment_id: str | None = None,
+        profile_id: str | None = None,
+        limit: int,
+        before: str | None = None,
+        profile_ids: Sequence[str] | None = None,
     ) -> list[SegmentEvent]:
         """Membership changes, newest first; `before`: an event's id, only those after it in that order
-        (older). InvalidInput (field `before`) when there is no such event."""
+        (older). InvalidInput (field `before`) when there is no such event. `profile_ids`: those of
+        any of them (a merged-away id and its survivor)."""
 
     async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
         """profile id → how many writes its check of every segment stands for (none: no check)."""

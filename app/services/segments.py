@@ -94,29 +94,40 @@ class Evaluation:
 _Change = tuple[Iterable[str], Collection[str], Collection[str] | None]
 
 
-async def check_watched(store: ProfileStore, segment_id: str | None, profile_id: str | None) -> str | None:
+async def check_watched(store: ProfileStore, segment_id: str | None, profile_id: str | None) -> None:
     """What a membership subscription filters on exists: a mistyped segment or profile id is a
-    NOT_FOUND error at once, not a subscription that never hears anything. Answers the profile id to
-    listen on: a merged-away profile's survivor, as reads follow merges (listening on the old id, the
-    subscription heard nothing, with no error). A segment with no members yet exists too."""
+    NOT_FOUND error at once, not a subscription that never hears anything. A merged-away profile id is
+    refused, naming its survivor: listening on it heard nothing (its changes are its survivor's now),
+    and following it to the survivor kept the subscriber on the survivor, another person, once the
+    merge was undone. A segment with no members yet exists."""
     if segment_id is not None and await store.get_segment(segment_id) is None:
         raise NotFound(f"no segment {segment_id}", field="segmentId")
     if profile_id is None:
-        return None
-    profile = await get_profile(store, profile_id)
+        return
+    profile = await store.get_profile(profile_id)
     if profile is None:
         raise NotFound(f"no profile {profile_id}", field="profileId")
-    return profile.id
+    if profile.merged_into is not None:
+        survivor = await get_profile(store, profile_id)
+        now = survivor.id if survivor is not None else profile.merged_into
+        raise InvalidInput(
+            f"profile {profile_id} was merged into {now}: subscribe with {now} (a subscription does not follow "
+            "merges; profile(id:) with the old id gives the current one)",
+            field="profileId",
+        )
 
 
 async def membership_history(
     store: ProfileStore, *, segment_id: str | None, profile_id: str | None, limit: int, before: str | None
 ) -> list[SegmentEvent]:
-    """Membership changes newest first; a merged-away profile id stands for its survivor, as for a
-    subscription (it answered no change at all)."""
-    if profile_id is not None and (profile := await get_profile(store, profile_id)) is not None:
-        profile_id = profile.id
-    return await store.segment_events(segment_id=segment_id, profile_id=profile_id, limit=limit, before=before)
+    """Membership changes newest first. A merged-away profile id answers its own changes (those before
+    its merge) and its survivor's, the person's now, as a subscription with it hears the survivor's:
+    a frontend holding an id from before a merge got no change made since."""
+    ids = None
+    if profile_id is not None:
+        profile = await get_profile(store, profile_id)
+        ids = list(dict.fromkeys([profile_id, profile.id if profile is not None else profile_id]))
+    return await store.segment_events(segment_id=segment_id, profile_ids=ids, limit=limit, before=before)
 
 
 def new_segment_id() -> str:

@@ -132,10 +132,13 @@ async def test_each_segment_event_s_segment_and_profile_cost_one_read_for_the_wh
     one, one_reads = await _reads(client, statements, query % f'profileId: "{ids["C5"]}"')
     sqlite_store.decoded.forget(ids.values())
     every, reads = await _reads(client, statements, query % "")
-    assert len(one["segmentHistory"]) == 1 and len(every["segmentHistory"]) == CUSTOMERS
-    # the events, their segments, their profiles, and the survivor of C5 (merged away): one read per merge
-    # hop; in the whole list the survivor (C4) was read with the others, nothing committed since: as kept
-    assert one_reads == 4 and reads == 3
+    # C5 is merged away: its own change and its survivor's (C4's), the person's now
+    assert sorted(e["profileId"] for e in one["segmentHistory"]) == sorted([ids["C5"], ids["C4"]])
+    assert len(every["segmentHistory"]) == CUSTOMERS
+    # C5 followed to its survivor (two reads: a merge hop), then the events, their segments and their
+    # profiles (C5's survivor kept: nothing committed since); in the whole list the survivor (C4) was
+    # read with the others: as kept
+    assert one_reads == 5 and reads == 3
     names = {ids[f"C{n}"]: f"C{n}" for n in range(CUSTOMERS)}
     for item in every["segmentHistory"]:
         name = names[item["profileId"]]

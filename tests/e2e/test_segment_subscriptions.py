@@ -146,16 +146,22 @@ def _keys_create(tmp_path: Path) -> str:
     return created.stdout.strip()
 
 
-async def test_a_merged_away_profile_id_is_watched_and_read_as_its_survivor(tmp_path: Path) -> None:
-    """As `profile(id:)` follows a merge, so do a subscription and the history by profile: with the old
-    id the subscription was accepted and heard nothing, and the history answered no change."""
+async def test_a_merged_away_profile_id_is_refused_naming_its_survivor_and_its_history_holds_both(
+    tmp_path: Path,
+) -> None:
+    """Found by an audit: a subscription with a merged-away id was accepted and heard nothing; then,
+    following it to the survivor, the subscriber stayed on the survivor (another person) once the merge
+    was undone. It is refused, naming the survivor. The history by that id answers its own changes
+    (those before its merge) and its survivor's."""
     env = {"CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3", "CDP_SEED_FIXTURES": "false"}
     upsert = 'mutation($e: String!) { upsertProfile(input: {identifiers: [{type: "email", value: $e}]}) { id } }'
-    by_profile = "subscription($p: ID) { segmentMembershipChanged(profileId: $p) { change profile { id } } }"
+    by_profile = "subscription($p: ID) { segmentMembershipChanged(profileId: $p) { change } }"
+    order = ORDER.replace('"o-1"', '"o-0"').replace("nora@example.com", "nora.old@example.com")
     with running_server(env) as url:
         token = (tmp_path / "dev-api-key").read_text().strip()
         segment_id = _post(url, token, CREATE)["data"]["createSegment"]["segment"]["id"]
         old = _post(url, token, upsert, {"e": "nora.old@example.com"})["data"]["upsertProfile"]["id"]
+        assert _post(url, token, order)["data"]["ingestEvents"]["accepted"] == 1  # the old profile enters
         survivor = _post(url, token, upsert, {"e": "nora@example.com"})["data"]["upsertProfile"]["id"]
         merge = """mutation($s: ID!, $m: ID!) {
           mergeProfiles(survivorId: $s, mergedIds: [$m], reason: "same") { merge { id } } }"""
@@ -164,17 +170,16 @@ async def test_a_merged_away_profile_id_is_watched_and_read_as_its_survivor(tmp_
         try:
             payload = {"query": by_profile, "variables": {"p": old}}
             await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
-            await asyncio.sleep(0.2)  # the subscription is registered before the change is made
-            assert _post(url, token, ORDER)["data"]["ingestEvents"]["accepted"] == 1  # nora@: the survivor
-            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert message["type"] == "next", message
-            assert message["payload"]["data"]["segmentMembershipChanged"] == {
-                "change": "ENTERED",
-                "profile": {"id": survivor},
-            }
+            answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert answer["type"] == "next" and answer["payload"]["data"] is None, answer
+            [error] = answer["payload"]["errors"]
+            assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "profileId"}
+            assert f"was merged into {survivor}: subscribe with {survivor}" in error["message"]
         finally:
             await ws.close()
-        history = "query($p: ID) { segmentHistory(profileId: $p) { change segmentId profileId } }"
-        assert _post(url, token, history, {"p": old})["data"]["segmentHistory"] == [
-            {"change": "ENTERED", "segmentId": segment_id, "profileId": survivor}
-        ]
+        history = "query($p: ID) { segmentHistory(profileId: $p) { change cause segmentId profileId } }"
+        changes = _post(url, token, history, {"p": old})["data"]["segmentHistory"]
+        assert sorted((c["change"], c["cause"], c["profileId"]) for c in changes) == sorted(
+            [("ENTERED", "event", old), ("EXITED", "merge", old), ("ENTERED", "merge", survivor)]
+        )
+        assert {c["segmentId"] for c in changes} == {segment_id}

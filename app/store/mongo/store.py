@@ -996,11 +996,19 @@ class MongoStore:
         return int(await self._db.profiles.count_documents({"segments": segment_id, "mergedInto": None}))
 
     async def segment_events(
-        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int, before: str | None = None
+        self,
+        *,
+        segment_id: str | None = None,
+        profile_id: str | None = None,
+        limit: int,
+        before: str | None = None,
+        profile_ids: Sequence[str] | None = None,
     ) -> list[SegmentEvent]:
         selector: dict[str, Any] = {
             k: v for k, v in (("segmentId", segment_id), ("profileId", profile_id)) if v is not None
         }
+        if profile_ids is not None:
+            selector["profileId"] = {"$in": list(profile_ids)}
         if before is not None:  # after it in the list's order (at, then _id)
             place = await self._db.segment_events.find_one({"_id": before}, {"at": 1})
             if place is not None:

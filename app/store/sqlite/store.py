@@ -691,7 +691,13 @@ class SQLiteStore:
         return await self._scans.read(scan)  # a scan: on a reader thread
 
     async def segment_events(
-        self, *, segment_id: str | None = None, profile_id: str | None = None, limit: int, before: str | None = None
+        self,
+        *,
+        segment_id: str | None = None,
+        profile_id: str | None = None,
+        limit: int,
+        before: str | None = None,
+        profile_ids: Sequence[str] | None = None,
     ) -> list[SegmentEvent]:
         def scan(db: sqlite3.Connection) -> list[SegmentEvent]:
             clauses, params = ["1 = 1"], []
@@ -699,6 +705,9 @@ class SQLiteStore:
                 if value is not None:
                     clauses.append(f"{column} = ?")
                     params.append(value)
+            if profile_ids is not None:
+                clauses.append(f"profile_id IN ({','.join('?' * len(profile_ids))})")
+                params += profile_ids
             if before is not None:  # after it in the list's order (at, then the order of insertion)
                 place = db.execute("SELECT at, rowid FROM segment_events WHERE id = ?", (before,)).fetchone()
                 if place is not None:
