@@ -177,7 +177,7 @@ def load(
                     report = await load_fixtures(services.store, directory, services.ingestion, progress, shift=shift)
                     if data_file(directory, SEGMENTS_FILE) is not None:  # as the server's first start does
                         await compute_traits_now(services, progress)
-                        segments = await define_segments(services, directory, progress)
+                        segments = await define_segments(services, directory, progress, report)
                     else:
                         segments = 0
         finally:
@@ -185,7 +185,9 @@ def load(
         console.print(
             f"loaded {report.products} products, {report.profiles} profiles, {report.events_accepted} events "
             f"({report.events_duplicate} already present; rejected: {report.products_rejected} products, "
-            f"{report.profiles_rejected} profiles, {report.events_rejected} events)"
+            f"{report.profiles_rejected} profiles, {report.events_rejected} events"
+            + (f", {report.segments_rejected} segments" if report.segments_rejected else "")
+            + ")"
             + (f", {segments} segments defined and evaluated" if segments else "")
             + f" into {_describe(settings)}"
         )
@@ -194,7 +196,7 @@ def load(
         if report.problems_left_out:
             more = f"  … and {report.problems_left_out:,} more (the first {len(report.problems)} are above)"
             console.print(more, style="red", highlight=False)
-        if report.products_rejected or report.profiles_rejected or report.events_rejected:
+        if report.products_rejected or report.profiles_rejected or report.events_rejected or report.segments_rejected:
             raise typer.Exit(1)
 
     try:

@@ -267,7 +267,9 @@ async def compute_traits_now(services: Services, step: Callable[[str, int, int],
         return
 
 
-async def define_segments(services: Services, directory: Path, step: Callable[[str, int, int], None]) -> int:
+async def define_segments(
+    services: Services, directory: Path, step: Callable[[str, int, int], None], report: LoadReport
+) -> int:
     """The segments of `directory`/segments.jsonl, defined and evaluated over the store (its computed
     traits first: `compute_traits_now`); one defined already (an interrupted load, or a load run
     again) is evaluated as it stands now. The first start's demo data and `python -m app load` both
@@ -290,7 +292,7 @@ async def define_segments(services: Services, directory: Path, step: Callable[[s
         step("segments", made[0], wanted)
         return result
 
-    return await load_segments(create_segment, directory)
+    return await load_segments(create_segment, directory, report)
 
 
 async def seed(services: Services, progress: Progress | None = None) -> LoadReport | None:
@@ -319,7 +321,7 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
 
     report = await load_fixtures(services.store, directory, services.ingestion, step, shift=shift)
     await compute_traits_now(services, step)
-    segments = await define_segments(services, directory, step)
+    segments = await define_segments(services, directory, step, report)
     await services.store.write_meta(SEED_META, "loaded")
     log.info("%d demo segments defined and evaluated", segments)
     log.info(
@@ -328,6 +330,6 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
         report.products,
         report.profiles,
         report.events_accepted,
-        report.products_rejected + report.profiles_rejected + report.events_rejected,
+        report.products_rejected + report.profiles_rejected + report.events_rejected + report.segments_rejected,
     )
     return report

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.domain.errors import InvalidInput, first_problem
+from app.domain.errors import DomainError, InvalidInput, StoreUnavailable, first_problem
 from app.domain.events import RawEvent, RawIdentifier
 from app.domain.products import Product, ProductFields, checked_document
 from app.services.extended_json import Line, field_values, read_lines
@@ -77,6 +77,7 @@ class LoadReport:
     events_duplicate: int = 0
     events_rejected: int = 0
     profiles_rejected: int = 0
+    segments_rejected: int = 0
     # What was refused, as "file:line: reason", in the files' order and each file's line order: a data
     # file has a bug, say where. The first MAX_PROBLEMS, and how many more (they were left out unsaid).
     problems: list[str] = field(default_factory=list)
@@ -327,8 +328,13 @@ def _snake_case(fields: dict[str, Any]) -> dict[str, Any]:
     return {_SNAKE.get(key, key): value for key, value in fields.items()}
 
 
-async def load_segments(create: Callable[[dict[str, Any], str], Awaitable[object]], directory: Path) -> int:
-    """Define the demo segments of `segments.jsonl` (each evaluated over the store as it is created)."""
+async def load_segments(
+    create: Callable[[dict[str, Any], str], Awaitable[object]], directory: Path, report: LoadReport
+) -> int:
+    """Define the segments of `segments.jsonl` (each evaluated over the store as it is created), each
+    line judged alone, as the data lines are: one refused (a bad condition, a purpose not configured,
+    the store's segment limit) is in `report` and the others are defined. The first refused line
+    stopped the load, the data already in, without its report."""
     path = data_file(directory, SEGMENTS_FILE)
     if path is None:
         return 0
@@ -339,8 +345,12 @@ async def load_segments(create: Callable[[dict[str, Any], str], Awaitable[object
             if "_id" not in document:
                 raise InvalidInput("missing _id", field="_id")
             await create({k: v for k, v in document.items() if k != "_id"}, str(document["_id"]))
-        except InvalidInput as exc:
-            raise InvalidInput(f"segments.jsonl:{line.number}: {exc.message}", field=exc.field) from None
+        except DomainError as exc:
+            if isinstance(exc, StoreUnavailable):
+                raise
+            report.segments_rejected += 1
+            report.problem(f"{SEGMENTS_FILE}:{line.number}: {exc.message}")
+            continue
         count += 1
     return count
 

@@ -151,7 +151,7 @@ async def test_the_demo_segments_are_defined_and_have_members(loaded: tuple[SQLi
     async def create(fields: dict[str, Any], segment_id: str) -> object:
         return await services.segments.create(fields, segment_id=segment_id)
 
-    assert await load_segments(create, FIXTURES) == 5
+    assert await load_segments(create, FIXTURES, LoadReport()) == 5
     counts = {s.id: await store.count_members(s.id) for s in await store.list_segments()}
     assert counts["nps-detractors"] > 0 and counts["email-engaged"] > 0 and counts["at-risk"] > 0, counts
     for profile_id in await store.member_ids("email-engaged"):
@@ -354,7 +354,8 @@ def test_the_load_command_lists_the_first_refused_lines_in_order_then_how_many_m
 def test_the_load_command_defines_the_segments_of_the_data_set_after_the_traits(tmp_path: Path) -> None:
     """`python -m app load` is how a MongoDB deployment gets the demo data: it defined no segment of
     segments.jsonl (only the server's first start did), so the README's examples found nothing. Run
-    twice, the second run evaluates the segments already defined."""
+    twice, the second run evaluates the segments already defined. A refused line is judged alone (it
+    stopped the load, its report unsaid)."""
     data = tmp_path / "data"
     data.mkdir()
     when = {"$date": "2026-01-01T10:00:00.000Z"}
@@ -370,7 +371,8 @@ def test_the_load_command_defines_the_segments_of_the_data_set_after_the_traits(
     }
     scored = {"_id": "scored", "name": "Scored",
               "condition": {"compare": {"path": "rfm.recencyScore", "op": "gte", "value": 1}}}  # fmt: skip
-    (data / "segments.jsonl").write_text(f"{json.dumps(buyers)}\n{json.dumps(scored)}\n")
+    bad = {"_id": "typo", "name": "Typo", "condition": {"compare": {"path": "stats.ordres", "op": "gte", "value": 1}}}
+    (data / "segments.jsonl").write_text(f"{json.dumps(buyers)}\n{json.dumps(bad)}\n{json.dumps(scored)}\n")
     database = tmp_path / "cdp.sqlite3"
     for run in range(2):
         done = subprocess.run(
@@ -382,8 +384,9 @@ def test_the_load_command_defines_the_segments_of_the_data_set_after_the_traits(
             timeout=120,
         )
         said = done.stdout + done.stderr
-        assert done.returncode == 0, said
-        assert "2 segments defined and evaluated" in said, said
+        assert done.returncode == 1, said  # a line refused, judged alone: the others are defined
+        assert "rejected: 0 products, 0 profiles, 0 events, 1 segments), 2 segments defined and evaluated" in said
+        assert 'segments.jsonl:2: condition.compare.path: unknown path "stats.ordres"' in said, said
         with sqlite3.connect(database) as db:
             members = db.execute(
                 "SELECT s.id, count(m.profile_id) FROM segments s LEFT JOIN segment_members m ON m.segment_id = s.id "
