@@ -24,7 +24,10 @@ def decode(value: Any) -> Any:
             if key == "$date":
                 text = inner["$numberLong"] if isinstance(inner, dict) else inner
                 if isinstance(text, str) and not text.lstrip("-").isdigit():
-                    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+                    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                    # Without a zone, UTC, as milliseconds are: compared with the others, it stopped a
+                    # shifted load with a TypeError (naive and aware datetimes).
+                    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
                 # Milliseconds since the epoch, in UTC whatever the machine's zone (read in its zone, a
                 # birth date before 1970 from mongoexport became the day before, at 23:00, in Paris).
                 return EPOCH + timedelta(milliseconds=_whole(text, "$date"))

@@ -108,11 +108,12 @@ def raw_event(document: dict[str, Any], shift: timedelta = timedelta(0)) -> RawE
     """The event a file line holds (its timestamp moved by `shift`); InvalidInput when it lacks what
     every event has."""
     missing = [key for key in ("type", "channel", "timestamp") if key not in document]
-    if missing or not (document.get("messageId") or document.get("_id")):
+    named = "messageId" if document.get("messageId") is not None else "_id"
+    message_id = document.get(named)
+    if missing or message_id is None or message_id == "":  # 0 is an id
         raise InvalidInput(f"missing {', '.join(missing or ['messageId (or _id)'])}")
-    message_id = document.get("messageId") or document["_id"]
     if isinstance(message_id, bool) or not isinstance(message_id, str | int):  # an object was its repr
-        raise InvalidInput("must be a string (or an integer)", field="messageId" if "messageId" in document else "_id")
+        raise InvalidInput("must be a string (or an integer)", field=named)
     if not isinstance(document["timestamp"], datetime):
         raise InvalidInput('timestamp must be an ISO-8601 date in {"$date": …}', field="timestamp")
     try:

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,7 +28,15 @@ from app.domain.events import Channel, EventType
 from app.main import create_app
 from app.services import match_candidates, profile_reads
 from app.services.api_keys import create_key
-from app.services.fixtures import SHIFT_META, LoadReport, check_data_set, demo_shift, load_fixtures, load_segments
+from app.services.fixtures import (
+    SHIFT_META,
+    LoadReport,
+    check_data_set,
+    demo_shift,
+    load_fixtures,
+    load_segments,
+    raw_event,
+)
 from app.services.ingestion import IngestionPolicy
 from app.services.recommendations import upsert_products
 from app.settings import Settings
@@ -263,6 +271,14 @@ async def test_each_line_is_judged_alone_whatever_is_wrong_with_it(tmp_path: Pat
             assert await profile_reads.get_profile_by_identifier(store, "email", value) is not None
     finally:
         await store.close()
+
+
+def test_an_event_id_of_0_is_an_id_and_an_empty_one_is_missing() -> None:
+    line = {"type": "page_view", "channel": "web", "timestamp": datetime(2026, 1, 1, tzinfo=UTC)}
+    assert raw_event({**line, "messageId": 0, "_id": "ignored"}).message_id == "0"
+    assert raw_event({**line, "_id": 0}).message_id == "0"
+    with pytest.raises(InvalidInput, match=r"missing messageId \(or _id\)"):
+        raw_event({**line, "_id": ""})
 
 
 def test_the_load_command_reports_every_bad_line_and_exits_1(tmp_path: Path) -> None:

@@ -66,3 +66,10 @@ def test_milliseconds_are_read_in_utc_whatever_the_machines_zone(zone: str, monk
 def test_a_wrapper_holding_no_integer_is_refused(wrapped: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="not an integer"):
         decode({"at": wrapped})
+
+
+def test_an_iso_date_without_a_zone_is_read_in_utc() -> None:
+    """Compared with zoned ones (the newest event of a shifted load), it stopped the load with a
+    TypeError: naive and aware datetimes."""
+    assert decode({"$date": "2026-01-02T10:00:00"}) == datetime(2026, 1, 2, 10, tzinfo=UTC)
+    assert decode({"$date": "2026-01-02T10:00:00+02:00"}) == datetime(2026, 1, 2, 8, tzinfo=UTC)

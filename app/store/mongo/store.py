@@ -84,6 +84,8 @@ _SUPERSEDED_INDEXES = (
     ("profiles", "segments_1"),
     ("profiles", "lastName_1"),  # names and cities are filtered on their folds (profile_folds.py)
     ("profiles", "addresses.city_1"),
+    ("products", "category_1_sales_-1"),  # best sellers: the id is the sort's last key
+    ("products", "sales_-1"),
 )
 _INDEX_CONFLICTS = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or keys
 
