@@ -15,11 +15,13 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
+from app.domain.identifiers import is_identifier_type, misspelt_type
 from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection, blocklisted
 from app.domain.privacy import DEFAULT_PURPOSES
-from app.domain.reconciliation import ReconciliationRules, Rule
+from app.domain.reconciliation import RECONCILED_FIELDS, ReconciliationRules, Rule
 from app.domain.segments.catalogue import is_purpose
 from app.services.identity_policy import IdentityPolicy
+from app.services.profiles import SOURCE
 from app.services.review_list import MAX_REVIEW_PAIRS
 from app.services.segments import MAX_SEGMENTS
 from app.trusted_documents import read_manifest
@@ -284,8 +286,49 @@ class Settings(BaseSettings):
     @field_validator("merge_blocklist")
     @classmethod
     def _blocklist_as_held(cls, values: list[str]) -> list[str]:
-        """Normalised as identifiers are, so that it matches them (merge_protection.blocklisted)."""
+        """Normalised as identifiers are, so that it matches them (merge_protection.blocklisted); an
+        entry's type in the wrong letter case (`deviceid:00000000`) is refused, naming the type it
+        meant: it matched nothing, and the junk value went on linking people."""
+        for value in values:
+            type_, colon, _ = value.strip().partition(":")
+            if colon and (meant := misspelt_type(type_.strip())) is not None:
+                raise ValueError(f"{value!r}: the identifier type is {meant!r} (types are case-sensitive)")
         return sorted(blocklisted(values))
+
+    @field_validator("merge_limits")
+    @classmethod
+    def _limits_over_defaults(cls, limits: dict[str, int]) -> dict[str, int]:
+        """Each type named over its default, the others keeping theirs: `{"email": 3}` replaced the
+        whole default, and customerId went unlimited (two customers merged by a family mailbox). A type
+        must be one identifiers take, as spelt there; a limit is at least 1."""
+        for type_, limit in limits.items():
+            if not is_identifier_type(type_):
+                meant = misspelt_type(type_)
+                hint = f"did you mean {meant!r}? (types are case-sensitive)" if meant else "no identifier has that type"
+                raise ValueError(f"{type_!r}: {hint}")
+            if limit < 1:
+                raise ValueError(
+                    f"{type_}: a limit is at least 1 (a value that must link nobody goes in CDP_MERGE_BLOCKLIST)"
+                )
+        return {**DEFAULT_LIMITS, **limits}
+
+    @field_validator("merge_rules")
+    @classmethod
+    def _rules_for_fields_merges_reconcile(cls, rules: dict[str, Rule]) -> dict[str, Rule]:
+        """A rule for a field no merge reconciles (`lastname`, `email`) was accepted and did nothing."""
+        for path in rules:
+            if path not in RECONCILED_FIELDS and not (path.startswith("traits.") and len(path) > len("traits.")):
+                raise ValueError(f"{path!r}: rules apply to {', '.join(RECONCILED_FIELDS)}, traits.* or traits.<name>")
+        return rules
+
+    @field_validator("merge_source_priority")
+    @classmethod
+    def _sources_as_written(cls, sources: list[str]) -> list[str]:
+        """As a write names its source (`crm`, lower-case): `CRM` could never match one."""
+        for source in sources:
+            if not SOURCE.match(source):
+                raise ValueError(f"{source!r}: a source is 1-32 lower-case letters, digits or underscores (e.g. crm)")
+        return sources
 
     @field_validator("merge_limits", "merge_rules", mode="before")
     @classmethod

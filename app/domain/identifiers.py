@@ -93,12 +93,17 @@ def is_identifier_type(type_: str) -> bool:
     return type_ in STRENGTH_ORDER or bool(_CUSTOM_TYPE.match(type_))
 
 
+def misspelt_type(type_: str) -> str | None:
+    """The known type `type_` is in other letter case (`customerID`: `customerId`), or None."""
+    return _KNOWN_BY_CASE.get(type_.lower()) if type_ not in STRENGTH_ORDER else None
+
+
 def checked_type(type_: str, *, field: str = "type") -> str:
     """The type stripped, or InvalidInput naming `field` and the types there are. A custom name that
     is a known type in other letter case (`customerID`) is refused, naming the known one: taken as a
     type of its own, it split a customer over profiles and let an erased person's id back in."""
     type_ = type_.strip()
-    if type_ not in STRENGTH_ORDER and (known := _KNOWN_BY_CASE.get(type_.lower())) is not None:
+    if (known := misspelt_type(type_)) is not None:
         raise InvalidInput(
             f"unknown identifier type {type_!r}: did you mean {known!r}? (types are case-sensitive)", field=field
         )

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from app.domain.errors import InvalidInput
-from app.domain.identifiers import Identifier, KnownIdentifierType, normalise
+from app.domain.identifiers import Identifier, KnownIdentifierType, is_identifier_type, normalise
 from app.domain.profile import Profile
 from app.domain.profile_bounds import merged_refusal
 
@@ -30,14 +30,18 @@ def blocklisted(values: Iterable[str]) -> frozenset[str]:
     `+33 6 00 00 00 01` as written in a setting matched nothing (identifiers are normalised: lower
     case, E.164). A `type:value` entry is normalised as that type; a bare value holding an `@` as an
     email, one starting with `+` as a phone; any other (a junk device id such as `null`), and one no
-    identifier of its type can be (refused before any blocklist is read), as it is."""
+    identifier of its type can be (refused before any blocklist is read), as it is. An entry whose
+    part before a colon may be a custom type is held both ways: `shopifyId: none` as written matched
+    no identifier (their keys are `shopifyId:none`)."""
     held = set()
     for raw in values:
         value = raw.strip()
         type_, colon, rest = value.partition(":")
         try:
-            if colon and type_ in set(KnownIdentifierType):
-                value = normalise(type_, rest, field="").key
+            if colon and type_.strip() in set(KnownIdentifierType):
+                value = normalise(type_.strip(), rest, field="").key
+            elif colon and is_identifier_type(type_.strip()):  # a custom type's (`shopifyId: none`), or a
+                held.add(normalise(type_.strip(), rest, field="").key)  # value holding a colon: both
             elif "@" in value:
                 value = normalise("email", value, field="").value
             elif value.startswith("+"):

@@ -20,6 +20,9 @@ from app.domain.event_effects import IDENTITY_FIELDS
 from app.domain.profile import Profile
 from app.domain.profile_change import provenance_key
 
+# The fields a merge reconciles by a rule (traits besides: traits.* or traits.<name>).
+RECONCILED_FIELDS = (*IDENTITY_FIELDS, "addresses")
+
 
 class Rule(StrEnum):
     MOST_RECENT = "MOST_RECENT"
@@ -60,7 +63,7 @@ class Decision:
 
 def reconciled_fields(profiles: Sequence[Profile], rules: ReconciliationRules) -> dict[str, Decision]:
     """Document path → kept value, for every field any of the profiles has (survivor first)."""
-    paths = [*IDENTITY_FIELDS, "addresses"]
+    paths = list(RECONCILED_FIELDS)
     trait_names = dict.fromkeys(name for p in profiles for name in p.traits)
     paths += [f"traits.{name}" for name in trait_names]
     documents = [p.to_document() for p in profiles]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from pydantic import ValidationError
 
 from app.__main__ import _said_in_one_line
 from app.domain import clock
@@ -221,6 +222,36 @@ def test_list_settings_are_taken_comma_separated_as_the_readme_writes_them(monke
     assert settings.merge_source_priority == ["crm", "web"]
     assert settings.consent_purposes == ["newsletter", "profiling"]
     assert settings.merge_blocklist == ["test@test.com"]
+
+
+def test_merge_limits_override_only_the_types_they_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an audit: `{"email": 3}` replaced every default limit, and customerId went unlimited
+    (two customers merged through a family mailbox, with no warning)."""
+    monkeypatch.setenv("CDP_MERGE_LIMITS", '{"email": 3, "shopifyId": 2}')
+    assert Settings().merge_limits == {"customerId": 1, "email": 3, "phone": 5, "deviceId": 10, "shopifyId": 2}
+    blocklist = Settings(merge_blocklist=["deviceId: 00000000", "shopifyId: none "]).merge_blocklist
+    assert {"deviceId:00000000", "shopifyId:none"} <= set(blocklist)  # as identifiers' keys are written
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("CDP_MERGE_LIMITS", '{"Email": 3}', "'Email': did you mean 'email'? (types are case-sensitive)"),
+        ("CDP_MERGE_LIMITS", '{"phone": 0}', "phone: a limit is at least 1"),
+        ("CDP_MERGE_RULES", '{"lastname": "OLDEST"}', "'lastname': rules apply to firstName, lastName"),
+        ("CDP_MERGE_SOURCE_PRIORITY", "CRM,web", "'CRM': a source is 1-32 lower-case letters"),
+        ("CDP_MERGE_BLOCKLIST", '["deviceid:00000000"]', "the identifier type is 'deviceId'"),
+    ],
+)
+def test_a_merge_setting_that_could_match_nothing_is_refused(
+    monkeypatch: pytest.MonkeyPatch, setting: str, value: str, said: str
+) -> None:
+    """Found by an audit: each was accepted and silently did nothing (a junk device id went on
+    linking people; a rule for `lastname` never applied; `CRM` never matched a source)."""
+    monkeypatch.setenv(setting, value)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert said in str(refused.value)
 
 
 def _foreign(path: Path) -> bytes:
