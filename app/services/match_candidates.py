@@ -142,7 +142,7 @@ async def merge_lookalikes(
     """Merge each profile with the look-alikes scoring at least `policy.fuzzy_merge_score` (when set):
     the oldest profile survives; merge protection applies as to any automatic merge. Returns merges."""
     threshold = policy.fuzzy_merge_score
-    if threshold is None:
+    if threshold is None or not policy.protection.automatic_merges:  # CDP_AUTO_MERGE=false: none at all
         return 0
     merges = 0
     for profile_id in dict.fromkeys(profile_ids):
@@ -179,6 +179,7 @@ async def _merge_with_lookalikes(
         policy=policy,
         changes=changes,
         judged={p.id: p.version for p in members},  # as scored and checked against merge protection
+        automatic=True,
     )
     return 1
 

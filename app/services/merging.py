@@ -52,10 +52,12 @@ async def merge_profiles(
     policy: IdentityPolicy,
     changes: ProfileChanges = UNHEARD,
     judged: Mapping[str, int] | None = None,
+    automatic: bool = False,
 ) -> tuple[MergeRecord, Profile]:
     """Merge `merged_ids` into `survivor_id`. `judged`: the version of each profile as the caller
     judged them (an automatic merge: by score and merge protection); Conflict, nothing merged, when
-    one has changed since, for a merge decided on what they no longer are."""
+    one has changed since, for a merge decided on what they no longer are. `automatic`: made by the
+    server (a fuzzy match), not a steward, as its record says."""
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON_LENGTH:
         raise InvalidInput(f"give a reason of 1-{MAX_REASON_LENGTH} characters", field="reason")
@@ -89,7 +91,7 @@ async def merge_profiles(
         if judged is not None and any(judged.get(p.id) != p.version for p in everyone):
             raise Conflict("the profiles changed after the merge was decided: it is not made")
         return await merge_in_transaction(
-            tx, survivor, list(others.values()), reason=reason, actor=actor, at=at, rules=policy.rules, automatic=False
+            tx, survivor, list(others.values()), reason=reason, actor=actor, at=at, rules=policy.rules, automatic=automatic
         )
 
     async with store.batch():

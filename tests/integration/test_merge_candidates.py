@@ -172,13 +172,19 @@ async def test_automatic_fuzzy_merge_above_the_configured_score(store: ProfileSt
     survivor = await profile_reads.get_profile_by_identifier(store, "email", "j.dupond@orange.fr")
     assert survivor is not None and survivor.id == jean.id
     (record,) = await store.merges_of(jean.id)
-    assert record.automatic is False and record.actor == "system" and "fuzzy match" in record.reason
+    # Recorded as the server's, not a steward's (it said automatic: false: an audit log filtered on it
+    # missed every fuzzy merge).
+    assert record.automatic is True and record.actor == "system" and "fuzzy match" in record.reason
 
-    # A stranger is not merged; nor is anyone when the setting is off.
+    # A stranger is not merged; nor is anyone when the setting is off, nor with automatic merges off
+    # (CDP_AUTO_MERGE=false: fuzzy merges were made all the same).
     lucia = await _upsert(store, "lucia.romano@libero.it", STRANGER, policy=FUZZY)
     assert (await _stored(store, lucia.id)).merged_into is None
     again = await _upsert(store, "lucia.r@gmail.com", STRANGER, policy=NO_AUTO)
     assert (await _stored(store, again.id)).merged_into is None
+    off = IdentityPolicy(fuzzy_merge_score=0.9, protection=MergeProtection(automatic_merges=False))
+    twin = await _upsert(store, "lucia.romano@gmail.com", STRANGER, policy=off)
+    assert (await _stored(store, twin.id)).merged_into is None and twin.id != lucia.id
 
 
 async def test_a_fuzzy_merge_a_stopped_process_never_made_is_made_when_its_writes_check_comes_due(
