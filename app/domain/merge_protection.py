@@ -67,7 +67,13 @@ class MergeProtection:
         limit on identifiers, or on the free-form data one profile may hold (profile_bounds.py)."""
         keys = {f"{r.type}:{r.value}": r.type for p in profiles for r in p.identifiers}
         keys.update({i.key: i.type for i in extra})
-        over = self._past_limits(Counter(keys.values()))
+        # Past a type's limit only as far as one of the profiles is already (a steward's merge, a limit
+        # lowered since): counted across them all, an anonymous visitor's profile, holding no
+        # customerId, could never join the customer a steward gave two.
+        held: Counter[str] = Counter()
+        for profile in profiles:
+            held |= Counter(r.type for r in profile.identifiers)
+        over = self._past_limits(Counter(keys.values()), held)
         if over:
             return f"the merged profile would hold {over[0]}"
         return merged_refusal([p.traits for p in profiles], [p.qualitative.preferences for p in profiles])
@@ -94,12 +100,14 @@ class MergeProtection:
         kept = [i for i in additions if totals[i.type] <= self.limits.get(i.type, totals[i.type])]
         return kept, f"the profile would hold {'; '.join(over)}"
 
-    def _past_limits(self, counts: Counter[str]) -> list[str]:
-        """What passes a limit in these counts of identifiers by type, as a refusal says it."""
+    def _past_limits(self, counts: Counter[str], held: Counter[str] | None = None) -> list[str]:
+        """What passes a limit in these counts of identifiers by type, as a refusal says it; `held`: a
+        type's count one profile holds already, which its limit is taken to be when higher."""
+        held = held or Counter()
         over = [
             f"{counts[type_]} {type_} identifiers (limit {limit})"
             for type_, limit in sorted(self.limits.items())
-            if counts[type_] > limit
+            if counts[type_] > max(limit, held[type_])
         ]
         if (total := counts.total()) > self.max_identifiers:
             over.append(f"{total} identifiers (limit {self.max_identifiers})")

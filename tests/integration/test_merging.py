@@ -207,6 +207,30 @@ async def test_protection_refuses_a_merge_past_the_identifier_limit_and_records_
     assert refusal.message_id == "m-x" and set(refusal.profile_ids) == {first.id, second.id}
 
 
+async def test_a_profile_a_steward_took_past_a_limit_still_joins_a_visitor_who_adds_nothing_of_that_type(
+    store: ProfileStore,
+) -> None:
+    """Found by an audit: once a steward merged two customerIds (the steward decides), every automatic
+    merge into that customer was refused, counting its two customerIds, even an anonymous visitor's
+    profile holding none: the customer's own sessions never joined it again."""
+    old = await _customer(store, [("customerId", "OLD-7")], "page_view")
+    new = await _customer(store, [("customerId", "NEW-7")], "page_view")
+    await merging.merge_profiles(store, new.id, [old.id], reason="renumbered", actor="steward", policy=IdentityPolicy())
+    visitor = await _customer(store, [("anonymousId", "sess-1")], "product_view")
+    identify = event("identify", identifiers=[("anonymousId", "sess-1"), ("customerId", "NEW-7")], message_id="m-s")
+    [outcome] = await ingest_events(store, [identify])
+    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id == new.id
+    assert (await store.get_profile(visitor.id)).merged_into == new.id  # type: ignore[union-attr]
+    assert await merging.merge_refusals(store, new.id) == []
+    # A third customerId is still refused: it would take the profile past what it holds.
+    third = await _customer(store, [("customerId", "C3"), ("anonymousId", "sess-3")], "page_view")
+    naming = [("anonymousId", "sess-3"), ("customerId", "NEW-7")]
+    await ingest_events(store, [event("page_view", identifiers=naming, message_id="m-3")])
+    assert (await store.get_profile(third.id)).merged_into is None  # type: ignore[union-attr]
+    [refusal] = await merging.merge_refusals(store, new.id)
+    assert refusal.reason == "the merged profile would hold 3 customerId identifiers (limit 1)"
+
+
 async def test_a_write_naming_more_identifiers_of_a_type_than_a_profile_holds_is_refused(store: ProfileStore) -> None:
     """Two customerIds in one event (or upsert) are two customers: landed on either profile, or on a
     new one holding both, it would give one customer's order to the other. Nothing is written."""
