@@ -91,7 +91,8 @@ class MergeProtection:
         if not additions:
             return [], None
         new = Counter({i.key: i.type for i in additions}.values())
-        if (total := len(profile.identifiers) + new.total()) > self.max_identifiers:
+        if self.past_total(profile, additions):
+            total = len(profile.identifiers) + new.total()
             return [], f"the profile would hold {total} identifiers (limit {self.max_identifiers})"
         totals = new + Counter(r.type for r in profile.identifiers if r.type in new)
         over = self._past_limits(totals)
@@ -99,6 +100,11 @@ class MergeProtection:
             return list(additions), None
         kept = [i for i in additions if totals[i.type] <= self.limits.get(i.type, totals[i.type])]
         return kept, f"the profile would hold {'; '.join(over)}"
+
+    def past_total(self, profile: Profile, additions: Sequence[Identifier]) -> bool:
+        """Whether `additions` would take `profile` past the identifiers one profile may hold in all:
+        a bound on its size, which says nothing of whose they are (a type's limit does)."""
+        return len(profile.identifiers) + len({i.key for i in additions}) > self.max_identifiers
 
     def _past_limits(self, counts: Counter[str], held: Counter[str] | None = None) -> list[str]:
         """What passes a limit in these counts of identifiers by type, as a refusal says it; `held`: a

@@ -90,8 +90,9 @@ async def merge_profiles(
             raise InvalidInput(f"{too_large}: remove what the profiles no longer need first", field="mergedIds")
         if judged is not None and any(judged.get(p.id) != p.version for p in everyone):
             raise Conflict("the profiles changed after the merge was decided: it is not made")
+        others_now = list(others.values())
         return await merge_in_transaction(
-            tx, survivor, list(others.values()), reason=reason, actor=actor, at=at, rules=policy.rules, automatic=automatic
+            tx, survivor, others_now, reason=reason, actor=actor, at=at, rules=policy.rules, automatic=automatic
         )
 
     async with store.batch():

@@ -96,7 +96,10 @@ async def write_to_resolved_profile(
     new = [i for i in resolution.unclaimed if i.key not in known]
     additions, crowded = policy.protection.within_limits(profile, new)
     if crowded is not None:
-        apart = someone_else([i for i in new if i not in additions], resolution)
+        # Past a type's limit, a stronger new identifier is another person's; past the size bound it
+        # is not (a new profile for it split the person: their identify landed there, not on theirs).
+        size_only = policy.protection.past_total(profile, new)
+        apart = not size_only and someone_else([i for i in new if i not in additions], resolution)
         created = await _create(tx, resolution.unclaimed, build, at=at) if apart else None
         apart_ids = [profile.id] + ([created.id] if created else [])
         await tx.record_refusal(

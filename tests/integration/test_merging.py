@@ -344,6 +344,18 @@ async def test_a_profile_holds_a_bounded_number_of_identifiers_of_all_types_toge
     reasons = {r.reason for r in await merging.merge_refusals(store, first.id)}
     assert "the merged profile would hold 6 identifiers (limit 4)" in reasons
 
+    # A stronger new identifier past the bound lands there too, without it: found by an audit, it
+    # went to a new profile of its own (a type's limit says "another person"; the size bound does
+    # not), and the person's identify landed there, their name off their own profile.
+    identify = event(
+        "identify", identifiers=[("anonymousId", "s0"), ("email", "nine@example.com")], message_id="m-z",
+        properties={"firstName": "Nine"},
+    )  # fmt: skip
+    [named] = await ingest_events(store, [identify], few)
+    assert named.status is EventStatus.ACCEPTED and named.profile_id == first.id
+    assert (await store.get_profile(first.id)).first_name == "Nine"  # type: ignore[union-attr]
+    assert await profile_reads.get_profile_by_identifier(store, "email", "nine@example.com") is None
+
 
 async def test_blocklisted_values_never_link_and_alone_are_rejected(store: ProfileStore) -> None:
     a = await _customer(store, [("email", "emma@example.com")], "page_view")
