@@ -44,6 +44,7 @@ READS = frozenset(
         "merges_of",
         "refusals_of",
         "count_products",
+        "message_profiles",
         "get_products",
         "best_sellers",
         "profiles_sharing_keys",
