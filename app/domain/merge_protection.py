@@ -98,8 +98,14 @@ class MergeProtection:
         over = self._past_limits(totals)
         if not over:
             return list(additions), None
-        kept = [i for i in additions if totals[i.type] <= self.limits.get(i.type, totals[i.type])]
-        return kept, f"the profile would hold {'; '.join(over)}"
+        refused = self.past_type_limits(profile, additions)
+        return [i for i in additions if i not in refused], f"the profile would hold {'; '.join(over)}"
+
+    def past_type_limits(self, profile: Profile, additions: Sequence[Identifier]) -> list[Identifier]:
+        """Those of `additions` whose type `profile` may not hold that many of (a type's limit)."""
+        new = Counter({i.key: i.type for i in additions}.values())
+        totals = new + Counter(r.type for r in profile.identifiers if r.type in new)
+        return [i for i in additions if totals[i.type] > self.limits.get(i.type, totals[i.type])]
 
     def past_total(self, profile: Profile, additions: Sequence[Identifier]) -> bool:
         """Whether `additions` would take `profile` past the identifiers one profile may hold in all:

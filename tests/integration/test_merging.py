@@ -355,6 +355,16 @@ async def test_a_profile_holds_a_bounded_number_of_identifiers_of_all_types_toge
     assert named.status is EventStatus.ACCEPTED and named.profile_id == first.id
     assert (await store.get_profile(first.id)).first_name == "Nine"  # type: ignore[union-attr]
     assert await profile_reads.get_profile_by_identifier(store, "email", "nine@example.com") is None
+    # Past a type's limit as well, the limit decides: another customer, through the full profile's
+    # session, is theirs (the first version of the change above landed Bob on this profile).
+    bob = event(
+        "identify", identifiers=[("anonymousId", "s1"), ("customerId", "C9")], message_id="m-b",
+        properties={"firstName": "Bob"},
+    )  # fmt: skip
+    [theirs] = await ingest_events(store, [bob], few)
+    assert theirs.status is EventStatus.ACCEPTED and theirs.profile_id != first.id
+    assert (await store.get_profile(first.id)).first_name == "Nine"  # type: ignore[union-attr]
+    assert (await profile_reads.get_profile_by_identifier(store, "customerId", "C9")).first_name == "Bob"  # type: ignore[union-attr]
 
 
 async def test_blocklisted_values_never_link_and_alone_are_rejected(store: ProfileStore) -> None:
