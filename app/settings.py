@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, StrictInt, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
@@ -179,7 +179,7 @@ class Settings(BaseSettings):
     # Identity resolution (README "Identity resolution"). JSON in the environment, e.g.
     # CDP_MERGE_LIMITS='{"customerId": 1, "email": 3}'.
     auto_merge: bool = Field(default=True, description="Merge profiles that one event's identifiers link.")
-    merge_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    merge_limits: Annotated[dict[str, StrictInt], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
     merge_blocklist: Annotated[list[str], NoDecode] = Field(default_factory=lambda: sorted(DEFAULT_BLOCKLIST))
     merge_rules: Annotated[dict[str, Rule], NoDecode] = Field(
         default_factory=dict, description="Per field; addresses default to UNION."
@@ -302,10 +302,10 @@ class Settings(BaseSettings):
         whole default, and customerId went unlimited (two customers merged by a family mailbox). A type
         must be one identifiers take, as spelt there; a limit is at least 1."""
         for type_, limit in limits.items():
+            if (meant := misspelt_type(type_)) is not None:  # `customerID` fits a custom type's pattern too
+                raise ValueError(f"{type_!r}: did you mean {meant!r}? (types are case-sensitive)")
             if not is_identifier_type(type_):
-                meant = misspelt_type(type_)
-                hint = f"did you mean {meant!r}? (types are case-sensitive)" if meant else "no identifier has that type"
-                raise ValueError(f"{type_!r}: {hint}")
+                raise ValueError(f"{type_!r}: no identifier has that type")
             if limit < 1:
                 raise ValueError(
                     f"{type_}: a limit is at least 1 (a value that must link nobody goes in CDP_MERGE_BLOCKLIST)"

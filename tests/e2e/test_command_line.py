@@ -237,6 +237,8 @@ def test_merge_limits_override_only_the_types_they_name(monkeypatch: pytest.Monk
     ("setting", "value", "said"),
     [
         ("CDP_MERGE_LIMITS", '{"Email": 3}', "'Email': did you mean 'email'? (types are case-sensitive)"),
+        ("CDP_MERGE_LIMITS", '{"customerID": 2}', "'customerID': did you mean 'customerId'?"),
+        ("CDP_MERGE_LIMITS", '{"email": true}', "Input should be a valid integer"),
         ("CDP_MERGE_LIMITS", '{"phone": 0}', "phone: a limit is at least 1"),
         ("CDP_MERGE_RULES", '{"lastname": "OLDEST"}', "'lastname': rules apply to firstName, lastName"),
         ("CDP_MERGE_SOURCE_PRIORITY", "CRM,web", "'CRM': a source is 1-32 lower-case letters"),
