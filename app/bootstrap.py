@@ -324,12 +324,19 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
     segments = await define_segments(services, directory, step, report)
     await services.store.write_meta(SEED_META, "loaded")
     log.info("%d demo segments defined and evaluated", segments)
+    for problem in report.problems:  # a refused line is said where the operator looks (a first start's log)
+        log.warning("demo data: %s", problem)
     log.info(
-        "demo data loaded in %.1f s: %d products, %d CRM profiles, %d events (%d rejected)",
+        "demo data loaded in %.1f s: %d products, %d CRM profiles, %d events, %d segments "
+        "(rejected: %d products, %d profiles, %d events, %d segments)",
         time.monotonic() - started,
         report.products,
         report.profiles,
         report.events_accepted,
-        report.products_rejected + report.profiles_rejected + report.events_rejected + report.segments_rejected,
+        segments,
+        report.products_rejected,
+        report.profiles_rejected,
+        report.events_rejected,
+        report.segments_rejected,
     )
     return report

@@ -346,11 +346,16 @@ async def load_segments(
             if "_id" not in document:
                 raise InvalidInput("missing _id", field="_id")
             await create({k: v for k, v in document.items() if k != "_id"}, str(document["_id"]))
-        except DomainError as exc:
+        except (DomainError, ValidationError) as exc:
             if isinstance(exc, StoreUnavailable):
                 raise
+            if isinstance(exc, ValidationError):  # a field of the wrong type (a list for a description)
+                path, message = first_problem(exc)
+                said = f"{path}: {message}"
+            else:
+                said = exc.message
             report.segments_rejected += 1
-            report.problem(f"{SEGMENTS_FILE}:{line.number}: {exc.message}")
+            report.problem(f"{SEGMENTS_FILE}:{line.number}: {said}")
             continue
         count += 1
     return count

@@ -388,7 +388,9 @@ def test_the_load_command_defines_the_segments_of_the_data_set_after_the_traits(
     scored = {"_id": "scored", "name": "Scored",
               "condition": {"compare": {"path": "rfm.recencyScore", "op": "gte", "value": 1}}}  # fmt: skip
     bad = {"_id": "typo", "name": "Typo", "condition": {"compare": {"path": "stats.ordres", "op": "gte", "value": 1}}}
-    (data / "segments.jsonl").write_text(f"{json.dumps(buyers)}\n{json.dumps(bad)}\n{json.dumps(scored)}\n")
+    odd = {**buyers, "_id": "odd", "description": ["a list"]}  # a pydantic error, not a domain one: a traceback
+    lines = [buyers, bad, odd, scored]
+    (data / "segments.jsonl").write_text("".join(f"{json.dumps(line)}\n" for line in lines))
     database = tmp_path / "cdp.sqlite3"
     for run in range(2):
         done = subprocess.run(
@@ -401,8 +403,9 @@ def test_the_load_command_defines_the_segments_of_the_data_set_after_the_traits(
         )
         said = done.stdout + done.stderr
         assert done.returncode == 1, said  # a line refused, judged alone: the others are defined
-        assert "rejected: 0 products, 0 profiles, 0 events, 1 segments), 2 segments defined and evaluated" in said
+        assert "rejected: 0 products, 0 profiles, 0 events, 2 segments), 2 segments defined and evaluated" in said
         assert 'segments.jsonl:2: condition.compare.path: unknown path "stats.ordres"' in said, said
+        assert "segments.jsonl:3: description: Input should be a valid string" in said and "Traceback" not in said
         with sqlite3.connect(database) as db:
             members = db.execute(
                 "SELECT s.id, count(m.profile_id) FROM segments s LEFT JOIN segment_members m ON m.segment_id = s.id "
