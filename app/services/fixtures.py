@@ -108,10 +108,13 @@ def raw_event(document: dict[str, Any], shift: timedelta = timedelta(0)) -> RawE
     """The event a file line holds (its timestamp moved by `shift`); InvalidInput when it lacks what
     every event has."""
     missing = [key for key in ("type", "channel", "timestamp") if key not in document]
-    named = "messageId" if document.get("messageId") is not None else "_id"
-    message_id = document.get(named)
-    if missing or message_id is None or message_id == "":  # 0 is an id
+    # messageId unless it is empty (then _id), as the files have always been read; 0 is an id when the
+    # line has no other.
+    named = next((n for n in ("messageId", "_id") if document.get(n)), None)
+    named = named or next((n for n in ("messageId", "_id") if document.get(n) == 0 and document[n] is not False), None)
+    if missing or named is None:
         raise InvalidInput(f"missing {', '.join(missing or ['messageId (or _id)'])}")
+    message_id = document[named]
     if isinstance(message_id, bool) or not isinstance(message_id, str | int):  # an object was its repr
         raise InvalidInput("must be a string (or an integer)", field=named)
     if not isinstance(document["timestamp"], datetime):
@@ -350,8 +353,8 @@ async def load_segments(
             if isinstance(exc, StoreUnavailable):
                 raise
             if isinstance(exc, ValidationError):  # a field of the wrong type (a list for a description)
-                path, message = first_problem(exc)
-                said = f"{path}: {message}"
+                where, message = first_problem(exc)
+                said = f"{where}: {message}"
             else:
                 said = exc.message
             report.segments_rejected += 1

@@ -275,8 +275,10 @@ async def test_each_line_is_judged_alone_whatever_is_wrong_with_it(tmp_path: Pat
 
 def test_an_event_id_of_0_is_an_id_and_an_empty_one_is_missing() -> None:
     line = {"type": "page_view", "channel": "web", "timestamp": datetime(2026, 1, 1, tzinfo=UTC)}
-    assert raw_event({**line, "messageId": 0, "_id": "ignored"}).message_id == "0"
     assert raw_event({**line, "_id": 0}).message_id == "0"
+    # An empty messageId falls back to _id, as the files were always read (found by a review).
+    for empty in ("", False, 0, None):
+        assert raw_event({**line, "messageId": empty, "_id": "m2"}).message_id == "m2"
     with pytest.raises(InvalidInput, match=r"missing messageId \(or _id\)"):
         raw_event({**line, "_id": ""})
 
