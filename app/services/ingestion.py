@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.domain import clock
-from app.domain.errors import DomainError, InvalidInput, LimitExceeded, StoreUnavailable
+from app.domain.errors import DomainError, InvalidInput, LimitExceeded
 from app.domain.event_effects import (
     change_for_event,
     consent_decision,
@@ -120,6 +120,7 @@ async def ingest_events(
     assert len(done) == len(raw_events)
     try:
         await uncancelled(_after_commit(store, raw_events, done, policy))
+        done = await uncancelled(_duplicates_placed(store, done))
     except asyncio.CancelledError:
         # The batch is durable, so its outcomes are a request's answer: a server stopping past its grace
         # period cancelled it, and it was answered 500 for a batch that was stored. What follows the
@@ -127,7 +128,7 @@ async def ingest_events(
         if not answer_once_committed or (task := asyncio.current_task()) is None:
             raise
         task.uncancel()
-    return await _duplicates_placed(store, done)
+    return done
 
 
 async def _duplicates_placed(store: ProfileStore, done: list[EventOutcome]) -> list[EventOutcome]:
@@ -141,7 +142,10 @@ async def _duplicates_placed(store: ProfileStore, done: list[EventOutcome]) -> l
     try:
         recorded = await store.message_profiles(duplicates)
         now = await get_profiles(store, set(recorded.values()))
-    except StoreUnavailable:  # the batch is durable: its answer does not hang on this read
+    except Exception:  # the batch is durable: its answer never fails on this read (a store closing, …)
+        log.warning(
+            "the profiles of %d duplicate events could not be read: answered without", len(duplicates), exc_info=True
+        )
         return done
     placed = {m: found.id for m, p in recorded.items() if (found := now.get(p)) is not None}
     return [replace(o, profile_id=placed.get(o.message_id)) if o.status is EventStatus.DUPLICATE else o for o in done]

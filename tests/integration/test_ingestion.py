@@ -29,6 +29,7 @@ from app.services.merge_steps import merge_in_transaction
 from app.services.ports import ProfileStore, StoreTransaction
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import PROPERTIES, event
+from tests.interleaving import StandIn
 
 T = TypeVar("T")
 
@@ -156,6 +157,21 @@ async def test_a_duplicate_answers_the_profile_its_first_delivery_landed_on_as_i
     await merging.merge_profiles(store, survivor, [merged], reason="same", actor="t", policy=IdentityPolicy())
     [replayed] = await ingest_events(store, [order])
     assert (replayed.status, replayed.profile_id) == (EventStatus.DUPLICATE, again[2].profile_id)
+
+
+class _UnreadableKeys(StandIn):
+    """The store, but its idempotency keys' profiles cannot be read (a store closing at shutdown)."""
+
+    async def message_profiles(self, message_ids: Any) -> dict[str, str]:
+        raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+
+
+async def test_a_duplicate_whose_profile_cannot_be_read_is_answered_without_it(store: ProfileStore) -> None:
+    """The batch is durable: its answer never fails on that read (a ProgrammingError was not caught)."""
+    order = event("order_completed")
+    await ingest_events(store, [order])
+    [again] = await ingest_events(_UnreadableKeys(store), [order])  # type: ignore[arg-type]
+    assert (again.status, again.profile_id) == (EventStatus.DUPLICATE, None)
 
 
 async def test_concurrent_batches_naming_a_new_email_create_one_profile(store: ProfileStore) -> None:
