@@ -61,7 +61,7 @@ from app.services.leases import hold_for
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_changes import Cause, ProfilesChanged, uncancelled
 from app.services.profile_reads import get_profile
-from app.services.profile_writes import MAX_ATTEMPTS, with_retries
+from app.services.profile_writes import MAX_ATTEMPTS, MAX_MERGE_HOPS, with_retries
 from app.services.segment_bus import SegmentBus
 
 Progress = Callable[[int, int], None]  # (changes applied, changes to apply)
@@ -121,12 +121,15 @@ async def membership_history(
     store: ProfileStore, *, segment_id: str | None, profile_id: str | None, limit: int, before: str | None
 ) -> list[SegmentEvent]:
     """Membership changes newest first. A merged-away profile id answers its own changes (those before
-    its merge) and its survivor's, the person's now, as a subscription with it hears the survivor's:
-    a frontend holding an id from before a merge got no change made since."""
+    its merge), and those of each profile it was merged into up to its survivor, the person's now: it
+    answered none made since its merge (a frontend holding an id from before it)."""
     ids = None
     if profile_id is not None:
-        profile = await get_profile(store, profile_id)
-        ids = list(dict.fromkeys([profile_id, profile.id if profile is not None else profile_id]))
+        ids = [profile_id]
+        profile = await store.get_profile(profile_id)
+        while profile is not None and profile.merged_into is not None and len(ids) <= MAX_MERGE_HOPS:
+            ids.append(profile.merged_into)
+            profile = await store.get_profile(profile.merged_into)
     return await store.segment_events(segment_id=segment_id, profile_ids=ids, limit=limit, before=before)
 
 

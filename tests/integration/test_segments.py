@@ -513,6 +513,28 @@ async def test_a_write_committed_after_the_upkeep_counted_keeps_the_check_for_it
     assert await store.next_check_at() is None
 
 
+async def test_the_history_by_a_merged_away_id_follows_its_merges_to_the_survivor(services: Services) -> None:
+    """A, merged into B, B into C: the history by A answers the changes of A, B and C (found by a review:
+    B's were missing), each profile's own, the exits its merge caused included."""
+    store = services.store
+    await services.segments.create(BUYERS)
+    ids = []
+    for name in ("a", "b", "c"):
+        [outcome] = await ingest_events(store, [event("order_completed", email=f"{name}@example.com")])
+        ids.append(outcome.profile_id or "")
+        await services.segments.profiles_changed(events_landed({ids[-1]: {"order_completed"}}))
+    a, b, c = ids
+    for survivor, merged in ((b, a), (c, b)):
+        await merging.merge_profiles(
+            store, survivor, [merged], reason="same", actor="steward", policy=IdentityPolicy(), changes=services.changes
+        )
+    history = await segments_module.membership_history(store, segment_id=None, profile_id=a, limit=50, before=None)
+    entered, exited = MembershipChange.ENTERED, MembershipChange.EXITED
+    trail = {(e.profile_id, e.change) for e in history}
+    assert trail >= {(a, entered), (a, exited), (b, entered), (b, exited), (c, entered)}, trail
+    assert {e.profile_id for e in history} == {a, b, c}
+
+
 async def test_putting_off_a_check_keeps_the_writes_it_counts(services: Services) -> None:
     """A due check put off (run_due_checks does so before its recheck) still counts the writes whose
     upkeep it stands for: on MongoDB it was replaced whole, its count lost, and the next write's upkeep
