@@ -290,15 +290,7 @@ def test_the_load_command_reports_every_bad_line_and_exits_1(tmp_path: Path) -> 
             "identifiers": [{"type": "email", "value": "one@example.com"}], "properties": {"url": "/"}}  # fmt: skip
     (data / "events.jsonl").write_text("\n".join(["{oops", json.dumps(good)]) + "\n")
     database = tmp_path / "cdp.sqlite3"
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "load", str(data)],
-        cwd=FIXTURES.parent,
-        env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{database}", "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    said = done.stdout + done.stderr  # the report is printed on the console (stderr)
+    done, said = _load(data, database)  # the report is printed on the console (stderr)
     assert done.returncode == 1, said
     assert "Traceback" not in said
     assert "1 events (0 already present; rejected: 0 products, 0 profiles, 1 events)" in said, said
@@ -319,15 +311,7 @@ def test_a_json_array_or_an_unreadable_file_is_refused_before_anything_is_writte
     )
     (data / "events.jsonl").write_text('\n  [{"_id": "m1"},\n {"_id": "m2"}]\n')
     database = tmp_path / "cdp.sqlite3"
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "load", str(data)],
-        cwd=FIXTURES.parent,
-        env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{database}", "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    said = done.stdout + done.stderr
+    done, said = _load(data, database)
     assert done.returncode == 1 and "Traceback" not in said, said
     assert "events.jsonl holds a JSON array: one JSON object a line is read (mongoexport without --jsonArray)" in said
     assert not database.exists()
@@ -354,15 +338,7 @@ def test_the_load_command_lists_the_first_refused_lines_in_order_then_how_many_m
                "identifiers": [{"type": "email", "value": "one@example.com"}]}  # fmt: skip
     lines = ["{oops" if n % 2 else json.dumps({**unknown, "_id": f"m{n}"}) for n in range(1, 26)]
     (data / "events.jsonl").write_text("\n".join(lines) + "\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "load", str(data)],
-        cwd=FIXTURES.parent,
-        env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{tmp_path / 'cdp.sqlite3'}", "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    said = done.stdout + done.stderr
+    done, said = _load(data, tmp_path / "cdp.sqlite3")
     assert done.returncode == 1, said
     listed = [int(line.split(":")[1]) for line in said.splitlines() if line.strip().startswith("events.jsonl:")]
     assert listed == list(range(1, 21)), said
@@ -395,15 +371,7 @@ def test_the_load_command_defines_the_segments_of_the_data_set_after_the_traits(
     (data / "segments.jsonl").write_text("".join(f"{json.dumps(line)}\n" for line in lines))
     database = tmp_path / "cdp.sqlite3"
     for run in range(2):
-        done = subprocess.run(
-            [sys.executable, "-m", "app", "load", str(data)],
-            cwd=FIXTURES.parent,
-            env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{database}", "COLUMNS": "200"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        said = done.stdout + done.stderr
+        done, said = _load(data, database)
         assert done.returncode == 1, said  # a line refused, judged alone: the others are defined
         assert "rejected: 0 products, 0 profiles, 0 events, 2 segments), 2 segments defined and evaluated" in said
         assert 'segments.jsonl:2: condition.compare.path: unknown path "stats.ordres"' in said, said
@@ -414,6 +382,19 @@ def test_the_load_command_defines_the_segments_of_the_data_set_after_the_traits(
                 "GROUP BY s.id ORDER BY s.id"
             ).fetchall()
         assert members == [("buyers", 1), ("scored", 1)], (run, members)  # RFM: the buyer only, traits first
+
+
+def _load(data: Path, database: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`python -m app load DATA` into `database`, and what it said (the report is on stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "load", str(data)],
+        cwd=FIXTURES.parent,
+        env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{database}", "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done, done.stdout + done.stderr
 
 
 def _readme_example(containing: str) -> str:
