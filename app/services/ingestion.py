@@ -16,10 +16,11 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
 from app.domain import clock
 from app.domain.errors import DomainError, InvalidInput, LimitExceeded
@@ -48,6 +49,7 @@ from app.services.profile_reads import get_profiles
 from app.services.profile_writes import SYSTEM_ACTOR, with_retries, write_to_resolved_profile
 
 log = logging.getLogger("cdp.ingestion")
+T = TypeVar("T")
 INLINE_EVENTS = 20  # events validated on the caller's thread; a larger batch goes to a worker thread
 # How long a batch's transaction goes on taking events that go alone (merges: each replays the
 # survivor's whole history) before it commits and the next one takes the rest. One transaction for a
@@ -118,17 +120,23 @@ async def ingest_events(
         position = await store.run_batch(rest)
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(raw_events)
+    # The batch is durable, so its outcomes are a request's answer: a server stopping past its grace
+    # period cancelled it, and it was answered 500 for a batch that was stored. What follows the commit
+    # goes on (uncancelled; the shutdown waits for it before closing the store), then the duplicates'
+    # profiles are read, a cancellation during either step taken back for such a caller.
+    await _taken_back(uncancelled(_after_commit(store, raw_events, done, policy)), None, answer_once_committed)
+    return await _taken_back(uncancelled(_duplicates_placed(store, done)), done, answer_once_committed)
+
+
+async def _taken_back(work: Awaitable[T], fallback: T, answer_once_committed: bool) -> T:
+    """`work`'s result; `fallback` when the caller is cancelled meanwhile and answers all the same."""
     try:
-        await uncancelled(_after_commit(store, raw_events, done, policy))
-        done = await uncancelled(_duplicates_placed(store, done))
+        return await work
     except asyncio.CancelledError:
-        # The batch is durable, so its outcomes are a request's answer: a server stopping past its grace
-        # period cancelled it, and it was answered 500 for a batch that was stored. What follows the
-        # commit goes on (uncancelled; the shutdown waits for it before closing the store).
         if not answer_once_committed or (task := asyncio.current_task()) is None:
             raise
         task.uncancel()
-    return done
+        return fallback
 
 
 async def _duplicates_placed(store: ProfileStore, done: list[EventOutcome]) -> list[EventOutcome]:

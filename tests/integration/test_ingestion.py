@@ -27,6 +27,7 @@ from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_each_alone, ingest_events
 from app.services.merge_steps import merge_in_transaction
 from app.services.ports import ProfileStore, StoreTransaction
+from app.services.profile_changes import ProfileChanges
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import PROPERTIES, event
 from tests.interleaving import StandIn
@@ -172,6 +173,28 @@ async def test_a_duplicate_whose_profile_cannot_be_read_is_answered_without_it(s
     await ingest_events(store, [order])
     [again] = await ingest_events(_UnreadableKeys(store), [order])  # type: ignore[arg-type]
     assert (again.status, again.profile_id) == (EventStatus.DUPLICATE, None)
+
+
+async def test_a_request_cancelled_after_its_commit_still_answers_its_duplicates_profiles(store: ProfileStore) -> None:
+    """Cancelled during the segment upkeep that follows the commit (a server stopping past its grace
+    period), a request answers its outcomes all the same: its DUPLICATEs' profiles too (the read of
+    them was skipped, found by a review)."""
+    order = event("order_completed")
+    [first] = await ingest_events(store, [order])
+    upkeep_started, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_listener(changes: Any) -> None:
+        upkeep_started.set()
+        await go_on.wait()
+
+    policy = IngestionPolicy(changes=ProfileChanges(slow_listener))
+    fresh = event("page_view", email="zoe@example.com")
+    request = asyncio.ensure_future(ingest_events(store, [order, fresh], policy, answer_once_committed=True))
+    await upkeep_started.wait()
+    request.cancel()
+    go_on.set()
+    [again, _] = await request
+    assert (again.status, again.profile_id) == (EventStatus.DUPLICATE, first.profile_id)
 
 
 async def test_concurrent_batches_naming_a_new_email_create_one_profile(store: ProfileStore) -> None:
