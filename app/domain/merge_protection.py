@@ -91,11 +91,11 @@ class MergeProtection:
         if not additions:
             return [], None
         new = Counter({i.key: i.type for i in additions}.values())
-        if self.past_total(profile, additions):
-            total = len(profile.identifiers) + new.total()
-            return [], f"the profile would hold {total} identifiers (limit {self.max_identifiers})"
         totals = new + Counter(r.type for r in profile.identifiers if r.type in new)
         over = self._past_limits(totals)
+        if self.past_total(profile, additions):  # a type's limit first: it says whose they are
+            size = f"{len(profile.identifiers) + new.total()} identifiers (limit {self.max_identifiers})"
+            return [], f"the profile would hold {'; '.join([*self._past_limits(totals, total=False), size])}"
         if not over:
             return list(additions), None
         refused = self.past_type_limits(profile, additions)
@@ -112,15 +112,16 @@ class MergeProtection:
         a bound on its size, which says nothing of whose they are (a type's limit does)."""
         return len(profile.identifiers) + len({i.key for i in additions}) > self.max_identifiers
 
-    def _past_limits(self, counts: Counter[str], held: Counter[str] | None = None) -> list[str]:
+    def _past_limits(self, counts: Counter[str], held: Counter[str] | None = None, *, total: bool = True) -> list[str]:
         """What passes a limit in these counts of identifiers by type, as a refusal says it; `held`: a
-        type's count one profile holds already, which its limit is taken to be when higher."""
+        type's count one profile holds already, which its limit is taken to be when higher; `total`:
+        the bound on all of them too."""
         held = held or Counter()
         over = [
             f"{counts[type_]} {type_} identifiers (limit {limit})"
             for type_, limit in sorted(self.limits.items())
             if counts[type_] > max(limit, held[type_])
         ]
-        if (total := counts.total()) > self.max_identifiers:
-            over.append(f"{total} identifiers (limit {self.max_identifiers})")
+        if total and (count := counts.total()) > self.max_identifiers:
+            over.append(f"{count} identifiers (limit {self.max_identifiers})")
         return over

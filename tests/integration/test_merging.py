@@ -363,6 +363,8 @@ async def test_a_profile_holds_a_bounded_number_of_identifiers_of_all_types_toge
     )  # fmt: skip
     [theirs] = await ingest_events(store, [bob], few)
     assert theirs.status is EventStatus.ACCEPTED and theirs.profile_id != first.id
+    split = [r for r in await merging.merge_refusals(store, first.id) if r.message_id == "m-b"]
+    assert split[0].reason == "the profile would hold 2 customerId identifiers (limit 1); 5 identifiers (limit 4)"
     assert (await store.get_profile(first.id)).first_name == "Nine"  # type: ignore[union-attr]
     assert (await profile_reads.get_profile_by_identifier(store, "customerId", "C9")).first_name == "Bob"  # type: ignore[union-attr]
 
