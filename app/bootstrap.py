@@ -326,6 +326,8 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
     log.info("%d demo segments defined and evaluated", segments)
     for problem in report.problems:  # a refused line is said where the operator looks (a first start's log)
         log.warning("demo data: %s", problem)
+    if report.problems_left_out:
+        log.warning("demo data: … and %d more refused lines", report.problems_left_out)
     log.info(
         "demo data loaded in %.1f s: %d products, %d CRM profiles, %d events, %d segments "
         "(rejected: %d products, %d profiles, %d events, %d segments)",

@@ -444,6 +444,7 @@ def invalid_settings(error: ValidationError, options: Mapping[str, str] | None =
     for item in error.errors(include_url=False):
         field = str(item["loc"][0]) if item["loc"] else ""
         name = (options or {}).get(field) or f"{Settings.model_config.get('env_prefix', '')}{field.upper()}"
+        name += "".join(f".{part}" for part in item["loc"][1:])  # the key of an object setting: CDP_MERGE_LIMITS.email
         reason = str(item["msg"]).removeprefix("Value error, ")
         problems.append(f"{name}={item['input']!r}: {reason}" if "input" in item else f"{name}: {reason}")
     return ("bad settings " if len(problems) > 1 else "bad setting ") + "; ".join(problems)

@@ -346,7 +346,7 @@ async def load_segments(
     for line in read_lines(path):
         try:
             document = _document(line)
-            if "_id" not in document:
+            if document.get("_id") in (None, ""):  # null was the segment "None"
                 raise InvalidInput("missing _id", field="_id")
             await create({k: v for k, v in document.items() if k != "_id"}, str(document["_id"]))
         except (DomainError, ValidationError) as exc:

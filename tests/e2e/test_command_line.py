@@ -23,7 +23,7 @@ from app.domain import clock
 from app.domain.errors import StoreUnavailable
 from app.services import api_keys
 from app.services.ingestion import ingest_events
-from app.settings import Settings
+from app.settings import Settings, invalid_settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 from tests.server_process import ROOT, free_port
@@ -254,6 +254,8 @@ def test_a_merge_setting_that_could_match_nothing_is_refused(
     with pytest.raises(ValidationError) as refused:
         Settings()
     assert said in str(refused.value)
+    if value == '{"email": true}':  # the one-line message names the key at fault
+        assert invalid_settings(refused.value).startswith("bad setting CDP_MERGE_LIMITS.email=True: ")
 
 
 def _foreign(path: Path) -> bytes:

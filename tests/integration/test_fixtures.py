@@ -283,6 +283,20 @@ def test_an_event_id_of_0_is_an_id_and_an_empty_one_is_missing() -> None:
         raw_event({**line, "_id": ""})
 
 
+async def test_a_segment_line_with_a_null_id_is_refused(tmp_path: Path) -> None:
+    """It was defined as the segment "None" (found by a review)."""
+    (tmp_path / "segments.jsonl").write_text(json.dumps({"_id": None, "name": "Nobody", "condition": {}}) + "\n")
+    made: list[str] = []
+
+    async def create(fields: dict[str, Any], segment_id: str) -> object:
+        made.append(segment_id)
+        return None
+
+    report = LoadReport()
+    assert await load_segments(create, tmp_path, report) == 0
+    assert made == [] and report.problems == ["segments.jsonl:1: missing _id"]
+
+
 def test_the_load_command_reports_every_bad_line_and_exits_1(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
