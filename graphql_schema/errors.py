@@ -15,8 +15,11 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from typing import Any
 
+from graphql import BREAK, Visitor, parse, visit
 from graphql.error import GraphQLError
+from graphql.language import ArgumentNode, ListValueNode, Node, ObjectFieldNode, ValueNode
 from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 
@@ -53,15 +56,11 @@ def to_graphql_error(error: GraphQLError, *, hide_suggestions: bool = False) -> 
             if error.message.startswith("Syntax Error")
             else "GRAPHQL_VALIDATION_FAILED"
         )
-        return GraphQLError(
-            without_suggestions(error.message) if hide_suggestions else error.message,
-            error.nodes,
-            error.source,
-            error.positions,
-            error.path,
-            None,
-            {**(error.extensions or {}), "code": code},
-        )
+        message = without_suggestions(error.message) if hide_suggestions else error.message
+        extensions = {**(error.extensions or {}), "code": code}
+        if code == "GRAPHQL_VALIDATION_FAILED" and (field := _literal_at(error)) is not None:
+            message, extensions["field"] = f"{field}: {message}", field
+        return GraphQLError(message, error.nodes, error.source, error.positions, error.path, None, extensions)
     error_id = uuid.uuid4().hex[:12]
     log.error("unexpected error %s at %s", error_id, error.path, exc_info=original, extra={"errorId": error_id})
     return GraphQLError(
@@ -73,6 +72,42 @@ def to_graphql_error(error: GraphQLError, *, hide_suggestions: bool = False) -> 
         None,
         {"code": "INTERNAL_SERVER_ERROR", "errorId": error_id},
     )
+
+
+def _literal_at(error: GraphQLError) -> str | None:
+    """Where a value written in the document that validation refused sits, as the input names it
+    (`input.birthDate`, `events[0].timestamp`): graphql-core's message said what, never where, where
+    the same value in variables is named (PRODUCT.md: a clear error names the field)."""
+    node = error.nodes[0] if error.nodes else None
+    if not isinstance(node, ValueNode) or node.loc is None or error.source is None:
+        return None
+    found = _ValueAt(node.loc.start)
+    try:
+        visit(parse(error.source), found)  # the document parsed already: only when such an error is said
+    except GraphQLError:
+        return None
+    return found.field
+
+
+class _ValueAt(Visitor):
+    """Finds the value written at `start` and says its place: argument, fields, list positions."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__()
+        self.start = start
+        self.field: str | None = None
+
+    def enter(self, node: Node, key: Any, parent: Any, path: Any, ancestors: list[Any]) -> Any:
+        if not isinstance(node, ValueNode) or node.loc is None or node.loc.start != self.start:
+            return None
+        chain, parts = [*ancestors, parent, node], list[str]()
+        for index, step in enumerate(chain):
+            if isinstance(step, ArgumentNode | ObjectFieldNode):
+                parts.append(step.name.value)
+            elif isinstance(step, ListValueNode) and parts and index + 2 < len(chain):
+                parts[-1] += f"[{next(n for n, value in enumerate(step.values) if value is chain[index + 2])}]"
+        self.field = ".".join(parts) or None
+        return BREAK
 
 
 class ErrorCodes(MaskErrors):

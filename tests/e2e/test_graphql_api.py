@@ -210,6 +210,20 @@ async def test_upsert_clears_a_field_given_as_null_and_keeps_one_left_out(gql: G
     assert empty["errors"][0]["extensions"]["field"] == "company"  # an empty name is still no name
 
 
+async def test_a_value_written_in_the_document_that_validation_refuses_is_named(gql: GraphQL) -> None:
+    """Found by an audit: graphql-core's message said what was wrong with a literal, never where (the
+    same value in variables is named); the place is now in the message and `extensions.field`."""
+    body = await gql(
+        'mutation { upsertProfile(input: {identifiers: [{type: "email", value: "a@b.co"}], '
+        'addresses: [{city: "Lyon"}, {city: 7}], birthDate: "12/04/1987"}) { id } }'
+    )
+    said = {e["extensions"].get("field"): (e["extensions"]["code"], e["message"]) for e in body["errors"]}
+    assert set(said) == {"input.addresses[1].city", "input.birthDate"}
+    assert {code for code, _ in said.values()} == {"GRAPHQL_VALIDATION_FAILED"}
+    assert said["input.birthDate"][1].startswith('input.birthDate: Value cannot represent a Date: "12/04/1987"')
+    assert (await gql('{ profiles(first: "ten") { totalCount } }'))["errors"][0]["extensions"]["field"] == "first"
+
+
 async def test_upsert_with_bad_input_names_the_field_and_writes_nothing(gql: GraphQL, store: ProfileStore) -> None:
     """The field is named as the input names it (birthDate, addresses[0].country), so that a form can
     show the error beside its field; the message says what is wrong in the validator's own words."""
