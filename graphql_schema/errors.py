@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from functools import lru_cache
 from typing import Any
 
-from graphql import BREAK, Visitor, parse, visit
+from graphql import Visitor, parse, visit
 from graphql.error import GraphQLError
-from graphql.language import ArgumentNode, ListValueNode, Node, ObjectFieldNode, ValueNode
+from graphql.language import ArgumentNode, Node, ObjectFieldNode, ValueNode
 from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 
@@ -31,6 +32,9 @@ log = logging.getLogger("cdp.graphql")
 # graphql-core's one wording for every suggestion (graphql/pyutils/did_you_mean.py): " Did you mean
 # 'a', 'b', or 'c'?", or with words before the names ("the enum value"). Names cannot hold a "?".
 SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
+# The longest document whose refused values are named (parsed and walked again, on the event loop,
+# ~15 µs a value): a frontend's documents are far shorter; a hostile one's values stay unnamed.
+NAMED_DOCUMENT_CHARACTERS = 16 * 1024
 
 
 def without_suggestions(message: str) -> str:
@@ -81,33 +85,51 @@ def _literal_at(error: GraphQLError) -> str | None:
     node = error.nodes[0] if error.nodes else None
     if not isinstance(node, ValueNode) or node.loc is None or error.source is None:
         return None
-    found = _ValueAt(node.loc.start)
+    if len(error.source.body) > NAMED_DOCUMENT_CHARACTERS:  # walked on the loop: a large one is left unnamed
+        return None
     try:
-        visit(parse(error.source), found)  # the document parsed already: only when such an error is said
+        return _value_places(error.source.body).get(node.loc.start)
     except GraphQLError:
         return None
-    return found.field
 
 
-class _ValueAt(Visitor):
-    """Finds the value written at `start` and says its place: argument, fields, list positions."""
+@lru_cache(maxsize=4)
+def _value_places(body: str) -> dict[int, str]:
+    """Each value's place in the document `body`, by where it starts: the document is parsed and walked
+    once, however many of its values are refused (validation says up to 100 errors of one request)."""
+    places = _ValuePlaces()
+    visit(parse(body), places)
+    return places.found
 
-    def __init__(self, start: int) -> None:
+
+class _ValuePlaces(Visitor):
+    """The place of each value (argument, fields, list positions), each from its parent's: a walk in
+    time linear in the document, however long its lists."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.start = start
-        self.field: str | None = None
+        self.found: dict[int, str] = {}
+        self._places: dict[int, str] = {}  # id of a node entered → its place
 
     def enter(self, node: Node, key: Any, parent: Any, path: Any, ancestors: list[Any]) -> Any:
-        if not isinstance(node, ValueNode) or node.loc is None or node.loc.start != self.start:
+        holder = ancestors[-1] if ancestors else None
+        if isinstance(node, ArgumentNode):
+            place: str | None = node.name.value
+        elif isinstance(node, ObjectFieldNode):
+            above = self._places.get(id(holder))
+            place = f"{above}.{node.name.value}" if above else node.name.value
+        elif isinstance(node, ValueNode) and isinstance(key, int):  # an item of a list
+            above = self._places.get(id(holder))
+            place = f"{above}[{key}]" if above else None
+        elif isinstance(node, ValueNode):  # the value of an argument or an object's field
+            place = self._places.get(id(parent))
+        else:
             return None
-        chain, parts = [*ancestors, parent, node], list[str]()
-        for index, step in enumerate(chain):
-            if isinstance(step, ArgumentNode | ObjectFieldNode):
-                parts.append(step.name.value)
-            elif isinstance(step, ListValueNode) and parts and index + 2 < len(chain):
-                parts[-1] += f"[{next(n for n, value in enumerate(step.values) if value is chain[index + 2])}]"
-        self.field = ".".join(parts) or None
-        return BREAK
+        if place is not None:
+            self._places[id(node)] = place
+            if isinstance(node, ValueNode) and node.loc is not None:
+                self.found.setdefault(node.loc.start, place)
+        return None
 
 
 class ErrorCodes(MaskErrors):
