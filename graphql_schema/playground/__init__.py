@@ -31,9 +31,14 @@ ASSETS_PATH: Final = "/playground-assets"
 """URL prefix where the server mounts ``STATIC_DIR`` (``Mount(ASSETS_PATH, StaticFiles(...))``)."""
 
 DEFAULT_QUERY: Final = """\
-# Welcome to the CDP playground. Every call needs an API key: open Headers below and paste
+# Welcome to the CDP playground.
+# Every call needs an API key: open Headers
+# below and paste
 #   {"Authorization": "Bearer <key>"}
-# (`make run` prints a development key and keeps it in data/dev-api-key). Then try:
+# (`make run` prints a development key and
+# keeps it in data/dev-api-key), then press
+# the re-fetch button (left bar) once for the
+# docs and autocomplete. Then try:
 query Customer {
   profileByIdentifier(type: "email", value: "emma.martin@example.com") {
     id firstName lastName
@@ -45,8 +50,10 @@ query Customer {
 """The text a fresh query editor starts with (GraphiQL keeps the user's own tabs after that)."""
 
 _STILL_LOADING: Final = """\
-# The demo data is still loading ({progress}): queries answer with what is in so far.
-# GET /readyz says 200 "ready" once it is all in; the server log shows the progress too.
+# The demo data is still loading ({progress}):
+# queries answer with what is in so far.
+# GET /readyz says 200 "ready" once it is all in;
+# the server log shows the progress too.
 """
 
 _STYLESHEETS: Final = ("graphiql.min.css",)
