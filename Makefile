@@ -14,7 +14,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,otel]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# Serving needs neither the test nor the benchmark tools (pandas, scipy, scikit-learn, mypy…: most of
+# a first make run's install): run installs the server alone; test, lint and bench add the rest.
+RUN_STAMP := $(VENV)/.installed-run
+$(RUN_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[otel]'
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/python -m app serve
 
 # The playground's browser test needs Debian's chromium; install it where we can (root with apt).
