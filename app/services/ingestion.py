@@ -96,11 +96,13 @@ async def ingest_events(
     policy: IngestionPolicy = IngestionPolicy(),
     *,
     answer_once_committed: bool = False,
+    place_duplicates: bool = True,
 ) -> list[EventOutcome]:
     """The outcome of each event, once the batch is durable. `answer_once_committed`: a caller
     cancelled after the commit (a request, when the server stops past its grace period) gets the
     outcomes all the same, its cancellation taken back; any other caller (a load, the demo seed, a
-    command's Ctrl-C) is cancelled as asked. What follows the commit goes on either way."""
+    command's Ctrl-C) is cancelled as asked. What follows the commit goes on either way.
+    `place_duplicates`: answer each DUPLICATE's profile (a read; a load run again does not need it)."""
     if len(raw_events) > policy.max_batch_size:
         raise LimitExceeded(
             f"a batch holds at most {policy.max_batch_size} events, got {len(raw_events)}", field="events"
@@ -125,6 +127,8 @@ async def ingest_events(
     # goes on (uncancelled; the shutdown waits for it before closing the store), then the duplicates'
     # profiles are read, a cancellation during either step taken back for such a caller.
     await _taken_back(uncancelled(_after_commit(store, raw_events, done, policy)), None, answer_once_committed)
+    if not place_duplicates:
+        return done
     return await _taken_back(uncancelled(_duplicates_placed(store, done)), done, answer_once_committed)
 
 
