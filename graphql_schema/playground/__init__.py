@@ -36,9 +36,8 @@ DEFAULT_QUERY: Final = """\
 # below and paste
 #   {"Authorization": "Bearer <key>"}
 # (`make run` prints a development key and
-# keeps it in data/dev-api-key), then press
-# the re-fetch button (left bar) once for the
-# docs and autocomplete. Then try:
+# keeps it in data/dev-api-key). The docs and
+# autocomplete follow the key. Then try:
 query Customer {
   profileByIdentifier(type: "email", value: "emma.martin@example.com") {
     id firstName lastName
@@ -210,13 +209,41 @@ _PAGE: Final = """\
         }}
 
         var root = ReactDOM.createRoot(document.getElementById("graphiql"));
-        root.render(React.createElement(GraphiQL, {{
-          fetcher: fetcher,
-          defaultQuery: {default_query},
-          // The Headers tab (the API key) is kept in localStorage across reloads; GraphiQL's
-          // settings dialog turns this off.
-          shouldPersistHeaders: true
-        }}));
+        function render(currentFetcher) {{
+          root.render(React.createElement(GraphiQL, {{
+            fetcher: currentFetcher,
+            defaultQuery: {default_query},
+            // The Headers tab (the API key) is kept in localStorage across reloads; GraphiQL's
+            // settings dialog turns this off.
+            shouldPersistHeaders: true,
+            onEditHeaders: headersEdited
+          }}));
+        }}
+
+        // The schema (docs, autocomplete, error marks) is asked for when the page opens, before a
+        // key is in the Headers tab: refused then, it stayed "Error fetching schema" until the
+        // re-fetch button or a reload. Once the tab holds JSON again (a key pasted or changed), a
+        // new fetcher is given, and GraphiQL asks for the schema again with those headers.
+        var headersAsked = null;
+        var headersTimer = null;
+        function headersEdited(text) {{
+          clearTimeout(headersTimer);
+          headersTimer = setTimeout(function () {{
+            if (text === headersAsked) {{
+              return;
+            }}
+            try {{
+              JSON.parse(text || "{{}}");
+            }} catch (notYet) {{
+              return;
+            }}
+            headersAsked = text;
+            render(function (params, options) {{
+              return fetcher(params, options);
+            }});
+          }}, 500);
+        }}
+        render(fetcher);
       }})();
     </script>
   </body>

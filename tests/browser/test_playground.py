@@ -442,6 +442,16 @@ async def _run(page: DevTools, query: str) -> None:
     await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
 
 
+def _introspections_with(page: DevTools, key: str) -> int:
+    """The schema requests (GraphiQL's introspection over HTTP) the page sent with `key`."""
+    return sum(
+        1
+        for params in page.params("Network.requestWillBeSent")
+        if "IntrospectionQuery" in (params["request"].get("postData") or "")
+        and params["request"].get("headers", {}).get("Authorization") == f"Bearer {key}"
+    )
+
+
 def _sent_frames(page: DevTools) -> list[dict[str, Any]]:
     """The graphql-transport-ws messages the page sent, in order."""
     frames = [params["response"]["payloadData"] for params in page.params("Network.webSocketFrameSent")]
@@ -524,8 +534,14 @@ async def test_playground_subscribes_with_the_key_in_the_headers_tab(
             )
             assert "refused the key in the Headers tab" in refused, refused
 
-            # The right key, typed after the page loaded: used by the next subscription.
+            # The right key, typed after the page loaded: used by the next subscription, and the
+            # schema is asked for again with it (docs and autocomplete stayed "Error fetching schema",
+            # the page's first request for it refused, found by a newcomer's walkthrough).
             await _type_headers(page, json.dumps({"Authorization": f"Bearer {key}"}))
+            deadline = time.monotonic() + 10
+            while not _introspections_with(page, key) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert _introspections_with(page, key), "no schema request with the key typed"
             subscribes = _subscribes_sent(page)
             await _run(page, SUBSCRIPTION)
             shown, shoppers = await _shows_a_change(page, client, key, "first", subscribes_before=subscribes)
