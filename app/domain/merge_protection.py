@@ -90,27 +90,33 @@ class MergeProtection:
         any, is this person's, no rule can say."""
         if not additions:
             return [], None
-        new = Counter({i.key: i.type for i in additions}.values())
-        totals = new + Counter(r.type for r in profile.identifiers if r.type in new)
-        over = self._past_limits(totals)
+        totals = self._type_totals(profile, additions)
         if self.past_total(profile, additions):  # a type's limit first: it says whose they are
-            size = f"{len(profile.identifiers) + new.total()} identifiers (limit {self.max_identifiers})"
+            size = f"{_size_with(profile, additions)} identifiers (limit {self.max_identifiers})"
             return [], f"the profile would hold {'; '.join([*self._past_limits(totals, total=False), size])}"
+        over = self._past_limits(totals)
         if not over:
             return list(additions), None
-        refused = self.past_type_limits(profile, additions)
+        refused = self._over_type_limits(additions, totals)
         return [i for i in additions if i not in refused], f"the profile would hold {'; '.join(over)}"
 
     def past_type_limits(self, profile: Profile, additions: Sequence[Identifier]) -> list[Identifier]:
         """Those of `additions` whose type `profile` may not hold that many of (a type's limit)."""
+        return self._over_type_limits(additions, self._type_totals(profile, additions))
+
+    @staticmethod
+    def _type_totals(profile: Profile, additions: Sequence[Identifier]) -> Counter[str]:
+        """Per type of `additions`, how many `profile` would hold with them."""
         new = Counter({i.key: i.type for i in additions}.values())
-        totals = new + Counter(r.type for r in profile.identifiers if r.type in new)
+        return new + Counter(r.type for r in profile.identifiers if r.type in new)
+
+    def _over_type_limits(self, additions: Sequence[Identifier], totals: Counter[str]) -> list[Identifier]:
         return [i for i in additions if totals[i.type] > self.limits.get(i.type, totals[i.type])]
 
     def past_total(self, profile: Profile, additions: Sequence[Identifier]) -> bool:
         """Whether `additions` would take `profile` past the identifiers one profile may hold in all:
         a bound on its size, which says nothing of whose they are (a type's limit does)."""
-        return len(profile.identifiers) + len({i.key for i in additions}) > self.max_identifiers
+        return _size_with(profile, additions) > self.max_identifiers
 
     def _past_limits(self, counts: Counter[str], held: Counter[str] | None = None, *, total: bool = True) -> list[str]:
         """What passes a limit in these counts of identifiers by type, as a refusal says it; `held`: a
@@ -125,3 +131,8 @@ class MergeProtection:
         if total and (count := counts.total()) > self.max_identifiers:
             over.append(f"{count} identifiers (limit {self.max_identifiers})")
         return over
+
+
+def _size_with(profile: Profile, additions: Sequence[Identifier]) -> int:
+    """The identifiers `profile` would hold with `additions` (new ones, each once)."""
+    return len(profile.identifiers) + len({i.key for i in additions})

@@ -99,10 +99,7 @@ async def write_to_resolved_profile(
         # Past a type's limit, a stronger new identifier is another person's; past the size bound alone
         # it is not (a new profile for it took the person's identify off their own profile). Past both,
         # the type's limit decides (another customer signing in through a full profile's mailbox).
-        protection = policy.protection
-        past_type = protection.past_type_limits(profile, new)
-        refused = past_type if protection.past_total(profile, new) else [i for i in new if i not in additions]
-        apart = someone_else(refused, resolution)
+        apart = someone_else(policy.protection.past_type_limits(profile, new), resolution)
         created = await _create(tx, resolution.unclaimed, build, at=at) if apart else None
         apart_ids = [profile.id] + ([created.id] if created else [])
         await tx.record_refusal(
