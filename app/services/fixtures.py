@@ -89,6 +89,12 @@ class LoadReport:
         else:
             self.problems_left_out += 1
 
+    def lines_refused(self, file: str, refused: list[tuple[int, str]]) -> int:
+        """Each (line, why) of a batch said in line order, whichever step refused it; how many."""
+        for number, why in sorted(refused):
+            self.problem(f"{file}:{number}: {why}")
+        return len(refused)
+
 
 def _identifiers(raw: object) -> list[RawIdentifier]:
     if not isinstance(raw, list) or not all(isinstance(i, dict) and "type" in i and "value" in i for i in raw):
@@ -267,7 +273,7 @@ async def load_fixtures(
         for batch in _batches(read_lines(profiles), PROFILE_BATCH):  # one commit each
             lines: list[int] = []
             upserts: list[tuple[list[RawIdentifier], dict[str, Any]]] = []
-            refused: list[tuple[int, str]] = []  # (line, why): said in line order, as for events
+            refused: list[tuple[int, str]] = []  # (line, why)
             for line in batch:
                 try:
                     document = _document(line)
@@ -283,9 +289,7 @@ async def load_fixtures(
                     refused.append((number, _said(result)))
                 else:
                     report.profiles += 1
-            report.profiles_rejected += len(refused)
-            for number, why in sorted(refused):
-                report.problem(f"profiles.jsonl:{number}: {why}")
+            report.profiles_rejected += report.lines_refused("profiles.jsonl", refused)
             done += len(batch)
             await report_progress("profiles", done, total)
     events = data_file(directory, "events.jsonl")
@@ -296,7 +300,7 @@ async def load_fixtures(
         for batch in _batches(read_lines(events), EVENT_BATCH):
             numbers: list[int] = []
             raws: list[RawEvent] = []
-            refused = []  # (line, why): said in line order, whichever step refused it
+            refused = []
             for line in batch:
                 try:
                     raws.append(raw_event(_document(line), shift))
@@ -312,9 +316,7 @@ async def load_fixtures(
                 else:
                     # The reason names the event by its place in the batch: the line says it here.
                     refused.append((number, (outcome.reason or "").removeprefix(f"events[{index}].")))
-            report.events_rejected += len(refused)
-            for number, why in sorted(refused):
-                report.problem(f"events.jsonl:{number}: {why}")
+            report.events_rejected += report.lines_refused("events.jsonl", refused)
             done += len(batch)
             await report_progress("events", done, total)
     return report
