@@ -12,6 +12,9 @@ from typing import Any
 import orjson
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# What decoding a line raises when it holds a wrapper that cannot be read (`{"$date": "soon"}`, a date
+# out of range), besides orjson's JSONDecodeError (a ValueError too).
+UNREADABLE = (ValueError, TypeError, KeyError, OverflowError, OSError)
 
 
 def decode(value: Any) -> Any:
@@ -77,7 +80,7 @@ def read_lines(path: Path) -> Iterator[Line]:
             except orjson.JSONDecodeError as exc:  # a ValueError too: first
                 yield Line(number, None, f"not valid JSON ({exc})")
                 continue
-            except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
+            except UNREADABLE as exc:
                 yield Line(number, None, f"not valid Extended JSON ({type(exc).__name__}: {exc})")
                 continue
             yield Line(number, value) if isinstance(value, dict) else Line(number, None, "not a JSON object")
@@ -93,5 +96,5 @@ def field_values(path: Path, name: str) -> Iterator[Any]:
                 document = orjson.loads(text)
                 if isinstance(document, dict) and name in document:
                     yield decode(document[name])
-            except (ValueError, TypeError, KeyError, OverflowError, OSError):
+            except UNREADABLE:
                 continue
