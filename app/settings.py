@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, StrictInt, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.domain.errors import InvalidInput
 from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
-from app.domain.identifiers import is_identifier_type, misspelt_type
+from app.domain.identifiers import checked_type, misspelt_type
 from app.domain.merge_protection import DEFAULT_BLOCKLIST, DEFAULT_LIMITS, MergeProtection, blocklisted
 from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.reconciliation import RECONCILED_FIELDS, ReconciliationRules, Rule
@@ -302,10 +303,12 @@ class Settings(BaseSettings):
         whole default, and customerId went unlimited (two customers merged by a family mailbox). A type
         must be one identifiers take, as spelt there; a limit is at least 1."""
         for type_, limit in limits.items():
-            if (meant := misspelt_type(type_)) is not None:  # `customerID` fits a custom type's pattern too
-                raise ValueError(f"{type_!r}: did you mean {meant!r}? (types are case-sensitive)")
-            if not is_identifier_type(type_):
-                raise ValueError(f"{type_!r}: no identifier has that type")
+            try:  # as identifiers' types are checked: `customerID` fits a custom type's pattern too
+                checked = checked_type(type_, field="")
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+            if checked != type_:
+                raise ValueError(f"{type_!r}: a type is written without spaces ({checked!r})")
             if limit < 1:
                 raise ValueError(
                     f"{type_}: a limit is at least 1 (a value that must link nobody goes in CDP_MERGE_BLOCKLIST)"
