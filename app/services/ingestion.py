@@ -40,9 +40,17 @@ from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.off_loop import off_loop
 from app.services.identity_policy import IdentityPolicy
-from app.services.ingestion_batch import Landed, Parsed, held, ingest_run
+from app.services.ingestion_batch import Landed, Parsed, RunPlan, held, ingest_run, plan_run
 from app.services.match_candidates import merge_lookalikes
-from app.services.ports import MessageAlreadyProcessed, ProfileStore, StoreTransaction
+from app.services.planned_runs import PlanOverlaps, commit_plan
+from app.services.ports import (
+    IdentityTaken,
+    MessageAlreadyProcessed,
+    ProfileStore,
+    Snapshot,
+    StoreTransaction,
+    VersionConflict,
+)
 from app.services.privacy import without_suppressed
 from app.services.profile_changes import UNHEARD, Cause, ProfileChanges, ProfilesChanged, events_landed, uncancelled
 from app.services.profile_reads import get_profiles
@@ -51,6 +59,7 @@ from app.services.profile_writes import SYSTEM_ACTOR, with_retries, write_to_res
 log = logging.getLogger("cdp.ingestion")
 T = TypeVar("T")
 INLINE_EVENTS = 20  # events validated on the caller's thread; a larger batch goes to a worker thread
+PLANNED_EVENTS = 20  # a batch of more valid events computes its first run before the write lock (_planned)
 # How long a batch's transaction goes on taking events that go alone (merges: each replays the
 # survivor's whole history) before it commits and the next one takes the rest. One transaction for a
 # request of 100 merges into a profile of 5,000 events held every writer of every key for 47 s.
@@ -113,13 +122,15 @@ async def ingest_events(
     judged = await off_loop(len(raw_events) > INLINE_EVENTS, _parse_all, raw_events, at, policy)
     outcomes: list[EventOutcome | None] = [j if isinstance(j, EventOutcome) else None for j in judged]
     parsed = [j for j in judged if isinstance(j, Parsed)]
+    # A batch's first run computed before it waits for the writer (see _planned).
+    plan = await _planned(store, parsed, at, policy) if len(parsed) > PLANNED_EVENTS else None
     position = 0
     while position < len(parsed):  # one transaction, unless events that go alone take too long
 
-        async def rest(start: int = position) -> int:
-            return await _ingest_parsed(store, parsed, start, raw_events, outcomes, at, policy)
+        async def rest(start: int = position, plan: Snapshot[RunPlan] | None = plan) -> int:
+            return await _ingest_parsed(store, parsed, start, raw_events, outcomes, at, policy, plan)
 
-        position = await store.run_batch(rest)
+        position, plan = await store.run_batch(rest), None
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(raw_events)
     # The batch is durable, so its outcomes are a request's answer: a server stopping past its grace
@@ -244,11 +255,13 @@ async def _ingest_parsed(
     outcomes: list[EventOutcome | None],
     at: datetime,
     policy: IngestionPolicy,
+    plan: Snapshot[RunPlan] | None = None,
 ) -> int:
     """The events from `position` on, in the caller's transaction, up to where it should commit (the
     position returned). Runs of events go through the batch-native path (app/services/ingestion_batch.py);
     an event that links profiles goes alone through the per-event path, and the next run starts after
-    it, unless the transaction has held the writer for WRITER_HOLD_SECONDS by then."""
+    it, unless the transaction has held the writer for WRITER_HOLD_SECONDS by then. `plan`: the first
+    run, computed on a snapshot, written if what it read still holds (else computed again here)."""
     expires_at = at + policy.idempotency_ttl
     began = time.monotonic()
     while position < len(parsed):
@@ -265,7 +278,10 @@ async def _ingest_parsed(
             )
 
         try:
-            landed = await with_retries(store, run)
+            landed = await _as_planned(store, plan, at, policy) if plan is not None else None
+            plan = None
+            if landed is None:
+                landed = await with_retries(store, run)
         except DomainError:  # the store unavailable, a write that kept conflicting: not the events' fault
             raise
         except Exception:
@@ -286,6 +302,49 @@ async def _ingest_parsed(
             if time.monotonic() - began >= WRITER_HOLD_SECONDS:
                 return position  # committed now: other writers take their turn before the rest
     return position
+
+
+async def _planned(
+    store: ProfileStore, parsed: Sequence[Parsed], at: datetime, policy: IngestionPolicy
+) -> Snapshot[RunPlan] | None:
+    """The batch's first run, applied in memory on a snapshot of the store before the batch waits for
+    the write lock, which it then holds only to check what it read and to write: the embedded
+    store's worker processes then compute their batches side by side (app/store/sqlite/snapshots.py,
+    app/services/planned_runs.py). None where the store offers no snapshot now, or when computing it
+    failed (a store closing, …): then under the lock, which meets the same failure and says what it is."""
+
+    async def plan(tx: StoreTransaction) -> RunPlan:
+        return await plan_run(
+            tx, parsed, protection=policy.identity.protection, at=at, replays_before=_replays_before(at, policy)
+        )
+
+    try:
+        return await store.read_snapshot(plan)
+    except Exception:
+        log.debug("a batch's run could not be computed before the write lock: computed under it", exc_info=True)
+        return None
+
+
+async def _as_planned(
+    store: ProfileStore, plan: Snapshot[RunPlan], at: datetime, policy: IngestionPolicy
+) -> list[Landed] | None:
+    """The planned run written (commit_plan), in the caller's transaction; None when it could not be
+    (what some of its events read moved under others of them): the caller then runs it under the lock."""
+
+    async def write(tx: StoreTransaction) -> list[Landed]:
+        return await commit_plan(
+            tx,
+            plan,
+            protection=policy.identity.protection,
+            at=at,
+            expires_at=at + policy.idempotency_ttl,
+            replays_before=_replays_before(at, policy),
+        )
+
+    try:
+        return await store.run_in_transaction(write)
+    except (PlanOverlaps, VersionConflict, MessageAlreadyProcessed, IdentityTaken):
+        return None  # the unit rolled back whole
 
 
 def _outcome(event: Event, decided: Landed) -> EventOutcome:

@@ -10,6 +10,8 @@ caller ingests that one alone on the per-event path, then starts a new run after
 the state that event left.
 
 The unit of work has no effect outside its transaction, so a lost race re-runs it from its reads.
+A run is computed (plan_run) then written (write_run): under the lock in one go (ingest_run), or
+computed on a snapshot before it and written if what it read holds (app/services/planned_runs.py).
 """
 
 from __future__ import annotations
@@ -66,10 +68,11 @@ class Landed:
     refused: str | None = None
     field: str = "identifiers"  # what a refusal names
     created: bool = False  # the event made the profile
+    decided_on: str | None = None  # the profile the decision read or wrote (planned_runs.py checks it)
 
 
 @dataclass(slots=True)
-class _Working:
+class Working:
     """A profile as the run has changed it so far: the document, in the store's own form, is
     current; what changes are computed from (Profile.for_change) is built from it only when an event
     of the run needs to read it: most events read only their behaviour's times (StoredBehaviour)."""
@@ -97,12 +100,22 @@ class _Working:
 
 
 @dataclass(slots=True)
-class _Writes:
+class Writes:
     form: Callable[[Any], Any]  # the store's document form (StoreTransaction.document_form)
     claims: list[tuple[Identifier, str]] = field(default_factory=list)
     messages: list[tuple[str, str]] = field(default_factory=list)
     interactions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     consents: list[ConsentDecision] = field(default_factory=list)
+
+    def without(self, profile_ids: set[str]) -> Writes:
+        """These writes but those of `profile_ids`."""
+        return Writes(
+            self.form,
+            [(identifier, owner) for identifier, owner in self.claims if owner not in profile_ids],
+            [(message_id, owner) for message_id, owner in self.messages if owner not in profile_ids],
+            [(owner, interaction) for owner, interaction in self.interactions if owner not in profile_ids],
+            [decision for decision in self.consents if decision.profile_id not in profile_ids],
+        )
 
 
 async def ingest_run(
@@ -115,14 +128,40 @@ async def ingest_run(
     replays_before: datetime | None = None,
 ) -> list[Landed]:
     """Ingest a prefix of `items` (all of them unless one needs the per-event path, which is then
-    the first one not returned); nothing is written for the events not returned.
+    the first one not returned); nothing is written for the events not returned."""
+    plan = await plan_run(tx, items, protection=protection, at=at, replays_before=replays_before)
+    await write_run(tx, plan.read.working, plan.writes, at=at, expires_at=expires_at)
+    return plan.landed
+
+
+@dataclass(slots=True)
+class RunPlan:
+    """A run's events applied in memory (plan_run): what each decided, what the run read, and what
+    it will write (write_run; planned_runs.py when it was computed on a snapshot)."""
+
+    items: Sequence[Parsed]  # the run's events: those decided are items[: len(landed)]
+    landed: list[Landed]
+    read: RunReads
+    writes: Writes
+
+
+async def plan_run(
+    tx: StoreTransaction,
+    items: Sequence[Parsed],
+    *,
+    protection: MergeProtection,
+    at: datetime,
+    replays_before: datetime | None = None,
+) -> RunPlan:
+    """What `ingest_run` writes, computed without writing: on the transaction that writes it, or on a
+    snapshot taken before the write lock (commit_plan checks it there).
 
     What the events need is read ahead in windows that double (32, 64, … events): a run that stops
     early (a batch with merges stops once per merge) has read only about as much as it used, where
     reading for the whole rest every time read the demo data's profiles ~7 times over. Nothing the
     run does is written before its end, so what is read later is what would have been read first."""
-    read = _Read(replays_before=replays_before)
-    writes, landed = _Writes(form=await tx.document_form()), []
+    read = RunReads(replays_before=replays_before)
+    writes, landed = Writes(form=await tx.document_form()), []
     for count, parsed in enumerate(items, 1):
         if count > read.until:
             await read.ahead(tx, items, count - 1)
@@ -134,12 +173,11 @@ async def ingest_run(
         landed.append(decided)
         if count % YIELD_EVERY == 0:
             await asyncio.sleep(0)
-    await _write(tx, read.working, writes, at=at, expires_at=expires_at)
-    return landed
+    return RunPlan(items, landed, read, writes)
 
 
 @dataclass(slots=True)
-class _Read:
+class RunReads:
     """What a run has read so far: processed messageIds, suppressed identifiers, identifier owners and
     their live profiles, for `items[:until]`; what the run applies is added to the same maps."""
 
@@ -151,24 +189,33 @@ class _Read:
     known: set[str] = field(default_factory=set)
     suppressed: set[str] = field(default_factory=set)
     owners: dict[str, str] = field(default_factory=dict)
-    working: dict[str, _Working] = field(default_factory=dict)
+    working: dict[str, Working] = field(default_factory=dict)
     looked_up: set[str] = field(default_factory=set)  # identifier keys asked about (owned or not)
+    # As read, before the run's own events added to `known`, `suppressed` and `owners`.
+    known_read: set[str] = field(default_factory=set)
+    suppressed_read: set[str] = field(default_factory=set)
+    owners_read: dict[str, str] = field(default_factory=dict)
 
     async def ahead(self, tx: StoreTransaction, items: Sequence[Parsed], start: int) -> None:
         chunk = items[start : start + self.window]
         self.until, self.window = start + len(chunk), self.window * 2
-        self.known |= await tx.known_messages({p.event.message_id for p in chunk} - self.known)
+        known = await tx.known_messages({p.event.message_id for p in chunk} - self.known)
         keys = [k for k in dict.fromkeys(i.key for p in chunk for i in p.usable) if k not in self.looked_up]
         self.looked_up.update(keys)
-        self.suppressed |= await suppressed_keys(tx, keys)
+        suppressed = await suppressed_keys(tx, keys)
         found = await tx.owners_of(keys)  # none claimed by this run: its claims are of keys it looked up
         self.owners.update(found)
         if self.replays_before is not None:
-            self.known |= await held(tx, chunk, self.owners, self.known, self.replays_before)
+            known |= await held(tx, chunk, self.owners, self.known | known, self.replays_before)
+        self.known |= known
+        self.known_read |= known
+        self.suppressed |= suppressed
+        self.suppressed_read |= suppressed
+        self.owners_read.update(found)
         unread = set(found.values()) - self.working.keys()
         for pid, document in (await tx.get_profile_documents(unread)).items():
             if document.get("mergedInto") is None:
-                self.working[pid] = _Working(document, document["version"], None)
+                self.working[pid] = Working(document, document["version"], None)
 
 
 async def held(
@@ -191,8 +238,8 @@ def _apply(
     known: set[str],
     suppressed: set[str],
     owners: dict[str, str],
-    working: dict[str, _Working],
-    writes: _Writes,
+    working: dict[str, Working],
+    writes: Writes,
     *,
     protection: MergeProtection,
     at: datetime,
@@ -211,7 +258,7 @@ def _apply(
         return None  # a merge, or a refusal to merge: the per-event path decides
     if resolution.profile_id is None:
         fresh = new_profile(new_profile_id(), at)
-        target = _Working(writes.form(fresh.to_document()), None, fresh)
+        target = Working(writes.form(fresh.to_document()), None, fresh)
         additions = identifiers
     else:
         found = working.get(resolution.profile_id)
@@ -225,7 +272,8 @@ def _apply(
     profile = target.basis(event, whole=bool(additions) or event.type is EventType.IDENTIFY)
     refusal = event_traits_refusal(profile, event) if isinstance(profile, Profile) else None  # whole for identify
     if refusal is not None:
-        return Landed(parsed.index, refused=refusal.message, field=refusal.field or "properties.traits")
+        field = refusal.field or "properties.traits"
+        return Landed(parsed.index, refused=refusal.message, field=field, decided_on=profile.id)
     change = change_for_event(profile, event, additions, at=at)
     apply_change(target.document, change.with_values(writes.form))
     target.profile = None
@@ -240,12 +288,14 @@ def _apply(
     writes.interactions.append((profile.id, interaction_document(event, origin=profile.id, received_at=at)))
     if (decision := consent_decision(event, profile.id, received_at=at)) is not None:
         writes.consents.append(decision)
-    return Landed(parsed.index, profile_id=profile.id, created=resolution.profile_id is None)
+    return Landed(parsed.index, profile_id=profile.id, created=resolution.profile_id is None, decided_on=profile.id)
 
 
-async def _write(
-    tx: StoreTransaction, working: dict[str, _Working], writes: _Writes, *, at: datetime, expires_at: datetime
+async def write_run(
+    tx: StoreTransaction, working: dict[str, Working], writes: Writes, *, at: datetime, expires_at: datetime
 ) -> None:
+    """What a run's events changed, written: each profile once, identities, idempotency keys,
+    interactions and consents in bulk."""
     profiles: list[ProfileWrite] = []
     unchanged: list[str] = []
     for target in working.values():

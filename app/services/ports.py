@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from app.domain.access import ApiKey
 from app.domain.identifiers import Identifier
@@ -49,6 +49,16 @@ class MessageAlreadyProcessed(Exception):
 
 class VersionConflict(Exception):
     """The profile changed (or vanished) since the caller read the version it expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot(Generic[T]):
+    """What a unit of work computed on a consistent read-only view of the store (read_snapshot),
+    with what the store needs to tell later which of the profile documents it read have been written
+    since (`revisions`: profile id → the store's own mark of the document as read)."""
+
+    value: T
+    revisions: Mapping[str, object]
 
 
 class FeedPositionLost(Exception):
@@ -121,6 +131,10 @@ class StoreTransaction(Protocol):
 
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         """Insert or replace each profile (see ProfileWrite); VersionConflict if one moved."""
+
+    async def changed_since(self, snapshot: Snapshot[Any]) -> set[str]:
+        """Those of the profiles `snapshot` read whose document has been written (or removed) since:
+        what a batch computed on it must compute again, under the write lock."""
 
     async def unchanged(self, profile_ids: Collection[str]) -> None:
         """Documents read with get_profile_documents that the unit of work left as they were read:
@@ -263,6 +277,12 @@ class ProfileStore(Protocol):
     async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
         """`work` inside one batch, run where the store writes (the embedded store's writer thread):
         what a whole ingested batch goes through, so that no step of it waits for the server's loop."""
+
+    async def read_snapshot(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> Snapshot[T] | None:
+        """`work` on a consistent, read-only view of the store, off its writer (the unit of work's
+        reads only: a write fails), so that a large batch computes what it will write while another
+        batch holds the write lock; None when the store offers no such view (MongoDB: its writers do
+        not wait for one another's computing)."""
 
     async def get_profile(self, profile_id: str) -> Profile | None: ...
 

@@ -78,6 +78,7 @@ READS = frozenset(
         "segment_entries",
         "members_of_segments",
         "interactions_of_profiles",
+        "read_snapshot",
     }
 )
 _MONGO_LABELS = ("TransientTransactionError", "RetryableWriteError", "RetryableReadError")

@@ -64,9 +64,10 @@ def _result(outcome: EventOutcome) -> tuple[str, str, str | None, str | None, bo
     return outcome.message_id, str(outcome.status), unplaced(outcome.reason), unplaced(outcome.field), outcome.created
 
 
-async def _people(store: ProfileStore) -> list[tuple[Any, ...]]:
+async def _people(store: ProfileStore, identifiers: list[tuple[str, str]] = IDENTIFIERS[:-1]) -> list[tuple[Any, ...]]:
+    """Each identifier's person, as far as the comparison goes (profile ids are random)."""
     people = []
-    for type_, value in IDENTIFIERS[:-1]:
+    for type_, value in identifiers:
         profile = await store.find_profile_by_identity(f"{type_}:{value}")
         if profile is None:
             people.append((type_, value, None))

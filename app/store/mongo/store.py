@@ -47,6 +47,7 @@ from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
     ProfileWrite,
+    Snapshot,
     StoreTransaction,
     VersionConflict,
 )
@@ -207,6 +208,9 @@ class MongoTransaction(StoreTransaction):
             return {}
         cursor = self._db.profiles.find({"_id": {"$in": list(profile_ids)}}, session=self._session)
         return {document["_id"]: document for document in await cursor.to_list(None)}
+
+    async def changed_since(self, snapshot: Snapshot[Any]) -> set[str]:
+        return set(snapshot.revisions)  # it takes none (read_snapshot): any given counts as written since
 
     async def unchanged(self, profile_ids: Collection[str]) -> None:
         return None  # documents are read as the driver decodes them; nothing is kept between units
@@ -726,6 +730,9 @@ class MongoStore:
     async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
         async with self.batch():
             return await work()
+
+    async def read_snapshot(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> Snapshot[T] | None:
+        return None  # a batch computes inside its transaction: MongoDB's writers do not queue for one lock
 
     async def run_in_transaction(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
         return await self._transaction(lambda session: work(MongoTransaction(self._db, session)))

@@ -27,6 +27,7 @@ from app.services.ports import (
     IdentityTaken,
     MessageAlreadyProcessed,
     ProfileWrite,
+    Snapshot,
     StoreTransaction,
     VersionConflict,
 )
@@ -53,6 +54,7 @@ WRITE_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UP
 WIPE_OWED = "wipe_owed"  # meta key: an erasure committed whose data the files may still hold
 
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
+ABSENT = "absent"  # the revision `revisions` gives an id no profile has (a revision is a number or NULL)
 
 
 class SQLiteTransaction(StoreTransaction):
@@ -160,6 +162,10 @@ class SQLiteTransaction(StoreTransaction):
             self._lent[profile_id] = (text, document)
             found[profile_id] = document
         return found
+
+    async def changed_since(self, snapshot: Snapshot[Any]) -> set[str]:
+        now = revisions(self._db, list(snapshot.revisions))
+        return {profile_id for profile_id, then in snapshot.revisions.items() if now[profile_id] != then}
 
     async def unchanged(self, profile_ids: Collection[str]) -> None:
         for profile_id in profile_ids:
@@ -536,6 +542,13 @@ class SQLiteTransaction(StoreTransaction):
 def _rows_by_id(db: sqlite3.Connection, table: str, ids: list[str]) -> list[tuple[str, str]]:
     """(id, JSON text) of the rows of `ids` that exist, a query per IDS_PER_QUERY of them."""
     return selected(db, f"SELECT id, doc FROM {table} WHERE id IN ({{marks}})", ids)
+
+
+def revisions(db: sqlite3.Connection, profile_ids: Collection[str]) -> dict[str, object]:
+    """profile id → the revision of its stored document (profile_revisions.py), ABSENT for an id
+    no profile has: each of `profile_ids`."""
+    found = dict(selected(db, "SELECT id, revision FROM profiles WHERE id IN ({marks})", profile_ids))
+    return {profile_id: found.get(profile_id, ABSENT) for profile_id in profile_ids}
 
 
 def selected(db: sqlite3.Connection, statement: str, ids: Collection[str]) -> list[Any]:

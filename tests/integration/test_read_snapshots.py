@@ -1,0 +1,155 @@
+"""The embedded store's read snapshots (app/store/sqlite/snapshots.py): a large batch computes its
+first run on one before it takes the write lock, and under the lock computes again what another
+writer, in this process or another, changed meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from app.services import privacy, profile_reads
+from app.services.ingestion import PLANNED_EVENTS, EventStatus, ingest_events
+from app.services.ports import StoreTransaction
+from app.store.sqlite.store import SQLiteStore
+from tests.builders import event, rename_from_another_process
+from tests.interleaving import Held
+
+T = TypeVar("T")
+
+
+class _HeldBatches(Held):
+    """The store, with its next batch held once it was computed on a snapshot, until `go` is set."""
+
+    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
+        await self.hold()
+        return await self._inner.run_batch(work)
+
+
+@pytest.fixture
+async def planning(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """A store whose large batches are computed on a snapshot even with no other process writing."""
+    store = SQLiteStore(tmp_path / "cdp.sqlite3", snapshots_always=True)
+    yield store
+    await store.close()
+
+
+async def _id_of(store: SQLiteStore, email: str) -> str:
+    found = await profile_reads.get_profile_by_identifier(store, "email", email)
+    assert found is not None
+    return found.id
+
+
+def _visits(count: int, *emails: str) -> list[Any]:
+    """More events than PLANNED_EVENTS: the batch computes its first run on a snapshot."""
+    return [
+        event("page_view", email=emails[n % len(emails)], minutes=n + 1, message_id=f"visit-{n}") for n in range(count)
+    ]
+
+
+async def test_a_snapshot_sees_one_moment_and_tells_which_profiles_were_written_since(
+    planning: SQLiteStore,
+) -> None:
+    await ingest_events(planning, [event("identify", email=e) for e in ("ann@example.com", "bob@example.com")])
+    ann, bob = await _id_of(planning, "ann@example.com"), await _id_of(planning, "bob@example.com")
+
+    async def documents(tx: StoreTransaction) -> dict[str, dict[str, Any]]:
+        return await tx.get_profile_documents([ann, bob, "nobody"])
+
+    snapshot = await planning.read_snapshot(documents)
+    assert snapshot is not None and set(snapshot.value) == {ann, bob}
+    await ingest_events(planning, [event("page_view", email="ann@example.com", minutes=5)])
+    await privacy.delete_profile(planning, bob, actor="dpo")
+
+    async def changed(tx: StoreTransaction) -> set[str]:
+        return await tx.changed_since(snapshot)
+
+    assert await planning.run_in_transaction(changed) == {ann, bob}  # written, erased; "nobody" still is not
+
+
+async def test_a_snapshot_refuses_writes_and_waits_for_nothing_but_its_reads(planning: SQLiteStore) -> None:
+    async def write(tx: StoreTransaction) -> None:
+        await tx.record_messages([("m-1", "p-1")], expires_at=event("page_view").timestamp)  # type: ignore[arg-type]
+
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await planning.read_snapshot(write)
+
+    elsewhere = asyncio.new_event_loop()  # a future of another loop: what only a loop could wait for
+    try:
+
+        async def waiting(tx: StoreTransaction) -> None:
+            await elsewhere.create_future()
+
+        with pytest.raises(RuntimeError, match="other than the store's reads"):
+            await planning.read_snapshot(waiting)
+    finally:
+        elsewhere.close()
+
+    async def count(tx: StoreTransaction) -> set[str]:
+        return await tx.known_messages(["m-1"])
+
+    snapshot = await planning.read_snapshot(count)  # its connection given back in a usable state
+    assert snapshot is not None and snapshot.value == set()
+
+
+async def test_a_batch_computed_before_another_process_renamed_its_customer_keeps_the_new_name(
+    planning: SQLiteStore, tmp_path: Path
+) -> None:
+    for email in ("ann@example.com", "bob@example.com"):
+        await rename_from_another_process(tmp_path / "cdp.sqlite3", email, "Old")
+    held = _HeldBatches(planning)
+    batch = asyncio.create_task(
+        ingest_events(held, _visits(2 * PLANNED_EVENTS, "ann@example.com", "bob@example.com"))  # type: ignore[arg-type]
+    )
+    await held.waiting.wait()  # computed on a snapshot, waiting for the writer
+    await rename_from_another_process(tmp_path / "cdp.sqlite3", "ann@example.com", "Ann")
+    held.go.set()
+    outcomes = await batch
+    assert {o.status for o in outcomes} == {EventStatus.ACCEPTED}
+    ann = await planning.get_profile(await _id_of(planning, "ann@example.com"))
+    bob = await planning.get_profile(await _id_of(planning, "bob@example.com"))
+    assert ann is not None and bob is not None
+    assert (ann.first_name, ann.stats.page_views) == ("Ann", PLANNED_EVENTS)  # the rename kept, every visit counted
+    assert (bob.first_name, bob.stats.page_views) == ("Old", PLANNED_EVENTS)
+
+
+async def test_an_event_whose_identifier_another_process_claimed_meanwhile_lands_on_that_profile(
+    planning: SQLiteStore, tmp_path: Path
+) -> None:
+    held = _HeldBatches(planning)
+    batch = asyncio.create_task(ingest_events(held, _visits(PLANNED_EVENTS + 5, "new@example.com")))  # type: ignore[arg-type]
+    await held.waiting.wait()  # planned as a new profile's
+    await rename_from_another_process(tmp_path / "cdp.sqlite3", "new@example.com", "Nia")  # made by the other
+    held.go.set()
+    outcomes = await batch
+    assert {o.status for o in outcomes} == {EventStatus.ACCEPTED}
+    assert await planning.count_profiles() == 1  # one person, not two
+    nia = await planning.get_profile(await _id_of(planning, "new@example.com"))
+    assert nia is not None and (nia.first_name, nia.stats.page_views) == ("Nia", PLANNED_EVENTS + 5)
+
+
+async def test_a_store_alone_on_its_file_computes_under_the_lock_until_another_process_holds_it(
+    sqlite_store: SQLiteStore, tmp_path: Path
+) -> None:
+    """Alone, a batch computed before the lock would only cost more; once a write found the lock taken
+    by another process, large batches are computed before it for a while."""
+
+    async def nothing(tx: StoreTransaction) -> None:
+        return None
+
+    assert await sqlite_store.read_snapshot(nothing) is None
+    other = sqlite3.connect(tmp_path / "cdp.sqlite3", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's write in progress
+        waiting = asyncio.create_task(ingest_events(sqlite_store, [event("page_view", email="ann@example.com")]))
+        while not (tmp_path / "cdp.sqlite3-waiting").exists():  # the store says it waits (lock_waits.py)
+            await asyncio.sleep(0.01)
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    assert [o.status for o in await waiting] == [EventStatus.ACCEPTED]
+    assert await sqlite_store.read_snapshot(nothing) is not None
