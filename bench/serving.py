@@ -56,6 +56,8 @@ from bench.targets import Row, ms, p50_ms, p99_ms, print_rows, times
 
 INGEST_BATCH = 1000
 INGEST_POOL = 40  # distinct 1,000-event bodies (each sent with new message ids every time)
+# Part 2b: connections a connector keeps to a server on every core (each worker process gets some).
+EVERY_CORE_CONNECTIONS = 4
 PROFILE_POOL = 2000
 IDLE_CPU_SHARE = 0.05
 
@@ -121,6 +123,7 @@ def run(args: argparse.Namespace) -> None:
     no_wrk, no_node = wrk.missing(), subscribers.missing() if plan.subscribers else "no subscribers asked"
     workers_env, workers_text = worker_setting()
     rows: list[Row] = []
+    floor_rate: float | None = None  # part 2's
     with temp_dir(plan.tmp_dir) as work:
         heading("Machine")
         for name, value in machine_lines(work):
@@ -150,10 +153,13 @@ def run(args: argparse.Namespace) -> None:
             ingest_file = wrk.write_bodies(work / "ingest-1000.txt", pool)
             with app_server(served, work, cores, workers_env, "app") as app:
                 rows += reads_under_ingestion(app, cached, work, plan, cores, ingest_file)
-                rows += ingestion(app, cached, work, plan, cores, ingest_file)
+                ingested, floor_rate = ingestion(app, cached, work, plan, cores, ingest_file)
+                rows += ingested
             with app_server(served, work, cores, workers_env, "app-mixed") as app:  # a new process: memory from start
                 rows += serving_mixed.mixed_load(app, served, work, plan, cores, no_node)
         process_tree.release_self(cores)  # a first start is `make run` on the whole machine
+        if not no_wrk:
+            rows += ingestion_on_every_core(cached, work, plan, cores, ingest_file, floor_rate)
         rows += first_starts(work, plan)
     heading("Targets (issue 13), each beside its floor")
     print_rows(rows)
@@ -294,7 +300,10 @@ def _problems(*results: wrk.WrkResult | None) -> str:
 
 
 # -- 2. ingestion ---------------------------------------------------------------------------------
-def ingestion(app: Server, cached: Path, work: Path, plan: Plan, cores: Cores, ingest_file: Path) -> list[Row]:
+def ingestion(
+    app: Server, cached: Path, work: Path, plan: Plan, cores: Cores, ingest_file: Path
+) -> tuple[list[Row], float | None]:
+    """The target's row, and the floor's median rate (None: not measured)."""
     heading(f"2. Ingestion over HTTP beside hand-written SQL: {plan.ingest_rounds} rounds, batches of {INGEST_BATCH:,}")
     say(
         f"  HTTP: wrk, 1 connection, ingestEvents for {plan.ingest_seconds} s a round; events/s = events in the "
@@ -341,13 +350,50 @@ def ingestion(app: Server, cached: Path, work: Path, plan: Plan, cores: Cores, i
     table(["round", "path", "events", "time", "events/s", "accepted", "duplicate", "rejected", "problems"], rows)
     if not http_rates:
         why = f"no batch answered within --ingest-seconds {plan.ingest_seconds}"
-        return [Row.skipped("2. ingestion over HTTP", ">= 5,000 events/s", why)]
+        return [Row.skipped("2. ingestion over HTTP", ">= 5,000 events/s", why)], None
     http, floor_rate = statistics.median(http_rates), statistics.median(floor_rates)
     say(f"  medians over rounds (those with a batch answered): HTTP {http:,.0f} events/s, floor {floor_rate:,.0f} "
         f"events/s; HTTP / floor {times(http, floor_rate)}")  # fmt: skip
     return [
         Row("2. ingestion over HTTP", f"{http:,.0f} events/s", ">= 5,000 events/s",
             f"{floor_rate:,.0f} events/s (SQL)", times(http, floor_rate), http >= 5000)
+    ], floor_rate  # fmt: skip
+
+
+def ingestion_on_every_core(
+    cached: Path, work: Path, plan: Plan, cores: Cores, ingest_file: Path, floor_rate: float | None
+) -> list[Row]:
+    """Part 2's batches sent to the server as `make run` starts it (a worker process per core), over
+    several connections, nothing pinned: what a connector gets from the whole machine."""
+    workers = len(cores.usable)
+    heading(f"2b. Ingestion over HTTP on every core: {plan.ingest_rounds} rounds of {plan.ingest_seconds} s")
+    say(
+        f"  `python -m app serve` with CDP_WORKERS={workers} (the default: one per core) on a new copy of the store, "
+        f"wrk with {EVERY_CORE_CONNECTIONS} connections (the kernel hands each to a worker), nothing pinned; "
+        "events/s = events answered / the round's length (a batch cut off by its end counts for nothing); "
+        "floor: part 2's hand-written SQL, one process"
+    )
+    unpinned = Cores(None, None, cores.usable)
+    database = store_cache.copy_store(cached, work / "every-core.sqlite3")
+    rates: list[float] = []
+    rows: list[list[Any]] = []
+    with app_server(database, work, unpinned, {"CDP_WORKERS": str(workers)}, "app-every-core") as app:
+        for number in range(plan.ingest_rounds):
+            result = wrk.Wrk(f"ingest-every-core-{number}", f"{app.base_url}/graphql",
+                             connections=EVERY_CORE_CONNECTIONS, seconds=plan.ingest_seconds, log_dir=work,
+                             bodies=ingest_file, tag=f"t2b{number}", expect=serving_requests.INGEST_EXPECT,
+                             prefix=[]).result()  # fmt: skip
+            process_tree.wait_idle(app.process.pid)
+            rate = result.events / result.seconds if result.seconds else 0.0
+            rates.append(rate)
+            rows.append([number + 1, result.events, fmt_s(result.seconds), rate, result.accepted,
+                         result.duplicates, result.rejected, _problems(result)])  # fmt: skip
+    table(["round", "events", "time", "events/s", "accepted", "duplicate", "rejected", "problems"], rows)
+    rate = statistics.median(rates)
+    floor = f"{floor_rate:,.0f} events/s (SQL, one process)" if floor_rate else "-"
+    return [
+        Row(f"2b. ingestion over HTTP, {workers} workers", f"{rate:,.0f} events/s", ">= 5,000 events/s",
+            floor, times(rate, floor_rate) if floor_rate else "-", rate >= 5000)
     ]  # fmt: skip
 
 
