@@ -283,9 +283,9 @@ class SQLiteStore:
         # Only while another process's writes hold the lock now and then, and this process's writer is
         # idle: alone on the file (one worker, a load, the demo data's first start), a batch computed
         # before the lock is computed where it would be anyway, plus the reads checking it; beside this
-        # process's own batch on its writer, it only shares the GIL with it (measured: 1,916 -> 1,804
-        # events/s with two batches at a time per worker, the CPU per batch up by half).
-        if self._snapshots is None or self._planning:  # one at a time, for the same reason
+        # process's own batch on its writer, or another plan of its own, it only shares the GIL with
+        # them, and holds a working set while it waits.
+        if self._snapshots is None or self._planning:
             return None
         if not self._snapshots_always and (
             self._groups.busy or time.monotonic() - self._last_contended > CONTENDED_FOR_SECONDS
