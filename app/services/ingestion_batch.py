@@ -295,7 +295,8 @@ async def write_run(
     tx: StoreTransaction, working: dict[str, Working], writes: Writes, *, at: datetime, expires_at: datetime
 ) -> None:
     """What a run's events changed, written: each profile once, identities, idempotency keys,
-    interactions and consents in bulk."""
+    interactions and consents in bulk. The documents are given their blocking keys here, in place: a
+    plan is written once (written again, its moved keys would read as unmoved)."""
     profiles: list[ProfileWrite] = []
     unchanged: list[str] = []
     for target in working.values():

@@ -292,11 +292,17 @@ class SQLiteStore:
         ):
             return None
         self._planning = True
-        try:
-            # The default executor: while serving, the bulk threads, in the background class (app/collector.py).
-            return await asyncio.to_thread(self._snapshots.run, work)
-        finally:
-            self._planning = False
+        # The default executor: while serving, the bulk threads, in the background class (app/collector.py).
+        planning = asyncio.ensure_future(asyncio.to_thread(self._snapshots.run, work))
+        planning.add_done_callback(self._planned)
+        # A caller cancelled meanwhile leaves it: the thread goes on to the end, and until then no
+        # other plan starts beside it.
+        return await asyncio.shield(planning)
+
+    def _planned(self, planning: asyncio.Future[Any]) -> None:
+        self._planning = False
+        if not planning.cancelled():
+            planning.exception()  # retrieved here too: a caller cancelled meanwhile no longer asks
 
     async def _begin(self, holder: object) -> None:
         await self._write_lock.acquire()
