@@ -343,7 +343,7 @@ async def _as_planned(
 
     try:
         return await store.run_in_transaction(write)
-    except (PlanOverlaps, VersionConflict, MessageAlreadyProcessed, IdentityTaken):
+    except (PlanOverlaps, VersionConflict, IdentityTaken):  # write_run reports a known messageId as a conflict
         return None  # the unit rolled back whole
 
 

@@ -19,8 +19,6 @@ from app.services.ingestion_batch import Landed, RunPlan, ingest_run, write_run
 from app.services.ports import Snapshot, StoreTransaction
 from app.services.privacy import suppressed_keys
 
-KEYS_PER_READ = 500  # identifier keys asked about in one read (SQLite bounds a statement's parameters)
-
 Mark = tuple[str, str]  # ("profile" | "key" | "message", its id): what an event's decision read
 
 
@@ -74,14 +72,9 @@ async def _stale(tx: StoreTransaction, snapshot: Snapshot[RunPlan]) -> set[int]:
     profile's history (an old replay, `held`) always counts as changed: nothing marks that read."""
     plan, read = snapshot.value, snapshot.value.read
     keys = list(read.looked_up)
-    owners: dict[str, str] = {}
-    suppressed: set[str] = set()
-    for start in range(0, len(keys), KEYS_PER_READ):
-        chunk = keys[start : start + KEYS_PER_READ]
-        owners |= await tx.owners_of(chunk)
-        suppressed |= await suppressed_keys(tx, chunk)
+    owners = await tx.owners_of(keys)
     moved = {key for key in keys if owners.get(key) != read.owners_read.get(key)}
-    moved |= suppressed ^ read.suppressed_read
+    moved |= await suppressed_keys(tx, keys) ^ read.suppressed_read
     messages = {item.event.message_id for item in plan.items[: len(plan.landed)]}
     recorded = (await tx.known_messages(messages)) ^ (read.known_read & messages)
     tainted: set[Mark] = {("profile", profile_id) for profile_id in await tx.changed_since(snapshot)}

@@ -71,11 +71,7 @@ class SQLiteTransaction(StoreTransaction):
         self._lent: dict[str, tuple[str, dict[str, Any]]] = {}  # documents read, with their text
 
     async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
-        if not keys:
-            return {}
-        marks = ",".join("?" * len(keys))
-        rows = self._db.execute(f"SELECT key, profile_id FROM identities WHERE key IN ({marks})", list(keys))
-        return dict(rows.fetchall())
+        return dict(selected(self._db, "SELECT key, profile_id FROM identities WHERE key IN ({marks})", keys))
 
     async def claim_identities(self, profile_id: str, identifiers: Sequence[Identifier], at: datetime) -> None:
         for identifier in identifiers:
@@ -457,10 +453,7 @@ class SQLiteTransaction(StoreTransaction):
         self._db.execute(WRITE_META, (key, value))
 
     async def suppressed(self, hashes: Sequence[str]) -> set[str]:
-        if not hashes:
-            return set()
-        marks = ",".join("?" * len(hashes))
-        return {r[0] for r in self._db.execute(f"SELECT hash FROM suppressions WHERE hash IN ({marks})", list(hashes))}
+        return {r[0] for r in selected(self._db, "SELECT hash FROM suppressions WHERE hash IN ({marks})", hashes)}
 
     async def insert_segment_event(self, event: SegmentEvent) -> None:
         self._db.execute(
