@@ -4,9 +4,12 @@ server process would: the races the services must survive, shown with events rat
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from app.services.ports import ProfileStore
+
+T = TypeVar("T")
 
 
 class StandIn:
@@ -29,3 +32,12 @@ class Held(StandIn):
     async def hold(self) -> None:
         self.waiting.set()
         await self.go.wait()
+
+
+class HeldBatches(Held):
+    """The store, with its next batch held before it takes the writer, until `go` is set: its events
+    are judged (and a large batch's first run computed on a snapshot) and it waits for the writer."""
+
+    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
+        await self.hold()
+        return await self._inner.run_batch(work)

@@ -9,7 +9,6 @@ import textwrap
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -27,12 +26,11 @@ from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 from tests.faults import run_script
-from tests.interleaving import Held
+from tests.interleaving import HeldBatches
 
 BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "op": "gte", "value": 1}}}
 
 PURPOSES = DEFAULT_PURPOSES
-T = TypeVar("T")
 
 
 async def _customer(store: ProfileStore, *types: str, email: str = "emma@example.com") -> str:
@@ -214,20 +212,11 @@ async def test_two_first_erasures_at_once_both_keep_their_people_out(store: Prof
     assert await store.count_profiles() == 0
 
 
-class _HeldBatches(Held):
-    """The store, with its batches held until `go` is set: an ingestion whose batch waits for the
-    writer (behind a bulk batch, or while a large batch is validated) while an erasure runs."""
-
-    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
-        await self.hold()
-        return await self._inner.run_batch(work)
-
-
 async def test_events_waiting_for_the_writer_while_the_first_erasure_runs_do_not_bring_the_person_back(
     store: ProfileStore,
 ) -> None:
     emma = await _customer(store, "page_view", email="emma@example.com")
-    held = _HeldBatches(store)
+    held = HeldBatches(store)
     late = asyncio.create_task(ingest_events(held, [event("order_completed", email="emma@example.com", minutes=5)]))  # type: ignore[arg-type]
     await held.waiting.wait()  # the events are judged, their batch not begun
     await privacy.delete_profile(store, emma, actor="dpo")  # the store's first erasure

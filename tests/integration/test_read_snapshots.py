@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -17,17 +17,7 @@ from app.services.ingestion import PLANNED_EVENTS, EventStatus, ingest_events
 from app.services.ports import StoreTransaction
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event, rename_from_another_process
-from tests.interleaving import Held
-
-T = TypeVar("T")
-
-
-class _HeldBatches(Held):
-    """The store, with its next batch held once it was computed on a snapshot, until `go` is set."""
-
-    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
-        await self.hold()
-        return await self._inner.run_batch(work)
+from tests.interleaving import HeldBatches
 
 
 @pytest.fixture
@@ -101,7 +91,7 @@ async def test_a_batch_computed_before_another_process_renamed_its_customer_keep
 ) -> None:
     for email in ("ann@example.com", "bob@example.com"):
         await rename_from_another_process(tmp_path / "cdp.sqlite3", email, "Old")
-    held = _HeldBatches(planning)
+    held = HeldBatches(planning)
     batch = asyncio.create_task(
         ingest_events(held, _visits(2 * PLANNED_EVENTS, "ann@example.com", "bob@example.com"))  # type: ignore[arg-type]
     )
@@ -120,7 +110,7 @@ async def test_a_batch_computed_before_another_process_renamed_its_customer_keep
 async def test_an_event_whose_identifier_another_process_claimed_meanwhile_lands_on_that_profile(
     planning: SQLiteStore, tmp_path: Path
 ) -> None:
-    held = _HeldBatches(planning)
+    held = HeldBatches(planning)
     batch = asyncio.create_task(ingest_events(held, _visits(PLANNED_EVENTS + 5, "new@example.com")))  # type: ignore[arg-type]
     await held.waiting.wait()  # planned as a new profile's
     await rename_from_another_process(tmp_path / "cdp.sqlite3", "new@example.com", "Nia")  # made by the other

@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain.events import RawEvent
 from app.services import privacy
 from app.services.ingestion import PLANNED_EVENTS, ingest_each_alone, ingest_events
 from app.services.ports import ProfileStore
 from app.services.traits import recompute_traits
 from app.store.sqlite.store import SQLiteStore
-from tests.builders import event
-from tests.interleaving import Held
-from tests.property.test_batch_ingestion import _people, _result
+from tests.interleaving import HeldBatches
+from tests.property.test_batch_ingestion import _events, _people, _result
 
-T = TypeVar("T")
 PEOPLE = 10
 IDENTIFIERS = [
     *(("email", f"p{n}@example.com") for n in range(PEOPLE)),
@@ -51,21 +46,6 @@ between = st.lists(event_specs, min_size=0, max_size=6)
 erased = st.one_of(st.none(), st.sampled_from(IDENTIFIERS))
 # The computed-traits job rewrites profiles without a new version: only their revision tells.
 traits_job = st.booleans()
-
-
-class _HeldBatches(Held):
-    """The store, with its next batch held once it was planned, until `go` is set."""
-
-    async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
-        await self.hold()
-        return await self._inner.run_batch(work)
-
-
-def _events(specs: list[tuple[str, list[tuple[str, str]], int, int, str]]) -> list[RawEvent]:
-    return [
-        event(type_, identifiers=ids, minutes=minutes, message_id=f"m-{number}", channel=channel)
-        for type_, ids, minutes, number, channel in specs
-    ]
 
 
 async def _erase(store: ProfileStore, identifier: tuple[str, str] | None) -> None:
@@ -104,7 +84,7 @@ async def _compare(
     try:
         for store in (planned_store, serial):
             await ingest_each_alone(store, _events(first))
-        held = _HeldBatches(planned_store)
+        held = HeldBatches(planned_store)
         task = asyncio.create_task(ingest_events(held, _events(batch)))  # type: ignore[arg-type]
         await held.waiting.wait()  # planned on a snapshot, waiting for the writer
         await _meanwhile(planned_store, meanwhile, erasure, traits)
