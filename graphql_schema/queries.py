@@ -156,7 +156,9 @@ class Query:
         "also bought, new items boosted, recent purchases left out. Without the personalisation consent: "
         "best sellers only, and each item says so.",
     )
-    async def recommendations(self, info: Info, profile_id: strawberry.ID, first: int = 10) -> list[Recommendation]:
+    async def recommendations(
+        self, info: Info, profile_id: strawberry.ID, first: int = 10
+    ) -> list[Recommendation] | None:
         services = info.context.services
         found = await recommendations.recommendations(
             services.store,
@@ -171,7 +173,7 @@ class Query:
         description="Everything held about the person as one JSON document (right of access): the profile, "
         "its full history, consent history, merges and refusals, and the ids of profiles merged into it.",
     )
-    async def export_profile(self, info: Info, id: strawberry.ID) -> JSON:
+    async def export_profile(self, info: Info, id: strawberry.ID) -> JSON | None:
         services = info.context.services
         async with services.exports:  # a few at once a process: each holds a whole history
             return JSON(await privacy.export_profile(services.store, str(id)))

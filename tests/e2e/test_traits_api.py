@@ -79,6 +79,20 @@ async def test_bad_product_input_is_a_user_error_naming_the_field(gql: GraphQL) 
     )
 
 
+async def test_an_unknown_profile_nulls_its_recommendations_and_export_not_the_fields_beside_them(gql: GraphQL) -> None:
+    """A page asking a visitor's profile, their recommendations and the segments in one query: an id
+    the store does not know (erased, another environment's) was NOT_FOUND on a field that could not be
+    null, so `data` was null whole and the segments were lost too."""
+    await gql('mutation { createSegment(input: {name: "Buyers", condition: {compare: '
+              '{path: "stats.orders", op: "gte", value: 1}}}) { segment { id } } }')  # fmt: skip
+    for field in ('recommendations(profileId: "nobody") { score }', 'exportProfile(id: "nobody")'):
+        body = await gql(f'{{ profile(id: "nobody") {{ id }} {field} segments {{ name }} }}')
+        name = field.split("(")[0]
+        assert body["data"] == {"profile": None, name: None, "segments": [{"name": "Buyers"}]}, body
+        [error] = body["errors"]
+        assert (error["path"], error["extensions"]["code"]) == ([name], "NOT_FOUND"), error
+
+
 async def test_a_best_seller_sold_past_graphqls_int_still_reads(gql: GraphQL) -> None:
     """Found by an audit of numbers: an order line may hold up to the largest Int, so a product's sales
     over the window may pass it, and every read selecting `sales` failed for the 90 days it lasted
