@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from app import tracing
+from app.command_line import app_command
 from app.domain.errors import DomainError, StoreUnavailable
 from app.observability.logs import configure as configure_logs
 from app.os_errors import in_one_line
@@ -118,7 +119,7 @@ def serve(
         # server's own socket may still be open, and every failure read as the port being taken
         console.print(
             f"port {settings.port} on {settings.host} is in use by another process: stop it, or serve on "
-            f"another port (`python -m app serve --port {settings.port + 1}`, or "
+            f"another port (`{app_command(f'serve --port {settings.port + 1}')}`, or "
             f"CDP_PORT={settings.port + 1} make run)",
             style="red",
             highlight=False,
@@ -222,7 +223,7 @@ def _with_store(work: Callable[[ProfileStore], Awaitable[None]], *, create: bool
     if not create and embedded is not None and not embedded.exists():
         console.print(
             f"no store at {embedded} (CDP_DATABASE_URL={settings.database_url}): "
-            "check the path, or start the server or `python -m app load` there first",
+            f"check the path, or start the server or `{app_command('load')}` there first",
             style="red",
             highlight=False,
         )

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, StrictInt, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.command_line import app_command
 from app.domain.errors import InvalidInput
 from app.domain.event_limits import MAX_STORED_DEPTH, EventLimits
 from app.domain.identifiers import checked_type, misspelt_type
@@ -401,7 +402,7 @@ class Settings(BaseSettings):
         if not self.auth and not is_loopback(self.host):
             return (
                 f"CDP_AUTH=off is for local use only, but the server would listen on {self.host}: "
-                "bind to 127.0.0.1 or turn authentication on (create keys with `python -m app keys create`)"
+                f"bind to 127.0.0.1 or turn authentication on (create keys with `{app_command('keys create')}`)"
             )
         return None
 

@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.bootstrap import Services
+from app.command_line import app_command
 from app.domain.access import LOCAL_DEVELOPER, Principal
 from app.domain.errors import Unauthenticated
 from app.services.api_keys import authenticate
 from graphql_schema.loopback_only import network_address
 
-MISSING = "send an API key: the header Authorization: Bearer <key> (keys: `python -m app keys create`)"
+MISSING = f"send an API key: the header Authorization: Bearer <key> (keys: `{app_command('keys create')}`)"
 
 
 async def principal_for(
@@ -37,7 +38,7 @@ async def principal_for(
     ):
         return None, (
             f"this key (the development key) answers connections made on this machine only, and this one came "
-            f"over the network ({exposed}): create a key for other machines with `python -m app keys create`"
+            f"over the network ({exposed}): create a key for other machines with `{app_command('keys create')}`"
         )
     return principal, None
 

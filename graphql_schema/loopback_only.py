@@ -33,6 +33,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.command_line import app_command
 from graphql_schema.refusals import FORBIDDEN, refusal
 
 log = logging.getLogger("cdp.security")
@@ -53,7 +54,7 @@ class LoopbackOnly:
         if exposed is not None:
             why = (
                 f"CDP_AUTH=off serves this machine only, and this connection came over the network ({exposed}): "
-                "turn authentication on (keys: `python -m app keys create`) or listen on 127.0.0.1"
+                f"turn authentication on (keys: `{app_command('keys create')}`) or listen on 127.0.0.1"
             )
         elif (named := foreign_host(scope)) is not None:
             why = (

@@ -5,6 +5,7 @@ output are not wrapped at 80 columns; RFM money is in currency units, as in the 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -104,10 +105,14 @@ def test_a_port_in_use_is_said_with_what_to_do(tmp_path: Path, workers: str) -> 
         port = other.getsockname()[1]
         done = _run(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(port), CDP_WORKERS=workers)
     assert done.returncode == 3, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == (
+    said = done.stderr.strip().splitlines()[-1]
+    interpreter = said.split("`")[1].split(" -m app ")[0]
+    assert said == (
         f"port {port} on 127.0.0.1 is in use by another process: stop it, or serve on another port "
-        f"(`python -m app serve --port {port + 1}`, or CDP_PORT={port + 1} make run)"
+        f"(`{interpreter} -m app serve --port {port + 1}`, or CDP_PORT={port + 1} make run)"
     )
+    # The interpreter that ran it, as a shell in that folder finds it: pasted, the hint runs this server.
+    assert os.path.realpath(shutil.which(interpreter) or tmp_path / interpreter) == os.path.realpath(sys.executable)
 
 
 @pytest.mark.parametrize("command", ["serve", "keys list"])

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.command_line import app_command
 from app.domain.errors import Conflict
 from app.process_lock import taken_if_free
 
@@ -47,7 +48,7 @@ def held_alone(database: Path) -> Iterator[None]:
         if not taken:
             raise Conflict(
                 f"the store {database} is open in another process (a running server, or a command such as "
-                "`python -m app load`): stop it, then restore",
+                f"`{app_command('load')}`): stop it, then restore",
                 field="backup",
             )
         yield
