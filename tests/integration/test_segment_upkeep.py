@@ -257,3 +257,22 @@ async def test_an_evaluation_schedules_the_window_check_of_a_profile_renamed_mea
     monkeypatch.setattr(clock, "now", lambda: real() + timedelta(days=6, seconds=2))
     assert await engine.run_due_checks() == 1
     assert await store.member_ids(segment.id) == []
+
+
+async def test_missed_writes_with_no_segment_defined_are_cleared_without_reading_a_profile(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read and evaluated against no segment, the 100,000 checks a bulk load left (no server's upkeep
+    running) held a core for ~14 s: there is nothing to catch up, and a segment defined afterwards is
+    evaluated over every profile."""
+    ids = await _profiles(store, 40)  # written with no listener: each leaves its check of every segment
+    real = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real() + timedelta(minutes=1))  # due
+    counting = CountingStore(store)
+
+    assert await SegmentEngine(counting, SegmentBus()).run_due_checks() == 40
+
+    assert await store.next_check_at() is None
+    assert counting.calls["get_profiles"] == counting.calls["interactions_since"] == 0
+    buyers = (await SegmentEngine(store, SegmentBus()).create(BUYERS)).segment
+    assert sorted(await store.member_ids(buyers.id)) == sorted(ids)
