@@ -84,6 +84,14 @@ class MergeProtection:
         over = self._past_limits(Counter({i.key: i.type for i in identifiers}.values()))
         return f"names {over[0]}, more than one profile may hold (CDP_MERGE_LIMITS)" if over else None
 
+    def crowded(self, identifiers: Sequence[Identifier]) -> list[Identifier]:
+        """Those of one write's `identifiers` that `crowding` counts past a limit: each of a type
+        named more times than its limit, or all of them past the bound on all types together."""
+        counts = Counter({i.key: i.type for i in identifiers}.values())
+        if counts.total() > self.max_identifiers:
+            return list(identifiers)
+        return [i for i in identifiers if counts[i.type] > self.limits.get(i.type, counts[i.type])]
+
     def within_limits(self, profile: Profile, additions: Sequence[Identifier]) -> tuple[list[Identifier], str | None]:
         """The new identifiers `profile` may take, and why the others may not (None: all fit). A type
         whose new values would take the profile past its limit adds none of them: which of them, if

@@ -222,7 +222,9 @@ def _parse_all(raw_events: Sequence[RawEvent], at: datetime, policy: IngestionPo
         try:
             event = parse_event(raw, now=at, limits=policy.limits)
             _refuse_unknown_purpose(event, policy.consent_purposes)
-            judged.append(Parsed(index, event, policy.identity.usable(event.identifiers)))
+            linking = policy.identity.usable(event.identifiers)
+            crowded = linking if linking.crowded is not None else None
+            judged.append(Parsed(index, event, linking.identifiers, crowded))
         except InvalidInput as exc:
             judged.append(_rejected(shown(raw.message_id), index, exc.field, exc.message))
         except Exception:  # a value the checks missed, or a bug of ours: this event alone is refused
@@ -417,6 +419,8 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
         if await tx.message_seen(event.message_id) or await _replayed(tx, item, _replays_before(at, policy)):
             raise MessageAlreadyProcessed(event.message_id)
+        if item.crowded is not None:
+            await item.crowded.refuse_unless_own(tx, policy.identity.protection)
         kept = await without_suppressed(tx, identifiers)
         # An erased person's identifiers among another's: kept by neither (privacy.kept_despite_erasure).
         arrived = landed_as(event, {i.key for i in identifiers} - {i.key for i in kept})

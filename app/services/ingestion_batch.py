@@ -39,6 +39,7 @@ from app.domain.privacy import ConsentDecision, kept_despite_erasure
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import apply_change
 from app.domain.stored_behaviour import StoredBehaviour
+from app.services.identity_policy import Linking
 from app.services.ports import MessageAlreadyProcessed, ProfileWrite, StoreTransaction, VersionConflict
 from app.services.privacy import SUPPRESSED_REASON, suppressed_keys
 from app.services.profile_writes import new_profile_id
@@ -56,6 +57,7 @@ class Parsed:
     index: int
     event: Event
     usable: list[Identifier]
+    crowded: Linking | None = None  # more of a type than a profile holds: the per-event path decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +248,8 @@ def _apply(
 ) -> Landed | None:
     """The event applied in memory, or None when it needs the per-event path."""
     event, identifiers = parsed.event, parsed.usable
+    if parsed.crowded is not None:
+        return None  # refused unless one profile holds them all: read per event (Linking.refuse_unless_own)
     if event.message_id in known:
         return Landed(parsed.index, duplicate=True)
     kept = kept_despite_erasure(identifiers, suppressed, owners)

@@ -148,10 +148,11 @@ def _upsert(
 ) -> Callable[[StoreTransaction], Awaitable[Written]]:
     """The unit of work of one upsert; InvalidInput at once when its input is invalid."""
     normalised, parsed = parse_profile_input(identifiers, fields)
-    usable = policy.usable(normalised)
+    linking = policy.usable(normalised)
 
     async def work(tx: StoreTransaction) -> Written:
-        kept = await without_suppressed(tx, usable)
+        await linking.refuse_unless_own(tx, policy.protection)
+        kept = await without_suppressed(tx, linking.identifiers)
 
         def build(profile: Profile, additions: list[Identifier]) -> ProfileChange:
             if (refusal := traits_refusal(profile.traits, parsed.traits, field="traits")) is not None:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from app.domain import clock
-from app.domain.errors import LimitExceeded
+from app.domain.errors import InvalidInput, LimitExceeded
 from app.domain.event_limits import EventLimits
 from app.domain.events import EventType, RawEvent, RawIdentifier
 from app.domain.matching.index import keys_of
@@ -854,3 +854,45 @@ async def test_a_batch_of_merges_commits_as_it_goes_and_lets_other_writers_in(
     finally:
         release.set()
     assert [o.status for o in await batch] == [EventStatus.ACCEPTED] * 2
+
+
+async def test_a_write_naming_its_profiles_own_identifiers_past_a_lowered_limit_lands_and_no_other_does(
+    store: ProfileStore,
+) -> None:
+    """A profile past a limit counts as holding its own (README, merge protection): once the email
+    limit went down from five to two, an event or an upsert naming a customer's own three emails was
+    REJECTED at validation, before any read could tell they were one profile's."""
+    emails = [("email", f"emma{n}@example.com") for n in range(3)]
+    [first] = await ingest_events(store, [event("page_view", identifiers=emails)])  # within the limit of five
+    two = IdentityPolicy(protection=MergeProtection(limits={"email": 2}))
+    lowered = IngestionPolicy(identity=two)
+    await ingest_events(store, [event("page_view", email="other@example.com")], lowered)
+
+    batch = [
+        event("order_completed", identifiers=emails),  # the customer's own three: one profile's
+        event("page_view", identifiers=[*emails[:2], ("email", "new@example.com")]),  # one is nobody's yet
+        event("page_view", identifiers=[*emails[:2], ("email", "other@example.com")]),  # one is another's
+        *(event("page_view", identifiers=emails) for _ in range(25)),  # a batch the run path takes
+    ]
+    own, new, other, *more = await ingest_events(store, batch, lowered)
+
+    assert (own.status, own.profile_id) == (EventStatus.ACCEPTED, first.profile_id)
+    assert {o.status for o in more} == {EventStatus.ACCEPTED} and {o.profile_id for o in more} == {first.profile_id}
+    for index, refused in ((1, new), (2, other)):
+        assert (refused.status, refused.field) == (EventStatus.REJECTED, f"events[{index}].identifiers")
+        assert refused.reason == (
+            f"events[{index}].identifiers: names 3 email identifiers (limit 2), more than one profile may hold "
+            "(CDP_MERGE_LIMITS)"
+        )
+    assert await profile_reads.get_profile_by_identifier(store, "email", "new@example.com") is None
+    profile = await profile_reads.get_profile(store, first.profile_id or "")
+    assert profile is not None and (profile.stats.orders, profile.stats.events_total) == (1, 27)
+
+    upserted = await profiles.upsert_profile(
+        store, [RawIdentifier(t, v) for t, v in emails], {"first_name": "Emma"}, policy=two
+    )
+    assert upserted.id == first.profile_id and upserted.first_name == "Emma"
+    with pytest.raises(InvalidInput, match="names 3 email identifiers"):
+        await profiles.upsert_profile(
+            store, [RawIdentifier(t, v) for t, v in [*emails[:2], ("email", "new@example.com")]], {}, policy=two
+        )
