@@ -267,6 +267,12 @@ async def _ingest_parsed(
     expires_at = at + policy.idempotency_ttl
     began = time.monotonic()
     while position < len(parsed):
+        if parsed[position].crowded is not None:  # per event, without a run that would stop at it at once
+            outcomes[parsed[position].index] = await _one_by_one(store, parsed[position], raw_events, at, policy)
+            position, plan = position + 1, None
+            if time.monotonic() - began >= WRITER_HOLD_SECONDS:
+                return position
+            continue
         rest = parsed[position:]
 
         async def run(tx: StoreTransaction, rest: Sequence[Parsed] = rest) -> list[Landed]:
