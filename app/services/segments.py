@@ -514,10 +514,13 @@ class SegmentEngine:
         evaluated over every profile): the checks are cleared without their profiles being read.
         Read and evaluated against nothing, 100,000 of them (a bulk load's, with no server's upkeep
         running) held a core for ~14 s, 500 at a time, each round logging a warning."""
-        await with_retries(self.store, _write(Outcome(checks=dict.fromkeys(due)), CAUGHT_UP))
-        if missed:
-            log.debug("cleared the segment checks of %d profiles: no segment is defined", len(missed))
+        if missed:  # first: the check stands for this work too until it is cleared (profiles.py)
             await self._missed_writes(missed)
+        # Counted now, a check of every segment is cleared only if no write came since: a write
+        # committed meanwhile (a segment defined meanwhile, its own upkeep not run yet) keeps its check.
+        pending = await self.store.pending_writes(missed)
+        await with_retries(self.store, _write(Outcome(checks=dict.fromkeys(due)), CAUGHT_UP, pending))
+        log.debug("cleared the segment checks of %d profiles: no segment is defined", len({p for p, _ in due}))
 
     async def _missed_writes(self, profile_ids: list[str]) -> None:
         if self.missed_writes is None:
