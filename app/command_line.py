@@ -22,11 +22,17 @@ def app_command(arguments: str) -> str:
 
 @functools.cache
 def _interpreter() -> str:
-    executable = Path(sys.executable)
+    """`python` when a shell here finds this very interpreter under that name (the image, an activated
+    environment: compared as paths, not where their links lead, since a virtual environment's python
+    links to a base interpreter without the server's packages); else its path from this folder
+    (`.venv/bin/python`); else `python`, as before: the hint is shown to remote clients too, and an
+    absolute path would only tell them about the server's disk."""
+    executable = os.path.abspath(sys.executable)
     found = shutil.which("python")
-    if found is not None and os.path.realpath(found) == os.path.realpath(executable):
-        return "python"  # the one a shell here finds first
+    if found is not None and os.path.abspath(found) == executable:
+        return "python"
     try:
-        return str(executable.relative_to(Path.cwd()))  # .venv/bin/python, from the project's folder
-    except ValueError:
-        return str(executable)
+        relative = Path(executable).relative_to(Path.cwd())
+    except (ValueError, OSError):  # elsewhere, or the working folder is gone
+        return "python"
+    return str(relative) if relative.parent != Path() else f"./{relative}"

@@ -36,9 +36,19 @@ def test_an_activated_environment_or_an_image_says_python(project: Path, monkeyp
     assert command_line.app_command("load") == "python -m app load"
 
 
-def test_an_interpreter_outside_the_folder_is_named_by_its_whole_path(
+def test_a_base_interpreter_the_environment_links_to_is_not_taken_for_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`.venv/bin/python` links to a base python without the server's packages: on PATH (Debian's
+    python-is-python3), `python` would run that one."""
+    monkeypatch.setenv("PATH", str(Path(sys.executable).resolve().parent))
+    assert command_line.app_command("keys create") == ".venv/bin/python -m app keys create"
+
+
+def test_an_interpreter_outside_the_folder_is_not_named_by_its_path(
     project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """The hint reaches remote clients (a 401 names how keys are made): no path of the server's disk."""
     monkeypatch.setenv("PATH", str(project / "elsewhere"))
     monkeypatch.chdir(tmp_path_factory.mktemp("another"))
-    assert command_line.app_command("serve") == f"{project}/.venv/bin/python -m app serve"
+    assert command_line.app_command("serve") == "python -m app serve"
