@@ -222,9 +222,7 @@ def _parse_all(raw_events: Sequence[RawEvent], at: datetime, policy: IngestionPo
         try:
             event = parse_event(raw, now=at, limits=policy.limits)
             _refuse_unknown_purpose(event, policy.consent_purposes)
-            linking = policy.identity.usable(event.identifiers)
-            crowded = linking if linking.crowded is not None else None
-            judged.append(Parsed(index, event, linking.identifiers, crowded))
+            judged.append(Parsed(index, event, policy.identity.usable(event.identifiers)))
         except InvalidInput as exc:
             judged.append(_rejected(shown(raw.message_id), index, exc.field, exc.message))
         except Exception:  # a value the checks missed, or a bug of ours: this event alone is refused
@@ -267,12 +265,6 @@ async def _ingest_parsed(
     expires_at = at + policy.idempotency_ttl
     began = time.monotonic()
     while position < len(parsed):
-        if parsed[position].crowded is not None:  # per event, without a run that would stop at it at once
-            outcomes[parsed[position].index] = await _one_by_one(store, parsed[position], raw_events, at, policy)
-            position, plan = position + 1, None
-            if time.monotonic() - began >= WRITER_HOLD_SECONDS:
-                return position
-            continue
         rest = parsed[position:]
 
         async def run(tx: StoreTransaction, rest: Sequence[Parsed] = rest) -> list[Landed]:
@@ -286,10 +278,11 @@ async def _ingest_parsed(
             )
 
         try:
-            landed = await _as_planned(store, plan, at, policy) if plan is not None else None
+            landed: list[Landed] = []  # a crowded event goes per event, below: a run would stop at it at
+            if not rest[0].crowded:  # once, its reads ahead for nothing
+                planned = await _as_planned(store, plan, at, policy) if plan is not None else None
+                landed = planned if planned is not None else await with_retries(store, run)
             plan = None
-            if landed is None:
-                landed = await with_retries(store, run)
         except DomainError:  # the store unavailable, a write that kept conflicting: not the events' fault
             raise
         except Exception:
@@ -425,8 +418,7 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
         if await tx.message_seen(event.message_id) or await _replayed(tx, item, _replays_before(at, policy)):
             raise MessageAlreadyProcessed(event.message_id)
-        if item.crowded is not None:
-            await item.crowded.refuse_unless_own(tx, policy.identity.protection)
+        await item.linking.refuse_unless_own(tx, policy.identity.protection)
         kept = await without_suppressed(tx, identifiers)
         # An erased person's identifiers among another's: kept by neither (privacy.kept_despite_erasure).
         arrived = landed_as(event, {i.key for i in identifiers} - {i.key for i in kept})

@@ -56,8 +56,16 @@ class Parsed:
 
     index: int
     event: Event
-    usable: list[Identifier]
-    crowded: Linking | None = None  # more of a type than a profile holds: the per-event path decides
+    linking: Linking
+
+    @property
+    def usable(self) -> list[Identifier]:
+        return self.linking.identifiers
+
+    @property
+    def crowded(self) -> bool:
+        """More of a type than a profile holds: the per-event path decides (Linking.refuse_unless_own)."""
+        return self.linking.crowded is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +256,7 @@ def _apply(
 ) -> Landed | None:
     """The event applied in memory, or None when it needs the per-event path."""
     event, identifiers = parsed.event, parsed.usable
-    if parsed.crowded is not None:
+    if parsed.crowded:
         return None  # refused unless one profile holds them all: read per event (Linking.refuse_unless_own)
     if event.message_id in known:
         return Landed(parsed.index, duplicate=True)
