@@ -192,14 +192,26 @@ def _late_visit(profile: Profile | StoredBehaviour, ts: datetime) -> int:
         activity = [(i.timestamp, i.type, i.channel) for i in profile.recent]
     else:
         activity = profile.recent_activity()
-    # The recent list holds types and channels as text: the enums' members are equal to theirs.
-    visits = sorted(at for at, kind, channel in activity if kind in _VISIT_TYPES and channel in _VISIT_CHANNELS)
+    visits = sorted(at for at, kind, channel in activity if is_visit(kind, channel))
     complete = len(activity) < RECENT_INTERACTIONS_CAP or min(at for at, _, _ in activity) <= ts - VISIT_GAP
     if not complete:
         last = profile.stats.last_visit_at
         return int(last is None or abs(ts - last) > VISIT_GAP)
     before = max((at for at in visits if at <= ts), default=None)
     after = min((at for at in visits if at >= ts), default=None)
+    return visit_added(ts, before, after)
+
+
+def is_visit(kind: str, channel: str) -> bool:
+    """Whether an interaction of this type on this channel is part of a visit. Stored interactions
+    hold types and channels as text: the enums' members are equal to theirs."""
+    return kind in _VISIT_TYPES and channel in _VISIT_CHANNELS
+
+
+def visit_added(ts: datetime, before: datetime | None, after: datetime | None) -> int:
+    """What a visit event at `ts` adds to the count of visits (1, 0 or -1), given the nearest visit
+    events at or before it and at or after it (None: none): it starts a visit of its own, joins the
+    visit before or after it, or joins those two into one. Only neighbours within VISIT_GAP matter."""
     joins_before = before is not None and ts - before <= VISIT_GAP
     joins_after = after is not None and after - ts <= VISIT_GAP
     already_one = before is not None and after is not None and after - before <= VISIT_GAP

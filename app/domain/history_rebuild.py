@@ -1,15 +1,19 @@
 """Rebuild what a profile derives from its history (counters, first/last times, visits, survey
 answers, consent events, the embedded recent list) by replaying its interactions in time order.
 
-Merges and unmerges use it, so a merged profile counts every event exactly once and an unmerged one
-counts exactly its own; unmerges also replay the fields identify events set.
+Unmerges use it, so an unmerged profile counts exactly its own events, and also replay the fields
+identify events set. A merge gives the same counts without replaying the history of the profile with
+the most events (absorb_behaviour): a customer with 20,000 events held the writer ~1 s for each
+anonymous visitor merged into them.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
+from datetime import datetime
 
-from app.domain.event_effects import behaviour_change, event_of, replayed_identify
+from app.domain.event_effects import VISIT_GAP, behaviour_change, event_of, is_visit, replayed_identify, visit_added
 from app.domain.events import EventType
 from app.domain.profile import RECENT_INTERACTIONS_CAP, Interaction, Profile, Qualitative, Stats
 from app.domain.profile_change import apply_change
@@ -39,6 +43,59 @@ def rebuild_behaviour(base: Profile, interactions: Iterable[Interaction]) -> Pro
     # The consents as they now stand decide: a refusal given directly (setConsent) or by another
     # profile of a merge withdraws the profiling the base carried.
     return without_profiling(Profile.for_change(document).model_copy(update={"recent": newest}))
+
+
+def absorb_behaviour(
+    base: Profile, kept: Profile, absorbed: Iterable[Interaction], nearby: Iterable[tuple[datetime, str, str]]
+) -> Profile:
+    """`base` with what `rebuild_behaviour` gives for the histories of `kept` and of the profiles
+    merged with it (`absorbed`, their interactions), computed from `kept`'s behaviour as its events
+    left it (stats, survey answers, recent list) and the absorbed events applied on top in time order.
+    `nearby`: (time, type, channel) of `kept`'s interactions within VISIT_GAP of an absorbed visit
+    (visit_windows), all that decides whether an absorbed visit event joins one of kept's visits.
+
+    Counters, first/last times, survey answers and consents come out as a replay's: each is a sum, a
+    minimum or maximum, or the newest by time whatever the order. So does the recent list (the newest
+    of kept's and the absorbed ones). Visits are counted by where each absorbed visit event falls among
+    the visit events of both (visit_added). `kept`'s own counts are taken as they stand: an event that
+    came later than its recent list reaches keeps the approximation it was counted with (README).
+    """
+    ordered = sorted(absorbed, key=lambda i: (i.timestamp, i.message_id))
+    qualitative = kept.qualitative.model_copy(update={"preferences": base.qualitative.preferences})
+    document = base.model_copy(update={"stats": kept.stats, "qualitative": qualitative, "recent": []}).to_document()
+    visits = sorted(at for at, kind, channel in nearby if is_visit(kind, channel))
+    for interaction in ordered:
+        change = behaviour_change(
+            StoredBehaviour.of(document), event_of(interaction), received_at=interaction.received_at
+        )
+        change.inc.pop("stats.visits", None)  # decided below, from the visits of both
+        if is_visit(interaction.type, interaction.channel):
+            ts = interaction.timestamp
+            at_or_before, at_or_after = bisect_right(visits, ts), bisect_left(visits, ts)
+            before = visits[at_or_before - 1] if at_or_before else None
+            after = visits[at_or_after] if at_or_after < len(visits) else None
+            added = visit_added(ts, before, after)
+            if added:
+                change.inc["stats.visits"] = added
+            insort(visits, ts)
+        apply_change(document, change)
+    newest = sorted([*kept.recent, *ordered], key=lambda i: (i.timestamp, i.message_id), reverse=True)
+    return without_profiling(
+        Profile.for_change(document).model_copy(update={"recent": newest[:RECENT_INTERACTIONS_CAP]})
+    )
+
+
+def visit_windows(interactions: Iterable[Interaction]) -> list[tuple[datetime, datetime]]:
+    """The spans within VISIT_GAP of the visit events among `interactions`, overlapping ones joined:
+    where absorb_behaviour needs the kept profile's interactions."""
+    windows: list[tuple[datetime, datetime]] = []
+    for ts in sorted(i.timestamp for i in interactions if is_visit(i.type, i.channel)):
+        low, high = ts - VISIT_GAP, ts + VISIT_GAP
+        if windows and low <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], high)
+        else:
+            windows.append((low, high))
+    return windows
 
 
 def replay_identity(base: Profile, interactions: Iterable[Interaction]) -> Profile:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from app.domain.history_rebuild import rebuild_behaviour
+from app.domain.history_rebuild import absorb_behaviour
 from app.domain.person_fields import MOST_ADDRESSES
 from app.domain.privacy import supersedes
 from app.domain.profile import Consent, IdentifierRecord, Interaction, Profile, StoredModel
@@ -173,16 +173,25 @@ class MergeRefusal(StoredModel):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
+def kept_whole(profiles: Sequence[Profile]) -> Profile:
+    """Of profiles being merged, the one whose behaviour the merged profile starts from: the one with
+    the most events (the first of them on a tie), whose history is then not read (absorb_behaviour)."""
+    return max(profiles, key=lambda profile: profile.stats.events_total)
+
+
 def merged_profile(
     survivor: Profile,
     others: Sequence[Profile],
-    history: Sequence[Interaction],
+    absorbed: Sequence[Interaction],
+    nearby: Sequence[tuple[datetime, str, str]],
     rules: ReconciliationRules,
     *,
     at: datetime,
 ) -> Profile:
     """The survivor after absorbing `others`: identifiers united, fields reconciled by `rules`,
-    consents newest-first per purpose, and everything derived from history replayed once."""
+    consents newest-first per purpose, and everything derived from history as a replay of all of it
+    gives: `absorbed` is the history of each profile but `kept_whole`'s, `nearby` that profile's
+    interactions within its visit windows (history_rebuild.absorb_behaviour)."""
     everyone = [survivor, *others]
     identifiers: dict[str, IdentifierRecord] = {}
     for profile in everyone:
@@ -227,7 +236,7 @@ def merged_profile(
         }
     )
     base.qualitative.preferences = preferences
-    return rebuild_behaviour(base, history)
+    return absorb_behaviour(base, kept_whole(everyone), absorbed, nearby)
 
 
 def tombstone(profile: Profile, survivor_id: str, *, at: datetime) -> Profile:

@@ -9,8 +9,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from app.domain.history_rebuild import visit_windows
 from app.domain.matching.index import refresh_keys
-from app.domain.merge import MergeRecord, merged_profile, snapshot, tombstone
+from app.domain.merge import MergeRecord, kept_whole, merged_profile, snapshot, tombstone
 from app.domain.profile import Interaction, Profile
 from app.domain.reconciliation import ReconciliationRules
 from app.services.ports import StoreTransaction
@@ -39,10 +40,16 @@ async def merge_in_transaction(
     rules: ReconciliationRules,
     automatic: bool,
 ) -> tuple[MergeRecord, Profile]:
-    history: list[Interaction] = []
-    for profile in [survivor, *others]:
-        history += await tx.history(profile.id)
-    merged = refresh_keys(merged_profile(survivor, others, history, rules, at=at))
+    """`others` merged into `survivor`, all read whole (their recent lists: the merged profile keeps
+    the newest of them, and replays only the histories of the profiles with fewer events)."""
+    everyone = [survivor, *others]
+    kept = kept_whole(everyone)
+    absorbed: list[Interaction] = []
+    for profile in everyone:
+        if profile.id != kept.id:
+            absorbed += await tx.history(profile.id)
+    nearby = await tx.activity_between(kept.id, visit_windows(absorbed))
+    merged = refresh_keys(merged_profile(survivor, others, absorbed, nearby, rules, at=at))
     other_ids = [o.id for o in others]
     moved = await tx.reassign_identities(other_ids, survivor.id)
     await tx.reassign_history(other_ids, survivor.id)
@@ -57,7 +64,7 @@ async def merge_in_transaction(
         reason=reason,
         actor=actor,
         automatic=automatic,
-        snapshots=[snapshot(p) for p in [survivor, *others]],
+        snapshots=[snapshot(p) for p in everyone],
         moved_identities=moved,
     )
     await tx.insert_merge(record)

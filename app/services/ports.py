@@ -154,6 +154,12 @@ class StoreTransaction(Protocol):
     async def history(self, profile_id: str) -> list[Interaction]:
         """Every interaction of the profile, in no particular order."""
 
+    async def activity_between(
+        self, profile_id: str, windows: Sequence[tuple[datetime, datetime]]
+    ) -> list[tuple[datetime, str, str]]:
+        """(time, type, channel) of the profile's interactions within any of `windows` (both ends
+        included), in no particular order: what a merge reads of the history it does not replay."""
+
     async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None: ...
 
     async def assign_history(

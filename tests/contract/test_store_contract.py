@@ -472,6 +472,38 @@ async def test_history_moved_back_keeps_only_the_fields_it_is_told(store: Profil
     assert await carried("p2") == {"m-2": ([], "p2"), "m-3": (carrying["identifiers"], "p1")}
 
 
+async def test_activity_between_gives_the_time_type_and_channel_within_any_window_both_ends_included(
+    store: ProfileStore,
+) -> None:
+    """What a merge reads of the history it does not replay (history_rebuild.absorb_behaviour)."""
+    await _create(store, "p1", EMMA)
+    await _create(store, "p2", Identifier("email", "bob@example.com"))
+
+    def at(minutes: int) -> datetime:
+        return BASE_TIME + timedelta(minutes=minutes)
+
+    async def write(tx: StoreTransaction) -> None:
+        await tx.append_interactions(
+            [
+                ("p1", _interaction(f"m-{m}", at(m), "email_open" if m == 30 else "page_view"))
+                for m in (0, 10, 30, 50, 90)
+            ]
+            + [("p2", _interaction("other", at(10)))]
+        )
+
+    async def read(tx: StoreTransaction) -> list[tuple[datetime, str, str]]:
+        return await tx.activity_between("p1", [(at(10), at(30)), (at(60), at(90)), (at(200), at(300))])
+
+    await store.run_in_transaction(write)
+    found = sorted(await store.run_in_transaction(read))
+    assert found == [(at(10), "page_view", "web"), (at(30), "email_open", "web"), (at(90), "page_view", "web")]
+
+    async def nothing(tx: StoreTransaction) -> list[tuple[datetime, str, str]]:
+        return await tx.activity_between("p1", [])
+
+    assert await store.run_in_transaction(nothing) == []
+
+
 async def test_a_batch_writes_back_whole_the_document_it_read(store: ProfileStore) -> None:
     """What this version's model does not know (a field a newer replica wrote, free-form data nested
     deeper than a profile shows) survives a batch's read and write: MongoDB's batch read rebuilt the

@@ -1,11 +1,13 @@
 """A merge builds the survivor anew from its own document copy: the profiles it was given stay as
 they were (the merge record keeps their snapshots, and an unmerge starts from them), and what the
-history derives is replayed from the history alone."""
+history derives is the counts of the profile with the most events and the others' history replayed
+onto them."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from app.domain.history_rebuild import visit_windows
 from app.domain.merge import merged_profile
 from app.domain.profile import Interaction, Profile, Qualitative, Stats, new_profile
 from app.domain.reconciliation import ReconciliationRules
@@ -30,7 +32,11 @@ def _profile(profile_id: str, *, name: str, preferences: dict[str, object], hist
             "first_name": name,
             "traits": {"tier": {"level": ["gold", {"since": 2020}]}},
             "qualitative": Qualitative(preferences=preferences),
-            "stats": Stats(events_total=len(history), page_views=len(history)),
+            "stats": Stats(
+                events_total=len(history),
+                page_views=sum(i.type == "page_view" for i in history),
+                orders=sum(i.type == "order_completed" for i in history),
+            ),
             "recent": list(reversed(history)),
             "field_times": {"firstName": AT},
             "version": 3,
@@ -48,7 +54,13 @@ def test_the_profiles_merged_are_left_as_they_were_and_the_history_is_replayed()
     other = _profile("b", name="Anna", preferences={"colours": ["blue"]}, history=other_history)
     before = [survivor.to_document(), other.to_document()]
 
-    merged = merged_profile(survivor, [other], [*survivor_history, *other_history], ReconciliationRules(), at=AT)
+    # The other holds more events: its counts are kept, the survivor's history replayed onto them.
+    nearby = [
+        (i.timestamp, i.type, i.channel)
+        for i in other_history
+        if any(low <= i.timestamp <= high for low, high in visit_windows(survivor_history))
+    ]
+    merged = merged_profile(survivor, [other], survivor_history, nearby, ReconciliationRules(), at=AT)
 
     assert [survivor.to_document(), other.to_document()] == before
     assert merged.stats.events_total == 3 and merged.stats.page_views == 2 and merged.stats.orders == 1

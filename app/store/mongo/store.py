@@ -313,6 +313,20 @@ class MongoTransaction(StoreTransaction):
         cursor = self._db.interactions.find({"profileId": profile_id}, session=self._session)
         return [Interaction.model_validate(item) for bucket in await cursor.to_list(None) for item in bucket["items"]]
 
+    async def activity_between(
+        self, profile_id: str, windows: Sequence[tuple[datetime, datetime]]
+    ) -> list[tuple[datetime, str, str]]:
+        if not windows:
+            return []
+        overlapping = [{"minTs": {"$lte": high}, "maxTs": {"$gte": low}} for low, high in windows]
+        cursor = self._db.interactions.find({"profileId": profile_id, "$or": overlapping}, session=self._session)
+        return [
+            (item["timestamp"], item["type"], item["channel"])
+            for bucket in await cursor.to_list(None)
+            for item in bucket["items"]
+            if any(low <= item["timestamp"] <= high for low, high in windows)
+        ]
+
     async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None:
         await self._db.interactions.update_many(
             {"profileId": {"$in": list(from_ids)}}, {"$set": {"profileId": to_id}}, session=self._session

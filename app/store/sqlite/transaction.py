@@ -287,6 +287,18 @@ class SQLiteTransaction(StoreTransaction):
         rows = self._db.execute("SELECT doc FROM interactions WHERE profile_id = ?", (profile_id,)).fetchall()
         return [Interaction.model_validate(loads(row[0])) for row in rows]
 
+    async def activity_between(
+        self, profile_id: str, windows: Sequence[tuple[datetime, datetime]]
+    ) -> list[tuple[datetime, str, str]]:
+        found: list[tuple[datetime, str, str]] = []
+        for low, high in windows:  # each a range of the primary key, its documents left unread
+            rows = self._db.execute(
+                "SELECT ts, type, channel FROM interactions WHERE profile_id = ? AND ts BETWEEN ? AND ?",
+                (profile_id, to_iso(low), to_iso(high)),
+            )
+            found += [(parse_time(ts), kind, channel) for ts, kind, channel in rows]
+        return found
+
     async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None:
         # An interaction is its (profile, time, message id) here: one `to_id` holds already (the same
         # message sent again for another person once its idempotency key had expired) stays one, and
