@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import execution, foundation, hostile_queries, identity_matching, nested_lists, segments, serving
+from bench import execution, foundation, hostile_queries, identity_matching, merges, nested_lists, segments, serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "query, the server timed from outside by wrk; each beside its floor",
         nested_lists.add_arguments,
         nested_lists.run,
+    ),
+    "merges": Benchmark(
+        "a visitor merged into a customer with a long history (the embedded store's writer held) beside the same "
+        "events ingested into the customer",
+        merges.add_arguments,
+        merges.run,
     ),
     "execution": Benchmark(
         "issue 14's personalisation query through the server (one worker, one core, wrk, 8 connections) beside a "
