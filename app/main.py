@@ -32,6 +32,7 @@ from app.services.key_revocations import watch_revocations
 from app.services.match_model import keep_estimating
 from app.services.privacy import keep_wiping
 from app.services.profile_changes import settled
+from app.services.segment_history_retention import EVERY_SECONDS, keep_forgetting_old_changes
 from app.services.segment_watch import watch
 from app.services.segments import keep_checking
 from app.services.traits import keep_recomputing
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         background += [checks, *_traits_schedule(holder["services"]), *_match_model_schedule(holder["services"])]
         background += _backup_schedule(settings)
         background.append(asyncio.create_task(keep_wiping(holder["services"].store, every_seconds=WIPE_RETRY_SECONDS)))
+        background += _segment_history_schedule(holder["services"])
         if shared_dir() is not None:  # one of several workers: what its gauges read, for the others' scrapes
             background.append(asyncio.create_task(_publish_live_values(holder["services"].metrics)))
         revocations = watch_revocations(
@@ -208,6 +210,15 @@ def _match_model_schedule(services: Services) -> list[asyncio.Task[None]]:
     if every <= 0:
         return []
     return [asyncio.create_task(keep_estimating(services.store, every_minutes=every))]
+
+
+def _segment_history_schedule(services: Services) -> list[asyncio.Task[None]]:
+    """Segment changes older than CDP_SEGMENT_HISTORY_DAYS deleted every hour (unset: all kept)."""
+    days = services.settings.segment_history_days
+    if days is None:
+        return []
+    run = keep_forgetting_old_changes(services.store, kept_for=timedelta(days=days), every_seconds=EVERY_SECONDS)
+    return [asyncio.create_task(run)]
 
 
 def _backup_schedule(settings: Settings) -> list[asyncio.Task[None]]:

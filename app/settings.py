@@ -200,6 +200,13 @@ class Settings(BaseSettings):
     segment_check_seconds: float = Field(
         default=5.0, gt=0, description="How often time-window segment exits are looked for (they are due-dated)."
     )
+    segment_history_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Days segment membership changes are kept (segmentHistory); the newest change of each profile "
+        "in each segment is kept whatever its age (segmentMemberships' `since`). Unset: every change kept.",
+    )
     fuzzy_merge_score: float | None = Field(
         default=None, gt=0, le=1, description="Merge fuzzy look-alikes scoring at least this; unset: never."
     )

@@ -482,6 +482,11 @@ class ProfileStore(Protocol):
         """Delete the segment events whose `forgetAt` has passed (an erased person's exits, kept until
         every process delivered them); how many. The embedded store then owes a wipe (wipe_owed)."""
 
+    async def forget_segment_history(self, *, before: datetime, limit: int) -> int:
+        """Delete at most `limit` segment changes made before `before`, except the newest of them (by
+        time, then id) for each profile in each segment: a member's tells since when it is one (its
+        newest entry, segment_entries); how many were deleted."""
+
     async def wipe_deleted(self) -> bool:
         """Leave what was deleted unreadable in the store's own files, not merely unreferenced (after an
         erasure). The embedded store overwrites deleted content and empties its write-ahead log; a

@@ -1097,6 +1097,23 @@ class MongoStore:
             token = stream.resume_token
         return json_util.dumps(token) if token is not None else None
 
+    async def forget_segment_history(self, *, before: datetime, limit: int) -> int:
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"at": {"$lt": before}}},
+            {"$sort": {"at": DESCENDING, "_id": DESCENDING}},
+            {"$group": {"_id": {"profileId": "$profileId", "segmentId": "$segmentId"}, "ids": {"$push": "$_id"}}},
+        ]
+        older: list[str] = []  # of each profile's changes in a segment, all but the newest
+        grouped = await self._db.segment_events.aggregate(pipeline, allowDiskUse=True)  # every old change
+        for group in await grouped.to_list(None):
+            older += group["ids"][1:]
+            if len(older) >= limit:
+                break
+        if not older:
+            return 0
+        deleted = await self._db.segment_events.delete_many({"_id": {"$in": older[:limit]}})
+        return int(deleted.deleted_count)
+
     async def forget_segment_events(self, *, now: datetime) -> int:
         forgotten = await self._db.segment_events.delete_many({"forgetAt": {"$lte": now}})
         return int(forgotten.deleted_count)

@@ -73,6 +73,14 @@ _PURGE_EVERY_SECONDS = 3600.0
 _TO_FORGET = "segment_events WHERE json_extract(doc, '$.forgetAt') IS NOT NULL AND json_extract(doc, '$.forgetAt') <= ?"
 _FORGET_EVENTS = f"DELETE FROM {_TO_FORGET}"
 _ANY_TO_FORGET = f"SELECT 1 FROM {_TO_FORGET} LIMIT 1"
+# Segment changes older than the history's retention (?1), but the newest of them (by time, then id)
+# for each profile in each segment: each found by time (segment_events_by_time), a newer one of its
+# profile through segment_events_by_profile.
+_OLD_HISTORY = """segment_events e WHERE e.at < ?1 AND EXISTS (SELECT 1 FROM segment_events n
+    WHERE n.profile_id = e.profile_id AND n.at < ?1 AND n.at >= e.at AND n.segment_id = e.segment_id
+    AND (n.at > e.at OR n.id > e.id))"""
+_ANY_HISTORY_TO_FORGET = f"SELECT 1 FROM {_OLD_HISTORY} LIMIT 1"
+_FORGET_HISTORY = f"DELETE FROM segment_events WHERE id IN (SELECT e.id FROM {_OLD_HISTORY} LIMIT ?2)"
 SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads.py)
 # The writer thread's batches yield the core to the event loop's reads when both want it (between
 # the loop at 0 and the scans at 10): reads answered while one client ingests flat out went from
@@ -833,6 +841,19 @@ class SQLiteStore:
             if forgotten:  # secure_delete zeroed the rows' pages; the log's older frames wait for the wipe
                 self._writer.execute(WRITE_META, (WIPE_OWED, uuid.uuid4().hex))
             return forgotten
+
+    async def forget_segment_history(self, *, before: datetime, limit: int) -> int:
+        cutoff = to_iso(before)
+        # Asked every hour by every worker: the write lock only when there is something. Both scans may
+        # walk many old changes (each the newest of its profile's): off the loop, as other scans.
+        if await self._reads.read(lambda db: db.execute(_ANY_HISTORY_TO_FORGET, (cutoff,)).fetchone()) is None:
+            return 0
+
+        async def delete() -> int:
+            return int(self._writer.execute(_FORGET_HISTORY, (cutoff, limit)).rowcount)
+
+        async with self.batch():
+            return await self._thread.run(delete())
 
     async def wipe_owed(self) -> bool:
         return self._reader.execute("SELECT 1 FROM meta WHERE key = ?", (WIPE_OWED,)).fetchone() is not None
