@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import Field
 
-from app.domain.history_rebuild import absorb_behaviour
+from app.domain.history_rebuild import MergedHistory
 from app.domain.person_fields import MOST_ADDRESSES
 from app.domain.privacy import supersedes
-from app.domain.profile import Consent, IdentifierRecord, Interaction, Profile, StoredModel
+from app.domain.profile import Consent, IdentifierRecord, Profile, StoredModel
 from app.domain.profile import datetime as stored_datetime
 from app.domain.profile_change import provenance_key
 from app.domain.reconciliation import ReconciliationRules, reconciled_fields
@@ -175,23 +175,21 @@ class MergeRefusal(StoredModel):
 
 def kept_whole(profiles: Sequence[Profile]) -> Profile:
     """Of profiles being merged, the one whose behaviour the merged profile starts from: the one with
-    the most events (the first of them on a tie), whose history is then not read (absorb_behaviour)."""
+    the most events (the first of them on a tie), whose history is then not replayed (MergedHistory)."""
     return max(profiles, key=lambda profile: profile.stats.events_total)
 
 
 def merged_profile(
     survivor: Profile,
     others: Sequence[Profile],
-    absorbed: Sequence[Interaction],
-    nearby: Sequence[tuple[datetime, str, str]],
+    history: MergedHistory,
     rules: ReconciliationRules,
     *,
     at: datetime,
 ) -> Profile:
     """The survivor after absorbing `others`: identifiers united, fields reconciled by `rules`,
     consents newest-first per purpose, and everything derived from history as a replay of all of it
-    gives: `absorbed` is the history of each profile but `kept_whole`'s, `nearby` that profile's
-    interactions within its visit windows (history_rebuild.absorb_behaviour)."""
+    gives (`history`: every profile's, or all but the kept one's, history_rebuild.MergedHistory)."""
     everyone = [survivor, *others]
     identifiers: dict[str, IdentifierRecord] = {}
     for profile in everyone:
@@ -236,7 +234,7 @@ def merged_profile(
         }
     )
     base.qualitative.preferences = preferences
-    return absorb_behaviour(base, kept_whole(everyone), absorbed, nearby)
+    return history.behaviour(base)
 
 
 def tombstone(profile: Profile, survivor_id: str, *, at: datetime) -> Profile:

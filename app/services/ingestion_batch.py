@@ -233,7 +233,7 @@ async def held(
 ) -> set[str]:
     """The message ids of events older than the idempotency window that their profiles' histories
     hold already. Replayed after its key was purged, such an event counted in the stats again while
-    the history, keyed by it, kept it once (a merge's replay then took it back out)."""
+    the history, keyed by it, kept it once (a merge's replay of that history took it back out)."""
     asked = [
         (profile_id, parsed.event.timestamp, parsed.event.message_id)
         for parsed in chunk

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from app.domain.history_rebuild import visit_windows
+from app.domain.history_rebuild import MergedHistory, absorbs_exactly, visit_windows
 from app.domain.matching.index import refresh_keys
 from app.domain.merge import MergeRecord, kept_whole, merged_profile, snapshot, tombstone
 from app.domain.profile import Interaction, Profile
@@ -41,15 +41,24 @@ async def merge_in_transaction(
     automatic: bool,
 ) -> tuple[MergeRecord, Profile]:
     """`others` merged into `survivor`, all read whole (their recent lists: the merged profile keeps
-    the newest of them, and replays only the histories of the profiles with fewer events)."""
+    the newest of them). The history of the profile with the most events is not replayed, unless a
+    rating or consent of the others falls at the very instant of one of its own (absorbs_exactly)."""
     everyone = [survivor, *others]
     kept = kept_whole(everyone)
+    rest = [profile for profile in everyone if profile is not kept]
     absorbed: list[Interaction] = []
-    for profile in everyone:
-        if profile.id != kept.id:
-            absorbed += await tx.history(profile.id)
-    nearby = await tx.activity_between(kept.id, visit_windows(absorbed))
-    merged = refresh_keys(merged_profile(survivor, others, absorbed, nearby, rules, at=at))
+    for profile in rest:
+        absorbed += await tx.history(profile.id)
+    # A message that landed on two of them (sent again under other identifiers once its idempotency
+    # key was purged) is one event: counted once, where kept counted it (the embedded store keeps one
+    # copy of the history's row; both copies counted, the merged stats disagreed with it).
+    twice = await tx.held_messages([(kept.id, i.timestamp, i.message_id) for i in absorbed])
+    absorbed = [interaction for interaction in absorbed if interaction.message_id not in twice]
+    if absorbs_exactly(kept, rest, absorbed):
+        history = MergedHistory(absorbed, kept, await tx.activity_between(kept.id, visit_windows(absorbed)))
+    else:
+        history = MergedHistory([*absorbed, *await tx.history(kept.id)])
+    merged = refresh_keys(merged_profile(survivor, others, history, rules, at=at))
     other_ids = [o.id for o in others]
     moved = await tx.reassign_identities(other_ids, survivor.id)
     await tx.reassign_history(other_ids, survivor.id)

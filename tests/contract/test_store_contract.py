@@ -492,11 +492,17 @@ async def test_activity_between_gives_the_time_type_and_channel_within_any_windo
         )
 
     async def read(tx: StoreTransaction) -> list[tuple[datetime, str, str]]:
-        return await tx.activity_between("p1", [(at(10), at(30)), (at(60), at(90)), (at(200), at(300))])
+        windows = [(at(60), at(90)), (at(10), at(30)), (at(25), at(50)), (at(200), at(300))]  # two overlap
+        return await tx.activity_between("p1", windows)
 
     await store.run_in_transaction(write)
     found = sorted(await store.run_in_transaction(read))
-    assert found == [(at(10), "page_view", "web"), (at(30), "email_open", "web"), (at(90), "page_view", "web")]
+    assert found == [
+        (at(10), "page_view", "web"),
+        (at(30), "email_open", "web"),
+        (at(50), "page_view", "web"),
+        (at(90), "page_view", "web"),
+    ]
 
     async def nothing(tx: StoreTransaction) -> list[tuple[datetime, str, str]]:
         return await tx.activity_between("p1", [])

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from app.domain import clock
 from app.domain.errors import Conflict, InvalidInput, LimitExceeded, NotFound
 from app.domain.events import RawIdentifier
 from app.domain.merge_protection import MergeProtection
@@ -19,6 +23,7 @@ from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.merging import MAX_MERGED_AT_ONCE
 from app.services.ports import ProfileStore
 from app.settings import Settings
+from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 
 POLICY = IdentityPolicy()
@@ -81,6 +86,31 @@ async def test_merge_unites_identifiers_history_and_stats_counting_each_event_on
     assert len(merged.recent) == 6
     stored = await store.get_profile(web.id)
     assert stored == merged
+
+
+async def test_a_message_that_landed_on_both_profiles_counts_once_in_the_merged_one(store: ProfileStore) -> None:
+    """Found by a review: resent under the other person's identifiers once its idempotency key was
+    purged, a message landed on two profiles; merged, it counted twice (and the embedded store's
+    history kept one copy), and once the merge no longer replayed the larger profile's history, no
+    later merge took the second count out. The merge counts it once, as the larger profile does."""
+    at = clock.now() - timedelta(days=60)
+    order = event("order_completed", email="ann@example.com", at=at, message_id="m")
+    ann = await _customer(store, [("email", "ann@example.com")], "page_view", "email_open")
+    await ingest_events(store, [order], NO_AUTO)
+    if isinstance(store, SQLiteStore):  # the key purged, as CDP_IDEMPOTENCY_TTL_DAYS after receipt does
+        with sqlite3.connect(store.path) as db:
+            db.execute("DELETE FROM processed_messages WHERE message_id = 'm'")
+    else:
+        await store._db.processed_messages.delete_many({"_id": "m"})  # type: ignore[attr-defined]
+    resent = replace(order, identifiers=[RawIdentifier("email", "bob@example.com")])
+    [outcome] = await ingest_events(store, [resent], NO_AUTO)
+    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id != ann.id  # Bob's history did not hold it
+    assert outcome.profile_id is not None
+
+    _, merged = await merging.merge_profiles(store, ann.id, [outcome.profile_id], reason="r", actor="t", policy=POLICY)
+
+    assert (merged.stats.events_total, merged.stats.orders) == (3, 1)
+    assert [i.message_id for i in merged.recent].count("m") == 1
 
 
 async def test_merged_ids_and_their_identifiers_resolve_to_the_survivor(store: ProfileStore) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.domain.history_rebuild import visit_windows
+from app.domain.history_rebuild import MergedHistory, visit_windows
 from app.domain.merge import merged_profile
 from app.domain.profile import Interaction, Profile, Qualitative, Stats, new_profile
 from app.domain.reconciliation import ReconciliationRules
@@ -60,7 +60,8 @@ def test_the_profiles_merged_are_left_as_they_were_and_the_history_is_replayed()
         for i in other_history
         if any(low <= i.timestamp <= high for low, high in visit_windows(survivor_history))
     ]
-    merged = merged_profile(survivor, [other], survivor_history, nearby, ReconciliationRules(), at=AT)
+    history = MergedHistory(survivor_history, other, nearby)
+    merged = merged_profile(survivor, [other], history, ReconciliationRules(), at=AT)
 
     assert [survivor.to_document(), other.to_document()] == before
     assert merged.stats.events_total == 3 and merged.stats.page_views == 2 and merged.stats.orders == 1

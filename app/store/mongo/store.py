@@ -8,6 +8,7 @@ majority write concern and retryable writes: an event reported ACCEPTED is on a 
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
@@ -31,6 +32,7 @@ from app.domain.access import ApiKey
 from app.domain.clock import now, utc_ms
 from app.domain.errors import InvalidInput, StoreUnavailable
 from app.domain.events import REPLAY_TIME_SLACK
+from app.domain.history_rebuild import joined_spans
 from app.domain.identifiers import Identifier
 from app.domain.matching.index import MATCH_VIEW_FIELDS, MatchView, match_view
 from app.domain.merge import MergeRecord, MergeRefusal
@@ -224,8 +226,13 @@ class MongoTransaction(StoreTransaction):
         wanted: dict[tuple[str, str], list[datetime]] = {}
         for profile_id, at, message_id in interactions:
             wanted.setdefault((profile_id, message_id), []).append(at)
+        times = [at for ats in wanted.values() for at in ats]
         selector = {
             "profileId": {"$in": list({p for p, _ in wanted})},
+            # Only the buckets of the span asked about: a merge asks about an anonymous visitor's few
+            # events, and the customer's older buckets were read for nothing.
+            "minTs": {"$lte": max(times) + REPLAY_TIME_SLACK},
+            "maxTs": {"$gte": min(times) - REPLAY_TIME_SLACK},
             "items.messageId": {"$in": list({m for _, m in wanted})},
         }
         projection = {"profileId": 1, "items.messageId": 1, "items.timestamp": 1}
@@ -316,16 +323,23 @@ class MongoTransaction(StoreTransaction):
     async def activity_between(
         self, profile_id: str, windows: Sequence[tuple[datetime, datetime]]
     ) -> list[tuple[datetime, str, str]]:
-        if not windows:
+        spans = joined_spans(windows)
+        if not spans:
             return []
-        overlapping = [{"minTs": {"$lte": high}, "maxTs": {"$gte": low}} for low, high in windows]
-        cursor = self._db.interactions.find({"profileId": profile_id, "$or": overlapping}, session=self._session)
-        return [
-            (item["timestamp"], item["type"], item["channel"])
-            for bucket in await cursor.to_list(None)
-            for item in bucket["items"]
-            if any(low <= item["timestamp"] <= high for low, high in windows)
-        ]
+        overlapping = [{"minTs": {"$lte": high}, "maxTs": {"$gte": low}} for low, high in spans]
+        fields = {"items.timestamp": 1, "items.type": 1, "items.channel": 1}  # not the events' properties
+        cursor = self._db.interactions.find(
+            {"profileId": profile_id, "$or": overlapping}, fields, session=self._session
+        )
+        lows = [low for low, _ in spans]
+        found = []
+        for bucket in await cursor.to_list(None):
+            for item in bucket["items"]:
+                at = item["timestamp"]
+                place = bisect_right(lows, at) - 1  # the one span that may hold it: they do not overlap
+                if place >= 0 and at <= spans[place][1]:
+                    found.append((at, item["type"], item["channel"]))
+        return found
 
     async def reassign_history(self, from_ids: Sequence[str], to_id: str) -> None:
         await self._db.interactions.update_many(

@@ -15,6 +15,7 @@ from typing import Any
 
 from app.domain.clock import now, parse_time, to_iso
 from app.domain.events import REPLAY_TIME_SLACK
+from app.domain.history_rebuild import joined_spans
 from app.domain.identifiers import Identifier
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
@@ -291,7 +292,7 @@ class SQLiteTransaction(StoreTransaction):
         self, profile_id: str, windows: Sequence[tuple[datetime, datetime]]
     ) -> list[tuple[datetime, str, str]]:
         found: list[tuple[datetime, str, str]] = []
-        for low, high in windows:  # each a range of the primary key, its documents left unread
+        for low, high in joined_spans(windows):  # each a range of the primary key, no document decoded
             rows = self._db.execute(
                 "SELECT ts, type, channel FROM interactions WHERE profile_id = ? AND ts BETWEEN ? AND ?",
                 (profile_id, to_iso(low), to_iso(high)),
