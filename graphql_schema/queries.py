@@ -190,7 +190,8 @@ class Query:
     @strawberry.field(
         permission_classes=[requires(Scope.READ_PROFILES)],
         description="Membership changes, newest first, of a segment, a profile or both (at most 500 at a time; "
-        "`before`, the id of the last one read, gives the ones before it: page back to any change).",
+        "`before`, the id of the last one read, gives the ones before it: page back to the oldest change kept, "
+        "CDP_SEGMENT_HISTORY_DAYS).",
     )
     async def segment_history(
         self,

@@ -482,10 +482,14 @@ class ProfileStore(Protocol):
         """Delete the segment events whose `forgetAt` has passed (an erased person's exits, kept until
         every process delivered them); how many. The embedded store then owes a wipe (wipe_owed)."""
 
-    async def forget_segment_history(self, *, before: datetime, limit: int) -> int:
-        """Delete at most `limit` segment changes made before `before`, except the newest of them (by
-        time, then id) for each profile in each segment: a member's tells since when it is one (its
-        newest entry, segment_entries); how many were deleted."""
+    async def old_segment_changes(
+        self, *, before: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[SegmentEvent]:
+        """At most `limit` segment changes made before `before`, oldest first (by time, then id), from
+        past `after` (a change's time and id; None: from the first)."""
+
+    async def delete_segment_events(self, event_ids: Collection[str]) -> int:
+        """Delete these segment changes (those that exist); how many were deleted."""
 
     async def wipe_deleted(self) -> bool:
         """Leave what was deleted unreadable in the store's own files, not merely unreferenced (after an

@@ -687,36 +687,26 @@ async def test_segment_entries_give_each_profile_s_newest_entry_into_each_segmen
     assert await store.segment_entries([]) == {}
 
 
-async def test_old_segment_history_is_forgotten_but_each_profile_s_newest_change_in_each_segment(
-    store: ProfileStore,
-) -> None:
-    def change(n: int, profile_id: str, segment_id: str, entered: bool, days: int) -> SegmentEvent:
-        kind = MembershipChange.ENTERED if entered else MembershipChange.EXITED
+async def test_old_segment_changes_page_oldest_first_by_time_then_id_and_are_deleted_by_id(store: ProfileStore) -> None:
+    def change(n: int, days: int) -> SegmentEvent:
         at = BASE_TIME + timedelta(days=days)
-        return SegmentEvent(_id=f"e{n}", segment_id=segment_id, profile_id=profile_id, change=kind, at=at, cause="t")
+        return SegmentEvent(
+            _id=f"e{n}", segment_id="gold", profile_id=f"p{n}", change=MembershipChange.ENTERED, at=at, cause="t"
+        )
 
-    events = [
-        change(1, "p1", "gold", True, 20),  # p1's entry into gold: newest of its old changes (written first)
-        change(2, "p1", "gold", True, 0),
-        change(3, "p1", "gold", False, 10),
-        change(4, "p1", "vip", True, 5),  # p1 left vip (its newest old change), then entered it again
-        change(5, "p1", "vip", False, 6),
-        change(6, "p1", "vip", True, 40),
-        change(7, "p2", "gold", True, 1),  # p2's only change: kept however old
-        change(8, "p3", "gold", True, 35),  # recent: kept
-        change(9, "p3", "gold", False, 36),
-    ]
+    events = [change(5, 3), change(1, 3), change(2, 1), change(9, 40), change(3, 7), change(4, 3)]
     await store.run_in_transaction(lambda tx: tx.insert_segment_events(events))
-    entries = await store.segment_entries(["p1", "p2", "p3"])
     cutoff = BASE_TIME + timedelta(days=30)
 
-    assert await store.forget_segment_history(before=cutoff, limit=2) == 2  # at most `limit` at once
-    assert await store.forget_segment_history(before=cutoff, limit=100) == 1
-    assert await store.forget_segment_history(before=cutoff, limit=100) == 0
+    first = await store.old_segment_changes(before=cutoff, after=None, limit=3)
+    assert [e.id for e in first] == ["e2", "e1", "e4"]  # day 1, then day 3 by id
+    rest = await store.old_segment_changes(before=cutoff, after=(first[-1].at, first[-1].id), limit=3)
+    assert [e.id for e in rest] == ["e5", "e3"]  # e9 is not old
+    assert rest[0] == events[0]
 
-    kept = await store.segment_events(limit=100)
-    assert sorted(e.id for e in kept) == ["e1", "e5", "e6", "e7", "e8", "e9"]
-    assert await store.segment_entries(["p1", "p2", "p3"]) == entries
+    assert await store.delete_segment_events(["e1", "e3", "missing"]) == 2
+    assert await store.delete_segment_events([]) == 0
+    assert sorted(e.id for e in await store.segment_events(limit=100)) == ["e2", "e4", "e5", "e9"]
 
 
 async def test_a_meta_value_set_by_default_is_never_replaced_and_reads_the_same_in_a_transaction(

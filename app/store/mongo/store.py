@@ -1111,21 +1111,20 @@ class MongoStore:
             token = stream.resume_token
         return json_util.dumps(token) if token is not None else None
 
-    async def forget_segment_history(self, *, before: datetime, limit: int) -> int:
-        pipeline: list[dict[str, Any]] = [
-            {"$match": {"at": {"$lt": before}}},
-            {"$sort": {"at": DESCENDING, "_id": DESCENDING}},
-            {"$group": {"_id": {"profileId": "$profileId", "segmentId": "$segmentId"}, "ids": {"$push": "$_id"}}},
-        ]
-        older: list[str] = []  # of each profile's changes in a segment, all but the newest
-        grouped = await self._db.segment_events.aggregate(pipeline, allowDiskUse=True)  # every old change
-        for group in await grouped.to_list(None):
-            older += group["ids"][1:]
-            if len(older) >= limit:
-                break
-        if not older:
+    async def old_segment_changes(
+        self, *, before: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[SegmentEvent]:
+        selector: dict[str, Any] = {"at": {"$lt": before}}
+        if after is not None:  # one range of the (at, _id) index, the rest of `after`'s instant filtered
+            selector["at"]["$gte"] = after[0]
+            selector["$or"] = [{"at": {"$gt": after[0]}}, {"_id": {"$gt": after[1]}}]
+        cursor = self._db.segment_events.find(selector).sort([("at", ASCENDING), ("_id", ASCENDING)]).limit(limit)
+        return [SegmentEvent.model_validate(document) for document in await cursor.to_list(None)]
+
+    async def delete_segment_events(self, event_ids: Collection[str]) -> int:
+        if not event_ids:
             return 0
-        deleted = await self._db.segment_events.delete_many({"_id": {"$in": older[:limit]}})
+        deleted = await self._db.segment_events.delete_many({"_id": {"$in": list(event_ids)}})
         return int(deleted.deleted_count)
 
     async def forget_segment_events(self, *, now: datetime) -> int:

@@ -73,14 +73,9 @@ _PURGE_EVERY_SECONDS = 3600.0
 _TO_FORGET = "segment_events WHERE json_extract(doc, '$.forgetAt') IS NOT NULL AND json_extract(doc, '$.forgetAt') <= ?"
 _FORGET_EVENTS = f"DELETE FROM {_TO_FORGET}"
 _ANY_TO_FORGET = f"SELECT 1 FROM {_TO_FORGET} LIMIT 1"
-# Segment changes older than the history's retention (?1), but the newest of them (by time, then id)
-# for each profile in each segment: each found by time (segment_events_by_time), a newer one of its
-# profile through segment_events_by_profile.
-_OLD_HISTORY = """segment_events e WHERE e.at < ?1 AND EXISTS (SELECT 1 FROM segment_events n
-    WHERE n.profile_id = e.profile_id AND n.at < ?1 AND n.at >= e.at AND n.segment_id = e.segment_id
-    AND (n.at > e.at OR n.id > e.id))"""
-_ANY_HISTORY_TO_FORGET = f"SELECT 1 FROM {_OLD_HISTORY} LIMIT 1"
-_FORGET_HISTORY = f"DELETE FROM segment_events WHERE id IN (SELECT e.id FROM {_OLD_HISTORY} LIMIT ?2)"
+# The history's changes before a time, oldest first, from past a change (by the time index).
+_OLD_CHANGES = "SELECT doc FROM segment_events WHERE at < ?{past} ORDER BY at, id LIMIT ?"
+_PAST = " AND at >= ? AND (at > ? OR id > ?)"  # one range of the index (an OR of two made it sort them all)
 SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads.py)
 # The writer thread's batches yield the core to the event loop's reads when both want it (between
 # the loop at 0 and the scans at 10): reads answered while one client ingests flat out went from
@@ -842,15 +837,26 @@ class SQLiteStore:
                 self._writer.execute(WRITE_META, (WIPE_OWED, uuid.uuid4().hex))
             return forgotten
 
-    async def forget_segment_history(self, *, before: datetime, limit: int) -> int:
-        cutoff = to_iso(before)
-        # Asked every hour by every worker: the write lock only when there is something. Both scans may
-        # walk many old changes (each the newest of its profile's): off the loop, as other scans.
-        if await self._reads.read(lambda db: db.execute(_ANY_HISTORY_TO_FORGET, (cutoff,)).fetchone()) is None:
-            return 0
+    async def old_segment_changes(
+        self, *, before: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[SegmentEvent]:
+        def scan(db: sqlite3.Connection) -> list[SegmentEvent]:
+            if after is None:
+                rows = db.execute(_OLD_CHANGES.format(past=""), (to_iso(before), limit))
+            else:
+                at = to_iso(after[0])
+                rows = db.execute(_OLD_CHANGES.format(past=_PAST), (to_iso(before), at, at, after[1], limit))
+            return [SegmentEvent.model_validate(loads(doc)) for (doc,) in rows]
 
+        return await self._scans.read(scan)  # a walk of the history: on the background reader
+
+    async def delete_segment_events(self, event_ids: Collection[str]) -> int:
         async def delete() -> int:
-            return int(self._writer.execute(_FORGET_HISTORY, (cutoff, limit)).rowcount)
+            deleted = 0
+            for chunk in id_chunks(event_ids):
+                marks = ",".join("?" * len(chunk))
+                deleted += self._writer.execute(f"DELETE FROM segment_events WHERE id IN ({marks})", chunk).rowcount
+            return deleted
 
         async with self.batch():
             return await self._thread.run(delete())
