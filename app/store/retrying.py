@@ -65,6 +65,7 @@ READS = frozenset(
         "member_versions",
         "count_members",
         "segment_events",
+        "old_segment_changes",
         "due_checks",
         "pending_writes",
         "next_check_at",

@@ -52,6 +52,7 @@ NOT_RETRIED = {  # writes (a retry could apply them twice), the lifecycle, and s
     "watch_segment_events",
     "wipe_deleted",
     "forget_segment_events",
+    "delete_segment_events",
 }
 
 
