@@ -148,6 +148,12 @@ class CpuMeter:
 
 
 # -- machine -------------------------------------------------------------------------------------
+def say_machine(work_dir: Path | None = None) -> None:
+    """The machine's lines (machine_lines), one `name value` a line, as every benchmark's header."""
+    for name, value in machine_lines(work_dir):
+        say(f"  {name:<9} {value}")
+
+
 def machine_lines(work_dir: Path | None = None) -> list[tuple[str, str]]:
     cores = os.cpu_count() or 0
     try:

@@ -30,7 +30,7 @@ import httpx
 import orjson
 
 from bench import process_tree, profile_floor_app, serving_requests, store_cache, wrk
-from bench.common import Server, fmt_s, heading, load_average, machine_lines, say, table, temp_dir
+from bench.common import Server, fmt_s, heading, load_average, say, say_machine, table, temp_dir
 from bench.process_tree import Cores
 from bench.serving import app_server, code_version, worker_setting
 from bench.targets import Row, ms, p50_ms, p99_ms, print_rows, times
@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> None:
     workers_env, workers_text = worker_setting()
     with temp_dir(plan.tmp_dir) as work:
         heading("Machine")
-        for name, value in machine_lines(work):
-            say(f"  {name:<9} {value}")
+        say_machine(work)
         say(f"  cores     {cores.describe()}")
         say(f"  server    `python -m app serve`, CDP_AUTH=off, 127.0.0.1; workers: {workers_text}")
         say("  floor     bench/profile_floor_app.py under uvicorn, same settings, same store file")

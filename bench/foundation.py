@@ -27,10 +27,10 @@ from bench.common import (
     heading,
     load_average,
     loop_name,
-    machine_lines,
     ratio,
     run_async,
     say,
+    say_machine,
     server,
     table,
     temp_dir,
@@ -115,8 +115,7 @@ def run(args: argparse.Namespace) -> None:
     say(f"started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; command: python -m bench {' '.join(sys.argv[1:])}")
     with temp_dir(args.tmp_dir) as work:
         heading("Machine")
-        for name, value in machine_lines(work):
-            say(f"  {name:<9} {value}")
+        say_machine(work)
         say(
             f"  servers   uvicorn via `python -m app serve` / `python -m bench.bare_app`, 1 worker, "
             f"log level {SERVER_LOG_LEVEL}, 127.0.0.1; client and floors on the {loop_name()} loop"

@@ -45,10 +45,10 @@ from bench.common import (
     fmt_s,
     free_port,
     heading,
-    machine_lines,
     percentile,
     process_cpu_s,
     say,
+    say_machine,
     stop_process,
     table,
     temp_dir,
@@ -177,8 +177,7 @@ def run(args: argparse.Namespace) -> None:
     sends = 2 if args.quick else args.sends
     servers = SERVERS[:2] if args.quick else SERVERS
     heading("CDP core: hostile queries benchmark")
-    for name, value in machine_lines():
-        say(f"  {name:<9} {value}")
+    say_machine()
     server_core, client_core = _cores()
     say(
         f"  cores     server on {server_core}, this process and the probe on {client_core} (taskset)"

@@ -57,11 +57,11 @@ from bench.common import (
     Latencies,
     fmt_s,
     heading,
-    machine_lines,
     percentile,
     ratio,
     run_async,
     say,
+    say_machine,
     table,
     temp_dir,
 )
@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> None:
     count = args.people or sizes["people"]
     scale = args.scale or sizes["scale"]
     heading("CDP core: identity matching benchmark")
-    for name, value in machine_lines():
-        say(f"  {name:<9} {value}")
+    say_machine()
     started = time.perf_counter()
     population = people(count, args.seed)
     found = records(population, args.seed)

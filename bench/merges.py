@@ -24,7 +24,7 @@ from app.domain.events import RawEvent, RawIdentifier
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.profile_reads import get_profile_by_identifier
 from app.store.sqlite.store import SQLiteStore
-from bench.common import heading, machine_lines, ratio, run_async, say, table, temp_dir
+from bench.common import heading, ratio, run_async, say, say_machine, table, temp_dir
 
 CUSTOMER = ("email", "long.history@example.com")
 VISITOR_EVENTS = 5
@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> None:
     say(f"started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; command: python -m bench {' '.join(sys.argv[1:])}")
     with temp_dir(args.tmp_dir) as work:
         heading("Machine")
-        for name, value in machine_lines(work):
-            say(f"  {name:<9} {value}")
+        say_machine(work)
         merges, floors = run_async(_measure(SQLiteStore(work / "merges.sqlite3"), history, rounds))
     heading(f"Merging a visitor of {VISITOR_EVENTS} page views into a customer of {history:,} events, {rounds} rounds")
     table(

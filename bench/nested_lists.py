@@ -31,7 +31,7 @@ from app.services.ingestion import IngestionPolicy, ingest_events
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from bench import process_tree, wrk
-from bench.common import heading, machine_lines, run_async, say, table, temp_dir
+from bench.common import heading, run_async, say, say_machine, table, temp_dir
 from bench.serving import app_server, code_version, worker_setting
 from bench.targets import Row, ms, print_rows, times
 
@@ -68,8 +68,7 @@ def run(args: argparse.Namespace) -> None:
     workers_env, workers_text = worker_setting()
     no_wrk = wrk.missing()
     with temp_dir() as work:
-        for name, value in machine_lines(work):
-            say(f"  {name:<9} {value}")
+        say_machine(work)
         say(f"  cores     {cores.describe()}")
         say(f"  server    `python -m app serve`, CDP_AUTH=off, 127.0.0.1; workers: {workers_text}")
         say(f"  load      {no_wrk or wrk.version()}, 1 connection")

@@ -40,7 +40,7 @@ from app.domain.profile_query import ProfileFilter
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from bench import dataset, process_tree, subscribers
-from bench.common import Server, fmt_s, heading, machine_lines, percentile, run_async, say, table, temp_dir
+from bench.common import Server, fmt_s, heading, percentile, run_async, say, say_machine, table, temp_dir
 from bench.identity_store import build_store
 from bench.process_tree import Cores
 from bench.serving import app_server, worker_setting
@@ -100,8 +100,7 @@ def run(args: argparse.Namespace) -> None:
     crowd, per_profile, profiles = (_size(args, n, sizes) for n in ("crowd", "per_profile", "profiles"))
     cores = process_tree.plan_cores()
     heading("CDP core: segments benchmark")
-    for name, value in machine_lines():
-        say(f"  {name:<9} {value}")
+    say_machine()
     no_node = subscribers.missing()
     say(f"  cores     {cores.describe()}")
     say(f"  clients   {no_node or subscribers.versions()}")

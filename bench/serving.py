@@ -45,8 +45,8 @@ from bench.common import (
     fmt_s,
     heading,
     load_average,
-    machine_lines,
     say,
+    say_machine,
     server,
     table,
     temp_dir,
@@ -126,8 +126,7 @@ def run(args: argparse.Namespace) -> None:
     floor_rate: float | None = None  # part 2's
     with temp_dir(plan.tmp_dir) as work:
         heading("Machine")
-        for name, value in machine_lines(work):
-            say(f"  {name:<9} {value}")
+        say_machine(work)
         say(f"  cores     {cores.describe()}")
         say(
             f"  server    `python -m app serve`, log level {SERVER_LOG_LEVEL}, CDP_AUTH=off, 127.0.0.1; "
