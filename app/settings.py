@@ -204,8 +204,8 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         le=36_500,
-        description="Days segment membership changes are kept (segmentHistory); the newest change of each profile "
-        "in each segment is kept whatever its age (segmentMemberships' `since`). Unset: every change kept.",
+        description="Days segment membership changes are kept (segmentHistory); each profile's newest entry into "
+        "each segment that exists is kept whatever its age (segmentMemberships' `since`). Unset: every change kept.",
     )
     fuzzy_merge_score: float | None = Field(
         default=None, gt=0, le=1, description="Merge fuzzy look-alikes scoring at least this; unset: never."

@@ -31,11 +31,11 @@ async def forget_old_changes(store: ProfileStore, *, kept_for: timedelta, now: d
     at a time (what stays is read again on the next run); each chunk's decision holds whatever
     happens meanwhile (a change found older than another entry stays older, a deleted segment deleted)."""
     before = (now or clock.now()) - kept_for
-    segments = {segment.id for segment in await store.list_segments()}
     forgotten = 0
     after: tuple[datetime, str] | None = None
     while changes := await store.old_segment_changes(before=before, after=after, limit=CHUNK):
         after = (changes[-1].at, changes[-1].id)
+        segments = {segment.id for segment in await store.list_segments()}  # after the chunk: none made since
         entered = {change.profile_id for change in changes if change.change is MembershipChange.ENTERED}
         entries = await store.segment_entries(entered) if entered else {}
         doomed = [change.id for change in changes if forgettable(change, entries, segments)]
