@@ -146,10 +146,9 @@ def _count_visit(change: ProfileChange, ts: datetime, visits: list[datetime]) ->
 
 
 def visit_windows(interactions: Iterable[Interaction]) -> list[tuple[datetime, datetime]]:
-    """The spans within VISIT_GAP of the visit events among `interactions`, overlapping ones joined,
-    in time order: where absorb_behaviour needs the kept profile's interactions."""
-    visits = (i.timestamp for i in interactions if is_visit(i.type, i.channel))
-    return joined_spans((ts - VISIT_GAP, ts + VISIT_GAP) for ts in visits)
+    """The spans within VISIT_GAP of the visit events among `interactions`: where absorb_behaviour
+    needs the kept profile's interactions (the store joins those that overlap, `joined_spans`)."""
+    return [(i.timestamp - VISIT_GAP, i.timestamp + VISIT_GAP) for i in interactions if is_visit(i.type, i.channel)]
 
 
 def joined_spans(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
