@@ -119,7 +119,14 @@ _FOLLOWING: set[asyncio.Future[Any]] = set()  # held until done: the loop keeps 
 async def uncancelled(work: Awaitable[T]) -> T:
     """`work` run to its end even if the caller is cancelled meanwhile; the caller still waits for it.
     For what follows a committed write (telling the listeners, and what they need): a client gone, a
-    WebSocket closed during a mutation, must not leave segment upkeep undone until the next change."""
+    WebSocket closed during a mutation, must not leave segment upkeep undone until the next change.
+
+    A task of its own costs the caller three turns of the loop (the task's start, its end, the
+    shield's), each as long as everything else a busy loop runs in a turn: called again from within
+    such a task (a batch's listeners told from its after-commit work), `work` runs in that task, which
+    no caller can cancel either."""
+    if asyncio.current_task() in _FOLLOWING:
+        return await work
     following = asyncio.ensure_future(work)
     _FOLLOWING.add(following)
     following.add_done_callback(_FOLLOWING.discard)

@@ -23,7 +23,7 @@ from app.services import merging, privacy, profile_reads, profiles, traits
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore
-from app.services.profile_changes import Cause, ProfileChanges, ProfilesChanged, settled
+from app.services.profile_changes import Cause, ProfileChanges, ProfilesChanged, settled, uncancelled
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
@@ -204,6 +204,36 @@ async def test_a_write_whose_caller_goes_away_after_the_commit_still_keeps_segme
     assert done.is_set()
     buyer = await profile_reads.get_profile_by_identifier(store, "email", "a@example.com") or pytest.fail()
     assert await store.member_ids(segment.id) == [buyer.id]
+
+
+async def test_work_made_uncancelled_inside_such_work_runs_in_its_task_and_is_not_cut_short() -> None:
+    """What follows a write runs in a task of its own that its caller cannot cancel; the listeners
+    it tells, made uncancelled again, run in that same task (a task of their own cost three turns of a
+    busy loop), and the caller's cancellation cuts neither short."""
+    started, go = asyncio.Event(), asyncio.Event()
+    tasks: list[asyncio.Task[object] | None] = []
+
+    async def inner() -> str:
+        tasks.append(asyncio.current_task())
+        started.set()
+        await go.wait()
+        return "told"
+
+    async def outer() -> str:
+        tasks.append(asyncio.current_task())
+        return await uncancelled(inner())
+
+    caller = asyncio.create_task(uncancelled(outer()))
+    await started.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert await settled(timeout=0.05) == 1  # still running, in one task
+    go.set()
+    assert await settled(timeout=10) == 0
+    outer_task, inner_task = tasks
+    assert inner_task is outer_task and outer_task is not caller
+    assert outer_task is not None and outer_task.result() == "told"
 
 
 async def test_the_composition_root_wires_segments_and_metrics_to_every_write(store: ProfileStore) -> None:
