@@ -124,7 +124,8 @@ async def uncancelled(work: Awaitable[T]) -> T:
     A task of its own costs the caller three turns of the loop (the task's start, its end, the
     shield's), each as long as everything else a busy loop runs in a turn: called again from within
     such a task (a batch's listeners told from its after-commit work), `work` runs in that task, which
-    no caller can cancel either."""
+    no caller can cancel either. Only that task's own code could cut it short (a timeout or a task
+    group around it): what follows a write uses neither, and must not."""
     if asyncio.current_task() in _FOLLOWING:
         return await work
     following = asyncio.ensure_future(work)
