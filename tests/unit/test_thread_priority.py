@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from app.store.sqlite.checkpoints import GAP_SECONDS, Checkpointer
-from app.store.sqlite.store import SCAN_NICENESS, WRITER_NICENESS, SQLiteStore
+from app.store.sqlite.store import (
+    SCAN_NICENESS,
+    WRITER_NICENESS,
+    WRITER_NICENESS_WITHOUT_BACKGROUND,
+    SQLiteStore,
+    writer_niceness,
+)
 from app.store.sqlite.threads import WriterThread
 from app.thread_priority import BULK_WORK_NICENESS, MAX_NICE, bulk_work, bulk_work_executor, may_leave_background
 
@@ -27,14 +33,30 @@ def _own_nice() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-async def test_the_writer_and_the_scans_run_below_the_loop(tmp_path: Path) -> None:
+async def test_the_writer_runs_at_its_niceness_and_the_scans_below_the_loop(tmp_path: Path) -> None:
     loop_nice = _own_nice()
     store = SQLiteStore(tmp_path / "cdp.sqlite3")
     try:
         thread: WriterThread = store._thread
-        assert await thread.call(_own_nice) == min(loop_nice + WRITER_NICENESS, MAX_NICE)
+        assert await thread.call(_own_nice) == min(loop_nice + writer_niceness(), MAX_NICE)
         assert await store._scans.read(lambda _db: _own_nice()) == min(loop_nice + SCAN_NICENESS, MAX_NICE)
         assert _own_nice() == loop_nice  # the loop's own thread keeps its priority
+    finally:
+        await store.close()
+
+
+async def test_where_no_thread_may_leave_the_background_the_writer_runs_below_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of events then keeps the normal class, and the writer's nice value alone makes it give
+    way to the reads (the platform's answer stood in for: this machine may have the privilege)."""
+    monkeypatch.setattr("app.store.sqlite.store.may_leave_background", lambda nice: False)
+    loop_nice = _own_nice()
+    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+    try:
+        below = min(loop_nice + WRITER_NICENESS_WITHOUT_BACKGROUND, MAX_NICE)
+        assert await store._thread.call(_own_nice) == below
+        assert WRITER_NICENESS_WITHOUT_BACKGROUND > WRITER_NICENESS
     finally:
         await store.close()
 
@@ -66,7 +88,7 @@ async def test_bulk_batches_run_in_the_background_and_the_writer_comes_back(tmp_
             bulk_class, bulk_nice = await store.run_batch(classes)
         plain_class, plain_nice = await store.run_batch(classes)
         assert (bulk_class, plain_class) == (os.SCHED_IDLE, os.SCHED_OTHER)
-        assert bulk_nice == plain_nice == min(_own_nice() + WRITER_NICENESS, MAX_NICE)  # the nice value kept
+        assert bulk_nice == plain_nice == min(_own_nice() + writer_niceness(), MAX_NICE)  # the nice value kept
         assert await store._thread.call(_own_class) == os.SCHED_OTHER
     finally:
         await store.close()

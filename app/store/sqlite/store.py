@@ -64,6 +64,7 @@ from app.store.sqlite.transaction import (
     selected,
 )
 from app.store.sqlite.written_documents import WrittenDocuments
+from app.thread_priority import may_leave_background
 
 T = TypeVar("T")
 R = TypeVar("R", MergeRecord, MergeRefusal)
@@ -77,12 +78,20 @@ _ANY_TO_FORGET = f"SELECT 1 FROM {_TO_FORGET} LIMIT 1"
 _OLD_CHANGES = "SELECT doc FROM segment_events WHERE at < ?{past} ORDER BY at, id LIMIT ?"
 _PAST = " AND at >= ? AND (at > ? OR id > ?)"  # one range of the index (an OR of two made it sort them all)
 SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads.py)
-# The writer thread's batches yield the core to the event loop's reads when both want it (between
-# the loop at 0 and the scans at 10): reads answered while one client ingests flat out went from
-# ~1,930 to ~2,650 in 10 s, their p50 from ~4.9 to ~2.8 ms, with no fewer events ingested. At 5, it
-# yielded too much: under bench serving's mixed load small ingests waited behind the reads (p99
-# 314-366 ms); at 2, 209 ms, with the reads' p99 still under 100 ms and /healthz's under 20.
-WRITER_NICENESS = 2
+# The writer thread's priority beside the event loop's, for the writes that are not bulk work
+# (small ingests, upserts, consents, merges, segment upkeep) where a batch of events runs in the
+# background class (app/thread_priority.py). At 5 those writes waited behind the reads under bench
+# serving's mixed load (small ingests' p99 314-366 ms); at 2, 209 ms then, 268-286 ms since, the
+# class furthest from its 250 ms. At 0 (the loop's own priority), three runs of the mixed load
+# alternating with 2 (2026-12-04, 06:58-07:10 UTC): small ingests' p99 229 / 253 / 246 ms against
+# 271 / 268 ms, profile queries' 149 / 147 / 147 against 114 / 118 ms, filtered lists' 235 / 214 /
+# 206 against 216 / 194 ms, /healthz's 36 / 23 / 29 against 29 / 27 ms; at 1, 271 / 270 ms for
+# the ingests, 214 / 253 ms for the lists. The classes' worst p99 is lowest at 0.
+WRITER_NICENESS = 0
+# Where no thread may leave the background class (a container without CAP_SYS_NICE or RLIMIT_NICE
+# 20), a batch of events runs at the writer's nice value too, and a nice value is all that makes it
+# give way to the reads: the writer then runs this far below the loop.
+WRITER_NICENESS_WITHOUT_BACKGROUND = 2
 BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock another process holds
 # How long after a write last found another process holding the write lock large batches are still
 # computed before they take it (read_snapshot).
@@ -119,6 +128,15 @@ def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
 _CONSENT_ORDER = "at DESC, json_extract(doc, '$.granted'), rowid DESC"
 
 
+def writer_niceness() -> int:
+    """How far below the process the writer thread and its checkpoints run: WRITER_NICENESS where a
+    batch of events may go into the background class from there, else WRITER_NICENESS_WITHOUT_BACKGROUND."""
+    process = os.getpriority(os.PRIO_PROCESS, os.getpid()) if hasattr(os, "getpriority") else 0
+    if may_leave_background(process + WRITER_NICENESS):
+        return WRITER_NICENESS
+    return WRITER_NICENESS_WITHOUT_BACKGROUND
+
+
 class SQLiteStore:
     backend = "sqlite"
 
@@ -153,10 +171,10 @@ class SQLiteStore:
         self._reader = self._connect_reader()
         self._commits = CommitWatch(self._reader, self.decoded.ticket)
         self._waits = LockWaits(None if str(path) == ":memory:" else self.path)
-        self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=WRITER_NICENESS, waits=self._waits)
+        self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=writer_niceness(), waits=self._waits)
         self._reads = ReaderPool(self._connect_reader, name="sqlite-read")
         self._scans = ReaderPool(self._connect_reader, name="sqlite-scan", nice=SCAN_NICENESS)
-        self._checkpoints = Checkpointer(self._connect, name=f"sqlite-ckpt-{self.path.name}", nice=WRITER_NICENESS)
+        self._checkpoints = Checkpointer(self._connect, name=f"sqlite-ckpt-{self.path.name}", nice=writer_niceness())
         self._write_lock = asyncio.Lock()  # used on the writer thread's loop only
         # None in memory: another connection would open another, empty database.
         self._snapshots = None if str(path) == ":memory:" else Snapshots(self._connect_reader)
