@@ -45,18 +45,20 @@ async def test_the_writer_runs_at_its_niceness_and_the_scans_below_the_loop(tmp_
         await store.close()
 
 
-async def test_where_no_thread_may_leave_the_background_the_writer_runs_below_the_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("may_leave", [True, False])
+async def test_the_writer_runs_below_the_loop_only_where_batches_cannot_leave_it_the_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, may_leave: bool
 ) -> None:
-    """A batch of events then keeps the normal class, and the writer's nice value alone makes it give
-    way to the reads (the platform's answer stood in for: this machine may have the privilege)."""
-    monkeypatch.setattr("app.store.sqlite.store.may_leave_background", lambda nice: False)
+    """Where a batch of events may go into the background class the writer runs at the loop's own
+    priority; where it may not, its nice value alone makes a batch give way to the reads (the
+    platform's answer stood in for: this machine may or may not have the privilege)."""
+    monkeypatch.setattr("app.store.sqlite.store.may_leave_background", lambda nice: may_leave)
     loop_nice = _own_nice()
     store = SQLiteStore(tmp_path / "cdp.sqlite3")
     try:
-        below = min(loop_nice + WRITER_NICENESS_WITHOUT_BACKGROUND, MAX_NICE)
-        assert await store._thread.call(_own_nice) == below
-        assert WRITER_NICENESS_WITHOUT_BACKGROUND > WRITER_NICENESS
+        expected = WRITER_NICENESS if may_leave else WRITER_NICENESS_WITHOUT_BACKGROUND
+        assert await store._thread.call(_own_nice) == min(loop_nice + expected, MAX_NICE)
+        assert (WRITER_NICENESS, WRITER_NICENESS_WITHOUT_BACKGROUND) == (0, 2)
     finally:
         await store.close()
 

@@ -88,9 +88,11 @@ SCAN_NICENESS = 10  # whole-store scans yield the core (app/store/sqlite/threads
 # 206 against 216 / 194 ms, /healthz's 36 / 23 / 29 against 29 / 27 ms; at 1, 271 / 270 ms for
 # the ingests, 214 / 253 ms for the lists. The classes' worst p99 is lowest at 0.
 WRITER_NICENESS = 0
-# Where no thread may leave the background class (a container without CAP_SYS_NICE or RLIMIT_NICE
-# 20), a batch of events runs at the writer's nice value too, and a nice value is all that makes it
-# give way to the reads: the writer then runs this far below the loop.
+# Where a thread at the loop's priority may not leave the background class (no CAP_SYS_NICE, and an
+# RLIMIT_NICE below 20 - the process's nice value), the writer runs this far below the loop: a batch
+# of events that cannot go into the background class gives way to the reads by its nice value (and
+# with an RLIMIT_NICE of 18 or 19 one may from there). The checkpoints run at the writer's priority,
+# as in the runs above.
 WRITER_NICENESS_WITHOUT_BACKGROUND = 2
 BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock another process holds
 # How long after a write last found another process holding the write lock large batches are still
