@@ -50,9 +50,12 @@ def bulk_work(bulk: bool = True) -> Iterator[None]:
 
 
 def lower_priority(nice: int) -> None:
-    """Run the calling thread `nice` steps below the process's priority (0: leave it)."""
-    if nice and hasattr(os, "setpriority"):
-        # Relative to the process (its main thread), not to the thread that happened to start this one.
+    """Run the calling thread `nice` steps below the process's priority (0: at it). Relative to the
+    process (its main thread), not to the thread that happened to start this one, which a new thread
+    takes its priority from: a store's writer (at 0 since it may go into the background class) or a
+    reader thread started from a worker thread at nice 5 ran at 5. Raising a thread's priority back
+    needs the privilege (CAP_SYS_NICE or RLIMIT_NICE): without it the thread keeps what it was given."""
+    if hasattr(os, "setpriority"):
         base = os.getpriority(os.PRIO_PROCESS, os.getpid())
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(base + nice, MAX_NICE))

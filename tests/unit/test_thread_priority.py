@@ -63,6 +63,29 @@ async def test_the_writer_runs_below_the_loop_only_where_batches_cannot_leave_it
         await store.close()
 
 
+@pytest.mark.skipif(
+    not may_leave_background(_own_nice()), reason="raising a thread's priority back needs CAP_SYS_NICE or RLIMIT_NICE"
+)
+async def test_a_store_made_on_a_lowered_thread_runs_its_writer_relative_to_the_process(tmp_path: Path) -> None:
+    """A new thread takes its priority from the thread that starts it: the writer of a store made on
+    a worker thread at nice 5 ran at 5, not at its own distance from the process."""
+    loop_nice = _own_nice()
+    made: list[SQLiteStore] = []
+
+    def make() -> None:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(loop_nice + 5, MAX_NICE))
+        made.append(SQLiteStore(tmp_path / "cdp.sqlite3"))
+
+    maker = threading.Thread(target=make)
+    maker.start()
+    maker.join()
+    store = made[0]
+    try:
+        assert await store._thread.call(_own_nice) == min(loop_nice + writer_niceness(), MAX_NICE)
+    finally:
+        await store.close()
+
+
 def test_the_serving_loops_worker_threads_run_below_it() -> None:
     with bulk_work_executor() as executor:
         assert executor.submit(_own_nice).result() == min(_own_nice() + BULK_WORK_NICENESS, MAX_NICE)
