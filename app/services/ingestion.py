@@ -138,9 +138,10 @@ async def ingest_events(
     # goes on (uncancelled; the shutdown waits for it before closing the store), then the duplicates'
     # profiles are read, a cancellation during either step taken back for such a caller.
     await _taken_back(uncancelled(_after_commit(store, raw_events, done, policy)), None, answer_once_committed)
-    if not place_duplicates or not _unplaced(done):
+    unplaced = [o.message_id for o in done if o.status is EventStatus.DUPLICATE and o.profile_id is None]
+    if not place_duplicates or not unplaced:
         return done
-    return await _taken_back(uncancelled(_duplicates_placed(store, done)), done, answer_once_committed)
+    return await _taken_back(uncancelled(_duplicates_placed(store, done, unplaced)), done, answer_once_committed)
 
 
 async def _taken_back(work: Awaitable[T], fallback: T, answer_once_committed: bool) -> T:
@@ -154,14 +155,14 @@ async def _taken_back(work: Awaitable[T], fallback: T, answer_once_committed: bo
         return fallback
 
 
-async def _duplicates_placed(store: ProfileStore, done: list[EventOutcome]) -> list[EventOutcome]:
+async def _duplicates_placed(
+    store: ProfileStore, done: list[EventOutcome], duplicates: list[str]
+) -> list[EventOutcome]:
     """Each DUPLICATE with the profile its first delivery landed on, as it is now (its survivor once
     merged): a client sending a batch again after a timeout learns the profile ids it did not get.
-    One read, only for a batch with duplicates; none for an event found in a profile's history after
-    its key was purged (no key says where: its profileId stays null)."""
-    duplicates = _unplaced(done)
-    if not duplicates:
-        return done
+    One read of `duplicates` (those yet without a profile), asked only for a batch with some; none
+    for an event found in a profile's history after its key was purged (no key says where: its
+    profileId stays null)."""
     try:
         recorded = await store.message_profiles(duplicates)
         now = await get_profiles(store, set(recorded.values()))
@@ -172,11 +173,6 @@ async def _duplicates_placed(store: ProfileStore, done: list[EventOutcome]) -> l
         return done
     placed = {m: found.id for m, p in recorded.items() if (found := now.get(p)) is not None}
     return [replace(o, profile_id=placed.get(o.message_id)) if o.status is EventStatus.DUPLICATE else o for o in done]
-
-
-def _unplaced(done: Sequence[EventOutcome]) -> list[str]:
-    """The messageIds of the duplicates whose profile the answer has yet to say."""
-    return [o.message_id for o in done if o.status is EventStatus.DUPLICATE and o.profile_id is None]
 
 
 async def _after_commit(
