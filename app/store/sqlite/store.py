@@ -173,10 +173,11 @@ class SQLiteStore:
         self._reader = self._connect_reader()
         self._commits = CommitWatch(self._reader, self.decoded.ticket)
         self._waits = LockWaits(None if str(path) == ":memory:" else self.path)
-        self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=writer_niceness(), waits=self._waits)
+        nice = writer_niceness()  # the writer's and its checkpoints'
+        self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=nice, waits=self._waits)
         self._reads = ReaderPool(self._connect_reader, name="sqlite-read")
         self._scans = ReaderPool(self._connect_reader, name="sqlite-scan", nice=SCAN_NICENESS)
-        self._checkpoints = Checkpointer(self._connect, name=f"sqlite-ckpt-{self.path.name}", nice=writer_niceness())
+        self._checkpoints = Checkpointer(self._connect, name=f"sqlite-ckpt-{self.path.name}", nice=nice)
         self._write_lock = asyncio.Lock()  # used on the writer thread's loop only
         # None in memory: another connection would open another, empty database.
         self._snapshots = None if str(path) == ":memory:" else Snapshots(self._connect_reader)
