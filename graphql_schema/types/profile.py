@@ -16,7 +16,14 @@ from app.domain.paging import Window
 from app.domain.pii_mask import mask_identifier, mask_text
 from app.domain.profile_query import InteractionFilter, InteractionPosition, ProfileFilter
 from app.services import profiles, recommendations
-from app.services.history import HistoryWindow, InteractionPage, embedded_count, embedded_page, page_of
+from app.services.history import (
+    HistoryWindow,
+    InteractionPage,
+    embedded_count,
+    embedded_first_page,
+    embedded_page,
+    page_of,
+)
 from graphql_schema.context import Info
 from graphql_schema.loaders import ConsentPage, HistoryPage, InteractionCount
 from graphql_schema.page_arguments import CONSENT_HISTORY_PAGE, INTERACTIONS_PAGE
@@ -338,6 +345,10 @@ class Profile(Node):
     ) -> Connection[Interaction] | Awaitable[Connection[Interaction]]:
         max_page_size = info.context.services.settings.max_page_size
         usual = min(INTERACTIONS_PAGE, max_page_size)  # a CDP_MAX_PAGE_SIZE below it refused every page asked for none
+        if after is None and before is None and last is None and not types and not channels:
+            size = usual if first is None else first  # the newest, of every kind: most pages, made directly
+            if 1 <= size <= max_page_size and (newest := embedded_first_page(self.profile, size)) is not None:
+                return self._interaction_connection(info, newest, _EVERY_ONE)
         window = page_window(first, after, last, before, default=usual, position=interaction_position)
         where = InteractionFilter.named(types, channels) if types or channels else _EVERY_ONE
         page = embedded_page(self.profile, window, where=where, max_page_size=max_page_size)

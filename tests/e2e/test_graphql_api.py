@@ -80,6 +80,36 @@ async def test_interactions_page_from_the_embedded_list_into_the_full_history(gq
     assert seen == [f"m-{n}" for n in range(119, -1, -1)]
 
 
+NEWEST = """
+query Newest($first: Int!, $types: [String!]) { profileByIdentifier(type: "email", value: "emma@example.com") {
+  interactions(first: $first, types: $types) {
+    totalCount edges { cursor node { messageId timestamp } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+} }
+"""
+
+
+async def test_a_first_page_of_every_kind_is_the_page_naming_every_type(gql: GraphQL) -> None:
+    """The newest interactions of every kind are made straight from the embedded list when it holds
+    them (a list of members asking for their last 10): the same page as one naming every type, which
+    filters, whether the history fits in the embedded list (30 events) or not (120: past its 50)."""
+    for count in (30, 120):
+        kinds = ["order_completed" if n % 7 == 0 else "page_view" for n in range(count)]
+        events = [_event(n, kind, messageId=f"{count}-{n}") for n, kind in enumerate(kinds)]
+        assert (await gql(INGEST, {"events": events}))["data"]["ingestEvents"]["accepted"] == count
+        for first in (1, 10, 29, 30, 31, 49, 50, 51, 60, 100):
+            pages = [
+                (await gql(NEWEST, {"first": first, "types": types}))["data"]["profileByIdentifier"]["interactions"]
+                for types in (None, ["order_completed", "page_view"])
+            ]
+            assert pages[0] == pages[1], (count, first)
+            total = 30 if count == 30 else 150
+            assert pages[0]["totalCount"] == total
+            assert len(pages[0]["edges"]) == min(first, total)
+            assert pages[0]["pageInfo"]["hasNextPage"] is (first < total)
+
+
 async def test_replay_over_http_reports_duplicates(gql: GraphQL) -> None:
     await gql(INGEST, {"events": [_event(1, "order_completed")]})
     again = await gql(INGEST, {"events": [_event(1, "order_completed")]})
