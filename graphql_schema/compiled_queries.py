@@ -60,7 +60,7 @@ from graphql.execution.values import get_argument_values
 from graphql.language import Visitor
 from graphql.pyutils import Path
 from strawberry.permission import PermissionExtension
-from strawberry.types.base import StrawberryList, StrawberryOptional
+from strawberry.types.base import StrawberryList, StrawberryOptional, has_object_definition
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.field import StrawberryField
 
@@ -91,7 +91,7 @@ class _Abandoned(Exception):
 
 
 # Classes whose instances a resolver returns as values, never awaitables: the built-in ones, and each
-# object type's own class as the compiler meets it (one without `__await__`). A set lookup, where the
+# object type's own classes as the compiler meets them (those without `__await__`). A set lookup, where the
 # executor's check tries isinstance twice and then a missing attribute, for every resolver's value.
 _NOT_AWAITABLE: set[type] = {type(None), str, int, float, bool, list, tuple, dict}
 
@@ -295,8 +295,11 @@ class _Compilation:
             fields.append(self._field(kind, key, field_definition, details, python_names.get(name)))
         complete = _object_completion(kind.name, fields)
         origin = getattr(definition, "origin", None)
-        if isinstance(origin, type) and not hasattr(origin, "__await__") and not hasattr(origin, "__getattr__"):
-            _NOT_AWAITABLE.add(origin)
+        # A generic type's class as well as its specialisation's: `Connection[Interaction]` is a class
+        # of its own, and its values are made of `Connection` (each of 300 members' interactions).
+        for own in origin.__mro__ if isinstance(origin, type) else ():
+            if has_object_definition(own) and not hasattr(own, "__await__") and not hasattr(own, "__getattr__"):
+                _NOT_AWAITABLE.add(own)
         if kind.is_type_of is None:
             return complete
         return _type_checked(kind.is_type_of, origin, complete)
@@ -569,11 +572,20 @@ class _ObjectCode:
         if function is not None:  # (self) or (self, info)
             self.names[f"D{n}"] = function
             call = f"D{n}({source}, {info})" if with_info else f"D{n}({source})"
-        elif method is not None and field.constant_arguments is not None:  # a method, its arguments known
+        elif (
+            method is not None
+            and field.constant_arguments is not None
+            and all(_safe_attribute(method[1][name]) for name in field.constant_arguments)
+        ):  # a method, its arguments known (each a parameter's name, which Python wrote: an identifier)
             resolver, names, info_name = method
             self.names[f"D{n}"] = resolver
-            self.names[f"W{n}"] = {names[name]: value for name, value in field.constant_arguments.items()}
-            call = f"D{n}({source}, {info_name}={info}, **W{n})" if info_name else f"D{n}({source}, **W{n})"
+            # Each argument by its keyword, its value a name of the function's: no dict unpacked for
+            # each call (the interactions of each of 300 members).
+            keywords = [f"{info_name}={info}"] if info_name else []
+            for number, (name, value) in enumerate(field.constant_arguments.items()):
+                self.names[f"W{n}_{number}"] = value
+                keywords.append(f"{names[name]}=W{n}_{number}")
+            call = f"D{n}({', '.join([source, *keywords])})"
         else:  # the arguments by their GraphQL names, renamed by the call
             self.names[f"D{n}"] = field.direct
             arguments = f"state.arguments_of(F{n})"
