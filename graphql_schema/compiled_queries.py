@@ -616,8 +616,17 @@ class _ObjectCode:
             lines.append(f"{pad}{target} = v if {unchanged} else C{n}(state, v, None)")
         elif field.coerce is not None:  # _leaf's work inline: a response's times and enums, thousands
             self.names[f"S{n}"] = field.coerce
+            kept = getattr(field.coerce, "kept_texts", None)  # see graphql_schema/datetime_scalar.py
+            if kept is not None:
+                self.names[f"M{n}"], self.names[f"Z{n}"], self.names[f"T{n}"] = kept
+                lines += [
+                    f"{pad}if v.__class__ is M{n} and v.tzinfo is Z{n} and (t := T{n}.get(v)) is not None:",
+                    f"{pad}    {target} = t",
+                    f"{pad}elif {PRESENT}:",
+                ]
+            else:
+                lines.append(f"{pad}if {PRESENT}:")
             lines += [
-                f"{pad}if {PRESENT}:",
                 f"{pad}    v = S{n}(v)",
                 f"{pad}    if v is None or v is Undefined:",
                 f'{pad}        raise _Abandoned("a leaf that does not serialise")',

@@ -13,15 +13,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
 import pytest
 import strawberry
 from graphql import ExecutionResult, parse
+from pydantic_core import TzInfo
 
 from graphql_schema.compiled_queries import QueryCompiler, build_executor, run
+from graphql_schema.datetime_scalar import DATETIME
 
 
 @strawberry.interface
@@ -140,11 +142,11 @@ class Query:
 SCHEMA = strawberry.Schema(query=Query, types=[Pear])
 
 
-async def _compiled(text: str) -> ExecutionResult | None:
+async def _compiled(text: str, schema: strawberry.Schema = SCHEMA) -> ExecutionResult | None:
     document = parse(text)
-    executor = build_executor(SCHEMA._schema, document, {"context_value": None})
+    executor = build_executor(schema._schema, document, {"context_value": None})
     assert not isinstance(executor, list)
-    plan = QueryCompiler(SCHEMA).plan_for(document, executor)
+    plan = QueryCompiler(schema).plan_for(document, executor)
     assert plan is not None
     return await run(plan, executor)
 
@@ -182,6 +184,29 @@ async def test_leaves_are_coerced_as_their_type_coerces_them() -> None:
     assert result is not None and result.data == {"picked": "2026-11-30T12:00:00+00:00", "ripeness": "RIPE"}
     interpreted = await SCHEMA.execute("{ picked ripeness }")
     assert interpreted.data == result.data
+
+
+async def test_times_are_written_as_the_schema_s_scalar_writes_them_kept_or_not() -> None:
+    """With the server's DateTime (graphql_schema/datetime_scalar.py), a plan looks the text of a time
+    as the stores read it (pydantic's UTC) up in the scalar's kept texts, in place, and asks the scalar
+    for any other: the same texts as the interpreter's, the first time a time is met and after."""
+    schema = strawberry.Schema(query=Query, types=[Pear], scalar_overrides={datetime: DATETIME})
+    stored = datetime(2031, 2, 3, 4, 5, 6, 789000, tzinfo=TzInfo(0))  # a time no other test writes
+    times = [
+        stored,
+        stored.replace(tzinfo=UTC),  # the same instant with the standard library's UTC
+        stored.astimezone(timezone(timedelta(hours=2))),
+        stored.replace(tzinfo=None),
+        datetime(2031, 2, 3, 4, 5, 7, tzinfo=TzInfo(0)),
+    ]
+    BOXES.append(_box("times", None, [Label(text=str(n), at=at) for n, at in enumerate(times)], Label(text="s", at=AT)))
+    query = "{ boxes { labels { text at } } }"
+    for _ in range(2):  # written, then kept
+        compiled = await _compiled(query, schema)
+        interpreted = await schema.execute(query)
+        assert interpreted.errors is None
+        assert compiled is not None and compiled.data == interpreted.data
+        assert [label["at"] for label in compiled.data["boxes"][0]["labels"]] == [at.isoformat() for at in times]
 
 
 async def test_an_attribute_with_a_permission_is_read_through_it() -> None:
