@@ -122,3 +122,30 @@ async def test_the_log_stays_short_while_batches_and_reads_never_pause(
     # GAP_SECONDS, so a few more batches may come first. Not restarted, it held all of them.
     assert longest < batches * first_batch / 2, f"the log reached {longest:,} bytes ({first_batch:,} a batch)"
 
+
+def test_a_log_file_past_the_limit_is_restarted_though_no_checkpoint_measured_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoints that measure the log run in the background class after bulk batches, and with
+    every core busy they may not run for minutes: the writer reads the log file's own length too."""
+    monkeypatch.setattr(checkpoints, "LOG_LIMIT_BYTES", 1_000)
+    log_file = tmp_path / "cdp.sqlite3-wal"
+    checkpointer = checkpoints.Checkpointer(
+        lambda: sqlite3.connect(tmp_path / "cdp.sqlite3"), log_file=log_file, name="ckpt-test"
+    )
+    restarts: list[int] = []
+
+    def restart(wait_ms: int) -> bool:
+        restarts.append(wait_ms)
+        return False  # not held off
+
+    try:
+        checkpointer.keep_log_short(restart)  # no log yet
+        log_file.write_bytes(b"x" * 1_000)
+        checkpointer.keep_log_short(restart)  # at the limit, not past it
+        assert restarts == []
+        log_file.write_bytes(b"x" * 1_001)  # no checkpoint has run: only the file says how long it is
+        checkpointer.keep_log_short(restart)
+        assert restarts == [checkpoints.RESTART_WAIT_MS]
+    finally:
+        checkpointer.close()

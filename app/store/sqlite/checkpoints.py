@@ -18,21 +18,27 @@ The log starts again from its beginning only when a write begins with every logg
 back and no reader still reading from the log. Under a steady flow of writes and reads that moment
 never came: the log grew with every batch (766 MB over bench serving's reads and ingestion in one
 run, 2.1 GB building its 100,000-profile store), and every page a reader looked up was searched for in
-a longer index of it. So once a checkpoint finds the log past LOG_LIMIT_BYTES, the writer, before
+a longer index of it. So once the log is past LOG_LIMIT_BYTES, the writer, before
 its next transaction, runs a RESTART checkpoint (`keep_log_short`): it holds writes off, copies
 what is left and waits, briefly, for readers to leave the log, so that the next write starts it
 again. Held off by a long reader (a whole-store scan), it is tried again later, each time later.
 The log file keeps its size for reuse (overwriting is cheaper than growing a file), but no more
-than LOG_LIMIT_BYTES of it (`journal_size_limit`, set on every connection by the store).
+than LOG_LIMIT_BYTES of it (`journal_size_limit`, set on every connection by the store): the first
+commit after a restart cuts it to that, or to the end of its own pages. So a file longer than the
+limit is a log that grew past it since it last started again, which the writer sees at the start of
+each transaction, whether a checkpoint has measured it or not: those after bulk batches run in the
+background class, which gets next to none of a core kept busy, for as long as it stays busy.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from app.thread_priority import SchedulingClass, start_thread
@@ -60,8 +66,9 @@ def checkpoint_waiting(connection: sqlite3.Connection, mode: str, *, wait_ms: in
 class Checkpointer:
     """Checkpoints the log of one database after `committed()` is called, on a thread of its own."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], *, name: str, nice: int = 0) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], *, log_file: Path, name: str, nice: int = 0) -> None:
         self._connect = connect
+        self._log_file = log_file
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self.lock = threading.Lock()  # held while a checkpoint runs: `exclusive` waits for it
@@ -90,10 +97,10 @@ class Checkpointer:
 
     def keep_log_short(self, restart: Callable[[int], bool]) -> None:
         """Called by the writer with its write lock held, before it begins a transaction: when the
-        last checkpoint found the log past LOG_LIMIT_BYTES, runs `restart(RESTART_WAIT_MS)` (a
-        RESTART checkpoint waiting at most that long, which returns whether it was held off) with no
-        checkpoint of this thread running."""
-        if self._log_bytes <= LOG_LIMIT_BYTES or time.monotonic() < self._next_restart:
+        last checkpoint found the log past LOG_LIMIT_BYTES, or its file is longer than that, runs
+        `restart(RESTART_WAIT_MS)` (a RESTART checkpoint waiting at most that long, which returns
+        whether it was held off) with no checkpoint of this thread running."""
+        if max(self._log_bytes, self._file_bytes()) <= LOG_LIMIT_BYTES or time.monotonic() < self._next_restart:
             return
 
         def attempt() -> bool:
@@ -109,6 +116,12 @@ class Checkpointer:
             log.debug("write-ahead log of %d bytes not restarted: a reader held it", self._log_bytes)
         else:
             self._held_off = 0
+
+    def _file_bytes(self) -> int:
+        try:
+            return os.stat(self._log_file).st_size
+        except OSError:  # none yet, or gone with a closed store
+            return 0
 
     def _serve(self, scheduling: SchedulingClass) -> None:
         connection = self._connect()
