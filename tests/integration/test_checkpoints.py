@@ -147,5 +147,12 @@ def test_a_log_file_past_the_limit_is_restarted_though_no_checkpoint_measured_it
         log_file.write_bytes(b"x" * 1_001)  # no checkpoint has run: only the file says how long it is
         checkpointer.keep_log_short(restart)
         assert restarts == [checkpoints.RESTART_WAIT_MS]
+        # Restarted, the file keeps its length until a commit writes to the log again: a transaction
+        # that wrote nothing meanwhile is no reason for another restart; a log grown since is.
+        checkpointer.keep_log_short(restart)
+        assert len(restarts) == 1
+        log_file.write_bytes(b"x" * 1_500)
+        checkpointer.keep_log_short(restart)
+        assert len(restarts) == 2
     finally:
         checkpointer.close()

@@ -75,6 +75,7 @@ class Checkpointer:
         self._wanted_lock = threading.Lock()  # guards `_foreground_wanted`
         self._foreground_wanted = False  # a commit not of bulk work since the last checkpoint began
         self._log_bytes = 0  # the log's length when last checkpointed (under `lock`)
+        self._restarted_file_bytes = -1  # the log file's length at the last restart
         self._held_off = 0  # RESTARTs held off in a row
         self._next_restart = 0.0  # monotonic time before which no RESTART is tried again
         self._thread, self._scheduling = start_thread(self._serve, name=name, nice=nice)
@@ -100,20 +101,26 @@ class Checkpointer:
         last checkpoint found the log past LOG_LIMIT_BYTES, or its file is longer than that, runs
         `restart(RESTART_WAIT_MS)` (a RESTART checkpoint waiting at most that long, which returns
         whether it was held off) with no checkpoint of this thread running."""
-        if max(self._log_bytes, self._file_bytes()) <= LOG_LIMIT_BYTES or time.monotonic() < self._next_restart:
+        file_bytes = self._file_bytes()
+        # The file keeps its length after a restart until a commit writes to the log again (and cuts
+        # it to the limit): the same length as at the last restart is that restart's, not a new log.
+        file_past = file_bytes > LOG_LIMIT_BYTES and file_bytes != self._restarted_file_bytes
+        if (self._log_bytes <= LOG_LIMIT_BYTES and not file_past) or time.monotonic() < self._next_restart:
             return
 
         def attempt() -> bool:
             held_off = restart(RESTART_WAIT_MS)
             if not held_off:
                 self._log_bytes = 0  # under the lock: a checkpoint measuring the old log cannot follow
+                self._restarted_file_bytes = file_bytes
             return held_off
 
         if self.exclusive(attempt):
             delay = RESTART_BACKOFF_SECONDS[min(self._held_off, len(RESTART_BACKOFF_SECONDS) - 1)]
             self._held_off += 1
             self._next_restart = time.monotonic() + delay
-            log.debug("write-ahead log of %d bytes not restarted: a reader held it", self._log_bytes)
+            logged = max(self._log_bytes, file_bytes)
+            log.debug("write-ahead log of %d bytes not restarted: a reader held it", logged)
         else:
             self._held_off = 0
 
