@@ -69,7 +69,7 @@ def connect_writer(path: Path) -> tuple[sqlite3.Connection, Checkpointer]:
     db = connect(path)
     db.execute("PRAGMA wal_autocheckpoint=0")
     db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-    return db, Checkpointer(lambda: connect(path), log_file=path.with_name(path.name + "-wal"), name="floor-checkpoint")
+    return db, Checkpointer(lambda: connect(path), database=path, name="floor-checkpoint")
 
 
 def iso(moment: datetime) -> str:

@@ -129,10 +129,8 @@ def test_a_log_file_past_the_limit_is_restarted_though_no_checkpoint_measured_it
     """The checkpoints that measure the log run in the background class after bulk batches, and with
     every core busy they may not run for minutes: the writer reads the log file's own length too."""
     monkeypatch.setattr(checkpoints, "LOG_LIMIT_BYTES", 1_000)
-    log_file = tmp_path / "cdp.sqlite3-wal"
-    checkpointer = checkpoints.Checkpointer(
-        lambda: sqlite3.connect(tmp_path / "cdp.sqlite3"), log_file=log_file, name="ckpt-test"
-    )
+    database, log_file = tmp_path / "cdp.sqlite3", tmp_path / "cdp.sqlite3-wal"
+    checkpointer = checkpoints.Checkpointer(lambda: sqlite3.connect(database), database=database, name="ckpt-test")
     restarts: list[int] = []
 
     def restart(wait_ms: int) -> bool:

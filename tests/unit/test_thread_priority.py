@@ -185,7 +185,7 @@ def test_a_checkpoint_after_bulk_commits_only_runs_in_the_background() -> None:
     seen: list[int] = []
     done = threading.Event()
     connect = lambda: _RecordingConnection(seen, done)  # noqa: E731
-    checkpoints = Checkpointer(connect, log_file=Path("no-such.sqlite3-wal"), name="ckpt-test")  # type: ignore[arg-type,return-value]
+    checkpoints = Checkpointer(connect, database=Path("no-such.sqlite3"), name="ckpt-test")  # type: ignore[arg-type,return-value]
     try:
         for bulk in (True, False):
             done.clear()

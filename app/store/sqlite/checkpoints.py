@@ -66,9 +66,9 @@ def checkpoint_waiting(connection: sqlite3.Connection, mode: str, *, wait_ms: in
 class Checkpointer:
     """Checkpoints the log of one database after `committed()` is called, on a thread of its own."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], *, log_file: Path, name: str, nice: int = 0) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], *, database: Path, name: str, nice: int = 0) -> None:
         self._connect = connect
-        self._log_file = log_file
+        self._log_file = database.with_name(database.name + "-wal")
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self.lock = threading.Lock()  # held while a checkpoint runs: `exclusive` waits for it

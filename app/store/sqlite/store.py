@@ -177,9 +177,8 @@ class SQLiteStore:
         self._thread = WriterThread(f"sqlite-writer-{self.path.name}", nice=nice, waits=self._waits)
         self._reads = ReaderPool(self._connect_reader, name="sqlite-read")
         self._scans = ReaderPool(self._connect_reader, name="sqlite-scan", nice=SCAN_NICENESS)
-        log_file = self.path.with_name(self.path.name + "-wal")
         self._checkpoints = Checkpointer(
-            self._connect, log_file=log_file, name=f"sqlite-ckpt-{self.path.name}", nice=nice
+            self._connect, database=self.path, name=f"sqlite-ckpt-{self.path.name}", nice=nice
         )
         self._write_lock = asyncio.Lock()  # used on the writer thread's loop only
         # None in memory: another connection would open another, empty database.
