@@ -10,12 +10,13 @@ itself, so every worker says goodbye to its WebSocket clients (1001) and lets it
 before it stops, exactly as a single process does; each listens before its application is loaded
 (app/starting.py), and tells the supervisor it is ready once that application has started.
 
-What the processes share goes through the store or the file system: segment changes reach every
-process's subscribers through the store's feed of committed changes (app/services/segment_watch.py),
-the store's schema is prepared (app/main.py), the demo data and the development key are made, each
-by one process at a time under a lock (app/process_lock.py), and revoked keys are looked for by each
-process (app/services/key_revocations.py). The supervisor itself opens nothing: it would hold the
-workers back by the store's import (~0.5 s)."""
+What the processes share goes through the store, the file system or shared memory: segment changes
+reach every process's subscribers through the store's feed of committed changes
+(app/services/segment_watch.py), new connections go to the worker holding the fewest by counts the
+workers share (app/accept_balance.py), the store's schema is prepared (app/main.py), the demo data
+and the development key are made, each by one process at a time under a lock (app/process_lock.py),
+and revoked keys are looked for by each process (app/services/key_revocations.py). The supervisor
+itself opens nothing: it would hold the workers back by the store's import (~0.5 s)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import multiprocess
 
+from app.accept_balance import Balance, BalancedServer, ConnectionTable
 from app.bounded_http import BoundedHttpToolsProtocol, head_bytes
 from app.collector import tune_for_serving
 from app.graceful_shutdown import ASGIApp, GracefulServer, OpenWebSockets
@@ -112,7 +114,13 @@ def _server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _build(options: dict[str, Any], settings: Callable[[], Settings]) -> tuple[GracefulServer, Starting]:
+def _build(
+    options: dict[str, Any],
+    settings: Callable[[], Settings],
+    server_class: Callable[[uvicorn.Config, OpenWebSockets], GracefulServer] = (
+        lambda config, websockets: GracefulServer(config, websockets=websockets)
+    ),
+) -> tuple[GracefulServer, Starting]:
     def load() -> ASGIApp:
         from app.main import create_app
 
@@ -125,7 +133,7 @@ def _build(options: dict[str, Any], settings: Callable[[], Settings]) -> tuple[G
 
     # tune_for_serving once it is built: what exists then lives as long as the process.
     starting = Starting(load, loaded=tune_for_serving, stop=stop)
-    server = GracefulServer(uvicorn.Config(lambda: starting, factory=True, **options), websockets=OpenWebSockets())
+    server = server_class(uvicorn.Config(lambda: starting, factory=True, **options), OpenWebSockets())
     return server, starting
 
 
@@ -149,6 +157,8 @@ class _SupervisorConfig(uvicorn.Config):
         self.log_style = settings.log_style
         self.settings = pickle.dumps(settings)
         self.supervisor = os.getpid()
+        # Room for workers added (SIGTTIN) and replacements (app/accept_balance.py).
+        self.connections = ConnectionTable(slots=2 * settings.workers + 8)
 
 
 def _stop_with(supervisor: int) -> None:
@@ -175,8 +185,18 @@ class _Worker(multiprocess.Process):
         _stop_with(config.supervisor)
         configure_logs(config.server_options["log_level"], config.log_style)
         # Before the health-check thread that uvicorn starts next asks for it (it builds one otherwise).
-        self._server, self._starting = _build(config.server_options, lambda: pickle.loads(config.settings))
-        super().target(sockets)
+        # Connections spread over the workers by how many each holds (app/accept_balance.py).
+        balance = Balance.joined(config.connections)
+        self._server, self._starting = _build(
+            config.server_options,
+            lambda: pickle.loads(config.settings),
+            lambda server_config, websockets: BalancedServer(server_config, websockets=websockets, balance=balance),
+        )
+        try:
+            super().target(sockets)
+        finally:
+            if balance is not None:
+                balance.leave()
         if self._starting.failed:  # the supervisor stops rather than restarting it
             sys.exit(STARTUP_FAILURE)
 

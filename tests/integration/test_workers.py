@@ -13,8 +13,10 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +182,26 @@ async def test_a_change_made_through_one_worker_reaches_subscribers_on_every_wor
                 heard = await asyncio.wait_for(ws.recv(), 0.5)
                 raise AssertionError(f"worker {worker} delivered again: {heard!r}")
             await ws.close()
+    finally:
+        _stop(process)
+
+
+def test_connections_opened_together_are_shared_by_the_workers(
+    two_workers: tuple[subprocess.Popen[Any], int],
+) -> None:
+    """A client opening its keep-alive connections together (a connector's 4) gets both workers: they
+    all went to whichever worker woke first (app/accept_balance.py)."""
+    process, port = two_workers
+    try:
+        for _ in range(3):  # a burst after connections closed counts them closed
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2 * WORKERS)]
+            try:
+                holders = Counter(_worker_holding(process.pid, port, client.getsockname()[1]) for client in clients)
+            finally:
+                for client in clients:
+                    client.close()
+            assert sorted(holders.values()) == [2] * WORKERS, holders
+            time.sleep(0.5)  # each worker has seen its connections close and said so
     finally:
         _stop(process)
 

@@ -1,0 +1,118 @@
+"""The table the workers share their connection counts through, and when a worker leaves a waiting
+connection to another (app/accept_balance.py); tests/integration/test_workers.py shows two real
+workers sharing a burst of connections."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from app import accept_balance
+from app.accept_balance import Balance, BalancedListener, ConnectionTable
+
+
+def _dead_pid() -> int:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    return finished.pid
+
+
+def test_each_worker_claims_its_own_slot_and_takes_over_those_of_dead_workers() -> None:
+    table = ConnectionTable(slots=2)
+    dead = _dead_pid()
+    assert table.claim(dead) == 0
+    assert table.claim(os.getpid()) == 0  # the dead worker's
+    assert table.claim(os.getpid()) == 0  # a worker's own slot stays its own
+    assert table.claim(os.getppid()) == 1
+    assert table.claim(12345678) is None  # every slot held by a live worker
+
+
+def test_a_slot_is_released_only_by_its_owner() -> None:
+    table = ConnectionTable(slots=1)
+    slot = table.claim(os.getppid())
+    assert slot is not None
+    table.release(slot, os.getpid())  # a worker that left it before, taken over since
+    assert table.claim(os.getpid()) is None
+    table.release(slot, os.getppid())
+    assert table.claim(os.getpid()) == slot
+
+
+def test_fewer_means_by_one_or_by_a_sixteenth_of_many() -> None:
+    table = ConnectionTable(slots=2)
+    mine, other = table.claim(os.getpid()), table.claim(os.getppid())
+    assert mine is not None and other is not None
+    table.publish(other, 1)
+    assert not table.holds_fewer(mine, 1)
+    assert table.holds_fewer(mine, 2)
+    table.publish(other, 950)
+    assert not table.holds_fewer(mine, 1000)  # within a sixteenth: thousands of clients need not alternate
+    table.publish(other, 930)
+    assert table.holds_fewer(mine, 1000)
+
+
+def test_counts_of_dead_workers_are_not_waited_for() -> None:
+    table = ConnectionTable(slots=2)
+    mine, gone = table.claim(os.getpid()), table.claim(_dead_pid())
+    assert mine is not None and gone is not None
+    table.publish(gone, 0)
+    assert not table.holds_fewer(mine, 5)
+
+
+def test_a_connection_is_left_to_a_worker_holding_fewer_until_the_wait_runs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(accept_balance, "WAIT_LIMIT_SECONDS", 0.05)
+    table = ConnectionTable(slots=2)
+    other = table.claim(os.getppid())
+    balance = Balance.joined(table)
+    assert balance is not None and other is not None
+    table.publish(other, 0)
+    assert not balance.leaves_it(0)  # as many as the other: take it
+    assert balance.leaves_it(1)
+    assert balance.leaves_it(1)
+    time.sleep(0.06)
+    assert not balance.leaves_it(1)  # nobody took it: this worker does
+    assert not balance.leaves_it(2)  # and what comes for as long again (a busy worker's burst)
+    time.sleep(0.06)
+    assert balance.leaves_it(2)
+    table.publish(other, 2)
+    assert not balance.leaves_it(2)
+
+
+async def test_a_listener_left_waiting_takes_the_connection_once_the_wait_runs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another live worker says it holds none and never accepts: the connection waits WAIT_LIMIT,
+    then this worker takes it; closing the listener gives its slot back."""
+    monkeypatch.setattr(accept_balance, "WAIT_LIMIT_SECONDS", 0.2)
+    table = ConnectionTable(slots=2)
+    other = table.claim(os.getppid())
+    balance = Balance.joined(table)
+    assert balance is not None and other is not None
+    made: list[float] = []
+
+    class Counted(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            made.append(time.monotonic())
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(8)
+    held = 1  # this worker holds one already: more than the other's none
+    listener = BalancedListener(asyncio.get_running_loop(), Counted, listening, balance, lambda: held)
+    client = socket.create_connection(listening.getsockname())
+    try:
+        asked = time.monotonic()
+        while not made and time.monotonic() - asked < 5:
+            await asyncio.sleep(0.01)
+        assert made and made[0] - asked >= 0.15  # left to the other worker for the wait
+        listener.close()
+        assert table.claim(12345678) is not None  # its slot is free again
+    finally:
+        client.close()
+        listening.close()
