@@ -11,7 +11,8 @@ supervisor shares with every worker. A worker holding more than another live wor
 connection to it, looking again every RECHECK_SECONDS, and takes it itself after WAIT_LIMIT_SECONDS
 if nobody has (the other's loop is busy), with whatever comes for as long again. The counts are
 uvicorn's open connections (WebSockets included) plus those accepted and not yet set up, published at
-each accept and every PUBLISH_SECONDS; a worker that stops listening (shutting down) leaves the table.
+each accept and every PUBLISH_SECONDS; a worker not heard from for STALE_SECONDS (its loop blocked)
+is not waited for, and one that stops listening (shutting down) leaves the table.
 
 A single process (CDP_WORKERS=1) does not use this: there is nobody to leave a connection to.
 """
@@ -19,6 +20,7 @@ A single process (CDP_WORKERS=1) does not use this: there is nobody to leave a c
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import multiprocessing
 import os
@@ -35,52 +37,69 @@ log = logging.getLogger("cdp.workers")
 RECHECK_SECONDS = 0.001
 WAIT_LIMIT_SECONDS = 0.05
 PUBLISH_SECONDS = 0.1
+STALE_SECONDS = 0.5  # a worker not heard from for this long is not waited for
 RETRY_SECONDS = 1.0  # after running out of file descriptors, as asyncio's own accept waits
+# Errors of accept that are the process's, not the connection's (as asyncio's own accept tells them).
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 TAKEN_AT_ONCE = 64  # connections accepted in one turn of the loop at most (a burst of clients)
 
 
 class ConnectionTable:
-    """One slot per worker process: its pid and how many connections it holds. Made by the supervisor
-    and handed to each worker it spawns (a process-shared array); slots of dead workers are taken over."""
+    """One slot per worker process: its pid, how many connections it holds, and when it last said so.
+    Made by the supervisor and handed to each worker it spawns (a process-shared array). A worker that
+    has not said so for STALE_SECONDS (its loop blocked or stopped, killed and not yet replaced, a pid
+    reused) is not one to leave connections to; slots of dead workers are taken over."""
+
+    FIELDS = 3  # pid, connections held, CLOCK_MONOTONIC (system-wide) in ms when last published
 
     def __init__(self, slots: int) -> None:
-        self._shared = multiprocessing.get_context("spawn").Array("q", 2 * slots)
+        self._shared = multiprocessing.get_context("spawn").Array("q", self.FIELDS * slots)
 
     def _values(self) -> Any:
         """The slots' ctypes array: reads and writes of one value need no lock."""
         return self._shared.get_obj()
 
     def claim(self, pid: int) -> int | None:
-        """The slot of `pid` from now on; None when every slot belongs to a live worker."""
+        """The slot of `pid` from now on; None when every slot belongs to a live process."""
         with self._shared.get_lock():
             values = self._values()
-            for slot in range(len(values) // 2):
-                owner = values[2 * slot]
+            for slot in range(0, len(values), self.FIELDS):
+                owner = values[slot]
                 if owner in (0, pid) or not is_alive(owner):
-                    values[2 * slot], values[2 * slot + 1] = pid, 0
-                    return slot
+                    values[slot : slot + self.FIELDS] = [pid, 0, 0]
+                    return slot // self.FIELDS
         return None
 
     def release(self, slot: int, pid: int) -> None:
         """The slot free again, unless another worker took it over meanwhile."""
+        at = slot * self.FIELDS
         with self._shared.get_lock():
             values = self._values()
-            if values[2 * slot] == pid:
-                values[2 * slot], values[2 * slot + 1] = 0, 0
+            if values[at] == pid:
+                values[at : at + self.FIELDS] = [0, 0, 0]
 
     def publish(self, slot: int, held: int) -> None:
-        self._values()[2 * slot + 1] = held  # one writer per slot: no lock
+        at = slot * self.FIELDS
+        values = self._values()  # one writer per slot: no lock
+        values[at + 1] = held
+        values[at + 2] = _now_ms()
 
     def holds_fewer(self, slot: int, held: int) -> bool:
-        """Whether a live worker other than `slot`'s holds clearly fewer than `held` connections (by
-        one, or by a sixteenth of them when there are many: thousands of clients need not alternate)."""
+        """Whether a worker other than `slot`'s, heard from within STALE_SECONDS, holds clearly fewer
+        than `held` connections (by one, or by a sixteenth of them when there are many: thousands of
+        clients need not alternate)."""
         below = held - max(1, held // 16)
-        values = self._values()
-        for other in range(len(values) // 2):
-            owner = values[2 * other]
-            if other != slot and owner != 0 and values[2 * other + 1] <= below and is_alive(owner):
+        heard_since = _now_ms() - int(STALE_SECONDS * 1000)
+        values = self._values()[:]  # one copy, then plain reads
+        for at in range(0, len(values), self.FIELDS):
+            owner, count, heard = values[at : at + self.FIELDS]
+            if at != slot * self.FIELDS and owner != 0 and count <= below and heard >= heard_since:
                 return True
         return False
+
+
+def _now_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
 
 
 class Balance:
@@ -95,7 +114,10 @@ class Balance:
     @classmethod
     def joined(cls, table: ConnectionTable) -> Balance | None:
         slot = table.claim(os.getpid())
-        return None if slot is None else cls(table, slot)
+        if slot is None:
+            log.warning("no room left in the workers' connection table: this worker accepts without sharing out")
+            return None
+        return cls(table, slot)
 
     def publish(self, held: int) -> None:
         self._table.publish(self._slot, held)
@@ -142,9 +164,10 @@ class BalancedListener:
         self._sock = sock
         self._balance = balance
         self._connections = connections  # open ones, as uvicorn counts them
-        self._setting_up = 0  # accepted, the protocol not yet made
+        self._setting_up = 0  # accepted, their protocol not yet counting itself
         self._serving = True
-        self._later: asyncio.TimerHandle | None = None
+        self._publishing: asyncio.TimerHandle | None = None
+        self._waiting: asyncio.TimerHandle | None = None  # the next look after leaving one, or an error
         sock.setblocking(False)
         loop.add_reader(sock.fileno(), self._ready)
         self._publish()
@@ -161,8 +184,9 @@ class BalancedListener:
         if not self._serving:
             return
         self._serving = False
-        if self._later is not None:
-            self._later.cancel()
+        for timer in (self._publishing, self._waiting):
+            if timer is not None:
+                timer.cancel()
         self._loop.remove_reader(self._sock.fileno())
         self._balance.leave()
 
@@ -173,25 +197,30 @@ class BalancedListener:
         return self._connections() + self._setting_up
 
     def _publish(self) -> None:
-        if self._serving:
-            self._balance.publish(self._held())
-            self._later = self._loop.call_later(PUBLISH_SECONDS, self._publish)
+        """What this worker holds, said every PUBLISH_SECONDS: connections closed since the last
+        accept, and that it still listens."""
+        self._balance.publish(self._held())
+        self._publishing = self._loop.call_later(PUBLISH_SECONDS, self._publish)
 
     def _ready(self) -> None:
         """Connections taken one by one, while none is left to another worker (up to TAKEN_AT_ONCE
         in one turn of the loop)."""
         for _ in range(TAKEN_AT_ONCE):
             if self._balance.leaves_it(self._held()):
-                self._loop.remove_reader(self._sock.fileno())
-                self._loop.call_later(RECHECK_SECONDS, self._look_again)
+                self._listen_again_in(RECHECK_SECONDS)
                 return
             if not self._accept_one():
                 return
 
+    def _listen_again_in(self, seconds: float) -> None:
+        self._loop.remove_reader(self._sock.fileno())
+        self._waiting = self._loop.call_later(seconds, self._look_again)
+
     def _look_again(self) -> None:
-        if not self._serving:
-            return
-        if not select.select([self._sock], [], [], 0)[0]:
+        self._waiting = None
+        waiting = select.poll()
+        waiting.register(self._sock, select.POLLIN)
+        if not waiting.poll(0):
             self._balance.nothing_waits()
         self._loop.add_reader(self._sock.fileno(), self._ready)
 
@@ -201,24 +230,56 @@ class BalancedListener:
             connection, _ = self._sock.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return False
-        except OSError as exc:  # out of file descriptors or memory: try again later, as asyncio does
+        except OSError as exc:
+            if exc.errno not in OUT_OF_RESOURCES:  # that connection's own trouble (Linux: retry)
+                log.debug("a connection failed as it was accepted: %s", exc)
+                return False
             log.error("could not accept a connection (%s): trying again in %.0f s", exc, RETRY_SECONDS)
-            self._loop.remove_reader(self._sock.fileno())
-            self._loop.call_later(RETRY_SECONDS, self._look_again)
+            self._listen_again_in(RETRY_SECONDS)
             return False
         connection.setblocking(False)
         self._setting_up += 1
         self._balance.publish(self._held())
+        settled = self._counted_until_made()
         setting_up = asyncio.ensure_future(
-            self._loop.connect_accepted_socket(self._protocol_factory, connection), loop=self._loop
+            self._loop.connect_accepted_socket(lambda: self._protocol(settled), connection), loop=self._loop
         )
-        setting_up.add_done_callback(self._set_up)
+        setting_up.add_done_callback(lambda done: self._set_up(done, settled))
         return True
 
-    def _set_up(self, setting_up: asyncio.Future[Any]) -> None:
-        self._setting_up -= 1
-        if not setting_up.cancelled() and (failed := setting_up.exception()) is not None:
+    def _counted_until_made(self) -> Callable[[], None]:
+        """What ends a connection's count as one being set up, once: its protocol counts it from
+        connection_made on (uvicorn's `connections`), or its setup failed."""
+        counted = [True]
+
+        def settled() -> None:
+            if counted[0]:
+                counted[0] = False
+                self._setting_up -= 1
+
+        return settled
+
+    def _protocol(self, settled: Callable[[], None]) -> asyncio.Protocol:
+        """uvicorn's protocol for the connection, which stops counting as being set up when it counts
+        itself (its connection_made, wrapped on the instance: the protocol stays uvicorn's own)."""
+        protocol = self._protocol_factory()
+        made = protocol.connection_made
+
+        def connection_made(transport: asyncio.BaseTransport) -> None:
+            settled()
+            made(transport)
+
+        protocol.connection_made = connection_made  # type: ignore[method-assign]
+        return protocol
+
+    def _set_up(self, setting_up: asyncio.Future[Any], settled: Callable[[], None]) -> None:
+        settled()
+        if setting_up.cancelled() or (failed := setting_up.exception()) is None:
+            return
+        if isinstance(failed, OSError):  # the client went away meanwhile
             log.debug("a connection closed while it was set up: %s", failed)
+        else:
+            log.error("a connection could not be set up", exc_info=failed)
 
 
 class BalancedServer(GracefulServer):

@@ -55,18 +55,22 @@ def test_fewer_means_by_one_or_by_a_sixteenth_of_many() -> None:
     assert table.holds_fewer(mine, 1000)
 
 
-def test_counts_of_dead_workers_are_not_waited_for() -> None:
-    table = ConnectionTable(slots=2)
-    mine, gone = table.claim(os.getpid()), table.claim(_dead_pid())
-    assert mine is not None and gone is not None
-    table.publish(gone, 0)
-    assert not table.holds_fewer(mine, 5)
+def test_a_worker_not_heard_from_lately_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its loop blocked or stopped, killed and not yet replaced, its pid reused: its count is old."""
+    monkeypatch.setattr(accept_balance, "STALE_SECONDS", 0.1)
+    table = ConnectionTable(slots=3)
+    mine, quiet, never = table.claim(os.getpid()), table.claim(os.getppid()), table.claim(1)
+    assert mine is not None and quiet is not None and never is not None
+    table.publish(quiet, 0)
+    assert table.holds_fewer(mine, 5)
+    time.sleep(0.15)
+    assert not table.holds_fewer(mine, 5)  # and `never` (claimed, never listening) is not waited for either
 
 
 def test_a_connection_is_left_to_a_worker_holding_fewer_until_the_wait_runs_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(accept_balance, "WAIT_LIMIT_SECONDS", 0.05)
+    monkeypatch.setattr(accept_balance, "WAIT_LIMIT_SECONDS", 0.2)
     table = ConnectionTable(slots=2)
     other = table.claim(os.getppid())
     balance = Balance.joined(table)
@@ -75,10 +79,12 @@ def test_a_connection_is_left_to_a_worker_holding_fewer_until_the_wait_runs_out(
     assert not balance.leaves_it(0)  # as many as the other: take it
     assert balance.leaves_it(1)
     assert balance.leaves_it(1)
-    time.sleep(0.06)
+    time.sleep(0.25)
+    table.publish(other, 0)  # still listening
     assert not balance.leaves_it(1)  # nobody took it: this worker does
     assert not balance.leaves_it(2)  # and what comes for as long again (a busy worker's burst)
-    time.sleep(0.06)
+    time.sleep(0.25)
+    table.publish(other, 0)
     assert balance.leaves_it(2)
     table.publish(other, 2)
     assert not balance.leaves_it(2)
@@ -87,8 +93,8 @@ def test_a_connection_is_left_to_a_worker_holding_fewer_until_the_wait_runs_out(
 async def test_a_listener_left_waiting_takes_the_connection_once_the_wait_runs_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Another live worker says it holds none and never accepts: the connection waits WAIT_LIMIT,
-    then this worker takes it; closing the listener gives its slot back."""
+    """Another worker says it holds none and never accepts: the connection waits WAIT_LIMIT, then
+    this worker takes it; closed, the listener takes no more and gives its slot back."""
     monkeypatch.setattr(accept_balance, "WAIT_LIMIT_SECONDS", 0.2)
     table = ConnectionTable(slots=2)
     other = table.claim(os.getppid())
@@ -100,19 +106,32 @@ async def test_a_listener_left_waiting_takes_the_connection_once_the_wait_runs_o
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             made.append(time.monotonic())
 
+    async def made_within(seconds: float) -> None:
+        asked = time.monotonic()
+        while len(made) < wanted and time.monotonic() - asked < seconds:
+            table.publish(other, 0)  # heard from, holding none
+            await asyncio.sleep(0.01)
+
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     listening.listen(8)
     held = 1  # this worker holds one already: more than the other's none
     listener = BalancedListener(asyncio.get_running_loop(), Counted, listening, balance, lambda: held)
-    client = socket.create_connection(listening.getsockname())
+    clients = []
     try:
+        wanted = 1
         asked = time.monotonic()
-        while not made and time.monotonic() - asked < 5:
-            await asyncio.sleep(0.01)
+        clients.append(socket.create_connection(listening.getsockname()))
+        await made_within(5)
         assert made and made[0] - asked >= 0.15  # left to the other worker for the wait
         listener.close()
         assert table.claim(12345678) is not None  # its slot is free again
+        wanted = 2
+        clients.append(socket.create_connection(listening.getsockname()))
+        await made_within(0.5)
+        assert len(made) == 1  # closed: nothing more accepted
     finally:
-        client.close()
+        listener.close()
+        for client in clients:
+            client.close()
         listening.close()
