@@ -55,6 +55,18 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def workers(pid: int) -> list[int]:
+    """The worker processes uvicorn's supervisor `pid` spawned (not multiprocessing's helpers)."""
+    found = []
+    for child in descendants(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
 def pin(pid: int, core: int | None) -> int:
     """Pin every thread of the tree under `pid` to `core` (threads and processes started later inherit
     it); returns how many threads were pinned."""

@@ -9,7 +9,8 @@ its floor measured in the same run, on whatever the server does today.
    floor writes the same batches in the background class (what writing them costs the reads on
    this machine), in alternating rounds (medians).
 2. Ingestion over HTTP (batches of 1,000) beside hand-written SQL writing the same rows
-   (bench/sql_ingest_floor.py), alternating rounds.
+   (bench/sql_ingest_floor.py), alternating rounds; then (2b) on a worker per core, and (2c) part 1's
+   queries over a few connections to those workers: how they share them.
 3. 50 clients of mixed requests plus WebSocket subscribers for `--seconds` (bench/serving_mixed.py).
 4. First start on an empty store with the demo data (bench/first_start.py).
 
@@ -45,6 +46,7 @@ from bench.common import (
     fmt_s,
     heading,
     load_average,
+    process_cpu_s,
     say,
     say_machine,
     server,
@@ -395,13 +397,43 @@ def ingestion_on_every_core(
             rates.append(rate)
             rows.append([number + 1, result.events, fmt_s(result.seconds), rate, result.accepted,
                          result.duplicates, result.rejected, _problems(result)])  # fmt: skip
-    table(["round", "events", "time", "events/s", "accepted", "duplicate", "rejected", "problems"], rows)
+        table(["round", "events", "time", "events/s", "accepted", "duplicate", "rejected", "problems"], rows)
+        shared = reads_on_every_core(app, work, plan)
     rate = statistics.median(rates)
     floor = f"{floor_rate:,.0f} events/s (SQL, one process)" if floor_rate else "-"
     return [
         Row(f"2b. ingestion over HTTP, {workers} workers", f"{rate:,.0f} events/s", ">= 5,000 events/s",
-            floor, times(rate, floor_rate) if floor_rate else "-", rate >= 5000)
+            floor, times(rate, floor_rate) if floor_rate else "-", rate >= 5000),
+        shared,
     ]  # fmt: skip
+
+
+def reads_on_every_core(app: Server, work: Path, plan: Plan) -> Row:
+    """Part 1's profile queries over a few connections opened together, to the server of part 2b:
+    how the workers share them (each round's connections are new: the workers take them then)."""
+    workers = process_tree.workers(app.process.pid)
+    say(
+        f"\n  profile queries (part 1's) from wrk over {EVERY_CORE_CONNECTIONS} connections opened together, "
+        f"{plan.ingest_rounds} rounds of {plan.round_seconds} s: requests/s and each worker process's share of "
+        "the server's CPU (app/accept_balance.py shares the connections out by count)"
+    )
+    rows: list[list[Any]] = []
+    rates, least = [], []
+    for number in range(plan.ingest_rounds):
+        before = {pid: process_cpu_s(pid) or 0.0 for pid in workers}
+        result = wrk.Wrk(f"reads-every-core-{number}", f"{app.base_url}/graphql", connections=EVERY_CORE_CONNECTIONS,
+                         seconds=plan.round_seconds, log_dir=work, bodies=work / "profile.txt",
+                         expect=serving_requests.PROFILE_EXPECT, prefix=[]).result()  # fmt: skip
+        used = [max((process_cpu_s(pid) or 0.0) - before[pid], 0.0) for pid in workers]
+        shares = [u / sum(used) if sum(used) else 0.0 for u in used]
+        rates.append(result.per_s)
+        least.append(min(shares, default=0.0))
+        rows.append([number + 1, f"{result.per_s:,.0f}", " / ".join(f"{share:.0%}" for share in shares),
+                     _problems(result)])  # fmt: skip
+    table(["round", "requests/s", "CPU share of each worker", "problems"], rows)
+    return Row(f"2c. profile queries over {EVERY_CORE_CONNECTIONS} connections, {len(workers)} workers",
+               f"{statistics.median(rates):,.0f} requests/s", "(reference: every worker serves)",
+               f"least busy worker: {min(least):.0%} of the CPU", "-", None)  # fmt: skip
 
 
 def _sql_floor(database: Path, bodies: Path, batches: int, tag: str, cores: Cores) -> dict[str, Any]:
