@@ -41,9 +41,14 @@ async def _customer(store: ProfileStore, *types: str, email: str = "emma@example
     return profile.id
 
 
-async def test_set_consent_keeps_the_state_and_the_history(store: ProfileStore) -> None:
+async def test_set_consent_keeps_the_state_and_the_history(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     profile_id = await _customer(store, "page_view", "consent_update")  # email_marketing granted by event
     await privacy.set_consent(store, profile_id, "email_marketing", False, "preference centre", purposes=PURPOSES)
+    # The next decision a second later: two in one millisecond are listed refusal first (the one in effect).
+    real = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real() + timedelta(seconds=1))
     profile = await privacy.set_consent(store, profile_id, "analytics", True, "cookie banner", purposes=PURPOSES)
     assert not profile.consents["email_marketing"].granted and profile.consents["analytics"].granted
     assert profile.consents["email_marketing"].source == "preference centre"
