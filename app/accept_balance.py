@@ -11,8 +11,9 @@ supervisor shares with every worker. A worker holding more than another live wor
 connection to it, looking again every RECHECK_SECONDS, and takes it itself after WAIT_LIMIT_SECONDS
 if nobody has (the other's loop is busy), with whatever comes for as long again. The counts are
 uvicorn's open connections (WebSockets included) plus those accepted and not yet set up, published at
-each accept and every PUBLISH_SECONDS; a worker not heard from for STALE_SECONDS (its loop blocked)
-is not waited for, and one that stops listening (shutting down) leaves the table.
+each accept and every PUBLISH_SECONDS, with LOADING more while the worker's application loads; a
+worker not heard from for STALE_SECONDS (its loop blocked) is not waited for, and one that stops
+listening (shutting down) leaves the table.
 
 A single process (CDP_WORKERS=1) does not use this: there is nobody to leave a connection to.
 """
@@ -38,6 +39,8 @@ RECHECK_SECONDS = 0.001
 WAIT_LIMIT_SECONDS = 0.05
 PUBLISH_SECONDS = 0.1
 STALE_SECONDS = 0.5  # a worker not heard from for this long is not waited for
+# Added to what a worker holds while its application loads: the others, serving, get the connections.
+LOADING = 1 << 20
 RETRY_SECONDS = 1.0  # after running out of file descriptors, as asyncio's own accept waits
 # Errors of accept that are the process's, not the connection's (as asyncio's own accept tells them).
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -88,7 +91,7 @@ class ConnectionTable:
         """Whether a worker other than `slot`'s, heard from within STALE_SECONDS, holds clearly fewer
         than `held` connections (by one, or by a sixteenth of them when there are many: thousands of
         clients need not alternate)."""
-        below = held - max(1, held // 16)
+        below = held - max(1, held % LOADING // 16)  # the tolerance from the connections held
         heard_since = _now_ms() - int(STALE_SECONDS * 1000)
         values = self._values()[:]  # one copy, then plain reads
         for at in range(0, len(values), self.FIELDS):
@@ -158,12 +161,14 @@ class BalancedListener:
         sock: socket.socket,
         balance: Balance,
         connections: Callable[[], int],
+        loaded: Callable[[], bool] = lambda: True,
     ) -> None:
         self._loop = loop
         self._protocol_factory = protocol_factory
         self._sock = sock
         self._balance = balance
         self._connections = connections  # open ones, as uvicorn counts them
+        self._loaded = loaded  # whether the application has started (it answers, not a stand-in)
         self._setting_up = 0  # accepted, their protocol not yet counting itself
         self._serving = True
         self._publishing: asyncio.TimerHandle | None = None
@@ -194,7 +199,10 @@ class BalancedListener:
         return None  # uvicorn waits for its connections itself
 
     def _held(self) -> int:
-        return self._connections() + self._setting_up
+        """What this worker holds, as the table compares it: LOADING more until its application has
+        started (a worker started again, SIGHUP, would hold its connections for the second or two
+        its application takes to load; the others serve them at once)."""
+        return self._connections() + self._setting_up + (0 if self._loaded() else LOADING)
 
     def _publish(self) -> None:
         """What this worker holds, said every PUBLISH_SECONDS: connections closed since the last
@@ -287,9 +295,12 @@ class BalancedServer(GracefulServer):
     server for each socket it is given with the loop's create_server, which this answers for the
     time of the startup; what uvicorn builds each connection with is its own, unchanged."""
 
-    def __init__(self, *args: Any, balance: Balance | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, balance: Balance | None = None, loaded: Callable[[], bool] = lambda: True, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.balance = balance
+        self.loaded = loaded
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         balance = self.balance
@@ -303,7 +314,9 @@ class BalancedServer(GracefulServer):
             if ssl is not None:
                 return await loops_own(protocol_factory, sock=sock, ssl=ssl, **options)
             sock.listen(options.get("backlog", 100))  # as the loop's own server starts listening
-            return BalancedListener(loop, protocol_factory, sock, balance, lambda: len(self.server_state.connections))
+            return BalancedListener(
+                loop, protocol_factory, sock, balance, lambda: len(self.server_state.connections), self.loaded
+            )
 
         loop.create_server = create_server  # type: ignore[method-assign,assignment]
         try:

@@ -190,7 +190,9 @@ class _Worker(multiprocess.Process):
         self._server, self._starting = _build(
             config.server_options,
             lambda: pickle.loads(config.settings),
-            lambda server_config, websockets: BalancedServer(server_config, websockets=websockets, balance=balance),
+            lambda server_config, websockets: BalancedServer(
+                server_config, websockets=websockets, balance=balance, loaded=self._application_started
+            ),
         )
         try:
             super().target(sockets)
@@ -200,11 +202,14 @@ class _Worker(multiprocess.Process):
         if self._starting.failed:  # the supervisor stops rather than restarting it
             sys.exit(STARTUP_FAILURE)
 
+    def _application_started(self) -> bool:
+        return self._starting is not None and self._starting.app is not None
+
     def pong(self) -> None:
         # Ready for the supervisor once the application has started, not when the stand-in listens:
         # a restart (SIGHUP) retires an old worker only when its replacement really serves.
         self.child_conn.recv()
-        self.child_conn.send(self.server.started and self._starting is not None and self._starting.app is not None)
+        self.child_conn.send(self.server.started and self._application_started())
 
 
 @contextmanager

@@ -135,3 +135,44 @@ async def test_a_listener_left_waiting_takes_the_connection_once_the_wait_runs_o
         for client in clients:
             client.close()
         listening.close()
+
+
+async def test_a_worker_whose_application_loads_leaves_connections_to_one_that_serves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker started again (SIGHUP) holds none yet, and would take every new connection while its
+    application loads; the others, serving, get them meanwhile however many they hold."""
+    monkeypatch.setattr(accept_balance, "WAIT_LIMIT_SECONDS", 5.0)
+    table = ConnectionTable(slots=2)
+    serving = table.claim(os.getppid())
+    balance = Balance.joined(table)
+    assert balance is not None and serving is not None
+    made: list[float] = []
+    loaded = [False]
+
+    class Counted(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            made.append(time.monotonic())
+
+    async def waiting(seconds: float) -> None:
+        asked = time.monotonic()
+        while not made and time.monotonic() - asked < seconds:
+            table.publish(serving, 50)  # heard from, holding many
+            await asyncio.sleep(0.01)
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(8)
+    listener = BalancedListener(asyncio.get_running_loop(), Counted, listening, balance, lambda: 0, lambda: loaded[0])
+    client = socket.create_connection(listening.getsockname())
+    try:
+        await waiting(0.3)
+        assert not made  # left to the worker that serves
+        assert not table.holds_fewer(serving, 50)  # which leaves nothing to this one
+        loaded[0] = True
+        await waiting(2)
+        assert made  # its application started: it holds fewer, and takes it
+    finally:
+        listener.close()
+        client.close()
+        listening.close()
