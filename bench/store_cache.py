@@ -102,6 +102,8 @@ def copy_store(source: Path, target: Path) -> Path:
     the build wrote scheduled one, and no server ran their upkeep, so each server started on a copy
     first caught up with 100,000 of them, a core busy for ~14 s while the first rounds were measured
     (the catch-up of a store without segments only clears them: the same end)."""
+    for sidecar in SIDECARS:  # a log left by a server on an earlier copy would be replayed into this one
+        Path(f"{target}{sidecar}").unlink(missing_ok=True)
     shutil.copyfile(source, target)
     with closing(sqlite3.connect(target)) as db, db:
         row = db.execute("SELECT value FROM meta WHERE key = ?", (traits.META_KEY,)).fetchone()
