@@ -127,7 +127,9 @@ class Balance:
 
     def leaves_it(self, held: int) -> bool:
         """Whether the connection waiting now is left to a worker holding fewer: for at most
-        WAIT_LIMIT_SECONDS; when nobody took it by then, this worker takes what comes for as long."""
+        WAIT_LIMIT_SECONDS; when nobody took it by then, this worker takes what comes for as long.
+        A worker whose application loads (`held` from LOADING on) leaves it for as long as another is
+        heard from: what it took would wait for its application (a second or more)."""
         self.publish(held)
         now = time.monotonic()
         if now < self._taking_until or not self._table.holds_fewer(self._slot, held):
@@ -135,7 +137,7 @@ class Balance:
             return False
         if self._leaving_since is None:
             self._leaving_since = now
-        if now - self._leaving_since < WAIT_LIMIT_SECONDS:
+        if now - self._leaving_since < WAIT_LIMIT_SECONDS or held >= LOADING:
             return True
         self._leaving_since = None
         self._taking_until = now + WAIT_LIMIT_SECONDS
