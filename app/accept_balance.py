@@ -9,7 +9,8 @@ from wrk over 4 connections to two workers: one run in three had every connectio
 Here each worker accepts one connection at a time and publishes how many it holds in a table the
 supervisor shares with every worker. A worker holding more than another live worker leaves a waiting
 connection to it, looking again every RECHECK_SECONDS, and takes it itself after WAIT_LIMIT_SECONDS
-if nobody has (the other's loop is busy), with whatever comes for as long again. The counts are
+if nobody has (the other's loop is busy), with whatever comes for as long again; one whose
+application still loads leaves it for as long as another is heard from. The counts are
 uvicorn's open connections (WebSockets included) plus those accepted and not yet set up, published at
 each accept and every PUBLISH_SECONDS, with LOADING more while the worker's application loads; a
 worker not heard from for STALE_SECONDS (its loop blocked) is not waited for, and one that stops
