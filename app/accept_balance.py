@@ -180,13 +180,6 @@ class BalancedListener:
         loop.add_reader(sock.fileno(), self._ready)
         self._publish()
 
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        return (self._sock,)
-
-    def is_serving(self) -> bool:
-        return self._serving
-
     def close(self) -> None:
         """No more connections: the table no longer counts this worker as one to leave them to."""
         if not self._serving:
