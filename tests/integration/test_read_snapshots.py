@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,36 @@ async def test_a_store_alone_on_its_file_computes_under_the_lock_until_another_p
         other.close()
     assert [o.status for o in await waiting] == [EventStatus.ACCEPTED]
     assert await sqlite_store.read_snapshot(nothing) is not None
+
+
+async def test_a_batch_arriving_while_another_is_planned_waits_its_turn_and_one_more_goes_under_the_lock(
+    planning: SQLiteStore,
+) -> None:
+    """One plan at a time: the next batch is planned after it (a connector's next batch, sent while
+    the last one is on the writer), and a third at that moment is computed under the lock instead
+    of waiting for two plans."""
+    began: list[str] = []
+    first_runs, go_on = threading.Event(), threading.Event()
+
+    def work(name: str) -> Callable[[StoreTransaction], Awaitable[str]]:
+        async def plan(tx: StoreTransaction) -> str:
+            began.append(name)
+            if name == "first":
+                first_runs.set()
+                go_on.wait(10)  # its thread held, as a long computation holds it
+            await tx.known_messages(["m-1"])
+            return name
+
+        return plan
+
+    first = asyncio.create_task(planning.read_snapshot(work("first")))
+    assert await asyncio.to_thread(first_runs.wait, 10)
+    second = asyncio.create_task(planning.read_snapshot(work("second")))
+    third = asyncio.create_task(planning.read_snapshot(work("third")))
+    assert await third is None  # at once: the second waits already
+    await asyncio.sleep(0.05)
+    assert not second.done() and began == ["first"]  # not beside the first
+    go_on.set()
+    planned = [await first, await second]
+    assert [each.value if each is not None else None for each in planned] == ["first", "second"]
+    assert began == ["first", "second"]
