@@ -319,10 +319,10 @@ class SQLiteStore:
         # writer is busy or not: a batch that arrives while another is planned waits for its turn.
         # With a batch on the writer and the next one sent meanwhile, as a connector's connections
         # do, that next one was computed under the lock: 55-60% of the batches of two workers ingesting
-        # at once, where one waiting its turn gives 97-99% and ~10% more events a second (bench
-        # serving's 2b by hand, three rounds each alternating: medians 4,920 / 4,255 / 3,922 events/s
-        # against 4,255 / 3,991 / 3,593). One more waiting goes under the lock, so none waits for more
-        # than one plan.
+        # at once, where one waiting its turn gives 97-99% and ~7% more events a second (bench serving's
+        # 2b by hand, three runs of three rounds alternating with the code before: 3,812 -> 4,076
+        # events/s on average, the most in the later rounds, as the store grows). One more waiting
+        # goes under the lock, so none waits for more than one plan.
         if self._plan_turn.locked() and self._plans_waiting:
             return None
         self._plans_waiting += 1
