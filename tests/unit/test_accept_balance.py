@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -90,8 +91,50 @@ def test_a_connection_is_left_to_a_worker_holding_fewer_until_the_wait_runs_out(
     assert not balance.leaves_it(2)
 
 
+class _Accepted:
+    """A listening socket on loopback, the clients connected to it, and when each connection a
+    listener accepted was given its protocol."""
+
+    def __init__(self) -> None:
+        self.made: list[float] = []
+        self.clients: list[socket.socket] = []
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(8)
+        made = self.made
+
+        class Counted(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                made.append(time.monotonic())
+
+        self.protocol = Counted
+
+    def connect(self) -> None:
+        self.clients.append(socket.create_connection(self.socket.getsockname()))
+
+    async def until(self, count: int, seconds: float, heard: Callable[[], None]) -> None:
+        """Until `count` connections were made or `seconds` passed, `heard` called meanwhile (another
+        worker publishing its count)."""
+        asked = time.monotonic()
+        while len(self.made) < count and time.monotonic() - asked < seconds:
+            heard()
+            await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.socket.close()
+
+
+@pytest.fixture
+def accepted() -> Iterator[_Accepted]:
+    found = _Accepted()
+    yield found
+    found.close()
+
+
 async def test_a_listener_left_waiting_takes_the_connection_once_the_wait_runs_out(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, accepted: _Accepted
 ) -> None:
     """Another worker says it holds none and never accepts: the connection waits WAIT_LIMIT, then
     this worker takes it; closed, the listener takes no more and gives its slot back."""
@@ -100,45 +143,24 @@ async def test_a_listener_left_waiting_takes_the_connection_once_the_wait_runs_o
     other = table.claim(os.getppid())
     balance = Balance.joined(table)
     assert balance is not None and other is not None
-    made: list[float] = []
-
-    class Counted(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            made.append(time.monotonic())
-
-    async def made_within(seconds: float) -> None:
-        asked = time.monotonic()
-        while len(made) < wanted and time.monotonic() - asked < seconds:
-            table.publish(other, 0)  # heard from, holding none
-            await asyncio.sleep(0.01)
-
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    listening.listen(8)
     held = 1  # this worker holds one already: more than the other's none
-    listener = BalancedListener(asyncio.get_running_loop(), Counted, listening, balance, lambda: held)
-    clients = []
+    listener = BalancedListener(asyncio.get_running_loop(), accepted.protocol, accepted.socket, balance, lambda: held)
     try:
-        wanted = 1
         asked = time.monotonic()
-        clients.append(socket.create_connection(listening.getsockname()))
-        await made_within(5)
-        assert made and made[0] - asked >= 0.15  # left to the other worker for the wait
+        accepted.connect()
+        await accepted.until(1, 5, lambda: table.publish(other, 0))  # heard from, holding none
+        assert accepted.made and accepted.made[0] - asked >= 0.15  # left to the other worker for the wait
         listener.close()
         assert table.claim(12345678) is not None  # its slot is free again
-        wanted = 2
-        clients.append(socket.create_connection(listening.getsockname()))
-        await made_within(0.5)
-        assert len(made) == 1  # closed: nothing more accepted
+        accepted.connect()
+        await accepted.until(2, 0.5, lambda: table.publish(other, 0))
+        assert len(accepted.made) == 1  # closed: nothing more accepted
     finally:
         listener.close()
-        for client in clients:
-            client.close()
-        listening.close()
 
 
 async def test_a_worker_whose_application_loads_leaves_connections_to_one_that_serves(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, accepted: _Accepted
 ) -> None:
     """A worker started again (SIGHUP) holds none yet, and would take every new connection while its
     application loads; the others, serving, get them meanwhile however many they hold."""
@@ -147,32 +169,16 @@ async def test_a_worker_whose_application_loads_leaves_connections_to_one_that_s
     serving = table.claim(os.getppid())
     balance = Balance.joined(table)
     assert balance is not None and serving is not None
-    made: list[float] = []
     loaded = [False]
-
-    class Counted(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            made.append(time.monotonic())
-
-    async def waiting(seconds: float) -> None:
-        asked = time.monotonic()
-        while not made and time.monotonic() - asked < seconds:
-            table.publish(serving, 50)  # heard from, holding many
-            await asyncio.sleep(0.01)
-
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    listening.listen(8)
-    listener = BalancedListener(asyncio.get_running_loop(), Counted, listening, balance, lambda: 0, lambda: loaded[0])
-    client = socket.create_connection(listening.getsockname())
+    loop = asyncio.get_running_loop()
+    listener = BalancedListener(loop, accepted.protocol, accepted.socket, balance, lambda: 0, lambda: loaded[0])
     try:
-        await waiting(0.3)
-        assert not made  # left to the worker that serves, past WAIT_LIMIT: it is heard from
+        accepted.connect()
+        await accepted.until(1, 0.3, lambda: table.publish(serving, 50))  # heard from, holding many
+        assert not accepted.made  # left to the worker that serves, past WAIT_LIMIT: it is heard from
         assert not table.holds_fewer(serving, 50)  # which leaves nothing to this one
         loaded[0] = True
-        await waiting(2)
-        assert made  # its application started: it holds fewer, and takes it
+        await accepted.until(1, 2, lambda: table.publish(serving, 50))
+        assert accepted.made  # its application started: it holds fewer, and takes it
     finally:
         listener.close()
-        client.close()
-        listening.close()
