@@ -177,3 +177,24 @@ async def test_a_batch_arriving_while_another_is_planned_waits_its_turn_and_one_
     planned = [await first, await second]
     assert [each.value if each is not None else None for each in planned] == ["first", "second"]
     assert began == ["first", "second"]
+
+
+async def test_a_batch_asking_as_a_plan_ends_goes_under_the_lock_while_the_next_one_has_yet_to_start(
+    planning: SQLiteStore,
+) -> None:
+    """Between a plan's end and the moment the batch waiting for its turn resumes, the turn reads as
+    free: a batch asking then waited behind that one too (two plans), where one is the most. The
+    moment is made here by holding the store's turn as a plan does (its end is its release)."""
+
+    async def quick(tx: StoreTransaction) -> str:
+        return "quick"
+
+    turn = planning._plan_turn
+    await turn.acquire()  # a plan runs
+    waiting = asyncio.create_task(planning.read_snapshot(quick))
+    await asyncio.sleep(0.05)  # it waits for its turn
+    turn.release()  # the plan ends: the waiting one is woken, and has yet to run
+    asked_now = await planning.read_snapshot(quick)  # asks before it runs: awaited directly, not as a task
+    assert asked_now is None
+    later = await waiting
+    assert later is not None and later.value == "quick"

@@ -62,11 +62,6 @@ class CommitGroups:
         self._waiting: list[_Waiting] = []
         self._draining: asyncio.Task[None] | None = None
 
-    @property
-    def busy(self) -> bool:
-        """Whether a group runs or waits to (read from any thread: a hint, not a lock)."""
-        return self._draining is not None
-
     async def run(self, work: Callable[[], Awaitable[T]]) -> T:
         """`work` in the next transaction, with whatever else is waiting; on the writer's loop."""
         loop = asyncio.get_running_loop()

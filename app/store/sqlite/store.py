@@ -322,8 +322,10 @@ class SQLiteStore:
         # at once, where one waiting its turn gives 97-99% and ~7% more events a second (bench serving's
         # 2b by hand, three runs of three rounds alternating with the code before: 3,812 -> 4,076
         # events/s on average, the most in the later rounds, as the store grows). One more waiting
-        # goes under the lock, so none waits for more than one plan.
-        if self._plan_turn.locked() and self._plans_waiting:
+        # goes under the lock, so none waits for more than one plan: counted until the waiting one
+        # resumes, since the lock reads as free from its release until then (a batch asking in that
+        # gap waited behind it as well).
+        if self._plans_waiting:
             return None
         self._plans_waiting += 1
         try:
