@@ -317,14 +317,14 @@ class SQLiteStore:
             return None
         # One at a time (beside another, it would only share the GIL with it), whether this process's
         # writer is busy or not: a batch that arrives while another is planned waits for its turn.
-        # With one connection's batch on the writer and another's arriving meanwhile (a connector's
-        # connections), that one was computed under the lock: 55-60% of the batches of two workers ingesting
-        # at once, where one waiting its turn gives 97-99% and ~7% more events a second (bench serving's
-        # 2b by hand, three runs of three rounds alternating with the code before: 3,812 -> 4,076
-        # events/s on average, the most in the later rounds, as the store grows). One more waiting
-        # goes under the lock, so none waits for more than one plan: counted until the waiting one
-        # resumes, since the lock reads as free from its release until then (a batch asking in that
-        # gap waited behind it as well).
+        # When one connection's batch was on the writer and another's arrived meanwhile (a
+        # connector's connections), that one was computed under the lock: 55-60% of the batches of
+        # two workers ingesting at once. One waiting its turn gives 97-99% and ~7% more events a
+        # second (bench serving's 2b by hand, three runs of three rounds alternating with the code
+        # before: 3,812 -> 4,076 events/s on average, the most in the later rounds, as the store
+        # grows). One more waiting goes under the lock, so none waits for more than one plan: it is
+        # counted until it resumes, since the lock reads as free from its release until then (a
+        # batch asking in that gap waited behind it as well).
         if self._plans_waiting:
             return None
         self._plans_waiting += 1
