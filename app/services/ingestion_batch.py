@@ -140,7 +140,7 @@ async def ingest_run(
     """Ingest a prefix of `items` (all of them unless one needs the per-event path, which is then
     the first one not returned); nothing is written for the events not returned."""
     plan = await plan_run(tx, items, protection=protection, at=at, replays_before=replays_before)
-    await write_run(tx, plan.read.working, plan.writes, at=at, expires_at=expires_at)
+    await write_run(tx, plan.profiles, plan.unchanged, plan.writes, at=at, expires_at=expires_at)
     return plan.landed
 
 
@@ -153,6 +153,8 @@ class RunPlan:
     landed: list[Landed]
     read: RunReads
     writes: Writes
+    profiles: list[ProfileWrite]  # each profile the run changed, finished and encoded (_finished)
+    unchanged: list[str]  # the profiles it read and left as they were
 
 
 async def plan_run(
@@ -183,7 +185,34 @@ async def plan_run(
         landed.append(decided)
         if count % YIELD_EVERY == 0:
             await asyncio.sleep(0)
-    return RunPlan(items, landed, read, writes)
+    profiles, unchanged = _finished(read.working)
+    return RunPlan(items, landed, read, writes, await tx.encoded(profiles), unchanged)
+
+
+def _finished(working: dict[str, Working]) -> tuple[list[ProfileWrite], list[str]]:
+    """Each changed profile's write, its document given its blocking keys in place (a plan is
+    written once: written again, its moved keys would read as unmoved), and the ids of those read
+    and never changed."""
+    profiles: list[ProfileWrite] = []
+    unchanged: list[str] = []
+    for target in working.values():
+        if target.version is not None and target.document["version"] == target.version:
+            unchanged.append(target.document["_id"])
+            continue
+        if target.keys_moved:  # the keys of its fields as they are now (what each event's write left)
+            keys = stored_keys(target.document)
+            moved = keys != target.document.get("blockingKeys", [])
+            target.document["blockingKeys"] = keys
+        else:
+            moved = False
+        write = ProfileWrite(
+            target.document,
+            target.version,
+            keys_moved=moved or target.version is None,
+            addresses_moved=target.addresses_moved,
+        )
+        profiles.append(write)
+    return profiles, unchanged
 
 
 @dataclass(slots=True)
@@ -304,30 +333,16 @@ def _apply(
 
 
 async def write_run(
-    tx: StoreTransaction, working: dict[str, Working], writes: Writes, *, at: datetime, expires_at: datetime
+    tx: StoreTransaction,
+    profiles: Sequence[ProfileWrite],
+    unchanged: Sequence[str],
+    writes: Writes,
+    *,
+    at: datetime,
+    expires_at: datetime,
 ) -> None:
-    """What a run's events changed, written: each profile once, identities, idempotency keys,
-    interactions and consents in bulk. The documents are given their blocking keys here, in place: a
-    plan is written once (written again, its moved keys would read as unmoved)."""
-    profiles: list[ProfileWrite] = []
-    unchanged: list[str] = []
-    for target in working.values():
-        if target.version is not None and target.document["version"] == target.version:
-            unchanged.append(target.document["_id"])  # read, never changed
-            continue
-        if target.keys_moved:  # the keys of its fields as they are now (what each event's write left)
-            keys = stored_keys(target.document)
-            moved = keys != target.document.get("blockingKeys", [])
-            target.document["blockingKeys"] = keys
-        else:
-            moved = False
-        write = ProfileWrite(
-            target.document,
-            target.version,
-            keys_moved=moved or target.version is None,
-            addresses_moved=target.addresses_moved,
-        )
-        profiles.append(write)
+    """What a run's events changed, written: each profile once (as plan_run finished it), identities,
+    idempotency keys, interactions and consents in bulk."""
     await tx.claim_identity_keys(writes.claims, at)
     await tx.write_profiles(profiles)
     await tx.unchanged(unchanged)

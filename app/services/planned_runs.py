@@ -43,12 +43,18 @@ async def commit_plan(
     plan = snapshot.value
     again = await _stale(tx, snapshot)
     if not again:
-        await write_run(tx, plan.read.working, plan.writes, at=at, expires_at=expires_at)
+        await write_run(tx, plan.profiles, plan.unchanged, plan.writes, at=at, expires_at=expires_at)
         return plan.landed
     redone = {on for position in again if (on := plan.landed[position].decided_on) is not None}
     kept = {on for landed in plan.landed if (on := landed.decided_on) is not None} - redone
-    working = {profile_id: target for profile_id, target in plan.read.working.items() if profile_id not in redone}
-    await write_run(tx, working, plan.writes.without(redone), at=at, expires_at=expires_at)
+    await write_run(
+        tx,
+        [write for write in plan.profiles if write.document["_id"] not in redone],
+        [profile_id for profile_id in plan.unchanged if profile_id not in redone],
+        plan.writes.without(redone),
+        at=at,
+        expires_at=expires_at,
+    )
     positions = sorted(again)
     landed = await ingest_run(
         tx,

@@ -77,6 +77,9 @@ class ProfileWrite:
     expected_version: int | None
     keys_moved: bool = True
     addresses_moved: bool = True
+    # The document as the store writes it (StoreTransaction.encoded), made where the write was planned;
+    # None: encoded when written.
+    encoded: Any = None
 
 
 class StoreTransaction(Protocol):
@@ -131,6 +134,12 @@ class StoreTransaction(Protocol):
 
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         """Insert or replace each profile (see ProfileWrite); VersionConflict if one moved."""
+
+    async def encoded(self, writes: Sequence[ProfileWrite]) -> list[ProfileWrite]:
+        """`writes` with each document in the form write_profiles stores (ProfileWrite.encoded), which
+        the caller no longer changes: a batch planned on a snapshot encodes its documents there, before
+        the write lock, which it then holds for the writes alone (the embedded store's JSON text was a
+        quarter of a planned batch's writes). A store that writes documents as they are returns them."""
 
     async def changed_since(self, snapshot: Snapshot[Any]) -> set[str]:
         """Those of the profiles `snapshot` read whose document has been written (or removed) since:

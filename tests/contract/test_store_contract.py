@@ -355,6 +355,30 @@ async def test_profiles_sharing_keys_past_the_limit_are_the_first_by_id_on_every
         assert ([v.id for v in views], ids) == (expected, expected), limit
 
 
+async def test_profiles_encoded_before_their_write_read_back_as_the_documents_they_encode(
+    store: ProfileStore,
+) -> None:
+    """A batch planned on a snapshot encodes its documents there, before the write lock
+    (StoreTransaction.encoded); the store keeps the documents, however they reached it."""
+    emma = new_profile("p1", BASE_TIME).to_document() | {"firstName": "Émma", "traits": {"tier": "gold"}}
+    lea = new_profile("p2", BASE_TIME).to_document() | {"firstName": "Léa"}
+
+    async def insert(tx: StoreTransaction) -> None:
+        await tx.write_profiles(await tx.encoded([ProfileWrite(emma, None)]) + [ProfileWrite(lea, None)])
+
+    await store.run_in_transaction(insert)
+    changed = emma | {"lastName": "Martin", "version": emma["version"] + 1}
+
+    async def update(tx: StoreTransaction) -> None:
+        await tx.write_profiles(await tx.encoded([ProfileWrite(changed, emma["version"], keys_moved=False)]))
+
+    await store.run_in_transaction(update)
+    first, second = await store.get_profile("p1"), await store.get_profile("p2")
+    assert first is not None and second is not None
+    assert (first.first_name, first.last_name, first.traits, first.version) == ("Émma", "Martin", {"tier": "gold"}, 1)
+    assert second.first_name == "Léa"
+
+
 async def test_products_put_in_a_transaction_replace_by_id_and_read_back_there(store: ProfileStore) -> None:
     def product(product_id: str, price: float) -> dict[str, Any]:
         return {"_id": product_id, "name": "P", "category": "c", "price": price, "stock": 1, "updatedAt": BASE_TIME}

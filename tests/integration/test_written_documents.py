@@ -6,6 +6,7 @@ document is never handed to two readers, and an erased person is dropped at once
 from __future__ import annotations
 
 import sqlite3
+import weakref
 
 from app.domain.events import RawEvent
 from app.services import privacy, profile_reads
@@ -79,6 +80,26 @@ def test_the_memory_budget_holds_oldest_written_first_out() -> None:
         written.keep(f"p{n}", text, {"n": n})
     assert len(written) == 9
     assert written.take("p0", text) is None and written.take("p11", text) == {"n": 11}
+
+
+def test_documents_pushed_out_are_freed_when_released_not_while_kept() -> None:
+    """Freeing a batch's worth of pushed-out documents is work: the store does it once its write
+    lock is released (SQLiteStore._end), not in the middle of the writes."""
+
+    class Marker:
+        pass
+
+    text = '{"_id":"p","pad":"' + "x" * 100 + '"}'
+    written = WrittenDocuments(budget_bytes=9 * len(text) * BYTES_PER_TEXT_BYTE)
+    marker = Marker()
+    freed = weakref.ref(marker)
+    written.keep("p0", text, {"marker": marker})
+    del marker
+    for n in range(1, 10):  # the tenth pushes the first out
+        written.keep(f"p{n}", text, {"n": n})
+    assert written.take("p0", text) is None and freed() is not None
+    written.release()
+    assert freed() is None
 
 
 async def test_an_erased_person_is_dropped_from_what_the_writer_keeps(sqlite_store: SQLiteStore) -> None:

@@ -220,6 +220,9 @@ class MongoTransaction(StoreTransaction):
     async def document_form(self) -> Callable[[Any], Any]:
         return _as_it_is
 
+    async def encoded(self, writes: Sequence[ProfileWrite]) -> list[ProfileWrite]:
+        return list(writes)  # the driver encodes each document as it sends it
+
     async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
         if not interactions:
             return set()

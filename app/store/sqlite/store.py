@@ -387,6 +387,7 @@ class SQLiteStore:
         finally:
             self._holder = None
             self._write_lock.release()
+            self.written.release()  # what this unit's writes pushed out of the kept documents, freed unlocked
         if statement == "COMMIT":  # a bulk group's commit runs in the background class (commit_groups.py)
             self._checkpoints.committed(bulk=self._thread.scheduling.in_background)
 

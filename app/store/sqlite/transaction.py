@@ -211,10 +211,16 @@ class SQLiteTransaction(StoreTransaction):
             taken = next((i for i, _ in claims if i.key in owners), claims[0][0])
             raise IdentityTaken(taken.key) from None
 
+    async def encoded(self, writes: Sequence[ProfileWrite]) -> list[ProfileWrite]:
+        return [
+            ProfileWrite(w.document, w.expected_version, w.keys_moved, w.addresses_moved, dumps(w.document))
+            for w in writes
+        ]
+
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         inserts = [w.document for w in writes if w.expected_version is None]
         updates = [w for w in writes if w.expected_version is not None]
-        texts = {w.document["_id"]: dumps(w.document) for w in writes}
+        texts = {w.document["_id"]: dumps(w.document) if w.encoded is None else w.encoded for w in writes}
         self._db.executemany(
             _INSERT_PROFILE,
             [(d["_id"], texts[d["_id"]], d["version"], d.get("mergedInto")) for d in inserts],
