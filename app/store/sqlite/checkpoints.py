@@ -46,7 +46,10 @@ from app.thread_priority import SchedulingClass, start_thread
 T = TypeVar("T")
 log = logging.getLogger("cdp.store")
 GAP_SECONDS = 0.25  # at most four checkpoints a second, however many small commits come
-LOG_LIMIT_BYTES = 64 * 1024 * 1024  # ~4 of the bench's 1,000-event batches
+# ~6 of the bench's 1,000-event batches (~22 MB of log each). A RESTART holds every writer off while
+# it copies what the background checkpoints left: past 64 MiB, two workers ingesting flat out spent
+# 13-15 ms of each write's turn in them, 7-8 ms past 128 MiB (4 ms past 256 MiB, no faster).
+LOG_LIMIT_BYTES = 128 * 1024 * 1024
 RESTART_WAIT_MS = 100  # how long a RESTART waits for readers (and other processes' writers)
 RESTART_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # after 1, 2, ... RESTARTs held off in a row
 
