@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from app.store.sqlite.checkpoints import LOG_LIMIT_BYTES, Checkpointer, checkpoint_waiting
+from app.store.sqlite.checkpoints import LOG_LIMIT_BYTES, Checkpointer, restart_after_copying
 from app.store.sqlite.store import WRITER_CACHE_KIB
 
 RECENT_CAP = 50
@@ -82,7 +82,7 @@ def write_batch(
     now = datetime.now(UTC)
     at, expires = iso(now), iso(now + IDEMPOTENCY_TTL)
     if checkpoints is not None:  # as the store's writer: the log restarted once past its limit
-        checkpoints.keep_log_short(lambda wait_ms: checkpoint_waiting(db, "RESTART", wait_ms=wait_ms, then_ms=5000))
+        checkpoints.keep_log_short(lambda wait_ms: restart_after_copying(db, wait_ms=wait_ms, then_ms=5000))
     db.execute("BEGIN IMMEDIATE")
     seen = set(_select(db, "SELECT message_id FROM processed_messages WHERE message_id IN ({})", [
         e["messageId"] for e in events]))  # fmt: skip

@@ -154,3 +154,30 @@ def test_a_log_file_past_the_limit_is_restarted_though_no_checkpoint_measured_it
         assert len(restarts) == 2
     finally:
         checkpointer.close()
+
+
+def test_a_restart_after_copying_starts_the_log_again_unless_a_reader_holds_it(tmp_path: Path) -> None:
+    """The writer's restart (restart_after_copying): a PASSIVE checkpoint copies the log back while
+    other processes' writers go on, then a RESTART copies what is left and waits for readers; the
+    next commit then writes the log from its beginning. A reader still in the log holds it off."""
+    database = tmp_path / "cdp.sqlite3"
+    with closing(sqlite3.connect(database, isolation_level=None)) as writer:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)")
+        writer.executemany("INSERT INTO t VALUES (?, ?)", [(n, "x" * 2_000) for n in range(200)])
+
+        def frames_after_one_more_commit() -> int:
+            writer.execute("INSERT INTO t (pad) VALUES ('y')")
+            _, frames, _ = writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(frames)
+
+        with closing(sqlite3.connect(database, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            assert reader.execute("SELECT count(*) FROM t").fetchone() == (200,)  # reading from the log
+            assert checkpoints.restart_after_copying(writer, wait_ms=50, then_ms=5_000)  # held off
+            assert frames_after_one_more_commit() > 100  # appended to the old log
+            reader.execute("COMMIT")
+        assert not checkpoints.restart_after_copying(writer, wait_ms=50, then_ms=5_000)
+        assert frames_after_one_more_commit() < 10  # the log written again from its start
+        assert writer.execute("PRAGMA busy_timeout").fetchone() == (5_000,)

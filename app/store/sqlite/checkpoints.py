@@ -21,7 +21,8 @@ run, 2.1 GB building its 100,000-profile store), and every page a reader looked 
 a longer index of it. So once the log is past LOG_LIMIT_BYTES, the writer, before
 its next transaction, runs a RESTART checkpoint (`keep_log_short`): it holds writes off, copies
 what is left and waits, briefly, for readers to leave the log, so that the next write starts it
-again. Held off by a long reader (a whole-store scan), it is tried again later, each time later.
+again (a PASSIVE checkpoint first copies what it can while other processes' writers go on:
+`restart_after_copying`). Held off by a long reader (a whole-store scan), it is tried again later, each time later.
 The log file keeps its size for reuse (overwriting is cheaper than growing a file), but no more
 than LOG_LIMIT_BYTES of it (`journal_size_limit`, set on every connection by the store): the first
 commit after a restart cuts it to that, or to the end of its own pages. So a file longer than the
@@ -64,6 +65,21 @@ def checkpoint_waiting(connection: sqlite3.Connection, mode: str, *, wait_ms: in
     finally:
         connection.execute(f"PRAGMA busy_timeout={then_ms}")
     return bool(busy)
+
+
+def restart_after_copying(connection: sqlite3.Connection, *, wait_ms: int, then_ms: int) -> bool:
+    """A RESTART checkpoint on `connection` (see checkpoint_waiting), after a PASSIVE one on it. A
+    RESTART holds every writer off, other processes' too, while it copies what the background
+    checkpoints left (they run in the background class after bulk batches, so under load they lag);
+    the PASSIVE copies it while those writers go on, and leaves the RESTART what was committed
+    meanwhile and its wait for readers. Two workers ingesting flat out (bench serving's 2b by hand,
+    three runs of four 15 s rounds alternating with the RESTART alone): 4,852 -> 5,252 events/s,
+    the median of the rounds after the first. Returns whether the RESTART was held off."""
+    try:
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()  # never waits (no busy handler)
+    except sqlite3.Error as exc:  # another process checkpointing: the RESTART copies it all
+        log.debug("copy before the restart skipped: %s", exc)
+    return checkpoint_waiting(connection, "RESTART", wait_ms=wait_ms, then_ms=then_ms)
 
 
 class Checkpointer:

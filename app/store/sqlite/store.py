@@ -42,7 +42,7 @@ from app.services.ports import (
 )
 from app.store.documents import dumps, loads
 from app.store.sqlite import profile_facets, profile_filter, profile_revisions, schema, segment_feed, store_users
-from app.store.sqlite.checkpoints import LOG_LIMIT_BYTES, Checkpointer, checkpoint_waiting
+from app.store.sqlite.checkpoints import LOG_LIMIT_BYTES, Checkpointer, checkpoint_waiting, restart_after_copying
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.commit_watch import CommitWatch
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
@@ -347,7 +347,7 @@ class SQLiteStore:
     async def _begin(self, holder: object) -> None:
         await self._write_lock.acquire()
         try:
-            self._checkpoints.keep_log_short(lambda wait_ms: self._checkpoint_on_writer("RESTART", wait_ms))
+            self._checkpoints.keep_log_short(self._restart_log)
             self._begin_immediate()
             self._purge_expired_messages()
         except BaseException:
@@ -927,6 +927,9 @@ class SQLiteStore:
 
     def _checkpoint_on_writer(self, mode: str, wait_ms: int) -> bool:
         return checkpoint_waiting(self._writer, mode, wait_ms=wait_ms, then_ms=BUSY_TIMEOUT_MS)
+
+    def _restart_log(self, wait_ms: int) -> bool:
+        return restart_after_copying(self._writer, wait_ms=wait_ms, then_ms=BUSY_TIMEOUT_MS)
 
     async def read_meta(self, key: str) -> str | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
