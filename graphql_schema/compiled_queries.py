@@ -566,6 +566,11 @@ class _ObjectCode:
         pad, lines, key = "    " * depth, self.lines, repr(field.key)
         if field.scopes:
             lines.append(f'{pad}if _refused(state, F{n}): raise _Abandoned("refused: graphql-core says why")')
+        alone = _nodes_alone(field) if depth + 2 < MAX_INLINE_DEPTH else None
+        if alone is not None:  # the nodes without the connection; the resolver when they cannot be
+            self._nodes_alone(field, n, alone, source, out, type_name, path, depth)
+            lines.append(f"{pad}else:")
+            depth, pad = depth + 1, pad + "    "
         function, with_info = getattr(field.direct, "positional", (None, True))
         method = getattr(field.direct, "method", None)
         info = f"_Info(state, F{n}, {path})"
@@ -605,6 +610,25 @@ class _ObjectCode:
             f"{pad}    {out}[{key}] = None",  # keeps the key's place in the response
             f"{pad}    state.pending.append((v, {out}, {key}, C{n}, {_below(field, type_name, path)}))",
         ]
+
+    def _nodes_alone(
+        self, field: _Field, n: int, alone: tuple[Any, str, _Field], source: str, out: str, type_name: str, path: str,
+        depth: int,
+    ) -> None:  # fmt: skip
+        """The head of `_call` for a connection asked for its edges' nodes alone (`_nodes_alone`): the
+        nodes from the resolver's `nodes_alone`, and the edges written from them as `_page_nodes`
+        writes a connection's (paths included); an `if` whose `else` the caller writes (the resolver)."""
+        nodes, connection_type, edges = alone
+        _, item_type, item_fields = cast(tuple[str, str, list[_Field | str]], _page_nodes(edges))
+        self.names[f"N{n}"], self.names[f"A{n}"] = nodes, field.constant_arguments
+        pad, lines = "    " * depth, self.lines
+        lines.append(f"{pad}v = N{n}({source}, state.executor.context_value, A{n})")
+        below = _below(edges, connection_type, _below(field, type_name, path))
+        item_path = self._loop(edges, f"s{depth}", below, depth)
+        lines.append(f"{pad}        o{depth} = {{}}")
+        self.fields(item_type, item_fields, source=f"s{depth}", out=f"o{depth}", path=item_path, depth=depth + 2)
+        edges_out = f"{{{edges.key!r}: l{depth}}}"
+        lines += [f"{pad}        l{depth}.append(o{depth})", f"{pad}    {out}[{field.key!r}] = {edges_out}"]
 
     def _value(self, field: _Field, n: int, target: str, type_name: str, path: str, depth: int) -> None:
         pad, lines = "    " * depth, self.lines
@@ -713,6 +737,20 @@ def _page_nodes(field: _Field) -> tuple[str, str, list[_Field | str]] | None:
     if not all(isinstance(f, str) or f.attribute == "node" for f in item_fields):
         return None
     return attribute, item_type, [f if isinstance(f, str) else replace(f, attribute=_THE_ITEM) for f in item_fields]
+
+
+def _nodes_alone(field: _Field) -> tuple[Any, str, _Field] | None:
+    """(the resolver's `nodes_alone`, the connection's type name, its edges field) when `field` is a
+    connection with constant arguments asked for nothing but its edges' nodes (`_page_nodes`), and
+    its resolver is marked with `nodes_alone` (graphql_schema/pagination.py); None otherwise."""
+    nodes = _resolver_mark(field, "nodes_alone")
+    body = getattr(field.inner, "inline_body", None)
+    if nodes is None or body is None or field.constant_arguments is None:
+        return None
+    connection_type, fields = body
+    if len(fields) != 1 or isinstance(fields[0], str) or _page_nodes(fields[0]) is None:
+        return None
+    return nodes, connection_type, fields[0]
 
 
 def _held_in(field: _Field) -> str | None:

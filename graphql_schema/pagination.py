@@ -17,6 +17,7 @@ from app.domain.paging import Window
 T = TypeVar("T")
 S = TypeVar("S")
 P = TypeVar("P")
+F = TypeVar("F", bound=Callable[..., Any])
 
 # How a connection counts its whole list, called only when `totalCount` is selected.
 Count = Callable[[], Awaitable[int]]
@@ -71,6 +72,23 @@ def _edges(root: Connection[Any]) -> list[Edge[Any]]:
 # What graphql_schema/compiled_queries.py reads instead of calling `_edges` when a selection asks the
 # edges for their node only: the attribute holding the page's nodes, in order.
 _edges.page_nodes = "page_nodes"  # type: ignore[attr-defined]
+
+# (source, request context, arguments by their GraphQL names) -> the page's nodes, or None: the
+# resolver makes the page. See `nodes_alone`.
+NodesAlone = Callable[[Any, Any, dict[str, Any]], list[Any] | None]
+
+def nodes_alone(nodes: NodesAlone) -> Callable[[F], F]:
+    """Mark a connection's resolver with what gives its page's nodes without the connection: a
+    compiled plan asking the connection for nothing but its edges' nodes (a list of 300 members
+    with their last 10 interactions each) calls `nodes` instead (graphql_schema/compiled_queries.py),
+    with no page info, count or connection made for each member, and calls the resolver when it
+    answers None. `nodes` must give the nodes the resolver's page would hold, in order."""
+
+    def mark(resolver: F) -> F:
+        resolver.nodes_alone = nodes  # type: ignore[attr-defined]
+        return resolver
+
+    return mark
 
 
 @strawberry.type

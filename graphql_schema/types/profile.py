@@ -35,6 +35,7 @@ from graphql_schema.pagination import (
     decode_cursor,
     encode_cursor,
     foreign_cursor,
+    nodes_alone,
     page_window,
 )
 from graphql_schema.types.counts import graphql_int
@@ -204,6 +205,25 @@ def _personal(info: Info, value: str | None) -> str | None:
 _EVERY_ONE = InteractionFilter()  # most pages filter nothing: one filter for them all (it is frozen)
 
 
+def _newest_page(profile: domain.Profile, first: int | None, max_page_size: int) -> InteractionPage | None:
+    """The newest `first` interactions of every kind (INTERACTIONS_PAGE when None) when the embedded list
+    holds them and the size is one a caller may ask for: most pages, made directly. None: the page is
+    made from its window (which refuses a size out of bounds)."""
+    size = min(INTERACTIONS_PAGE, max_page_size) if first is None else first
+    return embedded_first_page(profile, size) if 1 <= size <= max_page_size else None
+
+
+def _newest_nodes(source: Profile, context: Any, arguments: dict[str, Any]) -> list[domain.Interaction] | None:
+    """`interactions`' nodes alone (`nodes_alone`): the newest page's, asked with `first` at most."""
+    get = arguments.get
+    if get("after") is not None or get("before") is not None or get("last") is not None:
+        return None
+    if get("types") or get("channels"):
+        return None
+    page = _newest_page(source.profile, get("first"), context.services.settings.max_page_size)
+    return None if page is None else page.interactions
+
+
 def interaction_cursor(interaction: domain.Interaction) -> str:
     return encode_cursor(INTERACTION_CURSOR, f"{to_iso(interaction.timestamp)}|{interaction.message_id}")
 
@@ -333,6 +353,7 @@ class Profile(Node):
         description=f"The customer's history, newest first, across every channel ({INTERACTIONS_PAGE} a page "
         "unless first or last says otherwise).",
     )
+    @nodes_alone(_newest_nodes)
     def interactions(
         self,
         info: Info,
@@ -345,10 +366,11 @@ class Profile(Node):
     ) -> Connection[Interaction] | Awaitable[Connection[Interaction]]:
         max_page_size = info.context.services.settings.max_page_size
         usual = min(INTERACTIONS_PAGE, max_page_size)  # a CDP_MAX_PAGE_SIZE below it refused every page asked for none
+        newest = None
         if after is None and before is None and last is None and not types and not channels:
-            size = usual if first is None else first  # the newest, of every kind: most pages, made directly
-            if 1 <= size <= max_page_size and (newest := embedded_first_page(self.profile, size)) is not None:
-                return self._interaction_connection(info, newest, _EVERY_ONE)
+            newest = _newest_page(self.profile, first, max_page_size)
+        if newest is not None:
+            return self._interaction_connection(info, newest, _EVERY_ONE)
         window = page_window(first, after, last, before, default=usual, position=interaction_position)
         where = InteractionFilter.named(types, channels) if types or channels else _EVERY_ONE
         page = embedded_page(self.profile, window, where=where, max_page_size=max_page_size)

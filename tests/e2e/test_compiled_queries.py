@@ -354,6 +354,56 @@ async def test_edges_asked_for_their_node_only_answer_as_graphql_core(tmp_path: 
         assert all(e["cursor"] for e in members["again"])
 
 
+# A connection asked for its edges' nodes alone, with constant arguments: the nodes come from the
+# resolver's `nodes_alone` (graphql_schema/pagination.py) where it gives them, the resolver otherwise.
+NODES_ALONE = [
+    "interactions(first: 2)",
+    "interactions",
+    "interactions(first: 55)",  # past the embedded list of the long history: read from the store
+    "interactions(first: 0)",
+    "interactions(first: 1000)",
+    'interactions(types: ["page_view"])',
+    "interactions(last: 2)",
+    'interactions(after: "not-a-cursor")',
+]
+
+
+async def test_a_connection_asked_for_its_nodes_alone_answers_as_graphql_core(tmp_path: Path) -> None:
+    """Members' last interactions, asked for nothing but the edges' nodes: the same answers as
+    graphql-core's (masking, refused arguments and their paths included) whether the nodes are given
+    alone (the newest page of the embedded list) or the resolver makes the page (filters, cursors,
+    a page past the embedded list, a size out of bounds)."""
+    async with _apps(tmp_path) as (fast, core, _):
+        long = [{"type": "email", "value": "long@example.com"}]
+        long_history = [{"messageId": f"long-{i}", "type": "page_view", "channel": "web", "identifiers": long,
+                         "timestamp": f"2026-10-01T10:{i:02d}:00Z", "properties": {"url": f"/l{i}"}}
+                        for i in range(60)]  # fmt: skip
+        ingest = "mutation($e: [EventInput!]!) { ingestEvents(events: $e) { results { status } } }"
+        assert (await core.answer("all", ingest, {"e": long_history}))[2] == []
+        before, refused = await _executions(fast), 0
+        for field in NODES_ALONE:
+            document = (
+                f"{{ segments {{ members(first: 10) {{ edges {{ node {{ id {field} "
+                "{ edges { node { type channel messageId properties } } } } } } } }"
+            )
+            for key in ("all", "no-pii"):
+                answered = await fast.answer(key, document, {})
+                assert answered == await core.answer(key, document, {}), (key, field)
+                refused += any(path for _, path, _ in answered[2])  # refused in execution (sizes are before)
+        _, data, errors = await fast.answer("all", document.replace(NODES_ALONE[-1], NODES_ALONE[0]), {})
+        assert errors == [], errors
+        after = await _executions(fast)
+        _, masked, _ = await fast.answer("no-pii", document.replace(NODES_ALONE[-1], NODES_ALONE[2]), {})
+    members = data["segments"][0]["members"]["edges"]
+    assert len(members) == 4 and all(len(m["node"]["interactions"]["edges"]) == 2 for m in members)
+    newest = next(m for m in members if m["node"]["interactions"]["edges"][0]["node"]["messageId"] == "long-59")
+    assert [e["node"]["messageId"] for e in newest["node"]["interactions"]["edges"]] == ["long-59", "long-58"]
+    pages = [m["node"]["interactions"]["edges"] for m in masked["segments"][0]["members"]["edges"]]
+    assert all(pages) and max(len(p) for p in pages) == 55
+    # What execution refused (the foreign cursor) was answered by graphql-core, and only that.
+    assert after["graphql-core"] - before["graphql-core"] == refused >= 2
+
+
 HISTORY = """{ segmentHistory(last: 50) { id change segmentId profileId
   segment { id name } profile { id firstName piiMasked } again: profile { firstName } } }"""
 
