@@ -30,9 +30,16 @@ from app.services.profiles import upsert_profiles
 from app.services.recommendations import write_products
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-EVENT_BATCH = 500
+# Events ingested with one call: as many as a client's batch may hold (IngestionPolicy.max_batch_size),
+# so that the load holds the writer no longer than any client's batch does. With 500 and 5 ms pauses
+# before (2026-12-04, alternating, bench/first_start.py's start): the demo data ready in 9.31-9.89 s
+# against 10.33-10.41; small API writes sent during the load waited 182-192 ms (p90) against 86-95.
+# 2,000 was ready about as soon (9.28-10.42 s) with writes waiting 441-546 ms (p90), up to 1 s.
+EVENT_BATCH = 1000
 PROFILE_BATCH = 100  # profiles upserted with one commit (each its own unit of work)
-STEP_PAUSE = 0.005  # seconds after each step (about 60 steps for the demo data)
+# Seconds after each step (about 35 steps for the demo data). 1 ms turns the loop as 5 ms did: with 500
+# events a step, writes sent during the load waited 80-84 ms (p90) against 89-95, ready 0.3 s sooner.
+STEP_PAUSE = 0.001
 MAX_PROBLEMS = 20
 DATA_FILES = ("products.jsonl", "profiles.jsonl", "events.jsonl")  # what a data set holds, any of them
 SEGMENTS_FILE = "segments.jsonl"  # segment definitions, read after the data (bootstrap.define_segments)
