@@ -77,6 +77,7 @@ _edges.page_nodes = "page_nodes"  # type: ignore[attr-defined]
 # resolver makes the page. See `nodes_alone`.
 NodesAlone = Callable[[Any, Any, dict[str, Any]], list[Any] | None]
 
+
 def nodes_alone(nodes: NodesAlone) -> Callable[[F], F]:
     """Mark a connection's resolver with what gives its page's nodes without the connection: a
     compiled plan asking the connection for nothing but its edges' nodes (a list of 300 members
