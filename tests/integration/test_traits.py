@@ -471,6 +471,27 @@ async def test_a_restarted_schedule_runs_the_job_a_period_after_the_last_one_not
         await asyncio.gather(schedule, return_exceptions=True)
 
 
+async def test_a_round_planned_before_a_job_finished_waits_a_period_after_it(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found on a first start: the schedule found a store with no job and planned its first round a
+    minute on; the demo data's load computed the traits meanwhile, and the round ran the job again.
+    A round now finds the job that finished since it was planned, and waits a period after it."""
+    await _base(store)
+    monkeypatch.setattr(traits, "FIRST_ROUND_AFTER", timedelta(seconds=0.3))
+    schedule = asyncio.create_task(traits.keep_recomputing(store, every_minutes=60))
+    try:
+        await asyncio.sleep(0.05)  # the schedule has planned its first round (none ran on this store)
+        loaded = (await traits.recompute_traits(store)).job_id  # as the demo data's load does
+        await asyncio.sleep(0.6)  # past the first round
+        job = json.loads(await store.read_meta(traits.META_KEY) or "{}")
+        assert (job["jobId"], job["status"]) == (loaded, "done"), job
+        assert not schedule.done()  # waiting for its next round, an hour after the load's job
+    finally:
+        schedule.cancel()
+        await asyncio.gather(schedule, return_exceptions=True)
+
+
 async def test_a_job_another_process_resumed_is_not_run_again_in_full_when_this_one_starts(
     store: ProfileStore,
 ) -> None:
