@@ -142,6 +142,11 @@ async def start(settings: Settings, *, tracer: Tracer | None = None) -> Services
     rekeyed = await ensure_blocking_keys(store)
     if rekeyed:
         log.info("blocking-key index rebuilt for %d profiles (fuzzy merge candidates)", rekeyed)
+    # A new store is marked for the demo data before this process answers anything (the start lock
+    # is held): a client's write reaching it before the load begins no longer makes it a store with
+    # data, which was never loaded into.
+    if await store.read_meta(SEED_META) is None and await needs_seeding(services):
+        await store.write_meta(SEED_META, SEED_PENDING)
     return services
 
 
@@ -181,13 +186,14 @@ async def _kept_or_new_key(store: ProfileStore, path: Path) -> str:
 
 
 SEED_META = "demoData"  # "loading" while the demo data goes in, "loaded" once in: an interrupted load resumes
+SEED_PENDING = "pending"  # a new store the demo data is to go into (`start`), its load not begun
 
 
 async def needs_seeding(services: Services) -> bool:
     """A new embedded store (or one whose demo data load was interrupted) with fixtures on."""
     if not services.settings.seed_fixtures or services.store.backend != "sqlite":
         return False
-    if await services.store.read_meta(SEED_META) == "loading":
+    if await services.store.read_meta(SEED_META) in ("loading", SEED_PENDING):
         return True
     return await services.store.count_profiles() == 0 and await services.store.count_products() == 0
 

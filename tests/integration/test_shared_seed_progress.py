@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -16,10 +16,12 @@ import pytest
 
 from app import bootstrap
 from app.bootstrap import Services, connect, seed_in_background
+from app.domain.events import RawEvent, RawIdentifier
 from app.domain.profile import Profile
 from app.domain.profile_query import ProfileFilter
 from app.services import traits
 from app.services.fixtures import SeedProgress
+from app.services.ingestion import EventStatus, ingest_events
 from app.services.leases import hold_for
 from app.settings import Settings
 from app.shared_seed_progress import PROGRESS_FILE, SharedSeedProgress
@@ -148,3 +150,29 @@ async def _every_profile(services: Services) -> AsyncIterator[Profile]:
         for profile in page:
             yield profile
         after = page[-1].id
+
+
+async def test_a_write_before_the_demo_load_begins_does_not_keep_the_demo_data_out(tmp_path: Path) -> None:
+    """Found while measuring writes during a first start: a client's event that reached the new store
+    before the load began made it a store with data, and the demo data never went in. `start` marks a
+    new store for it before the server answers anything."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/cdp.sqlite3",
+        fixtures_dir=demo_fixtures(tmp_path / "fixtures", 300),
+        auth=False,
+        traits_every_minutes=0,
+    )
+    services = await bootstrap.start(settings)
+    try:
+        visitor = [RawIdentifier("anonymousId", "early-visitor")]
+        early = RawEvent(message_id="early-1", type="page_view", channel="web", timestamp=datetime.now(UTC),
+                         identifiers=visitor, properties={"url": "/"})  # fmt: skip
+        (outcome,) = await ingest_events(services.store, [early])
+        assert outcome.status is EventStatus.ACCEPTED
+        await seed_in_background(services)
+        assert services.seeding.failure is None
+        assert await services.store.read_meta(bootstrap.SEED_META) == "loaded"
+        profiles = [p async for p in _every_profile(services)]
+        assert len(profiles) > 100 and any(p.id == outcome.profile_id for p in profiles)  # the demo's and the early one
+    finally:
+        await services.close()
