@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -212,10 +213,7 @@ class SQLiteTransaction(StoreTransaction):
             raise IdentityTaken(taken.key) from None
 
     async def encoded(self, writes: Sequence[ProfileWrite]) -> list[ProfileWrite]:
-        return [
-            ProfileWrite(w.document, w.expected_version, w.keys_moved, w.addresses_moved, dumps(w.document))
-            for w in writes
-        ]
+        return [replace(w, encoded=dumps(w.document)) for w in writes]
 
     async def write_profiles(self, writes: Sequence[ProfileWrite]) -> None:
         inserts = [w.document for w in writes if w.expected_version is None]
