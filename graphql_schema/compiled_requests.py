@@ -8,7 +8,8 @@ query that has already been prepared (its text in the document cache, valid) and
 what those steps do to such a request, in the same order and with the same functions:
 - the variables' list limit (graphql_schema/variable_limits.py) and the data-scope rule
   (graphql_schema/data_scopes.py);
-- the executor graphql-core builds (variables coerced, our execution checks), then the plan;
+- the executor graphql-core builds (variables coerced, our execution checks), from what was worked out
+  once for the document when it can be (graphql_schema/prepared_operations.py), then the plan;
 - the operation's latency into the same histogram as OperationMetrics, and its name on the
   operation's span when tracing (as OperationSpans does).
 Anything else — a document not prepared yet or refused, a mutation (told before its variables are
@@ -45,13 +46,14 @@ async def answer(schema: Schema, request: GraphQLRequestData, context: Context) 
     compiler, text = schema.query_compiler, request.query
     if compiler is None or not text or request.extensions or context.principal is None:
         return None
-    prepared = schema.gate.documents.get((text, VALIDATION_RULES))
-    document = prepared.document if prepared is not None else None
+    checked = schema.gate.documents.get((text, VALIDATION_RULES))
+    document = checked.document if checked is not None else None
     if document is None:
         return None
     graphql_schema = schema._schema
     name, variables = request.operation_name, request.variables
-    operation = get_operation_ast(document, name)
+    prepared = schema.prepared_operations.of(document, name)
+    operation = prepared.operation if prepared is not None else get_operation_ast(document, name)
     if operation is None or operation.operation is not OperationType.QUERY:
         return None  # before anything is coerced: a batch of events is coerced off the loop by its own path
     if list_refusal(graphql_schema, document, name, variables, schema.limits.max_list_items) is not None:
@@ -66,7 +68,8 @@ async def answer(schema: Schema, request: GraphQLRequestData, context: Context) 
         "is_awaitable": optimized_is_awaitable,
         "executor_class": schema.execution_context_class,
     }
-    executor = compiled_queries.build_executor(graphql_schema, document, options)
+    built = schema.prepared_operations.executor(prepared, document, options) if prepared is not None else None
+    executor = built if built is not None else compiled_queries.build_executor(graphql_schema, document, options)
     if isinstance(executor, list):
         return None
     plan = compiler.plan_for(document, executor)

@@ -31,6 +31,7 @@ from graphql_schema.limits import QueryLimits
 from graphql_schema.mutations import Mutation, ingest
 from graphql_schema.operation_metrics import OperationMetrics
 from graphql_schema.operation_spans import OperationSpans
+from graphql_schema.prepared_operations import PreparedOperations
 from graphql_schema.queries import Query
 from graphql_schema.subscriptions import Subscription
 from graphql_schema.variable_limits import list_refusal
@@ -52,6 +53,7 @@ class Schema(strawberry.Schema):
         self.gate = DocumentGate(self._schema, limits)
         self.compiler = compiled.Compiler(self, compiled_fields)
         self.query_compiler = QueryCompiler(self) if compiled_queries else None
+        self.prepared_operations = PreparedOperations(self._schema)
 
     def _get_execute_function(self) -> Callable[..., Any]:
         """graphql-core's `execute`, or the compiled plan of the document when it has one."""
