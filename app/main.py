@@ -145,13 +145,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     graphql = GraphQLApp(current, settings, tracer=tracer)
     open_websockets = OpenWebSockets()  # closed with 1001 when the server stops (see app/__main__.py)
     app = Starlette(
+        # The router tries its routes in order (a regular expression each): the API's first.
         routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", open_websockets.track(graphql)),
             Route("/", root),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", open_websockets.track(graphql)),
             Mount(ASSETS_PATH, app=StaticFiles(directory=STATIC_DIR), name="playground-assets"),
         ],
         lifespan=lifespan,

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -345,9 +346,14 @@ def _instead(data: object, error: dict[str, Any]) -> bytes:
     return orjson.dumps({"errors": [error]})
 
 
-def _accepted(request: Request) -> list[str]:
-    header = request.headers.get("accept", "")
-    return [part.split(";")[0].strip().lower() for part in header.split(",") if part.strip()]
+def _accepted(request: Request) -> tuple[str, ...]:
+    return _media_types(request.headers.get("accept", ""))
+
+
+@lru_cache(maxsize=256)
+def _media_types(header: str) -> tuple[str, ...]:
+    """The media types an Accept header lists, remembered by header: a client sends the same one each time."""
+    return tuple(part.split(";")[0].strip().lower() for part in header.split(",") if part.strip())
 
 
 def _media_type(request: Request) -> str:

@@ -111,7 +111,9 @@ def _names_this_machine(host: str) -> bool:
     return ipaddress.ip_address(name).is_unspecified or _network_host(name) is None
 
 
+@lru_cache(maxsize=1024)
 def _is_address(host: str) -> bool:
+    """Remembered by host, as `_network_host`: every request asks it of the address it arrived on."""
     try:
         ipaddress.ip_address(host.split("%")[0])
     except ValueError:

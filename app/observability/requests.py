@@ -57,19 +57,21 @@ class RequestObservation:
             metrics = self.metrics()
             if metrics is not None:
                 metrics.child(metrics.http_requests, scope.get("method", ""), route, str(status)).inc()
-            access.log(
-                logging.DEBUG if path in PROBES and status < 400 else logging.INFO,
-                "%s %s %d",
-                scope.get("method"),
-                path,
-                status,
-                extra={
-                    "method": scope.get("method"),
-                    "path": path,
-                    "status": status,
-                    "durationMs": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            level = logging.DEBUG if path in PROBES and status < 400 else logging.INFO
+            if access.isEnabledFor(level):  # CDP_LOG_LEVEL=warning: no line, nothing made for one
+                access.log(
+                    level,
+                    "%s %s %d",
+                    scope.get("method"),
+                    path,
+                    status,
+                    extra={
+                        "method": scope.get("method"),
+                        "path": path,
+                        "status": status,
+                        "durationMs": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
             request_id.reset(token)
 
     async def _websocket(
