@@ -620,9 +620,9 @@ class _ObjectCode:
         writes a connection's (paths included); an `if` whose `else` the caller writes (the resolver)."""
         nodes, connection_type, edges = alone
         _, item_type, item_fields = cast(tuple[str, str, list[_Field | str]], _page_nodes(edges))
-        self.names[f"N{n}"], self.names[f"A{n}"] = nodes, field.constant_arguments
+        self.names[f"N{n}"] = nodes
         pad, lines = "    " * depth, self.lines
-        lines.append(f"{pad}v = N{n}({source}, state.executor.context_value, A{n})")
+        lines.append(f"{pad}v = N{n}({source}, state.executor.context_value)")
         below = _below(edges, connection_type, _below(field, type_name, path))
         item_path = self._loop(edges, f"s{depth}", below, depth)
         lines.append(f"{pad}        o{depth} = {{}}")
@@ -740,17 +740,19 @@ def _page_nodes(field: _Field) -> tuple[str, str, list[_Field | str]] | None:
 
 
 def _nodes_alone(field: _Field) -> tuple[Any, str, _Field] | None:
-    """(the resolver's `nodes_alone`, the connection's type name, its edges field) when `field` is a
+    """(the page's nodes by source, the connection's type name, its edges field) when `field` is a
     connection with constant arguments asked for nothing but its edges' nodes (`_page_nodes`), and
-    its resolver is marked with `nodes_alone` (graphql_schema/pagination.py); None otherwise."""
-    nodes = _resolver_mark(field, "nodes_alone")
+    its resolver is marked with `nodes_alone` (graphql_schema/pagination.py), which gives a function
+    for those arguments; None otherwise."""
+    nodes_for = _resolver_mark(field, "nodes_alone")
     body = getattr(field.inner, "inline_body", None)
-    if nodes is None or body is None or field.constant_arguments is None:
+    if nodes_for is None or body is None or field.constant_arguments is None:
         return None
     connection_type, fields = body
     if len(fields) != 1 or isinstance(fields[0], str) or _page_nodes(fields[0]) is None:
         return None
-    return nodes, connection_type, fields[0]
+    nodes = nodes_for(field.constant_arguments)
+    return None if nodes is None else (nodes, connection_type, fields[0])
 
 
 def _held_in(field: _Field) -> str | None:

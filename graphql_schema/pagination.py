@@ -73,17 +73,21 @@ def _edges(root: Connection[Any]) -> list[Edge[Any]]:
 # edges for their node only: the attribute holding the page's nodes, in order.
 _edges.page_nodes = "page_nodes"  # type: ignore[attr-defined]
 
-# (source, request context, arguments by their GraphQL names) -> the page's nodes, or None: the
-# resolver makes the page. See `nodes_alone`.
-NodesAlone = Callable[[Any, Any, dict[str, Any]], list[Any] | None]
+# (source, request context) -> the page's nodes, or None: the resolver makes the page.
+PageNodes = Callable[[Any, Any], list[Any] | None]
+# The arguments a document writes (by their GraphQL names) -> the PageNodes for them, or None: the
+# resolver always makes the page. See `nodes_alone`.
+NodesAlone = Callable[[dict[str, Any]], PageNodes | None]
 
 
 def nodes_alone(nodes: NodesAlone) -> Callable[[F], F]:
     """Mark a connection's resolver with what gives its page's nodes without the connection: a
     compiled plan asking the connection for nothing but its edges' nodes (a list of 300 members
-    with their last 10 interactions each) calls `nodes` instead (graphql_schema/compiled_queries.py),
-    with no page info, count or connection made for each member, and calls the resolver when it
-    answers None. `nodes` must give the nodes the resolver's page would hold, in order."""
+    with their last 10 interactions each) asks `nodes` once, with the arguments its document
+    writes, for a function of (source, context), and calls that instead of the resolver
+    (graphql_schema/compiled_queries.py): no page info, count or connection made for each member,
+    nor its arguments looked at again. The resolver is called when `nodes` answers None, or the
+    function does. The function must give the nodes the resolver's page would hold, in order."""
 
     def mark(resolver: F) -> F:
         resolver.nodes_alone = nodes  # type: ignore[attr-defined]

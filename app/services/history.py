@@ -83,11 +83,16 @@ def embedded_page(
 def embedded_first_page(profile: Profile, size: int) -> InteractionPage | None:
     """`embedded_page` for the newest `size` interactions of every kind (a size already checked): a
     list of 300 members asking for their last 10 asks this 300 times, with no window nor filter made."""
+    newest = embedded_newest(profile, size)
+    return None if newest is None else InteractionPage(newest, len(profile.recent) > size, False)
+
+
+def embedded_newest(profile: Profile, size: int) -> list[Interaction] | None:
+    """The newest `size` interactions of every kind when the embedded list holds them (None: read the
+    full history); a size already checked."""
     recent = profile.recent
     held = len(recent)
-    if held > size or profile.stats.events_total <= held:
-        return InteractionPage(recent[:size], held > size, False)
-    return None
+    return recent[:size] if held > size or profile.stats.events_total <= held else None
 
 
 def page_of(read: list[Interaction], window: HistoryWindow) -> InteractionPage:

@@ -21,6 +21,7 @@ from app.services.history import (
     InteractionPage,
     embedded_count,
     embedded_first_page,
+    embedded_newest,
     embedded_page,
     page_of,
 )
@@ -30,6 +31,7 @@ from graphql_schema.page_arguments import CONSENT_HISTORY_PAGE, INTERACTIONS_PAG
 from graphql_schema.pagination import (
     Connection,
     Count,
+    PageNodes,
     connection,
     counted,
     decode_cursor,
@@ -205,23 +207,35 @@ def _personal(info: Info, value: str | None) -> str | None:
 _EVERY_ONE = InteractionFilter()  # most pages filter nothing: one filter for them all (it is frozen)
 
 
-def _newest_page(profile: domain.Profile, first: int | None, max_page_size: int) -> InteractionPage | None:
-    """The newest `first` interactions of every kind (INTERACTIONS_PAGE when None) when the embedded list
-    holds them and the size is one a caller may ask for: most pages, made directly. None: the page is
-    made from its window (which refuses a size out of bounds)."""
+def _newest_size(first: int | None, max_page_size: int) -> int | None:
+    """The size of the newest page asked with `first` (INTERACTIONS_PAGE when None), when a caller may
+    ask for it; None: the page is made from its window (which refuses a size out of bounds)."""
     size = min(INTERACTIONS_PAGE, max_page_size) if first is None else first
-    return embedded_first_page(profile, size) if 1 <= size <= max_page_size else None
+    return size if 1 <= size <= max_page_size else None
 
 
-def _newest_nodes(source: Profile, context: Any, arguments: dict[str, Any]) -> list[domain.Interaction] | None:
-    """`interactions`' nodes alone (`nodes_alone`): the newest page's, asked with `first` at most."""
+def _newest_page(profile: domain.Profile, first: int | None, max_page_size: int) -> InteractionPage | None:
+    """The newest `first` interactions of every kind when the embedded list holds them: most pages,
+    made directly. None: the page is made from its window."""
+    size = _newest_size(first, max_page_size)
+    return None if size is None else embedded_first_page(profile, size)
+
+
+def _newest_nodes(arguments: dict[str, Any]) -> PageNodes | None:
+    """`interactions`' nodes alone (`nodes_alone`): for a document asking for the newest page (`first`
+    at most), the page's nodes from each profile's embedded list."""
     get = arguments.get
     if get("after") is not None or get("before") is not None or get("last") is not None:
         return None
     if get("types") or get("channels"):
         return None
-    page = _newest_page(source.profile, get("first"), context.services.settings.max_page_size)
-    return None if page is None else page.interactions
+    first = get("first")
+
+    def nodes(source: Profile, context: Any) -> list[domain.Interaction] | None:
+        size = _newest_size(first, context.services.settings.max_page_size)
+        return None if size is None else embedded_newest(source.profile, size)
+
+    return nodes
 
 
 def interaction_cursor(interaction: domain.Interaction) -> str:
