@@ -207,6 +207,11 @@ def _personal(info: Info, value: str | None) -> str | None:
 _EVERY_ONE = InteractionFilter()  # most pages filter nothing: one filter for them all (it is frozen)
 
 
+def _asks_newest(after: str | None, before: str | None, last: int | None, types: Any, channels: Any) -> bool:
+    """Whether `interactions` is asked for its newest page of every kind (`first` at most)."""
+    return after is None and before is None and last is None and not types and not channels
+
+
 def _newest_size(first: int | None, max_page_size: int) -> int | None:
     """The size of the newest page asked with `first` (INTERACTIONS_PAGE when None), when a caller may
     ask for it; None: the page is made from its window (which refuses a size out of bounds)."""
@@ -225,9 +230,7 @@ def _newest_nodes(arguments: dict[str, Any]) -> PageNodes | None:
     """`interactions`' nodes alone (`nodes_alone`): for a document asking for the newest page (`first`
     at most), the page's nodes from each profile's embedded list."""
     get = arguments.get
-    if get("after") is not None or get("before") is not None or get("last") is not None:
-        return None
-    if get("types") or get("channels"):
+    if not _asks_newest(get("after"), get("before"), get("last"), get("types"), get("channels")):
         return None
     first = get("first")
 
@@ -381,7 +384,7 @@ class Profile(Node):
         max_page_size = info.context.services.settings.max_page_size
         usual = min(INTERACTIONS_PAGE, max_page_size)  # a CDP_MAX_PAGE_SIZE below it refused every page asked for none
         newest = None
-        if after is None and before is None and last is None and not types and not channels:
+        if _asks_newest(after, before, last, types, channels):
             newest = _newest_page(self.profile, first, max_page_size)
         if newest is not None:
             return self._interaction_connection(info, newest, _EVERY_ONE)
