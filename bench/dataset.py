@@ -114,6 +114,24 @@ class BuildReport:
     file_bytes: int
 
 
+def upkept_policy(store: SQLiteStore) -> IngestionPolicy:
+    """Ingestion with segment upkeep listening, as in the server: each write leaves a check of every
+    segment until its upkeep has run, and a store built without it has the server catch up every
+    profile when the check comes due (a minute later, in the middle of a benchmark's rounds)."""
+    return IngestionPolicy(changes=ProfileChanges(SegmentEngine(store, SegmentBus()).profiles_changed))
+
+
+async def settle_as_served(store: SQLiteStore, policy: IngestionPolicy) -> None:
+    """What a server that ran the build's writes (through `policy`) would have done besides: a server
+    started on a store without it does it in the middle of whatever a benchmark measures."""
+    # The keys are current (ingestion wrote them); this records that they are, so that a server
+    # started on a copy does not walk every profile to find out (app/services/match_index.py).
+    await ensure_blocking_keys(store)
+    # The computed-traits job (the server runs it every hour, and first a minute after starting on a
+    # store it never ran on: 100,000 profiles rewritten, about 50 s of CPU), its writes upkept too.
+    await recompute_traits(store, changes=policy.changes)
+
+
 async def build_store(
     path: Path, profiles: int, *, batch_size: int, run_id: str, progress: Callable[[int, float], None]
 ) -> BuildReport:
@@ -121,9 +139,7 @@ async def build_store(
     (email + customerId + name + address), `batch_size` events per `ingest_events` call."""
     store = SQLiteStore(path)
     at = datetime.now(UTC)
-    # Segment upkeep listens, as in the server: each write leaves a check of every segment until its
-    # upkeep has run, and a store built without it would have the server catch up every profile.
-    policy = IngestionPolicy(changes=ProfileChanges(SegmentEngine(store, SegmentBus()).profiles_changed))
+    policy = upkept_policy(store)
     started = time.perf_counter()
     accepted = rejected = batches = 0
     try:
@@ -134,13 +150,7 @@ async def build_store(
             accepted += sum(1 for o in outcomes if o.status is EventStatus.ACCEPTED)
             rejected += sum(1 for o in outcomes if o.status is not EventStatus.ACCEPTED)
             progress(accepted + rejected, time.perf_counter() - started)
-        # The keys are current (ingestion wrote them); this records that they are, so that a server
-        # started on a copy does not walk 100,000 profiles to find out (app/services/match_index.py).
-        await ensure_blocking_keys(store)
-        # The computed-traits job, as a served store has run it (the server runs it every hour, and
-        # first a minute after starting on a store it never ran on: 100,000 profiles rewritten, about
-        # 50 s of CPU, in the middle of whatever a benchmark measured). store_cache dates it.
-        await recompute_traits(store)
+        await settle_as_served(store, policy)  # store_cache dates the traits job it runs
         count = await store.count_profiles()
     finally:
         await store.close()

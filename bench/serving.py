@@ -380,7 +380,7 @@ def ingestion_on_every_core(
     rates: list[float] = []
     rows: list[list[Any]] = []
     with app_server(database, work, unpinned, {"CDP_WORKERS": str(workers)}, "app-every-core") as app:
-        process_tree.wait_idle(app.process.pid)  # each worker's segment upkeep catching up with the copy
+        process_tree.wait_idle(app.process.pid)  # each worker's start-up work done
         # A round first, not counted: until a write finds another worker holding the lock, each worker
         # computes its batches under it (read_snapshot), and the documents' pages are cold.
         wrk.Wrk("ingest-every-core-warm-up", f"{app.base_url}/graphql", connections=EVERY_CORE_CONNECTIONS,

@@ -96,12 +96,9 @@ def cached_store(cache_dir: Path, profiles: int, *, rebuild: bool) -> Path:
 def copy_store(source: Path, target: Path) -> Path:
     """A private copy of the cached store for one server or floor to write to, its computed-traits job
     dated now: the server's hourly job then falls after the benchmark, as it falls outside most hours'
-    serving (the job's own cost is the traits job's, not the serving path's).
-
-    Its segment checks are cleared too, when it has no segment (as the build leaves it): every profile
-    the build wrote scheduled one, and no server ran their upkeep, so each server started on a copy
-    first caught up with 100,000 of them, a core busy for ~14 s while the first rounds were measured
-    (the catch-up of a store without segments only clears them: the same end)."""
+    serving (the job's own cost is the traits job's, not the serving path's). The build leaves no
+    segment check due (bench/dataset.py, `settle_as_served`): before it did, each server started on a
+    copy first caught up with 100,000 profiles, a core busy for ~14 s while the first rounds ran."""
     for sidecar in SIDECARS:  # a log left by a server on an earlier copy would be replayed into this one
         Path(f"{target}{sidecar}").unlink(missing_ok=True)
     shutil.copyfile(source, target)
@@ -110,8 +107,6 @@ def copy_store(source: Path, target: Path) -> Path:
         if row is not None:
             job = json.loads(row[0]) | {"finishedAt": clock.to_iso(clock.now())}
             db.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(job), traits.META_KEY))
-        if db.execute("SELECT count(*) FROM segments").fetchone()[0] == 0:
-            db.execute("DELETE FROM segment_checks")
     return target
 
 
