@@ -409,11 +409,11 @@ class _Compilation:
 # Leaves whose values pass graphql-core's output coercion unchanged, told by a test on `v`; any other
 # value goes through the type's own coercion (which serialises it, or refuses it).
 UNCHANGED_LEAVES = {
-    "String": "v.__class__ is str",
-    "ID": "v.__class__ is str",
-    "Boolean": "v.__class__ is bool",
-    "Int": "v.__class__ is int and -2147483648 <= v <= 2147483647",
-    "Float": "v.__class__ is float and v - v == 0.0",  # finite: inf - inf and nan are not 0
+    "String": "type(v) is str",
+    "ID": "type(v) is str",
+    "Boolean": "type(v) is bool",
+    "Int": "type(v) is int and -2147483648 <= v <= 2147483647",
+    "Float": "type(v) is float and v - v == 0.0",  # finite: inf - inf and nan are not 0
 }
 
 
@@ -441,7 +441,7 @@ def _list_loop(item: Complete, body: tuple[str, list[_Field | str]], check: type
     names["K0"], names["L0"] = item, other
     lines = [
         "def complete(state, value, path):",
-        "    if value.__class__ is not list:",
+        "    if type(value) is not list:",
         "        return L0(state, value, path)",
         "    out = []",
         "    for i, s in enumerate(value):",
@@ -471,6 +471,8 @@ def _generated_names() -> dict[str, Any]:
         "_NOT_HELD": NOT_HELD,
         "Undefined": Undefined,
         "_Abandoned": _Abandoned,
+        "_PRESENT_CLASSES": _PRESENT_CLASSES,
+        "_present": _present,
     }
 
 
@@ -551,7 +553,7 @@ class _ObjectCode:
         """The head of a loop over the list `v` into `l{depth}`, each item as `item`, with each item's
         path made when resolvers below read it; returns the expression of an item's path."""
         pad, lines = "    " * depth, self.lines
-        lines += [f"{pad}if v.__class__ is list:", f"{pad}    l{depth} = []"]
+        lines += [f"{pad}if type(v) is list:", f"{pad}    l{depth} = []"]
         if not field.path_needed:
             lines.append(f"{pad}    for {item} in v:")
             return "None"
@@ -603,7 +605,7 @@ class _ObjectCode:
             lines.append(f"{pad}v = {call}")
         else:  # the value the object holds, if it holds one (graphql_schema/held_values.py)
             lines += [f"{pad}v = {source}.{held}", f"{pad}if v is _NOT_HELD:", f"{pad}    v = {call}"]
-        lines.append(f"{pad}if v.__class__ in _NOT_AWAITABLE or not state.is_awaitable(v):")
+        lines.append(f"{pad}if type(v) in _NOT_AWAITABLE or not state.is_awaitable(v):")
         self._value(field, n, f"{out}[{key}]", type_name, path, depth + 1)
         lines += [
             f"{pad}else:",
@@ -644,7 +646,7 @@ class _ObjectCode:
             if kept is not None:
                 self.names[f"M{n}"], self.names[f"Z{n}"], self.names[f"T{n}"] = kept
                 lines += [
-                    f"{pad}if v.__class__ is M{n} and v.tzinfo is Z{n} and (t := T{n}.get(v)) is not None:",
+                    f"{pad}if type(v) is M{n} and v.tzinfo is Z{n} and (t := T{n}.get(v)) is not None:",
                     f"{pad}    {target} = t",
                     f"{pad}elif {PRESENT}:",
                 ]
@@ -698,7 +700,7 @@ class _ObjectCode:
         if origin is None:
             return ""
         self.names[f"O{n}"] = origin
-        return f"{value}.__class__ is O{n} and {TYPE_CAST_ATTRIBUTE!r} not in {value}.__dict__"
+        return f"type({value}) is O{n} and {TYPE_CAST_ATTRIBUTE!r} not in {value}.__dict__"
 
 
 def _guarded(definition: GraphQLField) -> bool:
@@ -777,7 +779,23 @@ MAX_INLINE_DEPTH = 12  # indentation levels of one generated function: objects, 
 
 
 # A value that is neither null nor an error: what the null checks of `_nullable`/`_required` let through.
-PRESENT = "v is not None and v is not Undefined and not isinstance(v, Exception)"
+# Tested first by its class (`_PRESENT_CLASSES`): a set lookup, where the three tests took twice as
+# long, for each of the 3,000 interactions of a list of members.
+PRESENT = "(type(v) in _PRESENT_CLASSES or _present(v))"
+
+# Classes every instance of which is present, each added as a value of it is first met (`_present`).
+_PRESENT_CLASSES: set[type] = {str, int, float, bool, list, tuple, dict}
+_NOT_PRESENT_CLASSES = (type(None), type(Undefined))
+
+
+def _present(value: Any) -> bool:
+    if value is None or value is Undefined or isinstance(value, Exception):
+        return False
+    kind = type(value)
+    # What isinstance reads besides the class (a `__class__` of its own) could differ by instance.
+    if kind not in _NOT_PRESENT_CLASSES and all("__class__" not in vars(k) for k in kind.__mro__[:-1]):
+        _PRESENT_CLASSES.add(kind)
+    return True
 
 
 def _safe_attribute(name: str) -> bool:

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import strawberry
-from graphql import ExecutionResult, parse
+from graphql import ExecutionResult, Undefined, parse
 from pydantic_core import TzInfo
 
-from graphql_schema.compiled_queries import QueryCompiler, build_executor, run
+from graphql_schema.compiled_queries import _PRESENT_CLASSES, QueryCompiler, _present, build_executor, run
 from graphql_schema.datetime_scalar import DATETIME
 
 
@@ -302,3 +302,22 @@ async def test_objects_with_resolvers_in_a_list_are_completed_in_place_and_other
     assert await _compiled("{ apples { name size } }") is None
     interpreted = await SCHEMA.execute("{ apples { name size } }")
     assert interpreted.errors and "Expected value of type" in interpreted.errors[0].message
+
+
+class _Claims:
+    """An object that says it is of another class (a proxy's way), whatever its own."""
+
+    def __init__(self, claimed: type) -> None:
+        self.claimed = claimed
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return self.claimed
+
+
+def test_a_class_is_told_present_by_its_instances_only_where_each_would_be() -> None:
+    assert not any(_present(value) for value in (None, Undefined, ValueError("no"), _Claims(KeyError)))
+    assert not {type(None), type(Undefined), ValueError, _Claims} & _PRESENT_CLASSES
+    label = Label(text="x", at=AT)
+    assert _present(label) and Label in _PRESENT_CLASSES  # learned: its next instances cost a set lookup
+    assert _present(_Claims(Label)) and _Claims not in _PRESENT_CLASSES  # each of its instances may say otherwise
