@@ -824,15 +824,22 @@ class SQLiteStore:
         return await self._reads.read(scan)  # a scan: on a reader thread
 
     async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
-        found = dict[str, int]()
-        for chunk in id_chunks(profile_ids):
-            rows = self._reader.execute(
-                f"SELECT profile_id, writes FROM segment_checks WHERE segment_id = ? "
-                f"AND profile_id IN ({','.join('?' * len(chunk))})",
-                [EVERY_SEGMENT, *chunk],
-            )
-            found |= dict(rows.fetchall())
-        return found
+        ids = list(profile_ids)
+
+        def scan(db: sqlite3.Connection) -> dict[str, int]:
+            found = dict[str, int]()
+            for chunk in id_chunks(ids):
+                rows = db.execute(
+                    f"SELECT profile_id, writes FROM segment_checks WHERE segment_id = ? "
+                    f"AND profile_id IN ({','.join('?' * len(chunk))})",
+                    [EVERY_SEGMENT, *chunk],
+                )
+                found |= dict(rows.fetchall())
+            return found
+
+        # A batch's upkeep asks for its 1,000 profiles: 0.7-1.2 ms of lookups, on a reader thread
+        # rather than the loop, where reads arriving meanwhile waited for them.
+        return await self._reads.read(scan) if len(ids) > 1 else scan(self._reader)
 
     async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
         rows = self._reader.execute(
