@@ -816,7 +816,7 @@ def _resolve(state: _Run, field: _Field, source: Any, parent: Path | None, out: 
         info = state.executor.build_resolve_info(field.definition, field.nodes, field.parent, path)
         result = field.definition.resolve(source, info, **state.arguments_of(field))  # type: ignore[misc]
     below = (path or Path(parent, field.key, field.parent.name)) if field.path_needed else None
-    if result.__class__ in _NOT_AWAITABLE or not state.is_awaitable(result):
+    if type(result) in _NOT_AWAITABLE or not state.is_awaitable(result):
         out[field.key] = field.complete(state, result, below)
     else:
         out[field.key] = None  # keeps the key's place in the response
@@ -838,7 +838,7 @@ def _type_checked(is_type_of: Callable[[Any, Any], Any], origin: type | None, in
         origin = None  # a cast read from the class, or computed: Strawberry's check decides every value
 
     def complete(state: _Run, value: Any, path: Path | None) -> Any:
-        own = value.__class__ is origin and TYPE_CAST_ATTRIBUTE not in value.__dict__
+        own = type(value) is origin and TYPE_CAST_ATTRIBUTE not in value.__dict__
         if not own and is_type_of(value, None) is not True:
             raise _Abandoned("a value of another type")
         return inner(state, value, path)
