@@ -35,6 +35,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which of the server's processes (workers, bulk processes) wrote it
         }
         if (current := request_id.get()) is not None:
             line["requestId"] = current
