@@ -1,9 +1,14 @@
 """Whether a process still runs, by its pid: what the server's processes leave for one another (a
-seed's progress, metric files, a supervisor's folder) outlives a process that was killed."""
+seed's progress, metric files, a supervisor's folder) outlives a process that was killed; and a child
+process that stops with its parent."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def is_alive(pid: int) -> bool:
@@ -15,3 +20,16 @@ def is_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def stop_with_parent(parent: int) -> None:
+    """No child process outlives the one that started it (`parent`), even one killed with SIGKILL
+    (which can run no clean-up): on Linux the kernel sends this process SIGTERM when its parent dies,
+    and it stops gracefully as on any SIGTERM. Elsewhere this does nothing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request above took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
         default=65_536, ge=1024, le=1_048_576, description="Characters of document text, refused before parsing."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
+    bulk_bytes: int = Field(
+        default=65_536,
+        ge=0,
+        description="A POST whose body is at least this big (a batch of events) is answered by the serving "
+        "process's bulk process, started with the first, so that its work never holds the serving process's "
+        "reads (app/bulk_process.py); 0: every request answered in the serving process.",
+    )
     introspection: bool | None = Field(default=None, description="Unset: on in development, off in production.")
     compiled_execution: bool = Field(
         default=True,

@@ -20,12 +20,11 @@ itself opens nothing: it would hold the workers back by the store's import (~0.5
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import errno
 import os
 import pickle
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -43,13 +42,12 @@ from app.bounded_http import BoundedHttpToolsProtocol, head_bytes
 from app.collector import tune_for_serving
 from app.graceful_shutdown import ASGIApp, GracefulServer, OpenWebSockets
 from app.observability.logs import configure as configure_logs
-from app.processes import is_alive
+from app.processes import is_alive, stop_with_parent
 from app.starting import Starting
 
 if TYPE_CHECKING:  # a worker imports it on its loading thread (~0.5 s), after it listens
     from app.settings import Settings
 
-PR_SET_PDEATHSIG = 1  # prctl(2)
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # metrics.SHARED_DIR, named here: the supervisor imports no metrics
 METRICS_PREFIX = "cdp-metrics-"  # then the supervisor's pid
 
@@ -59,12 +57,14 @@ def serve(settings: Settings) -> bool:
     (the port taken, or the application failing to start)."""
     if settings.workers == 1:
         server, starting = build_server(settings)
-        try:
-            server.run()
-        except SystemExit as stopped:  # uvicorn logged why (the port is taken, …) and exits
-            if stopped.code != STARTUP_FAILURE:
-                raise
-            return False
+        # A bulk process (app/bulk_process.py) is a second process: /metrics answers for both.
+        with _shared_metrics() if settings.bulk_bytes else contextlib.nullcontext():
+            try:
+                server.run()
+            except SystemExit as stopped:  # uvicorn logged why (the port is taken, …) and exits
+                if stopped.code != STARTUP_FAILURE:
+                    raise
+                return False
         return server.started and not starting.failed
     config = _SupervisorConfig(settings)
     try:
@@ -90,10 +90,16 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def build_server(settings: Settings) -> tuple[GracefulServer, Starting]:
+def build_server(
+    settings: Settings, *, uds: str | None = None, outer: Callable[[ASGIApp], ASGIApp] | None = None
+) -> tuple[GracefulServer, Starting]:
     """One process's server, listening at once (app/starting.py): the application is imported and
-    built on a thread while the server runs, and its WebSockets are handed to the server then."""
-    return _build(_server_options(settings), lambda: settings)
+    built on a thread while the server runs, and its WebSockets are handed to the server then. With
+    `uds`, on that Unix socket instead of the settings' address; `outer` wraps what uvicorn serves."""
+    options = _server_options(settings)
+    if uds is not None:
+        options = {**options, "uds": uds}
+    return _build(options, lambda: settings, outer=outer)
 
 
 def _server_options(settings: Settings) -> dict[str, Any]:
@@ -120,12 +126,18 @@ def _build(
     server_class: Callable[[uvicorn.Config, OpenWebSockets], GracefulServer] = (
         lambda config, websockets: GracefulServer(config, websockets=websockets)
     ),
+    outer: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> tuple[GracefulServer, Starting]:
     def load() -> ASGIApp:
         from app.main import create_app
 
-        app = create_app(settings())
+        wanted = settings()
+        app = create_app(wanted)
         server.websockets = app.state.open_websockets
+        if wanted.bulk_bytes:  # big bodies (batches of events) answered by a process of their own
+            from app.bulk_process import BulkForwarding
+
+            return BulkForwarding(app, wanted)
         return app
 
     def stop() -> None:
@@ -133,7 +145,8 @@ def _build(
 
     # tune_for_serving once it is built: what exists then lives as long as the process.
     starting = Starting(load, loaded=tune_for_serving, stop=stop)
-    server = server_class(uvicorn.Config(lambda: starting, factory=True, **options), OpenWebSockets())
+    served: ASGIApp = starting if outer is None else outer(starting)
+    server = server_class(uvicorn.Config(lambda: served, factory=True, **options), OpenWebSockets())
     return server, starting
 
 
@@ -161,19 +174,6 @@ class _SupervisorConfig(uvicorn.Config):
         self.connections = ConnectionTable(slots=2 * settings.workers + 8)
 
 
-def _stop_with(supervisor: int) -> None:
-    """No worker outlives its supervisor, even one killed with SIGKILL (which can run no clean-up):
-    on Linux the kernel sends this worker SIGTERM when its parent dies, and it stops gracefully as on
-    any SIGTERM. Elsewhere this does nothing; the supervisor's own SIGTERM handling still applies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != supervisor:  # it died before the request above took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 class _Worker(multiprocess.Process):
     """One worker process of uvicorn's supervisor, running a GracefulServer (uvicorn's runs a plain Server)."""
 
@@ -182,7 +182,7 @@ class _Worker(multiprocess.Process):
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # runs in the worker process
         config = self.config
         assert isinstance(config, _SupervisorConfig)
-        _stop_with(config.supervisor)
+        stop_with_parent(config.supervisor)
         configure_logs(config.server_options["log_level"], config.log_style)
         # Before the health-check thread that uvicorn starts next asks for it (it builds one otherwise).
         # Connections spread over the workers by how many each holds (app/accept_balance.py).
