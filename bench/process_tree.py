@@ -56,14 +56,20 @@ def descendants(pid: int) -> list[int]:
 
 
 def workers(pid: int) -> list[int]:
-    """The worker processes uvicorn's supervisor `pid` spawned (not multiprocessing's helpers)."""
+    """The worker processes uvicorn's supervisor `pid` spawned: its own children, not multiprocessing's
+    helpers, nor the bulk processes its workers start (app/bulk_process.py)."""
     found = []
-    for child in descendants(pid):
+    for task in _tasks(pid):
         try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(child)
+            children = [int(c) for c in (task / "children").read_text().split()]
         except OSError:
             continue
+        for child in children:
+            try:
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(child)
+            except OSError:
+                continue
     return found
 
 
