@@ -159,6 +159,11 @@ def test_a_big_batch_is_ingested_by_the_bulk_process_and_read_through_the_server
     assert orders_of("second-5@example.com") == 1  # written by the bulk process, read by the server
     assert orders_of("second-3@example.com") is None  # the refused event wrote nothing
 
+    # /metrics (the server's) counts the events of both processes
+    exposition = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    counted = [line.split()[-1] for line in exposition.splitlines() if line.startswith("cdp_events_ingested_total{")]
+    assert sum(float(value) for value in counted) == 20 + 20 + 1
+
 
 async def test_a_subscriber_of_the_server_hears_a_change_the_bulk_process_made(server: Any) -> None:
     process, port, log = server
