@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import h11
+from uvicorn.config import STARTUP_FAILURE
 
 from app.graceful_shutdown import ASGIApp, Message, Receive, Send
 from app.processes import stop_with_parent
+from app.starting import json_answer
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -138,7 +140,7 @@ class BulkProcess:
             log.warning("the bulk process did not answer a request: %r", lost)
             if started:  # part of the answer went out: the client's connection is closed by the server
                 raise
-            await _answer_lost(send)
+            await json_answer(send, 503, {"errors": [{"message": LOST, "extensions": {"code": "SERVICE_UNAVAILABLE"}}]})
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -249,7 +251,7 @@ def serve_bulk(settings_blob: bytes, path: str, parent: int) -> None:
     server, starting = build_server(settings, uds=path, outer=ForwardedAddresses)
     server.run()
     if starting.failed:
-        raise SystemExit(3)
+        raise SystemExit(STARTUP_FAILURE)
 
 
 class ForwardedAddresses:
@@ -354,12 +356,3 @@ async def _exchange(
             return
         elif isinstance(event, h11.ConnectionClosed):
             raise EOFError("the bulk process closed the connection before it answered")
-
-
-async def _answer_lost(send: Send) -> None:
-    content = json.dumps({"errors": [{"message": LOST, "extensions": {"code": "SERVICE_UNAVAILABLE"}}]}).encode()
-    await send({"type": "http.response.start", "status": 503, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
-        (b"retry-after", b"1")]})  # fmt: skip
-    await send({"type": "http.response.body", "body": content})
-

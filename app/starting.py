@@ -73,7 +73,7 @@ class Starting:
             await send({"type": "websocket.accept", "subprotocol": offered[0]})
             await send({"type": "websocket.close", "code": TRY_AGAIN_LATER, "reason": "starting"})
         elif scope["type"] == "http":
-            await _answer(send, *self._answer_for(scope["path"]))
+            await json_answer(send, *self._answer_for(scope["path"]))
 
     def _answer_for(self, path: str) -> tuple[int, dict[str, object]]:
         if path == "/healthz":  # the process is alive: it is only not ready yet
@@ -150,7 +150,8 @@ class _Lifespan:
         return {"type": f"lifespan.{event}.failed", "message": repr(error) if error else "its lifespan ended"}
 
 
-async def _answer(send: Send, status: int, body: dict[str, object]) -> None:
+async def json_answer(send: Send, status: int, body: dict[str, object]) -> None:
+    """A JSON answer sent whole; a 503 says when to try again (Retry-After)."""
     content = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
     if status == 503:
