@@ -86,7 +86,7 @@ class BulkForwarding:
         if body is None:  # the client went away while sending it
             return
         if not await self.bulk.forward(scope, body, send):  # not reached: answered here
-            await self.app(scope, _replay(body), send)
+            await self.app(scope, _replay(body, receive), send)
 
     def _stopping_after(self, send: Send) -> Send:
         async def reply(message: Message) -> None:
@@ -248,26 +248,42 @@ def serve_bulk(settings_blob: bytes, path: str, parent: int) -> None:
 
     settings: Settings = pickle.loads(settings_blob)
     configure_logs(settings.log_level, settings.log_style)
-    server, starting = build_server(settings, uds=path, outer=ForwardedAddresses)
+    logging.getLogger("cdp").addFilter(_NotTheKeyAgain())
+    server, starting = build_server(settings, uds=path, outer=ForwardedRequests)
     server.run()
     if starting.failed:
         raise SystemExit(STARTUP_FAILURE)
 
 
-class ForwardedAddresses:
-    """ASGI middleware of the bulk process: a request's client and server addresses, as its serving
-    process saw them (only that process can reach the socket)."""
+class ForwardedRequests:
+    """ASGI middleware of the bulk process. A request's client and server addresses are put back as
+    its serving process saw them (only that process can reach the socket). Its body is read whole
+    before the application sees it: an answer given before the body is read (401 for a missing key)
+    and the connection closed with the body unread reset that connection, and the serving process
+    lost the answer (it said 503 instead)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == FORWARDED:
-                    scope["client"], scope["server"] = _addresses(value)
-                    break
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == FORWARDED:
+                scope["client"], scope["server"] = _addresses(value)
+                break
+        body = await _body(receive)
+        if body is not None:  # else the serving process went away: nobody to answer
+            await self.app(scope, _replay(body, receive), send)
+
+
+class _NotTheKeyAgain(logging.Filter):
+    """The serving process announced the development key (app/bootstrap.py): its bulk process, which
+    starts the same application, does not say it again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("development API key")
 
 
 def _addresses(value: bytes) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
@@ -300,19 +316,18 @@ async def _body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Receive:
-    """A receive that gives the body read already, then waits as a connection that stays open does."""
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the body read already, then what the connection's own `receive` says."""
     sent = False
 
-    async def receive() -> Message:
+    async def replayed() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
+        return await receive()
 
-    return receive
+    return replayed
 
 
 def _request(scope: Scope, body: bytes) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes]:

@@ -34,8 +34,9 @@ INGEST = """mutation($events: [EventInput!]!) { ingestEvents(events: $events) {
 PROFILE = """query($email: String!) { profileByIdentifier(type: "email", value: $email) { id stats { orders } } }"""
 
 
-def _orders(prefix: str, count: int, *, bad: int | None = None) -> list[dict[str, Any]]:
-    """`count` orders, each of its own customer; the one at `bad` with a timestamp that is no date."""
+def _orders(prefix: str, count: int, *, bad: int | None = None, pad: int = 0) -> list[dict[str, Any]]:
+    """`count` orders, each of its own customer; the one at `bad` with a timestamp that is no date;
+    each `pad` characters longer (a note in its properties)."""
     return [
         {
             "messageId": f"{prefix}-{n}",
@@ -43,15 +44,19 @@ def _orders(prefix: str, count: int, *, bad: int | None = None) -> list[dict[str
             "channel": "web",
             "timestamp": "yesterday" if n == bad else "2026-11-01T10:00:00Z",
             "identifiers": [{"type": "email", "value": f"{prefix}-{n}@example.com"}],
-            "properties": {"orderId": f"{prefix}-{n}", "total": 10 + n},
+            "properties": {"orderId": f"{prefix}-{n}", "total": 10 + n, "note": "x" * pad},
         }
         for n in range(count)
     ]
 
 
-def _ingest(port: int, events: list[dict[str, Any]]) -> httpx.Response:
+def _ingest(port: int, events: list[dict[str, Any]], *, key: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
     return httpx.post(
-        f"http://127.0.0.1:{port}/graphql", json={"query": INGEST, "variables": {"events": events}}, timeout=60
+        f"http://127.0.0.1:{port}/graphql",
+        json={"query": INGEST, "variables": {"events": events}},
+        headers=headers,
+        timeout=60,
     )
 
 
@@ -97,12 +102,12 @@ class _Log:
         raise AssertionError(f"fewer than {count} POSTs logged")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Any:
+@pytest.fixture(params=["off"])
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     env = {
         "CDP_DATABASE_URL": f"sqlite:///{tmp_path}/cdp.sqlite3",
         "CDP_SEED_FIXTURES": "false",
-        "CDP_AUTH": "off",
+        "CDP_AUTH": request.param,
         "CDP_BULK_BYTES": str(BULK_BYTES),
         "CDP_LOG_FORMAT": "json",
     }
@@ -241,3 +246,29 @@ def test_a_small_body_never_starts_a_bulk_process(server: Any) -> None:
     for n in range(3):
         assert _ingest(port, _orders(f"small{n}", 1)).json()["data"]["ingestEvents"]["accepted"] == 1
     assert _children(process.pid) == set() and log.answered_by(3) == [process.pid] * 3
+
+
+@pytest.mark.parametrize("server", ["on"], indirect=True)
+@pytest.mark.parametrize("key", [None, "cdp_000000000000_not-a-key"], ids=["no key", "unknown key"])
+def test_a_big_batch_refused_by_the_bulk_process_gets_its_reason_and_writes_nothing(
+    server: Any, key: str | None, tmp_path: Path
+) -> None:
+    """Refused before its body is read: the bulk process still reads it, so that its answer reaches
+    the serving process (a connection closed with a body unread is reset, and the answer lost)."""
+    process, port, log = server
+    development = (tmp_path / "dev-api-key").read_text().strip()
+    assert _ingest(port, _orders("first", 20), key=development).status_code == 200
+    bulk = log.bulk_ready()
+
+    refused_batch = _orders("refused", 1000, pad=400)  # more than a socket's buffer (~208 KiB) takes unread
+    assert _body_bytes(refused_batch) > 512 * 1024
+    refused = _ingest(port, refused_batch, key=key)
+    assert refused.status_code == 401, refused.text
+    [error] = refused.json()["errors"]
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert ("Bearer" if key is None else "unknown API key") in error["message"]
+    assert log.answered_by(2) == [process.pid, bulk]
+    query = {"query": PROFILE, "variables": {"email": "refused-0@example.com"}}
+    headers = {"authorization": f"Bearer {development}"}
+    found = httpx.post(f"http://127.0.0.1:{port}/graphql", json=query, headers=headers)
+    assert found.json()["data"]["profileByIdentifier"] is None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.bulk_process import FORWARDED, ForwardedAddresses, _request
+from app.bulk_process import FORWARDED, ForwardedRequests, _request
 from graphql_schema.loopback_only import LoopbackOnly
 
 
@@ -57,7 +57,7 @@ async def _answer(scope: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    bulk_side = ForwardedAddresses(LoopbackOnly(application))
+    bulk_side = ForwardedRequests(LoopbackOnly(application))
     await bulk_side(scope, receive, send)
     return sent[0]["status"], reached
 
