@@ -16,7 +16,10 @@ reach every process's subscribers through the store's feed of committed changes
 workers share (app/accept_balance.py), the store's schema is prepared (app/main.py), the demo data
 and the development key are made, each by one process at a time under a lock (app/process_lock.py),
 and revoked keys are looked for by each process (app/services/key_revocations.py). The supervisor
-itself opens nothing: it would hold the workers back by the store's import (~0.5 s)."""
+itself opens nothing: it would hold the workers back by the store's import (~0.5 s).
+
+Each worker, and a single process, hands big request bodies (batches of events) to a bulk process of
+its own (app/bulk_process.py), so that a batch's Python never holds the GIL its reads wait for."""
 
 from __future__ import annotations
 
