@@ -186,11 +186,25 @@ class BulkProcess:
         assert path is not None
         path.unlink(missing_ok=True)
         process = multiprocessing.get_context("spawn").Process(
-            target=serve_bulk, args=(pickle.dumps(self._settings), str(path), os.getpid()), name="cdp-bulk"
+            target=serve_bulk,
+            args=(pickle.dumps(self._settings), str(path), os.getpid(), self._metrics_folder()),
+            name="cdp-bulk",
         )
         process.start()
         log.info("bulk process %s starting (CDP_BULK_BYTES): big request bodies are answered there", process.pid)
         return process
+
+    def _metrics_folder(self) -> str | None:
+        """Where the bulk process keeps its metric values: with the workers' (the folder they share,
+        inherited), or, beside one serving process, in a folder its /metrics adds in."""
+        from app.observability.metrics import count_bulk_process, shared_dir
+
+        if shared_dir() is not None or self._folder is None:
+            return None
+        folder = self._folder / "metrics"
+        folder.mkdir(exist_ok=True)
+        count_bulk_process(str(folder))
+        return str(folder)
 
     async def _until_ready(self, process: multiprocessing.process.BaseProcess) -> None:
         path = self.socket_path
@@ -235,7 +249,7 @@ async def _started(path: Path) -> bool:
         writer.close()
 
 
-def serve_bulk(settings_blob: bytes, path: str, parent: int) -> None:
+def serve_bulk(settings_blob: bytes, path: str, parent: int, metrics_folder: str | None = None) -> None:
     """The bulk process: the application on the Unix socket `path`, until SIGTERM (its serving
     process stopping) or its serving process's end. A terminal's Ctrl-C reaches the serving process
     only (a process group of its own; not a session, which Linux's autogroup scheduling would give an
@@ -243,6 +257,8 @@ def serve_bulk(settings_blob: bytes, path: str, parent: int) -> None:
     then stops this one."""
     os.setpgid(0, 0)
     stop_with_parent(parent)
+    if metrics_folder is not None:  # read by prometheus_client when it is imported, with the application
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_folder
     from app.observability.logs import configure as configure_logs
     from app.workers import build_server
 

@@ -23,7 +23,6 @@ its own (app/bulk_process.py), so that a batch's Python never holds the GIL its 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import pickle
@@ -60,14 +59,12 @@ def serve(settings: Settings) -> bool:
     (the port taken, or the application failing to start)."""
     if settings.workers == 1:
         server, starting = build_server(settings)
-        # A bulk process (app/bulk_process.py) is a second process: /metrics answers for both.
-        with _shared_metrics() if settings.bulk_bytes else contextlib.nullcontext():
-            try:
-                server.run()
-            except SystemExit as stopped:  # uvicorn logged why (the port is taken, …) and exits
-                if stopped.code != STARTUP_FAILURE:
-                    raise
-                return False
+        try:
+            server.run()
+        except SystemExit as stopped:  # uvicorn logged why (the port is taken, …) and exits
+            if stopped.code != STARTUP_FAILURE:
+                raise
+            return False
         return server.started and not starting.failed
     config = _SupervisorConfig(settings)
     try:

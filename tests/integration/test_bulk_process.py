@@ -168,6 +168,8 @@ def test_a_big_batch_is_ingested_by_the_bulk_process_and_read_through_the_server
     exposition = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     counted = [line.split()[-1] for line in exposition.splitlines() if line.startswith("cdp_events_ingested_total{")]
     assert sum(float(value) for value in counted) == 20 + 20 + 1
+    kinds = [line for line in exposition.splitlines() if line.startswith("# TYPE ")]
+    assert len(kinds) == len(set(kinds))  # each metric once, the two processes' values summed
 
 
 async def test_a_subscriber_of_the_server_hears_a_change_the_bulk_process_made(server: Any) -> None:
