@@ -10,6 +10,7 @@ server's from /proc: the server needs nothing added for tests to tell."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -122,6 +123,29 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
             _gone(pid)
 
 
+def _socket_of(pid: int) -> str:
+    """The path of the Unix socket process `pid` listens on (its descriptors, /proc/net/unix)."""
+    inodes = set()
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if (target := os.readlink(descriptor)).startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[6] in inodes and fields[7].endswith("bulk.sock"):
+            return fields[7]
+    raise AssertionError(f"process {pid} listens on no bulk.sock")
+
+
+def _connected_to(path: str) -> None:
+    """Until a connection to `path` exists beside its listening socket (accepted or not)."""
+    deadline = time.monotonic() + 30
+    while sum(line.endswith(f" {path}") for line in Path("/proc/net/unix").read_text().splitlines()) < 2:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing connected to {path}")
+        time.sleep(0.02)
+
+
 def _gone(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
@@ -218,9 +242,10 @@ def test_a_bulk_process_killed_holding_a_batch_answers_503_with_what_to_do(serve
     bulk = log.bulk_ready()
     os.kill(bulk, signal.SIGSTOP)
     answers: list[httpx.Response] = []
+    listening = _socket_of(bulk)
     sending = threading.Thread(target=lambda: answers.append(_ingest(port, _orders("held", 20))))
     sending.start()
-    time.sleep(0.5)  # the request reached the stopped process's socket
+    _connected_to(listening)  # the request reached the stopped process's socket (not yet accepted)
     os.kill(bulk, signal.SIGKILL)
     sending.join(30)
     [answer] = answers
