@@ -212,10 +212,16 @@ def _asks_newest(after: str | None, before: str | None, last: int | None, types:
     return after is None and before is None and last is None and not types and not channels
 
 
+def _usual_size(max_page_size: int) -> int:
+    """The size of an `interactions` page asked for none: a CDP_MAX_PAGE_SIZE below INTERACTIONS_PAGE
+    refused every such page."""
+    return min(INTERACTIONS_PAGE, max_page_size)
+
+
 def _newest_size(first: int | None, max_page_size: int) -> int | None:
-    """The size of the newest page asked with `first` (INTERACTIONS_PAGE when None), when a caller may
+    """The size of the newest page asked with `first` (`_usual_size` when None), when a caller may
     ask for it; None: the page is made from its window (which refuses a size out of bounds)."""
-    size = min(INTERACTIONS_PAGE, max_page_size) if first is None else first
+    size = _usual_size(max_page_size) if first is None else first
     return size if 1 <= size <= max_page_size else None
 
 
@@ -382,12 +388,12 @@ class Profile(Node):
         channels: list[str] | None = None,
     ) -> Connection[Interaction] | Awaitable[Connection[Interaction]]:
         max_page_size = info.context.services.settings.max_page_size
-        usual = min(INTERACTIONS_PAGE, max_page_size)  # a CDP_MAX_PAGE_SIZE below it refused every page asked for none
         newest = None
         if _asks_newest(after, before, last, types, channels):
             newest = _newest_page(self.profile, first, max_page_size)
         if newest is not None:
             return self._interaction_connection(info, newest, _EVERY_ONE)
+        usual = _usual_size(max_page_size)
         window = page_window(first, after, last, before, default=usual, position=interaction_position)
         where = InteractionFilter.named(types, channels) if types or channels else _EVERY_ONE
         page = embedded_page(self.profile, window, where=where, max_page_size=max_page_size)
