@@ -21,10 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
-from websockets.typing import Subprotocol
 
-from tests.integration.test_workers import CREATE, SUBSCRIBE, _children, _stop
+from tests.integration.test_workers import CREATE, _children, _post, _stop, _subscribe
 from tests.server_process import free_port, start_server
 
 pytestmark = pytest.mark.skipif(not Path("/proc").exists(), reason="reads the server's processes from Linux's /proc")
@@ -180,9 +178,7 @@ def test_a_big_batch_is_ingested_by_the_bulk_process_and_read_through_the_server
     assert log.answered_by(3) == [process.pid, bulk, process.pid]
 
     def orders_of(email: str) -> Any:
-        query = {"query": PROFILE, "variables": {"email": email}}
-        response = httpx.post(f"http://127.0.0.1:{port}/graphql", json=query)
-        profile = response.json()["data"]["profileByIdentifier"]
+        profile = _post(port, PROFILE, {"email": email})["data"]["profileByIdentifier"]
         return profile and profile["stats"]["orders"]
 
     assert orders_of("second-5@example.com") == 1  # written by the bulk process, read by the server
@@ -198,15 +194,11 @@ def test_a_big_batch_is_ingested_by_the_bulk_process_and_read_through_the_server
 
 async def test_a_subscriber_of_the_server_hears_a_change_the_bulk_process_made(server: Any) -> None:
     process, port, log = server
-    segment = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": CREATE}).json()
-    segment_id = segment["data"]["createSegment"]["segment"]["id"]
+    segment_id = _post(port, CREATE)["data"]["createSegment"]["segment"]["id"]
     _ingest(port, _orders("warm", 20))
     log.bulk_ready()
-    async with connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
-        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
-        payload = {"query": SUBSCRIBE, "variables": {"segment": segment_id}}
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+    ws = await _subscribe(port, segment_id)
+    try:
         await asyncio.sleep(0.3)  # the subscription is registered before the change is made
         answer = await asyncio.to_thread(_ingest, port, _orders("buyer", 20))
         assert answer.json()["data"]["ingestEvents"]["accepted"] == 20
@@ -216,6 +208,8 @@ async def test_a_subscriber_of_the_server_hears_a_change_the_bulk_process_made(s
             assert message["type"] == "next", message
             assert message["payload"]["data"]["segmentMembershipChanged"]["change"] == "ENTERED"
             heard.add(message["payload"]["data"]["segmentMembershipChanged"]["profile"]["id"])
+    finally:
+        await ws.close()
     assert log.answered_by(3)[2] != process.pid  # the buyers' batch was the bulk process's
 
 
@@ -295,7 +289,5 @@ def test_a_big_batch_refused_by_the_bulk_process_gets_its_reason_and_writes_noth
     assert error["extensions"]["code"] == "UNAUTHENTICATED"
     assert ("Bearer" if key is None else "unknown API key") in error["message"]
     assert log.answered_by(2) == [process.pid, bulk]
-    query = {"query": PROFILE, "variables": {"email": "refused-0@example.com"}}
-    headers = {"authorization": f"Bearer {development}"}
-    found = httpx.post(f"http://127.0.0.1:{port}/graphql", json=query, headers=headers)
-    assert found.json()["data"]["profileByIdentifier"] is None
+    found = _post(port, PROFILE, {"email": "refused-0@example.com"}, token=development)
+    assert found["data"]["profileByIdentifier"] is None
