@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ import pytest
 from app.services import privacy, profile_reads
 from app.services.ingestion import PLANNED_EVENTS, EventStatus, ingest_events
 from app.services.ports import StoreTransaction
+from app.store.sqlite.snapshots import Snapshots
 from app.store.sqlite.store import SQLiteStore
+from app.store.sqlite.write_lock_held import WriteLockHeld
 from tests.builders import event, rename_from_another_process
 from tests.interleaving import HeldBatches
 
@@ -198,3 +201,68 @@ async def test_a_batch_asking_as_a_plan_ends_goes_under_the_lock_while_the_next_
     assert asked_now is None
     later = await waiting
     assert later is not None and later.value == "quick"
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait (on this thread, up to 10 s) for `condition`, set by another thread."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the plan never waited"
+        time.sleep(0.001)
+
+
+def test_a_plan_takes_each_step_only_while_its_process_writer_holds_no_write_lock(tmp_path: Path) -> None:
+    """Before each step (its start, each turn it gives) a plan waits while the writer of its process
+    holds the write lock (write_lock_held.py): the writer's statements then never wait for the GIL
+    behind it, and the other processes wait less for the lock."""
+    path = tmp_path / "cdp.sqlite3"
+    sqlite3.connect(path).close()
+    lock_held = WriteLockHeld()
+    snapshots = Snapshots(lambda: sqlite3.connect(path, check_same_thread=False), lock_held)
+    steps: list[int] = []
+
+    async def plan(tx: StoreTransaction) -> int:
+        for step in range(3):
+            steps.append(step)
+            if step == 0:
+                lock_held.take()  # the writer begins a transaction meanwhile
+            await asyncio.sleep(0)
+        return len(steps)
+
+    planned: list[int] = []
+    lock_held.take()
+    thread = threading.Thread(target=lambda: planned.append(snapshots.run(plan).value))
+    thread.start()
+    _until(lambda: lock_held.waiting == 1)
+    assert steps == []  # not begun while the writer writes
+    lock_held.release()
+    _until(lambda: len(steps) == 1 and lock_held.waiting == 1)
+    assert steps == [0] and thread.is_alive()  # its first step only: the writer took the lock again
+    lock_held.release()
+    thread.join(10)
+    assert planned == [3] and steps == [0, 1, 2]
+
+
+async def test_the_store_holds_its_plans_while_its_writer_is_in_a_transaction(planning: SQLiteStore) -> None:
+    """The store's own writer marks its transactions: a plan asked for during one runs after its commit."""
+    order: list[str] = []
+    inside, leave = threading.Event(), threading.Event()
+
+    async def write(tx: StoreTransaction) -> None:
+        inside.set()
+        leave.wait(10)  # the writer thread held in the transaction
+        order.append("committing")
+
+    async def plan(tx: StoreTransaction) -> str:
+        order.append("planned")
+        return "planned"
+
+    writing = asyncio.create_task(planning.run_in_transaction(write))
+    assert await asyncio.to_thread(inside.wait, 10)
+    planned = asyncio.create_task(planning.read_snapshot(plan))
+    await asyncio.to_thread(_until, lambda: planning.lock_held.waiting == 1)
+    leave.set()
+    await writing
+    snapshot = await planned
+    assert snapshot is not None and snapshot.value == "planned"
+    assert order == ["committing", "planned"]

@@ -15,6 +15,7 @@ store holds then, and a document is read with its revision in one statement.
 
 The unit of work runs on the calling thread, driven step by step without an event loop: it awaits
 nothing but this connection's reads, which are synchronous, and a turn given (asyncio.sleep(0)).
+Before each step it waits while this process's writer holds the write lock (write_lock_held.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 from app.services.ports import Snapshot, StoreTransaction
 from app.store.documents import loads
 from app.store.sqlite.transaction import ABSENT, SQLiteTransaction, selected
+from app.store.sqlite.write_lock_held import WriteLockHeld
 
 T = TypeVar("T")
 
@@ -52,19 +54,20 @@ class SnapshotTransaction(SQLiteTransaction):
 class Snapshots:
     """Read-only connections kept for snapshot reads, one per thread taking one at a time."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], lock_held: WriteLockHeld) -> None:
         self._connect = connect
+        self._lock_held = lock_held
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
 
     def run(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> Snapshot[T]:
         """`work` on this thread (a worker thread: never the server's loop), with the revisions of the
-        profile documents it read."""
+        profile documents it read; each of its steps once this process's writer holds no write lock."""
         connection = self._take()
         try:
             tx = SnapshotTransaction(connection)
-            return Snapshot(_driven(work(tx)), tx.revisions)
+            return Snapshot(_driven(work(tx), self._lock_held.wait_free), tx.revisions)
         finally:
             self._give_back(connection)
 
@@ -91,12 +94,14 @@ class Snapshots:
         connection.close()
 
 
-def _driven(step: Awaitable[T]) -> T:
-    """What `step` returns, run to its end on this thread. A turn it gives (asyncio.sleep(0)) is taken
-    at once; anything else it waits for would need a loop, which a snapshot's work must not."""
+def _driven(step: Awaitable[T], give_way: Callable[[], None]) -> T:
+    """What `step` returns, run to its end on this thread, `give_way` called before each of its steps.
+    A turn it gives (asyncio.sleep(0)) is taken then; anything else it waits for would need a loop,
+    which a snapshot's work must not."""
     coroutine = step.__await__()
     try:
         while True:
+            give_way()
             if coroutine.send(None) is not None:
                 coroutine.close()
                 raise RuntimeError("a snapshot's work waited for something other than the store's reads")

@@ -63,6 +63,7 @@ from app.store.sqlite.transaction import (
     refusals_of,
     selected,
 )
+from app.store.sqlite.write_lock_held import WriteLockHeld
 from app.store.sqlite.written_documents import WrittenDocuments
 from app.thread_priority import may_leave_background
 
@@ -188,7 +189,8 @@ class SQLiteStore:
         )
         self._write_lock = asyncio.Lock()  # used on the writer thread's loop only
         # None in memory: another connection would open another, empty database.
-        self._snapshots = None if str(path) == ":memory:" else Snapshots(self._connect_reader)
+        self.lock_held = WriteLockHeld()  # by this process's writer: its snapshot plans give way
+        self._snapshots = None if str(path) == ":memory:" else Snapshots(self._connect_reader, self.lock_held)
         self._snapshots_always = snapshots_always
         # One snapshot's work at a time, and at most one batch waiting for its turn (read_snapshot).
         self._plan_turn = asyncio.Lock()  # on the caller's loop (the server's)
@@ -360,10 +362,12 @@ class SQLiteStore:
         try:
             self._checkpoints.keep_log_short(self._restart_log)
             self._begin_immediate()
+            self.lock_held.take()
             self._purge_expired_messages()
         except BaseException:
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
+            self.lock_held.release()
             self._write_lock.release()
             raise
         self._holder = holder
@@ -396,6 +400,7 @@ class SQLiteStore:
                 self._writer.execute("ROLLBACK")
             raise
         finally:
+            self.lock_held.release()
             self._holder = None
             self._write_lock.release()
             self.written.release()  # what this unit's writes pushed out of the kept documents, freed unlocked
