@@ -157,6 +157,29 @@ def test_bulk_work_sent_to_the_worker_threads_runs_in_the_background() -> None:
     assert (bulk, plain) == (os.SCHED_IDLE, os.SCHED_OTHER)
 
 
+async def test_bulk_work_waits_while_a_store_of_its_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """A batch's validation or coercion on the worker threads starts once the store's writer is out of
+    its write transaction (app/store/sqlite/write_lock_held.py); other work starts at once."""
+    store = SQLiteStore(tmp_path / "cdp.sqlite3")
+    ran: list[str] = []
+    try:
+        with bulk_work_executor() as executor:
+            store.lock_held.take()  # as its writer does at BEGIN IMMEDIATE
+            with bulk_work():
+                bulk = executor.submit(ran.append, "bulk")
+            executor.submit(ran.append, "plain").result(10)
+            deadline = time.monotonic() + 10
+            while store.lock_held.waiting != 1:  # the bulk work waits for the writer
+                assert time.monotonic() < deadline, "the bulk work never waited"
+                time.sleep(0.001)
+            assert ran == ["plain"]
+            store.lock_held.release()  # its COMMIT
+            bulk.result(10)
+        assert ran == ["plain", "bulk"]
+    finally:
+        await store.close()
+
+
 class _RecordingConnection:
     """What the checkpointer's thread runs its checkpoint on: records the class it runs in."""
 

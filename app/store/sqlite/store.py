@@ -65,7 +65,7 @@ from app.store.sqlite.transaction import (
 )
 from app.store.sqlite.write_lock_held import WriteLockHeld
 from app.store.sqlite.written_documents import WrittenDocuments
-from app.thread_priority import may_leave_background
+from app.thread_priority import give_way_to, may_leave_background
 
 T = TypeVar("T")
 R = TypeVar("R", MergeRecord, MergeRefusal)
@@ -189,7 +189,9 @@ class SQLiteStore:
         )
         self._write_lock = asyncio.Lock()  # used on the writer thread's loop only
         # None in memory: another connection would open another, empty database.
-        self.lock_held = WriteLockHeld()  # by this process's writer: its snapshot plans give way
+        # Held by this process's writer: its snapshot plans and bulk work give way (write_lock_held.py).
+        self.lock_held = WriteLockHeld()
+        self._stop_giving_way = give_way_to(self.lock_held.wait_free)
         self._snapshots = None if str(path) == ":memory:" else Snapshots(self._connect_reader, self.lock_held)
         self._snapshots_always = snapshots_always
         # One snapshot's work at a time, and at most one batch waiting for its turn (read_snapshot).
@@ -268,6 +270,7 @@ class SQLiteStore:
             raise StoreUnavailable(f"the embedded store cannot be read ({type(exc).__name__}: {exc})") from exc
 
     async def close(self) -> None:
+        self._stop_giving_way()
         self._checkpoints.close()
         if self._snapshots is not None:
             self._snapshots.close()

@@ -1,4 +1,4 @@
-"""Whether this process's writer holds SQLite's write lock: the snapshot work that gives way to it.
+"""Whether this process's writer holds SQLite's write lock: the work that gives way to it.
 
 A large batch's first run is computed on a snapshot by a worker thread (snapshots.py) while the
 writer thread of the same process may be writing another batch under the lock. Each statement the
@@ -7,8 +7,9 @@ meanwhile held it on each of those returns, and the writer held the lock that mu
 the other worker processes waited for it. Two workers ingesting 1,000-event batches held the lock
 ~83% of the time, ~84 ms a transaction. A plan now waits, before each of its steps, until its own
 process's writer holds no write transaction: it computes while another process writes, or while
-this one waits for the lock (bench serving's 2b by hand, four runs each, alternating: 4,255 ->
-4,788 events/s, the medians of their rounds).
+this one waits for the lock (bench serving's 2b by hand, four runs each, alternating: 4,387 ->
+4,823 events/s, the medians of their rounds). A batch's bulk work on the worker threads (its
+validation, its coercion) waits the same way before it starts (app/thread_priority.py).
 """
 
 from __future__ import annotations
