@@ -4,6 +4,7 @@ server process would: the races the services must survive, shown with events rat
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -41,3 +42,12 @@ class HeldBatches(Held):
     async def run_batch(self, work: Callable[[], Awaitable[T]]) -> T:
         await self.hold()
         return await self._inner.run_batch(work)
+
+
+def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait on this thread (up to 10 s) for `condition`, which another thread makes true; `what`
+    says what never happened if it does not."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.001)

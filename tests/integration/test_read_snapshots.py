@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from app.store.sqlite.snapshots import Snapshots
 from app.store.sqlite.store import SQLiteStore
 from app.store.sqlite.write_lock_held import WriteLockHeld
 from tests.builders import event, rename_from_another_process
-from tests.interleaving import HeldBatches
+from tests.interleaving import HeldBatches, until
 
 
 @pytest.fixture
@@ -203,14 +202,6 @@ async def test_a_batch_asking_as_a_plan_ends_goes_under_the_lock_while_the_next_
     assert later is not None and later.value == "quick"
 
 
-def _until(condition: Callable[[], bool]) -> None:
-    """Wait (on this thread, up to 10 s) for `condition`, set by another thread."""
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, "the plan never waited"
-        time.sleep(0.001)
-
-
 def test_a_plan_takes_each_step_only_while_its_process_writer_holds_no_write_lock(tmp_path: Path) -> None:
     """Before each step (its start, each turn it gives) a plan waits while the writer of its process
     holds the write lock (write_lock_held.py): the writer's statements then never wait for the GIL
@@ -233,10 +224,10 @@ def test_a_plan_takes_each_step_only_while_its_process_writer_holds_no_write_loc
     lock_held.take()
     thread = threading.Thread(target=lambda: planned.append(snapshots.run(plan).value))
     thread.start()
-    _until(lambda: lock_held.waiting == 1)
+    until(lambda: lock_held.waiting == 1, "the plan never waited")
     assert steps == []  # not begun while the writer writes
     lock_held.release()
-    _until(lambda: len(steps) == 1 and lock_held.waiting == 1)
+    until(lambda: len(steps) == 1 and lock_held.waiting == 1, "the plan never waited")
     assert steps == [0] and thread.is_alive()  # its first step only: the writer took the lock again
     lock_held.release()
     thread.join(10)
@@ -260,7 +251,7 @@ async def test_the_store_holds_its_plans_while_its_writer_is_in_a_transaction(pl
     writing = asyncio.create_task(planning.run_in_transaction(write))
     assert await asyncio.to_thread(inside.wait, 10)
     planned = asyncio.create_task(planning.read_snapshot(plan))
-    await asyncio.to_thread(_until, lambda: planning.lock_held.waiting == 1)
+    await asyncio.to_thread(until, lambda: planning.lock_held.waiting == 1, "the plan never waited")
     leave.set()
     await writing
     snapshot = await planned

@@ -25,6 +25,7 @@ from app.store.sqlite.store import (
 )
 from app.store.sqlite.threads import WriterThread
 from app.thread_priority import BULK_WORK_NICENESS, MAX_NICE, bulk_work, bulk_work_executor, may_leave_background
+from tests.interleaving import until
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are Linux's")
 
@@ -168,10 +169,7 @@ async def test_bulk_work_waits_while_a_store_of_its_process_holds_the_write_lock
             with bulk_work():
                 bulk = executor.submit(ran.append, "bulk")
             executor.submit(ran.append, "plain").result(10)
-            deadline = time.monotonic() + 10
-            while store.lock_held.waiting != 1:  # the bulk work waits for the writer
-                assert time.monotonic() < deadline, "the bulk work never waited"
-                time.sleep(0.001)
+            until(lambda: store.lock_held.waiting == 1, "the bulk work never waited")  # it waits for the writer
             assert ran == ["plain"]
             store.lock_held.release()  # its COMMIT
             bulk.result(10)
