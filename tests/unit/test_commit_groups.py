@@ -23,8 +23,13 @@ class LoggedSteps:
         self.log: list[str] = []
         self.open = False
         self.commit_fails = commit_fails
+        self.lock_free = asyncio.Event()  # the write lock, as another process would hold it
+        self.lock_free.set()
 
     async def begin(self, holder: object) -> None:
+        if not self.lock_free.is_set():
+            self.log.append("waits for the lock")
+            await self.lock_free.wait()
         self.log.append("BEGIN")
         self.open = True
 
@@ -70,6 +75,12 @@ async def heard(groups: CommitGroups, steps: LoggedSteps, work: Callable[[], Awa
     return value
 
 
+async def until_logged(steps: LoggedSteps, line: str) -> None:
+    """A few turns of the loop, until another task logged `line`."""
+    while line not in steps.log:
+        await asyncio.sleep(0)
+
+
 async def test_batches_waiting_behind_one_share_the_next_transaction() -> None:
     steps = LoggedSteps()
     groups = CommitGroups(steps.steps())
@@ -81,8 +92,7 @@ async def test_batches_waiting_behind_one_share_the_next_transaction() -> None:
         return "first"
 
     running = asyncio.create_task(heard(groups, steps, first))
-    while "first writes" not in steps.log:
-        await asyncio.sleep(0)
+    await until_logged(steps, "first writes")
     others = []
     for name, fails in (("a", False), ("b", True), ("c", False)):
         REQUEST.set(f"request-{name}")  # each caller's context goes with its batch
@@ -127,13 +137,22 @@ async def test_a_group_of_bulk_batches_runs_in_the_background_and_one_short_writ
     steps = LoggedSteps()
     groups = CommitGroups(steps.steps())
 
-    async def bulk(name: str) -> str:
-        with bulk_work():
-            return await heard(groups, steps, writing(steps, name))
+    release = asyncio.Event()
 
-    first = asyncio.create_task(bulk("batch 1"))
-    await asyncio.sleep(0)  # its group has begun: the next ones wait for the next transaction
+    async def held() -> str:
+        steps.log.append("batch 1 writes as none")
+        await release.wait()  # the next ones arrive while it holds the transaction: they wait for the next
+        return "batch 1"
+
+    async def bulk(name: str, work: Callable[[], Awaitable[str]] | None = None) -> str:
+        with bulk_work():
+            return await heard(groups, steps, work or writing(steps, name))
+
+    first = asyncio.create_task(bulk("batch 1", held))
+    await until_logged(steps, "batch 1 writes as none")
     waiting = [asyncio.create_task(bulk("batch 2")), asyncio.create_task(bulk("batch 3"))]
+    await asyncio.sleep(0)
+    release.set()
     await asyncio.gather(first, *waiting)
     mixed = [asyncio.create_task(bulk("batch 4")), asyncio.create_task(heard(groups, steps, writing(steps, "upsert")))]
     await asyncio.gather(*mixed)
@@ -144,3 +163,57 @@ async def test_a_group_of_bulk_batches_runs_in_the_background_and_one_short_writ
         "BEGIN", "SAVEPOINT grouped", "batch 4 writes as none", "RELEASE grouped",
         "SAVEPOINT grouped", "upsert writes as none", "RELEASE grouped", "COMMIT",
     ]  # fmt: skip
+
+
+async def test_batches_that_arrive_while_a_group_waits_for_the_lock_join_its_transaction() -> None:
+    steps = LoggedSteps()
+    groups = CommitGroups(steps.steps())
+    steps.lock_free.clear()
+    first = asyncio.create_task(heard(groups, steps, writing(steps, "first")))
+    await until_logged(steps, "waits for the lock")
+    others = [asyncio.create_task(heard(groups, steps, writing(steps, name, fails=name == "b"))) for name in "ab"]
+    await asyncio.sleep(0)
+    steps.lock_free.set()
+    assert await asyncio.gather(first, *others) == ["first", "a", "b is refused"]
+    assert steps.log == [
+        "waits for the lock", "BEGIN",
+        "SAVEPOINT grouped", "first writes as none", "RELEASE grouped",
+        "SAVEPOINT grouped", "a writes as none", "RELEASE grouped",
+        "SAVEPOINT grouped", "b writes as none", "ROLLBACK TO grouped", "RELEASE grouped",
+        "COMMIT", "heard first", "heard a", "heard b is refused",
+    ]  # fmt: skip
+
+
+async def test_a_short_write_does_not_join_a_bulk_group_waiting_for_the_lock_nor_let_others_pass_it() -> None:
+    steps = LoggedSteps()
+    groups = CommitGroups(steps.steps())
+    steps.lock_free.clear()
+
+    async def bulk(name: str) -> str:
+        with bulk_work():
+            return await heard(groups, steps, writing(steps, name))
+
+    first = asyncio.create_task(bulk("batch 1"))
+    await until_logged(steps, "waits for the lock")
+    behind = [asyncio.create_task(heard(groups, steps, writing(steps, "upsert"))), asyncio.create_task(bulk("batch 2"))]
+    await asyncio.sleep(0)
+    steps.lock_free.set()
+    await asyncio.gather(first, *behind)
+    assert [line for line in steps.log if not line.startswith("heard")] == [
+        "into the background", "waits for the lock", "BEGIN", "batch 1 writes as none", "COMMIT",
+        "back to the foreground",
+        "BEGIN", "SAVEPOINT grouped", "upsert writes as none", "RELEASE grouped",
+        "SAVEPOINT grouped", "batch 2 writes as none", "RELEASE grouped", "COMMIT",
+    ]  # fmt: skip
+
+
+async def test_a_group_cancelled_once_it_has_the_lock_rolls_back_and_its_callers_hear_it() -> None:
+    steps = LoggedSteps()
+    groups = CommitGroups(steps.steps())
+    caller = asyncio.create_task(groups.run(writing(steps, "a")))
+    await until_logged(steps, "BEGIN")
+    assert groups._draining is not None
+    groups._draining.cancel()  # as the writer thread cancels what it still runs when the store closes
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert steps.log == ["BEGIN", "ROLLBACK"]
