@@ -19,7 +19,7 @@ from app.domain import clock
 from app.domain.access import Scope
 from app.domain.errors import Conflict, Unauthenticated
 from app.observability.metrics import Metrics
-from app.process_lock import exclusive
+from app.process_lock import exclusive, held_while_running
 from app.services.api_keys import authenticate, create_key, revoke_key
 from app.services.fixtures import (
     SEGMENTS_FILE,
@@ -128,12 +128,14 @@ async def start(settings: Settings, *, tracer: Tracer | None = None) -> Services
     store = services.store
     if (path := settings.development_key_path()) is not None:
         services.development_key = await development_key(store, path)
-        log.info(
-            "development API key (all scopes, this machine only; also in %s): %s  "
-            "-> send it as the header Authorization: Bearer <key> (playground: Headers tab)",
-            path,
-            services.development_key,
-        )
+        # Said once, by the server's first worker process to get here: each said it (CDP_WORKERS).
+        if held_while_running(path.with_name(f".{path.name}.announced")):
+            log.info(
+                "development API key (all scopes, this machine only; also in %s): %s  "
+                "-> send it as the header Authorization: Bearer <key> (playground: Headers tab)",
+                path,
+                services.development_key,
+            )
     # Every server process delivers only what the store's feed of committed changes says (the change
     # stream, or the embedded store's committed rows; main.py runs the watcher): a change reaches
     # subscribers on every process, and the one that made it hears it once (app/services/segment_watch.py).

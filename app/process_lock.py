@@ -49,3 +49,21 @@ def taken_if_free(path: Path) -> Iterator[bool]:
             yield True
     finally:
         os.close(descriptor)  # releases the lock
+
+
+_HELD: list[int] = []  # the descriptors of `held_while_running`'s locks: never closed
+
+
+def held_while_running(path: Path) -> bool:
+    """The lock on `path` for as long as this process runs, if no other process holds it (True);
+    False, at once, if one does. The system releases it when its holder exits, however it exits:
+    the next server's first worker takes it again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return False
+    _HELD.append(descriptor)
+    return True
