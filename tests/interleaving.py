@@ -44,10 +44,10 @@ class HeldBatches(Held):
         return await self._inner.run_batch(work)
 
 
-def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait on this thread (up to 10 s) for `condition`, which another thread makes true; `what`
-    says what never happened if it does not."""
-    deadline = time.monotonic() + 10
+def until(condition: Callable[[], bool], what: str, *, seconds: float = 10, every: float = 0.001) -> None:
+    """Wait on this thread (up to `seconds`) for `condition`, which another thread or process makes
+    true, asking every `every` seconds; `what` says what never happened if it does not."""
+    deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, what
-        time.sleep(0.001)
+        time.sleep(every)

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.integration.test_workers import CREATE, _children, _post, _stop, _subscribe
+from tests.interleaving import until
 from tests.server_process import free_port, start_server
 
 pytestmark = pytest.mark.skipif(not Path("/proc").exists(), reason="reads the server's processes from Linux's /proc")
@@ -137,11 +138,11 @@ def _socket_of(pid: int) -> str:
 
 def _connected_to(path: str) -> None:
     """Until a connection to `path` exists beside its listening socket (accepted or not)."""
-    deadline = time.monotonic() + 30
-    while sum(line.endswith(f" {path}") for line in Path("/proc/net/unix").read_text().splitlines()) < 2:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"nothing connected to {path}")
-        time.sleep(0.02)
+
+    def connected() -> bool:
+        return sum(line.endswith(f" {path}") for line in Path("/proc/net/unix").read_text().splitlines()) >= 2
+
+    until(connected, f"nothing connected to {path}", seconds=30, every=0.02)
 
 
 def _gone(pid: int, timeout: float = 30) -> None:
