@@ -15,11 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.demo_events import help_load, load_demo_events
 from app.domain import clock
 from app.domain.access import Scope
 from app.domain.errors import Conflict, Unauthenticated
 from app.observability.metrics import Metrics
-from app.process_lock import exclusive, held_while_running
+from app.process_lock import RETRY_SECONDS, exclusive, held_while_running, taken_if_free
 from app.services.api_keys import authenticate, create_key, revoke_key
 from app.services.fixtures import (
     SEGMENTS_FILE,
@@ -203,10 +204,23 @@ async def needs_seeding(services: Services) -> bool:
 @asynccontextmanager
 async def seed_lock(services: Services) -> AsyncIterator[None]:
     """Held while this process checks for and loads the demo data: with several worker processes
-    (CDP_WORKERS) exactly one seeds, the others wait here and then find the data in. An exclusive
-    lock on `.seed.lock` beside the database, released by the system if its holder dies."""
-    async with exclusive(services.settings.data_dir() / ".seed.lock"):
-        yield
+    (CDP_WORKERS) exactly one seeds, the others wait here and then find the data in, loading part of
+    its events meanwhile if it offers them (app/demo_events.py). An exclusive lock on `.seed.lock`
+    beside the database, released by the system if its holder dies."""
+    settings = services.settings
+    helping = settings.seed_fixtures and services.store.backend == "sqlite"
+    while True:
+        with taken_if_free(settings.data_dir() / ".seed.lock") as taken:
+            if taken:
+                yield
+                return
+        if helping:
+            try:
+                await help_load(services.store, settings.fixtures_dir, services.ingestion, settings.data_dir())
+            except Exception:  # the loader loads what this one did not
+                log.exception("loading part of the demo data's events beside the loader failed")
+                helping = False
+        await asyncio.sleep(RETRY_SECONDS)
 
 
 async def seed_in_background(services: Services) -> None:
@@ -327,7 +341,18 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
             last_logged[0] = time.monotonic()
             log.info("  %s: %d/%d", stage, done, total)
 
-    report = await load_fixtures(services.store, directory, services.ingestion, step, shift=shift)
+    report = await load_fixtures(services.store, directory, services.ingestion, step, shift=shift, events=False)
+    settings = services.settings
+    await load_demo_events(
+        services.store,
+        directory,
+        services.ingestion,
+        report,
+        step,
+        shift=shift,
+        data_dir=settings.data_dir(),
+        workers=settings.workers,
+    )
     await compute_traits_now(services, step)
     segments = await define_segments(services, directory, step, report)
     await services.store.write_meta(SEED_META, "loaded")

@@ -11,7 +11,7 @@ ids do not change: loading again reports every event as already present)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice
@@ -247,19 +247,13 @@ async def load_fixtures(
     progress: Progress | None = None,
     *,
     shift: timedelta = timedelta(0),
+    events: bool = True,
 ) -> LoadReport:
     """Load `directory` into `store`, every date (event timestamps, products' price history) moved
-    by `shift` (see `demo_shift`)."""
+    by `shift` (see `demo_shift`); its events too unless `events` is False (load_events then)."""
     check_data_set(directory)
     report = LoadReport()
-
-    async def report_progress(stage: str, done: int, total: int) -> None:
-        if progress is not None:
-            progress(stage, done, total)
-        # While the server loads the demo data, requests waiting are answered between steps, even with
-        # a store whose calls never wait (SQL run on the event loop): a real pause, not sleep(0), so
-        # that the loop turns as often as a request needs (accept, read, answer) before the next step.
-        await asyncio.sleep(STEP_PAUSE)
+    report_progress = _reporting(progress)
 
     products = data_file(directory, "products.jsonl")
     if products is not None:
@@ -299,12 +293,31 @@ async def load_fixtures(
             report.profiles_rejected += report.lines_refused("profiles.jsonl", refused)
             done += len(batch)
             await report_progress("profiles", done, total)
+    if events:
+        await load_events(store, directory, policy, report, progress, shift=shift)
+    return report
+
+
+async def load_events(
+    store: ProfileStore,
+    directory: Path,
+    policy: IngestionPolicy,
+    report: LoadReport,
+    progress: Progress | None = None,
+    *,
+    shift: timedelta = timedelta(0),
+    lines: Collection[int] | None = None,
+) -> None:
+    """The events of `directory` (those on `lines` of events.jsonl, when given: a part of them,
+    app/services/fixture_shards.py), ingested in the file's order and counted into `report`."""
     events = data_file(directory, "events.jsonl")
+    report_progress = _reporting(progress)
     if events is not None:
-        total = count_lines(events)
+        total = count_lines(events) if lines is None else len(lines)
         done = 0
         policy = replace(policy, max_batch_size=EVENT_BATCH)
-        for batch in _batches(read_lines(events), EVENT_BATCH):
+        wanted = read_lines(events) if lines is None else (line for line in read_lines(events) if line.number in lines)
+        for batch in _batches(wanted, EVENT_BATCH):
             numbers: list[int] = []
             raws: list[RawEvent] = []
             refused = []
@@ -326,7 +339,18 @@ async def load_fixtures(
             report.events_rejected += report.lines_refused("events.jsonl", refused)
             done += len(batch)
             await report_progress("events", done, total)
-    return report
+
+
+def _reporting(progress: Progress | None) -> Callable[[str, int, int], Awaitable[None]]:
+    async def report_progress(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+        # While the server loads the demo data, requests waiting are answered between steps, even with
+        # a store whose calls never wait (SQL run on the event loop): a real pause, not sleep(0), so
+        # that the loop turns as often as a request needs (accept, read, answer) before the next step.
+        await asyncio.sleep(STEP_PAUSE)
+
+    return report_progress
 
 
 _SNAKE = {

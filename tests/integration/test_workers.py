@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -310,6 +311,57 @@ async def test_one_worker_loads_the_demo_data_all_tell_its_progress_and_serve_th
     keys = [key for key in await store.list_api_keys() if key.name == "local-development"]
     await store.close()
     assert len(keys) == 1
+
+
+def _live_profiles(database: Path) -> Counter[tuple[tuple[str, ...], tuple[tuple[str, object], ...]]]:
+    """Each live profile by its identifiers, with its counters: what a load decided, whatever ids
+    its profiles were given."""
+    with sqlite3.connect(database) as db:
+        documents = [json.loads(doc) for (doc,) in db.execute("SELECT doc FROM profiles WHERE merged_into IS NULL")]
+    found: Counter[tuple[tuple[str, ...], tuple[tuple[str, object], ...]]] = Counter()
+    for document in documents:
+        identifiers = tuple(sorted(f"{i['type']}:{i['value']}" for i in document.get("identifiers", [])))
+        stats = document.get("stats") or {}
+        counters = tuple(
+            sorted((k, v) for k, v in stats.items() if isinstance(v, int | float) and not isinstance(v, bool))
+        )
+        found[(identifiers, counters)] += 1
+    return found
+
+
+async def test_two_workers_load_the_demo_datas_events_side_by_side_as_one_worker_would(tmp_path: Path) -> None:
+    """The loading worker offers half of the events (those of people the other half never names) to
+    the other worker (app/demo_events.py): the store ends as one worker's load leaves it."""
+    fixtures = demo_fixtures(tmp_path / "fixtures", 6000)  # past HELPED_FROM
+    loaded, said = {}, {}
+    for workers in (1, 2):
+        folder = tmp_path / f"workers-{workers}"
+        folder.mkdir()
+        env = {
+            "CDP_DATABASE_URL": f"sqlite:///{folder}/cdp.sqlite3",
+            "CDP_FIXTURES_DIR": str(fixtures),
+            "CDP_TRAITS_EVERY_MINUTES": "0",
+            "CDP_WORKERS": str(workers),
+        }
+        port, log = free_port(), folder / "server.log"
+        process = start_server(env, port, output=log.open("w"), timeout=90)
+        try:
+            deadline = time.monotonic() + 120
+            while httpx.get(f"http://127.0.0.1:{port}/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "not ready in time:\n" + log.read_text()
+                await asyncio.sleep(0.1)
+        finally:
+            process.terminate()
+            await asyncio.to_thread(process.wait, 30)
+            _stop(process)
+        said[workers] = log.read_text()
+        loaded[workers] = _live_profiles(folder / "cdp.sqlite3")
+        with sqlite3.connect(folder / "cdp.sqlite3") as db:
+            assert db.execute("SELECT count(*) FROM interactions").fetchone() == (6000,), said[workers]
+        assert "6000 events" in said[workers], said[workers]
+    assert "beside the worker process loading the rest" in said[2], said[2]
+    assert "beside the worker process loading the rest" not in said[1]
+    assert loaded[2] == loaded[1]
 
 
 class _SlowKeys:
