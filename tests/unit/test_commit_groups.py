@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,26 @@ async def heard(groups: CommitGroups, steps: LoggedSteps, work: Callable[[], Awa
         value = str(exc)
     steps.log.append(f"heard {value}")
     return value
+
+
+async def bulk(
+    groups: CommitGroups, steps: LoggedSteps, name: str, work: Callable[[], Awaitable[str]] | None = None
+) -> str:
+    """`heard` for a bulk batch (app/thread_priority.py): `work`, or a write logged as `name`."""
+    with bulk_work():
+        return await heard(groups, steps, work or writing(steps, name))
+
+
+async def waiting_for_the_lock(
+    steps: LoggedSteps, sent: Callable[[CommitGroups], Coroutine[Any, Any, str]]
+) -> tuple[CommitGroups, asyncio.Task[str]]:
+    """Groups on `steps` whose write lock another process holds (until `steps.lock_free` is set), and
+    the task of `sent`, a first batch, once its group waits for it."""
+    groups = CommitGroups(steps.steps())
+    steps.lock_free.clear()
+    first = asyncio.create_task(sent(groups))
+    await until_logged(steps, "waits for the lock")
+    return groups, first
 
 
 async def until_logged(steps: LoggedSteps, line: str) -> None:
@@ -144,17 +165,16 @@ async def test_a_group_of_bulk_batches_runs_in_the_background_and_one_short_writ
         await release.wait()  # the next ones arrive while it holds the transaction: they wait for the next
         return "batch 1"
 
-    async def bulk(name: str, work: Callable[[], Awaitable[str]] | None = None) -> str:
-        with bulk_work():
-            return await heard(groups, steps, work or writing(steps, name))
-
-    first = asyncio.create_task(bulk("batch 1", held))
+    first = asyncio.create_task(bulk(groups, steps, "batch 1", held))
     await until_logged(steps, "batch 1 writes as none")
-    waiting = [asyncio.create_task(bulk("batch 2")), asyncio.create_task(bulk("batch 3"))]
+    waiting = [asyncio.create_task(bulk(groups, steps, "batch 2")), asyncio.create_task(bulk(groups, steps, "batch 3"))]
     await asyncio.sleep(0)
     release.set()
     await asyncio.gather(first, *waiting)
-    mixed = [asyncio.create_task(bulk("batch 4")), asyncio.create_task(heard(groups, steps, writing(steps, "upsert")))]
+    mixed = [
+        asyncio.create_task(bulk(groups, steps, "batch 4")),
+        asyncio.create_task(heard(groups, steps, writing(steps, "upsert"))),
+    ]
     await asyncio.gather(*mixed)
     assert [line for line in steps.log if not line.startswith("heard")] == [
         "into the background", "BEGIN", "batch 1 writes as none", "COMMIT", "back to the foreground",
@@ -167,10 +187,7 @@ async def test_a_group_of_bulk_batches_runs_in_the_background_and_one_short_writ
 
 async def test_batches_that_arrive_while_a_group_waits_for_the_lock_join_its_transaction() -> None:
     steps = LoggedSteps()
-    groups = CommitGroups(steps.steps())
-    steps.lock_free.clear()
-    first = asyncio.create_task(heard(groups, steps, writing(steps, "first")))
-    await until_logged(steps, "waits for the lock")
+    groups, first = await waiting_for_the_lock(steps, lambda groups: heard(groups, steps, writing(steps, "first")))
     others = [asyncio.create_task(heard(groups, steps, writing(steps, name, fails=name == "b"))) for name in "ab"]
     await asyncio.sleep(0)
     steps.lock_free.set()
@@ -186,16 +203,11 @@ async def test_batches_that_arrive_while_a_group_waits_for_the_lock_join_its_tra
 
 async def test_a_short_write_does_not_join_a_bulk_group_waiting_for_the_lock_nor_let_others_pass_it() -> None:
     steps = LoggedSteps()
-    groups = CommitGroups(steps.steps())
-    steps.lock_free.clear()
-
-    async def bulk(name: str) -> str:
-        with bulk_work():
-            return await heard(groups, steps, writing(steps, name))
-
-    first = asyncio.create_task(bulk("batch 1"))
-    await until_logged(steps, "waits for the lock")
-    behind = [asyncio.create_task(heard(groups, steps, writing(steps, "upsert"))), asyncio.create_task(bulk("batch 2"))]
+    groups, first = await waiting_for_the_lock(steps, lambda groups: bulk(groups, steps, "batch 1"))
+    behind = [
+        asyncio.create_task(heard(groups, steps, writing(steps, "upsert"))),
+        asyncio.create_task(bulk(groups, steps, "batch 2")),
+    ]
     await asyncio.sleep(0)
     steps.lock_free.set()
     await asyncio.gather(first, *behind)
