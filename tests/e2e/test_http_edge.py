@@ -768,12 +768,15 @@ async def test_a_key_runs_a_bounded_number_of_different_variables_for_one_thing_
         await quiet(ws)
         await ws.send(subscribe("4", n=3))
         refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        assert (refused["id"], refused["type"], refused["payload"]["data"]) == ("4", "next", None), refused
+        # The third different one to reach its resolver: 4, or 2 when its task ran after 4's (each
+        # operation runs as a task of its own, and the pong above does not wait for them; seen once
+        # in a full run under load). Never 1 or 3, which share their variables.
+        assert refused["id"] in ("2", "4") and (refused["type"], refused["payload"]["data"]) == ("next", None), refused
         [error] = refused["payload"]["errors"]
         assert error["extensions"]["code"] == "LIMIT_EXCEEDED", refused
-        assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"id": "4", "type": "complete"}
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"id": refused["id"], "type": "complete"}
         assert "at most 2 different documents and variables at once for one key watching" in error["message"]
-        await ws.send(json.dumps({"id": "2", "type": "complete"}))
+        await ws.send(json.dumps({"id": "2", "type": "complete"}))  # n=2 gone (if it ran): n=3 may run
         await quiet(ws)
         await ws.send(subscribe("5", n=3))
         for index, profile_id in enumerate(profile_ids):  # one document, each its own profile: all run
