@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from pymongo.errors import ConnectionFailure, PyMongoError, WTimeoutError
-
 from app.domain.errors import StoreUnavailable
 from app.services.ports import ProfileStore, StoreTransaction
 
@@ -95,7 +93,11 @@ def sqlite_unreachable(exc: BaseException) -> bool:
 
 def mongo_unreachable(exc: BaseException) -> bool:
     """No server, a dropped connection or a timeout, a write concern not met in time, or an error
-    the server itself labels as worth retrying (an election in progress)."""
+    the server itself labels as worth retrying (an election in progress). PyMongo is imported here,
+    where only a MongoDB store asks: the embedded store's processes no longer load it (~60 ms of
+    each process's start)."""
+    from pymongo.errors import ConnectionFailure, PyMongoError, WTimeoutError
+
     if isinstance(exc, ConnectionFailure | WTimeoutError):
         return True
     return isinstance(exc, PyMongoError) and any(exc.has_error_label(label) for label in _MONGO_LABELS)
