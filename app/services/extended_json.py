@@ -86,15 +86,26 @@ def read_lines(path: Path) -> Iterator[Line]:
             yield Line(number, value) if isinstance(value, dict) else Line(number, None, "not a JSON object")
 
 
+NOT_READ = object()  # numbered_field_values: the line holds no JSON object with the field, or it cannot be read
+
+
 def field_values(path: Path, name: str) -> Iterator[Any]:
     """The value of the top-level field `name` of each line that holds a JSON object with it, its
     wrappers read; the lines that cannot be read are passed over (read_lines says why). Nothing else
     of the lines is decoded: the newest event of the demo data is found in a fifth of the time."""
+    return (value for _, value in numbered_field_values(path, name) if value is not NOT_READ)
+
+
+def numbered_field_values(path: Path, name: str) -> Iterator[tuple[int, Any]]:
+    """Each line that is not blank, by its number as read_lines counts them, with the value of its
+    top-level field `name` as field_values reads it, or NOT_READ."""
     with path.open("rb") as handle:
-        for text in handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
             try:
                 document = orjson.loads(text)
-                if isinstance(document, dict) and name in document:
-                    yield decode(document[name])
+                value = decode(document[name]) if isinstance(document, dict) and name in document else NOT_READ
             except UNREADABLE:
-                continue
+                value = NOT_READ
+            yield number, value

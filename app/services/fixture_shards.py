@@ -10,14 +10,13 @@ part does meanwhile. The groups are dealt out largest first, each to the part wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from app.domain.errors import InvalidInput
 from app.domain.identifiers import normalise
+from app.services.extended_json import numbered_field_values
 
 
 def event_parts(events: Path, profiles: Path | None, count: int) -> list[set[int]]:
@@ -25,11 +24,11 @@ def event_parts(events: Path, profiles: Path | None, count: int) -> list[set[int
     it is refused wherever it is read)."""
     people = _People()
     if profiles is not None:
-        for _, document in _documents(profiles):
-            people.link(_keys(document))
+        for _, identifiers in numbered_field_values(profiles, "identifiers"):
+            people.link(_keys(identifiers))
     lines: list[tuple[int, str | None]] = []
-    for number, document in _documents(events):
-        keys = _keys(document)
+    for number, identifiers in numbered_field_values(events, "identifiers"):
+        keys = _keys(identifiers)
         people.link(keys)
         lines.append((number, keys[0] if keys else None))
     groups: dict[str, list[int]] = {}
@@ -44,22 +43,10 @@ def event_parts(events: Path, profiles: Path | None, count: int) -> list[set[int
     return parts
 
 
-def _documents(path: Path) -> Iterator[tuple[int, Any]]:
-    """Each line's number (as read_lines counts them) and its JSON, as it is: only the identifiers
-    are read here, plain strings (the extended JSON decoding of the rest was most of the time)."""
-    with path.open("rb") as handle:
-        for number, text in enumerate(handle, start=1):
-            if text.strip():
-                try:
-                    yield number, orjson.loads(text)
-                except orjson.JSONDecodeError:
-                    yield number, None
-
-
-def _keys(document: Any) -> list[str]:
-    """The identifier keys of a line's document, as ingestion reads them (its normalised form; the
-    text as it is when it is not valid: the event is refused then, in whichever part)."""
-    raw = document.get("identifiers") if isinstance(document, dict) else None
+def _keys(raw: Any) -> list[str]:
+    """The keys of a line's identifiers, as ingestion reads them (their normalised form; the text as
+    it is when it is not valid: the event is refused then, in whichever part). Only the identifiers
+    of a line are read (numbered_field_values): decoding the rest was most of the time."""
     if not isinstance(raw, list):
         return []
     keys = []
