@@ -20,7 +20,7 @@ from app.domain import clock
 from app.domain.access import Scope
 from app.domain.errors import Conflict, Unauthenticated
 from app.observability.metrics import Metrics
-from app.process_lock import RETRY_SECONDS, exclusive, held_while_running, taken_if_free
+from app.process_lock import exclusive, held_while_running
 from app.services.api_keys import authenticate, create_key, revoke_key
 from app.services.fixtures import (
     SEGMENTS_FILE,
@@ -209,18 +209,19 @@ async def seed_lock(services: Services) -> AsyncIterator[None]:
     beside the database, released by the system if its holder dies."""
     settings = services.settings
     helping = settings.seed_fixtures and services.store.backend == "sqlite"
-    while True:
-        with taken_if_free(settings.data_dir() / ".seed.lock") as taken:
-            if taken:
-                yield
-                return
-        if helping:
-            try:
-                await help_load(services.store, settings.fixtures_dir, services.ingestion, settings.data_dir())
-            except Exception:  # the loader loads what this one did not
-                log.exception("loading part of the demo data's events beside the loader failed")
-                helping = False
-        await asyncio.sleep(RETRY_SECONDS)
+
+    async def help_meanwhile() -> None:
+        nonlocal helping
+        if not helping:
+            return
+        try:
+            await help_load(services.store, settings.fixtures_dir, services.ingestion, settings.data_dir())
+        except Exception:  # the loader loads what this one did not
+            log.exception("loading part of the demo data's events beside the loader failed")
+            helping = False
+
+    async with exclusive(settings.data_dir() / ".seed.lock", meanwhile=help_meanwhile):
+        yield
 
 
 async def seed_in_background(services: Services) -> None:

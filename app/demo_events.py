@@ -13,7 +13,6 @@ both take SQLite's write lock in turn, and a batch is planned before it (app/ser
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from app.domain import clock
-from app.process_lock import taken_if_free
+from app.process_lock import exclusive, taken_if_free
 from app.processes import is_alive
 from app.services.fixture_shards import event_parts
 from app.services.fixtures import LoadReport, count_lines, data_file, demo_shift, load_events
@@ -37,7 +36,6 @@ HELP_META = "demoDataHelp"  # "offered <pid>", then the helper's counts (JSON) o
 HELP_LOCK = ".seed-help.lock"  # held by the process loading the second part
 HELP_PROGRESS = ".seed-help.progress"  # how far the helper got, for the loader's progress
 HELPED_FROM = 5_000  # fewer events: the helper would start about when one process is done
-WAIT_SECONDS = 0.1
 
 
 async def load_demo_events(
@@ -69,20 +67,20 @@ async def load_demo_events(
 
     await store.write_meta(HELP_META, f"offered {os.getpid()}")
     await load_events(store, directory, policy, report, told(0), shift=shift, lines=first)
-    while True:  # the second part: once its helper is done, or by this process if nobody took it
-        with taken_if_free(data_dir / HELP_LOCK) as taken:
-            if taken:
-                helped = await store.read_meta(HELP_META)
-                if helped is not None and helped.startswith("{"):  # a helper's counts
-                    _add(report, orjson.loads(helped))
-                else:
-                    log.info("no other worker loaded the second part of the demo data's events: loading it")
-                    await load_events(store, directory, policy, report, told(len(first)), shift=shift, lines=second)
-                await store.write_meta(HELP_META, "done")
-                step("events", len(first) + len(second), len(first) + len(second))
-                return
+
+    async def helped_so_far() -> None:
         told(len(first))("events", 0, 0)
-        await asyncio.sleep(WAIT_SECONDS)
+
+    # The second part: once its helper is done, or by this process if nobody took it.
+    async with exclusive(data_dir / HELP_LOCK, meanwhile=helped_so_far):
+        helped = await store.read_meta(HELP_META)
+        if helped is not None and helped.startswith("{"):  # a helper's counts
+            _add(report, orjson.loads(helped))
+        else:
+            log.info("no other worker loaded the second part of the demo data's events: loading it")
+            await load_events(store, directory, policy, report, told(len(first)), shift=shift, lines=second)
+        await store.write_meta(HELP_META, "done")
+    step("events", len(first) + len(second), len(first) + len(second))
 
 
 async def help_load(store: ProfileStore, directory: Path, policy: IngestionPolicy, data_dir: Path) -> None:

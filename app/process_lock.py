@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -19,17 +19,15 @@ RETRY_SECONDS = 0.1
 
 
 @asynccontextmanager
-async def exclusive(path: Path) -> AsyncIterator[None]:
-    """Held by this process alone while the block runs; other processes asking wait their turn."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+async def exclusive(path: Path, meanwhile: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[None]:
+    """Held by this process alone while the block runs; other processes asking wait their turn,
+    running `meanwhile` (when given) between their attempts."""
+    descriptor = _lock_file(path)
     try:
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                await asyncio.sleep(RETRY_SECONDS)
+        while not _took(descriptor):
+            if meanwhile is not None:
+                await meanwhile()
+            await asyncio.sleep(RETRY_SECONDS)
         yield
     finally:
         os.close(descriptor)  # releases the lock
@@ -38,15 +36,9 @@ async def exclusive(path: Path) -> AsyncIterator[None]:
 @contextmanager
 def taken_if_free(path: Path) -> Iterator[bool]:
     """The lock if no other process holds it (True), at once; False, without waiting, if one does."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = _lock_file(path)
     try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-        else:
-            yield True
+        yield _took(descriptor)
     finally:
         os.close(descriptor)  # releases the lock
 
@@ -58,12 +50,23 @@ def held_while_running(path: Path) -> bool:
     """The lock on `path` for as long as this process runs, if no other process holds it (True);
     False, at once, if one does. The system releases it when its holder exits, however it exits:
     the next server's first worker takes it again."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    descriptor = _lock_file(path)
+    if not _took(descriptor):
         os.close(descriptor)
         return False
     _HELD.append(descriptor)
+    return True
+
+
+def _lock_file(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def _took(descriptor: int) -> bool:
+    """Whether the lock is this descriptor's now; False at once when another process holds it."""
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
     return True
