@@ -301,6 +301,7 @@ def _write(updates: list[tuple[str, ProfileChange]]) -> Callable[[StoreTransacti
 
     async def work(tx: StoreTransaction) -> list[str]:
         documents = await tx.get_profile_documents([profile_id for profile_id, _ in updates])
+        await tx.unchanged(documents)  # only read here: update_profile takes them as they are, not decoded again
         written = []
         for profile_id, change in updates:
             document = documents.get(profile_id)

@@ -106,7 +106,8 @@ class SQLiteTransaction(StoreTransaction):
         row = self._db.execute("SELECT doc, version FROM profiles WHERE id = ?", (profile_id,)).fetchone()
         if row is None or (expected_version is not None and row[1] != expected_version):
             raise VersionConflict(profile_id)
-        document = apply_change(loads(row[0]), change.with_values(jsonable))
+        # A document the unit read and gave back (`unchanged`) is taken as it was kept, not decoded again.
+        document = apply_change(self._written.take(profile_id, row[0]) or loads(row[0]), change.with_values(jsonable))
         self._db.execute(
             _UPDATE_PROFILE,
             (dumps(document), document["version"], document.get("mergedInto"), profile_id),
