@@ -24,7 +24,7 @@ import orjson
 from app.domain import clock
 from app.process_lock import exclusive, taken_if_free
 from app.processes import is_alive
-from app.services.fixture_shards import event_parts
+from app.services.fixture_shards import event_groups
 from app.services.fixtures import LoadReport, count_lines, data_file, demo_shift, load_events
 from app.services.ingestion import IngestionPolicy
 from app.services.ports import ProfileStore
@@ -55,7 +55,8 @@ async def load_demo_events(
     if events is None or workers < 2 or count_lines(events) < HELPED_FROM:
         await load_events(store, directory, policy, report, step, shift=shift)
         return
-    first, second = event_parts(events, data_file(directory, "profiles.jsonl"), 2)
+    groups = event_groups(events, data_file(directory, "profiles.jsonl"))
+    first, second = groups.parts(2)
     helper = SharedSeedProgress(data_dir / HELP_PROGRESS)
 
     def told(offset: int) -> Callable[[str, int, int], None]:
@@ -66,7 +67,8 @@ async def load_demo_events(
         return progress
 
     await store.write_meta(HELP_META, f"offered {os.getpid()}")
-    await load_events(store, directory, policy, report, told(0), shift=shift, lines=first)
+    order = groups.ingestion_order
+    await load_events(store, directory, policy, report, told(0), shift=shift, lines=first, order=order)
 
     async def helped_so_far() -> None:
         told(len(first))("events", 0, 0)
@@ -78,7 +80,9 @@ async def load_demo_events(
             _add(report, orjson.loads(helped))
         else:
             log.info("no other worker loaded the second part of the demo data's events: loading it")
-            await load_events(store, directory, policy, report, told(len(first)), shift=shift, lines=second)
+            await load_events(
+                store, directory, policy, report, told(len(first)), shift=shift, lines=second, order=order
+            )
         await store.write_meta(HELP_META, "done")
     step("events", len(first) + len(second), len(first) + len(second))
 
@@ -94,11 +98,14 @@ async def help_load(store: ProfileStore, directory: Path, policy: IngestionPolic
             return
         events = data_file(directory, "events.jsonl")
         assert events is not None  # the loader offered its second part
-        _, second = event_parts(events, data_file(directory, "profiles.jsonl"), 2)
+        groups = event_groups(events, data_file(directory, "profiles.jsonl"))
+        _, second = groups.parts(2)
         log.info("loading %d of the demo data's events beside the worker process loading the rest", len(second))
         report, progress = LoadReport(), SharedSeedProgress(data_dir / HELP_PROGRESS)
         shift = await demo_shift(store, directory, clock.now())  # the loader chose it: kept in the meta
-        await load_events(store, directory, policy, report, progress.write, shift=shift, lines=second)
+        await load_events(
+            store, directory, policy, report, progress.write, shift=shift, lines=second, order=groups.ingestion_order
+        )
         await store.write_meta(HELP_META, orjson.dumps(_counts(report)).decode())
 
 

@@ -307,9 +307,11 @@ async def load_events(
     *,
     shift: timedelta = timedelta(0),
     lines: Collection[int] | None = None,
+    order: Callable[[list[int]], list[int]] | None = None,
 ) -> None:
     """The events of `directory` (those on `lines` of events.jsonl, when given: a part of them,
-    app/services/fixture_shards.py), ingested in the file's order and counted into `report`."""
+    app/services/fixture_shards.py), ingested in the file's order and counted into `report`; with
+    `order`, each batch's lines in the order it gives them (EventGroups.ingestion_order)."""
     events = data_file(directory, "events.jsonl")
     report_progress = _reporting(progress)
     if events is not None:
@@ -318,6 +320,9 @@ async def load_events(
         policy = replace(policy, max_batch_size=EVENT_BATCH)
         wanted = read_lines(events) if lines is None else (line for line in read_lines(events) if line.number in lines)
         for batch in _batches(wanted, EVENT_BATCH):
+            if order is not None:
+                by_number = {line.number: line for line in batch}
+                batch = [by_number[number] for number in order(list(by_number))]
             numbers: list[int] = []
             raws: list[RawEvent] = []
             refused = []
