@@ -388,8 +388,9 @@ def test_ctrl_c_during_a_load_says_how_to_finish_and_a_rerun_does(tmp_path: Path
     settings = {"CDP_DATABASE_URL": f"sqlite:///{database}"}
     base = {k: v for k, v in os.environ.items() if not k.startswith("CDP_")}
     # Started with Ctrl-C as a shell leaves it to a command (handled by default, not blocked): a
-    # process inherits an ignored or blocked SIGINT, and the suite's worker processes (pytest-xdist)
-    # ran it with SIGINT ignored now and then, so that the load finished and exited 0.
+    # process inherits an ignored or blocked SIGINT. In three runs of the whole suite (pytest-xdist),
+    # the load went on to the end after the SIGINT and exited 0, as such a process does; which
+    # earlier test left the worker's SIGINT so was not found (the message below says what it is).
     loading = subprocess.Popen(
         [sys.executable, "-c", _AS_FROM_A_SHELL, "-m", "app", *COMMANDS["load"]],
         cwd=tmp_path,
