@@ -63,12 +63,12 @@ class EventGroups:
             if number in self.joins:
                 first_join.setdefault(self.group_of[number], position)
 
-        def later(position: int, number: int) -> bool:
+        front: list[int] = []
+        after: list[int] = []
+        for position, number in enumerate(numbers):
             joined = first_join.get(self.group_of.get(number, ""))
-            return joined is not None and position >= joined
-
-        front = [n for p, n in enumerate(numbers) if not later(p, n)]
-        return front + [n for p, n in enumerate(numbers) if later(p, n)]
+            (after if joined is not None and position >= joined else front).append(number)
+        return front + after
 
 
 def event_groups(events: Path, profiles: Path | None) -> EventGroups:
@@ -89,11 +89,6 @@ def event_groups(events: Path, profiles: Path | None) -> EventGroups:
             first_keys[number] = keys[0]
     group_of = {number: people.root(key) for number, key in first_keys.items()}
     return EventGroups(tuple(lines), group_of, frozenset(joins))
-
-
-def event_parts(events: Path, profiles: Path | None, count: int) -> list[set[int]]:
-    """The line numbers of `events` in `count` parts that share no person (EventGroups.parts)."""
-    return event_groups(events, profiles).parts(count)
 
 
 def _keys(raw: Any) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.services.fixture_shards import event_groups, event_parts
+from app.services.fixture_shards import event_groups
 
 
 def _jsonl(path: Path, lines: list[object]) -> Path:
@@ -34,7 +34,7 @@ def test_events_linked_directly_through_other_events_or_a_crm_profile_share_a_pa
             "not json",  # 8: refused wherever it is read
         ],
     )
-    parts = event_parts(events, profiles, 3)
+    parts = event_groups(events, profiles).parts(3)
     assert sorted(sorted(part) for part in parts) == [[1, 3, 5], [2, 6], [7, 8]]  # Ann's three whole; Bob's; Cy's
     assert 8 in parts[0]  # the line that holds no event, in the first part
 
@@ -44,7 +44,7 @@ def test_without_profiles_each_group_goes_whole_to_the_part_with_fewest_events(t
         tmp_path / "events.jsonl",
         [_event(("email", f"p{n % 5}@example.com")) for n in range(23)],  # five people: 5, 5, 5, 4, 4 events
     )
-    parts = event_parts(events, None, 3)
+    parts = event_groups(events, None).parts(3)
     people = [{(n - 1) % 5 for n in part} for part in parts]
     assert sorted(len(part) for part in parts) == [5, 9, 9]
     assert sum(len(p) for p in people) == 5 and set().union(*people) == set(range(5))  # each person in one part
