@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 
 from app.domain.segments.upkeep import EVERY_SEGMENT
@@ -37,6 +38,7 @@ class OwedClears:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._owed: dict[str, int] = {}
+        self.since = 0.0  # time.monotonic() when the oldest clear now owed was added
 
     def __bool__(self) -> bool:
         return bool(self._owed)
@@ -45,11 +47,15 @@ class OwedClears:
         """The latest count of a profile replaces an earlier one: the check it counted is either the
         one the earlier count saw, with as many writes or more, or a new one (the earlier was cleared)."""
         with self._lock:
+            if not self._owed:
+                self.since = time.monotonic()
             self._owed.update(counted)
 
     def restore(self, taken: Mapping[str, int]) -> None:
         """Clears taken by a transaction that rolled back, unless a later count replaced them meanwhile."""
         with self._lock:
+            if taken and not self._owed:
+                self.since = time.monotonic()
             for profile_id, owed in taken.items():
                 self._owed.setdefault(profile_id, owed)
 

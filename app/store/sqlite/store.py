@@ -886,8 +886,14 @@ class SQLiteStore:
             self._clearing_soon = asyncio.ensure_future(self._clear_owed_soon())
 
     async def _clear_owed_soon(self) -> None:
-        await asyncio.sleep(CLEAR_OWED_AFTER_SECONDS)
+        """Clear what has been owed for CLEAR_OWED_AFTER_SECONDS: under load each write takes what
+        is owed, and the upkeeps owe more, none of it for that long (a transaction every wait, for
+        what the next batch would have carried, cost about half of what the clearing saves)."""
         while self._owed_clears:
+            waited = time.monotonic() - self._owed_clears.since
+            if waited < CLEAR_OWED_AFTER_SECONDS:
+                await asyncio.sleep(CLEAR_OWED_AFTER_SECONDS - waited)
+                continue
             try:
                 await self._clear_owed()
             except Exception as exc:  # kept for the next write, or this again
