@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from app.domain import clock
 from app.domain.segments.upkeep import EVERY_SEGMENT
 from app.services.ingestion import ingest_events
 from app.services.profile_changes import events_landed
@@ -50,7 +52,8 @@ async def ingested(store: SQLiteStore, email: str) -> str:
 
 async def upkeep(store: SQLiteStore, *profile_ids: str) -> None:
     """The upkeep of an ingested batch, with no segment defined: nothing to write but the clearing."""
-    await SegmentEngine(store, SegmentBus()).profiles_changed(events_landed({p: {"order_completed"} for p in profile_ids}))
+    landed = events_landed({profile_id: {"order_completed"} for profile_id in profile_ids})
+    await SegmentEngine(store, SegmentBus()).profiles_changed(landed)
 
 
 async def test_the_clearing_is_seen_at_once_and_written_with_the_next_write(store: SQLiteStore, path: Path) -> None:
@@ -59,6 +62,9 @@ async def test_the_clearing_is_seen_at_once_and_written_with_the_next_write(stor
 
     assert checks_in_file(path) == {zoe: 1}, "the upkeep wrote a transaction of its own"
     assert await store.pending_writes([zoe]) == {}, "this process must see its upkeep's clearing"
+    assert await store.next_check_at() is None
+    assert await store.due_checks(clock.now() + timedelta(days=1), limit=10) == []
+    assert checks_in_file(path) == {zoe: 1}, "a read of the checks wrote a transaction"
 
     ann = await ingested(store, "ann@example.com")
     assert checks_in_file(path) == {ann: 1}, "the next write must carry the clearing"

@@ -8,7 +8,7 @@ second with the clearing carried by the next transaction (bench serving's 2b by 
 three rounds alternating with the code before: medians 4,355 -> 5,084 events/s).
 
 Until that transaction commits, this process's reads of the checks see them cleared
-(`SQLiteStore.pending_writes`, and a flush before `due_checks` / `next_check_at`). A process stopped
+(`SQLiteStore.pending_writes`, `due_checks`, `next_check_at`). A process stopped
 before leaves them due, UPKEEP_GRACE after their writes, and they are caught up as any missed
 upkeep: the clearing is late, never lost.
 
