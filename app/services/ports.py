@@ -460,11 +460,6 @@ class ProfileStore(Protocol):
     async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
         """profile id → how many writes its check of every segment stands for (none: no check)."""
 
-    async def clear_upkeep_soon(self, counted: Mapping[str, int]) -> None:
-        """`StoreTransaction.clear_upkeep` for an upkeep with nothing else to write: now, or with this
-        process's next write transaction. Until then this process's reads of the checks see them
-        cleared; a process stopped before leaves them to come due, as a missed upkeep's."""
-
     async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
         """(profile id, segment id) of the time-based checks due at `now`, oldest first."""
 

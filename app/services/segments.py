@@ -469,9 +469,6 @@ class SegmentEngine:
         ]
         # Those with no check to clear (none is left while no segment is defined) cost no write.
         settled = [p for p, ids in wanted.items() if not ids and p in pending]
-        if not rechecks:  # no segment to decide: the checks to clear need no transaction of their own
-            await self.store.clear_upkeep_soon({p: pending[p] for p in settled})
-            return []
         events = await self._recheck(rechecks, cause, settled=settled, pending=pending)
         self.bus.publish_committed(events)
         return events

@@ -46,7 +46,6 @@ NOT_RETRIED = {  # writes (a retry could apply them twice), the lifecycle, and s
     "setdefault_meta",
     "mark_evaluated",
     "take_lease",
-    "clear_upkeep_soon",
     "end_lease",
     "save_segment",
     "delete_segment",

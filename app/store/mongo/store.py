@@ -1067,12 +1067,6 @@ class MongoStore:
         cursor = self._db.segment_checks.find({"_id": {"$in": keys}})
         return {document["profileId"]: int(document.get("writes", 1)) for document in await cursor.to_list(None)}
 
-    async def clear_upkeep_soon(self, counted: Mapping[str, int]) -> None:
-        # Now: MongoDB's writers take no lock of the whole store, which the embedded store's
-        # clearing with the next write saves (app/store/sqlite/owed_clears.py).
-        if counted:
-            await self.run_in_transaction(lambda tx: tx.clear_upkeep(counted))
-
     async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
         cursor = self._db.segment_checks.find({"dueAt": {"$lte": now}}).sort("dueAt", ASCENDING).limit(limit)
         return [(document["profileId"], document["segmentId"]) for document in await cursor.to_list(None)]

@@ -11,14 +11,13 @@ commit durable before it returns: an event reported ACCEPTED survives a crash.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -48,7 +47,6 @@ from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.commit_watch import CommitWatch
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
 from app.store.sqlite.lock_waits import LockWaits
-from app.store.sqlite.owed_clears import OwedClears
 from app.store.sqlite.private_files import create_private
 from app.store.sqlite.schema import STATEMENTS
 from app.store.sqlite.segment_query import where_clause as segment_where
@@ -73,9 +71,6 @@ T = TypeVar("T")
 R = TypeVar("R", MergeRecord, MergeRefusal)
 log = logging.getLogger("cdp.store")
 _PURGE_EVERY_SECONDS = 3600.0
-# How long the clearing of finished upkeeps' checks waits for a write to carry it (owed_clears.py):
-# under load the next batch comes sooner; idle, a short transaction of its own clears them.
-CLEAR_OWED_AFTER_SECONDS = 2.0
 # Worded as the partial index segment_events_to_forget (schema.py), which they then read alone.
 _TO_FORGET = "segment_events WHERE json_extract(doc, '$.forgetAt') IS NOT NULL AND json_extract(doc, '$.forgetAt') <= ?"
 _FORGET_EVENTS = f"DELETE FROM {_TO_FORGET}"
@@ -140,10 +135,6 @@ def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
 # A consent history's order: newest first; of decisions at one instant the refusal first (the one in
 # effect: privacy.supersedes), then the later recorded.
 _CONSENT_ORDER = "at DESC, json_extract(doc, '$.granted'), rowid DESC"
-
-
-async def _nothing_more() -> None:
-    """A transaction's work when all it writes is what its BEGIN does (SQLiteStore._begin)."""
 
 
 def writer_niceness() -> int:
@@ -214,9 +205,6 @@ class SQLiteStore:
         steps = TransactionSteps(self._begin, self._end, writer.execute, in_transaction, self._in_batch, background)
         self._groups = CommitGroups(steps)
         self._last_purge = 0.0
-        self._owed_clears = OwedClears()
-        self._clearing: dict[str, int] = {}  # the owed clears the open transaction took
-        self._clearing_soon: asyncio.Task[None] | None = None  # on the caller's loop (clear_upkeep_soon)
 
     def _prepared_writer(self) -> sqlite3.Connection:
         """The write connection, the schema created or migrated."""
@@ -282,11 +270,6 @@ class SQLiteStore:
             raise StoreUnavailable(f"the embedded store cannot be read ({type(exc).__name__}: {exc})") from exc
 
     async def close(self) -> None:
-        if self._clearing_soon is not None:
-            self._clearing_soon.cancel()
-        if self._owed_clears and not self._thread.closed:
-            with contextlib.suppress(Exception):  # left to come due, as a stopped process's are
-                await self._clear_owed()
         self._stop_giving_way()
         self._checkpoints.close()
         if self._snapshots is not None:
@@ -384,7 +367,6 @@ class SQLiteStore:
             self._begin_immediate()
             self.lock_held.take()
             self._purge_expired_messages()
-            self._clearing = self._owed_clears.write(self._writer)
         except BaseException:
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
@@ -416,15 +398,11 @@ class SQLiteStore:
             return
         try:
             self._writer.execute(statement)
-            if statement != "COMMIT":
-                self._owed_clears.restore(self._clearing)
         except BaseException:
             if self._writer.in_transaction:  # a COMMIT that failed leaves the transaction open
                 self._writer.execute("ROLLBACK")
-            self._owed_clears.restore(self._clearing)
             raise
         finally:
-            self._clearing = {}
             self.lock_held.release()
             self._holder = None
             self._write_lock.release()
@@ -859,7 +837,7 @@ class SQLiteStore:
         return await self._reads.read(scan)  # a scan: on a reader thread
 
     async def pending_writes(self, profile_ids: Collection[str]) -> dict[str, int]:
-        ids, owed = list(profile_ids), self._owed_clears
+        ids = list(profile_ids)
 
         def scan(db: sqlite3.Connection) -> dict[str, int]:
             found = dict[str, int]()
@@ -869,52 +847,18 @@ class SQLiteStore:
                     f"AND profile_id IN ({','.join('?' * len(chunk))})",
                     [EVERY_SEGMENT, *chunk],
                 )
-                # Those whose clearing this process owes are cleared already, as its reads see them.
-                found |= {p: writes for p, writes in rows if not owed.covers(p, writes)}
+                found |= dict(rows.fetchall())
             return found
 
         # A batch's upkeep asks for its 1,000 profiles: 0.7-1.2 ms of lookups, which held the loop.
         return await self._by_keys(len(ids), scan)
 
-    async def clear_upkeep_soon(self, counted: Mapping[str, int]) -> None:
-        # With this process's next write transaction (owed_clears.py), or a transaction of their own
-        # CLEAR_OWED_AFTER_SECONDS from now if none comes.
-        if not counted:
-            return
-        self._owed_clears.add(counted)
-        if self._clearing_soon is None or self._clearing_soon.done():
-            self._clearing_soon = asyncio.ensure_future(self._clear_owed_soon())
-
-    async def _clear_owed_soon(self) -> None:
-        """Clear what has been owed for CLEAR_OWED_AFTER_SECONDS: under load each write takes what
-        is owed, and the upkeeps owe more, none of it for that long (a transaction every wait, for
-        what the next batch would have carried, cost about half of what the clearing saves)."""
-        while self._owed_clears:
-            waited = time.monotonic() - self._owed_clears.since
-            if waited < CLEAR_OWED_AFTER_SECONDS:
-                await asyncio.sleep(CLEAR_OWED_AFTER_SECONDS - waited)
-                continue
-            try:
-                await self._clear_owed()
-            except Exception as exc:  # kept for the next write, or this again
-                log.warning("could not clear the segment checks of finished upkeeps (%s): retrying", exc)
-                await asyncio.sleep(CLEAR_OWED_AFTER_SECONDS)
-
-    async def _clear_owed(self) -> None:
-        """A transaction that writes nothing but what every transaction's BEGIN writes (_begin)."""
-        if self._owed_clears:
-            await self.run_batch(_nothing_more)
-
     async def due_checks(self, now: datetime, *, limit: int) -> list[tuple[str, str]]:
         rows = self._reader.execute(
-            "SELECT profile_id, segment_id, writes FROM segment_checks WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+            "SELECT profile_id, segment_id FROM segment_checks WHERE due_at <= ? ORDER BY due_at LIMIT ?",
             (to_iso(now), limit),
         )
-        return [
-            (profile_id, segment_id)
-            for profile_id, segment_id, writes in rows
-            if not self._owed(segment_id, profile_id, writes)
-        ]
+        return [(r[0], r[1]) for r in rows]
 
     def watch_segment_events(
         self, resume_token: str | None, *, committed_here: asyncio.Event | None = None
@@ -923,18 +867,8 @@ class SQLiteStore:
         return segment_feed.follow(self.path, resume_token, wake=committed_here)
 
     async def next_check_at(self) -> datetime | None:
-        # In due order, past those this process owes the clearing of: at most as many as it owes. (Read
-        # after writing them, every round of the time-window schedule cost a transaction, ~8% of two
-        # workers' batches under load.)
-        rows = self._reader.execute("SELECT profile_id, segment_id, writes, due_at FROM segment_checks ORDER BY due_at")
-        for profile_id, segment_id, writes, due_at in rows:
-            if not self._owed(segment_id, profile_id, writes):
-                return datetime.fromisoformat(due_at)
-        return None
-
-    def _owed(self, segment_id: str, profile_id: str, writes: int) -> bool:
-        """Whether a stored check is one whose clearing this process owes (owed_clears.py)."""
-        return segment_id == EVERY_SEGMENT and self._owed_clears.covers(profile_id, writes)
+        row = self._reader.execute("SELECT min(due_at) FROM segment_checks").fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
 
     async def erasures(self, *, limit: int) -> list[Erasure]:
         def scan(db: sqlite3.Connection) -> list[Erasure]:
