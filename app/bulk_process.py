@@ -265,7 +265,7 @@ def serve_bulk(settings_blob: bytes, path: str, parent: int, metrics_folder: str
     settings: Settings = pickle.loads(settings_blob)
     configure_logs(settings.log_level, settings.log_style)
     logging.getLogger("cdp").addFilter(_NotTheKeyAgain())
-    server, starting = build_server(settings, uds=path, outer=ForwardedRequests)
+    server, starting = build_server(settings, uds=path, outer=ForwardedRequests, batches_only=True)
     server.run()
     if starting.failed:
         raise SystemExit(STARTUP_FAILURE)

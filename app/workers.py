@@ -91,15 +91,20 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def build_server(
-    settings: Settings, *, uds: str | None = None, outer: Callable[[ASGIApp], ASGIApp] | None = None
+    settings: Settings,
+    *,
+    uds: str | None = None,
+    outer: Callable[[ASGIApp], ASGIApp] | None = None,
+    batches_only: bool = False,
 ) -> tuple[GracefulServer, Starting]:
     """One process's server, listening at once (app/starting.py): the application is imported and
     built on a thread while the server runs, and its WebSockets are handed to the server then. With
-    `uds`, on that Unix socket instead of the settings' address; `outer` wraps what uvicorn serves."""
+    `uds`, on that Unix socket instead of the settings' address; `outer` wraps what uvicorn serves;
+    `batches_only`: a bulk process's, whose collector is tuned for batches (app/collector.py)."""
     options = _server_options(settings)
     if uds is not None:
         options = {**options, "uds": uds}
-    return _build(options, lambda: settings, outer=outer)
+    return _build(options, lambda: settings, outer=outer, batches_only=batches_only)
 
 
 def _server_options(settings: Settings) -> dict[str, Any]:
@@ -127,6 +132,8 @@ def _build(
         lambda config, websockets: GracefulServer(config, websockets=websockets)
     ),
     outer: Callable[[ASGIApp], ASGIApp] | None = None,
+    *,
+    batches_only: bool = False,
 ) -> tuple[GracefulServer, Starting]:
     def load() -> ASGIApp:
         from app.main import create_app
@@ -144,7 +151,7 @@ def _build(
         server.should_exit = True
 
     # tune_for_serving once it is built: what exists then lives as long as the process.
-    starting = Starting(load, loaded=tune_for_serving, stop=stop)
+    starting = Starting(load, loaded=lambda: tune_for_serving(batches_only=batches_only), stop=stop)
     served: ASGIApp = starting if outer is None else outer(starting)
     server = server_class(uvicorn.Config(lambda: served, factory=True, **options), OpenWebSockets())
     return server, starting

@@ -1,5 +1,6 @@
-"""The serving process's collector settings (app/collector.py), in a process of their own: they
-freeze what exists and change the process's thresholds, which a test process must not inherit."""
+"""The collector settings of a serving process and of a bulk process (app/collector.py), each in a
+process of their own: they freeze what exists and change the process's thresholds, which a test
+process must not inherit."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ import json
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 from tests.server_process import ROOT
 
 SCRIPT = textwrap.dedent(
     """
     import asyncio, gc, json
+    import sys
     from app.collector import YOUNG_EVERY_SECONDS, tune_for_serving
 
     young = []
     gc.callbacks.append(lambda phase, info: phase == "stop" and info["generation"] == 0 and young.append(1))
 
     async def main():
-        tune_for_serving()
+        tune_for_serving(batches_only=sys.argv[1] == "batches")
         before = len(young)
         await asyncio.sleep(YOUNG_EVERY_SECONDS * 30)  # nothing allocated meanwhile: only the timer collects
         print(json.dumps({"young": len(young) - before, "thresholds": gc.get_threshold()}))
@@ -29,10 +32,21 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_the_young_generation_is_collected_on_a_timer_whatever_is_allocated() -> None:
+def _tuned(kind: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", SCRIPT, kind], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
-    report = json.loads(done.stdout)
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def test_the_young_generation_is_collected_on_a_timer_whatever_is_allocated() -> None:
+    report = _tuned("serving")
     assert report["young"] >= 10  # about 30 ticks; a loaded machine may run fewer
     assert report["thresholds"][0] == 10_000
+
+
+def test_a_bulk_process_collects_on_the_counts_alone_far_apart() -> None:
+    report = _tuned("batches")
+    assert report["young"] == 0  # no timer: nothing allocated, nothing collected
+    assert report["thresholds"] == [100_000, 10, 10]
