@@ -220,10 +220,10 @@ class Settings(BaseSettings):
     traits_every_minutes: float = Field(
         default=60, ge=0, description="Recompute computed traits (RFM, engagement, …) this often; 0: never."
     )
-    # Off by default: on our own generated population (households, twins, shared homes) the learned
-    # weights, through the API, list 3 wrong pairs the rules scorer does not (P 0.972 vs 0.980, 2,000
-    # people), and more on smaller stores, while on FEBRL2 they find many more true pairs (F1 0.991 vs
-    # 0.885). Opt in (README, "Learned weights").
+    # Off by default: on stores of our own generated population (households, twins, shared homes) the
+    # learned weights, through the API, list pairs of one household's members that the rules scorer
+    # does not (1,500 people, seed 6: 12 wrong pairs beyond the unavoidable ones, against 1), while on
+    # FEBRL2 they find many more true pairs (F1 0.991 vs 0.885). Opt in (README, "Learned weights").
     match_model_every_minutes: float = Field(
         default=0,
         ge=0,
