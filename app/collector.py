@@ -65,6 +65,9 @@ def tune_for_serving(*, batches_only: bool = False) -> None:
     log.info(background_described())
     every = BATCH_YOUNG_EVERY_SECONDS if batches_only else YOUNG_EVERY_SECONDS
     loop.call_later(every, _collect_young, loop, every)
+    log.info(
+        "collector: the young generation every %g s and past %s net allocations", every, f"{gc.get_threshold()[0]:,}"
+    )
 
 
 def _collect_young(loop: asyncio.AbstractEventLoop, every: float) -> None:

@@ -193,6 +193,15 @@ def test_a_big_batch_is_ingested_by_the_bulk_process_and_read_through_the_server
     assert len(kinds) == len(set(kinds))  # each metric once, the two processes' values summed
 
 
+def test_the_bulk_process_collects_as_batches_want_and_the_server_as_its_loop_wants(server: Any) -> None:
+    process, port, log = server
+    _ingest(port, _orders("first", 20))
+    bulk = log.bulk_ready()
+    said = {line["pid"]: line["message"] for line in log.lines() if line["message"].startswith("collector: ")}
+    assert said[process.pid].endswith("every 0.01 s and past 10,000 net allocations")  # app/collector.py
+    assert said[bulk].endswith("every 30 s and past 1,000,000 net allocations")
+
+
 async def test_a_subscriber_of_the_server_hears_a_change_the_bulk_process_made(server: Any) -> None:
     process, port, log = server
     segment_id = _post(port, CREATE)["data"]["createSegment"]["segment"]["id"]
