@@ -31,13 +31,13 @@ SWITCH_INTERVAL_SECONDS = 0.0002
 YOUNG_EVERY_SECONDS = 0.01
 # A bulk process (app/bulk_process.py) answers only batches of events and holds no subscriptions: a
 # pause of its loop delays one batch's answer, which nobody waits on by the millisecond. Its young
-# objects are a batch's documents, nearly all let go with the batch (~45 left in cycles a batch), so
-# it collects when far more than a batch's documents have piled up, and on a slow timer for the
-# cycles. Each collection walks what the batches in flight hold: the 10 ms timer walked them ~26
+# objects are a batch's documents, let go with the batch (in process, none were left in cycles), so it
+# collects when far more than a batch's documents have piled up, and on a slow timer in case cycles
+# are left. Each collection walks what the batches in flight hold: the 10 ms timer walked them ~26
 # times a batch (1,000 events, in process: 10-11 ms of GC in ~290 ms of CPU on the bench's profiles
 # of 2 KB; 40 ms in ~500 ms on profiles holding their 50 recent interactions, 23 KB), and young
 # collections every 100,000 allocations, with no timer, 78 ms on the latter (their survivors walked
-# again by the middle generation's). With these: none in either, 435-447 ms a batch on the latter.
+# again by the middle generation's). With these: none in either, 435-449 ms a batch on the latter.
 BATCH_THRESHOLDS = (1_000_000, 10, 10)
 BATCH_YOUNG_EVERY_SECONDS = 30.0
 
