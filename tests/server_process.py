@@ -70,6 +70,21 @@ def start_server(
         time.sleep(0.1)
 
 
+def wait_for_every_worker(port: int, workers: int, *, timeout: float = 90) -> None:
+    """Until each of the `workers` worker processes' application has answered /healthz on loopback
+    `port` (the first to start answers alone for a while; a worker whose application still loads
+    answers `"starting": true`, app/starting.py, and waits to answer anything else)."""
+    answered: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(answered) < workers:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only workers {sorted(answered)} answered")
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False).json()  # never a proxy
+        if not health.get("starting"):
+            answered.add(health["pid"])
+        time.sleep(0.05)
+
+
 def _written(output: IO[Any] | int) -> str:
     name = getattr(output, "name", None)
     return Path(name).read_text() if isinstance(name, str) else "(output not kept)"

@@ -30,7 +30,7 @@ from websockets.typing import Subprotocol
 from app.bootstrap import development_key
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import demo_fixtures
-from tests.server_process import free_port, start_server
+from tests.server_process import free_port, start_server, wait_for_every_worker
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads connections from Linux's /proc")
 
@@ -147,18 +147,11 @@ def two_workers(tmp_path: Path) -> tuple[subprocess.Popen[Any], int]:
 
 
 def _wait_for_every_worker(process: subprocess.Popen[Any], port: int) -> None:
-    """Until each worker's application has answered /healthz (the first to start answers alone for a
-    while; a worker whose application still loads answers `"starting": true`, app/starting.py)."""
-    answered: set[int] = set()
-    deadline = time.monotonic() + 90
-    while len(answered) < WORKERS:
-        if time.monotonic() > deadline:
-            _stop(process)
-            raise AssertionError(f"only workers {sorted(answered)} answered")
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
-        if not health.get("starting"):
-            answered.add(health["pid"])
-        time.sleep(0.05)
+    try:
+        wait_for_every_worker(port, WORKERS)
+    except AssertionError:
+        _stop(process)
+        raise
 
 
 async def test_a_change_made_through_one_worker_reaches_subscribers_on_every_worker_once(
