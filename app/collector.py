@@ -46,9 +46,12 @@ def tune_for_serving(*, batches_only: bool = False) -> None:
     """Call once the application is built: what exists by then (modules, the schema) lives as long as
     the process, so it is moved out of the collector's sight (gc.freeze) and never walked again.
     `batches_only`: a bulk process's (BATCH_THRESHOLDS, BATCH_YOUNG_EVERY_SECONDS)."""
+    thresholds, every = (
+        (BATCH_THRESHOLDS, BATCH_YOUNG_EVERY_SECONDS) if batches_only else (THRESHOLDS, YOUNG_EVERY_SECONDS)
+    )
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*(BATCH_THRESHOLDS if batches_only else THRESHOLDS))
+    gc.set_threshold(*thresholds)
     # The store's writer and reader threads share the GIL with the event loop: handing it over every
     # millisecond, not every 5, keeps the loop's answers prompt while a batch is applied on the writer
     # (a probe's p99 during a 1 MiB parse on a worker thread: 253 -> 68 ms in bench/hostile_queries.py).
@@ -63,11 +66,8 @@ def tune_for_serving(*, batches_only: bool = False) -> None:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(bulk_work_executor())
     log.info(background_described())
-    every = BATCH_YOUNG_EVERY_SECONDS if batches_only else YOUNG_EVERY_SECONDS
     loop.call_later(every, _collect_young, loop, every)
-    log.info(
-        "collector: the young generation every %g s and past %s net allocations", every, f"{gc.get_threshold()[0]:,}"
-    )
+    log.info("collector: the young generation every %g s and past %s net allocations", every, f"{thresholds[0]:,}")
 
 
 def _collect_young(loop: asyncio.AbstractEventLoop, every: float) -> None:
