@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 from collections import Counter
 from dataclasses import replace
@@ -131,6 +132,41 @@ def test_twins_sharing_a_home_and_a_birth_date_are_evidence_the_model_weighs() -
     # level of the given name (so its m is a share of every match compared on given names).
     assert vector["firstName"] == "different+home+birthDate"
     assert "address" not in vector and "birthDate" not in vector
+
+
+def test_a_given_name_and_birth_date_both_contradicted_say_no_more_than_each_alone() -> None:
+    """EM reads the few pairs at a level holding both contradictions by what else they share (on a
+    store of households: +3 bits for a shared home and family mailbox). When a pair is scored, such
+    a level says at most the given-name level without the birth date's contradiction plus that
+    contradiction's own weight."""
+    model = MatchModel(
+        version=1,
+        estimated_at=AT,
+        pairs_used=1000,
+        match_share=0.2,
+        m={
+            "firstName": {"exact": 0.8, "different+home": 0.02, "different+otherBirthDate+home": 0.1},
+            "lastName": {"exact": 0.9},
+            "birthDate": {"exact": 0.9, "different": 0.02},
+        },
+        u={
+            "firstName": {"exact": 0.1, "different+home": 0.2, "different+otherBirthDate+home": 0.05},
+            "lastName": {"exact": 0.3},
+            "birthDate": {"exact": 0.05, "different": 0.6},
+        },
+        iterations=1,
+    )
+    home = {"last_name": "martin", "addresses": [Address(street="3 rue Haute", postcode="69001")]}
+    parent = normalised_fields(first_name="lucas", birth_date=date(1962, 5, 4), **home)  # type: ignore[arg-type]
+    child = normalised_fields(first_name="hugo", birth_date=date(1990, 8, 21), **home)  # type: ignore[arg-type]
+    assert dict(comparison(score_pair(parent, child).reasons))["firstName"] == "different+otherBirthDate+home"
+    bound = model.bits("firstName", "different+home") + model.bits("birthDate", "different")
+    assert model.bits("firstName", "different+otherBirthDate+home") == pytest.approx(bound)
+    assert bound < -8
+    # As estimated (+1 bit), the surname and the prior would list the pair at 0.6.
+    assert model.score(parent, child).score < 0.01
+    # A level without the other birth date keeps its estimate.
+    assert model.bits("firstName", "different+home") == pytest.approx(math.log2(0.02 / 0.2))
 
 
 def test_a_model_stored_in_an_earlier_form_is_not_used() -> None:
