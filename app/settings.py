@@ -222,7 +222,7 @@ class Settings(BaseSettings):
     )
     # Off by default: on stores of our own generated population (households, twins, shared homes) the
     # learned weights, through the API, list pairs of one household's members that the rules scorer
-    # does not (1,500 people, seed 6: 12 wrong pairs beyond the unavoidable ones, against 1), while on
+    # does not (1,500 people, seed 6: 6 wrong pairs beyond the unavoidable ones, against 1), while on
     # FEBRL2 they find many more true pairs (F1 0.991 vs 0.885). Opt in (README, "Learned weights").
     match_model_every_minutes: float = Field(
         default=0,
