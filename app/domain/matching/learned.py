@@ -16,7 +16,8 @@ every match compared on the field. (Kept as a field of its own that only contrad
 m was a share of the contradicted matches alone: another given name with a shared home read as +4.9
 bits for a match, and on stores of our population other than the bench's, 1,500 and 3,000 people
 through `bench/identity_api.py`, the model listed 39 and 165 wrong pairs beyond those no scorer
-avoids; now 12 on the first, and the second's estimate does not separate, so the rules answer.)
+avoids; now 12 on the first (6 with the bound below), and the second's estimate does not separate,
+so the rules answer.)
 
 A level holding both contradictions (another given name and another birth date, with whatever the
 two share) is bounded when a pair is scored: it says no more for a match than the same given-name
