@@ -254,14 +254,13 @@ class MatchModel:
         contradictions read together are never better evidence of one person than each read alone
         (see the module's docstring)."""
         bits = self._estimated_bits(field_name, level)
+        if field_name != "firstName" or BOTH_CONTRADICTED not in level:
+            return bits  # every other level, as estimated (scoring a pair asks for each of its levels)
         parts = level.split("+")
-        if field_name == "firstName" and BOTH_CONTRADICTED in parts:
-            alone = "+".join(part for part in parts if part != BOTH_CONTRADICTED)
-            if alone not in self.m.get(field_name, {}):
-                alone = parts[0]  # never seen without the other birth date: the bare contradiction
-            bound = self._estimated_bits(field_name, alone) + self._estimated_bits("birthDate", "different")
-            bits = min(bits, bound)
-        return bits
+        alone = "+".join(part for part in parts if part != BOTH_CONTRADICTED)
+        if alone not in self.m.get(field_name, {}):
+            alone = parts[0]  # never seen without the other birth date: the bare contradiction
+        return min(bits, self._estimated_bits(field_name, alone) + self._estimated_bits("birthDate", "different"))
 
     def _estimated_bits(self, field_name: str, level: str) -> float:
         m, u = self.m.get(field_name, {}).get(level), self.u.get(field_name, {}).get(level)
