@@ -8,8 +8,9 @@ Per batch, as batch-native ingestion would: one query for the replays (processed
 the owners of every identifier (identities); a profile and its identity inserted for each new
 identifier; each touched profile read once, its JSON document updated in memory for each of its
 events (counters, first/last times, visits, order totals, consents, survey answers, identify fields,
-the 50 newest interactions), written once with a new revision; interactions, processed-message keys
-and consent decisions inserted in bulk; one commit; the log copied back into the file by a thread, as
+the 50 newest interactions), written once with a new revision and its row's pad, as the store pads it
+(app/store/sqlite/profile_rows.py); interactions, processed-message keys and consent decisions
+inserted in bulk; one commit; the log copied back into the file by a thread, as
 the store does (app/store/sqlite/checkpoints.py). Not done (the server does them): validation and normalisation of
 events and identifiers, merges, blocking keys, segment upkeep and segment events.
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from app.store.sqlite import profile_rows
 from app.store.sqlite.checkpoints import LOG_LIMIT_BYTES, Checkpointer, restart_after_copying
 from app.store.sqlite.store import WRITER_CACHE_KIB
 
@@ -81,6 +83,7 @@ def write_batch(
 ) -> dict[str, int]:
     now = datetime.now(UTC)
     at, expires = iso(now), iso(now + IDEMPOTENCY_TTL)
+    page = profile_rows.page_bytes(db)
     if checkpoints is not None:  # as the store's writer: the log restarted once past its limit
         checkpoints.keep_log_short(lambda wait_ms: restart_after_copying(db, wait_ms=wait_ms, then_ms=5000))
     db.execute("BEGIN IMMEDIATE")
@@ -125,13 +128,16 @@ def write_batch(
     for doc in docs.values():
         doc["version"] = doc.get("version", 0) + 1
         doc["updatedAt"] = at
+    texts = {p: orjson.dumps(doc) for p, doc in docs.items()}
+    pads = {p: profile_rows.padding(len(text), p, None, page=page) for p, text in texts.items()}
     db.executemany(
-        "INSERT INTO profiles (id, revision, doc, version, merged_into) VALUES (?, random(), ?, ?, NULL)",
-        [(p, orjson.dumps(docs[p]).decode(), docs[p]["version"]) for p in created],
+        "INSERT INTO profiles (id, revision, doc, version, merged_into, pad) "
+        "VALUES (?, random(), ?, ?, NULL, zeroblob(?))",
+        [(p, texts[p].decode(), docs[p]["version"], pads[p]) for p in created],
     )
     db.executemany(
-        "UPDATE profiles SET revision = random(), doc = ?, version = ? WHERE id = ?",
-        [(orjson.dumps(docs[p]).decode(), docs[p]["version"], p) for p in existing],
+        "UPDATE profiles SET revision = random(), doc = ?, version = ?, pad = zeroblob(?) WHERE id = ?",
+        [(texts[p].decode(), docs[p]["version"], pads[p], p) for p in existing],
     )
     db.executemany(
         "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) VALUES (?, ?, ?, ?, ?, ?)",

@@ -31,6 +31,7 @@ KEY_FILES = (
     "app/store/sqlite/schema.py",
     "app/store/sqlite/profile_facets.py",
     "app/store/sqlite/profile_revisions.py",
+    "app/store/sqlite/profile_rows.py",  # how a profile's row is padded
     "app/domain/profile.py",
     # The blocking keys and their version: a store keyed by an older definition is re-keyed at the
     # server's start, in the background of whatever the benchmark measures.

@@ -41,7 +41,8 @@ STATEMENTS = (
         revision INTEGER NOT NULL,
         doc TEXT NOT NULL,
         version INTEGER NOT NULL,
-        merged_into TEXT
+        merged_into TEXT,
+        pad BLOB
     )""",
     # The profiles merged into one (an erasure's walk of the family, an export): a scan of every
     # profile per step before. Partial: only merged-away profiles have a row.
@@ -157,15 +158,24 @@ STATEMENTS = (
 )
 
 
+# (table, column, definition): columns added to stores made before them (ALTER TABLE adds a column at
+# once, whatever the table holds: each row reads NULL or the default until written).
+_ADDED_COLUMNS = (
+    ("segment_checks", "writes", "INTEGER NOT NULL DEFAULT 1"),
+    ("profiles", "pad", "BLOB"),  # profile_rows.py
+)
+
+
 def add_columns(db: sqlite3.Connection) -> bool:
     """Columns a store made before them lacks, added (two workers may open the store at once);
     returns whether any was."""
 
     def add(db: sqlite3.Connection) -> bool:
-        columns = {row[1] for row in db.execute("PRAGMA table_info(segment_checks)")}
-        if "writes" in columns:
-            return False
-        db.execute("ALTER TABLE segment_checks ADD COLUMN writes INTEGER NOT NULL DEFAULT 1")
-        return True
+        added = False
+        for table, column, definition in _ADDED_COLUMNS:
+            if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                added = True
+        return added
 
     return backfill.in_one_transaction(db, add)

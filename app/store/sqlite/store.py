@@ -41,7 +41,15 @@ from app.services.ports import (
     StoreTransaction,
 )
 from app.store.documents import dumps, loads
-from app.store.sqlite import profile_facets, profile_filter, profile_revisions, schema, segment_feed, store_users
+from app.store.sqlite import (
+    profile_facets,
+    profile_filter,
+    profile_revisions,
+    profile_rows,
+    schema,
+    segment_feed,
+    store_users,
+)
 from app.store.sqlite.checkpoints import LOG_LIMIT_BYTES, Checkpointer, checkpoint_waiting, restart_after_copying
 from app.store.sqlite.commit_groups import CommitGroups, TransactionSteps
 from app.store.sqlite.commit_watch import CommitWatch
@@ -177,6 +185,7 @@ class SQLiteStore:
         except BaseException:  # another application's database, a schema it cannot migrate: not open
             self._release_open_lock()
             raise
+        self._page_bytes = profile_rows.page_bytes(self._writer)
         self._reader = self._connect_reader()
         self._commits = CommitWatch(self._reader, self.decoded.ticket)
         self._waits = LockWaits(None if str(path) == ":memory:" else self.path)
@@ -421,9 +430,12 @@ class SQLiteStore:
 
     async def _unit(self, work: Callable[[StoreTransaction], Awaitable[T]]) -> T:
         """Inside a batch each unit of work is a savepoint: it rolls back alone, commits with the batch."""
+        tx = SQLiteTransaction(
+            self._writer, erased=self.decoded.forget, written=self.written, page_bytes=self._page_bytes
+        )
         self._writer.execute("SAVEPOINT unit")
         try:
-            result = await work(SQLiteTransaction(self._writer, erased=self.decoded.forget, written=self.written))
+            result = await work(tx)
         except BaseException:
             self._writer.execute("ROLLBACK TO unit")
             self._writer.execute("RELEASE unit")

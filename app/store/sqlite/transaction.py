@@ -34,17 +34,27 @@ from app.services.ports import (
     VersionConflict,
 )
 from app.store.documents import dumps, jsonable, loads
-from app.store.sqlite import profile_facets
+from app.store.sqlite import profile_facets, profile_rows
 from app.store.sqlite.profile_revisions import NEW as NEW_REVISION
 from app.store.sqlite.written_documents import WrittenDocuments
 
 # Every write of a profile's document draws a new revision (profile_revisions.py).
-_INSERT_PROFILE = f"INSERT INTO profiles (id, revision, doc, version, merged_into) VALUES (?, {NEW_REVISION}, ?, ?, ?)"
-_UPDATE_PROFILE = f"UPDATE profiles SET revision = {NEW_REVISION}, doc = ?, version = ?, merged_into = ? WHERE id = ?"
-_UPDATE_PROFILE_AT_VERSION = f"{_UPDATE_PROFILE} AND version = ?"
-_SET_SEGMENTS = (
-    f"UPDATE profiles SET revision = {NEW_REVISION}, doc = json_set(doc, '$.segments', json(?)) WHERE id = ?"
+# A row's `pad` makes it fill its pages (profile_rows.py).
+_INSERT_PROFILE = (
+    "INSERT INTO profiles (id, revision, doc, version, merged_into, pad) "
+    f"VALUES (?, {NEW_REVISION}, ?, ?, ?, zeroblob(?))"
 )
+_UPDATE_PROFILE = (
+    f"UPDATE profiles SET revision = {NEW_REVISION}, doc = ?, version = ?, merged_into = ?, pad = zeroblob(?) "
+    "WHERE id = ?"
+)
+_UPDATE_PROFILE_AT_VERSION = f"{_UPDATE_PROFILE} AND version = ?"
+# The pad gives back what the document gains (or takes what it loses): the row keeps its length.
+_SET_SEGMENTS = f"""UPDATE profiles SET revision = {NEW_REVISION}, doc = changed.doc,
+    pad = zeroblob(max(0, length(CAST(profiles.doc AS BLOB)) + coalesce(length(profiles.pad), 0)
+                          - length(CAST(changed.doc AS BLOB))))
+    FROM (SELECT json_set(doc, '$.segments', json(?1)) AS doc FROM profiles WHERE id = ?2) AS changed
+    WHERE profiles.id = ?2"""
 
 # The earliest due time stands: a later write must not put off the check an earlier one left.
 _SCHEDULE_UPKEEP = (
@@ -66,11 +76,20 @@ class SQLiteTransaction(StoreTransaction):
         *,
         erased: Callable[[list[str]], None] | None = None,
         written: WrittenDocuments | None = None,
+        page_bytes: int = 4096,
     ) -> None:
         self._db = connection
+        self._page_bytes = page_bytes  # the file's (profile_rows.py)
         self._erased = erased  # told the ids an erasure removes (the store's decoded profiles drop them)
         self._written = written if written is not None else WrittenDocuments(0)
         self._lent: dict[str, tuple[str, dict[str, Any]]] = {}  # documents read, with their text
+
+    def _row(
+        self, profile_id: str, text: str, version: int, merged_into: str | None
+    ) -> tuple[str, int, str | None, int]:
+        """A profile row's values from its document's on: the text, version, merged_into and pad."""
+        size = len(text) if text.isascii() else len(text.encode())  # its UTF-8 bytes
+        return text, version, merged_into, profile_rows.padding(size, profile_id, merged_into, page=self._page_bytes)
 
     async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
         return dict(selected(self._db, "SELECT key, profile_id FROM identities WHERE key IN ({marks})", keys))
@@ -93,7 +112,7 @@ class SQLiteTransaction(StoreTransaction):
         document = profile.to_document()
         self._db.execute(
             _INSERT_PROFILE,
-            (profile.id, dumps(document), profile.version, profile.merged_into),
+            (profile.id, *self._row(profile.id, dumps(document), profile.version, profile.merged_into)),
         )
         _index_keys(self._db, profile.id, profile.blocking_keys, live=profile.merged_into is None)
         _mirror_segments(self._db, profile.id, profile.segments)
@@ -110,7 +129,7 @@ class SQLiteTransaction(StoreTransaction):
         document = apply_change(self._written.take(profile_id, row[0]) or loads(row[0]), change.with_values(jsonable))
         self._db.execute(
             _UPDATE_PROFILE,
-            (dumps(document), document["version"], document.get("mergedInto"), profile_id),
+            (*self._row(profile_id, dumps(document), document["version"], document.get("mergedInto")), profile_id),
         )
         profile_facets.keep(self._db, [document], cities=change.touches("addresses"))
         if "blockingKeys" in change.set or "mergedInto" in change.set:
@@ -222,15 +241,15 @@ class SQLiteTransaction(StoreTransaction):
         texts = {w.document["_id"]: dumps(w.document) if w.encoded is None else w.encoded for w in writes}
         self._db.executemany(
             _INSERT_PROFILE,
-            [(d["_id"], texts[d["_id"]], d["version"], d.get("mergedInto")) for d in inserts],
+            [(d["_id"], *self._row(d["_id"], texts[d["_id"]], d["version"], d.get("mergedInto"))) for d in inserts],
         )
         cursor = self._db.executemany(
             _UPDATE_PROFILE_AT_VERSION,
             [
                 (
-                    texts[w.document["_id"]],
-                    w.document["version"],
-                    w.document.get("mergedInto"),
+                    *self._row(
+                        w.document["_id"], texts[w.document["_id"]], w.document["version"], w.document.get("mergedInto")
+                    ),
                     w.document["_id"],
                     w.expected_version,
                 )
@@ -280,7 +299,11 @@ class SQLiteTransaction(StoreTransaction):
         document = profile.to_document()
         cursor = self._db.execute(
             _UPDATE_PROFILE_AT_VERSION,
-            (dumps(document), profile.version, profile.merged_into, profile.id, expected_version),
+            (
+                *self._row(profile.id, dumps(document), profile.version, profile.merged_into),
+                profile.id,
+                expected_version,
+            ),
         )
         if cursor.rowcount != 1:
             raise VersionConflict(profile.id)
