@@ -12,7 +12,7 @@ table leaf page holds at most page size - 35 bytes of a payload, an overflow pag
 longer payload keeps a part on the leaf page and the rest on overflow pages). No other row fits
 beside it: an update within those pages is rewritten in place. The documents themselves are the
 same text: reads, SQL's JSON functions and the decoded caches see nothing of it. The price is the
-file: a small profile takes a whole page (the benchmark's 100,000 profiles: 442 -> 600 MB).
+file: a small profile takes a whole page (the benchmark's store of 100,000 profiles, as built: 442 -> 627 MB).
 
 Rows written before this (`pad` NULL) are packed as before until they are next written.
 """
