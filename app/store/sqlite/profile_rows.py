@@ -29,6 +29,7 @@ MARGIN_BYTES = 40
 
 
 def page_bytes(connection: sqlite3.Connection) -> int:
+    """The page size of the file `connection` opened (SQLite's default is 4,096 bytes)."""
     return int(connection.execute("PRAGMA page_size").fetchone()[0])
 
 

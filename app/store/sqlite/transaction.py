@@ -76,10 +76,10 @@ class SQLiteTransaction(StoreTransaction):
         *,
         erased: Callable[[list[str]], None] | None = None,
         written: WrittenDocuments | None = None,
-        page_bytes: int = 4096,
+        page_bytes: int = 4096,  # SQLite's default; the store gives its file's
     ) -> None:
         self._db = connection
-        self._page_bytes = page_bytes  # the file's (profile_rows.py)
+        self._page_bytes = page_bytes
         self._erased = erased  # told the ids an erasure removes (the store's decoded profiles drop them)
         self._written = written if written is not None else WrittenDocuments(0)
         self._lent: dict[str, tuple[str, dict[str, Any]]] = {}  # documents read, with their text
@@ -87,7 +87,8 @@ class SQLiteTransaction(StoreTransaction):
     def _row(
         self, profile_id: str, text: str, version: int, merged_into: str | None
     ) -> tuple[str, int, str | None, int]:
-        """A profile row's values from its document's on: the text, version, merged_into and pad."""
+        """What a profile's row is written with, after its id: its document's text, version, merged_into
+        and the pad that makes the row fill its pages (profile_rows.py)."""
         size = len(text) if text.isascii() else len(text.encode())  # its UTF-8 bytes
         return text, version, merged_into, profile_rows.padding(size, profile_id, merged_into, page=self._page_bytes)
 
