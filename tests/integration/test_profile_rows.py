@@ -50,7 +50,8 @@ async def _customer(store: SQLiteStore, email: str, events: int) -> str:
 
 async def test_a_profile_row_of_any_size_fills_pages_of_its_own(sqlite_store: SQLiteStore) -> None:
     # 0 to 60 events: documents from under 1 KB to several pages.
-    ids = [await _customer(sqlite_store, f"c{n}@example.com", n) for n in range(0, 61, 5)]
+    events = range(0, 61, 5)
+    ids = [await _customer(sqlite_store, f"c{n}@example.com", n) for n in events]
     sizes = [_row_bytes(sqlite_store.path, profile_id)[0] for profile_id in ids]
     assert min(sizes) < 2048 and max(sizes) > 3 * 4096  # small ones would share a page, big ones overflow
     pages = _pages(sqlite_store.path)
@@ -58,7 +59,7 @@ async def test_a_profile_row_of_any_size_fills_pages_of_its_own(sqlite_store: SQ
     assert len(leaves) == len(ids)
     assert all(rows == 1 and unused < FILLED for _, rows, unused in leaves)
     assert all(unused < FILLED for kind, _, unused in pages if kind == "overflow")  # the last one of each row too
-    for n, profile_id in zip(range(0, 61, 5), ids, strict=True):
+    for n, profile_id in zip(events, ids, strict=True):
         found = await sqlite_store.get_profile(profile_id)
         assert found is not None and found.stats.events_total == n + 1
 

@@ -209,7 +209,7 @@ def test_a_plan_takes_each_step_only_while_its_process_writer_holds_no_write_loc
     path = tmp_path / "cdp.sqlite3"
     sqlite3.connect(path).close()
     lock_held = WriteLockHeld()
-    snapshots = Snapshots(lambda: sqlite3.connect(path, check_same_thread=False), lock_held)
+    snapshots = Snapshots(lambda: sqlite3.connect(path, check_same_thread=False), lock_held, page_bytes=4096)
     steps: list[int] = []
 
     async def plan(tx: StoreTransaction) -> int:

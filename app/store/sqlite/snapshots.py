@@ -37,8 +37,8 @@ class SnapshotTransaction(SQLiteTransaction):
     """The unit of work's reads on a read-only connection; each profile document is read with its
     revision, which `revisions` keeps (the first one read, for a profile read twice)."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        super().__init__(connection)
+    def __init__(self, connection: sqlite3.Connection, *, page_bytes: int) -> None:
+        super().__init__(connection, page_bytes=page_bytes)
         self.revisions: dict[str, object] = {}
 
     async def get_profile_documents(self, profile_ids: Collection[str]) -> dict[str, dict[str, Any]]:
@@ -54,9 +54,10 @@ class SnapshotTransaction(SQLiteTransaction):
 class Snapshots:
     """Read-only connections kept for snapshot reads, one per thread taking one at a time."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], lock_held: WriteLockHeld) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], lock_held: WriteLockHeld, *, page_bytes: int) -> None:
         self._connect = connect
         self._lock_held = lock_held
+        self._page_bytes = page_bytes  # the file's, as its transactions take it (profile_rows.py)
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -66,7 +67,7 @@ class Snapshots:
         profile documents it read; each of its steps once this process's writer holds no write lock."""
         connection = self._take()
         try:
-            tx = SnapshotTransaction(connection)
+            tx = SnapshotTransaction(connection, page_bytes=self._page_bytes)
             return Snapshot(_driven(work(tx), self._lock_held.wait_free), tx.revisions)
         finally:
             self._give_back(connection)

@@ -201,7 +201,11 @@ class SQLiteStore:
         # Held by this process's writer: its snapshot plans and bulk work give way (write_lock_held.py).
         self.lock_held = WriteLockHeld()
         self._stop_giving_way = give_way_to(self.lock_held.wait_free)
-        self._snapshots = None if str(path) == ":memory:" else Snapshots(self._connect_reader, self.lock_held)
+        self._snapshots = (
+            None
+            if str(path) == ":memory:"
+            else Snapshots(self._connect_reader, self.lock_held, page_bytes=self._page_bytes)
+        )
         self._snapshots_always = snapshots_always
         # One snapshot's work at a time, and at most one batch waiting for its turn (read_snapshot).
         self._plan_turn = asyncio.Lock()  # on the caller's loop (the server's)

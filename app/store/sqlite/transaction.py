@@ -76,7 +76,7 @@ class SQLiteTransaction(StoreTransaction):
         *,
         erased: Callable[[list[str]], None] | None = None,
         written: WrittenDocuments | None = None,
-        page_bytes: int = 4096,  # SQLite's default; the store gives its file's
+        page_bytes: int,  # the file's (profile_rows.page_bytes): what a row's pad fills
     ) -> None:
         self._db = connection
         self._page_bytes = page_bytes
