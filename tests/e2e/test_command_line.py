@@ -375,7 +375,7 @@ _AS_FROM_A_SHELL = (
 def _interactions(database: Path) -> int:
     try:
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-            return int(db.execute("SELECT count(*) FROM interactions").fetchone()[0])
+            return int(db.execute("SELECT count(*) FROM history").fetchone()[0])
     except sqlite3.Error:  # not made yet
         return 0
 

@@ -142,8 +142,9 @@ async def test_a_list_read_while_nothing_was_committed_asks_for_no_revision(sqli
 
 
 # The store as an earlier version left it: no revision column, and the first version's table of
-# revisions with the triggers that kept it.
+# revisions with the triggers that kept it (and no history view, which names the profiles table).
 _EARLIER_LAYOUT = (
+    "DROP VIEW history",
     "DROP TRIGGER profile_inserted_with_revision",
     "DROP TRIGGER profile_written_with_new_revision",
     "CREATE TABLE earlier (id TEXT PRIMARY KEY, doc TEXT NOT NULL, version INTEGER NOT NULL, merged_into TEXT)",

@@ -99,9 +99,9 @@ async def test_everything_loads_and_nothing_is_rejected(loaded: tuple[SQLiteStor
 async def test_every_event_type_and_channel_is_in_the_stored_history(loaded: tuple[SQLiteStore, LoadReport]) -> None:
     store, report = loaded
     with sqlite3.connect(store.path) as db:
-        types = {row[0] for row in db.execute("SELECT DISTINCT type FROM interactions")}
-        channels = {row[0] for row in db.execute("SELECT DISTINCT channel FROM interactions")}
-        stored = db.execute("SELECT count(*) FROM interactions").fetchone()[0]
+        types = {row[0] for row in db.execute("SELECT DISTINCT type FROM history")}
+        channels = {row[0] for row in db.execute("SELECT DISTINCT channel FROM history")}
+        stored = db.execute("SELECT count(*) FROM history").fetchone()[0]
     assert types == set(EventType)
     assert channels == set(Channel)
     assert stored == report.events_accepted
@@ -310,7 +310,7 @@ def test_the_load_command_reports_every_bad_line_and_exits_1(tmp_path: Path) -> 
     assert "1 events (0 already present; rejected: 0 products, 0 profiles, 1 events)" in said, said
     assert "events.jsonl:1: not valid JSON" in said, said
     with sqlite3.connect(database) as db:
-        assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 1
+        assert db.execute("SELECT count(*) FROM history").fetchone()[0] == 1
 
 
 def test_a_json_array_or_an_unreadable_file_is_refused_before_anything_is_written(
@@ -423,7 +423,7 @@ async def test_the_demo_data_ends_within_the_day_before_it_was_loaded(loaded: tu
     store, _ = loaded
     files = [json.loads(line)["timestamp"]["$date"] for line in (FIXTURES / "events.jsonl").open(encoding="utf-8")]
     with sqlite3.connect(store.path) as db:
-        first, last = db.execute("SELECT min(ts), max(ts) FROM interactions").fetchone()
+        first, last = db.execute("SELECT min(ts), max(ts) FROM history").fetchone()
     newest, oldest = datetime.fromisoformat(last), datetime.fromisoformat(first)
     assert clock.now() - timedelta(days=1) < newest <= clock.now()
     # Moved as a whole, by whole days: the spacing and the time of day are those of the files.
@@ -479,13 +479,13 @@ async def test_loading_again_moves_the_dates_the_same_way_and_duplicates_nothing
     lines = (FIXTURES / "events.jsonl").read_text(encoding="utf-8").splitlines()[-1000:]
     (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with sqlite3.connect(store.path) as db:
-        before = db.execute("SELECT count(*) FROM interactions").fetchone()[0]
+        before = db.execute("SELECT count(*) FROM history").fetchone()[0]
     settings = Settings()
     policy = IngestionPolicy(max_batch_size=settings.max_batch_size, identity=settings.identity_policy())
     report = await load_fixtures(store, tmp_path, policy, shift=later)
     assert (report.events_accepted, report.events_duplicate, report.events_rejected) == (0, 1000, 0)
     with sqlite3.connect(store.path) as db:
-        assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == before
+        assert db.execute("SELECT count(*) FROM history").fetchone()[0] == before
 
 
 async def test_a_data_file_is_held_to_what_the_api_takes(tmp_path: Path) -> None:

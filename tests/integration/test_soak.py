@@ -103,7 +103,7 @@ async def test_twenty_clients_for_a_minute_with_four_percent_of_store_calls_fail
 
     with sqlite3.connect(sqlite_store.path) as db:
         stored: dict[str, int] = {}
-        for (message_id,) in db.execute("SELECT message_id FROM interactions"):
+        for (message_id,) in db.execute("SELECT message_id FROM history"):
             stored[message_id] = stored.get(message_id, 0) + 1
         processed = {row[0] for row in db.execute("SELECT message_id FROM processed_messages")}
         orphans = db.execute(
@@ -111,7 +111,7 @@ async def test_twenty_clients_for_a_minute_with_four_percent_of_store_calls_fail
         ).fetchone()[0]
         counted = db.execute(
             "SELECT p.id, json_extract(p.doc, '$.stats.eventsTotal'), "
-            "(SELECT count(*) FROM interactions i WHERE i.profile_id = p.id) "
+            "(SELECT count(*) FROM history i WHERE i.profile_id = p.id) "
             "FROM profiles p WHERE p.merged_into IS NULL"
         ).fetchall()
     assert accepted <= set(stored), f"{len(accepted - set(stored))} accepted events are missing"

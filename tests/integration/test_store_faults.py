@@ -198,7 +198,7 @@ async def test_a_driver_error_inside_a_transaction_reruns_it_and_the_event_count
     profile = await sqlite_store.find_profile_by_identity("email:ann@example.com")
     assert profile is not None and profile.stats.orders == 1
     with sqlite3.connect(sqlite_store.path) as db:
-        assert db.execute("SELECT count(*) FROM interactions").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM history").fetchone() == (1,)
 
 
 async def test_a_batch_the_store_cannot_take_fails_whole_as_store_unavailable(sqlite_store: SQLiteStore) -> None:

@@ -350,7 +350,7 @@ async def test_two_workers_load_the_demo_datas_events_side_by_side_as_one_worker
         said[workers] = log.read_text()
         loaded[workers] = _live_profiles(folder / "cdp.sqlite3")
         with sqlite3.connect(folder / "cdp.sqlite3") as db:
-            assert db.execute("SELECT count(*) FROM interactions").fetchone() == (6000,), said[workers]
+            assert db.execute("SELECT count(*) FROM history").fetchone() == (6000,), said[workers]
         assert "6000 events" in said[workers], said[workers]
     assert "beside the worker process loading the rest" in said[2], said[2]
     assert "beside the worker process loading the rest" not in said[1]

@@ -31,6 +31,7 @@ from pathlib import Path
 from app.domain import clock
 from app.domain.clock import to_iso
 from app.domain.errors import InvalidInput, NotFound, StoreUnavailable
+from app.store.sqlite.history_rows import HISTORY
 from app.store.sqlite.private_files import create_private
 from app.store.sqlite.schema import refuse_newer
 
@@ -263,7 +264,7 @@ def _checked(path: Path, progress: Progress = silent) -> StoreFile:
                 )
             refuse_newer(db, path, field="backup")
             profiles = db.execute("SELECT count(*) FROM profiles WHERE merged_into IS NULL").fetchone()[0]
-            interactions = db.execute("SELECT count(*) FROM interactions").fetchone()[0]
+            interactions = db.execute(f"SELECT count(*) FROM ({HISTORY})").fetchone()[0]
             taken = db.execute("SELECT value FROM meta WHERE key = ?", (BACKUP_TAKEN_AT,)).fetchone()
     except sqlite3.DatabaseError as exc:
         raise InvalidInput(f"{path} is not a store of this server ({exc})", field="backup") from None

@@ -7,14 +7,14 @@ from __future__ import annotations
 import sqlite3
 
 from app.domain.errors import InvalidInput
-from app.store.sqlite import backfill, profile_facets
+from app.store.sqlite import backfill, history_rows, profile_facets
 
 # The format of the stores this code writes, kept in the file's header (PRAGMA user_version, which
 # backups copy): raised with every change an older version would misread or undo (a table, a column,
 # a trigger, a one-time repair). A store of a higher format is refused. Before it, an older server
 # opened a newer store without a word: it failed every write (the revision guards), or wrote rows that
 # the newer one's one-time repairs had already passed (list filters that then found no one).
-STORE_FORMAT = 2
+STORE_FORMAT = 3  # 3: an interaction in its profile's recent list has no row of its own (history_rows.py)
 
 
 def refuse_newer(db: sqlite3.Connection, path: object, *, field: str) -> None:
@@ -152,6 +152,8 @@ STATEMENTS = (
     "CREATE INDEX IF NOT EXISTS segment_checks_by_due ON segment_checks(due_at)",
     # What profile lists filter on, beside each live profile (kept by every profile write).
     *profile_facets.STATEMENTS,
+    # Every read of a history: the table's rows and the recent lists' (history_rows.py).
+    *history_rows.STATEMENTS,
     # This store's id, made once: its backups keep it, so the server's scheduled backups tell their
     # own from another store's in a shared folder (app/scheduled_backups.py).
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('storeId', lower(hex(randomblob(16))))",

@@ -141,7 +141,7 @@ class _Compiler:
         return f"{value} {_ORDER_SQL[leaf.op]} ?"
 
     def event(self, leaf: EventCount) -> str:
-        sql = "(SELECT count(*) FROM interactions i WHERE i.profile_id = p.id AND i.type = ? AND i.ts > ?"
+        sql = "(SELECT count(*) FROM history i WHERE i.profile_id = p.id AND i.type = ? AND i.ts > ?"
         self._params += [leaf.event_type.value, to_iso(self._now - leaf.window)]
         if leaf.channel is not None:
             sql += " AND i.channel = ?"

@@ -572,7 +572,7 @@ class SQLiteStore:
             found = dict.fromkeys(profile_ids, 0)
             for chunk in id_chunks(profile_ids):
                 rows = db.execute(
-                    f"SELECT profile_id, count(*) FROM interactions WHERE profile_id IN ({','.join('?' * len(chunk))}) "
+                    f"SELECT profile_id, count(*) FROM history WHERE profile_id IN ({','.join('?' * len(chunk))}) "
                     f"{filters} GROUP BY profile_id",
                     [*chunk, *shared],
                 )
@@ -586,7 +586,7 @@ class SQLiteStore:
             found = dict[str, list[Interaction]]()
             for chunk in id_chunks(profile_ids):
                 rows = db.execute(
-                    f"SELECT profile_id, doc FROM interactions WHERE profile_id IN ({','.join('?' * len(chunk))}) "
+                    f"SELECT profile_id, doc FROM history WHERE profile_id IN ({','.join('?' * len(chunk))}) "
                     "AND ts >= ?",
                     [*chunk, to_iso(since)],
                 )
@@ -1154,7 +1154,7 @@ def _history_page(
     """The statement of one page of a profile's history, selecting `columns`, and the parameters of its
     filters: it takes the profile id first, those, then the page's limit. Newest first; with `from_end`
     oldest first (the oldest of the range: the caller turns them round)."""
-    sql, params = [f"SELECT {columns} FROM interactions WHERE profile_id = ?"], list[Any]()
+    sql, params = [f"SELECT {columns} FROM history WHERE profile_id = ?"], list[Any]()
     for bound, position in (("<", before), (">", after)):
         if position is not None:
             sql.append(f"AND (ts, message_id) {bound} (?, ?)")

@@ -34,7 +34,7 @@ from app.services.ports import (
     VersionConflict,
 )
 from app.store.documents import dumps, jsonable, loads
-from app.store.sqlite import profile_facets, profile_rows
+from app.store.sqlite import history_rows, profile_facets, profile_rows
 from app.store.sqlite.profile_revisions import NEW as NEW_REVISION
 from app.store.sqlite.written_documents import WrittenDocuments
 
@@ -83,6 +83,7 @@ class SQLiteTransaction(StoreTransaction):
         self._erased = erased  # told the ids an erasure removes (the store's decoded profiles drop them)
         self._written = written if written is not None else WrittenDocuments(0)
         self._lent: dict[str, tuple[str, dict[str, Any]]] = {}  # documents read, with their text
+        self._recent = history_rows.RecentLists()  # which interactions need a row (history_rows.py)
 
     def _row(
         self, profile_id: str, text: str, version: int, merged_into: str | None
@@ -119,6 +120,7 @@ class SQLiteTransaction(StoreTransaction):
         _mirror_segments(self._db, profile.id, profile.segments)
         profile_facets.keep(self._db, [document], new=True)
         _schedule_upkeep(self._db, [profile.id])
+        self._recent.wrote([document])
 
     async def update_profile(
         self, profile_id: str, change: ProfileChange, *, expected_version: int | None = None
@@ -128,6 +130,9 @@ class SQLiteTransaction(StoreTransaction):
             raise VersionConflict(profile_id)
         # A document the unit read and gave back (`unchanged`) is taken as it was kept, not decoded again.
         document = apply_change(self._written.take(profile_id, row[0]) or loads(row[0]), change.with_values(jsonable))
+        if history_rows.at_cap(document) or "recent" in change.set or "mergedInto" in change.set:
+            self._recent.copy(self._db, [profile_id], id_chunks)  # entries it may take out of the list
+        self._recent.wrote([document])
         self._db.execute(
             _UPDATE_PROFILE,
             (*self._row(profile_id, dumps(document), document["version"], document.get("mergedInto")), profile_id),
@@ -156,6 +161,8 @@ class SQLiteTransaction(StoreTransaction):
         return row is not None
 
     async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
+        if self._recent.holds(profile_id, interaction):
+            return
         self._db.execute(
             "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -207,7 +214,7 @@ class SQLiteTransaction(StoreTransaction):
             low, high = to_iso(min(times) - REPLAY_TIME_SLACK), to_iso(max(times) + REPLAY_TIME_SLACK)
             for chunk in id_chunks(list(times_of), size=IDS_PER_QUERY - 3):
                 rows = self._db.execute(
-                    "SELECT message_id, ts FROM interactions WHERE profile_id = ? AND ts BETWEEN ? AND ? "
+                    "SELECT message_id, ts FROM history WHERE profile_id = ? AND ts BETWEEN ? AND ? "
                     f"AND message_id IN ({','.join('?' * len(chunk))})",
                     [profile_id, low, high, *chunk],
                 )
@@ -240,6 +247,12 @@ class SQLiteTransaction(StoreTransaction):
         inserts = [w.document for w in writes if w.expected_version is None]
         updates = [w for w in writes if w.expected_version is not None]
         texts = {w.document["_id"]: dumps(w.document) if w.encoded is None else w.encoded for w in writes}
+        # The entries a write may take out of a stored recent list: copied into the table first.
+        emptied = [
+            w.document["_id"] for w in updates if history_rows.at_cap(w.document) or w.document.get("mergedInto")
+        ]
+        self._recent.copy(self._db, emptied, id_chunks)
+        self._recent.wrote([w.document for w in writes])
         self._db.executemany(
             _INSERT_PROFILE,
             [(d["_id"], *self._row(d["_id"], texts[d["_id"]], d["version"], d.get("mergedInto"))) for d in inserts],
@@ -292,12 +305,15 @@ class SQLiteTransaction(StoreTransaction):
             [
                 (profile_id, to_iso(i["timestamp"]), i["messageId"], i["type"], i["channel"], dumps(i))
                 for profile_id, i in items
+                if not self._recent.holds(profile_id, i)  # the recent list just written holds it
             ],
         )
 
     # -- merges ------------------------------------------------------------------------------
     async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:
         document = profile.to_document()
+        self._recent.copy(self._db, [profile.id], id_chunks)  # its list is replaced whole
+        self._recent.wrote([document])
         cursor = self._db.execute(
             _UPDATE_PROFILE_AT_VERSION,
             (
@@ -314,7 +330,7 @@ class SQLiteTransaction(StoreTransaction):
         _schedule_upkeep(self._db, [profile.id])
 
     async def history(self, profile_id: str) -> list[Interaction]:
-        rows = self._db.execute("SELECT doc FROM interactions WHERE profile_id = ?", (profile_id,)).fetchall()
+        rows = self._db.execute("SELECT doc FROM history WHERE profile_id = ?", (profile_id,)).fetchall()
         return [Interaction.model_validate(loads(row[0])) for row in rows]
 
     async def activity_between(
@@ -323,7 +339,7 @@ class SQLiteTransaction(StoreTransaction):
         found: list[tuple[datetime, str, str]] = []
         for low, high in joined_spans(windows):  # each a range of the primary key, no document decoded
             rows = self._db.execute(
-                "SELECT ts, type, channel FROM interactions WHERE profile_id = ? AND ts BETWEEN ? AND ?",
+                "SELECT ts, type, channel FROM history WHERE profile_id = ? AND ts BETWEEN ? AND ?",
                 (profile_id, to_iso(low), to_iso(high)),
             )
             found += [(parse_time(ts), kind, channel) for ts, kind, channel in rows]
@@ -333,6 +349,7 @@ class SQLiteTransaction(StoreTransaction):
         # An interaction is its (profile, time, message id) here: one `to_id` holds already (the same
         # message sent again for another person once its idempotency key had expired) stays one, and
         # the copy is dropped. A plain UPDATE failed the whole merge on the key.
+        self._recent.moving(self._db, [*from_ids, to_id], id_chunks)
         marks = ",".join("?" * len(from_ids))
         self._db.execute(
             f"UPDATE OR IGNORE interactions SET profile_id = ? WHERE profile_id IN ({marks})", [to_id, *from_ids]
@@ -346,6 +363,7 @@ class SQLiteTransaction(StoreTransaction):
         # statement read all of the owner's history (an unmerge of 55,400 events took 562 s, the
         # writer held throughout). One the target holds already stays with the owner too (see
         # reassign_history).
+        self._recent.moving(self._db, [owner_id, *moves.values()], id_chunks)
         times: dict[str, list[str]] = {}
         for message_id, ts in self._db.execute(
             "SELECT message_id, ts FROM interactions WHERE profile_id = ?", (owner_id,)
@@ -645,7 +663,9 @@ def _erase_some(db: sqlite3.Connection, ids: list[str]) -> tuple[int, int]:
     ):
         selected(db, f"DELETE FROM {table} WHERE {key} IN ({{marks}})", values)
     identifiers = db.execute(f"DELETE FROM identities WHERE profile_id IN ({marks})", ids).rowcount
-    interactions = db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", ids).rowcount
+    # Those in the table and those only in the profiles' recent lists (history_rows.py).
+    interactions = db.execute(f"SELECT count(*) FROM history WHERE profile_id IN ({marks})", ids).fetchone()[0]
+    db.execute(f"DELETE FROM interactions WHERE profile_id IN ({marks})", ids)
     for table in (
         "blocking_keys",
         "processed_messages",
