@@ -32,6 +32,7 @@ KEY_FILES = (
     "app/store/sqlite/profile_facets.py",
     "app/store/sqlite/profile_revisions.py",
     "app/store/sqlite/profile_rows.py",  # how a profile's row is padded
+    "app/store/sqlite/history_rows.py",  # which interactions have a row of the table
     "app/domain/profile.py",
     # The blocking keys and their version: a store keyed by an older definition is re-keyed at the
     # server's start, in the background of whatever the benchmark measures.
