@@ -9,8 +9,8 @@ the owners of every identifier (identities); a profile and its identity inserted
 identifier; each touched profile read once, its JSON document updated in memory for each of its
 events (counters, first/last times, visits, order totals, consents, survey answers, identify fields,
 the 50 newest interactions), written once with a new revision and its row's pad, as the store pads it
-(app/store/sqlite/profile_rows.py); the interactions their profiles' recent lists do not hold (a
-full list's old entries copied first, as app/store/sqlite/history_rows.py keeps them), processed-message
+(app/store/sqlite/profile_rows.py); the interactions their profiles' recent lists do not hold (this
+batch's and those it pushed out, as app/store/sqlite/history_rows.py keeps them), processed-message
 keys and consent decisions inserted in bulk; one commit; the log copied back into the file by a thread, as
 the store does (app/store/sqlite/checkpoints.py). Not done (the server does them): validation and normalisation of
 events and identifiers, merges, blocking keys, segment upkeep and segment events.
@@ -127,11 +127,11 @@ def write_batch(
                         "granted": event["properties"]["granted"], "source": event["channel"],
                         "at": interaction["timestamp"], "messageId": event["messageId"]}  # fmt: skip
             consents.append((profile_id, interaction["timestamp"], orjson.dumps(decision).decode()))
-    # Rows only for what the recent lists no longer hold; a full list's old entries copied first.
+    # Rows only for what the recent lists do not hold: this batch's and those it pushed out of them.
     kept = {(p, i["timestamp"], i["messageId"]) for p, doc in docs.items() for i in doc["recent"]}
-    copied = [(p, i["timestamp"], i["messageId"], i["type"], i["channel"], orjson.dumps(i).decode())
-              for p in existing if len(docs[p]["recent"]) >= RECENT_CAP for i in listed[p]]  # fmt: skip
-    interactions = copied + [row for row in interactions if row[:3] not in kept]
+    pushed_out = [(p, i["timestamp"], i["messageId"], i["type"], i["channel"], orjson.dumps(i).decode())
+                  for p in existing for i in listed[p] if (p, i["timestamp"], i["messageId"]) not in kept]  # fmt: skip
+    interactions = pushed_out + [row for row in interactions if row[:3] not in kept]
     for doc in docs.values():
         doc["version"] = doc.get("version", 0) + 1
         doc["updatedAt"] = at

@@ -82,8 +82,12 @@ def provenance_key(path: str) -> str:
     return path.replace(".", ":")
 
 
-def apply_change(document: dict[str, Any], change: ProfileChange) -> dict[str, Any]:
-    """Apply `change` to `document` in place, with MongoDB's semantics for each operator."""
+def apply_change(
+    document: dict[str, Any], change: ProfileChange, *, pushed_out: list[tuple[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Apply `change` to `document` in place, with MongoDB's semantics for each operator. `pushed_out`
+    is given (path, item) for each item a capped push left out of its list (the embedded store keeps
+    an interaction its profile's recent list no longer holds elsewhere)."""
     for path, value in change.set.items():
         parent, key = _parent(document, path)
         parent[key] = value
@@ -106,6 +110,8 @@ def apply_change(document: dict[str, Any], change: ProfileChange) -> dict[str, A
         merged = [*(parent.get(key) or []), *push.items]
         for sort_key, direction in reversed(push.sort.items()):
             merged.sort(key=itemgetter(sort_key), reverse=direction < 0)
+        if pushed_out is not None:
+            pushed_out += [(path, item) for item in merged[push.cap :]]
         parent[key] = merged[: push.cap]
     return document
 

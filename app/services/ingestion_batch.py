@@ -92,6 +92,7 @@ class Working:
     profile: Profile | None
     keys_moved: bool = False
     addresses_moved: bool = False
+    pushed_out: list[tuple[str, Any]] = field(default_factory=list)  # (path, item) left out of capped lists
 
     def current(self) -> Profile:
         if self.profile is None:
@@ -210,6 +211,7 @@ def _finished(working: dict[str, Working]) -> tuple[list[ProfileWrite], list[str
             target.version,
             keys_moved=moved or target.version is None,
             addresses_moved=target.addresses_moved,
+            pushed_out=[item for path, item in target.pushed_out if path == "recent"],
         )
         profiles.append(write)
     return profiles, unchanged
@@ -316,7 +318,7 @@ def _apply(
         field = refusal.field or "properties.traits"
         return Landed(parsed.index, refused=refusal.message, field=field, decided_on=profile.id)
     change = change_for_event(profile, event, additions, at=at)
-    apply_change(target.document, change.with_values(writes.form))
+    apply_change(target.document, change.with_values(writes.form), pushed_out=target.pushed_out)
     target.profile = None
     target.keys_moved = target.keys_moved or target.version is None or touches_match_fields(change)
     target.addresses_moved = target.addresses_moved or target.version is None or change.touches("addresses")

@@ -80,6 +80,9 @@ class ProfileWrite:
     # The document as the store writes it (StoreTransaction.encoded), made where the write was planned;
     # None: encoded when written.
     encoded: Any = None
+    # The entries the changes applied to the document left out of its capped recent list (a store that
+    # keeps an interaction once, in the list or else beside it, writes those beside it).
+    pushed_out: Sequence[dict[str, Any]] = ()
 
 
 class StoreTransaction(Protocol):
@@ -104,7 +107,9 @@ class StoreTransaction(Protocol):
     async def message_seen(self, message_id: str) -> bool: ...
 
     async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
-        """Keep the full history beyond the embedded `recent` list."""
+        """Keep the full history beyond the embedded `recent` list: the interaction of an event whose
+        change of the profile this unit wrote already (its push into `recent`), as ingestion does. The
+        embedded store writes it only where the list as written no longer holds it."""
 
     # -- batches: one statement (or one round trip) for many rows --------------------------------
     async def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:

@@ -11,12 +11,13 @@ profile's recent entries that the table does not hold. The two may overlap (a st
 this holds every interaction in the table; a list copied there before a merge stays in the profile).
 
 One rule keeps that whole: an interaction is missing from the table only while its profile's recent
-list holds it. So before a write that may take entries out of a stored list (the list at its cap,
-replaced whole by a merge or an unmerge, the profile merged away) the list as stored is copied into
-the table first (`copy_recent`). Once a unit of work has moved a profile's rows (a merge, an unmerge:
-each copies the lists first), the table holds its whole history, and its stored list is not copied
-again: after a merge moved the merged-away profile's rows to the survivor, copying its list again
-would have given them back to it.
+list holds it. An event's change reports what its push left out of a full list (`apply_change`'s
+`pushed_out`, handed on in ProfileWrite.pushed_out by a batch), and those get their rows. A write that
+replaces a stored list whole (a merge, an unmerge, a profile merged away) copies the list as stored
+into the table first (`copy_recent`). Once a unit of work has moved a profile's rows (a merge, an
+unmerge: each copies the lists first), the table holds its whole history, and its stored list is not
+copied again: after a merge moved the merged-away profile's rows to the survivor, copying its list
+again would have given them back to it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from app.domain.clock import to_iso
-from app.domain.profile import RECENT_INTERACTIONS_CAP
+from app.store.documents import dumps
 
 # Each live profile's recent entries, as rows of the interactions table.
 _RECENT_ROWS = """SELECT p.id, r.value ->> '$.timestamp', r.value ->> '$.messageId', r.value ->> '$.type',
@@ -46,6 +47,15 @@ Chunks = Callable[[list[str]], list[list[str]]]  # ids split into statements (tr
 # Created if missing: a new definition would need a DROP VIEW first, and a new STORE_FORMAT.
 STATEMENTS = (f"CREATE VIEW IF NOT EXISTS history (profile_id, ts, message_id, type, channel, doc) AS {HISTORY}",)
 
+INSERT = "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def row(profile_id: str, interaction: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
+    """The table's row of an interaction, in the store's form or not (its time a datetime or text)."""
+    ts, message_id = row_key(interaction)
+    return profile_id, ts, message_id, interaction["type"], interaction["channel"], dumps(interaction)
+
+
 _COPY = (
     "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) "
     f"{_RECENT_ROWS} AND p.id IN ({{marks}})"
@@ -59,18 +69,8 @@ def copy_recent(db: sqlite3.Connection, profile_ids: list[str]) -> None:
         db.execute(_COPY.format(marks=",".join("?" * len(profile_ids))), profile_ids)
 
 
-def at_cap(document: dict[str, Any]) -> bool:
-    """Whether writing `document` may have pushed entries out of its recent list: it is full."""
-    return len(document.get("recent") or ()) >= RECENT_INTERACTIONS_CAP
-
-
-def recent_keys(document: dict[str, Any]) -> set[tuple[str, str]]:
-    """(time, messageId) of each entry of the document's recent list, its time as the table's `ts`."""
-    return {(_text(entry["timestamp"]), entry["messageId"]) for entry in document.get("recent") or ()}
-
-
 def row_key(interaction: dict[str, Any]) -> tuple[str, str]:
-    """An interaction's (time, messageId), as `recent_keys` gives them."""
+    """An interaction's (time, messageId), its time as the table's `ts`."""
     return _text(interaction["timestamp"]), interaction["messageId"]
 
 
@@ -80,12 +80,11 @@ def _text(moment: Any) -> str:
 
 class RecentLists:
     """What one unit of work knows of the recent lists: the profiles whose rows it moved (the table
-    holds their whole history), and the entries of the lists it wrote (an interaction among them
-    needs no row)."""
+    holds their whole history), and the lists it wrote (an interaction one of them holds needs no row)."""
 
     def __init__(self) -> None:
         self._moved: set[str] = set()
-        self._written: dict[str, set[tuple[str, str]]] = {}
+        self._lists: dict[str, list[dict[str, Any]]] = {}  # profile id → the recent list it was written with
 
     def copy(self, db: sqlite3.Connection, profile_ids: Iterable[str], chunks: Chunks) -> None:
         """`copy_recent` for those of `profile_ids` whose rows this unit has not moved."""
@@ -100,9 +99,18 @@ class RecentLists:
 
     def wrote(self, documents: Collection[dict[str, Any]]) -> None:
         for document in documents:
-            self._written[document["_id"]] = recent_keys(document)
+            self._lists[document["_id"]] = document.get("recent") or []
 
     def holds(self, profile_id: str, interaction: dict[str, Any]) -> bool:
-        """Whether the list this unit wrote for the profile holds the interaction."""
-        entries = self._written.get(profile_id)
-        return entries is not None and row_key(interaction) in entries
+        """Whether the list this unit wrote for the profile holds the interaction. A list is sorted
+        newest first (by time, then messageId: RECENT_ORDER), and an event's interaction is at its
+        head mostly: it is looked for from there, and not past where it would be. A list out of that
+        order can only give it a row it did not need (a read sees it once)."""
+        key = row_key(interaction)
+        for entry in self._lists.get(profile_id, ()):
+            found = row_key(entry)
+            if found == key:
+                return True
+            if found < key:
+                return False
+        return False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
@@ -129,10 +129,13 @@ class SQLiteTransaction(StoreTransaction):
         if row is None or (expected_version is not None and row[1] != expected_version):
             raise VersionConflict(profile_id)
         # A document the unit read and gave back (`unchanged`) is taken as it was kept, not decoded again.
-        document = apply_change(self._written.take(profile_id, row[0]) or loads(row[0]), change.with_values(jsonable))
-        if history_rows.at_cap(document) or "recent" in change.set or "mergedInto" in change.set:
-            self._recent.copy(self._db, [profile_id], id_chunks)  # entries it may take out of the list
+        pushed_out: list[tuple[str, Any]] = []
+        stored = self._written.take(profile_id, row[0]) or loads(row[0])
+        document = apply_change(stored, change.with_values(jsonable), pushed_out=pushed_out)
+        if "recent" in change.set or "mergedInto" in change.set:  # its list replaced, or merged away
+            self._recent.copy(self._db, [profile_id], id_chunks)
         self._recent.wrote([document])
+        self._rows((profile_id, item) for path, item in pushed_out if path == "recent")
         self._db.execute(
             _UPDATE_PROFILE,
             (*self._row(profile_id, dumps(document), document["version"], document.get("mergedInto")), profile_id),
@@ -161,19 +164,13 @@ class SQLiteTransaction(StoreTransaction):
         return row is not None
 
     async def append_interaction(self, profile_id: str, interaction: dict[str, Any]) -> None:
-        if self._recent.holds(profile_id, interaction):
-            return
-        self._db.execute(
-            "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                profile_id,
-                to_iso(interaction["timestamp"]),
-                interaction["messageId"],
-                interaction["type"],
-                interaction["channel"],
-                dumps(interaction),
-            ),
+        self._rows([(profile_id, interaction)])
+
+    def _rows(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """A row of the interactions table for each (profile id, interaction), but for those the recent
+        list this unit wrote for the profile holds (history_rows.py)."""
+        self._db.executemany(
+            history_rows.INSERT, [history_rows.row(p, i) for p, i in items if not self._recent.holds(p, i)]
         )
 
     # -- batches -----------------------------------------------------------------------------
@@ -247,12 +244,8 @@ class SQLiteTransaction(StoreTransaction):
         inserts = [w.document for w in writes if w.expected_version is None]
         updates = [w for w in writes if w.expected_version is not None]
         texts = {w.document["_id"]: dumps(w.document) if w.encoded is None else w.encoded for w in writes}
-        # The entries a write may take out of a stored recent list: copied into the table first.
-        emptied = [
-            w.document["_id"] for w in updates if history_rows.at_cap(w.document) or w.document.get("mergedInto")
-        ]
-        self._recent.copy(self._db, emptied, id_chunks)
         self._recent.wrote([w.document for w in writes])
+        self._rows((w.document["_id"], item) for w in writes for item in w.pushed_out)
         self._db.executemany(
             _INSERT_PROFILE,
             [(d["_id"], *self._row(d["_id"], texts[d["_id"]], d["version"], d.get("mergedInto"))) for d in inserts],
@@ -299,15 +292,7 @@ class SQLiteTransaction(StoreTransaction):
             raise MessageAlreadyProcessed(next(iter(known), records[0][0])) from None
 
     async def append_interactions(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        self._db.executemany(
-            "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (profile_id, to_iso(i["timestamp"]), i["messageId"], i["type"], i["channel"], dumps(i))
-                for profile_id, i in items
-                if not self._recent.holds(profile_id, i)  # the recent list just written holds it
-            ],
-        )
+        self._rows(items)
 
     # -- merges ------------------------------------------------------------------------------
     async def replace_profile(self, profile: Profile, *, expected_version: int) -> None:
