@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.domain.identifiers import Identifier
-from app.domain.profile import Interaction, Profile
+from app.domain.profile import RECENT_INTERACTIONS_CAP, Interaction, Profile
 from app.domain.segments.conditions import Condition
 from app.domain.segments.predicate import Activity, predicate
 from app.services.ports import StoreTransaction
@@ -45,7 +45,10 @@ async def _write(store: Any, population: Sequence[Member], at: datetime) -> None
             ) -> None:
                 keys = [Identifier(r.type, r.value) for r in profile.identifiers]
                 await tx.claim_identities(profile.id, keys, at)
-                await tx.insert_profile(profile)
+                # Its newest interactions embedded, as ingestion leaves them: the embedded store keeps
+                # those in the list only (app/store/sqlite/history_rows.py), the rest as rows.
+                newest = sorted(history, key=lambda i: (i.timestamp, i.message_id), reverse=True)
+                await tx.insert_profile(profile.model_copy(update={"recent": newest[:RECENT_INTERACTIONS_CAP]}))
                 for item in history:
                     await tx.append_interaction(profile.id, item.model_dump(by_alias=True, exclude_none=True))
 

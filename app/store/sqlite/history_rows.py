@@ -35,11 +35,14 @@ _RECENT_ROWS = """SELECT p.id, r.value ->> '$.timestamp', r.value ->> '$.message
     FROM profiles p, json_each(p.doc, '$.recent') r
     WHERE p.merged_into IS NULL"""
 
+# A recent entry `r` of profile `p` that the table lacks.
+NOT_IN_TABLE = """NOT EXISTS (SELECT 1 FROM interactions kept WHERE kept.profile_id = p.id
+    AND kept.ts = r.value ->> '$.timestamp' AND kept.message_id = r.value ->> '$.messageId')"""
+
 # Every interaction of every live profile, once (a SELECT: also read from a backup made before the view).
 HISTORY = f"""SELECT profile_id, ts, message_id, type, channel, doc FROM interactions
     UNION ALL
-    {_RECENT_ROWS} AND NOT EXISTS (SELECT 1 FROM interactions i
-        WHERE i.profile_id = p.id AND i.ts = r.value ->> '$.timestamp' AND i.message_id = r.value ->> '$.messageId')"""
+    {_RECENT_ROWS} AND {NOT_IN_TABLE}"""
 
 Chunks = Callable[[list[str]], list[list[str]]]  # ids split into statements (transaction.id_chunks)
 

@@ -6,15 +6,17 @@
 The SQL text is made of fixed fragments and of document paths that come from the path catalogue
 (each key checked against a plain-identifier pattern); every value is a bound parameter. Leaves read:
 `profiles.doc` with json_type/json_extract (the type guard makes a comparison type-strict, as in
-MongoDB and the predicate), `identities` for identifier leaves, `interactions` (one row per
-interaction: the whole history) for event leaves, `doc.segments` for membership. Every leaf yields
-0 or 1, never NULL, so `NOT` is plain boolean negation.
+MongoDB and the predicate), `identities` for identifier leaves, the whole history for event leaves
+(the `interactions` table and the recent lists' entries it lacks: history_rows.py), `doc.segments`
+for membership. Every leaf yields 0 or 1, never NULL, so `NOT` is plain boolean negation.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
+
+import orjson
 
 from app.domain.clock import to_iso
 from app.domain.segments.catalogue import SAFE_KEY, PathSpec, ValueType
@@ -33,6 +35,7 @@ from app.domain.segments.conditions import (
     Or,
     Scalar,
 )
+from app.store.sqlite.history_rows import NOT_IN_TABLE
 
 _JSON_TYPES: dict[ValueType, str] = {
     ValueType.NUMBER: "('integer', 'real')",
@@ -141,12 +144,30 @@ class _Compiler:
         return f"{value} {_ORDER_SQL[leaf.op]} ?"
 
     def event(self, leaf: EventCount) -> str:
-        sql = "(SELECT count(*) FROM history i WHERE i.profile_id = p.id AND i.type = ? AND i.ts > ?"
-        self._params += [leaf.event_type.value, to_iso(self._now - leaf.window)]
+        """The leaf's events counted in the whole history (history_rows.py): the table's rows, and the
+        recent list's entries the table lacks, its document walked only when its text names the type
+        (as the `history` view, each profile's document was parsed: 0.7 -> 2.0 s for a new segment
+        over 100,000 profiles)."""
+        rows = self._events(leaf, "interactions i", "i.profile_id = p.id", [], ("i.type", "i.ts", "i.channel", "i.doc"))
+        named = orjson.dumps(leaf.event_type.value).decode()  # "type" as the JSON text holds it
+        listed = self._events(
+            leaf,
+            "json_each(p.doc, '$.recent') r",
+            f"p.merged_into IS NULL AND instr(p.doc, ?) > 0 AND {NOT_IN_TABLE}",
+            [named],
+            ("r.value ->> '$.type'", "r.value ->> '$.timestamp'", "r.value ->> '$.channel'", "r.value"),
+        )
+        self._params.append(leaf.count)
+        return f"({rows} + {listed} {'>=' if leaf.bound is CountBound.AT_LEAST else '<='} ?)"
+
+    def _events(self, leaf: EventCount, source: str, where: str, params: list[Any], columns: tuple[str, ...]) -> str:
+        """A count of the leaf's events in `source`, whose `columns` are its type, time, channel and document."""
+        kind, ts, channel, doc = columns
+        sql = f"(SELECT count(*) FROM {source} WHERE {where} AND {kind} = ? AND {ts} > ?"
+        self._params += [*params, leaf.event_type.value, to_iso(self._now - leaf.window)]
         if leaf.channel is not None:
-            sql += " AND i.channel = ?"
+            sql += f" AND {channel} = ?"
             self._params.append(leaf.channel.value)
         if leaf.where is not None:
-            sql += f" AND {self.leaf('i.doc', leaf.where)}"
-        self._params.append(leaf.count)
-        return f"({sql}) {'>=' if leaf.bound is CountBound.AT_LEAST else '<='} ?)"
+            sql += f" AND {self.leaf(doc, leaf.where)}"
+        return sql + ")"
