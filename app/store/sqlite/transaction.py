@@ -328,7 +328,7 @@ class SQLiteTransaction(StoreTransaction):
         self, profile_id: str, windows: Sequence[tuple[datetime, datetime]]
     ) -> list[tuple[datetime, str, str]]:
         found: list[tuple[datetime, str, str]] = []
-        for low, high in joined_spans(windows):  # each a range of the primary key, no document decoded
+        for low, high in joined_spans(windows):  # each a range of the primary key and of the recent list
             rows = self._db.execute(
                 "SELECT ts, type, channel FROM history WHERE profile_id = ? AND ts BETWEEN ? AND ?",
                 (profile_id, to_iso(low), to_iso(high)),
