@@ -315,10 +315,10 @@ def ingestion(
         "the same batches (as many as the latest HTTP round answered); per batch, one transaction: replays and "
         "identifier owners looked up with one query each, new profiles + identities inserted, each touched "
         "profile read once, its JSON document updated for its events (counters, times, visits, orders, consents, "
-        "surveys, identify fields, 50 newest interactions) and written once, interactions + processed-message "
-        "keys + consent decisions inserted in bulk, one commit, the log copied back by a thread (WAL, "
-        "synchronous=FULL, secure_delete as the server). It skips what the server also does: validation, "
-        "normalisation, merges, blocking keys, segment upkeep"
+        "surveys, identify fields, 50 newest interactions) and written once, the interactions its recent list "
+        "does not hold + processed-message keys + consent decisions inserted in bulk, one commit, the log "
+        "copied back by a thread (WAL, synchronous=FULL, secure_delete as the server). It skips what the "
+        "server also does: validation, normalisation, merges, blocking keys, segment upkeep"
     )
     floor_db = store_cache.copy_store(cached, work / "floor.sqlite3")
     url = f"{app.base_url}/graphql"

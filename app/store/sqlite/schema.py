@@ -1,6 +1,8 @@
 """Tables of the embedded store. They mirror the MongoDB collections: a profile is a JSON document,
 identities are keyed by `"<type>:<normalised value>"`, and the history is one row per interaction
-(SQLite has no document size limit, so the bucket pattern MongoDB needs buys nothing here)."""
+that its profile's recent list does not hold, read with those through the `history` view
+(history_rows.py; SQLite has no document size limit, so the bucket pattern MongoDB needs buys
+nothing here)."""
 
 from __future__ import annotations
 
