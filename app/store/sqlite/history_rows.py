@@ -29,6 +29,8 @@ from typing import Any
 from app.domain.clock import to_iso
 from app.store.documents import dumps
 
+_COLUMNS = "profile_id, ts, message_id, type, channel, doc"  # the interactions table's, in its order
+_TABLE_ROWS = f"SELECT {_COLUMNS} FROM interactions"
 # Each live profile's recent entries, as rows of the interactions table.
 _RECENT_ROWS = """SELECT p.id, r.value ->> '$.timestamp', r.value ->> '$.messageId', r.value ->> '$.type',
         r.value ->> '$.channel', r.value
@@ -40,17 +42,16 @@ NOT_IN_TABLE = """NOT EXISTS (SELECT 1 FROM interactions kept WHERE kept.profile
     AND kept.ts = r.value ->> '$.timestamp' AND kept.message_id = r.value ->> '$.messageId')"""
 
 # Every interaction of every live profile, once (a SELECT: also read from a backup made before the view).
-HISTORY = f"""SELECT profile_id, ts, message_id, type, channel, doc FROM interactions
-    UNION ALL
-    {_RECENT_ROWS} AND {NOT_IN_TABLE}"""
+HISTORY = f"{_TABLE_ROWS} UNION ALL {_RECENT_ROWS} AND {NOT_IN_TABLE}"
 
 Chunks = Callable[[list[str]], list[list[str]]]  # ids split into statements (transaction.id_chunks)
 
 # Reads name the view; each one's `profile_id = ?` reaches both of its parts (an index search in each).
 # Created if missing: a new definition would need a DROP VIEW first, and a new STORE_FORMAT.
-STATEMENTS = (f"CREATE VIEW IF NOT EXISTS history (profile_id, ts, message_id, type, channel, doc) AS {HISTORY}",)
+STATEMENTS = (f"CREATE VIEW IF NOT EXISTS history ({_COLUMNS}) AS {HISTORY}",)
 
-INSERT = "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) VALUES (?, ?, ?, ?, ?, ?)"
+_INTO = f"INSERT OR IGNORE INTO interactions ({_COLUMNS})"
+INSERT = f"{_INTO} VALUES (?, ?, ?, ?, ?, ?)"
 
 
 def row(profile_id: str, interaction: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
@@ -59,10 +60,7 @@ def row(profile_id: str, interaction: dict[str, Any]) -> tuple[str, str, str, st
     return profile_id, ts, message_id, interaction["type"], interaction["channel"], dumps(interaction)
 
 
-_COPY = (
-    "INSERT OR IGNORE INTO interactions (profile_id, ts, message_id, type, channel, doc) "
-    f"{_RECENT_ROWS} AND p.id IN ({{marks}})"
-)
+_COPY = f"{_INTO} {_RECENT_ROWS} AND p.id IN ({{marks}})"
 
 
 def copy_recent(db: sqlite3.Connection, profile_ids: list[str]) -> None:

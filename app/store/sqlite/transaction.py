@@ -209,17 +209,11 @@ class SQLiteTransaction(StoreTransaction):
         for profile_id, times_of in wanted.items():
             times = [at for ats in times_of.values() for at in ats]
             low, high = to_iso(min(times) - REPLAY_TIME_SLACK), to_iso(max(times) + REPLAY_TIME_SLACK)
-            for chunk in id_chunks(list(times_of), size=(IDS_PER_QUERY - 6) // 2):
-                # The table's rows and the recent list's entries, one message in both read twice: the
-                # `history` view would look each entry up in the table to leave those out.
-                marks = ",".join("?" * len(chunk))
+            for chunk in id_chunks(list(times_of), size=IDS_PER_QUERY - 3):
                 rows = self._db.execute(
-                    "SELECT message_id, ts FROM interactions WHERE profile_id = ? AND ts BETWEEN ? AND ? "
-                    f"AND message_id IN ({marks}) UNION ALL "
-                    "SELECT r.value ->> '$.messageId', r.value ->> '$.timestamp' "
-                    "FROM profiles p, json_each(p.doc, '$.recent') r WHERE p.id = ? AND p.merged_into IS NULL "
-                    f"AND r.value ->> '$.timestamp' BETWEEN ? AND ? AND r.value ->> '$.messageId' IN ({marks})",
-                    [profile_id, low, high, *chunk] * 2,
+                    "SELECT message_id, ts FROM history WHERE profile_id = ? AND ts BETWEEN ? AND ? "
+                    f"AND message_id IN ({','.join('?' * len(chunk))})",
+                    [profile_id, low, high, *chunk],
                 )
                 for message_id, ts in rows:
                     held = parse_time(ts)
