@@ -348,9 +348,12 @@ class ProfileStore(Protocol):
         """For each of `profile_ids`, how many interactions of its full history `where` matches,
         counted by the database: one read for many profiles."""
 
-    async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
-        """id → the profile's interactions at or after `since`, in no particular order, for those of
-        `profile_ids` that have any: one read for many profiles (segment windows)."""
+    async def interactions_since(
+        self, profile_ids: Collection[str], since: datetime, where: InteractionFilter
+    ) -> dict[str, list[Interaction]]:
+        """id → the profile's interactions at or after `since` that `where` matches, in no particular
+        order, for those of `profile_ids` that have any: one read for many profiles (segment windows,
+        which count only their event types)."""
 
     async def merges_of(self, profile_id: str) -> list[MergeRecord]: ...
 

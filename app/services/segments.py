@@ -51,6 +51,7 @@ from app.domain.segments.upkeep import (
     Recheck,
     Transition,
     compile_segment,
+    counted_types,
     decide,
     dependants,
     history_needed,
@@ -602,7 +603,11 @@ class SegmentEngine:
         two reads, whatever the number of profiles."""
         profiles = await self.store.get_profiles([r.profile_id for r in rechecks])
         since = history_needed(rechecks, profiles, now=at)
-        histories = {} if since is None else await self.store.interactions_since(list(profiles), since)
+        if since is None:
+            return profiles, {}, since
+        # Only the event types the segments count: an "at risk" check of a profile past its recent
+        # list's reach read every page view of 120 days to count its orders.
+        histories = await self.store.interactions_since(list(profiles), since, counted_types(rechecks))
         return profiles, histories, since
 
 

@@ -844,7 +844,9 @@ async def test_profile_pages_from_either_end_between_two_ids_and_their_count(sto
         }
 
 
-async def test_history_pages_from_either_end_between_two_positions_and_their_count(store: ProfileStore) -> None:
+async def test_history_pages_from_either_end_between_two_positions_their_count_and_what_came_since(
+    store: ProfileStore,
+) -> None:
     items = [  # more than a MongoDB bucket holds, several per minute, two types
         _interaction(f"m{i:03d}", BASE_TIME + timedelta(minutes=i // 3), "email_open" if i % 4 == 0 else "page_view")
         for i in range(210)
@@ -886,6 +888,11 @@ async def test_history_pages_from_either_end_between_two_positions_and_their_cou
             "p1": len(kept),
             "p2": 0 if where.types else 1,
             "missing": 0,
+        }
+        since = BASE_TIME + timedelta(minutes=40)  # the 120th item's minute: a page view, an email open after it
+        found = await store.interactions_since(["p1", "p2", "missing"], since, where)
+        assert {p: sorted(i.message_id for i in got) for p, got in found.items()} == {
+            "p1": sorted(str(i["messageId"]) for i in kept if i["timestamp"] >= since)
         }
     assert await store.count_interactions([], InteractionFilter()) == {}
     ids = ["p1", "p2", "missing"]
@@ -996,6 +1003,7 @@ async def test_consent_refusals_are_every_profiles_refusals_oldest_first(store: 
 async def test_history_resumes_after_an_event_an_erasure_deleted_since(store: ProfileStore) -> None:
     """Found by an audit: a subscriber catching up pages back `before` the last change it read, and an
     erasure between two pages deleted that change: the walk was refused, and could only start over."""
+
     def changes(count: int) -> list[SegmentEvent]:  # one write's: one time, ids made after it
         at = now()
         return [

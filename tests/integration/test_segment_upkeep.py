@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from app.domain import clock
+from app.domain.profile import RECENT_INTERACTIONS_CAP
 from app.domain.segments.segment import MembershipChange
 from app.services.ingestion import ingest_events
 from app.services.ports import ProfileStore
@@ -29,6 +30,10 @@ BUYERS = {"name": "Buyers", "condition": {"compare": {"path": "stats.orders", "o
 CART_WEEK = {
     "name": "Abandoned a cart this week",
     "condition": {"event": {"type": "cart_abandoned", "atLeast": 1, "withinDays": 7}},
+}
+TWO_ORDERS_MONTH = {
+    "name": "Two orders this month",
+    "condition": {"event": {"type": "order_completed", "atLeast": 2, "withinDays": 30}},
 }
 EMMAS = {"name": "Emmas", "condition": {"compare": {"path": "firstName", "op": "eq", "value": "Emma"}}}
 
@@ -257,6 +262,31 @@ async def test_an_evaluation_schedules_the_window_check_of_a_profile_renamed_mea
     monkeypatch.setattr(clock, "now", lambda: real() + timedelta(days=6, seconds=2))
     assert await engine.run_due_checks() == 1
     assert await store.member_ids(segment.id) == []
+
+
+async def test_a_profile_past_its_recent_list_is_decided_on_the_events_its_segment_counts(store: ProfileStore) -> None:
+    """Two orders ten days ago, then more page views than the recent list holds: the month's window
+    reaches past the list, so the evaluation's check and a later upkeep read the history (only the
+    event types the segment counts, app/domain/segments/upkeep.py counted_types) and still see both."""
+    now = clock.now()
+    email = "heavy@example.com"
+    orders = [event("order_completed", email=email, at=now - timedelta(days=10, minutes=n)) for n in range(2)]
+    views = [event("page_view", email=email, at=now - timedelta(minutes=n)) for n in range(RECENT_INTERACTIONS_CAP + 5)]
+    outcomes = await ingest_events(store, [*orders, *views])
+    profile_id = outcomes[0].profile_id or pytest.fail()
+    profile = await store.get_profile(profile_id)
+    assert profile is not None and {i.type for i in profile.recent} == {"page_view"}
+    engine = SegmentEngine(store, SegmentBus())
+    await engine.changed([profile_id], "event", paths=None)  # its upkeep done: no write waits for one
+
+    segment = (await engine.create(TWO_ORDERS_MONTH)).segment
+    assert await store.member_ids(segment.id) == [profile_id]
+    due = await store.next_check_at()  # the older order leaves the month: one order is not two
+    assert due is not None and abs(due - (now + timedelta(days=20, minutes=-1))) < timedelta(seconds=1)
+
+    await ingest_events(store, [event("order_completed", email=email, at=now - timedelta(days=40))])  # a late one
+    assert await engine.changed([profile_id], "event", event_types={"order_completed"}) == []
+    assert await store.member_ids(segment.id) == [profile_id]
 
 
 async def test_missed_writes_with_no_segment_defined_are_cleared_without_reading_a_profile(

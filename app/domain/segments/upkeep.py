@@ -18,6 +18,7 @@ import orjson
 
 from app.domain.profile import Interaction, Profile
 from app.domain.profile_change import ProfileChange
+from app.domain.profile_query import InteractionFilter
 from app.domain.segments.conditions import Condition
 from app.domain.segments.dependencies import Dependencies, dependencies, next_change
 from app.domain.segments.predicate import Activity, Predicate, predicate
@@ -123,6 +124,12 @@ class Outcome:
 def window_of(segments: Iterable[CompiledSegment]) -> timedelta | None:
     """The longest event window of these segments (None: none counts events)."""
     return max((c.deps.window for c in segments if c.deps.window is not None), default=None)
+
+
+def counted_types(rechecks: Sequence[Recheck]) -> InteractionFilter:
+    """The interactions a history read for these rechecks needs: those of the event types their
+    segments count (an event leaf names its type; a history is read for nothing else)."""
+    return InteractionFilter(types=frozenset(t for r in rechecks for c in r.segments for t in c.deps.event_types))
 
 
 def history_needed(rechecks: Sequence[Recheck], profiles: Mapping[str, Profile], *, now: datetime) -> datetime | None:

@@ -855,13 +855,15 @@ class MongoStore:
             found[document["_id"]] = int(document["count"])
         return found
 
-    async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
+    async def interactions_since(
+        self, profile_ids: Collection[str], since: datetime, where: InteractionFilter
+    ) -> dict[str, list[Interaction]]:
         if not profile_ids:
             return {}
         pipeline: list[dict[str, Any]] = [
             {"$match": {"profileId": {"$in": list(profile_ids)}, "maxTs": {"$gte": since}}},
             {"$unwind": "$items"},
-            {"$match": {"items.timestamp": {"$gte": since}}},
+            {"$match": {"items.timestamp": {"$gte": since}, **_history_filter(where, prefix="items.")}},
             {"$project": {"_id": 0, "profileId": 1, "items": 1}},
         ]
         found: dict[str, list[Interaction]] = {}

@@ -581,14 +581,18 @@ class SQLiteStore:
 
         return await self._reads.read(scan)  # each profile's range of the primary key: on a reader thread
 
-    async def interactions_since(self, profile_ids: Collection[str], since: datetime) -> dict[str, list[Interaction]]:
+    async def interactions_since(
+        self, profile_ids: Collection[str], since: datetime, where: InteractionFilter
+    ) -> dict[str, list[Interaction]]:
+        filters, shared = _history_filters(where)
+
         def scan(db: sqlite3.Connection) -> dict[str, list[Interaction]]:
             found = dict[str, list[Interaction]]()
             for chunk in id_chunks(profile_ids):
                 rows = db.execute(
                     f"SELECT profile_id, doc FROM history WHERE profile_id IN ({','.join('?' * len(chunk))}) "
-                    "AND ts >= ?",
-                    [*chunk, to_iso(since)],
+                    f"AND ts >= ? {filters}",
+                    [*chunk, to_iso(since), *shared],
                 )
                 for profile_id, doc in rows:
                     found.setdefault(profile_id, []).append(Interaction.model_validate(loads(doc)))
