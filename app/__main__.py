@@ -154,7 +154,8 @@ def load(
     evaluated, as the server's first start does with the demo data."""
     from datetime import timedelta
 
-    from app.bootstrap import compute_traits_now, connect, define_segments
+    from app.bootstrap import connect
+    from app.demo_segments import compute_traits_now, define_segments
     from app.domain import clock
     from app.services.fixtures import SEGMENTS_FILE, check_data_set, data_file, demo_shift, load_fixtures
 

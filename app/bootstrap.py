@@ -8,30 +8,27 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from app.demo_events import help_load, load_demo_events
+from app.demo_segments import help_define, traits_and_segments
 from app.domain import clock
 from app.domain.access import Scope
-from app.domain.errors import Conflict, Unauthenticated
+from app.domain.errors import Unauthenticated
 from app.observability.metrics import Metrics
 from app.process_lock import exclusive, held_while_running
 from app.services.api_keys import authenticate, create_key, revoke_key
 from app.services.fixtures import (
-    SEGMENTS_FILE,
     LoadReport,
     Progress,
     SeedProgress,
-    count_lines,
-    data_file,
     demo_shift,
     load_fixtures,
-    load_segments,
 )
 from app.services.idempotency_ttl import with_remembered_ttl
 from app.services.ingestion import IngestionPolicy
@@ -43,7 +40,6 @@ from app.services.profile_changes import ProfileChanges
 from app.services.review_list import ReviewLists
 from app.services.segment_bus import SegmentBus
 from app.services.segments import SegmentEngine
-from app.services.traits import LEASE_FOR, recompute_traits
 from app.settings import Settings
 from app.shared_seed_progress import PROGRESS_FILE, SharedSeedProgress
 from app.store import open_store
@@ -205,7 +201,8 @@ async def needs_seeding(services: Services) -> bool:
 async def seed_lock(services: Services) -> AsyncIterator[None]:
     """Held while this process checks for and loads the demo data: with several worker processes
     (CDP_WORKERS) exactly one seeds, the others wait here and then find the data in, loading part of
-    its events meanwhile if it offers them (app/demo_events.py). An exclusive lock on `.seed.lock`
+    its events and defining some of its segments meanwhile if it offers them (app/demo_events.py,
+    app/demo_segments.py). An exclusive lock on `.seed.lock`
     beside the database, released by the system if its holder dies."""
     settings = services.settings
     helping = settings.seed_fixtures and services.store.backend == "sqlite"
@@ -216,8 +213,9 @@ async def seed_lock(services: Services) -> AsyncIterator[None]:
             return
         try:
             await help_load(services.store, settings.fixtures_dir, services.ingestion, settings.data_dir())
-        except Exception:  # the loader loads what this one did not
-            log.exception("loading part of the demo data's events beside the loader failed")
+            await help_define(services, settings.fixtures_dir, settings.data_dir())
+        except Exception:  # the loader does what this one did not
+            log.exception("loading part of the demo data beside the loader failed")
             helping = False
 
     async with exclusive(settings.data_dir() / ".seed.lock", meanwhile=help_meanwhile):
@@ -258,66 +256,6 @@ async def seed_in_background(services: Services) -> None:
         progress.seeding = False
 
 
-TRAITS_WAIT_SECONDS = 2.0  # how often the demo load asks again for the computed-traits job's lease
-
-
-async def compute_traits_now(services: Services, step: Callable[[str, int, int], None]) -> None:
-    """The profiles' computed traits, before the data set's segments (the VIP demo segment reads RFM). When
-    another job holds the lease (another process's, or that of a process killed while it computed
-    them: its lease runs out after traits.LEASE_FOR), the load waits for it and computes them then.
-    Before, it took the lease for a job computing them: a kill in this step left them uncomputed, and
-    the VIP segment empty, until the schedule's next round an hour later (never with it off)."""
-    waiting = False
-    while True:
-        try:
-            traits = await recompute_traits(
-                services.store,
-                restart=True,
-                changes=services.changes,
-                progress=lambda _, done, total: step("traits", done, total),
-            )
-        except Conflict:
-            if not waiting:
-                waiting = True
-                log.info(
-                    "a computed-traits job holds its lease (another process's, or a stopped one's until it runs "
-                    "out, within %d minutes): the demo data's traits are computed once it is free",
-                    LEASE_FOR.total_seconds() // 60,
-                )
-            await asyncio.sleep(TRAITS_WAIT_SECONDS)
-            continue
-        log.info("computed traits for %d profiles", traits.processed)
-        return
-
-
-async def define_segments(
-    services: Services, directory: Path, step: Callable[[str, int, int], None], report: LoadReport
-) -> int:
-    """The segments of `directory`/segments.jsonl, defined and evaluated over the store (its computed
-    traits first: `compute_traits_now`); one defined already (an interrupted load, or a load run
-    again) is evaluated as it stands now. The first start's demo data and `python -m app load` both
-    end with it: the load command, the only way to the demo data on MongoDB, defined no segment, and
-    the README's examples found nothing."""
-    path = data_file(directory, SEGMENTS_FILE)
-    if path is None:
-        return 0
-    wanted = count_lines(path)
-    made = [0]
-
-    async def create_segment(fields: dict[str, Any], segment_id: str) -> object:
-        existing = await services.store.get_segment(segment_id)
-        result = await (
-            services.segments.evaluate(existing, cause="segment created")
-            if existing
-            else services.segments.create(fields, segment_id=segment_id)
-        )
-        made[0] += 1
-        step("segments", made[0], wanted)
-        return result
-
-    return await load_segments(create_segment, directory, report)
-
-
 async def seed(services: Services, progress: Progress | None = None) -> LoadReport | None:
     directory = services.settings.fixtures_dir
     if not directory.is_dir():
@@ -354,8 +292,9 @@ async def seed(services: Services, progress: Progress | None = None) -> LoadRepo
         data_dir=settings.data_dir(),
         workers=settings.workers,
     )
-    await compute_traits_now(services, step)
-    segments = await define_segments(services, directory, step, report)
+    segments = await traits_and_segments(
+        services, directory, step, report, data_dir=settings.data_dir(), workers=settings.workers
+    )
     await services.store.write_meta(SEED_META, "loaded")
     log.info("%d demo segments defined and evaluated", segments)
     for problem in report.problems:  # a refused line is said where the operator looks (a first start's log)

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app import bootstrap
+from app import bootstrap, demo_segments
 from app.bootstrap import Services, connect, seed_in_background
 from app.domain.events import RawEvent, RawIdentifier
 from app.domain.profile import Profile
@@ -131,7 +131,7 @@ async def test_a_demo_load_killed_while_computing_traits_computes_them_when_resu
     lease behind; resumed, it took that lease for a job computing them ("already running") and
     finished without them: no RFM, the VIP segment empty until the schedule's next round an hour
     later (never with it off). It now waits for the lease to run out, then computes them."""
-    monkeypatch.setattr(bootstrap, "TRAITS_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(demo_segments, "TRAITS_WAIT_SECONDS", 0.05)
     services = await _worker(tmp_path, demo_fixtures(tmp_path / "fixtures", 300))
     try:
         # The killed process's lease: it runs out as a real one would, after traits.LEASE_FOR.
