@@ -16,16 +16,15 @@ order (2026-12-05: ready 8.4-8.9 s after the command, against 10.2-10.7 s).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import orjson
 
+from app.demo_offers import offer, taken_offer
 from app.domain import clock
-from app.process_lock import exclusive, taken_if_free
-from app.processes import is_alive
+from app.process_lock import exclusive
 from app.services.fixture_shards import event_groups
 from app.services.fixtures import LoadReport, count_lines, data_file, demo_shift, load_events
 from app.services.ingestion import IngestionPolicy
@@ -68,7 +67,7 @@ async def load_demo_events(
 
         return progress
 
-    await store.write_meta(HELP_META, f"offered {os.getpid()}")
+    await offer(store, HELP_META)
     order = groups.ingestion_order
     await load_events(store, directory, policy, report, told(0), shift=shift, lines=first, order=order)
 
@@ -92,11 +91,8 @@ async def load_demo_events(
 async def help_load(store: ProfileStore, directory: Path, policy: IngestionPolicy, data_dir: Path) -> None:
     """While another worker process loads the demo data: the second part of its events, if it
     offered it and no other worker took it. Called again and again while this one waits."""
-    offered = await store.read_meta(HELP_META)
-    if offered is None or not offered.startswith("offered ") or not is_alive(int(offered.split()[1])):
-        return  # none offered, taken and loaded, or offered by a loader that died (its next load offers again)
-    with taken_if_free(data_dir / HELP_LOCK) as taken:
-        if not taken or await store.read_meta(HELP_META) != offered:
+    async with taken_offer(store, HELP_META, data_dir / HELP_LOCK) as taken:
+        if not taken:
             return
         events = data_file(directory, "events.jsonl")
         assert events is not None  # the loader offered its second part

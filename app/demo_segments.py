@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from app.demo_offers import offer, taken_offer
 from app.domain.errors import Conflict, DomainError
 from app.domain.segments.catalogue import PathCatalogue
 from app.domain.segments.dependencies import dependencies
 from app.domain.segments.parser import parse_condition
 from app.domain.segments.segment import parse_traits
-from app.process_lock import exclusive, taken_if_free
-from app.processes import is_alive
+from app.process_lock import exclusive
 from app.services.fixtures import SEGMENTS_FILE, LoadReport, count_lines, data_file, load_segments
 from app.services.traits import LEASE_FOR, TRAIT_PATHS, recompute_traits
 
@@ -58,7 +57,7 @@ async def traits_and_segments(
         await compute_traits_now(services, step)
         return await define_segments(services, directory, step, report)
     store = services.store
-    await store.write_meta(HELP_META, f"offered {os.getpid()}")
+    await offer(store, HELP_META)
     await compute_traits_now(services, step)
     async with exclusive(data_dir / HELP_LOCK):  # once the helper is done, if one took them
         helped = await store.read_meta(HELP_META)
@@ -72,11 +71,8 @@ async def help_define(services: Services, directory: Path, data_dir: Path) -> No
     """While another worker process loads the demo data: the segments it offered, if no other worker
     took them. Called again and again while this one waits."""
     store = services.store
-    offered = await store.read_meta(HELP_META)
-    if offered is None or not offered.startswith("offered ") or not is_alive(int(offered.split()[1])):
-        return  # none offered, taken and defined, or offered by a loader that died (its next load offers again)
-    with taken_if_free(data_dir / HELP_LOCK) as taken:
-        if not taken or await store.read_meta(HELP_META) != offered:
+    async with taken_offer(store, HELP_META, data_dir / HELP_LOCK) as taken:
+        if not taken:
             return
         defined: list[str] = []
 
