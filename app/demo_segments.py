@@ -51,8 +51,8 @@ async def traits_and_segments(
     data_dir: Path,
     workers: int,
 ) -> int:
-    """The computed traits, then the segments of `directory` (how many were defined): those that
-    read no trait defined meanwhile by another worker process when there may be one (`workers` > 1)."""
+    """The computed traits, then the segments of `directory` (how many were defined). When there may
+    be another worker process (`workers` > 1), it is offered those that read no trait meanwhile."""
     if workers < 2 or data_file(directory, SEGMENTS_FILE) is None:
         await compute_traits_now(services, step)
         return await define_segments(services, directory, step, report)
