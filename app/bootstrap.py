@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.demo_events import help_load, load_demo_events
+from app.demo_events import GroupsAhead, help_load, load_demo_events
 from app.demo_segments import help_define, traits_and_segments
 from app.domain import clock
 from app.domain.access import Scope
@@ -206,13 +206,14 @@ async def seed_lock(services: Services) -> AsyncIterator[None]:
     beside the database, released by the system if its holder dies."""
     settings = services.settings
     helping = settings.seed_fixtures and services.store.backend == "sqlite"
+    ahead = GroupsAhead()
 
     async def help_meanwhile() -> None:
         nonlocal helping
         if not helping:
             return
         try:
-            await help_load(services.store, settings.fixtures_dir, services.ingestion, settings.data_dir())
+            await help_load(services.store, settings.fixtures_dir, services.ingestion, settings.data_dir(), ahead)
             await help_define(services, settings.fixtures_dir, settings.data_dir())
         except Exception:  # the loader does what this one did not
             log.exception("loading part of the demo data beside the loader failed")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.demo_events import HELP_META, help_load, load_demo_events
+from app.demo_events import HELP_META, GroupsAhead, help_load, load_demo_events
+from app.services.fixture_shards import event_groups
 from app.services.fixtures import LoadReport, load_fixtures
 from app.services.ingestion import IngestionPolicy
 from app.store.sqlite.store import SQLiteStore
@@ -47,9 +48,11 @@ async def test_a_helper_loads_the_offered_part_and_the_loader_counts_it(
 ) -> None:
     policy, report = IngestionPolicy(), LoadReport()
 
+    ahead = GroupsAhead()
+
     async def helper() -> None:  # another worker, waiting for the loader: asks again and again
         while await sqlite_store.read_meta(HELP_META) != "done":
-            await help_load(sqlite_store, offered, policy, tmp_path)
+            await help_load(sqlite_store, offered, policy, tmp_path, ahead)
             await asyncio.sleep(0.01)
 
     with caplog.at_level(logging.INFO, logger="cdp"):
@@ -63,3 +66,29 @@ async def test_a_helper_loads_the_offered_part_and_the_loader_counts_it(
     assert "beside the worker process loading the rest" in caplog.text
     assert "no other worker loaded the second part" not in caplog.text
     assert report.events_accepted == EVENTS and report.events_duplicate == 0  # the helper's counted in
+
+
+async def test_a_waiting_worker_cuts_the_events_before_the_loader_offers_them(
+    sqlite_store: SQLiteStore, offered: Path, tmp_path: Path
+) -> None:
+    """Asked before anything is offered, a waiting worker loads nothing but has the groups the loader
+    will cut: when the offer comes, its part starts at once."""
+    ahead = GroupsAhead()
+    await help_load(sqlite_store, offered, IngestionPolicy(), tmp_path, ahead)
+    assert await sqlite_store.read_meta(HELP_META) is None
+    assert await sqlite_store.count_profiles() == 248  # the CRM profiles only: no event loaded
+    assert ahead.groups is not None
+    assert ahead.groups.parts(2) == event_groups(offered / "events.jsonl", offered / "profiles.jsonl").parts(2)
+
+
+async def test_a_waiting_worker_that_cannot_cut_the_events_waits_quietly(
+    sqlite_store: SQLiteStore, tmp_path: Path
+) -> None:
+    """A data set whose events file is a folder: the loader's load fails and says why (/readyz, the
+    log); the waiting worker's early cut raises nothing, and is not tried again on every poll."""
+    fixtures = tmp_path / "fixtures"
+    (fixtures / "events.jsonl").mkdir(parents=True)
+    ahead = GroupsAhead()
+    for _ in range(2):
+        await help_load(sqlite_store, fixtures, IngestionPolicy(), tmp_path, ahead)
+    assert ahead.tried and ahead.groups is None
