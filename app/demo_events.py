@@ -62,7 +62,7 @@ async def load_demo_events(
     if events is None or workers < 2 or count_lines(events) < HELPED_FROM:
         await load_events(store, directory, policy, report, step, shift=shift)
         return
-    groups = event_groups(events, data_file(directory, "profiles.jsonl"))
+    groups = await asyncio.to_thread(_groups, directory)  # as the helper cuts them: off the event loop
     first, second = groups.parts(2)
     helper = SharedSeedProgress(data_dir / HELP_PROGRESS)
 
@@ -133,6 +133,7 @@ async def help_load(
 
 
 def _groups(directory: Path) -> EventGroups:
+    """The data set's events cut by person (its CRM profiles linking them too), for the two parts."""
     events = data_file(directory, "events.jsonl")
     if events is None:
         raise InvalidInput("no events.jsonl to cut", field="events.jsonl")  # never offered: no events, no parts
