@@ -40,7 +40,7 @@ from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.off_loop import off_loop
 from app.services.identity_policy import IdentityPolicy
-from app.services.ingestion_batch import Landed, Parsed, RunPlan, held, ingest_run, plan_run
+from app.services.ingestion_batch import Landed, Parsed, RunPlan, held, ingest_run, plan_run, since_purge
 from app.services.match_candidates import merge_lookalikes
 from app.services.planned_runs import PlanOverlaps, commit_plan
 from app.services.ports import (
@@ -385,10 +385,11 @@ def _replays_before(at: datetime, policy: IngestionPolicy) -> datetime:
     return at - ttl + MAX_FUTURE_SKEW
 
 
-async def _replayed(tx: StoreTransaction, item: Parsed, before: datetime) -> bool:
+async def _replayed(tx: StoreTransaction, item: Parsed, at: datetime, policy: IngestionPolicy) -> bool:
     """An event older than the idempotency window whose profile's history holds it already: its key
     was purged, and it is a replay (ingestion_batch.held, as a run asks it)."""
-    if item.event.timestamp >= before:
+    before = await since_purge(tx, _replays_before(at, policy), at)
+    if before is None or item.event.timestamp >= before:
         return False
     return bool(await held(tx, [item], await tx.owners_of([i.key for i in item.usable]), set(), before))
 
@@ -417,7 +418,7 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
 
     async def work(tx: StoreTransaction) -> tuple[str, tuple[str, ...], bool]:
         # A cheap read first: a replay then writes nothing (and aborts no MongoDB transaction).
-        if await tx.message_seen(event.message_id) or await _replayed(tx, item, _replays_before(at, policy)):
+        if await tx.message_seen(event.message_id) or await _replayed(tx, item, at, policy):
             raise MessageAlreadyProcessed(event.message_id)
         await item.linking.refuse_unless_own(tx, policy.identity.protection)
         kept = await without_suppressed(tx, identifiers)

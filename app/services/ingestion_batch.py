@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.event_effects import (
@@ -173,7 +173,7 @@ async def plan_run(
     early (a batch with merges stops once per merge) has read only about as much as it used, where
     reading for the whole rest every time read the demo data's profiles ~7 times over. Nothing the
     run does is written before its end, so what is read later is what would have been read first."""
-    read = RunReads(replays_before=replays_before)
+    read = RunReads(replays_before=await since_purge(tx, replays_before, at))
     writes, landed = Writes(form=await tx.document_form()), []
     for count, parsed in enumerate(items, 1):
         if count > read.until:
@@ -257,6 +257,16 @@ class RunReads:
         for pid, document in (await tx.get_profile_documents(unread)).items():
             if document.get("mergedInto") is None:
                 self.working[pid] = Working(document, document["version"], None)
+
+
+async def since_purge(tx: StoreTransaction, replays_before: datetime | None, at: datetime) -> datetime | None:
+    """`replays_before`, reckoned as if keys were purged until `at`, moved back to where the store's
+    purges went: a key expiring after that is still recorded, so its replay is known as a duplicate
+    without asking the history (None: the store never purged a key, and no event is asked)."""
+    purged = await tx.keys_purged_through()
+    if replays_before is None or purged is None:
+        return None
+    return replays_before - max(at - purged, timedelta(0))
 
 
 async def held(

@@ -129,6 +129,11 @@ class StoreTransaction(Protocol):
         """Those of `message_ids` recorded as processed (expired or not: until purged, recording
         one again fails, so it counts as a duplicate either way)."""
 
+    async def keys_purged_through(self) -> datetime | None:
+        """The latest expiry of an idempotency key the store has purged: a key expiring after it is
+        still recorded. None when it has never purged one; now when it cannot say (MongoDB's TTL
+        index purges unseen)."""
+
     async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
         """The message ids of those (profile id, timestamp, message id) the profile's history holds
         already, at a time within REPLAY_TIME_SLACK of the one given (an event replayed after its

@@ -31,6 +31,7 @@ from app.services.profile_changes import ProfileChanges
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import PROPERTIES, event
 from tests.interleaving import StandIn
+from tests.key_purges import purge_keys
 
 T = TypeVar("T")
 
@@ -734,15 +735,6 @@ async def test_an_older_identify_arriving_late_leaves_the_newer_values(store: Pr
     )
 
 
-async def _purge_every_key(store: ProfileStore) -> None:
-    """What the purge of expired idempotency keys does CDP_IDEMPOTENCY_TTL_DAYS after receipt, at once."""
-    if isinstance(store, SQLiteStore):
-        with sqlite3.connect(store.path) as db:
-            db.execute("DELETE FROM processed_messages")
-    else:
-        await store._db.processed_messages.delete_many({})  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("ingest", [ingest_events, ingest_each_alone], ids=["batch", "each-alone"])
 async def test_an_event_replayed_after_its_key_was_purged_is_a_duplicate(store: ProfileStore, ingest: object) -> None:
     """Found by an audit: replayed once its idempotency key was purged (30 days after receipt), an order
@@ -753,7 +745,7 @@ async def test_an_event_replayed_after_its_key_was_purged_is_a_duplicate(store: 
     order = event("order_completed", email="dora@example.com", at=old, message_id="d2")
     [first] = await ingest(store, [order])  # type: ignore[operator]
     assert first.status is EventStatus.ACCEPTED
-    await _purge_every_key(store)
+    await purge_keys(store)
     fresh = event("page_view", email="dora@example.com", at=clock.now(), message_id="p1")
     replay, new = await ingest(store, [order, fresh])  # type: ignore[operator]
     assert (replay.status, new.status) == (EventStatus.DUPLICATE, EventStatus.ACCEPTED), (replay, new)
@@ -772,7 +764,7 @@ async def test_a_replay_redated_by_its_sender_after_its_key_was_purged_is_a_dupl
     order = event("order_completed", email="rory@example.com", at=first_sent, message_id="r1")
     [first] = await ingest(store, [order])  # type: ignore[operator]
     assert first.status is EventStatus.ACCEPTED
-    await _purge_every_key(store)
+    await purge_keys(store)
     rounded = replace(order, timestamp=first_sent.replace(microsecond=0) + timedelta(seconds=1))
     [replay] = await ingest(store, [rounded])  # type: ignore[operator]
     assert replay.status is EventStatus.DUPLICATE
@@ -788,7 +780,7 @@ async def test_a_replay_after_the_ttl_was_raised_is_a_duplicate(store: ProfileSt
     order = event("order_completed", email="raia@example.com", at=clock.now() - timedelta(days=3), message_id="o1")
     [first] = await ingest_events(store, [order], short)
     assert first.status is EventStatus.ACCEPTED
-    await _purge_every_key(store)  # what a day later brings
+    await purge_keys(store)  # what a day later brings
 
     raised = await with_remembered_ttl(store, IngestionPolicy(idempotency_ttl=timedelta(days=30)))
     [replay] = await ingest_events(store, [order], raised)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sqlite3
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -23,8 +22,8 @@ from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.merging import MAX_MERGED_AT_ONCE
 from app.services.ports import ProfileStore
 from app.settings import Settings
-from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
+from tests.key_purges import purge_keys
 
 POLICY = IdentityPolicy()
 NO_AUTO = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(automatic_merges=False)))
@@ -97,11 +96,7 @@ async def test_a_message_that_landed_on_both_profiles_counts_once_in_the_merged_
     order = event("order_completed", email="ann@example.com", at=at, message_id="m")
     ann = await _customer(store, [("email", "ann@example.com")], "page_view", "email_open")
     await ingest_events(store, [order], NO_AUTO)
-    if isinstance(store, SQLiteStore):  # the key purged, as CDP_IDEMPOTENCY_TTL_DAYS after receipt does
-        with sqlite3.connect(store.path) as db:
-            db.execute("DELETE FROM processed_messages WHERE message_id = 'm'")
-    else:
-        await store._db.processed_messages.delete_many({"_id": "m"})  # type: ignore[attr-defined]
+    await purge_keys(store, ["m"])  # as CDP_IDEMPOTENCY_TTL_DAYS after receipt does
     resent = replace(order, identifiers=[RawIdentifier("email", "bob@example.com")])
     [outcome] = await ingest_events(store, [resent], NO_AUTO)
     assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id != ann.id  # Bob's history did not hold it

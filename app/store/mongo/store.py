@@ -223,6 +223,9 @@ class MongoTransaction(StoreTransaction):
     async def encoded(self, writes: Sequence[ProfileWrite]) -> list[ProfileWrite]:
         return list(writes)  # the driver encodes each document as it sends it
 
+    async def keys_purged_through(self) -> datetime | None:
+        return now()  # the TTL index purges expired keys unseen
+
     async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
         if not interactions:
             return set()

@@ -36,6 +36,8 @@ def mark_format(db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA user_version = {STORE_FORMAT}")
 
 
+WRITE_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+
 STATEMENTS = (
     # `revision` before `doc`: read without walking the document's overflow pages (profile_revisions.py).
     """CREATE TABLE IF NOT EXISTS profiles (

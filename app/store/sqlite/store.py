@@ -42,6 +42,7 @@ from app.services.ports import (
 )
 from app.store.documents import dumps, loads
 from app.store.sqlite import (
+    key_purge,
     profile_facets,
     profile_filter,
     profile_revisions,
@@ -56,14 +57,13 @@ from app.store.sqlite.commit_watch import CommitWatch
 from app.store.sqlite.decoded_profiles import DEFAULT_BUDGET_BYTES, DecodedProfiles
 from app.store.sqlite.lock_waits import LockWaits
 from app.store.sqlite.private_files import create_private
-from app.store.sqlite.schema import STATEMENTS
+from app.store.sqlite.schema import STATEMENTS, WRITE_META
 from app.store.sqlite.segment_query import where_clause as segment_where
 from app.store.sqlite.snapshots import Snapshots
 from app.store.sqlite.threads import ReaderPool, WriterThread
 from app.store.sqlite.transaction import (
     IDS_PER_QUERY,
     WIPE_OWED,
-    WRITE_META,
     SQLiteTransaction,
     id_chunks,
     merges_of,
@@ -130,7 +130,7 @@ _PAGES_PER_QUERY = 100  # one page per parent, joined with UNION ALL (SQLite all
 def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
     """InvalidInput for another application's SQLite database: opened as a store, it was switched to
     WAL and given this server's tables, by a command that only lists keys."""
-    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = _tables(db)
     if tables and not {"meta", "profiles"} <= tables:
         shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
         raise InvalidInput(
@@ -138,6 +138,10 @@ def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
             "point CDP_DATABASE_URL at this server's file, or at a new one",
             field="CDP_DATABASE_URL",
         )
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 # A consent history's order: newest first; of decisions at one instant the refusal first (the one in
@@ -235,8 +239,11 @@ class SQLiteStore:
             # group's batches share one): measured at the peak against the file, +4 MB for four
             # batches of 1,000 events at once, +131 MB for one of 10,000 (CDP_MAX_BATCH_SIZE's most).
             writer.execute("PRAGMA temp_store=MEMORY")
+            made = not _tables(writer)
             for statement in STATEMENTS:
                 writer.execute(statement)
+            if made:
+                key_purge.mark_new(writer)
             schema.add_columns(writer)
             if profile_revisions.prepare(writer):
                 log.info("profiles have a revision column now: each is read in full until it is next written")
@@ -451,7 +458,7 @@ class SQLiteStore:
         if time.monotonic() - self._last_purge < _PURGE_EVERY_SECONDS:
             return
         self._last_purge = time.monotonic()
-        self._writer.execute("DELETE FROM processed_messages WHERE expires_at <= ?", (to_iso(now()),))
+        key_purge.purge(self._writer, now())
 
     # -- reads -------------------------------------------------------------------------------
     async def _by_keys(self, lookups: int, scan: Callable[[sqlite3.Connection], T]) -> T:

@@ -34,8 +34,9 @@ from app.services.ports import (
     VersionConflict,
 )
 from app.store.documents import dumps, jsonable, loads
-from app.store.sqlite import history_rows, profile_facets, profile_rows
+from app.store.sqlite import history_rows, key_purge, profile_facets, profile_rows
 from app.store.sqlite.profile_revisions import NEW as NEW_REVISION
+from app.store.sqlite.schema import WRITE_META
 from app.store.sqlite.written_documents import WrittenDocuments
 
 # Every write of a profile's document draws a new revision (profile_revisions.py).
@@ -62,7 +63,6 @@ _SCHEDULE_UPKEEP = (
     "ON CONFLICT(profile_id, segment_id) DO UPDATE SET due_at = min(due_at, excluded.due_at), writes = writes + 1"
 )
 
-WRITE_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 WIPE_OWED = "wipe_owed"  # meta key: an erasure committed whose data the files may still hold
 
 IDS_PER_QUERY = 500  # below SQLite's bound on host parameters
@@ -197,6 +197,9 @@ class SQLiteTransaction(StoreTransaction):
 
     async def document_form(self) -> Callable[[Any], Any]:
         return jsonable
+
+    async def keys_purged_through(self) -> datetime | None:
+        return key_purge.purged_through(self._db)
 
     async def held_messages(self, interactions: Collection[tuple[str, datetime, str]]) -> set[str]:
         # Each profile's history read once over the span its events ask about (a range of the primary
