@@ -437,7 +437,14 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
             return change_for_event(profile, landed[0], additions, at=at)
 
         profile, merged = await write_to_resolved_profile(
-            tx, kept, build, at=at, policy=policy.identity, message_id=event.message_id, actor=policy.actor
+            tx,
+            kept,
+            build,
+            at=at,
+            policy=policy.identity,
+            message_id=event.message_id,
+            actor=policy.actor,
+            written=False,  # only its id is answered
         )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
         await tx.append_interaction(profile.id, interaction_document(landed[0], origin=profile.id, received_at=at))
