@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.collector import collected_as_batches
 from app.demo_events import GroupsAhead, help_load, load_demo_events
 from app.demo_segments import help_define, traits_and_segments
 from app.domain import clock
@@ -213,8 +214,9 @@ async def seed_lock(services: Services) -> AsyncIterator[None]:
         if not helping:
             return
         try:
-            await help_load(services.store, settings.fixtures_dir, services.ingestion, settings.data_dir(), ahead)
-            await help_define(services, settings.fixtures_dir, settings.data_dir())
+            with collected_as_batches():
+                await help_load(services.store, settings.fixtures_dir, services.ingestion, settings.data_dir(), ahead)
+                await help_define(services, settings.fixtures_dir, settings.data_dir())
         except Exception:  # the loader does what this one did not
             log.exception("loading part of the demo data beside the loader failed")
             helping = False
@@ -242,7 +244,8 @@ async def seed_in_background(services: Services) -> None:
                     shared.write(stage, done, total)
 
                 step("starting", 0, 0)
-                await seed(services, step)
+                with collected_as_batches():
+                    await seed(services, step)
     except Exception as exc:
         # /readyz answers anyone: it names the error by its kind and an id, and the log says the rest
         # (the message showed the data folder's absolute path and the exception's text).

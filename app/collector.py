@@ -12,6 +12,9 @@ import asyncio
 import gc
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from app.thread_priority import background_described, bulk_work_executor
 
@@ -42,16 +45,26 @@ BATCH_THRESHOLDS = (1_000_000, 10, 10)
 BATCH_YOUNG_EVERY_SECONDS = 30.0
 
 
+@dataclass(slots=True)
+class _Schedule:
+    """This process's collections: the serving or the batches' schedule, and the timer's next call."""
+
+    batches_only: bool = False
+    bulk_loads: int = 0  # loads running now (collected_as_batches)
+    every: float = YOUNG_EVERY_SECONDS
+    loop: asyncio.AbstractEventLoop | None = None  # set once tuned: the timer runs on it
+    timer: asyncio.TimerHandle | None = None
+
+
+_schedule = _Schedule()
+
+
 def tune_for_serving(*, batches_only: bool = False) -> None:
     """Call once the application is built: what exists by then (modules, the schema) lives as long as
     the process, so it is moved out of the collector's sight (gc.freeze) and never walked again.
     `batches_only`: a bulk process's (BATCH_THRESHOLDS, BATCH_YOUNG_EVERY_SECONDS)."""
-    thresholds, every = (
-        (BATCH_THRESHOLDS, BATCH_YOUNG_EVERY_SECONDS) if batches_only else (THRESHOLDS, YOUNG_EVERY_SECONDS)
-    )
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*thresholds)
     # The store's writer and reader threads share the GIL with the event loop: handing it over every
     # millisecond, not every 5, keeps the loop's answers prompt while a batch is applied on the writer
     # (a probe's p99 during a 1 MiB parse on a worker thread: 253 -> 68 ms in bench/hostile_queries.py).
@@ -66,10 +79,43 @@ def tune_for_serving(*, batches_only: bool = False) -> None:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(bulk_work_executor())
     log.info(background_described())
-    loop.call_later(every, _collect_young, loop, every)
+    _schedule.batches_only, _schedule.loop = batches_only, loop
+    thresholds, every = _apply()
     log.info("collector: the young generation every %g s and past %s net allocations", every, f"{thresholds[0]:,}")
 
 
-def _collect_young(loop: asyncio.AbstractEventLoop, every: float) -> None:
+@contextmanager
+def collected_as_batches() -> Iterator[None]:
+    """While this process loads the demo data: the batches' schedule, as a bulk process's. Its young
+    objects are the batches' documents, walked by each collection of the serving schedule (every
+    10 ms): ~5% of a first start's samples (py-spy), and a first start ready ~0.6 s later (six
+    alternating rounds: medians 7.14 -> 6.52 s). Requests answered meanwhile may meet a longer pause
+    of the collector: the serving schedule is back once the load is done."""
+    _schedule.bulk_loads += 1
+    _apply()
+    try:
+        yield
+    finally:
+        _schedule.bulk_loads -= 1
+        _apply()
+
+
+def _apply() -> tuple[tuple[int, int, int], float]:
+    """The schedule due now, set (once tune_for_serving has run)."""
+    batches = _schedule.batches_only or _schedule.bulk_loads > 0
+    thresholds, every = (BATCH_THRESHOLDS, BATCH_YOUNG_EVERY_SECONDS) if batches else (THRESHOLDS, YOUNG_EVERY_SECONDS)
+    loop = _schedule.loop
+    if loop is None:
+        return thresholds, every
+    gc.set_threshold(*thresholds)
+    if _schedule.timer is None or every != _schedule.every:
+        if _schedule.timer is not None:
+            _schedule.timer.cancel()
+        _schedule.every = every
+        _schedule.timer = loop.call_later(every, _collect_young, loop)
+    return thresholds, every
+
+
+def _collect_young(loop: asyncio.AbstractEventLoop) -> None:
     gc.collect(0)
-    loop.call_later(every, _collect_young, loop, every)
+    _schedule.timer = loop.call_later(_schedule.every, _collect_young, loop)

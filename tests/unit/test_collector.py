@@ -16,16 +16,24 @@ SCRIPT = textwrap.dedent(
     """
     import asyncio, gc, json
     import sys
-    from app.collector import YOUNG_EVERY_SECONDS, tune_for_serving
+    from app.collector import YOUNG_EVERY_SECONDS, collected_as_batches, tune_for_serving
 
     young = []
     gc.callbacks.append(lambda phase, info: phase == "stop" and info["generation"] == 0 and young.append(1))
 
-    async def main():
-        tune_for_serving(batches_only=sys.argv[1] == "batches")
+    async def ticks():
         before = len(young)
         await asyncio.sleep(YOUNG_EVERY_SECONDS * 30)  # nothing allocated meanwhile: only the timer collects
-        print(json.dumps({"young": len(young) - before, "thresholds": gc.get_threshold()}))
+        return {"young": len(young) - before, "thresholds": gc.get_threshold()}
+
+    async def main():
+        tune_for_serving(batches_only=sys.argv[1] == "batches")
+        if sys.argv[1] != "loading":
+            print(json.dumps(await ticks()))
+            return
+        with collected_as_batches():
+            loading = await ticks()
+        print(json.dumps({"loading": loading, "after": await ticks()}))
 
     asyncio.run(main())
     """
@@ -50,3 +58,10 @@ def test_a_bulk_process_collects_far_apart() -> None:
     report = _tuned("batches")
     assert report["young"] == 0  # its timer's period is far longer than the 30 ticks waited
     assert report["thresholds"] == [1_000_000, 10, 10]
+
+
+def test_a_serving_process_loading_the_demo_data_collects_as_a_bulk_process_until_it_is_in() -> None:
+    report = _tuned("loading")
+    assert report["loading"] == {"young": 0, "thresholds": [1_000_000, 10, 10]}
+    assert report["after"]["young"] >= 10
+    assert report["after"]["thresholds"] == [10_000, 2_000, 100]
