@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -232,32 +232,35 @@ async def seed_in_background(services: Services) -> None:
     progress = services.seeding
     progress.seeding = True
     shared = SharedSeedProgress(services.settings.data_dir() / PROGRESS_FILE)
-    try:
-        progress("waiting for the process loading the demo data", 0, 0)
-        progress.elsewhere = shared.read  # what the worker loading it tells, while this one waits
-        async with seed_lock(services):
-            if await needs_seeding(services):  # again: another process may have loaded it meanwhile
-                progress.elsewhere = None
+    # The collector's serving schedule comes back last: its first collection walks what the load left
+    # (~0.1 s), after the data is said to be in and the other workers are let go.
+    with ExitStack() as collection:
+        try:
+            progress("waiting for the process loading the demo data", 0, 0)
+            progress.elsewhere = shared.read  # what the worker loading it tells, while this one waits
+            async with seed_lock(services):
+                if await needs_seeding(services):  # again: another process may have loaded it meanwhile
+                    progress.elsewhere = None
 
-                def step(stage: str, done: int, total: int) -> None:
-                    progress(stage, done, total)
-                    shared.write(stage, done, total)
+                    def step(stage: str, done: int, total: int) -> None:
+                        progress(stage, done, total)
+                        shared.write(stage, done, total)
 
-                step("starting", 0, 0)
-                with collected_as_batches():
+                    step("starting", 0, 0)
+                    collection.enter_context(collected_as_batches())
                     await seed(services, step)
-    except Exception as exc:
-        # /readyz answers anyone: it names the error by its kind and an id, and the log says the rest
-        # (the message showed the data folder's absolute path and the exception's text).
-        error_id = uuid.uuid4().hex[:12]
-        log.exception(
-            "loading the demo data failed (error id %s); the server serves what is in (see /readyz)",
-            error_id,
-            extra={"errorId": error_id},
-        )
-        progress.failure = f"{type(exc).__name__} (error id {error_id}: the server's log says more)"
-    finally:
-        progress.seeding = False
+        except Exception as exc:
+            # /readyz answers anyone: it names the error by its kind and an id, and the log says the rest
+            # (the message showed the data folder's absolute path and the exception's text).
+            error_id = uuid.uuid4().hex[:12]
+            log.exception(
+                "loading the demo data failed (error id %s); the server serves what is in (see /readyz)",
+                error_id,
+                extra={"errorId": error_id},
+            )
+            progress.failure = f"{type(exc).__name__} (error id {error_id}: the server's log says more)"
+        finally:
+            progress.seeding = False
 
 
 async def seed(services: Services, progress: Progress | None = None) -> LoadReport | None:
