@@ -3,7 +3,7 @@ driver: only the wrappers our files use (`$date`, `$numberLong`, `$numberDecimal
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,12 +68,13 @@ class Line:
     problem: str | None = None
 
 
-def read_lines(path: Path) -> Iterator[Line]:
+def read_lines(path: Path, numbers: Collection[int] | None = None) -> Iterator[Line]:
     """Each line judged alone: one that is not a JSON object, or holds a wrapper that cannot be read
-    (`{"$date": "soon"}`), is a Line with its problem, and the lines after it are read as usual."""
+    (`{"$date": "soon"}`), is a Line with its problem, and the lines after it are read as usual.
+    `numbers`: only those lines (a worker's part of the demo events), the others not even parsed."""
     with path.open("rb") as handle:
         for number, text in enumerate(handle, start=1):
-            if not text.strip():
+            if (numbers is not None and number not in numbers) or not text.strip():
                 continue
             try:
                 value = decode(orjson.loads(text))

@@ -318,8 +318,7 @@ async def load_events(
         total = count_lines(events) if lines is None else len(lines)
         done = 0
         policy = replace(policy, max_batch_size=EVENT_BATCH)
-        wanted = read_lines(events) if lines is None else (line for line in read_lines(events) if line.number in lines)
-        for batch in _batches(wanted, EVENT_BATCH):
+        for batch in _batches(read_lines(events, lines), EVENT_BATCH):
             if order is not None:
                 by_number = {line.number: line for line in batch}
                 batch = [by_number[number] for number in order(list(by_number))]

@@ -73,3 +73,11 @@ def test_an_iso_date_without_a_zone_is_read_in_utc() -> None:
     TypeError: naive and aware datetimes."""
     assert decode({"$date": "2026-01-02T10:00:00"}) == datetime(2026, 1, 2, 10, tzinfo=UTC)
     assert decode({"$date": "2026-01-02T10:00:00+02:00"}) == datetime(2026, 1, 2, 8, tzinfo=UTC)
+
+
+def test_lines_asked_by_number_are_read_alone_and_keep_their_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"n": 1}\n\nnot json\n{"n": {"$numberLong": "4"}}\n{"n": 5}\n')
+    assert [(line.number, line.document) for line in read_lines(path, {1, 4})] == [(1, {"n": 1}), (4, {"n": 4})]
+    # the line that holds no JSON is read only when asked for
+    assert [(line.number, line.problem is None) for line in read_lines(path, {3, 5})] == [(3, False), (5, True)]
