@@ -62,6 +62,10 @@ INGEST_POOL = 40  # distinct 1,000-event bodies (each sent with new message ids 
 EVERY_CORE_CONNECTIONS = 4
 PROFILE_POOL = 2000
 IDLE_CPU_SHARE = 0.05
+# Part 2's server is pinned to one core, the load to the other: what one worker ingests beside the
+# SQL floor. The target, >= 5,000 events/s on this 2-core machine, is part 2b's: the server on every
+# core as `make run` starts it.
+ONE_CORE = "(one core: the target is 2b's)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
         served = store_cache.copy_store(cached, work / "served.sqlite3")
         if no_wrk:
             for measure, target in (("1. profile query p99 under ingestion", "<= 50 ms"),
-                                    ("2. ingestion over HTTP", ">= 5,000 events/s"),
+                                    ("2. ingestion over HTTP, 1 worker", ONE_CORE),
                                     ("3. mixed load", "p99 <= 250 ms")):  # fmt: skip
                 rows.append(Row.skipped(measure, target, no_wrk))
             say(f"\n  SKIPPED targets 1-3: {no_wrk}")
@@ -351,13 +355,13 @@ def ingestion(
     table(["round", "path", "events", "time", "events/s", "accepted", "duplicate", "rejected", "problems"], rows)
     if not http_rates:
         why = f"no batch answered within --ingest-seconds {plan.ingest_seconds}"
-        return [Row.skipped("2. ingestion over HTTP", ">= 5,000 events/s", why)], None
+        return [Row.skipped("2. ingestion over HTTP, 1 worker", ONE_CORE, why)], None
     http, floor_rate = statistics.median(http_rates), statistics.median(floor_rates)
     say(f"  medians over rounds (those with a batch answered): HTTP {http:,.0f} events/s, floor {floor_rate:,.0f} "
         f"events/s; HTTP / floor {times(http, floor_rate)}")  # fmt: skip
     return [
-        Row("2. ingestion over HTTP", f"{http:,.0f} events/s", ">= 5,000 events/s",
-            f"{floor_rate:,.0f} events/s (SQL)", times(http, floor_rate), http >= 5000)
+        Row("2. ingestion over HTTP, 1 worker", f"{http:,.0f} events/s", ONE_CORE,
+            f"{floor_rate:,.0f} events/s (SQL)", times(http, floor_rate), None)
     ], floor_rate  # fmt: skip
 
 
