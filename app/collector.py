@@ -105,7 +105,7 @@ def _apply() -> tuple[tuple[int, int, int], float]:
     batches = _schedule.batches_only or _schedule.bulk_loads > 0
     thresholds, every = (BATCH_THRESHOLDS, BATCH_YOUNG_EVERY_SECONDS) if batches else (THRESHOLDS, YOUNG_EVERY_SECONDS)
     loop = _schedule.loop
-    if loop is None:
+    if loop is None or loop.is_closed():  # not tuned yet (tune_for_serving sets it then), or stopped
         return thresholds, every
     gc.set_threshold(*thresholds)
     if _schedule.timer is None or every != _schedule.every:
