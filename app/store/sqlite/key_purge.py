@@ -8,8 +8,8 @@ CPU, half of it under the write lock. A key can only be missing once a purge has
 purge deletes keys that expired, so the store remembers the latest expiry it has purged: a key that
 expires after it is still here, and a store that never purged one has every key it ever recorded.
 
-A store made before this remembers nothing of its past purges: until its next one, it answers that
-keys may be purged through now, as every store answered before.
+A store made before this remembers nothing of its past purges, which may have gone up to any time
+until now: it answers now, as every store answered before, whatever it purges later.
 """
 
 from __future__ import annotations
