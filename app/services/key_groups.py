@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from app.domain.matching import MatchFields
-from app.domain.matching.blocking import block_pairs
+from app.domain.matching.blocking import NAMES_KEY, block_pairs
 from app.domain.matching.index import MatchView
 from app.services.ports import ProfileStore
 
@@ -27,14 +27,22 @@ DROP_SLICE = 2_000
 
 
 async def key_group_chunks(
-    store: ProfileStore, fields: dict[str, MatchFields], size: int = GROUPS_PER_READ
+    store: ProfileStore,
+    fields: dict[str, MatchFields],
+    size: int = GROUPS_PER_READ,
+    *,
+    unique_names: list[tuple[str, str]] | None = None,
 ) -> AsyncIterator[list[list[str]]]:
     """Up to `size` groups of profile ids at a time, each group a key's profiles; `fields` is filled
     with the match fields of every profile of the chunk before it is handed out (a profile read by an
-    earlier chunk is not read again; one the store no longer holds is left out of the groups)."""
+    earlier chunk is not read again; one the store no longer holds is left out of the groups).
+    `unique_names` gets each pair of profiles that alone hold their names key (`blocking.names_key`),
+    smaller id first."""
     names: dict[str, str] = {}  # one string per id, however many groups and pairs name it
     chunk: list[list[str]] = []
-    async for _key, ids in store.blocking_groups():
+    async for key, ids in store.blocking_groups():
+        if unique_names is not None and len(ids) == 2 and key.startswith(NAMES_KEY):
+            unique_names.append((min(ids), max(ids)))
         chunk.append(ids)
         if len(chunk) >= size:
             yield await _with_fields(store, chunk, fields, names)

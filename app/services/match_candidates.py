@@ -24,7 +24,7 @@ from app.domain.matching import (
     match_fields,
     with_links,
 )
-from app.domain.matching.blocking import lookup_keys
+from app.domain.matching.blocking import lookup_keys, names_key
 from app.domain.matching.candidates import may_reach
 from app.domain.matching.fields import names_and_birth_date
 from app.domain.matching.index import MatchView
@@ -120,7 +120,26 @@ class _Lookup:
                 self.keys[other_id] = other.blocking_keys
                 self.fields[other_id] = other.fields
             others.append((other_id, self.fields[other_id]))
-        return candidates_for(self.fields[profile_id], profile_id, others, min_score, self.score)
+        unique = await self._sole_namesake(profile_id, ids)
+        return candidates_for(self.fields[profile_id], profile_id, others, min_score, self.score, unique)
+
+    async def _sole_namesake(self, profile_id: str, ids: Sequence[str]) -> tuple[str, ...]:
+        """The look-alike whose names key only it and `profile_id` hold, if any: one read holding it,
+        confirmed by the store (the key's block may be one the lookup passed over)."""
+        key = names_key(self.keys[profile_id])
+        if key is None:
+            return ()
+        holders = [i for i in ids if i != profile_id and key in self._keys_of(i)]
+        if len(holders) != 1:
+            return ()
+        held = await self.store.profile_ids_sharing_keys([key], max_block=2, limit=2)
+        return tuple(holders) if sorted(held) == sorted((profile_id, holders[0])) else ()
+
+    def _keys_of(self, profile_id: str) -> Sequence[str]:
+        if profile_id in self.keys:
+            return self.keys[profile_id]
+        view = self.read.get(profile_id)
+        return view.blocking_keys if view is not None else ()
 
     async def _read(self, keys: Sequence[str], max_block: int) -> list[str]:
         """The ids of the profiles sharing one of `keys` held by at most `max_block`; those not read

@@ -58,6 +58,7 @@ class Pair:
     a: str
     b: str
     via: str | None  # the listed score is the product of the links through this profile
+    unique_names: bool = False  # scored as the only two profiles holding their names key
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,17 +247,18 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     fields: dict[str, MatchFields] = {}
     scored = SeenPairs()
     pairs: dict[tuple[str, str], Pair] = {}
-    steps: list[Candidate] = []  # the pairs links may go through
+    unique: list[tuple[str, str]] = []  # the pairs of profiles holding a names key no other holds
     try:
         long_blocks = 0
-        async for groups in key_group_chunks(store, fields):
+        async for groups in key_group_chunks(store, fields, unique_names=unique):
             found = await asyncio.to_thread(_score_chunk, groups, fields, scored, score_of, min_score)
-            for pair in found:
-                pairs[pair.a, pair.b] = pair
-                if pair.score >= MIN_LINK_STEP:
-                    steps.append(Candidate(pair.a, pair.b, pair.score, []))
+            pairs.update(((pair.a, pair.b), pair) for pair in found)
             long_blocks += sum(len(ids) > MAX_BLOCK_SIZE for ids in groups)
             _check_size(len(pairs), min_score, max_pairs)
+        # Known only once their key's group is read, after other keys may have handed the pair out.
+        found = await asyncio.to_thread(_score_unique, unique, fields, score_of, min_score)
+        pairs.update(((pair.a, pair.b), pair) for pair in found)
+        _check_size(len(pairs), min_score, max_pairs)
         if long_blocks:
             log.info(
                 "merge candidates: %d blocking keys shared by over %d profiles compared by sorted neighbourhood",
@@ -264,9 +266,9 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
                 MAX_BLOCK_SIZE,
             )
         # The links and the ordering walk every pair in one piece: on a worker thread, not the event loop.
-        listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs, score_of)
+        listed = await asyncio.to_thread(_linked_and_ordered, pairs, fields, min_score, max_pairs, score_of)
     finally:  # a list refused as too long holds the most
-        await let_go(*scored.sets, pairs, steps, fields)
+        await let_go(*scored.sets, pairs, unique, fields)
     return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
 
 
@@ -287,16 +289,33 @@ def _score_chunk(
     return found
 
 
+def _score_unique(
+    unique: list[tuple[str, str]], fields: dict[str, MatchFields], score_of: PairScorer, min_score: float
+) -> list[Pair]:
+    """The pairs of profiles whose names key only they hold, scored with that evidence (on a worker
+    thread), those at `min_score` or above; a profile no longer held is left out."""
+    found = []
+    for a, b in unique:
+        if a in fields and b in fields:
+            compared = score_reaching(score_of, fields[a], fields[b], min_score, unique_names=True)
+            if compared is not None and compared.score >= min_score:
+                found.append(Pair(compared.score, a, b, None, unique_names=True))
+    return found
+
+
 def _linked_and_ordered(
     pairs: dict[tuple[str, str], Pair],
-    steps: list[Candidate],
     fields: dict[str, MatchFields],
     min_score: float,
     max_pairs: int,
     score_of: PairScorer,
 ) -> list[Pair]:
+    steps = [Candidate(p.a, p.b, p.score, []) for p in pairs.values() if p.score >= MIN_LINK_STEP]  # links' steps
     for found in linked_pairs(steps, fields, min_score, score_of):
-        if found.via is not None or (found.a, found.b) not in pairs:
+        # A link is listed where it beats the pair's own score (the direct score the link was judged
+        # against is the plain one: a pair holding a names key alone may score higher).
+        known = pairs.get((found.a, found.b))
+        if known is None or (found.via is not None and found.score > known.score):
             pairs[found.a, found.b] = Pair(found.score, found.a, found.b, found.via)
     _check_size(len(pairs), min_score, max_pairs)
     return sorted(pairs.values(), key=_order)
@@ -322,7 +341,8 @@ async def with_reasons(store: ProfileStore, pairs: list[Pair]) -> list[Candidate
     for pair in pairs:
         if not {pair.a, pair.b, pair.via or pair.a} <= fields.keys():
             continue
-        compared = score_of(fields[pair.a], fields[pair.b])
+        compared = score_reaching(score_of, fields[pair.a], fields[pair.b], 0.0, unique_names=pair.unique_names)
+        assert compared is not None  # every pair reaches 0
         reasons: list[MatchReason] = list(compared.reasons)
         scorer = compared.scorer
         if pair.via is not None:

@@ -168,10 +168,18 @@ async def test_the_review_list_scores_its_pairs_while_the_loop_answers_reads(
     store: ProfileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paused = _PausedScoring()
+    # The list without a pause is scored by a scorer of the same kind, one that never stops: the rules
+    # scorer itself also counts the names keys only two profiles hold, which another scorer does not.
+    unpaused = _PausedScoring()
+    unpaused.resume.set()
 
     async def scorer(_store: ProfileStore) -> PairScorer:
         return paused
 
+    async def unpaused_scorer(_store: ProfileStore) -> PairScorer:
+        return unpaused
+
+    monkeypatch.setattr(review_list, "current_scorer", unpaused_scorer)
     await _listed_while_paused(
         store, paused, lambda: monkeypatch.setattr(review_list, "current_scorer", scorer), seed=4
     )

@@ -290,3 +290,31 @@ def test_two_lines_of_one_country_sharing_their_last_digits_are_two_numbers() ->
     assert methods(new_york, abroad)["phone"] == "lastDigits"
     national = person(phones=["0612345678"])  # written without its country code: it may be the same line
     assert methods(person(phones=["+33612345678"]), national)["phone"] == "lastDigits"
+
+
+def test_names_no_other_profile_holds_count_only_when_nothing_contradicts() -> None:
+    def olivia(**fields: object) -> MatchFields:
+        values: dict[str, object] = {"first_name": "Olivia", "last_name": "Walrwood", "birth_date": None}
+        return normalised_fields(**(values | fields))  # type: ignore[arg-type]
+
+    def scored(a: MatchFields, b: MatchFields) -> scoring.MatchScore:
+        found = scoring.score_pair_reaching(a, b, 0.0, unique_names=True)
+        assert found is not None
+        return found
+
+    first, again = olivia(emails=["owalrwood@outlook.com"]), olivia(first_name="OLIVIA", emails=["olivia.w@gmail.com"])
+    plain, alone = score_pair(first, again), scored(first, again)
+    assert plain.score < DEFAULT_MIN_SCORE <= alone.score  # the names and another mailbox
+    assert ("name", scoring.HELD_BY_NO_OTHER) in {(r.field, r.method) for r in alone.reasons}
+    assert scored(again, first).score == alone.score
+    # A namesake's birth date, phone or home, or another given name: the names' rarity says nothing then.
+    leeds = Address(street="3 Green Lane", city="Leeds", postcode="LS1 1AA")
+    for a, b in (
+        (olivia(birth_date=date(1990, 1, 2)), olivia(birth_date=date(1966, 6, 29))),
+        (olivia(phones=["+447700900001"]), olivia(phones=["+447911123456"])),
+        (olivia(addresses=[LYON]), olivia(addresses=[leeds])),
+        (olivia(first_name="Oliver"), olivia()),
+    ):
+        result = scored(a, b)
+        assert result.score == score_pair(a, b).score
+        assert scoring.HELD_BY_NO_OTHER not in {r.method for r in result.reasons}

@@ -11,7 +11,8 @@ too. Each is narrow enough that few unrelated people share it. Keys are prefixed
 - `g:` the given name as written + the surname's first letter: survives a surname typo that changes
   its Metaphone;
 - `s:` the Metaphones of both names in sorted order: the same key whichever field holds which, so
-  swapped first/last names meet;
+  swapped first/last names meet; held by two profiles only, it says no other profile's names sound
+  like theirs (`names_key`, `scoring.UNIQUE_NAMES_BITS`);
 - `y:` Metaphone of the given name + birth year: survives a surname typo or a married name;
 - `t:` Metaphone of the surname + birth year: survives another given name (a replaced or missing one);
 - `b:` birth date with day and month in ascending order (so a day/month swap gives the same key):
@@ -31,6 +32,7 @@ from app.domain.matching.fields import MatchAddress, MatchFields, phonetic
 from app.domain.matching.scoring import GENERIC_LOCAL_PARTS
 
 MAX_BLOCKING_KEYS = 20
+NAMES_KEY = "s:"  # the prefix of the key of both names' sounds
 # A key shared by more than this many profiles (a common surname's code, a default birth date typed by
 # a shop) is not compared pair by pair: one profile's candidates pass it over, and the whole store's
 # pairs (the review list, the model's estimation) compare each of its profiles with its sorted
@@ -66,7 +68,7 @@ def blocking_keys(fields: MatchFields) -> frozenset[str]:
             keys.add(f"g:{fields.first_joined}|{surname_initial}")
     if given_code and surname_code:
         pair = sorted((given_code, surname_code))
-        keys.add(f"s:{pair[0]}|{pair[1]}")
+        keys.add(f"{NAMES_KEY}{pair[0]}|{pair[1]}")
     if fields.birth_date is not None:
         born = fields.birth_date
         for kind, code in (("y", given_code), ("t", surname_code)):
@@ -83,6 +85,11 @@ def blocking_keys(fields: MatchFields) -> frozenset[str]:
     for address in fields.addresses[:_MAX_ADDRESSES]:
         keys.update(_address_keys(address, surname_initial))
     return frozenset(keys)
+
+
+def names_key(keys: Iterable[str]) -> str | None:
+    """The key of a profile's names (`s:`) among its keys, if it has both names."""
+    return next((key for key in keys if key.startswith(NAMES_KEY)), None)
 
 
 def lookup_keys(fields: MatchFields, keys: Iterable[str]) -> list[str]:

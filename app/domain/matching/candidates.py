@@ -3,7 +3,7 @@ those at or above a threshold, best first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
@@ -43,25 +43,32 @@ def candidates_for(
     others: Iterable[tuple[str, MatchFields]],
     min_score: float,
     score: PairScorer = score_pair,
+    unique_names: Collection[str] = (),
 ) -> list[Candidate]:
+    """The others scoring at least `min_score` against the target, best first; `unique_names`: the
+    one whose names only it and the target hold, if any (`blocking.names_key`)."""
     found: list[Candidate] = []
     seen = {target_id}
     for other_id, other in others:
         if other_id in seen:  # the target itself, or a profile fetched under two keys
             continue
         seen.add(other_id)
-        scored = score_reaching(score, target, other, min_score)
+        scored = score_reaching(score, target, other, min_score, unique_names=other_id in unique_names)
         if scored is not None and scored.score >= min_score:
             found.append(Candidate(target_id, other_id, scored.score, scored.reasons, scorer=scored.scorer))
     return best_first(found)
 
 
-def score_reaching(score: PairScorer, a: MatchFields, b: MatchFields, min_score: float) -> MatchScore | None:
+def score_reaching(
+    score: PairScorer, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+) -> MatchScore | None:
     """`score(a, b)`, or None for a pair that cannot reach `min_score`: the rules scorer tells most
     of those from their names and birth dates alone (`score_pair_reaching`); a learned model's levels
-    carry no such bound, so it scores every pair in full."""
+    carry no such bound, so it scores every pair in full. `unique_names`: no other profile holds the
+    two's names key, which the rules scorer counts (`scoring.UNIQUE_NAMES_BITS`); a learned model
+    weighs how common each name is by its own frequencies instead."""
     if score is score_pair:
-        return score_pair_reaching(a, b, min_score)
+        return score_pair_reaching(a, b, min_score, unique_names=unique_names)
     return score(a, b)
 
 
