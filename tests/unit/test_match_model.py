@@ -14,8 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from app.domain.matching import MatchFields, MatchModel, normalised_fields, score_pair
+from app.domain.matching import DEFAULT_MIN_SCORE, MatchFields, MatchModel, normalised_fields, score_pair
 from app.domain.matching.learned import ValueFrequencies, Vector, comparison, estimate, value_frequencies, value_key
+from app.domain.matching.scoring import HOUSEHOLD_CONTACT_BITS
 from app.domain.profile import Address
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -167,6 +168,51 @@ def test_a_given_name_and_birth_date_both_contradicted_say_no_more_than_each_alo
     assert model.score(parent, child).score < 0.01
     # A level without the other birth date keeps its estimate.
     assert model.bits("firstName", "different+home") == pytest.approx(math.log2(0.02 / 0.2))
+
+
+def test_another_given_name_with_what_a_household_shares_says_no_more_than_the_rules_let_it() -> None:
+    """On a store of households EM read a different given name with a shared home as evidence for
+    (+1.2 bits), listing one family's members as one person. When a pair is scored, such a level
+    without an agreeing birth date says at most the bare contradiction plus what the rules let a
+    household's evidence count for; with the birth date agreeing (twins, or FEBRL's duplicates whose
+    given name was replaced), the estimate stands."""
+    model = MatchModel(
+        version=1,
+        estimated_at=AT,
+        pairs_used=1000,
+        match_share=0.1,
+        m={
+            "firstName": {
+                "exact": 0.75,
+                "different": 0.0015,
+                "different+home": 0.06,
+                "different+home+birthDate": 0.02,
+                "variant+mailbox": 0.01,
+            },
+            "lastName": {"exact": 0.9},
+        },
+        u={
+            "firstName": {
+                "exact": 0.6,
+                "different": 0.03,
+                "different+home": 0.025,
+                "different+home+birthDate": 0.001,
+                "variant+mailbox": 0.0005,
+            },
+            "lastName": {"exact": 0.3},
+        },
+        iterations=1,
+    )
+    home = {"last_name": "manon", "addresses": [Address(street="18 rue Pasteur", postcode="13001")]}
+    husband = normalised_fields(first_name="guillaume", **home)  # type: ignore[arg-type]
+    wife = normalised_fields(first_name="sophie", **home)  # type: ignore[arg-type]
+    assert dict(comparison(score_pair(husband, wife).reasons))["firstName"] == "different+home"
+    bare = math.log2(0.0015 / 0.03)
+    assert math.log2(0.06 / 0.025) > 0  # as estimated
+    assert model.bits("firstName", "different+home") == pytest.approx(bare + HOUSEHOLD_CONTACT_BITS)
+    assert model.score(husband, wife).score < DEFAULT_MIN_SCORE
+    assert model.bits("firstName", "different+home+birthDate") == pytest.approx(math.log2(0.02 / 0.001))
+    assert model.bits("firstName", "variant+mailbox") == pytest.approx(math.log2(0.01 / 0.0005))
 
 
 def test_a_model_stored_in_an_earlier_form_is_not_used() -> None:
