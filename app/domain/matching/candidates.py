@@ -67,9 +67,15 @@ def score_reaching(
     carry no such bound, so it scores every pair in full. `unique_names`: no other profile holds the
     two's names key, which the rules scorer counts (`scoring.UNIQUE_NAMES_BITS`); a learned model
     weighs how common each name is by its own frequencies instead."""
-    if score is score_pair:
+    if counts_unique_names(score):
         return score_pair_reaching(a, b, min_score, unique_names=unique_names)
     return score(a, b)
+
+
+def counts_unique_names(score: PairScorer) -> bool:
+    """Whether `score` is the rules scorer, which also bounds pairs early (`score_reaching`) and
+    counts names no other profile holds."""
+    return score is score_pair
 
 
 class Named(Protocol):
