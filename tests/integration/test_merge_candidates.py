@@ -132,11 +132,13 @@ async def test_records_alike_only_by_name_are_linked_through_a_third(store: Prof
 
 
 async def test_two_profiles_whose_names_no_other_holds_are_listed_until_a_namesake_comes(store: ProfileStore) -> None:
-    # Olivia Walrwood twice, sharing nothing but her names (another mailbox each): no other profile
-    # of the store holds names that sound like hers, so the two are likelier one person than namesakes.
+    # Olivia Walrwood twice, online with her mailbox and in a shop with her phone: nothing to compare
+    # but her names, which no other profile of the store holds names sounding like, so the two are
+    # likelier one person than namesakes.
     olivia = {"first_name": "Olivia", "last_name": "Walrwood"}
     first = await _upsert(store, "owalrwood@outlook.com", olivia | {"birth_date": "1966-06-29"})
-    second = await _upsert(store, "olivia.w@gmail.com", olivia)
+    phone = [RawIdentifier("phone", "+447911123456")]
+    second = await profiles.upsert_profile(store, phone, olivia, source="shop", policy=NO_AUTO)
     await _upsert(store, "lucia.romano@libero.it", STRANGER)
     assert score_pair(match_fields(first), match_fields(second)).score < DEFAULT_MIN_SCORE  # the names alone
 
@@ -149,7 +151,8 @@ async def test_two_profiles_whose_names_no_other_holds_are_listed_until_a_namesa
     assert listed[0].score == found[0].score and held_alone in {(r.field, r.method) for r in listed[0].reasons}
 
     # A third Olivia Walrwood (born another year): the names are no longer theirs alone.
-    await _upsert(store, "olivia1990@yahoo.com", olivia | {"birth_date": "1990-01-02"})
+    third = await _upsert(store, "olivia1990@yahoo.com", olivia | {"birth_date": "1990-01-02"})
+    assert await match_candidates.candidates_for_profile(store, third.id) == []
     assert await match_candidates.candidates_for_profile(store, first.id) == []
     assert await match_candidates.candidates_for_profile(store, second.id) == []
     assert await review_list.candidates_in_store(store) == []

@@ -302,15 +302,17 @@ def test_names_no_other_profile_holds_count_only_when_nothing_contradicts() -> N
         assert found is not None
         return found
 
-    first, again = olivia(emails=["owalrwood@outlook.com"]), olivia(first_name="OLIVIA", emails=["olivia.w@gmail.com"])
+    first, again = olivia(emails=["owalrwood@outlook.com"]), olivia(first_name="OLIVIA", phones=["+447700900001"])
     plain, alone = score_pair(first, again), scored(first, again)
-    assert plain.score < DEFAULT_MIN_SCORE <= alone.score  # the names and another mailbox
+    assert plain.score < DEFAULT_MIN_SCORE <= alone.score  # the names, and nothing else to compare
     assert ("name", scoring.HELD_BY_NO_OTHER) in {(r.field, r.method) for r in alone.reasons}
     assert scored(again, first).score == alone.score
-    # A namesake's birth date, phone or home, or another given name: the names' rarity says nothing then.
+    # A namesake's birth date, mailbox, phone or home, or another given name: the names' rarity says
+    # nothing then.
     leeds = Address(street="3 Green Lane", city="Leeds", postcode="LS1 1AA")
     for a, b in (
         (olivia(birth_date=date(1990, 1, 2)), olivia(birth_date=date(1966, 6, 29))),
+        (olivia(emails=["owalrwood@outlook.com"]), olivia(emails=["olivia.w@gmail.com"])),
         (olivia(phones=["+447700900001"]), olivia(phones=["+447911123456"])),
         (olivia(addresses=[LYON]), olivia(addresses=[leeds])),
         (olivia(first_name="Oliver"), olivia()),

@@ -112,19 +112,21 @@ LINE2_BITS = {"same": 1.5, "different": 0.0}
 # Names no other profile of the store sounds like: the two are the only profiles holding their names'
 # blocking key (`s:`, both names' phonetic codes). PRIOR_BITS takes the names of candidates as they
 # usually come, shared with namesakes in the same block; a namesake of names the store holds nowhere
-# else would need another person named so who is not in it. Counted only when nothing the two hold
-# contradicts (given name, surname, birth date, phone or address: a namesake's are other; an email
-# may differ, people keep several): a full name alone then scores 0.74. Set on stores of our
-# generated population (2,000 people, seeds 2, 4 and 6, through the API with the rules answering):
-# 297 -> 304, 338 -> 352 and 305 -> 316 true pairs found, the same 6, 13 and 7 wrong. 3.5 bits listed
-# two namesakes with another address; counted despite a contradiction, it listed two more.
+# else would need another person named so who is not in it. Counted only when nothing else the two
+# hold disagrees (a namesake's birth date, email, phone or home are other): a full name alone then
+# scores 0.74. On stores of our generated population (2,000 people, seeds 2, 4 and 6, through the API
+# with the rules answering): 297 -> 302, 338 -> 351 and 305 -> 313 true pairs found, the same 6, 13
+# and 7 wrong. An email allowed to differ (people keep several) found 1-3 true pairs more a store,
+# but listed 16 pairs of namesakes in the demo data (two Lukas Schmidts, each with a mailbox of his
+# own, in a store of 450 profiles drawn from few names); 3.5 bits listed two namesakes with another
+# address.
 UNIQUE_NAMES_BITS = 4.0
 HELD_BY_NO_OTHER = "heldByNoOther"  # the reason (field "name") saying they were counted
 # The levels at which names agree enough for their sound to be theirs, and the fields whose
 # disagreement says another person whatever the names.
 _UNIQUE_GIVEN_NAMES = frozenset({"exact", "nickname", "jaroWinkler", "damerauLevenshtein"})
 _UNIQUE_SURNAMES = frozenset({"exact", "jaroWinkler", "tokens"})
-_UNIQUE_CONTRADICTED = frozenset({"birthDate", "phone", "address"})
+_UNIQUE_CONTRADICTED = frozenset({"birthDate", "email", "phone", "address"})
 
 # Name levels that say "another name": they make the crossed reading worth a look, and a given name
 # at one of them makes everything else shared count as a household's.
