@@ -248,6 +248,7 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     scored = SeenPairs()
     pairs: dict[tuple[str, str], Pair] = {}
     unique: list[tuple[str, str]] = []  # the pairs of profiles holding a names key no other holds
+    steps: list[Candidate] = []  # the pairs links may go through, filled once every pair is scored
     try:
         long_blocks = 0
         async for groups in key_group_chunks(store, fields, unique_names=unique):
@@ -266,9 +267,9 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
                 MAX_BLOCK_SIZE,
             )
         # The links and the ordering walk every pair in one piece: on a worker thread, not the event loop.
-        listed = await asyncio.to_thread(_linked_and_ordered, pairs, fields, min_score, max_pairs, score_of)
+        listed = await asyncio.to_thread(_linked_and_ordered, pairs, steps, fields, min_score, max_pairs, score_of)
     finally:  # a list refused as too long holds the most
-        await let_go(*scored.sets, pairs, unique, fields)
+        await let_go(*scored.sets, pairs, unique, steps, fields)
     return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
 
 
@@ -308,12 +309,14 @@ def _score_unique(
 
 def _linked_and_ordered(
     pairs: dict[tuple[str, str], Pair],
+    steps: list[Candidate],
     fields: dict[str, MatchFields],
     min_score: float,
     max_pairs: int,
     score_of: PairScorer,
 ) -> list[Pair]:
-    steps = [Candidate(p.a, p.b, p.score, []) for p in pairs.values() if p.score >= MIN_LINK_STEP]  # links' steps
+    # `steps` is the caller's, let go of in slices: freed here in one piece, a large one held the loop.
+    steps.extend(Candidate(p.a, p.b, p.score, []) for p in pairs.values() if p.score >= MIN_LINK_STEP)
     for found in linked_pairs(steps, fields, min_score, score_of):
         # A link is listed where it beats the pair's own score (the direct score the link was judged
         # against is the plain one: a pair holding a names key alone may score higher).
