@@ -35,7 +35,7 @@ from app.domain.matching import (
     linked_pairs,
 )
 from app.domain.matching.blocking import MAX_BLOCK_SIZE
-from app.domain.matching.candidates import counts_unique_names, score_reaching
+from app.domain.matching.candidates import is_rules_scorer, score_reaching
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
 from app.services.key_groups import SeenPairs, key_group_chunks, let_go, unseen_pairs
@@ -297,7 +297,7 @@ def _score_unique(
     thread), those at `min_score` or above; a profile no longer held is left out. None for a learned
     model, which weighs the names by its own frequencies."""
     found: list[Pair] = []
-    if not counts_unique_names(score_of):
+    if not is_rules_scorer(score_of):
         return found
     for a, b in unique:
         if a in fields and b in fields:

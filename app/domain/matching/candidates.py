@@ -67,14 +67,14 @@ def score_reaching(
     carry no such bound, so it scores every pair in full. `unique_names`: no other profile holds the
     two's names key, which the rules scorer counts (`scoring.UNIQUE_NAMES_BITS`); a learned model
     weighs how common each name is by its own frequencies instead."""
-    if counts_unique_names(score):
+    if is_rules_scorer(score):
         return score_pair_reaching(a, b, min_score, unique_names=unique_names)
     return score(a, b)
 
 
-def counts_unique_names(score: PairScorer) -> bool:
-    """Whether `score` is the rules scorer, which also bounds pairs early (`score_reaching`) and
-    counts names no other profile holds."""
+def is_rules_scorer(score: PairScorer) -> bool:
+    """Whether `score` is the rules scorer: it alone bounds pairs on their names and birth dates
+    (`score_reaching`, `may_reach`) and counts names no other profile holds."""
     return score is score_pair
 
 
@@ -93,7 +93,7 @@ def may_reach(score: PairScorer, a_names: MatchFields, b: Named, min_score: floa
     (`a_names`: `fields.names_and_birth_date`): False exactly where the rules scorer caps the pair
     below it whatever else the two hold (`score_pair_reaching` gives None), the birth dates looked at
     first; a learned model has no such bound."""
-    if score is not score_pair:
+    if not is_rules_scorer(score):
         return True
     if birth_dates_cap_below(a_names.birth_date, b.birth_date, min_score):
         return False
