@@ -3,7 +3,7 @@ driver: only the wrappers our files use (`$date`, `$numberLong`, `$numberDecimal
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,10 +68,11 @@ class Line:
     problem: str | None = None
 
 
-def read_lines(path: Path, numbers: Collection[int] | None = None) -> Iterator[Line]:
+def read_lines(path: Path, numbers: Set[int] | None = None) -> Iterator[Line]:
     """Each line judged alone: one that is not a JSON object, or holds a wrapper that cannot be read
     (`{"$date": "soon"}`), is a Line with its problem, and the lines after it are read as usual.
-    `numbers`: only those lines (a worker's part of the demo events), the others not even parsed."""
+    `numbers`: only those lines (a worker's part of the demo events), the others not even parsed; a
+    set, asked of every line."""
     with path.open("rb") as handle:
         for number, text in enumerate(handle, start=1):
             if (numbers is not None and number not in numbers) or not text.strip():

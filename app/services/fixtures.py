@@ -11,7 +11,7 @@ ids do not change: loading again reports every event as already present)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Set
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice
@@ -306,7 +306,7 @@ async def load_events(
     progress: Progress | None = None,
     *,
     shift: timedelta = timedelta(0),
-    lines: Collection[int] | None = None,
+    lines: Set[int] | None = None,
     order: Callable[[list[int]], list[int]] | None = None,
 ) -> None:
     """The events of `directory` (those on `lines` of events.jsonl, when given: a part of them,
