@@ -24,11 +24,12 @@ from app.domain.matching import (
     match_fields,
     with_links,
 )
-from app.domain.matching.blocking import lookup_keys, names_key
+from app.domain.matching.blocking import GIVEN_NAME_KEY, lookup_keys, names_key, only_given_name_key
 from app.domain.matching.candidates import may_reach
 from app.domain.matching.fields import names_and_birth_date
 from app.domain.matching.index import MatchView
 from app.domain.matching.links import MIN_LINK_STEP
+from app.domain.matching.scoring import surnames_differ
 from app.domain.merge import MergeRefusal, kept_apart
 from app.domain.profile import Profile
 from app.services.identity_policy import IdentityPolicy
@@ -108,11 +109,15 @@ class _Lookup:
         of its keys held by at most `max_block` profiles; those compared are added to `keys` and
         `fields`. A look-alike whose names and birth date alone cap it below `min_score` (most of
         them: another birth date, another given name) is passed over before its other fields are
-        normalised."""
-        ids = await self._read(lookup_keys(self.fields[profile_id], self.keys[profile_id]), max_block)
+        normalised, and so is one sharing only the given-name key under another surname."""
+        keys = lookup_keys(self.fields[profile_id], self.keys[profile_id])
+        ids = await self._read(keys, max_block)
         names = names_and_birth_date(self.fields[profile_id])
+        given_name_key = frozenset(keys) if any(key.startswith(GIVEN_NAME_KEY) for key in keys) else None
         others: list[tuple[str, MatchFields]] = []
         for other_id in ids:
+            if given_name_key is not None and self._another_surname(names, given_name_key, other_id):
+                continue
             if other_id not in self.fields:
                 other = self.read.get(other_id)
                 if other is None or not may_reach(self.score, names, other, min_score):
@@ -122,6 +127,19 @@ class _Lookup:
             others.append((other_id, self.fields[other_id]))
         unique = await self._sole_namesake(profile_id, ids)
         return candidates_for(self.fields[profile_id], profile_id, others, min_score, self.score, unique)
+
+    def _another_surname(self, names: MatchFields, lookup: frozenset[str], other_id: str) -> bool:
+        """Whether the look-alike `other_id` shares only the given-name key of `lookup` with a
+        profile of `names`, under another surname (`blocking.only_given_name_key`)."""
+        if not only_given_name_key(lookup, self._keys_of(other_id)):
+            return False
+        other = self.fields.get(other_id)
+        if other is None:
+            view = self.read.get(other_id)
+            if view is None:
+                return False  # gone since its id was read: the loop passes it over
+            other = view.names
+        return surnames_differ(names, other)
 
     async def _sole_namesake(self, profile_id: str, ids: Sequence[str]) -> tuple[str, ...]:
         """The look-alike whose names key only it and `profile_id` hold, if any: one read holding it,

@@ -33,6 +33,7 @@ from app.domain.matching.scoring import GENERIC_LOCAL_PARTS
 
 MAX_BLOCKING_KEYS = 20
 NAMES_KEY = "s:"  # the prefix of the key of both names' sounds
+GIVEN_NAME_KEY = "g:"  # the prefix of the given name + surname initial key
 # A key shared by more than this many profiles (a common surname's code, a default birth date typed by
 # a shop) is not compared pair by pair: one profile's candidates pass it over, and the whole store's
 # pairs (the review list, the model's estimation) compare each of its profiles with its sorted
@@ -65,7 +66,7 @@ def blocking_keys(fields: MatchFields) -> frozenset[str]:
         for code in {surname_code, _first_part_code(fields)} - {""}:
             keys.add(f"n:{code}{given_initial}")
         if surname_initial:
-            keys.add(f"g:{fields.first_joined}|{surname_initial}")
+            keys.add(f"{GIVEN_NAME_KEY}{fields.first_joined}|{surname_initial}")
     if given_code and surname_code:
         pair = sorted((given_code, surname_code))
         keys.add(f"{NAMES_KEY}{pair[0]}|{pair[1]}")
@@ -102,7 +103,17 @@ def lookup_keys(fields: MatchFields, keys: Iterable[str]) -> list[str]:
     stored, and so the review list and the learned model's pairs, are the same."""
     if fields.birth_date is None or not (fields.first_phonetic and fields.last_phonetic):
         return list(keys)
-    return [key for key in keys if not key.startswith("g:")]
+    return [key for key in keys if not key.startswith(GIVEN_NAME_KEY)]
+
+
+def only_given_name_key(lookup: frozenset[str], keys: Iterable[str]) -> bool:
+    """Whether a look-alike holding `keys` shares with a profile, of the keys its lookup read
+    (`lookup`), only the given name + surname initial key (`g:`): the key that finds a surname typo
+    changing its Metaphone. Such a look-alike whose surname is another (`scoring.surnames_differ`)
+    shares a given name and an initial and nothing else the keys see: one profile's lookup passes
+    it over (at 100,000 profiles, 10,325 of 11,217 such look-alikes, none scoring 0.01)."""
+    shared = lookup.intersection(keys)
+    return bool(shared) and all(key.startswith(GIVEN_NAME_KEY) for key in shared)
 
 
 def _first_part_code(fields: MatchFields) -> str:

@@ -80,13 +80,14 @@ class MatchView:
     the look-alikes it reads on their names and birth date alone (`names`), and normalising their
     addresses, emails and phones was most of what reading one cost."""
 
-    __slots__ = ("_fields", "_values", "blocking_keys", "id")
+    __slots__ = ("_fields", "_names", "_values", "blocking_keys", "id")
 
     def __init__(self, profile_id: str, blocking_keys: tuple[str, ...], values: _StoredValues | MatchFields) -> None:
         self.id = profile_id
         self.blocking_keys = blocking_keys
         self._values: _StoredValues | None = None
         self._fields: MatchFields | None = None
+        self._names: MatchFields | None = None
         if isinstance(values, MatchFields):
             self._fields = values
         else:
@@ -105,11 +106,14 @@ class MatchView:
 
     @property
     def names(self) -> MatchFields:
-        """The names and birth date alone (`names_and_birth_date` of `fields`), read without `fields`."""
-        if self._values is None:
-            return names_and_birth_date(self.fields)
-        first_name, last_name, birth_date = self._values[:3]
-        return stored_names_and_birth_date(first_name, last_name, birth_date)
+        """The names and birth date alone (`names_and_birth_date` of `fields`), read without `fields`
+        (kept: a lookup may ask twice, for the given-name key and for `may_reach`)."""
+        if self._names is None:
+            if self._values is None:
+                self._names = names_and_birth_date(self.fields)
+            else:
+                self._names = stored_names_and_birth_date(*self._values[:3])
+        return self._names
 
 
 _EMAIL, _PHONE = KnownIdentifierType.EMAIL.value, KnownIdentifierType.PHONE.value

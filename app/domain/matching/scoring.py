@@ -324,6 +324,13 @@ def _names(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> float:
     return _keep(reasons, best[1], best[2], best[0])
 
 
+def surnames_differ(a: MatchFields, b: MatchFields) -> bool:
+    """Whether two profiles' surnames are other names: not one spelling, sound or compound part of
+    the other (the straight reading: `blocking.only_given_name_key` asks it of given names alike)."""
+    level = _surname(a.last_name, a.last_joined, a.last_phonetic, b.last_name, b.last_joined, b.last_phonetic)
+    return _disagrees(level)
+
+
 def _disagrees(level: _Level | None) -> bool:
     return level is not None and level.method in DISAGREEING_NAMES
 
