@@ -12,7 +12,7 @@ let go of on a worker thread too (`let_go`): the largest gap 80-110 ms -> 24-40 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from app.domain.matching import MatchFields
@@ -26,24 +26,28 @@ GROUPS_PER_READ = 256
 DROP_SLICE = 2_000
 
 
+# A key and the ids of the profiles holding it.
+KeyGroup = tuple[str, list[str]]
+
+
 async def key_group_chunks(
     store: ProfileStore,
     fields: dict[str, MatchFields],
     size: int = GROUPS_PER_READ,
     *,
     unique_names: list[tuple[str, str]] | None = None,
-) -> AsyncIterator[list[list[str]]]:
-    """Up to `size` groups of profile ids at a time, each group a key's profiles; `fields` is filled
+) -> AsyncIterator[list[KeyGroup]]:
+    """Up to `size` key groups at a time, each a key and its profiles' ids; `fields` is filled
     with the match fields of every profile of the chunk before it is handed out (a profile read by an
     earlier chunk is not read again; one the store no longer holds is left out of the groups).
     `unique_names` gets each pair of profiles that alone hold their names key (`blocking.names_key`),
     smaller id first."""
     names: dict[str, str] = {}  # one string per id, however many groups and pairs name it
-    chunk: list[list[str]] = []
+    chunk: list[KeyGroup] = []
     async for key, ids in store.blocking_groups():
         if unique_names is not None and len(ids) == 2 and key.startswith(NAMES_KEY):
             unique_names.append((min(ids), max(ids)))
-        chunk.append(ids)
+        chunk.append((key, ids))
         if len(chunk) >= size:
             yield await _with_fields(store, chunk, fields, names)
             chunk = []
@@ -52,8 +56,8 @@ async def key_group_chunks(
 
 
 async def _with_fields(
-    store: ProfileStore, chunk: list[list[str]], fields: dict[str, MatchFields], names: dict[str, str]
-) -> list[list[str]]:
+    store: ProfileStore, chunk: list[KeyGroup], fields: dict[str, MatchFields], names: dict[str, str]
+) -> list[KeyGroup]:
     # Normalising a profile's match fields is tens of microseconds, and a chunk of large key groups
     # holds tens of thousands of profiles (1.6 s of the event loop in one piece on the bench's store
     # of 100,000): worker threads go through the chunk, the loop only awaits them and the read.
@@ -62,17 +66,17 @@ async def _with_fields(
     return await asyncio.to_thread(_named, chunk, views, fields, names)
 
 
-def _unread(chunk: list[list[str]], names: dict[str, str]) -> list[str]:
-    return list(dict.fromkeys(profile_id for ids in chunk for profile_id in ids if profile_id not in names))
+def _unread(chunk: list[KeyGroup], names: dict[str, str]) -> list[str]:
+    return list(dict.fromkeys(profile_id for _, ids in chunk for profile_id in ids if profile_id not in names))
 
 
 def _named(
-    chunk: list[list[str]], views: list[MatchView], fields: dict[str, MatchFields], names: dict[str, str]
-) -> list[list[str]]:
+    chunk: list[KeyGroup], views: list[MatchView], fields: dict[str, MatchFields], names: dict[str, str]
+) -> list[KeyGroup]:
     for view in views:
         names[view.id] = view.id
         fields[view.id] = view.fields
-    return [[names[profile_id] for profile_id in ids if profile_id in names] for ids in chunk]
+    return [(key, [names[profile_id] for profile_id in ids if profile_id in names]) for key, ids in chunk]
 
 
 class SeenPairs:
@@ -100,11 +104,19 @@ class SeenPairs:
         return self._count
 
 
-def unseen_pairs(groups: list[list[str]], fields: dict[str, MatchFields], seen: SeenPairs) -> Iterator[tuple[str, str]]:
+def unseen_pairs(
+    groups: list[KeyGroup],
+    fields: dict[str, MatchFields],
+    seen: SeenPairs,
+    passed_over: Callable[[str, MatchFields, MatchFields], bool] | None = None,
+) -> Iterator[tuple[str, str]]:
     """The pairs of a chunk's groups not handed out before (two profiles sharing several keys come
-    once), each added to `seen`."""
-    for ids in groups:
+    once), each added to `seen`. A pair `passed_over(key, a, b)` leaves out of a key's group is not
+    marked seen: another key the two share still hands it out."""
+    for key, ids in groups:
         for pair in block_pairs(ids, fields):
+            if passed_over is not None and passed_over(key, fields[pair[0]], fields[pair[1]]):
+                continue
             if seen.add(pair):
                 yield pair
 

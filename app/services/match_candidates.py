@@ -25,7 +25,7 @@ from app.domain.matching import (
     with_links,
 )
 from app.domain.matching.blocking import GIVEN_NAME_KEY, lookup_keys, names_key, only_given_name_key
-from app.domain.matching.candidates import may_reach
+from app.domain.matching.candidates import is_rules_scorer, may_reach
 from app.domain.matching.fields import names_and_birth_date
 from app.domain.matching.index import MatchView
 from app.domain.matching.links import MIN_LINK_STEP
@@ -109,11 +109,14 @@ class _Lookup:
         of its keys held by at most `max_block` profiles; those compared are added to `keys` and
         `fields`. A look-alike whose names and birth date alone cap it below `min_score` (most of
         them: another birth date, another given name) is passed over before its other fields are
-        normalised, and so is one sharing only the given-name key under another surname."""
+        normalised, and so is one sharing only the given-name key under another surname (the rules
+        scorer's lookups: a learned model scores every pair it reads)."""
         keys = lookup_keys(self.fields[profile_id], self.keys[profile_id])
         ids = await self._read(keys, max_block)
         names = names_and_birth_date(self.fields[profile_id])
-        given_name_key = frozenset(keys) if any(key.startswith(GIVEN_NAME_KEY) for key in keys) else None
+        given_name_key = None
+        if is_rules_scorer(self.score) and any(key.startswith(GIVEN_NAME_KEY) for key in keys):
+            given_name_key = frozenset(keys)
         others: list[tuple[str, MatchFields]] = []
         for other_id in ids:
             if given_name_key is not None and self._another_surname(names, given_name_key, other_id):

@@ -25,7 +25,7 @@ from app.domain.clock import now
 from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
 from app.domain.matching.fields import match_fields
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
-from app.services.key_groups import SeenPairs, key_group_chunks, let_go, unseen_pairs
+from app.services.key_groups import KeyGroup, SeenPairs, key_group_chunks, let_go, unseen_pairs
 from app.services.leases import hold_for
 from app.services.ports import ProfileStore, StoreTransaction
 from app.services.profile_writes import with_retries
@@ -161,7 +161,7 @@ async def _comparison_vectors(
 
 
 def _compare_chunk(
-    groups: list[list[str]],
+    groups: list[KeyGroup],
     fields: dict[str, MatchFields],
     seen: SeenPairs,
     found: dict[Vector, tuple[int, float]],

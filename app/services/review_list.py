@@ -34,11 +34,11 @@ from app.domain.matching import (
     PairScorer,
     linked_pairs,
 )
-from app.domain.matching.blocking import MAX_BLOCK_SIZE
+from app.domain.matching.blocking import MAX_BLOCK_SIZE, namesakes_by_given_name
 from app.domain.matching.candidates import is_rules_scorer, score_reaching
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
-from app.services.key_groups import SeenPairs, key_group_chunks, let_go, unseen_pairs
+from app.services.key_groups import KeyGroup, SeenPairs, key_group_chunks, let_go, unseen_pairs
 from app.services.match_candidates import check_min_score, check_request
 from app.services.match_model import current_scorer
 from app.services.ports import ProfileStore
@@ -254,7 +254,7 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
         async for groups in key_group_chunks(store, fields, unique_names=unique):
             found = await asyncio.to_thread(_score_chunk, groups, fields, scored, score_of, min_score)
             pairs.update(((pair.a, pair.b), pair) for pair in found)
-            long_blocks += sum(len(ids) > MAX_BLOCK_SIZE for ids in groups)
+            long_blocks += sum(len(ids) > MAX_BLOCK_SIZE for _, ids in groups)
             _check_size(len(pairs), min_score, max_pairs)
         # Known only once their key's group is read, after other keys may have handed the pair out.
         found = await asyncio.to_thread(_score_unique, unique, fields, score_of, min_score)
@@ -274,16 +274,18 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
 
 
 def _score_chunk(
-    groups: list[list[str]],
+    groups: list[KeyGroup],
     fields: dict[str, MatchFields],
     scored: SeenPairs,
     score_of: PairScorer,
     min_score: float,
 ) -> list[Pair]:
     """The pairs of a chunk of key groups not scored before, those at `min_score` or above (on a
-    worker thread: `scored` is only touched here, one chunk at a time)."""
+    worker thread: `scored` is only touched here, one chunk at a time). The rules scorer passes over
+    the namesakes by given name of the given-name key's groups, as one profile's lookup does."""
     found = []
-    for a, b in unseen_pairs(groups, fields, scored):
+    passed_over = namesakes_by_given_name if is_rules_scorer(score_of) else None
+    for a, b in unseen_pairs(groups, fields, scored, passed_over):
         compared = score_reaching(score_of, fields[a], fields[b], min_score)
         if compared is not None and compared.score >= min_score:
             found.append(Pair(compared.score, a, b, None))
