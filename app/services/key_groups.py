@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from app.domain.matching import MatchFields
-from app.domain.matching.blocking import NAMES_KEY, block_pairs
+from app.domain.matching.blocking import NAMES_KEY, block_pair_count, block_pairs
 from app.domain.matching.index import MatchView
 from app.services.ports import ProfileStore
 
@@ -108,17 +108,23 @@ def unseen_pairs(
     groups: list[KeyGroup],
     fields: dict[str, MatchFields],
     seen: SeenPairs,
-    passed_over: Callable[[str, MatchFields, MatchFields], bool] | None = None,
+    passed_over: Callable[[str, str, str], bool] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """The pairs of a chunk's groups not handed out before (two profiles sharing several keys come
-    once), each added to `seen`. A pair `passed_over(key, a, b)` leaves out of a key's group is not
-    marked seen: another key the two share still hands it out."""
+    once), each added to `seen`. A pair `passed_over(key, a, b)` (ids) leaves out of a key's group is
+    not marked seen: another key the two share may still hand it out."""
     for key, ids in groups:
-        for pair in block_pairs(ids, fields):
-            if passed_over is not None and passed_over(key, fields[pair[0]], fields[pair[1]]):
+        for a, b in block_pairs(ids, fields):
+            if passed_over is not None and passed_over(key, a, b):
                 continue
-            if seen.add(pair):
-                yield pair
+            if seen.add((a, b)):
+                yield a, b
+
+
+async def candidate_pair_count(store: ProfileStore) -> int:
+    """How many pairs the store's key groups hand out (`blocking.block_pair_count`), counted on the
+    groups' sizes alone: a pair sharing several keys counts once for each."""
+    return sum([block_pair_count(len(ids)) async for _, ids in store.blocking_groups()])
 
 
 async def let_go(*held: dict[Any, Any] | set[Any] | list[Any]) -> None:

@@ -109,6 +109,24 @@ async def test_too_few_pairs_store_no_model_and_the_rules_answer(store: ProfileS
     assert {c.scorer for c in found} <= {"rules"}
 
 
+async def test_an_estimate_over_more_pairs_than_it_compares_samples_every_keys_groups(store: ProfileStore) -> None:
+    """A store with more candidate pairs than an estimate compares is sampled, each pair with the same
+    chance whichever key holds it. Here 30 profiles share a birth date and nothing else (`b:`), and 30
+    share a given name and a surname initial and nothing else (`g:`): the first 435 pairs in key
+    order are all the birth date's, and a model estimated from them had never seen two strangers
+    sharing a given name."""
+    for n in range(30):
+        born = {"first_name": f"{GIVEN[n % 12]}{'ae'[n // 12 % 2]}{n}", "last_name": f"{SURNAMES[n % 9]}x{n}"}
+        jean = {"first_name": "Jean", "last_name": f"D{SURNAMES[n % 9]}{n}"}
+        for name, fields in ((f"b{n}", {**born, "birth_date": "1980-03-12"}), (f"g{n}", jean)):
+            await profiles.upsert_profile(store, [RawIdentifier("customerId", name)], fields, source="crm")
+    model = await match_model.estimate_model(store, min_pairs=10, max_pairs=435)
+    assert model is not None
+    assert 300 < model.pairs_used <= 435  # about half of the 870 pairs
+    assert "exact" in model.m["firstName"]  # Jean and Jean, from the given name's group
+    assert any(level.endswith("+birthDate") for level in model.m["firstName"])  # from the birth date's
+
+
 class _Pause:
     """Stops the first call of a whole-store job's step until `resume` is set (or 30 s pass): the job
     is then provably at that step while the test reads."""

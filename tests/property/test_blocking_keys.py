@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.domain.matching import blocking_keys, normalised_fields
-from app.domain.matching.blocking import lookup_keys
+from app.domain.matching import blocking, blocking_keys, normalised_fields
+from app.domain.matching.blocking import block_pair_count, block_pairs, lookup_keys
 from app.domain.profile import Address
 
 NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyzéü", min_size=2, max_size=12)
@@ -94,3 +95,14 @@ def test_a_lookup_leaves_out_the_given_name_key_only_for_a_profile_with_a_birth_
     assert set(lookup_keys(born, blocking_keys(born))) == blocking_keys(born) - {"g:maria|g"}
     assert set(lookup_keys(unborn, blocking_keys(unborn))) == blocking_keys(unborn)
     assert set(lookup_keys(no_code, blocking_keys(no_code))) == blocking_keys(no_code)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 5, 6, 7, 9, 20])
+def test_a_blocks_pair_count_is_the_pairs_it_hands_out(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an estimate's sample is sized by: every pair of a short block, the sorted neighbourhoods'
+    of a long one (small sizes here, so that both kinds are counted)."""
+    monkeypatch.setattr(blocking, "MAX_BLOCK_SIZE", 5)
+    monkeypatch.setattr(blocking, "NEIGHBOURHOOD_WINDOW", 3)
+    ids = [f"p{n:02}" for n in range(size)]
+    fields = {i: normalised_fields(first_name="Ana" if n % 2 else "Jo", last_name=f"S{n}") for n, i in enumerate(ids)}
+    assert block_pair_count(size) == len(list(block_pairs(ids, fields)))

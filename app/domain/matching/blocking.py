@@ -167,6 +167,15 @@ def block_pairs(ids: Sequence[str], fields: Mapping[str, MatchFields]) -> Iterat
                 yield (a, b) if a < b else (b, a)
 
 
+def block_pair_count(size: int) -> int:
+    """How many pairs `block_pairs` hands out for a block of `size` profiles (a pair may come twice in
+    a long block, and be shared with another key's block: an upper bound on the pairs it adds)."""
+    if size <= MAX_BLOCK_SIZE:
+        return size * (size - 1) // 2
+    after = NEIGHBOURHOOD_WINDOW - 1  # each profile's partners after it, in each of the two orders
+    return 2 * (after * (size - after) + after * (after - 1) // 2)
+
+
 def _born(fields: MatchFields) -> str:
     return fields.birth_date.isoformat() if fields.birth_date else ""
 
