@@ -51,6 +51,7 @@ from app.domain.matching import (
 from app.domain.matching.blocking import GIVEN_NAME_KEY, MAX_BLOCK_SIZE, lookup_keys, only_given_name_key
 from app.domain.matching.scoring import surnames_differ
 from app.domain.profile import Address, IdentifierRecord, Profile
+from app.services import match_model
 from app.services.match_candidates import MAX_LOOKUP_BLOCK
 from app.services.ports import ProfileStore
 from bench import identity_anchor, identity_api, identity_data
@@ -317,7 +318,8 @@ async def through_the_api(names: Sequence[str], *, people_count: int, seed: int)
 # -- 3. cost ----------------------------------------------------------------------------------------
 async def cost(*, scale: int, lookups: int, seed: int) -> None:
     heading("3. Cost: whole-store candidates, and one profile's candidates beside reading it by id")
-    rows, blocking_rows = [], []
+    rows: list[list[object]] = []
+    blocking_rows: list[list[object]] = []
     for size in (5_000, scale):
         population = people(size // 2 + 100, seed + 1000)  # about 2.15 records a person
         sample = [to_profile(f"s{i:07d}", r) for i, r in enumerate(records(population, seed + 1000)[:size])]
@@ -329,11 +331,12 @@ async def cost(*, scale: int, lookups: int, seed: int) -> None:
                 picks = random.Random(seed).sample([p.id for p in sample], min(lookups, len(sample)))
                 one = await one_profile_latencies(store, picks)
                 floor = await _read_latencies(store, picks)
+                rows.append([f"{len(sample):,}", fmt_s(built), fmt_s(whole), f"{pairs:,}", f"{one.pct_ms(50):.2f}",
+                             f"{one.pct_ms(99):.2f}", f"{floor.pct_ms(50):.2f}", f"{floor.pct_ms(99):.2f}",
+                             ratio(one.pct_ms(50), floor.pct_ms(50))])  # fmt: skip
+                rows.append(await _learned_cost(store, picks, floor))
             finally:
                 await store.close()
-        rows.append([f"{len(sample):,}", fmt_s(built), fmt_s(whole), f"{pairs:,}", f"{one.pct_ms(50):.2f}",
-                     f"{one.pct_ms(99):.2f}", f"{floor.pct_ms(50):.2f}", f"{floor.pct_ms(99):.2f}",
-                     ratio(one.pct_ms(50), floor.pct_ms(50))])  # fmt: skip
     table(
         ["profiles", "write", "whole store", "pairs >= min", "one p50 ms", "one p99 ms", "get p50 ms", "get p99 ms",
          "one/get p50"],
@@ -341,6 +344,7 @@ async def cost(*, scale: int, lookups: int, seed: int) -> None:
     )  # fmt: skip
     say("  whole store: candidates_in_store (first 1,000 pairs kept; every key group is scored)")
     say("  one: candidates_for_profile (mergeCandidates(profileId)); get: the same profile read by id, its floor")
+    say("  learned: the same store once a model is estimated from it (write: the estimate), the model answering")
     say()
     table(
         ["profiles", "keys", "largest block", "blocks > " + str(MAX_BLOCK_SIZE), "compared a profile (mean)",
@@ -350,6 +354,20 @@ async def cost(*, scale: int, lookups: int, seed: int) -> None:
     say("  compared: the other profiles sharing one of the keys its lookup reads (lookup_keys), blocks over")
     say(f"  {MAX_LOOKUP_BLOCK} passed over (the review list: blocks over {MAX_BLOCK_SIZE} by sorted neighbourhood),")
     say("  and those sharing only the given-name key under another surname (the rules' lookups pass them over)")
+
+
+async def _learned_cost(store: ProfileStore, picks: Sequence[str], floor: Latencies) -> list[object]:
+    """The whole store and one profile's candidates again, a model estimated from the store answering
+    (the opt-in learned weights: every pair it reads is scored in full, see `may_reach`)."""
+    started = time.perf_counter()
+    model = await match_model.estimate_model(store)
+    estimated = time.perf_counter() - started
+    if model is None or not model.separates():
+        return ["  learned", fmt_s(estimated), "no model that separates: the rules answer", "", "", "", "", "", ""]
+    whole, pairs = await whole_store_seconds(store)
+    one = await one_profile_latencies(store, picks)
+    return ["  learned", fmt_s(estimated), fmt_s(whole), f"{pairs:,}", f"{one.pct_ms(50):.2f}", f"{one.pct_ms(99):.2f}",
+            f"{floor.pct_ms(50):.2f}", f"{floor.pct_ms(99):.2f}", ratio(one.pct_ms(50), floor.pct_ms(50))]  # fmt: skip
 
 
 def _block_sizes(sample: Sequence[Profile]) -> list[object]:
