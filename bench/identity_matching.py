@@ -48,8 +48,7 @@ from app.domain.matching import (
     match_fields,
     score_pair,
 )
-from app.domain.matching.blocking import GIVEN_NAME_KEY, MAX_BLOCK_SIZE, lookup_keys, only_given_name_key
-from app.domain.matching.scoring import surnames_differ
+from app.domain.matching.blocking import GIVEN_NAME_KEY, MAX_BLOCK_SIZE, given_name_alone, lookup_keys
 from app.domain.profile import Address, IdentifierRecord, Profile
 from app.services import match_model
 from app.services.match_candidates import MAX_LOOKUP_BLOCK
@@ -387,11 +386,7 @@ def _block_sizes(sample: Sequence[Profile]) -> list[object]:
         others = {other for block in kept for other in block if other != index}
         if any(key.startswith(GIVEN_NAME_KEY) for key in lookup):  # as the rules scorer's lookup reads them
             read = frozenset(lookup)
-            others = {
-                other
-                for other in others
-                if not (only_given_name_key(read, keys_of[other]) and surnames_differ(fields, fields_of[other]))
-            }
+            others = {other for other in others if not given_name_alone(read, fields, keys_of[other], fields_of[other])}
         compared.append(len(others))
     over = sum(1 for members in blocks.values() if len(members) > MAX_BLOCK_SIZE)
     largest = max(len(members) for members in blocks.values())

@@ -24,12 +24,11 @@ from app.domain.matching import (
     match_fields,
     with_links,
 )
-from app.domain.matching.blocking import GIVEN_NAME_KEY, lookup_keys, names_key, only_given_name_key
+from app.domain.matching.blocking import GIVEN_NAME_KEY, given_name_alone, lookup_keys, names_key
 from app.domain.matching.candidates import is_rules_scorer, may_reach
 from app.domain.matching.fields import names_and_birth_date
 from app.domain.matching.index import MatchView
 from app.domain.matching.links import MIN_LINK_STEP
-from app.domain.matching.scoring import surnames_differ
 from app.domain.merge import MergeRefusal, kept_apart
 from app.domain.profile import Profile
 from app.services.identity_policy import IdentityPolicy
@@ -114,12 +113,12 @@ class _Lookup:
         keys = lookup_keys(self.fields[profile_id], self.keys[profile_id])
         ids = await self._read(keys, max_block)
         names = names_and_birth_date(self.fields[profile_id])
-        given_name_key = None
+        given_name_lookup = None  # the keys read, when the rules answer and one is the given-name key
         if is_rules_scorer(self.score) and any(key.startswith(GIVEN_NAME_KEY) for key in keys):
-            given_name_key = frozenset(keys)
+            given_name_lookup = frozenset(keys)
         others: list[tuple[str, MatchFields]] = []
         for other_id in ids:
-            if given_name_key is not None and self._another_surname(names, given_name_key, other_id):
+            if given_name_lookup is not None and self._given_name_alone(names, given_name_lookup, other_id):
                 continue
             if other_id not in self.fields:
                 other = self.read.get(other_id)
@@ -131,18 +130,16 @@ class _Lookup:
         unique = await self._sole_namesake(profile_id, ids)
         return candidates_for(self.fields[profile_id], profile_id, others, min_score, self.score, unique)
 
-    def _another_surname(self, names: MatchFields, lookup: frozenset[str], other_id: str) -> bool:
-        """Whether the look-alike `other_id` shares only the given-name key of `lookup` with a
-        profile of `names`, under another surname (`blocking.only_given_name_key`)."""
-        if not only_given_name_key(lookup, self._keys_of(other_id)):
-            return False
+    def _given_name_alone(self, names: MatchFields, lookup: frozenset[str], other_id: str) -> bool:
+        """`blocking.given_name_alone` of the look-alike `other_id` and a profile of `names` (its
+        names: a view keeps them for `may_reach`, which asks next)."""
         other = self.fields.get(other_id)
         if other is None:
             view = self.read.get(other_id)
             if view is None:
                 return False  # gone since its id was read: the loop passes it over
             other = view.names
-        return surnames_differ(names, other)
+        return given_name_alone(lookup, names, self._keys_of(other_id), other)
 
     async def _sole_namesake(self, profile_id: str, ids: Sequence[str]) -> tuple[str, ...]:
         """The look-alike whose names key only it and `profile_id` hold, if any: one read holding it,

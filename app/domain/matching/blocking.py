@@ -106,15 +106,15 @@ def lookup_keys(fields: MatchFields, keys: Iterable[str]) -> list[str]:
     return [key for key in keys if not key.startswith(GIVEN_NAME_KEY)]
 
 
-def only_given_name_key(lookup: frozenset[str], keys: Iterable[str]) -> bool:
-    """Whether a look-alike holding `keys` shares with a profile, of the keys its lookup read
-    (`lookup`), only the given name + surname initial key (`g:`): the key that finds a surname typo
-    changing its Metaphone. Such a look-alike whose surname is another (`scoring.surnames_differ`)
-    shares a given name and an initial and nothing else the keys see: a lookup answered by the rules
-    scorer passes it over (at 100,000 profiles, 10,325 of 11,217 such look-alikes, none scoring 0.01
-    there); a learned model, which may weigh another surname otherwise, scores it."""
-    shared = lookup.intersection(keys)
-    return bool(shared) and all(key.startswith(GIVEN_NAME_KEY) for key in shared)
+def given_name_alone(lookup: frozenset[str], a: MatchFields, b_keys: Iterable[str], b: MatchFields) -> bool:
+    """Whether a look-alike `b` (holding `b_keys`) shares with the profile `a`, of the keys `a`'s
+    lookup read (`lookup`), only the given name + surname initial key (`g:`, the key that finds a
+    surname typo changing its Metaphone), under a surname that is another (`scoring.surnames_differ`):
+    a given name and an initial in common, nothing else the keys see. A lookup answered by the rules
+    scorer passes it over (at 100,000 profiles, 10,325 of 11,217 look-alikes sharing only that key,
+    none scoring 0.01 there); a learned model, which may weigh another surname otherwise, scores it."""
+    shared = lookup.intersection(b_keys)
+    return bool(shared) and all(key.startswith(GIVEN_NAME_KEY) for key in shared) and surnames_differ(a, b)
 
 
 def namesakes_by_given_name(key: str, a: MatchFields, b: MatchFields) -> bool:

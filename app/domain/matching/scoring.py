@@ -326,7 +326,7 @@ def _names(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> float:
 
 def surnames_differ(a: MatchFields, b: MatchFields) -> bool:
     """Whether two profiles' surnames are other names: not one spelling, sound or compound part of
-    the other (the straight reading: `blocking.only_given_name_key` asks it of given names alike)."""
+    the other (the straight reading: `blocking.given_name_alone` asks it of given names alike)."""
     level = _surname(a.last_name, a.last_joined, a.last_phonetic, b.last_name, b.last_joined, b.last_phonetic)
     return _disagrees(level)
 
