@@ -217,6 +217,11 @@ class Settings(BaseSettings):
     fuzzy_merge_score: float | None = Field(
         default=None, gt=0, le=1, description="Merge fuzzy look-alikes scoring at least this; unset: never."
     )
+    households_apart: bool = Field(
+        default=True,
+        description="A write whose given name and birth date are both another person's than those of the profile "
+        "an email or a phone of it names (a family mailbox, a landline) goes to a profile of its own.",
+    )
     traits_every_minutes: float = Field(
         default=60, ge=0, description="Recompute computed traits (RFM, engagement, …) this often; 0: never."
     )
@@ -439,6 +444,7 @@ class Settings(BaseSettings):
                 limits=dict(self.merge_limits),
                 blocklist=frozenset(self.merge_blocklist),
                 automatic_merges=self.auto_merge,
+                households_apart=self.households_apart,
             ),
             fuzzy_merge_score=self.fuzzy_merge_score,
         )

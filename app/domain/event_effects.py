@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from app.domain.errors import InvalidInput
 from app.domain.events import Channel, Event, EventType, to_minor_units
 from app.domain.identifiers import Identifier
+from app.domain.matching.fields import MatchFields, stated_person
 from app.domain.person_fields import MOST_ADDRESSES
 from app.domain.privacy import ConsentDecision, record_consent, supersedes
 from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
@@ -247,6 +248,17 @@ def event_traits_refusal(profile: Profile, event: Event) -> InvalidInput | None:
     if event.type is not EventType.IDENTIFY:
         return None
     return traits_refusal(profile.traits, event.properties.get("traits"), field="properties.traits")
+
+
+def stated_by(event: Event) -> MatchFields | None:
+    """The given name and birth date an identify event states, as an upsert's are (`stated_person`)."""
+    if event.type is not EventType.IDENTIFY:
+        return None
+    properties = event.properties
+    born = properties.get("birthDate")  # validated as a date (IdentifyProperties), kept as its text
+    return stated_person(
+        properties.get("firstName"), properties.get("lastName"), date.fromisoformat(born) if born else None
+    )
 
 
 def identify_fields(properties: dict[str, Any]) -> dict[str, Any]:

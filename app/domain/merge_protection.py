@@ -58,6 +58,10 @@ class MergeProtection:
     blocklist: frozenset[str] = DEFAULT_BLOCKLIST
     automatic_merges: bool = True
     max_identifiers: int = MAX_IDENTIFIERS
+    # A write stating a given name and a birth date both another person's than those of a profile one
+    # of its identifiers names (a family mailbox, a landline) neither joins nor merges that profile
+    # (`matching.scoring.another_person`; profile_writes._other_people).
+    households_apart: bool = True
 
     def is_blocked(self, identifier: Identifier) -> bool:
         return identifier.value in self.blocklist or identifier.key in self.blocklist

@@ -30,6 +30,7 @@ from app.domain.event_effects import (
     event_traits_refusal,
     interaction_document,
     landed_as,
+    stated_by,
 )
 from app.domain.event_limits import EventLimits, shown
 from app.domain.events import MAX_FUTURE_SKEW, Event, EventType, RawEvent, parse_event
@@ -445,6 +446,7 @@ async def _ingest_one(store: ProfileStore, item: Parsed, at: datetime, policy: I
             message_id=event.message_id,
             actor=policy.actor,
             written=False,  # only its id is answered
+            person=stated_by(event),
         )
         await tx.record_message(event.message_id, profile.id, at + policy.idempotency_ttl)
         await tx.append_interaction(profile.id, interaction_document(landed[0], origin=profile.id, received_at=at))

@@ -29,11 +29,14 @@ from app.domain.event_effects import (
     interaction_document,
     landed_as,
     reads_recent,
+    stated_by,
 )
 from app.domain.events import Event, EventType
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
+from app.domain.matching.fields import match_fields
 from app.domain.matching.index import stored_keys, touches_match_fields
+from app.domain.matching.scoring import another_person
 from app.domain.merge_protection import MergeProtection
 from app.domain.privacy import ConsentDecision, kept_despite_erasure
 from app.domain.profile import Profile, new_profile
@@ -322,6 +325,12 @@ def _apply(
         additions = [i for i in resolution.unclaimed if i.key not in held]
         if additions and protection.within_limits(target.current(), additions)[1] is not None:
             return None  # more identifiers of a type than a profile holds: refused, per event
+        if (
+            protection.households_apart
+            and (person := stated_by(event))
+            and another_person(person, match_fields(target.current()))
+        ):
+            return None  # another person's, sharing an identifier with the profile: per event
     profile = target.basis(event, whole=bool(additions) or event.type is EventType.IDENTIFY)
     refusal = event_traits_refusal(profile, event) if isinstance(profile, Profile) else None  # whole for identify
     if refusal is not None:

@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import TypeVar
 
 from app.domain.errors import Conflict, StoreUnavailable
-from app.domain.identifiers import Identifier
+from app.domain.identifiers import Identifier, KnownIdentifierType
 from app.domain.identity_resolution import Resolution, resolve, someone_else
+from app.domain.matching.fields import MatchFields, match_fields
 from app.domain.matching.index import index_change, refresh_keys, touches_match_fields
-from app.domain.merge import MergeRefusal
+from app.domain.matching.scoring import another_person
+from app.domain.merge import MergeRefusal, MergeStatus
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import ProfileChange, apply_change
 from app.services.identity_policy import IdentityPolicy
@@ -35,6 +37,8 @@ MAX_MERGE_HOPS = 10_000
 ChangeBuilder = Callable[[Profile, list[Identifier]], ProfileChange]
 
 SYSTEM_ACTOR = "system"  # a merge no key asked for (a command, the demo data, the fuzzy matcher)
+# Recorded (once per profiles) when a write goes apart from the profile an identifier it shares names.
+ANOTHER_PERSON = "another person's given name and birth date: the identifiers they share do not join them"
 
 
 def new_profile_id() -> str:
@@ -79,6 +83,7 @@ async def write_to_resolved_profile(
     message_id: str | None = None,
     actor: str = SYSTEM_ACTOR,
     written: bool = True,
+    person: MatchFields | None = None,
 ) -> tuple[Profile, tuple[str, ...]]:
     """Resolve `identifiers` (merging the profiles they name when protection allows) and apply the
     change `build` makes; returns the profile as written and the profiles merged into it (their
@@ -86,9 +91,86 @@ async def write_to_resolved_profile(
     made by (the key whose write it is), so a steward can find and undo what a key's writes merged.
     `written` False: a caller that reads only the profile's id (an event's) gets the profile as it
     was before a change that moves none of its match fields, not built again as written (~10% of a
-    merging event's time)."""
-    resolution = resolve(identifiers, await tx.owners_of([i.key for i in identifiers]))
-    profile = await live_profile(tx, resolution.profile_id) if resolution.profile_id else None
+    merging event's time). `person`: the write's own given name and birth date (`stated_person`):
+    a profile whose own are another person's is neither joined nor merged through an identifier they
+    share (`_other_people`)."""
+    owners = await tx.owners_of([i.key for i in identifiers])
+    read: dict[str, Profile | None] = {}
+    apart: list[str] = []
+    if person is not None and policy.protection.households_apart:
+        apart = await _other_people(tx, identifiers, owners, person, read)
+        identifiers = [i for i in identifiers if owners.get(i.key) not in apart]
+    profile, merged_away = await _write_resolved(
+        tx, identifiers, owners, build, read, at=at, policy=policy, message_id=message_id, actor=actor, written=written
+    )
+    if apart:
+        ids = sorted({profile.id} | {other.id for owner in apart if (other := read[owner]) is not None})
+        await tx.record_refusal(
+            MergeRefusal(
+                _id=refusal_id(ids, ANOTHER_PERSON),
+                at=at,
+                profile_ids=ids,
+                reason=ANOTHER_PERSON,
+                message_id=message_id,
+            )
+        )
+    return profile, merged_away
+
+
+async def _other_people(
+    tx: StoreTransaction,
+    identifiers: list[Identifier],
+    owners: dict[str, str],
+    person: MatchFields,
+    read: dict[str, Profile | None],
+) -> list[str]:
+    """The profiles (as `owners` names them) that the write's identifiers name but whose given name
+    and birth date are another person's (`another_person`): a family's shared mailbox or landline put
+    a partner's or a child's records on one profile, and merged their own profiles into it. A
+    customerId names its customer whatever the names say (a name corrected in the CRM), so does a
+    profile a steward merged others into (`_made_by_a_steward`), and when the write has no identifier
+    of its own left it goes where its identifiers say, as before: a profile nothing could find again
+    would be made for it. `read` keeps each profile read, for the write."""
+    customer = {owners[i.key] for i in identifiers if i.key in owners and i.type == KnownIdentifierType.CUSTOMER_ID}
+    apart = []
+    for owner in sorted(set(owners.values()) - customer):
+        read[owner] = held = await live_profile(tx, owner)
+        if held is not None and another_person(person, match_fields(held)) and not await _made_by_a_steward(tx, held):
+            apart.append(owner)
+    if all(owners.get(i.key) in apart for i in identifiers):
+        return []
+    return apart
+
+
+async def _made_by_a_steward(tx: StoreTransaction, profile: Profile) -> bool:
+    """Whether a steward merged other profiles into this one (and has not undone it): they decided it
+    is one person, whose records may carry each merged profile's names (Quin writing as Quentin
+    through a phone of his, merged into Pat's profile). An automatic merge decided nothing of that."""
+    return any(
+        m.survivor_id == profile.id and not m.automatic and m.status is MergeStatus.MERGED
+        for m in await tx.merges_of(profile.id)
+    )
+
+
+async def _write_resolved(
+    tx: StoreTransaction,
+    identifiers: list[Identifier],
+    owners: dict[str, str],
+    build: ChangeBuilder,
+    read: dict[str, Profile | None],
+    *,
+    at: datetime,
+    policy: IdentityPolicy,
+    message_id: str | None,
+    actor: str,
+    written: bool,
+) -> tuple[Profile, tuple[str, ...]]:
+    """`write_to_resolved_profile` once the profiles it keeps apart are set aside."""
+    resolution = resolve(identifiers, owners)
+    profile = None
+    if resolution.profile_id is not None:
+        found = read.get(resolution.profile_id)
+        profile = found if found is not None else await live_profile(tx, resolution.profile_id)
     merged_away: tuple[str, ...] = ()
     if profile is not None and resolution.other_profiles and policy.protection.automatic_merges:
         profile, merged_away = await _merge_linked(

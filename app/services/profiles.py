@@ -13,6 +13,7 @@ from app.domain.errors import InvalidInput
 from app.domain.event_effects import identifier_records
 from app.domain.events import RawIdentifier
 from app.domain.identifiers import Identifier
+from app.domain.matching.fields import stated_person
 from app.domain.paging import Window
 from app.domain.profile import Profile
 from app.domain.profile_bounds import traits_refusal
@@ -149,6 +150,7 @@ def _upsert(
     """The unit of work of one upsert; InvalidInput at once when its input is invalid."""
     normalised, parsed = parse_profile_input(identifiers, fields)
     linking = policy.usable(normalised)
+    person = stated_person(parsed.first_name, parsed.last_name, parsed.birth_date)
 
     async def work(tx: StoreTransaction) -> Written:
         await linking.refuse_unless_own(tx, policy.protection)
@@ -158,13 +160,13 @@ def _upsert(
             if (refusal := traits_refusal(profile.traits, parsed.traits, field="traits")) is not None:
                 raise refusal  # the unit rolls back: nothing of this upsert is written
             stated = profile.qualitative.preferences
-            if (refusal := traits_refusal(stated, parsed.preferences, field="preferences", kind="preferences")):
+            if refusal := traits_refusal(stated, parsed.preferences, field="preferences", kind="preferences"):
                 raise refusal
             change = change_for_fields(parsed, at=at, source=source, held=profile.field_times)
             if additions:
                 change.append["identifiers"] = identifier_records(additions, at=at, source=source)
             return change.stamped(at)
 
-        return await write_to_resolved_profile(tx, kept, build, at=at, policy=policy, actor=actor)
+        return await write_to_resolved_profile(tx, kept, build, at=at, policy=policy, actor=actor, person=person)
 
     return work

@@ -320,3 +320,39 @@ def test_names_no_other_profile_holds_count_only_when_nothing_contradicts() -> N
         result = scored(a, b)
         assert result.score == score_pair(a, b).score
         assert scoring.HELD_BY_NO_OTHER not in {r.method for r in result.reasons}
+
+
+def test_a_household_member_is_another_person_by_given_name_and_birth_date() -> None:
+    """What keeps a family mailbox's or a landline's records apart at ingestion: another given name
+    and another birth date, or another given name far from it when a birth date is missing."""
+    jean = person()
+    assert scoring.another_person(jean, person(first_name="Claire", birth_date=date(1983, 6, 2)))
+    assert scoring.another_person(jean, person(first_name="Jeanne", birth_date=date(2008, 1, 9)))  # a daughter
+    assert scoring.another_person(jean, person(first_name="Claire", birth_date=None))
+    assert scoring.another_person(person(birth_date=None), person(first_name="Claire"))
+    # Either way round, the same answer.
+    assert scoring.another_person(person(first_name="Claire", birth_date=None), jean)
+
+
+def test_one_persons_records_are_not_another_person() -> None:
+    """A typo, a nickname, an initial, names swapped, a birth date mistyped or missing: one person."""
+    jean = person()
+    one_person = [
+        person(),
+        person(first_name="Jaen", birth_date=date(1975, 1, 1)),  # a typo: only the birth date differs
+        person(first_name="J.", birth_date=date(1975, 1, 1)),
+        person(first_name="Dupont", last_name="Jean", birth_date=date(1975, 1, 1)),  # swapped, one contradiction
+        person(first_name="Claire"),  # the same birth date: twins, or an alias: left as one
+        person(first_name="Claire", birth_date=date(1980, 12, 3)),  # a day and month swapped
+        person(first_name="", birth_date=date(1975, 1, 1)),  # no given name to tell
+    ]
+    for other in one_person:
+        assert not scoring.another_person(jean, other), other
+    assert not scoring.another_person(
+        person(first_name="William"), person(first_name="Bill", birth_date=date(1975, 1, 1))
+    )
+    # With a birth date missing, a name misspelt twice or an unknown nickname is not enough.
+    thomas = person(first_name="Thomas", birth_date=None)
+    assert not scoring.another_person(thomas, person(first_name="Tommy"))
+    assert not scoring.another_person(person(first_name="Valentina", birth_date=None), person(first_name="Valentia"))
+    assert not scoring.another_person(person(first_name="L", birth_date=None), person(first_name="Elizabeth"))

@@ -331,6 +331,29 @@ def surnames_differ(a: MatchFields, b: MatchFields) -> bool:
     return _disagrees(level)
 
 
+def another_person(a: MatchFields, b: MatchFields) -> bool:
+    """Whether two records' given names and birth dates say two people: the given names other names
+    (neither a typo, a nickname nor a short form of one another, either way round with the surnames)
+    and the birth dates not one date nor a slip apart. With a birth date missing, only given names
+    far apart say so (below NEAR, neither a variant's ending nor an initial): a name misspelt twice
+    (Thoams/Tommy) is still read as one. One person's records seldom differ so; the members of a
+    household sharing a mailbox or a landline nearly always do (twins share a birth date: they are
+    not told apart so)."""
+    born = _birth_date(a.birth_date, b.birth_date)
+    if born is not None and born.method != "different":
+        return False
+    if b.order_key < a.order_key:  # as score_pair reads them: the same answer either way round
+        a, b = b, a
+    reasons: list[MatchReason] = []
+    _names(a, b, reasons)  # the better reading, straight or with the names swapped
+    given = next((r for r in reasons if r.field == "firstName"), None)
+    if given is None or given.method not in DISAGREEING_NAMES:
+        return False
+    if born is not None:
+        return True
+    return given.method == "different" and given.similarity < NEAR and min(len(a.first_joined), len(b.first_joined)) > 1
+
+
 def _disagrees(level: _Level | None) -> bool:
     return level is not None and level.method in DISAGREEING_NAMES
 

@@ -1,0 +1,146 @@
+"""A family's shared mailbox or landline at ingestion, on every storage backend: a write stating
+another person's given name and birth date than the profile an identifier of it names neither joins
+nor merges that profile (its data would be shown, exported and erased as the other person's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.domain.events import RawIdentifier
+from app.domain.merge_protection import MergeProtection
+from app.domain.profile import Profile
+from app.domain.profile_query import InteractionFilter
+from app.services import merging, profile_reads, profiles
+from app.services.identity_policy import IdentityPolicy
+from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
+from app.services.ports import ProfileStore
+from app.services.profile_writes import ANOTHER_PERSON
+from tests.builders import event
+
+FAMILY = ("email", "martin.family@example.com")
+ANNA = {"first_name": "Anna", "last_name": "Martin", "birth_date": "1980-03-12"}
+MAX = {"first_name": "Max", "last_name": "Martin", "birth_date": "1978-10-01"}
+
+
+async def _upsert(store: ProfileStore, ids: list[tuple[str, str]], fields: dict[str, Any], **kw: Any) -> Profile:
+    return await profiles.upsert_profile(store, [RawIdentifier(t, v) for t, v in ids], fields, **kw)
+
+
+def _held(profile: Profile | None) -> set[tuple[str, str]]:
+    assert profile is not None
+    return {(r.type, r.value) for r in profile.identifiers}
+
+
+async def test_another_persons_upsert_through_a_family_mailbox_gets_a_profile_of_its_own(store: ProfileStore) -> None:
+    anna = await _upsert(store, [FAMILY, ("email", "anna@example.com")], ANNA)
+    max_ = await _upsert(store, [FAMILY, ("email", "max@example.com")], MAX)
+    assert max_.id != anna.id
+    assert (max_.first_name, _held(max_)) == ("Max", {("email", "max@example.com")})  # not the family's
+    after = await store.get_profile(anna.id)
+    assert after is not None and (after.first_name, after.birth_date.isoformat()) == ("Anna", "1980-03-12")  # type: ignore[union-attr]
+    assert _held(after) == {FAMILY, ("email", "anna@example.com")}
+    owner = await profile_reads.get_profile_by_identifier(store, *FAMILY)
+    assert owner is not None and owner.id == anna.id
+    [refusal] = await merging.merge_refusals(store, anna.id)
+    assert refusal.reason == ANOTHER_PERSON and refusal.profile_ids == sorted([anna.id, max_.id])
+    # Their next writes go to each one's own profile, and the refusal is recorded once.
+    again = await _upsert(store, [FAMILY, ("email", "max@example.com")], MAX | {"job_title": "pilot"})
+    assert again.id == max_.id and again.job_title == "pilot"
+    assert [r.id for r in await merging.merge_refusals(store, max_.id)] == [refusal.id]
+    assert await store.count_profiles() == 2
+
+
+async def test_a_family_mailbox_does_not_merge_two_peoples_profiles(store: ProfileStore) -> None:
+    """Before, one write naming the family's email and Max's own merged Max's profile into Anna's."""
+    anna = await _upsert(store, [FAMILY], ANNA)
+    max_ = await _upsert(store, [("phone", "+33612345678")], MAX)
+    written = await _upsert(store, [FAMILY, ("phone", "+33612345678")], MAX)
+    assert written.id == max_.id and _held(written) == {("phone", "+33612345678")}
+    assert await merging.merge_history(store, anna.id) == [] and await merging.merge_history(store, max_.id) == []
+    assert await store.count_profiles() == 2
+
+
+async def test_one_persons_records_still_join_through_their_mailbox(store: ProfileStore) -> None:
+    """A typo in the given name, a nickname, a birth date left out or mistyped: the same person."""
+    anna = await _upsert(store, [FAMILY, ("crmId", "1")], ANNA)
+    same = [
+        ({"first_name": "Anan"} | {k: v for k, v in ANNA.items() if k != "first_name"}, "2"),
+        ({"first_name": "Anna", "birth_date": "1980-12-03"}, "3"),  # day and month swapped
+        ({"first_name": "Anna", "birth_date": "1975-01-01"}, "4"),  # another birth date, the same name
+        ({"first_name": "Annie"}, "5"),  # no birth date, a given name near enough
+        ({"last_name": "Martin"}, "6"),  # no given name: nothing to tell
+    ]
+    for fields, crm_id in same:
+        written = await _upsert(store, [FAMILY, ("crmId", crm_id)], fields)
+        assert written.id == anna.id, fields
+    assert await merging.merge_refusals(store, anna.id) == []
+
+
+async def test_a_customer_id_or_a_write_with_nothing_of_its_own_goes_where_its_identifiers_say(
+    store: ProfileStore,
+) -> None:
+    """A CRM correcting a customer's name and birth date names the customerId: the customer's own.
+    A write naming only the family's email could only make a profile nothing finds again."""
+    anna = await _upsert(store, [FAMILY, ("customerId", "C1")], ANNA)
+    corrected = await _upsert(store, [("customerId", "C1"), FAMILY], MAX)
+    assert corrected.id == anna.id and corrected.first_name == "Max"
+    back = await _upsert(store, [FAMILY], ANNA)
+    assert back.id == anna.id and back.first_name == "Anna"
+    assert await merging.merge_refusals(store, anna.id) == []
+    assert await store.count_profiles() == 1
+
+
+async def test_with_households_apart_off_a_shared_mailbox_joins_as_before(store: ProfileStore) -> None:
+    joined = IdentityPolicy(protection=MergeProtection(households_apart=False))
+    anna = await _upsert(store, [FAMILY], ANNA, policy=joined)
+    max_ = await _upsert(store, [FAMILY, ("email", "max@example.com")], MAX, policy=joined)
+    assert max_.id == anna.id and max_.first_name == "Max"
+    assert await store.count_profiles() == 1
+
+
+async def test_an_identify_event_of_another_person_lands_on_their_own_profile_without_the_shared_email(
+    store: ProfileStore,
+) -> None:
+    """On the batch path (a run of events applied in memory) and on the per-event path alike."""
+    anna = await _upsert(store, [FAMILY], ANNA)
+    max_ids = [FAMILY, ("email", "max@example.com")]
+    says = {"firstName": "Max", "lastName": "Martin", "birthDate": "1978-10-01"}
+    batch = [
+        event("page_view", identifiers=[FAMILY], message_id="anna-1"),
+        event("identify", identifiers=max_ids, properties=says, message_id="max-1", minutes=1),
+        event("order_completed", identifiers=[("email", "max@example.com")], message_id="max-2", minutes=2),
+    ]
+    outcomes = await ingest_events(store, batch)
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED] * 3
+    assert outcomes[0].profile_id == anna.id
+    assert outcomes[1].profile_id == outcomes[2].profile_id != anna.id
+    max_ = await store.get_profile(outcomes[1].profile_id or "")
+    assert max_ is not None and max_.first_name == "Max" and _held(max_) == {("email", "max@example.com")}
+    items = await store.list_interactions(max_.id, before=None, where=InteractionFilter(), limit=10)
+    assert {i.message_id for i in items} == {"max-1", "max-2"}
+    assert all("email:martin.family@example.com" not in i.identifiers for i in items)  # Anna's: not kept
+    [alone] = await ingest_events(store, [event("identify", identifiers=max_ids, properties=says, minutes=3)])
+    assert alone.profile_id == max_.id
+    assert (await store.get_profile(anna.id)).stats.orders == 0  # type: ignore[union-attr]
+    assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON]
+
+
+async def test_an_identify_event_of_another_person_stays_apart_with_automatic_merges_off(store: ProfileStore) -> None:
+    policy = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(automatic_merges=False)))
+    anna = await _upsert(store, [FAMILY], ANNA)
+    says = {"firstName": "Max", "birthDate": "1978-10-01"}
+    [outcome] = await ingest_events(
+        store, [event("identify", identifiers=[FAMILY, ("deviceId", "d-max")], properties=says)], policy
+    )
+    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id != anna.id
+
+
+async def test_a_profile_a_steward_merged_takes_the_writes_of_each_person_merged(store: ProfileStore) -> None:
+    """The steward decided Anna's and Max's profiles are one person; an automatic merge decides nothing."""
+    anna = await _upsert(store, [FAMILY], ANNA)
+    max_ = await _upsert(store, [("email", "max@example.com")], MAX)
+    await merging.merge_profiles(
+        store, anna.id, [max_.id], reason="one person", actor="steward", policy=IdentityPolicy()
+    )
+    written = await _upsert(store, [FAMILY, ("phone", "+33612345678")], MAX)
+    assert written.id == anna.id and ("phone", "+33612345678") in _held(written)
