@@ -214,6 +214,7 @@ def _finished(working: dict[str, Working]) -> tuple[list[ProfileWrite], list[str
             target.version,
             keys_moved=moved or target.version is None,
             addresses_moved=target.addresses_moved,
+            matched_moved=target.keys_moved,  # its match fields touched (or it is new)
             pushed_out=[item for path, item in target.pushed_out if path == "recent"],
         )
         profiles.append(write)

@@ -71,12 +71,14 @@ class ProfileWrite:
     """A whole profile document to write, as `Profile.to_document()` gives it (one per profile per
     batch): inserted when `expected_version` is None, else replaced if the stored version is still
     `expected_version` (VersionConflict otherwise). `keys_moved`: its blockingKeys changed;
-    `addresses_moved`: its addresses may have changed (what a store derives from them is rewritten)."""
+    `addresses_moved`: its addresses may have changed (what a store derives from them is rewritten);
+    `matched_moved`: the fields matching reads may have changed (`index.MATCH_PATHS`)."""
 
     document: dict[str, Any]
     expected_version: int | None
     keys_moved: bool = True
     addresses_moved: bool = True
+    matched_moved: bool = True
     # The document as the store writes it (StoreTransaction.encoded), made where the write was planned;
     # None: encoded when written.
     encoded: Any = None

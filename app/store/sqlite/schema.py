@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from app.domain.errors import InvalidInput
-from app.store.sqlite import backfill, history_rows, profile_facets
+from app.store.sqlite import backfill, history_rows, match_rows, profile_facets
 
 # The format of the stores this code writes, kept in the file's header (PRAGMA user_version, which
 # backups copy): raised with every change an older version would misread or undo (a table, a column,
@@ -156,6 +156,8 @@ STATEMENTS = (
     "CREATE INDEX IF NOT EXISTS segment_checks_by_due ON segment_checks(due_at)",
     # What profile lists filter on, beside each live profile (kept by every profile write).
     *profile_facets.STATEMENTS,
+    # What fuzzy matching reads of each live profile, beside it (kept by every profile write).
+    *match_rows.STATEMENTS,
     # Every read of a history: the table's rows and the recent lists' (history_rows.py).
     *history_rows.STATEMENTS,
     # This store's id, made once: its backups keep it, so the server's scheduled backups tell their

@@ -43,6 +43,7 @@ from app.services.ports import (
 from app.store.documents import dumps, loads
 from app.store.sqlite import (
     key_purge,
+    match_rows,
     profile_facets,
     profile_filter,
     profile_revisions,
@@ -249,6 +250,8 @@ class SQLiteStore:
                 log.info("profiles have a revision column now: each is read in full until it is next written")
             if filled := profile_facets.fill(writer):
                 log.info("built the list filters' rows of %d profiles stored before them", filled)
+            if filled := match_rows.fill(writer):
+                log.info("built the matching rows of %d profiles stored before them", filled)
             if folded := profile_facets.fold_final_sigmas(writer):
                 log.info("folded the final sigma in %d of the list filters' rows", folded)
             schema.mark_format(writer)
@@ -653,9 +656,9 @@ class SQLiteStore:
             if not keys:
                 return []
             usable, params = _usable_keys(keys, max_block)
-            rows = db.execute(
-                f"{usable}SELECT p.doc FROM profiles p WHERE p.merged_into IS NULL AND p.id IN "
-                "(SELECT profile_id FROM blocking_keys WHERE key IN (SELECT key FROM usable)) ORDER BY p.id LIMIT ?",
+            rows = db.execute(  # a live profile's own row (match_rows.py), not its whole document
+                f"{usable}SELECT doc FROM match_rows WHERE profile_id IN (SELECT profile_id FROM blocking_keys "
+                "WHERE key IN (SELECT key FROM usable)) ORDER BY profile_id LIMIT ?",
                 [*params, limit],
             ).fetchall()
             return [match_view(loads(row[0])) for row in rows]
@@ -680,9 +683,8 @@ class SQLiteStore:
         def scan(db: sqlite3.Connection) -> list[MatchView]:
             found: list[MatchView] = []
             for chunk in id_chunks(profile_ids):
-                rows = db.execute(
-                    f"SELECT doc FROM profiles WHERE merged_into IS NULL AND id IN ({','.join('?' * len(chunk))})",
-                    chunk,
+                rows = db.execute(  # rows of live profiles only (match_rows.py)
+                    f"SELECT doc FROM match_rows WHERE profile_id IN ({','.join('?' * len(chunk))})", chunk
                 ).fetchall()
                 found += [match_view(loads(row[0])) for row in rows]
             return found

@@ -18,6 +18,7 @@ from app.domain.clock import now, parse_time, to_iso
 from app.domain.events import REPLAY_TIME_SLACK
 from app.domain.history_rebuild import joined_spans
 from app.domain.identifiers import Identifier
+from app.domain.matching.index import touches_match_fields
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.products import Product
@@ -34,7 +35,7 @@ from app.services.ports import (
     VersionConflict,
 )
 from app.store.documents import dumps, jsonable, loads
-from app.store.sqlite import history_rows, key_purge, profile_facets, profile_rows
+from app.store.sqlite import history_rows, key_purge, match_rows, profile_facets, profile_rows
 from app.store.sqlite.profile_revisions import NEW as NEW_REVISION
 from app.store.sqlite.schema import WRITE_META
 from app.store.sqlite.written_documents import WrittenDocuments
@@ -119,6 +120,7 @@ class SQLiteTransaction(StoreTransaction):
         _index_keys(self._db, profile.id, profile.blocking_keys, live=profile.merged_into is None)
         _mirror_segments(self._db, profile.id, profile.segments)
         profile_facets.keep(self._db, [document], new=True)
+        match_rows.keep(self._db, [document])
         _schedule_upkeep(self._db, [profile.id])
         self._recent.wrote([document])
 
@@ -141,6 +143,8 @@ class SQLiteTransaction(StoreTransaction):
             (*self._row(profile_id, dumps(document), document["version"], document.get("mergedInto")), profile_id),
         )
         profile_facets.keep(self._db, [document], cities=change.touches("addresses"))
+        if "mergedInto" in change.set or touches_match_fields(change):
+            match_rows.keep(self._db, [document])
         if "blockingKeys" in change.set or "mergedInto" in change.set:
             _index_keys(self._db, profile_id, document["blockingKeys"], live=document.get("mergedInto") is None)
         if "segments" in change.set:
@@ -278,6 +282,7 @@ class SQLiteTransaction(StoreTransaction):
             if write.expected_version is None:
                 _mirror_segments(self._db, profile_id, document.get("segments", []))
         profile_facets.keep(self._db, inserts, new=True)
+        match_rows.keep(self._db, [w.document for w in writes if w.matched_moved or w.expected_version is None])
         for moved in (True, False):  # the city rows are rewritten only for profiles whose addresses moved
             documents = [write.document for write in updates if write.addresses_moved is moved]
             profile_facets.keep(self._db, documents, cities=moved)
@@ -313,6 +318,7 @@ class SQLiteTransaction(StoreTransaction):
         if cursor.rowcount != 1:
             raise VersionConflict(profile.id)
         profile_facets.keep(self._db, [document])
+        match_rows.keep(self._db, [document])
         _index_keys(self._db, profile.id, profile.blocking_keys, live=profile.merged_into is None)
         _mirror_segments(self._db, profile.id, profile.segments)
         _schedule_upkeep(self._db, [profile.id])
@@ -665,6 +671,7 @@ def _erase_some(db: sqlite3.Connection, ids: list[str]) -> tuple[int, int]:
         db.execute(f"DELETE FROM {table} WHERE profile_id IN ({marks})", ids)
     db.execute(f"DELETE FROM profiles WHERE id IN ({marks})", ids)
     profile_facets.forget(db, ids)
+    match_rows.forget(db, ids)
     return identifiers, interactions
 
 
