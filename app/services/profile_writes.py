@@ -105,15 +105,7 @@ async def write_to_resolved_profile(
     )
     if apart:
         ids = sorted({profile.id} | {other.id for owner in apart if (other := read[owner]) is not None})
-        await tx.record_refusal(
-            MergeRefusal(
-                _id=refusal_id(ids, ANOTHER_PERSON),
-                at=at,
-                profile_ids=ids,
-                reason=ANOTHER_PERSON,
-                message_id=message_id,
-            )
-        )
+        await _record_refusal(tx, ids, ANOTHER_PERSON, at=at, message_id=message_id)
     return profile, merged_away
 
 
@@ -188,11 +180,7 @@ async def _write_resolved(
         apart = someone_else(policy.protection.past_type_limits(profile, new), resolution)
         created = await _create(tx, resolution.unclaimed, build, at=at) if apart else None
         apart_ids = [profile.id] + ([created.id] if created else [])
-        await tx.record_refusal(
-            MergeRefusal(
-                _id=refusal_id(apart_ids, crowded), at=at, profile_ids=apart_ids, reason=crowded, message_id=message_id
-            )
-        )
+        await _record_refusal(tx, apart_ids, crowded, at=at, message_id=message_id)
         if created is not None:  # the stronger identifier's own profile, without the other's
             return created, merged_away
         # Else the identifiers past a limit stay nobody's, and the write lands without them.
@@ -203,6 +191,17 @@ async def _write_resolved(
         after = index_change(Profile.from_document(apply_change(profile.to_document(), change)), change)
     await tx.update_profile(profile.id, change, expected_version=profile.version)
     return after, merged_away
+
+
+async def _record_refusal(
+    tx: StoreTransaction, profile_ids: list[str], reason: str, *, at: datetime, message_id: str | None
+) -> None:
+    """Why these profiles were kept apart, once for the same profiles and reason (`refusal_id`)."""
+    await tx.record_refusal(
+        MergeRefusal(
+            _id=refusal_id(profile_ids, reason), at=at, profile_ids=profile_ids, reason=reason, message_id=message_id
+        )
+    )
 
 
 async def _create(
@@ -238,15 +237,7 @@ async def _merge_linked(
         return target, ()
     refusal = policy.protection.refusal([target, *others.values()], resolution.unclaimed)
     if refusal is not None:
-        await tx.record_refusal(
-            MergeRefusal(
-                _id=refusal_id([target.id, *others], refusal),
-                at=at,
-                profile_ids=[target.id, *others],
-                reason=refusal,
-                message_id=message_id,
-            )
-        )
+        await _record_refusal(tx, [target.id, *others], refusal, at=at, message_id=message_id)
         return target, ()
     reason = "automatic: one " + ("event" if message_id else "write") + " named identifiers of each profile"
     _, merged = await merge_in_transaction(
