@@ -123,12 +123,17 @@ async def _other_people(
     profile a steward merged others into (`_made_by_a_steward`), and when the write has no identifier
     of its own left it goes where its identifiers say, as before: a profile nothing could find again
     would be made for it. `read` keeps each profile read, for the write."""
-    customer = {owners[i.key] for i in identifiers if i.key in owners and i.type == KnownIdentifierType.CUSTOMER_ID}
-    apart = []
-    for owner in sorted(set(owners.values()) - customer):
-        read[owner] = held = await live_profile(tx, owner)
-        if held is not None and another_person(person, match_fields(held)) and not await _made_by_a_steward(tx, held):
-            apart.append(owner)
+    for owner in sorted(set(owners.values())):  # an owner merged away since stands for its survivor
+        read[owner] = await live_profile(tx, owner)
+    live = {owner: held.id for owner, held in read.items() if held is not None}
+    customer = {
+        live.get(owners[i.key]) for i in identifiers if i.key in owners and i.type == KnownIdentifierType.CUSTOMER_ID
+    }
+    others: set[str] = set()
+    for held in {held.id: held for held in read.values() if held is not None and held.id not in customer}.values():
+        if another_person(person, match_fields(held)) and not await _made_by_a_steward(tx, held):
+            others.add(held.id)
+    apart = [owner for owner, held_id in live.items() if held_id in others]
     if all(owners.get(i.key) in apart for i in identifiers):
         return []
     return apart
