@@ -16,7 +16,9 @@ from app.store.sqlite import backfill, history_rows, match_rows, profile_facets
 # a trigger, a one-time repair). A store of a higher format is refused. Before it, an older server
 # opened a newer store without a word: it failed every write (the revision guards), or wrote rows that
 # the newer one's one-time repairs had already passed (list filters that then found no one).
-STORE_FORMAT = 3  # 3: an interaction in its profile's recent list has no row of its own (history_rows.py)
+# 3: an interaction in its profile's recent list has no row of its own (history_rows.py). 4: matching
+# reads each live profile's match_rows row, which an older server would leave stale as it wrote.
+STORE_FORMAT = 4
 
 
 def refuse_newer(db: sqlite3.Connection, path: object, *, field: str) -> None:
