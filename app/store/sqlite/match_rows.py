@@ -20,11 +20,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from app.domain.matching.index import MATCH_VIEW_FIELDS
-from app.store.documents import dumps, loads
+from app.store.documents import dumps
 from app.store.sqlite import backfill
 
 FILLED_MARK = "matchRows"  # meta key: the rows were built for the profiles a store already held
-FILL_CHUNK = 2_000
 
 STATEMENTS = ("CREATE TABLE IF NOT EXISTS match_rows (profile_id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID",)
 
@@ -51,13 +50,4 @@ def forget(db: sqlite3.Connection, profile_ids: Iterable[str]) -> None:
 
 def fill(db: sqlite3.Connection) -> int:
     """Build the rows of the profiles a store held before it had them (once). Returns how many."""
-
-    def build(db: sqlite3.Connection) -> int:
-        filled = 0
-        rows = db.execute("SELECT doc FROM profiles WHERE merged_into IS NULL")
-        while chunk := rows.fetchmany(FILL_CHUNK):
-            keep(db, [loads(doc) for (doc,) in chunk])
-            filled += len(chunk)
-        return filled
-
-    return backfill.once(db, FILLED_MARK, build)
+    return backfill.live_documents_once(db, FILLED_MARK, keep)

@@ -18,12 +18,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from app.domain.profile_query import FINAL_SIGMA, SIGMA, StatsField, folded_cities, folded_value
-from app.store.documents import loads
 from app.store.sqlite import backfill
 
 FILLED_MARK = "profileFacets"  # meta key: the rows were built for the profiles a store already held
 FOLDED_MARK = "profileFacetsFinalSigma"  # meta key: the rows' names and cities were folded (`folded`)
-FILL_CHUNK = 2_000
 
 _STATS = [field.value for field in StatsField]
 
@@ -83,15 +81,7 @@ def fill(db: sqlite3.Connection) -> int:
     """Build the rows of the profiles a store held before it had them (once: seconds for 100,000
     profiles). Returns how many profiles were given rows."""
 
-    def build(db: sqlite3.Connection) -> int:
-        filled = 0
-        rows = db.execute("SELECT doc FROM profiles WHERE merged_into IS NULL")
-        while chunk := rows.fetchmany(FILL_CHUNK):
-            keep(db, [loads(doc) for (doc,) in chunk], new=True)
-            filled += len(chunk)
-        return filled
-
-    return backfill.once(db, FILLED_MARK, build)
+    return backfill.live_documents_once(db, FILLED_MARK, lambda db, documents: keep(db, documents, new=True))
 
 
 def fold_final_sigmas(db: sqlite3.Connection) -> int:
