@@ -330,9 +330,7 @@ async def cost(*, scale: int, lookups: int, seed: int) -> None:
                 picks = random.Random(seed).sample([p.id for p in sample], min(lookups, len(sample)))
                 one = await one_profile_latencies(store, picks)
                 floor = await _read_latencies(store, picks)
-                rows.append([f"{len(sample):,}", fmt_s(built), fmt_s(whole), f"{pairs:,}", f"{one.pct_ms(50):.2f}",
-                             f"{one.pct_ms(99):.2f}", f"{floor.pct_ms(50):.2f}", f"{floor.pct_ms(99):.2f}",
-                             ratio(one.pct_ms(50), floor.pct_ms(50))])  # fmt: skip
+                rows.append(_cost_row(f"{len(sample):,}", built, whole, pairs, one, floor))
                 rows.append(await _learned_cost(store, picks, floor))
             finally:
                 await store.close()
@@ -365,7 +363,12 @@ async def _learned_cost(store: ProfileStore, picks: Sequence[str], floor: Latenc
         return ["  learned", fmt_s(estimated), "no model that separates: the rules answer", "", "", "", "", "", ""]
     whole, pairs = await whole_store_seconds(store)
     one = await one_profile_latencies(store, picks)
-    return ["  learned", fmt_s(estimated), fmt_s(whole), f"{pairs:,}", f"{one.pct_ms(50):.2f}", f"{one.pct_ms(99):.2f}",
+    return _cost_row("  learned", estimated, whole, pairs, one, floor)
+
+
+def _cost_row(label: str, written: float, whole: float, pairs: int, one: Latencies, floor: Latencies) -> list[object]:
+    """A row of the cost table: the store's write (or estimate), the whole store, one profile beside its floor."""
+    return [label, fmt_s(written), fmt_s(whole), f"{pairs:,}", f"{one.pct_ms(50):.2f}", f"{one.pct_ms(99):.2f}",
             f"{floor.pct_ms(50):.2f}", f"{floor.pct_ms(99):.2f}", ratio(one.pct_ms(50), floor.pct_ms(50))]  # fmt: skip
 
 
