@@ -26,7 +26,6 @@ from app.domain.matching import (
 )
 from app.domain.matching.blocking import GIVEN_NAME_KEY, given_name_alone, lookup_keys, names_key
 from app.domain.matching.candidates import is_rules_scorer, may_reach
-from app.domain.matching.fields import names_and_birth_date
 from app.domain.matching.index import MatchView
 from app.domain.matching.links import MIN_LINK_STEP
 from app.domain.merge import MergeRefusal, kept_apart
@@ -112,7 +111,8 @@ class _Lookup:
         scorer's lookups: a learned model scores every pair it reads)."""
         keys = lookup_keys(self.fields[profile_id], self.keys[profile_id])
         ids = await self._read(keys, max_block)
-        names = names_and_birth_date(self.fields[profile_id])
+        target = MatchView(profile_id, tuple(self.keys[profile_id]), self.fields[profile_id])
+        names = target.names
         given_name_lookup = None  # the keys read, when the rules answer and one is the given-name key
         if is_rules_scorer(self.score) and any(key.startswith(GIVEN_NAME_KEY) for key in keys):
             given_name_lookup = frozenset(keys)
@@ -122,7 +122,7 @@ class _Lookup:
                 continue
             if other_id not in self.fields:
                 other = self.read.get(other_id)
-                if other is None or not may_reach(self.score, names, other, min_score):
+                if other is None or not may_reach(self.score, target, other, min_score):
                     continue  # gone since its id was read, or passed over
                 self.keys[other_id] = other.blocking_keys
                 self.fields[other_id] = other.fields

@@ -83,7 +83,7 @@ async def current_scorer(store: ProfileStore) -> PairScorer:
         cached = (stamp, time.monotonic() + CACHE_SECONDS, model if model is not None and model.separates() else None)
         _cache[store] = cached
     model = cached[2]
-    return model.score if model is not None else score_pair
+    return model if model is not None else score_pair
 
 
 async def forget_erased(tx: StoreTransaction, erased: Collection[str]) -> None:

@@ -14,10 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from app.domain.matching import DEFAULT_MIN_SCORE, MatchFields, MatchModel, normalised_fields, score_pair
+from app.domain.matching import DEFAULT_MIN_SCORE, MatchFields, MatchModel, blocking_keys, normalised_fields, score_pair
+from app.domain.matching.fields import contacts_of, names_and_birth_date
 from app.domain.matching.learned import ValueFrequencies, Vector, comparison, estimate, value_frequencies, value_key
 from app.domain.matching.scoring import HOUSEHOLD_CONTACT_BITS
 from app.domain.profile import Address
+from bench.people.population import people as population_people
+from bench.people.population import records as population_records
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 GIVEN = ["olivia", "lucas", "emma", "noah", "mila", "hugo", "lena", "adam", "zoe", "tom", "ines", "paul", "clara"]
@@ -310,3 +313,56 @@ def test_frequencies_without_erased_profiles_count_their_names_once_less_each() 
         assert without.bits("quarante") == without.bits("nobody")  # no longer kept: as rare as a name unseen
         assert without.shares[value_key("s1", "martin")] * len(profiles) == pytest.approx(len(GIVEN) - 3)
         assert without.shares[value_key("s1", "roux")] == kept.shares[value_key("s1", "roux")]
+
+
+def _population_pairs() -> list[tuple[MatchFields, MatchFields]]:
+    """The pairs of generated records (bench/people: typos, nicknames, households sharing a home, a
+    landline and a mailbox, twins, namesakes) that share a blocking key, as a store compares them."""
+    records = population_records(population_people(400, 3), 3)
+    fields = [
+        normalised_fields(
+            first_name=r.first_name,
+            last_name=r.last_name,
+            birth_date=r.birth_date,
+            emails=[e.lower() for e in r.emails],
+            phones=[p.replace(" ", "") for p in r.phones],
+            addresses=[Address(street=r.street, city=r.city, postcode=r.postcode)] if r.street or r.postcode else [],
+        )
+        for r in records
+    ]
+    blocks: dict[str, list[int]] = {}
+    for index, found in enumerate(fields):
+        for key in blocking_keys(found):
+            blocks.setdefault(key, []).append(index)
+    pairs = {(i, j) for members in blocks.values() for i, j in itertools.combinations(members, 2)}
+    return [(fields[i], fields[j]) for i, j in sorted(pairs)]
+
+
+def test_a_models_ceiling_bounds_every_pairs_score_whatever_its_weights() -> None:
+    """A learned model passes over a pair whose names, birth dates and the contact fields both hold
+    keep it below the threshold (`ceiling`), before comparing the rest. The bound is the model's
+    own, so it must hold for any weights EM may find: for the model estimated on these pairs and for
+    models whose every level weighs at random (a contradiction with a shared mailbox read as strong
+    evidence for a match, a shared home against), no pair scores above its ceiling, and the ceiling
+    reads nothing but the names, the birth dates and which contact fields are held."""
+    pairs = _population_pairs()
+    assert len(pairs) > 1000
+    frequencies = value_frequencies([f for pair in pairs for f in pair], salt="test")
+    estimated = estimate(_vectors(pairs), version=1, at=AT, frequencies=frequencies)
+    rng = random.Random(5)
+    models = [estimated]
+    for version in range(2, 6):
+        m = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.m.items()}
+        u = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.u.items()}
+        models.append(replace(estimated, version=version, m=m, u=u, match_share=rng.uniform(0.001, 0.5)))
+    for model in models:
+        for a, b in pairs:
+            contacts = contacts_of(a) & contacts_of(b)
+            ceiling = model.ceiling(names_and_birth_date(a), names_and_birth_date(b), contacts)
+            assert model.score(a, b).score <= ceiling, (model.version, a, b)
+            assert model.ceiling(a, b, contacts) == ceiling
+    # And it passes over pairs: most look-alikes sharing a broad key cannot reach the threshold.
+    passed_over = [a for a, b in pairs if estimated.score_reaching(a, b, DEFAULT_MIN_SCORE) is None]
+    assert len(passed_over) > len(pairs) / 10
+    assert all(estimated.score(a, b).score < DEFAULT_MIN_SCORE for a, b in pairs if estimated.ceiling(
+        a, b, contacts_of(a) & contacts_of(b)) < DEFAULT_MIN_SCORE)  # fmt: skip

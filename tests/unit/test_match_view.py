@@ -12,7 +12,7 @@ import pytest
 
 from app.domain.matching import MatchFields, match_fields, normalised_fields, score_pair
 from app.domain.matching.candidates import may_reach
-from app.domain.matching.fields import names_and_birth_date
+from app.domain.matching.fields import contacts_of, names_and_birth_date
 from app.domain.matching.index import match_view, refresh_keys
 from app.domain.matching.scoring import score_pair_reaching
 from app.domain.profile import Address, IdentifierRecord, Profile
@@ -76,6 +76,21 @@ def test_a_match_view_reads_the_names_and_birth_date_alone_as_its_fields_hold_th
     assert names.first_phonetic == view.fields.first_phonetic and names.last_joined == view.fields.last_joined
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({}, id="every contact field"),
+        pytest.param({"addresses": []}, id="no address"),
+        pytest.param({"identifiers": [{"type": "customerId", "value": "c-1", "addedAt": AT}]}, id="no email nor phone"),
+    ],
+)
+def test_a_match_view_reads_the_contact_fields_it_holds_as_its_fields_hold_them(change: dict[str, Any]) -> None:
+    view = match_view(stored() | change)
+    held = view.contacts  # read before the fields are normalised
+    assert held == contacts_of(view.fields)
+    assert ("email" in held, "address" in held) == ("identifiers" not in change, "addresses" not in change)
+
+
 PEOPLE = [
     normalised_fields(
         first_name=first,
@@ -99,6 +114,7 @@ THRESHOLDS = (0.0, 0.001, 0.01, 0.5, 0.9)
 class _Named:
     birth_date: date | None
     names: MatchFields
+    contacts: frozenset[str] = frozenset()
 
 
 def test_a_look_alike_is_passed_over_on_its_names_and_birth_date_exactly_when_the_early_stop_stops_it() -> None:
@@ -106,10 +122,11 @@ def test_a_look_alike_is_passed_over_on_its_names_and_birth_date_exactly_when_th
     for a, b in itertools.permutations(PEOPLE, 2):
         other = _Named(b.birth_date, names_and_birth_date(b))
         for threshold in THRESHOLDS:
-            reaches = may_reach(score_pair, names_and_birth_date(a), other, threshold)
+            target = _Named(a.birth_date, names_and_birth_date(a))
+            reaches = may_reach(score_pair, target, other, threshold)
             assert reaches == (score_pair_reaching(a, b, threshold) is not None)
             passed_over += not reaches
-            assert may_reach(lambda x, y: score_pair(x, y), names_and_birth_date(a), other, threshold)
+            assert may_reach(lambda x, y: score_pair(x, y), target, other, threshold)
     assert passed_over  # another scorer (a learned model) is never judged by the rules' bound
 
 

@@ -9,6 +9,7 @@ from datetime import date
 from typing import Protocol
 
 from app.domain.matching.fields import MatchFields
+from app.domain.matching.learned import MatchModel
 from app.domain.matching.scoring import (
     RULES,
     MatchReason,
@@ -18,7 +19,7 @@ from app.domain.matching.scoring import (
     score_pair_reaching,
 )
 
-# Scores a pair: the rules scorer `score_pair`, or a learned model's (`learned.MatchModel.score`).
+# Scores a pair: the rules scorer `score_pair`, or a learned model (`learned.MatchModel`).
 PairScorer = Callable[[MatchFields, MatchFields], MatchScore]
 
 # Calibrated by `python -m bench identity --seed 1` and reported on seed 2: the highest threshold whose
@@ -62,24 +63,27 @@ def candidates_for(
 def score_reaching(
     score: PairScorer, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
 ) -> MatchScore | None:
-    """`score(a, b)`, or None for a pair that cannot reach `min_score`: the rules scorer tells most
-    of those from their names and birth dates alone (`score_pair_reaching`); a learned model's levels
-    carry no such bound, so it scores every pair in full. `unique_names`: no other profile holds the
+    """`score(a, b)`, or None for a pair that cannot reach `min_score`: the rules scorer and a learned
+    model tell most of those from their names and birth dates alone (`score_pair_reaching`, each by
+    its own bound: `learned.MatchModel.ceiling`). `unique_names`: no other profile holds the
     two's names key, which the rules scorer counts (`scoring.UNIQUE_NAMES_BITS`); a learned model
     weighs how common each name is by its own frequencies instead."""
     if is_rules_scorer(score):
         return score_pair_reaching(a, b, min_score, unique_names=unique_names)
+    if isinstance(score, MatchModel):
+        return score.score_reaching(a, b, min_score)
     return score(a, b)
 
 
 def is_rules_scorer(score: PairScorer) -> bool:
-    """Whether `score` is the rules scorer: it alone bounds pairs on their names and birth dates
-    (`score_reaching`, `may_reach`) and counts names no other profile holds."""
+    """Whether `score` is the rules scorer: it alone passes over namesakes by given name before
+    their names are compared and counts names no other profile holds."""
     return score is score_pair
 
 
 class Named(Protocol):
-    """A profile's names and birth date, each read when asked for (`index.MatchView`)."""
+    """A profile's names, birth date and the contact fields it holds, each read when asked for
+    (`index.MatchView`)."""
 
     @property
     def birth_date(self) -> date | None: ...
@@ -87,17 +91,22 @@ class Named(Protocol):
     @property
     def names(self) -> MatchFields: ...  # `fields.names_and_birth_date`
 
+    @property
+    def contacts(self) -> frozenset[str]: ...  # `fields.contacts_held`
 
-def may_reach(score: PairScorer, a_names: MatchFields, b: Named, min_score: float) -> bool:
-    """Whether a pair could reach `min_score`, judged on the two's names and birth dates alone
-    (`a_names`: `fields.names_and_birth_date`): False exactly where the rules scorer caps the pair
-    below it whatever else the two hold (`score_pair_reaching` gives None), the birth dates looked at
-    first; a learned model has no such bound."""
+
+def may_reach(score: PairScorer, a: Named, b: Named, min_score: float) -> bool:
+    """Whether a pair could reach `min_score`, judged on the two's names and birth dates alone: False
+    exactly where the rules scorer caps the pair below it whatever else the two hold
+    (`score_pair_reaching` gives None), the birth dates looked at first; for a learned model, where
+    its own bound does, given which contact fields both hold (`learned.MatchModel.ceiling`)."""
+    if isinstance(score, MatchModel):
+        return score.ceiling(a.names, b.names, a.contacts & b.contacts) >= min_score
     if not is_rules_scorer(score):
         return True
-    if birth_dates_cap_below(a_names.birth_date, b.birth_date, min_score):
+    if birth_dates_cap_below(a.birth_date, b.birth_date, min_score):
         return False
-    return score_pair_reaching(a_names, b.names, min_score) is not None
+    return score_pair_reaching(a.names, b.names, min_score) is not None
 
 
 def best_first(candidates: Iterable[Candidate]) -> list[Candidate]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -299,6 +299,26 @@ def normalised_values(
         phones=tuple(sorted({p.strip() for p in phones if p.strip()})),
         addresses=tuple(dict.fromkeys(a for a in found if a is not None)),
     )
+
+
+def contacts_held(
+    emails: Collection[object], phones: Collection[object], addresses: Collection[object]
+) -> frozenset[str]:
+    """The contact fields a profile holds some value of, named as the scorer's reasons name them (an
+    address counting for its second line too): a pair compares only those both hold, which bounds
+    what a learned model can make of the rest (`learned.MatchModel.ceiling`). Read from values as
+    stored too: one that normalises to nothing still counts, so the bound stays one."""
+    held = {"email"} if emails else set()
+    if phones:
+        held.add("phone")
+    if addresses:
+        held.update(("address", "address.line2"))
+    return frozenset(held)
+
+
+def contacts_of(fields: MatchFields) -> frozenset[str]:
+    """`contacts_held` of normalised match fields."""
+    return contacts_held(fields.emails, fields.phones, fields.addresses)
 
 
 def names_and_birth_date(fields: MatchFields) -> MatchFields:

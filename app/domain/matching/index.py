@@ -17,6 +17,8 @@ from app.domain.matching.blocking import blocking_keys
 from app.domain.matching.fields import (
     AddressValues,
     MatchFields,
+    contacts_held,
+    contacts_of,
     match_fields,
     names_and_birth_date,
     normalised_values,
@@ -103,6 +105,13 @@ class MatchView:
     @property
     def birth_date(self) -> date | None:
         return self.fields.birth_date if self._values is None else self._values[2]
+
+    @property
+    def contacts(self) -> frozenset[str]:
+        """The contact fields it holds a value of (`contacts_held`), read without `fields`."""
+        if self._values is None:
+            return contacts_of(self.fields)
+        return contacts_held(*self._values[3:])
 
     @property
     def names(self) -> MatchFields:

@@ -75,6 +75,7 @@ to a few hundred distinct vectors.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -82,7 +83,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from app.domain.matching.fields import MatchFields
+from app.domain.matching.fields import MatchFields, contacts_of
 from app.domain.matching.scoring import (
     CLOSE,
     DISAGREEING_NAMES,
@@ -90,6 +91,7 @@ from app.domain.matching.scoring import (
     ONE_MAILBOX,
     MatchReason,
     MatchScore,
+    names_and_birth_date_reasons,
     score_pair,
     shown,
 )
@@ -114,9 +116,32 @@ _HOME = frozenset({"sameAddress", "sameBuildingOtherUnit", "sameStreet"})
 FREQUENCY_FIELDS = {"firstName": "first_joined", "lastName": "last_joined"}
 MAX_KEPT_VALUES = 5000
 MAX_FREQUENCY_BITS = 6.0
+MAX_REMEMBERED = 1 << 16  # the most values whose frequency bits a model keeps once asked (`ValueFrequencies.bits`)
 # The form of the comparison vectors; a model stored with another is not used (its levels are not
 # the ones `comparison` forms now) until the next estimate replaces it.
 FORM = 2
+
+
+# What a household shares, as a contradicted level names it (`comparison`): each with the field compared.
+HOUSEHOLD_CONTACTS = {"home": "address", "line2": "address.line2", "phone": "phone", "mailbox": "email"}
+# A reason sharing each of those fields, as `MatchModel.ceiling` supposes a pair may.
+_SHARING = {
+    "address": MatchReason("address", "sameAddress", 1.0),
+    "address.line2": MatchReason("address.line2", "jaroWinkler", 1.0),
+    "phone": MatchReason("phone", "exact", 1.0),
+    "email": MatchReason("email", "exact", 1.0),
+}
+
+
+def household_shares(contact: str, level: str | None) -> bool:
+    """Whether a level of one of HOUSEHOLD_CONTACTS' fields is one a household shares."""
+    if contact == "address":
+        return level in _HOME
+    if contact == "address.line2":
+        return level == "same"
+    if contact == "phone":
+        return level in ("exact", "lastDigits")
+    return level in ONE_MAILBOX
 
 
 def comparison(reasons: Iterable[MatchReason]) -> Vector:
@@ -139,16 +164,13 @@ def comparison(reasons: Iterable[MatchReason]) -> Vector:
         # date's), whose m and u the data decide. The level stays one of that field's, so its m is a
         # share of all matches compared on the field, not of the contradicted ones only.
         shared = []
-        for name, agrees in (
-            ("home", levels.get("address") in _HOME),
-            ("line2", levels.get("address.line2") == "same"),
-            ("phone", levels.get("phone") in ("exact", "lastDigits")),
-            ("mailbox", levels.get("email") in ONE_MAILBOX),
-            ("birthDate", bool(other_given) and born in ("exact", "dayMonthSwap", "damerauLevenshtein")),
-        ):
-            if agrees:
+        for name, contact in HOUSEHOLD_CONTACTS.items():
+            if household_shares(contact, levels.get(contact)):
                 shared.append(name)
-                levels.pop({"home": "address", "line2": "address.line2", "mailbox": "email"}.get(name, name))
+                levels.pop(contact)
+        if other_given and born in ("exact", "dayMonthSwap", "damerauLevenshtein"):
+            shared.append("birthDate")
+            levels.pop("birthDate")
         if other_given:
             contradiction = [other_given]
             if born == "different":
@@ -174,11 +196,21 @@ class ValueFrequencies:
     agreement: float  # the chance two profiles drawn at random agree on the field: the sum of squared shares
     salt: str | None = None  # what the values are keyed with; None: a model stored keyed by the values
     profiles: int | None = None  # how many profiles were counted (what each share is of); None: unknown
+    # `bits` of the values asked for (a keyed hash each): names repeat across the pairs scored.
+    _bits: dict[str, float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_bits", {})
 
     def bits(self, value: str) -> float:
         """log2(agreement / share): 0 for a value of the usual frequency among agreeing pairs."""
-        ratio = math.log2(self.agreement / self.shares.get(value_key(self.salt, value), self.floor))
-        return max(-MAX_FREQUENCY_BITS, min(MAX_FREQUENCY_BITS, ratio))
+        found = self._bits.get(value)
+        if found is None:
+            ratio = math.log2(self.agreement / self.shares.get(value_key(self.salt, value), self.floor))
+            found = max(-MAX_FREQUENCY_BITS, min(MAX_FREQUENCY_BITS, ratio))
+            if len(self._bits) < MAX_REMEMBERED:
+                self._bits[value] = found
+        return found
 
     def without(self, values: Counter[str]) -> ValueFrequencies:
         """These frequencies with each of `values` counted that many times fewer (the names of erased
@@ -256,9 +288,20 @@ class MatchModel:
     frequencies: dict[str, ValueFrequencies] = field(default_factory=dict)
     form: int = FORM
     name: str = field(init=False)
+    # `ceiling`'s bits by the levels of a pair's names and birth dates and the contact fields both
+    # hold: a few thousand distinct ones.
+    _ceilings: dict[tuple[Vector, frozenset[str]], float] = field(init=False, repr=False, compare=False)
+
+    _level_bits: dict[tuple[str, str], float] = field(init=False, repr=False, compare=False)  # `bits`, as asked
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", f"fellegiSunter:v{self.version}")
+        object.__setattr__(self, "_ceilings", {})
+        object.__setattr__(self, "_level_bits", {})
+
+    def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
+        """The model as a pair scorer (`candidates.PairScorer`): `score`."""
+        return self.score(a, b)
 
     def bits(self, field_name: str, level: str) -> float:
         """log2(m/u) of a level; 0 for a level the model never saw (no evidence either way). Two
@@ -272,6 +315,12 @@ class MatchModel:
         - contradicted together with the birth date (`…+otherBirthDate+…`), it says at most the same
           level without that (as bounded) plus the birth date's own `different`: two contradictions
           read together are never better evidence of one person than each read alone."""
+        found = self._level_bits.get((field_name, level))
+        if found is None:
+            found = self._level_bits[field_name, level] = self._bounded_bits(field_name, level)
+        return found
+
+    def _bounded_bits(self, field_name: str, level: str) -> float:
         bits = self._estimated_bits(field_name, level)
         if field_name != "firstName" or "+" not in level:
             return bits  # every other level, as estimated (scoring a pair asks for each of its levels)
@@ -293,21 +342,77 @@ class MatchModel:
 
     def probability(self, vector: Vector, rarity: float = 0.0) -> float:
         """A pair's match probability; `rarity` adds the bits of how rare its agreeing values are."""
-        prior = math.log2(self.match_share / (1 - self.match_share))
-        total = prior + rarity + sum(self.bits(f, level) for f, level in vector)
+        return self._probability(rarity + self._vector_bits(vector))
+
+    def _probability(self, bits: float) -> float:
+        total = math.log2(self.match_share / (1 - self.match_share)) + bits
         total = max(-60.0, min(60.0, total))
         return 1.0 / (1.0 + math.pow(2.0, -total))
+
+    def _vector_bits(self, vector: Vector) -> float:
+        return sum(self.bits(f, level) for f, level in vector)
+
+    def _rarity(self, a: MatchFields, vector: Iterable[tuple[str, str]]) -> float:
+        """The bits of how rare the names a pair agrees on exactly are (`a`'s: they are the pair's)."""
+        return sum(
+            self.frequencies[f].bits(getattr(a, FREQUENCY_FIELDS[f]))
+            for f, level in vector
+            if level == "exact" and f in self.frequencies
+        )
 
     def score(self, a: MatchFields, b: MatchFields) -> MatchScore:
         """The pair's posterior under this model; the reasons are the rules scorer's comparisons."""
         compared = score_pair(a, b)
         vector = comparison(compared.reasons)
-        rarity = sum(
-            self.frequencies[f].bits(getattr(a, FREQUENCY_FIELDS[f]))
-            for f, level in vector
-            if level == "exact" and f in self.frequencies
-        )
-        return MatchScore(shown(self.probability(vector, rarity)), compared.reasons, self.name)
+        return MatchScore(shown(self.probability(vector, self._rarity(a, vector))), compared.reasons, self.name)
+
+    def score_reaching(self, a: MatchFields, b: MatchFields, min_score: float) -> MatchScore | None:
+        """`score(a, b)`, or None when the pair's names and birth dates keep it below `min_score`
+        whatever the contact fields both hold say (`ceiling`)."""
+        if min_score > 0 and self.ceiling(a, b, contacts_of(a) & contacts_of(b)) < min_score:
+            return None
+        return self.score(a, b)
+
+    def ceiling(self, a: MatchFields, b: MatchFields, contacts: frozenset[str]) -> float:
+        """The most a pair can score under this model, as shown, judged on its names and birth dates
+        (`a` and `b` may hold nothing else: `fields.names_and_birth_date`) and `contacts`, the
+        contact fields both hold (`fields.contacts_held`).
+
+        The names and birth dates give their own levels; each contact field adds at most its best
+        level's bits. When a contradiction reads what a household shares into its own level
+        (`comparison`), each way of sharing the contact fields is tried: one shared is read into that
+        level, one not shared adds at most its best level among those a household does not share. So
+        the bound is the model's own: a level it weighs for a match (`different+mailbox`, a replaced
+        given name with one mailbox) keeps such a pair, and one it reads as strong evidence against
+        passes the pair over."""
+        names = names_and_birth_date_reasons(a, b)
+        read = tuple((r.field, r.method) for r in names if r.field in ("firstName", "lastName", "birthDate"))
+        bits = self._ceilings.get((read, contacts))
+        if bits is None:
+            bits = self._ceilings[read, contacts] = self._ceiling_bits(names, contacts)
+        # The names' exact levels are the vector's (a contradiction is read into a given name only
+        # when it disagrees), so the rarity is the pair's own.
+        return shown(self._probability(self._rarity(a, read) + bits))
+
+    def _ceiling_bits(self, names: list[MatchReason], contacts: frozenset[str]) -> float:
+        levels = {reason.field: reason.method for reason in names}
+        held = [f for f in _SHARING if f in contacts]
+        if levels.get("firstName") not in DISAGREEING_NAMES and levels.get("birthDate") != "different":
+            # Nothing read into a contradiction: every field adds its own level's bits.
+            return self._vector_bits(comparison(names)) + sum(self._best_bits(f) for f in held)
+        best = -math.inf
+        for shared in itertools.product((False, True), repeat=len(held)):
+            sharing = dict(zip(held, shared, strict=True))
+            supposed = [_SHARING[f] for f in held if sharing[f]]
+            rest = sum(self._best_bits(f, unshared=True) for f in held if not sharing[f])
+            best = max(best, self._vector_bits(comparison([*names, *supposed])) + rest)
+        return best
+
+    def _best_bits(self, field_name: str, *, unshared: bool = False) -> float:
+        """The most bits a field's level adds (0: a value missing on one side); `unshared`: among the
+        levels a household does not share (`household_shares`)."""
+        levels = [x for x in self.m.get(field_name, {}) if not (unshared and household_shares(field_name, x))]
+        return max([0.0, *(self.bits(field_name, level) for level in levels)])
 
     def separates(self) -> bool:
         """Whether the estimate reads as matches against non-matches: agreeing names and birth dates

@@ -253,6 +253,20 @@ def score_pair_reaching(
     return MatchScore(shown(_logistic(bits)), reasons)
 
 
+def names_and_birth_date_reasons(a: MatchFields, b: MatchFields) -> list[MatchReason]:
+    """The reasons `score_pair` gives two profiles' names and birth dates, read in the same order,
+    without comparing anything else: what a learned model bounds a pair's score from
+    (`learned.MatchModel.ceiling`)."""
+    born = _birth_date(a.birth_date, b.birth_date)
+    if b.order_key < a.order_key:
+        a, b = b, a
+    reasons: list[MatchReason] = []
+    _names(a, b, reasons)
+    if born is not None:
+        reasons.append(MatchReason("birthDate", born.method, born.similarity))
+    return reasons
+
+
 def _names_theirs_alone(reasons: list[MatchReason]) -> bool:
     """Whether a pair whose names no other profile holds may count it (UNIQUE_NAMES_BITS): the names
     agree and nothing else contradicts."""
