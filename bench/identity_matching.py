@@ -355,7 +355,7 @@ async def cost(*, scale: int, lookups: int, seed: int) -> None:
 
 async def _learned_cost(store: ProfileStore, picks: Sequence[str], floor: Latencies) -> list[object]:
     """The whole store and one profile's candidates again, a model estimated from the store answering
-    (the opt-in learned weights: every pair it reads is scored in full, see `may_reach`)."""
+    (the opt-in learned weights, bounded by its own weights: `learned.MatchModel.ceiling`)."""
     started = time.perf_counter()
     model = await match_model.estimate_model(store)
     estimated = time.perf_counter() - started
