@@ -106,9 +106,10 @@ class _Lookup:
         """The candidates of `profile_id` (one in `keys` and `fields`) among the profiles sharing one
         of its keys held by at most `max_block` profiles; those compared are added to `keys` and
         `fields`. A look-alike whose names and birth date alone cap it below `min_score` (most of
-        them: another birth date, another given name) is passed over before its other fields are
-        normalised, and so is one sharing only the given-name key under another surname (the rules
-        scorer's lookups: a learned model scores every pair it reads)."""
+        them: another birth date, another given name; for a learned model, with the contact fields
+        both hold: `may_reach`) is passed over before its other fields are normalised, and so is one
+        sharing only the given-name key under another surname (the rules scorer's lookups: a learned
+        model judges such a pair by its own bound)."""
         keys = lookup_keys(self.fields[profile_id], self.keys[profile_id])
         ids = await self._read(keys, max_block)
         target = MatchView(profile_id, tuple(self.keys[profile_id]), self.fields[profile_id])
