@@ -47,14 +47,19 @@ def candidates_for(
     unique_names: Collection[str] = (),
 ) -> list[Candidate]:
     """The others scoring at least `min_score` against the target, best first; `unique_names`: the
-    one whose names only it and the target hold, if any (`blocking.names_key`)."""
+    one whose names only it and the target hold, if any (`blocking.names_key`). The others are the
+    look-alikes a lookup kept (`may_reach`): a learned model's bound was asked then, and costs a
+    comparison of the names as much as the score does, so it scores them in full here."""
     found: list[Candidate] = []
     seen = {target_id}
     for other_id, other in others:
         if other_id in seen:  # the target itself, or a profile fetched under two keys
             continue
         seen.add(other_id)
-        scored = score_reaching(score, target, other, min_score, unique_names=other_id in unique_names)
+        if isinstance(score, MatchModel):
+            scored: MatchScore | None = score(target, other)
+        else:
+            scored = score_reaching(score, target, other, min_score, unique_names=other_id in unique_names)
         if scored is not None and scored.score >= min_score:
             found.append(Candidate(target_id, other_id, scored.score, scored.reasons, scorer=scored.scorer))
     return best_first(found)
