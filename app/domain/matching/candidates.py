@@ -68,11 +68,12 @@ def candidates_for(
 def score_reaching(
     score: PairScorer, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
 ) -> MatchScore | None:
-    """`score(a, b)`, or None for a pair that cannot reach `min_score`: the rules scorer and a learned
-    model tell most of those from their names and birth dates alone (`score_pair_reaching`, each by
-    its own bound: `learned.MatchModel.ceiling`). `unique_names`: no other profile holds the
-    two's names key, which the rules scorer counts (`scoring.UNIQUE_NAMES_BITS`); a learned model
-    weighs how common each name is by its own frequencies instead."""
+    """`score(a, b)`, or None for a pair that cannot reach `min_score`: the rules scorer tells most of
+    those from their names and birth dates alone (`score_pair_reaching`), a learned model some, by its
+    own bound (`learned.MatchModel.ceiling`, given the contact fields both hold). `unique_names`: no
+    other profile holds the two's names key, which the rules scorer counts
+    (`scoring.UNIQUE_NAMES_BITS`); a learned model weighs how common each name is by its own
+    frequencies instead."""
     if is_rules_scorer(score):
         return score_pair_reaching(a, b, min_score, unique_names=unique_names)
     if isinstance(score, MatchModel):
