@@ -123,7 +123,7 @@ FORM = 2
 
 
 # What a household shares, as a contradicted level names it (`comparison`): each with the field compared.
-HOUSEHOLD_CONTACTS = {"home": "address", "line2": "address.line2", "phone": "phone", "mailbox": "email"}
+_HOUSEHOLD_CONTACTS = {"home": "address", "line2": "address.line2", "phone": "phone", "mailbox": "email"}
 # A reason sharing each of those fields, as `MatchModel.ceiling` supposes a pair may.
 _SHARING = {
     "address": MatchReason("address", "sameAddress", 1.0),
@@ -133,8 +133,8 @@ _SHARING = {
 }
 
 
-def household_shares(contact: str, level: str | None) -> bool:
-    """Whether a level of one of HOUSEHOLD_CONTACTS' fields is one a household shares."""
+def _household_shares(contact: str, level: str | None) -> bool:
+    """Whether a level of one of _HOUSEHOLD_CONTACTS' fields is one a household shares."""
     if contact == "address":
         return level in _HOME
     if contact == "address.line2":
@@ -164,8 +164,8 @@ def comparison(reasons: Iterable[MatchReason]) -> Vector:
         # date's), whose m and u the data decide. The level stays one of that field's, so its m is a
         # share of all matches compared on the field, not of the contradicted ones only.
         shared = []
-        for name, contact in HOUSEHOLD_CONTACTS.items():
-            if household_shares(contact, levels.get(contact)):
+        for name, contact in _HOUSEHOLD_CONTACTS.items():
+            if _household_shares(contact, levels.get(contact)):
                 shared.append(name)
                 levels.pop(contact)
         if other_given and born in ("exact", "dayMonthSwap", "damerauLevenshtein"):
@@ -291,8 +291,8 @@ class MatchModel:
     # `ceiling`'s bits by the levels of a pair's names and birth dates and the contact fields both
     # hold: a few thousand distinct ones.
     _ceilings: dict[tuple[Vector, frozenset[str]], float] = field(init=False, repr=False, compare=False)
-
-    _level_bits: dict[tuple[str, str], float] = field(init=False, repr=False, compare=False)  # `bits`, as asked
+    # `bits` of the levels asked for: a few hundred, each asked for by every pair scored.
+    _level_bits: dict[tuple[str, str], float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", f"fellegiSunter:v{self.version}")
@@ -410,8 +410,8 @@ class MatchModel:
 
     def _best_bits(self, field_name: str, *, unshared: bool = False) -> float:
         """The most bits a field's level adds (0: a value missing on one side); `unshared`: among the
-        levels a household does not share (`household_shares`)."""
-        levels = [x for x in self.m.get(field_name, {}) if not (unshared and household_shares(field_name, x))]
+        levels a household does not share (`_household_shares`)."""
+        levels = [x for x in self.m.get(field_name, {}) if not (unshared and _household_shares(field_name, x))]
         return max([0.0, *(self.bits(field_name, level) for level in levels)])
 
     def separates(self) -> bool:
