@@ -350,7 +350,7 @@ async def cost(*, scale: int, lookups: int, seed: int) -> None:
     )  # fmt: skip
     say("  compared: the other profiles sharing one of the keys its lookup reads (lookup_keys), blocks over")
     say(f"  {MAX_LOOKUP_BLOCK} passed over (the review list: blocks over {MAX_BLOCK_SIZE} by sorted neighbourhood),")
-    say("  and those sharing only the given-name key under another surname (the rules' lookups pass them over)")
+    say("  and those sharing only the given-name key under another surname (lookups pass them over)")
 
 
 async def _learned_cost(store: ProfileStore, picks: Sequence[str], floor: Latencies) -> list[object]:
@@ -387,7 +387,7 @@ def _block_sizes(sample: Sequence[Profile]) -> list[object]:
         lookup = lookup_keys(fields, keys)
         kept = [blocks[key] for key in lookup if len(blocks[key]) <= MAX_LOOKUP_BLOCK]
         others = {other for block in kept for other in block if other != index}
-        if any(key.startswith(GIVEN_NAME_KEY) for key in lookup):  # as the rules scorer's lookup reads them
+        if any(key.startswith(GIVEN_NAME_KEY) for key in lookup):  # as a lookup reads them
             read = frozenset(lookup)
             others = {other for other in others if not given_name_alone(read, fields, keys_of[other], fields_of[other])}
         compared.append(len(others))

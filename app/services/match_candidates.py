@@ -25,7 +25,7 @@ from app.domain.matching import (
     with_links,
 )
 from app.domain.matching.blocking import GIVEN_NAME_KEY, given_name_alone, lookup_keys, names_key
-from app.domain.matching.candidates import is_rules_scorer, may_reach
+from app.domain.matching.candidates import may_reach
 from app.domain.matching.index import MatchView
 from app.domain.matching.links import MIN_LINK_STEP
 from app.domain.merge import MergeRefusal, kept_apart
@@ -108,14 +108,14 @@ class _Lookup:
         `fields`. A look-alike whose names and birth date alone cap it below `min_score` (most of
         them: another birth date, another given name; for a learned model, with the contact fields
         both hold: `may_reach`) is passed over before its other fields are normalised, and so is one
-        sharing only the given-name key under another surname (the rules scorer's lookups: a learned
-        model judges such a pair by its own bound)."""
+        sharing only the given-name key under another surname, whichever scorer answers (that key is
+        read for a surname typo: `blocking.given_name_alone`)."""
         keys = lookup_keys(self.fields[profile_id], self.keys[profile_id])
         ids = await self._read(keys, max_block)
         target = MatchView(profile_id, tuple(self.keys[profile_id]), self.fields[profile_id])
         names = target.names
-        given_name_lookup = None  # the keys read, when the rules answer and one is the given-name key
-        if is_rules_scorer(self.score) and any(key.startswith(GIVEN_NAME_KEY) for key in keys):
+        given_name_lookup = None  # the keys read, when one is the given-name key
+        if any(key.startswith(GIVEN_NAME_KEY) for key in keys):
             given_name_lookup = frozenset(keys)
         others: list[tuple[str, MatchFields]] = []
         for other_id in ids:

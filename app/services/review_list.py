@@ -281,14 +281,15 @@ def _score_chunk(
     min_score: float,
 ) -> list[Pair]:
     """The pairs of a chunk of key groups not scored before, those at `min_score` or above (on a
-    worker thread: `scored` is only touched here, one chunk at a time). The rules scorer passes over
-    the namesakes by given name of the given-name key's groups, as one profile's lookup does."""
+    worker thread: `scored` is only touched here, one chunk at a time). The namesakes by given name
+    of the given-name key's groups are passed over, as one profile's lookup passes them over,
+    whichever scorer answers."""
     found = []
 
     def namesakes(key: str, a: str, b: str) -> bool:
         return namesakes_by_given_name(key, fields[a], fields[b])
 
-    for a, b in unseen_pairs(groups, fields, scored, namesakes if is_rules_scorer(score_of) else None):
+    for a, b in unseen_pairs(groups, fields, scored, namesakes):
         compared = score_reaching(score_of, fields[a], fields[b], min_score)
         if compared is not None and compared.score >= min_score:
             found.append(Pair(compared.score, a, b, None))

@@ -13,7 +13,7 @@ from app.bootstrap import Services
 from app.domain import clock
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.events import RawIdentifier
-from app.domain.matching import DEFAULT_MIN_SCORE, blocking, match_fields, score_pair
+from app.domain.matching import DEFAULT_MIN_SCORE, MatchModel, PairScorer, blocking, match_fields, score_pair
 from app.domain.matching.index import KEYS_VERSION, keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
@@ -404,11 +404,27 @@ async def test_one_profiles_lookup_passes_over_keys_held_by_more_than_max_lookup
     assert len(await review_list.candidates_in_store(store, min_score=0.01)) == 3
 
 
-async def test_a_given_name_alone_under_another_surname_is_passed_over(store: ProfileStore) -> None:
+# A learned model reading every pair as even odds (no level it knows): any pair it compares scores 0.5.
+EVEN_ODDS = MatchModel(version=1, estimated_at=clock.now(), pairs_used=1000, match_share=0.5, m={}, u={}, iterations=1)
+
+
+@pytest.mark.parametrize("scorer", ["rules", "learned"])
+async def test_a_given_name_alone_under_another_surname_is_passed_over(
+    store: ProfileStore, scorer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A profile without a birth date looks up its given name + surname initial key (`g:`) for a
     surname typo that changed the surname's Metaphone. A look-alike sharing only that key under
     another surname (a namesake by given name) is passed over by its lookup and by the review list;
-    one whose surname is a typo is not, nor one sharing another key (a home) under another surname."""
+    one whose surname is a typo is not, nor one sharing another key (a home) under another surname.
+    So whichever scorer answers: a learned model listing every pair it compares at 0.5 lists the
+    namesake no more than the rules do."""
+    if scorer == "learned":
+
+        async def learned(_store: ProfileStore) -> PairScorer:
+            return EVEN_ODDS
+
+        monkeypatch.setattr(match_candidates, "current_scorer", learned)
+        monkeypatch.setattr(review_list, "current_scorer", learned)
     home = {"addresses": JEAN["addresses"]}
     jean = await _upsert(store, "jean@example.org", {"first_name": "Jean", "last_name": "Dupont", **home})
     typo = await _upsert(store, "jd@example.com", {"first_name": "Jean", "last_name": "Dupomt"})

@@ -110,9 +110,10 @@ def given_name_alone(lookup: frozenset[str], a: MatchFields, b_keys: Iterable[st
     """Whether a look-alike `b` (holding `b_keys`) shares with the profile `a`, of the keys `a`'s
     lookup read (`lookup`), only the given name + surname initial key (`g:`, the key that finds a
     surname typo changing its Metaphone), under a surname that is another (`scoring.surnames_differ`):
-    a given name and an initial in common, nothing else the keys see. A lookup answered by the rules
-    scorer passes it over (at 100,000 profiles, 10,325 of 11,217 look-alikes sharing only that key,
-    none scoring 0.01 there); a learned model, which may weigh another surname otherwise, scores it."""
+    a given name and an initial in common, nothing else the keys see. A lookup passes it over,
+    whichever scorer answers (at 100,000 profiles, 10,325 of 11,217 look-alikes sharing only that
+    key, none scoring 0.01 under the rules; a learned model may weigh another surname otherwise, and
+    lost 1 of FEBRL3's 6,538 true pairs so, against half its whole-store time: README)."""
     shared = lookup.intersection(b_keys)
     return bool(shared) and all(key.startswith(GIVEN_NAME_KEY) for key in shared) and surnames_differ(a, b)
 
@@ -121,8 +122,9 @@ def namesakes_by_given_name(key: str, a: MatchFields, b: MatchFields) -> bool:
     """Whether two profiles of the group of `key` share, through it, only a given name and an
     initial under another surname: `key` is the given-name key (`g:`, read for a surname typo that
     changed its Metaphone) and their surnames are other names (`scoring.surnames_differ`). The
-    rules' review list passes the pair over in that group; another key the two share hands it out
-    (at 100,000 profiles, 2.6 million of the 4.9 million pairs compared, none scoring 0.5)."""
+    review list passes the pair over in that group, whichever scorer answers; another key the two
+    share hands it out (at 100,000 profiles, 2.6 million of the 4.9 million pairs compared, none
+    scoring 0.5 under the rules)."""
     return key.startswith(GIVEN_NAME_KEY) and surnames_differ(a, b)
 
 

@@ -82,8 +82,8 @@ def score_reaching(
 
 
 def is_rules_scorer(score: PairScorer) -> bool:
-    """Whether `score` is the rules scorer: it alone passes over namesakes by given name before
-    their names are compared and counts names no other profile holds."""
+    """Whether `score` is the rules scorer: it alone counts names no other profile holds (a learned
+    model weighs how common each name is by its own frequencies)."""
     return score is score_pair
 
 
