@@ -82,7 +82,7 @@ class MatchView:
     the look-alikes it reads on their names and birth date alone (`names`), and normalising their
     addresses, emails and phones was most of what reading one cost."""
 
-    __slots__ = ("_fields", "_names", "_values", "blocking_keys", "id")
+    __slots__ = ("_contacts", "_fields", "_names", "_values", "blocking_keys", "id")
 
     def __init__(self, profile_id: str, blocking_keys: tuple[str, ...], values: _StoredValues | MatchFields) -> None:
         self.id = profile_id
@@ -90,6 +90,7 @@ class MatchView:
         self._values: _StoredValues | None = None
         self._fields: MatchFields | None = None
         self._names: MatchFields | None = None
+        self._contacts: frozenset[str] | None = None
         if isinstance(values, MatchFields):
             self._fields = values
         else:
@@ -108,10 +109,11 @@ class MatchView:
 
     @property
     def contacts(self) -> frozenset[str]:
-        """The contact fields it holds a value of (`contacts_held`), read without `fields`."""
-        if self._values is None:
-            return contacts_of(self.fields)
-        return contacts_held(*self._values[3:])
+        """The contact fields it holds a value of (`contacts_held`), read without `fields` (kept: a
+        lookup asks its target's for every look-alike it judges)."""
+        if self._contacts is None:
+            self._contacts = contacts_of(self.fields) if self._values is None else contacts_held(*self._values[3:])
+        return self._contacts
 
     @property
     def names(self) -> MatchFields:
