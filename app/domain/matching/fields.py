@@ -326,8 +326,10 @@ def names_and_birth_date(fields: MatchFields) -> MatchFields:
     return MatchFields(fields.first_name, fields.last_name, fields.birth_date, (), (), ())
 
 
+@lru_cache(maxsize=_CACHED)
 def stored_names_and_birth_date(first_name: str | None, last_name: str | None, birth_date: date | None) -> MatchFields:
-    """`names_and_birth_date` of the values as stored: the names folded, nothing else normalised."""
+    """`names_and_birth_date` of the values as stored: the names folded, nothing else normalised.
+    Kept by value, as `normalised_values` is: every lookup whose blocks hold a profile asks for it."""
     return MatchFields(fold_name(first_name), fold_name(last_name), birth_date, (), (), ())
 
 
