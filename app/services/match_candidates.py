@@ -10,6 +10,8 @@ identifier. Look-alikes are found through the blocking-key index the stores keep
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,12 +83,12 @@ async def candidates_for_profile(
     fields = {profile.id: match_fields(profile)}
     read: dict[str, MatchView] = {}
     lookup = _Lookup(store, score, keys, fields, read)
-    neighbours = {profile.id: await lookup.lookalikes(profile.id, min_score, MAX_LOOKUP_BLOCK)}
+    (found,) = await lookup.lookalikes([profile.id], min_score, MAX_LOOKUP_BLOCK)
     step_score = max(min_score, MIN_LINK_STEP)  # links go through no weaker resemblance
-    for candidate in neighbours[profile.id][:MAX_LINKED_THROUGH]:
-        if candidate.score < step_score:
-            break  # best first: the rest are weaker
-        neighbours[candidate.b] = await lookup.lookalikes(candidate.b, step_score, MAX_LINK_BLOCK)
+    # Best first: those past the first weaker than a step are weaker still.
+    linked = [c.b for c in itertools.takewhile(lambda c: c.score >= step_score, found[:MAX_LINKED_THROUGH])]
+    neighbours = {profile.id: found}
+    neighbours.update(zip(linked, await lookup.lookalikes(linked, step_score, MAX_LINK_BLOCK), strict=True))
     return with_links(profile.id, neighbours, fields, min_score, score)[:first]
 
 
@@ -102,16 +104,32 @@ class _Lookup:
     fields: dict[str, MatchFields]
     read: dict[str, MatchView]
 
-    async def lookalikes(self, profile_id: str, min_score: float, max_block: int) -> list[Candidate]:
-        """The candidates of `profile_id` (one in `keys` and `fields`) among the profiles sharing one
-        of its keys held by at most `max_block` profiles; those compared are added to `keys` and
-        `fields`. A look-alike whose names and birth date alone cap it below `min_score` (most of
-        them: another birth date, another given name; for a learned model, with the contact fields
-        both hold: `may_reach`) is passed over before its other fields are normalised, and so is one
-        sharing only the given-name key under another surname, whichever scorer answers (that key is
-        read for a surname typo: `blocking.given_name_alone`)."""
-        keys = lookup_keys(self.fields[profile_id], self.keys[profile_id])
+    async def lookalikes(self, profile_ids: Sequence[str], min_score: float, max_block: int) -> list[list[Candidate]]:
+        """The candidates of each of `profile_ids` (each in `keys` and `fields`) among the profiles
+        sharing one of its keys held by at most `max_block` profiles; those compared are added to
+        `keys` and `fields`. Their reads are made together (a link's lookup waited for the one
+        before it, read after read): the ids sharing each one's keys at once, the look-alikes no
+        lookup read before in one read, then the sole namesakes' confirmations at once. What each
+        finds does not depend on the others: a look-alike compared for one is scored in full for
+        the next, which its bound would have let through or left below `min_score` anyway."""
+        keys = [lookup_keys(self.fields[profile_id], self.keys[profile_id]) for profile_id in profile_ids]
         ids = await self._read(keys, max_block)
+        others = [self._kept(*judged, min_score) for judged in zip(profile_ids, keys, ids, strict=True)]
+        unique = await asyncio.gather(*map(self._sole_namesake, profile_ids, ids))
+        return [
+            candidates_for(self.fields[profile_id], profile_id, kept, min_score, self.score, sole)
+            for profile_id, kept, sole in zip(profile_ids, others, unique, strict=True)
+        ]
+
+    def _kept(
+        self, profile_id: str, keys: Sequence[str], ids: Sequence[str], min_score: float
+    ) -> list[tuple[str, MatchFields]]:
+        """The look-alikes `ids` of `profile_id` worth scoring. One whose names and birth date alone
+        cap it below `min_score` (most of them: another birth date, another given name; for a
+        learned model, with the contact fields both hold: `may_reach`) is passed over before its
+        other fields are normalised, and so is one sharing only the given-name key under another
+        surname, whichever scorer answers (that key is read for a surname typo:
+        `blocking.given_name_alone`)."""
         target = MatchView(profile_id, tuple(self.keys[profile_id]), self.fields[profile_id])
         names = target.names
         given_name_lookup = None  # the keys read, when one is the given-name key
@@ -128,8 +146,7 @@ class _Lookup:
                 self.keys[other_id] = other.blocking_keys
                 self.fields[other_id] = other.fields
             others.append((other_id, self.fields[other_id]))
-        unique = await self._sole_namesake(profile_id, ids)
-        return candidates_for(self.fields[profile_id], profile_id, others, min_score, self.score, unique)
+        return others
 
     def _given_name_alone(self, names: MatchFields, lookup: frozenset[str], other_id: str) -> bool:
         """`blocking.given_name_alone` of the look-alike `other_id` and a profile of `names` (its
@@ -160,18 +177,21 @@ class _Lookup:
         view = self.read.get(profile_id)
         return view.blocking_keys if view is not None else ()
 
-    async def _read(self, keys: Sequence[str], max_block: int) -> list[str]:
-        """The ids of the profiles sharing one of `keys` held by at most `max_block`; those not read
-        yet are read into `read`. The first lookup reads them in one go; a later one their ids first."""
-        if not self.read:
-            found = await self.store.profiles_sharing_keys(keys, max_block=max_block, limit=MAX_LOOKALIKES)
+    async def _read(self, keys: Sequence[Sequence[str]], max_block: int) -> list[list[str]]:
+        """For each of `keys`, the ids of the profiles sharing one of them held by at most
+        `max_block`; those not read yet are read into `read`. The first lookup reads them in one go;
+        later ones their ids first (side by side), then the views none read before in one read."""
+        if not self.read and len(keys) == 1:
+            found = await self.store.profiles_sharing_keys(keys[0], max_block=max_block, limit=MAX_LOOKALIKES)
             self.read.update((view.id, view) for view in found)
-            return [view.id for view in found]
-        ids = await self.store.profile_ids_sharing_keys(keys, max_block=max_block, limit=MAX_LOOKALIKES)
-        missing = [i for i in ids if i not in self.read and i not in self.fields]
+            return [[view.id for view in found]]
+        ids = await asyncio.gather(
+            *(self.store.profile_ids_sharing_keys(each, max_block=max_block, limit=MAX_LOOKALIKES) for each in keys)
+        )
+        missing = [i for i in dict.fromkeys(itertools.chain(*ids)) if i not in self.read and i not in self.fields]
         if missing:
             self.read.update((view.id, view) for view in await self.store.match_views(missing))
-        return ids
+        return list(ids)
 
 
 async def merge_lookalikes(
