@@ -26,10 +26,12 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -256,6 +258,8 @@ def serve_bulk(settings_blob: bytes, path: str, parent: int, metrics_folder: str
     equal share of the CPU beside the serving process's reads): that one finishes what it forwarded,
     then stops this one."""
     os.setpgid(0, 0)
+    # Before its server starts too; uvicorn stops on SIGTERM, then raises it again for this handler.
+    signal.signal(signal.SIGTERM, _stopped(parent, Path(path).parent))
     stop_with_parent(parent)
     if metrics_folder is not None:  # read by prometheus_client when it is imported, with the application
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_folder
@@ -269,6 +273,20 @@ def serve_bulk(settings_blob: bytes, path: str, parent: int, metrics_folder: str
     server.run()
     if starting.failed:
         raise SystemExit(STARTUP_FAILURE)
+
+
+def _stopped(parent: int, folder: Path) -> Callable[[int, FrameType | None], None]:
+    """The bulk process's last act on SIGTERM: when its serving process is gone (killed: SIGKILL
+    runs no clean-up), it removes the folder of its socket, which that process would have removed
+    as it stopped; then it ends as SIGTERM ends a process."""
+
+    def stopped(signum: int, _: FrameType | None) -> None:
+        if os.getppid() != parent:
+            shutil.rmtree(folder, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    return stopped
 
 
 class ForwardedRequests:

@@ -266,10 +266,12 @@ def test_a_bulk_process_stops_with_its_server(server: Any, stop: signal.Signals)
     process, port, log = server
     _ingest(port, _orders("first", 20))
     bulk = log.bulk_ready()
+    folder = Path(_socket_of(bulk)).parent
     process.send_signal(stop)
     process.wait(30)
     _gone(bulk)
     assert not Path(f"/proc/{bulk}").exists() or _state(bulk) == "Z"
+    assert not folder.exists()  # its socket's folder is removed, by the server or, killed, by the bulk process
 
 
 def test_a_small_body_never_starts_a_bulk_process(server: Any) -> None:
