@@ -91,8 +91,8 @@ from app.domain.matching.scoring import (
     ONE_MAILBOX,
     MatchReason,
     MatchScore,
+    contact_reasons,
     names_and_birth_date_reasons,
-    score_pair,
     shown,
 )
 
@@ -362,16 +362,19 @@ class MatchModel:
 
     def score(self, a: MatchFields, b: MatchFields) -> MatchScore:
         """The pair's posterior under this model; the reasons are the rules scorer's comparisons."""
-        compared = score_pair(a, b)
-        vector = comparison(compared.reasons)
-        return MatchScore(shown(self.probability(vector, self._rarity(a, vector))), compared.reasons, self.name)
+        return self._scored(a, [*names_and_birth_date_reasons(a, b), *contact_reasons(a, b)])
+
+    def _scored(self, a: MatchFields, reasons: list[MatchReason]) -> MatchScore:
+        vector = comparison(reasons)
+        return MatchScore(shown(self.probability(vector, self._rarity(a, vector))), reasons, self.name)
 
     def score_reaching(self, a: MatchFields, b: MatchFields, min_score: float) -> MatchScore | None:
         """`score(a, b)`, or None when the pair's names and birth dates keep it below `min_score`
-        whatever the contact fields both hold say (`ceiling`)."""
-        if min_score > 0 and self.ceiling(a, b, contacts_of(a) & contacts_of(b)) < min_score:
+        whatever the contact fields both hold say (`ceiling`). The names are compared once, for both."""
+        names = names_and_birth_date_reasons(a, b)
+        if min_score > 0 and self._ceiling(a, names, contacts_of(a) & contacts_of(b)) < min_score:
             return None
-        return self.score(a, b)
+        return self._scored(a, [*names, *contact_reasons(a, b)])
 
     def ceiling(self, a: MatchFields, b: MatchFields, contacts: frozenset[str]) -> float:
         """The most a pair can score under this model, as shown, judged on its names and birth dates
@@ -385,7 +388,10 @@ class MatchModel:
         the bound is the model's own: a level it weighs for a match (`different+mailbox`, a replaced
         given name with one mailbox) keeps such a pair, and one it reads as strong evidence against
         passes the pair over."""
-        names = names_and_birth_date_reasons(a, b)
+        return self._ceiling(a, names_and_birth_date_reasons(a, b), contacts)
+
+    def _ceiling(self, a: MatchFields, names: list[MatchReason], contacts: frozenset[str]) -> float:
+        """`ceiling`, given the pair's `names_and_birth_date_reasons`."""
         read = tuple((r.field, r.method) for r in names if r.field in ("firstName", "lastName", "birthDate"))
         bits = self._ceilings.get((read, contacts))
         if bits is None:

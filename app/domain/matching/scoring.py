@@ -235,12 +235,8 @@ def score_pair_reaching(
     # differing in its ending, below): the rest adds at most HOUSEHOLD_CONTACT_BITS.
     if (given == "different" or other_birth_date) and shown(_logistic(bits + HOUSEHOLD_CONTACT_BITS)) < min_score:
         return None
-    email = _emails(a, b)
-    for field, level in (("email", email), ("phone", _phones(a, b))):
-        if level is not None:
-            reasons.append(MatchReason(field, level.method, level.similarity))
-            shared += level.bits
-    shared += _addresses(a.addresses, b.addresses, reasons)
+    email, contact_bits = _contacts(a, b, reasons)
+    shared += contact_bits
     # A given name differing in its ending only is a sibling's (Daniel/Daniela) or a letter dropped
     # (Giulia/Giula). Siblings share a home, a landline and, twins, a birth date, but seldom a mailbox:
     # with one in common the ending reads as a typo (its own bits still count against).
@@ -265,6 +261,28 @@ def names_and_birth_date_reasons(a: MatchFields, b: MatchFields) -> list[MatchRe
     if born is not None:
         reasons.append(MatchReason("birthDate", born.method, born.similarity))
     return reasons
+
+
+def contact_reasons(a: MatchFields, b: MatchFields) -> list[MatchReason]:
+    """The reasons `score_pair` gives two profiles' emails, phones and addresses, read in the same
+    order: after `names_and_birth_date_reasons`, all of its reasons, without its bits (a learned model
+    weighs them its own way, its bound having read the names already)."""
+    if b.order_key < a.order_key:
+        a, b = b, a
+    reasons: list[MatchReason] = []
+    _contacts(a, b, reasons)
+    return reasons
+
+
+def _contacts(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> tuple[_Level | None, float]:
+    """The email, phone and address comparisons of a pair in canonical order, their reasons added to
+    `reasons`: the email's level and the bits they all give."""
+    email, bits = _emails(a, b), 0.0
+    for field, level in (("email", email), ("phone", _phones(a, b))):
+        if level is not None:
+            reasons.append(MatchReason(field, level.method, level.similarity))
+            bits += level.bits
+    return email, bits + _addresses(a.addresses, b.addresses, reasons)
 
 
 def _names_theirs_alone(reasons: list[MatchReason]) -> bool:
