@@ -6,6 +6,8 @@ Every record carries its own `recordId` identifier (a custom type) besides its e
 records sharing an email or a phone are merged on the spot by deterministic resolution, as in
 production. Quality is judged on the pairs of profiles the store then holds, each profile standing for
 the person most of its records belong to: what `mergeCandidates` can be right or wrong about.
+Beside it, the whole resolution is judged on record pairs, as the ECM anchor is: two records are
+resolved as one person when they ended on one profile, or on two profiles listed as candidates.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class ApiRun:
     # records (a family mailbox or landline) stands for the one most of them belong to, so a pair that
     # is right about the other person counts as wrong; no scorer can avoid these.
     wrong_shared: int
+    # The whole resolution judged on record pairs: deterministic merges and the candidates listed
+    records: Quality
 
 
 def upsert_input(profile: Profile) -> dict[str, Any]:
@@ -106,12 +110,15 @@ async def through_the_api(
     quality = Quality(len(expected), len(found), len(found & expected))
     mixed = sum(1 for profile_id in person if len({truth[r] for r, p in owner.items() if p == profile_id}) > 1)
     scorer = model.name if model is not None and model.separates() else "rules"
-    unkeyed = unkeyed_pairs(profiles, true_pairs(truth))
+    same_person = true_pairs(truth)  # record pairs
+    unkeyed = unkeyed_pairs(profiles, same_person)
     held: dict[str, set[str]] = defaultdict(set)
     for record, profile_id in owner.items():
         held[profile_id].add(truth[record])
     shared = sum(1 for pair in found - expected if set.intersection(*(held[p] for p in pair)))
-    return ApiRun(quality, loaded - began, asked - loaded, len(person), mixed, unkeyed, scorer, shared)
+    resolved = resolved_pairs(owner, found)
+    records = Quality(len(same_person), len(resolved), len(resolved & same_person))
+    return ApiRun(quality, loaded - began, asked - loaded, len(person), mixed, unkeyed, scorer, shared, records)
 
 
 def _people_of(owner: dict[str, str], truth: dict[str, str]) -> dict[str, str]:
@@ -121,6 +128,19 @@ def _people_of(owner: dict[str, str], truth: dict[str, str]) -> dict[str, str]:
     for record, profile_id in owner.items():
         votes[profile_id][truth[record]] += 1
     return {profile_id: min(c, key=lambda p: (-c[p], p)) for profile_id, c in votes.items()}
+
+
+def resolved_pairs(owner: dict[str, str], listed: set[frozenset[str]]) -> set[frozenset[str]]:
+    """The record pairs resolved as one person: on one profile (a deterministic merge), or on two
+    profiles `mergeCandidates` listed together."""
+    held: dict[str, list[str]] = defaultdict(list)
+    for record, profile_id in owner.items():
+        held[profile_id].append(record)
+    together = {frozenset((a, b)) for records in held.values() for i, a in enumerate(records) for b in records[i + 1 :]}
+    for pair in listed:
+        first, second = sorted(pair)
+        together |= {frozenset((a, b)) for a in held[first] for b in held[second]}
+    return together
 
 
 def unkeyed_pairs(profiles: Sequence[Profile], expected: set[frozenset[str]]) -> int:
