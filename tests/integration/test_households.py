@@ -50,6 +50,17 @@ async def test_another_persons_upsert_through_a_family_mailbox_gets_a_profile_of
     assert await store.count_profiles() == 2
 
 
+async def test_a_twins_upsert_through_the_family_mailbox_gets_a_profile_of_its_own(store: ProfileStore) -> None:
+    """Twins share a birth date: given names far apart (Anna/Lena would not be) tell them apart."""
+    anna = await _upsert(store, [FAMILY, ("email", "anna@example.com")], ANNA)
+    twin = await _upsert(store, [FAMILY, ("email", "sophie@example.com")], ANNA | {"first_name": "Sophie"})
+    assert twin.id != anna.id and _held(twin) == {("email", "sophie@example.com")}
+    assert _held(await store.get_profile(anna.id)) == {FAMILY, ("email", "anna@example.com")}
+    assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON]
+    again = await _upsert(store, [FAMILY, ("email", "sophie@example.com")], ANNA | {"first_name": "Sophie"})
+    assert again.id == twin.id and await store.count_profiles() == 2
+
+
 async def test_a_family_mailbox_does_not_merge_two_peoples_profiles(store: ProfileStore) -> None:
     """Before, one write naming the family's email and Max's own merged Max's profile into Anna's."""
     anna = await _upsert(store, [FAMILY], ANNA)

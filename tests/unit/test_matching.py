@@ -324,8 +324,11 @@ def test_names_no_other_profile_holds_count_only_when_nothing_contradicts() -> N
 
 def test_a_household_member_is_another_person_by_given_name_and_birth_date() -> None:
     """What keeps a family mailbox's or a landline's records apart at ingestion: another given name
-    and another birth date, or another given name far from it when a birth date is missing."""
+    and another birth date, or another given name far from it when a birth date is missing, or
+    further still on one birth date (twins)."""
     jean = person()
+    assert scoring.another_person(jean, person(first_name="Claire"))  # twins
+    assert scoring.another_person(person(first_name="Monika", last_name="Klein"), person(first_name="Sabine"))
     assert scoring.another_person(jean, person(first_name="Claire", birth_date=date(1983, 6, 2)))
     assert scoring.another_person(jean, person(first_name="Jeanne", birth_date=date(2008, 1, 9)))  # a daughter
     assert scoring.another_person(jean, person(first_name="Claire", birth_date=None))
@@ -342,7 +345,8 @@ def test_one_persons_records_are_not_another_person() -> None:
         person(first_name="Jaen", birth_date=date(1975, 1, 1)),  # a typo: only the birth date differs
         person(first_name="J.", birth_date=date(1975, 1, 1)),
         person(first_name="Dupont", last_name="Jean", birth_date=date(1975, 1, 1)),  # swapped, one contradiction
-        person(first_name="Claire"),  # the same birth date: twins, or an alias: left as one
+        person(first_name="Janine"),  # on one birth date, a given name not far enough apart
+        person(first_name="Jean", last_name="Martin"),  # a married name
         person(first_name="Claire", birth_date=date(1980, 12, 3)),  # a day and month swapped
         person(first_name="", birth_date=date(1975, 1, 1)),  # no given name to tell
     ]
@@ -351,6 +355,8 @@ def test_one_persons_records_are_not_another_person() -> None:
     assert not scoring.another_person(
         person(first_name="William"), person(first_name="Bill", birth_date=date(1975, 1, 1))
     )
+    # On one birth date, names swapped under a married name: a given name is the other's.
+    assert not scoring.another_person(person(first_name="Dupont", last_name="Jean"), person(last_name="Martin"))
     # With a birth date missing, a name misspelt twice or an unknown nickname is not enough.
     thomas = person(first_name="Thomas", birth_date=None)
     assert not scoring.another_person(thomas, person(first_name="Tommy"))

@@ -37,6 +37,11 @@ SWAPPED_NAMES_BITS = -1.0
 # to 0.92 is two edits or a short name with one; below, different names.
 CLOSE = 0.92
 NEAR = 0.85
+# Given names further apart than this (Monika/Sabine, Antoine/Emma) are two people's even on one
+# birth date, unless a name of one is near a name of the other (`_names_cross`): twins sharing a
+# family's mailbox or landline (`another_person`). One person's two given names seldom are (a
+# nickname mistyped: Elizaeth/Betty).
+TWINS_APART = 0.6
 
 GIVEN_NAME_BITS = {
     "exact": 5.0,
@@ -368,12 +373,12 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     (neither a typo, a nickname nor a short form of one another, either way round with the surnames)
     and the birth dates not one date nor a slip apart. With a birth date missing, only given names
     far apart say so (below NEAR, neither a variant's ending nor an initial): a name misspelt twice
-    (Thoams/Tommy) is still read as one. One person's records seldom differ so; the members of a
-    household sharing a mailbox or a landline nearly always do (twins share a birth date: they are
-    not told apart so)."""
+    (Thoams/Tommy) is still read as one. On one birth date, only given names further apart still
+    (TWINS_APART) that no name of the other comes near: twins. One person's records seldom differ
+    so; the members of a household sharing a mailbox or a landline nearly always do."""
     born = _birth_date(a.birth_date, b.birth_date)
-    if born is not None and born.method != "different":
-        return False
+    if born is not None and born.method not in ("different", "exact"):
+        return False  # a slip: one date
     if b.order_key < a.order_key:  # as score_pair reads them: the same answer either way round
         a, b = b, a
     reasons: list[MatchReason] = []
@@ -381,9 +386,22 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     given = next((r for r in reasons if r.field == "firstName"), None)
     if given is None or given.method not in DISAGREEING_NAMES:
         return False
-    if born is not None:
+    if born is not None and born.method == "different":
         return True
-    return given.method == "different" and given.similarity < NEAR and min(len(a.first_joined), len(b.first_joined)) > 1
+    far = NEAR if born is None else TWINS_APART
+    if given.method != "different" or given.similarity >= far or min(len(a.first_joined), len(b.first_joined)) < 2:
+        return False
+    return born is None or not _names_cross(a, b)
+
+
+def _names_cross(a: MatchFields, b: MatchFields) -> bool:
+    """Whether a given name of either is near (NEAR) a name of the other's, given name or surname:
+    one person's names swapped and mistyped (Muller Petra/Petra Schaefer), not twins' names."""
+    for x, y in ((a, b), (b, a)):
+        names = [name for name in f"{y.first_name} {y.last_name}".split() if len(name) > 1]
+        if any(_jaro_winkler(given, name) >= NEAR for given in x.first_name.split() for name in names):
+            return True
+    return False
 
 
 def _disagrees(level: _Level | None) -> bool:
