@@ -136,6 +136,24 @@ async def test_an_identify_event_of_another_person_lands_on_their_own_profile_wi
     assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON]
 
 
+async def test_a_twins_identify_event_lands_on_her_own_profile(store: ProfileStore) -> None:
+    """The batch path reads a twin as the upsert does: one birth date, given names far apart."""
+    anna = await _upsert(store, [FAMILY], ANNA)
+    says = {"firstName": "Sophie", "lastName": "Martin", "birthDate": ANNA["birth_date"]}
+    twin_ids = [FAMILY, ("email", "sophie@example.com")]
+    outcomes = await ingest_events(
+        store,
+        [
+            event("identify", identifiers=twin_ids, properties=says, message_id="sophie-1"),
+            event("page_view", identifiers=[FAMILY], message_id="anna-1", minutes=1),
+        ],
+    )
+    assert outcomes[0].profile_id not in (None, anna.id) and outcomes[1].profile_id == anna.id
+    twin = await store.get_profile(outcomes[0].profile_id or "")
+    assert twin is not None and _held(twin) == {("email", "sophie@example.com")}
+    assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON]
+
+
 async def test_an_identify_event_of_another_person_stays_apart_with_automatic_merges_off(store: ProfileStore) -> None:
     policy = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(automatic_merges=False)))
     anna = await _upsert(store, [FAMILY], ANNA)
