@@ -79,11 +79,19 @@ from bench.identity_store import (
     whole_store_seconds,
 )
 from bench.people.population import Record, people, records
+from bench.targets import Row, print_rows, times
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 FULL = {"people": 5_000, "scale": 100_000, "lookups": 2_000}
 QUICK = {"people": 2_000, "scale": 20_000, "lookups": 500}
+
+
+# Issue 15's targets, each printed beside its anchor (ECM) or floor (reading the profile by id).
+MIN_PRECISION = 0.999
+MIN_F1 = 0.98
+MAX_ONE_P99_MS = 10.0
+MAX_WHOLE_STORE_S = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,9 +124,15 @@ def run(args: argparse.Namespace) -> None:
     in_memory(profiles, truth)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     names += list(identity_data.HELD_OUT) if args.held_out else []
-    run_async(through_the_api(names, people_count=count, seed=args.seed))
+    targets = run_async(through_the_api(names, people_count=count, seed=args.seed))
     if not args.no_cost:
-        run_async(cost(scale=scale, lookups=sizes["lookups"], seed=args.seed))
+        targets += run_async(cost(scale=scale, lookups=sizes["lookups"], seed=args.seed))
+    heading("Targets (issue 15), each beside its anchor or floor")
+    print_rows(targets)
+    say("  quality: P and F1 of the profile pairs mergeCandidates lists (records: the whole resolution on record")
+    say("  pairs, as the anchor is judged); anchor: recordlinkage's ECM on the same records, ratio: F1 / its F1")
+    say("  one profile: mergeCandidates(profileId) p99, floor: the same profile read by id (p99); the learned rows")
+    say("  are the opt-in model's")
     heading("Total")
     say(f"  run time {fmt_s(time.perf_counter() - started)}")
 
@@ -283,9 +297,11 @@ def _misses(
 
 
 # -- 2. through the API ---------------------------------------------------------------------------
-async def through_the_api(names: Sequence[str], *, people_count: int, seed: int) -> None:
+async def through_the_api(names: Sequence[str], *, people_count: int, seed: int) -> list[Row]:
+    """Section 2; returns its target rows."""
     heading("2. Quality through the API: upsertProfile each record, mergeCandidates(profileId) for every profile")
     rows = []
+    targets: list[Row] = []
     for name in names:
         data = identity_data.load(name, people_count=people_count, seed=seed)
         with temp_dir() as directory:
@@ -297,12 +313,19 @@ async def through_the_api(names: Sequence[str], *, people_count: int, seed: int)
                f"{q.found_pairs - q.correct_pairs:,} ({run.wrong_shared:,})",
                f"{run.records.precision:.4f} / {run.records.recall:.4f} / {run.records.f1:.4f}",
                fmt_s(run.load_seconds + run.ask_seconds)]  # fmt: skip
+        value = f"P {q.precision:.4f} F1 {q.f1:.4f} (records: P {run.records.precision:.4f} F1 {run.records.f1:.4f})"
+        measure = f"quality through the API, {data.name}{' (held out)' if data.held_out else ''}"
+        met = q.precision >= MIN_PRECISION and q.f1 >= MIN_F1
+        target = f"P >= {MIN_PRECISION}, F1 >= {MIN_F1}"
         if identity_anchor.present(data.profiles):
             anchor = await asyncio.to_thread(identity_anchor.ecm, data.profiles, data.truth)
             a = anchor.quality
             row += [f"{a.precision:.4f}", f"{a.recall:.4f}", f"{a.f1:.4f}", fmt_s(anchor.seconds)]
+            floor = f"ECM F1 {a.f1:.4f} ({fmt_s(anchor.seconds)})"
+            targets.append(Row(measure, value, target, floor, times(q.f1, a.f1), met))
         else:
             row += ["-", "-", "-", "not installed"]
+            targets.append(Row(measure, value, target, "ECM not installed", "-", met))
         rows.append(row)
     table(
         ["data set", "records", "profiles", "mixed", "true pairs", "no key", "scorer", "precision", "recall", "F1",
@@ -320,14 +343,17 @@ async def through_the_api(names: Sequence[str], *, people_count: int, seed: int)
     say("  ECM: recordlinkage's unsupervised ECM classifier on the same records, judged on record pairs (blocks on")
     say("  given name, surname, birth date, postcode, and a sorted neighbourhood on surname); its time excludes")
     say("  loading the data")
+    return targets
 
 
 # -- 3. cost ----------------------------------------------------------------------------------------
-async def cost(*, scale: int, lookups: int, seed: int) -> None:
+async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
+    """Section 3; returns its target rows (those of the largest store)."""
     heading("3. Cost: whole-store candidates, and one profile's candidates beside reading it by id")
     tune_for_serving()  # the collector's schedule of a serving process, which answers these in `make run`
     rows: list[list[object]] = []
     blocking_rows: list[list[object]] = []
+    targets: list[Row] = []
     for size in (5_000, scale):
         population = people(size // 2 + 100, seed + 1000)  # about 2.15 records a person
         sample = [to_profile(f"s{i:07d}", r) for i, r in enumerate(records(population, seed + 1000)[:size])]
@@ -341,7 +367,12 @@ async def cost(*, scale: int, lookups: int, seed: int) -> None:
                 one = await one_profile_latencies(store, picks)
                 floor = await _read_latencies(store, picks)
                 rows.append(_cost_row(f"{len(sample):,}", built, whole, pairs, one, floor))
-                rows.append(await _learned_cost(store, picks, floor))
+                learned = await _learned_cost(store, picks, floor)
+                rows.append(learned[0])
+                if size == scale:
+                    targets = _cost_targets(f"{len(sample):,} profiles", whole, one, floor)
+                    if learned[1] is not None:
+                        targets += _cost_targets(f"{len(sample):,} profiles, learned", *learned[1], floor)
             finally:
                 await store.close()
     table(
@@ -361,19 +392,33 @@ async def cost(*, scale: int, lookups: int, seed: int) -> None:
     say("  compared: the other profiles sharing one of the keys its lookup reads (lookup_keys), blocks over")
     say(f"  {MAX_LOOKUP_BLOCK} passed over (the review list: blocks over {MAX_BLOCK_SIZE} by sorted neighbourhood),")
     say("  and those sharing only the given-name key under another surname (lookups pass them over)")
+    return targets
 
 
-async def _learned_cost(store: ProfileStore, picks: Sequence[str], floor: Latencies) -> list[object]:
+def _cost_targets(label: str, whole: float, one: Latencies, floor: Latencies) -> list[Row]:
+    p99, floor_p99 = one.pct_ms(99), floor.pct_ms(99)
+    return [
+        Row(f"one profile's candidates p99, {label}", f"{p99:.2f} ms", f"<= {MAX_ONE_P99_MS:g} ms",
+            f"get by id {floor_p99:.2f} ms", times(p99, floor_p99), p99 <= MAX_ONE_P99_MS),
+        Row(f"the whole store's review list, {label}", fmt_s(whole), f"<= {MAX_WHOLE_STORE_S:g} s", "-", "-",
+            whole <= MAX_WHOLE_STORE_S),
+    ]  # fmt: skip
+
+
+async def _learned_cost(
+    store: ProfileStore, picks: Sequence[str], floor: Latencies
+) -> tuple[list[object], tuple[float, Latencies] | None]:
     """The whole store and one profile's candidates again, a model estimated from the store answering
-    (the opt-in learned weights, bounded by its own weights: `learned.MatchModel.ceiling`)."""
+    (the opt-in learned weights, bounded by its own weights: `learned.MatchModel.ceiling`): the cost
+    table's row, and the whole store's seconds and the lookups' latencies (None: no model answers)."""
     started = time.perf_counter()
     model = await match_model.estimate_model(store)
     estimated = time.perf_counter() - started
     if model is None or not model.separates():
-        return ["  learned", fmt_s(estimated), "no model that separates: the rules answer", "", "", "", "", "", ""]
+        return ["  learned", fmt_s(estimated), "no model that separates: the rules answer", *[""] * 6], None
     whole, pairs = await whole_store_seconds(store)
     one = await one_profile_latencies(store, picks)
-    return _cost_row("  learned", estimated, whole, pairs, one, floor)
+    return _cost_row("  learned", estimated, whole, pairs, one, floor), (whole, one)
 
 
 def _cost_row(label: str, written: float, whole: float, pairs: int, one: Latencies, floor: Latencies) -> list[object]:
