@@ -328,7 +328,9 @@ def test_a_household_member_is_another_person_by_given_name_and_birth_date() -> 
     further still on one birth date (twins)."""
     jean = person()
     assert scoring.another_person(jean, person(first_name="Claire"))  # twins
-    assert scoring.another_person(person(first_name="Monika", last_name="Klein"), person(first_name="Sabine"))
+    assert scoring.another_person(
+        person(first_name="Monika", last_name="Klein"), person(first_name="Sabine", last_name="Klein")
+    )
     assert scoring.another_person(jean, person(first_name="Claire", birth_date=date(1983, 6, 2)))
     assert scoring.another_person(jean, person(first_name="Jeanne", birth_date=date(2008, 1, 9)))  # a daughter
     assert scoring.another_person(jean, person(first_name="Claire", birth_date=None))
@@ -355,6 +357,7 @@ def test_one_persons_records_are_not_another_person() -> None:
     assert not scoring.another_person(
         person(first_name="William"), person(first_name="Bill", birth_date=date(1975, 1, 1))
     )
+    assert not scoring.another_person(person(first_name="Anna"), person(first_name="Lena"))  # not far enough apart
     # On one birth date, names swapped under a married name: a given name is the other's.
     assert not scoring.another_person(person(first_name="Dupont", last_name="Jean"), person(last_name="Martin"))
     # With a birth date missing, a name misspelt twice or an unknown nickname is not enough.
