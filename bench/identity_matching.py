@@ -367,12 +367,14 @@ async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
                 one = await one_profile_latencies(store, picks)
                 floor = await _read_latencies(store, picks)
                 rows.append(_cost_row(f"{len(sample):,}", built, whole, pairs, one, floor))
-                learned = await _learned_cost(store, picks, floor)
-                rows.append(learned[0])
+                learned_row, learned = await _learned_cost(store, picks, floor)
+                rows.append(learned_row)
                 if size == scale:
                     targets = _cost_targets(f"{len(sample):,} profiles", whole, one, floor)
-                    if learned[1] is not None:
-                        targets += _cost_targets(f"{len(sample):,} profiles, learned", *learned[1], floor)
+                    if learned is not None:
+                        learned_whole, learned_one = learned
+                        label = f"{len(sample):,} profiles, learned"
+                        targets += _cost_targets(label, learned_whole, learned_one, floor)
             finally:
                 await store.close()
     table(
