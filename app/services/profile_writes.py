@@ -15,7 +15,7 @@ from app.domain.identifiers import Identifier, KnownIdentifierType
 from app.domain.identity_resolution import Resolution, resolve, someone_else
 from app.domain.matching.fields import MatchFields, match_fields
 from app.domain.matching.index import index_change, refresh_keys, touches_match_fields
-from app.domain.matching.scoring import another_person
+from app.domain.matching.scoring import another_person, score_pair
 from app.domain.merge import MergeRefusal, MergeStatus
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import ProfileChange, apply_change
@@ -103,7 +103,17 @@ async def write_to_resolved_profile(
         apart = await _other_people(tx, identifiers, owners, person, read)
         identifiers = [i for i in identifiers if owners.get(i.key) not in apart]
     profile, merged_away = await _write_resolved(
-        tx, identifiers, owners, build, read, at=at, policy=policy, message_id=message_id, actor=actor, written=written
+        tx,
+        identifiers,
+        owners,
+        build,
+        read,
+        at=at,
+        policy=policy,
+        message_id=message_id,
+        actor=actor,
+        written=written,
+        person=person,
     )
     if apart:
         ids = sorted({profile.id} | {other.id for owner in apart if (other := read[owner]) is not None})
@@ -141,6 +151,24 @@ async def _other_people(
     return apart
 
 
+async def _two_people(tx: StoreTransaction, target: Profile, others: dict[str, Profile]) -> list[str]:
+    """The ids of those of `others` whose own given name and birth date are another person's than
+    `target`'s (`another_person`), unless a steward made either profile: a write naming no one (a
+    surname alone) through the family mailbox of one and the landline of the other merged two
+    people the writes stating their names had kept apart."""
+    person = match_fields(target)
+    apart = [profile_id for profile_id, other in others.items() if another_person(person, match_fields(other))]
+    if not apart or await _made_by_a_steward(tx, target):
+        return []
+    return [profile_id for profile_id in apart if not await _made_by_a_steward(tx, others[profile_id])]
+
+
+def _agreement(person: MatchFields, profile: Profile) -> float:
+    """How far a write's stated names and birth date agree with a profile's (the matcher's score: the
+    write states no contact point, so only names and birth dates count)."""
+    return score_pair(person, match_fields(profile)).score
+
+
 async def _made_by_a_steward(tx: StoreTransaction, profile: Profile) -> bool:
     """Whether a steward merged other profiles into this one (and has not undone it): they decided it
     is one person, whose records may carry each merged profile's names (Quin writing as Quentin
@@ -163,6 +191,7 @@ async def _write_resolved(
     message_id: str | None,
     actor: str,
     written: bool,
+    person: MatchFields | None,
 ) -> tuple[Profile, tuple[str, ...]]:
     """`write_to_resolved_profile` once the profiles it keeps apart are set aside."""
     resolution = resolve(identifiers, owners)
@@ -173,7 +202,7 @@ async def _write_resolved(
     merged_away: tuple[str, ...] = ()
     if profile is not None and resolution.other_profiles and policy.protection.automatic_merges:
         profile, merged_away = await _merge_linked(
-            tx, profile, resolution, at=at, policy=policy, message_id=message_id, actor=actor
+            tx, profile, resolution, at=at, policy=policy, message_id=message_id, actor=actor, person=person
         )
     if profile is None:
         return await _create(tx, identifiers, build, at=at), merged_away
@@ -232,9 +261,12 @@ async def _merge_linked(
     policy: IdentityPolicy,
     message_id: str | None,
     actor: str,
+    person: MatchFields | None,
 ) -> tuple[Profile, tuple[str, ...]]:
     """The identifiers of one event or upsert belong to several profiles: they are one person.
-    Returns the target as merged and the profiles merged into it (none when protection refused)."""
+    Returns the target as merged and the profiles merged into it (none when protection refused).
+    Unless two of them are two people's (`_two_people`): the write then goes, unmerged, to the one
+    its own names and birth date agree with best (`person`), else to the target."""
     others: dict[str, Profile] = {}
     for profile_id in sorted(resolution.other_profiles):
         other = await live_profile(tx, profile_id)
@@ -246,6 +278,15 @@ async def _merge_linked(
     if refusal is not None:
         await _record_refusal(tx, [target.id, *others], refusal, at=at, message_id=message_id)
         return target, ()
+    if policy.protection.households_apart and (apart := await _two_people(tx, target, others)):
+        await _record_refusal(tx, [target.id, *apart], ANOTHER_PERSON, at=at, message_id=message_id)
+        if person is not None:
+            best = max([target, *(others[profile_id] for profile_id in apart)], key=lambda p: _agreement(person, p))
+            if best is not target:
+                return best, ()
+        others = {profile_id: other for profile_id, other in others.items() if profile_id not in apart}
+        if not others:
+            return target, ()
     reason = "automatic: one " + ("event" if message_id else "write") + " named identifiers of each profile"
     _, merged = await merge_in_transaction(
         tx, target, list(others.values()), reason=reason, actor=actor, at=at, rules=policy.rules, automatic=True

@@ -173,3 +173,17 @@ async def test_a_profile_a_steward_merged_takes_the_writes_of_each_person_merged
     )
     written = await _upsert(store, [FAMILY, ("phone", "+33612345678")], MAX)
     assert written.id == anna.id and ("phone", "+33612345678") in _held(written)
+
+
+async def test_a_write_naming_no_one_does_not_merge_two_peoples_profiles(store: ProfileStore) -> None:
+    """Before, a write stating a surname alone through Anna's mailbox and Max's phone merged them."""
+    anna = await _upsert(store, [FAMILY], ANNA)
+    max_ = await _upsert(store, [("phone", "+33612345678")], MAX)
+    written = await _upsert(store, [FAMILY, ("phone", "+33612345678")], {"last_name": "Martin"})
+    assert written.id == anna.id  # the stronger identifier's profile, as before: nothing tells otherwise
+    assert await merging.merge_history(store, anna.id) == [] and await merging.merge_history(store, max_.id) == []
+    assert _held(await store.get_profile(max_.id)) == {("phone", "+33612345678")}
+    [refusal] = await merging.merge_refusals(store, max_.id)
+    assert refusal.reason == ANOTHER_PERSON and refusal.profile_ids == [anna.id, max_.id]
+    assert await store.count_profiles() == 2
+

@@ -16,6 +16,7 @@ from app.bootstrap import Services
 from app.domain import clock
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.events import RawIdentifier
+from app.domain.merge_protection import MergeProtection
 from app.domain.privacy import DEFAULT_PURPOSES
 from app.domain.segments.segment import ERASURE_EXITS_KEPT, MembershipChange, SegmentEvent
 from app.services import merging, privacy, profile_reads, profiles
@@ -562,7 +563,9 @@ async def test_an_unmerge_leaves_no_identifier_of_one_person_on_the_others_event
         store, "Quentinus", "Quayleworth", "q.quayleworth@example.com", "+33622222222"
     )
     linking = event("page_view", identifiers=[("email", "pia.pressburger@example.com"), ("phone", "+33622222222")])
-    [outcome] = await ingest_events(store, [linking])
+    # Households apart off: by default their given names alone keep them apart (`another_person`).
+    joined = IngestionPolicy(identity=IdentityPolicy(protection=MergeProtection(households_apart=False)))
+    [outcome] = await ingest_events(store, [linking], joined)
     assert outcome.merged == (quentin,) and outcome.profile_id == pia
     [record] = await merging.merge_history(store, pia)
     await merging.unmerge_profile(store, record.id, actor="steward")

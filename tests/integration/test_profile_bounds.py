@@ -117,12 +117,13 @@ async def test_identify_events_keep_as_many_addresses_as_an_upsert_may_set(store
 
 
 async def _two_people_with_traits(store: ProfileStore) -> tuple[str, str]:
-    """Ada and her duplicate Adele, each holding traits within the bound, together past it."""
+    """Ada and her duplicate (her phone's profile), each holding traits within the bound, together
+    past it. One name: another given name would keep them apart on its own (`another_person`)."""
     ada = await profiles.upsert_profile(
         store, [RawIdentifier("email", "ada@example.com")], {"first_name": "Ada", "traits": {"a": "x" * 1200}}
     )
     adele = await profiles.upsert_profile(
-        store, [RawIdentifier("phone", "+33612345678")], {"first_name": "Adele", "traits": {"b": "y" * 1200}}
+        store, [RawIdentifier("phone", "+33612345678")], {"first_name": "Ada", "traits": {"b": "y" * 1200}}
     )
     return ada.id, adele.id
 
