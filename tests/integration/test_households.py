@@ -187,3 +187,42 @@ async def test_a_write_naming_no_one_does_not_merge_two_peoples_profiles(store: 
     assert refusal.reason == ANOTHER_PERSON and refusal.profile_ids == [anna.id, max_.id]
     assert await store.count_profiles() == 2
 
+
+async def test_a_write_naming_no_one_goes_to_the_profile_its_surname_and_birth_date_agree_with(
+    store: ProfileStore,
+) -> None:
+    """Max's birth date, through the family's mailbox (the stronger identifier) and his phone."""
+    anna = await _upsert(store, [FAMILY], ANNA)
+    max_ = await _upsert(store, [("phone", "+33612345678")], MAX)
+    says = {"last_name": "Martin", "birth_date": MAX["birth_date"], "job_title": "pilot"}
+    written = await _upsert(store, [FAMILY, ("phone", "+33612345678")], says)
+    assert written.id == max_.id and written.job_title == "pilot" and _held(written) == {("phone", "+33612345678")}
+    held = await store.get_profile(anna.id)
+    assert held is not None and held.job_title is None and _held(held) == {FAMILY}
+    assert await merging.merge_history(store, anna.id) == [] and await store.count_profiles() == 2
+
+
+async def test_a_write_without_a_given_name_stating_another_surname_and_birth_date_stays_apart(
+    store: ProfileStore,
+) -> None:
+    anna = await _upsert(store, [FAMILY], ANNA)
+    says = {"last_name": "Dupont", "birth_date": "1951-06-30"}  # a neighbour signing up with the family's email
+    written = await _upsert(store, [FAMILY, ("email", "dupont@example.com")], says)
+    assert written.id != anna.id and _held(written) == {("email", "dupont@example.com")}
+    assert _held(await store.get_profile(anna.id)) == {FAMILY}
+    assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON]
+    # The same surname on another birth date, or another surname without one: nothing to tell.
+    for fields, own in (({"last_name": "Martin", "birth_date": "1951-06-30"}, "1"), ({"last_name": "Dupont"}, "2")):
+        joined = await _upsert(store, [FAMILY, ("crmId", own)], fields)
+        assert joined.id == anna.id, fields
+
+
+async def test_an_identify_event_naming_no_one_does_not_merge_two_peoples_profiles(store: ProfileStore) -> None:
+    anna = await _upsert(store, [FAMILY], ANNA)
+    max_ = await _upsert(store, [("phone", "+33612345678")], MAX)
+    says = {"lastName": "Martin", "birthDate": MAX["birth_date"]}
+    [outcome] = await ingest_events(
+        store, [event("identify", identifiers=[FAMILY, ("phone", "+33612345678")], properties=says)], IngestionPolicy()
+    )
+    assert outcome.status is EventStatus.ACCEPTED and outcome.profile_id == max_.id
+    assert await merging.merge_history(store, anna.id) == [] and await store.count_profiles() == 2

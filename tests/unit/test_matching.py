@@ -365,3 +365,18 @@ def test_one_persons_records_are_not_another_person() -> None:
     assert not scoring.another_person(thomas, person(first_name="Tommy"))
     assert not scoring.another_person(person(first_name="Valentina", birth_date=None), person(first_name="Valentia"))
     assert not scoring.another_person(person(first_name="L", birth_date=None), person(first_name="Elizabeth"))
+
+
+def test_without_a_given_name_another_surname_and_birth_date_say_another_person() -> None:
+    nameless = person(first_name="", last_name="Wisink", birth_date=date(1956, 6, 4))
+    iris = person(first_name="Iris", last_name="Haterhout", birth_date=date(1953, 5, 7))
+    assert scoring.another_person(nameless, iris) and scoring.another_person(iris, nameless)
+    one_person = [
+        person(first_name="Lars", last_name="Wisink", birth_date=date(1950, 1, 1)),  # the same surname
+        person(first_name="Iris", last_name="Wissink", birth_date=date(1953, 5, 7)),  # misspelt
+        person(first_name="Iris", last_name="Haterhout", birth_date=date(1956, 6, 4)),  # one birth date
+        person(first_name="Iris", last_name="Haterhout", birth_date=None),
+    ]
+    for other in one_person:
+        assert not scoring.another_person(nameless, other), other
+    assert not scoring.another_person(person(first_name="", last_name="Wisink", birth_date=None), iris)

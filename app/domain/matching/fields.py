@@ -262,10 +262,10 @@ def normalised_fields(
 
 
 def stated_person(first_name: str | None, last_name: str | None, birth_date: date | None) -> MatchFields | None:
-    """A write's own names and birth date as the matcher reads them, when it states a given name:
-    what tells the members of a household apart (`scoring.another_person`). None otherwise: a write
-    naming no one says nothing of whose it is beyond its identifiers."""
-    if not first_name:
+    """A write's own names and birth date as the matcher reads them, when it states a given name, or
+    a surname and a birth date: what tells the members of a household apart (`scoring.another_person`).
+    None otherwise: a write naming no one says nothing of whose it is beyond its identifiers."""
+    if not first_name and not (last_name and birth_date):
         return None
     return normalised_fields(first_name=first_name, last_name=last_name, birth_date=birth_date)
 
