@@ -376,7 +376,8 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     (Thoams/Tommy) is still read as one. On one birth date, only given names further apart still
     (TWINS_APART) that no name of the other comes near: twins. With a given name missing, another
     surname (not a spelling, sound or part of the other) and another birth date. One person's records
-    seldom differ so; the members of a household sharing a mailbox or a landline nearly always do."""
+    seldom differ so; the members of a household sharing a mailbox or a landline nearly always do.
+    Beside another birth date, given names two edits apart are other names too (Maria/Martina)."""
     born = _birth_date(a.birth_date, b.birth_date)
     if born is not None and born.method not in ("different", "exact"):
         return False  # a slip: one date
@@ -387,6 +388,10 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     reasons: list[MatchReason] = []
     _names(a, b, reasons)  # the better reading, straight or with the names swapped
     given = next((r for r in reasons if r.field == "firstName"), None)
+    if given is not None and given.method == "jaroWinkler" and born is not None and born.method == "different":
+        # Read as a typo by Jaro-Winkler, which weighs a shared start much, but two edits apart
+        # (Maria/Martina): beside another birth date, two sisters' names, seldom one's misspelt.
+        return jellyfish.damerau_levenshtein_distance(a.first_joined, b.first_joined) > 1
     if given is None or given.method not in DISAGREEING_NAMES:
         return False
     if born is not None and born.method == "different":
