@@ -322,7 +322,9 @@ def _linked_and_ordered(
     score_of: PairScorer,
 ) -> list[Pair]:
     # `steps` is the caller's, let go of in slices: freed here in one piece, a large one held the loop.
-    steps.extend(Candidate(p.a, p.b, p.score, []) for p in pairs.values() if p.score >= MIN_LINK_STEP)
+    # In the pairs' order, not the order they were scored in (by threads or processes):
+    # of two links through other profiles with one score, the one listed is the same every time.
+    steps.extend(Candidate(p.a, p.b, p.score, []) for _, p in sorted(pairs.items()) if p.score >= MIN_LINK_STEP)
     for found in linked_pairs(steps, fields, min_score, score_of):
         # A link is listed where it beats the pair's own score (the direct score the link was judged
         # against is the plain one: a pair holding a names key alone may score higher).
