@@ -19,8 +19,10 @@ import bisect
 import logging
 import secrets
 import time
+from array import array
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,6 +40,7 @@ from app.domain.matching.blocking import MAX_BLOCK_SIZE, namesakes_by_given_name
 from app.domain.matching.candidates import is_rules_scorer, score_reaching
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
+from app.scoring_processes import MIN_PROFILES, Found, ScoringProcesses, process_count
 from app.services.key_groups import KeyGroup, SeenPairs, key_group_chunks, let_go, unseen_pairs
 from app.services.match_candidates import check_min_score, check_request
 from app.services.match_model import current_scorer
@@ -249,13 +252,22 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     pairs: dict[tuple[str, str], Pair] = {}
     unique: list[tuple[str, str]] = []  # the pairs of profiles holding a names key no other holds
     steps: list[Candidate] = []  # the pairs links may go through, filled once every pair is scored
+    count = process_count() if await store.count_profiles() >= MIN_PROFILES else 0
     try:
         long_blocks = 0
-        async for groups in key_group_chunks(store, fields, unique_names=unique):
-            found = await asyncio.to_thread(_score_chunk, groups, fields, scored, score_of, min_score)
-            pairs.update(((pair.a, pair.b), pair) for pair in found)
-            long_blocks += sum(len(ids) > MAX_BLOCK_SIZE for _, ids in groups)
-            _check_size(len(pairs), min_score, max_pairs)
+        async with _scoring(score_of, min_score, count) as processes:
+            async for groups in key_group_chunks(store, fields, unique_names=unique):
+                if processes is None:
+                    found = await asyncio.to_thread(_score_chunk, groups, fields, scored, score_of, min_score)
+                else:  # the processes score this chunk while the next is read: what they found before
+                    numbered = await asyncio.to_thread(_numbered_chunk, processes, groups, fields, scored)
+                    found = _found_pairs(processes, await processes.score(*numbered))
+                pairs.update(((pair.a, pair.b), pair) for pair in found)
+                long_blocks += sum(len(ids) > MAX_BLOCK_SIZE for _, ids in groups)
+                _check_size(len(pairs), min_score, max_pairs)
+            if processes is not None:
+                pairs.update(((pair.a, pair.b), pair) for pair in _found_pairs(processes, await processes.finish()))
+                _check_size(len(pairs), min_score, max_pairs)
         # Known only once their key's group is read, after other keys may have handed the pair out.
         found = await asyncio.to_thread(_score_unique, unique, fields, score_of, min_score)
         pairs.update(((pair.a, pair.b), pair) for pair in found)
@@ -273,6 +285,16 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     return ReviewList(id=secrets.token_urlsafe(9), min_score=min_score, computed_at=now(), pairs=listed)
 
 
+@asynccontextmanager
+async def _scoring(score_of: PairScorer, min_score: float, count: int) -> AsyncIterator[ScoringProcesses | None]:
+    """Processes scoring a large store's pairs (`count` of them), or None: the serving process scores."""
+    if not count:
+        yield None
+        return
+    async with await asyncio.to_thread(ScoringProcesses, score_of, min_score, count) as processes:
+        yield processes
+
+
 def _score_chunk(
     groups: list[KeyGroup],
     fields: dict[str, MatchFields],
@@ -281,19 +303,35 @@ def _score_chunk(
     min_score: float,
 ) -> list[Pair]:
     """The pairs of a chunk of key groups not scored before, those at `min_score` or above (on a
-    worker thread: `scored` is only touched here, one chunk at a time). The namesakes by given name
-    of the given-name key's groups are passed over, as one profile's lookup passes them over,
-    whichever scorer answers."""
+    worker thread: `scored` is only touched here, one chunk at a time)."""
     found = []
-
-    def namesakes(key: str, a: str, b: str) -> bool:
-        return namesakes_by_given_name(key, fields[a], fields[b])
-
-    for a, b in unseen_pairs(groups, fields, scored, namesakes):
+    for a, b in _unseen(groups, fields, scored):
         compared = score_reaching(score_of, fields[a], fields[b], min_score)
         if compared is not None and compared.score >= min_score:
             found.append(Pair(compared.score, a, b, None))
     return found
+
+
+def _numbered_chunk(
+    processes: ScoringProcesses, groups: list[KeyGroup], fields: dict[str, MatchFields], scored: SeenPairs
+) -> tuple[array[int], array[int]]:
+    """`_score_chunk`'s pairs, numbered for the scoring processes (on a worker thread)."""
+    return processes.numbered(list(_unseen(groups, fields, scored)), fields)
+
+
+def _found_pairs(processes: ScoringProcesses, found: Found) -> list[Pair]:
+    ids = processes.ids
+    return [Pair(score, ids[a], ids[b], None) for score, a, b in found]
+
+
+def _unseen(groups: list[KeyGroup], fields: dict[str, MatchFields], scored: SeenPairs) -> Iterator[tuple[str, str]]:
+    """The pairs of a chunk not handed out before. The namesakes by given name of the given-name
+    key's groups are passed over, as one profile's lookup passes them over, whichever scorer answers."""
+
+    def namesakes(key: str, a: str, b: str) -> bool:
+        return namesakes_by_given_name(key, fields[a], fields[b])
+
+    return unseen_pairs(groups, fields, scored, namesakes)
 
 
 def _score_unique(
@@ -322,7 +360,7 @@ def _linked_and_ordered(
     score_of: PairScorer,
 ) -> list[Pair]:
     # `steps` is the caller's, let go of in slices: freed here in one piece, a large one held the loop.
-    # In the pairs' order, not the order they were scored in (by threads or processes):
+    # In the pairs' order, not the order they were scored in (by processes, as each share came back):
     # of two links through other profiles with one score, the one listed is the same every time.
     steps.extend(Candidate(p.a, p.b, p.score, []) for _, p in sorted(pairs.items()) if p.score >= MIN_LINK_STEP)
     for found in linked_pairs(steps, fields, min_score, score_of):

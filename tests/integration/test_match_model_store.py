@@ -5,6 +5,7 @@ store's own candidate pairs, stored with its version (each estimate the next), u
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from app.domain.matching import index as match_index
 from app.domain.matching.fields import normalised_values
 from app.domain.matching.learned import value_key
 from app.domain.merge_protection import MergeProtection
+from app.scoring_processes import ScoringProcesses
 from app.services import match_candidates, match_model, merging, privacy, profiles, review_list
 from app.services.identity_policy import IdentityPolicy
 from app.services.ports import ProfileStore
@@ -307,3 +309,49 @@ async def test_a_model_stored_while_an_erasure_commits_is_not_stored(
     go_on.set()
     await erasure
     assert await estimate is None and await match_model.stored_model(store) is None
+
+
+class _CountedProcesses(ScoringProcesses):
+    """The scoring processes, counting the pairs handed to them (and, with `kill_one`, one of them
+    killed as soon as it started: its shares are scored in the serving process)."""
+
+    handed: int = 0
+    kill_one: bool = False
+
+    def __init__(self, score_of: PairScorer, min_score: float, count: int) -> None:
+        super().__init__(score_of, min_score, count)
+        if _CountedProcesses.kill_one:
+            self._processes[0][0].kill()
+
+    def numbered(self, pairs: Any, fields: Any) -> Any:
+        _CountedProcesses.handed += len(pairs)
+        return super().numbered(pairs, fields)
+
+
+@pytest.mark.parametrize("learned", [False, True], ids=["rules", "learned"])
+@pytest.mark.parametrize("kill_one", [False, True], ids=["all-running", "one-killed"])
+async def test_a_large_stores_list_scored_by_processes_is_the_list_scored_in_process(
+    store: ProfileStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    learned: bool,
+    kill_one: bool,
+) -> None:
+    """Past MIN_PROFILES a list's pairs are scored by processes of their own, and by the serving
+    process where one stops: the same pairs, scores and links as scored in process."""
+    await _write(store, 40, seed=5)
+    if learned:
+        model = await match_model.estimate_model(store, min_pairs=50)
+        assert model is not None and model.separates()
+    monkeypatch.setattr(review_list, "MIN_PROFILES", 10**9)
+    here = await review_list.review_list(store, min_score=0.0, max_pairs=100_000)
+    monkeypatch.setattr(review_list, "MIN_PROFILES", 0)
+    monkeypatch.setattr(review_list, "ScoringProcesses", _CountedProcesses)
+    monkeypatch.setattr(_CountedProcesses, "handed", 0)
+    monkeypatch.setattr(_CountedProcesses, "kill_one", kill_one)
+    monkeypatch.setattr(review_list, "process_count", lambda: 2)
+    apart = await review_list.review_list(store, min_score=0.0, max_pairs=100_000)
+    assert apart.pairs == here.pairs and len(here.pairs) > 40 and any(p.score >= 0.5 for p in here.pairs)
+    assert _CountedProcesses.handed >= len(here.pairs)  # every pair went through the processes
+    assert ("a scoring process stopped" in caplog.text) is kill_one
+    assert not [p for p in multiprocessing.active_children() if p.name == "cdp-scoring"]  # all stopped
