@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from app.domain.errors import LimitExceeded
 from app.domain.events import RawIdentifier
 from app.domain.matching import MatchFields, MatchScore, PairScorer, score_pair
 from app.domain.matching import index as match_index
@@ -355,3 +356,14 @@ async def test_a_large_stores_list_scored_by_processes_is_the_list_scored_in_pro
     assert _CountedProcesses.handed >= len(here.pairs)  # every pair went through the processes
     assert ("a scoring process stopped" in caplog.text) is kill_one
     assert not [p for p in multiprocessing.active_children() if p.name == "cdp-scoring"]  # all stopped
+
+
+async def test_a_list_refused_as_too_long_stops_its_scoring_processes(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _write(store, 40, seed=5)
+    monkeypatch.setattr(review_list, "MIN_PROFILES", 0)
+    monkeypatch.setattr(review_list, "process_count", lambda: 2)
+    with pytest.raises(LimitExceeded, match="more than 10 pairs"):
+        await review_list.review_list(store, min_score=0.0, max_pairs=10)
+    assert not [p for p in multiprocessing.active_children() if p.name == "cdp-scoring"]
