@@ -45,11 +45,9 @@ Found = list[tuple[float, int, int]]
 
 def process_count() -> int:
     """The processes a large store's list is scored by: one a core this process may run on."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return min(MAX_PROCESSES, cores)
+    from app.settings import usable_cpus  # here: the settings import the review list, which imports this
+
+    return min(MAX_PROCESSES, usable_cpus())
 
 
 class ScoringProcesses:
