@@ -86,7 +86,10 @@ class ProfileInput:
     identifiers: list[IdentifierInput]
     # Left out: unchanged; null: cleared (traits and preferences: null changes nothing, a key set to
     # null is kept as null).
-    first_name: str | None = strawberry.UNSET
+    first_name: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description='Given as its initials ("M." where the profile holds "Marie"), it leaves the full name as it is',
+    )
     last_name: str | None = strawberry.UNSET
     birth_date: date | None = strawberry.UNSET
     gender: str | None = strawberry.UNSET

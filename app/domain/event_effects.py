@@ -16,6 +16,7 @@ from app.domain.errors import InvalidInput
 from app.domain.events import Channel, Event, EventType, to_minor_units
 from app.domain.identifiers import Identifier
 from app.domain.matching.fields import MatchFields, stated_person
+from app.domain.name_initials import abbreviates
 from app.domain.person_fields import MOST_ADDRESSES
 from app.domain.privacy import ConsentDecision, record_consent, supersedes
 from app.domain.profile import RECENT_INTERACTIONS_CAP, RECENT_RATINGS_CAP, Interaction, Profile
@@ -284,8 +285,14 @@ def _identify(profile: Profile, event: Event, change: ProfileChange) -> None:
     source = str(event.channel)
     for path, value in identify_fields(event.properties).items():
         decided_at = profile.field_times.get(provenance_key(path))
-        if decided_at is not None and decided_at > event.timestamp:  # set by a newer event or write
+        at = event.timestamp
+        held = profile.first_name if path == "firstName" else None
+        if abbreviates(value, held):  # "M." after "Marie"
             continue
+        if decided_at is not None and decided_at > event.timestamp:  # set by a newer event or write
+            if not abbreviates(held, value):
+                continue
+            at = decided_at  # "Marie" arriving after a newer "M.": the full name, as of the initial's time
         if path == "addresses":
             known = [a.model_dump(by_alias=True, exclude_none=True) for a in profile.addresses]
             if value in known:
@@ -293,4 +300,4 @@ def _identify(profile: Profile, event: Event, change: ProfileChange) -> None:
             # The newest first, as many as an upsert may hold: 300 identify events with an address each
             # left 300 on the profile, which every later write read and wrote.
             value = [value, *known][:MOST_ADDRESSES]
-        change.set_field(path, value, at=event.timestamp, source=source)
+        change.set_field(path, value, at=at, source=source)

@@ -15,6 +15,7 @@ from app.domain.event_limits import EventLimits, check_properties
 from app.domain.events import RawIdentifier, normalise_all
 from app.domain.identifiers import Identifier
 from app.domain.keys import check_keys
+from app.domain.name_initials import abbreviates
 from app.domain.person_fields import (
     MOST_ADDRESSES,
     AddressInput,
@@ -24,6 +25,7 @@ from app.domain.person_fields import (
     PersonName,
     checked_birth_date,
 )
+from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange, provenance_key
 
 # Bounds on `traits` and `preferences` in one upsert: an event's properties' (64 KiB, 16 levels, ...).
@@ -90,19 +92,22 @@ def parse_profile_input(
 
 
 def change_for_fields(
-    fields: ProfileFields, *, at: datetime, source: str, held: Mapping[str, datetime] | None = None
+    fields: ProfileFields, *, at: datetime, source: str, profile: Profile | None = None
 ) -> ProfileChange:
-    """The change an upsert makes. It states what is true now, so each field is dated after the time
-    of the value it replaces (`held`: the profile's field times) when that is later than `at`: an
-    event may be dated up to MAX_FUTURE_SKEW ahead, and a merge's replay, which keeps the newest value
-    by time, would otherwise give that older value back over this one."""
+    """The change an upsert makes to `profile` (None: a new one). It states what is true now, so each
+    field is dated after the time of the value it replaces when that is later than `at`: an event may
+    be dated up to MAX_FUTURE_SKEW ahead, and a merge's replay, which keeps the newest value by time,
+    would otherwise give that older value back over this one. A given name written as the initials
+    of the one held (`abbreviates`) leaves it as it is."""
     change = ProfileChange()
-    held = held or {}
+    held: Mapping[str, datetime] = profile.field_times if profile is not None else {}
 
     def put(path: str, value: Any) -> None:
         change.set_field(path, value, at=dated_after(at, held.get(provenance_key(path))), source=source)
 
     given = fields.model_fields_set
+    if profile is not None and abbreviates(fields.first_name, profile.first_name):
+        given = given - {"first_name"}
     for name, path in _FIELD_PATHS.items():
         if name in given:
             put(path, getattr(fields, name))

@@ -3,7 +3,8 @@
 Rules per field, configurable: MOST_RECENT (default: the value set last), OLDEST (set first),
 SOURCE_PRIORITY (from the best-ranked source, e.g. the CRM before the web form), MOST_FREQUENT (the
 value most of the profiles agree on) and UNION (lists: every distinct item, survivor's first).
-Ties go to the survivor, then to the order the profiles were named in.
+Ties go to the survivor, then to the order the profiles were named in. A given name written as
+the initials of another profile's (`abbreviates`) is not among the values a rule chooses from.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from app.domain.event_effects import IDENTITY_FIELDS
+from app.domain.name_initials import abbreviates
 from app.domain.profile import Profile
 from app.domain.profile_change import provenance_key
 
@@ -72,6 +74,8 @@ def reconciled_fields(profiles: Sequence[Profile], rules: ReconciliationRules) -
         candidates = [
             c for rank, p in enumerate(profiles) if (c := _candidate(p, documents[rank], path, rank)) is not None
         ]
+        if path == "firstName":  # "M." is no candidate beside the "Marie" it abbreviates, under any rule
+            candidates = [c for c in candidates if not any(abbreviates(c.value, d.value) for d in candidates)]
         if candidates:
             decisions[path] = _decide(rules.rule_for(path), candidates, rules.source_priority)
     return decisions

@@ -162,7 +162,7 @@ def _upsert(
             stated = profile.qualitative.preferences
             if refusal := traits_refusal(stated, parsed.preferences, field="preferences", kind="preferences"):
                 raise refusal
-            change = change_for_fields(parsed, at=at, source=source, held=profile.field_times)
+            change = change_for_fields(parsed, at=at, source=source, profile=profile)
             if additions:
                 change.append["identifiers"] = identifier_records(additions, at=at, source=source)
             return change.stamped(at)
