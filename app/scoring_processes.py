@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 
 from app.domain.matching import MatchFields, PairScorer
-from app.domain.matching.candidates import score_reaching
 from app.processes import stop_with_parent
 
 log = logging.getLogger("cdp.matching")
@@ -199,7 +198,7 @@ def _scored(
 ) -> Found:
     found: Found = []
     for a, b in zip(first, second, strict=True):
-        compared = score_reaching(score_of, fields[a], fields[b], min_score)
+        compared = score_of.score_reaching(fields[a], fields[b], min_score)
         if compared is not None and compared.score >= min_score:
             found.append((compared.score, a, b))
     return found

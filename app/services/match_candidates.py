@@ -27,7 +27,6 @@ from app.domain.matching import (
     with_links,
 )
 from app.domain.matching.blocking import GIVEN_NAME_KEY, given_name_alone, lookup_keys, names_key
-from app.domain.matching.candidates import may_reach
 from app.domain.matching.index import MatchView
 from app.domain.matching.links import MIN_LINK_STEP
 from app.domain.merge import MergeRefusal, kept_apart
@@ -143,7 +142,7 @@ class _Lookup:
                 continue
             if other_id not in self.fields:
                 other = self.read.get(other_id)
-                if other is None or not may_reach(self.score, target, other, min_score):
+                if other is None or not self.score.may_reach(target, other, min_score):
                     continue  # gone since its id was read, or passed over
                 self.keys[other_id] = other.blocking_keys
                 self.fields[other_id] = other.fields

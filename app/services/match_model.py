@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.clock import now
-from app.domain.matching import MatchFields, MatchModel, PairScorer, score_pair
+from app.domain.matching import RULES_SCORER, MatchFields, MatchModel, PairScorer, score_pair
 from app.domain.matching.fields import match_fields
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
 from app.services.key_groups import (
@@ -83,7 +83,7 @@ async def current_scorer(store: ProfileStore) -> PairScorer:
         cached = (stamp, time.monotonic() + CACHE_SECONDS, model if model is not None and model.separates() else None)
         _cache[store] = cached
     model = cached[2]
-    return model if model is not None else score_pair
+    return model if model is not None else RULES_SCORER
 
 
 async def forget_erased(tx: StoreTransaction, erased: Collection[str]) -> None:

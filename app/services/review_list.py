@@ -37,7 +37,6 @@ from app.domain.matching import (
     linked_pairs,
 )
 from app.domain.matching.blocking import MAX_BLOCK_SIZE, namesakes_by_given_name
-from app.domain.matching.candidates import is_rules_scorer, score_reaching
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
 from app.scoring_processes import MIN_PROFILES, Found, ScoringProcesses, process_count
@@ -306,7 +305,7 @@ def _score_chunk(
     worker thread: `scored` is only touched here, one chunk at a time)."""
     found = []
     for a, b in _unseen(groups, fields, scored):
-        compared = score_reaching(score_of, fields[a], fields[b], min_score)
+        compared = score_of.score_reaching(fields[a], fields[b], min_score)
         if compared is not None and compared.score >= min_score:
             found.append(Pair(compared.score, a, b, None))
     return found
@@ -341,11 +340,11 @@ def _score_unique(
     thread), those at `min_score` or above; a profile no longer held is left out. None for a learned
     model, which weighs the names by its own frequencies."""
     found: list[Pair] = []
-    if not is_rules_scorer(score_of):
+    if not score_of.counts_unique_names:
         return found
     for a, b in unique:
         if a in fields and b in fields:
-            compared = score_reaching(score_of, fields[a], fields[b], min_score, unique_names=True)
+            compared = score_of.score_reaching(fields[a], fields[b], min_score, unique_names=True)
             if compared is not None and compared.score >= min_score:
                 found.append(Pair(compared.score, a, b, None, unique_names=True))
     return found
@@ -393,7 +392,7 @@ async def with_reasons(store: ProfileStore, pairs: list[Pair]) -> list[Candidate
     for pair in pairs:
         if not {pair.a, pair.b, pair.via or pair.a} <= fields.keys():
             continue
-        compared = score_reaching(score_of, fields[pair.a], fields[pair.b], 0.0, unique_names=pair.unique_names)
+        compared = score_of.score_reaching(fields[pair.a], fields[pair.b], 0.0, unique_names=pair.unique_names)
         assert compared is not None  # every pair reaches 0
         reasons: list[MatchReason] = list(compared.reasons)
         scorer = compared.scorer

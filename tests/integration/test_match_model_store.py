@@ -17,8 +17,9 @@ import pytest
 
 from app.domain.errors import LimitExceeded
 from app.domain.events import RawIdentifier
-from app.domain.matching import MatchFields, MatchScore, PairScorer, score_pair
+from app.domain.matching import RULES_SCORER, MatchFields, MatchScore, PairScorer, score_pair
 from app.domain.matching import index as match_index
+from app.domain.matching.candidates import Named
 from app.domain.matching.fields import normalised_values
 from app.domain.matching.learned import value_key
 from app.domain.merge_protection import MergeProtection
@@ -146,11 +147,25 @@ class _Pause:
 
 
 class _PausedScoring(_Pause):
-    """A pair scorer that stops at its first pair, then scores as `score_pair` does."""
+    """A pair scorer that stops at its first pair, then scores as the rules do, without counting the
+    names keys only two profiles hold (as a learned model does not)."""
+
+    counts_unique_names = False
 
     def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
         self.hold()
         return score_pair(a, b)
+
+    def may_reach(self, a: Named, b: Named, min_score: float) -> bool:
+        return RULES_SCORER.may_reach(a, b, min_score)
+
+    def score_reaching(
+        self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+    ) -> MatchScore | None:
+        self.hold()
+        return RULES_SCORER.score_reaching(a, b, min_score)
+
+    score_lookalike = score_reaching
 
 
 class _PausedNormalising(_Pause):

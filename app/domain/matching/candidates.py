@@ -3,13 +3,12 @@ those at or above a threshold, best first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
 from app.domain.matching.fields import MatchFields
-from app.domain.matching.learned import MatchModel
 from app.domain.matching.scoring import (
     RULES,
     MatchReason,
@@ -18,9 +17,6 @@ from app.domain.matching.scoring import (
     score_pair,
     score_pair_reaching,
 )
-
-# Scores a pair: the rules scorer `score_pair`, or a learned model (`learned.MatchModel`).
-PairScorer = Callable[[MatchFields, MatchFields], MatchScore]
 
 # Calibrated by `python -m bench identity --seed 1` and reported on seed 2: the highest threshold whose
 # F1 is within 0.001 of the best F1 among thresholds keeping precision above 0.995 (a wrong merge
@@ -43,48 +39,22 @@ def candidates_for(
     target_id: str,
     others: Iterable[tuple[str, MatchFields]],
     min_score: float,
-    score: PairScorer = score_pair,
+    score: PairScorer,
     unique_names: Collection[str] = (),
 ) -> list[Candidate]:
     """The others scoring at least `min_score` against the target, best first; `unique_names`: the
     one whose names only it and the target hold, if any (`blocking.names_key`). The others are the
-    look-alikes a lookup kept (`may_reach`): a learned model's bound was asked then, and costs a
-    comparison of the names as much as the score does, so it scores them in full here."""
+    look-alikes a lookup kept (`PairScorer.may_reach`), each scored by `PairScorer.score_lookalike`."""
     found: list[Candidate] = []
     seen = {target_id}
     for other_id, other in others:
         if other_id in seen:  # the target itself, or a profile fetched under two keys
             continue
         seen.add(other_id)
-        if isinstance(score, MatchModel):
-            scored: MatchScore | None = score(target, other)
-        else:
-            scored = score_reaching(score, target, other, min_score, unique_names=other_id in unique_names)
+        scored = score.score_lookalike(target, other, min_score, unique_names=other_id in unique_names)
         if scored is not None and scored.score >= min_score:
             found.append(Candidate(target_id, other_id, scored.score, scored.reasons, scorer=scored.scorer))
     return best_first(found)
-
-
-def score_reaching(
-    score: PairScorer, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
-) -> MatchScore | None:
-    """`score(a, b)`, or None for a pair that cannot reach `min_score`: the rules scorer tells most of
-    those from their names and birth dates alone (`score_pair_reaching`), a learned model some, by its
-    own bound (`learned.MatchModel.ceiling`, given the contact fields both hold). `unique_names`: no
-    other profile holds the two's names key, which the rules scorer counts
-    (`scoring.UNIQUE_NAMES_BITS`); a learned model weighs how common each name is by its own
-    frequencies instead."""
-    if is_rules_scorer(score):
-        return score_pair_reaching(a, b, min_score, unique_names=unique_names)
-    if isinstance(score, MatchModel):
-        return score.score_reaching(a, b, min_score)
-    return score(a, b)
-
-
-def is_rules_scorer(score: PairScorer) -> bool:
-    """Whether `score` is the rules scorer: it alone counts names no other profile holds (a learned
-    model weighs how common each name is by its own frequencies)."""
-    return score is score_pair
 
 
 class Named(Protocol):
@@ -101,18 +71,65 @@ class Named(Protocol):
     def contacts(self) -> frozenset[str]: ...  # `fields.contacts_held`
 
 
-def may_reach(score: PairScorer, a: Named, b: Named, min_score: float) -> bool:
-    """Whether a pair could reach `min_score`, judged on the two's names and birth dates alone: False
-    exactly where the rules scorer caps the pair below it whatever else the two hold
-    (`score_pair_reaching` gives None), the birth dates looked at first; for a learned model, where
-    its own bound does, given which contact fields both hold (`learned.MatchModel.ceiling`)."""
-    if isinstance(score, MatchModel):
-        return score.ceiling(a.names, b.names, a.contacts & b.contacts) >= min_score
-    if not is_rules_scorer(score):
+class PairScorer(Protocol):
+    """Scores pairs of profiles: the rules (`RULES_SCORER`) or a learned model (`learned.MatchModel`).
+    Besides the score, each says which pairs it can pass over unscored, by its own bound: most pairs
+    a lookup or the review list meets score far below any threshold."""
+
+    # Whether the scorer counts names no other profile of the store holds (`scoring.UNIQUE_NAMES_BITS`):
+    # the rules do; a learned model weighs how common each name is by its own frequencies instead.
+    @property
+    def counts_unique_names(self) -> bool: ...
+
+    def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore: ...
+
+    def may_reach(self, a: Named, b: Named, min_score: float) -> bool:
+        """Whether a pair could reach `min_score`, judged on its names and birth dates and on which
+        contact fields both hold (before the profiles' other fields are read)."""
+        ...
+
+    def score_reaching(
+        self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+    ) -> MatchScore | None:
+        """The pair's score, or None when its bound keeps it below `min_score`. `unique_names`: no
+        other profile holds the two's names key (counted when `counts_unique_names`)."""
+        ...
+
+    def score_lookalike(
+        self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+    ) -> MatchScore | None:
+        """`score_reaching` of a pair `may_reach` kept: a bound asked there is not asked again."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RulesScorer:
+    """The rules scorer (`scoring.score_pair`): what answers until a learned model separates."""
+
+    @property
+    def counts_unique_names(self) -> bool:
         return True
-    if birth_dates_cap_below(a.birth_date, b.birth_date, min_score):
-        return False
-    return score_pair_reaching(a.names, b.names, min_score) is not None
+
+    def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
+        return score_pair(a, b)
+
+    def may_reach(self, a: Named, b: Named, min_score: float) -> bool:
+        """False exactly where the rules cap the pair below `min_score` whatever else the two hold
+        (`score_pair_reaching` gives None), the birth dates looked at first."""
+        if birth_dates_cap_below(a.birth_date, b.birth_date, min_score):
+            return False
+        return score_pair_reaching(a.names, b.names, min_score) is not None
+
+    def score_reaching(
+        self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+    ) -> MatchScore | None:
+        return score_pair_reaching(a, b, min_score, unique_names=unique_names)
+
+    # `may_reach` compared the names alone: they are compared again, with what else the two hold.
+    score_lookalike = score_reaching
+
+
+RULES_SCORER = RulesScorer()
 
 
 def best_first(candidates: Iterable[Candidate]) -> list[Candidate]:

@@ -83,6 +83,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from app.domain.matching.candidates import Named
 from app.domain.matching.fields import MatchFields, contacts_of
 from app.domain.matching.scoring import (
     CLOSE,
@@ -368,7 +369,25 @@ class MatchModel:
         vector = comparison(reasons)
         return MatchScore(shown(self.probability(vector, self._rarity(a, vector))), reasons, self.name)
 
-    def score_reaching(self, a: MatchFields, b: MatchFields, min_score: float) -> MatchScore | None:
+    @property
+    def counts_unique_names(self) -> bool:
+        """No: the model weighs how common each name is by its own frequencies (`PairScorer`)."""
+        return False
+
+    def may_reach(self, a: Named, b: Named, min_score: float) -> bool:
+        """Whether the pair's `ceiling`, given which contact fields both hold, reaches `min_score`."""
+        return self.ceiling(a.names, b.names, a.contacts & b.contacts) >= min_score
+
+    def score_lookalike(
+        self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+    ) -> MatchScore | None:
+        """`score(a, b)`: `may_reach` asked the bound, which costs a comparison of the names as much
+        as the score does."""
+        return self.score(a, b)
+
+    def score_reaching(
+        self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+    ) -> MatchScore | None:
         """`score(a, b)`, or None when the pair's names and birth dates keep it below `min_score`
         whatever the contact fields both hold say (`ceiling`). The names are compared once, for both."""
         names = names_and_birth_date_reasons(a, b)

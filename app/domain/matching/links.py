@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from app.domain.matching.candidates import Candidate, PairScorer, best_first
+from app.domain.matching.candidates import RULES_SCORER, Candidate, PairScorer, best_first
 from app.domain.matching.fields import MatchFields
-from app.domain.matching.scoring import MatchReason, MatchScore, score_pair, shown
+from app.domain.matching.scoring import MatchReason, MatchScore, shown
 
 MIN_DIRECT_SCORE = 1e-4
 # A resemblance weaker than this is never a step of a link: its products are noise, and at minScore 0
@@ -34,7 +34,7 @@ def with_links(
     neighbours: Mapping[str, Sequence[Candidate]],
     fields: Mapping[str, MatchFields],
     min_score: float,
-    score: PairScorer = score_pair,
+    score: PairScorer = RULES_SCORER,
 ) -> list[Candidate]:
     """The target's candidates (`neighbours[target_id]`, each at or above `min_score`) with the
     profiles linked to it through one of them (from `neighbours[<that one>]`), best first. A linked
@@ -70,7 +70,7 @@ def linked_pairs(
     direct: Iterable[Candidate],
     fields: Mapping[str, MatchFields],
     min_score: float,
-    score: PairScorer = score_pair,
+    score: PairScorer = RULES_SCORER,
 ) -> list[Candidate]:
     """The pairs of a whole store: `direct` (pairs scored at or above `min_score`, each once, `a` before
     `b`; those below `MIN_LINK_STEP` may be left out, links never go through them) with the pairs found
