@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from app.domain.matching import MatchFields, match_fields, normalised_fields, score_pair
+from app.domain.matching import MatchFields, match_fields, normalised_fields, score_pair, scoring
 from app.domain.matching.candidates import RULES_SCORER
 from app.domain.matching.fields import contacts_of, names_and_birth_date
 from app.domain.matching.index import match_view, refresh_keys
-from app.domain.matching.scoring import score_pair_reaching
+from app.domain.matching.scoring import names_and_birth_date_reasons, score_pair_reaching
 from app.domain.profile import Address, IdentifierRecord, Profile
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -141,3 +141,22 @@ def test_a_pair_stopped_early_could_not_reach_the_threshold() -> None:
             else:
                 assert found == full
     assert stopped  # the early stop was exercised
+
+
+def test_the_names_read_once_are_those_of_any_pair_holding_the_same_names_and_birth_dates() -> None:
+    """`names_and_birth_date_reasons` keeps what it read by the two's names and birth dates: a lookup's
+    bound reads a look-alike's names alone, its score the whole profile (other emails too)."""
+    pairs = list(itertools.permutations(PEOPLE, 2))
+    fresh = []
+    for a, b in pairs:
+        scoring._NAMES_READ.clear()
+        fresh.append(names_and_birth_date_reasons(a, b))
+        # The names' reasons score_pair gives the pair, in its order.
+        assert [r for r in score_pair(a, b).reasons if r.field in ("firstName", "lastName", "birthDate")] == [
+            r for r in fresh[-1] if r.field in ("firstName", "lastName", "birthDate")
+        ]
+    scoring._NAMES_READ.clear()
+    for (a, b), read in zip(pairs * 2, fresh * 2, strict=True):  # the second time round, each one kept
+        assert names_and_birth_date_reasons(names_and_birth_date(a), names_and_birth_date(b)) == read
+        assert names_and_birth_date_reasons(a, b) == read
+        assert names_and_birth_date_reasons(b, a) == read  # one answer either way round

@@ -78,7 +78,7 @@ import hashlib
 import itertools
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -409,7 +409,7 @@ class MatchModel:
         passes the pair over."""
         return self._ceiling(a, names_and_birth_date_reasons(a, b), contacts)
 
-    def _ceiling(self, a: MatchFields, names: list[MatchReason], contacts: frozenset[str]) -> float:
+    def _ceiling(self, a: MatchFields, names: Sequence[MatchReason], contacts: frozenset[str]) -> float:
         """`ceiling`, given the pair's `names_and_birth_date_reasons`."""
         read = tuple((r.field, r.method) for r in names if r.field in ("firstName", "lastName", "birthDate"))
         bits = self._ceilings.get((read, contacts))
@@ -419,7 +419,7 @@ class MatchModel:
         # when it disagrees), so the rarity is the pair's own.
         return shown(self._probability(self._rarity(a, read) + bits))
 
-    def _ceiling_bits(self, names: list[MatchReason], contacts: frozenset[str]) -> float:
+    def _ceiling_bits(self, names: Sequence[MatchReason], contacts: frozenset[str]) -> float:
         levels = {reason.field: reason.method for reason in names}
         held = [f for f in _SHARING if f in contacts]
         if levels.get("firstName") not in DISAGREEING_NAMES and levels.get("birthDate") != "different":

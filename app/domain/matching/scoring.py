@@ -254,10 +254,21 @@ def score_pair_reaching(
     return MatchScore(shown(_logistic(bits)), reasons)
 
 
-def names_and_birth_date_reasons(a: MatchFields, b: MatchFields) -> list[MatchReason]:
+# `names_and_birth_date_reasons` by the two's names and birth dates: a learned model's lookup asks
+# for each look-alike's twice, for its bound on the names alone and for its score.
+_NAMES_READ: dict[tuple[str, str, date | None, str, str, date | None], tuple[MatchReason, ...]] = {}
+_NAMES_READ_MOST = 1 << 14  # a lookup reads a look-alike's names twice in a row: a few thousand suffice
+
+
+def names_and_birth_date_reasons(a: MatchFields, b: MatchFields) -> tuple[MatchReason, ...]:
     """The reasons `score_pair` gives two profiles' names and birth dates, read in the same order,
     without comparing anything else: what a learned model bounds a pair's score from
-    (`learned.MatchModel.ceiling`)."""
+    (`learned.MatchModel.ceiling`). They depend on those values alone (the pair's canonical order
+    is by surname, given name and birth date first), so each pair of values is read once."""
+    key = (a.first_name, a.last_name, a.birth_date, b.first_name, b.last_name, b.birth_date)
+    found = _NAMES_READ.get(key)
+    if found is not None:
+        return found
     born = _birth_date(a.birth_date, b.birth_date)
     if b.order_key < a.order_key:
         a, b = b, a
@@ -265,7 +276,10 @@ def names_and_birth_date_reasons(a: MatchFields, b: MatchFields) -> list[MatchRe
     _names(a, b, reasons)
     if born is not None:
         reasons.append(MatchReason("birthDate", born.method, born.similarity))
-    return reasons
+    if len(_NAMES_READ) >= _NAMES_READ_MOST:
+        _NAMES_READ.clear()
+    found = _NAMES_READ[key] = tuple(reasons)
+    return found
 
 
 def contact_reasons(a: MatchFields, b: MatchFields) -> list[MatchReason]:
