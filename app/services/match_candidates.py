@@ -127,7 +127,7 @@ class _Lookup:
     ) -> list[tuple[str, MatchFields]]:
         """The look-alikes `ids` of `profile_id` worth scoring. One whose names and birth date alone
         cap it below `min_score` (most of them: another birth date, another given name; for a
-        learned model, with the contact fields both hold: `may_reach`) is passed over before its
+        learned model, with the contact fields both hold: `PairScorer.may_reach`) is passed over before its
         other fields are normalised, and so is one sharing only the given-name key under another
         surname, whichever scorer answers (that key is read for a surname typo:
         `blocking.given_name_alone`)."""

@@ -322,7 +322,7 @@ def contacts_of(fields: MatchFields) -> frozenset[str]:
 
 
 def names_and_birth_date(fields: MatchFields) -> MatchFields:
-    """`fields` without contact points and addresses: what `candidates.may_reach` judges a pair on."""
+    """`fields` without contact points and addresses: what `PairScorer.may_reach` judges a pair on."""
     return MatchFields(fields.first_name, fields.last_name, fields.birth_date, (), (), ())
 
 

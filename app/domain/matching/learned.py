@@ -381,8 +381,8 @@ class MatchModel:
     def score_lookalike(
         self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
     ) -> MatchScore | None:
-        """`score(a, b)`: `may_reach` asked the bound, which costs a comparison of the names as much
-        as the score does."""
+        """`score(a, b)`: `may_reach` asked the bound already (the names it read are kept for this:
+        `names_and_birth_date_reasons`)."""
         return self.score(a, b)
 
     def score_reaching(
