@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 
 from app.domain.matching import MatchFields, PairScorer
+from app.domain.matching.candidates import pairs_reaching
 from app.processes import stop_with_parent
 
 log = logging.getLogger("cdp.matching")
@@ -196,9 +197,4 @@ def _score_pairs(connection: Connection, score_of: PairScorer, min_score: float,
 def _scored(
     fields: Sequence[MatchFields], first: array[int], second: array[int], score_of: PairScorer, min_score: float
 ) -> Found:
-    found: Found = []
-    for a, b in zip(first, second, strict=True):
-        compared = score_of.score_reaching(fields[a], fields[b], min_score)
-        if compared is not None and compared.score >= min_score:
-            found.append((compared.score, a, b))
-    return found
+    return pairs_reaching(score_of, fields.__getitem__, zip(first, second, strict=True), min_score)

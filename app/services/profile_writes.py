@@ -143,7 +143,7 @@ async def _other_people(
     }
     others: set[str] = set()
     for held in {held.id: held for held in read.values() if held is not None and held.id not in customer}.values():
-        if another_person(person, match_fields(held)) and not await _made_by_a_steward(tx, held):
+        if await _anothers(tx, person, held):
             others.add(held.id)
     apart = [owner for owner, held_id in live.items() if held_id in others]
     if all(owners.get(i.key) in apart for i in identifiers):
@@ -157,10 +157,16 @@ async def _two_people(tx: StoreTransaction, target: Profile, others: dict[str, P
     surname alone) through the family mailbox of one and the landline of the other merged two
     people the writes stating their names had kept apart."""
     person = match_fields(target)
-    apart = [profile_id for profile_id, other in others.items() if another_person(person, match_fields(other))]
+    apart = [profile_id for profile_id, other in others.items() if await _anothers(tx, person, other)]
     if not apart or await _made_by_a_steward(tx, target):
         return []
-    return [profile_id for profile_id in apart if not await _made_by_a_steward(tx, others[profile_id])]
+    return apart
+
+
+async def _anothers(tx: StoreTransaction, person: MatchFields, profile: Profile) -> bool:
+    """Whether `profile`'s own given name and birth date are another person's than `person`'s
+    (`another_person`), a profile a steward merged others into excepted (`_made_by_a_steward`)."""
+    return another_person(person, match_fields(profile)) and not await _made_by_a_steward(tx, profile)
 
 
 def _agreement(person: MatchFields, profile: Profile) -> float:

@@ -37,6 +37,7 @@ from app.domain.matching import (
     linked_pairs,
 )
 from app.domain.matching.blocking import MAX_BLOCK_SIZE, namesakes_by_given_name
+from app.domain.matching.candidates import pairs_reaching
 from app.domain.matching.links import LINK_FIELD, LINK_METHOD, MIN_LINK_STEP
 from app.domain.paging import Window
 from app.scoring_processes import MIN_PROFILES, Found, ScoringProcesses, process_count
@@ -252,6 +253,11 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
     unique: list[tuple[str, str]] = []  # the pairs of profiles holding a names key no other holds
     steps: list[Candidate] = []  # the pairs links may go through, filled once every pair is scored
     count = process_count() if await store.count_profiles() >= MIN_PROFILES else 0
+
+    def keep(found: list[Pair]) -> None:
+        pairs.update(((pair.a, pair.b), pair) for pair in found)
+        _check_size(len(pairs), min_score, max_pairs)
+
     try:
         long_blocks = 0
         async with _scoring(score_of, min_score, count) as processes:
@@ -261,16 +267,12 @@ async def review_list(store: ProfileStore, *, min_score: float, max_pairs: int) 
                 else:  # the processes score this chunk while the next is read: what they found before
                     numbered = await asyncio.to_thread(_numbered_chunk, processes, groups, fields, scored)
                     found = _found_pairs(processes, await processes.score(*numbered))
-                pairs.update(((pair.a, pair.b), pair) for pair in found)
+                keep(found)
                 long_blocks += sum(len(ids) > MAX_BLOCK_SIZE for _, ids in groups)
-                _check_size(len(pairs), min_score, max_pairs)
             if processes is not None:
-                pairs.update(((pair.a, pair.b), pair) for pair in _found_pairs(processes, await processes.finish()))
-                _check_size(len(pairs), min_score, max_pairs)
+                keep(_found_pairs(processes, await processes.finish()))
         # Known only once their key's group is read, after other keys may have handed the pair out.
-        found = await asyncio.to_thread(_score_unique, unique, fields, score_of, min_score)
-        pairs.update(((pair.a, pair.b), pair) for pair in found)
-        _check_size(len(pairs), min_score, max_pairs)
+        keep(await asyncio.to_thread(_score_unique, unique, fields, score_of, min_score))
         if long_blocks:
             log.info(
                 "merge candidates: %d blocking keys shared by over %d profiles compared by sorted neighbourhood",
@@ -303,12 +305,8 @@ def _score_chunk(
 ) -> list[Pair]:
     """The pairs of a chunk of key groups not scored before, those at `min_score` or above (on a
     worker thread: `scored` is only touched here, one chunk at a time)."""
-    found = []
-    for a, b in _unseen(groups, fields, scored):
-        compared = score_of.score_reaching(fields[a], fields[b], min_score)
-        if compared is not None and compared.score >= min_score:
-            found.append(Pair(compared.score, a, b, None))
-    return found
+    found = pairs_reaching(score_of, fields.__getitem__, _unseen(groups, fields, scored), min_score)
+    return [Pair(score, a, b, None) for score, a, b in found]
 
 
 def _numbered_chunk(
@@ -339,15 +337,11 @@ def _score_unique(
     """The pairs of profiles whose names key only they hold, scored with that evidence (on a worker
     thread), those at `min_score` or above; a profile no longer held is left out. None for a learned
     model, which weighs the names by its own frequencies."""
-    found: list[Pair] = []
     if not score_of.counts_unique_names:
-        return found
-    for a, b in unique:
-        if a in fields and b in fields:
-            compared = score_of.score_reaching(fields[a], fields[b], min_score, unique_names=True)
-            if compared is not None and compared.score >= min_score:
-                found.append(Pair(compared.score, a, b, None, unique_names=True))
-    return found
+        return []
+    held = [(a, b) for a, b in unique if a in fields and b in fields]
+    found = pairs_reaching(score_of, fields.__getitem__, held, min_score, unique_names=True)
+    return [Pair(score, a, b, None, unique_names=True) for score, a, b in found]
 
 
 def _linked_and_ordered(

@@ -3,10 +3,10 @@ those at or above a threshold, best first."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from app.domain.matching.fields import MatchFields
 from app.domain.matching.scoring import (
@@ -17,6 +17,8 @@ from app.domain.matching.scoring import (
     score_pair,
     score_pair_reaching,
 )
+
+K = TypeVar("K")  # how a pair names its two profiles: their ids, or their numbers in a list
 
 # Calibrated by `python -m bench identity --seed 1` and reported on seed 2: the highest threshold whose
 # F1 is within 0.001 of the best F1 among thresholds keeping precision above 0.995 (a wrong merge
@@ -130,6 +132,24 @@ class RulesScorer:
 
 
 RULES_SCORER = RulesScorer()
+
+
+def pairs_reaching(
+    score: PairScorer,
+    field_of: Callable[[K], MatchFields],
+    pairs: Iterable[tuple[K, K]],
+    min_score: float,
+    *,
+    unique_names: bool = False,
+) -> list[tuple[float, K, K]]:
+    """The pairs (as `field_of` reads each of the two) scoring at least `min_score`, each with its
+    score; those its bound keeps below are not scored in full (`PairScorer.score_reaching`)."""
+    found: list[tuple[float, K, K]] = []
+    for a, b in pairs:
+        compared = score.score_reaching(field_of(a), field_of(b), min_score, unique_names=unique_names)
+        if compared is not None and compared.score >= min_score:
+            found.append((compared.score, a, b))
+    return found
 
 
 def best_first(candidates: Iterable[Candidate]) -> list[Candidate]:
