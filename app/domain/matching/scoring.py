@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from datetime import date
 from functools import lru_cache
 from typing import NamedTuple
@@ -255,8 +256,10 @@ def score_pair_reaching(
 
 
 # `names_and_birth_date_reasons` by the two's names and birth dates: a learned model's lookup asks
-# for each look-alike's twice, for its bound on the names alone and for its score.
-_NAMES_READ: dict[tuple[str, str, date | None, str, str, date | None], tuple[MatchReason, ...]] = {}
+# for each look-alike's twice, for its bound on the names alone and for its score. The least recently
+# read leaves as each new one comes: emptied at once when full, the 16,384 took 12-20 ms to free, in
+# the middle of one lookup (5 of the 20 slowest of 2,000 learned lookups at 100,000 profiles).
+_NAMES_READ: OrderedDict[tuple[str, str, date | None, str, str, date | None], tuple[MatchReason, ...]] = OrderedDict()
 _NAMES_READ_MOST = 1 << 14  # a lookup reads a look-alike's names twice in a row: a few thousand suffice
 
 
@@ -268,6 +271,7 @@ def names_and_birth_date_reasons(a: MatchFields, b: MatchFields) -> tuple[MatchR
     key = (a.first_name, a.last_name, a.birth_date, b.first_name, b.last_name, b.birth_date)
     found = _NAMES_READ.get(key)
     if found is not None:
+        _NAMES_READ.move_to_end(key)
         return found
     born = _birth_date(a.birth_date, b.birth_date)
     if b.order_key < a.order_key:
@@ -277,7 +281,7 @@ def names_and_birth_date_reasons(a: MatchFields, b: MatchFields) -> tuple[MatchR
     if born is not None:
         reasons.append(MatchReason("birthDate", born.method, born.similarity))
     if len(_NAMES_READ) >= _NAMES_READ_MOST:
-        _NAMES_READ.clear()
+        _NAMES_READ.popitem(last=False)
     found = _NAMES_READ[key] = tuple(reasons)
     return found
 
