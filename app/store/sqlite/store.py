@@ -677,7 +677,9 @@ class SQLiteStore:
             ).fetchall()
             return [row[0] for row in rows]
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        # At most max_block ids a key: a sole namesake's confirmation (one key, two ids) is read on
+        # the loop's own connection, a lookup's keys on a reader thread.
+        return await self._by_keys(len(keys) * max_block, scan)
 
     async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
         def scan(db: sqlite3.Connection) -> list[MatchView]:
@@ -689,7 +691,7 @@ class SQLiteStore:
                 found += [match_view(loads(row[0])) for row in rows]
             return found
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        return await self._by_keys(len(profile_ids), scan)
 
     async def blocking_groups(self) -> AsyncIterator[tuple[str, list[str]]]:
         # Read in pages by key so that no call holds the event loop (or a read snapshot) for long.
