@@ -215,7 +215,6 @@ class MatchFields:
     email_locals: tuple[str, ...] = field(init=False, repr=False, compare=False)
     mailboxes: tuple[str, ...] = field(init=False, repr=False, compare=False)
     phone_tails: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    phone_countries: tuple[int | None, ...] = field(init=False, repr=False, compare=False)
     order_key: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -228,7 +227,6 @@ class MatchFields:
         set_(self, "email_locals", tuple(email_local_part(e) for e in self.emails))
         set_(self, "mailboxes", tuple(mailbox(e) for e in self.emails))
         set_(self, "phone_tails", tuple(phone_tail(p) for p in self.phones))
-        set_(self, "phone_countries", tuple(phone_country(p) for p in self.phones))
         # A total order over everything compared, so that score_pair can put any pair in one
         # canonical order and be symmetric by construction.
         set_(
