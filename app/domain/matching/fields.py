@@ -73,10 +73,11 @@ _STREET_SUFFIX = re.compile(r"(?<=[a-z]{3})str$")
 def fold(text: str) -> str:
     """Lower case, accents and ligatures folded to ASCII, apostrophes and dots removed, every other
     run of punctuation or space a single space."""
-    lowered = text.casefold().translate(_LETTERS)  # casefold also turns ß into ss
-    decomposed = unicodedata.normalize("NFKD", lowered)
-    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _SEPARATING.sub(" ", _JOINING.sub("", ascii_only)).strip()
+    folded = text.casefold().translate(_LETTERS)  # casefold also turns ß into ss
+    if not folded.isascii():  # ASCII has nothing to decompose: most names, streets and cities
+        decomposed = unicodedata.normalize("NFKD", folded)
+        folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _SEPARATING.sub(" ", _JOINING.sub("", folded)).strip()
 
 
 # Names, streets and cities repeat across profiles (and one profile is read again for each lookup it
