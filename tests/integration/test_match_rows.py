@@ -1,17 +1,24 @@
 """The embedded store's matching rows (app/store/sqlite/match_rows.py): what a lookup reads of each
-live profile is its match fields as last written, through every kind of write, and a store made
-before the rows gets them when it is opened."""
+live profile is its match fields as last written, through every kind of write; a row reads back as
+the document it was made from; and a store made before the rows, or holding them in their earlier
+form, gets them when it is opened."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from app.domain.events import RawIdentifier
-from app.domain.matching.index import match_view
+from app.domain.matching.index import MATCH_VIEW_FIELDS, match_view
 from app.services import merging, privacy, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, ingest_events
+from app.store.sqlite import match_rows
 from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 
@@ -79,9 +86,68 @@ async def test_an_older_store_gets_its_matching_rows_when_opened(tmp_path: Path)
     await store.close()
 
     with sqlite3.connect(path) as db:  # as a store from before the rows: no table, no mark
-        db.executescript("DROP TABLE match_rows; DELETE FROM meta WHERE key = 'matchRows';")
+        db.execute("DROP TABLE match_rows")
+        db.execute("DELETE FROM meta WHERE key IN ('matchRows', ?)", (match_rows.FILLED_MARK,))
     reopened = SQLiteStore(path)
     try:
         assert await _views_match_documents(reopened, ids) == {ids[0], ids[2]}
     finally:
         await reopened.close()
+
+
+_WRITTEN = "2026-01-01T00:00:00.000Z"
+_DOCUMENTS = {
+    "everything": {
+        "_id": "p1", "createdAt": _WRITTEN, "updatedAt": _WRITTEN, "blockingKeys": ["b:19900402", "s:EM|MRTN"],
+        "firstName": "Émma", "lastName": "Martin-Roy", "birthDate": "1990-04-02",
+        "identifiers": [{"type": "email", "value": "emma@example.com", "addedAt": _WRITTEN},
+                        {"type": "phone", "value": "+33612345678", "addedAt": _WRITTEN},
+                        {"type": "loyalty", "value": "L-1", "addedAt": _WRITTEN}],
+        "addresses": [LYON, {"street": "1 Main St", "line2": "Flat 2", "city": "Leeds", "country": "GB"}],
+    },
+    "nothing but an id": {"_id": "p2", "createdAt": _WRITTEN, "updatedAt": _WRITTEN},
+    # Another shape (a birth date written with a time): kept as the projected fields, read through Profile.
+    "another shape": {
+        "_id": "p3", "createdAt": _WRITTEN, "updatedAt": _WRITTEN, "blockingKeys": [], "firstName": "Lucas",
+        "birthDate": datetime(1990, 4, 2, tzinfo=UTC),
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("document", _DOCUMENTS.values(), ids=_DOCUMENTS.keys())
+def test_a_row_reads_back_as_the_document_it_was_made_from(document: dict[str, Any]) -> None:
+    text = match_rows.row(document)
+    read, expected = match_rows.view(text), match_view(document)
+    assert (read.id, read.blocking_keys, read.fields) == (expected.id, expected.blocking_keys, expected.fields)
+    assert (read.names, read.contacts, read.birth_date) == (expected.names, expected.contacts, expected.birth_date)
+    kept = json.loads(text)
+    assert isinstance(kept, dict if document["_id"] == "p3" else list)  # only another shape keeps its names
+    assert "createdAt" not in text or isinstance(kept, dict)
+
+
+async def test_a_store_holding_the_rows_as_documents_gets_them_as_arrays_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "cdp.sqlite3"
+    store = SQLiteStore(path)
+    ids = []
+    for n, name in enumerate(["Emma", "Lucas"]):
+        says = {"first_name": name, "last_name": "Martin", "addresses": [LYON]}
+        ids.append((await profiles.upsert_profile(store, [RawIdentifier("email", f"p{n}@example.com")], says)).id)
+    await store.close()
+
+    with sqlite3.connect(path) as db:  # as the previous version left them: projected documents
+        for profile_id, doc in db.execute("SELECT id, doc FROM profiles").fetchall():
+            document = json.loads(doc)
+            earlier = json.dumps({k: document[k] for k in MATCH_VIEW_FIELDS if k in document})
+            db.execute("UPDATE match_rows SET doc = ? WHERE profile_id = ?", (earlier, profile_id))
+        db.execute("DELETE FROM meta WHERE key = ?", (match_rows.FILLED_MARK,))
+        db.execute("PRAGMA user_version = 4")
+    with sqlite3.connect(path) as db:  # read as they are, before the store is opened again
+        assert all(isinstance(json.loads(doc), dict) for (doc,) in db.execute("SELECT doc FROM match_rows"))
+    reopened = SQLiteStore(path)
+    try:
+        assert await _views_match_documents(reopened, ids) == set(ids)
+    finally:
+        await reopened.close()
+    with sqlite3.connect(path) as db:
+        assert all(isinstance(json.loads(doc), list) for (doc,) in db.execute("SELECT doc FROM match_rows"))
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 5

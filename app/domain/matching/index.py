@@ -73,7 +73,7 @@ def index_change(after: Profile, change: ProfileChange) -> Profile:
 
 
 # The values `normalised_values` reads, as stored: names, birth date, emails, phones, addresses.
-_StoredValues = tuple[str | None, str | None, date | None, tuple[str, ...], tuple[str, ...], tuple[AddressValues, ...]]
+StoredValues = tuple[str | None, str | None, date | None, tuple[str, ...], tuple[str, ...], tuple[AddressValues, ...]]
 
 
 class MatchView:
@@ -84,10 +84,10 @@ class MatchView:
 
     __slots__ = ("_contacts", "_fields", "_names", "_values", "blocking_keys", "id")
 
-    def __init__(self, profile_id: str, blocking_keys: tuple[str, ...], values: _StoredValues | MatchFields) -> None:
+    def __init__(self, profile_id: str, blocking_keys: tuple[str, ...], values: StoredValues | MatchFields) -> None:
         self.id = profile_id
         self.blocking_keys = blocking_keys
-        self._values: _StoredValues | None = None
+        self._values: StoredValues | None = None
         self._fields: MatchFields | None = None
         self._names: MatchFields | None = None
         self._contacts: frozenset[str] | None = None
@@ -137,16 +137,23 @@ def match_view(document: dict[str, Any]) -> MatchView:
     most of what reading a look-alike cost. A value of another shape goes through Profile, which
     reads it as before or refuses it."""
     try:
-        keys = document.get("blockingKeys") or ()
-        if not all(isinstance(key, str) for key in keys):
-            raise TypeError("a blocking key that is not a string")
-        return MatchView(_text(document["_id"]), tuple(keys), _values(document))
+        return MatchView(*stored_match_values(document))
     except (TypeError, ValueError, KeyError, AttributeError):
         profile = Profile.from_document({key: document[key] for key in MATCH_VIEW_FIELDS if key in document})
         return MatchView(profile.id, tuple(profile.blocking_keys), match_fields(profile))
 
 
-def _values(document: dict[str, Any]) -> _StoredValues:
+def stored_match_values(document: dict[str, Any]) -> tuple[str, tuple[str, ...], StoredValues]:
+    """What `match_view` reads of a stored document: its id, its keys and its values as stored.
+    Raises TypeError, ValueError, KeyError or AttributeError for a value of another shape (which
+    `match_view` reads through Profile)."""
+    keys = document.get("blockingKeys") or ()
+    if not all(isinstance(key, str) for key in keys):
+        raise TypeError("a blocking key that is not a string")
+    return _text(document["_id"]), tuple(keys), _values(document)
+
+
+def _values(document: dict[str, Any]) -> StoredValues:
     born = document.get("birthDate")
     if isinstance(born, str):
         born = date.fromisoformat(born)

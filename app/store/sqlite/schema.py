@@ -18,7 +18,8 @@ from app.store.sqlite import backfill, history_rows, match_rows, profile_facets
 # the newer one's one-time repairs had already passed (list filters that then found no one).
 # 3: an interaction in its profile's recent list has no row of its own (history_rows.py). 4: matching
 # reads each live profile's match_rows row, which an older server would leave stale as it wrote.
-STORE_FORMAT = 4
+# 5: a match_rows row is an array of values (match_rows.py), which an older server could not read.
+STORE_FORMAT = 5
 
 
 def refuse_newer(db: sqlite3.Connection, path: object, *, field: str) -> None:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from app.domain.access import ApiKey
 from app.domain.clock import now, to_iso
 from app.domain.errors import InvalidInput, StoreUnavailable
-from app.domain.matching.index import MatchView, match_view
+from app.domain.matching.index import MatchView
 from app.domain.merge import MergeRecord, MergeRefusal
 from app.domain.privacy import ConsentDecision, Erasure
 from app.domain.products import CoPurchase, Product
@@ -661,7 +661,7 @@ class SQLiteStore:
                 "WHERE key IN (SELECT key FROM usable)) ORDER BY profile_id LIMIT ?",
                 [*params, limit],
             ).fetchall()
-            return [match_view(loads(row[0])) for row in rows]
+            return [match_rows.view(row[0]) for row in rows]
 
         return await self._reads.read(scan)  # a scan: on a reader thread
 
@@ -688,7 +688,7 @@ class SQLiteStore:
                 rows = db.execute(  # rows of live profiles only (match_rows.py)
                     f"SELECT doc FROM match_rows WHERE profile_id IN ({','.join('?' * len(chunk))})", chunk
                 ).fetchall()
-                found += [match_view(loads(row[0])) for row in rows]
+                found += [match_rows.view(row[0]) for row in rows]
             return found
 
         return await self._by_keys(len(profile_ids), scan)
