@@ -175,6 +175,11 @@ def test_swapped_names_meet_even_through_a_nickname() -> None:
     assert found["name"] == "firstLastSwapped" and found["firstName"] == "nickname"
     assert score_pair(swapped, william).score >= DEFAULT_MIN_SCORE
     assert blocking_keys(swapped) & blocking_keys(william)
+    # The same with the swapped record read second (its surname field, Billy, sorts after Adams): the
+    # other of the two crossed readings.
+    adams = person(first_name="William", last_name="Adams", phones=["+16179959944"], emails=[])
+    found = methods(person(first_name="Adams", last_name="Billy", phones=["+16179959944"], emails=[]), adams)
+    assert found["name"] == "firstLastSwapped" and found["firstName"] == "nickname"
 
 
 def test_reasons_name_each_field_with_its_method_and_a_similarity() -> None:
