@@ -378,19 +378,26 @@ def _names(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> float:
     # A reading whose given names disagree is out whatever its surnames say, which are then not
     # compared: a given name read against a surname mostly disagrees, and comparing all four pairs
     # of values (each seldom compared before) took a third of a learned model's bounds.
-    best: _Crossed | None = None
-    crossed_given = _given_name(a.first_name, a.first_joined, b.last_name, b.last_joined)
-    if _agrees(crossed_given):
-        crossed_surname = _surname(
-            a.last_name, a.last_joined, a.last_phonetic, b.first_name, b.first_joined, b.first_phonetic
-        )
-        best = _better_crossed(crossed_given, crossed_surname, best)
-    crossed_given = _given_name(a.last_name, a.last_joined, b.first_name, b.first_joined)
-    if _agrees(crossed_given):
-        crossed_surname = _surname(
-            a.first_name, a.first_joined, a.first_phonetic, b.last_name, b.last_joined, b.last_phonetic
-        )
-        best = _better_crossed(crossed_given, crossed_surname, best)
+    best: tuple[float, _Level, _Level] | None = None
+    for given_names, surnames in (
+        (
+            (a.first_name, a.first_joined, b.last_name, b.last_joined),
+            (a.last_name, a.last_joined, a.last_phonetic, b.first_name, b.first_joined, b.first_phonetic),
+        ),
+        (
+            (a.last_name, a.last_joined, b.first_name, b.first_joined),
+            (a.first_name, a.first_joined, a.first_phonetic, b.last_name, b.last_joined, b.last_phonetic),
+        ),
+    ):
+        crossed_given = _given_name(*given_names)
+        if not _agrees(crossed_given):
+            continue
+        crossed_surname = _surname(*surnames)
+        if not _agrees(crossed_surname):
+            continue
+        crossed = crossed_given.bits + crossed_surname.bits + SWAPPED_NAMES_BITS
+        if best is None or crossed > best[0]:
+            best = (crossed, crossed_given, crossed_surname)
     if best is None or best[0] <= straight:
         return _keep(reasons, given, surname, straight)
     reasons.append(MatchReason("name", "firstLastSwapped", 1.0))
@@ -455,17 +462,6 @@ def _disagrees(level: _Level | None) -> bool:
 def _agrees(level: _Level | None) -> TypeGuard[_Level]:
     """Whether both names are there and agree (at any level but those of DISAGREEING_NAMES)."""
     return level is not None and level.method not in DISAGREEING_NAMES
-
-
-_Crossed = tuple[float, _Level, _Level]  # a crossed reading of the names: its bits, given name, surname
-
-
-def _better_crossed(given: _Level, surname: _Level | None, best: _Crossed | None) -> _Crossed | None:
-    """The better of `best` and the crossed reading of `given` and `surname` (kept only if they agree)."""
-    if not _agrees(surname):
-        return best
-    crossed = given.bits + surname.bits + SWAPPED_NAMES_BITS
-    return (crossed, given, surname) if best is None or crossed > best[0] else best
 
 
 def _keep(reasons: list[MatchReason], given: _Level | None, surname: _Level | None, bits: float) -> float:
