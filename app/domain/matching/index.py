@@ -130,6 +130,10 @@ class MatchView:
 _EMAIL, _PHONE = KnownIdentifierType.EMAIL.value, KnownIdentifierType.PHONE.value
 
 
+# What `stored_match_values` raises for a value of another shape (which `match_view` reads through Profile).
+OTHER_SHAPE = (TypeError, ValueError, KeyError, AttributeError)
+
+
 def match_view(document: dict[str, Any]) -> MatchView:
     """A profile read only to be matched, from its stored document (a store projects
     `MATCH_VIEW_FIELDS`, or passes the whole document and the rest is not read). Read straight from
@@ -138,15 +142,14 @@ def match_view(document: dict[str, Any]) -> MatchView:
     reads it as before or refuses it."""
     try:
         return MatchView(*stored_match_values(document))
-    except (TypeError, ValueError, KeyError, AttributeError):
+    except OTHER_SHAPE:
         profile = Profile.from_document({key: document[key] for key in MATCH_VIEW_FIELDS if key in document})
         return MatchView(profile.id, tuple(profile.blocking_keys), match_fields(profile))
 
 
 def stored_match_values(document: dict[str, Any]) -> tuple[str, tuple[str, ...], StoredValues]:
-    """What `match_view` reads of a stored document: its id, its keys and its values as stored.
-    Raises TypeError, ValueError, KeyError or AttributeError for a value of another shape (which
-    `match_view` reads through Profile)."""
+    """What `match_view` reads of a stored document: its id, its keys and its values as stored
+    (OTHER_SHAPE for a value of another shape)."""
     keys = document.get("blockingKeys") or ()
     if not all(isinstance(key, str) for key in keys):
         raise TypeError("a blocking key that is not a string")

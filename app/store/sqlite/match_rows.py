@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from app.domain.matching.index import MATCH_VIEW_FIELDS, MatchView, match_view, stored_match_values
+from app.domain.matching.index import MATCH_VIEW_FIELDS, OTHER_SHAPE, MatchView, match_view, stored_match_values
 from app.store.documents import dumps, loads
 from app.store.sqlite import backfill
 
@@ -52,7 +52,7 @@ def row(document: dict[str, Any]) -> str:
     [street, line2, city, postcode, country])], or its projected fields when a value is of another shape."""
     try:
         profile_id, keys, (first, last, born, emails, phones, addresses) = stored_match_values(document)
-    except (TypeError, ValueError, KeyError, AttributeError):
+    except OTHER_SHAPE:
         return dumps({k: document[k] for k in MATCH_VIEW_FIELDS if k in document})
     return dumps([profile_id, keys, first, last, born, emails, phones, addresses])
 
