@@ -34,6 +34,7 @@ from app.services.api_keys import create_key
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
+from bench.identity_ceiling import ceiling
 from bench.identity_store import Quality, true_pairs
 
 RECORD_TYPE = "recordId"
@@ -60,6 +61,9 @@ class ApiRun:
     wrong_shared: int
     # The whole resolution judged on record pairs: deterministic merges and the candidates listed
     records: Quality
+    # The most any scorer reading our comparisons could list at the target's precision, knowing the
+    # answers (`identity_ceiling`): what the data allow on these profile pairs
+    ceiling: Quality
 
 
 def upsert_input(profile: Profile) -> dict[str, Any]:
@@ -84,7 +88,12 @@ def upsert_input(profile: Profile) -> dict[str, Any]:
 
 
 async def through_the_api(
-    profiles: Sequence[Profile], truth: dict[str, str], directory: Path, *, min_score: float = DEFAULT_MIN_SCORE
+    profiles: Sequence[Profile],
+    truth: dict[str, str],
+    directory: Path,
+    *,
+    min_precision: float,
+    min_score: float = DEFAULT_MIN_SCORE,
 ) -> ApiRun:
     store = SQLiteStore(directory / "api.sqlite3")
     try:
@@ -103,9 +112,10 @@ async def through_the_api(
                 body = await _call(client, CANDIDATES, {"id": profile_id, "min": min_score})
                 found |= {frozenset((profile_id, c["b"]["id"])) for c in body["mergeCandidates"]}
             asked = time.perf_counter()
+        person = _people_of(owner, truth)
+        best = ceiling(await store.get_profiles(list(person)), person, min_precision)
     finally:
         await store.close()
-    person = _people_of(owner, truth)
     expected = true_pairs(person)
     quality = Quality(len(expected), len(found), len(found & expected))
     mixed = sum(1 for profile_id in person if len({truth[r] for r, p in owner.items() if p == profile_id}) > 1)
@@ -118,7 +128,7 @@ async def through_the_api(
     shared = sum(1 for pair in found - expected if set.intersection(*(held[p] for p in pair)))
     resolved = resolved_pairs(owner, found)
     records = Quality(len(same_person), len(resolved), len(resolved & same_person))
-    return ApiRun(quality, loaded - began, asked - loaded, len(person), mixed, unkeyed, scorer, shared, records)
+    return ApiRun(quality, loaded - began, asked - loaded, len(person), mixed, unkeyed, scorer, shared, records, best)
 
 
 def _people_of(owner: dict[str, str], truth: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,65 @@
+"""The most any scorer reading our comparisons could find in a store, knowing the answers: what a
+quality target asks of the matcher beside what the data allow.
+
+The profile pairs the review list compares (those sharing a blocking key, `blocking.block_pairs`) are
+grouped by what a scorer reads of them: the levels of their comparison (`learned.comparison` of the
+rules' reasons) and how many profiles hold their names' key (two, three, more, or none shared). An
+oracle then takes whole groups, purest first, knowing which pairs are true, and keeps the best recall
+whose precision stays at or above the target. No scorer reading only those can do better on this
+store, and one fit to other data does worse: a group holding one true pair and no wrong one here is
+taken whole, which a scorer could only guess. True pairs sharing no key count as found (a link may
+find them), so the bound is generous.
+
+    best = ceiling(profiles, person, min_precision)   # person: profile id -> the person it stands for
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+
+from app.domain.matching import blocking_keys, match_fields, score_pair
+from app.domain.matching.blocking import NAMES_KEY, block_pairs
+from app.domain.matching.learned import comparison
+from app.domain.profile import Profile
+from bench.identity_store import Quality, true_pairs
+
+
+def ceiling(profiles: Mapping[str, Profile], person: Mapping[str, str], min_precision: float) -> Quality:
+    """The oracle's best recall at `min_precision` on the pairs of `profiles` (see the module)."""
+    fields = {profile_id: match_fields(profile) for profile_id, profile in profiles.items()}
+    keys = {profile_id: set(blocking_keys(found)) for profile_id, found in fields.items()}
+    blocks: dict[str, list[str]] = defaultdict(list)
+    for profile_id, held in keys.items():
+        for key in held:
+            blocks[key].append(profile_id)
+    pairs = set(itertools.chain.from_iterable(block_pairs(ids, fields) for ids in blocks.values()))
+    expected = true_pairs(dict(person))
+    groups: dict[tuple[object, ...], Counter[bool]] = defaultdict(Counter)
+    for a, b in pairs:
+        group = (*comparison(score_pair(fields[a], fields[b]).reasons), _names_holders(a, b, keys, blocks))
+        groups[group][frozenset((a, b)) in expected] += 1
+    unkeyed = len(expected) - sum(found[True] for found in groups.values())
+    return _best(groups.values(), len(expected), unkeyed, min_precision)
+
+
+def _names_holders(a: str, b: str, keys: Mapping[str, set[str]], blocks: Mapping[str, list[str]]) -> str:
+    """How many profiles hold the names key the two share: what the rules read as unique names."""
+    shared = [key for key in keys[a] & keys[b] if key.startswith(NAMES_KEY)]
+    if not shared:
+        return "none"
+    holders = len(blocks[shared[0]])
+    return str(holders) if holders <= 3 else "more"
+
+
+def _best(groups: Iterable[Counter[bool]], true_count: int, unkeyed: int, min_precision: float) -> Quality:
+    purest = sorted(groups, key=lambda found: (-found[True] / found.total(), -found[True]))
+    best = Quality(true_count, unkeyed, unkeyed)
+    right, listed = unkeyed, unkeyed
+    for found in purest:
+        right, listed = right + found[True], listed + found.total()
+        taken = Quality(true_count, listed, right)
+        if taken.precision >= min_precision and taken.recall > best.recall:
+            best = taken
+    return best
