@@ -366,3 +366,33 @@ def test_a_models_ceiling_bounds_every_pairs_score_whatever_its_weights() -> Non
     assert len(passed_over) > len(pairs) / 10
     assert all(estimated.score(a, b).score < DEFAULT_MIN_SCORE for a, b in pairs if estimated.ceiling(
         a, b, contacts_of(a) & contacts_of(b)) < DEFAULT_MIN_SCORE)  # fmt: skip
+
+
+def test_a_models_bound_with_the_emails_and_phones_compared_passes_over_only_pairs_below() -> None:
+    """Once a pair's names pass the first bound, its emails and phones are compared and bounded
+    again before its addresses are (`score_reaching`, `score_lookalike`). For the estimated model
+    and models of random weights, at several thresholds: a pair passed over scores below the
+    threshold, one scored has its full score, and the second bound passes over pairs the first kept."""
+    pairs = _population_pairs()
+    frequencies = value_frequencies([f for pair in pairs for f in pair], salt="test")
+    estimated = estimate(_vectors(pairs), version=1, at=AT, frequencies=frequencies)
+    rng = random.Random(11)
+    models = [estimated]
+    for version in range(2, 5):
+        m = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.m.items()}
+        u = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.u.items()}
+        models.append(replace(estimated, version=version, m=m, u=u, match_share=rng.uniform(0.001, 0.5)))
+    kept_by_names_only = 0
+    for model in models:
+        for threshold in (0.05, DEFAULT_MIN_SCORE, 0.9):
+            for a, b in pairs:
+                score = model.score(a, b)
+                for bounded in (model.score_reaching(a, b, threshold), model.score_lookalike(a, b, threshold)):
+                    if bounded is None:
+                        assert score.score < threshold, (model.version, threshold, a, b)
+                    else:
+                        assert bounded == score
+                first = model.ceiling(a, b, contacts_of(a) & contacts_of(b))
+                if first >= threshold and model.score_lookalike(a, b, threshold) is None:
+                    kept_by_names_only += 1
+    assert kept_by_names_only > len(pairs) / 10

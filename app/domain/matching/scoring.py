@@ -290,10 +290,27 @@ def contact_reasons(a: MatchFields, b: MatchFields) -> list[MatchReason]:
     """The reasons `score_pair` gives two profiles' emails, phones and addresses, read in the same
     order: after `names_and_birth_date_reasons`, all of its reasons, without its bits (a learned model
     weighs them its own way, its bound having read the names already)."""
+    return [*point_reasons(a, b), *address_reasons(a, b)]
+
+
+def point_reasons(a: MatchFields, b: MatchFields) -> list[MatchReason]:
+    """The first of `contact_reasons`: the emails' and phones' (a learned model bounds a pair on
+    them before it compares the addresses, the dearer part)."""
+    if b.order_key < a.order_key:
+        a, b = b, a
+    return [
+        MatchReason(field, level.method, level.similarity)
+        for field, level in (("email", _emails(a, b)), ("phone", _phones(a, b)))
+        if level is not None
+    ]
+
+
+def address_reasons(a: MatchFields, b: MatchFields) -> list[MatchReason]:
+    """The rest of `contact_reasons`: the addresses'."""
     if b.order_key < a.order_key:
         a, b = b, a
     reasons: list[MatchReason] = []
-    _contacts(a, b, reasons)
+    _addresses(a.addresses, b.addresses, reasons)
     return reasons
 
 
