@@ -16,8 +16,9 @@ import pytest
 
 from app.domain.matching import DEFAULT_MIN_SCORE, MatchFields, MatchModel, blocking_keys, normalised_fields, score_pair
 from app.domain.matching.fields import contacts_of, names_and_birth_date
+from app.domain.matching.index import MatchView
 from app.domain.matching.learned import ValueFrequencies, Vector, comparison, estimate, value_frequencies, value_key
-from app.domain.matching.scoring import HOUSEHOLD_CONTACT_BITS
+from app.domain.matching.scoring import HOUSEHOLD_CONTACT_BITS, SCORE_DIGITS
 from app.domain.profile import Address
 from bench.people.population import people as population_people
 from bench.people.population import records as population_records
@@ -372,7 +373,9 @@ def test_a_models_bound_with_the_emails_and_phones_compared_passes_over_only_pai
     """Once a pair's names pass the first bound, its emails and phones are compared and bounded
     again before its addresses are (`score_reaching`, `score_lookalike`). For the estimated model
     and models of random weights, at several thresholds: a pair passed over scores below the
-    threshold, one scored has its full score, and the second bound passes over pairs the first kept."""
+    threshold, one scored has its full score, and the second bound passes over pairs the first kept.
+    The bound is compared in bits (`may_reach`): it agrees with the ceiling as shown, to the last
+    digit shown."""
     pairs = _population_pairs()
     frequencies = value_frequencies([f for pair in pairs for f in pair], salt="test")
     estimated = estimate(_vectors(pairs), version=1, at=AT, frequencies=frequencies)
@@ -393,6 +396,13 @@ def test_a_models_bound_with_the_emails_and_phones_compared_passes_over_only_pai
                     else:
                         assert bounded == score
                 first = model.ceiling(a, b, contacts_of(a) & contacts_of(b))
+                assert model.may_reach(MatchView("a", (), a), MatchView("b", (), b), threshold) == (first >= threshold)
                 if first >= threshold and model.score_lookalike(a, b, threshold) is None:
                     kept_by_names_only += 1
+        # At a threshold equal to a pair's ceiling, it may reach it; one step above, it may not.
+        for a, b in pairs[:300]:
+            first = model.ceiling(a, b, contacts_of(a) & contacts_of(b))
+            views = MatchView("a", (), a), MatchView("b", (), b)
+            assert model.may_reach(*views, first)
+            assert first >= 1 or not model.may_reach(*views, round(first + 10**-SCORE_DIGITS, SCORE_DIGITS))
     assert kept_by_names_only > len(pairs) / 10

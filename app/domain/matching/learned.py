@@ -301,11 +301,13 @@ class MatchModel:
     _ceilings: dict[tuple[Vector, frozenset[str]], float] = field(init=False, repr=False, compare=False)
     # `bits` of the levels asked for: a few hundred, each asked for by every pair scored.
     _level_bits: dict[tuple[str, str], float] = field(init=False, repr=False, compare=False)
+    _prior_bits: float = field(init=False, repr=False, compare=False)  # the match share's, asked by every score
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", f"fellegiSunter:v{self.version}")
         object.__setattr__(self, "_ceilings", {})
         object.__setattr__(self, "_level_bits", {})
+        object.__setattr__(self, "_prior_bits", math.log2(self.match_share / (1 - self.match_share)))
 
     def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
         """The model as a pair scorer (`candidates.PairScorer`): `score`."""
@@ -353,7 +355,7 @@ class MatchModel:
         return self._probability(rarity + self._vector_bits(vector))
 
     def _probability(self, bits: float) -> float:
-        total = math.log2(self.match_share / (1 - self.match_share)) + bits
+        total = self._prior_bits + bits
         total = max(-60.0, min(60.0, total))
         return 1.0 / (1.0 + math.pow(2.0, -total))
 
