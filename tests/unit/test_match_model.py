@@ -339,6 +339,22 @@ def _population_pairs() -> list[tuple[MatchFields, MatchFields]]:
     return [(fields[i], fields[j]) for i, j in sorted(pairs)]
 
 
+def _estimated_and_random_models(
+    pairs: list[tuple[MatchFields, MatchFields]], *, seed: int, random_models: int
+) -> list[MatchModel]:
+    """The model estimated on `pairs`, then models of its levels whose every level weighs at random:
+    a bound must hold for any weights EM may find."""
+    frequencies = value_frequencies([f for pair in pairs for f in pair], salt="test")
+    estimated = estimate(_vectors(pairs), version=1, at=AT, frequencies=frequencies)
+    rng = random.Random(seed)
+    models = [estimated]
+    for version in range(2, 2 + random_models):
+        m = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.m.items()}
+        u = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.u.items()}
+        models.append(replace(estimated, version=version, m=m, u=u, match_share=rng.uniform(0.001, 0.5)))
+    return models
+
+
 def test_a_models_ceiling_bounds_every_pairs_score_whatever_its_weights() -> None:
     """A learned model passes over a pair whose names, birth dates and the contact fields both hold
     keep it below the threshold (`ceiling`), before comparing the rest. The bound is the model's
@@ -348,14 +364,8 @@ def test_a_models_ceiling_bounds_every_pairs_score_whatever_its_weights() -> Non
     reads nothing but the names, the birth dates and which contact fields are held."""
     pairs = _population_pairs()
     assert len(pairs) > 1000
-    frequencies = value_frequencies([f for pair in pairs for f in pair], salt="test")
-    estimated = estimate(_vectors(pairs), version=1, at=AT, frequencies=frequencies)
-    rng = random.Random(5)
-    models = [estimated]
-    for version in range(2, 6):
-        m = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.m.items()}
-        u = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.u.items()}
-        models.append(replace(estimated, version=version, m=m, u=u, match_share=rng.uniform(0.001, 0.5)))
+    models = _estimated_and_random_models(pairs, seed=5, random_models=4)
+    estimated = models[0]
     for model in models:
         for a, b in pairs:
             contacts = contacts_of(a) & contacts_of(b)
@@ -374,17 +384,9 @@ def test_a_models_bound_with_the_emails_and_phones_compared_passes_over_only_pai
     again before its addresses are (`score_reaching`, `score_lookalike`). For the estimated model
     and models of random weights, at several thresholds: a pair passed over scores below the
     threshold, one scored has its full score, and the second bound passes over pairs the first kept.
-    The bound is compared in bits (`may_reach`): it agrees with the ceiling as shown, to the last
-    digit shown."""
+    `may_reach` agrees with the ceiling as shown, to the last digit shown."""
     pairs = _population_pairs()
-    frequencies = value_frequencies([f for pair in pairs for f in pair], salt="test")
-    estimated = estimate(_vectors(pairs), version=1, at=AT, frequencies=frequencies)
-    rng = random.Random(11)
-    models = [estimated]
-    for version in range(2, 5):
-        m = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.m.items()}
-        u = {f: {level: rng.uniform(0.001, 1.0) for level in levels} for f, levels in estimated.u.items()}
-        models.append(replace(estimated, version=version, m=m, u=u, match_share=rng.uniform(0.001, 0.5)))
+    models = _estimated_and_random_models(pairs, seed=11, random_models=3)
     kept_by_names_only = 0
     for model in models:
         for threshold in (0.05, DEFAULT_MIN_SCORE, 0.9):
