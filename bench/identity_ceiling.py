@@ -5,10 +5,12 @@ The profile pairs the review list compares (those sharing a blocking key, `block
 grouped by what a scorer reads of them: the levels of their comparison (`learned.comparison` of the
 rules' reasons) and how many profiles hold their names' key (two, three, more, or none shared). An
 oracle then takes whole groups, purest first, knowing which pairs are true, and keeps the best recall
-whose precision stays at or above the target. No scorer reading only those can do better on this
-store, and one fit to other data does worse: a group holding one true pair and no wrong one here is
-taken whole, which a scorer could only guess. True pairs sharing no key count as found (a link may
-find them), so the bound is generous.
+whose precision stays at or above the target (purest first is the order that gains the most recall
+for each wrong pair taken: no choice of groups does better but by one group at the margin). No
+scorer reading only those can do better on this store, and one fit to other data does worse: a
+group holding one true pair and no wrong one here is taken whole, which a scorer could only guess.
+True pairs it does not compare (sharing no key) count as found (a link may find them), so the bound
+is generous. A scorer reading more (the similarities, the values themselves) is not bounded by it.
 
     best = ceiling(profiles, person, min_precision)   # person: profile id -> the person it stands for
 """
