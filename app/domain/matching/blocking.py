@@ -13,7 +13,9 @@ too. Each is narrow enough that few unrelated people share it. Keys are prefixed
 - `s:` the Metaphones of both names in sorted order: the same key whichever field holds which, so
   swapped first/last names meet; held by two profiles only, it says no other profile's names sound
   like theirs (`names_key`, `scoring.UNIQUE_NAMES_BITS`);
-- `y:` Metaphone of the given name + birth year: survives a surname typo or a married name;
+- `y:` Metaphone of the given name + birth year: survives a surname typo or a married name together
+  with a typo in the birth date (a profile's lookup leaves it out, and `g:`, where the birth date
+  key and the surname's keys survive any one error: `lookup_keys`);
 - `t:` Metaphone of the surname + birth year: survives another given name (a replaced or missing one);
 - `b:` birth date with day and month in ascending order (so a day/month swap gives the same key):
   survives both names written otherwise;
