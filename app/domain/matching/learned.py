@@ -391,7 +391,9 @@ class MatchModel:
         self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
     ) -> MatchScore | None:
         """`score_reaching` of a pair `may_reach` kept: its names are not bounded again."""
-        return self._scored_reaching(a, b, names_and_birth_date_reasons(a, b), min_score)
+        return self._scored_reaching(
+            a, b, names_and_birth_date_reasons(a, b), contacts_of(a) & contacts_of(b), min_score
+        )
 
     def score_reaching(
         self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
@@ -399,20 +401,20 @@ class MatchModel:
         """`score(a, b)`, or None when the pair's bound keeps it below `min_score`: first its names
         and birth dates with the contact fields both hold (`ceiling`), then those with its emails
         and phones compared, before its addresses are. The names are compared once, for all."""
-        names = names_and_birth_date_reasons(a, b)
-        if min_score > 0 and self._ceiling(a, names, contacts_of(a) & contacts_of(b)) < min_score:
+        names, held = names_and_birth_date_reasons(a, b), contacts_of(a) & contacts_of(b)
+        if min_score > 0 and self._ceiling(a, names, held) < min_score:
             return None
-        return self._scored_reaching(a, b, names, min_score)
+        return self._scored_reaching(a, b, names, held, min_score)
 
     def _scored_reaching(
-        self, a: MatchFields, b: MatchFields, names: Sequence[MatchReason], min_score: float
+        self, a: MatchFields, b: MatchFields, names: Sequence[MatchReason], held: frozenset[str], min_score: float
     ) -> MatchScore | None:
-        """The pair's score given its `names_and_birth_date_reasons`, or None when, with its emails
-        and phones compared, the most its addresses could add keeps it below `min_score` (at 100,000
-        profiles, 4 of 5 look-alikes a lookup's first bound kept)."""
+        """The pair's score given its `names_and_birth_date_reasons` and the contact fields both hold,
+        or None when, with its emails and phones compared, the most its addresses could add keeps it
+        below `min_score` (at 100,000 profiles, 4 of 5 look-alikes a lookup's first bound kept)."""
         points = point_reasons(a, b)
         known = [*names, *points]
-        if min_score > 0 and self._ceiling(a, known, contacts_of(a) & contacts_of(b) & _ADDRESS) < min_score:
+        if min_score > 0 and self._ceiling(a, known, held & _ADDRESS) < min_score:
             return None
         return self._scored(a, [*known, *address_reasons(a, b)])
 
