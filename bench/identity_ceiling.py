@@ -25,17 +25,14 @@ from app.domain.matching import blocking_keys, match_fields, score_pair
 from app.domain.matching.blocking import NAMES_KEY, block_pairs
 from app.domain.matching.learned import comparison
 from app.domain.profile import Profile
-from bench.identity_store import Quality, true_pairs
+from bench.identity_store import Quality, key_blocks, true_pairs
 
 
 def ceiling(profiles: Mapping[str, Profile], person: Mapping[str, str], min_precision: float) -> Quality:
     """The oracle's best recall at `min_precision` on the pairs of `profiles` (see the module)."""
     fields = {profile_id: match_fields(profile) for profile_id, profile in profiles.items()}
     keys = {profile_id: set(blocking_keys(found)) for profile_id, found in fields.items()}
-    blocks: dict[str, list[str]] = defaultdict(list)
-    for profile_id, held in keys.items():
-        for key in held:
-            blocks[key].append(profile_id)
+    blocks = key_blocks(keys.items())
     pairs = set(itertools.chain.from_iterable(block_pairs(ids, fields) for ids in blocks.values()))
     expected = true_pairs(dict(person))
     groups: dict[tuple[object, ...], Counter[bool]] = defaultdict(Counter)

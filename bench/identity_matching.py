@@ -36,7 +36,7 @@ import asyncio
 import gc
 import random
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -76,6 +76,7 @@ from bench.common import (
 from bench.identity_store import (
     Quality,
     build_store,
+    key_blocks,
     one_profile_latencies,
     true_pairs,
     whole_store_seconds,
@@ -200,10 +201,7 @@ def in_memory(profiles: Sequence[Profile], truth: dict[str, str]) -> None:
     heading("1. Quality in memory: blocking keys, then score_pair on each pair sharing a key")
     began = time.perf_counter()
     fields = {p.id: match_fields(p) for p in profiles}
-    blocks: dict[str, list[str]] = defaultdict(list)
-    for profile_id, f in fields.items():
-        for key in blocking_keys(f):
-            blocks[key].append(profile_id)
+    blocks = key_blocks((profile_id, blocking_keys(f)) for profile_id, f in fields.items())
     keyed = time.perf_counter()
     # The store passes over keys shared by more than MAX_BLOCK_SIZE profiles: so does this.
     purged = {key for key, members in blocks.items() if len(members) > MAX_BLOCK_SIZE}
@@ -440,12 +438,9 @@ def _block_sizes(sample: Sequence[Profile]) -> list[object]:
     """How big the blocks get as the store grows, and how many profiles one profile's lookup compares
     (those of the keys `lookup_keys` keeps, blocks over MAX_LOOKUP_BLOCK passed over, and without the
     namesakes by given name the rules' lookups pass over): what bounds its cost."""
-    blocks: dict[str, list[int]] = defaultdict(list)
     fields_of = [match_fields(p) for p in sample]
     keys_of = [blocking_keys(f) for f in fields_of]
-    for index, keys in enumerate(keys_of):
-        for key in keys:
-            blocks[key].append(index)
+    blocks = key_blocks(enumerate(keys_of))
     compared = []
     for index, (fields, keys) in enumerate(zip(fields_of, keys_of, strict=True)):
         lookup = lookup_keys(fields, keys)

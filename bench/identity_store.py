@@ -10,9 +10,11 @@ and finds, as opposed to the in-memory blocking of `bench/identity_matching.py`.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from app.domain.matching import DEFAULT_MIN_SCORE
 from app.domain.matching.index import refresh_keys
@@ -23,6 +25,7 @@ from app.store.sqlite.store import SQLiteStore
 from bench.common import Latencies
 
 WRITE_BATCH = 1000
+K = TypeVar("K")  # how a block names its profiles: their ids, or their numbers in a list
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,16 @@ def _insert(profile: Profile) -> Callable[[StoreTransaction], Awaitable[None]]:
         await tx.insert_profile(profile)
 
     return work
+
+
+def key_blocks(keys_of: Iterable[tuple[K, Iterable[str]]]) -> dict[str, list[K]]:
+    """Each blocking key and the profiles holding it, in the order given: the store's key groups,
+    made in memory."""
+    blocks: dict[str, list[K]] = defaultdict(list)
+    for profile, keys in keys_of:
+        for key in keys:
+            blocks[key].append(profile)
+    return blocks
 
 
 def true_pairs(truth: dict[str, str]) -> set[frozenset[str]]:
