@@ -202,17 +202,19 @@ async def test_a_write_naming_no_one_goes_to_the_profile_its_surname_and_birth_d
     assert await merging.merge_history(store, anna.id) == [] and await store.count_profiles() == 2
 
 
-async def test_a_write_without_a_given_name_stating_another_surname_and_birth_date_stays_apart(
-    store: ProfileStore,
-) -> None:
+async def test_a_write_without_a_given_name_stating_another_birth_date_stays_apart(store: ProfileStore) -> None:
     anna = await _upsert(store, [FAMILY], ANNA)
-    says = {"last_name": "Dupont", "birth_date": "1951-06-30"}  # a neighbour signing up with the family's email
-    written = await _upsert(store, [FAMILY, ("email", "dupont@example.com")], says)
-    assert written.id != anna.id and _held(written) == {("email", "dupont@example.com")}
+    # A grandmother (the family's surname) and a neighbour (another) signing up with the family's email.
+    for says, own in (
+        ({"last_name": "Martin", "birth_date": "1951-06-30"}, "martin@example.com"),
+        ({"last_name": "Dupont", "birth_date": "1949-02-11"}, "dupont@example.com"),
+    ):
+        written = await _upsert(store, [FAMILY, ("email", own)], says)
+        assert written.id != anna.id and _held(written) == {("email", own)}, says
     assert _held(await store.get_profile(anna.id)) == {FAMILY}
-    assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON]
-    # The same surname on another birth date, or another surname without one: nothing to tell.
-    for fields, own in (({"last_name": "Martin", "birth_date": "1951-06-30"}, "1"), ({"last_name": "Dupont"}, "2")):
+    assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON] * 2  # one each
+    # Anna's birth date mistyped (one digit), or another surname without a birth date: nothing to tell.
+    for fields, own in (({"last_name": "Martin", "birth_date": "1980-03-13"}, "1"), ({"last_name": "Dupont"}, "2")):
         joined = await _upsert(store, [FAMILY, ("crmId", own)], fields)
         assert joined.id == anna.id, fields
 

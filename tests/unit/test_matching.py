@@ -340,6 +340,9 @@ def test_a_household_member_is_another_person_by_given_name_and_birth_date() -> 
     assert scoring.another_person(jean, person(first_name="Jeanne", birth_date=date(2008, 1, 9)))  # a daughter
     assert scoring.another_person(jean, person(first_name="Claire", birth_date=None))
     assert scoring.another_person(person(birth_date=None), person(first_name="Claire"))
+    # A birth date a slip apart (one digit, the day and month swapped) may be one date: as twins.
+    assert scoring.another_person(jean, person(first_name="Claire", birth_date=date(1980, 12, 3)))
+    assert scoring.another_person(jean, person(first_name="Claire", birth_date=date(1980, 3, 13)))
     # Either way round, the same answer.
     assert scoring.another_person(person(first_name="Claire", birth_date=None), jean)
 
@@ -354,8 +357,8 @@ def test_one_persons_records_are_not_another_person() -> None:
         person(first_name="Dupont", last_name="Jean", birth_date=date(1975, 1, 1)),  # swapped, one contradiction
         person(first_name="Janine"),  # on one birth date, a given name not far enough apart
         person(first_name="Jean", last_name="Martin"),  # a married name
-        person(first_name="Claire", birth_date=date(1980, 12, 3)),  # a day and month swapped
-        person(first_name="", birth_date=date(1975, 1, 1)),  # no given name to tell
+        person(first_name="Jaen", birth_date=date(1980, 12, 3)),  # a day and month swapped, and a typo
+        person(first_name="Janine", birth_date=date(1980, 3, 13)),  # one digit off: as on one date
     ]
     for other in one_person:
         assert not scoring.another_person(jean, other), other
@@ -383,15 +386,20 @@ def test_given_names_two_edits_apart_beside_another_birth_date_are_another_perso
     assert not scoring.another_person(maria, person(first_name="Martina", birth_date=date(2000, 1, 18)))
 
 
-def test_without_a_given_name_another_surname_and_birth_date_say_another_person() -> None:
+def test_without_a_given_name_another_birth_date_says_another_person() -> None:
+    """A surname and a birth date written without a given name through a family's mailbox: a parent
+    or a sibling's, whether the surname is the family's or another."""
     nameless = person(first_name="", last_name="Wisink", birth_date=date(1956, 6, 4))
     iris = person(first_name="Iris", last_name="Haterhout", birth_date=date(1953, 5, 7))
-    assert scoring.another_person(nameless, iris) and scoring.another_person(iris, nameless)
+    lars = person(first_name="Lars", last_name="Wisink", birth_date=date(1950, 1, 1))
+    for other in (iris, lars):
+        assert scoring.another_person(nameless, other) and scoring.another_person(other, nameless), other
     one_person = [
-        person(first_name="Lars", last_name="Wisink", birth_date=date(1950, 1, 1)),  # the same surname
-        person(first_name="Iris", last_name="Wissink", birth_date=date(1953, 5, 7)),  # misspelt
         person(first_name="Iris", last_name="Haterhout", birth_date=date(1956, 6, 4)),  # one birth date
+        person(first_name="Iris", last_name="Haterhout", birth_date=date(1956, 4, 6)),  # day and month swapped
+        person(first_name="Lars", last_name="Wisink", birth_date=date(1956, 6, 5)),  # one digit off
         person(first_name="Iris", last_name="Haterhout", birth_date=None),
+        person(first_name="", last_name="Wisink", birth_date=date(1956, 6, 4)),
     ]
     for other in one_person:
         assert not scoring.another_person(nameless, other), other

@@ -433,18 +433,18 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     (neither a typo, a nickname nor a short form of one another, either way round with the surnames)
     and the birth dates not one date nor a slip apart. With a birth date missing, only given names
     far apart say so (below NEAR, neither a variant's ending nor an initial): a name misspelt twice
-    (Thoams/Tommy) is still read as one. On one birth date, only given names further apart still
-    (TWINS_APART) that no name of the other comes near: twins. With a given name missing, another
-    surname (not a spelling, sound or part of the other) and another birth date. One person's records
-    seldom differ so; the members of a household sharing a mailbox or a landline nearly always do.
-    Beside another birth date, given names two edits apart are other names too (Maria/Martina)."""
+    (Thoams/Tommy) is still read as one. On one birth date, or two a slip apart (one digit, the day
+    and month swapped: maybe one date), only given names further apart still (TWINS_APART) that no
+    name of the other comes near: twins. With a given name missing, another birth date (not a slip)
+    says it alone: a parent or a sibling writing a surname and a birth date through the family's
+    mailbox. One person's records seldom differ so; the members of a household sharing a mailbox or
+    a landline nearly always do. Beside another birth date, given names two edits apart are other
+    names too (Maria/Martina)."""
     born = _birth_date(a.birth_date, b.birth_date)
-    if born is not None and born.method not in ("different", "exact"):
-        return False  # a slip: one date
     if b.order_key < a.order_key:  # as score_pair reads them: the same answer either way round
         a, b = b, a
-    if not a.first_joined or not b.first_joined:  # a given name missing: the surname says instead
-        return born is not None and born.method == "different" and surnames_differ(a, b)
+    if not a.first_joined or not b.first_joined:  # a given name missing: the birth date says instead
+        return born is not None and born.method == "different"
     reasons: list[MatchReason] = []
     _names(a, b, reasons)  # the better reading, straight or with the names swapped
     given = next((r for r in reasons if r.field == "firstName"), None)
