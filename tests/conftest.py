@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+# anyio imports each of its parts when first used, and under pytest that import is rewritten (an
+# ast.parse, anyio being a plugin's package): its file streaming, first used by a test server's
+# response deep in a test, once raised CPython's "AST constructor recursion depth mismatch" (a count
+# the interpreter's threads share: gh-106905). Imported here, at collection, before any thread runs.
+from anyio import open_file  # noqa: F401
+
 from app.services.ports import ProfileStore
 from app.store.mongo.store import MongoStore
 from app.store.sqlite.store import SQLiteStore
