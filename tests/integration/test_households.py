@@ -136,6 +136,27 @@ async def test_an_identify_event_of_another_person_lands_on_their_own_profile_wi
     assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON]
 
 
+async def test_identify_events_without_a_given_name_or_on_a_mistyped_twins_date_land_apart(
+    store: ProfileStore,
+) -> None:
+    """On the batch path as on an upsert: a grandmother's surname and birth date through the family's
+    mailbox, and Anna's twin Max writing a birth date one digit off Anna's (maybe the same date)."""
+    anna = await _upsert(store, [FAMILY], ANNA)
+    grandmother = {"lastName": "Martin", "birthDate": "1951-06-30"}
+    twin = {"firstName": "Max", "lastName": "Martin", "birthDate": "1980-03-13"}
+    batch = [
+        event("identify", identifiers=[FAMILY, ("email", "gm@example.com")], properties=grandmother),
+        event("identify", identifiers=[FAMILY, ("email", "max@example.com")], properties=twin, minutes=1),
+        event("identify", identifiers=[FAMILY], properties={"firstName": "Anna"}, minutes=2),
+    ]
+    outcomes = await ingest_events(store, batch)
+    assert [o.status for o in outcomes] == [EventStatus.ACCEPTED] * 3
+    assert len({anna.id, outcomes[0].profile_id, outcomes[1].profile_id}) == 3
+    assert outcomes[2].profile_id == anna.id and _held(await store.get_profile(anna.id)) == {FAMILY}
+    for outcome, own in zip(outcomes[:2], ("gm@example.com", "max@example.com"), strict=True):
+        assert _held(await store.get_profile(outcome.profile_id or "")) == {("email", own)}
+
+
 async def test_a_twins_identify_event_lands_on_her_own_profile(store: ProfileStore) -> None:
     """The batch path reads a twin as the upsert does: one birth date, given names far apart."""
     anna = await _upsert(store, [FAMILY], ANNA)
