@@ -219,6 +219,40 @@ def test_another_given_name_with_what_a_household_shares_says_no_more_than_the_r
     assert model.bits("firstName", "variant+mailbox") == pytest.approx(math.log2(0.01 / 0.0005))
 
 
+def test_a_record_without_a_given_name_sharing_a_home_says_no_more_than_the_rules_let_a_household() -> None:
+    """A record naming only the family's surname, beside a named one at its home, neither birth date
+    to compare: any member of the household writes so. EM read the shared home as a match's, and
+    such records linked a family's members to one another; the home is read into a given-name level
+    of its own, which says at most what the rules let a household's evidence count for. With the
+    birth dates compared the home stays the address's own level, whose weight the data decide."""
+    model = MatchModel(
+        version=1,
+        estimated_at=AT,
+        pairs_used=1000,
+        match_share=0.01,
+        m={"firstName": {"exact": 0.75, "missing+home": 0.05}, "lastName": {"exact": 0.9},
+           "address": {"sameAddress": 0.6}, "birthDate": {"exact": 0.8}},
+        u={"firstName": {"exact": 0.6, "missing+home": 0.0001}, "lastName": {"exact": 0.3},
+           "address": {"sameAddress": 0.001}, "birthDate": {"exact": 0.01}},
+        iterations=1,
+    )  # fmt: skip
+    home = {"last_name": "hormeier", "addresses": [Address(street="123 Lindenweg", postcode="60311")]}
+    sabine = normalised_fields(first_name="sabine", **home)  # type: ignore[arg-type]
+    nameless = normalised_fields(birth_date=date(1998, 8, 7), **home)  # type: ignore[arg-type]
+    vector = dict(comparison(score_pair(sabine, nameless).reasons))
+    assert vector["firstName"] == "missing+home" and "address" not in vector
+    assert math.log2(0.05 / 0.0001) > HOUSEHOLD_CONTACT_BITS  # as estimated
+    assert model.bits("firstName", "missing+home") == pytest.approx(HOUSEHOLD_CONTACT_BITS)
+    assert model.score(sabine, nameless).score < DEFAULT_MIN_SCORE
+    contacts = contacts_of(sabine) & contacts_of(nameless)
+    assert model.ceiling(sabine, nameless, contacts) < DEFAULT_MIN_SCORE  # passed over unread
+    # Born the same day: the person (or a twin), read as the data say.
+    dated = normalised_fields(first_name="sabine", birth_date=date(1998, 8, 7), **home)  # type: ignore[arg-type]
+    vector = dict(comparison(score_pair(dated, nameless).reasons))
+    assert "firstName" not in vector and vector["address"] == "sameAddress"
+    assert model.score(dated, nameless).score >= DEFAULT_MIN_SCORE
+
+
 def test_a_model_stored_in_an_earlier_form_is_not_used() -> None:
     """Its levels are not the ones compared now: the rules answer until the next estimate."""
     document = estimate(_vectors(SAME + DIFFERENT), version=3, at=AT).to_document()

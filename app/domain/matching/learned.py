@@ -45,6 +45,15 @@ FEBRL2 loses 1 of its 1,934 true pairs; judged afterwards on the held-out sets, 
 lacks), precision 1.000 on all. With the birth date agreeing too the estimate stands: FEBRL's
 duplicates with a replaced given name share it (+5.4 bits there), as twins do.
 
+A record naming the family's surname and no given name, beside a named one, with no birth dates to
+compare, is any member of the household as much as the person: what a household shares is read
+into a given-name level of its own (`missing+home`, `missing+mailbox`, ...) and bounded likewise, at
+most HOUSEHOLD_CONTACT_BITS. EM had read the shared home of such pairs as a match's (+13 bits on a
+store of our population's records, each its own profile), and one such record linked a family's
+members to one another (`links`). On four such stores (1,500 to 5,000 people, seeds 6, 4, 7, 1) the
+wrong pairs at the default threshold went 37 / 52 / 92 / 181 -> 25 / 36 / 72 / 146, the true ones
+2,653 / 3,517 / 5,286 / 8,780 -> 2,651 / 3,517 / 5,286 / 8,775; FEBRL1 and FEBRL2 unchanged.
+
 Agreeing on a name is weighed by how common the name is in the store (Splink's term-frequency
 adjustment, `ValueFrequencies`): the model's level says two records share the surname, the frequency
 says whether that is Martin or Quarante. Namesakes sharing only a common name were most of the
@@ -112,6 +121,10 @@ MIN_MATCH_SHARE = 1e-4  # fewer matches than this among the candidate pairs: not
 MAX_BITS = 20.0  # no single level says more than a million to one either way
 # The part of a given-name level saying the birth dates disagree too (`comparison`); bounded in `bits`.
 BOTH_CONTRADICTED = "otherBirthDate"
+# The given-name level of a pair one of whose records names no given name, with no birth dates to
+# compare, read with what a household shares (`missing+home`: `comparison`); bounded in `bits`.
+NAMELESS = "missing"
+_AGREEING_BIRTH_DATES = frozenset({"exact", "dayMonthSwap", "damerauLevenshtein"})
 # The household evidence a disagreeing given name is read together with.
 _HOME = frozenset({"sameAddress", "sameBuildingOtherUnit", "sameStreet"})
 # Term frequencies: the fields whose exact agreement is weighed by how common the shared value is, the
@@ -121,8 +134,9 @@ MAX_KEPT_VALUES = 5000
 MAX_FREQUENCY_BITS = 6.0
 MAX_REMEMBERED = 1 << 16  # the most values whose frequency bits a model keeps once asked (`ValueFrequencies.bits`)
 # The form of the comparison vectors; a model stored with another is not used (its levels are not
-# the ones `comparison` forms now) until the next estimate replaces it.
-FORM = 2
+# the ones `comparison` forms now) until the next estimate replaces it. 3: a nameless record's
+# household evidence read into a level of its own (`NAMELESS`).
+FORM = 3
 
 
 # What a household shares, as a contradicted level names it (`comparison`): each with the field compared.
@@ -164,18 +178,20 @@ def comparison(reasons: Iterable[MatchReason]) -> Vector:
         levels["address.line2"] = "same" if line2 >= CLOSE else "different"
     given, born = levels.get("firstName"), levels.get("birthDate")
     other_given = given if given in DISAGREEING_NAMES else None
-    if other_given or born == "different":
+    if _nameless(levels):
+        # A record naming a surname and no given name, beside another of that surname, neither
+        # birth date to compare: a member of the household as much as the person. What a household
+        # shares is read into a given-name level of its own, bounded as a contradicted one is.
+        if shared := _household_shared(levels):
+            levels["firstName"] = "+".join([NAMELESS, *shared])
+    elif other_given or born == "different":
         # What the two share is read together with the contradiction: siblings and twins share a home,
         # a landline, a birth date; a parent and child of one name a home. Those agreeing levels leave
         # the vector and join the contradicted field's level (the given name's, else the birth
         # date's), whose m and u the data decide. The level stays one of that field's, so its m is a
         # share of all matches compared on the field, not of the contradicted ones only.
-        shared = []
-        for name, contact in _HOUSEHOLD_CONTACTS.items():
-            if _household_shares(contact, levels.get(contact)):
-                shared.append(name)
-                levels.pop(contact)
-        if other_given and born in ("exact", "dayMonthSwap", "damerauLevenshtein"):
+        shared = _household_shared(levels)
+        if other_given and born in _AGREEING_BIRTH_DATES:
             shared.append("birthDate")
             levels.pop("birthDate")
         if other_given:
@@ -187,6 +203,23 @@ def comparison(reasons: Iterable[MatchReason]) -> Vector:
         else:
             levels["birthDate"] = "+".join(["different", *shared])
     return tuple(sorted(levels.items()))
+
+
+def _nameless(levels: Mapping[str, str]) -> bool:
+    """Whether a pair's levels compare surnames but no given names (one record names none) and no
+    birth dates (one record has none)."""
+    return "lastName" in levels and "firstName" not in levels and "birthDate" not in levels
+
+
+def _household_shared(levels: dict[str, str]) -> list[str]:
+    """The household contacts (`_HOUSEHOLD_CONTACTS`) whose levels say the pair shares them, taken
+    out of `levels` (they join a contradicted or nameless given name's level)."""
+    shared = []
+    for name, contact in _HOUSEHOLD_CONTACTS.items():
+        if _household_shares(contact, levels.get(contact)):
+            shared.append(name)
+            levels.pop(contact)
+    return shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +354,8 @@ class MatchModel:
         - read with what a household shares (a home, a second line, a landline, a mailbox) and no
           agreeing birth date, it says at most the bare contradiction plus HOUSEHOLD_CONTACT_BITS, as
           the rules read a household (a name differing in its ending with one mailbox excepted: a
-          typo there, for the rules too);
+          typo there, for the rules too); a given name missing (`missing+…`, no birth dates to
+          compare) likewise, at most HOUSEHOLD_CONTACT_BITS;
         - contradicted together with the birth date (`…+otherBirthDate+…`), it says at most the same
           level without that (as bounded) plus the birth date's own `different`: two contradictions
           read together are never better evidence of one person than each read alone."""
@@ -342,7 +376,8 @@ class MatchModel:
             return min(bits, self.bits(field_name, alone) + self._estimated_bits("birthDate", "different"))
         if "birthDate" in parts or (parts[0] == "variant" and "mailbox" in parts):
             return bits  # twins, or one person whose given name was replaced: the data decide
-        return min(bits, self._estimated_bits(field_name, parts[0]) + HOUSEHOLD_CONTACT_BITS)
+        bare = 0.0 if parts[0] == NAMELESS else self._estimated_bits(field_name, parts[0])  # no name: no evidence
+        return min(bits, bare + HOUSEHOLD_CONTACT_BITS)
 
     def _estimated_bits(self, field_name: str, level: str) -> float:
         m, u = self.m.get(field_name, {}).get(level), self.u.get(field_name, {}).get(level)
@@ -446,7 +481,8 @@ class MatchModel:
     def _ceiling_bits(self, known: Sequence[MatchReason], contacts: frozenset[str]) -> float:
         levels = {reason.field: reason.method for reason in known}
         held = [f for f in _SHARING if f in contacts]
-        if levels.get("firstName") not in DISAGREEING_NAMES and levels.get("birthDate") != "different":
+        contradicted = levels.get("firstName") in DISAGREEING_NAMES or levels.get("birthDate") == "different"
+        if not contradicted and not _nameless(levels):
             # Nothing read into a contradiction: every field adds its own level's bits.
             return self._vector_bits(comparison(known)) + sum(self._best_bits(f) for f in held)
         best = -math.inf
