@@ -191,7 +191,7 @@ def to_profile(profile_id: str, record: Record) -> Profile:
 # disagreeing) is told apart from namesakes by the names alone, which no threshold can do safely.
 SUPPORT = {
     "birthDate": {"exact", "dayMonthSwap", "damerauLevenshtein"},
-    "email": {"exact", "sameMailbox", "damerauLevenshtein", "localPart"},
+    "email": {"exact", "sameMailbox", "damerauLevenshtein", "localPart", "localPartWithDigits"},
     "phone": {"exact", "lastDigits", "damerauLevenshtein"},
     "address": {"sameAddress", "sameStreet", "sameStreetOtherNumber", "samePostcode"},
 }

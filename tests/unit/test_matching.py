@@ -82,6 +82,17 @@ def test_gmail_ignores_dots_other_providers_do_not() -> None:
     assert methods(person(**base, emails=["jean.dupont+shop@orange.fr"]), person(**base))["email"] == "sameMailbox"
 
 
+def test_a_handle_at_another_provider_says_more_with_digits_and_says_which() -> None:
+    """Namesakes pick the same handle ("jean.dupont") at two providers; digits ("jdupont84") make it
+    one person's. The reason names which, so that a learned model weighs the two apart as the rules do."""
+    base = {"first_name": None, "last_name": None, "birth_date": None, "addresses": []}
+    named, numbered = (person(**base, emails=[f"{handle}@orange.fr"]) for handle in ("jean.dupont", "jdupont84"))
+    elsewhere = [person(**base, emails=[f"{handle}@free.fr"]) for handle in ("jean.dupont", "jdupont84")]
+    assert methods(named, elsewhere[0])["email"] == "localPart"
+    assert methods(numbered, elsewhere[1])["email"] == "localPartWithDigits"
+    assert score_pair(numbered, elsewhere[1]).score > score_pair(named, elsewhere[0]).score
+
+
 def test_scores_are_symmetric() -> None:
     a = person(first_name="Jean-Pierre", emails=["jp@orange.fr"])
     b = person(first_name="Jean Pierre", last_name="Dupond", birth_date=date(1980, 12, 3))

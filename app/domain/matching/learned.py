@@ -135,8 +135,9 @@ MAX_FREQUENCY_BITS = 6.0
 MAX_REMEMBERED = 1 << 16  # the most values whose frequency bits a model keeps once asked (`ValueFrequencies.bits`)
 # The form of the comparison vectors; a model stored with another is not used (its levels are not
 # the ones `comparison` forms now) until the next estimate replaces it. 3: a nameless record's
-# household evidence read into a level of its own (`NAMELESS`).
-FORM = 3
+# household evidence read into a level of its own (`NAMELESS`). 4: a handle with digits at another
+# provider is a level of its own (`localPartWithDigits`), as the rules weigh it.
+FORM = 4
 
 
 # What a household shares, as a contradicted level names it (`comparison`): each with the field compared.

@@ -622,8 +622,8 @@ def _email(x: str, x_local: str, x_box: str, y: str, y_local: str, y_box: str) -
         return _Level("sameMailbox", 1.0, EMAIL_BITS["sameMailbox"])
     meaningful = len(x_local) >= MIN_LOCAL_PART and x_local not in GENERIC_LOCAL_PARTS
     if x_local == y_local and meaningful:  # the same handle, told apart only by separators or provider
-        with_digits = any(ch.isdigit() for ch in x_local)
-        return _Level("localPart", 0.5, EMAIL_BITS["localPartWithDigits" if with_digits else "localPart"])
+        level = "localPartWithDigits" if any(ch.isdigit() for ch in x_local) else "localPart"
+        return _Level(level, 0.5, EMAIL_BITS[level])
     if min(len(x), len(y)) >= MIN_EMAIL_LENGTH_FOR_TYPO and _one_edit_apart(x, y):
         return _Level("damerauLevenshtein", 1 - 1 / max(len(x), len(y)), EMAIL_BITS["damerauLevenshtein"])
     return _Level("different", 0.0, EMAIL_BITS["different"])
