@@ -89,6 +89,22 @@ async def whole_store_seconds(store: ProfileStore, min_score: float = DEFAULT_MI
     return time.perf_counter() - started, len(found)
 
 
+async def listed_quality(store: ProfileStore, truth: dict[str, str]) -> tuple[Quality, int]:
+    """Every profile's candidates at the default threshold (`mergeCandidates(profileId)` for each of
+    `truth`'s profiles), judged on its pairs: their quality, and how many wrong pairs were links
+    (listed through a third profile from both sides)."""
+    listed: dict[frozenset[str], bool] = {}  # pair -> listed only as a link so far
+    for profile_id in truth:
+        for found in await match_candidates.candidates_for_profile(
+            store, profile_id, first=match_candidates.MAX_CANDIDATES
+        ):
+            pair = frozenset((found.a, found.b))
+            listed[pair] = listed.get(pair, True) and found.via is not None
+    expected = true_pairs(truth)
+    wrong = [linked for pair, linked in listed.items() if pair not in expected]
+    return Quality(len(expected), len(listed), len(listed) - len(wrong)), sum(wrong)
+
+
 async def one_profile_latencies(store: ProfileStore, sample: Sequence[str]) -> Latencies:
     samples: list[float] = []
     began = time.perf_counter()
