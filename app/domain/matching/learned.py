@@ -186,7 +186,7 @@ def comparison(reasons: Iterable[MatchReason]) -> Vector:
         # shares is read into a given-name level of its own, bounded as a contradicted one is.
         if shared := _household_shared(levels):
             levels["firstName"] = "+".join([NAMELESS, *shared])
-    elif other_given or born == "different":
+    elif _contradicted(levels):
         # What the two share is read together with the contradiction: siblings and twins share a home,
         # a landline, a birth date; a parent and child of one name a home. Those agreeing levels leave
         # the vector and join the contradicted field's level (the given name's, else the birth
@@ -205,6 +205,12 @@ def comparison(reasons: Iterable[MatchReason]) -> Vector:
         else:
             levels["birthDate"] = "+".join(["different", *shared])
     return tuple(sorted(levels.items()))
+
+
+def _contradicted(levels: Mapping[str, str]) -> bool:
+    """Whether a pair's given names or birth dates disagree: `comparison` then reads what a
+    household shares into the contradicted field's level (and `MatchModel.ceiling` bounds it so)."""
+    return levels.get("firstName") in DISAGREEING_NAMES or levels.get("birthDate") == "different"
 
 
 def _nameless(levels: Mapping[str, str]) -> bool:
@@ -483,8 +489,7 @@ class MatchModel:
     def _ceiling_bits(self, known: Sequence[MatchReason], contacts: frozenset[str]) -> float:
         levels = {reason.field: reason.method for reason in known}
         held = [f for f in _SHARING if f in contacts]
-        contradicted = levels.get("firstName") in DISAGREEING_NAMES or levels.get("birthDate") == "different"
-        if not contradicted and not _nameless(levels):
+        if not _contradicted(levels) and not _nameless(levels):
             # Nothing read into a contradiction: every field adds its own level's bits.
             return self._vector_bits(comparison(known)) + sum(self._best_bits(f) for f in held)
         best = -math.inf
