@@ -61,6 +61,21 @@ async def test_a_twins_upsert_through_the_family_mailbox_gets_a_profile_of_its_o
     assert again.id == twin.id and await store.count_profiles() == 2
 
 
+async def test_a_twins_upsert_under_another_initial_gets_a_profile_of_its_own(store: ProfileStore) -> None:
+    """A till receipt's "M. Martin" through the family's mailbox, beside Anna on one birth date: no
+    name of Anna's starts with M. Before, the record and its phone landed on Anna's profile."""
+    anna = await _upsert(store, [FAMILY, ("email", "anna@example.com")], ANNA)
+    twin = await _upsert(store, [FAMILY, ("phone", "+33612345678")], ANNA | {"first_name": "M."})
+    assert twin.id != anna.id and _held(twin) == {("phone", "+33612345678")}
+    after = await store.get_profile(anna.id)
+    assert after is not None and after.first_name == "Anna"
+    assert _held(after) == {FAMILY, ("email", "anna@example.com")}
+    assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON]
+    # Her own initial is hers: it joins her profile, which keeps her full name.
+    own = await _upsert(store, [FAMILY], ANNA | {"first_name": "A."})
+    assert own.id == anna.id and own.first_name == "Anna" and await store.count_profiles() == 2
+
+
 async def test_a_family_mailbox_does_not_merge_two_peoples_profiles(store: ProfileStore) -> None:
     """Before, one write naming the family's email and Max's own merged Max's profile into Anna's."""
     anna = await _upsert(store, [FAMILY], ANNA)

@@ -386,6 +386,26 @@ def test_one_persons_records_are_not_another_person() -> None:
     assert not scoring.another_person(person(first_name="L", birth_date=None), person(first_name="Elizabeth"))
 
 
+def test_an_initial_no_name_of_the_other_starts_with_is_another_person() -> None:
+    """A twin writing "M." through the family's mailbox beside Sylvie on one birth date, "P." beside
+    Christophe with a birth date missing: another given name. An initial one of the other's names
+    starts with, or a known form of one (Antonio for Toni, Betty for Elizabeth), may be theirs."""
+    sylvie = person(first_name="Sylvie", last_name="Bergier", birth_date=date(1994, 1, 14))
+    assert scoring.another_person(person(first_name="M.", last_name="Bergier", birth_date=date(1994, 1, 14)), sylvie)
+    assert scoring.another_person(sylvie, person(first_name="M", last_name="Bergier", birth_date=None))
+    christophe = person(first_name="Christophe", last_name="Lammac", birth_date=None)
+    assert scoring.another_person(christophe, person(first_name="P.", last_name="Lammac", birth_date=date(1990, 7, 1)))
+    assert scoring.another_person(person(first_name="L."), person(first_name="J.", last_name="Perez"))
+    one_person = [
+        (person(first_name="S.", last_name="Bergier", birth_date=None), sylvie),
+        (person(first_name="A.", last_name="Ferrari"), person(first_name="Toni", last_name="Ferrari")),
+        (person(first_name="B.", birth_date=None), person(first_name="Elizabeth")),
+        (person(first_name="R.", last_name="Sophie"), person(first_name="Sophie", last_name="Roberts")),  # swapped
+    ]
+    for a, b in one_person:
+        assert not scoring.another_person(a, b) and not scoring.another_person(b, a), (a, b)
+
+
 def test_given_names_two_edits_apart_beside_another_birth_date_are_another_person() -> None:
     """Jaro-Winkler reads Maria/Martina as a typo (0.93: their shared start weighs much). Two edits
     apart and born on other dates, they are sisters; one edit, one date or a slip: one person."""

@@ -154,8 +154,18 @@ def _index(groups: tuple[tuple[str, ...], ...]) -> dict[str, frozenset[int]]:
 
 _GROUPS_OF = _index(_GROUPS)
 _NONE: frozenset[int] = frozenset()
+# The first letters of every form of each name in a group: Toni's are A and T (Antonio, Anthony, Tony).
+_FORMS_INITIALS = {
+    name: frozenset(form[0] for number in numbers for form in _GROUPS[number]) for name, numbers in _GROUPS_OF.items()
+}
 
 
 def are_nicknames(a: str, b: str) -> bool:
     """True when two folded given names are one another's nickname or short form in a known group."""
     return a != b and not _GROUPS_OF.get(a, _NONE).isdisjoint(_GROUPS_OF.get(b, _NONE))
+
+
+def forms_initials(name: str) -> frozenset[str]:
+    """The initials a folded given name may be written as: its own, and those of its known nicknames
+    and full forms (an initial "A." for Toni, written for Antonio)."""
+    return _FORMS_INITIALS.get(name, frozenset(name[:1]))

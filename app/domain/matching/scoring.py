@@ -19,7 +19,7 @@ from typing import NamedTuple, TypeGuard
 import jellyfish
 
 from app.domain.matching.fields import MatchAddress, MatchFields, phone_country
-from app.domain.matching.nicknames import are_nicknames
+from app.domain.matching.nicknames import are_nicknames, forms_initials
 
 # Two profiles picked among blocking candidates are different people far more often than not: with
 # no evidence at all the odds are 2^-12 (1 in 4,096). A shared email (+16) alone then gives 0.94, a
@@ -432,14 +432,16 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     """Whether two records' given names and birth dates say two people: the given names other names
     (neither a typo, a nickname nor a short form of one another, either way round with the surnames)
     and the birth dates not one date nor a slip apart. With a birth date missing, only given names
-    far apart say so (below NEAR, neither a variant's ending nor an initial): a name misspelt twice
+    far apart say so (below NEAR, not a variant's ending): a name misspelt twice
     (Thoams/Tommy) is still read as one. On one birth date, or two a slip apart (one digit, the day
     and month swapped: maybe one date), only given names further apart still (TWINS_APART) that no
     name of the other comes near: twins. With a given name missing, another birth date (not a slip)
     says it alone: a parent or a sibling writing a surname and a birth date through the family's
     mailbox. One person's records seldom differ so; the members of a household sharing a mailbox or
     a landline nearly always do. Beside another birth date, given names two edits apart are other
-    names too (Maria/Martina)."""
+    names too (Maria/Martina). An initial, with a birth date missing or on one birth date, is
+    another given name when no part of the other's, nor a known form of one, starts with it (M.
+    beside Sylvie; A. beside Toni may be Antonio's)."""
     born = _birth_date(a.birth_date, b.birth_date)
     if b.order_key < a.order_key:  # as score_pair reads them: the same answer either way round
         a, b = b, a
@@ -456,10 +458,19 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
         return False
     if born is not None and born.method == "different":
         return True
+    if min(len(a.first_joined), len(b.first_joined)) < 2:
+        initial, other = (a, b) if len(a.first_joined) < 2 else (b, a)
+        return given.method == "different" and initial.first_joined not in _initials(other)
     far = NEAR if born is None else TWINS_APART
-    if given.method != "different" or given.similarity >= far or min(len(a.first_joined), len(b.first_joined)) < 2:
+    if given.method != "different" or given.similarity >= far:
         return False
     return born is None or not _names_cross(a, b)
+
+
+def _initials(fields: MatchFields) -> frozenset[str]:
+    """The initials a profile's given name may be written as: each of its parts' and their known
+    forms' (`nicknames.forms_initials`). Names written the other way round are read by `_names`."""
+    return frozenset().union(*map(forms_initials, fields.first_name.split()))
 
 
 def _names_cross(a: MatchFields, b: MatchFields) -> bool:
