@@ -76,6 +76,22 @@ async def test_a_twins_upsert_under_another_initial_gets_a_profile_of_its_own(st
     assert own.id == anna.id and own.first_name == "Anna" and await store.count_profiles() == 2
 
 
+async def test_a_namesake_of_another_surname_and_birth_date_gets_a_profile_of_its_own(store: ProfileStore) -> None:
+    """Two Amelias on one mailbox (amelia1982@...): the same given name, but another surname beside
+    another birth date. Her own married name on her birth date still joins her profile."""
+    mailbox = ("email", "amelia1982@example.com")
+    amelia = {"first_name": "Amelia", "last_name": "Shelnridge", "birth_date": "1982-11-14"}
+    first = await _upsert(store, [mailbox, ("phone", "+447935069617")], amelia)
+    other = await _upsert(
+        store, [mailbox, ("phone", "+447827431446")], amelia | {"last_name": "Fairbwood", "birth_date": "1982-11-30"}
+    )
+    assert other.id != first.id and _held(other) == {("phone", "+447827431446")}
+    assert _held(await store.get_profile(first.id)) == {mailbox, ("phone", "+447935069617")}
+    assert [r.reason for r in await merging.merge_refusals(store, first.id)] == [ANOTHER_PERSON]
+    married = await _upsert(store, [mailbox], amelia | {"last_name": "Fairbwood"})
+    assert married.id == first.id and await store.count_profiles() == 2
+
+
 async def test_a_family_mailbox_does_not_merge_two_peoples_profiles(store: ProfileStore) -> None:
     """Before, one write naming the family's email and Max's own merged Max's profile into Anna's."""
     anna = await _upsert(store, [FAMILY], ANNA)

@@ -386,6 +386,24 @@ def test_one_persons_records_are_not_another_person() -> None:
     assert not scoring.another_person(person(first_name="L", birth_date=None), person(first_name="Elizabeth"))
 
 
+def test_another_surname_beside_another_birth_date_is_another_person() -> None:
+    """Two Amelias writing one mailbox (amelia1982@...), of other surnames and born on other dates:
+    a married name keeps its birth date, a slip keeps its surname, one person's records seldom
+    change both."""
+    amelia = person(first_name="Amelia", last_name="Fairbwood", birth_date=date(1982, 11, 30))
+    assert scoring.another_person(
+        amelia, person(first_name="Amelia", last_name="Shelnridge", birth_date=date(1982, 11, 14))
+    )
+    one_person = [
+        person(first_name="Amelia", last_name="Shelnridge", birth_date=date(1982, 11, 30)),  # a married name
+        person(first_name="Amelia", last_name="Shelnridge", birth_date=date(1982, 11, 3)),  # and a slip
+        person(first_name="Amelia", last_name="Shelnridge", birth_date=None),
+        person(first_name="Amelia", last_name="Fairbwod", birth_date=date(1982, 11, 14)),  # a surname typo
+    ]
+    for other in one_person:
+        assert not scoring.another_person(amelia, other) and not scoring.another_person(other, amelia), other
+
+
 def test_an_initial_no_name_of_the_other_starts_with_is_another_person() -> None:
     """A twin writing "M." through the family's mailbox beside Sylvie on one birth date, "P." beside
     Christophe with a birth date missing: another given name. An initial one of the other's names

@@ -439,7 +439,8 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     says it alone: a parent or a sibling writing a surname and a birth date through the family's
     mailbox. One person's records seldom differ so; the members of a household sharing a mailbox or
     a landline nearly always do. Beside another birth date, given names two edits apart are other
-    names too (Maria/Martina). An initial, with a birth date missing or on one birth date, is
+    names too (Maria/Martina), and so is another surname, whatever the given names say: a married
+    name keeps its birth date. An initial, with a birth date missing or on one birth date, is
     another given name when no part of the other's, nor a known form of one, starts with it (M.
     beside Sylvie; A. beside Toni may be Antonio's)."""
     born = _birth_date(a.birth_date, b.birth_date)
@@ -450,13 +451,16 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     reasons: list[MatchReason] = []
     _names(a, b, reasons)  # the better reading, straight or with the names swapped
     given = next((r for r in reasons if r.field == "firstName"), None)
-    if given is not None and given.method == "jaroWinkler" and born is not None and born.method == "different":
+    other_date = born is not None and born.method == "different"
+    if other_date and any(r.field == "lastName" and r.method == "different" for r in reasons):
+        return True  # another surname beside another birth date: not a married name
+    if given is not None and given.method == "jaroWinkler" and other_date:
         # Read as a typo by Jaro-Winkler, which weighs a shared start much, but two edits apart
         # (Maria/Martina): beside another birth date, two sisters' names, seldom one's misspelt.
         return a.first_joined != b.first_joined and not _one_edit_apart(a.first_joined, b.first_joined)
     if given is None or given.method not in DISAGREEING_NAMES:
         return False
-    if born is not None and born.method == "different":
+    if other_date:
         return True
     if min(len(a.first_joined), len(b.first_joined)) < 2:
         initial, other = (a, b) if len(a.first_joined) < 2 else (b, a)
