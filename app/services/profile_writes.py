@@ -39,7 +39,7 @@ ChangeBuilder = Callable[[Profile, list[Identifier]], ProfileChange]
 SYSTEM_ACTOR = "system"  # a merge no key asked for (a command, the demo data, the fuzzy matcher)
 # Recorded (once per profiles) when a write goes apart from the profile an identifier it shares names.
 ANOTHER_PERSON = (
-    "another person's given name and birth date (or a twin's given name): the identifiers they share do not join them"
+    "another person's name and birth date (or a twin's given name): the identifiers they share do not join them"
 )
 
 
