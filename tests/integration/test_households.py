@@ -63,7 +63,8 @@ async def test_a_twins_upsert_through_the_family_mailbox_gets_a_profile_of_its_o
 
 async def test_a_twins_upsert_under_another_initial_gets_a_profile_of_its_own(store: ProfileStore) -> None:
     """A till receipt's "M. Martin" through the family's mailbox, beside Anna on one birth date: no
-    name of Anna's starts with M. Before, the record and its phone landed on Anna's profile."""
+    form of Anna's given name starts with M. Before, the record and its phone landed on Anna's
+    profile."""
     anna = await _upsert(store, [FAMILY, ("email", "anna@example.com")], ANNA)
     twin = await _upsert(store, [FAMILY, ("phone", "+33612345678")], ANNA | {"first_name": "M."})
     assert twin.id != anna.id and _held(twin) == {("phone", "+33612345678")}
