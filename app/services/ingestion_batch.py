@@ -34,9 +34,9 @@ from app.domain.event_effects import (
 from app.domain.events import Event, EventType
 from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
-from app.domain.matching.fields import match_fields
+from app.domain.matching.fields import MatchFields, match_fields
 from app.domain.matching.index import stored_keys, touches_match_fields
-from app.domain.matching.scoring import another_person
+from app.domain.matching.scoring import another_person, twins_names
 from app.domain.merge_protection import MergeProtection
 from app.domain.privacy import ConsentDecision, kept_despite_erasure
 from app.domain.profile import Profile, new_profile
@@ -329,7 +329,7 @@ def _apply(
         if (
             protection.households_apart
             and (person := stated_by(event))
-            and another_person(person, match_fields(target.current()))
+            and _maybe_another(person, match_fields(target.current()))
         ):
             return None  # another person's, sharing an identifier with the profile: per event
     profile = target.basis(event, whole=bool(additions) or event.type is EventType.IDENTIFY)
@@ -352,6 +352,13 @@ def _apply(
     if (decision := consent_decision(event, profile.id, received_at=at)) is not None:
         writes.consents.append(decision)
     return Landed(parsed.index, profile_id=profile.id, created=resolution.profile_id is None, decided_on=profile.id)
+
+
+def _maybe_another(person: MatchFields, theirs: MatchFields) -> bool:
+    """Whether a write may be another person's than the profile it names (`another_person`, or
+    twins' near given names, which the per-event path judges by how common each is in the store:
+    `profile_writes._twins`)."""
+    return another_person(person, theirs) or twins_names(person, theirs) is not None
 
 
 async def write_run(

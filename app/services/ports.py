@@ -96,6 +96,10 @@ class StoreTransaction(Protocol):
 
     async def get_profile(self, profile_id: str) -> Profile | None: ...
 
+    async def profiles_holding_key_prefix(self, prefix: str, *, at_most: int) -> int:
+        """How many live profiles hold a blocking key starting with `prefix`, counted up to `at_most`
+        (how common a given name is: `blocking.given_name_prefix`)."""
+
     async def insert_profile(self, profile: Profile) -> None: ...
 
     async def update_profile(

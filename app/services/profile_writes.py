@@ -13,9 +13,10 @@ from typing import TypeVar
 from app.domain.errors import Conflict, StoreUnavailable
 from app.domain.identifiers import Identifier, KnownIdentifierType
 from app.domain.identity_resolution import Resolution, resolve, someone_else
+from app.domain.matching.blocking import given_name_prefix
 from app.domain.matching.fields import MatchFields, match_fields
 from app.domain.matching.index import index_change, refresh_keys, touches_match_fields
-from app.domain.matching.scoring import another_person, score_pair
+from app.domain.matching.scoring import COMMON_GIVEN_NAME, another_person, score_pair, twins_names
 from app.domain.merge import MergeRefusal, MergeStatus
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import ProfileChange, apply_change
@@ -165,8 +166,25 @@ async def _two_people(tx: StoreTransaction, target: Profile, others: dict[str, P
 
 async def _anothers(tx: StoreTransaction, person: MatchFields, profile: Profile) -> bool:
     """Whether `profile`'s own given name and birth date are another person's than `person`'s
-    (`another_person`), a profile a steward merged others into excepted (`_made_by_a_steward`)."""
-    return another_person(person, match_fields(profile)) and not await _made_by_a_steward(tx, profile)
+    (`another_person`, or twins' given names both common in the store: `_twins`), a profile a
+    steward merged others into excepted (`_made_by_a_steward`)."""
+    theirs = match_fields(profile)
+    if not (another_person(person, theirs) or await _twins(tx, person, theirs)):
+        return False
+    return not await _made_by_a_steward(tx, profile)
+
+
+async def _twins(tx: StoreTransaction, person: MatchFields, theirs: MatchFields) -> bool:
+    """Whether near given names on one birth date (`twins_names`) are each held by COMMON_GIVEN_NAME
+    profiles or more: two names people are given (Anna and Lena), not one mistyped."""
+    names = twins_names(person, theirs)
+    if names is None:
+        return False
+    for name in names:
+        held = await tx.profiles_holding_key_prefix(given_name_prefix(name), at_most=COMMON_GIVEN_NAME)
+        if held < COMMON_GIVEN_NAME:
+            return False
+    return True
 
 
 def _agreement(person: MatchFields, profile: Profile) -> float:

@@ -813,6 +813,27 @@ async def test_blocking_groups_are_every_key_two_live_profiles_hold_even_their_o
     assert groups == [("phone:12345678", ["p1", "p2"]), ("zip:69001", ["p3", "p4"])]
 
 
+async def test_profiles_holding_a_key_prefix_are_counted_live_and_up_to_a_bound(store: ProfileStore) -> None:
+    """How common a given name is: every live profile holding a key under the prefix, counted once,
+    no further than asked (a common name's count stops there)."""
+    await _create(store, "p1", blocking_keys=["g:anna|m", "n:MRTNa"])
+    await _create(store, "p2", blocking_keys=["g:anna|b"])
+    await _create(store, "p3", blocking_keys=["g:anna|d", "g:anna|z"])  # two keys under it: one profile
+    await _create(store, "p4", blocking_keys=["g:annabel|m", "g:ann|m"])  # other names
+    await _create(store, "p5", blocking_keys=["g:anna|m"], merged_into="p1")  # merged away: not live
+
+    async def count(prefix: str, at_most: int) -> int:
+        async def work(tx: StoreTransaction) -> int:
+            return await tx.profiles_holding_key_prefix(prefix, at_most=at_most)
+
+        return await store.run_in_transaction(work)
+
+    assert await count("g:anna|", 10) == 3
+    assert await count("g:anna|", 2) == 2
+    assert await count("g:lena|", 10) == 0
+    assert await count("g:ann", 10) == 4
+
+
 # -- pages from either end, between two positions, and counts (Relay connections) --------------------
 async def test_profile_pages_from_either_end_between_two_ids_and_their_count(store: ProfileStore) -> None:
     for n in range(1, 8):

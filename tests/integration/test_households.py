@@ -93,6 +93,36 @@ async def test_a_namesake_of_another_surname_and_birth_date_gets_a_profile_of_it
     assert married.id == first.id and await store.count_profiles() == 2
 
 
+async def _namesakes(store: ProfileStore, given_name: str, count: int) -> None:
+    """`count` other people of this given name in the store (under other surnames)."""
+    for n in range(count):
+        await _upsert(
+            store, [("email", f"{given_name}{n}@example.org")], {"first_name": given_name, "last_name": f"X{n}"}
+        )
+
+
+async def test_twins_of_near_given_names_both_common_in_the_store_get_profiles_of_their_own(
+    store: ProfileStore,
+) -> None:
+    """Anna and Lena on one birth date are near as Jaro-Winkler reads them (0.67): one person's
+    typo (test_a_twins_upsert_through_the_family_mailbox_gets_a_profile_of_its_own), unless the
+    store holds both as names people have. With five Lenas and five Annas, Lena's upsert and her
+    identify event through the family's mailbox land apart; a mistyped "Anan" still joins Anna."""
+    anna = await _upsert(store, [FAMILY, ("email", "anna@example.com")], ANNA)
+    await _namesakes(store, "Lena", 5)
+    await _namesakes(store, "Anna", 4)
+    lena = await _upsert(store, [FAMILY, ("email", "lena@example.com")], ANNA | {"first_name": "Lena"})
+    assert lena.id != anna.id and _held(lena) == {("email", "lena@example.com")}
+    assert [r.reason for r in await merging.merge_refusals(store, anna.id)] == [ANOTHER_PERSON]
+    says = {"firstName": "Lena", "lastName": "Martin", "birthDate": ANNA["birth_date"]}
+    [landed] = await ingest_events(
+        store, [event("identify", identifiers=[FAMILY, ("phone", "+33612345678")], properties=says)]
+    )
+    assert landed.status is EventStatus.ACCEPTED and landed.profile_id not in (anna.id, None)
+    typo = await _upsert(store, [FAMILY], ANNA | {"first_name": "Anan"})
+    assert typo.id == anna.id
+
+
 async def test_a_family_mailbox_does_not_merge_two_peoples_profiles(store: ProfileStore) -> None:
     """Before, one write naming the family's email and Max's own merged Max's profile into Anna's."""
     anna = await _upsert(store, [FAMILY], ANNA)

@@ -404,6 +404,27 @@ def test_another_surname_beside_another_birth_date_is_another_person() -> None:
         assert not scoring.another_person(amelia, other) and not scoring.another_person(other, amelia), other
 
 
+def test_twins_names_are_the_near_given_names_on_one_birth_date_left_to_the_store() -> None:
+    """Anna/Lena on one birth date (or a slip apart): near enough to be one person's typo, so
+    `another_person` says no, and how common each name is decides. A typo, a nickname, an initial,
+    names swapped or another birth date are read without the store."""
+    anna = person(first_name="Anna", last_name="Martin", birth_date=date(1980, 3, 12))
+    lena = person(first_name="Lena", last_name="Martin", birth_date=date(1980, 3, 12))
+    assert not scoring.another_person(anna, lena)
+    assert scoring.twins_names(anna, lena) == scoring.twins_names(lena, anna)
+    assert set(scoring.twins_names(anna, lena) or ()) == {"anna", "lena"}
+    assert scoring.twins_names(anna, person(first_name="Lena", last_name="Martin", birth_date=date(1980, 3, 13)))
+    for other in (
+        person(first_name="Anan", last_name="Martin", birth_date=date(1980, 3, 12)),  # a typo
+        person(first_name="Sophie", last_name="Martin", birth_date=date(1980, 3, 12)),  # told apart already
+        person(first_name="A.", last_name="Martin", birth_date=date(1980, 3, 12)),
+        person(first_name="Lena", last_name="Martin", birth_date=date(1975, 7, 1)),  # told apart already
+        person(first_name="Lena", last_name="Martin", birth_date=None),
+        person(first_name="Martin", last_name="Anna", birth_date=date(1980, 3, 12)),  # swapped
+    ):
+        assert scoring.twins_names(anna, other) is None, other
+
+
 def test_an_initial_no_name_of_the_other_starts_with_is_another_person() -> None:
     """A twin writing "M." through the family's mailbox beside Sylvie on one birth date, "P." beside
     Christophe with a birth date missing: another given name. An initial one of the other's names

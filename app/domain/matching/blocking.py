@@ -91,6 +91,13 @@ def blocking_keys(fields: MatchFields) -> frozenset[str]:
     return frozenset(keys)
 
 
+def given_name_prefix(first_joined: str) -> str:
+    """What the given-name key (`g:`) of every profile holding this given name (folded and joined,
+    `MatchFields.first_joined`) starts with, whatever its surname's initial: how many profiles hold
+    a given name is counted by it (`scoring.twins_names`)."""
+    return f"{GIVEN_NAME_KEY}{first_joined}|"
+
+
 def names_key(keys: Iterable[str]) -> str | None:
     """The key of a profile's names (`s:`) among its keys, if it has both names."""
     return next((key for key in keys if key.startswith(NAMES_KEY)), None)

@@ -43,6 +43,10 @@ NEAR = 0.85
 # family's mailbox or landline (`another_person`). One person's two given names seldom are (a
 # nickname mistyped: Elizaeth/Betty).
 TWINS_APART = 0.6
+# A given name this many profiles of the store hold is a name people are given, not a typo of one
+# (`twins_names`): a typo makes a name few profiles hold (Mrata beside Marta), twins' names are
+# common (Anna and Lena, Sara and Marta: near, as Jaro-Winkler reads them).
+COMMON_GIVEN_NAME = 5
 
 GIVEN_NAME_BITS = {
     "exact": 5.0,
@@ -469,6 +473,25 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     if given.method != "different" or given.similarity >= far:
         return False
     return born is None or not _names_cross(a, b)
+
+
+def twins_names(a: MatchFields, b: MatchFields) -> tuple[str, str] | None:
+    """The two given names (`first_joined`) of records `another_person` reads as one person's only
+    because the names are near: on one birth date or a slip apart, other names (not a typo, a
+    nickname, a short form, a variant's ending nor an initial; neither near a name of the other's)
+    closer than TWINS_APART, as twins' names may be (Anna/Lena). Both held by COMMON_GIVEN_NAME
+    profiles of the store or more, they are two names, so two people; None when no count can tell."""
+    born = _birth_date(a.birth_date, b.birth_date)
+    if born is None or born.method == "different" or min(len(a.first_joined), len(b.first_joined)) < 2:
+        return None
+    if b.order_key < a.order_key:
+        a, b = b, a
+    reasons: list[MatchReason] = []
+    _names(a, b, reasons)
+    given = next((r for r in reasons if r.field == "firstName"), None)
+    if given is None or given.method != "different" or given.similarity < TWINS_APART or _names_cross(a, b):
+        return None  # one person's names, or told apart already (`another_person`)
+    return a.first_joined, b.first_joined
 
 
 def _initials(fields: MatchFields) -> frozenset[str]:

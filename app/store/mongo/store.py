@@ -148,6 +148,13 @@ class MongoTransaction(StoreTransaction):
         cursor = self._db.identities.find({"_id": {"$in": list(keys)}}, {"profileId": 1}, session=self._session)
         return {doc["_id"]: doc["profileId"] for doc in await cursor.to_list(None)}
 
+    async def profiles_holding_key_prefix(self, prefix: str, *, at_most: int) -> int:
+        # $elemMatch: one key within the range (a plain range on an array may match two keys apart).
+        keys = {"$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}}
+        selector = {"blockingKeys": keys, "mergedInto": None}
+        cursor = self._db.profiles.find(selector, {"_id": 1}, session=self._session).limit(at_most)
+        return len(await cursor.to_list(None))
+
     async def claim_identities(self, profile_id: str, identifiers: Sequence[Identifier], at: datetime) -> None:
         if not identifiers:
             return

@@ -97,6 +97,14 @@ class SQLiteTransaction(StoreTransaction):
     async def owners_of(self, keys: Sequence[str]) -> dict[str, str]:
         return dict(selected(self._db, "SELECT key, profile_id FROM identities WHERE key IN ({marks})", keys))
 
+    async def profiles_holding_key_prefix(self, prefix: str, *, at_most: int) -> int:
+        # The keys' primary key (key, profile_id) is read over the prefix's range only.
+        row = self._db.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT profile_id FROM blocking_keys WHERE key >= ? AND key < ? LIMIT ?)",
+            (prefix, prefix + "\U0010ffff", at_most),
+        ).fetchone()
+        return int(row[0])
+
     async def claim_identities(self, profile_id: str, identifiers: Sequence[Identifier], at: datetime) -> None:
         for identifier in identifiers:
             try:
