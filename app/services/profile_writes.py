@@ -175,8 +175,9 @@ async def _anothers(tx: StoreTransaction, person: MatchFields, profile: Profile)
 
 
 async def _twins(tx: StoreTransaction, person: MatchFields, theirs: MatchFields) -> bool:
-    """Whether near given names on one birth date (`twins_names`) are each held by COMMON_GIVEN_NAME
-    profiles or more: two names people are given (Anna and Lena), not one mistyped."""
+    """Whether near given names on one birth date, or two a slip apart (`twins_names`), are each
+    held by COMMON_GIVEN_NAME profiles or more: two names people are given (Anna and Lena), not one
+    mistyped. At most two bounded counts, asked only of such a pair."""
     names = twins_names(person, theirs)
     if names is None:
         return False
