@@ -448,13 +448,9 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     another given name when no part of the other's, nor a known form of one, starts with it (M.
     beside Sylvie; A. beside Toni may be Antonio's)."""
     born = _birth_date(a.birth_date, b.birth_date)
-    if b.order_key < a.order_key:  # as score_pair reads them: the same answer either way round
-        a, b = b, a
     if not a.first_joined or not b.first_joined:  # a given name missing: the birth date says instead
         return born is not None and born.method == "different"
-    reasons: list[MatchReason] = []
-    _names(a, b, reasons)  # the better reading, straight or with the names swapped
-    given = next((r for r in reasons if r.field == "firstName"), None)
+    a, b, reasons, given = _given_names_read(a, b)
     other_date = born is not None and born.method == "different"
     if other_date and any(r.field == "lastName" and r.method == "different" for r in reasons):
         return True  # another surname beside another birth date: not a married name
@@ -484,14 +480,23 @@ def twins_names(a: MatchFields, b: MatchFields) -> tuple[str, str] | None:
     born = _birth_date(a.birth_date, b.birth_date)
     if born is None or born.method == "different" or min(len(a.first_joined), len(b.first_joined)) < 2:
         return None
+    a, b, _, given = _given_names_read(a, b)
+    if given is None or given.method != "different" or given.similarity < TWINS_APART or _names_cross(a, b):
+        return None  # one person's names, or told apart already (`another_person`)
+    return a.first_joined, b.first_joined
+
+
+def _given_names_read(
+    a: MatchFields, b: MatchFields
+) -> tuple[MatchFields, MatchFields, list[MatchReason], MatchReason | None]:
+    """Two records as `score_pair` orders them (the same answer either way round), the reasons of
+    their names' better reading (straight or with the names swapped) and its given name's: what
+    `another_person` and `twins_names` both judge, so that they read a pair alike."""
     if b.order_key < a.order_key:
         a, b = b, a
     reasons: list[MatchReason] = []
     _names(a, b, reasons)
-    given = next((r for r in reasons if r.field == "firstName"), None)
-    if given is None or given.method != "different" or given.similarity < TWINS_APART or _names_cross(a, b):
-        return None  # one person's names, or told apart already (`another_person`)
-    return a.first_joined, b.first_joined
+    return a, b, reasons, next((r for r in reasons if r.field == "firstName"), None)
 
 
 def _initials(fields: MatchFields) -> frozenset[str]:
