@@ -221,6 +221,9 @@ class StoreTransaction(Protocol):
 
     async def record_refusal(self, refusal: MergeRefusal) -> None: ...
 
+    async def refusals_of(self, profile_id: str) -> list[MergeRefusal]:
+        """Refusals the profile took part in, oldest first, as this transaction reads them."""
+
     async def products_of(self, product_ids: Collection[str]) -> dict[str, Product]:
         """The known ones of `product_ids`, as this transaction reads them (a write of them follows)."""
 

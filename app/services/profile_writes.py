@@ -96,13 +96,23 @@ async def write_to_resolved_profile(
     was before a change that moves none of its match fields, not built again as written (~10% of a
     merging event's time). `person`: the write's own given name and birth date (`stated_person`):
     a profile whose own are another person's is neither joined nor merged through an identifier they
-    share (`_other_people`)."""
+    share (`_other_people`): the write goes to its own person's profile kept apart from it before
+    when nothing else it names has a profile (`_own_kept_apart`)."""
     owners = await tx.owners_of([i.key for i in identifiers])
     read: dict[str, Profile | None] = {}
     apart: list[str] = []
+    own: Profile | None = None
     if person is not None and policy.protection.households_apart:
         apart = await _other_people(tx, identifiers, owners, person, read)
-        identifiers = [i for i in identifiers if owners.get(i.key) not in apart]
+        kept = [i for i in identifiers if owners.get(i.key) not in apart]
+        if apart and not any(i.key in owners for i in kept):
+            own = await _own_kept_apart(tx, person, {p.id: p for owner in apart if (p := read[owner]) is not None})
+        if kept or own is not None:
+            identifiers = kept
+        else:
+            # Nothing of its own and no profile of its person kept apart before: it goes where its
+            # identifiers say, as before (a profile nothing could find again would be made for it).
+            apart = []
     profile, merged_away = await _write_resolved(
         tx,
         identifiers,
@@ -115,6 +125,7 @@ async def write_to_resolved_profile(
         actor=actor,
         written=written,
         person=person,
+        own=own,
     )
     if apart:
         ids = sorted({profile.id} | {other.id for owner in apart if (other := read[owner]) is not None})
@@ -132,10 +143,9 @@ async def _other_people(
     """The profiles (as `owners` names them) that the write's identifiers name but whose given name
     and birth date are another person's (`another_person`): a family's shared mailbox or landline put
     a partner's or a child's records on one profile, and merged their own profiles into it. A
-    customerId names its customer whatever the names say (a name corrected in the CRM), so does a
-    profile a steward merged others into (`_made_by_a_steward`), and when the write has no identifier
-    of its own left it goes where its identifiers say, as before: a profile nothing could find again
-    would be made for it. `read` keeps each profile read, for the write."""
+    customerId names its customer whatever the names say (a name corrected in the CRM), and so does a
+    profile a steward merged others into (`_made_by_a_steward`). `read` keeps each profile read, for
+    the write."""
     for owner in sorted(set(owners.values())):  # an owner merged away since stands for its survivor
         read[owner] = await live_profile(tx, owner)
     live = {owner: held.id for owner, held in read.items() if held is not None}
@@ -146,10 +156,27 @@ async def _other_people(
     for held in {held.id: held for held in read.values() if held is not None and held.id not in customer}.values():
         if await _anothers(tx, person, held):
             others.add(held.id)
-    apart = [owner for owner, held_id in live.items() if held_id in others]
-    if all(owners.get(i.key) in apart for i in identifiers):
-        return []
-    return apart
+    return [owner for owner, held_id in live.items() if held_id in others]
+
+
+async def _own_kept_apart(tx: StoreTransaction, person: MatchFields, others: dict[str, Profile]) -> Profile | None:
+    """The profile of the write's own person among those a write was kept apart from `others` by
+    before (`ANOTHER_PERSON`): Max's, made when his first write through the family mailbox was kept
+    off Anna's. His next writes through that mailbox go there too, rather than onto Anna's profile
+    (one naming only the mailbox) or onto a new profile each (one naming an order number too). Of
+    those whose names and birth date are not another person's than the write's, the one they agree
+    with best; None when there is none."""
+    kept: dict[str, Profile] = {}
+    for other_id in sorted(others):
+        for refusal in await tx.refusals_of(other_id):
+            if refusal.reason != ANOTHER_PERSON:
+                continue
+            for profile_id in refusal.profile_ids:
+                found = kept.get(profile_id) or await live_profile(tx, profile_id)
+                if found is not None and found.id not in others:
+                    kept[found.id] = found
+    mine = [p for p in kept.values() if not await _anothers(tx, person, p)]
+    return max(mine, key=lambda p: (_agreement(person, p), p.id), default=None)
 
 
 async def _two_people(tx: StoreTransaction, target: Profile, others: dict[str, Profile]) -> list[str]:
@@ -217,10 +244,12 @@ async def _write_resolved(
     actor: str,
     written: bool,
     person: MatchFields | None,
+    own: Profile | None = None,
 ) -> tuple[Profile, tuple[str, ...]]:
-    """`write_to_resolved_profile` once the profiles it keeps apart are set aside."""
+    """`write_to_resolved_profile` once the profiles it keeps apart are set aside; `own`: where a
+    write its identifiers name no profile of goes (`_own_kept_apart`), instead of a new profile."""
     resolution = resolve(identifiers, owners)
-    profile = None
+    profile = own
     if resolution.profile_id is not None:
         found = read.get(resolution.profile_id)
         profile = found if found is not None else await live_profile(tx, resolution.profile_id)

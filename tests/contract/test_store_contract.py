@@ -653,6 +653,12 @@ async def test_reads_for_many_parents_answer_as_one_read_per_parent_does(store: 
         return await tx.get_segments(["vip", "gold", "missing", "vip"]), await tx.get_segments([])
 
     assert await store.run_in_transaction(in_transaction) == (segments, {})
+
+    async def refused(tx: StoreTransaction) -> list[list[MergeRefusal]]:
+        return [await tx.refusals_of(p) for p in ids]
+
+    assert await store.run_in_transaction(refused) == [await store.refusals_of(p) for p in ids]
+    assert [r.id for r in await store.refusals_of("p3")] == ["r2", "r1"]
     assert await store.merges_of_profiles(ids) == {p: await store.merges_of(p) for p in ids}
     assert [r.id for r in (await store.merges_of_profiles(["p1"]))["p1"]] == ["m1", "m2"]
     assert await store.refusals_of_profiles(ids) == {p: await store.refusals_of(p) for p in ids}

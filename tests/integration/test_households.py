@@ -50,6 +50,44 @@ async def test_another_persons_upsert_through_a_family_mailbox_gets_a_profile_of
     assert await store.count_profiles() == 2
 
 
+async def test_the_other_persons_next_writes_through_the_family_mailbox_go_to_their_own_profile(
+    store: ProfileStore,
+) -> None:
+    """Before, Max's write naming only the family's email went onto Anna's profile (Max's name, birth
+    date and job over hers), and one naming a new CRM record too made him a profile each time."""
+    anna = await _upsert(store, [FAMILY, ("email", "anna@example.com")], ANNA)
+    max_ = await _upsert(store, [FAMILY, ("crmId", "c1")], MAX)
+    assert max_.id != anna.id
+    only_mailbox = await _upsert(store, [FAMILY], MAX | {"job_title": "pilot"})
+    assert only_mailbox.id == max_.id and only_mailbox.job_title == "pilot"
+    another_record = await _upsert(store, [FAMILY, ("crmId", "c2")], {"first_name": "Max", "last_name": "Martin"})
+    assert another_record.id == max_.id
+    assert _held(another_record) == {("crmId", "c1"), ("crmId", "c2")}  # the family's email stays Anna's
+    after = await store.get_profile(anna.id)
+    assert after is not None and (after.first_name, after.job_title) == ("Anna", None)
+    assert _held(after) == {FAMILY, ("email", "anna@example.com")}
+    assert [r.profile_ids for r in await merging.merge_refusals(store, anna.id)] == [sorted([anna.id, max_.id])]
+    assert await store.count_profiles() == 2
+
+
+async def test_of_the_profiles_kept_apart_a_write_goes_to_its_own_persons(store: ProfileStore) -> None:
+    """Max's and his twin Sophie's (Anna's birth date) were each kept off Anna's; one of someone the
+    family's mailbox never wrote for goes where its identifiers say, as before."""
+    anna = await _upsert(store, [FAMILY], ANNA)
+    max_ = await _upsert(store, [FAMILY, ("crmId", "c1")], MAX)
+    sophie_says = ANNA | {"first_name": "Sophie"}
+    sophie = await _upsert(store, [FAMILY, ("crmId", "c2")], sophie_says)
+    assert len({anna.id, max_.id, sophie.id}) == 3
+    assert (await _upsert(store, [FAMILY], sophie_says | {"job_title": "nurse"})).id == sophie.id
+    assert (await _upsert(store, [FAMILY], MAX | {"job_title": "pilot"})).id == max_.id
+    says = {"firstName": "Sophie", "lastName": "Martin", "birthDate": ANNA["birth_date"]}
+    [identify] = await ingest_events(store, [event("identify", identifiers=[FAMILY], properties=says)])
+    assert identify.status is EventStatus.ACCEPTED and identify.profile_id == sophie.id
+    stranger = await _upsert(store, [FAMILY], {"first_name": "Paul", "birth_date": "1990-01-01"})
+    assert stranger.id == anna.id
+    assert await store.count_profiles() == 3
+
+
 async def test_a_twins_upsert_through_the_family_mailbox_gets_a_profile_of_its_own(store: ProfileStore) -> None:
     """Twins share a birth date: given names far apart (Anna/Lena would not be) tell them apart."""
     anna = await _upsert(store, [FAMILY, ("email", "anna@example.com")], ANNA)

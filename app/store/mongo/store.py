@@ -438,6 +438,9 @@ class MongoTransaction(StoreTransaction):
             {"_id": document.pop("_id")}, {"$setOnInsert": document}, upsert=True, session=self._session
         )
 
+    async def refusals_of(self, profile_id: str) -> list[MergeRefusal]:
+        return await refusals_of(self._db, profile_id, session=self._session)
+
     # -- privacy -------------------------------------------------------------------------------
     async def append_consent(self, decision: ConsentDecision) -> None:
         await self._db.consent_log.insert_one(
@@ -628,6 +631,12 @@ async def merges_of(db: Any, profile_id: str, *, session: Any = None) -> list[Me
     selector = {"$or": [{"survivorId": profile_id}, {"mergedIds": profile_id}]}
     cursor = db.merges.find(selector, session=session).sort([("at", ASCENDING), ("_id", ASCENDING)])
     return [MergeRecord.from_document(document) for document in await cursor.to_list(None)]
+
+
+async def refusals_of(db: Any, profile_id: str, *, session: Any = None) -> list[MergeRefusal]:
+    selector = {"profileIds": profile_id}
+    cursor = db.merge_refusals.find(selector, session=session).sort([("at", ASCENDING), ("_id", ASCENDING)])
+    return [MergeRefusal.model_validate(document) for document in await cursor.to_list(None)]
 
 
 def _failed_index(exc: PyMongoError) -> int:
@@ -1182,8 +1191,7 @@ class MongoStore:
         return await merges_of(self._db, profile_id)
 
     async def refusals_of(self, profile_id: str) -> list[MergeRefusal]:
-        cursor = self._db.merge_refusals.find({"profileIds": profile_id}).sort([("at", ASCENDING), ("_id", ASCENDING)])
-        return [MergeRefusal.model_validate(document) for document in await cursor.to_list(None)]
+        return await refusals_of(self._db, profile_id)
 
     # -- one read for the same question about many parents (GraphQL loaders) ------------------------
     async def get_segments(self, segment_ids: Collection[str]) -> dict[str, Segment]:

@@ -454,6 +454,9 @@ class SQLiteTransaction(StoreTransaction):
             [(pid, refusal.id) for pid in refusal.profile_ids],
         )
 
+    async def refusals_of(self, profile_id: str) -> list[MergeRefusal]:
+        return refusals_of(self._db, profile_id)
+
     # -- privacy -------------------------------------------------------------------------------
     async def append_consent(self, decision: ConsentDecision) -> None:
         self._db.execute(
