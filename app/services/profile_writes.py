@@ -38,6 +38,9 @@ MAX_MERGE_HOPS = 10_000
 ChangeBuilder = Callable[[Profile, list[Identifier]], ProfileChange]
 
 SYSTEM_ACTOR = "system"  # a merge no key asked for (a command, the demo data, the fuzzy matcher)
+# A profile's refusals read for its family's members kept apart from it (`_own_kept_apart`), newest
+# first: a family has a few; a shared office mailbox may have hundreds, and a write stays bounded.
+MAX_KEPT_APART = 50
 # Recorded (once per profiles) when a write goes apart from the profile an identifier it shares names.
 ANOTHER_PERSON = (
     "another person's name and birth date (or a twin's given name): the identifiers they share do not join them"
@@ -163,19 +166,25 @@ async def _own_kept_apart(tx: StoreTransaction, person: MatchFields, others: dic
     """The profile of the write's own person among those a write was kept apart from `others` by
     before (`ANOTHER_PERSON`): Max's, made when his first write through the family mailbox was kept
     off Anna's. His next writes through that mailbox go there too, rather than onto Anna's profile
-    (one naming only the mailbox) or onto a new profile each (one naming an order number too). Of
-    those whose names and birth date are not another person's than the write's, the one they agree
-    with best; None when there is none."""
-    kept: dict[str, Profile] = {}
+    (one naming only the mailbox) or onto a new profile each (one naming a new record of his too).
+    Of those whose names and birth date are not another person's than the write's (`another_person`,
+    `_twins`), the one they agree with best; None when there is none. The newest MAX_KEPT_APART
+    refusals of each are read (an office's shared mailbox): one read of them, one of their profiles."""
+    ids: dict[str, None] = {}
     for other_id in sorted(others):
-        for refusal in await tx.refusals_of(other_id):
-            if refusal.reason != ANOTHER_PERSON:
-                continue
-            for profile_id in refusal.profile_ids:
-                found = kept.get(profile_id) or await live_profile(tx, profile_id)
-                if found is not None and found.id not in others:
-                    kept[found.id] = found
-    mine = [p for p in kept.values() if not await _anothers(tx, person, p)]
+        refusals = [r for r in await tx.refusals_of(other_id) if r.reason == ANOTHER_PERSON]
+        for refusal in refusals[-MAX_KEPT_APART:]:
+            ids.update(dict.fromkeys(i for i in refusal.profile_ids if i not in others))
+    kept: dict[str, Profile] = {}
+    for profile in (await tx.get_profiles(list(ids))).values():
+        live = profile if profile.merged_into is None else await live_profile(tx, profile.id)
+        if live is not None and live.id not in others:
+            kept[live.id] = live
+    mine = []
+    for profile in kept.values():
+        theirs = match_fields(profile)
+        if not (another_person(person, theirs) or await _twins(tx, person, theirs)):
+            mine.append(profile)
     return max(mine, key=lambda p: (_agreement(person, p), p.id), default=None)
 
 
