@@ -38,8 +38,9 @@ MAX_MERGE_HOPS = 10_000
 ChangeBuilder = Callable[[Profile, list[Identifier]], ProfileChange]
 
 SYSTEM_ACTOR = "system"  # a merge no key asked for (a command, the demo data, the fuzzy matcher)
-# A profile's refusals read for its family's members kept apart from it (`_own_kept_apart`), newest
-# first: a family has a few; a shared office mailbox may have hundreds, and a write stays bounded.
+# How many of a profile's refusals (the newest) name its family's members kept apart from it, for a
+# write to look for its own person's among (`_own_kept_apart`): a family has a few; a shared office
+# mailbox may have hundreds, whose profiles a write would read each time.
 MAX_KEPT_APART = 50
 # Recorded (once per profiles) when a write goes apart from the profile an identifier it shares names.
 ANOTHER_PERSON = (
@@ -114,7 +115,8 @@ async def write_to_resolved_profile(
             identifiers = kept
         else:
             # Nothing of its own and no profile of its person kept apart before: it goes where its
-            # identifiers say, as before (a profile nothing could find again would be made for it).
+            # identifiers say, as before. A profile of its own would split a customer whose name a CRM
+            # corrected (the old name written again through the mailbox) as readily as a family.
             apart = []
     profile, merged_away = await _write_resolved(
         tx,
@@ -168,8 +170,8 @@ async def _own_kept_apart(tx: StoreTransaction, person: MatchFields, others: dic
     off Anna's. His next writes through that mailbox go there too, rather than onto Anna's profile
     (one naming only the mailbox) or onto a new profile each (one naming a new record of his too).
     Of those whose names and birth date are not another person's than the write's (`another_person`,
-    `_twins`), the one they agree with best; None when there is none. The newest MAX_KEPT_APART
-    refusals of each are read (an office's shared mailbox): one read of them, one of their profiles."""
+    `_twins`), the one they agree with best; None when there is none. Of each of `others`, the newest
+    MAX_KEPT_APART refusals count (an office's shared mailbox), their profiles read in one read."""
     ids: dict[str, None] = {}
     for other_id in sorted(others):
         refusals = [r for r in await tx.refusals_of(other_id) if r.reason == ANOTHER_PERSON]
