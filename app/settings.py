@@ -227,8 +227,9 @@ class Settings(BaseSettings):
     )
     # Off by default: on stores of our own generated population (households, twins, shared homes) the
     # learned weights, through the API, list pairs of one household's members that the rules scorer
-    # does not (1,500 people, seed 6: 6 wrong pairs beyond the unavoidable ones, against 1), while on
-    # FEBRL2 they find many more true pairs (F1 0.991 vs 0.885). Opt in (README, "Learned weights").
+    # does not (1,500 people, seeds 6 and 7: 4 and 3 wrong pairs, against 1 and 0; 2026-12-07), while
+    # on FEBRL they find many more true pairs (F1 0.985-0.990 vs 0.878-0.916 on FEBRL1-4). Opt in
+    # (README, "Learned weights").
     match_model_every_minutes: float = Field(
         default=0,
         ge=0,
