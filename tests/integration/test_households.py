@@ -71,8 +71,9 @@ async def test_the_other_persons_next_writes_through_the_family_mailbox_go_to_th
 
 
 async def test_of_the_profiles_kept_apart_a_write_goes_to_its_own_persons(store: ProfileStore) -> None:
-    """Max's and his twin Sophie's (Anna's birth date) were each kept off Anna's; one of someone the
-    family's mailbox never wrote for goes where its identifiers say, as before."""
+    """Max's and his twin Sophie's (Anna's birth date) were each kept off Anna's. One of someone the
+    family's mailbox never wrote for goes where its identifiers say, as before: a profile of its own
+    would split as readily a customer whose name a CRM corrected (the old name written again)."""
     anna = await _upsert(store, [FAMILY], ANNA)
     max_ = await _upsert(store, [FAMILY, ("crmId", "c1")], MAX)
     sophie_says = ANNA | {"first_name": "Sophie"}
