@@ -169,8 +169,8 @@ async def _own_kept_apart(tx: StoreTransaction, person: MatchFields, others: dic
     before (`ANOTHER_PERSON`): Max's, made when his first write through the family mailbox was kept
     off Anna's. His next writes through that mailbox go there too, rather than onto Anna's profile
     (one naming only the mailbox) or onto a new profile each (one naming a new record of his too).
-    Of those whose names and birth date are not another person's than the write's (`another_person`,
-    `_twins`), the one they agree with best; None when there is none. Of each of `others`, the newest
+    Of those whose names and birth date are not another person's than the write's (`_names_anothers`),
+    the one they agree with best; None when there is none. Of each of `others`, the newest
     MAX_KEPT_APART refusals count (an office's shared mailbox), their profiles read in one read."""
     ids: dict[str, None] = {}
     for other_id in sorted(others):
@@ -182,11 +182,7 @@ async def _own_kept_apart(tx: StoreTransaction, person: MatchFields, others: dic
         live = profile if profile.merged_into is None else await live_profile(tx, profile.id)
         if live is not None and live.id not in others:
             kept[live.id] = live
-    mine = []
-    for profile in kept.values():
-        theirs = match_fields(profile)
-        if not (another_person(person, theirs) or await _twins(tx, person, theirs)):
-            mine.append(profile)
+    mine = [p for p in kept.values() if not await _names_anothers(tx, person, match_fields(p))]
     return max(mine, key=lambda p: (_agreement(person, p), p.id), default=None)
 
 
@@ -206,10 +202,15 @@ async def _anothers(tx: StoreTransaction, person: MatchFields, profile: Profile)
     """Whether `profile`'s own given name and birth date are another person's than `person`'s
     (`another_person`, or twins' given names both common in the store: `_twins`), a profile a
     steward merged others into excepted (`_made_by_a_steward`)."""
-    theirs = match_fields(profile)
-    if not (another_person(person, theirs) or await _twins(tx, person, theirs)):
+    if not await _names_anothers(tx, person, match_fields(profile)):
         return False
     return not await _made_by_a_steward(tx, profile)
+
+
+async def _names_anothers(tx: StoreTransaction, person: MatchFields, theirs: MatchFields) -> bool:
+    """Whether a profile's own names and birth date (`theirs`) are another person's than `person`'s
+    (`another_person`, or twins' given names both common in the store: `_twins`)."""
+    return another_person(person, theirs) or await _twins(tx, person, theirs)
 
 
 async def _twins(tx: StoreTransaction, person: MatchFields, theirs: MatchFields) -> bool:
