@@ -403,6 +403,10 @@ class ProfileStore(Protocol):
     def blocking_groups(self) -> AsyncIterator[tuple[str, list[str]]]:
         """Every key held by two or more live profiles, with their ids (sorted), in key order."""
 
+    async def key_counts(self, prefix: str) -> dict[str, int]:
+        """Every key starting with `prefix` that live profiles hold, with how many hold it: the
+        given-name keys' (`blocking.GIVEN_NAME_KEY`) count the profiles holding each given name."""
+
     async def read_meta(self, key: str) -> str | None: ...
 
     # -- API keys (hashed secrets) --------------------------------------------------------------

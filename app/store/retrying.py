@@ -48,6 +48,7 @@ READS = frozenset(
         "profiles_sharing_keys",
         "profile_ids_sharing_keys",
         "match_views",
+        "key_counts",
         "read_meta",
         "wipe_owed",
         "feed_position",

@@ -819,6 +819,19 @@ async def test_blocking_groups_are_every_key_two_live_profiles_hold_even_their_o
     assert groups == [("phone:12345678", ["p1", "p2"]), ("zip:69001", ["p3", "p4"])]
 
 
+async def test_key_counts_are_the_live_profiles_holding_each_key_under_a_prefix(store: ProfileStore) -> None:
+    """How many profiles hold each given name (under each surname initial): every key under the
+    prefix a live profile holds, and nothing else."""
+    await _create(store, "p1", blocking_keys=["g:anna|m", "n:MRTNa"])
+    await _create(store, "p2", blocking_keys=["g:anna|m", "g:lena|b"])
+    await _create(store, "p3", blocking_keys=["g:anna|d"])
+    await _create(store, "p4", blocking_keys=["g:anna|m"], merged_into="p1")  # merged away: not live
+    await _create(store, "p5", blocking_keys=["h:anna|m", "g"])  # outside the prefix
+    assert await store.key_counts("g:") == {"g:anna|m": 2, "g:lena|b": 1, "g:anna|d": 1}
+    assert await store.key_counts("g:anna|") == {"g:anna|m": 2, "g:anna|d": 1}
+    assert await store.key_counts("x:") == {}
+
+
 async def test_profiles_holding_a_key_prefix_are_counted_live_and_up_to_a_bound(store: ProfileStore) -> None:
     """How common a given name is: every live profile holding a key under the prefix, counted once,
     no further than asked (a common name's count stops there)."""

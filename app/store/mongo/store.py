@@ -957,6 +957,19 @@ class MongoStore:
         async for group in cursor:
             yield group["_id"], sorted(group["ids"])
 
+    async def key_counts(self, prefix: str) -> dict[str, int]:
+        within = {"$gte": prefix, "$lt": prefix + "\U0010ffff"}
+        pipeline: list[dict[str, Any]] = [
+            # $elemMatch: one key within the range (a plain range on an array may match two keys apart).
+            {"$match": {"mergedInto": None, "blockingKeys": {"$elemMatch": within}}},
+            {"$project": {"blockingKeys": 1}},
+            {"$unwind": "$blockingKeys"},
+            {"$match": {"blockingKeys": within}},
+            {"$group": {"_id": "$blockingKeys", "count": {"$sum": 1}}},
+        ]
+        cursor = await self._db.profiles.aggregate(pipeline, allowDiskUse=True)
+        return {str(group["_id"]): int(group["count"]) async for group in cursor}
+
     async def insert_api_key(self, key: ApiKey) -> None:
         await self._changing_keys(lambda session: self._db.api_keys.insert_one(key.to_document(), session=session))
 

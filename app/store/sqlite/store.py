@@ -713,6 +713,17 @@ class SQLiteStore:
                 return
             after = groups[-1][0]
 
+    async def key_counts(self, prefix: str) -> dict[str, int]:
+        def scan(db: sqlite3.Connection) -> dict[str, int]:
+            # The keys' primary key (key, profile_id) is read over the prefix's range only.
+            rows = db.execute(
+                "SELECT key, count(*) FROM blocking_keys WHERE key >= ? AND key < ? GROUP BY key",
+                (prefix, prefix + "\U0010ffff"),
+            ).fetchall()
+            return {key: count for key, count in rows}
+
+        return await self._scans.read(scan)
+
     async def insert_api_key(self, key: ApiKey) -> None:
         async with self.batch():
             self._writer.execute("INSERT INTO api_keys (id, doc) VALUES (?, ?)", (key.id, dumps(key.to_document())))
