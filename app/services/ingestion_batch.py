@@ -36,7 +36,7 @@ from app.domain.identifiers import Identifier
 from app.domain.identity_resolution import resolve
 from app.domain.matching.fields import MatchFields, match_fields
 from app.domain.matching.index import stored_keys, touches_match_fields
-from app.domain.matching.scoring import another_person, twins_names
+from app.domain.matching.scoring import another_person, siblings_names
 from app.domain.merge_protection import MergeProtection
 from app.domain.privacy import ConsentDecision, kept_despite_erasure
 from app.domain.profile import Profile, new_profile
@@ -356,9 +356,9 @@ def _apply(
 
 def _maybe_another(person: MatchFields, theirs: MatchFields) -> bool:
     """Whether a write may be another person's than the profile it names (`another_person`, or
-    twins' near given names, which the per-event path judges by how common each is in the store:
-    `profile_writes._twins`)."""
-    return another_person(person, theirs) or twins_names(person, theirs) is not None
+    siblings' near given names, which the per-event path judges by how common each is in the store:
+    `profile_writes._siblings`)."""
+    return another_person(person, theirs) or siblings_names(person, theirs) is not None
 
 
 async def write_run(

@@ -24,9 +24,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.clock import now
-from app.domain.matching import RULES_SCORER, MatchFields, MatchModel, PairScorer, score_pair
+from app.domain.matching import MatchFields, MatchModel, PairScorer, RulesScorer, score_pair
 from app.domain.matching.fields import match_fields
 from app.domain.matching.learned import Vector, comparison, estimate, value_frequencies
+from app.services.common_names import common_given_names
 from app.services.key_groups import (
     KeyGroup,
     SeenPairs,
@@ -75,7 +76,8 @@ async def stored_model(store: ProfileStore) -> MatchModel | None:
 
 
 async def current_scorer(store: ProfileStore) -> PairScorer:
-    """The learned model's scorer when the store holds one that separates matches, else the rules."""
+    """The learned model's scorer when the store holds one that separates matches, else the rules
+    (with the store's common given names: `common_names`)."""
     stamp = await store.read_meta(STAMP_KEY)
     cached = _cache.get(store)
     if cached is None or cached[0] != stamp or time.monotonic() >= cached[1]:
@@ -83,7 +85,7 @@ async def current_scorer(store: ProfileStore) -> PairScorer:
         cached = (stamp, time.monotonic() + CACHE_SECONDS, model if model is not None and model.separates() else None)
         _cache[store] = cached
     model = cached[2]
-    return model if model is not None else RULES_SCORER
+    return model if model is not None else RulesScorer(await common_given_names(store))
 
 
 async def forget_erased(tx: StoreTransaction, erased: Collection[str]) -> None:

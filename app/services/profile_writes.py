@@ -16,7 +16,7 @@ from app.domain.identity_resolution import Resolution, resolve, someone_else
 from app.domain.matching.blocking import given_name_prefix
 from app.domain.matching.fields import MatchFields, match_fields
 from app.domain.matching.index import index_change, refresh_keys, touches_match_fields
-from app.domain.matching.scoring import COMMON_GIVEN_NAME, another_person, score_pair, twins_names
+from app.domain.matching.scoring import COMMON_GIVEN_NAME, another_person, score_pair, siblings_names
 from app.domain.merge import MergeRefusal, MergeStatus
 from app.domain.profile import Profile, new_profile
 from app.domain.profile_change import ProfileChange, apply_change
@@ -200,7 +200,7 @@ async def _two_people(tx: StoreTransaction, target: Profile, others: dict[str, P
 
 async def _anothers(tx: StoreTransaction, person: MatchFields, profile: Profile) -> bool:
     """Whether `profile`'s own given name and birth date are another person's than `person`'s
-    (`another_person`, or twins' given names both common in the store: `_twins`), a profile a
+    (`another_person`, or siblings' near given names both common in the store: `_siblings`), a profile a
     steward merged others into excepted (`_made_by_a_steward`)."""
     if not await _names_anothers(tx, person, match_fields(profile)):
         return False
@@ -209,15 +209,16 @@ async def _anothers(tx: StoreTransaction, person: MatchFields, profile: Profile)
 
 async def _names_anothers(tx: StoreTransaction, person: MatchFields, theirs: MatchFields) -> bool:
     """Whether a profile's own names and birth date (`theirs`) are another person's than `person`'s
-    (`another_person`, or twins' given names both common in the store: `_twins`)."""
-    return another_person(person, theirs) or await _twins(tx, person, theirs)
+    (`another_person`, or siblings' near given names both common in the store: `_siblings`)."""
+    return another_person(person, theirs) or await _siblings(tx, person, theirs)
 
 
-async def _twins(tx: StoreTransaction, person: MatchFields, theirs: MatchFields) -> bool:
-    """Whether near given names on one birth date, or two a slip apart (`twins_names`), are each
-    held by COMMON_GIVEN_NAME profiles or more: two names people are given (Anna and Lena), not one
-    mistyped. At most two bounded counts, asked only of such a pair."""
-    names = twins_names(person, theirs)
+async def _siblings(tx: StoreTransaction, person: MatchFields, theirs: MatchFields) -> bool:
+    """Whether near given names on one birth date or two a slip apart, or one letter apart on any
+    (`siblings_names`), are each held by COMMON_GIVEN_NAME profiles or more: two names people are
+    given (Anna and Lena, Maria and Marta), not one mistyped. At most two bounded counts, asked only
+    of such a pair."""
+    names = siblings_names(person, theirs)
     if names is None:
         return False
     for name in names:

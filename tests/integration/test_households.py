@@ -162,6 +162,28 @@ async def test_twins_of_near_given_names_both_common_in_the_store_get_profiles_o
     assert typo.id == anna.id
 
 
+async def test_sisters_of_given_names_one_letter_apart_both_common_get_profiles_of_their_own(
+    store: ProfileStore,
+) -> None:
+    """Maria and Marta are one letter apart, which reads as a typo: with five Marias and five Martas
+    in the store, they are two names, so Maria's twin writing through the family's mailbox gets a
+    profile of their own, and so does an older sister (a birth date mistyped, read with a typo);
+    "Mrata", a typo no other profile holds, still joins Maria."""
+    maria = {"first_name": "Maria", "last_name": "Zuzera", "birth_date": "1966-10-16"}
+    family = await _upsert(store, [FAMILY, ("email", "maria@example.com")], maria)
+    await _namesakes(store, "Marta", 5)
+    await _namesakes(store, "Maria", 4)
+    twin = await _upsert(store, [FAMILY, ("email", "marta@example.com")], maria | {"first_name": "Marta"})
+    assert twin.id != family.id and _held(twin) == {("email", "marta@example.com")}
+    other_family = ("phone", "+34961234567")  # a landline, and the older sister's only write
+    await _upsert(store, [other_family], maria | {"first_name": "Marta", "last_name": "Nalero"})
+    older = maria | {"last_name": "Nalero", "birth_date": "1961-02-07"}
+    sister = await _upsert(store, [other_family, ("email", "maria61@example.com")], older)
+    assert _held(sister) == {("email", "maria61@example.com")}
+    typo = await _upsert(store, [FAMILY], maria | {"first_name": "Mrata"})
+    assert typo.id == family.id
+
+
 async def test_a_family_mailbox_does_not_merge_two_peoples_profiles(store: ProfileStore) -> None:
     """Before, one write naming the family's email and Max's own merged Max's profile into Anna's."""
     anna = await _upsert(store, [FAMILY], ANNA)

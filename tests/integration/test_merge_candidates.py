@@ -19,7 +19,16 @@ from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
 from app.domain.profile_change import ProfileChange
 from app.domain.segments.upkeep import UPKEEP_GRACE
-from app.services import match_candidates, match_index, merging, privacy, profile_reads, profiles, review_list
+from app.services import (
+    common_names,
+    match_candidates,
+    match_index,
+    merging,
+    privacy,
+    profile_reads,
+    profiles,
+    review_list,
+)
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, IngestionPolicy, ingest_events
 from app.services.ports import ProfileStore, StoreTransaction
@@ -156,6 +165,38 @@ async def test_two_profiles_whose_names_no_other_holds_are_listed_until_a_namesa
     assert await match_candidates.candidates_for_profile(store, first.id) == []
     assert await match_candidates.candidates_for_profile(store, second.id) == []
     assert await review_list.candidates_in_store(store) == []
+
+
+async def test_twins_whose_given_names_are_one_letter_apart_and_common_are_not_candidates(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marta and Maria Zuzera, twins sharing a home and a birth date, each with her own mailbox: one
+    letter apart, their given names read as one mistyped, and the steward was asked to merge them
+    (0.99). Once the store holds both as names people have (five Martas and five Marias besides),
+    neither one profile's candidates nor the review list pair them; Mrata, a typo of Marta no other
+    profile holds, is still her candidate."""
+    monkeypatch.setattr(common_names, "CACHE_SECONDS", 0.0)  # every request counts the names anew
+    home = {
+        "last_name": "Zuzera",
+        "birth_date": "1966-10-16",
+        "addresses": [{"street": "Plaza Mayor 85", "city": "Valencia", "postcode": "46060", "country": "ES"}],
+    }
+    marta = await _upsert(store, "mzuzera@hotmail.com", home | {"first_name": "Marta"})
+    maria = await _upsert(store, "maria.zuzera@gmail.com", home | {"first_name": "Maria"})
+    twins = {marta.id, maria.id}
+    assert [c.b for c in await match_candidates.candidates_for_profile(store, marta.id)] == [maria.id]
+
+    for name in ("Marta", "Maria"):
+        for n in range(4):
+            await _upsert(store, f"{name}{n}@example.org", {"first_name": name, "last_name": f"Ortiz{n}"})
+    mrata = await _upsert(store, "mrata.zuzera@gmail.com", home | {"first_name": "Mrata"})
+    found = {c.b: c for c in await match_candidates.candidates_for_profile(store, marta.id, min_score=0.0)}
+    assert found[maria.id].score < DEFAULT_MIN_SCORE <= found[mrata.id].score
+    assert ("firstName", "different") in {(r.field, r.method) for r in found[maria.id].reasons}
+    assert maria.id not in {c.b for c in await match_candidates.candidates_for_profile(store, marta.id)}
+    assert marta.id not in {c.b for c in await match_candidates.candidates_for_profile(store, maria.id)}
+    listed = [{c.a, c.b} for c in await review_list.candidates_in_store(store)]
+    assert twins not in listed and {marta.id, mrata.id} in listed
 
 
 async def test_a_merge_retires_the_tombstone_keys_and_an_unmerge_restores_them(store: ProfileStore) -> None:

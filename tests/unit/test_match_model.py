@@ -18,7 +18,7 @@ from app.domain.matching import DEFAULT_MIN_SCORE, MatchFields, MatchModel, bloc
 from app.domain.matching.fields import contacts_of, names_and_birth_date
 from app.domain.matching.index import MatchView
 from app.domain.matching.learned import ValueFrequencies, Vector, comparison, estimate, value_frequencies, value_key
-from app.domain.matching.scoring import HOUSEHOLD_CONTACT_BITS, SCORE_DIGITS
+from app.domain.matching.scoring import COMMON_GIVEN_NAME, HOUSEHOLD_CONTACT_BITS, SCORE_DIGITS
 from app.domain.profile import Address
 from bench.people.population import people as population_people
 from bench.people.population import records as population_records
@@ -296,6 +296,24 @@ def test_households_outnumbering_duplicates_are_not_learned_as_matches() -> None
     assert model.separates()
     assert sum(1 for a, b in households if model.score(a, b).score >= 0.5) == 0
     assert sum(1 for a, b in same if model.score(a, b).score >= 0.5) >= 0.9 * len(same)
+
+
+def test_a_model_reads_given_names_one_letter_apart_as_two_when_its_frequencies_count_both_common() -> None:
+    """As the rules read them (`scoring.read_apart`): twins Maria and Marta sharing a home and a
+    birth date are two people when the profiles the model counted hold both names often enough,
+    and one person's typo when they do not."""
+    born = {"last_name": "martin", "birth_date": date(1980, 2, 3), "addresses": [Address(street="9 rue Basse")]}
+    maria = normalised_fields(first_name="maria", **born)  # type: ignore[arg-type]
+    marta = normalised_fields(first_name="marta", **born)  # type: ignore[arg-type]
+    profiles = [normalised_fields(first_name=name, last_name=surname) for name in GIVEN for surname in SURNAMES]
+    few = value_frequencies([*profiles, maria, maria, marta, marta], salt="s1")
+    many = value_frequencies([*profiles, *[maria] * COMMON_GIVEN_NAME, *[marta] * COMMON_GIVEN_NAME], salt="s1")
+    vectors = _vectors(SAME + DIFFERENT)
+    typo = estimate(vectors, version=1, at=AT, frequencies=few).score(maria, marta)
+    apart = estimate(vectors, version=1, at=AT, frequencies=many).score(maria, marta)
+    assert {r.field: r.method for r in typo.reasons}["firstName"] != "different"
+    assert {r.field: r.method for r in apart.reasons}["firstName"] == "different"
+    assert apart.score < DEFAULT_MIN_SCORE <= typo.score
 
 
 def test_agreeing_on_a_common_name_says_less_than_agreeing_on_a_rare_one() -> None:

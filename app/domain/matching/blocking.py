@@ -28,6 +28,7 @@ too. Each is narrow enough that few unrelated people share it. Keys are prefixed
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from app.domain.matching.fields import MatchAddress, MatchFields, phonetic
@@ -94,8 +95,18 @@ def blocking_keys(fields: MatchFields) -> frozenset[str]:
 def given_name_prefix(first_joined: str) -> str:
     """What the given-name key (`g:`) of every profile holding this given name (folded and joined,
     `MatchFields.first_joined`) starts with, whatever its surname's initial: how many profiles hold
-    a given name is counted by it (`scoring.twins_names`)."""
+    a given name is counted by it (`scoring.siblings_names`)."""
     return f"{GIVEN_NAME_KEY}{first_joined}|"
+
+
+def given_names_held(key_counts: Mapping[str, int], at_least: int) -> frozenset[str]:
+    """The given names (`MatchFields.first_joined`) that `at_least` profiles or more hold, from how
+    many profiles hold each given-name key (`g:`, one a profile: its given name and surname initial)."""
+    held: Counter[str] = Counter()
+    for key, count in key_counts.items():
+        if key.startswith(GIVEN_NAME_KEY):
+            held[key[len(GIVEN_NAME_KEY) :].rpartition("|")[0]] += count
+    return frozenset(name for name, count in held.items() if count >= at_least)
 
 
 def names_key(keys: Iterable[str]) -> str | None:

@@ -14,7 +14,6 @@ from app.domain.matching.scoring import (
     MatchReason,
     MatchScore,
     birth_dates_cap_below,
-    score_pair,
     score_pair_reaching,
 )
 
@@ -106,26 +105,34 @@ class PairScorer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RulesScorer:
-    """The rules scorer (`scoring.score_pair`): what answers until a learned model separates."""
+    """The rules scorer (`scoring.score_pair`): what answers until a learned model separates.
+    `common_given_names`: the given names COMMON_GIVEN_NAME profiles of the store or more hold, names
+    people are given (`scoring.read_apart`); none known, two one letter apart read as a typo."""
+
+    common_given_names: frozenset[str] = frozenset()
 
     @property
     def counts_unique_names(self) -> bool:
         return True
 
     def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
-        return score_pair(a, b)
+        found = score_pair_reaching(a, b, 0.0, common_given_names=self.common_given_names)
+        assert found is not None  # every pair reaches 0
+        return found
 
     def may_reach(self, a: Named, b: Named, min_score: float) -> bool:
         """False exactly where the rules cap the pair below `min_score` whatever else the two hold
         (`score_pair_reaching` gives None), the birth dates looked at first."""
         if birth_dates_cap_below(a.birth_date, b.birth_date, min_score):
             return False
-        return score_pair_reaching(a.names, b.names, min_score) is not None
+        return score_pair_reaching(a.names, b.names, min_score, common_given_names=self.common_given_names) is not None
 
     def score_reaching(
         self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
     ) -> MatchScore | None:
-        return score_pair_reaching(a, b, min_score, unique_names=unique_names)
+        return score_pair_reaching(
+            a, b, min_score, unique_names=unique_names, common_given_names=self.common_given_names
+        )
 
     # `may_reach` compared the names alone: they are compared again, with what else the two hold.
     score_lookalike = score_reaching

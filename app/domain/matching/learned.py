@@ -88,7 +88,7 @@ import hashlib
 import itertools
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -97,6 +97,7 @@ from app.domain.matching.candidates import Named
 from app.domain.matching.fields import MatchFields, contacts_of
 from app.domain.matching.scoring import (
     CLOSE,
+    COMMON_GIVEN_NAME,
     DISAGREEING_NAMES,
     HOUSEHOLD_CONTACT_BITS,
     ONE_MAILBOX,
@@ -106,6 +107,7 @@ from app.domain.matching.scoring import (
     contact_reasons,
     names_and_birth_date_reasons,
     point_reasons,
+    read_apart,
     shown,
 )
 
@@ -260,6 +262,12 @@ class ValueFrequencies:
                 self._bits[value] = found
         return found
 
+    def held_by(self, value: str) -> int:
+        """How many of the profiles counted hold `value` (0: fewer than two, or a model stored without
+        its count of profiles)."""
+        share = self.shares.get(value_key(self.salt, value))
+        return round(share * self.profiles) if share is not None and self.profiles else 0
+
     def without(self, values: Counter[str]) -> ValueFrequencies:
         """These frequencies with each of `values` counted that many times fewer (the names of erased
         profiles): a value left on fewer than two profiles is no longer kept. The salt is stored
@@ -303,6 +311,17 @@ def value_key(salt: str | None, value: str) -> str:
     return hashlib.blake2b(value.encode(), key=salt.encode(), digest_size=10).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class _CommonNames:
+    """The given names a model's frequencies count COMMON_GIVEN_NAME profiles or more for."""
+
+    frequencies: ValueFrequencies | None
+
+    def __contains__(self, name: object) -> bool:
+        found = self.frequencies
+        return found is not None and isinstance(name, str) and found.held_by(name) >= COMMON_GIVEN_NAME
+
+
 def value_frequencies(profiles: Iterable[MatchFields], *, salt: str) -> dict[str, ValueFrequencies]:
     """Each frequency field's value shares among these profiles, keyed with `salt` (value_key)."""
     counted: dict[str, Counter[str]] = {name: Counter() for name in FREQUENCY_FIELDS}
@@ -343,12 +362,15 @@ class MatchModel:
     # `bits` of the levels asked for: a few hundred, each asked for by every pair scored.
     _level_bits: dict[tuple[str, str], float] = field(init=False, repr=False, compare=False)
     _prior_bits: float = field(init=False, repr=False, compare=False)  # the match share's, asked by every score
+    # The given names its frequencies count COMMON_GIVEN_NAME profiles or more for (`scoring.read_apart`).
+    _given_names: Container[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", f"fellegiSunter:v{self.version}")
         object.__setattr__(self, "_ceilings", {})
         object.__setattr__(self, "_level_bits", {})
         object.__setattr__(self, "_prior_bits", math.log2(self.match_share / (1 - self.match_share)))
+        object.__setattr__(self, "_given_names", _CommonNames(self.frequencies.get("firstName")))
 
     def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
         """The model as a pair scorer (`candidates.PairScorer`): `score`."""
@@ -415,7 +437,7 @@ class MatchModel:
 
     def score(self, a: MatchFields, b: MatchFields) -> MatchScore:
         """The pair's posterior under this model; the reasons are the rules scorer's comparisons."""
-        return self._scored(a, [*names_and_birth_date_reasons(a, b), *contact_reasons(a, b)])
+        return self._scored(a, [*self._names_read(a, b), *contact_reasons(a, b)])
 
     def _scored(self, a: MatchFields, reasons: list[MatchReason]) -> MatchScore:
         vector = comparison(reasons)
@@ -434,9 +456,7 @@ class MatchModel:
         self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
     ) -> MatchScore | None:
         """`score_reaching` of a pair `may_reach` kept: its names are not bounded again."""
-        return self._scored_reaching(
-            a, b, names_and_birth_date_reasons(a, b), contacts_of(a) & contacts_of(b), min_score
-        )
+        return self._scored_reaching(a, b, self._names_read(a, b), contacts_of(a) & contacts_of(b), min_score)
 
     def score_reaching(
         self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
@@ -444,7 +464,7 @@ class MatchModel:
         """`score(a, b)`, or None when the pair's bound keeps it below `min_score`: first its names
         and birth dates with the contact fields both hold (`ceiling`), then those with its emails
         and phones compared, before its addresses are. The names are compared once, for all."""
-        names, held = names_and_birth_date_reasons(a, b), contacts_of(a) & contacts_of(b)
+        names, held = self._names_read(a, b), contacts_of(a) & contacts_of(b)
         if min_score > 0 and self._ceiling(a, names, held) < min_score:
             return None
         return self._scored_reaching(a, b, names, held, min_score)
@@ -473,7 +493,14 @@ class MatchModel:
         the bound is the model's own: a level it weighs for a match (`different+mailbox`, a replaced
         given name with one mailbox) keeps such a pair, and one it reads as strong evidence against
         passes the pair over."""
-        return self._ceiling(a, names_and_birth_date_reasons(a, b), contacts)
+        return self._ceiling(a, self._names_read(a, b), contacts)
+
+    def _names_read(self, a: MatchFields, b: MatchFields) -> Sequence[MatchReason]:
+        """The pair's `names_and_birth_date_reasons`, its given names read as other names where they
+        are one letter apart and its frequencies count both as names people are given
+        (`scoring.read_apart`, as the rules read them)."""
+        names = names_and_birth_date_reasons(a, b)
+        return read_apart(a, b, names, self._given_names) or names
 
     def _ceiling(self, a: MatchFields, known: Sequence[MatchReason], contacts: frozenset[str]) -> float:
         """`ceiling`, given the pair's `names_and_birth_date_reasons`, and maybe its emails' and

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Collection, Container, Sequence
 from datetime import date
 from functools import lru_cache
 from typing import NamedTuple, TypeGuard
@@ -44,8 +45,9 @@ NEAR = 0.85
 # nickname mistyped: Elizaeth/Betty).
 TWINS_APART = 0.6
 # A given name this many profiles of the store hold is a name people are given, not a typo of one
-# (`twins_names`): a typo makes a name few profiles hold (Mrata beside Marta), twins' names are
-# common (Anna and Lena, Sara and Marta: near, as Jaro-Winkler reads them).
+# (`siblings_names`, `read_apart`): a typo makes a name few profiles hold (Mrata beside Marta),
+# twins' and sisters' names are common (Anna and Lena, Sara and Marta: near, as Jaro-Winkler reads
+# them; Maria and Marta: one letter apart).
 COMMON_GIVEN_NAME = 5
 
 GIVEN_NAME_BITS = {
@@ -142,6 +144,10 @@ _UNIQUE_CONTRADICTED = frozenset({"birthDate", "email", "phone", "address"})
 # at one of them makes everything else shared count as a household's.
 DISAGREEING_NAMES = frozenset({"different", "variant"})
 
+# Given name levels that read two names as one mistyped: one letter apart, two names may be read so
+# (`read_apart`).
+_TYPO_GIVEN_NAMES = frozenset({"jaroWinkler", "damerauLevenshtein"})
+
 # Email levels that mean one mailbox (what a person rarely shares, unlike a home or a landline).
 ONE_MAILBOX = frozenset({"exact", "sameMailbox"})
 
@@ -216,14 +222,20 @@ def score_pair(a: MatchFields, b: MatchFields) -> MatchScore:
 
 
 def score_pair_reaching(
-    a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+    a: MatchFields,
+    b: MatchFields,
+    min_score: float,
+    *,
+    unique_names: bool = False,
+    common_given_names: Collection[str] = frozenset(),
 ) -> MatchScore | None:
     """`score_pair(a, b)`, or None when the names and birth dates already cap the pair below
     `min_score` whatever its contact points and addresses say (another birth date, or another given
     name: what a household shares then counts for at most HOUSEHOLD_CONTACT_BITS). Most pairs sharing
     only a broad key (a common given name and an initial, a surname code and a birth year) stop here,
     before the costlier comparisons of emails, phones and addresses. `unique_names`: no other profile
-    of the store holds their names' key (UNIQUE_NAMES_BITS; it never lifts a pair capped here)."""
+    of the store holds their names' key (UNIQUE_NAMES_BITS; it never lifts a pair capped here).
+    `common_given_names`: the names people are given in the store (`read_apart`)."""
     if birth_dates_cap_below(a.birth_date, b.birth_date, min_score):
         return None  # most pairs sharing only a name key: not even the names need comparing
     born = _birth_date(a.birth_date, b.birth_date)
@@ -232,6 +244,11 @@ def score_pair_reaching(
     reasons: list[MatchReason] = []
     bits = PRIOR_BITS + _names(a, b, reasons)
     given = next((r.method for r in reasons if r.field == "firstName"), None)
+    if given in _TYPO_GIVEN_NAMES and common_given_names:
+        apart = read_apart(a, b, reasons, common_given_names)
+        if apart is not None:
+            bits += GIVEN_NAME_BITS["different"] - GIVEN_NAME_BITS[given]
+            reasons, given = apart, "different"
     other_given_name = given in DISAGREEING_NAMES
     shared = 0.0  # what a household shares: contact points and the address, and twins a birth date too
     if born is not None:
@@ -471,19 +488,69 @@ def another_person(a: MatchFields, b: MatchFields) -> bool:
     return born is None or not _names_cross(a, b)
 
 
-def twins_names(a: MatchFields, b: MatchFields) -> tuple[str, str] | None:
+def siblings_names(a: MatchFields, b: MatchFields) -> tuple[str, str] | None:
     """The two given names (`first_joined`) of records `another_person` reads as one person's only
-    because the names are near: on one birth date or a slip apart, other names (not a typo, a
-    nickname, a short form, a variant's ending nor an initial; neither near a name of the other's)
-    closer than TWINS_APART, as twins' names may be (Anna/Lena). Both held by COMMON_GIVEN_NAME
-    profiles of the store or more, they are two names, so two people; None when no count can tell."""
+    because the names are near, left to how common each is in the store: both held by
+    COMMON_GIVEN_NAME profiles or more, they are two names, so two people; None when no count can
+    tell. They are
+    - other names (not a typo, a nickname, a short form, a variant's ending nor an initial; neither
+      near a name of the other's) closer than TWINS_APART, on one birth date or a slip apart, as
+      twins' names may be (Anna/Lena);
+    - or, whatever the birth dates, names one letter apart that sound otherwise (`letter_apart`),
+      read as a typo: sisters' (Maria/Marta), or one name mistyped (Julien/Julifn)."""
     born = _birth_date(a.birth_date, b.birth_date)
-    if born is None or born.method == "different" or min(len(a.first_joined), len(b.first_joined)) < 2:
+    if min(len(a.first_joined), len(b.first_joined)) < 2:
         return None
-    a, b, _, given = _given_names_read(a, b)
+    a, b, reasons, given = _given_names_read(a, b)
+    if _read_as_typo(given, reasons) and letter_apart(a, b):
+        return a.first_joined, b.first_joined
+    if born is None or born.method == "different":
+        return None
     if given is None or given.method != "different" or given.similarity < TWINS_APART or _names_cross(a, b):
         return None  # one person's names, or told apart already (`another_person`)
     return a.first_joined, b.first_joined
+
+
+def letter_apart(a: MatchFields, b: MatchFields) -> bool:
+    """Whether two given names are one letter apart in place and sound otherwise (Maria/Marta,
+    Mario/Marco, Emma/Ella): a typo, or two names people are given. A letter doubled, dropped or
+    swapped (Ana/Anna), or one that keeps the sound (Katherine/Catherine, Erik/Eric), is a spelling
+    of one name."""
+    x, y = a.first_joined, b.first_joined
+    if len(x) != len(y) or a.first_phonetic == b.first_phonetic:
+        return False
+    return sum(p != q for p, q in zip(x, y, strict=True)) == 1
+
+
+def read_apart(
+    a: MatchFields, b: MatchFields, reasons: Sequence[MatchReason], common_given_names: Container[str]
+) -> list[MatchReason] | None:
+    """The reasons of a pair's names (as `_names` gives them) with its given names read as other
+    names, when they are read as a typo but are one letter apart, sound otherwise (`letter_apart`)
+    and are both names people are given (`common_given_names`: those COMMON_GIVEN_NAME profiles of
+    the store or more hold): Maria and Marta, twins sharing a home and a birth date, are two people,
+    where Mrata beside Marta is one. None when they are not read so."""
+    for index, reason in enumerate(reasons):
+        if reason.field != "firstName":
+            continue
+        if not (
+            _read_as_typo(reason, reasons)
+            and a.first_joined in common_given_names
+            and b.first_joined in common_given_names
+            and letter_apart(a, b)
+        ):
+            return None
+        return [*reasons[:index], MatchReason("firstName", "different", reason.similarity), *reasons[index + 1 :]]
+    return None
+
+
+def _read_as_typo(given: MatchReason | None, reasons: Sequence[MatchReason]) -> bool:
+    """Whether a pair's given names, read straight (not swapped with the surnames), are read as a typo."""
+    return (
+        given is not None
+        and given.method in _TYPO_GIVEN_NAMES
+        and not any(r.method == "firstLastSwapped" for r in reasons)
+    )
 
 
 def _given_names_read(
@@ -491,7 +558,7 @@ def _given_names_read(
 ) -> tuple[MatchFields, MatchFields, list[MatchReason], MatchReason | None]:
     """Two records as `score_pair` orders them (the same answer either way round), the reasons of
     their names' better reading (straight or with the names swapped) and its given name's: what
-    `another_person` and `twins_names` both judge, so that they read a pair alike."""
+    `another_person` and `siblings_names` both judge, so that they read a pair alike."""
     if b.order_key < a.order_key:
         a, b = b, a
     reasons: list[MatchReason] = []
