@@ -4,6 +4,7 @@ fuzzy merge respects merge protection."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -168,14 +169,13 @@ async def test_two_profiles_whose_names_no_other_holds_are_listed_until_a_namesa
 
 
 async def test_twins_whose_given_names_are_one_letter_apart_and_common_are_not_candidates(
-    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+    store: ProfileStore,
 ) -> None:
     """Marta and Maria Zuzera, twins sharing a home and a birth date, each with her own mailbox: one
     letter apart, their given names read as one mistyped, and the steward was asked to merge them
     (0.99). Once the store holds both as names people have (five Martas and five Marias besides),
     neither one profile's candidates nor the review list pair them; Mrata, a typo of Marta no other
     profile holds, is still her candidate."""
-    monkeypatch.setattr(common_names, "CACHE_SECONDS", 0.0)  # every request counts the names anew
     home = {
         "last_name": "Zuzera",
         "birth_date": "1966-10-16",
@@ -190,6 +190,7 @@ async def test_twins_whose_given_names_are_one_letter_apart_and_common_are_not_c
         for n in range(4):
             await _upsert(store, f"{name}{n}@example.org", {"first_name": name, "last_name": f"Ortiz{n}"})
     mrata = await _upsert(store, "mrata.zuzera@gmail.com", home | {"first_name": "Mrata"})
+    assert {"marta", "maria"} <= await common_names.count_given_names(store)  # as every minute
     found = {c.b: c for c in await match_candidates.candidates_for_profile(store, marta.id, min_score=0.0)}
     assert found[maria.id].score < DEFAULT_MIN_SCORE <= found[mrata.id].score
     assert ("firstName", "different") in {(r.field, r.method) for r in found[maria.id].reasons}
@@ -197,6 +198,24 @@ async def test_twins_whose_given_names_are_one_letter_apart_and_common_are_not_c
     assert marta.id not in {c.b for c in await match_candidates.candidates_for_profile(store, maria.id)}
     listed = [{c.a, c.b} for c in await review_list.candidates_in_store(store)]
     assert twins not in listed and {marta.id, mrata.id} in listed
+
+
+async def test_common_given_names_are_counted_once_then_again_behind_the_requests(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request counts the store's common given names; the next ones read that count
+    until it is CACHE_SECONDS old, then get it while a new count runs, and the one after it."""
+    assert await common_names.common_given_names(store) == frozenset()
+    for n in range(5):
+        await _upsert(store, f"maria{n}@example.org", {"first_name": "María", "last_name": f"Ortiz{n}"})
+    assert await common_names.common_given_names(store) == frozenset()  # counted under a minute ago
+    monkeypatch.setattr(common_names, "CACHE_SECONDS", 0.0)
+    assert await common_names.common_given_names(store) == frozenset()  # the old count, a new one begun
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if await common_names.common_given_names(store):
+            break
+    assert await common_names.common_given_names(store) == {"maria"}
 
 
 async def test_a_merge_retires_the_tombstone_keys_and_an_unmerge_restores_them(store: ProfileStore) -> None:

@@ -958,14 +958,15 @@ class MongoStore:
             yield group["_id"], sorted(group["ids"])
 
     async def key_counts(self, prefix: str) -> dict[str, int]:
-        within = {"$gte": prefix, "$lt": prefix + "\U0010ffff"}
+        end = prefix + "\U0010ffff"
+        inside = {"$and": [{"$gte": ["$$key", prefix]}, {"$lt": ["$$key", end]}]}
         pipeline: list[dict[str, Any]] = [
             # $elemMatch: one key within the range (a plain range on an array may match two keys apart).
-            {"$match": {"mergedInto": None, "blockingKeys": {"$elemMatch": within}}},
-            {"$project": {"blockingKeys": 1}},
-            {"$unwind": "$blockingKeys"},
-            {"$match": {"blockingKeys": within}},
-            {"$group": {"_id": "$blockingKeys", "count": {"$sum": 1}}},
+            {"$match": {"mergedInto": None, "blockingKeys": {"$elemMatch": {"$gte": prefix, "$lt": end}}}},
+            # Only the keys within it are unwound (a profile holds some twenty others).
+            {"$project": {"_id": 0, "keys": {"$filter": {"input": "$blockingKeys", "as": "key", "cond": inside}}}},
+            {"$unwind": "$keys"},
+            {"$group": {"_id": "$keys", "count": {"$sum": 1}}},
         ]
         cursor = await self._db.profiles.aggregate(pipeline, allowDiskUse=True)
         return {str(group["_id"]): int(group["count"]) async for group in cursor}
