@@ -313,13 +313,21 @@ def value_key(salt: str | None, value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _CommonNames:
-    """The given names a model's frequencies count COMMON_GIVEN_NAME profiles or more for."""
+    """The given names a model's frequencies count COMMON_GIVEN_NAME profiles or more for; each name
+    asked about is hashed once (`value_key`), as `ValueFrequencies.bits` does."""
 
     frequencies: ValueFrequencies | None
+    _asked: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     def __contains__(self, name: object) -> bool:
-        found = self.frequencies
-        return found is not None and isinstance(name, str) and found.held_by(name) >= COMMON_GIVEN_NAME
+        if self.frequencies is None or not isinstance(name, str):
+            return False
+        found = self._asked.get(name)
+        if found is None:
+            found = self.frequencies.held_by(name) >= COMMON_GIVEN_NAME
+            if len(self._asked) < MAX_REMEMBERED:
+                self._asked[name] = found
+        return found
 
 
 def value_frequencies(profiles: Iterable[MatchFields], *, salt: str) -> dict[str, ValueFrequencies]:

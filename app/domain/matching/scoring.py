@@ -535,9 +535,9 @@ def read_apart(
             continue
         if not (
             _read_as_typo(reason, reasons)
+            and letter_apart(a, b)
             and a.first_joined in common_given_names
             and b.first_joined in common_given_names
-            and letter_apart(a, b)
         ):
             return None
         return [*reasons[:index], MatchReason("firstName", "different", reason.similarity), *reasons[index + 1 :]]
