@@ -48,21 +48,23 @@ async def count_given_names(store: ProfileStore) -> frozenset[str]:
 
 
 async def _count(store: ProfileStore) -> frozenset[str]:
-    """One count a store at a time: the requests arriving while it runs wait for it."""
-    task = _counting.get(store)
-    if task is None or task.done():
-        task = _counting[store] = asyncio.ensure_future(count_given_names(store))
-    return await asyncio.shield(task)
+    """The store's count, awaited: the requests arriving while it runs wait for that one."""
+    return await asyncio.shield(_counting_task(store))
 
 
 def _count_in_background(store: ProfileStore) -> None:
+    _counting_task(store)
+
+
+def _counting_task(store: ProfileStore) -> asyncio.Task[frozenset[str]]:
+    """The store's count running now, or a new one: one count a store at a time."""
     task = _counting.get(store)
-    if task is not None and not task.done():
-        return
-    task = _counting[store] = asyncio.ensure_future(count_given_names(store))
-    task.add_done_callback(_report)
+    if task is None or task.done():
+        task = _counting[store] = asyncio.ensure_future(count_given_names(store))
+        task.add_done_callback(_report)
+    return task
 
 
 def _report(task: asyncio.Task[frozenset[str]]) -> None:
     if not task.cancelled() and (error := task.exception()) is not None:
-        log.warning("common given names: the count failed, the names counted before stay: %s", error)
+        log.warning("common given names: the count failed (the names counted before, if any, stay): %s", error)

@@ -149,9 +149,7 @@ class MongoTransaction(StoreTransaction):
         return {doc["_id"]: doc["profileId"] for doc in await cursor.to_list(None)}
 
     async def profiles_holding_key_prefix(self, prefix: str, *, at_most: int) -> int:
-        # $elemMatch: one key within the range (a plain range on an array may match two keys apart).
-        keys = {"$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}}
-        selector = {"blockingKeys": keys, "mergedInto": None}
+        selector = {"blockingKeys": _key_under(prefix), "mergedInto": None}
         cursor = self._db.profiles.find(selector, {"_id": 1}, session=self._session).limit(at_most)
         return len(await cursor.to_list(None))
 
@@ -639,6 +637,15 @@ async def refusals_of(db: Any, profile_id: str, *, session: Any = None) -> list[
     return [MergeRefusal.model_validate(document) for document in await cursor.to_list(None)]
 
 
+_LAST_CHARACTER = "\U0010ffff"  # after every key starting with a prefix, the prefix followed by it
+
+
+def _key_under(prefix: str) -> dict[str, Any]:
+    """A blocking-key array holding a key that starts with `prefix`: $elemMatch, one key within the
+    range (a plain range on an array may match two keys apart)."""
+    return {"$elemMatch": {"$gte": prefix, "$lt": prefix + _LAST_CHARACTER}}
+
+
 def _failed_index(exc: PyMongoError) -> int:
     """Which document of an ordered insert_many hit the duplicate key: a lost race. Any other failure
     (a document too large, a write concern not met) is raised as it is: read as a lost race, it was
@@ -958,11 +965,9 @@ class MongoStore:
             yield group["_id"], sorted(group["ids"])
 
     async def key_counts(self, prefix: str) -> dict[str, int]:
-        end = prefix + "\U0010ffff"
-        inside = {"$and": [{"$gte": ["$$key", prefix]}, {"$lt": ["$$key", end]}]}
+        inside = {"$and": [{"$gte": ["$$key", prefix]}, {"$lt": ["$$key", prefix + _LAST_CHARACTER]}]}
         pipeline: list[dict[str, Any]] = [
-            # $elemMatch: one key within the range (a plain range on an array may match two keys apart).
-            {"$match": {"mergedInto": None, "blockingKeys": {"$elemMatch": {"$gte": prefix, "$lt": end}}}},
+            {"$match": {"mergedInto": None, "blockingKeys": _key_under(prefix)}},
             # Only the keys within it are unwound (a profile holds some twenty others).
             {"$project": {"_id": 0, "keys": {"$filter": {"input": "$blockingKeys", "as": "key", "cond": inside}}}},
             {"$unwind": "$keys"},
