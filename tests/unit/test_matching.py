@@ -502,3 +502,44 @@ def test_without_a_given_name_another_birth_date_says_another_person() -> None:
     for other in one_person:
         assert not scoring.another_person(nameless, other), other
     assert not scoring.another_person(person(first_name="", last_name="Wisink", birth_date=None), iris)
+
+
+def test_a_married_name_is_read_from_the_other_email_on_one_birth_date() -> None:
+    maiden = person(first_name="Elodie", last_name="Fachin", birth_date=date(1961, 1, 17), emails=[], addresses=[])
+    married = person(first_name="Elodie", last_name="Morel", birth_date=date(1961, 1, 17), emails=["e.fachin@yahoo.fr"])
+    assert methods(maiden, married)["lastName"] == "inEmail"
+    assert score_pair(maiden, married).score >= DEFAULT_MIN_SCORE
+    # Without the old name in the mailbox, on another birth date, or with its word one of the
+    # other's own names (Thomas in thomas293@), another surname stays another person's.
+    for other in (
+        person(first_name="Elodie", last_name="Morel", birth_date=date(1961, 1, 17), emails=["e.morel@yahoo.fr"]),
+        person(first_name="Elodie", last_name="Morel", birth_date=date(1963, 5, 2), emails=["e.fachin@yahoo.fr"]),
+    ):
+        assert methods(maiden, other)["lastName"] == "different"
+        assert score_pair(maiden, other).score < DEFAULT_MIN_SCORE
+    tommy = person(first_name="Tommy", last_name="Thomas", emails=["tommythomas@gmail.com"], addresses=[])
+    thomas = person(first_name="Thomas", last_name="Manault", emails=["thomas293@free.fr"], addresses=[])
+    assert methods(tommy, thomas)["lastName"] == "different"
+    assert score_pair(tommy, thomas).score < DEFAULT_MIN_SCORE
+
+
+def test_a_year_of_birth_in_the_email_of_a_record_without_one_reads_as_that_birth_date() -> None:
+    born = person(first_name="Jean", last_name="Tamac", birth_date=date(1963, 7, 19), emails=[], addresses=[])
+    for email in ("jeantamac63@gmail.com", "jean.tamac.1963@free.fr"):
+        undated = person(first_name="Jean", last_name="Tamac", birth_date=None, emails=[email], addresses=[])
+        assert methods(born, undated)["birthDate"] == "yearInEmail"
+        assert score_pair(born, undated).score >= DEFAULT_MIN_SCORE
+    # Other digits, three digits ending in the year, or a surname spelt apart: the names alone.
+    unread = (("Tamac", "jeantamac64@gmail.com"), ("Tamac", "jeantamac163@gmail.com"), ("Tamoc", "jt63@gmail.com"))
+    for name, email in unread:
+        undated = person(first_name="Jean", last_name=name, birth_date=None, emails=[email], addresses=[])
+        assert "birthDate" not in methods(born, undated)
+        assert score_pair(born, undated).score < DEFAULT_MIN_SCORE
+
+
+def test_namesakes_born_one_typed_digit_apart_are_candidates_despite_another_email() -> None:
+    rolot = {"first_name": "Jean", "last_name": "Rolot", "addresses": []}
+    older = person(**rolot, birth_date=date(1991, 6, 26), emails=["jean.rolot91@yahoo.fr"])
+    typed = person(**rolot, birth_date=date(1990, 6, 26), emails=["jean.rolot@yahoo.fr"])
+    assert methods(older, typed)["birthDate"] == "damerauLevenshtein"
+    assert score_pair(older, typed).score >= DEFAULT_MIN_SCORE
