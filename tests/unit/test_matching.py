@@ -509,6 +509,8 @@ def test_a_married_name_is_read_from_the_other_email_on_one_birth_date() -> None
     married = person(first_name="Elodie", last_name="Morel", birth_date=date(1961, 1, 17), emails=["e.fachin@yahoo.fr"])
     assert methods(maiden, married)["lastName"] == "inEmail"
     assert score_pair(maiden, married).score >= DEFAULT_MIN_SCORE
+    # The steward reads the surname and the email's word as one: similarity 1, not Morel/Fachin's.
+    assert [r.similarity for r in score_pair(maiden, married).reasons if r.field == "lastName"] == [1.0]
     # Without the old name in the mailbox, on another birth date, or with its word one of the
     # other's own names (Thomas in thomas293@), another surname stays another person's.
     for other in (

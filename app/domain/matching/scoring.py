@@ -742,13 +742,14 @@ def _birth_date(x: date | None, y: date | None) -> _Level | None:
 def _surname_in_email(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> float:
     """The bits a surname that differs (straight, not crossed) regains when a word of it, no name of
     the other's own, is in the other's email address: a name changed at marriage, the old one kept in
-    the mailbox (SURNAME_BITS["inEmail"]); the lastName reason says so. 0 otherwise."""
+    the mailbox (SURNAME_BITS["inEmail"]); the lastName reason says so, similarity 1 (the surname and
+    the email's word are one). 0 otherwise."""
     at = next((i for i, r in enumerate(reasons) if r.field == "lastName"), None)
     if at is None or reasons[at].method != "different" or any(r.field == "name" for r in reasons):
         return 0.0
     if not (_holds_surname(a, b) or _holds_surname(b, a)):
         return 0.0
-    reasons[at] = MatchReason("lastName", "inEmail", reasons[at].similarity)
+    reasons[at] = MatchReason("lastName", "inEmail", 1.0)  # as the surname and the email's word compare
     return SURNAME_BITS["inEmail"] - SURNAME_BITS["different"]
 
 
