@@ -460,3 +460,18 @@ def test_a_models_bound_with_the_emails_and_phones_compared_passes_over_only_pai
             assert model.may_reach(*views, first)
             assert first >= 1 or not model.may_reach(*views, round(first + 10**-SCORE_DIGITS, SCORE_DIGITS))
     assert kept_by_names_only > len(pairs) / 10
+
+
+def test_a_surname_or_a_year_read_in_an_email_is_the_field_alone_to_a_learned_model() -> None:
+    """The rules read a married name and a year of birth in an email (`inEmail`, `yearInEmail`); a
+    learned model's vector is the fields' own, as estimated and as scored (its bound reads names and
+    birth dates alone)."""
+    born = date(1961, 1, 17)
+    maiden = normalised_fields(first_name="Elodie", last_name="Fachin", birth_date=born)
+    married = normalised_fields(first_name="Elodie", last_name="Morel", birth_date=born, emails=["e.fachin@yahoo.fr"])
+    dated = normalised_fields(first_name="Jean", last_name="Tamac", birth_date=date(1963, 7, 19))
+    undated = normalised_fields(first_name="Jean", last_name="Tamac", emails=["jeantamac63@gmail.com"])
+    for a, b, field, read in ((maiden, married, "lastName", "inEmail"), (dated, undated, "birthDate", "yearInEmail")):
+        assert {r.field: r.method for r in score_pair(a, b).reasons}[field] == read
+        alone = comparison(score_pair(names_and_birth_date(a), names_and_birth_date(b)).reasons)
+        assert comparison(score_pair(a, b).reasons) == alone

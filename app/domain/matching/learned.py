@@ -101,6 +101,7 @@ from app.domain.matching.scoring import (
     DISAGREEING_NAMES,
     HOUSEHOLD_CONTACT_BITS,
     ONE_MAILBOX,
+    READ_IN_EMAIL,
     MatchReason,
     MatchScore,
     address_reasons,
@@ -175,7 +176,9 @@ def comparison(reasons: Iterable[MatchReason]) -> Vector:
     line2: float | None = None
     for reason in reasons:
         if reason.field in ("firstName", "lastName", "birthDate", "email", "phone", "address"):
-            levels[reason.field] = reason.method
+            method = READ_IN_EMAIL.get((reason.field, reason.method), reason.method)
+            if method is not None:  # what the rules read in an email: the field as it says alone
+                levels[reason.field] = method
         elif reason.field == "address.line2":
             line2 = reason.similarity
     if line2 is not None:

@@ -164,6 +164,13 @@ _AGREEING_GIVEN_NAMES = frozenset({"exact", "nickname", "shortForm", "jaroWinkle
 _SAME_SURNAMES = frozenset({"exact", "tokens"})
 # The shortest surname looked for in an email address: shorter ones are in many by chance (Vos, Lee).
 MIN_SURNAME_IN_EMAIL = 4
+# The levels the rules read in an email for a surname or a birth date, each with the level the
+# field says alone (None: none, a value missing). A learned model reads the fields alone, as its bound
+# does, when it estimates as when it scores (`learned.comparison`).
+READ_IN_EMAIL: dict[tuple[str, str], str | None] = {
+    ("lastName", "inEmail"): "different",
+    ("birthDate", "yearInEmail"): None,
+}
 
 # Given name levels that read two names as one mistyped: one letter apart, two names may be read so
 # (`read_apart`).
