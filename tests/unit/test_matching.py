@@ -539,7 +539,7 @@ def test_a_year_of_birth_in_the_email_of_a_record_without_one_reads_as_that_birt
         assert score_pair(born, undated).score < DEFAULT_MIN_SCORE
 
 
-def test_namesakes_born_one_typed_digit_apart_are_candidates_despite_another_email() -> None:
+def test_one_persons_records_born_one_typed_digit_apart_are_candidates_despite_another_email() -> None:
     rolot = {"first_name": "Jean", "last_name": "Rolot", "addresses": []}
     older = person(**rolot, birth_date=date(1991, 6, 26), emails=["jean.rolot91@yahoo.fr"])
     typed = person(**rolot, birth_date=date(1990, 6, 26), emails=["jean.rolot@yahoo.fr"])
