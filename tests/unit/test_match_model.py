@@ -463,7 +463,7 @@ def test_a_models_bound_with_the_emails_and_phones_compared_passes_over_only_pai
 
 
 def test_a_surname_or_a_year_read_in_an_email_is_the_field_alone_to_a_learned_model() -> None:
-    """The rules read a married name and a year of birth in an email (`inEmail`, `yearInEmail`); a
+    """The rules read a married name, a year of birth and a given name's ending in an email; a
     learned model's vector is the fields' own, as estimated and as scored (its bound reads names and
     birth dates alone)."""
     born = date(1961, 1, 17)
@@ -471,7 +471,13 @@ def test_a_surname_or_a_year_read_in_an_email_is_the_field_alone_to_a_learned_mo
     married = normalised_fields(first_name="Elodie", last_name="Morel", birth_date=born, emails=["e.fachin@yahoo.fr"])
     dated = normalised_fields(first_name="Jean", last_name="Tamac", birth_date=date(1963, 7, 19))
     undated = normalised_fields(first_name="Jean", last_name="Tamac", emails=["jeantamac63@gmail.com"])
-    for a, b, field, read in ((maiden, married, "lastName", "inEmail"), (dated, undated, "birthDate", "yearInEmail")):
+    sophie = normalised_fields(first_name="Sophie", last_name="Chaleron", birth_date=born)
+    sophi = normalised_fields(first_name="Sophi", last_name="Chaleron", birth_date=born, emails=["sophie.c@sfr.fr"])
+    for a, b, field, read in (
+        (maiden, married, "lastName", "inEmail"),
+        (dated, undated, "birthDate", "yearInEmail"),
+        (sophi, sophie, "firstName", "inEmail"),
+    ):
         assert {r.field: r.method for r in score_pair(a, b).reasons}[field] == read
         alone = comparison(score_pair(names_and_birth_date(a), names_and_birth_date(b)).reasons)
         assert comparison(score_pair(a, b).reasons) == alone
