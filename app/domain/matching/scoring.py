@@ -34,6 +34,8 @@ HOUSEHOLD_CONTACT_BITS = 4.0
 # Bits lost when the names only agree crossed (first name in one record, last name in the other):
 # a data-entry slip, rarer than two people whose first and last names mirror one another.
 SWAPPED_NAMES_BITS = -1.0
+SWAPPED_NAMES = "firstLastSwapped"  # the reason (field "name") saying the names were read so
+IN_EMAIL = "inEmail"  # the level of a given name's ending or a surname read in an email
 
 # Jaro-Winkler bands: 0.92 and up is a typo or a spelling variant (Meyer/Meier, Smith/Smyth); 0.85
 # to 0.92 is two edits or a short name with one; below, different names.
@@ -66,7 +68,7 @@ GIVEN_NAME_BITS = {
     # An ending dropped (Sophi/Sophie, Mari/Maria) where the shorter name's own email spells the other
     # whole: a letter missed in a form, not a sibling's name (`_given_name_in_email`). Read so only
     # on one birth date; a typo's weight, as Jaro-Winkler's.
-    "inEmail": 3.0,
+    IN_EMAIL: 3.0,
     # Rare for one person (an unknown nickname, a name changed at naturalisation); the norm for
     # siblings, spouses and twins, who share everything else.
     "different": -7.0,
@@ -83,7 +85,7 @@ SURNAME_BITS = {
     # Another surname, which the other's email address holds ("Elodie Morel, e.fachin@" beside
     # "Elodie Fachin"): a name changed at marriage, the old one kept in the mailbox. Read so only on
     # one birth date, beside a given name that agrees (`_surname_in_email`).
-    "inEmail": 2.0,
+    IN_EMAIL: 2.0,
 }
 BIRTH_DATE_BITS = {
     # About 1 in 20,000 people share a birth date (14 bits), discounted by a third like the levels
@@ -172,8 +174,8 @@ MIN_SURNAME_IN_EMAIL = 4
 # field says alone (None: none, a value missing). A learned model reads the fields alone, as its bound
 # does, when it estimates as when it scores (`learned.comparison`).
 READ_IN_EMAIL: dict[tuple[str, str], str | None] = {
-    ("firstName", "inEmail"): "variant",
-    ("lastName", "inEmail"): "different",
+    ("firstName", IN_EMAIL): "variant",
+    ("lastName", IN_EMAIL): "different",
     ("birthDate", "yearInEmail"): None,
 }
 
@@ -282,14 +284,15 @@ def score_pair_reaching(
         if apart is not None:
             bits += GIVEN_NAME_BITS["different"] - GIVEN_NAME_BITS[given]
             reasons, given = apart, "different"
-    if given in _AGREEING_GIVEN_NAMES:  # what the emails say of the names and the birth date
-        if born is not None and born.method == "exact":
+    # What the emails say of the names and the birth date.
+    one_birth_date = born is not None and born.method == "exact"
+    if given in _AGREEING_GIVEN_NAMES:
+        if one_birth_date:
             bits += _surname_in_email(a, b, reasons)
         elif born is None:
             born = _year_in_email(a, b, reasons)
-    elif given == "variant" and born is not None and born.method == "exact":
-        read = _given_name_in_email(a, b, reasons)
-        bits, given = bits + read, "inEmail" if read else given
+    elif given == "variant" and one_birth_date and (read := _given_name_in_email(a, b, reasons)):
+        bits, given = bits + read, IN_EMAIL
     other_given_name = given in DISAGREEING_NAMES
     shared = 0.0  # what a household shares: contact points and the address, and twins a birth date too
     if born is not None:
@@ -479,7 +482,7 @@ def _names(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> float:
             best = (crossed, crossed_given, crossed_surname)
     if best is None or best[0] <= straight:
         return _keep(reasons, given, surname, straight)
-    reasons.append(MatchReason("name", "firstLastSwapped", 1.0))
+    reasons.append(MatchReason("name", SWAPPED_NAMES, 1.0))
     return _keep(reasons, best[1], best[2], best[0])
 
 
@@ -587,11 +590,13 @@ def read_apart(
 
 def _read_as_typo(given: MatchReason | None, reasons: Sequence[MatchReason]) -> bool:
     """Whether a pair's given names, read straight (not swapped with the surnames), are read as a typo."""
-    return (
-        given is not None
-        and given.method in _TYPO_GIVEN_NAMES
-        and not any(r.method == "firstLastSwapped" for r in reasons)
-    )
+    return given is not None and given.method in _TYPO_GIVEN_NAMES and not _crossed(reasons)
+
+
+def _crossed(reasons: Sequence[MatchReason]) -> bool:
+    """Whether a pair's names were read crossed (the given name of one against the surname of the
+    other): its name reasons are then not the straight fields'."""
+    return any(r.method == SWAPPED_NAMES for r in reasons)
 
 
 def _given_names_read(
@@ -755,36 +760,50 @@ def _birth_date(x: date | None, y: date | None) -> _Level | None:
 
 # -- what an email says of the names and the birth date ---------------------------------------
 def _surname_in_email(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> float:
-    """The bits a surname that differs (straight, not crossed) regains when a word of it, no name of
-    the other's own, is in the other's email address: a name changed at marriage, the old one kept in
-    the mailbox (SURNAME_BITS["inEmail"]); the lastName reason says so, similarity 1 (the surname and
-    the email's word are one). 0 otherwise."""
-    at = next((i for i, r in enumerate(reasons) if r.field == "lastName"), None)
-    if at is None or reasons[at].method != "different" or any(r.field == "name" for r in reasons):
+    """The bits a surname that differs regains when a word of it, no name of the other's own, is in
+    the other's email address: a name changed at marriage, the old one kept in the mailbox
+    (`_reread_in_email`). 0 otherwise."""
+    at = _rereadable_at(reasons, "lastName")
+    if at is None or not (_holds_surname(a, b) or _holds_surname(b, a)):
         return 0.0
-    if not (_holds_surname(a, b) or _holds_surname(b, a)):
-        return 0.0
-    reasons[at] = MatchReason("lastName", "inEmail", 1.0)  # as the surname and the email's word compare
-    return SURNAME_BITS["inEmail"] - SURNAME_BITS["different"]
+    return _reread_in_email(reasons, at, SURNAME_BITS)
 
 
 def _given_name_in_email(a: MatchFields, b: MatchFields, reasons: list[MatchReason]) -> float:
-    """The bits a given name differing in its ending (straight, not crossed) regains when it is the
-    other's with one letter dropped, and its own email address spells the other's whole (Sophi
-    Chaleron, sophie.chaleron@): a letter missed in a form (GIVEN_NAME_BITS["inEmail"]). The
-    firstName reason says so. 0 otherwise: Daniel's own address seldom spells Daniela."""
-    at = next((i for i, r in enumerate(reasons) if r.field == "firstName"), None)
-    if at is None or reasons[at].method != "variant" or any(r.field == "name" for r in reasons):
+    """The bits a given name differing in its ending regains when it is the other's with one letter
+    dropped, and its own email address spells the other's whole (Sophi Chaleron, sophie.chaleron@): a
+    letter missed in a form (`_reread_in_email`). 0 otherwise: Daniel's own address seldom spells
+    Daniela."""
+    at = _rereadable_at(reasons, "firstName")
+    if at is None:
         return 0.0
     short, whole = (a, b) if len(a.first_joined) < len(b.first_joined) else (b, a)
-    if len(whole.first_joined) != len(short.first_joined) + 1 or not _one_edit_apart(
-        short.first_joined, whole.first_joined
+    if (
+        len(whole.first_joined) == len(short.first_joined) + 1
+        and _one_edit_apart(short.first_joined, whole.first_joined)
+        and any(whole.first_joined in local for local in short.email_locals)
     ):
-        return 0.0
-    if not any(whole.first_joined in local for local in short.email_locals):
-        return 0.0
-    reasons[at] = MatchReason("firstName", "inEmail", 1.0)
-    return GIVEN_NAME_BITS["inEmail"] - GIVEN_NAME_BITS["variant"]
+        return _reread_in_email(reasons, at, GIVEN_NAME_BITS)
+    return 0.0
+
+
+def _rereadable_at(reasons: list[MatchReason], field: str) -> int | None:
+    """Where `field`'s reason is, when the names were read straight and it says the level an email
+    may read again (`READ_IN_EMAIL`: a given name's ending, another surname). None otherwise."""
+    if _crossed(reasons):
+        return None
+    at = next((i for i, r in enumerate(reasons) if r.field == field), None)
+    return at if at is not None and reasons[at].method == READ_IN_EMAIL[field, IN_EMAIL] else None
+
+
+def _reread_in_email(reasons: list[MatchReason], at: int, bits: dict[str, float]) -> float:
+    """Replaces the reason at `at` with its field read in an email (IN_EMAIL, similarity 1: the name
+    and the email's word are one); the bits that gains over the level it said alone."""
+    field = reasons[at].field
+    alone = READ_IN_EMAIL[field, IN_EMAIL]
+    assert alone is not None  # a name read in an email says a level alone too
+    reasons[at] = MatchReason(field, IN_EMAIL, 1.0)
+    return bits[IN_EMAIL] - bits[alone]
 
 
 def _holds_surname(x: MatchFields, y: MatchFields) -> bool:
