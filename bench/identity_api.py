@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from app.services.api_keys import create_key
 from app.services.ingestion import IngestionPolicy
 from app.settings import Settings
 from app.store.sqlite.store import SQLiteStore
-from bench.identity_ceiling import ceiling
+from bench.identity_ceiling import Compared, ceiling, compared_pairs
 from bench.identity_store import Quality, true_pairs
 
 RECORD_TYPE = "recordId"
@@ -64,6 +65,7 @@ class ApiRun:
     # The most any scorer reading our comparisons could list at the target's precision, knowing the
     # answers (`identity_ceiling`): what the data allow on these profile pairs
     ceiling: Quality
+    compared: Compared  # the store's key-sharing profile pairs as a scorer reads them, with the answers
 
 
 def upsert_input(profile: Profile) -> dict[str, Any]:
@@ -95,27 +97,19 @@ async def through_the_api(
     min_precision: float,
     min_score: float = DEFAULT_MIN_SCORE,
 ) -> ApiRun:
-    store = SQLiteStore(directory / "api.sqlite3")
-    try:
-        services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
-        _, token = await create_key(store, "bench", list(Scope))
-        transport = httpx.ASGITransport(app=create_app(services=services))
-        headers = {"authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench", headers=headers) as client:
-            began = time.perf_counter()
-            await _upsert_all(client, profiles)
-            model = await match_model.estimate_model(store)  # what the server's job does, on demand
-            loaded = time.perf_counter()
-            owner = await _owners(client, [p.id for p in profiles])
-            found: set[frozenset[str]] = set()
-            for profile_id in set(owner.values()):
-                body = await _call(client, CANDIDATES, {"id": profile_id, "min": min_score})
-                found |= {frozenset((profile_id, c["b"]["id"])) for c in body["mergeCandidates"]}
-            asked = time.perf_counter()
+    async with _served(directory) as (store, client):
+        began = time.perf_counter()
+        await _upsert_all(client, profiles)
+        model = await match_model.estimate_model(store)  # what the server's job does, on demand
+        loaded = time.perf_counter()
+        owner = await _owners(client, [p.id for p in profiles])
+        found: set[frozenset[str]] = set()
+        for profile_id in set(owner.values()):
+            body = await _call(client, CANDIDATES, {"id": profile_id, "min": min_score})
+            found |= {frozenset((profile_id, c["b"]["id"])) for c in body["mergeCandidates"]}
+        asked = time.perf_counter()
         person = _people_of(owner, truth)
-        best = ceiling(await store.get_profiles(list(person)), person, min_precision)
-    finally:
-        await store.close()
+        compared = compared_pairs(await store.get_profiles(list(person)), person)
     expected = true_pairs(person)
     quality = Quality(len(expected), len(found), len(found & expected))
     mixed = sum(1 for profile_id in person if len({truth[r] for r, p in owner.items() if p == profile_id}) > 1)
@@ -128,7 +122,35 @@ async def through_the_api(
     shared = sum(1 for pair in found - expected if set.intersection(*(held[p] for p in pair)))
     resolved = resolved_pairs(owner, found)
     records = Quality(len(same_person), len(resolved), len(resolved & same_person))
-    return ApiRun(quality, loaded - began, asked - loaded, len(person), mixed, unkeyed, scorer, shared, records, best)
+    best = ceiling(compared, min_precision)
+    return ApiRun(
+        quality, loaded - began, asked - loaded, len(person), mixed, unkeyed, scorer, shared, records, best, compared
+    )
+
+
+async def compared_through_the_api(profiles: Sequence[Profile], truth: dict[str, str], directory: Path) -> Compared:
+    """The profile pairs a store holds once `profiles` are written through the API (deterministic
+    resolution merging those sharing an email or a phone), compared as `identity_ceiling` does: what a
+    supervised learner trains on (`identity_supervised`)."""
+    async with _served(directory) as (store, client):
+        await _upsert_all(client, profiles)
+        person = _people_of(await _owners(client, [p.id for p in profiles]), truth)
+        return compared_pairs(await store.get_profiles(list(person)), person)
+
+
+@asynccontextmanager
+async def _served(directory: Path) -> AsyncIterator[tuple[SQLiteStore, httpx.AsyncClient]]:
+    """A fresh embedded store served by the real app in process, and a client holding a key of every scope."""
+    store = SQLiteStore(directory / "api.sqlite3")
+    try:
+        services = Services(settings=Settings(seed_fixtures=False), store=store, ingestion=IngestionPolicy())
+        _, token = await create_key(store, "bench", list(Scope))
+        transport = httpx.ASGITransport(app=create_app(services=services))
+        headers = {"authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", headers=headers) as client:
+            yield store, client
+    finally:
+        await store.close()
 
 
 def _people_of(owner: dict[str, str], truth: dict[str, str]) -> dict[str, str]:

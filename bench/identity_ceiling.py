@@ -12,7 +12,10 @@ group holding one true pair and no wrong one here is taken whole, which a scorer
 True pairs it does not compare (sharing no key) count as found (a link may find them), so the bound
 is generous. A scorer reading more (the similarities, the values themselves) is not bounded by it.
 
-    best = ceiling(profiles, person, min_precision)   # person: profile id -> the person it stands for
+    compared = compared_pairs(profiles, person)   # person: profile id -> the person it stands for
+    best = ceiling(compared, min_precision)
+
+`compared_pairs` is also what `identity_supervised` learns from: the pairs with what a scorer reads.
 """
 
 from __future__ import annotations
@@ -20,27 +23,54 @@ from __future__ import annotations
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from app.domain.matching import blocking_keys, match_fields, score_pair
+from app.domain.matching import MatchReason, blocking_keys, match_fields, score_pair
 from app.domain.matching.blocking import NAMES_KEY, block_pairs
 from app.domain.matching.learned import comparison
 from app.domain.profile import Profile
 from bench.identity_store import Quality, key_blocks, true_pairs
 
 
-def ceiling(profiles: Mapping[str, Profile], person: Mapping[str, str], min_precision: float) -> Quality:
-    """The oracle's best recall at `min_precision` on the pairs of `profiles` (see the module)."""
+@dataclass(frozen=True, slots=True)
+class ComparedPair:
+    """A key-sharing pair as a scorer reads it: the rules' reasons and score, and how many profiles
+    hold the names key the two share (`_names_holders`), with whether it is one person's."""
+
+    reasons: tuple[MatchReason, ...]
+    score: float
+    holders: str
+    true: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Compared:
+    pairs: list[ComparedPair]
+    true_count: int  # the store's true pairs, compared or not (sharing no key)
+
+
+def compared_pairs(profiles: Mapping[str, Profile], person: Mapping[str, str]) -> Compared:
+    """Every pair of `profiles` sharing a blocking key (`blocking.block_pairs`), as a scorer reads it."""
     fields = {profile_id: match_fields(profile) for profile_id, profile in profiles.items()}
     keys = {profile_id: set(blocking_keys(found)) for profile_id, found in fields.items()}
     blocks = key_blocks(keys.items())
     pairs = set(itertools.chain.from_iterable(block_pairs(ids, fields) for ids in blocks.values()))
     expected = true_pairs(dict(person))
+    found = []
+    for a, b in sorted(pairs):
+        scored = score_pair(fields[a], fields[b])
+        holders = _names_holders(a, b, keys, blocks)
+        found.append(ComparedPair(tuple(scored.reasons), scored.score, holders, frozenset((a, b)) in expected))
+    return Compared(found, len(expected))
+
+
+def ceiling(compared: Compared, min_precision: float) -> Quality:
+    """The oracle's best recall at `min_precision` on the compared pairs (see the module)."""
     groups: dict[tuple[object, ...], Counter[bool]] = defaultdict(Counter)
-    for a, b in pairs:
-        group = (*comparison(score_pair(fields[a], fields[b]).reasons), _names_holders(a, b, keys, blocks))
-        groups[group][frozenset((a, b)) in expected] += 1
-    unkeyed = len(expected) - sum(found[True] for found in groups.values())
-    return _best(groups.values(), len(expected), unkeyed, min_precision)
+    for pair in compared.pairs:
+        groups[(*comparison(pair.reasons), pair.holders)][pair.true] += 1
+    unkeyed = compared.true_count - sum(found[True] for found in groups.values())
+    return _best(groups.values(), compared.true_count, unkeyed, min_precision)
 
 
 def _names_holders(a: str, b: str, keys: Mapping[str, set[str]], blocks: Mapping[str, list[str]]) -> str:

@@ -4,6 +4,7 @@
     python -m bench identity --quick    # 2,000 people; 20,000 profiles
     python -m bench identity --no-cost  # quality only
     python -m bench identity --held-out # FEBRL3, FEBRL4 and Splink's fake_1000 too: never tuned on
+    python -m bench identity --no-supervised  # without the learner trained on other seeds (3 minutes)
 
 Data: `bench/people` generates synthetic people (several European countries, namesakes, households,
 twins) and 1-4 noisy records each; ground truth is the person behind each record, so every pair of
@@ -19,7 +20,9 @@ records of one person is a true pair, whether blocking surfaces it or not.
    (`bench/identity_api.py`): P/R/F1 at the default threshold and the true pairs sharing no blocking
    key, beside `recordlinkage`'s ECM classifier on the same records in the same run (its F1 and time,
    `bench/identity_anchor.py`) and the most any scorer reading our comparisons could list at the
-   target's precision, knowing the answers (`bench/identity_ceiling.py`). FEBRL3 and FEBRL4 are held
+   target's precision, knowing the answers (`bench/identity_ceiling.py`); on the population, beside
+   what a learner trained with the answers on other seeds lists (`bench/identity_supervised.py`: how
+   far better weights could go on what the rules read). FEBRL3 and FEBRL4 are held
    out of every tuning step (`--held-out`), and so is Splink's `fake_1000`, data we did not make whose
    records share emails (no target of the issue's: reported beside its anchor).
 3. Cost: whole-store candidates at 5,000 and 100,000 profiles, and one profile's candidates
@@ -61,7 +64,7 @@ from app.domain.profile import Address, IdentifierRecord, Profile
 from app.services import match_model
 from app.services.match_candidates import MAX_LOOKUP_BLOCK
 from app.services.ports import ProfileStore
-from bench import identity_anchor, identity_api, identity_data
+from bench import identity_anchor, identity_api, identity_data, identity_supervised
 from bench.common import (
     Latencies,
     fmt_s,
@@ -74,6 +77,7 @@ from bench.common import (
     table,
     temp_dir,
 )
+from bench.identity_ceiling import Compared
 from bench.identity_store import (
     Quality,
     build_store,
@@ -83,6 +87,7 @@ from bench.identity_store import (
     true_pairs,
     whole_store_seconds,
 )
+from bench.identity_supervised import Supervised
 from bench.people.population import Record, people, records
 from bench.targets import Row, print_rows, times
 
@@ -112,6 +117,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     never_tuned = "also FEBRL3, FEBRL4 and Splink's fake_1000: reported apart, never tuned on"
     parser.add_argument("--held-out", action="store_true", help=never_tuned)
     parser.add_argument("--no-cost", action="store_true", help="skip the timing runs (section 3)")
+    parser.add_argument(
+        "--no-supervised",
+        action="store_true",
+        help="skip the learner trained with the answers on other seeds (section 2, population: about 3 minutes)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -130,14 +140,16 @@ def run(args: argparse.Namespace) -> None:
     in_memory(profiles, truth)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     names += list(identity_data.HELD_OUT) if args.held_out else []
-    targets = run_async(through_the_api(names, people_count=count, seed=args.seed))
+    supervised = not args.no_supervised and identity_supervised.present()
+    targets = run_async(through_the_api(names, people_count=count, seed=args.seed, supervised=supervised))
     if not args.no_cost:
         targets += run_async(cost(scale=scale, lookups=sizes["lookups"], seed=args.seed))
     heading("Targets (issue 15), each beside its anchor or floor")
     print_rows(targets)
     say("  quality: P and F1 of the profile pairs mergeCandidates lists (records: the whole resolution on record")
     say("  pairs, as the anchor is judged); anchor: recordlinkage's ECM on the same records, ratio: F1 / its F1;")
-    say(f"  best F1: the most any scorer reading our comparisons could reach at P >= {MIN_PRECISION} (section 2)")
+    say(f"  best F1: the most any scorer reading our comparisons could reach at P >= {MIN_PRECISION} (section 2);")
+    say("  supervised F1: a learner trained with the answers on other seeds, at its own threshold (section 2)")
     say("  one profile: mergeCandidates(profileId) p99, floor: the same profile read by id (p99); the learned rows")
     say("  are the opt-in model's")
     heading("Total")
@@ -301,16 +313,18 @@ def _misses(
 
 
 # -- 2. through the API ---------------------------------------------------------------------------
-async def through_the_api(names: Sequence[str], *, people_count: int, seed: int) -> list[Row]:
+async def through_the_api(names: Sequence[str], *, people_count: int, seed: int, supervised: bool) -> list[Row]:
     """Section 2; returns its target rows."""
     heading("2. Quality through the API: upsertProfile each record, mergeCandidates(profileId) for every profile")
     rows = []
     targets: list[Row] = []
+    supervised_rows: list[list[object]] = []
     for name in names:
         data = identity_data.load(name, people_count=people_count, seed=seed)
         with temp_dir() as directory:
             run = await identity_api.through_the_api(data.profiles, data.truth, directory, min_precision=MIN_PRECISION)
         q = run.quality
+        learned = await _supervised(run.compared, people_count, seed) if supervised and name == "population" else None
         row = [f"{data.name}{' (held out)' if data.held_out else ''}", f"{len(data.profiles):,}",
                f"{run.profiles:,}", f"{run.mixed:,}", f"{q.true_pairs:,}", f"{run.unkeyed:,}",
                run.scorer, f"{q.precision:.4f}", f"{q.recall:.4f}", f"{q.f1:.4f}",
@@ -324,17 +338,26 @@ async def through_the_api(names: Sequence[str], *, people_count: int, seed: int)
         target = f"P >= {MIN_PRECISION}, F1 >= {MIN_F1}"
         if name in identity_data.UNTARGETED:
             met, target = None, "none (beside its anchor)"
+        bounds = f"best F1 {run.ceiling.f1:.4f}"
+        if learned is not None:
+            bounds += f"; supervised F1 {learned.at_own_threshold.f1:.4f}"
         if identity_anchor.present(data.profiles):
             anchor = await asyncio.to_thread(identity_anchor.ecm, data.profiles, data.truth)
             a = anchor.quality
             row += [f"{a.precision:.4f}", f"{a.recall:.4f}", f"{a.f1:.4f}", fmt_s(anchor.seconds)]
-            floor = f"ECM F1 {a.f1:.4f} ({fmt_s(anchor.seconds)}); best F1 {run.ceiling.f1:.4f}"
+            floor = f"ECM F1 {a.f1:.4f} ({fmt_s(anchor.seconds)}); {bounds}"
             targets.append(Row(measure, value, target, floor, times(q.f1, a.f1), met))
         else:
             row += ["-", "-", "-", "not installed"]
-            targets.append(Row(measure, value, target, f"best F1 {run.ceiling.f1:.4f}", "-", met))
+            targets.append(Row(measure, value, target, bounds, "-", met))
         rows.append(row)
-    table(
+        if learned is not None:
+            supervised_rows = [
+                _supervised_row("rules (through the API, above)", q),
+                _supervised_row("learner, at its own threshold", learned.at_own_threshold),
+                _supervised_row("learner, at the best threshold", learned.best),
+            ]
+        table(
         ["data set", "records", "profiles", "mixed", "true pairs", "no key", "scorer", "precision", "recall", "F1",
          "wrong", "records P / R / F1", "best R / F1", "API time", "ECM P", "ECM R", "ECM F1", "ECM time"],
         rows,
@@ -353,7 +376,38 @@ async def through_the_api(names: Sequence[str], *, people_count: int, seed: int)
     say("  ECM: recordlinkage's unsupervised ECM classifier on the same records, judged on record pairs (blocks on")
     say("  given name, surname, birth date, postcode, and a sorted neighbourhood on surname); its time excludes")
     say("  loading the data")
+    if supervised_rows:
+        say()
+        table(["population, profile pairs", "precision", "recall", "F1", "pairs listed", "wrong"], supervised_rows)
+        say(f"  learner: a gradient-boosted classifier trained with the answers on seeds {_training_seeds(seed)}")
+        say("  (identity_supervised), reading each pair's reasons, similarities, names key holders and the rules'")
+        say(f"  score; its own threshold: the most true pairs at P >= {MIN_PRECISION} on its training seeds, out of")
+        say("  fold; the best: where this seed's answers say (a bound on its ranking). A learner given the answers")
+        say("  and no better than the rules says the pairs left are told from namesakes by nothing we compare")
     return targets
+
+
+TRAINING_SEEDS = 3  # other seeds of the population the supervised learner trains on
+
+
+def _training_seeds(seed: int) -> list[int]:
+    return [other for other in range(1, TRAINING_SEEDS + 2) if other != seed][:TRAINING_SEEDS]
+
+
+async def _supervised(judged: Compared, people_count: int, seed: int) -> Supervised:
+    """A learner trained with the answers on other seeds' stores, judged on this one (`identity_supervised`)."""
+    train = []
+    for other in _training_seeds(seed):
+        data = identity_data.load("population", people_count=people_count, seed=other)
+        with temp_dir() as directory:
+            train.append(await identity_api.compared_through_the_api(data.profiles, data.truth, directory))
+    return await asyncio.to_thread(identity_supervised.supervised, train, judged, MIN_PRECISION)
+
+
+def _supervised_row(label: str, quality: Quality) -> list[object]:
+    wrong = quality.found_pairs - quality.correct_pairs
+    return [f"  {label}", f"{quality.precision:.4f}", f"{quality.recall:.4f}", f"{quality.f1:.4f}",
+            f"{quality.found_pairs:,}", f"{wrong:,}"]  # fmt: skip
 
 
 # -- 3. cost ----------------------------------------------------------------------------------------
