@@ -368,7 +368,7 @@ async def through_the_api(
             row += ["-", "-", "-", "not installed"]
             targets.append(Row(measure, value, target, bounds, "-", met))
         rows.append(row)
-        table(
+    table(
         ["data set", "records", "profiles", "mixed", "true pairs", "no key", "scorer", "precision", "recall", "F1",
          "wrong", "records P / R / F1", "best R / F1", "API time", "ECM P", "ECM R", "ECM F1", "ECM time"],
         rows,
