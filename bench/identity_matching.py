@@ -390,48 +390,6 @@ async def through_the_api(
     return targets, population
 
 
-# -- 4. a learner given the answers -------------------------------------------------------------------
-async def supervised_section(population: PopulationRun, *, people_count: int, seed: int) -> Supervised:
-    """Section 4: a learner trained with the answers on other seeds' stores, judged on section 2's
-    population beside the rules (`identity_supervised`)."""
-    heading("4. A learner given the answers, on the population's profile pairs (section 2) beside the rules")
-    train = []
-    for other in _training_seeds(seed):
-        data = identity_data.load("population", people_count=people_count, seed=other)
-        with temp_dir() as directory:
-            train.append(await identity_api.compared_through_the_api(data.profiles, data.truth, directory))
-    learned = await asyncio.to_thread(identity_supervised.supervised, train, population.compared, MIN_PRECISION)
-    rows = [
-        _supervised_row("rules (through the API, section 2)", population.rules),
-        _supervised_row("learner, at its own threshold", learned.at_own_threshold),
-        _supervised_row("learner, at the best threshold", learned.best),
-    ]
-    table([f"population, seed {seed}, profile pairs", "precision", "recall", "F1", "pairs listed", "wrong"], rows)
-    say(f"  learner: a gradient-boosted classifier trained with the answers on seeds {_training_seeds(seed)}")
-    say("  (identity_supervised), reading each pair's reasons, similarities, names key holders and the rules'")
-    say(f"  score; its own threshold: the most true pairs at P >= {MIN_PRECISION} on its training seeds, out of")
-    say("  fold; the best: where this seed's answers say (a bound on its ranking). A learner given the answers")
-    say("  and no better than the rules says the pairs left are told from namesakes by nothing we compare")
-    return learned
-
-
-def _with_supervised(row: Row, learned: Supervised) -> Row:
-    return dataclasses.replace(row, floor=f"{row.floor}; supervised F1 {learned.at_own_threshold.f1:.4f}")
-
-
-TRAINING_SEEDS = 3  # other seeds of the population the supervised learner trains on
-
-
-def _training_seeds(seed: int) -> list[int]:
-    return [other for other in range(1, TRAINING_SEEDS + 2) if other != seed][:TRAINING_SEEDS]
-
-
-def _supervised_row(label: str, quality: Quality) -> list[object]:
-    wrong = quality.found_pairs - quality.correct_pairs
-    return [f"  {label}", f"{quality.precision:.4f}", f"{quality.recall:.4f}", f"{quality.f1:.4f}",
-            f"{quality.found_pairs:,}", f"{wrong:,}"]  # fmt: skip
-
-
 # -- 3. cost ----------------------------------------------------------------------------------------
 async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
     """Section 3; returns its target rows (those of the largest store)."""
@@ -565,3 +523,45 @@ async def _read_latencies(store: ProfileStore, picks: Sequence[str]) -> Latencie
         await store.get_profile(profile_id)
         samples.append(time.perf_counter() - started)
     return Latencies(samples, wall_s=time.perf_counter() - began)
+
+
+# -- 4. a learner given the answers ---------------------------------------------------------------
+async def supervised_section(population: PopulationRun, *, people_count: int, seed: int) -> Supervised:
+    """Section 4: a learner trained with the answers on other seeds' stores, judged on section 2's
+    population beside the rules (`identity_supervised`)."""
+    heading("4. A learner given the answers, on the population's profile pairs (section 2) beside the rules")
+    train = []
+    for other in _training_seeds(seed):
+        data = identity_data.load("population", people_count=people_count, seed=other)
+        with temp_dir() as directory:
+            train.append(await identity_api.compared_through_the_api(data.profiles, data.truth, directory))
+    learned = await asyncio.to_thread(identity_supervised.supervised, train, population.compared, MIN_PRECISION)
+    rows = [
+        _supervised_row("rules (through the API, section 2)", population.rules),
+        _supervised_row("learner, at its own threshold", learned.at_own_threshold),
+        _supervised_row("learner, at the best threshold", learned.best),
+    ]
+    table([f"population, seed {seed}, profile pairs", "precision", "recall", "F1", "pairs listed", "wrong"], rows)
+    say(f"  learner: a gradient-boosted classifier trained with the answers on seeds {_training_seeds(seed)}")
+    say("  (identity_supervised), reading each pair's reasons, similarities, names key holders and the rules'")
+    say(f"  score; its own threshold: the most true pairs at P >= {MIN_PRECISION} on its training seeds, out of")
+    say("  fold; the best: where this seed's answers say (a bound on its ranking). A learner given the answers")
+    say("  and no better than the rules says the pairs left are told from namesakes by nothing we compare")
+    return learned
+
+
+def _with_supervised(row: Row, learned: Supervised) -> Row:
+    return dataclasses.replace(row, floor=f"{row.floor}; supervised F1 {learned.at_own_threshold.f1:.4f}")
+
+
+TRAINING_SEEDS = 3  # other seeds of the population the supervised learner trains on
+
+
+def _training_seeds(seed: int) -> list[int]:
+    return [other for other in range(1, TRAINING_SEEDS + 2) if other != seed][:TRAINING_SEEDS]
+
+
+def _supervised_row(label: str, quality: Quality) -> list[object]:
+    wrong = quality.found_pairs - quality.correct_pairs
+    return [f"  {label}", f"{quality.precision:.4f}", f"{quality.recall:.4f}", f"{quality.f1:.4f}",
+            f"{quality.found_pairs:,}", f"{wrong:,}"]  # fmt: skip
