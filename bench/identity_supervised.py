@@ -100,8 +100,9 @@ def _features(pair: ComparedPair) -> dict[str, float]:
 
 
 def _threshold(scores: NDArray[np.float64], answers: NDArray[np.bool_], min_precision: float) -> float:
-    """The lowest score listing the most true pairs at `min_precision` or better (1.0: no such score).
-    Pairs scored alike are listed together: a cut is only ever after the last of them."""
+    """The lowest score listing the most true pairs at `min_precision` or better (infinity, listing
+    nothing, when no score does: a probability may round to 1.0). Pairs scored alike are listed
+    together: a cut is only ever after the last of them."""
     import numpy as np
 
     order = np.argsort(-scores, kind="stable")
@@ -111,5 +112,5 @@ def _threshold(scores: NDArray[np.float64], answers: NDArray[np.bool_], min_prec
     cuts = np.nonzero(np.append(ranked[1:] != ranked[:-1], True))[0]  # the last pair of each score
     precise = cuts[right[cuts] / listed[cuts] >= min_precision]
     if not len(precise):
-        return 1.0
+        return math.inf
     return float(ranked[precise[np.argmax(right[precise])]])

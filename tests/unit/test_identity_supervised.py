@@ -9,7 +9,7 @@ import pytest
 
 from app.domain.matching import MatchReason
 from bench.identity_ceiling import Compared, ComparedPair
-from bench.identity_supervised import present, supervised
+from bench.identity_supervised import _threshold, present, supervised
 
 pytestmark = pytest.mark.skipif(not present(), reason="scikit-learn is a development dependency")
 
@@ -48,3 +48,15 @@ def test_pairs_read_as_one_persons_keep_it_from_the_precision_asked() -> None:
 
     assert found.at_own_threshold.found_pairs == 0
     assert found.best.found_pairs == 0
+
+
+def test_no_cut_at_the_precision_asked_lists_nothing_even_pairs_scored_one() -> None:
+    import numpy as np
+
+    # A probability rounds to 1.0 for pairs a learner is sure of: two people among them, no cut is precise.
+    scores = np.array([1.0, 1.0, 0.5])
+    answers = np.array([True, False, True])
+
+    cut = _threshold(scores, answers, min_precision=0.999)
+
+    assert not (scores >= cut).any()
