@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import gc
 import random
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import phonenumbers
@@ -456,9 +455,14 @@ async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
 
 async def _quality_row(label: str, store: ProfileStore, truth: dict[str, str]) -> list[object]:
     quality, linked = await listed_quality(store, truth)
+    return [*_quality_cells(label, quality), f"{linked:,}"]
+
+
+def _quality_cells(label: str, quality: Quality) -> list[object]:
+    """A row of listed pairs judged: precision, recall, F1, pairs listed, wrong pairs."""
     wrong = quality.found_pairs - quality.correct_pairs
     return [f"  {label}", f"{quality.precision:.4f}", f"{quality.recall:.4f}", f"{quality.f1:.4f}",
-            f"{quality.found_pairs:,}", f"{wrong:,}", f"{linked:,}"]  # fmt: skip
+            f"{quality.found_pairs:,}", f"{wrong:,}"]  # fmt: skip
 
 
 def _cost_targets(label: str, whole: float, one: Latencies, floor: Latencies) -> list[Row]:
@@ -537,9 +541,9 @@ async def supervised_section(population: PopulationRun, *, people_count: int, se
             train.append(await identity_api.compared_through_the_api(data.profiles, data.truth, directory))
     learned = await asyncio.to_thread(identity_supervised.supervised, train, population.compared, MIN_PRECISION)
     rows = [
-        _supervised_row("rules (through the API, section 2)", population.rules),
-        _supervised_row("learner, at its own threshold", learned.at_own_threshold),
-        _supervised_row("learner, at the best threshold", learned.best),
+        _quality_cells("rules (through the API, section 2)", population.rules),
+        _quality_cells("learner, at its own threshold", learned.at_own_threshold),
+        _quality_cells("learner, at the best threshold", learned.best),
     ]
     table([f"population, seed {seed}, profile pairs", "precision", "recall", "F1", "pairs listed", "wrong"], rows)
     say(f"  learner: a gradient-boosted classifier trained with the answers on seeds {_training_seeds(seed)}")
@@ -551,7 +555,7 @@ async def supervised_section(population: PopulationRun, *, people_count: int, se
 
 
 def _with_supervised(row: Row, learned: Supervised) -> Row:
-    return dataclasses.replace(row, floor=f"{row.floor}; supervised F1 {learned.at_own_threshold.f1:.4f}")
+    return replace(row, floor=f"{row.floor}; supervised F1 {learned.at_own_threshold.f1:.4f}")
 
 
 TRAINING_SEEDS = 3  # other seeds of the population the supervised learner trains on
@@ -559,9 +563,3 @@ TRAINING_SEEDS = 3  # other seeds of the population the supervised learner train
 
 def _training_seeds(seed: int) -> list[int]:
     return [other for other in range(1, TRAINING_SEEDS + 2) if other != seed][:TRAINING_SEEDS]
-
-
-def _supervised_row(label: str, quality: Quality) -> list[object]:
-    wrong = quality.found_pairs - quality.correct_pairs
-    return [f"  {label}", f"{quality.precision:.4f}", f"{quality.recall:.4f}", f"{quality.f1:.4f}",
-            f"{quality.found_pairs:,}", f"{wrong:,}"]  # fmt: skip

@@ -72,13 +72,16 @@ def supervised(train: Sequence[Compared], judged: Compared, min_precision: float
     def labels(compared: Compared) -> NDArray[np.bool_]:
         return np.array([pair.true for pair in compared.pairs], dtype=bool)
 
-    def fit(stores: Sequence[Compared]) -> HistGradientBoostingClassifier:
-        learner = HistGradientBoostingClassifier(**LEARNER)
-        return learner.fit(np.vstack([matrix(c) for c in stores]), np.concatenate([labels(c) for c in stores]))
+    matrices, answered = [matrix(c) for c in train], [labels(c) for c in train]  # each store read once
 
-    held_out = [fit([c for c in train if c is not held]).predict_proba(matrix(held))[:, 1] for held in train]
-    threshold = _threshold(np.concatenate(held_out), np.concatenate([labels(c) for c in train]), min_precision)
-    scores, answers = fit(train).predict_proba(matrix(judged))[:, 1], labels(judged)
+    def fit(stores: Sequence[int]) -> HistGradientBoostingClassifier:
+        learner = HistGradientBoostingClassifier(**LEARNER)
+        return learner.fit(np.vstack([matrices[i] for i in stores]), np.concatenate([answered[i] for i in stores]))
+
+    every = range(len(train))
+    held_out = [fit([i for i in every if i != held]).predict_proba(matrices[held])[:, 1] for held in every]
+    threshold = _threshold(np.concatenate(held_out), np.concatenate(answered), min_precision)
+    scores, answers = fit(every).predict_proba(matrix(judged))[:, 1], labels(judged)
 
     def listed_at(cut: float) -> Quality:
         listed = scores >= cut
