@@ -9,6 +9,7 @@ import os
 import platform
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,21 @@ class Latencies:
     @property
     def per_s(self) -> float:
         return self.count / self.wall_s if self.wall_s > 0 else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Rounds:
+    """The same latencies measured in several rounds: each percentile is the median of the rounds'
+    (rounds alternated with another path's, so that a slow minute weighs on both and on no figure
+    alone), and `each_ms` shows how far the rounds spread."""
+
+    rounds: Sequence[Latencies]
+
+    def pct_ms(self, p: float) -> float:
+        return statistics.median(r.pct_ms(p) for r in self.rounds)
+
+    def each_ms(self, p: float) -> str:
+        return " / ".join(f"{r.pct_ms(p):.2f}" for r in self.rounds)
 
 
 def percentile(samples: Sequence[float], p: float) -> float:

@@ -25,6 +25,8 @@ records of one person is a true pair, whether blocking surfaces it or not.
    records share emails (no target of the issue's: reported beside its anchor).
 3. Cost: whole-store candidates at 5,000 and 100,000 profiles, and one profile's candidates
    p50/p99 at 100,000, beside the floor of reading the same profile by id; block sizes at each size.
+   The lookups are timed in LOOKUP_ROUNDS rounds, the rules' and a learned model's alternated on one
+   store, each percentile the median of the rounds' (every round's p99 printed below the table).
    In process, with a serving process's collector schedule (`app.collector.tune_for_serving`): the
    bench's own 100,000 profiles, kept to build the store, are frozen out of the collector's sight
    (with the default schedule its full collections walked them, 2.4 million objects, as no server does).
@@ -63,6 +65,7 @@ from app.domain.matching import (
     score_pair,
 )
 from app.domain.matching.blocking import GIVEN_NAME_KEY, MAX_BLOCK_SIZE, given_name_alone, lookup_keys
+from app.domain.matching.learned import MatchModel
 from app.domain.profile import Address, IdentifierRecord, Profile
 from app.services import match_model
 from app.services.match_candidates import MAX_LOOKUP_BLOCK
@@ -70,6 +73,7 @@ from app.services.ports import ProfileStore
 from bench import identity_anchor, identity_api, identity_data, identity_supervised
 from bench.common import (
     Latencies,
+    Rounds,
     fmt_s,
     heading,
     percentile,
@@ -83,6 +87,7 @@ from bench.common import (
 from bench.identity_ceiling import Compared
 from bench.identity_store import (
     Quality,
+    answered_by,
     build_store,
     key_blocks,
     listed_quality,
@@ -105,6 +110,8 @@ MIN_PRECISION = 0.999
 MIN_F1 = 0.98
 MAX_ONE_P99_MS = 10.0
 MAX_WHOLE_STORE_S = 60.0
+# One profile's lookups by each scorer, alternated; each percentile reported is the median of the rounds'.
+LOOKUP_ROUNDS = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -397,6 +404,7 @@ async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
     rows: list[list[object]] = []
     blocking_rows: list[list[object]] = []
     quality_rows: list[list[object]] = []
+    spreads: list[str] = []  # each round's p99, per store and scorer
     targets: list[Row] = []
     for size in (5_000, scale):
         population = people(size // 2 + 100, seed + 1000)  # about 2.15 records a person
@@ -409,22 +417,32 @@ async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
             try:
                 whole, pairs = await whole_store_seconds(store)
                 picks = random.Random(seed).sample([p.id for p in sample], min(lookups, len(sample)))
-                one = await one_profile_latencies(store, picks)
-                floor = await _read_latencies(store, picks)
-                rows.append(_cost_row(f"{len(sample):,}", built, whole, pairs, one, floor))
                 truth = {p.id: str(r.person) for p, r in zip(sample, found, strict=True)}
                 if size < scale:
                     quality_rows.append(await _quality_row("rules", store, truth))
-                learned_row, learned = await _learned_cost(store, picks, floor)
-                rows.append(learned_row)
-                if size < scale and learned is not None:
-                    quality_rows.append(await _quality_row("learned", store, truth))
+                started = time.perf_counter()
+                model = await match_model.estimate_model(store)
+                estimated = time.perf_counter() - started
+                if model is not None and not model.separates():
+                    model = None
+                if model is not None:
+                    learned_whole, learned_pairs = await whole_store_seconds(store)
+                    if size < scale:
+                        quality_rows.append(await _quality_row("learned", store, truth))
+                one, learned_one, floor = await _lookup_rounds(store, picks, model)
+                label = f"{len(sample):,}"
+                rows.append(_cost_row(label, built, whole, pairs, one, floor))
+                spreads.append(f"{label} profiles: rules {one.each_ms(99)}")
+                if learned_one is None:
+                    rows.append(["  learned", fmt_s(estimated), "no model that separates: the rules answer", *[""] * 6])
+                else:
+                    rows.append(_cost_row("  learned", estimated, learned_whole, learned_pairs, learned_one, floor))
+                    spreads[-1] += f"; learned {learned_one.each_ms(99)}"
+                spreads[-1] += f"; get by id {floor.each_ms(99)}"
                 if size == scale:
-                    targets = _cost_targets(f"{len(sample):,} profiles", whole, one, floor)
-                    if learned is not None:
-                        learned_whole, learned_one = learned
-                        label = f"{len(sample):,} profiles, learned"
-                        targets += _cost_targets(label, learned_whole, learned_one, floor)
+                    targets = _cost_targets(f"{label} profiles", whole, one, floor)
+                    if learned_one is not None:
+                        targets += _cost_targets(f"{label} profiles, learned", learned_whole, learned_one, floor)
             finally:
                 await store.close()
     table(
@@ -435,6 +453,10 @@ async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
     say("  whole store: candidates_in_store (first 1,000 pairs kept; every key group is scored)")
     say("  one: candidates_for_profile (mergeCandidates(profileId)); get: the same profile read by id, its floor")
     say("  learned: the same store once a model is estimated from it (write: the estimate), the model answering")
+    say(f"  one and get: the median over {LOOKUP_ROUNDS} rounds of each percentile, the rules' and the learned")
+    say("  model's rounds alternated on one store (each round's p99 in ms below)")
+    for line in spreads:
+        say(f"    {line}")
     say()
     table(
         ["profiles", "keys", "largest block", "blocks > " + str(MAX_BLOCK_SIZE), "compared a profile (mean)",
@@ -465,7 +487,7 @@ def _quality_cells(label: str, quality: Quality) -> list[object]:
             f"{quality.found_pairs:,}", f"{wrong:,}"]  # fmt: skip
 
 
-def _cost_targets(label: str, whole: float, one: Latencies, floor: Latencies) -> list[Row]:
+def _cost_targets(label: str, whole: float, one: Rounds, floor: Rounds) -> list[Row]:
     p99, floor_p99 = one.pct_ms(99), floor.pct_ms(99)
     return [
         Row(f"one profile's candidates p99, {label}", f"{p99:.2f} ms", f"<= {MAX_ONE_P99_MS:g} ms",
@@ -475,23 +497,26 @@ def _cost_targets(label: str, whole: float, one: Latencies, floor: Latencies) ->
     ]  # fmt: skip
 
 
-async def _learned_cost(
-    store: ProfileStore, picks: Sequence[str], floor: Latencies
-) -> tuple[list[object], tuple[float, Latencies] | None]:
-    """The whole store and one profile's candidates again, a model estimated from the store answering
-    (the opt-in learned weights, bounded by its own weights: `learned.MatchModel.ceiling`): the cost
-    table's row, and the whole store's seconds and the lookups' latencies (None: no model answers)."""
-    started = time.perf_counter()
-    model = await match_model.estimate_model(store)
-    estimated = time.perf_counter() - started
-    if model is None or not model.separates():
-        return ["  learned", fmt_s(estimated), "no model that separates: the rules answer", *[""] * 6], None
-    whole, pairs = await whole_store_seconds(store)
-    one = await one_profile_latencies(store, picks)
-    return _cost_row("  learned", estimated, whole, pairs, one, floor), (whole, one)
+async def _lookup_rounds(
+    store: ProfileStore, picks: Sequence[str], model: MatchModel | None
+) -> tuple[Rounds, Rounds | None, Rounds]:
+    """One profile's candidates for each of `picks`, by the rules and by `model` (the opt-in learned
+    weights; None: the rules alone), and the floor (each read by id), in LOOKUP_ROUNDS rounds, the
+    scorer going first alternated: a slow minute of a shared machine weighs on both scorers' figures
+    rather than on one of them."""
+    scorers: list[MatchModel | None] = [None] if model is None else [None, model]
+    rules: list[Latencies] = []
+    learned: list[Latencies] = []
+    floor: list[Latencies] = []
+    for round_ in range(LOOKUP_ROUNDS):
+        for scorer in scorers if round_ % 2 == 0 else scorers[::-1]:
+            await answered_by(store, scorer)
+            (rules if scorer is None else learned).append(await one_profile_latencies(store, picks))
+        floor.append(await _read_latencies(store, picks))
+    return Rounds(rules), Rounds(learned) if learned else None, Rounds(floor)
 
 
-def _cost_row(label: str, written: float, whole: float, pairs: int, one: Latencies, floor: Latencies) -> list[object]:
+def _cost_row(label: str, written: float, whole: float, pairs: int, one: Rounds, floor: Rounds) -> list[object]:
     """A row of the cost table: the store's write (or estimate), the whole store, one profile beside its floor."""
     return [label, fmt_s(written), fmt_s(whole), f"{pairs:,}", f"{one.pct_ms(50):.2f}", f"{one.pct_ms(99):.2f}",
             f"{floor.pct_ms(50):.2f}", f"{floor.pct_ms(99):.2f}", ratio(one.pct_ms(50), floor.pct_ms(50))]  # fmt: skip
