@@ -20,6 +20,7 @@ import uuid
 import weakref
 import zlib
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,25 +68,46 @@ CACHE_SECONDS = 60.0
 ERASURE_SLACK = timedelta(minutes=1)
 ERASED_KEY = "matchModelErasedAt"  # when a person was last erased: an estimate begun before it is not stored
 
-_cache: weakref.WeakKeyDictionary[Any, tuple[str | None, float, MatchModel | None]] = weakref.WeakKeyDictionary()
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """The model a process answers with, as `current_scorer` read it for a store."""
+
+    stamp: str | None
+    until: float  # when it is read again, whatever the stamp says
+    text: str | None  # the stored document it was read from
+    model: MatchModel | None  # None: the rules answer (no model stored, or one that does not separate)
+
+
+_cache: weakref.WeakKeyDictionary[Any, _Kept] = weakref.WeakKeyDictionary()
 
 
 async def stored_model(store: ProfileStore) -> MatchModel | None:
-    text = await store.read_meta(META_KEY)
+    return _model_of(await store.read_meta(META_KEY))
+
+
+def _model_of(text: str | None) -> MatchModel | None:
     return MatchModel.from_document(json.loads(text)) if text else None
 
 
 async def current_scorer(store: ProfileStore) -> PairScorer:
     """The learned model's scorer when the store holds one that separates matches, else the rules
-    (with the store's common given names: `common_names`)."""
+    (with the store's common given names: `common_names`). The model read is kept until the stamp
+    changes or CACHE_SECONDS pass; read again then and found the same (no new estimate, no erasure
+    since), the model kept goes on answering: its memos (each bound, each level's bits, each name's
+    rarity) stay warm, where a model made anew every minute started them cold."""
     stamp = await store.read_meta(STAMP_KEY)
-    cached = _cache.get(store)
-    if cached is None or cached[0] != stamp or time.monotonic() >= cached[1]:
-        model = await stored_model(store)
-        cached = (stamp, time.monotonic() + CACHE_SECONDS, model if model is not None and model.separates() else None)
-        _cache[store] = cached
-    model = cached[2]
-    return model if model is not None else RulesScorer(await common_given_names(store))
+    kept = _cache.get(store)
+    if kept is None or kept.stamp != stamp or time.monotonic() >= kept.until:
+        text = await store.read_meta(META_KEY)
+        if kept is not None and text == kept.text:
+            model = kept.model
+        else:
+            read = _model_of(text)
+            model = read if read is not None and read.separates() else None
+        kept = _Kept(stamp, time.monotonic() + CACHE_SECONDS, text, model)
+        _cache[store] = kept
+    return kept.model if kept.model is not None else RulesScorer(await common_given_names(store))
 
 
 async def forget_erased(tx: StoreTransaction, erased: Collection[str]) -> None:

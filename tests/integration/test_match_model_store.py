@@ -97,6 +97,31 @@ async def test_a_new_model_is_used_by_every_process_from_its_next_request(tmp_pa
         await elsewhere.close()
 
 
+async def test_a_process_keeps_the_model_it_read_while_the_store_holds_the_same(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read again every CACHE_SECONDS and found unchanged, the model a process answers with is the
+    one it read before, whose memos are warm (one made anew every minute started them cold); a new
+    estimate, and an erasure rewriting the stored model, are read as before."""
+    await _write(store, 60, seed=3)
+    duplicates = await _rare_person(store)
+    await match_model.estimate_model(store, min_pairs=50)
+    monkeypatch.setattr(match_model, "CACHE_SECONDS", 0.0)  # read again at every request
+    first = await match_model.current_scorer(store)
+    assert isinstance(first, match_model.MatchModel)
+    assert await match_model.current_scorer(store) is first
+
+    await match_model.estimate_model(store, min_pairs=50)
+    estimated = await match_model.current_scorer(store)
+    assert isinstance(estimated, match_model.MatchModel) and estimated.version == first.version + 1
+    assert await match_model.current_scorer(store) is estimated
+
+    await privacy.delete_profile(store, duplicates[0], actor="t")  # its rare name leaves the stored model
+    erased = await match_model.current_scorer(store)
+    assert erased is not estimated and erased == await match_model.stored_model(store)
+    assert isinstance(erased, match_model.MatchModel) and _kept(erased, "firstName", "zanzibar") is None
+
+
 async def test_the_schedule_of_every_worker_makes_one_estimate_a_round(store: ProfileStore) -> None:
     await _write(store, 60, seed=3)
     first = await match_model.estimate_this_round(store, "worker 1", every_minutes=60)
