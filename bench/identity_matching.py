@@ -113,6 +113,7 @@ MAX_ONE_P99_MS = 10.0
 MAX_WHOLE_STORE_S = 60.0
 # One profile's lookups by each scorer, alternated; each percentile reported is the median of the rounds'.
 LOOKUP_ROUNDS = 3
+TRAINING_SEEDS = 3  # other seeds of the population the supervised learner of section 4 trains on
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -433,13 +434,11 @@ async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
                 one, learned_one, floor = await _lookup_rounds(store, picks, model)
                 label = f"{len(sample):,}"
                 rows.append(_cost_row(label, built, whole, pairs, one, floor))
-                spreads.append(f"{label} profiles: rules {one.each_ms(99)}")
                 if learned_one is None:
                     rows.append(["  learned", fmt_s(estimated), "no model that separates: the rules answer", *[""] * 6])
                 else:
                     rows.append(_cost_row("  learned", estimated, learned_whole, learned_pairs, learned_one, floor))
-                    spreads[-1] += f"; learned {learned_one.each_ms(99)}"
-                spreads[-1] += f"; get by id {floor.each_ms(99)}"
+                spreads.append(_spread(label, one, learned_one, floor))
                 if size == scale:
                     targets = _cost_targets(f"{label} profiles", whole, one, floor)
                     if learned_one is not None:
@@ -529,6 +528,12 @@ async def _lookup_rounds(
     return Rounds(rules), Rounds(learned) if learned else None, Rounds(floor)
 
 
+def _spread(label: str, one: Rounds, learned: Rounds | None, floor: Rounds) -> str:
+    """Each round's p99 of a store's lookups, by scorer, and of its floor."""
+    learned_part = "" if learned is None else f"; learned {learned.each_ms(99)}"
+    return f"{label} profiles: rules {one.each_ms(99)}{learned_part}; get by id {floor.each_ms(99)}"
+
+
 def _cost_row(label: str, written: float, whole: float, pairs: int, one: Rounds, floor: Rounds) -> list[object]:
     """A row of the cost table: the store's write (or estimate), the whole store, one profile beside its floor."""
     return [label, fmt_s(written), fmt_s(whole), f"{pairs:,}", f"{one.pct_ms(50):.2f}", f"{one.pct_ms(99):.2f}",
@@ -572,8 +577,9 @@ async def supervised_section(population: PopulationRun, *, people_count: int, se
     """Section 4: a learner trained with the answers on other seeds' stores, judged on section 2's
     population beside the rules (`identity_supervised`)."""
     heading("4. A learner given the answers, on the population's profile pairs (section 2) beside the rules")
+    seeds = _training_seeds(seed)
     train = []
-    for other in _training_seeds(seed):
+    for other in seeds:
         data = identity_data.load("population", people_count=people_count, seed=other)
         with temp_dir() as directory:
             train.append(await identity_api.compared_through_the_api(data.profiles, data.truth, directory))
@@ -584,7 +590,7 @@ async def supervised_section(population: PopulationRun, *, people_count: int, se
         _quality_cells("learner, at the best threshold", learned.best),
     ]
     table([f"population, seed {seed}, profile pairs", "precision", "recall", "F1", "pairs listed", "wrong"], rows)
-    say(f"  learner: a gradient-boosted classifier trained with the answers on seeds {_training_seeds(seed)}")
+    say(f"  learner: a gradient-boosted classifier trained with the answers on seeds {seeds}")
     say("  (identity_supervised), reading each pair's reasons, similarities, names key holders and the rules'")
     say(f"  score; its own threshold: the most true pairs at P >= {MIN_PRECISION} on its training seeds, out of")
     say("  fold; the best: where this seed's answers say (a bound on its ranking). A learner given the answers")
@@ -594,9 +600,6 @@ async def supervised_section(population: PopulationRun, *, people_count: int, se
 
 def _with_supervised(row: Row, learned: Supervised) -> Row:
     return replace(row, floor=f"{row.floor}; supervised F1 {learned.at_own_threshold.f1:.4f}")
-
-
-TRAINING_SEEDS = 3  # other seeds of the population the supervised learner trains on
 
 
 def _training_seeds(seed: int) -> list[int]:
