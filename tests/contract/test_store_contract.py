@@ -355,6 +355,26 @@ async def test_profiles_sharing_keys_past_the_limit_are_the_first_by_id_on_every
         assert ([v.id for v in views], ids) == (expected, expected), limit
 
 
+async def test_a_key_held_by_more_than_max_block_profiles_is_passed_over_on_every_store(store: ProfileStore) -> None:
+    """A key is read when at most `max_block` profiles hold it, whichever way a store counts (the
+    embedded store stops at the entry past the `max_block`th), a key asked twice as once."""
+    held = {f"p{n}": ["k:wide"] for n in range(1, 5)} | {"p5": ["k:edge"], "p6": ["k:edge"], "p7": ["k:edge"]}
+    held["p1"] = ["k:wide", "k:edge"]  # k:wide: four profiles, k:edge: four
+
+    async def insert(tx: StoreTransaction) -> None:
+        profiles = [new_profile(pid, BASE_TIME).to_document() | {"blockingKeys": keys} for pid, keys in held.items()]
+        await tx.write_profiles([ProfileWrite(document, None) for document in profiles])
+
+    await store.run_in_transaction(insert)
+    for max_block, expected in ((3, []), (4, sorted(held))):
+        for keys in (["k:wide", "k:edge"], ["k:edge", "k:wide", "k:edge"]):
+            views = await store.profiles_sharing_keys(keys, max_block=max_block, limit=10)
+            ids = await store.profile_ids_sharing_keys(keys, max_block=max_block, limit=10)
+            assert ([v.id for v in views], ids) == (expected, expected), (max_block, keys)
+    ids = await store.profile_ids_sharing_keys(["k:edge", "k:none"], max_block=4, limit=10)
+    assert ids == ["p1", "p5", "p6", "p7"]
+
+
 async def test_profiles_encoded_before_their_write_read_back_as_the_documents_they_encode(
     store: ProfileStore,
 ) -> None:
