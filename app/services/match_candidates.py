@@ -78,10 +78,10 @@ async def candidates_for_profile(
     """The best look-alikes of one profile (a merged-away id stands for its survivor), best first:
     those sharing a key with it, and those linked to it through one of them."""
     check_request(min_score, first)
-    profile = await _live(store, profile_id)
+    profile = await _target(store, profile_id)
     score = await current_scorer(store)
     keys: dict[str, Sequence[str]] = {profile.id: profile.blocking_keys}
-    fields = {profile.id: match_fields(profile)}
+    fields = {profile.id: profile.fields}
     read: dict[str, MatchView] = {}
     lookup = _Lookup(store, score, keys, fields, read)
     (found,) = await lookup.lookalikes([profile.id], min_score, MAX_LOOKUP_BLOCK)
@@ -91,6 +91,17 @@ async def candidates_for_profile(
     neighbours = {profile.id: found}
     neighbours.update(zip(linked, await lookup.lookalikes(linked, step_score, MAX_LINK_BLOCK), strict=True))
     return with_links(profile.id, neighbours, fields, min_score, score)[:first]
+
+
+async def _target(store: ProfileStore, profile_id: str) -> MatchView:
+    """The profile asked about, as the matcher reads it: a live profile's match view (its few match
+    fields, where reading the whole profile decoded its history too), or a merged-away id's survivor,
+    read whole through its merges."""
+    found = await store.match_views([profile_id])
+    if found:
+        return found[0]
+    profile = await _live(store, profile_id)
+    return MatchView(profile.id, tuple(profile.blocking_keys), match_fields(profile))
 
 
 @dataclass(frozen=True, slots=True)
