@@ -462,6 +462,22 @@ def test_a_models_bound_with_the_emails_and_phones_compared_passes_over_only_pai
     assert kept_by_names_only > len(pairs) / 10
 
 
+def test_a_model_asked_for_ever_new_min_scores_answers_each_as_its_ceiling_says_and_keeps_few() -> None:
+    """A model compares a pair's bound in bits with the fewest that reach each `minScore`, found once
+    and kept: a client asking for 500 different ones gets each answered as the rounded ceiling
+    says, and the model keeps a bounded number of them."""
+    pairs = _population_pairs()[:40]
+    (model,) = _estimated_and_random_models(pairs, seed=5, random_models=0)
+    ceilings = [model.ceiling(a, b, contacts_of(a) & contacts_of(b)) for a, b in pairs]
+    asked = random.Random(5).sample(range(1, 10**SCORE_DIGITS), 500)
+    for step in asked:
+        min_score = step / 10**SCORE_DIGITS
+        for (a, b), ceiling in zip(pairs, ceilings, strict=True):
+            views = MatchView("a", (), a), MatchView("b", (), b)
+            assert model.may_reach(*views, min_score) == (ceiling >= min_score), (min_score, ceiling)
+    assert 0 < len(model._reaching) <= 64
+
+
 def test_a_surname_or_a_year_read_in_an_email_is_the_field_alone_to_a_learned_model() -> None:
     """The rules read a married name, a year of birth and a given name's ending in an email; a
     learned model's vector is the fields' own, as estimated and as scored (its bound reads names and
