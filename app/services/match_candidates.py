@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from app.domain.errors import DomainError, InvalidInput, NotFound
@@ -87,9 +87,13 @@ async def candidates_for_profile(
     (found,) = await lookup.lookalikes([profile.id], min_score, MAX_LOOKUP_BLOCK)
     step_score = max(min_score, MIN_LINK_STEP)  # links go through no weaker resemblance
     # Best first: those past the first weaker than a step are weaker still.
-    linked = [c.b for c in itertools.takewhile(lambda c: c.score >= step_score, found[:MAX_LINKED_THROUGH])]
+    linked = list(itertools.takewhile(lambda c: c.score >= step_score, found[:MAX_LINKED_THROUGH]))
+    # What a link's lookup need not score: `with_links` lists nothing through it that the profile
+    # resembles at least as much as the link (a product is never above the link's own score).
+    unlisted = [{profile.id, *(c.b for c in found if c.score >= link.score)} for link in linked]
     neighbours = {profile.id: found}
-    neighbours.update(zip(linked, await lookup.lookalikes(linked, step_score, MAX_LINK_BLOCK), strict=True))
+    links = [link.b for link in linked]
+    neighbours.update(zip(links, await lookup.lookalikes(links, step_score, MAX_LINK_BLOCK, unlisted), strict=True))
     return with_links(profile.id, neighbours, fields, min_score, score)[:first]
 
 
@@ -116,9 +120,16 @@ class _Lookup:
     fields: dict[str, MatchFields]
     read: dict[str, MatchView]
 
-    async def lookalikes(self, profile_ids: Sequence[str], min_score: float, max_block: int) -> list[list[Candidate]]:
+    async def lookalikes(
+        self,
+        profile_ids: Sequence[str],
+        min_score: float,
+        max_block: int,
+        unlisted: Sequence[Collection[str]] | None = None,
+    ) -> list[list[Candidate]]:
         """The candidates of each of `profile_ids` (each in `keys` and `fields`) among the profiles
-        sharing one of its keys held by at most `max_block` profiles; those compared are added to
+        sharing one of its keys held by at most `max_block` profiles, but those of `unlisted` (one
+        collection of ids for each: compared already, not to be listed); those compared are added to
         `keys` and `fields`. Their reads are made together (a link's lookup waited for the one
         before it, read after read): the ids sharing each one's keys at once, the look-alikes no
         lookup read before in one read, then the sole namesakes' confirmations at once. What each
@@ -126,7 +137,8 @@ class _Lookup:
         the next, which its bound would have let through or left below `min_score` anyway."""
         keys = [lookup_keys(self.fields[profile_id], self.keys[profile_id]) for profile_id in profile_ids]
         ids = await self._read(keys, max_block)
-        others = [self._kept(*judged, min_score) for judged in zip(profile_ids, keys, ids, strict=True)]
+        left_out = unlisted or [()] * len(profile_ids)
+        others = [self._kept(*judged, min_score) for judged in zip(profile_ids, keys, ids, left_out, strict=True)]
         unique = await asyncio.gather(*map(self._sole_namesake, profile_ids, ids))
         return [
             candidates_for(self.fields[profile_id], profile_id, kept, min_score, self.score, sole)
@@ -134,14 +146,14 @@ class _Lookup:
         ]
 
     def _kept(
-        self, profile_id: str, keys: Sequence[str], ids: Sequence[str], min_score: float
+        self, profile_id: str, keys: Sequence[str], ids: Sequence[str], unlisted: Collection[str], min_score: float
     ) -> list[tuple[str, MatchFields]]:
-        """The look-alikes `ids` of `profile_id` worth scoring. One whose names and birth date alone
-        cap it below `min_score` (most of them: another birth date, another given name; for a
-        learned model, with the contact fields both hold: `PairScorer.may_reach`) is passed over before its
-        other fields are normalised, and so is one sharing only the given-name key under another
-        surname, whichever scorer answers (that key is read for a surname typo:
-        `blocking.given_name_alone`)."""
+        """The look-alikes `ids` of `profile_id` worth scoring, but `unlisted`. One whose names and
+        birth date alone cap it below `min_score` (most of them: another birth date, another given
+        name; for a learned model, with the contact fields both hold: `PairScorer.may_reach`) is
+        passed over before its other fields are normalised, and so is one sharing only the
+        given-name key under another surname, whichever scorer answers (that key is read for a
+        surname typo: `blocking.given_name_alone`)."""
         target = MatchView(profile_id, tuple(self.keys[profile_id]), self.fields[profile_id])
         names = target.names
         given_name_lookup = None  # the keys read, when one is the given-name key
@@ -149,6 +161,8 @@ class _Lookup:
             given_name_lookup = frozenset(keys)
         others: list[tuple[str, MatchFields]] = []
         for other_id in ids:
+            if other_id in unlisted:
+                continue
             if given_name_lookup is not None and self._given_name_alone(names, given_name_lookup, other_id):
                 continue
             if other_id not in self.fields:

@@ -14,7 +14,17 @@ from app.bootstrap import Services
 from app.domain import clock
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.events import RawIdentifier
-from app.domain.matching import DEFAULT_MIN_SCORE, MatchModel, PairScorer, blocking, match_fields, score_pair
+from app.domain.matching import (
+    DEFAULT_MIN_SCORE,
+    MatchFields,
+    MatchModel,
+    MatchScore,
+    PairScorer,
+    blocking,
+    match_fields,
+    score_pair,
+)
+from app.domain.matching.candidates import Named
 from app.domain.matching.index import KEYS_VERSION, keys_of
 from app.domain.merge_protection import MergeProtection
 from app.domain.profile import Profile
@@ -138,6 +148,60 @@ async def test_records_alike_only_by_name_are_linked_through_a_third(store: Prof
         tuple(sorted((shop.id, loyalty.id))): None,
         tuple(sorted((online.id, loyalty.id))): None,
         tuple(sorted((shop.id, online.id))): loyalty.id,
+    }
+
+
+class _ScoredByGivenName:
+    """A pair scorer reading a table of scores by the two given names (the scores a link's lookup is
+    judged on), never passing a pair over unscored."""
+
+    counts_unique_names = False
+    TABLE = {
+        frozenset({"tess", "lena"}): 0.9,  # the link
+        frozenset({"tess", "olga"}): 0.6,  # a candidate the link resembles more: listed through it
+        frozenset({"lena", "olga"}): 0.95,
+        frozenset({"tess", "pia"}): 0.95,  # a candidate resembled more than the link: listed alone
+        frozenset({"lena", "pia"}): 0.99,
+        frozenset({"olga", "pia"}): 0.2,
+    }
+
+    def __call__(self, a: MatchFields, b: MatchFields) -> MatchScore:
+        return MatchScore(self.TABLE[frozenset({a.first_name, b.first_name})], [], "table")
+
+    def may_reach(self, a: Named, b: Named, min_score: float) -> bool:
+        return True
+
+    def score_reaching(
+        self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+    ) -> MatchScore | None:
+        return self(a, b)
+
+    score_lookalike = score_reaching
+
+
+async def test_a_candidate_the_link_resembles_more_than_the_profile_does_is_listed_through_it(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link's lookup leaves out what `with_links` could not list through it (the profile itself,
+    and the candidates resembling the profile at least as much as the link does), and nothing more:
+    a candidate the profile resembles less than the link is listed through the link at their
+    product."""
+    scorer = _ScoredByGivenName()
+
+    async def table(_store: ProfileStore) -> PairScorer:
+        return scorer
+
+    monkeypatch.setattr(match_candidates, "current_scorer", table)
+    ids = {}
+    for name in ("Tess", "Lena", "Olga", "Pia"):
+        says = {"first_name": name, "last_name": "Quorndon", "birth_date": "1977-05-19"}
+        ids[name] = (await _upsert(store, f"{name.lower()}.q@example.com", says)).id
+
+    found = {c.b: (c.score, c.via) for c in await match_candidates.candidates_for_profile(store, ids["Tess"])}
+    assert found == {
+        ids["Lena"]: (0.99 * 0.95, ids["Pia"]),  # through Pia, the better link: 0.9405 over 0.9
+        ids["Olga"]: (0.855, ids["Lena"]),
+        ids["Pia"]: (0.95, None),
     }
 
 
