@@ -5,7 +5,6 @@ form, gets them when it is opened."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from app.services import merging, privacy, profiles
 from app.services.identity_policy import IdentityPolicy
 from app.services.ingestion import EventStatus, ingest_events
 from app.store.sqlite import match_rows
-from app.store.sqlite.store import VIEWS_ON_THE_LOOP, SQLiteStore
+from app.store.sqlite.store import SQLiteStore
 from tests.builders import event
 
 LYON = {"street": "12 rue Victor Hugo", "city": "Lyon", "postcode": "69002", "country": "FR"}
@@ -72,34 +71,6 @@ async def test_the_rows_follow_every_write_of_a_profiles_match_fields(sqlite_sto
     keys = (await store.get_profile(emma)).blocking_keys  # type: ignore[union-attr]
     found = await store.profiles_sharing_keys(keys, max_block=100, limit=10)
     assert [v.id for v in found] == [emma]
-
-
-async def test_a_lookups_views_read_on_the_loop_are_the_ones_a_reader_thread_reads_and_let_others_go_first(
-    sqlite_store: SQLiteStore,
-) -> None:
-    """A lookup's look-alikes (at most VIEWS_ON_THE_LOOP) are read on the loop's own connection, a
-    wider read on a reader thread: both find the same views. A read on the loop then yields, so that
-    work waiting for the loop (another request) runs before the lookup judges what it read."""
-    store, ids, keys = sqlite_store, [], set[str]()
-    for day in range(1, 21):  # more than FEW_ON_THE_LOOP, the reads on the loop that never yield
-        says = {"first_name": "Emma", "last_name": "Martin", "birth_date": f"1990-04-{day:02}"}
-        written = await profiles.upsert_profile(store, [RawIdentifier("email", f"m{day}@example.com")], says)
-        ids.append(written.id)
-        keys.update(written.blocking_keys)
-
-    async def read(limit: int) -> tuple[list[tuple[str, Any]], bool]:
-        waiting = asyncio.Event()
-        other = asyncio.get_running_loop().call_soon(waiting.set)  # work that was waiting for the loop
-        try:
-            found = await store.profiles_sharing_keys(sorted(keys), max_block=100, limit=limit)
-            return [(v.id, v.fields) for v in found], waiting.is_set()
-        finally:
-            other.cancel()
-
-    on_the_loop, others_went_first = await read(VIEWS_ON_THE_LOOP)
-    on_a_thread, _ = await read(VIEWS_ON_THE_LOOP + 1)
-    assert on_the_loop == on_a_thread and {i for i, _ in on_the_loop} == set(ids)
-    assert others_went_first
 
 
 async def test_an_older_store_gets_its_matching_rows_when_opened(tmp_path: Path) -> None:

@@ -120,15 +120,6 @@ FEW_ON_THE_LOOP = 16  # profiles read by id on the loop's own connection; more g
 # 5.52 and 8.95 -> 7.87 ms (three runs, the last in a slow hour), mean 2.25 -> 2.19, 2.36 -> 2.14,
 # 3.34 -> 2.79 ms.
 IDS_ON_THE_LOOP = 300
-# Match views read on the loop's own connection (at most this many could be found: a fuzzy lookup's
-# look-alikes, `MAX_LOOKALIKES`); more go to a reader thread. A view costs ~9 us to read and decode
-# (the largest of 2,000 lookups at 100,000 profiles, 156 views, 2.2 ms), and its caller then judges
-# each for longer than that (a learned model's bound ~10 us, its score more), on the loop as well: a
-# hop to a reader thread saves the loop little and costs the lookup its wait. The read then yields
-# the loop, so that a request arriving meanwhile waits for the longer of the read and the judging,
-# not both. Paired in one process (2,000 lookups, each asked on both paths in turn, 3-4 rounds): the
-# rules' p99 +3 to -9%, mean and CPU -15%; a learned model's p99 +1 to -11%, mean and CPU -11%.
-VIEWS_ON_THE_LOOP = 1000
 # The writer connection's page cache, in KiB (SQLite's default is 2 MiB). A 1,000-event batch of the
 # bench dirties ~3,500 pages (interactions, profile rows, list-filter rows, new identities: each row on
 # a random page of its table): past the default cache, SQLite spilled dirty pages into the log during
@@ -484,22 +475,13 @@ class SQLiteStore:
 
     # -- reads -------------------------------------------------------------------------------
     async def _by_keys(
-        self,
-        lookups: int,
-        scan: Callable[[sqlite3.Connection], T],
-        *,
-        few: int = FEW_ON_THE_LOOP,
-        then_yield: bool = False,
+        self, lookups: int, scan: Callable[[sqlite3.Connection], T], *, few: int = FEW_ON_THE_LOOP
     ) -> T:
         """`scan`'s `lookups` reads by key: `few` or fewer on the loop's own connection (less than the
         loop turn a hop would wait for), more on a reader thread, where reads arriving meanwhile do
-        not wait for them. `then_yield`: a read on the loop then lets the loop's other work go first
-        (`VIEWS_ON_THE_LOOP`)."""
+        not wait for them."""
         if lookups <= few and not self._thread.here:
-            found = scan(self._reader)
-            if then_yield and lookups > FEW_ON_THE_LOOP:
-                await asyncio.sleep(0)
-            return found
+            return scan(self._reader)
         return await self._reads.read(scan)
 
     async def get_profile(self, profile_id: str) -> Profile | None:
@@ -694,7 +676,7 @@ class SQLiteStore:
             ).fetchall()
             return [match_rows.view(row[0]) for row in rows]
 
-        return await self._by_keys(limit, scan, few=VIEWS_ON_THE_LOOP, then_yield=True)
+        return await self._reads.read(scan)  # a scan: on a reader thread
 
     async def profile_ids_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[str]:
         def scan(db: sqlite3.Connection) -> list[str]:
