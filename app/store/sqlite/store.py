@@ -110,16 +110,6 @@ BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock another process 
 CONTENDED_FOR_SECONDS = 10.0
 WIPE_WAIT_MS = 200  # how long an erasure's wipe waits for readers elsewhere to leave the log
 FEW_ON_THE_LOOP = 16  # profiles read by id on the loop's own connection; more go to a reader thread
-# Profile ids read by key on the loop's own connection (at most this many could be found: a lookup's
-# keys times their largest usable block); more go to a reader thread. Ids come off the keys' index
-# (~0.6 us each, 180 us for 12 keys of 20-25 ids), where a hop to a reader thread and back cost
-# 100-190 us of this machine's CPU with nothing to do. A fuzzy lookup's links (some twelve keys of at
-# most 25 ids) read theirs on the loop. With `_usable_keys`'s bounded counts, at 100,000 profiles
-# (2,000 lookups a round, medians of 4-5 rounds alternated in one process with the code before):
-# the rules' p99 3.81 -> 3.10 ms, mean 1.65 -> 1.32 ms; a learned model's p99 5.68 -> 5.63, 5.90 ->
-# 5.52 and 8.95 -> 7.87 ms (three runs, the last in a slow hour), mean 2.25 -> 2.19, 2.36 -> 2.14,
-# 3.34 -> 2.79 ms.
-IDS_ON_THE_LOOP = 300
 # The writer connection's page cache, in KiB (SQLite's default is 2 MiB). A 1,000-event batch of the
 # bench dirties ~3,500 pages (interactions, profile rows, list-filter rows, new identities: each row on
 # a random page of its table): past the default cache, SQLite spilled dirty pages into the log during
@@ -474,13 +464,10 @@ class SQLiteStore:
         key_purge.purge(self._writer, now())
 
     # -- reads -------------------------------------------------------------------------------
-    async def _by_keys(
-        self, lookups: int, scan: Callable[[sqlite3.Connection], T], *, few: int = FEW_ON_THE_LOOP
-    ) -> T:
-        """`scan`'s `lookups` reads by key: `few` or fewer on the loop's own connection (less than the
-        loop turn a hop would wait for), more on a reader thread, where reads arriving meanwhile do
-        not wait for them."""
-        if lookups <= few and not self._thread.here:
+    async def _by_keys(self, lookups: int, scan: Callable[[sqlite3.Connection], T]) -> T:
+        """`scan`'s `lookups` reads by key: a few on the loop's own connection (less than the loop turn a
+        hop would wait for), more on a reader thread, where reads arriving meanwhile do not wait for them."""
+        if lookups <= FEW_ON_THE_LOOP and not self._thread.here:
             return scan(self._reader)
         return await self._reads.read(scan)
 
@@ -676,7 +663,12 @@ class SQLiteStore:
             ).fetchall()
             return [match_rows.view(row[0]) for row in rows]
 
-        return await self._reads.read(scan)  # a scan: on a reader thread
+        # A scan: on a reader thread, where it overlaps the loop's other work. On the loop's own
+        # connection (~9 us a view) one lookup after another ran 11-15% faster in process, but under
+        # a mixed load (one server process on one core; wrk asking mergeCandidates on two connections
+        # and profile(id) every 5 ms on two more) the profile reads' p99 rose from 5.26 to 7.96 ms
+        # (medians of three 20 s rounds, rotated with the code without it).
+        return await self._reads.read(scan)
 
     async def profile_ids_sharing_keys(self, keys: Sequence[str], *, max_block: int, limit: int) -> list[str]:
         def scan(db: sqlite3.Connection) -> list[str]:
@@ -690,9 +682,13 @@ class SQLiteStore:
             ).fetchall()
             return [row[0] for row in rows]
 
-        # At most max_block ids a key: a sole namesake's confirmation (one key, two ids) and a link's
-        # keys are read on the loop's own connection, wider reads on a reader thread.
-        return await self._by_keys(len(keys) * max_block, scan, few=IDS_ON_THE_LOOP)
+        # At most max_block ids a key: a sole namesake's confirmation (one key, two ids) is read on the
+        # loop's own connection, a lookup's keys (a link's too) on a reader thread. A link's keys read
+        # on the loop (up to 300 ids, 45-57 us each) made one lookup after another faster in process,
+        # but under the mixed load of `profiles_sharing_keys` the profile reads' p99 read 6.16 ms
+        # against 4.68 ms on a thread, and the lookups' own 26.4 against 21.2 ms (medians of six
+        # rounds alternated).
+        return await self._by_keys(len(keys) * max_block, scan)
 
     async def match_views(self, profile_ids: Sequence[str]) -> list[MatchView]:
         def scan(db: sqlite3.Connection) -> list[MatchView]:
