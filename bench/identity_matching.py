@@ -31,6 +31,9 @@ records of one person is a true pair, whether blocking surfaces it or not.
    In process, with a serving process's collector schedule (`app.collector.tune_for_serving`): the
    bench's own 100,000 profiles, kept to build the store, are frozen out of the collector's sight
    (with the default schedule its full collections walked them, 2.4 million objects, as no server does).
+   Then, from outside a server on the largest store (`bench/identity_load.py`, needs wrk), a frontend's
+   profile reads alone and beside lookups: what holding the loop for a lookup costs the other requests
+   (`--no-load` skips it).
 4. A learner given the answers: on section 2's population, what a gradient-boosted classifier trained
    with the answers on other seeds lists, beside the rules (`bench/identity_supervised.py`: how far
    better weights could go on what the rules read). Run last, so that nothing it loads is in the
@@ -71,7 +74,7 @@ from app.domain.profile import Address, IdentifierRecord, Profile
 from app.services import match_model
 from app.services.match_candidates import MAX_LOOKUP_BLOCK
 from app.services.ports import ProfileStore
-from bench import identity_anchor, identity_api, identity_data, identity_supervised
+from bench import identity_anchor, identity_api, identity_data, identity_load, identity_supervised
 from bench.common import (
     Latencies,
     Rounds,
@@ -130,6 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--held-out", action="store_true", help=never_tuned)
     parser.add_argument("--no-cost", action="store_true", help="skip the timing runs (section 3)")
     parser.add_argument(
+        "--no-load", action="store_true", help="skip the profile reads beside lookups, through a server (section 3)"
+    )
+    parser.add_argument(
         "--no-supervised",
         action="store_true",
         help="skip the learner trained with the answers on other seeds (section 4, population: about 3 minutes)",
@@ -154,7 +160,7 @@ def run(args: argparse.Namespace) -> None:
     names += list(identity_data.HELD_OUT) if args.held_out else []
     targets, population = run_async(through_the_api(names, people_count=count, seed=args.seed))
     if not args.no_cost:
-        targets += run_async(cost(scale=scale, lookups=sizes["lookups"], seed=args.seed))
+        targets += run_async(cost(scale=scale, lookups=sizes["lookups"], seed=args.seed, load=not args.no_load))
     if population is not None and not args.no_supervised and identity_supervised.present():
         # Last, so that nothing it loads or leaves behind is in the cost section's measurements.
         learned = run_async(supervised_section(population, people_count=count, seed=args.seed))
@@ -399,8 +405,9 @@ async def through_the_api(
 
 
 # -- 3. cost ----------------------------------------------------------------------------------------
-async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
-    """Section 3; returns its target rows (those of the largest store)."""
+async def cost(*, scale: int, lookups: int, seed: int, load: bool = True) -> list[Row]:
+    """Section 3; returns its target rows (those of the largest store). `load`: the profile reads
+    beside lookups through a server too (`identity_load`)."""
     heading("3. Cost: whole-store candidates, and one profile's candidates beside reading it by id")
     tune_for_serving()  # the collector's schedule of a serving process, which answers these in `make run`
     rows: list[list[object]] = []
@@ -408,6 +415,8 @@ async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
     quality_rows: list[list[object]] = []
     spreads: list[str] = []  # each round's p99, per store and scorer
     targets: list[Row] = []
+    served: identity_load.Served | None = None
+    scorer = "rules"
     for size in (5_000, scale):
         population = people(size // 2 + 100, seed + 1000)  # about 2.15 records a person
         found = records(population, seed + 1000)[:size]
@@ -443,8 +452,13 @@ async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
                     targets = _cost_targets(f"{label} profiles", whole, one, floor)
                     if learned_one is not None:
                         targets += _cost_targets(f"{label} profiles, learned", learned_whole, learned_one, floor)
+                    if load:
+                        await answered_by(store, model)  # the learned model where one separates
+                        scorer = "learned" if model is not None else "rules"
             finally:
                 await store.close()
+            if size == scale and load:
+                served = identity_load.lookups_beside_reads(store.path, directory, picks[0], picks[1])
     table(
         ["profiles", "write", "whole store", "pairs >= min", "one p50 ms", "one p99 ms", "get p50 ms", "get p99 ms",
          "one/get p50"],
@@ -473,6 +487,8 @@ async def cost(*, scale: int, lookups: int, seed: int) -> list[Row]:
     say("  every profile's candidates at the default minScore on the 5,000-record store above: our population's")
     say("  records written as profiles without deterministic resolution (records sharing an email stay apart),")
     say("  where a learned model separates and answers (through the API the rules answer on the population)")
+    if served is not None:
+        identity_load.report(served, scorer)
     return targets
 
 
