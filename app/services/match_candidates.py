@@ -134,16 +134,26 @@ class _Lookup:
         before it, read after read): the ids sharing each one's keys at once, the look-alikes no
         lookup read before in one read, then the sole namesakes' confirmations at once. What each
         finds does not depend on the others: a look-alike compared for one is scored in full for
-        the next, which its bound would have let through or left below `min_score` anyway."""
+        the next, which its bound would have let through or left below `min_score` anyway. The loop
+        is let go between two profiles' judging and between two profiles' scoring: a request
+        arriving meanwhile (a frontend's profile read) waits for one link's work, not for all ten
+        (through a server, beside two connections of lookups: its p99 4.47 -> 4.14 ms, medians of
+        five rounds, the lookups as fast; one after another in process, the same within 2%)."""
         keys = [lookup_keys(self.fields[profile_id], self.keys[profile_id]) for profile_id in profile_ids]
         ids = await self._read(keys, max_block)
         left_out = unlisted or [()] * len(profile_ids)
-        others = [self._kept(*judged, min_score) for judged in zip(profile_ids, keys, ids, left_out, strict=True)]
+        others: list[list[tuple[str, MatchFields]]] = []
+        for judged in zip(profile_ids, keys, ids, left_out, strict=True):
+            if others:
+                await asyncio.sleep(0)  # requests waiting for the loop go between two profiles' judging
+            others.append(self._kept(*judged, min_score))
         unique = await asyncio.gather(*map(self._sole_namesake, profile_ids, ids))
-        return [
-            candidates_for(self.fields[profile_id], profile_id, kept, min_score, self.score, sole)
-            for profile_id, kept, sole in zip(profile_ids, others, unique, strict=True)
-        ]
+        found: list[list[Candidate]] = []
+        for profile_id, kept, sole in zip(profile_ids, others, unique, strict=True):
+            if found:
+                await asyncio.sleep(0)
+            found.append(candidates_for(self.fields[profile_id], profile_id, kept, min_score, self.score, sole))
+        return found
 
     def _kept(
         self, profile_id: str, keys: Sequence[str], ids: Sequence[str], unlisted: Collection[str], min_score: float

@@ -186,7 +186,63 @@ async def test_a_candidate_the_link_resembles_more_than_the_profile_does_is_list
     and the candidates resembling the profile at least as much as the link does), and nothing more:
     a candidate the profile resembles less than the link is listed through the link at their
     product."""
-    scorer = _ScoredByGivenName()
+    ids = await _scored_by_table(store, monkeypatch, _ScoredByGivenName())
+    found = {c.b: (c.score, c.via) for c in await match_candidates.candidates_for_profile(store, ids["Tess"])}
+    assert found == {
+        ids["Lena"]: (0.99 * 0.95, ids["Pia"]),  # through Pia, the better link: 0.9405 over 0.9
+        ids["Olga"]: (0.855, ids["Lena"]),
+        ids["Pia"]: (0.95, None),
+    }
+
+
+class _ScoresLogged(_ScoredByGivenName):
+    """The table's scores, each pair scored logged by the given name it was scored for."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def score_reaching(
+        self, a: MatchFields, b: MatchFields, min_score: float, *, unique_names: bool = False
+    ) -> MatchScore | None:
+        self.log.append(a.first_name)
+        return self(a, b)
+
+    score_lookalike = score_reaching
+
+
+async def test_requests_waiting_for_the_loop_go_between_two_links_judging(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lookup's links are judged one after the other, the loop let go between two: a request
+    arriving meanwhile (a frontend's profile read) waits for one link's judging, not for all of
+    them."""
+    log: list[str] = []
+    ids = await _scored_by_table(store, monkeypatch, _ScoresLogged(log))
+    asked = False
+
+    async def other_requests() -> None:
+        while not asked:
+            log.append("other")
+            await asyncio.sleep(0)
+
+    others = asyncio.create_task(other_requests())
+    try:
+        found = await match_candidates.candidates_for_profile(store, ids["Tess"])
+    finally:
+        asked = True
+        await others
+    assert {c.via for c in found} == {None, ids["Lena"], ids["Pia"]}  # both links followed
+    first, second = "pia", "lena"  # the links, best first: Pia (0.95) then Lena (0.9)
+    after_first = max(i for i, entry in enumerate(log) if entry == first)
+    second_begins = log.index(second, after_first)
+    assert "other" in log[after_first:second_begins]
+
+
+async def _scored_by_table(
+    store: ProfileStore, monkeypatch: pytest.MonkeyPatch, scorer: _ScoredByGivenName
+) -> dict[str, str]:
+    """Tess, Lena, Olga and Pia Quorndon (one surname and birth date: every pair shares keys), their
+    lookups scored by `scorer`; their ids by given name."""
 
     async def table(_store: ProfileStore) -> PairScorer:
         return scorer
@@ -196,13 +252,7 @@ async def test_a_candidate_the_link_resembles_more_than_the_profile_does_is_list
     for name in ("Tess", "Lena", "Olga", "Pia"):
         says = {"first_name": name, "last_name": "Quorndon", "birth_date": "1977-05-19"}
         ids[name] = (await _upsert(store, f"{name.lower()}.q@example.com", says)).id
-
-    found = {c.b: (c.score, c.via) for c in await match_candidates.candidates_for_profile(store, ids["Tess"])}
-    assert found == {
-        ids["Lena"]: (0.99 * 0.95, ids["Pia"]),  # through Pia, the better link: 0.9405 over 0.9
-        ids["Olga"]: (0.855, ids["Lena"]),
-        ids["Pia"]: (0.95, None),
-    }
+    return ids
 
 
 async def test_two_profiles_whose_names_no_other_holds_are_listed_until_a_namesake_comes(store: ProfileStore) -> None:
