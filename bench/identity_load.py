@@ -58,7 +58,8 @@ def lookups_beside_reads(database: Path, work: Path, lookups: Sequence[str], rea
     beside: list[wrk.WrkResult] = []
     looked: list[wrk.WrkResult] = []
     command = ["-m", "app", "serve", "--workers", "1"]
-    # No computed-traits job: the first, over the whole store, would fall in one of the rounds.
+    # No computed-traits job: with one, the third round of two runs was slow for every class (its
+    # first job over the whole store); without it, the rounds read alike.
     env = {**app_server_env(database), "CDP_TRAITS_EVERY_MINUTES": "0"}
     with server("identity-load", command, env=env, log_dir=work) as app:
         process_tree.pin(app.process.pid, cores.server)
