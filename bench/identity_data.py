@@ -13,10 +13,12 @@ A FEBRL record becomes a profile as a connector would write it: given name, surn
 state). The social security number is left out: no national id, as in the issue's measurement.
 
 - `fake_1000`: Splink's `fake_1000` (`bench/datasets/splink_fake_1000.csv`, MIT: see
-  `bench/datasets/LICENSE-splink_datasets`), 1,000 records of 251 people, 2,031 true pairs, held out too:
-  data we did not make whose records share emails, with names mistyped, swapped or missing and birth
-  dates off by days to years. A record becomes a profile of its given name, surname, birth date (one
-  the API would refuse left out), email (an invalid one dropped, as a connector would) and city.
+  `bench/datasets/LICENSE-splink_datasets`), 1,000 records of 251 people, 2,031 true pairs, run with the
+  held-out sets (`--held-out`) but no longer held out itself: a learned model's check was made on what
+  it showed (`learned.CLEAR_MATCH`). Data we did not make whose records share emails, with names
+  mistyped, swapped or missing and birth dates off by days to years. A record becomes a profile of
+  its given name, surname, birth date (one the API would refuse left out), email (an invalid one
+  dropped, as a connector would) and city.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from app.domain.profile import Address, IdentifierRecord, Profile
 from bench.people.population import people, records
 
 DEVELOPMENT = ("population", "febrl1", "febrl2")
-HELD_OUT = ("febrl3", "febrl4", "fake_1000")
-# Data sets outside the issue's targets, reported beside their anchor only.
+HELD_OUT = ("febrl3", "febrl4")
+# Data sets outside the issue's targets, reported beside their anchor only (run with `--held-out`).
 UNTARGETED = ("fake_1000",)
 SPLINK_FAKE_1000 = Path(__file__).parent / "datasets" / "splink_fake_1000.csv"
 LOADED_AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -84,7 +86,7 @@ def fake_1000() -> Dataset:
             profile = _fake_1000_profile(row)
             profiles.append(profile)
             truth[profile.id] = row["cluster"]
-    return Dataset("Splink fake_1000", profiles, truth, held_out=True)
+    return Dataset("Splink fake_1000", profiles, truth, held_out=False)
 
 
 def load(name: str, *, people_count: int, seed: int) -> Dataset:

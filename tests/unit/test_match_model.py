@@ -14,12 +14,31 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from app.domain.matching import DEFAULT_MIN_SCORE, MatchFields, MatchModel, blocking_keys, normalised_fields, score_pair
+from app.domain.matching import (
+    DEFAULT_MIN_SCORE,
+    MatchFields,
+    MatchModel,
+    blocking_keys,
+    match_fields,
+    normalised_fields,
+    score_pair,
+)
+from app.domain.matching.blocking import block_pairs
 from app.domain.matching.fields import contacts_of, names_and_birth_date
 from app.domain.matching.index import MatchView
-from app.domain.matching.learned import ValueFrequencies, Vector, comparison, estimate, value_frequencies, value_key
+from app.domain.matching.learned import (
+    AGREED_IDENTITY,
+    CLEAR_MATCH,
+    ValueFrequencies,
+    Vector,
+    comparison,
+    estimate,
+    value_frequencies,
+    value_key,
+)
 from app.domain.matching.scoring import COMMON_GIVEN_NAME, HOUSEHOLD_CONTACT_BITS, SCORE_DIGITS
 from app.domain.profile import Address
+from bench.identity_data import fake_1000
 from bench.people.population import people as population_people
 from bench.people.population import records as population_records
 
@@ -122,6 +141,23 @@ def test_look_alikes_alone_give_no_model_that_is_used() -> None:
     """Pairs that are all different people (a store of strangers) leave nothing to separate: the
     estimate does not read as matches against non-matches, and the rules scorer keeps answering."""
     model = estimate(_vectors(DIFFERENT), version=1, at=AT)
+    assert not model.separates()
+
+
+def test_a_model_reading_agreeing_names_and_birth_date_as_a_coin_toss_is_not_used() -> None:
+    """Splink's `fake_1000` (vendored for the bench), each record a profile: duplicates noisy in every
+    field, look-alikes sharing a blocking key by construction. EM over the candidate pairs finds each
+    agreement little evidence, and two records agreeing on both names and the birth date far from
+    one person: it learned what the blocks share, and the rules answer."""
+    fields = {profile.id: match_fields(profile) for profile in fake_1000().profiles}
+    blocks: dict[str, list[str]] = {}
+    for profile_id, found in fields.items():
+        for key in blocking_keys(found):
+            blocks.setdefault(key, []).append(profile_id)
+    pairs = {pair for ids in blocks.values() for pair in block_pairs(ids, fields)}
+    model = estimate(_vectors([(fields[a], fields[b]) for a, b in sorted(pairs)]), version=1, at=AT)
+    assert all(model.bits(field, level) > 0 for field, level in AGREED_IDENTITY)  # each counts for a match
+    assert model.probability(AGREED_IDENTITY) < CLEAR_MATCH
     assert not model.separates()
 
 
