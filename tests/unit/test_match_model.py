@@ -161,6 +161,24 @@ def test_a_model_reading_agreeing_names_and_birth_date_as_a_coin_toss_is_not_use
     assert not model.separates()
 
 
+def test_a_model_reading_a_different_given_name_alone_for_a_match_is_not_used() -> None:
+    """A given name that differs with nothing else shared (its bare level) counts against one person,
+    whatever its household levels read: Splink's historical figures (ten records a person, given
+    names replaced by titles and other names) gave it +7.5 bits beside household levels below 0."""
+    model = estimate(_vectors(SAME + DIFFERENT), version=1, at=AT)
+    assert model.separates() and "different" not in model.m["firstName"]
+
+    def with_bare_level(m: float, u: float) -> MatchModel:
+        given_m, given_u = {**model.m["firstName"], "different": m}, {**model.u["firstName"], "different": u}
+        return replace(model, m={**model.m, "firstName": given_m}, u={**model.u, "firstName": given_u})
+
+    read_for = with_bare_level(0.3, 0.0016)
+    assert read_for.bits("firstName", "different") == pytest.approx(math.log2(0.3 / 0.0016))
+    assert min(read_for.bits("firstName", level) for level in read_for.m["firstName"] if "+" in level) < 0
+    assert not read_for.separates()
+    assert with_bare_level(0.01, 0.3).separates()
+
+
 def test_twins_sharing_a_home_and_a_birth_date_are_evidence_the_model_weighs() -> None:
     twin = {
         "last_name": "martin",
