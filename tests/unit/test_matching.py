@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 from datetime import UTC, date, datetime
 
+import pytest
+
 from app.domain.matching import (
     DEFAULT_MIN_SCORE,
     MAX_BLOCKING_KEYS,
@@ -58,6 +60,17 @@ def test_a_nickname_is_the_same_given_name() -> None:
     william = person(first_name="William", last_name="Walker", emails=[])
     assert methods(bill, william)["firstName"] == "nickname"
     assert score_pair(bill, william).score >= DEFAULT_MIN_SCORE
+
+
+@pytest.mark.parametrize(
+    ("given", "other"), [("William", "Willie"), ("Henry", "Harry"), ("Ernest", "Ernie"), ("Francis", "Frank")]
+)
+def test_an_english_diminutive_that_is_no_prefix_is_the_same_given_name(given: str, other: str) -> None:
+    """Read as another name before (Splink's historical figures: William beside Willie 190 times)."""
+    full = person(first_name=given, last_name="Shipton", emails=[])
+    short = person(first_name=other, last_name="Shipton", emails=[])
+    assert methods(full, short)["firstName"] == "nickname"
+    assert score_pair(full, short).score >= DEFAULT_MIN_SCORE
 
 
 def test_namesakes_born_on_other_days_are_not_candidates() -> None:
