@@ -336,7 +336,8 @@ def match_model() -> None:
         if model is None:
             console.print(f"fewer than {job.MIN_PAIRS} candidate pairs: nothing estimated, the rules scorer answers")
             return
-        used = "in use" if model.separates() else "not used (it does not separate matches): the rules scorer answers"
+        why = model.why_not_used()
+        used = "in use" if why is None else f"not used ({why}): the rules scorer answers"
         console.print(
             f"{model.name} from {model.pairs_used} candidate pairs in {model.iterations} iterations, match share "
             f"{model.match_share:.3f}: {used}",

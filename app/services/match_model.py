@@ -175,7 +175,7 @@ async def estimate_model(
         model.pairs_used,
         model.iterations,
         model.match_share,
-        "" if model.separates() else ": does not separate matches, the rules scorer answers",
+        "" if (why := model.why_not_used()) is None else f": not used ({why}), the rules scorer answers",
     )
     return model
 

@@ -159,6 +159,10 @@ def test_a_model_reading_agreeing_names_and_birth_date_as_a_coin_toss_is_not_use
     assert all(model.bits(field, level) > 0 for field, level in AGREED_IDENTITY)  # each counts for a match
     assert model.probability(AGREED_IDENTITY) < CLEAR_MATCH
     assert not model.separates()
+    assert model.why_not_used() == (
+        f"two records agreeing on both names and the birth date read at "
+        f"{model.probability(AGREED_IDENTITY):.2f}, under {CLEAR_MATCH}"
+    )
 
 
 def test_a_model_reading_a_different_given_name_alone_for_a_match_is_not_used() -> None:
@@ -176,7 +180,8 @@ def test_a_model_reading_a_different_given_name_alone_for_a_match_is_not_used() 
     assert read_for.bits("firstName", "different") == pytest.approx(math.log2(0.3 / 0.0016))
     assert min(read_for.bits("firstName", level) for level in read_for.m["firstName"] if "+" in level) < 0
     assert not read_for.separates()
-    assert with_bare_level(0.01, 0.3).separates()
+    assert read_for.why_not_used() == "a different given name alone counts for a match (+7.6 bits)"
+    assert with_bare_level(0.01, 0.3).separates() and with_bare_level(0.01, 0.3).why_not_used() is None
 
 
 def test_twins_sharing_a_home_and_a_birth_date_are_evidence_the_model_weighs() -> None:

@@ -599,31 +599,44 @@ class MatchModel:
         return max([0.0, *(self.bits(field_name, level) for level in levels)])
 
     def separates(self) -> bool:
-        """Whether the estimate reads as matches against non-matches: agreeing names and birth dates
-        count for a match, a different given name (with the least else shared) and birth date
-        against, and both names and the birth date agreeing read as one person (`CLEAR_MATCH`). EM
-        on too few or too alike pairs can settle on another split (households against strangers, or
-        the blocks' shared keys); such a model is not used, nor one stored in an earlier form."""
+        """Whether the estimate reads as matches against non-matches (`why_not_used` says nothing
+        against it)."""
+        return self.why_not_used() is None
+
+    def why_not_used(self) -> str | None:
+        """What keeps the model from being used, or None: agreeing names and birth dates must count
+        for a match, a different given name (with the least else shared) and birth date against,
+        and both names and the birth date agreeing read as one person (`CLEAR_MATCH`). EM on too
+        few or too alike pairs can settle on another split (households against strangers, or the
+        blocks' shared keys); such a model is not used, nor one stored in an earlier form."""
         given, born = self.m.get("firstName", {}), self.m.get("birthDate", {})
+        if self.form != FORM:
+            return "it was estimated in an earlier form"
         # As estimated, not as bounded when scoring: the bound says nothing about what EM found.
         other_given = [
             self._estimated_bits("firstName", level) for level in given if level.split("+")[0] == "different"
         ]
+        if not other_given or "exact" not in given or not {"exact", "different"} <= born.keys():
+            return "its pairs never compare agreeing and different given names and birth dates"
+        if not MIN_MATCH_SHARE < self.match_share < 0.9:
+            return f"it reads {self.match_share:.2%} of the candidate pairs as matches"
         # The one with the least else shared: the bare level where the model has it. Splink's
         # historical figures (ten records a person, given names replaced by titles and other names)
         # gave it +7.5 bits, its household levels less than 0, and Angus beside Jean Davis, nothing
         # else shared, scored 0.98.
-        bare = self._estimated_bits("firstName", "different") if "different" in given else min(other_given, default=0)
-        return (
-            self.form == FORM
-            and bool(other_given)
-            and "exact" in given
-            and {"exact", "different"} <= born.keys()
-            and MIN_MATCH_SHARE < self.match_share < 0.9
-            and self.bits("firstName", "exact") > 0 > bare
-            and self.bits("birthDate", "exact") > 0 > self.bits("birthDate", "different")
-            and self.probability(AGREED_IDENTITY) >= CLEAR_MATCH
+        bare = self._estimated_bits("firstName", "different") if "different" in given else min(other_given)
+        checks = (
+            (self.bits("firstName", "exact") > 0, "an agreeing given name does not count for a match"),
+            (bare < 0, f"a different given name alone counts for a match ({bare:+.1f} bits)"),
+            (self.bits("birthDate", "exact") > 0, "an agreeing birth date does not count for a match"),
+            (self.bits("birthDate", "different") < 0, "a different birth date does not count against a match"),
         )
+        if failed := next((reason for passed, reason in checks if not passed), None):
+            return failed
+        agreed = self.probability(AGREED_IDENTITY)
+        if agreed < CLEAR_MATCH:
+            return f"two records agreeing on both names and the birth date read at {agreed:.2f}, under {CLEAR_MATCH}"
+        return None
 
     def forgetting(self, erased: Iterable[MatchFields]) -> MatchModel | None:
         """The model without the names of these erased profiles in its value frequencies (None: it
