@@ -182,6 +182,11 @@ def test_a_model_reading_a_different_given_name_alone_for_a_match_is_not_used() 
     assert not read_for.separates()
     assert read_for.why_not_used() == "a different given name alone counts for a match (+7.6 bits)"
     assert with_bare_level(0.01, 0.3).separates() and with_bare_level(0.01, 0.3).why_not_used() is None
+    # Without a bare level, the least of them: every one counting for a match says so.
+    given_u = {level: u / 1000 if level.startswith("different") else u for level, u in model.u["firstName"].items()}
+    every_one_for = replace(model, u={**model.u, "firstName": given_u})
+    assert (reason := every_one_for.why_not_used()) is not None
+    assert reason.startswith("a different given name counts for a match (+")
 
 
 def test_twins_sharing_a_home_and_a_birth_date_are_evidence_the_model_weighs() -> None:

@@ -624,10 +624,13 @@ class MatchModel:
         # historical figures (ten records a person, given names replaced by titles and other names)
         # gave it +7.5 bits, its household levels less than 0, and Angus beside Jean Davis, nothing
         # else shared, scored 0.98.
-        bare = self._estimated_bits("firstName", "different") if "different" in given else min(other_given)
+        if "different" in given:
+            bare, other = self._estimated_bits("firstName", "different"), "a different given name alone"
+        else:
+            bare, other = min(other_given), "a different given name"
         checks = (
             (self.bits("firstName", "exact") > 0, "an agreeing given name does not count for a match"),
-            (bare < 0, f"a different given name alone counts for a match ({bare:+.1f} bits)"),
+            (bare < 0, f"{other} counts for a match ({bare:+.1f} bits)"),
             (self.bits("birthDate", "exact") > 0, "an agreeing birth date does not count for a match"),
             (self.bits("birthDate", "different") < 0, "a different birth date does not count against a match"),
         )
