@@ -39,6 +39,7 @@ from app.domain.matching.learned import (
 from app.domain.matching.scoring import COMMON_GIVEN_NAME, HOUSEHOLD_CONTACT_BITS, SCORE_DIGITS
 from app.domain.profile import Address
 from bench.identity_data import fake_1000
+from bench.identity_store import key_blocks
 from bench.people.population import people as population_people
 from bench.people.population import records as population_records
 
@@ -150,10 +151,7 @@ def test_a_model_reading_agreeing_names_and_birth_date_as_a_coin_toss_is_not_use
     agreement little evidence, and two records agreeing on both names and the birth date far from
     one person: it learned what the blocks share, and the rules answer."""
     fields = {profile.id: match_fields(profile) for profile in fake_1000().profiles}
-    blocks: dict[str, list[str]] = {}
-    for profile_id, found in fields.items():
-        for key in blocking_keys(found):
-            blocks.setdefault(key, []).append(profile_id)
+    blocks = key_blocks((profile_id, blocking_keys(found)) for profile_id, found in fields.items())
     pairs = {pair for ids in blocks.values() for pair in block_pairs(ids, fields)}
     model = estimate(_vectors([(fields[a], fields[b]) for a, b in sorted(pairs)]), version=1, at=AT)
     assert all(model.bits(field, level) > 0 for field, level in AGREED_IDENTITY)  # each counts for a match
