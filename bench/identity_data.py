@@ -91,35 +91,24 @@ def febrl(name: str) -> Dataset:
 
 def fake_1000() -> Dataset:
     """Splink's `fake_1000`, its `unique_id` as the profile id and its `cluster` as the person."""
-    profiles, truth = [], {}
-    with SPLINK_FAKE_1000.open(newline="", encoding="utf-8") as rows:
-        for row in csv.DictReader(rows):
-            profile = _fake_1000_profile(row)
-            profiles.append(profile)
-            truth[profile.id] = row["cluster"]
-    return Dataset("Splink fake_1000", profiles, truth, held_out=False)
+    return _splink("Splink fake_1000", SPLINK_FAKE_1000, _fake_1000_profile)
 
 
 def historical() -> Dataset:
     """Splink's historical figures (500 people), its `unique_id` as the profile id and its `cluster`
     as the person."""
+    return _splink("Splink historical (500 people)", SPLINK_HISTORICAL, _historical_profile)
+
+
+def _splink(name: str, path: Path, profile_of: Callable[[dict[str, str]], Profile]) -> Dataset:
+    """One of Splink's data sets: each row a profile (`profile_of`), its `cluster` the person."""
     profiles, truth = [], {}
-    with SPLINK_HISTORICAL.open(newline="", encoding="utf-8") as rows:
+    with path.open(newline="", encoding="utf-8") as rows:
         for row in csv.DictReader(rows):
-            address = Address(postcode=row["postcode_fake"] or None, city=row["birth_place"] or None, country="GB")
-            profiles.append(
-                Profile(
-                    _id=row["unique_id"],
-                    first_name=row["first_name"] or None,
-                    last_name=row["surname"] or None,
-                    birth_date=_years_on(row["dob"], HISTORICAL_YEARS_ON),
-                    addresses=[address] if address.postcode or address.city else [],
-                    created_at=LOADED_AT,
-                    updated_at=LOADED_AT,
-                )
-            )
-            truth[row["unique_id"]] = row["cluster"]
-    return Dataset("Splink historical (500 people)", profiles, truth, held_out=False)
+            profile = profile_of(row)
+            profiles.append(profile)
+            truth[profile.id] = row["cluster"]
+    return Dataset(name, profiles, truth, held_out=False)
 
 
 def load(name: str, *, people_count: int, seed: int) -> Dataset:
@@ -150,19 +139,25 @@ def _fake_1000_profile(row: dict[str, str]) -> Profile:
     )
 
 
-def _iso_birth_date(value: str) -> date | None:
-    """A `YYYY-MM-DD` birth date, left out where the API would refuse it (`_accepted`)."""
-    try:
-        return _accepted(date.fromisoformat(value)) if value else None
-    except ValueError:
-        return None
+def _historical_profile(row: dict[str, str]) -> Profile:
+    address = Address(postcode=row["postcode_fake"] or None, city=row["birth_place"] or None, country="GB")
+    return Profile(
+        _id=row["unique_id"],
+        first_name=row["first_name"] or None,
+        last_name=row["surname"] or None,
+        birth_date=_iso_birth_date(row["dob"], years_on=HISTORICAL_YEARS_ON),
+        addresses=[address] if address.postcode or address.city else [],
+        created_at=LOADED_AT,
+        updated_at=LOADED_AT,
+    )
 
 
-def _years_on(value: str, years: int) -> date | None:
-    """A `YYYY-MM-DD` birth date `years` on, left out where the API would refuse it or it is no date."""
+def _iso_birth_date(value: str, *, years_on: int = 0) -> date | None:
+    """A `YYYY-MM-DD` birth date (`years_on` later), left out where the API would refuse it
+    (`_accepted`) or there is no such date (a 29 February moved to a year without one)."""
     try:
-        year, month, day = (int(part) for part in value.split("-"))
-        return _accepted(date(year + years, month, day))
+        born = date.fromisoformat(value) if value else None
+        return _accepted(born.replace(year=born.year + years_on)) if born else None
     except ValueError:
         return None
 
